@@ -1,0 +1,61 @@
+"""Typed errors of a3d, mapped to exit codes in one place (`a3d_cli.cli`).
+
+Why: scripts driving a3d over thousands of assets read exit codes, and people read one clear sentence.
+Every error a user can fix is an `A3DError` with `exit_code = 2` and a `hint` naming what to change;
+anything else is a failure of a3d itself (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class A3DError(Exception):
+    """Base of every error a3d raises on purpose.
+
+    Args:
+        message: one sentence saying what is wrong.
+        hint: what the user should do about it (a flag to change, a command to run).
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:  # the message alone; the CLI prints the hint on its own line
+        return self.message
+
+
+class InputError(A3DError):
+    """An input file or folder is missing, unreadable, or not of the expected kind."""
+
+
+class OptionError(A3DError):
+    """A command-line option has a value that cannot work."""
+
+
+class RunFolderError(A3DError):
+    """The run folder is missing a stage's inputs, is not writable, or is not a folder."""
+
+
+class RunLockedError(A3DError):
+    """Another a3d process is working on the same run folder."""
+
+
+class WeightsMissing(A3DError):
+    """A model file cannot be found; the hint names the repo, the file and `a3d weights fetch NAME`."""
+
+
+class CheckpointError(A3DError):
+    """A checkpoint does not match the model it is loaded into (wrong model, missing or extra keys)."""
+
+
+class DeviceError(A3DError):
+    """The requested device is not available on this machine."""
+
+
+class StageFailed(A3DError):
+    """A stage broke for a reason that is a3d's own (exit code 1)."""
+
+    exit_code = 1

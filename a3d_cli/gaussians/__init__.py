@@ -1,0 +1,1 @@
+"""Gaussian splats: the container, file formats, the motion field and its regularisers."""

@@ -1,0 +1,1 @@
+"""a3d_cli.stages."""
