@@ -1,0 +1,157 @@
+"""What every command shares: global options, the rich progress display, the summary, `--force`.
+
+A command module builds its stage's options, then calls `run_and_report(ctx, lambda rt: stage.run(...))`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from a3d_cli.console import err, out
+
+ForceOption = Annotated[bool, typer.Option("--force", help="Re-run even when inputs and options are unchanged.")]
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Options of the `a3d` app callback, shared by every command."""
+
+    device: str = "auto"
+    seed: int = 0
+    quiet: bool = False
+    verbose: bool = False
+    json: bool = False
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    """The app-level options (defaults when a command is invoked on its own, e.g. in tests)."""
+    root = ctx.find_root()
+    return root.obj if isinstance(root.obj, GlobalOptions) else GlobalOptions()
+
+
+class RichProgress:
+    """Shows stage progress on stderr with rich: description, bar, step counts, live numbers, ETA."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.quiet = quiet
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=quiet,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> RichProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def start(self, description: str, total: int | None = None) -> None:
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+        self._task = self._bar.add_task(description, total=total, info="")
+
+    def update(self, advance: int = 1, **fields: float) -> None:
+        if self._task is None:
+            self.start("working")
+        info = "  ".join(f"{k} {v:.4g}" for k, v in fields.items())
+        self._bar.update(self._task, advance=advance, info=info)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self._bar.console.print(f"[dim]·[/dim] {message}")
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def summary_data(results: Sequence[Any]) -> dict[str, Any]:
+    """A machine-readable summary of stage results (what `--json` prints)."""
+    return {
+        "run_dir": str(results[0].run_dir) if results else None,
+        "stages": [
+            {
+                "stage": r.stage,
+                "skipped": r.skipped,
+                "seconds": round(r.seconds, 3),
+                "device": r.device,
+                "seed": r.seed,
+                "peak_memory_bytes": r.peak_memory_bytes,
+                "outputs": [str(p) for p in r.outputs],
+                "metrics": r.metrics,
+            }
+            for r in results
+        ],
+    }
+
+
+def print_summary(results: Sequence[Any], opts: GlobalOptions) -> None:
+    """Print what was written: JSON on stdout with `--json`, else a rich table (nothing with --quiet)."""
+    if opts.json:
+        typer.echo(json.dumps(summary_data(results), indent=2))
+        return
+    if opts.quiet:
+        return
+    from rich.table import Table
+
+    table = Table(title=f"run folder: {results[0].run_dir}" if results else None, show_lines=False)
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("peak mem", justify="right")
+    table.add_column("outputs")
+    for r in results:
+        rel = [p.relative_to(r.run_dir.resolve()).as_posix() if p.is_relative_to(r.run_dir.resolve()) else str(p) for p in r.outputs]
+        shown = ", ".join(rel[:6]) + (f", … (+{len(rel) - 6})" if len(rel) > 6 else "")
+        table.add_row(r.stage, "skipped" if r.skipped else "done", f"{r.seconds:.1f} s", human_bytes(r.peak_memory_bytes), shown)
+    out.print(table)
+
+
+def run_and_report(ctx: typer.Context, call: Callable[[Any], Any], force: bool = False) -> list[Any]:
+    """Resolve the device, run one stage (or a chain) with a progress display, print the summary.
+
+    Args:
+        call: takes a `Runtime`, returns a StageResult or a list of them.
+    """
+    from a3d_cli.device import resolve_device
+    from a3d_cli.stages.base import Runtime
+
+    opts = global_options(ctx)
+    device = resolve_device(opts.device)
+    with RichProgress(quiet=opts.quiet or opts.json) as progress:
+        result = call(Runtime(device=device, seed=opts.seed, force=force, progress=progress))
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    print_summary(results, opts)
+    return results
+
+
+def run_folder_argument(help_text: str = "The run folder.") -> Any:
+    """A `RUN` positional argument (shared wording)."""
+    return typer.Argument(help=help_text, metavar="RUN", show_default=False)
+
+
+def resolve_path(path: Path) -> Path:
+    return Path(path).expanduser()

@@ -1,0 +1,36 @@
+"""Resolve the `--device` option once, before any heavy work (pre-flight check)."""
+
+from __future__ import annotations
+
+import re
+
+from a3d_cli.errors import DeviceError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def resolve_device(spec: str) -> str:
+    """Turn `auto|cpu|cuda|cuda:N` into a concrete torch device string.
+
+    Raises:
+        DeviceError: the spec is malformed or names a GPU this machine does not have.
+    """
+    spec = spec.strip().lower()
+    if not DEVICE_PATTERN.match(spec):
+        raise DeviceError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N.", hint="Use --device auto.")
+    if spec == "cpu":
+        return "cpu"
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if spec == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if not has_cuda:
+        raise DeviceError(f"--device {spec} was asked for, but this machine has no usable CUDA GPU.", hint="Use --device cpu (or auto).")
+    index = int(spec.split(":")[1]) if ":" in spec else 0
+    if index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"--device {spec} was asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s).",
+            hint="Use --device cuda:0.",
+        )
+    return spec

@@ -1,0 +1,65 @@
+"""PNG images on disk ↔ float tensors in [0, 1] inside the code (alpha kept where it exists)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from a3d_cli.errors import InputError
+from a3d_cli.io.atomic import atomic_path
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """[H, W, C] float in [0, 1] → uint8 array (rounded, clamped)."""
+    return (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def save_png(path: Path, img: Tensor) -> None:
+    """Write an image atomically.
+
+    Args:
+        path: destination `.png`.
+        img: [H, W, C] float in [0, 1], C = 1, 3 or 4.
+    """
+    from PIL import Image
+
+    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"save_png expects [H, W, 1|3|4], got {list(img.shape)}")
+    arr = to_uint8(img)
+    pil = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    with atomic_path(Path(path)) as tmp:
+        pil.save(tmp, format="PNG")
+
+
+def load_png(path: Path, mode: str | None = None) -> Tensor:
+    """Read an image as [H, W, C] float in [0, 1].
+
+    Args:
+        path: any format PIL reads.
+        mode: PIL mode to convert to ("RGB", "RGBA", "L"); None keeps RGB or RGBA as stored.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Image {path} does not exist.")
+    try:
+        with Image.open(path) as pil:
+            if mode is None:
+                mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
+            arr = np.asarray(pil.convert(mode))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{path} is not a readable image ({exc}).") from exc
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return torch.from_numpy(arr.copy()).float() / 255.0
+
+
+def composite(rgba: Tensor, background: float | Tensor) -> Tensor:
+    """Alpha-composite [H, W, 4] over a background colour → [H, W, 3]."""
+    rgb, alpha = rgba[..., :3], rgba[..., 3:4]
+    bg = torch.as_tensor(background, dtype=rgba.dtype).expand_as(rgb)
+    return rgb * alpha + bg * (1 - alpha)

@@ -1,0 +1,92 @@
+"""The run manifest `RUN/a3d.json`: what each stage did, with what, and what it wrote.
+
+Format (docs/ARTIFACTS.md):
+    {"format": 1, "a3d_version": "...", "stages": {NAME: entry}}
+    entry = {"status": "done" | "failed" | "running", "params": {...}, "params_digest": "sha256:...",
+             "inputs": {"rel/or/external/path": "sha256:..."}, "outputs": ["rel/path", ...],
+             "seconds": float, "device": str, "peak_memory_bytes": int | null, "seed": int,
+             "started": iso8601, "finished": iso8601, "a3d_version": str, "metrics": {...},
+             "error": str (failed only), "last_success": entry (failed only, when one existed)}
+Plain JSON only: no pickles, no YAML objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from a3d_cli import __version__
+from a3d_cli.errors import RunFolderError
+from a3d_cli.io.atomic import atomic_write_text
+
+MANIFEST_NAME = "a3d.json"
+FORMAT_VERSION = 1
+
+
+def to_jsonable(value: Any) -> Any:
+    """Options dataclasses (and what they hold) as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def digest_json(value: Any) -> str:
+    """Stable digest of a JSON-able value (key order does not matter)."""
+    text = json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def digest_path(path: Path) -> str:
+    """Digest of a file's bytes, or of a folder's relative names and file bytes."""
+    h = hashlib.sha256()
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest of a run folder (an empty one when the folder has none yet)."""
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.exists():
+        return {"format": FORMAT_VERSION, "a3d_version": __version__, "stages": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(
+            f"The manifest {path} is not readable JSON ({exc}).",
+            hint="Restore it, or start a new run folder.",
+        ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
+        raise RunFolderError(f"The manifest {path} is not an a3d manifest.", hint="Start a new run folder.")
+    return data
+
+
+def save_manifest(run_dir: Path, data: dict[str, Any]) -> None:
+    """Write the manifest atomically."""
+    data["format"] = FORMAT_VERSION
+    data["a3d_version"] = __version__
+    atomic_write_text(Path(run_dir) / MANIFEST_NAME, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def update_stage(run_dir: Path, stage: str, entry: dict[str, Any]) -> None:
+    """Replace one stage's entry (the caller holds the run lock)."""
+    data = load_manifest(run_dir)
+    data["stages"][stage] = entry
+    save_manifest(run_dir, data)

@@ -1,0 +1,298 @@
+"""The run-folder contract every stage follows, implemented once.
+
+`run_stage` does, in order: check the run folder, take its lock, check the stage's required inputs, skip
+when nothing changed, run the stage body into a private staging folder, move the outputs into place one
+atomic rename at a time, and record the stage in `RUN/a3d.json`. A body that raises leaves the earlier
+outputs untouched and no partial files; its manifest entry says `failed` with the reason.
+
+Examples:
+    >>> def body(ctx: StageContext) -> None:
+    ...     ctx.output("notes/hello.txt").write_text("hi")
+    >>> run_stage("hello", Path("RUN"), opts=None, body=body, rt=Runtime())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from a3d_cli import __version__
+from a3d_cli.errors import A3DError, RunFolderError
+from a3d_cli.io.manifest import digest_json, digest_path, load_manifest, to_jsonable, update_stage
+from a3d_cli.io.paths import resolve_inside
+from a3d_cli.io.runlock import run_lock
+from a3d_cli.stages.progress import Progress
+
+STAGING_DIR = ".staging"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Options every stage gets from the command line, apart from its own.
+
+    Attributes:
+        device: resolved torch device string ("cpu", "cuda", "cuda:1").
+        seed: seed of every random draw in the stage.
+        force: re-run even when inputs and parameters are unchanged.
+        progress: where progress goes (silent by default).
+    """
+
+    device: str = "cpu"
+    seed: int = 0
+    force: bool = False
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one stage did. `outputs` are absolute paths of the files it wrote (or found, when skipped)."""
+
+    stage: str
+    run_dir: Path
+    outputs: tuple[Path, ...]
+    seconds: float
+    peak_memory_bytes: int | None
+    seed: int
+    device: str
+    skipped: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class StageContext:
+    """The run folder as one stage body sees it: inputs from RUN, outputs into staging."""
+
+    def __init__(self, run_dir: Path, staging: Path, rt: Runtime) -> None:
+        self.run_dir = run_dir
+        self.staging = staging
+        self.device = rt.device
+        self.seed = rt.seed
+        self.progress = rt.progress or Progress()
+        self.metrics: dict[str, Any] = {}
+
+    def input(self, rel: str) -> Path:
+        """Path of an existing file or folder inside the run folder."""
+        path = resolve_inside(self.run_dir, rel)
+        if not path.exists():
+            raise RunFolderError(f"The run folder {self.run_dir} has no {rel}.")
+        return path
+
+    def output(self, rel: str) -> Path:
+        """Where to write run-folder file `rel`; it lands in RUN/`rel` when the body succeeds."""
+        resolve_inside(self.run_dir, rel)  # validates the name
+        path = self.staging / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def staged_files(self) -> list[str]:
+        """Relative names of everything the body has written so far."""
+        return sorted(p.relative_to(self.staging).as_posix() for p in self.staging.rglob("*") if p.is_file())
+
+
+def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
+    """Check (and make) a run folder that a3d can write to.
+
+    Raises:
+        RunFolderError: the path is a file, cannot be created, or is not writable.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"The run folder {run_dir} is a file, not a folder.", hint="Pass a folder path with -o.")
+    if not run_dir.exists():
+        if not create:
+            raise RunFolderError(f"The run folder {run_dir} does not exist.", hint="Run `a3d prepare MODEL -o RUN` first.")
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise RunFolderError(f"Cannot create the run folder {run_dir} ({exc.strerror}).") from exc
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise RunFolderError(f"The run folder {run_dir} is not writable.", hint="Fix its permissions or choose another with -o.")
+    return run_dir
+
+
+def _peak_memory(device: str) -> int | None:
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # process peak RSS (Linux: KiB)
+
+
+def _reset_peak_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _commit(ctx: StageContext, clear: Sequence[str]) -> list[str]:
+    """Move staged files into the run folder, then drop stale files from the folders the stage owns."""
+    written = ctx.staged_files()
+    for rel in written:
+        dest = resolve_inside(ctx.run_dir, rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(ctx.staging / rel, dest)
+    keep = set(written)
+    for folder in clear:
+        root = resolve_inside(ctx.run_dir, folder)
+        if root.is_dir():
+            for path in sorted(root.rglob("*"), reverse=True):
+                rel = path.relative_to(ctx.run_dir.resolve()).as_posix()
+                if path.is_file() and rel not in keep:
+                    path.unlink()
+                elif path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+    return written
+
+
+def _input_digests(run_dir: Path, requires: Mapping[str, str], external_inputs: Sequence[Path]) -> dict[str, str]:
+    digests = {rel: digest_path(resolve_inside(run_dir, rel)) for rel in requires}
+    for path in external_inputs:
+        digests[str(Path(path).resolve())] = digest_path(Path(path))
+    return digests
+
+
+def _outputs_exist(run_dir: Path, outputs: Sequence[str]) -> bool:
+    return all(resolve_inside(run_dir, rel).exists() for rel in outputs)
+
+
+def run_stage(
+    name: str,
+    run_dir: Path,
+    opts: Any,
+    body: Callable[[StageContext], None],
+    rt: Runtime | None = None,
+    requires: Mapping[str, str] | None = None,
+    external_inputs: Sequence[Path] = (),
+    clear: Sequence[str] = (),
+) -> StageResult:
+    """Run one stage body under the run-folder contract.
+
+    Args:
+        name: stage name, the manifest key ("prepare", "reconstruct", …).
+        run_dir: the run folder (created when missing).
+        opts: the stage's frozen options dataclass; recorded as JSON and digested for skipping.
+        body: writes the stage's files through `ctx.output(rel)`.
+        rt: device, seed, force, progress.
+        requires: run-folder paths the stage reads → the command that makes each (for the error hint).
+        external_inputs: files outside the run folder whose content matters (the input model).
+        clear: run-folder folders this stage owns; files there that the new run did not write are removed.
+
+    Returns:
+        StageResult with absolute output paths, timing, memory, seed, device, metrics.
+    """
+    rt = rt or Runtime()
+    requires = dict(requires or {})
+    run_dir = ensure_run_dir(run_dir)
+    progress = rt.progress or Progress()
+    with run_lock(run_dir):
+        # 1. required inputs exist
+        for rel, producer in requires.items():
+            if not resolve_inside(run_dir, rel).exists():
+                raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=f"Run `{producer}` first.")
+        # 2. skip when parameters and inputs are unchanged
+        params = to_jsonable(opts) if opts is not None else {}
+        params_digest = digest_json({"params": params, "seed": rt.seed})
+        inputs = _input_digests(run_dir, requires, external_inputs)
+        previous = load_manifest(run_dir)["stages"].get(name)
+        if (
+            not rt.force
+            and previous is not None
+            and previous.get("status") == "done"
+            and previous.get("params_digest") == params_digest
+            and previous.get("inputs") == inputs
+            and _outputs_exist(run_dir, previous.get("outputs", []))
+        ):
+            progress.log(f"{name}: up to date, skipped (use --force to re-run)")
+            return StageResult(
+                stage=name,
+                run_dir=run_dir,
+                outputs=tuple(resolve_inside(run_dir, rel) for rel in previous["outputs"]),
+                seconds=0.0,
+                peak_memory_bytes=previous.get("peak_memory_bytes"),
+                seed=rt.seed,
+                device=previous.get("device", rt.device),
+                skipped=True,
+                metrics=previous.get("metrics", {}),
+            )
+        # 3. run the body into a private staging folder
+        staging_root = run_dir / STAGING_DIR
+        staging_root.mkdir(exist_ok=True)
+        for stale in staging_root.glob(f"{name}-*"):  # left by a killed run; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=staging_root))
+        ctx = StageContext(run_dir, staging, rt)
+        entry: dict[str, Any] = {
+            "status": "running",
+            "params": params,
+            "params_digest": params_digest,
+            "inputs": inputs,
+            "seed": rt.seed,
+            "device": rt.device,
+            "started": _now(),
+            "a3d_version": __version__,
+        }
+        if previous is not None and previous.get("status") == "done":
+            entry["last_success"] = previous
+        elif previous is not None and "last_success" in previous:
+            entry["last_success"] = previous["last_success"]
+        update_stage(run_dir, name, entry)
+        _reset_peak_memory(rt.device)
+        start = time.perf_counter()
+        try:
+            body(ctx)
+            written = _commit(ctx, clear)
+        except BaseException as exc:
+            entry.update(status="failed", finished=_now(), seconds=round(time.perf_counter() - start, 3))
+            entry["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else (str(exc) or type(exc).__name__)
+            with contextlib.suppress(Exception):
+                update_stage(run_dir, name, entry)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging_root.rmdir()
+        # 4. record success
+        seconds = time.perf_counter() - start
+        peak = _peak_memory(rt.device)
+        entry.pop("last_success", None)
+        entry.update(
+            status="done",
+            finished=_now(),
+            seconds=round(seconds, 3),
+            peak_memory_bytes=peak,
+            outputs=written,
+            metrics=to_jsonable(ctx.metrics),
+        )
+        update_stage(run_dir, name, entry)
+        return StageResult(
+            stage=name,
+            run_dir=run_dir,
+            outputs=tuple(resolve_inside(run_dir, rel) for rel in written),
+            seconds=seconds,
+            peak_memory_bytes=peak,
+            seed=rt.seed,
+            device=rt.device,
+            metrics=dict(ctx.metrics),
+        )
+
+
+def stage_status(run_dir: Path, name: str) -> str | None:
+    """The manifest status of a stage ("done", "failed", "running") or None when it never ran."""
+    entry = load_manifest(run_dir)["stages"].get(name)
+    return None if entry is None else entry.get("status")
+
+
+__all__ = ["A3DError", "Runtime", "StageContext", "StageResult", "ensure_run_dir", "run_stage", "stage_status"]

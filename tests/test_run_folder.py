@@ -1,0 +1,202 @@
+"""The run-folder contract: atomic outputs, manifest, skip/force, failures, locking, path safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from a3d_cli.errors import RunFolderError, RunLockedError
+from a3d_cli.io.atomic import atomic_path, atomic_write_text
+from a3d_cli.io.manifest import load_manifest
+from a3d_cli.io.paths import resolve_inside
+from a3d_cli.io.runlock import run_lock
+from a3d_cli.stages.base import Runtime, run_stage, stage_status
+from a3d_cli.stages.progress import RecordingProgress
+
+
+@dataclass(frozen=True)
+class EchoOptions:
+    text: str = "hello"
+    copies: int = 2
+
+
+def echo_body(opts: EchoOptions, calls: list[int] | None = None):
+    def body(ctx):
+        if calls is not None:
+            calls.append(1)
+        for i in range(opts.copies):
+            ctx.output(f"echo/copy_{i}.txt").write_text(opts.text)
+        ctx.metrics["copies"] = opts.copies
+
+    return body
+
+
+def test_outputs_land_and_manifest_records_stage(run_dir):
+    opts = EchoOptions()
+    result = run_stage("echo", run_dir, opts, echo_body(opts), Runtime(seed=7))
+    assert sorted(p.name for p in result.outputs) == ["copy_0.txt", "copy_1.txt"]
+    assert (run_dir / "echo/copy_1.txt").read_text() == "hello"
+    entry = load_manifest(run_dir)["stages"]["echo"]
+    assert entry["status"] == "done"
+    assert entry["params"] == {"text": "hello", "copies": 2}
+    assert entry["seed"] == 7
+    assert entry["outputs"] == ["echo/copy_0.txt", "echo/copy_1.txt"]
+    assert entry["metrics"] == {"copies": 2}
+    assert entry["seconds"] >= 0 and entry["peak_memory_bytes"] > 0
+    assert not (run_dir / ".staging").exists()
+
+
+def test_unchanged_stage_is_skipped_and_force_reruns(run_dir):
+    calls: list[int] = []
+    opts = EchoOptions()
+    run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime())
+    progress = RecordingProgress()
+    again = run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime(progress=progress))
+    assert again.skipped and len(calls) == 1
+    assert any("skipped" in m for m in progress.messages)
+    run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime(force=True))
+    assert len(calls) == 2
+
+
+def test_changed_parameters_seed_or_inputs_rerun(run_dir, tmp_path):
+    calls: list[int] = []
+    src = tmp_path / "model.txt"
+    src.write_text("v1")
+    opts = EchoOptions()
+
+    def go(o=opts, seed=0):
+        return run_stage("echo", run_dir, o, echo_body(o, calls), Runtime(seed=seed), external_inputs=[src])
+
+    go()
+    go(EchoOptions(text="other"))
+    go(EchoOptions(text="other"), seed=1)
+    src.write_text("v2")
+    go(EchoOptions(text="other"), seed=1)
+    assert len(calls) == 4
+    go(EchoOptions(text="other"), seed=1)
+    assert len(calls) == 4
+
+
+def test_fewer_outputs_remove_stale_files_in_owned_folder(run_dir):
+    big, small = EchoOptions(copies=3), EchoOptions(copies=1)
+    run_stage("echo", run_dir, big, echo_body(big), Runtime(), clear=["echo"])
+    run_stage("echo", run_dir, small, echo_body(small), Runtime(), clear=["echo"])
+    assert sorted(p.name for p in (run_dir / "echo").iterdir()) == ["copy_0.txt"]
+
+
+def test_failed_rerun_keeps_earlier_outputs_and_records_reason(run_dir):
+    opts = EchoOptions()
+    run_stage("echo", run_dir, opts, echo_body(opts), Runtime())
+
+    def broken(ctx):
+        ctx.output("echo/copy_0.txt").write_text("half")
+        raise ValueError("disk on fire")
+
+    with pytest.raises(ValueError):
+        run_stage("echo", run_dir, EchoOptions(text="new"), broken, Runtime())
+    assert (run_dir / "echo/copy_0.txt").read_text() == "hello"
+    entry = load_manifest(run_dir)["stages"]["echo"]
+    assert entry["status"] == "failed" and "disk on fire" in entry["error"]
+    assert entry["last_success"]["status"] == "done"
+    assert not list((run_dir).rglob("*.tmp")) and not (run_dir / ".staging").exists()
+
+
+def test_missing_required_input_names_the_command_to_run(run_dir):
+    with pytest.raises(RunFolderError) as info:
+        run_stage("echo", run_dir, None, lambda ctx: None, Runtime(), requires={"static/gaussians.ply": "a3d prepare"})
+    assert "static/gaussians.ply" in info.value.message and "a3d prepare" in info.value.hint
+
+
+def test_run_path_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "RUN"
+    f.write_text("x")
+    with pytest.raises(RunFolderError, match="is a file"):
+        run_stage("echo", f, None, lambda ctx: None, Runtime())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits")
+def test_read_only_run_is_refused(run_dir):
+    run_dir.mkdir()
+    run_dir.chmod(0o555)
+    try:
+        with pytest.raises(RunFolderError, match="not writable"):
+            run_stage("echo", run_dir, None, lambda ctx: None, Runtime())
+    finally:
+        run_dir.chmod(0o755)
+
+
+def test_read_only_run_is_refused_even_as_root(run_dir, monkeypatch):
+    run_dir.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == run_dir else real_access(p, mode))
+    with pytest.raises(RunFolderError, match="not writable"):
+        run_stage("echo", run_dir, None, lambda ctx: None, Runtime())
+
+
+def test_second_process_on_same_run_gets_a_clear_lock_error(run_dir):
+    run_dir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from a3d_cli.io.runlock import run_lock
+            with run_lock({str(run_dir)!r}):
+                print("locked", flush=True)
+                time.sleep(30)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=str(holder.pid)):
+            run_stage("echo", run_dir, None, lambda ctx: None, Runtime())
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel released the dead process's lock: the folder is usable again
+    run_stage("echo", run_dir, None, lambda ctx: None, Runtime())
+
+
+def test_lock_is_reentrant_within_a_process(run_dir):
+    run_dir.mkdir()
+    with run_lock(run_dir):
+        run_stage("echo", run_dir, None, lambda ctx: ctx.output("a.txt").write_text("x"), Runtime())
+    assert stage_status(run_dir, "echo") == "done"
+
+
+def test_killed_run_leaves_running_status_and_is_rerun(run_dir):
+    run_dir.mkdir()
+    (run_dir / ".staging" / "echo-dead").mkdir(parents=True)
+    (run_dir / ".staging" / "echo-dead" / "junk.txt").write_text("partial")
+    data = load_manifest(run_dir)
+    data["stages"]["echo"] = {"status": "running", "params_digest": "x", "inputs": {}, "outputs": []}
+    (run_dir / "a3d.json").write_text(json.dumps(data))
+    opts = EchoOptions()
+    result = run_stage("echo", run_dir, opts, echo_body(opts), Runtime())
+    assert not result.skipped and stage_status(run_dir, "echo") == "done"
+    assert not (run_dir / ".staging").exists()
+
+
+@pytest.mark.parametrize("rel", ["../escape.txt", "/etc/passwd", "a/../../b", ""])
+def test_paths_outside_the_run_folder_are_refused(run_dir, rel):
+    run_dir.mkdir()
+    with pytest.raises(RunFolderError):
+        resolve_inside(run_dir, rel)
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path):
+    target = tmp_path / "f.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new but broken")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
