@@ -7,9 +7,9 @@ Examples:
     >>> unet_dir = resolve("mvdream_sd15")   # folder with unet/ vae/ text_encoder/ tokenizer/
 """
 
-from a3d_cli.weights.fetch import fetch
+from a3d_cli.weights.download import fetch
 from a3d_cli.weights.registry import REGISTRY, ModelWeights, RepoFile, get, names
-from a3d_cli.weights.resolve import Resolution, hf_cache_dir, is_offline, locate, resolve, weights_dir
+from a3d_cli.weights.resolver import Resolution, hf_cache_dir, is_offline, locate, resolve, weights_dir
 
 __all__ = [
     "REGISTRY",

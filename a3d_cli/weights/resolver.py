@@ -120,7 +120,7 @@ def fix_hint(model: ModelWeights) -> str:
 def _missing(model: ModelWeights, tried: tuple[str, ...]) -> WeightsMissing:
     where = f"{model.repo_id}/{model.folder}" if model.folder else model.repo_id
     return WeightsMissing(
-        f"Model {model.name} is missing: {model.contents} from Hugging Face repo {where} not found "
+        f"Model {model.name} is missing: no {model.contents} from Hugging Face repo {where} was found "
         f"(looked in: {'; '.join(tried)}).",
         hint=fix_hint(model),
     )

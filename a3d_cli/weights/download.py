@@ -15,7 +15,7 @@ from pathlib import Path
 
 from a3d_cli.errors import A3DError, StageFailed, WeightsMissing
 from a3d_cli.weights.registry import ModelWeights, get
-from a3d_cli.weights.resolve import hf_cache_dir, is_offline, locate, placement, weights_dir
+from a3d_cli.weights.resolver import hf_cache_dir, is_offline, locate, placement, weights_dir
 
 
 def _placement(model: ModelWeights) -> str:

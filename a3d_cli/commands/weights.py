@@ -1,0 +1,123 @@
+"""`a3d weights list | fetch | path`: see, download and locate the model files a3d uses.
+
+The lead mounts this with ``app.add_typer(weights.app, name="weights")``. Errors are raised as `A3DError`s
+and turned into ``error:``/``hint:`` lines and exit codes by `a3d_cli.cli`, like every other command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from a3d_cli.errors import OptionError
+
+app = typer.Typer(
+    help="See, download and locate model weights (A3D_WEIGHTS_DIR, the Hugging Face cache, or a given path).",
+    no_args_is_help=True,
+)
+
+
+def weights_table() -> list[dict[str, Any]]:
+    """One plain-JSON row per registered model: where it resolves, or that it is missing and how to fix it.
+
+    Why: `a3d --json weights list` and scripts need the same facts as the rich table, without parsing it.
+    """
+    from a3d_cli.weights import REGISTRY, locate
+
+    rows: list[dict[str, Any]] = []
+    for model in REGISTRY:
+        res = locate(model.name)
+        rows.append(
+            {
+                "name": model.name,
+                "repo_id": model.repo_id,
+                "files": model.contents,
+                "stages": list(model.stages),
+                "license": model.license,
+                "gated": model.gated,
+                "approx_size": model.approx_size,
+                "status": "found" if res.found else "missing",
+                "source": res.source,
+                "path": str(res.path) if res.path is not None else None,
+                "problem": None if res.error is None else res.error.message,
+                "fix": None if res.error is None else res.error.hint,
+                "place": model.weights_dir_layout,
+            }
+        )
+    return rows
+
+
+def _json_requested(ctx: typer.Context) -> bool:
+    """Whether the root command got ``--json`` (the lead's global flag), without depending on ctx.obj."""
+    return bool(ctx.find_root().params.get("json", False))
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """Show every model a3d uses, the stage that needs it, and where it resolves (or the fix when missing)."""
+    rows = weights_table()
+    if _json_requested(ctx):
+        typer.echo(json.dumps(rows, indent=2))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="a3d model weights", show_lines=True)
+    table.add_column("model", style="bold", no_wrap=True)
+    table.add_column("stage")
+    table.add_column("repo")
+    table.add_column("resolves to / fix", overflow="fold")
+    for row in rows:
+        if row["status"] == "found":
+            where = f"[green]{row['source']}[/green] {row['path']}"
+        elif row["problem"] and row["problem"].startswith(f"Model {row['name']} is missing"):
+            where = f"[red]MISSING[/red]\nrun: a3d weights fetch {row['name']}\nor place at: {row['place']}"
+        else:  # found but unusable (e.g. wrong size): show the error itself
+            where = f"[red]PROBLEM[/red] {row['problem']}\n{row['fix']}"
+        repo = row["repo_id"] + (" [yellow](gated)[/yellow]" if row["gated"] else "")
+        table.add_row(row["name"], ", ".join(row["stages"]), repo, where)
+    Console().print(table)
+    missing = sum(row["status"] == "missing" for row in rows)
+    Console().print(f"{len(rows) - missing} of {len(rows)} models found.")
+    if any(row["gated"] and row["status"] == "missing" for row in rows):
+        Console().print("Gated repos: accept the license on the model page, then `hf auth login` (or set HF_TOKEN).")
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Model to download (see `a3d weights list`).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Download every model that is missing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Download again even when already present.")] = False,
+) -> None:
+    """Download a model from the Hugging Face Hub into A3D_WEIGHTS_DIR (if set) or the Hugging Face cache."""
+    from a3d_cli.weights import fetch as fetch_model
+    from a3d_cli.weights import names
+
+    if all_ == (name is not None):
+        raise OptionError("Give exactly one of NAME or --all.", hint=f"Models: {', '.join(names())}.")
+    targets = list(names()) if all_ else [name]
+    fetched: dict[str, str] = {}
+    for target in targets:
+        fetched[target] = str(fetch_model(target, force=force))
+        if not _json_requested(ctx):
+            typer.echo(f"{target}: {fetched[target]}")
+    if _json_requested(ctx):
+        typer.echo(json.dumps(fetched, indent=2))
+
+
+@app.command()
+def path(
+    name: Annotated[str, typer.Argument(help="Model to locate (see `a3d weights list`).")],
+    weights: Annotated[
+        Path | None, typer.Option("--weights", "--checkpoint", help="Check this path instead of searching.")
+    ] = None,
+) -> None:
+    """Print the local path of a model (a file, or a folder for diffusers models), for scripts."""
+    from a3d_cli.weights import resolve
+
+    typer.echo(str(resolve(name, weights)))
