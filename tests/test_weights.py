@@ -13,9 +13,11 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from a3d_cli.commands import weights as weights_cmd
+from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.errors import CheckpointError, InputError, OptionError, StageFailed, WeightsMissing
 from a3d_cli.weights import REGISTRY, fetch, get, hf_cache_dir, locate, names, resolve
 from a3d_cli.weights import download as fetch_module
@@ -346,3 +348,35 @@ def test_cli_fetch_needs_exactly_one_target():
     assert isinstance(result.exception, OptionError)
     result = runner.invoke(weights_cmd.app, ["fetch", "sv3d_u", "--all"])
     assert isinstance(result.exception, OptionError)
+
+
+def test_mounted_under_a_root_with_global_json(isolated_env: Path):
+    root = typer.Typer()
+
+    @root.callback()
+    def main_options(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
+        ctx.obj = GlobalOptions(json=json_out)
+
+    root.add_typer(weights_cmd.app, name="weights")
+    put_in_hf_cache(isolated_env / "hf_home" / "hub", "yanqinJiang/animate3d", "animate3d_motion_modules.ckpt")
+    result = runner.invoke(root, ["--json", "weights", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["animate3d_motion_modules"]["status"] == "found" and rows["sv3d_u"]["status"] == "missing"
+
+
+def test_missing_weights_exit_2_through_the_a3d_error_mapping():
+    from a3d_cli.cli import A3DGroup
+
+    root = typer.Typer(cls=A3DGroup)
+
+    @root.callback()
+    def main_options() -> None:
+        pass
+
+    root.add_typer(weights_cmd.app, name="weights")
+    result = runner.invoke(root, ["weights", "path", "sv3d_u"])
+    assert result.exit_code == 2
+    assert "a3d weights fetch sv3d_u" in result.output and "Traceback" not in result.output
+    result = runner.invoke(root, ["weights", "fetch", "no_such_model"])
+    assert result.exit_code == 2 and "Unknown model" in result.output

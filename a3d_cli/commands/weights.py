@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from a3d_cli.commands.common import global_options
+from a3d_cli.console import err, out
 from a3d_cli.errors import OptionError
 
 app = typer.Typer(
@@ -50,20 +52,14 @@ def weights_table() -> list[dict[str, Any]]:
     return rows
 
 
-def _json_requested(ctx: typer.Context) -> bool:
-    """Whether the root command got ``--json`` (the lead's global flag), without depending on ctx.obj."""
-    return bool(ctx.find_root().params.get("json", False))
-
-
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """Show every model a3d uses, the stage that needs it, and where it resolves (or the fix when missing)."""
     rows = weights_table()
-    if _json_requested(ctx):
+    if global_options(ctx).json:
         typer.echo(json.dumps(rows, indent=2))
         return
 
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="a3d model weights", show_lines=True)
@@ -80,11 +76,11 @@ def list_(ctx: typer.Context) -> None:
             where = f"[red]PROBLEM[/red] {row['problem']}\n{row['fix']}"
         repo = row["repo_id"] + (" [yellow](gated)[/yellow]" if row["gated"] else "")
         table.add_row(row["name"], ", ".join(row["stages"]), repo, where)
-    Console().print(table)
+    out.print(table)
     missing = sum(row["status"] == "missing" for row in rows)
-    Console().print(f"{len(rows) - missing} of {len(rows)} models found.")
+    out.print(f"{len(rows) - missing} of {len(rows)} models found.")
     if any(row["gated"] and row["status"] == "missing" for row in rows):
-        Console().print("Gated repos: accept the license on the model page, then `hf auth login` (or set HF_TOKEN).")
+        out.print("Gated repos: accept the license on the model page, then `hf auth login` (or set HF_TOKEN).")
 
 
 @app.command()
@@ -100,13 +96,16 @@ def fetch(
 
     if all_ == (name is not None):
         raise OptionError("Give exactly one of NAME or --all.", hint=f"Models: {', '.join(names())}.")
+    opts = global_options(ctx)
     targets = list(names()) if all_ else [name]
     fetched: dict[str, str] = {}
     for target in targets:
+        if not opts.quiet:
+            err.print(f"fetching {target} …", highlight=False)
         fetched[target] = str(fetch_model(target, force=force))
-        if not _json_requested(ctx):
-            typer.echo(f"{target}: {fetched[target]}")
-    if _json_requested(ctx):
+        if not (opts.json or opts.quiet):
+            out.print(f"{target}: {fetched[target]}", highlight=False)
+    if opts.json:
         typer.echo(json.dumps(fetched, indent=2))
 
 
