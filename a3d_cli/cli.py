@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from a3d_cli import __version__
-from a3d_cli.commands import info
+from a3d_cli.commands import info, weights
 from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import err
 from a3d_cli.errors import A3DError
@@ -80,6 +80,7 @@ def main_options(
 
 
 app.command("info", rich_help_panel="Utilities")(info.info)
+app.add_typer(weights.app, name="weights", rich_help_panel="Utilities")
 
 
 def main() -> None:
