@@ -1,0 +1,395 @@
+"""Write an animated GLB: one mesh, one morph target per frame, and an animation that plays them.
+
+Why morph targets: a3d moves every vertex of a fixed-topology mesh independently (no skeleton), and a
+morph target per frame is the one glTF 2.0 encoding of per-vertex trajectories that every viewer and DCC
+tool imports (three.js `AnimationMixer`, Blender shape keys, Babylon.js, model-viewer). Frame k is shown by
+the weight vector that is 1 on target k and 0 elsewhere, so the decoded positions are exactly
+`POSITION + target_k.POSITION`.
+
+The file is written by our own code (no glTF library at run time): a GLB container with a JSON chunk and
+one BIN chunk. Layout of the BIN chunk, every bufferView starting on a 4-byte boundary:
+
+    indices | POSITION | NORMAL | TEXCOORD_0 | per frame: ΔPOSITION [, ΔNORMAL] | key times | key weights |
+    embedded images
+
+Conventions:
+
+- Positions are written as given (the caller puts them in the asset's original frame, +Y up as glTF).
+- `uvs` are taken with the OBJ/OpenGL origin (bottom-left, v up), which is what trimesh and most mesh
+  loaders hold, and flipped to glTF's top-left origin on write (v' = 1 − v).
+- Animation keys sit at t_k = k / fps. With `loop=True` one more key at F / fps returns to frame 0, so a
+  looping player shows every frame for 1/fps (STEP) or blends the last frame back into the first (LINEAR).
+
+Examples:
+    >>> write_animated_glb("animated.glb", vertices, faces, frames, uvs=uvs,
+    ...                    material=MeshMaterial(base_color_texture=png_bytes), fps=8.0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from a3d_cli import __version__
+from a3d_cli.io.atomic import atomic_write_bytes
+
+GLB_MAGIC = 0x46546C67  # b"glTF"
+GLB_VERSION = 2
+CHUNK_JSON = 0x4E4F534A  # b"JSON"
+CHUNK_BIN = 0x004E4942  # b"BIN\0"
+
+# glTF enums
+ARRAY_BUFFER = 34962
+ELEMENT_ARRAY_BUFFER = 34963
+FLOAT = 5126
+UNSIGNED_SHORT = 5123
+UNSIGNED_INT = 5125
+TRIANGLES = 4
+LINEAR_FILTER = 9729
+LINEAR_MIPMAP_LINEAR = 9987
+REPEAT = 10497
+
+Interpolation = Literal["STEP", "LINEAR"]
+
+
+@dataclass(frozen=True)
+class MeshMaterial:
+    """A glTF metallic-roughness material with optional embedded textures.
+
+    Attributes:
+        base_color_factor: RGBA multiplier of the base colour (linear).
+        metallic_factor: 0 for dielectrics (most generated assets), 1 for metals.
+        roughness_factor: 0 mirror … 1 fully rough.
+        base_color_texture: encoded PNG or JPEG bytes of the albedo texture (sRGB), or None.
+        metallic_roughness_texture: encoded image (G = roughness, B = metallic, as glTF), or None.
+        normal_texture: encoded tangent-space normal map, or None.
+        double_sided: render back faces (generated meshes often have open or flipped parts).
+        alpha_mode: "OPAQUE", "MASK" or "BLEND" (glTF's names).
+        alpha_cutoff: threshold used when alpha_mode is "MASK".
+        name: material name shown in DCC tools.
+    """
+
+    base_color_factor: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    metallic_factor: float = 0.0
+    roughness_factor: float = 1.0
+    base_color_texture: bytes | None = None
+    metallic_roughness_texture: bytes | None = None
+    normal_texture: bytes | None = None
+    double_sided: bool = False
+    alpha_mode: Literal["OPAQUE", "MASK", "BLEND"] = "OPAQUE"
+    alpha_cutoff: float = 0.5
+    name: str = "material"
+
+    def __post_init__(self) -> None:
+        if len(self.base_color_factor) != 4:
+            raise ValueError(f"base_color_factor must have 4 values (RGBA), got {self.base_color_factor}")
+        if self.alpha_mode not in ("OPAQUE", "MASK", "BLEND"):
+            raise ValueError(f"alpha_mode must be OPAQUE, MASK or BLEND, got {self.alpha_mode!r}")
+
+
+def image_mime_type(data: bytes) -> str:
+    """glTF `mimeType` of encoded image bytes (glTF core allows PNG and JPEG only).
+
+    Raises:
+        ValueError: the bytes are neither PNG nor JPEG.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    raise ValueError("textures must be PNG or JPEG bytes (glTF 2.0 core formats); re-encode the image first")
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals; vertices on no face (or degenerate ones) get +Y.
+
+    Args:
+        vertices: [V, 3] or [F, V, 3] positions.
+        faces: [T, 3] vertex indices.
+
+    Returns:
+        Same shape as `vertices`, float32, every row unit length (glTF requires unit NORMALs).
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    tri = v[..., faces, :]  # [..., T, 3, 3]
+    face_n = np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])  # [..., T, 3] (|n| = 2·area)
+    normals = np.zeros_like(v)  # [..., V, 3]
+    for corner in range(3):
+        idx = faces[:, corner]
+        if v.ndim == 2:
+            np.add.at(normals, idx, face_n)
+        else:
+            np.add.at(normals, (slice(None), idx), face_n)
+    length = np.linalg.norm(normals, axis=-1, keepdims=True)  # [..., V, 1]
+    unit = normals / np.where(length > 1e-20, length, 1.0)  # [..., V, 3]
+    out = np.where(length > 1e-20, unit, np.array([0.0, 1.0, 0.0]))  # [..., V, 3]
+    return out.astype(np.float32)
+
+
+class _GlbBuilder:
+    """Accumulates bufferViews, accessors and images for one binary buffer (4-byte aligned views)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.offset = 0
+        self.buffer_views: list[dict] = []
+        self.accessors: list[dict] = []
+        self.images: list[dict] = []
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        pad = (-self.offset) % 4
+        if pad:
+            self.chunks.append(b"\x00" * pad)
+            self.offset += pad
+        bv: dict = {"buffer": 0, "byteOffset": self.offset, "byteLength": len(data)}
+        if target is not None:
+            bv["target"] = target
+        self.chunks.append(data)
+        self.offset += len(data)
+        self.buffer_views.append(bv)
+        return len(self.buffer_views) - 1
+
+    def accessor(
+        self, array: np.ndarray, type_: str, target: int | None = None, *, min_max: bool = False, component: int = FLOAT
+    ) -> int:
+        """Add a tightly packed accessor; `min_max` stores the exact per-component bounds of the data."""
+        arr = np.ascontiguousarray(array)
+        acc: dict = {
+            "bufferView": self.view(arr.tobytes(), target),
+            "componentType": component,
+            "count": int(arr.shape[0]),
+            "type": type_,
+        }
+        if min_max:
+            flat = arr.reshape(arr.shape[0], -1)
+            # Python floats hold float32 values exactly, so the JSON bounds equal the stored data's.
+            acc["min"] = [float(x) if component == FLOAT else int(x) for x in flat.min(axis=0)]
+            acc["max"] = [float(x) if component == FLOAT else int(x) for x in flat.max(axis=0)]
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+    def image(self, data: bytes, name: str) -> int:
+        self.images.append({"bufferView": self.view(data), "mimeType": image_mime_type(data), "name": name})
+        return len(self.images) - 1
+
+    def binary(self) -> bytes:
+        blob = b"".join(self.chunks)
+        return blob + b"\x00" * ((-len(blob)) % 4)
+
+
+def _glb_bytes(gltf: dict, blob: bytes) -> bytes:
+    """Pack the JSON and BIN chunks into a GLB container (JSON padded with spaces, BIN with zeros)."""
+    js = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    js += b" " * ((-len(js)) % 4)
+    total = 12 + 8 + len(js) + (8 + len(blob) if blob else 0)
+    parts = [struct.pack("<III", GLB_MAGIC, GLB_VERSION, total), struct.pack("<II", len(js), CHUNK_JSON), js]
+    if blob:
+        parts += [struct.pack("<II", len(blob), CHUNK_BIN), blob]
+    return b"".join(parts)
+
+
+def _check_inputs(
+    vertices: np.ndarray, faces: np.ndarray, frames: np.ndarray, uvs: np.ndarray | None, fps: float
+) -> None:
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"vertices must have shape [V, 3], got {list(vertices.shape)}")
+    v = vertices.shape[0]
+    if faces.ndim != 2 or faces.shape[1] != 3 or faces.shape[0] == 0:
+        raise ValueError(f"faces must have shape [T, 3] with T >= 1, got {list(faces.shape)}")
+    if faces.min() < 0 or faces.max() >= v:
+        raise ValueError(f"faces index vertices outside [0, {v})")
+    if frames.ndim != 3 or frames.shape[1:] != (v, 3) or frames.shape[0] < 1:
+        raise ValueError(f"frames must have shape [F, V, 3] = [F, {v}, 3], got {list(frames.shape)}")
+    if uvs is not None and uvs.shape != (v, 2):
+        raise ValueError(f"uvs must have shape [V, 2] = [{v}, 2], got {list(uvs.shape)}")
+    if not (np.isfinite(vertices).all() and np.isfinite(frames).all()):
+        raise ValueError("vertices and frames must be finite")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+
+
+def animated_glb_bytes(
+    vertices: np.ndarray,  # [V, 3]
+    faces: np.ndarray,  # [T, 3]
+    frames: np.ndarray,  # [F, V, 3]
+    *,
+    uvs: np.ndarray | None = None,  # [V, 2]
+    material: MeshMaterial | None = None,
+    fps: float = 8.0,
+    interpolation: Interpolation = "LINEAR",
+    loop: bool = True,
+    morph_normals: bool = True,
+    name: str = "a3d_mesh",
+    frame_names: Sequence[str] | None = None,
+) -> bytes:
+    """Encode an animated mesh as GLB bytes (see `write_animated_glb`)."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    frames = np.asarray(frames, dtype=np.float64)
+    uvs = None if uvs is None else np.asarray(uvs, dtype=np.float64)
+    _check_inputs(vertices, faces, frames, uvs, fps)
+    if interpolation not in ("STEP", "LINEAR"):
+        raise ValueError(f"interpolation must be STEP or LINEAR, got {interpolation!r}")
+    f, v = frames.shape[0], vertices.shape[0]
+    names = list(frame_names) if frame_names is not None else [f"frame_{k:04d}" for k in range(f)]
+    if len(names) != f:
+        raise ValueError(f"frame_names has {len(names)} names for {f} frames")
+    material = material or MeshMaterial()
+    b = _GlbBuilder()
+
+    # 1. base geometry
+    index_type = UNSIGNED_SHORT if v <= 0xFFFF else UNSIGNED_INT
+    indices = faces.reshape(-1).astype(np.uint16 if index_type == UNSIGNED_SHORT else np.uint32)  # [3T]
+    attributes: dict[str, int] = {}
+    idx_acc = b.accessor(indices, "SCALAR", ELEMENT_ARRAY_BUFFER, component=index_type)
+    base = vertices.astype(np.float32)  # [V, 3]
+    attributes["POSITION"] = b.accessor(base, "VEC3", ARRAY_BUFFER, min_max=True)
+    base_n = vertex_normals(base, faces)  # [V, 3]
+    attributes["NORMAL"] = b.accessor(base_n, "VEC3", ARRAY_BUFFER)
+    if uvs is not None:
+        gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
+        attributes["TEXCOORD_0"] = b.accessor(gl_uv, "VEC2", ARRAY_BUFFER)
+
+    # 2. one morph target per frame: deltas taken in float64 so that base + Δ rounds to the frame's value
+    targets = []
+    frame_n = vertex_normals(frames, faces) if morph_normals else None  # [F, V, 3]
+    for k in range(f):
+        delta = (frames[k] - base.astype(np.float64)).astype(np.float32)  # [V, 3]
+        target = {"POSITION": b.accessor(delta, "VEC3", ARRAY_BUFFER, min_max=True)}
+        if frame_n is not None:
+            target["NORMAL"] = b.accessor(frame_n[k] - base_n, "VEC3", ARRAY_BUFFER)
+        targets.append(target)
+
+    # 3. material and textures
+    mat: dict = {
+        "name": material.name,
+        "pbrMetallicRoughness": {
+            "baseColorFactor": [float(c) for c in material.base_color_factor],
+            "metallicFactor": float(material.metallic_factor),
+            "roughnessFactor": float(material.roughness_factor),
+        },
+        "doubleSided": bool(material.double_sided),
+        "alphaMode": material.alpha_mode,
+    }
+    if material.alpha_mode == "MASK":
+        mat["alphaCutoff"] = float(material.alpha_cutoff)
+    textures: list[dict] = []
+    has_texture = any(
+        t is not None
+        for t in (material.base_color_texture, material.metallic_roughness_texture, material.normal_texture)
+    )
+    if has_texture and uvs is None:
+        raise ValueError("a textured material needs per-vertex uvs")
+
+    def add_texture(data: bytes, label: str) -> dict:
+        textures.append({"sampler": 0, "source": b.image(data, label)})
+        return {"index": len(textures) - 1, "texCoord": 0}
+
+    if material.base_color_texture is not None:
+        mat["pbrMetallicRoughness"]["baseColorTexture"] = add_texture(material.base_color_texture, "base_color")
+    if material.metallic_roughness_texture is not None:
+        mat["pbrMetallicRoughness"]["metallicRoughnessTexture"] = add_texture(
+            material.metallic_roughness_texture, "metallic_roughness"
+        )
+    if material.normal_texture is not None:
+        mat["normalTexture"] = add_texture(material.normal_texture, "normal")
+
+    # 4. animation: one-hot weight keys at k / fps (plus the loop-closing key back to frame 0)
+    order = list(range(f)) + ([0] if loop else [])
+    times = (np.arange(len(order), dtype=np.float64) / fps).astype(np.float32)  # [K]
+    weights = np.zeros((len(order), f), dtype=np.float32)  # [K, F]
+    weights[np.arange(len(order)), order] = 1.0
+    time_acc = b.accessor(times, "SCALAR", min_max=True)
+    weight_acc = b.accessor(weights.reshape(-1), "SCALAR")
+
+    # 5. the JSON document
+    gltf: dict = {
+        "asset": {"version": "2.0", "generator": f"a3d {__version__}"},
+        "scene": 0,
+        "scenes": [{"name": "a3d", "nodes": [0]}],
+        "nodes": [{"name": name, "mesh": 0}],
+        "meshes": [
+            {
+                "name": name,
+                "primitives": [
+                    {"attributes": attributes, "indices": idx_acc, "material": 0, "mode": TRIANGLES, "targets": targets}
+                ],
+                "weights": [1.0 if k == 0 else 0.0 for k in range(f)],
+                "extras": {"targetNames": names},  # shape-key names (Blender, three.js read this)
+            }
+        ],
+        "materials": [mat],
+        "animations": [
+            {
+                "name": "a3d_motion",
+                "samplers": [{"input": time_acc, "output": weight_acc, "interpolation": interpolation}],
+                "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
+                "extras": {"fps": float(fps), "frames": f, "loop": bool(loop)},
+            }
+        ],
+        "accessors": b.accessors,
+        "bufferViews": b.buffer_views,
+    }
+    if textures:
+        gltf["textures"] = textures
+        gltf["images"] = b.images
+        gltf["samplers"] = [
+            {"magFilter": LINEAR_FILTER, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT}
+        ]
+    blob = b.binary()
+    gltf["buffers"] = [{"byteLength": len(blob)}]
+    return _glb_bytes(gltf, blob)
+
+
+def write_animated_glb(
+    path: str | os.PathLike[str],
+    vertices: np.ndarray,  # [V, 3]
+    faces: np.ndarray,  # [T, 3]
+    frames: np.ndarray,  # [F, V, 3]
+    *,
+    uvs: np.ndarray | None = None,  # [V, 2]
+    material: MeshMaterial | None = None,
+    fps: float = 8.0,
+    interpolation: Interpolation = "LINEAR",
+    loop: bool = True,
+    morph_normals: bool = True,
+    name: str = "a3d_mesh",
+    frame_names: Sequence[str] | None = None,
+) -> None:
+    """Write a mesh and its per-frame vertex positions as an animated GLB (glTF 2.0), atomically.
+
+    Frame k is encoded as morph target k (POSITION delta from `vertices`, and a NORMAL delta when
+    `morph_normals`), and the animation `a3d_motion` keys the one-hot weight vector of frame k at k / fps.
+
+    Args:
+        path: destination `.glb`.
+        vertices: [V, 3] rest positions (the base mesh a static viewer shows).
+        faces: [T, 3] triangle vertex indices (counter-clockwise = front, as glTF).
+        frames: [F, V, 3] positions of every vertex at every frame, same frame as `vertices`.
+        uvs: [V, 2] texture coordinates, OBJ/OpenGL origin (v up); required when the material is textured.
+        material: colours and embedded textures (default: plain white, rough, dielectric).
+        fps: animation keys per second (a3d's videos run at 8).
+        interpolation: "STEP" shows exact frames; "LINEAR" blends neighbouring frames.
+        loop: add a closing key at F / fps that returns to frame 0.
+        morph_normals: also store per-frame NORMAL deltas (correct shading while moving; doubles target size).
+        name: node and mesh name.
+        frame_names: morph-target names (default frame_0000, …), shown as shape-key names.
+
+    Raises:
+        ValueError: shapes disagree, positions are not finite, fps <= 0, or a texture is not PNG/JPEG.
+    """
+    data = animated_glb_bytes(
+        vertices, faces, frames, uvs=uvs, material=material, fps=fps, interpolation=interpolation,
+        loop=loop, morph_normals=morph_normals, name=name, frame_names=frame_names,
+    )  # fmt: skip
+    atomic_write_bytes(Path(path), data)
+
+
+__all__ = ["MeshMaterial", "animated_glb_bytes", "image_mime_type", "vertex_normals", "write_animated_glb"]
