@@ -1,0 +1,214 @@
+"""As-rigid-as-possible (ARAP) regularisation of a point motion, as Animate3D uses it (from SC-GS).
+
+For rest positions x⁰ [N, 3] and deformed positions xᶠ at frames f, each sampled point i with
+neighbours j_k gets the rotation R_iᶠ that best maps its rest edges onto its deformed edges (Kabsch,
+by SVD, without gradient), and the energy is
+
+    E = Σ_f Σ_{i ∈ S} Σ_k w_ik ‖(x_iᶠ − x_jkᶠ) − R_iᶠ (x_i⁰ − x_jk⁰)‖²,
+
+a *sum* (not a mean) over frames, sampled points and edges — the reference's reduction, so its loss
+weight (12 for splats, 4 for meshes) keeps its meaning. w_ik is 1 for a real edge, 0 for padding.
+
+Two neighbourhood schemes (shared/reference/animate3d.md §3.3 and §4):
+
+* splats (`knn_neighbours`): the K = 3 nearest other splats in the static model, fixed for the whole
+  fit. The reference also passes a radius (0.01) but keeps the first 3 neighbours whatever their
+  distance, so with K = 3 the radius has no effect; we drop it.
+* meshes (`mesh_one_ring` + `sample_neighbours`): each vertex's 1-ring from the faces, and every step
+  K = 3 random ring members per vertex (fewer when the ring is smaller).
+
+S is `sample_points` (512) points drawn uniformly *with replacement* each step, as in the reference.
+
+Examples:
+    >>> rest = torch.rand(200, 3)
+    >>> reg = ArapRegularizer.from_points(rest)
+    >>> rot = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90° about z
+    >>> moved = rest @ rot.T + 0.5  # a rigid motion
+    >>> float(reg(moved[None])) < 1e-8
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """A padded neighbour table.
+
+    Attributes:
+        idx: [N, M] neighbour indices; -1 marks padding (fewer than M neighbours).
+    """
+
+    idx: Tensor  # [N, M]
+
+    @property
+    def valid(self) -> Tensor:
+        """[N, M] bool, True for real neighbours."""
+        return self.idx >= 0
+
+
+def knn_neighbours(points: Tensor, k: int = 3, chunk_elements: int = 1 << 26) -> Neighbours:
+    """The k nearest *other* points of every point (exact, brute force in chunks).
+
+    Args:
+        points: [N, 3].
+        k: neighbours per point (clamped to N - 1).
+        chunk_elements: size of one block of the distance matrix (memory knob, ~256 MiB by default).
+
+    Returns:
+        `Neighbours` with idx [N, k], nearest first.
+    """
+    n = points.shape[0]
+    k = min(k, n - 1)
+    if k <= 0:
+        return Neighbours(torch.full((n, 0), -1, dtype=torch.long, device=points.device))
+    rows = max(1, chunk_elements // max(n, 1))
+    out = []
+    for start in range(0, n, rows):
+        block = points[start : start + rows]  # [B, 3]
+        d = torch.cdist(block, points)  # [B, N]
+        ar = torch.arange(block.shape[0], device=points.device)
+        d[ar, ar + start] = float("inf")  # never your own neighbour
+        out.append(d.topk(k, dim=1, largest=False).indices)  # [B, k]
+    return Neighbours(torch.cat(out, dim=0))
+
+
+def mesh_one_ring(faces: Tensor, num_vertices: int) -> Neighbours:
+    """Each vertex's 1-ring (vertices sharing an edge with it) from triangle faces.
+
+    Args:
+        faces: [T, 3] vertex indices.
+        num_vertices: N (isolated vertices get an empty ring).
+
+    Returns:
+        `Neighbours` with idx [N, M], M the largest ring size, padded with -1.
+    """
+    f = faces.long()
+    edges = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0)  # [3T, 2]
+    edges = torch.cat([edges, edges.flip(1)], dim=0)  # both directions
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    edges = torch.unique(edges, dim=0)  # sorted by source, then target
+    src, dst = edges[:, 0], edges[:, 1]
+    counts = torch.bincount(src, minlength=num_vertices)  # [N]
+    m = int(counts.max()) if counts.numel() else 0
+    starts = torch.cumsum(counts, 0) - counts  # [N]
+    slot = torch.arange(src.shape[0], device=f.device) - starts[src]  # position of each edge in its ring
+    idx = torch.full((num_vertices, m), -1, dtype=torch.long, device=f.device)
+    idx[src, slot] = dst
+    return Neighbours(idx)
+
+
+def sample_neighbours(ring: Neighbours, k: int, generator: torch.Generator | None = None) -> Neighbours:
+    """k random distinct members of each vertex's ring (the mesh path's per-step sampling).
+
+    Args:
+        ring: [N, M] padded rings.
+        k: how many to keep; vertices with smaller rings keep all theirs, padded with -1.
+        generator: random source (on the ring's device).
+
+    Returns:
+        `Neighbours` with idx [N, k].
+    """
+    n, m = ring.idx.shape
+    r = torch.rand(n, m, generator=generator, device=ring.idx.device)  # [N, M]
+    r = torch.where(ring.valid, r, r + 2.0)  # padding sorts last
+    order = r.argsort(dim=1)[:, :k]  # [N, k']
+    picked = ring.idx.gather(1, order)  # [N, k']
+    if picked.shape[1] < k:
+        picked = torch.cat([picked, picked.new_full((n, k - picked.shape[1]), -1)], dim=1)
+    return Neighbours(picked)
+
+
+def best_rotations(rest_edges: Tensor, edges: Tensor, weights: Tensor) -> Tensor:
+    """Per-point rotation that best maps weighted rest edges onto deformed edges (Kabsch).
+
+    Args:
+        rest_edges: [B, K, 3].
+        edges: [B, K, 3].
+        weights: [B, K].
+
+    Returns:
+        [B, 3, 3] proper rotations (det +1) R with R·rest ≈ edges.
+    """
+    cov = torch.einsum("bki,bk,bkj->bij", rest_edges, weights, edges)  # [B, 3, 3] Σ w e⁰ eᵀ
+    u, _, vh = torch.linalg.svd(cov)  # cov = U Σ Vᵀ, singular values descending
+    v = vh.transpose(-1, -2)
+    det = torch.det(v @ u.transpose(-1, -2))  # [B]
+    d = torch.ones_like(u[..., 0])  # [B, 3]
+    d[:, 2] = torch.where(det < 0, -1.0, 1.0)  # flip the axis of the smallest singular value
+    return v @ torch.diag_embed(d) @ u.transpose(-1, -2)
+
+
+def arap_energy(rest: Tensor, deformed: Tensor, neighbours: Neighbours, sample: Tensor | None = None) -> Tensor:
+    """ARAP energy of F deformed frames against the rest pose (sum over frames, points, edges).
+
+    Args:
+        rest: [N, 3] rest positions (frame 0; no gradient needed).
+        deformed: [F, N, 3] positions at F frames.
+        neighbours: [N, K] neighbour table.
+        sample: [S] point indices to score (default: all N).
+
+    Returns:
+        scalar tensor; gradients flow into `deformed` only (rotations are treated as constants).
+    """
+    idx = neighbours.idx if sample is None else neighbours.idx[sample]  # [S, K]
+    centre = torch.arange(rest.shape[0], device=rest.device) if sample is None else sample  # [S]
+    w = (idx >= 0).to(deformed.dtype)  # [S, K]
+    j = idx.clamp(min=0)  # [S, K]
+    rest_edges = rest[centre][:, None, :] - rest[j]  # [S, K, 3]
+    edges = deformed[:, centre][:, :, None, :] - deformed[:, j]  # [F, S, K, 3]
+    f, s, k, _ = edges.shape
+    with torch.no_grad():
+        rot = best_rotations(
+            rest_edges[None].expand(f, s, k, 3).reshape(f * s, k, 3),
+            edges.detach().reshape(f * s, k, 3),
+            w[None].expand(f, s, k).reshape(f * s, k),
+        )
+        rot = rot.reshape(f, s, 3, 3)
+    rigid = torch.einsum("fsij,skj->fski", rot, rest_edges)  # [F, S, K, 3]
+    return ((edges - rigid).square().sum(-1) * w).sum()
+
+
+class ArapRegularizer:
+    """The reconstruction loss's ARAP term: neighbours fixed at construction, points sampled per call.
+
+    Args:
+        rest: [N, 3] static positions.
+        neighbours: [N, M] table: the k-NN table (splats) or the full 1-rings (meshes).
+        k: edges per point per call; with `resample` a fresh random k of the M are drawn per call.
+        sample_points: points scored per call, drawn with replacement (0 = all points, deterministic).
+        resample: draw k of the M neighbours per call (mesh 1-ring mode).
+    """
+
+    def __init__(
+        self, rest: Tensor, neighbours: Neighbours, k: int = 3, sample_points: int = 512, resample: bool = False
+    ) -> None:
+        self.rest = rest.detach()
+        self.neighbours = neighbours
+        self.k = k
+        self.sample_points = sample_points
+        self.resample = resample
+
+    @classmethod
+    def from_points(cls, rest: Tensor, k: int = 3, sample_points: int = 512) -> ArapRegularizer:
+        """Splat scheme: the k nearest static neighbours."""
+        return cls(rest, knn_neighbours(rest, k), k=k, sample_points=sample_points)
+
+    @classmethod
+    def from_mesh(cls, rest: Tensor, faces: Tensor, k: int = 3, sample_points: int = 512) -> ArapRegularizer:
+        """Mesh scheme: k random 1-ring neighbours per vertex, redrawn every call (λ = 4 in the reference)."""
+        return cls(rest, mesh_one_ring(faces, rest.shape[0]), k=k, sample_points=sample_points, resample=True)
+
+    def __call__(self, deformed: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """ARAP energy of deformed [F, N, 3] (frames to score, frame 0 excluded by the caller)."""
+        nbrs = sample_neighbours(self.neighbours, self.k, generator) if self.resample else self.neighbours
+        n = self.rest.shape[0]
+        sample = None
+        if self.sample_points > 0:
+            sample = torch.randint(0, n, (self.sample_points,), generator=generator, device=self.rest.device)  # [S]
+        return arap_energy(self.rest, deformed, nbrs, sample)

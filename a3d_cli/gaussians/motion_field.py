@@ -1,0 +1,327 @@
+"""The motion field: a HexPlane over (x, y, z, t) plus small heads that move frozen static splats.
+
+Per frame f (time t_f in [-1, 1]) and static Gaussian i at x_i, the field samples a feature h_i(t_f)
+from a two-level HexPlane and turns it into:
+
+* local offsets: Δx_i (added to the position), Δq_i (added to the raw quaternion, then normalised),
+  optionally Δs_i (added to the log-scale, then exponentiated — only used by SDS refinement);
+* a global rigid motion (R_f, T_f) read from the *mean* feature over all Gaussians, applied before
+  the local offsets: x_i(t) = R_f x_i + T_f + Δx_i, q_i(t) = normalize(q(R_f) ⊗ q_i + Δq_i).
+
+All heads are bias-free MLPs whose output layer starts at zero, so the field starts as *no motion*:
+Δ = 0 and the global head gives Euler angles sigmoid(0)·2π − π = 0 and translation
+sigmoid(0)·2 − 1 = 0. Frame 0 is the static model itself (it is never deformed), as in Animate3D
+(reference facts: shared/reference/animate3d.md §3.2).
+
+One deliberate difference from the reference: the global rotation is composed with each splat's
+quaternion by a quaternion product instead of a rotation-matrix round trip. Both give the same
+rotation; the product is cheaper and has no branches.
+
+Examples:
+    >>> field = MotionField(MotionFieldConfig.tiny())
+    >>> g = Gaussians(torch.rand(50, 3) - 0.5, torch.tensor([[1.0, 0, 0, 0]]).repeat(50, 1),
+    ...               torch.full((50, 3), 0.02), torch.ones(50), torch.rand(50, 3))
+    >>> out = field(g, torch.arange(16))
+    >>> out.means.shape, torch.equal(out.means[0], g.means)
+    (torch.Size([16, 50, 3]), True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kernels.hexplane import hexplane_features, init_hexplane_level
+
+from .container import Gaussians
+
+
+@dataclass(frozen=True)
+class MotionFieldConfig:
+    """Everything that defines a motion field's architecture (stored in every motion file).
+
+    Defaults are Animate3D's `motion_recon_frame_16.yaml` / `Gaussian4DModel` values.
+    """
+
+    grid_sizes: tuple[tuple[int, int, int, int], ...] = ((50, 50, 50, 8), (100, 100, 100, 16))
+    """HexPlane levels, each (R_x, R_y, R_z, R_t); features of the levels are concatenated."""
+    grid_channels: int = 16
+    """Feature channels per plane (per level); the field's feature size is this × number of levels."""
+    spatial_init: tuple[float, float] = (0.1, 0.5)
+    """Spatial planes (xy, xz, yz) start uniform in this range (keeps the plane product away from 0)."""
+    time_init: float = 1.0
+    """Time planes (xt, yt, zt) start at this constant, so the initial features do not depend on t."""
+    bounds: float = 1.0
+    """Half-size of the cube the grid covers: world x maps to grid x / bounds. The reference samples raw
+    world coordinates (bounds 1), so objects must fit roughly in [-1, 1]³; points outside use the border."""
+    head_width: int = 32
+    """Neurons of each head's hidden layers."""
+    head_hidden_layers: int = 1
+    """Hidden layers (ReLU) per head; heads are bias-free, output layer zero-initialised."""
+    use_global_rigid: bool = True
+    """Add the global rigid-motion heads (Euler angles and translation from the mean feature)."""
+    use_delta_scale: bool = False
+    """Apply the Δlog-scale head (the reference uses it only during SDS refinement)."""
+    num_frames: int = 16
+    """Frames of the motion; frame f has time -1 + 2 f / (num_frames - 1)."""
+    static_first_frame: bool = True
+    """Frame 0 is the static model, never deformed (the reference's `first_frame_trainable: false`)."""
+
+    def __post_init__(self) -> None:
+        if not self.grid_sizes or any(len(g) != 4 or min(g) < 2 for g in self.grid_sizes):
+            raise ValueError(
+                f"grid_sizes must be a non-empty list of (R_x, R_y, R_z, R_t) with every R >= 2, got {self.grid_sizes}"
+            )
+        if self.grid_channels < 1 or self.head_width < 1 or self.head_hidden_layers < 0:
+            raise ValueError("grid_channels and head_width must be >= 1 and head_hidden_layers >= 0")
+        if self.num_frames < 2:
+            raise ValueError(f"num_frames must be >= 2, got {self.num_frames}")
+        if self.bounds <= 0:
+            raise ValueError(f"bounds must be > 0, got {self.bounds}")
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of the concatenated HexPlane feature."""
+        return self.grid_channels * len(self.grid_sizes)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> MotionFieldConfig:
+        """A few-kilobyte field of the same code, for tests on CPU."""
+        base = dict(grid_sizes=((8, 8, 8, 4), (12, 12, 12, 8)), grid_channels=4, head_width=8)
+        base.update(overrides)
+        return cls(**base)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MotionFieldConfig:
+        """Inverse of `to_json`; unknown keys are an error (a file from a newer a3d)."""
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown motion-field config keys {unknown}")
+        data["grid_sizes"] = tuple(tuple(int(v) for v in g) for g in data["grid_sizes"])
+        data["spatial_init"] = tuple(data["spatial_init"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class MotionOutput:
+    """The static splats moved to F frames.
+
+    Attributes:
+        means: [F, N, 3] positions.
+        quats: [F, N, 4] unit quaternions, wxyz.
+        scales: [F, N, 3] linear scales.
+        global_rotation: [F, 3, 3] rigid rotation of each frame (identity for a static frame).
+        global_translation: [F, 3].
+    """
+
+    means: Tensor  # [F, N, 3]
+    quats: Tensor  # [F, N, 4]
+    scales: Tensor  # [F, N, 3]
+    global_rotation: Tensor  # [F, 3, 3]
+    global_translation: Tensor  # [F, 3]
+
+    def frame(self, static: Gaussians, f: int) -> Gaussians:
+        """Frame f (index into this output) as a `Gaussians` with the static colours and opacities."""
+        return static.with_(means=self.means[f], quats=self.quats[f], scales=self.scales[f])
+
+
+def _mlp(in_dim: int, out_dim: int, width: int, hidden_layers: int, generator: torch.Generator | None) -> nn.Sequential:
+    """Bias-free ReLU MLP whose last layer is zero (so its output starts at exactly 0)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(hidden_layers):
+        lin = nn.Linear(d, width, bias=False)
+        nn.init.kaiming_uniform_(lin.weight, a=math.sqrt(5), generator=generator)  # nn.Linear's default, seeded
+        layers += [lin, nn.ReLU()]
+        d = width
+    out = nn.Linear(d, out_dim, bias=False)
+    nn.init.zeros_(out.weight)
+    layers.append(out)
+    return nn.Sequential(*layers)
+
+
+def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
+    """Hamilton product a ⊗ b of wxyz quaternions (rotation b first, then a). Shapes broadcast: [..., 4]."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )
+
+
+def quat_to_matrix(q: Tensor) -> Tensor:
+    """Rotation matrices of wxyz quaternions (normalised first): [..., 4] -> [..., 3, 3]."""
+    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(*q.shape[:-1], 3, 3)
+
+
+def euler_to_quat(angles: Tensor) -> Tensor:
+    """wxyz quaternion of R = Rz(yaw) · Ry(pitch) · Rx(roll), the reference's Euler convention.
+
+    Args:
+        angles: [..., 3] (roll, pitch, yaw) in radians.
+
+    Returns:
+        [..., 4] unit quaternions.
+    """
+    half = angles * 0.5
+    c, s = torch.cos(half), torch.sin(half)
+    zeros = torch.zeros_like(c[..., 0])
+    qx = torch.stack([c[..., 0], s[..., 0], zeros, zeros], dim=-1)
+    qy = torch.stack([c[..., 1], zeros, s[..., 1], zeros], dim=-1)
+    qz = torch.stack([c[..., 2], zeros, zeros, s[..., 2]], dim=-1)
+    return quat_multiply(qz, quat_multiply(qy, qx))
+
+
+class MotionField(nn.Module):
+    """HexPlane motion field over a frozen static model (only this module's parameters train).
+
+    Args:
+        config: the architecture.
+        generator: seeds the plane and hidden-layer init (CPU generator; tensors are made on CPU).
+
+    Parameter groups (for separate learning rates): `grid_parameters()`, `head_parameters()`,
+    `global_parameters()`.
+    """
+
+    def __init__(self, config: MotionFieldConfig | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config = config or MotionFieldConfig()
+        self.grids = nn.ModuleList()
+        for res in config.grid_sizes:
+            planes = init_hexplane_level(
+                res,
+                config.grid_channels,
+                spatial_range=config.spatial_init,
+                time_value=config.time_init,
+                generator=generator,
+            )
+            self.grids.append(nn.ParameterList([nn.Parameter(p) for p in planes]))
+        d, w, h = config.feature_dim, config.head_width, config.head_hidden_layers
+        self.delta_xyz = _mlp(d, 3, w, h, generator)
+        self.delta_rot = _mlp(d, 4, w, h, generator)
+        self.delta_scale = _mlp(d, 3, w, h, generator) if config.use_delta_scale else None
+        self.global_rot = _mlp(d, 3, w, h, generator) if config.use_global_rigid else None
+        self.global_trans = _mlp(d, 3, w, h, generator) if config.use_global_rigid else None
+
+    # -- parameter groups --------------------------------------------------------------------------
+    def grid_parameters(self) -> list[nn.Parameter]:
+        return list(self.grids.parameters())
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        heads = [self.delta_xyz, self.delta_rot] + ([self.delta_scale] if self.delta_scale is not None else [])
+        return [p for h in heads for p in h.parameters()]
+
+    def global_parameters(self) -> list[nn.Parameter]:
+        heads = [h for h in (self.global_rot, self.global_trans) if h is not None]
+        return [p for h in heads for p in h.parameters()]
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def frame_times(self, frames: Tensor) -> Tensor:
+        """[F] times in [-1, 1] of integer frame indices [F]."""
+        return frames.to(torch.float32) * (2.0 / (self.config.num_frames - 1)) - 1.0
+
+    def features(self, xyz: Tensor, frames: Tensor) -> Tensor:
+        """[F, N, D] HexPlane features of static positions xyz [N, 3] at integer frames [F]."""
+        planes = [list(level) for level in self.grids]
+        t = self.frame_times(frames).to(xyz.device)  # [F]
+        return hexplane_features(planes, xyz / self.config.bounds, t)
+
+    def forward(
+        self, static: Gaussians, frames: Tensor | list[int], *, grad_mask: Tensor | None = None
+    ) -> MotionOutput:
+        """Move the static splats to the given frames.
+
+        Args:
+            static: N frozen Gaussians (means [N, 3], quats [N, 4], scales [N, 3]).
+            frames: [F] integer frame indices in [0, num_frames).
+            grad_mask: optional [F, N] bool; where False the per-splat outputs are detached (the
+                reference's random 10 % gradient sparsification). The global head always gets gradients.
+
+        Returns:
+            `MotionOutput` with [F, N, ...] tensors; frames equal to 0 are returned unchanged when
+            `static_first_frame` is set.
+        """
+        cfg = self.config
+        frames = torch.as_tensor(frames, dtype=torch.long).reshape(-1)  # [F], host-side: no device sync
+        if (
+            frames.device.type == "cpu"
+            and frames.numel()
+            and (int(frames.min()) < 0 or int(frames.max()) >= cfg.num_frames)
+        ):
+            raise ValueError(f"frame indices must be in [0, {cfg.num_frames}), got {frames.tolist()}")
+        frames = frames.to(static.means.device)
+        f, n = frames.shape[0], static.means.shape[0]
+        x0, q0, s0 = static.means, static.quats, static.scales  # [N, 3], [N, 4], [N, 3]
+        h = self.features(x0, frames)  # [F, N, D]
+
+        # 1. global rigid motion from the mean feature of all Gaussians.
+        if self.global_rot is not None:
+            h_mean = h.mean(dim=1)  # [F, D]
+            euler = torch.sigmoid(self.global_rot(h_mean)) * (2 * math.pi) - math.pi  # [F, 3]
+            trans = torch.sigmoid(self.global_trans(h_mean)) * 2.0 - 1.0  # [F, 3]
+            q_g = euler_to_quat(euler)  # [F, 4]
+        else:
+            trans = h.new_zeros(f, 3)
+            q_g = h.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(f, 4)
+        r_g = quat_to_matrix(q_g)  # [F, 3, 3]
+
+        # 2. local offsets.
+        means = torch.einsum("fij,nj->fni", r_g, x0) + trans[:, None, :] + self.delta_xyz(h)  # [F, N, 3]
+        quats = quat_multiply(q_g[:, None, :], q0[None]) + self.delta_rot(h)  # [F, N, 4]
+        quats = torch.nn.functional.normalize(quats, dim=-1)
+        if self.delta_scale is not None:
+            scales = torch.exp(torch.log(s0)[None] + self.delta_scale(h))  # [F, N, 3]
+        else:
+            scales = s0[None].expand(f, n, 3)
+
+        # 3. gradient sparsification and the static first frame.
+        if grad_mask is not None:
+            keep = grad_mask[..., None]  # [F, N, 1]
+            means = torch.where(keep, means, means.detach())
+            quats = torch.where(keep, quats, quats.detach())
+            scales = torch.where(keep, scales, scales.detach())
+        if cfg.static_first_frame:
+            is_static = (frames == 0)[:, None, None]  # [F, 1, 1]
+            means = torch.where(is_static, x0[None], means)
+            quats = torch.where(is_static, q0[None], quats)
+            scales = torch.where(is_static, s0[None], scales)
+            eye = torch.eye(3, device=r_g.device, dtype=r_g.dtype).expand(f, 3, 3)
+            r_g = torch.where(is_static, eye, r_g)
+            trans = torch.where(is_static[:, :, 0], torch.zeros_like(trans), trans)
+        return MotionOutput(means=means, quats=quats, scales=scales, global_rotation=r_g, global_translation=trans)
+
+    @torch.no_grad()
+    def deform(self, static: Gaussians, frame: int) -> Gaussians:
+        """Frame `frame` of the motion as a `Gaussians` (for export and mesh animation)."""
+        return self(static, [frame]).frame(static, 0)

@@ -1,0 +1,174 @@
+"""HexPlane (K-Planes) feature sampling: the PyTorch reference and its front door.
+
+A HexPlane factorises a 4D feature field over (x, y, z, t) into six 2D planes, one per pair of axes
+(xy, xz, xt, yz, yt, zt). A point's feature at one level is the elementwise *product* of the six
+bilinear plane samples; several levels (resolutions) are concatenated. This is the motion field's
+encoder in Animate3D and 4DGaussians (see shared reference, animate3d.md §3.2).
+
+Two facts this module exploits, because the motion field always asks for N static points at F times:
+
+* the three spatial planes (xy, xz, yz) do not depend on t, so they are sampled once for the N points
+  and broadcast over the F frames;
+* the three time planes (xt, yt, zt) are sampled on an [F, N] grid in one `grid_sample` call each.
+
+Coordinates are expected in [-1, 1] (grid corners, `align_corners=True`); points outside are clamped
+to the border (`padding_mode="border"`), as in the reference.
+
+Plane tensor layout: plane p over axes (a, b) (`PLANE_AXES[p]`) is `[C, R_b, R_a]` — the first axis
+runs along the plane's width, as `grid_sample` expects (x indexes W).
+
+Examples:
+    >>> levels = [init_hexplane_level((8, 8, 8, 4), channels=4)]
+    >>> feats = hexplane_features(levels, torch.zeros(10, 3), torch.linspace(-1, 1, 3))
+    >>> feats.shape
+    torch.Size([3, 10, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Pairs of input axes (0 x, 1 y, 2 z, 3 t), in the order K-Planes / 4DGaussians / Animate3D use.
+PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+SPATIAL_PLANES: tuple[int, ...] = (0, 1, 3)  # xy, xz, yz: independent of time
+TIME_PLANES: tuple[int, ...] = (2, 4, 5)  # xt, yt, zt
+
+Backend = Literal["auto", "torch"]
+
+
+def plane_shapes(resolution: Sequence[int], channels: int) -> list[tuple[int, int, int]]:
+    """Shapes `[C, R_b, R_a]` of the six planes of one level.
+
+    Args:
+        resolution: (R_x, R_y, R_z, R_t) grid resolution along each input axis.
+        channels: feature channels C per plane.
+    """
+    if len(resolution) != 4:
+        raise ValueError(f"a HexPlane level needs 4 resolutions (x, y, z, t), got {list(resolution)}")
+    return [(channels, int(resolution[b]), int(resolution[a])) for a, b in PLANE_AXES]
+
+
+def init_hexplane_level(
+    resolution: Sequence[int],
+    channels: int,
+    *,
+    spatial_range: tuple[float, float] = (0.1, 0.5),
+    time_value: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """The six planes of one level, initialised as in K-Planes.
+
+    Why this init: time planes start at a constant (1 by default), so the product over planes is the
+    same at every time and the field starts time-invariant; spatial planes start uniform in
+    `spatial_range`, which keeps the product away from zero so gradients reach every plane.
+
+    Returns:
+        six tensors `[C, R_b, R_a]` in `PLANE_AXES` order.
+    """
+    planes = []
+    for p, shape in enumerate(plane_shapes(resolution, channels)):
+        plane = torch.empty(shape, device=device)
+        if p in TIME_PLANES:
+            plane.fill_(time_value)
+        else:
+            plane.uniform_(spatial_range[0], spatial_range[1], generator=generator)
+        planes.append(plane)
+    return planes
+
+
+def _sample_plane(plane: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """Bilinear samples of one plane.
+
+    Args:
+        plane: [C, R_b, R_a].
+        u: [*S] coordinate along the plane's first axis (width), in [-1, 1].
+        v: [*S] coordinate along the second axis (height), in [-1, 1]; same shape as u.
+
+    Returns:
+        [*S, C].
+    """
+    shape = u.shape
+    grid = torch.stack([u.reshape(1, 1, -1), v.reshape(1, 1, -1)], dim=-1)  # [1, 1, M, 2]
+    out = F.grid_sample(
+        plane.unsqueeze(0), grid.to(plane.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )  # [1, C, 1, M]
+    return out[0, :, 0].transpose(0, 1).reshape(*shape, plane.shape[0])  # [*S, C]
+
+
+def _check_level(planes: Sequence[Tensor], level: int) -> None:
+    if len(planes) != 6:
+        raise ValueError(f"HexPlane level {level} must have 6 planes, got {len(planes)}")
+    c = planes[0].shape[0]
+    for p, plane in enumerate(planes):
+        if plane.ndim != 3 or plane.shape[0] != c:
+            raise ValueError(
+                f"HexPlane level {level} plane {p} must have shape [C={c}, R_b, R_a], got {list(plane.shape)}"
+            )
+
+
+def hexplane_features_ref(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> Tensor:
+    """PyTorch implementation of multi-level HexPlane sampling (`grid_sample`, bilinear, border, corners).
+
+    Args:
+        levels: L levels, each six planes `[C_l, R_b, R_a]` in `PLANE_AXES` order.
+        xyz: [N, 3] point coordinates, already mapped to the grid's [-1, 1] cube.
+        t: [F] times in [-1, 1].
+
+    Returns:
+        [F, N, sum_l C_l] features: per level the product over the six planes, levels concatenated.
+    """
+    if xyz.ndim != 2 or xyz.shape[-1] != 3:
+        raise ValueError(f"xyz must have shape [N, 3], got {list(xyz.shape)}")
+    if t.ndim != 1:
+        raise ValueError(f"t must have shape [F], got {list(t.shape)}")
+    n, f = xyz.shape[0], t.shape[0]
+    coords = [xyz[:, 0], xyz[:, 1], xyz[:, 2]]  # 3 × [N]
+    t_grid = t.to(xyz.dtype).reshape(f, 1).expand(f, n)  # [F, N]
+    out = []
+    for level, planes in enumerate(levels):
+        _check_level(planes, level)
+        spatial = None
+        for p in SPATIAL_PLANES:
+            a, b = PLANE_AXES[p]
+            s = _sample_plane(planes[p], coords[a], coords[b])  # [N, C]
+            spatial = s if spatial is None else spatial * s
+        feat = spatial.unsqueeze(0)  # [1, N, C]
+        for p in TIME_PLANES:
+            a, _ = PLANE_AXES[p]
+            u = coords[a].unsqueeze(0).expand(f, n)  # [F, N]
+            feat = feat * _sample_plane(planes[p], u, t_grid)  # [F, N, C]
+        out.append(feat.expand(f, n, feat.shape[-1]))
+    return torch.cat(out, dim=-1)  # [F, N, D]
+
+
+def hexplane_features(
+    levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor, *, backend: Backend = "auto"
+) -> Tensor:
+    """Multi-level HexPlane features of N points at F times (front door).
+
+    Only the PyTorch reference exists: the GPU profile (benchmarks/bench_reconstruct.py) decides whether
+    a fused kernel pays. `backend` is here so that one can be added without touching callers.
+
+    Args:
+        levels: L levels, each six planes `[C_l, R_b, R_a]` in `PLANE_AXES` order.
+        xyz: [N, 3] coordinates in [-1, 1].
+        t: [F] times in [-1, 1].
+        backend: "auto" or "torch".
+
+    Returns:
+        [F, N, D] with D = sum of the levels' channels.
+
+    Examples:
+        >>> lv = init_hexplane_level((50, 50, 50, 8), 16)
+        >>> hexplane_features([lv], torch.rand(100, 3) * 2 - 1, torch.tensor([0.0])).shape
+        torch.Size([1, 100, 16])
+    """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"unknown HexPlane backend {backend!r}; choose 'auto' or 'torch'")
+    return hexplane_features_ref(levels, xyz, t)
