@@ -1,0 +1,58 @@
+"""`a3d export RUN`: per-frame 3DGS PLYs and an orbiting preview video of the animated splats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+
+_PREVIEW = "Preview video"
+
+
+def export(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, run_folder_argument("The run folder (after `a3d reconstruct`).")],
+    motion: Annotated[
+        str, typer.Option(help="Motion file: auto (refined if present, else coarse), coarse or refined.")
+    ] = "auto",
+    frames: Annotated[str, typer.Option(help='Motion frames to export: "all", "0-7" or "0,4,8-15".')] = "all",
+    fps: Annotated[
+        float | None, typer.Option(help="Playback rate; default: the motion's own (8 fps).", show_default=False)
+    ] = None,
+    space: Annotated[
+        str, typer.Option(help="Frame of the PLYs: original (the input asset's) or normalized (a3d's).")
+    ] = "original",
+    size: Annotated[int, typer.Option(help="Preview width and height in pixels.", rich_help_panel=_PREVIEW)] = 512,
+    preview: Annotated[
+        bool, typer.Option("--preview/--no-preview", help="Render export/preview.mp4.", rich_help_panel=_PREVIEW)
+    ] = True,
+    elevation: Annotated[
+        float, typer.Option(help="Elevation of the preview orbit, degrees.", rich_help_panel=_PREVIEW)
+    ] = 30.0,
+    loops: Annotated[
+        int, typer.Option(help="Animation loops during the one preview orbit.", rich_help_panel=_PREVIEW)
+    ] = 3,
+    background: Annotated[
+        float, typer.Option(help="Preview background grey level, 0-1.", rich_help_panel=_PREVIEW)
+    ] = 1.0,
+    force: ForceOption = False,
+) -> None:
+    """Write the animated splats as [bold]export/gaussians/frame_0000.ply …[/bold] and [bold]export/preview.mp4[/bold]."""
+    from a3d_cli.stages import export as stage
+
+    opts = stage.ExportOptions(
+        motion=motion,  # type: ignore[arg-type]  # validated by ExportOptions
+        frames=frames,
+        fps=fps,
+        size=size,
+        space=space,  # type: ignore[arg-type]
+        preview=preview,
+        elevation_deg=elevation,
+        preview_loops=loops,
+        background=background,
+    )
+    run_dir = resolve_path(run_dir)
+    run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

@@ -1,0 +1,355 @@
+"""`a3d export RUN`: the animated splats as a per-frame 3DGS PLY sequence and an orbiting preview video.
+
+Reads `static/gaussians.ply` and a motion file (`motion/refined.safetensors` when present, else
+`motion/coarse.safetensors`), evaluates the motion at every exported frame, and writes:
+
+- `export/gaussians/frame_0000.ply …`: one standard 3DGS PLY per motion frame, numbered by the motion's
+  frame index (a number in the file name is what splat-viewer timelines, e.g. SuperSplat's, sort by);
+- `export/gaussians/sequence.json`: fps, frame indices and times, the coordinate frame of the PLYs;
+- `export/preview.mp4`: novel views — one full azimuth orbit at an elevation the training views never
+  used (30° by default; MV-VDM's are at 15°) while the animation loops.
+
+Coordinate frame of the PLYs (`--space`): by default the asset's *original* frame (the inverse of
+`source/normalization.json`: positions, scales, rotations and view-dependent SH colour all mapped back), so
+the sequence lines up with the model the user gave and with `export/animated.glb`. `--space normalized`
+keeps a3d's working frame (that of `static/gaussians.ply` and of every `cameras.json`).
+
+Examples:
+    >>> run(Path("RUN"), ExportOptions(size=256))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from a3d_cli.errors import OptionError
+from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
+
+if TYPE_CHECKING:
+    import torch
+
+    from a3d_cli.gaussians.container import Gaussians
+    from a3d_cli.gaussians.motion_field import MotionField
+
+MotionChoice = Literal["auto", "coarse", "refined"]
+STATIC_PLY = "static/gaussians.ply"
+NORMALIZATION_JSON = "source/normalization.json"
+MOTION_FILES = {"coarse": "motion/coarse.safetensors", "refined": "motion/refined.safetensors"}
+MOTION_PRODUCERS = {"coarse": "a3d reconstruct RUN", "refined": "a3d sds RUN --prompt ..."}
+_FRAMES_RE = re.compile(r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options of `a3d export`."""
+
+    motion: MotionChoice = "auto"
+    """Which motion file: "refined" (after `a3d sds`), "coarse" (after `a3d reconstruct`), or "auto" (refined
+    when present, else coarse)."""
+    frames: str = "all"
+    """Motion frames to export: "all", or indices and ranges such as "0-7" or "0,4,8-15"."""
+    fps: float | None = None
+    """Playback rate of the preview and of `sequence.json`; None uses the motion file's (8 for MV-VDM)."""
+    size: int = 512
+    """Preview video width and height in pixels."""
+    space: Literal["original", "normalized"] = "original"
+    """Coordinate frame of the PLY sequence: the input asset's own, or a3d's normalized working frame."""
+    preview: bool = True
+    """Render `export/preview.mp4` (costs one rasterization per preview frame)."""
+    elevation_deg: float = 30.0
+    """Elevation of the preview orbit (the training views sit at 15°)."""
+    preview_loops: int = 3
+    """The preview plays the animation this many times during its one full orbit."""
+    background: float = 1.0
+    """Grey level of the preview background (1 = white)."""
+
+    def __post_init__(self) -> None:
+        if self.motion not in ("auto", "coarse", "refined"):
+            raise OptionError(f"--motion must be auto, coarse or refined, got {self.motion!r}.")
+        if not _FRAMES_RE.match(self.frames):
+            raise OptionError(
+                f"--frames {self.frames!r} is not a frame list.", hint='Use "all", a range "0-7" or a list "0,4,8-15".'
+            )
+        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+            raise OptionError(f"--fps must be in (0, 240], got {self.fps}.")
+        if not 16 <= self.size <= 4096:
+            raise OptionError(f"--size must be between 16 and 4096 pixels, got {self.size}.")
+        if self.space not in ("original", "normalized"):
+            raise OptionError(f"--space must be original or normalized, got {self.space!r}.")
+        if not -89.0 <= self.elevation_deg <= 89.0:
+            raise OptionError(f"--elevation must be within ±89°, got {self.elevation_deg}.")
+        if not 1 <= self.preview_loops <= 100:
+            raise OptionError(f"--loops must be between 1 and 100, got {self.preview_loops}.")
+        if not 0.0 <= self.background <= 1.0:
+            raise OptionError(f"--background must be in [0, 1], got {self.background}.")
+
+
+# -- shared with `a3d mesh-animate` -----------------------------------------------------------------
+
+
+def motion_input(run_dir: Path, choice: MotionChoice) -> tuple[str, str]:
+    """The run-folder motion file a stage reads, and the command that makes it (for `requires`).
+
+    "auto" takes the refined motion when it exists, else the coarse one; when neither exists, the coarse
+    one is named so the error hints at `a3d reconstruct`.
+    """
+    if choice == "auto":
+        choice = "refined" if (Path(run_dir) / MOTION_FILES["refined"]).is_file() else "coarse"
+    return MOTION_FILES[choice], MOTION_PRODUCERS[choice]
+
+
+def parse_frames(spec: str, num_frames: int) -> list[int]:
+    """Frame indices of a `--frames` spec, sorted and unique.
+
+    Raises:
+        OptionError: an index outside [0, num_frames) or a reversed range.
+    """
+    if spec.strip() == "all":
+        return list(range(num_frames))
+    picked: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        a, b = int(lo), int(hi) if hi.strip() else int(lo)
+        if a > b:
+            raise OptionError(f"--frames range {part.strip()} runs backwards.", hint="Write ranges low-high, e.g. 0-7.")
+        if b >= num_frames:
+            raise OptionError(
+                f"--frames asks for frame {b}, but the motion has {num_frames} frames (0-{num_frames - 1}).",
+            )
+        picked.update(range(a, b + 1))
+    return sorted(picked)
+
+
+def load_static_and_motion(ctx: StageContext, motion_rel: str) -> tuple[Gaussians, MotionField, float]:
+    """The static splats and the motion fitted on them (digest checked), on the stage's device.
+
+    Raises:
+        InputError: the motion file is not one, or was fitted on a different static model (exit code 2).
+    """
+    from a3d_cli.gaussians.motion_io import load_motion
+    from a3d_cli.gaussians.ply import read_ply
+
+    static = read_ply(ctx.input(STATIC_PLY))
+    motion = load_motion(ctx.input(motion_rel), static=static, device=ctx.device)
+    return static.to(ctx.device), motion.field, motion.fps
+
+
+# -- coordinate frames --------------------------------------------------------------------------------
+
+
+def _matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
+    """wxyz unit quaternion of a proper rotation matrix [3, 3] (Shepperd's method, largest pivot first)."""
+    import torch
+
+    m = m.double()
+    tr = m.trace()
+    diag = torch.stack([tr, m[0, 0], m[1, 1], m[2, 2]])
+    i = int(diag.argmax())
+    if i == 0:
+        s = 2.0 * torch.sqrt(1.0 + tr)
+        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
+    elif i == 1:
+        s = 2.0 * torch.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
+    elif i == 2:
+        s = 2.0 * torch.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
+    else:
+        s = 2.0 * torch.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
+    q = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in q])
+    return (q / q.norm()).float()
+
+
+def sh_rotation(rotation: torch.Tensor, degree: int) -> torch.Tensor:
+    """The linear map of real SH coefficients (degrees 1..degree) under a rotation of the splats.
+
+    A splat rotated by Q shows, in direction d, the colour it showed in direction Qᵀd, so its new
+    coefficients a' satisfy Y(d)·a' = Y(Qᵀd)·a for every d. Each SH band is closed under rotation, so the
+    least-squares solution over enough random directions is exact (to float precision).
+
+    Args:
+        rotation: [3, 3] Q, applied to positions as p' = Q p.
+        degree: highest SH degree (1..3).
+
+    Returns:
+        [K-1, K-1] matrix T with sh_rest' = T @ sh_rest (per colour channel), K = (degree+1)².
+    """
+    import torch
+
+    from kernels.sh_ref import sh_basis
+
+    gen = torch.Generator().manual_seed(0)
+    dirs = torch.nn.functional.normalize(torch.randn(256, 3, generator=gen, dtype=torch.float64), dim=-1)  # [M, 3]
+    q = rotation.double()
+    y_new = sh_basis(degree, dirs)  # [M, K]
+    y_old = sh_basis(degree, dirs @ q)  # [M, K]: rows are (Qᵀ d)ᵀ
+    t = torch.linalg.lstsq(y_new, y_old).solution  # [K, K]
+    return t[1:, 1:].float()
+
+
+def similarity_gaussians(g: Gaussians, scale: float, rotation: torch.Tensor, translation: torch.Tensor) -> Gaussians:
+    """Splats under p' = scale · Q p + t (Q a proper rotation): positions, sizes, orientations and SH.
+
+    Args:
+        g: the splats.
+        scale: uniform scale s > 0.
+        rotation: [3, 3] Q with det +1.
+        translation: [3] t.
+    """
+    import torch
+
+    from a3d_cli.gaussians.motion_field import quat_multiply
+
+    q = rotation.to(g.means.device, g.means.dtype)
+    means = scale * g.means @ q.T + translation.to(g.means)  # [N, 3]
+    quats = quat_multiply(_matrix_to_quat(rotation).to(g.quats), g.quats)  # [N, 4]
+    sh_rest = g.sh_rest
+    if sh_rest is not None and sh_rest.shape[1] > 0:
+        t = sh_rotation(rotation, g.sh_degree).to(sh_rest)  # [K-1, K-1]
+        sh_rest = torch.einsum("kj,njc->nkc", t, sh_rest)  # [N, K-1, 3]
+    return g.with_(means=means, quats=quats, scales=g.scales * scale, sh_rest=sh_rest)
+
+
+def to_original_frame(normalization_json: Path) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """(scale, rotation [3, 3], translation [3]) of normalized → original from `normalization.json`."""
+    import torch
+
+    from a3d_cli.mesh.normalize import Normalization
+
+    norm = Normalization.from_json(json.loads(Path(normalization_json).read_text()))
+    # normalized = s R (p - c)  ⇒  original = (1/s) Rᵀ p' + c
+    rot = torch.from_numpy(norm.rotation.T.copy()).float()
+    return 1.0 / norm.scale, rot, torch.from_numpy(norm.center.copy()).float()
+
+
+# -- preview ------------------------------------------------------------------------------------------
+
+
+def render_orbit(
+    frames: list[Gaussians],
+    size: int,
+    elevation_deg: float,
+    loops: int,
+    background: float,
+    progress=None,  # noqa: ANN001 - a3d_cli.stages.progress.Progress
+    chunk: int = 4,
+) -> torch.Tensor:
+    """Render the animation looping `loops` times while the camera goes once around the object.
+
+    Preview frame i shows motion frame i mod F from azimuth 360° · i / (loops · F), at the MV-VDM
+    radius and field of view, in the normalized frame.
+
+    Args:
+        frames: F deformed splat sets (normalized frame), same N.
+        size: image width and height.
+
+    Returns:
+        [P, H, W, 3] float in [0, 1], P = loops · F.
+    """
+    import torch
+
+    from a3d_cli.render.cameras import MVVDM_FOV_DEG, MVVDM_RADIUS, orbit_cameras
+    from kernels import rasterize
+
+    f = len(frames)
+    p = loops * f
+    azimuths = [360.0 * i / p for i in range(p)]
+    cams = orbit_cameras([elevation_deg] * p, azimuths, MVVDM_RADIUS, MVVDM_FOV_DEG)
+    device = frames[0].means.device
+    viewmats = cams.viewmats.to(device)  # [P, 4, 4]
+    ks = cams.Ks(size, size).to(device)  # [P, 3, 3]
+    use_sh = frames[0].sh_rest is not None
+    out = []
+    for start in range(0, p, chunk):
+        ids = list(range(start, min(start + chunk, p)))
+        batch = [frames[i % f] for i in ids]
+        colors = torch.stack([g.sh_coeffs() if use_sh else g.colors for g in batch])  # [B, N, 3] or [B, N, K, 3]
+        res = rasterize(
+            torch.stack([g.means for g in batch]),  # [B, N, 3]
+            torch.stack([g.quats for g in batch]),  # [B, N, 4]
+            torch.stack([g.scales for g in batch]),  # [B, N, 3]
+            torch.stack([g.opacities for g in batch]),  # [B, N]
+            colors,
+            viewmats[ids, None],  # [B, 1, 4, 4]
+            ks[ids, None],  # [B, 1, 3, 3]
+            size,
+            size,
+            sh_degree=batch[0].sh_degree if use_sh else None,
+            backgrounds=torch.full((len(ids), 1, 3), background, device=device),
+        )
+        out.append(res.colors[:, 0].clamp(0, 1).float().cpu())  # [B, H, W, 3]
+        if progress is not None:
+            progress.update(len(ids))
+    return torch.cat(out)
+
+
+# -- the stage ----------------------------------------------------------------------------------------
+
+
+def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = None) -> StageResult:
+    """Export the animated splats of a run folder (PLY sequence + preview video).
+
+    Examples:
+        >>> run(Path("RUN"), ExportOptions(frames="0-7", size=256))  # doctest: +SKIP
+    """
+    opts = opts or ExportOptions()
+    ensure_run_dir(run_dir, create=False)
+    motion_rel, producer = motion_input(run_dir, opts.motion)
+    requires = {STATIC_PLY: "a3d prepare MODEL -o RUN", motion_rel: producer}
+    if opts.space == "original":
+        requires[NORMALIZATION_JSON] = "a3d prepare MODEL -o RUN"
+
+    def body(ctx: StageContext) -> None:
+        import torch
+
+        from a3d_cli.gaussians.ply import write_ply
+        from a3d_cli.io.atomic import atomic_write_text
+        from a3d_cli.io.video import write_mp4
+
+        # 1. inputs: static splats, the motion fitted on them, the frames asked for
+        static, field, motion_fps = load_static_and_motion(ctx, motion_rel)
+        num_frames = field.config.num_frames
+        frame_ids = parse_frames(opts.frames, num_frames)
+        fps = opts.fps or motion_fps
+        to_original = to_original_frame(ctx.input(NORMALIZATION_JSON)) if opts.space == "original" else None
+
+        # 2. deform every exported frame; write it as a PLY
+        ctx.progress.start("export: frames", total=len(frame_ids))
+        deformed: list[Gaussians] = []
+        with torch.no_grad():
+            for k in frame_ids:
+                g = field.deform(static, k)
+                deformed.append(g)
+                out = g if to_original is None else similarity_gaussians(g, *to_original)
+                write_ply(ctx.output(f"export/gaussians/frame_{k:04d}.ply"), out)
+                ctx.progress.update(1)
+        sequence = {
+            "format": "a3d-splat-sequence",
+            "version": 1,
+            "fps": fps,
+            "space": opts.space,
+            "motion": motion_rel,
+            "num_gaussians": len(static),
+            "frames": [
+                {"file": f"frame_{k:04d}.ply", "frame": k, "time": -1.0 + 2.0 * k / (num_frames - 1)} for k in frame_ids
+            ],
+        }
+        atomic_write_text(ctx.output("export/gaussians/sequence.json"), json.dumps(sequence, indent=2))
+
+        # 3. the orbiting preview
+        if opts.preview:
+            ctx.progress.start("export: preview", total=opts.preview_loops * len(frame_ids))
+            with torch.no_grad():
+                video = render_orbit(
+                    deformed, opts.size, opts.elevation_deg, opts.preview_loops, opts.background, ctx.progress
+                )
+            write_mp4(ctx.output("export/preview.mp4"), video, fps=fps)
+        ctx.metrics.update(frames=len(frame_ids), num_gaussians=len(static), motion=motion_rel, fps=fps)
+
+    return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=("export/gaussians",))

@@ -1,0 +1,211 @@
+"""`a3d export`: per-frame 3DGS PLYs in the original frame, the orbit preview, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from a3d_cli.errors import InputError, OptionError, RunFolderError
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig, quat_to_matrix
+from a3d_cli.gaussians.motion_io import save_motion
+from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.mesh.normalize import fit_normalization
+from a3d_cli.stages import export
+from a3d_cli.stages.base import Runtime
+from a3d_cli.stages.export import ExportOptions, parse_frames, similarity_gaussians
+from kernels.sh_ref import sh_colors
+
+FRAMES = 4  # a short motion keeps every test fast
+
+
+def _static(n: int = 48, seed: int = 0, sh: bool = True) -> Gaussians:
+    g = torch.Generator().manual_seed(seed)
+    return Gaussians(
+        means=torch.rand(n, 3, generator=g) * 1.2 - 0.6,
+        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+        scales=torch.rand(n, 3, generator=g) * 0.05 + 0.03,
+        opacities=torch.rand(n, generator=g) * 0.5 + 0.5,
+        colors=torch.rand(n, 3, generator=g),
+        sh_rest=torch.randn(n, 3, 3, generator=g) * 0.1 if sh else None,
+    )
+
+
+def _moving_field(seed: int = 1) -> MotionField:
+    field = MotionField(MotionFieldConfig.tiny(num_frames=FRAMES), generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in field.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return field
+
+
+def make_gaussian_run(run: Path, seed: int = 0) -> tuple[Gaussians, MotionField]:
+    """A run folder as `prepare` + `reconstruct` leave it for a 3DGS input with a Z-up source frame."""
+    static = _static(seed=seed)
+    (run / "static").mkdir(parents=True)
+    (run / "source").mkdir()
+    write_ply(run / "static" / "gaussians.ply", static)
+    # the "original" asset was Z-up, off-centre and 10x larger: a non-trivial similarity to undo
+    original = np.random.default_rng(seed).random((100, 3)) * 10 + 5
+    norm = fit_normalization(original, up="+z", front="-y")
+    (run / "source" / "normalization.json").write_text(norm.dumps())
+    field = _moving_field(seed + 1)
+    save_motion(run / "motion" / "coarse.safetensors", field, read_ply(run / "static" / "gaussians.ply"))
+    return read_ply(run / "static" / "gaussians.ply"), field
+
+
+@pytest.fixture
+def gaussian_run(run_dir):
+    static, field = make_gaussian_run(run_dir)
+    return run_dir, static, field
+
+
+def test_ply_sequence_is_the_deformed_splats_in_the_original_frame(gaussian_run):
+    run, static, field = gaussian_run
+    result = export.run(run, ExportOptions(preview=False), Runtime())
+    files = sorted((run / "export" / "gaussians").glob("frame_*.ply"))
+    assert [f.name for f in files] == [f"frame_{k:04d}.ply" for k in range(FRAMES)]
+    from a3d_cli.mesh.normalize import Normalization
+
+    norm = Normalization.from_json(json.loads((run / "source" / "normalization.json").read_text()))
+    moved = [field.deform(static, k) for k in range(FRAMES)]
+    assert not torch.allclose(moved[1].means, moved[2].means)  # the motion really moves
+    for k, path in enumerate(files):
+        g = read_ply(path)
+        assert len(g) == len(static)
+        expected = norm.invert(moved[k].means.double().numpy())  # independent of the stage's torch path
+        np.testing.assert_allclose(g.means.numpy(), expected, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(g.scales, moved[k].scales / norm.scale, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(g.opacities, static.opacities, rtol=1e-5, atol=1e-6)
+    seq = json.loads((run / "export" / "gaussians" / "sequence.json").read_text())
+    assert seq["space"] == "original" and seq["fps"] == 8.0 and len(seq["frames"]) == FRAMES
+    assert result.metrics["motion"] == "motion/coarse.safetensors"
+
+
+def test_normalized_space_and_frame_subset(gaussian_run):
+    run, static, field = gaussian_run
+    export.run(run, ExportOptions(preview=False, space="normalized", frames="0,2-3"), Runtime())
+    names = sorted(p.name for p in (run / "export" / "gaussians").glob("*.ply"))
+    assert names == ["frame_0000.ply", "frame_0002.ply", "frame_0003.ply"]
+    torch.testing.assert_close(read_ply(run / "export/gaussians/frame_0000.ply").means, static.means)
+    g2 = read_ply(run / "export/gaussians/frame_0002.ply")
+    torch.testing.assert_close(g2.means, field.deform(static, 2).means, rtol=1e-5, atol=1e-6)
+
+
+def test_preview_orbit_has_loops_times_frames(gaussian_run):
+    run, _, _ = gaussian_run
+    from a3d_cli.io.video import read_mp4
+
+    export.run(run, ExportOptions(size=32, preview_loops=2), Runtime())
+    video = read_mp4(run / "export" / "preview.mp4")
+    assert video.shape == (2 * FRAMES, 32, 32, 3)
+    # the object is visible (not all background) and the views differ while the camera moves
+    assert (video < 0.9).any(dim=-1).float().mean() > 0.01
+    assert (video[0] - video[FRAMES // 2]).abs().mean() > 1e-3
+
+
+def test_refined_motion_is_preferred_when_present(gaussian_run):
+    run, static, _ = gaussian_run
+    save_motion(run / "motion" / "refined.safetensors", _moving_field(7), static)
+    result = export.run(run, ExportOptions(preview=False, space="normalized"), Runtime())
+    assert result.metrics["motion"] == "motion/refined.safetensors"
+    coarse = export.run(run, ExportOptions(preview=False, space="normalized", motion="coarse"), Runtime())
+    assert coarse.metrics["motion"] == "motion/coarse.safetensors"
+
+
+def test_similarity_rotates_orientations_and_view_dependent_colour():
+    g = _static(n=16)
+    angle = 0.7
+    axis = torch.nn.functional.normalize(torch.tensor([0.3, -1.0, 0.5]), dim=0)
+    q = torch.cat([torch.tensor([math.cos(angle / 2)]), math.sin(angle / 2) * axis])
+    rot = quat_to_matrix(q)  # [3, 3]
+    out = similarity_gaussians(g, 2.5, rot, torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(out.means, 2.5 * g.means @ rot.T + torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(quat_to_matrix(out.quats), rot @ quat_to_matrix(g.quats), atol=1e-5, rtol=0)
+    # the rotated splat seen from the rotated direction shows the colour the original showed
+    dirs = torch.nn.functional.normalize(torch.randn(16, 3, generator=torch.Generator().manual_seed(3)), dim=-1)
+    before = sh_colors(1, dirs, g.sh_coeffs())
+    after = sh_colors(1, dirs @ rot.T, out.sh_coeffs())
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+
+
+def test_frame_specs():
+    assert parse_frames("all", 4) == [0, 1, 2, 3]
+    assert parse_frames("3, 0-1", 4) == [0, 1, 3]
+    with pytest.raises(OptionError, match="motion has 4 frames"):
+        parse_frames("0-4", 4)
+    with pytest.raises(OptionError, match="backwards"):
+        parse_frames("3-1", 4)
+    with pytest.raises(OptionError):
+        ExportOptions(frames="first")
+    with pytest.raises(OptionError):
+        ExportOptions(size=4)
+
+
+def test_missing_motion_names_reconstruct(run_dir):
+    (run_dir / "static").mkdir(parents=True)
+    write_ply(run_dir / "static" / "gaussians.ply", _static())
+    with pytest.raises(RunFolderError) as info:
+        export.run(run_dir, ExportOptions(preview=False, space="normalized"), Runtime())
+    assert "motion/coarse.safetensors" in str(info.value) and "a3d reconstruct" in info.value.hint
+
+
+def test_motion_of_another_static_model_is_refused_and_outputs_kept(gaussian_run):
+    run, _, _ = gaussian_run
+    export.run(run, ExportOptions(preview=False), Runtime())
+    before = {p: p.read_bytes() for p in (run / "export").rglob("*") if p.is_file()}
+    write_ply(run / "static" / "gaussians.ply", _static(seed=5))  # prepare re-run on another model
+    with pytest.raises(InputError, match="different static model") as info:
+        export.run(run, ExportOptions(preview=False), Runtime(force=True))
+    assert info.value.exit_code == 2 and "a3d reconstruct" in info.value.hint
+    after = {p: p.read_bytes() for p in (run / "export").rglob("*") if p.is_file()}
+    assert after == before
+    assert not (run / ".staging").exists() or not any((run / ".staging").iterdir())
+
+
+def test_frame_out_of_range_is_a_user_error_before_writing(gaussian_run):
+    run, _, _ = gaussian_run
+    with pytest.raises(OptionError):
+        export.run(run, ExportOptions(preview=False, frames="0-9"), Runtime())
+    assert not (run / "export").exists()
+
+
+def _cli():
+    """A one-command app with a3d's error mapping (the real `a3d` registers the same function)."""
+    import typer
+
+    from a3d_cli.cli import A3DGroup, main_options
+    from a3d_cli.commands.export import export as command
+
+    app = typer.Typer(cls=A3DGroup)
+    app.callback()(main_options)
+    app.command("export")(command)
+    return app
+
+
+def test_cli_exports_and_reports_json(gaussian_run):
+    from typer.testing import CliRunner
+
+    run, _, _ = gaussian_run
+    result = CliRunner().invoke(_cli(), ["--json", "export", str(run), "--no-preview", "--frames", "0-1"])
+    assert result.exit_code == 0, result.output
+    outputs = json.loads(result.stdout)["stages"][0]["outputs"]
+    assert sorted(Path(p).name for p in outputs) == ["frame_0000.ply", "frame_0001.ply", "sequence.json"]
+
+
+def test_cli_user_errors_exit_2(tmp_path, gaussian_run):
+    from typer.testing import CliRunner
+
+    run, _, _ = gaussian_run
+    runner = CliRunner()
+    missing = runner.invoke(_cli(), ["export", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "a3d prepare" in missing.stderr
+    assert not (tmp_path / "nope").exists()
+    bad = runner.invoke(_cli(), ["export", str(run), "--space", "world"])
+    assert bad.exit_code == 2 and "--space" in bad.stderr
