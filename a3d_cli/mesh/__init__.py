@@ -1,1 +1,13 @@
-"""a3d_cli.mesh."""
+"""Meshes in a3d: reading user files, normalization, mesh → static 3DGS, simplification.
+
+Modules (import them directly; this package imports nothing heavy):
+    load          user file → kind ("mesh" | "gaussians"), mesh → one `SurfaceMesh`
+    surface       `SurfaceMesh` (vertices, faces, vertex colours, optional UV + texture atlas)
+    appearance    colour spaces, texture sampling, atlas packing
+    normalize     `Normalization` (+Y up, +Z front, centred, radius 0.9) and its JSON
+    topology      welding seam copies, normals, edges, rotation ↔ quaternion
+    simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
+    to_gaussians  mesh → splats + `MeshBinding`
+    binding       the vertex ↔ splat binding file (`static/binding.safetensors`)
+    store         the processed mesh file (`source/mesh.glb`) whose vertex order the binding uses
+"""

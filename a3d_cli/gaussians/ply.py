@@ -1,0 +1,332 @@
+"""The standard 3DGS PLY layout (Inria `gaussian-splatting`) ↔ `Gaussians`.
+
+Why one module: this is the file every splat viewer (SuperSplat, antimatter15/splat, Babylon.js, …) and every
+3DGS trainer reads and writes, and the activations stored in it differ from the ones a3d keeps in memory.
+
+On disk, one `vertex` element with float32 properties, in this order:
+
+    x y z  nx ny nz  f_dc_0 f_dc_1 f_dc_2  f_rest_0 … f_rest_{3(K-1)-1}  opacity  scale_0 scale_1 scale_2
+    rot_0 rot_1 rot_2 rot_3
+
+- `f_dc_c` is the degree-0 SH coefficient: rgb = 0.5 + SH_C0 · f_dc.
+- `f_rest` is channel-major: f_rest_{c·(K-1)+k} is coefficient k+1 of channel c.
+- `opacity` is a logit (opacity = sigmoid(value)); `scale_i` are natural logs of standard deviations.
+- `rot_0..3` is the quaternion w, x, y, z (readers normalise it).
+- `nx ny nz` are written as zeros (unused by 3DGS, expected by some tools) and ignored on read.
+
+Reading accepts binary (either endianness) and ASCII files, any property order, float or double types and
+extra properties (they are ignored).
+
+Examples:
+    >>> write_ply("splats.ply", g)  # doctest: +SKIP
+    >>> read_ply("splats.ply").means.shape  # doctest: +SKIP
+    torch.Size([N, 3])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from a3d_cli.errors import InputError
+from a3d_cli.gaussians.container import SH_C0, Gaussians
+from a3d_cli.io.atomic import atomic_path
+
+# Properties a file must have to be read as 3DGS (f_rest_* and normals are optional).
+REQUIRED_PROPERTIES: tuple[str, ...] = (
+    "x", "y", "z",
+    "f_dc_0", "f_dc_1", "f_dc_2",
+    "opacity",
+    "scale_0", "scale_1", "scale_2",
+    "rot_0", "rot_1", "rot_2", "rot_3",
+)  # fmt: skip
+# Any one of these in the vertex element marks the file as meant to be 3DGS (then all REQUIRED must exist).
+_GAUSSIAN_MARKERS = ("f_dc_0", "opacity", "scale_0", "rot_0")
+# Compressed layouts (SuperSplat / PlayCanvas) pack properties into integers in a `chunk` element.
+_COMPRESSED_MARKERS = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
+
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
+    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}  # fmt: skip
+_MAX_HEADER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class PlyElement:
+    """One element of a PLY header: name, count and its (name, numpy type) properties.
+
+    List properties are kept as (name, None) — they make the element variable-sized.
+    """
+
+    name: str
+    count: int
+    properties: tuple[tuple[str, str | None], ...]
+
+    @property
+    def property_names(self) -> tuple[str, ...]:
+        return tuple(p for p, _ in self.properties)
+
+
+@dataclass(frozen=True)
+class PlyHeader:
+    """A parsed PLY header: format, elements in file order, and the byte offset where data starts."""
+
+    format: str  # "binary_little_endian" | "binary_big_endian" | "ascii"
+    elements: tuple[PlyElement, ...]
+    data_offset: int
+
+    def element(self, name: str) -> PlyElement | None:
+        return next((e for e in self.elements if e.name == name), None)
+
+
+def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
+    """Parse a PLY header without reading the data.
+
+    Raises:
+        InputError: the file is missing, unreadable or not a PLY file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_MAX_HEADER_BYTES)
+    except OSError as exc:
+        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+    if not head.startswith(b"ply"):
+        raise InputError(f"{path} is not a PLY file (it does not start with 'ply').")
+    end = head.find(b"end_header")
+    if end < 0:
+        raise InputError(f"{path} has a broken PLY header (no 'end_header' line).")
+    newline = head.find(b"\n", end)
+    if newline < 0:
+        raise InputError(f"{path} has a broken PLY header (nothing after 'end_header').")
+    lines = head[:end].decode("ascii", errors="replace").splitlines()
+    fmt: str | None = None
+    elements: list[PlyElement] = []
+    current: tuple[str, int, list[tuple[str, str | None]]] | None = None
+    for raw in lines[1:]:
+        words = raw.split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        try:
+            if words[0] == "format":
+                fmt = words[1]
+            elif words[0] == "element":
+                if current is not None:
+                    elements.append(PlyElement(current[0], current[1], tuple(current[2])))
+                current = (words[1], int(words[2]), [])
+            elif words[0] == "property" and current is not None:
+                if words[1] == "list":
+                    current[2].append((words[4], None))
+                else:
+                    current[2].append((words[2], _PLY_TYPES[words[1]]))
+            else:
+                raise ValueError(raw)
+        except (IndexError, KeyError, ValueError) as exc:
+            raise InputError(f"{path} has a broken PLY header line: {raw.strip()!r}.") from exc
+    if current is not None:
+        elements.append(PlyElement(current[0], current[1], tuple(current[2])))
+    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
+        raise InputError(f"{path} has an unknown PLY format {fmt!r}.")
+    return PlyHeader(format=fmt, elements=tuple(elements), data_offset=newline + 1)
+
+
+def is_gaussian_ply(path: str | os.PathLike[str]) -> bool:
+    """Whether a PLY file is meant to hold 3D Gaussians (has any 3DGS-specific vertex property).
+
+    A file that is meant to be 3DGS but lacks some properties still answers True; `read_ply` then names
+    what is missing. Compressed splat PLYs answer True too (and `read_ply` explains they are unsupported).
+    """
+    header = read_ply_header(path)
+    names = {p for e in header.elements for p in e.property_names}
+    return any(m in names for m in _GAUSSIAN_MARKERS + _COMPRESSED_MARKERS)
+
+
+def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
+    """The `vertex` element as a numpy structured array."""
+    vertex = header.element("vertex")
+    assert vertex is not None
+    if any(t is None for _, t in vertex.properties):
+        raise InputError(f"{path} has list properties in its vertex element, which 3DGS files never have.")
+    endian = ">" if header.format == "binary_big_endian" else "<"
+    dtype = np.dtype([(name, endian + t) for name, t in vertex.properties])  # type: ignore[operator]
+    with open(path, "rb") as f:
+        f.seek(header.data_offset)
+        if header.format == "ascii":
+            skip_lines = 0
+            for e in header.elements:
+                if e.name == "vertex":
+                    break
+                skip_lines += e.count
+            text = f.read().decode("ascii", errors="replace").splitlines()
+            rows = text[skip_lines : skip_lines + vertex.count]
+            if len(rows) < vertex.count:
+                raise InputError(f"{path} is truncated: {vertex.count} vertices declared, {len(rows)} found.")
+            try:
+                values = np.array([r.split()[: len(dtype.names)] for r in rows], dtype=np.float64)
+            except ValueError as exc:
+                raise InputError(f"{path} has a malformed ASCII vertex row ({exc}).") from exc
+            table = np.empty(vertex.count, dtype=dtype)
+            for i, name in enumerate(dtype.names):
+                table[name] = values[:, i]
+            return table
+        offset = 0
+        for e in header.elements:
+            if e.name == "vertex":
+                break
+            if any(t is None for _, t in e.properties):
+                raise InputError(
+                    f"{path} has a variable-sized element '{e.name}' before its vertices, which a3d cannot skip."
+                )
+            offset += e.count * np.dtype([(n, endian + t) for n, t in e.properties]).itemsize  # type: ignore[operator]
+        f.seek(header.data_offset + offset)
+        data = f.read(vertex.count * dtype.itemsize)
+    if len(data) < vertex.count * dtype.itemsize:
+        raise InputError(f"{path} is truncated: {vertex.count} vertices declared, the data ends early.")
+    return np.frombuffer(data, dtype=dtype, count=vertex.count)
+
+
+def read_ply(path: str | os.PathLike[str]) -> Gaussians:
+    """Read a 3DGS PLY into activated `Gaussians` (float32, CPU).
+
+    Args:
+        path: a PLY file in the standard 3DGS layout (any property order; extra properties ignored).
+
+    Returns:
+        Gaussians with linear scales, opacities in (0, 1), colours from f_dc (not clamped, so SH colour
+        round-trips exactly) and `sh_rest` [N, K-1, 3] when the file has f_rest_* properties.
+
+    Raises:
+        InputError: missing/unreadable file, not 3DGS, missing properties (named), a compressed layout,
+            a bad f_rest count, no splats, or non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The file {path} does not exist.")
+    header = read_ply_header(path)
+    names = {p for e in header.elements for p in e.property_names}
+    if any(m in names for m in _COMPRESSED_MARKERS):
+        raise InputError(
+            f"{path} is a compressed splat PLY, which a3d does not read.",
+            hint="Convert it to a standard 3DGS PLY first (e.g. SuperSplat: export as uncompressed .ply).",
+        )
+    vertex = header.element("vertex")
+    present = set(vertex.property_names) if vertex is not None else set()
+    missing = [p for p in REQUIRED_PROPERTIES if p not in present]
+    if missing:
+        raise InputError(
+            f"{path} is not a complete 3DGS PLY: its vertices lack {', '.join(missing)}.",
+            hint="A 3DGS PLY needs x y z f_dc_0..2 opacity scale_0..2 rot_0..3 (f_rest_* optional).",
+        )
+    assert vertex is not None
+    if vertex.count == 0:
+        raise InputError(f"{path} holds no Gaussians (0 vertices).")
+    rest = sorted(
+        (p for p in present if p.startswith("f_rest_")),
+        key=lambda p: int(p.rsplit("_", 1)[1]) if p.rsplit("_", 1)[1].isdigit() else -1,
+    )
+    n_rest = len(rest)
+    k = n_rest // 3 + 1
+    if n_rest % 3 or math.isqrt(k) ** 2 != k or rest != [f"f_rest_{i}" for i in range(n_rest)]:
+        raise InputError(
+            f"{path} has {n_rest} f_rest_* properties; a 3DGS PLY has 3·(K-1) of them (0, 9, 24 or 45), numbered from 0."
+        )
+
+    table = _read_vertex_table(path, header)
+
+    def cols(*names: str) -> np.ndarray:
+        return np.stack([np.asarray(table[n], dtype=np.float32) for n in names], axis=-1)
+
+    means = cols("x", "y", "z")  # [N, 3]
+    f_dc = cols("f_dc_0", "f_dc_1", "f_dc_2")  # [N, 3]
+    logit = np.asarray(table["opacity"], dtype=np.float32)  # [N]
+    log_scales = cols("scale_0", "scale_1", "scale_2")  # [N, 3]
+    quats = cols("rot_0", "rot_1", "rot_2", "rot_3")  # [N, 4] wxyz
+    for name, arr in (
+        ("positions", means),
+        ("colours", f_dc),
+        ("opacities", logit),
+        ("scales", log_scales),
+        ("rotations", quats),
+    ):
+        if not np.isfinite(arr).all():
+            raise InputError(f"{path} has non-finite (NaN or infinite) Gaussian {name}.")
+    sh_rest = None
+    if n_rest:
+        f_rest = cols(*rest).reshape(-1, 3, k - 1)  # [N, 3, K-1] channel-major on disk
+        if not np.isfinite(f_rest).all():
+            raise InputError(f"{path} has non-finite (NaN or infinite) spherical-harmonic coefficients.")
+        sh_rest = torch.from_numpy(np.ascontiguousarray(f_rest.transpose(0, 2, 1)))  # [N, K-1, 3]
+
+    q = torch.from_numpy(quats)
+    norm = q.norm(dim=-1, keepdim=True)  # [N, 1]
+    q = torch.where(norm > 1e-12, q / norm.clamp_min(1e-12), torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    return Gaussians(
+        means=torch.from_numpy(means),
+        quats=q,
+        scales=torch.from_numpy(np.exp(log_scales)),
+        opacities=torch.sigmoid(torch.from_numpy(logit)),
+        colors=torch.from_numpy(0.5 + SH_C0 * f_dc),
+        sh_rest=sh_rest,
+    )
+
+
+def gaussians_to_table(g: Gaussians) -> np.ndarray:
+    """The standard 3DGS vertex table (structured float32 array) for `g`, activations inverted."""
+    n = len(g)
+    k1 = 0 if g.sh_rest is None else g.sh_rest.shape[1]
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    names += [f"f_rest_{i}" for i in range(3 * k1)]
+    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    g = g.to("cpu", torch.float32)
+    eps = 1e-7
+    opac = g.opacities.double().clamp(eps, 1 - eps)
+    columns = [
+        g.means.numpy(),  # [N, 3]
+        np.zeros((n, 3), dtype=np.float32),  # normals, unused
+        ((g.colors - 0.5) / SH_C0).numpy(),  # [N, 3]
+    ]
+    if k1:
+        columns.append(g.sh_rest.permute(0, 2, 1).reshape(n, 3 * k1).numpy())  # type: ignore[union-attr]
+    columns += [
+        torch.log(opac / (1 - opac)).float().numpy()[:, None],  # [N, 1] logit
+        torch.log(g.scales.clamp_min(1e-12)).numpy(),  # [N, 3]
+        g.quats.numpy(),  # [N, 4] wxyz
+    ]
+    flat = np.concatenate(columns, axis=1).astype("<f4")  # [N, P]
+    return flat.view(np.dtype([(name, "<f4") for name in names])).reshape(n)
+
+
+def write_ply(path: str | os.PathLike[str], g: Gaussians) -> None:
+    """Write `g` as a binary little-endian 3DGS PLY, atomically.
+
+    Args:
+        path: destination `.ply`.
+        g: Gaussians (activated: linear scales, opacities in [0, 1], RGB colours).
+    """
+    table = gaussians_to_table(g)
+    lines = ["ply", "format binary_little_endian 1.0", "comment written by a3d", f"element vertex {len(table)}"]
+    lines += [f"property float {name}" for name in table.dtype.names]
+    lines.append("end_header")
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(("\n".join(lines) + "\n").encode("ascii"))
+            f.write(table.tobytes())
+
+
+__all__ = [
+    "REQUIRED_PROPERTIES",
+    "PlyHeader",
+    "gaussians_to_table",
+    "is_gaussian_ply",
+    "read_ply",
+    "read_ply_header",
+    "write_ply",
+]

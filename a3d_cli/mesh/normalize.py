@@ -1,0 +1,184 @@
+"""Put an asset where the cameras look: rotate to +Y up / +Z front, centre it, scale it to a fixed radius.
+
+Why a fixed radius: every stage renders from cameras at distance 3.0 with a 40° vertical field of view
+(`render/cameras.py`, MV-VDM's conditioning views). A sphere of radius r around the origin stays inside
+such a view when r ≤ 3·sin(20°) ≈ 1.03; with r = NORMALIZED_RADIUS = 0.9 the farthest point of the asset
+touches a sphere that fills about 87 % of the image height, leaving room for splat footprints, so
+nothing is clipped from any orbit direction and the object fills the frame like the reference renders.
+
+The transform (original → normalized) is p' = s · R · (p − c): R the axis rotation from `--up/--front`,
+c the centre of the axis-aligned bounding box *in the rotated frame* mapped back, s the scale. It is
+written to `RUN/source/normalization.json` (4×4 matrix, its inverse, and the parts) so exports can go back
+to the asset's own frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from a3d_cli.gaussians.container import Gaussians
+
+NORMALIZED_RADIUS = 0.9  # distance of the farthest vertex from the origin after normalization
+Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
+AXES: dict[str, tuple[float, float, float]] = {
+    "+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0),
+    "+y": (0.0, 1.0, 0.0), "-y": (0.0, -1.0, 0.0),
+    "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0),
+}  # fmt: skip
+
+
+def axis_rotation(up: str = "+y", front: str = "+z") -> np.ndarray:
+    """The rotation taking the asset's `up` axis to +Y and its `front` axis to +Z.
+
+    Args:
+        up: the asset's up axis, one of AXES ("+z" for most Z-up OBJ/PLY exports).
+        front: the asset's front axis (the side that faces the azimuth-0 camera afterwards).
+
+    Returns:
+        [3, 3] proper rotation matrix R (det +1), normalized = R @ original.
+
+    Raises:
+        ValueError: unknown axis names, or `up` and `front` on the same line.
+    """
+    if up not in AXES or front not in AXES:
+        raise ValueError(f"axes must be one of {sorted(AXES)}, got up={up!r} front={front!r}")
+    u, f = np.asarray(AXES[up]), np.asarray(AXES[front])
+    if abs(float(u @ f)) > 0.5:
+        raise ValueError(f"up {up} and front {front} must be perpendicular")
+    return np.stack([np.cross(u, f), u, f], axis=0)  # rows: where +X, +Y, +Z come from
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The similarity transform from the asset's frame to a3d's normalized frame.
+
+    Attributes:
+        rotation: [3, 3] R.
+        center: [3] c, in the original frame.
+        scale: s (uniform).
+        up, front: the axis names R was made from.
+        radius: the normalized radius the asset was scaled to.
+    """
+
+    rotation: np.ndarray  # [3, 3]
+    center: np.ndarray  # [3]
+    scale: float
+    up: str = "+y"
+    front: str = "+z"
+    radius: float = NORMALIZED_RADIUS
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """[4, 4] homogeneous original → normalized: [[sR, -sRc], [0, 1]]."""
+        m = np.eye(4)
+        m[:3, :3] = self.scale * self.rotation
+        m[:3, 3] = -self.scale * self.rotation @ self.center
+        return m
+
+    @property
+    def inverse(self) -> np.ndarray:
+        """[4, 4] homogeneous normalized → original: [[Rᵀ/s, c], [0, 1]]."""
+        m = np.eye(4)
+        m[:3, :3] = self.rotation.T / self.scale
+        m[:3, 3] = self.center
+        return m
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """[..., 3] original → [..., 3] normalized."""
+        return self.scale * (np.asarray(points, dtype=np.float64) - self.center) @ self.rotation.T
+
+    def invert(self, points: np.ndarray) -> np.ndarray:
+        """[..., 3] normalized → [..., 3] original."""
+        return np.asarray(points, dtype=np.float64) @ self.rotation / self.scale + self.center
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `normalization.json` content (docs/prepare.md)."""
+        return {
+            "format": "a3d-normalization",
+            "version": 1,
+            "description": "normalized = matrix @ [x, y, z, 1] of the original; original = inverse @ normalized",
+            "matrix": self.matrix.tolist(),
+            "inverse": self.inverse.tolist(),
+            "rotation": self.rotation.tolist(),
+            "center": self.center.tolist(),
+            "scale": float(self.scale),
+            "offset": self.matrix[:3, 3].tolist(),
+            "up": self.up,
+            "front": self.front,
+            "radius": float(self.radius),
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Normalization:
+        """Inverse of `to_json`."""
+        return cls(
+            rotation=np.asarray(data["rotation"], dtype=np.float64),
+            center=np.asarray(data["center"], dtype=np.float64),
+            scale=float(data["scale"]),
+            up=data.get("up", "+y"),
+            front=data.get("front", "+z"),
+            radius=float(data.get("radius", NORMALIZED_RADIUS)),
+        )
+
+
+def fit_normalization(
+    points: np.ndarray,  # [P, 3]
+    up: str = "+y",
+    front: str = "+z",
+    radius: float = NORMALIZED_RADIUS,
+    robust: bool = False,
+) -> Normalization:
+    """Fit the transform that centres `points` and scales their farthest one to `radius`.
+
+    Args:
+        points: [P, 3] vertex positions (or Gaussian centres) in the original frame.
+        up, front: the asset's axes (see `axis_rotation`).
+        radius: target distance of the farthest point from the origin.
+        robust: ignore the extreme 0.5 % per axis and in distance (for 3DGS files with stray floaters).
+
+    Returns:
+        The Normalization; a degenerate extent (a single point) gets scale 1.
+    """
+    rot = axis_rotation(up, front)
+    p = np.asarray(points, dtype=np.float64) @ rot.T  # [P, 3] rotated frame
+    if robust and len(p) >= 200:
+        lo, hi = np.percentile(p, 0.5, axis=0), np.percentile(p, 99.5, axis=0)
+    else:
+        lo, hi = p.min(axis=0), p.max(axis=0)
+    center_rot = 0.5 * (lo + hi)  # [3]
+    dist = np.linalg.norm(p - center_rot, axis=-1)  # [P]
+    extent = float(np.percentile(dist, 99.5) if robust and len(p) >= 200 else dist.max())
+    scale = radius / extent if extent > 1e-12 else 1.0
+    return Normalization(rotation=rot, center=rot.T @ center_rot, scale=scale, up=up, front=front, radius=radius)
+
+
+def normalize_gaussians(g: Gaussians, norm: Normalization) -> tuple[Gaussians, bool]:
+    """Move 3D Gaussians into the normalized frame.
+
+    Centres are transformed, scales multiplied by s, rotations pre-multiplied by R. Higher-order SH
+    coefficients would need rotating too (a Wigner-D rotation per band); when R is not the identity they are
+    dropped instead and the base colour kept.
+
+    Returns:
+        (normalized Gaussians, whether `sh_rest` was dropped).
+    """
+    import torch
+
+    from a3d_cli.mesh.topology import quat_multiply, rotmat_to_quat
+
+    means = torch.from_numpy(norm.apply(g.means.double().numpy())).float()  # [N, 3]
+    rotated = not np.allclose(norm.rotation, np.eye(3))
+    quats = g.quats
+    if rotated:
+        q_r = rotmat_to_quat(norm.rotation)  # [4]
+        quats = torch.from_numpy(quat_multiply(np.broadcast_to(q_r, g.quats.shape), g.quats.double().numpy())).float()
+    dropped = rotated and g.sh_rest is not None
+    out = g.with_(means=means, quats=quats, scales=g.scales * float(norm.scale), sh_rest=None if dropped else g.sh_rest)
+    return out, dropped

@@ -1,0 +1,121 @@
+"""Bound a mesh's size with quadric edge-collapse decimation (pymeshlab).
+
+Why: every welded vertex becomes a splat whose motion is learned, so a 500k-vertex scan would make every
+later stage slow without making the motion better (Animate3D's author: fine detail is not needed to learn
+vertex motion). The bound counts welded vertices (distinct positions = vertex splats); the saved mesh may
+have more vertices where UV seams split them.
+
+pymeshlab is imported inside the function only: GPU stages never load it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from a3d_cli.mesh.surface import SurfaceMesh
+from a3d_cli.mesh.topology import weld
+
+DEFAULT_MAX_VERTICES = 20_000
+_UV_KEY = 1e-7  # UVs closer than this are one seam side when splitting vertices again
+
+
+def welded_vertex_count(mesh: SurfaceMesh) -> int:
+    """Number of distinct vertex positions (what `simplify_mesh` bounds)."""
+    return weld(mesh.vertices)[1]
+
+
+def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -> SurfaceMesh:
+    """Decimate `mesh` until it has at most `max_vertices` welded vertices; unchanged if already small.
+
+    Textured meshes use MeshLab's texture-aware collapse (UVs per face corner are kept and the vertices are
+    split again at seams afterwards); vertex colours ride along as MeshLab vertex colours.
+
+    Args:
+        mesh: input mesh.
+        max_vertices: bound on distinct vertex positions (≥ 4).
+
+    Returns:
+        A new SurfaceMesh (same texture image) or `mesh` itself when it is within the bound.
+    """
+    import pymeshlab
+
+    vertex_index, w = weld(mesh.vertices)
+    if w <= max_vertices:
+        return mesh
+    pos = np.zeros((w, 3))
+    pos[vertex_index] = mesh.vertices  # [W, 3]
+    faces_w = vertex_index[mesh.faces]  # [T, 3]
+    colors = np.zeros((w, 4))
+    np.add.at(colors, vertex_index, mesh.vertex_colors)
+    colors /= np.bincount(vertex_index, minlength=w)[:, None]  # [W, 4]
+    textured = mesh.uvs is not None
+    ms = pymeshlab.MeshSet()
+    with tempfile.TemporaryDirectory(prefix="a3d-simplify-") as tmp:
+        if textured:
+            # MeshLab's texture-aware collapse needs per-corner texture indices, which only its importers set
+            ms.load_new_mesh(_write_obj(Path(tmp), pos, faces_w, colors, mesh.uvs[mesh.faces].reshape(-1, 2)))  # type: ignore[index]
+        else:
+            ms.add_mesh(
+                pymeshlab.Mesh(
+                    vertex_matrix=pos, face_matrix=faces_w.astype(np.int32), v_color_matrix=np.clip(colors, 0.0, 1.0)
+                )
+            )
+        for _ in range(6):  # collapse stops early on borders/seams; repeat with a tighter face target
+            current = ms.current_mesh()
+            if current.vertex_number() <= max_vertices:
+                break
+            target_faces = max(4, int(current.face_number() * max_vertices / current.vertex_number() * 0.97))
+            if textured:
+                ms.meshing_decimation_quadric_edge_collapse_with_texture(
+                    targetfacenum=target_faces, preserveboundary=True, preservenormal=True
+                )
+            else:
+                ms.meshing_decimation_quadric_edge_collapse(
+                    targetfacenum=target_faces, preserveboundary=True, preservenormal=True, autoclean=True
+                )
+        ms.meshing_remove_unreferenced_vertices()
+    out = ms.current_mesh()
+    vertices = out.vertex_matrix()  # [W', 3]
+    faces = out.face_matrix().astype(np.int64)  # [T', 3]
+    v_colors = out.vertex_color_matrix().astype(np.float32)  # [W', 4]
+    if not textured:
+        return SurfaceMesh(vertices, faces, v_colors).compact()
+    corner_uv = out.wedge_tex_coord_matrix().reshape(-1, 2)  # [3T', 2]
+    corner_v = faces.reshape(-1)  # [3T']
+    keys = np.concatenate([corner_v[:, None], np.round(corner_uv / _UV_KEY).astype(np.int64)], axis=1)  # [3T', 3]
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    corner_new = rank[inverse.reshape(-1)]  # [3T'] new vertex of each corner
+    first_corner = first[order]  # [V'] a corner of each new vertex, in new-vertex order
+    return SurfaceMesh(
+        vertices=vertices[corner_v[first_corner]],
+        faces=corner_new.reshape(-1, 3).astype(np.int64),
+        vertex_colors=v_colors[corner_v[first_corner]],
+        uvs=corner_uv[first_corner].astype(np.float64),
+        texture=mesh.texture,
+    ).compact()
+
+
+def _write_obj(folder: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, corner_uv: np.ndarray) -> str:
+    """A temporary OBJ (vertex colours as `v x y z r g b`, one UV per face corner) with a stand-in texture."""
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (255, 255, 255)).save(folder / "texture.png")
+    (folder / "mesh.mtl").write_text("newmtl a3d\nKd 1 1 1\nmap_Kd texture.png\n")
+    t = len(faces)
+    path = folder / "mesh.obj"
+    with open(path, "w") as f:
+        f.write("mtllib mesh.mtl\n")
+        np.savetxt(
+            f, np.concatenate([vertices, np.clip(colors[:, :3], 0, 1)], axis=1), fmt="v %.9g %.9g %.9g %.6g %.6g %.6g"
+        )
+        np.savetxt(f, corner_uv, fmt="vt %.9g %.9g")
+        f.write("usemtl a3d\n")
+        idx = np.stack([faces + 1, np.arange(3 * t).reshape(t, 3) + 1], axis=-1).reshape(t, 6)  # [T, 6] v/vt pairs
+        np.savetxt(f, idx, fmt="f %d/%d %d/%d %d/%d")
+    return str(path)

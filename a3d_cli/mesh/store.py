@@ -1,0 +1,95 @@
+"""The processed mesh on disk: `RUN/source/mesh.glb`, the mesh whose vertex order the splat binding uses.
+
+Why a separate file from the user's original: loaders reorder and split vertices differently (trimesh splits
+OBJ vertices at UV seams, Blender merges them, simplification changes everything), so "re-load the original"
+cannot promise the same vertex order. This GLB is written once by `a3d prepare` after merging, normalization
+and simplification, and is the one mesh later stages read.
+
+Layout (guaranteed, checked by `load_processed_mesh`):
+- exactly one glTF mesh with one triangle primitive, one node, no transform;
+- POSITION holds the V vertices in binding order, in a3d's *normalized* frame (map back to the asset's own
+  frame with `source/normalization.json`'s `inverse`);
+- TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures;
+- COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from a3d_cli.errors import InputError
+from a3d_cli.io.atomic import atomic_path
+from a3d_cli.mesh.appearance import srgb_to_linear
+from a3d_cli.mesh.surface import SurfaceMesh
+
+
+def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
+    """Encode a SurfaceMesh as a single-primitive GLB (see the module docstring)."""
+    import trimesh
+    from PIL import Image
+    from trimesh.visual import ColorVisuals, TextureVisuals
+    from trimesh.visual.material import PBRMaterial
+
+    linear = np.concatenate([srgb_to_linear(mesh.vertex_colors[:, :3]), mesh.vertex_colors[:, 3:]], axis=1)
+    color0 = np.round(np.clip(linear, 0, 1) * 255).astype(np.uint8)  # [V, 4]
+    has_color = bool((color0 != 255).any())
+    if mesh.texture is not None:
+        material = PBRMaterial(
+            baseColorTexture=Image.fromarray(mesh.texture, mode="RGBA"),
+            baseColorFactor=[255, 255, 255, 255],
+            metallicFactor=0.0,
+            roughnessFactor=1.0,
+            alphaMode="BLEND" if (mesh.texture[..., 3] < 255).any() else "OPAQUE",
+        )
+        visual: object = TextureVisuals(uv=mesh.uvs, material=material)
+        if has_color:
+            visual.vertex_attributes["color"] = color0  # type: ignore[attr-defined]
+    else:
+        visual = ColorVisuals(vertex_colors=color0) if has_color else None
+    tm = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, visual=visual, process=False, validate=False)
+    return trimesh.Scene(tm).export(file_type="glb")
+
+
+def save_processed_mesh(path: str | os.PathLike[str], mesh: SurfaceMesh) -> None:
+    """Write `mesh` as `mesh.glb`, atomically."""
+    data = mesh_glb_bytes(mesh)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(data)
+
+
+def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | None = None) -> SurfaceMesh:
+    """Read `RUN/source/mesh.glb` back with its vertex order intact.
+
+    Args:
+        path: the GLB written by `save_processed_mesh`.
+        expected_vertices: when given (e.g. `len(binding.vertex_splat)`), the vertex count must match.
+
+    Raises:
+        InputError: missing file, not a single-primitive mesh, or a vertex count that does not match.
+    """
+    import pygltflib
+
+    from a3d_cli.mesh.load import load_mesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"The processed mesh {path} does not exist.", hint="Run `a3d prepare MESH -o RUN` on a mesh input."
+        )
+    gltf = pygltflib.GLTF2.load_binary_from_file_object(io.BytesIO(path.read_bytes()))
+    if len(gltf.meshes) != 1 or len(gltf.meshes[0].primitives) != 1:
+        raise InputError(f"{path} is not an a3d processed mesh (it must hold exactly one mesh primitive).")
+    count = gltf.accessors[gltf.meshes[0].primitives[0].attributes.POSITION].count
+    if expected_vertices is not None and count != expected_vertices:
+        raise InputError(
+            f"{path} has {count} vertices but the splat binding expects {expected_vertices}.",
+            hint="Re-run `a3d prepare --force`.",
+        )
+    mesh = load_mesh(path)
+    if mesh.num_vertices != count:  # a face-less vertex would have been dropped; never written by a3d
+        raise InputError(f"{path} has vertices that no face uses, so its vertex order cannot be trusted.")
+    return mesh

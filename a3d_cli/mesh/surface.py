@@ -1,0 +1,146 @@
+"""`SurfaceMesh`: one triangle mesh with its appearance, the form every mesh takes inside a3d.
+
+Why one flat form: a glTF scene with many nodes and materials, an OBJ with several textures and a coloured
+PLY all become one mesh with one (optional) texture atlas and per-vertex colour multipliers. That single
+vertex order is what the splat binding and the animated-mesh export share (see `docs/prepare.md`).
+
+Appearance model: colour(p) = texture(uv(p)) · vertex_color(p), both sRGB display values in [0, 1]
+(texture = white when absent). Base-colour factors are already baked into the texture or the vertex
+colours by the loader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from a3d_cli.mesh.appearance import sample_texture
+
+
+@dataclass(frozen=True)
+class SurfaceMesh:
+    """A triangle mesh with one optional texture and per-vertex colours.
+
+    Attributes:
+        vertices: [V, 3] float64 positions.
+        faces: [T, 3] int64 vertex indices, counter-clockwise = front.
+        vertex_colors: [V, 4] float32 sRGB RGBA multipliers in [0, 1].
+        uvs: [V, 2] float64 texture coordinates (origin bottom-left) or None.
+        texture: [H, W, 4] uint8 sRGB RGBA image or None (then `uvs` is None too).
+    """
+
+    vertices: np.ndarray  # [V, 3]
+    faces: np.ndarray  # [T, 3]
+    vertex_colors: np.ndarray  # [V, 4]
+    uvs: np.ndarray | None = None  # [V, 2]
+    texture: np.ndarray | None = None  # [H, W, 4]
+
+    def __post_init__(self) -> None:
+        v = self.vertices.shape[0]
+        if self.vertices.ndim != 2 or self.vertices.shape[1] != 3:
+            raise ValueError(f"SurfaceMesh.vertices must be [V, 3], got {list(self.vertices.shape)}")
+        if self.faces.ndim != 2 or self.faces.shape[1] != 3:
+            raise ValueError(f"SurfaceMesh.faces must be [T, 3], got {list(self.faces.shape)}")
+        if self.vertex_colors.shape != (v, 4):
+            raise ValueError(f"SurfaceMesh.vertex_colors must be [{v}, 4], got {list(self.vertex_colors.shape)}")
+        if (self.uvs is None) != (self.texture is None):
+            raise ValueError("SurfaceMesh needs both uvs and texture, or neither")
+        if self.uvs is not None and self.uvs.shape != (v, 2):
+            raise ValueError(f"SurfaceMesh.uvs must be [{v}, 2], got {list(self.uvs.shape)}")
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])
+
+    def vertex_rgba(self) -> np.ndarray:
+        """[V, 4] float32 colour of every vertex (texture at its UV times its vertex colour)."""
+        if self.texture is None:
+            return self.vertex_colors.astype(np.float32)
+        return (sample_texture(self.texture, self.uvs) * self.vertex_colors).astype(np.float32)  # type: ignore[arg-type]
+
+    def surface_rgba(self, face_ids: np.ndarray, bary: np.ndarray) -> np.ndarray:
+        """Colour at points on faces.
+
+        Args:
+            face_ids: [S] face index of each point.
+            bary: [S, 3] barycentric weights w.r.t. the face's three vertices.
+
+        Returns:
+            [S, 4] float32 RGBA.
+        """
+        corners = self.faces[face_ids]  # [S, 3]
+        vc = np.einsum("sk,skc->sc", bary, self.vertex_colors[corners])  # [S, 4]
+        if self.texture is None:
+            return vc.astype(np.float32)
+        uv = np.einsum("sk,skc->sc", bary, self.uvs[corners])  # type: ignore[index]  # [S, 2]
+        return (sample_texture(self.texture, uv) * vc).astype(np.float32)
+
+    def face_areas(self) -> np.ndarray:
+        """[T] triangle areas."""
+        tri = self.vertices[self.faces]  # [T, 3, 3]
+        return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
+
+    def with_vertices(self, vertices: np.ndarray) -> SurfaceMesh:
+        """A copy with moved vertices (same order, same appearance)."""
+        return replace(self, vertices=np.asarray(vertices, dtype=np.float64))
+
+    def compact(self) -> SurfaceMesh:
+        """Drop vertices that no face uses (keeping the order of the others) and faces with repeated indices."""
+        faces = self.faces[
+            (self.faces[:, 0] != self.faces[:, 1])
+            & (self.faces[:, 1] != self.faces[:, 2])
+            & (self.faces[:, 0] != self.faces[:, 2])
+        ]
+        used = np.zeros(self.num_vertices, dtype=bool)
+        used[faces.ravel()] = True
+        if used.all() and len(faces) == self.num_faces:
+            return self
+        new_index = np.cumsum(used) - 1  # [V]
+        return SurfaceMesh(
+            vertices=self.vertices[used],
+            faces=new_index[faces].astype(np.int64),
+            vertex_colors=self.vertex_colors[used],
+            uvs=None if self.uvs is None else self.uvs[used],
+            texture=self.texture,
+        )
+
+
+def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
+    """Join meshes into one, in order: vertices of part k follow those of part k-1.
+
+    Textured parts share one atlas (each distinct texture packed once); untextured parts point at a white
+    patch of the atlas and keep their colours in `vertex_colors`.
+    """
+    from a3d_cli.mesh.appearance import pack_atlas, remap_uv
+
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [p.num_vertices for p in parts])
+    vertices = np.concatenate([p.vertices for p in parts], axis=0)
+    faces = np.concatenate([p.faces + offsets[i] for i, p in enumerate(parts)], axis=0)
+    colors = np.concatenate([p.vertex_colors for p in parts], axis=0)
+    textures: list[np.ndarray] = []
+    slot_of: dict[int, int] = {}
+    for p in parts:
+        if p.texture is not None and id(p.texture) not in slot_of:
+            slot_of[id(p.texture)] = len(textures)
+            textures.append(p.texture)
+    if not textures:
+        return SurfaceMesh(vertices, faces, colors)
+    if len(textures) == 1 and all(p.texture is not None for p in parts):
+        return SurfaceMesh(vertices, faces, colors, np.concatenate([p.uvs for p in parts], axis=0), textures[0])  # type: ignore[misc]
+    white_slot = len(textures)
+    textures.append(np.full((4, 4, 4), 255, dtype=np.uint8))
+    atlas, places = pack_atlas(textures)
+    uvs = []
+    for p in parts:
+        if p.texture is None:
+            uvs.append(remap_uv(np.full((p.num_vertices, 2), 0.5), places[white_slot], atlas.shape))
+        else:
+            uvs.append(remap_uv(p.uvs, places[slot_of[id(p.texture)]], atlas.shape))  # type: ignore[arg-type]
+    return SurfaceMesh(vertices, faces, colors, np.concatenate(uvs, axis=0), atlas)
