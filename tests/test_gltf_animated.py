@@ -177,9 +177,13 @@ def test_khronos_validator_reports_no_issue(written):
 def test_step_without_loop_and_plain_material(tmp_path):
     verts, faces, frames, _ = _tiny_mesh(frames=3)
     path = tmp_path / "a.glb"
-    write_animated_glb(path, verts, faces, frames, fps=4.0, interpolation="STEP", loop=False, morph_normals=False)
+    colors = np.random.default_rng(2).random((len(verts), 4)).astype(np.float32)
+    write_animated_glb(
+        path, verts, faces, frames, colors=colors, fps=4.0, interpolation="STEP", loop=False, morph_normals=False
+    )
     gltf = pygltflib.GLTF2().load(str(path))
     prim = gltf.meshes[0].primitives[0]
+    np.testing.assert_array_equal(_read(gltf, prim.attributes.COLOR_0), colors)
     assert all(set(t) == {"POSITION"} for t in prim.targets) and prim.attributes.TEXCOORD_0 is None
     assert gltf.textures == [] and gltf.images == []
     sampler = gltf.animations[0].samplers[0]

@@ -221,6 +221,7 @@ def animated_glb_bytes(
     frames: np.ndarray,  # [F, V, 3]
     *,
     uvs: np.ndarray | None = None,  # [V, 2]
+    colors: np.ndarray | None = None,  # [V, 4]
     material: MeshMaterial | None = None,
     fps: float = 8.0,
     interpolation: Interpolation = "LINEAR",
@@ -256,6 +257,11 @@ def animated_glb_bytes(
     if uvs is not None:
         gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
         attributes["TEXCOORD_0"] = b.accessor(gl_uv, "VEC2", ARRAY_BUFFER)
+    if colors is not None:
+        colors = np.asarray(colors, dtype=np.float32)
+        if colors.shape != (v, 4) or not np.isfinite(colors).all():
+            raise ValueError(f"colors must be finite with shape [V, 4] = [{v}, 4], got {list(colors.shape)}")
+        attributes["COLOR_0"] = b.accessor(np.clip(colors, 0.0, 1.0), "VEC4", ARRAY_BUFFER)
 
     # 2. one morph target per frame: deltas taken in float64 so that base + Δ rounds to the frame's value
     targets = []
@@ -355,6 +361,7 @@ def write_animated_glb(
     frames: np.ndarray,  # [F, V, 3]
     *,
     uvs: np.ndarray | None = None,  # [V, 2]
+    colors: np.ndarray | None = None,  # [V, 4]
     material: MeshMaterial | None = None,
     fps: float = 8.0,
     interpolation: Interpolation = "LINEAR",
@@ -374,6 +381,7 @@ def write_animated_glb(
         faces: [T, 3] triangle vertex indices (counter-clockwise = front, as glTF).
         frames: [F, V, 3] positions of every vertex at every frame, same frame as `vertices`.
         uvs: [V, 2] texture coordinates, OBJ/OpenGL origin (v up); required when the material is textured.
+        colors: [V, 4] *linear* RGBA vertex colours in [0, 1] (glTF COLOR_0, multiplied with the material).
         material: colours and embedded textures (default: plain white, rough, dielectric).
         fps: animation keys per second (a3d's videos run at 8).
         interpolation: "STEP" shows exact frames; "LINEAR" blends neighbouring frames.
@@ -386,7 +394,7 @@ def write_animated_glb(
         ValueError: shapes disagree, positions are not finite, fps <= 0, or a texture is not PNG/JPEG.
     """
     data = animated_glb_bytes(
-        vertices, faces, frames, uvs=uvs, material=material, fps=fps, interpolation=interpolation,
+        vertices, faces, frames, uvs=uvs, colors=colors, material=material, fps=fps, interpolation=interpolation,
         loop=loop, morph_normals=morph_normals, name=name, frame_names=frame_names,
     )  # fmt: skip
     atomic_write_bytes(Path(path), data)

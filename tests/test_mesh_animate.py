@@ -1,0 +1,228 @@
+"""`a3d mesh-animate`: the GLB and vertex cache equal the motion at the mesh vertices, in the original frame."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pygltflib
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from a3d_cli.errors import InputError, OptionError, RunFolderError
+from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
+from a3d_cli.gaussians.motion_io import save_motion
+from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.mesh.binding import MeshBinding
+from a3d_cli.mesh.normalize import fit_normalization
+from a3d_cli.mesh.store import save_processed_mesh
+from a3d_cli.mesh.surface import SurfaceMesh
+from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
+from a3d_cli.stages import mesh_animate
+from a3d_cli.stages.base import Runtime
+from a3d_cli.stages.mesh_animate import MeshAnimateOptions, arap_project
+
+FRAMES = 4
+
+
+def _original_mesh() -> SurfaceMesh:
+    """A textured icosphere in a Z-up, off-centre, 5x frame, split at every face (UV seams everywhere)."""
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    corners = sphere.faces.reshape(-1)  # [3T]
+    vertices = sphere.vertices[corners] * np.array([5.0, 4.0, 6.0]) + np.array([10.0, -3.0, 2.0])  # [V, 3]
+    faces = np.arange(len(corners)).reshape(-1, 3)
+    rng = np.random.default_rng(0)
+    texture = (rng.random((8, 8, 4)) * 255).astype(np.uint8)
+    texture[..., 3] = 255
+    return SurfaceMesh(
+        vertices=vertices,
+        faces=faces,
+        vertex_colors=np.ones((len(vertices), 4), np.float32),
+        uvs=rng.random((len(vertices), 2)),
+        texture=texture,
+    )
+
+
+def _moving_field(seed: int = 1) -> MotionField:
+    field = MotionField(MotionFieldConfig.tiny(num_frames=FRAMES), generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in field.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return field
+
+
+def make_mesh_run(run: Path) -> dict:
+    """A run folder as `prepare` (mesh input) and `reconstruct` leave it, built from the domain functions."""
+    original = _original_mesh()
+    norm = fit_normalization(original.vertices, up="+z", front="-y")
+    mesh = SurfaceMesh(
+        norm.apply(original.vertices), original.faces, original.vertex_colors, original.uvs, original.texture
+    )
+    static, binding = mesh_to_gaussians(mesh, target_splats=200, seed=0)
+    for sub in ("static", "source", "motion"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    write_ply(run / "static" / "gaussians.ply", static)
+    binding.save(run / "static" / "binding.safetensors")
+    save_processed_mesh(run / "source" / "mesh.glb", mesh)
+    (run / "source" / "normalization.json").write_text(norm.dumps())
+    static = read_ply(run / "static" / "gaussians.ply")
+    field = _moving_field()
+    save_motion(run / "motion" / "coarse.safetensors", field, static)
+    return {"original": original, "norm": norm, "static": static, "binding": binding, "field": field}
+
+
+@pytest.fixture
+def mesh_run(run_dir):
+    return run_dir, make_mesh_run(run_dir)
+
+
+def _expected_frames(ctx: dict) -> np.ndarray:
+    """[F, V, 3] motion at the vertex splats, mapped to the original frame (independently of the stage)."""
+    b: MeshBinding = ctx["binding"]
+    means = torch.stack([ctx["field"].deform(ctx["static"], k).means for k in range(FRAMES)]).double().numpy()
+    return ctx["norm"].invert(means[:, b.vertex_splat])
+
+
+def _accessor(gltf: pygltflib.GLTF2, index: int) -> np.ndarray:
+    acc = gltf.accessors[index]
+    bv = gltf.bufferViews[acc.bufferView]
+    width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc.type]
+    arr = np.frombuffer(gltf.binary_blob(), np.float32, acc.count * width, bv.byteOffset + (acc.byteOffset or 0))
+    return arr.reshape(acc.count, width)
+
+
+def test_glb_frames_equal_the_motion_in_the_original_frame(mesh_run):
+    run, ctx = mesh_run
+    result = mesh_animate.run(run, MeshAnimateOptions(), Runtime())
+    expected = _expected_frames(ctx)
+    assert np.abs(expected[2] - expected[0]).max() > 1e-2  # the motion really moves the mesh
+    gltf = pygltflib.GLTF2().load(str(run / "export" / "animated.glb"))
+    prim = gltf.meshes[0].primitives[0]
+    assert len(prim.targets) == FRAMES
+    base = _accessor(gltf, prim.attributes.POSITION).astype(np.float64)
+    # the base mesh is the user's mesh where the user had it
+    np.testing.assert_allclose(base, ctx["original"].vertices, atol=1e-4)
+    scale = np.abs(expected).max()
+    for k, target in enumerate(prim.targets):
+        np.testing.assert_allclose(base + _accessor(gltf, target["POSITION"]), expected[k], atol=2e-6 * scale)
+    (anim,) = gltf.animations
+    assert anim.channels[0].target.path == "weights" and anim.samplers[0].interpolation == "LINEAR"
+    np.testing.assert_allclose(_accessor(gltf, anim.samplers[0].input)[:, 0], np.arange(FRAMES + 1) / 8.0)
+    # the texture atlas travels with it
+    mat = gltf.materials[prim.material]
+    image = gltf.images[gltf.textures[mat.pbrMetallicRoughness.baseColorTexture.index].source]
+    bv = gltf.bufferViews[image.bufferView]
+    png = Image.open(io.BytesIO(gltf.binary_blob()[bv.byteOffset : bv.byteOffset + bv.byteLength]))
+    np.testing.assert_array_equal(np.asarray(png.convert("RGBA")), ctx["original"].texture)
+    assert result.metrics["frames"] == FRAMES and result.metrics["max_displacement_pct_radius"] > 0
+
+
+def test_vertex_cache_matches_and_seams_stay_closed(mesh_run):
+    run, ctx = mesh_run
+    mesh_animate.run(run, MeshAnimateOptions(interpolation="step", normals=False, fps=12.0), Runtime())
+    cache = np.load(run / "export" / "vertices.npy")
+    assert cache.dtype == np.float32 and cache.shape == (FRAMES, len(ctx["original"].vertices), 3)
+    np.testing.assert_allclose(cache, _expected_frames(ctx), atol=1e-4)
+    # copies of one welded vertex (UV-seam splits) move together in every frame
+    b = ctx["binding"]
+    first = {}
+    for v, s in enumerate(b.vertex_splat):
+        first.setdefault(int(s), v)
+        np.testing.assert_array_equal(cache[:, v], cache[:, first[int(s)]])
+    scene = trimesh.load(run / "export" / "animated.glb", force="scene", process=False)
+    (tm,) = scene.geometry.values()
+    assert len(tm.vertices) == cache.shape[1] and tm.visual.material.baseColorTexture is not None
+    gltf = pygltflib.GLTF2().load(str(run / "export" / "animated.glb"))
+    assert gltf.animations[0].samplers[0].interpolation == "STEP"
+    np.testing.assert_allclose(_accessor(gltf, gltf.animations[0].samplers[0].input)[1, 0], 1 / 12.0)
+
+
+def test_gaussian_runs_are_sent_to_export(run_dir):
+    from test_export import make_gaussian_run
+
+    make_gaussian_run(run_dir)
+    with pytest.raises(InputError, match="prepared from 3D Gaussians") as info:
+        mesh_animate.run(run_dir, MeshAnimateOptions(), Runtime())
+    assert info.value.exit_code == 2 and "a3d export" in info.value.hint
+    assert not (run_dir / "export").exists()
+
+
+def test_missing_motion_names_reconstruct(mesh_run):
+    run, _ = mesh_run
+    (run / "motion" / "coarse.safetensors").unlink()
+    with pytest.raises(RunFolderError) as info:
+        mesh_animate.run(run, MeshAnimateOptions(), Runtime())
+    assert "a3d reconstruct" in info.value.hint
+
+
+def test_motion_of_another_static_model_is_refused_and_outputs_kept(mesh_run):
+    run, ctx = mesh_run
+    mesh_animate.run(run, MeshAnimateOptions(), Runtime())
+    before = {p.name: p.read_bytes() for p in (run / "export").iterdir()}
+    other = ctx["static"].with_(means=ctx["static"].means + 0.01)
+    save_motion(run / "motion" / "refined.safetensors", _moving_field(3), other)  # fitted on other splats
+    with pytest.raises(InputError, match="different static model"):
+        mesh_animate.run(run, MeshAnimateOptions(), Runtime())
+    assert {p.name: p.read_bytes() for p in (run / "export").iterdir()} == before
+
+
+def test_options_are_validated():
+    with pytest.raises(OptionError):
+        MeshAnimateOptions(fps=0)
+    with pytest.raises(OptionError):
+        MeshAnimateOptions(interpolation="cubic")  # type: ignore[arg-type]
+    with pytest.raises(OptionError):
+        MeshAnimateOptions(rigidity=-1)
+
+
+# -- the rigidity clean-up ------------------------------------------------------------------------------
+
+
+def _grid(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    u, v = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
+    pts = np.stack([u.ravel(), v.ravel(), 0.1 * np.sin(3 * u.ravel())], 1)  # [W, 3]
+    idx = np.arange(n * n).reshape(n, n)
+    edges = np.concatenate([np.stack([idx[:-1].ravel(), idx[1:].ravel()], 1), np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1),
+                            np.stack([idx[:-1, :-1].ravel(), idx[1:, 1:].ravel()], 1)])  # fmt: skip
+    return pts, edges
+
+
+def test_arap_projection_keeps_rigid_motion_and_removes_noise():
+    rest, edges = _grid()
+    angle = 0.8
+    rot = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    rigid = rest @ rot.T + np.array([0.3, -0.2, 0.5])
+    np.testing.assert_allclose(arap_project(rest, rigid, edges, weight=4.0), rigid, atol=1e-6)
+    noisy = rigid + 0.03 * np.random.default_rng(0).standard_normal(rigid.shape)
+    cleaned = arap_project(rest, noisy, edges, weight=4.0)
+    assert np.linalg.norm(cleaned - rigid) < 0.5 * np.linalg.norm(noisy - rigid)
+    np.testing.assert_array_equal(arap_project(rest, noisy, edges, weight=0.0), noisy)
+
+
+def test_rigidity_option_changes_only_moving_frames(mesh_run):
+    run, ctx = mesh_run
+    mesh_animate.run(run, MeshAnimateOptions(rigidity=4.0), Runtime())
+    cache = np.load(run / "export" / "vertices.npy")
+    expected = _expected_frames(ctx)
+    np.testing.assert_allclose(cache[0], expected[0], atol=1e-4)  # frame 0 is the rest pose
+    assert np.isfinite(cache).all() and not np.allclose(cache[2], expected[2], atol=1e-4)
+
+
+def test_cli_refuses_gaussian_run_with_exit_2(run_dir):
+    import typer
+    from test_export import make_gaussian_run
+    from typer.testing import CliRunner
+
+    from a3d_cli.cli import A3DGroup, main_options
+    from a3d_cli.commands.mesh_animate import mesh_animate as command
+
+    make_gaussian_run(run_dir)
+    app = typer.Typer(cls=A3DGroup)
+    app.callback()(main_options)
+    app.command("mesh-animate")(command)
+    result = CliRunner().invoke(app, ["mesh-animate", str(run_dir)])
+    assert result.exit_code == 2 and "a3d export" in result.stderr
