@@ -21,6 +21,7 @@ from a3d_cli.models.sds import (
     timestep_range,
     x0_reconstruction_loss,
 )
+from a3d_cli.render.cameras import orbit_cameras
 
 
 def _schedule() -> torch.Tensor:
@@ -64,7 +65,7 @@ def _cond(v: int = 4) -> SdsCondition:
         prompt="a dog runs",
         negative_prompt="",
         first_frames=torch.zeros(v, 3, 16, 16),
-        c2w=torch.eye(4).repeat(v, 1, 1),
+        cameras=orbit_cameras([15.0] * v, [90.0 * i for i in range(v)]),
     )
 
 

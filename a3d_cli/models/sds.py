@@ -35,6 +35,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from a3d_cli.render.cameras import CameraSet
+
 # Reference constants (Animate3D `refine_frame_16.yaml`, `animatemv_guidance.py`).
 SDS_GUIDANCE_SCALE = 5.0
 SDS_STD_RESCALE = 0.25
@@ -50,14 +52,14 @@ class SdsCondition:
         prompt: the text prompt (the conditional branch).
         negative_prompt: the text of the unconditional branch ("" in the reference).
         first_frames: [V, 3, H, W] frame-0 renders in [0, 1] (the image-prompt condition).
-        c2w: [V, 4, 4] camera-to-world of the V views, a3d's convention (OpenCV axes, world +Y up);
-            the denoiser converts to its own camera convention.
+        cameras: the V views in a3d's convention (OpenCV c2w, world +Y up); the denoiser converts to its
+            own camera convention (MV-VDM uses the c2w only).
     """
 
     prompt: str
     negative_prompt: str
     first_frames: Tensor  # [V, 3, H, W]
-    c2w: Tensor  # [V, 4, 4]
+    cameras: CameraSet
 
 
 @runtime_checkable
