@@ -246,7 +246,7 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
 
     means = cols("x", "y", "z")  # [N, 3]
     f_dc = cols("f_dc_0", "f_dc_1", "f_dc_2")  # [N, 3]
-    logit = np.asarray(table["opacity"], dtype=np.float32)  # [N]
+    logit = np.array(table["opacity"], dtype=np.float32)  # [N] (a writable copy)
     log_scales = cols("scale_0", "scale_1", "scale_2")  # [N, 3]
     quats = cols("rot_0", "rot_1", "rot_2", "rot_3")  # [N, 4] wxyz
     for name, arr in (

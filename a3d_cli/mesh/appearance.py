@@ -66,8 +66,14 @@ def as_rgba_uint8(image: object) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(pil.convert("RGBA"), dtype=np.uint8))
 
 
+def _wrap_unit(t: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] unchanged (1.0 stays the right/top edge), others wrapped into [0, 1)."""
+    return np.where((t >= 0.0) & (t <= 1.0), t, np.mod(t, 1.0))
+
+
 def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear texture lookup with wrapping.
+    """Bilinear texture lookup: coordinates outside [0, 1] wrap (REPEAT), and the lookup never blends
+    across the image border (an atlas island touching u = 0 must not pick up colour from u = 1).
 
     Args:
         texture: [H, W, C] uint8.
@@ -77,13 +83,12 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
         [S, C] float32 in [0, 1].
     """
     h, w = texture.shape[:2]
-    x = np.mod(uv[:, 0], 1.0) * w - 0.5  # [S] continuous column, texel centres at integers
-    y = (1.0 - np.mod(uv[:, 1], 1.0)) * h - 0.5  # [S] continuous row
+    x = np.clip(_wrap_unit(uv[:, 0]) * w - 0.5, 0.0, w - 1.0)  # [S] continuous column, texel centres at integers
+    y = np.clip((1.0 - _wrap_unit(uv[:, 1])) * h - 0.5, 0.0, h - 1.0)  # [S] continuous row
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]  # [S, 1]
     x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
-    x1i, y1i = np.mod(x0i + 1, w), np.mod(y0i + 1, h)
-    x0i, y0i = np.mod(x0i, w), np.mod(y0i, h)
+    x1i, y1i = np.minimum(x0i + 1, w - 1), np.minimum(y0i + 1, h - 1)
     tex = texture.astype(np.float32) if texture.size <= 4 * 1024 * 1024 else texture
     top = tex[y0i, x0i] * (1 - fx) + tex[y0i, x1i] * fx  # [S, C]
     bottom = tex[y1i, x0i] * (1 - fx) + tex[y1i, x1i] * fx  # [S, C]
@@ -130,11 +135,6 @@ def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[
         padded = np.pad(images[i], ((padding, padding), (padding, padding), (0, 0)), mode="edge")
         atlas[p.y - padding : p.y + p.height + padding, p.x - padding : p.x + p.width + padding] = padded
     return atlas, [placements[i] for i in range(len(images))]
-
-
-def _wrap_unit(t: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] unchanged (1.0 stays the right/top edge), others wrapped into [0, 1)."""
-    return np.where((t >= 0.0) & (t <= 1.0), t, np.mod(t, 1.0))
 
 
 def remap_uv(uv: np.ndarray, placement: AtlasPlacement, atlas_shape: tuple[int, ...]) -> np.ndarray:

@@ -81,18 +81,21 @@ def load_mesh(path: Path) -> SurfaceMesh:
     check_input_file(path)
     logging.getLogger("trimesh").setLevel(logging.ERROR)
     try:
-        scene = trimesh.load_scene(str(path), process=False)
+        scene = trimesh.load_scene(str(path), process=False, resolver=_resolver(path))
     except Exception as exc:  # trimesh raises many types for corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"Cannot read {path.name} as a {path.suffix.lower()} file ({reason[:200]}).",
             hint="Check the file opens in a 3D viewer.",
         ) from exc
-    geometries = scene.dump()
-    meshes = [g for g in geometries if isinstance(g, trimesh.Trimesh)]
-    if not geometries or not any(len(g.vertices) for g in geometries if hasattr(g, "vertices")):
+    # flatten the scene graph ourselves: trimesh's Scene.dump() copies visuals and loses COLOR_0 on textured parts
+    instances = []  # (geometry, 4×4 world transform) per node that holds a geometry, in scene-graph order
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
+    if not any(len(getattr(g, "vertices", ())) for g, _ in instances):
         raise InputError(f"{path.name} contains no geometry (the mesh is empty).")
-    faced = [m for m in meshes if len(m.faces)]
+    faced = [(g, t) for g, t in instances if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not faced:
         raise InputError(
             f"{path.name} has points but no faces, so it is neither a mesh nor a 3DGS file.",
@@ -100,17 +103,38 @@ def load_mesh(path: Path) -> SurfaceMesh:
         )
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
     cache: dict[tuple[int, tuple[float, ...]], np.ndarray] = {}
-    parts = [_to_surface(m, from_gltf, cache, path) for m in faced]
+    parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
     mesh = concatenate(parts).compact()
     if mesh.num_faces == 0:
         raise InputError(f"{path.name} has only degenerate faces (every face repeats a vertex).")
     return mesh
 
 
-def _to_surface(m: object, from_gltf: bool, cache: dict, path: Path) -> SurfaceMesh:
-    """One trimesh part → SurfaceMesh with baked appearance."""
-    vertices = np.asarray(m.vertices, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
+def _resolver(path: Path) -> object:
+    """A file resolver for the files an OBJ/glTF references: anywhere on disk (the user's own files), with
+    MTL map options (`map_Kd -bm 1.0 tex.png`) and Windows separators tolerated."""
+    from trimesh.resolvers import FilePathResolver
+
+    class _Lenient(FilePathResolver):
+        def get(self, name: str) -> bytes:
+            try:
+                return super().get(name)
+            except Exception:
+                words = name.replace("\\", "/").split()
+                if not words:
+                    raise
+                return super().get(words[-1])
+
+    return _Lenient(str(path), allow_anywhere=True)
+
+
+def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, path: Path) -> SurfaceMesh:
+    """One trimesh part placed by its node's world transform → SurfaceMesh with baked appearance."""
+    local = np.asarray(m.vertices, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
+    vertices = local @ transform[:3, :3].T + transform[:3, 3]  # [V, 3]
     faces = np.asarray(m.faces, dtype=np.int64)  # type: ignore[attr-defined]  # [T, 3]
+    if np.linalg.det(transform[:3, :3]) < 0:  # a mirroring node transform turns faces inside out
+        faces = faces[:, ::-1].copy()
     if not np.isfinite(vertices).all():
         raise InputError(
             f"{path.name} has vertices with NaN or infinite coordinates.",
@@ -196,8 +220,8 @@ def _alpha_mode(mat: object) -> tuple[str, float]:
 
 def _times_color0(colors: np.ndarray, visual: object, from_gltf: bool) -> np.ndarray:
     """Multiply by COLOR_0 when a textured glTF primitive also has vertex colours."""
-    attrs = getattr(visual, "vertex_attributes", None) or {}
-    raw = attrs.get("color") if hasattr(attrs, "get") else None
+    attrs = getattr(visual, "vertex_attributes", None)
+    raw = attrs["color"] if attrs is not None and "color" in attrs else None
     if raw is None or len(raw) != len(colors):
         return colors
     raw = np.asarray(raw)

@@ -1,0 +1,53 @@
+"""`a3d prepare MODEL -o RUN`: normalize a mesh or 3DGS file, make static splats and the 4 conditioning views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report
+
+_MESH = "Mesh conversion"
+_AXES = "+x, -x, +y, -y, +z or -z"
+
+
+def prepare(
+    ctx: typer.Context,
+    model: Annotated[
+        Path,
+        typer.Argument(help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", show_default=False),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The run folder to create or update.", metavar="RUN", show_default=False)
+    ],
+    up: Annotated[
+        str, typer.Option(help=f"The asset's up axis ({_AXES}); glTF is +y, many OBJ/PLY exports +z.")
+    ] = "+y",
+    front: Annotated[str, typer.Option(help=f"The asset's front axis ({_AXES}); it faces the azimuth-0 view.")] = "+z",
+    max_vertices: Annotated[
+        int,
+        typer.Option(help="Simplify meshes with more distinct vertices than this (pymeshlab).", rich_help_panel=_MESH),
+    ] = 20_000,
+    splats: Annotated[
+        int, typer.Option(help="Splats aimed for on meshes (surface samples fill sparse areas).", rich_help_panel=_MESH)
+    ] = 20_000,
+    view_size: Annotated[
+        int, typer.Option(help="Size of the 4 conditioning renders, pixels.", rich_help_panel="Views")
+    ] = 256,
+    force: ForceOption = False,
+) -> None:
+    """Make [bold]RUN/static/gaussians.ply[/bold] and the 4 conditioning views from a mesh or 3DGS file."""
+    from a3d_cli.stages import prepare as stage
+
+    opts = stage.PrepareOptions(
+        model=str(resolve_path(model).absolute()),
+        up=up,  # type: ignore[arg-type]  # validated by PrepareOptions
+        front=front,  # type: ignore[arg-type]
+        max_vertices=max_vertices,
+        splats=splats,
+        view_size=view_size,
+    )
+    run_dir = resolve_path(out)
+    run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

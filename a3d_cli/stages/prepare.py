@@ -1,0 +1,293 @@
+"""`prepare`: a user's mesh or 3DGS file → normalized static splats + the 4 conditioning views.
+
+Writes into RUN (formats in docs/prepare.md and docs/ARTIFACTS.md):
+
+    source/original/<file>        the input as given (+ .mtl and textures of an OBJ, buffers/images of a .gltf)
+    source/normalization.json     original → normalized transform (4×4, inverse, rotation, centre, scale)
+    source/mesh.glb               mesh inputs: the processed mesh whose vertex order the binding uses
+    static/gaussians.ply          static splats, standard 3DGS PLY (binary little-endian)
+    static/binding.safetensors    mesh inputs: vertex ↔ splat binding (`a3d_cli.mesh.binding`)
+    static/views/view_{i}.png     i = 0..3: RGBA renders at elevation 15°, azimuth 0/90/180/270, radius 3, fov 40°
+    static/views/view_{i}_grey.png  the same on a 0.5 grey background (what MV-VDM is conditioned on), RGB
+    static/views/cameras.json     the 4 cameras (`CameraSet.to_json`)
+
+Examples:
+    >>> run(Path("RUN"), PrepareOptions(model="examples/assets/fox.glb"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import unquote
+
+from a3d_cli.errors import OptionError
+from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from a3d_cli.gaussians.container import Gaussians
+
+Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
+AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
+VIEWS_DIR = "static/views"
+GREY = 0.5  # background of the *_grey views (Animate3D renders on 0.498)
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Options of `a3d prepare`.
+
+    Attributes:
+        model: the input file (.glb, .gltf, .obj, mesh .ply or 3DGS .ply).
+        up: the asset's up axis; glTF assets are +y (the default), many OBJ/PLY exports +z.
+        front: the asset's front axis, which faces the azimuth-0 camera (+z for glTF).
+        max_vertices: meshes with more distinct vertex positions are simplified to this many.
+        splats: total splats aimed for on meshes (surface samples fill in where vertices are sparse).
+        view_size: width and height of the conditioning renders, pixels (MV-VDM uses 256).
+    """
+
+    model: str
+    up: Axis = "+y"
+    front: Axis = "+z"
+    max_vertices: int = 20_000
+    splats: int = 20_000
+    view_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.up not in AXES or self.front not in AXES:
+            raise OptionError(f"--up and --front must be one of {', '.join(AXES)} (got {self.up}, {self.front}).")
+        if self.up[1] == self.front[1]:
+            raise OptionError(
+                f"--up {self.up} and --front {self.front} lie on the same axis.",
+                hint="Choose two different axes, e.g. --up +z --front -y.",
+            )
+        if self.max_vertices < 100:
+            raise OptionError(f"--max-vertices must be at least 100 (got {self.max_vertices}).")
+        if self.splats < 1:
+            raise OptionError(f"--splats must be positive (got {self.splats}).")
+        if not 32 <= self.view_size <= 2048:
+            raise OptionError(f"--view-size must be between 32 and 2048 pixels (got {self.view_size}).")
+
+
+def run(run_dir: Path, opts: PrepareOptions, rt: Runtime | None = None) -> StageResult:
+    """Normalize the input, turn meshes into splats, render the 4 conditioning views.
+
+    Args:
+        run_dir: the run folder (created when missing).
+        opts: PrepareOptions.
+        rt: device (for the renders), seed (surface samples), force, progress.
+
+    Returns:
+        StageResult listing every file written; metrics: kind, splats, vertex splats, samples, vertices,
+        faces, simplified_from, normalization scale.
+
+    Raises:
+        InputError: missing, unreadable, corrupt, empty or unsupported input (before RUN is touched when
+            the problem is visible without parsing the whole file).
+        RunFolderError: RUN is a file or not writable.
+    """
+    from a3d_cli.mesh.load import detect_kind
+
+    # 0. cheap input checks first, so a bad path leaves no run folder behind
+    model = Path(opts.model).expanduser()
+    kind = detect_kind(model)
+    sidecars = sidecar_files(model)
+
+    def body(ctx: StageContext) -> None:
+        _prepare(ctx, model, kind, sidecars, opts)
+
+    return run_stage(
+        "prepare", Path(run_dir), opts, body, rt, external_inputs=[model, *sidecars], clear=("source", "static")
+    )
+
+
+def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], opts: PrepareOptions) -> None:
+    from a3d_cli.gaussians.ply import read_ply, write_ply
+    from a3d_cli.mesh.normalize import fit_normalization, normalize_gaussians
+
+    progress = ctx.progress
+    progress.start(f"prepare: reading {model.name}")
+    # 1. read and normalize
+    mesh = binding = None
+    if kind == "gaussians":
+        g = read_ply(model)
+        norm = fit_normalization(g.means.double().numpy(), opts.up, opts.front, robust=True)
+        g, dropped = normalize_gaussians(g, norm)
+        if dropped:
+            progress.log("view-dependent colour (SH degree > 0) dropped: it cannot follow the --up/--front rotation")
+        ctx.metrics.update(kind="gaussians", splats=len(g))
+    else:
+        from a3d_cli.mesh.load import load_mesh
+        from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
+        from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
+
+        mesh = load_mesh(model)
+        norm = fit_normalization(mesh.vertices, opts.up, opts.front)
+        mesh = mesh.with_vertices(norm.apply(mesh.vertices))
+        welded = welded_vertex_count(mesh)
+        if welded > opts.max_vertices:
+            progress.start(f"prepare: simplifying {welded} vertices")
+            mesh = simplify_mesh(mesh, opts.max_vertices)
+            progress.log(
+                f"mesh simplified from {welded} to {welded_vertex_count(mesh)} vertices (--max-vertices {opts.max_vertices})"
+            )
+            ctx.metrics["simplified_from"] = welded
+        progress.start("prepare: mesh → splats")
+        g, binding = mesh_to_gaussians(mesh, opts.splats, seed=ctx.seed)
+        ctx.metrics.update(
+            kind="mesh",
+            splats=len(g),
+            vertex_splats=binding.num_vertex_splats,
+            samples=binding.num_samples,
+            vertices=mesh.num_vertices,
+            faces=mesh.num_faces,
+        )
+    ctx.metrics["normalization_scale"] = float(norm.scale)
+
+    # 2. keep the source: the input as given, its transform, the processed mesh and the binding
+    for path in [model, *sidecars]:
+        shutil.copyfile(path, ctx.output(f"source/original/{_source_name(model, path)}"))
+    ctx.output("source/normalization.json").write_text(norm.dumps())
+    if mesh is not None and binding is not None:
+        from a3d_cli.mesh.store import save_processed_mesh
+
+        save_processed_mesh(ctx.output("source/mesh.glb"), mesh)
+        binding.save(ctx.output("static/binding.safetensors"))
+    write_ply(ctx.output("static/gaussians.ply"), g)
+
+    # 3. the 4 conditioning views
+    from a3d_cli.io.images import save_png
+    from a3d_cli.render.cameras import mvvdm_cameras
+
+    progress.start("prepare: rendering the 4 views", total=1)
+    cams = mvvdm_cameras()
+    rgba = render_rgba(
+        g, cams.viewmats, cams.Ks(opts.view_size, opts.view_size), opts.view_size, ctx.device
+    )  # [4, H, W, 4]
+    for i in range(len(cams)):
+        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}.png"), rgba[i])
+        grey = rgba[i, ..., :3] * rgba[i, ..., 3:] + GREY * (1 - rgba[i, ..., 3:])  # [H, W, 3]
+        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}_grey.png"), grey)
+    ctx.output(f"{VIEWS_DIR}/cameras.json").write_text(
+        json.dumps(cams.to_json(opts.view_size, opts.view_size), indent=2)
+    )
+    coverage = rgba[..., 3].mean(dim=(1, 2))  # [4] fraction of each view the object covers
+    ctx.metrics["view_coverage"] = [round(float(c), 4) for c in coverage]
+    if float(coverage.min()) < 1e-4:
+        progress.log("warning: a conditioning view is empty; check --up/--front")
+    progress.update(1)
+
+
+def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: str) -> Tensor:  # noqa: N803
+    """Render splats into square views as straight (not premultiplied) RGBA.
+
+    Args:
+        g: Gaussians.
+        viewmats: [V, 4, 4] world→camera (OpenCV).
+        Ks: [V, 3, 3] intrinsics for `size`×`size` images.
+        size: width and height in pixels.
+        device: torch device of the render.
+
+    Returns:
+        [V, size, size, 4] float CPU tensor in [0, 1].
+    """
+    import torch
+
+    from kernels import rasterize
+
+    gd = g.to(device)
+    colors, sh_degree = gd.colors, None
+    if gd.sh_rest is not None:
+        colors, sh_degree = gd.sh_coeffs(), gd.sh_degree
+    v = viewmats.shape[0]
+    with torch.no_grad():
+        out = rasterize(
+            gd.means,
+            gd.quats,
+            gd.scales,
+            gd.opacities,
+            colors,
+            viewmats.to(device),
+            Ks.to(device),
+            size,
+            size,
+            sh_degree=sh_degree,
+            backgrounds=torch.zeros(v, 3, device=device),
+        )
+    alpha = out.alphas.clamp(0, 1)  # [V, H, W, 1]
+    rgb = torch.where(alpha > 1e-6, out.colors / alpha.clamp_min(1e-6), torch.zeros_like(out.colors)).clamp(
+        0, 1
+    )  # [V, H, W, 3]
+    return torch.cat([rgb, alpha], dim=-1).float().cpu()
+
+
+def sidecar_files(model: Path) -> list[Path]:
+    """Files an input depends on next to it: an OBJ's .mtl files and their texture maps, a .gltf's buffers
+    and images. Missing ones are left out (the loader decides whether that matters)."""
+    suffix = model.suffix.lower()
+    found: list[Path] = []
+    if suffix == ".obj":
+        for mtl in _obj_references(model, ("mtllib",)):
+            found.append(mtl)
+            found.extend(
+                _obj_references(
+                    mtl,
+                    (
+                        "map_kd",
+                        "map_ka",
+                        "map_ks",
+                        "map_ns",
+                        "map_d",
+                        "map_bump",
+                        "bump",
+                        "norm",
+                        "map_pr",
+                        "map_pm",
+                        "disp",
+                    ),
+                )
+            )
+    elif suffix == ".gltf":
+        try:
+            data = json.loads(model.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        for item in list(data.get("buffers", [])) + list(data.get("images", [])):
+            uri = item.get("uri") if isinstance(item, dict) else None
+            if isinstance(uri, str) and not uri.startswith("data:"):
+                found.append(model.parent / unquote(uri))
+    unique: list[Path] = []
+    for p in found:
+        if p.is_file() and p.resolve() != model.resolve() and p.resolve() not in [u.resolve() for u in unique]:
+            unique.append(p)
+    return unique
+
+
+def _obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
+    """Files named after `keywords` in an OBJ/MTL file (the file name is the last word; options come first)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        words = line.strip().split()
+        if len(words) >= 2 and words[0].lower() in keywords:
+            name = words[1:] if words[0].lower() == "mtllib" else words[-1:]
+            out.extend(path.parent / n.replace("\\", "/") for n in name)
+    return out
+
+
+def _source_name(model: Path, path: Path) -> str:
+    """Where a source file goes under source/original/: its path relative to the model's folder when it
+    stays inside it, else its bare name."""
+    try:
+        rel = path.resolve().relative_to(model.resolve().parent)
+        return rel.as_posix()
+    except ValueError:
+        return path.name

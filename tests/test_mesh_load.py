@@ -1,0 +1,182 @@
+"""Reading user meshes: scene flattening, every colour source, format detection and bad files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from test_mesh_assets import grid, textured_sphere, textured_trimesh, two_colour_texture, write_glb, write_textured_obj
+
+from a3d_cli.errors import InputError
+from a3d_cli.mesh.appearance import linear_to_srgb, srgb_to_linear
+from a3d_cli.mesh.load import detect_kind, load_mesh
+from a3d_cli.mesh.store import load_processed_mesh, save_processed_mesh
+
+
+def translation(x, y, z):
+    return trimesh.transformations.translation_matrix([x, y, z])
+
+
+def test_multi_node_scene_is_flattened_with_transforms_and_instances(tmp_path):
+    box = trimesh.creation.box(extents=(1, 1, 1))
+    rot = trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0])
+    scene = trimesh.Scene()
+    scene.add_geometry(box, node_name="a", geom_name="box", transform=translation(5, 0, 0))
+    scene.add_geometry(box, node_name="b", geom_name="box", transform=translation(0, 3, 0) @ rot)  # same mesh again
+    scene.add_geometry(box, node_name="c", geom_name="box", parent_node_name="b", transform=translation(0, 0, 2))
+    path = tmp_path / "scene.glb"
+    path.write_bytes(scene.export(file_type="glb"))
+
+    mesh = load_mesh(path)
+    v = len(box.vertices)
+    assert mesh.num_vertices == 3 * v and mesh.num_faces == 3 * len(box.faces)
+    expected = [
+        trimesh.transform_points(box.vertices, translation(5, 0, 0)),
+        trimesh.transform_points(box.vertices, translation(0, 3, 0) @ rot),
+        trimesh.transform_points(box.vertices, translation(0, 3, 0) @ rot @ translation(0, 0, 2)),
+    ]
+    # each instance appears once, in some scene-graph order: match them as sets of blocks
+    blocks = [mesh.vertices[i * v : (i + 1) * v] for i in range(3)]
+    for block in blocks:
+        assert min(np.abs(block - e).max() for e in expected) < 1e-5
+    assert detect_kind(path) == "mesh"
+
+
+def test_texture_and_linear_base_colour_factor(tmp_path):
+    v, f, uv = grid(4, 4)
+    factor = (255, 128, 255, 255)  # linear multipliers: green halved in linear light
+    path = write_glb(
+        tmp_path / "quad.glb",
+        (textured_trimesh(v, f, uv, two_colour_texture((200, 200, 200), (30, 30, 200)), factor), np.eye(4)),
+    )
+    mesh = load_mesh(path)
+    assert mesh.texture is not None and mesh.uvs is not None
+    rgba = mesh.vertex_rgba()
+    left = rgba[mesh.uvs[:, 0] < 0.3]
+    expected_green = linear_to_srgb(srgb_to_linear(200 / 255) * 128 / 255)
+    np.testing.assert_allclose(left[:, 0], 200 / 255, atol=2 / 255)
+    np.testing.assert_allclose(left[:, 1], expected_green, atol=2 / 255)
+    right = rgba[mesh.uvs[:, 0] > 0.7]
+    np.testing.assert_allclose(right[:, 2], 200 / 255, atol=2 / 255)
+
+
+def test_gltf_vertex_colours_are_linear_and_factor_only_materials(tmp_path):
+    from trimesh.visual import TextureVisuals
+    from trimesh.visual.material import PBRMaterial
+
+    v, f, _ = grid(2, 2)
+    raw = np.tile(np.array([[64, 128, 255, 255]], dtype=np.uint8), (len(v), 1))
+    coloured = trimesh.Trimesh(v, f, vertex_colors=raw, process=False)
+    plain = trimesh.Trimesh(
+        v + 3, f, visual=TextureVisuals(material=PBRMaterial(baseColorFactor=[51, 102, 204, 255])), process=False
+    )
+    mesh = load_mesh(write_glb(tmp_path / "c.glb", (coloured, np.eye(4)), (plain, np.eye(4))))
+    assert mesh.texture is None
+    first = mesh.vertex_rgba()[mesh.vertices[:, 0] < 2]
+    second = mesh.vertex_rgba()[mesh.vertices[:, 0] > 2]
+    np.testing.assert_allclose(first[0, :3], linear_to_srgb(raw[0, :3] / 255.0), atol=1e-3)
+    np.testing.assert_allclose(second[0, :3], linear_to_srgb(np.array([51, 102, 204]) / 255.0), atol=1e-3)
+
+
+def test_two_textured_parts_share_one_atlas(tmp_path):
+    v, f, uv = grid(3, 3)
+    red = textured_trimesh(v, f, uv, np.full((8, 8, 3), (220, 20, 20), np.uint8))
+    blue = textured_trimesh(v + (2, 0, 0), f, uv, np.full((16, 16, 3), (20, 20, 220), np.uint8))
+    v2, f2, _ = grid(1, 1)
+    grey = trimesh.Trimesh(v2 + (0, 3, 0), f2, vertex_colors=np.full((4, 4), 255, np.uint8), process=False)
+    mesh = load_mesh(write_glb(tmp_path / "parts.glb", (red, np.eye(4)), (blue, np.eye(4)), (grey, np.eye(4))))
+    assert mesh.texture is not None and mesh.num_vertices == 2 * len(v) + 4
+    rgba = mesh.vertex_rgba()
+    x = mesh.vertices[:, 0]
+    is_red = (x < 1.0) & (mesh.vertices[:, 1] < 2.0)
+    np.testing.assert_allclose(rgba[is_red, :3], np.tile([220, 20, 20], (is_red.sum(), 1)) / 255, atol=2 / 255)
+    np.testing.assert_allclose(rgba[x > 1.0, :3], np.tile([20, 20, 220], ((x > 1.0).sum(), 1)) / 255, atol=2 / 255)
+    np.testing.assert_allclose(rgba[mesh.vertices[:, 1] > 2.0, :3], 1.0, atol=2 / 255)
+
+
+def test_obj_with_mtl_and_texture(tmp_path):
+    path = write_textured_obj(tmp_path / "obj")
+    mesh = load_mesh(path)
+    assert mesh.num_faces == 2 and mesh.texture is not None
+    rgba = mesh.vertex_rgba()
+    left = rgba[mesh.uvs[:, 0] < 0.5, :3]  # x = 0 corners sample the red half
+    np.testing.assert_allclose(left, np.tile([200, 30, 30], (len(left), 1)) / 255, atol=0.05)
+
+
+def test_ply_mesh_with_vertex_colours_kept_as_display_values(tmp_path):
+    v, f, _ = grid(2, 2)
+    colors = np.tile(np.array([[10, 200, 90, 255]], np.uint8), (len(v), 1))
+    path = tmp_path / "m.ply"
+    path.write_bytes(trimesh.Trimesh(v, f, vertex_colors=colors, process=False).export(file_type="ply"))
+    assert detect_kind(path) == "mesh"
+    mesh = load_mesh(path)
+    np.testing.assert_allclose(mesh.vertex_rgba()[:, :3], colors[:, :3] / 255.0, atol=1e-6)
+
+
+def test_processed_mesh_glb_keeps_vertex_order_uvs_and_colours(tmp_path):
+    mesh = load_mesh(write_glb(tmp_path / "s.glb", (textured_sphere(16), np.eye(4))))
+    rng = np.random.default_rng(0)
+    shuffled = np.concatenate([np.ones((mesh.num_vertices, 1)) * 0.5, rng.random((mesh.num_vertices, 3))], axis=1)[
+        :, 1:
+    ]
+    mesh = type(mesh)(
+        mesh.vertices,
+        mesh.faces,
+        np.concatenate([shuffled, np.ones((mesh.num_vertices, 1))], 1).astype(np.float32),
+        mesh.uvs,
+        mesh.texture,
+    )
+    save_processed_mesh(tmp_path / "mesh.glb", mesh)
+    back = load_processed_mesh(tmp_path / "mesh.glb", expected_vertices=mesh.num_vertices)
+    np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-6)
+    np.testing.assert_array_equal(back.faces, mesh.faces)
+    np.testing.assert_allclose(back.uvs, mesh.uvs, atol=1e-6)
+    np.testing.assert_array_equal(back.texture[..., :3], mesh.texture[..., :3])
+    # COLOR_0 is stored linear in 8 bits: dark values lose a little precision
+    np.testing.assert_allclose(back.vertex_colors, mesh.vertex_colors, atol=0.03)
+    with pytest.raises(InputError, match="binding expects"):
+        load_processed_mesh(tmp_path / "mesh.glb", expected_vertices=mesh.num_vertices + 1)
+
+
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("missing.glb", None, "does not exist"),
+        ("empty.glb", b"", "empty"),
+        ("corrupt.glb", b"glTF" + bytes(range(256)) * 4, "Cannot read"),
+        ("corrupt.obj", bytes(range(256)) * 8, "no geometry|Cannot read"),
+        ("model.fbx", b"Kaydara FBX Binary", "unsupported file type"),
+        ("nan.obj", b"v 0 0 0\nv 1 0 0\nv nan 1 0\nf 1 2 3\n", "NaN"),
+        (
+            "points.ply",
+            b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n1 0 0\n0 1 0\n",
+            "no faces",
+        ),
+        ("empty.obj", b"# nothing here\n", "no geometry"),
+    ],
+)
+def test_bad_files_give_one_clear_input_error(tmp_path, name, content, match):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=match) as info:
+        load_mesh(path)
+    assert info.value.exit_code == 2
+    assert "\n" not in info.value.message and info.value.message.endswith(".")
+
+
+def test_gltf_without_meshes(tmp_path):
+    # a valid glTF with a node but no mesh (trimesh refuses to write empty scenes, so write it by hand)
+    gltf = {"asset": {"version": "2.0"}, "scenes": [{"nodes": [0]}], "nodes": [{"name": "empty"}], "scene": 0}
+    path = tmp_path / "nothing.gltf"
+    path.write_text(json.dumps(gltf))
+    with pytest.raises(InputError, match="no geometry"):
+        load_mesh(path)
+
+
+def test_folder_is_not_an_input(tmp_path):
+    (tmp_path / "dir.glb").mkdir()
+    with pytest.raises(InputError, match="not a file"):
+        detect_kind(tmp_path / "dir.glb")
