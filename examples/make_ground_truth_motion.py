@@ -1,0 +1,257 @@
+"""Make a ground-truth 4D example: a mesh with a known motion, rendered exactly like MV-VDM output.
+
+Usage:
+    python examples/make_ground_truth_motion.py --out gt                 # the bundled fox, 20k splats
+    python examples/make_ground_truth_motion.py --mesh my.glb --out gt   # any mesh `a3d prepare` reads
+    python examples/make_ground_truth_motion.py --out gt --splats 5000 --device cpu   # quicker on a CPU
+Then:
+    a3d reconstruct gt/run --video gt/video
+    python benchmarks/bench_reconstruct.py --gt gt
+
+What it writes into OUT:
+    run/                    a run folder made by `a3d prepare` (static splats, binding, 4 views)
+    video/v{v}_f{ff}.png    4 views × 16 frames, 256², elevation 15°, azimuths 0/90/180/270, radius 3,
+                            fov 40°, RGB on 0.5 grey, no alpha — what `a3d mvvideo` produces — + cameras.json
+    heldout/v{k}_f{ff}.png  8 held-out views × 16 frames, RGB on grey (elevation 0° at azimuths
+                            30/120/210/300 and 30° at -45/45/135/225, Animate3D's test views) + cameras.json
+    ground_truth.npz        vertices [16, V, 3] (normalized frame, mesh-vertex order of run/source/mesh.glb),
+                            rest_vertices [V, 3], splat_means [16, N, 3], radius, motion (JSON)
+
+The motion (normalized frame, t = frame / 15, frame 0 = rest), smooth and non-rigid, built from the mesh's
+own axes (long axis = the longer horizontal extent, so any mesh works):
+    1. a moving part: the front 25 % along the long axis nods about a lateral pivot, ±26°, twice;
+    2. a twist about the long axis, up to 20° at the ends;
+    3. a bend: the ends rise by up to 10 % of the half-length (quadratic along the long axis);
+    4. a global turn (±9° yaw) and hop (4 % of the radius).
+Splats follow it exactly: positions through the map, orientations through the rotation part (polar
+decomposition) of its Jacobian, so the video is the motion of the very splats `a3d reconstruct` fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.gaussians.motion_field import quat_multiply
+from a3d_cli.gaussians.ply import read_ply
+from a3d_cli.io.images import save_png
+from a3d_cli.mesh.binding import MeshBinding
+from a3d_cli.render.cameras import CameraSet, mvvdm_cameras, orbit_cameras
+from a3d_cli.stages.base import Runtime
+from a3d_cli.stages.prepare import PrepareOptions
+from a3d_cli.stages.prepare import run as prepare
+from kernels import rasterize
+
+NUM_FRAMES = 16
+GREY = 0.5
+HELDOUT = [(0.0, a) for a in (30.0, 120.0, 210.0, 300.0)] + [(30.0, a) for a in (-45.0, 45.0, 135.0, 225.0)]
+DEFAULT_MESH = Path(__file__).resolve().parent / "assets" / "fox.glb"
+
+
+@dataclass(frozen=True)
+class MotionSpec:
+    """The known motion, fitted to one mesh's extents (all lengths in the normalized frame)."""
+
+    long_axis: int  # 0 (x) or 2 (z): the longer horizontal extent
+    centre: tuple[float, float, float]  # bounding-box centre
+    half_length: float  # half extent along the long axis
+    part_start: float = 0.5  # moving part: u > part_start (u = long coordinate / half_length, in [-1, 1])
+    part_angle: float = 0.45  # radians of the nod
+    twist: float = 0.35  # radians at u = ±1
+    bend: float = 0.10  # rise of the ends, × half_length
+    yaw: float = 0.15  # radians of global turn
+    hop: float = 0.036  # global rise
+
+    @classmethod
+    def for_points(cls, points: np.ndarray) -> MotionSpec:
+        lo, hi = points.min(0), points.max(0)
+        long_axis = 0 if (hi[0] - lo[0]) > (hi[2] - lo[2]) else 2
+        return cls(
+            long_axis=long_axis,
+            centre=tuple(float(c) for c in (lo + hi) / 2),
+            half_length=float(hi[long_axis] - lo[long_axis]) / 2,
+        )
+
+
+def _rotate(p: torch.Tensor, axis: int, angle: torch.Tensor, pivot: torch.Tensor) -> torch.Tensor:
+    """Rotate points p [N, 3] about the world axis `axis` through `pivot` [N, 3] or [3] by angle [N] or []."""
+    a, b = [(1, 2), (2, 0), (0, 1)][axis]
+    c, s = torch.cos(angle), torch.sin(angle)
+    d = p - pivot
+    out = p.clone()
+    out[:, a] = pivot[..., a] + c * d[:, a] - s * d[:, b]
+    out[:, b] = pivot[..., b] + s * d[:, a] + c * d[:, b]
+    return out
+
+
+def motion_map(p: torch.Tensor, t: float, spec: MotionSpec) -> torch.Tensor:
+    """Where rest points p [N, 3] are at time t in [0, 1] (t = 0 is the identity)."""
+    p = p.double()
+    centre = torch.tensor(spec.centre, dtype=torch.float64)
+    la = spec.long_axis
+    lat = 2 if la == 0 else 0  # the other horizontal axis
+    u = (p[:, la] - centre[la]) / spec.half_length  # [N] in [-1, 1]
+    up = math.sin(math.pi * t)
+    # 1. moving part: nod about the lateral axis through the part's root, blended in smoothly
+    w = ((u - spec.part_start + 0.1) / 0.2).clamp(0, 1)
+    w = w * w * (3 - 2 * w)  # smoothstep
+    pivot = centre.clone()
+    pivot[la] = centre[la] + spec.part_start * spec.half_length
+    sign = 1.0 if la == 2 else -1.0  # nod "down" for either long axis
+    q = _rotate(p, lat, sign * w * spec.part_angle * math.sin(2 * math.pi * t), pivot)
+    # 2. twist about the long axis, growing along it
+    q = _rotate(q, la, spec.twist * up * u, centre)
+    # 3. bend: the ends rise
+    q[:, 1] = q[:, 1] + spec.bend * up * spec.half_length * u * u
+    # 4. global turn and hop
+    q = _rotate(q, 1, torch.tensor(spec.yaw * up, dtype=torch.float64), centre)
+    q[:, 1] = q[:, 1] + spec.hop * up
+    return q
+
+
+def _matrix_to_quat(r: torch.Tensor) -> torch.Tensor:
+    """[N, 3, 3] rotations → [N, 4] wxyz (via the eigenvector of Bar-Itzhack's symmetric 4×4 matrix)."""
+    m = r
+    k = (
+        torch.stack(
+            [
+                torch.stack(
+                    [
+                        m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
+                        m[:, 1, 0] + m[:, 0, 1],
+                        m[:, 2, 0] + m[:, 0, 2],
+                        m[:, 2, 1] - m[:, 1, 2],
+                    ],
+                    -1,
+                ),
+                torch.stack(
+                    [
+                        m[:, 1, 0] + m[:, 0, 1],
+                        m[:, 1, 1] - m[:, 0, 0] - m[:, 2, 2],
+                        m[:, 2, 1] + m[:, 1, 2],
+                        m[:, 0, 2] - m[:, 2, 0],
+                    ],
+                    -1,
+                ),
+                torch.stack(
+                    [
+                        m[:, 2, 0] + m[:, 0, 2],
+                        m[:, 2, 1] + m[:, 1, 2],
+                        m[:, 2, 2] - m[:, 0, 0] - m[:, 1, 1],
+                        m[:, 1, 0] - m[:, 0, 1],
+                    ],
+                    -1,
+                ),
+                torch.stack(
+                    [
+                        m[:, 2, 1] - m[:, 1, 2],
+                        m[:, 0, 2] - m[:, 2, 0],
+                        m[:, 1, 0] - m[:, 0, 1],
+                        m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2],
+                    ],
+                    -1,
+                ),
+            ],
+            1,
+        )
+        / 3.0
+    )  # [N, 4, 4] over (x, y, z, w)
+    _, vecs = torch.linalg.eigh(k)
+    xyzw = vecs[..., -1]  # eigenvector of the largest eigenvalue
+    return torch.stack([xyzw[:, 3], xyzw[:, 0], xyzw[:, 1], xyzw[:, 2]], -1)
+
+
+def move_splats(g: Gaussians, t: float, spec: MotionSpec, h: float = 1e-4) -> Gaussians:
+    """The splats at time t: centres through the map, orientations through its local rotation."""
+    x = g.means.double()
+    jac = torch.stack(
+        [
+            (motion_map(x + h * e, t, spec) - motion_map(x - h * e, t, spec)) / (2 * h)
+            for e in torch.eye(3, dtype=torch.float64)
+        ],
+        -1,
+    )  # [N, 3, 3]
+    u, _, vh = torch.linalg.svd(jac)
+    d = torch.ones_like(u[:, 0])
+    d[:, 2] = torch.sign(torch.det(u @ vh))
+    rot = u @ torch.diag_embed(d) @ vh  # polar rotation
+    quats = quat_multiply(_matrix_to_quat(rot).float(), g.quats)
+    return g.with_(means=motion_map(x, t, spec).float(), quats=torch.nn.functional.normalize(quats, dim=-1))
+
+
+def render_on_grey(g: Gaussians, cams: CameraSet, size: int, device: str) -> torch.Tensor:
+    """[V, size, size, 3] renders on the grey background (CPU)."""
+    gd = g.to(device)
+    colors, deg = (gd.sh_coeffs(), gd.sh_degree) if gd.sh_rest is not None else (gd.colors, None)
+    with torch.no_grad():
+        out = rasterize(
+            gd.means, gd.quats, gd.scales, gd.opacities, colors, cams.viewmats.to(device), cams.Ks(size, size).to(device),
+            size, size, sh_degree=deg, backgrounds=torch.full((len(cams), 3), GREY, device=device),
+        )  # fmt: skip
+    return out.colors.clamp(0, 1).cpu()
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mesh", type=Path, default=DEFAULT_MESH, help="input mesh (default: the bundled fox)")
+    ap.add_argument("--out", type=Path, required=True, help="output folder")
+    ap.add_argument("--splats", type=int, default=20_000, help="static splats (a3d prepare --splats)")
+    ap.add_argument("--max-vertices", type=int, default=20_000, help="a3d prepare --max-vertices")
+    ap.add_argument("--size", type=int, default=256, help="video and held-out resolution (MV-VDM: 256)")
+    ap.add_argument("--heldout", type=int, default=len(HELDOUT), help="how many of the 8 held-out views")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    out: Path = args.out
+
+    # 1. the static model, exactly as `a3d prepare` makes it
+    run_dir = out / "run"
+    prepare(
+        run_dir,
+        PrepareOptions(model=str(args.mesh.resolve()), splats=args.splats, max_vertices=args.max_vertices),
+        Runtime(device=args.device),
+    )
+    static = read_ply(run_dir / "static/gaussians.ply")
+    binding = MeshBinding.load(run_dir / "static/binding.safetensors")
+    spec = MotionSpec.for_points(binding.rest_vertices)
+
+    # 2. the motion, per frame: splats (for the renders) and mesh vertices (for scoring)
+    cams, held = mvvdm_cameras(), orbit_cameras(*zip(*HELDOUT[: args.heldout], strict=True), radius=3.0, fov_deg=40.0)
+    (out / "video").mkdir(parents=True, exist_ok=True)
+    (out / "heldout").mkdir(parents=True, exist_ok=True)
+    rest = torch.from_numpy(binding.rest_vertices).double()
+    vertices, splat_means = [], []
+    for f in range(NUM_FRAMES):
+        t = f / (NUM_FRAMES - 1)
+        moved = move_splats(static, t, spec) if f else static
+        vertices.append(motion_map(rest, t, spec).float().numpy())
+        splat_means.append(moved.means.numpy())
+        for v, img in enumerate(render_on_grey(moved, cams, args.size, args.device)):
+            save_png(out / "video" / f"v{v}_f{f:02d}.png", img)
+        for v, img in enumerate(render_on_grey(moved, held, args.size, args.device)):
+            save_png(out / "heldout" / f"v{v}_f{f:02d}.png", img)
+    (out / "video" / "cameras.json").write_text(cams.dumps(args.size, args.size))
+    (out / "heldout" / "cameras.json").write_text(held.dumps(args.size, args.size))
+    radius = float(np.linalg.norm(binding.rest_vertices, axis=1).max())
+    np.savez_compressed(
+        out / "ground_truth.npz",
+        vertices=np.stack(vertices),
+        rest_vertices=binding.rest_vertices,
+        splat_means=np.stack(splat_means),
+        radius=radius,
+        motion=json.dumps(asdict(spec)),
+    )
+    disp = np.linalg.norm(np.stack(vertices) - binding.rest_vertices[None], axis=-1)
+    print(f"wrote {out}: {len(static)} splats, {len(rest)} vertices, mean vertex motion {100 * disp.mean() / radius:.1f}% "
+          f"(max {100 * disp.max() / radius:.1f}%) of the radius {radius:.3f}")  # fmt: skip
+    return out
+
+
+if __name__ == "__main__":
+    main()
