@@ -30,6 +30,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -319,29 +320,71 @@ class MvvdmDenoiser:
         return eps[1], eps[0]
 
 
-def mvvdm_weights_missing() -> list[str]:
-    """Registry names of MV-VDM files not found on this machine (empty: `a3d sds` can load the model)."""
+def mvvdm_weights_missing(explicit: dict[str, Path | None] | None = None) -> list[str]:
+    """Registry names of MV-VDM files not found on this machine (empty: the model can be loaded).
+
+    Args:
+        explicit: registry name → a path given on the command line (None: look it up).
+    """
     from a3d_cli.weights.resolver import locate
 
-    return [name for name in MVVDM_WEIGHTS if locate(name).path is None]
+    explicit = explicit or {}
+    return [name for name in MVVDM_WEIGHTS if locate(name, explicit.get(name)).path is None]
+
+
+def resolve_mvvdm_weights(explicit: dict[str, Path | None] | None = None) -> dict[str, Path]:
+    """Find every MV-VDM file (a pre-flight check, before any heavy work).
+
+    Args:
+        explicit: registry name → a path given on the command line (None: A3D_WEIGHTS_DIR, then the HF cache).
+
+    Raises:
+        WeightsMissing: files are missing; the message names each (repo and file), the hint the fetch commands.
+        InputError / CheckpointError: an explicit path that does not hold the model, or a truncated file.
+    """
+    from a3d_cli.errors import WeightsMissing
+    from a3d_cli.weights import get, resolve
+
+    explicit = explicit or {}
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for name in MVVDM_WEIGHTS:
+        try:
+            found[name] = resolve(name, explicit.get(name))
+        except WeightsMissing:
+            missing.append(name)
+    if missing:
+        described = "; ".join(f"{n} ({get(n).repo_id}: {get(n).contents})" for n in missing)
+        fetches = " and ".join(f"`a3d weights fetch {n}`" for n in missing)
+        raise WeightsMissing(
+            f"4D-SDS uses MV-VDM, which needs {len(missing)} model file(s) that are not on this machine: {described}.",
+            hint=f"Run {fetches}, set A3D_WEIGHTS_DIR, pass the paths (--mvdream/--ip-adapter/--image-encoder/"
+            "--motion-modules), or skip refinement (`a3d animate --no-sds`).",
+        )
+    return found
 
 
 def load_mvvdm_denoiser(
-    device: str = "cpu", dtype: torch.dtype = torch.float32, tiny: bool = False, seed: int = 0
+    weights: dict[str, Path] | None,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
 ) -> MvvdmDenoiser:
-    """MV-VDM for SDS: the released weights (resolved by `a3d_cli.weights`), or the tiny random model.
+    """MV-VDM for SDS from resolved files (`resolve_mvvdm_weights`), or the tiny random model when None.
 
-    Raises:
-        WeightsMissing: a file is missing (the hint names `a3d weights fetch NAME`).
+    Args:
+        weights: registry name → path of every file in `MVVDM_WEIGHTS`; None builds the tiny random MV-VDM
+            (tests and plumbing checks only).
+        device: where the networks go.
+        dtype: their precision.
+        seed: seeds the tiny model's random weights.
     """
     from a3d_cli.models.mvvdm.components import load_components, tiny_components
 
-    if tiny:
+    if weights is None:
         return MvvdmDenoiser(tiny_components(seed).to(device, dtype))
-    from a3d_cli.weights.resolver import resolve
-
-    mvdream, ip_adapter, image_encoder, motion = (resolve(name) for name in MVVDM_WEIGHTS)
-    return MvvdmDenoiser(load_components(mvdream, ip_adapter, image_encoder, motion, device=device, dtype=dtype))
+    paths = [weights[name] for name in MVVDM_WEIGHTS]
+    return MvvdmDenoiser(load_components(*paths, device=device, dtype=dtype))
 
 
 __all__ = [
@@ -349,6 +392,7 @@ __all__ = [
     "MvvdmDenoiser",
     "load_mvvdm_denoiser",
     "mvvdm_weights_missing",
+    "resolve_mvvdm_weights",
     "SDS_GUIDANCE_SCALE",
     "SDS_MAX_STEP_PERCENT",
     "SDS_MIN_STEP_PERCENT",

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from a3d_cli.errors import OptionError
+from a3d_cli.errors import OptionError, RunFolderError
 from a3d_cli.render.random_cameras import RandomCameraConfig
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
@@ -48,6 +48,7 @@ COARSE = "motion/coarse.safetensors"
 REFINED = "motion/refined.safetensors"
 PREVIEW = "motion/refined_preview.mp4"
 BACKGROUND = 0.5  # grey, as MV-VDM was trained and the reference renders
+REQUIRES = {STATIC: "a3d prepare MODEL -o RUN", COARSE: "a3d reconstruct RUN"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,14 @@ class SdsOptions:
     """Renders per VAE-encoder checkpoint chunk: lower saves memory, 0 keeps every activation (fastest)."""
     tiny_model: bool = False
     """Use the tiny random-weight MV-VDM (tests and plumbing checks only; no weights needed)."""
+    mvdream: str | None = None
+    """Explicit folder of yanqinJiang/mvdream-sd1.5-diffusers (else A3D_WEIGHTS_DIR / HF cache)."""
+    ip_adapter: str | None = None
+    """Explicit path of h94/IP-Adapter models/ip-adapter_sd15.bin."""
+    image_encoder: str | None = None
+    """Explicit folder of h94/IP-Adapter models/image_encoder."""
+    motion_modules: str | None = None
+    """Explicit path of yanqinJiang/animate3d animate3d_motion_modules.ckpt."""
     log_every: int = 10
     """Steps between progress/loss-curve samples."""
 
@@ -202,11 +211,12 @@ def _resolve_dtype(name: str, device: str) -> torch.dtype:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
-def load_denoiser(opts: SdsOptions, device: str, seed: int) -> SdsDenoiser:
-    """The MV-VDM behind the `SdsDenoiser` protocol (weights resolved by `a3d_cli.weights`)."""
-    from a3d_cli.models.sds import load_mvvdm_denoiser
+def explicit_weights(opts: SdsOptions) -> dict[str, Path | None]:
+    """Registry name → the path given on the command line (None: look it up)."""
+    from a3d_cli.models.sds import MVVDM_WEIGHTS
 
-    return load_mvvdm_denoiser(device=device, dtype=_resolve_dtype(opts.dtype, device), tiny=opts.tiny_model, seed=seed)
+    paths = (opts.mvdream, opts.ip_adapter, opts.image_encoder, opts.motion_modules)
+    return {name: (Path(p).expanduser() if p else None) for name, p in zip(MVVDM_WEIGHTS, paths, strict=True)}
 
 
 def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, chunk: int) -> Tensor:
@@ -403,6 +413,17 @@ def run(
         >>> res.metrics["loss_end"]["sds"]  # doctest: +SKIP
     """
 
+    # pre-flight, before the run folder is locked or anything heavy happens: inputs, then weights
+    for rel, producer in REQUIRES.items():
+        if not (Path(run_dir) / rel).exists():
+            raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=f"Run `{producer}` first.")
+    need_model = denoiser is None and opts.lambda_sds > 0  # λ_sds = 0 (reconstruction terms only) needs no model
+    weights = None
+    if need_model and not opts.tiny_model:
+        from a3d_cli.models.sds import resolve_mvvdm_weights
+
+        weights = resolve_mvvdm_weights(explicit_weights(opts))
+
     def body(ctx: StageContext) -> None:
         import torch
 
@@ -415,9 +436,11 @@ def run(
         coarse = load_motion(ctx.input(COARSE), static=static.to("cpu"))
         field = _refined_field(coarse.field, opts.scale_offsets, ctx.seed).to(ctx.device)
         den = denoiser
-        if den is None and opts.lambda_sds > 0:  # λ_sds = 0 (reconstruction terms only) needs no model
-            ctx.progress.log("sds: loading the diffusion model")
-            den = load_denoiser(opts, ctx.device, ctx.seed)
+        if den is None and need_model:
+            from a3d_cli.models.sds import load_mvvdm_denoiser
+
+            ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
+            den = load_mvvdm_denoiser(weights, ctx.device, _resolve_dtype(opts.dtype, ctx.device), ctx.seed)
         # 2. optimise
         refiner = SdsRefiner(static, field, den, opts, ctx.seed)
         ctx.progress.start("sds", total=opts.steps)
@@ -451,7 +474,7 @@ def run(
         ctx.metrics["psnr_vs_coarse"] = round(-10 * math.log10(max(mse, 1e-12)), 3)
         ctx.metrics["timestep_range"] = [refiner.t_min, refiner.t_max]
 
-    return run_stage("sds", run_dir, opts, body, rt, requires={STATIC: "a3d prepare", COARSE: "a3d reconstruct"})
+    return run_stage("sds", run_dir, opts, body, rt, requires=REQUIRES)
 
 
 __all__ = ["SdsOptions", "SdsRefiner", "StepLosses", "coarse_targets", "encode_checkpointed", "render_motion", "run"]

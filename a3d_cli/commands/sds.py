@@ -1,0 +1,128 @@
+"""`a3d sds RUN --prompt TEXT`: refine the coarse motion with 4D score distillation (MV-VDM as the prior)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+
+_SDS = "Score distillation"
+_LOSS = "Loss weights"
+_CAMERAS = "Random cameras"
+_WEIGHTS = "Weights"
+
+
+def sds(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, run_folder_argument("The run folder (after `a3d reconstruct`).")],
+    prompt: Annotated[
+        str, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)
+    ],
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 200,
+    negative_prompt: Annotated[str, typer.Option(help="Text of the unconditional branch.", rich_help_panel=_SDS)] = "",
+    guidance: Annotated[float, typer.Option(help="s in ε_c + s·(ε_c − ε_u).", rich_help_panel=_SDS)] = 5.0,
+    std_rescale: Annotated[
+        float, typer.Option(help="CFG-std rescale of the x0 estimate (0 = off).", rich_help_panel=_SDS)
+    ] = 0.25,
+    min_step_percent: Annotated[float, typer.Option(help="Lowest timestep / 1000.", rich_help_panel=_SDS)] = 0.02,
+    max_step_percent: Annotated[float, typer.Option(help="Highest timestep / 1000.", rich_help_panel=_SDS)] = 0.2,
+    render_size: Annotated[
+        int, typer.Option(help="SDS render size in pixels (MV-VDM's 256).", rich_help_panel=_SDS)
+    ] = 256,
+    target_size: Annotated[
+        int,
+        typer.Option(
+            help="Reconstruction-branch render size (the reference: 1024; 256 is ~4× cheaper).", rich_help_panel=_SDS
+        ),
+    ] = 1024,
+    vae_chunk: Annotated[
+        int,
+        typer.Option(
+            help="Renders per VAE checkpoint chunk (memory knob; 0 = no checkpointing).", rich_help_panel=_SDS
+        ),
+    ] = 16,
+    lambda_sds: Annotated[float, typer.Option(help="Weight of the SDS loss.", rich_help_panel=_LOSS)] = 0.01,
+    lambda_rgb: Annotated[
+        float, typer.Option(help="Weight of the colour MSE vs the coarse renders.", rich_help_panel=_LOSS)
+    ] = 100.0,
+    lambda_mask: Annotated[
+        float, typer.Option(help="Weight of the mask MSE vs the coarse renders.", rich_help_panel=_LOSS)
+    ] = 100.0,
+    lambda_arap: Annotated[float, typer.Option(help="Weight of the ARAP energy.", rich_help_panel=_LOSS)] = 12.0,
+    elevation: Annotated[
+        tuple[float, float],
+        typer.Option(help="Elevation range of the random views, degrees.", rich_help_panel=_CAMERAS),
+    ] = (0.0, 30.0),
+    fov: Annotated[tuple[float, float], typer.Option(help="Vertical fov range, degrees.", rich_help_panel=_CAMERAS)] = (
+        15.0,
+        60.0,
+    ),
+    distance: Annotated[
+        tuple[float, float], typer.Option(help="Distance range × 1/tan(fov/2).", rich_help_panel=_CAMERAS)
+    ] = (0.8, 1.0),
+    scale_offsets: Annotated[
+        bool, typer.Option("--scale-offsets/--no-scale-offsets", help="Let the motion change splat sizes.")
+    ] = True,
+    dtype: Annotated[
+        str, typer.Option(help="MV-VDM precision: auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")
+    ] = "auto",
+    mvdream: Annotated[
+        Path | None, typer.Option(help="Folder of yanqinJiang/mvdream-sd1.5-diffusers.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    ip_adapter: Annotated[
+        Path | None, typer.Option(help="h94/IP-Adapter models/ip-adapter_sd15.bin.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    image_encoder: Annotated[
+        Path | None, typer.Option(help="Folder h94/IP-Adapter models/image_encoder.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    motion_modules: Annotated[
+        Path | None, typer.Option(help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    tiny_model: Annotated[
+        bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")
+    ] = False,
+    force: ForceOption = False,
+) -> None:
+    """Refine [bold]motion/coarse.safetensors[/bold] into [bold]motion/refined.safetensors[/bold] (+ refined_preview.mp4)."""
+    from a3d_cli.errors import OptionError
+    from a3d_cli.render.random_cameras import RandomCameraConfig
+    from a3d_cli.stages import sds as stage
+
+    def path(p: Path | None) -> str | None:
+        return None if p is None else str(resolve_path(p).absolute())
+
+    if dtype not in ("auto", "fp32", "fp16", "bf16"):
+        raise OptionError(f"--dtype {dtype!r} is not one of auto, fp32, fp16, bf16.")
+    try:
+        cameras = RandomCameraConfig(elevation_range=elevation, fov_range=fov, relative_distance_range=distance)
+    except ValueError as exc:
+        raise OptionError(f"Bad random-camera range: {exc}.") from None
+    opts = stage.SdsOptions(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        guidance_scale=guidance,
+        std_rescale=std_rescale,
+        min_step_percent=min_step_percent,
+        max_step_percent=max_step_percent,
+        lambda_sds=lambda_sds,
+        lambda_rgb=lambda_rgb,
+        lambda_mask=lambda_mask,
+        lambda_arap=lambda_arap,
+        render_size=render_size,
+        target_size=target_size,
+        cameras=cameras,
+        scale_offsets=scale_offsets,
+        dtype=dtype,  # type: ignore[arg-type]  # checked above
+        vae_chunk=vae_chunk,
+        tiny_model=tiny_model,
+        mvdream=path(mvdream),
+        ip_adapter=path(ip_adapter),
+        image_encoder=path(image_encoder),
+        motion_modules=path(motion_modules),
+    )
+    run_dir = resolve_path(run_dir)
+    run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)
