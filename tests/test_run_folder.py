@@ -105,7 +105,7 @@ def test_failed_rerun_keeps_earlier_outputs_and_records_reason(run_dir):
     entry = load_manifest(run_dir)["stages"]["echo"]
     assert entry["status"] == "failed" and "disk on fire" in entry["error"]
     assert entry["last_success"]["status"] == "done"
-    assert not list((run_dir).rglob("*.tmp")) and not (run_dir / ".staging").exists()
+    assert not list((run_dir).rglob("*.tmp*")) and not (run_dir / ".staging").exists()
 
 
 def test_missing_required_input_names_the_command_to_run(run_dir):
