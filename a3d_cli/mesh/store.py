@@ -38,12 +38,14 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     color0 = np.round(np.clip(linear, 0, 1) * 255).astype(np.uint8)  # [V, 4]
     has_color = bool((color0 != 255).any())
     if mesh.texture is not None:
+        opaque = bool((mesh.texture[..., 3] == 255).all())
+        image = Image.fromarray(np.ascontiguousarray(mesh.texture[..., :3])) if opaque else Image.fromarray(mesh.texture)
         material = PBRMaterial(
-            baseColorTexture=Image.fromarray(mesh.texture, mode="RGBA"),
+            baseColorTexture=image,
             baseColorFactor=[255, 255, 255, 255],
             metallicFactor=0.0,
             roughnessFactor=1.0,
-            alphaMode="BLEND" if (mesh.texture[..., 3] < 255).any() else "OPAQUE",
+            alphaMode="OPAQUE" if opaque else "BLEND",
         )
         visual: object = TextureVisuals(uv=mesh.uvs, material=material)
         if has_color:
