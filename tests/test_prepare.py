@@ -188,6 +188,30 @@ def test_obj_with_sidecars_and_up_axis(tmp_path):
     assert mesh.texture is not None
 
 
+def test_gltf_with_external_buffers_is_copied_whole(tmp_path):
+    import trimesh
+
+    scene = trimesh.Scene()
+    scene.add_geometry(textured_sphere(6))
+    folder = tmp_path / "asset"
+    folder.mkdir()
+    for name, data in scene.export(file_type="gltf").items():
+        (folder / name).write_bytes(data)
+    run_dir = tmp_path / "RUN"
+    result = run(run_dir, PrepareOptions(model=str(folder / "model.gltf"), **FAST))
+    copied = sorted(p.name for p in (run_dir / "source/original").iterdir())
+    assert copied == sorted(p.name for p in folder.iterdir())
+    assert result.metrics["kind"] == "mesh"
+    # a changed buffer is a changed input: the stage runs again instead of skipping
+    buffer = folder / "gltf_buffer_0.bin"
+    buffer.write_bytes(buffer.read_bytes())
+    assert run(run_dir, PrepareOptions(model=str(folder / "model.gltf"), **FAST)).skipped
+    data = bytearray(buffer.read_bytes())
+    data[0] ^= 1
+    buffer.write_bytes(bytes(data))
+    assert not run(run_dir, PrepareOptions(model=str(folder / "model.gltf"), **FAST)).skipped
+
+
 def test_large_mesh_is_simplified_with_a_notice(tmp_path):
     import trimesh
 

@@ -17,7 +17,11 @@ def prepare(
     ctx: typer.Context,
     model: Annotated[
         Path,
-        typer.Argument(help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", show_default=False),
+        typer.Argument(
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.",
+            metavar="MODEL",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="The run folder to create or update.", metavar="RUN", show_default=False)
