@@ -122,6 +122,8 @@ class CheckpointReader:
                 if not isinstance(sd, dict):
                     raise CheckpointError(f"{self.path} holds no state dict.")
                 self._sd = {k: v for k, v in sd.items() if isinstance(v, Tensor)}
+                if isinstance(obj, dict) and isinstance(obj.get(CONFIG_METADATA_KEY), str):
+                    self.metadata = {CONFIG_METADATA_KEY: obj[CONFIG_METADATA_KEY]}
                 self.shapes = {k: tuple(v.shape) for k, v in self._sd.items()}
             else:
                 raise CheckpointError(
@@ -224,7 +226,7 @@ def load_sv3d(
         for official, rule in rules.items():
             for our_key, tensor in zip(rule.ours, to_ours(rule, reader.get(official)), strict=True):
                 comp, _, key = our_key.partition(".")
-                state[comp][key] = tensor.to(device=device, dtype=dtypes[comp])
+                state[comp][key] = tensor.to(device=device, dtype=dtypes[comp], copy=True)  # own, aligned memory
     for name in COMPONENTS:
         models.component(name).load_state_dict(state.pop(name), strict=True, assign=True)
     _materialize_buffers(models, device)

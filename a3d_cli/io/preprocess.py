@@ -1,0 +1,230 @@
+"""Object images for image-to-3D models: find the object, crop and recentre it, composite it on white.
+
+SV3D expects a square image of one object, centred, on a white background. Stability's script takes the
+object mask from the PNG's alpha channel, or from `rembg` for images without one. We do this:
+
+1. **Mask.** An image with a meaningful alpha channel uses it. An image without one (or fully opaque) is
+   matted when its background is one uniform colour: pixels close to the border colour and connected to
+   the border become transparent. Anything else is refused with a plain message asking for a transparent
+   PNG. `rembg` is used only when asked for (`matte="rembg"`) and installed: it fetches its own model file
+   on first use, so a3d never assumes it.
+2. **Crop and recentre.** The bounding box of alpha > 0 is pasted in the centre of a transparent square
+   whose side is ``max(w, h) / frame_ratio`` — or, with no ratio, the input's larger side (at least the
+   object's size), which keeps the object's size relative to the frame as it was in the input.
+3. **Resize and composite.** The square is resized (premultiplied alpha, antialiased bicubic) to the
+   model's size and composited on white.
+
+Examples:
+    >>> obj = prepare_object_image(Path("chair.png"), size=576)
+    >>> obj.image.shape, obj.matte
+    (torch.Size([576, 576, 3]), 'alpha')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from a3d_cli.errors import InputError, OptionError
+from a3d_cli.io.images import load_png
+
+Matte = Literal["auto", "alpha", "uniform", "rembg"]
+MATTES = ("auto", "alpha", "uniform", "rembg")
+MATTE_MAX_SIDE = 768  # images without alpha are matted at most this large (as the reference does for rembg)
+UNIFORM_TOLERANCE = 0.06  # max per-channel distance to the border colour that still counts as background
+UNIFORM_BORDER_SHARE = 0.95  # share of border pixels that must be background-coloured
+
+_NEEDS_ALPHA_HINT = (
+    "Save the image as a PNG with a transparent background (most image editors can remove a background), "
+    "or put the object on a plain single-colour background, or pass --matte rembg if the optional rembg "
+    "package is installed."
+)
+
+
+@dataclass(frozen=True)
+class ObjectImage:
+    """A prepared object image.
+
+    Attributes:
+        image: [S, S, 3] in [0, 1], the object centred on white (what the model is conditioned on).
+        rgba: [S, S, 4] in [0, 1], the same before compositing (straight alpha).
+        matte: where the alpha came from: "alpha", "uniform" or "rembg".
+        bbox: (x0, y0, x1, y1) of the object in the (possibly thumbnailed) input, x1/y1 exclusive.
+    """
+
+    image: Tensor
+    rgba: Tensor
+    matte: str
+    bbox: tuple[int, int, int, int]
+
+
+def _thumbnail(img: Tensor, max_side: int) -> Tensor:
+    """[H, W, C] → at most `max_side` on the longer side (antialiased), unchanged when smaller."""
+    h, w = img.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return img
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    out = F.interpolate(img.permute(2, 0, 1)[None], size=size, mode="bilinear", antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).clamp(0, 1)
+
+
+def _border(mask_hw: tuple[int, int], width: int) -> Tensor:
+    h, w = mask_hw
+    m = torch.zeros(h, w, dtype=torch.bool)
+    m[:width], m[-width:], m[:, :width], m[:, -width:] = True, True, True, True
+    return m
+
+
+def uniform_background_alpha(rgb: Tensor, tolerance: float = UNIFORM_TOLERANCE) -> Tensor | None:
+    """Alpha for an object on a uniform background, or None when the background is not uniform.
+
+    Args:
+        rgb: [H, W, 3] in [0, 1].
+        tolerance: per-channel distance to the border colour that still counts as background.
+
+    Returns:
+        [H, W] alpha in {0, 1}: 0 for background-coloured pixels connected to the border.
+    """
+    h, w = rgb.shape[:2]
+    ring = _border((h, w), max(1, min(h, w) // 100))  # [H, W]
+    bg = rgb[ring].median(dim=0).values  # [3]
+    close = (rgb - bg).abs().amax(dim=-1) <= tolerance  # [H, W]
+    if close[ring].float().mean() < UNIFORM_BORDER_SHARE:
+        return None
+    # flood fill from the border through background-coloured pixels (3×3 dilation until nothing changes)
+    reached = (close & ring).float()[None, None]  # [1, 1, H, W]
+    allowed = close.float()[None, None]
+    while True:
+        grown = F.max_pool2d(reached, 3, stride=1, padding=1) * allowed
+        if torch.equal(grown, reached):
+            break
+        reached = grown
+    return 1.0 - reached[0, 0]
+
+
+def _rembg_alpha(rgb: Tensor) -> Tensor:
+    try:
+        import rembg  # optional extra; downloads its own model on first use
+    except ImportError as exc:
+        raise OptionError(
+            "--matte rembg needs the optional rembg package, which is not installed.",
+            hint="pip install rembg (it downloads its own model file on first use), or pass a transparent PNG.",
+        ) from exc
+    import numpy as np
+    from PIL import Image
+
+    arr = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    out = np.asarray(rembg.remove(Image.fromarray(arr).convert("RGBA")))
+    return torch.from_numpy(out[..., 3].copy()).float() / 255.0
+
+
+def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
+    """Read an image and give it an alpha channel that marks the object.
+
+    Args:
+        path: any image PIL reads.
+        matte: "auto" (alpha if meaningful, else a uniform background), "alpha", "uniform" or "rembg".
+
+    Returns:
+        ([H, W, 4] straight-alpha RGBA in [0, 1], the matte used).
+
+    Raises:
+        InputError: not an image, an empty alpha, no alpha and no uniform background.
+        OptionError: an unknown matte, or rembg asked for but missing.
+    """
+    if matte not in MATTES:
+        raise OptionError(f"--matte must be one of {', '.join(MATTES)} (got {matte}).")
+    img = load_png(Path(path))  # [H, W, 1|3|4]; InputError when not an image
+    if img.shape[-1] == 1:
+        img = img.expand(-1, -1, 3)
+    has_alpha = img.shape[-1] == 4
+    if has_alpha and matte in ("auto", "alpha"):
+        alpha = img[..., 3]
+        if float(alpha.max()) <= 0.0:
+            raise InputError(
+                f"{path} has an empty alpha channel: every pixel is transparent, so there is no object.",
+                hint="Export the image again with the object visible (alpha > 0 where the object is).",
+            )
+        if float(alpha.min()) < 1.0 or matte == "alpha":
+            return img, "alpha"
+    elif matte == "alpha":
+        raise InputError(f"{path} has no alpha channel, but --matte alpha was asked for.", hint=_NEEDS_ALPHA_HINT)
+    rgb = _thumbnail(img[..., :3], MATTE_MAX_SIDE)  # [h, w, 3]
+    if matte == "rembg":
+        return torch.cat([rgb, _rembg_alpha(rgb)[..., None]], dim=-1), "rembg"
+    alpha = uniform_background_alpha(rgb)
+    if alpha is None:
+        raise InputError(
+            f"{path} has no transparent background and its background is not one plain colour.", hint=_NEEDS_ALPHA_HINT
+        )
+    if float(alpha.max()) <= 0.0:
+        raise InputError(f"{path} is one plain colour: no object was found.", hint=_NEEDS_ALPHA_HINT)
+    return torch.cat([rgb, alpha[..., None]], dim=-1), "uniform"
+
+
+def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tuple[int, int, int, int]]:
+    """Crop to the object (alpha > 0) and centre it in a transparent square.
+
+    Args:
+        rgba: [H, W, 4] straight alpha.
+        frame_ratio: object's longer side / square side; None keeps the input's framing
+            (side = the input's larger side, at least the object's).
+
+    Returns:
+        ([S, S, 4] square, (x0, y0, x1, y1) bounding box in `rgba`).
+    """
+    if frame_ratio is not None and not 0.0 < frame_ratio <= 1.0:
+        raise OptionError(f"--frame-ratio must be in (0, 1] (got {frame_ratio}).")
+    mask = rgba[..., 3] > 0  # [H, W]
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    if ys.numel() == 0:
+        raise InputError("The image has no visible object (its alpha is zero everywhere).")
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    h, w = y1 - y0, x1 - x0
+    if frame_ratio is None:
+        side = max(rgba.shape[0], rgba.shape[1], h, w)
+    else:
+        side = max(h, w, int(max(h, w) / frame_ratio))
+    out = torch.zeros(side, side, 4, dtype=rgba.dtype)
+    oy, ox = (side - h) // 2, (side - w) // 2
+    out[oy : oy + h, ox : ox + w] = rgba[y0:y1, x0:x1]
+    return out, (x0, y0, x1, y1)
+
+
+def resize_rgba(rgba: Tensor, size: int) -> Tensor:
+    """Resize a square straight-alpha RGBA image with premultiplied, antialiased bicubic filtering."""
+    pm = torch.cat([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], dim=-1)  # [S, S, 4] premultiplied
+    x = F.interpolate(pm.permute(2, 0, 1)[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    x = x[0].permute(1, 2, 0).clamp(0, 1)  # [size, size, 4]
+    alpha = x[..., 3:]
+    rgb = torch.where(alpha > 1e-6, x[..., :3] / alpha.clamp_min(1e-6), torch.zeros_like(x[..., :3])).clamp(0, 1)
+    return torch.cat([rgb, alpha], dim=-1)
+
+
+def prepare_object_image(
+    path: Path,
+    size: int,
+    frame_ratio: float | None = None,
+    matte: Matte = "auto",
+    background: float = 1.0,
+) -> ObjectImage:
+    """Mask, recentre, resize and composite one object image (see the module docstring).
+
+    Args:
+        path: the input image.
+        size: output side in pixels (576 for SV3D).
+        frame_ratio: object size / frame size; None keeps the input's framing.
+        matte: how to find the object ("auto", "alpha", "uniform", "rembg").
+        background: grey level composited behind the object (1.0 = white, as SV3D expects).
+    """
+    rgba, used = load_object_rgba(path, matte)
+    square, bbox = recentre(rgba, frame_ratio)
+    small = resize_rgba(square, size)  # [size, size, 4]
+    image = small[..., :3] * small[..., 3:] + background * (1.0 - small[..., 3:])
+    return ObjectImage(image=image.clamp(0, 1), rgba=small, matte=used, bbox=bbox)

@@ -1,0 +1,93 @@
+"""Object-image preparation for `a3d orbit`: alpha crop, recentring, uniform-background matting, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from a3d_cli.errors import InputError, OptionError
+from a3d_cli.io.preprocess import load_object_rgba, prepare_object_image, recentre, uniform_background_alpha
+
+
+def write_rgba(path: Path, size=(60, 40), box=(10, 5, 30, 25), colour=(200, 30, 30)) -> Path:
+    """A transparent W×H PNG with an opaque rectangle (x0, y0, x1, y1)."""
+    arr = np.zeros((size[1], size[0], 4), dtype=np.uint8)
+    x0, y0, x1, y1 = box
+    arr[y0:y1, x0:x1] = (*colour, 255)
+    Image.fromarray(arr, "RGBA").save(path)
+    return path
+
+
+def test_rgba_object_is_centred_on_white(tmp_path: Path) -> None:
+    path = write_rgba(tmp_path / "obj.png", size=(60, 40), box=(2, 5, 22, 25))  # 20×20 box near the left edge
+    obj = prepare_object_image(path, size=30)
+    assert obj.matte == "alpha" and obj.bbox == (2, 5, 22, 25)
+    assert obj.image.shape == (30, 30, 3) and obj.rgba.shape == (30, 30, 4)
+    # no ratio: the square keeps the input's larger side (60), so the object spans 20/60 of it, centred
+    alpha = obj.rgba[..., 3]
+    ys, xs = torch.nonzero(alpha > 0.5, as_tuple=True)
+    assert abs((ys.float().mean() - 14.5).item()) < 0.6 and abs((xs.float().mean() - 14.5).item()) < 0.6
+    assert 9 <= int(xs.max() - xs.min()) + 1 <= 11
+    torch.testing.assert_close(obj.image[0, 0], torch.ones(3))  # white background
+    torch.testing.assert_close(obj.image[15, 15], torch.tensor([200, 30, 30]) / 255.0, atol=0.02, rtol=0)
+
+
+def test_frame_ratio_sets_the_object_size(tmp_path: Path) -> None:
+    path = write_rgba(tmp_path / "obj.png", size=(100, 100), box=(40, 30, 60, 70))  # 20 wide, 40 high
+    square, bbox = recentre(load_object_rgba(path)[0], frame_ratio=0.5)
+    assert bbox == (40, 30, 60, 70) and square.shape[0] == 80  # longer side 40 / 0.5
+    rows = torch.nonzero(square[..., 3].amax(dim=1) > 0).flatten()
+    assert int(rows.min()) == 20 and int(rows.max()) == 59
+    with pytest.raises(OptionError):
+        recentre(square, frame_ratio=1.5)
+
+
+def test_empty_alpha_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8), "RGBA").save(path)
+    with pytest.raises(InputError, match="empty alpha"):
+        prepare_object_image(path, size=16)
+
+
+def test_uniform_background_is_matted_and_enclosed_holes_stay(tmp_path: Path) -> None:
+    arr = np.full((50, 50, 3), 240, dtype=np.uint8)  # light grey background
+    arr[10:40, 10:40] = (20, 90, 200)  # the object
+    arr[20:30, 20:30] = 240  # a background-coloured patch inside the object: not connected to the border
+    path = tmp_path / "plain.jpg"
+    Image.fromarray(arr).save(path, quality=95)
+    rgba, matte = load_object_rgba(path)
+    assert matte == "uniform"
+    alpha = rgba[..., 3]
+    assert alpha[0, 0] == 0 and alpha[25, 15] == 1 and alpha[25, 25] == 1
+    assert uniform_background_alpha(torch.from_numpy(arr).float() / 255) is not None
+    obj = prepare_object_image(path, size=25)
+    torch.testing.assert_close(obj.image[0, 0], torch.ones(3))  # background replaced by white
+
+
+def test_busy_background_asks_for_a_transparent_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
+    with pytest.raises(InputError, match="not one plain colour") as info:
+        prepare_object_image(path, size=16)
+    assert "transparent background" in (info.value.hint or "")
+    with pytest.raises(InputError, match="no alpha channel"):
+        load_object_rgba(path, matte="alpha")
+
+
+def test_not_an_image_and_missing_rembg(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not a picture")
+    with pytest.raises(InputError):
+        prepare_object_image(bad, size=16)
+    try:
+        import rembg  # noqa: F401
+    except ImportError:
+        path = write_rgba(tmp_path / "obj.png")
+        Image.open(path).convert("RGB").save(tmp_path / "obj_rgb.png")
+        with pytest.raises(OptionError, match="rembg"):
+            load_object_rgba(tmp_path / "obj_rgb.png", matte="rembg")
