@@ -89,7 +89,9 @@ class MVVDMComponents:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> MVVDMComponents:
         for m in (self.unet, self.vae, self.text_encoder, self.image_encoder):
-            m.to(device=device, dtype=dtype)
+            m.to(device=device)
+            if dtype is not None and next(m.parameters()).dtype != dtype:
+                m.to(dtype=dtype)
             m.eval()
         return self
 
