@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from a3d_cli import __version__
-from a3d_cli.commands import export, info, mesh_animate, weights
+from a3d_cli.commands import export, info, mesh_animate, prepare, weights
 from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import err
 from a3d_cli.errors import A3DError
@@ -38,7 +38,7 @@ class A3DGroup(TyperGroup):
         except KeyboardInterrupt:
             err.print("[bold red]interrupted:[/bold red] finished stages are kept; re-run the same command to continue.")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as exc:
             opts = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
@@ -79,6 +79,7 @@ def main_options(
     ctx.obj = GlobalOptions(device=device, seed=seed, quiet=quiet, verbose=verbose, json=json_out)
 
 
+app.command("prepare", rich_help_panel="4D")(prepare.prepare)
 app.command("mesh-animate", rich_help_panel="Export")(mesh_animate.mesh_animate)
 app.command("export", rich_help_panel="Export")(export.export)
 app.command("info", rich_help_panel="Utilities")(info.info)

@@ -61,3 +61,10 @@ def test_malformed_device_is_a_user_error(spec):
 def test_cpu_and_auto_devices_resolve():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("command", ["info", "prepare", "weights"])
+def test_subcommand_help_exits_cleanly(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "Usage" in result.output and "error" not in result.stderr
