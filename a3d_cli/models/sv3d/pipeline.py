@@ -59,11 +59,14 @@ class SV3DOutput:
         frames: [F, 3, H, W] in [0, 1], reference order (input view last).
         latents: [F, C, h, w] final latents (scaled space).
         seconds: wall time per phase ("encode", "sample", "decode").
+        peak_bytes: on CUDA, `max_memory_allocated` at the end of each phase (a running maximum, so the
+            phase where it first reaches its final value is where the peak happened); empty on CPU.
     """
 
     frames: Tensor
     latents: Tensor
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_bytes: dict[str, int] = field(default_factory=dict)
 
 
 def _dtype_of(module: nn.Module) -> torch.dtype:
@@ -109,6 +112,13 @@ class SV3DPipeline:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _record(self, phase: str, start: float, seconds: dict[str, float], peaks: dict[str, int]) -> None:
+        """Close a phase: synchronize, store its wall time and the running peak memory."""
+        self._sync()
+        seconds[phase] = time.perf_counter() - start
+        if self.device.type == "cuda":
+            peaks[phase] = int(torch.cuda.max_memory_allocated(self.device))
 
     def check_inputs(self, image: Tensor, orbit: Orbit | None, cfg: Tensor, num_steps: int, decode_chunk: int) -> None:
         """Fail early, with the argument's name, on inputs that cannot work."""
@@ -266,27 +276,25 @@ class SV3DPipeline:
         self.check_inputs(image, orbit, cfg, num_steps, decode_chunk)
         generator = torch.Generator("cpu").manual_seed(int(seed))
         seconds: dict[str, float] = {}
+        peaks: dict[str, int] = {}
 
         # 1. image conditions
         t0 = time.perf_counter()
         cond = self.encode_image(image, noise_aug, generator)
         # 2. per-frame vector
         vector = self.camera_vector(orbit, noise_aug)
-        self._sync()
-        seconds["encode"] = time.perf_counter() - t0
+        self._record("encode", t0, seconds, peaks)
 
         # 3. denoise
         t0 = time.perf_counter()
         latents = self.denoise(cond, vector, cfg, num_steps, generator, callback)[0]  # [F, C, h, w]
-        self._sync()
-        seconds["sample"] = time.perf_counter() - t0
+        self._record("sample", t0, seconds, peaks)
 
         # 4. decode
         t0 = time.perf_counter()
         frames = self.decode(latents, decode_chunk)
-        self._sync()
-        seconds["decode"] = time.perf_counter() - t0
+        self._record("decode", t0, seconds, peaks)
         frames = frames.cpu()
         if replace_input_frame:
             frames[-1] = image.float().cpu()
-        return SV3DOutput(frames=frames, latents=latents.float().cpu(), seconds=seconds)
+        return SV3DOutput(frames=frames, latents=latents.float().cpu(), seconds=seconds, peak_bytes=peaks)

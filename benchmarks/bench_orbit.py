@@ -1,0 +1,263 @@
+"""Benchmark the `orbit` stage (SV3D_p) at full size with random weights: speed and peak memory.
+
+What is measured, per precision: the whole stage as `a3d orbit` runs it after loading (CLIP + VAE encode,
+50 Euler steps with the fused 2-row CFG batch over 21 frames at 576², fp32 VAE decode), the seconds per
+step, one UNet CFG forward alone, and `torch.cuda.max_memory_allocated` for each. Every timed region is
+preceded by a warm-up and bracketed by `torch.cuda.synchronize()`. Random weights give the real speed and
+memory of the real networks (no checkpoint needed); pass --checkpoint to time a real file instead.
+
+Precisions: `fp32`, `bf16`, `fp16` (UNet and CLIP stored in that dtype, VAE in fp32), and `autocast-fp16`
+(fp32 weights under `torch.autocast(float16)`, how Stability's script runs, for a like-for-like baseline).
+
+Run on the GPU machine (about 2–3 minutes on one H100/H200 with the defaults):
+
+    python benchmarks/bench_orbit.py --device cuda --out results.json
+    python benchmarks/bench_orbit.py --dtypes bf16 --channels-last --compile --out compiled.json
+    python benchmarks/bench_orbit.py --config tiny --device cpu --steps 2 --dtypes fp32   # smoke test
+
+Add a row per precision to docs/PERF.md from the JSON (device name, sizes and date are in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
+from a3d_cli.models.sv3d.cameras import static_orbit  # noqa: E402
+from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
+from a3d_cli.models.sv3d.loading import build_models, load_sv3d  # noqa: E402
+from a3d_cli.models.sv3d.pipeline import SV3DPipeline  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "autocast-fp16": torch.float32}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_bytes(device: torch.device) -> int | None:
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def sdpa_context(kind: str):  # noqa: ANN201
+    """Restrict PyTorch SDPA to one backend ("default" leaves the choice to PyTorch)."""
+    if kind == "default":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "math": SDPBackend.MATH,
+    }[kind]
+    return sdpa_kernel(backend)
+
+
+def make_models(args: argparse.Namespace, dtype: torch.dtype, device: torch.device):  # noqa: ANN201
+    if args.checkpoint:
+        return load_sv3d(Path(args.checkpoint), device=device, unet_dtype=dtype).models
+    config = SV3DConfig.tiny() if args.config == "tiny" else SV3DConfig.full()
+    torch.manual_seed(0)
+    models = build_models(config, "sv3d_p", device=device)  # random init on the device itself (fast)
+    models.unet.to(dtype)
+    models.image_encoder.to(dtype)
+    return models
+
+
+def unet_forward_args(models, device: torch.device, dtype: torch.dtype):  # noqa: ANN001, ANN201
+    """Inputs of one fused CFG UNet call: [2, F, 8, h, w]."""
+    cfg = models.config
+    f, s = cfg.num_frames, cfg.latent_size
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(2, f, 8, s, s, generator=g).to(device, dtype)
+    ctx = torch.randn(2, 1, cfg.unet.cross_attention_dim, generator=g).to(device, dtype)
+    vec = torch.randn(2, f, models.unet.add_embedding.linear_1.in_features, generator=g).to(device, dtype)
+    return x, torch.tensor(0.5, device=device), ctx, vec
+
+
+def count_tflop(models, device: torch.device, dtype: torch.dtype) -> float | None:  # noqa: ANN001
+    """FLOPs of one fused CFG UNet call (2 rows × 21 frames), counted by PyTorch."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        args = unet_forward_args(models, device, dtype)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            models.unet(*args, return_dict=False)
+        return counter.get_total_flops() / 1e12
+    except Exception as exc:  # the counter is best effort; timing does not depend on it
+        print(f"  (flop count unavailable: {exc})", file=sys.stderr)
+        return None
+
+
+def time_unet(models, device: torch.device, dtype: torch.dtype, reps: int, autocast: bool) -> dict[str, float | None]:  # noqa: ANN001
+    args = unet_forward_args(models, device, dtype)
+    ac = torch.autocast(device.type, dtype=torch.float16) if autocast else contextlib.nullcontext()
+    with torch.no_grad(), ac:
+        for _ in range(2):  # warm-up (and compile, when asked)
+            models.unet(*args, return_dict=False)
+        sync(device)
+        reset_peak(device)
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            models.unet(*args, return_dict=False)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    return {
+        "unet_cfg_forward_s_median": times[len(times) // 2],
+        "unet_cfg_forward_s_min": times[0],
+        "unet_peak_bytes": peak_bytes(device),
+    }
+
+
+def bench_dtype(name: str, args: argparse.Namespace, device: torch.device) -> dict:
+    dtype = DTYPES[name]
+    autocast = name == "autocast-fp16"
+    t0 = time.perf_counter()
+    models = make_models(args, dtype, device)
+    sync(device)
+    setup_s = time.perf_counter() - t0
+    if args.channels_last:
+        models.unet.to(memory_format=torch.channels_last)
+        models.vae.to(memory_format=torch.channels_last)
+    if args.compile:
+        models.unet = torch.compile(models.unet, mode=args.compile_mode, fullgraph=False)  # type: ignore[assignment]
+    cfg = models.config
+    pipe = SV3DPipeline(models, device=device, offload=args.offload)
+    image = torch.rand(3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
+    orbit = static_orbit(10.0)
+    scales = triangular_cfg_scales(cfg.num_frames)
+    result: dict = {"dtype": name, "setup_s": round(setup_s, 3)}
+    ac = torch.autocast(device.type, dtype=torch.float16) if autocast else contextlib.nullcontext()
+    with sdpa_context(args.sdpa):
+        if args.count_flops and not args.compile:
+            result["unet_cfg_forward_tflop"] = count_tflop(models, device, dtype)
+        result.update(time_unet(models, device, dtype, args.unet_reps, autocast))
+        with ac:
+            t0 = time.perf_counter()
+            pipe(
+                image, orbit, num_steps=args.warmup_steps, cfg=scales, seed=0, decode_chunk=args.decode_chunk
+            )  # warm-up
+            sync(device)
+            result["warmup_s"] = round(time.perf_counter() - t0, 3)
+            reset_peak(device)
+            t0 = time.perf_counter()
+            out = pipe(image, orbit, num_steps=args.steps, cfg=scales, seed=0, decode_chunk=args.decode_chunk)
+            sync(device)
+            total = time.perf_counter() - t0
+    result.update(
+        steps=args.steps,
+        stage_s=round(total, 4),
+        encode_s=round(out.seconds["encode"], 4),
+        sample_s=round(out.seconds["sample"], 4),
+        decode_s=round(out.seconds["decode"], 4),
+        s_per_step=round(out.seconds["sample"] / args.steps, 5),
+        stage_peak_bytes=peak_bytes(device),
+        finite=bool(torch.isfinite(out.frames).all()),
+    )
+    result["phase_peak_bytes"] = dict(out.peak_bytes)  # running max at the end of encode / sample / decode
+    if args.decode_chunks:
+        sweep = []
+        latents = out.latents.to(device)
+        for chunk in [int(c) for c in args.decode_chunks.split(",")]:
+            reset_peak(device)
+            t0 = time.perf_counter()
+            pipe.decode(latents, chunk)
+            sync(device)
+            sweep.append(
+                {
+                    "decode_chunk": chunk,
+                    "decode_s": round(time.perf_counter() - t0, 4),
+                    "peak_bytes": peak_bytes(device),
+                }
+            )
+        result["decode_sweep"] = sweep
+    tflop = result.get("unet_cfg_forward_tflop")
+    if tflop:
+        result["sample_tflops_per_s"] = round(tflop * args.steps / out.seconds["sample"], 1)
+    for k in ("stage_peak_bytes", "unet_peak_bytes"):
+        if result.get(k) is not None:
+            result[k.replace("_bytes", "_gib")] = round(result[k] / 2**30, 3)
+    del pipe, models, out
+    reset_peak(device)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtypes", default="bf16,fp16,fp32,autocast-fp16", help="comma-separated: " + ", ".join(DTYPES))
+    p.add_argument("--steps", type=int, default=50, help="Euler steps of the timed run (50 = SV3D default)")
+    p.add_argument("--warmup-steps", type=int, default=2, help="steps of the untimed warm-up run")
+    p.add_argument("--unet-reps", type=int, default=5, help="timed UNet-only CFG forwards")
+    p.add_argument("--decode-chunk", type=int, default=7)
+    p.add_argument("--decode-chunks", default="1,3,7,21", help="decode-only sweep over these chunk sizes ('' = skip)")
+    p.add_argument("--sdpa", default="default", choices=["default", "flash", "efficient", "cudnn", "math"])
+    p.add_argument("--channels-last", action="store_true", help="UNet and VAE in channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (compile time is in warmup_s)")
+    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
+    p.add_argument("--offload", action="store_true", help="keep idle networks on the CPU")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls for fp32")
+    p.add_argument("--no-count-flops", dest="count_flops", action="store_false")
+    p.add_argument("--config", default="full", choices=["full", "tiny"], help="tiny: CPU smoke test of this script")
+    p.add_argument("--checkpoint", default=None, help="time a real checkpoint instead of random weights")
+    p.add_argument("--out", type=Path, default=None, help="write results as JSON here")
+    args = p.parse_args()
+
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    info = {
+        "benchmark": "orbit (SV3D_p)",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": args.config,
+        "frames": None,
+        "size": None,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "results": [],
+    }
+    cfg = SV3DConfig.tiny() if args.config == "tiny" else SV3DConfig.full()
+    info["frames"], info["size"] = cfg.num_frames, cfg.image_size
+    for name in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
+        if name not in DTYPES:
+            p.error(f"unknown dtype {name}")
+        print(f"[{name}] …", file=sys.stderr, flush=True)
+        res = bench_dtype(name, args, device)
+        info["results"].append(res)
+        print(
+            f"[{name}] stage {res['stage_s']:.2f} s (encode {res['encode_s']:.2f}, sample {res['sample_s']:.2f} = "
+            f"{res['s_per_step'] * 1000:.0f} ms/step, decode {res['decode_s']:.2f}); peak {res.get('stage_peak_gib')} GiB; "
+            f"UNet CFG forward {res['unet_cfg_forward_s_median'] * 1000:.0f} ms, {res.get('unet_peak_gib')} GiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    text = json.dumps(info, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
