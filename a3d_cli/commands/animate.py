@@ -1,0 +1,174 @@
+"""`a3d animate MODEL --prompt TEXT [-o RUN]`: the whole chain in one resumable run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from a3d_cli.commands.common import ForceOption, resolve_path
+
+_INPUT = "Input"
+_SPEED = "Speed"
+_WEIGHTS = "Weights"
+
+
+def default_run_dir(model: Path) -> Path:
+    """`a3d-runs/<model name>` in the current folder: one run folder per asset name."""
+    return Path("a3d-runs") / Path(model).stem
+
+
+def animate(
+    ctx: typer.Context,
+    model: Annotated[
+        Path,
+        typer.Argument(help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", show_default=False),
+    ],
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Run folder (default: a3d-runs/<model name>).", metavar="RUN", show_default=False
+        ),
+    ] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            help="Use this multi-view video (v{view}_f{frame:02d}.png, 4 × 16) instead of generating one.",
+            show_default=False,
+        ),
+    ] = None,
+    sds: Annotated[
+        bool | None,
+        typer.Option(
+            "--sds/--no-sds",
+            help="4D-SDS refinement: default = when a prompt and the MV-VDM weights are there.",
+            show_default=False,
+        ),
+    ] = None,
+    mesh: Annotated[
+        bool | None,
+        typer.Option(
+            "--mesh/--splats",
+            help="--mesh: require an animated mesh GLB; --splats: splat frames + preview only.",
+            show_default=False,
+        ),
+    ] = None,
+    negative_prompt: Annotated[str, typer.Option(help="Text of MV-VDM's unconditional branch.")] = "",
+    up: Annotated[str, typer.Option(help="The asset's up axis (+x … -z); glTF is +y.", rich_help_panel=_INPUT)] = "+y",
+    front: Annotated[
+        str, typer.Option(help="The asset's front axis; it faces the azimuth-0 view.", rich_help_panel=_INPUT)
+    ] = "+z",
+    splats: Annotated[int, typer.Option(help="Splats aimed for on meshes.", rich_help_panel=_INPUT)] = 20_000,
+    max_vertices: Annotated[
+        int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
+    ] = 20_000,
+    freeinit_iters: Annotated[
+        int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
+    ] = 3,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Motion-fit preset: auto (quickstart on CPU), reference or quickstart.", rich_help_panel=_SPEED
+        ),
+    ] = "auto",
+    reconstruct_steps: Annotated[
+        int | None,
+        typer.Option(help="Motion-fit steps (default: the preset's).", rich_help_panel=_SPEED, show_default=False),
+    ] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            help="Motion-fit render size (default: the preset's).", rich_help_panel=_SPEED, show_default=False
+        ),
+    ] = None,
+    max_splats: Annotated[
+        int | None,
+        typer.Option(
+            help="Fit on at most this many splats (default: the preset's).", rich_help_panel=_SPEED, show_default=False
+        ),
+    ] = None,
+    sds_steps: Annotated[int, typer.Option(help="4D-SDS steps.", rich_help_panel=_SPEED)] = 200,
+    sds_target_size: Annotated[
+        int, typer.Option(help="SDS reconstruction-branch render size (the reference: 1024).", rich_help_panel=_SPEED)
+    ] = 1024,
+    preview_size: Annotated[int, typer.Option(help="Preview video size in pixels.", rich_help_panel=_SPEED)] = 512,
+    dtype: Annotated[
+        str, typer.Option(help="MV-VDM precision: auto, fp32, fp16, bf16.", rich_help_panel=_SPEED)
+    ] = "auto",
+    mvdream: Annotated[
+        Path | None, typer.Option(help="Folder of yanqinJiang/mvdream-sd1.5-diffusers.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    ip_adapter: Annotated[
+        Path | None, typer.Option(help="h94/IP-Adapter models/ip-adapter_sd15.bin.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    image_encoder: Annotated[
+        Path | None, typer.Option(help="Folder h94/IP-Adapter models/image_encoder.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    motion_modules: Annotated[
+        Path | None, typer.Option(help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    tiny_model: Annotated[
+        bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")
+    ] = False,
+    force: ForceOption = False,
+) -> None:
+    """Animate MODEL: prepare → mvvideo → reconstruct → sds → mesh-animate → export, resumable.
+
+    Re-running the same command after an interrupt continues from the last finished stage; changing an
+    option re-runs only the stages it affects.
+    """
+    from a3d_cli.commands.common import global_options, run_and_report
+    from a3d_cli.console import err
+    from a3d_cli.errors import OptionError
+    from a3d_cli.stages import animate as stage
+
+    def path(p: Path | None) -> str | None:
+        return None if p is None else str(resolve_path(p).absolute())
+
+    if dtype not in ("auto", "fp32", "fp16", "bf16"):
+        raise OptionError(f"--dtype {dtype!r} is not one of auto, fp32, fp16, bf16.")
+    if preset not in ("auto", "reference", "quickstart"):
+        raise OptionError(f"--preset must be auto, reference or quickstart (got {preset!r}).")
+    opts = stage.AnimateOptions(
+        model=str(resolve_path(model).absolute()),
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        video=path(video),
+        sds=sds,
+        output="auto" if mesh is None else ("mesh" if mesh else "splats"),
+        up=up,
+        front=front,
+        splats=splats,
+        max_vertices=max_vertices,
+        freeinit_iters=freeinit_iters,
+        reconstruct_preset=preset,  # type: ignore[arg-type]  # checked above
+        reconstruct_steps=reconstruct_steps,
+        resolution=resolution,
+        max_splats=max_splats,
+        sds_steps=sds_steps,
+        sds_target_size=sds_target_size,
+        preview_size=preview_size,
+        dtype=dtype,  # type: ignore[arg-type]  # checked above
+        mvdream=path(mvdream),
+        ip_adapter=path(ip_adapter),
+        image_encoder=path(image_encoder),
+        motion_modules=path(motion_modules),
+        tiny_model=tiny_model,
+    )
+    run_dir = resolve_path(out) if out is not None else default_run_dir(model)
+    notices: list[str] = []
+
+    def call(rt):  # noqa: ANN001, ANN202 - a Runtime in, StageResults out
+        result = stage.run(run_dir, opts, rt)
+        notices.extend(result.notices)
+        return result.results
+
+    run_and_report(ctx, call, force=force)
+    g = global_options(ctx)
+    if g.json and not g.quiet:  # the progress display (which shows notices) is off with --json
+        for notice in notices:
+            err.print(f"[dim]·[/dim] {notice}", highlight=False)

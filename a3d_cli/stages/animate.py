@@ -1,0 +1,310 @@
+"""`a3d animate`: the whole chain in one run folder — prepare → mvvideo → reconstruct → sds → mesh-animate → export.
+
+Each link is the ordinary stage (`a3d_cli.stages.<name>.run`), so the run folder, the manifest and the
+skip rules are exactly those of running the commands one by one. Resuming is therefore free: re-running
+the same command skips every stage whose options and input files are unchanged and continues with the first
+one that is not done (a killed process leaves its stage "running" in the manifest and no half-written
+files). Changing an option re-runs that stage, and — because each stage records the digests of the files
+it reads — every later stage whose inputs changed as a result, and nothing before it.
+
+Which links run is decided up front by `plan_chain` (a pure function, so it is tested without running
+anything):
+
+* mvvideo runs unless a video folder is given (`video`); it needs the MV-VDM weights;
+* sds runs when asked (`sds=True`) or, by default (`sds=None`), when there is a prompt and the MV-VDM
+  weights are on this machine; with `--video`, no prompt or no weights it is skipped with a notice;
+* mesh-animate runs for mesh inputs unless `output="splats"`; export always runs (frame PLYs + preview).
+
+Examples:
+    >>> run(Path("RUN"), AnimateOptions(model="fox.glb", prompt="a fox wags its tail"), Runtime("cuda"))  # doctest: +SKIP
+    >>> run(Path("RUN"), AnimateOptions(model="fox.glb", video="gt/video"))  # no weights needed  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from a3d_cli.errors import InputError, OptionError
+from a3d_cli.stages.base import Runtime, StageResult, ensure_run_dir
+from a3d_cli.stages.progress import Progress
+
+Output = Literal["auto", "mesh", "splats"]
+STAGE_ORDER = ("prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    """Options of `a3d animate` (the common knobs of each stage; the stage commands offer every one)."""
+
+    model: str
+    """Input asset: .glb, .gltf, .obj, mesh .ply or 3DGS .ply."""
+    prompt: str | None = None
+    """The motion ("a fox wags its tail"); needed unless `video` is given."""
+    negative_prompt: str = ""
+    """Text of the unconditional branch of MV-VDM (generation and SDS)."""
+    video: str | None = None
+    """A multi-view video folder (`v{view}_f{frame:02d}.png`, 4 × 16) used instead of generating one."""
+    sds: bool | None = None
+    """Refine with 4D-SDS: True = always (weights required), False = never, None = when possible."""
+    output: Output = "auto"
+    """"auto": animated mesh for mesh inputs + splat frames; "mesh": require a mesh result; "splats": splat
+    frames and preview only (no animated GLB)."""
+    up: str = "+y"
+    """The asset's up axis (prepare)."""
+    front: str = "+z"
+    """The asset's front axis (prepare)."""
+    splats: int = 20_000
+    """Splats aimed for on meshes (prepare)."""
+    max_vertices: int = 20_000
+    """Meshes with more vertices are simplified (prepare)."""
+    freeinit_iters: int = 3
+    """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
+    reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
+    """Motion-fit preset: quickstart on CPU, reference on GPU by default."""
+    reconstruct_steps: int | None = None
+    """Motion-fit steps (None: the preset's)."""
+    resolution: int | None = None
+    """Motion-fit render size (None: the preset's)."""
+    max_splats: int | None = None
+    """Fit on at most this many splats (None: the preset's)."""
+    sds_steps: int = 200
+    """4D-SDS refinement steps."""
+    sds_target_size: int = 1024
+    """Render size of the SDS stage's reconstruction branch (the reference: 1024)."""
+    preview_size: int = 512
+    """Width and height of export/preview.mp4."""
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """MV-VDM precision (generation and SDS)."""
+    mvdream: str | None = None
+    """Explicit folder of yanqinJiang/mvdream-sd1.5-diffusers."""
+    ip_adapter: str | None = None
+    """Explicit path of h94/IP-Adapter models/ip-adapter_sd15.bin."""
+    image_encoder: str | None = None
+    """Explicit folder of h94/IP-Adapter models/image_encoder."""
+    motion_modules: str | None = None
+    """Explicit path of yanqinJiang/animate3d animate3d_motion_modules.ckpt."""
+    tiny_model: bool = False
+    """Tiny random-weight MV-VDM (tests and plumbing checks only)."""
+
+    def __post_init__(self) -> None:
+        if self.video is None and not (self.prompt or "").strip():
+            raise OptionError(
+                "a3d animate needs --prompt (the motion to generate) or --video (a multi-view video to fit).",
+                hint='Add --prompt "a fox wags its tail", or --video DIR with v{view}_f{frame:02d}.png frames.',
+            )
+        if self.sds is True and not (self.prompt or "").strip():
+            raise OptionError(
+                "--sds needs --prompt: 4D-SDS is guided by the text.", hint="Add --prompt, or drop --sds."
+            )
+        if self.output not in ("auto", "mesh", "splats"):
+            raise OptionError(f"the export choice must be auto, mesh or splats, got {self.output!r}.")
+        if self.sds_steps < 0 or (self.reconstruct_steps is not None and self.reconstruct_steps < 0):
+            raise OptionError("--sds-steps and --reconstruct-steps must be >= 0.")
+
+    @property
+    def explicit_weights(self) -> dict[str, Path | None]:
+        """Registry name → explicit MV-VDM path (None: look it up)."""
+        from a3d_cli.models.sds import MVVDM_WEIGHTS
+
+        paths = (self.mvdream, self.ip_adapter, self.image_encoder, self.motion_modules)
+        return {name: (Path(p).expanduser() if p else None) for name, p in zip(MVVDM_WEIGHTS, paths, strict=True)}
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """Which stages `animate` runs, and why the others are left out.
+
+    Attributes:
+        stages: stage names in run order.
+        notices: one line per stage left out (shown to the user, kept in the summary).
+        mesh_input: the input is a mesh (not a 3DGS PLY).
+    """
+
+    stages: tuple[str, ...]
+    notices: tuple[str, ...] = ()
+    mesh_input: bool = True
+
+
+def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str]) -> ChainPlan:
+    """Decide the chain from the options, the input kind and which MV-VDM files are missing.
+
+    Args:
+        opts: animate options.
+        mesh_input: the input is a mesh.
+        weights_missing: registry names of MV-VDM files not found (`[]` when all are there or not needed).
+
+    Raises:
+        WeightsMissing: the chain needs MV-VDM (no `video`, or `sds=True`) and files are missing.
+        InputError: `output="mesh"` for a 3DGS input.
+    """
+    from a3d_cli.models.sds import resolve_mvvdm_weights
+
+    stages = ["prepare"]
+    notices: list[str] = []
+    have_weights = opts.tiny_model or not weights_missing
+    if opts.video is None or opts.sds is True:
+        if not have_weights:
+            resolve_mvvdm_weights(opts.explicit_weights)  # raises WeightsMissing with the full message
+    if opts.video is None:
+        stages.append("mvvideo")
+    stages.append("reconstruct")
+    if opts.sds is False:
+        notices.append("sds: skipped (--no-sds); exporting the coarse motion")
+    elif not (opts.prompt or "").strip():
+        notices.append("sds: skipped (no --prompt to guide it); exporting the coarse motion")
+    elif not have_weights:
+        notices.append(
+            f"sds: skipped (MV-VDM weights not found: {', '.join(weights_missing)}); exporting the coarse motion. "
+            "Fetch them with `a3d weights fetch` to refine, or pass --no-sds to silence this."
+        )
+    else:
+        stages.append("sds")
+    if opts.output == "mesh" and not mesh_input:
+        raise InputError(
+            f"--mesh asks for an animated mesh, but {opts.model} is a 3D Gaussian splat file.",
+            hint="Drop --mesh (splat inputs export per-frame PLYs and a preview).",
+        )
+    if mesh_input and opts.output != "splats":
+        stages.append("mesh-animate")
+    elif mesh_input:
+        notices.append("mesh-animate: skipped (--splats)")
+    stages.append("export")
+    return ChainPlan(tuple(stages), tuple(notices), mesh_input)
+
+
+def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[str, Callable[[Runtime], StageResult]]:
+    """One call per planned stage, with that stage's options built from the animate options."""
+    from a3d_cli.stages import export, mesh_animate, mvvideo, prepare, reconstruct, sds
+
+    motion = "refined" if "sds" in plan.stages else "coarse"  # explicit: a stale refined file must not win
+    weights = {
+        "mvdream": opts.mvdream,
+        "ip_adapter": opts.ip_adapter,
+        "image_encoder": opts.image_encoder,
+        "motion_modules": opts.motion_modules,
+    }
+    builders: dict[str, Callable[[], Any]] = {
+        "prepare": lambda: prepare.PrepareOptions(
+            model=str(Path(opts.model).expanduser().absolute()),
+            up=opts.up,
+            front=opts.front,
+            max_vertices=opts.max_vertices,
+            splats=opts.splats,  # type: ignore[arg-type]
+        ),
+        "mvvideo": lambda: mvvideo.MVVideoOptions(
+            prompt=opts.prompt or "",
+            negative_prompt=opts.negative_prompt,
+            freeinit_iters=opts.freeinit_iters,
+            dtype=opts.dtype,
+            tiny_model=opts.tiny_model,
+            **weights,
+        ),
+        "reconstruct": lambda: reconstruct.ReconstructOptions(
+            video=None if opts.video is None else str(Path(opts.video).expanduser().absolute()),
+            preset=opts.reconstruct_preset,
+            steps=opts.reconstruct_steps,
+            resolution=opts.resolution,
+            max_splats=opts.max_splats,
+        ),
+        "sds": lambda: sds.SdsOptions(
+            prompt=opts.prompt or "",
+            negative_prompt=opts.negative_prompt,
+            steps=opts.sds_steps,
+            target_size=opts.sds_target_size,
+            dtype=opts.dtype,
+            tiny_model=opts.tiny_model,
+            **weights,
+        ),
+        "mesh-animate": lambda: mesh_animate.MeshAnimateOptions(motion=motion),  # type: ignore[arg-type]
+        "export": lambda: export.ExportOptions(motion=motion, size=opts.preview_size),  # type: ignore[arg-type]
+    }
+    modules = {
+        "prepare": prepare,
+        "mvvideo": mvvideo,
+        "reconstruct": reconstruct,
+        "sds": sds,
+        "mesh-animate": mesh_animate,
+        "export": export,
+    }
+    calls: dict[str, Callable[[Runtime], StageResult]] = {}
+    for name in plan.stages:
+        stage_opts = builders[name]()  # validate every stage's options before anything runs
+        calls[name] = lambda rt, m=modules[name], o=stage_opts: m.run(run_dir, o, rt)
+    return calls
+
+
+class ChainProgress(Progress):
+    """Prefixes each phase with the stage's place in the chain ("[3/6] reconstruct: …") for one display."""
+
+    def __init__(self, inner: Progress, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix
+
+    def start(self, description: str, total: int | None = None) -> None:
+        self.inner.start(f"{self.prefix} {description}", total)
+
+    def update(self, advance: int = 1, **fields: float) -> None:
+        self.inner.update(advance, **fields)
+
+    def log(self, message: str) -> None:
+        self.inner.log(message)
+
+
+@dataclass
+class AnimateResult:
+    """What `animate` did: the results of the stages it ran (or skipped as up to date) and its notices."""
+
+    results: list[StageResult] = field(default_factory=list)
+    notices: tuple[str, ...] = ()
+
+
+def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> AnimateResult:
+    """Run the chain in `run_dir`, resuming where a previous run of the same command stopped.
+
+    Args:
+        run_dir: the run folder (created when missing).
+        opts: animate options.
+        rt: device, seed, force (re-runs every stage), progress.
+
+    Returns:
+        `AnimateResult` with one StageResult per stage in the plan, in order.
+
+    Raises:
+        OptionError / InputError / WeightsMissing: before any stage runs (pre-flight).
+    """
+    from a3d_cli.io.runlock import run_lock
+    from a3d_cli.mesh.load import detect_kind
+    from a3d_cli.models.sds import mvvdm_weights_missing
+
+    rt = rt or Runtime()
+    # 0. pre-flight: the input, the weights, every stage's options — before anything is written
+    mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
+    needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
+    missing = mvvdm_weights_missing(opts.explicit_weights) if needs_check else []
+    plan = plan_chain(opts, mesh_input, missing)
+    run_dir = ensure_run_dir(Path(run_dir))
+    calls = stage_calls(opts, plan, run_dir)
+    out = AnimateResult(notices=plan.notices)
+    with run_lock(run_dir):  # one process drives the whole chain
+        inner = rt.progress or Progress()
+        for notice in plan.notices:
+            inner.log(notice)
+        for i, call in enumerate(calls.values()):
+            chain_progress = ChainProgress(inner, f"[{i + 1}/{len(calls)}]")
+            out.results.append(call(dataclasses.replace(rt, progress=chain_progress)))
+    return out
+
+
+__all__ = [
+    "STAGE_ORDER",
+    "AnimateOptions",
+    "AnimateResult",
+    "ChainPlan",
+    "ChainProgress",
+    "plan_chain",
+    "run",
+    "stage_calls",
+]

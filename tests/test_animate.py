@@ -1,0 +1,142 @@
+"""`a3d animate`: the chain plan (pure), option checks, and early exit-2 errors; shared example builders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from a3d_cli.cli import A3DGroup, main_options
+from a3d_cli.commands.animate import animate
+from a3d_cli.errors import InputError, OptionError, WeightsMissing
+from a3d_cli.stages.animate import AnimateOptions, plan_chain
+
+runner = CliRunner()
+
+# Small enough for 2 shared CPU cores: a few hundred splats, 32² frames, a handful of fit steps.
+FAST = [
+    "--splats",
+    "150",
+    "--max-vertices",
+    "100",
+    "--reconstruct-steps",
+    "3",
+    "--resolution",
+    "32",
+    "--preview-size",
+    "24",
+]
+
+
+def make_app() -> typer.Typer:
+    """The `a3d` app callback with the `animate` command (independent of what cli.py registers)."""
+    app = typer.Typer(cls=A3DGroup)
+    app.callback()(main_options)
+    app.command("animate")(animate)
+    return app
+
+
+def make_mesh(path: Path) -> Path:
+    """A coloured, slightly squashed icosphere (a mesh input with vertex colours)."""
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+    mesh.vertices *= np.array([1.0, 0.7, 0.8])
+    colors = (np.clip(mesh.vertices * 0.5 + 0.5, 0, 1) * 255).astype(np.uint8)
+    mesh.visual.vertex_colors = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
+    mesh.export(path)
+    return path
+
+
+def make_video(mesh: Path, out: Path, size: int = 32) -> Path:
+    """4 views × 16 frames of the mesh sliding sideways: the prepared grey views shifted by f/3 pixels."""
+    from a3d_cli.io.images import load_png, save_png
+    from a3d_cli.stages.base import Runtime
+    from a3d_cli.stages.prepare import PrepareOptions
+    from a3d_cli.stages.prepare import run as prepare
+
+    scratch = out.parent / "scratch_run"
+    prepare(scratch, PrepareOptions(model=str(mesh), splats=150, max_vertices=100, view_size=size), Runtime())
+    out.mkdir(parents=True)
+    for v in range(4):
+        view = load_png(scratch / "static" / "views" / f"view_{v}_grey.png", mode="RGB")  # [H, W, 3]
+        for f in range(16):
+            shifted = view.roll(f // 3, dims=1)
+            shifted[:, : f // 3] = 0.5  # grey enters from the left
+            save_png(out / f"v{v}_f{f:02d}.png", shifted)
+    shutil.rmtree(scratch)
+    return out
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("animate_example")
+    mesh = make_mesh(root / "blob.ply")
+    return mesh, make_video(mesh, root / "video")
+
+
+# -- the plan (pure) ----------------------------------------------------------------------------------------------------
+
+
+def test_plan_with_prompt_and_weights_runs_everything():
+    plan = plan_chain(AnimateOptions(model="m.glb", prompt="jumps"), mesh_input=True, weights_missing=[])
+    assert plan.stages == ("prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
+    assert plan.notices == ()
+
+
+def test_plan_with_video_and_no_weights_skips_sds_with_a_notice():
+    plan = plan_chain(
+        AnimateOptions(model="m.glb", prompt="jumps", video="v"), mesh_input=True, weights_missing=["mvdream_sd15"]
+    )
+    assert plan.stages == ("prepare", "reconstruct", "mesh-animate", "export")
+    assert len(plan.notices) == 1 and "mvdream_sd15" in plan.notices[0] and "--no-sds" in plan.notices[0]
+    plan = plan_chain(AnimateOptions(model="m.ply", video="v"), mesh_input=False, weights_missing=[])
+    assert plan.stages == ("prepare", "reconstruct", "export") and "no --prompt" in plan.notices[0]
+
+
+def test_plan_flags():
+    opts = AnimateOptions(model="m.glb", prompt="jumps", sds=False, output="splats")
+    plan = plan_chain(opts, mesh_input=True, weights_missing=[])
+    assert plan.stages == ("prepare", "mvvideo", "reconstruct", "export")
+    assert any("--no-sds" in n for n in plan.notices) and any("--splats" in n for n in plan.notices)
+    with pytest.raises(InputError, match="splat file"):
+        plan_chain(AnimateOptions(model="m.ply", prompt="jumps", output="mesh"), mesh_input=False, weights_missing=[])
+
+
+def test_plan_refuses_early_when_generation_needs_missing_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv("A3D_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(WeightsMissing, match="animate3d_motion_modules"):
+        plan_chain(
+            AnimateOptions(model="m.glb", prompt="jumps"), mesh_input=True, weights_missing=["animate3d_motion_modules"]
+        )
+    with pytest.raises(WeightsMissing):  # --sds insists on refinement
+        plan_chain(
+            AnimateOptions(model="m.glb", prompt="jumps", video="v", sds=True),
+            mesh_input=True,
+            weights_missing=["mvdream_sd15"],
+        )
+
+
+def test_options_need_a_prompt_or_a_video():
+    with pytest.raises(OptionError, match="--prompt"):
+        AnimateOptions(model="m.glb")
+    with pytest.raises(OptionError, match="--sds needs --prompt"):
+        AnimateOptions(model="m.glb", video="v", sds=True)
+
+
+# -- errors (the end-to-end run, resume and option changes are in test_animate_resume.py) ---------------------------
+
+
+def test_bad_input_is_exit_2_before_anything_is_written(tmp_path):
+    run = tmp_path / "RUN"
+    missing = tmp_path / "nope.glb"
+    result = runner.invoke(make_app(), ["animate", str(missing), "--video", str(tmp_path), "-o", str(run)])
+    assert result.exit_code == 2 and "error:" in result.stderr
+    assert not run.exists()
+    result = runner.invoke(make_app(), ["animate", str(missing), "-o", str(run)])
+    assert result.exit_code == 2 and "--prompt" in result.stderr
