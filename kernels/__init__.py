@@ -1,0 +1,11 @@
+"""Compute kernels of a3d: one signature per op, a PyTorch reference and fast backends.
+
+The rasterizer front door is `rasterize` (backend chosen from the inputs' device); `rasterize_ref` is
+its pure-PyTorch twin, the ground truth of the tests. gsplat is imported lazily, on the first CUDA call.
+"""
+
+from kernels._common import RasterOutput
+from kernels.rasterize import available_backends, rasterize, select_backend
+from kernels.rasterize_ref import rasterize_ref
+
+__all__ = ["RasterOutput", "available_backends", "rasterize", "rasterize_ref", "select_backend"]

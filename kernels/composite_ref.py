@@ -1,0 +1,388 @@
+"""Tile binning and front-to-back alpha compositing of projected splats, in plain PyTorch.
+
+PyTorch implementation of what gsplat's `isect_tiles` + `rasterize_to_pixels` compute (3DGS, classic
+mode), with its per-pixel rules:
+
+- pixel (i, j) is sampled at its centre (j + 0.5, i + 0.5);
+- σ = ½(a·dx² + c·dy²) + b·dx·dy for conic (a, b, c) and offset (dx, dy) from the pixel to the centre;
+- α = min(0.999, opacity·exp(-σ)); a splat with α < 1/255 is skipped at that pixel;
+- splats are taken front to back by camera depth, w = α·T with T the transmittance so far;
+- a pixel stops before the first splat that would bring T to 1e-4 or below (that splat is not added).
+
+How it stays fast on a CPU without an all-pairs (pixels × splats) tensor:
+
+1. Binning: each visible splat lists the tiles (tile_size² pixels) its box overlaps; pairs are sorted by
+   (image, tile, depth), so every tile owns a contiguous, depth-ordered run of splat ids.
+2. Sweeping: slots are processed in depth blocks of `block_size`; a block evaluates a dense
+   [tiles, pixels, block] tensor only for tiles that still have splats left and pixels not yet opaque
+   (early termination drops the rest), chunked to `chunk_elems` elements so memory stays bounded. The
+   quadratic form is separable over a tile's rows and columns, so σ costs two passes per element.
+3. Backward: a custom autograd Function recomputes the same sweep front to back and derives the
+   gradients in closed form (nothing of size pixels × splats is kept between forward and backward).
+   `composite_tiles_autograd` is a plain-autograd twin used by the tests as the ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from kernels.projection_ref import ALPHA_MIN
+
+ALPHA_MAX = 0.999  # a single splat never makes a pixel fully opaque
+T_MIN = 1e-4  # transmittance at which a pixel stops
+
+
+@dataclass(frozen=True)
+class TileBins:
+    """Which splats touch which tile, front to back.
+
+    Attributes:
+        flat_ids: [M] int64 indices into the I·N projected splats, grouped by tile, each group sorted
+            by depth (front first).
+        offsets: [I·TH·TW + 1] int64, tile t owns flat_ids[offsets[t]:offsets[t+1]].
+        tile_size: tile edge in pixels.
+        tiles_x, tiles_y: TW, TH tiles per image row / column.
+        num_images: I.
+    """
+
+    flat_ids: Tensor  # [M]
+    offsets: Tensor  # [I*TH*TW + 1]
+    tile_size: int
+    tiles_x: int
+    tiles_y: int
+    num_images: int
+
+    @property
+    def counts(self) -> Tensor:
+        """[I·TH·TW] splats per tile."""
+        return self.offsets[1:] - self.offsets[:-1]
+
+
+@torch.no_grad()
+def bin_tiles(
+    means2d: Tensor,  # [I, N, 2]
+    radii: Tensor,  # [I, N, 2] int
+    depths: Tensor,  # [I, N]
+    width: int,
+    height: int,
+    tile_size: int,
+) -> TileBins:
+    """List, per tile, the splats whose box overlaps it, front to back (gsplat's tile rule).
+
+    A splat with centre m and radius r covers tiles floor((m - r)/s) .. ceil((m + r)/s) - 1 per axis,
+    clipped to the image; radius 0 means culled.
+
+    Returns:
+        TileBins for I images of TH×TW tiles.
+    """
+    I, N = depths.shape
+    s = tile_size
+    tw, th = math.ceil(width / s), math.ceil(height / s)
+    dev = means2d.device
+    visible = (radii > 0).all(dim=-1).reshape(-1)  # [I*N]
+    ids = visible.nonzero().squeeze(1)  # [V]
+    ids = ids[torch.argsort(depths.reshape(-1)[ids], stable=True)]  # [V] front to back
+    img = ids // N  # [V]
+    m = means2d.reshape(-1, 2)[ids].to(torch.float64)  # [V, 2]
+    r = radii.reshape(-1, 2)[ids].to(torch.float64)  # [V, 2]
+    lo = torch.floor((m - r) / s)  # [V, 2]
+    hi = torch.ceil((m + r) / s)  # [V, 2]
+    x0, y0 = lo[:, 0].clamp(0, tw).long(), lo[:, 1].clamp(0, th).long()  # [V]
+    x1, y1 = hi[:, 0].clamp(0, tw).long(), hi[:, 1].clamp(0, th).long()  # [V]
+    nx, ny = (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)  # [V]
+    per = nx * ny  # [V] tiles per splat
+
+    # Expand splats to (splat, tile) pairs, all per-pair fields gathered in one go (int32 is cheaper).
+    idx_t = torch.int32 if I * max(N, th * tw) < 2**31 else torch.long
+    start = torch.cumsum(per, 0) - per  # [V]
+    fields = torch.stack([x0, y0, nx, img * (th * tw), start, ids], dim=1).to(idx_t)  # [V, 6]
+    src = torch.repeat_interleave(torch.arange(ids.numel(), device=dev), per)  # [M]
+    pf = fields.index_select(0, src)  # [M, 6]
+    local = torch.arange(src.numel(), device=dev, dtype=idx_t) - pf[:, 4]  # [M] index inside the box
+    ty = local.div(pf[:, 2], rounding_mode="floor")  # [M] row offset in the box
+    tx = local - ty * pf[:, 2]  # [M] column offset in the box
+    key = pf[:, 3] + (pf[:, 1] + ty) * tw + (pf[:, 0] + tx)  # [M] tile index over all images
+    order = torch.argsort(key, stable=True)  # [M] stable keeps depth order inside a tile
+    counts = torch.bincount(key, minlength=I * th * tw)  # [I*TH*TW]
+    offsets = torch.zeros(I * th * tw + 1, dtype=torch.long, device=dev)  # [I*TH*TW + 1]
+    offsets[1:] = torch.cumsum(counts, 0)
+    flat_ids = pf[:, 5].index_select(0, order).long()  # [M]
+    return TileBins(flat_ids=flat_ids, offsets=offsets, tile_size=s, tiles_x=tw, tiles_y=th, num_images=I)
+
+
+def _pixel_centres(bins: TileBins, tiles: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """x of each column and y of each row of the given tiles (pixel centres at +0.5).
+
+    Returns:
+        px: [t, s], py: [t, s]
+    """
+    s = bins.tile_size
+    local = tiles % (bins.tiles_x * bins.tiles_y)  # [t]
+    ox = (local % bins.tiles_x) * s  # [t]
+    oy = (local // bins.tiles_x) * s  # [t]
+    step = torch.arange(s, device=tiles.device, dtype=dtype) + 0.5  # [s]
+    return ox.to(dtype)[:, None] + step, oy.to(dtype)[:, None] + step  # [t, s], [t, s]
+
+
+class _Workspace:
+    """Reusable work buffers of one sweep.
+
+    Why: the sweep runs ~15 elementwise passes per block; allocating fresh multi-megabyte tensors for
+    each of them costs more than the arithmetic (page faults on every new allocation), so each pass
+    writes into one of a few buffers sized to `chunk_elems` and stays cache-resident.
+    """
+
+    def __init__(self, n_float: int, n_bool: int, elems: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.f = [torch.empty(elems, dtype=dtype, device=device) for _ in range(n_float)]
+        self.b = [torch.empty(elems, dtype=torch.bool, device=device) for _ in range(n_bool)]
+
+    def views(self, shape: tuple[int, ...]) -> tuple[list[Tensor], list[Tensor]]:
+        n = math.prod(shape)
+        return [t[:n].view(shape) for t in self.f], [t[:n].view(shape) for t in self.b]
+
+
+def _sweep(
+    means2d: Tensor,  # [I*N, 2]
+    conics: Tensor,  # [I*N, 3]
+    log_opac: Tensor,  # [I*N]
+    feats: Tensor,  # [I*N, F]
+    bins: TileBins,
+    block_size: int,
+    chunk_elems: int,
+    grad_out: Tensor | None = None,  # [I*TT, P, F]
+    out: Tensor | None = None,  # [I*TT, P, F]
+) -> tuple[Tensor, ...]:
+    """One front-to-back pass over all tiles: the forward (grad_out None) or the backward.
+
+    Per pixel and depth slot k (front first), with T the transmittance before the block:
+    α_k = min(0.999, o·exp(-σ)) or 0 below 1/255; T_k = T·Π_{j≤k}(1-α_j), zeroed from the first slot
+    where it is ≤ 1e-4 on (the stop rule; a stopped pixel carries T = 0 into later blocks);
+    w_k = α_k·T_{k-1} = T_k·α_k/(1-α_k) for kept slots, 0 otherwise; out = Σ_k w_k f_k.
+
+    Backward, with g_k = G·f_k and A_k = Σ_{j>k} w_j g_j (the rest of the pixel's sum):
+    ∂L/∂f_k = w_k G, ∂L/∂α_k = (T_k g_k - A_k)/(1-α_k) for kept slots, ∂α/∂σ' = -α where α is
+    neither clamped nor skipped (σ' = σ - log o), and σ' is a quadratic in the centre and the conic.
+
+    Returns:
+        Forward: (out [I·TT, P, F],). Backward: gradients of (means2d, conics, log_opac, feats).
+    """
+    s = bins.tile_size
+    P = s * s
+    nf = feats.shape[-1]
+    dt, dev = feats.dtype, feats.device
+    n_tiles = bins.offsets.numel() - 1
+    counts = bins.counts  # [I*TT]
+    backward = grad_out is not None
+    skip_below = float(torch.nextafter(torch.tensor(ALPHA_MIN, dtype=dt), torch.tensor(0.0, dtype=dt)))
+
+    # T per pixel (0 once the pixel stopped); float64 in backward, where it also anchors A.
+    trans = torch.ones(n_tiles, P, dtype=dt, device=dev)  # [I*TT, P]
+    if backward:
+        g_m = torch.zeros_like(means2d)  # [I*N, 2]
+        g_c = torch.zeros_like(conics)  # [I*N, 3]
+        g_o = torch.zeros_like(log_opac)  # [I*N]
+        g_f = torch.zeros_like(feats)  # [I*N, F]
+        # rest = Σ over slots not yet visited of w·(G·f): starts at G·out and drains block by block;
+        # float64 keeps the running subtraction from eating small late terms.
+        rest = (grad_out.double() * out.double()).sum(-1)  # [I*TT, P]
+    else:
+        acc = torch.zeros(n_tiles, P, nf, dtype=dt, device=dev)  # [I*TT, P, F]
+
+    # One gather per block instead of four: per-splat parameters packed in one row.
+    table = torch.cat([means2d, conics, log_opac[:, None], feats], dim=-1)  # [I*N, 6 + F]
+    kb = block_size
+    rows_per_chunk = max(1, chunk_elems // (P * kb))
+    ws = _Workspace(6 if backward else 3, 2 if backward else 0, min(rows_per_chunk, max(n_tiles, 1)) * P * kb, dt, dev)
+    slot = torch.arange(kb, device=dev)  # [kb]
+    step = torch.arange(s, device=dev, dtype=dt) + 0.5  # [s] pixel centres inside a tile
+    local_tile = torch.arange(n_tiles, device=dev) % (bins.tiles_x * bins.tiles_y)  # [I*TT]
+    tile_x0 = ((local_tile % bins.tiles_x) * s).to(dt)  # [I*TT]
+    tile_y0 = ((local_tile // bins.tiles_x) * s).to(dt)  # [I*TT]
+    k0 = 0
+    while True:
+        active = ((counts > k0) & (trans > 0).any(dim=1)).nonzero().squeeze(1)  # [A] tiles with work left
+        if active.numel() == 0:
+            break
+        for rows in active.split(rows_per_chunk):
+            ta = rows.numel()
+            # 1. This block's slots (padding past a tile's count gets opacity ~0).
+            k = k0 + slot  # [kb]
+            ok = k[None, :] < counts[rows, None]  # [ta, kb]
+            fid = bins.flat_ids.index_select(0, torch.where(ok, bins.offsets[rows, None] + k[None, :], 0).view(-1))
+            prm = table.index_select(0, fid).view(ta, kb, -1)  # [ta, kb, 6 + F]
+            fid = fid.view(ta, kb)  # [ta, kb]
+            mx, my, ca, cb, cc, lo = prm[..., :6].unbind(-1)  # [ta, kb] each
+            lo = torch.where(ok, lo, -1e4)  # [ta, kb]
+            f = prm[..., 6:]  # [ta, kb, F]
+            dx = mx[:, None, :] - (tile_x0[rows, None, None] + step[None, :, None])  # [ta, s(j), kb]
+            dy = my[:, None, :] - (tile_y0[rows, None, None] + step[None, :, None])  # [ta, s(i), kb]
+            t_prev = trans.index_select(0, rows)  # [ta, P]
+
+            # 2. alpha: -σ' = log o - ½c·dy² - ½a·dx² - b·dx·dy, separable over rows and columns.
+            fl, bl = ws.views((ta, P, kb))
+            a_buf, om, t_in = fl[:3]  # [ta, P, kb] each
+            row = (lo[:, None, :] - 0.5 * cc[:, None, :] * dy * dy)[:, :, None, :]  # [ta, s(i), 1, kb]
+            col = (-0.5 * ca[:, None, :] * dx * dx)[:, None, :, :]  # [ta, 1, s(j), kb]
+            a4 = a_buf.view(ta, s, s, kb)
+            torch.add(row, col, out=a4)
+            a4.addcmul_((-cb[:, None, :] * dy)[:, :, None, :], dx[:, None, :, :])
+            a_buf.clamp_(min=-30.0).exp_()  # o·exp(-σ); the clamp avoids exp's slow underflow path
+            if backward:
+                live = bl[0]  # [ta, P, kb]
+                torch.ge(a_buf, ALPHA_MIN, out=live)
+                live.logical_and_(torch.le(a_buf, ALPHA_MAX, out=bl[1]))
+            a_buf.clamp_(max=ALPHA_MAX)
+            torch.nn.functional.threshold_(a_buf, skip_below, 0.0)  # α, 0 where skipped
+            torch.neg(a_buf, out=om).add_(1.0)  # 1 - α
+
+            # 3. Transmittance after each slot, zeroed from the stop on; weights w = T_k·α/(1-α).
+            torch.cumprod(om, dim=-1, out=t_in)
+            t_in.mul_(t_prev[:, :, None])
+            torch.nn.functional.threshold_(t_in, T_MIN, 0.0)
+            stopped = t_in[:, :, -1] == 0  # [ta, P]
+            a_buf.div_(om)  # α/(1-α)
+            if not backward:
+                t_in.mul_(a_buf)  # w
+                acc.index_add_(0, rows, torch.bmm(t_in, f))
+                trans.index_copy_(0, rows, torch.where(stopped, 0.0, t_prev - t_in.sum(-1)))
+                continue
+
+            # 4. Backward: closed-form gradients of this block.
+            w, g, after = fl[3:6]  # [ta, P, kb] each
+            torch.mul(t_in, a_buf, out=w)  # [ta, P, kb]
+            go = grad_out.index_select(0, rows)  # [ta, P, F]
+            gf = torch.bmm(w.transpose(1, 2), go)  # [ta, kb, F] ∂L/∂f
+            torch.bmm(go, f.transpose(1, 2), out=g)  # [ta, P, kb] G·f
+            trans.index_copy_(0, rows, torch.where(stopped, 0.0, t_prev - w.sum(-1)))
+            w.mul_(g)  # w·g
+            torch.cumsum(w, dim=-1, out=after)
+            r_prev = rest.index_select(0, rows)  # [ta, P] float64
+            rest.index_copy_(0, rows, r_prev - after[:, :, -1].double())
+            after.neg_().add_(r_prev.to(dt)[:, :, None])  # A_k = Σ_{j>k} w_j g_j
+            live.logical_and_(torch.gt(t_in, 0, out=bl[1]))  # kept, not clamped, not skipped
+            g.mul_(t_in).sub_(after).mul_(a_buf).mul_(live)  # -∂L/∂σ' = α/(1-α)·(T_k g_k - A_k)
+            d4 = g.view(ta, s, s, kb)  # [ta, s(i), s(j), kb]  (-∂L/∂σ')
+            s_col = d4.sum(1)  # [ta, s(j), kb]
+            s_row = d4.sum(2)  # [ta, s(i), kb]
+            torch.mul(d4, dx[:, None, :, :], out=after.view(ta, s, s, kb))
+            s_cross = after.view(ta, s, s, kb).sum(2)  # [ta, s(i), kb] Σ_j S_ij·dx_j
+            sdx = (s_col * dx).sum(1)  # [ta, kb]
+            sdy = (s_row * dy).sum(1)  # [ta, kb]
+            gm = -torch.stack([ca * sdx + cb * sdy, cc * sdy + cb * sdx], dim=-1)  # [ta, kb, 2]
+            gc = -torch.stack(
+                [0.5 * (s_col * dx * dx).sum(1), (s_cross * dy).sum(1), 0.5 * (s_row * dy * dy).sum(1)], dim=-1
+            )  # [ta, kb, 3]
+            go_lo = s_row.sum(1)  # [ta, kb]
+            sel = fid[ok]  # [n_ok]
+            g_m.index_add_(0, sel, gm[ok])
+            g_c.index_add_(0, sel, gc[ok])
+            g_o.index_add_(0, sel, go_lo[ok])
+            g_f.index_add_(0, sel, gf[ok])
+        k0 += kb
+
+    if backward:
+        return g_m, g_c, g_o, g_f
+    return (acc,)
+
+
+class _TileComposite(torch.autograd.Function):
+    """Autograd glue: forward sweep, backward = recomputing sweep with closed-form gradients."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, log_opac, feats, bins, block_size, chunk_elems):  # noqa: D102
+        (out,) = _sweep(means2d, conics, log_opac, feats, bins, block_size, chunk_elems)
+        ctx.bins, ctx.block_size, ctx.chunk_elems = bins, block_size, chunk_elems
+        ctx.save_for_backward(means2d, conics, log_opac, feats, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # noqa: D102
+        means2d, conics, log_opac, feats, out = ctx.saved_tensors
+        grads = _sweep(
+            means2d,
+            conics,
+            log_opac,
+            feats,
+            ctx.bins,
+            ctx.block_size,
+            ctx.chunk_elems,
+            grad_out=grad_out.contiguous(),
+            out=out,
+        )
+        return (*grads, None, None, None)
+
+
+def composite_tiles(
+    means2d: Tensor,  # [I*N, 2]
+    conics: Tensor,  # [I*N, 3]
+    log_opacities: Tensor,  # [I*N]
+    feats: Tensor,  # [I*N, F]
+    bins: TileBins,
+    block_size: int = 32,
+    chunk_elems: int = 1 << 20,
+) -> Tensor:
+    """Composite per-splat features front to back into tiles (differentiable).
+
+    Args:
+        means2d: [I·N, 2] pixel-space centres.
+        conics: [I·N, 3] inverse 2D covariances (a, b, c).
+        log_opacities: [I·N] log of the opacities.
+        feats: [I·N, F] per-splat features to blend (colours, a column of ones for alpha, depth).
+        bins: from `bin_tiles`.
+        block_size: depth slots evaluated per step; smaller stops sooner behind opaque surfaces,
+            larger has less Python overhead.
+        chunk_elems: cap on elements of one [tiles, pixels, block] tensor (memory knob).
+
+    Returns:
+        [I·TH·TW, s², F] blended features per tile pixel, row-major inside the tile.
+    """
+    return _TileComposite.apply(means2d, conics, log_opacities, feats, bins, block_size, chunk_elems)
+
+
+def composite_tiles_autograd(
+    means2d: Tensor,  # [I*N, 2]
+    conics: Tensor,  # [I*N, 3]
+    log_opacities: Tensor,  # [I*N]
+    feats: Tensor,  # [I*N, F]
+    bins: TileBins,
+) -> Tensor:
+    """Same result as `composite_tiles`, written as plain autograd over a padded [tiles, P, K] tensor.
+
+    Why: a second, simpler derivation the tests compare the closed-form backward with. Memory is
+    O(tiles · pixels · max splats per tile); only for small scenes.
+
+    Returns:
+        [I·TH·TW, s², F]
+    """
+    s = bins.tile_size
+    counts = bins.counts  # [T]
+    n_tiles = counts.numel()
+    kmax = max(int(counts.max()) if n_tiles else 0, 1)
+    k = torch.arange(kmax, device=feats.device)  # [K]
+    ok = k[None, :] < counts[:, None]  # [T, K]
+    if bins.flat_ids.numel() == 0:
+        return torch.zeros(n_tiles, s * s, feats.shape[-1], dtype=feats.dtype, device=feats.device)
+    fid = bins.flat_ids[torch.where(ok, bins.offsets[:-1, None] + k[None, :], 0)]  # [T, K]
+    mx, my = means2d[fid].unbind(-1)  # [T, K]
+    ca, cb, cc = conics[fid].unbind(-1)  # [T, K]
+    opac = torch.exp(log_opacities[fid]) * ok  # [T, K]
+    px, py = _pixel_centres(bins, torch.arange(n_tiles, device=feats.device), feats.dtype)  # [T, s]
+    dx = (
+        (mx[:, None, None, :] - px[:, None, :, None]).reshape(n_tiles, 1, s, kmax).expand(n_tiles, s, s, kmax)
+    )  # [T, s, s, K]
+    dy = (my[:, None, None, :] - py[:, :, None, None]).expand(n_tiles, s, s, kmax)  # [T, s, s, K]
+    sigma = 0.5 * (ca[:, None, None] * dx**2 + cc[:, None, None] * dy**2) + cb[:, None, None] * dx * dy  # [T, s, s, K]
+    raw = opac[:, None, None] * torch.exp(-sigma)  # [T, s, s, K]
+    alpha = torch.where(raw < ALPHA_MIN, torch.zeros_like(raw), raw.clamp(max=ALPHA_MAX)).reshape(
+        n_tiles, s * s, kmax
+    )  # [T, P, K]
+    t_in = torch.cumprod(1.0 - alpha, dim=-1)  # [T, P, K]
+    t_ex = torch.cat([torch.ones_like(t_in[..., :1]), t_in[..., :-1]], dim=-1)  # [T, P, K]
+    keep = (t_in > T_MIN).detach()  # [T, P, K] T is non-increasing, so this is the stop rule
+    w = alpha * t_ex * keep  # [T, P, K]
+    return torch.bmm(w, feats[fid] * ok[..., None])  # [T, P, F]

@@ -1,0 +1,103 @@
+"""Thin wrapper over `gsplat.rasterization` (CUDA), with the same inputs and outputs as the reference.
+
+The wrapper owns the boundary: it broadcasts the leading batch dims (gsplat wants them equal on every
+tensor), makes the inputs contiguous, asks for `packed=False` (unpacked projection, the layout the
+reference mirrors) and splits gsplat's "RGB+ED" output into colours and depths. gsplat is imported on
+the first call only, so importing `kernels` never compiles or loads CUDA code.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
+
+
+@functools.lru_cache(maxsize=1)
+def gsplat_available() -> bool:
+    """True when CUDA is present and gsplat's extension loads (JIT-compiling it on first use).
+
+    Why a probe: on a CPU-only machine gsplat imports fine but any CUDA call fails (ImportError when a
+    stub nvcc is on PATH, AttributeError without one), so backends are chosen by this probe and never
+    by trying a call. The first probe on a GPU machine may take ~40 s while gsplat builds its kernels.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from gsplat.cuda._backend import _C  # noqa: PLC0415 - lazily, it may compile
+    except Exception:  # noqa: BLE001 - any failure to load the extension means "not available"
+        return False
+    return _C is not None
+
+
+def rasterize_gsplat(
+    means,
+    quats,
+    scales,
+    opacities,
+    colors,
+    viewmats,
+    Ks,
+    width: int,
+    height: int,
+    *,
+    sh_degree: int | None = None,
+    backgrounds=None,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    render_mode: str = "RGB",
+) -> RasterOutput:
+    """gsplat twin of `kernels.rasterize` (same arguments and outputs, see there); CUDA float32 only."""
+    x = check_inputs(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, render_mode
+    )
+    return rasterize_gsplat_checked(x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
+
+
+def rasterize_gsplat_checked(
+    x: RasterInputs, *, near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3
+) -> RasterOutput:
+    """`rasterize_gsplat` on inputs already checked and flattened by `check_inputs`."""
+    import torch
+
+    if not x.means.is_cuda:
+        raise ValueError(
+            f"the gsplat backend needs CUDA tensors, got tensors on {x.means.device}; "
+            "use backend='torch' or move the inputs to a GPU"
+        )
+    if x.means.dtype != torch.float32:
+        raise ValueError(f"the gsplat backend needs float32 tensors, got {x.means.dtype}; use backend='torch'")
+    if not gsplat_available():
+        raise RuntimeError(
+            "gsplat's CUDA extension is not available (gsplat missing or it failed to compile); "
+            "use backend='torch', or run `python -c \"from gsplat.cuda._backend import _C\"` "
+            "with VERBOSE=1 to see the build error"
+        )
+    from gsplat import rasterization  # noqa: PLC0415 - lazily, CUDA only
+
+    colors, alphas, _meta = rasterization(
+        x.means.contiguous(),
+        x.quats.contiguous(),
+        x.scales.contiguous(),
+        x.opacities.contiguous(),
+        x.colors.contiguous(),
+        x.viewmats.contiguous(),
+        x.Ks.contiguous(),
+        x.width,
+        x.height,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        eps2d=eps2d,
+        sh_degree=x.sh_degree,
+        packed=False,
+        backgrounds=None if x.backgrounds is None else x.backgrounds.contiguous(),
+        render_mode=x.render_mode,
+        rasterize_mode="classic",
+    )  # colors: [B, C, H, W, D(+1)], alphas: [B, C, H, W, 1]
+    depths = None
+    if x.render_mode == "RGB+ED":
+        colors, depths = colors[..., :-1], colors[..., -1:]
+    return unflatten_output(RasterOutput(colors=colors, alphas=alphas, depths=depths), x.batch_shape)
