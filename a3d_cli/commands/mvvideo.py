@@ -1,0 +1,61 @@
+"""`a3d mvvideo RUN --prompt TEXT`: 4 views × 16 frames of the prepared object in motion (MV-VDM + FreeInit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+
+_SAMPLER = "Sampler"
+_WEIGHTS = "Weights"
+
+
+def mvvideo(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, run_folder_argument("The run folder made by `a3d prepare`.")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)],
+    negative_prompt: Annotated[str, typer.Option(help="Text of the unconditional guidance branch.", rich_help_panel=_SAMPLER)] = "",
+    steps: Annotated[int, typer.Option(help="DDIM steps per FreeInit pass.", rich_help_panel=_SAMPLER)] = 25,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (<= 1: off).", rich_help_panel=_SAMPLER)] = 7.5,
+    freeinit_iters: Annotated[
+        int, typer.Option(help="FreeInit passes in total; 0 or 1 = off (3× faster than 3).", rich_help_panel=_SAMPLER)
+    ] = 3,
+    freeinit_method: Annotated[
+        str, typer.Option(help="FreeInit low-pass filter: butterworth, gaussian or ideal.", rich_help_panel=_SAMPLER)
+    ] = "butterworth",
+    dtype: Annotated[str, typer.Option(help="Precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")] = "auto",
+    mvdream: Annotated[
+        Path | None, typer.Option(help="Folder of yanqinJiang/mvdream-sd1.5-diffusers.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    ip_adapter: Annotated[Path | None, typer.Option(help="h94/IP-Adapter models/ip-adapter_sd15.bin.", rich_help_panel=_WEIGHTS)] = None,
+    image_encoder: Annotated[
+        Path | None, typer.Option(help="Folder h94/IP-Adapter models/image_encoder.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    motion_modules: Annotated[
+        Path | None, typer.Option(help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS)
+    ] = None,
+    force: ForceOption = False,
+) -> None:
+    """Generate [bold]RUN/mvvideo/[/bold]: v{view}_f{frame:02d}.png (4 × 16, 256²), cameras.json, preview.mp4."""
+    from a3d_cli.stages import mvvideo as stage
+
+    def path(p: Path | None) -> str | None:
+        return None if p is None else str(resolve_path(p).absolute())
+
+    opts = stage.MVVideoOptions(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        guidance=guidance,
+        freeinit_iters=freeinit_iters,
+        freeinit_method=freeinit_method,
+        dtype=dtype,  # type: ignore[arg-type]  # validated by MVVideoOptions
+        mvdream=path(mvdream),
+        ip_adapter=path(ip_adapter),
+        image_encoder=path(image_encoder),
+        motion_modules=path(motion_modules),
+    )
+    run_and_report(ctx, lambda rt: stage.run(resolve_path(run_dir), opts, rt), force=force)

@@ -1,0 +1,290 @@
+"""`mvvideo`: the 4 conditioning views + a prompt → 4 views × 16 frames (MV-VDM with FreeInit).
+
+Animate3D's multi-view video diffusion stage (shared/reference/animate3d.md §1–2). Reads (from `a3d prepare`):
+
+    static/views/view_{i}_grey.png   i = 0..3, RGB on 0.5 grey (what MV-VDM was trained on)
+    static/views/cameras.json        their cameras (`CameraSet.to_json`)
+
+Writes:
+
+    mvvideo/v{view}_f{frame:02d}.png   view 0..3, frame 00..15: 256×256 RGB on the 0.5 grey background.
+                                       Frame 00 is the condition view after a VAE round trip (so colours
+                                       match the generated frames); frames 01..15 are generated.
+    mvvideo/cameras.json               the 4 cameras at 256×256 (`CameraSet.to_json`) plus "num_frames",
+                                       "fps" and "naming"; what `a3d reconstruct` reads next to the frames
+    mvvideo/preview.mp4                the 4 views side by side (1024×256), 8 fps
+
+Sampling (Animate3D `configs/inference/inference.yaml`): DDIM 25 steps, η = 0, CFG 7.5 with the
+unconditional branch = negative prompt ("") + zero IP-Adapter image embeddings, frame 0 clean and pinned,
+FreeInit 3 passes (Butterworth n=4, d_s = d_t = 0.25) on frames 1–15. Cost: steps × FreeInit passes
+CFG-batched UNet evaluations; `freeinit_iters` 0/1 (one pass) is 3× faster.
+
+Examples:
+    >>> run(Path("RUN"), MVVideoOptions(prompt="a fox wags its tail"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from a3d_cli.errors import OptionError, RunFolderError, WeightsMissing
+from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
+
+if TYPE_CHECKING:
+    import torch
+
+    from a3d_cli.models.mvvdm.components import MVVDMComponents
+
+DType = Literal["auto", "fp32", "fp16", "bf16"]
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
+VIEWS_DIR = "static/views"
+OUT_DIR = "mvvideo"
+NUM_VIEWS = 4
+NUM_FRAMES = 16
+SIZE = 256
+FRAME_NAME = "v{view}_f{frame:02d}.png"
+MVVDM_WEIGHTS = ("mvdream_sd15", "ip_adapter_sd15", "ip_adapter_image_encoder", "animate3d_motion_modules")
+"""Registry names of the files MV-VDM is assembled from (`a3d weights list`)."""
+
+
+def frame_name(view: int, frame: int) -> str:
+    """File name of one output frame, e.g. ``v0_f00.png``."""
+    return FRAME_NAME.format(view=view, frame=frame)
+
+
+@dataclass(frozen=True)
+class MVVideoOptions:
+    """Options of `a3d mvvideo` (defaults: Animate3D's inference config)."""
+
+    prompt: str
+    """The motion to generate, e.g. "a fox wags its tail"."""
+    negative_prompt: str = ""
+    """Text of the unconditional CFG branch (Animate3D uses "")."""
+    steps: int = 25
+    """DDIM steps per FreeInit pass."""
+    guidance: float = 7.5
+    """Classifier-free guidance scale; <= 1 turns CFG off (half the UNet work)."""
+    freeinit_iters: int = 3
+    """FreeInit sampling passes in total; 0 or 1 = no FreeInit (one pass, 3× faster than 3)."""
+    freeinit_method: str = "butterworth"
+    """FreeInit low-pass filter: butterworth, gaussian or ideal."""
+    dtype: DType = "auto"
+    """Network precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
+    fps: float = 8.0
+    """Frame rate of the preview (MV-VDM's training clips are 16 frames at an effective 8 fps)."""
+    mvdream: str | None = None
+    """Explicit folder of yanqinJiang/mvdream-sd1.5-diffusers (else A3D_WEIGHTS_DIR / HF cache)."""
+    ip_adapter: str | None = None
+    """Explicit path of h94/IP-Adapter models/ip-adapter_sd15.bin."""
+    image_encoder: str | None = None
+    """Explicit folder of h94/IP-Adapter models/image_encoder."""
+    motion_modules: str | None = None
+    """Explicit path of yanqinJiang/animate3d animate3d_motion_modules.ckpt."""
+    tiny_model: bool = False
+    """Use the tiny random-weight MV-VDM (tests and plumbing checks only; no weights needed)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise OptionError("--prompt is empty; MV-VDM needs a description of the motion.",
+                              hint='Pass e.g. --prompt "a fox wags its tail".')
+        if not 1 <= self.steps <= 1000:
+            raise OptionError(f"--steps must be between 1 and 1000, got {self.steps}.", hint="Animate3D uses 25.")
+        if not 0.0 <= self.guidance <= 50.0:
+            raise OptionError(f"--guidance must be between 0 and 50, got {self.guidance}.", hint="Animate3D uses 7.5.")
+        if not 0 <= self.freeinit_iters <= 10:
+            raise OptionError(f"--freeinit-iters must be between 0 and 10, got {self.freeinit_iters}.",
+                              hint="Animate3D uses 3; 0 or 1 turns FreeInit off.")
+        if self.freeinit_method not in FREEINIT_METHODS:
+            raise OptionError(f"--freeinit-method {self.freeinit_method!r} is not one of {', '.join(FREEINIT_METHODS)}.")
+        if self.dtype not in DTYPES:
+            raise OptionError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}.")
+        if not 0 < self.fps <= 120:
+            raise OptionError(f"--fps must be in (0, 120], got {self.fps}.")
+
+    @property
+    def explicit_weights(self) -> dict[str, Path | None]:
+        """Registry name → explicit path given on the command line (None: look it up)."""
+        paths = (self.mvdream, self.ip_adapter, self.image_encoder, self.motion_modules)
+        return {name: (Path(p).expanduser() if p else None) for name, p in zip(MVVDM_WEIGHTS, paths, strict=True)}
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """The torch dtype for `--dtype` on `device` (auto: fp16 on CUDA as the reference, fp32 on CPU)."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def resolve_weights(opts: MVVideoOptions) -> dict[str, Path]:
+    """Find every MV-VDM file on this machine (pre-flight, before any heavy work).
+
+    Raises:
+        WeightsMissing: one or more files are missing; the message names each (repo and file) and the
+            hint gives the fetch command for each.
+        InputError / CheckpointError: an explicit path that does not hold the model, or a truncated file.
+    """
+    from a3d_cli.weights import get, resolve
+
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for name, explicit in opts.explicit_weights.items():
+        try:
+            found[name] = resolve(name, explicit)
+        except WeightsMissing:
+            missing.append(name)
+    if missing:
+        described = "; ".join(f"{n} ({get(n).repo_id}: {get(n).contents})" for n in missing)
+        fetches = " and ".join(f"`a3d weights fetch {n}`" for n in missing)
+        raise WeightsMissing(
+            f"MV-VDM needs {len(missing)} model file(s) that are not on this machine: {described}.",
+            hint=f"Run {fetches} (or `a3d weights fetch --all`), set A3D_WEIGHTS_DIR, or pass the paths with "
+            "--mvdream/--ip-adapter/--image-encoder/--motion-modules. See `a3d weights list`.",
+        )
+    return found
+
+
+def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: str, seed: int) -> MVVDMComponents:
+    """The MV-VDM components on `device` in the requested precision (tiny random weights when asked)."""
+    from a3d_cli.models.mvvdm.components import load_components, tiny_components
+
+    dtype = resolve_dtype(opts.dtype, device)
+    if opts.tiny_model:
+        return tiny_components(seed).to(device, dtype)
+    assert weights is not None
+    return load_components(*(weights[n] for n in MVVDM_WEIGHTS), device=device, dtype=dtype)
+
+
+def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
+    """The 4 grey-background views [4, 3, 256, 256] in [0, 1] and their `CameraSet`."""
+    import torch
+    import torch.nn.functional as F
+
+    from a3d_cli.io.images import load_png
+    from a3d_cli.render.cameras import CameraSet
+
+    cam_path = ctx.input(f"{VIEWS_DIR}/cameras.json")
+    try:
+        cams = CameraSet.from_json(json.loads(cam_path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise RunFolderError(f"{cam_path} is not a camera file of `a3d prepare` ({exc}).",
+                             hint="Re-run `a3d prepare ... --force`.") from exc
+    if len(cams) != NUM_VIEWS:
+        raise RunFolderError(f"{cam_path} has {len(cams)} cameras; MV-VDM needs {NUM_VIEWS} views.",
+                             hint="Re-run `a3d prepare ... --force`.")
+    views = []
+    for i in range(NUM_VIEWS):
+        img = load_png(ctx.input(f"{VIEWS_DIR}/view_{i}_grey.png"), mode="RGB").permute(2, 0, 1)  # [3, H, W]
+        if img.shape[-2:] != (SIZE, SIZE):
+            ctx.progress.log(f"mvvideo: view {i} is {img.shape[-1]}×{img.shape[-2]}; resized to {SIZE}² (MV-VDM's size)")
+            img = F.interpolate(img[None], size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)[0]
+        views.append(img.clamp(0, 1))
+    return torch.stack(views), cams  # [4, 3, 256, 256]
+
+
+def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoOptions) -> None:
+    """PNG frames, cameras.json and the side-by-side preview."""
+    from a3d_cli.io.atomic import atomic_write_text
+    from a3d_cli.io.images import save_png
+    from a3d_cli.io.video import write_mp4
+
+    v, f = frames.shape[:2]  # [V, F, 3, H, W]
+    for view in range(v):
+        for frame in range(f):
+            save_png(ctx.output(f"{OUT_DIR}/{frame_name(view, frame)}"), frames[view, frame].permute(1, 2, 0))
+    data = cams.to_json(SIZE, SIZE)
+    data.update(num_frames=f, fps=opts.fps, naming=f"{OUT_DIR}/{FRAME_NAME}")
+    atomic_write_text(ctx.output(f"{OUT_DIR}/cameras.json"), json.dumps(data, indent=2))
+    strip = frames.permute(1, 3, 0, 4, 2).reshape(f, frames.shape[3], v * frames.shape[4], 3)  # [F, H, V·W, 3]
+    write_mp4(ctx.output(f"{OUT_DIR}/preview.mp4"), strip, fps=opts.fps)
+
+
+def run(
+    run_dir: Path,
+    opts: MVVideoOptions,
+    rt: Runtime | None = None,
+    components: MVVDMComponents | None = None,
+) -> StageResult:
+    """Generate `RUN/mvvideo/` from `RUN/static/views/` and a prompt.
+
+    Args:
+        run_dir: the run folder (after `a3d prepare`).
+        opts: prompt, sampler and weight options.
+        rt: device, seed, force, progress.
+        components: already-loaded MV-VDM (skips resolving and loading; for library use and tests).
+
+    Raises:
+        RunFolderError: the run folder lacks `static/views/` (run `a3d prepare` first).
+        WeightsMissing: model files are missing (the hint names the fetch commands).
+
+    Examples:
+        >>> run(Path("RUN"), MVVideoOptions(prompt="a fox wags its tail", freeinit_iters=1))  # doctest: +SKIP
+    """
+    import time
+
+    rt = rt or Runtime()
+    requires = {f"{VIEWS_DIR}/cameras.json": "a3d prepare MODEL -o RUN"}
+    requires.update({f"{VIEWS_DIR}/view_{i}_grey.png": "a3d prepare MODEL -o RUN" for i in range(NUM_VIEWS)})
+    # pre-flight: inputs first (the usual mistake), then weights, before anything heavy
+    for rel, producer in requires.items():
+        if not (Path(run_dir) / rel).exists():
+            raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=f"Run `{producer}` first.")
+    weights = None if (components is not None or opts.tiny_model) else resolve_weights(opts)
+
+    def body(ctx: StageContext) -> None:
+        import torch
+
+        from a3d_cli.models.freeinit import FreeInitConfig
+        from a3d_cli.models.mvvdm.pipeline import generate_mvvideo
+        from a3d_cli.models.mvvdm.sampling import SamplingConfig
+
+        # 1. read the condition views and cameras
+        views, cams = _read_views(ctx)
+        # 2. load MV-VDM
+        ctx.progress.log("mvvideo: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
+        comp = components if components is not None else load_model(opts, weights, ctx.device, ctx.seed)
+        cfg = SamplingConfig(
+            steps=opts.steps,
+            guidance_scale=opts.guidance,
+            num_frames=NUM_FRAMES,
+            freeinit=FreeInitConfig(iters=opts.freeinit_iters, method=opts.freeinit_method),  # type: ignore[arg-type]
+        )
+        # 3. sample
+        ctx.progress.start("mvvideo: sampling", total=cfg.unet_evaluations)
+
+        sync = torch.cuda.synchronize if ctx.device.startswith("cuda") else (lambda: None)
+        step_times: list[float] = []
+
+        def on_step(k: int, i: int, _latents: torch.Tensor) -> None:
+            sync()
+            step_times.append(time.perf_counter())
+            ctx.progress.update(1, freeinit_pass=k + 1)
+
+        generator = torch.Generator().manual_seed(ctx.seed)
+        sync()
+        start = time.perf_counter()
+        out = generate_mvvideo(comp, views, cams.c2w, opts.prompt, opts.negative_prompt, cfg, generator, on_step)
+        sync()
+        seconds = time.perf_counter() - start
+        # steady-state time per DDIM step (one CFG-batched UNet call + scheduler step)
+        per_eval = (step_times[-1] - step_times[0]) / (len(step_times) - 1) if len(step_times) > 1 else None
+        # 4. write
+        _write_outputs(ctx, out.frames, cams, opts)
+        ctx.metrics.update(
+            unet_evaluations=cfg.unet_evaluations,
+            cfg_batch=2 if cfg.guided else 1,
+            freeinit_passes=cfg.freeinit.passes,
+            generate_seconds=round(seconds, 3),
+            seconds_per_unet_evaluation=None if per_eval is None else round(per_eval, 4),
+            dtype=str(comp.dtype).replace("torch.", ""),
+        )
+
+    return run_stage("mvvideo", run_dir, opts, body, rt, requires=requires, clear=[OUT_DIR])
+
+
+__all__ = ["FRAME_NAME", "MVVDM_WEIGHTS", "MVVideoOptions", "frame_name", "resolve_weights", "run"]

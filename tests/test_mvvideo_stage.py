@@ -1,0 +1,159 @@
+"""`a3d mvvideo` end to end on a prepared example run (tiny random MV-VDM), and its bad-input paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from a3d_cli.commands.mvvideo import mvvideo as mvvideo_command
+from a3d_cli.errors import OptionError
+from a3d_cli.stages import mvvideo as stage
+from a3d_cli.stages.base import Runtime
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny ops: one thread is much faster than two when other jobs share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cli_app() -> typer.Typer:
+    """The real `a3d` app once it mounts `mvvideo`; until then the same callback and error mapping around it."""
+    from a3d_cli import cli
+
+    if any(c.name == "mvvideo" for c in cli.app.registered_commands):
+        return cli.app
+    app = typer.Typer(cls=cli.A3DGroup)
+    app.callback()(cli.main_options)
+    app.command("mvvideo")(mvvideo_command)
+    return app
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """`a3d prepare` on the bundled example asset (once per module)."""
+    from a3d_cli.stages import prepare
+
+    run = tmp_path_factory.mktemp("prepared") / "RUN"
+    prepare.run(run, prepare.PrepareOptions(model=str(EXAMPLE)), Runtime(seed=0))
+    return run
+
+
+@pytest.fixture
+def run_copy(prepared, tmp_path) -> Path:
+    dst = tmp_path / "RUN"
+    shutil.copytree(prepared, dst)
+    return dst
+
+
+@pytest.fixture
+def tiny_weights(monkeypatch):
+    """Swap the released weights for the tiny random model (no files needed)."""
+    from a3d_cli.models.mvvdm.components import tiny_components
+
+    monkeypatch.setattr(stage, "resolve_weights", lambda opts: {})
+    monkeypatch.setattr(stage, "load_model", lambda opts, weights, device, seed: tiny_components(seed).to(device))
+
+
+def test_cli_end_to_end_writes_64_frames_cameras_and_preview(run_copy, tiny_weights):
+    args = ["--device", "cpu", "--seed", "3", "mvvideo", str(run_copy), "--prompt", "a fox wags its tail",
+            "--steps", "1", "--freeinit-iters", "2"]
+    result = runner.invoke(cli_app(), args)
+    assert result.exit_code == 0, result.output + result.stderr
+    out = run_copy / "mvvideo"
+    frames = sorted(p.name for p in out.glob("*.png"))
+    assert frames == sorted(f"v{v}_f{f:02d}.png" for v in range(4) for f in range(16))
+
+    from a3d_cli.io.images import load_png
+    from a3d_cli.io.video import read_mp4
+
+    img = load_png(out / "v2_f07.png")
+    assert img.shape == (256, 256, 3)
+    cams = json.loads((out / "cameras.json").read_text())
+    views = json.loads((run_copy / "static" / "views" / "cameras.json").read_text())
+    assert [c["c2w"] for c in cams["cameras"]] == [c["c2w"] for c in views["cameras"]]
+    assert (cams["width"], cams["height"], cams["num_frames"]) == (256, 256, 16)
+    preview = read_mp4(out / "preview.mp4")
+    assert preview.shape == (16, 256, 1024, 3)
+    manifest = json.loads((run_copy / "a3d.json").read_text())["stages"]["mvvideo"]
+    assert manifest["status"] == "done" and manifest["seed"] == 3
+    assert manifest["metrics"]["unet_evaluations"] == 2 and manifest["metrics"]["freeinit_passes"] == 2
+    assert manifest["params"]["prompt"] == "a fox wags its tail"
+
+    # what `a3d reconstruct` reads: the naming and the count it checks
+    from a3d_cli.stages.reconstruct import list_video_frames
+
+    listed = list_video_frames(out)
+    assert listed[3][15].name == "v3_f15.png"
+
+
+def test_stage_skips_when_unchanged_and_reruns_the_same_video_with_force(run_copy):
+    opts = stage.MVVideoOptions(prompt="a fox jumps", steps=1, freeinit_iters=0, tiny_model=True)
+    first = stage.run(run_copy, opts, Runtime(seed=1))
+    pixels = (run_copy / "mvvideo" / "v1_f05.png").read_bytes()
+    again = stage.run(run_copy, opts, Runtime(seed=1))
+    assert again.skipped and not first.skipped
+    forced = stage.run(run_copy, opts, Runtime(seed=1, force=True))
+    assert not forced.skipped
+    assert (run_copy / "mvvideo" / "v1_f05.png").read_bytes() == pixels  # same seed, same video
+
+
+def test_run_folder_without_prepare_outputs_is_a_user_error(tmp_path, tiny_weights):
+    run = tmp_path / "RUN"
+    run.mkdir()
+    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run), "--prompt", "a fox runs"])
+    assert result.exit_code == 2
+    assert "static/views" in result.stderr and "a3d prepare" in result.stderr
+    assert not (run / "mvvideo").exists()
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_empty_prompt_is_a_user_error(run_copy, prompt):
+    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", prompt])
+    assert result.exit_code == 2
+    assert "--prompt is empty" in result.stderr
+    with pytest.raises(OptionError):
+        stage.MVVideoOptions(prompt=prompt)
+
+
+def test_missing_weights_name_each_file_and_the_fetch_commands(run_copy, tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("A3D_WEIGHTS_DIR", str(empty))
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty / "hub"))
+    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "a fox runs"])
+    assert result.exit_code == 2
+    text = " ".join((result.stderr).split())
+    for name, repo, file in [
+        ("mvdream_sd15", "yanqinJiang/mvdream-sd1.5-diffusers", "unet"),
+        ("ip_adapter_sd15", "h94/IP-Adapter", "ip-adapter_sd15.bin"),
+        ("ip_adapter_image_encoder", "h94/IP-Adapter", "config.json"),
+        ("animate3d_motion_modules", "yanqinJiang/animate3d", "animate3d_motion_modules.ckpt"),
+    ]:
+        assert f"a3d weights fetch {name}" in text
+        assert repo in text and file in text
+    assert not (run_copy / "mvvideo").exists()
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--freeinit-method", "box", "--freeinit-method"),
+    ("--steps", "0", "--steps"),
+    ("--dtype", "fp8", "--dtype"),
+    ("--freeinit-iters", "-1", "--freeinit-iters"),
+])
+def test_bad_options_are_user_errors(run_copy, flag, value, message):
+    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "x", flag, value])
+    assert result.exit_code == 2
+    assert message in result.stderr
