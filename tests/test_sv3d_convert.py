@@ -225,3 +225,24 @@ def test_bad_checkpoints_raise_checkpoint_errors(tiny_p, tmp_path: Path) -> None
         load_sv3d(tmp_path / "model.onnx")
     with pytest.raises(InputError):
         load_sv3d(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["sv3d_u", "sv3d_p"])
+def test_real_checkpoint_loads_completely(variant: str) -> None:
+    """With the real file (RUN_SLOW=1 and the weights resolvable): every key accounted for, sane outputs."""
+    from a3d_cli.errors import WeightsMissing
+    from a3d_cli.weights import resolve
+
+    try:
+        path = resolve(variant)
+    except WeightsMissing:
+        pytest.skip(f"{variant} weights are not on this machine")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_sv3d(path, device=device, unet_dtype=torch.bfloat16 if device == "cuda" else torch.float32)
+    assert loaded.report.ok and loaded.models.variant == variant
+    assert loaded.report.used == 2066 and loaded.report.unused_count == 146
+    with torch.no_grad():
+        pix = torch.zeros(1, 3, 224, 224, device=device, dtype=next(loaded.models.image_encoder.parameters()).dtype)
+        emb = loaded.models.image_encoder(pixel_values=pix).image_embeds
+    assert emb.shape == (1, 1024) and torch.isfinite(emb).all()

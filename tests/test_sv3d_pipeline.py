@@ -74,3 +74,16 @@ def test_check_inputs_names_the_problem(pipe_p: SV3DPipeline, image: torch.Tenso
         pipe_p(image, None, num_steps=1)
     with pytest.raises(ValueError, match="cfg scales"):
         pipe_p(image, static_orbit(), num_steps=1, cfg=torch.ones(20))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_on_cuda_with_and_without_offload(image: torch.Tensor, dtype: torch.dtype) -> None:
+    models = tiny_models("sv3d_p", seed=0)
+    models.unet.to(dtype)
+    models.image_encoder.to(dtype)
+    plain = SV3DPipeline(models, device="cuda")(image, static_orbit(), num_steps=2, seed=0)
+    assert torch.isfinite(plain.frames).all() and set(plain.peak_bytes) == {"encode", "sample", "decode"}
+    offloaded = SV3DPipeline(models, device="cuda", offload=True)(image, static_orbit(), num_steps=2, seed=0)
+    assert next(models.unet.parameters()).device.type == "cpu"  # moved back after use
+    torch.testing.assert_close(offloaded.frames, plain.frames)
