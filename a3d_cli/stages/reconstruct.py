@@ -31,7 +31,8 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -102,9 +103,9 @@ class FitSettings:
     grad_fraction: float = 1.0
     """Fraction of splats whose motion gets gradients from the image losses per step (the reference
     passes a random 10 %; 1.0 = all; see docs/reconstruct.md for the measurement)."""
-    field: MotionFieldConfig = field(default_factory=MotionFieldConfig)
+    field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
-    masks: MaskOptions = field(default_factory=MaskOptions)
+    masks: MaskOptions = dc_field(default_factory=MaskOptions)
     """How masks are computed for frames without alpha."""
 
     def __post_init__(self) -> None:

@@ -1,0 +1,73 @@
+"""`a3d reconstruct RUN [--video DIR]`: fit the coarse motion field to a 4-view × 16-frame video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+
+_FIT = "Fit settings (override the preset)"
+
+
+def reconstruct(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, run_folder_argument("The run folder (after `a3d prepare`).")],
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of frames v{view}_f{frame:02d}.png (views 0-3, frames 00-15; RGB on grey or RGBA). "
+            "Default: RUN/mvvideo.",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="auto (quickstart on CPU, reference on GPU), reference (Animate3D's 800 steps) or quickstart."
+        ),
+    ] = "auto",
+    steps: Annotated[
+        int | None, typer.Option(help="Optimisation steps.", rich_help_panel=_FIT, show_default=False)
+    ] = None,
+    resolution: Annotated[
+        int | None, typer.Option(help="Render and target size, pixels.", rich_help_panel=_FIT, show_default=False)
+    ] = None,
+    max_splats: Annotated[
+        int | None,
+        typer.Option(help="Fit on at most this many splats (0 = all).", rich_help_panel=_FIT, show_default=False),
+    ] = None,
+    frames_per_step: Annotated[
+        int | None,
+        typer.Option(
+            help="Frames rendered per step (0 = all active frames).", rich_help_panel=_FIT, show_default=False
+        ),
+    ] = None,
+    grad_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction of splats receiving image gradients per step (reference: 0.1).",
+            rich_help_panel=_FIT,
+            show_default=False,
+        ),
+    ] = None,
+    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Write motion/coarse_preview.mp4.")] = True,
+    force: ForceOption = False,
+) -> None:
+    """Fit [bold]RUN/motion/coarse.safetensors[/bold] to the multi-view video (targets vs renders in coarse_preview.mp4)."""
+    from a3d_cli.stages import reconstruct as stage
+
+    opts = stage.ReconstructOptions(
+        video=None if video is None else str(resolve_path(video).absolute()),
+        preset=preset,  # type: ignore[arg-type]  # validated by ReconstructOptions
+        steps=steps,
+        resolution=resolution,
+        max_splats=max_splats,
+        frames_per_step=frames_per_step,
+        grad_fraction=grad_fraction,
+        preview=preview,
+    )
+    run_dir = resolve_path(run_dir)
+    run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

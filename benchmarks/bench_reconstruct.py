@@ -1,0 +1,245 @@
+"""Benchmark `a3d reconstruct` on ground-truth motion: quality, time, memory, where the time goes.
+
+Usage:
+    python benchmarks/bench_reconstruct.py --device cuda --out results.json            # GPU reference sizes
+    python benchmarks/bench_reconstruct.py --device cuda --variants default,100k       # + a 100k-splat model
+    python benchmarks/bench_reconstruct.py --device cpu --out cpu.json                 # CPU quickstart
+    python benchmarks/bench_reconstruct.py --gt gt --device cuda                       # an existing example
+
+The ground truth comes from `examples/make_ground_truth_motion.py` (made here into a temporary folder unless
+--gt is given): the bundled fox with a known bend + twist + nod, rendered as MV-VDM would (4 views × 16
+frames, 256², grey background) plus 8 held-out views. For each variant the script
+
+1. runs the reconstruct stage on a copy of the run folder (timed end to end, peak memory);
+2. scores the fitted motion: PSNR and SSIM on the held-out views over all 16 frames (images on grey), and
+   the mean vertex error of the mesh driven by the motion (vertex splats, via `static/binding.safetensors`)
+   against the known vertex positions, in % of the bounding radius, over frames 1-15 (frame 0 is exact);
+3. scores two baselines the same way: the static model (no motion) and the motion field at step 0 (it is
+   zero-initialised, so it must equal the static model — a check of the init);
+4. re-runs the fit with device synchronisation around each phase for a profile: data, HexPlane field
+   (+ heads), rasterization (forward), ARAP, backward + optimiser step.
+
+Results go to --out as JSON and are printed as markdown rows for docs/PERF.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
+from a3d_cli.gaussians.motion_io import load_motion  # noqa: E402
+from a3d_cli.gaussians.ply import read_ply  # noqa: E402
+from a3d_cli.io.images import load_png  # noqa: E402
+from a3d_cli.mesh.binding import MeshBinding  # noqa: E402
+from a3d_cli.render.cameras import CameraSet  # noqa: E402
+from a3d_cli.stages import reconstruct as stage  # noqa: E402
+from a3d_cli.stages.base import Runtime  # noqa: E402
+
+NUM_FRAMES = 16
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM (Gaussian window 11, σ 1.5, per channel) of [B, H, W, 3] images in [0, 1]: [B]."""
+    x, y = a.permute(0, 3, 1, 2).double(), b.permute(0, 3, 1, 2).double()
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    win = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).to(x.device)
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(z, win, groups=3)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.mean(dim=(1, 2, 3)).float()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR of [B, H, W, 3] images in [0, 1]: [B]."""
+    return -10 * torch.log10((a - b).square().mean(dim=(1, 2, 3)).clamp_min(1e-12))
+
+
+def make_ground_truth(out: Path, splats: int, device: str, size: int) -> Path:
+    """Run examples/make_ground_truth_motion.py into `out`."""
+    spec = importlib.util.spec_from_file_location("make_gt", ROOT / "examples" / "make_ground_truth_motion.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod.main(["--out", str(out), "--splats", str(splats), "--device", device, "--size", str(size)])
+
+
+def load_heldout(gt: Path) -> tuple[CameraSet, torch.Tensor, int]:
+    """Held-out cameras and images [K, F, H, W, 3]."""
+    cams = CameraSet.from_json(json.loads((gt / "heldout" / "cameras.json").read_text()))
+    imgs = torch.stack(
+        [
+            torch.stack([load_png(gt / "heldout" / f"v{k}_f{f:02d}.png", "RGB") for f in range(NUM_FRAMES)])
+            for k in range(len(cams))
+        ]
+    )
+    return cams, imgs, imgs.shape[2]
+
+
+def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -> dict[str, float]:
+    """Held-out PSNR/SSIM over all frames and vertex error (% radius, frames 1-15) of a motion (None = static)."""
+    static = read_ply(run_dir / "static" / "gaussians.ply").to(device)
+    cams, target, size = load_heldout(gt)
+    rgb, _ = stage.render_all_frames(motion, static, cams, size)  # [K, F, H, W, 3]
+    a, b = rgb.flatten(0, 1).clamp(0, 1), target.flatten(0, 1)
+    truth = np.load(gt / "ground_truth.npz")
+    binding = MeshBinding.load(run_dir / "static" / "binding.safetensors")
+    with torch.no_grad():
+        if motion is None:
+            means = static.means[None].expand(NUM_FRAMES, -1, -1)
+        else:
+            means = motion(static, list(range(NUM_FRAMES))).means  # [F, N, 3]
+    verts = binding.vertex_positions(means.cpu().numpy())  # [F, V, 3]
+    err = np.linalg.norm(verts - truth["vertices"], axis=-1)  # [F, V]
+    radius = float(truth["radius"])
+    return {
+        "heldout_psnr": round(float(psnr(a, b).mean()), 3),
+        "heldout_ssim": round(float(ssim(a, b).mean()), 4),
+        "vertex_error_pct": round(100 * float(err[1:].mean()) / radius, 3),
+        "vertex_error_max_pct": round(100 * float(err[1:].max()) / radius, 3),
+    }
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> dict:
+    """Reconstruct + score one ground-truth folder."""
+    run_dir = work / f"run_{name}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    shutil.copytree(gt / "run", run_dir)
+    opts = stage.ReconstructOptions(video=str(gt / "video"), preset=args.preset, steps=args.steps, preview=False)
+    preset, settings = opts.resolve(args.device)
+    static = read_ply(run_dir / "static" / "gaussians.ply")
+    row: dict = {"variant": name, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
+                 "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
+    if args.device.startswith("cuda"):
+        row["gpu"] = torch.cuda.get_device_name()
+        # warm-up: gsplat's JIT build, cuBLAS/cuSOLVER handles, allocator
+        video = stage.read_video_frames(gt / "video")
+        cams = stage.read_cameras(gt / "video", run_dir)
+        tg = stage._resize(video.rgb, settings.resolution)
+        warm = stage.subsample_splats(static.to(args.device), settings.max_splats, torch.Generator().manual_seed(0))
+        stage.fit_motion(
+            warm, cams, tg, torch.ones(tg.shape[:-1]), stage.replace(settings, steps=20, steps_per_frame=1)
+        )
+        sync(args.device)
+        torch.cuda.reset_peak_memory_stats()
+    # 1. the stage, end to end
+    sync(args.device)
+    t0 = time.perf_counter()
+    result = stage.run(run_dir, opts, Runtime(device=args.device, seed=args.seed, force=True))
+    sync(args.device)
+    row["total_seconds"] = round(time.perf_counter() - t0, 2)
+    row["fit_seconds"] = result.metrics.get("fit_seconds")
+    row["peak_memory_mib"] = round(result.peak_memory_bytes / 2**20, 1) if result.peak_memory_bytes else None
+    row["train_view_psnr"] = result.metrics.get("psnr")
+    # 2-3. quality of the result and of the baselines
+    motion = load_motion(run_dir / stage.MOTION_OUT, static=static, device=args.device).field
+    row["result"] = evaluate(motion, gt, run_dir, args.device)
+    row["static"] = evaluate(None, gt, run_dir, args.device)
+    step0 = MotionField(settings.field, generator=torch.Generator().manual_seed(args.seed)).to(args.device).eval()
+    row["step0"] = evaluate(step0, gt, run_dir, args.device)
+    row["psnr_gain_db"] = round(row["result"]["heldout_psnr"] - row["static"]["heldout_psnr"], 3)
+    # 4. profile (synchronised phases; a separate run)
+    if args.profile:
+        video = stage.read_video_frames(gt / "video")
+        cams = stage.read_cameras(gt / "video", run_dir)
+        from a3d_cli.io.masks import foreground_masks
+
+        sd = static.to(args.device)
+        t = time.perf_counter()
+        _, salpha = stage.render_all_frames(None, sd, cams, video.rgb.shape[2], chunk=1)
+        masks = foreground_masks(video.rgb, salpha[:, 0], settings.masks)
+        tg = stage._resize(video.rgb, settings.resolution)
+        mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
+        train = stage.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(args.seed))
+        data_s = time.perf_counter() - t
+        fit = stage.fit_motion(train, cams, tg, mk, settings, seed=args.seed, profile=True)
+        prof = {k: round(v, 3) for k, v in fit.profile.items()}
+        prof["inputs_and_masks"] = round(data_s, 3)
+        row["profile_seconds"] = prof
+        row["profile_fit_seconds"] = round(fit.seconds, 2)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| date | device | variant | preset | splats (fit) | steps | res | total s | peak MiB | held-out PSNR (static / step 0) "
+            "| SSIM (static) | vertex err % r (static) | profile s: field / raster / arap / backward |")  # fmt: skip
+    lines = [head, "|" + "---|" * 13]
+    today = dt.date.today().isoformat()
+    for r in rows:
+        p = r.get("profile_seconds", {})
+        prof = " / ".join(str(p.get(k, "-")) for k in ("field", "raster", "arap", "backward")) if p else "-"
+        lines.append(
+            f"| {today} | {r.get('gpu', r['device'])} | {r['variant']} | {r['preset']} | {r['splats']} ({r['fit_splats']}) | {r['steps']} "
+            f"| {r['resolution']} | {r['total_seconds']} | {r['peak_memory_mib']} "
+            f"| {r['result']['heldout_psnr']} ({r['static']['heldout_psnr']} / {r['step0']['heldout_psnr']}) "
+            f"| {r['result']['heldout_ssim']} ({r['static']['heldout_ssim']}) "
+            f"| {r['result']['vertex_error_pct']} ({r['static']['vertex_error_pct']}) | {prof} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description="Benchmark a3d reconstruct on ground-truth motion.")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--gt", type=Path, default=None, help="ground-truth folder (default: made into a temp folder)")
+    ap.add_argument("--splats", type=int, default=None, help="splats of the made example (default 20000 GPU, 5000 CPU)")
+    ap.add_argument("--variants", default="default", help="comma list: default, 100k (a 100k-splat static model)")
+    ap.add_argument("--preset", default="auto", choices=["auto", "reference", "quickstart"])
+    ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
+    ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")
+    ap.add_argument("--out", type=Path, default=None, help="write results as JSON here")
+    args = ap.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="a3d_bench_recon_"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        if variant == "default":
+            gt = args.gt or work / "gt_default"
+            splats = args.splats or (20_000 if args.device.startswith("cuda") else 5_000)
+        elif variant == "100k":
+            gt, splats = work / "gt_100k", 100_000
+        else:
+            raise SystemExit(f"unknown variant {variant!r} (default, 100k)")
+        if not (gt / "ground_truth.npz").is_file():
+            t = time.perf_counter()
+            make_ground_truth(gt, splats, args.device, 256)
+            print(f"[{variant}] ground truth made in {time.perf_counter() - t:.1f} s", flush=True)
+        row = bench_variant(variant, gt, args, work)
+        rows.append(row)
+        print(json.dumps(row, indent=2), flush=True)
+    print(markdown(rows))
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "markdown": markdown(rows)}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""`a3d reconstruct`: options and presets, the frame schedule, video-folder checks and bad input (exit 2,
+nothing overwritten). The fit itself is scored on ground truth in test_reconstruct_gt.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from a3d_cli.errors import InputError, OptionError, RunFolderError
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
+from a3d_cli.gaussians.motion_io import load_motion, save_motion
+from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.io.images import save_png
+from a3d_cli.render.cameras import mvvdm_cameras
+from a3d_cli.stages import reconstruct as stage
+from a3d_cli.stages.base import Runtime
+from a3d_cli.stages.reconstruct import FitSettings, ReconstructOptions, active_frames, subsample_splats
+
+SIZE = 16
+
+
+def _static(n: int = 40, seed: int = 0) -> Gaussians:
+    g = torch.Generator().manual_seed(seed)
+    return Gaussians(
+        means=torch.rand(n, 3, generator=g) - 0.5,
+        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+        scales=torch.full((n, 3), 0.05),
+        opacities=torch.full((n,), 0.9),
+        colors=torch.rand(n, 3, generator=g),
+    )
+
+
+def _run_folder(root: Path) -> Path:
+    run = root / "RUN"
+    (run / "static" / "views").mkdir(parents=True)
+    write_ply(run / "static" / "gaussians.ply", _static())
+    (run / "static" / "views" / "cameras.json").write_text(mvvdm_cameras().dumps(SIZE, SIZE))
+    return run
+
+
+def _video(folder: Path, views=range(4), frames=range(16), size: int = SIZE, channels: int = 3, skip=()) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for v in views:
+        for f in frames:
+            if (v, f) in skip:
+                continue
+            img = torch.full((size, size, channels), 0.5)
+            img[4:10, 4:10, :3] = torch.tensor([0.9, 0.2, 0.1])
+            save_png(folder / f"v{v}_f{f:02d}.png", img)
+    return folder
+
+
+def _cli():
+    """A one-command app with a3d's error mapping (the real `a3d` registers the same function)."""
+    import typer
+
+    from a3d_cli.cli import A3DGroup, main_options
+    from a3d_cli.commands.reconstruct import reconstruct
+
+    app = typer.Typer(cls=A3DGroup)
+    app.callback()(main_options)
+    app.command("reconstruct")(reconstruct)
+    return app
+
+
+# --- options and schedule ----------------------------------------------------------------------------
+
+
+def test_presets_follow_the_device_and_overrides_win():
+    name, s = ReconstructOptions().resolve("cpu")
+    assert name == "quickstart" and s.resolution == 128 and s.max_splats > 0 and s.frames_per_step > 0
+    name, s = ReconstructOptions().resolve("cuda")
+    assert name == "reference"
+    assert (s.steps, s.steps_per_frame, s.resolution, s.frames_per_step, s.max_splats) == (800, 50, 256, 0, 0)
+    assert (s.lr_grid, s.lr_heads, s.lr_global, s.adam_eps) == (0.01, 1e-4, 1e-3, 1e-15)
+    assert (s.lambda_rgb, s.lambda_mask, s.lambda_arap, s.arap_neighbours, s.arap_samples) == (
+        100.0,
+        100.0,
+        12.0,
+        3,
+        512,
+    )
+    name, s = ReconstructOptions(preset="reference", steps=400, resolution=64).resolve("cpu")
+    assert name == "reference" and s.steps == 400 and s.steps_per_frame == 25 and s.resolution == 64
+    with pytest.raises(OptionError):
+        ReconstructOptions(preset="fast")
+    with pytest.raises(OptionError):
+        FitSettings(grad_fraction=0.0)
+    with pytest.raises(OptionError):
+        FitSettings(field=MotionFieldConfig(num_frames=8))
+
+
+def test_progressive_schedule_matches_the_reference():
+    s = FitSettings()
+    assert active_frames(0, s) == [1]
+    assert active_frames(49, s) == [1]
+    assert active_frames(50, s) == [1, 2]
+    assert active_frames(699, s) == list(range(1, 15))
+    assert active_frames(700, s) == list(range(1, 16))  # every moving frame from step 700 on
+    assert active_frames(799, s) == list(range(1, 16))
+    light = FitSettings(frames_per_step=2)
+    g = torch.Generator().manual_seed(0)
+    picks = [active_frames(400, light, g) for _ in range(50)]
+    assert all(len(p) == 2 and p[-1] == 9 and 1 <= p[0] < 9 for p in picks)  # newest + one earlier frame
+    assert len({p[0] for p in picks}) > 3
+
+
+def test_subsample_keeps_coverage_by_growing_scales():
+    g = _static(n=400)
+    sub = subsample_splats(g, 100, torch.Generator().manual_seed(0))
+    assert len(sub) == 100
+    torch.testing.assert_close(sub.scales, torch.full((100, 3), 0.1))  # sqrt(400 / 100) = 2
+    assert subsample_splats(g, 0, torch.Generator()) is g and subsample_splats(g, 1000, torch.Generator()) is g
+
+
+# --- video folders ---------------------------------------------------------------------------------
+
+
+def test_reads_rgb_and_rgba_folders(tmp_path):
+    rgb = stage.read_video_frames(_video(tmp_path / "rgb"))
+    assert rgb.rgb.shape == (4, 16, SIZE, SIZE, 3) and rgb.alpha is None
+    rgba = stage.read_video_frames(_video(tmp_path / "rgba", channels=4))
+    assert rgba.alpha is not None and rgba.alpha.shape == (4, 16, SIZE, SIZE)
+    # unpadded frame numbers are read too
+    folder = _video(tmp_path / "plain", frames=range(10))
+    for v in range(4):
+        for f in range(10, 16):
+            save_png(folder / f"v{v}_f{f}.png", torch.full((SIZE, SIZE, 3), 0.5))
+        (folder / f"v{v}_f03.png").rename(folder / f"v{v}_f3.png")
+    assert len(stage.list_video_frames(folder)[3]) == 16
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: _video(d, frames=range(8)), "has 8 frames; reconstruct needs 16"),
+        (lambda d: _video(d, frames=range(24)), "has 24 frames; reconstruct needs 16"),
+        (lambda d: _video(d, views=range(3)), r"missing \[3\]"),
+        (lambda d: _video(d, views=range(5)), "exactly views 0-3"),
+        (lambda d: _video(d, skip={(1, 5), (1, 6)}), r"View 1 .* missing frame\(s\) \[5, 6\]"),
+        (lambda d: _video(d, views=()), "has no video frames"),
+    ],
+)
+def test_bad_video_folders_are_named_precisely(tmp_path, make, message):
+    folder = tmp_path / "video"
+    make(folder)
+    folder.mkdir(exist_ok=True)
+    with pytest.raises(InputError, match=message) as e:
+        stage.read_video_frames(folder)
+    assert e.value.exit_code == 2 and e.value.hint
+
+
+def test_mismatched_resolutions_and_non_square_frames(tmp_path):
+    folder = _video(tmp_path / "video")
+    save_png(folder / "v2_f07.png", torch.full((SIZE * 2, SIZE * 2, 3), 0.5))
+    with pytest.raises(InputError, match=r"v2_f07.png is 32×32 but v0_f00.png is 16×16"):
+        stage.read_video_frames(folder)
+    wide = _video(tmp_path / "wide")
+    for p in wide.glob("*.png"):
+        save_png(p, torch.full((SIZE, SIZE * 2, 3), 0.5))
+    with pytest.raises(InputError, match="square"):
+        stage.read_video_frames(wide)
+
+
+# --- the stage with bad input: exit 2, nothing overwritten ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: _video(d, frames=range(15)),
+        lambda d: _video(d, views=range(2)),
+        lambda d: _video(d, skip={(3, 0)}),
+        lambda d: (_video(d), save_png(d / "v0_f03.png", torch.full((8, 8, 3), 0.5))),
+    ],
+)
+def test_cli_bad_input_exits_2_and_keeps_the_old_motion(tmp_path, make):
+    from typer.testing import CliRunner
+
+    run = _run_folder(tmp_path)
+    old = save_motion(
+        run / "motion" / "coarse.safetensors",
+        MotionField(MotionFieldConfig.tiny()),
+        read_ply(run / "static" / "gaussians.ply"),
+    )
+    before = old.read_bytes()
+    video = tmp_path / "video"
+    make(video)
+    result = CliRunner().invoke(_cli(), ["--device", "cpu", "reconstruct", str(run), "--video", str(video)])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "hint:" in result.output
+    assert old.read_bytes() == before
+    assert not (run / "motion" / "coarse_preview.mp4").exists()
+
+
+def test_missing_static_model_or_video(tmp_path):
+    video = _video(tmp_path / "video")
+    with pytest.raises(RunFolderError, match="static/gaussians.ply") as e:
+        stage.run(tmp_path / "EMPTY", ReconstructOptions(video=str(video)))
+    assert "a3d prepare" in e.value.hint
+    run = _run_folder(tmp_path)
+    with pytest.raises(RunFolderError, match="mvvideo") as e:
+        stage.run(run, ReconstructOptions())
+    assert "a3d mvvideo" in e.value.hint
+    with pytest.raises(InputError, match="does not exist"):
+        stage.run(run, ReconstructOptions(video=str(tmp_path / "nope")))
+
+
+def test_motion_from_a_different_static_model_is_refused(tmp_path):
+    """A motion file in RUN no longer matches once static/gaussians.ply is replaced."""
+    run = _run_folder(tmp_path)
+    path = save_motion(
+        run / "motion" / "coarse.safetensors",
+        MotionField(MotionFieldConfig.tiny()),
+        read_ply(run / "static" / "gaussians.ply"),
+    )
+    write_ply(run / "static" / "gaussians.ply", _static(seed=5))
+    with pytest.raises(InputError, match="different static model") as e:
+        load_motion(path, static=read_ply(run / "static" / "gaussians.ply"))
+    assert e.value.exit_code == 2
+
+
+def test_tiny_fit_writes_motion_preview_and_metrics(tmp_path):
+    """End to end on a 16-pixel video: files, manifest metrics, the preview layout, skipping on re-run."""
+    from a3d_cli.io.video import read_mp4
+
+    run = _run_folder(tmp_path)
+    video = _video(tmp_path / "video")
+    settings = FitSettings(
+        steps=4, steps_per_frame=1, frames_per_step=2, resolution=SIZE, field=MotionFieldConfig.tiny(), arap_samples=16
+    )
+    opts = ReconstructOptions(video=str(video), settings=settings)
+    res = stage.run(run, opts, Runtime(device="cpu"))
+    assert {p.name for p in res.outputs} == {"coarse.safetensors", "coarse_preview.mp4"}
+    m = res.metrics
+    assert m["preset"] == "custom" and m["masks"] == "computed" and len(m["psnr_per_view"]) == 4 and m["steps"] == 4
+    motion = load_motion(run / "motion" / "coarse.safetensors", static=read_ply(run / "static" / "gaussians.ply"))
+    assert motion.field.config == settings.field and motion.metadata["stage"] == "reconstruct"
+    frames = read_mp4(run / "motion" / "coarse_preview.mp4")
+    assert frames.shape == (16, 2 * SIZE, 4 * SIZE, 3)  # targets above renders, 4 views side by side
+    manifest = json.loads((run / "a3d.json").read_text())["stages"]["reconstruct"]
+    assert manifest["status"] == "done" and manifest["params"]["settings"]["steps"] == 4
+    assert manifest["metrics"]["psnr_per_view"] == m["psnr_per_view"]
+    assert stage.run(run, opts, Runtime(device="cpu")).skipped
