@@ -124,3 +124,17 @@ def test_wrong_ip_adapter_variant_is_named(model, tmp_path):
     torch.save({"image_proj": {"latents": torch.zeros(1, 16, 8)}, "ip_adapter": {}}, plus)
     with pytest.raises(CheckpointError, match="Plus/FaceID"):
         load_mvvdm_unet(unet_dir, plus, motion_file, config=CFG)
+
+
+@pytest.mark.slow
+def test_released_weights_load_with_every_key_accounted_for():
+    """RUN_SLOW=1 with the four MV-VDM files resolvable (`a3d weights list`)."""
+    from a3d_cli.models.mvvdm.components import load_components
+    from a3d_cli.stages.mvvideo import MVVDM_WEIGHTS
+    from a3d_cli.weights import resolve
+
+    comp = load_components(*(resolve(n) for n in MVVDM_WEIGHTS))
+    assert comp.report is not None and comp.report.total == 1614
+    assert comp.report.keys_by_source == {"mvdream_sd15 unet": 690, "ip_adapter_sd15": 36, "animate3d_motion_modules": 888}
+    mix = [p for n, p in comp.unet.named_parameters() if n.endswith("mix_factor")]
+    assert len(mix) == 42 and any(float(p) != 0.0 for p in mix)  # trained blenders, not the init

@@ -206,6 +206,9 @@ class SpatioTemporalAttnProcessor(nn.Module):
         self.to_v_sp = nn.Linear(hidden_size, hidden_size, bias=False)
         self.to_out_sp = nn.Linear(hidden_size, hidden_size, bias=True)
         self.alpha_blender = AlphaBlender(alpha=0.0, merge_strategy="learned")  # mix_factor μ = 0 at init
+        # AlphaBlender builds μ with the legacy `torch.Tensor([...])`, which ignores a `torch.device(...)`
+        # context; rebuild it so meta/CUDA construction puts every tensor on the same device.
+        self.alpha_blender.mix_factor = nn.Parameter(torch.zeros(1))
         self.time_pos_embed = SinusoidalPositionalEmbedding(hidden_size, max_seq_length=max_seq_length)
 
     def temporal(self, attn: Attention, x: Tensor) -> Tensor:

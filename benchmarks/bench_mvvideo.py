@@ -1,0 +1,260 @@
+"""Benchmark `a3d mvvideo`'s model: full-size MV-VDM with random weights, 4 views × 16 frames at 256².
+
+Measures, per precision (fp16, bf16 by default):
+  * one CFG-batched UNet evaluation ([2, 4, 16, 4, 32, 32]): seconds (median of N after warm-up), peak
+    memory, TFLOP per evaluation (torch's FLOP counter) and achieved TFLOP/s;
+  * the whole sampling pipeline (`generate_mvvideo`: CLIP text + image encoders, VAE encode, 25 DDIM steps
+    × FreeInit passes × CFG, VAE decode of 64 frames) with FreeInit off (1 pass) and on (3 passes), so the
+    cost of FreeInit's extra passes is reported directly.
+
+Attention must run through fused SDPA kernels; by default the math fallback is forbidden, so a shape or
+dtype that would silently fall back to the slow, memory-hungry path fails loudly instead.
+
+Usage:
+    python benchmarks/bench_mvvideo.py --device cuda --out mvvideo_bench.json
+    python benchmarks/bench_mvvideo.py --dtypes fp16 --freeinit-iters 1 3 --evals 10
+    python benchmarks/bench_mvvideo.py --compile            # also try torch.compile on the UNet (slow to build)
+
+About 2–4 minutes on one H100/H200 with the defaults. Random weights: the numbers are speed and memory, not
+quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from a3d_cli.models.ddim import make_ddim_scheduler  # noqa: E402
+from a3d_cli.models.freeinit import FreeInitConfig  # noqa: E402
+from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet, generate_mvvideo  # noqa: E402
+from a3d_cli.models.mvvdm.components import ByteTokenize, MVVDMComponents  # noqa: E402
+from a3d_cli.models.mvvdm.sampling import SamplingConfig  # noqa: E402
+from a3d_cli.render.cameras import mvvdm_cameras  # noqa: E402
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+V, F, SIZE = 4, 16, 256
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def peak_gib(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else None
+
+
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def no_math_sdpa(enabled: bool):
+    """Allow only fused SDPA kernels (flash, memory-efficient, cuDNN) when `enabled`."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    if hasattr(SDPBackend, "CUDNN_ATTENTION"):
+        backends.append(SDPBackend.CUDNN_ATTENTION)
+    return sdpa_kernel(backends)
+
+
+def build_components(device: str, dtype: torch.dtype) -> MVVDMComponents:
+    """Full-size MV-VDM, SD1.5 VAE, CLIP ViT-L/14 text and ViT-H/14 vision encoders, random weights."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = MVVDMUNet(MVVDMConfig())
+        vae = AutoencoderKL(  # SD1.5 VAE config
+            in_channels=3, out_channels=3, latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512,
+        )
+        text = CLIPTextModel(CLIPTextConfig(  # openai/clip-vit-large-patch14 text tower
+            vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+        ))
+        image = CLIPVisionModelWithProjection(CLIPVisionConfig(  # h94/IP-Adapter models/image_encoder (ViT-H/14)
+            hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+            image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu",
+        ))
+    comp = MVVDMComponents(unet, vae, text, ByteTokenize(77), image, make_ddim_scheduler())
+    return comp.to(device, dtype)
+
+
+def count_tflop(unet: MVVDMUNet, args: tuple) -> float | None:
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:  # pragma: no cover
+        return None
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        unet(*args)
+    return counter.get_total_flops() / 1e12
+
+
+def unet_args(comp: MVVDMComponents, device: str) -> tuple:
+    cfg = comp.unet.config
+    g = torch.Generator(device="cpu").manual_seed(0)
+    dt = comp.dtype
+    lat = SIZE // comp.vae_scale_factor
+    x = torch.randn(2, V, F, cfg.in_channels, lat, lat, generator=g).to(device, dt)
+    t = torch.tensor([500, 500], device=device)
+    text = torch.randn(2, 77, cfg.cross_attention_dim, generator=g).to(device, dt)
+    img = torch.randn(2, V, cfg.image_embed_dim, generator=g).to(device, dt)
+    cams = torch.randn(V, 16, generator=g).to(device, dt)
+    return x, t, text, img, cams
+
+
+def bench_unet(comp: MVVDMComponents, device: str, evals: int, warmup: int, forbid_math: bool, unet=None) -> dict:
+    unet = unet or comp.unet
+    args = unet_args(comp, device)
+    out: dict = {}
+    with torch.no_grad(), no_math_sdpa(forbid_math):
+        t0 = time.perf_counter()
+        for _ in range(warmup):
+            unet(*args)
+        sync(device)
+        out["warmup_seconds"] = round(time.perf_counter() - t0, 3)
+        reset_peak(device)
+        times = []
+        for _ in range(evals):
+            sync(device)
+            t0 = time.perf_counter()
+            unet(*args)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    out["seconds_per_eval_median"] = round(statistics.median(times), 4)
+    out["seconds_per_eval_min"] = round(min(times), 4)
+    out["peak_memory_gib"] = None if peak_gib(device) is None else round(peak_gib(device), 3)
+    return out
+
+
+def bench_pipeline(comp: MVVDMComponents, device: str, steps: int, iters: int, forbid_math: bool) -> dict:
+    views = torch.rand(V, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    cfg = SamplingConfig(steps=steps, guidance_scale=7.5, num_frames=F, freeinit=FreeInitConfig(iters=iters))
+    stamps: list[float] = []
+
+    def on_step(k: int, i: int, _lat: torch.Tensor) -> None:
+        sync(device)
+        stamps.append(time.perf_counter())
+
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    with no_math_sdpa(forbid_math):
+        out = generate_mvvideo(comp, views, mvvdm_cameras().c2w, "a fox wags its tail", config=cfg,
+                               generator=torch.Generator().manual_seed(0), callback=on_step)
+    sync(device)
+    total = time.perf_counter() - t0
+    assert out.frames.shape == (V, F, 3, SIZE, SIZE)
+    sampling = stamps[-1] - stamps[0] if len(stamps) > 1 else float("nan")
+    return {
+        "freeinit_passes": cfg.freeinit.passes,
+        "unet_evaluations": cfg.unet_evaluations,
+        "total_seconds": round(total, 3),
+        "seconds_per_step": round(sampling / (len(stamps) - 1), 4) if len(stamps) > 1 else None,
+        "before_first_step_seconds": round(stamps[0] - t0, 3),  # encoders + VAE encode + first step
+        "after_last_step_seconds": round(t0 + total - stamps[-1], 3),  # VAE decode of 64 frames
+        "peak_memory_gib": None if peak_gib(device) is None else round(peak_gib(device), 3),
+        "finite": bool(torch.isfinite(out.latents).all()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtypes", nargs="+", default=["fp16", "bf16"], choices=list(DTYPES))
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--freeinit-iters", type=int, nargs="+", default=[1, 3], help="FreeInit passes to time")
+    ap.add_argument("--evals", type=int, default=10, help="timed UNet evaluations")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--allow-math-sdpa", action="store_true", help="do not forbid the unfused attention fallback")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(unet)")
+    ap.add_argument("--compile-mode", default="default",
+                    help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, …")
+    ap.add_argument("--skip-pipeline", action="store_true", help="UNet timings only")
+    ap.add_argument("--tiny", action="store_true", help="smoke-test this script on a CPU with the tiny model")
+    ap.add_argument("--out", type=Path, default=Path("mvvideo_bench.json"))
+    args = ap.parse_args()
+
+    device = args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("CUDA is not available; pass --device cpu for a (very slow) CPU run")
+    forbid_math = device.startswith("cuda") and not args.allow_math_sdpa
+    import diffusers
+    import transformers
+
+    report: dict = {
+        "benchmark": "mvvideo",
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor(),
+        "torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+        "shape": {"views": V, "frames": F, "size": SIZE, "cfg_batch": 2, "steps": args.steps},
+        "model": "tiny (smoke test)" if args.tiny else "full size, random weights",
+        "sdpa_math_forbidden": forbid_math,
+        "results": {},
+    }
+    for name in args.dtypes:
+        dtype = DTYPES[name]
+        t0 = time.perf_counter()
+        if args.tiny:
+            from a3d_cli.models.mvvdm.components import tiny_components
+
+            comp = tiny_components(0).to(device, dtype)
+        else:
+            comp = build_components(device, dtype)
+        res: dict = {"build_seconds": round(time.perf_counter() - t0, 2),
+                     "unet_params_m": round(sum(p.numel() for p in comp.unet.parameters()) / 1e6, 1)}
+        print(f"[{name}] built in {res['build_seconds']} s", flush=True)
+        res["unet"] = bench_unet(comp, device, args.evals, args.warmup, forbid_math)
+        tflop = count_tflop(comp.unet, unet_args(comp, device))
+        if tflop is not None:
+            res["unet"]["tflop_per_eval"] = round(tflop, 2)
+            res["unet"]["achieved_tflops"] = round(tflop / res["unet"]["seconds_per_eval_median"], 1)
+        print(f"[{name}] unet: {res['unet']}", flush=True)
+        if args.compile:
+            compiled = torch.compile(comp.unet, mode=args.compile_mode)
+            res["unet_compiled"] = bench_unet(comp, device, args.evals, args.warmup, forbid_math, unet=compiled)
+            res["unet_compiled"]["mode"] = args.compile_mode
+            print(f"[{name}] compiled unet: {res['unet_compiled']}", flush=True)
+        if not args.skip_pipeline:
+            res["pipeline"] = {}
+            for iters in args.freeinit_iters:
+                r = bench_pipeline(comp, device, args.steps, iters, forbid_math)
+                res["pipeline"][f"freeinit_iters_{iters}"] = r
+                print(f"[{name}] pipeline freeinit={iters}: {r}", flush=True)
+            runs = res["pipeline"]
+            if "freeinit_iters_1" in runs and "freeinit_iters_3" in runs:
+                extra = runs["freeinit_iters_3"]["total_seconds"] - runs["freeinit_iters_1"]["total_seconds"]
+                res["freeinit_extra_seconds_for_3_passes"] = round(extra, 3)
+        report["results"][name] = res
+        del comp
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    print("| dtype | s / UNet eval | TFLOP/eval | peak GiB (eval) | stage s (FreeInit 1) | stage s (FreeInit 3) | peak GiB (stage) |")
+    for name, r in report["results"].items():
+        p = r.get("pipeline", {})
+        p1, p3 = p.get("freeinit_iters_1", {}), p.get("freeinit_iters_3", {})
+        print(f"| {name} | {r['unet']['seconds_per_eval_median']} | {r['unet'].get('tflop_per_eval')} | "
+              f"{r['unet']['peak_memory_gib']} | {p1.get('total_seconds')} | {p3.get('total_seconds')} | "
+              f"{p3.get('peak_memory_gib', p1.get('peak_memory_gib'))} |")
+
+
+if __name__ == "__main__":
+    main()
