@@ -32,7 +32,10 @@ def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
 def orbit(
     ctx: typer.Context,
     image: Annotated[
-        Path, typer.Argument(help="Object image; a PNG with a transparent background works best.", show_default=False)
+        Path,
+        typer.Argument(
+            help="Object image; a PNG with a transparent background works best.", metavar="IMAGE", show_default=False
+        ),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="The run folder to create or update.", metavar="RUN", show_default=False)
@@ -92,7 +95,7 @@ def orbit(
     ] = "auto",
     decode_chunk: Annotated[
         int, typer.Option(help="Frames decoded at once (lower = less memory).", rich_help_panel=_SPEED)
-    ] = 7,
+    ] = 3,
     offload: Annotated[
         bool, typer.Option("--offload", help="Keep idle networks on the CPU (small GPUs).", rich_help_panel=_SPEED)
     ] = False,

@@ -76,7 +76,7 @@ class OrbitOptions:
     frame_ratio: float | None = None
     matte: Literal["auto", "alpha", "uniform", "rembg"] = "auto"
     noise_aug: float = 1e-5
-    decode_chunk: int = 7
+    decode_chunk: int = 3
     dtype: DType = "auto"
     offload: bool = False
     replace_input_frame: bool = True

@@ -251,7 +251,7 @@ class SV3DPipeline:
         cfg: Tensor | None = None,
         noise_aug: float = DEFAULT_NOISE_AUG,
         seed: int = 0,
-        decode_chunk: int = 7,
+        decode_chunk: int = 3,
         replace_input_frame: bool = True,
         callback: Callable[[int, int], None] | None = None,
     ) -> SV3DOutput:
