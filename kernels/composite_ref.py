@@ -247,7 +247,7 @@ def _sweep(
             a_buf.div_(om)  # α/(1-α)
             if not backward:
                 t_in.mul_(a_buf)  # w
-                acc.index_add_(0, rows, torch.bmm(t_in, f))
+                acc.index_put_((rows,), torch.bmm(t_in, f), accumulate=True)
                 trans.index_copy_(0, rows, torch.where(stopped, 0.0, t_prev - t_in.sum(-1)))
                 continue
 
@@ -277,11 +277,11 @@ def _sweep(
                 [0.5 * (s_col * dx * dx).sum(1), (s_cross * dy).sum(1), 0.5 * (s_row * dy * dy).sum(1)], dim=-1
             )  # [ta, kb, 3]
             go_lo = s_row.sum(1)  # [ta, kb]
-            sel = fid[ok]  # [n_ok]
-            g_m.index_add_(0, sel, gm[ok])
-            g_c.index_add_(0, sel, gc[ok])
-            g_o.index_add_(0, sel, go_lo[ok])
-            g_f.index_add_(0, sel, gf[ok])
+            sel = fid[ok]  # [n_ok]; index_put_ rather than index_add_, which is pathologically slow on CPU threads
+            g_m.index_put_((sel,), gm[ok], accumulate=True)
+            g_c.index_put_((sel,), gc[ok], accumulate=True)
+            g_o.index_put_((sel,), go_lo[ok], accumulate=True)
+            g_f.index_put_((sel,), gf[ok], accumulate=True)
         k0 += kb
 
     if backward:

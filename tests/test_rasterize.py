@@ -1,0 +1,421 @@
+"""Tests of the Gaussian rasterizer: the PyTorch reference against closed forms, against a dense all-pairs
+compositor, against finite differences, against gsplat's pure-torch pieces (CPU) and, on a GPU, against
+gsplat's CUDA rasterizer forward and backward."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kernels import RasterOutput, available_backends, rasterize, rasterize_ref, select_backend
+from kernels.composite_ref import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_tiles, composite_tiles, composite_tiles_autograd
+from kernels.projection_ref import camera_centers, project_gaussians_ref
+from kernels.sh_ref import SH_C0, sh_basis, sh_colors
+
+F64 = torch.float64
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def pinhole(f: float, w: int, h: int, c: int = 1, dtype: torch.dtype = F64) -> torch.Tensor:
+    """[C, 3, 3] intrinsics with the principal point at the image centre."""
+    k = torch.tensor([[f, 0.0, w / 2], [0.0, f, h / 2], [0.0, 0.0, 1.0]], dtype=dtype)
+    return k.expand(c, 3, 3).clone()
+
+
+def look_from(yaw_deg: float, pitch_deg: float, dist: float, dtype: torch.dtype = F64) -> torch.Tensor:
+    """[4, 4] world→camera (OpenCV) for a camera at distance `dist` looking at the origin."""
+    a, b = math.radians(yaw_deg), math.radians(pitch_deg)
+    ry = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], dtype=dtype)
+    rx = torch.tensor([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]], dtype=dtype)
+    vm = torch.eye(4, dtype=dtype)
+    vm[:3, :3] = rx @ ry
+    vm[2, 3] = dist
+    return vm
+
+
+def random_scene(seed: int, n: int, c: int, w: int, h: int, dtype: torch.dtype = F64, opacity=(0.2, 0.95)):
+    """n splats around the origin seen by c cameras 3 units away; returns the 7 positional inputs."""
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(n, 3, generator=g, dtype=dtype) - 0.5) * 1.6  # [N, 3]
+    quats = torch.randn(n, 4, generator=g, dtype=dtype)  # [N, 4]
+    scales = torch.rand(n, 3, generator=g, dtype=dtype) * 0.15 + 0.02  # [N, 3]
+    lo, hi = opacity
+    opac = torch.rand(n, generator=g, dtype=dtype) * (hi - lo) + lo  # [N]
+    colors = torch.rand(n, 3, generator=g, dtype=dtype)  # [N, 3]
+    viewmats = torch.stack([look_from(40.0 * i - 20.0, 10.0 * i, 3.0, dtype) for i in range(c)])  # [C, 4, 4]
+    Ks = pinhole(0.9 * w, w, h, c, dtype)  # [C, 3, 3]
+    return means, quats, scales, opac, colors, viewmats, Ks
+
+
+def dense_composite(means, quats, scales, opac, colors, viewmats, Ks, w, h, backgrounds=None, stop_rule=True):
+    """All-pairs (pixels × splats) compositor with gsplat's rules, one camera at a time: the simplest
+    possible statement of the compositing, to check the tiled reference against.
+
+    Returns:
+        colors [C, H, W, D], alphas [C, H, W, 1]
+    """
+    proj = project_gaussians_ref(means[None], quats[None], scales[None], opac[None], viewmats[None], Ks[None], w, h)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=means.dtype), torch.arange(w, dtype=means.dtype), indexing="ij")
+    pix = torch.stack([xs, ys], -1).reshape(-1, 2) + 0.5  # [H*W, 2]
+    out_c, out_a = [], []
+    for ci in range(viewmats.shape[0]):
+        vis = proj.visible[0, ci].nonzero().squeeze(1)
+        vis = vis[torch.argsort(proj.depths[0, ci, vis])]  # front to back
+        d = proj.means2d[0, ci, vis][None] - pix[:, None]  # [HW, n, 2]
+        a, b, c = proj.conics[0, ci, vis].unbind(-1)
+        sigma = 0.5 * (a * d[..., 0] ** 2 + c * d[..., 1] ** 2) + b * d[..., 0] * d[..., 1]  # [HW, n]
+        alpha = (opac[vis] * torch.exp(-sigma)).clamp(max=ALPHA_MAX)
+        alpha = torch.where(alpha < ALPHA_MIN, 0.0, alpha)
+        t_in = torch.cumprod(1 - alpha, -1)  # [HW, n]
+        t_ex = torch.cat([torch.ones_like(t_in[:, :1]), t_in[:, :-1]], -1)
+        wgt = alpha * t_ex * ((t_in > T_MIN) | (not stop_rule))  # [HW, n]
+        col = wgt @ colors[vis]  # [HW, D]
+        acc = wgt.sum(-1, keepdim=True)  # [HW, 1]
+        if backgrounds is not None:
+            col = col + (1 - acc) * backgrounds[ci]
+        out_c.append(col.reshape(h, w, -1))
+        out_a.append(acc.reshape(h, w, 1))
+    return torch.stack(out_c), torch.stack(out_a)
+
+
+# ------------------------------------------------------------------------------------------ closed forms
+def test_single_isotropic_gaussian_matches_formula():
+    w, h, f, z, s, o = 24, 20, 30.0, 2.5, 0.1, 0.8
+    means = torch.tensor([[0.1, -0.05, z]], dtype=F64)
+    out = rasterize_ref(
+        means,
+        torch.tensor([[1.0, 0, 0, 0]], dtype=F64),
+        torch.full((1, 3), s, dtype=F64),
+        torch.tensor([o], dtype=F64),
+        torch.tensor([[0.2, 0.5, 1.0]], dtype=F64),
+        torch.eye(4, dtype=F64)[None],
+        pinhole(f, w, h),
+        w,
+        h,
+    )
+    # An isotropic splat off the optical axis at (x, y, z): J Jᵀ = (f/z)²·(I + u uᵀ) with u = (x/z, y/z),
+    # so Σ2D = (f·s/z)²·(I + u uᵀ) + eps2d·I, centred at f·u + principal point.
+    u = torch.tensor([0.1 / z, -0.05 / z], dtype=F64)
+    cov = (f * s / z) ** 2 * (torch.eye(2, dtype=F64) + torch.outer(u, u)) + 0.3 * torch.eye(2, dtype=F64)
+    prec = torch.linalg.inv(cov)
+    mx, my = f * u[0] + w / 2, f * u[1] + h / 2
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=F64) + 0.5, torch.arange(w, dtype=F64) + 0.5, indexing="ij")
+    d = torch.stack([xs - mx, ys - my], -1)  # [H, W, 2]
+    alpha = o * torch.exp(-0.5 * torch.einsum("hwi,ij,hwj->hw", d, prec, d))
+    alpha = torch.where(alpha < 1 / 255, 0.0, alpha)
+    assert (alpha == 0).any() and (alpha > 0.5).any()  # the frame shows both the splat and its cut-off
+    torch.testing.assert_close(out.alphas[0, ..., 0], alpha)
+    torch.testing.assert_close(out.colors[0], alpha[..., None] * torch.tensor([0.2, 0.5, 1.0], dtype=F64))
+    assert out.depths is None
+
+
+def test_nearer_splat_occludes_regardless_of_input_order():
+    w = h = 16
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 4.0]], dtype=F64)  # red in front of green
+    quats = torch.tensor([[1.0, 0, 0, 0]] * 2, dtype=F64)
+    scales = torch.tensor([[0.3] * 3, [0.6] * 3], dtype=F64)
+    opac = torch.tensor([0.7, 0.9], dtype=F64)
+    colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=F64)
+    args = (torch.eye(4, dtype=F64)[None], pinhole(20.0, w, h), w, h)
+    a = rasterize_ref(means, quats, scales, opac, colors, *args)
+    perm = torch.tensor([1, 0])
+    b = rasterize_ref(means[perm], quats[perm], scales[perm], opac[perm], colors[perm], *args)
+    torch.testing.assert_close(a.colors, b.colors)
+    torch.testing.assert_close(a.alphas, b.alphas)
+    # Closed form at the pixel next to the centre (offset 0.5, 0.5 from both means).
+    a1 = 0.7 * math.exp(-0.5 * 0.5 / ((20 * 0.3 / 2) ** 2 + 0.3))
+    a2 = 0.9 * math.exp(-0.5 * 0.5 / ((20 * 0.6 / 4) ** 2 + 0.3))
+    expect = torch.tensor([a1, (1 - a1) * a2, 0.0], dtype=F64)
+    torch.testing.assert_close(a.colors[0, 8, 8], expect)
+    torch.testing.assert_close(a.alphas[0, 8, 8, 0], torch.tensor(a1 + (1 - a1) * a2, dtype=F64))
+
+
+def test_background_is_added_where_splats_leave_light_through():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(1, 30, 2, 20, 16)
+    bg = torch.tensor([[0.5, 0.5, 0.5], [0.0, 0.25, 1.0]], dtype=F64)  # [C, 3]
+    plain = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 20, 16)
+    on_bg = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 20, 16, backgrounds=bg)
+    expect = plain.colors + (1 - plain.alphas) * bg[:, None, None, :]
+    torch.testing.assert_close(on_bg.colors, expect)
+    torch.testing.assert_close(on_bg.alphas, plain.alphas)
+    assert (plain.alphas < 0.5).any()  # some background shows
+
+
+def test_expected_depth_of_one_opaque_splat_is_its_depth():
+    w = h = 12
+    out = rasterize_ref(
+        torch.tensor([[0.2, 0.1, 3.5]], dtype=F64),
+        torch.tensor([[0.9, 0.1, 0.3, -0.2]], dtype=F64),
+        torch.tensor([[0.4, 0.3, 0.2]], dtype=F64),
+        torch.tensor([0.99], dtype=F64),
+        torch.ones(1, 3, dtype=F64),
+        torch.eye(4, dtype=F64)[None],
+        pinhole(15.0, w, h),
+        w,
+        h,
+        render_mode="RGB+ED",
+    )
+    covered = out.alphas[..., 0] > 0
+    assert covered.sum() > 20
+    torch.testing.assert_close(out.depths[..., 0][covered], torch.full((int(covered.sum()),), 3.5, dtype=F64))
+    assert (out.depths[..., 0][~covered] == 0).all()
+
+
+def test_expected_depth_of_two_splats_is_the_weighted_mean():
+    w = h = 8
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 5.0]], dtype=F64)
+    out = rasterize_ref(
+        means,
+        torch.tensor([[1.0, 0, 0, 0]] * 2, dtype=F64),
+        torch.tensor([[0.2] * 3, [0.5] * 3], dtype=F64),
+        torch.tensor([0.5, 0.8], dtype=F64),
+        torch.ones(2, 3, dtype=F64),
+        torch.eye(4, dtype=F64)[None],
+        pinhole(10.0, w, h),
+        w,
+        h,
+        render_mode="RGB+ED",
+    )
+    a1 = 0.5 * math.exp(-0.5 * 0.5 / ((10 * 0.2 / 2) ** 2 + 0.3))
+    a2 = 0.8 * math.exp(-0.5 * 0.5 / ((10 * 0.5 / 5) ** 2 + 0.3))
+    w1, w2 = a1, (1 - a1) * a2
+    torch.testing.assert_close(out.depths[0, 4, 4, 0], torch.tensor((2 * w1 + 5 * w2) / (w1 + w2), dtype=F64))
+
+
+def test_culled_splats_contribute_nothing():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(2, 12, 1, 16, 16)
+    base = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 16, 16)
+    in_cam = torch.tensor([[0.0, 0.0, -0.5], [0.0, 0.0, 0.005], [50.0, 0.0, 3.0]], dtype=F64)  # behind, too near, off
+    extra = (in_cam - viewmats[0, :3, 3]) @ viewmats[0, :3, :3]  # camera → world
+    more = rasterize_ref(
+        torch.cat([means, extra]),
+        torch.cat([quats, torch.tensor([[1.0, 0, 0, 0]] * 3, dtype=F64)]),
+        torch.cat([scales, torch.full((3, 3), 0.5, dtype=F64)]),
+        torch.cat([opac, torch.full((3,), 0.9, dtype=F64)]),
+        torch.cat([colors, torch.ones(3, 3, dtype=F64)]),
+        viewmats,
+        Ks,
+        16,
+        16,
+    )
+    torch.testing.assert_close(more.colors, base.colors)
+
+
+# -------------------------------------------------------------------------------- batching and tiling
+def test_batch_dims_give_the_same_as_separate_calls():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(3, 25, 3, 18, 14)
+    frames = torch.stack([means, means + 0.1, means * 0.9])  # [F, N, 3] per-frame positions
+    out = rasterize_ref(frames, quats, scales, opac, colors, viewmats, Ks, 18, 14, render_mode="RGB+ED")
+    assert out.colors.shape == (3, 3, 14, 18, 3) and out.depths.shape == (3, 3, 14, 18, 1)
+    for fi in range(3):
+        for ci in range(3):
+            one = rasterize_ref(
+                frames[fi], quats, scales, opac, colors, viewmats[ci : ci + 1], Ks[ci : ci + 1], 18, 14,
+                render_mode="RGB+ED",
+            )  # fmt: skip
+            torch.testing.assert_close(out.colors[fi, ci], one.colors[0])
+            torch.testing.assert_close(out.alphas[fi, ci], one.alphas[0])
+            torch.testing.assert_close(out.depths[fi, ci], one.depths[0])
+
+
+def test_two_batch_dims_and_per_frame_cameras():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(4, 10, 2, 10, 10)
+    vm = torch.stack([viewmats, viewmats.flip(0)])  # [2, C, 4, 4] per-frame cameras
+    out = rasterize_ref(means.expand(3, 2, 10, 3), quats, scales, opac, colors, vm, Ks, 10, 10)
+    assert out.colors.shape == (3, 2, 2, 10, 10, 3)
+    torch.testing.assert_close(out.colors[1, 1, 0], out.colors[0, 0, 1])
+
+
+@pytest.mark.parametrize("tile_size, block_size", [(4, 4), (8, 32), (16, 8)])
+def test_tiled_reference_equals_dense_all_pairs(tile_size, block_size):
+    # High opacities and many layers so that pixels hit the 1e-4 transmittance stop.
+    scene = random_scene(5, 120, 2, 29, 23, opacity=(0.6, 0.99))
+    bg = torch.tensor([[0.3, 0.6, 0.9], [1.0, 0.0, 0.5]], dtype=F64)
+    out = rasterize_ref(*scene, 29, 23, backgrounds=bg, tile_size=tile_size, block_size=block_size, chunk_elems=4096)
+    col, alp = dense_composite(*scene, 29, 23, backgrounds=bg)
+    col_all, _ = dense_composite(*scene, 29, 23, backgrounds=bg, stop_rule=False)
+    assert (col_all - col).abs().max() > 1e-6  # the stop rule is exercised
+    torch.testing.assert_close(out.colors, col)
+    torch.testing.assert_close(out.alphas, alp)
+
+
+def test_closed_form_backward_equals_autograd_twin():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(6, 80, 2, 21, 19, opacity=(0.5, 0.99))
+    proj = project_gaussians_ref(means[None], quats[None], scales[None], opac[None], viewmats[None], Ks[None], 21, 19)
+    bins = bin_tiles(proj.means2d[0], proj.radii[0], proj.depths[0], 21, 19, 8)
+    feats = torch.cat([colors, torch.ones(80, 1, dtype=F64)], -1).repeat(2, 1)  # [C*N, 4]
+    ins = [
+        t.detach().clone().requires_grad_()
+        for t in (proj.means2d.reshape(-1, 2), proj.conics.reshape(-1, 3), opac.log().repeat(2), feats)
+    ]
+    fast = composite_tiles(*ins, bins, block_size=8, chunk_elems=2048)
+    slow = composite_tiles_autograd(*ins, bins)
+    torch.testing.assert_close(fast, slow)
+    cot = torch.randn_like(fast)
+    for gf, gs in zip(torch.autograd.grad(fast, ins, cot), torch.autograd.grad(slow, ins, cot), strict=True):
+        torch.testing.assert_close(gf, gs)
+
+
+# --------------------------------------------------------------------------------------------- gradients
+def test_gradients_reach_every_input():
+    scene = [t.clone().requires_grad_() for t in random_scene(7, 40, 2, 16, 16)]
+    out = rasterize_ref(*scene, 16, 16, render_mode="RGB+ED")
+    loss = out.colors.square().sum() + out.alphas.sum() + out.depths.sum()
+    grads = torch.autograd.grad(loss, scene[:6])
+    for name, g in zip(["means", "quats", "scales", "opacities", "colors", "viewmats"], grads, strict=True):
+        assert torch.isfinite(g).all(), name
+        assert g.abs().sum() > 0, name
+
+
+def test_gradients_match_finite_differences():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(8, 4, 1, 12, 10, opacity=(0.4, 0.8))
+    bg = torch.tensor([[0.2, 0.4, 0.6]], dtype=F64)
+
+    def render(m, q, s, o, c):
+        out = rasterize_ref(m, q, s, o, c, viewmats, Ks, 12, 10, backgrounds=bg, render_mode="RGB+ED", tile_size=4)
+        return out.colors, out.alphas, out.depths
+
+    inputs = tuple(t.clone().requires_grad_() for t in (means, quats, scales, opac, colors))
+    # fast_mode checks random projections uᵀ·J·v instead of every Jacobian row (600 outputs here).
+    assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
+
+
+# -------------------------------------------------------------------------------------- spherical harmonics
+def test_sh_basis_is_orthonormal_on_the_sphere():
+    # Gauss-Legendre in cos θ times a uniform grid in φ integrates the products of two degree-3 bands
+    # (polynomials of degree ≤ 6) exactly.
+    import numpy as np
+
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    ct = torch.tensor(nodes, dtype=F64)[:, None].expand(8, 16)
+    wt = torch.tensor(weights, dtype=F64)[:, None].expand(8, 16) * (2 * math.pi / 16)
+    ph = (torch.arange(16, dtype=F64) * 2 * math.pi / 16)[None].expand(8, 16)
+    st = torch.sqrt(1 - ct**2)
+    dirs = torch.stack([st * torch.cos(ph), st * torch.sin(ph), ct], -1).reshape(-1, 3)
+    y = sh_basis(3, dirs)  # [M, 16]
+    gram = y.T @ (y * wt.reshape(-1, 1))
+    torch.testing.assert_close(gram, torch.eye(16, dtype=F64))
+
+
+def test_sh_degree_zero_is_the_plain_colour():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(9, 20, 2, 12, 12)
+    sh = torch.randn(20, 9, 3, dtype=F64)
+    sh[:, 0] = (colors - 0.5) / SH_C0
+    a = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 12, 12)
+    b = rasterize_ref(means, quats, scales, opac, sh, viewmats, Ks, 12, 12, sh_degree=0)
+    torch.testing.assert_close(a.colors, b.colors)
+
+
+def test_sh_colour_uses_the_direction_from_the_camera():
+    # Degree 1 with only the z-band set: colour = max(0.5 + C1·dz·k, 0) for the unit direction cam→splat.
+    dirs = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -2.0], [3.0, 0.0, 0.0]], dtype=F64)
+    coeffs = torch.zeros(3, 4, 3, dtype=F64)
+    coeffs[:, 2] = 0.4
+    rgb = sh_colors(1, dirs, coeffs)
+    c1 = math.sqrt(3 / (4 * math.pi))
+    torch.testing.assert_close(rgb[:, 0], torch.tensor([0.5 + 0.4 * c1, 0.5 - 0.4 * c1, 0.5], dtype=F64))
+    vm = look_from(30.0, 10.0, 3.0)
+    torch.testing.assert_close(camera_centers(vm), torch.linalg.inv(vm)[:3, 3])
+
+
+# ---------------------------------------------------------------------- gsplat's pure-torch pieces on CPU
+def test_projection_and_sh_match_gsplat_torch_reference():
+    impl = pytest.importorskip("gsplat.cuda._torch_impl")
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(10, 50, 3, 32, 24)
+    mine = project_gaussians_ref(means[None], quats[None], scales[None], opac[None], viewmats[None], Ks[None], 32, 24)
+    covars, _ = impl._quat_scale_to_covar_preci(quats, scales, compute_preci=False)
+    _, means2d, depths, conics, _ = impl._fully_fused_projection(means, covars, viewmats, Ks, 32, 24)
+    vis = mine.visible[0]
+    assert vis.sum() > 50
+    torch.testing.assert_close(mine.means2d[0][vis], means2d[vis])
+    torch.testing.assert_close(mine.conics[0][vis], conics[vis])
+    torch.testing.assert_close(mine.depths[0], depths)
+    dirs = torch.randn(100, 3, dtype=F64)
+    coeffs = torch.randn(100, 16, 3, dtype=F64)
+    for deg in range(4):
+        ref = torch.clamp_min(impl._spherical_harmonics(deg, dirs, coeffs) + 0.5, 0.0)
+        torch.testing.assert_close(sh_colors(deg, dirs, coeffs), ref)
+
+
+# --------------------------------------------------------------------------------------------- front door
+def test_front_door_picks_the_reference_on_cpu():
+    scene = random_scene(11, 10, 1, 8, 8, dtype=torch.float32)
+    assert "torch" in available_backends()
+    assert select_backend("auto", scene[0]) == "torch"
+    out = rasterize(*scene, 8, 8)
+    assert isinstance(out, RasterOutput) and out.colors.dtype == torch.float32
+    torch.testing.assert_close(out.colors, rasterize_ref(*scene, 8, 8).colors)
+    with pytest.raises(ValueError, match="CUDA"):
+        rasterize(*scene, 8, 8, backend="gsplat")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        rasterize(*scene, 8, 8, backend="cuda")
+
+
+@pytest.mark.parametrize(
+    "index, bad, message",
+    [
+        (0, torch.zeros(5, 2), r"means must have shape \[\.\.\., N, 3\], got \[5, 2\]"),
+        (1, torch.zeros(4, 4), r"quats must have shape \[\.\.\., 5, 4\], got \[4, 4\]"),
+        (3, torch.zeros(5, 1), r"opacities must have shape \[\.\.\., 5\], got \[5, 1\]"),
+        (5, torch.zeros(2, 3, 4), r"viewmats must have shape \[\.\.\., C, 4, 4\], got \[2, 3, 4\]"),
+        (6, torch.zeros(3, 3, 3), r"Ks must have shape \[\.\.\., 2, 3, 3\], got \[3, 3, 3\]"),
+        (0, torch.zeros(3, 5, 3), r"leading batch dims .* do not broadcast"),
+    ],
+)
+def test_shape_errors_name_the_tensor_and_both_shapes(index, bad, message):
+    args = [torch.zeros(5, 3), torch.zeros(5, 4), torch.zeros(5, 3), torch.zeros(5), torch.zeros(5, 3)]
+    args += [torch.eye(4).expand(2, 4, 4), torch.eye(3).expand(2, 3, 3)]
+    if index == 0 and bad.ndim == 3:
+        args[1] = torch.zeros(2, 5, 4)  # batch 3 against batch 2
+    args[index] = bad
+    with pytest.raises(ValueError, match=message):
+        rasterize(*args, 8, 8)
+
+
+def test_option_errors():
+    scene = random_scene(12, 3, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"backgrounds must have shape \[\.\.\., 2, 3\], got \[3\]"):
+        rasterize(*scene, 8, 8, backgrounds=torch.zeros(3, dtype=F64))
+    with pytest.raises(ValueError, match="K >= 4"):
+        rasterize(*scene[:4], torch.zeros(3, 1, 3, dtype=F64), *scene[5:], 8, 8, sh_degree=1)
+    with pytest.raises(ValueError, match="render_mode"):
+        rasterize(*scene, 8, 8, render_mode="D")
+    with pytest.raises(ValueError, match="dtype"):
+        rasterize(scene[0].float(), *scene[1:], 8, 8)
+
+
+# --------------------------------------------------------------------------------------- gsplat parity
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [(), (2,)])
+@pytest.mark.parametrize("mode, sh_degree", [("RGB", None), ("RGB+ED", None), ("RGB", 2)])
+def test_reference_matches_gsplat_forward_and_backward(batch, mode, sh_degree):
+    if "gsplat" not in available_backends():
+        pytest.skip("gsplat's CUDA extension is not available")
+    dev = torch.device("cuda")
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(13, 400, 3, 64, 48, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(14)
+    if sh_degree is not None:
+        colors = torch.randn(400, (sh_degree + 1) ** 2, 3, generator=gen) * 0.3
+    expand = lambda t: t.expand(*batch, *t.shape).clone()  # noqa: E731
+    inputs = [expand(t).to(dev).requires_grad_() for t in (means, quats, scales, opac, colors)]
+    cams = [viewmats.to(dev), Ks.to(dev)]
+    bg = torch.rand(3, 3, generator=gen).to(dev)
+    kw = dict(sh_degree=sh_degree, backgrounds=bg, render_mode=mode)
+    ref = rasterize(*inputs, *cams, 64, 48, backend="torch", **kw)
+    gs = rasterize(*inputs, *cams, 64, 48, backend="gsplat", **kw)
+    ref_t = [ref.colors, ref.alphas] + ([ref.depths] if mode == "RGB+ED" else [])
+    gs_t = [gs.colors, gs.alphas] + ([gs.depths] if mode == "RGB+ED" else [])
+    # gsplat evaluates exp with fast math and sums in float32 in its own order: ~1e-4 per pixel; depths
+    # are ~3 units, so their absolute tolerance scales with them.
+    for r, g, atol in zip(ref_t, gs_t, [1e-3, 1e-3, 3e-3], strict=False):
+        torch.testing.assert_close(r, g, atol=atol, rtol=1e-3)
+    cot = [torch.randn_like(t) for t in ref_t]
+    g_ref = torch.autograd.grad(ref_t, inputs, cot)
+    g_gs = torch.autograd.grad(gs_t, inputs, cot)
+    for name, a, b in zip(["means", "quats", "scales", "opacities", "colors"], g_ref, g_gs, strict=True):
+        # Relative error of the whole gradient: per-entry comparison is dominated by float32 cancellation
+        # in splats with near-zero gradient; 1 % catches any formula error (those are O(1)).
+        rel = (a - b).norm() / b.norm().clamp(min=1e-12)
+        assert rel < 1e-2, f"{name}: relative gradient error {rel:.2e}"
