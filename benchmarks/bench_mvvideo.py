@@ -7,8 +7,8 @@ Measures, per precision (fp16, bf16 by default):
     × FreeInit passes × CFG, VAE decode of 64 frames) with FreeInit off (1 pass) and on (3 passes), so the
     cost of FreeInit's extra passes is reported directly.
 
-Attention must run through fused SDPA kernels; by default the math fallback is forbidden, so a shape or
-dtype that would silently fall back to the slow, memory-hungry path fails loudly instead.
+The UNet's attention must run through fused SDPA kernels: while timing the UNet the math fallback is
+forbidden, so a shape or dtype that would silently fall back to the slow, memory-hungry path fails loudly.
 
 Usage:
     python benchmarks/bench_mvvideo.py --device cuda --out mvvideo_bench.json
@@ -144,7 +144,9 @@ def bench_unet(comp: MVVDMComponents, device: str, evals: int, warmup: int, forb
     return out
 
 
-def bench_pipeline(comp: MVVDMComponents, device: str, steps: int, iters: int, forbid_math: bool) -> dict:
+def bench_pipeline(comp: MVVDMComponents, device: str, steps: int, iters: int) -> dict:
+    """The whole `generate_mvvideo` call. SDPA is left unrestricted here: the VAE's mid-block attention has
+    one 512-wide head, which not every fused kernel takes; the UNet's calls are the ones `bench_unet` checks."""
     views = torch.rand(V, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     cfg = SamplingConfig(steps=steps, guidance_scale=7.5, num_frames=F, freeinit=FreeInitConfig(iters=iters))
     stamps: list[float] = []
@@ -156,9 +158,8 @@ def bench_pipeline(comp: MVVDMComponents, device: str, steps: int, iters: int, f
     reset_peak(device)
     sync(device)
     t0 = time.perf_counter()
-    with no_math_sdpa(forbid_math):
-        out = generate_mvvideo(comp, views, mvvdm_cameras().c2w, "a fox wags its tail", config=cfg,
-                               generator=torch.Generator().manual_seed(0), callback=on_step)
+    out = generate_mvvideo(comp, views, mvvdm_cameras().c2w, "a fox wags its tail", config=cfg,
+                           generator=torch.Generator().manual_seed(0), callback=on_step)
     sync(device)
     total = time.perf_counter() - t0
     assert out.frames.shape == (V, F, 3, SIZE, SIZE)
@@ -234,7 +235,7 @@ def main() -> None:
         if not args.skip_pipeline:
             res["pipeline"] = {}
             for iters in args.freeinit_iters:
-                r = bench_pipeline(comp, device, args.steps, iters, forbid_math)
+                r = bench_pipeline(comp, device, args.steps, iters)
                 res["pipeline"][f"freeinit_iters_{iters}"] = r
                 print(f"[{name}] pipeline freeinit={iters}: {r}", flush=True)
             runs = res["pipeline"]
