@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from a3d_cli import __version__
-from a3d_cli.commands import export, info, mesh_animate, orbit, prepare, weights
+from a3d_cli.commands import export, info, mesh_animate, mvvideo, orbit, prepare, reconstruct, weights
 from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import err
 from a3d_cli.errors import A3DError
@@ -80,7 +80,9 @@ def main_options(
 
 
 app.command("orbit", rich_help_panel="Generate")(orbit.orbit)
+app.command("mvvideo", rich_help_panel="Generate")(mvvideo.mvvideo)
 app.command("prepare", rich_help_panel="4D")(prepare.prepare)
+app.command("reconstruct", rich_help_panel="4D")(reconstruct.reconstruct)
 app.command("mesh-animate", rich_help_panel="Export")(mesh_animate.mesh_animate)
 app.command("export", rich_help_panel="Export")(export.export)
 app.command("info", rich_help_panel="Utilities")(info.info)
