@@ -97,12 +97,13 @@ def bin_tiles(
     per = nx * ny  # [V] tiles per splat
 
     # Expand splats to (splat, tile) pairs, all per-pair fields gathered in one go (int32 is cheaper).
-    idx_t = torch.int32 if I * max(N, th * tw) < 2**31 else torch.long
     start = torch.cumsum(per, 0) - per  # [V]
+    n_pairs = int(per.sum())
+    idx_t = torch.int32 if max(I * N, I * th * tw, n_pairs) < 2**31 else torch.long
     fields = torch.stack([x0, y0, nx, img * (th * tw), start, ids], dim=1).to(idx_t)  # [V, 6]
-    src = torch.repeat_interleave(torch.arange(ids.numel(), device=dev), per)  # [M]
+    src = torch.repeat_interleave(torch.arange(ids.numel(), device=dev), per, output_size=n_pairs)  # [M]
     pf = fields.index_select(0, src)  # [M, 6]
-    local = torch.arange(src.numel(), device=dev, dtype=idx_t) - pf[:, 4]  # [M] index inside the box
+    local = torch.arange(n_pairs, device=dev, dtype=idx_t) - pf[:, 4]  # [M] index inside the box
     ty = local.div(pf[:, 2], rounding_mode="floor")  # [M] row offset in the box
     tx = local - ty * pf[:, 2]  # [M] column offset in the box
     key = pf[:, 3] + (pf[:, 1] + ty) * tw + (pf[:, 0] + tx)  # [M] tile index over all images
