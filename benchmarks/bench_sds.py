@@ -1,0 +1,264 @@
+"""Benchmark `a3d sds` (4D-SDS refinement) with full-size random-weight networks.
+
+Builds MV-VDM at the released size with random weights (UNet, SD VAE, CLIP ViT-L text encoder, CLIP ViT-H
+image encoder), a random static splat cloud and a full-size motion field, then times the SDS refiner's steps
+exactly as the stage runs them (random 4 views × 16 frames at 256², VAE encode with gradients under
+checkpointing, one CFG-batched UNet call, reconstruction renders of 4 views × 15 frames, ARAP, Adam).
+
+The stage's time is reported as: setup (coarse-target renders, ARAP neighbours) + 200 × the mean step time;
+with `--steps 200` the 200 steps are measured, otherwise the figure is extrapolated from `--steps` timed
+steps after `--warmup` untimed ones (the JSON says which). Peak memory is `torch.cuda.max_memory_allocated`
+over the timed steps. One UNet evaluation, one VAE encode+backward of the 60 moving renders and one render
+forward+backward are also timed on their own.
+
+Usage:
+    python benchmarks/bench_sds.py --device cuda --out sds.json
+    python benchmarks/bench_sds.py --device cuda --sweep --out sds_sweep.json   # target size / checkpoint chunk
+    python benchmarks/bench_sds.py --device cuda --steps 200                     # the full 200 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from a3d_cli.gaussians.container import Gaussians  # noqa: E402
+from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noqa: E402
+from a3d_cli.models.sds import MvvdmDenoiser, SdsCondition  # noqa: E402
+from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
+from a3d_cli.stages.sds import SdsOptions, SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def full_size_mvvdm(device: str, dtype: torch.dtype, seed: int = 0) -> MvvdmDenoiser:
+    """MV-VDM at the released sizes with random weights (no files needed)."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from a3d_cli.models.ddim import make_ddim_scheduler
+    from a3d_cli.models.mvvdm.components import ByteTokenize, MVVDMComponents
+    from a3d_cli.models.mvvdm.config import MVVDMConfig
+    from a3d_cli.models.mvvdm.unet import MVVDMUNet
+
+    torch.manual_seed(seed)
+    with torch.device(device):  # build in place: no CPU copy of ~2 B parameters
+        unet = MVVDMUNet(MVVDMConfig())
+        vae = AutoencoderKL(  # SD1.5's VAE
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            norm_num_groups=32,
+            sample_size=512,
+            scaling_factor=0.18215,
+        )
+        text = CLIPTextModel(
+            CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+        )
+        image = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=1280,
+                intermediate_size=5120,
+                num_hidden_layers=32,
+                num_attention_heads=16,
+                image_size=224,
+                patch_size=14,
+                projection_dim=1024,
+            )
+        )
+    comp = MVVDMComponents(unet, vae, text, ByteTokenize(77), image, make_ddim_scheduler())
+    return MvvdmDenoiser(comp.to(device, dtype))
+
+
+def random_splats(n: int, device: str, seed: int = 0) -> Gaussians:
+    """N splats filling a ball of radius 0.6 (a normalized object), sizes as `a3d prepare` makes them."""
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    means = direction * 0.6 * torch.rand(n, 1, generator=g) ** (1 / 3)
+    quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1)
+    scale = 0.6 * (4 / 3 * math.pi / n) ** (1 / 3)
+    return Gaussians(means, quats, torch.full((n, 3), scale), torch.full((n,), 0.8), torch.rand(n, 3, generator=g)).to(
+        device
+    )
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak(device: str) -> int | None:
+    return int(torch.cuda.max_memory_allocated(device)) if device.startswith("cuda") else None
+
+
+def timed(fn, device: str, repeat: int = 3) -> float:
+    """Mean seconds of `fn()` after one warm-up call."""
+    fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def components(
+    den: MvvdmDenoiser, static: Gaussians, field: MotionField, opts: SdsOptions, device: str
+) -> dict[str, float]:
+    """Seconds of the step's main parts, each on its own."""
+    g = torch.Generator().manual_seed(0)
+    cams = sample_orthogonal_cameras(opts.cameras, g)
+    frames = torch.arange(field.config.num_frames)
+    c, h, w = den.latent_shape(opts.render_size, opts.render_size)
+    noisy = torch.randn(4, 16, c, h, w, device=device)
+    with torch.no_grad():
+        rgb, _ = render_motion(static, field(static, frames), cams, opts.render_size)
+    cond = SdsCondition("a dog wags its tail", "", rgb[:, 0], cams)
+
+    def unet() -> None:
+        den.predict_noise(noisy, 100, cond)
+
+    images = rgb[:, 1:].reshape(60, 3, opts.render_size, opts.render_size).contiguous()
+    post = torch.randn(60, c, h, w, device=device)
+
+    def encode() -> None:
+        x = images.clone().requires_grad_(True)
+        encode_checkpointed(den, x, post, opts.vae_chunk).sum().backward()
+
+    def render() -> None:
+        out = field(static, frames)
+        r, a = render_motion(static, out, cams, opts.render_size)
+        (r.sum() + a.sum()).backward()
+        field.zero_grad(set_to_none=True)
+
+    return {
+        "unet_cfg_eval_seconds": timed(unet, device),
+        "vae_encode_backward_60_seconds": timed(encode, device),
+        "render_64_forward_backward_seconds": timed(render, device),
+    }
+
+
+def bench_one(den, static, args, target_size: int, vae_chunk: int) -> dict:
+    device = args.device
+    opts = SdsOptions(
+        prompt="a dog wags its tail",
+        steps=args.steps,
+        target_size=target_size,
+        vae_chunk=vae_chunk,
+        render_size=args.render_size,
+    )
+    field = MotionField(
+        dataclasses.replace(MotionFieldConfig(), use_delta_scale=True), generator=torch.Generator().manual_seed(0)
+    ).to(device)
+    row: dict = {"target_size": target_size, "vae_chunk": vae_chunk, "render_size": args.render_size}
+    try:
+        reset_peak(device)
+        sync(device)
+        t0 = time.perf_counter()
+        refiner = SdsRefiner(static, field, den, opts, seed=0)
+        sync(device)
+        row["setup_seconds"] = time.perf_counter() - t0
+        for _ in range(args.warmup):
+            refiner.step()
+        sync(device)
+        reset_peak(device)
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            losses = refiner.step()
+        sync(device)
+        per_step = (time.perf_counter() - t0) / max(args.steps, 1)
+        row.update(
+            seconds_per_step=per_step,
+            sds_seconds_200_steps=row["setup_seconds"] + 200 * per_step,
+            measured_steps=args.steps,
+            extrapolated=args.steps != 200,
+            peak_memory_bytes=peak(device),
+            peak_memory_gib=None if peak(device) is None else round(peak(device) / 2**30, 2),
+            final_loss=float(losses.total.detach()),
+        )
+        row.update(components(den, static, field, opts, device))
+    except torch.cuda.OutOfMemoryError as exc:
+        row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument(
+        "--dtype", default="bf16", choices=sorted(DTYPES), help="MV-VDM precision (the stage's auto on CUDA: bf16)"
+    )
+    ap.add_argument("--splats", type=int, default=20_000, help="static splats (a3d prepare's default for meshes)")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps (200 = the whole stage, no extrapolation)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--render-size", type=int, default=256)
+    ap.add_argument("--target-size", type=int, default=1024, help="reconstruction-branch size (reference: 1024)")
+    ap.add_argument("--vae-chunk", type=int, default=16)
+    ap.add_argument("--sweep", action="store_true", help="also target 256 and vae_chunk 0 / 8 / 60")
+    ap.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
+    ap.add_argument(
+        "--tiny", action="store_true", help="tiny random MV-VDM: a CPU smoke run of this script, not a benchmark"
+    )
+    args = ap.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(
+            "no CUDA device here; numbers need --device cuda on the GPU machine (or --tiny --device cpu to smoke-test)"
+        )
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+    t0 = time.perf_counter()
+    if args.tiny:
+        from a3d_cli.models.sds import load_mvvdm_denoiser
+
+        den = load_mvvdm_denoiser(None, args.device, DTYPES[args.dtype])
+    else:
+        den = full_size_mvvdm(args.device, DTYPES[args.dtype])
+    build = time.perf_counter() - t0
+    static = random_splats(args.splats, args.device)
+    configs = [(args.target_size, args.vae_chunk)]
+    if args.sweep:
+        configs += [(256, args.vae_chunk), (args.target_size, 0), (args.target_size, 8), (args.target_size, 60)]
+    rows = [bench_one(den, static, args, t, c) for t, c in configs]
+    result = {
+        "benchmark": "sds",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
+        "tiny_model": args.tiny,
+        "torch": torch.__version__,
+        "dtype": args.dtype,
+        "splats": args.splats,
+        "views_x_frames": "4 x 16",
+        "model_build_seconds": build,
+        "rows": rows,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
