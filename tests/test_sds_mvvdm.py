@@ -120,3 +120,21 @@ def test_stage_end_to_end_with_the_tiny_mvvdm(run_dir, denoiser):
         if k in before.state_dict() and not torch.equal(v, before.state_dict()[k])
     ]
     assert any(k.startswith("delta_xyz") for k in changed) and any(k.startswith("global_") for k in changed)
+
+
+@pytest.mark.gpu
+def test_refiner_on_cuda_with_the_tiny_mvvdm_in_bf16(run_dir):
+    """The device paths: CUDA generators, gsplat renders, bf16 MV-VDM with checkpointed encoder backward."""
+    from test_sds_stage import make_run, make_static
+
+    from a3d_cli.models.sds import load_mvvdm_denoiser
+
+    static = make_static(n=500)
+    make_run(run_dir, static)
+    den = load_mvvdm_denoiser(None, "cuda", torch.bfloat16)
+    assert den.latent_shape(256, 256) == (4, 8, 8)  # the tiny VAE downsamples 32×
+    opts = sds_stage.SdsOptions(prompt="jumps", steps=3, render_size=256, target_size=256, vae_chunk=4)
+    res = sds_stage.run(run_dir, opts, Runtime(device="cuda", seed=0), denoiser=den)
+    end = res.metrics["loss_end"]
+    assert all(torch.isfinite(torch.tensor(v)) for v in end.values()) and end["sds"] > 0
+    assert res.peak_memory_bytes is not None and res.peak_memory_bytes > 0
