@@ -23,6 +23,15 @@ from a3d_cli.stages.reconstruct import FitSettings, ReconstructOptions, active_f
 SIZE = 16
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread is as fast, and far faster when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _static(n: int = 40, seed: int = 0) -> Gaussians:
     g = torch.Generator().manual_seed(seed)
     return Gaussians(
