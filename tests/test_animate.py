@@ -140,3 +140,34 @@ def test_bad_input_is_exit_2_before_anything_is_written(tmp_path):
     assert not run.exists()
     result = runner.invoke(make_app(), ["animate", str(missing), "-o", str(run)])
     assert result.exit_code == 2 and "--prompt" in result.stderr
+
+
+def test_cli_flags_map_to_the_options(tmp_path, monkeypatch):
+    """--mesh/--splats, --sds/--no-sds, -o and the default run folder reach AnimateOptions / run as documented."""
+    from a3d_cli.stages import animate as stage
+
+    seen: list[tuple[Path, AnimateOptions]] = []
+
+    def fake_run(run_dir, opts, rt=None):
+        seen.append((Path(run_dir), opts))
+        return stage.AnimateResult(results=[], notices=("sds: skipped (test)",))
+
+    monkeypatch.setattr(stage, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    base = ["--json", "animate", "fox.glb", "--prompt", "jumps"]
+    cases = {
+        (): ("auto", None),
+        ("--splats",): ("splats", None),
+        ("--mesh", "--no-sds"): ("mesh", False),
+        ("--sds", "--splat-count", "500"): ("auto", True),
+    }
+    for extra, (output, sds) in cases.items():
+        result = runner.invoke(make_app(), [*base, *extra])
+        assert result.exit_code == 0, result.stderr
+        run_dir, opts = seen[-1]
+        assert (opts.output, opts.sds) == (output, sds), extra
+        assert run_dir == Path("a3d-runs") / "fox" and Path(opts.model).is_absolute()
+        assert "sds: skipped (test)" in result.stderr  # notices reach stderr even with --json
+    assert seen[-1][1].splats == 500
+    runner.invoke(make_app(), [*base, "-o", "elsewhere"])
+    assert seen[-1][0] == Path("elsewhere")

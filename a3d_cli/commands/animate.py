@@ -62,7 +62,9 @@ def animate(
     front: Annotated[
         str, typer.Option(help="The asset's front axis; it faces the azimuth-0 view.", rich_help_panel=_INPUT)
     ] = "+z",
-    splats: Annotated[int, typer.Option(help="Splats aimed for on meshes.", rich_help_panel=_INPUT)] = 20_000,
+    splat_count: Annotated[
+        int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splats).", rich_help_panel=_INPUT)
+    ] = 20_000,
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = 20_000,
@@ -142,7 +144,7 @@ def animate(
         output="auto" if mesh is None else ("mesh" if mesh else "splats"),
         up=up,
         front=front,
-        splats=splats,
+        splats=splat_count,
         max_vertices=max_vertices,
         freeinit_iters=freeinit_iters,
         reconstruct_preset=preset,  # type: ignore[arg-type]  # checked above
