@@ -19,7 +19,7 @@ runner = CliRunner()
 
 # Small enough for 2 shared CPU cores: a few hundred splats, 32² frames, a handful of fit steps.
 FAST = [
-    "--splats",
+    "--splat-count",
     "150",
     "--max-vertices",
     "100",
