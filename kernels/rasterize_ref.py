@@ -115,40 +115,44 @@ def rasterize_ref_checked(
         far_plane=far_plane,
     )
 
-    # 2. Per-camera features: colour, a column of ones (→ alpha), depth for "RGB+ED".
+    # 2. Per-camera features: colour, then depth for "RGB+ED" (the compositor appends alpha).
     if x.sh_degree is None:
         rgb = x.colors[:, None].expand(B, C, N, D)  # [B, C, N, D]
     else:
         dirs = x.means[:, None] - camera_centers(x.viewmats)[:, :, None]  # [B, C, N, 3]
         rgb = sh_colors(x.sh_degree, dirs, x.colors[:, None])  # [B, C, N, 3]
-    parts = [rgb, torch.ones_like(rgb[..., :1])]
-    if x.render_mode == "RGB+ED":
-        parts.append(proj.depths[..., None])
-    feats = torch.cat(parts, dim=-1)  # [B, C, N, F]
+    feats = torch.cat([rgb, proj.depths[..., None]], dim=-1) if x.render_mode == "RGB+ED" else rgb  # [B, C, N, F]
     log_opac = torch.log(x.opacities.clamp(min=1e-30))[:, None].expand(B, C, N)  # [B, C, N]
 
     # 3. Bin into tiles and composite front to back.
     bins = bin_tiles(
-        proj.means2d.reshape(I, N, 2), proj.radii.reshape(I, N, 2), proj.depths.reshape(I, N), W, H, tile_size
+        proj.means2d.reshape(I, N, 2),
+        proj.radii.reshape(I, N, 2),
+        proj.depths.reshape(I, N),
+        W,
+        H,
+        tile_size,
+        conics=proj.conics.reshape(I, N, 3),
+        opacities=x.opacities[:, None].expand(B, C, N).reshape(I, N),
     )
     tiles = composite_tiles(
         proj.means2d.reshape(I * N, 2),
         proj.conics.reshape(I * N, 3),
         log_opac.reshape(I * N),
-        feats.reshape(I * N, -1),
+        feats.reshape(I * N, feats.shape[-1]),
         bins,
         block_size=block_size,
         chunk_elems=chunk_elems,
     )
     s, th, tw = bins.tile_size, bins.tiles_y, bins.tiles_x
-    img = tiles.view(I, th, tw, s, s, -1).permute(0, 1, 3, 2, 4, 5).reshape(I, th * s, tw * s, -1)[:, :H, :W]
-    img = img.reshape(B, C, H, W, -1)  # [B, C, H, W, F]
+    img = tiles.view(I, th, tw, -1, s, s).permute(0, 1, 4, 2, 5, 3).reshape(I, th * s, tw * s, -1)[:, :H, :W]
+    img = img.reshape(B, C, H, W, -1)  # [B, C, H, W, F+1], alpha last
 
     # 4. Background and expected depth.
-    rgb_img, alphas = img[..., :D], img[..., D : D + 1]  # [B, C, H, W, D], [B, C, H, W, 1]
+    rgb_img, alphas = img[..., :D], img[..., -1:]  # [B, C, H, W, D], [B, C, H, W, 1]
     if x.backgrounds is not None:
         rgb_img = rgb_img + (1.0 - alphas) * x.backgrounds[:, :, None, None, :]
     depths = None
     if x.render_mode == "RGB+ED":
-        depths = img[..., D + 1 : D + 2] / alphas.clamp(min=1e-10)  # [B, C, H, W, 1]
+        depths = img[..., D : D + 1] / alphas.clamp(min=1e-10)  # [B, C, H, W, 1]
     return unflatten_output(RasterOutput(colors=rgb_img, alphas=alphas, depths=depths), x.batch_shape)

@@ -203,6 +203,20 @@ def test_culled_splats_contribute_nothing():
     torch.testing.assert_close(more.colors, base.colors)
 
 
+def test_empty_and_fully_culled_scenes_render_the_background():
+    K, bg = pinhole(10.0, 10, 10), torch.tensor([[0.1, 0.2, 0.3]], dtype=F64)
+    empty = rasterize_ref(*[torch.zeros(0, d, dtype=F64) for d in (3, 4, 3)], torch.zeros(0, dtype=F64),
+                          torch.zeros(0, 3, dtype=F64), torch.eye(4, dtype=F64)[None], K, 10, 10, backgrounds=bg,
+                          render_mode="RGB+ED")  # fmt: skip
+    torch.testing.assert_close(empty.colors, bg[:, None, None].expand(1, 10, 10, 3))
+    assert (empty.alphas == 0).all() and (empty.depths == 0).all()
+    means = torch.tensor([[0.0, 0.0, -5.0]], dtype=F64, requires_grad=True)  # behind the camera
+    out = rasterize_ref(means, torch.tensor([[1.0, 0, 0, 0]], dtype=F64), torch.ones(1, 3, dtype=F64),
+                        torch.ones(1, dtype=F64), torch.ones(1, 3, dtype=F64), torch.eye(4, dtype=F64)[None], K, 10, 10)  # fmt: skip
+    out.colors.sum().backward()
+    assert (out.alphas == 0).all() and (means.grad == 0).all()
+
+
 # -------------------------------------------------------------------------------- batching and tiling
 def test_batch_dims_give_the_same_as_separate_calls():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(3, 25, 3, 18, 14)
@@ -245,7 +259,7 @@ def test_closed_form_backward_equals_autograd_twin():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(6, 80, 2, 21, 19, opacity=(0.5, 0.99))
     proj = project_gaussians_ref(means[None], quats[None], scales[None], opac[None], viewmats[None], Ks[None], 21, 19)
     bins = bin_tiles(proj.means2d[0], proj.radii[0], proj.depths[0], 21, 19, 8)
-    feats = torch.cat([colors, torch.ones(80, 1, dtype=F64)], -1).repeat(2, 1)  # [C*N, 4]
+    feats = colors.repeat(2, 1)  # [C*N, 3]
     ins = [
         t.detach().clone().requires_grad_()
         for t in (proj.means2d.reshape(-1, 2), proj.conics.reshape(-1, 3), opac.log().repeat(2), feats)
