@@ -226,10 +226,7 @@ def _sweep(
 
     trans = torch.ones(n_tiles, P, dtype=dt, device=dev)  # [I*TT, P] T per pixel, 0 once stopped
     if backward:
-        g_m = torch.zeros_like(means2d)  # [I*N, 2]
-        g_c = torch.zeros_like(conics)  # [I*N, 3]
-        g_o = torch.zeros_like(log_opac)  # [I*N]
-        g_f = torch.zeros_like(feats)  # [I*N, F]
+        grads = torch.zeros(feats.shape[0], 6 + nf, dtype=dt, device=dev)  # [I*N, 2+3+1+F+1] as the table
         # rest = Σ over slots not yet visited of w·g: starts at G·out and drains block by block;
         # float64 keeps the running subtraction from eating small late terms.
         rest = (grad_out.double() * out.double()).sum(1)  # [I*TT, P]
@@ -276,9 +273,7 @@ def _sweep(
             a4.addcmul_((-cb[:, None, :] * dy)[:, :, None, :], dx[:, None, :, :])
             a_buf.clamp_(min=-30.0).exp_()  # o·exp(-σ); the clamp avoids exp's slow underflow path
             if backward:
-                live = bl[0]  # [ta, P, kb] where dα/dσ' = -α
-                torch.ge(a_buf, ALPHA_MIN, out=live)
-                live.logical_and_(torch.le(a_buf, ALPHA_MAX, out=bl[1]))
+                live = torch.le(a_buf, ALPHA_MAX, out=bl[0])  # [ta, P, kb] not clamped (skipped ones have α = 0)
             a_buf.clamp_(max=ALPHA_MAX)
             torch.nn.functional.threshold_(a_buf, skip_below, 0.0)  # α, 0 where skipped
             torch.add(one, a_buf, alpha=-1, out=om)  # 1 - α
@@ -306,7 +301,7 @@ def _sweep(
             r_prev = rest.index_select(0, rows)  # [ta, P] float64
             rest.index_copy_(0, rows, r_prev - after[:, :, -1].double())
             after.neg_().add_(r_prev.to(dt)[:, :, None])  # A_k = Σ_{j>k} w_j g_j
-            live.logical_and_(torch.gt(t_in, 0, out=bl[1]))  # kept, not clamped, not skipped
+            live.logical_and_(torch.gt(t_in, 0, out=bl[1]))  # kept and not clamped
             g.mul_(t_in).sub_(after).mul_(a_buf).mul_(live)  # -∂L/∂σ' = α/(1-α)·(T_k g_k - A_k)
             d4 = g.view(ta, s, s, kb)  # [ta, s(i), s(j), kb]  (-∂L/∂σ')
             s_col = d4.sum(1)  # [ta, s(j), kb]
@@ -315,20 +310,24 @@ def _sweep(
             s_cross = after.view(ta, s, s, kb).sum(2)  # [ta, s(i), kb] Σ_j S_ij·dx_j
             sdx = (s_col * dx).sum(1)  # [ta, kb]
             sdy = (s_row * dy).sum(1)  # [ta, kb]
-            gm = -torch.stack([ca * sdx + cb * sdy, cc * sdy + cb * sdx], dim=-1)  # [ta, kb, 2]
-            gc = -torch.stack(
-                [0.5 * (s_col * dx * dx).sum(1), (s_cross * dy).sum(1), 0.5 * (s_row * dy * dy).sum(1)], dim=-1
-            )  # [ta, kb, 3]
-            go_lo = s_row.sum(1)  # [ta, kb]
-            sel = fid[ok]  # [n_ok]; index_put_ rather than index_add_, which is pathologically slow on CPU threads
-            g_m.index_put_((sel,), gm[ok], accumulate=True)
-            g_c.index_put_((sel,), gc[ok], accumulate=True)
-            g_o.index_put_((sel,), go_lo[ok], accumulate=True)
-            g_f.index_put_((sel,), gf[:, :-1].transpose(1, 2)[ok], accumulate=True)
+            # Per-slot gradients in the table's column order; padded slots are exact zeros (α = 0 there).
+            g_slot = torch.cat(
+                [
+                    torch.stack([ca * sdx + cb * sdy, cc * sdy + cb * sdx], dim=-1).neg_(),  # means2d
+                    torch.stack(
+                        [0.5 * (s_col * dx * dx).sum(1), (s_cross * dy).sum(1), 0.5 * (s_row * dy * dy).sum(1)], -1
+                    ).neg_(),  # conic
+                    s_row.sum(1)[..., None],  # log opacity
+                    gf.transpose(1, 2),  # features and the ones column
+                ],
+                dim=-1,
+            )  # [ta, kb, 6 + F+1]
+            # index_put_ rather than index_add_, which is pathologically slow with CPU threads.
+            grads.index_put_((fid.view(-1),), g_slot.view(ta * kb, -1), accumulate=True)
         k0 += kb
 
     if backward:
-        return g_m, g_c, g_o, g_f
+        return grads[:, 0:2], grads[:, 2:5], grads[:, 5], grads[:, 6:-1]
     return (acc,)
 
 
