@@ -80,6 +80,7 @@ def make_ground_truth(out: Path, splats: int, device: str, size: int) -> Path:
     """Run examples/make_ground_truth_motion.py into `out`."""
     spec = importlib.util.spec_from_file_location("make_gt", ROOT / "examples" / "make_ground_truth_motion.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod.main(["--out", str(out), "--splats", str(splats), "--device", device, "--size", str(size)])
 
