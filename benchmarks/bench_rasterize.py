@@ -8,7 +8,8 @@ Usage:
     python benchmarks/bench_rasterize.py --device cpu --out rasterize_cpu.json
 
 What it measures, honestly: every timed region is warmed up first, bracketed by torch.cuda.synchronize(),
-repeated, and reported as the median; peak memory is torch.cuda.max_memory_allocated() over one timed
+repeated, and reported as the median ("fwd" runs under torch.no_grad, "fwd+bwd" builds the graph and
+back-propagates a fixed random cotangent into all five splat inputs); peak memory is torch.cuda.max_memory_allocated() over one timed
 forward+backward (CPU runs report the machine's load average instead, since shared cores skew timings).
 The reference renders the 64 cameras in camera chunks when one call does not fit in memory; the chunk
 used is reported. The scene is an object-like shell of splats (the kind of asset a3d renders) seen by
@@ -161,9 +162,9 @@ def parity(n: int, views: int, size: int, seed: int, device: str, sh_degree: int
     r, s = outs["torch"], outs["gsplat"]
     res = {"splats": n, "cameras": views, "size": size, "sh_degree": sh_degree}
     for name in ("colors", "alphas", "depths"):
-        a, b = getattr(r, name), getattr(s, name)
+        a, b = getattr(r, name).detach(), getattr(s, name).detach()
         if name == "depths":  # compare expected depth only where the pixel is covered
-            cov = s.alphas > 0.05
+            cov = s.alphas.detach() > 0.05
             a, b = a[cov], b[cov]
         diff = (a - b).abs()
         res[f"{name}_max_abs"] = float(diff.max())
