@@ -179,13 +179,12 @@ def project_gaussians_ref(
 
 
 def camera_centers(viewmats: Tensor) -> Tensor:  # [..., 4, 4]
-    """World-space camera centres -Rᵀt of world→camera matrices.
+    """World-space camera centres: the translation of the inverse viewmat (gsplat's `campos`).
 
     Returns:
         [..., 3]
     """
-    rot = viewmats[..., :3, :3]  # [..., 3, 3]
-    return -torch.einsum("...ji,...j->...i", rot, viewmats[..., :3, 3])  # [..., 3]
+    return torch.linalg.inv(viewmats)[..., :3, 3]  # [..., 3]
 
 
 def radius_extent(opacity: float) -> float:
