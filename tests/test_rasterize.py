@@ -5,6 +5,9 @@ gsplat's CUDA rasterizer forward and backward."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -365,6 +368,17 @@ def test_front_door_picks_the_reference_on_cpu():
         rasterize(*scene, 8, 8, backend="gsplat")
     with pytest.raises(ValueError, match="backend must be one of"):
         rasterize(*scene, 8, 8, backend="cuda")
+
+
+def test_importing_and_probing_on_cpu_never_loads_gsplat():
+    code = (
+        "import sys, torch, kernels\n"
+        "from kernels import rasterize\n"
+        "assert 'gsplat' not in sys.modules\n"
+        "assert torch.cuda.is_available() or kernels.available_backends() == ('torch',)\n"
+        "assert torch.cuda.is_available() or 'gsplat' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 @pytest.mark.parametrize(
