@@ -11,12 +11,14 @@ mode), with its per-pixel rules:
 
 How it stays fast on a CPU without an all-pairs (pixels × splats) tensor:
 
-1. Binning: each visible splat lists the tiles (tile_size² pixels) its box overlaps; pairs are sorted by
-   (image, tile, depth), so every tile owns a contiguous, depth-ordered run of splat ids.
+1. Binning: each visible splat lists the tiles (tile_size² pixels) its box overlaps and its α ≥ 1/255
+   ellipse reaches; pairs are sorted by (image, tile, depth), so every tile owns a contiguous,
+   depth-ordered run of splat ids.
 2. Sweeping: slots are processed in depth blocks of `block_size`; a block evaluates a dense
    [tiles, pixels, block] tensor only for tiles that still have splats left and pixels not yet opaque
-   (early termination drops the rest), chunked to `chunk_elems` elements so memory stays bounded. The
-   quadratic form is separable over a tile's rows and columns, so σ costs two passes per element.
+   (early termination drops the rest), chunked to `chunk_elems` elements so memory stays bounded and
+   written into reused buffers. The quadratic form is separable over a tile's rows and columns, so σ
+   costs two passes per element.
 3. Backward: a custom autograd Function recomputes the same sweep front to back and derives the
    gradients in closed form (nothing of size pixels × splats is kept between forward and backward).
    `composite_tiles_autograd` is a plain-autograd twin used by the tests as the ground truth.
