@@ -1,0 +1,216 @@
+"""CUDA speed settings shared by `orbit`, `mvvideo` and `sds`: backend flags and regional `torch.compile`.
+
+Why one module: the three diffusion stages run the same kinds of networks (diffusers UNets and the SD VAE)
+on the same GPUs, so they should be accelerated the same way, measured the same way and switched by the same
+option (`compile`). Nothing here changes what a network computes, only how fast (TF32 changes fp32
+rounding; compiled kernels round bf16/fp16 differently from eager ones, like any kernel choice would).
+
+What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothing and reports that):
+
+1. `configure_cuda`: `cudnn.benchmark` (the UNets call a few fixed conv shapes thousands of times, so
+   cuDNN's one-off algorithm search pays back at once) and TF32 for fp32 matmuls/convolutions (the SV3D VAE
+   decodes in fp32; TF32 keeps a 10-bit mantissa, far finer than the 8-bit frames written).
+2. With `compile=True`, *regional* compilation: every instance of the repeated block classes below
+   (`ResnetBlock2D`, `BasicTransformerBlock`, SVD's `SpatioTemporalResBlock` and
+   `TransformerSpatioTemporalModel`) is compiled in place with `nn.Module.compile`. Identical blocks share
+   one compiled graph (dynamo guards on the block's class and input shapes, not its identity), so a UNet
+   costs one compilation per distinct (class, width, shape) — tens of graphs, not one huge graph — which
+   is far faster to build than `torch.compile(unet)`. What compilation buys is fusion: GroupNorm + SiLU,
+   LayerNorm + GEGLU, residual adds and blends become a few kernels instead of many memory round trips.
+   Compiled blocks stay the same `nn.Module` objects (state dicts, `len()`, truthiness, `.to()` unchanged).
+
+First-run cost: compilation happens lazily on the first forward of each block shape; inductor caches the
+generated kernels on disk (`TORCHINDUCTOR_CACHE_DIR`, default under /tmp), so later processes on the same
+machine mostly load them. `compile` is off by default in the stages until the benchmarks
+(`benchmarks/bench_*.py --compile`) show that the first-run cost is worth it; see docs/PERF.md.
+
+Failures: a block dynamo cannot trace runs eagerly (dynamo's `suppress_errors` is switched on while
+compiling is requested), so `--compile` can make a stage slower to start but never makes it fail at trace
+time.
+
+Examples:
+    >>> report = accelerate("cpu", [torch.nn.Linear(2, 2)], compile=True)
+    >>> report.enabled, report.compiled_blocks
+    (False, 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+"""Modes `accelerate` accepts. CUDA-graph modes are left out: the pipelines mutate Python state between
+calls (MV-VDM's `VideoLayout`) and SDS takes gradients, which CUDA graphs do not suit."""
+
+REPEATED_BLOCKS = (
+    "SpatioTemporalResBlock",  # SVD / SV3D resnet pair (spatial 2D + temporal 3D) and its blend
+    "TransformerSpatioTemporalModel",  # SVD / SV3D spatial + temporal transformer and its blend
+    "ResnetBlock2D",  # SD UNet / MV-VDM / VAE resnets
+    "BasicTransformerBlock",  # SD UNet / MV-VDM spatial transformers and AnimateDiff motion modules
+)
+"""Class names compiled one instance at a time; the first match on a path wins (children of a compiled
+block are part of its graph and are not compiled again)."""
+
+RECOMPILE_LIMIT = 64
+"""Dynamo's per-code-object graph limit while compiling (default 8): a UNet's resnets alone come in more
+than 8 (width, shortcut, resolution) variants, and past the limit the remaining blocks would silently run
+eagerly."""
+
+
+@dataclass
+class AccelerationReport:
+    """What `accelerate` did (recorded in the stage's metrics).
+
+    Attributes:
+        enabled: False on non-CUDA devices (nothing was changed).
+        compile: whether regional compilation was requested and applied.
+        mode: the torch.compile mode used ("" when not compiling).
+        compiled_blocks: number of block instances wrapped.
+        block_classes: class name → instances wrapped.
+    """
+
+    enabled: bool = False
+    compile: bool = False
+    mode: str = ""
+    compiled_blocks: int = 0
+    block_classes: dict[str, int] = field(default_factory=dict)
+
+    def as_metrics(self) -> dict[str, object]:
+        """JSON-friendly summary."""
+        return {
+            "accelerated": self.enabled,
+            "compile": self.compile,
+            "compile_mode": self.mode,
+            "compiled_blocks": self.compiled_blocks,
+        }
+
+
+def is_cuda(device: str | torch.device) -> bool:
+    """True for "cuda", "cuda:1", torch.device("cuda")."""
+    return torch.device(device).type == "cuda"
+
+
+def configure_cuda() -> None:
+    """Process-wide CUDA backend flags: cuDNN autotuning and TF32 for fp32 matmuls and convolutions."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def _raise_recompile_limit(limit: int) -> None:
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6; set whichever exists
+        if hasattr(dynamo_config, name) and getattr(dynamo_config, name) < limit:
+            setattr(dynamo_config, name, limit)
+    for name in ("accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(dynamo_config, name) and getattr(dynamo_config, name) < 4 * limit:
+            setattr(dynamo_config, name, 4 * limit)
+    dynamo_config.suppress_errors = True  # an untraceable block runs eagerly instead of failing the stage
+
+
+def repeated_blocks(module: nn.Module, classes: Iterable[str] = REPEATED_BLOCKS) -> list[tuple[str, nn.Module]]:
+    """The (name, block) pairs `compile_blocks` would compile: outermost matches only.
+
+    Args:
+        module: a network (UNet, VAE encoder, …).
+        classes: class names to match (exact `type(m).__name__`, so subclasses of other names are skipped).
+    """
+    wanted = set(classes)
+    found: list[tuple[str, nn.Module]] = []
+    taken: list[str] = []
+    for name, m in module.named_modules():
+        if any(name.startswith(prefix + ".") for prefix in taken):
+            continue
+        if type(m).__name__ in wanted:
+            found.append((name, m))
+            taken.append(name)
+    return found
+
+
+def compile_blocks(
+    module: nn.Module, mode: str = "default", classes: Iterable[str] = REPEATED_BLOCKS, backend: str = "inductor"
+) -> dict[str, int]:
+    """Compile every repeated block of `module` in place (`nn.Module.compile`); lazy until the first call.
+
+    Args:
+        backend: the torch.compile backend; "eager" only traces (a cheap CPU check that blocks trace).
+
+    Returns:
+        class name → number of instances compiled.
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+    _raise_recompile_limit(RECOMPILE_LIMIT)
+    counts: dict[str, int] = {}
+    for _, block in repeated_blocks(module, classes):
+        if backend == "inductor":
+            block.compile(mode=mode, dynamic=False)
+        else:
+            block.compile(backend=backend, dynamic=False)
+        counts[type(block).__name__] = counts.get(type(block).__name__, 0) + 1
+    return counts
+
+
+def accelerate(
+    device: str | torch.device,
+    modules: Iterable[nn.Module | None],
+    *,
+    compile: bool = False,  # noqa: A002 - the option's name
+    mode: str = "default",
+) -> AccelerationReport:
+    """Apply the CUDA speed settings, and regional compilation of `modules` when `compile` is set.
+
+    Args:
+        device: the execution device; anything but CUDA makes this a no-op.
+        modules: networks whose repeated blocks to compile (None entries are skipped).
+        compile: compile repeated blocks (first forward of each shape pays the compilation).
+        mode: "default" (fast to build) or "max-autotune-no-cudagraphs" (slow to build: autotunes GEMMs).
+
+    Returns:
+        `AccelerationReport`.
+    """
+    if not is_cuda(device):
+        return AccelerationReport()
+    configure_cuda()
+    report = AccelerationReport(enabled=True)
+    if compile:
+        report.compile, report.mode = True, mode
+        for m in modules:
+            if m is None:
+                continue
+            for name, n in compile_blocks(m, mode).items():
+                report.block_classes[name] = report.block_classes.get(name, 0) + n
+        report.compiled_blocks = sum(report.block_classes.values())
+    return report
+
+
+def channels_last_conv2d(module: nn.Module) -> int:
+    """Put the weights of every `nn.Conv2d` in `module` into channels-last layout; returns how many.
+
+    Why not `module.to(memory_format=torch.channels_last)`: SVD's temporal resnets hold 5-D Conv3d weights,
+    which that call rejects ("required rank 4 tensor to use channels_last format").
+    """
+    n = 0
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.ndim == 4:
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+            n += 1
+    return n
+
+
+__all__ = [
+    "COMPILE_MODES",
+    "REPEATED_BLOCKS",
+    "AccelerationReport",
+    "accelerate",
+    "channels_last_conv2d",
+    "compile_blocks",
+    "configure_cuda",
+    "is_cuda",
+    "repeated_blocks",
+]
