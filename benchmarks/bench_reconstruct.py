@@ -173,8 +173,12 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
 
         sd = static.to(args.device)
         t = time.perf_counter()
-        _, salpha = stage.render_all_frames(None, sd, cams, video.rgb.shape[2], chunk=1)
-        masks = foreground_masks(video.rgb, salpha[:, 0], settings.masks)
+        size = video.rgb.shape[2]
+        with torch.no_grad():
+            _, salpha, _ = stage.render_frames(
+                None, sd, [0], cams.viewmats.to(args.device), cams.Ks(size, size).to(args.device), size
+            )
+        masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
         tg = stage._resize(video.rgb, settings.resolution)
         mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
         train = stage.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(args.seed))
