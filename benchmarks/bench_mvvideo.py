@@ -13,7 +13,13 @@ forbidden, so a shape or dtype that would silently fall back to the slow, memory
 Usage:
     python benchmarks/bench_mvvideo.py --device cuda --out mvvideo_bench.json
     python benchmarks/bench_mvvideo.py --dtypes fp16 --freeinit-iters 1 3 --evals 10
-    python benchmarks/bench_mvvideo.py --compile            # also try torch.compile on the UNet (slow to build)
+    python benchmarks/bench_mvvideo.py --dtypes bf16 --freeinit-iters 3 --compile --out cmp.json
+
+`--compile` adds, after the eager rows, the same measurements with `a3d_cli.models.acceleration.accelerate(
+compile=True)` applied to the UNet in place (regional compilation of its repeated blocks plus cuDNN/TF32
+flags: what `a3d mvvideo --compile` does); the first call's extra seconds are `compile_first_run_seconds`.
+Every configuration prints one markdown row, and the JSON is rewritten after each, so a run cut short by
+`timeout` keeps what it finished.
 
 About 2–4 minutes on one H100/H200 with the defaults. Random weights: the numbers are speed and memory, not
 quality.
@@ -34,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from a3d_cli.models.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.ddim import make_ddim_scheduler  # noqa: E402
 from a3d_cli.models.freeinit import FreeInitConfig  # noqa: E402
 from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet, generate_mvvideo  # noqa: E402
@@ -121,15 +128,19 @@ def unet_args(comp: MVVDMComponents, device: str) -> tuple:
 
 
 def bench_unet(comp: MVVDMComponents, device: str, evals: int, warmup: int, forbid_math: bool, unet=None) -> dict:
-    unet = unet or comp.unet
+    unet = comp.unet if unet is None else unet  # not `or`: a module's truthiness is len(), which may not exist
     args = unet_args(comp, device)
     out: dict = {}
     with torch.no_grad(), no_math_sdpa(forbid_math):
         t0 = time.perf_counter()
-        for _ in range(warmup):
+        unet(*args)
+        sync(device)
+        first = time.perf_counter() - t0
+        for _ in range(warmup - 1):
             unet(*args)
         sync(device)
         out["warmup_seconds"] = round(time.perf_counter() - t0, 3)
+        out["first_call_seconds"] = round(first, 3)
         reset_peak(device)
         times = []
         for _ in range(evals):
@@ -139,6 +150,7 @@ def bench_unet(comp: MVVDMComponents, device: str, evals: int, warmup: int, forb
             sync(device)
             times.append(time.perf_counter() - t0)
     out["seconds_per_eval_median"] = round(statistics.median(times), 4)
+    out["compile_first_run_seconds"] = round(max(first - statistics.median(times), 0.0), 3)
     out["seconds_per_eval_min"] = round(min(times), 4)
     out["peak_memory_gib"] = None if peak_gib(device) is None else round(peak_gib(device), 3)
     return out
@@ -185,9 +197,9 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=10, help="timed UNet evaluations")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--allow-math-sdpa", action="store_true", help="do not forbid the unfused attention fallback")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile(unet)")
-    ap.add_argument("--compile-mode", default="default",
-                    help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, …")
+    ap.add_argument("--compile", action="store_true",
+                    help="after the eager rows, compile the UNet's repeated blocks in place and measure again")
+    ap.add_argument("--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"])
     ap.add_argument("--skip-pipeline", action="store_true", help="UNet timings only")
     ap.add_argument("--tiny", action="store_true", help="smoke-test this script on a CPU with the tiny model")
     ap.add_argument("--out", type=Path, default=Path("mvvideo_bench.json"))
@@ -209,8 +221,12 @@ def main() -> None:
         "sdpa_math_forbidden": forbid_math,
         "results": {},
     }
+    rows = ["| device | dtype | variant | s / UNet eval | TFLOP/s | first-run compile s | peak GiB (eval) | "
+            "stage s (FreeInit 1) | stage s (FreeInit 3) | peak GiB (stage) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in args.dtypes:
         dtype = DTYPES[name]
+        torch.backends.cudnn.benchmark = False  # a true eager baseline, even after a compiled dtype
+        torch.backends.cuda.matmul.allow_tf32 = False
         t0 = time.perf_counter()
         if args.tiny:
             from a3d_cli.models.mvvdm.components import tiny_components
@@ -227,34 +243,49 @@ def main() -> None:
             res["unet"]["tflop_per_eval"] = round(tflop, 2)
             res["unet"]["achieved_tflops"] = round(tflop / res["unet"]["seconds_per_eval_median"], 1)
         print(f"[{name}] unet: {res['unet']}", flush=True)
+        report["results"][name] = res
+        variants = [("eager", "unet", "pipeline")]
         if args.compile:
-            compiled = torch.compile(comp.unet, mode=args.compile_mode)
-            res["unet_compiled"] = bench_unet(comp, device, args.evals, args.warmup, forbid_math, unet=compiled)
-            res["unet_compiled"]["mode"] = args.compile_mode
-            print(f"[{name}] compiled unet: {res['unet_compiled']}", flush=True)
-        if not args.skip_pipeline:
-            res["pipeline"] = {}
-            for iters in args.freeinit_iters:
-                r = bench_pipeline(comp, device, args.steps, iters)
-                res["pipeline"][f"freeinit_iters_{iters}"] = r
-                print(f"[{name}] pipeline freeinit={iters}: {r}", flush=True)
-            runs = res["pipeline"]
-            if "freeinit_iters_1" in runs and "freeinit_iters_3" in runs:
-                extra = runs["freeinit_iters_3"]["total_seconds"] - runs["freeinit_iters_1"]["total_seconds"]
-                res["freeinit_extra_seconds_for_3_passes"] = round(extra, 3)
+            variants.append(("compile", "unet_compiled", "pipeline_compiled"))
+        for variant, unet_key, pipe_key in variants:
+            try:
+                if variant == "compile":
+                    acc = accelerate(device, [comp.unet], compile=True, mode=args.compile_mode)
+                    res["acceleration"] = acc.as_metrics()
+                    res[unet_key] = bench_unet(comp, device, args.evals, args.warmup, forbid_math)
+                    if tflop is not None:
+                        res[unet_key]["achieved_tflops"] = round(tflop / res[unet_key]["seconds_per_eval_median"], 1)
+                    print(f"[{name}] compiled unet: {res[unet_key]}", flush=True)
+                if not args.skip_pipeline:
+                    res[pipe_key] = {}
+                    for iters in args.freeinit_iters:
+                        r = bench_pipeline(comp, device, args.steps, iters)
+                        res[pipe_key][f"freeinit_iters_{iters}"] = r
+                        print(f"[{name} {variant}] pipeline freeinit={iters}: {r}", flush=True)
+            except Exception as exc:  # one failing configuration must not lose the others
+                res[f"{variant}_error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+                print(f"[{name} {variant}] FAILED: {res[f'{variant}_error']}", flush=True)
+            args.out.write_text(json.dumps(report, indent=2))
+            u, p = res.get(unet_key, {}), res.get(pipe_key, {})
+            p1, p3 = p.get("freeinit_iters_1", {}), p.get("freeinit_iters_3", {})
+            rows.append(
+                f"| {report['device']} | {name} | {variant} | {u.get('seconds_per_eval_median')} | "
+                f"{u.get('achieved_tflops')} | {u.get('compile_first_run_seconds')} | {u.get('peak_memory_gib')} | "
+                f"{p1.get('total_seconds')} | {p3.get('total_seconds')} | "
+                f"{p3.get('peak_memory_gib', p1.get('peak_memory_gib'))} |"
+            )
+            print(rows[-1], flush=True)
+        runs = res.get("pipeline", {})
+        if "freeinit_iters_1" in runs and "freeinit_iters_3" in runs:
+            extra = runs["freeinit_iters_3"]["total_seconds"] - runs["freeinit_iters_1"]["total_seconds"]
+            res["freeinit_extra_seconds_for_3_passes"] = round(extra, 3)
         report["results"][name] = res
         del comp
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
-    print("| dtype | s / UNet eval | TFLOP/eval | peak GiB (eval) | stage s (FreeInit 1) | stage s (FreeInit 3) | peak GiB (stage) |")
-    for name, r in report["results"].items():
-        p = r.get("pipeline", {})
-        p1, p3 = p.get("freeinit_iters_1", {}), p.get("freeinit_iters_3", {})
-        print(f"| {name} | {r['unet']['seconds_per_eval_median']} | {r['unet'].get('tflop_per_eval')} | "
-              f"{r['unet']['peak_memory_gib']} | {p1.get('total_seconds')} | {p3.get('total_seconds')} | "
-              f"{p3.get('peak_memory_gib', p1.get('peak_memory_gib'))} |")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -12,10 +12,17 @@ Precisions: `fp32`, `bf16`, `fp16` (UNet and CLIP stored in that dtype, VAE in f
 Run on the GPU machine (about 2–3 minutes on one H100/H200 with the defaults):
 
     python benchmarks/bench_orbit.py --device cuda --out results.json
-    python benchmarks/bench_orbit.py --dtypes bf16 --channels-last --compile --out compiled.json
+    python benchmarks/bench_orbit.py --dtypes bf16 --variants eager,compile --decode-chunks "" --out cmp.json
+    python benchmarks/bench_orbit.py --dtypes bf16 --channels-last --variants compile --out compiled.json
     python benchmarks/bench_orbit.py --config tiny --device cpu --steps 2 --dtypes fp32   # smoke test
 
-Add a row per precision to docs/PERF.md from the JSON (device name, sizes and date are in it).
+Variants (`--variants`): `eager` (plain PyTorch), `flags` (cuDNN benchmark + TF32 only) and `compile`
+(`a3d_cli.models.acceleration.accelerate(compile=True)`: the flags plus regional compilation of the UNet's
+repeated blocks, exactly what `a3d orbit --compile` does). For compiled variants the first UNet call's extra
+seconds (compilation, or loading inductor's disk cache) are reported separately as `compile_first_run_s`.
+
+Each configuration prints one markdown row; the JSON is rewritten after every configuration, so a run cut
+short by `timeout` keeps what it finished. Add the rows to docs/PERF.md.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from a3d_cli.models.acceleration import accelerate, channels_last_conv2d  # noqa: E402
 from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
 from a3d_cli.models.sv3d.cameras import static_orbit  # noqa: E402
 from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
@@ -112,9 +120,12 @@ def time_unet(models, device: torch.device, dtype: torch.dtype, reps: int, autoc
     args = unet_forward_args(models, device, dtype)
     ac = torch.autocast(device.type, dtype=torch.float16) if autocast else contextlib.nullcontext()
     with torch.no_grad(), ac:
+        first = []
         for _ in range(2):  # warm-up (and compile, when asked)
+            t0 = time.perf_counter()
             models.unet(*args, return_dict=False)
-        sync(device)
+            sync(device)
+            first.append(time.perf_counter() - t0)
         reset_peak(device)
         times = []
         for _ in range(reps):
@@ -124,34 +135,52 @@ def time_unet(models, device: torch.device, dtype: torch.dtype, reps: int, autoc
             times.append(time.perf_counter() - t0)
     times.sort()
     return {
+        "unet_first_call_s": round(first[0], 3),
+        "compile_first_run_s": round(max(first[0] - times[len(times) // 2], 0.0), 3),
         "unet_cfg_forward_s_median": times[len(times) // 2],
         "unet_cfg_forward_s_min": times[0],
         "unet_peak_bytes": peak_bytes(device),
     }
 
 
-def bench_dtype(name: str, args: argparse.Namespace, device: torch.device) -> dict:
+def set_backend_defaults() -> None:
+    """Undo `accelerate`'s process-wide flags so an eager variant after a compiled one is a true baseline."""
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def bench_dtype(name: str, args: argparse.Namespace, device: torch.device, variant: str = "eager") -> dict:
     dtype = DTYPES[name]
     autocast = name == "autocast-fp16"
+    if variant == "eager":
+        set_backend_defaults()
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
     t0 = time.perf_counter()
     models = make_models(args, dtype, device)
     sync(device)
     setup_s = time.perf_counter() - t0
-    if args.channels_last:
-        models.unet.to(memory_format=torch.channels_last)
-        models.vae.to(memory_format=torch.channels_last)
-    if args.compile:
-        models.unet = torch.compile(models.unet, mode=args.compile_mode, fullgraph=False)  # type: ignore[assignment]
+    tflop = None
+    if args.count_flops:  # before any compilation (counting must not trigger it)
+        with sdpa_context(args.sdpa):
+            tflop = count_tflop(models, device, dtype)
+    if args.channels_last:  # Conv2d weights only: the temporal resnets' Conv3d weights are 5-D
+        channels_last_conv2d(models.unet)
+        channels_last_conv2d(models.vae)
+    accel = None
+    if variant in ("flags", "compile"):
+        accel = accelerate(device, [models.unet], compile=variant == "compile", mode=args.compile_mode)
     cfg = models.config
     pipe = SV3DPipeline(models, device=device, offload=args.offload)
     image = torch.rand(3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
     orbit = static_orbit(10.0)
     scales = triangular_cfg_scales(cfg.num_frames)
-    result: dict = {"dtype": name, "setup_s": round(setup_s, 3)}
+    result: dict = {"dtype": name, "variant": variant, "setup_s": round(setup_s, 3)}
+    if accel is not None:
+        result.update(accel.as_metrics())
+    if tflop is not None:
+        result["unet_cfg_forward_tflop"] = tflop
     ac = torch.autocast(device.type, dtype=torch.float16) if autocast else contextlib.nullcontext()
     with sdpa_context(args.sdpa):
-        if args.count_flops and not args.compile:
-            result["unet_cfg_forward_tflop"] = count_tflop(models, device, dtype)
         result.update(time_unet(models, device, dtype, args.unet_reps, autocast))
         with ac:
             t0 = time.perf_counter()
@@ -213,9 +242,10 @@ def main() -> None:
     p.add_argument("--decode-chunk", type=int, default=3)
     p.add_argument("--decode-chunks", default="1,3,7,14", help="decode-only sweep over these chunk sizes ('' = skip)")
     p.add_argument("--sdpa", default="default", choices=["default", "flash", "efficient", "cudnn", "math"])
-    p.add_argument("--channels-last", action="store_true", help="UNet and VAE in channels-last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (compile time is in warmup_s)")
-    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
+    p.add_argument("--channels-last", action="store_true", help="Conv2d weights of UNet and VAE in channels-last")
+    p.add_argument("--variants", default="eager", help="comma-separated: eager, flags, compile (see above)")
+    p.add_argument("--compile", action="store_true", help="shorthand for --variants compile")
+    p.add_argument("--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"])
     p.add_argument("--offload", action="store_true", help="keep idle networks on the CPU")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls for fp32")
     p.add_argument("--no-count-flops", dest="count_flops", action="store_false")
@@ -240,14 +270,38 @@ def main() -> None:
     }
     cfg = SV3DConfig.tiny() if args.config == "tiny" else SV3DConfig.full()
     info["frames"], info["size"] = cfg.num_frames, cfg.image_size
-    for name in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
+    variants = ["compile"] if args.compile else [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in ("eager", "flags", "compile"):
+            p.error(f"unknown variant {v}")
+    rows = ["| device | dtype | variant | stage s | s/step | UNet CFG fwd s | TFLOP/s | first-run compile s | peak GiB |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, variant in [(d.strip(), v) for d in args.dtypes.split(",") if d.strip() for v in variants]:
         if name not in DTYPES:
             p.error(f"unknown dtype {name}")
-        print(f"[{name}] …", file=sys.stderr, flush=True)
-        res = bench_dtype(name, args, device)
+        print(f"[{name} {variant}] …", file=sys.stderr, flush=True)
+        try:
+            res = bench_dtype(name, args, device, variant)
+        except Exception as exc:  # one failing configuration must not lose the others
+            res = {"dtype": name, "variant": variant, "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+            print(f"[{name} {variant}] FAILED: {res['error']}", file=sys.stderr, flush=True)
+            info["results"].append(res)
+            if args.out:
+                args.out.write_text(json.dumps(info, indent=2))
+            reset_peak(device)
+            continue
         info["results"].append(res)
+        if args.out:
+            args.out.write_text(json.dumps(info, indent=2))
+        tput = res.get("unet_cfg_forward_tflop")
+        tput = round(tput / res["unet_cfg_forward_s_median"], 1) if tput else None
+        rows.append(
+            f"| {info['device']} | {name} | {variant} | {res['stage_s']:.2f} | {res['s_per_step']:.4f} | "
+            f"{res['unet_cfg_forward_s_median']:.4f} | {tput} | {res['compile_first_run_s']} | {res.get('stage_peak_gib')} |"
+        )
+        print(rows[-1], flush=True)
         print(
-            f"[{name}] stage {res['stage_s']:.2f} s (encode {res['encode_s']:.2f}, sample {res['sample_s']:.2f} = "
+            f"[{name} {variant}] stage {res['stage_s']:.2f} s (encode {res['encode_s']:.2f}, sample {res['sample_s']:.2f} = "
             f"{res['s_per_step'] * 1000:.0f} ms/step, decode {res['decode_s']:.2f}); peak {res.get('stage_peak_gib')} GiB; "
             f"UNet CFG forward {res['unet_cfg_forward_s_median'] * 1000:.0f} ms, {res.get('unet_peak_gib')} GiB",
             file=sys.stderr,
@@ -257,6 +311,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(text)
     print(text)
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ Usage:
     python benchmarks/bench_sds.py --device cuda --out sds.json
     python benchmarks/bench_sds.py --device cuda --sweep --out sds_sweep.json   # target size / checkpoint chunk
     python benchmarks/bench_sds.py --device cuda --steps 200                     # the full 200 steps
+    python benchmarks/bench_sds.py --device cuda --steps 5 --compile --out cmp.json  # eager, then compiled
+
+`--compile` adds, after the eager rows, the same rows with `a3d_cli.models.acceleration.accelerate(compile=True)`
+applied in place to MV-VDM's UNet and VAE encoder (what `a3d sds --compile` does); the warm-up steps then
+include compilation, reported as `compile_first_run_seconds` (first step minus a steady step). Each row is
+printed as one markdown line and the JSON is rewritten after every row.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
+from a3d_cli.models.acceleration import accelerate  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noqa: E402
 from a3d_cli.models.sds import MvvdmDenoiser, SdsCondition  # noqa: E402
 from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
@@ -157,7 +164,7 @@ def components(
     }
 
 
-def bench_one(den, static, args, target_size: int, vae_chunk: int) -> dict:
+def bench_one(den, static, args, target_size: int, vae_chunk: int, variant: str = "eager") -> dict:
     device = args.device
     opts = SdsOptions(
         prompt="a dog wags its tail",
@@ -169,7 +176,7 @@ def bench_one(den, static, args, target_size: int, vae_chunk: int) -> dict:
     field = MotionField(
         dataclasses.replace(MotionFieldConfig(), use_delta_scale=True), generator=torch.Generator().manual_seed(0)
     ).to(device)
-    row: dict = {"target_size": target_size, "vae_chunk": vae_chunk, "render_size": args.render_size}
+    row: dict = {"variant": variant, "target_size": target_size, "vae_chunk": vae_chunk, "render_size": args.render_size}
     try:
         reset_peak(device)
         sync(device)
@@ -177,15 +184,20 @@ def bench_one(den, static, args, target_size: int, vae_chunk: int) -> dict:
         refiner = SdsRefiner(static, field, den, opts, seed=0)
         sync(device)
         row["setup_seconds"] = time.perf_counter() - t0
+        first = []
         for _ in range(args.warmup):
+            t1 = time.perf_counter()
             refiner.step()
-        sync(device)
+            sync(device)
+            first.append(time.perf_counter() - t1)
+        row["warmup_step_seconds"] = [round(x, 3) for x in first]
         reset_peak(device)
         t0 = time.perf_counter()
         for _ in range(args.steps):
             losses = refiner.step()
         sync(device)
         per_step = (time.perf_counter() - t0) / max(args.steps, 1)
+        row["compile_first_run_seconds"] = round(max(first[0] - per_step, 0.0), 3) if first else None
         row.update(
             seconds_per_step=per_step,
             sds_seconds_200_steps=row["setup_seconds"] + 200 * per_step,
@@ -198,6 +210,8 @@ def bench_one(den, static, args, target_size: int, vae_chunk: int) -> dict:
         row.update(components(den, static, field, opts, device))
     except torch.cuda.OutOfMemoryError as exc:
         row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
+    except Exception as exc:  # one failing configuration must not lose the others
+        row["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return row
@@ -216,6 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--target-size", type=int, default=1024, help="reconstruction-branch size (reference: 1024)")
     ap.add_argument("--vae-chunk", type=int, default=16)
     ap.add_argument("--sweep", action="store_true", help="also target 256 and vae_chunk 0 / 8 / 60")
+    ap.add_argument("--compile", action="store_true", help="then compile UNet + VAE encoder blocks and repeat")
+    ap.add_argument("--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"])
+    ap.add_argument("--compile-configs", default="first", choices=["first", "all"],
+                    help="compiled rows for the first configuration only (default) or for every one")
     ap.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
     ap.add_argument(
         "--tiny", action="store_true", help="tiny random MV-VDM: a CPU smoke run of this script, not a benchmark"
@@ -240,8 +258,25 @@ def main(argv: list[str] | None = None) -> dict:
     configs = [(args.target_size, args.vae_chunk)]
     if args.sweep:
         configs += [(256, args.vae_chunk), (args.target_size, 0), (args.target_size, 8), (args.target_size, 60)]
-    rows = [bench_one(den, static, args, t, c) for t, c in configs]
-    result = {
+    result: dict = {}
+    rows: list[dict] = []
+    table = ["| device | variant | target | vae_chunk | s/step | 200-step s | UNet eval s | VAE enc+bwd s | "
+             "first-run compile s | peak GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+
+    def record(row: dict) -> None:
+        rows.append(row)
+        table.append(
+            f"| {device_name} | {row['variant']} | {row['target_size']} | {row['vae_chunk']} | "
+            f"{_r(row.get('seconds_per_step'))} | {_r(row.get('sds_seconds_200_steps'), 1)} | "
+            f"{_r(row.get('unet_cfg_eval_seconds'))} | {_r(row.get('vae_encode_backward_60_seconds'))} | "
+            f"{row.get('compile_first_run_seconds')} | {row.get('peak_memory_gib')} |" + (f" {row['error']}" if "error" in row else "")
+        )
+        print(table[-1], flush=True)
+        if args.out is not None:
+            args.out.write_text(json.dumps({**result, "rows": rows}, indent=2))
+
+    result.update({
         "benchmark": "sds",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
@@ -251,13 +286,25 @@ def main(argv: list[str] | None = None) -> dict:
         "splats": args.splats,
         "views_x_frames": "4 x 16",
         "model_build_seconds": build,
-        "rows": rows,
-    }
+    })
+    for t, c in configs:
+        record(bench_one(den, static, args, t, c))
+    if args.compile:
+        acc = accelerate(args.device, [den.comp.unet, den.comp.vae.encoder], compile=True, mode=args.compile_mode)
+        result["acceleration"] = acc.as_metrics()
+        for t, c in configs if args.compile_configs == "all" else configs[:1]:
+            record(bench_one(den, static, args, t, c, variant="compile"))
+    result["rows"] = rows
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:
         args.out.write_text(text)
+    print("\n".join(table))
     return result
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(x, nd)
 
 
 if __name__ == "__main__":
