@@ -39,8 +39,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
-from a3d_cli.models.acceleration import accelerate  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noqa: E402
+from a3d_cli.models.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.sds import MvvdmDenoiser, SdsCondition  # noqa: E402
 from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
 from a3d_cli.stages.sds import SdsOptions, SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
