@@ -16,6 +16,15 @@ import typer
 from a3d_cli.console import err, out
 
 ForceOption = Annotated[bool, typer.Option("--force", help="Re-run even when inputs and options are unchanged.")]
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile/--no-compile",
+        help="On CUDA, torch.compile the model's repeated blocks: ~20-30% faster steps after a one-off compile "
+        "(about a minute, cached on disk for later runs). Worth it for batches.",
+        rich_help_panel="Speed and memory",
+    ),
+]
 
 
 @dataclass(frozen=True)

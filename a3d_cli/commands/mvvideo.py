@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report, run_folder_argument
 
 _SAMPLER = "Sampler"
 _WEIGHTS = "Weights"
@@ -37,6 +37,7 @@ def mvvideo(
     motion_modules: Annotated[
         Path | None, typer.Option(help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS)
     ] = None,
+    compile_blocks: CompileOption = False,
     force: ForceOption = False,
 ) -> None:
     """Generate [bold]RUN/mvvideo/[/bold]: v{view}_f{frame:02d}.png (4 × 16, 256²), cameras.json, preview.mp4."""
@@ -57,5 +58,6 @@ def mvvideo(
         ip_adapter=path(ip_adapter),
         image_encoder=path(image_encoder),
         motion_modules=path(motion_modules),
+        compile=compile_blocks,
     )
     run_and_report(ctx, lambda rt: stage.run(resolve_path(run_dir), opts, rt), force=force)

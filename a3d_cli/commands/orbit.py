@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report
+from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report
 from a3d_cli.errors import OptionError
 
 _CAMERAS = "Cameras (sv3d_p)"
@@ -100,6 +100,7 @@ def orbit(
         bool, typer.Option("--offload", help="Keep idle networks on the CPU (small GPUs).", rich_help_panel=_SPEED)
     ] = False,
     fps: Annotated[float, typer.Option(help="Frame rate of orbit.mp4.")] = 10.0,
+    compile_blocks: CompileOption = False,
     force: ForceOption = False,
 ) -> None:
     """Make [bold]RUN/orbit/[/bold]: 21 frames around the object in IMAGE, orbit.mp4 and cameras.json (SV3D)."""
@@ -123,6 +124,7 @@ def orbit(
         offload=offload,
         replace_input_frame=not keep_generated_input,
         fps=fps,
+        compile=compile_blocks,
     )
     run_dir = resolve_path(out)
     run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

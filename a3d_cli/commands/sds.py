@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report, run_folder_argument
 
 _SDS = "Score distillation"
 _LOSS = "Loss weights"
@@ -84,6 +84,7 @@ def sds(
     tiny_model: Annotated[
         bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")
     ] = False,
+    compile_blocks: CompileOption = False,
     force: ForceOption = False,
 ) -> None:
     """Refine [bold]motion/coarse.safetensors[/bold] into [bold]motion/refined.safetensors[/bold] (+ refined_preview.mp4)."""
@@ -123,6 +124,7 @@ def sds(
         ip_adapter=path(ip_adapter),
         image_encoder=path(image_encoder),
         motion_modules=path(motion_modules),
+        compile=compile_blocks,
     )
     run_dir = resolve_path(run_dir)
     run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

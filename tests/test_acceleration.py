@@ -1,0 +1,33 @@
+"""The shared CUDA acceleration helper: a no-op off CUDA, finds the repeated blocks it would compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from a3d_cli.models.acceleration import accelerate, compile_blocks, repeated_blocks
+from a3d_cli.models.mvvdm.components import tiny_components
+
+
+def test_accelerate_changes_nothing_on_cpu():
+    unet = tiny_components(seed=0).unet
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    report = accelerate("cpu", [unet], compile=True)
+    assert not report.enabled and not report.compile and report.compiled_blocks == 0
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
+    assert not any(hasattr(m, "_compiled_call_impl") and m._compiled_call_impl is not None for m in unet.modules())
+
+
+def test_repeated_blocks_are_outermost_and_cover_the_unet():
+    unet = tiny_components(seed=0).unet
+    blocks = repeated_blocks(unet)
+    names = [n for n, _ in blocks]
+    assert len(blocks) > 4
+    assert len(set(names)) == len(names)
+    # no block is nested inside another one that is also compiled
+    assert not any(a != b and b.startswith(a + ".") for a in names for b in names)
+
+
+def test_unknown_compile_mode_is_refused():
+    with pytest.raises(ValueError, match="compile mode"):
+        compile_blocks(torch.nn.Linear(2, 2), mode="reduce-overhead")
