@@ -200,3 +200,19 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
             raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_failure_in_a_new_run_folder_leaves_no_folder_but_keeps_an_existing_one(run_dir):
+    def broken(ctx):
+        ctx.output("x.txt").write_text("half")
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        run_stage("echo", run_dir, None, broken, Runtime())
+    assert not run_dir.exists()
+    run_dir.mkdir()
+    (run_dir / "mine.txt").write_text("keep")
+    with pytest.raises(ValueError):
+        run_stage("echo", run_dir, None, broken, Runtime())
+    assert (run_dir / "mine.txt").read_text() == "keep"
+    assert load_manifest(run_dir)["stages"]["echo"]["status"] == "failed"

@@ -194,8 +194,26 @@ def run_stage(
         StageResult with absolute output paths, timing, memory, seed, device, metrics.
     """
     rt = rt or Runtime()
-    requires = dict(requires or {})
+    created = not Path(run_dir).exists()
     run_dir = ensure_run_dir(run_dir)
+    try:
+        return _run_locked(name, run_dir, opts, body, rt, dict(requires or {}), external_inputs, clear)
+    except BaseException:
+        if created:  # a run folder this call made holds nothing of value after a failure: leave no trace
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run_locked(
+    name: str,
+    run_dir: Path,
+    opts: Any,
+    body: Callable[[StageContext], None],
+    rt: Runtime,
+    requires: dict[str, str],
+    external_inputs: Sequence[Path],
+    clear: Sequence[str],
+) -> StageResult:
     progress = rt.progress or Progress()
     with run_lock(run_dir):
         # 1. required inputs exist
