@@ -7,11 +7,20 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import ForceOption, resolve_path
+from a3d_cli.commands.common import (
+    ForceOption,
+    ImageEncoderOption,
+    IPAdapterOption,
+    MotionModulesOption,
+    MVDreamOption,
+    TinyModelOption,
+    check_dtype,
+    optional_path,
+    resolve_path,
+)
 
 _INPUT = "Input"
 _SPEED = "Speed"
-_WEIGHTS = "Weights"
 
 
 def default_run_dir(model: Path) -> Path:
@@ -101,21 +110,11 @@ def animate(
     dtype: Annotated[
         str, typer.Option(help="MV-VDM precision: auto, fp32, fp16, bf16.", rich_help_panel=_SPEED)
     ] = "auto",
-    mvdream: Annotated[
-        Path | None, typer.Option(help="Folder of yanqinJiang/mvdream-sd1.5-diffusers.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    ip_adapter: Annotated[
-        Path | None, typer.Option(help="h94/IP-Adapter models/ip-adapter_sd15.bin.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    image_encoder: Annotated[
-        Path | None, typer.Option(help="Folder h94/IP-Adapter models/image_encoder.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    motion_modules: Annotated[
-        Path | None, typer.Option(help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    tiny_model: Annotated[
-        bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")
-    ] = False,
+    mvdream: MVDreamOption = None,
+    ip_adapter: IPAdapterOption = None,
+    image_encoder: ImageEncoderOption = None,
+    motion_modules: MotionModulesOption = None,
+    tiny_model: TinyModelOption = False,
     force: ForceOption = False,
 ) -> None:
     """Animate MODEL: prepare → mvvideo → reconstruct → sds → mesh-animate → export, resumable.
@@ -128,18 +127,14 @@ def animate(
     from a3d_cli.errors import OptionError
     from a3d_cli.stages import animate as stage
 
-    def path(p: Path | None) -> str | None:
-        return None if p is None else str(resolve_path(p).absolute())
-
-    if dtype not in ("auto", "fp32", "fp16", "bf16"):
-        raise OptionError(f"--dtype {dtype!r} is not one of auto, fp32, fp16, bf16.")
+    check_dtype(dtype)
     if preset not in ("auto", "reference", "quickstart"):
         raise OptionError(f"--preset must be auto, reference or quickstart (got {preset!r}).")
     opts = stage.AnimateOptions(
         model=str(resolve_path(model).absolute()),
         prompt=prompt,
         negative_prompt=negative_prompt,
-        video=path(video),
+        video=optional_path(video),
         sds=sds,
         output="auto" if mesh is None else ("mesh" if mesh else "splats"),
         up=up,
@@ -155,10 +150,10 @@ def animate(
         sds_target_size=sds_target_size,
         preview_size=preview_size,
         dtype=dtype,  # type: ignore[arg-type]  # checked above
-        mvdream=path(mvdream),
-        ip_adapter=path(ip_adapter),
-        image_encoder=path(image_encoder),
-        motion_modules=path(motion_modules),
+        mvdream=optional_path(mvdream),
+        ip_adapter=optional_path(ip_adapter),
+        image_encoder=optional_path(image_encoder),
+        motion_modules=optional_path(motion_modules),
         tiny_model=tiny_model,
     )
     run_dir = resolve_path(out) if out is not None else default_run_dir(model)

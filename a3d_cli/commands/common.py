@@ -27,6 +27,29 @@ CompileOption = Annotated[
 ]
 
 
+# The MV-VDM weight locations (mvvideo, sds, animate): each defaults to the weights resolver's lookup.
+_WEIGHTS_PANEL = "Weights"
+MVDreamOption = Annotated[
+    Path | None,
+    typer.Option("--mvdream", help="Folder of yanqinJiang/mvdream-sd1.5-diffusers.", rich_help_panel=_WEIGHTS_PANEL),
+]
+IPAdapterOption = Annotated[
+    Path | None,
+    typer.Option("--ip-adapter", help="h94/IP-Adapter models/ip-adapter_sd15.bin.", rich_help_panel=_WEIGHTS_PANEL),
+]
+ImageEncoderOption = Annotated[
+    Path | None,
+    typer.Option("--image-encoder", help="Folder h94/IP-Adapter models/image_encoder.", rich_help_panel=_WEIGHTS_PANEL),
+]
+MotionModulesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--motion-modules", help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS_PANEL
+    ),
+]
+TinyModelOption = Annotated[bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")]
+
+
 @dataclass(frozen=True)
 class GlobalOptions:
     """Options of the `a3d` app callback, shared by every command."""
@@ -164,3 +187,16 @@ def run_folder_argument(help_text: str = "The run folder.") -> Any:
 
 def resolve_path(path: Path) -> Path:
     return Path(path).expanduser()
+
+
+def optional_path(p: Path | None) -> str | None:
+    """An optional user path as the absolute string a stage's options record (None stays None)."""
+    return None if p is None else str(resolve_path(p).absolute())
+
+
+def check_dtype(dtype: str) -> None:
+    """Reject a `--dtype` that is not one of the MV-VDM precisions (exit code 2 at the CLI)."""
+    from a3d_cli.errors import OptionError
+
+    if dtype not in ("auto", "fp32", "fp16", "bf16"):
+        raise OptionError(f"--dtype {dtype!r} is not one of auto, fp32, fp16, bf16.")

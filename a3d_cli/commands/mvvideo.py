@@ -7,10 +7,20 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.commands.common import (
+    CompileOption,
+    ForceOption,
+    ImageEncoderOption,
+    IPAdapterOption,
+    MotionModulesOption,
+    MVDreamOption,
+    optional_path,
+    resolve_path,
+    run_and_report,
+    run_folder_argument,
+)
 
 _SAMPLER = "Sampler"
-_WEIGHTS = "Weights"
 
 
 def mvvideo(
@@ -27,24 +37,15 @@ def mvvideo(
         str, typer.Option(help="FreeInit low-pass filter: butterworth, gaussian or ideal.", rich_help_panel=_SAMPLER)
     ] = "butterworth",
     dtype: Annotated[str, typer.Option(help="Precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")] = "auto",
-    mvdream: Annotated[
-        Path | None, typer.Option(help="Folder of yanqinJiang/mvdream-sd1.5-diffusers.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    ip_adapter: Annotated[Path | None, typer.Option(help="h94/IP-Adapter models/ip-adapter_sd15.bin.", rich_help_panel=_WEIGHTS)] = None,
-    image_encoder: Annotated[
-        Path | None, typer.Option(help="Folder h94/IP-Adapter models/image_encoder.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    motion_modules: Annotated[
-        Path | None, typer.Option(help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS)
-    ] = None,
+    mvdream: MVDreamOption = None,
+    ip_adapter: IPAdapterOption = None,
+    image_encoder: ImageEncoderOption = None,
+    motion_modules: MotionModulesOption = None,
     compile_blocks: CompileOption = False,
     force: ForceOption = False,
 ) -> None:
     """Generate [bold]RUN/mvvideo/[/bold]: v{view}_f{frame:02d}.png (4 × 16, 256²), cameras.json, preview.mp4."""
     from a3d_cli.stages import mvvideo as stage
-
-    def path(p: Path | None) -> str | None:
-        return None if p is None else str(resolve_path(p).absolute())
 
     opts = stage.MVVideoOptions(
         prompt=prompt,
@@ -54,10 +55,10 @@ def mvvideo(
         freeinit_iters=freeinit_iters,
         freeinit_method=freeinit_method,
         dtype=dtype,  # type: ignore[arg-type]  # validated by MVVideoOptions
-        mvdream=path(mvdream),
-        ip_adapter=path(ip_adapter),
-        image_encoder=path(image_encoder),
-        motion_modules=path(motion_modules),
+        mvdream=optional_path(mvdream),
+        ip_adapter=optional_path(ip_adapter),
+        image_encoder=optional_path(image_encoder),
+        motion_modules=optional_path(motion_modules),
         compile=compile_blocks,
     )
     run_and_report(ctx, lambda rt: stage.run(resolve_path(run_dir), opts, rt), force=force)

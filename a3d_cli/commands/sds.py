@@ -7,12 +7,24 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.commands.common import (
+    CompileOption,
+    ForceOption,
+    ImageEncoderOption,
+    IPAdapterOption,
+    MotionModulesOption,
+    MVDreamOption,
+    TinyModelOption,
+    check_dtype,
+    optional_path,
+    resolve_path,
+    run_and_report,
+    run_folder_argument,
+)
 
 _SDS = "Score distillation"
 _LOSS = "Loss weights"
 _CAMERAS = "Random cameras"
-_WEIGHTS = "Weights"
 
 
 def sds(
@@ -69,21 +81,11 @@ def sds(
     dtype: Annotated[
         str, typer.Option(help="MV-VDM precision: auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")
     ] = "auto",
-    mvdream: Annotated[
-        Path | None, typer.Option(help="Folder of yanqinJiang/mvdream-sd1.5-diffusers.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    ip_adapter: Annotated[
-        Path | None, typer.Option(help="h94/IP-Adapter models/ip-adapter_sd15.bin.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    image_encoder: Annotated[
-        Path | None, typer.Option(help="Folder h94/IP-Adapter models/image_encoder.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    motion_modules: Annotated[
-        Path | None, typer.Option(help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS)
-    ] = None,
-    tiny_model: Annotated[
-        bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")
-    ] = False,
+    mvdream: MVDreamOption = None,
+    ip_adapter: IPAdapterOption = None,
+    image_encoder: ImageEncoderOption = None,
+    motion_modules: MotionModulesOption = None,
+    tiny_model: TinyModelOption = False,
     compile_blocks: CompileOption = False,
     force: ForceOption = False,
 ) -> None:
@@ -92,11 +94,7 @@ def sds(
     from a3d_cli.render.random_cameras import RandomCameraConfig
     from a3d_cli.stages import sds as stage
 
-    def path(p: Path | None) -> str | None:
-        return None if p is None else str(resolve_path(p).absolute())
-
-    if dtype not in ("auto", "fp32", "fp16", "bf16"):
-        raise OptionError(f"--dtype {dtype!r} is not one of auto, fp32, fp16, bf16.")
+    check_dtype(dtype)
     try:
         cameras = RandomCameraConfig(elevation_range=elevation, fov_range=fov, relative_distance_range=distance)
     except ValueError as exc:
@@ -120,10 +118,10 @@ def sds(
         dtype=dtype,  # type: ignore[arg-type]  # checked above
         vae_chunk=vae_chunk,
         tiny_model=tiny_model,
-        mvdream=path(mvdream),
-        ip_adapter=path(ip_adapter),
-        image_encoder=path(image_encoder),
-        motion_modules=path(motion_modules),
+        mvdream=optional_path(mvdream),
+        ip_adapter=optional_path(ip_adapter),
+        image_encoder=optional_path(image_encoder),
+        motion_modules=optional_path(motion_modules),
         compile=compile_blocks,
     )
     run_dir = resolve_path(run_dir)
