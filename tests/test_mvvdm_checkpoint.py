@@ -130,7 +130,7 @@ def test_wrong_ip_adapter_variant_is_named(model, tmp_path):
 def test_released_weights_load_with_every_key_accounted_for():
     """RUN_SLOW=1 with the four MV-VDM files resolvable (`a3d weights list`)."""
     from a3d_cli.models.mvvdm.components import load_components
-    from a3d_cli.stages.mvvideo import MVVDM_WEIGHTS
+    from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
     from a3d_cli.weights import resolve
 
     comp = load_components(*(resolve(n) for n in MVVDM_WEIGHTS))

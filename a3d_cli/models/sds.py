@@ -259,9 +259,6 @@ def sds_loss(
 
 # -- MV-VDM behind the protocol ----------------------------------------------------------------------------------------
 
-MVVDM_WEIGHTS = ("mvdream_sd15", "ip_adapter_sd15", "ip_adapter_image_encoder", "animate3d_motion_modules")
-"""Registry names (`a3d weights list`) of the files MV-VDM is assembled from."""
-
 
 class MvvdmDenoiser:
     """MV-VDM (`a3d_cli.models.mvvdm`) as an `SdsDenoiser`: frozen, no gradients except through `encode`.
@@ -320,57 +317,13 @@ class MvvdmDenoiser:
         return eps[1], eps[0]
 
 
-def mvvdm_weights_missing(explicit: dict[str, Path | None] | None = None) -> list[str]:
-    """Registry names of MV-VDM files not found on this machine (empty: the model can be loaded).
-
-    Args:
-        explicit: registry name → a path given on the command line (None: look it up).
-    """
-    from a3d_cli.weights.resolver import locate
-
-    explicit = explicit or {}
-    return [name for name in MVVDM_WEIGHTS if locate(name, explicit.get(name)).path is None]
-
-
-def resolve_mvvdm_weights(explicit: dict[str, Path | None] | None = None) -> dict[str, Path]:
-    """Find every MV-VDM file (a pre-flight check, before any heavy work).
-
-    Args:
-        explicit: registry name → a path given on the command line (None: A3D_WEIGHTS_DIR, then the HF cache).
-
-    Raises:
-        WeightsMissing: files are missing; the message names each (repo and file), the hint the fetch commands.
-        InputError / CheckpointError: an explicit path that does not hold the model, or a truncated file.
-    """
-    from a3d_cli.errors import WeightsMissing
-    from a3d_cli.weights import get, resolve
-
-    explicit = explicit or {}
-    found: dict[str, Path] = {}
-    missing: list[str] = []
-    for name in MVVDM_WEIGHTS:
-        try:
-            found[name] = resolve(name, explicit.get(name))
-        except WeightsMissing:
-            missing.append(name)
-    if missing:
-        described = "; ".join(f"{n} ({get(n).repo_id}: {get(n).contents})" for n in missing)
-        fetches = " and ".join(f"`a3d weights fetch {n}`" for n in missing)
-        raise WeightsMissing(
-            f"4D-SDS uses MV-VDM, which needs {len(missing)} model file(s) that are not on this machine: {described}.",
-            hint=f"Run {fetches}, set A3D_WEIGHTS_DIR, pass the paths (--mvdream/--ip-adapter/--image-encoder/"
-            "--motion-modules), or skip refinement (`a3d animate --no-sds`).",
-        )
-    return found
-
-
 def load_mvvdm_denoiser(
     weights: dict[str, Path] | None,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
 ) -> MvvdmDenoiser:
-    """MV-VDM for SDS from resolved files (`resolve_mvvdm_weights`), or the tiny random model when None.
+    """MV-VDM for SDS from resolved files (`mvvdm.weights.resolve_mvvdm_weights`), or the tiny random model when None.
 
     Args:
         weights: registry name → path of every file in `MVVDM_WEIGHTS`; None builds the tiny random MV-VDM
@@ -380,6 +333,7 @@ def load_mvvdm_denoiser(
         seed: seeds the tiny model's random weights.
     """
     from a3d_cli.models.mvvdm.components import load_components, tiny_components
+    from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
 
     if weights is None:
         return MvvdmDenoiser(tiny_components(seed).to(device, dtype))
@@ -388,11 +342,8 @@ def load_mvvdm_denoiser(
 
 
 __all__ = [
-    "MVVDM_WEIGHTS",
     "MvvdmDenoiser",
     "load_mvvdm_denoiser",
-    "mvvdm_weights_missing",
-    "resolve_mvvdm_weights",
     "SDS_GUIDANCE_SCALE",
     "SDS_MAX_STEP_PERCENT",
     "SDS_MIN_STEP_PERCENT",

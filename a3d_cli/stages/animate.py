@@ -105,14 +105,6 @@ class AnimateOptions:
         if self.sds_steps < 0 or (self.reconstruct_steps is not None and self.reconstruct_steps < 0):
             raise OptionError("--sds-steps and --reconstruct-steps must be >= 0.")
 
-    @property
-    def explicit_weights(self) -> dict[str, Path | None]:
-        """Registry name → explicit MV-VDM path (None: look it up)."""
-        from a3d_cli.models.sds import MVVDM_WEIGHTS
-
-        paths = (self.mvdream, self.ip_adapter, self.image_encoder, self.motion_modules)
-        return {name: (Path(p).expanduser() if p else None) for name, p in zip(MVVDM_WEIGHTS, paths, strict=True)}
-
 
 @dataclass(frozen=True)
 class ChainPlan:
@@ -141,14 +133,16 @@ def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str
         WeightsMissing: the chain needs MV-VDM (no `video`, or `sds=True`) and files are missing.
         InputError: `output="mesh"` for a 3DGS input.
     """
-    from a3d_cli.models.sds import resolve_mvvdm_weights
+    from a3d_cli.models.mvvdm.weights import explicit_weights, resolve_mvvdm_weights
+    from a3d_cli.stages.sds import WEIGHTS_ALTERNATIVE
 
     stages = ["prepare"]
     notices: list[str] = []
     have_weights = opts.tiny_model or not weights_missing
     if opts.video is None or opts.sds is True:
         if not have_weights:
-            resolve_mvvdm_weights(opts.explicit_weights)  # raises WeightsMissing with the full message
+            # raises WeightsMissing with the full message
+            resolve_mvvdm_weights(explicit_weights(opts), needed_by="4D-SDS", alternative=WEIGHTS_ALTERNATIVE)
     if opts.video is None:
         stages.append("mvvideo")
     stages.append("reconstruct")
@@ -277,13 +271,13 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
     """
     from a3d_cli.io.runlock import run_lock
     from a3d_cli.mesh.load import detect_kind
-    from a3d_cli.models.sds import mvvdm_weights_missing
+    from a3d_cli.models.mvvdm.weights import explicit_weights, mvvdm_weights_missing
 
     rt = rt or Runtime()
     # 0. pre-flight: the input, the weights, every stage's options — before anything is written
     mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
     needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
-    missing = mvvdm_weights_missing(opts.explicit_weights) if needs_check else []
+    missing = mvvdm_weights_missing(explicit_weights(opts)) if needs_check else []
     plan = plan_chain(opts, mesh_input, missing)
     run_dir = ensure_run_dir(Path(run_dir))
     calls = stage_calls(opts, plan, run_dir)

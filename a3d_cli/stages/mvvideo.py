@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from a3d_cli.errors import OptionError, RunFolderError, WeightsMissing
+from a3d_cli.errors import OptionError, RunFolderError
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ NUM_VIEWS = 4
 NUM_FRAMES = 16
 SIZE = 256
 FRAME_NAME = "v{view}_f{frame:02d}.png"
-MVVDM_WEIGHTS = ("mvdream_sd15", "ip_adapter_sd15", "ip_adapter_image_encoder", "animate3d_motion_modules")
-"""Registry names of the files MV-VDM is assembled from (`a3d weights list`)."""
 
 
 def frame_name(view: int, frame: int) -> str:
@@ -108,12 +106,6 @@ class MVVideoOptions:
         if not 0 < self.fps <= 120:
             raise OptionError(f"--fps must be in (0, 120], got {self.fps}.")
 
-    @property
-    def explicit_weights(self) -> dict[str, Path | None]:
-        """Registry name → explicit path given on the command line (None: look it up)."""
-        paths = (self.mvdream, self.ip_adapter, self.image_encoder, self.motion_modules)
-        return {name: (Path(p).expanduser() if p else None) for name, p in zip(MVVDM_WEIGHTS, paths, strict=True)}
-
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
     """The torch dtype for `--dtype` on `device` (auto: fp16 on CUDA as the reference, fp32 on CPU)."""
@@ -132,29 +124,15 @@ def resolve_weights(opts: MVVideoOptions) -> dict[str, Path]:
             hint gives the fetch command for each.
         InputError / CheckpointError: an explicit path that does not hold the model, or a truncated file.
     """
-    from a3d_cli.weights import get, resolve
+    from a3d_cli.models.mvvdm.weights import explicit_weights, resolve_mvvdm_weights
 
-    found: dict[str, Path] = {}
-    missing: list[str] = []
-    for name, explicit in opts.explicit_weights.items():
-        try:
-            found[name] = resolve(name, explicit)
-        except WeightsMissing:
-            missing.append(name)
-    if missing:
-        described = "; ".join(f"{n} ({get(n).repo_id}: {get(n).contents})" for n in missing)
-        fetches = " and ".join(f"`a3d weights fetch {n}`" for n in missing)
-        raise WeightsMissing(
-            f"MV-VDM needs {len(missing)} model file(s) that are not on this machine: {described}.",
-            hint=f"Run {fetches} (or `a3d weights fetch --all`), set A3D_WEIGHTS_DIR, or pass the paths with "
-            "--mvdream/--ip-adapter/--image-encoder/--motion-modules. See `a3d weights list`.",
-        )
-    return found
+    return resolve_mvvdm_weights(explicit_weights(opts))
 
 
 def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: str, seed: int) -> MVVDMComponents:
     """The MV-VDM components on `device` in the requested precision (tiny random weights when asked)."""
     from a3d_cli.models.mvvdm.components import load_components, tiny_components
+    from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
 
     dtype = resolve_dtype(opts.dtype, device)
     if opts.tiny_model:
@@ -306,4 +284,4 @@ def run(
     return run_stage("mvvideo", run_dir, opts, body, rt, requires=requires, clear=[OUT_DIR])
 
 
-__all__ = ["FRAME_NAME", "MVVDM_WEIGHTS", "MVVideoOptions", "frame_name", "resolve_weights", "run"]
+__all__ = ["FRAME_NAME", "MVVideoOptions", "frame_name", "resolve_weights", "run"]

@@ -49,6 +49,8 @@ REFINED = "motion/refined.safetensors"
 PREVIEW = "motion/refined_preview.mp4"
 BACKGROUND = 0.5  # grey, as MV-VDM was trained and the reference renders
 REQUIRES = {STATIC: "a3d prepare MODEL -o RUN", COARSE: "a3d reconstruct RUN"}
+WEIGHTS_ALTERNATIVE = "Or skip refinement: `a3d animate --no-sds`."
+"""The last sentence of the missing-weights hint: the chain runs without this stage."""
 
 
 @dataclass(frozen=True)
@@ -212,14 +214,6 @@ def _resolve_dtype(name: str, device: str) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-
-
-def explicit_weights(opts: SdsOptions) -> dict[str, Path | None]:
-    """Registry name → the path given on the command line (None: look it up)."""
-    from a3d_cli.models.sds import MVVDM_WEIGHTS
-
-    paths = (opts.mvdream, opts.ip_adapter, opts.image_encoder, opts.motion_modules)
-    return {name: (Path(p).expanduser() if p else None) for name, p in zip(MVVDM_WEIGHTS, paths, strict=True)}
 
 
 def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, chunk: int) -> Tensor:
@@ -423,9 +417,9 @@ def run(
     need_model = denoiser is None and opts.lambda_sds > 0  # λ_sds = 0 (reconstruction terms only) needs no model
     weights = None
     if need_model and not opts.tiny_model:
-        from a3d_cli.models.sds import resolve_mvvdm_weights
+        from a3d_cli.models.mvvdm.weights import explicit_weights, resolve_mvvdm_weights
 
-        weights = resolve_mvvdm_weights(explicit_weights(opts))
+        weights = resolve_mvvdm_weights(explicit_weights(opts), needed_by="4D-SDS", alternative=WEIGHTS_ALTERNATIVE)
 
     def body(ctx: StageContext) -> None:
         import torch

@@ -7,6 +7,7 @@ Public API:
     generate_mvvideo, MVVideoOutput                  condition views + prompt → video (pipeline.py)
     mvdream_camera_embedding_input                   a3d cameras → MVDream camera input (cameras.py)
     load_mvvdm_unet, key_group                       official checkpoints (checkpoint.py)
+    MVVDM_WEIGHTS, resolve_mvvdm_weights, ...        where the official files are (weights.py)
 """
 
 from a3d_cli.models.mvvdm.cameras import mvdream_c2w, mvdream_camera_embedding_input
