@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from helpers import one_command_app
 from typer.testing import CliRunner
 
-from a3d_cli.cli import A3DGroup, main_options
 from a3d_cli.commands.animate import animate
 from a3d_cli.errors import InputError, OptionError, WeightsMissing
 from a3d_cli.stages.animate import AnimateOptions, plan_chain
@@ -34,10 +34,7 @@ FAST = [
 
 def make_app() -> typer.Typer:
     """The `a3d` app callback with the `animate` command (independent of what cli.py registers)."""
-    app = typer.Typer(cls=A3DGroup)
-    app.callback()(main_options)
-    app.command("animate")(animate)
-    return app
+    return one_command_app("animate", animate)
 
 
 def make_mesh(path: Path) -> Path:

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import moving_motion_field, one_command_app
 
+from a3d_cli.commands.export import export as export_command
 from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig, quat_to_matrix
+from a3d_cli.gaussians.motion_field import MotionField, quat_to_matrix
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.mesh.normalize import fit_normalization
@@ -36,15 +38,6 @@ def _static(n: int = 48, seed: int = 0, sh: bool = True) -> Gaussians:
     )
 
 
-def _moving_field(seed: int = 1) -> MotionField:
-    field = MotionField(MotionFieldConfig.tiny(num_frames=FRAMES), generator=torch.Generator().manual_seed(seed))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in field.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.3)
-    return field
-
-
 def make_gaussian_run(run: Path, seed: int = 0) -> tuple[Gaussians, MotionField]:
     """A run folder as `prepare` + `reconstruct` leave it for a 3DGS input with a Z-up source frame."""
     static = _static(seed=seed)
@@ -55,7 +48,7 @@ def make_gaussian_run(run: Path, seed: int = 0) -> tuple[Gaussians, MotionField]
     original = np.random.default_rng(seed).random((100, 3)) * 10 + 5
     norm = fit_normalization(original, up="+z", front="-y")
     (run / "source" / "normalization.json").write_text(norm.dumps())
-    field = _moving_field(seed + 1)
+    field = moving_motion_field(FRAMES, seed + 1)
     save_motion(run / "motion" / "coarse.safetensors", field, read_ply(run / "static" / "gaussians.ply"))
     return read_ply(run / "static" / "gaussians.ply"), field
 
@@ -112,7 +105,7 @@ def test_preview_orbit_has_loops_times_frames(gaussian_run):
 
 def test_refined_motion_is_preferred_when_present(gaussian_run):
     run, static, _ = gaussian_run
-    save_motion(run / "motion" / "refined.safetensors", _moving_field(7), static)
+    save_motion(run / "motion" / "refined.safetensors", moving_motion_field(FRAMES, 7), static)
     result = export.run(run, ExportOptions(preview=False, space="normalized"), Runtime())
     assert result.metrics["motion"] == "motion/refined.safetensors"
     coarse = export.run(run, ExportOptions(preview=False, space="normalized", motion="coarse"), Runtime())
@@ -176,24 +169,11 @@ def test_frame_out_of_range_is_a_user_error_before_writing(gaussian_run):
     assert not (run / "export").exists()
 
 
-def _cli():
-    """A one-command app with a3d's error mapping (the real `a3d` registers the same function)."""
-    import typer
-
-    from a3d_cli.cli import A3DGroup, main_options
-    from a3d_cli.commands.export import export as command
-
-    app = typer.Typer(cls=A3DGroup)
-    app.callback()(main_options)
-    app.command("export")(command)
-    return app
-
-
 def test_cli_exports_and_reports_json(gaussian_run):
     from typer.testing import CliRunner
 
     run, _, _ = gaussian_run
-    result = CliRunner().invoke(_cli(), ["--json", "export", str(run), "--no-preview", "--frames", "0-1"])
+    result = CliRunner().invoke(one_command_app("export", export_command), ["--json", "export", str(run), "--no-preview", "--frames", "0-1"])
     assert result.exit_code == 0, result.output
     outputs = json.loads(result.stdout)["stages"][0]["outputs"]
     assert sorted(Path(p).name for p in outputs) == ["frame_0000.ply", "frame_0001.ply", "sequence.json"]
@@ -204,8 +184,8 @@ def test_cli_user_errors_exit_2(tmp_path, gaussian_run):
 
     run, _, _ = gaussian_run
     runner = CliRunner()
-    missing = runner.invoke(_cli(), ["export", str(tmp_path / "nope")])
+    missing = runner.invoke(one_command_app("export", export_command), ["export", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "a3d prepare" in missing.stderr
     assert not (tmp_path / "nope").exists()
-    bad = runner.invoke(_cli(), ["export", str(run), "--space", "world"])
+    bad = runner.invoke(one_command_app("export", export_command), ["export", str(run), "--space", "world"])
     assert bad.exit_code == 2 and "--space" in bad.stderr

@@ -10,10 +10,10 @@ import pygltflib
 import pytest
 import torch
 import trimesh
+from helpers import moving_motion_field
 from PIL import Image
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
-from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.mesh.binding import MeshBinding
@@ -46,15 +46,6 @@ def _original_mesh() -> SurfaceMesh:
     )
 
 
-def _moving_field(seed: int = 1) -> MotionField:
-    field = MotionField(MotionFieldConfig.tiny(num_frames=FRAMES), generator=torch.Generator().manual_seed(seed))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in field.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.3)
-    return field
-
-
 def make_mesh_run(run: Path) -> dict:
     """A run folder as `prepare` (mesh input) and `reconstruct` leave it, built from the domain functions."""
     original = _original_mesh()
@@ -70,7 +61,7 @@ def make_mesh_run(run: Path) -> dict:
     save_processed_mesh(run / "source" / "mesh.glb", mesh)
     (run / "source" / "normalization.json").write_text(norm.dumps())
     static = read_ply(run / "static" / "gaussians.ply")
-    field = _moving_field()
+    field = moving_motion_field(FRAMES)
     save_motion(run / "motion" / "coarse.safetensors", field, static)
     return {"original": original, "norm": norm, "static": static, "binding": binding, "field": field}
 
@@ -164,7 +155,7 @@ def test_motion_of_another_static_model_is_refused_and_outputs_kept(mesh_run):
     mesh_animate.run(run, MeshAnimateOptions(), Runtime())
     before = {p.name: p.read_bytes() for p in (run / "export").iterdir()}
     other = ctx["static"].with_(means=ctx["static"].means + 0.01)
-    save_motion(run / "motion" / "refined.safetensors", _moving_field(3), other)  # fitted on other splats
+    save_motion(run / "motion" / "refined.safetensors", moving_motion_field(FRAMES, 3), other)  # fitted on other splats
     with pytest.raises(InputError, match="different static model"):
         mesh_animate.run(run, MeshAnimateOptions(), Runtime())
     assert {p.name: p.read_bytes() for p in (run / "export").iterdir()} == before
@@ -213,16 +204,12 @@ def test_rigidity_option_changes_only_moving_frames(mesh_run):
 
 
 def test_cli_refuses_gaussian_run_with_exit_2(run_dir):
-    import typer
+    from helpers import one_command_app
     from test_export import make_gaussian_run
     from typer.testing import CliRunner
 
-    from a3d_cli.cli import A3DGroup, main_options
     from a3d_cli.commands.mesh_animate import mesh_animate as command
 
     make_gaussian_run(run_dir)
-    app = typer.Typer(cls=A3DGroup)
-    app.callback()(main_options)
-    app.command("mesh-animate")(command)
-    result = CliRunner().invoke(app, ["mesh-animate", str(run_dir)])
+    result = CliRunner().invoke(one_command_app("mesh-animate", command), ["mesh-animate", str(run_dir)])
     assert result.exit_code == 2 and "a3d export" in result.stderr

@@ -9,8 +9,9 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from helpers import tiny_mvvdm_unet, tiny_unet_inputs
 
-from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet
+from a3d_cli.models.mvvdm import MVVDMUNet
 from a3d_cli.models.mvvdm.attention import (
     MVDreamI2VAttnProcessor,
     SpatioTemporalAttnProcessor,
@@ -19,15 +20,6 @@ from a3d_cli.models.mvvdm.attention import (
 )
 
 B, V, F, H, W, C, HEADS = 2, 4, 5, 3, 2, 16, 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is much faster than two when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def layout() -> VideoLayout:
@@ -190,30 +182,11 @@ def test_views_talk_within_a_frame_and_every_frame_sees_frame_zero():
 
 @pytest.fixture(scope="module")
 def tiny_unet() -> MVVDMUNet:
-    torch.manual_seed(0)
-    m = MVVDMUNet(MVVDMConfig.tiny()).eval()
-    randomize_adapters(m)
-    return m
-
-
-def randomize_adapters(m: MVVDMUNet) -> None:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "to_out_i2v" in name or "mix_factor" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-
-
-def unet_inputs(b: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    cfg = MVVDMConfig.tiny()
-    return (torch.randn(b, 4, 3, 4, 8, 8, generator=g), torch.randint(0, 1000, (b,), generator=g),
-            torch.randn(b, 5, cfg.cross_attention_dim, generator=g), torch.randn(b, 4, cfg.image_embed_dim, generator=g),
-            torch.randn(b, 4, 16, generator=g))
+    return tiny_mvvdm_unet(0)
 
 
 def test_unet_batch_rows_are_independent(tiny_unet):
-    x, t, txt, img, cam = unet_inputs(2)
+    x, t, txt, img, cam = tiny_unet_inputs(2)
     with torch.no_grad():
         both = tiny_unet(x, t, txt, img, cam).sample
         one = [tiny_unet(x[i:i + 1], t[i:i + 1], txt[i:i + 1], img[i:i + 1], cam[i:i + 1]).sample for i in range(2)]
@@ -221,7 +194,7 @@ def test_unet_batch_rows_are_independent(tiny_unet):
 
 
 def test_unet_is_equivariant_to_reordering_views(tiny_unet):
-    x, t, txt, img, cam = unet_inputs(1, seed=3)
+    x, t, txt, img, cam = tiny_unet_inputs(1, seed=3)
     perm = torch.tensor([2, 0, 3, 1])
     with torch.no_grad():
         out = tiny_unet(x, t, txt, img, cam).sample
@@ -230,7 +203,7 @@ def test_unet_is_equivariant_to_reordering_views(tiny_unet):
 
 
 def test_unet_uses_camera_text_and_image_inputs(tiny_unet):
-    x, t, txt, img, cam = unet_inputs(1, seed=4)
+    x, t, txt, img, cam = tiny_unet_inputs(1, seed=4)
     with torch.no_grad():
         out = tiny_unet(x, t, txt, img, cam).sample
         for changed in (

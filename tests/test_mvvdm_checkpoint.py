@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_mvvdm_unet, tiny_unet_inputs
 from safetensors.torch import save_file
 
 from a3d_cli.errors import CheckpointError
@@ -15,15 +16,6 @@ from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet, load_mvvdm_unet
 from a3d_cli.models.mvvdm.checkpoint import cross_attention_layers_in_ip_order, group_keys, read_state_file
 
 CFG = MVVDMConfig.tiny()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is much faster than two when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def write_official_files(model: MVVDMUNet, root: Path) -> tuple[Path, Path, Path]:
@@ -56,19 +48,7 @@ def write_official_files(model: MVVDMUNet, root: Path) -> tuple[Path, Path, Path
 
 @pytest.fixture(scope="module")
 def model() -> MVVDMUNet:
-    torch.manual_seed(0)
-    m = MVVDMUNet(CFG).eval()
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "to_out_i2v" in name or "mix_factor" in name:
-                p.normal_(0, 0.5)
-    return m
-
-
-def unet_inputs(seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(1, 4, 3, 4, 8, 8, generator=g), torch.tensor([321]), torch.randn(1, 5, CFG.cross_attention_dim, generator=g),
-            torch.randn(1, 4, CFG.image_embed_dim, generator=g), torch.randn(4, 16, generator=g))
+    return tiny_mvvdm_unet(0)
 
 
 def test_official_files_round_trip_to_the_same_network(model, tmp_path):
@@ -77,13 +57,13 @@ def test_official_files_round_trip_to_the_same_network(model, tmp_path):
     assert report.keys_by_source == {"mvdream_sd15 unet": 690, "ip_adapter_sd15": 36, "animate3d_motion_modules": 888}
     assert not any(t.is_meta for t in loaded.state_dict().values())
     with torch.no_grad():
-        ref = model(*unet_inputs()).sample
+        ref = model(*tiny_unet_inputs()).sample
         # the IP-Adapter file is fp16 (as released): compare the loaded fp32 model with the fp16-rounded weights
         rounded = {k: (v.half().float() if ("_ip." in k or k.startswith("encoder_hid_proj")) else v)
                    for k, v in model.state_dict().items()}
         twin = MVVDMUNet(CFG).eval()
         twin.load_state_dict(rounded)
-        torch.testing.assert_close(loaded(*unet_inputs()).sample, twin(*unet_inputs()).sample)
+        torch.testing.assert_close(loaded(*tiny_unet_inputs()).sample, twin(*tiny_unet_inputs()).sample)
     assert not torch.equal(ref, torch.zeros_like(ref))
 
 

@@ -12,15 +12,6 @@ from a3d_cli.models.mvvdm.sampling import SamplingConfig, classifier_free_guidan
 M, S = 0.7, 0.5  # data ~ N(M, S²) elementwise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is much faster than two when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def alphas_bar() -> torch.Tensor:
     """ᾱ_t of the configured schedule, from its definition: linear β from 0.00085 to 0.012 over 1000 steps."""
     betas = torch.linspace(0.00085, 0.012, 1000, dtype=torch.float64)

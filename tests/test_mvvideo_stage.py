@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-import typer
+from helpers import a3d_app
 from typer.testing import CliRunner
 
 from a3d_cli.commands.mvvideo import mvvideo as mvvideo_command
@@ -18,27 +17,6 @@ from a3d_cli.stages.base import Runtime
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: one thread is much faster than two when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def cli_app() -> typer.Typer:
-    """The real `a3d` app once it mounts `mvvideo`; until then the same callback and error mapping around it."""
-    from a3d_cli import cli
-
-    if any(c.name == "mvvideo" for c in cli.app.registered_commands):
-        return cli.app
-    app = typer.Typer(cls=cli.A3DGroup)
-    app.callback()(cli.main_options)
-    app.command("mvvideo")(mvvideo_command)
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +48,7 @@ def tiny_weights(monkeypatch):
 def test_cli_end_to_end_writes_64_frames_cameras_and_preview(run_copy, tiny_weights):
     args = ["--device", "cpu", "--seed", "3", "mvvideo", str(run_copy), "--prompt", "a fox wags its tail",
             "--steps", "1", "--freeinit-iters", "2"]
-    result = runner.invoke(cli_app(), args)
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), args)
     assert result.exit_code == 0, result.output + result.stderr
     out = run_copy / "mvvideo"
     frames = sorted(p.name for p in out.glob("*.png"))
@@ -113,7 +91,7 @@ def test_stage_skips_when_unchanged_and_reruns_the_same_video_with_force(run_cop
 def test_run_folder_without_prepare_outputs_is_a_user_error(tmp_path, tiny_weights):
     run = tmp_path / "RUN"
     run.mkdir()
-    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run), "--prompt", "a fox runs"])
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), ["--device", "cpu", "mvvideo", str(run), "--prompt", "a fox runs"])
     assert result.exit_code == 2
     assert "static/views" in result.stderr and "a3d prepare" in result.stderr
     assert not (run / "mvvideo").exists()
@@ -121,7 +99,7 @@ def test_run_folder_without_prepare_outputs_is_a_user_error(tmp_path, tiny_weigh
 
 @pytest.mark.parametrize("prompt", ["", "   "])
 def test_empty_prompt_is_a_user_error(run_copy, prompt):
-    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", prompt])
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", prompt])
     assert result.exit_code == 2
     assert "--prompt is empty" in result.stderr
     with pytest.raises(OptionError):
@@ -133,7 +111,7 @@ def test_missing_weights_name_each_file_and_the_fetch_commands(run_copy, tmp_pat
     empty.mkdir()
     monkeypatch.setenv("A3D_WEIGHTS_DIR", str(empty))
     monkeypatch.setenv("HF_HUB_CACHE", str(empty / "hub"))
-    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "a fox runs"])
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "a fox runs"])
     assert result.exit_code == 2
     text = " ".join((result.stderr).split())
     for name, repo, file in [
@@ -154,6 +132,6 @@ def test_missing_weights_name_each_file_and_the_fetch_commands(run_copy, tmp_pat
     ("--freeinit-iters", "-1", "--freeinit-iters"),
 ])
 def test_bad_options_are_user_errors(run_copy, flag, value, message):
-    result = runner.invoke(cli_app(), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "x", flag, value])
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "x", flag, value])
     assert result.exit_code == 2
     assert message in result.stderr

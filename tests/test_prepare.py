@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
+from helpers import a3d_app
 from test_mesh_assets import textured_sphere, write_glb, write_textured_obj
 from typer.testing import CliRunner
 
+from a3d_cli.commands.prepare import prepare as prepare_command
 from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.ply import read_ply, write_ply
@@ -38,21 +39,6 @@ MESH_FILES = [
 FAST = {"splats": 3000, "view_size": 64}  # small options keep the non-example tests quick
 
 runner = CliRunner()
-
-
-def cli_app() -> typer.Typer:
-    """The real `a3d` app when `prepare` is registered there, else the same wiring around our command."""
-    from a3d_cli import cli
-
-    names = {c.name for c in cli.app.registered_commands}
-    if "prepare" in names:
-        return cli.app
-    from a3d_cli.commands.prepare import prepare
-
-    app = typer.Typer(cls=cli.A3DGroup)
-    app.callback()(cli.main_options)
-    app.command("prepare")(prepare)
-    return app
 
 
 def files_under(run_dir: Path) -> list[str]:
@@ -137,7 +123,7 @@ def test_cli_json_names_every_output(tmp_path):
     path = write_glb(tmp_path / "ball.glb", (textured_sphere(8), np.eye(4)))
     run_dir = tmp_path / "RUN"
     result = runner.invoke(
-        cli_app(), ["--json", "prepare", str(path), "-o", str(run_dir), "--splats", "1000", "--view-size", "64"]
+        a3d_app("prepare", prepare_command), ["--json", "prepare", str(path), "-o", str(run_dir), "--splats", "1000", "--view-size", "64"]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -263,7 +249,7 @@ def test_bad_input_exit_code_2_and_no_outputs(tmp_path, name):
         path.write_bytes(content)
     run_dir = tmp_path / "RUN"
     result = runner.invoke(
-        cli_app(),
+        a3d_app("prepare", prepare_command),
         ["prepare", str(path), "-o", str(run_dir), *[f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]],
     )
     assert result.exit_code == 2, result.output
@@ -280,7 +266,7 @@ def test_run_path_that_is_a_file(tmp_path):
     (tmp_path / "RUN").write_text("not a folder")
     with pytest.raises(RunFolderError, match="is a file"):
         run(tmp_path / "RUN", PrepareOptions(model=str(EXAMPLE), **FAST))
-    result = runner.invoke(cli_app(), ["prepare", str(EXAMPLE), "-o", str(tmp_path / "RUN")])
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(EXAMPLE), "-o", str(tmp_path / "RUN")])
     assert result.exit_code == 2 and "is a file" in result.stderr
 
 
@@ -307,7 +293,7 @@ def test_read_only_run_folder_through_the_cli(tmp_path, monkeypatch):
     monkeypatch.setattr(
         base.os, "access", lambda p, mode: False if Path(p) == run_dir and mode & os.W_OK else real_access(p, mode)
     )
-    result = runner.invoke(cli_app(), ["prepare", str(EXAMPLE), "-o", str(run_dir)])
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(EXAMPLE), "-o", str(run_dir)])
     assert result.exit_code == 2 and "not writable" in result.stderr
     assert list(run_dir.iterdir()) == []
 

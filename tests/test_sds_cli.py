@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
+from helpers import one_command_app
 from typer.testing import CliRunner
 
-from a3d_cli.cli import A3DGroup, main_options
 from a3d_cli.commands.sds import sds
 from a3d_cli.io.manifest import load_manifest
 
 runner = CliRunner()
-
-
-def _app() -> typer.Typer:
-    """The `a3d` app callback with the `sds` command (independent of what cli.py registers)."""
-    app = typer.Typer(cls=A3DGroup)
-    app.callback()(main_options)
-    app.command("sds")(sds)
-    return app
 
 
 @pytest.fixture
@@ -35,7 +26,7 @@ def test_missing_weights_is_exit_2_naming_the_fetch_commands(run_dir, no_weights
     from test_sds_stage import make_run
 
     make_run(run_dir)
-    result = runner.invoke(_app(), ["--device", "cpu", "sds", str(run_dir), "--prompt", "jumps"])
+    result = runner.invoke(one_command_app("sds", sds), ["--device", "cpu", "sds", str(run_dir), "--prompt", "jumps"])
     assert result.exit_code == 2, result.output
     assert "a3d weights fetch mvdream_sd15" in result.stderr and "--no-sds" in result.stderr
     assert "sds" not in load_manifest(run_dir)["stages"]  # nothing ran, nothing recorded
@@ -43,13 +34,13 @@ def test_missing_weights_is_exit_2_naming_the_fetch_commands(run_dir, no_weights
 
 def test_missing_inputs_and_bad_options_are_exit_2(run_dir, no_weights):
     run_dir.mkdir()
-    result = runner.invoke(_app(), ["sds", str(run_dir), "--prompt", "jumps"])
+    result = runner.invoke(one_command_app("sds", sds), ["sds", str(run_dir), "--prompt", "jumps"])
     assert result.exit_code == 2 and "static/gaussians.ply" in result.stderr and "a3d prepare" in result.stderr
-    result = runner.invoke(_app(), ["sds", str(run_dir), "--prompt", "jumps", "--render-size", "100"])
+    result = runner.invoke(one_command_app("sds", sds), ["sds", str(run_dir), "--prompt", "jumps", "--render-size", "100"])
     assert result.exit_code == 2 and "multiple of 8" in result.stderr
-    result = runner.invoke(_app(), ["sds", str(run_dir), "--prompt", "jumps", "--fov", "60", "10"])
+    result = runner.invoke(one_command_app("sds", sds), ["sds", str(run_dir), "--prompt", "jumps", "--fov", "60", "10"])
     assert result.exit_code == 2 and "fov_range" in result.stderr
-    result = runner.invoke(_app(), ["sds", str(run_dir), "--prompt", "jumps", "--dtype", "fp8"])
+    result = runner.invoke(one_command_app("sds", sds), ["sds", str(run_dir), "--prompt", "jumps", "--dtype", "fp8"])
     assert result.exit_code == 2 and "--dtype" in result.stderr
 
 
@@ -75,7 +66,7 @@ def test_lambda_sds_zero_runs_without_weights_and_reports_json(run_dir, no_weigh
         "--target-size",
         "16",
     ]
-    result = runner.invoke(_app(), args)
+    result = runner.invoke(one_command_app("sds", sds), args)
     assert result.exit_code == 0, result.output + result.stderr
     data = json.loads(result.stdout)
     (stage,) = data["stages"]

@@ -14,14 +14,6 @@ from a3d_cli.models.sv3d.config import SV3DConfig
 from a3d_cli.models.sv3d.unet import SV3DUNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def ref_embedding(x: float, dim: int) -> np.ndarray:
     """sgm timestep_embedding written out: [cos(x·ω_i), sin(x·ω_i)], ω_i = exp(−ln(10000)·i/(dim/2))."""
     half = dim // 2

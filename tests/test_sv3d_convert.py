@@ -33,15 +33,6 @@ if not FIXTURES.is_dir():  # the repo may sit elsewhere; the shared folder is fi
     FIXTURES = Path("/work/shared/fixtures")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def fixture_shapes(variant: str) -> dict[str, tuple[int, ...]]:
     path = FIXTURES / f"{variant}.keys.json"
     if not path.is_file():
@@ -130,7 +121,6 @@ def test_variant_detection_rejects_other_models() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_p(tmp_path_factory) -> tuple[Path, object]:
-    torch.set_num_threads(1)
     models = tiny_models("sv3d_p", seed=1)
     path = tmp_path_factory.mktemp("ckpt") / "sv3d_p.safetensors"
     save_official_checkpoint(models, path)

@@ -11,14 +11,6 @@ from a3d_cli.models.sv3d.pipeline import SV3DPipeline
 from a3d_cli.models.sv3d.testing import tiny_models
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pipe_p() -> SV3DPipeline:
     return SV3DPipeline(tiny_models("sv3d_p", seed=0))

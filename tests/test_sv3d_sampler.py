@@ -20,14 +20,6 @@ from a3d_cli.models.sv3d.scheduler import SIGMA_MAX, SIGMA_MIN, edm_sigmas, make
 from a3d_cli.models.sv3d.testing import tiny_models
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class AnalyticVModel(nn.Module):
     """Ideal v-prediction for Gaussian data N(mu, s²), with SV3D's input scaling (c_in, c_noise)."""
 

@@ -1,0 +1,81 @@
+"""Builders shared by several test files: tiny models and inputs, one-command CLI apps.
+
+Tiny models of whole pipelines come from the library itself (`a3d_cli.models.mvvdm.tiny_components(seed)`,
+`a3d_cli.models.sv3d.testing.tiny_models(variant, seed)`); this module holds what only tests need.
+Import it as `from helpers import ...` (pytest puts `tests/` on `sys.path`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import typer
+
+
+def one_command_app(name: str, command: Callable[..., Any]) -> typer.Typer:
+    """The `a3d` app callback and error mapping (`A3DGroup`) around one command, whatever cli.py registers."""
+    from a3d_cli.cli import A3DGroup, main_options
+
+    app = typer.Typer(cls=A3DGroup)
+    app.callback()(main_options)
+    app.command(name)(command)
+    return app
+
+
+def a3d_app(name: str, command: Callable[..., Any]) -> typer.Typer:
+    """The real `a3d` app when it registers `name`, else `one_command_app(name, command)`."""
+    from a3d_cli import cli
+
+    names = {c.name or c.callback.__name__ for c in cli.app.registered_commands}
+    return cli.app if name in names else one_command_app(name, command)
+
+
+def tiny_mvvdm_unet(seed: int = 0):  # noqa: ANN201 - an MVVDMUNet (imported lazily)
+    """The tiny MV-VDM UNet in eval mode, with its zero-initialised I2V adapters made non-zero.
+
+    Zero adapters would hide the I2V path from every comparison, so their outputs and mix factors get
+    random values (from `seed + 1`).
+    """
+    from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet
+
+    torch.manual_seed(seed)
+    m = MVVDMUNet(MVVDMConfig.tiny()).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "to_out_i2v" in name or "mix_factor" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return m
+
+
+def tiny_unet_inputs(batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs for `tiny_mvvdm_unet`: 4 views × 3 frames of 4×8×8 latents, 5 text and 4 image tokens.
+
+    Returns:
+        (sample [B, V, F, C, H, W], timesteps [B], text [B, 5, D_txt], image [B, 4, D_img], cameras [B, V, 16]).
+    """
+    from a3d_cli.models.mvvdm import MVVDMConfig
+
+    g = torch.Generator().manual_seed(seed)
+    cfg = MVVDMConfig.tiny()
+    return (
+        torch.randn(batch, 4, 3, 4, 8, 8, generator=g),
+        torch.randint(0, 1000, (batch,), generator=g),
+        torch.randn(batch, 5, cfg.cross_attention_dim, generator=g),
+        torch.randn(batch, 4, cfg.image_embed_dim, generator=g),
+        torch.randn(batch, 4, 16, generator=g),
+    )
+
+
+def moving_motion_field(num_frames: int, seed: int = 1):  # noqa: ANN201 - a MotionField (imported lazily)
+    """A tiny `MotionField` over `num_frames` whose parameters are perturbed, so it really moves the splats."""
+    from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
+
+    field = MotionField(MotionFieldConfig.tiny(num_frames=num_frames), generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in field.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return field
