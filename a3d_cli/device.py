@@ -34,3 +34,25 @@ def resolve_device(spec: str) -> str:
             hint="Use --device cuda:0.",
         )
     return spec
+
+
+def torch_dtype(name: str, device: str, cuda_auto: str = "fp16"):  # noqa: ANN201 - a torch.dtype (lazy import)
+    """The torch dtype for a `--dtype` value on `device`.
+
+    Each model picks its own CUDA default ("auto" = `cuda_auto` on CUDA); off CUDA "auto" is fp32, since
+    half precision on a CPU is slow and loses accuracy for nothing.
+
+    Args:
+        name: "auto", "fp32", "fp16" or "bf16" (validated by the stage options).
+        device: a resolved device string, e.g. "cuda:0" or "cpu".
+        cuda_auto: what "auto" means on CUDA: "fp16", "bf16", or "bf16-if-supported" (else fp16).
+    """
+    import torch
+
+    if name == "auto":
+        if not device.startswith("cuda"):
+            return torch.float32
+        if cuda_auto == "bf16-if-supported":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        name = cuda_auto
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]

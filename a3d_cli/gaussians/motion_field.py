@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from kernels.hexplane import hexplane_features, init_hexplane_level
+from kernels.projection_ref import quat_to_rotmat as quat_to_matrix  # [..., 4] wxyz -> [..., 3, 3]
 
 from .container import Gaussians
 
@@ -164,25 +165,6 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
         ],
         dim=-1,
     )
-
-
-def quat_to_matrix(q: Tensor) -> Tensor:
-    """Rotation matrices of wxyz quaternions (normalised first): [..., 4] -> [..., 3, 3]."""
-    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - w * z),
-            2 * (x * z + w * y),
-            2 * (x * y + w * z),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - w * x),
-            2 * (x * z - w * y),
-            2 * (y * z + w * x),
-            1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(*q.shape[:-1], 3, 3)
 
 
 def euler_to_quat(angles: Tensor) -> Tensor:

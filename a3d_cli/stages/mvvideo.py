@@ -107,15 +107,6 @@ class MVVideoOptions:
             raise OptionError(f"--fps must be in (0, 120], got {self.fps}.")
 
 
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """The torch dtype for `--dtype` on `device` (auto: fp16 on CUDA as the reference, fp32 on CPU)."""
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-
-
 def resolve_weights(opts: MVVideoOptions) -> dict[str, Path]:
     """Find every MV-VDM file on this machine (pre-flight, before any heavy work).
 
@@ -131,10 +122,11 @@ def resolve_weights(opts: MVVideoOptions) -> dict[str, Path]:
 
 def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: str, seed: int) -> MVVDMComponents:
     """The MV-VDM components on `device` in the requested precision (tiny random weights when asked)."""
+    from a3d_cli.device import torch_dtype
     from a3d_cli.models.mvvdm.components import load_components, tiny_components
     from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
 
-    dtype = resolve_dtype(opts.dtype, device)
+    dtype = torch_dtype(opts.dtype, device, cuda_auto="fp16")  # the reference runs fp16
     if opts.tiny_model:
         return tiny_components(seed).to(device, dtype)
     assert weights is not None

@@ -132,16 +132,6 @@ class OrbitOptions:
             raise OptionError(f"--fps must be in (0, 120] (got {self.fps}).")
 
 
-def _torch_dtype(name: DType, device: str):  # noqa: ANN202 - torch imported lazily
-    import torch
-
-    if name == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
 def _make_orbit(opts: OrbitOptions, seed: int):  # noqa: ANN202
     from a3d_cli.models.sv3d import cameras
 
@@ -193,7 +183,9 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
 
         # 1. load the model (checks the checkpoint's variant against --model)
         ctx.progress.start("loading SV3D", total=None)
-        dtype = _torch_dtype(opts.dtype, ctx.device)
+        from a3d_cli.device import torch_dtype
+
+        dtype = torch_dtype(opts.dtype, ctx.device, cuda_auto="bf16-if-supported")
         load_device = "cpu" if opts.offload else ctx.device
         loaded = load_sv3d(ckpt, device=load_device, unet_dtype=dtype, expect=opts.model)
         config = loaded.models.config

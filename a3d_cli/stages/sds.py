@@ -35,7 +35,6 @@ from a3d_cli.render.random_cameras import RandomCameraConfig
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 if TYPE_CHECKING:
-    import torch
     from torch import Tensor
 
     from a3d_cli.gaussians.container import Gaussians
@@ -206,14 +205,6 @@ def coarse_targets(rgb: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
 
 
 # -- the denoiser -----------------------------------------------------------------------------------------------------
-
-
-def _resolve_dtype(name: str, device: str) -> torch.dtype:
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, chunk: int) -> Tensor:
@@ -434,10 +425,11 @@ def run(
         field = _refined_field(coarse.field, opts.scale_offsets, ctx.seed).to(ctx.device)
         den = denoiser
         if den is None and need_model:
+            from a3d_cli.device import torch_dtype
             from a3d_cli.models.sds import load_mvvdm_denoiser
 
             ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
-            den = load_mvvdm_denoiser(weights, ctx.device, _resolve_dtype(opts.dtype, ctx.device), ctx.seed)
+            den = load_mvvdm_denoiser(weights, ctx.device, torch_dtype(opts.dtype, ctx.device, cuda_auto="bf16"), ctx.seed)
         # 2. optimise (CUDA backend flags always; regional compilation of MV-VDM when asked)
         from a3d_cli.models.acceleration import accelerate
 
