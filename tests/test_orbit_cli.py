@@ -160,3 +160,14 @@ def test_missing_weights_name_the_fetch_command(tmp_path: Path, rgba_png: Path, 
     assert r.exit_code == 2
     assert "a3d weights fetch sv3d_p" in r.stderr
     assert not (tmp_path / "RUN").exists()  # pre-flight: nothing was written
+
+
+def test_orbit_on_the_bundled_example_image(tmp_path: Path, ckpts) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox_front.png"
+    run = tmp_path / "RUN"
+    result = invoke("orbit", str(example), "-o", str(run), "--checkpoint", str(ckpts["sv3d_p"]), "--steps", "2")
+    assert result.exit_code == 0, result.output
+    out = run / "orbit"
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:02d}.png" for i in range(21)]
+    assert read_mp4(out / "orbit.mp4").shape[0] == 21
+    assert len(CameraSet.from_json(json.loads((out / "cameras.json").read_text()))) == 21
