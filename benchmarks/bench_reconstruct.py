@@ -54,21 +54,27 @@ from a3d_cli.stages.base import Runtime  # noqa: E402
 NUM_FRAMES = 16
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM (Gaussian window 11, σ 1.5, per channel) of [B, H, W, 3] images in [0, 1]: [B]."""
-    x, y = a.permute(0, 3, 1, 2).double(), b.permute(0, 3, 1, 2).double()
-    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
-    g = g / g.sum()
-    win = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).to(x.device)
+def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """Mean SSIM (Gaussian window 11, σ 1.5, per channel) of [B, H, W, 3] images in [0, 1]: [B].
+
+    The window is applied as two 1D convolutions, `chunk` images at a time, to keep memory small.
+    """
+    g = torch.exp(-((torch.arange(11, dtype=torch.float32) - 5) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum()).to(a.device)
+    wx, wy = g.reshape(1, 1, 1, 11).expand(3, 1, 1, 11), g.reshape(1, 1, 11, 1).expand(3, 1, 11, 1)
 
     def blur(z: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(z, win, groups=3)
+        return F.conv2d(F.conv2d(z, wx, groups=3), wy, groups=3)
 
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return s.mean(dim=(1, 2, 3)).float()
+    out = []
+    for i in range(0, a.shape[0], chunk):
+        x, y = a[i : i + chunk].permute(0, 3, 1, 2).float(), b[i : i + chunk].permute(0, 3, 1, 2).float()
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+        c1, c2 = 0.01**2, 0.03**2
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        out.append(s.mean(dim=(1, 2, 3)))
+    return torch.cat(out)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
