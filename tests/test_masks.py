@@ -83,6 +83,43 @@ def test_temporal_vote_fixes_one_frame_flicker_of_ambiguous_pixels():
     assert no_vote[0, 3][bump].sum() >= 4  # ... and removed the bump
 
 
+def _bfs_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain-Python 4-connected labelling: (component size per pixel, touches-border per pixel)."""
+    h, w = mask.shape
+    size = torch.zeros(h, w, dtype=torch.long)
+    border = torch.zeros(h, w, dtype=torch.bool)
+    seen = torch.zeros(h, w, dtype=torch.bool)
+    for y0 in range(h):
+        for x0 in range(w):
+            if not mask[y0, x0] or seen[y0, x0]:
+                continue
+            stack, comp = [(y0, x0)], []
+            seen[y0, x0] = True
+            while stack:
+                y, x = stack.pop()
+                comp.append((y, x))
+                for yy, xx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                    if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
+                        seen[yy, xx] = True
+                        stack.append((yy, xx))
+            touches = any(y in (0, h - 1) or x in (0, w - 1) for y, x in comp)
+            for y, x in comp:
+                size[y, x], border[y, x] = len(comp), touches
+    return size, border
+
+
+def test_run_sweeps_match_a_plain_flood_fill():
+    from a3d_cli.io.masks import _component_sizes, _flood_from_border
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(3, 20, 23, generator=g) < torch.tensor([0.45, 0.55, 0.6])[:, None, None]
+    sizes, reached = _component_sizes(masks), _flood_from_border(masks)
+    for b in range(3):
+        size, border = _bfs_components(masks[b])
+        assert torch.equal(sizes[b], size)
+        assert torch.equal(reached[b], border & masks[b])
+
+
 def test_bad_shapes_and_options():
     with pytest.raises(ValueError, match="V, F, H, W, 3"):
         foreground_masks(torch.zeros(4, 16, 8, 8))

@@ -651,7 +651,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         with torch.no_grad():
             viewmats, Ks = cams.viewmats.to(device), cams.Ks(native, native).to(device)
             _, static_alpha, _ = render_frames(None, static_all, [0], viewmats, Ks, native)  # [1, V, H, W]
-        masks = foreground_masks(video.rgb, static_alpha[0].cpu(), s.masks)
+        masks = foreground_masks(video.rgb.to(device), static_alpha[0], s.masks).cpu()  # on the fit device
         ctx.metrics["masks"] = "computed"
     targets = _resize(video.rgb, s.resolution)  # [V, F, S, S, 3]
     masks = _resize(masks[..., None], s.resolution)[..., 0]  # [V, F, S, S]
