@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +151,7 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         cams = stage.read_cameras(gt / "video", run_dir)
         tg = stage._resize(video.rgb, settings.resolution)
         warm = stage.subsample_splats(static.to(args.device), settings.max_splats, torch.Generator().manual_seed(0))
-        stage.fit_motion(
-            warm, cams, tg, torch.ones(tg.shape[:-1]), stage.replace(settings, steps=20, steps_per_frame=1)
-        )
+        stage.fit_motion(warm, cams, tg, torch.ones(tg.shape[:-1]), replace(settings, steps=20, steps_per_frame=1))
         sync(args.device)
         torch.cuda.reset_peak_memory_stats()
     # 1. the stage, end to end

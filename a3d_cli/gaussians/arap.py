@@ -35,6 +35,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+SPLAT_ARAP_WEIGHT = 12.0  # the reference's loss weight with k-NN neighbourhoods (motion reconstruction)
+MESH_ARAP_WEIGHT = 4.0  # the reference's loss weight with mesh 1-rings (mesh animation)
+
 
 @dataclass(frozen=True)
 class Neighbours:
