@@ -8,10 +8,20 @@ Import it as `from helpers import ...` (pytest puts `tests/` on `sys.path`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 import typer
+
+
+def key_fixtures_dir() -> Path | None:
+    """The official checkpoint key-layout fixtures: `shared/fixtures` beside the checkout (CI, the team
+    machines), else the team's fixed location; None when neither exists."""
+    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "fixtures", Path("/work/shared/fixtures")):
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 def one_command_app(name: str, command: Callable[..., Any]) -> typer.Typer:

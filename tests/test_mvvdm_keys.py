@@ -26,10 +26,10 @@ from a3d_cli.models.mvvdm.checkpoint import (
     group_keys,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-if not FIXTURES.is_dir():  # the checkout may live elsewhere; the shared folder is fixed
-    FIXTURES = Path("/work/shared/fixtures")
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared key fixtures not available")
+from helpers import key_fixtures_dir  # noqa: E402 - test helper module
+
+FIXTURES = key_fixtures_dir() or Path("shared/fixtures")
+pytestmark = pytest.mark.skipif(key_fixtures_dir() is None, reason="shared key fixtures not available")
 
 
 def fixture(name: str) -> dict:

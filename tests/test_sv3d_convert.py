@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import key_fixtures_dir
 
 from a3d_cli.errors import CheckpointError, InputError
 from a3d_cli.models.sv3d.config import CONFIG_METADATA_KEY, SV3DConfig
@@ -28,9 +29,7 @@ from a3d_cli.models.sv3d.convert import (
 from a3d_cli.models.sv3d.loading import build_models, load_sv3d, official_state_dict, save_official_checkpoint
 from a3d_cli.models.sv3d.testing import tiny_models
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-if not FIXTURES.is_dir():  # the repo may sit elsewhere; the shared folder is fixed on the team machines
-    FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = key_fixtures_dir() or Path("shared/fixtures")
 
 
 def fixture_shapes(variant: str) -> dict[str, tuple[int, ...]]:
