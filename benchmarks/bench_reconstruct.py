@@ -139,10 +139,16 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(gt / "run", run_dir)
-    opts = stage.ReconstructOptions(video=str(gt / "video"), preset=args.preset, steps=args.steps, preview=False)
+    opts = stage.ReconstructOptions(
+        video=str(gt / "video"),
+        preset=args.preset,
+        steps=args.steps,
+        hexplane_backend=args.hexplane_backend,
+        preview=False,
+    )
     preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / "static" / "gaussians.ply")
-    row: dict = {"variant": name, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
+    row: dict = {"variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
     if args.device.startswith("cuda"):
         row["gpu"] = torch.cuda.get_device_name()
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--variants", default="default", help="comma list: default, 100k (a 100k-splat static model)")
     ap.add_argument("--preset", default="auto", choices=["auto", "reference", "quickstart"])
     ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+    ap.add_argument("--hexplane-backend", default=None, choices=["torch", "matmul"], help="HexPlane sampling backend")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")

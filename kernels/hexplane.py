@@ -38,7 +38,7 @@ PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3
 SPATIAL_PLANES: tuple[int, ...] = (0, 1, 3)  # xy, xz, yz: independent of time
 TIME_PLANES: tuple[int, ...] = (2, 4, 5)  # xt, yt, zt
 
-Backend = Literal["auto", "torch"]
+Backend = Literal["auto", "torch", "matmul"]
 
 
 def plane_shapes(resolution: Sequence[int], channels: int) -> list[tuple[int, int, int]]:
@@ -147,19 +147,78 @@ def hexplane_features_ref(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Te
     return torch.cat(out, dim=-1)  # [F, N, D]
 
 
+def _linear_weights(coord: Tensor, res: int) -> Tensor:
+    """Dense 1D linear-interpolation weights: [M] coordinates in [-1, 1] → [M, res] (two non-zeros a row).
+
+    Same rule as `grid_sample(align_corners=True, padding_mode="border")`: corners at ±1, clamped outside.
+    """
+    p = (coord.clamp(-1.0, 1.0) + 1.0) * (0.5 * (res - 1))  # [M] in [0, res - 1]
+    i0 = p.floor().clamp(max=res - 2).long()  # [M]
+    frac = (p - i0).unsqueeze(1)  # [M, 1]
+    w = torch.zeros(coord.shape[0], res, dtype=coord.dtype, device=coord.device)
+    w.scatter_(1, i0.unsqueeze(1), 1.0 - frac)
+    w.scatter_add_(1, i0.unsqueeze(1) + 1, frac)
+    return w
+
+
+def hexplane_features_matmul(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> Tensor:
+    """HexPlane sampling with the time planes as dense matrix products (no atomics in the backward).
+
+    Why: on a GPU, `grid_sample`'s backward scatters with atomic adds, and the time planes (xt, yt, zt) are
+    hit by F·N samples that share few cells (R_t × R_a), so the adds collide. A time-plane lookup is
+    separable — value(x, t) = Σ_i Σ_j w_i(x) w_j(t) P[j, i] — so it is two GEMMs with constant weight
+    matrices, and so is its backward. Spatial planes keep `grid_sample` (N samples, once per call).
+
+    Same arguments and result as `hexplane_features_ref` (parity-tested), except that no gradient flows to
+    `xyz` or `t` (the motion field samples fixed static positions at fixed times).
+
+    Returns:
+        [F, N, D].
+    """
+    if xyz.ndim != 2 or xyz.shape[-1] != 3:
+        raise ValueError(f"xyz must have shape [N, 3], got {list(xyz.shape)}")
+    if t.ndim != 1:
+        raise ValueError(f"t must have shape [F], got {list(t.shape)}")
+    n, f = xyz.shape[0], t.shape[0]
+    xyz, t = xyz.detach(), t.detach().to(xyz.dtype)
+    coords = [xyz[:, 0], xyz[:, 1], xyz[:, 2]]  # 3 × [N]
+    out = []
+    for level, planes in enumerate(levels):
+        _check_level(planes, level)
+        spatial = None
+        for p in SPATIAL_PLANES:
+            a, b = PLANE_AXES[p]
+            s = _sample_plane(planes[p], coords[a], coords[b])  # [N, C]
+            spatial = s if spatial is None else spatial * s
+        feat = spatial.unsqueeze(0)  # [1, N, C]
+        for p in TIME_PLANES:
+            a, _ = PLANE_AXES[p]
+            plane = planes[p]  # [C, R_t, R_a]
+            c, r_t, r_a = plane.shape
+            w_a = _linear_weights(coords[a], r_a).to(plane.dtype)  # [N, R_a]
+            w_t = _linear_weights(t, r_t).to(plane.dtype)  # [F, R_t]
+            along_a = w_a @ plane.permute(2, 0, 1).reshape(r_a, c * r_t)  # [N, C·R_t]
+            sampled = along_a.reshape(n, c, r_t) @ w_t.T  # [N, C, F]
+            feat = feat * sampled.permute(2, 0, 1)  # [F, N, C]
+        out.append(feat.expand(f, n, feat.shape[-1]))
+    return torch.cat(out, dim=-1)  # [F, N, D]
+
+
 def hexplane_features(
     levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor, *, backend: Backend = "auto"
 ) -> Tensor:
     """Multi-level HexPlane features of N points at F times (front door).
 
-    Only the PyTorch reference exists: the GPU profile (benchmarks/bench_reconstruct.py) decides whether
-    a fused kernel pays. `backend` is here so that one can be added without touching callers.
+    Backends: "torch" is the `grid_sample` reference; "matmul" computes the time planes as dense matrix
+    products (no atomic adds in the backward; see `hexplane_features_matmul`; no gradient to xyz or t).
+    "auto" is "torch" until the GPU benchmark (benchmarks/bench_reconstruct.py --hexplane-backend) shows
+    the other pays.
 
     Args:
         levels: L levels, each six planes `[C_l, R_b, R_a]` in `PLANE_AXES` order.
         xyz: [N, 3] coordinates in [-1, 1].
         t: [F] times in [-1, 1].
-        backend: "auto" or "torch".
+        backend: "auto", "torch" or "matmul".
 
     Returns:
         [F, N, D] with D = sum of the levels' channels.
@@ -169,6 +228,8 @@ def hexplane_features(
         >>> hexplane_features([lv], torch.rand(100, 3) * 2 - 1, torch.tensor([0.0])).shape
         torch.Size([1, 100, 16])
     """
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"unknown HexPlane backend {backend!r}; choose 'auto' or 'torch'")
+    if backend not in ("auto", "torch", "matmul"):
+        raise ValueError(f"unknown HexPlane backend {backend!r}; choose 'auto', 'torch' or 'matmul'")
+    if backend == "matmul":
+        return hexplane_features_matmul(levels, xyz, t)
     return hexplane_features_ref(levels, xyz, t)

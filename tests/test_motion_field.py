@@ -18,7 +18,13 @@ from a3d_cli.gaussians.motion_field import (
     quat_to_matrix,
 )
 from a3d_cli.gaussians.motion_io import load_motion, read_motion_metadata, save_motion, static_digest
-from kernels.hexplane import PLANE_AXES, TIME_PLANES, hexplane_features, hexplane_features_ref, init_hexplane_level
+from kernels.hexplane import (
+    PLANE_AXES,
+    TIME_PLANES,
+    hexplane_features,
+    hexplane_features_ref,
+    init_hexplane_level,
+)
 
 
 def _static(n: int = 64, seed: int = 0) -> Gaussians:
@@ -95,6 +101,38 @@ def test_hexplane_init_is_time_invariant_and_gradients_reach_every_plane():
     (feats * torch.randn(feats.shape, generator=g)).sum().backward()
     for p, plane in enumerate(planes):
         assert plane.grad is not None and plane.grad.abs().sum() > 0, f"no gradient into plane {p}"
+
+
+@pytest.mark.parametrize(
+    ("res", "n", "f"), [((5, 6, 7, 3), 50, 1), ((8, 9, 10, 4), 200, 15), ((50, 50, 50, 8), 300, 4)]
+)
+def test_matmul_backend_matches_grid_sample_forward_and_backward(res, n, f):
+    g = torch.Generator().manual_seed(n)
+    levels = [init_hexplane_level(res, 4, generator=g), init_hexplane_level([2 * r for r in res], 3, generator=g)]
+    levels = [[(p * (torch.rand(p.shape, generator=g) + 0.5)).requires_grad_() for p in lv] for lv in levels]
+    xyz = torch.rand(n, 3, generator=g) * 2.4 - 1.2  # some outside: border clamp in both
+    t = torch.rand(f, generator=g) * 2 - 1
+    ref, fast = hexplane_features_ref(levels, xyz, t), hexplane_features(levels, xyz, t, backend="matmul")
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    cot = torch.randn(ref.shape, generator=g)  # one random cotangent through both paths
+    params = [p for lv in levels for p in lv]
+    for a, b in zip(
+        torch.autograd.grad((ref * cot).sum(), params), torch.autograd.grad((fast * cot).sum(), params), strict=True
+    ):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)  # sums in another order: fp32 rounding
+
+
+def test_motion_field_backends_agree():
+    static = _static()
+    field = MotionField(MotionFieldConfig.tiny())
+    _randomise(field)
+    a = field(static, [1, 7, 15])
+    field.hexplane_backend = "matmul"
+    b = field(static, [1, 7, 15])
+    torch.testing.assert_close(b.means, a.means, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(b.quats, a.quats, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="backend"):
+        hexplane_features([init_hexplane_level((4, 4, 4, 4), 2)], torch.zeros(3, 3), torch.zeros(1), backend="cuda")
 
 
 def test_hexplane_rejects_bad_shapes():

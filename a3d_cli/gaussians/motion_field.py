@@ -215,6 +215,7 @@ class MotionField(nn.Module):
         self.delta_scale = _mlp(d, 3, w, h, generator) if config.use_delta_scale else None
         self.global_rot = _mlp(d, 3, w, h, generator) if config.use_global_rigid else None
         self.global_trans = _mlp(d, 3, w, h, generator) if config.use_global_rigid else None
+        self.hexplane_backend = "auto"  # kernels.hexplane backend: a run-time choice, not part of the config
 
     # -- parameter groups --------------------------------------------------------------------------
     def grid_parameters(self) -> list[nn.Parameter]:
@@ -237,7 +238,7 @@ class MotionField(nn.Module):
         """[F, N, D] HexPlane features of static positions xyz [N, 3] at integer frames [F]."""
         planes = [list(level) for level in self.grids]
         t = self.frame_times(frames).to(xyz.device)  # [F]
-        return hexplane_features(planes, xyz / self.config.bounds, t)
+        return hexplane_features(planes, xyz / self.config.bounds, t, backend=self.hexplane_backend)
 
     def forward(
         self, static: Gaussians, frames: Tensor | list[int], *, grad_mask: Tensor | None = None

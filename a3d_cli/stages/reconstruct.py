@@ -103,6 +103,9 @@ class FitSettings:
     grad_fraction: float = 1.0
     """Fraction of splats whose motion gets gradients from the image losses per step (the reference
     passes a random 10 %; 1.0 = all; see docs/reconstruct.md for the measurement)."""
+    hexplane_backend: Literal["auto", "torch", "matmul"] = "auto"
+    """HexPlane sampling backend (`kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
+    dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)
@@ -115,6 +118,8 @@ class FitSettings:
             raise OptionError(f"--resolution must be between 16 and 2048 pixels (got {self.resolution}).")
         if self.max_splats < 0:
             raise OptionError(f"--max-splats must be >= 0 (got {self.max_splats}).")
+        if self.hexplane_backend not in ("auto", "torch", "matmul"):
+            raise OptionError(f"hexplane_backend must be auto, torch or matmul (got {self.hexplane_backend!r}).")
         if not 0.0 < self.grad_fraction <= 1.0:
             raise OptionError(f"--grad-fraction must be in (0, 1] (got {self.grad_fraction}).")
         if self.field.num_frames != NUM_FRAMES:
@@ -145,6 +150,7 @@ class ReconstructOptions:
         max_splats: fit on at most this many splats (0 = all).
         frames_per_step: frames rendered per step (0 = all active frames).
         grad_fraction: fraction of splats receiving image-loss gradients per step.
+        hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
@@ -156,6 +162,7 @@ class ReconstructOptions:
     max_splats: int | None = None
     frames_per_step: int | None = None
     grad_fraction: float | None = None
+    hexplane_backend: str | None = None
     preview: bool = True
     settings: FitSettings | None = None
 
@@ -173,7 +180,7 @@ class ReconstructOptions:
         if self.steps is not None:
             changes["steps"] = self.steps
             changes["steps_per_frame"] = max(1, round(self.steps * base.steps_per_frame / max(base.steps, 1)))
-        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction"):
+        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend"):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)
         return name, replace(base, **changes)
@@ -464,6 +471,7 @@ def fit_motion(
     gen = torch.Generator().manual_seed(seed)
     dev_gen = torch.Generator(device=device).manual_seed(seed + 1)
     motion = MotionField(settings.field, generator=gen).to(device)
+    motion.hexplane_backend = settings.hexplane_backend
     opt = torch.optim.Adam(
         [
             {"params": motion.grid_parameters(), "lr": settings.lr_grid},
