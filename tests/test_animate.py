@@ -168,3 +168,15 @@ def test_cli_flags_map_to_the_options(tmp_path, monkeypatch):
     assert seen[-1][1].splats == 500
     runner.invoke(make_app(), [*base, "-o", "elsewhere"])
     assert seen[-1][0] == Path("elsewhere")
+
+
+def test_compile_flag_reaches_mvvideo_and_sds_options(tmp_path, monkeypatch):
+    from a3d_cli.stages import animate as stage
+
+    seen: list[AnimateOptions] = []
+    monkeypatch.setattr(stage, "run", lambda run_dir, opts, rt=None: seen.append(opts) or stage.AnimateResult(results=[], notices=()))
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(make_app(), ["animate", "fox.glb", "--prompt", "jumps", "--compile"]).exit_code == 0
+    assert seen[-1].compile is True
+    assert runner.invoke(make_app(), ["animate", "fox.glb", "--prompt", "jumps"]).exit_code == 0
+    assert seen[-1].compile is False

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import (
+    CompileOption,
     ForceOption,
     ImageEncoderOption,
     IPAdapterOption,
@@ -110,6 +111,7 @@ def animate(
     dtype: Annotated[
         str, typer.Option(help="MV-VDM precision: auto, fp32, fp16, bf16.", rich_help_panel=_SPEED)
     ] = "auto",
+    compile_blocks: CompileOption = False,
     mvdream: MVDreamOption = None,
     ip_adapter: IPAdapterOption = None,
     image_encoder: ImageEncoderOption = None,
@@ -150,6 +152,7 @@ def animate(
         sds_target_size=sds_target_size,
         preview_size=preview_size,
         dtype=dtype,  # type: ignore[arg-type]  # checked above
+        compile=compile_blocks,
         mvdream=optional_path(mvdream),
         ip_adapter=optional_path(ip_adapter),
         image_encoder=optional_path(image_encoder),

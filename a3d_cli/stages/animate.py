@@ -79,6 +79,8 @@ class AnimateOptions:
     """Width and height of export/preview.mp4."""
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     """MV-VDM precision (generation and SDS)."""
+    compile: bool = False
+    """On CUDA, compile MV-VDM's repeated blocks for mvvideo and sds (`a3d_cli.models.acceleration`)."""
     mvdream: str | None = None
     """Explicit folder of yanqinJiang/mvdream-sd1.5-diffusers."""
     ip_adapter: str | None = None
@@ -194,6 +196,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             negative_prompt=opts.negative_prompt,
             freeinit_iters=opts.freeinit_iters,
             dtype=opts.dtype,
+            compile=opts.compile,
             tiny_model=opts.tiny_model,
             **weights,
         ),
@@ -210,6 +213,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             steps=opts.sds_steps,
             target_size=opts.sds_target_size,
             dtype=opts.dtype,
+            compile=opts.compile,
             tiny_model=opts.tiny_model,
             **weights,
         ),
