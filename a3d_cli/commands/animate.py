@@ -16,6 +16,7 @@ from a3d_cli.commands.common import (
     MVDreamOption,
     TinyModelOption,
     check_dtype,
+    mvvdm_weight_paths,
     optional_path,
     resolve_path,
 )
@@ -153,10 +154,7 @@ def animate(
         preview_size=preview_size,
         dtype=dtype,  # type: ignore[arg-type]  # checked above
         compile=compile_blocks,
-        mvdream=optional_path(mvdream),
-        ip_adapter=optional_path(ip_adapter),
-        image_encoder=optional_path(image_encoder),
-        motion_modules=optional_path(motion_modules),
+        **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
         tiny_model=tiny_model,
     )
     run_dir = resolve_path(out) if out is not None else default_run_dir(model)

@@ -71,7 +71,14 @@ class RichProgress:
     """Shows stage progress on stderr with rich: description, bar, step counts, live numbers, ETA."""
 
     def __init__(self, quiet: bool = False) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.quiet = quiet
         self._bar = Progress(
@@ -192,6 +199,18 @@ def resolve_path(path: Path) -> Path:
 def optional_path(p: Path | None) -> str | None:
     """An optional user path as the absolute string a stage's options record (None stays None)."""
     return None if p is None else str(resolve_path(p).absolute())
+
+
+def mvvdm_weight_paths(
+    mvdream: Path | None, ip_adapter: Path | None, image_encoder: Path | None, motion_modules: Path | None
+) -> dict[str, str | None]:
+    """The four MV-VDM weight options as the stages' option fields (absolute paths or None)."""
+    return {
+        "mvdream": optional_path(mvdream),
+        "ip_adapter": optional_path(ip_adapter),
+        "image_encoder": optional_path(image_encoder),
+        "motion_modules": optional_path(motion_modules),
+    }
 
 
 def check_dtype(dtype: str) -> None:

@@ -14,7 +14,7 @@ from a3d_cli.commands.common import (
     IPAdapterOption,
     MotionModulesOption,
     MVDreamOption,
-    optional_path,
+    mvvdm_weight_paths,
     resolve_path,
     run_and_report,
     run_folder_argument,
@@ -55,10 +55,7 @@ def mvvideo(
         freeinit_iters=freeinit_iters,
         freeinit_method=freeinit_method,
         dtype=dtype,  # type: ignore[arg-type]  # validated by MVVideoOptions
-        mvdream=optional_path(mvdream),
-        ip_adapter=optional_path(ip_adapter),
-        image_encoder=optional_path(image_encoder),
-        motion_modules=optional_path(motion_modules),
+        **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
         compile=compile_blocks,
     )
     run_and_report(ctx, lambda rt: stage.run(resolve_path(run_dir), opts, rt), force=force)

@@ -16,7 +16,7 @@ from a3d_cli.commands.common import (
     MVDreamOption,
     TinyModelOption,
     check_dtype,
-    optional_path,
+    mvvdm_weight_paths,
     resolve_path,
     run_and_report,
     run_folder_argument,
@@ -118,10 +118,7 @@ def sds(
         dtype=dtype,  # type: ignore[arg-type]  # checked above
         vae_chunk=vae_chunk,
         tiny_model=tiny_model,
-        mvdream=optional_path(mvdream),
-        ip_adapter=optional_path(ip_adapter),
-        image_encoder=optional_path(image_encoder),
-        motion_modules=optional_path(motion_modules),
+        **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
         compile=compile_blocks,
     )
     run_dir = resolve_path(run_dir)
