@@ -49,46 +49,12 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def full_size_mvvdm(device: str, dtype: torch.dtype, seed: int = 0) -> MvvdmDenoiser:
-    """MV-VDM at the released sizes with random weights (no files needed)."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    from a3d_cli.models.ddim import make_ddim_scheduler
-    from a3d_cli.models.mvvdm.components import ByteTokenize, MVVDMComponents
-    from a3d_cli.models.mvvdm.config import MVVDMConfig
-    from a3d_cli.models.mvvdm.unet import MVVDMUNet
+    """MV-VDM at the released sizes with random weights (no files needed): bench_mvvideo's components."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_mvvideo import build_components
 
     torch.manual_seed(seed)
-    with torch.device(device):  # build in place: no CPU copy of ~2 B parameters
-        unet = MVVDMUNet(MVVDMConfig())
-        vae = AutoencoderKL(  # SD1.5's VAE
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            norm_num_groups=32,
-            sample_size=512,
-            scaling_factor=0.18215,
-        )
-        text = CLIPTextModel(
-            CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
-        )
-        image = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=1280,
-                intermediate_size=5120,
-                num_hidden_layers=32,
-                num_attention_heads=16,
-                image_size=224,
-                patch_size=14,
-                projection_dim=1024,
-            )
-        )
-    comp = MVVDMComponents(unet, vae, text, ByteTokenize(77), image, make_ddim_scheduler())
-    return MvvdmDenoiser(comp.to(device, dtype))
+    return MvvdmDenoiser(build_components(device, dtype))
 
 
 def random_splats(n: int, device: str, seed: int = 0) -> Gaussians:
