@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
+from a3d_cli.gaussians import motion_fit  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
 from a3d_cli.gaussians.motion_io import load_motion  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
@@ -108,7 +109,7 @@ def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -
     """Held-out PSNR/SSIM over all frames and vertex error (% radius, frames 1-15) of a motion (None = static)."""
     static = read_ply(run_dir / "static" / "gaussians.ply").to(device)
     cams, target, size = load_heldout(gt)
-    rgb, _ = stage.render_all_frames(motion, static, cams, size)  # [K, F, H, W, 3]
+    rgb, _ = motion_fit.render_all_frames(motion, static, cams, size)  # [K, F, H, W, 3]
     a, b = rgb.flatten(0, 1).clamp(0, 1), target.flatten(0, 1)
     truth = np.load(gt / "ground_truth.npz")
     binding = MeshBinding.load(run_dir / "static" / "binding.safetensors")
@@ -156,8 +157,10 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         video = stage.read_video_frames(gt / "video")
         cams = stage.read_cameras(gt / "video", run_dir)
         tg = stage._resize(video.rgb, settings.resolution)
-        warm = stage.subsample_splats(static.to(args.device), settings.max_splats, torch.Generator().manual_seed(0))
-        stage.fit_motion(warm, cams, tg, torch.ones(tg.shape[:-1]), replace(settings, steps=20, steps_per_frame=1))
+        warm = motion_fit.subsample_splats(
+            static.to(args.device), settings.max_splats, torch.Generator().manual_seed(0)
+        )
+        motion_fit.fit_motion(warm, cams, tg, torch.ones(tg.shape[:-1]), replace(settings, steps=20, steps_per_frame=1))
         sync(args.device)
         torch.cuda.reset_peak_memory_stats()
     # 1. the stage, end to end
@@ -186,15 +189,15 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         t = time.perf_counter()
         size = video.rgb.shape[2]
         with torch.no_grad():
-            _, salpha, _ = stage.render_frames(
+            _, salpha, _ = motion_fit.render_frames(
                 None, sd, [0], cams.viewmats.to(args.device), cams.Ks(size, size).to(args.device), size
             )
         masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
         tg = stage._resize(video.rgb, settings.resolution)
         mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
-        train = stage.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(args.seed))
+        train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(args.seed))
         data_s = time.perf_counter() - t
-        fit = stage.fit_motion(train, cams, tg, mk, settings, seed=args.seed, profile=True)
+        fit = motion_fit.fit_motion(train, cams, tg, mk, settings, seed=args.seed, profile=True)
         prof = {k: round(v, 3) for k, v in fit.profile.items()}
         prof["inputs_and_masks"] = round(data_s, 3)
         row["profile_seconds"] = prof

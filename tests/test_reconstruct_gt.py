@@ -10,13 +10,14 @@ import torch
 
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
+from a3d_cli.gaussians.motion_fit import FitSettings
 from a3d_cli.gaussians.motion_io import load_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.io.images import save_png
 from a3d_cli.render.cameras import mvvdm_cameras, orbit_cameras
 from a3d_cli.stages import reconstruct as stage
 from a3d_cli.stages.base import Runtime
-from a3d_cli.stages.reconstruct import FitSettings, ReconstructOptions
+from a3d_cli.stages.reconstruct import ReconstructOptions
 from kernels import rasterize
 
 SIZE = 40

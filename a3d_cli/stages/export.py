@@ -28,19 +28,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError
+from a3d_cli.gaussians.motion_run import (
+    MOTION_FILES,
+    MOTION_PRODUCERS,
+    NORMALIZATION_JSON,
+    STATIC_PLY,
+    MotionChoice,
+    load_static_and_motion,
+    motion_input,
+)
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 
 if TYPE_CHECKING:
     import torch
 
     from a3d_cli.gaussians.container import Gaussians
-    from a3d_cli.gaussians.motion_field import MotionField
 
-MotionChoice = Literal["auto", "coarse", "refined"]
-STATIC_PLY = "static/gaussians.ply"
-NORMALIZATION_JSON = "source/normalization.json"
-MOTION_FILES = {"coarse": "motion/coarse.safetensors", "refined": "motion/refined.safetensors"}
-MOTION_PRODUCERS = {"coarse": "a3d reconstruct RUN", "refined": "a3d sds RUN --prompt ..."}
 _FRAMES_RE = re.compile(r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$")
 
 
@@ -89,20 +92,6 @@ class ExportOptions:
             raise OptionError(f"--background must be in [0, 1], got {self.background}.")
 
 
-# -- shared with `a3d mesh-animate` -----------------------------------------------------------------
-
-
-def motion_input(run_dir: Path, choice: MotionChoice) -> tuple[str, str]:
-    """The run-folder motion file a stage reads, and the command that makes it (for `requires`).
-
-    "auto" takes the refined motion when it exists, else the coarse one; when neither exists, the coarse
-    one is named so the error hints at `a3d reconstruct`.
-    """
-    if choice == "auto":
-        choice = "refined" if (Path(run_dir) / MOTION_FILES["refined"]).is_file() else "coarse"
-    return MOTION_FILES[choice], MOTION_PRODUCERS[choice]
-
-
 def parse_frames(spec: str, num_frames: int) -> list[int]:
     """Frame indices of a `--frames` spec, sorted and unique.
 
@@ -123,20 +112,6 @@ def parse_frames(spec: str, num_frames: int) -> list[int]:
             )
         picked.update(range(a, b + 1))
     return sorted(picked)
-
-
-def load_static_and_motion(ctx: StageContext, motion_rel: str) -> tuple[Gaussians, MotionField, float]:
-    """The static splats and the motion fitted on them (digest checked), on the stage's device.
-
-    Raises:
-        InputError: the motion file is not one, or was fitted on a different static model (exit code 2).
-    """
-    from a3d_cli.gaussians.motion_io import load_motion
-    from a3d_cli.gaussians.ply import read_ply
-
-    static = read_ply(ctx.input(STATIC_PLY))
-    motion = load_motion(ctx.input(motion_rel), static=static, device=ctx.device)
-    return static.to(ctx.device), motion.field, motion.fps
 
 
 # -- coordinate frames --------------------------------------------------------------------------------
@@ -353,3 +328,23 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
         ctx.metrics.update(frames=len(frame_ids), num_gaussians=len(static), motion=motion_rel, fps=fps)
 
     return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=("export/gaussians",))
+
+
+# Run-folder names and the motion loader moved to `a3d_cli.gaussians.motion_run` (shared with
+# `a3d mesh-animate`); they stay importable from here.
+__all__ = [
+    "MOTION_FILES",
+    "MOTION_PRODUCERS",
+    "NORMALIZATION_JSON",
+    "STATIC_PLY",
+    "ExportOptions",
+    "MotionChoice",
+    "load_static_and_motion",
+    "motion_input",
+    "parse_frames",
+    "render_orbit",
+    "run",
+    "similarity_gaussians",
+    "sh_rotation",
+    "to_original_frame",
+]

@@ -33,8 +33,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from a3d_cli.errors import InputError, OptionError
+from a3d_cli.gaussians.motion_run import (
+    NORMALIZATION_JSON,
+    STATIC_PLY,
+    MotionChoice,
+    load_static_and_motion,
+    motion_input,
+)
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
-from a3d_cli.stages.export import NORMALIZATION_JSON, STATIC_PLY, MotionChoice, load_static_and_motion, motion_input
 
 if TYPE_CHECKING:
     from a3d_cli.mesh.surface import SurfaceMesh

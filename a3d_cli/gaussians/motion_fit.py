@@ -1,0 +1,373 @@
+"""Fitting a motion field to a multi-view video: the optimisation behind `a3d reconstruct` (Animate3D §3.3).
+
+Pure domain code, with no run folder: the stage (`a3d_cli.stages.reconstruct`) reads the video and the
+static splats, then calls `fit_motion` here; benchmarks and the mesh path call it directly. The static
+splats stay frozen and only the motion field trains. Each step renders the active frames × V views in one
+rasterizer call and minimises `λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·ARAP`.
+Frames are added progressively, one every `steps_per_frame` steps (frame 0 is the static model and never
+trained).
+
+Examples:
+    >>> fit = fit_motion(static, cameras, targets, masks, FitSettings(steps=100))  # doctest: +SKIP
+    >>> rgb, alpha = render_all_frames(fit.field, static, cameras, 256)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import TYPE_CHECKING, Literal
+
+from a3d_cli.errors import OptionError
+from a3d_cli.gaussians.motion_field import MotionFieldConfig
+from a3d_cli.io.masks import MaskOptions
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from a3d_cli.gaussians.arap import ArapRegularizer
+    from a3d_cli.gaussians.container import Gaussians
+    from a3d_cli.gaussians.motion_field import MotionField
+    from a3d_cli.render.cameras import CameraSet
+    from a3d_cli.stages.progress import Progress
+
+NUM_FRAMES = 16
+"""Frames of an MV-VDM video and of the fitted motion field."""
+BACKGROUND = 0.5
+"""Grey level the targets are composited on (MV-VDM's background) and the renders use."""
+
+
+# --- settings -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Every knob of the motion fit. Defaults are Animate3D's `motion_recon_frame_16.yaml`."""
+
+    steps: int = 800
+    """Optimisation steps."""
+    steps_per_frame: int = 50
+    """Progressive schedule: at step s the frames 1 … min(s // steps_per_frame, 14) + 1 are active."""
+    frames_per_step: int = 0
+    """Frames rendered per step: 0 = all active frames (reference); k > 0 = the newest active frame plus
+    k - 1 random earlier ones (cheaper steps; the reference's mesh path uses 2)."""
+    resolution: int = 256
+    """Render and target size in pixels (targets are resized when the video differs)."""
+    max_splats: int = 0
+    """Fit on at most this many splats (random subset, scales enlarged to keep coverage; 0 = all). The
+    saved field moves every splat: it is a function of position."""
+    lr_grid: float = 0.01
+    """Adam learning rate of the HexPlane planes (constant)."""
+    lr_heads: float = 1e-4
+    """Adam learning rate of the Δposition / Δrotation (/ Δscale) heads (constant)."""
+    lr_global: float = 1e-3
+    """Adam learning rate of the global rigid-motion heads (constant)."""
+    adam_eps: float = 1e-15
+    """Adam epsilon (the reference's 1e-15)."""
+    lambda_rgb: float = 100.0
+    """Weight of MSE(render, target composited on grey)."""
+    lambda_mask: float = 100.0
+    """Weight of MSE(rendered alpha, foreground mask)."""
+    lambda_arap: float = 12.0
+    """Weight of the ARAP energy (a sum over sampled points, edges and frames)."""
+    arap_neighbours: int = 3
+    """k nearest static splats per point in the ARAP term."""
+    arap_samples: int = 512
+    """Points scored by ARAP per step (drawn with replacement)."""
+    grad_fraction: float = 1.0
+    """Fraction of splats whose motion gets gradients from the image losses per step (the reference
+    passes a random 10 %; 1.0 = all; see docs/reconstruct.md for the measurement)."""
+    hexplane_backend: Literal["auto", "torch", "matmul"] = "auto"
+    """HexPlane sampling backend (`kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
+    dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
+    field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
+    """The motion field's architecture."""
+    masks: MaskOptions = dc_field(default_factory=MaskOptions)
+    """How masks are computed for frames without alpha."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.steps_per_frame < 1 or self.frames_per_step < 0:
+            raise OptionError("steps must be >= 0, steps_per_frame >= 1 and frames_per_step >= 0.")
+        if not 16 <= self.resolution <= 2048:
+            raise OptionError(f"--resolution must be between 16 and 2048 pixels (got {self.resolution}).")
+        if self.max_splats < 0:
+            raise OptionError(f"--max-splats must be >= 0 (got {self.max_splats}).")
+        if self.hexplane_backend not in ("auto", "torch", "matmul"):
+            raise OptionError(f"hexplane_backend must be auto, torch or matmul (got {self.hexplane_backend!r}).")
+        if not 0.0 < self.grad_fraction <= 1.0:
+            raise OptionError(f"--grad-fraction must be in (0, 1] (got {self.grad_fraction}).")
+        if self.field.num_frames != NUM_FRAMES:
+            raise OptionError(f"the motion field must have {NUM_FRAMES} frames (got {self.field.num_frames}).")
+
+
+# --- the fit -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    """Output of `fit_motion`.
+
+    Attributes:
+        field: the trained motion field (on the fit device).
+        losses: per-step total loss (host floats, recorded every `log_every` steps).
+        seconds: wall time of the optimisation loop.
+        profile: seconds per phase when profiling was asked for (data, field, raster, arap, backward).
+    """
+
+    field: MotionField
+    losses: list[tuple[int, float]]
+    seconds: float
+    profile: dict[str, float]
+
+
+def active_frames(step: int, settings: FitSettings, generator: torch.Generator | None = None) -> list[int]:
+    """Frames trained at `step`: the progressive schedule, then the per-step subset (host-side)."""
+    import torch
+
+    newest = min(step // settings.steps_per_frame, NUM_FRAMES - 2) + 1  # frames 1 … newest are active
+    frames = list(range(1, newest + 1))
+    k = settings.frames_per_step
+    if k and len(frames) > k:
+        earlier = torch.randperm(newest - 1, generator=generator)[: k - 1] + 1
+        frames = sorted([*earlier.tolist(), newest])
+    return frames
+
+
+def subsample_splats(static: Gaussians, max_splats: int, generator: torch.Generator) -> Gaussians:
+    """At most `max_splats` random splats, scales enlarged by sqrt(N / M) so the surface stays covered.
+
+    Why sqrt: splats sit on surfaces, so keeping M of N spreads them over the same area with N/M times
+    the area each, i.e. sqrt(N/M) times the footprint radius.
+    """
+    import torch
+
+    n = len(static)
+    if max_splats <= 0 or n <= max_splats:
+        return static
+    idx = torch.randperm(n, generator=generator)[:max_splats].sort().values.to(static.means.device)
+    sub = static.subset(idx)
+    return sub.with_(scales=sub.scales * math.sqrt(n / max_splats))
+
+
+def render_splats(
+    static: Gaussians,
+    means: Tensor,  # [F, N, 3]
+    quats: Tensor,  # [F, N, 4] or [N, 4]
+    scales: Tensor,  # [F, N, 3] or [N, 3]
+    viewmats: Tensor,  # [V, 4, 4]
+    Ks: Tensor,  # [V, 3, 3]
+    size: int,
+) -> tuple[Tensor, Tensor]:
+    """Render moved splats (static colours and opacities) into V square views, on the grey background.
+
+    Returns:
+        rgb [F, V, H, W, 3] and alpha [F, V, H, W].
+    """
+    import torch
+
+    from kernels import rasterize
+
+    colors, sh_degree = static.colors, None
+    if static.sh_rest is not None:
+        colors, sh_degree = static.sh_coeffs(), static.sh_degree
+    bg = torch.full((viewmats.shape[0], 3), BACKGROUND, device=means.device, dtype=means.dtype)
+    r = rasterize(
+        means, quats, scales, static.opacities, colors, viewmats, Ks, size, size, sh_degree=sh_degree, backgrounds=bg
+    )
+    return r.colors, r.alphas[..., 0]
+
+
+def render_frames(
+    field_or_none: MotionField | None,
+    static: Gaussians,
+    frames: list[int],
+    viewmats: Tensor,  # [V, 4, 4]
+    Ks: Tensor,  # [V, 3, 3]
+    size: int,
+    grad_mask: Tensor | None = None,  # [F, N]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Render frames × views in one rasterizer call.
+
+    Returns:
+        rgb [F, V, H, W, 3] on the grey background, alpha [F, V, H, W], deformed means [F, N, 3].
+    """
+    f = len(frames)
+    if field_or_none is None:
+        means = static.means[None].expand(f, -1, -1)
+        quats, scales = static.quats, static.scales
+    else:
+        out = field_or_none(static, frames, grad_mask=grad_mask)
+        means, quats, scales = out.means, out.quats, out.scales
+    rgb, alpha = render_splats(static, means, quats, scales, viewmats, Ks, size)
+    return rgb, alpha, means
+
+
+def fit_motion(
+    static: Gaussians,
+    cameras: CameraSet,
+    targets: Tensor,  # [V, F, H, W, 3]
+    masks: Tensor,  # [V, F, H, W]
+    settings: FitSettings,
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+    arap: ArapRegularizer | None = None,
+    profile: bool = False,
+    log_every: int = 10,
+    on_step: Callable[[int, MotionField], None] | None = None,
+) -> FitResult:
+    """Fit a motion field to multi-view video targets (the reconstruct stage's optimisation loop).
+
+    Usable on its own (benchmarks, the mesh path): everything lives on `static`'s device.
+
+    Args:
+        static: N frozen splats (the ones rendered; subsample before calling if needed).
+        cameras: the V video cameras.
+        targets: [V, F, H, W, 3] frames on the grey background, H = W = the render size.
+        masks: [V, F, H, W] foreground masks in [0, 1].
+        settings: schedule, learning rates, loss weights, field architecture.
+        seed: seeds the field init and every random draw of the loop.
+        progress: receives `update(loss=…, psnr=…)` every `log_every` steps.
+        arap: the ARAP term; default the k-NN scheme on `static.means`.
+        profile: time the phases (synchronising the device; slower).
+        on_step: called after each optimiser step with (step, field) — for baselines and tests.
+
+    Returns:
+        FitResult with the trained field.
+    """
+    import torch
+
+    from a3d_cli.gaussians.arap import ArapRegularizer
+    from a3d_cli.gaussians.motion_field import MotionField
+
+    device = static.means.device
+    v, nf, h, w, _ = targets.shape
+    if (v, nf) != (len(cameras), NUM_FRAMES) or h != w or masks.shape != targets.shape[:-1]:
+        raise ValueError(
+            f"targets must be [{len(cameras)}, {NUM_FRAMES}, S, S, 3] with masks [V, F, S, S]; got {list(targets.shape)}, {list(masks.shape)}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    dev_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    motion = MotionField(settings.field, generator=gen).to(device)
+    motion.hexplane_backend = settings.hexplane_backend
+    opt = torch.optim.Adam(
+        [
+            {"params": motion.grid_parameters(), "lr": settings.lr_grid},
+            {"params": motion.head_parameters(), "lr": settings.lr_heads},
+            {"params": motion.global_parameters(), "lr": settings.lr_global},
+        ],
+        lr=0.0,
+        eps=settings.adam_eps,
+    )
+    if arap is None and settings.lambda_arap > 0:
+        arap = ArapRegularizer.from_points(
+            static.means, k=settings.arap_neighbours, sample_points=settings.arap_samples
+        )
+    viewmats = cameras.viewmats.to(device)  # [V, 4, 4]
+    Ks = cameras.Ks(w, h).to(device)  # [V, 3, 3]
+    tgt = targets.to(device).transpose(0, 1)  # [F, V, H, W, 3]
+    msk = masks.to(device).transpose(0, 1)  # [F, V, H, W]
+    timings = dict.fromkeys(("data", "field", "raster", "arap", "backward"), 0.0)
+
+    def tick(name: str, t0: float) -> float:
+        if not profile:
+            return t0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t1 = time.perf_counter()
+        timings[name] += t1 - t0
+        return t1
+
+    prog = progress
+    if prog is not None:
+        prog.start("reconstruct: fitting motion", total=settings.steps)
+    losses: list[tuple[int, float]] = []
+    start = time.perf_counter()
+    pending = 0
+    for step in range(settings.steps):
+        t = tick("data", time.perf_counter()) if profile else 0.0
+        frames = active_frames(step, settings, gen)
+        f_idx = torch.tensor(frames, device=device)
+        batch_rgb, batch_mask = tgt[f_idx], msk[f_idx]  # [f, V, H, W, 3], [f, V, H, W]
+        t = tick("data", t)
+        out = motion(static, frames)
+        means, quats, scales = out.means, out.quats, out.scales  # [f, N, ·]
+        if settings.grad_fraction < 1.0:
+            # the reference's sparsification: image-loss gradients reach a random subset of splats only
+            keep = torch.rand(len(frames), len(static), 1, generator=dev_gen, device=device) < settings.grad_fraction
+            means = torch.where(keep, means, means.detach())
+            quats = torch.where(keep, quats, quats.detach())
+            scales = torch.where(keep, scales, scales.detach())
+        t = tick("field", t)
+        rgb, alpha = render_splats(static, means, quats, scales, viewmats, Ks, w)
+        loss_rgb = torch.nn.functional.mse_loss(rgb, batch_rgb)
+        loss = settings.lambda_rgb * loss_rgb + settings.lambda_mask * torch.nn.functional.mse_loss(alpha, batch_mask)
+        t = tick("raster", t)
+        if arap is not None and settings.lambda_arap > 0:
+            loss = loss + settings.lambda_arap * arap(out.means, dev_gen)  # un-sparsified, as the reference
+        t = tick("arap", t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tick("backward", t)
+        pending += 1
+        if on_step is not None:
+            on_step(step, motion)
+        if (step + 1) % log_every == 0 or step + 1 == settings.steps:
+            lv, mse = float(loss.detach()), float(loss_rgb.detach())  # one host sync per log interval
+            losses.append((step + 1, lv))
+            if prog is not None:
+                prog.update(pending, loss=lv, psnr=-10 * math.log10(max(mse, 1e-12)), frames=float(frames[-1]))
+            pending = 0
+    seconds = time.perf_counter() - start
+    motion.eval()
+    return FitResult(field=motion, losses=losses, seconds=seconds, profile=timings if profile else {})
+
+
+def render_all_frames(
+    motion: MotionField | None, static: Gaussians, cameras: CameraSet, size: int, chunk: int = 4
+) -> tuple[Tensor, Tensor]:
+    """Every frame from every camera, without gradients.
+
+    Returns:
+        rgb [V, F, H, W, 3] on grey and alpha [V, F, H, W], on the CPU.
+    """
+    import torch
+
+    device = static.means.device
+    viewmats, Ks = cameras.viewmats.to(device), cameras.Ks(size, size).to(device)
+    rgbs, alphas = [], []
+    with torch.no_grad():
+        for start in range(0, NUM_FRAMES, chunk):
+            frames = list(range(start, min(start + chunk, NUM_FRAMES)))
+            rgb, alpha, _ = render_frames(motion, static, frames, viewmats, Ks, size)
+            rgbs.append(rgb.cpu())
+            alphas.append(alpha.cpu())
+    return torch.cat(rgbs).transpose(0, 1), torch.cat(alphas).transpose(0, 1)
+
+
+def psnr(a: Tensor, b: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Peak signal-to-noise ratio (peak 1) of two images in [0, 1], reduced over `dims`."""
+    import torch
+
+    mse = (a - b).square().mean(dim=dims)
+    return -10 * torch.log10(mse.clamp_min(1e-12))
+
+
+__all__ = [
+    "BACKGROUND",
+    "NUM_FRAMES",
+    "FitResult",
+    "FitSettings",
+    "active_frames",
+    "fit_motion",
+    "psnr",
+    "render_all_frames",
+    "render_frames",
+    "render_splats",
+    "subsample_splats",
+]
