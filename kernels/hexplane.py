@@ -112,6 +112,24 @@ def _check_level(planes: Sequence[Tensor], level: int) -> None:
             )
 
 
+def _check_points(xyz: Tensor, t: Tensor) -> None:
+    """Shape checks shared by every backend."""
+    if xyz.ndim != 2 or xyz.shape[-1] != 3:
+        raise ValueError(f"xyz must have shape [N, 3], got {list(xyz.shape)}")
+    if t.ndim != 1:
+        raise ValueError(f"t must have shape [F], got {list(t.shape)}")
+
+
+def _spatial_product(planes: Sequence[Tensor], coords: Sequence[Tensor]) -> Tensor:
+    """Product of a level's three spatial-plane samples (xy, xz, yz) → [N, C]; shared by every backend."""
+    spatial = None
+    for p in SPATIAL_PLANES:
+        a, b = PLANE_AXES[p]
+        sample = _sample_plane(planes[p], coords[a], coords[b])  # [N, C]
+        spatial = sample if spatial is None else spatial * sample
+    return spatial
+
+
 def hexplane_features_ref(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> Tensor:
     """PyTorch implementation of multi-level HexPlane sampling (`grid_sample`, bilinear, border, corners).
 
@@ -123,22 +141,14 @@ def hexplane_features_ref(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Te
     Returns:
         [F, N, sum_l C_l] features: per level the product over the six planes, levels concatenated.
     """
-    if xyz.ndim != 2 or xyz.shape[-1] != 3:
-        raise ValueError(f"xyz must have shape [N, 3], got {list(xyz.shape)}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape [F], got {list(t.shape)}")
+    _check_points(xyz, t)
     n, f = xyz.shape[0], t.shape[0]
     coords = [xyz[:, 0], xyz[:, 1], xyz[:, 2]]  # 3 × [N]
     t_grid = t.to(xyz.dtype).reshape(f, 1).expand(f, n)  # [F, N]
     out = []
     for level, planes in enumerate(levels):
         _check_level(planes, level)
-        spatial = None
-        for p in SPATIAL_PLANES:
-            a, b = PLANE_AXES[p]
-            s = _sample_plane(planes[p], coords[a], coords[b])  # [N, C]
-            spatial = s if spatial is None else spatial * s
-        feat = spatial.unsqueeze(0)  # [1, N, C]
+        feat = _spatial_product(planes, coords).unsqueeze(0)  # [1, N, C]
         for p in TIME_PLANES:
             a, _ = PLANE_AXES[p]
             u = coords[a].unsqueeze(0).expand(f, n)  # [F, N]
@@ -175,22 +185,14 @@ def hexplane_features_matmul(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t:
     Returns:
         [F, N, D].
     """
-    if xyz.ndim != 2 or xyz.shape[-1] != 3:
-        raise ValueError(f"xyz must have shape [N, 3], got {list(xyz.shape)}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape [F], got {list(t.shape)}")
+    _check_points(xyz, t)
     n, f = xyz.shape[0], t.shape[0]
     xyz, t = xyz.detach(), t.detach().to(xyz.dtype)
     coords = [xyz[:, 0], xyz[:, 1], xyz[:, 2]]  # 3 × [N]
     out = []
     for level, planes in enumerate(levels):
         _check_level(planes, level)
-        spatial = None
-        for p in SPATIAL_PLANES:
-            a, b = PLANE_AXES[p]
-            s = _sample_plane(planes[p], coords[a], coords[b])  # [N, C]
-            spatial = s if spatial is None else spatial * s
-        feat = spatial.unsqueeze(0)  # [1, N, C]
+        feat = _spatial_product(planes, coords).unsqueeze(0)  # [1, N, C]
         for p in TIME_PLANES:
             a, _ = PLANE_AXES[p]
             plane = planes[p]  # [C, R_t, R_a]
