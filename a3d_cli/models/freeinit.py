@@ -126,13 +126,17 @@ def mix_frequencies(low: Tensor, high: Tensor, lpf: Tensor) -> Tensor:
     if low.shape != high.shape:
         raise ValueError(f"low {list(low.shape)} and high {list(high.shape)} differ")
     if low.ndim < 4 or lpf.shape != (low.shape[-4], 1, low.shape[-2], low.shape[-1]):
-        raise ValueError(f"lpf must be [F, 1, H, W] for latents [..., F, C, H, W]; got {list(lpf.shape)} for {list(low.shape)}")
+        raise ValueError(
+            f"lpf must be [F, 1, H, W] for latents [..., F, C, H, W]; got {list(lpf.shape)} for {list(low.shape)}"
+        )
     lpf = lpf.to(low.device, torch.float32)
     spec = torch.fft.fftn(low.float(), dim=FFT_DIMS) * lpf + torch.fft.fftn(high.float(), dim=FFT_DIMS) * (1 - lpf)
     return torch.fft.ifftn(spec, dim=FFT_DIMS).real
 
 
-def reinitialize(latents: Tensor, initial_noise: Tensor, fresh_noise: Tensor, alpha_bar_T: float, lpf: Tensor) -> Tensor:
+def reinitialize(
+    latents: Tensor, initial_noise: Tensor, fresh_noise: Tensor, alpha_bar_T: float, lpf: Tensor
+) -> Tensor:
     """The FreeInit noise for the next pass.
 
     Args:

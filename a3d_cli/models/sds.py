@@ -36,6 +36,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from a3d_cli.models.attention import use_shortcut_attention
 from a3d_cli.render.cameras import CameraSet
 
 # Reference constants (Animate3D `refine_frame_16.yaml`, `animatemv_guidance.py`).
@@ -277,6 +278,9 @@ class MvvdmDenoiser:
         for module in (comp.unet, comp.vae, comp.text_encoder, comp.image_encoder):
             module.requires_grad_(False)
             module.eval()
+        # SDS differentiates through the VAE encoder: its mid-block attention (one 512-wide head, which no
+        # flash kernel takes) runs as explicit products, whose backward is far cheaper than the fallback's
+        use_shortcut_attention(comp.vae.encoder)
         self.alphas_cumprod = comp.scheduler.alphas_cumprod.float()  # [T]
         self._text: dict[tuple[str, str], Tensor] = {}
 

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import SinusoidalPositionalEmbedding
 from diffusers.models.resnet import AlphaBlender
 from torch import Tensor, nn
+
+from a3d_cli.models.attention import attend
 
 
 @dataclass
@@ -79,7 +80,8 @@ def _merge(x: Tensor) -> Tensor:
 
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
-    """Multi-head attention through `F.scaled_dot_product_attention` (fused kernels on CUDA).
+    """Multi-head attention through `a3d_cli.models.attention.attend` (fused SDPA kernels on CUDA, explicit
+    products for the short temporal sequences while compiled).
 
     Args:
         q: [N, Lq, C]; k, v: [N, Lk, C].
@@ -87,8 +89,7 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
     Returns:
         [N, Lq, C]
     """
-    out = F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads), scale=scale)
-    return _merge(out)
+    return _merge(attend(_heads(q, heads), _heads(k, heads), _heads(v, heads), scale=scale))
 
 
 def _check_plain(attn: Attention, encoder_hidden_states: Tensor | None, attention_mask: Tensor | None) -> None:
@@ -171,7 +172,7 @@ def sine_encoding_2d(h: int, w: int, channels: int, temperature: float = 10000.0
     half = channels // 2
     k = torch.arange(half, dtype=torch.float32)  # [C/2]
     dim_t = temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / half)  # [C/2]
-    even = (k % 2 == 0)  # [C/2]
+    even = k % 2 == 0  # [C/2]
 
     def axis(n: int) -> Tensor:
         pos = torch.arange(1, n + 1, dtype=torch.float32) / (n + eps) * (2 * math.pi)  # [n]

@@ -121,7 +121,7 @@ def read_state_file(path: Path) -> dict[str, Tensor]:
 
 def _strip_module_prefix(sd: dict[str, object], path: Path) -> dict[str, Tensor]:
     if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{path} has non-tensor entries, e.g. {bad[:3]}.")
@@ -145,8 +145,10 @@ def read_ip_adapter_file(path: Path) -> dict[str, dict[str, Tensor]]:
         else:
             data = _torch_load(path)
     except (pickle.UnpicklingError, RuntimeError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} could not be read as an IP-Adapter file ({type(exc).__name__}).",
-                              hint="Re-download it with `a3d weights fetch ip_adapter_sd15`.") from exc
+        raise CheckpointError(
+            f"{path} could not be read as an IP-Adapter file ({type(exc).__name__}).",
+            hint="Re-download it with `a3d weights fetch ip_adapter_sd15`.",
+        ) from exc
     if not (isinstance(data, Mapping) and set(data) == {"image_proj", "ip_adapter"}):
         keys = list(data)[:5] if isinstance(data, Mapping) else type(data).__name__
         raise CheckpointError(f"{path} is not an IP-Adapter file (top level: {keys}; want image_proj, ip_adapter).")
@@ -163,8 +165,10 @@ def _check_exact(source: str, got: Iterable[str], expected: Iterable[str]) -> No
             parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        raise CheckpointError(f"{source} does not match MV-VDM: " + "; ".join(parts) + ".",
-                              hint="Check that the file is the one the registry names (`a3d weights list`).")
+        raise CheckpointError(
+            f"{source} does not match MV-VDM: " + "; ".join(parts) + ".",
+            hint="Check that the file is the one the registry names (`a3d weights list`).",
+        )
 
 
 def convert_mvdream_unet(sd: Mapping[str, Tensor], model_keys: Iterable[str]) -> dict[str, Tensor]:
@@ -217,13 +221,20 @@ def convert_ip_adapter(data: Mapping[str, Mapping[str, Tensor]], model_keys: Ite
     for k, v in data["image_proj"].items():
         head, _, rest = k.partition(".")
         if head not in ("proj", "norm"):
-            raise CheckpointError(f"IP-Adapter image_proj key {k!r} is not proj.* or norm.* (a Plus/FaceID variant?).",
-                                  hint="MV-VDM uses h94/IP-Adapter models/ip-adapter_sd15.bin.")
+            raise CheckpointError(
+                f"IP-Adapter image_proj key {k!r} is not proj.* or norm.* (a Plus/FaceID variant?).",
+                hint="MV-VDM uses h94/IP-Adapter models/ip-adapter_sd15.bin.",
+            )
         out[proj_prefix + ("image_embeds." if head == "proj" else "norm.") + rest] = v
     layers = cross_attention_layers_in_ip_order(model_keys)
     for k, v in data["ip_adapter"].items():
         ident, _, rest = k.partition(".")
-        if not ident.isdigit() or ident == "0" or int(ident) % 2 == 0 or rest not in ("to_k_ip.weight", "to_v_ip.weight"):
+        if (
+            not ident.isdigit()
+            or ident == "0"
+            or int(ident) % 2 == 0
+            or rest not in ("to_k_ip.weight", "to_v_ip.weight")
+        ):
             raise CheckpointError(f"IP-Adapter key ip_adapter.{k} is not <odd id>.to_{{k,v}}_ip.weight.")
         idx = (int(ident) - 1) // 2
         if idx >= len(layers):
@@ -283,7 +294,9 @@ def assemble_state_dict(
     wrong = [(k, tuple(state[k].shape), tuple(s)) for k, s in model_shapes.items() if tuple(state[k].shape) != tuple(s)]
     if wrong:
         k, got, want = wrong[0]
-        raise CheckpointError(f"{len(wrong)} MV-VDM weights have the wrong shape, e.g. {k}: {list(got)} instead of {list(want)}.")
+        raise CheckpointError(
+            f"{len(wrong)} MV-VDM weights have the wrong shape, e.g. {k}: {list(got)} instead of {list(want)}."
+        )
     for k, v in state.items():
         target_dtype = dtype if (dtype is not None and v.is_floating_point()) else v.dtype
         state[k] = v.to(device=device or v.device, dtype=target_dtype)
@@ -303,7 +316,10 @@ def check_unet_config(config_path: Path, cfg: MVVDMConfig) -> None:
         raise CheckpointError(f"{config_path} is not a readable UNet config ({exc}).") from exc
     heads = data.get("num_attention_heads") or data.get("attention_head_dim")
     checks = {
-        "block_out_channels": (list(data.get("block_out_channels", cfg.block_out_channels)), list(cfg.block_out_channels)),
+        "block_out_channels": (
+            list(data.get("block_out_channels", cfg.block_out_channels)),
+            list(cfg.block_out_channels),
+        ),
         "layers_per_block": (data.get("layers_per_block", cfg.layers_per_block), cfg.layers_per_block),
         "cross_attention_dim": (data.get("cross_attention_dim", cfg.cross_attention_dim), cfg.cross_attention_dim),
         "in_channels": (data.get("in_channels", cfg.in_channels), cfg.in_channels),
@@ -312,16 +328,19 @@ def check_unet_config(config_path: Path, cfg: MVVDMConfig) -> None:
     }
     for name, (got, want) in checks.items():
         if got != want:
-            raise CheckpointError(f"{config_path}: {name} is {got}, but MV-VDM needs {want}.",
-                                  hint="Use yanqinJiang/mvdream-sd1.5-diffusers (`a3d weights fetch mvdream_sd15`).")
+            raise CheckpointError(
+                f"{config_path}: {name} is {got}, but MV-VDM needs {want}.",
+                hint="Use yanqinJiang/mvdream-sd1.5-diffusers (`a3d weights fetch mvdream_sd15`).",
+            )
 
 
 def _find_weights(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.safetensors", f"{stem}.bin"):
         if (folder / name).is_file():
             return folder / name
-    raise CheckpointError(f"{folder} has no {stem}.safetensors or {stem}.bin.",
-                          hint="Run `a3d weights fetch mvdream_sd15`.")
+    raise CheckpointError(
+        f"{folder} has no {stem}.safetensors or {stem}.bin.", hint="Run `a3d weights fetch mvdream_sd15`."
+    )
 
 
 def load_mvvdm_unet(
@@ -349,7 +368,10 @@ def load_mvvdm_unet(
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     keys = list(shapes)
     sources = [
-        ("mvdream_sd15 unet", convert_mvdream_unet(read_state_file(_find_weights(unet_dir, "diffusion_pytorch_model")), keys)),
+        (
+            "mvdream_sd15 unet",
+            convert_mvdream_unet(read_state_file(_find_weights(unet_dir, "diffusion_pytorch_model")), keys),
+        ),
         ("ip_adapter_sd15", convert_ip_adapter(read_ip_adapter_file(ip_adapter_file), keys)),
         ("animate3d_motion_modules", convert_animate3d_motion_modules(read_state_file(motion_modules_file), keys)),
     ]

@@ -35,8 +35,9 @@ class ClipTokenize:
 
     def __call__(self, prompts: list[str]) -> Tensor:
         tok = self.tokenizer
-        return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                   return_tensors="pt").input_ids
+        return tok(
+            prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
 
 
 class ByteTokenize:
@@ -114,22 +115,28 @@ def load_components(
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
     mvdream_dir = Path(mvdream_dir)
-    unet, report = load_mvvdm_unet(mvdream_dir / "unet", ip_adapter_file, motion_modules_file, device=device, dtype=dtype)
+    unet, report = load_mvvdm_unet(
+        mvdream_dir / "unet", ip_adapter_file, motion_modules_file, device=device, dtype=dtype
+    )
     try:
         vae = AutoencoderKL.from_pretrained(mvdream_dir / "vae", torch_dtype=dtype)
         text_encoder = CLIPTextModel.from_pretrained(mvdream_dir / "text_encoder", torch_dtype=dtype)
         tokenizer = CLIPTokenizer.from_pretrained(mvdream_dir / "tokenizer")
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder_dir, torch_dtype=dtype)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"Could not load an MV-VDM component ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
-                              hint="Re-fetch the weights with `a3d weights fetch`.") from exc
+        raise CheckpointError(
+            f"Could not load an MV-VDM component ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
+            hint="Re-fetch the weights with `a3d weights fetch`.",
+        ) from exc
     if image_encoder.config.projection_dim != unet.config.image_embed_dim:
         raise CheckpointError(
             f"The image encoder at {image_encoder_dir} makes {image_encoder.config.projection_dim}-d embeddings; "
             f"the IP-Adapter needs {unet.config.image_embed_dim}.",
             hint="Use h94/IP-Adapter models/image_encoder (`a3d weights fetch ip_adapter_image_encoder`).",
         )
-    comp = MVVDMComponents(unet, vae, text_encoder, ClipTokenize(tokenizer), image_encoder, make_ddim_scheduler(), report)
+    comp = MVVDMComponents(
+        unet, vae, text_encoder, ClipTokenize(tokenizer), image_encoder, make_ddim_scheduler(), report
+    )
     return comp.to(device, dtype)
 
 
@@ -152,19 +159,41 @@ def tiny_components(seed: int = 0, config: MVVDMConfig | None = None) -> MVVDMCo
     torch.manual_seed(seed + 1)
     levels = 6
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=cfg.in_channels,
-        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
-        block_out_channels=(4,) * levels, layers_per_block=1, norm_num_groups=2, sample_size=256,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=cfg.in_channels,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=(4,) * levels,
+        layers_per_block=1,
+        norm_num_groups=2,
+        sample_size=256,
     )
     torch.manual_seed(seed + 2)
-    text = CLIPTextModel(CLIPTextConfig(
-        vocab_size=258, hidden_size=cfg.cross_attention_dim, intermediate_size=24, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=16, bos_token_id=256, eos_token_id=257, pad_token_id=257,
-    ))
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=258,
+            hidden_size=cfg.cross_attention_dim,
+            intermediate_size=24,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            bos_token_id=256,
+            eos_token_id=257,
+            pad_token_id=257,
+        )
+    )
     torch.manual_seed(seed + 3)
-    image = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-        patch_size=8, projection_dim=cfg.image_embed_dim,
-    ))
+    image = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=24,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=cfg.image_embed_dim,
+        )
+    )
     comp = MVVDMComponents(unet, vae, text, ByteTokenize(16), image, make_ddim_scheduler())
     return comp.to("cpu", torch.float32)

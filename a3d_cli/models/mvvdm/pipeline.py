@@ -70,7 +70,7 @@ def encode_images_clip(comp: MVVDMComponents, images: Tensor) -> Tensor:
 def encode_latents(comp: MVVDMComponents, images: Tensor, generator: torch.Generator | None) -> Tensor:
     """VAE latents of [N, 3, H, W] images in [0, 1]: a posterior sample × scaling factor. Returns [N, C, h, w] fp32."""
     vae = comp.vae
-    x = (images.to(device=comp.device, dtype=vae.dtype) * 2 - 1)
+    x = images.to(device=comp.device, dtype=vae.dtype) * 2 - 1
     dist = vae.encode(x).latent_dist
     return (dist.sample(generator=generator) * vae.config.scaling_factor).float()
 

@@ -81,7 +81,12 @@ class MVVDMUNet(nn.Module):
 
         # 2. down: cross-attention levels, then one level of resnets + motion modules only
         motion = {"temporal_num_attention_heads": c.motion_heads, "temporal_max_seq_length": c.motion_max_seq_length}
-        common = {"temb_channels": temb, "resnet_eps": c.norm_eps, "resnet_act_fn": act, "resnet_groups": c.norm_num_groups}
+        common = {
+            "temb_channels": temb,
+            "resnet_eps": c.norm_eps,
+            "resnet_act_fn": act,
+            "resnet_groups": c.norm_num_groups,
+        }
         self.down_blocks = nn.ModuleList()
         out_ch = chans[0]
         for i, ch in enumerate(chans):
@@ -89,21 +94,37 @@ class MVVDMUNet(nn.Module):
             last = i == len(chans) - 1
             if not last:
                 block: nn.Module = CrossAttnDownBlockMotion(
-                    in_channels=in_ch, out_channels=out_ch, num_layers=c.layers_per_block,
-                    num_attention_heads=c.attention_heads, cross_attention_dim=c.cross_attention_dim,
-                    add_downsample=True, downsample_padding=1, **common, **motion,
+                    in_channels=in_ch,
+                    out_channels=out_ch,
+                    num_layers=c.layers_per_block,
+                    num_attention_heads=c.attention_heads,
+                    cross_attention_dim=c.cross_attention_dim,
+                    add_downsample=True,
+                    downsample_padding=1,
+                    **common,
+                    **motion,
                 )
             else:
                 block = DownBlockMotion(
-                    in_channels=in_ch, out_channels=out_ch, num_layers=c.layers_per_block,
-                    add_downsample=False, downsample_padding=1, **common, **motion,
+                    in_channels=in_ch,
+                    out_channels=out_ch,
+                    num_layers=c.layers_per_block,
+                    add_downsample=False,
+                    downsample_padding=1,
+                    **common,
+                    **motion,
                 )
             self.down_blocks.append(block)
 
         # 3. mid
         self.mid_block = UNetMidBlockCrossAttnMotion(
-            in_channels=chans[-1], num_layers=1, num_attention_heads=c.attention_heads,
-            cross_attention_dim=c.cross_attention_dim, output_scale_factor=1.0, **common, **motion,
+            in_channels=chans[-1],
+            num_layers=1,
+            num_attention_heads=c.attention_heads,
+            cross_attention_dim=c.cross_attention_dim,
+            output_scale_factor=1.0,
+            **common,
+            **motion,
         )
 
         # 4. up: the mirror image, one more layer per level, skip connections from the down path
@@ -116,14 +137,27 @@ class MVVDMUNet(nn.Module):
             upsample = i < len(rev) - 1
             if i == 0:
                 block = UpBlockMotion(
-                    in_channels=in_ch, prev_output_channel=prev_out, out_channels=out_ch, resolution_idx=i,
-                    num_layers=c.layers_per_block + 1, add_upsample=upsample, **common, **motion,
+                    in_channels=in_ch,
+                    prev_output_channel=prev_out,
+                    out_channels=out_ch,
+                    resolution_idx=i,
+                    num_layers=c.layers_per_block + 1,
+                    add_upsample=upsample,
+                    **common,
+                    **motion,
                 )
             else:
                 block = CrossAttnUpBlockMotion(
-                    in_channels=in_ch, out_channels=out_ch, prev_output_channel=prev_out, resolution_idx=i,
-                    num_layers=c.layers_per_block + 1, num_attention_heads=c.attention_heads,
-                    cross_attention_dim=c.cross_attention_dim, add_upsample=upsample, **common, **motion,
+                    in_channels=in_ch,
+                    out_channels=out_ch,
+                    prev_output_channel=prev_out,
+                    resolution_idx=i,
+                    num_layers=c.layers_per_block + 1,
+                    num_attention_heads=c.attention_heads,
+                    cross_attention_dim=c.cross_attention_dim,
+                    add_upsample=upsample,
+                    **common,
+                    **motion,
                 )
             self.up_blocks.append(block)
 
@@ -151,7 +185,9 @@ class MVVDMUNet(nn.Module):
                 attn.set_processor(MVDreamI2VAttnProcessor(width, self.layout))
             elif name.endswith("attn2"):
                 attn.set_processor(
-                    IPAdapterAttnProcessor2_0(width, c.cross_attention_dim, num_tokens=(c.image_tokens,), scale=c.ip_scale)
+                    IPAdapterAttnProcessor2_0(
+                        width, c.cross_attention_dim, num_tokens=(c.image_tokens,), scale=c.ip_scale
+                    )
                 )
             else:  # pragma: no cover - the blocks above make no other attention
                 raise RuntimeError(f"unexpected attention layer {name}")
@@ -243,7 +279,9 @@ class MVVDMUNet(nn.Module):
             n = len(block.resnets)
             res, skips = skips[-n:], skips[:-n]
             if isinstance(block, CrossAttnUpBlockMotion):
-                x = block(hidden_states=x, res_hidden_states_tuple=res, temb=emb, encoder_hidden_states=context, num_frames=f)
+                x = block(
+                    hidden_states=x, res_hidden_states_tuple=res, temb=emb, encoder_hidden_states=context, num_frames=f
+                )
             else:
                 x = block(hidden_states=x, res_hidden_states_tuple=res, temb=emb, num_frames=f)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))  # [B·V·F, C, H, W]

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from a3d_cli.errors import CheckpointError, InputError
+from a3d_cli.models.attention import use_shortcut_attention
 from a3d_cli.models.sv3d.config import CONFIG_METADATA_KEY, SV3DConfig, Variant
 from a3d_cli.models.sv3d.convert import (
     ConversionReport,
@@ -96,6 +97,8 @@ def build_models(config: SV3DConfig, variant: Variant, device: str | torch.devic
         clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**config.clip.transformers_kwargs()))
     for m in (unet, vae, clip):
         m.eval().requires_grad_(False)
+    # one-token cross-attention as a value broadcast, short temporal attention fused when compiled
+    use_shortcut_attention(unet)
     return SV3DModels(unet=unet, vae=vae, image_encoder=clip, config=config, variant=variant)
 
 

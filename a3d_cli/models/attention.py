@@ -1,0 +1,189 @@
+"""An attention processor for diffusers' `Attention` that skips work the fused SDPA kernels waste.
+
+Why: profiling the SV3D UNet and the SD VAE on an H100/H200 (`benchmarks/profile_kernels.py`, docs/PERF.md)
+showed three shapes where `F.scaled_dot_product_attention` spends far more than the arithmetic needs:
+
+1. **Cross-attention to a single token** (SV3D attends to one CLIP image embedding in all its spatial and
+   temporal blocks). Softmax over one key is exactly 1, so the output is `to_out(to_v(context))` for every
+   query: the query projection (a full-width GEMM over every pixel of every frame) and the attention
+   kernel are pure waste. cuDNN attention does not even accept that shape.
+2. **Short sequences** (SVD's temporal attention runs over 21 frames for each of ~100k pixels): the flash
+   kernels pad each 21-long sequence to their 128-wide tiles; under `torch.compile` an explicit
+   `softmax(QKᵀ/√d)V` on the small matrices, which inductor fuses, is faster (eagerly it is not, so
+   `attend` only takes that route while compiling).
+3. **Very wide heads** (the SD VAE's mid-block attention has one head of 512 channels): no flash kernel
+   takes head dimensions above 256, so PyTorch falls back to the memory-efficient kernel, whose backward
+   (needed by `a3d sds`, which differentiates through the VAE encoder) is slow; at 1024 tokens the explicit
+   product is small and runs on the tensor cores.
+
+Everything else goes through the same steps as diffusers' `AttnProcessor2_0`, so outputs agree with it to
+rounding (tests compare the two on random inputs). Cases outside what this processor handles (spatial norm,
+q/k norms, attention masks, IP-adapter inputs) are handed to `AttnProcessor2_0` unchanged.
+
+Use the diffusers way: `model.set_attn_processor(ShortcutAttnProcessor())`, or `use_shortcut_attention(model)`
+which leaves custom processors (MV-VDM's multi-view and IP-adapter ones) in place.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+from torch import Tensor, nn
+
+ShortBackend = Literal["math", "sdpa"]
+
+SHORT_SEQUENCE = 32
+"""Sequences at most this long (queries and keys) count as short: SVD's 21 frames, AnimateDiff's 16."""
+
+WIDE_HEAD = 256
+"""Heads wider than this have no flash kernel (the SD VAE's single 512-wide head)."""
+
+
+class ShortcutAttnProcessor:
+    """`AttnProcessor2_0` with exact shortcuts for one-token contexts, short sequences and wide heads.
+
+    Args:
+        short_sequence: sequences (queries and keys) at most this long are attended with explicit matrix
+            products instead of a fused SDPA kernel.
+        wide_head: heads wider than this are attended with explicit matrix products (no flash kernel
+            supports them).
+        short_backend: "math" (explicit products) or "sdpa" (leave short sequences to PyTorch's choice;
+            for comparison in the benchmarks).
+    """
+
+    def __init__(
+        self, short_sequence: int = SHORT_SEQUENCE, wide_head: int = WIDE_HEAD, short_backend: ShortBackend = "math"
+    ) -> None:
+        if short_backend not in ("math", "sdpa"):
+            raise ValueError(f"short_backend must be 'math' or 'sdpa', got {short_backend!r}")
+        self.short_sequence = short_sequence
+        self.wide_head = wide_head
+        self.short_backend = short_backend
+        self._fallback = AttnProcessor2_0()
+
+    @staticmethod
+    def handles(attn: Attention, attention_mask: Tensor | None, args: tuple, kwargs: dict) -> bool:
+        """Whether this processor computes the call itself (otherwise `AttnProcessor2_0` does)."""
+        return (
+            attention_mask is None
+            and not args
+            and not kwargs
+            and attn.spatial_norm is None
+            and getattr(attn, "norm_q", None) is None
+            and getattr(attn, "norm_k", None) is None
+        )
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: Tensor,
+        encoder_hidden_states: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        temb: Tensor | None = None,
+        *args: object,
+        **kwargs: object,
+    ) -> Tensor:
+        if not self.handles(attn, attention_mask, args, kwargs):
+            return self._fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        residual = hidden_states
+        image_shape = hidden_states.shape if hidden_states.ndim == 4 else None
+        x = hidden_states.flatten(2).transpose(1, 2) if image_shape is not None else hidden_states  # [B, N, C]
+        if attn.group_norm is not None:
+            x = attn.group_norm(x.transpose(1, 2)).transpose(1, 2)
+        if encoder_hidden_states is None:
+            context = x
+        else:
+            context = (
+                attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+            )
+
+        if encoder_hidden_states is not None and context.shape[1] == 1:
+            # one key: its softmax weight is exactly 1, so every query receives that key's value
+            out = attn.to_out[1](attn.to_out[0](attn.to_v(context)))  # [B, 1, C_out]
+            out = out.expand(-1, x.shape[1], -1)
+        else:
+            out = attn.to_out[1](attn.to_out[0](self._attend(attn, x, context)))  # [B, N, C_out]
+
+        if image_shape is not None:
+            out = out.transpose(1, 2).reshape(image_shape)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+    def _attend(self, attn: Attention, x: Tensor, context: Tensor) -> Tensor:
+        """Multi-head softmax(QKᵀ/√d)V of queries from `x` [B, N, C] over `context` [B, M, C] → [B, N, inner]."""
+        b, n, _ = x.shape
+        q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)
+        head_dim = k.shape[-1] // attn.heads
+        q, k, v = (t.view(b, -1, attn.heads, head_dim).transpose(1, 2) for t in (q, k, v))  # [B, H, L, d]
+        short = self.short_sequence if self.short_backend == "math" else 0
+        out = attend(q, k, v, short_sequence=short, wide_head=self.wide_head)
+        return out.transpose(1, 2).reshape(b, n, attn.heads * head_dim).to(q.dtype)
+
+
+def attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    scale: float | None = None,
+    short_sequence: int = SHORT_SEQUENCE,
+    wide_head: int = WIDE_HEAD,
+) -> Tensor:
+    """Multi-head softmax attention [B, H, N, d] × [B, H, M, d] × [B, H, M, d_v] → [B, H, N, d_v].
+
+    Picks the route by shape: explicit products for heads wider than `wide_head` (always), and for
+    sequences no longer than `short_sequence` when running inside `torch.compile` (inductor fuses the
+    softmax with the products there; eagerly, PyTorch's fused kernels measured faster for short sequences);
+    `F.scaled_dot_product_attention` for everything else.
+
+    Args:
+        scale: the logit scale; None = 1/√d, as SDPA.
+    """
+    short = max(q.shape[-2], k.shape[-2]) <= short_sequence and torch.compiler.is_compiling()
+    if short or q.shape[-1] > wide_head:
+        return explicit_attention(q, k, v, scale)
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
+    """softmax(QKᵀ·scale)V with the softmax in fp32: [..., N, d] × [..., M, d] × [..., M, d_v] → [..., N, d_v].
+
+    The products run in the inputs' dtype (tensor cores for bf16/fp16, fp32 accumulation); only the
+    [N, M] scores are held, which is what makes this the right choice for short sequences and small N·M.
+
+    Args:
+        scale: the logit scale; None = 1/√d.
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    return torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
+
+
+def use_shortcut_attention(model: nn.Module, processor: ShortcutAttnProcessor | None = None) -> int:
+    """Give every attention layer of `model` that runs diffusers' default processor a `ShortcutAttnProcessor`.
+
+    Custom processors (MV-VDM's multi-view attention, IP-adapter layers) are left as they are.
+
+    Returns:
+        how many layers were switched.
+    """
+    processor = processor or ShortcutAttnProcessor()
+    n = 0
+    for module in model.modules():
+        if isinstance(module, Attention) and isinstance(module.processor, (AttnProcessor2_0, AttnProcessor)):
+            module.set_processor(processor)
+            n += 1
+    return n
+
+
+__all__ = [
+    "SHORT_SEQUENCE",
+    "WIDE_HEAD",
+    "ShortcutAttnProcessor",
+    "attend",
+    "explicit_attention",
+    "use_shortcut_attention",
+]
