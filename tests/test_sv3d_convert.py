@@ -235,3 +235,15 @@ def test_real_checkpoint_loads_completely(variant: str) -> None:
         pix = torch.zeros(1, 3, 224, 224, device=device, dtype=next(loaded.models.image_encoder.parameters()).dtype)
         emb = loaded.models.image_encoder(pixel_values=pix).image_embeds
     assert emb.shape == (1, 1024) and torch.isfinite(emb).all()
+
+
+def test_build_models_puts_every_tensor_on_the_requested_device() -> None:
+    """diffusers' AlphaBlender makes its mix factor with the legacy constructor, which ignores the device
+    context; a stray CPU tensor would break the first CUDA forward (and FLOP counting) with a device error."""
+    models = build_models(SV3DConfig.tiny(), "sv3d_p", device="meta")
+    devices = {
+        t.device.type
+        for m in (models.unet, models.vae, models.image_encoder)
+        for t in [*m.parameters(), *m.buffers()]
+    }
+    assert devices == {"meta"}

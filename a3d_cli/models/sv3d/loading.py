@@ -96,7 +96,9 @@ def build_models(config: SV3DConfig, variant: Variant, device: str | torch.devic
         vae = AutoencoderKL(**config.vae.diffusers_kwargs())
         clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**config.clip.transformers_kwargs()))
     for m in (unet, vae, clip):
-        m.eval().requires_grad_(False)
+        # `to(device)`: diffusers' AlphaBlender builds its mix factors with the legacy `torch.Tensor(...)`,
+        # which ignores the device context above and lands on the CPU
+        m.to(device).eval().requires_grad_(False)
     # one-token cross-attention as a value broadcast, short temporal attention fused when compiled
     use_shortcut_attention(unet)
     return SV3DModels(unet=unet, vae=vae, image_encoder=clip, config=config, variant=variant)
