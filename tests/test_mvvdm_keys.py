@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import key_fixtures_dir  # noqa: E402 - test helper module
 
 from a3d_cli.errors import CheckpointError
 from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet
@@ -25,8 +26,6 @@ from a3d_cli.models.mvvdm.checkpoint import (
     cross_attention_layers_in_ip_order,
     group_keys,
 )
-
-from helpers import key_fixtures_dir  # noqa: E402 - test helper module
 
 FIXTURES = key_fixtures_dir() or Path("shared/fixtures")
 pytestmark = pytest.mark.skipif(key_fixtures_dir() is None, reason="shared key fixtures not available")
