@@ -15,7 +15,10 @@ Targets (all at the sizes the stages run):
   full-size MV-VDM and 20k splats, as `bench_sds.py` runs it.
 
 Variants are `+`-joined flags over a freshly built network (so one variant never leaks into the next):
-- `eager`: as the stages run it today without `--compile`.
+- `eager`: as the stages run it today without `--compile` (the SV3D UNet and the SDS VAE encoder already
+  carry the attention shortcuts).
+- `plain`: every `ShortcutAttnProcessor` put back to diffusers' `AttnProcessor2_0` (the baseline before
+  the shortcuts).
 - `cl`: every Conv2d/Conv3d weight and the input in channels-last (NHWC / NDHWC) memory format.
 - `cudnn`: PyTorch SDPA with cuDNN attention first in priority, flash / memory-efficient as fallbacks.
 - `sc`: `a3d_cli.models.attention.ShortcutAttnProcessor` on every default attention layer (one-token
@@ -54,8 +57,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from a3d_cli.models.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.attention import ShortcutAttnProcessor, use_shortcut_attention  # noqa: E402
 
+
+def use_plain_attention(model: nn.Module) -> int:
+    """Put diffusers' `AttnProcessor2_0` back wherever a `ShortcutAttnProcessor` is; returns how many."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    n = 0
+    for m in model.modules():
+        if isinstance(m, Attention) and isinstance(m.processor, ShortcutAttnProcessor):
+            m.set_processor(AttnProcessor2_0())
+            n += 1
+    return n
+
+
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
-FLAGS = ("eager", "cl", "cudnn", "sc", "sc-sdpa", "compile")
+FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-sdpa", "compile")
 
 KERNEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("triton", r"^triton_"),
@@ -318,6 +334,8 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
         nets, call = build_target(args.target, device, dtype, args.tiny)
         if "cl" in flags:
             row["channels_last_convs"] = sum(to_channels_last(n) for n in nets)
+        if "plain" in flags:
+            row["plain_attention_layers"] = sum(use_plain_attention(n) for n in nets)
         for flag, backend in (("sc", "math"), ("sc-sdpa", "sdpa")):
             if flag in flags:
                 proc = ShortcutAttnProcessor(short_backend=backend)
