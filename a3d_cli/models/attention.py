@@ -86,6 +86,8 @@ class ShortcutAttnProcessor:
         *args: object,
         **kwargs: object,
     ) -> Tensor:
+        """Attention of `hidden_states` ([B, N, C] tokens or [B, C, H, W] image) over itself or over
+        `encoder_hidden_states` [B, M, C_ctx]; returns the same shape as `hidden_states`."""
         if not self.handles(attn, attention_mask, args, kwargs):
             return self._fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         residual = hidden_states
