@@ -21,6 +21,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs real weights or a long run; set RUN_SLOW=1"))
 
 
+@pytest.fixture(autouse=True)
+def _backend_flags_per_test():
+    """cuDNN/TF32 flags set by one test (through `accelerate`) must not loosen another's fp32 comparisons."""
+    from a3d_cli.models.acceleration import backend_flags_kept
+
+    with backend_flags_kept():
+        yield
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     """A fresh, not-yet-existing run folder path."""

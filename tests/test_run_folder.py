@@ -53,6 +53,37 @@ def test_outputs_land_and_manifest_records_stage(run_dir):
     assert not (run_dir / ".staging").exists()
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_stages_cuda_speed_flags_end_with_the_stage(run_dir, fails):
+    """`accelerate` turns on cuDNN autotuning and TF32 for the stage that asks; the next stage (or test)
+    must get back the fp32 arithmetic it had, whether the stage finished or failed."""
+    import torch
+
+    from a3d_cli.models.acceleration import configure_cuda
+
+    flags = ("benchmark", "allow_tf32")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    seen = {}
+
+    def body(ctx):
+        configure_cuda()
+        seen.update(benchmark=torch.backends.cudnn.benchmark, allow_tf32=torch.backends.cuda.matmul.allow_tf32)
+        if fails:
+            raise RuntimeError("the stage broke")
+        ctx.output("out.txt").write_text("x")
+
+    if fails:
+        with pytest.raises(RuntimeError, match="broke"):
+            run_stage("speedy", run_dir, EchoOptions(), body, Runtime())
+    else:
+        run_stage("speedy", run_dir, EchoOptions(), body, Runtime())
+    assert all(seen[f] for f in flags)  # the stage ran with the flags on …
+    assert not torch.backends.cudnn.benchmark  # … and they are off again afterwards
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+
+
 def test_unchanged_stage_is_skipped_and_force_reruns(run_dir):
     calls: list[int] = []
     opts = EchoOptions()
@@ -143,13 +174,17 @@ def test_read_only_run_is_refused_even_as_root(run_dir, monkeypatch):
 def test_second_process_on_same_run_gets_a_clear_lock_error(run_dir):
     run_dir.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from a3d_cli.io.runlock import run_lock
             with run_lock({str(run_dir)!r}):
                 print("locked", flush=True)
                 time.sleep(30)
-        """)],
+        """),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

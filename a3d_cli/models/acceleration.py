@@ -19,6 +19,9 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    LayerNorm + GEGLU, residual adds and blends become a few kernels instead of many memory round trips.
    Compiled blocks stay the same `nn.Module` objects (state dicts, `len()`, truthiness, `.to()` unchanged).
 
+Scope: the flags are process-wide, so `a3d_cli.stages.base.run_stage` restores them when a stage ends
+(`backend_flags_kept`): one stage's TF32 never reaches the fp32 arithmetic of the next in `a3d animate`.
+
 First-run cost: compilation happens lazily on the first forward of each block shape; inductor caches the
 generated kernels on disk (`TORCHINDUCTOR_CACHE_DIR`, default under /tmp), so later processes on the same
 machine mostly load them. `compile` is off by default in the stages until the benchmarks
@@ -36,7 +39,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -99,6 +103,30 @@ def configure_cuda() -> None:
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+
+
+@contextlib.contextmanager
+def backend_flags_kept() -> Iterator[None]:
+    """Put cuDNN autotuning and the TF32 switches back as they were when the block exits.
+
+    Why: `configure_cuda` sets process-wide flags. `a3d animate` runs every stage in one process, and a
+    stage that turns TF32 on for its fp32 VAE decode must not change the fp32 arithmetic of the stages
+    after it (the motion fit, the exports), nor that of tests comparing fp32 kernels. `run_stage` wraps
+    every stage in this.
+    """
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+    try:
+        yield
+    finally:
+        (
+            torch.backends.cudnn.benchmark,
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+        ) = saved
 
 
 def _raise_recompile_limit(limit: int) -> None:
@@ -208,6 +236,7 @@ __all__ = [
     "REPEATED_BLOCKS",
     "AccelerationReport",
     "accelerate",
+    "backend_flags_kept",
     "channels_last_conv2d",
     "compile_blocks",
     "configure_cuda",

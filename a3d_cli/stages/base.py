@@ -108,13 +108,17 @@ def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
         raise RunFolderError(f"The run folder {run_dir} is a file, not a folder.", hint="Pass a folder path with -o.")
     if not run_dir.exists():
         if not create:
-            raise RunFolderError(f"The run folder {run_dir} does not exist.", hint="Run `a3d prepare MODEL -o RUN` first.")
+            raise RunFolderError(
+                f"The run folder {run_dir} does not exist.", hint="Run `a3d prepare MODEL -o RUN` first."
+            )
         try:
             run_dir.mkdir(parents=True)
         except OSError as exc:
             raise RunFolderError(f"Cannot create the run folder {run_dir} ({exc.strerror}).") from exc
     if not os.access(run_dir, os.W_OK | os.X_OK):
-        raise RunFolderError(f"The run folder {run_dir} is not writable.", hint="Fix its permissions or choose another with -o.")
+        raise RunFolderError(
+            f"The run folder {run_dir} is not writable.", hint="Fix its permissions or choose another with -o."
+        )
     return run_dir
 
 
@@ -193,11 +197,14 @@ def run_stage(
     Returns:
         StageResult with absolute output paths, timing, memory, seed, device, metrics.
     """
+    from a3d_cli.models.acceleration import backend_flags_kept  # torch: imported only when a stage runs
+
     rt = rt or Runtime()
     created = not Path(run_dir).exists()
     run_dir = ensure_run_dir(run_dir)
     try:
-        return _run_locked(name, run_dir, opts, body, rt, dict(requires or {}), external_inputs, clear)
+        with backend_flags_kept():  # a stage's CUDA speed flags end with the stage
+            return _run_locked(name, run_dir, opts, body, rt, dict(requires or {}), external_inputs, clear)
     except BaseException:
         if created:  # a run folder this call made holds nothing of value after a failure: leave no trace
             shutil.rmtree(run_dir, ignore_errors=True)
