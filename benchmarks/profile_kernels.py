@@ -54,21 +54,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from a3d_cli.models.acceleration import accelerate  # noqa: E402
-from a3d_cli.models.attention import ShortcutAttnProcessor, use_shortcut_attention  # noqa: E402
-
-
-def use_plain_attention(model: nn.Module) -> int:
-    """Put diffusers' `AttnProcessor2_0` back wherever a `ShortcutAttnProcessor` is; returns how many."""
-    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
-
-    n = 0
-    for m in model.modules():
-        if isinstance(m, Attention) and isinstance(m.processor, ShortcutAttnProcessor):
-            m.set_processor(AttnProcessor2_0())
-            n += 1
-    return n
-
+from a3d_cli.models.acceleration import accelerate, channels_last_convs  # noqa: E402
+from a3d_cli.models.attention import (  # noqa: E402
+    ShortcutAttnProcessor,
+    replace_attention_processors,
+    use_shortcut_attention,
+)
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
 FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-sdpa", "compile")
@@ -97,19 +88,6 @@ def kernel_family(name: str) -> str:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def to_channels_last(module: nn.Module) -> int:
-    """Every Conv2d / Conv3d weight of `module` in channels-last layout; returns how many were changed."""
-    n = 0
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
-            n += 1
-        elif isinstance(m, nn.Conv3d):
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
-            n += 1
-    return n
 
 
 def input_channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -333,9 +311,13 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
     try:
         nets, call = build_target(args.target, device, dtype, args.tiny)
         if "cl" in flags:
-            row["channels_last_convs"] = sum(to_channels_last(n) for n in nets)
+            row["channels_last_convs"] = sum(channels_last_convs(n) for n in nets)
         if "plain" in flags:
-            row["plain_attention_layers"] = sum(use_plain_attention(n) for n in nets)
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            row["plain_attention_layers"] = sum(
+                replace_attention_processors(n, (ShortcutAttnProcessor,), AttnProcessor2_0()) for n in nets
+            )
         for flag, backend in (("sc", "math"), ("sc-sdpa", "sdpa")):
             if flag in flags:
                 proc = ShortcutAttnProcessor(short_backend=backend)

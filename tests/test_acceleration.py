@@ -31,3 +31,18 @@ def test_repeated_blocks_are_outermost_and_cover_the_unet():
 def test_unknown_compile_mode_is_refused():
     with pytest.raises(ValueError, match="compile mode"):
         compile_blocks(torch.nn.Linear(2, 2), mode="reduce-overhead")
+
+
+def test_channels_last_convs_covers_conv3d_only_when_asked():
+    from torch import nn
+
+    from a3d_cli.models.acceleration import channels_last_conv2d, channels_last_convs
+
+    def net() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(4, 4, 3), nn.Conv3d(4, 4, (3, 1, 1)))
+
+    a, b = net(), net()
+    assert channels_last_conv2d(a) == 1 and channels_last_convs(b) == 2
+    assert a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert a[1].weight.is_contiguous() and not a[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert b[1].weight.is_contiguous(memory_format=torch.channels_last_3d)

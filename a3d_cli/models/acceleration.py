@@ -217,18 +217,27 @@ def accelerate(
     return report
 
 
-def channels_last_conv2d(module: nn.Module) -> int:
-    """Put the weights of every `nn.Conv2d` in `module` into channels-last layout; returns how many.
+def channels_last_convs(module: nn.Module, conv3d: bool = True) -> int:
+    """Put the weights of every convolution in `module` into channels-last layout; returns how many.
 
-    Why not `module.to(memory_format=torch.channels_last)`: SVD's temporal resnets hold 5-D Conv3d weights,
-    which that call rejects ("required rank 4 tensor to use channels_last format").
+    Conv2d weights become NHWC; with `conv3d`, Conv3d weights (SVD's temporal resnets) become NDHWC.
+    Why not `module.to(memory_format=torch.channels_last)`: that call rejects the 5-D Conv3d weights
+    ("required rank 4 tensor to use channels_last format").
     """
     n = 0
     for m in module.modules():
-        if isinstance(m, nn.Conv2d) and m.weight.ndim == 4:
+        if isinstance(m, nn.Conv2d):
             m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
             n += 1
+        elif conv3d and isinstance(m, nn.Conv3d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
+            n += 1
     return n
+
+
+def channels_last_conv2d(module: nn.Module) -> int:
+    """`channels_last_convs` for the Conv2d weights only; returns how many."""
+    return channels_last_convs(module, conv3d=False)
 
 
 __all__ = [
@@ -238,6 +247,7 @@ __all__ = [
     "accelerate",
     "backend_flags_kept",
     "channels_last_conv2d",
+    "channels_last_convs",
     "compile_blocks",
     "configure_cuda",
     "is_cuda",

@@ -164,6 +164,20 @@ def explicit_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = No
     return torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
 
 
+def replace_attention_processors(model: nn.Module, replaced: tuple[type, ...], processor: object) -> int:
+    """Give `processor` to every diffusers `Attention` layer of `model` whose processor is one of `replaced`.
+
+    Returns:
+        how many layers were switched.
+    """
+    n = 0
+    for module in model.modules():
+        if isinstance(module, Attention) and isinstance(module.processor, replaced):
+            module.set_processor(processor)
+            n += 1
+    return n
+
+
 def use_shortcut_attention(model: nn.Module, processor: ShortcutAttnProcessor | None = None) -> int:
     """Give every attention layer of `model` that runs diffusers' default processor a `ShortcutAttnProcessor`.
 
@@ -172,13 +186,9 @@ def use_shortcut_attention(model: nn.Module, processor: ShortcutAttnProcessor | 
     Returns:
         how many layers were switched.
     """
-    processor = processor or ShortcutAttnProcessor()
-    n = 0
-    for module in model.modules():
-        if isinstance(module, Attention) and isinstance(module.processor, (AttnProcessor2_0, AttnProcessor)):
-            module.set_processor(processor)
-            n += 1
-    return n
+    return replace_attention_processors(
+        model, (AttnProcessor2_0, AttnProcessor), processor or ShortcutAttnProcessor()
+    )
 
 
 __all__ = [
@@ -187,5 +197,6 @@ __all__ = [
     "ShortcutAttnProcessor",
     "attend",
     "explicit_attention",
+    "replace_attention_processors",
     "use_shortcut_attention",
 ]
