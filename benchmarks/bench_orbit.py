@@ -168,7 +168,7 @@ def bench_dtype(name: str, args: argparse.Namespace, device: torch.device, varia
         channels_last_conv2d(models.vae)
     accel = None
     if variant in ("flags", "compile"):
-        accel = accelerate(device, [models.unet], compile=variant == "compile", mode=args.compile_mode)
+        accel = accelerate(device, models.hot_networks(), compile=variant == "compile", mode=args.compile_mode)
     cfg = models.config
     pipe = SV3DPipeline(models, device=device, offload=args.offload)
     image = torch.rand(3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))

@@ -46,3 +46,17 @@ def test_channels_last_convs_covers_conv3d_only_when_asked():
     assert a[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert a[1].weight.is_contiguous() and not a[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
     assert b[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_orbit_compiles_every_sv3d_unet_level_and_the_vae_decoder():
+    from a3d_cli.models.sv3d.config import SV3DConfig
+    from a3d_cli.models.sv3d.loading import build_models
+
+    models = build_models(SV3DConfig.tiny(), "sv3d_p")
+    unet, decoder = models.hot_networks()
+    assert unet is models.unet and decoder is models.vae.decoder
+    kinds = {type(b).__name__ for _, b in repeated_blocks(unet)}
+    # resnets and transformers of every level, and the resamplers between levels (eager, they ran NCHW
+    # convolutions with cuDNN layout conversions and an fp32 round trip around the bf16 upsampling)
+    assert {"SpatioTemporalResBlock", "TransformerSpatioTemporalModel", "Upsample2D", "Downsample2D"} <= kinds
+    assert {"ResnetBlock2D", "Upsample2D"} <= {type(b).__name__ for _, b in repeated_blocks(decoder)}

@@ -12,7 +12,7 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    decodes in fp32; TF32 keeps a 10-bit mantissa, far finer than the 8-bit frames written).
 2. With `compile=True`, *regional* compilation: every instance of the repeated block classes below
    (`ResnetBlock2D`, `BasicTransformerBlock`, SVD's `SpatioTemporalResBlock` and
-   `TransformerSpatioTemporalModel`) is compiled in place with `nn.Module.compile`. Identical blocks share
+   `TransformerSpatioTemporalModel`, and the `Upsample2D` / `Downsample2D` between levels) is compiled in place with `nn.Module.compile`. Identical blocks share
    one compiled graph (dynamo guards on the block's class and input shapes, not its identity), so a UNet
    costs one compilation per distinct (class, width, shape) — tens of graphs, not one huge graph — which
    is far faster to build than `torch.compile(unet)`. What compilation buys is fusion: GroupNorm + SiLU,
@@ -55,6 +55,8 @@ REPEATED_BLOCKS = (
     "TransformerSpatioTemporalModel",  # SVD / SV3D spatial + temporal transformer and its blend
     "ResnetBlock2D",  # SD UNet / MV-VDM / VAE resnets
     "BasicTransformerBlock",  # SD UNet / MV-VDM spatial transformers and AnimateDiff motion modules
+    "Upsample2D",  # nearest ×2 + conv (diffusers upcasts bf16 to fp32 around the interpolation eagerly)
+    "Downsample2D",  # strided conv
 )
 """Class names compiled one instance at a time; the first match on a path wins (children of a compiled
 block are part of its graph and are not compiled again)."""

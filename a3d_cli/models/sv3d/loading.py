@@ -64,6 +64,11 @@ class SV3DModels:
     def component(self, name: str) -> nn.Module:
         return {"unet": self.unet, "vae": self.vae, "clip": self.image_encoder}[name]
 
+    def hot_networks(self) -> list[nn.Module]:
+        """The networks whose time matters, for `acceleration.accelerate`: the UNet (100 forwards a run)
+        and the VAE decoder (21 frames at 576² in fp32: 0.59 s eager, 0.38 s compiled on an H200)."""
+        return [self.unet, self.vae.decoder]
+
     def shapes(self) -> dict[str, Shape]:
         """Our prefixed parameter keys ("unet.…", "vae.…", "clip.…") → shapes."""
         return {
