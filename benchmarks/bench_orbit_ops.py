@@ -57,6 +57,12 @@ def bench(fn: Callable[[], object], warmup: int = 3, reps: int = 20) -> float:
     return statistics.median(times)
 
 
+def timed_row(section: str, what: str, level: tuple[int, int], ms: float, flop: float, err: float) -> dict:
+    """One result row: the op, the UNet level (channels, latent side), time, achieved rate and error."""
+    c, side = level
+    return {"section": section, "what": what, "C": c, "side": side, "ms": ms, "TFLOP/s": flop / ms / 1e9, "err": err}
+
+
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-30))
 
@@ -122,17 +128,7 @@ def section_tconv(rows: list[dict]) -> None:
         for name, (fn, r) in variants.items():
             err = rel_err(fn(), r)
             ms = bench(fn)
-            rows.append(
-                {
-                    "section": "tconv",
-                    "what": name,
-                    "C": c,
-                    "side": side,
-                    "ms": ms,
-                    "TFLOP/s": flop / ms / 1e9,
-                    "err": err,
-                }
-            )
+            rows.append(timed_row("tconv", name, (c, side), ms, flop, err))
 
 
 def section_attn(rows: list[dict]) -> None:
@@ -155,17 +151,7 @@ def section_attn(rows: list[dict]) -> None:
                         ref = out.float()
                     err = rel_err(out, ref)
                     ms = bench(lambda: F.scaled_dot_product_attention(q, k, v))
-                rows.append(
-                    {
-                        "section": "attn",
-                        "what": name,
-                        "C": c,
-                        "side": side,
-                        "ms": ms,
-                        "TFLOP/s": flop / ms / 1e9,
-                        "err": err,
-                    }
-                )
+                rows.append(timed_row("attn", name, (c, side), ms, flop, err))
             except RuntimeError as exc:
                 rows.append({"section": "attn", "what": name, "C": c, "side": side, "error": str(exc)[:160]})
 
@@ -177,12 +163,12 @@ def section_geglu(rows: list[dict]) -> None:
         w = torch.randn(8 * c, c, device="cuda", dtype=torch.bfloat16) * c**-0.5
         b = torch.randn(8 * c, device="cuda", dtype=torch.bfloat16)
 
-        def geglu(x: torch.Tensor = x) -> torch.Tensor:
+        def geglu(x: torch.Tensor = x, w: torch.Tensor = w, b: torch.Tensor = b) -> torch.Tensor:
             h, gate = F.linear(x, w, b).chunk(2, dim=-1)
             return h * F.gelu(gate)
 
         compiled = torch.compile(geglu, dynamic=False)
-        ref = (lambda h, g: h * F.gelu(g))(*F.linear(x.float(), w.float(), b.float()).chunk(2, dim=-1))
+        ref = geglu(x.float(), w.float(), b.float())
         flop = 2 * m * c * 8 * c
         for name, fn in (
             ("GEMM only", lambda: F.linear(x, w, b)),
@@ -191,18 +177,7 @@ def section_geglu(rows: list[dict]) -> None:
         ):
             out = fn()
             err = rel_err(out, ref) if out.shape == ref.shape else float("nan")
-            ms = bench(fn)
-            rows.append(
-                {
-                    "section": "geglu",
-                    "what": name,
-                    "C": c,
-                    "side": side,
-                    "ms": ms,
-                    "TFLOP/s": flop / ms / 1e9,
-                    "err": err,
-                }
-            )
+            rows.append(timed_row("geglu", name, (c, side), bench(fn), flop, err))
 
 
 SECTIONS = {"ceil": section_ceil, "tconv": section_tconv, "attn": section_attn, "geglu": section_geglu}
