@@ -198,7 +198,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         orbit = _make_orbit(opts, ctx.seed)
         scales = cfg_scales(opts.cfg, config.num_frames, opts.cfg_min, opts.cfg_max)
 
-        # 3. sample (CUDA backend flags always; regional compilation of the UNet when asked)
+        # 3. sample (CUDA backend flags always; regional compilation of the UNet and VAE decoder when asked)
         from a3d_cli.models.acceleration import accelerate
 
         accel = accelerate(ctx.device, loaded.models.hot_networks(), compile=opts.compile)
