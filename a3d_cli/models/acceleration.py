@@ -15,8 +15,9 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    `TransformerSpatioTemporalModel`, and the `Upsample2D` / `Downsample2D` between levels) is compiled in
    place with `nn.Module.compile`. Identical blocks share one compiled graph (dynamo guards on the block's
    class and input shapes, not its identity), so a UNet costs one compilation per distinct (class, width,
-   shape) — tens of graphs, not one huge graph — which is far faster to build than `torch.compile(unet)`. What compilation buys is fusion: GroupNorm + SiLU,
-   LayerNorm + GEGLU, residual adds and blends become a few kernels instead of many memory round trips.
+   shape) — tens of graphs, not one huge graph — which is far faster to build than `torch.compile(unet)`.
+   What compilation buys is fusion: GroupNorm + SiLU, LayerNorm + GEGLU, residual adds and blends become a
+   few kernels instead of many memory round trips.
    Compiled blocks stay the same `nn.Module` objects (state dicts, `len()`, truthiness, `.to()` unchanged).
 
 Scope: the flags are process-wide, so `a3d_cli.stages.base.run_stage` restores them when a stage ends
