@@ -16,10 +16,13 @@ Run on the GPU machine (about 2–3 minutes on one H100/H200 with the defaults):
     python benchmarks/bench_orbit.py --dtypes bf16 --channels-last --variants compile --out compiled.json
     python benchmarks/bench_orbit.py --config tiny --device cpu --steps 2 --dtypes fp32   # smoke test
 
-Variants (`--variants`): `eager` (plain PyTorch), `flags` (cuDNN benchmark + TF32 only) and `compile`
-(`a3d_cli.models.acceleration.accelerate(compile=True)`: the flags plus regional compilation of the UNet's
-repeated blocks, exactly what `a3d orbit --compile` does). For compiled variants the first UNet call's extra
-seconds (compilation, or loading inductor's disk cache) are reported separately as `compile_first_run_s`.
+Variants (`--variants`): `eager` (plain PyTorch), `flags` (cuDNN benchmark + TF32 only), `compile`
+(`a3d_cli.models.acceleration.accelerate(compile=True, channels_last=True, subpixel_upsampling=True)`: the
+flags plus regional compilation of the UNet's and VAE decoder's repeated blocks, run channels-last, with
+upsampling folded into its convolution; exactly what `a3d orbit --compile` does) and `compile-nchw` (the
+regional compilation alone, as `--compile` did before the channels-last work, for comparison). For compiled
+variants the first UNet call's extra seconds (compilation, or loading inductor's disk cache) are reported
+separately as `compile_first_run_s`.
 
 Each configuration prints one markdown row; the JSON is rewritten after every configuration, so a run cut
 short by `timeout` keeps what it finished. Add the rows to docs/PERF.md.
@@ -46,6 +49,8 @@ from a3d_cli.models.sv3d.cameras import static_orbit  # noqa: E402
 from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
 from a3d_cli.models.sv3d.loading import build_models, load_sv3d  # noqa: E402
 from a3d_cli.models.sv3d.pipeline import SV3DPipeline  # noqa: E402
+
+VARIANTS = ("eager", "flags", "compile", "compile-nchw")
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "autocast-fp16": torch.float32}
 
@@ -167,8 +172,15 @@ def bench_dtype(name: str, args: argparse.Namespace, device: torch.device, varia
         channels_last_conv2d(models.unet)
         channels_last_conv2d(models.vae)
     accel = None
-    if variant in ("flags", "compile"):
-        accel = accelerate(device, models.hot_networks(), compile=variant == "compile", mode=args.compile_mode)
+    if variant in ("flags", "compile", "compile-nchw"):
+        accel = accelerate(
+            device,
+            models.hot_networks(),
+            compile=variant.startswith("compile"),
+            mode=args.compile_mode,
+            channels_last=variant == "compile",  # as the orbit stage does with --compile
+            subpixel_upsampling=variant == "compile",
+        )
     cfg = models.config
     pipe = SV3DPipeline(models, device=device, offload=args.offload)
     image = torch.rand(3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
@@ -243,7 +255,7 @@ def main() -> None:
     p.add_argument("--decode-chunks", default="1,3,7,14", help="decode-only sweep over these chunk sizes ('' = skip)")
     p.add_argument("--sdpa", default="default", choices=["default", "flash", "efficient", "cudnn", "math"])
     p.add_argument("--channels-last", action="store_true", help="Conv2d weights of UNet and VAE in channels-last")
-    p.add_argument("--variants", default="eager", help="comma-separated: eager, flags, compile (see above)")
+    p.add_argument("--variants", default="eager", help="comma-separated: " + ", ".join(VARIANTS) + " (see above)")
     p.add_argument("--compile", action="store_true", help="shorthand for --variants compile")
     p.add_argument("--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"])
     p.add_argument("--offload", action="store_true", help="keep idle networks on the CPU")
@@ -272,7 +284,7 @@ def main() -> None:
     info["frames"], info["size"] = cfg.num_frames, cfg.image_size
     variants = ["compile"] if args.compile else [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
-        if v not in ("eager", "flags", "compile"):
+        if v not in VARIANTS:
             p.error(f"unknown variant {v}")
     rows = ["| device | dtype | variant | stage s | s/step | UNet CFG fwd s | TFLOP/s | first-run compile s | peak GiB |",
             "|---|---|---|---|---|---|---|---|---|"]

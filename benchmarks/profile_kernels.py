@@ -25,6 +25,8 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
   cross-attention as a value broadcast, short sequences and wide heads as explicit products).
 - `sc-sdpa`: the same, but short sequences left to SDPA (isolates the one-token and wide-head shortcuts).
 - `compile`: `a3d_cli.models.acceleration.accelerate(compile=True)` (regional compile, what `--compile` does).
+- `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
+- `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
 
 Usage (GPU machine):
     python benchmarks/profile_kernels.py --target orbit-unet --variants eager,cl,cudnn,cl+cudnn --out p.json
@@ -62,7 +64,7 @@ from a3d_cli.models.attention import (  # noqa: E402
 )
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
-FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-sdpa", "compile")
+FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-sdpa", "compile", "clk", "sub")
 
 KERNEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("triton", r"^triton_"),
@@ -324,7 +326,9 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
             if flag in flags:
                 proc = ShortcutAttnProcessor(short_backend=backend)
                 row["shortcut_attention_layers"] = sum(use_shortcut_attention(n, proc) for n in nets)
-        accel = accelerate(device, nets, compile="compile" in flags)
+        accel = accelerate(
+            device, nets, compile="compile" in flags, channels_last="clk" in flags, subpixel_upsampling="sub" in flags
+        )
         row.update(accel.as_metrics())
         with sdpa_priority(flags):
             row.update(time_call(call, device, args.warmup, args.reps))

@@ -182,3 +182,15 @@ def test_sv3d_unet_and_sds_vae_encoder_use_the_shortcuts():
     den = MvvdmDenoiser(tiny_components(0))
     encoder_layers = [m for m in den.comp.vae.encoder.modules() if isinstance(m, Attention)]
     assert encoder_layers and all(isinstance(m.processor, ShortcutAttnProcessor) for m in encoder_layers)
+
+
+@pytest.mark.parametrize(("n", "m", "pad_to"), [(21, 21, 8), (21, 19, 8), (16, 16, 8), (5, 9, 4)])
+def test_padding_short_sequences_changes_nothing(n: int, m: int, pad_to: int):
+    """Zero rows added for aligned GEMMs: padded keys get no weight, padded queries are dropped."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(3, 2, n, 16, generator=g), torch.randn(3, 2, m, 16, generator=g), torch.randn(3, 2, m, 8, generator=g)
+    got = explicit_attention(q, k, v, pad_to=pad_to)
+    assert got.shape == (3, 2, n, 8)
+    torch.testing.assert_close(got, explicit_attention(q, k, v), rtol=1e-6, atol=1e-6)
+    # a padded key that got weight would show: large values in v's rows beyond m are never read
+    assert torch.isfinite(got).all()

@@ -60,9 +60,10 @@ class OrbitOptions:
         replace_input_frame: overwrite the generated input view (frame_20) with the input image, as the
             reference script does.
         fps: frame rate of orbit.mp4.
-        compile: on CUDA, compile the repeated blocks of the UNet and the VAE decoder
-            (`a3d_cli.models.acceleration`): faster
-            steps after a one-off compilation on the first run (cached on disk afterwards). Ignored on CPU.
+        compile: on CUDA, compile the repeated blocks of the UNet and the VAE decoder, run them
+            channels-last and fold each upsampling into its convolution (`a3d_cli.models.acceleration`):
+            faster steps after a one-off compilation on the first run (cached on disk afterwards). Ignored
+            on CPU.
     """
 
     image: str
@@ -201,7 +202,13 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         # 3. sample (CUDA backend flags always; regional compilation of the UNet and VAE decoder when asked)
         from a3d_cli.models.acceleration import accelerate
 
-        accel = accelerate(ctx.device, loaded.models.hot_networks(), compile=opts.compile)
+        accel = accelerate(
+            ctx.device,
+            loaded.models.hot_networks(),
+            compile=opts.compile,
+            channels_last=True,  # with compile only: NHWC from block to block (docs/PERF.md, orbit)
+            subpixel_upsampling=True,  # with compile only: upsampling + 3×3 conv as one 2×2 conv
+        )
         pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload)
         ctx.progress.start("sampling", total=opts.steps)
         image = obj.image.permute(2, 0, 1).contiguous()  # [3, S, S]
