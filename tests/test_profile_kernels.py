@@ -66,3 +66,34 @@ def test_tiny_run_times_profiles_and_switches_processors(tmp_path: Path) -> None
 def test_unknown_variant_flag_is_refused() -> None:
     with pytest.raises(SystemExit, match="unknown variant flag"):
         profile_kernels.main(["--target", "orbit-unet", "--tiny", "--device", "cpu", "--variants", "fast"])
+
+
+def test_profile_blocks_specs_set_up_the_blocks_they_name() -> None:
+    """benchmarks/profile_blocks.py: each flag changes the block as documented; a tiny CPU run completes."""
+    import profile_blocks
+    import torch
+
+    from a3d_cli.models.group_norm import ChannelsLastGroupNorm
+    from a3d_cli.models.sv3d.testing import tiny_models
+    from a3d_cli.models.upsampling import SubpixelUpsample2D
+
+    unet = tiny_models("sv3d_p", seed=0).unet
+    res = unet.get_submodule(profile_blocks.BLOCKS_TINY["res"])
+
+    def norms(block: torch.nn.Module) -> list[type]:
+        return [type(m) for m in block.modules() if isinstance(m, torch.nn.GroupNorm)]
+
+    assert set(norms(profile_blocks.prepare_block(res, set()))) == {ChannelsLastGroupNorm}
+    assert set(norms(profile_blocks.prepare_block(res, {"nogn"}))) == {torch.nn.GroupNorm}
+    assert set(norms(profile_blocks.prepare_block(res, {"nocl"}))) == {torch.nn.GroupNorm}
+    assert set(norms(profile_blocks.prepare_block(res, {"gn5"}))) == {profile_blocks.TemporalOnlyGroupNorm}
+    assert type(res.spatial_res_block.norm1) is torch.nn.GroupNorm  # the UNet's own block is left alone
+    up = unet.get_submodule(profile_blocks.BLOCKS_TINY["up"])
+    assert isinstance(profile_blocks.prepare_block(up, {"sub"}), SubpixelUpsample2D)
+
+    rows = profile_blocks.main(
+        ["--tiny", "--device", "cpu", "--backend", "eager", "--specs", "res+gn5,up+sub", "--reps", "1", "--top", "1"]
+    )
+    assert [r["spec"] for r in rows] == ["res+gn5", "up+sub"] and all(r["ms_per_call"] > 0 for r in rows)
+    with pytest.raises(SystemExit, match="bad spec"):
+        profile_blocks.main(["--tiny", "--device", "cpu", "--backend", "eager", "--specs", "res+fp8"])
