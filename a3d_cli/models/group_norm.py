@@ -44,12 +44,12 @@ def group_norm_by_channels(
     centered = xf - mean_c
     var = centered.square().sum(dim=positions).view(b, num_groups, per_group).sum(-1) / count  # [b, g]
     scale = torch.rsqrt(var + eps).repeat_interleave(per_group, dim=1)  # [b, c]
-    shift = torch.zeros_like(scale)
     if weight is not None:
         scale = scale * weight.float()
+    y = centered * scale.view(expand)
     if bias is not None:
-        shift = shift + bias.float()
-    return (centered * scale.view(expand) + shift.view(expand)).to(x.dtype)
+        y = y + bias.float().view(1, c, *(1,) * len(positions))
+    return y.to(x.dtype)
 
 
 class ChannelsLastGroupNorm(nn.GroupNorm):

@@ -49,6 +49,8 @@ def upsample_nearest2x_conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None) -
     """`conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)` for a 3×3 `weight`."""
     b, _, h, w = x.shape
     out_ch = weight.shape[0]
+    # folded at every call rather than cached, so a weight loaded later can never be stale; under
+    # torch.compile the fold is one small fused kernel over the weights
     kernels = subpixel_kernels(weight).to(x.dtype)
     if x.is_contiguous(memory_format=torch.channels_last):
         kernels = kernels.contiguous(memory_format=torch.channels_last)
