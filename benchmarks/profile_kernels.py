@@ -27,6 +27,9 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `compile`: `a3d_cli.models.acceleration.accelerate(compile=True)` (regional compile, what `--compile` does).
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
 - `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
+- `geglu`: with `compile`, every GEGLU as one fused Triton GEMM on Hopper (`accelerate(fused_geglu=True)`).
+- `graph`: the call replayed as a CUDA graph (`a3d_cli.models.cuda_graph`; the UNet targets only), as the
+  orbit stage runs each sampling step; the gap between wall time and kernel time is Python's launch cost.
 
 Usage (GPU machine):
     python benchmarks/profile_kernels.py --target orbit-unet --variants eager,cl,cudnn,cl+cudnn --out p.json
@@ -64,7 +67,7 @@ from a3d_cli.models.attention import (  # noqa: E402
 )
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
-FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-sdpa", "compile", "clk", "sub")
+FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-sdpa", "compile", "clk", "sub", "geglu", "graph")
 
 KERNEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("triton", r"^triton_"),
@@ -127,8 +130,8 @@ def build_target(
         t = torch.tensor(0.5, device=device)
 
         @torch.no_grad()
-        def call() -> None:
-            unet(x, t, ctx, vec, return_dict=False)
+        def call() -> torch.Tensor:
+            return unet(x, t, ctx, vec, return_dict=False)[0]
 
         return [unet], call
     if target == "mvvdm-unet":
@@ -141,8 +144,8 @@ def build_target(
         unet = comp.unet
 
         @torch.no_grad()
-        def call() -> None:
-            unet(*args)
+        def call() -> torch.Tensor:
+            return unet(*args)
 
         return [unet], call
     if target == "sds-vae":
@@ -306,6 +309,15 @@ def profile_call(call: Callable[[], None], device: torch.device, top: int, stack
     }
 
 
+def graphed_call(call: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """`call` replayed as a CUDA graph (its first run is eager: compilation happens there, not in the graph)."""
+    from a3d_cli.models.cuda_graph import GraphedFunction
+
+    token = torch.zeros(1, device=device)  # GraphedFunction records tensor-argument calls
+    graphed = GraphedFunction(lambda _token: call(), eager_calls=1)
+    return lambda: graphed(token)
+
+
 def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dtype: torch.dtype) -> dict:
     flags = set(variant.split("+"))
     unknown = flags - set(FLAGS)
@@ -327,9 +339,16 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
                 proc = ShortcutAttnProcessor(short_backend=backend)
                 row["shortcut_attention_layers"] = sum(use_shortcut_attention(n, proc) for n in nets)
         accel = accelerate(
-            device, nets, compile="compile" in flags, channels_last="clk" in flags, subpixel_upsampling="sub" in flags
+            device,
+            nets,
+            compile="compile" in flags,
+            channels_last="clk" in flags,
+            subpixel_upsampling="sub" in flags,
+            fused_geglu="geglu" in flags,
         )
         row.update(accel.as_metrics())
+        if "graph" in flags:
+            call = graphed_call(call, device)
         with sdpa_priority(flags):
             row.update(time_call(call, device, args.warmup, args.reps))
             if variant in args.profile.split(","):

@@ -78,17 +78,19 @@ def _tiny_sv3d_unet_and_inputs():
     return unet, args
 
 
-def test_channels_last_blocks_and_subpixel_upsampling_keep_the_sv3d_unet_output():
+def test_channels_last_blocks_subpixel_upsampling_and_fused_geglu_keep_the_sv3d_unet_output():
     """The orbit stage's compiled layout work changes layouts and rounding, not what the UNet computes."""
     import copy
 
     from a3d_cli.models.acceleration import keep_channels_last
+    from a3d_cli.models.geglu import FusedGEGLU, use_fused_geglu
     from a3d_cli.models.group_norm import ChannelsLastGroupNorm
     from a3d_cli.models.upsampling import use_subpixel_upsampling
 
     unet, args = _tiny_sv3d_unet_and_inputs()
     fast = copy.deepcopy(unet)
     assert use_subpixel_upsampling(fast) > 0
+    assert use_fused_geglu(fast) > 0  # on the CPU it runs the reference arithmetic through the custom op
     hooked = keep_channels_last(fast)
     blocks = dict(repeated_blocks(fast))
     assert hooked == len(blocks) and "SubpixelUpsample2D" in {type(b).__name__ for b in blocks.values()}
@@ -108,34 +110,42 @@ def test_channels_last_blocks_and_subpixel_upsampling_keep_the_sv3d_unet_output(
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert seen and all(o.is_contiguous(memory_format=torch.channels_last) for o in seen if o.ndim == 4)
     assert fast.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(type(m).__name__ != "GEGLU" for m in fast.modules()) and any(
+        isinstance(m, FusedGEGLU) for m in fast.modules()
+    )
 
 
-def test_channels_last_hooks_trace_into_the_compiled_blocks():
-    """Dynamo traces the hooks with each block (eager backend: a CPU check of the trace, not of inductor)."""
+def test_channels_last_hooks_and_fused_geglu_trace_into_the_compiled_blocks():
+    """Dynamo traces the hooks and the GEGLU op with each block (eager backend: a CPU check of the trace, not of inductor)."""
     import copy
 
     from a3d_cli.models.acceleration import keep_channels_last
+    from a3d_cli.models.geglu import use_fused_geglu
     from a3d_cli.models.upsampling import use_subpixel_upsampling
 
     unet, args = _tiny_sv3d_unet_and_inputs()
     fast = copy.deepcopy(unet)
     use_subpixel_upsampling(fast)
     keep_channels_last(fast)
+    use_fused_geglu(fast)
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     try:
         counts = compile_blocks(fast, backend="eager")
         with torch.no_grad():
             got = fast(*args, return_dict=False)[0]
             expected = unet(*args, return_dict=False)[0]
+        breaks = dict(torch._dynamo.utils.counters["graph_break"])
     finally:
         torch._dynamo.reset()
     assert counts["SubpixelUpsample2D"] >= 1 and counts["SpatioTemporalResBlock"] >= 1
+    assert not breaks, breaks  # the hooks and the fused GEGLU op trace into each block's graph
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu
 def test_orbit_compile_path_matches_eager_on_cuda():
-    """Inductor's kernels for the channels-last, subpixel, by-channel-GroupNorm UNet agree with eager."""
+    """Inductor's kernels for the channels-last, subpixel, by-channel-GroupNorm, fused-GEGLU UNet agree with eager."""
     import copy
 
     unet, args = _tiny_sv3d_unet_and_inputs()
@@ -145,9 +155,43 @@ def test_orbit_compile_path_matches_eager_on_cuda():
     with torch.no_grad():
         expected = unet(*args, return_dict=False)[0]  # fp32 eager, before accelerate turns TF32 on
     with backend_flags_kept():
-        report = accelerate("cuda", [fast], compile=True, channels_last=True, subpixel_upsampling=True)
-        assert report.channels_last_blocks > 0 and report.subpixel_upsamplers > 0
+        report = accelerate(
+            "cuda", [fast], compile=True, channels_last=True, subpixel_upsampling=True, fused_geglu=True
+        )
+        assert report.channels_last_blocks > 0 and report.subpixel_upsamplers > 0 and report.fused_geglus > 0
         with torch.no_grad():
             got = fast(*args, return_dict=False)[0]
     # TF32 rounding (10-bit mantissa) is allowed for; a wrong layout or parity would be off by O(1)
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.gpu
+def test_orbit_compile_path_in_bf16_is_as_close_to_fp32_as_eager_bf16():
+    """In bf16 the compiled path runs the fused Triton GEGLU (on Hopper) inside inductor's graphs; its
+    error against fp32 must stay at eager bf16's level (a wrong tile or gate/value swap would be O(1))."""
+    import copy
+
+    unet, args = _tiny_sv3d_unet_and_inputs()
+    unet = unet.cuda()
+    args = tuple(a.cuda() for a in args)
+    with torch.no_grad():
+        reference = unet(*args, return_dict=False)[0]
+    half = copy.deepcopy(unet).bfloat16()
+    half_args = tuple(a.bfloat16() if a.is_floating_point() else a for a in args)
+    fast = copy.deepcopy(half)
+    try:
+        with backend_flags_kept():
+            report = accelerate(
+                "cuda", [fast], compile=True, channels_last=True, subpixel_upsampling=True, fused_geglu=True
+            )
+            with torch.no_grad():
+                eager = half(*half_args, return_dict=False)[0].float()
+                got = fast(*half_args, return_dict=False)[0].float()
+    finally:
+        torch._dynamo.reset()
+    assert report.fused_geglus > 0
+
+    def error(x: torch.Tensor) -> float:
+        return float((x - reference).norm() / reference.norm())
+
+    assert error(got) < 2 * error(eager) + 1e-3

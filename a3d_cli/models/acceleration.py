@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from a3d_cli.models.geglu import use_fused_geglu
 from a3d_cli.models.group_norm import use_channels_last_group_norm
 from a3d_cli.models.upsampling import use_subpixel_upsampling
 
@@ -94,6 +95,7 @@ class AccelerationReport:
         compiled_blocks: number of block instances wrapped.
         channels_last_blocks: blocks whose outputs are kept channels-last (`keep_channels_last`).
         subpixel_upsamplers: upsamplers computed as 2×2 convolutions (`use_subpixel_upsampling`).
+        fused_geglus: GEGLU layers computed as one fused GEMM (`use_fused_geglu`).
         block_classes: class name → instances wrapped.
     """
 
@@ -104,6 +106,7 @@ class AccelerationReport:
     block_classes: dict[str, int] = field(default_factory=dict)
     channels_last_blocks: int = 0
     subpixel_upsamplers: int = 0
+    fused_geglus: int = 0
 
     def as_metrics(self) -> dict[str, object]:
         """JSON-friendly summary."""
@@ -114,6 +117,7 @@ class AccelerationReport:
             "compiled_blocks": self.compiled_blocks,
             "channels_last_blocks": self.channels_last_blocks,
             "subpixel_upsamplers": self.subpixel_upsamplers,
+            "fused_geglus": self.fused_geglus,
         }
 
 
@@ -216,6 +220,7 @@ def accelerate(
     mode: str = "default",
     channels_last: bool = False,
     subpixel_upsampling: bool = False,
+    fused_geglu: bool = False,
 ) -> AccelerationReport:
     """Apply the CUDA speed settings, and regional compilation of `modules` when `compile` is set.
 
@@ -227,6 +232,8 @@ def accelerate(
         channels_last: with `compile`, run the networks channels-last throughout (`keep_channels_last`).
         subpixel_upsampling: with `compile`, run nearest ×2 upsampling + 3×3 convolution as one 2×2
             convolution (`a3d_cli.models.upsampling`; equal to rounding).
+        fused_geglu: with `compile`, compute every GEGLU's projection and gating in one GEMM
+            (`a3d_cli.models.geglu`; a Triton kernel on Hopper GPUs, equal to rounding).
 
     Returns:
         `AccelerationReport`.
@@ -244,6 +251,8 @@ def accelerate(
                 report.subpixel_upsamplers += use_subpixel_upsampling(m)
             if channels_last:
                 report.channels_last_blocks += keep_channels_last(m)
+            if fused_geglu:
+                report.fused_geglus += use_fused_geglu(m)
             for name, n in compile_blocks(m, mode).items():
                 report.block_classes[name] = report.block_classes.get(name, 0) + n
         report.compiled_blocks = sum(report.block_classes.values())

@@ -64,6 +64,9 @@ class OrbitOptions:
             channels-last and fold each upsampling into its convolution (`a3d_cli.models.acceleration`):
             faster steps after a one-off compilation on the first run (cached on disk afterwards). Ignored
             on CPU.
+        cuda_graph: on CUDA without --offload, record the guided UNet call once and replay it as one CUDA
+            graph for every later step (`a3d_cli.models.cuda_graph`): the same kernels without the gaps
+            Python leaves between their launches; results are unchanged. Ignored on CPU.
     """
 
     image: str
@@ -86,6 +89,7 @@ class OrbitOptions:
     replace_input_frame: bool = True
     fps: float = 10.0
     compile: bool = False
+    cuda_graph: bool = True
 
     def __post_init__(self) -> None:
         if self.model not in ("sv3d_u", "sv3d_p"):
@@ -208,8 +212,9 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
             compile=opts.compile,
             channels_last=True,  # with compile only: NHWC from block to block (docs/PERF.md, orbit)
             subpixel_upsampling=True,  # with compile only: upsampling + 3×3 conv as one 2×2 conv
+            fused_geglu=True,  # with compile only: each GEGLU as one GEMM (a Triton kernel on Hopper)
         )
-        pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload)
+        pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload, cuda_graph=opts.cuda_graph)
         ctx.progress.start("sampling", total=opts.steps)
         image = obj.image.permute(2, 0, 1).contiguous()  # [3, S, S]
         out = pipe(
@@ -250,6 +255,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
             seconds_sample=round(out.seconds["sample"], 4),
             seconds_decode=round(out.seconds["decode"], 4),
             seconds_per_step=round(out.seconds["sample"] / opts.steps, 4),
+            cuda_graph_replays=pipe.graph_replays,
             **accel.as_metrics(),
         )
         del pipe, loaded

@@ -1,0 +1,86 @@
+"""The GEGLU front door: value · gelu(gate) of one linear layer, fused into one GEMM where the GPU allows.
+
+`geglu(x, weight, bias)` takes any leading dimensions and dispatches per call: the Triton kernel
+(`kernels.geglu_triton`) for CUDA tensors on a Hopper-or-newer GPU that meet its layout needs
+(`geglu_supported`), the PyTorch reference (`kernels.geglu_ref`) for everything else, the CPU included.
+
+It is registered as the custom op `a3d::geglu` so that `torch.compile` treats it as one opaque call
+(dynamo never traces into Triton's host-side descriptors, and inductor schedules it like a cuBLAS GEMM)
+and so that it can sit inside a CUDA graph (the op neither synchronizes nor allocates outside PyTorch).
+
+Examples:
+    >>> x, w = torch.randn(5, 16), torch.randn(32, 16)
+    >>> geglu(x, w, None).shape
+    torch.Size([5, 16])
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+from kernels.geglu_ref import geglu_ref
+
+__all__ = ["geglu", "geglu_ref", "geglu_supported"]
+
+
+@functools.cache
+def _has_tma(device_index: int) -> bool:
+    """Hopper (sm90) or newer: TMA descriptors and warp-group MMA."""
+    return torch.cuda.get_device_capability(device_index) >= (9, 0)
+
+
+def geglu_supported(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    """Whether the fused Triton kernel takes these tensors (else `geglu` runs the reference).
+
+    Needs: CUDA on sm90+, bf16 or fp16 for all three, a contiguous [M, K] input and [2N, K] weight, K and
+    N multiples of 8 and 16-byte aligned storage (TMA's rules for descriptors).
+    """
+    if not (x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and weight.dtype == x.dtype):
+        return False
+    if bias is not None and bias.dtype != x.dtype:
+        return False
+    if x.ndim != 2 or not x.is_contiguous() or not weight.is_contiguous():
+        return False
+    k, n = x.shape[1], weight.shape[0] // 2
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    return k % 8 == 0 and n % 8 == 0 and all(t.data_ptr() % 16 == 0 for t in tensors) and _has_tma(x.device.index)
+
+
+@torch.library.custom_op("a3d::geglu", mutates_args=())
+def _geglu_op(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """[M, K] × [2N, K] → [M, N]: the fused kernel when `geglu_supported`, else the reference."""
+    if geglu_supported(x, weight, bias):
+        from kernels.geglu_triton import geglu_triton
+
+        return geglu_triton(x, weight, bias)
+    return geglu_ref(x, weight, bias)
+
+
+@_geglu_op.register_fake
+def _(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0] // 2)
+
+
+def geglu(
+    x: Tensor,  # [..., K]
+    weight: Tensor,  # [2N, K]
+    bias: Tensor | None = None,  # [2N]
+) -> Tensor:
+    """value · gelu(gate) of `F.linear(x, weight, bias)` split in half (diffusers' `GEGLU`), fused on GPU.
+
+    Args:
+        x: [..., K] inputs.
+        weight: [2N, K], the value projection's rows then the gate projection's (nn.Linear layout).
+        bias: [2N] or None.
+
+    Returns:
+        [..., N] in x's dtype.
+    """
+    if weight.ndim != 2 or weight.shape[0] % 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"weight must be [2N, K={x.shape[-1]}], got {list(weight.shape)}")
+    lead = x.shape[:-1]
+    out = _geglu_op(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), bias)  # [M, N]
+    return out.reshape(*lead, out.shape[-1])
