@@ -107,3 +107,10 @@ def test_shapes_the_kernel_cannot_take_fall_back():
     torch.testing.assert_close(geglu(x, w), geglu_ref(x, w, None))
     x32, w32 = x.float(), w.float()  # fp32 is not taken either
     assert not geglu_supported(x32, w32, None)
+
+
+def test_class_swap_refuses_a_class_that_cannot_stand_in():
+    from a3d_cli.models.class_swap import swap_class
+
+    with pytest.raises(TypeError, match="must subclass GEGLU"):
+        swap_class(_gelu_module(8, 8), GEGLU, torch.nn.Linear)

@@ -19,11 +19,12 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    What compilation buys is fusion: GroupNorm + SiLU, LayerNorm + GEGLU, residual adds and blends become a
    few kernels instead of many memory round trips.
    Compiled blocks stay the same `nn.Module` objects (state dicts, `len()`, truthiness, `.to()` unchanged).
-3. With `compile=True`, two layout options the orbit stage turns on (both exact up to rounding, both
-   measured on SV3D in docs/PERF.md): `channels_last` keeps activations NHWC from block to block and
-   computes the resnets' GroupNorms as per-channel reductions (`keep_channels_last`), and
-   `subpixel_upsampling` runs every nearest ×2 upsampling + 3×3 convolution as one 2×2 convolution on the
-   small image (`a3d_cli.models.upsampling`). mvvideo and sds do not use them yet (not measured there).
+3. With `compile=True`, three options the orbit stage turns on (all exact up to rounding, all measured on
+   SV3D in docs/PERF.md): `channels_last` keeps activations NHWC from block to block and computes the
+   resnets' GroupNorms as per-channel reductions (`keep_channels_last`), `subpixel_upsampling` runs every
+   nearest ×2 upsampling + 3×3 convolution as one 2×2 convolution on the small image
+   (`a3d_cli.models.upsampling`), and `fused_geglu` computes every GEGLU as one GEMM (`a3d_cli.models.geglu`,
+   a Triton kernel on Hopper GPUs). mvvideo and sds do not use them yet (not measured there).
 
 Scope: the flags are process-wide, so `a3d_cli.stages.base.run_stage` restores them when a stage ends
 (`backend_flags_kept`): one stage's TF32 never reaches the fp32 arithmetic of the next in `a3d animate`.

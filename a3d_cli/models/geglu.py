@@ -18,6 +18,7 @@ import torch
 from diffusers.models.activations import GEGLU
 from torch import Tensor, nn
 
+from a3d_cli.models.class_swap import swap_class
 from kernels.geglu import geglu
 
 
@@ -36,12 +37,7 @@ def use_fused_geglu(module: nn.Module) -> int:
 
     The module objects and their parameters stay the same (only the class changes).
     """
-    n = 0
-    for m in module.modules():
-        if type(m) is GEGLU:
-            m.__class__ = FusedGEGLU
-            n += 1
-    return n
+    return swap_class(module, GEGLU, FusedGEGLU)
 
 
 __all__ = ["FusedGEGLU", "use_fused_geglu"]

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from a3d_cli.models.class_swap import swap_class
+
 
 def group_norm_by_channels(
     x: Tensor, num_groups: int, weight: Tensor | None, bias: Tensor | None, eps: float
@@ -67,12 +69,7 @@ def use_channels_last_group_norm(module: nn.Module) -> int:
     The module objects and their parameters stay the same (only the class changes), so state dicts,
     optimizers and hooks are unaffected.
     """
-    n = 0
-    for m in module.modules():
-        if type(m) is nn.GroupNorm:
-            m.__class__ = ChannelsLastGroupNorm
-            n += 1
-    return n
+    return swap_class(module, nn.GroupNorm, ChannelsLastGroupNorm)
 
 
 __all__ = ["ChannelsLastGroupNorm", "group_norm_by_channels", "use_channels_last_group_norm"]

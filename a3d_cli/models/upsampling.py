@@ -21,6 +21,8 @@ import torch.nn.functional as F  # noqa: N812
 from diffusers.models.upsampling import Upsample2D
 from torch import Tensor, nn
 
+from a3d_cli.models.class_swap import swap_class
+
 
 def _collapse(weight: Tensor, dim: int) -> Tensor:
     """Fold a 3-tap axis of `weight` into the 2-tap windows of both output parities, stacked in front.
@@ -93,12 +95,7 @@ def use_subpixel_upsampling(module: nn.Module) -> int:
 
     The module objects and their parameters stay the same (only the class changes).
     """
-    n = 0
-    for m in module.modules():
-        if type(m) is Upsample2D:
-            m.__class__ = SubpixelUpsample2D
-            n += 1
-    return n
+    return swap_class(module, Upsample2D, SubpixelUpsample2D)
 
 
 __all__ = ["SubpixelUpsample2D", "subpixel_kernels", "upsample_nearest2x_conv3x3", "use_subpixel_upsampling"]
