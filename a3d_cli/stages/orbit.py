@@ -61,7 +61,8 @@ class OrbitOptions:
             reference script does.
         fps: frame rate of orbit.mp4.
         compile: on CUDA, compile the repeated blocks of the UNet and the VAE decoder, run them
-            channels-last and fold each upsampling into its convolution (`a3d_cli.models.acceleration`):
+            channels-last, fold each upsampling into its convolution and run each GEGLU as one GEMM
+            (`a3d_cli.models.acceleration`):
             faster steps after a one-off compilation on the first run (cached on disk afterwards). Ignored
             on CPU.
         cuda_graph: on CUDA without --offload, record the guided UNet call once and replay it as one CUDA
