@@ -22,7 +22,9 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `cl`: every Conv2d/Conv3d weight and the input in channels-last (NHWC / NDHWC) memory format.
 - `cudnn`: PyTorch SDPA with cuDNN attention first in priority, flash / memory-efficient as fallbacks.
 - `sc`: `a3d_cli.models.attention.ShortcutAttnProcessor` on every default attention layer (one-token
-  cross-attention as a value broadcast, short sequences and wide heads as explicit products).
+  cross-attention as a value broadcast, short sequences in the fused kernel of `kernels.short_attention`
+  on CUDA, wide heads as explicit products); the stages' default.
+- `sc-math`: the same, but short sequences as explicit products (the route before the fused kernel).
 - `sc-sdpa`: the same, but short sequences left to SDPA (isolates the one-token and wide-head shortcuts).
 - `compile`: `a3d_cli.models.acceleration.accelerate(compile=True)` (regional compile, what `--compile` does).
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
@@ -67,7 +69,7 @@ from a3d_cli.models.attention import (  # noqa: E402
 )
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
-FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-sdpa", "compile", "clk", "sub", "geglu", "graph")
+FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-math", "sc-sdpa", "compile", "clk", "sub", "geglu", "graph")
 
 KERNEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("triton", r"^triton_"),
@@ -334,10 +336,13 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
             row["plain_attention_layers"] = sum(
                 replace_attention_processors(n, (ShortcutAttnProcessor,), AttnProcessor2_0()) for n in nets
             )
-        for flag, backend in (("sc", "math"), ("sc-sdpa", "sdpa")):
+        for flag, backend in (("sc", "kernel"), ("sc-math", "math"), ("sc-sdpa", "sdpa")):
             if flag in flags:
                 proc = ShortcutAttnProcessor(short_backend=backend)
-                row["shortcut_attention_layers"] = sum(use_shortcut_attention(n, proc) for n in nets)
+                row["shortcut_attention_layers"] = sum(  # shortcut processors of another backend, then default ones
+                    replace_attention_processors(n, (ShortcutAttnProcessor,), proc) + use_shortcut_attention(n, proc)
+                    for n in nets
+                )
         accel = accelerate(
             device,
             nets,

@@ -7,13 +7,16 @@ output tile from two fp32 accumulators (value rows and gate rows of the weight, 
 applies bias and exact gelu in registers and writes only [M, N] (docs/PERF.md, orbit, fifth pass).
 
 Hopper specifics: loads and the store go through TMA descriptors (`TensorDescriptor`), so the tiles reach
-shared memory without occupying the warps, and the grid is persistent (one program per multiprocessor,
-walking the tiles in grouped order so neighbouring programs share input and weight tiles in L2). TMA
-zero-fills reads past the edges and clips the store, so any M and any K, N that are multiples of 8 work.
+shared memory without occupying the warps, and tiles are visited in grouped order so that neighbouring
+programs share input and weight tiles in L2. TMA zero-fills reads past the edges and clips the store, so
+any M and any K, N that are multiples of 8 work.
 
-The tile configuration is fixed, not autotuned: (128, 128, 64), 8 warps, 3 stages won at all three SV3D
-levels among ten candidates (scratch sweep on an H200), and a fixed one keeps autotuning out of the first
-sampling step and out of CUDA-graph capture.
+The tile schedule is fixed per input width, not autotuned (autotuning would run inside the first sampling
+step and must stay out of CUDA-graph capture). Scratch sweeps of eighteen schedules on an H200 picked:
+for narrow inputs (K ≤ 640: SV3D's 72² and 36² levels, five or ten k-steps per tile) one program per
+(128, 64) tile with 4 warps and 2 stages, so that two or three programs share a multiprocessor and one's
+epilogue (the erf gelu of its tile) overlaps another's products; for wider inputs a persistent grid of
+(128, 128) tiles, 8 warps, 3 stages, where the products dominate.
 
 Only imported on CUDA machines (`kernels.geglu` imports it lazily): Triton is not a CPU dependency.
 """
@@ -21,6 +24,7 @@ Only imported on CUDA machines (`kernels.geglu` imports it lazily): Triton is no
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import triton
@@ -28,8 +32,28 @@ import triton.language as tl
 from torch import Tensor
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M = 128, 128, 64, 8
-NUM_WARPS, NUM_STAGES = 8, 3
+GROUP_M = 8
+
+
+class Schedule(NamedTuple):
+    """How the kernel tiles one problem (see the module docstring for how these were chosen)."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+    persistent: bool  # one program per multiprocessor walking the tiles, or one program per tile
+
+
+NARROW = Schedule(128, 64, 64, num_warps=4, num_stages=2, persistent=False)
+WIDE = Schedule(128, 128, 64, num_warps=8, num_stages=3, persistent=True)
+NARROW_MAX_K = 640
+
+
+def schedule_for(k: int) -> Schedule:
+    """The schedule for an input width `k` (the reduction length)."""
+    return NARROW if k <= NARROW_MAX_K else WIDE
 
 
 @triton.jit
@@ -63,14 +87,21 @@ def _geglu_tile(
 def _geglu_kernel(
     x_desc, value_desc, gate_desc, value_bias_ptr, gate_bias_ptr, out_desc, M, N, K, NUM_PROGRAMS,
     HAS_BIAS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP: tl.constexpr,
+    PERSISTENT: tl.constexpr,
 ):  # fmt: skip
     num_pid_m = tl.cdiv(M, BM)
     num_pid_n = tl.cdiv(N, BN)
     k_tiles = tl.cdiv(K, BK)
-    for tile in tl.range(tl.program_id(0), num_pid_m * num_pid_n, NUM_PROGRAMS):
+    if PERSISTENT:
+        for tile in tl.range(tl.program_id(0), num_pid_m * num_pid_n, NUM_PROGRAMS):
+            _geglu_tile(
+                x_desc, value_desc, gate_desc, value_bias_ptr, gate_bias_ptr, out_desc,
+                tile, num_pid_m, num_pid_n, N, k_tiles, HAS_BIAS, BM, BN, BK, GROUP,
+            )  # fmt: skip
+    else:
         _geglu_tile(
             x_desc, value_desc, gate_desc, value_bias_ptr, gate_bias_ptr, out_desc,
-            tile, num_pid_m, num_pid_n, N, k_tiles, HAS_BIAS, BM, BN, BK, GROUP,
+            tl.program_id(0), num_pid_m, num_pid_n, N, k_tiles, HAS_BIAS, BM, BN, BK, GROUP,
         )  # fmt: skip
 
 
@@ -83,25 +114,30 @@ def geglu_triton(
     x: Tensor,  # [M, K] contiguous, bf16 or fp16, CUDA (sm90+)
     weight: Tensor,  # [2N, K] contiguous, same dtype
     bias: Tensor | None,  # [2N] or None
+    schedule: Schedule | None = None,
 ) -> Tensor:
     """Triton twin of `kernels.geglu_ref.geglu_ref` (see `kernels.geglu.geglu_supported` for what it takes).
+
+    Args:
+        schedule: the tiling; None = `schedule_for(K)` (exposed for tuning sweeps).
 
     Returns:
         [M, N] in x's dtype.
     """
     m, k = x.shape
     n = weight.shape[0] // 2
+    s = schedule_for(k) if schedule is None else schedule
     out = torch.empty(m, n, device=x.device, dtype=x.dtype)
-    x_desc = TensorDescriptor.from_tensor(x, [BLOCK_M, BLOCK_K])
-    value_desc = TensorDescriptor.from_tensor(weight[:n], [BLOCK_N, BLOCK_K])
-    gate_desc = TensorDescriptor.from_tensor(weight[n:], [BLOCK_N, BLOCK_K])
-    out_desc = TensorDescriptor.from_tensor(out, [BLOCK_M, BLOCK_N])
-    tiles = triton.cdiv(m, BLOCK_M) * triton.cdiv(n, BLOCK_N)
-    programs = min(tiles, _multiprocessors(x.device.index if x.device.index is not None else 0))
+    x_desc = TensorDescriptor.from_tensor(x, [s.block_m, s.block_k])
+    value_desc = TensorDescriptor.from_tensor(weight[:n], [s.block_n, s.block_k])
+    gate_desc = TensorDescriptor.from_tensor(weight[n:], [s.block_n, s.block_k])
+    out_desc = TensorDescriptor.from_tensor(out, [s.block_m, s.block_n])
+    tiles = triton.cdiv(m, s.block_m) * triton.cdiv(n, s.block_n)
+    programs = min(tiles, _multiprocessors(x.device.index if x.device.index is not None else 0)) if s.persistent else tiles
     value_bias, gate_bias = (bias[:n], bias[n:]) if bias is not None else (x, x)  # unread without a bias
     _geglu_kernel[(programs,)](
         x_desc, value_desc, gate_desc, value_bias, gate_bias, out_desc, m, n, k, programs,
-        HAS_BIAS=bias is not None, BM=BLOCK_M, BN=BLOCK_N, BK=BLOCK_K, GROUP=GROUP_M,
-        num_warps=NUM_WARPS, num_stages=NUM_STAGES,
+        HAS_BIAS=bias is not None, BM=s.block_m, BN=s.block_n, BK=s.block_k, GROUP=GROUP_M, PERSISTENT=s.persistent,
+        num_warps=s.num_warps, num_stages=s.num_stages,
     )  # fmt: skip
     return out

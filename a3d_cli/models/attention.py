@@ -8,9 +8,10 @@ showed three shapes where `F.scaled_dot_product_attention` spends far more than 
    query: the query projection (a full-width GEMM over every pixel of every frame) and the attention
    kernel are pure waste. cuDNN attention does not even accept that shape.
 2. **Short sequences** (SVD's temporal attention runs over 21 frames for each of ~100k pixels): the flash
-   kernels pad each 21-long sequence to their 128-wide tiles; under `torch.compile` an explicit
-   `softmax(QKᵀ/√d)V` on the small matrices, which inductor fuses, is faster (eagerly it is not, so
-   `attend` only takes that route while compiling).
+   kernels pad each 21-long sequence to their 128-wide tiles. On CUDA `kernels.short_attention` attends
+   in one Triton kernel that reads q, k, v where the projections wrote them and keeps the scores in
+   registers; elsewhere (the CPU, fp32) an explicit `softmax(QKᵀ/√d)V` on the small matrices is used while
+   compiling, where inductor fuses it (eagerly PyTorch's SDPA measured faster, so `attend` keeps it).
 3. **Very wide heads** (the SD VAE's mid-block attention has one head of 512 channels): no flash kernel
    takes head dimensions above 256, so PyTorch falls back to the memory-efficient kernel, whose backward
    (needed by `a3d sds`, which differentiates through the VAE encoder) is slow; at 1024 tokens the explicit
@@ -33,7 +34,10 @@ import torch.nn.functional as F  # noqa: N812
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from torch import Tensor, nn
 
-ShortBackend = Literal["math", "sdpa"]
+from kernels.attention_ref import explicit_attention, merge_heads, split_heads
+from kernels.short_attention import short_attention, short_attention_supported
+
+ShortBackend = Literal["kernel", "math", "sdpa"]
 
 SHORT_SEQUENCE = 32
 """Sequences at most this long (queries and keys) count as short: SVD's 21 frames, AnimateDiff's 16."""
@@ -50,15 +54,16 @@ class ShortcutAttnProcessor:
             products instead of a fused SDPA kernel.
         wide_head: heads wider than this are attended with explicit matrix products (no flash kernel
             supports them).
-        short_backend: "math" (explicit products) or "sdpa" (leave short sequences to PyTorch's choice;
-            for comparison in the benchmarks).
+        short_backend: "kernel" (the fused kernel of `kernels.short_attention` where it takes the tensors,
+            else explicit products), "math" (explicit products only) or "sdpa" (leave short sequences to
+            PyTorch's choice); the last two for comparison in the benchmarks.
     """
 
     def __init__(
-        self, short_sequence: int = SHORT_SEQUENCE, wide_head: int = WIDE_HEAD, short_backend: ShortBackend = "math"
+        self, short_sequence: int = SHORT_SEQUENCE, wide_head: int = WIDE_HEAD, short_backend: ShortBackend = "kernel"
     ) -> None:
-        if short_backend not in ("math", "sdpa"):
-            raise ValueError(f"short_backend must be 'math' or 'sdpa', got {short_backend!r}")
+        if short_backend not in ("kernel", "math", "sdpa"):
+            raise ValueError(f"short_backend must be 'kernel', 'math' or 'sdpa', got {short_backend!r}")
         self.short_sequence = short_sequence
         self.wide_head = wide_head
         self.short_backend = short_backend
@@ -117,13 +122,10 @@ class ShortcutAttnProcessor:
 
     def _attend(self, attn: Attention, x: Tensor, context: Tensor) -> Tensor:
         """Multi-head softmax(QKᵀ/√d)V of queries from `x` [B, N, C] over `context` [B, M, C] → [B, N, inner]."""
-        b, n, _ = x.shape
-        q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)
-        head_dim = k.shape[-1] // attn.heads
-        q, k, v = (t.view(b, -1, attn.heads, head_dim).transpose(1, 2) for t in (q, k, v))  # [B, H, L, d]
-        short = self.short_sequence if self.short_backend == "math" else 0
-        out = attend(q, k, v, short_sequence=short, wide_head=self.wide_head)
-        return out.transpose(1, 2).reshape(b, n, attn.heads * head_dim).to(q.dtype)
+        q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)  # [B, L, H·d], [B, M, H·d] ×2
+        short = 0 if self.short_backend == "sdpa" else self.short_sequence
+        kernel = self.short_backend == "kernel"
+        return attend_tokens(q, k, v, attn.heads, short_sequence=short, wide_head=self.wide_head, short_kernel=kernel)
 
 
 def attend(
@@ -152,38 +154,35 @@ def attend(
     return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
+def attend_tokens(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    heads: int,
+    scale: float | None = None,
+    short_sequence: int = SHORT_SEQUENCE,
+    wide_head: int = WIDE_HEAD,
+    short_kernel: bool = True,
+) -> Tensor:
+    """`attend` on the projections' token layout: [B, L, H·d] × [B, M, H·d] × [B, M, H·d_v] → [B, L, H·d_v].
+
+    Sequences no longer than `short_sequence` go to the fused kernel of `kernels.short_attention` where it
+    takes the tensors (CUDA, bf16/fp16), eagerly and compiled alike: it reads the heads in place, so no
+    transposes are written (it has no backward, so calls that need gradients take `attend`); everything
+    else is split into heads and routed by `attend`. `short_kernel=False` leaves the kernel out (benchmarks).
+    """
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    short = max(q.shape[1], k.shape[1]) <= short_sequence
+    if short and short_kernel and not needs_grad and short_attention_supported(q, k, v, heads):
+        return short_attention(q, k, v, heads, scale)
+    out = attend(*(split_heads(t, heads) for t in (q, k, v)), scale=scale, short_sequence=short_sequence, wide_head=wide_head)
+    return merge_heads(out).to(q.dtype)
+
+
 SHORT_PAD = 8
 """Short sequences are padded to a multiple of this: a batched [21 × 64]·[64 × 21] product writes rows of
 21 bf16 values, which are not 16-byte aligned, and on an H200 it ran in an sm75 CUTLASS kernel with
 1-element alignment: 0.27 ms per call at 72², 3.7 ms per SV3D UNet forward (docs/PERF.md)."""
-
-
-def explicit_attention(
-    q: Tensor, k: Tensor, v: Tensor, scale: float | None = None, pad_to: int = 1
-) -> Tensor:
-    """softmax(QKᵀ·scale)V with the softmax in fp32: [..., N, d] × [..., M, d] × [..., M, d_v] → [..., N, d_v].
-
-    The products run in the inputs' dtype (tensor cores for bf16/fp16, fp32 accumulation); only the
-    [N, M] scores are held, which is what makes this the right choice for short sequences and small N·M.
-
-    Args:
-        scale: the logit scale; None = 1/√d.
-        pad_to: pad N and M with zero rows up to a multiple of this for the products (padded keys get no
-            weight, padded queries are dropped), so that the batched GEMMs see aligned shapes.
-    """
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    n, m = q.shape[-2], k.shape[-2]
-    pad_n, pad_m = -n % pad_to, -m % pad_to
-    if pad_n:
-        q = F.pad(q, (0, 0, 0, pad_n))
-    if pad_m:
-        k, v = F.pad(k, (0, 0, 0, pad_m)), F.pad(v, (0, 0, 0, pad_m))
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
-    if pad_m:
-        padded_key = torch.arange(m + pad_m, device=scores.device) >= m
-        scores = scores.masked_fill(padded_key, float("-inf"))
-    out = torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
-    return out[..., :n, :] if pad_n else out
 
 
 def replace_attention_processors(model: nn.Module, replaced: tuple[type, ...], processor: object) -> int:
@@ -219,6 +218,7 @@ __all__ = [
     "WIDE_HEAD",
     "ShortcutAttnProcessor",
     "attend",
+    "attend_tokens",
     "explicit_attention",
     "replace_attention_processors",
     "use_shortcut_attention",

@@ -28,7 +28,7 @@ from diffusers.models.embeddings import SinusoidalPositionalEmbedding
 from diffusers.models.resnet import AlphaBlender
 from torch import Tensor, nn
 
-from a3d_cli.models.attention import attend
+from a3d_cli.models.attention import attend_tokens
 
 
 @dataclass
@@ -67,21 +67,9 @@ class VideoLayout:
             ) from None
 
 
-def _heads(x: Tensor, heads: int) -> Tensor:
-    """[N, L, C] → [N, heads, L, C/heads] (the layout SDPA wants)."""
-    n, length, c = x.shape
-    return x.view(n, length, heads, c // heads).transpose(1, 2)
-
-
-def _merge(x: Tensor) -> Tensor:
-    """[N, heads, L, d] → [N, L, heads·d]."""
-    n, heads, length, d = x.shape
-    return x.transpose(1, 2).reshape(n, length, heads * d)
-
-
 def sdpa(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
-    """Multi-head attention through `a3d_cli.models.attention.attend` (fused SDPA kernels on CUDA, explicit
-    products for the short temporal sequences while compiled).
+    """Multi-head attention through `a3d_cli.models.attention.attend_tokens` (fused SDPA kernels on CUDA,
+    the fused short-sequence kernel for the 16-frame temporal attention).
 
     Args:
         q: [N, Lq, C]; k, v: [N, Lk, C].
@@ -89,7 +77,7 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
     Returns:
         [N, Lq, C]
     """
-    return _merge(attend(_heads(q, heads), _heads(k, heads), _heads(v, heads), scale=scale))
+    return attend_tokens(q, k, v, heads, scale=scale)
 
 
 def _check_plain(attn: Attention, encoder_hidden_states: Tensor | None, attention_mask: Tensor | None) -> None:
