@@ -37,6 +37,7 @@ import contextlib
 import datetime as dt
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -170,6 +171,28 @@ def time_unet(  # noqa: ANN201
     }
 
 
+def mark_step(ends: list, device: torch.device) -> None:
+    """Record a CUDA event where a sampling step ends (the pipeline's callback), to time steps on the GPU."""
+    if device.type == "cuda":
+        ends.append(torch.cuda.Event(enable_timing=True))
+        ends[-1].record()
+
+
+def step_times(ends: list) -> dict:
+    """GPU time of each step after the first, from `mark_step`'s events: step 1 (recorded as a CUDA graph
+    when the graph is on) apart, and the median / min / max of the rest (the replays)."""
+    if len(ends) < 3:
+        return {}
+    ms = [a.elapsed_time(b) for a, b in zip(ends, ends[1:], strict=False)]
+    rest = sorted(ms[1:])
+    return {
+        "step1_ms": round(ms[0], 2),
+        "step_ms_median": round(statistics.median(rest), 2),
+        "step_ms_min": round(rest[0], 2),
+        "step_ms_max": round(rest[-1], 2),
+    }
+
+
 def release_previous_variant(device: torch.device) -> None:
     """Free what an earlier configuration left behind before the next one is measured.
 
@@ -242,10 +265,15 @@ def bench_dtype(name: str, args: argparse.Namespace, device: torch.device, varia
             sync(device)
             result["warmup_s"] = round(time.perf_counter() - t0, 3)
             reset_peak(device)
+            step_ends: list[torch.cuda.Event] = []
             t0 = time.perf_counter()
-            out = pipe(image, orbit, num_steps=args.steps, cfg=scales, seed=0, decode_chunk=args.decode_chunk)
+            out = pipe(
+                image, orbit, num_steps=args.steps, cfg=scales, seed=0, decode_chunk=args.decode_chunk,
+                callback=lambda step, total: mark_step(step_ends, device),
+            )  # fmt: skip
             sync(device)
             total = time.perf_counter() - t0
+    result.update(step_times(step_ends))
     result.update(
         steps=args.steps,
         stage_s=round(total, 4),

@@ -195,3 +195,13 @@ def test_orbit_compile_path_in_bf16_is_as_close_to_fp32_as_eager_bf16():
         return float((x - reference).norm() / reference.norm())
 
     assert error(got) < 2 * error(eager) + 1e-3
+
+
+def test_top_level_group_norms_are_compiled_alone_and_block_ones_with_their_block():
+    from a3d_cli.models.acceleration import repeated_blocks
+    from a3d_cli.models.sv3d.config import SV3DConfig
+    from a3d_cli.models.sv3d.loading import build_models
+
+    unet = build_models(SV3DConfig.tiny(), "sv3d_p", device=torch.device("cpu")).unet
+    norms = [name for name, block in repeated_blocks(unet) if isinstance(block, torch.nn.GroupNorm)]
+    assert norms == ["conv_norm_out"]  # the resnets' and transformers' GroupNorms are inside their blocks

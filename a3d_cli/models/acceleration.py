@@ -69,6 +69,8 @@ REPEATED_BLOCKS = (
     "Upsample2D",  # nearest ×2 + conv (diffusers upcasts bf16 to fp32 around the interpolation eagerly)
     "SubpixelUpsample2D",  # the same, as one 2×2 convolution on the small image (`use_subpixel_upsampling`)
     "Downsample2D",  # strided conv
+    "GroupNorm",  # only those outside the blocks above: the UNets' and VAEs' `conv_norm_out`, whose eager
+    # kernel copies a channels-last input to NCHW first (a transposing copy of the full-resolution tensor)
 )
 """Class names compiled one instance at a time; the first match on a path wins (children of a compiled
 block are part of its graph and are not compiled again)."""
