@@ -40,7 +40,7 @@ def geglu_supported(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     """
     if not (x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and weight.dtype == x.dtype):
         return False
-    if bias is not None and bias.dtype != x.dtype:
+    if weight.device != x.device or (bias is not None and (bias.dtype != x.dtype or bias.device != x.device)):
         return False
     if x.ndim != 2 or not x.is_contiguous() or not weight.is_contiguous():
         return False

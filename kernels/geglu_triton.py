@@ -128,6 +128,8 @@ def geglu_triton(
     n = weight.shape[0] // 2
     s = schedule_for(k) if schedule is None else schedule
     out = torch.empty(m, n, device=x.device, dtype=x.dtype)
+    if m == 0:
+        return out
     x_desc = TensorDescriptor.from_tensor(x, [s.block_m, s.block_k])
     value_desc = TensorDescriptor.from_tensor(weight[:n], [s.block_n, s.block_k])
     gate_desc = TensorDescriptor.from_tensor(weight[n:], [s.block_n, s.block_k])
@@ -135,9 +137,10 @@ def geglu_triton(
     tiles = triton.cdiv(m, s.block_m) * triton.cdiv(n, s.block_n)
     programs = min(tiles, _multiprocessors(x.device.index if x.device.index is not None else 0)) if s.persistent else tiles
     value_bias, gate_bias = (bias[:n], bias[n:]) if bias is not None else (x, x)  # unread without a bias
-    _geglu_kernel[(programs,)](
-        x_desc, value_desc, gate_desc, value_bias, gate_bias, out_desc, m, n, k, programs,
-        HAS_BIAS=bias is not None, BM=s.block_m, BN=s.block_n, BK=s.block_k, GROUP=GROUP_M, PERSISTENT=s.persistent,
-        num_warps=s.num_warps, num_stages=s.num_stages,
-    )  # fmt: skip
+    with torch.cuda.device(x.device):  # Triton launches on the current device, which may not be x's
+        _geglu_kernel[(programs,)](
+            x_desc, value_desc, gate_desc, value_bias, gate_bias, out_desc, m, n, k, programs,
+            HAS_BIAS=bias is not None, BM=s.block_m, BN=s.block_n, BK=s.block_k, GROUP=GROUP_M,
+            PERSISTENT=s.persistent, num_warps=s.num_warps, num_stages=s.num_stages,
+        )  # fmt: skip
     return out

@@ -33,11 +33,14 @@ MAX_HEAD_DIM = 128
 def short_attention_supported(q: Tensor, k: Tensor, v: Tensor, heads: int) -> bool:
     """Whether the fused Triton kernel takes these tensors (else `short_attention` runs the reference).
 
-    Needs: CUDA, bf16 or fp16 for all three, sequences of at most `MAX_SEQUENCE`, heads of at most
-    `MAX_HEAD_DIM` channels, and unit stride along the channels (batch and sequence strides are free).
+    Needs: one CUDA device and one dtype, bf16 or fp16, for all three, at least one key, sequences of at
+    most `MAX_SEQUENCE`, heads of at most `MAX_HEAD_DIM` channels, and unit stride along the channels
+    (batch and sequence strides are free).
     """
     tensors = (q, k, v)
-    if not all(t.is_cuda and t.dtype == q.dtype for t in tensors) or q.dtype not in (torch.bfloat16, torch.float16):
+    if not all(t.is_cuda and t.device == q.device and t.dtype == q.dtype for t in tensors):
+        return False
+    if q.dtype not in (torch.bfloat16, torch.float16) or k.shape[1] == 0:
         return False
     if max(q.shape[1], k.shape[1]) > MAX_SEQUENCE or max(q.shape[2], v.shape[2]) // heads > MAX_HEAD_DIM:
         return False
@@ -50,14 +53,18 @@ def _short_attention_op(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: floa
     if short_attention_supported(q, k, v, heads):
         from kernels.short_attention_triton import short_attention_triton
 
-        out = q.new_empty(q.shape[0], q.shape[1], v.shape[2])
-        return short_attention_triton(q, k, v, out, heads, scale)
-    return short_attention_ref(q, k, v, heads, scale).contiguous()
+        return short_attention_triton(q, k, v, _output_for(q, v), heads, scale)
+    return short_attention_ref(q, k, v, heads, scale).to(v.dtype).contiguous()
 
 
 @_short_attention_op.register_fake
 def _(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
-    return q.new_empty(q.shape[0], q.shape[1], v.shape[2])
+    return _output_for(q, v)
+
+
+def _output_for(q: Tensor, v: Tensor) -> Tensor:
+    """The op's output: [B, L, H·d_v], row-major, in v's dtype on v's device (the fake and the kernel agree)."""
+    return v.new_empty(q.shape[0], q.shape[1], v.shape[2])
 
 
 def short_attention(

@@ -16,6 +16,7 @@ Only imported on CUDA machines (`kernels.short_attention` imports it lazily).
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 from torch import Tensor
@@ -73,11 +74,14 @@ def short_attention_triton(
     b, length, width = q.shape
     m = k.shape[1]
     d, dv = width // heads, v.shape[2] // heads
+    if b == 0 or length == 0:
+        return out
     grid = (triton.cdiv(b, block_batch), heads)
-    _short_attention_kernel[grid](
-        q, k, v, out, b, length, m, scale,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
-        D=d, DV=dv, BB=block_batch, BL=_block(length), BM=_block(m), BD=_block(d), BDV=_block(dv),
-        num_warps=num_warps,
-    )  # fmt: skip
+    with torch.cuda.device(q.device):  # Triton launches on the current device, which may not be q's
+        _short_attention_kernel[grid](
+            q, k, v, out, b, length, m, scale,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
+            D=d, DV=dv, BB=block_batch, BL=_block(length), BM=_block(m), BD=_block(d), BDV=_block(dv),
+            num_warps=num_warps,
+        )  # fmt: skip
     return out

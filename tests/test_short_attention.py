@@ -70,6 +70,17 @@ def test_the_op_traces_as_one_call():
         torch._dynamo.reset()
 
 
+def test_the_op_passes_pytorchs_custom_op_checks():
+    """Schema, fake (meta) outputs against real ones, autograd registration: with narrower values, differing
+    query/key lengths and strided inputs (on the CPU the op runs its reference; on CUDA the kernel)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    qkv = torch.randn(5, 21, 3 * 32, device=device, dtype=dtype)
+    q, k = qkv[..., :32], qkv[:, :13, 32:64]
+    v = torch.randn(5, 13, 16, device=device, dtype=dtype)
+    torch.library.opcheck(torch.ops.a3d.short_attention.default, (q, k, v, 4, 0.25))
+
+
 def test_attend_tokens_routes_long_sequences_and_gradients_away_from_the_kernel():
     q, k, v = _qkv(2, 40, 40, 2, 8)  # 40 > 32: the SDPA route
     torch.testing.assert_close(attend_tokens(q, k, v, 2), _sdpa_per_head(q, k, v, 2), rtol=1e-5, atol=1e-5)
@@ -100,6 +111,14 @@ def test_triton_kernel_matches_fp32(b: int, length: int, heads: int, d: int):
     assert got.shape == (b, length, heads * d) and got.dtype == torch.bfloat16
     library = _sdpa_per_head(q, k, v, heads)  # what PyTorch's fused kernels give in bf16
     assert _relative_error(got, expected) <= max(_relative_error(library, expected) * 1.5, 4e-3)
+
+
+@pytest.mark.gpu
+def test_gradients_on_cuda_take_the_differentiable_route():
+    q, k, v = (t.bfloat16().requires_grad_(True) for t in _qkv(64, 21, 21, 5, 64, device="cuda"))
+    assert short_attention_supported(q, k, v, 5)  # the kernel would take the shapes, but it has no backward
+    attend_tokens(q, k, v, 5).float().square().sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
 @pytest.mark.gpu

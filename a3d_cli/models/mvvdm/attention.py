@@ -69,7 +69,8 @@ class VideoLayout:
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
     """Multi-head attention through `a3d_cli.models.attention.attend_tokens` (fused SDPA kernels on CUDA,
-    the fused short-sequence kernel for the 16-frame temporal attention).
+    the fused short-sequence kernel for the 16-frame temporal attention, always: the `short_backend`
+    switch of `ShortcutAttnProcessor`, used by the benchmarks, does not reach these processors).
 
     Args:
         q: [N, Lq, C]; k, v: [N, Lk, C].
