@@ -39,6 +39,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
 
 from a3d_cli.models.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.ddim import make_ddim_scheduler  # noqa: E402
@@ -52,19 +54,9 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 V, F, SIZE = 4, 16, 256
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
 def peak_gib(device: str) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else None
-
-
-def reset_peak(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    peak = peak_bytes(device)
+    return None if peak is None else peak / 2**30
 
 
 def no_math_sdpa(enabled: bool):

@@ -45,6 +45,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
 
 from a3d_cli.models.acceleration import accelerate, channels_last_conv2d  # noqa: E402
 from a3d_cli.models.cuda_graph import GraphedFunction  # noqa: E402
@@ -59,21 +61,6 @@ GRAPHED = ("graph", "compile")
 """Variants whose pipeline replays each step as a CUDA graph (as the orbit stage does by default)."""
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "autocast-fp16": torch.float32}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_bytes(device: torch.device) -> int | None:
-    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
 
 
 def sdpa_context(kind: str):  # noqa: ANN201

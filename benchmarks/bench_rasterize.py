@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_timing import sync  # noqa: E402
 
 from a3d_cli.render.cameras import orbit_cameras  # noqa: E402
 from kernels import available_backends, rasterize  # noqa: E402
@@ -69,11 +71,6 @@ def leaves(params: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- utilities
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def render_loss(
     p: dict,
     viewmats,

@@ -42,6 +42,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_timing import sync  # noqa: E402
 
 from a3d_cli.gaussians import motion_fit  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
@@ -127,11 +129,6 @@ def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -
         "vertex_error_pct": round(100 * float(err[1:].mean()) / radius, 3),
         "vertex_error_max_pct": round(100 * float(err[1:].max()) / radius, 3),
     }
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> dict:

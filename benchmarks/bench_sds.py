@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_timing import peak_bytes, sync  # noqa: E402
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noqa: E402
@@ -50,7 +52,6 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def full_size_mvvdm(device: str, dtype: torch.dtype, seed: int = 0) -> MvvdmDenoiser:
     """MV-VDM at the released sizes with random weights (no files needed): bench_mvvideo's components."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_mvvideo import build_components
 
     torch.manual_seed(seed)
@@ -69,18 +70,9 @@ def random_splats(n: int, device: str, seed: int = 0) -> Gaussians:
     )
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
 def reset_peak(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak(device: str) -> int | None:
-    return int(torch.cuda.max_memory_allocated(device)) if device.startswith("cuda") else None
 
 
 def timed(fn, device: str, repeat: int = 3) -> float:
@@ -169,8 +161,8 @@ def bench_one(den, static, args, target_size: int, vae_chunk: int, variant: str 
             sds_seconds_200_steps=row["setup_seconds"] + 200 * per_step,
             measured_steps=args.steps,
             extrapolated=args.steps != 200,
-            peak_memory_bytes=peak(device),
-            peak_memory_gib=None if peak(device) is None else round(peak(device) / 2**30, 2),
+            peak_memory_bytes=peak_bytes(device),
+            peak_memory_gib=None if peak_bytes(device) is None else round(peak_bytes(device) / 2**30, 2),
             final_loss=float(losses.total.detach()),
         )
         row.update(components(den, static, field, opts, device))

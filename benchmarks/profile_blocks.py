@@ -35,7 +35,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from profile_kernels import sync  # noqa: E402
+from gpu_timing import sync  # noqa: E402
 
 from a3d_cli.models.acceleration import configure_cuda, keep_channels_last  # noqa: E402
 from a3d_cli.models.group_norm import ChannelsLastGroupNorm  # noqa: E402

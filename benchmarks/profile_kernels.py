@@ -60,6 +60,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_timing import sync  # noqa: E402
 
 from a3d_cli.models.acceleration import accelerate, channels_last_convs  # noqa: E402
 from a3d_cli.models.attention import (  # noqa: E402
@@ -90,11 +91,6 @@ def kernel_family(name: str) -> str:
         if re.search(pattern, name, flags=re.IGNORECASE):
             return family
     return "other"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def input_channels_last(x: torch.Tensor) -> torch.Tensor:
