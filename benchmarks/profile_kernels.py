@@ -30,6 +30,8 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
 - `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
 - `geglu`: with `compile`, every GEGLU as one fused Triton GEMM on Hopper (`accelerate(fused_geglu=True)`).
+- `geglu-erf`, `geglu-rational`: with `geglu`, the kernel's gelu formula (`kernels.geglu_triton.GELU_FORMULAS`;
+  without either flag, its `DEFAULT_GELU`, "rational").
 - `graph`: the call replayed as a CUDA graph (`a3d_cli.models.cuda_graph`; the UNet targets only), as the
   orbit stage runs each sampling step; the gap between wall time and kernel time is Python's launch cost.
 
@@ -70,7 +72,8 @@ from a3d_cli.models.attention import (  # noqa: E402
 )
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
-FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-math", "sc-sdpa", "compile", "clk", "sub", "geglu", "graph")
+FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-math", "sc-sdpa", "compile", "clk", "sub", "geglu")
+FLAGS += ("geglu-erf", "geglu-rational", "graph")
 
 KERNEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("triton", r"^triton_"),
@@ -316,6 +319,22 @@ def graphed_call(call: Callable[[], object], device: torch.device) -> Callable[[
     return lambda: graphed(token)
 
 
+@contextlib.contextmanager
+def geglu_formula(formula: str | None, device: torch.device):
+    """The fused GEGLU kernel's gelu formula for the duration (read at each call, so also when a graph is
+    recorded); None keeps the default. The kernel only runs on CUDA, where Triton is installed."""
+    if formula is None or device.type != "cuda":
+        yield
+        return
+    import kernels.geglu_triton as module
+
+    before, module.DEFAULT_GELU = module.DEFAULT_GELU, formula
+    try:
+        yield
+    finally:
+        module.DEFAULT_GELU = before
+
+
 def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dtype: torch.dtype) -> dict:
     flags = set(variant.split("+"))
     unknown = flags - set(FLAGS)
@@ -348,9 +367,10 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
             fused_geglu="geglu" in flags,
         )
         row.update(accel.as_metrics())
+        row["geglu_gelu"] = next((f.removeprefix("geglu-") for f in sorted(flags) if f.startswith("geglu-")), None)
         if "graph" in flags:
             call = graphed_call(call, device)
-        with sdpa_priority(flags):
+        with sdpa_priority(flags), geglu_formula(row["geglu_gelu"], device):
             row.update(time_call(call, device, args.warmup, args.reps))
             if variant in args.profile.split(","):
                 row["profile"] = profile_call(call, device, args.top, args.stack_op)

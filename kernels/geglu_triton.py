@@ -6,6 +6,15 @@ alone took 12.6 ms of a 162 ms forward, at the copy bandwidth. Here each program
 output tile from two fp32 accumulators (value rows and gate rows of the weight, the same input tile),
 applies bias and exact gelu in registers and writes only [M, N] (docs/PERF.md, orbit, fifth pass).
 
+The gelu is a large part of the epilogue's cost: at SV3D's 72² level (K = 320, five k-steps per tile) the
+kernel without it measured 0.68 ms, with libdevice's `erff` 0.90–0.93 ms. `GELU_FORMULAS` holds two exact
+forms: "erf" (`tl.math.erf`, libdevice's branchy polynomial) and "rational", the default: erfc from
+Abramowitz & Stegun 7.1.26 (one approximate reciprocal, one exp2, five FMAs; absolute erf error ≤ 1.5e-7, the
+order of fp32 rounding and far below the bf16 output's 2^-9). On an H200 "rational" took 4–10 % off the
+kernel (most at the narrow levels) and about 2 % off the compiled UNet forward. The tanh approximation of gelu was faster still
+(another 1.5 ms per forward) but is not the model's function (up to 4.7e-4 off), so it is not offered
+(docs/PERF.md, orbit, seventh pass).
+
 Hopper specifics: loads and the store go through TMA descriptors (`TensorDescriptor`), so the tiles reach
 shared memory without occupying the warps, and tiles are visited in grouped order so that neighbouring
 programs share input and weight tiles in L2. TMA zero-fills reads past the edges and clips the store, so
@@ -50,6 +59,10 @@ NARROW = Schedule(128, 64, 64, num_warps=4, num_stages=2, persistent=False)
 WIDE = Schedule(128, 128, 64, num_warps=8, num_stages=3, persistent=True)
 NARROW_MAX_K = 640
 
+GELU_FORMULAS = ("rational", "erf")
+DEFAULT_GELU = "rational"
+"""The formula used when a call names none (benchmarks/profile_kernels.py flips it to time the other)."""
+
 
 def schedule_for(k: int) -> Schedule:
     """The schedule for an input width `k` (the reduction length)."""
@@ -57,10 +70,26 @@ def schedule_for(k: int) -> Schedule:
 
 
 @triton.jit
+def _gelu(g, FORMULA: tl.constexpr):
+    """Exact gelu(g) = g · Φ(g) in fp32, by `GELU_FORMULAS[FORMULA]` (see the module docstring)."""
+    if FORMULA == 0:  # "rational": Φ(g) = 1 - erfc(g/√2)/2 for g ≥ 0 and erfc(|g|/√2)/2 below
+        z = tl.abs(g) * 0.7071067811865476
+        t = tl.inline_asm_elementwise(  # t = 1 / (1 + p z) in one MUFU instruction (an IEEE division is ~10)
+            "rcp.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + 0.3275911 * z], dtype=tl.float32, is_pure=True, pack=1
+        )
+        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+        half_erfc = 0.5 * poly * tl.exp2(g * g * -0.7213475204444817)  # exp(-g²/2) = 2^(-g²·log2(e)/2)
+        return g * tl.where(g >= 0, 1.0 - half_erfc, half_erfc)
+    else:  # "erf": libdevice's erff
+        return 0.5 * g * (1.0 + tl.math.erf(g * 0.7071067811865476))
+
+
+@triton.jit
 def _geglu_tile(
     x_desc, value_desc, gate_desc, value_bias_ptr, gate_bias_ptr, out_desc,
     tile, num_pid_m, num_pid_n, N, k_tiles,
     HAS_BIAS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP: tl.constexpr,
+    GELU: tl.constexpr,
 ):  # fmt: skip
     # grouped tile order: GROUP row-blocks share each weight column-block while it is in L2
     in_group = GROUP * num_pid_n
@@ -79,15 +108,14 @@ def _geglu_tile(
         cols = off_n + tl.arange(0, BN)
         acc_value += tl.load(value_bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
         acc_gate += tl.load(gate_bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
-    gelu = 0.5 * acc_gate * (1.0 + tl.math.erf(acc_gate * 0.7071067811865476))  # exact gelu
-    out_desc.store([off_m, off_n], (acc_value * gelu).to(out_desc.dtype))
+    out_desc.store([off_m, off_n], (acc_value * _gelu(acc_gate, GELU)).to(out_desc.dtype))
 
 
 @triton.jit
 def _geglu_kernel(
     x_desc, value_desc, gate_desc, value_bias_ptr, gate_bias_ptr, out_desc, M, N, K, NUM_PROGRAMS,
     HAS_BIAS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUP: tl.constexpr,
-    PERSISTENT: tl.constexpr,
+    PERSISTENT: tl.constexpr, GELU: tl.constexpr,
 ):  # fmt: skip
     num_pid_m = tl.cdiv(M, BM)
     num_pid_n = tl.cdiv(N, BN)
@@ -96,12 +124,12 @@ def _geglu_kernel(
         for tile in tl.range(tl.program_id(0), num_pid_m * num_pid_n, NUM_PROGRAMS):
             _geglu_tile(
                 x_desc, value_desc, gate_desc, value_bias_ptr, gate_bias_ptr, out_desc,
-                tile, num_pid_m, num_pid_n, N, k_tiles, HAS_BIAS, BM, BN, BK, GROUP,
+                tile, num_pid_m, num_pid_n, N, k_tiles, HAS_BIAS, BM, BN, BK, GROUP, GELU,
             )  # fmt: skip
     else:
         _geglu_tile(
             x_desc, value_desc, gate_desc, value_bias_ptr, gate_bias_ptr, out_desc,
-            tl.program_id(0), num_pid_m, num_pid_n, N, k_tiles, HAS_BIAS, BM, BN, BK, GROUP,
+            tl.program_id(0), num_pid_m, num_pid_n, N, k_tiles, HAS_BIAS, BM, BN, BK, GROUP, GELU,
         )  # fmt: skip
 
 
@@ -115,11 +143,13 @@ def geglu_triton(
     weight: Tensor,  # [2N, K] contiguous, same dtype
     bias: Tensor | None,  # [2N] or None
     schedule: Schedule | None = None,
+    gelu: str | None = None,
 ) -> Tensor:
     """Triton twin of `kernels.geglu_ref.geglu_ref` (see `kernels.geglu.geglu_supported` for what it takes).
 
     Args:
         schedule: the tiling; None = `schedule_for(K)` (exposed for tuning sweeps).
+        gelu: one of `GELU_FORMULAS`; None = `DEFAULT_GELU`.
 
     Returns:
         [M, N] in x's dtype.
@@ -127,6 +157,9 @@ def geglu_triton(
     m, k = x.shape
     n = weight.shape[0] // 2
     s = schedule_for(k) if schedule is None else schedule
+    formula = DEFAULT_GELU if gelu is None else gelu
+    if formula not in GELU_FORMULAS:
+        raise ValueError(f"gelu must be one of {GELU_FORMULAS}, got {formula!r}")
     out = torch.empty(m, n, device=x.device, dtype=x.dtype)
     if m == 0:
         return out
@@ -141,6 +174,6 @@ def geglu_triton(
         _geglu_kernel[(programs,)](
             x_desc, value_desc, gate_desc, value_bias, gate_bias, out_desc, m, n, k, programs,
             HAS_BIAS=bias is not None, BM=s.block_m, BN=s.block_n, BK=s.block_k, GROUP=GROUP_M,
-            PERSISTENT=s.persistent, num_warps=s.num_warps, num_stages=s.num_stages,
+            PERSISTENT=s.persistent, GELU=GELU_FORMULAS.index(formula), num_warps=s.num_warps, num_stages=s.num_stages,
         )  # fmt: skip
     return out

@@ -100,6 +100,24 @@ def test_triton_kernel_matches_fp32(m: int, k: int, n: int, bias: bool):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("formula", ["rational", "erf"])
+def test_both_gelu_formulas_match_fp32_over_the_whole_range(formula: str):
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("the fused kernel needs a Hopper GPU")
+    from kernels.geglu_triton import geglu_triton
+
+    g = torch.Generator(device="cuda").manual_seed(1)
+    x = (torch.randn(4101, 320, device="cuda", generator=g) * 4).bfloat16()  # gates far into both tails
+    w = (torch.randn(2 * 1280, 320, device="cuda", generator=g) * 320**-0.5).bfloat16()
+    b = (torch.randn(2 * 1280, device="cuda", generator=g) * 0.1).bfloat16()
+    expected = geglu_ref(x.float(), w.float(), b.float())
+    got = geglu_triton(x, w, b, gelu=formula)
+    assert _relative_error(got, expected) < 3e-3
+    # elementwise: bf16 rounding of the output plus a small floor
+    torch.testing.assert_close(got.float(), expected, rtol=2**-8, atol=1e-3)
+
+
+@pytest.mark.gpu
 def test_shapes_the_kernel_cannot_take_fall_back():
     x = torch.randn(10, 12, device="cuda").bfloat16()  # K = 12 is not a multiple of 8
     w = torch.randn(32, 12, device="cuda").bfloat16()
