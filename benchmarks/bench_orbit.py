@@ -17,7 +17,8 @@ Run on the GPU machine (about 2–3 minutes on one H100/H200 with the defaults):
     python benchmarks/bench_orbit.py --config tiny --device cpu --steps 2 --dtypes fp32   # smoke test
 
 Variants (`--variants`): `eager` (plain PyTorch), `flags` (cuDNN benchmark + TF32 only), `graph` (the
-flags plus each step's UNet call replayed as a CUDA graph: what `a3d orbit` runs without `--compile`),
+flags, each GEGLU fused into one GEMM, and each step's UNet call replayed as a CUDA graph: what `a3d orbit`
+runs without `--compile`),
 `compile` (`a3d_cli.models.acceleration.accelerate(compile=True, channels_last=True,
 subpixel_upsampling=True, fused_geglu=True)` and the CUDA graph: regional compilation of the UNet's and VAE
 decoder's repeated blocks, run channels-last, with upsampling folded into its convolution and each GEGLU
@@ -228,7 +229,7 @@ def bench_dtype(name: str, args: argparse.Namespace, device: torch.device, varia
             mode=args.compile_mode,
             channels_last=variant in ("compile", "compile-nograph"),  # as the orbit stage does with --compile
             subpixel_upsampling=variant in ("compile", "compile-nograph"),
-            fused_geglu=variant in ("compile", "compile-nograph"),
+            fused_geglu=variant in ("graph", "compile", "compile-nograph"),  # as the orbit stage does
         )
     cfg = models.config
     graphed = variant in GRAPHED and device.type == "cuda"

@@ -29,7 +29,7 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `compile`: `a3d_cli.models.acceleration.accelerate(compile=True)` (regional compile, what `--compile` does).
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
 - `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
-- `geglu`: with `compile`, every GEGLU as one fused Triton GEMM on Hopper (`accelerate(fused_geglu=True)`).
+- `geglu`: every GEGLU as one fused Triton GEMM on Hopper, compiled or not (`accelerate(fused_geglu=True)`).
 - `geglu-erf`, `geglu-rational`: with `geglu`, the kernel's gelu formula (`kernels.geglu_triton.GELU_FORMULAS`;
   without either flag, its `DEFAULT_GELU`, "rational").
 - `graph`: the call replayed as a CUDA graph (`a3d_cli.models.cuda_graph`; the UNet targets only), as the

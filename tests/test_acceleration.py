@@ -197,6 +197,35 @@ def test_orbit_compile_path_in_bf16_is_as_close_to_fp32_as_eager_bf16():
     assert error(got) < 2 * error(eager) + 1e-3
 
 
+@pytest.mark.gpu
+def test_fused_geglu_is_used_without_compilation_and_keeps_bf16_accuracy():
+    """`a3d orbit` without --compile swaps in the fused GEGLU too; eagerly in bf16 its error against fp32
+    must stay at diffusers' own bf16 level."""
+    import copy
+
+    from a3d_cli.models.geglu import FusedGEGLU
+
+    unet, args = _tiny_sv3d_unet_and_inputs()
+    unet = unet.cuda()
+    args = tuple(a.cuda() for a in args)
+    with torch.no_grad():
+        reference = unet(*args, return_dict=False)[0]
+    half = copy.deepcopy(unet).bfloat16()
+    half_args = tuple(a.bfloat16() if a.is_floating_point() else a for a in args)
+    fast = copy.deepcopy(half)
+    with backend_flags_kept():
+        report = accelerate("cuda", [fast], fused_geglu=True)
+        with torch.no_grad():
+            eager = half(*half_args, return_dict=False)[0].float()
+            got = fast(*half_args, return_dict=False)[0].float()
+    assert not report.compile and report.fused_geglus == sum(isinstance(m, FusedGEGLU) for m in fast.modules()) > 0
+
+    def error(x: torch.Tensor) -> float:
+        return float((x - reference).norm() / reference.norm())
+
+    assert error(got) < 2 * error(eager) + 1e-3
+
+
 def test_only_the_final_group_norms_are_compiled_alone():
     from a3d_cli.models.acceleration import repeated_blocks
     from a3d_cli.models.mvvdm.config import MVVDMConfig

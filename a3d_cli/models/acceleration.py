@@ -19,12 +19,13 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    What compilation buys is fusion: GroupNorm + SiLU, LayerNorm + GEGLU, residual adds and blends become a
    few kernels instead of many memory round trips.
    Compiled blocks stay the same `nn.Module` objects (state dicts, `len()`, truthiness, `.to()` unchanged).
-3. With `compile=True`, three options the orbit stage turns on (all exact up to rounding, all measured on
-   SV3D in docs/PERF.md): `channels_last` keeps activations NHWC from block to block and computes the
-   resnets' GroupNorms as per-channel reductions (`keep_channels_last`), `subpixel_upsampling` runs every
+3. Three options the orbit stage turns on (all exact up to rounding, all measured on SV3D in docs/PERF.md):
+   with `compile=True`, `channels_last` keeps activations NHWC from block to block and computes the
+   resnets' GroupNorms as per-channel reductions (`keep_channels_last`) and `subpixel_upsampling` runs every
    nearest ×2 upsampling + 3×3 convolution as one 2×2 convolution on the small image
-   (`a3d_cli.models.upsampling`), and `fused_geglu` computes every GEGLU as one GEMM (`a3d_cli.models.geglu`,
-   a Triton kernel on Hopper GPUs). mvvideo and sds do not use them yet (not measured there).
+   (`a3d_cli.models.upsampling`); compiled or not, `fused_geglu` computes every GEGLU as one GEMM
+   (`a3d_cli.models.geglu`, a Triton kernel on Hopper GPUs, the same custom op eagerly and inside inductor's
+   graphs). mvvideo and sds do not use them yet (not measured there).
 
 Scope: the flags are process-wide, so `a3d_cli.stages.base.run_stage` restores them when a stage ends
 (`backend_flags_kept`): one stage's TF32 never reaches the fp32 arithmetic of the next in `a3d animate`.
@@ -231,7 +232,8 @@ def accelerate(
     subpixel_upsampling: bool = False,
     fused_geglu: bool = False,
 ) -> AccelerationReport:
-    """Apply the CUDA speed settings, and regional compilation of `modules` when `compile` is set.
+    """Apply the CUDA speed settings and the fused GEGLU, and regional compilation of `modules` when `compile`
+    is set.
 
     Args:
         device: the execution device; anything but CUDA makes this a no-op.
@@ -241,7 +243,7 @@ def accelerate(
         channels_last: with `compile`, run the networks channels-last throughout (`keep_channels_last`).
         subpixel_upsampling: with `compile`, run nearest ×2 upsampling + 3×3 convolution as one 2×2
             convolution (`a3d_cli.models.upsampling`; equal to rounding).
-        fused_geglu: with `compile`, compute every GEGLU's projection and gating in one GEMM
+        fused_geglu: compute every GEGLU's projection and gating in one GEMM, compiled or not
             (`a3d_cli.models.geglu`; a Triton kernel on Hopper GPUs, equal to rounding).
 
     Returns:
@@ -251,17 +253,16 @@ def accelerate(
         return AccelerationReport()
     configure_cuda()
     report = AccelerationReport(enabled=True)
+    networks = [m for m in modules if m is not None]
+    if fused_geglu:  # before compiling, so that the blocks' graphs take in the fused op
+        report.fused_geglus = sum(use_fused_geglu(m) for m in networks)
     if compile:
         report.compile, report.mode = True, mode
-        for m in modules:
-            if m is None:
-                continue
+        for m in networks:
             if subpixel_upsampling:
                 report.subpixel_upsamplers += use_subpixel_upsampling(m)
             if channels_last:
                 report.channels_last_blocks += keep_channels_last(m)
-            if fused_geglu:
-                report.fused_geglus += use_fused_geglu(m)
             for name, n in compile_blocks(m, mode).items():
                 report.block_classes[name] = report.block_classes.get(name, 0) + n
         report.compiled_blocks = sum(report.block_classes.values())

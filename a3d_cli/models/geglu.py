@@ -6,7 +6,7 @@ the gating, which cost 12.6 ms of a 162 ms compiled CFG forward on an H200. `Fus
 its `proj` parameters and so the state dict as they are, and only computes the forward through
 `kernels.geglu.geglu`, which runs one Triton kernel on Hopper GPUs and diffusers' arithmetic elsewhere.
 
-Exactness: the same products and the exact (erf) gelu; the fused kernel applies gelu to the fp32
+Exactness: the same products and the exact gelu; the fused kernel applies gelu to the fp32
 accumulator instead of a bf16-rounded projection, so it is if anything closer to fp32 (relative error
 1.7e-3 against 3.0e-3 for the two-kernel path in bf16, measured on an H200). With gradients required the
 module runs diffusers' own forward (the fused op has no backward; `orbit` samples without gradients).
