@@ -165,10 +165,9 @@ def test_orbit_compile_path_matches_eager_on_cuda():
     torch.testing.assert_close(got, expected, rtol=1e-2, atol=1e-2)
 
 
-@pytest.mark.gpu
-def test_orbit_compile_path_in_bf16_is_as_close_to_fp32_as_eager_bf16():
-    """In bf16 the compiled path runs the fused Triton GEGLU (on Hopper) inside inductor's graphs; its
-    error against fp32 must stay at eager bf16's level (a wrong tile or gate/value swap would be O(1))."""
+def _bf16_errors_against_fp32(**accelerate_options: bool) -> tuple[object, torch.nn.Module, float, float]:
+    """Accelerate a bf16 copy of the tiny SV3D UNet on CUDA with `accelerate_options`; returns the report,
+    that copy, and the relative errors against the fp32 UNet of its output and of the plain bf16 UNet's."""
     import copy
 
     unet, args = _tiny_sv3d_unet_and_inputs()
@@ -181,49 +180,39 @@ def test_orbit_compile_path_in_bf16_is_as_close_to_fp32_as_eager_bf16():
     fast = copy.deepcopy(half)
     try:
         with backend_flags_kept():
-            report = accelerate(
-                "cuda", [fast], compile=True, channels_last=True, subpixel_upsampling=True, fused_geglu=True
-            )
+            report = accelerate("cuda", [fast], **accelerate_options)
             with torch.no_grad():
                 eager = half(*half_args, return_dict=False)[0].float()
                 got = fast(*half_args, return_dict=False)[0].float()
     finally:
         torch._dynamo.reset()
-    assert report.fused_geglus > 0
 
     def error(x: torch.Tensor) -> float:
         return float((x - reference).norm() / reference.norm())
 
-    assert error(got) < 2 * error(eager) + 1e-3
+    return report, fast, error(got), error(eager)
+
+
+@pytest.mark.gpu
+def test_orbit_compile_path_in_bf16_is_as_close_to_fp32_as_eager_bf16():
+    """In bf16 the compiled path runs the fused Triton GEGLU (on Hopper) inside inductor's graphs; its
+    error against fp32 must stay at eager bf16's level (a wrong tile or gate/value swap would be O(1))."""
+    report, _, got, eager = _bf16_errors_against_fp32(
+        compile=True, channels_last=True, subpixel_upsampling=True, fused_geglu=True
+    )
+    assert report.fused_geglus > 0
+    assert got < 2 * eager + 1e-3
 
 
 @pytest.mark.gpu
 def test_fused_geglu_is_used_without_compilation_and_keeps_bf16_accuracy():
     """`a3d orbit` without --compile swaps in the fused GEGLU too; eagerly in bf16 its error against fp32
     must stay at diffusers' own bf16 level."""
-    import copy
-
     from a3d_cli.models.geglu import FusedGEGLU
 
-    unet, args = _tiny_sv3d_unet_and_inputs()
-    unet = unet.cuda()
-    args = tuple(a.cuda() for a in args)
-    with torch.no_grad():
-        reference = unet(*args, return_dict=False)[0]
-    half = copy.deepcopy(unet).bfloat16()
-    half_args = tuple(a.bfloat16() if a.is_floating_point() else a for a in args)
-    fast = copy.deepcopy(half)
-    with backend_flags_kept():
-        report = accelerate("cuda", [fast], fused_geglu=True)
-        with torch.no_grad():
-            eager = half(*half_args, return_dict=False)[0].float()
-            got = fast(*half_args, return_dict=False)[0].float()
+    report, fast, got, eager = _bf16_errors_against_fp32(fused_geglu=True)
     assert not report.compile and report.fused_geglus == sum(isinstance(m, FusedGEGLU) for m in fast.modules()) > 0
-
-    def error(x: torch.Tensor) -> float:
-        return float((x - reference).norm() / reference.norm())
-
-    assert error(got) < 2 * error(eager) + 1e-3
+    assert got < 2 * eager + 1e-3
 
 
 def test_only_the_final_group_norms_are_compiled_alone():
