@@ -11,9 +11,9 @@ kernel without it measured 0.68 ms, with libdevice's `erff` 0.90–0.93 ms. `GEL
 forms: "erf" (`tl.math.erf`, libdevice's branchy polynomial) and "rational", the default: erfc from
 Abramowitz & Stegun 7.1.26 (one approximate reciprocal, one exp2, five FMAs; absolute erf error ≤ 1.5e-7, the
 order of fp32 rounding and far below the bf16 output's 2^-9). On an H200 "rational" took 4–10 % off the
-kernel (most at the narrow levels) and about 2 % off the compiled UNet forward. The tanh approximation of gelu was faster still
-(another 1.5 ms per forward) but is not the model's function (up to 4.7e-4 off), so it is not offered
-(docs/PERF.md, orbit, seventh pass).
+kernel (most at the narrow levels) and about 2 % off the compiled UNet forward. The tanh approximation of
+gelu was faster still (another 1.5 ms per forward) but is not the model's function (up to 4.7e-4 off), so it
+is not offered (docs/PERF.md, orbit, seventh pass).
 
 Hopper specifics: loads and the store go through TMA descriptors (`TensorDescriptor`), so the tiles reach
 shared memory without occupying the warps, and tiles are visited in grouped order so that neighbouring
