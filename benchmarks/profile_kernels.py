@@ -29,8 +29,8 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `compile`: `a3d_cli.models.acceleration.accelerate(compile=True)` (regional compile, what `--compile` does).
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
 - `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
-- `geglu`: every GEGLU as one fused Triton GEMM on Hopper, compiled or not (`accelerate(fused_geglu=True)`).
-- `geglu-erf`, `geglu-rational`: with `geglu`, the kernel's gelu formula (`kernels.geglu_triton.GELU_FORMULAS`;
+- `geglu`: every GEGLU as one fused Gluon GEMM on Hopper, compiled or not (`accelerate(fused_geglu=True)`).
+- `geglu-erf`, `geglu-rational`: with `geglu`, the kernel's gelu formula (`kernels.geglu_gluon.GELU_FORMULAS`;
   without either flag, its `DEFAULT_GELU`, "rational").
 - `graph`: the call replayed as a CUDA graph (`a3d_cli.models.cuda_graph`; the UNet targets only), as the
   orbit stage runs each sampling step; the gap between wall time and kernel time is Python's launch cost.
@@ -326,7 +326,7 @@ def geglu_formula(formula: str | None, device: torch.device):
     if formula is None or device.type != "cuda":
         yield
         return
-    import kernels.geglu_triton as module
+    import kernels.geglu_gluon as module
 
     before, module.DEFAULT_GELU = module.DEFAULT_GELU, formula
     try:

@@ -1,11 +1,11 @@
 """The GEGLU front door: value · gelu(gate) of one linear layer, fused into one GEMM where the GPU allows.
 
-`geglu(x, weight, bias)` takes any leading dimensions and dispatches per call: the Triton kernel
-(`kernels.geglu_triton`) for CUDA tensors on a Hopper-or-newer GPU that meet its layout needs
+`geglu(x, weight, bias)` takes any leading dimensions and dispatches per call: the warp-specialized Gluon
+kernel (`kernels.geglu_gluon`) for CUDA tensors on a Hopper-or-newer GPU that meet its layout needs
 (`geglu_supported`), the PyTorch reference (`kernels.geglu_ref`) for everything else, the CPU included.
 
 It is registered as the custom op `a3d::geglu` so that `torch.compile` treats it as one opaque call
-(dynamo never traces into Triton's host-side descriptors, and inductor schedules it like a cuBLAS GEMM)
+(dynamo never traces into the kernel's host-side descriptors, and inductor schedules it like a cuBLAS GEMM)
 and so that it can sit inside a CUDA graph (the op neither synchronizes nor allocates outside PyTorch).
 
 Examples:
@@ -28,12 +28,18 @@ __all__ = ["geglu", "geglu_ref", "geglu_supported"]
 
 @functools.cache
 def _has_tma(device_index: int) -> bool:
-    """Hopper (sm90) or newer: TMA descriptors and warp-group MMA."""
-    return torch.cuda.get_device_capability(device_index) >= (9, 0)
+    """Hopper (sm90) or newer with a Triton that has Gluon's Hopper API: TMA, warpgroup MMA, warp roles."""
+    if torch.cuda.get_device_capability(device_index) < (9, 0):
+        return False
+    try:
+        from kernels import geglu_gluon  # noqa: F401  (Gluon is experimental; an older Triton lacks parts of it)
+    except (ImportError, AttributeError):
+        return False
+    return True
 
 
 def geglu_supported(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-    """Whether the fused Triton kernel takes these tensors (else `geglu` runs the reference).
+    """Whether the fused kernel takes these tensors (else `geglu` runs the reference).
 
     Needs: CUDA on sm90+, bf16 or fp16 for all three, a contiguous [M, K] input and [2N, K] weight, K and
     N multiples of 8 and 16-byte aligned storage (TMA's rules for descriptors).
@@ -53,9 +59,9 @@ def geglu_supported(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
 def _geglu_op(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """[M, K] × [2N, K] → [M, N]: the fused kernel when `geglu_supported`, else the reference."""
     if geglu_supported(x, weight, bias):
-        from kernels.geglu_triton import geglu_triton
+        from kernels.geglu_gluon import geglu_gluon
 
-        return geglu_triton(x, weight, bias)
+        return geglu_gluon(x, weight, bias)
     return geglu_ref(x, weight, bias)
 
 

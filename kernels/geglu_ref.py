@@ -1,4 +1,4 @@
-"""PyTorch implementation of the GEGLU feed-forward input layer (the reference twin of `geglu_triton`).
+"""PyTorch implementation of the GEGLU feed-forward input layer (the reference twin of `geglu_gluon`).
 
 `geglu_ref(x, weight, bias)` is exactly what diffusers' `GEGLU` computes: one linear layer to 2N features,
 split into a value half and a gate half, value × gelu(gate) with the exact (erf) gelu.

@@ -1,7 +1,7 @@
-"""GEGLU: the front door equals diffusers' module; on Hopper the fused Triton kernel equals fp32 arithmetic.
+"""GEGLU: the front door equals diffusers' module; on Hopper the fused Gluon kernel equals fp32 arithmetic.
 
-CPU tests pin the reference path, dispatch and tracing; `gpu` tests compare the Triton kernel with fp32
-at SV3D's shapes (with ragged edges) and check that anything it cannot take falls back.
+CPU tests pin the reference path, dispatch and tracing; `gpu` tests compare the Gluon kernel (both of its
+schedules) with fp32 at SV3D's shapes (with ragged edges) and check that anything it cannot take falls back.
 """
 
 from __future__ import annotations
@@ -72,23 +72,30 @@ def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
     return float((got.float() - expected).norm() / expected.norm())
 
 
+def _hopper_inputs(m: int, k: int, n: int, bias: bool, seed: int = 0, scale: float = 1.0):
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("the fused kernel needs a Hopper GPU")
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    x = (torch.randn(m, k, device="cuda", generator=g) * scale).bfloat16()
+    w = (torch.randn(2 * n, k, device="cuda", generator=g) * k**-0.5).bfloat16()
+    b = (torch.randn(2 * n, device="cuda", generator=g) * 0.1).bfloat16() if bias else None
+    return x, w, b
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     ("m", "k", "n", "bias"),
     [
-        (217728, 320, 1280, True),  # SV3D's 72² level, CFG batch
-        (13608, 1280, 5120, True),  # the 18² level
+        (217728, 320, 1280, True),  # SV3D's 72² level, CFG batch (resident weights)
+        (54432, 640, 2560, True),  # the 36² level (streamed)
+        (13608, 1280, 5120, True),  # the 18² level (streamed)
         (1000, 72, 200, True),  # ragged in every dimension (tiles cut by TMA)
         (4101, 64, 256, False),
+        (5, 1280, 64, True),  # fewer rows than one tile
     ],
 )
-def test_triton_kernel_matches_fp32(m: int, k: int, n: int, bias: bool):
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("the fused kernel needs a Hopper GPU")
-    g = torch.Generator(device="cuda").manual_seed(0)
-    x = torch.randn(m, k, device="cuda", generator=g).bfloat16()
-    w = (torch.randn(2 * n, k, device="cuda", generator=g) * k**-0.5).bfloat16()
-    b = (torch.randn(2 * n, device="cuda", generator=g) * 0.1).bfloat16() if bias else None
+def test_fused_kernel_matches_fp32(m: int, k: int, n: int, bias: bool):
+    x, w, b = _hopper_inputs(m, k, n, bias)
     assert geglu_supported(x, w, b)
     expected = geglu_ref(x.float(), w.float(), None if b is None else b.float())
     got = geglu(x, w, b)
@@ -101,20 +108,26 @@ def test_triton_kernel_matches_fp32(m: int, k: int, n: int, bias: bool):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("formula", ["rational", "erf"])
-def test_both_gelu_formulas_match_fp32_over_the_whole_range(formula: str):
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("the fused kernel needs a Hopper GPU")
-    from kernels.geglu_triton import geglu_triton
+@pytest.mark.parametrize("schedule", ["RESIDENT", "STREAMED"])
+def test_both_gelu_formulas_and_schedules_match_fp32_over_the_whole_range(formula: str, schedule: str):
+    x, w, b = _hopper_inputs(4101, 320, 1280, True, seed=1, scale=4)  # gates far into both tails
+    import kernels.geglu_gluon as gluon_kernel
 
-    g = torch.Generator(device="cuda").manual_seed(1)
-    x = (torch.randn(4101, 320, device="cuda", generator=g) * 4).bfloat16()  # gates far into both tails
-    w = (torch.randn(2 * 1280, 320, device="cuda", generator=g) * 320**-0.5).bfloat16()
-    b = (torch.randn(2 * 1280, device="cuda", generator=g) * 0.1).bfloat16()
     expected = geglu_ref(x.float(), w.float(), b.float())
-    got = geglu_triton(x, w, b, gelu=formula)
+    got = gluon_kernel.geglu_gluon(x, w, b, schedule=getattr(gluon_kernel, schedule), gelu=formula)
     assert _relative_error(got, expected) < 3e-3
     # elementwise: bf16 rounding of the output plus a small floor
     torch.testing.assert_close(got.float(), expected, rtol=2**-8, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_schedules_follow_the_input_width_and_the_resident_one_refuses_wide_inputs():
+    x, w, b = _hopper_inputs(300, 1280, 256, True)
+    import kernels.geglu_gluon as gluon_kernel
+
+    assert gluon_kernel.schedule_for(320).resident and not gluon_kernel.schedule_for(640).resident
+    with pytest.raises(ValueError, match="too wide for the resident schedule"):
+        gluon_kernel.geglu_gluon(x, w, b, schedule=gluon_kernel.RESIDENT)
 
 
 @pytest.mark.gpu

@@ -213,7 +213,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
             compile=opts.compile,
             channels_last=True,  # with compile only: NHWC from block to block (docs/PERF.md, orbit)
             subpixel_upsampling=True,  # with compile only: upsampling + 3×3 conv as one 2×2 conv
-            fused_geglu=True,  # compiled or not: each GEGLU as one GEMM (a Triton kernel on Hopper)
+            fused_geglu=True,  # compiled or not: each GEGLU as one GEMM (a warp-specialized Gluon kernel on Hopper)
         )
         pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload, cuda_graph=opts.cuda_graph)
         ctx.progress.start("sampling", total=opts.steps)
