@@ -11,7 +11,8 @@ and the 36², 18², 9² levels) so each rewrite is judged by measurement before 
   x[f−1]·W₀ᵀ + x[f]·W₁ᵀ + x[f+1]·W₂ᵀ + b), either one GEMM over the three shifted copies concatenated on
   channels or three GEMMs accumulated into frame-shifted views of the output.
 - `attn`: spatial self-attention through each SDPA backend (flash, cuDNN, memory-efficient).
-- `geglu`: the feed-forward's GEGLU: the projection GEMM alone, eager GEMM + gelu·mul, and compiled.
+- `geglu`: the feed-forward's GEGLU: the projection GEMM alone, eager GEMM + gelu·mul, compiled, and the fused
+  kernel of `kernels.geglu_gluon` (Hopper) with the schedule it picks and with each schedule that can take the shape.
 
 Every variant is checked against the first (plain) one on the same random inputs (relative L2 error) before
 it is timed. Times are medians of CUDA-event timings after warm-up.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import statistics
 import sys
@@ -156,8 +158,21 @@ def section_attn(rows: list[dict]) -> None:
                 rows.append({"section": "attn", "what": name, "C": c, "side": side, "error": str(exc)[:160]})
 
 
+def fused_geglu_variants(k: int) -> list[tuple[str, Callable]]:
+    """The fused kernel's (name, call) pairs for input width `k`: its own schedule, and the streamed one where
+    it chose the resident one (the resident one cannot take wider inputs)."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        return []
+    import kernels.geglu_gluon as fused
+
+    if not fused.schedule_for(k).resident:
+        return [("fused (streamed, its choice)", fused.geglu_gluon)]
+    streamed = functools.partial(fused.geglu_gluon, schedule=fused.STREAMED)
+    return [("fused (resident, its choice)", fused.geglu_gluon), ("fused (streamed)", streamed)]
+
+
 def section_geglu(rows: list[dict]) -> None:
-    for c, side in LEVELS[:3]:
+    for c, side in LEVELS:
         m = BATCH * FRAMES * side * side
         x = torch.randn(m, c, device="cuda", dtype=torch.bfloat16)
         w = torch.randn(8 * c, c, device="cuda", dtype=torch.bfloat16) * c**-0.5
@@ -174,6 +189,7 @@ def section_geglu(rows: list[dict]) -> None:
             ("GEMM only", lambda: F.linear(x, w, b)),
             ("GEMM + gelu·mul eager", geglu),
             ("GEMM + gelu·mul compiled", compiled),
+            *[(name, lambda f=f: f(x, w, b)) for name, f in fused_geglu_variants(c)],
         ):
             out = fn()
             err = rel_err(out, ref) if out.shape == ref.shape else float("nan")
