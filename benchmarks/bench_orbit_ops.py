@@ -15,7 +15,9 @@ and the 36², 18², 9² levels) so each rewrite is judged by measurement before 
   kernel of `kernels.geglu_gluon` (Hopper) with the schedule it picks and with each schedule that can take the shape.
 
 Every variant is checked against the first (plain) one on the same random inputs (relative L2 error) before
-it is timed. Times are medians of CUDA-event timings after warm-up.
+it is timed. Times are medians of CUDA-event timings after warm-up, one call at a time, so they include the
+host's launch work wherever it outlasts the GPU's (for the fused GEGLU kernel, encoding its TMA descriptors:
+about 0.15–0.2 ms, which CUDA-graph replay removes in the stage; docs/PERF.md, orbit, eighth pass).
 
 Usage (GPU machine): python benchmarks/bench_orbit_ops.py --sections ceil,tconv,attn,geglu --out ops.json
 """
