@@ -217,22 +217,6 @@ def _consumer(CONSUMER: gl.constexpr, x_desc, value_desc, gate_desc, out_desc, v
 
 
 @gluon.jit
-def _consumer0(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-               ready, empty, turns, weights_ready, M, N,
-               HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr, GELU: gl.constexpr):  # fmt: skip
-    _consumer(0, x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-              ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)  # fmt: skip
-
-
-@gluon.jit
-def _consumer1(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-               ready, empty, turns, weights_ready, M, N,
-               HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr, GELU: gl.constexpr):  # fmt: skip
-    _consumer(1, x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-              ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)  # fmt: skip
-
-
-@gluon.jit
 def _geglu_kernel(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, M, N,
                   HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr, STAGES: gl.constexpr,
                   GELU: gl.constexpr):  # fmt: skip
@@ -257,10 +241,10 @@ def _geglu_kernel(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias
     # (each partition gets the arguments spelled out: a tuple built first would turn the constexprs into tensors)
     gl.warp_specialize(
         [
-            (_consumer0, (x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-                          ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
-            (_consumer1, (x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-                          ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
+            (_consumer, (0, x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
+                         ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
+            (_consumer, (1, x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
+                         ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
             (_loader, (x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
                        ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
         ],
