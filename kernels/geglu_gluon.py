@@ -23,9 +23,11 @@ Two schedules (`Schedule`, chosen by `schedule_for` from the input width K):
 - *resident* (K ≤ 320, SV3D's 72² level: five k-steps per tile): each program keeps the whole [2·128, K]
   weight slice of one column block in shared memory (160 KiB) for its lifetime and streams only 64-row input
   tiles; programs are spread evenly over the column blocks. This cuts the shared-memory and L2 traffic per
-  product, which bounded the narrow level: 0.765 → 0.690 ms per call on an H200.
+  product, which by our count bounded the narrow level (every streamed variant stayed at 0.75–0.80 ms):
+  0.790 ms with the previous Triton kernel → 0.652 ms per call on an H200.
 - *streamed* (wider K): weights and inputs stream through the ring together, 128 × (64 + 64) tiles in grouped
-  order over a persistent grid (36²: 0.673 → 0.612 ms, 18²: 0.589 → 0.558 ms, 9²: 0.160 → 0.146 ms).
+  order over a persistent grid (previous kernel → this one: 36² 0.660 → 0.618 ms, 18² 0.582 → 0.547 ms,
+  9² 0.161 → 0.142 ms).
 
 The gelu is exact: `GELU_FORMULAS` holds "rational" (the default: erfc from Abramowitz & Stegun 7.1.26 with one
 approximate reciprocal and one exp2; absolute erf error ≤ 1.5e-7, the order of fp32 rounding, far below the
