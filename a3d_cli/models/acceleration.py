@@ -24,7 +24,7 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    resnets' GroupNorms as per-channel reductions (`keep_channels_last`) and `subpixel_upsampling` runs every
    nearest ×2 upsampling + 3×3 convolution as one 2×2 convolution on the small image
    (`a3d_cli.models.upsampling`); compiled or not, `fused_geglu` computes every GEGLU as one GEMM
-   (`a3d_cli.models.geglu`, a Triton kernel on Hopper GPUs, the same custom op eagerly and inside inductor's
+   (`a3d_cli.models.geglu`, a Gluon kernel on Hopper GPUs, the same custom op eagerly and inside inductor's
    graphs). mvvideo and sds do not use them yet (not measured there).
 
 Scope: the flags are process-wide, so `a3d_cli.stages.base.run_stage` restores them when a stage ends
@@ -244,7 +244,7 @@ def accelerate(
         subpixel_upsampling: with `compile`, run nearest ×2 upsampling + 3×3 convolution as one 2×2
             convolution (`a3d_cli.models.upsampling`; equal to rounding).
         fused_geglu: compute every GEGLU's projection and gating in one GEMM, compiled or not
-            (`a3d_cli.models.geglu`; a Triton kernel on Hopper GPUs, equal to rounding).
+            (`a3d_cli.models.geglu`; a Gluon kernel on Hopper GPUs, equal to rounding).
 
     Returns:
         `AccelerationReport`.

@@ -4,7 +4,7 @@ Why: every feed-forward of SV3D's UNet starts with a GEGLU; computed as diffuser
 to 2N features, then value · gelu(gate)), the [M, 2N] projection is written and read back once more for
 the gating, which cost 12.6 ms of a 162 ms compiled CFG forward on an H200. `FusedGEGLU` keeps the module,
 its `proj` parameters and so the state dict as they are, and only computes the forward through
-`kernels.geglu.geglu`, which runs one Triton kernel on Hopper GPUs and diffusers' arithmetic elsewhere.
+`kernels.geglu.geglu`, which runs one Gluon (Triton) kernel on Hopper GPUs and diffusers' arithmetic elsewhere.
 
 Exactness: the same products and the exact gelu; the fused kernel applies gelu to the fp32
 accumulator instead of a bf16-rounded projection, so it is if anything closer to fp32 (relative error
