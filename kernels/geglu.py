@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import Tensor
@@ -42,7 +43,7 @@ def geglu_supported(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     """Whether the fused kernel takes these tensors (else `geglu` runs the reference).
 
     Needs: CUDA on sm90+, bf16 or fp16 for all three, a contiguous [M, K] input and [2N, K] weight, K and
-    N multiples of 8 and 16-byte aligned storage (TMA's rules for descriptors).
+    N positive multiples of 8 and 16-byte aligned storage (TMA's rules for descriptors).
     """
     if not (x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and weight.dtype == x.dtype):
         return False
@@ -52,7 +53,8 @@ def geglu_supported(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
         return False
     k, n = x.shape[1], weight.shape[0] // 2
     tensors = (x, weight) if bias is None else (x, weight, bias)
-    return k % 8 == 0 and n % 8 == 0 and all(t.data_ptr() % 16 == 0 for t in tensors) and _has_tma(x.device.index)
+    tileable = k > 0 and n > 0 and k % 8 == 0 and n % 8 == 0
+    return tileable and all(t.data_ptr() % 16 == 0 for t in tensors) and _has_tma(x.device.index)
 
 
 @torch.library.custom_op("a3d::geglu", mutates_args=())
@@ -88,5 +90,6 @@ def geglu(
     if weight.ndim != 2 or weight.shape[0] % 2 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"weight must be [2N, K={x.shape[-1]}], got {list(weight.shape)}")
     lead = x.shape[:-1]
-    out = _geglu_op(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), bias)  # [M, N]
+    rows = math.prod(lead)  # (not -1: that cannot be inferred when K = 0)
+    out = _geglu_op(x.reshape(rows, x.shape[-1]).contiguous(), weight.contiguous(), bias)  # [M, N]
     return out.reshape(*lead, out.shape[-1])

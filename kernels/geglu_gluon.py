@@ -287,6 +287,8 @@ def geglu_gluon(
     formula = DEFAULT_GELU if gelu is None else gelu
     if formula not in GELU_FORMULAS:
         raise ValueError(f"gelu must be one of {GELU_FORMULAS}, got {formula!r}")
+    if k == 0 or n == 0:
+        raise ValueError(f"the fused kernel needs K > 0 and N > 0, got K = {k}, N = {n}")
     k_tiles = triton.cdiv(k, BLOCK_K.value)
     if s.resident and 2 * s.block_n * k_tiles * BLOCK_K.value * x.element_size() > RESIDENT_WEIGHT_BYTES:
         raise ValueError(f"K = {k} is too wide for the resident schedule")

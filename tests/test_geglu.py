@@ -41,6 +41,15 @@ def test_cpu_tensors_take_the_reference_path():
     assert not geglu_supported(torch.randn(4, 16).bfloat16(), torch.randn(32, 16).bfloat16(), None)
 
 
+@pytest.mark.parametrize(("lead", "k", "n"), [((2, 3), 0, 4), ((2, 3), 8, 0), ((0, 3), 8, 4)])
+def test_empty_products_keep_their_shapes(lead: tuple[int, ...], k: int, n: int):
+    x, w, b = torch.randn(*lead, k), torch.randn(2 * n, k), torch.randn(2 * n)
+    value, gate = torch.nn.functional.linear(x, w, b).chunk(2, dim=-1)
+    out = geglu(x, w, b)
+    assert out.shape == (*lead, n)
+    torch.testing.assert_close(out, value * torch.nn.functional.gelu(gate))
+
+
 def test_fused_module_keeps_parameters_and_output_and_traces_without_breaks():
     module = _gelu_module(16, 32)
     reference = _gelu_module(16, 32)
@@ -138,6 +147,11 @@ def test_shapes_the_kernel_cannot_take_fall_back():
     torch.testing.assert_close(geglu(x, w), geglu_ref(x, w, None))
     x32, w32 = x.float(), w.float()  # fp32 is not taken either
     assert not geglu_supported(x32, w32, None)
+    empty_k = torch.randn(10, 0, device="cuda").bfloat16(), torch.randn(32, 0, device="cuda").bfloat16()
+    no_columns = torch.randn(10, 16, device="cuda").bfloat16(), torch.randn(0, 16, device="cuda").bfloat16()
+    for x0, w0 in (empty_k, no_columns):  # nothing to tile: the reference handles the empty products
+        assert not geglu_supported(x0, w0, None)
+        torch.testing.assert_close(geglu(x0, w0), geglu_ref(x0, w0, None))
 
 
 def test_class_swap_refuses_a_class_that_cannot_stand_in():
