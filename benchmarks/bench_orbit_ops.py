@@ -12,7 +12,7 @@ and the 36², 18², 9² levels) so each rewrite is judged by measurement before 
   channels or three GEMMs accumulated into frame-shifted views of the output.
 - `attn`: spatial self-attention through each SDPA backend (flash, cuDNN, memory-efficient).
 - `geglu`: the feed-forward's GEGLU: the projection GEMM alone, eager GEMM + gelu·mul, compiled, and the fused
-  kernel of `kernels.geglu_gluon` (Hopper) with the schedule it picks and with each schedule that can take the shape.
+  kernel of `a3d_cli.kernels.geglu_gluon` (Hopper) with the schedule it picks and with each schedule that can take the shape.
 
 Every variant is checked against the first (plain) one on the same random inputs (relative L2 error) before
 it is timed. Times are medians of CUDA-event timings after warm-up, one call at a time, so they include the
@@ -165,7 +165,7 @@ def fused_geglu_variants(k: int) -> list[tuple[str, Callable]]:
     it chose the resident one (the resident one cannot take wider inputs)."""
     if torch.cuda.get_device_capability() < (9, 0):
         return []
-    import kernels.geglu_gluon as fused
+    import a3d_cli.kernels.geglu_gluon as fused
 
     if not fused.schedule_for(k).resident:
         return [("fused (streamed, its choice)", fused.geglu_gluon)]

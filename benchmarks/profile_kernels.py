@@ -22,7 +22,7 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `cl`: every Conv2d/Conv3d weight and the input in channels-last (NHWC / NDHWC) memory format.
 - `cudnn`: PyTorch SDPA with cuDNN attention first in priority, flash / memory-efficient as fallbacks.
 - `sc`: `a3d_cli.models.attention.ShortcutAttnProcessor` on every default attention layer (one-token
-  cross-attention as a value broadcast, short sequences in the fused kernel of `kernels.short_attention`
+  cross-attention as a value broadcast, short sequences in the fused kernel of `a3d_cli.kernels.short_attention`
   on CUDA, wide heads as explicit products); the stages' default.
 - `sc-math`: the same, but short sequences as explicit products (the route before the fused kernel).
 - `sc-sdpa`: the same, but short sequences left to SDPA (isolates the one-token and wide-head shortcuts).
@@ -30,7 +30,7 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
 - `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
 - `geglu`: every GEGLU as one fused Gluon GEMM on Hopper, compiled or not (`accelerate(fused_geglu=True)`).
-- `geglu-erf`, `geglu-rational`: with `geglu`, the kernel's gelu formula (`kernels.geglu_gluon.GELU_FORMULAS`;
+- `geglu-erf`, `geglu-rational`: with `geglu`, the kernel's gelu formula (`a3d_cli.kernels.geglu_gluon.GELU_FORMULAS`;
   without either flag, its `DEFAULT_GELU`, "rational").
 - `graph`: the call replayed as a CUDA graph (`a3d_cli.models.cuda_graph`; the UNet targets only), as the
   orbit stage runs each sampling step; the gap between wall time and kernel time is Python's launch cost.
@@ -326,7 +326,7 @@ def geglu_formula(formula: str | None, device: torch.device):
     if formula is None or device.type != "cuda":
         yield
         return
-    import kernels.geglu_gluon as module
+    import a3d_cli.kernels.geglu_gluon as module
 
     before, module.DEFAULT_GELU = module.DEFAULT_GELU, formula
     try:

@@ -47,7 +47,7 @@ from a3d_cli.render.cameras import CameraSet, mvvdm_cameras, orbit_cameras
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.prepare import PrepareOptions
 from a3d_cli.stages.prepare import run as prepare
-from kernels import rasterize
+from a3d_cli.kernels import rasterize
 
 NUM_FRAMES = 16
 GREY = 0.5

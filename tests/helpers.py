@@ -15,13 +15,16 @@ import torch
 import typer
 
 
-def key_fixtures_dir() -> Path | None:
-    """The official checkpoint key-layout fixtures: `shared/fixtures` beside the checkout (CI, the team
-    machines), else the team's fixed location; None when neither exists."""
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "fixtures", Path("/work/shared/fixtures")):
-        if candidate.is_dir():
-            return candidate
-    return None
+KEY_FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+"""The official checkpoint key-layout fixtures (README.md beside them says where each comes from)."""
+
+
+def key_fixture(name: str) -> Path:
+    """Path of one key-layout fixture in `tests/fixtures/`; a missing fixture fails the test, never skips it."""
+    path = KEY_FIXTURES_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"key fixture {path} is missing: it belongs to the repository (tests/fixtures/)")
+    return path
 
 
 def one_command_app(name: str, command: Callable[..., Any]) -> typer.Typer:

@@ -21,7 +21,7 @@ from a3d_cli.mesh.normalize import fit_normalization
 from a3d_cli.stages import export
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.export import ExportOptions, parse_frames, similarity_gaussians
-from kernels.sh_ref import sh_colors
+from a3d_cli.kernels.sh_ref import sh_colors
 
 FRAMES = 4  # a short motion keeps every test fast
 

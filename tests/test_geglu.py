@@ -11,7 +11,7 @@ import torch
 from diffusers.models.activations import GEGLU
 
 from a3d_cli.models.geglu import FusedGEGLU, use_fused_geglu
-from kernels.geglu import geglu, geglu_ref, geglu_supported
+from a3d_cli.kernels.geglu import geglu, geglu_ref, geglu_supported
 
 
 def _gelu_module(dim_in: int, dim_out: int, bias: bool = True, seed: int = 0) -> GEGLU:
@@ -120,7 +120,7 @@ def test_fused_kernel_matches_fp32(m: int, k: int, n: int, bias: bool):
 @pytest.mark.parametrize("schedule", ["RESIDENT", "STREAMED"])
 def test_both_gelu_formulas_and_schedules_match_fp32_over_the_whole_range(formula: str, schedule: str):
     x, w, b = _hopper_inputs(4101, 320, 1280, True, seed=1, scale=4)  # gates far into both tails
-    import kernels.geglu_gluon as gluon_kernel
+    import a3d_cli.kernels.geglu_gluon as gluon_kernel
 
     expected = geglu_ref(x.float(), w.float(), b.float())
     got = gluon_kernel.geglu_gluon(x, w, b, schedule=getattr(gluon_kernel, schedule), gelu=formula)
@@ -132,7 +132,7 @@ def test_both_gelu_formulas_and_schedules_match_fp32_over_the_whole_range(formul
 @pytest.mark.gpu
 def test_schedules_follow_the_input_width_and_the_resident_one_refuses_wide_inputs():
     x, w, b = _hopper_inputs(300, 1280, 256, True)
-    import kernels.geglu_gluon as gluon_kernel
+    import a3d_cli.kernels.geglu_gluon as gluon_kernel
 
     assert gluon_kernel.schedule_for(320).resident and not gluon_kernel.schedule_for(640).resident
     with pytest.raises(ValueError, match="too wide for the resident schedule"):

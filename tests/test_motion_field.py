@@ -18,7 +18,7 @@ from a3d_cli.gaussians.motion_field import (
     quat_to_matrix,
 )
 from a3d_cli.gaussians.motion_io import load_motion, read_motion_metadata, save_motion, static_digest
-from kernels.hexplane import (
+from a3d_cli.kernels.hexplane import (
     PLANE_AXES,
     TIME_PLANES,
     hexplane_features,

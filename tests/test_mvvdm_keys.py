@@ -1,17 +1,16 @@
 """Key coverage of MV-VDM against the official checkpoint layouts (full-size models on the meta device).
 
-Fixtures: ../shared/fixtures/{mvvdm_unet_full, animate3d_motion_modules, animatediff_motion_adapter_v1_5_2*,
+Fixtures: tests/fixtures/{mvvdm_unet_full, animate3d_motion_modules, animatediff_motion_adapter_v1_5_2*,
 ip_adapter_sd15}.keys.json — the exact key names and shapes of the released files.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import key_fixtures_dir  # noqa: E402 - test helper module
+from helpers import key_fixture  # noqa: E402 - test helper module
 
 from a3d_cli.errors import CheckpointError
 from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet
@@ -27,12 +26,9 @@ from a3d_cli.models.mvvdm.checkpoint import (
     group_keys,
 )
 
-FIXTURES = key_fixtures_dir() or Path("shared/fixtures")
-pytestmark = pytest.mark.skipif(key_fixtures_dir() is None, reason="shared key fixtures not available")
-
 
 def fixture(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
+    return json.loads(key_fixture(name).read_text())
 
 
 def meta(shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels import RasterOutput, available_backends, rasterize, rasterize_ref, select_backend
-from kernels.composite_ref import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_tiles, composite_tiles, composite_tiles_autograd
-from kernels.projection_ref import camera_centers, project_gaussians_ref
-from kernels.sh_ref import SH_C0, sh_basis, sh_colors
+from a3d_cli.kernels import RasterOutput, available_backends, rasterize, rasterize_ref, select_backend
+from a3d_cli.kernels.composite_ref import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_tiles, composite_tiles, composite_tiles_autograd
+from a3d_cli.kernels.projection_ref import camera_centers, project_gaussians_ref
+from a3d_cli.kernels.sh_ref import SH_C0, sh_basis, sh_colors
 
 F64 = torch.float64
 
@@ -372,8 +372,9 @@ def test_front_door_picks_the_reference_on_cpu():
 
 def test_importing_and_probing_on_cpu_never_loads_gsplat():
     code = (
-        "import sys, torch, kernels\n"
-        "from kernels import rasterize\n"
+        "import sys, torch\n"
+        "from a3d_cli import kernels\n"
+        "from a3d_cli.kernels import rasterize\n"
         "assert 'gsplat' not in sys.modules\n"
         "assert torch.cuda.is_available() or kernels.available_backends() == ('torch',)\n"
         "assert torch.cuda.is_available() or 'gsplat' not in sys.modules\n"

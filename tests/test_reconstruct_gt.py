@@ -18,7 +18,7 @@ from a3d_cli.render.cameras import mvvdm_cameras, orbit_cameras
 from a3d_cli.stages import reconstruct as stage
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.reconstruct import ReconstructOptions
-from kernels import rasterize
+from a3d_cli.kernels import rasterize
 
 SIZE = 40
 FRAMES = 16

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import key_fixtures_dir
+from helpers import key_fixture
 
 from a3d_cli.errors import CheckpointError, InputError
 from a3d_cli.models.sv3d.config import CONFIG_METADATA_KEY, SV3DConfig
@@ -29,13 +29,8 @@ from a3d_cli.models.sv3d.convert import (
 from a3d_cli.models.sv3d.loading import build_models, load_sv3d, official_state_dict, save_official_checkpoint
 from a3d_cli.models.sv3d.testing import tiny_models
 
-FIXTURES = key_fixtures_dir() or Path("shared/fixtures")
-
-
 def fixture_shapes(variant: str) -> dict[str, tuple[int, ...]]:
-    path = FIXTURES / f"{variant}.keys.json"
-    if not path.is_file():
-        pytest.skip(f"fixture {path} not available")
+    path = key_fixture(f"{variant}.keys.json")
     return {k: tuple(v) for k, v in json.loads(path.read_text())["keys"].items()}
 
 

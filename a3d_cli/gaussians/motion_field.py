@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kernels.hexplane import hexplane_features, init_hexplane_level
-from kernels.projection_ref import quat_to_rotmat as quat_to_matrix  # [..., 4] wxyz -> [..., 3, 3]
+from a3d_cli.kernels.hexplane import hexplane_features, init_hexplane_level
+from a3d_cli.kernels.projection_ref import quat_to_rotmat as quat_to_matrix  # [..., 4] wxyz -> [..., 3, 3]
 
 from .container import Gaussians
 

@@ -82,7 +82,7 @@ class FitSettings:
     """Fraction of splats whose motion gets gradients from the image losses per step (the reference
     passes a random 10 %; 1.0 = all; see docs/reconstruct.md for the measurement)."""
     hexplane_backend: Literal["auto", "torch", "matmul"] = "auto"
-    """HexPlane sampling backend (`kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
+    """HexPlane sampling backend (`a3d_cli.kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
     dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
@@ -169,7 +169,7 @@ def render_splats(
     """
     import torch
 
-    from kernels import rasterize
+    from a3d_cli.kernels import rasterize
 
     colors, sh_degree = static.colors, None
     if static.sh_rest is not None:

@@ -8,7 +8,7 @@ showed three shapes where `F.scaled_dot_product_attention` spends far more than 
    query: the query projection (a full-width GEMM over every pixel of every frame) and the attention
    kernel are pure waste. cuDNN attention does not even accept that shape.
 2. **Short sequences** (SVD's temporal attention runs over 21 frames for each of ~100k pixels): the flash
-   kernels pad each 21-long sequence to their 128-wide tiles. On CUDA `kernels.short_attention` attends
+   kernels pad each 21-long sequence to their 128-wide tiles. On CUDA `a3d_cli.kernels.short_attention` attends
    in one Triton kernel that reads q, k, v where the projections wrote them and keeps the scores in
    registers; elsewhere (the CPU, fp32) an explicit `softmax(QKᵀ/√d)V` on the small matrices is used while
    compiling, where inductor fuses it (eagerly PyTorch's SDPA measured faster, so `attend` keeps it).
@@ -34,8 +34,8 @@ import torch.nn.functional as F  # noqa: N812
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from torch import Tensor, nn
 
-from kernels.attention_ref import explicit_attention, merge_heads, split_heads
-from kernels.short_attention import short_attention, short_attention_supported
+from a3d_cli.kernels.attention_ref import explicit_attention, merge_heads, split_heads
+from a3d_cli.kernels.short_attention import short_attention, short_attention_supported
 
 ShortBackend = Literal["kernel", "math", "sdpa"]
 
@@ -54,7 +54,7 @@ class ShortcutAttnProcessor:
             products instead of a fused SDPA kernel.
         wide_head: heads wider than this are attended with explicit matrix products (no flash kernel
             supports them).
-        short_backend: "kernel" (the fused kernel of `kernels.short_attention` where it takes the tensors,
+        short_backend: "kernel" (the fused kernel of `a3d_cli.kernels.short_attention` where it takes the tensors,
             else explicit products), "math" (explicit products only) or "sdpa" (leave short sequences to
             PyTorch's choice); the last two for comparison in the benchmarks.
     """
@@ -166,7 +166,7 @@ def attend_tokens(
 ) -> Tensor:
     """`attend` on the projections' token layout: [B, L, H·d] × [B, M, H·d] × [B, M, H·d_v] → [B, L, H·d_v].
 
-    Sequences no longer than `short_sequence` go to the fused kernel of `kernels.short_attention` where it
+    Sequences no longer than `short_sequence` go to the fused kernel of `a3d_cli.kernels.short_attention` where it
     takes the tensors (CUDA, bf16/fp16), eagerly and compiled alike: it reads the heads in place, so no
     transposes are written (it has no backward, so calls that need gradients take `attend`); everything
     else is split into heads and routed by `attend`. `short_kernel=False` leaves the kernel out (benchmarks).

@@ -1,10 +1,10 @@
-"""diffusers' `GEGLU` with its projection and gating fused into one GEMM (`kernels.geglu`).
+"""diffusers' `GEGLU` with its projection and gating fused into one GEMM (`a3d_cli.kernels.geglu`).
 
 Why: every feed-forward of SV3D's UNet starts with a GEGLU; computed as diffusers writes it (a linear layer
 to 2N features, then value · gelu(gate)), the [M, 2N] projection is written and read back once more for
 the gating, which cost 12.6 ms of a 162 ms compiled CFG forward on an H200. `FusedGEGLU` keeps the module,
 its `proj` parameters and so the state dict as they are, and only computes the forward through
-`kernels.geglu.geglu`, which runs one Gluon (Triton) kernel on Hopper GPUs and diffusers' arithmetic elsewhere.
+`a3d_cli.kernels.geglu.geglu`, which runs one Gluon (Triton) kernel on Hopper GPUs and diffusers' arithmetic elsewhere.
 
 Exactness: the same products and the exact gelu; the fused kernel applies gelu to the fp32
 accumulator instead of a bf16-rounded projection, so it is if anything closer to fp32 (relative error
@@ -19,11 +19,11 @@ from diffusers.models.activations import GEGLU
 from torch import Tensor, nn
 
 from a3d_cli.models.class_swap import swap_class
-from kernels.geglu import geglu
+from a3d_cli.kernels.geglu import geglu
 
 
 class FusedGEGLU(GEGLU):
-    """`GEGLU` computed by `kernels.geglu.geglu` (same parameters; see the module docstring)."""
+    """`GEGLU` computed by `a3d_cli.kernels.geglu.geglu` (same parameters; see the module docstring)."""
 
     def forward(self, hidden_states: Tensor, *args: object, **kwargs: object) -> Tensor:
         """[..., dim_in] → [..., dim_out]."""

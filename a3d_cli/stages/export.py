@@ -157,7 +157,7 @@ def sh_rotation(rotation: torch.Tensor, degree: int) -> torch.Tensor:
     """
     import torch
 
-    from kernels.sh_ref import sh_basis
+    from a3d_cli.kernels.sh_ref import sh_basis
 
     gen = torch.Generator().manual_seed(0)
     dirs = torch.nn.functional.normalize(torch.randn(256, 3, generator=gen, dtype=torch.float64), dim=-1)  # [M, 3]
@@ -230,7 +230,7 @@ def render_orbit(
     import torch
 
     from a3d_cli.render.cameras import MVVDM_FOV_DEG, MVVDM_RADIUS, orbit_cameras
-    from kernels import rasterize
+    from a3d_cli.kernels import rasterize
 
     f = len(frames)
     p = loops * f

@@ -198,7 +198,7 @@ def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: s
     """
     import torch
 
-    from kernels import rasterize
+    from a3d_cli.kernels import rasterize
 
     gd = g.to(device)
     colors, sh_degree = gd.colors, None

@@ -159,7 +159,7 @@ def render_motion(static: Gaussians, motion: MotionOutput, cams: CameraSet, size
     Returns:
         (rgb [V, F, 3, H, W], alpha [V, F, 1, H, W]), differentiable w.r.t. the motion.
     """
-    from kernels import rasterize
+    from a3d_cli.kernels import rasterize
 
     dev = static.means.device
     viewmats = cams.viewmats.to(dev)  # [V, 4, 4]

@@ -10,9 +10,9 @@ from typing import Literal
 
 from torch import Tensor
 
-from kernels._common import RasterOutput, check_inputs
-from kernels.rasterize_gsplat import gsplat_available, rasterize_gsplat_checked
-from kernels.rasterize_ref import rasterize_ref_checked
+from a3d_cli.kernels._common import RasterOutput, check_inputs
+from a3d_cli.kernels.rasterize_gsplat import gsplat_available, rasterize_gsplat_checked
+from a3d_cli.kernels.rasterize_ref import rasterize_ref_checked
 
 Backend = Literal["auto", "torch", "gsplat"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "gsplat")
@@ -106,7 +106,7 @@ def rasterize(
 
     Examples:
         >>> import torch
-        >>> from kernels import rasterize
+        >>> from a3d_cli.kernels import rasterize
         >>> means = torch.tensor([[0.0, 0.0, 3.0]])  # one splat 3 units in front of the camera
         >>> quats, scales = torch.tensor([[1.0, 0, 0, 0]]), torch.full((1, 3), 0.2)
         >>> K = torch.tensor([[[64.0, 0, 16], [0, 64.0, 16], [0, 0, 1]]])

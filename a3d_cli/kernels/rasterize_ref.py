@@ -5,9 +5,9 @@ pinhole cameras. It runs on any device, differentiates through autograd (a close
 compositing step), and is fast enough on a CPU for tests and small reconstructions because it bins
 splats into tiles instead of evaluating every pixel against every splat. Pieces:
 
-- `kernels.projection_ref`: EWA projection, radii, culling;
-- `kernels.sh_ref`: spherical-harmonic colours;
-- `kernels.composite_ref`: tile binning and front-to-back compositing.
+- `a3d_cli.kernels.projection_ref`: EWA projection, radii, culling;
+- `a3d_cli.kernels.sh_ref`: spherical-harmonic colours;
+- `a3d_cli.kernels.composite_ref`: tile binning and front-to-back compositing.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
-from kernels.composite_ref import bin_tiles, composite_tiles
-from kernels.projection_ref import camera_centers, project_gaussians_ref
-from kernels.sh_ref import sh_colors
+from a3d_cli.kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
+from a3d_cli.kernels.composite_ref import bin_tiles, composite_tiles
+from a3d_cli.kernels.projection_ref import camera_centers, project_gaussians_ref
+from a3d_cli.kernels.sh_ref import sh_colors
 
 DEFAULT_TILE_SIZE = 8  # pixels; smaller tiles waste less work around small splats on a CPU
 DEFAULT_BLOCK_SIZE = 32  # depth slots per step of the sweep
@@ -46,7 +46,7 @@ def rasterize_ref(
     block_size: int = DEFAULT_BLOCK_SIZE,
     chunk_elems: int | None = None,
 ) -> RasterOutput:
-    """PyTorch twin of `kernels.rasterize` (same arguments and outputs, see there).
+    """PyTorch twin of `a3d_cli.kernels.rasterize` (same arguments and outputs, see there).
 
     Args:
         tile_size: binning tile edge in pixels; results do not depend on it (up to rounding).
@@ -59,7 +59,7 @@ def rasterize_ref(
 
     Examples:
         >>> import torch
-        >>> from kernels.rasterize_ref import rasterize_ref
+        >>> from a3d_cli.kernels.rasterize_ref import rasterize_ref
         >>> out = rasterize_ref(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[1.0, 0, 0, 0]]),
         ...                     torch.full((1, 3), 0.2), torch.tensor([0.9]), torch.ones(1, 3),
         ...                     torch.eye(4)[None], torch.tensor([[[64.0, 0, 16], [0, 64.0, 16], [0, 0, 1]]]),

@@ -34,7 +34,7 @@ approximate reciprocal and one exp2; absolute erf error ≤ 1.5e-7, the order of
 bf16 output's 2^-9) and "erf" (libdevice's erff, kept for A/B runs; docs/PERF.md, orbit, seventh pass).
 
 TMA zero-fills reads past the edges and clips the stores, so any M and any K, N that are multiples of 8 work.
-Only imported on CUDA machines (`kernels.geglu` imports it lazily): Triton is not a CPU dependency.
+Only imported on CUDA machines (`a3d_cli.kernels.geglu` imports it lazily): Triton is not a CPU dependency.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def geglu_gluon(
     schedule: Schedule | None = None,
     gelu: str | None = None,
 ) -> Tensor:
-    """Gluon twin of `kernels.geglu_ref.geglu_ref` (see `kernels.geglu.geglu_supported` for what it takes).
+    """Gluon twin of `a3d_cli.kernels.geglu_ref.geglu_ref` (see `a3d_cli.kernels.geglu.geglu_supported` for what it takes).
 
     Args:
         schedule: the tiling; None = `schedule_for(K)` (exposed for tuning sweeps).

@@ -1,4 +1,4 @@
-"""Attention as explicit matrix products (the PyTorch twin of `kernels.short_attention_triton`).
+"""Attention as explicit matrix products (the PyTorch twin of `a3d_cli.kernels.short_attention_triton`).
 
 `explicit_attention` is softmax(QKᵀ·scale)V on [..., L, d] heads with the softmax in fp32; the products run
 in the inputs' dtype (tensor cores for bf16/fp16, fp32 accumulation). It is the right choice where the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
+from a3d_cli.kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,7 +50,7 @@ def rasterize_gsplat(
     eps2d: float = 0.3,
     render_mode: str = "RGB",
 ) -> RasterOutput:
-    """gsplat twin of `kernels.rasterize` (same arguments and outputs, see there); CUDA float32 only."""
+    """gsplat twin of `a3d_cli.kernels.rasterize` (same arguments and outputs, see there); CUDA float32 only."""
     x = check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, render_mode
     )

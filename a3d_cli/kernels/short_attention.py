@@ -2,8 +2,8 @@
 
 `short_attention(q, k, v, heads)` takes the projections' token layout ([B, L, H·d] queries, [B, M, H·d]
 keys and values) and returns [B, L, H·d_v]. It dispatches per call: the Triton kernel
-(`kernels.short_attention_triton`) for CUDA tensors it can take (`short_attention_supported`), the PyTorch
-reference (`kernels.attention_ref.short_attention_ref`) for everything else, the CPU included.
+(`a3d_cli.kernels.short_attention_triton`) for CUDA tensors it can take (`short_attention_supported`), the PyTorch
+reference (`a3d_cli.kernels.attention_ref.short_attention_ref`) for everything else, the CPU included.
 
 It is registered as the custom op `a3d::short_attention` so that `torch.compile` treats it as one opaque
 call (inductor schedules it between the projections' GEMMs) and so that it can sit inside a CUDA graph
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.attention_ref import check_token_layout, short_attention_ref
+from a3d_cli.kernels.attention_ref import check_token_layout, short_attention_ref
 
 __all__ = ["MAX_SEQUENCE", "short_attention", "short_attention_ref", "short_attention_supported"]
 
@@ -51,7 +51,7 @@ def short_attention_supported(q: Tensor, k: Tensor, v: Tensor, heads: int) -> bo
 def _short_attention_op(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
     """[B, L, H·d] × [B, M, H·d] × [B, M, H·d_v] → [B, L, H·d_v]: the kernel when supported, else the reference."""
     if short_attention_supported(q, k, v, heads):
-        from kernels.short_attention_triton import short_attention_triton
+        from a3d_cli.kernels.short_attention_triton import short_attention_triton
 
         return short_attention_triton(q, k, v, _output_for(q, v), heads, scale)
     return short_attention_ref(q, k, v, heads, scale).to(v.dtype).contiguous()

@@ -8,10 +8,10 @@ transposed back (about 6 ms of a 160 ms SV3D forward on an H200, docs/PERF.md). 
 the q, k, v rows of a few batch entries for one head straight from [B, L, H·d], keeps the [L, M] scores
 in registers and writes the output rows in place: q, k, v are read once and the output written once.
 
-The arithmetic matches `kernels.attention_ref.short_attention_ref`: products in the inputs' dtype with
+The arithmetic matches `a3d_cli.kernels.attention_ref.short_attention_ref`: products in the inputs' dtype with
 fp32 accumulation, the scale and the softmax in fp32, the probabilities rounded to v's dtype before PV.
 
-Only imported on CUDA machines (`kernels.short_attention` imports it lazily).
+Only imported on CUDA machines (`a3d_cli.kernels.short_attention` imports it lazily).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def short_attention_triton(
 ) -> Tensor:  # fmt: skip
     """Write the attention of q [B, L, H·d] over k [B, M, H·d], v [B, M, H·d_v] into `out` [B, L, H·d_v].
 
-    The last dimension of every tensor must be contiguous (`kernels.short_attention.short_attention_supported`
+    The last dimension of every tensor must be contiguous (`a3d_cli.kernels.short_attention.short_attention_supported`
     says what else the kernel takes); `block_batch` and `num_warps` are exposed for tuning sweeps.
     """
     b, length, width = q.shape

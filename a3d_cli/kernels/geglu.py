@@ -1,8 +1,8 @@
 """The GEGLU front door: value · gelu(gate) of one linear layer, fused into one GEMM where the GPU allows.
 
 `geglu(x, weight, bias)` takes any leading dimensions and dispatches per call: the warp-specialized Gluon
-kernel (`kernels.geglu_gluon`) for CUDA tensors on a Hopper-or-newer GPU that meet its layout needs
-(`geglu_supported`), the PyTorch reference (`kernels.geglu_ref`) for everything else, the CPU included.
+kernel (`a3d_cli.kernels.geglu_gluon`) for CUDA tensors on a Hopper-or-newer GPU that meet its layout needs
+(`geglu_supported`), the PyTorch reference (`a3d_cli.kernels.geglu_ref`) for everything else, the CPU included.
 
 It is registered as the custom op `a3d::geglu` so that `torch.compile` treats it as one opaque call
 (dynamo never traces into the kernel's host-side descriptors, and inductor schedules it like a cuBLAS GEMM)
@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from kernels.geglu_ref import geglu_ref
+from a3d_cli.kernels.geglu_ref import geglu_ref
 
 __all__ = ["geglu", "geglu_ref", "geglu_supported"]
 
@@ -33,7 +33,7 @@ def _has_tma(device_index: int) -> bool:
     if torch.cuda.get_device_capability(device_index) < (9, 0):
         return False
     try:
-        from kernels import geglu_gluon  # noqa: F401  (Gluon is experimental; an older Triton lacks parts of it)
+        from a3d_cli.kernels import geglu_gluon  # noqa: F401  (Gluon is experimental; an older Triton lacks parts of it)
     except (ImportError, AttributeError):
         return False
     return True
@@ -61,7 +61,7 @@ def geglu_supported(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
 def _geglu_op(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """[M, K] × [2N, K] → [M, N]: the fused kernel when `geglu_supported`, else the reference."""
     if geglu_supported(x, weight, bias):
-        from kernels.geglu_gluon import geglu_gluon
+        from a3d_cli.kernels.geglu_gluon import geglu_gluon
 
         return geglu_gluon(x, weight, bias)
     return geglu_ref(x, weight, bias)
