@@ -45,7 +45,8 @@ from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noq
 from a3d_cli.models.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.sds import MvvdmDenoiser, SdsCondition  # noqa: E402
 from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
-from a3d_cli.stages.sds import SdsOptions, SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
+from a3d_cli.gaussians.motion_refine import SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
+from a3d_cli.stages.sds import SdsOptions  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -152,7 +152,7 @@ def build_target(
     if target == "sds-vae":
         from diffusers import AutoencoderKL
 
-        from a3d_cli.stages.sds import encode_checkpointed
+        from a3d_cli.gaussians.motion_refine import encode_checkpointed
 
         widths = (32, 32) if tiny else (128, 256, 512, 512)
         with torch.device(device):
@@ -194,7 +194,8 @@ def build_target(
         from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
         from a3d_cli.models.mvvdm.components import tiny_components
         from a3d_cli.models.sds import MvvdmDenoiser
-        from a3d_cli.stages.sds import SdsOptions, SdsRefiner
+        from a3d_cli.gaussians.motion_refine import SdsRefiner
+        from a3d_cli.stages.sds import SdsOptions
 
         den = MvvdmDenoiser(tiny_components(0).to(str(device), dtype)) if tiny else full_size_mvvdm(str(device), dtype)
         static = random_splats(500 if tiny else 20_000, str(device))

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.gaussians.motion_field import quat_multiply
+from a3d_cli.geometry import quat_multiply, rotmat_to_quat
 from a3d_cli.gaussians.ply import read_ply
 from a3d_cli.io.images import save_png
 from a3d_cli.mesh.binding import MeshBinding
@@ -116,58 +116,6 @@ def motion_map(p: torch.Tensor, t: float, spec: MotionSpec) -> torch.Tensor:
     return q
 
 
-def _matrix_to_quat(r: torch.Tensor) -> torch.Tensor:
-    """[N, 3, 3] rotations → [N, 4] wxyz (via the eigenvector of Bar-Itzhack's symmetric 4×4 matrix)."""
-    m = r
-    k = (
-        torch.stack(
-            [
-                torch.stack(
-                    [
-                        m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
-                        m[:, 1, 0] + m[:, 0, 1],
-                        m[:, 2, 0] + m[:, 0, 2],
-                        m[:, 2, 1] - m[:, 1, 2],
-                    ],
-                    -1,
-                ),
-                torch.stack(
-                    [
-                        m[:, 1, 0] + m[:, 0, 1],
-                        m[:, 1, 1] - m[:, 0, 0] - m[:, 2, 2],
-                        m[:, 2, 1] + m[:, 1, 2],
-                        m[:, 0, 2] - m[:, 2, 0],
-                    ],
-                    -1,
-                ),
-                torch.stack(
-                    [
-                        m[:, 2, 0] + m[:, 0, 2],
-                        m[:, 2, 1] + m[:, 1, 2],
-                        m[:, 2, 2] - m[:, 0, 0] - m[:, 1, 1],
-                        m[:, 1, 0] - m[:, 0, 1],
-                    ],
-                    -1,
-                ),
-                torch.stack(
-                    [
-                        m[:, 2, 1] - m[:, 1, 2],
-                        m[:, 0, 2] - m[:, 2, 0],
-                        m[:, 1, 0] - m[:, 0, 1],
-                        m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2],
-                    ],
-                    -1,
-                ),
-            ],
-            1,
-        )
-        / 3.0
-    )  # [N, 4, 4] over (x, y, z, w)
-    _, vecs = torch.linalg.eigh(k)
-    xyzw = vecs[..., -1]  # eigenvector of the largest eigenvalue
-    return torch.stack([xyzw[:, 3], xyzw[:, 0], xyzw[:, 1], xyzw[:, 2]], -1)
-
-
 def move_splats(g: Gaussians, t: float, spec: MotionSpec, h: float = 1e-4) -> Gaussians:
     """The splats at time t: centres through the map, orientations through its local rotation."""
     x = g.means.double()
@@ -182,7 +130,7 @@ def move_splats(g: Gaussians, t: float, spec: MotionSpec, h: float = 1e-4) -> Ga
     d = torch.ones_like(u[:, 0])
     d[:, 2] = torch.sign(torch.det(u @ vh))
     rot = u @ torch.diag_embed(d) @ vh  # polar rotation
-    quats = quat_multiply(_matrix_to_quat(rot).float(), g.quats)
+    quats = quat_multiply(rotmat_to_quat(rot).float(), g.quats)
     return g.with_(means=motion_map(x, t, spec).float(), quats=torch.nn.functional.normalize(quats, dim=-1))
 
 

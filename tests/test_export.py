@@ -14,13 +14,15 @@ from helpers import moving_motion_field, one_command_app
 from a3d_cli.commands.export import export as export_command
 from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.gaussians.motion_field import MotionField, quat_to_matrix
+from a3d_cli.gaussians.motion_field import MotionField
+from a3d_cli.geometry import quat_to_rotmat as quat_to_matrix
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.mesh.normalize import fit_normalization
 from a3d_cli.stages import export
 from a3d_cli.stages.base import Runtime
-from a3d_cli.stages.export import ExportOptions, parse_frames, similarity_gaussians
+from a3d_cli.gaussians.transform import similarity_gaussians
+from a3d_cli.stages.export import ExportOptions, parse_frames
 from a3d_cli.kernels.sh_ref import sh_colors
 
 FRAMES = 4  # a short motion keeps every test fast

@@ -23,7 +23,8 @@ from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 from a3d_cli.stages import mesh_animate
 from a3d_cli.stages.base import Runtime
-from a3d_cli.stages.mesh_animate import MeshAnimateOptions, arap_project
+from a3d_cli.mesh.rigidity import arap_project
+from a3d_cli.stages.mesh_animate import MeshAnimateOptions
 
 FRAMES = 4
 

@@ -22,7 +22,7 @@ from a3d_cli.mesh.normalize import (
 from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
-from a3d_cli.mesh.topology import quat_multiply, rotmat_to_quat, weld
+from a3d_cli.mesh.topology import weld
 
 
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
@@ -116,16 +116,6 @@ def test_normalize_gaussians_transforms_covariances():
     np.testing.assert_allclose(cov(out), m @ cov(g) @ m.T, atol=1e-6)
     same, dropped = normalize_gaussians(g, fit_normalization(g.means.numpy()))
     assert not dropped and same.sh_rest is not None
-
-
-def test_quaternion_helpers_agree_with_matrices():
-    rng = np.random.default_rng(3)
-    q = rng.normal(size=(50, 4))
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    back = rotmat_to_quat(quat_to_rotmat(q))
-    np.testing.assert_allclose(np.abs(np.sum(back * q, -1)), 1.0, atol=1e-9)  # same up to sign
-    p = rng.normal(size=(50, 4))
-    np.testing.assert_allclose(quat_to_rotmat(quat_multiply(q, p)), quat_to_rotmat(q) @ quat_to_rotmat(p), atol=1e-9)
 
 
 # -- welding and splats --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from a3d_cli.mesh.store import load_processed_mesh
 from a3d_cli.render.cameras import MVVDM_AZIMUTHS_DEG, CameraSet
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.prepare import PrepareOptions, run
-from a3d_cli.stages.progress import RecordingProgress
+from a3d_cli.progress import RecordingProgress
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
 MESH_FILES = [

@@ -16,6 +16,7 @@ from a3d_cli.models.mvvdm.components import tiny_components
 from a3d_cli.models.mvvdm.pipeline import encode_images_clip, encode_prompts
 from a3d_cli.models.sds import MvvdmDenoiser, SdsCondition, SdsDenoiser, sds_loss
 from a3d_cli.render.cameras import mvvdm_cameras
+from a3d_cli.gaussians.motion_refine import encode_checkpointed
 from a3d_cli.stages import sds as sds_stage
 from a3d_cli.stages.base import Runtime
 
@@ -95,7 +96,7 @@ def test_checkpointed_encoding_matches_plain_autograd(denoiser):
     grads = []
     for chunk in (0, 4):
         x = images.clone().requires_grad_(True)
-        (sds_stage.encode_checkpointed(denoiser, x, post, chunk) * weights).sum().backward()
+        (encode_checkpointed(denoiser, x, post, chunk) * weights).sum().backward()
         grads.append(x.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 

@@ -20,9 +20,10 @@ from a3d_cli.gaussians.ply import write_ply
 from a3d_cli.io.manifest import load_manifest
 from a3d_cli.models.sds import SdsCondition, SdsDenoiser
 from a3d_cli.render.random_cameras import RandomCameraConfig
+from a3d_cli.gaussians import motion_refine
 from a3d_cli.stages import sds as sds_stage
 from a3d_cli.stages.base import Runtime
-from a3d_cli.stages.progress import RecordingProgress
+from a3d_cli.progress import RecordingProgress
 
 FRAMES = 4
 SIZE = 16
@@ -84,7 +85,7 @@ class RenderOracle:
     def predict_noise(self, noisy: torch.Tensor, t: int, cond: SdsCondition) -> tuple[torch.Tensor, torch.Tensor]:
         self.calls += 1
         size = cond.first_frames.shape[-1]
-        rgb, _ = sds_stage.render_motion(self.static, known_motion(self.static, noisy.shape[1]), cond.cameras, size)
+        rgb, _ = motion_refine.render_motion(self.static, known_motion(self.static, noisy.shape[1]), cond.cameras, size)
         v, f = rgb.shape[:2]
         x0 = self.encode(rgb.flatten(0, 1)).unflatten(0, (v, f))  # [V, F, C, h, w]
         a = self.alphas_cumprod[t]
@@ -131,7 +132,7 @@ def test_oracle_pulls_the_motion_toward_the_known_motion():
     )
     # SDS alone, with learning rates raised so a few dozen steps show the pull.
     opts = oracle_options(lambda_rgb=0.0, lambda_mask=0.0, lambda_arap=0.0, grid_lr=0.02, head_lr=0.01, global_lr=0.02)
-    refiner = sds_stage.SdsRefiner(static, field, oracle, opts, seed=0)
+    refiner = motion_refine.SdsRefiner(static, field, oracle, opts, seed=0)
     start = _mean_error(field, static)
     losses = [float(refiner.step().sds.detach()) for _ in range(STEPS)]
     end = _mean_error(field, static)
@@ -149,7 +150,7 @@ def test_gradients_reach_the_motion_field_and_nothing_frozen():
     field = MotionField(
         MotionFieldConfig.tiny(num_frames=FRAMES, use_delta_scale=True), generator=torch.Generator().manual_seed(0)
     )
-    refiner = sds_stage.SdsRefiner(static, field, oracle, oracle_options(), seed=0)
+    refiner = motion_refine.SdsRefiner(static, field, oracle, oracle_options(), seed=0)
     optimised = {id(p) for group in refiner.optimizer.param_groups for p in group["params"]}
     assert optimised == {id(p) for p in field.parameters()}
     for _ in range(3):  # zero-initialised output layers: the grids see gradient from the second step on
@@ -169,7 +170,7 @@ def test_reconstruction_terms_alone_keep_the_coarse_motion():
     field = MotionField(
         MotionFieldConfig.tiny(num_frames=FRAMES, use_delta_scale=True), generator=torch.Generator().manual_seed(0)
     )
-    refiner = sds_stage.SdsRefiner(static, field, None, oracle_options(lambda_sds=0.0), seed=0)
+    refiner = motion_refine.SdsRefiner(static, field, None, oracle_options(lambda_sds=0.0), seed=0)
     losses = refiner.step()
     assert float(losses.rgb.detach()) / 100.0 < 2e-3  # only the edge residue of the binarised-mask compositing
     assert float(losses.arap.detach()) == pytest.approx(0.0, abs=1e-9)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from a3d_cli.geometry import kabsch_rotation
+
 SPLAT_ARAP_WEIGHT = 12.0  # the reference's loss weight with k-NN neighbourhoods (motion reconstruction)
 MESH_ARAP_WEIGHT = 4.0  # the reference's loss weight with mesh 1-rings (mesh animation)
 
@@ -139,12 +141,7 @@ def best_rotations(rest_edges: Tensor, edges: Tensor, weights: Tensor) -> Tensor
         [B, 3, 3] proper rotations (det +1) R with R·rest ≈ edges.
     """
     cov = torch.einsum("bki,bk,bkj->bij", rest_edges, weights, edges)  # [B, 3, 3] Σ w e⁰ eᵀ
-    u, _, vh = torch.linalg.svd(cov)  # cov = U Σ Vᵀ, singular values descending
-    v = vh.transpose(-1, -2)
-    det = torch.det(v @ u.transpose(-1, -2))  # [B]
-    d = torch.ones_like(u[..., 0])  # [B, 3]
-    d[:, 2] = torch.where(det < 0, -1.0, 1.0)  # flip the axis of the smallest singular value
-    return v @ torch.diag_embed(d) @ u.transpose(-1, -2)
+    return kabsch_rotation(cov)
 
 
 def arap_energy(rest: Tensor, deformed: Tensor, neighbours: Neighbours, sample: Tensor | None = None) -> Tensor:

@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from a3d_cli.geometry import quat_multiply, quat_to_rotmat
 from a3d_cli.kernels.hexplane import hexplane_features, init_hexplane_level
-from a3d_cli.kernels.projection_ref import quat_to_rotmat as quat_to_matrix  # [..., 4] wxyz -> [..., 3, 3]
 
 from .container import Gaussians
 
@@ -152,21 +152,6 @@ def _mlp(in_dim: int, out_dim: int, width: int, hidden_layers: int, generator: t
     return nn.Sequential(*layers)
 
 
-def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
-    """Hamilton product a ⊗ b of wxyz quaternions (rotation b first, then a). Shapes broadcast: [..., 4]."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        dim=-1,
-    )
-
-
 def euler_to_quat(angles: Tensor) -> Tensor:
     """wxyz quaternion of R = Rz(yaw) · Ry(pitch) · Rx(roll), the reference's Euler convention.
 
@@ -277,7 +262,7 @@ class MotionField(nn.Module):
         else:
             trans = h.new_zeros(f, 3)
             q_g = h.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(f, 4)
-        r_g = quat_to_matrix(q_g)  # [F, 3, 3]
+        r_g = quat_to_rotmat(q_g)  # [F, 3, 3]
 
         # 2. local offsets.
         means = torch.einsum("fij,nj->fni", r_g, x0) + trans[:, None, :] + self.delta_xyz(h)  # [F, N, 3]

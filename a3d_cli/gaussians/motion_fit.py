@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
 from a3d_cli.io.masks import MaskOptions
+from a3d_cli.render.splats import render_splats
 
 if TYPE_CHECKING:
     import torch
@@ -33,12 +34,10 @@ if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.render.cameras import CameraSet
-    from a3d_cli.stages.progress import Progress
+    from a3d_cli.progress import Progress
 
 NUM_FRAMES = 16
 """Frames of an MV-VDM video and of the fitted motion field."""
-BACKGROUND = 0.5
-"""Grey level the targets are composited on (MV-VDM's background) and the renders use."""
 
 
 # --- settings -----------------------------------------------------------------------------------------
@@ -151,34 +150,6 @@ def subsample_splats(static: Gaussians, max_splats: int, generator: torch.Genera
     idx = torch.randperm(n, generator=generator)[:max_splats].sort().values.to(static.means.device)
     sub = static.subset(idx)
     return sub.with_(scales=sub.scales * math.sqrt(n / max_splats))
-
-
-def render_splats(
-    static: Gaussians,
-    means: Tensor,  # [F, N, 3]
-    quats: Tensor,  # [F, N, 4] or [N, 4]
-    scales: Tensor,  # [F, N, 3] or [N, 3]
-    viewmats: Tensor,  # [V, 4, 4]
-    Ks: Tensor,  # [V, 3, 3]
-    size: int,
-) -> tuple[Tensor, Tensor]:
-    """Render moved splats (static colours and opacities) into V square views, on the grey background.
-
-    Returns:
-        rgb [F, V, H, W, 3] and alpha [F, V, H, W].
-    """
-    import torch
-
-    from a3d_cli.kernels import rasterize
-
-    colors, sh_degree = static.colors, None
-    if static.sh_rest is not None:
-        colors, sh_degree = static.sh_coeffs(), static.sh_degree
-    bg = torch.full((viewmats.shape[0], 3), BACKGROUND, device=means.device, dtype=means.dtype)
-    r = rasterize(
-        means, quats, scales, static.opacities, colors, viewmats, Ks, size, size, sh_degree=sh_degree, backgrounds=bg
-    )
-    return r.colors, r.alphas[..., 0]
 
 
 def render_frames(
@@ -359,7 +330,6 @@ def psnr(a: Tensor, b: Tensor, dims: tuple[int, ...]) -> Tensor:
 
 
 __all__ = [
-    "BACKGROUND",
     "NUM_FRAMES",
     "FitResult",
     "FitSettings",
@@ -368,6 +338,5 @@ __all__ = [
     "psnr",
     "render_all_frames",
     "render_frames",
-    "render_splats",
     "subsample_splats",
 ]

@@ -27,18 +27,22 @@ Examples:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from a3d_cli import __version__
 from a3d_cli.io.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from a3d_cli.mesh.surface import SurfaceMesh
 
 GLB_MAGIC = 0x46546C67  # b"glTF"
 GLB_VERSION = 2
@@ -400,4 +404,45 @@ def write_animated_glb(
     atomic_write_bytes(Path(path), data)
 
 
-__all__ = ["MeshMaterial", "animated_glb_bytes", "image_mime_type", "vertex_normals", "write_animated_glb"]
+def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
+    """The glTF material and optional COLOR_0 of a processed mesh, as `a3d prepare` stored them.
+
+    Uniform vertex colours become the base-colour factor (linear), varying ones COLOR_0 (linear).
+
+    Returns:
+        (MeshMaterial, [V, 4] linear RGBA or None).
+    """
+    from PIL import Image
+
+    from a3d_cli.mesh.appearance import srgb_to_linear
+
+    rgba = np.asarray(mesh.vertex_colors, dtype=np.float64)  # [V, 4] sRGB
+    linear = np.concatenate([srgb_to_linear(rgba[:, :3]), np.clip(rgba[:, 3:], 0, 1)], axis=1)  # [V, 4]
+    uniform = bool(np.allclose(linear, linear[:1], atol=1.0 / 512))
+    factor = tuple(float(c) for c in linear[0]) if uniform else (1.0, 1.0, 1.0, 1.0)
+    texture = None
+    translucent = bool((rgba[:, 3] < 1.0 - 1e-6).any())
+    if mesh.texture is not None:
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(mesh.texture), mode="RGBA").save(buf, format="PNG")
+        texture = buf.getvalue()
+        translucent = translucent or bool((mesh.texture[..., 3] < 255).any())
+    material = MeshMaterial(
+        base_color_factor=factor,  # type: ignore[arg-type]
+        metallic_factor=0.0,
+        roughness_factor=1.0,
+        base_color_texture=texture,
+        alpha_mode="BLEND" if translucent else "OPAQUE",
+        name="a3d_material",
+    )
+    return material, (None if uniform else linear.astype(np.float32))
+
+
+__all__ = [
+    "MeshMaterial",
+    "animated_glb_bytes",
+    "image_mime_type",
+    "mesh_material",
+    "vertex_normals",
+    "write_animated_glb",
+]

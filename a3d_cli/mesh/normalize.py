@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from a3d_cli.gaussians.container import Gaussians
+
+if TYPE_CHECKING:
+    import torch
 
 NORMALIZED_RADIUS = 0.9  # distance of the farthest vertex from the origin after normalization
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
@@ -94,6 +97,17 @@ class Normalization:
     def invert(self, points: np.ndarray) -> np.ndarray:
         """[..., 3] normalized → [..., 3] original."""
         return np.asarray(points, dtype=np.float64) @ self.rotation / self.scale + self.center
+
+    def to_original_similarity(self) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """(scale, rotation [3, 3], translation [3]) of normalized → original, as float32 tensors.
+
+        normalized = s R (p − c)  ⇒  original = (1/s) Rᵀ p' + c; feed it to
+        `a3d_cli.gaussians.transform.similarity_gaussians`.
+        """
+        import torch
+
+        rot = torch.from_numpy(self.rotation.T.copy()).float()
+        return 1.0 / self.scale, rot, torch.from_numpy(self.center.copy()).float()
 
     def to_json(self) -> dict[str, Any]:
         """The documented `normalization.json` content (docs/prepare.md)."""
@@ -171,14 +185,14 @@ def normalize_gaussians(g: Gaussians, norm: Normalization) -> tuple[Gaussians, b
     """
     import torch
 
-    from a3d_cli.mesh.topology import quat_multiply, rotmat_to_quat
+    from a3d_cli.geometry import quat_multiply, rotmat_to_quat
 
     means = torch.from_numpy(norm.apply(g.means.double().numpy())).float()  # [N, 3]
     rotated = not np.allclose(norm.rotation, np.eye(3))
     quats = g.quats
     if rotated:
-        q_r = rotmat_to_quat(norm.rotation)  # [4]
-        quats = torch.from_numpy(quat_multiply(np.broadcast_to(q_r, g.quats.shape), g.quats.double().numpy())).float()
+        q_r = rotmat_to_quat(torch.from_numpy(norm.rotation))  # [4] float64
+        quats = quat_multiply(q_r, g.quats.double()).float()
     dropped = rotated and g.sh_rest is not None
     out = g.with_(means=means, quats=quats, scales=g.scales * float(norm.scale), sh_rest=None if dropped else g.sh_rest)
     return out, dropped

@@ -24,7 +24,8 @@ import torch
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.mesh.binding import MeshBinding
 from a3d_cli.mesh.surface import SurfaceMesh
-from a3d_cli.mesh.topology import face_normals_and_areas, rotmat_to_quat, unique_edges, vertex_normals, weld
+from a3d_cli.geometry import rotmat_to_quat
+from a3d_cli.mesh.topology import face_normals_and_areas, unique_edges, vertex_normals, weld
 
 DEFAULT_TARGET_SPLATS = 20_000  # total splats aimed for: ~2 px spacing in 256² views at radius 0.9
 SPLAT_OPACITY = 0.99
@@ -82,7 +83,7 @@ def mesh_to_gaussians(
 
     g = Gaussians(
         means=torch.from_numpy(np.concatenate([pos, s_pos], axis=0)).float(),
-        quats=torch.from_numpy(rotmat_to_quat(np.concatenate([v_rot, s_rot], axis=0))).float(),
+        quats=rotmat_to_quat(torch.from_numpy(np.concatenate([v_rot, s_rot], axis=0))).float(),
         scales=torch.from_numpy(np.concatenate([v_scale, s_scale], axis=0)).float(),
         opacities=torch.from_numpy(SPLAT_OPACITY * np.clip(rgba[:, 3], 0.0, 1.0)).float(),
         colors=torch.from_numpy(np.clip(rgba[:, :3], 0.0, 1.0)).float(),

@@ -1,4 +1,4 @@
-"""Mesh connectivity helpers: welding seam duplicates, normals, edges, rotations.
+"""Mesh connectivity helpers: welding seam duplicates, normals, edges.
 
 Why welding: loaders split a vertex wherever its UV (or normal) differs between faces, so a textured mesh
 comes apart into UV islands. Motion must be one per *position* — otherwise seams tear when the mesh moves and
@@ -60,67 +60,3 @@ def unique_edges(faces: np.ndarray) -> np.ndarray:
     e = np.sort(e, axis=1)
     e = e[e[:, 0] != e[:, 1]]
     return np.unique(e, axis=0).astype(np.int64)
-
-
-def rotmat_to_quat(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrices [..., 3, 3] → unit quaternions [..., 4] (w, x, y, z), w ≥ 0.
-
-    Shepperd's method: pick the largest of (trace, diagonal) terms so the square root never nears zero.
-    """
-    r = np.asarray(rot, dtype=np.float64)
-    m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
-    trace = m00 + m11 + m22
-    cand = np.stack(
-        [
-            np.stack(
-                [1 + trace, r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1
-            ),
-            np.stack(
-                [
-                    r[..., 2, 1] - r[..., 1, 2],
-                    1 + m00 - m11 - m22,
-                    r[..., 0, 1] + r[..., 1, 0],
-                    r[..., 0, 2] + r[..., 2, 0],
-                ],
-                -1,
-            ),
-            np.stack(
-                [
-                    r[..., 0, 2] - r[..., 2, 0],
-                    r[..., 0, 1] + r[..., 1, 0],
-                    1 - m00 + m11 - m22,
-                    r[..., 1, 2] + r[..., 2, 1],
-                ],
-                -1,
-            ),
-            np.stack(
-                [
-                    r[..., 1, 0] - r[..., 0, 1],
-                    r[..., 0, 2] + r[..., 2, 0],
-                    r[..., 1, 2] + r[..., 2, 1],
-                    1 - m00 - m11 + m22,
-                ],
-                -1,
-            ),
-        ],
-        axis=-2,
-    )  # [..., 4 candidates, 4]
-    pick = np.argmax(np.stack([trace, m00, m11, m22], -1), axis=-1)  # [...]
-    q = np.take_along_axis(cand, pick[..., None, None], axis=-2)[..., 0, :]  # [..., 4]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., :1] < 0, -q, q)
-
-
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product a ⊗ b of wxyz quaternions [..., 4] (rotation b first, then a)."""
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.stages.base import Runtime, StageResult, ensure_run_dir
-from a3d_cli.stages.progress import Progress
+from a3d_cli.progress import Progress
 
 Output = Literal["auto", "mesh", "splats"]
 STAGE_ORDER = ("prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")

@@ -30,7 +30,7 @@ from a3d_cli.errors import A3DError, RunFolderError
 from a3d_cli.io.manifest import digest_json, digest_path, load_manifest, to_jsonable, update_stage
 from a3d_cli.io.paths import resolve_inside
 from a3d_cli.io.runlock import run_lock
-from a3d_cli.stages.progress import Progress
+from a3d_cli.progress import Progress
 
 STAGING_DIR = ".staging"
 
@@ -120,6 +120,24 @@ def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
             f"The run folder {run_dir} is not writable.", hint="Fix its permissions or choose another with -o."
         )
     return run_dir
+
+
+def check_inputs(run_dir: Path, requires: Mapping[str, str]) -> None:
+    """Pre-flight: every run-folder file a stage reads exists, else an error naming the command that makes it.
+
+    Stages call it before loading weights or taking the lock, so the usual mistake (a stage run out of order)
+    fails first and fast; `run_stage` calls it again under the lock.
+
+    Args:
+        run_dir: the run folder.
+        requires: run-folder path → the command that makes it (for the hint).
+
+    Raises:
+        RunFolderError: a required file is missing (exit code 2).
+    """
+    for rel, producer in requires.items():
+        if not resolve_inside(run_dir, rel).exists():
+            raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=f"Run `{producer}` first.")
 
 
 def _peak_memory(device: str) -> int | None:
@@ -224,9 +242,7 @@ def _run_locked(
     progress = rt.progress or Progress()
     with run_lock(run_dir):
         # 1. required inputs exist
-        for rel, producer in requires.items():
-            if not resolve_inside(run_dir, rel).exists():
-                raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=f"Run `{producer}` first.")
+        check_inputs(run_dir, requires)
         # 2. skip when parameters and inputs are unchanged
         params = to_jsonable(opts) if opts is not None else {}
         params_digest = digest_json({"params": params, "seed": rt.seed})
@@ -320,4 +336,13 @@ def stage_status(run_dir: Path, name: str) -> str | None:
     return None if entry is None else entry.get("status")
 
 
-__all__ = ["A3DError", "Runtime", "StageContext", "StageResult", "ensure_run_dir", "run_stage", "stage_status"]
+__all__ = [
+    "A3DError",
+    "Runtime",
+    "StageContext",
+    "StageResult",
+    "check_inputs",
+    "ensure_run_dir",
+    "run_stage",
+    "stage_status",
+]

@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_run import (
-    MOTION_FILES,
-    MOTION_PRODUCERS,
     NORMALIZATION_JSON,
     STATIC_PLY,
     MotionChoice,
@@ -40,8 +38,6 @@ from a3d_cli.gaussians.motion_run import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 
 if TYPE_CHECKING:
-    import torch
-
     from a3d_cli.gaussians.container import Gaussians
 
 _FRAMES_RE = re.compile(r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$")
@@ -114,156 +110,6 @@ def parse_frames(spec: str, num_frames: int) -> list[int]:
     return sorted(picked)
 
 
-# -- coordinate frames --------------------------------------------------------------------------------
-
-
-def _matrix_to_quat(m: torch.Tensor) -> torch.Tensor:
-    """wxyz unit quaternion of a proper rotation matrix [3, 3] (Shepperd's method, largest pivot first)."""
-    import torch
-
-    m = m.double()
-    tr = m.trace()
-    diag = torch.stack([tr, m[0, 0], m[1, 1], m[2, 2]])
-    i = int(diag.argmax())
-    if i == 0:
-        s = 2.0 * torch.sqrt(1.0 + tr)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    elif i == 1:
-        s = 2.0 * torch.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
-    elif i == 2:
-        s = 2.0 * torch.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
-    else:
-        s = 2.0 * torch.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
-    q = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in q])
-    return (q / q.norm()).float()
-
-
-def sh_rotation(rotation: torch.Tensor, degree: int) -> torch.Tensor:
-    """The linear map of real SH coefficients (degrees 1..degree) under a rotation of the splats.
-
-    A splat rotated by Q shows, in direction d, the colour it showed in direction Qᵀd, so its new
-    coefficients a' satisfy Y(d)·a' = Y(Qᵀd)·a for every d. Each SH band is closed under rotation, so the
-    least-squares solution over enough random directions is exact (to float precision).
-
-    Args:
-        rotation: [3, 3] Q, applied to positions as p' = Q p.
-        degree: highest SH degree (1..3).
-
-    Returns:
-        [K-1, K-1] matrix T with sh_rest' = T @ sh_rest (per colour channel), K = (degree+1)².
-    """
-    import torch
-
-    from a3d_cli.kernels.sh_ref import sh_basis
-
-    gen = torch.Generator().manual_seed(0)
-    dirs = torch.nn.functional.normalize(torch.randn(256, 3, generator=gen, dtype=torch.float64), dim=-1)  # [M, 3]
-    q = rotation.double()
-    y_new = sh_basis(degree, dirs)  # [M, K]
-    y_old = sh_basis(degree, dirs @ q)  # [M, K]: rows are (Qᵀ d)ᵀ
-    t = torch.linalg.lstsq(y_new, y_old).solution  # [K, K]
-    return t[1:, 1:].float()
-
-
-def similarity_gaussians(g: Gaussians, scale: float, rotation: torch.Tensor, translation: torch.Tensor) -> Gaussians:
-    """Splats under p' = scale · Q p + t (Q a proper rotation): positions, sizes, orientations and SH.
-
-    Args:
-        g: the splats.
-        scale: uniform scale s > 0.
-        rotation: [3, 3] Q with det +1.
-        translation: [3] t.
-    """
-    import torch
-
-    from a3d_cli.gaussians.motion_field import quat_multiply
-
-    q = rotation.to(g.means.device, g.means.dtype)
-    means = scale * g.means @ q.T + translation.to(g.means)  # [N, 3]
-    quats = quat_multiply(_matrix_to_quat(rotation).to(g.quats), g.quats)  # [N, 4]
-    sh_rest = g.sh_rest
-    if sh_rest is not None and sh_rest.shape[1] > 0:
-        t = sh_rotation(rotation, g.sh_degree).to(sh_rest)  # [K-1, K-1]
-        sh_rest = torch.einsum("kj,njc->nkc", t, sh_rest)  # [N, K-1, 3]
-    return g.with_(means=means, quats=quats, scales=g.scales * scale, sh_rest=sh_rest)
-
-
-def to_original_frame(normalization_json: Path) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """(scale, rotation [3, 3], translation [3]) of normalized → original from `normalization.json`."""
-    import torch
-
-    from a3d_cli.mesh.normalize import Normalization
-
-    norm = Normalization.from_json(json.loads(Path(normalization_json).read_text()))
-    # normalized = s R (p - c)  ⇒  original = (1/s) Rᵀ p' + c
-    rot = torch.from_numpy(norm.rotation.T.copy()).float()
-    return 1.0 / norm.scale, rot, torch.from_numpy(norm.center.copy()).float()
-
-
-# -- preview ------------------------------------------------------------------------------------------
-
-
-def render_orbit(
-    frames: list[Gaussians],
-    size: int,
-    elevation_deg: float,
-    loops: int,
-    background: float,
-    progress=None,  # noqa: ANN001 - a3d_cli.stages.progress.Progress
-    chunk: int = 4,
-) -> torch.Tensor:
-    """Render the animation looping `loops` times while the camera goes once around the object.
-
-    Preview frame i shows motion frame i mod F from azimuth 360° · i / (loops · F), at the MV-VDM
-    radius and field of view, in the normalized frame.
-
-    Args:
-        frames: F deformed splat sets (normalized frame), same N.
-        size: image width and height.
-
-    Returns:
-        [P, H, W, 3] float in [0, 1], P = loops · F.
-    """
-    import torch
-
-    from a3d_cli.render.cameras import MVVDM_FOV_DEG, MVVDM_RADIUS, orbit_cameras
-    from a3d_cli.kernels import rasterize
-
-    f = len(frames)
-    p = loops * f
-    azimuths = [360.0 * i / p for i in range(p)]
-    cams = orbit_cameras([elevation_deg] * p, azimuths, MVVDM_RADIUS, MVVDM_FOV_DEG)
-    device = frames[0].means.device
-    viewmats = cams.viewmats.to(device)  # [P, 4, 4]
-    ks = cams.Ks(size, size).to(device)  # [P, 3, 3]
-    use_sh = frames[0].sh_rest is not None
-    out = []
-    for start in range(0, p, chunk):
-        ids = list(range(start, min(start + chunk, p)))
-        batch = [frames[i % f] for i in ids]
-        colors = torch.stack([g.sh_coeffs() if use_sh else g.colors for g in batch])  # [B, N, 3] or [B, N, K, 3]
-        res = rasterize(
-            torch.stack([g.means for g in batch]),  # [B, N, 3]
-            torch.stack([g.quats for g in batch]),  # [B, N, 4]
-            torch.stack([g.scales for g in batch]),  # [B, N, 3]
-            torch.stack([g.opacities for g in batch]),  # [B, N]
-            colors,
-            viewmats[ids, None],  # [B, 1, 4, 4]
-            ks[ids, None],  # [B, 1, 3, 3]
-            size,
-            size,
-            sh_degree=batch[0].sh_degree if use_sh else None,
-            backgrounds=torch.full((len(ids), 1, 3), background, device=device),
-        )
-        out.append(res.colors[:, 0].clamp(0, 1).float().cpu())  # [B, H, W, 3]
-        if progress is not None:
-            progress.update(len(ids))
-    return torch.cat(out)
-
-
 # -- the stage ----------------------------------------------------------------------------------------
 
 
@@ -284,15 +130,21 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
         import torch
 
         from a3d_cli.gaussians.ply import write_ply
+        from a3d_cli.gaussians.transform import similarity_gaussians
         from a3d_cli.io.atomic import atomic_write_text
         from a3d_cli.io.video import write_mp4
+        from a3d_cli.mesh.normalize import Normalization
+        from a3d_cli.render.splats import render_orbit
 
         # 1. inputs: static splats, the motion fitted on them, the frames asked for
         static, field, motion_fps = load_static_and_motion(ctx, motion_rel)
         num_frames = field.config.num_frames
         frame_ids = parse_frames(opts.frames, num_frames)
         fps = opts.fps or motion_fps
-        to_original = to_original_frame(ctx.input(NORMALIZATION_JSON)) if opts.space == "original" else None
+        to_original = None
+        if opts.space == "original":
+            norm = Normalization.from_json(json.loads(ctx.input(NORMALIZATION_JSON).read_text()))
+            to_original = norm.to_original_similarity()
 
         # 2. deform every exported frame; write it as a PLY
         ctx.progress.start("export: frames", total=len(frame_ids))
@@ -330,21 +182,4 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
     return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=("export/gaussians",))
 
 
-# Run-folder names and the motion loader moved to `a3d_cli.gaussians.motion_run` (shared with
-# `a3d mesh-animate`); they stay importable from here.
-__all__ = [
-    "MOTION_FILES",
-    "MOTION_PRODUCERS",
-    "NORMALIZATION_JSON",
-    "STATIC_PLY",
-    "ExportOptions",
-    "MotionChoice",
-    "load_static_and_motion",
-    "motion_input",
-    "parse_frames",
-    "render_orbit",
-    "run",
-    "similarity_gaussians",
-    "sh_rotation",
-    "to_original_frame",
-]
+__all__ = ["ExportOptions", "parse_frames", "run"]

@@ -14,7 +14,7 @@ motion field evaluated at the mesh vertices — and writes:
 
 Optionally (`--rigidity λ`, off by default) the per-frame vertex positions are projected onto an
 as-rigid-as-possible deformation of the rest mesh over its 1-ring graph before export — a clean-up for
-motions that were not trained with mesh ARAP (see `arap_project`).
+motions that were not trained with mesh ARAP (`a3d_cli.mesh.rigidity.arap_project`).
 
 Examples:
     >>> run(Path("RUN"), MeshAnimateOptions(fps=12))  # doctest: +SKIP
@@ -22,13 +22,11 @@ Examples:
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -41,9 +39,6 @@ from a3d_cli.gaussians.motion_run import (
     motion_input,
 )
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
-
-if TYPE_CHECKING:
-    from a3d_cli.mesh.surface import SurfaceMesh
 
 BINDING = "static/binding.safetensors"
 PROCESSED_MESH = "source/mesh.glb"
@@ -81,151 +76,6 @@ class MeshAnimateOptions:
             raise OptionError(f"--rigidity must be between 0 and 10000, got {self.rigidity}.")
         if not 1 <= self.rigidity_iterations <= 100:
             raise OptionError(f"--rigidity-iterations must be between 1 and 100, got {self.rigidity_iterations}.")
-
-
-# -- rigidity clean-up ----------------------------------------------------------------------------------
-
-
-def arap_project(
-    rest: np.ndarray,  # [W, 3]
-    target: np.ndarray,  # [W, 3]
-    edges: np.ndarray,  # [E, 2]
-    weight: float,
-    iterations: int = 8,
-    cg_steps: int = 200,
-) -> np.ndarray:
-    """The deformation closest to `target` that keeps the rest mesh's 1-rings as rigid as possible.
-
-    Minimises  Σ_i |x_i − y_i|² + λ Σ_i Σ_{j∈N(i)} |(x_i − x_j) − R_i (p_i − p_j)|²  by alternating the
-    best rotations R_i (SVD of each 1-ring's edge covariance) and the linear solve
-    (I + 2λ L) x = y + λ Σ_j (R_i + R_j)(p_i − p_j), L the graph Laplacian (conjugate gradients, warm-started).
-    Rigid motions of the whole mesh are left unchanged (their energy is zero).
-
-    Args:
-        rest: [W, 3] rest positions p.
-        target: [W, 3] positions y from the motion field.
-        edges: [E, 2] undirected edges of the 1-ring graph.
-        weight: λ ≥ 0 (0 returns `target`).
-        iterations: local/global rounds.
-        cg_steps: cap on conjugate-gradient steps per solve.
-
-    Returns:
-        [W, 3] float64 positions x.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a long chain of tiny ops: intra-op threads only add overhead (30x on 2 busy cores)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return _arap_project(rest, target, edges, weight, iterations, cg_steps)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _arap_project(
-    rest: np.ndarray, target: np.ndarray, edges: np.ndarray, weight: float, iterations: int, cg_steps: int
-) -> np.ndarray:
-    import torch
-
-    y = torch.as_tensor(np.asarray(target), dtype=torch.float64)  # [W, 3]
-    if weight <= 0 or len(edges) == 0:
-        return y.numpy()
-    p = torch.as_tensor(np.asarray(rest), dtype=torch.float64)  # [W, 3]
-    e = torch.as_tensor(np.asarray(edges), dtype=torch.long)
-    src = torch.cat([e[:, 0], e[:, 1]])  # [2E] directed edges i → j
-    dst = torch.cat([e[:, 1], e[:, 0]])
-    w = p.shape[0]
-    ones = torch.ones(src.shape[0], dtype=torch.float64)
-    degree = torch.zeros(w, dtype=torch.float64).index_add_(0, src, ones)  # [W]
-    rest_edges = p[src] - p[dst]  # [2E, 3]
-    # A = I + 2λL as one sparse matrix: diagonal 1 + 2λ·deg, off-diagonal −2λ per edge
-    diag = torch.arange(w)
-    a_mat = (
-        torch.sparse_coo_tensor(
-            torch.stack([torch.cat([diag, src]), torch.cat([diag, dst])]),
-            torch.cat([1.0 + 2.0 * weight * degree, torch.full_like(ones, -2.0 * weight)]),
-            (w, w),
-            check_invariants=False,
-        )
-        .coalesce()
-        .to_sparse_csr()
-    )
-    inv_diag = (1.0 / (1.0 + 2.0 * weight * degree))[:, None]  # [W, 1] Jacobi preconditioner
-
-    x = y.clone()
-    for _ in range(iterations):
-        # local step: best rotation per vertex from its 1-ring
-        cur_edges = x[src] - x[dst]  # [2E, 3]
-        cov = torch.zeros(w, 3, 3, dtype=torch.float64).index_add_(
-            0, src, rest_edges[:, :, None] * cur_edges[:, None, :]
-        )  # [W, 3, 3] Σ p_ij x_ijᵀ
-        u, _, vh = torch.linalg.svd(cov)
-        rot = vh.transpose(-1, -2) @ u.transpose(-1, -2)  # [W, 3, 3]
-        flip = torch.linalg.det(rot) < 0
-        if flip.any():
-            vh = vh.clone()
-            vh[flip, 2] *= -1
-            rot = vh.transpose(-1, -2) @ u.transpose(-1, -2)
-        # global step: warm-started, Jacobi-preconditioned conjugate gradients on the SPD system
-        rhs_edges = torch.einsum("eab,eb->ea", rot[src] + rot[dst], rest_edges)  # [2E, 3]
-        b = y + weight * torch.zeros_like(y).index_add_(0, src, rhs_edges)  # [W, 3]
-        r = b - a_mat @ x
-        z = inv_diag * r
-        d = z.clone()
-        rz = (r * z).sum(0)  # [3] one system per coordinate
-        tol = (1e-8 * b.norm()) ** 2
-        for _ in range(cg_steps):
-            if float((r * r).sum()) <= tol:
-                break
-            ad = a_mat @ d
-            alpha = rz / (d * ad).sum(0).clamp_min(1e-300)
-            x = x + alpha * d
-            r = r - alpha * ad
-            z = inv_diag * r
-            rz_new = (r * z).sum(0)
-            d = z + (rz_new / rz.clamp_min(1e-300)) * d
-            rz = rz_new
-    return x.numpy()
-
-
-# -- appearance -------------------------------------------------------------------------------------
-
-
-def mesh_material(mesh: SurfaceMesh) -> tuple[object, np.ndarray | None]:
-    """The glTF material and optional COLOR_0 of a processed mesh, as `a3d prepare` stored them.
-
-    Uniform vertex colours become the base-colour factor (linear), varying ones COLOR_0 (linear).
-
-    Returns:
-        (MeshMaterial, [V, 4] linear RGBA or None).
-    """
-    from PIL import Image
-
-    from a3d_cli.mesh.appearance import srgb_to_linear
-    from a3d_cli.mesh.gltf_animated import MeshMaterial
-
-    rgba = np.asarray(mesh.vertex_colors, dtype=np.float64)  # [V, 4] sRGB
-    linear = np.concatenate([srgb_to_linear(rgba[:, :3]), np.clip(rgba[:, 3:], 0, 1)], axis=1)  # [V, 4]
-    uniform = bool(np.allclose(linear, linear[:1], atol=1.0 / 512))
-    factor = tuple(float(c) for c in linear[0]) if uniform else (1.0, 1.0, 1.0, 1.0)
-    texture = None
-    translucent = bool((rgba[:, 3] < 1.0 - 1e-6).any())
-    if mesh.texture is not None:
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(mesh.texture), mode="RGBA").save(buf, format="PNG")
-        texture = buf.getvalue()
-        translucent = translucent or bool((mesh.texture[..., 3] < 255).any())
-    material = MeshMaterial(
-        base_color_factor=factor,  # type: ignore[arg-type]
-        metallic_factor=0.0,
-        roughness_factor=1.0,
-        base_color_texture=texture,
-        alpha_mode="BLEND" if translucent else "OPAQUE",
-        name="a3d_material",
-    )
-    return material, (None if uniform else linear.astype(np.float32))
 
 
 # -- the stage ----------------------------------------------------------------------------------------
@@ -268,7 +118,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
 
         from a3d_cli.io.atomic import atomic_path
         from a3d_cli.mesh.binding import MeshBinding
-        from a3d_cli.mesh.gltf_animated import write_animated_glb
+        from a3d_cli.mesh.gltf_animated import mesh_material, write_animated_glb
+        from a3d_cli.mesh.rigidity import arap_project
         from a3d_cli.mesh.normalize import Normalization
         from a3d_cli.mesh.store import load_processed_mesh
 

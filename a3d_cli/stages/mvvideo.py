@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError, RunFolderError
-from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
+from a3d_cli.stages.base import Runtime, StageContext, StageResult, check_inputs, run_stage
 
 if TYPE_CHECKING:
     import torch
@@ -204,9 +204,7 @@ def run(
     requires = {f"{VIEWS_DIR}/cameras.json": "a3d prepare MODEL -o RUN"}
     requires.update({f"{VIEWS_DIR}/view_{i}_grey.png": "a3d prepare MODEL -o RUN" for i in range(NUM_VIEWS)})
     # pre-flight: inputs first (the usual mistake), then weights, before anything heavy
-    for rel, producer in requires.items():
-        if not (Path(run_dir) / rel).exists():
-            raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=f"Run `{producer}` first.")
+    check_inputs(run_dir, requires)
     weights = None if (components is not None or opts.tiny_model) else resolve_weights(opts)
 
     def body(ctx: StageContext) -> None:

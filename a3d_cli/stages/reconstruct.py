@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.gaussians.motion_fit import (
-    BACKGROUND,
     NUM_FRAMES,
     FitResult,
     FitSettings,
@@ -44,9 +43,9 @@ from a3d_cli.gaussians.motion_fit import (
     psnr,
     render_all_frames,
     render_frames,
-    render_splats,
     subsample_splats,
 )
+from a3d_cli.render.cameras import MVVDM_BACKGROUND
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 if TYPE_CHECKING:
@@ -202,7 +201,7 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
     return [[found[(v, f)] for f in range(frames)] for v in range(views)]
 
 
-def read_video_frames(folder: Path, background: float = BACKGROUND) -> VideoFrames:
+def read_video_frames(folder: Path, background: float = MVVDM_BACKGROUND) -> VideoFrames:
     """Read and check a 4-view × 16-frame video folder.
 
     Raises:
@@ -385,7 +384,6 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
 
 
 __all__ = [
-    "BACKGROUND",
     "NUM_FRAMES",
     "PRESETS",
     "FitResult",
@@ -400,7 +398,6 @@ __all__ = [
     "read_video_frames",
     "render_all_frames",
     "render_frames",
-    "render_splats",
     "run",
     "subsample_splats",
 ]

@@ -1,4 +1,4 @@
-"""How stages report progress without printing: a small object the CLI implements with rich.
+"""How stages and domain loops report progress without printing: a small object the CLI implements with rich.
 
 Stages call `start`, `update` and `log`; the base class does nothing, so library users and tests get silence.
 """
