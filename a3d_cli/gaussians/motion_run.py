@@ -1,12 +1,12 @@
-"""Where a run folder keeps its static splats and motion, and how stages load them together.
+"""Which motion of a run folder to read, and loading it with the static splats it was fitted on.
 
 Shared by the stages that consume a fitted motion (`a3d export`, `a3d mesh-animate`): which motion file to
-read ("auto" = refined when present, else coarse), the command that makes each one (for a stage's
-`requires`), and loading the static splats with the motion fitted on them (digest checked).
+read ("auto" = refined when present, else coarse) and loading the static splats with the motion fitted on
+them (digest checked). File names come from `a3d_cli.run_layout`.
 
 Examples:
-    >>> rel, producer = motion_input(Path("RUN"), "auto")  # doctest: +SKIP
-    >>> static, field, fps = load_static_and_motion(ctx, rel)  # doctest: +SKIP
+    >>> kind = motion_kind(Path("RUN"), "auto")  # doctest: +SKIP
+    >>> static, field, fps = load_static_and_motion(ctx, MOTION_FILES[kind])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from a3d_cli.run_layout import MOTION_FILES, STATIC_PLY, MotionKind
+
 if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
 
 MotionChoice = Literal["auto", "coarse", "refined"]
-STATIC_PLY = "static/gaussians.ply"
-NORMALIZATION_JSON = "source/normalization.json"
-MOTION_FILES = {"coarse": "motion/coarse.safetensors", "refined": "motion/refined.safetensors"}
-MOTION_PRODUCERS = {"coarse": "a3d reconstruct RUN", "refined": "a3d sds RUN --prompt ..."}
 
 
 class RunInputs(Protocol):
@@ -38,15 +36,14 @@ class RunInputs(Protocol):
         ...
 
 
-def motion_input(run_dir: Path, choice: MotionChoice) -> tuple[str, str]:
-    """The run-folder motion file a stage reads, and the command that makes it (for `requires`).
+def motion_kind(run_dir: Path, choice: MotionChoice) -> MotionKind:
+    """The motion a stage reads: "auto" takes the refined motion when it exists, else the coarse one.
 
-    "auto" takes the refined motion when it exists, else the coarse one; when neither exists, the coarse
-    one is named so the error hints at `a3d reconstruct`.
+    When neither exists, "coarse" is returned, so the missing-input error names the first one to make.
     """
     if choice == "auto":
-        choice = "refined" if (Path(run_dir) / MOTION_FILES["refined"]).is_file() else "coarse"
-    return MOTION_FILES[choice], MOTION_PRODUCERS[choice]
+        return "refined" if (Path(run_dir) / MOTION_FILES["refined"]).is_file() else "coarse"
+    return choice
 
 
 def load_static_and_motion(ctx: RunInputs, motion_rel: str) -> tuple[Gaussians, MotionField, float]:
@@ -66,13 +63,4 @@ def load_static_and_motion(ctx: RunInputs, motion_rel: str) -> tuple[Gaussians, 
     return static.to(ctx.device), motion.field, motion.fps
 
 
-__all__ = [
-    "MOTION_FILES",
-    "MOTION_PRODUCERS",
-    "NORMALIZATION_JSON",
-    "STATIC_PLY",
-    "MotionChoice",
-    "RunInputs",
-    "load_static_and_motion",
-    "motion_input",
-]
+__all__ = ["MotionChoice", "RunInputs", "load_static_and_motion", "motion_kind"]

@@ -34,6 +34,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
+from a3d_cli.run_layout import PROCESSED_MESH
 
 BINDING_FORMAT = "a3d-mesh-binding"
 BINDING_VERSION = "1"
@@ -99,7 +100,7 @@ class MeshBinding:
             "version": BINDING_VERSION,
             "num_vertex_splats": str(self.num_vertex_splats),
             "num_samples": str(self.num_samples),
-            "mesh": "source/mesh.glb",
+            "mesh": PROCESSED_MESH,
             "frame": "normalized",
         }
         data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta)

@@ -28,13 +28,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError
-from a3d_cli.gaussians.motion_run import (
+from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
+from a3d_cli.run_layout import (
+    EXPORT_PREVIEW,
+    EXPORT_SEQUENCE,
+    EXPORT_SPLATS_DIR,
+    MOTION_FILES,
     NORMALIZATION_JSON,
     STATIC_PLY,
-    MotionChoice,
-    load_static_and_motion,
-    motion_input,
+    export_splat_frame,
+    export_splat_frame_name,
 )
+from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 
 if TYPE_CHECKING:
@@ -121,10 +126,11 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
     """
     opts = opts or ExportOptions()
     ensure_run_dir(run_dir, create=False)
-    motion_rel, producer = motion_input(run_dir, opts.motion)
-    requires = {STATIC_PLY: "a3d prepare MODEL -o RUN", motion_rel: producer}
+    kind = motion_kind(run_dir, opts.motion)
+    motion_rel = MOTION_FILES[kind]
+    requires = {STATIC_PLY: producers.PREPARE, motion_rel: producers.MOTION_PRODUCERS[kind]}
     if opts.space == "original":
-        requires[NORMALIZATION_JSON] = "a3d prepare MODEL -o RUN"
+        requires[NORMALIZATION_JSON] = producers.PREPARE
 
     def body(ctx: StageContext) -> None:
         import torch
@@ -154,7 +160,7 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
                 g = field.deform(static, k)
                 deformed.append(g)
                 out = g if to_original is None else similarity_gaussians(g, *to_original)
-                write_ply(ctx.output(f"export/gaussians/frame_{k:04d}.ply"), out)
+                write_ply(ctx.output(export_splat_frame(k)), out)
                 ctx.progress.update(1)
         sequence = {
             "format": "a3d-splat-sequence",
@@ -164,10 +170,10 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
             "motion": motion_rel,
             "num_gaussians": len(static),
             "frames": [
-                {"file": f"frame_{k:04d}.ply", "frame": k, "time": -1.0 + 2.0 * k / (num_frames - 1)} for k in frame_ids
+                {"file": export_splat_frame_name(k), "frame": k, "time": -1.0 + 2.0 * k / (num_frames - 1)} for k in frame_ids
             ],
         }
-        atomic_write_text(ctx.output("export/gaussians/sequence.json"), json.dumps(sequence, indent=2))
+        atomic_write_text(ctx.output(EXPORT_SEQUENCE), json.dumps(sequence, indent=2))
 
         # 3. the orbiting preview
         if opts.preview:
@@ -176,10 +182,10 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
                 video = render_orbit(
                     deformed, opts.size, opts.elevation_deg, opts.preview_loops, opts.background, ctx.progress
                 )
-            write_mp4(ctx.output("export/preview.mp4"), video, fps=fps)
+            write_mp4(ctx.output(EXPORT_PREVIEW), video, fps=fps)
         ctx.metrics.update(frames=len(frame_ids), num_gaussians=len(static), motion=motion_rel, fps=fps)
 
-    return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=("export/gaussians",))
+    return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=(EXPORT_SPLATS_DIR,))
 
 
 __all__ = ["ExportOptions", "parse_frames", "run"]

@@ -31,18 +31,19 @@ from typing import Literal
 import numpy as np
 
 from a3d_cli.errors import InputError, OptionError
-from a3d_cli.gaussians.motion_run import (
+from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
+from a3d_cli.run_layout import (
+    BINDING,
+    EXPORT_GLB,
+    EXPORT_VERTICES,
+    MOTION_FILES,
     NORMALIZATION_JSON,
+    PROCESSED_MESH,
     STATIC_PLY,
-    MotionChoice,
-    load_static_and_motion,
-    motion_input,
 )
+from a3d_cli.stages.producers import MOTION_PRODUCERS, PREPARE
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 
-BINDING = "static/binding.safetensors"
-PROCESSED_MESH = "source/mesh.glb"
-PREPARE = "a3d prepare MODEL -o RUN"
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,14 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
     opts = opts or MeshAnimateOptions()
     ensure_run_dir(run_dir, create=False)
     check_mesh_run(run_dir)
-    motion_rel, producer = motion_input(run_dir, opts.motion)
+    kind = motion_kind(run_dir, opts.motion)
+    motion_rel = MOTION_FILES[kind]
     requires = {
         STATIC_PLY: PREPARE,
         BINDING: PREPARE,
         PROCESSED_MESH: PREPARE,
         NORMALIZATION_JSON: PREPARE,
-        motion_rel: producer,
+        motion_rel: MOTION_PRODUCERS[kind],
     }
 
     def body(ctx: StageContext) -> None:
@@ -154,7 +156,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         frames_orig = norm.invert(frames)  # [F, V, 3]
         material, colors = mesh_material(mesh)
         write_animated_glb(
-            ctx.output("export/animated.glb"),
+            ctx.output(EXPORT_GLB),
             base,
             mesh.faces,
             frames_orig,
@@ -166,7 +168,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
             loop=opts.loop,
             morph_normals=opts.normals,
         )
-        with atomic_path(ctx.output("export/vertices.npy")) as tmp:
+        with atomic_path(ctx.output(EXPORT_VERTICES)) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, frames_orig.astype(np.float32))
 

@@ -31,6 +31,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError, RunFolderError
+from a3d_cli.run_layout import (
+    MVVIDEO_CAMERAS,
+    MVVIDEO_DIR,
+    MVVIDEO_FRAME_NAME,
+    MVVIDEO_PREVIEW,
+    VIEWS_CAMERAS,
+    mvvideo_frame,
+    view_png,
+)
+from a3d_cli.stages.producers import PREPARE
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, check_inputs, run_stage
 
 if TYPE_CHECKING:
@@ -41,17 +51,9 @@ if TYPE_CHECKING:
 DType = Literal["auto", "fp32", "fp16", "bf16"]
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
-VIEWS_DIR = "static/views"
-OUT_DIR = "mvvideo"
 NUM_VIEWS = 4
 NUM_FRAMES = 16
 SIZE = 256
-FRAME_NAME = "v{view}_f{frame:02d}.png"
-
-
-def frame_name(view: int, frame: int) -> str:
-    """File name of one output frame, e.g. ``v0_f00.png``."""
-    return FRAME_NAME.format(view=view, frame=frame)
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
     from a3d_cli.io.images import load_png
     from a3d_cli.render.cameras import CameraSet
 
-    cam_path = ctx.input(f"{VIEWS_DIR}/cameras.json")
+    cam_path = ctx.input(VIEWS_CAMERAS)
     try:
         cams = CameraSet.from_json(json.loads(cam_path.read_text()))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -152,7 +154,7 @@ def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
                              hint="Re-run `a3d prepare ... --force`.")
     views = []
     for i in range(NUM_VIEWS):
-        img = load_png(ctx.input(f"{VIEWS_DIR}/view_{i}_grey.png"), mode="RGB").permute(2, 0, 1)  # [3, H, W]
+        img = load_png(ctx.input(view_png(i, grey=True)), mode="RGB").permute(2, 0, 1)  # [3, H, W]
         if img.shape[-2:] != (SIZE, SIZE):
             ctx.progress.log(f"mvvideo: view {i} is {img.shape[-1]}×{img.shape[-2]}; resized to {SIZE}² (MV-VDM's size)")
             img = F.interpolate(img[None], size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)[0]
@@ -169,12 +171,12 @@ def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoO
     v, f = frames.shape[:2]  # [V, F, 3, H, W]
     for view in range(v):
         for frame in range(f):
-            save_png(ctx.output(f"{OUT_DIR}/{frame_name(view, frame)}"), frames[view, frame].permute(1, 2, 0))
+            save_png(ctx.output(mvvideo_frame(view, frame)), frames[view, frame].permute(1, 2, 0))
     data = cams.to_json(SIZE, SIZE)
-    data.update(num_frames=f, fps=opts.fps, naming=f"{OUT_DIR}/{FRAME_NAME}")
-    atomic_write_text(ctx.output(f"{OUT_DIR}/cameras.json"), json.dumps(data, indent=2))
+    data.update(num_frames=f, fps=opts.fps, naming=f"{MVVIDEO_DIR}/{MVVIDEO_FRAME_NAME}")
+    atomic_write_text(ctx.output(MVVIDEO_CAMERAS), json.dumps(data, indent=2))
     strip = frames.permute(1, 3, 0, 4, 2).reshape(f, frames.shape[3], v * frames.shape[4], 3)  # [F, H, V·W, 3]
-    write_mp4(ctx.output(f"{OUT_DIR}/preview.mp4"), strip, fps=opts.fps)
+    write_mp4(ctx.output(MVVIDEO_PREVIEW), strip, fps=opts.fps)
 
 
 def run(
@@ -198,11 +200,8 @@ def run(
     Examples:
         >>> run(Path("RUN"), MVVideoOptions(prompt="a fox wags its tail", freeinit_iters=1))  # doctest: +SKIP
     """
-    import time
-
     rt = rt or Runtime()
-    requires = {f"{VIEWS_DIR}/cameras.json": "a3d prepare MODEL -o RUN"}
-    requires.update({f"{VIEWS_DIR}/view_{i}_grey.png": "a3d prepare MODEL -o RUN" for i in range(NUM_VIEWS)})
+    requires = {VIEWS_CAMERAS: PREPARE, **{view_png(i, grey=True): PREPARE for i in range(NUM_VIEWS)}}
     # pre-flight: inputs first (the usual mistake), then weights, before anything heavy
     check_inputs(run_dir, requires)
     weights = None if (components is not None or opts.tiny_model) else resolve_weights(opts)
@@ -231,47 +230,22 @@ def run(
         accel = accelerate(ctx.device, [comp.unet], compile=opts.compile)
         ctx.progress.start("mvvideo: sampling", total=cfg.unet_evaluations)
 
-        cuda = ctx.device.startswith("cuda")
-        sync = torch.cuda.synchronize if cuda else (lambda: None)
-        step_times: list[float] = []
-        step_events: list[torch.cuda.Event] = []
-
         def on_step(k: int, i: int, _latents: torch.Tensor) -> None:
-            # no host sync in the loop: on CUDA an event marks the step, read once sampling is over
-            if cuda:
-                event = torch.cuda.Event(enable_timing=True)
-                event.record()
-                step_events.append(event)
-            else:
-                step_times.append(time.perf_counter())
             ctx.progress.update(1, freeinit_pass=k + 1)
 
         generator = torch.Generator().manual_seed(ctx.seed)
-        sync()
-        start = time.perf_counter()
         out = generate_mvvideo(comp, views, cams.c2w, opts.prompt, opts.negative_prompt, cfg, generator, on_step)
-        sync()
-        seconds = time.perf_counter() - start
-        # steady-state time per DDIM step (one CFG-batched UNet call + scheduler step)
-        if len(step_events) > 1:
-            per_eval = step_events[0].elapsed_time(step_events[-1]) / 1000 / (len(step_events) - 1)
-        elif len(step_times) > 1:
-            per_eval = (step_times[-1] - step_times[0]) / (len(step_times) - 1)
-        else:
-            per_eval = None
         # 4. write
         _write_outputs(ctx, out.frames, cams, opts)
         ctx.metrics.update(
             unet_evaluations=cfg.unet_evaluations,
             cfg_batch=2 if cfg.guided else 1,
             freeinit_passes=cfg.freeinit.passes,
-            generate_seconds=round(seconds, 3),
-            seconds_per_unet_evaluation=None if per_eval is None else round(per_eval, 4),
             dtype=str(comp.dtype).replace("torch.", ""),
             **accel.as_metrics(),
         )
 
-    return run_stage("mvvideo", run_dir, opts, body, rt, requires=requires, clear=[OUT_DIR])
+    return run_stage("mvvideo", run_dir, opts, body, rt, requires=requires, clear=[MVVIDEO_DIR])
 
 
-__all__ = ["FRAME_NAME", "MVVideoOptions", "frame_name", "resolve_weights", "run"]
+__all__ = ["MVVideoOptions", "resolve_weights", "run"]

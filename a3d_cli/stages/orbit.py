@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Literal
 
 from a3d_cli.errors import InputError, OptionError
+from a3d_cli.run_layout import ORBIT_DIR, ORBIT_INPUT, ORBIT_VIDEO, orbit_cameras_json, orbit_frame
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 Model = Literal["sv3d_u", "sv3d_p"]
 DType = Literal["auto", "fp32", "bf16", "fp16"]
 NUM_FRAMES = 21
-OUT = "orbit"
-INPUT_FIRST = "orbit/input_first"
 
 
 @dataclass(frozen=True)
@@ -233,17 +232,17 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         # 4. write frames, video, cameras (reference order, then input view first)
         frames = out.frames.permute(0, 2, 3, 1)  # [F, S, S, 3]
         last = config.num_frames - 1
-        save_png(ctx.output(f"{OUT}/input.png"), obj.image)
+        save_png(ctx.output(ORBIT_INPUT), obj.image)
         for i, frame in enumerate(frames):
-            save_png(ctx.output(f"{OUT}/frame_{i:02d}.png"), frame)
-        write_mp4(ctx.output(f"{OUT}/orbit.mp4"), frames, fps=opts.fps)
-        ctx.output(f"{OUT}/cameras.json").write_text(
+            save_png(ctx.output(orbit_frame(i)), frame)
+        write_mp4(ctx.output(ORBIT_VIDEO), frames, fps=opts.fps)
+        ctx.output(orbit_cameras_json()).write_text(
             _cameras_json(orbit, config.image_size, "reference: input view last", last, opts.model)
         )
         rolled = Orbit(input_first(orbit.elevation_deg), input_first(orbit.azimuth_deg))
         for i, frame in enumerate(input_first(frames)):
-            save_png(ctx.output(f"{INPUT_FIRST}/frame_{i:02d}.png"), frame)
-        ctx.output(f"{INPUT_FIRST}/cameras.json").write_text(
+            save_png(ctx.output(orbit_frame(i, input_first=True)), frame)
+        ctx.output(orbit_cameras_json(input_first=True)).write_text(
             _cameras_json(rolled, config.image_size, "input view first", 0, opts.model)
         )
         ctx.metrics.update(
@@ -263,4 +262,4 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    return run_stage("orbit", run_dir, opts, body, rt, external_inputs=(image_path,), clear=(OUT,))
+    return run_stage("orbit", run_dir, opts, body, rt, external_inputs=(image_path,), clear=(ORBIT_DIR,))

@@ -25,6 +25,15 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote
 
 from a3d_cli.errors import OptionError
+from a3d_cli.run_layout import (
+    BINDING,
+    NORMALIZATION_JSON,
+    PROCESSED_MESH,
+    SOURCE_ORIGINAL_DIR,
+    STATIC_PLY,
+    VIEWS_CAMERAS,
+    view_png,
+)
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 if TYPE_CHECKING:
@@ -34,8 +43,6 @@ if TYPE_CHECKING:
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
-VIEWS_DIR = "static/views"
-GREY = 0.5  # background of the *_grey views (Animate3D renders on 0.498)
 
 
 @dataclass(frozen=True)
@@ -151,18 +158,18 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
 
     # 2. keep the source: the input as given, its transform, the processed mesh and the binding
     for path in [model, *sidecars]:
-        shutil.copyfile(path, ctx.output(f"source/original/{_source_name(model, path)}"))
-    ctx.output("source/normalization.json").write_text(norm.dumps())
+        shutil.copyfile(path, ctx.output(f"{SOURCE_ORIGINAL_DIR}/{_source_name(model, path)}"))
+    ctx.output(NORMALIZATION_JSON).write_text(norm.dumps())
     if mesh is not None and binding is not None:
         from a3d_cli.mesh.store import save_processed_mesh
 
-        save_processed_mesh(ctx.output("source/mesh.glb"), mesh)
-        binding.save(ctx.output("static/binding.safetensors"))
-    write_ply(ctx.output("static/gaussians.ply"), g)
+        save_processed_mesh(ctx.output(PROCESSED_MESH), mesh)
+        binding.save(ctx.output(BINDING))
+    write_ply(ctx.output(STATIC_PLY), g)
 
     # 3. the 4 conditioning views
     from a3d_cli.io.images import save_png
-    from a3d_cli.render.cameras import mvvdm_cameras
+    from a3d_cli.render.cameras import MVVDM_BACKGROUND, mvvdm_cameras
 
     progress.start("prepare: rendering the 4 views", total=1)
     cams = mvvdm_cameras()
@@ -170,10 +177,10 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         g, cams.viewmats, cams.Ks(opts.view_size, opts.view_size), opts.view_size, ctx.device
     )  # [4, H, W, 4]
     for i in range(len(cams)):
-        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}.png"), rgba[i])
-        grey = rgba[i, ..., :3] * rgba[i, ..., 3:] + GREY * (1 - rgba[i, ..., 3:])  # [H, W, 3]
-        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}_grey.png"), grey)
-    ctx.output(f"{VIEWS_DIR}/cameras.json").write_text(
+        save_png(ctx.output(view_png(i)), rgba[i])
+        grey = rgba[i, ..., :3] * rgba[i, ..., 3:] + MVVDM_BACKGROUND * (1 - rgba[i, ..., 3:])  # [H, W, 3]
+        save_png(ctx.output(view_png(i, grey=True)), grey)
+    ctx.output(VIEWS_CAMERAS).write_text(
         json.dumps(cams.to_json(opts.view_size, opts.view_size), indent=2)
     )
     coverage = rgba[..., 3].mean(dim=(1, 2))  # [4] fraction of each view the object covers

@@ -46,6 +46,8 @@ from a3d_cli.gaussians.motion_fit import (
     subsample_splats,
 )
 from a3d_cli.render.cameras import MVVDM_BACKGROUND
+from a3d_cli.run_layout import COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
+from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 if TYPE_CHECKING:
@@ -54,11 +56,6 @@ if TYPE_CHECKING:
     from a3d_cli.render.cameras import CameraSet
 
 NUM_VIEWS = 4
-STATIC_PLY = "static/gaussians.ply"
-STATIC_CAMERAS = "static/views/cameras.json"
-VIDEO_DIR = "mvvideo"
-MOTION_OUT = "motion/coarse.safetensors"
-PREVIEW_OUT = "motion/coarse_preview.mp4"
 FRAME_NAME = re.compile(r"^v(\d+)_f(\d+)\.png$", re.IGNORECASE)
 PresetName = Literal["auto", "reference", "quickstart"]
 
@@ -250,7 +247,7 @@ def read_cameras(video_dir: Path, run_dir: Path) -> CameraSet:
 
     from a3d_cli.render.cameras import CameraSet, mvvdm_cameras
 
-    for path in (Path(video_dir) / "cameras.json", Path(run_dir) / STATIC_CAMERAS):
+    for path in (Path(video_dir) / "cameras.json", Path(run_dir) / VIEWS_CAMERAS):
         if path.is_file():
             try:
                 cams = CameraSet.from_json(json.loads(path.read_text()))
@@ -298,11 +295,11 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
     rt = rt or Runtime()
     run_dir = Path(run_dir)
     preset, settings = opts.resolve(rt.device)
-    requires = {STATIC_PLY: "a3d prepare MODEL -o RUN"}
+    requires = {STATIC_PLY: producers.PREPARE}
     external: list[Path] = []
     if opts.video is None:
-        video_dir = run_dir / VIDEO_DIR
-        requires[VIDEO_DIR] = "a3d mvvideo RUN --prompt ..."
+        video_dir = run_dir / MVVIDEO_DIR
+        requires[MVVIDEO_DIR] = producers.MVVIDEO
     else:
         video_dir = Path(opts.video).expanduser()
     # 0. cheap checks before the run folder is locked or touched
@@ -362,13 +359,13 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     rgb_static, _ = render_all_frames(None, static_all, cams, s.resolution)
     per_view = psnr(rgb[:, 1:], targets[:, 1:], dims=(1, 2, 3, 4))  # [V]
     static_psnr = psnr(rgb_static[:, 1:], targets[:, 1:], dims=(1, 2, 3, 4))  # [V]
-    save_motion(ctx.output(MOTION_OUT), fit.field, static_all, extra={"stage": "reconstruct", "preset": preset})
+    save_motion(ctx.output(COARSE_MOTION), fit.field, static_all, extra={"stage": "reconstruct", "preset": preset})
     if preview:
         from a3d_cli.io.video import write_mp4
 
         top = torch.cat(list(targets), dim=2)  # [F, S, V·S, 3]
         bottom = torch.cat(list(rgb), dim=2)  # [F, S, V·S, 3]
-        write_mp4(ctx.output(PREVIEW_OUT), torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
+        write_mp4(ctx.output(COARSE_PREVIEW), torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
     ctx.metrics.update(
         preset=preset,
         steps=s.steps,

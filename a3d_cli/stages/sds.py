@@ -17,16 +17,14 @@ from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_refine import RefineSettings
+from a3d_cli.run_layout import COARSE_MOTION, REFINED_MOTION, REFINED_PREVIEW, STATIC_PLY
+from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, check_inputs, run_stage
 
 if TYPE_CHECKING:
     from a3d_cli.models.sds import SdsDenoiser
 
-STATIC = "static/gaussians.ply"
-COARSE = "motion/coarse.safetensors"
-REFINED = "motion/refined.safetensors"
-PREVIEW = "motion/refined_preview.mp4"
-REQUIRES = {STATIC: "a3d prepare MODEL -o RUN", COARSE: "a3d reconstruct RUN"}
+REQUIRES = {STATIC_PLY: producers.PREPARE, COARSE_MOTION: producers.RECONSTRUCT}
 WEIGHTS_ALTERNATIVE = "Or skip refinement: `a3d animate --no-sds`."
 """The last sentence of the missing-weights hint: the chain runs without this stage."""
 
@@ -102,8 +100,8 @@ def run(
         from a3d_cli.models.acceleration import accelerate
 
         # 1. inputs
-        static = read_ply(ctx.input(STATIC)).to(ctx.device)
-        coarse = load_motion(ctx.input(COARSE), static=static.to("cpu"))
+        static = read_ply(ctx.input(STATIC_PLY)).to(ctx.device)
+        coarse = load_motion(ctx.input(COARSE_MOTION), static=static.to("cpu"))
         field = refined_field(coarse.field, opts.scale_offsets, ctx.seed).to(ctx.device)
         den = denoiser
         if den is None and need_model:
@@ -119,9 +117,9 @@ def run(
         refiner = SdsRefiner(static, field, den, opts, ctx.seed)
         history = refine_motion(refiner, opts.steps, log_every=opts.log_every, progress=ctx.progress)
         # 3. outputs
-        save_motion(ctx.output(REFINED), field, static, fps=coarse.fps, extra={"stage": "sds", "prompt": opts.prompt})
+        save_motion(ctx.output(REFINED_MOTION), field, static, fps=coarse.fps, extra={"stage": "sds", "prompt": opts.prompt})
         rgb = refiner.render_fixed_views(opts.render_size)  # [V, F, 3, H, W]
-        write_mp4(ctx.output(PREVIEW), rgb.permute(1, 3, 0, 4, 2).flatten(2, 3).cpu(), fps=coarse.fps)  # [F, H, V·W, 3]
+        write_mp4(ctx.output(REFINED_PREVIEW), rgb.permute(1, 3, 0, 4, 2).flatten(2, 3).cpu(), fps=coarse.fps)  # [F, H, V·W, 3]
         ctx.metrics.update(summarise_history(history))
         ctx.metrics["psnr_vs_coarse"] = round(refiner.psnr_vs_coarse(), 3)
         ctx.metrics["timestep_range"] = [refiner.t_min, refiner.t_max]
