@@ -20,6 +20,7 @@ from a3d_cli.commands.common import (
     optional_path,
     resolve_path,
 )
+from a3d_cli.stages.animate import AnimateOptions
 
 _INPUT = "Input"
 _SPEED = "Speed"
@@ -68,26 +69,26 @@ def animate(
             show_default=False,
         ),
     ] = None,
-    negative_prompt: Annotated[str, typer.Option(help="Text of MV-VDM's unconditional branch.")] = "",
-    up: Annotated[str, typer.Option(help="The asset's up axis (+x … -z); glTF is +y.", rich_help_panel=_INPUT)] = "+y",
+    negative_prompt: Annotated[str, typer.Option(help="Text of MV-VDM's unconditional branch.")] = AnimateOptions.negative_prompt,
+    up: Annotated[str, typer.Option(help="The asset's up axis (+x … -z); glTF is +y.", rich_help_panel=_INPUT)] = AnimateOptions.up,
     front: Annotated[
         str, typer.Option(help="The asset's front axis; it faces the azimuth-0 view.", rich_help_panel=_INPUT)
-    ] = "+z",
+    ] = AnimateOptions.front,
     splat_count: Annotated[
         int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splats).", rich_help_panel=_INPUT)
-    ] = 20_000,
+    ] = AnimateOptions.splats,
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
-    ] = 20_000,
+    ] = AnimateOptions.max_vertices,
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
-    ] = 3,
+    ] = AnimateOptions.freeinit_iters,
     preset: Annotated[
         str,
         typer.Option(
             help="Motion-fit preset: auto (quickstart on CPU), reference or quickstart.", rich_help_panel=_SPEED
         ),
-    ] = "auto",
+    ] = AnimateOptions.reconstruct_preset,
     reconstruct_steps: Annotated[
         int | None,
         typer.Option(help="Motion-fit steps (default: the preset's).", rich_help_panel=_SPEED, show_default=False),
@@ -104,20 +105,20 @@ def animate(
             help="Fit on at most this many splats (default: the preset's).", rich_help_panel=_SPEED, show_default=False
         ),
     ] = None,
-    sds_steps: Annotated[int, typer.Option(help="4D-SDS steps.", rich_help_panel=_SPEED)] = 200,
+    sds_steps: Annotated[int, typer.Option(help="4D-SDS steps.", rich_help_panel=_SPEED)] = AnimateOptions.sds_steps,
     sds_target_size: Annotated[
         int, typer.Option(help="SDS reconstruction-branch render size (the reference: 1024).", rich_help_panel=_SPEED)
-    ] = 1024,
-    preview_size: Annotated[int, typer.Option(help="Preview video size in pixels.", rich_help_panel=_SPEED)] = 512,
+    ] = AnimateOptions.sds_target_size,
+    preview_size: Annotated[int, typer.Option(help="Preview video size in pixels.", rich_help_panel=_SPEED)] = AnimateOptions.preview_size,
     dtype: Annotated[
         str, typer.Option(help="MV-VDM precision: auto, fp32, fp16, bf16.", rich_help_panel=_SPEED)
-    ] = "auto",
-    compile_blocks: CompileOption = False,
+    ] = AnimateOptions.dtype,
+    compile_blocks: CompileOption = AnimateOptions.compile,
     mvdream: MVDreamOption = None,
     ip_adapter: IPAdapterOption = None,
     image_encoder: ImageEncoderOption = None,
     motion_modules: MotionModulesOption = None,
-    tiny_model: TinyModelOption = False,
+    tiny_model: TinyModelOption = AnimateOptions.tiny_model,
     force: ForceOption = False,
 ) -> None:
     """Animate MODEL: prepare → mvvideo → reconstruct → sds → mesh-animate → export, resumable.

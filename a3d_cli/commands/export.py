@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.stages.export import ExportOptions
 
 _PREVIEW = "Preview video"
 
@@ -17,27 +18,27 @@ def export(
     run_dir: Annotated[Path, run_folder_argument("The run folder (after `a3d reconstruct`).")],
     motion: Annotated[
         str, typer.Option(help="Motion file: auto (refined if present, else coarse), coarse or refined.")
-    ] = "auto",
-    frames: Annotated[str, typer.Option(help='Motion frames to export: "all", "0-7" or "0,4,8-15".')] = "all",
+    ] = ExportOptions.motion,
+    frames: Annotated[str, typer.Option(help='Motion frames to export: "all", "0-7" or "0,4,8-15".')] = ExportOptions.frames,
     fps: Annotated[
         float | None, typer.Option(help="Playback rate; default: the motion's own (8 fps).", show_default=False)
-    ] = None,
+    ] = ExportOptions.fps,
     space: Annotated[
         str, typer.Option(help="Frame of the PLYs: original (the input asset's) or normalized (a3d's).")
-    ] = "original",
-    size: Annotated[int, typer.Option(help="Preview width and height in pixels.", rich_help_panel=_PREVIEW)] = 512,
+    ] = ExportOptions.space,
+    size: Annotated[int, typer.Option(help="Preview width and height in pixels.", rich_help_panel=_PREVIEW)] = ExportOptions.size,
     preview: Annotated[
         bool, typer.Option("--preview/--no-preview", help="Render export/preview.mp4.", rich_help_panel=_PREVIEW)
-    ] = True,
+    ] = ExportOptions.preview,
     elevation: Annotated[
         float, typer.Option(help="Elevation of the preview orbit, degrees.", rich_help_panel=_PREVIEW)
-    ] = 30.0,
+    ] = ExportOptions.elevation_deg,
     loops: Annotated[
         int, typer.Option(help="Animation loops during the one preview orbit.", rich_help_panel=_PREVIEW)
-    ] = 3,
+    ] = ExportOptions.preview_loops,
     background: Annotated[
         float, typer.Option(help="Preview background grey level, 0-1.", rich_help_panel=_PREVIEW)
-    ] = 1.0,
+    ] = ExportOptions.background,
     force: ForceOption = False,
 ) -> None:
     """Write the animated splats as [bold]export/gaussians/frame_0000.ply …[/bold] and [bold]export/preview.mp4[/bold]."""

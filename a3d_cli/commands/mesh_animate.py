@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.stages.mesh_animate import MeshAnimateOptions
 
 
 def mesh_animate(
@@ -15,24 +16,24 @@ def mesh_animate(
     run_dir: Annotated[Path, run_folder_argument("The run folder of a mesh input (after `a3d reconstruct`).")],
     motion: Annotated[
         str, typer.Option(help="Motion file: auto (refined if present, else coarse), coarse or refined.")
-    ] = "auto",
+    ] = MeshAnimateOptions.motion,
     fps: Annotated[
         float | None, typer.Option(help="Animation rate; default: the motion's own (8 fps).", show_default=False)
-    ] = None,
+    ] = MeshAnimateOptions.fps,
     interpolation: Annotated[
         str, typer.Option(help="linear (smooth blend between frames) or step (exact frames).")
-    ] = "linear",
-    loop: Annotated[bool, typer.Option("--loop/--no-loop", help="End with a key back to frame 0.")] = True,
+    ] = MeshAnimateOptions.interpolation,
+    loop: Annotated[bool, typer.Option("--loop/--no-loop", help="End with a key back to frame 0.")] = MeshAnimateOptions.loop,
     normals: Annotated[
         bool, typer.Option("--normals/--no-normals", help="Store per-frame normals (better shading, larger file).")
-    ] = True,
+    ] = MeshAnimateOptions.normals,
     rigidity: Annotated[
         float,
         typer.Option(
             help="ARAP clean-up weight over the mesh 1-rings (0 = off; 4 = the reference's).",
             rich_help_panel="Clean-up",
         ),
-    ] = 0.0,
+    ] = MeshAnimateOptions.rigidity,
     force: ForceOption = False,
 ) -> None:
     """Write [bold]export/animated.glb[/bold] (morph target per frame) and [bold]export/vertices.npy[/bold] [F, V, 3]."""

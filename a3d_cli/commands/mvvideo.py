@@ -19,6 +19,7 @@ from a3d_cli.commands.common import (
     run_and_report,
     run_folder_argument,
 )
+from a3d_cli.stages.mvvideo import MVVideoOptions
 
 _SAMPLER = "Sampler"
 
@@ -27,21 +28,21 @@ def mvvideo(
     ctx: typer.Context,
     run_dir: Annotated[Path, run_folder_argument("The run folder made by `a3d prepare`.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)],
-    negative_prompt: Annotated[str, typer.Option(help="Text of the unconditional guidance branch.", rich_help_panel=_SAMPLER)] = "",
-    steps: Annotated[int, typer.Option(help="DDIM steps per FreeInit pass.", rich_help_panel=_SAMPLER)] = 25,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (<= 1: off).", rich_help_panel=_SAMPLER)] = 7.5,
+    negative_prompt: Annotated[str, typer.Option(help="Text of the unconditional guidance branch.", rich_help_panel=_SAMPLER)] = MVVideoOptions.negative_prompt,
+    steps: Annotated[int, typer.Option(help="DDIM steps per FreeInit pass.", rich_help_panel=_SAMPLER)] = MVVideoOptions.steps,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (<= 1: off).", rich_help_panel=_SAMPLER)] = MVVideoOptions.guidance,
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes in total; 0 or 1 = off (3× faster than 3).", rich_help_panel=_SAMPLER)
-    ] = 3,
+    ] = MVVideoOptions.freeinit_iters,
     freeinit_method: Annotated[
         str, typer.Option(help="FreeInit low-pass filter: butterworth, gaussian or ideal.", rich_help_panel=_SAMPLER)
-    ] = "butterworth",
-    dtype: Annotated[str, typer.Option(help="Precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")] = "auto",
+    ] = MVVideoOptions.freeinit_method,
+    dtype: Annotated[str, typer.Option(help="Precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")] = MVVideoOptions.dtype,
     mvdream: MVDreamOption = None,
     ip_adapter: IPAdapterOption = None,
     image_encoder: ImageEncoderOption = None,
     motion_modules: MotionModulesOption = None,
-    compile_blocks: CompileOption = False,
+    compile_blocks: CompileOption = MVVideoOptions.compile,
     force: ForceOption = False,
 ) -> None:
     """Generate [bold]RUN/mvvideo/[/bold]: v{view}_f{frame:02d}.png (4 × 16, 256²), cameras.json, preview.mp4."""

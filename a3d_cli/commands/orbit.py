@@ -9,6 +9,7 @@ import typer
 
 from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report
 from a3d_cli.errors import OptionError
+from a3d_cli.stages.orbit import OrbitOptions
 
 _CAMERAS = "Cameras (sv3d_p)"
 _SAMPLING = "Sampling"
@@ -42,7 +43,7 @@ def orbit(
     ],
     model: Annotated[
         str, typer.Option(help="sv3d_p (follows --elevation/--azimuths) or sv3d_u (no camera input).")
-    ] = "sv3d_p",
+    ] = OrbitOptions.model,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="The model file (sv3d_p.safetensors); default: found by `a3d weights`.", show_default=False),
@@ -50,7 +51,7 @@ def orbit(
     elevation: Annotated[
         str,
         typer.Option(help="Camera elevation in degrees: one value, or 21 comma-separated.", rich_help_panel=_CAMERAS),
-    ] = "10",
+    ] = ",".join(f"{e:g}" for e in OrbitOptions.elevation),
     azimuths: Annotated[
         str | None,
         typer.Option(
@@ -62,17 +63,17 @@ def orbit(
         typer.Option(
             "--orbit", help="static (even azimuths) or dynamic (smooth random, from --seed).", rich_help_panel=_CAMERAS
         ),
-    ] = "static",
-    steps: Annotated[int, typer.Option(help="Sampling steps.", rich_help_panel=_SAMPLING)] = 50,
+    ] = OrbitOptions.orbit,
+    steps: Annotated[int, typer.Option(help="Sampling steps.", rich_help_panel=_SAMPLING)] = OrbitOptions.steps,
     cfg: Annotated[
         str, typer.Option(help="Per-frame guidance: triangular (SV3D) or linear (SVD ramp).", rich_help_panel=_SAMPLING)
-    ] = "triangular",
+    ] = OrbitOptions.cfg,
     cfg_min: Annotated[
         float, typer.Option(help="Smallest guidance scale (ends of the orbit).", rich_help_panel=_SAMPLING)
-    ] = 1.0,
+    ] = OrbitOptions.cfg_min,
     cfg_max: Annotated[
         float, typer.Option(help="Largest guidance scale (back of the object).", rich_help_panel=_SAMPLING)
-    ] = 2.5,
+    ] = OrbitOptions.cfg_max,
     keep_generated_input: Annotated[
         bool,
         typer.Option(
@@ -80,27 +81,27 @@ def orbit(
             help="Keep the generated input view as frame_20 instead of the input image.",
             rich_help_panel=_SAMPLING,
         ),
-    ] = False,
+    ] = not OrbitOptions.replace_input_frame,
     frame_ratio: Annotated[
         float | None,
         typer.Option(
             help="Object size / frame size after recentring (default: as in the input).", rich_help_panel=_INPUT
         ),
-    ] = None,
+    ] = OrbitOptions.frame_ratio,
     matte: Annotated[
         str, typer.Option(help="Object mask: auto, alpha, uniform (plain background) or rembg.", rich_help_panel=_INPUT)
-    ] = "auto",
+    ] = OrbitOptions.matte,
     dtype: Annotated[
         str, typer.Option(help="UNet precision: auto, fp32, bf16 or fp16.", rich_help_panel=_SPEED)
-    ] = "auto",
+    ] = OrbitOptions.dtype,
     decode_chunk: Annotated[
         int, typer.Option(help="Frames decoded at once (lower = less memory).", rich_help_panel=_SPEED)
-    ] = 3,
+    ] = OrbitOptions.decode_chunk,
     offload: Annotated[
         bool, typer.Option("--offload", help="Keep idle networks on the CPU (small GPUs).", rich_help_panel=_SPEED)
-    ] = False,
-    fps: Annotated[float, typer.Option(help="Frame rate of orbit.mp4.")] = 10.0,
-    compile_blocks: CompileOption = False,
+    ] = OrbitOptions.offload,
+    fps: Annotated[float, typer.Option(help="Frame rate of orbit.mp4.")] = OrbitOptions.fps,
+    compile_blocks: CompileOption = OrbitOptions.compile,
     cuda_graph: Annotated[
         bool,
         typer.Option(
@@ -108,7 +109,7 @@ def orbit(
             help="On CUDA, replay each sampling step as one recorded CUDA graph (same result, fewer gaps).",
             rich_help_panel=_SPEED,
         ),
-    ] = True,
+    ] = OrbitOptions.cuda_graph,
     force: ForceOption = False,
 ) -> None:
     """Make [bold]RUN/orbit/[/bold]: 21 frames around the object in IMAGE, orbit.mp4 and cameras.json (SV3D)."""

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report
+from a3d_cli.stages.prepare import PrepareOptions
 
 _MESH = "Mesh conversion"
 _AXES = "+x, -x, +y, -y, +z or -z"
@@ -28,18 +29,18 @@ def prepare(
     ],
     up: Annotated[
         str, typer.Option(help=f"The asset's up axis ({_AXES}); glTF is +y, many OBJ/PLY exports +z.")
-    ] = "+y",
-    front: Annotated[str, typer.Option(help=f"The asset's front axis ({_AXES}); it faces the azimuth-0 view.")] = "+z",
+    ] = PrepareOptions.up,
+    front: Annotated[str, typer.Option(help=f"The asset's front axis ({_AXES}); it faces the azimuth-0 view.")] = PrepareOptions.front,
     max_vertices: Annotated[
         int,
         typer.Option(help="Simplify meshes with more distinct vertices than this (pymeshlab).", rich_help_panel=_MESH),
-    ] = 20_000,
+    ] = PrepareOptions.max_vertices,
     splats: Annotated[
         int, typer.Option(help="Splats aimed for on meshes (surface samples fill sparse areas).", rich_help_panel=_MESH)
-    ] = 20_000,
+    ] = PrepareOptions.splats,
     view_size: Annotated[
         int, typer.Option(help="Size of the 4 conditioning renders, pixels.", rich_help_panel="Views")
-    ] = 256,
+    ] = PrepareOptions.view_size,
     force: ForceOption = False,
 ) -> None:
     """Make [bold]RUN/static/gaussians.ply[/bold] and the 4 conditioning views from a mesh or 3DGS file."""

@@ -21,6 +21,8 @@ from a3d_cli.commands.common import (
     run_and_report,
     run_folder_argument,
 )
+from a3d_cli.render.random_cameras import RandomCameraConfig
+from a3d_cli.stages.sds import SdsOptions
 
 _SDS = "Score distillation"
 _LOSS = "Loss weights"
@@ -33,65 +35,61 @@ def sds(
     prompt: Annotated[
         str, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)
     ],
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 200,
-    negative_prompt: Annotated[str, typer.Option(help="Text of the unconditional branch.", rich_help_panel=_SDS)] = "",
-    guidance: Annotated[float, typer.Option(help="s in ε_c + s·(ε_c − ε_u).", rich_help_panel=_SDS)] = 5.0,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = SdsOptions.steps,
+    negative_prompt: Annotated[str, typer.Option(help="Text of the unconditional branch.", rich_help_panel=_SDS)] = SdsOptions.negative_prompt,
+    guidance: Annotated[float, typer.Option(help="s in ε_c + s·(ε_c − ε_u).", rich_help_panel=_SDS)] = SdsOptions.guidance_scale,
     std_rescale: Annotated[
         float, typer.Option(help="CFG-std rescale of the x0 estimate (0 = off).", rich_help_panel=_SDS)
-    ] = 0.25,
-    min_step_percent: Annotated[float, typer.Option(help="Lowest timestep / 1000.", rich_help_panel=_SDS)] = 0.02,
-    max_step_percent: Annotated[float, typer.Option(help="Highest timestep / 1000.", rich_help_panel=_SDS)] = 0.2,
+    ] = SdsOptions.std_rescale,
+    min_step_percent: Annotated[float, typer.Option(help="Lowest timestep / 1000.", rich_help_panel=_SDS)] = SdsOptions.min_step_percent,
+    max_step_percent: Annotated[float, typer.Option(help="Highest timestep / 1000.", rich_help_panel=_SDS)] = SdsOptions.max_step_percent,
     render_size: Annotated[
         int, typer.Option(help="SDS render size in pixels (MV-VDM's 256).", rich_help_panel=_SDS)
-    ] = 256,
+    ] = SdsOptions.render_size,
     target_size: Annotated[
         int,
         typer.Option(
             help="Reconstruction-branch render size (the reference: 1024; 256 is ~4× cheaper).", rich_help_panel=_SDS
         ),
-    ] = 1024,
+    ] = SdsOptions.target_size,
     vae_chunk: Annotated[
         int,
         typer.Option(
             help="Renders per VAE checkpoint chunk (memory knob; 0 = no checkpointing).", rich_help_panel=_SDS
         ),
-    ] = 16,
-    lambda_sds: Annotated[float, typer.Option(help="Weight of the SDS loss.", rich_help_panel=_LOSS)] = 0.01,
+    ] = SdsOptions.vae_chunk,
+    lambda_sds: Annotated[float, typer.Option(help="Weight of the SDS loss.", rich_help_panel=_LOSS)] = SdsOptions.lambda_sds,
     lambda_rgb: Annotated[
         float, typer.Option(help="Weight of the colour MSE vs the coarse renders.", rich_help_panel=_LOSS)
-    ] = 100.0,
+    ] = SdsOptions.lambda_rgb,
     lambda_mask: Annotated[
         float, typer.Option(help="Weight of the mask MSE vs the coarse renders.", rich_help_panel=_LOSS)
-    ] = 100.0,
-    lambda_arap: Annotated[float, typer.Option(help="Weight of the ARAP energy.", rich_help_panel=_LOSS)] = 12.0,
+    ] = SdsOptions.lambda_mask,
+    lambda_arap: Annotated[float, typer.Option(help="Weight of the ARAP energy.", rich_help_panel=_LOSS)] = SdsOptions.lambda_arap,
     elevation: Annotated[
         tuple[float, float],
         typer.Option(help="Elevation range of the random views, degrees.", rich_help_panel=_CAMERAS),
-    ] = (0.0, 30.0),
-    fov: Annotated[tuple[float, float], typer.Option(help="Vertical fov range, degrees.", rich_help_panel=_CAMERAS)] = (
-        15.0,
-        60.0,
-    ),
+    ] = RandomCameraConfig.elevation_range,
+    fov: Annotated[tuple[float, float], typer.Option(help="Vertical fov range, degrees.", rich_help_panel=_CAMERAS)] = RandomCameraConfig.fov_range,
     distance: Annotated[
         tuple[float, float], typer.Option(help="Distance range × 1/tan(fov/2).", rich_help_panel=_CAMERAS)
-    ] = (0.8, 1.0),
+    ] = RandomCameraConfig.relative_distance_range,
     scale_offsets: Annotated[
         bool, typer.Option("--scale-offsets/--no-scale-offsets", help="Let the motion change splat sizes.")
-    ] = True,
+    ] = SdsOptions.scale_offsets,
     dtype: Annotated[
         str, typer.Option(help="MV-VDM precision: auto (bf16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")
-    ] = "auto",
+    ] = SdsOptions.dtype,
     mvdream: MVDreamOption = None,
     ip_adapter: IPAdapterOption = None,
     image_encoder: ImageEncoderOption = None,
     motion_modules: MotionModulesOption = None,
-    tiny_model: TinyModelOption = False,
-    compile_blocks: CompileOption = False,
+    tiny_model: TinyModelOption = SdsOptions.tiny_model,
+    compile_blocks: CompileOption = SdsOptions.compile,
     force: ForceOption = False,
 ) -> None:
     """Refine [bold]motion/coarse.safetensors[/bold] into [bold]motion/refined.safetensors[/bold] (+ refined_preview.mp4)."""
     from a3d_cli.errors import OptionError
-    from a3d_cli.render.random_cameras import RandomCameraConfig
     from a3d_cli.stages import sds as stage
 
     check_dtype(dtype)

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from a3d_cli.errors import OptionError
-from a3d_cli.render.cameras import MVVDM_BACKGROUND
 from a3d_cli.render.random_cameras import RandomCameraConfig
 
 if TYPE_CHECKING:
@@ -150,6 +149,8 @@ def coarse_targets(rgb: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         (target rgb [V, F, 3, H, W], target mask [V, F, 1, H, W]), detached.
     """
+    from a3d_cli.render.cameras import MVVDM_BACKGROUND
+
     mask = (alpha.detach() > 0.5).to(rgb.dtype)  # [V, F, 1, H, W]
     return rgb.detach() * mask + MVVDM_BACKGROUND * (1 - mask), mask
 

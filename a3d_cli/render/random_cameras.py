@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported when cameras are drawn: the options that hold a config stay light
+    import torch
 
-from a3d_cli.render.cameras import CameraSet, orbit_cameras
+    from a3d_cli.render.cameras import CameraSet
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class RandomCameraConfig:
 
 
 def _uniform(lo: float, hi: float, generator: torch.Generator | None) -> float:
+    import torch
+
     return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
 
@@ -84,6 +88,10 @@ def sample_orthogonal_cameras(
         `CameraSet` of V views (c2w [V, 4, 4] OpenCV, fov/elevation/azimuth/radius [V]), all sharing
         elevation, fov and radius, azimuths (hi - lo) / V apart.
     """
+    import torch
+
+    from a3d_cli.render.cameras import orbit_cameras
+
     cfg = config or RandomCameraConfig()
     v = cfg.num_views
     # 1. elevation: uniform in degrees or uniform in sin(elevation), one per set.

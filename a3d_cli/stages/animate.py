@@ -30,6 +30,10 @@ from typing import Any, Literal
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.stages.base import Runtime, StageResult, ensure_run_dir
+from a3d_cli.stages.export import ExportOptions
+from a3d_cli.stages.mvvideo import MVVideoOptions
+from a3d_cli.stages.prepare import PrepareOptions
+from a3d_cli.stages.sds import SdsOptions
 from a3d_cli.progress import Progress
 
 Output = Literal["auto", "mesh", "splats"]
@@ -44,7 +48,7 @@ class AnimateOptions:
     """Input asset: .glb, .gltf, .obj, mesh .ply or 3DGS .ply."""
     prompt: str | None = None
     """The motion ("a fox wags its tail"); needed unless `video` is given."""
-    negative_prompt: str = ""
+    negative_prompt: str = MVVideoOptions.negative_prompt
     """Text of the unconditional branch of MV-VDM (generation and SDS)."""
     video: str | None = None
     """A multi-view video folder (`v{view}_f{frame:02d}.png`, 4 × 16) used instead of generating one."""
@@ -53,15 +57,15 @@ class AnimateOptions:
     output: Output = "auto"
     """"auto": animated mesh for mesh inputs + splat frames; "mesh": require a mesh result; "splats": splat
     frames and preview only (no animated GLB)."""
-    up: str = "+y"
+    up: str = PrepareOptions.up
     """The asset's up axis (prepare)."""
-    front: str = "+z"
+    front: str = PrepareOptions.front
     """The asset's front axis (prepare)."""
-    splats: int = 20_000
+    splats: int = PrepareOptions.splats
     """Splats aimed for on meshes (prepare)."""
-    max_vertices: int = 20_000
+    max_vertices: int = PrepareOptions.max_vertices
     """Meshes with more vertices are simplified (prepare)."""
-    freeinit_iters: int = 3
+    freeinit_iters: int = MVVideoOptions.freeinit_iters
     """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
     reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
     """Motion-fit preset: quickstart on CPU, reference on GPU by default."""
@@ -71,13 +75,13 @@ class AnimateOptions:
     """Motion-fit render size (None: the preset's)."""
     max_splats: int | None = None
     """Fit on at most this many splats (None: the preset's)."""
-    sds_steps: int = 200
+    sds_steps: int = SdsOptions.steps
     """4D-SDS refinement steps."""
-    sds_target_size: int = 1024
+    sds_target_size: int = SdsOptions.target_size
     """Render size of the SDS stage's reconstruction branch (the reference: 1024)."""
-    preview_size: int = 512
+    preview_size: int = ExportOptions.size
     """Width and height of export/preview.mp4."""
-    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = MVVideoOptions.dtype
     """MV-VDM precision (generation and SDS)."""
     compile: bool = False
     """On CUDA, compile MV-VDM's repeated blocks for mvvideo and sds (`a3d_cli.models.acceleration`)."""
