@@ -60,7 +60,7 @@ def main() -> None:
 
     from bench_mvvideo import build_components  # the full-size random MV-VDM, one definition
 
-    from a3d_cli.models.sds import MvvdmDenoiser
+    from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
 
     cuda = args.device.startswith("cuda")
     previews = ffmpeg_available()

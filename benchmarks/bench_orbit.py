@@ -19,7 +19,7 @@ Run on the GPU machine (about 2–3 minutes on one H100/H200 with the defaults):
 Variants (`--variants`): `eager` (plain PyTorch), `flags` (cuDNN benchmark + TF32 only), `graph` (the
 flags, each GEGLU fused into one GEMM, and each step's UNet call replayed as a CUDA graph: what `a3d orbit`
 runs without `--compile`),
-`compile` (`a3d_cli.models.acceleration.accelerate(compile=True, channels_last=True,
+`compile` (`a3d_cli.models.speed.acceleration.accelerate(compile=True, channels_last=True,
 subpixel_upsampling=True, fused_geglu=True)` and the CUDA graph: regional compilation of the UNet's and VAE
 decoder's repeated blocks, run channels-last, with upsampling folded into its convolution and each GEGLU
 fused into one GEMM; exactly what `a3d orbit --compile` does), `compile-nograph` (the same without the CUDA graph) and `compile-nchw` (the regional
@@ -49,8 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
 
-from a3d_cli.models.acceleration import accelerate, channels_last_conv2d  # noqa: E402
-from a3d_cli.models.cuda_graph import GraphedFunction  # noqa: E402
+from a3d_cli.models.speed.acceleration import accelerate, channels_last_conv2d  # noqa: E402
+from a3d_cli.models.speed.cuda_graph import GraphedFunction  # noqa: E402
+from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
 from a3d_cli.models.sv3d.cameras import static_orbit  # noqa: E402
 from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
@@ -226,11 +227,12 @@ def bench_dtype(name: str, args: argparse.Namespace, device: torch.device, varia
             device,
             models.hot_networks(),
             compile=variant.startswith("compile"),
-            mode=args.compile_mode,
             channels_last=variant in ("compile", "compile-nograph"),  # as the orbit stage does with --compile
             subpixel_upsampling=variant in ("compile", "compile-nograph"),
             fused_geglu=variant in ("graph", "compile", "compile-nograph"),  # as the orbit stage does
         )
+    if variant.startswith("compile") and args.compile_mode != "default":  # the same blocks, in the other mode
+        compile_with_mode(models.hot_networks(), args.compile_mode)
     cfg = models.config
     graphed = variant in GRAPHED and device.type == "cuda"
     pipe = SV3DPipeline(models, device=device, offload=args.offload, cuda_graph=graphed)
@@ -313,7 +315,7 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true", help="Conv2d weights of UNet and VAE in channels-last")
     p.add_argument("--variants", default="eager", help="comma-separated: " + ", ".join(VARIANTS) + " (see above)")
     p.add_argument("--compile", action="store_true", help="shorthand for --variants compile")
-    p.add_argument("--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"])
+    p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
     p.add_argument("--offload", action="store_true", help="keep idle networks on the CPU")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls for fp32")
     p.add_argument("--no-count-flops", dest="count_flops", action="store_false")

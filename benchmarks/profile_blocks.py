@@ -12,7 +12,7 @@ path (`keep_channels_last`, which is always applied unless `nocl`):
 - `nocl`: no channels-last hooks and no per-channel GroupNorm (the compiled path before them).
 - `nogn`: channels-last, but every GroupNorm back to `nn.GroupNorm` (inductor's own lowering).
 - `gn5`: channels-last, per-channel GroupNorm for the 5-D (temporal) inputs only.
-- `sub`: upsampling + 3×3 convolution as one 2×2 convolution (`a3d_cli.models.upsampling`).
+- `sub`: upsampling + 3×3 convolution as one 2×2 convolution (`a3d_cli.models.speed.upsampling`).
 
 Usage (GPU machine; docs/PERF.md, orbit, "Fourth pass"):
     python benchmarks/profile_blocks.py --specs res+nogn,res,res+gn5,attn+nogn,attn,up,up+sub
@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_timing import sync  # noqa: E402
 
-from a3d_cli.models.acceleration import configure_cuda, keep_channels_last  # noqa: E402
-from a3d_cli.models.group_norm import ChannelsLastGroupNorm  # noqa: E402
-from a3d_cli.models.upsampling import use_subpixel_upsampling  # noqa: E402
+from a3d_cli.models.speed.acceleration import configure_cuda, keep_channels_last  # noqa: E402
+from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm  # noqa: E402
+from a3d_cli.models.speed.upsampling import use_subpixel_upsampling  # noqa: E402
 
 BLOCKS_FULL = {"res": "down_blocks.0.resnets.0", "attn": "down_blocks.0.attentions.0", "up": "up_blocks.1.upsamplers.0"}
 """The 72² resnet and transformer, and the upsampler whose convolution runs at 36² × 1280 channels."""

@@ -21,18 +21,17 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
   the shortcuts).
 - `cl`: every Conv2d/Conv3d weight and the input in channels-last (NHWC / NDHWC) memory format.
 - `cudnn`: PyTorch SDPA with cuDNN attention first in priority, flash / memory-efficient as fallbacks.
-- `sc`: `a3d_cli.models.attention.ShortcutAttnProcessor` on every default attention layer (one-token
+- `sc`: `a3d_cli.models.speed.attention.ShortcutAttnProcessor` on every default attention layer (one-token
   cross-attention as a value broadcast, short sequences in the fused kernel of `a3d_cli.kernels.short_attention`
   on CUDA, wide heads as explicit products); the stages' default.
-- `sc-math`: the same, but short sequences as explicit products (the route before the fused kernel).
-- `sc-sdpa`: the same, but short sequences left to SDPA (isolates the one-token and wide-head shortcuts).
-- `compile`: `a3d_cli.models.acceleration.accelerate(compile=True)` (regional compile, what `--compile` does).
+- `sc-math`: the same without the fused kernel (`speed_variants.MathShortAttnProcessor`: the route before it).
+- `sc-sdpa`: the same, but short sequences left to SDPA (`speed_variants.SdpaShortAttnProcessor`; isolates the
+  one-token and wide-head shortcuts).
+- `compile`: `a3d_cli.models.speed.acceleration.accelerate(compile=True)` (regional compile, what `--compile` does).
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
 - `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
 - `geglu`: every GEGLU as one fused Gluon GEMM on Hopper, compiled or not (`accelerate(fused_geglu=True)`).
-- `geglu-erf`, `geglu-rational`: with `geglu`, the kernel's gelu formula (`a3d_cli.kernels.geglu_gluon.GELU_FORMULAS`;
-  without either flag, its `DEFAULT_GELU`, "rational").
-- `graph`: the call replayed as a CUDA graph (`a3d_cli.models.cuda_graph`; the UNet targets only), as the
+- `graph`: the call replayed as a CUDA graph (`a3d_cli.models.speed.cuda_graph`; the UNet targets only), as the
   orbit stage runs each sampling step; the gap between wall time and kernel time is Python's launch cost.
 
 Usage (GPU machine):
@@ -64,16 +63,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import sync  # noqa: E402
 
-from a3d_cli.models.acceleration import accelerate, channels_last_convs  # noqa: E402
-from a3d_cli.models.attention import (  # noqa: E402
+from a3d_cli.models.speed.acceleration import accelerate, channels_last_convs  # noqa: E402
+from a3d_cli.models.speed.attention import (  # noqa: E402
     ShortcutAttnProcessor,
     replace_attention_processors,
     use_shortcut_attention,
 )
+from speed_variants import MathShortAttnProcessor, SdpaShortAttnProcessor  # noqa: E402
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
 FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-math", "sc-sdpa", "compile", "clk", "sub", "geglu")
-FLAGS += ("geglu-erf", "geglu-rational", "graph")
+FLAGS += ("graph",)
 
 KERNEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("triton", r"^triton_"),
@@ -193,7 +193,7 @@ def build_target(
 
         from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
         from a3d_cli.models.mvvdm.components import tiny_components
-        from a3d_cli.models.sds import MvvdmDenoiser
+        from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
         from a3d_cli.gaussians.motion_refine import SdsRefiner
         from a3d_cli.stages.sds import SdsOptions
 
@@ -313,27 +313,11 @@ def profile_call(call: Callable[[], None], device: torch.device, top: int, stack
 
 def graphed_call(call: Callable[[], object], device: torch.device) -> Callable[[], object]:
     """`call` replayed as a CUDA graph (its first run is eager: compilation happens there, not in the graph)."""
-    from a3d_cli.models.cuda_graph import GraphedFunction
+    from a3d_cli.models.speed.cuda_graph import GraphedFunction
 
     token = torch.zeros(1, device=device)  # GraphedFunction records tensor-argument calls
     graphed = GraphedFunction(lambda _token: call(), eager_calls=1)
     return lambda: graphed(token)
-
-
-@contextlib.contextmanager
-def geglu_formula(formula: str | None, device: torch.device):
-    """The fused GEGLU kernel's gelu formula for the duration (read at each call, so also when a graph is
-    recorded); None keeps the default. The kernel only runs on CUDA, where Triton is installed."""
-    if formula is None or device.type != "cuda":
-        yield
-        return
-    import a3d_cli.kernels.geglu_gluon as module
-
-    before, module.DEFAULT_GELU = module.DEFAULT_GELU, formula
-    try:
-        yield
-    finally:
-        module.DEFAULT_GELU = before
 
 
 def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dtype: torch.dtype) -> dict:
@@ -345,18 +329,23 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
     try:
         nets, call = build_target(args.target, device, dtype, args.tiny)
         if "cl" in flags:
-            row["channels_last_convs"] = sum(channels_last_convs(n) for n in nets)
+            row["channels_last_convs"] = sum(channels_last_convs(n).count for n in nets)
         if "plain" in flags:
             from diffusers.models.attention_processor import AttnProcessor2_0
 
             row["plain_attention_layers"] = sum(
-                replace_attention_processors(n, (ShortcutAttnProcessor,), AttnProcessor2_0()) for n in nets
+                replace_attention_processors(n, (ShortcutAttnProcessor,), AttnProcessor2_0()).count for n in nets
             )
-        for flag, backend in (("sc", "kernel"), ("sc-math", "math"), ("sc-sdpa", "sdpa")):
+        for flag, processor in (
+            ("sc", ShortcutAttnProcessor),
+            ("sc-math", MathShortAttnProcessor),
+            ("sc-sdpa", SdpaShortAttnProcessor),
+        ):
             if flag in flags:
-                proc = ShortcutAttnProcessor(short_backend=backend)
-                row["shortcut_attention_layers"] = sum(  # shortcut processors of another backend, then default ones
-                    replace_attention_processors(n, (ShortcutAttnProcessor,), proc) + use_shortcut_attention(n, proc)
+                proc = processor()
+                row["shortcut_attention_layers"] = sum(  # shortcut processors of another kind, then default ones
+                    replace_attention_processors(n, (ShortcutAttnProcessor,), proc).count
+                    + use_shortcut_attention(n, proc).count
                     for n in nets
                 )
         accel = accelerate(
@@ -368,10 +357,9 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
             fused_geglu="geglu" in flags,
         )
         row.update(accel.as_metrics())
-        row["geglu_gelu"] = next((f.removeprefix("geglu-") for f in sorted(flags) if f.startswith("geglu-")), None)
         if "graph" in flags:
             call = graphed_call(call, device)
-        with sdpa_priority(flags), geglu_formula(row["geglu_gelu"], device):
+        with sdpa_priority(flags):
             row.update(time_call(call, device, args.warmup, args.reps))
             if variant in args.profile.split(","):
                 row["profile"] = profile_call(call, device, args.top, args.stack_op)

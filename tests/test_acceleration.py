@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3d_cli.models.acceleration import accelerate, backend_flags_kept, compile_blocks, repeated_blocks
+from a3d_cli.models.speed.acceleration import accelerate, backend_flags_kept, compile_blocks, repeated_blocks
 from a3d_cli.models.mvvdm.components import tiny_components
 
 
@@ -28,24 +28,32 @@ def test_repeated_blocks_are_outermost_and_cover_the_unet():
     assert not any(a != b and b.startswith(a + ".") for a in names for b in names)
 
 
-def test_unknown_compile_mode_is_refused():
-    with pytest.raises(ValueError, match="compile mode"):
-        compile_blocks(torch.nn.Linear(2, 2), mode="reduce-overhead")
+def test_compile_blocks_is_removable():
+    unet = tiny_components(seed=0).unet
+    handle = compile_blocks(unet, backend="eager")
+    blocks = [b for _, b in repeated_blocks(unet)]
+    assert handle.count == len(blocks) == sum(handle.classes.values())
+    assert all(b._compiled_call_impl is not None for b in blocks)
+    handle.remove()
+    assert all(b._compiled_call_impl is None for b in blocks) and handle.removed
 
 
 def test_channels_last_convs_covers_conv3d_only_when_asked():
     from torch import nn
 
-    from a3d_cli.models.acceleration import channels_last_conv2d, channels_last_convs
+    from a3d_cli.models.speed.acceleration import channels_last_conv2d, channels_last_convs
 
     def net() -> nn.Module:
         return nn.Sequential(nn.Conv2d(4, 4, 3), nn.Conv3d(4, 4, (3, 1, 1)))
 
     a, b = net(), net()
-    assert channels_last_conv2d(a) == 1 and channels_last_convs(b) == 2
+    handle = channels_last_conv2d(a)
+    assert handle.count == 1 and channels_last_convs(b).count == 2
     assert a[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert a[1].weight.is_contiguous() and not a[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
     assert b[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    handle.remove()
+    assert a[0].weight.is_contiguous() and not a[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_orbit_compiles_every_sv3d_unet_level_and_the_vae_decoder():
@@ -82,18 +90,18 @@ def test_channels_last_blocks_subpixel_upsampling_and_fused_geglu_keep_the_sv3d_
     """The orbit stage's compiled layout work changes layouts and rounding, not what the UNet computes."""
     import copy
 
-    from a3d_cli.models.acceleration import keep_channels_last
-    from a3d_cli.models.geglu import FusedGEGLU, use_fused_geglu
-    from a3d_cli.models.group_norm import ChannelsLastGroupNorm
-    from a3d_cli.models.upsampling import use_subpixel_upsampling
+    from a3d_cli.models.speed.acceleration import keep_channels_last
+    from a3d_cli.models.speed.geglu import FusedGEGLU, use_fused_geglu
+    from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm
+    from a3d_cli.models.speed.upsampling import use_subpixel_upsampling
 
     unet, args = _tiny_sv3d_unet_and_inputs()
     fast = copy.deepcopy(unet)
-    assert use_subpixel_upsampling(fast) > 0
-    assert use_fused_geglu(fast) > 0  # on the CPU it runs the reference arithmetic through the custom op
+    assert use_subpixel_upsampling(fast).count > 0
+    assert use_fused_geglu(fast).count > 0  # on the CPU it runs the reference arithmetic through the custom op
     hooked = keep_channels_last(fast)
     blocks = dict(repeated_blocks(fast))
-    assert hooked == len(blocks) and "SubpixelUpsample2D" in {type(b).__name__ for b in blocks.values()}
+    assert hooked.count == len(blocks) and "SubpixelUpsample2D" in {type(b).__name__ for b in blocks.values()}
     # GroupNorms by channels inside the resnets only (the transformers keep inductor's own lowering)
     for block in blocks.values():
         kinds = {type(m) for m in block.modules() if isinstance(m, torch.nn.GroupNorm)}
@@ -119,9 +127,9 @@ def test_channels_last_hooks_and_fused_geglu_trace_into_the_compiled_blocks():
     """Dynamo traces the hooks and the GEGLU op with each block (eager backend: a CPU check of the trace, not of inductor)."""
     import copy
 
-    from a3d_cli.models.acceleration import keep_channels_last
-    from a3d_cli.models.geglu import use_fused_geglu
-    from a3d_cli.models.upsampling import use_subpixel_upsampling
+    from a3d_cli.models.speed.acceleration import keep_channels_last
+    from a3d_cli.models.speed.geglu import use_fused_geglu
+    from a3d_cli.models.speed.upsampling import use_subpixel_upsampling
 
     unet, args = _tiny_sv3d_unet_and_inputs()
     fast = copy.deepcopy(unet)
@@ -131,7 +139,7 @@ def test_channels_last_hooks_and_fused_geglu_trace_into_the_compiled_blocks():
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     try:
-        counts = compile_blocks(fast, backend="eager")
+        counts = compile_blocks(fast, backend="eager").classes
         with torch.no_grad():
             got = fast(*args, return_dict=False)[0]
             expected = unet(*args, return_dict=False)[0]
@@ -208,7 +216,7 @@ def test_orbit_compile_path_in_bf16_is_as_close_to_fp32_as_eager_bf16():
 def test_fused_geglu_is_used_without_compilation_and_keeps_bf16_accuracy():
     """`a3d orbit` without --compile swaps in the fused GEGLU too; eagerly in bf16 its error against fp32
     must stay at diffusers' own bf16 level."""
-    from a3d_cli.models.geglu import FusedGEGLU
+    from a3d_cli.models.speed.geglu import FusedGEGLU
 
     report, fast, got, eager = _bf16_errors_against_fp32(fused_geglu=True)
     assert not report.compile and report.fused_geglus == sum(isinstance(m, FusedGEGLU) for m in fast.modules()) > 0
@@ -216,7 +224,7 @@ def test_fused_geglu_is_used_without_compilation_and_keeps_bf16_accuracy():
 
 
 def test_only_the_final_group_norms_are_compiled_alone():
-    from a3d_cli.models.acceleration import repeated_blocks
+    from a3d_cli.models.speed.acceleration import repeated_blocks
     from a3d_cli.models.mvvdm.config import MVVDMConfig
     from a3d_cli.models.mvvdm.unet import MVVDMUNet
     from a3d_cli.models.sv3d.config import SV3DConfig
@@ -228,3 +236,29 @@ def test_only_the_final_group_norms_are_compiled_alone():
         assert norms == ["conv_norm_out"]  # every other GroupNorm is inside a block or left eager
     vae_norms = [name for name, b in repeated_blocks(models.vae) if isinstance(b, torch.nn.GroupNorm)]
     assert vae_norms == ["encoder.conv_norm_out", "decoder.conv_norm_out"]
+
+
+def test_every_trick_of_the_orbit_path_is_removed_by_its_handle():
+    """Applied, then removed: the UNet has its classes, hooks, weight layouts and eager forwards back."""
+    import copy
+
+    from a3d_cli.models.speed.acceleration import keep_channels_last
+    from a3d_cli.models.speed.geglu import use_fused_geglu
+    from a3d_cli.models.speed.handles import SpeedHandle
+    from a3d_cli.models.speed.upsampling import use_subpixel_upsampling
+
+    unet, args = _tiny_sv3d_unet_and_inputs()
+    fast = copy.deepcopy(unet)
+    classes = [type(m) for m in fast.modules()]
+    handle = SpeedHandle.group(
+        "orbit", [use_subpixel_upsampling(fast), use_fused_geglu(fast), keep_channels_last(fast), compile_blocks(fast, backend="eager")]
+    )
+    assert handle.count > 0 and [type(m) for m in fast.modules()] != classes
+    handle.remove()
+    assert [type(m) for m in fast.modules()] == classes
+    assert all(not m._forward_hooks for m in fast.modules())
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in fast.modules())
+    assert fast.conv_in.weight.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(*args, return_dict=False)[0], unet(*args, return_dict=False)[0])
+    handle.remove()  # idempotent

@@ -7,8 +7,8 @@ import torch
 from diffusers import AutoencoderKL
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-import a3d_cli.models.attention as attention_module
-from a3d_cli.models.attention import ShortcutAttnProcessor, explicit_attention, use_shortcut_attention
+import a3d_cli.models.speed.attention as attention_module
+from a3d_cli.models.speed.attention import ShortcutAttnProcessor, explicit_attention, use_shortcut_attention
 
 
 def _pair(**kwargs) -> tuple[Attention, Attention]:
@@ -160,19 +160,20 @@ def test_use_shortcut_attention_switches_default_processors_only():
             return marker(*a, **k)
 
     custom.set_processor(Custom())
-    assert use_shortcut_attention(vae) == 1  # the encoder's mid-block attention; the custom one is kept
+    before = vae.encoder.mid_block.attentions[0].processor
+    handle = use_shortcut_attention(vae)
+    assert handle.count == 1  # the encoder's mid-block attention; the custom one is kept
     assert isinstance(vae.encoder.mid_block.attentions[0].processor, ShortcutAttnProcessor)
     assert isinstance(custom.processor, Custom)
+    handle.remove()
+    assert vae.encoder.mid_block.attentions[0].processor is before and isinstance(custom.processor, Custom)
 
 
-def test_rejects_unknown_short_backend():
-    with pytest.raises(ValueError, match="short_backend"):
-        ShortcutAttnProcessor(short_backend="flash")  # type: ignore[arg-type]
 
 
 def test_sv3d_unet_and_sds_vae_encoder_use_the_shortcuts():
     from a3d_cli.models.mvvdm.components import tiny_components
-    from a3d_cli.models.sds import MvvdmDenoiser
+    from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
     from a3d_cli.models.sv3d.config import SV3DConfig
     from a3d_cli.models.sv3d.loading import build_models
 

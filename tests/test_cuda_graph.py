@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3d_cli.models.acceleration import accelerate, backend_flags_kept
-from a3d_cli.models.cuda_graph import GraphedFunction
+from a3d_cli.models.speed.acceleration import accelerate, backend_flags_kept
+from a3d_cli.models.speed.cuda_graph import GraphedFunction
 from a3d_cli.models.sv3d.cameras import static_orbit
 from a3d_cli.models.sv3d.pipeline import SV3DPipeline
 from a3d_cli.models.sv3d.testing import tiny_models

@@ -109,7 +109,7 @@ class RecordingEps:
 
 
 def test_sampler_reinitialises_frames_1_to_15_only_with_the_documented_noise():
-    from a3d_cli.models.ddim import make_ddim_scheduler
+    from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler
 
     cond = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(7))
     eps = RecordingEps()

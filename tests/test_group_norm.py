@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from a3d_cli.models.group_norm import ChannelsLastGroupNorm, group_norm_by_channels, use_channels_last_group_norm
+from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm, group_norm_by_channels, use_channels_last_group_norm
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_switching_keeps_parameters_and_results():
     x = torch.randn(2, 3, 5, 5)
     before, keys = net(x), list(net.state_dict())
     norm = net[1]
-    assert use_channels_last_group_norm(net) == 1  # the ChannelsLastGroupNorm already there is not counted
+    assert use_channels_last_group_norm(net).count == 1  # the ChannelsLastGroupNorm already there is not counted
     assert net[1] is norm and type(norm) is ChannelsLastGroupNorm
     assert list(net.state_dict()) == keys
     torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3d_cli.models.ddim import MVVDM_DDIM_CONFIG, make_ddim_scheduler
+from a3d_cli.models.mvvdm.ddim import MVVDM_DDIM_CONFIG, make_ddim_scheduler
 from a3d_cli.models.freeinit import FreeInitConfig
 from a3d_cli.models.mvvdm.sampling import SamplingConfig, classifier_free_guidance, denoise, guided_eps, sample_latents
 

@@ -59,7 +59,7 @@ def test_a_stages_cuda_speed_flags_end_with_the_stage(run_dir, fails):
     must get back the fp32 arithmetic it had, whether the stage finished or failed."""
     import torch
 
-    from a3d_cli.models.acceleration import configure_cuda
+    from a3d_cli.models.speed.acceleration import configure_cuda
 
     flags = ("benchmark", "allow_tf32")
     torch.backends.cudnn.benchmark = False

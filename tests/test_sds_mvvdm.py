@@ -14,7 +14,8 @@ from a3d_cli.gaussians.motion_io import load_motion
 from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
 from a3d_cli.models.mvvdm.components import tiny_components
 from a3d_cli.models.mvvdm.pipeline import encode_images_clip, encode_prompts
-from a3d_cli.models.sds import MvvdmDenoiser, SdsCondition, SdsDenoiser, sds_loss
+from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
+from a3d_cli.models.sds import SdsCondition, SdsDenoiser, sds_loss
 from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.gaussians.motion_refine import encode_checkpointed
 from a3d_cli.stages import sds as sds_stage
@@ -129,7 +130,7 @@ def test_refiner_on_cuda_with_the_tiny_mvvdm_in_bf16(run_dir, monkeypatch):
     from test_sds_stage import make_run, make_static
 
     import a3d_cli.io.video as video
-    from a3d_cli.models.sds import load_mvvdm_denoiser
+    from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
 
     try:
         import imageio_ffmpeg  # noqa: F401  (a dependency of a3d; GPU images may lack it)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from a3d_cli.models.attention import attend_tokens
+from a3d_cli.models.speed.attention import attend_tokens
 from a3d_cli.kernels.attention_ref import merge_heads, split_heads
 from a3d_cli.kernels.short_attention import short_attention, short_attention_ref, short_attention_supported
 

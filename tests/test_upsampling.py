@@ -8,14 +8,14 @@ import pytest
 import torch
 from diffusers.models.upsampling import Upsample2D
 
-from a3d_cli.models.upsampling import SubpixelUpsample2D, upsample_nearest2x_conv3x3, use_subpixel_upsampling
+from a3d_cli.models.speed.upsampling import SubpixelUpsample2D, upsample_nearest2x_conv3x3, use_subpixel_upsampling
 
 
 def _pair(**kwargs) -> tuple[Upsample2D, Upsample2D]:
     torch.manual_seed(0)
     ref = Upsample2D(**kwargs)
     ours = copy.deepcopy(ref)
-    assert use_subpixel_upsampling(ours) == 1
+    assert use_subpixel_upsampling(ours).count == 1
     return ref, ours
 
 
@@ -57,9 +57,12 @@ def test_switching_keeps_the_module_and_its_keys():
     ref = Upsample2D(channels=4, use_conv=True)
     keys = list(ref.state_dict())
     net = torch.nn.Sequential(ref)
-    assert use_subpixel_upsampling(net) == 1 and net[0] is ref and isinstance(ref, SubpixelUpsample2D)
+    handle = use_subpixel_upsampling(net)
+    assert handle.count == 1 and net[0] is ref and isinstance(ref, SubpixelUpsample2D)
     assert list(ref.state_dict()) == keys
-    assert use_subpixel_upsampling(net) == 0  # already switched
+    assert use_subpixel_upsampling(net).count == 0  # already switched
+    handle.remove()
+    assert type(net[0]) is Upsample2D and net[0] is ref  # the same object, its class given back
 
 
 def test_functional_form_without_bias():

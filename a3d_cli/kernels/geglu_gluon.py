@@ -2,18 +2,16 @@
 
 Why: in SV3D's UNet every feed-forward starts with a GEGLU (48 per CFG forward). cuBLAS writes the [M, 2N]
 projection and a second kernel reads it back to form value · gelu(gate); fusing both halves into one GEMM
-that writes only value · gelu(gate) saves that round trip (docs/PERF.md, orbit, fifth pass). The first fused
-kernel was plain Triton; on Hopper plain Triton cannot split a kernel's warps into roles, so every warp both
-waited on loads, issued products and computed the (arithmetic-heavy) exact gelu. This kernel gives each job
-its own warps (docs/PERF.md, orbit, eighth pass):
+that writes only value · gelu(gate) saves that round trip. On Hopper, plain Triton cannot split a kernel's
+warps into roles, so every warp would both wait on loads, issue products and compute the (arithmetic-heavy)
+exact gelu; this kernel gives each job its own warps:
 
 - one *loader* warp issues the TMA copies into a ring of shared-memory stages, guarded by "ready"/"empty"
   mbarriers;
 - two *consumer* warpgroups take turns over the output tiles (ping-pong): while one issues its tile's
   warpgroup MMAs, the other applies bias, gelu and the product to its finished accumulator and stores it
   with TMA. A "turn" mbarrier per consumer keeps them in that order, which also keeps every stage wait at
-  most one phase ahead of its barrier (all that a parity wait can tell apart; without it the kernel read
-  stages before they were filled).
+  most one phase ahead of its barrier (all that a parity wait can tell apart).
 
 The value and gate rows of a tile share one shared-memory buffer, so one MMA (n = 2·BN) yields both halves
 of the accumulator; the epilogue splits them in registers.
@@ -23,15 +21,13 @@ Two schedules (`Schedule`, chosen by `schedule_for` from the input width K):
 - *resident* (K ≤ 320, SV3D's 72² level: five k-steps per tile): each program keeps the whole [2·128, K]
   weight slice of one column block in shared memory (160 KiB) for its lifetime and streams only 64-row input
   tiles; programs are spread evenly over the column blocks. This cuts the shared-memory and L2 traffic per
-  product, which by our count bounded the narrow level (every streamed variant stayed at 0.75–0.80 ms):
-  0.790 ms with the previous Triton kernel → 0.652 ms per call on an H200.
+  product, which bounds the narrow level.
 - *streamed* (wider K): weights and inputs stream through the ring together, 128 × (64 + 64) tiles in grouped
-  order over a persistent grid (previous kernel → this one: 36² 0.660 → 0.618 ms, 18² 0.582 → 0.547 ms,
-  9² 0.161 → 0.142 ms).
+  order over a persistent grid.
 
-The gelu is exact: `GELU_FORMULAS` holds "rational" (the default: erfc from Abramowitz & Stegun 7.1.26 with one
-approximate reciprocal and one exp2; absolute erf error ≤ 1.5e-7, the order of fp32 rounding, far below the
-bf16 output's 2^-9) and "erf" (libdevice's erff, kept for A/B runs; docs/PERF.md, orbit, seventh pass).
+The gelu is exact: erfc from Abramowitz & Stegun 7.1.26 with one approximate reciprocal and one exp2
+(absolute erf error ≤ 1.5e-7, the order of fp32 rounding, far below the bf16 output's 2^-9). Timings of
+the schedules and of the kernel against cuBLAS are in docs/PERF.md (orbit).
 
 TMA zero-fills reads past the edges and clips the stores, so any M and any K, N that are multiples of 8 work.
 Only imported on CUDA machines (`a3d_cli.kernels.geglu` imports it lazily): Triton is not a CPU dependency.
@@ -55,10 +51,6 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
-GELU_FORMULAS = ("rational", "erf")
-DEFAULT_GELU = "rational"
-"""The formula used when a call names none (benchmarks/profile_kernels.py flips it to time the other)."""
 
 BLOCK_K = gl.constexpr(64)
 GROUP_M = gl.constexpr(8)  # streamed: row blocks per group of the tile order (neighbours share weights in L2)
@@ -88,18 +80,15 @@ def schedule_for(k: int) -> Schedule:
 
 
 @gluon.jit
-def _gelu(g, FORMULA: gl.constexpr):
-    """Exact gelu(g) = g · Φ(g) in fp32, by `GELU_FORMULAS[FORMULA]` (see the module docstring)."""
-    if FORMULA == 0:  # "rational": Φ(g) = 1 - erfc(g/√2)/2 for g ≥ 0 and erfc(|g|/√2)/2 below
-        z = gl.abs(g) * 0.7071067811865476
-        t = gl.inline_asm_elementwise(  # t = 1 / (1 + p z) in one MUFU instruction (an IEEE division is ~10)
-            "rcp.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + 0.3275911 * z], dtype=gl.float32, is_pure=True, pack=1
-        )
-        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-        half_erfc = 0.5 * poly * gl.exp2(g * g * -0.7213475204444817)  # exp(-g²/2) = 2^(-g²·log2(e)/2)
-        return g * gl.where(g >= 0, 1.0 - half_erfc, half_erfc)
-    else:  # "erf": libdevice's erff
-        return 0.5 * g * (1.0 + gl.erf(g * 0.7071067811865476))
+def _gelu(g):
+    """Exact gelu(g) = g · Φ(g) in fp32: Φ(g) = 1 - erfc(g/√2)/2 for g ≥ 0 and erfc(|g|/√2)/2 below."""
+    z = gl.abs(g) * 0.7071067811865476
+    t = gl.inline_asm_elementwise(  # t = 1 / (1 + p z) in one MUFU instruction (an IEEE division is ~10)
+        "rcp.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + 0.3275911 * z], dtype=gl.float32, is_pure=True, pack=1
+    )
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    half_erfc = 0.5 * poly * gl.exp2(g * g * -0.7213475204444817)  # exp(-g²/2) = 2^(-g²·log2(e)/2)
+    return g * gl.where(g >= 0, 1.0 - half_erfc, half_erfc)
 
 
 @gluon.jit
@@ -140,7 +129,7 @@ def _tile_offsets(j, M, N, first_m, off_n, RESIDENT: gl.constexpr, BM: gl.conste
 @gluon.jit
 def _loader(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
             ready, empty, turns, weights_ready, M, N,
-            HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr, GELU: gl.constexpr):  # fmt: skip
+            HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr):  # fmt: skip
     """One warp: TMA copies into the ring (and, resident, the weight slice once)."""
     BM: gl.constexpr = x_desc.block_type.shape[0]
     BN: gl.constexpr = value_desc.block_type.shape[0]
@@ -173,7 +162,7 @@ def _loader(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bu
 @gluon.jit
 def _consumer(CONSUMER: gl.constexpr, x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs,
               w_bufs, out_bufs, ready, empty, turns, weights_ready, M, N,
-              HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr, GELU: gl.constexpr):  # fmt: skip
+              HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr):  # fmt: skip
     """One warpgroup: the products of every other local tile, then their epilogue (ping-pong with the other)."""
     BM: gl.constexpr = x_desc.block_type.shape[0]
     BN: gl.constexpr = value_desc.block_type.shape[0]
@@ -210,7 +199,7 @@ def _consumer(CONSUMER: gl.constexpr, x_desc, value_desc, gate_desc, out_desc, v
             bias = gl.load(gl.where(is_value, value_bias + n, gate_bias + n), mask=n < N, other=0.0)
             acc = acc + bias.to(gl.float32)[None, :]
         value, gate = gl.split(gl.permute(gl.reshape(acc, [BM, 2, BN]), [0, 2, 1]))  # in registers, no shuffle
-        result = (value * _gelu(gate, GELU)).to(out_desc.dtype)
+        result = (value * _gelu(gate)).to(out_desc.dtype)
         tma.store_wait(0)  # this consumer's previous store has left out_buf
         out_buf.store(result)
         fence_async_shared()
@@ -220,8 +209,7 @@ def _consumer(CONSUMER: gl.constexpr, x_desc, value_desc, gate_desc, out_desc, v
 
 @gluon.jit
 def _geglu_kernel(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, M, N,
-                  HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr, STAGES: gl.constexpr,
-                  GELU: gl.constexpr):  # fmt: skip
+                  HAS_BIAS: gl.constexpr, RESIDENT: gl.constexpr, K_TILES: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     BN: gl.constexpr = value_desc.block_type.shape[0]
     x_bufs = gl.allocate_shared_memory(x_desc.dtype, [STAGES] + x_desc.block_type.shape, x_desc.layout)
     w_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([2 * BN, BLOCK_K], value_desc.dtype)
@@ -244,11 +232,11 @@ def _geglu_kernel(x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias
     gl.warp_specialize(
         [
             (_consumer, (0, x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-                         ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
+                         ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES)),
             (_consumer, (1, x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-                         ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
+                         ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES)),
             (_loader, (x_desc, value_desc, gate_desc, out_desc, value_bias, gate_bias, x_bufs, w_bufs, out_bufs,
-                       ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES, GELU)),
+                       ready, empty, turns, weights_ready, M, N, HAS_BIAS, RESIDENT, K_TILES)),
         ],
         [4, 1],
         [CONSUMER_REGISTERS, LOADER_REGISTERS],
@@ -270,13 +258,11 @@ def geglu_gluon(
     weight: Tensor,  # [2N, K] contiguous, same dtype
     bias: Tensor | None,  # [2N] or None
     schedule: Schedule | None = None,
-    gelu: str | None = None,
 ) -> Tensor:
     """Gluon twin of `a3d_cli.kernels.geglu_ref.geglu_ref` (see `a3d_cli.kernels.geglu.geglu_supported` for what it takes).
 
     Args:
         schedule: the tiling; None = `schedule_for(K)` (exposed for tuning sweeps).
-        gelu: one of `GELU_FORMULAS`; None = `DEFAULT_GELU`.
 
     Returns:
         [M, N] in x's dtype.
@@ -284,9 +270,6 @@ def geglu_gluon(
     m, k = x.shape
     n = weight.shape[0] // 2
     s = schedule_for(k) if schedule is None else schedule
-    formula = DEFAULT_GELU if gelu is None else gelu
-    if formula not in GELU_FORMULAS:
-        raise ValueError(f"gelu must be one of {GELU_FORMULAS}, got {formula!r}")
     if k == 0 or n == 0:
         raise ValueError(f"the fused kernel needs K > 0 and N > 0, got K = {k}, N = {n}")
     k_tiles = triton.cdiv(k, BLOCK_K.value)
@@ -310,6 +293,6 @@ def geglu_gluon(
             _descriptor(weight[n:], [s.block_n, BLOCK_K.value]), _descriptor(out, [s.block_m, s.block_n]),
             value_bias, gate_bias, m, n,
             HAS_BIAS=bias is not None, RESIDENT=s.resident, K_TILES=k_tiles, STAGES=s.stages,
-            GELU=GELU_FORMULAS.index(formula), num_warps=4, maxnreg=MAX_REGISTERS,
+            num_warps=4, maxnreg=MAX_REGISTERS,
         )  # fmt: skip
     return out

@@ -14,8 +14,9 @@ The refinement stage renders V views × F frames of the moving object, encodes t
 7. loss = ½ ‖z - sg(ẑ0)‖² summed, divided by V·F, times F / (F - 1) (mean per moving frame).
 
 Its gradient w.r.t. z is (z - ẑ0) / (V (F - 1)): an "x0-reconstruction" form of SDS that pulls the
-renders toward the denoiser's one-step estimate of the clean video. Reference facts:
-shared/reference/animate3d.md §3.4.
+renders toward the denoiser's one-step estimate of the clean video (Animate3D, Jiang et al. 2024, §3.4;
+yanqinJiang/Animate3D `threestudio/models/guidance/animatemv_guidance.py`). MV-VDM behind this protocol is
+`a3d_cli.models.mvvdm.denoiser.MvvdmDenoiser`.
 
 Layout: latents are [V, F, C, h, w] everywhere in this module (views, frames, latent channels, pixels).
 
@@ -30,13 +31,11 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from a3d_cli.models.attention import use_shortcut_attention
 from a3d_cli.render.cameras import CameraSet
 
 # Reference constants (Animate3D `refine_frame_16.yaml`, `animatemv_guidance.py`).
@@ -258,96 +257,7 @@ def sds_loss(
     return x0_reconstruction_loss(latents, target.x0), target
 
 
-# -- MV-VDM behind the protocol ----------------------------------------------------------------------------------------
-
-
-class MvvdmDenoiser:
-    """MV-VDM (`a3d_cli.models.mvvdm`) as an `SdsDenoiser`: frozen, no gradients except through `encode`.
-
-    The conditional and unconditional branches run as one batch of 2 (the reference's layout):
-    unconditional = negative prompt + zero IP-Adapter image embeddings; both see the clean frame 0.
-    The frame-0 renders are quantised to 8 bits before the CLIP image encoder, as the reference's trip
-    through PIL does.
-
-    Args:
-        comp: loaded components (`load_components` or `tiny_components`), already on their device/dtype.
-    """
-
-    def __init__(self, comp) -> None:  # comp: a3d_cli.models.mvvdm.components.MVVDMComponents
-        self.comp = comp
-        for module in (comp.unet, comp.vae, comp.text_encoder, comp.image_encoder):
-            module.requires_grad_(False)
-            module.eval()
-        # SDS differentiates through the VAE encoder: its mid-block attention (one 512-wide head, which no
-        # flash kernel takes) runs as explicit products, whose backward is far cheaper than the fallback's
-        use_shortcut_attention(comp.vae.encoder)
-        self.alphas_cumprod = comp.scheduler.alphas_cumprod.float()  # [T]
-        self._text: dict[tuple[str, str], Tensor] = {}
-
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        f = self.comp.vae_scale_factor
-        return int(self.comp.vae.config.latent_channels), height // f, width // f
-
-    def encode(self, images: Tensor, noise: Tensor | None = None) -> Tensor:
-        vae = self.comp.vae
-        x = images.to(device=self.comp.device, dtype=vae.dtype) * 2 - 1  # [B, 3, H, W]
-        dist = vae.encode(x).latent_dist
-        z = dist.mean if noise is None else dist.mean + dist.std * noise.to(dist.mean)  # [B, C, h, w]
-        return (z * vae.config.scaling_factor).float()
-
-    def _text_pair(self, prompt: str, negative_prompt: str) -> Tensor:
-        """[2, L, D] (unconditional, conditional) text context, computed once per prompt pair."""
-        from a3d_cli.models.mvvdm.pipeline import encode_prompts
-
-        key = (prompt, negative_prompt)
-        if key not in self._text:
-            self._text[key] = encode_prompts(self.comp, [negative_prompt, prompt])
-        return self._text[key]
-
-    @torch.no_grad()
-    def predict_noise(self, noisy: Tensor, t: int, cond: SdsCondition) -> tuple[Tensor, Tensor]:
-        from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
-        from a3d_cli.models.mvvdm.pipeline import encode_images_clip
-
-        comp = self.comp
-        text = self._text_pair(cond.prompt, cond.negative_prompt)  # [2, L, D]
-        frames = torch.floor(cond.first_frames.detach().float().clamp(0, 1) * 255) / 255  # [V, 3, H, W] 8-bit
-        img = encode_images_clip(comp, frames)  # [V, E]
-        img_pair = torch.stack([torch.zeros_like(img), img])  # [2, V, E]
-        cams = mvdream_camera_embedding_input(cond.cameras.c2w).to(device=comp.device, dtype=comp.dtype)  # [V, 16]
-        x = torch.stack([noisy, noisy]).to(device=comp.device, dtype=comp.dtype)  # [2, V, F, C, h, w]
-        tt = torch.tensor([t, t], device=comp.device)
-        eps = comp.unet(x, tt, text, img_pair, cams).sample.float()  # [2, V, F, C, h, w]
-        return eps[1], eps[0]
-
-
-def load_mvvdm_denoiser(
-    weights: dict[str, Path] | None,
-    device: str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    seed: int = 0,
-) -> MvvdmDenoiser:
-    """MV-VDM for SDS from resolved files (`mvvdm.weights.resolve_mvvdm_weights`), or the tiny random model when None.
-
-    Args:
-        weights: registry name → path of every file in `MVVDM_WEIGHTS`; None builds the tiny random MV-VDM
-            (tests and plumbing checks only).
-        device: where the networks go.
-        dtype: their precision.
-        seed: seeds the tiny model's random weights.
-    """
-    from a3d_cli.models.mvvdm.components import load_components, tiny_components
-    from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
-
-    if weights is None:
-        return MvvdmDenoiser(tiny_components(seed).to(device, dtype))
-    paths = [weights[name] for name in MVVDM_WEIGHTS]
-    return MvvdmDenoiser(load_components(*paths, device=device, dtype=dtype))
-
-
 __all__ = [
-    "MvvdmDenoiser",
-    "load_mvvdm_denoiser",
     "SDS_GUIDANCE_SCALE",
     "SDS_MAX_STEP_PERCENT",
     "SDS_MIN_STEP_PERCENT",

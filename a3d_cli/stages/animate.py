@@ -84,7 +84,7 @@ class AnimateOptions:
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = MVVideoOptions.dtype
     """MV-VDM precision (generation and SDS)."""
     compile: bool = False
-    """On CUDA, compile MV-VDM's repeated blocks for mvvideo and sds (`a3d_cli.models.acceleration`)."""
+    """On CUDA, compile MV-VDM's repeated blocks for mvvideo and sds (`a3d_cli.models.speed.acceleration`)."""
     mvdream: str | None = None
     """Explicit folder of yanqinJiang/mvdream-sd1.5-diffusers."""
     ip_adapter: str | None = None

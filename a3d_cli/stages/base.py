@@ -215,7 +215,7 @@ def run_stage(
     Returns:
         StageResult with absolute output paths, timing, memory, seed, device, metrics.
     """
-    from a3d_cli.models.acceleration import backend_flags_kept  # torch: imported only when a stage runs
+    from a3d_cli.models.speed.acceleration import backend_flags_kept  # torch: imported only when a stage runs
 
     rt = rt or Runtime()
     created = not Path(run_dir).exists()

@@ -87,7 +87,7 @@ class MVVideoOptions:
     tiny_model: bool = False
     """Use the tiny random-weight MV-VDM (tests and plumbing checks only; no weights needed)."""
     compile: bool = False
-    """On CUDA, compile the UNet's repeated blocks (`a3d_cli.models.acceleration`): faster evaluations after
+    """On CUDA, compile the UNet's repeated blocks (`a3d_cli.models.speed.acceleration`): faster evaluations after
     a one-off compilation on the first run (cached on disk afterwards). Ignored on CPU."""
 
     def __post_init__(self) -> None:
@@ -225,7 +225,7 @@ def run(
             freeinit=FreeInitConfig(iters=opts.freeinit_iters, method=opts.freeinit_method),  # type: ignore[arg-type]
         )
         # 3. sample (CUDA backend flags always; regional compilation of the UNet when asked)
-        from a3d_cli.models.acceleration import accelerate
+        from a3d_cli.models.speed.acceleration import accelerate
 
         accel = accelerate(ctx.device, [comp.unet], compile=opts.compile)
         ctx.progress.start("mvvideo: sampling", total=cfg.unet_evaluations)

@@ -61,11 +61,11 @@ class OrbitOptions:
         fps: frame rate of orbit.mp4.
         compile: on CUDA, compile the repeated blocks of the UNet and the VAE decoder, run them
             channels-last, fold each upsampling into its convolution and run each GEGLU as one GEMM
-            (`a3d_cli.models.acceleration`):
+            (`a3d_cli.models.speed.acceleration`):
             faster steps after a one-off compilation on the first run (cached on disk afterwards). Ignored
             on CPU.
         cuda_graph: on CUDA without --offload, record the guided UNet call once and replay it as one CUDA
-            graph for every later step (`a3d_cli.models.cuda_graph`): the same kernels without the gaps
+            graph for every later step (`a3d_cli.models.speed.cuda_graph`): the same kernels without the gaps
             Python leaves between their launches; results are unchanged. Ignored on CPU.
     """
 
@@ -204,7 +204,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         scales = cfg_scales(opts.cfg, config.num_frames, opts.cfg_min, opts.cfg_max)
 
         # 3. sample (CUDA backend flags always; regional compilation of the UNet and VAE decoder when asked)
-        from a3d_cli.models.acceleration import accelerate
+        from a3d_cli.models.speed.acceleration import accelerate
 
         accel = accelerate(
             ctx.device,

@@ -53,7 +53,7 @@ class SdsOptions(RefineSettings):
     log_every: int = 10
     """Steps between progress/loss-curve samples."""
     compile: bool = False
-    """On CUDA, compile the repeated blocks of MV-VDM's UNet and VAE encoder (`a3d_cli.models.acceleration`):
+    """On CUDA, compile the repeated blocks of MV-VDM's UNet and VAE encoder (`a3d_cli.models.speed.acceleration`):
     faster steps after a one-off compilation on the first run (cached on disk afterwards). Ignored on CPU."""
 
     def __post_init__(self) -> None:
@@ -97,7 +97,7 @@ def run(
         from a3d_cli.gaussians.motion_refine import SdsRefiner, refine_motion, refined_field, summarise_history
         from a3d_cli.gaussians.ply import read_ply
         from a3d_cli.io.video import write_mp4
-        from a3d_cli.models.acceleration import accelerate
+        from a3d_cli.models.speed.acceleration import accelerate
 
         # 1. inputs
         static = read_ply(ctx.input(STATIC_PLY)).to(ctx.device)
@@ -106,7 +106,7 @@ def run(
         den = denoiser
         if den is None and need_model:
             from a3d_cli.device import torch_dtype
-            from a3d_cli.models.sds import load_mvvdm_denoiser
+            from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
 
             ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
             den = load_mvvdm_denoiser(weights, ctx.device, torch_dtype(opts.dtype, ctx.device, cuda_auto="bf16"), ctx.seed)

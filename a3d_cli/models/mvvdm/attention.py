@@ -28,7 +28,7 @@ from diffusers.models.embeddings import SinusoidalPositionalEmbedding
 from diffusers.models.resnet import AlphaBlender
 from torch import Tensor, nn
 
-from a3d_cli.models.attention import attend_tokens
+from a3d_cli.models.speed.attention import attend_tokens
 
 
 @dataclass
@@ -68,9 +68,8 @@ class VideoLayout:
 
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: float) -> Tensor:
-    """Multi-head attention through `a3d_cli.models.attention.attend_tokens` (fused SDPA kernels on CUDA,
-    the fused short-sequence kernel for the 16-frame temporal attention, always: the `short_backend`
-    switch of `ShortcutAttnProcessor`, used by the benchmarks, does not reach these processors).
+    """Multi-head attention through `a3d_cli.models.speed.attention.attend_tokens` (fused SDPA kernels on CUDA,
+    the fused short-sequence kernel for the 16-frame temporal attention).
 
     Args:
         q: [N, Lq, C]; k, v: [N, Lk, C].

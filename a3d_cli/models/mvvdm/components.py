@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.errors import CheckpointError
-from a3d_cli.models.ddim import make_ddim_scheduler
+from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler
 from a3d_cli.models.mvvdm.checkpoint import LoadReport, load_mvvdm_unet
 from a3d_cli.models.mvvdm.config import MVVDMConfig
 from a3d_cli.models.mvvdm.unet import MVVDMUNet
@@ -64,7 +64,7 @@ class MVVDMComponents:
         text_encoder: CLIP text model; its last hidden state is the cross-attention context.
         tokenize: prompts → input ids.
         image_encoder: CLIP vision model with projection; `image_embeds` feed the IP-Adapter.
-        scheduler: DDIM (`a3d_cli.models.ddim`).
+        scheduler: DDIM (`a3d_cli.models.mvvdm.ddim`).
         report: which file supplied which UNet keys (None for random weights).
     """
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from a3d_cli.errors import CheckpointError, InputError
-from a3d_cli.models.attention import use_shortcut_attention
+from a3d_cli.models.speed.attention import use_shortcut_attention
 from a3d_cli.models.sv3d.config import CONFIG_METADATA_KEY, SV3DConfig, Variant
 from a3d_cli.models.sv3d.convert import (
     ConversionReport,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from a3d_cli.models.cuda_graph import GraphedFunction
+from a3d_cli.models.speed.cuda_graph import GraphedFunction
 from a3d_cli.models.guidance import apply_frame_cfg, triangular_cfg_scales
 from a3d_cli.models.sv3d.cameras import Orbit, to_sv3d_angles
 from a3d_cli.models.sv3d.conditioning import clip_input, sv3d_vector
@@ -84,7 +84,7 @@ class SV3DPipeline:
         offload: keep each network on the CPU except while it runs (less GPU memory, some transfer time).
         scheduler: an `EulerDiscreteScheduler` in SV3D's configuration (default `make_scheduler()`).
         cuda_graph: on CUDA without offloading, replay the guided UNet call of every step after the first
-            as one CUDA graph (`a3d_cli.models.cuda_graph`): the same kernels on the same buffers, without
+            as one CUDA graph (`a3d_cli.models.speed.cuda_graph`): the same kernels on the same buffers, without
             the launch gaps between them. Ignored on the CPU and with `offload` (weights move there).
     """
 

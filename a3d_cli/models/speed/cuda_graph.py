@@ -4,8 +4,7 @@ Why: a compiled SV3D CFG forward runs about two thousand kernels, and wherever P
 diffusers' block loops, the eager glue between compiled blocks) is slower to launch the next one than the
 GPU is to finish the last, the GPU waits. A CUDA graph records the kernels of one call once; each later
 call copies its inputs into the recorded buffers and launches the whole recording at once, so the GPU never
-waits for Python. Measured on an H200: the replayed SV3D forward is 1.4–1.9 ms faster than the launched
-one, 14.55 → 14.43 s for the eager orbit stage and 8.80 → 8.74 s compiled (docs/PERF.md, orbit).
+waits for Python (its gain on the orbit stage, and whether it is worth keeping, is in docs/PERF.md).
 
 The contract a graphed function must keep (true of a UNet forward at fixed shapes):
 

@@ -19,12 +19,12 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    What compilation buys is fusion: GroupNorm + SiLU, LayerNorm + GEGLU, residual adds and blends become a
    few kernels instead of many memory round trips.
    Compiled blocks stay the same `nn.Module` objects (state dicts, `len()`, truthiness, `.to()` unchanged).
-3. Three options the orbit stage turns on (all exact up to rounding, all measured on SV3D in docs/PERF.md):
+3. Three options the orbit stage turns on (all exact up to rounding; their gains are in docs/PERF.md):
    with `compile=True`, `channels_last` keeps activations NHWC from block to block and computes the
    resnets' GroupNorms as per-channel reductions (`keep_channels_last`) and `subpixel_upsampling` runs every
    nearest ×2 upsampling + 3×3 convolution as one 2×2 convolution on the small image
-   (`a3d_cli.models.upsampling`); compiled or not, `fused_geglu` computes every GEGLU as one GEMM
-   (`a3d_cli.models.geglu`, a Gluon kernel on Hopper GPUs, the same custom op eagerly and inside inductor's
+   (`a3d_cli.models.speed.upsampling`); compiled or not, `fused_geglu` computes every GEGLU as one GEMM
+   (`a3d_cli.models.speed.geglu`, a Gluon kernel on Hopper GPUs, the same custom op eagerly and inside inductor's
    graphs). mvvideo and sds do not use them yet (not measured there).
 
 Scope: the flags are process-wide, so `a3d_cli.stages.base.run_stage` restores them when a stage ends
@@ -38,6 +38,10 @@ machine mostly load them. `compile` is off by default in the stages until the be
 Failures: a block dynamo cannot trace runs eagerly (dynamo's `suppress_errors` is switched on while
 compiling is requested), so `--compile` can make a stage slower to start but never makes it fail at trace
 time.
+
+Every change is removable: `accelerate` returns a report whose `handle.remove()` undoes what it did (the
+backend flags, the class swaps, the hooks, the compiled forwards), and each `use_*`/`keep_*`/`compile_blocks`
+helper returns its own `SpeedHandle`.
 
 Examples:
     >>> report = accelerate("cpu", [torch.nn.Linear(2, 2)], compile=True)
@@ -54,13 +58,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from a3d_cli.models.geglu import use_fused_geglu
-from a3d_cli.models.group_norm import use_channels_last_group_norm
-from a3d_cli.models.upsampling import use_subpixel_upsampling
-
-COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
-"""Modes `accelerate` accepts. CUDA-graph modes are left out: the pipelines mutate Python state between
-calls (MV-VDM's `VideoLayout`) and SDS takes gradients, which CUDA graphs do not suit."""
+from a3d_cli.models.speed.geglu import use_fused_geglu
+from a3d_cli.models.speed.group_norm import use_channels_last_group_norm
+from a3d_cli.models.speed.handles import SpeedHandle
+from a3d_cli.models.speed.upsampling import use_subpixel_upsampling
 
 REPEATED_BLOCKS = (
     "SpatioTemporalResBlock",  # SVD / SV3D resnet pair (spatial 2D + temporal 3D) and its blend
@@ -77,13 +78,12 @@ block are part of its graph and are not compiled again)."""
 COMPILED_BY_NAME = ("conv_norm_out",)
 """Attribute names of single layers compiled on their own as well: the UNets' and VAEs' final GroupNorm,
 which sits outside the blocks and whose eager kernel first copies a channels-last input to NCHW (a
-transposing copy of the full-resolution tensor: 0.9 ms per SV3D forward, docs/PERF.md)."""
+transposing copy of the full-resolution tensor)."""
 
 GROUP_NORM_BY_CHANNELS_IN = ("SpatioTemporalResBlock", "ResnetBlock2D")
-"""Blocks whose GroupNorms `keep_channels_last` computes as per-channel reductions: the resnets, where it
-measured faster on an H200 (SV3D's 72² resnet: 2.8 against 4.5 ms, and 2.9 ms with only the 5-D temporal
-ones switched). In SVD's transformer, whose single GroupNorm feeds a linear layer, inductor's own lowering
-measured 0.2 ms faster."""
+"""Blocks whose GroupNorms `keep_channels_last` computes as per-channel reductions: the resnets, where that
+is faster (docs/PERF.md). In SVD's transformer, whose single GroupNorm feeds a linear layer, inductor's own
+lowering is faster, so it is left alone."""
 
 RECOMPILE_LIMIT = 64
 """Dynamo's per-code-object graph limit while compiling (default 8): a UNet's resnets alone come in more
@@ -104,6 +104,7 @@ class AccelerationReport:
         subpixel_upsamplers: upsamplers computed as 2×2 convolutions (`use_subpixel_upsampling`).
         fused_geglus: GEGLU layers computed as one fused GEMM (`use_fused_geglu`).
         block_classes: class name → instances wrapped.
+        handle: undoes everything `accelerate` did (`handle.remove()`).
     """
 
     enabled: bool = False
@@ -114,6 +115,7 @@ class AccelerationReport:
     channels_last_blocks: int = 0
     subpixel_upsamplers: int = 0
     fused_geglus: int = 0
+    handle: SpeedHandle = field(default_factory=lambda: SpeedHandle("accelerate"))
 
     def as_metrics(self) -> dict[str, object]:
         """JSON-friendly summary."""
@@ -133,11 +135,31 @@ def is_cuda(device: str | torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def configure_cuda() -> None:
-    """Process-wide CUDA backend flags: cuDNN autotuning and TF32 for fp32 matmuls and convolutions."""
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+def _backend_flags() -> tuple[bool, bool, bool]:
+    return (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+
+
+def _set_backend_flags(flags: tuple[bool, bool, bool]) -> None:
+    (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    ) = flags
+
+
+def configure_cuda() -> SpeedHandle:
+    """Process-wide CUDA backend flags: cuDNN autotuning and TF32 for fp32 matmuls and convolutions.
+
+    Returns:
+        a handle whose `remove()` puts the three flags back as they were.
+    """
+    saved = _backend_flags()
+    _set_backend_flags((True, True, True))
+    return SpeedHandle("CUDA backend flags", 3, lambda: _set_backend_flags(saved))
 
 
 @contextlib.contextmanager
@@ -149,19 +171,11 @@ def backend_flags_kept() -> Iterator[None]:
     after it (the motion fit, the exports), nor that of tests comparing fp32 kernels. `run_stage` wraps
     every stage in this.
     """
-    saved = (
-        torch.backends.cudnn.benchmark,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-    )
+    saved = _backend_flags()
     try:
         yield
     finally:
-        (
-            torch.backends.cudnn.benchmark,
-            torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.allow_tf32,
-        ) = saved
+        _set_backend_flags(saved)
 
 
 def _raise_recompile_limit(limit: int) -> None:
@@ -198,28 +212,38 @@ def repeated_blocks(
     return found
 
 
+class CompiledBlocks(SpeedHandle):
+    """The handle of `compile_blocks`; `classes` maps class name → instances compiled."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        self.classes: dict[str, int] = {}
+        for block in blocks:
+            self.classes[type(block).__name__] = self.classes.get(type(block).__name__, 0) + 1
+
+        def undo() -> None:
+            for block in blocks:
+                block._compiled_call_impl = None  # what `nn.Module.compile` set: back to the eager forward
+
+        super().__init__("compile", len(blocks), undo if blocks else None)
+
+
 def compile_blocks(
-    module: nn.Module, mode: str = "default", classes: Iterable[str] = REPEATED_BLOCKS, backend: str = "inductor"
-) -> dict[str, int]:
+    module: nn.Module, classes: Iterable[str] = REPEATED_BLOCKS, backend: str = "inductor"
+) -> CompiledBlocks:
     """Compile every repeated block of `module` in place (`nn.Module.compile`); lazy until the first call.
 
     Args:
+        classes: class names of the blocks to compile.
         backend: the torch.compile backend; "eager" only traces (a cheap CPU check that blocks trace).
 
     Returns:
-        class name → number of instances compiled.
+        a handle: `classes` counts the instances compiled per class; `remove()` restores eager forwards.
     """
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
     _raise_recompile_limit(RECOMPILE_LIMIT)
-    counts: dict[str, int] = {}
-    for _, block in repeated_blocks(module, classes):
-        if backend == "inductor":
-            block.compile(mode=mode, dynamic=False)
-        else:
-            block.compile(backend=backend, dynamic=False)
-        counts[type(block).__name__] = counts.get(type(block).__name__, 0) + 1
-    return counts
+    blocks = [block for _, block in repeated_blocks(module, classes)]
+    for block in blocks:
+        block.compile(backend=backend, dynamic=False)
+    return CompiledBlocks(blocks)
 
 
 def accelerate(
@@ -227,7 +251,6 @@ def accelerate(
     modules: Iterable[nn.Module | None],
     *,
     compile: bool = False,  # noqa: A002 - the option's name
-    mode: str = "default",
     channels_last: bool = False,
     subpixel_upsampling: bool = False,
     fused_geglu: bool = False,
@@ -239,33 +262,39 @@ def accelerate(
         device: the execution device; anything but CUDA makes this a no-op.
         modules: networks whose repeated blocks to compile (None entries are skipped).
         compile: compile repeated blocks (first forward of each shape pays the compilation).
-        mode: "default" (fast to build) or "max-autotune-no-cudagraphs" (slow to build: autotunes GEMMs).
         channels_last: with `compile`, run the networks channels-last throughout (`keep_channels_last`).
         subpixel_upsampling: with `compile`, run nearest ×2 upsampling + 3×3 convolution as one 2×2
-            convolution (`a3d_cli.models.upsampling`; equal to rounding).
+            convolution (`a3d_cli.models.speed.upsampling`; equal to rounding).
         fused_geglu: compute every GEGLU's projection and gating in one GEMM, compiled or not
-            (`a3d_cli.models.geglu`; a Gluon kernel on Hopper GPUs, equal to rounding).
+            (`a3d_cli.models.speed.geglu`; a Gluon kernel on Hopper GPUs, equal to rounding).
 
     Returns:
-        `AccelerationReport`.
+        `AccelerationReport`; its `handle.remove()` undoes every change.
     """
     if not is_cuda(device):
         return AccelerationReport()
-    configure_cuda()
+    handles = [configure_cuda()]
     report = AccelerationReport(enabled=True)
     networks = [m for m in modules if m is not None]
     if fused_geglu:  # before compiling, so that the blocks' graphs take in the fused op
-        report.fused_geglus = sum(use_fused_geglu(m) for m in networks)
+        fused = [use_fused_geglu(m) for m in networks]
+        report.fused_geglus = sum(h.count for h in fused)
+        handles += fused
     if compile:
-        report.compile, report.mode = True, mode
+        report.compile, report.mode = True, "default"
         for m in networks:
             if subpixel_upsampling:
-                report.subpixel_upsamplers += use_subpixel_upsampling(m)
+                handles.append(use_subpixel_upsampling(m))
+                report.subpixel_upsamplers += handles[-1].count
             if channels_last:
-                report.channels_last_blocks += keep_channels_last(m)
-            for name, n in compile_blocks(m, mode).items():
+                handles.append(keep_channels_last(m))
+                report.channels_last_blocks += handles[-1].count
+            compiled = compile_blocks(m)
+            handles.append(compiled)
+            for name, n in compiled.classes.items():
                 report.block_classes[name] = report.block_classes.get(name, 0) + n
         report.compiled_blocks = sum(report.block_classes.values())
+    report.handle = SpeedHandle.group("accelerate", handles)
     return report
 
 
@@ -278,13 +307,12 @@ def _to_channels_last(output: object) -> object:
     return output
 
 
-def keep_channels_last(module: nn.Module, classes: Iterable[str] = REPEATED_BLOCKS) -> int:
-    """Make `module` run channels-last (NHWC) from block to block; returns how many blocks were hooked.
+def keep_channels_last(module: nn.Module, classes: Iterable[str] = REPEATED_BLOCKS) -> SpeedHandle:
+    """Make `module` run channels-last (NHWC) from block to block; the handle counts the blocks hooked.
 
     Why: cuDNN's bf16 convolutions work in NHWC, and SVD's temporal 3×1×1 convolutions see a 5-D
     (batch, channels, frames, h, w) view of the (batch·frames, channels, h, w) activations, which is exactly
-    NDHWC when those are NHWC and an odd layout cuDNN has to convert first when they are NCHW (measured:
-    0.42 against 0.87 ms per call at 72²). Converting the weights alone is not enough: diffusers'
+    NDHWC when those are NHWC and an odd layout cuDNN has to convert first when they are NCHW. Converting the weights alone is not enough: diffusers'
     `TransformerSpatioTemporalModel` ends in `.contiguous()`, which puts its output back to NCHW, and every
     block after it would convert again. So every repeated block gets a forward hook that hands its 4-D output
     on in NHWC. Under `torch.compile` the hook is traced into the block's graph, where inductor writes the
@@ -293,47 +321,56 @@ def keep_channels_last(module: nn.Module, classes: Iterable[str] = REPEATED_BLOC
 
     The GroupNorms inside the resnets (`GROUP_NORM_BY_CHANNELS_IN`) become `ChannelsLastGroupNorm`s:
     inductor's own lowering of a GroupNorm reads NDHWC data against its grain (see
-    `a3d_cli.models.group_norm`).
+    `a3d_cli.models.speed.group_norm`).
 
     What changes: memory layouts and the order in which GroupNorm statistics are summed, nothing else.
+    `remove()` on the returned handle takes the hooks off and gives the GroupNorms and weights back.
     """
-    channels_last_convs(module)
+    parts = [channels_last_convs(module)]
     blocks = repeated_blocks(module, classes)
+    hooks = []
     for _, block in blocks:
-        block.register_forward_hook(lambda _m, _args, output: _to_channels_last(output))
+        hooks.append(block.register_forward_hook(lambda _m, _args, output: _to_channels_last(output)))
         if type(block).__name__ in GROUP_NORM_BY_CHANNELS_IN:
-            use_channels_last_group_norm(block)
-    return len(blocks)
+            parts.append(use_channels_last_group_norm(block))
+
+    def undo() -> None:
+        for hook in hooks:
+            hook.remove()
+        SpeedHandle.group("", parts).remove()
+
+    return SpeedHandle("channels-last blocks", len(blocks), undo)
 
 
-def channels_last_convs(module: nn.Module, conv3d: bool = True) -> int:
-    """Put the weights of every convolution in `module` into channels-last layout; returns how many.
+def channels_last_convs(module: nn.Module, conv3d: bool = True) -> SpeedHandle:
+    """Put the weights of every convolution in `module` into channels-last layout; the handle counts them.
 
     Conv2d weights become NHWC; with `conv3d`, Conv3d weights (SVD's temporal resnets) become NDHWC.
     Why not `module.to(memory_format=torch.channels_last)`: that call rejects the 5-D Conv3d weights
-    ("required rank 4 tensor to use channels_last format").
+    ("required rank 4 tensor to use channels_last format"). `remove()` makes the weights contiguous again.
     """
-    n = 0
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
-            n += 1
-        elif conv3d and isinstance(m, nn.Conv3d):
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
-            n += 1
-    return n
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d) or (conv3d and isinstance(m, nn.Conv3d))]
+    for m in convs:
+        layout = torch.channels_last if isinstance(m, nn.Conv2d) else torch.channels_last_3d
+        m.weight.data = m.weight.data.contiguous(memory_format=layout)
+
+    def undo() -> None:
+        for m in convs:
+            m.weight.data = m.weight.data.contiguous()
+
+    return SpeedHandle("channels-last weights", len(convs), undo if convs else None)
 
 
-def channels_last_conv2d(module: nn.Module) -> int:
-    """`channels_last_convs` for the Conv2d weights only; returns how many."""
+def channels_last_conv2d(module: nn.Module) -> SpeedHandle:
+    """`channels_last_convs` for the Conv2d weights only."""
     return channels_last_convs(module, conv3d=False)
 
 
 __all__ = [
-    "COMPILE_MODES",
     "GROUP_NORM_BY_CHANNELS_IN",
     "REPEATED_BLOCKS",
     "AccelerationReport",
+    "CompiledBlocks",
     "accelerate",
     "backend_flags_kept",
     "channels_last_conv2d",

@@ -1,6 +1,6 @@
 """An attention processor for diffusers' `Attention` that skips work the fused SDPA kernels waste.
 
-Why: profiling the SV3D UNet and the SD VAE on an H100/H200 (`benchmarks/profile_kernels.py`, docs/PERF.md)
+Why: profiling the SV3D UNet and the SD VAE (`benchmarks/profile_kernels.py`, figures in docs/PERF.md)
 showed three shapes where `F.scaled_dot_product_attention` spends far more than the arithmetic needs:
 
 1. **Cross-attention to a single token** (SV3D attends to one CLIP image embedding in all its spatial and
@@ -11,7 +11,7 @@ showed three shapes where `F.scaled_dot_product_attention` spends far more than 
    kernels pad each 21-long sequence to their 128-wide tiles. On CUDA `a3d_cli.kernels.short_attention` attends
    in one Triton kernel that reads q, k, v where the projections wrote them and keeps the scores in
    registers; elsewhere (the CPU, fp32) an explicit `softmax(QKᵀ/√d)V` on the small matrices is used while
-   compiling, where inductor fuses it (eagerly PyTorch's SDPA measured faster, so `attend` keeps it).
+   compiling, where inductor fuses it (eagerly, PyTorch's SDPA is faster, so `attend` keeps it).
 3. **Very wide heads** (the SD VAE's mid-block attention has one head of 512 channels): no flash kernel
    takes head dimensions above 256, so PyTorch falls back to the memory-efficient kernel, whose backward
    (needed by `a3d sds`, which differentiates through the VAE encoder) is slow; at 1024 tokens the explicit
@@ -22,12 +22,11 @@ rounding (tests compare the two on random inputs). Cases outside what this proce
 q/k norms, attention masks, IP-adapter inputs) are handed to `AttnProcessor2_0` unchanged.
 
 Use the diffusers way: `model.set_attn_processor(ShortcutAttnProcessor())`, or `use_shortcut_attention(model)`
-which leaves custom processors (MV-VDM's multi-view and IP-adapter ones) in place.
+which leaves custom processors (MV-VDM's multi-view and IP-adapter ones) in place and returns a handle that
+puts the previous processors back.
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -36,8 +35,7 @@ from torch import Tensor, nn
 
 from a3d_cli.kernels.attention_ref import explicit_attention, merge_heads, split_heads
 from a3d_cli.kernels.short_attention import short_attention, short_attention_supported
-
-ShortBackend = Literal["kernel", "math", "sdpa"]
+from a3d_cli.models.speed.handles import SpeedHandle
 
 SHORT_SEQUENCE = 32
 """Sequences at most this long (queries and keys) count as short: SVD's 21 frames, AnimateDiff's 16."""
@@ -54,19 +52,11 @@ class ShortcutAttnProcessor:
             products instead of a fused SDPA kernel.
         wide_head: heads wider than this are attended with explicit matrix products (no flash kernel
             supports them).
-        short_backend: "kernel" (the fused kernel of `a3d_cli.kernels.short_attention` where it takes the tensors,
-            else explicit products), "math" (explicit products only) or "sdpa" (leave short sequences to
-            PyTorch's choice); the last two for comparison in the benchmarks.
     """
 
-    def __init__(
-        self, short_sequence: int = SHORT_SEQUENCE, wide_head: int = WIDE_HEAD, short_backend: ShortBackend = "kernel"
-    ) -> None:
-        if short_backend not in ("kernel", "math", "sdpa"):
-            raise ValueError(f"short_backend must be 'kernel', 'math' or 'sdpa', got {short_backend!r}")
+    def __init__(self, short_sequence: int = SHORT_SEQUENCE, wide_head: int = WIDE_HEAD) -> None:
         self.short_sequence = short_sequence
         self.wide_head = wide_head
-        self.short_backend = short_backend
         self._fallback = AttnProcessor2_0()
 
     @staticmethod
@@ -123,9 +113,7 @@ class ShortcutAttnProcessor:
     def _attend(self, attn: Attention, x: Tensor, context: Tensor) -> Tensor:
         """Multi-head softmax(QKᵀ/√d)V of queries from `x` [B, N, C] over `context` [B, M, C] → [B, N, inner]."""
         q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)  # [B, L, H·d], [B, M, H·d] ×2
-        short = 0 if self.short_backend == "sdpa" else self.short_sequence
-        kernel = self.short_backend == "kernel"
-        return attend_tokens(q, k, v, attn.heads, short_sequence=short, wide_head=self.wide_head, short_kernel=kernel)
+        return attend_tokens(q, k, v, attn.heads, short_sequence=self.short_sequence, wide_head=self.wide_head)
 
 
 def attend(
@@ -140,7 +128,7 @@ def attend(
 
     Picks the route by shape: explicit products for heads wider than `wide_head` (always), and for
     sequences no longer than `short_sequence` when running inside `torch.compile` (inductor fuses the
-    softmax with the products there; eagerly, PyTorch's fused kernels measured faster for short sequences);
+    softmax with the products there; eagerly, PyTorch's fused kernels are faster for short sequences);
     `F.scaled_dot_product_attention` for everything else.
 
     Args:
@@ -162,18 +150,17 @@ def attend_tokens(
     scale: float | None = None,
     short_sequence: int = SHORT_SEQUENCE,
     wide_head: int = WIDE_HEAD,
-    short_kernel: bool = True,
 ) -> Tensor:
     """`attend` on the projections' token layout: [B, L, H·d] × [B, M, H·d] × [B, M, H·d_v] → [B, L, H·d_v].
 
     Sequences no longer than `short_sequence` go to the fused kernel of `a3d_cli.kernels.short_attention` where it
     takes the tensors (CUDA, bf16/fp16), eagerly and compiled alike: it reads the heads in place, so no
     transposes are written (it has no backward, so calls that need gradients take `attend`); everything
-    else is split into heads and routed by `attend`. `short_kernel=False` leaves the kernel out (benchmarks).
+    else is split into heads and routed by `attend`.
     """
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     short = max(q.shape[1], k.shape[1]) <= short_sequence
-    if short and short_kernel and not needs_grad and short_attention_supported(q, k, v, heads):
+    if short and not needs_grad and short_attention_supported(q, k, v, heads):
         return short_attention(q, k, v, heads, scale)
     out = attend(*(split_heads(t, heads) for t in (q, k, v)), scale=scale, short_sequence=short_sequence, wide_head=wide_head)
     return merge_heads(out).to(q.dtype)
@@ -181,34 +168,38 @@ def attend_tokens(
 
 SHORT_PAD = 8
 """Short sequences are padded to a multiple of this: a batched [21 × 64]·[64 × 21] product writes rows of
-21 bf16 values, which are not 16-byte aligned, and on an H200 it ran in an sm75 CUTLASS kernel with
-1-element alignment: 0.27 ms per call at 72², 3.7 ms per SV3D UNet forward (docs/PERF.md)."""
+21 bf16 values, which are not 16-byte aligned, and cuBLAS then picks a slow 1-element-aligned kernel."""
 
 
-def replace_attention_processors(model: nn.Module, replaced: tuple[type, ...], processor: object) -> int:
+def replace_attention_processors(
+    model: nn.Module, replaced: tuple[type, ...], processor: object, name: str = "attention processor"
+) -> SpeedHandle:
     """Give `processor` to every diffusers `Attention` layer of `model` whose processor is one of `replaced`.
 
     Returns:
-        how many layers were switched.
+        a handle: `count` layers switched; `remove()` gives each its previous processor back.
     """
-    n = 0
-    for module in model.modules():
-        if isinstance(module, Attention) and isinstance(module.processor, replaced):
-            module.set_processor(processor)
-            n += 1
-    return n
+    previous = [(m, m.processor) for m in model.modules() if isinstance(m, Attention) and isinstance(m.processor, replaced)]
+    for module, _ in previous:
+        module.set_processor(processor)
+
+    def undo() -> None:
+        for module, old in previous:
+            module.set_processor(old)
+
+    return SpeedHandle(name, len(previous), undo if previous else None)
 
 
-def use_shortcut_attention(model: nn.Module, processor: ShortcutAttnProcessor | None = None) -> int:
+def use_shortcut_attention(model: nn.Module, processor: ShortcutAttnProcessor | None = None) -> SpeedHandle:
     """Give every attention layer of `model` that runs diffusers' default processor a `ShortcutAttnProcessor`.
 
     Custom processors (MV-VDM's multi-view attention, IP-adapter layers) are left as they are.
 
     Returns:
-        how many layers were switched.
+        a handle: `count` layers switched; `remove()` puts diffusers' processors back.
     """
     return replace_attention_processors(
-        model, (AttnProcessor2_0, AttnProcessor), processor or ShortcutAttnProcessor()
+        model, (AttnProcessor2_0, AttnProcessor), processor or ShortcutAttnProcessor(), name="shortcut attention"
     )
 
 

@@ -5,8 +5,7 @@ Why: the UNet decoder levels (and the VAE decoder) upsample by repeating every p
 input pixels, so for each of the four output parities (even/odd row, even/odd column) the nine taps collapse
 into four summed taps on the small image. One convolution with four stacked 2×2 kernels computes all four
 parities; interleaving them gives the same output with 16 instead of 36 taps per input pixel (2.25× fewer
-FLOPs) and without writing and re-reading the upsampled tensor. On an H200 the SV3D UNet's upsampling
-convolution at 36² × 1280 channels took 4.2 ms per forward, at half the rate of the other convolutions.
+FLOPs) and without writing and re-reading the upsampled tensor (measurements in docs/PERF.md).
 
 Exactness: the same sums; only the weights are pre-added (in fp32, then cast once to the convolution's
 dtype), so results agree with diffusers' `Upsample2D` to rounding. Any `Upsample2D` configuration this does
@@ -21,7 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 from diffusers.models.upsampling import Upsample2D
 from torch import Tensor, nn
 
-from a3d_cli.models.class_swap import swap_class
+from a3d_cli.models.speed.handles import SpeedHandle, swap_class
 
 
 def _collapse(weight: Tensor, dim: int) -> Tensor:
@@ -90,12 +89,15 @@ class SubpixelUpsample2D(Upsample2D):
         return upsample_nearest2x_conv3x3(hidden_states, conv.weight, conv.bias)
 
 
-def use_subpixel_upsampling(module: nn.Module) -> int:
-    """Turn every diffusers `Upsample2D` in `module` into a `SubpixelUpsample2D`, in place; returns how many.
+def use_subpixel_upsampling(module: nn.Module) -> SpeedHandle:
+    """Turn every diffusers `Upsample2D` in `module` into a `SubpixelUpsample2D`, in place.
 
     The module objects and their parameters stay the same (only the class changes).
+
+    Returns:
+        a handle: `count` layers switched; `remove()` turns them back into `Upsample2D`s.
     """
-    return swap_class(module, Upsample2D, SubpixelUpsample2D)
+    return swap_class(module, Upsample2D, SubpixelUpsample2D, name="subpixel upsampling")
 
 
 __all__ = ["SubpixelUpsample2D", "subpixel_kernels", "upsample_nearest2x_conv3x3", "use_subpixel_upsampling"]

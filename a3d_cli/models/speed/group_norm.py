@@ -3,9 +3,8 @@
 Why: SVD's temporal resnets normalize a 5-D (batch, channels, frames, h, w) tensor whose groups span all
 21 frames, about a million values per group but only batch × 32 groups. For the channels-last (NDHWC)
 activations that `keep_channels_last` gives them, inductor lowers `F.group_norm` to a split reduction that
-walks each group channel by channel at a 640-byte stride: on an H200 this statistics kernel alone took
-1.3 ms per call at 72², against about 0.05 ms for one read of the tensor, and together the two temporal
-GroupNorms of a 72² resnet took 1.9 of its 4.6 ms (docs/PERF.md).
+walks each group channel by channel at a large stride, many times slower than one read of the tensor
+(measurements in docs/PERF.md).
 
 Computed instead as sums per (batch, channel) over the positions (with channels innermost in memory, a
 reduction whose loads are contiguous across channels), then summed per group (a tiny tensor). Two passes
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from a3d_cli.models.class_swap import swap_class
+from a3d_cli.models.speed.handles import SpeedHandle, swap_class
 
 
 def group_norm_by_channels(
@@ -63,13 +62,16 @@ class ChannelsLastGroupNorm(nn.GroupNorm):
         return group_norm_by_channels(input, self.num_groups, self.weight, self.bias, self.eps)
 
 
-def use_channels_last_group_norm(module: nn.Module) -> int:
-    """Turn every plain `nn.GroupNorm` in `module` into a `ChannelsLastGroupNorm`, in place; returns how many.
+def use_channels_last_group_norm(module: nn.Module) -> SpeedHandle:
+    """Turn every plain `nn.GroupNorm` in `module` into a `ChannelsLastGroupNorm`, in place.
 
     The module objects and their parameters stay the same (only the class changes), so state dicts,
     optimizers and hooks are unaffected.
+
+    Returns:
+        a handle: `count` layers switched; `remove()` turns them back into `nn.GroupNorm`s.
     """
-    return swap_class(module, nn.GroupNorm, ChannelsLastGroupNorm)
+    return swap_class(module, nn.GroupNorm, ChannelsLastGroupNorm, name="channels-last GroupNorm")
 
 
 __all__ = ["ChannelsLastGroupNorm", "group_norm_by_channels", "use_channels_last_group_norm"]
