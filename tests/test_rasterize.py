@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from a3d_cli.kernels import RasterOutput, available_backends, rasterize, rasterize_ref, select_backend
-from a3d_cli.kernels.composite_ref import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_tiles, composite_tiles, composite_tiles_autograd
+from a3d_cli.kernels import RasterOutput, available_backends, rasterize, rasterize_ref, rasterize_torch, select_backend
+from a3d_cli.kernels.composite_tiled import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_tiles, composite_tiles, composite_tiles_autograd
 from a3d_cli.kernels.projection_ref import camera_centers, project_gaussians_ref
 from a3d_cli.kernels.sh_ref import SH_C0, sh_basis, sh_colors
 
@@ -52,42 +52,11 @@ def random_scene(seed: int, n: int, c: int, w: int, h: int, dtype: torch.dtype =
     return means, quats, scales, opac, colors, viewmats, Ks
 
 
-def dense_composite(means, quats, scales, opac, colors, viewmats, Ks, w, h, backgrounds=None, stop_rule=True):
-    """All-pairs (pixels × splats) compositor with gsplat's rules, one camera at a time: the simplest
-    possible statement of the compositing, to check the tiled reference against.
-
-    Returns:
-        colors [C, H, W, D], alphas [C, H, W, 1]
-    """
-    proj = project_gaussians_ref(means[None], quats[None], scales[None], opac[None], viewmats[None], Ks[None], w, h)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=means.dtype), torch.arange(w, dtype=means.dtype), indexing="ij")
-    pix = torch.stack([xs, ys], -1).reshape(-1, 2) + 0.5  # [H*W, 2]
-    out_c, out_a = [], []
-    for ci in range(viewmats.shape[0]):
-        vis = proj.visible[0, ci].nonzero().squeeze(1)
-        vis = vis[torch.argsort(proj.depths[0, ci, vis])]  # front to back
-        d = proj.means2d[0, ci, vis][None] - pix[:, None]  # [HW, n, 2]
-        a, b, c = proj.conics[0, ci, vis].unbind(-1)
-        sigma = 0.5 * (a * d[..., 0] ** 2 + c * d[..., 1] ** 2) + b * d[..., 0] * d[..., 1]  # [HW, n]
-        alpha = (opac[vis] * torch.exp(-sigma)).clamp(max=ALPHA_MAX)
-        alpha = torch.where(alpha < ALPHA_MIN, 0.0, alpha)
-        t_in = torch.cumprod(1 - alpha, -1)  # [HW, n]
-        t_ex = torch.cat([torch.ones_like(t_in[:, :1]), t_in[:, :-1]], -1)
-        wgt = alpha * t_ex * ((t_in > T_MIN) | (not stop_rule))  # [HW, n]
-        col = wgt @ colors[vis]  # [HW, D]
-        acc = wgt.sum(-1, keepdim=True)  # [HW, 1]
-        if backgrounds is not None:
-            col = col + (1 - acc) * backgrounds[ci]
-        out_c.append(col.reshape(h, w, -1))
-        out_a.append(acc.reshape(h, w, 1))
-    return torch.stack(out_c), torch.stack(out_a)
-
-
 # ------------------------------------------------------------------------------------------ closed forms
 def test_single_isotropic_gaussian_matches_formula():
     w, h, f, z, s, o = 24, 20, 30.0, 2.5, 0.1, 0.8
     means = torch.tensor([[0.1, -0.05, z]], dtype=F64)
-    out = rasterize_ref(
+    out = rasterize_torch(
         means,
         torch.tensor([[1.0, 0, 0, 0]], dtype=F64),
         torch.full((1, 3), s, dtype=F64),
@@ -122,9 +91,9 @@ def test_nearer_splat_occludes_regardless_of_input_order():
     opac = torch.tensor([0.7, 0.9], dtype=F64)
     colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=F64)
     args = (torch.eye(4, dtype=F64)[None], pinhole(20.0, w, h), w, h)
-    a = rasterize_ref(means, quats, scales, opac, colors, *args)
+    a = rasterize_torch(means, quats, scales, opac, colors, *args)
     perm = torch.tensor([1, 0])
-    b = rasterize_ref(means[perm], quats[perm], scales[perm], opac[perm], colors[perm], *args)
+    b = rasterize_torch(means[perm], quats[perm], scales[perm], opac[perm], colors[perm], *args)
     torch.testing.assert_close(a.colors, b.colors)
     torch.testing.assert_close(a.alphas, b.alphas)
     # Closed form at the pixel next to the centre (offset 0.5, 0.5 from both means).
@@ -138,8 +107,8 @@ def test_nearer_splat_occludes_regardless_of_input_order():
 def test_background_is_added_where_splats_leave_light_through():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(1, 30, 2, 20, 16)
     bg = torch.tensor([[0.5, 0.5, 0.5], [0.0, 0.25, 1.0]], dtype=F64)  # [C, 3]
-    plain = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 20, 16)
-    on_bg = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 20, 16, backgrounds=bg)
+    plain = rasterize_torch(means, quats, scales, opac, colors, viewmats, Ks, 20, 16)
+    on_bg = rasterize_torch(means, quats, scales, opac, colors, viewmats, Ks, 20, 16, backgrounds=bg)
     expect = plain.colors + (1 - plain.alphas) * bg[:, None, None, :]
     torch.testing.assert_close(on_bg.colors, expect)
     torch.testing.assert_close(on_bg.alphas, plain.alphas)
@@ -148,7 +117,7 @@ def test_background_is_added_where_splats_leave_light_through():
 
 def test_expected_depth_of_one_opaque_splat_is_its_depth():
     w = h = 12
-    out = rasterize_ref(
+    out = rasterize_torch(
         torch.tensor([[0.2, 0.1, 3.5]], dtype=F64),
         torch.tensor([[0.9, 0.1, 0.3, -0.2]], dtype=F64),
         torch.tensor([[0.4, 0.3, 0.2]], dtype=F64),
@@ -169,7 +138,7 @@ def test_expected_depth_of_one_opaque_splat_is_its_depth():
 def test_expected_depth_of_two_splats_is_the_weighted_mean():
     w = h = 8
     means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 5.0]], dtype=F64)
-    out = rasterize_ref(
+    out = rasterize_torch(
         means,
         torch.tensor([[1.0, 0, 0, 0]] * 2, dtype=F64),
         torch.tensor([[0.2] * 3, [0.5] * 3], dtype=F64),
@@ -189,10 +158,10 @@ def test_expected_depth_of_two_splats_is_the_weighted_mean():
 
 def test_culled_splats_contribute_nothing():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(2, 12, 1, 16, 16)
-    base = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 16, 16)
+    base = rasterize_torch(means, quats, scales, opac, colors, viewmats, Ks, 16, 16)
     in_cam = torch.tensor([[0.0, 0.0, -0.5], [0.0, 0.0, 0.005], [50.0, 0.0, 3.0]], dtype=F64)  # behind, too near, off
     extra = (in_cam - viewmats[0, :3, 3]) @ viewmats[0, :3, :3]  # camera → world
-    more = rasterize_ref(
+    more = rasterize_torch(
         torch.cat([means, extra]),
         torch.cat([quats, torch.tensor([[1.0, 0, 0, 0]] * 3, dtype=F64)]),
         torch.cat([scales, torch.full((3, 3), 0.5, dtype=F64)]),
@@ -208,13 +177,13 @@ def test_culled_splats_contribute_nothing():
 
 def test_empty_and_fully_culled_scenes_render_the_background():
     K, bg = pinhole(10.0, 10, 10), torch.tensor([[0.1, 0.2, 0.3]], dtype=F64)
-    empty = rasterize_ref(*[torch.zeros(0, d, dtype=F64) for d in (3, 4, 3)], torch.zeros(0, dtype=F64),
+    empty = rasterize_torch(*[torch.zeros(0, d, dtype=F64) for d in (3, 4, 3)], torch.zeros(0, dtype=F64),
                           torch.zeros(0, 3, dtype=F64), torch.eye(4, dtype=F64)[None], K, 10, 10, backgrounds=bg,
                           render_mode="RGB+ED")  # fmt: skip
     torch.testing.assert_close(empty.colors, bg[:, None, None].expand(1, 10, 10, 3))
     assert (empty.alphas == 0).all() and (empty.depths == 0).all()
     means = torch.tensor([[0.0, 0.0, -5.0]], dtype=F64, requires_grad=True)  # behind the camera
-    out = rasterize_ref(means, torch.tensor([[1.0, 0, 0, 0]], dtype=F64), torch.ones(1, 3, dtype=F64),
+    out = rasterize_torch(means, torch.tensor([[1.0, 0, 0, 0]], dtype=F64), torch.ones(1, 3, dtype=F64),
                         torch.ones(1, dtype=F64), torch.ones(1, 3, dtype=F64), torch.eye(4, dtype=F64)[None], K, 10, 10)  # fmt: skip
     out.colors.sum().backward()
     assert (out.alphas == 0).all() and (means.grad == 0).all()
@@ -224,11 +193,11 @@ def test_empty_and_fully_culled_scenes_render_the_background():
 def test_batch_dims_give_the_same_as_separate_calls():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(3, 25, 3, 18, 14)
     frames = torch.stack([means, means + 0.1, means * 0.9])  # [F, N, 3] per-frame positions
-    out = rasterize_ref(frames, quats, scales, opac, colors, viewmats, Ks, 18, 14, render_mode="RGB+ED")
+    out = rasterize_torch(frames, quats, scales, opac, colors, viewmats, Ks, 18, 14, render_mode="RGB+ED")
     assert out.colors.shape == (3, 3, 14, 18, 3) and out.depths.shape == (3, 3, 14, 18, 1)
     for fi in range(3):
         for ci in range(3):
-            one = rasterize_ref(
+            one = rasterize_torch(
                 frames[fi], quats, scales, opac, colors, viewmats[ci : ci + 1], Ks[ci : ci + 1], 18, 14,
                 render_mode="RGB+ED",
             )  # fmt: skip
@@ -240,7 +209,7 @@ def test_batch_dims_give_the_same_as_separate_calls():
 def test_two_batch_dims_and_per_frame_cameras():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(4, 10, 2, 10, 10)
     vm = torch.stack([viewmats, viewmats.flip(0)])  # [2, C, 4, 4] per-frame cameras
-    out = rasterize_ref(means.expand(3, 2, 10, 3), quats, scales, opac, colors, vm, Ks, 10, 10)
+    out = rasterize_torch(means.expand(3, 2, 10, 3), quats, scales, opac, colors, vm, Ks, 10, 10)
     assert out.colors.shape == (3, 2, 2, 10, 10, 3)
     torch.testing.assert_close(out.colors[1, 1, 0], out.colors[0, 0, 1])
 
@@ -250,12 +219,41 @@ def test_tiled_reference_equals_dense_all_pairs(tile_size, block_size):
     # High opacities and many layers so that pixels hit the 1e-4 transmittance stop.
     scene = random_scene(5, 120, 2, 29, 23, opacity=(0.6, 0.99))
     bg = torch.tensor([[0.3, 0.6, 0.9], [1.0, 0.0, 0.5]], dtype=F64)
-    out = rasterize_ref(*scene, 29, 23, backgrounds=bg, tile_size=tile_size, block_size=block_size, chunk_elems=4096)
-    col, alp = dense_composite(*scene, 29, 23, backgrounds=bg)
-    col_all, _ = dense_composite(*scene, 29, 23, backgrounds=bg, stop_rule=False)
-    assert (col_all - col).abs().max() > 1e-6  # the stop rule is exercised
-    torch.testing.assert_close(out.colors, col)
-    torch.testing.assert_close(out.alphas, alp)
+    out = rasterize_torch(*scene, 29, 23, backgrounds=bg, tile_size=tile_size, block_size=block_size, chunk_elems=4096)
+    ref = rasterize_ref(*scene, 29, 23, backgrounds=bg)
+    every = rasterize_ref(*scene, 29, 23, backgrounds=bg, stop_rule=False)
+    assert (every.colors - ref.colors).abs().max() > 1e-6  # the stop rule is exercised
+    torch.testing.assert_close(out.colors, ref.colors)
+    torch.testing.assert_close(out.alphas, ref.alphas)
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("gsplat", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("mode, sh_degree, batch", [("RGB", None, ()), ("RGB+ED", None, (2,)), ("RGB", 2, ())])
+def test_every_backend_matches_the_dense_reference(backend, mode, sh_degree, batch):
+    """Each backend of the front door against the dense all-pairs statement, forward and backward."""
+    if backend not in available_backends():
+        pytest.skip(f"the {backend} backend is not available here")
+    dev, dtype = ("cuda", torch.float32) if backend == "gsplat" else ("cpu", F64)
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(21, 60, 2, 24, 18, dtype=dtype, opacity=(0.5, 0.99))
+    gen = torch.Generator().manual_seed(22)
+    if sh_degree is not None:
+        colors = torch.randn(60, (sh_degree + 1) ** 2, 3, generator=gen, dtype=dtype) * 0.3
+    inputs = [t.expand(*batch, *t.shape).clone().to(dev).requires_grad_() for t in (means, quats, scales, opac, colors)]
+    cams = [viewmats.to(dev), Ks.to(dev)]
+    kw = dict(sh_degree=sh_degree, backgrounds=torch.rand(2, 3, generator=gen, dtype=dtype).to(dev), render_mode=mode)
+    got = rasterize(*inputs, *cams, 24, 18, backend=backend, **kw)
+    ref = rasterize_ref(*inputs, *cams, 24, 18, **kw)
+    got_t = [got.colors, got.alphas] + ([got.depths] if mode == "RGB+ED" else [])
+    ref_t = [ref.colors, ref.alphas] + ([ref.depths] if mode == "RGB+ED" else [])
+    # float64 on the CPU: equal to rounding; gsplat in float32 with fast-math exp: ~1e-4 per pixel (depths ~3 units)
+    tol = dict(atol=1e-9, rtol=1e-7) if backend == "torch" else dict(atol=3e-3, rtol=1e-3)
+    for a, b in zip(got_t, ref_t, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    cot = [torch.randn_like(t) for t in ref_t]
+    for name, a, b in zip("means quats scales opacities colors".split(), torch.autograd.grad(got_t, inputs, cot),
+                          torch.autograd.grad(ref_t, inputs, cot), strict=True):  # fmt: skip
+        rel = (a - b).norm() / b.norm().clamp(min=1e-12)  # 1 % catches any formula error (those are O(1))
+        assert rel < (1e-6 if backend == "torch" else 1e-2), f"{name}: relative gradient error {rel:.2e}"
 
 
 def test_closed_form_backward_equals_autograd_twin():
@@ -278,7 +276,7 @@ def test_closed_form_backward_equals_autograd_twin():
 # --------------------------------------------------------------------------------------------- gradients
 def test_gradients_reach_every_input():
     scene = [t.clone().requires_grad_() for t in random_scene(7, 40, 2, 16, 16)]
-    out = rasterize_ref(*scene, 16, 16, render_mode="RGB+ED")
+    out = rasterize_torch(*scene, 16, 16, render_mode="RGB+ED")
     loss = out.colors.square().sum() + out.alphas.sum() + out.depths.sum()
     grads = torch.autograd.grad(loss, scene[:6])
     for name, g in zip(["means", "quats", "scales", "opacities", "colors", "viewmats"], grads, strict=True):
@@ -291,7 +289,7 @@ def test_gradients_match_finite_differences():
     bg = torch.tensor([[0.2, 0.4, 0.6]], dtype=F64)
 
     def render(m, q, s, o, c):
-        out = rasterize_ref(m, q, s, o, c, viewmats, Ks, 12, 10, backgrounds=bg, render_mode="RGB+ED", tile_size=4)
+        out = rasterize_torch(m, q, s, o, c, viewmats, Ks, 12, 10, backgrounds=bg, render_mode="RGB+ED", tile_size=4)
         return out.colors, out.alphas, out.depths
 
     inputs = tuple(t.clone().requires_grad_() for t in (means, quats, scales, opac, colors))
@@ -320,8 +318,8 @@ def test_sh_degree_zero_is_the_plain_colour():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(9, 20, 2, 12, 12)
     sh = torch.randn(20, 9, 3, dtype=F64)
     sh[:, 0] = (colors - 0.5) / SH_C0
-    a = rasterize_ref(means, quats, scales, opac, colors, viewmats, Ks, 12, 12)
-    b = rasterize_ref(means, quats, scales, opac, sh, viewmats, Ks, 12, 12, sh_degree=0)
+    a = rasterize_torch(means, quats, scales, opac, colors, viewmats, Ks, 12, 12)
+    b = rasterize_torch(means, quats, scales, opac, sh, viewmats, Ks, 12, 12, sh_degree=0)
     torch.testing.assert_close(a.colors, b.colors)
 
 
@@ -363,7 +361,7 @@ def test_front_door_picks_the_reference_on_cpu():
     assert select_backend("auto", scene[0]) == "torch"
     out = rasterize(*scene, 8, 8)
     assert isinstance(out, RasterOutput) and out.colors.dtype == torch.float32
-    torch.testing.assert_close(out.colors, rasterize_ref(*scene, 8, 8).colors)
+    torch.testing.assert_close(out.colors, rasterize_torch(*scene, 8, 8).colors)
     with pytest.raises(ValueError, match="CUDA"):
         rasterize(*scene, 8, 8, backend="gsplat")
     with pytest.raises(ValueError, match="backend must be one of"):

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from a3d_cli.kernels._common import RasterOutput, check_inputs
 from a3d_cli.kernels.rasterize_gsplat import gsplat_available, rasterize_gsplat_checked
-from a3d_cli.kernels.rasterize_ref import rasterize_ref_checked
+from a3d_cli.kernels.rasterize_torch import rasterize_torch_checked
 
 Backend = Literal["auto", "torch", "gsplat"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "gsplat")
@@ -121,4 +121,4 @@ def rasterize(
     name = select_backend(backend, means)
     if name == "gsplat":
         return rasterize_gsplat_checked(x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
-    return rasterize_ref_checked(x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
+    return rasterize_torch_checked(x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)

@@ -1,13 +1,24 @@
-"""The pure-PyTorch Gaussian rasterizer: the reference every other backend is checked against.
+"""The rasterizer's reference: every pixel against every splat, densely, in a few readable lines.
 
-PyTorch implementation of `gsplat.rasterization(..., packed=False, rasterize_mode="classic")` for
-pinhole cameras. It runs on any device, differentiates through autograd (a closed-form backward for the
-compositing step), and is fast enough on a CPU for tests and small reconstructions because it bins
-splats into tiles instead of evaluating every pixel against every splat. Pieces:
+PyTorch implementation of `gsplat.rasterization(..., packed=False, rasterize_mode="classic")` for pinhole
+cameras, written for reading, not for speed (memory grows as pixels × splats): the statement every backend
+of `a3d_cli.kernels.rasterize` — the tiled "torch" backend (`rasterize_torch`) and gsplat — is tested
+against. Gradients come from plain autograd. gsplat's per-pixel rules:
 
-- `a3d_cli.kernels.projection_ref`: EWA projection, radii, culling;
-- `a3d_cli.kernels.sh_ref`: spherical-harmonic colours;
-- `a3d_cli.kernels.composite_ref`: tile binning and front-to-back compositing.
+- pixel (i, j) is sampled at its centre (j + 0.5, i + 0.5);
+- σ = ½(a·dx² + c·dy²) + b·dx·dy for conic (a, b, c) and offset (dx, dy) from the pixel to the centre;
+- α = min(0.999, opacity·exp(-σ)); a splat with α < 1/255 is skipped at that pixel;
+- splats are taken front to back by camera depth, w = α·T with T the transmittance so far;
+- a pixel stops before the first splat that would bring T to 1e-4 or below (that splat is not added).
+
+Examples:
+    >>> import torch
+    >>> out = rasterize_ref(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[1.0, 0, 0, 0]]),
+    ...                     torch.full((1, 3), 0.2), torch.tensor([0.9]), torch.ones(1, 3),
+    ...                     torch.eye(4)[None], torch.tensor([[[64.0, 0, 16], [0, 64.0, 16], [0, 0, 1]]]),
+    ...                     32, 32)
+    >>> out.colors.shape, round(float(out.alphas[0, 16, 16, 0]), 3)
+    (torch.Size([1, 32, 32, 3]), 0.888)
 """
 
 from __future__ import annotations
@@ -15,14 +26,53 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from a3d_cli.kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
-from a3d_cli.kernels.composite_ref import bin_tiles, composite_tiles
-from a3d_cli.kernels.projection_ref import camera_centers, project_gaussians_ref
-from a3d_cli.kernels.sh_ref import sh_colors
+from a3d_cli.kernels._common import RasterOutput, check_inputs
+from a3d_cli.kernels.composite_tiled import ALPHA_MAX, T_MIN
+from a3d_cli.kernels.projection_ref import ALPHA_MIN, project_gaussians_ref
+from a3d_cli.kernels.rasterize_torch import finish_output, splat_features
 
-DEFAULT_TILE_SIZE = 8  # pixels; smaller tiles waste less work around small splats on a CPU
-DEFAULT_BLOCK_SIZE = 32  # depth slots per step of the sweep
-DEFAULT_CHUNK_ELEMS = {"cpu": 1 << 20, "cuda": 1 << 24}  # elements of one [tiles, pixels, block] tensor
+
+def composite_dense(
+    means2d: Tensor,  # [N, 2]
+    conics: Tensor,  # [N, 3]
+    opacities: Tensor,  # [N]
+    depths: Tensor,  # [N]
+    visible: Tensor,  # [N] bool
+    features: Tensor,  # [N, F]
+    width: int,
+    height: int,
+    stop_rule: bool = True,
+) -> Tensor:
+    """Front-to-back compositing of one image, all pixels × all visible splats at once.
+
+    Args:
+        means2d, conics, depths, visible: one camera's projection (`project_gaussians_ref`).
+        opacities: [N] splat opacities.
+        features: [N, F] what each splat adds (colour, depth).
+        stop_rule: apply gsplat's early stop at T ≤ 1e-4 (False composites every splat: to show where the
+            rule matters).
+
+    Returns:
+        [H, W, F + 1]: composited features, then the accumulated alpha.
+    """
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=means2d.dtype, device=means2d.device),
+        torch.arange(width, dtype=means2d.dtype, device=means2d.device),
+        indexing="ij",
+    )
+    pix = torch.stack([xs, ys], -1).reshape(-1, 2) + 0.5  # [P, 2] pixel centres
+    ids = visible.nonzero().squeeze(1)
+    ids = ids[torch.argsort(depths[ids])]  # [n] front to back
+    d = means2d[ids][None] - pix[:, None]  # [P, n, 2]
+    a, b, c = conics[ids].unbind(-1)  # [n] each
+    sigma = 0.5 * (a * d[..., 0] ** 2 + c * d[..., 1] ** 2) + b * d[..., 0] * d[..., 1]  # [P, n]
+    alpha = (opacities[ids] * torch.exp(-sigma)).clamp(max=ALPHA_MAX)  # [P, n]
+    alpha = torch.where(alpha < ALPHA_MIN, 0.0, alpha)
+    t_after = torch.cumprod(1 - alpha, -1)  # [P, n] transmittance after each splat
+    t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], -1)  # [P, n]
+    weight = alpha * t_before * ((t_after > T_MIN) | (not stop_rule))  # [P, n]
+    out = torch.cat([weight @ features[ids], weight.sum(-1, keepdim=True)], -1)  # [P, F + 1]
+    return out.reshape(height, width, -1)
 
 
 def rasterize_ref(
@@ -32,7 +82,7 @@ def rasterize_ref(
     opacities: Tensor,  # [..., N]
     colors: Tensor,  # [..., N, D] or [..., N, K, 3]
     viewmats: Tensor,  # [..., C, 4, 4]
-    Ks: Tensor,  # [..., C, 3, 3]
+    Ks: Tensor,  # [..., C, 3, 3]  # noqa: N803
     width: int,
     height: int,
     *,
@@ -42,117 +92,37 @@ def rasterize_ref(
     far_plane: float = 1e10,
     eps2d: float = 0.3,
     render_mode: str = "RGB",
-    tile_size: int = DEFAULT_TILE_SIZE,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    chunk_elems: int | None = None,
+    stop_rule: bool = True,
 ) -> RasterOutput:
-    """PyTorch twin of `a3d_cli.kernels.rasterize` (same arguments and outputs, see there).
+    """The dense reference of `a3d_cli.kernels.rasterize` (same arguments and outputs, see there).
 
     Args:
-        tile_size: binning tile edge in pixels; results do not depend on it (up to rounding).
-        block_size: depth slots evaluated per sweep step.
-        chunk_elems: memory cap, in elements, of one [tiles, pixels, block] working tensor (default 2²⁰
-            on CPU, cache-sized; 2²⁴ on CUDA, fewer kernel launches).
+        stop_rule: see `composite_dense`.
 
     Returns:
         RasterOutput with [..., C, H, W, ·] tensors.
-
-    Examples:
-        >>> import torch
-        >>> from a3d_cli.kernels.rasterize_ref import rasterize_ref
-        >>> out = rasterize_ref(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[1.0, 0, 0, 0]]),
-        ...                     torch.full((1, 3), 0.2), torch.tensor([0.9]), torch.ones(1, 3),
-        ...                     torch.eye(4)[None], torch.tensor([[[64.0, 0, 16], [0, 64.0, 16], [0, 0, 1]]]),
-        ...                     32, 32)
-        >>> out.colors.shape, round(float(out.alphas[0, 16, 16, 0]), 3)
-        (torch.Size([1, 32, 32, 3]), 0.888)
     """
     x = check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, render_mode
     )
-    return rasterize_ref_checked(
-        x,
-        near_plane=near_plane,
-        far_plane=far_plane,
-        eps2d=eps2d,
-        tile_size=tile_size,
-        block_size=block_size,
-        chunk_elems=chunk_elems,
-    )
-
-
-def rasterize_ref_checked(
-    x: RasterInputs,
-    *,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    tile_size: int = DEFAULT_TILE_SIZE,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    chunk_elems: int | None = None,
-) -> RasterOutput:
-    """`rasterize_ref` on inputs already checked and flattened by `check_inputs`."""
-    B, N = x.means.shape[:2]
-    C = x.viewmats.shape[1]
-    D = x.num_channels
-    I = B * C
-    W, H = x.width, x.height
-    if chunk_elems is None:
-        chunk_elems = DEFAULT_CHUNK_ELEMS.get(x.means.device.type, DEFAULT_CHUNK_ELEMS["cuda"])
-
-    # 1. Project every splat into every camera.
     proj = project_gaussians_ref(
-        x.means,
-        x.quats,
-        x.scales,
-        x.opacities,
-        x.viewmats,
-        x.Ks,
-        W,
-        H,
-        eps2d=eps2d,
-        near_plane=near_plane,
-        far_plane=far_plane,
-    )
+        x.means, x.quats, x.scales, x.opacities, x.viewmats, x.Ks, width, height,
+        eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+    )  # fmt: skip
+    feats = splat_features(x, proj)  # [B, C, N, F]
+    images = [
+        torch.stack(
+            [
+                composite_dense(
+                    proj.means2d[bi, ci], proj.conics[bi, ci], x.opacities[bi], proj.depths[bi, ci],
+                    proj.visible[bi, ci], feats[bi, ci], width, height, stop_rule,
+                )  # fmt: skip
+                for ci in range(x.viewmats.shape[1])
+            ]
+        )
+        for bi in range(x.means.shape[0])
+    ]
+    return finish_output(x, torch.stack(images))  # [B, C, H, W, F + 1]
 
-    # 2. Per-camera features: colour, then depth for "RGB+ED" (the compositor appends alpha).
-    if x.sh_degree is None:
-        rgb = x.colors[:, None].expand(B, C, N, D)  # [B, C, N, D]
-    else:
-        dirs = x.means[:, None] - camera_centers(x.viewmats)[:, :, None]  # [B, C, N, 3]
-        rgb = sh_colors(x.sh_degree, dirs, x.colors[:, None])  # [B, C, N, 3]
-    feats = torch.cat([rgb, proj.depths[..., None]], dim=-1) if x.render_mode == "RGB+ED" else rgb  # [B, C, N, F]
-    log_opac = torch.log(x.opacities.clamp(min=1e-30))[:, None].expand(B, C, N)  # [B, C, N]
 
-    # 3. Bin into tiles and composite front to back.
-    bins = bin_tiles(
-        proj.means2d.reshape(I, N, 2),
-        proj.radii.reshape(I, N, 2),
-        proj.depths.reshape(I, N),
-        W,
-        H,
-        tile_size,
-        conics=proj.conics.reshape(I, N, 3),
-        opacities=x.opacities[:, None].expand(B, C, N).reshape(I, N),
-    )
-    tiles = composite_tiles(
-        proj.means2d.reshape(I * N, 2),
-        proj.conics.reshape(I * N, 3),
-        log_opac.reshape(I * N),
-        feats.reshape(I * N, feats.shape[-1]),
-        bins,
-        block_size=block_size,
-        chunk_elems=chunk_elems,
-    )
-    s, th, tw = bins.tile_size, bins.tiles_y, bins.tiles_x
-    img = tiles.view(I, th, tw, -1, s, s).permute(0, 1, 4, 2, 5, 3).reshape(I, th * s, tw * s, -1)[:, :H, :W]
-    img = img.reshape(B, C, H, W, -1)  # [B, C, H, W, F+1], alpha last
-
-    # 4. Background and expected depth.
-    rgb_img, alphas = img[..., :D], img[..., -1:]  # [B, C, H, W, D], [B, C, H, W, 1]
-    if x.backgrounds is not None:
-        rgb_img = rgb_img + (1.0 - alphas) * x.backgrounds[:, :, None, None, :]
-    depths = None
-    if x.render_mode == "RGB+ED":
-        depths = img[..., D : D + 1] / alphas.clamp(min=1e-10)  # [B, C, H, W, 1]
-    return unflatten_output(RasterOutput(colors=rgb_img, alphas=alphas, depths=depths), x.batch_shape)
+__all__ = ["composite_dense", "rasterize_ref"]

@@ -1,13 +1,7 @@
-"""Tile binning and front-to-back alpha compositing of projected splats, in plain PyTorch.
+"""Tile binning and front-to-back alpha compositing of projected splats: the "torch" backend's compositor.
 
-PyTorch implementation of what gsplat's `isect_tiles` + `rasterize_to_pixels` compute (3DGS, classic
-mode), with its per-pixel rules:
-
-- pixel (i, j) is sampled at its centre (j + 0.5, i + 0.5);
-- σ = ½(a·dx² + c·dy²) + b·dx·dy for conic (a, b, c) and offset (dx, dy) from the pixel to the centre;
-- α = min(0.999, opacity·exp(-σ)); a splat with α < 1/255 is skipped at that pixel;
-- splats are taken front to back by camera depth, w = α·T with T the transmittance so far;
-- a pixel stops before the first splat that would bring T to 1e-4 or below (that splat is not added).
+What gsplat's `isect_tiles` + `rasterize_to_pixels` compute (3DGS, classic mode), in plain PyTorch, with
+with its per-pixel rules (stated densely, pixel by splat, in `a3d_cli.kernels.rasterize_ref`).
 
 How it stays fast on a CPU without an all-pairs (pixels × splats) tensor:
 
@@ -21,7 +15,8 @@ How it stays fast on a CPU without an all-pairs (pixels × splats) tensor:
    costs two passes per element.
 3. Backward: a custom autograd Function recomputes the same sweep front to back and derives the
    gradients in closed form (nothing of size pixels × splats is kept between forward and backward).
-   `composite_tiles_autograd` is a plain-autograd twin used by the tests as the ground truth.
+   `composite_tiles_autograd` is a plain-autograd twin of the sweep, used by the tests to check the
+   hand-derived backward.
 """
 
 from __future__ import annotations
