@@ -1,6 +1,6 @@
 """Tile binning and front-to-back alpha compositing of projected splats: the "torch" backend's compositor.
 
-What gsplat's `isect_tiles` + `rasterize_to_pixels` compute (3DGS, classic mode), in plain PyTorch, with
+What gsplat's `isect_tiles` + `rasterize_to_pixels` compute (3DGS, classic mode), in plain PyTorch,
 with its per-pixel rules (stated densely, pixel by splat, in `a3d_cli.kernels.rasterize_ref`).
 
 How it stays fast on a CPU without an all-pairs (pixels × splats) tensor:
