@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from a3d_cli.kernels import RasterOutput, available_backends, rasterize, rasterize_ref, rasterize_torch, select_backend
-from a3d_cli.kernels.composite_tiled import ALPHA_MAX, ALPHA_MIN, T_MIN, bin_tiles, composite_tiles, composite_tiles_autograd
+from a3d_cli.kernels.composite_tiled import bin_tiles, composite_tiles, composite_tiles_autograd
 from a3d_cli.kernels.projection_ref import camera_centers, project_gaussians_ref
 from a3d_cli.kernels.sh_ref import SH_C0, sh_basis, sh_colors
 

@@ -9,7 +9,8 @@ by SVD, without gradient), and the energy is
 a *sum* (not a mean) over frames, sampled points and edges — the reference's reduction, so its loss
 weight (12 for splats, 4 for meshes) keeps its meaning. w_ik is 1 for a real edge, 0 for padding.
 
-Two neighbourhood schemes (shared/reference/animate3d.md §3.3 and §4):
+Two neighbourhood schemes (yanqinJiang/Animate3D `custom/threestudio-animate3d/systems/animate3d.py`,
+`configs/motion_recon_frame_16.yaml` and `configs/mesh_animation_frame_16.yaml`):
 
 * splats (`knn_neighbours`): the K = 3 nearest other splats in the static model, fixed for the whole
   fit. The reference also passes a radius (0.01) but keeps the first 3 neighbours whatever their
@@ -36,9 +37,6 @@ import torch
 from torch import Tensor
 
 from a3d_cli.geometry import kabsch_rotation
-
-SPLAT_ARAP_WEIGHT = 12.0  # the reference's loss weight with k-NN neighbourhoods (motion reconstruction)
-MESH_ARAP_WEIGHT = 4.0  # the reference's loss weight with mesh 1-rings (mesh animation)
 
 
 @dataclass(frozen=True)

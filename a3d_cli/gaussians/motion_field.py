@@ -11,7 +11,7 @@ from a two-level HexPlane and turns it into:
 All heads are bias-free MLPs whose output layer starts at zero, so the field starts as *no motion*:
 Δ = 0 and the global head gives Euler angles sigmoid(0)·2π − π = 0 and translation
 sigmoid(0)·2 − 1 = 0. Frame 0 is the static model itself (it is never deformed), as in Animate3D
-(reference facts: shared/reference/animate3d.md §3.2).
+(yanqinJiang/Animate3D `custom/threestudio-animate3d/geometry/gaussian_4d.py`, `Gaussian4DModel`).
 
 One deliberate difference from the reference: the global rotation is composed with each splat's
 quaternion by a quaternion product instead of a rotation-matrix round trip. Both give the same

@@ -56,10 +56,3 @@ def load_png(path: Path, mode: str | None = None) -> Tensor:
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).float() / 255.0
-
-
-def composite(rgba: Tensor, background: float | Tensor) -> Tensor:
-    """Alpha-composite [H, W, 4] over a background colour → [H, W, 3]."""
-    rgb, alpha = rgba[..., :3], rgba[..., 3:4]
-    bg = torch.as_tensor(background, dtype=rgba.dtype).expand_as(rgb)
-    return rgb * alpha + bg * (1 - alpha)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-RenderMode = Literal["RGB", "RGB+ED"]
 RENDER_MODES: tuple[str, ...] = ("RGB", "RGB+ED")
 
 

@@ -213,8 +213,8 @@ def hexplane_features(
 
     Backends: "torch" is the `grid_sample` reference; "matmul" computes the time planes as dense matrix
     products (no atomic adds in the backward; see `hexplane_features_matmul`; no gradient to xyz or t).
-    "auto" is "matmul" on CUDA (measured on an H200: the whole 800-step reconstruct 12.7 s → 9.6 s at 20k
-    splats, 28.8 s → 16.4 s at 100k, same quality; docs/PERF.md) and "torch" elsewhere.
+    "auto" is "matmul" on CUDA (faster there at the same quality; docs/PERF.md, reconstruct) and "torch"
+    elsewhere.
 
     Args:
         levels: L levels, each six planes `[C_l, R_b, R_a]` in `PLANE_AXES` order.

@@ -18,7 +18,6 @@ pinhole camera, "classic" mode), written from its documented numeric rules:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -185,10 +184,3 @@ def camera_centers(viewmats: Tensor) -> Tensor:  # [..., 4, 4]
         [..., 3]
     """
     return torch.linalg.inv(viewmats)[..., :3, 3]  # [..., 3]
-
-
-def radius_extent(opacity: float) -> float:
-    """The radius multiplier e(opacity) in standard deviations (documented helper for tests/docs)."""
-    if opacity < ALPHA_MIN:
-        return 0.0
-    return min(MAX_EXTENT, math.sqrt(2.0 * math.log(opacity / ALPHA_MIN)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from a3d_cli.kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
+from a3d_cli.kernels._common import RasterInputs, RasterOutput, unflatten_output
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,35 +32,10 @@ def gsplat_available() -> bool:
     return _C is not None
 
 
-def rasterize_gsplat(
-    means,
-    quats,
-    scales,
-    opacities,
-    colors,
-    viewmats,
-    Ks,
-    width: int,
-    height: int,
-    *,
-    sh_degree: int | None = None,
-    backgrounds=None,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    render_mode: str = "RGB",
-) -> RasterOutput:
-    """gsplat twin of `a3d_cli.kernels.rasterize` (same arguments and outputs, see there); CUDA float32 only."""
-    x = check_inputs(
-        means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, render_mode
-    )
-    return rasterize_gsplat_checked(x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
-
-
 def rasterize_gsplat_checked(
     x: RasterInputs, *, near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3
 ) -> RasterOutput:
-    """`rasterize_gsplat` on inputs already checked and flattened by `check_inputs`."""
+    """gsplat backend of `a3d_cli.kernels.rasterize`, on inputs already checked and flattened by `check_inputs`."""
     import torch
 
     if not x.means.is_cuda:

@@ -4,7 +4,7 @@ Why: SVD's temporal attention attends over 21 frames for each of ~218k pixel row
 AnimateDiff's over 16. The arithmetic is tiny (QKᵀ and PV are [21 × 64]·[64 × 21] per head), so the cost is
 all memory traffic, and the library route multiplies it: the heads are transposed out of the [B, L, H·d]
 projection output, padded for aligned batched GEMMs, multiplied, soft-maxed in a separate pass and
-transposed back (about 6 ms of a 160 ms SV3D forward on an H200, docs/PERF.md). Here each program loads
+transposed back (its share of an SV3D forward is in docs/PERF.md). Here each program loads
 the q, k, v rows of a few batch entries for one head straight from [B, L, H·d], keeps the [L, M] scores
 in registers and writes the output rows in place: q, k, v are read once and the output written once.
 
@@ -22,9 +22,8 @@ import triton.language as tl
 from torch import Tensor
 
 BLOCK_BATCH = 1
-"""Batch entries (pixel rows) per program. A scratch sweep on an H200 (1–16 entries × 1–8 warps) found one
-entry per warp fastest at all four SVD levels: at 72² 0.150 ms per call against 0.133 ms for the bytes at the
-copy bandwidth (4 entries × 4 warps: 0.159 ms; the compiled explicit products: 0.672 ms)."""
+"""Batch entries (pixel rows) per program: one entry per warp was the fastest at all four SVD levels in a
+sweep of 1–16 entries × 1–8 warps (figures in docs/PERF.md)."""
 NUM_WARPS = 1
 
 

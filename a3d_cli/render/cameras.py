@@ -18,7 +18,6 @@ Examples:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -196,8 +195,3 @@ def mvvdm_cameras() -> CameraSet:
     """The 4 fixed views of MV-VDM conditioning, video generation and coarse reconstruction."""
     n = len(MVVDM_AZIMUTHS_DEG)
     return orbit_cameras([MVVDM_ELEVATION_DEG] * n, MVVDM_AZIMUTHS_DEG, MVVDM_RADIUS, MVVDM_FOV_DEG)
-
-
-def fov_to_focal(fov_deg: float, size: int) -> float:
-    """Focal length in pixels for a field of view across `size` pixels."""
-    return 0.5 * size / math.tan(math.radians(fov_deg) / 2)

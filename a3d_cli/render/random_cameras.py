@@ -2,8 +2,9 @@
 
 One draw is one camera set of V views (4 by default) that share elevation, field of view and distance
 and sit at azimuths 360°/V apart behind a common random offset — the layout MV-VDM was trained on, seen
-from a new angle each step. The distributions are the reference's (Animate3D `refine_frame_16.yaml`,
-threestudio's random-camera data module; shared/reference/animate3d.md §3.4):
+from a new angle each step. The distributions are the reference's (yanqinJiang/Animate3D
+`custom/threestudio-animate3d/configs/refine_frame_16.yaml` and its threestudio random-camera data module,
+`uncond_hybrid.py`):
 
 * azimuth offset u ~ U[0, 1): view i at lo + (u + i) / V · (hi - lo), (lo, hi) = (-180°, 180°);
 * elevation in [0°, 30°]: with probability ½ uniform in degrees, otherwise uniform in sin(elevation)

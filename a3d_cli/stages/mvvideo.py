@@ -1,6 +1,7 @@
 """`mvvideo`: the 4 conditioning views + a prompt → 4 views × 16 frames (MV-VDM with FreeInit).
 
-Animate3D's multi-view video diffusion stage (shared/reference/animate3d.md §1–2). Reads (from `a3d prepare`):
+Animate3D's multi-view video diffusion stage (Jiang et al., arXiv 2407.11398, §3.2; yanqinJiang/Animate3D
+`inference.py`, `animatediff/pipelines/pipeline.py`). Reads (from `a3d prepare`):
 
     static/views/view_{i}_grey.png   i = 0..3, RGB on 0.5 grey (what MV-VDM was trained on)
     static/views/cameras.json        their cameras (`CameraSet.to_json`)

@@ -8,7 +8,8 @@ grey background (MV-VDM output) or RGBA. Writes:
     motion/coarse.safetensors     the fitted motion field (`a3d_cli.gaussians.motion_io` format)
     motion/coarse_preview.mp4     per frame: the 4 target views (top) above the 4 renders (bottom)
 
-How (shared/reference/animate3d.md §3.3): the static splats stay frozen and only the motion field trains.
+How (Animate3D, arXiv 2407.11398, §3.3; yanqinJiang/Animate3D
+`custom/threestudio-animate3d/configs/motion_recon_frame_16.yaml`, `systems/animate3d.py`): the static splats stay frozen and only the motion field trains.
 Each step renders the active frames × 4 views in one rasterizer call and minimises
 `λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·ARAP(k-NN of the static splats)`.
 Frames are added progressively, one every `steps_per_frame` steps (frame 0 is the static model and never

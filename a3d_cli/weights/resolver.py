@@ -14,7 +14,7 @@ Downloading is a separate, explicit act (`a3d_cli.weights.fetch`).
 Examples:
     >>> from a3d_cli.weights import resolve, locate
     >>> ckpt = resolve("sv3d_u")              # Path to sv3d_u.safetensors, or WeightsMissing
-    >>> locate("mvdream_sd15").describe()     # 'HF cache: /…/snapshots/<rev>' or 'MISSING'
+    >>> locate("mvdream_sd15").path           # where it resolved, or None
 """
 
 from __future__ import annotations
@@ -54,14 +54,6 @@ class Resolution:
         """True when the model resolves."""
         return self.path is not None
 
-    def describe(self) -> str:
-        """One line: ``"<source>: <path>"`` or ``"MISSING"``."""
-        if self.path is None:
-            return "MISSING"
-        label = {"explicit": "given path", "weights_dir": WEIGHTS_DIR_ENV, "hf_cache": "HF cache"}[
-            self.source or "explicit"
-        ]
-        return f"{label}: {self.path}"
 
 
 def weights_dir() -> Path | None:
