@@ -57,16 +57,6 @@ def rasterize_torch(
 
     Returns:
         RasterOutput with [..., C, H, W, ·] tensors.
-
-    Examples:
-        >>> import torch
-        >>> from a3d_cli.kernels.rasterize_torch import rasterize_torch
-        >>> out = rasterize_torch(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[1.0, 0, 0, 0]]),
-        ...                     torch.full((1, 3), 0.2), torch.tensor([0.9]), torch.ones(1, 3),
-        ...                     torch.eye(4)[None], torch.tensor([[[64.0, 0, 16], [0, 64.0, 16], [0, 0, 1]]]),
-        ...                     32, 32)
-        >>> out.colors.shape, round(float(out.alphas[0, 16, 16, 0]), 3)
-        (torch.Size([1, 32, 32, 3]), 0.888)
     """
     x = check_inputs(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds, render_mode
