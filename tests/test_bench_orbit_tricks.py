@@ -1,0 +1,64 @@
+"""benchmarks/bench_orbit_tricks.py: each leave-one-out configuration applies exactly the tricks it names."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_orbit_tricks as bench  # noqa: E402
+from speed_variants import MathShortAttnProcessor  # noqa: E402
+
+from a3d_cli.models.speed.attention import ShortcutAttnProcessor  # noqa: E402
+from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
+from a3d_cli.models.sv3d.loading import build_models  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    return build_models(SV3DConfig.tiny(), "sv3d_p")
+
+
+def _processors(unet) -> set[type]:  # noqa: ANN001
+    return {type(m.processor) for m in unet.modules() if hasattr(m, "processor")}
+
+
+@pytest.mark.parametrize("without", [None, *bench.TRICKS["default"]])
+def test_default_path_configurations_take_out_one_trick_each(tiny_models, without):
+    handles, graphed = bench.apply_tricks(tiny_models, bench.Config("default", without), torch.device("cpu"))
+    try:
+        applied = {h.name for h in handles if h.count}
+        assert ("fused GEGLU" in applied) == (without != "gluon_geglu")
+        procs = _processors(tiny_models.unet)
+        if without == "attention_shortcuts":
+            assert ShortcutAttnProcessor not in procs and MathShortAttnProcessor not in procs
+        elif without == "short_attention_kernel":
+            assert MathShortAttnProcessor in procs
+        else:
+            assert ShortcutAttnProcessor in procs
+        assert not graphed  # CUDA graphs need CUDA
+    finally:
+        bench.SpeedHandle.group("all", handles).remove()
+    assert ShortcutAttnProcessor in _processors(tiny_models.unet)  # removed: back to what the loader gave
+    assert not any(type(m).__name__ == "FusedGEGLU" for m in tiny_models.unet.modules())
+
+
+@pytest.mark.parametrize("without", [None, "compile", "group_norm_by_channels", "subpixel_upsampling"])
+def test_compile_path_configurations_take_out_one_trick_each(tiny_models, without):
+    from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm
+
+    handles, _ = bench.apply_tricks(tiny_models, bench.Config("compile", without), torch.device("cpu"))
+    try:
+        kinds = {type(m).__name__ for m in tiny_models.unet.modules()}
+        compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in tiny_models.unet.modules())
+        assert compiled == (without != "compile")
+        assert ("SubpixelUpsample2D" in kinds) == (without not in ("compile", "subpixel_upsampling"))
+        by_channels = any(type(m) is ChannelsLastGroupNorm for m in tiny_models.unet.modules())
+        assert by_channels == (without not in ("compile", "group_norm_by_channels"))
+    finally:
+        bench.SpeedHandle.group("all", handles).remove()
+    assert not any(getattr(m, "_compiled_call_impl", None) is not None for m in tiny_models.unet.modules())
