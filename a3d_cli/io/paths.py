@@ -1,14 +1,23 @@
-"""Paths inside a run folder: every relative path from a manifest or a stage stays inside RUN."""
+"""Paths inside a run folder: every relative path from a manifest or a stage stays inside RUN, and no link
+inside RUN leads a3d to read, write or delete anything outside it.
+
+Why: run folders travel (tarballs, shared drives). One received from someone else may hold symbolic links
+planted to make a3d overwrite or delete the user's files, or copy them into a folder that gets shared.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from a3d_cli.errors import RunFolderError
 
+_LINK_HINT = "Remove the link (a3d never follows links out of a run folder), or start a new run folder."
+
 
 def resolve_inside(run_dir: Path, rel: str) -> Path:
-    """Resolve a run-folder-relative path, refusing absolute paths and `..` escapes.
+    """Resolve a run-folder-relative path, refusing absolute paths, `..` escapes and links that lead out.
 
     Why: manifests are data another tool may have written; a path in one must never reach outside RUN.
     """
@@ -18,5 +27,54 @@ def resolve_inside(run_dir: Path, rel: str) -> Path:
     root = Path(run_dir).resolve()
     path = (root / pure).resolve()
     if root != path and root not in path.parents:
-        raise RunFolderError(f"The path {rel!r} leads outside the run folder {root}.")
+        raise RunFolderError(f"The path {rel!r} leads outside the run folder {root}.", hint=_LINK_HINT)
     return path
+
+
+def private_dir(run_dir: Path, rel: str) -> Path:
+    """The folder RUN/`rel` that a3d owns (staging): created when missing, refused when it or any folder on
+    the way is a link or not a folder.
+
+    Why: a3d deletes and renames entries in these folders; a link planted there would make it act elsewhere.
+
+    Raises:
+        RunFolderError: a component is a symbolic link or a file.
+    """
+    root = Path(run_dir).resolve()
+    path = root
+    for part in PurePosixPath(rel).parts:
+        if part in ("..", "/"):
+            raise RunFolderError(f"The path {rel!r} is not a plain path inside the run folder.")
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            path.mkdir()
+            continue
+        if stat.S_ISLNK(mode):
+            raise RunFolderError(f"{path} is a symbolic link; a3d writes only into real folders of the run.", hint=_LINK_HINT)
+        if not stat.S_ISDIR(mode):
+            raise RunFolderError(f"{path} is not a folder.", hint="Remove it, or start a new run folder.")
+    return path
+
+
+def check_links_inside(run_dir: Path, path: Path) -> None:
+    """Refuse any symbolic link at or below `path` (a file or folder in RUN) that resolves outside RUN.
+
+    Why: a stage reads its inputs through these paths (and digests them); a link such as
+    `RUN/mvvideo/v0_f00.png -> ~/private.png` would pull a file from outside into the outputs.
+
+    Raises:
+        RunFolderError: naming the first link that leads out.
+    """
+    root = Path(run_dir).resolve()
+    path = Path(path)
+    candidates = [path]
+    if path.is_dir() and not path.is_symlink():
+        for folder, dirs, files in os.walk(path):  # does not descend into linked folders; they are checked below
+            candidates.extend(Path(folder) / n for n in dirs + files)
+    for p in candidates:
+        if p.is_symlink():
+            target = p.resolve()
+            if target != root and root not in target.parents:
+                raise RunFolderError(f"{p} is a link to {target}, outside the run folder {root}.", hint=_LINK_HINT)
