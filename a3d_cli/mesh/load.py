@@ -64,13 +64,14 @@ def detect_kind(path: Path) -> InputKind:
     return "mesh"
 
 
-def load_mesh(path: Path) -> SurfaceMesh:
+def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     """Load a mesh file as one `SurfaceMesh` in the file's own frame (no normalization).
 
     Multi-node glTF scenes are flattened with their node transforms (instanced meshes appear once per
     instance); parts are concatenated in scene-graph order; textures (sampled through UVs), base-colour
     factors, COLOR_0 / PLY vertex colours and OBJ diffuse colours are all kept. Vertices no face uses
-    are dropped.
+    are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
+    own folder unless `allow_external_refs` (`a3d_cli.mesh.references`).
 
     Raises:
         InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices.
@@ -81,7 +82,7 @@ def load_mesh(path: Path) -> SurfaceMesh:
     check_input_file(path)
     logging.getLogger("trimesh").setLevel(logging.ERROR)
     try:
-        scene = trimesh.load_scene(str(path), process=False, resolver=_resolver(path))
+        scene = trimesh.load_scene(str(path), process=False, resolver=_resolver(path, allow_external_refs))
     except Exception as exc:  # trimesh raises many types for corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
@@ -110,9 +111,10 @@ def load_mesh(path: Path) -> SurfaceMesh:
     return mesh
 
 
-def _resolver(path: Path) -> object:
-    """A file resolver for the files an OBJ/glTF references: anywhere on disk (the user's own files), with
-    MTL map options (`map_Kd -bm 1.0 tex.png`) and Windows separators tolerated."""
+def _resolver(path: Path, allow_external: bool = False) -> object:
+    """A file resolver for the files an OBJ/glTF references, with MTL map options (`map_Kd -bm 1.0 tex.png`)
+    and Windows separators tolerated. Names leading outside the asset's folder (absolute, `../`, links) are
+    refused unless `allow_external` (trimesh's own root check, `allow_anywhere`)."""
     from trimesh.resolvers import FilePathResolver
 
     class _Lenient(FilePathResolver):
@@ -125,7 +127,7 @@ def _resolver(path: Path) -> object:
                     raise
                 return super().get(words[-1])
 
-    return _Lenient(str(path), allow_anywhere=True)
+    return _Lenient(str(path), allow_anywhere=allow_external)
 
 
 def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, path: Path) -> SurfaceMesh:

@@ -61,6 +61,8 @@ class AnimateOptions:
     """Splats aimed for on meshes (prepare)."""
     max_vertices: int = 20_000
     """Meshes with more vertices are simplified (prepare)."""
+    allow_external_refs: bool = False
+    """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = 3
     """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
     reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
@@ -190,6 +192,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             front=opts.front,
             max_vertices=opts.max_vertices,
             splats=opts.splats,  # type: ignore[arg-type]
+            allow_external_refs=opts.allow_external_refs,
         ),
         "mvvideo": lambda: mvvideo.MVVideoOptions(
             prompt=opts.prompt or "",
