@@ -87,6 +87,11 @@ class PlyHeader:
         return next((e for e in self.elements if e.name == name), None)
 
 
+_REEXPORT = "The file's header is malformed; export the splats again from the tool that made them."
+_TRUNCATED = "The file was cut short (an interrupted download or copy?); get a complete copy."
+_DIVERGED = "The splats are broken (often a training run that diverged); re-export or retrain them."
+
+
 def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
     """Parse a PLY header without reading the data.
 
@@ -122,11 +127,15 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
                 if current is not None:
                     elements.append(PlyElement(current[0], current[1], tuple(current[2])))
                 current = (words[1], int(words[2]), [])
+                if current[1] < 0:
+                    raise InputError(f"{path} declares {current[1]} {current[0]} entries in its PLY header.", hint=_REEXPORT)
             elif words[0] == "property" and current is not None:
-                if words[1] == "list":
-                    current[2].append((words[4], None))
-                else:
-                    current[2].append((words[2], _PLY_TYPES[words[1]]))
+                name = words[4] if words[1] == "list" else words[2]
+                if name in (n for n, _ in current[2]):
+                    raise InputError(
+                        f"{path} declares the property {name!r} twice in its {current[0]!r} element.", hint=_REEXPORT
+                    )
+                current[2].append((name, None if words[1] == "list" else _PLY_TYPES[words[1]]))
             else:
                 raise ValueError(raw)
         except (IndexError, KeyError, ValueError) as exc:
@@ -168,7 +177,9 @@ def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
             text = f.read().decode("ascii", errors="replace").splitlines()
             rows = text[skip_lines : skip_lines + vertex.count]
             if len(rows) < vertex.count:
-                raise InputError(f"{path} is truncated: {vertex.count} vertices declared, {len(rows)} found.")
+                raise InputError(
+                    f"{path} is truncated: {vertex.count} vertices declared, {len(rows)} found.", hint=_TRUNCATED
+                )
             try:
                 values = np.array([r.split()[: len(dtype.names)] for r in rows], dtype=np.float64)
             except ValueError as exc:
@@ -186,10 +197,11 @@ def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
                     f"{path} has a variable-sized element '{e.name}' before its vertices, which a3d cannot skip."
                 )
             offset += e.count * np.dtype([(n, endian + t) for n, t in e.properties]).itemsize  # type: ignore[operator]
+        needed = vertex.count * dtype.itemsize
+        if header.data_offset + offset + needed > os.fstat(f.fileno()).st_size:  # before allocating anything
+            raise InputError(f"{path} is truncated: {vertex.count} vertices declared, the data ends early.", hint=_TRUNCATED)
         f.seek(header.data_offset + offset)
-        data = f.read(vertex.count * dtype.itemsize)
-    if len(data) < vertex.count * dtype.itemsize:
-        raise InputError(f"{path} is truncated: {vertex.count} vertices declared, the data ends early.")
+        data = f.read(needed)
     return np.frombuffer(data, dtype=dtype, count=vertex.count)
 
 
@@ -257,21 +269,31 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
         ("rotations", quats),
     ):
         if not np.isfinite(arr).all():
-            raise InputError(f"{path} has non-finite (NaN or infinite) Gaussian {name}.")
+            raise InputError(f"{path} has non-finite (NaN or infinite) Gaussian {name}.", hint=_DIVERGED)
     sh_rest = None
     if n_rest:
         f_rest = cols(*rest).reshape(-1, 3, k - 1)  # [N, 3, K-1] channel-major on disk
         if not np.isfinite(f_rest).all():
-            raise InputError(f"{path} has non-finite (NaN or infinite) spherical-harmonic coefficients.")
+            raise InputError(
+                f"{path} has non-finite (NaN or infinite) spherical-harmonic coefficients.", hint=_DIVERGED
+            )
         sh_rest = torch.from_numpy(np.ascontiguousarray(f_rest.transpose(0, 2, 1)))  # [N, K-1, 3]
 
+    with np.errstate(over="ignore"):
+        scales = np.exp(log_scales)  # [N, 3] activated; finite logs can still overflow float32
+    if not np.isfinite(scales).all():
+        worst = float(np.abs(log_scales).max())
+        raise InputError(
+            f"{path} has Gaussian log-scales up to {worst:.4g}, whose scales overflow (exp > 3.4e38).",
+            hint=_DIVERGED,
+        )
     q = torch.from_numpy(quats)
     norm = q.norm(dim=-1, keepdim=True)  # [N, 1]
     q = torch.where(norm > 1e-12, q / norm.clamp_min(1e-12), torch.tensor([1.0, 0.0, 0.0, 0.0]))
     return Gaussians(
         means=torch.from_numpy(means),
         quats=q,
-        scales=torch.from_numpy(np.exp(log_scales)),
+        scales=torch.from_numpy(scales),
         opacities=torch.sigmoid(torch.from_numpy(logit)),
         colors=torch.from_numpy(0.5 + SH_C0 * f_dc),
         sh_rest=sh_rest,
