@@ -290,3 +290,34 @@ def test_outputs_get_the_umask_mode_not_0600(tmp_path, umask):
         os.umask(old)
     for rel in ("views/a.png", "static/g.ply", "a3d.json"):
         assert (tmp_path / "RUN" / rel).stat().st_mode & 0o777 == 0o666 & ~umask, rel
+
+
+# -- every error a user can act on carries a hint -----------------------------------------------------
+
+
+def _nan_scales_ply(path: Path) -> None:
+    g = _splats()
+    g.scales[0, 0] = float("nan")
+    write_ply(path, g)
+
+
+def _truncated_ply(path: Path) -> None:
+    write_ply(path, _splats())
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("missing.glb", lambda p: None),
+        ("empty.glb", lambda p: p.write_bytes(b"")),
+        ("nan.ply", _nan_scales_ply),
+        ("cut.ply", _truncated_ply),
+        ("flat.obj", lambda p: p.write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 1 2\n")),
+    ],
+)
+def test_common_input_errors_carry_a_hint(tmp_path, name, make):
+    path = tmp_path / name
+    make(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)

@@ -26,6 +26,7 @@ from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
 InputKind = Literal["mesh", "gaussians"]
+_REPAIR = "Repair the mesh in a 3D tool and export it again."
 
 
 def check_input_file(path: Path) -> None:
@@ -36,7 +37,7 @@ def check_input_file(path: Path) -> None:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"The input file {path} does not exist.")
+        raise InputError(f"The input file {path} does not exist.", hint="Check the path and its spelling.")
     if not path.is_file():
         raise InputError(f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj or .ply file.")
     if path.suffix.lower() not in MESH_SUFFIXES:
@@ -50,7 +51,9 @@ def check_input_file(path: Path) -> None:
     except OSError as exc:
         raise InputError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
     if not head:
-        raise InputError(f"The input file {path} is empty (0 bytes).")
+        raise InputError(
+            f"The input file {path} is empty (0 bytes).", hint="The export or download did not finish; make the file again."
+        )
 
 
 def detect_kind(path: Path) -> InputKind:
@@ -95,7 +98,9 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         transform, name = scene.graph[node]
         instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
     if not any(len(getattr(g, "vertices", ())) for g, _ in instances):
-        raise InputError(f"{path.name} contains no geometry (the mesh is empty).")
+        raise InputError(
+            f"{path.name} contains no geometry (the mesh is empty).", hint="Export the object itself, not an empty scene."
+        )
     faced = [(g, t) for g, t in instances if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not faced:
         raise InputError(
@@ -107,7 +112,9 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
     mesh = concatenate(parts).compact()
     if mesh.num_faces == 0:
-        raise InputError(f"{path.name} has only degenerate faces (every face repeats a vertex).")
+        raise InputError(
+            f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
+        )
     return mesh
 
 
@@ -140,10 +147,10 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
     if not np.isfinite(vertices).all():
         raise InputError(
             f"{path.name} has vertices with NaN or infinite coordinates.",
-            hint="Repair the mesh in a 3D tool and export it again.",
+            hint=_REPAIR,
         )
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise InputError(f"{path.name} has faces that point at vertices that do not exist.")
+        raise InputError(f"{path.name} has faces that point at vertices that do not exist.", hint=_REPAIR)
     v = len(vertices)
     visual = getattr(m, "visual", None)
     kind = getattr(visual, "kind", None)

@@ -82,7 +82,9 @@ class StageContext:
         """Path of an existing file or folder inside the run folder."""
         path = resolve_inside(self.run_dir, rel)
         if not path.exists():
-            raise RunFolderError(f"The run folder {self.run_dir} has no {rel}.")
+            raise RunFolderError(
+                f"The run folder {self.run_dir} has no {rel}.", hint="Run the stage that makes it first (`a3d info RUN` lists what ran)."
+            )
         return path
 
     def output(self, rel: str) -> Path:

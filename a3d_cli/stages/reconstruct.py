@@ -289,7 +289,10 @@ def read_cameras(video_dir: Path, run_dir: Path) -> CameraSet:
                     hint="Fix it (format in docs/ARTIFACTS.md), or delete it to use MV-VDM's fixed cameras.",
                 ) from exc
             if len(cams) != NUM_VIEWS:
-                raise InputError(f"{path} describes {len(cams)} cameras; the video has {NUM_VIEWS} views.")
+                raise InputError(
+                    f"{path} describes {len(cams)} cameras; the video has {NUM_VIEWS} views.",
+                    hint="Give one camera per view, or delete the file to use MV-VDM's fixed cameras.",
+                )
             return cams
     return mvvdm_cameras()
 

@@ -115,7 +115,9 @@ class CheckpointReader:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"Checkpoint {self.path} does not exist.")
+            raise InputError(
+                f"Checkpoint {self.path} does not exist.", hint="Fetch it with `a3d weights fetch sv3d_p` (or sv3d_u)."
+            )
         self._stack = contextlib.ExitStack()
         self.metadata: dict[str, str] = {}
         try:
