@@ -321,3 +321,33 @@ def test_common_input_errors_carry_a_hint(tmp_path, name, make):
     make(path)
     result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
     one_error_with_hint(result)
+
+
+def test_no_code_path_unpickles_or_runs_code_from_a_file():
+    """Static check of a3d's own source: every torch.load passes weights_only=True; no pickle.load(s),
+    eval, exec or trust_remote_code=True anywhere."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "a3d_cli"
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+            kw = {k.arg: k.value for k in node.keywords}
+            where = f"{path.relative_to(root.parent)}:{node.lineno}"
+            if owner == "torch" and name == "load":
+                value = kw.get("weights_only")
+                if not (isinstance(value, ast.Constant) and value.value is True):
+                    problems.append(f"{where}: torch.load without weights_only=True")
+            if owner == "pickle" and name in ("load", "loads"):
+                problems.append(f"{where}: pickle.{name}")
+            if isinstance(func, ast.Name) and name in ("eval", "exec"):
+                problems.append(f"{where}: {name}()")
+            value = kw.get("trust_remote_code")
+            if isinstance(value, ast.Constant) and value.value is True:
+                problems.append(f"{where}: trust_remote_code=True")
+    assert problems == []
