@@ -129,3 +129,18 @@ def test_manifest_that_is_a_link_out_is_refused(run_dir, home):
     (run_dir / "a3d.json").symlink_to(home / "a3d.json")
     with pytest.raises(RunFolderError, match="outside the run folder"):
         load_manifest(run_dir)
+
+
+def test_link_out_reached_through_a_folder_link_inside_the_run_is_refused(run_dir, home):
+    (run_dir / "elsewhere").mkdir(parents=True)
+    (run_dir / "elsewhere" / "v0_f00.png").symlink_to(home / "notes.txt")
+    (run_dir / "mvvideo").symlink_to(run_dir / "elsewhere", target_is_directory=True)  # inside RUN: fine by itself
+    with pytest.raises(RunFolderError, match="outside the run folder"):
+        run_stage("reconstruct", run_dir, None, lambda ctx: None, Runtime(), requires={"mvvideo": "a3d mvvideo RUN"})
+
+
+def test_link_loop_in_the_run_is_a_clear_error(run_dir):
+    (run_dir / "static").mkdir(parents=True)
+    (run_dir / "static" / "out.txt").symlink_to(run_dir / "static" / "out.txt")
+    with pytest.raises(RunFolderError, match="loop"):
+        run_stage("prepare", run_dir, None, write_body, Runtime())

@@ -25,10 +25,18 @@ def resolve_inside(run_dir: Path, rel: str) -> Path:
     if pure.is_absolute() or ".." in pure.parts or rel.strip() == "":
         raise RunFolderError(f"The path {rel!r} is not a plain path inside the run folder.")
     root = Path(run_dir).resolve()
-    path = (root / pure).resolve()
+    path = _resolve(root / pure)
     if root != path and root not in path.parents:
         raise RunFolderError(f"The path {rel!r} leads outside the run folder {root}.", hint=_LINK_HINT)
     return path
+
+
+def _resolve(path: Path) -> Path:
+    """`path.resolve()`, with a link loop (which Python reports as RuntimeError) as a RunFolderError."""
+    try:
+        return path.resolve()
+    except RuntimeError as exc:  # "Symlink loop from …"
+        raise RunFolderError(f"{path} is a loop of symbolic links.", hint=_LINK_HINT) from exc
 
 
 def private_dir(run_dir: Path, rel: str) -> Path:
@@ -68,13 +76,14 @@ def check_links_inside(run_dir: Path, path: Path) -> None:
         RunFolderError: naming the first link that leads out.
     """
     root = Path(run_dir).resolve()
-    path = Path(path)
-    candidates = [path]
-    if path.is_dir() and not path.is_symlink():
-        for folder, dirs, files in os.walk(path):  # does not descend into linked folders; they are checked below
-            candidates.extend(Path(folder) / n for n in dirs + files)
-    for p in candidates:
+    stack, seen = [Path(path)], set()
+    while stack:  # a linked folder that stays inside RUN is walked too (once), since reads go through it
+        p = stack.pop()
         if p.is_symlink():
-            target = p.resolve()
+            target = _resolve(p)
             if target != root and root not in target.parents:
                 raise RunFolderError(f"{p} is a link to {target}, outside the run folder {root}.", hint=_LINK_HINT)
+            stack.append(target)
+        elif p.is_dir() and p.resolve() not in seen:
+            seen.add(p.resolve())
+            stack.extend(p.iterdir())
