@@ -351,3 +351,12 @@ def test_no_code_path_unpickles_or_runs_code_from_a_file():
             if isinstance(value, ast.Constant) and value.value is True:
                 problems.append(f"{where}: trust_remote_code=True")
     assert problems == []
+
+
+def test_one_pixel_orbit_image_is_refused(tmp_path):
+    from a3d_cli.io.preprocess import load_object_rgba
+
+    save_png(tmp_path / "dot.png", torch.full((1, 1, 4), 0.5))
+    with pytest.raises(InputError, match="1×1 pixels") as info:
+        load_object_rgba(tmp_path / "dot.png")
+    assert info.value.hint
