@@ -176,3 +176,26 @@ def test_loader_alone_never_reads_a_file_outside_the_folder(tmp_path):
     assert not np.allclose(mesh.vertex_colors[:, :3], [1, 0, 0])  # the outside material's red never arrived
     trusted = load_mesh(obj, allow_external_refs=True)
     assert np.allclose(trusted.vertex_colors[:, :3], [1, 0, 0])
+
+
+def test_animate_refuses_outside_references_and_passes_the_opt_in_to_prepare(tmp_path, monkeypatch):
+    from a3d_cli.cli import app
+    from a3d_cli.stages import prepare
+
+    secret = plant_secret(tmp_path)
+    model = gltf_with_image_uri(tmp_path / "asset", "../private/secret.png")
+    args = ["animate", str(model), "--prompt", "jumps", "--tiny-model", "-o", str(tmp_path / "RUN")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--allow-external-refs" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+    assert_secret_absent(tmp_path / "RUN", secret)
+
+    seen = []
+
+    def record(run_dir, opts, rt=None):
+        seen.append(opts.allow_external_refs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(prepare, "run", record)
+    assert runner.invoke(app, [*args, "--allow-external-refs"]).exit_code == 2
+    assert seen == [True]
