@@ -281,6 +281,7 @@ def test_outputs_get_the_umask_mode_not_0600(tmp_path, umask):
 
     old = os.umask(umask)
     try:
+
         def body(ctx):
             save_png(ctx.output("views/a.png"), torch.zeros(4, 4, 3))
             write_ply(ctx.output("static/g.ply"), _splats(3))

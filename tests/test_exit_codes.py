@@ -32,7 +32,15 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb
         ["nosuch"],  # unknown command
         ["weights", "nosuch"],  # unknown sub-command
     ],
-    ids=["missing-option", "missing-argument", "bad-value", "bad-global-value", "unknown-option", "unknown-command", "unknown-subcommand"],
+    ids=[
+        "missing-option",
+        "missing-argument",
+        "bad-value",
+        "bad-global-value",
+        "unknown-option",
+        "unknown-command",
+        "unknown-subcommand",
+    ],
 )
 def test_usage_errors_exit_2_not_report_it(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -89,7 +97,9 @@ def test_read_only_file_system_is_exit_2(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "RUN" / "a3d.json"))
 
     monkeypatch.setattr(manifest, "atomic_write_text", erofs)
-    result = runner.invoke(app, ["prepare", str(EXAMPLE), "-o", str(tmp_path / "RUN"), "--splats", "500", "--view-size", "32"])
+    result = runner.invoke(
+        app, ["prepare", str(EXAMPLE), "-o", str(tmp_path / "RUN"), "--splats", "500", "--view-size", "32"]
+    )
     assert result.exit_code == 2 and "read-only" in result.stderr and "hint:" in result.stderr
 
 
@@ -143,7 +153,9 @@ def test_truncated_glb_to_animate_leaves_no_run_folder(tmp_path):
 
 def test_bad_axis_to_animate_leaves_no_run_folder(tmp_path):
     run_dir = tmp_path / "new" / "RUN"
-    result = runner.invoke(app, ["animate", str(EXAMPLE), "--prompt", "jumps", "--tiny-model", "--up", "+q", "-o", str(run_dir)])
+    result = runner.invoke(
+        app, ["animate", str(EXAMPLE), "--prompt", "jumps", "--tiny-model", "--up", "+q", "-o", str(run_dir)]
+    )
     assert result.exit_code == 2 and "--up" in result.stderr
     assert not (tmp_path / "new").exists()
 

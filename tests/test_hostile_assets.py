@@ -9,7 +9,6 @@ changed. `--allow-external-refs` is the explicit opt-in.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +62,9 @@ def assert_secret_absent(run_dir: Path, secret: bytes) -> None:
 
 
 def invoke_prepare(model: Path, run_dir: Path, *extra: str):
-    return runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(model), "-o", str(run_dir), *FAST, *extra])
+    return runner.invoke(
+        a3d_app("prepare", prepare_command), ["prepare", str(model), "-o", str(run_dir), *FAST, *extra]
+    )
 
 
 def snapshot(root: Path, skip: Path) -> dict[str, bytes]:
@@ -89,6 +90,7 @@ def test_gltf_image_outside_the_asset_folder_is_refused(tmp_path, kind):
     assert result.exit_code == 2, result.output + result.stderr
     assert "outside the asset's folder" in result.stderr and "--allow-external-refs" in result.stderr
     assert not run_dir.exists()
+    assert_secret_absent(run_dir, secret)
     assert snapshot(tmp_path, run_dir) == before
 
 

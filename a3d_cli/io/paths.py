@@ -60,7 +60,9 @@ def private_dir(run_dir: Path, rel: str) -> Path:
             path.mkdir()
             continue
         if stat.S_ISLNK(mode):
-            raise RunFolderError(f"{path} is a symbolic link; a3d writes only into real folders of the run.", hint=_LINK_HINT)
+            raise RunFolderError(
+                f"{path} is a symbolic link; a3d writes only into real folders of the run.", hint=_LINK_HINT
+            )
         if not stat.S_ISDIR(mode):
             raise RunFolderError(f"{path} is not a folder.", hint="Remove it, or start a new run folder.")
     return path
