@@ -103,15 +103,15 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
         with open(path, "rb") as f:
             head = f.read(_MAX_HEADER_BYTES)
     except OSError as exc:
-        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).", hint="Check that the file exists and is readable.") from exc
     if not head.startswith(b"ply"):
-        raise InputError(f"{path} is not a PLY file (it does not start with 'ply').")
+        raise InputError(f"{path} is not a PLY file (it does not start with 'ply').", hint=_REEXPORT)
     end = head.find(b"end_header")
     if end < 0:
-        raise InputError(f"{path} has a broken PLY header (no 'end_header' line).")
+        raise InputError(f"{path} has a broken PLY header (no 'end_header' line).", hint=_REEXPORT)
     newline = head.find(b"\n", end)
     if newline < 0:
-        raise InputError(f"{path} has a broken PLY header (nothing after 'end_header').")
+        raise InputError(f"{path} has a broken PLY header (nothing after 'end_header').", hint=_TRUNCATED)
     lines = head[:end].decode("ascii", errors="replace").splitlines()
     fmt: str | None = None
     elements: list[PlyElement] = []
@@ -139,11 +139,11 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
             else:
                 raise ValueError(raw)
         except (IndexError, KeyError, ValueError) as exc:
-            raise InputError(f"{path} has a broken PLY header line: {raw.strip()!r}.") from exc
+            raise InputError(f"{path} has a broken PLY header line: {raw.strip()!r}.", hint=_REEXPORT) from exc
     if current is not None:
         elements.append(PlyElement(current[0], current[1], tuple(current[2])))
     if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
-        raise InputError(f"{path} has an unknown PLY format {fmt!r}.")
+        raise InputError(f"{path} has an unknown PLY format {fmt!r}.", hint=_REEXPORT)
     return PlyHeader(format=fmt, elements=tuple(elements), data_offset=newline + 1)
 
 
@@ -183,7 +183,7 @@ def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
             try:
                 values = np.array([r.split()[: len(dtype.names)] for r in rows], dtype=np.float64)
             except ValueError as exc:
-                raise InputError(f"{path} has a malformed ASCII vertex row ({exc}).") from exc
+                raise InputError(f"{path} has a malformed ASCII vertex row ({exc}).", hint=_REEXPORT) from exc
             table = np.empty(vertex.count, dtype=dtype)
             for i, name in enumerate(dtype.names):
                 table[name] = values[:, i]
@@ -221,7 +221,7 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"The file {path} does not exist.")
+        raise InputError(f"The file {path} does not exist.", hint="Check the path and its spelling.")
     header = read_ply_header(path)
     names = {p for e in header.elements for p in e.property_names}
     if any(m in names for m in _COMPRESSED_MARKERS):
@@ -239,7 +239,7 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
         )
     assert vertex is not None
     if vertex.count == 0:
-        raise InputError(f"{path} holds no Gaussians (0 vertices).")
+        raise InputError(f"{path} holds no Gaussians (0 vertices).", hint=_REEXPORT)
     rest = sorted(
         (p for p in present if p.startswith("f_rest_")),
         key=lambda p: int(p.rsplit("_", 1)[1]) if p.rsplit("_", 1)[1].isdigit() else -1,

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from a3d_cli.errors import RunFolderError
 
+_MANIFEST_HINT = "Paths in a run folder are relative to it; fix the manifest (a3d.json) or start a new run folder."
 _LINK_HINT = "Remove the link (a3d never follows links out of a run folder), or start a new run folder."
 
 
@@ -23,7 +24,7 @@ def resolve_inside(run_dir: Path, rel: str) -> Path:
     """
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts or rel.strip() == "":
-        raise RunFolderError(f"The path {rel!r} is not a plain path inside the run folder.")
+        raise RunFolderError(f"The path {rel!r} is not a plain path inside the run folder.", hint=_MANIFEST_HINT)
     root = Path(run_dir).resolve()
     path = _resolve(root / pure)
     if root != path and root not in path.parents:
@@ -52,7 +53,7 @@ def private_dir(run_dir: Path, rel: str) -> Path:
     path = root
     for part in PurePosixPath(rel).parts:
         if part in ("..", "/"):
-            raise RunFolderError(f"The path {rel!r} is not a plain path inside the run folder.")
+            raise RunFolderError(f"The path {rel!r} is not a plain path inside the run folder.", hint=_MANIFEST_HINT)
         path = path / part
         try:
             mode = os.lstat(path).st_mode

@@ -49,7 +49,7 @@ def check_input_file(path: Path) -> None:
         with open(path, "rb") as f:
             head = f.read(16)
     except OSError as exc:
-        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).", hint="Check the file's permissions.") from exc
     if not head:
         raise InputError(
             f"The input file {path} is empty (0 bytes).", hint="The export or download did not finish; make the file again."

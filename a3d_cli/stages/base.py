@@ -116,7 +116,9 @@ def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
         try:
             run_dir.mkdir(parents=True)
         except OSError as exc:
-            raise RunFolderError(f"Cannot create the run folder {run_dir} ({exc.strerror}).") from exc
+            raise RunFolderError(
+                f"Cannot create the run folder {run_dir} ({exc.strerror}).", hint="Choose a folder you can write to (-o)."
+            ) from exc
     if not os.access(run_dir, os.W_OK | os.X_OK):
         raise RunFolderError(
             f"The run folder {run_dir} is not writable.", hint="Fix its permissions or choose another with -o."

@@ -175,7 +175,8 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
         key = (int(m.group(1)), int(m.group(2)))
         if key in found:
             raise InputError(
-                f"{folder} has two files for view {key[0]} frame {key[1]}: {found[key].name} and {path.name}."
+                f"{folder} has two files for view {key[0]} frame {key[1]}: {found[key].name} and {path.name}.",
+                hint="Keep one of them (v2_f07.png and v2_f7.png name the same frame).",
             )
         found[key] = path
     naming = "frames must be named v{view}_f{frame:02d}.png, view 0-3, frame 00-15"
