@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import struct
 from pathlib import Path
 
@@ -222,8 +223,6 @@ def test_damaged_pickle_is_not_called_code(tmp_path):
 
 def test_transformers_unpickling_error_is_a_checkpoint_error(tmp_path, monkeypatch):
     """transformers raises pickle.UnpicklingError for a .bin its safe loader refuses (or cannot parse)."""
-    import pickle
-
     import diffusers
     import transformers
 
@@ -253,6 +252,13 @@ def test_legacy_pt_without_mmap_support_loads_through_the_fallback(tmp_path):
     with pytest.raises(RuntimeError, match="mmap"):
         torch.load(path, weights_only=True, mmap=True)  # what the first attempt meets
     torch.testing.assert_close(load_pickled_weights(path)["w"], torch.arange(3.0))
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"w": Payload()}, tmp_path / "evil_legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(pickle.UnpicklingError, match="(?i)global"):  # the fallback is weights_only=True too
+        load_pickled_weights(tmp_path / "evil_legacy.pt")
 
 
 # -- manifests ----------------------------------------------------------------------------------------
