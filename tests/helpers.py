@@ -1,4 +1,5 @@
-"""Builders shared by several test files: tiny models and inputs, one-command CLI apps.
+"""Builders shared by several test files: tiny models and inputs, one-command CLI apps, small meshes, run
+folders and videos (no test module imports from another).
 
 Tiny models of whole pipelines come from the library itself (`a3d_cli.models.mvvdm.tiny_components(seed)`,
 `a3d_cli.models.sv3d.testing.tiny_models(variant, seed)`); this module holds what only tests need.
@@ -7,12 +8,22 @@ Import it as `from helpers import ...` (pytest puts `tests/` on `sys.path`).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import typer
+
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
+from a3d_cli.gaussians.motion_io import save_motion
+from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.io.images import save_png
+from a3d_cli.mesh.normalize import fit_normalization
+from a3d_cli.render.cameras import mvvdm_cameras
 
 
 KEY_FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
@@ -92,3 +103,248 @@ def moving_motion_field(num_frames: int, seed: int = 1):  # noqa: ANN201 - a Mot
         for p in field.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.3)
     return field
+
+
+# -- small meshes and asset files ------------------------------------------------------------------
+
+
+def two_colour_texture(left=(200, 30, 30), right=(30, 30, 200), size: int = 32) -> np.ndarray:
+    """[size, size, 3] uint8: left half one colour, right half another (u < 0.5 vs u > 0.5)."""
+    img = np.zeros((size, size, 3), dtype=np.uint8)
+    img[:, : size // 2] = left
+    img[:, size // 2 :] = right
+    return img
+
+
+def grid(nx: int, ny: int, sx: float = 1.0, sy: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A flat (nx+1)×(ny+1) vertex grid in the XY plane facing +Z, with UVs spanning [0, 1]²."""
+    u, v = np.meshgrid(np.linspace(0, 1, nx + 1), np.linspace(0, 1, ny + 1), indexing="xy")
+    vertices = np.stack([(u.ravel() - 0.5) * sx, (v.ravel() - 0.5) * sy, np.zeros(u.size)], axis=-1)
+    idx = np.arange(u.size).reshape(ny + 1, nx + 1)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    return vertices, faces, np.stack([u.ravel(), v.ravel()], -1)
+
+
+def textured_trimesh(vertices, faces, uv, image, factor=(255, 255, 255, 255)):
+    import trimesh
+    from PIL import Image
+    from trimesh.visual import TextureVisuals
+    from trimesh.visual.material import PBRMaterial
+
+    mat = PBRMaterial(baseColorTexture=Image.fromarray(np.asarray(image, dtype=np.uint8)), baseColorFactor=list(factor))
+    return trimesh.Trimesh(vertices, faces, visual=TextureVisuals(uv=uv, material=mat), process=False)
+
+
+def textured_sphere(count: int = 24, radius: float = 1.0):
+    """A lat-long sphere with UV-seam and pole copies (as exporters write them), the two-colour texture
+    wrapped around it: u < 0.5 (x < 0) red, u > 0.5 (x > 0) blue."""
+    nu, nv = 2 * count, count
+    s, t = np.meshgrid(np.linspace(0, 1, nu + 1), np.linspace(0, 1, nv + 1), indexing="xy")
+    s, t = s.ravel(), t.ravel()
+    theta, phi = 2 * np.pi * s, np.pi * t  # theta = 0 at -Z, π/2 at -X (u < 0.5), 3π/2 at +X
+    v = radius * np.stack([-np.sin(phi) * np.sin(theta), -np.cos(phi), -np.sin(phi) * np.cos(theta)], -1)
+    idx = np.arange((nu + 1) * (nv + 1)).reshape(nv + 1, nu + 1)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
+    faces = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
+    tri = v[faces]
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    faces = faces[np.linalg.norm(cross, axis=-1) > 1e-12]  # drop collapsed pole triangles
+    if np.sum(np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]]) * v[faces[:, 0]]) < 0:
+        faces = faces[:, ::-1]  # outward
+    return textured_trimesh(v, faces, np.stack([s, t], -1), two_colour_texture())
+
+
+def write_glb(path: Path, *meshes_with_transforms) -> Path:
+    """A GLB with one node per (mesh, 4×4 transform) pair."""
+    import trimesh
+
+    scene = trimesh.Scene()
+    for i, (mesh, transform) in enumerate(meshes_with_transforms):
+        scene.add_geometry(mesh, node_name=f"node{i}", geom_name=f"mesh{i}", transform=transform)
+    path.write_bytes(scene.export(file_type="glb"))
+    return path
+
+
+def write_textured_obj(folder: Path, up_axis: str = "y") -> Path:
+    """folder/model.obj + model.mtl + tex/albedo.png: a 1×2 quad (tall along `up_axis`), texture left red / right blue."""
+    from PIL import Image
+
+    (folder / "tex").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(two_colour_texture()).save(folder / "tex" / "albedo.png")
+    (folder / "model.mtl").write_text("newmtl skin\nKd 1 1 1\nmap_Kd -bm 1.0 tex/albedo.png\n")
+    tall = {"y": [(0, 0, 0), (1, 0, 0), (1, 2, 0), (0, 2, 0)], "z": [(0, 0, 0), (1, 0, 0), (1, 0, 2), (0, 0, 2)]}[
+        up_axis
+    ]
+    lines = ["mtllib model.mtl"] + [f"v {x} {y} {z}" for x, y, z in tall]
+    lines += ["vt 0 0", "vt 1 0", "vt 1 1", "vt 0 1", "usemtl skin", "f 1/1 2/2 3/3", "f 1/1 3/3 4/4"]
+    (folder / "model.obj").write_text("\n".join(lines) + "\n")
+    return folder / "model.obj"
+
+
+# -- reconstruct: run folders, videos, the one-command app -----------------------------------------
+
+
+VIDEO_SIZE = 16
+
+
+def reconstruct_static(n: int = 40, seed: int = 0) -> Gaussians:
+    g = torch.Generator().manual_seed(seed)
+    return Gaussians(
+        means=torch.rand(n, 3, generator=g) - 0.5,
+        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+        scales=torch.full((n, 3), 0.05),
+        opacities=torch.full((n,), 0.9),
+        colors=torch.rand(n, 3, generator=g),
+    )
+
+
+def reconstruct_run_folder(root: Path) -> Path:
+    run = root / "RUN"
+    (run / "static" / "views").mkdir(parents=True)
+    write_ply(run / "static" / "gaussians.ply", reconstruct_static())
+    (run / "static" / "views" / "cameras.json").write_text(mvvdm_cameras().dumps(VIDEO_SIZE, VIDEO_SIZE))
+    return run
+
+
+def video_folder(folder: Path, views=range(4), frames=range(16), size: int = VIDEO_SIZE, channels: int = 3, skip=()) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for v in views:
+        for f in frames:
+            if (v, f) in skip:
+                continue
+            img = torch.full((size, size, channels), 0.5)
+            img[4:10, 4:10, :3] = torch.tensor([0.9, 0.2, 0.1])
+            save_png(folder / f"v{v}_f{f:02d}.png", img)
+    return folder
+
+
+def reconstruct_app():
+    """A one-command app with a3d's error mapping (the real `a3d` registers the same function)."""
+    import typer
+
+    from a3d_cli.cli import A3DGroup, main_options
+    from a3d_cli.commands.reconstruct import reconstruct
+
+    app = typer.Typer(cls=A3DGroup)
+    app.callback()(main_options)
+    app.command("reconstruct")(reconstruct)
+    return app
+
+
+# -- sds: static splats and run folders ------------------------------------------------------------
+
+
+SDS_FRAMES = 4
+
+
+def sds_static(n: int = 40, seed: int = 0) -> Gaussians:
+    """A small cube of splats coloured by position (so motion is visible in the renders)."""
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(n, 3, generator=g) - 0.5) * 0.8
+    return Gaussians(
+        means=means,
+        quats=torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1),
+        scales=torch.full((n, 3), 0.07),
+        opacities=torch.full((n,), 0.9),
+        colors=(means / 0.8 + 0.5).clamp(0, 1),
+    )
+
+
+def sds_run(run_dir, static: Gaussians | None = None):
+    """A run folder holding what `a3d sds` reads: static splats and a coarse (motionless) field."""
+    static = static or sds_static()
+    (run_dir / "static").mkdir(parents=True)
+    write_ply(run_dir / "static" / "gaussians.ply", static)
+    field = MotionField(MotionFieldConfig.tiny(num_frames=SDS_FRAMES), generator=torch.Generator().manual_seed(0))
+    save_motion(run_dir / "motion" / "coarse.safetensors", field, static, extra={"stage": "reconstruct"})
+    return static
+
+
+# -- export: a 3DGS run folder with a Z-up source frame and a moving field -------------------------
+
+
+EXPORT_FRAMES = 4  # a short motion keeps every test fast
+
+
+def export_static(n: int = 48, seed: int = 0, sh: bool = True) -> Gaussians:
+    g = torch.Generator().manual_seed(seed)
+    return Gaussians(
+        means=torch.rand(n, 3, generator=g) * 1.2 - 0.6,
+        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+        scales=torch.rand(n, 3, generator=g) * 0.05 + 0.03,
+        opacities=torch.rand(n, generator=g) * 0.5 + 0.5,
+        colors=torch.rand(n, 3, generator=g),
+        sh_rest=torch.randn(n, 3, 3, generator=g) * 0.1 if sh else None,
+    )
+
+
+def make_gaussian_run(run: Path, seed: int = 0) -> tuple[Gaussians, MotionField]:
+    """A run folder as `prepare` + `reconstruct` leave it for a 3DGS input with a Z-up source frame."""
+    static = export_static(seed=seed)
+    (run / "static").mkdir(parents=True)
+    (run / "source").mkdir()
+    write_ply(run / "static" / "gaussians.ply", static)
+    # the "original" asset was Z-up, off-centre and 10x larger: a non-trivial similarity to undo
+    original = np.random.default_rng(seed).random((100, 3)) * 10 + 5
+    norm = fit_normalization(original, up="+z", front="-y")
+    (run / "source" / "normalization.json").write_text(norm.dumps())
+    field = moving_motion_field(EXPORT_FRAMES, seed + 1)
+    save_motion(run / "motion" / "coarse.safetensors", field, read_ply(run / "static" / "gaussians.ply"))
+    return read_ply(run / "static" / "gaussians.ply"), field
+
+
+# -- animate: fast options, a mesh and a sliding video ---------------------------------------------
+
+
+ANIMATE_FAST = [
+    "--splat-count",
+    "150",
+    "--max-vertices",
+    "100",
+    "--reconstruct-steps",
+    "3",
+    "--resolution",
+    "32",
+    "--preview-size",
+    "24",
+]
+
+
+def animate_app() -> typer.Typer:
+    """The `a3d` app callback with the `animate` command (independent of what cli.py registers)."""
+    from a3d_cli.commands.animate import animate
+
+    return one_command_app("animate", animate)
+
+
+def blob_mesh(path: Path) -> Path:
+    """A coloured, slightly squashed icosphere (a mesh input with vertex colours)."""
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+    mesh.vertices *= np.array([1.0, 0.7, 0.8])
+    colors = (np.clip(mesh.vertices * 0.5 + 0.5, 0, 1) * 255).astype(np.uint8)
+    mesh.visual.vertex_colors = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
+    mesh.export(path)
+    return path
+
+
+def sliding_video(mesh: Path, out: Path, size: int = 32) -> Path:
+    """4 views × 16 frames of the mesh sliding sideways: the prepared grey views shifted by f/3 pixels."""
+    from a3d_cli.io.images import load_png, save_png
+    from a3d_cli.stages.base import Runtime
+    from a3d_cli.stages.prepare import PrepareOptions
+    from a3d_cli.stages.prepare import run as prepare
+
+    scratch = out.parent / "scratch_run"
+    prepare(scratch, PrepareOptions(model=str(mesh), splats=150, max_vertices=100, view_size=size), Runtime())
+    out.mkdir(parents=True)
+    for v in range(4):
+        view = load_png(scratch / "static" / "views" / f"view_{v}_grey.png", mode="RGB")  # [H, W, 3]
+        for f in range(16):
+            shifted = view.roll(f // 3, dims=1)
+            shifted[:, : f // 3] = 0.5  # grey enters from the left
+            save_png(out / f"v{v}_f{f:02d}.png", shifted)
+    shutil.rmtree(scratch)
+    return out

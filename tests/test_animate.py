@@ -2,71 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import typer
-from helpers import one_command_app
+from helpers import animate_app as make_app, blob_mesh as make_mesh, sliding_video as make_video
 from typer.testing import CliRunner
 
-from a3d_cli.commands.animate import animate
 from a3d_cli.errors import InputError, OptionError, WeightsMissing
 from a3d_cli.stages.animate import AnimateOptions, plan_chain
 
 runner = CliRunner()
 
 # Small enough for 2 shared CPU cores: a few hundred splats, 32² frames, a handful of fit steps.
-FAST = [
-    "--splat-count",
-    "150",
-    "--max-vertices",
-    "100",
-    "--reconstruct-steps",
-    "3",
-    "--resolution",
-    "32",
-    "--preview-size",
-    "24",
-]
-
-
-def make_app() -> typer.Typer:
-    """The `a3d` app callback with the `animate` command (independent of what cli.py registers)."""
-    return one_command_app("animate", animate)
-
-
-def make_mesh(path: Path) -> Path:
-    """A coloured, slightly squashed icosphere (a mesh input with vertex colours)."""
-    import trimesh
-
-    mesh = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
-    mesh.vertices *= np.array([1.0, 0.7, 0.8])
-    colors = (np.clip(mesh.vertices * 0.5 + 0.5, 0, 1) * 255).astype(np.uint8)
-    mesh.visual.vertex_colors = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
-    mesh.export(path)
-    return path
-
-
-def make_video(mesh: Path, out: Path, size: int = 32) -> Path:
-    """4 views × 16 frames of the mesh sliding sideways: the prepared grey views shifted by f/3 pixels."""
-    from a3d_cli.io.images import load_png, save_png
-    from a3d_cli.stages.base import Runtime
-    from a3d_cli.stages.prepare import PrepareOptions
-    from a3d_cli.stages.prepare import run as prepare
-
-    scratch = out.parent / "scratch_run"
-    prepare(scratch, PrepareOptions(model=str(mesh), splats=150, max_vertices=100, view_size=size), Runtime())
-    out.mkdir(parents=True)
-    for v in range(4):
-        view = load_png(scratch / "static" / "views" / f"view_{v}_grey.png", mode="RGB")  # [H, W, 3]
-        for f in range(16):
-            shifted = view.roll(f // 3, dims=1)
-            shifted[:, : f // 3] = 0.5  # grey enters from the left
-            save_png(out / f"v{v}_f{f:02d}.png", shifted)
-    shutil.rmtree(scratch)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_animate import FAST, make_app, make_mesh, make_video
+from helpers import ANIMATE_FAST as FAST, animate_app as make_app, blob_mesh as make_mesh, sliding_video as make_video
 from typer.testing import CliRunner
 
 from a3d_cli.io.manifest import load_manifest

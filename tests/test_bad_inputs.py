@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_reconstruct import _cli as reconstruct_app
-from test_reconstruct import _run_folder, _video
+from helpers import reconstruct_app, video_folder as _video
+from helpers import reconstruct_run_folder as _run_folder
 from typer.testing import CliRunner
 
 from a3d_cli.render.cameras import MVVDM_BACKGROUND

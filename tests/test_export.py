@@ -10,49 +10,18 @@ import numpy as np
 import pytest
 import torch
 from helpers import moving_motion_field, one_command_app
+from helpers import EXPORT_FRAMES as FRAMES, export_static as _static, make_gaussian_run
 
 from a3d_cli.commands.export import export as export_command
 from a3d_cli.errors import InputError, OptionError, RunFolderError
-from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.gaussians.motion_field import MotionField
 from a3d_cli.geometry import quat_to_rotmat as quat_to_matrix
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
-from a3d_cli.mesh.normalize import fit_normalization
 from a3d_cli.stages import export
 from a3d_cli.stages.base import Runtime
 from a3d_cli.gaussians.transform import similarity_gaussians
 from a3d_cli.stages.export import ExportOptions, parse_frames
 from a3d_cli.kernels.sh_ref import sh_colors
-
-FRAMES = 4  # a short motion keeps every test fast
-
-
-def _static(n: int = 48, seed: int = 0, sh: bool = True) -> Gaussians:
-    g = torch.Generator().manual_seed(seed)
-    return Gaussians(
-        means=torch.rand(n, 3, generator=g) * 1.2 - 0.6,
-        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
-        scales=torch.rand(n, 3, generator=g) * 0.05 + 0.03,
-        opacities=torch.rand(n, generator=g) * 0.5 + 0.5,
-        colors=torch.rand(n, 3, generator=g),
-        sh_rest=torch.randn(n, 3, 3, generator=g) * 0.1 if sh else None,
-    )
-
-
-def make_gaussian_run(run: Path, seed: int = 0) -> tuple[Gaussians, MotionField]:
-    """A run folder as `prepare` + `reconstruct` leave it for a 3DGS input with a Z-up source frame."""
-    static = _static(seed=seed)
-    (run / "static").mkdir(parents=True)
-    (run / "source").mkdir()
-    write_ply(run / "static" / "gaussians.ply", static)
-    # the "original" asset was Z-up, off-centre and 10x larger: a non-trivial similarity to undo
-    original = np.random.default_rng(seed).random((100, 3)) * 10 + 5
-    norm = fit_normalization(original, up="+z", front="-y")
-    (run / "source" / "normalization.json").write_text(norm.dumps())
-    field = moving_motion_field(FRAMES, seed + 1)
-    save_motion(run / "motion" / "coarse.safetensors", field, read_ply(run / "static" / "gaussians.ply"))
-    return read_ply(run / "static" / "gaussians.ply"), field
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def test_vertex_cache_matches_and_seams_stay_closed(mesh_run):
 
 
 def test_gaussian_runs_are_sent_to_export(run_dir):
-    from test_export import make_gaussian_run
+    from helpers import make_gaussian_run
 
     make_gaussian_run(run_dir)
     with pytest.raises(InputError, match="prepared from 3D Gaussians") as info:
@@ -206,7 +206,7 @@ def test_rigidity_option_changes_only_moving_frames(mesh_run):
 
 def test_cli_refuses_gaussian_run_with_exit_2(run_dir):
     from helpers import one_command_app
-    from test_export import make_gaussian_run
+    from helpers import make_gaussian_run
     from typer.testing import CliRunner
 
     from a3d_cli.commands.mesh_animate import mesh_animate as command

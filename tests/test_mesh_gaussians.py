@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_mesh_assets import grid, textured_sphere, write_glb
+from helpers import grid, textured_sphere, write_glb
 
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.mesh.binding import MeshBinding

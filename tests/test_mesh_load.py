@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import trimesh
-from test_mesh_assets import grid, textured_sphere, textured_trimesh, two_colour_texture, write_glb, write_textured_obj
+from helpers import grid, textured_sphere, textured_trimesh, two_colour_texture, write_glb, write_textured_obj
 
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import linear_to_srgb, srgb_to_linear

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import a3d_app
-from test_mesh_assets import textured_sphere, write_glb, write_textured_obj
+from helpers import textured_sphere, write_glb, write_textured_obj
 from typer.testing import CliRunner
 
 from a3d_cli.commands.prepare import prepare as prepare_command

@@ -4,24 +4,20 @@ nothing overwritten). The fit itself is scored on ground truth in test_reconstru
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
-from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings, active_frames, subsample_splats
 from a3d_cli.gaussians.motion_io import load_motion, save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.io.images import save_png
-from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.stages import reconstruct as stage
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.reconstruct import ReconstructOptions
-
-SIZE = 16
+from helpers import VIDEO_SIZE as SIZE, reconstruct_static as _static, reconstruct_run_folder as _run_folder, video_folder as _video, reconstruct_app as _cli
 
 
 @pytest.fixture(autouse=True)
@@ -31,50 +27,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _static(n: int = 40, seed: int = 0) -> Gaussians:
-    g = torch.Generator().manual_seed(seed)
-    return Gaussians(
-        means=torch.rand(n, 3, generator=g) - 0.5,
-        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
-        scales=torch.full((n, 3), 0.05),
-        opacities=torch.full((n,), 0.9),
-        colors=torch.rand(n, 3, generator=g),
-    )
-
-
-def _run_folder(root: Path) -> Path:
-    run = root / "RUN"
-    (run / "static" / "views").mkdir(parents=True)
-    write_ply(run / "static" / "gaussians.ply", _static())
-    (run / "static" / "views" / "cameras.json").write_text(mvvdm_cameras().dumps(SIZE, SIZE))
-    return run
-
-
-def _video(folder: Path, views=range(4), frames=range(16), size: int = SIZE, channels: int = 3, skip=()) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for v in views:
-        for f in frames:
-            if (v, f) in skip:
-                continue
-            img = torch.full((size, size, channels), 0.5)
-            img[4:10, 4:10, :3] = torch.tensor([0.9, 0.2, 0.1])
-            save_png(folder / f"v{v}_f{f:02d}.png", img)
-    return folder
-
-
-def _cli():
-    """A one-command app with a3d's error mapping (the real `a3d` registers the same function)."""
-    import typer
-
-    from a3d_cli.cli import A3DGroup, main_options
-    from a3d_cli.commands.reconstruct import reconstruct
-
-    app = typer.Typer(cls=A3DGroup)
-    app.callback()(main_options)
-    app.command("reconstruct")(reconstruct)
-    return app
 
 
 # --- options and schedule ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def no_weights(tmp_path, monkeypatch):
 
 
 def test_missing_weights_is_exit_2_naming_the_fetch_commands(run_dir, no_weights):
-    from test_sds_stage import make_run
+    from helpers import sds_run as make_run
 
     make_run(run_dir)
     result = runner.invoke(one_command_app("sds", sds), ["--device", "cpu", "sds", str(run_dir), "--prompt", "jumps"])
@@ -46,7 +46,7 @@ def test_missing_inputs_and_bad_options_are_exit_2(run_dir, no_weights):
 
 def test_lambda_sds_zero_runs_without_weights_and_reports_json(run_dir, no_weights):
     """λ_sds = 0 needs no diffusion model: the reconstruction terms alone run, and --json lists the outputs."""
-    from test_sds_stage import make_run
+    from helpers import sds_run as make_run
 
     make_run(run_dir)
     args = [

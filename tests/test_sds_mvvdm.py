@@ -103,7 +103,7 @@ def test_checkpointed_encoding_matches_plain_autograd(denoiser):
 
 
 def test_stage_end_to_end_with_the_tiny_mvvdm(run_dir, denoiser):
-    from test_sds_stage import make_run, make_static
+    from helpers import sds_run as make_run, sds_static as make_static
 
     static = make_static(n=30)
     make_run(run_dir, static)
@@ -127,7 +127,7 @@ def test_stage_end_to_end_with_the_tiny_mvvdm(run_dir, denoiser):
 @pytest.mark.gpu
 def test_refiner_on_cuda_with_the_tiny_mvvdm_in_bf16(run_dir, monkeypatch):
     """The device paths: CUDA generators, gsplat renders, bf16 MV-VDM with checkpointed encoder backward."""
-    from test_sds_stage import make_run, make_static
+    from helpers import sds_run as make_run, sds_static as make_static
 
     import a3d_cli.io.video as video
     from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser

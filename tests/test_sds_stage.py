@@ -15,8 +15,7 @@ from torch import nn
 from a3d_cli.errors import OptionError, RunFolderError
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig, MotionOutput
-from a3d_cli.gaussians.motion_io import load_motion, save_motion
-from a3d_cli.gaussians.ply import write_ply
+from a3d_cli.gaussians.motion_io import load_motion
 from a3d_cli.io.manifest import load_manifest
 from a3d_cli.models.sds import SdsCondition, SdsDenoiser
 from a3d_cli.render.random_cameras import RandomCameraConfig
@@ -24,24 +23,11 @@ from a3d_cli.gaussians import motion_refine
 from a3d_cli.stages import sds as sds_stage
 from a3d_cli.stages.base import Runtime
 from a3d_cli.progress import RecordingProgress
+from helpers import SDS_FRAMES as FRAMES, sds_static as make_static, sds_run as make_run
 
-FRAMES = 4
 SIZE = 16
 STEPS = 16
 SHIFT = 0.3  # the known motion: a translation along +X growing to SHIFT at the last frame
-
-
-def make_static(n: int = 40, seed: int = 0) -> Gaussians:
-    """A small cube of splats coloured by position (so motion is visible in the renders)."""
-    g = torch.Generator().manual_seed(seed)
-    means = (torch.rand(n, 3, generator=g) - 0.5) * 0.8
-    return Gaussians(
-        means=means,
-        quats=torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1),
-        scales=torch.full((n, 3), 0.07),
-        opacities=torch.full((n,), 0.9),
-        colors=(means / 0.8 + 0.5).clamp(0, 1),
-    )
 
 
 def known_motion(static: Gaussians, frames: int = FRAMES) -> MotionOutput:
@@ -105,16 +91,6 @@ def oracle_options(**overrides) -> sds_stage.SdsOptions:
     )
     base.update(overrides)
     return sds_stage.SdsOptions(**base)
-
-
-def make_run(run_dir, static: Gaussians | None = None):
-    """A run folder holding what `a3d sds` reads: static splats and a coarse (motionless) field."""
-    static = static or make_static()
-    (run_dir / "static").mkdir(parents=True)
-    write_ply(run_dir / "static" / "gaussians.ply", static)
-    field = MotionField(MotionFieldConfig.tiny(num_frames=FRAMES), generator=torch.Generator().manual_seed(0))
-    save_motion(run_dir / "motion" / "coarse.safetensors", field, static, extra={"stage": "reconstruct"})
-    return static
 
 
 def _mean_error(field: MotionField, static: Gaussians) -> float:
