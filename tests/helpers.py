@@ -26,6 +26,8 @@ from a3d_cli.mesh.normalize import fit_normalization
 from a3d_cli.render.cameras import mvvdm_cameras
 
 
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root (examples/, docs/, benchmarks/ are read from here)."""
 KEY_FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 """The official checkpoint key-layout fixtures (README.md beside them says where each comes from)."""
 

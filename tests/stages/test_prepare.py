@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 from helpers import a3d_app
 from helpers import textured_sphere, write_glb, write_textured_obj
 from typer.testing import CliRunner
@@ -27,7 +28,7 @@ from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.prepare import PrepareOptions, run
 from a3d_cli.progress import RecordingProgress
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
+EXAMPLE = REPO / "examples" / "assets" / "fox.glb"
 MESH_FILES = [
     "source/mesh.glb",
     "source/normalization.json",

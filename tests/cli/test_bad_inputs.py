@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 from helpers import reconstruct_app, video_folder as _video
 from helpers import reconstruct_run_folder as _run_folder
 from typer.testing import CliRunner
@@ -275,7 +276,7 @@ def test_manifest_entry_of_the_wrong_type_exits_2_in_info_and_stages(tmp_path, e
     run.mkdir()
     (run / "a3d.json").write_text(json.dumps({"format": 1, "stages": {"prepare": entry}}))
     one_error_with_hint(runner.invoke(app, ["info", str(run)]))
-    fox = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
+    fox = REPO / "examples" / "assets" / "fox.glb"
     one_error_with_hint(runner.invoke(app, ["prepare", str(fox), "-o", str(run), "--view-size", "32"]))
 
 
@@ -336,7 +337,7 @@ def test_no_code_path_unpickles_or_runs_code_from_a_file():
     eval, exec or trust_remote_code=True anywhere."""
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "a3d_cli"
+    root = REPO / "a3d_cli"
     problems = []
     for path in sorted(root.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):

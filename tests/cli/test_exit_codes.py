@@ -6,10 +6,10 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from pathlib import Path
 
 import pytest
 import typer
+from helpers import REPO
 from helpers import one_command_app
 from typer.testing import CliRunner
 
@@ -18,7 +18,7 @@ from a3d_cli.io.manifest import load_manifest
 from a3d_cli.stages.base import run_stage
 
 runner = CliRunner()
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
+EXAMPLE = REPO / "examples" / "assets" / "fox.glb"
 
 
 @pytest.mark.parametrize(

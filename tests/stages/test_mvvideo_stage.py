@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 from helpers import a3d_app
 from typer.testing import CliRunner
 
@@ -15,7 +16,7 @@ from a3d_cli.errors import OptionError
 from a3d_cli.stages import mvvideo as stage
 from a3d_cli.stages.base import Runtime
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
+EXAMPLE = REPO / "examples" / "assets" / "fox.glb"
 runner = CliRunner()
 
 

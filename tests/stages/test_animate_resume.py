@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 from helpers import ANIMATE_FAST as FAST, animate_app as make_app, blob_mesh as make_mesh, sliding_video as make_video
 from typer.testing import CliRunner
 
 from a3d_cli.io.manifest import load_manifest
 
-REPO = Path(__file__).resolve().parents[1]
 # `a3d` with the animate command, whatever cli.py registers today.
 ENTRY = (
     "import typer; from a3d_cli.cli import A3DGroup, main_options; from a3d_cli.commands.animate import animate; "

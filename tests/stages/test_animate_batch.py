@@ -14,8 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "batch.md"
+DOC = REPO / "docs" / "batch.md"
 
 FAKE_A3D = r"""#!/usr/bin/env bash
 # stand-in for a3d: log the call, then succeed or fail by asset name

@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO
 
 from a3d_cli.kernels import RasterOutput, available_backends, rasterize, rasterize_ref, rasterize_torch, select_backend
 from a3d_cli.kernels.composite_tiled import bin_tiles, composite_tiles, composite_tiles_autograd
@@ -377,7 +377,7 @@ def test_importing_and_probing_on_cpu_never_loads_gsplat():
         "assert torch.cuda.is_available() or kernels.available_backends() == ('torch',)\n"
         "assert torch.cuda.is_available() or 'gsplat' not in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 from helpers import a3d_app
 from PIL import Image
 from typer.testing import CliRunner
@@ -166,7 +167,7 @@ def test_missing_weights_name_the_fetch_command(tmp_path: Path, rgba_png: Path, 
 
 
 def test_orbit_on_the_bundled_example_image(tmp_path: Path, ckpts) -> None:
-    example = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox_front.png"
+    example = REPO / "examples" / "assets" / "fox_front.png"
     run = tmp_path / "RUN"
     result = invoke("orbit", str(example), "-o", str(run), "--checkpoint", str(ckpts["sv3d_p"]), "--steps", "2")
     assert result.exit_code == 0, result.output
