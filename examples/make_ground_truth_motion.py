@@ -43,14 +43,13 @@ from a3d_cli.geometry import quat_multiply, rotmat_to_quat
 from a3d_cli.gaussians.ply import read_ply
 from a3d_cli.io.images import save_png
 from a3d_cli.mesh.binding import MeshBinding
-from a3d_cli.render.cameras import CameraSet, mvvdm_cameras, orbit_cameras
+from a3d_cli.render.cameras import MVVDM_BACKGROUND, CameraSet, mvvdm_cameras, orbit_cameras
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.prepare import PrepareOptions
 from a3d_cli.stages.prepare import run as prepare
 from a3d_cli.kernels import rasterize
 
 NUM_FRAMES = 16
-GREY = 0.5
 HELDOUT = [(0.0, a) for a in (30.0, 120.0, 210.0, 300.0)] + [(30.0, a) for a in (-45.0, 45.0, 135.0, 225.0)]
 DEFAULT_MESH = Path(__file__).resolve().parent / "assets" / "fox.glb"
 
@@ -141,7 +140,7 @@ def render_on_grey(g: Gaussians, cams: CameraSet, size: int, device: str) -> tor
     with torch.no_grad():
         out = rasterize(
             gd.means, gd.quats, gd.scales, gd.opacities, colors, cams.viewmats.to(device), cams.Ks(size, size).to(device),
-            size, size, sh_degree=deg, backgrounds=torch.full((len(cams), 3), GREY, device=device),
+            size, size, sh_degree=deg, backgrounds=torch.full((len(cams), 3), MVVDM_BACKGROUND, device=device),
         )  # fmt: skip
     return out.colors.clamp(0, 1).cpu()
 

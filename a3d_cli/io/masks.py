@@ -36,12 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from a3d_cli.render.cameras import MVVDM_BACKGROUND
+
 
 @dataclass(frozen=True)
 class MaskOptions:
     """How foreground masks are computed from RGB frames on a known background."""
 
-    background: float = 0.5
+    background: float = MVVDM_BACKGROUND
     """Grey level of the background, in [0, 1] (MV-VDM renders on 0.5)."""
     threshold: float = 0.06
     """Max-channel colour distance from the background above which a pixel is object (≈ 15/255)."""
