@@ -206,3 +206,13 @@ def test_rescale_does_not_change_a_pure_oracle():
         )
         torch.testing.assert_close(out.x0[:, 1:], target_video[:, 1:], rtol=1e-3, atol=1e-3)
     assert not math.isnan(float(out.x0.sum()))
+
+
+def test_refine_settings_default_to_the_reference_constants():
+    """The refinement's defaults (`RefineSettings`, hence `a3d sds`) are these functions' reference values."""
+    from a3d_cli.gaussians.motion_refine import RefineSettings
+    from a3d_cli.models import sds
+
+    s = RefineSettings(prompt="jumps")
+    assert (s.guidance_scale, s.std_rescale) == (sds.SDS_GUIDANCE_SCALE, sds.SDS_STD_RESCALE)
+    assert (s.min_step_percent, s.max_step_percent) == (sds.SDS_MIN_STEP_PERCENT, sds.SDS_MAX_STEP_PERCENT)
