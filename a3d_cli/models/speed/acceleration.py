@@ -213,18 +213,19 @@ def repeated_blocks(
 
 
 class CompiledBlocks(SpeedHandle):
-    """The handle of `compile_blocks`; `classes` maps class name → instances compiled."""
+    """The handle of `compile_blocks`: `classes` maps class name → blocks compiled (those compiled by an
+    earlier call included); `remove()` puts back the eager forward of the blocks this call compiled."""
 
-    def __init__(self, blocks: list[nn.Module]) -> None:
+    def __init__(self, blocks: list[nn.Module], compiled_now: list[nn.Module]) -> None:
         self.classes: dict[str, int] = {}
         for block in blocks:
             self.classes[type(block).__name__] = self.classes.get(type(block).__name__, 0) + 1
 
         def undo() -> None:
-            for block in blocks:
+            for block in compiled_now:
                 block._compiled_call_impl = None  # what `nn.Module.compile` set: back to the eager forward
 
-        super().__init__("compile", len(blocks), undo if blocks else None)
+        super().__init__("compile", len(blocks), undo if compiled_now else None)
 
 
 def compile_blocks(
@@ -236,14 +237,19 @@ def compile_blocks(
         classes: class names of the blocks to compile.
         backend: the torch.compile backend; "eager" only traces (a cheap CPU check that blocks trace).
 
+    Idempotent: a block compiled by an earlier call (a model cached between stage runs) keeps its compiled
+    forward and its graphs.
+
     Returns:
-        a handle: `classes` counts the instances compiled per class; `remove()` restores eager forwards.
+        a handle: `classes` counts the compiled instances per class; `remove()` restores the eager forwards of
+        the blocks this call compiled.
     """
     _raise_recompile_limit(RECOMPILE_LIMIT)
     blocks = [block for _, block in repeated_blocks(module, classes)]
-    for block in blocks:
+    compiled_now = [block for block in blocks if getattr(block, "_compiled_call_impl", None) is None]
+    for block in compiled_now:
         block.compile(backend=backend, dynamic=False)
-    return CompiledBlocks(blocks)
+    return CompiledBlocks(blocks, compiled_now)
 
 
 def accelerate(

@@ -34,6 +34,8 @@ def test_compile_blocks_is_removable():
     blocks = [b for _, b in repeated_blocks(unet)]
     assert handle.count == len(blocks) == sum(handle.classes.values())
     assert all(b._compiled_call_impl is not None for b in blocks)
+    again = compile_blocks(unet, backend="eager")  # idempotent: counts the blocks, compiles none anew
+    assert again.classes == handle.classes and again.removed
     handle.remove()
     assert all(b._compiled_call_impl is None for b in blocks) and handle.removed
 
