@@ -68,6 +68,14 @@ def load_png(path: Path, mode: str | None = None) -> Tensor:
     return torch.from_numpy(arr.copy()).float() / 255.0
 
 
+
+def composite(rgba: Tensor, background: float | Tensor) -> Tensor:
+    """Alpha-composite [H, W, 4] over a background colour → [H, W, 3]."""
+    rgb, alpha = rgba[..., :3], rgba[..., 3:4]
+    bg = torch.as_tensor(background, dtype=rgba.dtype).expand_as(rgb)
+    return rgb * alpha + bg * (1 - alpha)
+
+
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I")  # 16-bit (and 32-bit integer) greyscale modes of PIL
 
 

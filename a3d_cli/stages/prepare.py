@@ -172,7 +172,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     write_ply(ctx.output(STATIC_PLY), g)
 
     # 3. the 4 conditioning views
-    from a3d_cli.io.images import save_png
+    from a3d_cli.io.images import composite, save_png
     from a3d_cli.render.cameras import MVVDM_BACKGROUND, mvvdm_cameras
 
     progress.start("prepare: rendering the 4 views", total=1)
@@ -182,8 +182,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     )  # [4, H, W, 4]
     for i in range(len(cams)):
         save_png(ctx.output(view_png(i)), rgba[i])
-        grey = rgba[i, ..., :3] * rgba[i, ..., 3:] + MVVDM_BACKGROUND * (1 - rgba[i, ..., 3:])  # [H, W, 3]
-        save_png(ctx.output(view_png(i, grey=True)), grey)
+        save_png(ctx.output(view_png(i, grey=True)), composite(rgba[i], MVVDM_BACKGROUND))  # [H, W, 3]
     ctx.output(VIEWS_CAMERAS).write_text(
         json.dumps(cams.to_json(opts.view_size, opts.view_size), indent=2)
     )
