@@ -92,3 +92,37 @@ def moving_motion_field(num_frames: int, seed: int = 1):  # noqa: ANN201 - a Mot
         for p in field.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.3)
     return field
+
+
+def bending_bar(frames: int = 6, sections: int = 12, seed: int = 0):  # noqa: ANN201 - numpy arrays
+    """A closed tube along x that bends upwards and twists smoothly over `frames` frames (frame 0 = rest).
+
+    A non-rigid, smooth motion that a few blended bones approximate well but not exactly.
+
+    Returns:
+        (rest [V, 3], faces [T, 3], frames [F, V, 3]) float64 / int64.
+    """
+    import numpy as np
+
+    ring = 8
+    ang = np.linspace(0, 2 * np.pi, ring, endpoint=False)
+    xs = np.linspace(-1.0, 1.0, sections)
+    rest = np.array([[x, 0.15 * np.cos(a), 0.15 * np.sin(a)] for x in xs for a in ang])  # [V, 3]
+    faces = []
+    for s in range(sections - 1):
+        for r in range(ring):
+            a, b = s * ring + r, s * ring + (r + 1) % ring
+            faces += [(a, b + ring, b), (a, a + ring, b + ring)]
+    out = []
+    for f in range(frames):
+        t = f / max(frames - 1, 1)
+        bend = 0.9 * np.sin(np.pi * t) * (rest[:, 0] + 1.0) / 2.0  # [V] angle grows along the bar
+        twist = 0.5 * t * rest[:, 0]
+        y = rest[:, 1] * np.cos(twist) - rest[:, 2] * np.sin(twist)
+        z = rest[:, 1] * np.sin(twist) + rest[:, 2] * np.cos(twist)
+        # bend: each cross-section turns about the z axis through (-1, 0, 0) by its own angle
+        x = -1.0 + (rest[:, 0] + 1.0) * np.cos(bend) - y * np.sin(bend)
+        y2 = (rest[:, 0] + 1.0) * np.sin(bend) + y * np.cos(bend)
+        out.append(np.stack([x, y2, z], 1) + np.array([0.0, 0.1 * t, 0.0]))
+    out[0] = rest
+    return rest, np.array(faces, dtype=np.int64), np.stack(out)
