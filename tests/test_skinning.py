@@ -8,15 +8,12 @@ import shutil
 import subprocess
 
 import numpy as np
-import pygltflib
 import pytest
-from helpers import bending_bar
+from helpers import bending_bar, decode_skinned_frames
 
 from a3d_cli.mesh.gltf_animated import write_skinned_glb
 from a3d_cli.mesh.skinning import bind_space_residual, fit_skinning, skin_vertices, solve_bone_transforms
 
-_NUMPY_TYPES = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
-_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 
 
 def _rot(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -82,69 +79,6 @@ def test_bad_input_is_refused():
 
 
 # -- the skinned GLB, decoded without our writer ------------------------------------------------------
-
-
-def _read(gltf: pygltflib.GLTF2, index: int) -> np.ndarray:
-    acc = gltf.accessors[index]
-    bv = gltf.bufferViews[acc.bufferView]
-    width = _WIDTH[acc.type]
-    arr = np.frombuffer(gltf.binary_blob(), _NUMPY_TYPES[acc.componentType], acc.count * width,
-                        bv.byteOffset + (acc.byteOffset or 0))  # fmt: skip
-    return arr.reshape(acc.count, width) if width > 1 else arr
-
-
-def _quat_matrix(xyzw: np.ndarray) -> np.ndarray:
-    x, y, z, w = xyzw
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
-
-
-def decode_skinned_frames(path) -> tuple[np.ndarray, dict]:  # noqa: ANN001
-    """[K, V, 3] positions a glTF player shows at each animation key, computed from the file alone."""
-    gltf = pygltflib.GLTF2().load(str(path))
-    (skin,) = gltf.skins
-    prim = gltf.meshes[0].primitives[0]
-    pos = _read(gltf, prim.attributes.POSITION).astype(np.float64)
-    joints = _read(gltf, prim.attributes.JOINTS_0).astype(np.int64)
-    weights = _read(gltf, prim.attributes.WEIGHTS_0).astype(np.float64)
-    ibm = _read(gltf, skin.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)  # column-major → rows
-    (anim,) = gltf.animations
-    times = _read(gltf, anim.samplers[0].input)
-    keys = {}
-    for ch in anim.channels:
-        keys[(ch.target.node, ch.target.path)] = _read(gltf, anim.samplers[ch.sampler].output)
-    parent = {c: i for i, n in enumerate(gltf.nodes) for c in (n.children or [])}
-
-    def local(node: int, k: int) -> np.ndarray:
-        n = gltf.nodes[node]
-        m = np.eye(4)
-        t = keys.get((node, "translation"), [n.translation or [0, 0, 0]] * len(times))[k]
-        q = keys.get((node, "rotation"), [n.rotation or [0, 0, 0, 1]] * len(times))[k]
-        m[:3, :3] = _quat_matrix(np.asarray(q, np.float64))
-        m[:3, 3] = t
-        return m
-
-    def world(node: int, k: int) -> np.ndarray:
-        m = local(node, k)
-        return world(parent[node], k) @ m if node in parent else m
-
-    morph = keys.get((0, "weights"))
-    targets = [_read(gltf, t["POSITION"]).astype(np.float64) for t in (prim.targets or [])]
-    out = []
-    for k in range(len(times)):
-        mats = np.stack([world(j, k) @ ibm[i] for i, j in enumerate(skin.joints)])  # [J, 4, 4]
-        p = pos.copy()
-        if targets:
-            wk = morph.reshape(len(times), len(targets))[k]
-            p = p + sum(wk[i] * targets[i] for i in range(len(targets)))
-        hom = np.concatenate([p, np.ones((len(p), 1))], 1)
-        moved = np.einsum("vkab,vb->vka", mats[joints][..., :3, :], hom)  # [V, 4, 3]
-        out.append(np.einsum("vk,vka->va", weights, moved))
-    info = {"gltf": gltf, "joints": joints, "weights": weights, "ibm": ibm, "times": times, "skin": skin}
-    return np.stack(out), info
 
 
 @pytest.fixture(scope="module")

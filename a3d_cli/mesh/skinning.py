@@ -455,4 +455,57 @@ def bind_space_residual(
     r = np.asarray(residual, dtype=np.float64)
     return np.einsum("fvab,fvb->fva", np.linalg.pinv(a, rcond=1e-6), r)
 
-__all__ = ["SkinningFit", "bind_space_residual", "fit_skinning", "skin_vertices", "solve_bone_transforms"]
+
+def fit_animation_skin(
+    rest: np.ndarray,  # [V, 3]
+    frames: np.ndarray,  # [K, V, 3]
+    bones: int,
+    *,
+    welded: np.ndarray | None = None,  # [V]
+    max_fit_frames: int = 16,
+    iterations: int = 20,
+    seed: int = 0,
+) -> SkinningFit:
+    """A skin for every frame of an exported clip: weights fitted on a subset of frames, bones keyed on all.
+
+    Why the split: the weight solve dominates the cost and grows with the frame count, while a clip sampled
+    at 24 fps has several times the motion's own frames with little new information between them. The
+    weights are fitted on at most `max_fit_frames` evenly spaced frames; the bone transforms are then solved
+    for every frame with the weights fixed.
+
+    Args:
+        rest: [V, 3] bind positions.
+        frames: [K, V, 3] positions at each exported frame.
+        bones: bones to fit.
+        welded: [V] index of the welded vertex each vertex is a copy of (UV-seam copies share one), or
+            None. Copies get the same weights, so seams never open.
+        max_fit_frames: frames the weights are fitted on.
+        iterations, seed: as `fit_skinning`.
+
+    Returns:
+        `SkinningFit` over all V vertices and K frames.
+    """
+    rest = np.asarray(rest, dtype=np.float64)
+    frames = np.asarray(frames, dtype=np.float64)
+    if welded is None:
+        rep, inverse = np.arange(rest.shape[0]), np.arange(rest.shape[0])
+    else:
+        _, rep, inverse = np.unique(np.asarray(welded), return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    k = frames.shape[0]
+    pick = np.unique(np.linspace(0, k - 1, min(k, max_fit_frames)).round().astype(np.int64))
+    fit = fit_skinning(rest[rep], frames[pick][:, rep], min(bones, len(rep)), iterations=iterations, seed=seed)
+    rot, trans = solve_bone_transforms(rest[rep], frames[:, rep], fit.joints, fit.weights, fit.num_bones)
+    return SkinningFit(
+        joints=fit.joints[inverse], weights=fit.weights[inverse], rotations=rot, translations=trans, centres=fit.centres
+    )
+
+
+__all__ = [
+    "SkinningFit",
+    "bind_space_residual",
+    "fit_animation_skin",
+    "fit_skinning",
+    "skin_vertices",
+    "solve_bone_transforms",
+]
