@@ -28,6 +28,7 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -121,6 +122,32 @@ def blend_basis(u: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     return 3 * u**2 - 2 * u**3, u**3 - u**2
 
 
+class PeriodicBlend:
+    """A trajectory made cyclic by the time-periodic blend (see the module doc): x̃(s) = x(s) − Δx·b − Δv·S·g.
+
+    Args:
+        sample: s ↦ a tuple of arrays or tensors (the state at frame position s ∈ [0, span]).
+        span: S, the last frame position.
+        step: h, the frame-position step over which the end velocities are taken (one key of the clip).
+    """
+
+    def __init__(self, sample: Callable[[float], tuple], span: float, step: float) -> None:
+        self.sample, self.span = sample, float(span)
+        h = float(step)
+        first, second, before_last, last = (sample(s) for s in (0.0, h, self.span - h, self.span))
+        # per state: (Δx = x(S) − x(0), Δv = x'(S) − x'(0)), velocities as differences over one step
+        self.delta = [
+            (e - a, ((e - e1) - (b - a)) / h) for a, b, e1, e in zip(first, second, before_last, last, strict=True)
+        ]
+
+    def __call__(self, s: float) -> tuple:
+        b, g = blend_basis(s / self.span)
+        return tuple(
+            x - float(b) * dx - float(g) * self.span * dv
+            for x, (dx, dv) in zip(self.sample(s), self.delta, strict=True)
+        )
+
+
 class MotionClip:
     """The splats of each exported frame: the motion field at the clip's positions, loop-blended if asked.
 
@@ -134,26 +161,19 @@ class MotionClip:
         if timing.num_frames != field.config.num_frames:
             raise ValueError(f"timing is for {timing.num_frames} frames, the field has {field.config.num_frames}")
         self.field, self.static, self.timing = field, static, timing
-        self._delta: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._blend: PeriodicBlend | None = None
         if timing.loop == "blend":
             span = timing.num_frames - 1
-            h = float(timing.positions[1]) if len(timing) > 1 else float(span)  # one key step, in frames
-            first, second, before_last, last = (
-                self._state(field.deform_at(static, float(s))) for s in (0.0, h, span - h, float(span))
-            )
-            # per state: (Δx = x(S) − x(0), Δv = x'(S) − x'(0)), velocities as differences over one key step
-            self._delta = [
-                (e - a, ((e - e1) - (b - a)) / h)
-                for a, b, e1, e in zip(first, second, before_last, last, strict=True)
-            ]
+            step = float(timing.positions[1]) if len(timing) > 1 else float(span)  # one key, in frames
+            self._blend = PeriodicBlend(self._state_at, span, step)
 
     def __len__(self) -> int:
         return len(self.timing)
 
-    @staticmethod
-    def _state(g: Gaussians) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _state_at(self, s: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         import torch
 
+        g = self.field.deform_at(self.static, s)
         return g.means, g.quats, torch.log(g.scales)
 
     def frame(self, j: int) -> Gaussians:
@@ -161,16 +181,11 @@ class MotionClip:
         import torch
 
         s = float(self.timing.positions[j])
-        g = self.field.deform_at(self.static, s)
-        if self._delta is None:
-            return g
-        span = self.timing.num_frames - 1
-        b, gg = blend_basis(s / span)
-        means, quats, log_scales = (
-            x - float(b) * d[0] - float(gg) * span * d[1] for x, d in zip(self._state(g), self._delta, strict=True)
-        )
-        quats = torch.nn.functional.normalize(quats, dim=-1)
-        return g.with_(means=means, quats=quats, scales=torch.exp(log_scales))
+        if self._blend is None:
+            return self.field.deform_at(self.static, s)
+        means, quats, log_scales = self._blend(s)
+        g = self.static.with_(means=means, quats=torch.nn.functional.normalize(quats, dim=-1))
+        return g.with_(scales=torch.exp(log_scales))
 
 
 def seam_jumps(frames: np.ndarray, key_rate: float, closes: bool, radius: float) -> dict[str, float]:
@@ -208,4 +223,13 @@ def seam_jumps(frames: np.ndarray, key_rate: float, closes: bool, radius: float)
     }
 
 
-__all__ = ["LOOP_MODES", "ClipTiming", "LoopMode", "MotionClip", "blend_basis", "clip_timing", "seam_jumps"]
+__all__ = [
+    "LOOP_MODES",
+    "ClipTiming",
+    "LoopMode",
+    "MotionClip",
+    "PeriodicBlend",
+    "blend_basis",
+    "clip_timing",
+    "seam_jumps",
+]
