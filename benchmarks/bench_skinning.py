@@ -156,7 +156,7 @@ def bench_asset(name: str, bones_list: list[int], tmp: Path, dem_bones: bool) ->
         sample = traj
         if mode == "blend":
             blend = PeriodicBlend(lambda s: (traj(s),), MOTION_FRAMES - 1, float(tm.positions[1]))
-            sample = lambda s: blend(s)[0]  # noqa: E731
+            sample = lambda s, blend=blend: blend(s)[0]  # noqa: E731
         clip = np.stack([sample(float(s)) for s in tm.positions])
         out["seam"][mode] = seam_jumps(clip, tm.key_rate, tm.closes, radius)
     if dem_bones:
@@ -206,7 +206,11 @@ def markdown(results: list[dict]) -> str:
                 f"{s['err_max_pct']:.2f} | {s['skin_glb_bytes'] / 1e6:.2f} | {s['skin_residual_glb_bytes'] / 1e6:.2f} | "
                 f"{r['morph_glb_bytes'] / 1e6:.2f} |"
             )
-    lines += ["", "| asset | loop | position jump mean / max % r | velocity jump mean / max % r/s |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| asset | loop | position jump mean / max % r | velocity jump mean / max % r/s |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         for mode, j in r["seam"].items():
             lines.append(f"| {r['asset']} | {mode} | {j['position_jump_mean_pct']:.2f} / {j['position_jump_max_pct']:.2f} | "

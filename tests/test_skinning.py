@@ -15,7 +15,6 @@ from a3d_cli.mesh.gltf_animated import write_skinned_glb
 from a3d_cli.mesh.skinning import bind_space_residual, fit_skinning, skin_vertices, solve_bone_transforms
 
 
-
 def _rot(axis: np.ndarray, angle: float) -> np.ndarray:
     a = axis / np.linalg.norm(axis)
     k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
@@ -50,7 +49,9 @@ def test_fit_invariants_and_error_shrinks_with_bones():
         assert fit.weights.min() >= 0 and np.allclose(fit.weights.sum(1), 1.0)
         assert fit.joints.max() < fit.num_bones <= bones
         rot = fit.rotations
-        np.testing.assert_allclose(np.einsum("fbij,fbkj->fbik", rot, rot), np.broadcast_to(np.eye(3), rot.shape), atol=1e-9)
+        np.testing.assert_allclose(
+            np.einsum("fbij,fbkj->fbik", rot, rot), np.broadcast_to(np.eye(3), rot.shape), atol=1e-9
+        )
         np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-9)
         errors.append(np.linalg.norm(fit.skin(rest) - frames, axis=-1).mean())
     assert errors[1] < 0.5 * errors[0]
@@ -138,7 +139,9 @@ def test_residual_morph_targets_make_it_exact(tmp_path):
 def test_khronos_validator_accepts_the_skin(tmp_path, residual):
     rest, faces, frames = bending_bar(frames=4)
     fit = fit_skinning(rest, frames, bones=5, iterations=5)
-    delta = bind_space_residual(fit.joints, fit.weights, fit.rotations, fit.residual(rest, frames)) if residual else None
+    delta = (
+        bind_space_residual(fit.joints, fit.weights, fit.rotations, fit.residual(rest, frames)) if residual else None
+    )
     path = tmp_path / "s.glb"
     uvs = np.random.default_rng(0).random((len(rest), 2))
     write_skinned_glb(path, rest, faces, fit.joints, fit.weights, fit.centres, fit.rotations, fit.translations,

@@ -335,7 +335,8 @@ class MotionField(nn.Module):
         if self.config.static_first_frame and position < 1.0:
             a = self.deform(static, 1)
             w = float(position)
-            quats = torch.nn.functional.normalize((1 - w) * static.quats + w * a.quats, dim=-1)
+            q1 = torch.where((a.quats * static.quats).sum(-1, keepdim=True) < 0, -a.quats, a.quats)  # same hemisphere
+            quats = torch.nn.functional.normalize((1 - w) * static.quats + w * q1, dim=-1)
             scales = torch.exp((1 - w) * torch.log(static.scales) + w * torch.log(a.scales))
             return static.with_(means=(1 - w) * static.means + w * a.means, quats=quats, scales=scales)
         t = torch.tensor([position * (2.0 / last) - 1.0], dtype=torch.float32)

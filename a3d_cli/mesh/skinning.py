@@ -421,9 +421,12 @@ def _compact(p: Tensor, joints: Tensor, weights: Tensor, rot: Tensor, trans: Ten
     rot, trans = rot[:, used], trans[:, used]
     b = used.numel()
     mass = torch.zeros(b, dtype=p.dtype).index_add_(0, joints.reshape(-1), weights.reshape(-1))
-    centres = torch.zeros(b, 3, dtype=p.dtype).index_add_(
-        0, joints.reshape(-1), (weights[..., None] * p[:, None]).reshape(-1, 3)
-    ) / mass.clamp_min(1e-300)[:, None]
+    centres = (
+        torch.zeros(b, 3, dtype=p.dtype).index_add_(
+            0, joints.reshape(-1), (weights[..., None] * p[:, None]).reshape(-1, 3)
+        )
+        / mass.clamp_min(1e-300)[:, None]
+    )
     return SkinningFit(
         joints=joints.numpy(),
         weights=weights.numpy(),
@@ -431,9 +434,6 @@ def _compact(p: Tensor, joints: Tensor, weights: Tensor, rot: Tensor, trans: Ten
         translations=trans.numpy(),
         centres=centres.numpy(),
     )
-
-
-
 
 
 def bind_space_residual(

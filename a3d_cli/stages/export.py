@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError
-from a3d_cli.gaussians.ply import PLY_CONVENTIONS, PlyConvention
 from a3d_cli.gaussians.motion_run import (
     MOTION_FILES,
     MOTION_PRODUCERS,
@@ -40,6 +39,7 @@ from a3d_cli.gaussians.motion_run import (
     load_static_and_motion,
     motion_input,
 )
+from a3d_cli.gaussians.ply import PLY_CONVENTIONS, PlyConvention
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 
 if TYPE_CHECKING:

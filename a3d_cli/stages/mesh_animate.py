@@ -290,9 +290,9 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
     def body(ctx: StageContext) -> None:
         import torch
 
+        from a3d_cli.gaussians.motion_clip import MotionClip, clip_timing, seam_jumps
         from a3d_cli.io.atomic import atomic_path
         from a3d_cli.mesh.binding import MeshBinding
-        from a3d_cli.gaussians.motion_clip import MotionClip, clip_timing, seam_jumps
         from a3d_cli.mesh.gltf_animated import write_animated_glb, write_skinned_glb
         from a3d_cli.mesh.normalize import Normalization
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
