@@ -1,4 +1,4 @@
-"""Write an animated GLB: one mesh, one morph target per frame, and an animation that plays them.
+"""Write an animated GLB: one mesh, animated by one morph target per frame or by a linear-blend skin.
 
 Why morph targets: a3d moves every vertex of a fixed-topology mesh independently (no skeleton), and a
 morph target per frame is the one glTF 2.0 encoding of per-vertex trajectories that every viewer and DCC
@@ -6,11 +6,18 @@ tool imports (three.js `AnimationMixer`, Blender shape keys, Babylon.js, model-v
 the weight vector that is 1 on target k and 0 elsewhere, so the decoded positions are exactly
 `POSITION + target_k.POSITION`.
 
-The file is written by our own code (no glTF library at run time): a GLB container with a JSON chunk and
+A skin (`write_skinned_glb`) is the other encoding every engine imports: a skeleton of joints with keyed
+rotations and translations, and per-vertex joint indices and weights (`a3d_cli.mesh.skinning` fits one to
+the per-vertex motion). It is what games and rigs edit, retarget and blend, and it is far smaller.
+
+The files are written by our own code (no glTF library at run time): a GLB container with a JSON chunk and
 one BIN chunk. Layout of the BIN chunk, every bufferView starting on a 4-byte boundary:
 
-    indices | POSITION | NORMAL | TEXCOORD_0 | per frame: ΔPOSITION [, ΔNORMAL] | key times | key weights |
-    embedded images
+    morph targets: indices | POSITION | NORMAL | TEXCOORD_0 | COLOR_0 | per frame: ΔPOSITION [, ΔNORMAL] |
+                   embedded images | key times | key weights
+    skin:          indices | POSITION | NORMAL | TEXCOORD_0 | COLOR_0 | JOINTS_0 | WEIGHTS_0 |
+                   [per frame: residual ΔPOSITION] | inverse bind matrices | embedded images | key times |
+                   per bone: translation keys, rotation keys [| residual weight keys]
 
 Conventions:
 
