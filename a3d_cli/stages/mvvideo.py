@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 DType = Literal["auto", "fp32", "fp16", "bf16"]
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
+FREEINIT_GRIDS = ("reference", "centred")
 VIEWS_DIR = "static/views"
 OUT_DIR = "mvvideo"
 NUM_VIEWS = 4
@@ -70,6 +71,9 @@ class MVVideoOptions:
     """FreeInit sampling passes in total; 0 or 1 = no FreeInit (one pass, 3× faster than 3)."""
     freeinit_method: str = "butterworth"
     """FreeInit low-pass filter: butterworth, gaussian or ideal."""
+    freeinit_grid: str = "reference"
+    """FreeInit frequency grid: reference (diffusers 0.28's filter, as Animate3D samples) or centred (on DC,
+    symmetric for the 15 re-initialised frames); see `a3d_cli.models.freeinit`."""
     dtype: DType = "auto"
     """Network precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
     fps: float = 8.0
@@ -101,6 +105,8 @@ class MVVideoOptions:
                               hint="Animate3D uses 3; 0 or 1 turns FreeInit off.")
         if self.freeinit_method not in FREEINIT_METHODS:
             raise OptionError(f"--freeinit-method {self.freeinit_method!r} is not one of {', '.join(FREEINIT_METHODS)}.")
+        if self.freeinit_grid not in FREEINIT_GRIDS:
+            raise OptionError(f"--freeinit-grid {self.freeinit_grid!r} is not one of {', '.join(FREEINIT_GRIDS)}.")
         if self.dtype not in DTYPES:
             raise OptionError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}.")
         if not 0 < self.fps <= 120:
@@ -225,7 +231,11 @@ def run(
             steps=opts.steps,
             guidance_scale=opts.guidance,
             num_frames=NUM_FRAMES,
-            freeinit=FreeInitConfig(iters=opts.freeinit_iters, method=opts.freeinit_method),  # type: ignore[arg-type]
+            freeinit=FreeInitConfig(
+                iters=opts.freeinit_iters,
+                method=opts.freeinit_method,  # type: ignore[arg-type]  # validated by MVVideoOptions
+                grid=opts.freeinit_grid,  # type: ignore[arg-type]
+            ),
         )
         # 3. sample (CUDA backend flags always; regional compilation of the UNet when asked)
         from a3d_cli.models.acceleration import accelerate
