@@ -59,3 +59,7 @@ class StageFailed(A3DError):
     """A stage broke for a reason that is a3d's own (exit code 1)."""
 
     exit_code = 1
+
+
+class PrecisionError(A3DError):
+    """A network produced NaN or infinite values (in half precision: an overflow); the hint names a --dtype."""

@@ -157,3 +157,25 @@ def test_bad_options_are_user_errors(run_copy, flag, value, message):
     result = runner.invoke(a3d_app("mvvideo", mvvideo_command), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "x", flag, value])
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_nan_from_the_model_is_a_user_error_with_a_dtype_hint_and_no_output(run_copy, monkeypatch):
+    """NaN from the network at the CLI: exit 2, one error line naming the precision, a hint, nothing written.
+
+    (In fp32 on the CPU here; the fp16 hint naming --dtype is pinned in test_precision_guard.py.)"""
+    from a3d_cli.models.mvvdm.components import tiny_components
+
+    def poisoned(opts, weights, device, seed):  # noqa: ANN001, ANN202
+        comp = tiny_components(seed).to(device)
+        comp.unet.conv_out.register_forward_hook(lambda _m, _i, out: out * float("nan"))
+        return comp
+
+    monkeypatch.setattr(stage, "resolve_weights", lambda opts: {})
+    monkeypatch.setattr(stage, "load_model", poisoned)
+    args = ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "a fox runs", "--steps", "1", "--freeinit-iters", "1"]
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), args)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "error:" in result.stderr and "NaN or infinite" in result.stderr and "ran in fp32" in result.stderr
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (run_copy / "mvvideo").exists() or not any((run_copy / "mvvideo").iterdir())

@@ -20,6 +20,8 @@ from a3d_cli.commands.common import (
     run_folder_argument,
 )
 
+from a3d_cli.stages.mvvideo import DEFAULT_CUDA_DTYPE  # noqa: E402 - torch-free, keeps --help fast
+
 _SAMPLER = "Sampler"
 
 
@@ -43,7 +45,9 @@ def mvvideo(
             rich_help_panel=_SAMPLER,
         ),
     ] = "reference",
-    dtype: Annotated[str, typer.Option(help="Precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help=f"Precision: auto ({DEFAULT_CUDA_DTYPE} on CUDA, fp32 on CPU), fp32, fp16, bf16.")
+    ] = "auto",
     mvdream: MVDreamOption = None,
     ip_adapter: IPAdapterOption = None,
     image_encoder: ImageEncoderOption = None,

@@ -48,6 +48,10 @@ NUM_VIEWS = 4
 NUM_FRAMES = 16
 SIZE = 256
 FRAME_NAME = "v{view}_f{frame:02d}.png"
+#: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
+#: The reference (Animate3D's inference.py) runs MV-VDM in fp32; fp16 is a3d's speed choice, to be
+#: confirmed or changed from docs/PERF.md's precision table (`benchmarks/bench_precision.py`).
+DEFAULT_CUDA_DTYPE = "fp16"
 
 
 def frame_name(view: int, frame: int) -> str:
@@ -75,7 +79,7 @@ class MVVideoOptions:
     """FreeInit frequency grid: reference (diffusers 0.28's filter, as Animate3D samples) or centred (on DC,
     symmetric for the 15 re-initialised frames); see `a3d_cli.models.freeinit`."""
     dtype: DType = "auto"
-    """Network precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
+    """Network precision: auto (`DEFAULT_CUDA_DTYPE` on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
     fps: float = 8.0
     """Frame rate of the preview (MV-VDM's training clips are 16 frames at an effective 8 fps)."""
     mvdream: str | None = None
@@ -132,7 +136,7 @@ def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: st
     from a3d_cli.models.mvvdm.components import load_components, tiny_components
     from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
 
-    dtype = torch_dtype(opts.dtype, device, cuda_auto="fp16")  # the reference runs fp16
+    dtype = torch_dtype(opts.dtype, device, cuda_auto=DEFAULT_CUDA_DTYPE)
     if opts.tiny_model:
         return tiny_components(seed).to(device, dtype)
     assert weights is not None

@@ -22,6 +22,7 @@ from torch import Tensor
 from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
 from a3d_cli.models.mvvdm.components import MVVDMComponents
 from a3d_cli.models.mvvdm.sampling import SamplingConfig, StepCallback, sample_latents
+from a3d_cli.models.precision import check_finite
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -128,6 +129,9 @@ def generate_mvvideo(
     Returns:
         MVVideoOutput with frames [V, F, 3, H, W].
 
+    Raises:
+        PrecisionError: the latents or frames hold NaN or infinity (an fp16 overflow, usually).
+
     Examples:
         >>> comp = tiny_components()                                   # doctest: +SKIP
         >>> out = generate_mvvideo(comp, views, mvvdm_cameras().c2w, "a dog wags its tail")  # doctest: +SKIP
@@ -152,7 +156,9 @@ def generate_mvvideo(
 
     # 6. sample
     latents = sample_latents(eps_fn, cond, comp.scheduler, config, generator=generator, callback=callback)
+    check_finite(latents, "MV-VDM latents", comp.dtype)  # one check: NaN/inf from any step propagates here
     # 7. decode
     v, f = latents.shape[:2]
     frames = decode_latents(comp, latents.reshape(v * f, *latents.shape[2:]), decode_chunk_size)
+    check_finite(frames, "MV-VDM decoded frames", comp.vae.dtype)
     return MVVideoOutput(frames=frames.reshape(v, f, *frames.shape[1:]), latents=latents)
