@@ -144,9 +144,8 @@ def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: st
 
 
 def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
-    """The 4 grey-background views [4, 3, 256, 256] in [0, 1] and their `CameraSet`."""
+    """The 4 grey-background views [4, 3, S, S] in [0, 1] at the size they were rendered, and their `CameraSet`."""
     import torch
-    import torch.nn.functional as F
 
     from a3d_cli.io.images import load_png
     from a3d_cli.render.cameras import CameraSet
@@ -163,11 +162,14 @@ def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
     views = []
     for i in range(NUM_VIEWS):
         img = load_png(ctx.input(f"{VIEWS_DIR}/view_{i}_grey.png"), mode="RGB").permute(2, 0, 1)  # [3, H, W]
-        if img.shape[-2:] != (SIZE, SIZE):
-            ctx.progress.log(f"mvvideo: view {i} is {img.shape[-1]}×{img.shape[-2]}; resized to {SIZE}² (MV-VDM's size)")
-            img = F.interpolate(img[None], size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)[0]
+        if img.shape[-1] != img.shape[-2] or (views and img.shape != views[0].shape):
+            raise RunFolderError(f"{VIEWS_DIR}/view_{i}_grey.png is {img.shape[-1]}×{img.shape[-2]}; the 4 views "
+                                 "must be square and of one size.", hint="Re-run `a3d prepare ... --force`.")
+        if img.shape[-1] != SIZE and i == 0:
+            ctx.progress.log(f"mvvideo: views are {img.shape[-1]}²; VAE-encoded at {SIZE}² (MV-VDM's size), "
+                             "CLIP-encoded at their own size, as the reference does")
         views.append(img.clamp(0, 1))
-    return torch.stack(views), cams  # [4, 3, 256, 256]
+    return torch.stack(views), cams  # [4, 3, S, S]
 
 
 def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoOptions) -> None:
@@ -223,7 +225,7 @@ def run(
         import torch
 
         from a3d_cli.models.freeinit import FreeInitConfig
-        from a3d_cli.models.mvvdm.pipeline import generate_mvvideo
+        from a3d_cli.models.mvvdm.pipeline import generate_mvvideo, resize_for_vae
         from a3d_cli.models.mvvdm.sampling import SamplingConfig
 
         # 1. read the condition views and cameras
@@ -265,7 +267,8 @@ def run(
         generator = torch.Generator().manual_seed(ctx.seed)
         sync()
         start = time.perf_counter()
-        out = generate_mvvideo(comp, views, cams.c2w, opts.prompt, opts.negative_prompt, cfg, generator, on_step)
+        out = generate_mvvideo(comp, resize_for_vae(views, SIZE), cams.c2w, opts.prompt, opts.negative_prompt, cfg,
+                               generator, on_step, clip_images=views)
         sync()
         seconds = time.perf_counter() - start
         # steady-state time per DDIM step (one CFG-batched UNet call + scheduler step)
