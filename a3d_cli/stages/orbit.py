@@ -55,7 +55,8 @@ class OrbitOptions:
         azimuths: 21 azimuths in degrees (any origin; the last one is the input view), or None for the
             reference's even orbit (sv3d_p only).
         orbit: "static" (even azimuths) or "dynamic" (smooth random elevation and azimuth, seeded; sv3d_p).
-        frame_ratio: object size / frame size after recentring; None keeps the input's framing.
+        frame_ratio: object size / frame size after recentring; None: the reference's framing (square side =
+            image height).
         matte: how the object is found: "auto", "alpha", "uniform" or "rembg" (optional extra).
         noise_aug: noise added to the conditioning image, also fed to the model (1e-5 as the reference).
         decode_chunk: frames decoded at once (memory only; results are identical).
