@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from a3d_cli.models.sds import SdsDenoiser
 
 REQUIRES = {STATIC_PLY: producers.PREPARE, COARSE_MOTION: producers.RECONSTRUCT}
+#: What `--dtype auto` means on CUDA for MV-VDM here (off CUDA it is fp32): the one place to change it.
+#: The reference guidance (Animate3D's threestudio guidance) loads MV-VDM in fp16; bf16 is a3d's choice.
+DEFAULT_CUDA_DTYPE = "bf16"
 WEIGHTS_ALTERNATIVE = "Or skip refinement: `a3d animate --no-sds`."
 """The last sentence of the missing-weights hint: the chain runs without this stage."""
 
@@ -109,7 +112,7 @@ def run(
             from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
 
             ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
-            den = load_mvvdm_denoiser(weights, ctx.device, torch_dtype(opts.dtype, ctx.device, cuda_auto="bf16"), ctx.seed)
+            den = load_mvvdm_denoiser(weights, ctx.device, torch_dtype(opts.dtype, ctx.device, cuda_auto=DEFAULT_CUDA_DTYPE), ctx.seed)
         # 2. optimise (CUDA backend flags always; regional compilation of MV-VDM when asked)
         comp = getattr(den, "comp", None)  # MvvdmDenoiser; other denoisers are left as they are
         nets = [comp.unet, comp.vae.encoder] if comp is not None else []
