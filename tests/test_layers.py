@@ -78,3 +78,12 @@ def test_domain_never_imports_stages_or_the_command_line(layer: str):
 
 def test_stages_never_import_the_command_line():
     assert _violations(("a3d_cli.stages",), UPPER) == []
+
+
+def test_the_command_line_imports_without_torch():
+    """`a3d --help` stays fast: the commands and the stage options they take defaults from never import torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, a3d_cli.cli; assert 'torch' not in sys.modules, 'torch imported by the CLI'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT.parent)

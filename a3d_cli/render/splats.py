@@ -4,7 +4,8 @@ Both motion optimisations (`a3d_cli.gaussians.motion_fit` for reconstruct, `a3d_
 for SDS) render the static splats' colours and opacities at moved positions, orientations and sizes, from
 a few cameras, on the grey MV-VDM was trained on. This module is that render, written once.
 
-`render_orbit` renders an animation from a camera circling the object (the export preview).
+`render_orbit` renders an animation from a camera circling the object (the export preview), `render_rgba`
+static splats as straight RGBA (the conditioning views of `a3d prepare`).
 
 Examples:
     >>> rgb, alpha = render_splats(static, means, static.quats, static.scales, viewmats, Ks, 256)  # doctest: +SKIP
@@ -122,4 +123,47 @@ def render_orbit(
     return torch.cat(out)
 
 
-__all__ = ["render_orbit", "render_splats"]
+def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: str) -> Tensor:  # noqa: N803
+    """Render splats into square views as straight (not premultiplied) RGBA.
+
+    Args:
+        g: Gaussians.
+        viewmats: [V, 4, 4] world→camera (OpenCV).
+        Ks: [V, 3, 3] intrinsics for `size`×`size` images.
+        size: width and height in pixels.
+        device: torch device of the render.
+
+    Returns:
+        [V, size, size, 4] float CPU tensor in [0, 1].
+    """
+    import torch
+
+    from a3d_cli.kernels import rasterize
+
+    gd = g.to(device)
+    colors, sh_degree = gd.colors, None
+    if gd.sh_rest is not None:
+        colors, sh_degree = gd.sh_coeffs(), gd.sh_degree
+    v = viewmats.shape[0]
+    with torch.no_grad():
+        out = rasterize(
+            gd.means,
+            gd.quats,
+            gd.scales,
+            gd.opacities,
+            colors,
+            viewmats.to(device),
+            Ks.to(device),
+            size,
+            size,
+            sh_degree=sh_degree,
+            backgrounds=torch.zeros(v, 3, device=device),
+        )
+    alpha = out.alphas.clamp(0, 1)  # [V, H, W, 1]
+    rgb = torch.where(alpha > 1e-6, out.colors / alpha.clamp_min(1e-6), torch.zeros_like(out.colors)).clamp(
+        0, 1
+    )  # [V, H, W, 3]
+    return torch.cat([rgb, alpha], dim=-1).float().cpu()
+
+
+__all__ = ["render_orbit", "render_rgba", "render_splats"]

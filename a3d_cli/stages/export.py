@@ -41,12 +41,12 @@ from a3d_cli.run_layout import (
     export_splat_frame,
     export_splat_frame_name,
 )
-from a3d_cli.gaussians.ply import PLY_CONVENTIONS, PlyConvention
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 
 if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
+    from a3d_cli.gaussians.ply import PlyConvention
 
 DEFAULT_FPS = 24.0
 _FRAMES_RE = re.compile(r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$")
@@ -98,6 +98,8 @@ class ExportOptions:
             raise OptionError(f"--duration must be in (0, 600] seconds, got {self.duration}.")
         if self.loop_mode not in ("blend", "pingpong"):
             raise OptionError(f"--loop-mode must be blend or pingpong, got {self.loop_mode!r}.")
+        from a3d_cli.gaussians.ply import PLY_CONVENTIONS  # torch: imported when options are checked, not with the CLI
+
         if self.ply_convention not in PLY_CONVENTIONS:
             raise OptionError(f"--ply-convention must be yup or inria, got {self.ply_convention!r}.")
         if not 16 <= self.size <= 4096:

@@ -22,7 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import unquote
 
 from a3d_cli.errors import OptionError
@@ -36,11 +36,6 @@ from a3d_cli.run_layout import (
     view_png,
 )
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from a3d_cli.gaussians.container import Gaussians
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
@@ -174,6 +169,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     # 3. the 4 conditioning views
     from a3d_cli.io.images import composite, save_png
     from a3d_cli.render.cameras import MVVDM_BACKGROUND, mvvdm_cameras
+    from a3d_cli.render.splats import render_rgba
 
     progress.start("prepare: rendering the 4 views", total=1)
     cams = mvvdm_cameras()
@@ -191,49 +187,6 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     if float(coverage.min()) < 1e-4:
         progress.log("warning: a conditioning view is empty; check --up/--front")
     progress.update(1)
-
-
-def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: str) -> Tensor:  # noqa: N803
-    """Render splats into square views as straight (not premultiplied) RGBA.
-
-    Args:
-        g: Gaussians.
-        viewmats: [V, 4, 4] world→camera (OpenCV).
-        Ks: [V, 3, 3] intrinsics for `size`×`size` images.
-        size: width and height in pixels.
-        device: torch device of the render.
-
-    Returns:
-        [V, size, size, 4] float CPU tensor in [0, 1].
-    """
-    import torch
-
-    from a3d_cli.kernels import rasterize
-
-    gd = g.to(device)
-    colors, sh_degree = gd.colors, None
-    if gd.sh_rest is not None:
-        colors, sh_degree = gd.sh_coeffs(), gd.sh_degree
-    v = viewmats.shape[0]
-    with torch.no_grad():
-        out = rasterize(
-            gd.means,
-            gd.quats,
-            gd.scales,
-            gd.opacities,
-            colors,
-            viewmats.to(device),
-            Ks.to(device),
-            size,
-            size,
-            sh_degree=sh_degree,
-            backgrounds=torch.zeros(v, 3, device=device),
-        )
-    alpha = out.alphas.clamp(0, 1)  # [V, H, W, 1]
-    rgb = torch.where(alpha > 1e-6, out.colors / alpha.clamp_min(1e-6), torch.zeros_like(out.colors)).clamp(
-        0, 1
-    )  # [V, H, W, 3]
-    return torch.cat([rgb, alpha], dim=-1).float().cpu()
 
 
 def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
