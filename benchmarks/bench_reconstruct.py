@@ -204,12 +204,12 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| date | device | variant | preset | splats (fit) | steps | res | total s | peak MiB | held-out PSNR (static / step 0) "
-            "| SSIM (static) | vertex err % r (static) | profile s: field / raster / arap / backward |")  # fmt: skip
+            "| SSIM (static) | vertex err % r (static) | profile s: field / raster / loss+ARAP / backward |")  # fmt: skip
     lines = [head, "|" + "---|" * 13]
     today = dt.date.today().isoformat()
     for r in rows:
         p = r.get("profile_seconds", {})
-        prof = " / ".join(str(p.get(k, "-")) for k in ("field", "raster", "arap", "backward")) if p else "-"
+        prof = " / ".join(str(p.get(k, "-")) for k in ("field", "raster", "loss", "backward")) if p else "-"
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {r['variant']} | {r['preset']} | {r['splats']} ({r['fit_splats']}) | {r['steps']} "
             f"| {r['resolution']} | {r['total_seconds']} | {r['peak_memory_mib']} "
