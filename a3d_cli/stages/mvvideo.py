@@ -87,6 +87,10 @@ class MVVideoOptions:
     compile: bool = False
     """On CUDA, compile the UNet's repeated blocks (`a3d_cli.models.acceleration`): faster evaluations after
     a one-off compilation on the first run (cached on disk afterwards). Ignored on CPU."""
+    cuda_graph: bool = True
+    """On CUDA, record the guided UNet call of the first DDIM step as a CUDA graph and replay it for every
+    later step of every FreeInit pass (`a3d_cli.models.mvvdm.sampling.graphed_guide`): same kernels and
+    numbers, none of Python's launch gaps. Ignored on CPU."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -251,7 +255,9 @@ def run(
         generator = torch.Generator().manual_seed(ctx.seed)
         sync()
         start = time.perf_counter()
-        out = generate_mvvideo(comp, views, cams.c2w, opts.prompt, opts.negative_prompt, cfg, generator, on_step)
+        out = generate_mvvideo(
+            comp, views, cams.c2w, opts.prompt, opts.negative_prompt, cfg, generator, on_step, cuda_graph=opts.cuda_graph
+        )
         sync()
         seconds = time.perf_counter() - start
         # steady-state time per DDIM step (one CFG-batched UNet call + scheduler step)
@@ -270,6 +276,7 @@ def run(
             generate_seconds=round(seconds, 3),
             seconds_per_unet_evaluation=None if per_eval is None else round(per_eval, 4),
             dtype=str(comp.dtype).replace("torch.", ""),
+            cuda_graph_replays=out.graph_replays,
             **accel.as_metrics(),
         )
 

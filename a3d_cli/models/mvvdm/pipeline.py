@@ -21,7 +21,7 @@ from torch import Tensor
 
 from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
 from a3d_cli.models.mvvdm.components import MVVDMComponents
-from a3d_cli.models.mvvdm.sampling import SamplingConfig, StepCallback, sample_latents
+from a3d_cli.models.mvvdm.sampling import SamplingConfig, StepCallback, graphed_guide, sample_latents
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -34,10 +34,12 @@ class MVVideoOutput:
     Attributes:
         frames: [V, F, 3, H, W] float in [0, 1], on the CPU.
         latents: [V, F, C, h, w] float32 final latents.
+        graph_replays: UNet calls served by the CUDA-graph replay (0 without `cuda_graph`).
     """
 
     frames: Tensor
     latents: Tensor
+    graph_replays: int = 0
 
 
 @torch.no_grad()
@@ -112,6 +114,7 @@ def generate_mvvideo(
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
     decode_chunk_size: int = 16,
+    cuda_graph: bool = False,
 ) -> MVVideoOutput:
     """Sample a V-view video whose frame 0 is the given views.
 
@@ -124,6 +127,8 @@ def generate_mvvideo(
         generator: CPU generator for every random draw.
         callback: called after every DDIM step with (pass, step, latents).
         decode_chunk_size: frames per VAE decode call (memory knob).
+        cuda_graph: on CUDA, record the guided UNet call (CFG batch + guidance blend) once and replay it
+            for every later step (`sampling.graphed_guide`): the same kernels without the launch gaps.
 
     Returns:
         MVVideoOutput with frames [V, F, 3, H, W].
@@ -151,8 +156,11 @@ def generate_mvvideo(
         return unet(x.to(comp.dtype), t, text[rows], img_pair[rows], cams).sample
 
     # 6. sample
-    latents = sample_latents(eps_fn, cond, comp.scheduler, config, generator=generator, callback=callback)
+    guide = graphed_guide(eps_fn, config.guidance_scale) if cuda_graph and cond.device.type == "cuda" else None
+    latents = sample_latents(eps_fn, cond, comp.scheduler, config, generator=generator, callback=callback, guide=guide)
+    replays = 0 if guide is None else guide.replays
+    del guide  # frees the recording's memory pool before decoding
     # 7. decode
     v, f = latents.shape[:2]
     frames = decode_latents(comp, latents.reshape(v * f, *latents.shape[2:]), decode_chunk_size)
-    return MVVideoOutput(frames=frames.reshape(v, f, *frames.shape[1:]), latents=latents)
+    return MVVideoOutput(frames=frames.reshape(v, f, *frames.shape[1:]), latents=latents, graph_replays=replays)
