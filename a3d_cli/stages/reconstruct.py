@@ -380,6 +380,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         psnr=round(float(per_view.mean()), 3),
         psnr_static=round(float(static_psnr.mean()), 3),
         fit_seconds=round(fit.seconds, 2),
+        cuda_graph_recordings=fit.graph_recordings,
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 
