@@ -317,7 +317,10 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     import bench_mvvideo as bm
     from gpu_timing import peak_bytes, reset_peak, sync
 
-    from a3d_cli.models.acceleration import accelerate
+    try:
+        from a3d_cli.models.acceleration import accelerate
+    except ImportError:  # the speed modules' later home
+        from a3d_cli.models.speed.acceleration import accelerate  # type: ignore[no-redef]
     from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
     from a3d_cli.models.mvvdm.sampling import SamplingConfig
