@@ -162,8 +162,10 @@ def markdown(rows: list[dict]) -> str:
         q = r.get("quality") or {}
         quality = f"PSNR {q['heldout_psnr']} dB, vertex err {q['vertex_error_pct']} %" if "heldout_psnr" in q else "-"
         est = r.get("estimated_busy_pct")
-        first = True
-        for w in r.get("windows", []):
+        blank = {"label": "-", "gpu_busy_pct": "-", "gpu_ms_per_step": "-", "host_ms_per_step": "-", "syncs_per_step": "-",
+                 "kernel_launches_per_step": "-", "graph_launches_per_step": "-"}  # fmt: skip
+        for i, w in enumerate(r.get("windows") or [blank]):
+            first = i == 0
             lines.append(
                 f"| {r['tree'] if first else ''} | {r['stage'] if first else ''} | {r['cpu'] if first else ''} "
                 f"| {r['total_seconds'] if first else ''} | {r['loop_seconds'] if first else ''} "
@@ -171,7 +173,6 @@ def markdown(rows: list[dict]) -> str:
                 f"| {w['host_ms_per_step']} | {w['syncs_per_step']} | {w['kernel_launches_per_step']} ({w['graph_launches_per_step']}) "
                 f"| {quality if first else ''} |"
             )
-            first = False
         if est is not None:
             lines.append(f"| | | | | | | whole fit (estimated) | {est} | | | | | |")
     return "\n".join(lines)
