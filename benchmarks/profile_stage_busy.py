@@ -260,7 +260,10 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(Path(args.gt) / "run", run_dir)
-    opts = stage.ReconstructOptions(video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False)
+    small = {"resolution": 32, "max_splats": 300} if args.tiny else {}
+    opts = stage.ReconstructOptions(
+        video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False, **small
+    )
     preset, settings = opts.resolve(dev)
     row: dict = {"preset": preset, "steps": settings.steps, "resolution": settings.resolution}
     train, cams, tg, mk = br.fit_inputs(Path(args.gt), run_dir, settings, dev, args.seed)

@@ -290,7 +290,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
 
     Returns:
         StageResult; metrics: preset, steps, splats, psnr_per_view (frames 1-15, each view), psnr,
-        psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds.
+        psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds,
+        cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU).
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).
