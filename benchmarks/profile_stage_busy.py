@@ -335,7 +335,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     if args.tiny:
         from a3d_cli.models.mvvdm.components import tiny_components
 
-        comp, size = tiny_components(0).to(dev, torch.float32), 64
+        comp, size = tiny_components(0).to(dev, torch.float32), bm.SIZE
     else:
         comp, size = bm.build_components(dev, dtype), bm.SIZE
     accelerate(dev, [comp.unet], compile=False)  # what the stage does without --compile
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     tiny = args.tiny
     defaults = {"splats": 400 if tiny else 20_000, "preset": "quickstart" if tiny else "reference",
                 "steps": 12 if tiny else None, "mv_steps": 4 if tiny else 25, "mv_freeinit": 1 if tiny else 3,
-                "window_steps": 2 if tiny else 8, "window_skip": 1 if tiny else 4, "window_stage": 4 if tiny else 16}  # fmt: skip
+                "window_steps": 2 if tiny else 8, "window_skip": 1 if tiny else 4, "window_stage": 2 if tiny else 16}  # fmt: skip
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
