@@ -218,7 +218,6 @@ class _Window:
 
     def after_step(self, step: int) -> None:
         import torch
-
         from gpu_timing import sync
 
         if step + 1 == self.start:
@@ -243,8 +242,6 @@ class _Window:
 def child_reconstruct(args: argparse.Namespace) -> dict:
     """The reconstruct stage on the ground truth: timed run, quality, then profiled windows."""
     from dataclasses import replace
-
-    import torch
 
     import bench_reconstruct as br
     from gpu_timing import peak_bytes, reset_peak, sync
@@ -316,9 +313,8 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     """`generate_mvvideo` at full size (random weights): timed run, then a profiled window of DDIM steps."""
     import inspect
 
-    import torch
-
     import bench_mvvideo as bm
+    import torch
     from gpu_timing import peak_bytes, reset_peak, sync
 
     try:

@@ -8,7 +8,14 @@ import torch
 from typer.testing import CliRunner
 
 from a3d_cli.kernels import gsplat_build
-from a3d_cli.kernels.gsplat_build import ENV, EXTENSION_NAME, announce_build, build_needed, extensions_dir, use_extensions_dir
+from a3d_cli.kernels.gsplat_build import (
+    ENV,
+    EXTENSION_NAME,
+    announce_build,
+    build_needed,
+    extensions_dir,
+    use_extensions_dir,
+)
 
 
 def test_the_users_folder_wins_else_a_versioned_folder_under_the_xdg_cache(tmp_path):
