@@ -258,8 +258,10 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
         shutil.rmtree(run_dir)
     shutil.copytree(Path(args.gt) / "run", run_dir)
     small = {"resolution": 32, "max_splats": 300} if args.tiny else {}
+    # the graphed step is opt-in: trees that have it run it, so "after" measures the graphs
+    graphs = {"cuda_graphs": True} if "cuda_graphs" in stage.ReconstructOptions.__dataclass_fields__ else {}
     opts = stage.ReconstructOptions(
-        video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False, **small
+        video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False, **small, **graphs
     )
     preset, settings = opts.resolve(dev)
     row: dict = {"preset": preset, "steps": settings.steps, "resolution": settings.resolution}

@@ -96,7 +96,7 @@ def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
 def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
     static, cams, targets, masks, settings = _scene()
     settings = replace(settings, steps=6, steps_per_frame=2)
-    a = fit_motion(static, cams, targets, masks, settings, log_every=2)
+    a = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=True), log_every=2)
     b = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=2)
     assert a.graph_recordings == 0 and b.graph_recordings == 0
     assert a.losses == b.losses and len(a.losses) == 3
@@ -107,7 +107,7 @@ def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
 def test_graphed_steps_equal_eager_steps_on_cuda():
     static, cams, targets, masks, settings = _scene("cuda")
     settings = replace(settings, steps=12, steps_per_frame=3)
-    graphed = fit_motion(static, cams, targets, masks, settings, log_every=1)
+    graphed = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=True), log_every=1)
     eager = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=1)
     assert graphed.graph_recordings == 4 and eager.graph_recordings == 0  # frame counts 1, 2, 3, 4
     for (s1, l1), (s2, l2) in zip(graphed.losses, eager.losses, strict=True):

@@ -95,10 +95,11 @@ class MVVideoOptions:
     compile: bool = False
     """On CUDA, compile the UNet's repeated blocks (`a3d_cli.models.acceleration`): faster evaluations after
     a one-off compilation on the first run (cached on disk afterwards). Ignored on CPU."""
-    cuda_graph: bool = True
+    cuda_graph: bool = False
     """On CUDA, record the guided UNet call of the first DDIM step as a CUDA graph and replay it for every
     later step of every FreeInit pass (`a3d_cli.models.mvvdm.sampling.graphed_guide`): same kernels and
-    numbers, none of Python's launch gaps. Ignored on CPU."""
+    numbers, none of Python's launch gaps. Ignored on CPU. Off by default until its GPU parity test and
+    timing have run on a GPU (docs/mvvideo.md)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():

@@ -94,6 +94,7 @@ class ReconstructOptions:
         frames_per_step: frames rendered per step (0 = all active frames).
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
+        cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; opt-in).
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
@@ -106,6 +107,7 @@ class ReconstructOptions:
     frames_per_step: int | None = None
     grad_fraction: float | None = None
     hexplane_backend: str | None = None
+    cuda_graphs: bool | None = None
     preview: bool = True
     settings: FitSettings | None = None
 
@@ -123,7 +125,7 @@ class ReconstructOptions:
         if self.steps is not None:
             changes["steps"] = self.steps
             changes["steps_per_frame"] = max(1, round(self.steps * base.steps_per_frame / max(base.steps, 1)))
-        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend"):
+        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs"):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)
         return name, replace(base, **changes)
