@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from a3d_cli.geometry import quat_multiply, quat_to_rotmat
+from a3d_cli.geometry import quat_left_matrix, quat_multiply, quat_to_rotmat
 from a3d_cli.kernels.hexplane import hexplane_features, init_hexplane_level
 
 from .container import Gaussians
@@ -269,12 +269,12 @@ class MotionField(nn.Module):
             q_g = euler_to_quat(euler)  # [F, 4]
         else:
             trans = h.new_zeros(f, 3)
-            q_g = h.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(f, 4)
+            q_g = torch.cat([h.new_ones(f, 1), h.new_zeros(f, 3)], dim=1)  # identity (no host copy: graph-safe)
         r_g = quat_to_rotmat(q_g)  # [F, 3, 3]
 
         # 2. local offsets.
         means = torch.einsum("fij,nj->fni", r_g, x0) + trans[:, None, :] + self.delta_xyz(h)  # [F, N, 3]
-        quats = quat_multiply(q_g[:, None, :], q0[None]) + self.delta_rot(h)  # [F, N, 4]
+        quats = torch.einsum("fij,nj->fni", quat_left_matrix(q_g), q0) + self.delta_rot(h)  # [F, N, 4]: q_g ⊗ q0 + Δq
         quats = torch.nn.functional.normalize(quats, dim=-1)
         if self.delta_scale is not None:
             scales = torch.exp(torch.log(s0)[None] + self.delta_scale(h))  # [F, N, 3]
