@@ -31,6 +31,7 @@ from a3d_cli.io.manifest import digest_json, digest_path, load_manifest, to_json
 from a3d_cli.io.paths import check_links_inside, private_dir, resolve_inside
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.progress import Progress
+from a3d_cli.stages.producers import PREPARE
 
 STAGING_DIR = ".staging"
 
@@ -111,7 +112,7 @@ def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
     if not run_dir.exists():
         if not create:
             raise RunFolderError(
-                f"The run folder {run_dir} does not exist.", hint="Run `a3d prepare MODEL -o RUN` first."
+                f"The run folder {run_dir} does not exist.", hint=f"Run `{PREPARE}` first."
             )
         try:
             run_dir.mkdir(parents=True)
