@@ -85,7 +85,7 @@ def announce_build(
     """Choose the extension folder and, when a build is about to happen, say so once.
 
     Args:
-        emit: where the notice goes (default: stderr through `a3d_cli.console.err`).
+        emit: where the notice goes (default: a line on stderr).
         environ: the environment to read and set (default `os.environ`).
 
     Returns:
@@ -96,9 +96,9 @@ def announce_build(
         return False
     message = BUILD_NOTICE.format(path=path / EXTENSION_NAME)
     if emit is None:
-        from a3d_cli.console import err
+        import sys
 
-        err.print(message, markup=False, highlight=False)
+        print(message, file=sys.stderr, flush=True)  # a kernel imports nothing above it: not the CLI's console
     else:
         emit(message)
     return True
