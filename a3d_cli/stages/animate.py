@@ -55,8 +55,10 @@ class AnimateOptions:
     frames and preview only (no animated GLB)."""
     up: str = "+y"
     """The asset's up axis (prepare)."""
-    front: str = "+z"
-    """The asset's front axis (prepare)."""
+    front: str = "auto"
+    """The asset's front axis, or "auto" (prepare)."""
+    shade: str = "auto"
+    """Baked lighting of mesh colours: auto, on, off (prepare)."""
     splats: int = 20_000
     """Splats aimed for on meshes (prepare)."""
     max_vertices: int = 20_000
@@ -188,6 +190,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             model=str(Path(opts.model).expanduser().absolute()),
             up=opts.up,
             front=opts.front,
+            shade=opts.shade,  # type: ignore[arg-type]
             max_vertices=opts.max_vertices,
             splats=opts.splats,  # type: ignore[arg-type]
         ),
