@@ -316,26 +316,11 @@ def sidecar_files(model: Path) -> list[Path]:
     suffix = model.suffix.lower()
     found: list[Path] = []
     if suffix == ".obj":
+        from a3d_cli.mesh.mtl import MAP_KEYWORDS
+
         for mtl in _obj_references(model, ("mtllib",)):
             found.append(mtl)
-            found.extend(
-                _obj_references(
-                    mtl,
-                    (
-                        "map_kd",
-                        "map_ka",
-                        "map_ks",
-                        "map_ns",
-                        "map_d",
-                        "map_bump",
-                        "bump",
-                        "norm",
-                        "map_pr",
-                        "map_pm",
-                        "disp",
-                    ),
-                )
-            )
+            found.extend(_obj_references(mtl, MAP_KEYWORDS))
     elif suffix == ".gltf":
         try:
             data = json.loads(model.read_text(encoding="utf-8"))
@@ -353,17 +338,22 @@ def sidecar_files(model: Path) -> list[Path]:
 
 
 def _obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
-    """Files named after `keywords` in an OBJ/MTL file (the file name is the last word; options come first)."""
+    """Files named after `keywords` in an OBJ/MTL file: `mtllib` lists file names separated by spaces; a map
+    statement has options first and the file name as the rest of the line (`a3d_cli.mesh.mtl`)."""
+    from a3d_cli.mesh.mtl import map_file_name
+
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
     out = []
     for line in text.splitlines():
-        words = line.strip().split()
-        if len(words) >= 2 and words[0].lower() in keywords:
-            name = words[1:] if words[0].lower() == "mtllib" else words[-1:]
-            out.extend(path.parent / n.replace("\\", "/") for n in name)
+        words = line.strip().split(maxsplit=1)
+        if len(words) == 2 and words[0].lower() in keywords:
+            if words[0].lower() == "mtllib":
+                out.extend(path.parent / n.replace("\\", "/") for n in words[1].split())
+            elif name := map_file_name(words[1]):
+                out.append(path.parent / name)
     return out
 
 
