@@ -202,3 +202,16 @@ def test_splats_stored_upside_down_get_a_hint(tmp_path):
     run(tmp_path / "RUN", PrepareOptions(model=str(tmp_path / "down.ply"), **FAST), Runtime(progress=progress))
     assert any("--up -y" in line for line in progress.messages)
     assert len(read_ply(tmp_path / "RUN/static/gaussians.ply")) == len(g)
+
+
+def test_an_obj_with_uvs_but_no_material_is_light_grey_and_gets_lit(tmp_path):
+    """trimesh gives such files a tiny dark stand-in texture; a3d uses its documented grey and lights it."""
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    lines = [f"v {x} {y} {z}" for x, y, z in sphere.vertices] + [f"vt {0.5 + 0.5 * x} {0.5 + 0.5 * y}" for x, y, _ in sphere.vertices]
+    lines += [f"f {a + 1}/{a + 1} {b + 1}/{b + 1} {c + 1}/{c + 1}" for a, b, c in sphere.faces]
+    (tmp_path / "ball.obj").write_text("\n".join(lines) + "\n")
+    mesh = load_mesh(tmp_path / "ball.obj")
+    assert mesh.texture is None and np.allclose(mesh.vertex_colors, DEFAULT_GREY, atol=1e-6)
+    result = run(tmp_path / "RUN", PrepareOptions(model=str(tmp_path / "ball.obj"), **FAST), Runtime())
+    assert result.metrics["shaded"]
+    assert _object_luminance(tmp_path / "RUN").mean() > 0.45  # light grey, not trimesh's 0.4 stand-in

@@ -187,6 +187,8 @@ def _texture_appearance(
     else:
         image = getattr(mat, "image", None)
         diffuse = getattr(mat, "diffuse", None)
+        if _placeholder(mat):  # UVs but no material at all: trimesh's stand-in is not the asset's texture
+            image = None
         if "kd" not in (getattr(mat, "kwargs", None) or {}):
             diffuse = None  # no Kd line: trimesh's dark placeholder is not the asset's colour
         if image is None:  # OBJ Kd: a display colour, used when there is no map_Kd
@@ -217,6 +219,15 @@ def _texture_appearance(
     if mode != "BLEND":
         colors[:, 3] = 1.0
     return colors, np.asarray(uv, dtype=np.float64), cache[key]
+
+
+def _placeholder(mat: object) -> bool:
+    """Whether a non-PBR material is trimesh's stand-in for "no material" (a tiny one-colour image
+    that no file provided), which must not replace a3d's default grey."""
+    image = getattr(mat, "image", None)
+    if image is None or getattr(mat, "kwargs", None):
+        return False
+    return "file_path" not in getattr(image, "info", {}) and max(getattr(image, "size", (99, 99))) <= 2
 
 
 def _alpha_mode(mat: object) -> tuple[str, float]:
