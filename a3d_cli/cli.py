@@ -2,11 +2,13 @@
 
 Errors are mapped to exit codes in exactly one place (`A3DGroup.invoke`): an `A3DError` prints `error:` and
 `hint:` lines on stderr and exits with its code (2 for anything the user can fix); an unexpected exception
-prints one line (the traceback only with `--verbose`) and exits 1; Ctrl-C exits 130.
+prints one line (the traceback only with `--verbose`) and exits 1; Ctrl-C exits 130. Under `--json` a
+failure also prints `{"ok": false, "error": ..., "hint": ..., "exit_code": ...}` on stdout.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import click
@@ -24,29 +26,47 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+def _fail(ctx: click.Context, message: str, hint: str | None, code: int, label: str = "error") -> typer.Exit:
+    """Print a failure (stderr lines, and a JSON object on stdout under --json); the Exit to raise."""
+    err.print(f"[bold red]{label}:[/bold red] {message}", highlight=False)
+    if hint:
+        err.print(f"[bold]hint:[/bold] {hint}", highlight=False)
+    if isinstance(ctx.obj, GlobalOptions) and ctx.obj.json:
+        typer.echo(json.dumps({"ok": False, "error": message, "hint": hint, "exit_code": code}))
+    return typer.Exit(code)
+
+
 class A3DGroup(TyperGroup):
     """Typer group that turns a3d's exceptions into one clear message and an exit code."""
+
+    def get_params(self, ctx: click.Context) -> list[Any]:
+        from a3d_cli.commands.help_style import tidy_help
+
+        tidy_help(self)  # clean help for this group and every command under it (once)
+        return super().get_params(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except A3DError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
-            if exc.hint:
-                err.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False)
-            raise typer.Exit(exc.exit_code) from None
+            raise _fail(ctx, exc.message, exc.hint, exc.exit_code) from None
         except KeyboardInterrupt:
-            err.print("[bold red]interrupted:[/bold red] finished stages are kept; re-run the same command to continue.")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise _fail(
+                ctx, "finished stages are kept; re-run the same command to continue.", None, EXIT_INTERRUPTED,
+                label="interrupted",
+            ) from None
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as exc:
             opts = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
             if opts.verbose:
                 raise
-            err.print(f"[bold red]error:[/bold red] a3d failed unexpectedly: {type(exc).__name__}: {exc}", highlight=False)
-            err.print("[bold]hint:[/bold] re-run with --verbose for the full traceback, and report it.", highlight=False)
-            raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+            raise _fail(
+                ctx,
+                f"a3d failed unexpectedly: {type(exc).__name__}: {exc}",
+                "re-run with --verbose for the full traceback, and report it.",
+                EXIT_INTERNAL_ERROR,
+            ) from None
 
 
 app = typer.Typer(

@@ -34,7 +34,9 @@ def animate(
     ctx: typer.Context,
     model: Annotated[
         Path,
-        typer.Argument(help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", show_default=False),
+        typer.Argument(
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", metavar="MODEL", show_default=False
+        ),
     ],
     prompt: Annotated[
         str | None, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)

@@ -130,6 +130,7 @@ def human_bytes(n: int | None) -> str:
 def summary_data(results: Sequence[Any]) -> dict[str, Any]:
     """A machine-readable summary of stage results (what `--json` prints)."""
     return {
+        "ok": True,
         "run_dir": str(results[0].run_dir) if results else None,
         "stages": [
             {

@@ -86,7 +86,9 @@ def list_(ctx: typer.Context) -> None:
 @app.command()
 def fetch(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="Model to download (see `a3d weights list`).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Model to download (see `a3d weights list`).", metavar="NAME", show_default=False)
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Download every model that is missing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Download again even when already present.")] = False,
 ) -> None:
@@ -111,7 +113,7 @@ def fetch(
 
 @app.command()
 def path(
-    name: Annotated[str, typer.Argument(help="Model to locate (see `a3d weights list`).")],
+    name: Annotated[str, typer.Argument(help="Model to locate (see `a3d weights list`).", metavar="NAME")],
     weights: Annotated[
         Path | None, typer.Option("--weights", "--checkpoint", help="Check this path instead of searching.")
     ] = None,

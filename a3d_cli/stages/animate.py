@@ -33,6 +33,10 @@ from a3d_cli.stages.base import Runtime, StageResult, ensure_run_dir
 from a3d_cli.stages.progress import Progress
 
 Output = Literal["auto", "mesh", "splats"]
+VIDEO_ALTERNATIVE = (
+    "Or animate from a multi-view video you already have: `a3d animate MODEL --video DIR` "
+    "(DIR holds v{view}_f{frame:02d}.png, 4 views × 16 frames)."
+)
 STAGE_ORDER = ("prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
 
 
@@ -143,9 +147,11 @@ def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str
     stages = ["prepare"]
     notices: list[str] = []
     have_weights = opts.tiny_model or not weights_missing
-    if opts.video is None or opts.sds is True:
-        if not have_weights:
-            # raises WeightsMissing with the full message
+    if not have_weights:
+        # raises WeightsMissing with the full message, naming the first stage that needs the weights
+        if opts.video is None:
+            resolve_mvvdm_weights(explicit_weights(opts), needed_by="mvvideo", alternative=VIDEO_ALTERNATIVE)
+        elif opts.sds is True:
             resolve_mvvdm_weights(explicit_weights(opts), needed_by="4D-SDS", alternative=WEIGHTS_ALTERNATIVE)
     if opts.video is None:
         stages.append("mvvideo")
