@@ -106,3 +106,15 @@ def test_help_has_no_type_label_on_flags_and_no_braces_in_usage(command):
     assert result.exit_code == 0
     assert "<bool>" not in result.output and "{MODEL}" not in result.output and "{RUN}" not in result.output
     assert "--help" in result.output
+
+
+def test_fetch_all_skips_the_optional_adapter(monkeypatch):
+    import a3d_cli.weights as weights
+
+    fetched: list[str] = []
+    monkeypatch.setattr(weights, "fetch", lambda name, force=False: fetched.append(name) or f"/w/{name}")
+    result = runner.invoke(app, ["weights", "fetch", "--all"])
+    assert result.exit_code == 0, result.output
+    assert "animatediff_v152" not in fetched and "mvdream_sd15" in fetched and "animate3d_motion_modules" in fetched
+    listing = runner.invoke(app, ["weights", "list"], env={"COLUMNS": "200"})
+    assert "none (optional)" in listing.stdout
