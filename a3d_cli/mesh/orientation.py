@@ -48,16 +48,13 @@ class FrontGuess:
 
 def surface_points(vertices: np.ndarray, faces: np.ndarray, count: int = _SAMPLES, seed: int = 0) -> np.ndarray:
     """[count, 3] points spread over a mesh's surface in proportion to area (deterministic for a seed)."""
-    tri = vertices[faces]  # [T, 3, 3]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)  # [T]
-    if area.sum() <= 0:
-        return vertices[:count]
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(faces), size=count, p=area / area.sum())
-    r = rng.random((count, 2))
-    s = np.sqrt(r[:, 0])
-    bary = np.stack([1 - s, s * (1 - r[:, 1]), s * r[:, 1]], axis=-1)  # [count, 3]
-    return np.einsum("sk,skc->sc", bary, tri[pick])
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
+    if mesh.area <= 0:
+        return np.asarray(vertices)[:count]
+    points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return np.asarray(points)
 
 
 def mirror_error(points: np.ndarray, axis: int) -> float:
