@@ -190,7 +190,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     write_ply(ctx.output("static/gaussians.ply"), g)
 
     # 3. the 4 conditioning views
-    from a3d_cli.io.images import composite, save_png
+    from a3d_cli.io.images import composite, contact_sheet, save_png
     from a3d_cli.render.cameras import mvvdm_cameras
 
     progress.start("prepare: rendering the 4 views", total=1)
@@ -198,14 +198,12 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     rgba = render_rgba(
         g, cams.viewmats, cams.Ks(opts.view_size, opts.view_size), opts.view_size, ctx.device
     )  # [4, H, W, 4]
+    greys = [composite(rgba[i], GREY) for i in range(len(cams))]  # [H, W, 3] each
     for i in range(len(cams)):
         save_png(ctx.output(f"{VIEWS_DIR}/view_{i}.png"), rgba[i])
-        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}_grey.png"), composite(rgba[i], GREY))
-    from a3d_cli.io.images import contact_sheet
-
+        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}_grey.png"), greys[i])
     labels = [f"view {i}: azimuth {round(a)}" + (" (front)" if i == 0 else "") for i, a in enumerate(cams.azimuth_deg.tolist())]
-    sheet = contact_sheet([composite(rgba[i], GREY) for i in range(len(cams))], labels)
-    save_png(ctx.output(CONTACT_SHEET), sheet)
+    save_png(ctx.output(CONTACT_SHEET), contact_sheet(greys, labels))
     ctx.output(f"{VIEWS_DIR}/cameras.json").write_text(
         json.dumps(cams.to_json(opts.view_size, opts.view_size), indent=2)
     )
