@@ -1,17 +1,21 @@
 """The `a3d` command line: options in, one stage call, a summary out. No math here.
 
 Errors are mapped to exit codes in exactly one place (`A3DGroup.invoke`): an `A3DError` prints `error:` and
-`hint:` lines on stderr and exits with its code (2 for anything the user can fix); an unexpected exception
-prints one line (the traceback only with `--verbose`) and exits 1; Ctrl-C exits 130. Under `--json` a
-failure also prints `{"ok": false, "error": ..., "hint": ..., "exit_code": ...}` on stdout.
+`hint:` lines on stderr and exits with its code (2 for anything the user can fix); a usage error (missing or
+unknown option, bad value, unknown command) is printed by Typer and exits 2; a full disk or a read-only file
+system is a user error too (exit 2); an unexpected exception prints one line (the traceback only with
+`--verbose`) and exits 1; Ctrl-C exits 130 and SIGTERM 143 (both record `failed: interrupted`). Under
+`--json` every such failure also prints `{"ok": false, "error": ..., "hint": ..., "exit_code": ...}` on stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,15 +23,99 @@ from a3d_cli import __version__
 from a3d_cli.commands import animate, export, info, mesh_animate, mvvideo, orbit, prepare, reconstruct, sds, weights
 from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import err
-from a3d_cli.errors import A3DError
+from a3d_cli.errors import A3DError, Terminated, from_os_error
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what shells report for a job ended by SIGTERM
 
 
-def _fail(ctx: click.Context, message: str, hint: str | None, code: int, label: str = "error") -> typer.Exit:
-    """Print a failure (stderr lines, and a JSON object on stdout under --json); the Exit to raise."""
+def _framework_exceptions() -> tuple[type[BaseException], ...]:
+    """The exception types Typer (and click) use for usage errors, `--help` and explicit exits.
+
+    Why: Typer >= 0.29 bundles its own copy of click (`typer._click`, whose exceptions derive from
+    `typer.exceptions.TyperException`), older Typer raises `click`'s. These pass through `A3DGroup.invoke`
+    untouched so Typer prints them and exits with their own code (2 for usage errors) in either case.
+    """
+    types: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    with contextlib.suppress(ImportError):
+        from typer.exceptions import TyperException
+
+        types.append(TyperException)
+    with contextlib.suppress(ImportError):
+        from typer._click import exceptions as bundled  # Typer >= 0.29
+
+        types.extend(getattr(bundled, n) for n in ("ClickException", "Exit", "Abort") if hasattr(bundled, n))
+    with contextlib.suppress(ImportError):
+        import click.exceptions as separate  # older Typer, or click installed beside Typer
+
+        types.extend((separate.ClickException, separate.Exit, separate.Abort))
+    return tuple(dict.fromkeys(types))
+
+
+_PASS_THROUGH = _framework_exceptions()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (what `kill` and job schedulers send) into `Terminated` for the duration of a command.
+
+    `Terminated` is a `KeyboardInterrupt`, so stages record `failed: interrupted` and clean their staging
+    exactly as on Ctrl-C. Outside the main thread (where signal handlers cannot be set) nothing changes.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class A3DGroup(TyperGroup):
+    """Typer group that turns a3d's exceptions into one clear message and an exit code."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        from a3d_cli.commands.help_style import tidy_help
+
+        tidy_help(self)  # clean help for this group and every command under it (once)
+        return super().get_params(ctx)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            with _sigterm_as_interrupt():
+                return super().invoke(ctx)
+        except A3DError as exc:
+            raise _fail(ctx, exc.message, exc.hint, exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            signal_name = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            message = "finished stages are kept; re-run the same command to continue."
+            raise _fail(ctx, message, None, code, label=signal_name) from None
+        except _PASS_THROUGH:
+            raise
+        except OSError as exc:
+            mapped = from_os_error(exc)
+            if mapped is None:
+                return _unexpected(ctx, exc)
+            raise _fail(ctx, mapped.message, mapped.hint, mapped.exit_code) from None
+        except Exception as exc:
+            return _unexpected(ctx, exc)
+
+
+def _fail(ctx: typer.Context, message: str, hint: str | None, code: int, label: str = "error") -> typer.Exit:
+    """Print a failure: `label:` and `hint:` lines on stderr, and under --json a JSON object on stdout.
+
+    Returns:
+        the Exit to raise.
+    """
     err.print(f"[bold red]{label}:[/bold red] {message}", highlight=False)
     if hint:
         err.print(f"[bold]hint:[/bold] {hint}", highlight=False)
@@ -36,37 +124,17 @@ def _fail(ctx: click.Context, message: str, hint: str | None, code: int, label: 
     return typer.Exit(code)
 
 
-class A3DGroup(TyperGroup):
-    """Typer group that turns a3d's exceptions into one clear message and an exit code."""
-
-    def get_params(self, ctx: click.Context) -> list[Any]:
-        from a3d_cli.commands.help_style import tidy_help
-
-        tidy_help(self)  # clean help for this group and every command under it (once)
-        return super().get_params(ctx)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except A3DError as exc:
-            raise _fail(ctx, exc.message, exc.hint, exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise _fail(
-                ctx, "finished stages are kept; re-run the same command to continue.", None, EXIT_INTERRUPTED,
-                label="interrupted",
-            ) from None
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-            raise
-        except Exception as exc:
-            opts = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
-            if opts.verbose:
-                raise
-            raise _fail(
-                ctx,
-                f"a3d failed unexpectedly: {type(exc).__name__}: {exc}",
-                "re-run with --verbose for the full traceback, and report it.",
-                EXIT_INTERNAL_ERROR,
-            ) from None
+def _unexpected(ctx: typer.Context, exc: Exception) -> Any:
+    """An exception a3d did not expect: one line and exit 1 (the traceback with --verbose)."""
+    opts = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    if opts.verbose:
+        raise exc
+    raise _fail(
+        ctx,
+        f"a3d failed unexpectedly: {type(exc).__name__}: {exc}",
+        "re-run with --verbose for the full traceback, and report it.",
+        EXIT_INTERNAL_ERROR,
+    ) from None
 
 
 app = typer.Typer(

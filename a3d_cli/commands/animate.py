@@ -88,9 +88,21 @@ def animate(
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = 20_000,
+    allow_external_refs: Annotated[
+        bool,
+        typer.Option(
+            "--allow-external-refs",
+            help="Let the asset reference files outside its own folder (absolute paths, ../). Only for assets you trust.",
+            rich_help_panel=_INPUT,
+        ),
+    ] = False,
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
     ] = 3,
+    freeinit_grid: Annotated[
+        str,
+        typer.Option(help="FreeInit frequency grid: reference (Animate3D's) or centred.", rich_help_panel=_SPEED),
+    ] = "reference",
     preset: Annotated[
         str,
         typer.Option(
@@ -154,7 +166,9 @@ def animate(
         splats=splat_count,
         shade=shade,
         max_vertices=max_vertices,
+        allow_external_refs=allow_external_refs,
         freeinit_iters=freeinit_iters,
+        freeinit_grid=freeinit_grid,
         reconstruct_preset=preset,  # type: ignore[arg-type]  # checked above
         reconstruct_steps=reconstruct_steps,
         resolution=resolution,
