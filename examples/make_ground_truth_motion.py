@@ -21,9 +21,10 @@ What it writes into OUT:
 
 The motion (normalized frame, t = frame / 15, frame 0 = rest) is built from the asset's own axes (long axis
 = the longer horizontal extent, so any asset works), and is smooth in space and time — a product of
-rotations whose angles vary slowly along the long axis, so neighbouring points stay neighbours (no edge
-stretches or shrinks by more than about a quarter, see `max_stretch`; the narrow nod band this replaced
-folded the surface) and every point moves along a smooth path with no jump:
+rotations whose angles vary slowly along the long axis, so neighbouring points stay neighbours (the largest
+edge stretch, `max_stretch`, printed at the end: 25 % on the test creature, 35 % on the fox, 51 % on the
+Duck's neck; the narrow nod band this replaced reached 87 % on the creature and folded the Duck's surface)
+and every point moves along a smooth path with no jump:
     1. a nod of the front half about a lateral axis, up to 14°, twice (a wide smoothstep blend, not a cut);
     2. a twist about the long axis, up to 14° at the ends;
     3. a bend: rotation about the lateral axis that grows linearly along the long axis (±10° at the ends);
