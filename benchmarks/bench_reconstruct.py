@@ -23,7 +23,7 @@ frames, 256², grey background) plus 8 held-out views. For each variant the scri
 3. scores two baselines the same way: the static model (no motion) and the motion field at step 0 (it is
    zero-initialised, so it must equal the static model — a check of the init);
 4. re-runs the fit with device synchronisation around each phase for a profile: data, HexPlane field
-   (+ heads), rasterization (forward), ARAP, backward + optimiser step.
+   (+ heads), rasterization (forward), losses + ARAP, backward + optimiser step.
 
 Results go to --out as JSON and are printed as markdown rows for docs/PERF.md.
 """
@@ -151,6 +151,28 @@ def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -
     }
 
 
+def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tuple:
+    """What the stage hands `fit_motion` for this ground truth: (splats to fit, cameras, targets, masks).
+
+    Masks are computed against the static silhouette, as the stage does for frames without alpha.
+    """
+    from a3d_cli.io.masks import foreground_masks
+
+    video = stage.read_video_frames(gt / "video")
+    cams = stage.read_cameras(gt / "video", run_dir)
+    sd = read_ply(run_dir / "static" / "gaussians.ply").to(device)
+    size = video.rgb.shape[2]
+    with torch.no_grad():
+        _, salpha, _ = motion_fit.render_frames(
+            None, sd, [0], cams.viewmats.to(device), cams.Ks(size, size).to(device), size
+        )
+    masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
+    tg = stage._resize(video.rgb, settings.resolution)
+    mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
+    train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(seed))
+    return train, cams, tg, mk
+
+
 def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> dict:
     """Reconstruct + score one ground-truth folder."""
     run_dir = work / f"run_{name}"
@@ -198,21 +220,8 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     row["psnr_gain_db"] = round(row["result"]["heldout_psnr"] - row["static"]["heldout_psnr"], 3)
     # 4. profile (synchronised phases; a separate run)
     if args.profile:
-        video = stage.read_video_frames(gt / "video")
-        cams = stage.read_cameras(gt / "video", run_dir)
-        from a3d_cli.io.masks import foreground_masks
-
-        sd = static.to(args.device)
         t = time.perf_counter()
-        size = video.rgb.shape[2]
-        with torch.no_grad():
-            _, salpha, _ = motion_fit.render_frames(
-                None, sd, [0], cams.viewmats.to(args.device), cams.Ks(size, size).to(args.device), size
-            )
-        masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
-        tg = stage._resize(video.rgb, settings.resolution)
-        mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
-        train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(args.seed))
+        train, cams, tg, mk = fit_inputs(gt, run_dir, settings, args.device, args.seed)
         data_s = time.perf_counter() - t
         fit = motion_fit.fit_motion(train, cams, tg, mk, settings, seed=args.seed, profile=True)
         prof = {k: round(v, 3) for k, v in fit.profile.items()}
@@ -224,12 +233,12 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| date | device | variant | preset | splats (fit) | steps | res | total s | peak MiB | held-out PSNR (static / step 0) "
-            "| SSIM (static) | vertex err % r (static) | profile s: field / raster / arap / backward |")  # fmt: skip
+            "| SSIM (static) | vertex err % r (static) | profile s: field / raster / loss+ARAP / backward |")  # fmt: skip
     lines = [head, "|" + "---|" * 13]
     today = dt.date.today().isoformat()
     for r in rows:
         p = r.get("profile_seconds", {})
-        prof = " / ".join(str(p.get(k, "-")) for k in ("field", "raster", "arap", "backward")) if p else "-"
+        prof = " / ".join(str(p.get(k, "-")) for k in ("field", "raster", "loss", "backward")) if p else "-"
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {r['variant']} | {r['preset']} | {r['splats']} ({r['fit_splats']}) | {r['steps']} "
             f"| {r['resolution']} | {r['total_seconds']} | {r['peak_memory_mib']} "

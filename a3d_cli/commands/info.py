@@ -1,4 +1,4 @@
-"""`a3d info RUN`: what each stage of a run folder did (from its manifest)."""
+"""`a3d info RUN`: what each stage of a run folder did (from its manifest); `a3d info --warmup`: build gsplat now."""
 
 from __future__ import annotations
 
@@ -39,8 +39,26 @@ def quality(stage: str, metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def info(ctx: typer.Context, run_dir: Annotated[Path, typer.Argument(help="The run folder.", metavar="RUN")]) -> None:
-    """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs."""
+def info(
+    ctx: typer.Context,
+    run_dir: Annotated[Path | None, typer.Argument(help="The run folder.", metavar="RUN", show_default=False)] = None,
+    warmup: Annotated[
+        bool,
+        typer.Option(
+            "--warmup",
+            help="Build gsplat's CUDA rasterizer now (about 1 minute, once per machine) instead of in the first run.",
+        ),
+    ] = False,
+) -> None:
+    """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs (or, with
+    --warmup, pre-build gsplat)."""
+    if warmup:
+        _warmup()
+        return
+    if run_dir is None:
+        from a3d_cli.errors import OptionError
+
+        raise OptionError("a3d info needs a run folder (or --warmup).", hint="Run `a3d info RUN` or `a3d info --warmup`.")
     from a3d_cli.errors import RunFolderError
     from a3d_cli.io.manifest import MANIFEST_NAME, load_manifest
     from a3d_cli.stages.base import ensure_run_dir
@@ -73,3 +91,37 @@ def info(ctx: typer.Context, run_dir: Annotated[Path, typer.Argument(help="The r
             note,
         )
     out.print(table)
+
+
+def _warmup() -> None:
+    """Build (or load) gsplat's CUDA extension into a3d's cache folder and say where and how long it took."""
+    import time
+
+    import torch
+
+    from a3d_cli.console import err
+    from a3d_cli.errors import DeviceError
+    from a3d_cli.kernels.gsplat_build import EXTENSION_NAME, build_needed, use_extensions_dir
+
+    if not torch.cuda.is_available():
+        out.print(
+            "Nothing to build: no CUDA GPU is visible here. gsplat's extension is built on a GPU machine; "
+            "on the CPU a3d renders with its PyTorch rasterizer, which needs no build."
+        )
+        return
+    from a3d_cli.kernels.rasterize_gsplat import gsplat_available
+
+    folder = use_extensions_dir() / EXTENSION_NAME
+    needed = build_needed()
+    if not needed:
+        err.print(f"a3d: loading gsplat's CUDA extension from {folder}", markup=False, highlight=False)
+    start = time.perf_counter()
+    if not gsplat_available():
+        raise DeviceError(
+            "gsplat's CUDA extension could not be built or loaded.",
+            hint='See the compiler\'s error with `VERBOSE=1 python -c "from gsplat.cuda._backend import _C"` '
+            "(it needs the CUDA toolkit's nvcc and a C++ compiler).",
+        )
+    seconds = time.perf_counter() - start
+    verb = "built" if needed else "already built, loaded"
+    out.print(f"gsplat CUDA extension {verb} in {seconds:.1f} s ({folder}).", markup=False, highlight=False)
