@@ -33,6 +33,8 @@ VIEWS_DIR = "static/views"
 """The 4 conditioning views of MV-VDM."""
 VIEWS_CAMERAS = f"{VIEWS_DIR}/cameras.json"
 """Their cameras (`CameraSet.to_json`)."""
+VIEWS_CONTACT_SHEET = f"{VIEWS_DIR}/contact_sheet.png"
+"""The 4 grey views side by side with captions, for a person to check the orientation at a glance."""
 
 
 def view_png(view: int, grey: bool = False) -> str:
@@ -143,6 +145,7 @@ __all__ = [
     "SOURCE_ORIGINAL_DIR",
     "STATIC_PLY",
     "VIEWS_CAMERAS",
+    "VIEWS_CONTACT_SHEET",
     "VIEWS_DIR",
     "MotionKind",
     "export_splat_frame",

@@ -35,7 +35,9 @@ def animate(
     ctx: typer.Context,
     model: Annotated[
         Path,
-        typer.Argument(help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", show_default=False),
+        typer.Argument(
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", metavar="MODEL", show_default=False
+        ),
     ],
     prompt: Annotated[
         str | None, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)
@@ -72,11 +74,18 @@ def animate(
     negative_prompt: Annotated[str, typer.Option(help="Text of MV-VDM's unconditional branch.")] = AnimateOptions.negative_prompt,
     up: Annotated[str, typer.Option(help="The asset's up axis (+x … -z); glTF is +y.", rich_help_panel=_INPUT)] = AnimateOptions.up,
     front: Annotated[
-        str, typer.Option(help="The asset's front axis; it faces the azimuth-0 view.", rich_help_panel=_INPUT)
+        str,
+        typer.Option(
+            help="The asset's front axis (it faces the azimuth-0 view), or auto (see a3d prepare --help).",
+            rich_help_panel=_INPUT,
+        ),
     ] = AnimateOptions.front,
     splat_count: Annotated[
-        int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splats).", rich_help_panel=_INPUT)
+        int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splat-count).", rich_help_panel=_INPUT)
     ] = AnimateOptions.splats,
+    shade: Annotated[
+        str, typer.Option(help="Baked lighting: auto (meshes without texture), on, off.", rich_help_panel=_INPUT)
+    ] = AnimateOptions.shade,
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = AnimateOptions.max_vertices,
@@ -156,6 +165,7 @@ def animate(
         up=up,
         front=front,
         splats=splat_count,
+        shade=shade,
         max_vertices=max_vertices,
         allow_external_refs=allow_external_refs,
         freeinit_iters=freeinit_iters,

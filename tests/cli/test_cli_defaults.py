@@ -33,7 +33,7 @@ def _cameras(name: str):  # noqa: ANN202
 
 # command → (its stage's options, command parameter → options field (or a function giving the expected default))
 COMMANDS = {
-    "prepare": (PrepareOptions, {"splats": "splats"}),
+    "prepare": (PrepareOptions, {"splat_count": "splats"}),
     "mvvideo": (MVVideoOptions, {"compile_blocks": "compile"}),
     "reconstruct": (ReconstructOptions, {}),
     "sds": (
