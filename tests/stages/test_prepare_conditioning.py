@@ -23,7 +23,8 @@ from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 from a3d_cli.mesh.store import mesh_glb_bytes
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 from a3d_cli.stages.base import Runtime
-from a3d_cli.stages.prepare import CONTACT_SHEET, PrepareOptions, run
+from a3d_cli.run_layout import VIEWS_CONTACT_SHEET as CONTACT_SHEET
+from a3d_cli.stages.prepare import PrepareOptions, run
 from a3d_cli.progress import RecordingProgress
 
 FAST = {"splats": 2000, "view_size": 64}
