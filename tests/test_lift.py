@@ -252,3 +252,15 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
     assert result.output.count("error:") == 1 and "Traceback" not in result.output
     assert not run.exists() or not any(p.name != ".a3d.lock" for p in run.iterdir())
     shutil.rmtree(tmp_path / "orbit_in")
+
+
+def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
+    from a3d_cli.stages.lift import LiftOptions
+
+    cuda = LiftOptions().resolved("cuda")
+    assert (cuda.resolution, cuda.steps, cuda.views_per_step, cuda.texture_size) == (576, 2000, 0, 1024)
+    cpu = LiftOptions().resolved("cpu")
+    assert (cpu.resolution, cpu.steps, cpu.views_per_step, cpu.mesh_resolution) == (256, 400, 4, 128)
+    small = LiftOptions(resolution=64, texture_size=300).resolved("cpu")
+    assert small.mesh_resolution == 64 and small.hull_resolution == 32 and small.preview_size == 64
+    assert small.texture_size == 300  # given values are kept

@@ -138,6 +138,7 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
     cams = fusion_cameras(cameras)
     _, alphas, depths = render_chunked(g, cams, settings.depth_size, depth=True)
+    alphas, depths = alphas.to(g.means.device), depths.to(g.means.device)  # fuse where the splats live
     voxel = 2 * half_width / settings.resolution
     tsdf = fuse_tsdf(depths, alphas, cams, settings.resolution, half_width, settings.truncation * voxel, settings.alpha_threshold)
     verts, faces = marching_cubes(tsdf, half_width)

@@ -84,8 +84,17 @@ def _say(progress: Progress | None, phase: str, total: int | None = None) -> Non
         progress.start(phase, total)
 
 
-def lift(views: OrbitViews, settings: LiftSettings, device: str = "cpu", seed: int = 0, progress: Progress | None = None) -> LiftResult:
+def lift(
+    views: OrbitViews,
+    settings: LiftSettings,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+    masks: Tensor | None = None,
+) -> LiftResult:
     """Lift V views with known cameras to splats and a textured mesh.
+
+    `masks` ([V, S, S] at the views' size) skips the mask computation when the caller already has them.
 
     Raises:
         InputError: empty masks, or silhouettes that carve the hull away entirely (cameras that do not
@@ -105,7 +114,7 @@ def lift(views: OrbitViews, settings: LiftSettings, device: str = "cpu", seed: i
 
     # 1. masks at the input size, then everything at the fit size
     _say(progress, "lift: masks and visual hull")
-    full_masks = view_masks(views.images, views.alphas, settings.masks)
+    full_masks = view_masks(views.images, views.alphas, settings.masks) if masks is None else masks
     check_masks(full_masks, views.names)
     size = min(settings.resolution, views.size)
     small = resize_views(views, size)
@@ -160,7 +169,7 @@ def lift(views: OrbitViews, settings: LiftSettings, device: str = "cpu", seed: i
     else:
         _, t_alpha, t_depth = render_chunked(g, cams, tex_views.size, depth=True)
     tol = 3.0 * 2 * half_width / settings.mesh.resolution
-    texture = bake_texture(tv, tfaces, uvs, tex_views.images, t_depth, t_alpha, cams, g.to("cpu"), settings.texture_size, tol)
+    texture = bake_texture(tv, tfaces, uvs, tex_views.images.to(device), t_depth, t_alpha, cams, g.to("cpu"), settings.texture_size, tol)
     mesh = SurfaceMesh(tv, tfaces, np.ones((len(tv), 4), np.float32), uvs, texture)
     seconds["texture"] = time.perf_counter() - t3
     return LiftResult(g.to("cpu"), init.to("cpu"), mesh, masks, rgb, alpha, view_psnr, iou, seconds)

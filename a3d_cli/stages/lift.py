@@ -40,6 +40,17 @@ _DEVICE_DEFAULTS = {
 }
 
 
+def _caps(resolution: int) -> dict[str, int]:
+    """Upper bounds of the size-like defaults for a fit size (at the default sizes they do not bind)."""
+    return {
+        "max_splats": max(100, resolution * resolution // 3),
+        "hull_resolution": max(16, resolution // 2),
+        "mesh_resolution": max(16, resolution),
+        "texture_size": max(32, 2 * resolution),
+        "preview_size": max(32, resolution),
+    }
+
+
 @dataclass(frozen=True)
 class LiftOptions:
     """Options of `a3d lift` (None = the device's default, see `_DEVICE_DEFAULTS`; resolved before running).
@@ -99,11 +110,18 @@ class LiftOptions:
             raise OptionError(f"--fps must be in (0, 120] (got {self.fps}).")
 
     def resolved(self, device: str) -> LiftOptions:
-        """A copy with every None replaced by the default for `device`."""
+        """A copy with every None replaced by the default for `device`.
+
+        A `resolution` below the device's default scales the size-like defaults down with it (they never
+        exceed their cap for that fit size, `_caps`), so a small quick lift is small throughout.
+        """
         pick = 0 if device.startswith("cuda") else 1
-        return dataclasses.replace(
-            self, **{k: v[pick] for k, v in _DEVICE_DEFAULTS.items() if getattr(self, k) is None}
-        )
+        res = self.resolution if self.resolution is not None else _DEVICE_DEFAULTS["resolution"][pick]
+        caps = _caps(res)
+        values = {
+            k: min(v[pick], caps.get(k, v[pick])) for k, v in _DEVICE_DEFAULTS.items() if getattr(self, k) is None
+        }
+        return dataclasses.replace(self, **values)
 
     def settings(self):  # noqa: ANN201 - a LiftSettings (imported lazily)
         """The domain settings of a resolved options object."""
@@ -120,7 +138,9 @@ class LiftOptions:
             max_splats=self.max_splats,  # type: ignore[arg-type]
             fit=LiftFitSettings(steps=self.steps, views_per_step=self.views_per_step),  # type: ignore[arg-type]
             masks=WhiteMaskOptions(threshold=self.white_threshold),
-            mesh=MeshSettings(resolution=self.mesh_resolution, depth_size=max(256, self.resolution), max_faces=self.max_faces),
+            mesh=MeshSettings(
+                resolution=self.mesh_resolution, depth_size=max(self.resolution, 2 * self.mesh_resolution), max_faces=self.max_faces
+            ),
             texture_size=self.texture_size,  # type: ignore[arg-type]
         )
 
@@ -146,7 +166,7 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
         RunFolderError: no RUN/orbit/ (and no --orbit).
     """
     from a3d_cli.errors import RunFolderError
-    from a3d_cli.lift.masks import check_masks, view_masks
+    from a3d_cli.lift.masks import WhiteMaskOptions, check_masks, view_masks
     from a3d_cli.lift.views import load_views
 
     rt = rt or Runtime()
@@ -158,12 +178,11 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
             hint="Run `a3d orbit IMAGE -o RUN` first, or pass --orbit DIR (frames + cameras.json).",
         )
     views = load_views(source)
-    from a3d_cli.lift.masks import WhiteMaskOptions
-
-    check_masks(view_masks(views.images, views.alphas, WhiteMaskOptions(threshold=opts.white_threshold)), views.names)
+    masks = view_masks(views.images, views.alphas, WhiteMaskOptions(threshold=opts.white_threshold))
+    check_masks(masks, views.names)
 
     def body(ctx: StageContext) -> None:
-        _lift(ctx, views, opts)
+        _lift(ctx, views, masks, opts)
 
     return run_stage(
         "lift",
@@ -177,7 +196,7 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
     )
 
 
-def _lift(ctx: StageContext, views, opts: LiftOptions) -> None:  # noqa: ANN001 - OrbitViews
+def _lift(ctx: StageContext, views, masks, opts: LiftOptions) -> None:  # noqa: ANN001 - OrbitViews, [V, S, S]
     import time
 
     from a3d_cli.gaussians.ply import write_ply
@@ -189,14 +208,16 @@ def _lift(ctx: StageContext, views, opts: LiftOptions) -> None:  # noqa: ANN001 
 
     if not views.camera_input:
         ctx.progress.log("the orbit's cameras are nominal (sv3d_u was not told them); the lift trusts them anyway")
-    result = lift(views, opts.settings(), device=ctx.device, seed=ctx.seed, progress=ctx.progress)
+    result = lift(views, opts.settings(), device=ctx.device, seed=ctx.seed, progress=ctx.progress, masks=masks)
     write_ply(ctx.output(f"{OUT}/gaussians.ply"), result.gaussians)
     save_processed_mesh(ctx.output(f"{OUT}/model.glb"), result.mesh)
     for i, m in enumerate(result.masks):
         save_png(ctx.output(f"{OUT}/masks/mask_{i:02d}.png"), m[..., None])
     ctx.progress.start("lift: preview", total=None)
     t = time.perf_counter()
-    frames = turntable(result.gaussians, result.mesh, opts.preview_size, opts.preview_frames, device=ctx.device)  # type: ignore[arg-type]
+    size = opts.preview_size or 0
+    mesh_splats = min(60_000, max(2_000, size * size // 2))  # dense enough to look closed at that size
+    frames = turntable(result.gaussians, result.mesh, size, opts.preview_frames, device=ctx.device, mesh_splats=mesh_splats)
     write_mp4(ctx.output(f"{OUT}/preview.mp4"), frames, fps=opts.fps)
     seconds = {k: round(v, 3) for k, v in result.seconds.items()}
     seconds["preview"] = round(time.perf_counter() - t, 3)
