@@ -63,27 +63,48 @@ def test_missing_sv3d_weights_stop_before_anything_is_written(tmp_path: Path, ph
     assert not run.exists()
 
 
-def test_animate_photo_end_to_end_with_tiny_sv3d_and_mvvdm(tmp_path: Path, photo: Path):
-    from a3d_cli.models.sv3d.testing import write_tiny_checkpoint
-
-    ckpt = write_tiny_checkpoint(tmp_path / "tiny_sv3d_p.safetensors", "sv3d_p", seed=0)
-    run = tmp_path / "RUN"
-    args = [
+def _chain_args(photo: Path, run: Path, ckpt: Path, *extra: str) -> list[str]:
+    return [
         "--json", "--device", "cpu", "animate", str(photo), "--prompt", "it hops", "-o", str(run),
         "--sv3d-checkpoint", str(ckpt), "--orbit-steps", "2", "--lift-steps", "3", "--lift-resolution", "32",
-        "--tiny-model", "--freeinit-iters", "0", "--sds-steps", "1", "--sds-target-size", "32",
         "--splat-count", "150", "--max-vertices", "100", "--reconstruct-steps", "3", "--resolution", "32",
-        "--preview-size", "24",
+        "--preview-size", "24", *extra,
     ]  # fmt: skip
-    result = runner.invoke(make_app(), args)
+
+
+def _check_chain(result, run: Path, expected: list[str]) -> None:  # noqa: ANN001
     assert result.exit_code == 0, result.output
     stages = [s["stage"] for s in json.loads(result.stdout)["stages"]]
-    assert stages == ["orbit", "lift", "prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export"]
+    assert stages == expected
     manifest = load_manifest(run)["stages"]
     assert all(manifest[s]["status"] == "done" for s in stages)
     assert str((run / "lift" / "model.glb").resolve()) in manifest["prepare"]["inputs"]
     assert (run / "export" / "animated.glb").is_file() and (run / "lift" / "gaussians.ply").is_file()
-    # resumable: the same command again finds everything up to date
-    again = runner.invoke(make_app(), args)
+
+
+def test_animate_photo_with_tiny_sv3d_then_a_given_video(tmp_path: Path, photo: Path):
+    """orbit (tiny SV3D) → lift → prepare(lift/model.glb) → reconstruct → mesh-animate → export, then resumed."""
+    from test_animate import make_mesh, make_video
+
+    from a3d_cli.models.sv3d.testing import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny_sv3d_p.safetensors", "sv3d_p", seed=0)
+    video = make_video(make_mesh(tmp_path / "blob.ply"), tmp_path / "video")
+    run = tmp_path / "RUN"
+    args = _chain_args(photo, run, ckpt, "--video", str(video), "--no-sds")
+    _check_chain(runner.invoke(make_app(), args), run, ["orbit", "lift", "prepare", "reconstruct", "mesh-animate", "export"])
+    again = runner.invoke(make_app(), args)  # resumable: the same command finds everything up to date
     assert again.exit_code == 0, again.output
     assert all(s["skipped"] for s in json.loads(again.stdout)["stages"])
+
+
+@pytest.mark.slow
+def test_animate_photo_end_to_end_with_tiny_sv3d_and_mvvdm(tmp_path: Path, photo: Path):
+    """The whole chain with both tiny diffusion models (minutes on a CPU: RUN_SLOW=1)."""
+    from a3d_cli.models.sv3d.testing import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny_sv3d_p.safetensors", "sv3d_p", seed=0)
+    run = tmp_path / "RUN"
+    args = _chain_args(photo, run, ckpt, "--tiny-model", "--freeinit-iters", "0", "--sds-steps", "1", "--sds-target-size", "32")
+    expected = ["orbit", "lift", "prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export"]
+    _check_chain(runner.invoke(make_app(), args), run, expected)
