@@ -104,6 +104,14 @@ def animate(
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = 20_000,
+    allow_external_refs: Annotated[
+        bool,
+        typer.Option(
+            "--allow-external-refs",
+            help="Let the asset reference files outside its own folder (absolute paths, ../). Only for assets you trust.",
+            rich_help_panel=_INPUT,
+        ),
+    ] = False,
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
     ] = 3,
@@ -178,6 +186,7 @@ def animate(
         front=front,
         splats=splat_count,
         max_vertices=max_vertices,
+        allow_external_refs=allow_external_refs,
         freeinit_iters=freeinit_iters,
         reconstruct_preset=preset,  # type: ignore[arg-type]  # checked above
         reconstruct_steps=reconstruct_steps,

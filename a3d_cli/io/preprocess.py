@@ -124,6 +124,9 @@ def _rembg_alpha(rgb: Tensor) -> Tensor:
     return torch.from_numpy(out[..., 3].copy()).float() / 255.0
 
 
+MIN_IMAGE_SIDE = 8  # smaller images hold no object (and background) worth recentring
+
+
 def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
     """Read an image and give it an alpha channel that marks the object.
 
@@ -135,12 +138,19 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
         ([H, W, 4] straight-alpha RGBA in [0, 1], the matte used).
 
     Raises:
-        InputError: not an image, an empty alpha, no alpha and no uniform background.
+        InputError: not an image, smaller than 8 px on a side, an empty alpha, no alpha and no uniform
+            background.
         OptionError: an unknown matte, or rembg asked for but missing.
     """
     if matte not in MATTES:
         raise OptionError(f"--matte must be one of {', '.join(MATTES)} (got {matte}).")
     img = load_png(Path(path))  # [H, W, 1|3|4]; InputError when not an image
+    if min(img.shape[:2]) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"{path} is {img.shape[1]}×{img.shape[0]} pixels; an object image needs at least "
+            f"{MIN_IMAGE_SIDE} pixels on each side.",
+            hint="Give the full-size image (SV3D works at 576×576).",
+        )
     if img.shape[-1] == 1:
         img = img.expand(-1, -1, 3)
     has_alpha = img.shape[-1] == 4

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from a3d_cli.errors import InputError, OptionError
-from a3d_cli.stages.base import Runtime, StageResult, ensure_run_dir
+from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
 from a3d_cli.stages.progress import Progress
 
 Output = Literal["auto", "mesh", "splats"]
@@ -88,6 +88,8 @@ class AnimateOptions:
     """Splats aimed for on meshes (prepare)."""
     max_vertices: int = 20_000
     """Meshes with more vertices are simplified (prepare)."""
+    allow_external_refs: bool = False
+    """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = 3
     """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
     reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
@@ -246,6 +248,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             front=opts.front,
             max_vertices=opts.max_vertices,
             splats=opts.splats,  # type: ignore[arg-type]
+            allow_external_refs=opts.allow_external_refs,
         ),
         "mvvideo": lambda: mvvideo.MVVideoOptions(
             prompt=opts.prompt or "",
@@ -360,16 +363,18 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
     needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
     missing = mvvdm_weights_missing(explicit_weights(opts)) if needs_check else []
     plan = plan_chain(opts, mesh_input, missing, image_input)
-    run_dir = ensure_run_dir(Path(run_dir))
-    calls = stage_calls(opts, plan, run_dir)
     out = AnimateResult(notices=plan.notices)
-    with run_lock(run_dir):  # one process drives the whole chain
-        inner = rt.progress or Progress()
-        for notice in plan.notices:
-            inner.log(notice)
-        for i, call in enumerate(calls.values()):
-            chain_progress = ChainProgress(inner, f"[{i + 1}/{len(calls)}]")
-            out.results.append(call(dataclasses.replace(rt, progress=chain_progress)))
+    # a folder this call makes is removed again unless a stage finished in it
+    with created_folders_removed_on_failure(Path(run_dir), keep=lambda: bool(out.results)):
+        calls = stage_calls(opts, plan, Path(run_dir))  # every stage's options are checked here
+        run_dir = ensure_run_dir(Path(run_dir))
+        with run_lock(run_dir):  # one process drives the whole chain
+            inner = rt.progress or Progress()
+            for notice in plan.notices:
+                inner.log(notice)
+            for i, call in enumerate(calls.values()):
+                chain_progress = ChainProgress(inner, f"[{i + 1}/{len(calls)}]")
+                out.results.append(call(dataclasses.replace(rt, progress=chain_progress)))
     return out
 
 

@@ -171,7 +171,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
     rt = rt or Runtime()
     image_path = Path(opts.image)
     if not image_path.is_file():
-        raise InputError(f"Image {image_path} does not exist.")
+        raise InputError(f"Image {image_path} does not exist.", hint="Check the path and its spelling.")
     explicit = Path(opts.checkpoint).expanduser() if opts.checkpoint else None
     ckpt = resolve(opts.model, explicit)
     stat = ckpt.stat()
