@@ -171,7 +171,6 @@ def _orbit_folder(root: Path, g, orbit, model: str, order: str) -> Path:  # noqa
 )
 def test_orbit_folders_pair_each_frame_with_its_camera(tmp_path: Path, toy, model: str, kind: str, order: str) -> None:
     from a3d_cli.lift import hull as H
-    from a3d_cli.lift.views import scene_radius
 
     orbit = dynamic_orbit(seed=3) if kind == "dynamic" else static_orbit(10.0)
     folder = _orbit_folder(tmp_path, toy["g"], orbit, model, order)
