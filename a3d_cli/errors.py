@@ -61,6 +61,10 @@ class StageFailed(A3DError):
     exit_code = 1
 
 
+class PrecisionError(A3DError):
+    """A network produced NaN or infinite values (in half precision: an overflow); the hint names a --dtype."""
+
+
 class DiskError(A3DError):
     """The disk refused a write a user can fix: no space left, quota exceeded, read-only file system."""
 

@@ -115,6 +115,10 @@ def animate(
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
     ] = 3,
+    freeinit_grid: Annotated[
+        str,
+        typer.Option(help="FreeInit frequency grid: reference (Animate3D's) or centred.", rich_help_panel=_SPEED),
+    ] = "reference",
     preset: Annotated[
         str,
         typer.Option(
@@ -188,6 +192,7 @@ def animate(
         max_vertices=max_vertices,
         allow_external_refs=allow_external_refs,
         freeinit_iters=freeinit_iters,
+        freeinit_grid=freeinit_grid,
         reconstruct_preset=preset,  # type: ignore[arg-type]  # checked above
         reconstruct_steps=reconstruct_steps,
         resolution=resolution,

@@ -14,6 +14,11 @@ On disk, one `vertex` element with float32 properties, in this order:
 - `rot_0..3` is the quaternion w, x, y, z (readers normalise it).
 - `nx ny nz` are written as zeros (unused by 3DGS, expected by some tools) and ignored on read.
 
+Axes: the file stores whatever frame the caller's splats are in; a3d's own frame is +Y up (as glTF). The
+original 3DGS viewers (SIBR, and web viewers made for COLMAP scenes) expect COLMAP's camera convention,
++Y *down*; `convention_rotation("inria")` is the proper rotation (180° about X: y → −y, z → −z) that turns a
++Y-up set into that convention without mirroring it.
+
 Reading accepts binary (either endianness) and ASCII files, any property order, float or double types and
 extra properties (they are ignored).
 
@@ -29,6 +34,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,6 +42,19 @@ import torch
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import SH_C0, Gaussians
 from a3d_cli.io.atomic import atomic_path
+
+PlyConvention = Literal["yup", "inria"]
+PLY_CONVENTIONS = ("yup", "inria")
+
+
+def convention_rotation(convention: PlyConvention) -> np.ndarray:
+    """[3, 3] rotation from a3d's +Y-up axes to those of a PLY convention ("yup": identity; "inria": Y down)."""
+    if convention == "yup":
+        return np.eye(3)
+    if convention == "inria":
+        return np.diag([1.0, -1.0, -1.0])
+    raise ValueError(f"convention must be one of {PLY_CONVENTIONS}, got {convention!r}")
+
 
 # Properties a file must have to be read as 3DGS (f_rest_* and normals are optional).
 REQUIRED_PROPERTIES: tuple[str, ...] = (
@@ -344,8 +363,11 @@ def write_ply(path: str | os.PathLike[str], g: Gaussians) -> None:
 
 
 __all__ = [
+    "PLY_CONVENTIONS",
     "REQUIRED_PROPERTIES",
+    "PlyConvention",
     "PlyHeader",
+    "convention_rotation",
     "gaussians_to_table",
     "is_gaussian_ply",
     "read_ply",

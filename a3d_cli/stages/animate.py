@@ -92,6 +92,8 @@ class AnimateOptions:
     """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = 3
     """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
+    freeinit_grid: str = "reference"
+    """FreeInit frequency grid of the video generation: reference (Animate3D's) or centred (mvvideo)."""
     reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
     """Motion-fit preset: quickstart on CPU, reference on GPU by default."""
     reconstruct_steps: int | None = None
@@ -254,6 +256,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             prompt=opts.prompt or "",
             negative_prompt=opts.negative_prompt,
             freeinit_iters=opts.freeinit_iters,
+            freeinit_grid=opts.freeinit_grid,
             dtype=opts.dtype,
             compile=opts.compile,
             tiny_model=opts.tiny_model,

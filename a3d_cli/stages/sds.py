@@ -48,6 +48,9 @@ REFINED = "motion/refined.safetensors"
 PREVIEW = "motion/refined_preview.mp4"
 BACKGROUND = 0.5  # grey, as MV-VDM was trained and the reference renders
 REQUIRES = {STATIC: "a3d prepare MODEL -o RUN", COARSE: "a3d reconstruct RUN"}
+#: What `--dtype auto` means on CUDA for MV-VDM here (off CUDA it is fp32): the one place to change it.
+#: The reference guidance (Animate3D's threestudio guidance) loads MV-VDM in fp16; bf16 is a3d's choice.
+DEFAULT_CUDA_DTYPE = "bf16"
 WEIGHTS_ALTERNATIVE = "Or skip refinement: `a3d animate --no-sds`."
 """The last sentence of the missing-weights hint: the chain runs without this stage."""
 
@@ -429,7 +432,7 @@ def run(
             from a3d_cli.models.sds import load_mvvdm_denoiser
 
             ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
-            den = load_mvvdm_denoiser(weights, ctx.device, torch_dtype(opts.dtype, ctx.device, cuda_auto="bf16"), ctx.seed)
+            den = load_mvvdm_denoiser(weights, ctx.device, torch_dtype(opts.dtype, ctx.device, cuda_auto=DEFAULT_CUDA_DTYPE), ctx.seed)
         # 2. optimise (CUDA backend flags always; regional compilation of MV-VDM when asked)
         from a3d_cli.models.acceleration import accelerate
 
