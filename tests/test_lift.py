@@ -102,7 +102,7 @@ def test_lift_outputs_feed_prepare(lifted: Path, tmp_path: Path) -> None:
     app = a3d_app("prepare", prepare_command)
     for name in ("model.glb", "gaussians.ply"):
         run = tmp_path / name
-        result = runner.invoke(app, ["--device", "cpu", "prepare", str(lifted / "lift" / name), "-o", str(run), "--splats", "2000", "--view-size", "32"])
+        result = runner.invoke(app, ["--device", "cpu", "prepare", str(lifted / "lift" / name), "-o", str(run), "--splat-count", "2000", "--view-size", "32", "--front", "+z"])
         assert result.exit_code == 0, result.output
         assert (run / "static/gaussians.ply").is_file()
         assert load_manifest(run)["stages"]["prepare"]["metrics"]["kind"] == ("mesh" if name.endswith("glb") else "gaussians")

@@ -37,6 +37,7 @@ def animate(
         Path,
         typer.Argument(
             help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply, 3DGS .ply, or an object image (.png, .jpg, .webp).",
+            metavar="MODEL",
             show_default=False,
         ),
     ],
@@ -96,11 +97,18 @@ def animate(
     ] = None,
     up: Annotated[str, typer.Option(help="The asset's up axis (+x … -z); glTF is +y.", rich_help_panel=_INPUT)] = "+y",
     front: Annotated[
-        str, typer.Option(help="The asset's front axis; it faces the azimuth-0 view.", rich_help_panel=_INPUT)
-    ] = "+z",
+        str,
+        typer.Option(
+            help="The asset's front axis (it faces the azimuth-0 view), or auto (see a3d prepare --help).",
+            rich_help_panel=_INPUT,
+        ),
+    ] = "auto",
     splat_count: Annotated[
-        int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splats).", rich_help_panel=_INPUT)
+        int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splat-count).", rich_help_panel=_INPUT)
     ] = 20_000,
+    shade: Annotated[
+        str, typer.Option(help="Baked lighting: auto (meshes without texture), on, off.", rich_help_panel=_INPUT)
+    ] = "auto",
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = 20_000,
@@ -189,6 +197,7 @@ def animate(
         up=up,
         front=front,
         splats=splat_count,
+        shade=shade,
         max_vertices=max_vertices,
         allow_external_refs=allow_external_refs,
         freeinit_iters=freeinit_iters,
