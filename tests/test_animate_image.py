@@ -45,6 +45,7 @@ def test_prepare_reads_the_lifted_model(tmp_path: Path):
     calls = stage_calls(opts, plan, tmp_path / "RUN")
     prep = calls["prepare"].__defaults__[1]  # the PrepareOptions bound to the call
     assert Path(prep.model) == (tmp_path / "RUN" / "lift" / "model.glb").absolute()
+    assert (prep.up, prep.front) == ("+y", "+z")  # the lift's frame, not prepare's guess
 
 
 def test_orbit_folder_needs_an_image_input():
