@@ -70,7 +70,7 @@ def test_kernels_import_only_kernels():
 
 
 @pytest.mark.parametrize(
-    "layer", ["models", "gaussians", "render", "mesh", "io", "weights", "geometry", "run_layout", "progress"]
+    "layer", ["models", "gaussians", "render", "mesh", "lift", "io", "weights", "geometry", "run_layout", "progress"]
 )
 def test_domain_never_imports_stages_or_the_command_line(layer: str):
     assert _violations((f"a3d_cli.{layer}",), ("a3d_cli.stages", *UPPER)) == []

@@ -24,6 +24,7 @@ from a3d_cli.stages.animate import AnimateOptions
 
 _INPUT = "Input"
 _SPEED = "Speed"
+_IMAGE = "Image input (orbit → lift)"
 
 
 def default_run_dir(model: Path) -> Path:
@@ -36,7 +37,9 @@ def animate(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", metavar="MODEL", show_default=False
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply, 3DGS .ply, or an object image (.png, .jpg, .webp).",
+            metavar="MODEL",
+            show_default=False,
         ),
     ],
     prompt: Annotated[
@@ -72,6 +75,27 @@ def animate(
         ),
     ] = None,
     negative_prompt: Annotated[str, typer.Option(help="Text of MV-VDM's unconditional branch.")] = AnimateOptions.negative_prompt,
+    orbit: Annotated[
+        Path | None,
+        typer.Option(
+            help="Image input: lift this folder (frame_XX.png + cameras.json) instead of sampling SV3D.",
+            rich_help_panel=_IMAGE,
+            show_default=False,
+        ),
+    ] = None,
+    sv3d_model: Annotated[str, typer.Option(help="Image input: sv3d_p or sv3d_u.", rich_help_panel=_IMAGE)] = AnimateOptions.sv3d_model,
+    sv3d_checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Image input: the SV3D file (default: found by `a3d weights`).", rich_help_panel=_IMAGE, show_default=False),
+    ] = None,
+    orbit_steps: Annotated[int, typer.Option(help="Image input: SV3D sampling steps.", rich_help_panel=_IMAGE)] = AnimateOptions.orbit_steps,
+    elevation: Annotated[float, typer.Option(help="Image input: orbit elevation in degrees.", rich_help_panel=_IMAGE)] = AnimateOptions.elevation,
+    lift_steps: Annotated[
+        int | None, typer.Option(help="Image input: lift fit steps (default: by device).", rich_help_panel=_IMAGE, show_default=False)
+    ] = None,
+    lift_resolution: Annotated[
+        int | None, typer.Option(help="Image input: lift fit size (default: by device).", rich_help_panel=_IMAGE, show_default=False)
+    ] = None,
     up: Annotated[str, typer.Option(help="The asset's up axis (+x … -z); glTF is +y.", rich_help_panel=_INPUT)] = AnimateOptions.up,
     front: Annotated[
         str,
@@ -144,6 +168,8 @@ def animate(
 ) -> None:
     """Animate MODEL: prepare → mvvideo → reconstruct → sds → mesh-animate → export, resumable.
 
+    An object image first becomes a 3D asset in the same run: orbit (SV3D) → lift → prepare on lift/model.glb.
+
     Re-running the same command after an interrupt continues from the last finished stage; changing an
     option re-runs only the stages it affects.
     """
@@ -160,6 +186,13 @@ def animate(
         prompt=prompt,
         negative_prompt=negative_prompt,
         video=optional_path(video),
+        orbit=optional_path(orbit),
+        sv3d_model=sv3d_model,  # type: ignore[arg-type]  # checked by AnimateOptions
+        sv3d_checkpoint=optional_path(sv3d_checkpoint),
+        orbit_steps=orbit_steps,
+        elevation=elevation,
+        lift_steps=lift_steps,
+        lift_resolution=lift_resolution,
         sds=sds,
         output="auto" if mesh is None else ("mesh" if mesh else "splats"),
         up=up,

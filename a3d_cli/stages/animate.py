@@ -1,5 +1,9 @@
 """`a3d animate`: the whole chain in one run folder — prepare → mvvideo → reconstruct → sds → mesh-animate → export.
 
+An image input (.png, .jpg, .jpeg, .webp) is first made into a 3D asset in the same run folder: orbit
+(SV3D) → lift (splats + textured mesh) → prepare on `lift/model.glb` → the rest. `orbit` (a folder of
+frames + cameras.json) skips SV3D and lifts that folder instead.
+
 Each link is the ordinary stage (`a3d_cli.stages.<name>.run`), so the run folder, the manifest and the
 skip rules are exactly those of running the commands one by one. Resuming is therefore free: re-running
 the same command skips every stage whose options and input files are unchanged and continues with the first
@@ -10,6 +14,7 @@ it reads — every later stage whose inputs changed as a result, and nothing bef
 Which links run is decided up front by `plan_chain` (a pure function, so it is tested without running
 anything):
 
+* image inputs start with orbit (unless `orbit` gives a folder) and lift; prepare then reads `lift/model.glb`;
 * mvvideo runs unless a video folder is given (`video`); it needs the MV-VDM weights;
 * sds runs when asked (`sds=True`) or, by default (`sds=None`), when there is a prompt and the MV-VDM
   weights are on this machine; with `--video`, no prompt or no weights it is skipped with a notice;
@@ -32,6 +37,7 @@ from a3d_cli.errors import InputError, OptionError
 from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
 from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
+from a3d_cli.stages.orbit import OrbitOptions
 from a3d_cli.stages.prepare import PrepareOptions
 from a3d_cli.stages.sds import SdsOptions
 from a3d_cli.progress import Progress
@@ -41,7 +47,15 @@ VIDEO_ALTERNATIVE = (
     "Or animate from a multi-view video you already have: `a3d animate MODEL --video DIR` "
     "(DIR holds v{view}_f{frame:02d}.png, 4 views × 16 frames)."
 )
-STAGE_ORDER = ("prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
+STAGE_ORDER = ("orbit", "lift", "prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+"""Inputs with these suffixes are images: the chain starts with orbit → lift."""
+LIFTED_MODEL = "lift/model.glb"
+
+
+def is_image_input(model: str | Path) -> bool:
+    """Whether `animate` treats `model` as a picture of an object (orbit → lift first)."""
+    return Path(model).suffix.lower() in IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,21 @@ class AnimateOptions:
     """Options of `a3d animate` (the common knobs of each stage; the stage commands offer every one)."""
 
     model: str
-    """Input asset: .glb, .gltf, .obj, mesh .ply or 3DGS .ply."""
+    """Input asset: .glb, .gltf, .obj, mesh .ply or 3DGS .ply, or an object image (.png, .jpg, .webp)."""
+    orbit: str | None = None
+    """Image inputs: a folder of frames + cameras.json (docs/lift.md) lifted instead of sampling SV3D."""
+    sv3d_model: Literal["sv3d_u", "sv3d_p"] = OrbitOptions.model
+    """Image inputs: the SV3D variant of the orbit stage."""
+    sv3d_checkpoint: str | None = None
+    """Image inputs: explicit SV3D checkpoint (default: resolved by `a3d weights`)."""
+    orbit_steps: int = OrbitOptions.steps
+    """Image inputs: SV3D sampling steps."""
+    elevation: float = OrbitOptions.elevation[0]
+    """Image inputs: the orbit's camera elevation in degrees."""
+    lift_steps: int | None = None
+    """Image inputs: splat-fit steps of the lift (None: the device's default)."""
+    lift_resolution: int | None = None
+    """Image inputs: fit size of the lift (None: the device's default)."""
     prompt: str | None = None
     """The motion ("a fox wags its tail"); needed unless `video` is given."""
     negative_prompt: str = MVVideoOptions.negative_prompt
@@ -118,6 +146,13 @@ class AnimateOptions:
             )
         if self.output not in ("auto", "mesh", "splats"):
             raise OptionError(f"the export choice must be auto, mesh or splats, got {self.output!r}.")
+        if self.orbit is not None and not is_image_input(self.model):
+            raise OptionError(
+                "--orbit lifts frames of an object image; the input is already a 3D model.",
+                hint="Drop --orbit, or pass the object image (.png/.jpg/.webp) as the input.",
+            )
+        if self.sv3d_model not in ("sv3d_u", "sv3d_p"):
+            raise OptionError(f"--sv3d-model must be sv3d_u or sv3d_p (got {self.sv3d_model}).")
         if self.sds_steps < 0 or (self.reconstruct_steps is not None and self.reconstruct_steps < 0):
             raise OptionError("--sds-steps and --reconstruct-steps must be >= 0.")
 
@@ -137,13 +172,14 @@ class ChainPlan:
     mesh_input: bool = True
 
 
-def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str]) -> ChainPlan:
+def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str], image_input: bool = False) -> ChainPlan:
     """Decide the chain from the options, the input kind and which MV-VDM files are missing.
 
     Args:
         opts: animate options.
-        mesh_input: the input is a mesh.
+        mesh_input: the input is a mesh (always true for images: the lift makes one).
         weights_missing: registry names of MV-VDM files not found (`[]` when all are there or not needed).
+        image_input: the input is an object image (orbit → lift come first).
 
     Raises:
         WeightsMissing: the chain needs MV-VDM (no `video`, or `sds=True`) and files are missing.
@@ -152,8 +188,15 @@ def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str
     from a3d_cli.models.mvvdm.weights import explicit_weights, resolve_mvvdm_weights
     from a3d_cli.stages.sds import WEIGHTS_ALTERNATIVE
 
-    stages = ["prepare"]
+    stages: list[str] = []
     notices: list[str] = []
+    if image_input:
+        if opts.orbit is None:
+            stages.append("orbit")
+        else:
+            notices.append("orbit: skipped (--orbit: lifting the given frames)")
+        stages.append("lift")
+    stages.append("prepare")
     have_weights = opts.tiny_model or not weights_missing
     if not have_weights:
         # raises WeightsMissing with the full message, naming the first stage that needs the weights
@@ -190,7 +233,7 @@ def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str
 
 def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[str, Callable[[Runtime], StageResult]]:
     """One call per planned stage, with that stage's options built from the animate options."""
-    from a3d_cli.stages import export, mesh_animate, mvvideo, prepare, reconstruct, sds
+    from a3d_cli.stages import export, lift, mesh_animate, mvvideo, orbit, prepare, reconstruct, sds
 
     motion = "refined" if "sds" in plan.stages else "coarse"  # explicit: a stale refined file must not win
     weights = {
@@ -199,11 +242,25 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
         "image_encoder": opts.image_encoder,
         "motion_modules": opts.motion_modules,
     }
+    image_input = "lift" in plan.stages
+    prepared = (Path(run_dir) / LIFTED_MODEL).absolute() if image_input else Path(opts.model).expanduser().absolute()
     builders: dict[str, Callable[[], Any]] = {
+        "orbit": lambda: orbit.OrbitOptions(
+            image=str(Path(opts.model).expanduser().absolute()),
+            model=opts.sv3d_model,
+            checkpoint=opts.sv3d_checkpoint,
+            steps=opts.orbit_steps,
+            elevation=(opts.elevation,),
+        ),
+        "lift": lambda: lift.LiftOptions(
+            orbit=None if opts.orbit is None else str(Path(opts.orbit).expanduser().absolute()),
+            steps=opts.lift_steps,
+            resolution=opts.lift_resolution,
+        ),
         "prepare": lambda: prepare.PrepareOptions(
-            model=str(Path(opts.model).expanduser().absolute()),
-            up=opts.up,
-            front=opts.front,
+            model=str(prepared),
+            up="+y" if image_input else opts.up,  # a lifted model is in the orbit's frame: +Y up,
+            front="+z" if image_input else opts.front,  # the input view's side facing +Z
             shade=opts.shade,  # type: ignore[arg-type]
             max_vertices=opts.max_vertices,
             splats=opts.splats,  # type: ignore[arg-type]
@@ -240,6 +297,8 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
         "export": lambda: export.ExportOptions(motion=motion, size=opts.preview_size),  # type: ignore[arg-type]
     }
     modules = {
+        "orbit": orbit,
+        "lift": lift,
         "prepare": prepare,
         "mvvideo": mvvideo,
         "reconstruct": reconstruct,
@@ -252,6 +311,20 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
         stage_opts = builders[name]()  # validate every stage's options before anything runs
         calls[name] = lambda rt, m=modules[name], o=stage_opts: m.run(run_dir, o, rt)
     return calls
+
+
+def _check_image_input(opts: AnimateOptions) -> None:
+    """An image input exists, and the SV3D weights resolve unless `orbit` replaces SV3D (else exit 2 now)."""
+    image = Path(opts.model).expanduser()
+    if not image.is_file():
+        raise InputError(f"Image {image} does not exist.")
+    if opts.orbit is not None:
+        if not Path(opts.orbit).expanduser().is_dir():
+            raise InputError(f"The orbit folder {opts.orbit} does not exist.")
+        return
+    from a3d_cli.weights import resolve
+
+    resolve(opts.sv3d_model, Path(opts.sv3d_checkpoint).expanduser() if opts.sv3d_checkpoint else None)
 
 
 class ChainProgress(Progress):
@@ -298,10 +371,15 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
 
     rt = rt or Runtime()
     # 0. pre-flight: the input, the weights, every stage's options — before anything is written
-    mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
+    image_input = is_image_input(opts.model)
+    if image_input:
+        _check_image_input(opts)
+        mesh_input = True
+    else:
+        mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
     needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
     missing = mvvdm_weights_missing(explicit_weights(opts)) if needs_check else []
-    plan = plan_chain(opts, mesh_input, missing)
+    plan = plan_chain(opts, mesh_input, missing, image_input)
     out = AnimateResult(notices=plan.notices)
     # a folder this call makes is removed again unless a stage finished in it
     with created_folders_removed_on_failure(Path(run_dir), keep=lambda: bool(out.results)):
@@ -318,11 +396,13 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
 
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "STAGE_ORDER",
     "AnimateOptions",
     "AnimateResult",
     "ChainPlan",
     "ChainProgress",
+    "is_image_input",
     "plan_chain",
     "run",
     "stage_calls",

@@ -1,0 +1,111 @@
+"""Ground-truth orbits of known meshes: what `a3d lift` is tested and benchmarked against.
+
+A mesh (the bundled fox, a procedural toy, any asset a3d can load) is normalized into SV3D's frame
+(centred, farthest point at `radius` from the origin, +Y up, front +Z), turned into dense surface splats
+(`mesh.to_gaussians`, the same construction `a3d prepare` uses) and rendered with a3d's rasterizer from
+an orbit's cameras on white, with straight alpha. `write_orbit_folder` stores that in the layout
+`a3d orbit` writes, so the result goes through `a3d lift --orbit DIR` like any user turntable.
+
+Examples:
+    >>> mesh = toy_mesh()
+    >>> rgba, cams = render_orbit(mesh, static_orbit(10.0), size=64)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.mesh.surface import SurfaceMesh
+from a3d_cli.render.cameras import CameraSet
+
+OBJECT_RADIUS = 0.5
+"""Farthest point of a ground-truth object from the origin: it fills about 80 % of an SV3D frame."""
+
+
+def normalized(mesh: SurfaceMesh, radius: float = OBJECT_RADIUS) -> SurfaceMesh:
+    """`mesh` centred on its bounding box and scaled so its farthest vertex is `radius` away."""
+    from a3d_cli.mesh.normalize import fit_normalization
+
+    norm = fit_normalization(mesh.vertices, "+y", "+z", radius=radius)
+    return mesh.with_vertices(norm.apply(mesh.vertices))
+
+
+def toy_mesh(white_top: float | None = None) -> SurfaceMesh:
+    """A procedural test object: a striped box with a ball on it, vertex-coloured.
+
+    Args:
+        white_top: when given, the ball has this grey level (e.g. 0.93: a light part touching the
+            white background in every view); otherwise it is orange.
+    """
+    import trimesh
+
+    box = trimesh.creation.box(extents=(0.8, 0.45, 0.5))
+    box.apply_translation((0.0, -0.2, 0.0))
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.28)
+    ball.apply_translation((0.12, 0.22, 0.05))
+    box = box.subdivide().subdivide().subdivide()
+    v = box.vertices
+    stripes = (np.sin(v[:, 0] * 14) > 0)[:, None]
+    box_col = np.where(stripes, [0.15, 0.35, 0.85], [0.85, 0.25, 0.15]) * (0.8 + 0.2 * (v[:, 2:3] > 0))
+    ball_col = np.full((len(ball.vertices), 3), white_top if white_top is not None else 0.0)
+    if white_top is None:
+        ball_col[:] = [0.95, 0.6, 0.1]
+    verts = np.concatenate([box.vertices, ball.vertices])
+    faces = np.concatenate([box.faces, ball.faces + len(box.vertices)])
+    colors = np.concatenate([np.concatenate([box_col, ball_col]), np.ones((len(verts), 1))], axis=1).astype(np.float32)
+    return SurfaceMesh(verts.astype(np.float64), faces.astype(np.int64), colors)
+
+
+def mesh_splats(mesh: SurfaceMesh, splats: int = 60_000, seed: int = 0) -> Gaussians:
+    """Dense surface splats of a mesh (`mesh.to_gaussians`): how a3d renders a mesh."""
+    from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
+
+    g, _ = mesh_to_gaussians(mesh, splats, seed=seed)
+    return g
+
+
+def render_rgba(g: Gaussians, cameras: CameraSet, size: int, chunk: int = 8) -> Tensor:
+    """[V, S, S, 4] straight RGBA renders of splats (CPU result, any device for `g`)."""
+    from a3d_cli.kernels import rasterize
+
+    dev = g.means.device
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(cameras), chunk):
+            vm = cameras.viewmats[s : s + chunk].to(dev)
+            ks = cameras.Ks(size, size)[s : s + chunk].to(dev)
+            r = rasterize(g.means, g.quats, g.scales, g.opacities, g.colors, vm, ks, size, size,
+                          backgrounds=torch.zeros(vm.shape[0], 3, device=dev))  # fmt: skip
+            a = r.alphas.clamp(0, 1)
+            rgb = torch.where(a > 1e-6, r.colors / a.clamp_min(1e-6), torch.zeros_like(r.colors)).clamp(0, 1)
+            out.append(torch.cat([rgb, a], dim=-1).cpu())
+    return torch.cat(out)
+
+
+def on_white(rgba: Tensor) -> Tensor:
+    """[..., 4] straight RGBA → [..., 3] composited on white."""
+    return rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+
+
+def write_orbit_folder(folder: Path, rgba: Tensor, cameras: CameraSet, alpha: bool = False, extra: dict | None = None) -> Path:
+    """Store views as `frame_XX.png` (+ `cameras.json`), RGB on white or RGBA with `alpha`."""
+    from a3d_cli.io.images import save_png
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    size = rgba.shape[1]
+    for i in range(rgba.shape[0]):
+        save_png(folder / f"frame_{i:02d}.png", rgba[i] if alpha else on_white(rgba[i]))
+    data = cameras.to_json(size, size)
+    data.update(extra or {})
+    (folder / "cameras.json").write_text(json.dumps(data, indent=2))
+    return folder
+
+
+__all__ = ["OBJECT_RADIUS", "mesh_splats", "normalized", "on_white", "render_rgba", "toy_mesh", "write_orbit_folder"]

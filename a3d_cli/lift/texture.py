@@ -1,0 +1,164 @@
+"""UV atlas (xatlas) and a colour texture baked from the views onto a lifted mesh.
+
+Each texel of the atlas is a point on the mesh (found by rasterizing the UV triangles in texture space).
+Its colour is the weighted mean of the views that see it: a view counts when the point projects inside
+it, lies on the fitted surface there (its camera depth is within `depth_tolerance` of the splats'
+rendered depth, i.e. it is not hidden) and faces the camera; the weight is cos²(normal, view direction),
+so grazing views, which smear colour, count little. Texels no view sees (under the object) take the
+colour of the nearest fitted splat. Finally the atlas is padded a few texels around every chart so that
+mip-mapping and bilinear filtering do not pull in the background at seams.
+
+Examples:
+    >>> uv, vmap, faces = unwrap(vertices, faces)  # doctest: +SKIP
+    >>> tex = bake_texture(vertices[vmap], faces, uv, views.images, depths, views.cameras, g, size=1024)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.lift.hull import project, sample_images
+from a3d_cli.render.cameras import CameraSet
+
+PADDING = 4
+"""Texels grown around every chart."""
+
+
+def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """xatlas parametrization.
+
+    Returns:
+        (uvs [V', 2] in [0, 1] with origin bottom-left as glTF-via-trimesh expects, vmapping [V'] original
+        vertex of each new vertex, faces [T, 3] into the new vertices).
+    """
+    import xatlas
+
+    pack = xatlas.PackOptions()
+    pack.resolution = int(resolution)
+    pack.padding = PADDING // 2
+    pack.bilinear = True
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
+    atlas.generate(pack_options=pack)
+    vmapping, indices, uvs = atlas[0]
+    return uvs.astype(np.float64), vmapping.astype(np.int64), indices.astype(np.int64)
+
+
+def texel_points(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Rasterize the UV triangles: the texels every face covers and where they sit on the mesh.
+
+    Returns:
+        (texel index [P] into the flattened size×size image (row 0 = top), points [P, 3], normals [P, 3]).
+    """
+    v = torch.from_numpy(vertices).float()
+    f = torch.from_numpy(faces)
+    uv = torch.from_numpy(uvs).float() * size  # texel units, v up
+    uv = torch.stack([uv[:, 0], size - uv[:, 1]], dim=1)  # image rows go down
+    tri = uv[f]  # [T, 3, 2]
+    lo = tri.min(1).values.floor().clamp(0, size - 1).long()  # [T, 2]
+    hi = tri.max(1).values.ceil().clamp(1, size).long()  # [T, 2]
+    wh = (hi - lo).clamp_min(1)  # [T, 2]
+    counts = wh[:, 0] * wh[:, 1]
+    face = torch.repeat_interleave(torch.arange(len(f)), counts)  # [Q]
+    offset = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    x = lo[face, 0] + offset % wh[face, 0]
+    y = lo[face, 1] + offset // wh[face, 0]
+    p = torch.stack([x.float() + 0.5, y.float() + 0.5], dim=1)  # texel centres
+    a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
+    v0, v1, v2 = b - a, c - a, p - a
+    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
+    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
+    den = (d00 * d11 - d01 * d01)
+    ok = den.abs() > 1e-12
+    den = torch.where(ok, den, torch.ones_like(den))
+    w1 = (d11 * d20 - d01 * d21) / den
+    w2 = (d00 * d21 - d01 * d20) / den
+    w0 = 1 - w1 - w2
+    bary = torch.stack([w0, w1, w2], dim=1)
+    inside = ok & (bary >= -1e-4).all(1)
+    face, bary, x, y = face[inside], bary[inside], x[inside], y[inside]
+    corners = v[f[face]]  # [P, 3, 3]
+    points = (bary[:, :, None] * corners).sum(1)
+    normals = F.normalize(torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1), dim=-1)
+    return y * size + x, points, normals
+
+
+def view_colours(
+    points: Tensor, normals: Tensor, images: Tensor, depths: Tensor, alphas: Tensor, cameras: CameraSet,
+    depth_tolerance: float, chunk: int = 1 << 16,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Visibility-weighted mean colour of points over the views.
+
+    Args:
+        points, normals: [P, 3]; images: [V, S, S, 3]; depths, alphas: [V, S, S] the splats' renders.
+
+    Returns:
+        (colours [P, 3], total weight [P]; 0 where no view sees the point).
+    """
+    size = images.shape[1]
+    centres = cameras.c2w[:, :3, 3].to(points)  # [V, 3]
+    maps = torch.cat([images, depths[..., None], alphas[..., None]], dim=-1)  # [V, S, S, 5]
+    cols, weights = [], []
+    for s in range(0, points.shape[0], chunk):
+        p, n = points[s : s + chunk], normals[s : s + chunk]
+        uv, z = project(p, cameras, size)
+        smp = sample_images(maps, uv, mode="bilinear")  # [V, P, 5]
+        near = sample_images(maps[..., 3:5], uv, mode="nearest")  # [V, P, 2] depth and alpha, no blending
+        inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
+        visible = inside & (near[..., 1] > 0.5) & ((z - near[..., 0]).abs() < depth_tolerance)
+        facing = (F.normalize(centres[:, None] - p[None], dim=-1) * n[None]).sum(-1).clamp_min(0)  # [V, P]
+        w = visible.float() * facing.square()
+        total = w.sum(0)
+        cols.append((w[..., None] * smp[..., :3]).sum(0) / total.clamp_min(1e-8)[:, None])
+        weights.append(total)
+    return torch.cat(cols), torch.cat(weights)
+
+
+def nearest_splat_colours(points: Tensor, g: Gaussians) -> Tensor:
+    """Colour of the nearest splat centre for each point [P, 3] (scipy's k-d tree)."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(g.means.detach().cpu().numpy())
+    _, idx = tree.query(points.cpu().numpy(), k=1)
+    return g.colors.detach().cpu()[torch.from_numpy(idx)]
+
+
+def pad_charts(image: Tensor, filled: Tensor, iterations: int = PADDING) -> Tensor:
+    """Grow [S, S, 3] colours from filled texels into empty ones, one texel ring per iteration."""
+    img = image.permute(2, 0, 1)[None] * filled[None, None]
+    w = filled[None, None].float()
+    for _ in range(iterations):
+        s_img = F.avg_pool2d(img, 3, stride=1, padding=1, count_include_pad=False)
+        s_w = F.avg_pool2d(w, 3, stride=1, padding=1, count_include_pad=False)
+        grow = (w == 0) & (s_w > 0)
+        img = torch.where(grow, s_img / s_w.clamp_min(1e-8), img)
+        w = torch.where(grow, torch.ones_like(w), w)
+    return img[0].permute(1, 2, 0)
+
+
+def bake_texture(
+    vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, images: Tensor, depths: Tensor, alphas: Tensor,
+    cameras: CameraSet, g: Gaussians, size: int, depth_tolerance: float,
+) -> np.ndarray:  # fmt: skip
+    """Bake a [size, size, 4] uint8 sRGB texture for an unwrapped mesh (see the module docstring)."""
+    texel, points, normals = texel_points(vertices, faces, uvs, size)
+    dev = images.device
+    cols, weight = view_colours(points.to(dev), normals.to(dev), images, depths.to(dev), alphas.to(dev), cameras, depth_tolerance)
+    cols, weight = cols.cpu(), weight.cpu()
+    unseen = weight <= 1e-6
+    if bool(unseen.any()):
+        cols[unseen] = nearest_splat_colours(points[unseen], g)
+    image = torch.ones(size * size, 3)
+    filled = torch.zeros(size * size)
+    image[texel] = cols
+    filled[texel] = 1.0
+    image = pad_charts(image.reshape(size, size, 3), filled.reshape(size, size))
+    rgba = torch.cat([image.clamp(0, 1), torch.ones(size, size, 1)], dim=-1)
+    return (rgba * 255 + 0.5).to(torch.uint8).numpy()
+
+
+__all__ = ["PADDING", "bake_texture", "nearest_splat_colours", "pad_charts", "texel_points", "unwrap", "view_colours"]

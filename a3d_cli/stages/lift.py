@@ -1,0 +1,241 @@
+"""`lift`: an orbit of views with known cameras (what `a3d orbit` writes) → static splats + a textured mesh.
+
+Reads `RUN/orbit/` (or any folder in the same layout, `--orbit DIR`) and writes into RUN (formats in
+docs/lift.md and docs/ARTIFACTS.md):
+
+    lift/gaussians.ply     the fitted static splats, standard 3DGS PLY, in the orbit's frame (+Y up, front +Z)
+    lift/model.glb         the textured mesh (glTF 2.0 binary, one primitive, baseColorTexture), same frame
+    lift/preview.mp4       a turntable: splats (left) | mesh (right)
+    lift/masks/mask_XX.png the foreground masks the fit used (after the opacity refinement)
+
+Both outputs feed `a3d prepare` as they are. The domain work is `a3d_cli.lift.pipeline.lift`.
+
+Examples:
+    >>> run(Path("RUN"), LiftOptions())  # doctest: +SKIP
+    >>> run(Path("RUN"), LiftOptions(orbit="my_turntable/"), Runtime(device="cuda"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from a3d_cli.errors import OptionError
+from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
+
+OUT = "lift"
+ORBIT = "orbit"
+
+# Defaults that depend on the device: (CUDA, CPU). The CPU ones keep a 21-view lift within minutes.
+_DEVICE_DEFAULTS = {
+    "resolution": (576, 256),
+    "steps": (2000, 400),
+    "views_per_step": (0, 4),
+    "max_splats": (100_000, 20_000),
+    "hull_resolution": (160, 96),
+    "mesh_resolution": (256, 128),
+    "texture_size": (1024, 512),
+    "preview_size": (384, 256),
+}
+
+
+def _caps(resolution: int) -> dict[str, int]:
+    """Upper bounds of the size-like defaults for a fit size (at the default sizes they do not bind)."""
+    return {
+        "max_splats": max(100, resolution * resolution // 3),
+        "hull_resolution": max(16, resolution // 2),
+        "mesh_resolution": max(16, resolution),
+        "texture_size": max(32, 2 * resolution),
+        "preview_size": max(32, resolution),
+    }
+
+
+@dataclass(frozen=True)
+class LiftOptions:
+    """Options of `a3d lift` (None = the device's default, see `_DEVICE_DEFAULTS`; resolved before running).
+
+    Attributes:
+        orbit: a folder of frames + cameras.json to lift instead of RUN/orbit/.
+        resolution: fit size in pixels (views are resized).
+        steps: optimisation steps of the splat fit.
+        views_per_step: views rendered per step (0 = all).
+        max_splats: splats the fit starts from.
+        hull_resolution: voxels per axis of the visual hull.
+        hull_tolerance: views allowed to call a hull voxel background.
+        white_threshold: max-channel distance from white above which a pixel is object (frames without alpha).
+        mesh_resolution: TSDF voxels per axis.
+        max_faces: face budget of the mesh.
+        texture_size: texture width and height.
+        preview_size: height of the turntable (its width is twice that).
+        preview_frames: frames of the turntable.
+        fps: its frame rate.
+    """
+
+    orbit: str | None = None
+    resolution: int | None = None
+    steps: int | None = None
+    views_per_step: int | None = None
+    max_splats: int | None = None
+    hull_resolution: int | None = None
+    hull_tolerance: int = 1
+    white_threshold: float = 0.04
+    mesh_resolution: int | None = None
+    max_faces: int = 40_000
+    texture_size: int | None = None
+    preview_size: int | None = None
+    preview_frames: int = 48
+    fps: float = 12.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.resolution, 32, 2048, "--resolution"),
+            (self.steps, 0, 100_000, "--steps"),
+            (self.views_per_step, 0, 512, "--views-per-step"),
+            (self.max_splats, 100, 5_000_000, "--max-splats"),
+            (self.hull_resolution, 16, 512, "--hull-resolution"),
+            (self.hull_tolerance, 0, 64, "--hull-tolerance"),
+            (self.mesh_resolution, 16, 768, "--mesh-resolution"),
+            (self.max_faces, 200, 2_000_000, "--max-faces"),
+            (self.texture_size, 32, 8192, "--texture-size"),
+            (self.preview_size, 32, 2048, "--preview-size"),
+            (self.preview_frames, 2, 720, "--preview-frames"),
+        ]
+        for value, lo, hi, name in checks:
+            if value is not None and not lo <= value <= hi:
+                raise OptionError(f"{name} must be between {lo} and {hi} (got {value}).")
+        if not 0.0 < self.white_threshold < 0.5:
+            raise OptionError(f"--white-threshold must be in (0, 0.5) (got {self.white_threshold}).")
+        if not 0.0 < self.fps <= 120.0:
+            raise OptionError(f"--fps must be in (0, 120] (got {self.fps}).")
+
+    def resolved(self, device: str) -> LiftOptions:
+        """A copy with every None replaced by the default for `device`.
+
+        A `resolution` below the device's default scales the size-like defaults down with it (they never
+        exceed their cap for that fit size, `_caps`), so a small quick lift is small throughout.
+        """
+        pick = 0 if device.startswith("cuda") else 1
+        res = self.resolution if self.resolution is not None else _DEVICE_DEFAULTS["resolution"][pick]
+        caps = _caps(res)
+        values = {
+            k: min(v[pick], caps.get(k, v[pick])) for k, v in _DEVICE_DEFAULTS.items() if getattr(self, k) is None
+        }
+        return dataclasses.replace(self, **values)
+
+    def settings(self):  # noqa: ANN201 - a LiftSettings (imported lazily)
+        """The domain settings of a resolved options object."""
+        from a3d_cli.lift.fit import LiftFitSettings
+        from a3d_cli.lift.masks import WhiteMaskOptions
+        from a3d_cli.lift.meshing import MeshSettings
+        from a3d_cli.lift.pipeline import LiftSettings
+
+        assert self.resolution is not None and self.mesh_resolution is not None  # resolved
+        return LiftSettings(
+            resolution=self.resolution,
+            hull_resolution=self.hull_resolution,  # type: ignore[arg-type]
+            hull_tolerance=self.hull_tolerance,
+            max_splats=self.max_splats,  # type: ignore[arg-type]
+            fit=LiftFitSettings(steps=self.steps, views_per_step=self.views_per_step),  # type: ignore[arg-type]
+            masks=WhiteMaskOptions(threshold=self.white_threshold),
+            mesh=MeshSettings(
+                resolution=self.mesh_resolution, depth_size=max(self.resolution, 2 * self.mesh_resolution), max_faces=self.max_faces
+            ),
+            texture_size=self.texture_size,  # type: ignore[arg-type]
+        )
+
+
+def orbit_source(run_dir: Path, opts: LiftOptions) -> tuple[Path, bool]:
+    """The folder to lift and whether it lies outside RUN (then it is digested as an external input)."""
+    from a3d_cli.io.paths import resolve_inside
+
+    if opts.orbit is not None:
+        return Path(opts.orbit).expanduser(), True
+    return resolve_inside(Path(run_dir), ORBIT), False
+
+
+def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageResult:
+    """Lift the orbit into splats and a textured mesh under the run-folder contract.
+
+    The views and cameras are read and checked before the run folder is touched, so bad input (missing
+    frames, a camera count that differs from the frame count, empty masks) fails with one message and
+    leaves nothing behind.
+
+    Raises:
+        InputError: bad frames or cameras.
+        RunFolderError: no RUN/orbit/ (and no --orbit).
+    """
+    from a3d_cli.errors import RunFolderError
+    from a3d_cli.lift.masks import WhiteMaskOptions, check_masks, view_masks
+    from a3d_cli.lift.views import load_views
+
+    rt = rt or Runtime()
+    opts = opts.resolved(rt.device)
+    source, external = orbit_source(Path(run_dir), opts)
+    if not external and not source.is_dir():
+        raise RunFolderError(
+            f"The run folder {run_dir} has no orbit/.",
+            hint="Run `a3d orbit IMAGE -o RUN` first, or pass --orbit DIR (frames + cameras.json).",
+        )
+    views = load_views(source)
+    masks = view_masks(views.images, views.alphas, WhiteMaskOptions(threshold=opts.white_threshold))
+    check_masks(masks, views.names)
+
+    def body(ctx: StageContext) -> None:
+        _lift(ctx, views, masks, opts)
+
+    return run_stage(
+        "lift",
+        Path(run_dir),
+        opts,
+        body,
+        rt,
+        requires={} if external else {ORBIT: "a3d orbit IMAGE -o RUN"},
+        external_inputs=(source,) if external else (),
+        clear=(OUT,),
+    )
+
+
+def _lift(ctx: StageContext, views, masks, opts: LiftOptions) -> None:  # noqa: ANN001 - OrbitViews, [V, S, S]
+    import time
+
+    from a3d_cli.gaussians.ply import write_ply
+    from a3d_cli.io.images import save_png
+    from a3d_cli.io.video import write_mp4
+    from a3d_cli.lift.pipeline import lift
+    from a3d_cli.lift.preview import turntable
+    from a3d_cli.mesh.store import save_processed_mesh
+
+    if not views.camera_input:
+        ctx.progress.log("the orbit's cameras are nominal (sv3d_u was not told them); the lift trusts them anyway")
+    result = lift(views, opts.settings(), device=ctx.device, seed=ctx.seed, progress=ctx.progress, masks=masks)
+    write_ply(ctx.output(f"{OUT}/gaussians.ply"), result.gaussians)
+    save_processed_mesh(ctx.output(f"{OUT}/model.glb"), result.mesh)
+    for i, m in enumerate(result.masks):
+        save_png(ctx.output(f"{OUT}/masks/mask_{i:02d}.png"), m[..., None])
+    ctx.progress.start("lift: preview", total=None)
+    t = time.perf_counter()
+    size = opts.preview_size or 0
+    mesh_splats = min(60_000, max(2_000, size * size // 2))  # dense enough to look closed at that size
+    frames = turntable(result.gaussians, result.mesh, size, opts.preview_frames, device=ctx.device, mesh_splats=mesh_splats)
+    write_mp4(ctx.output(f"{OUT}/preview.mp4"), frames, fps=opts.fps)
+    seconds = {k: round(v, 3) for k, v in result.seconds.items()}
+    seconds["preview"] = round(time.perf_counter() - t, 3)
+    ctx.metrics.update(
+        views=len(views),
+        fit_size=int(result.renders.shape[1]),
+        splats=len(result.gaussians),
+        hull_splats=len(result.hull_gaussians),
+        vertices=result.mesh.num_vertices,
+        faces=result.mesh.num_faces,
+        texture_size=int(result.mesh.texture.shape[0]),  # type: ignore[union-attr]
+        psnr_per_view=[round(float(p), 3) for p in result.view_psnr],
+        psnr_mean=round(float(result.view_psnr.mean()), 3),
+        mask_iou_per_view=[round(float(p), 4) for p in result.mask_iou],
+        mask_iou_mean=round(float(result.mask_iou.mean()), 4),
+        seconds_per_phase=seconds,
+        camera_input=views.camera_input,
+    )
+
+
+__all__ = ["LiftOptions", "orbit_source", "run"]

@@ -1,0 +1,240 @@
+"""Benchmark `a3d lift` on ground truth: SV3D-like orbits of known meshes, scored against the truth.
+
+Usage:
+    python benchmarks/bench_lift.py --device cuda --out lift.json                  # 576², full settings
+    python benchmarks/bench_lift.py --device cpu --reduced --out lift_cpu.json     # CPU reduced size
+    python benchmarks/bench_lift.py --asset Duck.glb --asset BoxTextured.glb ...   # more assets (any a3d mesh)
+
+Per asset (the bundled fox, a procedural toy, and any --asset): the mesh is normalized into SV3D's frame
+(farthest point 0.5 from the origin), turned into dense surface splats and rendered with a3d's rasterizer
+as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha). Each
+perturbation of those views is written as an orbit folder and lifted by the real stage
+(`a3d_cli.stages.lift.run`), then scored:
+
+- held-out views (8 azimuths at −20° and 8 at +30°, between the orbit's): PSNR and SSIM of the fitted
+  splats, of the textured mesh (drawn as dense surface splats, as `a3d prepare` will) and of the visual
+  hull the fit starts from (the baseline);
+- geometry: Chamfer distance (mean of both directions, % of the bounding radius 0.5) and F-score at 1 %
+  and 5 % of that radius, between 100k points sampled on the lifted mesh and on the true mesh, in the
+  same frame (the cameras are known: no alignment);
+- mask IoU of the fitted splats against the masks (the stage's metric), seconds per phase and the
+  stage's peak memory.
+
+Perturbations mimic generated views: `jitter` (per-view colour gain ±6 % and offset ±3 %), `shift`
+(per-view sub-pixel translation up to ±0.75 px), `elevation` (rendered at 14° but labelled 10°), `all`
+(the three together). Results go to --out as JSON and are printed as markdown rows for docs/PERF.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_reconstruct import psnr, ssim  # noqa: E402
+
+from a3d_cli.gaussians.ply import read_ply  # noqa: E402
+from a3d_cli.lift import hull as hull_mod  # noqa: E402
+from a3d_cli.lift import synthetic as syn  # noqa: E402
+from a3d_cli.lift.fit import render_chunked  # noqa: E402
+from a3d_cli.lift.masks import view_masks  # noqa: E402
+from a3d_cli.lift.preview import mesh_as_splats  # noqa: E402
+from a3d_cli.lift.views import load_views, scene_radius  # noqa: E402
+from a3d_cli.mesh.load import load_mesh  # noqa: E402
+from a3d_cli.mesh.surface import SurfaceMesh  # noqa: E402
+from a3d_cli.models.sv3d.cameras import SV3D_FOV_DEG, SV3D_RADIUS, orbit_camera_set, static_orbit  # noqa: E402
+from a3d_cli.render.cameras import orbit_cameras  # noqa: E402
+from a3d_cli.stages import lift as stage  # noqa: E402
+from a3d_cli.stages.base import Runtime  # noqa: E402
+
+PERTURBATIONS = ("none", "jitter", "shift", "elevation", "all")
+ELEVATION = 10.0
+WRONG_ELEVATION = 14.0
+
+
+def held_out_cameras():  # noqa: ANN201
+    """16 views between and off the orbit's: 8 azimuths at −20° and 8 at +30°."""
+    elev = [-20.0] * 8 + [30.0] * 8
+    azim = [22.5 + 45.0 * i for i in range(8)] * 2
+    return orbit_cameras(elev, azim, SV3D_RADIUS, SV3D_FOV_DEG)
+
+
+def perturb(rgba: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
+    """Per-view colour jitter and/or sub-pixel shifts of [V, S, S, 4] straight RGBA."""
+    g = torch.Generator().manual_seed(seed)
+    v, s = rgba.shape[0], rgba.shape[1]
+    out = rgba.clone()
+    if kind in ("shift", "all"):
+        d = (torch.rand(v, 2, generator=g) * 2 - 1) * 0.75 * 2 / s  # ±0.75 px in normalized units
+        theta = torch.zeros(v, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        theta[:, :, 2] = d
+        grid = F.affine_grid(theta, [v, 4, s, s], align_corners=False)
+        premul = torch.cat([out[..., :3] * out[..., 3:], out[..., 3:]], -1).permute(0, 3, 1, 2)
+        moved = F.grid_sample(premul, grid, mode="bilinear", padding_mode="zeros", align_corners=False).permute(0, 2, 3, 1)
+        a = moved[..., 3:].clamp(0, 1)
+        out = torch.cat([torch.where(a > 1e-6, moved[..., :3] / a.clamp_min(1e-6), torch.zeros_like(moved[..., :3])), a], -1)
+    if kind in ("jitter", "all"):
+        gain = 1 + (torch.rand(v, 1, 1, 3, generator=g) * 2 - 1) * 0.06
+        offset = (torch.rand(v, 1, 1, 3, generator=g) * 2 - 1) * 0.03
+        out = torch.cat([(out[..., :3] * gain + offset).clamp(0, 1), out[..., 3:]], -1)
+    return out
+
+
+def surface_points(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """`n` points sampled uniformly by area on a triangle mesh."""
+    import trimesh
+
+    pts, _ = trimesh.sample.sample_surface(trimesh.Trimesh(vertices, faces, process=False), n, seed=seed)
+    return np.asarray(pts)
+
+
+def geometry_scores(pred: np.ndarray, truth: np.ndarray, radius: float) -> dict:
+    """Chamfer (% of radius) and F-scores at 1 % and 5 % of radius between two point sets."""
+    from scipy.spatial import cKDTree
+
+    d_pt = cKDTree(truth).query(pred)[0]  # precision side
+    d_tp = cKDTree(pred).query(truth)[0]  # recall side
+    out = {"chamfer_pct": round(100 * 0.5 * (d_pt.mean() + d_tp.mean()) / radius, 3)}
+    for pct in (1, 5):
+        t = pct / 100 * radius
+        p, r = (d_pt < t).mean(), (d_tp < t).mean()
+        out[f"fscore_{pct}"] = round(float(2 * p * r / max(p + r, 1e-12)), 4)
+    return out
+
+
+def load_assets(names: list[str]) -> dict[str, SurfaceMesh]:
+    assets: dict[str, SurfaceMesh] = {}
+    for name in names:
+        if name == "fox":
+            assets["fox"] = syn.normalized(load_mesh(ROOT / "examples" / "assets" / "fox.glb"))
+        elif name == "toy":
+            assets["toy"] = syn.normalized(syn.toy_mesh())
+        else:
+            assets[Path(name).stem] = syn.normalized(load_mesh(Path(name)))
+    return assets
+
+
+def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace, work: Path) -> dict:
+    dev = args.device
+    gt = syn.mesh_splats(mesh, args.gt_splats).to(dev)
+    elev = WRONG_ELEVATION if kind in ("elevation", "all") else ELEVATION
+    true_cams = orbit_camera_set(static_orbit(elev))
+    told_cams = orbit_camera_set(static_orbit(ELEVATION))
+    rgba = perturb(syn.render_rgba(gt, true_cams, args.size), kind, args.seed)
+    folder = syn.write_orbit_folder(work / f"{name}-{kind}-orbit", rgba, told_cams)
+    run = work / f"{name}-{kind}-run"
+    opts = stage.LiftOptions(orbit=str(folder), resolution=args.resolution, steps=args.steps, preview_frames=args.preview_frames)
+    t = time.perf_counter()
+    result = stage.run(run, opts, Runtime(device=dev, seed=args.seed))
+    wall = time.perf_counter() - t
+    m = result.metrics
+
+    held = held_out_cameras()
+    s = args.eval_size
+    truth = syn.on_white(syn.render_rgba(gt, held, s))
+    splats = read_ply(run / "lift" / "gaussians.ply").to(dev)
+    lifted = load_mesh(run / "lift" / "model.glb")
+    views = load_views(folder)
+    masks = view_masks(views.images, None)
+    hw = scene_radius(views.cameras)
+    r = stage.LiftOptions(resolution=args.resolution).resolved(dev)
+    hull = hull_mod.carve(masks.to(dev), views.cameras, r.hull_resolution, hw, r.hull_tolerance)
+    baseline = hull_mod.hull_splats(hull, views.images.to(dev), views.cameras, r.max_splats)
+    renders = {
+        "splats": render_chunked(splats, held, s)[0],
+        "mesh": render_chunked(mesh_as_splats(lifted, args.gt_splats).to(dev), held, s)[0],
+        "hull": render_chunked(baseline.to(dev), held, s)[0],
+    }
+    row = {"asset": name, "perturbation": kind, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps}
+    for key, img in renders.items():
+        row[f"psnr_{key}"] = round(float(psnr(img, truth).mean()), 2)
+        row[f"ssim_{key}"] = round(float(ssim(img, truth).mean()), 4)
+    row.update(geometry_scores(surface_points(lifted.vertices, lifted.faces, args.points), surface_points(mesh.vertices, mesh.faces, args.points), syn.OBJECT_RADIUS))
+    row.update(
+        mask_iou=m["mask_iou_mean"],
+        train_psnr=m["psnr_mean"],
+        faces=m["faces"],
+        splats=m["splats"],
+        seconds=round(wall, 2),
+        seconds_per_phase=m["seconds_per_phase"],
+        peak_memory_gib=None if result.peak_memory_bytes is None else round(result.peak_memory_bytes / 2**30, 2),
+    )
+    if args.picture and name == "fox" and kind == "none":
+        from a3d_cli.io.images import save_png
+
+        i = 1  # a view 20° below the orbit
+        save_png(Path(args.picture), torch.cat([truth[i], renders["splats"][i], renders["mesh"][i]], dim=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description="Benchmark a3d lift on ground-truth orbits.")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--reduced", action="store_true", help="CPU reduced size: 128² views, 96² fit, fewer steps, perturbations none + all")
+    ap.add_argument("--asset", action="append", default=[], help="extra mesh files to lift (any format a3d reads)")
+    ap.add_argument("--assets", default="fox,toy", help="built-in assets: fox, toy")
+    ap.add_argument("--perturbations", default=None, help=f"comma list of {', '.join(PERTURBATIONS)}")
+    ap.add_argument("--size", type=int, default=None, help="orbit frame size (576 full, 128 reduced)")
+    ap.add_argument("--resolution", type=int, default=None, help="lift fit size (stage default full, 96 reduced)")
+    ap.add_argument("--steps", type=int, default=None, help="lift steps (stage default full, 300 reduced)")
+    ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
+    ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
+    ap.add_argument("--points", type=int, default=100_000, help="surface samples for Chamfer / F-score")
+    ap.add_argument("--preview-frames", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--picture", default=None, help="save truth | splats | mesh of one fox held-out view here")
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    red = args.reduced
+    args.size = args.size or (128 if red else 576)
+    args.resolution = args.resolution or (96 if red else None)
+    args.steps = args.steps or (300 if red else None)
+    args.eval_size = args.eval_size or (128 if red else 256)
+    args.gt_splats = args.gt_splats or (40_000 if red else 200_000)
+    args.preview_frames = args.preview_frames or (8 if red else 48)
+    kinds = (args.perturbations or ("none,all" if red else ",".join(PERTURBATIONS))).split(",")
+    assets = load_assets([a for a in args.assets.split(",") if a] + args.asset)
+    work = args.work or Path(tempfile.mkdtemp(prefix="a3d-bench-lift-"))
+    rows = []
+    for name, mesh in assets.items():
+        for kind in kinds:
+            row = bench_one(name, mesh, kind, args, work)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    header = "| asset | perturbation | PSNR splats / mesh / hull | SSIM splats / mesh | Chamfer % | F@1% | F@5% | mask IoU | s (fit, mesh, texture) | total s | peak GiB |"
+    print(header)
+    print("|" + "---|" * 11)
+    for r in rows:
+        ph = r["seconds_per_phase"]
+        print(
+            f"| {r['asset']} | {r['perturbation']} | {r['psnr_splats']} / {r['psnr_mesh']} / {r['psnr_hull']} | "
+            f"{r['ssim_splats']} / {r['ssim_mesh']} | {r['chamfer_pct']} | {r['fscore_1']} | {r['fscore_5']} | "
+            f"{r['mask_iou']} | {ph.get('fit')}, {ph.get('mesh')}, {ph.get('texture')} | {r['seconds']} | {r['peak_memory_gib']} |"
+        )
+    if args.out:
+        meta = {"date": dt.date.today().isoformat(), "device": args.device, "torch": torch.__version__,
+                "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}  # fmt: skip
+        args.out.write_text(json.dumps({"meta": meta, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
