@@ -259,6 +259,26 @@ class AnimateResult:
     notices: tuple[str, ...] = ()
 
 
+def preflight(opts: AnimateOptions) -> ChainPlan:
+    """The chain plan for `opts` after the checks that need no run folder: the input file and its kind, the
+    frame names of a `video` folder (no pixels read), the MV-VDM weights. `a3d batch` runs this for every job
+    before any job starts.
+
+    Raises:
+        InputError / WeightsMissing: what `plan_chain`, the input check and the video check raise.
+    """
+    from a3d_cli.mesh.load import detect_kind
+    from a3d_cli.models.mvvdm.weights import explicit_weights, mvvdm_weights_missing
+    from a3d_cli.stages.reconstruct import list_video_frames
+
+    mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
+    if opts.video is not None:
+        list_video_frames(Path(opts.video).expanduser())
+    needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
+    missing = mvvdm_weights_missing(explicit_weights(opts)) if needs_check else []
+    return plan_chain(opts, mesh_input, missing)
+
+
 def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> AnimateResult:
     """Run the chain in `run_dir`, resuming where a previous run of the same command stopped.
 
@@ -274,15 +294,9 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
         OptionError / InputError / WeightsMissing: before any stage runs (pre-flight).
     """
     from a3d_cli.io.runlock import run_lock
-    from a3d_cli.mesh.load import detect_kind
-    from a3d_cli.models.mvvdm.weights import explicit_weights, mvvdm_weights_missing
 
     rt = rt or Runtime()
-    # 0. pre-flight: the input, the weights, every stage's options — before anything is written
-    mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
-    needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
-    missing = mvvdm_weights_missing(explicit_weights(opts)) if needs_check else []
-    plan = plan_chain(opts, mesh_input, missing)
+    plan = preflight(opts)  # 0. the input, the weights — before anything is written
     run_dir = ensure_run_dir(Path(run_dir))
     calls = stage_calls(opts, plan, run_dir)
     out = AnimateResult(notices=plan.notices)
@@ -303,6 +317,7 @@ __all__ = [
     "ChainPlan",
     "ChainProgress",
     "plan_chain",
+    "preflight",
     "run",
     "stage_calls",
 ]
