@@ -64,19 +64,22 @@ class _Actor:
         return dict(self.runner.cache.builds)
 
 
-def connect(address: str) -> Any:
-    """Connect to (or start) Ray; returns the module."""
+def connect(address: str) -> tuple[Any, bool]:
+    """Connect to (or start) Ray; returns the module and whether this call initialised it."""
     ray = import_ray()
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"runtime_env": _runtime_env(), "include_dashboard": False, "log_to_driver": False}
-        if address != "auto":
-            kwargs["address"] = address
-        try:
-            ray.init(**kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise OptionError(f"Cannot reach the Ray cluster at {address!r} ({exc}).",
-                              hint="Check RAY_ADDRESS / the head node, or use --ray auto on this machine.") from exc
-    return ray
+    if ray.is_initialized():
+        return ray, False
+    kwargs: dict[str, Any] = {"runtime_env": _runtime_env(), "include_dashboard": False, "log_to_driver": False}
+    if address != "auto":
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise OptionError(
+            f"Cannot reach the Ray cluster at {address!r} ({exc}).",
+            hint="Check RAY_ADDRESS / the head node, or use --ray auto on this machine.",
+        ) from exc
+    return ray, True
 
 
 def run_ray(
@@ -96,7 +99,7 @@ def run_ray(
         workers: number of actors (default: one per GPU of the cluster, or 1 on CPUs).
     """
     listener = listener or Listener()
-    ray = connect(address)
+    ray, started = connect(address)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if device == "auto":
         device = "cuda" if gpus else "cpu"
@@ -137,6 +140,8 @@ def run_ray(
     finally:
         for actor in actors:
             ray.kill(actor)
+        if started:
+            ray.shutdown()  # disconnects (and stops the local instance this call started)
     return outcome, builds
 
 

@@ -75,7 +75,7 @@ class ResultsFile:
     def append(self, record: JobRecord) -> None:
         """Add one line, flushed and synced (one `write` call, so a reader never sees half a line)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record.to_json(), sort_keys=True) + "\n"
+        line = json.dumps(record.to_json()) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
@@ -90,7 +90,7 @@ class ResultsFile:
         if not self.path.exists():
             return
         records = self.read()
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records.values())
+        text = "".join(json.dumps(r) + "\n" for r in records.values())
         atomic_write_text(self.path, text)
 
 

@@ -216,8 +216,11 @@ def read_video_frames(folder: Path, background: float = BACKGROUND) -> VideoFram
 
     files = list_video_frames(folder)
     ref = files[0][0]
-    with Image.open(ref) as im:
-        size0 = im.size
+    try:
+        with Image.open(ref) as im:
+            size0 = im.size
+    except OSError as exc:  # PIL's UnidentifiedImageError included
+        raise InputError(f"{ref} is not a readable image ({exc}).") from exc
     for row in files:  # cheap header pass first: nothing is decoded before the sizes agree
         for path in row:
             try:
