@@ -94,7 +94,8 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
         assets,
         [
             {"input": "fox.ply", "video": "gt", "splat_count": 321, "no-sds": True, "out": "sub/fox"},
-            {"input": "cat.ply", "prompt": "a cat waves", "video": "gt", "sds": False, "splats": True, "compile": False},
+            {"input": "cat.ply", "prompt": "-a cat waves", "video": "gt", "sds": False, "splats": True, "compile": False,
+             "negative_prompt": "--blurry"},
         ],
     )
     specs, errors = read_manifest(manifest)
@@ -109,7 +110,7 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
     assert cat.options.output == "splats" and fox.options.output == "auto"
     assert fox.options.compile is True and cat.options.compile is False  # batches compile unless a job says no
     assert fox.options.video == str(assets / "gt")  # relative to the manifest's folder
-    assert cat.options.prompt == "a cat waves"
+    assert cat.options.prompt == "-a cat waves" and cat.options.negative_prompt == "--blurry"  # values, not options
     assert fox.run_dir == str(runs / "sub" / "fox") and cat.run_dir == str(runs / "cat")
     assert Path(fox.log).parent == runs / "logs" and Path(fox.log).name != Path(cat.log).name
 

@@ -120,7 +120,8 @@ class BatchDisplay(Listener):
             )
 
     def job_finished(self, worker: int | None, job: Job, record: JobRecord, final: bool) -> None:
-        self.running.pop(worker, None) if worker is not None else None
+        if worker is not None:
+            self.running.pop(worker, None)
         if not final:
             self._print(f"[yellow]retrying[/yellow] {job.name} ({job.source}): {record.error}", always=False)
             return

@@ -162,7 +162,7 @@ def _override_args(key: str, value: Any, table: dict[str, tuple[Any, bool]], bas
     text = str(value)
     if _is_path_param(param) and text and not Path(text).expanduser().is_absolute():
         text = str(base / text)
-    return [param.opts[0], text]
+    return [f"{param.opts[0]}={text}"]  # one word: a value starting with "-" stays a value
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ def build_jobs(
     for spec in specs:
         argv = [spec.input, "--compile" if compile_models else "--no-compile", *common_args, *spec.args]
         if spec.prompt is not None:
-            argv += ["--prompt", spec.prompt]
+            argv.append(f"--prompt={spec.prompt}")
         try:
             ctx = _parse(command, argv)
             opts = animate_options(ctx.params)

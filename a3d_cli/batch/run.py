@@ -15,8 +15,11 @@ results.jsonl); 2 the batch could not start (a bad manifest line, a bad option);
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +197,23 @@ def worker_specs(opts: BatchOptions, device: str, logs: Path) -> list[WorkerSpec
     return specs
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler's time limit or `scancel`) like Ctrl-C: stop the workers, keep the results."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_batch(
     opts: BatchOptions, device: str, seed: int, listener_factory: Any = None, jobs: Sequence[Job] | None = None
 ) -> BatchSummary:
@@ -209,8 +229,6 @@ def run_batch(
         ManifestError / OptionError / DeviceError: before any job runs (exit code 2).
         KeyboardInterrupt: the batch was stopped; finished jobs are recorded.
     """
-    import contextlib
-
     from a3d_cli.batch.scheduler import Listener, run_local
     from a3d_cli.device import resolve_device
 
@@ -234,7 +252,7 @@ def run_batch(
         labels = [f"ray{w}" for w in range(opts.workers or 1)]
         display = listener_factory(len(mine), labels) if listener_factory else contextlib.nullcontext(Listener())
         try:
-            with display as listener:
+            with sigterm_as_interrupt(), display as listener:
                 _, summary.builds = run_ray(mine, opts.ray, device, opts.workers, seed, opts.retries, sink, listener)
         finally:
             sink_file.compact()
@@ -243,7 +261,7 @@ def run_batch(
     specs = worker_specs(opts, resolved, results.parent / "logs")
     display = listener_factory(len(mine), [s.label for s in specs]) if listener_factory else contextlib.nullcontext(Listener())
     try:
-        with display as listener:
+        with sigterm_as_interrupt(), display as listener:
             run_local(mine, specs, seed, opts.retries, sink, listener)
     finally:
         sink_file.compact()
