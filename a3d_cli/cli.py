@@ -1,15 +1,19 @@
 """The `a3d` command line: options in, one stage call, a summary out. No math here.
 
 Errors are mapped to exit codes in exactly one place (`A3DGroup.invoke`): an `A3DError` prints `error:` and
-`hint:` lines on stderr and exits with its code (2 for anything the user can fix); an unexpected exception
-prints one line (the traceback only with `--verbose`) and exits 1; Ctrl-C exits 130.
+`hint:` lines on stderr and exits with its code (2 for anything the user can fix); a usage error (missing or
+unknown option, bad value, unknown command) is printed by Typer and exits 2; a full disk or a read-only file
+system is a user error too (exit 2); an unexpected exception prints one line (the traceback only with
+`--verbose`) and exits 1; Ctrl-C exits 130 and SIGTERM 143 (both record `failed: interrupted`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -17,36 +21,104 @@ from a3d_cli import __version__
 from a3d_cli.commands import animate, batch, export, info, mesh_animate, mvvideo, orbit, prepare, reconstruct, sds, weights
 from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import err
-from a3d_cli.errors import A3DError
+from a3d_cli.errors import A3DError, Terminated, from_os_error
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what shells report for a job ended by SIGTERM
+
+
+def _framework_exceptions() -> tuple[type[BaseException], ...]:
+    """The exception types Typer (and click) use for usage errors, `--help` and explicit exits.
+
+    Why: Typer >= 0.29 bundles its own copy of click (`typer._click`, whose exceptions derive from
+    `typer.exceptions.TyperException`), older Typer raises `click`'s. These pass through `A3DGroup.invoke`
+    untouched so Typer prints them and exits with their own code (2 for usage errors) in either case.
+    """
+    types: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    with contextlib.suppress(ImportError):
+        from typer.exceptions import TyperException
+
+        types.append(TyperException)
+    with contextlib.suppress(ImportError):
+        from typer._click import exceptions as bundled  # Typer >= 0.29
+
+        types.extend(getattr(bundled, n) for n in ("ClickException", "Exit", "Abort") if hasattr(bundled, n))
+    with contextlib.suppress(ImportError):
+        import click.exceptions as separate  # older Typer, or click installed beside Typer
+
+        types.extend((separate.ClickException, separate.Exit, separate.Abort))
+    return tuple(dict.fromkeys(types))
+
+
+_PASS_THROUGH = _framework_exceptions()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (what `kill` and job schedulers send) into `Terminated` for the duration of a command.
+
+    `Terminated` is a `KeyboardInterrupt`, so stages record `failed: interrupted` and clean their staging
+    exactly as on Ctrl-C. Outside the main thread (where signal handlers cannot be set) nothing changes.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class A3DGroup(TyperGroup):
     """Typer group that turns a3d's exceptions into one clear message and an exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_interrupt():
+                return super().invoke(ctx)
         except A3DError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
-            if exc.hint:
-                err.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False)
+            _print_error(exc)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("[bold red]interrupted:[/bold red] finished stages are kept; re-run the same command to continue.")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except KeyboardInterrupt as exc:
+            signal_name = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            err.print(
+                f"[bold red]{signal_name}:[/bold red] finished stages are kept; re-run the same command to continue."
+            )
+            raise typer.Exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED) from None
+        except _PASS_THROUGH:
             raise
+        except OSError as exc:
+            mapped = from_os_error(exc)
+            if mapped is None:
+                return _unexpected(ctx, exc)
+            _print_error(mapped)
+            raise typer.Exit(mapped.exit_code) from None
         except Exception as exc:
-            opts = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
-            if opts.verbose:
-                raise
-            err.print(f"[bold red]error:[/bold red] a3d failed unexpectedly: {type(exc).__name__}: {exc}", highlight=False)
-            err.print("[bold]hint:[/bold] re-run with --verbose for the full traceback, and report it.", highlight=False)
-            raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+            return _unexpected(ctx, exc)
+
+
+def _print_error(exc: A3DError) -> None:
+    err.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+    if exc.hint:
+        err.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False)
+
+
+def _unexpected(ctx: typer.Context, exc: Exception) -> Any:
+    """An exception a3d did not expect: one line and exit 1 (the traceback with --verbose)."""
+    opts = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    if opts.verbose:
+        raise exc
+    err.print(f"[bold red]error:[/bold red] a3d failed unexpectedly: {type(exc).__name__}: {exc}", highlight=False)
+    err.print("[bold]hint:[/bold] re-run with --verbose for the full traceback, and report it.", highlight=False)
+    raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 
 
 app = typer.Typer(

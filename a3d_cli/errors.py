@@ -59,3 +59,41 @@ class StageFailed(A3DError):
     """A stage broke for a reason that is a3d's own (exit code 1)."""
 
     exit_code = 1
+
+
+class PrecisionError(A3DError):
+    """A network produced NaN or infinite values (in half precision: an overflow); the hint names a --dtype."""
+
+
+class DiskError(A3DError):
+    """The disk refused a write a user can fix: no space left, quota exceeded, read-only file system."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (from `kill` or a job scheduler); handled like Ctrl-C, exit code 143 at the CLI."""
+
+
+def from_os_error(exc: OSError) -> A3DError | None:
+    """The user-fixable error behind an `OSError` from a write (full disk, quota, read-only), else None.
+
+    Why: a full scratch disk is the commonest way a long batch fails, and the person running it can fix it;
+    it is not a bug of a3d to report.
+    """
+    import errno
+
+    where = f" on {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return DiskError(
+            f"No space left{where} (the disk is full).",
+            hint="Free some space or write the run folder to another disk (-o), then re-run: finished stages are kept.",
+        )
+    if exc.errno == errno.EDQUOT:
+        return DiskError(
+            f"Disk quota exceeded{where}.",
+            hint="Free some space within your quota or write the run folder elsewhere (-o), then re-run.",
+        )
+    if exc.errno == errno.EROFS:
+        return DiskError(
+            f"The file system is read-only{where}.", hint="Write the run folder to a writable disk (-o)."
+        )
+    return None

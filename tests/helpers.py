@@ -92,3 +92,118 @@ def moving_motion_field(num_frames: int, seed: int = 1):  # noqa: ANN201 - a Mot
         for p in field.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.3)
     return field
+
+
+def bending_bar(frames: int = 6, sections: int = 12, seed: int = 0):  # noqa: ANN201 - numpy arrays
+    """A closed tube along x that bends upwards and twists smoothly over `frames` frames (frame 0 = rest).
+
+    A non-rigid, smooth motion that a few blended bones approximate well but not exactly.
+
+    Returns:
+        (rest [V, 3], faces [T, 3], frames [F, V, 3]) float64 / int64.
+    """
+    import numpy as np
+
+    ring = 8
+    ang = np.linspace(0, 2 * np.pi, ring, endpoint=False)
+    xs = np.linspace(-1.0, 1.0, sections)
+    rest = np.array([[x, 0.15 * np.cos(a), 0.15 * np.sin(a)] for x in xs for a in ang])  # [V, 3]
+    faces = []
+    for s in range(sections - 1):
+        for r in range(ring):
+            a, b = s * ring + r, s * ring + (r + 1) % ring
+            faces += [(a, b + ring, b), (a, a + ring, b + ring)]
+    out = []
+    for f in range(frames):
+        t = f / max(frames - 1, 1)
+        bend = 0.9 * np.sin(np.pi * t) * (rest[:, 0] + 1.0) / 2.0  # [V] angle grows along the bar
+        twist = 0.5 * t * rest[:, 0]
+        y = rest[:, 1] * np.cos(twist) - rest[:, 2] * np.sin(twist)
+        z = rest[:, 1] * np.sin(twist) + rest[:, 2] * np.cos(twist)
+        # bend: each cross-section turns about the z axis through (-1, 0, 0) by its own angle
+        x = -1.0 + (rest[:, 0] + 1.0) * np.cos(bend) - y * np.sin(bend)
+        y2 = (rest[:, 0] + 1.0) * np.sin(bend) + y * np.cos(bend)
+        out.append(np.stack([x, y2, z], 1) + np.array([0.0, 0.1 * t, 0.0]))
+    out[0] = rest
+    return rest, np.array(faces, dtype=np.int64), np.stack(out)
+
+
+def _gltf_accessor(gltf, index: int):  # noqa: ANN001, ANN202
+    """One accessor of a pygltflib GLTF2 as a numpy array ([count] or [count, width])."""
+    import numpy as np
+
+    types = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
+    widths = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+    acc = gltf.accessors[index]
+    bv = gltf.bufferViews[acc.bufferView]
+    width = widths[acc.type]
+    arr = np.frombuffer(gltf.binary_blob(), types[acc.componentType], acc.count * width,
+                        bv.byteOffset + (acc.byteOffset or 0))  # fmt: skip
+    return arr.reshape(acc.count, width) if width > 1 else arr
+
+
+def _quat_xyzw_matrix(xyzw):  # noqa: ANN001, ANN202
+    """3×3 rotation of a glTF (x, y, z, w) unit quaternion."""
+    import numpy as np
+
+    x, y, z, w = xyzw
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])  # fmt: skip
+
+
+def decode_skinned_frames(path) -> tuple:  # noqa: ANN001
+    """[K, V, 3] positions a glTF player shows at each animation key of a skinned GLB, from the file alone.
+
+    Uses pygltflib's object model and the glTF 2.0 skinning rule (joint matrix = world(joint) · inverse bind
+    matrix, morph targets applied before skinning) — none of a3d's writer code.
+
+    Returns:
+        (positions [K, V, 3] float64, a dict with the parsed gltf, joints, weights, ibm [J, 4, 4], times, skin).
+    """
+    import numpy as np
+    import pygltflib
+
+    gltf = pygltflib.GLTF2().load(str(path))
+    (skin,) = gltf.skins
+    prim = gltf.meshes[0].primitives[0]
+    pos = _gltf_accessor(gltf, prim.attributes.POSITION).astype(np.float64)
+    joints = _gltf_accessor(gltf, prim.attributes.JOINTS_0).astype(np.int64)
+    weights = _gltf_accessor(gltf, prim.attributes.WEIGHTS_0).astype(np.float64)
+    ibm = _gltf_accessor(gltf, skin.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)  # column-major → rows
+    (anim,) = gltf.animations
+    times = _gltf_accessor(gltf, anim.samplers[0].input)
+    keys = {}
+    for ch in anim.channels:
+        keys[(ch.target.node, ch.target.path)] = _gltf_accessor(gltf, anim.samplers[ch.sampler].output)
+    parent = {c: i for i, n in enumerate(gltf.nodes) for c in (n.children or [])}
+
+    def local(node: int, k: int):  # noqa: ANN202
+        n = gltf.nodes[node]
+        m = np.eye(4)
+        t = keys.get((node, "translation"), [n.translation or [0, 0, 0]] * len(times))[k]
+        q = keys.get((node, "rotation"), [n.rotation or [0, 0, 0, 1]] * len(times))[k]
+        m[:3, :3] = _quat_xyzw_matrix(np.asarray(q, np.float64))
+        m[:3, 3] = t
+        return m
+
+    def world(node: int, k: int):  # noqa: ANN202
+        m = local(node, k)
+        return world(parent[node], k) @ m if node in parent else m
+
+    morph = keys.get((0, "weights"))
+    targets = [_gltf_accessor(gltf, t["POSITION"]).astype(np.float64) for t in (prim.targets or [])]
+    out = []
+    for k in range(len(times)):
+        mats = np.stack([world(j, k) @ ibm[i] for i, j in enumerate(skin.joints)])  # [J, 4, 4]
+        p = pos.copy()
+        if targets:
+            wk = morph.reshape(len(times), len(targets))[k]
+            p = p + sum(wk[i] * targets[i] for i in range(len(targets)))
+        hom = np.concatenate([p, np.ones((len(p), 1))], 1)
+        moved = np.einsum("vkab,vb->vka", mats[joints][..., :3, :], hom)  # [V, 4, 3]
+        out.append(np.einsum("vk,vka->va", weights, moved))
+    info = {"gltf": gltf, "joints": joints, "weights": weights, "ibm": ibm, "times": times, "skin": skin}
+    return np.stack(out), info

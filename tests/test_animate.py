@@ -180,3 +180,20 @@ def test_compile_flag_reaches_mvvideo_and_sds_options(tmp_path, monkeypatch):
     assert seen[-1].compile is True
     assert runner.invoke(make_app(), ["animate", "fox.glb", "--prompt", "jumps"]).exit_code == 0
     assert seen[-1].compile is False
+
+
+def test_freeinit_grid_reaches_the_mvvideo_options(tmp_path, monkeypatch):
+    from a3d_cli.stages import animate as stage
+    from a3d_cli.stages import mvvideo
+
+    seen: list[AnimateOptions] = []
+    ran: list[mvvideo.MVVideoOptions] = []
+    monkeypatch.setattr(stage, "run", lambda run_dir, opts, rt=None: seen.append(opts) or stage.AnimateResult(results=[], notices=()))
+    monkeypatch.setattr(mvvideo, "run", lambda run_dir, opts, rt=None: ran.append(opts))
+    monkeypatch.chdir(tmp_path)
+    for flags, grid in [([], "reference"), (["--freeinit-grid", "centred"], "centred")]:
+        assert runner.invoke(make_app(), ["animate", "fox.glb", "--prompt", "jumps", *flags]).exit_code == 0
+        assert seen[-1].freeinit_grid == grid
+        calls = stage.stage_calls(seen[-1], stage.ChainPlan(("mvvideo",), (), False), tmp_path)
+        calls["mvvideo"](None)
+        assert ran[-1].freeinit_grid == grid  # the mvvideo stage runs with it

@@ -61,7 +61,7 @@ def gaussian_run(run_dir):
 
 def test_ply_sequence_is_the_deformed_splats_in_the_original_frame(gaussian_run):
     run, static, field = gaussian_run
-    result = export.run(run, ExportOptions(preview=False), Runtime())
+    result = export.run(run, ExportOptions(preview=False, fps=8.0), Runtime())  # the motion's rate: its frames
     files = sorted((run / "export" / "gaussians").glob("frame_*.ply"))
     assert [f.name for f in files] == [f"frame_{k:04d}.ply" for k in range(FRAMES)]
     from a3d_cli.mesh.normalize import Normalization
@@ -83,7 +83,7 @@ def test_ply_sequence_is_the_deformed_splats_in_the_original_frame(gaussian_run)
 
 def test_normalized_space_and_frame_subset(gaussian_run):
     run, static, field = gaussian_run
-    export.run(run, ExportOptions(preview=False, space="normalized", frames="0,2-3"), Runtime())
+    export.run(run, ExportOptions(preview=False, space="normalized", frames="0,2-3", fps=8.0), Runtime())
     names = sorted(p.name for p in (run / "export" / "gaussians").glob("*.ply"))
     assert names == ["frame_0000.ply", "frame_0002.ply", "frame_0003.ply"]
     torch.testing.assert_close(read_ply(run / "export/gaussians/frame_0000.ply").means, static.means)
@@ -95,7 +95,7 @@ def test_preview_orbit_has_loops_times_frames(gaussian_run):
     run, _, _ = gaussian_run
     from a3d_cli.io.video import read_mp4
 
-    export.run(run, ExportOptions(size=32, preview_loops=2), Runtime())
+    export.run(run, ExportOptions(size=32, preview_loops=2, fps=8.0), Runtime())
     video = read_mp4(run / "export" / "preview.mp4")
     assert video.shape == (2 * FRAMES, 32, 32, 3)
     # the object is visible (not all background) and the views differ while the camera moves
@@ -131,7 +131,7 @@ def test_similarity_rotates_orientations_and_view_dependent_colour():
 def test_frame_specs():
     assert parse_frames("all", 4) == [0, 1, 2, 3]
     assert parse_frames("3, 0-1", 4) == [0, 1, 3]
-    with pytest.raises(OptionError, match="motion has 4 frames"):
+    with pytest.raises(OptionError, match="clip has 4 frames"):
         parse_frames("0-4", 4)
     with pytest.raises(OptionError, match="backwards"):
         parse_frames("3-1", 4)
@@ -165,7 +165,7 @@ def test_motion_of_another_static_model_is_refused_and_outputs_kept(gaussian_run
 def test_frame_out_of_range_is_a_user_error_before_writing(gaussian_run):
     run, _, _ = gaussian_run
     with pytest.raises(OptionError):
-        export.run(run, ExportOptions(preview=False, frames="0-9"), Runtime())
+        export.run(run, ExportOptions(preview=False, frames="0-99"), Runtime())
     assert not (run / "export").exists()
 
 
@@ -189,3 +189,61 @@ def test_cli_user_errors_exit_2(tmp_path, gaussian_run):
     assert not (tmp_path / "nope").exists()
     bad = runner.invoke(one_command_app("export", export_command), ["export", str(run), "--space", "world"])
     assert bad.exit_code == 2 and "--space" in bad.stderr
+
+
+# -- frame rate, loops, axes, streaming ---------------------------------------------------------------
+
+
+def test_default_rate_samples_the_continuous_motion(gaussian_run):
+    run, static, field = gaussian_run
+    result = export.run(run, ExportOptions(preview=False, space="normalized"), Runtime())
+    seq = json.loads((run / "export" / "gaussians" / "sequence.json").read_text())
+    k = 3 * (FRAMES - 1) + 1  # 24 fps over the motion's (F - 1) / 8 s
+    assert seq["fps"] == pytest.approx(24.0) and len(seq["frames"]) == k and result.metrics["frames"] == k
+    assert [f["position"] for f in seq["frames"][::3]] == list(range(FRAMES))
+    torch.testing.assert_close(read_ply(run / "export/gaussians/frame_0003.ply").means, field.deform(static, 1).means)
+    between = read_ply(run / "export/gaussians/frame_0004.ply").means
+    assert not torch.allclose(between, field.deform(static, 1).means, atol=1e-5)
+
+
+def test_loop_closes_the_seam_of_the_sequence(gaussian_run):
+    run, _, _ = gaussian_run
+    off = export.run(run, ExportOptions(preview=False), Runtime()).metrics["seam"]
+    looped = export.run(run, ExportOptions(preview=False, loop=True), Runtime()).metrics
+    seq = json.loads((run / "export" / "gaussians" / "sequence.json").read_text())
+    assert seq["loop"] == "blend" and len(seq["frames"]) == 3 * (FRAMES - 1)  # the wrap frame is frame 0
+    assert off["position_jump_mean_pct"] > 0.5 and looped["seam"]["position_jump_mean_pct"] == 0.0
+    assert looped["seam"]["velocity_jump_mean_pct_per_s"] < off["velocity_jump_mean_pct_per_s"]
+
+
+def test_inria_convention_turns_y_down(gaussian_run):
+    run, static, _ = gaussian_run
+    export.run(run, ExportOptions(preview=False, space="normalized", frames="0", ply_convention="inria"), Runtime())
+    g = read_ply(run / "export/gaussians/frame_0000.ply")
+    flip = torch.tensor([1.0, -1.0, -1.0])
+    torch.testing.assert_close(g.means, static.means * flip)
+    torch.testing.assert_close(quat_to_matrix(g.quats), torch.diag(flip) @ quat_to_matrix(static.quats), atol=1e-5, rtol=0)
+    seq = json.loads((run / "export" / "gaussians" / "sequence.json").read_text())
+    assert seq["axes"] == "inria"
+
+
+def _top_level_boxes(data: bytes) -> list[str]:
+    """Names of an MP4's top-level boxes, in file order (ISO BMFF: 32-bit size, 4-char type, 64-bit size if 1)."""
+    names, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        names.append(data[pos + 4 : pos + 8].decode("latin-1"))
+        if size == 1:
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        elif size == 0:
+            break
+        pos += size
+    return names
+
+
+def test_preview_streams_moov_before_mdat(gaussian_run):
+    run, _, _ = gaussian_run
+    export.run(run, ExportOptions(size=32, preview_loops=1, fps=8.0), Runtime())
+    boxes = _top_level_boxes((run / "export" / "preview.mp4").read_bytes())
+    assert boxes[0] == "ftyp" and "moov" in boxes and "mdat" in boxes
+    assert boxes.index("moov") < boxes.index("mdat")

@@ -88,7 +88,7 @@ def _accessor(gltf: pygltflib.GLTF2, index: int) -> np.ndarray:
 
 def test_glb_frames_equal_the_motion_in_the_original_frame(mesh_run):
     run, ctx = mesh_run
-    result = mesh_animate.run(run, MeshAnimateOptions(), Runtime())
+    result = mesh_animate.run(run, MeshAnimateOptions(fps=8.0), Runtime())  # the motion's own rate: its frames
     expected = _expected_frames(ctx)
     assert np.abs(expected[2] - expected[0]).max() > 1e-2  # the motion really moves the mesh
     gltf = pygltflib.GLTF2().load(str(run / "export" / "animated.glb"))
@@ -102,7 +102,7 @@ def test_glb_frames_equal_the_motion_in_the_original_frame(mesh_run):
         np.testing.assert_allclose(base + _accessor(gltf, target["POSITION"]), expected[k], atol=2e-6 * scale)
     (anim,) = gltf.animations
     assert anim.channels[0].target.path == "weights" and anim.samplers[0].interpolation == "LINEAR"
-    np.testing.assert_allclose(_accessor(gltf, anim.samplers[0].input)[:, 0], np.arange(FRAMES + 1) / 8.0)
+    np.testing.assert_allclose(_accessor(gltf, anim.samplers[0].input)[:, 0], np.arange(FRAMES) / 8.0)
     # the texture atlas travels with it
     mat = gltf.materials[prim.material]
     image = gltf.images[gltf.textures[mat.pbrMetallicRoughness.baseColorTexture.index].source]
@@ -114,7 +114,7 @@ def test_glb_frames_equal_the_motion_in_the_original_frame(mesh_run):
 
 def test_vertex_cache_matches_and_seams_stay_closed(mesh_run):
     run, ctx = mesh_run
-    mesh_animate.run(run, MeshAnimateOptions(interpolation="step", normals=False, fps=12.0), Runtime())
+    mesh_animate.run(run, MeshAnimateOptions(interpolation="step", normals=False, fps=8.0), Runtime())
     cache = np.load(run / "export" / "vertices.npy")
     assert cache.dtype == np.float32 and cache.shape == (FRAMES, len(ctx["original"].vertices), 3)
     np.testing.assert_allclose(cache, _expected_frames(ctx), atol=1e-4)
@@ -129,7 +129,7 @@ def test_vertex_cache_matches_and_seams_stay_closed(mesh_run):
     assert len(tm.vertices) == cache.shape[1] and tm.visual.material.baseColorTexture is not None
     gltf = pygltflib.GLTF2().load(str(run / "export" / "animated.glb"))
     assert gltf.animations[0].samplers[0].interpolation == "STEP"
-    np.testing.assert_allclose(_accessor(gltf, gltf.animations[0].samplers[0].input)[1, 0], 1 / 12.0)
+    np.testing.assert_allclose(_accessor(gltf, gltf.animations[0].samplers[0].input)[1, 0], 1 / 8.0)
 
 
 def test_gaussian_runs_are_sent_to_export(run_dir):
@@ -213,3 +213,103 @@ def test_cli_refuses_gaussian_run_with_exit_2(run_dir):
     make_gaussian_run(run_dir)
     result = CliRunner().invoke(one_command_app("mesh-animate", command), ["mesh-animate", str(run_dir)])
     assert result.exit_code == 2 and "a3d export" in result.stderr
+
+
+# -- frame rate, duration, loops, skin ------------------------------------------------------------------
+
+
+def test_default_rate_samples_between_the_training_frames(mesh_run):
+    run, ctx = mesh_run
+    result = mesh_animate.run(run, MeshAnimateOptions(), Runtime())  # 24 fps = 3 keys per motion frame
+    cache = np.load(run / "export" / "vertices.npy")
+    assert cache.shape[0] == 3 * (FRAMES - 1) + 1 and result.metrics["fps"] == pytest.approx(24.0)
+    np.testing.assert_allclose(cache[::3], _expected_frames(ctx), atol=1e-4)  # the training times: the frames
+    assert not np.allclose(cache[1], cache[0], atol=1e-5) and not np.allclose(cache[1], cache[3], atol=1e-5)
+    gltf = pygltflib.GLTF2().load(str(run / "export" / "animated.glb"))
+    times = _accessor(gltf, gltf.animations[0].samplers[0].input)[:, 0]
+    np.testing.assert_allclose(times, np.arange(10) / 24.0, rtol=1e-6)
+
+
+def test_duration_stretches_the_clip(mesh_run):
+    run, _ = mesh_run
+    result = mesh_animate.run(run, MeshAnimateOptions(duration=0.75, normals=False), Runtime())
+    assert np.load(run / "export" / "vertices.npy").shape[0] == 19  # 0.75 s at 24 fps, both ends
+    assert result.metrics["duration_s"] == pytest.approx(0.75)
+
+
+def test_loop_closes_the_seam(mesh_run):
+    run, _ = mesh_run
+    off = mesh_animate.run(run, MeshAnimateOptions(normals=False), Runtime()).metrics["seam"]
+    looped = mesh_animate.run(run, MeshAnimateOptions(normals=False, loop=True), Runtime(force=True))
+    seam = looped.metrics["seam"]
+    assert off["position_jump_mean_pct"] > 0.5 and seam["position_jump_mean_pct"] == 0.0
+    assert seam["velocity_jump_mean_pct_per_s"] < off["velocity_jump_mean_pct_per_s"]
+    cache = np.load(run / "export" / "vertices.npy")
+    assert cache.shape[0] == 3 * (FRAMES - 1)  # the wrap key is not repeated in the cache
+    gltf = pygltflib.GLTF2().load(str(run / "export" / "animated.glb"))
+    times = _accessor(gltf, gltf.animations[0].samplers[0].input)[:, 0]
+    assert len(times) == cache.shape[0] + 1  # ... but closes the GLB's animation
+
+
+def test_skin_glb_reproduces_the_cache_within_the_measured_error(mesh_run):
+    from helpers import decode_skinned_frames
+
+    run, ctx = mesh_run
+    result = mesh_animate.run(run, MeshAnimateOptions(skin=True, bones=6, fps=8.0), Runtime())
+    cache = np.load(run / "export" / "vertices.npy").astype(np.float64)
+    decoded, info = decode_skinned_frames(run / "export" / "animated.glb")
+    assert decoded.shape == cache.shape and 1 <= result.metrics["bones"] <= 6
+    assert len(info["skin"].joints) == result.metrics["bones"] + 1  # root + bones
+    assert info["weights"].min() >= 0 and np.abs(info["weights"].sum(1) - 1).max() < 1e-6
+    radius = ctx["norm"].radius / ctx["norm"].scale  # in the original frame
+    err_pct = 100.0 * np.linalg.norm(decoded - cache, axis=-1) / radius
+    assert err_pct.max() <= result.metrics["skin_error_max_pct_radius"] + 1e-3
+    # material and texture travel with the skinned mesh
+    gltf = info["gltf"]
+    mat = gltf.materials[gltf.meshes[0].primitives[0].material]
+    assert mat.pbrMetallicRoughness.baseColorTexture is not None
+    # seam copies of one welded vertex carry the same weights, so seams stay closed
+    b = ctx["binding"]
+    _, first = np.unique(b.vertex_splat, return_index=True)
+    inverse = np.unique(b.vertex_splat, return_inverse=True)[1].ravel()
+    np.testing.assert_array_equal(info["weights"], info["weights"][first][inverse])
+
+
+def test_skin_with_residual_is_exact(mesh_run):
+    from helpers import decode_skinned_frames
+
+    run, _ = mesh_run
+    mesh_animate.run(run, MeshAnimateOptions(skin=True, bones=3, residual=True, fps=8.0, loop=True), Runtime())
+    cache = np.load(run / "export" / "vertices.npy").astype(np.float64)
+    decoded, _ = decode_skinned_frames(run / "export" / "animated.glb")
+    scale = np.abs(cache).max()
+    np.testing.assert_allclose(decoded[:-1], cache, atol=2e-6 * scale)
+    np.testing.assert_allclose(decoded[-1], cache[0], atol=2e-6 * scale)  # the closing key
+
+
+def test_new_options_are_validated():
+    with pytest.raises(OptionError, match="--residual"):
+        MeshAnimateOptions(residual=True)
+    with pytest.raises(OptionError):
+        MeshAnimateOptions(bones=0)
+    with pytest.raises(OptionError):
+        MeshAnimateOptions(duration=0)
+    with pytest.raises(OptionError):
+        MeshAnimateOptions(loop_mode="bounce")  # type: ignore[arg-type]
+
+
+def test_cli_skin_loop_writes_the_glb(mesh_run):
+    from helpers import one_command_app
+    from typer.testing import CliRunner
+
+    from a3d_cli.commands.mesh_animate import mesh_animate as command
+
+    run, _ = mesh_run
+    app = one_command_app("mesh-animate", command)
+    args = ["mesh-animate", str(run), "--skin", "--bones", "4", "--fps", "8", "--loop", "--loop-mode", "pingpong"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    gltf = pygltflib.GLTF2().load(str(run / "export" / "animated.glb"))
+    assert len(gltf.skins) == 1 and np.load(run / "export" / "vertices.npy").shape[0] == 2 * (FRAMES - 1)
+    bad = CliRunner().invoke(app, ["mesh-animate", str(run), "--residual", "--force"])
+    assert bad.exit_code == 2 and "--skin" in bad.stderr

@@ -77,6 +77,27 @@ def test_cli_end_to_end_writes_64_frames_cameras_and_preview(run_copy, tiny_weig
     assert listed[3][15].name == "v3_f15.png"
 
 
+@pytest.mark.parametrize("flags,grid", [([], "reference"), (["--freeinit-grid", "centred"], "centred")])
+def test_freeinit_grid_reaches_the_filter(run_copy, tiny_weights, monkeypatch, flags, grid):
+    from a3d_cli.models.mvvdm import sampling
+
+    seen: list[str] = []
+    real = sampling.low_pass_filter
+
+    def recording(*args, **kwargs):  # noqa: ANN202
+        seen.append(args[7] if len(args) > 7 else kwargs.get("grid", "reference"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "low_pass_filter", recording)
+    args = ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "a fox runs", "--steps", "1",
+            "--freeinit-iters", "2", *flags]
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), args)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert seen == [grid]
+    manifest = json.loads((run_copy / "a3d.json").read_text())["stages"]["mvvideo"]
+    assert manifest["params"]["freeinit_grid"] == grid
+
+
 def test_stage_skips_when_unchanged_and_reruns_the_same_video_with_force(run_copy):
     opts = stage.MVVideoOptions(prompt="a fox jumps", steps=1, freeinit_iters=0, tiny_model=True)
     first = stage.run(run_copy, opts, Runtime(seed=1))
@@ -127,6 +148,7 @@ def test_missing_weights_name_each_file_and_the_fetch_commands(run_copy, tmp_pat
 
 @pytest.mark.parametrize("flag,value,message", [
     ("--freeinit-method", "box", "--freeinit-method"),
+    ("--freeinit-grid", "shifted", "--freeinit-grid"),
     ("--steps", "0", "--steps"),
     ("--dtype", "fp8", "--dtype"),
     ("--freeinit-iters", "-1", "--freeinit-iters"),
@@ -135,3 +157,25 @@ def test_bad_options_are_user_errors(run_copy, flag, value, message):
     result = runner.invoke(a3d_app("mvvideo", mvvideo_command), ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "x", flag, value])
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_nan_from_the_model_is_a_user_error_with_a_dtype_hint_and_no_output(run_copy, monkeypatch):
+    """NaN from the network at the CLI: exit 2, one error line naming the precision, a hint, nothing written.
+
+    (In fp32 on the CPU here; the fp16 hint naming --dtype is pinned in test_precision_guard.py.)"""
+    from a3d_cli.models.mvvdm.components import tiny_components
+
+    def poisoned(opts, weights, device, seed):  # noqa: ANN001, ANN202
+        comp = tiny_components(seed).to(device)
+        comp.unet.conv_out.register_forward_hook(lambda _m, _i, out: out * float("nan"))
+        return comp
+
+    monkeypatch.setattr(stage, "resolve_weights", lambda opts: {})
+    monkeypatch.setattr(stage, "load_model", poisoned)
+    args = ["--device", "cpu", "mvvideo", str(run_copy), "--prompt", "a fox runs", "--steps", "1", "--freeinit-iters", "1"]
+    result = runner.invoke(a3d_app("mvvideo", mvvideo_command), args)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "error:" in result.stderr and "NaN or infinite" in result.stderr and "ran in fp32" in result.stderr
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (run_copy / "mvvideo").exists() or not any((run_copy / "mvvideo").iterdir())

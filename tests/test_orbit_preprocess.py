@@ -27,11 +27,12 @@ def test_rgba_object_is_centred_on_white(tmp_path: Path) -> None:
     obj = prepare_object_image(path, size=30)
     assert obj.matte == "alpha" and obj.bbox == (2, 5, 22, 25)
     assert obj.image.shape == (30, 30, 3) and obj.rgba.shape == (30, 30, 4)
-    # no ratio: the square keeps the input's larger side (60), so the object spans 20/60 of it, centred
+    # no ratio: the square's side is the image's height (40, the reference's default), so the object spans
+    # 20/40 of it, centred
     alpha = obj.rgba[..., 3]
     ys, xs = torch.nonzero(alpha > 0.5, as_tuple=True)
     assert abs((ys.float().mean() - 14.5).item()) < 0.6 and abs((xs.float().mean() - 14.5).item()) < 0.6
-    assert 9 <= int(xs.max() - xs.min()) + 1 <= 11
+    assert 14 <= int(xs.max() - xs.min()) + 1 <= 16
     torch.testing.assert_close(obj.image[0, 0], torch.ones(3))  # white background
     torch.testing.assert_close(obj.image[15, 15], torch.tensor([200, 30, 30]) / 255.0, atol=0.02, rtol=0)
 

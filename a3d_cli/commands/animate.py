@@ -62,7 +62,9 @@ def animate_options(params: Mapping[str, Any]) -> AnimateOptions:
         front=p["front"],
         splats=p["splat_count"],
         max_vertices=p["max_vertices"],
+        allow_external_refs=p["allow_external_refs"],
         freeinit_iters=p["freeinit_iters"],
+        freeinit_grid=p["freeinit_grid"],
         reconstruct_preset=p["preset"],
         reconstruct_steps=p["reconstruct_steps"],
         resolution=p["resolution"],
@@ -126,9 +128,21 @@ def animate(
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = 20_000,
+    allow_external_refs: Annotated[
+        bool,
+        typer.Option(
+            "--allow-external-refs",
+            help="Let the asset reference files outside its own folder (absolute paths, ../). Only for assets you trust.",
+            rich_help_panel=_INPUT,
+        ),
+    ] = False,
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
     ] = 3,
+    freeinit_grid: Annotated[
+        str,
+        typer.Option(help="FreeInit frequency grid: reference (Animate3D's) or centred.", rich_help_panel=_SPEED),
+    ] = "reference",
     preset: Annotated[
         str,
         typer.Option(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.stages.export import ExportOptions as _Defaults
 
 _PREVIEW = "Preview video"
 
@@ -17,27 +18,40 @@ def export(
     run_dir: Annotated[Path, run_folder_argument("The run folder (after `a3d reconstruct`).")],
     motion: Annotated[
         str, typer.Option(help="Motion file: auto (refined if present, else coarse), coarse or refined.")
-    ] = "auto",
-    frames: Annotated[str, typer.Option(help='Motion frames to export: "all", "0-7" or "0,4,8-15".')] = "all",
-    fps: Annotated[
-        float | None, typer.Option(help="Playback rate; default: the motion's own (8 fps).", show_default=False)
-    ] = None,
+    ] = _Defaults.motion,
+    frames: Annotated[str, typer.Option(help='Clip frames to export: "all", "0-7" or "0,4,8-15".')] = _Defaults.frames,
+    fps: Annotated[float, typer.Option(help="Frames per second, sampled from the continuous motion.")] = _Defaults.fps,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Seconds the motion plays over; default: its own (15 frames at 8 fps).", show_default=False),
+    ] = _Defaults.duration,
+    loop: Annotated[
+        bool, typer.Option("--loop/--no-loop", help="Make the clip cyclic: the last frame flows into the first.")
+    ] = _Defaults.loop,
+    loop_mode: Annotated[
+        str, typer.Option(help="How --loop closes the clip: blend (position and velocity) or pingpong.")
+    ] = _Defaults.loop_mode,
     space: Annotated[
         str, typer.Option(help="Frame of the PLYs: original (the input asset's) or normalized (a3d's).")
-    ] = "original",
-    size: Annotated[int, typer.Option(help="Preview width and height in pixels.", rich_help_panel=_PREVIEW)] = 512,
+    ] = _Defaults.space,
+    ply_convention: Annotated[
+        str, typer.Option(help="Axes of the PLYs: yup (+Y up, as glTF) or inria (+Y down, original 3DGS viewers).")
+    ] = _Defaults.ply_convention,
+    size: Annotated[
+        int, typer.Option(help="Preview width and height in pixels.", rich_help_panel=_PREVIEW)
+    ] = _Defaults.size,
     preview: Annotated[
         bool, typer.Option("--preview/--no-preview", help="Render export/preview.mp4.", rich_help_panel=_PREVIEW)
-    ] = True,
+    ] = _Defaults.preview,
     elevation: Annotated[
         float, typer.Option(help="Elevation of the preview orbit, degrees.", rich_help_panel=_PREVIEW)
-    ] = 30.0,
+    ] = _Defaults.elevation_deg,
     loops: Annotated[
         int, typer.Option(help="Animation loops during the one preview orbit.", rich_help_panel=_PREVIEW)
-    ] = 3,
+    ] = _Defaults.preview_loops,
     background: Annotated[
         float, typer.Option(help="Preview background grey level, 0-1.", rich_help_panel=_PREVIEW)
-    ] = 1.0,
+    ] = _Defaults.background,
     force: ForceOption = False,
 ) -> None:
     """Write the animated splats as [bold]export/gaussians/frame_0000.ply …[/bold] and [bold]export/preview.mp4[/bold]."""
@@ -47,8 +61,12 @@ def export(
         motion=motion,  # type: ignore[arg-type]  # validated by ExportOptions
         frames=frames,
         fps=fps,
+        duration=duration,
+        loop=loop,
+        loop_mode=loop_mode,  # type: ignore[arg-type]
         size=size,
         space=space,  # type: ignore[arg-type]
+        ply_convention=ply_convention,  # type: ignore[arg-type]
         preview=preview,
         elevation_deg=elevation,
         preview_loops=loops,

@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.stages.mesh_animate import MeshAnimateOptions as _Defaults
+
+_SKIN = "Skinning"
 
 
 def mesh_animate(
@@ -15,35 +18,58 @@ def mesh_animate(
     run_dir: Annotated[Path, run_folder_argument("The run folder of a mesh input (after `a3d reconstruct`).")],
     motion: Annotated[
         str, typer.Option(help="Motion file: auto (refined if present, else coarse), coarse or refined.")
-    ] = "auto",
-    fps: Annotated[
-        float | None, typer.Option(help="Animation rate; default: the motion's own (8 fps).", show_default=False)
-    ] = None,
+    ] = _Defaults.motion,
+    fps: Annotated[float, typer.Option(help="Keys per second, sampled from the continuous motion.")] = _Defaults.fps,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Seconds the motion plays over; default: its own (15 frames at 8 fps).", show_default=False),
+    ] = _Defaults.duration,
     interpolation: Annotated[
-        str, typer.Option(help="linear (smooth blend between frames) or step (exact frames).")
-    ] = "linear",
-    loop: Annotated[bool, typer.Option("--loop/--no-loop", help="End with a key back to frame 0.")] = True,
+        str, typer.Option(help="linear (smooth blend between keys) or step (exact keys).")
+    ] = _Defaults.interpolation,
+    loop: Annotated[
+        bool, typer.Option("--loop/--no-loop", help="Make the clip cyclic: the last frame flows into the first.")
+    ] = _Defaults.loop,
+    loop_mode: Annotated[
+        str, typer.Option(help="How --loop closes the clip: blend (position and velocity) or pingpong.")
+    ] = _Defaults.loop_mode,
     normals: Annotated[
         bool, typer.Option("--normals/--no-normals", help="Store per-frame normals (better shading, larger file).")
-    ] = True,
+    ] = _Defaults.normals,
+    skin: Annotated[
+        bool,
+        typer.Option("--skin/--no-skin", help="A skeleton fitted to the motion instead of morph targets.",
+                     rich_help_panel=_SKIN),  # fmt: skip
+    ] = _Defaults.skin,
+    bones: Annotated[int, typer.Option(help="Bones of the fitted skin.", rich_help_panel=_SKIN)] = _Defaults.bones,
+    residual: Annotated[
+        bool,
+        typer.Option("--residual/--no-residual", help="With --skin: add what the skin misses as morph targets.",
+                     rich_help_panel=_SKIN),  # fmt: skip
+    ] = _Defaults.residual,
     rigidity: Annotated[
         float,
         typer.Option(
             help="ARAP clean-up weight over the mesh 1-rings (0 = off; 4 = the reference's).",
             rich_help_panel="Clean-up",
         ),
-    ] = 0.0,
+    ] = _Defaults.rigidity,
     force: ForceOption = False,
 ) -> None:
-    """Write [bold]export/animated.glb[/bold] (morph target per frame) and [bold]export/vertices.npy[/bold] [F, V, 3]."""
+    """Write [bold]export/animated.glb[/bold] (morph targets or a fitted skin) and [bold]export/vertices.npy[/bold]."""
     from a3d_cli.stages import mesh_animate as stage
 
     opts = stage.MeshAnimateOptions(
         motion=motion,  # type: ignore[arg-type]  # validated by MeshAnimateOptions
         fps=fps,
+        duration=duration,
         interpolation=interpolation,  # type: ignore[arg-type]
         loop=loop,
+        loop_mode=loop_mode,  # type: ignore[arg-type]
         normals=normals,
+        skin=skin,
+        bones=bones,
+        residual=residual,
         rigidity=rigidity,
     )
     run_dir = resolve_path(run_dir)

@@ -20,6 +20,8 @@ from a3d_cli.commands.common import (
     run_folder_argument,
 )
 
+from a3d_cli.stages.mvvideo import DEFAULT_CUDA_DTYPE  # noqa: E402 - torch-free, keeps --help fast
+
 _SAMPLER = "Sampler"
 
 
@@ -36,7 +38,16 @@ def mvvideo(
     freeinit_method: Annotated[
         str, typer.Option(help="FreeInit low-pass filter: butterworth, gaussian or ideal.", rich_help_panel=_SAMPLER)
     ] = "butterworth",
-    dtype: Annotated[str, typer.Option(help="Precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.")] = "auto",
+    freeinit_grid: Annotated[
+        str,
+        typer.Option(
+            help="FreeInit frequency grid: reference (Animate3D's, diffusers 0.28) or centred (on DC).",
+            rich_help_panel=_SAMPLER,
+        ),
+    ] = "reference",
+    dtype: Annotated[
+        str, typer.Option(help=f"Precision: auto ({DEFAULT_CUDA_DTYPE} on CUDA, fp32 on CPU), fp32, fp16, bf16.")
+    ] = "auto",
     mvdream: MVDreamOption = None,
     ip_adapter: IPAdapterOption = None,
     image_encoder: ImageEncoderOption = None,
@@ -54,6 +65,7 @@ def mvvideo(
         guidance=guidance,
         freeinit_iters=freeinit_iters,
         freeinit_method=freeinit_method,
+        freeinit_grid=freeinit_grid,
         dtype=dtype,  # type: ignore[arg-type]  # validated by MVVideoOptions
         **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
         compile=compile_blocks,

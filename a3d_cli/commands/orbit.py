@@ -84,7 +84,8 @@ def orbit(
     frame_ratio: Annotated[
         float | None,
         typer.Option(
-            help="Object size / frame size after recentring (default: as in the input).", rich_help_panel=_INPUT
+            help="Object size / frame size after recentring (default: square side = image height, as the reference).",
+            rich_help_panel=_INPUT,
         ),
     ] = None,
     matte: Annotated[

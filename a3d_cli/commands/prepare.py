@@ -40,6 +40,14 @@ def prepare(
     view_size: Annotated[
         int, typer.Option(help="Size of the 4 conditioning renders, pixels.", rich_help_panel="Views")
     ] = 256,
+    allow_external_refs: Annotated[
+        bool,
+        typer.Option(
+            "--allow-external-refs",
+            help="Let the asset reference files outside its own folder (absolute paths, ../). Only for assets you trust.",
+            rich_help_panel="Input",
+        ),
+    ] = False,
     force: ForceOption = False,
 ) -> None:
     """Make [bold]RUN/static/gaussians.ply[/bold] and the 4 conditioning views from a mesh or 3DGS file."""
@@ -52,6 +60,7 @@ def prepare(
         max_vertices=max_vertices,
         splats=splats,
         view_size=view_size,
+        allow_external_refs=allow_external_refs,
     )
     run_dir = resolve_path(out)
     run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

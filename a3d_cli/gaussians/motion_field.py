@@ -236,9 +236,12 @@ class MotionField(nn.Module):
 
     def features(self, xyz: Tensor, frames: Tensor) -> Tensor:
         """[F, N, D] HexPlane features of static positions xyz [N, 3] at integer frames [F]."""
+        return self._features_at(xyz, self.frame_times(frames))
+
+    def _features_at(self, xyz: Tensor, t: Tensor) -> Tensor:
+        """[F, N, D] HexPlane features of static positions xyz [N, 3] at times t [F] in [-1, 1]."""
         planes = [list(level) for level in self.grids]
-        t = self.frame_times(frames).to(xyz.device)  # [F]
-        return hexplane_features(planes, xyz / self.config.bounds, t, backend=self.hexplane_backend)
+        return hexplane_features(planes, xyz / self.config.bounds, t.to(xyz.device), backend=self.hexplane_backend)
 
     def forward(
         self, static: Gaussians, frames: Tensor | list[int], *, grad_mask: Tensor | None = None
@@ -264,9 +267,14 @@ class MotionField(nn.Module):
         ):
             raise ValueError(f"frame indices must be in [0, {cfg.num_frames}), got {frames.tolist()}")
         frames = frames.to(static.means.device)
-        f, n = frames.shape[0], static.means.shape[0]
+        return self._move(static, self.frame_times(frames), frames == 0, grad_mask)
+
+    def _move(self, static: Gaussians, t: Tensor, is_first: Tensor, grad_mask: Tensor | None = None) -> MotionOutput:
+        """Move the static splats to times t [F] in [-1, 1]; `is_first` [F] marks frame 0 (kept static)."""
+        cfg = self.config
+        f, n = t.shape[0], static.means.shape[0]
         x0, q0, s0 = static.means, static.quats, static.scales  # [N, 3], [N, 4], [N, 3]
-        h = self.features(x0, frames)  # [F, N, D]
+        h = self._features_at(x0, t)  # [F, N, D]
 
         # 1. global rigid motion from the mean feature of all Gaussians.
         if self.global_rot is not None:
@@ -295,7 +303,7 @@ class MotionField(nn.Module):
             quats = torch.where(keep, quats, quats.detach())
             scales = torch.where(keep, scales, scales.detach())
         if cfg.static_first_frame:
-            is_static = (frames == 0)[:, None, None]  # [F, 1, 1]
+            is_static = is_first.to(x0.device)[:, None, None]  # [F, 1, 1]
             means = torch.where(is_static, x0[None], means)
             quats = torch.where(is_static, q0[None], quats)
             scales = torch.where(is_static, s0[None], scales)
@@ -308,3 +316,29 @@ class MotionField(nn.Module):
     def deform(self, static: Gaussians, frame: int) -> Gaussians:
         """Frame `frame` of the motion as a `Gaussians` (for export and mesh animation)."""
         return self(static, [frame]).frame(static, 0)
+
+    @torch.no_grad()
+    def deform_at(self, static: Gaussians, position: float) -> Gaussians:
+        """The splats at a fractional frame position in [0, num_frames - 1]: the field is continuous in time.
+
+        Integer positions give exactly `deform(static, k)`. With `static_first_frame`, frame 0 is the static
+        model rather than the field at t = -1 (which training never sees), so between frames 0 and 1 the
+        splats go linearly from the static model to frame 1 (positions and log-scales linearly,
+        orientations by normalised linear blend); everywhere else the field is evaluated at
+        t = -1 + 2 · position / (num_frames - 1).
+        """
+        last = self.config.num_frames - 1
+        if not 0.0 <= position <= last:
+            raise ValueError(f"frame position must be in [0, {last}], got {position}")
+        if float(position).is_integer():
+            return self.deform(static, int(position))
+        if self.config.static_first_frame and position < 1.0:
+            a = self.deform(static, 1)
+            w = float(position)
+            q1 = torch.where((a.quats * static.quats).sum(-1, keepdim=True) < 0, -a.quats, a.quats)  # same hemisphere
+            quats = torch.nn.functional.normalize((1 - w) * static.quats + w * q1, dim=-1)
+            scales = torch.exp((1 - w) * torch.log(static.scales) + w * torch.log(a.scales))
+            return static.with_(means=(1 - w) * static.means + w * a.means, quats=quats, scales=scales)
+        t = torch.tensor([position * (2.0 / last) - 1.0], dtype=torch.float32)
+        out = self._move(static, t, torch.zeros(1, dtype=torch.bool))
+        return out.frame(static, 0)

@@ -14,6 +14,11 @@ On disk, one `vertex` element with float32 properties, in this order:
 - `rot_0..3` is the quaternion w, x, y, z (readers normalise it).
 - `nx ny nz` are written as zeros (unused by 3DGS, expected by some tools) and ignored on read.
 
+Axes: the file stores whatever frame the caller's splats are in; a3d's own frame is +Y up (as glTF). The
+original 3DGS viewers (SIBR, and web viewers made for COLMAP scenes) expect COLMAP's camera convention,
++Y *down*; `convention_rotation("inria")` is the proper rotation (180° about X: y → −y, z → −z) that turns a
++Y-up set into that convention without mirroring it.
+
 Reading accepts binary (either endianness) and ASCII files, any property order, float or double types and
 extra properties (they are ignored).
 
@@ -29,6 +34,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,6 +42,19 @@ import torch
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import SH_C0, Gaussians
 from a3d_cli.io.atomic import atomic_path
+
+PlyConvention = Literal["yup", "inria"]
+PLY_CONVENTIONS = ("yup", "inria")
+
+
+def convention_rotation(convention: PlyConvention) -> np.ndarray:
+    """[3, 3] rotation from a3d's +Y-up axes to those of a PLY convention ("yup": identity; "inria": Y down)."""
+    if convention == "yup":
+        return np.eye(3)
+    if convention == "inria":
+        return np.diag([1.0, -1.0, -1.0])
+    raise ValueError(f"convention must be one of {PLY_CONVENTIONS}, got {convention!r}")
+
 
 # Properties a file must have to be read as 3DGS (f_rest_* and normals are optional).
 REQUIRED_PROPERTIES: tuple[str, ...] = (
@@ -87,6 +106,11 @@ class PlyHeader:
         return next((e for e in self.elements if e.name == name), None)
 
 
+_REEXPORT = "The file's header is malformed; export the splats again from the tool that made them."
+_TRUNCATED = "The file was cut short (an interrupted download or copy?); get a complete copy."
+_DIVERGED = "The splats are broken (often a training run that diverged); re-export or retrain them."
+
+
 def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
     """Parse a PLY header without reading the data.
 
@@ -98,15 +122,15 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
         with open(path, "rb") as f:
             head = f.read(_MAX_HEADER_BYTES)
     except OSError as exc:
-        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).", hint="Check that the file exists and is readable.") from exc
     if not head.startswith(b"ply"):
-        raise InputError(f"{path} is not a PLY file (it does not start with 'ply').")
+        raise InputError(f"{path} is not a PLY file (it does not start with 'ply').", hint=_REEXPORT)
     end = head.find(b"end_header")
     if end < 0:
-        raise InputError(f"{path} has a broken PLY header (no 'end_header' line).")
+        raise InputError(f"{path} has a broken PLY header (no 'end_header' line).", hint=_REEXPORT)
     newline = head.find(b"\n", end)
     if newline < 0:
-        raise InputError(f"{path} has a broken PLY header (nothing after 'end_header').")
+        raise InputError(f"{path} has a broken PLY header (nothing after 'end_header').", hint=_TRUNCATED)
     lines = head[:end].decode("ascii", errors="replace").splitlines()
     fmt: str | None = None
     elements: list[PlyElement] = []
@@ -122,19 +146,23 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
                 if current is not None:
                     elements.append(PlyElement(current[0], current[1], tuple(current[2])))
                 current = (words[1], int(words[2]), [])
+                if current[1] < 0:
+                    raise InputError(f"{path} declares {current[1]} {current[0]} entries in its PLY header.", hint=_REEXPORT)
             elif words[0] == "property" and current is not None:
-                if words[1] == "list":
-                    current[2].append((words[4], None))
-                else:
-                    current[2].append((words[2], _PLY_TYPES[words[1]]))
+                name = words[4] if words[1] == "list" else words[2]
+                if name in (n for n, _ in current[2]):
+                    raise InputError(
+                        f"{path} declares the property {name!r} twice in its {current[0]!r} element.", hint=_REEXPORT
+                    )
+                current[2].append((name, None if words[1] == "list" else _PLY_TYPES[words[1]]))
             else:
                 raise ValueError(raw)
         except (IndexError, KeyError, ValueError) as exc:
-            raise InputError(f"{path} has a broken PLY header line: {raw.strip()!r}.") from exc
+            raise InputError(f"{path} has a broken PLY header line: {raw.strip()!r}.", hint=_REEXPORT) from exc
     if current is not None:
         elements.append(PlyElement(current[0], current[1], tuple(current[2])))
     if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
-        raise InputError(f"{path} has an unknown PLY format {fmt!r}.")
+        raise InputError(f"{path} has an unknown PLY format {fmt!r}.", hint=_REEXPORT)
     return PlyHeader(format=fmt, elements=tuple(elements), data_offset=newline + 1)
 
 
@@ -168,11 +196,13 @@ def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
             text = f.read().decode("ascii", errors="replace").splitlines()
             rows = text[skip_lines : skip_lines + vertex.count]
             if len(rows) < vertex.count:
-                raise InputError(f"{path} is truncated: {vertex.count} vertices declared, {len(rows)} found.")
+                raise InputError(
+                    f"{path} is truncated: {vertex.count} vertices declared, {len(rows)} found.", hint=_TRUNCATED
+                )
             try:
                 values = np.array([r.split()[: len(dtype.names)] for r in rows], dtype=np.float64)
             except ValueError as exc:
-                raise InputError(f"{path} has a malformed ASCII vertex row ({exc}).") from exc
+                raise InputError(f"{path} has a malformed ASCII vertex row ({exc}).", hint=_REEXPORT) from exc
             table = np.empty(vertex.count, dtype=dtype)
             for i, name in enumerate(dtype.names):
                 table[name] = values[:, i]
@@ -186,10 +216,11 @@ def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
                     f"{path} has a variable-sized element '{e.name}' before its vertices, which a3d cannot skip."
                 )
             offset += e.count * np.dtype([(n, endian + t) for n, t in e.properties]).itemsize  # type: ignore[operator]
+        needed = vertex.count * dtype.itemsize
+        if header.data_offset + offset + needed > os.fstat(f.fileno()).st_size:  # before allocating anything
+            raise InputError(f"{path} is truncated: {vertex.count} vertices declared, the data ends early.", hint=_TRUNCATED)
         f.seek(header.data_offset + offset)
-        data = f.read(vertex.count * dtype.itemsize)
-    if len(data) < vertex.count * dtype.itemsize:
-        raise InputError(f"{path} is truncated: {vertex.count} vertices declared, the data ends early.")
+        data = f.read(needed)
     return np.frombuffer(data, dtype=dtype, count=vertex.count)
 
 
@@ -209,7 +240,7 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"The file {path} does not exist.")
+        raise InputError(f"The file {path} does not exist.", hint="Check the path and its spelling.")
     header = read_ply_header(path)
     names = {p for e in header.elements for p in e.property_names}
     if any(m in names for m in _COMPRESSED_MARKERS):
@@ -227,7 +258,7 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
         )
     assert vertex is not None
     if vertex.count == 0:
-        raise InputError(f"{path} holds no Gaussians (0 vertices).")
+        raise InputError(f"{path} holds no Gaussians (0 vertices).", hint=_REEXPORT)
     rest = sorted(
         (p for p in present if p.startswith("f_rest_")),
         key=lambda p: int(p.rsplit("_", 1)[1]) if p.rsplit("_", 1)[1].isdigit() else -1,
@@ -257,21 +288,31 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
         ("rotations", quats),
     ):
         if not np.isfinite(arr).all():
-            raise InputError(f"{path} has non-finite (NaN or infinite) Gaussian {name}.")
+            raise InputError(f"{path} has non-finite (NaN or infinite) Gaussian {name}.", hint=_DIVERGED)
     sh_rest = None
     if n_rest:
         f_rest = cols(*rest).reshape(-1, 3, k - 1)  # [N, 3, K-1] channel-major on disk
         if not np.isfinite(f_rest).all():
-            raise InputError(f"{path} has non-finite (NaN or infinite) spherical-harmonic coefficients.")
+            raise InputError(
+                f"{path} has non-finite (NaN or infinite) spherical-harmonic coefficients.", hint=_DIVERGED
+            )
         sh_rest = torch.from_numpy(np.ascontiguousarray(f_rest.transpose(0, 2, 1)))  # [N, K-1, 3]
 
+    with np.errstate(over="ignore"):
+        scales = np.exp(log_scales)  # [N, 3] activated; finite logs can still overflow float32
+    if not np.isfinite(scales).all():
+        worst = float(np.abs(log_scales).max())
+        raise InputError(
+            f"{path} has Gaussian log-scales up to {worst:.4g}, whose scales overflow (exp > 3.4e38).",
+            hint=_DIVERGED,
+        )
     q = torch.from_numpy(quats)
     norm = q.norm(dim=-1, keepdim=True)  # [N, 1]
     q = torch.where(norm > 1e-12, q / norm.clamp_min(1e-12), torch.tensor([1.0, 0.0, 0.0, 0.0]))
     return Gaussians(
         means=torch.from_numpy(means),
         quats=q,
-        scales=torch.from_numpy(np.exp(log_scales)),
+        scales=torch.from_numpy(scales),
         opacities=torch.sigmoid(torch.from_numpy(logit)),
         colors=torch.from_numpy(0.5 + SH_C0 * f_dc),
         sh_rest=sh_rest,
@@ -322,8 +363,11 @@ def write_ply(path: str | os.PathLike[str], g: Gaussians) -> None:
 
 
 __all__ = [
+    "PLY_CONVENTIONS",
     "REQUIRED_PROPERTIES",
+    "PlyConvention",
     "PlyHeader",
+    "convention_rotation",
     "gaussians_to_table",
     "is_gaussian_ply",
     "read_ply",

@@ -18,7 +18,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path` in one rename.
 
     The temporary file lives in the same folder, so the rename never crosses file systems. On any
-    exception the temporary file is removed and `path` is left as it was.
+    exception the temporary file is removed and `path` is left as it was. The finished file gets the mode
+    a plainly created file would (0666 less the umask), not the private 0600 of a temporary file, so render
+    farms and web servers where other users read the outputs work as they do for any other tool.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,10 +30,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (a3d does not change the umask between threads)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -37,25 +37,50 @@ def save_png(path: Path, img: Tensor) -> None:
 def load_png(path: Path, mode: str | None = None) -> Tensor:
     """Read an image as [H, W, C] float in [0, 1].
 
+    16-bit greyscale images (PIL modes I;16 and I) are scaled by 65535, not clipped at 255; 16-bit RGB(A)
+    PNGs arrive from PIL already reduced to 8 bits per channel.
+
     Args:
         path: any format PIL reads.
         mode: PIL mode to convert to ("RGB", "RGBA", "L"); None keeps RGB or RGBA as stored.
+
+    Raises:
+        InputError: the file is missing, or not a readable image (the message says which file).
     """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"Image {path} does not exist.")
+        raise InputError(f"Image {path} does not exist.", hint="Check the path (and the frame naming).")
     try:
         with Image.open(path) as pil:
             if mode is None:
                 mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
+            if pil.mode in _WIDE_GREY:
+                return _wide_grey(np.asarray(pil), mode)
             arr = np.asarray(pil.convert(mode))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path} is not a readable image ({exc}).") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:  # PIL raises these for bad data
+        raise InputError(
+            f"{path} is not a readable image ({exc}).", hint="Re-export or replace this file; it is damaged or not an image."
+        ) from exc
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).float() / 255.0
+
+
+_WIDE_GREY = ("I;16", "I;16B", "I;16L", "I")  # 16-bit (and 32-bit integer) greyscale modes of PIL
+
+
+def _wide_grey(arr: np.ndarray, mode: str) -> Tensor:
+    """A 16-bit greyscale image [H, W] → [H, W, C] float in [0, 1] for `mode` (L, RGB or RGBA, opaque)."""
+    grey = torch.from_numpy(np.asarray(arr, dtype=np.float32) / 65535.0).clamp(0, 1)[..., None]  # [H, W, 1]
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}.get(mode)
+    if channels is None:
+        raise ValueError(f"cannot convert a 16-bit greyscale image to {mode}")
+    out = grey.expand(*grey.shape[:2], min(channels, 3))
+    if channels == 4:
+        out = torch.cat([out, torch.ones_like(grey)], dim=-1)
+    return out.contiguous()
 
 
 def composite(rgba: Tensor, background: float | Tensor) -> Tensor:

@@ -21,9 +21,25 @@ from typing import Any
 from a3d_cli import __version__
 from a3d_cli.errors import RunFolderError
 from a3d_cli.io.atomic import atomic_write_text
+from a3d_cli.io.paths import resolve_inside
 
 MANIFEST_NAME = "a3d.json"
 FORMAT_VERSION = 1
+_NUMBER = (int, float)
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {  # the fields a3d reads back, and the JSON types they must have
+    "status": (str,),
+    "params": (dict,),
+    "params_digest": (str,),
+    "inputs": (dict,),
+    "outputs": (list,),
+    "seconds": _NUMBER,
+    "device": (str,),
+    "peak_memory_bytes": (int, type(None)),
+    "seed": (int,),
+    "metrics": (dict,),
+    "error": (str,),
+    "last_success": (dict,),
+}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -64,6 +80,8 @@ def digest_path(path: Path) -> str:
 def load_manifest(run_dir: Path) -> dict[str, Any]:
     """The manifest of a run folder (an empty one when the folder has none yet)."""
     path = Path(run_dir) / MANIFEST_NAME
+    if path.is_symlink():
+        resolve_inside(run_dir, MANIFEST_NAME)  # a link out of RUN is refused; one inside it is read
     if not path.exists():
         return {"format": FORMAT_VERSION, "a3d_version": __version__, "stages": {}}
     try:
@@ -75,7 +93,30 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
         raise RunFolderError(f"The manifest {path} is not an a3d manifest.", hint="Start a new run folder.")
+    for name, entry in data["stages"].items():
+        _check_entry(path, name, entry)
     return data
+
+
+def _check_entry(path: Path, name: str, entry: Any) -> None:
+    """Refuse a stage entry whose fields have the wrong JSON types (a hand-edited or foreign manifest)."""
+    hint = f"Fix or delete the {name!r} entry in {path.name}; that stage then runs again."
+    if not isinstance(entry, dict):
+        raise RunFolderError(
+            f"The manifest {path} has a {type(entry).__name__} for stage {name!r}, not an entry.", hint=hint
+        )
+    for key, types in _ENTRY_TYPES.items():
+        value = entry.get(key)
+        if key in entry and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+            raise RunFolderError(
+                f"The manifest {path}: stage {name!r} has {key} = {value!r} ({type(value).__name__}), "
+                f"expected {' or '.join(t.__name__ for t in types)}.",
+                hint=hint,
+            )
+    if "outputs" in entry and not all(isinstance(o, str) for o in entry["outputs"]):
+        raise RunFolderError(f"The manifest {path}: stage {name!r} has outputs that are not paths.", hint=hint)
+    if "last_success" in entry:
+        _check_entry(path, f"{name}.last_success", entry["last_success"])
 
 
 def save_manifest(run_dir: Path, data: dict[str, Any]) -> None:

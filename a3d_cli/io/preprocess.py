@@ -1,18 +1,25 @@
 """Object images for image-to-3D models: find the object, crop and recentre it, composite it on white.
 
-SV3D expects a square image of one object, centred, on a white background. Stability's script takes the
-object mask from the PNG's alpha channel, or from `rembg` for images without one. We do this:
+SV3D expects a square image of one object, centred, on a white background. Stability's sampling script
+(`scripts/sampling/simple_video_sample.py`) takes the object mask from an RGBA image's alpha channel, or
+from `rembg` (with alpha matting) after a 768-px LANCZOS thumbnail for any other image. Steps 2 and 3 below
+are that script's arithmetic exactly (same PIL calls, same rounding); step 1 differs only for images
+without alpha, and the framing only where the script fails (docs/orbit.md lists both):
 
 1. **Mask.** An image with a meaningful alpha channel uses it. An image without one (or fully opaque) is
    matted when its background is one uniform colour: pixels close to the border colour and connected to
    the border become transparent. Anything else is refused with a plain message asking for a transparent
-   PNG. `rembg` is used only when asked for (`matte="rembg"`) and installed: it fetches its own model file
-   on first use, so a3d never assumes it.
-2. **Crop and recentre.** The bounding box of alpha > 0 is pasted in the centre of a transparent square
-   whose side is ``max(w, h) / frame_ratio`` — or, with no ratio, the input's larger side (at least the
-   object's size), which keeps the object's size relative to the frame as it was in the input.
-3. **Resize and composite.** The square is resized (premultiplied alpha, antialiased bicubic) to the
-   model's size and composited on white.
+   PNG. `rembg` is used only when asked for (`matte="rembg"`) and installed, as the reference calls it
+   (`alpha_matting=True`, its RGBA kept): it fetches its own model file on first use, so a3d never
+   assumes it. Images without alpha are first thumbnailed to 768 px with PIL's LANCZOS, as the reference.
+2. **Crop and recentre.** The bounding box of alpha > 0 is pasted into a transparent square at offset
+   ``side // 2 − size // 2`` (the reference's centring), whose side is ``int(max(w, h) / frame_ratio)``
+   — or, with no ratio, the image's height (the reference's default, its `in_w` being the array's first
+   axis). Where the object does not fit in that square (a landscape image with a wide object, on which
+   the reference script fails) the side is the image's larger side instead.
+3. **Resize and composite.** The 8-bit square is resized to the model's size with PIL's LANCZOS (which
+   filters RGBA with premultiplied alpha), composited on white in float64, and truncated to 8 bits as the
+   reference stores its input image.
 
 Examples:
     >>> obj = prepare_object_image(Path("chair.png"), size=576)
@@ -26,12 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from a3d_cli.errors import InputError, OptionError
-from a3d_cli.io.images import load_png
+from a3d_cli.io.images import load_png, to_uint8
 
 Matte = Literal["auto", "alpha", "uniform", "rembg"]
 MATTES = ("auto", "alpha", "uniform", "rembg")
@@ -64,14 +72,15 @@ class ObjectImage:
 
 
 def _thumbnail(img: Tensor, max_side: int) -> Tensor:
-    """[H, W, C] → at most `max_side` on the longer side (antialiased), unchanged when smaller."""
-    h, w = img.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1:
+    """[H, W, C] → at most `max_side` on the longer side with PIL's `thumbnail` (LANCZOS), as the reference."""
+    from PIL import Image
+
+
+    if max(img.shape[:2]) <= max_side:
         return img
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    out = F.interpolate(img.permute(2, 0, 1)[None], size=size, mode="bilinear", antialias=True, align_corners=False)
-    return out[0].permute(1, 2, 0).clamp(0, 1)
+    pil = Image.fromarray(to_uint8(img))
+    pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(pil).copy()).float() / 255.0
 
 
 def _border(mask_hw: tuple[int, int], width: int) -> Tensor:
@@ -108,7 +117,8 @@ def uniform_background_alpha(rgb: Tensor, tolerance: float = UNIFORM_TOLERANCE) 
     return 1.0 - reached[0, 0]
 
 
-def _rembg_alpha(rgb: Tensor) -> Tensor:
+def _rembg_rgba(rgb: Tensor) -> Tensor:
+    """rembg's cut-out of an [H, W, 3] image as [H, W, 4], called as the reference calls it."""
     try:
         import rembg  # optional extra; downloads its own model on first use
     except ImportError as exc:
@@ -116,12 +126,14 @@ def _rembg_alpha(rgb: Tensor) -> Tensor:
             "--matte rembg needs the optional rembg package, which is not installed.",
             hint="pip install rembg (it downloads its own model file on first use), or pass a transparent PNG.",
         ) from exc
-    import numpy as np
     from PIL import Image
 
-    arr = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-    out = np.asarray(rembg.remove(Image.fromarray(arr).convert("RGBA")))
-    return torch.from_numpy(out[..., 3].copy()).float() / 255.0
+
+    out = np.asarray(rembg.remove(Image.fromarray(to_uint8(rgb)).convert("RGBA"), alpha_matting=True))
+    return torch.from_numpy(out[..., :4].copy()).float() / 255.0
+
+
+MIN_IMAGE_SIDE = 8  # smaller images hold no object (and background) worth recentring
 
 
 def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
@@ -135,12 +147,19 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
         ([H, W, 4] straight-alpha RGBA in [0, 1], the matte used).
 
     Raises:
-        InputError: not an image, an empty alpha, no alpha and no uniform background.
+        InputError: not an image, smaller than 8 px on a side, an empty alpha, no alpha and no uniform
+            background.
         OptionError: an unknown matte, or rembg asked for but missing.
     """
     if matte not in MATTES:
         raise OptionError(f"--matte must be one of {', '.join(MATTES)} (got {matte}).")
     img = load_png(Path(path))  # [H, W, 1|3|4]; InputError when not an image
+    if min(img.shape[:2]) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"{path} is {img.shape[1]}×{img.shape[0]} pixels; an object image needs at least "
+            f"{MIN_IMAGE_SIDE} pixels on each side.",
+            hint="Give the full-size image (SV3D works at 576×576).",
+        )
     if img.shape[-1] == 1:
         img = img.expand(-1, -1, 3)
     has_alpha = img.shape[-1] == 4
@@ -157,7 +176,7 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
         raise InputError(f"{path} has no alpha channel, but --matte alpha was asked for.", hint=_NEEDS_ALPHA_HINT)
     rgb = _thumbnail(img[..., :3], MATTE_MAX_SIDE)  # [h, w, 3]
     if matte == "rembg":
-        return torch.cat([rgb, _rembg_alpha(rgb)[..., None]], dim=-1), "rembg"
+        return _rembg_rgba(rgb), "rembg"
     alpha = uniform_background_alpha(rgb)
     if alpha is None:
         raise InputError(
@@ -173,8 +192,8 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
 
     Args:
         rgba: [H, W, 4] straight alpha.
-        frame_ratio: object's longer side / square side; None keeps the input's framing
-            (side = the input's larger side, at least the object's).
+        frame_ratio: object's longer side / square side; None: side = the image's height (the
+            reference's default), or its larger side where the object does not fit in that.
 
     Returns:
         ([S, S, 4] square, (x0, y0, x1, y1) bounding box in `rgba`).
@@ -188,23 +207,29 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
     y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     h, w = y1 - y0, x1 - x0
     if frame_ratio is None:
-        side = max(rgba.shape[0], rgba.shape[1], h, w)
+        side = rgba.shape[0] if max(h, w) <= rgba.shape[0] else max(rgba.shape[0], rgba.shape[1])
     else:
         side = max(h, w, int(max(h, w) / frame_ratio))
     out = torch.zeros(side, side, 4, dtype=rgba.dtype)
-    oy, ox = (side - h) // 2, (side - w) // 2
+    oy, ox = side // 2 - h // 2, side // 2 - w // 2  # the reference's centring
     out[oy : oy + h, ox : ox + w] = rgba[y0:y1, x0:x1]
     return out, (x0, y0, x1, y1)
 
 
 def resize_rgba(rgba: Tensor, size: int) -> Tensor:
-    """Resize a square straight-alpha RGBA image with premultiplied, antialiased bicubic filtering."""
-    pm = torch.cat([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], dim=-1)  # [S, S, 4] premultiplied
-    x = F.interpolate(pm.permute(2, 0, 1)[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)
-    x = x[0].permute(1, 2, 0).clamp(0, 1)  # [size, size, 4]
-    alpha = x[..., 3:]
-    rgb = torch.where(alpha > 1e-6, x[..., :3] / alpha.clamp_min(1e-6), torch.zeros_like(x[..., :3])).clamp(0, 1)
-    return torch.cat([rgb, alpha], dim=-1)
+    """Resize a square straight-alpha RGBA image as the reference: 8-bit, PIL LANCZOS (premultiplied inside)."""
+    from PIL import Image
+
+
+    pil = Image.fromarray(to_uint8(rgba), "RGBA").resize((size, size), Image.LANCZOS)
+    return torch.from_numpy(np.asarray(pil).copy()).float() / 255.0  # [size, size, 4] straight alpha
+
+
+def composite(rgba: Tensor, background: float = 1.0) -> Tensor:
+    """[S, S, 4] → [S, S, 3] on `background`, in float64 and truncated to 8 bits as the reference stores it."""
+    arr = to_uint8(rgba).astype(np.float64) / 255.0  # exact: `rgba` holds 8-bit values
+    rgb = arr[..., :3] * arr[..., 3:] + background * (1.0 - arr[..., 3:])
+    return torch.from_numpy((rgb * 255).astype(np.uint8)).float() / 255.0
 
 
 def prepare_object_image(
@@ -226,5 +251,4 @@ def prepare_object_image(
     rgba, used = load_object_rgba(path, matte)
     square, bbox = recentre(rgba, frame_ratio)
     small = resize_rgba(square, size)  # [size, size, 4]
-    image = small[..., :3] * small[..., 3:] + background * (1.0 - small[..., 3:])
-    return ObjectImage(image=image.clamp(0, 1), rgba=small, matte=used, bbox=bbox)
+    return ObjectImage(image=composite(small, background), rgba=small, matte=used, bbox=bbox)

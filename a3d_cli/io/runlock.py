@@ -2,17 +2,21 @@
 
 An advisory `fcntl.flock` on `RUN/.a3d.lock`: the kernel drops it when the process dies, so a killed run
 never leaves a stale lock behind. Re-entrant within one process (`animate` runs several stages under one lock).
+The lock file is opened without following links and must be a plain file: a run folder received from someone
+else could otherwise make a3d truncate and overwrite any file the user can write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from a3d_cli.errors import RunLockedError
+from a3d_cli.errors import RunFolderError, RunLockedError
 
 LOCK_NAME = ".a3d.lock"
 _held: dict[Path, tuple[int, int]] = {}  # resolved run dir -> (fd, depth)
@@ -24,6 +28,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
     Raises:
         RunLockedError: another process holds it (the message names its pid).
+        RunFolderError: `RUN/.a3d.lock` is a link or not a plain file.
     """
     key = Path(run_dir).resolve()
     if key in _held:
@@ -35,7 +40,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fd, depth = _held[key]
             _held[key] = (fd, depth - 1)
         return
-    fd = os.open(key / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(key / LOCK_NAME)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -54,3 +59,19 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         _held.pop(key, None)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) the lock file without following a link; refuse anything but a plain, unshared file."""
+    hint = "Delete it (it holds only a process id); a3d makes a new one."
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunFolderError(f"The lock file {path} is a symbolic link; a3d does not follow it.", hint=hint) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise RunFolderError(f"The lock file {path} is not a plain file of its own (a device, pipe or hard link).", hint=hint)
+    return fd

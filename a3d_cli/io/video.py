@@ -11,7 +11,7 @@ from a3d_cli.io.images import to_uint8
 
 
 def write_mp4(path: Path, frames: Tensor, fps: float = 8.0) -> None:
-    """Write frames as an H.264 MP4 (yuv420p) atomically.
+    """Write frames as an H.264 MP4 (yuv420p, `+faststart`: the index comes first, so it streams) atomically.
 
     Args:
         path: destination `.mp4`.
@@ -29,7 +29,8 @@ def write_mp4(path: Path, frames: Tensor, fps: float = 8.0) -> None:
         arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     with atomic_path(Path(path)) as tmp:
         writer = imageio.get_writer(
-            str(tmp), format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1, quality=8
+            str(tmp), format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1, quality=8,
+            output_params=["-movflags", "+faststart"],  # moov before mdat: browsers start playing while loading
         )
         try:
             for frame in arr:

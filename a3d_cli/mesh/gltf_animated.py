@@ -1,4 +1,4 @@
-"""Write an animated GLB: one mesh, one morph target per frame, and an animation that plays them.
+"""Write an animated GLB: one mesh, animated by one morph target per frame or by a linear-blend skin.
 
 Why morph targets: a3d moves every vertex of a fixed-topology mesh independently (no skeleton), and a
 morph target per frame is the one glTF 2.0 encoding of per-vertex trajectories that every viewer and DCC
@@ -6,11 +6,18 @@ tool imports (three.js `AnimationMixer`, Blender shape keys, Babylon.js, model-v
 the weight vector that is 1 on target k and 0 elsewhere, so the decoded positions are exactly
 `POSITION + target_k.POSITION`.
 
-The file is written by our own code (no glTF library at run time): a GLB container with a JSON chunk and
+A skin (`write_skinned_glb`) is the other encoding every engine imports: a skeleton of joints with keyed
+rotations and translations, and per-vertex joint indices and weights (`a3d_cli.mesh.skinning` fits one to
+the per-vertex motion). It is what games and rigs edit, retarget and blend, and it is far smaller.
+
+The files are written by our own code (no glTF library at run time): a GLB container with a JSON chunk and
 one BIN chunk. Layout of the BIN chunk, every bufferView starting on a 4-byte boundary:
 
-    indices | POSITION | NORMAL | TEXCOORD_0 | per frame: ΔPOSITION [, ΔNORMAL] | key times | key weights |
-    embedded images
+    morph targets: indices | POSITION | NORMAL | TEXCOORD_0 | COLOR_0 | per frame: ΔPOSITION [, ΔNORMAL] |
+                   embedded images | key times | key weights
+    skin:          indices | POSITION | NORMAL | TEXCOORD_0 | COLOR_0 | JOINTS_0 | WEIGHTS_0 |
+                   [per frame: residual ΔPOSITION] | inverse bind matrices | embedded images | key times |
+                   per bone: translation keys, rotation keys [| residual weight keys]
 
 Conventions:
 
@@ -50,6 +57,7 @@ ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963
 FLOAT = 5126
 UNSIGNED_SHORT = 5123
+UNSIGNED_BYTE = 5121
 UNSIGNED_INT = 5125
 TRIANGLES = 4
 LINEAR_FILTER = 9729
@@ -215,6 +223,124 @@ def _check_inputs(
         raise ValueError(f"fps must be > 0, got {fps}")
 
 
+def _mesh_primitive(
+    b: _GlbBuilder,
+    vertices: np.ndarray,  # [V, 3] float64
+    faces: np.ndarray,  # [T, 3]
+    uvs: np.ndarray | None,  # [V, 2]
+    colors: np.ndarray | None,  # [V, 4]
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Indices and vertex attributes of the base mesh.
+
+    Returns:
+        (primitive JSON without material/targets, float32 positions [V, 3], unit normals [V, 3]).
+    """
+    v = vertices.shape[0]
+    index_type = UNSIGNED_SHORT if v <= 0xFFFF else UNSIGNED_INT
+    indices = faces.reshape(-1).astype(np.uint16 if index_type == UNSIGNED_SHORT else np.uint32)  # [3T]
+    attributes: dict[str, int] = {}
+    idx_acc = b.accessor(indices, "SCALAR", ELEMENT_ARRAY_BUFFER, component=index_type)
+    base = vertices.astype(np.float32)  # [V, 3]
+    attributes["POSITION"] = b.accessor(base, "VEC3", ARRAY_BUFFER, min_max=True)
+    base_n = vertex_normals(base, faces)  # [V, 3]
+    attributes["NORMAL"] = b.accessor(base_n, "VEC3", ARRAY_BUFFER)
+    if uvs is not None:
+        gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
+        attributes["TEXCOORD_0"] = b.accessor(gl_uv, "VEC2", ARRAY_BUFFER)
+    if colors is not None:
+        colors = np.asarray(colors, dtype=np.float32)
+        if colors.shape != (v, 4) or not np.isfinite(colors).all():
+            raise ValueError(f"colors must be finite with shape [V, 4] = [{v}, 4], got {list(colors.shape)}")
+        attributes["COLOR_0"] = b.accessor(np.clip(colors, 0.0, 1.0), "VEC4", ARRAY_BUFFER)
+    primitive = {"attributes": attributes, "indices": idx_acc, "material": 0, "mode": TRIANGLES}
+    return primitive, base, base_n
+
+
+def _material(b: _GlbBuilder, material: MeshMaterial, has_uvs: bool) -> tuple[dict, list[dict]]:
+    """(material JSON, textures JSON) with the textures' images embedded in the buffer."""
+    mat: dict = {
+        "name": material.name,
+        "pbrMetallicRoughness": {
+            "baseColorFactor": [float(c) for c in material.base_color_factor],
+            "metallicFactor": float(material.metallic_factor),
+            "roughnessFactor": float(material.roughness_factor),
+        },
+        "doubleSided": bool(material.double_sided),
+        "alphaMode": material.alpha_mode,
+    }
+    if material.alpha_mode == "MASK":
+        mat["alphaCutoff"] = float(material.alpha_cutoff)
+    textures: list[dict] = []
+    has_texture = any(
+        t is not None
+        for t in (material.base_color_texture, material.metallic_roughness_texture, material.normal_texture)
+    )
+    if has_texture and not has_uvs:
+        raise ValueError("a textured material needs per-vertex uvs")
+
+    def add_texture(data: bytes, label: str) -> dict:
+        textures.append({"sampler": 0, "source": b.image(data, label)})
+        return {"index": len(textures) - 1, "texCoord": 0}
+
+    if material.base_color_texture is not None:
+        mat["pbrMetallicRoughness"]["baseColorTexture"] = add_texture(material.base_color_texture, "base_color")
+    if material.metallic_roughness_texture is not None:
+        mat["pbrMetallicRoughness"]["metallicRoughnessTexture"] = add_texture(
+            material.metallic_roughness_texture, "metallic_roughness"
+        )
+    if material.normal_texture is not None:
+        mat["normalTexture"] = add_texture(material.normal_texture, "normal")
+    return mat, textures
+
+
+def _key_times(b: _GlbBuilder, frames: int, fps: float, loop: bool) -> tuple[int, list[int]]:
+    """Accessor of key times k / fps (one more at F / fps when looping) and the frame each key shows."""
+    order = list(range(frames)) + ([0] if loop else [])
+    times = (np.arange(len(order), dtype=np.float64) / fps).astype(np.float32)  # [K]
+    return b.accessor(times, "SCALAR", min_max=True), order
+
+
+def _morph_weight_sampler(b: _GlbBuilder, time_acc: int, order: list[int], targets: int, interpolation: str) -> dict:
+    """Sampler of one-hot morph weights: key k shows target order[k]."""
+    weights = np.zeros((len(order), targets), dtype=np.float32)  # [K, F]
+    weights[np.arange(len(order)), order] = 1.0
+    return {"input": time_acc, "output": b.accessor(weights.reshape(-1), "SCALAR"), "interpolation": interpolation}
+
+
+def _document(
+    b: _GlbBuilder,
+    nodes: list[dict],
+    roots: list[int],
+    mesh: dict,
+    mat: dict,
+    textures: list[dict],
+    animation: dict,
+    skins: list[dict] | None = None,
+) -> bytes:
+    """The glTF JSON around one mesh, one material and one animation, packed as GLB bytes."""
+    gltf: dict = {
+        "asset": {"version": "2.0", "generator": f"a3d {__version__}"},
+        "scene": 0,
+        "scenes": [{"name": "a3d", "nodes": roots}],
+        "nodes": nodes,
+        "meshes": [mesh],
+        "materials": [mat],
+        "animations": [animation],
+        **({"skins": skins} if skins else {}),
+        "accessors": b.accessors,
+        "bufferViews": b.buffer_views,
+    }
+    if textures:
+        gltf["textures"] = textures
+        gltf["images"] = b.images
+        gltf["samplers"] = [
+            {"magFilter": LINEAR_FILTER, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT}
+        ]
+    blob = b.binary()
+    gltf["buffers"] = [{"byteLength": len(blob)}]
+    return _glb_bytes(gltf, blob)
+
+
 def animated_glb_bytes(
     vertices: np.ndarray,  # [V, 3]
     faces: np.ndarray,  # [T, 3]
@@ -238,7 +364,7 @@ def animated_glb_bytes(
     _check_inputs(vertices, faces, frames, uvs, fps)
     if interpolation not in ("STEP", "LINEAR"):
         raise ValueError(f"interpolation must be STEP or LINEAR, got {interpolation!r}")
-    f, v = frames.shape[0], vertices.shape[0]
+    f = frames.shape[0]
     names = list(frame_names) if frame_names is not None else [f"frame_{k:04d}" for k in range(f)]
     if len(names) != f:
         raise ValueError(f"frame_names has {len(names)} names for {f} frames")
@@ -246,22 +372,7 @@ def animated_glb_bytes(
     b = _GlbBuilder()
 
     # 1. base geometry
-    index_type = UNSIGNED_SHORT if v <= 0xFFFF else UNSIGNED_INT
-    indices = faces.reshape(-1).astype(np.uint16 if index_type == UNSIGNED_SHORT else np.uint32)  # [3T]
-    attributes: dict[str, int] = {}
-    idx_acc = b.accessor(indices, "SCALAR", ELEMENT_ARRAY_BUFFER, component=index_type)
-    base = vertices.astype(np.float32)  # [V, 3]
-    attributes["POSITION"] = b.accessor(base, "VEC3", ARRAY_BUFFER, min_max=True)
-    base_n = vertex_normals(base, faces)  # [V, 3]
-    attributes["NORMAL"] = b.accessor(base_n, "VEC3", ARRAY_BUFFER)
-    if uvs is not None:
-        gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
-        attributes["TEXCOORD_0"] = b.accessor(gl_uv, "VEC2", ARRAY_BUFFER)
-    if colors is not None:
-        colors = np.asarray(colors, dtype=np.float32)
-        if colors.shape != (v, 4) or not np.isfinite(colors).all():
-            raise ValueError(f"colors must be finite with shape [V, 4] = [{v}, 4], got {list(colors.shape)}")
-        attributes["COLOR_0"] = b.accessor(np.clip(colors, 0.0, 1.0), "VEC4", ARRAY_BUFFER)
+    primitive, base, base_n = _mesh_primitive(b, vertices, faces, uvs, colors)
 
     # 2. one morph target per frame: deltas taken in float64 so that base + Δ rounds to the frame's value
     targets = []
@@ -272,86 +383,29 @@ def animated_glb_bytes(
         if frame_n is not None:
             target["NORMAL"] = b.accessor(frame_n[k] - base_n, "VEC3", ARRAY_BUFFER)
         targets.append(target)
+    primitive["targets"] = targets
 
     # 3. material and textures
-    mat: dict = {
-        "name": material.name,
-        "pbrMetallicRoughness": {
-            "baseColorFactor": [float(c) for c in material.base_color_factor],
-            "metallicFactor": float(material.metallic_factor),
-            "roughnessFactor": float(material.roughness_factor),
-        },
-        "doubleSided": bool(material.double_sided),
-        "alphaMode": material.alpha_mode,
-    }
-    if material.alpha_mode == "MASK":
-        mat["alphaCutoff"] = float(material.alpha_cutoff)
-    textures: list[dict] = []
-    has_texture = any(
-        t is not None
-        for t in (material.base_color_texture, material.metallic_roughness_texture, material.normal_texture)
-    )
-    if has_texture and uvs is None:
-        raise ValueError("a textured material needs per-vertex uvs")
-
-    def add_texture(data: bytes, label: str) -> dict:
-        textures.append({"sampler": 0, "source": b.image(data, label)})
-        return {"index": len(textures) - 1, "texCoord": 0}
-
-    if material.base_color_texture is not None:
-        mat["pbrMetallicRoughness"]["baseColorTexture"] = add_texture(material.base_color_texture, "base_color")
-    if material.metallic_roughness_texture is not None:
-        mat["pbrMetallicRoughness"]["metallicRoughnessTexture"] = add_texture(
-            material.metallic_roughness_texture, "metallic_roughness"
-        )
-    if material.normal_texture is not None:
-        mat["normalTexture"] = add_texture(material.normal_texture, "normal")
+    mat, textures = _material(b, material, uvs is not None)
 
     # 4. animation: one-hot weight keys at k / fps (plus the loop-closing key back to frame 0)
-    order = list(range(f)) + ([0] if loop else [])
-    times = (np.arange(len(order), dtype=np.float64) / fps).astype(np.float32)  # [K]
-    weights = np.zeros((len(order), f), dtype=np.float32)  # [K, F]
-    weights[np.arange(len(order)), order] = 1.0
-    time_acc = b.accessor(times, "SCALAR", min_max=True)
-    weight_acc = b.accessor(weights.reshape(-1), "SCALAR")
+    time_acc, order = _key_times(b, f, fps, loop)
+    sampler = _morph_weight_sampler(b, time_acc, order, f, interpolation)
 
     # 5. the JSON document
-    gltf: dict = {
-        "asset": {"version": "2.0", "generator": f"a3d {__version__}"},
-        "scene": 0,
-        "scenes": [{"name": "a3d", "nodes": [0]}],
-        "nodes": [{"name": name, "mesh": 0}],
-        "meshes": [
-            {
-                "name": name,
-                "primitives": [
-                    {"attributes": attributes, "indices": idx_acc, "material": 0, "mode": TRIANGLES, "targets": targets}
-                ],
-                "weights": [1.0 if k == 0 else 0.0 for k in range(f)],
-                "extras": {"targetNames": names},  # shape-key names (Blender, three.js read this)
-            }
-        ],
-        "materials": [mat],
-        "animations": [
-            {
-                "name": "a3d_motion",
-                "samplers": [{"input": time_acc, "output": weight_acc, "interpolation": interpolation}],
-                "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
-                "extras": {"fps": float(fps), "frames": f, "loop": bool(loop)},
-            }
-        ],
-        "accessors": b.accessors,
-        "bufferViews": b.buffer_views,
+    mesh = {
+        "name": name,
+        "primitives": [primitive],
+        "weights": [1.0 if k == 0 else 0.0 for k in range(f)],
+        "extras": {"targetNames": names},  # shape-key names (Blender, three.js read this)
     }
-    if textures:
-        gltf["textures"] = textures
-        gltf["images"] = b.images
-        gltf["samplers"] = [
-            {"magFilter": LINEAR_FILTER, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT}
-        ]
-    blob = b.binary()
-    gltf["buffers"] = [{"byteLength": len(blob)}]
-    return _glb_bytes(gltf, blob)
+    animation = {
+        "name": "a3d_motion",
+        "samplers": [sampler],
+        "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
+        "extras": {"fps": float(fps), "frames": f, "loop": bool(loop)},
+    }
+    return _document(b, [{"name": name, "mesh": 0}], [0], mesh, mat, textures, animation)
 
 
 def write_animated_glb(
@@ -400,4 +454,185 @@ def write_animated_glb(
     atomic_write_bytes(Path(path), data)
 
 
-__all__ = ["MeshMaterial", "animated_glb_bytes", "image_mime_type", "vertex_normals", "write_animated_glb"]
+def _quat_keys(rotations: np.ndarray) -> np.ndarray:
+    """glTF quaternions (x, y, z, w) [K, B, 4] of rotations [K, B, 3, 3], signs kept continuous along K."""
+    from a3d_cli.mesh.topology import rotmat_to_quat
+
+    wxyz = rotmat_to_quat(rotations)  # [K, B, 4]
+    for k in range(1, wxyz.shape[0]):  # same hemisphere as the previous key: slerp takes the short way
+        flip = (wxyz[k] * wxyz[k - 1]).sum(-1) < 0  # [B]
+        wxyz[k, flip] *= -1.0
+    xyzw = np.concatenate([wxyz[..., 1:], wxyz[..., :1]], axis=-1)
+    return (xyzw / np.linalg.norm(xyzw, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _check_skin(
+    v: int, joints: np.ndarray, weights: np.ndarray, centres: np.ndarray, rotations: np.ndarray, translations: np.ndarray
+) -> None:
+    b = centres.shape[0] if centres.ndim == 2 else -1
+    if centres.ndim != 2 or centres.shape[1] != 3 or not 1 <= b <= 255:
+        raise ValueError(f"centres must have shape [B, 3] with 1 <= B <= 255, got {list(centres.shape)}")
+    if joints.ndim != 2 or joints.shape[0] != v or not 1 <= joints.shape[1] <= 4 or weights.shape != joints.shape:
+        raise ValueError(f"joints and weights must have shape [V, K] = [{v}, K<=4], got {list(joints.shape)}, "
+                         f"{list(weights.shape)}")  # fmt: skip
+    if joints.min() < 0 or joints.max() >= b:
+        raise ValueError(f"joints index bones outside [0, {b})")
+    if not np.isfinite(weights).all() or weights.min() < 0 or np.abs(weights.sum(1) - 1.0).max() > 1e-4:
+        raise ValueError("weights must be finite, >= 0 and sum to 1 per vertex")
+    if rotations.ndim != 4 or rotations.shape[1:] != (b, 3, 3) or rotations.shape[0] < 1:
+        raise ValueError(f"rotations must have shape [K, B, 3, 3] = [K, {b}, 3, 3], got {list(rotations.shape)}")
+    if translations.shape != rotations.shape[:2] + (3,):
+        raise ValueError(f"translations must have shape [K, B, 3] = {list(rotations.shape[:2]) + [3]}, "
+                         f"got {list(translations.shape)}")  # fmt: skip
+    if not (np.isfinite(rotations).all() and np.isfinite(translations).all() and np.isfinite(centres).all()):
+        raise ValueError("bone transforms and centres must be finite")
+
+
+def skinned_glb_bytes(
+    vertices: np.ndarray,  # [V, 3]
+    faces: np.ndarray,  # [T, 3]
+    joints: np.ndarray,  # [V, K]
+    weights: np.ndarray,  # [V, K]
+    centres: np.ndarray,  # [B, 3]
+    rotations: np.ndarray,  # [F, B, 3, 3]
+    translations: np.ndarray,  # [F, B, 3]
+    *,
+    residual: np.ndarray | None = None,  # [F, V, 3]
+    uvs: np.ndarray | None = None,  # [V, 2]
+    colors: np.ndarray | None = None,  # [V, 4]
+    material: MeshMaterial | None = None,
+    fps: float = 24.0,
+    interpolation: Interpolation = "LINEAR",
+    loop: bool = False,
+    name: str = "a3d_mesh",
+) -> bytes:
+    """Encode a linear-blend-skinned animated mesh as GLB bytes (see `write_skinned_glb`)."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    joints = np.asarray(joints, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.float64)
+    rotations = np.asarray(rotations, dtype=np.float64)
+    translations = np.asarray(translations, dtype=np.float64)
+    uvs = None if uvs is None else np.asarray(uvs, dtype=np.float64)
+    f = rotations.shape[0] if rotations.ndim == 4 else 0
+    _check_inputs(vertices, faces, np.zeros((max(f, 1),) + vertices.shape), uvs, fps)
+    _check_skin(vertices.shape[0], joints, weights, centres, rotations, translations)
+    if residual is not None:
+        residual = np.asarray(residual, dtype=np.float64)
+        if residual.shape != (f,) + vertices.shape or not np.isfinite(residual).all():
+            raise ValueError(f"residual must be finite with shape [F, V, 3] = [{f}, {vertices.shape[0]}, 3]")
+    if interpolation not in ("STEP", "LINEAR"):
+        raise ValueError(f"interpolation must be STEP or LINEAR, got {interpolation!r}")
+    material = material or MeshMaterial()
+    nb = centres.shape[0]
+    b = _GlbBuilder()
+
+    # 1. base geometry + skin attributes (joint 0 is the root; bone j is joint j + 1)
+    primitive, _, _ = _mesh_primitive(b, vertices, faces, uvs, colors)
+    k = joints.shape[1]
+    j4 = np.zeros((len(vertices), 4), dtype=np.uint8)
+    w4 = np.zeros((len(vertices), 4), dtype=np.float32)
+    j4[:, :k] = joints + 1
+    w4[:, :k] = weights
+    j4[w4 == 0] = 0  # unused slots point at the root with weight 0
+    w4 = w4 / w4.sum(1, keepdims=True)
+    w4[:, 0] = 1.0 - w4[:, 1:].sum(1, dtype=np.float32)  # float32 rows sum to 1 exactly (validators check it)
+    primitive["attributes"]["JOINTS_0"] = b.accessor(j4, "VEC4", ARRAY_BUFFER, component=UNSIGNED_BYTE)
+    primitive["attributes"]["WEIGHTS_0"] = b.accessor(w4, "VEC4", ARRAY_BUFFER)
+
+    # 2. optional residual morph targets (bind-space deltas, applied before skinning)
+    mesh: dict = {"name": name, "primitives": [primitive]}
+    if residual is not None:
+        primitive["targets"] = [
+            {"POSITION": b.accessor(residual[i].astype(np.float32), "VEC3", ARRAY_BUFFER, min_max=True)}
+            for i in range(f)
+        ]
+        mesh["weights"] = [1.0 if i == 0 else 0.0 for i in range(f)]
+        mesh["extras"] = {"targetNames": [f"residual_{i:04d}" for i in range(f)]}
+
+    # 3. skeleton: mesh node 0, root joint node 1, bone nodes 2.. at their rest centres
+    ibm = np.tile(np.eye(4, dtype=np.float32), (nb + 1, 1, 1))  # [B+1, 4, 4]
+    ibm[1:, :3, 3] = -centres
+    ibm_acc = b.accessor(ibm.transpose(0, 2, 1).reshape(nb + 1, 16), "MAT4")  # column-major
+    nodes: list[dict] = [
+        {"name": name, "mesh": 0, "skin": 0},
+        {"name": "root", "children": list(range(2, nb + 2))},
+    ]
+    nodes += [{"name": f"bone_{j:03d}", "translation": [float(c) for c in centres[j]]} for j in range(nb)]
+    skin = {"name": "a3d_skin", "joints": list(range(1, nb + 2)), "skeleton": 1, "inverseBindMatrices": ibm_acc}
+
+    # 4. material and textures
+    mat, textures = _material(b, material, uvs is not None)
+
+    # 5. animation: per bone a translation and a rotation channel (joint about its centre c:
+    #    local = [R | R c + t], so the skinned vertex is Σ w (R p + t))
+    time_acc, order = _key_times(b, f, fps, loop)
+    quats = _quat_keys(rotations)[order]  # [K, B, 4]
+    moved = (np.einsum("fbij,bj->fbi", rotations, centres) + translations)[order].astype(np.float32)  # [K, B, 3]
+    samplers, channels = [], []
+    for j in range(nb):
+        for path, data in (("translation", moved[:, j]), ("rotation", quats[:, j])):
+            samplers.append({"input": time_acc, "output": b.accessor(data, "VEC4" if path == "rotation" else "VEC3"),
+                             "interpolation": interpolation})  # fmt: skip
+            channels.append({"sampler": len(samplers) - 1, "target": {"node": j + 2, "path": path}})
+    if residual is not None:
+        samplers.append(_morph_weight_sampler(b, time_acc, order, f, interpolation))
+        channels.append({"sampler": len(samplers) - 1, "target": {"node": 0, "path": "weights"}})
+    animation = {
+        "name": "a3d_motion",
+        "samplers": samplers,
+        "channels": channels,
+        "extras": {"fps": float(fps), "frames": f, "loop": bool(loop), "bones": nb},
+    }
+    data = _document(b, nodes, [0, 1], mesh, mat, textures, animation, skins=[skin])
+    return data
+
+
+def write_skinned_glb(
+    path: str | os.PathLike[str],
+    vertices: np.ndarray,  # [V, 3]
+    faces: np.ndarray,  # [T, 3]
+    joints: np.ndarray,  # [V, K]
+    weights: np.ndarray,  # [V, K]
+    centres: np.ndarray,  # [B, 3]
+    rotations: np.ndarray,  # [F, B, 3, 3]
+    translations: np.ndarray,  # [F, B, 3]
+    **kwargs: object,
+) -> None:
+    """Write a mesh animated by a linear-blend skin as a GLB (glTF 2.0), atomically.
+
+    The skeleton is a root joint with one child joint per bone, placed at the bone's rest centre c_b (so
+    rotations keyed on it turn about that centre). Inverse bind matrices are translations by −c_b, and
+    frame k keys each bone's local rotation R_b^k and translation R_b^k c_b + t_b^k, so a glTF player skins
+    vertex i at frame k to Σ_b w_ib (R_b^k p_i + t_b^k). Keys sit at k / fps, and with `loop` one more at
+    F / fps repeats frame 0 (as `write_animated_glb`).
+
+    Args:
+        path: destination `.glb`.
+        vertices: [V, 3] rest (bind) positions, which a static viewer shows.
+        faces: [T, 3] triangle vertex indices.
+        joints: [V, K ≤ 4] bone index of each influence.
+        weights: [V, K] influence weights, ≥ 0 and summing to 1 per vertex.
+        centres: [B, 3] rest centres of the bones (B ≤ 255).
+        rotations: [F, B, 3, 3] bone rotations per frame.
+        translations: [F, B, 3] bone translations per frame.
+        **kwargs: `residual` ([F, V, 3] bind-space morph deltas keyed one-hot per frame, optional), `uvs`,
+            `colors`, `material`, `fps`, `interpolation`, `loop`, `name` as in `write_animated_glb`.
+
+    Raises:
+        ValueError: shapes disagree, weights are not convex, values are not finite, or fps <= 0.
+    """
+    data = skinned_glb_bytes(vertices, faces, joints, weights, centres, rotations, translations, **kwargs)  # type: ignore[arg-type]
+    atomic_write_bytes(Path(path), data)
+
+
+__all__ = [
+    "MeshMaterial",
+    "animated_glb_bytes",
+    "image_mime_type",
+    "skinned_glb_bytes",
+    "vertex_normals",
+    "write_animated_glb",
+    "write_skinned_glb",
+]

@@ -26,6 +26,7 @@ from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
 InputKind = Literal["mesh", "gaussians"]
+_REPAIR = "Repair the mesh in a 3D tool and export it again."
 
 
 def check_input_file(path: Path) -> None:
@@ -36,7 +37,7 @@ def check_input_file(path: Path) -> None:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"The input file {path} does not exist.")
+        raise InputError(f"The input file {path} does not exist.", hint="Check the path and its spelling.")
     if not path.is_file():
         raise InputError(f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj or .ply file.")
     if path.suffix.lower() not in MESH_SUFFIXES:
@@ -48,9 +49,11 @@ def check_input_file(path: Path) -> None:
         with open(path, "rb") as f:
             head = f.read(16)
     except OSError as exc:
-        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+        raise InputError(f"Cannot read {path} ({exc.strerror or exc}).", hint="Check the file's permissions.") from exc
     if not head:
-        raise InputError(f"The input file {path} is empty (0 bytes).")
+        raise InputError(
+            f"The input file {path} is empty (0 bytes).", hint="The export or download did not finish; make the file again."
+        )
 
 
 def detect_kind(path: Path) -> InputKind:
@@ -64,13 +67,14 @@ def detect_kind(path: Path) -> InputKind:
     return "mesh"
 
 
-def load_mesh(path: Path) -> SurfaceMesh:
+def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     """Load a mesh file as one `SurfaceMesh` in the file's own frame (no normalization).
 
     Multi-node glTF scenes are flattened with their node transforms (instanced meshes appear once per
     instance); parts are concatenated in scene-graph order; textures (sampled through UVs), base-colour
     factors, COLOR_0 / PLY vertex colours and OBJ diffuse colours are all kept. Vertices no face uses
-    are dropped.
+    are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
+    own folder unless `allow_external_refs` (`a3d_cli.mesh.references`).
 
     Raises:
         InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices.
@@ -81,7 +85,7 @@ def load_mesh(path: Path) -> SurfaceMesh:
     check_input_file(path)
     logging.getLogger("trimesh").setLevel(logging.ERROR)
     try:
-        scene = trimesh.load_scene(str(path), process=False, resolver=_resolver(path))
+        scene = trimesh.load_scene(str(path), process=False, resolver=_resolver(path, allow_external_refs))
     except Exception as exc:  # trimesh raises many types for corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
@@ -94,7 +98,9 @@ def load_mesh(path: Path) -> SurfaceMesh:
         transform, name = scene.graph[node]
         instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
     if not any(len(getattr(g, "vertices", ())) for g, _ in instances):
-        raise InputError(f"{path.name} contains no geometry (the mesh is empty).")
+        raise InputError(
+            f"{path.name} contains no geometry (the mesh is empty).", hint="Export the object itself, not an empty scene."
+        )
     faced = [(g, t) for g, t in instances if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not faced:
         raise InputError(
@@ -106,13 +112,16 @@ def load_mesh(path: Path) -> SurfaceMesh:
     parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
     mesh = concatenate(parts).compact()
     if mesh.num_faces == 0:
-        raise InputError(f"{path.name} has only degenerate faces (every face repeats a vertex).")
+        raise InputError(
+            f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
+        )
     return mesh
 
 
-def _resolver(path: Path) -> object:
-    """A file resolver for the files an OBJ/glTF references: anywhere on disk (the user's own files), with
-    MTL map options (`map_Kd -bm 1.0 tex.png`) and Windows separators tolerated."""
+def _resolver(path: Path, allow_external: bool = False) -> object:
+    """A file resolver for the files an OBJ/glTF references, with MTL map options (`map_Kd -bm 1.0 tex.png`)
+    and Windows separators tolerated. Names leading outside the asset's folder (absolute, `../`, links) are
+    refused unless `allow_external` (trimesh's own root check, `allow_anywhere`)."""
     from trimesh.resolvers import FilePathResolver
 
     class _Lenient(FilePathResolver):
@@ -125,7 +134,7 @@ def _resolver(path: Path) -> object:
                     raise
                 return super().get(words[-1])
 
-    return _Lenient(str(path), allow_anywhere=True)
+    return _Lenient(str(path), allow_anywhere=allow_external)
 
 
 def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, path: Path) -> SurfaceMesh:
@@ -138,10 +147,10 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
     if not np.isfinite(vertices).all():
         raise InputError(
             f"{path.name} has vertices with NaN or infinite coordinates.",
-            hint="Repair the mesh in a 3D tool and export it again.",
+            hint=_REPAIR,
         )
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise InputError(f"{path.name} has faces that point at vertices that do not exist.")
+        raise InputError(f"{path.name} has faces that point at vertices that do not exist.", hint=_REPAIR)
     v = len(vertices)
     visual = getattr(m, "visual", None)
     kind = getattr(visual, "kind", None)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import Gaussians
 
 NORMALIZED_RADIUS = 0.9  # distance of the farthest vertex from the origin after normalization
@@ -144,7 +145,10 @@ def fit_normalization(
         robust: ignore the extreme 0.5 % per axis and in distance (for 3DGS files with stray floaters).
 
     Returns:
-        The Normalization; a degenerate extent (a single point) gets scale 1.
+        The Normalization.
+
+    Raises:
+        InputError: the points have no extent (one point, or all at one place): nothing could be seen.
     """
     rot = axis_rotation(up, front)
     p = np.asarray(points, dtype=np.float64) @ rot.T  # [P, 3] rotated frame
@@ -155,7 +159,12 @@ def fit_normalization(
     center_rot = 0.5 * (lo + hi)  # [3]
     dist = np.linalg.norm(p - center_rot, axis=-1)  # [P]
     extent = float(np.percentile(dist, 99.5) if robust and len(p) >= 200 else dist.max())
-    scale = radius / extent if extent > 1e-12 else 1.0
+    if not extent > 1e-12:
+        raise InputError(
+            f"The model has zero size: its {len(p)} point(s) all lie at one place, so nothing would be visible.",
+            hint="Check the export (units, an empty or collapsed mesh, a PLY with a single splat).",
+        )
+    scale = radius / extent
     return Normalization(rotation=rot, center=rot.T @ center_rot, scale=scale, up=up, front=front, radius=radius)
 
 

@@ -13,11 +13,18 @@ Layout: a3d's video latents are ``[..., F, C, H, W]`` (frames before channels), 
 (-4, -2, -1) and the filter is ``[F, 1, H, W]``. diffusers' `FreeInitMixin` assumes ``[B, C, F, H, W]`` and
 would filter over (C, H, W) on this layout.
 
-The filter lives on the unshifted FFT grid, with each axis' normalised frequency ``2·fftfreq(n)`` in
-[-1, 1). For even lengths this is exactly diffusers' grid (``2i/n − 1`` after `fftshift`); for odd lengths —
-MV-VDM re-initialises 15 frames, since frame 0 is the clean condition — diffusers' grid is off by one bin
-half-width (its zero is not on the DC bin), so its filter is not symmetric and the mixed latent is not
-exactly real. Ours is centred on DC for any length.
+Two frequency grids (`FreeInitGrid`); the filter is stored in unshifted FFT order either way:
+
+* ``"reference"`` (default): diffusers 0.28's filter exactly, as Animate3D applies it to frames 1–15. Its
+  grid is laid on the `fftshift`-ed spectrum with coordinate ``2i/n − 1`` at shifted index i. For even n
+  that is the true normalised frequency; for odd n (MV-VDM re-initialises 15 frames, frame 0 being the
+  clean condition) it is half a bin below it, so the filter is not centred on DC nor symmetric and the
+  mixed latent is not exactly real (the real part is kept, as diffusers does). Its "ideal" filter keeps
+  ``d² ≤ 2·d_s``. The released model's published samples were made with this filter.
+* ``"centred"``: each axis' true normalised frequency ``2·fftfreq(n)`` in [-1, 1), centred on DC and
+  symmetric for any n; the "ideal" filter keeps ``d² ≤ d_s²``, i.e. cuts at the stop frequency d_s itself
+  (diffusers compares d² with 2·d_s, a different radius unless d_s = 2). Butterworth and Gaussian filters
+  are identical to ``"reference"`` for even frame counts.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from torch import Tensor
 
 FreeInitMethod = Literal["butterworth", "gaussian", "ideal"]
 FREEINIT_METHODS: tuple[str, ...] = ("butterworth", "gaussian", "ideal")
+FreeInitGrid = Literal["reference", "centred"]
+FREEINIT_GRIDS: tuple[str, ...] = ("reference", "centred")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class FreeInitConfig:
     """Normalised spatial stop frequency d_s in (0, 1]."""
     temporal_stop: float = 0.25
     """Normalised temporal stop frequency d_t in (0, 1]."""
+    grid: FreeInitGrid = "reference"
+    """Frequency grid: "reference" (diffusers 0.28, as Animate3D) or "centred" (on DC; see the module doc)."""
 
     def __post_init__(self) -> None:
         if self.iters < 0:
@@ -56,6 +67,8 @@ class FreeInitConfig:
             raise ValueError("FreeInit stop frequencies must be in (0, 1]")
         if self.order < 1:
             raise ValueError(f"FreeInit order must be >= 1, got {self.order}")
+        if self.grid not in FREEINIT_GRIDS:
+            raise ValueError(f"FreeInit grid must be one of {FREEINIT_GRIDS}, got {self.grid!r}")
 
     @property
     def passes(self) -> int:
@@ -63,20 +76,37 @@ class FreeInitConfig:
         return max(1, self.iters)
 
 
-def normalized_frequencies(n: int) -> Tensor:
-    """Signed frequency of each FFT bin of a length-`n` axis, scaled to [-1, 1) (1 = Nyquist). [n] float64."""
-    return 2.0 * torch.fft.fftfreq(n, dtype=torch.float64)
+def normalized_frequencies(n: int, grid: FreeInitGrid = "reference") -> Tensor:
+    """Frequency coordinate of each FFT bin of a length-`n` axis, in unshifted FFT order. [n] float64.
+
+    "centred": the bin's signed frequency scaled to [-1, 1) (1 = Nyquist), ``2·fftfreq(n)``.
+    "reference": diffusers' ``2i/n − 1`` at index i of the `fftshift`-ed axis, moved back to unshifted
+    order; equal to "centred" for even n, half a bin (1/n) lower for odd n.
+    """
+    if grid == "centred":
+        return 2.0 * torch.fft.fftfreq(n, dtype=torch.float64)
+    if grid == "reference":
+        shifted = 2.0 * torch.arange(n, dtype=torch.float64) / n - 1.0  # [n] on the fftshift-ed axis
+        return torch.fft.ifftshift(shifted)
+    raise ValueError(f"unknown FreeInit grid {grid!r}; use one of {FREEINIT_GRIDS}")
 
 
-def squared_radius(num_frames: int, height: int, width: int, spatial_stop: float, temporal_stop: float) -> Tensor:
+def squared_radius(
+    num_frames: int,
+    height: int,
+    width: int,
+    spatial_stop: float,
+    temporal_stop: float,
+    grid: FreeInitGrid = "reference",
+) -> Tensor:
     """FreeInit's anisotropic squared frequency radius ``((d_s/d_t)·f_t)² + f_h² + f_w²``.
 
     Returns:
-        [F, H, W] float64 on the unshifted FFT grid.
+        [F, H, W] float64 in unshifted FFT order.
     """
-    ft = normalized_frequencies(num_frames) * (spatial_stop / temporal_stop)  # [F]
-    fh = normalized_frequencies(height)  # [H]
-    fw = normalized_frequencies(width)  # [W]
+    ft = normalized_frequencies(num_frames, grid) * (spatial_stop / temporal_stop)  # [F]
+    fh = normalized_frequencies(height, grid)  # [H]
+    fw = normalized_frequencies(width, grid)  # [W]
     return ft[:, None, None] ** 2 + fh[None, :, None] ** 2 + fw[None, None, :] ** 2  # [F, H, W]
 
 
@@ -88,23 +118,26 @@ def low_pass_filter(
     order: int = 4,
     spatial_stop: float = 0.25,
     temporal_stop: float = 0.25,
+    grid: FreeInitGrid = "reference",
 ) -> Tensor:
     """FreeInit's 3D low-pass filter for a ``[..., F, C, H, W]`` latent.
 
-    With d² the squared radius of `squared_radius`:
-    butterworth ``1 / (1 + (d²/d_s²)^n)``; gaussian ``exp(−d² / (2·d_s²))``; ideal ``[d² ≤ d_s²]`` (cut at
-    the stop frequency itself; FreeInit's code compares d² with 2·d_s instead).
+    With d² the squared radius of `squared_radius` on `grid`:
+    butterworth ``1 / (1 + (d²/d_s²)^n)``; gaussian ``exp(−d² / (2·d_s²))``; ideal ``[d² ≤ 2·d_s]`` on the
+    "reference" grid (diffusers' and FreeInit's code) or ``[d² ≤ d_s²]`` on the "centred" grid (the cut at
+    the stop frequency itself).
 
     Returns:
         [F, 1, H, W] float32, unshifted FFT order, broadcasting over channels.
     """
-    d2 = squared_radius(num_frames, height, width, spatial_stop, temporal_stop)  # [F, H, W]
+    d2 = squared_radius(num_frames, height, width, spatial_stop, temporal_stop, grid)  # [F, H, W]
     if method == "butterworth":
         mask = 1.0 / (1.0 + (d2 / spatial_stop**2) ** order)
     elif method == "gaussian":
         mask = torch.exp(-d2 / (2 * spatial_stop**2))
     elif method == "ideal":
-        mask = (d2 <= spatial_stop**2).to(torch.float64)
+        threshold = 2 * spatial_stop if grid == "reference" else spatial_stop**2
+        mask = (d2 <= threshold).to(torch.float64)
     else:
         raise ValueError(f"unknown FreeInit filter {method!r}; use one of {FREEINIT_METHODS}")
     return mask[:, None].float()  # [F, 1, H, W]
@@ -121,7 +154,8 @@ def mix_frequencies(low: Tensor, high: Tensor, lpf: Tensor) -> Tensor:
         lpf: [F, 1, H, W] filter from `low_pass_filter`.
 
     Returns:
-        [..., F, C, H, W] float32 (real part; exactly real up to rounding for a DC-symmetric filter).
+        [..., F, C, H, W] float32, the real part (exactly real up to rounding for a DC-symmetric filter;
+        diffusers keeps the real part of its off-centre odd-length filter in the same way).
     """
     if low.shape != high.shape:
         raise ValueError(f"low {list(low.shape)} and high {list(high.shape)} differ")

@@ -144,15 +144,30 @@ class CameraSet:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CameraSet:
-        """Inverse of `to_json` (the intrinsics are re-derived from the fov)."""
+        """Inverse of `to_json` (the intrinsics are re-derived from the fov).
+
+        Raises:
+            ValueError / KeyError / TypeError: a missing field, a pose that is not a finite, invertible 4×4
+                matrix, or a field of view outside (0°, 180°).
+        """
         cams = data["cameras"]
-        return cls(
+        out = cls(
             c2w=torch.tensor([c["c2w"] for c in cams], dtype=torch.float32),
             fov_deg=torch.tensor([c["fov_deg"] for c in cams], dtype=torch.float32),
             elevation_deg=torch.tensor([c["elevation_deg"] for c in cams], dtype=torch.float32),
             azimuth_deg=torch.tensor([c["azimuth_deg"] for c in cams], dtype=torch.float32),
             radius=torch.tensor([c["radius"] for c in cams], dtype=torch.float32),
         )
+        if out.c2w.ndim != 3 or out.c2w.shape[1:] != (4, 4):
+            raise ValueError(f"c2w must be 4×4 matrices, got shape {list(out.c2w.shape)}")
+        for name in ("c2w", "fov_deg", "elevation_deg", "azimuth_deg", "radius"):
+            if not torch.isfinite(getattr(out, name)).all():
+                raise ValueError(f"{name} holds NaN or infinite values")
+        if not ((out.fov_deg > 0) & (out.fov_deg < 180)).all():
+            raise ValueError(f"fov_deg must lie strictly between 0 and 180 (got {out.fov_deg.tolist()})")
+        if (torch.linalg.det(out.c2w.double()).abs() < 1e-12).any():
+            raise ValueError("a c2w pose is not invertible")
+        return out
 
     def dumps(self, width: int, height: int) -> str:
         return json.dumps(self.to_json(width, height), indent=2)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from a3d_cli.errors import InputError, OptionError
-from a3d_cli.stages.base import Runtime, StageResult, ensure_run_dir
+from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
 from a3d_cli.stages.progress import Progress
 
 Output = Literal["auto", "mesh", "splats"]
@@ -61,8 +61,12 @@ class AnimateOptions:
     """Splats aimed for on meshes (prepare)."""
     max_vertices: int = 20_000
     """Meshes with more vertices are simplified (prepare)."""
+    allow_external_refs: bool = False
+    """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = 3
     """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
+    freeinit_grid: str = "reference"
+    """FreeInit frequency grid of the video generation: reference (Animate3D's) or centred (mvvideo)."""
     reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
     """Motion-fit preset: quickstart on CPU, reference on GPU by default."""
     reconstruct_steps: int | None = None
@@ -190,11 +194,13 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             front=opts.front,
             max_vertices=opts.max_vertices,
             splats=opts.splats,  # type: ignore[arg-type]
+            allow_external_refs=opts.allow_external_refs,
         ),
         "mvvideo": lambda: mvvideo.MVVideoOptions(
             prompt=opts.prompt or "",
             negative_prompt=opts.negative_prompt,
             freeinit_iters=opts.freeinit_iters,
+            freeinit_grid=opts.freeinit_grid,
             dtype=opts.dtype,
             compile=opts.compile,
             tiny_model=opts.tiny_model,
@@ -297,16 +303,18 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
 
     rt = rt or Runtime()
     plan = preflight(opts)  # 0. the input, the weights — before anything is written
-    run_dir = ensure_run_dir(Path(run_dir))
-    calls = stage_calls(opts, plan, run_dir)
     out = AnimateResult(notices=plan.notices)
-    with run_lock(run_dir):  # one process drives the whole chain
-        inner = rt.progress or Progress()
-        for notice in plan.notices:
-            inner.log(notice)
-        for i, call in enumerate(calls.values()):
-            chain_progress = ChainProgress(inner, f"[{i + 1}/{len(calls)}]")
-            out.results.append(call(dataclasses.replace(rt, progress=chain_progress)))
+    # a folder this call makes is removed again unless a stage finished in it
+    with created_folders_removed_on_failure(Path(run_dir), keep=lambda: bool(out.results)):
+        calls = stage_calls(opts, plan, Path(run_dir))  # every stage's options are checked here
+        run_dir = ensure_run_dir(Path(run_dir))
+        with run_lock(run_dir):  # one process drives the whole chain
+            inner = rt.progress or Progress()
+            for notice in plan.notices:
+                inner.log(notice)
+            for i, call in enumerate(calls.values()):
+                chain_progress = ChainProgress(inner, f"[{i + 1}/{len(calls)}]")
+                out.results.append(call(dataclasses.replace(rt, progress=chain_progress)))
     return out
 
 

@@ -20,7 +20,7 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from a3d_cli import __version__
 from a3d_cli.errors import A3DError, RunFolderError
 from a3d_cli.io.manifest import digest_json, digest_path, load_manifest, to_jsonable, update_stage
-from a3d_cli.io.paths import resolve_inside
+from a3d_cli.io.paths import check_links_inside, private_dir, resolve_inside
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.stages.progress import Progress
 
@@ -82,7 +82,9 @@ class StageContext:
         """Path of an existing file or folder inside the run folder."""
         path = resolve_inside(self.run_dir, rel)
         if not path.exists():
-            raise RunFolderError(f"The run folder {self.run_dir} has no {rel}.")
+            raise RunFolderError(
+                f"The run folder {self.run_dir} has no {rel}.", hint="Run the stage that makes it first (`a3d info RUN` lists what ran)."
+            )
         return path
 
     def output(self, rel: str) -> Path:
@@ -114,7 +116,9 @@ def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
         try:
             run_dir.mkdir(parents=True)
         except OSError as exc:
-            raise RunFolderError(f"Cannot create the run folder {run_dir} ({exc.strerror}).") from exc
+            raise RunFolderError(
+                f"Cannot create the run folder {run_dir} ({exc.strerror}).", hint="Choose a folder you can write to (-o)."
+            ) from exc
     if not os.access(run_dir, os.W_OK | os.X_OK):
         raise RunFolderError(
             f"The run folder {run_dir} is not writable.", hint="Fix its permissions or choose another with -o."
@@ -152,9 +156,12 @@ def _commit(ctx: StageContext, clear: Sequence[str]) -> list[str]:
     for folder in clear:
         root = resolve_inside(ctx.run_dir, folder)
         if root.is_dir():
-            for path in sorted(root.rglob("*"), reverse=True):
+            for path in sorted(root.rglob("*"), reverse=True):  # rglob does not descend into linked folders
                 rel = path.relative_to(ctx.run_dir.resolve()).as_posix()
-                if path.is_file() and rel not in keep:
+                if path.is_symlink():  # a link is removed itself; what it points at is never touched
+                    if rel not in keep:
+                        path.unlink()
+                elif path.is_file() and rel not in keep:
                     path.unlink()
                 elif path.is_dir() and not any(path.iterdir()):
                     path.rmdir()
@@ -200,14 +207,33 @@ def run_stage(
     from a3d_cli.models.acceleration import backend_flags_kept  # torch: imported only when a stage runs
 
     rt = rt or Runtime()
-    created = not Path(run_dir).exists()
-    run_dir = ensure_run_dir(run_dir)
-    try:
+    with created_folders_removed_on_failure(run_dir):
+        run_dir = ensure_run_dir(run_dir)
         with backend_flags_kept():  # a stage's CUDA speed flags end with the stage
             return _run_locked(name, run_dir, opts, body, rt, dict(requires or {}), external_inputs, clear)
+
+
+@contextlib.contextmanager
+def created_folders_removed_on_failure(run_dir: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Remove the run folder, and the parent folders made for it, when the block fails after making them.
+
+    Why: a run folder a failed call created holds nothing of value; leaving it (or `a/b/` made for `a/b/RUN`)
+    behind would make a typo or a bad input litter the disk and look like a started run.
+
+    Args:
+        run_dir: the run folder the block creates (with `ensure_run_dir`) when missing.
+        keep: called on failure; True keeps the folders (e.g. when an earlier stage of a chain finished).
+    """
+    top = None  # the outermost folder on the way to run_dir that does not exist yet
+    for folder in [Path(run_dir), *Path(run_dir).parents]:
+        if folder.exists() or folder.is_symlink():
+            break
+        top = folder
+    try:
+        yield
     except BaseException:
-        if created:  # a run folder this call made holds nothing of value after a failure: leave no trace
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if top is not None and top.is_dir() and not top.is_symlink() and not keep():
+            shutil.rmtree(top, ignore_errors=True)
         raise
 
 
@@ -227,6 +253,7 @@ def _run_locked(
         for rel, producer in requires.items():
             if not resolve_inside(run_dir, rel).exists():
                 raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=f"Run `{producer}` first.")
+            check_links_inside(run_dir, run_dir / rel)
         # 2. skip when parameters and inputs are unchanged
         params = to_jsonable(opts) if opts is not None else {}
         params_digest = digest_json({"params": params, "seed": rt.seed})
@@ -253,8 +280,7 @@ def _run_locked(
                 metrics=previous.get("metrics", {}),
             )
         # 3. run the body into a private staging folder
-        staging_root = run_dir / STAGING_DIR
-        staging_root.mkdir(exist_ok=True)
+        staging_root = private_dir(run_dir, STAGING_DIR)  # refused when it is a link
         for stale in staging_root.glob(f"{name}-*"):  # left by a killed run; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=staging_root))
@@ -320,4 +346,13 @@ def stage_status(run_dir: Path, name: str) -> str | None:
     return None if entry is None else entry.get("status")
 
 
-__all__ = ["A3DError", "Runtime", "StageContext", "StageResult", "ensure_run_dir", "run_stage", "stage_status"]
+__all__ = [
+    "A3DError",
+    "Runtime",
+    "StageContext",
+    "StageResult",
+    "created_folders_removed_on_failure",
+    "ensure_run_dir",
+    "run_stage",
+    "stage_status",
+]

@@ -1,11 +1,13 @@
 """`a3d export RUN`: the animated splats as a per-frame 3DGS PLY sequence and an orbiting preview video.
 
 Reads `static/gaussians.ply` and a motion file (`motion/refined.safetensors` when present, else
-`motion/coarse.safetensors`), evaluates the motion at every exported frame, and writes:
+`motion/coarse.safetensors`), samples the continuous motion at `--fps` over `--duration` (optionally made
+cyclic by `--loop`; see `gaussians.motion_clip`), and writes:
 
-- `export/gaussians/frame_0000.ply …`: one standard 3DGS PLY per motion frame, numbered by the motion's
-  frame index (a number in the file name is what splat-viewer timelines, e.g. SuperSplat's, sort by);
-- `export/gaussians/sequence.json`: fps, frame indices and times, the coordinate frame of the PLYs;
+- `export/gaussians/frame_0000.ply …`: one standard 3DGS PLY per clip frame, numbered by the clip's frame
+  index (a number in the file name is what splat-viewer timelines, e.g. SuperSplat's, sort by), with +Y up
+  or, with `--ply-convention inria`, +Y down as the original 3DGS viewers expect;
+- `export/gaussians/sequence.json`: fps, duration, loop mode, per frame its time and motion position;
 - `export/preview.mp4`: novel views — one full azimuth orbit at an elevation the training views never
   used (30° by default; MV-VDM's are at 15°) while the animation loops.
 
@@ -37,6 +39,7 @@ from a3d_cli.gaussians.motion_run import (
     load_static_and_motion,
     motion_input,
 )
+from a3d_cli.gaussians.ply import PLY_CONVENTIONS, PlyConvention
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
     from a3d_cli.gaussians.container import Gaussians
 
+DEFAULT_FPS = 24.0
 _FRAMES_RE = re.compile(r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$")
 
 
@@ -55,9 +59,18 @@ class ExportOptions:
     """Which motion file: "refined" (after `a3d sds`), "coarse" (after `a3d reconstruct`), or "auto" (refined
     when present, else coarse)."""
     frames: str = "all"
-    """Motion frames to export: "all", or indices and ranges such as "0-7" or "0,4,8-15"."""
-    fps: float | None = None
-    """Playback rate of the preview and of `sequence.json`; None uses the motion file's (8 for MV-VDM)."""
+    """Clip frames to export: "all", or indices and ranges such as "0-7" or "0,4,8-15"."""
+    fps: float = DEFAULT_FPS
+    """Rate at which the continuous motion is sampled into PLY frames and preview frames (24 = 3 × the
+    motion's 8 fps, so every training frame is one of them)."""
+    duration: float | None = None
+    """Seconds the motion plays over; None keeps its own ((F − 1) / 8 s). Longer is slow motion."""
+    loop: bool = False
+    """Make the clip cyclic (see `loop_mode`): the last frame flows into the first."""
+    loop_mode: Literal["blend", "pingpong"] = "blend"
+    """How `loop` closes the clip: "blend" (time-periodic blend of position and velocity) or "pingpong"."""
+    ply_convention: PlyConvention = "yup"
+    """Axes of the PLYs: "yup" (a3d's and glTF's +Y up) or "inria" (+Y down, as the original 3DGS viewers)."""
     size: int = 512
     """Preview video width and height in pixels."""
     space: Literal["original", "normalized"] = "original"
@@ -78,8 +91,14 @@ class ExportOptions:
             raise OptionError(
                 f"--frames {self.frames!r} is not a frame list.", hint='Use "all", a range "0-7" or a list "0,4,8-15".'
             )
-        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
             raise OptionError(f"--fps must be in (0, 240], got {self.fps}.")
+        if self.duration is not None and not (math.isfinite(self.duration) and 0 < self.duration <= 600):
+            raise OptionError(f"--duration must be in (0, 600] seconds, got {self.duration}.")
+        if self.loop_mode not in ("blend", "pingpong"):
+            raise OptionError(f"--loop-mode must be blend or pingpong, got {self.loop_mode!r}.")
+        if self.ply_convention not in PLY_CONVENTIONS:
+            raise OptionError(f"--ply-convention must be yup or inria, got {self.ply_convention!r}.")
         if not 16 <= self.size <= 4096:
             raise OptionError(f"--size must be between 16 and 4096 pixels, got {self.size}.")
         if self.space not in ("original", "normalized"):
@@ -108,7 +127,8 @@ def parse_frames(spec: str, num_frames: int) -> list[int]:
             raise OptionError(f"--frames range {part.strip()} runs backwards.", hint="Write ranges low-high, e.g. 0-7.")
         if b >= num_frames:
             raise OptionError(
-                f"--frames asks for frame {b}, but the motion has {num_frames} frames (0-{num_frames - 1}).",
+                f"--frames asks for frame {b}, but the clip has {num_frames} frames (0-{num_frames - 1}).",
+                hint="The clip has fps × duration frames (+1 unless it loops); see export/gaussians/sequence.json.",
             )
         picked.update(range(a, b + 1))
     return sorted(picked)
@@ -271,7 +291,7 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
     """Export the animated splats of a run folder (PLY sequence + preview video).
 
     Examples:
-        >>> run(Path("RUN"), ExportOptions(frames="0-7", size=256))  # doctest: +SKIP
+        >>> run(Path("RUN"), ExportOptions(frames="0-7", size=256, loop=True))  # doctest: +SKIP
     """
     opts = opts or ExportOptions()
     ensure_run_dir(run_dir, create=False)
@@ -283,37 +303,50 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
     def body(ctx: StageContext) -> None:
         import torch
 
-        from a3d_cli.gaussians.ply import write_ply
+        from a3d_cli.gaussians.motion_clip import MotionClip, clip_timing, seam_jumps
+        from a3d_cli.gaussians.ply import convention_rotation, write_ply
         from a3d_cli.io.atomic import atomic_write_text
         from a3d_cli.io.video import write_mp4
+        from a3d_cli.mesh.normalize import NORMALIZED_RADIUS
 
-        # 1. inputs: static splats, the motion fitted on them, the frames asked for
+        # 1. inputs: static splats, the motion fitted on them, the clip and the frames asked for
         static, field, motion_fps = load_static_and_motion(ctx, motion_rel)
-        num_frames = field.config.num_frames
-        frame_ids = parse_frames(opts.frames, num_frames)
-        fps = opts.fps or motion_fps
+        timing = clip_timing(
+            field.config.num_frames, motion_fps, opts.fps, opts.duration, opts.loop_mode if opts.loop else "off"
+        )
+        clip = MotionClip(field, static, timing)
+        frame_ids = parse_frames(opts.frames, len(timing))
         to_original = to_original_frame(ctx.input(NORMALIZATION_JSON)) if opts.space == "original" else None
+        axes = torch.from_numpy(convention_rotation(opts.ply_convention)).float()
 
-        # 2. deform every exported frame; write it as a PLY
+        # 2. every exported frame: the splats at its time, written as a PLY
         ctx.progress.start("export: frames", total=len(frame_ids))
         deformed: list[Gaussians] = []
         with torch.no_grad():
-            for k in frame_ids:
-                g = field.deform(static, k)
+            for j in frame_ids:
+                g = clip.frame(j)
                 deformed.append(g)
                 out = g if to_original is None else similarity_gaussians(g, *to_original)
-                write_ply(ctx.output(f"export/gaussians/frame_{k:04d}.ply"), out)
+                if opts.ply_convention != "yup":
+                    out = similarity_gaussians(out, 1.0, axes, torch.zeros(3))
+                write_ply(ctx.output(f"export/gaussians/frame_{j:04d}.ply"), out)
                 ctx.progress.update(1)
+        times = timing.motion_times()
         sequence = {
             "format": "a3d-splat-sequence",
-            "version": 1,
-            "fps": fps,
+            "version": 2,
+            "fps": timing.key_rate,
+            "duration": timing.duration,
+            "loop": timing.loop,
             "space": opts.space,
+            "axes": opts.ply_convention,
             "motion": motion_rel,
             "num_gaussians": len(static),
             "frames": [
-                {"file": f"frame_{k:04d}.ply", "frame": k, "time": -1.0 + 2.0 * k / (num_frames - 1)} for k in frame_ids
-            ],
+                {"file": f"frame_{j:04d}.ply", "frame": j, "seconds": float(timing.seconds[j]),
+                 "position": float(timing.positions[j]), "time": float(times[j])}
+                for j in frame_ids
+            ],  # fmt: skip
         }
         atomic_write_text(ctx.output("export/gaussians/sequence.json"), json.dumps(sequence, indent=2))
 
@@ -324,8 +357,13 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
                 video = render_orbit(
                     deformed, opts.size, opts.elevation_deg, opts.preview_loops, opts.background, ctx.progress
                 )
-            write_mp4(ctx.output("export/preview.mp4"), video, fps=fps)
-        ctx.metrics.update(frames=len(frame_ids), num_gaussians=len(static), motion=motion_rel, fps=fps)
+            write_mp4(ctx.output("export/preview.mp4"), video, fps=timing.key_rate)
+        means = torch.stack([g.means for g in deformed]).double().cpu().numpy()  # [K, N, 3] normalized
+        seam = seam_jumps(means, timing.key_rate, timing.closes, NORMALIZED_RADIUS) if len(frame_ids) == len(timing) >= 3 else None
+        ctx.metrics.update(
+            frames=len(frame_ids), num_gaussians=len(static), motion=motion_rel, fps=timing.key_rate,
+            duration_s=timing.duration, loop=timing.loop, **({"seam": seam} if seam else {}),
+        )  # fmt: skip
 
     return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=("export/gaussians",))
 

@@ -3,14 +3,16 @@
 For mesh inputs, `a3d prepare` gave every welded mesh vertex its own splat (`static/binding.safetensors`:
 splat `vertex_splat[v]` drives mesh vertex v; seam copies share one splat, so seams never tear). This stage
 evaluates the motion field on the static splats at every frame, reads the vertex splats' centres — i.e. the
-motion field evaluated at the mesh vertices — and writes:
+motion field evaluated at the mesh vertices — at every frame of the export clip (the continuous field
+sampled at `--fps` over `--duration`, optionally made cyclic by `--loop`; see `gaussians.motion_clip`),
+and writes:
 
 - `export/animated.glb`: the processed mesh (`source/mesh.glb`: its texture atlas, vertex colours and
-  UVs) with one morph target per frame and an animation `a3d_motion` playing them at `--fps` (default:
-  the motion's own rate, 8 fps for MV-VDM's 16 frames), in the asset's *original* coordinate frame
-  (`source/normalization.json` undone);
-- `export/vertices.npy`: float32 [F, V, 3] positions of every mesh vertex at every frame, same frame and
-  vertex order as the GLB, for DCC scripts (Blender, Houdini) that build their own caches.
+  UVs) in the asset's *original* coordinate frame (`source/normalization.json` undone), animated by one
+  morph target per frame, or with `--skin` by a skeleton fitted to the motion (`mesh.skinning`: bones
+  with linear-blend weights, optionally plus residual morph targets);
+- `export/vertices.npy`: float32 [K, V, 3] positions of every mesh vertex at every exported frame, same
+  frame and vertex order as the GLB, for DCC scripts (Blender, Houdini) that build their own caches.
 
 Optionally (`--rigidity λ`, off by default) the per-frame vertex positions are projected onto an
 as-rigid-as-possible deformation of the rest mesh over its 1-ring graph before export — a clean-up for
@@ -45,6 +47,8 @@ from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_d
 if TYPE_CHECKING:
     from a3d_cli.mesh.surface import SurfaceMesh
 
+DEFAULT_FPS = 24.0
+DEFAULT_BONES = 32
 BINDING = "static/binding.safetensors"
 PROCESSED_MESH = "source/mesh.glb"
 PREPARE = "a3d prepare MODEL -o RUN"
@@ -56,14 +60,26 @@ class MeshAnimateOptions:
 
     motion: MotionChoice = "auto"
     """Which motion file: "refined", "coarse", or "auto" (refined when present, else coarse)."""
-    fps: float | None = None
-    """Animation rate in the GLB; None uses the motion file's (8 fps, the video's effective rate)."""
+    fps: float = DEFAULT_FPS
+    """Rate at which the continuous motion field is sampled into GLB keys and vertex-cache frames (24 = 3 × the
+    motion's 8 fps, so every training frame is a key, and film-smooth playback)."""
+    duration: float | None = None
+    """Seconds the motion plays over; None keeps its own ((F − 1) / 8 s). Longer is slow motion."""
     interpolation: Literal["linear", "step"] = "linear"
-    """"linear" blends neighbouring frames (smooth playback), "step" shows each frame exactly."""
-    loop: bool = True
-    """End the animation with a key back to frame 0, so looping players wrap around cleanly."""
+    """"linear" blends neighbouring keys (smooth playback), "step" shows each key exactly."""
+    loop: bool = False
+    """Make the clip cyclic (see `loop_mode`): the last frame flows into the first."""
+    loop_mode: Literal["blend", "pingpong"] = "blend"
+    """How `loop` closes the clip: "blend" (time-periodic blend of position and velocity) or "pingpong"
+    (forwards then backwards, twice as long)."""
     normals: bool = True
     """Store per-frame normal deltas too (correct shading while moving; about doubles the file size)."""
+    skin: bool = False
+    """Write a skinned GLB (bones fitted to the motion, linear-blend skinning) instead of morph targets."""
+    bones: int = DEFAULT_BONES
+    """Bones of the fitted skin (at most 4 influence each vertex)."""
+    residual: bool = False
+    """With `skin`: also store what the skin misses as one morph target per frame (exact, larger file)."""
     rigidity: float = 0.0
     """Weight λ of an ARAP projection of each frame over the mesh 1-ring graph (0 = export the motion as is;
     the reference trains its mesh motion with a 1-ring ARAP weight of 4)."""
@@ -73,8 +89,16 @@ class MeshAnimateOptions:
     def __post_init__(self) -> None:
         if self.motion not in ("auto", "coarse", "refined"):
             raise OptionError(f"--motion must be auto, coarse or refined, got {self.motion!r}.")
-        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
             raise OptionError(f"--fps must be in (0, 240], got {self.fps}.")
+        if self.duration is not None and not (math.isfinite(self.duration) and 0 < self.duration <= 600):
+            raise OptionError(f"--duration must be in (0, 600] seconds, got {self.duration}.")
+        if self.loop_mode not in ("blend", "pingpong"):
+            raise OptionError(f"--loop-mode must be blend or pingpong, got {self.loop_mode!r}.")
+        if not 1 <= self.bones <= 254:
+            raise OptionError(f"--bones must be between 1 and 254, got {self.bones}.")
+        if self.residual and not self.skin:
+            raise OptionError("--residual corrects a skin; it needs --skin.", hint="Add --skin, or drop --residual.")
         if self.interpolation not in ("linear", "step"):
             raise OptionError(f"--interpolation must be linear or step, got {self.interpolation!r}.")
         if not (math.isfinite(self.rigidity) and 0.0 <= self.rigidity <= 1e4):
@@ -266,10 +290,12 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
     def body(ctx: StageContext) -> None:
         import torch
 
+        from a3d_cli.gaussians.motion_clip import MotionClip, clip_timing, seam_jumps
         from a3d_cli.io.atomic import atomic_path
         from a3d_cli.mesh.binding import MeshBinding
-        from a3d_cli.mesh.gltf_animated import write_animated_glb
+        from a3d_cli.mesh.gltf_animated import write_animated_glb, write_skinned_glb
         from a3d_cli.mesh.normalize import Normalization
+        from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
         from a3d_cli.mesh.store import load_processed_mesh
 
         # 1. inputs: splats + motion (digest checked), binding, processed mesh, normalization
@@ -282,53 +308,60 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
             )
         mesh = load_processed_mesh(ctx.input(PROCESSED_MESH), expected_vertices=len(binding.vertex_splat))
         norm = Normalization.from_json(json.loads(ctx.input(NORMALIZATION_JSON).read_text()))
-        num_frames = field.config.num_frames
-        fps = opts.fps or motion_fps
+        timing = clip_timing(
+            field.config.num_frames, motion_fps, opts.fps, opts.duration, opts.loop_mode if opts.loop else "off"
+        )
+        clip = MotionClip(field, static, timing)
         w = binding.num_vertex_splats
 
-        # 2. every frame: the motion at the vertex splats (optionally made locally rigid) → mesh vertices
+        # 2. every exported frame: the motion at the vertex splats (optionally made locally rigid) → vertices
         rest_welded = static.means[:w].double().cpu().numpy()  # [W, 3]
-        ctx.progress.start("mesh-animate: frames", total=num_frames)
-        frames = np.empty((num_frames, mesh.num_vertices, 3), dtype=np.float64)  # [F, V, 3] normalized
+        ctx.progress.start("mesh-animate: frames", total=len(timing))
+        frames = np.empty((len(timing), mesh.num_vertices, 3), dtype=np.float64)  # [K, V, 3] normalized
         with torch.no_grad():
-            for k in range(num_frames):
-                welded = field.deform(static, k).means[:w].double().cpu().numpy()  # [W, 3]
-                if opts.rigidity > 0 and k > 0:
+            for j in range(len(timing)):
+                welded = clip.frame(j).means[:w].double().cpu().numpy()  # [W, 3]
+                if opts.rigidity > 0 and timing.positions[j] > 0:
                     welded = arap_project(rest_welded, welded, binding.edges, opts.rigidity, opts.rigidity_iterations)
-                frames[k] = welded[binding.vertex_splat]
+                frames[j] = welded[binding.vertex_splat]
                 ctx.progress.update(1)
 
-        # 3. back to the asset's own frame; write the GLB and the vertex cache
+        # 3. back to the asset's own frame; write the GLB (morph targets or a fitted skin) and the vertex cache
         base = norm.invert(mesh.vertices)  # [V, 3]
-        frames_orig = norm.invert(frames)  # [F, V, 3]
+        frames_orig = norm.invert(frames)  # [K, V, 3]
         material, colors = mesh_material(mesh)
-        write_animated_glb(
-            ctx.output("export/animated.glb"),
-            base,
-            mesh.faces,
-            frames_orig,
-            uvs=mesh.uvs,
-            colors=colors,
-            material=material,  # type: ignore[arg-type]
-            fps=fps,
-            interpolation="STEP" if opts.interpolation == "step" else "LINEAR",
-            loop=opts.loop,
-            morph_normals=opts.normals,
-        )
+        glb = {"uvs": mesh.uvs, "colors": colors, "material": material, "fps": timing.key_rate,
+               "interpolation": "STEP" if opts.interpolation == "step" else "LINEAR", "loop": timing.closes}  # fmt: skip
+        if opts.skin:
+            ctx.progress.start(f"mesh-animate: fitting {opts.bones} bones")
+            fit = fit_animation_skin(base, frames_orig, opts.bones, welded=binding.vertex_splat)
+            miss = fit.residual(base, frames_orig)  # [K, V, 3]
+            deltas = bind_space_residual(fit.joints, fit.weights, fit.rotations, miss) if opts.residual else None
+            write_skinned_glb(ctx.output("export/animated.glb"), base, mesh.faces, fit.joints, fit.weights,
+                              fit.centres, fit.rotations, fit.translations, residual=deltas, **glb)  # fmt: skip
+            err = np.linalg.norm(miss, axis=-1) * norm.scale / norm.radius * 100.0  # [K, V] % of the radius
+            ctx.metrics.update(bones=fit.num_bones, skin_error_mean_pct_radius=float(err.mean()),
+                               skin_error_max_pct_radius=float(err.max()))  # fmt: skip
+        else:
+            write_animated_glb(ctx.output("export/animated.glb"), base, mesh.faces, frames_orig,
+                               morph_normals=opts.normals, **glb)  # fmt: skip
         with atomic_path(ctx.output("export/vertices.npy")) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, frames_orig.astype(np.float32))
 
-        # 4. numbers for the manifest: how far the mesh moves, relative to its normalized radius
-        disp = np.linalg.norm(frames - mesh.vertices[None], axis=-1)  # [F, V]
+        # 4. numbers for the manifest: how far the mesh moves, and how it jumps where a player repeats it
+        disp = np.linalg.norm(frames - mesh.vertices[None], axis=-1)  # [K, V]
         ctx.metrics.update(
-            frames=num_frames,
+            frames=len(timing),
             vertices=mesh.num_vertices,
             faces=mesh.num_faces,
-            fps=fps,
+            fps=timing.key_rate,
+            duration_s=timing.duration,
+            loop=timing.loop,
             motion=motion_rel,
             max_displacement_pct_radius=float(100.0 * disp.max() / norm.radius),
             mean_displacement_pct_radius=float(100.0 * disp.mean() / norm.radius),
+            **({"seam": seam_jumps(frames, timing.key_rate, timing.closes, norm.radius)} if len(timing) >= 3 else {}),
         )
 
     return run_stage("mesh-animate", run_dir, opts, body, rt, requires=requires)

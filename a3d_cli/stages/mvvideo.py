@@ -41,12 +41,17 @@ if TYPE_CHECKING:
 DType = Literal["auto", "fp32", "fp16", "bf16"]
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
+FREEINIT_GRIDS = ("reference", "centred")
 VIEWS_DIR = "static/views"
 OUT_DIR = "mvvideo"
 NUM_VIEWS = 4
 NUM_FRAMES = 16
 SIZE = 256
 FRAME_NAME = "v{view}_f{frame:02d}.png"
+#: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
+#: The reference (Animate3D's inference.py) runs MV-VDM in fp32; fp16 is a3d's speed choice, to be
+#: confirmed or changed from docs/PERF.md's precision table (`benchmarks/bench_precision.py`).
+DEFAULT_CUDA_DTYPE = "fp16"
 
 
 def frame_name(view: int, frame: int) -> str:
@@ -70,8 +75,11 @@ class MVVideoOptions:
     """FreeInit sampling passes in total; 0 or 1 = no FreeInit (one pass, 3× faster than 3)."""
     freeinit_method: str = "butterworth"
     """FreeInit low-pass filter: butterworth, gaussian or ideal."""
+    freeinit_grid: str = "reference"
+    """FreeInit frequency grid: reference (diffusers 0.28's filter, as Animate3D samples) or centred (on DC,
+    symmetric for the 15 re-initialised frames); see `a3d_cli.models.freeinit`."""
     dtype: DType = "auto"
-    """Network precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
+    """Network precision: auto (`DEFAULT_CUDA_DTYPE` on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
     fps: float = 8.0
     """Frame rate of the preview (MV-VDM's training clips are 16 frames at an effective 8 fps)."""
     mvdream: str | None = None
@@ -101,6 +109,8 @@ class MVVideoOptions:
                               hint="Animate3D uses 3; 0 or 1 turns FreeInit off.")
         if self.freeinit_method not in FREEINIT_METHODS:
             raise OptionError(f"--freeinit-method {self.freeinit_method!r} is not one of {', '.join(FREEINIT_METHODS)}.")
+        if self.freeinit_grid not in FREEINIT_GRIDS:
+            raise OptionError(f"--freeinit-grid {self.freeinit_grid!r} is not one of {', '.join(FREEINIT_GRIDS)}.")
         if self.dtype not in DTYPES:
             raise OptionError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}.")
         if not 0 < self.fps <= 120:
@@ -130,7 +140,7 @@ def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: st
     from a3d_cli.models.mvvdm.components import load_components, tiny_components
     from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
 
-    dtype = torch_dtype(opts.dtype, device, cuda_auto="fp16")  # the reference runs fp16
+    dtype = torch_dtype(opts.dtype, device, cuda_auto=DEFAULT_CUDA_DTYPE)
     if opts.tiny_model:
         key = model_key("mvvdm", None, dtype, device, opts.compile, seed)
         return cached_model(key, lambda: tiny_components(seed).to(device, dtype))
@@ -140,9 +150,8 @@ def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: st
 
 
 def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
-    """The 4 grey-background views [4, 3, 256, 256] in [0, 1] and their `CameraSet`."""
+    """The 4 grey-background views [4, 3, S, S] in [0, 1] at the size they were rendered, and their `CameraSet`."""
     import torch
-    import torch.nn.functional as F
 
     from a3d_cli.io.images import load_png
     from a3d_cli.render.cameras import CameraSet
@@ -159,11 +168,14 @@ def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
     views = []
     for i in range(NUM_VIEWS):
         img = load_png(ctx.input(f"{VIEWS_DIR}/view_{i}_grey.png"), mode="RGB").permute(2, 0, 1)  # [3, H, W]
-        if img.shape[-2:] != (SIZE, SIZE):
-            ctx.progress.log(f"mvvideo: view {i} is {img.shape[-1]}×{img.shape[-2]}; resized to {SIZE}² (MV-VDM's size)")
-            img = F.interpolate(img[None], size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)[0]
+        if img.shape[-1] != img.shape[-2] or (views and img.shape != views[0].shape):
+            raise RunFolderError(f"{VIEWS_DIR}/view_{i}_grey.png is {img.shape[-1]}×{img.shape[-2]}; the 4 views "
+                                 "must be square and of one size.", hint="Re-run `a3d prepare ... --force`.")
+        if img.shape[-1] != SIZE and i == 0:
+            ctx.progress.log(f"mvvideo: views are {img.shape[-1]}²; VAE-encoded at {SIZE}² (MV-VDM's size), "
+                             "CLIP-encoded at their own size, as the reference does")
         views.append(img.clamp(0, 1))
-    return torch.stack(views), cams  # [4, 3, 256, 256]
+    return torch.stack(views), cams  # [4, 3, S, S]
 
 
 def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoOptions) -> None:
@@ -219,7 +231,7 @@ def run(
         import torch
 
         from a3d_cli.models.freeinit import FreeInitConfig
-        from a3d_cli.models.mvvdm.pipeline import generate_mvvideo
+        from a3d_cli.models.mvvdm.pipeline import generate_mvvideo, resize_for_vae
         from a3d_cli.models.mvvdm.sampling import SamplingConfig
 
         # 1. read the condition views and cameras
@@ -231,7 +243,11 @@ def run(
             steps=opts.steps,
             guidance_scale=opts.guidance,
             num_frames=NUM_FRAMES,
-            freeinit=FreeInitConfig(iters=opts.freeinit_iters, method=opts.freeinit_method),  # type: ignore[arg-type]
+            freeinit=FreeInitConfig(
+                iters=opts.freeinit_iters,
+                method=opts.freeinit_method,  # type: ignore[arg-type]  # validated by MVVideoOptions
+                grid=opts.freeinit_grid,  # type: ignore[arg-type]
+            ),
         )
         # 3. sample (CUDA backend flags always; regional compilation of the UNet when asked)
         from a3d_cli.models.acceleration import accelerate
@@ -257,7 +273,8 @@ def run(
         generator = torch.Generator().manual_seed(ctx.seed)
         sync()
         start = time.perf_counter()
-        out = generate_mvvideo(comp, views, cams.c2w, opts.prompt, opts.negative_prompt, cfg, generator, on_step)
+        out = generate_mvvideo(comp, resize_for_vae(views, SIZE), cams.c2w, opts.prompt, opts.negative_prompt, cfg,
+                               generator, on_step, clip_images=views)
         sync()
         seconds = time.perf_counter() - start
         # steady-state time per DDIM step (one CFG-batched UNet call + scheduler step)

@@ -30,6 +30,11 @@ DType = Literal["auto", "fp32", "bf16", "fp16"]
 NUM_FRAMES = 21
 OUT = "orbit"
 INPUT_FIRST = "orbit/input_first"
+#: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
+#: The reference (Stability's simple_video_sample.py) samples under fp16 autocast; bf16 (fp16 where the GPU
+#: lacks it) is a3d's choice, to be confirmed or changed from docs/PERF.md's precision table
+#: (`benchmarks/bench_precision.py`).
+DEFAULT_CUDA_DTYPE = "bf16-if-supported"
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,13 @@ class OrbitOptions:
         azimuths: 21 azimuths in degrees (any origin; the last one is the input view), or None for the
             reference's even orbit (sv3d_p only).
         orbit: "static" (even azimuths) or "dynamic" (smooth random elevation and azimuth, seeded; sv3d_p).
-        frame_ratio: object size / frame size after recentring; None keeps the input's framing.
+        frame_ratio: object size / frame size after recentring; None: the reference's framing (square side =
+            image height).
         matte: how the object is found: "auto", "alpha", "uniform" or "rembg" (optional extra).
         noise_aug: noise added to the conditioning image, also fed to the model (1e-5 as the reference).
         decode_chunk: frames decoded at once (memory only; results are identical).
-        dtype: UNet and CLIP precision: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16".
+        dtype: UNet and CLIP precision: "auto" (`DEFAULT_CUDA_DTYPE` on CUDA, fp32 on CPU), "fp32", "bf16",
+            "fp16".
             The VAE always runs in fp32.
         offload: keep networks on the CPU while idle (for GPUs with little memory; slower).
         replace_input_frame: overwrite the generated input view (frame_20) with the input image, as the
@@ -171,7 +178,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
     rt = rt or Runtime()
     image_path = Path(opts.image)
     if not image_path.is_file():
-        raise InputError(f"Image {image_path} does not exist.")
+        raise InputError(f"Image {image_path} does not exist.", hint="Check the path and its spelling.")
     explicit = Path(opts.checkpoint).expanduser() if opts.checkpoint else None
     ckpt = resolve(opts.model, explicit)
     stat = ckpt.stat()
@@ -192,7 +199,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         ctx.progress.start("loading SV3D", total=None)
         from a3d_cli.device import torch_dtype
 
-        dtype = torch_dtype(opts.dtype, ctx.device, cuda_auto="bf16-if-supported")
+        dtype = torch_dtype(opts.dtype, ctx.device, cuda_auto=DEFAULT_CUDA_DTYPE)
         load_device = "cpu" if opts.offload else ctx.device
         loaded = load_sv3d(ckpt, device=load_device, unet_dtype=dtype, expect=opts.model)
         config = loaded.models.config

@@ -18,6 +18,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ class PrepareOptions:
         max_vertices: meshes with more distinct vertex positions are simplified to this many.
         splats: total splats aimed for on meshes (surface samples fill in where vertices are sparse).
         view_size: width and height of the conditioning renders, pixels (MV-VDM uses 256).
+        allow_external_refs: read files the asset names outside its own folder (absolute paths, `../`);
+            off by default so an untrusted asset cannot pull a private file into the run folder.
     """
 
     model: str
@@ -57,6 +60,7 @@ class PrepareOptions:
     max_vertices: int = 20_000
     splats: int = 20_000
     view_size: int = 256
+    allow_external_refs: bool = False
 
     def __post_init__(self) -> None:
         if self.up not in AXES or self.front not in AXES:
@@ -96,7 +100,7 @@ def run(run_dir: Path, opts: PrepareOptions, rt: Runtime | None = None) -> Stage
     # 0. cheap input checks first, so a bad path leaves no run folder behind
     model = Path(opts.model).expanduser()
     kind = detect_kind(model)
-    sidecars = sidecar_files(model)
+    sidecars = sidecar_files(model, opts.allow_external_refs)
 
     def body(ctx: StageContext) -> None:
         _prepare(ctx, model, kind, sidecars, opts)
@@ -126,7 +130,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
-        mesh = load_mesh(model)
+        mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs)
         norm = fit_normalization(mesh.vertices, opts.up, opts.front)
         mesh = mesh.with_vertices(norm.apply(mesh.vertices))
         welded = welded_vertex_count(mesh)
@@ -226,9 +230,16 @@ def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: s
     return torch.cat([rgb, alpha], dim=-1).float().cpu()
 
 
-def sidecar_files(model: Path) -> list[Path]:
-    """Files an input depends on next to it: an OBJ's .mtl files and their texture maps, a .gltf's buffers
-    and images. Missing ones are left out (the loader decides whether that matters)."""
+def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
+    """Files an input depends on next to it: an OBJ's .mtl files and their texture maps, a glTF's buffers
+    and images. Missing ones are left out (the loader decides whether that matters).
+
+    Raises:
+        InputError: a reference leads outside the model's folder and `allow_external` is False
+            (`a3d_cli.mesh.references`).
+    """
+    from a3d_cli.mesh.references import check_reference, gltf_uris
+
     suffix = model.suffix.lower()
     found: list[Path] = []
     if suffix == ".obj":
@@ -252,20 +263,19 @@ def sidecar_files(model: Path) -> list[Path]:
                     ),
                 )
             )
-    elif suffix == ".gltf":
-        try:
-            data = json.loads(model.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return []
-        for item in list(data.get("buffers", [])) + list(data.get("images", [])):
-            uri = item.get("uri") if isinstance(item, dict) else None
-            if isinstance(uri, str) and not uri.startswith("data:"):
-                found.append(model.parent / unquote(uri))
+    elif suffix in (".gltf", ".glb"):
+        found.extend(model.parent / unquote(uri) for uri in gltf_uris(model))
     unique: list[Path] = []
     for p in found:
+        check_reference(model, p, _shown(model, p), allow_external)
         if p.is_file() and p.resolve() != model.resolve() and p.resolve() not in [u.resolve() for u in unique]:
             unique.append(p)
     return unique
+
+
+def _shown(model: Path, path: Path) -> str:
+    """A referenced file as seen from the model's folder (for messages)."""
+    return os.path.relpath(path, model.parent)
 
 
 def _obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:

@@ -58,6 +58,8 @@ NUM_VIEWS = 4
 STATIC_PLY = "static/gaussians.ply"
 STATIC_CAMERAS = "static/views/cameras.json"
 VIDEO_DIR = "mvvideo"
+MIN_FRAME_SIZE = 16  # smallest frame side reconstruct accepts (the fit's smallest --resolution)
+MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on read (masks work at this size)
 MOTION_OUT = "motion/coarse.safetensors"
 PREVIEW_OUT = "motion/coarse_preview.mp4"
 FRAME_NAME = re.compile(r"^v(\d+)_f(\d+)\.png$", re.IGNORECASE)
@@ -173,7 +175,8 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
         key = (int(m.group(1)), int(m.group(2)))
         if key in found:
             raise InputError(
-                f"{folder} has two files for view {key[0]} frame {key[1]}: {found[key].name} and {path.name}."
+                f"{folder} has two files for view {key[0]} frame {key[1]}: {found[key].name} and {path.name}.",
+                hint="Keep one of them (v2_f07.png and v2_f7.png name the same frame).",
             )
         found[key] = path
     naming = "frames must be named v{view}_f{frame:02d}.png, view 0-3, frame 00-15"
@@ -202,12 +205,20 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
     return [[found[(v, f)] for f in range(frames)] for v in range(views)]
 
 
-def read_video_frames(folder: Path, background: float = BACKGROUND) -> VideoFrames:
-    """Read and check a 4-view × 16-frame video folder.
+def read_video_frames(folder: Path, background: float = BACKGROUND, max_size: int | None = None) -> VideoFrames:
+    """Read and check a 4-view × 16-frame video folder, one frame at a time.
+
+    Each frame is decoded, composited (RGBA on `background`) and reduced to `max_size` before the next one is
+    read, so memory is bounded by the output size, not by the frames' resolution.
+
+    Args:
+        folder: the video folder (`v{view}_f{frame:02d}.png`).
+        background: grey level RGBA frames are composited on.
+        max_size: frames larger than this are reduced to it on read (None keeps their size).
 
     Raises:
         InputError: naming problems (see `list_video_frames`), unreadable images, mixed resolutions,
-            non-square frames.
+            non-square or tiny frames.
     """
     import torch
     from PIL import Image
@@ -216,36 +227,51 @@ def read_video_frames(folder: Path, background: float = BACKGROUND) -> VideoFram
 
     files = list_video_frames(folder)
     ref = files[0][0]
-    try:
-        with Image.open(ref) as im:
-            size0 = im.size
-    except OSError as exc:  # PIL's UnidentifiedImageError included
-        raise InputError(f"{ref} is not a readable image ({exc}).") from exc
+    size0: tuple[int, int] | None = None
     for row in files:  # cheap header pass first: nothing is decoded before the sizes agree
         for path in row:
             try:
                 with Image.open(path) as im:
                     size = im.size
             except OSError as exc:
-                raise InputError(f"{path} is not a readable image ({exc}).") from exc
+                raise InputError(
+                    f"{path} is not a readable image ({exc}).", hint="Re-export or replace this frame."
+                ) from exc
+            size0 = size0 or size
             if size != size0:
                 raise InputError(
                     f"{path.name} is {size[0]}×{size[1]} but {ref.name} is {size0[0]}×{size0[1]}; all frames must have one size.",
                     hint="Resize the frames to one resolution (MV-VDM writes 256×256).",
                 )
+    assert size0 is not None
     if size0[0] != size0[1]:
         raise InputError(
             f"The frames in {folder} are {size0[0]}×{size0[1]}; reconstruct needs square frames.",
             hint="Crop or pad them to a square around the object.",
         )
-    imgs = [[load_png(p) for p in row] for row in files]
-    has_alpha = all(img.shape[-1] == 4 for row in imgs for img in row)
-    stack = torch.stack([torch.stack(row) for row in imgs])  # [V, F, H, W, C]
-    if has_alpha:
-        alpha = stack[..., 3]  # [V, F, H, W]
-        rgb = stack[..., :3] * alpha[..., None] + background * (1 - alpha[..., None])
-        return VideoFrames(rgb=rgb, alpha=alpha, files=files)
-    return VideoFrames(rgb=stack[..., :3], alpha=None, files=files)
+    if size0[0] < MIN_FRAME_SIZE:
+        raise InputError(
+            f"The frames in {folder} are {size0[0]}×{size0[1]} pixels; reconstruct needs at least "
+            f"{MIN_FRAME_SIZE}×{MIN_FRAME_SIZE}.",
+            hint="Give the full-size frames (MV-VDM writes 256×256).",
+        )
+    out = size0[0] if max_size is None else min(size0[0], max_size)
+    rgb = torch.empty(len(files), len(files[0]), out, out, 3)  # [V, F, S, S, 3]
+    alpha = torch.ones(len(files), len(files[0]), out, out)  # [V, F, S, S]
+    every_alpha = True
+    for v, row in enumerate(files):
+        for f, path in enumerate(row):
+            img = load_png(path)  # [H, W, 3|4]
+            if img.shape[-1] == 4:
+                a = img[..., 3:]  # [H, W, 1]
+                img = torch.cat([img[..., :3] * a + background * (1 - a), a], dim=-1)
+            else:
+                every_alpha = False
+            small = _resize(img, out)  # [S, S, 3|4]
+            rgb[v, f] = small[..., :3]
+            if small.shape[-1] == 4:
+                alpha[v, f] = small[..., 3]
+    return VideoFrames(rgb=rgb, alpha=alpha if every_alpha else None, files=files)
 
 
 def read_cameras(video_dir: Path, run_dir: Path) -> CameraSet:
@@ -259,9 +285,15 @@ def read_cameras(video_dir: Path, run_dir: Path) -> CameraSet:
             try:
                 cams = CameraSet.from_json(json.loads(path.read_text()))
             except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"{path} is not a readable cameras file ({exc}).") from exc
+                raise InputError(
+                    f"{path} is not a readable cameras file ({exc}).",
+                    hint="Fix it (format in docs/ARTIFACTS.md), or delete it to use MV-VDM's fixed cameras.",
+                ) from exc
             if len(cams) != NUM_VIEWS:
-                raise InputError(f"{path} describes {len(cams)} cameras; the video has {NUM_VIEWS} views.")
+                raise InputError(
+                    f"{path} describes {len(cams)} cameras; the video has {NUM_VIEWS} views.",
+                    hint="Give one camera per view, or delete the file to use MV-VDM's fixed cameras.",
+                )
             return cams
     return mvvdm_cameras()
 
@@ -336,7 +368,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     device = torch.device(ctx.device)
     # 1. inputs: video (checked), cameras, static splats
     progress.start("reconstruct: reading the video", total=None)
-    video = read_video_frames(video_dir)
+    video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
     cams = read_cameras(video_dir, ctx.run_dir)
     static_all = read_ply(ctx.input(STATIC_PLY)).to(device)
     native = video.rgb.shape[2]

@@ -48,6 +48,9 @@ REFINED = "motion/refined.safetensors"
 PREVIEW = "motion/refined_preview.mp4"
 BACKGROUND = 0.5  # grey, as MV-VDM was trained and the reference renders
 REQUIRES = {STATIC: "a3d prepare MODEL -o RUN", COARSE: "a3d reconstruct RUN"}
+#: What `--dtype auto` means on CUDA for MV-VDM here (off CUDA it is fp32): the one place to change it.
+#: The reference guidance (Animate3D's threestudio guidance) loads MV-VDM in fp16; bf16 is a3d's choice.
+DEFAULT_CUDA_DTYPE = "bf16"
 WEIGHTS_ALTERNATIVE = "Or skip refinement: `a3d animate --no-sds`."
 """The last sentence of the missing-weights hint: the chain runs without this stage."""
 
@@ -391,7 +394,7 @@ def load_model(opts: SdsOptions, weights: dict[str, Path] | None, device: str, s
     from a3d_cli.models.cache import cached_model, model_key
     from a3d_cli.models.sds import load_mvvdm_denoiser
 
-    dtype = torch_dtype(opts.dtype, device, cuda_auto="bf16")
+    dtype = torch_dtype(opts.dtype, device, cuda_auto=DEFAULT_CUDA_DTYPE)
     key = model_key("mvvdm-sds", weights, dtype, device, opts.compile, seed)
     return cached_model(key, lambda: load_mvvdm_denoiser(weights, device, dtype, seed))
 

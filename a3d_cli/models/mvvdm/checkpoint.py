@@ -37,7 +37,6 @@ Renamings we apply (everything else keeps its name):
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from torch import Tensor
 from a3d_cli.errors import CheckpointError
 from a3d_cli.models.mvvdm.config import MVVDMConfig
 from a3d_cli.models.mvvdm.unet import MVVDMUNet
+from a3d_cli.weights.safe_load import load_pickled_weights, read_errors, weights_error
 
 GROUPS = ("sd15_unet", "camera", "ip_image_proj", "ip_kv", "motion", "motion_processor", "i2v")
 BASE_GROUPS = ("sd15_unet", "camera", "ip_image_proj", "ip_kv")  # frozen base models
@@ -82,12 +82,7 @@ def group_keys(names: Iterable[str]) -> dict[str, list[str]]:
 # ---------------------------------------------------------------------------------------------- reading files
 def _torch_load(path: Path) -> object:
     """`torch.load` with ``weights_only=True``; memory-mapped when the file is in the zip format."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) pickle
+    return load_pickled_weights(path)
 
 
 def read_state_file(path: Path) -> dict[str, Tensor]:
@@ -107,10 +102,9 @@ def read_state_file(path: Path) -> dict[str, Tensor]:
             data: object = load_file(str(path))
         else:
             data = _torch_load(path)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path} could not be read as a weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
-            hint="Re-download it with `a3d weights fetch`; pickles are only opened with torch.load(weights_only=True).",
+    except read_errors() as exc:
+        raise weights_error(
+            path, exc, "a weights file", "Re-download it with `a3d weights fetch` (the file may be truncated)."
         ) from exc
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
         data = data["state_dict"]
@@ -144,10 +138,9 @@ def read_ip_adapter_file(path: Path) -> dict[str, dict[str, Tensor]]:
                 data[head][rest] = v  # type: ignore[index]
         else:
             data = _torch_load(path)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path} could not be read as an IP-Adapter file ({type(exc).__name__}).",
-            hint="Re-download it with `a3d weights fetch ip_adapter_sd15`.",
+    except read_errors() as exc:
+        raise weights_error(
+            path, exc, "an IP-Adapter file", "Re-download it with `a3d weights fetch ip_adapter_sd15`."
         ) from exc
     if not (isinstance(data, Mapping) and set(data) == {"image_proj", "ip_adapter"}):
         keys = list(data)[:5] if isinstance(data, Mapping) else type(data).__name__

@@ -114,6 +114,8 @@ def load_components(
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
+    from a3d_cli.weights.safe_load import is_refused_pickle, read_errors, refused_pickle_error
+
     mvdream_dir = Path(mvdream_dir)
     unet, report = load_mvvdm_unet(
         mvdream_dir / "unet", ip_adapter_file, motion_modules_file, device=device, dtype=dtype
@@ -123,7 +125,9 @@ def load_components(
         text_encoder = CLIPTextModel.from_pretrained(mvdream_dir / "text_encoder", torch_dtype=dtype)
         tokenizer = CLIPTokenizer.from_pretrained(mvdream_dir / "tokenizer")
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder_dir, torch_dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except read_errors() as exc:  # incl. transformers' UnpicklingError and a damaged safetensors file
+        if is_refused_pickle(exc):
+            raise refused_pickle_error(f"a file under {mvdream_dir} or {image_encoder_dir}") from exc
         raise CheckpointError(
             f"Could not load an MV-VDM component ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
             hint="Re-fetch the weights with `a3d weights fetch`.",

@@ -16,15 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
 from a3d_cli.models.mvvdm.components import MVVDMComponents
 from a3d_cli.models.mvvdm.sampling import SamplingConfig, StepCallback, sample_latents
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from a3d_cli.models.precision import check_finite
 
 
 @dataclass(frozen=True)
@@ -47,28 +45,75 @@ def encode_prompts(comp: MVVDMComponents, prompts: list[str]) -> Tensor:
     return comp.text_encoder(ids).last_hidden_state.to(comp.dtype)
 
 
+def clip_image_processor(size: int = 224):  # noqa: ANN201 - a transformers image processor
+    """transformers' PIL-based CLIP preprocessing at `size`: what Animate3D's `CLIPImageProcessor()` does.
+
+    Shortest side resized to `size` (PIL bicubic), centre crop `size`², ×1/255, CLIP mean/std. transformers
+    5 names the PIL implementation `CLIPImageProcessorPil` (its plain `CLIPImageProcessor` resizes with
+    torchvision when that is installed, which rounds differently); transformers 4's `CLIPImageProcessor` is
+    the PIL one, the one Animate3D ran.
+    """
+    try:
+        from transformers import CLIPImageProcessorPil as Processor
+    except ImportError:  # transformers 4.x
+        from transformers import CLIPImageProcessor as Processor
+    return Processor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def clip_pixel_values(images: Tensor, size: int = 224) -> Tensor:
+    """The CLIP image encoder's input for [V, 3, H, W] images in [0, 1], made as the reference makes it.
+
+    The images go through 8-bit PIL images (exact for images read from PNG files, which is what
+    Animate3D's `load_image` hands the processor) and `clip_image_processor`.
+
+    Returns:
+        [V, 3, size, size] float32 on the CPU.
+    """
+    from PIL import Image
+
+    from a3d_cli.io.images import to_uint8
+
+    pil = [Image.fromarray(to_uint8(img.permute(1, 2, 0))) for img in images.detach().cpu()]  # RGB, 8-bit
+    out = clip_image_processor(size)(images=pil, return_tensors="pt").pixel_values
+    return torch.as_tensor(out, dtype=torch.float32)
+
+
 @torch.no_grad()
 def encode_images_clip(comp: MVVDMComponents, images: Tensor) -> Tensor:
     """IP-Adapter input: CLIP image embeddings of [V, 3, H, W] images in [0, 1].
 
-    Preprocessing follows `CLIPImageProcessor`'s defaults: bicubic resize to the encoder's size (the views
-    are square, so the centre crop is a no-op), then CLIP mean/std normalisation.
+    Preprocessing is `clip_pixel_values` (transformers' PIL CLIP processor, as the reference), at the
+    encoder's input size.
 
     Returns:
         [V, E] in the UNet dtype.
     """
     enc = comp.image_encoder
-    size = enc.config.image_size
-    x = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-    x = ((x.clamp(0, 1) - mean) / std).to(device=comp.device, dtype=enc.dtype)
+    x = clip_pixel_values(images, enc.config.image_size).to(device=comp.device, dtype=enc.dtype)
     return enc(pixel_values=x).image_embeds.to(comp.dtype)  # [V, E]
+
+
+def resize_for_vae(images: Tensor, size: int) -> Tensor:
+    """[N, 3, H, W] square images → [N, 3, size, size] as the reference resizes its condition views.
+
+    Animate3D's `encode_latents` applies torchvision's `Resize(size)` to float tensors, which in the
+    torchvision it pins (0.14) is bilinear without antialiasing; this is that call through
+    `F.interpolate`. Images already `size`² come back unchanged.
+    """
+    if images.shape[-2:] == (size, size):
+        return images
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"condition views must be square, got {list(images.shape[-2:])}")
+    return F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=False)
 
 
 @torch.no_grad()
 def encode_latents(comp: MVVDMComponents, images: Tensor, generator: torch.Generator | None) -> Tensor:
-    """VAE latents of [N, 3, H, W] images in [0, 1]: a posterior sample × scaling factor. Returns [N, C, h, w] fp32."""
+    """VAE latents of [N, 3, H, W] images in [0, 1]: a posterior sample × scaling factor. Returns [N, C, h, w] fp32.
+
+    As the reference: images mapped to [-1, 1], `latent_dist.sample()` (here from `generator`), × the VAE's
+    scaling factor.
+    """
     vae = comp.vae
     x = images.to(device=comp.device, dtype=vae.dtype) * 2 - 1
     dist = vae.encode(x).latent_dist
@@ -77,12 +122,19 @@ def encode_latents(comp: MVVDMComponents, images: Tensor, generator: torch.Gener
 
 @torch.no_grad()
 def decode_latents(comp: MVVDMComponents, latents: Tensor, chunk: int = 16) -> Tensor:
-    """Images of [N, C, h, w] latents, `chunk` at a time. Returns [N, 3, H, W] float in [0, 1] on the CPU."""
+    """Images of [N, C, h, w] latents, `chunk` at a time. Returns [N, 3, H, W] float in [0, 1] on the CPU.
+
+    As the reference: `vae.decode(latents / scaling_factor)`, then diffusers' `VaeImageProcessor`
+    denormalisation (x/2 + 0.5, clamped). The reference decodes one frame at a time (VAE slicing);
+    `chunk` changes only memory and, by rounding, the last bits.
+    """
+    from diffusers.image_processor import VaeImageProcessor
+
     vae = comp.vae
     out = []
     for z in latents.split(chunk):
         img = vae.decode((z / vae.config.scaling_factor).to(device=comp.device, dtype=vae.dtype)).sample
-        out.append(((img.float() + 1) / 2).clamp(0, 1).cpu())
+        out.append(VaeImageProcessor.denormalize(img.float()).cpu())
     return torch.cat(out)
 
 
@@ -104,7 +156,7 @@ def check_inputs(comp: MVVDMComponents, cond_images: Tensor, c2w: Tensor, prompt
 @torch.no_grad()
 def generate_mvvideo(
     comp: MVVDMComponents,
-    cond_images: Tensor,  # [V, 3, H, W] in [0, 1], the object on grey 0.5
+    cond_images: Tensor,  # [V, 3, H, W] in [0, 1], the object on grey 0.5, at the video's size
     c2w: Tensor,  # [V, 4, 4] a3d OpenCV camera-to-world of the views
     prompt: str,
     negative_prompt: str = "",
@@ -112,6 +164,7 @@ def generate_mvvideo(
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
     decode_chunk_size: int = 16,
+    clip_images: Tensor | None = None,  # [V, 3, H', W'] in [0, 1]
 ) -> MVVideoOutput:
     """Sample a V-view video whose frame 0 is the given views.
 
@@ -124,9 +177,15 @@ def generate_mvvideo(
         generator: CPU generator for every random draw.
         callback: called after every DDIM step with (pass, step, latents).
         decode_chunk_size: frames per VAE decode call (memory knob).
+        clip_images: what the CLIP image encoder sees, when it is not `cond_images` itself: the reference
+            hands the processor the views at the size they were rendered (512² there) and VAE-encodes
+            them resized to the video's size (`resize_for_vae`).
 
     Returns:
         MVVideoOutput with frames [V, F, 3, H, W].
+
+    Raises:
+        PrecisionError: the latents or frames hold NaN or infinity (an fp16 overflow, usually).
 
     Examples:
         >>> comp = tiny_components()                                   # doctest: +SKIP
@@ -139,7 +198,7 @@ def generate_mvvideo(
     # 2. text: row 0 unconditional, row 1 conditional
     text = encode_prompts(comp, [negative_prompt, prompt])  # [2, L, D]
     # 3. IP-Adapter image embeddings; the unconditional branch gets zeros
-    img = encode_images_clip(comp, cond_images)  # [V, E]
+    img = encode_images_clip(comp, cond_images if clip_images is None else clip_images)  # [V, E]
     img_pair = torch.stack([torch.zeros_like(img), img])  # [2, V, E]
     # 4. condition latents (frame 0)
     cond = encode_latents(comp, cond_images, generator)  # [V, C, h, w]
@@ -152,7 +211,9 @@ def generate_mvvideo(
 
     # 6. sample
     latents = sample_latents(eps_fn, cond, comp.scheduler, config, generator=generator, callback=callback)
+    check_finite(latents, "MV-VDM latents", comp.dtype)  # one check: NaN/inf from any step propagates here
     # 7. decode
     v, f = latents.shape[:2]
     frames = decode_latents(comp, latents.reshape(v * f, *latents.shape[2:]), decode_chunk_size)
+    check_finite(frames, "MV-VDM decoded frames", comp.vae.dtype)
     return MVVideoOutput(frames=frames.reshape(v, f, *frames.shape[1:]), latents=latents)

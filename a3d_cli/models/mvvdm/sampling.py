@@ -119,7 +119,9 @@ def sample_latents(
     device = cond.device
     noise0 = torch.randn(rest, generator=generator, dtype=torch.float32).to(device)  # [V, F−1, C, h, w]
     fi = config.freeinit
-    lpf = low_pass_filter(config.num_frames - 1, h, w, fi.method, fi.order, fi.spatial_stop, fi.temporal_stop)
+    lpf = low_pass_filter(
+        config.num_frames - 1, h, w, fi.method, fi.order, fi.spatial_stop, fi.temporal_stop, fi.grid
+    )
     alpha_bar_T = float(scheduler.alphas_cumprod[-1])
 
     x = torch.cat([cond[:, None], noise0 * scheduler.init_noise_sigma], dim=1)  # [V, F, C, h, w]

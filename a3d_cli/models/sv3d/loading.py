@@ -115,7 +115,9 @@ class CheckpointReader:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"Checkpoint {self.path} does not exist.")
+            raise InputError(
+                f"Checkpoint {self.path} does not exist.", hint="Fetch it with `a3d weights fetch sv3d_p` (or sv3d_u)."
+            )
         self._stack = contextlib.ExitStack()
         self.metadata: dict[str, str] = {}
         try:
@@ -127,7 +129,9 @@ class CheckpointReader:
                 self.shapes: dict[str, Shape] = {k: tuple(self._st.get_slice(k).get_shape()) for k in self._st.keys()}
                 self._sd: dict[str, Tensor] | None = None
             elif self.path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
-                obj = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=True)
+                from a3d_cli.weights.safe_load import load_pickled_weights
+
+                obj = load_pickled_weights(self.path)  # weights_only=True; legacy files without mmap
                 sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
                 if not isinstance(sd, dict):
                     raise CheckpointError(f"{self.path} holds no state dict.")
@@ -145,6 +149,10 @@ class CheckpointReader:
             raise
         except Exception as exc:  # safetensors / pickle errors on a damaged or foreign file
             self._stack.close()
+            from a3d_cli.weights.safe_load import is_refused_pickle, refused_pickle_error
+
+            if is_refused_pickle(exc):
+                raise refused_pickle_error(self.path) from exc
             raise CheckpointError(
                 f"Cannot read checkpoint {self.path} ({type(exc).__name__}: {exc}).",
                 hint="The file may be truncated; delete it and fetch it again (a3d weights fetch sv3d_p).",

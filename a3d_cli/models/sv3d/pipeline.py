@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from a3d_cli.models.cuda_graph import GraphedFunction
 from a3d_cli.models.guidance import apply_frame_cfg, triangular_cfg_scales
+from a3d_cli.models.precision import check_finite
 from a3d_cli.models.sv3d.cameras import Orbit, to_sv3d_angles
 from a3d_cli.models.sv3d.conditioning import clip_input, sv3d_vector
 from a3d_cli.models.sv3d.loading import SV3DModels
@@ -288,6 +289,9 @@ class SV3DPipeline:
 
         Returns:
             `SV3DOutput` with frames [F, 3, H, W] in reference order.
+
+        Raises:
+            PrecisionError: the sampled latents hold NaN or infinity (an fp16 overflow, usually).
         """
         f = self.models.config.num_frames
         cfg = triangular_cfg_scales(f) if cfg is None else cfg
@@ -307,6 +311,7 @@ class SV3DPipeline:
         t0 = time.perf_counter()
         latents = self.denoise(cond, vector, cfg, num_steps, generator, callback)[0]  # [F, C, h, w]
         self._record("sample", t0, seconds, peaks)
+        check_finite(latents, "SV3D latents", _dtype_of(self.models.unet))  # never decode NaN silently
 
         # 4. decode
         t0 = time.perf_counter()

@@ -9,6 +9,11 @@ vector ([B, F, adm_in], see `conditioning.sv3d_vector`) and adds `add_embedding(
 time embedding, as sgm's `VideoUNet` does with `emb = time_embed(t) + label_emb(y)` per (batch, frame) row.
 Both variants use this class: sv3d_u's vector is the 256-d cond_aug sinusoid alone.
 
+The only other change is numerical: every resnet GroupNorm (spatial and temporal) gets eps = 1e-5, the
+value of Stability's `normalization()` (sgm `GroupNorm32(32, C)`, i.e. `nn.GroupNorm`'s default), where
+diffusers' spatio-temporal down/up blocks hard-code 1e-6 (`RESNET_NORM_EPS`, `use_reference_norm_eps`).
+The transformers' input GroupNorms keep 1e-6, as sgm's `SpatialTransformer` (`Normalize`) has.
+
 Examples:
     >>> unet = SV3DUNet(**SV3DConfig.tiny().unet.diffusers_kwargs("sv3d_p", 21, 16))
     >>> out = unet(torch.randn(1, 21, 8, 16, 16), torch.tensor(0.5), torch.randn(1, 1, 32),
@@ -17,12 +22,34 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.utils import BaseOutput
-from torch import Tensor
+from torch import Tensor, nn
+
+#: GroupNorm eps of every resnet in Stability's VideoUNet (sgm `normalization()` → `nn.GroupNorm` default).
+RESNET_NORM_EPS = 1e-5
+
+
+def use_reference_norm_eps(unet: nn.Module) -> int:
+    """Set `RESNET_NORM_EPS` on every GroupNorm inside a resnet of an SVD-layout UNet.
+
+    diffusers' `CrossAttnDownBlockSpatioTemporal`, `UpBlockSpatioTemporal` and
+    `CrossAttnUpBlockSpatioTemporal` build their `SpatioTemporalResBlock`s with eps = 1e-6 (spatial and
+    temporal), while the mid and last down block use 1e-5; sgm uses 1e-5 in all of them.
+
+    Returns:
+        How many GroupNorms were visited (88 for the full-size UNet).
+    """
+    count = 0
+    for name, module in unet.named_modules():
+        if ".resnets." in f".{name}." and isinstance(module, nn.GroupNorm):
+            module.eps = RESNET_NORM_EPS
+            count += 1
+    return count
 
 
 @dataclass
@@ -42,6 +69,13 @@ class SV3DUNet(UNetSpatioTemporalConditionModel):
     Construct it with the parent's arguments; `projection_class_embeddings_input_dim` is the vector width
     (256 for sv3d_u, 1280 for sv3d_p).
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        use_reference_norm_eps(self)
+
+    # diffusers reads the constructor's parameters to build configs: show it the parent's
+    __init__.__signature__ = inspect.signature(UNetSpatioTemporalConditionModel.__init__)  # type: ignore[attr-defined]
 
     def forward(  # type: ignore[override]
         self,

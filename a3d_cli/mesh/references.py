@@ -1,0 +1,87 @@
+"""Files an asset names (glTF buffers and images, OBJ material libraries and texture maps) are read only
+from inside the asset's own folder.
+
+Why: assets come from strangers. A glTF whose image URI is `/home/me/.ssh/id_rsa`, or an OBJ whose `mtllib`
+climbs out with `../../`, would otherwise have a3d read a private file and copy it into the run folder's
+`source/original/`, which people share. Only `data:` URIs and relative paths that stay below the folder are
+followed (links included: a reference is judged by where it finally leads); anything else is refused with
+a clear error unless the user opts in (`--allow-external-refs`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from a3d_cli.errors import InputError
+
+ALLOW_HINT = (
+    "Copy the file into the asset's folder and reference it by a relative path, or pass --allow-external-refs "
+    "if you trust this asset."
+)
+
+
+def asset_root(model: Path) -> Path:
+    """The folder whose files `model` may reference: the folder the model file sits in (links resolved)."""
+    return Path(model).absolute().parent.resolve()
+
+
+def check_reference(model: Path, target: Path, name: str, allow_external: bool = False) -> Path:
+    """Return `target` when it lies inside the asset's folder (or external references are allowed).
+
+    Args:
+        model: the asset file (.gltf, .glb, .obj) or, for texture maps, the asset that pulled in the .mtl.
+        target: the referenced file, already joined to the folder of the file that names it.
+        name: the reference as written in the file (for the message).
+        allow_external: accept references anywhere (the user trusts the asset).
+
+    Raises:
+        InputError: the reference is absolute or climbs out of the asset's folder (directly or through a link).
+    """
+    if allow_external:
+        return target
+    root = asset_root(model)
+    resolved = Path(target).absolute().resolve()
+    if resolved != root and root not in resolved.parents:
+        raise InputError(
+            f"{Path(model).name} references {name!r}, which lies outside the asset's folder {root}; "
+            "a3d does not read files an asset names outside its own folder.",
+            hint=ALLOW_HINT,
+        )
+    return target
+
+
+def gltf_json(path: Path) -> dict[str, Any] | None:
+    """The JSON document of a .gltf or .glb file (None when it cannot be read; the loader reports that)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    try:
+        if data[:4] == b"glTF":  # binary glTF: 12-byte header, then the JSON chunk (length, type, bytes)
+            length, kind = struct.unpack_from("<II", data, 12)
+            if kind != 0x4E4F534A:  # "JSON"
+                return None
+            doc = json.loads(data[20 : 20 + length].decode("utf-8"))
+        else:
+            doc = json.loads(data.decode("utf-8"))
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def gltf_uris(path: Path) -> list[str]:
+    """The external (non-`data:`) URIs of a glTF's buffers and images, as written."""
+    doc = gltf_json(path)
+    if doc is None:
+        return []
+    uris = []
+    for key in ("buffers", "images"):
+        items = doc.get(key, [])
+        for item in items if isinstance(items, list) else []:
+            uri = item.get("uri") if isinstance(item, dict) else None
+            if isinstance(uri, str) and not uri.startswith("data:"):
+                uris.append(uri)
+    return uris

@@ -1,0 +1,369 @@
+"""Inputs a user can fix exit 2 with one `error:` line and a `hint:` — never 'a3d failed unexpectedly'.
+
+Covers the cases a fault probe found exiting 1 or accepted silently: damaged video frames and cameras,
+hostile PLY headers, overflowing log-scales, 16-bit and tiny frames, zero-size models, damaged weights,
+refused pickles, foreign manifests, and outputs that ignored the umask.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_reconstruct import _cli as reconstruct_app
+from test_reconstruct import _run_folder, _video
+from typer.testing import CliRunner
+
+from a3d_cli.cli import app
+from a3d_cli.errors import CheckpointError, InputError
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.io.images import load_png, save_png
+from a3d_cli.stages import reconstruct as stage
+
+runner = CliRunner()
+
+
+def one_error_with_hint(result) -> None:
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unexpectedly" not in result.stderr and "Traceback" not in result.stderr
+    assert "hint:" in result.stderr
+
+
+def reconstruct(run: Path, video: Path):
+    return runner.invoke(reconstruct_app(), ["--device", "cpu", "reconstruct", str(run), "--video", str(video)])
+
+
+# -- video frames and cameras ---------------------------------------------------------------------------
+
+
+def test_corrupt_first_frame_exits_2(tmp_path):
+    run, video = _run_folder(tmp_path), _video(tmp_path / "video")
+    (video / "v0_f00.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    one_error_with_hint(reconstruct(run, video))
+
+
+def test_frame_with_a_good_header_and_damaged_pixels_exits_2(tmp_path):
+    run, video = _run_folder(tmp_path), _video(tmp_path / "video")
+    data = (video / "v2_f07.png").read_bytes()
+    (video / "v2_f07.png").write_bytes(data[: len(data) // 2])
+    one_error_with_hint(reconstruct(run, video))
+
+
+def test_one_rgba_frame_among_rgb_is_composited(tmp_path):
+    video = _video(tmp_path / "video")
+    rgba = torch.zeros(16, 16, 4)
+    rgba[..., 0] = 1.0
+    rgba[:8, :, 3] = 1.0  # top half opaque red, bottom half transparent
+    save_png(video / "v1_f03.png", rgba)
+    frames = stage.read_video_frames(video)
+    assert frames.alpha is None  # not every frame has alpha
+    torch.testing.assert_close(frames.rgb[1, 3, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(frames.rgb[1, 3, 15, 0], torch.full((3,), stage.BACKGROUND), atol=1 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity"])
+def test_non_finite_video_cameras_exit_2(tmp_path, bad):
+    run, video = _run_folder(tmp_path), _video(tmp_path / "video")
+    cams = (run / "static" / "views" / "cameras.json").read_text()
+    data = json.loads(cams)
+    data["cameras"][2]["c2w"][0][3] = float(bad.replace("Infinity", "inf"))
+    (video / "cameras.json").write_text(json.dumps(data))
+    result = reconstruct(run, video)
+    one_error_with_hint(result)
+    assert "cameras" in result.stderr and "NaN or infinite" in result.stderr
+
+
+def test_one_pixel_frames_are_refused(tmp_path):
+    run, video = _run_folder(tmp_path), _video(tmp_path / "video", size=1)
+    result = reconstruct(run, video)
+    one_error_with_hint(result)
+    assert "1×1" in result.stderr
+
+
+def test_sixteen_bit_png_frames_are_read_not_clipped(tmp_path):
+    from PIL import Image
+
+    grey = (np.arange(16 * 16).reshape(16, 16) * 250).astype(np.uint16)  # up to 63750 of 65535
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")  # really a 16-bit file
+    img = load_png(tmp_path / "deep.png")
+    assert img.shape == (16, 16, 3)
+    torch.testing.assert_close(img[..., 0], torch.from_numpy(grey / 65535.0).float())
+    assert float(img.max()) < 0.98  # not clipped to white
+    assert load_png(tmp_path / "deep.png", mode="RGBA")[..., 3].min() == 1.0
+
+
+def test_large_frames_are_reduced_one_at_a_time_on_read(tmp_path, monkeypatch):
+    import a3d_cli.io.images as images
+
+    video = _video(tmp_path / "video", size=64)
+    decoded: list[tuple[int, ...]] = []
+    real = images.load_png
+    monkeypatch.setattr(images, "load_png", lambda p, mode=None: decoded.append(1) or real(p, mode))
+    frames = stage.read_video_frames(video, max_size=16)
+    assert frames.rgb.shape == (4, 16, 16, 16, 3) and len(decoded) == 64
+    full = real(video / "v3_f09.png")  # [64, 64, 3]
+    expected = torch.nn.functional.avg_pool2d(full.permute(2, 0, 1)[None], 4)[0].permute(1, 2, 0)
+    torch.testing.assert_close(frames.rgb[3, 9], expected)
+
+
+# -- PLY files ----------------------------------------------------------------------------------------
+
+
+def _splats(n: int = 50) -> Gaussians:
+    g = torch.Generator().manual_seed(0)
+    return Gaussians(
+        means=torch.rand(n, 3, generator=g),
+        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+        scales=torch.full((n, 3), 0.02),
+        opacities=torch.full((n,), 0.8),
+        colors=torch.rand(n, 3, generator=g),
+    )
+
+
+def _edit_header(path: Path, old: bytes, new: bytes) -> None:
+    data = path.read_bytes()
+    end = data.index(b"end_header")
+    path.write_bytes(data[:end].replace(old, new, 1) + data[end:])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ((b"element vertex 50", b"element vertex 999999999999999"), "truncated"),
+        ((b"element vertex 50", b"element vertex -5"), "declares -5"),
+        ((b"property float y\n", b"property float y\nproperty float y\n"), "twice"),
+    ],
+    ids=["huge-count", "negative-count", "duplicate-property"],
+)
+def test_hostile_ply_headers_exit_2(tmp_path, edit, message):
+    path = tmp_path / "splats.ply"
+    write_ply(path, _splats())
+    _edit_header(path, *edit)
+    with pytest.raises(InputError, match=message):
+        read_ply(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_finite_but_huge_log_scales_are_refused_after_activation(tmp_path):
+    path = tmp_path / "splats.ply"
+    write_ply(path, _splats())
+    data = bytearray(path.read_bytes())
+    header_end = data.index(b"end_header\n") + len(b"end_header\n")
+    names = [ln.split()[-1] for ln in data[:header_end].decode().splitlines() if ln.startswith("property")]
+    offset = header_end + 4 * names.index("scale_1")  # first splat's scale_1 (all properties float32)
+    data[offset : offset + 4] = struct.pack("<f", 1000.0)  # finite, but exp(1000) overflows
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="log-scales up to 1000"):
+        read_ply(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)
+
+
+@pytest.mark.parametrize("kind", ["one-splat", "collapsed-mesh"])
+def test_zero_size_models_are_refused(tmp_path, kind):
+    if kind == "one-splat":
+        path = tmp_path / "one.ply"
+        write_ply(path, _splats(1))
+    else:
+        path = tmp_path / "flat.obj"
+        path.write_text("v 1 1 1\nv 1 1 1\nv 1 1 1\nv 1 1 1\nf 1 2 3\nf 1 3 4\n")
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)
+    assert "zero size" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+# -- weights ------------------------------------------------------------------------------------------
+
+
+def test_malformed_safetensors_as_unet_weights_is_a_checkpoint_error(tmp_path):
+    from a3d_cli.models.mvvdm.checkpoint import read_state_file
+
+    bad = tmp_path / "diffusion_pytorch_model.safetensors"
+    bad.write_bytes(struct.pack("<Q", 16) + b"{not json at all")
+    with pytest.raises(CheckpointError, match="SafetensorError") as info:
+        read_state_file(bad)
+    assert info.value.exit_code == 2 and "a3d weights fetch" in (info.value.hint or "")
+
+
+def test_refused_pickle_says_a3d_refuses_code_not_weights_only_false(tmp_path):
+    from a3d_cli.models.sv3d.loading import CheckpointReader
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": Payload()}, evil)
+    with pytest.raises(CheckpointError) as info:
+        CheckpointReader(evil)
+    assert "a3d refuses pickles that run code" in info.value.message
+    assert "weights_only=False" not in info.value.message + (info.value.hint or "")
+
+
+def test_damaged_pickle_is_not_called_code(tmp_path):
+    from a3d_cli.models.mvvdm.checkpoint import read_state_file
+
+    (tmp_path / "cut.ckpt").write_bytes(b"garbage that is no pickle")
+    with pytest.raises(CheckpointError) as info:
+        read_state_file(tmp_path / "cut.ckpt")
+    assert "refuses pickles" not in info.value.message
+
+
+def test_transformers_unpickling_error_is_a_checkpoint_error(tmp_path, monkeypatch):
+    """transformers raises pickle.UnpicklingError for a .bin its safe loader refuses (or cannot parse)."""
+    import diffusers
+    import transformers
+
+    from a3d_cli.models.mvvdm import components
+
+    error = pickle.UnpicklingError("Weights only load failed. Unsupported global: GLOBAL posix.system")
+
+    def text_encoder(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(components, "load_mvvdm_unet", lambda *a, **k: (None, None))
+    monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", lambda *a, **k: None)
+    monkeypatch.setattr(transformers.CLIPTextModel, "from_pretrained", text_encoder)
+    args = (tmp_path, tmp_path / "ip.bin", tmp_path / "enc", tmp_path / "mm.ckpt")
+    with pytest.raises(CheckpointError, match="a3d refuses pickles that run code"):
+        components.load_components(*args)
+    error = pickle.UnpicklingError("Weights only load failed. invalid load key, 'g'.")
+    with pytest.raises(CheckpointError, match="Could not load an MV-VDM component"):
+        components.load_components(*args)
+
+
+def test_legacy_pt_without_mmap_support_loads_through_the_fallback(tmp_path):
+    from a3d_cli.weights.safe_load import load_pickled_weights
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.arange(3.0)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(RuntimeError, match="mmap"):
+        torch.load(path, weights_only=True, mmap=True)  # what the first attempt meets
+    torch.testing.assert_close(load_pickled_weights(path)["w"], torch.arange(3.0))
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"w": Payload()}, tmp_path / "evil_legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(pickle.UnpicklingError, match="(?i)global"):  # the fallback is weights_only=True too
+        load_pickled_weights(tmp_path / "evil_legacy.pt")
+
+
+# -- manifests ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [["not", "a", "dict"], {"status": "done", "seconds": "slow"}, {"status": 3}, {"outputs": [1, 2]}],
+    ids=["list-entry", "string-seconds", "int-status", "int-outputs"],
+)
+def test_manifest_entry_of_the_wrong_type_exits_2_in_info_and_stages(tmp_path, entry):
+    run = tmp_path / "RUN"
+    run.mkdir()
+    (run / "a3d.json").write_text(json.dumps({"format": 1, "stages": {"prepare": entry}}))
+    one_error_with_hint(runner.invoke(app, ["info", str(run)]))
+    fox = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
+    one_error_with_hint(runner.invoke(app, ["prepare", str(fox), "-o", str(run), "--view-size", "32"]))
+
+
+# -- outputs honour the umask -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_outputs_get_the_umask_mode_not_0600(tmp_path, umask):
+    from a3d_cli.stages.base import Runtime, run_stage
+
+    old = os.umask(umask)
+    try:
+
+        def body(ctx):
+            save_png(ctx.output("views/a.png"), torch.zeros(4, 4, 3))
+            write_ply(ctx.output("static/g.ply"), _splats(3))
+
+        run_stage("s", tmp_path / "RUN", None, body, Runtime())
+    finally:
+        os.umask(old)
+    for rel in ("views/a.png", "static/g.ply", "a3d.json"):
+        assert (tmp_path / "RUN" / rel).stat().st_mode & 0o777 == 0o666 & ~umask, rel
+
+
+# -- every error a user can act on carries a hint -----------------------------------------------------
+
+
+def _nan_scales_ply(path: Path) -> None:
+    g = _splats()
+    g.scales[0, 0] = float("nan")
+    write_ply(path, g)
+
+
+def _truncated_ply(path: Path) -> None:
+    write_ply(path, _splats())
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("missing.glb", lambda p: None),
+        ("empty.glb", lambda p: p.write_bytes(b"")),
+        ("nan.ply", _nan_scales_ply),
+        ("cut.ply", _truncated_ply),
+        ("flat.obj", lambda p: p.write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 1 2\n")),
+    ],
+)
+def test_common_input_errors_carry_a_hint(tmp_path, name, make):
+    path = tmp_path / name
+    make(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)
+
+
+def test_no_code_path_unpickles_or_runs_code_from_a_file():
+    """Static check of a3d's own source: every torch.load passes weights_only=True; no pickle.load(s),
+    eval, exec or trust_remote_code=True anywhere."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "a3d_cli"
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+            kw = {k.arg: k.value for k in node.keywords}
+            where = f"{path.relative_to(root.parent)}:{node.lineno}"
+            if owner == "torch" and name == "load":
+                value = kw.get("weights_only")
+                if not (isinstance(value, ast.Constant) and value.value is True):
+                    problems.append(f"{where}: torch.load without weights_only=True")
+            if owner == "pickle" and name in ("load", "loads"):
+                problems.append(f"{where}: pickle.{name}")
+            if isinstance(func, ast.Name) and name in ("eval", "exec"):
+                problems.append(f"{where}: {name}()")
+            value = kw.get("trust_remote_code")
+            if isinstance(value, ast.Constant) and value.value is True:
+                problems.append(f"{where}: trust_remote_code=True")
+    assert problems == []
+
+
+def test_one_pixel_orbit_image_is_refused(tmp_path):
+    from a3d_cli.io.preprocess import load_object_rgba
+
+    save_png(tmp_path / "dot.png", torch.full((1, 1, 4), 0.5))
+    with pytest.raises(InputError, match="1×1 pixels") as info:
+        load_object_rgba(tmp_path / "dot.png")
+    assert info.value.hint

@@ -1,0 +1,169 @@
+"""Exit codes at the CLI edge: every usage error and every user-fixable failure exits 2, SIGTERM exits 143,
+and a failed call leaves no folder it created behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import typer
+from helpers import one_command_app
+from typer.testing import CliRunner
+
+from a3d_cli.cli import EXIT_TERMINATED, app
+from a3d_cli.io.manifest import load_manifest
+from a3d_cli.stages.base import run_stage
+
+runner = CliRunner()
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "assets" / "fox.glb"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["prepare", str(EXAMPLE)],  # missing required option -o
+        ["prepare"],  # missing required argument
+        ["prepare", str(EXAMPLE), "-o", "RUN", "--splats", "many"],  # bad value
+        ["--seed", "abc", "info", "RUN"],  # bad value of a global option
+        ["prepare", str(EXAMPLE), "-o", "RUN", "--bogus"],  # unknown option
+        ["nosuch"],  # unknown command
+        ["weights", "nosuch"],  # unknown sub-command
+    ],
+    ids=[
+        "missing-option",
+        "missing-argument",
+        "bad-value",
+        "bad-global-value",
+        "unknown-option",
+        "unknown-command",
+        "unknown-subcommand",
+    ],
+)
+def test_usage_errors_exit_2_not_report_it(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "report it" not in result.stderr and "unexpectedly" not in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_usage_exceptions_of_bundled_and_separate_click_both_pass_through():
+    """Whatever Typer raises for usage errors today (bundled click) or did before (click) passes through."""
+    from a3d_cli.cli import _PASS_THROUGH
+
+    raised = []
+    try:
+        from typer._click.exceptions import UsageError as bundled
+
+        raised.append(bundled)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import UsageError as separate
+
+        raised.append(separate)
+    except ImportError:
+        pass
+    assert raised, "neither typer._click nor click is importable"
+    for exc_type in raised:
+        assert issubclass(exc_type, _PASS_THROUGH)
+    assert issubclass(typer.Exit, _PASS_THROUGH)
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "/scratch/RUN/a3d.json")
+
+
+def test_full_disk_is_exit_2_with_a_hint(tmp_path, monkeypatch):
+    import a3d_cli.io.manifest as manifest
+
+    monkeypatch.setattr(manifest, "atomic_write_text", _enospc)
+    run_dir = tmp_path / "RUN"
+    result = runner.invoke(app, ["prepare", str(EXAMPLE), "-o", str(run_dir), "--splats", "500", "--view-size", "32"])
+    assert result.exit_code == 2, result.stderr
+    assert "No space left on /scratch/RUN/a3d.json" in result.stderr
+    assert "hint:" in result.stderr and "Free some space" in result.stderr
+    assert "report it" not in result.stderr
+    assert not run_dir.exists()
+
+
+def test_read_only_file_system_is_exit_2(tmp_path, monkeypatch):
+    import a3d_cli.io.manifest as manifest
+
+    def erofs(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "RUN" / "a3d.json"))
+
+    monkeypatch.setattr(manifest, "atomic_write_text", erofs)
+    result = runner.invoke(
+        app, ["prepare", str(EXAMPLE), "-o", str(tmp_path / "RUN"), "--splats", "500", "--view-size", "32"]
+    )
+    assert result.exit_code == 2 and "read-only" in result.stderr and "hint:" in result.stderr
+
+
+def test_other_os_errors_stay_unexpected(tmp_path, monkeypatch):
+    import a3d_cli.io.manifest as manifest
+
+    def eio(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(manifest, "load_manifest", eio)
+    (tmp_path / "RUN").mkdir()
+    result = runner.invoke(app, ["info", str(tmp_path / "RUN")])
+    assert result.exit_code == 1 and "report it" in result.stderr
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, monkeypatch):
+    """SIGTERM during a stage: manifest `failed: interrupted`, staging cleaned, exit 143."""
+    run_dir = tmp_path / "RUN"
+    run_stage("first", run_dir, None, lambda ctx: ctx.output("first.txt").write_text("kept"))
+
+    def body(ctx):
+        ctx.output("half.txt").write_text("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the stage")
+
+    def slow(ctx: typer.Context) -> None:
+        run_stage("slow", run_dir, None, body)
+
+    before = signal.getsignal(signal.SIGTERM)
+    result = runner.invoke(one_command_app("slow", slow), ["slow"])
+    assert result.exit_code == EXIT_TERMINATED == 143, result.stderr
+    assert "terminated" in result.stderr
+    entry = load_manifest(run_dir)["stages"]["slow"]
+    assert entry["status"] == "failed" and entry["error"] == "interrupted"
+    assert not (run_dir / ".staging").exists() and not (run_dir / "half.txt").exists()
+    assert (run_dir / "first.txt").read_text() == "kept"
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the command's only
+
+
+# -- leftovers: a failed call removes the folders it created -------------------------------------------
+
+
+def test_truncated_glb_to_animate_leaves_no_run_folder(tmp_path):
+    bad = tmp_path / "cut.glb"
+    bad.write_bytes(EXAMPLE.read_bytes()[:200])
+    run_dir = tmp_path / "out" / "deeper" / "RUN"
+    result = runner.invoke(app, ["animate", str(bad), "--prompt", "jumps", "--tiny-model", "-o", str(run_dir)])
+    assert result.exit_code == 2, result.stderr
+    assert not (tmp_path / "out").exists()  # the run folder and the parents made for it are gone
+
+
+def test_bad_axis_to_animate_leaves_no_run_folder(tmp_path):
+    run_dir = tmp_path / "new" / "RUN"
+    result = runner.invoke(
+        app, ["animate", str(EXAMPLE), "--prompt", "jumps", "--tiny-model", "--up", "+q", "-o", str(run_dir)]
+    )
+    assert result.exit_code == 2 and "--up" in result.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_failed_prepare_removes_created_parent_folders_but_keeps_existing_ones(tmp_path):
+    bad = tmp_path / "cut.glb"
+    bad.write_bytes(EXAMPLE.read_bytes()[:200])
+    (tmp_path / "existing").mkdir()
+    result = runner.invoke(app, ["prepare", str(bad), "-o", str(tmp_path / "existing" / "a" / "b" / "RUN")])
+    assert result.exit_code == 2
+    assert (tmp_path / "existing").is_dir() and list((tmp_path / "existing").iterdir()) == []

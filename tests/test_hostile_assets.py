@@ -1,0 +1,203 @@
+"""Hostile assets: files a glTF or OBJ names outside its own folder are never read or copied into RUN.
+
+Each test plants a 'secret' file beside (not inside) the asset's folder, points the asset at it in one of
+the ways an exporter or an attacker could, and checks that `prepare` refuses with one clear error (exit 2),
+that the secret's bytes appear nowhere in the run folder, and that nothing outside the temporary folder
+changed. `--allow-external-refs` is the explicit opt-in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import a3d_app
+from test_mesh_assets import textured_sphere, write_textured_obj
+from typer.testing import CliRunner
+
+from a3d_cli.commands.prepare import prepare as prepare_command
+from a3d_cli.errors import InputError
+from a3d_cli.mesh.load import load_mesh
+from a3d_cli.stages.prepare import PrepareOptions, run
+
+runner = CliRunner()
+FAST = ["--splats", "500", "--view-size", "32"]
+
+
+def plant_secret(tmp_path: Path) -> bytes:
+    """tmp/private/secret.png: a valid PNG (so a loader would happily read it) with a marker in its text chunk."""
+    from PIL import Image, PngImagePlugin
+
+    (tmp_path / "private").mkdir()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("marker", "SECRET-KEY-MATERIAL")
+    Image.fromarray(np.full((4, 4, 3), 7, np.uint8)).save(tmp_path / "private" / "secret.png", pnginfo=info)
+    return (tmp_path / "private" / "secret.png").read_bytes()
+
+
+def gltf_with_image_uri(folder: Path, uri: str) -> Path:
+    """folder/model.gltf (trimesh export of a textured sphere) whose image URI is replaced by `uri`."""
+    import trimesh
+
+    folder.mkdir(parents=True)
+    scene = trimesh.Scene()
+    scene.add_geometry(textured_sphere(6))
+    for name, data in scene.export(file_type="gltf").items():
+        (folder / name).write_bytes(data)
+    doc = json.loads((folder / "model.gltf").read_text())
+    doc["images"] = [{"uri": uri, "mimeType": "image/png"}]
+    (folder / "model.gltf").write_text(json.dumps(doc))
+    return folder / "model.gltf"
+
+
+def assert_secret_absent(run_dir: Path, secret: bytes) -> None:
+    if not run_dir.exists():
+        return
+    for p in run_dir.rglob("*"):
+        if p.is_file():
+            assert b"SECRET-KEY-MATERIAL" not in p.read_bytes(), p
+            assert p.read_bytes() != secret, p
+
+
+def invoke_prepare(model: Path, run_dir: Path, *extra: str):
+    return runner.invoke(
+        a3d_app("prepare", prepare_command), ["prepare", str(model), "-o", str(run_dir), *FAST, *extra]
+    )
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not (p == skip or skip in p.parents)
+    }
+
+
+@pytest.mark.parametrize("kind", ["relative", "absolute", "percent-encoded"])
+def test_gltf_image_outside_the_asset_folder_is_refused(tmp_path, kind):
+    secret = plant_secret(tmp_path)
+    uri = {
+        "relative": "../private/secret.png",
+        "absolute": str(tmp_path / "private" / "secret.png"),
+        "percent-encoded": "%2E%2E/private/secret.png",
+    }[kind]
+    model = gltf_with_image_uri(tmp_path / "asset", uri)
+    run_dir = tmp_path / "RUN"
+    before = snapshot(tmp_path, run_dir)
+    result = invoke_prepare(model, run_dir)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "outside the asset's folder" in result.stderr and "--allow-external-refs" in result.stderr
+    assert not run_dir.exists()
+    assert_secret_absent(run_dir, secret)
+    assert snapshot(tmp_path, run_dir) == before
+
+
+def test_gltf_buffer_outside_the_asset_folder_is_refused(tmp_path):
+    secret = plant_secret(tmp_path)
+    model = gltf_with_image_uri(tmp_path / "asset", "gltf_buffer_0.bin")  # keep images inside
+    doc = json.loads(model.read_text())
+    doc["buffers"][0]["uri"] = str(tmp_path / "private" / "secret.png")
+    model.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="outside the asset's folder"):
+        run(tmp_path / "RUN", PrepareOptions(model=str(model), splats=500, view_size=32))
+    assert_secret_absent(tmp_path / "RUN", secret)
+
+
+def test_glb_with_an_external_image_uri_is_refused(tmp_path):
+    import struct
+
+    secret = plant_secret(tmp_path)
+    (tmp_path / "asset").mkdir()
+    doc = {"asset": {"version": "2.0"}, "images": [{"uri": "../private/secret.png"}]}
+    body = json.dumps(doc).encode().ljust(((len(json.dumps(doc)) + 3) // 4) * 4, b" ")
+    glb = b"glTF" + struct.pack("<II", 2, 20 + len(body)) + struct.pack("<II", len(body), 0x4E4F534A) + body
+    (tmp_path / "asset" / "model.glb").write_bytes(glb)
+    result = invoke_prepare(tmp_path / "asset" / "model.glb", tmp_path / "RUN")
+    assert result.exit_code == 2 and "outside the asset's folder" in result.stderr
+    assert_secret_absent(tmp_path / "RUN", secret)
+
+
+def test_obj_mtllib_climbing_out_is_refused(tmp_path):
+    secret = plant_secret(tmp_path)
+    (tmp_path / "private" / "evil.mtl").write_text("newmtl skin\nKd 1 0 0\nmap_Kd secret.png\n")
+    obj = write_textured_obj(tmp_path / "asset")
+    obj.write_text(obj.read_text().replace("mtllib model.mtl", "mtllib ../private/evil.mtl"))
+    result = invoke_prepare(obj, tmp_path / "RUN")
+    assert result.exit_code == 2 and "evil.mtl" in result.stderr and "hint:" in result.stderr
+    assert_secret_absent(tmp_path / "RUN", secret)
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_obj_texture_with_an_absolute_path_is_refused(tmp_path):
+    secret = plant_secret(tmp_path)
+    obj = write_textured_obj(tmp_path / "asset")
+    (obj.parent / "model.mtl").write_text(f"newmtl skin\nmap_Kd {tmp_path / 'private' / 'secret.png'}\n")
+    result = invoke_prepare(obj, tmp_path / "RUN")
+    assert result.exit_code == 2 and "secret.png" in result.stderr
+    assert_secret_absent(tmp_path / "RUN", secret)
+
+
+def test_texture_that_is_a_link_out_of_the_folder_is_refused(tmp_path):
+    secret = plant_secret(tmp_path)
+    obj = write_textured_obj(tmp_path / "asset")
+    albedo = obj.parent / "tex" / "albedo.png"
+    albedo.unlink()
+    albedo.symlink_to(tmp_path / "private" / "secret.png")
+    result = invoke_prepare(obj, tmp_path / "RUN")
+    assert result.exit_code == 2 and "outside the asset's folder" in result.stderr
+    assert_secret_absent(tmp_path / "RUN", secret)
+
+
+def test_references_inside_the_folder_still_work(tmp_path):
+    obj = write_textured_obj(tmp_path / "asset")
+    (obj.parent / "mats").mkdir()
+    (obj.parent / "mats" / "m.mtl").write_text("newmtl skin\nmap_Kd ../tex/albedo.png\n")  # ../ that stays inside
+    obj.write_text(obj.read_text().replace("mtllib model.mtl", "mtllib mats/m.mtl"))
+    result = invoke_prepare(obj, tmp_path / "RUN")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "RUN" / "source" / "original" / "tex" / "albedo.png").is_file()
+
+
+def test_allow_external_refs_is_the_explicit_opt_in(tmp_path):
+    plant_secret(tmp_path)
+    model = gltf_with_image_uri(tmp_path / "asset", "../private/secret.png")
+    result = invoke_prepare(model, tmp_path / "RUN", "--allow-external-refs")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "RUN" / "source" / "original" / "secret.png").is_file()
+
+
+def test_loader_alone_never_reads_a_file_outside_the_folder(tmp_path):
+    """Backstop below the pre-check: trimesh's resolver is rooted at the asset's folder."""
+    plant_secret(tmp_path)
+    (tmp_path / "private" / "red.mtl").write_text("newmtl skin\nKd 1 0 0\n")
+    obj = write_textured_obj(tmp_path / "asset")
+    obj.write_text(obj.read_text().replace("mtllib model.mtl", f"mtllib {tmp_path / 'private' / 'red.mtl'}"))
+    mesh = load_mesh(obj)
+    assert not np.allclose(mesh.vertex_colors[:, :3], [1, 0, 0])  # the outside material's red never arrived
+    trusted = load_mesh(obj, allow_external_refs=True)
+    assert np.allclose(trusted.vertex_colors[:, :3], [1, 0, 0])
+
+
+def test_animate_refuses_outside_references_and_passes_the_opt_in_to_prepare(tmp_path, monkeypatch):
+    from a3d_cli.cli import app
+    from a3d_cli.stages import prepare
+
+    secret = plant_secret(tmp_path)
+    model = gltf_with_image_uri(tmp_path / "asset", "../private/secret.png")
+    args = ["animate", str(model), "--prompt", "jumps", "--tiny-model", "-o", str(tmp_path / "RUN")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--allow-external-refs" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+    assert_secret_absent(tmp_path / "RUN", secret)
+
+    seen = []
+
+    def record(run_dir, opts, rt=None):
+        seen.append(opts.allow_external_refs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(prepare, "run", record)
+    assert runner.invoke(app, [*args, "--allow-external-refs"]).exit_code == 2
+    assert seen == [True]

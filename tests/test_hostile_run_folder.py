@@ -1,0 +1,146 @@
+"""Hostile run folders: links planted in RUN never make a3d write, delete or read outside it.
+
+Each test builds its run folder and a 'home' folder beside it in a temporary directory, runs a stage, and
+asserts that nothing outside the run folder changed (a snapshot of every path, mode-less, with contents).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from a3d_cli.errors import RunFolderError
+from a3d_cli.io.manifest import load_manifest
+from a3d_cli.io.runlock import run_lock
+from a3d_cli.stages.base import Runtime, run_stage
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, bytes | str]:
+    """Every path under `root` except those under `skip`: file bytes, link targets, folder markers."""
+    out: dict[str, bytes | str] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            if p == skip or skip in p.parents:
+                continue
+            key = p.relative_to(root).as_posix()
+            out[key] = ("link:" + os.readlink(p)) if p.is_symlink() else (p.read_bytes() if p.is_file() else "dir")
+    return out
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A folder outside the run folder holding the user's 'private' files."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("precious")
+    (home / "prepare-keep").mkdir()
+    (home / "prepare-keep" / "data.txt").write_text("precious too")
+    return home
+
+
+def write_body(ctx):
+    ctx.output("static/out.txt").write_text("new")
+
+
+def test_lock_file_that_is_a_link_is_refused_and_its_target_untouched(run_dir, home, tmp_path):
+    run_dir.mkdir()
+    (run_dir / ".a3d.lock").symlink_to(home / "notes.txt")
+    before = snapshot(tmp_path, run_dir)
+    with pytest.raises(RunFolderError, match="symbolic link"):
+        run_stage("prepare", run_dir, None, write_body, Runtime())
+    assert snapshot(tmp_path, run_dir) == before
+    assert (home / "notes.txt").read_text() == "precious"
+
+
+def test_dangling_lock_link_is_not_created_through(run_dir, home):
+    run_dir.mkdir()
+    (run_dir / ".a3d.lock").symlink_to(home / "new-file")
+    with pytest.raises(RunFolderError):
+        with run_lock(run_dir):
+            pass
+    assert not (home / "new-file").exists()
+
+
+def test_hard_linked_lock_file_is_refused(run_dir, home):
+    run_dir.mkdir()
+    os.link(home / "notes.txt", run_dir / ".a3d.lock")
+    with pytest.raises(RunFolderError, match="plain file"):
+        with run_lock(run_dir):
+            pass
+    assert (home / "notes.txt").read_text() == "precious"
+
+
+def test_staging_folder_that_is_a_link_is_refused_and_nothing_outside_is_deleted(run_dir, home, tmp_path):
+    run_dir.mkdir()
+    (run_dir / ".staging").symlink_to(home, target_is_directory=True)
+    before = snapshot(tmp_path, run_dir)
+    with pytest.raises(RunFolderError, match="symbolic link"):
+        run_stage("prepare", run_dir, None, write_body, Runtime())
+    assert snapshot(tmp_path, run_dir) == before  # home/prepare-keep (a 'stale staging' name) survives
+
+
+def test_output_folder_linked_out_of_the_run_is_refused(run_dir, home, tmp_path):
+    run_dir.mkdir()
+    (run_dir / "static").symlink_to(home, target_is_directory=True)
+    before = snapshot(tmp_path, run_dir)
+    with pytest.raises(RunFolderError, match="outside the run folder"):
+        run_stage("prepare", run_dir, None, write_body, Runtime())
+    assert snapshot(tmp_path, run_dir) == before
+    assert not (run_dir / ".staging").exists()
+
+
+def test_output_file_linked_out_of_the_run_is_refused(run_dir, home, tmp_path):
+    (run_dir / "static").mkdir(parents=True)
+    (run_dir / "static" / "out.txt").symlink_to(home / "notes.txt")
+    before = snapshot(tmp_path, run_dir)
+    with pytest.raises(RunFolderError):
+        run_stage("prepare", run_dir, None, write_body, Runtime())
+    assert snapshot(tmp_path, run_dir) == before
+
+
+def test_cleared_folder_with_a_linked_subfolder_removes_only_the_link(run_dir, home, tmp_path):
+    (run_dir / "static").mkdir(parents=True)
+    (run_dir / "static" / "sub").symlink_to(home, target_is_directory=True)
+    before = snapshot(tmp_path, run_dir)
+    run_stage("prepare", run_dir, None, write_body, Runtime(), clear=("static",))
+    assert snapshot(tmp_path, run_dir) == before
+    assert not (run_dir / "static" / "sub").exists() and (run_dir / "static" / "out.txt").read_text() == "new"
+
+
+def test_required_input_with_a_link_out_is_refused_before_it_is_read(run_dir, home):
+    (run_dir / "mvvideo").mkdir(parents=True)
+    (run_dir / "mvvideo" / "v0_f00.png").symlink_to(home / "notes.txt")
+    read: list[str] = []
+
+    def body(ctx):
+        read.append(ctx.input("mvvideo/v0_f00.png").read_text())
+
+    with pytest.raises(RunFolderError, match="outside the run folder"):
+        run_stage("reconstruct", run_dir, None, body, Runtime(), requires={"mvvideo": "a3d mvvideo RUN"})
+    assert read == []
+
+
+def test_manifest_that_is_a_link_out_is_refused(run_dir, home):
+    run_dir.mkdir()
+    (home / "a3d.json").write_text('{"stages": {}}')
+    (run_dir / "a3d.json").symlink_to(home / "a3d.json")
+    with pytest.raises(RunFolderError, match="outside the run folder"):
+        load_manifest(run_dir)
+
+
+def test_link_out_reached_through_a_folder_link_inside_the_run_is_refused(run_dir, home):
+    (run_dir / "elsewhere").mkdir(parents=True)
+    (run_dir / "elsewhere" / "v0_f00.png").symlink_to(home / "notes.txt")
+    (run_dir / "mvvideo").symlink_to(run_dir / "elsewhere", target_is_directory=True)  # inside RUN: fine by itself
+    with pytest.raises(RunFolderError, match="outside the run folder"):
+        run_stage("reconstruct", run_dir, None, lambda ctx: None, Runtime(), requires={"mvvideo": "a3d mvvideo RUN"})
+
+
+def test_link_loop_in_the_run_is_a_clear_error(run_dir):
+    (run_dir / "static").mkdir(parents=True)
+    (run_dir / "static" / "out.txt").symlink_to(run_dir / "static" / "out.txt")
+    with pytest.raises(RunFolderError, match="loop"):
+        run_stage("prepare", run_dir, None, write_body, Runtime())
