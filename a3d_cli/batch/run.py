@@ -10,16 +10,15 @@ Order of work (nothing heavy happens before step 3):
 
 Exit codes of a batch (`BatchSummary.exit_code`): 0 every job done (or already done); 1 a job failed because of
 a3d itself (or its worker died); 3 jobs failed for reasons the user can fix (their `error:` lines are in
-results.jsonl); 2 the batch could not start (a bad manifest line, a bad option); 130 interrupted.
+results.jsonl); 2 the batch could not start (a bad manifest line, a bad option); 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM, e.g. a scheduler's time limit); both keep every finished job's record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,23 +196,6 @@ def worker_specs(opts: BatchOptions, device: str, logs: Path) -> list[WorkerSpec
     return specs
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a scheduler's time limit or `scancel`) like Ctrl-C: stop the workers, keep the results."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_batch(
     opts: BatchOptions, device: str, seed: int, listener_factory: Any = None, jobs: Sequence[Job] | None = None
 ) -> BatchSummary:
@@ -252,7 +234,7 @@ def run_batch(
         labels = [f"ray{w}" for w in range(opts.workers or 1)]
         display = listener_factory(len(mine), labels) if listener_factory else contextlib.nullcontext(Listener())
         try:
-            with sigterm_as_interrupt(), display as listener:
+            with display as listener:
                 _, summary.builds = run_ray(mine, opts.ray, device, opts.workers, seed, opts.retries, sink, listener)
         finally:
             sink_file.compact()
@@ -261,7 +243,7 @@ def run_batch(
     specs = worker_specs(opts, resolved, results.parent / "logs")
     display = listener_factory(len(mine), [s.label for s in specs]) if listener_factory else contextlib.nullcontext(Listener())
     try:
-        with sigterm_as_interrupt(), display as listener:
+        with display as listener:
             run_local(mine, specs, seed, opts.retries, sink, listener)
     finally:
         sink_file.compact()

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from a3d_cli.batch.manifest import Job
 from a3d_cli.batch.results import DONE, FAILED, SKIPPED, JobRecord
-from a3d_cli.errors import A3DError, RunLockedError
+from a3d_cli.errors import A3DError, RunLockedError, from_os_error
 from a3d_cli.stages.progress import Progress
 
 Notify = Callable[[str, int, int | None], None]
@@ -141,10 +141,15 @@ class JobRunner:
             except A3DError as exc:
                 record.exit_code, record.error, record.hint = exc.exit_code, exc.message, exc.hint
                 record.retryable = exc.exit_code != 2 or isinstance(exc, RunLockedError)
-            except Exception as exc:  # a failure of a3d itself: recorded, the worker goes on
-                record.exit_code, record.error = 1, f"a3d failed unexpectedly: {type(exc).__name__}: {exc}"
-                record.retryable = True
-                log.write(traceback.format_exc())
+            except Exception as exc:  # a failure of a3d itself (or a full disk): recorded, the worker goes on
+                mapped = from_os_error(exc) if isinstance(exc, OSError) else None
+                if mapped is not None:  # a full disk, a quota, a read-only folder: the user's to fix
+                    record.exit_code, record.error, record.hint = mapped.exit_code, mapped.message, mapped.hint
+                    record.retryable = False
+                else:
+                    record.exit_code, record.error = 1, f"a3d failed unexpectedly: {type(exc).__name__}: {exc}"
+                    record.retryable = True
+                    log.write(traceback.format_exc())
             else:
                 results = result.results
                 record.status = SKIPPED if results and all(r.skipped for r in results) else DONE

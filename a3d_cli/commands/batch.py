@@ -85,7 +85,7 @@ def batch(
     Options after `--` are `a3d animate` options for every job, e.g. `a3d batch jobs.jsonl -- --no-sds`.
 
     Exit codes: 0 all done; 1 a failure of a3d itself; 2 nothing ran (a bad manifest line or option); 3 some
-    jobs failed for reasons you can fix (see results.jsonl); 130 interrupted.
+    jobs failed for reasons you can fix (see results.jsonl); 130 interrupted, 143 terminated.
     """
     from a3d_cli.batch.display import BatchDisplay
     from a3d_cli.batch.run import BatchOptions, run_batch
