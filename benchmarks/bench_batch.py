@@ -261,6 +261,8 @@ def main() -> None:
         subprocess.run(warm, cwd=root, env=env, check=True)
     print(f"batch: {args.jobs} jobs …", flush=True)
     batch = run_batch_side(root, manifest, args, env)
+    print(f"batch: {batch['wall_s']} s for {batch['jobs']} jobs; per job (s): "
+          + ", ".join(f"{r['seconds']:.1f} (w{r['worker']})" for r in batch["records"]), flush=True)
     separate = None
     if args.separate:
         print(f"separate processes: {args.separate} jobs, {parallel} at a time …", flush=True)
