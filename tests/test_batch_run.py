@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from helpers import a3d_app
 from test_animate import FAST, make_mesh, make_video
+from test_animate_resume import _status
 from typer.testing import CliRunner
 
 from a3d_cli.commands.batch import batch
-from a3d_cli.io.manifest import load_manifest
 from a3d_cli.io.runlock import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +44,10 @@ def assets(tmp_path_factory) -> Path:
     return root
 
 
+ONE_BROKEN = [{"input": "a.ply", "video": "gt"}, {"input": "b.ply", "video": "broken"}, {"input": "c.ply", "video": "gt"}]
+"""Three jobs; the second fails in reconstruct (its frames are not images) after passing validation."""
+
+
 def manifest(root: Path, jobs: list[dict], name: str) -> Path:
     path = root / name
     path.write_text("".join(json.dumps(j) + "\n" for j in jobs))
@@ -58,11 +62,7 @@ def results(runs: Path) -> dict[str, dict]:
 
 def test_a_failing_job_stays_local(assets, tmp_path):
     """Two workers, three jobs, one of which fails: the others finish and results.jsonl says which and why."""
-    jobs = manifest(
-        assets,
-        [{"input": "a.ply", "video": "gt"}, {"input": "b.ply", "video": "broken"}, {"input": "c.ply", "video": "gt"}],
-        "fail.jsonl",
-    )
+    jobs = manifest(assets, ONE_BROKEN, "fail.jsonl")
     runs = tmp_path / "runs"
     args = ["--device", "cpu", "batch", str(jobs), "-o", str(runs), "--workers", "2", "--retries", "1", "--", *FAST]
     result = runner.invoke(a3d_app("batch", batch), args)
@@ -84,13 +84,6 @@ def test_a_failing_job_stays_local(assets, tmp_path):
     log = Path(bad["log"]).read_text()
     assert "error: " + bad["error"] in log and "exit code 2" in log
     assert "failed" in result.stderr and "b.ply" not in result.stdout
-
-
-def _status(run: Path, stage: str) -> str | None:
-    try:
-        return load_manifest(run)["stages"].get(stage, {}).get("status")
-    except Exception:  # being replaced this instant
-        return None
 
 
 def _lock_is_free(run: Path) -> bool:
@@ -141,11 +134,7 @@ def test_killed_batch_resumes(assets, tmp_path):
 def test_ray_actors_run_the_same_jobs(assets, tmp_path):
     """`--ray auto` on a local Ray instance (CPU actors): the same records in the same results.jsonl."""
     pytest.importorskip("ray", reason="Ray is the optional extra a3d[ray]")
-    jobs = manifest(
-        assets,
-        [{"input": "a.ply", "video": "gt"}, {"input": "b.ply", "video": "broken"}, {"input": "c.ply", "video": "gt"}],
-        "ray.jsonl",
-    )
+    jobs = manifest(assets, ONE_BROKEN, "ray.jsonl")
     runs = tmp_path / "runs"
     args = ["--device", "cpu", "batch", str(jobs), "-o", str(runs), "--ray", "auto", "--workers", "2", "--", *FAST]
     result = runner.invoke(a3d_app("batch", batch), args)
