@@ -191,6 +191,17 @@ def run_batch_side(root: Path, manifest: Path, args: argparse.Namespace, env: di
     return {"jobs": len(records), "wall_s": round(total, 2), "records": records}
 
 
+def job_overheads(records: list[dict]) -> dict:
+    """Seconds a job spent outside its stages (imports, model-free setup), first job of a worker vs later."""
+    by_worker: dict[int, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["finished"]):
+        by_worker.setdefault(r["worker"], []).append(r)
+    first = [recs[0]["seconds"] - sum(s["seconds"] for s in recs[0]["stages"].values()) for recs in by_worker.values()]
+    later = [r["seconds"] - sum(s["seconds"] for s in r["stages"].values()) for recs in by_worker.values() for r in recs[1:]]
+    return {"first_job_s": round(statistics.mean(first), 2),
+            "later_jobs_s": round(statistics.mean(later), 2) if later else None}
+
+
 def one_offs(records: list[dict]) -> dict:
     """Per stage: first job of each worker minus the median of its later jobs (build, compile, warm-up)."""
     by_worker: dict[int, list[dict]] = {}
@@ -285,6 +296,9 @@ def main() -> None:
             "assets_per_hour_per_gpu": round(3600 / per_asset_batch / gpus, 1) if cuda else None,
             "models_built": sum(sum(r.get("models_built", {}).values()) for r in batch["records"]),
             "first_job_extra_s": one_offs(batch["records"]),
+            "outside_stages_s": job_overheads(batch["records"]),
+            "stage_seconds_mean": {k: round(statistics.mean(r["stages"][k]["seconds"] for r in batch["records"]), 2)
+                                   for k in batch["records"][0]["stages"]},
             "peak_memory_gib": max((r["peak_memory_bytes"] or 0) for r in batch["records"]) / 2**30,
             "statuses": sorted({r["status"] for r in batch["records"]}),
         },
