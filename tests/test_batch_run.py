@@ -100,7 +100,9 @@ def _lock_is_free(run: Path) -> bool:
 
 def test_killed_batch_resumes(assets, tmp_path):
     """SIGKILL the batch while its second job reconstructs; the same command then does only what is missing."""
-    jobs = manifest(assets, [{"input": "a.ply", "video": "gt"}, {"input": "b.ply", "video": "gt"}], "resume.jsonl")
+    # b fits longer than the other jobs, so that the kill lands inside its reconstruct stage
+    b = {"input": "b.ply", "video": "gt", "reconstruct-steps": 40}
+    jobs = manifest(assets, [{"input": "a.ply", "video": "gt"}, b], "resume.jsonl")
     runs = tmp_path / "runs"
     args = ["--device", "cpu", "batch", str(jobs), "-o", str(runs), "--workers", "1", "--", *FAST]
     proc = subprocess.Popen(
@@ -118,6 +120,7 @@ def test_killed_batch_resumes(assets, tmp_path):
         assert time.monotonic() < deadline, "the worker outlived its killed batch"
         time.sleep(0.2)
     assert _status(runs / "a", "export") == "done" and _status(runs / "b", "prepare") == "done"
+    assert _status(runs / "b", "reconstruct") == "running"  # the worker died with its driver, mid-stage
     assert not (runs / "b" / "motion" / "coarse.safetensors").exists()  # nothing half-written
 
     result = runner.invoke(a3d_app("batch", batch), args)
