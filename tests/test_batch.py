@@ -288,3 +288,31 @@ def test_compiling_blocks_twice_keeps_the_first_compilation():
     assert compiled is not None
     assert compile_blocks(net, backend="eager") == {"ResnetBlock2D": 1}
     assert net[0]._compiled_call_impl is compiled
+
+
+# -- the display ------------------------------------------------------------------------------------------------------------
+
+
+def test_plain_progress_lines_when_not_a_terminal():
+    """Off a terminal: a line per finished job and periodic status lines with the counts (no rich display)."""
+    import io
+
+    from rich.console import Console
+
+    from a3d_cli.batch.display import BatchDisplay
+    from a3d_cli.batch.manifest import Job
+
+    console = Console(file=io.StringIO(), width=200)
+    jobs = [Job(i, f"m:{i + 1}", f"job{i}", f"/r/job{i}", None, False, f"/r/logs/job{i}.log") for i in range(3)]
+    with BatchDisplay(3, ["w0 cpu"], console, every_s=1e-9) as display:
+        assert not display.rich
+        display.job_started(0, jobs[0], 1)
+        display.job_finished(0, jobs[0], record("/r/job0", seconds=2.0), final=True)
+        display.job_started(0, jobs[1], 1)
+        display.job_finished(0, jobs[1], record("/r/job1", FAILED, 2, error="bad input"), final=True)
+        display.job_started(0, jobs[2], 1)
+        display.tick()
+    text = console.file.getvalue()
+    assert "[1/3] job0 done in 2.0 s" in text
+    assert "failed [2/3] job1 (m:2, exit code 2): bad input  log: log" in text
+    assert "2/3 finished, 1 failed, 1 running, ETA" in text
