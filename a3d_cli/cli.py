@@ -4,12 +4,14 @@ Errors are mapped to exit codes in exactly one place (`A3DGroup.invoke`): an `A3
 `hint:` lines on stderr and exits with its code (2 for anything the user can fix); a usage error (missing or
 unknown option, bad value, unknown command) is printed by Typer and exits 2; a full disk or a read-only file
 system is a user error too (exit 2); an unexpected exception prints one line (the traceback only with
-`--verbose`) and exits 1; Ctrl-C exits 130 and SIGTERM 143 (both record `failed: interrupted`).
+`--verbose`) and exits 1; Ctrl-C exits 130 and SIGTERM 143 (both record `failed: interrupted`). Under
+`--json` every such failure also prints `{"ok": false, "error": ..., "hint": ..., "exit_code": ...}` on stdout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -80,35 +82,46 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 class A3DGroup(TyperGroup):
     """Typer group that turns a3d's exceptions into one clear message and an exit code."""
 
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        from a3d_cli.commands.help_style import tidy_help
+
+        tidy_help(self)  # clean help for this group and every command under it (once)
+        return super().get_params(ctx)
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             with _sigterm_as_interrupt():
                 return super().invoke(ctx)
         except A3DError as exc:
-            _print_error(exc)
-            raise typer.Exit(exc.exit_code) from None
+            raise _fail(ctx, exc.message, exc.hint, exc.exit_code) from None
         except KeyboardInterrupt as exc:
             signal_name = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            err.print(
-                f"[bold red]{signal_name}:[/bold red] finished stages are kept; re-run the same command to continue."
-            )
-            raise typer.Exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED) from None
+            code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            message = "finished stages are kept; re-run the same command to continue."
+            raise _fail(ctx, message, None, code, label=signal_name) from None
         except _PASS_THROUGH:
             raise
         except OSError as exc:
             mapped = from_os_error(exc)
             if mapped is None:
                 return _unexpected(ctx, exc)
-            _print_error(mapped)
-            raise typer.Exit(mapped.exit_code) from None
+            raise _fail(ctx, mapped.message, mapped.hint, mapped.exit_code) from None
         except Exception as exc:
             return _unexpected(ctx, exc)
 
 
-def _print_error(exc: A3DError) -> None:
-    err.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
-    if exc.hint:
-        err.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False)
+def _fail(ctx: typer.Context, message: str, hint: str | None, code: int, label: str = "error") -> typer.Exit:
+    """Print a failure: `label:` and `hint:` lines on stderr, and under --json a JSON object on stdout.
+
+    Returns:
+        the Exit to raise.
+    """
+    err.print(f"[bold red]{label}:[/bold red] {message}", highlight=False)
+    if hint:
+        err.print(f"[bold]hint:[/bold] {hint}", highlight=False)
+    if isinstance(ctx.obj, GlobalOptions) and ctx.obj.json:
+        typer.echo(json.dumps({"ok": False, "error": message, "hint": hint, "exit_code": code}))
+    return typer.Exit(code)
 
 
 def _unexpected(ctx: typer.Context, exc: Exception) -> Any:
@@ -116,9 +129,12 @@ def _unexpected(ctx: typer.Context, exc: Exception) -> Any:
     opts = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
     if opts.verbose:
         raise exc
-    err.print(f"[bold red]error:[/bold red] a3d failed unexpectedly: {type(exc).__name__}: {exc}", highlight=False)
-    err.print("[bold]hint:[/bold] re-run with --verbose for the full traceback, and report it.", highlight=False)
-    raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+    raise _fail(
+        ctx,
+        f"a3d failed unexpectedly: {type(exc).__name__}: {exc}",
+        "re-run with --verbose for the full traceback, and report it.",
+        EXIT_INTERNAL_ERROR,
+    ) from None
 
 
 app = typer.Typer(

@@ -56,3 +56,40 @@ def torch_dtype(name: str, device: str, cuda_auto: str = "fp16"):  # noqa: ANN20
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         name = cuda_auto
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def cpu_thread_count(cpus: int, load: float, env: str | None) -> int | None:
+    """How many torch threads a CPU run should use, or None to leave torch's own choice.
+
+    An explicit OMP_NUM_THREADS (`env`) always wins (torch reads it itself). Otherwise the threads are the
+    CPUs this process may run on minus the ones already busy (the 1-minute load average, rounded): threads
+    that outnumber free cores slow every process on the machine down, far more than they help.
+
+    Args:
+        cpus: CPUs available to this process (`os.sched_getaffinity`).
+        load: the 1-minute load average.
+        env: the OMP_NUM_THREADS value, or None when unset.
+    """
+    if env is not None and env.strip():
+        return None
+    return max(1, min(cpus, cpus - int(round(load))))
+
+
+def configure_cpu_threads() -> int | None:
+    """Apply `cpu_thread_count` to torch for this process; returns the count set (None: left alone)."""
+    import os
+
+    import torch
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    count = cpu_thread_count(cpus, load, os.environ.get("OMP_NUM_THREADS"))
+    if count is not None and count != torch.get_num_threads():
+        torch.set_num_threads(count)
+    return count

@@ -5,6 +5,9 @@ Usage:
     python benchmarks/bench_reconstruct.py --device cuda --variants default,100k       # + a 100k-splat model
     python benchmarks/bench_reconstruct.py --device cpu --out cpu.json                 # CPU quickstart
     python benchmarks/bench_reconstruct.py --gt gt --device cuda                       # an existing example
+    python benchmarks/public_assets.py && \
+    python benchmarks/bench_reconstruct.py --device cuda --preset reference --no-profile \
+        --assets fox,Duck,CesiumMilkTruck,BoxTextured,Suzanne --out assets.json          # per-asset table
 
 The ground truth comes from `examples/make_ground_truth_motion.py` (made here into a temporary folder unless
 --gt is given): the bundled fox with a known bend + twist + nod, rendered as MV-VDM would (4 views × 16
@@ -12,12 +15,15 @@ frames, 256², grey background) plus 8 held-out views. For each variant the scri
 
 1. runs the reconstruct stage on a copy of the run folder (timed end to end, peak memory);
 2. scores the fitted motion: PSNR and SSIM on the held-out views over all 16 frames (images on grey), and
-   the mean vertex error of the mesh driven by the motion (vertex splats, via `static/binding.safetensors`)
-   against the known vertex positions, in % of the bounding radius, over frames 1-15 (frame 0 is exact);
+   the mean vertex error of the mesh driven by the motion (vertex splats, via `static/binding.safetensors`;
+   splat centres for a 3DGS asset) against the known positions, in % of the bounding radius, over frames
+   1-15 (frame 0 is exact), and how much of the true motion was recovered: the fitted displacements
+   projected on the true ones, Σ d_fit·d_true / Σ |d_true|² (100 % = all of it, in the right direction),
+   and the magnitude ratio mean |d_fit| / mean |d_true|;
 3. scores two baselines the same way: the static model (no motion) and the motion field at step 0 (it is
    zero-initialised, so it must equal the static model — a check of the init);
 4. re-runs the fit with device synchronisation around each phase for a profile: data, HexPlane field
-   (+ heads), rasterization (forward), ARAP, backward + optimiser step.
+   (+ heads), rasterization (forward), losses + ARAP, backward + optimiser step.
 
 Results go to --out as JSON and are printed as markdown rows for docs/PERF.md.
 """
@@ -86,13 +92,18 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10((a - b).square().mean(dim=(1, 2, 3)).clamp_min(1e-12))
 
 
-def make_ground_truth(out: Path, splats: int, device: str, size: int) -> Path:
-    """Run examples/make_ground_truth_motion.py into `out`."""
+def make_ground_truth(
+    out: Path, splats: int, device: str, size: int, model: str | None = None, up: str = "+y"
+) -> Path:
+    """Run examples/make_ground_truth_motion.py into `out` (on `model`, default the bundled fox)."""
     spec = importlib.util.spec_from_file_location("make_gt", ROOT / "examples" / "make_ground_truth_motion.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod.main(["--out", str(out), "--splats", str(splats), "--device", device, "--size", str(size)])
+    extra = ["--model", model] if model else []
+    return mod.main(
+        ["--out", str(out), "--splat-count", str(splats), "--device", device, "--size", str(size), f"--up={up}", *extra]
+    )
 
 
 def load_heldout(gt: Path) -> tuple[CameraSet, torch.Tensor, int]:
@@ -114,21 +125,52 @@ def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -
     rgb, _ = motion_fit.render_all_frames(motion, static, cams, size)  # [K, F, H, W, 3]
     a, b = rgb.flatten(0, 1).clamp(0, 1), target.flatten(0, 1)
     truth = np.load(gt / "ground_truth.npz")
-    binding = MeshBinding.load(run_dir / "static" / "binding.safetensors")
     with torch.no_grad():
         if motion is None:
             means = static.means[None].expand(NUM_FRAMES, -1, -1)
         else:
             means = motion(static, list(range(NUM_FRAMES))).means  # [F, N, 3]
-    verts = binding.vertex_positions(means.cpu().numpy())  # [F, V, 3]
+    if "points" in truth and str(truth["points"]) == "splats":
+        verts = means.cpu().numpy()  # [F, N, 3] a 3DGS asset: the splat centres are the points
+    else:
+        verts = MeshBinding.load(run_dir / "static" / "binding.safetensors").vertex_positions(means.cpu().numpy())
     err = np.linalg.norm(verts - truth["vertices"], axis=-1)  # [F, V]
     radius = float(truth["radius"])
+    true_d = truth["vertices"][1:] - truth["rest_vertices"][None]  # [F-1, V, 3]
+    fit_d = verts[1:] - verts[:1]  # displacement from the fitted frame 0
     return {
         "heldout_psnr": round(float(psnr(a, b).mean()), 3),
         "heldout_ssim": round(float(ssim(a, b).mean()), 4),
         "vertex_error_pct": round(100 * float(err[1:].mean()) / radius, 3),
         "vertex_error_max_pct": round(100 * float(err[1:].max()) / radius, 3),
+        "motion_recovered_pct": round(100 * float((fit_d * true_d).sum() / max((true_d**2).sum(), 1e-12)), 1),
+        "motion_magnitude_pct": round(
+            100 * float(np.linalg.norm(fit_d, axis=-1).mean() / max(np.linalg.norm(true_d, axis=-1).mean(), 1e-12)), 1
+        ),
+        "true_motion_pct_radius": round(100 * float(np.linalg.norm(true_d, axis=-1).mean()) / radius, 2),
     }
+
+
+def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tuple:
+    """What the stage hands `fit_motion` for this ground truth: (splats to fit, cameras, targets, masks).
+
+    Masks are computed against the static silhouette, as the stage does for frames without alpha.
+    """
+    from a3d_cli.io.masks import foreground_masks
+
+    video = stage.read_video_frames(gt / "video")
+    cams = stage.read_cameras(gt / "video", run_dir)
+    sd = read_ply(run_dir / "static" / "gaussians.ply").to(device)
+    size = video.rgb.shape[2]
+    with torch.no_grad():
+        _, salpha, _ = motion_fit.render_frames(
+            None, sd, [0], cams.viewmats.to(device), cams.Ks(size, size).to(device), size
+        )
+    masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
+    tg = stage._resize(video.rgb, settings.resolution)
+    mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
+    train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(seed))
+    return train, cams, tg, mk
 
 
 def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> dict:
@@ -178,21 +220,8 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     row["psnr_gain_db"] = round(row["result"]["heldout_psnr"] - row["static"]["heldout_psnr"], 3)
     # 4. profile (synchronised phases; a separate run)
     if args.profile:
-        video = stage.read_video_frames(gt / "video")
-        cams = stage.read_cameras(gt / "video", run_dir)
-        from a3d_cli.io.masks import foreground_masks
-
-        sd = static.to(args.device)
         t = time.perf_counter()
-        size = video.rgb.shape[2]
-        with torch.no_grad():
-            _, salpha, _ = motion_fit.render_frames(
-                None, sd, [0], cams.viewmats.to(args.device), cams.Ks(size, size).to(args.device), size
-            )
-        masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
-        tg = stage._resize(video.rgb, settings.resolution)
-        mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
-        train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(args.seed))
+        train, cams, tg, mk = fit_inputs(gt, run_dir, settings, args.device, args.seed)
         data_s = time.perf_counter() - t
         fit = motion_fit.fit_motion(train, cams, tg, mk, settings, seed=args.seed, profile=True)
         prof = {k: round(v, 3) for k, v in fit.profile.items()}
@@ -204,12 +233,12 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| date | device | variant | preset | splats (fit) | steps | res | total s | peak MiB | held-out PSNR (static / step 0) "
-            "| SSIM (static) | vertex err % r (static) | profile s: field / raster / arap / backward |")  # fmt: skip
+            "| SSIM (static) | vertex err % r (static) | profile s: field / raster / loss+ARAP / backward |")  # fmt: skip
     lines = [head, "|" + "---|" * 13]
     today = dt.date.today().isoformat()
     for r in rows:
         p = r.get("profile_seconds", {})
-        prof = " / ".join(str(p.get(k, "-")) for k in ("field", "raster", "arap", "backward")) if p else "-"
+        prof = " / ".join(str(p.get(k, "-")) for k in ("field", "raster", "loss", "backward")) if p else "-"
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {r['variant']} | {r['preset']} | {r['splats']} ({r['fit_splats']}) | {r['steps']} "
             f"| {r['resolution']} | {r['total_seconds']} | {r['peak_memory_mib']} "
@@ -220,12 +249,51 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def asset_table(rows: list[dict]) -> str:
+    """One markdown row per asset: quality against the static model and the share of motion recovered."""
+    head = ("| date | device | asset | preset | splats (fit) | steps | total s | held-out PSNR (static) | vertex err % r "
+            "(static) | motion recovered % (magnitude %) | true motion % r |")  # fmt: skip
+    lines = [head, "|" + "---|" * 11]
+    today = dt.date.today().isoformat()
+    for r in rows:
+        res, st = r["result"], r["static"]
+        lines.append(
+            f"| {today} | {r.get('gpu', r['device'])} | {r['variant']} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
+            f"| {r['steps']} | {r['total_seconds']} | {res['heldout_psnr']} ({st['heldout_psnr']}) "
+            f"| {res['vertex_error_pct']} ({st['vertex_error_pct']}) | {res['motion_recovered_pct']} "
+            f"({res['motion_magnitude_pct']}) | {res['true_motion_pct_radius']} |"
+        )
+    return "\n".join(lines)
+
+
+def _asset_sources(names: list[str], assets_dir: Path) -> dict[str, tuple[str | None, str]]:
+    """name → (model path or None for the bundled fox, up axis), from benchmarks/public_assets.py's manifest."""
+    manifest_file = assets_dir / "assets.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    out: dict[str, tuple[str | None, str]] = {}
+    for name in names:
+        if name == "fox":
+            out[name] = (None, "+y")
+        elif name in manifest:
+            out[name] = (str(assets_dir / manifest[name]["file"]), manifest[name].get("up", "+y"))
+        else:
+            raise SystemExit(
+                f"unknown asset {name!r}: not in {manifest_file}. Run `python benchmarks/public_assets.py` first "
+                f"(known: fox, {', '.join(manifest) or 'none yet'})."
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description="Benchmark a3d reconstruct on ground-truth motion.")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--gt", type=Path, default=None, help="ground-truth folder (default: made into a temp folder)")
     ap.add_argument("--splats", type=int, default=None, help="splats of the made example (default 20000 GPU, 5000 CPU)")
     ap.add_argument("--variants", default="default", help="comma list: default, 100k (a 100k-splat static model)")
+    ap.add_argument("--assets", default="", help="comma list of assets instead of variants: fox and names from "
+                    "benchmarks/public_assets.py (e.g. fox,Duck,CesiumMilkTruck,BoxTextured)")
+    ap.add_argument("--assets-dir", type=Path, default=ROOT / "benchmarks" / ".assets")
+    ap.add_argument("--size", type=int, default=256, help="ground-truth video size (MV-VDM: 256)")
     ap.add_argument("--preset", default="auto", choices=["auto", "reference", "quickstart"])
     ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     ap.add_argument("--hexplane-backend", default=None, choices=["torch", "matmul"], help="HexPlane sampling backend")
@@ -237,6 +305,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     work = args.work or Path(tempfile.mkdtemp(prefix="a3d_bench_recon_"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
+    asset_names = [a.strip() for a in args.assets.split(",") if a.strip()]
+    if asset_names:
+        for name, (model, up) in _asset_sources(asset_names, args.assets_dir).items():
+            gt = work / f"gt_{name}"
+            splats = args.splats or (20_000 if args.device.startswith("cuda") else 5_000)
+            if not (gt / "ground_truth.npz").is_file():
+                t = time.perf_counter()
+                make_ground_truth(gt, splats, args.device, args.size, model=model, up=up)
+                print(f"[{name}] ground truth made in {time.perf_counter() - t:.1f} s", flush=True)
+            row = bench_variant(name, gt, args, work)
+            rows.append(row)
+            print(json.dumps(row, indent=2), flush=True)
+        table = asset_table(rows)
+        print(table)
+        if args.out:
+            args.out.write_text(json.dumps({"rows": rows, "markdown": table}, indent=2))
+        return rows
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         if variant == "default":
             gt = args.gt or work / "gt_default"
@@ -247,7 +332,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise SystemExit(f"unknown variant {variant!r} (default, 100k)")
         if not (gt / "ground_truth.npz").is_file():
             t = time.perf_counter()
-            make_ground_truth(gt, splats, args.device, 256)
+            make_ground_truth(gt, splats, args.device, args.size)
             print(f"[{variant}] ground truth made in {time.perf_counter() - t:.1f} s", flush=True)
         row = bench_variant(variant, gt, args, work)
         rows.append(row)

@@ -126,3 +126,38 @@ def test_mesh_regularizer_resamples_neighbours_each_call():
     values = {round(float(reg(bent[None], g)), 8) for _ in range(10)}
     assert len(values) > 1 and min(values) > 0  # different neighbours drawn per call
     assert float(reg(verts[None] + 1.0, g)) < 1e-10
+
+
+def test_sync_free_rotation_fit_matches_the_svd_fit():
+    """`best_rotations` (Horn's quaternion by repeated squaring) equals the SVD route with the reflection fix."""
+    from a3d_cli.gaussians.arap import best_rotations_svd
+
+    g = torch.Generator().manual_seed(3)
+    b = 400
+    rest = torch.randn(b, 3, 3, generator=g)
+    rots = torch.stack([_rotation(torch.randn(3, generator=g).tolist(), float(a)) for a in torch.rand(b, generator=g) * 3])
+    noisy = torch.einsum("bij,bkj->bki", rots, rest) + 0.05 * torch.randn(b, 3, 3, generator=g)
+    planar = rest * torch.tensor([1.0, 1.0, 0.0])  # coplanar edges: one singular value is zero
+    planar_moved = torch.einsum("bij,bkj->bki", rots, planar) + 0.02 * torch.randn(b, 3, 3, generator=g)
+    mirrored = rest * torch.tensor([1.0, 1.0, -1.0])  # best orthogonal fit is a reflection
+    w = torch.rand(b, 3, generator=g) + 0.5
+    for src, dst in ((rest, noisy), (planar, planar_moved), (rest, mirrored)):
+        r = best_rotations(src, dst, w)
+        torch.testing.assert_close(r, best_rotations_svd(src, dst, w), atol=2e-4, rtol=0)
+        torch.testing.assert_close(torch.det(r), torch.ones(b), atol=1e-4, rtol=0)
+    # no edges at all (padding only): the identity, not NaN
+    torch.testing.assert_close(best_rotations(rest[:2], noisy[:2], torch.zeros(2, 3)), torch.eye(3).expand(2, 3, 3))
+
+
+def test_draw_then_energy_is_the_same_call_with_the_same_seed():
+    g = torch.Generator().manual_seed(0)
+    rest = torch.rand(100, 3, generator=g)
+    deformed = torch.stack([rest + 0.03 * torch.sin(5 * rest + k) for k in range(3)])
+    for reg in (ArapRegularizer.from_points(rest, sample_points=64), ArapRegularizer.from_points(rest, sample_points=0)):
+        whole = reg(deformed, torch.Generator().manual_seed(7))
+        sample, idx = reg.draw(torch.Generator().manual_seed(7))
+        assert sample.shape[0] == (64 if reg.sample_points else 100) and idx.shape == (sample.shape[0], 3)
+        torch.testing.assert_close(reg.energy(deformed, sample, idx), whole)
+    torch.testing.assert_close(
+        ArapRegularizer.from_points(rest, sample_points=0)(deformed), arap_energy(rest, deformed, knn_neighbours(rest, 3))
+    )

@@ -31,6 +31,7 @@ def test_user_error_is_one_sentence_and_exit_code_2(tmp_path):
 def test_unexpected_error_is_exit_1_without_traceback(tmp_path, monkeypatch):
     run = tmp_path / "RUN"
     run.mkdir()
+    (run / "a3d.json").write_text("{}")  # a run folder, whose manifest then fails to load
     import a3d_cli.io.manifest as manifest
 
     def explode(run_dir):

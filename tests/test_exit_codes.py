@@ -111,6 +111,7 @@ def test_other_os_errors_stay_unexpected(tmp_path, monkeypatch):
 
     monkeypatch.setattr(manifest, "load_manifest", eio)
     (tmp_path / "RUN").mkdir()
+    (tmp_path / "RUN" / "a3d.json").write_text("{}")  # a run folder, whose manifest then fails to read
     result = runner.invoke(app, ["info", str(tmp_path / "RUN")])
     assert result.exit_code == 1 and "report it" in result.stderr
 

@@ -14,6 +14,7 @@ from a3d_cli.gaussians.motion_field import (
     MotionField,
     MotionFieldConfig,
     euler_to_quat,
+    quat_left_matrix,
     quat_multiply,
     quat_to_matrix,
 )
@@ -317,3 +318,21 @@ def test_non_motion_files_are_refused(tmp_path):
         load_motion(tmp_path / "junk.safetensors")
     with pytest.raises(InputError, match="does not exist"):
         load_motion(tmp_path / "missing.safetensors")
+
+
+def test_quaternion_left_matrix_is_the_hamilton_product():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 4, generator=g), torch.randn(7, 4, generator=g)
+    via_matrix = torch.einsum("fij,nj->fni", quat_left_matrix(a), b)  # [5, 7, 4], as the field composes
+    torch.testing.assert_close(via_matrix, quat_multiply(a[:, None], b[None]))
+
+
+def test_field_without_global_heads_keeps_identity_rotation():
+    cfg = MotionFieldConfig.tiny(use_global_rigid=False)
+    field = MotionField(cfg, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    quats = torch.nn.functional.normalize(torch.randn(30, 4, generator=g), dim=-1)
+    static = Gaussians(torch.rand(30, 3, generator=g) - 0.5, quats, torch.full((30, 3), 0.02), torch.ones(30), torch.rand(30, 3, generator=g))
+    out = field(static, torch.tensor([3, 9]))
+    torch.testing.assert_close(out.quats, quats.expand(2, 30, 4))
+    torch.testing.assert_close(out.global_rotation, torch.eye(3).expand(2, 3, 3))

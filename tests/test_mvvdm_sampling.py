@@ -149,3 +149,56 @@ def test_tiny_pipeline_end_to_end_shapes_and_seed():
     assert torch.equal(outs[0].frames, outs[1].frames)
     with pytest.raises(ValueError, match="multiple of 256"):
         generate_mvvideo(comp, views[..., :128, :128], mvvdm_cameras().c2w, "x", config=cfg)
+
+
+def test_host_timestep_steps_equal_tensor_timestep_steps_and_the_network_gets_a_tensor():
+    """The loop gives the scheduler host integers (no device read per step): same numbers as tensor timesteps."""
+    sched = make_ddim_scheduler()
+    sched.set_timesteps(6)
+    g = torch.Generator().manual_seed(0)
+    x, eps = torch.randn(2, 3, 1, 4, 4, generator=g), torch.randn(2, 3, 1, 4, 4, generator=g)
+    for t in sched.timesteps:
+        by_int = sched.step(eps, int(t), x, eta=0.0).prev_sample
+        assert torch.equal(by_int, sched.step(eps, t, x, eta=0.0).prev_sample)
+    seen: list[torch.Tensor] = []
+
+    def eps_fn(x_in, t):
+        seen.append(t)
+        return 0.1 * x_in
+
+    denoise(eps_fn, torch.randn(2, 3, 1, 4, 4, generator=g), torch.zeros(2, 1, 4, 4), sched, guidance_scale=1.0)
+    assert all(isinstance(t, torch.Tensor) and t.ndim == 0 for t in seen)
+    assert [int(t) for t in seen] == sched.timesteps.tolist()
+
+
+def test_a_given_guide_replaces_the_guided_call_in_every_pass():
+    cond = torch.randn(4, 4, 2, 2)
+    calls: list[int] = []
+
+    def guide(x, t):  # what a graphed guide would compute, counted
+        calls.append(int(t))
+        return guided_eps(lambda z, _t: 0.1 * z, x, t, 2.0)
+
+    cfg = SamplingConfig(steps=3, guidance_scale=2.0, num_frames=4, freeinit=FreeInitConfig(iters=2))
+    a = sample_latents(lambda z, _t: 0.1 * z, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0), guide=guide)
+    b = sample_latents(lambda z, _t: 0.1 * z, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0))
+    assert len(calls) == cfg.unet_evaluations
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_graphed_guide_replays_and_matches_eager_on_cuda():
+    from a3d_cli.models.mvvdm.sampling import graphed_guide
+
+    cond = torch.randn(4, 4, 2, 2, device="cuda")
+    w = torch.randn(4, device="cuda")
+
+    def eps_fn(x, t):
+        return torch.tanh(x * w.view(1, 4, 1, 1, 1, 1) + t.float() / 1000)  # [B, V, F, C, h, w]
+
+    cfg = SamplingConfig(steps=5, guidance_scale=3.0, num_frames=4, freeinit=FreeInitConfig(iters=2))
+    guide = graphed_guide(eps_fn, cfg.guidance_scale)
+    a = sample_latents(eps_fn, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0), guide=guide)
+    b = sample_latents(eps_fn, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0))
+    assert guide.replays == cfg.unet_evaluations - 1
+    torch.testing.assert_close(a, b)

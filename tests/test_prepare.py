@@ -35,6 +35,7 @@ MESH_FILES = [
     "static/binding.safetensors",
     "static/gaussians.ply",
     "static/views/cameras.json",
+    "static/views/contact_sheet.png",
 ] + [f"static/views/view_{i}{s}.png" for i in range(4) for s in ("", "_grey")]
 FAST = {"splats": 3000, "view_size": 64}  # small options keep the non-example tests quick
 

@@ -61,6 +61,7 @@ def animate_options(params: Mapping[str, Any]) -> AnimateOptions:
         up=p["up"],
         front=p["front"],
         splats=p["splat_count"],
+        shade=p["shade"],
         max_vertices=p["max_vertices"],
         allow_external_refs=p["allow_external_refs"],
         freeinit_iters=p["freeinit_iters"],
@@ -83,7 +84,9 @@ def animate(
     ctx: typer.Context,
     model: Annotated[
         Path,
-        typer.Argument(help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", show_default=False),
+        typer.Argument(
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.", metavar="MODEL", show_default=False
+        ),
     ],
     prompt: Annotated[
         str | None, typer.Option("--prompt", "-p", help='The motion, e.g. "a fox wags its tail".', show_default=False)
@@ -120,11 +123,18 @@ def animate(
     negative_prompt: Annotated[str, typer.Option(help="Text of MV-VDM's unconditional branch.")] = "",
     up: Annotated[str, typer.Option(help="The asset's up axis (+x … -z); glTF is +y.", rich_help_panel=_INPUT)] = "+y",
     front: Annotated[
-        str, typer.Option(help="The asset's front axis; it faces the azimuth-0 view.", rich_help_panel=_INPUT)
-    ] = "+z",
+        str,
+        typer.Option(
+            help="The asset's front axis (it faces the azimuth-0 view), or auto (see a3d prepare --help).",
+            rich_help_panel=_INPUT,
+        ),
+    ] = "auto",
     splat_count: Annotated[
-        int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splats).", rich_help_panel=_INPUT)
+        int, typer.Option(help="Splats aimed for on meshes (a3d prepare --splat-count).", rich_help_panel=_INPUT)
     ] = 20_000,
+    shade: Annotated[
+        str, typer.Option(help="Baked lighting: auto (meshes without texture), on, off.", rich_help_panel=_INPUT)
+    ] = "auto",
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = 20_000,

@@ -1,10 +1,10 @@
-"""`a3d info RUN`: what each stage of a run folder did (from its manifest)."""
+"""`a3d info RUN`: what each stage of a run folder did (from its manifest); `a3d info --warmup`: build gsplat now."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,12 +12,63 @@ from a3d_cli.commands.common import global_options, human_bytes
 from a3d_cli.console import out
 
 
-def info(ctx: typer.Context, run_dir: Annotated[Path, typer.Argument(help="The run folder.", metavar="RUN")]) -> None:
-    """Show the stages recorded in a run folder: status, time, memory, outputs."""
-    from a3d_cli.io.manifest import load_manifest
+def quality(stage: str, metrics: dict[str, Any]) -> str:
+    """The figures that say how well a stage did, in a few words (empty when it recorded none)."""
+    parts: list[str] = []
+    if "psnr" in metrics:
+        static = f" (static {metrics['psnr_static']:.2f})" if isinstance(metrics.get("psnr_static"), (int, float)) else ""
+        parts.append(f"PSNR {metrics['psnr']:.2f} dB{static}")
+    if isinstance(metrics.get("final_loss"), (int, float)):
+        parts.append(f"loss {metrics['final_loss']:.4g}")
+    if "psnr_vs_coarse" in metrics:
+        parts.append(f"PSNR vs coarse {metrics['psnr_vs_coarse']:.2f} dB")
+    end = metrics.get("loss_end")
+    if isinstance(end, dict) and isinstance(end.get("total"), (int, float)):
+        start = metrics.get("loss_start", {}).get("total")
+        parts.append(f"loss {start:.4g} → {end['total']:.4g}" if isinstance(start, (int, float)) else f"loss {end['total']:.4g}")
+    if stage == "prepare":
+        if "splats" in metrics:
+            parts.append(f"{metrics['splats']} splats")
+        if "front" in metrics:
+            parts.append(f"front {metrics['front']}")
+        if metrics.get("shaded"):
+            parts.append("lit")
+        cover = metrics.get("view_coverage")
+        if isinstance(cover, list) and cover:
+            parts.append(f"coverage {min(cover):.0%}–{max(cover):.0%}")
+    return ", ".join(parts)
+
+
+def info(
+    ctx: typer.Context,
+    run_dir: Annotated[Path | None, typer.Argument(help="The run folder.", metavar="RUN", show_default=False)] = None,
+    warmup: Annotated[
+        bool,
+        typer.Option(
+            "--warmup",
+            help="Build gsplat's CUDA rasterizer now (about 1 minute, once per machine) instead of in the first run.",
+        ),
+    ] = False,
+) -> None:
+    """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs (or, with
+    --warmup, pre-build gsplat)."""
+    if warmup:
+        _warmup()
+        return
+    if run_dir is None:
+        from a3d_cli.errors import OptionError
+
+        raise OptionError("a3d info needs a run folder (or --warmup).", hint="Run `a3d info RUN` or `a3d info --warmup`.")
+    from a3d_cli.errors import RunFolderError
+    from a3d_cli.io.manifest import MANIFEST_NAME, load_manifest
     from a3d_cli.stages.base import ensure_run_dir
 
     ensure_run_dir(run_dir, create=False)
+    if not (Path(run_dir) / MANIFEST_NAME).is_file():
+        raise RunFolderError(
+            f"{run_dir} is not an a3d run folder (it has no {MANIFEST_NAME}).",
+            hint="Pass the folder given to `a3d prepare MODEL -o RUN` (or `a3d animate`).",
+        )
     data = load_manifest(run_dir)
     if global_options(ctx).json:
         typer.echo(json.dumps(data, indent=2))
@@ -25,7 +76,7 @@ def info(ctx: typer.Context, run_dir: Annotated[Path, typer.Argument(help="The r
     from rich.table import Table
 
     table = Table(title=f"{run_dir}  (a3d {data.get('a3d_version', '?')})")
-    for col in ("stage", "status", "time", "peak mem", "device", "outputs", "note"):
+    for col in ("stage", "status", "time", "peak mem", "device", "quality", "outputs", "note"):
         table.add_column(col)
     for name, entry in data["stages"].items():
         note = entry.get("error", "") if entry.get("status") != "done" else ""
@@ -35,7 +86,42 @@ def info(ctx: typer.Context, run_dir: Annotated[Path, typer.Argument(help="The r
             f"{entry.get('seconds', 0):.1f} s",
             human_bytes(entry.get("peak_memory_bytes")),
             entry.get("device", "-"),
+            quality(name, entry.get("metrics", {})),
             str(len(entry.get("outputs", []))),
             note,
         )
     out.print(table)
+
+
+def _warmup() -> None:
+    """Build (or load) gsplat's CUDA extension into a3d's cache folder and say where and how long it took."""
+    import time
+
+    import torch
+
+    from a3d_cli.console import err
+    from a3d_cli.errors import DeviceError
+    from a3d_cli.kernels.gsplat_build import EXTENSION_NAME, build_needed, use_extensions_dir
+
+    if not torch.cuda.is_available():
+        out.print(
+            "Nothing to build: no CUDA GPU is visible here. gsplat's extension is built on a GPU machine; "
+            "on the CPU a3d renders with its PyTorch rasterizer, which needs no build."
+        )
+        return
+    from a3d_cli.kernels.rasterize_gsplat import gsplat_available
+
+    folder = use_extensions_dir() / EXTENSION_NAME
+    needed = build_needed()
+    if not needed:
+        err.print(f"a3d: loading gsplat's CUDA extension from {folder}", markup=False, highlight=False)
+    start = time.perf_counter()
+    if not gsplat_available():
+        raise DeviceError(
+            "gsplat's CUDA extension could not be built or loaded.",
+            hint='See the compiler\'s error with `VERBOSE=1 python -c "from gsplat.cuda._backend import _C"` '
+            "(it needs the CUDA toolkit's nvcc and a C++ compiler).",
+        )
+    seconds = time.perf_counter() - start
+    verb = "built" if needed else "already built, loaded"
+    out.print(f"gsplat CUDA extension {verb} in {seconds:.1f} s ({folder}).", markup=False, highlight=False)

@@ -29,14 +29,31 @@ def prepare(
     up: Annotated[
         str, typer.Option(help=f"The asset's up axis ({_AXES}); glTF is +y, many OBJ/PLY exports +z.")
     ] = "+y",
-    front: Annotated[str, typer.Option(help=f"The asset's front axis ({_AXES}); it faces the azimuth-0 view.")] = "+z",
+    front: Annotated[
+        str,
+        typer.Option(
+            help=f"The asset's front axis ({_AXES}), which faces the azimuth-0 view, or auto: guessed from "
+            "the asset's mirror symmetry when clear, else +z (check static/views/contact_sheet.png)."
+        ),
+    ] = "auto",
     max_vertices: Annotated[
         int,
         typer.Option(help="Simplify meshes with more distinct vertices than this (pymeshlab).", rich_help_panel=_MESH),
     ] = 20_000,
-    splats: Annotated[
-        int, typer.Option(help="Splats aimed for on meshes (surface samples fill sparse areas).", rich_help_panel=_MESH)
+    splat_count: Annotated[
+        int,
+        typer.Option(help="Splats aimed for on meshes (surface samples fill sparse areas).", rich_help_panel=_MESH),
     ] = 20_000,
+    shade: Annotated[
+        str,
+        typer.Option(
+            help="Bake a fixed studio lighting into splat colours: auto (meshes without texture), on, off.",
+            rich_help_panel=_MESH,
+        ),
+    ] = "auto",
+    splats_deprecated: Annotated[
+        int | None, typer.Option("--splats", hidden=True, help="Deprecated spelling of --splat-count.")
+    ] = None,
     view_size: Annotated[
         int, typer.Option(help="Size of the 4 conditioning renders, pixels.", rich_help_panel="Views")
     ] = 256,
@@ -58,7 +75,8 @@ def prepare(
         up=up,  # type: ignore[arg-type]  # validated by PrepareOptions
         front=front,  # type: ignore[arg-type]
         max_vertices=max_vertices,
-        splats=splats,
+        splats=splat_count if splats_deprecated is None else splats_deprecated,
+        shade=shade,  # type: ignore[arg-type]
         view_size=view_size,
         allow_external_refs=allow_external_refs,
     )

@@ -75,7 +75,7 @@ def list_(ctx: typer.Context) -> None:
         else:  # found but unusable (e.g. wrong size): show the error itself
             where = f"[red]PROBLEM[/red] {row['problem']}\n{row['fix']}"
         repo = row["repo_id"] + (" [yellow](gated)[/yellow]" if row["gated"] else "")
-        table.add_row(row["name"], ", ".join(row["stages"]), repo, where)
+        table.add_row(row["name"], ", ".join(row["stages"]) or "none (optional)", repo, where)
     out.print(table)
     missing = sum(row["status"] == "missing" for row in rows)
     out.print(f"{len(rows) - missing} of {len(rows)} models found.")
@@ -86,8 +86,12 @@ def list_(ctx: typer.Context) -> None:
 @app.command()
 def fetch(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="Model to download (see `a3d weights list`).")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Download every model that is missing.")] = False,
+    name: Annotated[
+        str | None, typer.Argument(help="Model to download (see `a3d weights list`).", metavar="NAME", show_default=False)
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Download every model a command needs (optional ones only by NAME).")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Download again even when already present.")] = False,
 ) -> None:
     """Download a model from the Hugging Face Hub into A3D_WEIGHTS_DIR (if set) or the Hugging Face cache."""
@@ -97,7 +101,9 @@ def fetch(
     if all_ == (name is not None):
         raise OptionError("Give exactly one of NAME or --all.", hint=f"Models: {', '.join(names())}.")
     opts = global_options(ctx)
-    targets = list(names()) if all_ else [name]
+    from a3d_cli.weights import get
+
+    targets = [n for n in names() if get(n).stages] if all_ else [name]
     fetched: dict[str, str] = {}
     for target in targets:
         if not opts.quiet:
@@ -111,7 +117,7 @@ def fetch(
 
 @app.command()
 def path(
-    name: Annotated[str, typer.Argument(help="Model to locate (see `a3d weights list`).")],
+    name: Annotated[str, typer.Argument(help="Model to locate (see `a3d weights list`).", metavar="NAME")],
     weights: Annotated[
         Path | None, typer.Option("--weights", "--checkpoint", help="Check this path instead of searching.")
     ] = None,

@@ -2,7 +2,7 @@
 
 For rest positions x⁰ [N, 3] and deformed positions xᶠ at frames f, each sampled point i with
 neighbours j_k gets the rotation R_iᶠ that best maps its rest edges onto its deformed edges (Kabsch,
-by SVD, without gradient), and the energy is
+solved without an SVD so that it never waits on the host, and without gradient), and the energy is
 
     E = Σ_f Σ_{i ∈ S} Σ_k w_ik ‖(x_iᶠ − x_jkᶠ) − R_iᶠ (x_i⁰ − x_jk⁰)‖²,
 
@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from a3d_cli.kernels.projection_ref import quat_to_rotmat  # [..., 4] wxyz -> [..., 3, 3]
 
 SPLAT_ARAP_WEIGHT = 12.0  # the reference's loss weight with k-NN neighbourhoods (motion reconstruction)
 MESH_ARAP_WEIGHT = 4.0  # the reference's loss weight with mesh 1-rings (mesh animation)
@@ -127,8 +129,58 @@ def sample_neighbours(ring: Neighbours, k: int, generator: torch.Generator | Non
     return Neighbours(picked)
 
 
-def best_rotations(rest_edges: Tensor, edges: Tensor, weights: Tensor) -> Tensor:
-    """Per-point rotation that best maps weighted rest edges onto deformed edges (Kabsch).
+def _horn_matrix(cov: Tensor) -> Tensor:
+    """Horn's symmetric 4×4 matrix of a cross-covariance S = Σ w e⁰ eᵀ: [B, 3, 3] → [B, 4, 4].
+
+    Its eigenvector of the largest eigenvalue is the unit quaternion (wxyz) of the rotation R that
+    maximises Σ w eᵀ R e⁰ (Horn 1987), i.e. the best proper rotation of the rest edges onto the edges.
+    """
+    (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = (row.unbind(-1) for row in cov.unbind(-2))
+    rows = [
+        [sxx + syy + szz, syz - szy, szx - sxz, sxy - syx],
+        [syz - szy, sxx - syy - szz, sxy + syx, szx + sxz],
+        [szx - sxz, sxy + syx, syy - sxx - szz, syz + szy],
+        [sxy - syx, szx + sxz, syz + szy, szz - sxx - syy],
+    ]
+    return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)  # [B, 4, 4]
+
+
+def best_rotations(rest_edges: Tensor, edges: Tensor, weights: Tensor, squarings: int = 20) -> Tensor:
+    """Per-point rotation that best maps weighted rest edges onto deformed edges (Kabsch), without host sync.
+
+    Why not an SVD: `torch.linalg.svd` (and `eigh`) check their convergence flags on the host, a device
+    synchronisation per call, which stalls the GPU every optimisation step and cannot be recorded in a
+    CUDA graph. The best proper rotation is the top eigenvector of Horn's 4×4 quaternion matrix N; it is
+    found here by repeated squaring of (N/‖N‖ + I), whose eigenvalues lie in [0, 2] with the order of
+    N's, so `squarings` products raise it to the power 2^squarings and leave the top eigenvector's
+    outer product. Same rotation as the SVD route with the reflection fix (`best_rotations_svd`) to
+    float precision, for any eigen-gap above ~1e-4 of ‖N‖; a fixed number of small batched products.
+
+    Args:
+        rest_edges: [B, K, 3].
+        edges: [B, K, 3].
+        weights: [B, K].
+        squarings: repeated squarings of the shifted matrix (power 2^squarings).
+
+    Returns:
+        [B, 3, 3] proper rotations (det +1) R with R·rest ≈ edges; the identity where all weights are 0.
+    """
+    cov = torch.einsum("bki,bk,bkj->bij", rest_edges, weights, edges)  # [B, 3, 3] Σ w e⁰ eᵀ
+    n = _horn_matrix(cov)  # [B, 4, 4], symmetric, trace 0
+    norm = n.flatten(1).norm(dim=1).clamp_min(torch.finfo(n.dtype).tiny)  # ≥ its spectral norm
+    eye = torch.eye(4, dtype=n.dtype, device=n.device)
+    m = n / norm[:, None, None] + eye  # [B, 4, 4] positive semi-definite, top eigenvalue ≥ 1
+    for _ in range(squarings):
+        m = m @ m
+        m = m / m.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None]  # trace > 0: keeps the scale at 1
+    # m ≈ v vᵀ: its column with the largest diagonal entry is v times a non-zero number
+    col = m.diagonal(dim1=-2, dim2=-1).argmax(dim=-1)  # [B]
+    q = m.gather(2, col[:, None, None].expand(-1, 4, 1))[..., 0]  # [B, 4] wxyz
+    return quat_to_rotmat(q)
+
+
+def best_rotations_svd(rest_edges: Tensor, edges: Tensor, weights: Tensor) -> Tensor:
+    """The textbook Kabsch fit by SVD (reference for `best_rotations`; it synchronises on CUDA).
 
     Args:
         rest_edges: [B, K, 3].
@@ -159,8 +211,23 @@ def arap_energy(rest: Tensor, deformed: Tensor, neighbours: Neighbours, sample: 
     Returns:
         scalar tensor; gradients flow into `deformed` only (rotations are treated as constants).
     """
-    idx = neighbours.idx if sample is None else neighbours.idx[sample]  # [S, K]
-    centre = torch.arange(rest.shape[0], device=rest.device) if sample is None else sample  # [S]
+    if sample is None:
+        sample = torch.arange(rest.shape[0], device=rest.device)  # [N]
+    return arap_energy_at(rest, deformed, sample, neighbours.idx[sample])
+
+
+def arap_energy_at(rest: Tensor, deformed: Tensor, centre: Tensor, idx: Tensor) -> Tensor:
+    """`arap_energy` for given points and their neighbour rows: fixed shapes, no randomness, no host sync.
+
+    Args:
+        rest: [N, 3] rest positions.
+        deformed: [F, N, 3] positions at F frames.
+        centre: [S] indices of the scored points.
+        idx: [S, K] their neighbours (-1 = padding, weight 0).
+
+    Returns:
+        scalar tensor (see `arap_energy`).
+    """
     w = (idx >= 0).to(deformed.dtype)  # [S, K]
     j = idx.clamp(min=0)  # [S, K]
     rest_edges = rest[centre][:, None, :] - rest[j]  # [S, K, 3]
@@ -179,6 +246,10 @@ def arap_energy(rest: Tensor, deformed: Tensor, neighbours: Neighbours, sample: 
 
 class ArapRegularizer:
     """The reconstruction loss's ARAP term: neighbours fixed at construction, points sampled per call.
+
+    A call is `draw` (the random part: which points, and in mesh mode which ring members) followed by
+    `energy` (deterministic, fixed shapes): the motion fit draws eagerly and replays the energy inside
+    a CUDA graph.
 
     Args:
         rest: [N, 3] static positions.
@@ -207,11 +278,24 @@ class ArapRegularizer:
         """Mesh scheme: k random 1-ring neighbours per vertex, redrawn every call (λ = 4 in the reference)."""
         return cls(rest, mesh_one_ring(faces, rest.shape[0]), k=k, sample_points=sample_points, resample=True)
 
-    def __call__(self, deformed: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """ARAP energy of deformed [F, N, 3] (frames to score, frame 0 excluded by the caller)."""
+    def draw(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """The random part of one call: scored points [S] and their neighbour rows [S, K] (-1 = padding).
+
+        Draw order (ring members first, then points) is the one `__call__` has always used, so a seed
+        gives the same draws either way.
+        """
         nbrs = sample_neighbours(self.neighbours, self.k, generator) if self.resample else self.neighbours
         n = self.rest.shape[0]
-        sample = None
         if self.sample_points > 0:
             sample = torch.randint(0, n, (self.sample_points,), generator=generator, device=self.rest.device)  # [S]
-        return arap_energy(self.rest, deformed, nbrs, sample)
+        else:
+            sample = torch.arange(n, device=self.rest.device)  # [N]
+        return sample, nbrs.idx[sample]
+
+    def energy(self, deformed: Tensor, sample: Tensor, idx: Tensor) -> Tensor:
+        """ARAP energy of deformed [F, N, 3] at drawn points (`draw`); deterministic."""
+        return arap_energy_at(self.rest, deformed, sample, idx)
+
+    def __call__(self, deformed: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """ARAP energy of deformed [F, N, 3] (frames to score, frame 0 excluded by the caller)."""
+        return self.energy(deformed, *self.draw(generator))

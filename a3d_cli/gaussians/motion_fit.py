@@ -84,6 +84,11 @@ class FitSettings:
     hexplane_backend: Literal["auto", "torch", "matmul"] = "auto"
     """HexPlane sampling backend (`a3d_cli.kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
     dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
+    cuda_graphs: bool = False
+    """On CUDA, replay each step's field and loss (forward and backward) as CUDA graphs recorded once per
+    frame count (`a3d_cli.gaussians.motion_step`): same numbers, fewer kernel launches. Ignored on the CPU;
+    the step falls back to eager launches if recording fails. Off by default until its GPU parity test and
+    timing have run on a GPU (docs/reconstruct.md)."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)
@@ -115,13 +120,15 @@ class FitResult:
         field: the trained motion field (on the fit device).
         losses: per-step total loss (host floats, recorded every `log_every` steps).
         seconds: wall time of the optimisation loop.
-        profile: seconds per phase when profiling was asked for (data, field, raster, arap, backward).
+        profile: seconds per phase when profiling was asked for (data, field, raster, loss, backward).
+        graph_recordings: frame counts whose step was recorded as CUDA graphs (0 = eager throughout).
     """
 
     field: MotionField
     losses: list[tuple[int, float]]
     seconds: float
     profile: dict[str, float]
+    graph_recordings: int = 0
 
 
 def active_frames(step: int, settings: FitSettings, generator: torch.Generator | None = None) -> list[int]:
@@ -233,7 +240,8 @@ def fit_motion(
         seed: seeds the field init and every random draw of the loop.
         progress: receives `update(loss=…, psnr=…)` every `log_every` steps.
         arap: the ARAP term; default the k-NN scheme on `static.means`.
-        profile: time the phases (synchronising the device; slower).
+        profile: time the phases (synchronising the device; slower): data, field, raster, loss (image
+            losses + ARAP), backward (+ optimiser step).
         on_step: called after each optimiser step with (step, field) — for baselines and tests.
 
     Returns:
@@ -243,6 +251,7 @@ def fit_motion(
 
     from a3d_cli.gaussians.arap import ArapRegularizer
     from a3d_cli.gaussians.motion_field import MotionField
+    from a3d_cli.gaussians.motion_step import FitStep
 
     device = static.means.device
     v, nf, h, w, _ = targets.shape
@@ -262,70 +271,81 @@ def fit_motion(
         ],
         lr=0.0,
         eps=settings.adam_eps,
+        fused=device.type == "cuda",  # one kernel per group instead of a dozen per group on CUDA
     )
     if arap is None and settings.lambda_arap > 0:
         arap = ArapRegularizer.from_points(
             static.means, k=settings.arap_neighbours, sample_points=settings.arap_samples
         )
-    viewmats = cameras.viewmats.to(device)  # [V, 4, 4]
-    Ks = cameras.Ks(w, h).to(device)  # [V, 3, 3]
-    tgt = targets.to(device).transpose(0, 1)  # [F, V, H, W, 3]
-    msk = masks.to(device).transpose(0, 1)  # [F, V, H, W]
-    timings = dict.fromkeys(("data", "field", "raster", "arap", "backward"), 0.0)
+    prog = progress
+    step_fn = FitStep(
+        motion,
+        static,
+        cameras.viewmats.to(device),  # [V, 4, 4]
+        cameras.Ks(w, h).to(device),  # [V, 3, 3]
+        w,
+        targets.to(device).transpose(0, 1).contiguous(),  # [F, V, H, W, 3]
+        masks.to(device).transpose(0, 1).contiguous(),  # [F, V, H, W]
+        settings,
+        arap,
+        cuda_graphs=settings.cuda_graphs,
+        on_notice=None if prog is None else prog.log,
+    )
+    timings = dict.fromkeys(("data", "field", "raster", "loss", "backward"), 0.0)
+    clock = [0.0]
 
-    def tick(name: str, t0: float) -> float:
-        if not profile:
-            return t0
+    def tick(name: str) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t1 = time.perf_counter()
-        timings[name] += t1 - t0
-        return t1
+        now = time.perf_counter()
+        timings[name] += now - clock[0]
+        clock[0] = now
 
-    prog = progress
+    frame_tensors: dict[tuple[int, ...], Tensor] = {}  # device copies of the frame lists, made once each
+
+    def frames_on_device(frames: list[int]) -> Tensor:
+        key = tuple(frames)
+        if key not in frame_tensors:
+            t = torch.tensor(frames, dtype=torch.long).to(device, non_blocking=True)  # no stream sync
+            if settings.frames_per_step == 0:  # few distinct lists (one per schedule stage): keep them
+                frame_tensors[key] = t
+            return t
+        return frame_tensors[key]
+
     if prog is not None:
         prog.start("reconstruct: fitting motion", total=settings.steps)
     losses: list[tuple[int, float]] = []
     start = time.perf_counter()
     pending = 0
     for step in range(settings.steps):
-        t = tick("data", time.perf_counter()) if profile else 0.0
+        clock[0] = time.perf_counter()
         frames = active_frames(step, settings, gen)
-        f_idx = torch.tensor(frames, device=device)
-        batch_rgb, batch_mask = tgt[f_idx], msk[f_idx]  # [f, V, H, W, 3], [f, V, H, W]
-        t = tick("data", t)
-        out = motion(static, frames)
-        means, quats, scales = out.means, out.quats, out.scales  # [f, N, ·]
-        if settings.grad_fraction < 1.0:
-            # the reference's sparsification: image-loss gradients reach a random subset of splats only
-            keep = torch.rand(len(frames), len(static), 1, generator=dev_gen, device=device) < settings.grad_fraction
-            means = torch.where(keep, means, means.detach())
-            quats = torch.where(keep, quats, quats.detach())
-            scales = torch.where(keep, scales, scales.detach())
-        t = tick("field", t)
-        rgb, alpha = render_splats(static, means, quats, scales, viewmats, Ks, w)
-        loss_rgb = torch.nn.functional.mse_loss(rgb, batch_rgb)
-        loss = settings.lambda_rgb * loss_rgb + settings.lambda_mask * torch.nn.functional.mse_loss(alpha, batch_mask)
-        t = tick("raster", t)
-        if arap is not None and settings.lambda_arap > 0:
-            loss = loss + settings.lambda_arap * arap(out.means, dev_gen)  # un-sparsified, as the reference
-        t = tick("arap", t)
+        frames_dev = frames_on_device(frames)
+        if profile:
+            tick("data")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, loss_rgb = step_fn(frames_dev, dev_gen, tick if profile else None)
         opt.step()
-        tick("backward", t)
+        if profile:
+            tick("backward")
         pending += 1
         if on_step is not None:
             on_step(step, motion)
         if (step + 1) % log_every == 0 or step + 1 == settings.steps:
-            lv, mse = float(loss.detach()), float(loss_rgb.detach())  # one host sync per log interval
+            lv, mse = float(loss.detach()), float(loss_rgb)  # the only host reads: one per log interval
             losses.append((step + 1, lv))
             if prog is not None:
                 prog.update(pending, loss=lv, psnr=-10 * math.log10(max(mse, 1e-12)), frames=float(frames[-1]))
             pending = 0
     seconds = time.perf_counter() - start
     motion.eval()
-    return FitResult(field=motion, losses=losses, seconds=seconds, profile=timings if profile else {})
+    return FitResult(
+        field=motion,
+        losses=losses,
+        seconds=seconds,
+        profile=timings if profile else {},
+        graph_recordings=step_fn.recordings,
+    )
 
 
 def render_all_frames(

@@ -88,3 +88,31 @@ def composite(rgba: Tensor, background: float | Tensor) -> Tensor:
     rgb, alpha = rgba[..., :3], rgba[..., 3:4]
     bg = torch.as_tensor(background, dtype=rgba.dtype).expand_as(rgb)
     return rgb * alpha + bg * (1 - alpha)
+
+
+def contact_sheet(images: list[Tensor], labels: list[str], gap: int = 4, background: float = 1.0) -> Tensor:
+    """Lay equally sized images out in one row with a caption above each, for a person to check at a glance.
+
+    Args:
+        images: list of [H, W, 3] float images in [0, 1], all the same size.
+        labels: one caption per image (PIL's built-in font, black on the background).
+        gap: pixels between images and around the sheet.
+        background: grey level of the sheet.
+
+    Returns:
+        [H + caption, n·W + (n+1)·gap, 3] float image.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not images or len(images) != len(labels):
+        raise ValueError("contact_sheet needs one label per image and at least one image")
+    h, w = images[0].shape[:2]
+    caption = 16
+    sheet = Image.new("RGB", (len(images) * w + (len(images) + 1) * gap, h + caption + 2 * gap), (round(255 * background),) * 3)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+        x = gap + i * (w + gap)
+        sheet.paste(Image.fromarray(to_uint8(img[..., :3])), (x, gap + caption))
+        draw.text((x + 2, gap), label, fill=(0, 0, 0), font=font)
+    return torch.from_numpy(np.asarray(sheet).copy()).float() / 255.0

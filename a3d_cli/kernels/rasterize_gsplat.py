@@ -19,12 +19,16 @@ def gsplat_available() -> bool:
 
     Why a probe: on a CPU-only machine gsplat imports fine but any CUDA call fails (ImportError when a
     stub nvcc is on PATH, AttributeError without one), so backends are chosen by this probe and never
-    by trying a call. The first probe on a GPU machine may take ~40 s while gsplat builds its kernels.
+    by trying a call. The first probe on a GPU machine may take ~40 s while gsplat builds its kernels:
+    `a3d_cli.kernels.gsplat_build` picks the cache folder first and says so once when it will build.
     """
     import torch
 
+    from a3d_cli.kernels.gsplat_build import announce_build
+
     if not torch.cuda.is_available():
         return False
+    announce_build()
     try:
         from gsplat.cuda._backend import _C  # noqa: PLC0415 - lazily, it may compile
     except Exception:  # noqa: BLE001 - any failure to load the extension means "not available"

@@ -7,6 +7,9 @@ Modules (import them directly; this package imports nothing heavy):
     normalize     `Normalization` (+Y up, +Z front, centred, radius 0.9) and its JSON
     topology      welding seam copies, normals, edges, rotation ↔ quaternion
     simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
+    orientation   which way an asset faces (`--front auto`), the Y-down hint for 3DGS files
+    shading       the fixed lighting baked into untextured meshes' splat colours (`--shade`)
+    mtl           MTL map statements: options, then a file name that may hold spaces
     to_gaussians  mesh → splats + `MeshBinding`
     binding       the vertex ↔ splat binding file (`static/binding.safetensors`)
     store         the processed mesh file (`source/mesh.glb`) whose vertex order the binding uses

@@ -130,7 +130,7 @@ def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[
         x += pw
         shelf_h = max(shelf_h, ph)
     atlas_h = y + shelf_h
-    atlas = np.zeros((atlas_h, atlas_w, 4), dtype=np.uint8)
+    atlas = np.full((atlas_h, atlas_w, 4), 255, dtype=np.uint8)  # gaps: opaque white, never sampled
     for i, p in placements.items():
         padded = np.pad(images[i], ((padding, padding), (padding, padding), (0, 0)), mode="edge")
         atlas[p.y - padding : p.y + p.height + padding, p.x - padding : p.x + p.width + padding] = padded

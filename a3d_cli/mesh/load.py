@@ -119,20 +119,23 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
 
 
 def _resolver(path: Path, allow_external: bool = False) -> object:
-    """A file resolver for the files an OBJ/glTF references, with MTL map options (`map_Kd -bm 1.0 tex.png`)
-    and Windows separators tolerated. Names leading outside the asset's folder (absolute, `../`, links) are
-    refused unless `allow_external` (trimesh's own root check, `allow_anywhere`)."""
+    """A file resolver for the files an OBJ/glTF references, with MTL map options (`map_Kd -bm 1.0 my tex.png`,
+    read as the MTL format defines them: options, then the file name as the rest of the line) and Windows
+    separators tolerated. Names leading outside the asset's folder (absolute, `../`, links) are refused
+    unless `allow_external` (trimesh's own root check, `allow_anywhere`)."""
     from trimesh.resolvers import FilePathResolver
+
+    from a3d_cli.mesh.mtl import map_file_name
 
     class _Lenient(FilePathResolver):
         def get(self, name: str) -> bytes:
             try:
                 return super().get(name)
             except Exception:
-                words = name.replace("\\", "/").split()
-                if not words:
+                file_name = map_file_name(name)
+                if not file_name or file_name == name:
                     raise
-                return super().get(words[-1])
+                return super().get(file_name)
 
     return _Lenient(str(path), allow_anywhere=allow_external)
 
@@ -156,13 +159,15 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
     kind = getattr(visual, "kind", None)
     colors = np.tile(np.asarray(DEFAULT_GREY, dtype=np.float32), (v, 1))  # [V, 4]
     uvs = texture = None
+    alpha_mode = "OPAQUE"
     if kind == "texture":
         colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache)
+        alpha_mode = _alpha_mode(visual.material)[0]  # type: ignore[union-attr]
     elif kind in ("vertex", "face"):
         raw = np.asarray(visual.vertex_colors, dtype=np.float64)[:, :4] / 255.0  # type: ignore[union-attr]  # [V, 4]
         colors = _vertex_colors(raw, from_gltf)
         colors[:, 3] = 1.0  # vertex colours without a material: opaque (glTF's default material)
-    return SurfaceMesh(vertices, faces, colors.astype(np.float32), uvs, texture)
+    return SurfaceMesh(vertices, faces, colors.astype(np.float32), uvs, texture, alpha_mode)
 
 
 def _vertex_colors(raw: np.ndarray, from_gltf: bool) -> np.ndarray:
@@ -191,8 +196,13 @@ def _texture_appearance(
     else:
         image = getattr(mat, "image", None)
         diffuse = getattr(mat, "diffuse", None)
-        if image is None and diffuse is not None:  # OBJ Kd: a display colour, used when there is no map_Kd
-            colors = np.tile(np.asarray(diffuse, dtype=np.float32)[:4] / 255.0, (v, 1))
+        if _placeholder(mat):  # UVs but no material at all: trimesh's stand-in is not the asset's texture
+            image = None
+        if "kd" not in (getattr(mat, "kwargs", None) or {}):
+            diffuse = None  # no Kd line: trimesh's dark placeholder is not the asset's colour
+        if image is None:  # OBJ Kd: a display colour, used when there is no map_Kd
+            rgba = np.asarray(DEFAULT_GREY if diffuse is None else np.asarray(diffuse)[:4] / 255.0, dtype=np.float32)
+            colors = np.tile(rgba, (v, 1))
             colors[:, 3] = 1.0
             return colors, None, None
     if image is None or uv is None or len(uv) != v:
@@ -218,6 +228,15 @@ def _texture_appearance(
     if mode != "BLEND":
         colors[:, 3] = 1.0
     return colors, np.asarray(uv, dtype=np.float64), cache[key]
+
+
+def _placeholder(mat: object) -> bool:
+    """Whether a non-PBR material is trimesh's stand-in for "no material" (a tiny one-colour image
+    that no file provided), which must not replace a3d's default grey."""
+    image = getattr(mat, "image", None)
+    if image is None or getattr(mat, "kwargs", None):
+        return False
+    return "file_path" not in getattr(image, "info", {}) and max(getattr(image, "size", (99, 99))) <= 2
 
 
 def _alpha_mode(mat: object) -> tuple[str, float]:

@@ -9,7 +9,8 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - exactly one glTF mesh with one triangle primitive, one node, no transform;
 - POSITION holds the V vertices in binding order, in a3d's *normalized* frame (map back to the asset's own
   frame with `source/normalization.json`'s `inverse`);
-- TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures;
+- TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures, with the alpha mode of
+  the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1);
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white.
 """
 
@@ -38,14 +39,15 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     color0 = np.round(np.clip(linear, 0, 1) * 255).astype(np.uint8)  # [V, 4]
     has_color = bool((color0 != 255).any())
     if mesh.texture is not None:
-        opaque = bool((mesh.texture[..., 3] == 255).all())
+        opaque = mesh.alpha_mode == "OPAQUE"
         image = Image.fromarray(np.ascontiguousarray(mesh.texture[..., :3])) if opaque else Image.fromarray(mesh.texture)
         material = PBRMaterial(
             baseColorTexture=image,
             baseColorFactor=[255, 255, 255, 255],
             metallicFactor=0.0,
             roughnessFactor=1.0,
-            alphaMode="OPAQUE" if opaque else "BLEND",
+            alphaMode=mesh.alpha_mode,
+            alphaCutoff=0.5 if mesh.alpha_mode == "MASK" else None,
         )
         visual: object = TextureVisuals(uv=mesh.uvs, material=material)
         if has_color:

@@ -17,6 +17,8 @@ import numpy as np
 
 from a3d_cli.mesh.appearance import sample_texture
 
+ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")  # glTF's alpha modes, from least to most transparent
+
 
 @dataclass(frozen=True)
 class SurfaceMesh:
@@ -28,6 +30,8 @@ class SurfaceMesh:
         vertex_colors: [V, 4] float32 sRGB RGBA multipliers in [0, 1].
         uvs: [V, 2] float64 texture coordinates (origin bottom-left) or None.
         texture: [H, W, 4] uint8 sRGB RGBA image or None (then `uvs` is None too).
+        alpha_mode: how alpha is meant, as glTF's materials say: "OPAQUE" (alpha ignored), "MASK" (alpha is
+            0 or 1 already) or "BLEND"; a joined mesh takes the most transparent mode of its parts.
     """
 
     vertices: np.ndarray  # [V, 3]
@@ -35,6 +39,7 @@ class SurfaceMesh:
     vertex_colors: np.ndarray  # [V, 4]
     uvs: np.ndarray | None = None  # [V, 2]
     texture: np.ndarray | None = None  # [H, W, 4]
+    alpha_mode: str = "OPAQUE"
 
     def __post_init__(self) -> None:
         v = self.vertices.shape[0]
@@ -107,6 +112,7 @@ class SurfaceMesh:
             vertex_colors=self.vertex_colors[used],
             uvs=None if self.uvs is None else self.uvs[used],
             texture=self.texture,
+            alpha_mode=self.alpha_mode,
         )
 
 
@@ -120,6 +126,7 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
 
     if len(parts) == 1:
         return parts[0]
+    alpha_mode = max((p.alpha_mode for p in parts), key=ALPHA_MODES.index)
     offsets = np.cumsum([0] + [p.num_vertices for p in parts])
     vertices = np.concatenate([p.vertices for p in parts], axis=0)
     faces = np.concatenate([p.faces + offsets[i] for i, p in enumerate(parts)], axis=0)
@@ -131,9 +138,10 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
             slot_of[id(p.texture)] = len(textures)
             textures.append(p.texture)
     if not textures:
-        return SurfaceMesh(vertices, faces, colors)
+        return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
     if len(textures) == 1 and all(p.texture is not None for p in parts):
-        return SurfaceMesh(vertices, faces, colors, np.concatenate([p.uvs for p in parts], axis=0), textures[0])  # type: ignore[misc]
+        uvs_all = np.concatenate([p.uvs for p in parts], axis=0)  # type: ignore[misc]
+        return SurfaceMesh(vertices, faces, colors, uvs_all, textures[0], alpha_mode)
     white_slot = len(textures)
     textures.append(np.full((4, 4, 4), 255, dtype=np.uint8))
     atlas, places = pack_atlas(textures)
@@ -143,4 +151,4 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
             uvs.append(remap_uv(np.full((p.num_vertices, 2), 0.5), places[white_slot], atlas.shape))
         else:
             uvs.append(remap_uv(p.uvs, places[slot_of[id(p.texture)]], atlas.shape))  # type: ignore[arg-type]
-    return SurfaceMesh(vertices, faces, colors, np.concatenate(uvs, axis=0), atlas)
+    return SurfaceMesh(vertices, faces, colors, np.concatenate(uvs, axis=0), atlas, alpha_mode)

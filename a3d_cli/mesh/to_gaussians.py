@@ -12,8 +12,16 @@ Splat shape: flat discs lying in the surface.
   capped at MAX_ANISOTROPY), shrunk by 1/sqrt(1 + samples nearby) where samples share the area.
 - Sample splats: isotropic in their face's plane, FOOTPRINT × the spacing of the points on that face.
 - Thickness along the normal: FLATNESS × the smaller in-plane deviation.
+- Bounded by the surface: no splat reaches far beyond the triangles it stands for. Along each in-plane
+  axis the deviation is at most SURFACE_BOUND × the local surface's own standard deviation along it (the
+  area-uniform second moment of a sample's triangle, or of the triangle fan around a vertex, about the
+  vertex), and a vertex splat at most SURFACE_BOUND × FOOTPRINT × the spacing its share of the fan's area
+  gives (a third of the fan, split with the samples on it). Regular meshes are unaffected; long thin
+  triangles and big low-poly faces get thin or small splats instead of streaks across the view.
 Colour: the mesh colour at the point (texture at the UV times vertex colour; for vertex splats averaged over
 the seam copies of the vertex, like Animate3D's average over adjacent faces). Opacity SPLAT_OPACITY × alpha.
+With `shade=True` a fixed lighting is baked into the colours (`a3d_cli.mesh.shading`), using each splat's
+normal (the vertex normal, or the sample's face normal).
 """
 
 from __future__ import annotations
@@ -31,12 +39,13 @@ SPLAT_OPACITY = 0.99
 FOOTPRINT = 0.6  # in-plane standard deviation / local point spacing (≥ 0.5 leaves no see-through gaps)
 FLATNESS = 0.1  # normal-axis standard deviation / in-plane one
 MAX_ANISOTROPY = 4.0
+SURFACE_BOUND = 2.0  # max splat deviation / the local surface's deviation along the same axis
 _HEX_AREA = 0.5 * np.sqrt(3.0)  # area per point of a unit-spacing triangular lattice
 _R2 = np.array([0.7548776662466927, 0.5698402909980532])  # Roberts' R2 low-discrepancy sequence steps
 
 
 def mesh_to_gaussians(
-    mesh: SurfaceMesh, target_splats: int = DEFAULT_TARGET_SPLATS, seed: int = 0
+    mesh: SurfaceMesh, target_splats: int = DEFAULT_TARGET_SPLATS, seed: int = 0, shade: bool = False
 ) -> tuple[Gaussians, MeshBinding]:
     """Turn a (normalized) mesh into static splats plus their binding.
 
@@ -45,6 +54,7 @@ def mesh_to_gaussians(
         target_splats: total splat count aimed for; surface samples fill up to it where vertices are sparse
             (no samples when the mesh already has this many welded vertices).
         seed: seeds sample counts and positions (the result is deterministic for a seed).
+        shade: bake `a3d_cli.mesh.shading`'s fixed lighting into the splat colours.
 
     Returns:
         (Gaussians with W vertex splats then S sample splats, MeshBinding).
@@ -79,6 +89,11 @@ def mesh_to_gaussians(
     v_rgba = _average_rows(mesh.vertex_rgba(), vertex_splat, w)  # [W, 4]
     s_rgba = mesh.surface_rgba(face_ids, bary) if len(face_ids) else np.zeros((0, 4), np.float32)  # [S, 4]
     rgba = np.concatenate([v_rgba, s_rgba], axis=0)  # [N, 4]
+    if shade:
+        from a3d_cli.mesh.shading import shade_srgb
+
+        normals = np.concatenate([v_rot[:, :, 2], s_rot[:, :, 2]], axis=0)  # [N, 3]
+        rgba[:, :3] = shade_srgb(rgba[:, :3], normals)
 
     g = Gaussians(
         means=torch.from_numpy(np.concatenate([pos, s_pos], axis=0)).float(),
@@ -170,8 +185,17 @@ def _vertex_splat_shapes(
     for k in range(3):
         np.add.at(nearby, faces[:, k], n_face / 3.0)
     shrink = 1.0 / np.sqrt(1.0 + nearby)  # [W]
-    s1 = np.maximum(FOOTPRINT * spacing1 * shrink, 1e-6)
-    s2 = np.maximum(FOOTPRINT * spacing2 * shrink, 1e-6)
+    # bounded by the surface: the vertex's share of its fan's area (split with the samples there), and the
+    # fan's own extent along each axis (thin fans of long thin triangles give thin splats)
+    fan_area = np.zeros(w)
+    for k in range(3):
+        np.add.at(fan_area, faces[:, k], f_area)
+    share_spacing = np.sqrt(fan_area / 3.0 / (1.0 + nearby) / _HEX_AREA)  # [W]
+    fan = _fan_moments(pos, faces, f_area)  # [W, 3, 3]
+    cap1 = np.minimum(SURFACE_BOUND * FOOTPRINT * share_spacing, _bound_along(fan, a1))
+    cap2 = np.minimum(SURFACE_BOUND * FOOTPRINT * share_spacing, _bound_along(fan, a2))
+    s1 = np.maximum(np.minimum(FOOTPRINT * spacing1 * shrink, cap1), 1e-6)
+    s2 = np.maximum(np.minimum(FOOTPRINT * spacing2 * shrink, cap2), 1e-6)
     scale = np.stack([s1, s2, FLATNESS * np.minimum(s1, s2)], axis=-1)  # [W, 3]
     return rot, scale
 
@@ -187,11 +211,41 @@ def _sample_splat_shapes(
     """Rotations [S, 3, 3] and scales [S, 3] of the surface samples."""
     if len(face_ids) == 0:
         return np.zeros((0, 3, 3)), np.zeros((0, 3))
-    tri = pos[faces[face_ids]]  # [S, 3, 3]
-    rot = _tangent_frames(f_normal[face_ids], tri[:, 1] - tri[:, 0])  # [S, 3, 3]
-    spacing = np.sqrt(f_area[face_ids] / (n_face[face_ids] + 0.5) / _HEX_AREA)  # [S]
-    s = np.maximum(FOOTPRINT * spacing, 1e-6)
-    return rot, np.stack([s, s, FLATNESS * s], axis=-1)
+    used = np.unique(face_ids)  # shapes are per face: compute them once per face that has samples
+    tri = pos[faces[used]]  # [U, 3, 3]
+    d = tri - tri.mean(axis=1, keepdims=True)  # [U, 3, 3] corners about the centroid
+    cov = np.einsum("uki,ukj->uij", d, d) / 12.0  # [U, 3, 3] covariance of the uniform triangle
+    evals, evecs = np.linalg.eigh(cov)  # ascending
+    rot_u = _tangent_frames(f_normal[used], evecs[:, :, 2])  # [U, 3, 3] a1 = the triangle's long axis
+    spacing = np.sqrt(f_area[used] / (n_face[used] + 0.5) / _HEX_AREA)  # [U]
+    s1 = np.minimum(FOOTPRINT * spacing, _bound_along(cov, rot_u[:, :, 0]))
+    s2 = np.minimum(FOOTPRINT * spacing, _bound_along(cov, rot_u[:, :, 1]))
+    s1, s2 = np.maximum(s1, 1e-6), np.maximum(s2, 1e-6)
+    scale_u = np.stack([s1, s2, FLATNESS * np.minimum(s1, s2)], axis=-1)  # [U, 3]
+    where = np.searchsorted(used, face_ids)  # [S]
+    return rot_u[where], scale_u[where]
+
+
+def _fan_moments(pos: np.ndarray, faces: np.ndarray, f_area: np.ndarray) -> np.ndarray:
+    """[W, 3, 3] second moment, about each vertex, of the area-uniform distribution over its triangle fan."""
+    w = len(pos)
+    moment = np.zeros((w, 3, 3))
+    for k in range(3):
+        b = pos[faces[:, (k + 1) % 3]] - pos[faces[:, k]]  # [T, 3] the other corners, relative to corner k
+        c = pos[faces[:, (k + 2) % 3]] - pos[faces[:, k]]
+        m = (
+            b[:, :, None] * b[:, None, :] + c[:, :, None] * c[:, None, :] + (b + c)[:, :, None] * (b + c)[:, None, :]
+        ) / 12.0  # [T, 3, 3] E[p p^T] over the triangle, p from corner k
+        np.add.at(moment, faces[:, k], f_area[:, None, None] * m)
+    area = np.zeros(w)
+    for k in range(3):
+        np.add.at(area, faces[:, k], f_area)
+    return moment / np.maximum(area, 1e-300)[:, None, None]
+
+
+def _bound_along(moment: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """[P] SURFACE_BOUND × the standard deviation of a [P, 3, 3] second moment along unit axes [P, 3]."""
+    return SURFACE_BOUND * np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", axis, moment, axis), 0.0))
 
 
 def _average_rows(values: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:

@@ -33,6 +33,10 @@ from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on
 from a3d_cli.stages.progress import Progress
 
 Output = Literal["auto", "mesh", "splats"]
+VIDEO_ALTERNATIVE = (
+    "Or animate from a multi-view video you already have: `a3d animate MODEL --video DIR` "
+    "(DIR holds v{view}_f{frame:02d}.png, 4 views × 16 frames)."
+)
 STAGE_ORDER = ("prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
 
 
@@ -55,8 +59,10 @@ class AnimateOptions:
     frames and preview only (no animated GLB)."""
     up: str = "+y"
     """The asset's up axis (prepare)."""
-    front: str = "+z"
-    """The asset's front axis (prepare)."""
+    front: str = "auto"
+    """The asset's front axis, or "auto" (prepare)."""
+    shade: str = "auto"
+    """Baked lighting of mesh colours: auto, on, off (prepare)."""
     splats: int = 20_000
     """Splats aimed for on meshes (prepare)."""
     max_vertices: int = 20_000
@@ -145,9 +151,11 @@ def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str
     stages = ["prepare"]
     notices: list[str] = []
     have_weights = opts.tiny_model or not weights_missing
-    if opts.video is None or opts.sds is True:
-        if not have_weights:
-            # raises WeightsMissing with the full message
+    if not have_weights:
+        # raises WeightsMissing with the full message, naming the first stage that needs the weights
+        if opts.video is None:
+            resolve_mvvdm_weights(explicit_weights(opts), needed_by="mvvideo", alternative=VIDEO_ALTERNATIVE)
+        elif opts.sds is True:
             resolve_mvvdm_weights(explicit_weights(opts), needed_by="4D-SDS", alternative=WEIGHTS_ALTERNATIVE)
     if opts.video is None:
         stages.append("mvvideo")
@@ -192,6 +200,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             model=str(Path(opts.model).expanduser().absolute()),
             up=opts.up,
             front=opts.front,
+            shade=opts.shade,  # type: ignore[arg-type]
             max_vertices=opts.max_vertices,
             splats=opts.splats,  # type: ignore[arg-type]
             allow_external_refs=opts.allow_external_refs,

@@ -95,6 +95,11 @@ class MVVideoOptions:
     compile: bool = False
     """On CUDA, compile the UNet's repeated blocks (`a3d_cli.models.acceleration`): faster evaluations after
     a one-off compilation on the first run (cached on disk afterwards). Ignored on CPU."""
+    cuda_graph: bool = False
+    """On CUDA, record the guided UNet call of the first DDIM step as a CUDA graph and replay it for every
+    later step of every FreeInit pass (`a3d_cli.models.mvvdm.sampling.graphed_guide`): same kernels and
+    numbers, none of Python's launch gaps. Ignored on CPU. Off by default until its GPU parity test and
+    timing have run on a GPU (docs/mvvideo.md)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -274,7 +279,7 @@ def run(
         sync()
         start = time.perf_counter()
         out = generate_mvvideo(comp, resize_for_vae(views, SIZE), cams.c2w, opts.prompt, opts.negative_prompt, cfg,
-                               generator, on_step, clip_images=views)
+                               generator, on_step, clip_images=views, cuda_graph=opts.cuda_graph)
         sync()
         seconds = time.perf_counter() - start
         # steady-state time per DDIM step (one CFG-batched UNet call + scheduler step)
@@ -293,6 +298,7 @@ def run(
             generate_seconds=round(seconds, 3),
             seconds_per_unet_evaluation=None if per_eval is None else round(per_eval, 4),
             dtype=str(comp.dtype).replace("torch.", ""),
+            cuda_graph_replays=out.graph_replays,
             **accel.as_metrics(),
         )
 

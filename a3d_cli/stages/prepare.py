@@ -9,6 +9,7 @@ Writes into RUN (formats in docs/prepare.md and docs/ARTIFACTS.md):
     static/binding.safetensors    mesh inputs: vertex ↔ splat binding (`a3d_cli.mesh.binding`)
     static/views/view_{i}.png     i = 0..3: RGBA renders at elevation 15°, azimuth 0/90/180/270, radius 3, fov 40°
     static/views/view_{i}_grey.png  the same on a 0.5 grey background (what MV-VDM is conditioned on), RGB
+    static/views/contact_sheet.png  the 4 grey views in one captioned row, to check the orientation at a glance
     static/views/cameras.json     the 4 cameras (`CameraSet.to_json`)
 
 Examples:
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote
 
+import numpy as np
+
 from a3d_cli.errors import OptionError
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
@@ -32,9 +35,15 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from a3d_cli.gaussians.container import Gaussians
+    from a3d_cli.mesh.surface import SurfaceMesh
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
+FRONTS = (*AXES, "auto")
+Shade = Literal["auto", "on", "off"]
+SHADE_MODES = ("auto", "on", "off")
+MAX_MATERIAL_COLOURS = 16  # `--shade auto` lights meshes with no texture and at most this many distinct colours
+CONTACT_SHEET = "static/views/contact_sheet.png"
 VIEWS_DIR = "static/views"
 GREY = 0.5  # background of the *_grey views (Animate3D renders on 0.498)
 
@@ -46,7 +55,11 @@ class PrepareOptions:
     Attributes:
         model: the input file (.glb, .gltf, .obj, mesh .ply or 3DGS .ply).
         up: the asset's up axis; glTF assets are +y (the default), many OBJ/PLY exports +z.
-        front: the asset's front axis, which faces the azimuth-0 camera (+z for glTF).
+        front: the asset's front axis, which faces the azimuth-0 camera, or "auto": guessed from the
+            asset's mirror symmetry and detail (`a3d_cli.mesh.orientation`), used only when the guess is
+            confident, else the conventional front (+z, or -y for a +z-up asset).
+        shade: bake a fixed lighting into the splat colours (`a3d_cli.mesh.shading`): "auto" for meshes
+            without texture and with at most MAX_MATERIAL_COLOURS colours, "on" for every mesh, "off".
         max_vertices: meshes with more distinct vertex positions are simplified to this many.
         splats: total splats aimed for on meshes (surface samples fill in where vertices are sparse).
         view_size: width and height of the conditioning renders, pixels (MV-VDM uses 256).
@@ -56,16 +69,22 @@ class PrepareOptions:
 
     model: str
     up: Axis = "+y"
-    front: Axis = "+z"
+    front: Axis | Literal["auto"] = "auto"
     max_vertices: int = 20_000
     splats: int = 20_000
     view_size: int = 256
+    shade: Shade = "auto"
     allow_external_refs: bool = False
 
     def __post_init__(self) -> None:
-        if self.up not in AXES or self.front not in AXES:
-            raise OptionError(f"--up and --front must be one of {', '.join(AXES)} (got {self.up}, {self.front}).")
-        if self.up[1] == self.front[1]:
+        if self.up not in AXES or self.front not in FRONTS:
+            raise OptionError(
+                f"--up must be one of {', '.join(AXES)} and --front one of {', '.join(FRONTS)} "
+                f"(got {self.up}, {self.front})."
+            )
+        if self.shade not in SHADE_MODES:
+            raise OptionError(f"--shade must be one of {', '.join(SHADE_MODES)} (got {self.shade}).")
+        if self.front != "auto" and self.up[1] == self.front[1]:
             raise OptionError(
                 f"--up {self.up} and --front {self.front} lie on the same axis.",
                 hint="Choose two different axes, e.g. --up +z --front -y.",
@@ -73,7 +92,7 @@ class PrepareOptions:
         if self.max_vertices < 100:
             raise OptionError(f"--max-vertices must be at least 100 (got {self.max_vertices}).")
         if self.splats < 1:
-            raise OptionError(f"--splats must be positive (got {self.splats}).")
+            raise OptionError(f"--splat-count must be positive (got {self.splats}).")
         if not 32 <= self.view_size <= 2048:
             raise OptionError(f"--view-size must be between 32 and 2048 pixels (got {self.view_size}).")
 
@@ -120,7 +139,9 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     mesh = binding = None
     if kind == "gaussians":
         g = read_ply(model)
-        norm = fit_normalization(g.means.double().numpy(), opts.up, opts.front, robust=True)
+        points = g.means.double().numpy()
+        front = _choose_front(ctx, opts, points, None, g.colors.numpy())
+        norm = fit_normalization(points, opts.up, front, robust=True)
         g, dropped = normalize_gaussians(g, norm)
         if dropped:
             progress.log("view-dependent colour (SH degree > 0) dropped: it cannot follow the --up/--front rotation")
@@ -131,7 +152,13 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
         mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs)
-        norm = fit_normalization(mesh.vertices, opts.up, opts.front)
+        if opts.up == "+y" and kind == "mesh" and model.suffix.lower() in (".obj", ".ply"):
+            progress.log(
+                f"{model.suffix.lower()} files have no fixed up axis; +y assumed. If the contact sheet "
+                f"({CONTACT_SHEET}) shows the asset on its side, re-run with --up +z (or the axis that is up)."
+            )
+        front = _choose_front(ctx, opts, mesh.vertices, mesh.faces, None)
+        norm = fit_normalization(mesh.vertices, opts.up, front)
         mesh = mesh.with_vertices(norm.apply(mesh.vertices))
         welded = welded_vertex_count(mesh)
         if welded > opts.max_vertices:
@@ -142,7 +169,9 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
             )
             ctx.metrics["simplified_from"] = welded
         progress.start("prepare: mesh → splats")
-        g, binding = mesh_to_gaussians(mesh, opts.splats, seed=ctx.seed)
+        shade = opts.shade == "on" or (opts.shade == "auto" and _plain_colour(mesh))
+        g, binding = mesh_to_gaussians(mesh, opts.splats, seed=ctx.seed, shade=shade)
+        ctx.metrics["shaded"] = shade
         ctx.metrics.update(
             kind="mesh",
             splats=len(g),
@@ -165,7 +194,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     write_ply(ctx.output("static/gaussians.ply"), g)
 
     # 3. the 4 conditioning views
-    from a3d_cli.io.images import save_png
+    from a3d_cli.io.images import composite, contact_sheet, save_png
     from a3d_cli.render.cameras import mvvdm_cameras
 
     progress.start("prepare: rendering the 4 views", total=1)
@@ -173,10 +202,12 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     rgba = render_rgba(
         g, cams.viewmats, cams.Ks(opts.view_size, opts.view_size), opts.view_size, ctx.device
     )  # [4, H, W, 4]
+    greys = [composite(rgba[i], GREY) for i in range(len(cams))]  # [H, W, 3] each
     for i in range(len(cams)):
         save_png(ctx.output(f"{VIEWS_DIR}/view_{i}.png"), rgba[i])
-        grey = rgba[i, ..., :3] * rgba[i, ..., 3:] + GREY * (1 - rgba[i, ..., 3:])  # [H, W, 3]
-        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}_grey.png"), grey)
+        save_png(ctx.output(f"{VIEWS_DIR}/view_{i}_grey.png"), greys[i])
+    labels = [f"view {i}: azimuth {round(a)}" + (" (front)" if i == 0 else "") for i, a in enumerate(cams.azimuth_deg.tolist())]
+    save_png(ctx.output(CONTACT_SHEET), contact_sheet(greys, labels))
     ctx.output(f"{VIEWS_DIR}/cameras.json").write_text(
         json.dumps(cams.to_json(opts.view_size, opts.view_size), indent=2)
     )
@@ -185,6 +216,57 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     if float(coverage.min()) < 1e-4:
         progress.log("warning: a conditioning view is empty; check --up/--front")
     progress.update(1)
+
+
+def _choose_front(
+    ctx: StageContext, opts: PrepareOptions, points: np.ndarray, faces: np.ndarray | None, colors: np.ndarray | None
+) -> str:
+    """The front axis to use: the user's, or for `--front auto` the guessed one when confident, else the
+    conventional one. Logs what was decided and why; 3DGS inputs also get the upside-down check."""
+    from a3d_cli.mesh.normalize import AXES as AXIS_VECTORS
+    from a3d_cli.mesh.normalize import axis_rotation
+    from a3d_cli.mesh.orientation import guess_front, looks_upside_down
+
+    conventional = "-y" if opts.up[1] == "z" else "+z"
+    rot = axis_rotation(opts.up, opts.front if opts.front != "auto" else conventional)
+    turned = np.asarray(points, dtype=np.float64) @ rot.T  # up = +Y
+    if colors is not None and opts.up == "+y" and looks_upside_down(turned, colors):
+        ctx.progress.log(
+            "hint: the splats look upside down (brighter underneath), as 3DGS files from the Inria/COLMAP "
+            "pipeline are stored (Y down); if the contact sheet agrees, re-run with --up -y"
+        )
+    if opts.front != "auto":
+        ctx.metrics["front"] = opts.front
+        return opts.front
+    guess = guess_front(turned, faces)
+    # the guessed direction, from the turned frame back to the asset's own axes
+    vec = rot.T @ np.asarray(AXIS_VECTORS[guess.front])
+    asset_axis = next(name for name, v in AXIS_VECTORS.items() if np.allclose(v, vec, atol=1e-6))
+    ctx.metrics["front_guess"] = {
+        "front": asset_axis, "confident": guess.confident,
+        "symmetry_ratio": guess.symmetry_ratio, "detail_ratio": guess.detail_ratio,
+    }  # fmt: skip
+    chosen = asset_axis if guess.confident else conventional
+    ctx.metrics["front"] = chosen
+    if guess.confident and chosen != conventional:
+        ctx.progress.log(
+            f"front: the asset seems to face {chosen} (mirror symmetry and detail), so view 0 looks at that side; "
+            f"pass --front {conventional} to keep the file's convention (check {CONTACT_SHEET})"
+        )
+    elif not guess.confident and asset_axis != conventional:
+        ctx.progress.log(
+            f"front: could not tell which way the asset faces; {conventional} assumed. Check {CONTACT_SHEET} "
+            f"and pass --front (+x, -x, +z or -z) if view 0 is not the front"
+        )
+    return chosen
+
+
+def _plain_colour(mesh: SurfaceMesh) -> bool:
+    """Whether a mesh has no texture and only a few distinct colours (materials, not painted colours)."""
+    if mesh.texture is not None:
+        return False
+    distinct = np.unique(np.round(mesh.vertex_colors * 255).astype(np.int32), axis=0)
+    return len(distinct) <= MAX_MATERIAL_COLOURS
 
 
 def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: str) -> Tensor:  # noqa: N803
@@ -243,26 +325,11 @@ def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
     suffix = model.suffix.lower()
     found: list[Path] = []
     if suffix == ".obj":
+        from a3d_cli.mesh.mtl import MAP_KEYWORDS
+
         for mtl in _obj_references(model, ("mtllib",)):
             found.append(mtl)
-            found.extend(
-                _obj_references(
-                    mtl,
-                    (
-                        "map_kd",
-                        "map_ka",
-                        "map_ks",
-                        "map_ns",
-                        "map_d",
-                        "map_bump",
-                        "bump",
-                        "norm",
-                        "map_pr",
-                        "map_pm",
-                        "disp",
-                    ),
-                )
-            )
+            found.extend(_obj_references(mtl, MAP_KEYWORDS))
     elif suffix in (".gltf", ".glb"):
         found.extend(model.parent / unquote(uri) for uri in gltf_uris(model))
     unique: list[Path] = []
@@ -279,17 +346,22 @@ def _shown(model: Path, path: Path) -> str:
 
 
 def _obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
-    """Files named after `keywords` in an OBJ/MTL file (the file name is the last word; options come first)."""
+    """Files named after `keywords` in an OBJ/MTL file: `mtllib` lists file names separated by spaces; a map
+    statement has options first and the file name as the rest of the line (`a3d_cli.mesh.mtl`)."""
+    from a3d_cli.mesh.mtl import map_file_name
+
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
     out = []
     for line in text.splitlines():
-        words = line.strip().split()
-        if len(words) >= 2 and words[0].lower() in keywords:
-            name = words[1:] if words[0].lower() == "mtllib" else words[-1:]
-            out.extend(path.parent / n.replace("\\", "/") for n in name)
+        words = line.strip().split(maxsplit=1)
+        if len(words) == 2 and words[0].lower() in keywords:
+            if words[0].lower() == "mtllib":
+                out.extend(path.parent / n.replace("\\", "/") for n in words[1].split())
+            elif name := map_file_name(words[1]):
+                out.append(path.parent / name)
     return out
 
 

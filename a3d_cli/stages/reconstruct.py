@@ -94,6 +94,7 @@ class ReconstructOptions:
         frames_per_step: frames rendered per step (0 = all active frames).
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
+        cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; opt-in).
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
@@ -106,6 +107,7 @@ class ReconstructOptions:
     frames_per_step: int | None = None
     grad_fraction: float | None = None
     hexplane_backend: str | None = None
+    cuda_graphs: bool | None = None
     preview: bool = True
     settings: FitSettings | None = None
 
@@ -123,7 +125,7 @@ class ReconstructOptions:
         if self.steps is not None:
             changes["steps"] = self.steps
             changes["steps_per_frame"] = max(1, round(self.steps * base.steps_per_frame / max(base.steps, 1)))
-        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend"):
+        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs"):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)
         return name, replace(base, **changes)
@@ -325,7 +327,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
 
     Returns:
         StageResult; metrics: preset, steps, splats, psnr_per_view (frames 1-15, each view), psnr,
-        psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds.
+        psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds,
+        cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU).
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).
@@ -415,6 +418,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         psnr=round(float(per_view.mean()), 3),
         psnr_static=round(float(static_psnr.mean()), 3),
         fit_seconds=round(fit.seconds, 2),
+        cuda_graph_recordings=fit.graph_recordings,
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 

@@ -50,7 +50,7 @@ class ModelWeights:
         kind: ``"file"``: resolves to one file; ``"folder"``: resolves to a folder holding `files`.
         files: the files needed; for ``"file"`` exactly one. Paths are relative to the repo root.
         folder: for ``"folder"`` models, the repo folder that `resolve` returns (``""`` = repo root).
-        stages: the a3d commands that load it.
+        stages: the a3d commands that load it (empty: optional, no command needs it, `fetch --all` skips it).
         description: one line saying what it is.
         license: the license as far as our references know it (says so when unverified).
         gated: the repo needs a license click-through and a token before it can be downloaded.
@@ -181,8 +181,8 @@ REGISTRY: tuple[ModelWeights, ...] = (
             RepoFile("config.json"),
             RepoFile("diffusion_pytorch_model.safetensors", alternatives=("diffusion_pytorch_model.bin",)),
         ),
-        stages=("mvvideo", "sds"),
-        description="AnimateDiff v2 motion adapter: motion-module layout of MV-VDM (weights replaced by Animate3D)",
+        stages=(),  # not needed: Animate3D's file replaces every motion-module weight (docs/mvvideo.md)
+        description="AnimateDiff v2 motion adapter (optional: no stage needs it; for converting or training)",
         license="not stated in our references (AnimateDiff code is Apache-2.0); read the model card",
         approx_size="1.82 GB",
     ),

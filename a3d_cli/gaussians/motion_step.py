@@ -1,0 +1,231 @@
+"""One optimisation step of the motion fit, as fixed-shape pieces that CUDA can replay as graphs.
+
+Why: at the reconstruct stage's sizes a step's GPU work is small (a few milliseconds) but made of
+hundreds of small kernels: the HexPlane lookups and heads, the quaternion and scale updates, the losses,
+the ARAP residuals and all their gradients. Launched one by one from Python, the step takes as long as
+the host needs to launch them, so a slower CPU makes the whole stage slower. Here the step is
+
+1. `FieldPiece`: frames [F] → moved splats (means, quats, scales) [F, N, ·];
+2. the rasterizer (`render_splats`, eager: gsplat sizes its tile lists from the data, a host read);
+3. `LossPiece`: renders, moved means, frames, drawn ARAP points → total loss (and the RGB term);
+4. the backward pass through all three.
+
+Pieces 1 and 3 are pure functions of their tensor inputs with no host synchronisation and no random
+draws (the draws happen before, eagerly, in the order the loop always used). On CUDA each is recorded,
+forward and backward, with `torch.cuda.make_graphed_callables` once per frame count F (F only grows
+along the progressive schedule, so the previous recording is dropped when it changes) and replayed
+every later step: two graph launches instead of hundreds of kernel launches. On the CPU, or when
+recording fails, the same modules run eagerly, so CPU tests exercise the same step.
+
+Examples:
+    >>> step = FitStep(motion, static, viewmats, Ks, 256, targets, masks, settings, arap)  # doctest: +SKIP
+    >>> loss, loss_rgb = step(frames_dev, generator)  # forward + backward  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from a3d_cli.gaussians.arap import ArapRegularizer
+    from a3d_cli.gaussians.container import Gaussians
+    from a3d_cli.gaussians.motion_field import MotionField
+    from a3d_cli.gaussians.motion_fit import FitSettings
+
+WARMUP_FIRST = 3
+"""Eager warm-up calls before the first recording (library handles, workspaces, allocator)."""
+WARMUP_LATER = 1
+"""Eager warm-up calls before recording a new frame count (libraries are initialised by then)."""
+
+
+class FieldPiece(nn.Module):
+    """Frames → moved splats: the motion field evaluated on the frozen static splats.
+
+    A module (not a closure) so that `make_graphed_callables` records gradients for the field's
+    parameters, which are this module's only parameters.
+    """
+
+    def __init__(self, motion: MotionField, static: Gaussians) -> None:
+        super().__init__()
+        self.motion = motion
+        self.static = static
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """frames: [F] long on the splats' device. Returns means [F, N, 3], quats [F, N, 4], scales [F, N, 3]."""
+        out = self.motion(self.static, frames)
+        return out.means, out.quats, out.scales
+
+
+class LossPiece(nn.Module):
+    """Renders + moved means → `λ_rgb·MSE + λ_mask·MSE + λ_arap·ARAP` (no parameters, no randomness).
+
+    Args:
+        targets: [16, V, H, W, 3] video frames on grey (frame-major).
+        masks: [16, V, H, W] foreground masks.
+        settings: the loss weights.
+        arap: the ARAP term, or None (weight 0).
+    """
+
+    def __init__(self, targets: Tensor, masks: Tensor, settings: FitSettings, arap: ArapRegularizer | None) -> None:
+        super().__init__()
+        self.targets, self.masks = targets, masks
+        self.lambda_rgb, self.lambda_mask, self.lambda_arap = settings.lambda_rgb, settings.lambda_mask, settings.lambda_arap
+        self.arap = arap if settings.lambda_arap > 0 else None
+
+    def forward(self, rgb: Tensor, alpha: Tensor, means: Tensor, frames: Tensor, *drawn: Tensor) -> tuple[Tensor, Tensor]:
+        """rgb [F, V, H, W, 3], alpha [F, V, H, W], means [F, N, 3], frames [F], drawn = ARAP (points, neighbours).
+
+        Returns:
+            the total loss (differentiable) and the RGB MSE (detached, for logging).
+        """
+        loss_rgb = torch.nn.functional.mse_loss(rgb, self.targets.index_select(0, frames))
+        loss_mask = torch.nn.functional.mse_loss(alpha, self.masks.index_select(0, frames))
+        loss = self.lambda_rgb * loss_rgb + self.lambda_mask * loss_mask
+        if self.arap is not None:
+            loss = loss + self.lambda_arap * self.arap.energy(means, *drawn)  # un-sparsified, as the reference
+        return loss, loss_rgb.detach()
+
+
+def graphs_usable(device: torch.device) -> bool:
+    """True where the step's pieces can be recorded as CUDA graphs (a CUDA device)."""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+class FitStep:
+    """Forward and backward of one motion-fit step (the optimiser step is the caller's).
+
+    Args:
+        motion: the field being fitted (its parameters receive the gradients).
+        static: the N frozen splats it moves.
+        viewmats: [V, 4, 4] and Ks: [V, 3, 3], the video cameras; size: the square render size.
+        targets: [16, V, S, S, 3] and masks: [16, V, S, S], frame-major, on the splats' device.
+        settings: loss weights and `grad_fraction`.
+        arap: the ARAP term (None = none).
+        cuda_graphs: record the pieces as CUDA graphs where `graphs_usable` (ignored elsewhere).
+        on_notice: receives one line if recording fails (the step then stays eager).
+    """
+
+    def __init__(
+        self,
+        motion: MotionField,
+        static: Gaussians,
+        viewmats: Tensor,
+        Ks: Tensor,
+        size: int,
+        targets: Tensor,
+        masks: Tensor,
+        settings: FitSettings,
+        arap: ArapRegularizer | None,
+        *,
+        cuda_graphs: bool = True,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.static, self.viewmats, self.Ks, self.size = static, viewmats, Ks, size
+        self.grad_fraction = settings.grad_fraction
+        self.field = FieldPiece(motion, static)
+        self._loss_inputs = (targets, masks, settings, arap)
+        self.loss = LossPiece(*self._loss_inputs)
+        self.use_graphs = cuda_graphs and graphs_usable(static.means.device)
+        self.on_notice = on_notice
+        self.recordings = 0
+        """How many frame counts were recorded as graphs (0 = the step ran eagerly throughout)."""
+        self._graphed: tuple[int, Callable, Callable] | None = None  # (F, field, loss)
+        self._pool = None
+
+    def __call__(
+        self, frames: Tensor, generator: torch.Generator | None, tick: Callable[[str], None] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Forward and backward for the given frames; gradients land in the field's `.grad`.
+
+        Args:
+            frames: [F] long frame indices on the splats' device.
+            generator: device generator for the gradient-sparsification mask and the ARAP draw.
+            tick: called with a phase name after each phase ("field", "raster", "loss", "backward";
+                for profiling, which synchronises inside it).
+
+        Returns:
+            (loss, rgb MSE), 0-d tensors on the device; with graphs, buffers that the next step overwrites.
+        """
+        from a3d_cli.gaussians.motion_fit import render_splats
+
+        mark = tick or (lambda _name: None)
+        f, n = frames.shape[0], self.static.means.shape[0]
+        drawn: tuple[Tensor, ...] = ()
+        field, loss_fn = self._pieces(frames)
+        means, quats, scales = field(frames)
+        moved = (means, quats, scales)
+        if self.grad_fraction < 1.0:
+            # the reference's sparsification: image-loss gradients reach a random subset of splats only
+            keep = torch.rand(f, n, 1, generator=generator, device=means.device) < self.grad_fraction
+            moved = tuple(torch.where(keep, x, x.detach()) for x in moved)
+        mark("field")
+        rgb, alpha = render_splats(self.static, *moved, self.viewmats, self.Ks, self.size)
+        mark("raster")
+        if self.loss.arap is not None:
+            drawn = self.loss.arap.draw(generator)
+        loss, loss_rgb = loss_fn(rgb, alpha, means, frames, *drawn)
+        mark("loss")
+        loss.backward()
+        mark("backward")
+        return loss, loss_rgb
+
+    def _pieces(self, frames: Tensor) -> tuple[Callable, Callable]:
+        """The field and loss callables for this frame count: recorded graphs where possible, else eager."""
+        if not self.use_graphs:
+            return self.field, self.loss
+        f = frames.shape[0]
+        if self._graphed is not None and self._graphed[0] == f:
+            return self._graphed[1], self._graphed[2]
+        self._graphed = None  # frees the previous recording's buffers back to the pool
+        try:
+            self._graphed = (f, *self._record(frames))
+        except (RuntimeError, AssertionError) as exc:  # something that cannot be recorded: stay eager
+            self.use_graphs = False
+            if self.on_notice is not None:
+                self.on_notice(f"reconstruct: CUDA graphs unavailable, running the step eagerly ({exc})")
+            torch.cuda.synchronize()
+            return self.field, self.loss
+        self.recordings += 1
+        return self._graphed[1], self._graphed[2]
+
+    def _record(self, frames: Tensor) -> tuple[Callable, Callable]:
+        """Record both pieces at this frame count on sample inputs of the right shapes.
+
+        Fresh piece modules each time (recording replaces a module's `forward`). The sample inputs
+        draw no random numbers, so recording does not shift the run's random draws; their values only
+        matter for the warm-up calls (all-zero ARAP points give zero edges, whose fit is the identity).
+        """
+        f, dev = frames.shape[0], frames.device
+        v, s = self.viewmats.shape[0], self.size
+        n = self.static.means.shape[0]
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        warmup = WARMUP_FIRST if self.recordings == 0 else WARMUP_LATER
+        field_args = (frames.clone(),)
+        means = torch.zeros(f, n, 3, device=dev, requires_grad=True)
+        loss_args: tuple[Tensor, ...] = (
+            torch.zeros(f, v, s, s, 3, device=dev, requires_grad=True),
+            torch.zeros(f, v, s, s, device=dev, requires_grad=True),
+            means,
+            frames.clone(),
+        )
+        if self.loss.arap is not None:
+            arap = self.loss.arap
+            count = arap.sample_points if arap.sample_points > 0 else n
+            k = arap.k if arap.resample else arap.neighbours.idx.shape[1]
+            loss_args += (
+                torch.zeros(count, dtype=torch.long, device=dev),
+                torch.zeros(count, k, dtype=torch.long, device=dev),
+            )
+        graphed = torch.cuda.make_graphed_callables(
+            (FieldPiece(self.field.motion, self.static), LossPiece(*self._loss_inputs)),
+            (field_args, loss_args),
+            num_warmup_iters=warmup,
+            allow_unused_input=True,
+            pool=self._pool,
+        )
+        return graphed[0], graphed[1]

@@ -1,0 +1,503 @@
+"""Is the GPU waiting for Python? GPU busy fraction and host time per step of `reconstruct` and `mvvideo`.
+
+Both stages run thousands of small kernels, so on a slower host CPU they get slower although the GPU is
+the same. For each *code tree* (this checkout, and optionally an older copy of `a3d_cli` to compare
+against) and each stage, this script runs one child process that measures:
+
+- the stage's wall time, unprofiled (`reconstruct`: the whole stage on the fox ground truth of
+  `examples/make_ground_truth_motion.py`, reference preset by default, plus its held-out PSNR and
+  vertex error so a speed change can be checked for equal results; `mvvideo`: the whole
+  `generate_mvvideo` call at full size with random weights: encoders, 25 DDIM steps × 3 FreeInit passes
+  × CFG, VAE decode);
+- seconds per step, unprofiled (fit loop ÷ steps; sampling loop ÷ UNet calls);
+- in profiled windows of steps (`torch.profiler`, CPU + CUDA activity; the window is bracketed by device
+  synchronisations): the **GPU busy fraction** (union of kernel, copy and memset intervals ÷ window wall
+  time), the GPU time per step, the **host time per step** (window wall minus the time spent blocked in
+  CUDA synchronisation calls, per step), host synchronisations per step, kernel launches and CUDA-graph
+  launches per step. `reconstruct` is profiled at several frame counts (its per-step work grows with the
+  active frames) on a compressed schedule of the same settings; the whole fit's busy fraction is
+  estimated from the windows' GPU time per step, interpolated over the real schedule's frame counts,
+  divided by the unprofiled fit time. Profiling itself slows the host, so the host figures are upper
+  bounds and the windowed busy fractions lower bounds; the unprofiled times are the ones to quote.
+
+Every child records the host CPU model (`/proc/cpuinfo`), the GPU, and torch/gsplat versions.
+
+Usage:
+    # GPU, this checkout only
+    python benchmarks/profile_stage_busy.py --out busy.json
+    # before/after in one command: an older a3d_cli copied into .before/ (e.g. `git archive BASE a3d_cli | tar -x -C .before`)
+    python benchmarks/profile_stage_busy.py --trees before=.before,after=. --out busy.json
+    # CPU smoke test (tiny sizes, quickstart preset, tiny MV-VDM)
+    python benchmarks/profile_stage_busy.py --tiny --device cpu
+
+A tree is a folder holding an `a3d_cli` package; its children import `a3d_cli` from there and everything
+else (these benchmark helpers, the ground-truth example) from this checkout, so the older tree must offer
+the same public calls (`fit_motion`, `reconstruct.run`, `generate_mvvideo`). Before any child runs, the
+gsplat extension is built once (`a3d info --warmup` of this checkout) into one `TORCH_EXTENSIONS_DIR`
+that every child shares. JSON goes to --out, rewritten after every child; a markdown table ends the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from bisect import bisect_left
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+GPU_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
+SYNC_CALLS = frozenset(
+    {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy", "cuStreamSynchronize",
+     "cuCtxSynchronize", "cuEventSynchronize"}
+)  # fmt: skip
+KERNEL_LAUNCHES = frozenset(
+    {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchCooperativeKernel"}
+)
+GRAPH_LAUNCHES = frozenset({"cudaGraphLaunch", "cuGraphLaunch"})
+
+
+# --- pure helpers (unit-tested) -------------------------------------------------------------------------
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The host CPU's model name and logical core count, from /proc/cpuinfo (`platform` elsewhere)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.lower().startswith("model name")]
+    if not names:
+        return platform.processor() or platform.machine()
+    return f"{names[0]} ({len(names)} logical cores)"
+
+
+def covered(intervals: list[tuple[float, float]]) -> float:
+    """Total length covered by the union of [start, end) intervals (overlaps counted once)."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def analyse_trace(trace: dict, wall_s: float, steps: int) -> dict:
+    """Busy fraction and per-step host/GPU figures of one profiled window (a Chrome trace of torch.profiler).
+
+    Args:
+        trace: the parsed trace (`traceEvents`, times in µs).
+        wall_s: the window's wall time (host clock, between synchronisations).
+        steps: steps in the window.
+    """
+    gpu: list[tuple[float, float]] = []
+    sync_us = 0.0
+    syncs = launches = graphs = 0
+    for e in trace.get("traceEvents", []):
+        if e.get("ph") != "X":
+            continue
+        cat, name, dur = e.get("cat", ""), e.get("name", ""), float(e.get("dur", 0.0))
+        if cat in GPU_CATEGORIES:
+            gpu.append((float(e["ts"]), float(e["ts"]) + dur))
+        elif cat in ("cuda_runtime", "cuda_driver"):
+            if name in SYNC_CALLS:
+                syncs += 1
+                sync_us += dur
+            elif name in KERNEL_LAUNCHES:
+                launches += 1
+            elif name in GRAPH_LAUNCHES:
+                graphs += 1
+    busy_s = covered(gpu) / 1e6
+    return {
+        "steps": steps,
+        "wall_ms_per_step": round(1e3 * wall_s / steps, 3),
+        "gpu_ms_per_step": round(1e3 * busy_s / steps, 3),
+        "gpu_busy_pct": round(100 * busy_s / wall_s, 1) if wall_s > 0 else None,
+        "host_ms_per_step": round(1e3 * max(wall_s - sync_us / 1e6, 0.0) / steps, 3),
+        "syncs_per_step": round(syncs / steps, 2),
+        "kernel_launches_per_step": round(launches / steps, 1),
+        "graph_launches_per_step": round(graphs / steps, 2),
+    }
+
+
+def schedule_frames(steps: int, steps_per_frame: int, num_frames: int = 16) -> list[int]:
+    """Active frame count at every step of the progressive schedule (`active_frames` without the subset)."""
+    return [min(s // steps_per_frame, num_frames - 2) + 1 for s in range(steps)]
+
+
+def interpolate(points: dict[int, float], x: int) -> float:
+    """Piecewise-linear value at x through {x_i: y_i} (constant beyond the ends)."""
+    xs = sorted(points)
+    if x <= xs[0]:
+        return points[xs[0]]
+    if x >= xs[-1]:
+        return points[xs[-1]]
+    i = bisect_left(xs, x)
+    if xs[i] == x:
+        return points[x]
+    x0, x1 = xs[i - 1], xs[i]
+    return points[x0] + (points[x1] - points[x0]) * (x - x0) / (x1 - x0)
+
+
+def markdown(rows: list[dict]) -> str:
+    """The final table: one row per (tree, stage, window)."""
+    head = ("| tree | stage | host CPU | total s | loop s | s / step | window | GPU busy % | GPU ms / step "
+            "| host ms / step | syncs / step | launches / step (graphs) | quality |")  # fmt: skip
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['tree']} | {r['stage']} | {r.get('cpu', '-')} | failed: {r['error'][:120]} |" + " |" * 9)
+            continue
+        q = r.get("quality") or {}
+        quality = f"PSNR {q['heldout_psnr']} dB, vertex err {q['vertex_error_pct']} %" if "heldout_psnr" in q else "-"
+        est = r.get("estimated_busy_pct")
+        blank = {"label": "-", "gpu_busy_pct": "-", "gpu_ms_per_step": "-", "host_ms_per_step": "-", "syncs_per_step": "-",
+                 "kernel_launches_per_step": "-", "graph_launches_per_step": "-"}  # fmt: skip
+        for i, w in enumerate(r.get("windows") or [blank]):
+            first = i == 0
+            lines.append(
+                f"| {r['tree'] if first else ''} | {r['stage'] if first else ''} | {r['cpu'] if first else ''} "
+                f"| {r['total_seconds'] if first else ''} | {r['loop_seconds'] if first else ''} "
+                f"| {r['seconds_per_step'] if first else ''} | {w['label']} | {w['gpu_busy_pct']} | {w['gpu_ms_per_step']} "
+                f"| {w['host_ms_per_step']} | {w['syncs_per_step']} | {w['kernel_launches_per_step']} ({w['graph_launches_per_step']}) "
+                f"| {quality if first else ''} |"
+            )
+        if est is not None:
+            lines.append(f"| | | | | | | whole fit (estimated) | {est} | | | | | |")
+    return "\n".join(lines)
+
+
+# --- child side: one stage on one code tree ---------------------------------------------------------------
+
+
+def _import_tree(code_root: Path) -> str:
+    """Make `import a3d_cli` load the tree's copy; this checkout's benchmarks and examples stay importable."""
+    sys.path.insert(0, str(code_root))
+    for extra in (str(HERE), str(ROOT)):
+        if extra not in sys.path:
+            sys.path.append(extra)
+    import a3d_cli
+
+    return str(Path(a3d_cli.__file__).resolve().parent)
+
+
+def _environment(device: str) -> dict:
+    import torch
+
+    env = {"cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version()}
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name()
+    try:
+        import gsplat
+
+        env["gsplat"] = getattr(gsplat, "__version__", "?")
+    except ImportError:
+        env["gsplat"] = None
+    return env
+
+
+class _Window:
+    """Profiles steps [start, end) of a loop whose hook is called after every step with the step index."""
+
+    def __init__(self, label: str, start: int, end: int, device: str, trace_dir: Path) -> None:
+        self.label, self.start, self.end, self.device, self.trace_dir = label, start, end, device, trace_dir
+        self.result: dict | None = None
+        self._prof = None
+        self._t0 = 0.0
+
+    def after_step(self, step: int) -> None:
+        import torch
+        from gpu_timing import sync
+
+        if step + 1 == self.start:
+            sync(self.device)
+            acts = [torch.profiler.ProfilerActivity.CPU]
+            if self.device.startswith("cuda"):
+                acts.append(torch.profiler.ProfilerActivity.CUDA)
+            self._prof = torch.profiler.profile(activities=acts)
+            self._prof.start()
+            self._t0 = time.perf_counter()
+        elif step + 1 == self.end and self._prof is not None:
+            sync(self.device)
+            wall = time.perf_counter() - self._t0
+            self._prof.stop()
+            path = self.trace_dir / f"trace_{self.label.replace(' ', '_')}.json"
+            self._prof.export_chrome_trace(str(path))
+            self._prof = None
+            self.result = {"label": self.label, **analyse_trace(json.loads(path.read_text()), wall, self.end - self.start)}
+            path.unlink()
+
+
+def child_reconstruct(args: argparse.Namespace) -> dict:
+    """The reconstruct stage on the ground truth: timed run, quality, then profiled windows."""
+    from dataclasses import replace
+
+    import bench_reconstruct as br
+    from gpu_timing import peak_bytes, reset_peak, sync
+
+    from a3d_cli.gaussians import motion_fit
+    from a3d_cli.gaussians.motion_io import load_motion
+    from a3d_cli.gaussians.ply import read_ply
+    from a3d_cli.stages import reconstruct as stage
+    from a3d_cli.stages.base import Runtime
+
+    dev, work = args.device, Path(args.work)
+    run_dir = work / f"run_{args.tag}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    shutil.copytree(Path(args.gt) / "run", run_dir)
+    small = {"resolution": 32, "max_splats": 300} if args.tiny else {}
+    # the graphed step is opt-in: trees that have it run it, so "after" measures the graphs
+    graphs = {"cuda_graphs": True} if "cuda_graphs" in stage.ReconstructOptions.__dataclass_fields__ else {}
+    opts = stage.ReconstructOptions(
+        video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False, **small, **graphs
+    )
+    preset, settings = opts.resolve(dev)
+    row: dict = {"preset": preset, "steps": settings.steps, "resolution": settings.resolution}
+    train, cams, tg, mk = br.fit_inputs(Path(args.gt), run_dir, settings, dev, args.seed)
+    row["fit_splats"] = len(train)
+    # warm-up: gsplat load, library handles, allocator (and, where the tree records graphs, every frame count)
+    motion_fit.fit_motion(train, cams, tg, mk, replace(settings, steps=20, steps_per_frame=1))
+    sync(dev)
+    reset_peak(dev)
+    t0 = time.perf_counter()
+    result = stage.run(run_dir, opts, Runtime(device=dev, seed=args.seed, force=True))
+    sync(dev)
+    row["total_seconds"] = round(time.perf_counter() - t0, 2)
+    row["loop_seconds"] = result.metrics.get("fit_seconds")
+    row["seconds_per_step"] = round(row["loop_seconds"] / settings.steps, 5) if row["loop_seconds"] else None
+    row["cuda_graph_recordings"] = result.metrics.get("cuda_graph_recordings")
+    peak = peak_bytes(dev)
+    row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
+    static = read_ply(run_dir / "static" / "gaussians.ply")
+    motion = load_motion(run_dir / stage.MOTION_OUT, static=static, device=dev).field
+    row["quality"] = br.evaluate(motion, Path(args.gt), run_dir, dev)
+    # profiled windows on a compressed schedule: the same per-step work at each frame count
+    spf, per_step = args.window_stage, settings.frames_per_step
+
+    def rendered(active: int) -> int:  # frames rendered per step (a subset with frames_per_step)
+        return min(active, per_step) if per_step else active
+
+    counts = sorted({1, 4, 8, 12, 15} if not args.tiny else {1, 15})
+    windows = [
+        _Window(f"F={rendered(f)}", (f - 1) * spf + args.window_skip, (f - 1) * spf + args.window_skip + args.window_steps, dev, work)
+        for f in counts
+    ]
+    prof_settings = replace(settings, steps=14 * spf + args.window_skip + args.window_steps, steps_per_frame=spf)
+
+    def hook(step: int, _field) -> None:
+        for w in windows:
+            w.after_step(step)
+
+    motion_fit.fit_motion(train, cams, tg, mk, prof_settings, seed=args.seed, on_step=hook)
+    row["windows"] = [w.result for w in windows if w.result is not None]
+    gpu_ms = {int(w["label"][2:]): w["gpu_ms_per_step"] for w in row["windows"]}
+    if gpu_ms and row["loop_seconds"]:
+        frames = schedule_frames(settings.steps, settings.steps_per_frame)
+        est = sum(interpolate(gpu_ms, rendered(f)) for f in frames) / 1e3
+        row["estimated_gpu_seconds"] = round(est, 3)
+        row["estimated_busy_pct"] = round(100 * est / row["loop_seconds"], 1)
+    return row
+
+
+def child_mvvideo(args: argparse.Namespace) -> dict:
+    """`generate_mvvideo` at full size (random weights): timed run, then a profiled window of DDIM steps."""
+    import inspect
+
+    import bench_mvvideo as bm
+    import torch
+    from gpu_timing import peak_bytes, reset_peak, sync
+
+    try:
+        from a3d_cli.models.acceleration import accelerate
+    except ImportError:  # the speed modules' later home
+        from a3d_cli.models.speed.acceleration import accelerate  # type: ignore[no-redef]
+    from a3d_cli.models.freeinit import FreeInitConfig
+    from a3d_cli.models.mvvdm import generate_mvvideo
+    from a3d_cli.models.mvvdm.sampling import SamplingConfig
+    from a3d_cli.render.cameras import mvvdm_cameras
+
+    dev = args.device
+    dtype = bm.DTYPES[args.mv_dtype]
+    if args.tiny:
+        from a3d_cli.models.mvvdm.components import tiny_components
+
+        comp, size = tiny_components(0).to(dev, torch.float32), bm.SIZE
+    else:
+        comp, size = bm.build_components(dev, dtype), bm.SIZE
+    accelerate(dev, [comp.unet], compile=False)  # what the stage does without --compile
+    graph = {"cuda_graph": True} if "cuda_graph" in inspect.signature(generate_mvvideo).parameters else {}
+    views = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(1))
+    c2w = mvvdm_cameras().c2w
+
+    def generate(steps: int, iters: int, callback=None):
+        cfg = SamplingConfig(steps=steps, guidance_scale=7.5, num_frames=16, freeinit=FreeInitConfig(iters=iters))
+        return generate_mvvideo(comp, views, c2w, "a fox wags its tail", config=cfg,
+                                generator=torch.Generator().manual_seed(0), callback=callback, **graph)  # fmt: skip
+
+    generate(3, 1)  # warm-up
+    sync(dev)
+    reset_peak(dev)
+    stamps: list = []  # CUDA events on the GPU's clock (the host may run ahead of it), else host times
+
+    def stamp(_k: int, _i: int, _lat) -> None:
+        if dev.startswith("cuda"):
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            stamps.append(event)
+        else:
+            stamps.append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    out = generate(args.mv_steps, args.mv_freeinit, stamp)
+    sync(dev)
+    row: dict = {"dtype": args.mv_dtype if not args.tiny else "fp32", "steps": args.mv_steps, "freeinit": args.mv_freeinit}
+    row["total_seconds"] = round(time.perf_counter() - t0, 2)
+    loop = None
+    if len(stamps) > 1:
+        loop = stamps[0].elapsed_time(stamps[-1]) / 1e3 if dev.startswith("cuda") else stamps[-1] - stamps[0]
+    row["loop_seconds"] = None if loop is None else round(loop, 3)
+    row["seconds_per_step"] = None if loop is None else round(loop / (len(stamps) - 1), 4)
+    row["cuda_graph_replays"] = getattr(out, "graph_replays", None)
+    peak = peak_bytes(dev)
+    row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
+    window = _Window("DDIM steps", args.window_skip, args.window_skip + args.window_steps, dev, Path(args.work))
+    generate(args.window_skip + args.window_steps + 1, 1, lambda _k, i, _lat: window.after_step(i))
+    row["windows"] = [window.result] if window.result else []
+    return row
+
+
+def child_main(args: argparse.Namespace) -> None:
+    """Run one stage on one tree and write its row to --child-out."""
+    where = _import_tree(Path(args.code_root).resolve())
+    row = {"tree": args.tag, "stage": args.stage, "a3d_cli": where, **_environment(args.device)}
+    row.update(child_reconstruct(args) if args.stage == "reconstruct" else child_mvvideo(args))
+    Path(args.child_out).write_text(json.dumps(row, indent=2))
+
+
+# --- driver side ------------------------------------------------------------------------------------------
+
+
+def _run(cmd: list[str], env: dict, label: str) -> tuple[int, float, str]:
+    """Run a child, streaming its output; returns (exit code, seconds, last lines)."""
+    print(f"[{label}] {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    tail = (proc.stdout + proc.stderr)[-4000:]
+    print(tail if proc.returncode else f"[{label}] done in {seconds:.1f} s", flush=True)
+    return proc.returncode, seconds, tail
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trees", default="after=.", help="comma list NAME=FOLDER of code trees holding a3d_cli")
+    ap.add_argument("--stages", default="reconstruct,mvvideo", help="comma list: reconstruct, mvvideo")
+    ap.add_argument("--device", default=None, help="cuda (default when present) or cpu")
+    ap.add_argument("--tiny", action="store_true", help="smoke test: tiny ground truth, quickstart, tiny MV-VDM")
+    ap.add_argument("--splats", type=int, default=None, help="ground-truth splats (default 20000; tiny 400)")
+    ap.add_argument("--preset", default=None, help="reconstruct preset (default reference; tiny quickstart)")
+    ap.add_argument("--steps", type=int, default=None, help="reconstruct steps override (default: the preset's)")
+    ap.add_argument("--mv-dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    ap.add_argument("--mv-steps", type=int, default=None, help="DDIM steps (default 25; tiny 4)")
+    ap.add_argument("--mv-freeinit", type=int, default=None, help="FreeInit passes (default 3; tiny 1)")
+    ap.add_argument("--window-steps", type=int, default=None, help="steps per profiled window (default 8; tiny 2)")
+    ap.add_argument("--window-skip", type=int, default=None, help="steps before a window (default 4; tiny 1)")
+    ap.add_argument("--window-stage", type=int, default=None, help="profiling schedule: steps per frame (default 16)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=None, help="ground truth and run folders (default: a temp folder)")
+    ap.add_argument("--out", type=Path, default=None, help="write every row and the table as JSON here")
+    # child mode (internal)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--stage", help=argparse.SUPPRESS)
+    ap.add_argument("--code-root", help=argparse.SUPPRESS)
+    ap.add_argument("--tag", help=argparse.SUPPRESS)
+    ap.add_argument("--gt", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    tiny = args.tiny
+    defaults = {"splats": 400 if tiny else 20_000, "preset": "quickstart" if tiny else "reference",
+                "steps": 12 if tiny else None, "mv_steps": 4 if tiny else 25, "mv_freeinit": 1 if tiny else 3,
+                "window_steps": 2 if tiny else 8, "window_skip": 1 if tiny else 4, "window_stage": 2 if tiny else 16}  # fmt: skip
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.child:
+        child_main(args)
+        return []
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="a3d_busy_"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if not env.get("TORCH_EXTENSIONS_DIR"):  # one gsplat build shared by every child and tree
+        sys.path.insert(0, str(ROOT))
+        from a3d_cli.kernels.gsplat_build import extensions_dir
+
+        env["TORCH_EXTENSIONS_DIR"] = str(extensions_dir(env))
+    report: dict = {"date": dt.date.today().isoformat(), "cpu": cpu_model(), "args": {k: str(v) for k, v in vars(args).items()},
+                    "torch_extensions_dir": env["TORCH_EXTENSIONS_DIR"], "rows": []}  # fmt: skip
+
+    def save() -> None:
+        report["markdown"] = markdown(report["rows"])
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2))
+
+    py = sys.executable
+    if args.device.startswith("cuda"):
+        rc, seconds, tail = _run([py, "-c", "from a3d_cli.cli import main; main()", "info", "--warmup"], env, "gsplat")
+        report["gsplat_warmup"] = {"exit_code": rc, "seconds": round(seconds, 1), "output": tail[-600:]}
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    gt = work / "gt"
+    if "reconstruct" in stages and not (gt / "ground_truth.npz").is_file():
+        cmd = [py, str(ROOT / "examples" / "make_ground_truth_motion.py"), "--out", str(gt), "--splats", str(args.splats),
+               "--device", args.device]  # fmt: skip
+        if tiny:
+            cmd += ["--size", "64", "--max-vertices", "400", "--heldout", "2"]
+        rc, seconds, tail = _run(cmd, env, "ground truth")
+        report["ground_truth"] = {"exit_code": rc, "seconds": round(seconds, 1)}
+        if rc:
+            raise SystemExit(f"ground truth failed:\n{tail}")
+    trees = [t.split("=", 1) for t in args.trees.split(",") if t.strip()]
+    for stage_name in stages:
+        for tag, folder in trees:
+            child_out = work / f"row_{tag}_{stage_name}.json"
+            child_out.unlink(missing_ok=True)
+            cmd = [py, str(Path(__file__).resolve()), "--child", "--stage", stage_name, "--code-root", str(Path(folder).resolve()),
+                   "--tag", tag, "--gt", str(gt), "--child-out", str(child_out), "--work", str(work), "--device", args.device,
+                   "--preset", args.preset, "--mv-dtype", args.mv_dtype, "--mv-steps", str(args.mv_steps),
+                   "--mv-freeinit", str(args.mv_freeinit), "--window-steps", str(args.window_steps),
+                   "--window-skip", str(args.window_skip), "--window-stage", str(args.window_stage), "--seed", str(args.seed)]  # fmt: skip
+            if args.steps is not None:
+                cmd += ["--steps", str(args.steps)]
+            if tiny:
+                cmd.append("--tiny")
+            rc, seconds, tail = _run(cmd, env, f"{tag} {stage_name}")
+            if rc or not child_out.is_file():
+                row = {"tree": tag, "stage": stage_name, "cpu": report["cpu"], "error": tail.strip().splitlines()[-1] if tail.strip() else f"exit {rc}", "log": tail}
+            else:
+                row = json.loads(child_out.read_text())
+            row["child_seconds"] = round(seconds, 1)
+            report["rows"].append(row)
+            save()
+    save()
+    print(markdown(report["rows"]))
+    return report["rows"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The motion fit's step (`a3d_cli.gaussians.motion_step`): the loss it computes, its gradients, and its fallbacks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from a3d_cli.gaussians.arap import ArapRegularizer
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
+from a3d_cli.gaussians.motion_fit import FitSettings, fit_motion, render_splats
+from a3d_cli.gaussians.motion_step import FitStep, graphs_usable
+from a3d_cli.render.cameras import mvvdm_cameras
+
+SIZE = 16
+
+
+def _scene(device: str = "cpu", n: int = 60, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    quats = torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1)
+    static = Gaussians(
+        0.6 * (torch.rand(n, 3, generator=g) - 0.5), quats, torch.full((n, 3), 0.06), torch.full((n,), 0.8),
+        torch.rand(n, 3, generator=g),
+    ).to(device)  # fmt: skip
+    cams = mvvdm_cameras()
+    targets = torch.rand(len(cams), 16, SIZE, SIZE, 3, generator=g)  # [V, F, S, S, 3]
+    masks = (torch.rand(len(cams), 16, SIZE, SIZE, generator=g) > 0.5).float()
+    settings = FitSettings(resolution=SIZE, field=MotionFieldConfig.tiny(), arap_samples=20)
+    return static, cams, targets, masks, settings
+
+
+def _step(static, cams, targets, masks, settings, field, **kw) -> FitStep:
+    dev = static.means.device
+    arap = ArapRegularizer.from_points(static.means, k=3, sample_points=settings.arap_samples)
+    return FitStep(
+        field, static, cams.viewmats.to(dev), cams.Ks(SIZE, SIZE).to(dev), SIZE,
+        targets.to(dev).transpose(0, 1).contiguous(), masks.to(dev).transpose(0, 1).contiguous(), settings, arap, **kw,
+    )  # fmt: skip
+
+
+def _moving_field(settings: FitSettings, seed: int = 1) -> MotionField:
+    field = MotionField(settings.field, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # non-zero heads, so the frames differ and every term has gradients
+        for p in field.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
+    return field
+
+
+def test_step_loss_is_the_documented_sum_and_gradients_reach_the_field():
+    static, cams, targets, masks, settings = _scene()
+    field = _moving_field(settings)
+    step = _step(static, cams, targets, masks, settings, field)
+    frames = torch.tensor([2, 5, 9])
+    loss, loss_rgb = step(frames, torch.Generator().manual_seed(4))
+    assert step.recordings == 0 and not step.use_graphs  # the CPU runs the same pieces eagerly
+    grads = [p.grad for p in field.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+    # by hand: the same field, render and ARAP draw
+    with torch.no_grad():
+        out = field(static, frames)
+        rgb, alpha = render_splats(static, out.means, out.quats, out.scales, cams.viewmats, cams.Ks(SIZE, SIZE), SIZE)
+        tgt, msk = targets.transpose(0, 1)[frames], masks.transpose(0, 1)[frames]
+        arap = ArapRegularizer.from_points(static.means, k=3, sample_points=settings.arap_samples)
+        expected_rgb = torch.nn.functional.mse_loss(rgb, tgt)
+        expected = 100 * expected_rgb + 100 * torch.nn.functional.mse_loss(alpha, msk)
+        expected = expected + 12 * arap(out.means, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(loss.detach(), expected)
+    torch.testing.assert_close(loss_rgb, expected_rgb)
+
+
+def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
+    static, cams, targets, masks, settings = _scene()
+    notices: list[str] = []
+    field = _moving_field(settings)
+    step = _step(static, cams, targets, masks, settings, field, on_notice=notices.append)
+    eager = _step(static, cams, targets, masks, settings, _moving_field(settings))
+    step.use_graphs = True  # as on a CUDA device
+
+    def refuse(_frames):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(step, "_record", refuse)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    frames = torch.tensor([1, 2])
+    for _ in range(2):
+        loss, _ = step(frames, torch.Generator().manual_seed(0))
+    reference, _ = eager(frames, torch.Generator().manual_seed(0))
+    assert not step.use_graphs and step.recordings == 0
+    assert len(notices) == 1 and "eagerly" in notices[0] and "capturing" in notices[0]
+    torch.testing.assert_close(loss.detach(), reference.detach())
+
+
+def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, steps=6, steps_per_frame=2)
+    a = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=True), log_every=2)
+    b = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=2)
+    assert a.graph_recordings == 0 and b.graph_recordings == 0
+    assert a.losses == b.losses and len(a.losses) == 3
+    assert not graphs_usable(torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_graphed_steps_equal_eager_steps_on_cuda():
+    static, cams, targets, masks, settings = _scene("cuda")
+    settings = replace(settings, steps=12, steps_per_frame=3)
+    graphed = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=True), log_every=1)
+    eager = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=1)
+    assert graphed.graph_recordings == 4 and eager.graph_recordings == 0  # frame counts 1, 2, 3, 4
+    for (s1, l1), (s2, l2) in zip(graphed.losses, eager.losses, strict=True):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4)
+    for p, q in zip(graphed.field.parameters(), eager.field.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)

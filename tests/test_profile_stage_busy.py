@@ -1,0 +1,61 @@
+"""benchmarks/profile_stage_busy.py: the trace arithmetic behind the busy fraction and host time per step."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import profile_stage_busy as busy  # noqa: E402
+
+
+def test_covered_counts_overlaps_once():
+    assert busy.covered([]) == 0
+    assert busy.covered([(0, 2), (1, 3), (5, 6), (5.5, 5.8)]) == pytest.approx(4.0)
+
+
+def _x(cat: str, name: str, ts: float, dur: float) -> dict:
+    return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur}
+
+
+def test_trace_analysis_of_a_two_step_window():
+    trace = {
+        "traceEvents": [
+            _x("kernel", "k1", 0, 300), _x("kernel", "k2", 200, 300),  # overlapping: 500 µs busy
+            _x("gpu_memcpy", "Memcpy HtoD", 1000, 100),
+            _x("cuda_runtime", "cudaLaunchKernel", 0, 5), _x("cuda_runtime", "cudaLaunchKernel", 10, 5),
+            _x("cuda_runtime", "cudaGraphLaunch", 20, 5),
+            _x("cuda_runtime", "cudaStreamSynchronize", 600, 400),  # the host waited 0.4 ms
+            _x("cpu_op", "aten::add", 0, 50), {"ph": "i", "name": "marker"},
+        ]
+    }  # fmt: skip
+    r = busy.analyse_trace(trace, wall_s=2e-3, steps=2)
+    assert r["gpu_busy_pct"] == pytest.approx(30.0)  # 0.6 ms of 2 ms
+    assert r["gpu_ms_per_step"] == pytest.approx(0.3)
+    assert r["host_ms_per_step"] == pytest.approx(0.8)  # (2 − 0.4) / 2
+    assert r["syncs_per_step"] == 0.5 and r["kernel_launches_per_step"] == 1.0 and r["graph_launches_per_step"] == 0.5
+
+
+def test_cpu_model_schedule_and_interpolation():
+    info = "processor\t: 0\nmodel name\t: AMD EPYC 9654 96-Core Processor\nprocessor\t: 1\nmodel name\t: AMD EPYC 9654 96-Core Processor\n"
+    assert busy.cpu_model(info) == "AMD EPYC 9654 96-Core Processor (2 logical cores)"
+    assert busy.cpu_model("")  # falls back to platform, never empty
+    frames = busy.schedule_frames(800, 50)
+    assert frames[0] == 1 and frames[49] == 1 and frames[50] == 2 and frames[699] == 14 and frames[700:] == [15] * 100
+    pts = {1: 1.0, 5: 5.0, 15: 10.0}
+    assert busy.interpolate(pts, 3) == 3.0 and busy.interpolate(pts, 10) == 7.5
+    assert busy.interpolate(pts, 0) == 1.0 and busy.interpolate(pts, 20) == 10.0
+
+
+def test_table_has_a_row_per_window_and_names_failures():
+    ok = {"tree": "after", "stage": "reconstruct", "cpu": "X", "total_seconds": 5.0, "loop_seconds": 4.0,
+          "seconds_per_step": 0.005, "quality": {"heldout_psnr": 36.8, "vertex_error_pct": 1.3}, "estimated_busy_pct": 90.0,
+          "windows": [busy.analyse_trace({"traceEvents": []}, 1e-3, 1) | {"label": f"F={f}"} for f in (1, 15)]}  # fmt: skip
+    bad = {"tree": "before", "stage": "mvvideo", "cpu": "X", "error": "ImportError: nope"}
+    table = busy.markdown([ok, bad]).splitlines()
+    assert len(table) == 2 + 2 + 1 + 1  # header, rule, two windows, the estimate, the failure
+    assert "PSNR 36.8 dB" in table[2] and "F=15" in table[3] and "whole fit (estimated) | 90.0" in table[4]
+    assert "failed: ImportError: nope" in table[5]
