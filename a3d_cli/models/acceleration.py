@@ -207,14 +207,17 @@ def compile_blocks(
         backend: the torch.compile backend; "eager" only traces (a cheap CPU check that blocks trace).
 
     Returns:
-        class name → number of instances compiled.
+        class name → number of instances compiled (blocks compiled before count too: calling this again on
+        the same module, as a batch worker does for a cached model, compiles nothing twice).
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
     _raise_recompile_limit(RECOMPILE_LIMIT)
     counts: dict[str, int] = {}
     for _, block in repeated_blocks(module, classes):
-        if backend == "inductor":
+        if getattr(block, "_compiled_call_impl", None) is not None:
+            pass  # compiled by an earlier stage run on this (cached) model: its graphs are reused as they are
+        elif backend == "inductor":
             block.compile(mode=mode, dynamic=False)
         else:
             block.compile(backend=backend, dynamic=False)
