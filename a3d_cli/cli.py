@@ -20,7 +20,20 @@ import typer
 from typer.core import TyperGroup
 
 from a3d_cli import __version__
-from a3d_cli.commands import animate, export, info, lift, mesh_animate, mvvideo, orbit, prepare, reconstruct, sds, weights
+from a3d_cli.commands import (
+    animate,
+    batch,
+    export,
+    info,
+    lift,
+    mesh_animate,
+    mvvideo,
+    orbit,
+    prepare,
+    reconstruct,
+    sds,
+    weights,
+)
 from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import err
 from a3d_cli.errors import A3DError, Terminated, from_os_error
@@ -168,6 +181,7 @@ def main_options(
 
 
 app.command("animate", rich_help_panel="Generate")(animate.animate)
+app.command("batch", rich_help_panel="Generate", context_settings=batch.CONTEXT_SETTINGS)(batch.batch)
 app.command("orbit", rich_help_panel="Generate")(orbit.orbit)
 app.command("mvvideo", rich_help_panel="Generate")(mvvideo.mvvideo)
 app.command("lift", rich_help_panel="Generate")(lift.lift)

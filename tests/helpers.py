@@ -465,3 +465,16 @@ def decode_skinned_frames(path) -> tuple:  # noqa: ANN001
         out.append(np.einsum("vk,vka->va", weights, moved))
     info = {"gltf": gltf, "joints": joints, "weights": weights, "ibm": ibm, "times": times, "skin": skin}
     return np.stack(out), info
+
+
+# -- run-folder status while another process writes it --------------------------------------------------------------
+
+
+def manifest_status(run: Path, stage: str) -> str | None:
+    """A stage's manifest status, or None while the manifest is missing or being replaced this instant."""
+    from a3d_cli.io.manifest import load_manifest
+
+    try:
+        return load_manifest(run)["stages"].get(stage, {}).get("status")
+    except Exception:  # the manifest is being replaced this instant
+        return None

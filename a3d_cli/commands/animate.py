@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,6 +31,59 @@ _IMAGE = "Image input (orbit → lift)"
 def default_run_dir(model: Path) -> Path:
     """`a3d-runs/<model name>` in the current folder: one run folder per asset name."""
     return Path("a3d-runs") / Path(model).stem
+
+
+def animate_options(params: Mapping[str, Any]) -> AnimateOptions:
+    """`AnimateOptions` from the parsed command-line values of `animate`, keyed by its parameter names.
+
+    One place turns command-line values into options, so `a3d batch` validates a manifest line exactly
+    as `a3d animate` validates the same options. Keys other than the options' (`out`, `force`) are ignored.
+
+    Raises:
+        OptionError: a value that cannot work (bad --dtype, --preset, an empty prompt without --video, …).
+    """
+    from a3d_cli.errors import OptionError
+    from a3d_cli.stages.animate import AnimateOptions
+
+    p = dict(params)
+    check_dtype(p["dtype"])
+    if p["preset"] not in ("auto", "reference", "quickstart"):
+        raise OptionError(f"--preset must be auto, reference or quickstart (got {p['preset']!r}).")
+    mesh = p["mesh"]
+    return AnimateOptions(
+        model=str(resolve_path(p["model"]).absolute()),
+        prompt=p["prompt"],
+        negative_prompt=p["negative_prompt"],
+        video=optional_path(p["video"]),
+        orbit=optional_path(p["orbit"]),
+        sv3d_model=p["sv3d_model"],
+        sv3d_checkpoint=optional_path(p["sv3d_checkpoint"]),
+        orbit_steps=p["orbit_steps"],
+        elevation=p["elevation"],
+        lift_steps=p["lift_steps"],
+        lift_resolution=p["lift_resolution"],
+        sds=p["sds"],
+        output="auto" if mesh is None else ("mesh" if mesh else "splats"),
+        up=p["up"],
+        front=p["front"],
+        splats=p["splat_count"],
+        shade=p["shade"],
+        max_vertices=p["max_vertices"],
+        allow_external_refs=p["allow_external_refs"],
+        freeinit_iters=p["freeinit_iters"],
+        freeinit_grid=p["freeinit_grid"],
+        reconstruct_preset=p["preset"],
+        reconstruct_steps=p["reconstruct_steps"],
+        resolution=p["resolution"],
+        max_splats=p["max_splats"],
+        sds_steps=p["sds_steps"],
+        sds_target_size=p["sds_target_size"],
+        preview_size=p["preview_size"],
+        dtype=p["dtype"],
+        compile=p["compile_blocks"],
+        **mvvdm_weight_paths(p["mvdream"], p["ip_adapter"], p["image_encoder"], p["motion_modules"]),
+        tiny_model=p["tiny_model"],
+    )
 
 
 def animate(
@@ -175,46 +229,9 @@ def animate(
     """
     from a3d_cli.commands.common import global_options, run_and_report
     from a3d_cli.console import err
-    from a3d_cli.errors import OptionError
     from a3d_cli.stages import animate as stage
 
-    check_dtype(dtype)
-    if preset not in ("auto", "reference", "quickstart"):
-        raise OptionError(f"--preset must be auto, reference or quickstart (got {preset!r}).")
-    opts = stage.AnimateOptions(
-        model=str(resolve_path(model).absolute()),
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        video=optional_path(video),
-        orbit=optional_path(orbit),
-        sv3d_model=sv3d_model,  # type: ignore[arg-type]  # checked by AnimateOptions
-        sv3d_checkpoint=optional_path(sv3d_checkpoint),
-        orbit_steps=orbit_steps,
-        elevation=elevation,
-        lift_steps=lift_steps,
-        lift_resolution=lift_resolution,
-        sds=sds,
-        output="auto" if mesh is None else ("mesh" if mesh else "splats"),
-        up=up,
-        front=front,
-        splats=splat_count,
-        shade=shade,
-        max_vertices=max_vertices,
-        allow_external_refs=allow_external_refs,
-        freeinit_iters=freeinit_iters,
-        freeinit_grid=freeinit_grid,
-        reconstruct_preset=preset,  # type: ignore[arg-type]  # checked above
-        reconstruct_steps=reconstruct_steps,
-        resolution=resolution,
-        max_splats=max_splats,
-        sds_steps=sds_steps,
-        sds_target_size=sds_target_size,
-        preview_size=preview_size,
-        dtype=dtype,  # type: ignore[arg-type]  # checked above
-        compile=compile_blocks,
-        **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
-        tiny_model=tiny_model,
-    )
+    opts = animate_options(locals())
     run_dir = resolve_path(out) if out is not None else default_run_dir(model)
     notices: list[str] = []
 

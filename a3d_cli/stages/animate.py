@@ -351,6 +351,31 @@ class AnimateResult:
     notices: tuple[str, ...] = ()
 
 
+def preflight(opts: AnimateOptions) -> ChainPlan:
+    """The chain plan for `opts` after the checks that need no run folder: the input file and its kind (an
+    image input's orbit options too), the frame names of a `video` folder (no pixels read), the MV-VDM weights. `a3d batch` runs this for every job
+    before any job starts.
+
+    Raises:
+        InputError / WeightsMissing: what `plan_chain`, the input check and the video check raise.
+    """
+    from a3d_cli.mesh.load import detect_kind
+    from a3d_cli.models.mvvdm.weights import explicit_weights, mvvdm_weights_missing
+    from a3d_cli.stages.reconstruct import list_video_frames
+
+    image_input = is_image_input(opts.model)
+    if image_input:
+        _check_image_input(opts)
+        mesh_input = True
+    else:
+        mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
+    if opts.video is not None:
+        list_video_frames(Path(opts.video).expanduser())
+    needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
+    missing = mvvdm_weights_missing(explicit_weights(opts)) if needs_check else []
+    return plan_chain(opts, mesh_input, missing, image_input)
+
+
 def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> AnimateResult:
     """Run the chain in `run_dir`, resuming where a previous run of the same command stopped.
 
@@ -366,20 +391,9 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
         OptionError / InputError / WeightsMissing: before any stage runs (pre-flight).
     """
     from a3d_cli.io.runlock import run_lock
-    from a3d_cli.mesh.load import detect_kind
-    from a3d_cli.models.mvvdm.weights import explicit_weights, mvvdm_weights_missing
 
     rt = rt or Runtime()
-    # 0. pre-flight: the input, the weights, every stage's options — before anything is written
-    image_input = is_image_input(opts.model)
-    if image_input:
-        _check_image_input(opts)
-        mesh_input = True
-    else:
-        mesh_input = detect_kind(Path(opts.model).expanduser()) == "mesh"
-    needs_check = not opts.tiny_model and (opts.video is None or opts.sds is not False)
-    missing = mvvdm_weights_missing(explicit_weights(opts)) if needs_check else []
-    plan = plan_chain(opts, mesh_input, missing, image_input)
+    plan = preflight(opts)  # 0. the input, the weights — before anything is written
     out = AnimateResult(notices=plan.notices)
     # a folder this call makes is removed again unless a stage finished in it
     with created_folders_removed_on_failure(Path(run_dir), keep=lambda: bool(out.results)):
@@ -404,6 +418,7 @@ __all__ = [
     "ChainProgress",
     "is_image_input",
     "plan_chain",
+    "preflight",
     "run",
     "stage_calls",
 ]

@@ -139,16 +139,22 @@ def resolve_weights(opts: MVVideoOptions) -> dict[str, Path]:
 
 
 def load_model(opts: MVVideoOptions, weights: dict[str, Path] | None, device: str, seed: int) -> MVVDMComponents:
-    """The MV-VDM components on `device` in the requested precision (tiny random weights when asked)."""
+    """The MV-VDM components on `device` in the requested precision (tiny random weights when asked).
+
+    Built through `a3d_cli.models.cache.cached_model`: a batch worker builds them once for all its jobs.
+    """
     from a3d_cli.device import torch_dtype
+    from a3d_cli.models.cache import cached_model, model_key
     from a3d_cli.models.mvvdm.components import load_components, tiny_components
     from a3d_cli.models.mvvdm.weights import MVVDM_WEIGHTS
 
     dtype = torch_dtype(opts.dtype, device, cuda_auto=DEFAULT_CUDA_DTYPE)
     if opts.tiny_model:
-        return tiny_components(seed).to(device, dtype)
+        key = model_key("mvvdm", None, dtype, device, opts.compile, seed)
+        return cached_model(key, lambda: tiny_components(seed).to(device, dtype))
     assert weights is not None
-    return load_components(*(weights[n] for n in MVVDM_WEIGHTS), device=device, dtype=dtype)
+    key = model_key("mvvdm", weights, dtype, device, opts.compile)
+    return cached_model(key, lambda: load_components(*(weights[n] for n in MVVDM_WEIGHTS), device=device, dtype=dtype))
 
 
 def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:

@@ -67,6 +67,20 @@ class SdsOptions(RefineSettings):
             raise OptionError(f"--log-every must be >= 1, got {self.log_every}.")
 
 
+def load_model(opts: SdsOptions, weights: dict[str, Path] | None, device: str, seed: int) -> SdsDenoiser:
+    """MV-VDM as the SDS denoiser on `device` (tiny random weights when `weights` is None).
+
+    Built through `a3d_cli.models.cache.cached_model`: a batch worker builds it once for all its jobs.
+    """
+    from a3d_cli.device import torch_dtype
+    from a3d_cli.models.cache import cached_model, model_key
+    from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
+
+    dtype = torch_dtype(opts.dtype, device, cuda_auto=DEFAULT_CUDA_DTYPE)
+    key = model_key("mvvdm-sds", weights, dtype, device, opts.compile, seed)
+    return cached_model(key, lambda: load_mvvdm_denoiser(weights, device, dtype, seed))
+
+
 def run(
     run_dir: Path, opts: SdsOptions, rt: Runtime | None = None, *, denoiser: SdsDenoiser | None = None
 ) -> StageResult:
@@ -108,11 +122,8 @@ def run(
         field = refined_field(coarse.field, opts.scale_offsets, ctx.seed).to(ctx.device)
         den = denoiser
         if den is None and need_model:
-            from a3d_cli.device import torch_dtype
-            from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
-
             ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
-            den = load_mvvdm_denoiser(weights, ctx.device, torch_dtype(opts.dtype, ctx.device, cuda_auto=DEFAULT_CUDA_DTYPE), ctx.seed)
+            den = load_model(opts, weights, ctx.device, ctx.seed)
         # 2. optimise (CUDA backend flags always; regional compilation of MV-VDM when asked)
         comp = getattr(den, "comp", None)  # MvvdmDenoiser; other denoisers are left as they are
         nets = [comp.unet, comp.vae.encoder] if comp is not None else []
@@ -131,4 +142,4 @@ def run(
     return run_stage("sds", run_dir, opts, body, rt, requires=REQUIRES)
 
 
-__all__ = ["SdsOptions", "run"]
+__all__ = ["SdsOptions", "load_model", "run"]

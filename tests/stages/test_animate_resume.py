@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO
+from helpers import manifest_status as _status
 from helpers import ANIMATE_FAST as FAST, animate_app as make_app, blob_mesh as make_mesh, sliding_video as make_video
 from typer.testing import CliRunner
 
@@ -28,13 +29,6 @@ ENTRY = (
     "import typer; from a3d_cli.cli import A3DGroup, main_options; from a3d_cli.commands.animate import animate; "
     "app = typer.Typer(cls=A3DGroup); app.callback()(main_options); app.command('animate')(animate); app()"
 )
-
-
-def _status(run: Path, stage: str) -> str | None:
-    try:
-        return load_manifest(run)["stages"].get(stage, {}).get("status")
-    except Exception:  # the manifest is being replaced this instant
-        return None
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -1,0 +1,254 @@
+"""`a3d batch` from options to a finished batch: validate every job, take this shard, run the workers.
+
+Order of work (nothing heavy happens before step 3):
+
+1. the jobs: the manifest's lines (or `--glob`), each checked as `a3d animate` would check it; any bad line
+   stops the batch before it starts (`ManifestError`, exit code 2);
+2. this process's part: `--shard I/N` or the Slurm array task's slice (`a3d_cli.batch.shard`);
+3. the workers: one process per GPU of `--gpus` (times `--workers`), or `--workers` processes on `--device`,
+   or Ray actors with `--ray`; each job's final record goes to the results file as it finishes.
+
+Exit codes of a batch (`BatchSummary.exit_code`): 0 every job done (or already done); 1 a job failed because of
+a3d itself (or its worker died); 3 jobs failed for reasons the user can fix (their `error:` lines are in
+results.jsonl); 2 the batch could not start (a bad manifest line, a bad option); 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM, e.g. a scheduler's time limit); both keep every finished job's record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from a3d_cli.batch.manifest import Job, ManifestError, build_jobs, check_common_args, glob_specs, read_manifest
+from a3d_cli.batch.results import SKIPPED, JobRecord, ResultsFile, batch_exit_code
+from a3d_cli.batch.shard import Shard, parse_shard, select, shard_from_env
+from a3d_cli.batch.worker import WorkerSpec
+from a3d_cli.errors import DeviceError, OptionError
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Options of `a3d batch` (see `a3d batch --help` and docs/batch.md)."""
+
+    manifest: Path | None = None
+    """JSON Lines manifest, one job per line."""
+    glob: str | None = None
+    """Instead of a manifest: every file matching this pattern is a job."""
+    prompt: str | None = None
+    """With `glob`: the prompt of every asset without a line in `prompt_file`."""
+    prompt_file: Path | None = None
+    """With `glob`: `asset name<TAB>prompt` lines."""
+    runs: Path = Path("a3d-runs")
+    """Where run folders go (`RUNS/<input name>/`) and what a relative "out" is relative to."""
+    results: Path | None = None
+    """The results file (default RUNS/results.jsonl; RUNS/results.shard-I-of-N.jsonl for a shard)."""
+    workers: int | None = None
+    """Worker processes (per GPU with `gpus`); default 1 (per GPU)."""
+    gpus: str | None = None
+    """"all" or "0,1,…": one worker process per GPU (CUDA_VISIBLE_DEVICES each)."""
+    compile: bool = True
+    """The jobs' `--compile` default (a job's own "compile" wins)."""
+    retries: int = 0
+    """Attempts after the first for failures that may pass (a3d's own, a dead worker, a locked run folder)."""
+    shard: str | None = None
+    """"I/N": run only shard I of N (default: the Slurm array task's, else everything)."""
+    ray: str | None = None
+    """"auto" or a Ray address: run the workers as Ray actors."""
+    force: bool = False
+    """Re-run every stage of every job."""
+    common_args: tuple[str, ...] = ()
+    """`a3d animate` options for every job (after `--` on the command line)."""
+    status_every: float = 60.0
+    """Seconds between status lines when stderr is not a terminal."""
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did."""
+
+    total: int
+    records: list[JobRecord] = field(default_factory=list)
+    results: Path | None = None
+    shard: Shard | None = None
+    builds: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return batch_exit_code(self.records)
+
+    def counts(self) -> dict[str, int]:
+        failed = sum(not r.ok for r in self.records)
+        skipped = sum(r.status == SKIPPED for r in self.records)
+        return {"jobs": self.total, "done": len(self.records) - failed - skipped, "skipped": skipped, "failed": failed}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.counts(),
+            "exit_code": self.exit_code,
+            "results": None if self.results is None else str(self.results),
+            "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
+            "failures": [{"run_dir": r.run_dir, "source": r.source, "exit_code": r.exit_code, "error": r.error,
+                          "log": r.log} for r in self.records if not r.ok],
+        }
+
+
+def check_options(opts: BatchOptions) -> None:
+    """Reject option combinations that cannot work (OptionError, exit code 2)."""
+    if (opts.manifest is None) == (opts.glob is None):
+        raise OptionError("a3d batch needs a MANIFEST or --glob (one of them).",
+                          hint="a3d batch jobs.jsonl, or a3d batch --glob 'assets/*.glb' --prompt-file prompts.txt")
+    if opts.manifest is not None and (opts.prompt is not None or opts.prompt_file is not None):
+        raise OptionError("--prompt and --prompt-file go with --glob; a manifest gives each job its prompt.")
+    if opts.workers is not None and opts.workers < 1:
+        raise OptionError(f"--workers must be >= 1, got {opts.workers}.")
+    if opts.retries < 0:
+        raise OptionError(f"--retries must be >= 0, got {opts.retries}.")
+    if opts.ray is not None and opts.gpus is not None:
+        raise OptionError("--gpus and --ray do not go together: Ray gives each actor its GPU.",
+                          hint="Drop --gpus; --workers sets the number of actors.")
+    if opts.status_every <= 0:
+        raise OptionError("--status-every must be > 0 seconds.")
+
+
+def resolve_shard(opts: BatchOptions, env: dict[str, str] | None = None) -> Shard | None:
+    """`--shard`, else the Slurm array task's shard, else None (everything)."""
+    if opts.shard is not None:
+        return parse_shard(opts.shard)
+    return shard_from_env(os.environ if env is None else env)
+
+
+def results_path(opts: BatchOptions, shard: Shard | None) -> Path:
+    if opts.results is not None:
+        return Path(opts.results).expanduser().absolute()
+    name = "results.jsonl" if shard is None else f"results.shard-{shard[0]}-of-{shard[1]}.jsonl"
+    return Path(opts.runs).expanduser().absolute() / name
+
+
+def load_jobs(opts: BatchOptions, results: Path) -> list[Job]:
+    """Every job of the batch, validated (all shards: a bad line anywhere stops every array task alike).
+
+    Raises:
+        ManifestError: one entry per bad line.
+        OptionError / InputError: the options for every job do not parse; the manifest cannot be read.
+    """
+    check_common_args(opts.common_args)
+    if opts.manifest is not None:
+        specs, errors = read_manifest(opts.manifest)
+    else:
+        assert opts.glob is not None
+        specs, errors = glob_specs(opts.glob, opts.prompt, opts.prompt_file)
+    logs = results.parent / "logs"
+    jobs, job_errors = build_jobs(
+        specs, opts.runs, logs, opts.common_args, opts.compile, opts.force, reserved=(results, logs)
+    )
+    errors = sorted([*errors, *job_errors], key=lambda e: _source_order(e.source))
+    if errors:
+        raise ManifestError(errors)
+    return jobs
+
+
+def _source_order(source: str) -> tuple[str, int]:
+    name, _, line = source.rpartition(":")
+    return (name, int(line)) if line.isdigit() else (source, 0)
+
+
+def visible_gpus(spec: str) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES value of each worker GPU for `--gpus all|0,1,…` (indices into the GPUs this
+    process sees, which an outer CUDA_VISIBLE_DEVICES, e.g. Slurm's, may already restrict)."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise DeviceError(f"--gpus {spec} was asked for, but this machine has no usable CUDA GPU.",
+                          hint="Drop --gpus (the workers then run on --device, e.g. cpu).")
+    outer = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    physical = outer[:count] if outer else [str(i) for i in range(count)]
+    if spec.strip().lower() == "all":
+        return physical
+    try:
+        wanted = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise OptionError(f"--gpus {spec!r} is not `all` or a list like 0,1,3.") from None
+    bad = [i for i in wanted if not 0 <= i < count]
+    if bad or not wanted or len(set(wanted)) != len(wanted):
+        raise DeviceError(f"--gpus {spec}: this machine has GPUs 0 … {count - 1} (each listed once).")
+    return [physical[i] for i in wanted]
+
+
+def worker_specs(opts: BatchOptions, device: str, logs: Path) -> list[WorkerSpec]:
+    """The local worker processes: `--gpus` × `--workers`, or `--workers` on `device`."""
+    specs: list[WorkerSpec] = []
+    per = opts.workers or 1
+    if opts.gpus is not None:
+        for gpu in visible_gpus(opts.gpus):
+            for _ in range(per):
+                w = len(specs)
+                specs.append(WorkerSpec(w, "cuda", {"CUDA_VISIBLE_DEVICES": gpu}, 0,
+                                        str(logs / "workers" / f"worker-{w}.log"), f"w{w} gpu{gpu}"))
+        return specs
+    threads = max(1, (os.cpu_count() or 1) // per) if device == "cpu" else 0
+    for w in range(per):
+        specs.append(WorkerSpec(w, device, {}, threads, str(logs / "workers" / f"worker-{w}.log"), f"w{w} {device}"))
+    return specs
+
+
+def run_batch(
+    opts: BatchOptions, device: str, seed: int, listener_factory: Any = None, jobs: Sequence[Job] | None = None
+) -> BatchSummary:
+    """Validate, select this shard, run it, and leave one results line per job.
+
+    Args:
+        device: the `--device` spec ("auto", "cpu", "cuda", "cuda:N"); `--gpus` overrides it.
+        seed: the global `--seed` of every job.
+        listener_factory: (number of jobs, worker labels) → a context-managed `Listener` (the display).
+        jobs: already validated jobs (skips loading them again).
+
+    Raises:
+        ManifestError / OptionError / DeviceError: before any job runs (exit code 2).
+        KeyboardInterrupt: the batch was stopped; finished jobs are recorded.
+    """
+    from a3d_cli.batch.scheduler import Listener, run_local
+    from a3d_cli.device import resolve_device
+
+    check_options(opts)
+    shard = resolve_shard(opts)
+    results = results_path(opts, shard)
+    all_jobs = list(jobs) if jobs is not None else load_jobs(opts, results)
+    mine = select(all_jobs, shard)
+    summary = BatchSummary(total=len(mine), results=results, shard=shard)
+    if not mine:
+        return summary
+    sink_file = ResultsFile(results)
+
+    def sink(record: JobRecord) -> None:
+        sink_file.append(record)
+        summary.records.append(record)
+
+    if opts.ray is not None:
+        from a3d_cli.batch.ray_backend import run_ray
+
+        labels = [f"ray{w}" for w in range(opts.workers or 1)]
+        display = listener_factory(len(mine), labels) if listener_factory else contextlib.nullcontext(Listener())
+        try:
+            with display as listener:
+                _, summary.builds = run_ray(mine, opts.ray, device, opts.workers, seed, opts.retries, sink, listener)
+        finally:
+            sink_file.compact()
+        return summary
+    resolved = "cuda" if opts.gpus is not None else resolve_device(device)
+    specs = worker_specs(opts, resolved, results.parent / "logs")
+    display = listener_factory(len(mine), [s.label for s in specs]) if listener_factory else contextlib.nullcontext(Listener())
+    try:
+        with display as listener:
+            run_local(mine, specs, seed, opts.retries, sink, listener)
+    finally:
+        sink_file.compact()
+    return summary
+
+
+__all__ = ["BatchOptions", "BatchSummary", "check_options", "load_jobs", "resolve_shard", "results_path", "run_batch",
+           "visible_gpus", "worker_specs"]
