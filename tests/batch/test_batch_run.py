@@ -25,7 +25,6 @@ from typer.testing import CliRunner
 from a3d_cli.commands.batch import batch
 from a3d_cli.io.runlock import LOCK_NAME
 
-REPO = REPO
 runner = CliRunner()
 
 
