@@ -48,6 +48,16 @@ MotionModulesOption = Annotated[
         "--motion-modules", help="yanqinJiang/animate3d animate3d_motion_modules.ckpt.", rich_help_panel=_WEIGHTS_PANEL
     ),
 ]
+DurationOption = Annotated[
+    float | None,
+    typer.Option(help="Seconds the motion plays over; default: its own (15 frames at 8 fps).", show_default=False),
+]
+LoopOption = Annotated[
+    bool, typer.Option("--loop/--no-loop", help="Make the clip cyclic: the last frame flows into the first.")
+]
+LoopModeOption = Annotated[
+    str, typer.Option(help="How --loop closes the clip: blend (position and velocity) or pingpong.")
+]
 TinyModelOption = Annotated[bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")]
 
 

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.commands.common import (
+    DurationOption,
+    ForceOption,
+    LoopModeOption,
+    LoopOption,
+    resolve_path,
+    run_and_report,
+    run_folder_argument,
+)
 from a3d_cli.stages.export import ExportOptions as _Defaults
 
 _PREVIEW = "Preview video"
@@ -21,16 +29,9 @@ def export(
     ] = _Defaults.motion,
     frames: Annotated[str, typer.Option(help='Clip frames to export: "all", "0-7" or "0,4,8-15".')] = _Defaults.frames,
     fps: Annotated[float, typer.Option(help="Frames per second, sampled from the continuous motion.")] = _Defaults.fps,
-    duration: Annotated[
-        float | None,
-        typer.Option(help="Seconds the motion plays over; default: its own (15 frames at 8 fps).", show_default=False),
-    ] = _Defaults.duration,
-    loop: Annotated[
-        bool, typer.Option("--loop/--no-loop", help="Make the clip cyclic: the last frame flows into the first.")
-    ] = _Defaults.loop,
-    loop_mode: Annotated[
-        str, typer.Option(help="How --loop closes the clip: blend (position and velocity) or pingpong.")
-    ] = _Defaults.loop_mode,
+    duration: DurationOption = _Defaults.duration,
+    loop: LoopOption = _Defaults.loop,
+    loop_mode: LoopModeOption = _Defaults.loop_mode,
     space: Annotated[
         str, typer.Option(help="Frame of the PLYs: original (the input asset's) or normalized (a3d's).")
     ] = _Defaults.space,

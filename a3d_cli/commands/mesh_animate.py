@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.commands.common import (
+    DurationOption,
+    ForceOption,
+    LoopModeOption,
+    LoopOption,
+    resolve_path,
+    run_and_report,
+    run_folder_argument,
+)
 from a3d_cli.stages.mesh_animate import MeshAnimateOptions as _Defaults
 
 _SKIN = "Skinning"
@@ -20,19 +28,12 @@ def mesh_animate(
         str, typer.Option(help="Motion file: auto (refined if present, else coarse), coarse or refined.")
     ] = _Defaults.motion,
     fps: Annotated[float, typer.Option(help="Keys per second, sampled from the continuous motion.")] = _Defaults.fps,
-    duration: Annotated[
-        float | None,
-        typer.Option(help="Seconds the motion plays over; default: its own (15 frames at 8 fps).", show_default=False),
-    ] = _Defaults.duration,
+    duration: DurationOption = _Defaults.duration,
     interpolation: Annotated[
         str, typer.Option(help="linear (smooth blend between keys) or step (exact keys).")
     ] = _Defaults.interpolation,
-    loop: Annotated[
-        bool, typer.Option("--loop/--no-loop", help="Make the clip cyclic: the last frame flows into the first.")
-    ] = _Defaults.loop,
-    loop_mode: Annotated[
-        str, typer.Option(help="How --loop closes the clip: blend (position and velocity) or pingpong.")
-    ] = _Defaults.loop_mode,
+    loop: LoopOption = _Defaults.loop,
+    loop_mode: LoopModeOption = _Defaults.loop_mode,
     normals: Annotated[
         bool, typer.Option("--normals/--no-normals", help="Store per-frame normals (better shading, larger file).")
     ] = _Defaults.normals,
