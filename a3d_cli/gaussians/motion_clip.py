@@ -174,7 +174,10 @@ class MotionClip:
         import torch
 
         g = self.field.deform_at(self.static, s)
-        return g.means, g.quats, torch.log(g.scales)
+        # q and -q are one rotation: the blend works on components, so every sample it mixes must sit in one
+        # hemisphere (the static splat's), or it can pass through the zero quaternion between two of them.
+        side = torch.where((g.quats * self.static.quats).sum(-1, keepdim=True) < 0, -1.0, 1.0)  # [N, 1]
+        return g.means, g.quats * side, torch.log(g.scales)
 
     def frame(self, j: int) -> Gaussians:
         """Exported frame j (0 ≤ j < len(self)) as splats."""

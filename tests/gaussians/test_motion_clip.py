@@ -113,3 +113,35 @@ def test_bad_timing_is_refused():
         clip_timing(16, 8.0, 24.0, None, loop="bounce")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="frame position"):
         moving_motion_field(FRAMES).deform_at(_static(), FRAMES - 0.5)
+
+
+class _FlippingField:
+    """A stand-in field: every splat turns steadily about +Y by up to 40°, and the sample at the clip's end comes
+    back as -q (the same rotations, the other hemisphere), as a field's Euler angles can give."""
+
+    def __init__(self, num_frames: int) -> None:
+        self.config = MotionFieldConfig.tiny(num_frames=num_frames)
+        self.span = num_frames - 1
+
+    def deform_at(self, static: Gaussians, s: float) -> Gaussians:
+        half = 0.5 * np.radians(40.0) * s / self.span
+        turn = torch.tensor([np.cos(half), 0.0, np.sin(half), 0.0], dtype=torch.float32)
+        w1, v1 = turn[0], turn[1:]
+        w2, v2 = static.quats[:, :1], static.quats[:, 1:]
+        vector = w1 * v2 + w2 * v1 + torch.cross(v1.expand_as(v2), v2, dim=-1)
+        quats = torch.cat([w1 * w2 - (v1 * v2).sum(-1, keepdim=True), vector], -1)  # turn ⊗ static
+        if s >= self.span:  # only the last sample: the flip falls between the two end samples
+            quats = -quats
+        return static.with_(quats=quats)
+
+
+def test_loop_blend_keeps_rotations_when_the_field_returns_the_other_hemisphere():
+    static = _static()
+    timing = clip_timing(FRAMES, motion_fps=8.0, fps=24.0, duration=None, loop="blend")
+    clip = MotionClip(_FlippingField(FRAMES), static, timing)  # type: ignore[arg-type]
+    for j in range(len(clip)):
+        q = clip.frame(j).quats
+        assert torch.isfinite(q).all()
+        # the angle between each splat's blended rotation and its static one stays within the motion's 40°
+        cos_half = (q * static.quats).sum(-1).abs().clamp(max=1.0)
+        assert torch.rad2deg(2 * torch.acos(cos_half)).max() < 45.0, j
