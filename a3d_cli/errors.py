@@ -66,7 +66,7 @@ class PrecisionError(A3DError):
 
 
 class DiskError(A3DError):
-    """The disk refused a write a user can fix: no space left, quota exceeded, read-only file system."""
+    """The disk refused a write a user can fix: no space left, quota exceeded, read-only file system, permissions."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -74,7 +74,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def from_os_error(exc: OSError) -> A3DError | None:
-    """The user-fixable error behind an `OSError` from a write (full disk, quota, read-only), else None.
+    """The user-fixable error behind an `OSError` (full disk, quota, read-only, permission denied), else None.
 
     Why: a full scratch disk is the commonest way a long batch fails, and the person running it can fix it;
     it is not a bug of a3d to report.
@@ -95,5 +95,10 @@ def from_os_error(exc: OSError) -> A3DError | None:
     if exc.errno == errno.EROFS:
         return DiskError(
             f"The file system is read-only{where}.", hint="Write the run folder to a writable disk (-o)."
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return DiskError(
+            f"Permission denied{where}.",
+            hint="Give your user read/write access to it (or to the run folder), or write the run folder elsewhere (-o).",
         )
     return None

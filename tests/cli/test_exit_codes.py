@@ -103,6 +103,21 @@ def test_read_only_file_system_is_exit_2(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "read-only" in result.stderr and "hint:" in result.stderr
 
 
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM])
+def test_permission_denied_is_exit_2_with_a_hint(tmp_path, monkeypatch, code):
+    import a3d_cli.io.manifest as manifest
+
+    def denied(*args, **kwargs):
+        raise OSError(code, "Permission denied", str(tmp_path / "RUN" / "a3d.json"))
+
+    monkeypatch.setattr(manifest, "atomic_write_text", denied)
+    result = runner.invoke(
+        app, ["prepare", str(EXAMPLE), "-o", str(tmp_path / "RUN"), "--splats", "500", "--view-size", "32"]
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "Permission denied on" in result.stderr and "hint:" in result.stderr and "report it" not in result.stderr
+
+
 def test_other_os_errors_stay_unexpected(tmp_path, monkeypatch):
     import a3d_cli.io.manifest as manifest
 
