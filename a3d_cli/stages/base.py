@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import os
 import resource
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from a3d_cli import __version__
-from a3d_cli.errors import A3DError, RunFolderError
+from a3d_cli.errors import A3DError, RunFolderError, RunLockedError
 from a3d_cli.io.manifest import digest_json, digest_path, load_manifest, to_jsonable, update_stage
 from a3d_cli.io.paths import check_links_inside, private_dir, resolve_inside
 from a3d_cli.io.runlock import run_lock
@@ -100,6 +101,31 @@ class StageContext:
         return sorted(p.relative_to(self.staging).as_posix() for p in self.staging.rglob("*") if p.is_file())
 
 
+_CREATED_FOLDERS: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("a3d_created_folders", default=None)
+"""The folders this call made, outermost first (set by `created_folders_removed_on_failure`)."""
+
+
+def _make_folders(run_dir: Path) -> None:
+    """Make `run_dir` and its missing parents one by one, recording only the folders this call made.
+
+    Why: another a3d process may make the same folders at the same moment (two batches on one runs folder);
+    a folder it made is not ours to remove when this call fails.
+    """
+    missing = []
+    for folder in [run_dir, *run_dir.parents]:
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        created = _CREATED_FOLDERS.get()
+        if created is not None:
+            created.append(folder)
+
+
 def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
     """Check (and make) a run folder that a3d can write to.
 
@@ -115,7 +141,7 @@ def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
                 f"The run folder {run_dir} does not exist.", hint=f"Run `{PREPARE}` first."
             )
         try:
-            run_dir.mkdir(parents=True)
+            _make_folders(run_dir)
         except OSError as exc:
             raise RunFolderError(
                 f"Cannot create the run folder {run_dir} ({exc.strerror}).", hint="Choose a folder you can write to (-o)."
@@ -237,6 +263,9 @@ def run_stage(
 def created_folders_removed_on_failure(run_dir: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Remove the run folder, and the parent folders made for it, when the block fails after making them.
 
+    Only folders this call made (through `ensure_run_dir` inside the block) are removed, and nothing when the
+    failure is another process's lock on the folder.
+
     Why: a run folder a failed call created holds nothing of value; leaving it (or `a/b/` made for `a/b/RUN`)
     behind would make a typo or a bad input litter the disk and look like a started run.
 
@@ -244,17 +273,19 @@ def created_folders_removed_on_failure(run_dir: Path, keep: Callable[[], bool] =
         run_dir: the run folder the block creates (with `ensure_run_dir`) when missing.
         keep: called on failure; True keeps the folders (e.g. when an earlier stage of a chain finished).
     """
-    top = None  # the outermost folder on the way to run_dir that does not exist yet
-    for folder in [Path(run_dir), *Path(run_dir).parents]:
-        if folder.exists() or folder.is_symlink():
-            break
-        top = folder
+    created: list[Path] = []
+    token = _CREATED_FOLDERS.set(created)
     try:
         yield
-    except BaseException:
-        if top is not None and top.is_dir() and not top.is_symlink() and not keep():
-            shutil.rmtree(top, ignore_errors=True)
+    except BaseException as exc:
+        # never on RunLockedError: the folder is then another process's live run, whoever made it
+        top = created[0] if created else None
+        if top is not None and not isinstance(exc, RunLockedError) and top.is_dir() and not top.is_symlink():
+            if not keep():
+                shutil.rmtree(top, ignore_errors=True)
         raise
+    finally:
+        _CREATED_FOLDERS.reset(token)
 
 
 def _run_locked(

@@ -251,3 +251,38 @@ def test_failure_in_a_new_run_folder_leaves_no_folder_but_keeps_an_existing_one(
         run_stage("echo", run_dir, None, broken, Runtime())
     assert (run_dir / "mine.txt").read_text() == "keep"
     assert load_manifest(run_dir)["stages"]["echo"]["status"] == "failed"
+
+
+def test_a_failed_call_keeps_a_run_folder_another_process_made_meanwhile(tmp_path):
+    """Two processes on one new run folder: the one that fails must not remove what the other one made."""
+    from a3d_cli.stages.base import created_folders_removed_on_failure, ensure_run_dir
+
+    run_dir = tmp_path / "runs" / "fox"
+    with pytest.raises(RuntimeError), created_folders_removed_on_failure(run_dir):
+        run_dir.mkdir(parents=True)  # the other process, between this call's start and its mkdir
+        (run_dir / "a3d.json").write_text("{}")
+        ensure_run_dir(run_dir)
+        raise RuntimeError("this call fails")
+    assert (run_dir / "a3d.json").is_file()
+
+
+def test_a_failed_call_removes_only_the_folders_it_made(tmp_path):
+    from a3d_cli.stages.base import created_folders_removed_on_failure, ensure_run_dir
+
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(RuntimeError), created_folders_removed_on_failure(tmp_path / "runs" / "a" / "RUN"):
+        ensure_run_dir(tmp_path / "runs" / "a" / "RUN")
+        raise RuntimeError("bad input")
+    assert (tmp_path / "runs").is_dir() and not (tmp_path / "runs" / "a").exists()
+
+
+def test_a_locked_run_folder_is_never_removed(tmp_path):
+    from a3d_cli.errors import RunLockedError
+    from a3d_cli.stages.base import created_folders_removed_on_failure, ensure_run_dir
+
+    run_dir = tmp_path / "RUN"
+    with pytest.raises(RunLockedError), created_folders_removed_on_failure(run_dir):
+        ensure_run_dir(run_dir)
+        (run_dir / "a3d.json").write_text("{}")  # the other process took the lock and started
+        raise RunLockedError("another a3d process is working on it")
+    assert (run_dir / "a3d.json").is_file()
