@@ -50,8 +50,19 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             f"Another a3d process (pid {holder}) is working on {key}.",
             hint="Wait for it to finish, or use another run folder (-o).",
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError as exc:  # e.g. ENOLCK: a network file system without a lock service
+        os.close(fd)
+        raise RunFolderError(
+            f"Cannot lock the run folder {key} ({exc.strerror}).",
+            hint="Use a run folder on a file system that supports locks (a local disk, or NFS with its lock service).",
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except BaseException:  # a full disk: give the lock back rather than hold it for this process's life
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        raise
     _held[key] = (fd, 1)
     try:
         yield

@@ -286,3 +286,33 @@ def test_a_locked_run_folder_is_never_removed(tmp_path):
         (run_dir / "a3d.json").write_text("{}")  # the other process took the lock and started
         raise RunLockedError("another a3d process is working on it")
     assert (run_dir / "a3d.json").is_file()
+
+
+def test_a_failed_pid_write_gives_the_lock_back(tmp_path, monkeypatch):
+    import errno
+
+    import a3d_cli.io.runlock as runlock
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runlock.os, "pwrite", full_disk)
+        with pytest.raises(OSError), runlock.run_lock(tmp_path):
+            pass
+    with runlock.run_lock(tmp_path):  # this process can lock it again: nothing was left held
+        pass
+
+
+def test_a_file_system_without_locks_is_a_run_folder_error(tmp_path, monkeypatch):
+    import errno
+
+    import a3d_cli.io.runlock as runlock
+    from a3d_cli.errors import RunFolderError
+
+    def no_locks(*args, **kwargs):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runlock.fcntl, "flock", no_locks)
+    with pytest.raises(RunFolderError, match="Cannot lock"), runlock.run_lock(tmp_path):
+        pass
