@@ -112,7 +112,11 @@ class A3DGroup(TyperGroup):
             code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
             message = "finished stages are kept; re-run the same command to continue."
             raise _fail(ctx, message, None, code, label=signal_name) from None
-        except _PASS_THROUGH:
+        except _PASS_THROUGH as exc:
+            # click prints a usage error itself (exit 2); under --json the object on stdout is ours to add
+            if hasattr(exc, "format_message") and _json_wanted(ctx):
+                code = getattr(exc, "exit_code", 2)
+                typer.echo(json.dumps({"ok": False, "error": exc.format_message(), "hint": None, "exit_code": code}))
             raise
         except OSError as exc:
             mapped = from_os_error(exc)
@@ -121,6 +125,14 @@ class A3DGroup(TyperGroup):
             raise _fail(ctx, mapped.message, mapped.hint, mapped.exit_code) from None
         except Exception as exc:
             return _unexpected(ctx, exc)
+
+
+def _json_wanted(ctx: typer.Context) -> bool:
+    """--json was given: from the global options, or (when the command was not even resolved, so the group's
+    callback never ran) from the group's parsed parameters."""
+    if isinstance(ctx.obj, GlobalOptions):
+        return ctx.obj.json
+    return bool(ctx.params.get("json_out"))
 
 
 def _fail(ctx: typer.Context, message: str, hint: str | None, code: int, label: str = "error") -> typer.Exit:
@@ -132,7 +144,7 @@ def _fail(ctx: typer.Context, message: str, hint: str | None, code: int, label: 
     err.print(f"[bold red]{label}:[/bold red] {message}", highlight=False)
     if hint:
         err.print(f"[bold]hint:[/bold] {hint}", highlight=False)
-    if isinstance(ctx.obj, GlobalOptions) and ctx.obj.json:
+    if _json_wanted(ctx):
         typer.echo(json.dumps({"ok": False, "error": message, "hint": hint, "exit_code": code}))
     return typer.Exit(code)
 

@@ -72,6 +72,16 @@ def test_json_failure_is_a_json_object(tmp_path):
     assert data["ok"] is False and "does not exist" in data["error"] and data["hint"] and data["exit_code"] == 2
 
 
+@pytest.mark.parametrize(
+    "args", [["export", "RUN", "--fps", "abc"], ["export"], ["export", "RUN", "--no-such-option"], ["no-such-command"]]
+)
+def test_json_usage_errors_are_json_objects_too(args):
+    result = runner.invoke(app, ["--json", *args])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and data["error"] and data["exit_code"] == 2
+
+
 def test_info_refuses_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "photos").mkdir()
     result = runner.invoke(app, ["info", str(tmp_path / "photos")])
