@@ -153,8 +153,26 @@ class AnimateOptions:
             )
         if self.sv3d_model not in ("sv3d_u", "sv3d_p"):
             raise OptionError(f"--sv3d-model must be sv3d_u or sv3d_p (got {self.sv3d_model}).")
+        self._check_options_fit_the_input()
         if self.sds_steps < 0 or (self.reconstruct_steps is not None and self.reconstruct_steps < 0):
             raise OptionError("--sds-steps and --reconstruct-steps must be >= 0.")
+
+    def _check_options_fit_the_input(self) -> None:
+        """Refuse options that the input's kind would silently ignore (image-only options on a 3D model, the
+        axes of a 3D model on an image, whose lifted model is always +Y up and faces +Z)."""
+        defaults = AnimateOptions.__dataclass_fields__
+        if is_image_input(self.model):
+            given = [f"--{name}" for name in ("up", "front") if getattr(self, name) != defaults[name].default]
+            hint = "Drop them: the model lifted from an image is +Y up and faces +Z, the view of the image."
+        else:
+            names = ("sv3d_model", "sv3d_checkpoint", "orbit_steps", "elevation", "lift_steps", "lift_resolution")
+            given = [
+                "--" + name.replace("_", "-") for name in names if getattr(self, name) != defaults[name].default
+            ]
+            hint = "Drop them, or pass the object image (.png/.jpg/.webp) as the input."
+        if given:
+            kind = "an image input" if is_image_input(self.model) else "a 3D model input"
+            raise OptionError(f"{', '.join(given)} do not apply to {kind}.", hint=hint)
 
 
 @dataclass(frozen=True)

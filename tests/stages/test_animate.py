@@ -144,3 +144,21 @@ def test_freeinit_grid_reaches_the_mvvideo_options(tmp_path, monkeypatch):
         calls = stage.stage_calls(seen[-1], stage.ChainPlan(("mvvideo",), (), False), tmp_path)
         calls["mvvideo"](None)
         assert ran[-1].freeinit_grid == grid  # the mvvideo stage runs with it
+
+
+@pytest.mark.parametrize(
+    ("model", "changes", "flags"),
+    [
+        ("fox.glb", {"sv3d_model": "sv3d_u", "orbit_steps": 10}, "--sv3d-model, --orbit-steps"),
+        ("fox.glb", {"lift_resolution": 128, "elevation": 20.0}, "--elevation, --lift-resolution"),
+        ("photo.png", {"up": "+z", "front": "+x"}, "--up, --front"),
+    ],
+)
+def test_options_the_input_kind_would_ignore_are_refused(model, changes, flags):
+    with pytest.raises(OptionError, match=flags):
+        AnimateOptions(model=model, video="video", **changes)
+
+
+def test_options_of_the_input_kind_are_accepted():
+    AnimateOptions(model="photo.png", video="video", sv3d_model="sv3d_u", lift_steps=50)
+    AnimateOptions(model="fox.glb", video="video", up="+z", front="+x")
