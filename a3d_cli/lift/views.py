@@ -128,11 +128,23 @@ def parse_cameras(path: Path, count: int) -> tuple[CameraSet, bool]:
     rot = c2w[:, :3, :3]
     if (rot.transpose(1, 2) @ rot - torch.eye(3, dtype=torch.float64)).abs().max() > 1e-3:
         raise InputError(f"{path}: a `c2w` rotation is not orthonormal (cameras must be rigid, OpenCV convention).")
+    if (torch.linalg.det(rot) < 0).any():
+        raise InputError(
+            f"{path}: a `c2w` rotation is a mirror (determinant −1); cameras must be rigid rotations.",
+            hint="Check the axes of the camera export (OpenCV: x right, y down, z forward).",
+        )
     if not ((fov > 1.0) & (fov < 170.0)).all():
         raise InputError(f"{path}: `fov_deg` must lie between 1 and 170 degrees.")
     elev, azim, radius = _camera_angles(c2w.float())
     if (radius < 1e-6).any():
         raise InputError(f"{path}: a camera sits at the origin; cameras must look at the object from outside.")
+    facing = (c2w[:, :3, 2] * -c2w[:, :3, 3]).sum(-1)  # [V] forward axis · direction to the origin
+    if (facing <= 0).any():
+        raise InputError(
+            f"{path}: a camera looks away from the object at the origin.",
+            hint="Cameras must be OpenCV camera-to-world (z forward, y down); an OpenGL/Blender export "
+            "(z backward, y up) needs its y and z axes negated.",
+        )
     cameras = CameraSet(c2w=c2w.float(), fov_deg=fov.float(), elevation_deg=elev, azimuth_deg=azim, radius=radius)
     return cameras, bool(data.get("camera_input", True))
 

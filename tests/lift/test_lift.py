@@ -222,7 +222,7 @@ def test_a_killed_lift_leaves_nothing_and_the_rerun_finishes(toy, tmp_path: Path
     assert (run / "lift/model.glb").is_file() and (run / "lift/gaussians.ply").is_file()
 
 
-@pytest.mark.parametrize("problem", ["missing_frame", "camera_count", "empty_mask", "no_orbit"])
+@pytest.mark.parametrize("problem", ["missing_frame", "camera_count", "empty_mask", "no_orbit", "opengl_cameras", "mirrored"])
 def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, problem: str) -> None:
     orbit = syn.write_orbit_folder(tmp_path / "orbit_in", toy["rgba"][:6], orbit_camera_set(static_orbit(10.0, num_frames=6)))
     expected = {
@@ -230,12 +230,21 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
         "camera_count": "lists 5 cameras but the folder has 6 frames",
         "empty_mask": "No object found in frame_02.png",
         "no_orbit": "has no orbit/",
+        "opengl_cameras": "looks away from the object",
+        "mirrored": "is a mirror",
     }[problem]
     if problem == "missing_frame":
         (orbit / "frame_03.png").unlink()
     elif problem == "camera_count":
         data = json.loads((orbit / "cameras.json").read_text())
         data["cameras"] = data["cameras"][:5]
+        (orbit / "cameras.json").write_text(json.dumps(data))
+    elif problem in ("opengl_cameras", "mirrored"):
+        data = json.loads((orbit / "cameras.json").read_text())
+        flip = [1, -1, -1] if problem == "opengl_cameras" else [-1, 1, 1]  # OpenGL axes / one axis mirrored
+        for cam in data["cameras"]:
+            for row in range(3):
+                cam["c2w"][row][:3] = [v * f for v, f in zip(cam["c2w"][row][:3], flip, strict=True)]
         (orbit / "cameras.json").write_text(json.dumps(data))
     elif problem == "empty_mask":
         from a3d_cli.io.images import save_png
