@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from a3d_cli.batch.manifest import Job
 from a3d_cli.batch.results import DONE, FAILED, SKIPPED, JobRecord
-from a3d_cli.errors import A3DError, RunLockedError, from_os_error
+from a3d_cli.errors import A3DError, RunLockedError, Terminated, from_os_error
 from a3d_cli.progress import Progress
 
 Notify = Callable[[str, int, int | None], None]
@@ -220,6 +220,16 @@ class WorkerSpec:
     label: str
 
 
+def sigterm_as_interrupt() -> None:
+    """In this (worker) process, SIGTERM raises `Terminated`, a KeyboardInterrupt: a scheduler's time limit or
+    `scancel` then stops the job's stage as Ctrl-C does (`failed: interrupted` recorded, staging cleaned)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def worker_main(spec: WorkerSpec, seed: int, inbox: Any, outbox: Any) -> None:
     """A worker process: take (job, attempt) from `inbox` until None, put events on `outbox`.
 
@@ -228,6 +238,7 @@ def worker_main(spec: WorkerSpec, seed: int, inbox: Any, outbox: Any) -> None:
     """
     os.environ.update(spec.env)  # before torch is imported in this process
     _exit_with_parent()
+    sigterm_as_interrupt()
     Path(spec.log).parent.mkdir(parents=True, exist_ok=True)
     with open(spec.log, "a", encoding="utf-8") as own_log, _output_into(own_log):
         import torch
@@ -250,4 +261,4 @@ def worker_main(spec: WorkerSpec, seed: int, inbox: Any, outbox: Any) -> None:
             pass  # the driver is stopping the batch; the run folders are consistent (atomic stages)
 
 
-__all__ = ["DELIVERABLE_STAGES", "JobProgress", "JobRunner", "WorkerSpec", "worker_main"]
+__all__ = ["DELIVERABLE_STAGES", "JobProgress", "JobRunner", "WorkerSpec", "sigterm_as_interrupt", "worker_main"]

@@ -316,3 +316,20 @@ def test_plain_progress_lines_when_not_a_terminal():
     assert "[1/3] job0 done in 2.0 s" in text
     assert "failed [2/3] job1 (m:2, exit code 2): bad input  log: log" in text
     assert "2/3 finished, 1 failed, 1 running, ETA" in text
+
+
+def test_a_worker_turns_sigterm_into_an_interrupt():
+    """A scheduler's SIGTERM reaches the job's stage as an interrupt (recorded, staging cleaned), not a kill."""
+    import os
+    import signal
+
+    from a3d_cli.batch.worker import sigterm_as_interrupt
+    from a3d_cli.errors import Terminated
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        sigterm_as_interrupt()
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
