@@ -82,8 +82,24 @@ def model_key(
     return ModelKey(name, tuple(files), str(dtype), device, bool(compile), seed if weights is None else None)
 
 
+def _free_memory() -> None:
+    """Return dropped models' memory now (Python's cycles, then the CUDA allocator's cache)."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class ModelCache:
-    """Models by `ModelKey`, each built once; `builds` counts the builds per model name."""
+    """Models by `ModelKey`, each built once; `builds` counts the builds per model name.
+
+    One model per name is kept: a job that asks for the same model with other settings (dtype, compile,
+    weights) drops the cached one before building its own, so a manifest that mixes settings costs rebuilds,
+    never several copies of a multi-GB network in one worker.
+    """
 
     def __init__(self) -> None:
         self._models: dict[ModelKey, Any] = {}
@@ -92,6 +108,11 @@ class ModelCache:
     def get(self, key: ModelKey, build: Callable[[], T]) -> T:
         """The model for `key`, built with `build()` the first time it is asked for."""
         if key not in self._models:
+            stale = [other for other in self._models if other.name == key.name]
+            for other in stale:
+                del self._models[other]
+            if stale:
+                _free_memory()
             self._models[key] = build()
             self.builds[key.name] += 1
         return self._models[key]

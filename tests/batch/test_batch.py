@@ -260,6 +260,19 @@ def test_model_cache_builds_each_key_once(tmp_path):
     assert model_key("m", None, torch.float16, "cpu", False, seed=3).seed == 3
 
 
+def test_the_cache_keeps_one_model_per_name():
+    """Jobs that ask for the same network with other settings replace it: never two copies in one worker."""
+    built = []
+    cache = ModelCache()
+    with using_model_cache(cache):
+        plain = cached_model(ModelKey("mvvdm", (), "fp16", "cpu", False), lambda: built.append(1) or object())
+        cached_model(ModelKey("mvvdm-sds", (), "fp16", "cpu", False), lambda: built.append(1) or object())
+        cached_model(ModelKey("mvvdm", (), "fp16", "cpu", True), lambda: built.append(1) or object())
+        assert len(cache) == 2  # the compiled mvvdm replaced the plain one; the sds model stays
+        again = cached_model(ModelKey("mvvdm", (), "fp16", "cpu", False), lambda: built.append(1) or object())
+    assert again is not plain and len(built) == 4 and cache.builds["mvvdm"] == 3
+
+
 def test_stage_loaders_build_once_per_worker_cache():
     """mvvideo and sds obtain MV-VDM through the cache: two jobs in one worker, one build each."""
     from a3d_cli.stages import mvvideo, sds
