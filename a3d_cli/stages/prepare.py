@@ -223,6 +223,11 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     progress.update(1)
 
 
+def _fronts_for(up: str) -> list[str]:
+    """The --front values that make sense with `up`: the four axes perpendicular to it."""
+    return [f"{sign}{axis}" for axis in "xyz" if axis != up[1] for sign in "+-"]
+
+
 def _choose_front(
     ctx: StageContext, opts: PrepareOptions, points: np.ndarray, faces: np.ndarray | None, colors: np.ndarray | None
 ) -> str:
@@ -261,7 +266,7 @@ def _choose_front(
     elif not guess.confident and asset_axis != conventional:
         ctx.progress.log(
             f"front: could not tell which way the asset faces; {conventional} assumed. Check {VIEWS_CONTACT_SHEET} "
-            f"and pass --front (+x, -x, +z or -z) if view 0 is not the front"
+            f"and pass --front ({', '.join(_fronts_for(opts.up))}) if view 0 is not the front"
         )
     return chosen
 

@@ -310,3 +310,10 @@ def test_failed_rerun_keeps_earlier_outputs(tmp_path):
     with pytest.raises(InputError):
         run(run_dir, PrepareOptions(model=str(good), **FAST))
     assert {p: (run_dir / p).read_bytes() for p in files_under(run_dir)} == before
+
+
+def test_the_front_hint_lists_the_axes_perpendicular_to_up():
+    from a3d_cli.stages.prepare import _fronts_for
+
+    assert _fronts_for("+y") == ["+x", "-x", "+z", "-z"]
+    assert _fronts_for("-z") == ["+x", "-x", "+y", "-y"]
