@@ -184,13 +184,13 @@ def fit_static(
     for step in range(settings.steps):
         frac = step / max(1, settings.steps)
         opt.param_groups[0]["lr"] = settings.lr_means * extent * (0.1**frac)  # exponential decay to 10 %
-        idx = torch.arange(v) if k == v else torch.randperm(v, generator=gen)[:k]
+        idx = (torch.arange(v) if k == v else torch.randperm(v, generator=gen)[:k]).to(dev)
         g = params.gaussians()
-        out = render(g, cameras, size, index=idx.to(dev))
+        out = render(g, cameras, size, index=idx)
         rgb, alpha = out.colors, out.alphas[..., 0]
-        diff = rgb - images[idx.to(dev)]
+        diff = rgb - images[idx]
         loss = torch.sqrt(diff.square() + settings.charbonnier_eps**2).mean()
-        loss = loss + settings.lambda_mask * (alpha - masks[idx.to(dev)]).square().mean()
+        loss = loss + settings.lambda_mask * (alpha - masks[idx]).square().mean()
         op = g.opacities
         loss = loss + settings.lambda_binary * (op * (1 - op)).mean()
         loss = loss + settings.lambda_scale * F.relu(g.scales[:, :2] - max_scale).mean()

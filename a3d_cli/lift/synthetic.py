@@ -63,34 +63,30 @@ def toy_mesh(white_top: float | None = None) -> SurfaceMesh:
 
 
 def mesh_splats(mesh: SurfaceMesh, splats: int = 60_000, seed: int = 0) -> Gaussians:
-    """Dense surface splats of a mesh (`mesh.to_gaussians`): how a3d renders a mesh."""
-    from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
+    """Dense surface splats of a mesh: how a3d renders a mesh (`lift.preview.mesh_as_splats`)."""
+    from a3d_cli.lift.preview import mesh_as_splats
 
-    g, _ = mesh_to_gaussians(mesh, splats, seed=seed)
-    return g
+    return mesh_as_splats(mesh, splats, seed=seed)
 
 
 def render_rgba(g: Gaussians, cameras: CameraSet, size: int, chunk: int = 8) -> Tensor:
-    """[V, S, S, 4] straight RGBA renders of splats (CPU result, any device for `g`)."""
-    from a3d_cli.kernels import rasterize
+    """[V, S, S, 4] straight RGBA renders of splats (CPU result), `chunk` views per rasterizer call."""
+    from a3d_cli.render.splats import render_rgba as render_views
 
-    dev = g.means.device
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(cameras), chunk):
-            vm = cameras.viewmats[s : s + chunk].to(dev)
-            ks = cameras.Ks(size, size)[s : s + chunk].to(dev)
-            r = rasterize(g.means, g.quats, g.scales, g.opacities, g.colors, vm, ks, size, size,
-                          backgrounds=torch.zeros(vm.shape[0], 3, device=dev))  # fmt: skip
-            a = r.alphas.clamp(0, 1)
-            rgb = torch.where(a > 1e-6, r.colors / a.clamp_min(1e-6), torch.zeros_like(r.colors)).clamp(0, 1)
-            out.append(torch.cat([rgb, a], dim=-1).cpu())
-    return torch.cat(out)
+    ks = cameras.Ks(size, size)
+    device = str(g.means.device)
+    parts = [
+        render_views(g, cameras.viewmats[s : s + chunk], ks[s : s + chunk], size, device)
+        for s in range(0, len(cameras), chunk)
+    ]
+    return torch.cat(parts)
 
 
 def on_white(rgba: Tensor) -> Tensor:
     """[..., 4] straight RGBA → [..., 3] composited on white."""
-    return rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    from a3d_cli.io.images import composite
+
+    return composite(rgba, 1.0)
 
 
 def write_orbit_folder(folder: Path, rgba: Tensor, cameras: CameraSet, alpha: bool = False, extra: dict | None = None) -> Path:
