@@ -146,9 +146,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         points = g.means.double().numpy()
         front = _choose_front(ctx, opts, points, None, g.colors.numpy())
         norm = fit_normalization(points, opts.up, front, robust=True)
-        g, dropped = normalize_gaussians(g, norm)
-        if dropped:
-            progress.log("view-dependent colour (SH degree > 0) dropped: it cannot follow the --up/--front rotation")
+        g = normalize_gaussians(g, norm)
         ctx.metrics.update(kind="gaussians", splats=len(g))
     else:
         from a3d_cli.mesh.load import load_mesh

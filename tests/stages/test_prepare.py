@@ -156,7 +156,7 @@ def test_gaussian_input(tmp_path):
     norm = Normalization.from_json(json.loads((run_dir / "source/normalization.json").read_text()))
     np.testing.assert_allclose(norm.invert(out.means.double().numpy()), g.means.double().numpy(), atol=1e-4)
     torch.testing.assert_close(out.scales, g.scales * norm.scale, rtol=1e-4, atol=1e-6)
-    assert out.sh_rest is not None  # identity rotation keeps view-dependent colour
+    assert out.sh_degree == 1  # view-dependent colour kept
     assert load_png(run_dir / "static/views/view_1.png")[..., 3].max() > 0.5
 
 
