@@ -14,7 +14,8 @@ import pytest
 import trimesh
 from PIL import Image
 
-from a3d_cli.mesh.gltf_animated import MeshMaterial, vertex_normals, write_animated_glb
+from a3d_cli.mesh.gltf_animated import MeshMaterial, write_animated_glb
+from a3d_cli.mesh.topology import vertex_normals
 
 _NUMPY_TYPES = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}

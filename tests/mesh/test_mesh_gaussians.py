@@ -22,7 +22,7 @@ from a3d_cli.mesh.normalize import (
 from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
-from a3d_cli.mesh.topology import weld
+from a3d_cli.mesh.topology import vertex_normals, weld
 
 
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
@@ -146,6 +146,27 @@ def test_weld_keeps_order_and_merges_copies():
     dup = np.concatenate([v, v[[1]] + 1e-9, [[5.0, 5.0, 5.0]]])
     index, w = weld(dup)
     assert w == 4 and index.tolist() == [0, 1, 2, 1, 3]
+
+
+def test_vertex_normals_point_out_of_a_sphere_for_each_pose():
+    import trimesh
+
+    ball = trimesh.creation.icosphere(subdivisions=3)
+    verts, faces = np.asarray(ball.vertices), np.asarray(ball.faces)
+    verts = np.concatenate([verts, [[5.0, 5.0, 5.0]]])  # a vertex on no face
+    normals = vertex_normals(verts, faces)  # [V, 3]
+    radial = verts[:-1] / np.linalg.norm(verts[:-1], axis=-1, keepdims=True)
+    assert np.einsum("vi,vi->v", normals[:-1], radial).min() > 0.999
+    np.testing.assert_allclose(normals[-1], 0.0)
+    np.testing.assert_allclose(vertex_normals(verts, faces, fallback=(0.0, 1.0, 0.0))[-1], [0.0, 1.0, 0.0])
+    # a batch of poses is each pose on its own: the sphere stretched along x tilts its normals towards x
+    stretched = verts * [3.0, 1.0, 1.0]
+    batch = vertex_normals(np.stack([verts, stretched]), faces)  # [2, V, 3]
+    np.testing.assert_allclose(batch[0], normals, atol=1e-12)
+    np.testing.assert_allclose(batch[1], vertex_normals(stretched, faces), atol=1e-12)
+    expected = radial * [1.0, 3.0, 3.0]  # the gradient of x²/9 + y² + z² at (3x, y, z) is ∝ (x, 3y, 3z)
+    expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
+    assert np.einsum("vi,vi->v", batch[1, :-1], expected).mean() > 0.99
 
 
 def test_vertex_splats_sit_on_vertices_and_binding_recovers_them(sphere_mesh):
