@@ -313,7 +313,7 @@ def test_failed_rerun_keeps_earlier_outputs(tmp_path):
 
 
 def test_the_front_hint_lists_the_axes_perpendicular_to_up():
-    from a3d_cli.stages.prepare import _fronts_for
+    from a3d_cli.mesh.orientation import fronts_for
 
-    assert _fronts_for("+y") == ["+x", "-x", "+z", "-z"]
-    assert _fronts_for("-z") == ["+x", "-x", "+y", "-y"]
+    assert fronts_for("+y") == ["+x", "-x", "+z", "-z"]
+    assert fronts_for("-z") == ["+x", "-x", "+y", "-y"]
