@@ -121,6 +121,18 @@ def test_rerun_is_skipped_and_force_reruns(example_run):
     assert again.skipped and any("skipped" in m for m in progress.messages)
 
 
+@pytest.mark.parametrize("count", ["20000", "500"])  # the default value too: given is given
+def test_cli_refuses_the_old_and_new_splat_count_together(tmp_path, count):
+    run_dir = tmp_path / "RUN"
+    args = ["prepare", str(EXAMPLE), "-o", str(run_dir), "--splats", "1000", "--splat-count", count]
+    result = runner.invoke(a3d_app("prepare", prepare_command), args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"]
+    assert "--splats" in lines[0] and "--splat-count" in lines[1]
+    assert not run_dir.exists()
+
+
 def test_cli_json_names_every_output(tmp_path):
     path = write_glb(tmp_path / "ball.glb", (textured_sphere(8), np.eye(4)))
     run_dir = tmp_path / "RUN"
