@@ -342,7 +342,8 @@ def _check_image_input(opts: AnimateOptions) -> None:
         return
     from a3d_cli.weights import resolve
 
-    resolve(opts.sv3d_model, Path(opts.sv3d_checkpoint).expanduser() if opts.sv3d_checkpoint else None)
+    explicit = Path(opts.sv3d_checkpoint).expanduser() if opts.sv3d_checkpoint else None
+    resolve(opts.sv3d_model, explicit, option="--sv3d-checkpoint")
 
 
 class ChainProgress(Progress):
