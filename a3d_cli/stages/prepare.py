@@ -29,6 +29,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from a3d_cli.errors import OptionError
+from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.run_layout import (
     BINDING,
     NORMALIZATION_JSON,
@@ -76,7 +77,7 @@ class PrepareOptions:
     front: Axis | Literal["auto"] = "auto"
     max_vertices: int = 20_000
     splats: int = 20_000
-    view_size: int = 256
+    view_size: int = RESOLUTION
     shade: Shade = "auto"
     allow_external_refs: bool = False
 
