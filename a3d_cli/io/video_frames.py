@@ -71,7 +71,7 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
                 hint="Keep one of them (v2_f07.png and v2_f7.png name the same frame).",
             )
         found[key] = path
-    naming = "frames must be named v{view}_f{frame:02d}.png, view 0-3, frame 00-15"
+    naming = f"frames must be named v{{view}}_f{{frame:02d}}.png, view 0-{views - 1}, frame 00-{frames - 1:02d}"
     if not found:
         raise InputError(f"{folder} has no video frames.", hint=naming)
     present_views = sorted({v for v, _ in found})
