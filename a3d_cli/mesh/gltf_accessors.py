@@ -62,6 +62,11 @@ class GltfDocument:
             buf, start, length = v.get("buffer", -1), int(v.get("byteOffset", 0)), int(v.get("byteLength", -1))
             if not isinstance(buf, int) or not 0 <= buf < len(self.buffers):
                 raise InputError(f"{self.name}: bufferView {index} names buffer {buf!r}, which does not exist.", hint=_REEXPORT)
+            meshopt = [e for e in (v.get("extensions") or {}) if e in ("EXT_meshopt_compression", "KHR_meshopt_compression")]
+            if meshopt and not self.buffers[buf]:  # compressed, and its fallback buffer holds no data
+                from a3d_cli.mesh.gltf_extensions import refuse
+
+                refuse(self.name, meshopt[0], "uses")
             if start < 0 or length < 0 or start + length > len(self.buffers[buf]):
                 raise InputError(
                     f"{self.name}: bufferView {index} lies outside its buffer (bytes {start}..{start + length} "

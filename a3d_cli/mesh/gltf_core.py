@@ -197,13 +197,15 @@ class _Rewriter:
                 source = tex.get("source")
             if source is not None and _undecodable(images, source):
                 source = None
-            if source is None:
-                tex.pop("source", None)
-                if t in base_textures:
-                    unread = [e for e in exts if e not in IMAGE_SOURCES or not honoured_here(e)] or ["KHR_texture_basisu"]
-                    refuse(self.doc.name, unread[0], "stores its base-colour texture only with")
-            else:
+            if source is not None:
                 tex["source"] = source
+                continue
+            ktx2 = tex.pop("source", None) is not None  # a core source Pillow cannot decode: KTX2
+            if t in base_textures:
+                unread = [e for e in exts if e not in IMAGE_SOURCES or not honoured_here(e)]
+                if unread or ktx2:
+                    refuse(self.doc.name, unread[0] if unread else "KHR_texture_basisu", "stores its base-colour texture only with")
+                raise InputError(f"{self.doc.name}: a base-colour texture names no image.", hint=_REEXPORT)
 
     # -- geometry --------------------------------------------------------------------------------------
 
@@ -212,7 +214,8 @@ class _Rewriter:
         attrs = prim.get("attributes") or {}
         exts = prim.pop("extensions", None) or {}
         raw: dict[str, np.ndarray] = {}
-        if DRACO in exts:
+        fallback = all("bufferView" in (self.doc.json["accessors"][i] or {}) for i in attrs.values() if _valid(self.doc, i))
+        if DRACO in exts and (honoured_here(DRACO) or not fallback):  # optional Draco may carry plain data too
             raw = self._draco(exts[DRACO], attrs, prim.get("indices"))
         tex_coord, matrix = base_uv.get(prim.get("material", -1), (0, None))
         uv_name = f"TEXCOORD_{tex_coord}"
@@ -285,6 +288,11 @@ class _Rewriter:
                         child[field] = [float(x) for x in trs[key][i]]
                 nodes.append(child)
                 children.append(len(nodes) - 1)
+
+
+def _valid(doc: GltfDocument, index: Any) -> bool:
+    accessors = doc.json.get("accessors") or []
+    return isinstance(index, int) and 0 <= index < len(accessors)
 
 
 def _base_colour_info(mat: Any) -> dict[str, Any] | None:

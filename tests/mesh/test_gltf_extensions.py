@@ -384,3 +384,26 @@ def test_decoded_sizes_are_bounded_before_anything_is_allocated(tmp_path):
     result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(tmp_path / "RUN"), *FAST])
     assert result.exit_code == 2 and "more than a3d decodes" in result.stderr
     assert not (tmp_path / "RUN").exists()
+
+
+def test_optional_meshopt_reads_its_fallback_and_refuses_without_one(tmp_path):
+    """EXT_meshopt_compression only used: the bufferView's own (fallback) data is the geometry; a fallback
+    buffer without data cannot be read without the decoder and is refused by name."""
+    v, f, _, _, _ = sphere(4)
+
+    def meshopt(with_data):
+        def edit(b):
+            view = b.doc["accessors"][0]["bufferView"]
+            if not with_data:
+                b.doc["buffers"].append({"byteLength": b.doc["bufferViews"][view]["byteLength"], "extensions": {"EXT_meshopt_compression": {"fallback": True}}})
+                b.doc["bufferViews"][view]["buffer"] = 1
+            b.doc["bufferViews"][view]["extensions"] = {"EXT_meshopt_compression": {"buffer": 0, "byteLength": 4, "count": 1, "byteStride": 12, "mode": "ATTRIBUTES"}}
+            b.use("EXT_meshopt_compression")
+
+        return edit
+
+    mesh = load_mesh(simple_glb(tmp_path / "fallback.glb", meshopt(True)))
+    np.testing.assert_allclose(rows(mesh.vertices), rows(v[np.unique(f)]), atol=1e-6)
+    with pytest.raises(InputError, match="EXT_meshopt_compression") as info:
+        load_mesh(simple_glb(tmp_path / "no_fallback.glb", meshopt(False)))
+    assert "gltf-transform/cli copy" in info.value.hint
