@@ -56,7 +56,7 @@ class GltfDocument:
         """Bytes of bufferView `index` (checked against its buffer's size)."""
         if index not in self._views:
             views = self.json.get("bufferViews", [])
-            if not isinstance(index, int) or not 0 <= index < len(views):
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(views):
                 raise InputError(f"{self.name} refers to bufferView {index!r}, which does not exist.", hint=_REEXPORT)
             v = views[index]
             buf, start, length = v.get("buffer", -1), int(v.get("byteOffset", 0)), int(v.get("byteLength", -1))
@@ -226,7 +226,7 @@ def read_accessor(doc: GltfDocument, index: int, raw: np.ndarray | None = None) 
 
 def _accessor(doc: GltfDocument, index: int) -> dict[str, Any]:
     accessors = doc.json.get("accessors") or []
-    if not isinstance(index, int) or not 0 <= index < len(accessors) or not isinstance(accessors[index], dict):
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(accessors) or not isinstance(accessors[index], dict):
         raise InputError(f"{doc.name} refers to accessor {index!r}, which does not exist.", hint=_REEXPORT)
     return accessors[index]
 

@@ -49,6 +49,7 @@ SPEC_GLOSS = "KHR_materials_pbrSpecularGlossiness"
 IMAGE_SOURCES = ("KHR_texture_webp", "EXT_texture_webp", "EXT_texture_avif")  # preferred over the core source
 UNDECODABLE_MIME = ("image/ktx2",)
 _FLOAT, _UINT32 = 5126, 5125
+WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
 
 
@@ -63,9 +64,17 @@ def core_glb(path: Path, resolver: Any) -> bytes:
         InputError: an extension a3d cannot honour, undecodable data, sizes above the decode limits,
             malformed accessors or buffers.
     """
-    doc = read_document(Path(path), resolver)
-    check_extensions(doc.json, doc.name)
-    return _Rewriter(doc).run()
+    try:
+        doc = read_document(Path(path), resolver)
+        check_extensions(doc.json, doc.name)
+        return _Rewriter(doc).run()
+    except InputError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:  # JSON of the wrong shape
+        raise InputError(
+            f"Cannot read {Path(path).name}: its glTF JSON is malformed ({type(exc).__name__}: {str(exc)[:120]}).",
+            hint=_REEXPORT,
+        ) from exc
 
 
 class _Rewriter:
@@ -165,11 +174,14 @@ class _Rewriter:
             if info is None:
                 continue
             ext = (info.get("extensions") or {}).pop(TRANSFORM, None)
-            tex_coord = int(info.get("texCoord", 0))
             matrix = None
-            if isinstance(ext, dict):
-                tex_coord = int(ext.get("texCoord", tex_coord))
-                matrix = _uv_transform(ext)
+            try:
+                tex_coord = int(info.get("texCoord", 0))
+                if isinstance(ext, dict):
+                    tex_coord = int(ext.get("texCoord", tex_coord))
+                    matrix = _uv_transform(ext)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{self.doc.name}: material {m} has a malformed base-colour texture ({exc}).", hint=_REEXPORT) from exc
             found[m] = (tex_coord, matrix)
             info["texCoord"] = 0
             if not info.get("extensions"):
@@ -226,6 +238,8 @@ class _Rewriter:
             key = (attrs[name], name in raw, None if matrix is None or target != "TEXCOORD_0" else matrix.tobytes())
             if key not in self.cache or name in raw:
                 values = read_accessor(self.doc, attrs[name], raw.get(name))
+                if values.shape[1] not in WIDTHS[target]:
+                    raise InputError(f"{self.doc.name}: a {name} attribute has {values.shape[1]} components.", hint=_REEXPORT)
                 if target == "TEXCOORD_0" and matrix is not None:
                     values = values[:, :2] @ matrix[:2, :2].T + matrix[:2, 2]
                 self.cache[key] = self._accessor(values)
@@ -269,7 +283,9 @@ class _Rewriter:
         """EXT_mesh_gpu_instancing: one child node per instance (its TRS is relative to the node)."""
         nodes = self.out.get("nodes") or []
         for node in list(nodes):
-            inst = ((node or {}).get("extensions") or {}).pop(INSTANCING, None)
+            if not isinstance(node, dict):
+                continue
+            inst = (node.get("extensions") or {}).pop(INSTANCING, None)
             if not node.get("extensions"):
                 node.pop("extensions", None)
             if not isinstance(inst, dict) or "mesh" not in node:
@@ -296,24 +312,27 @@ def _valid(doc: GltfDocument, index: Any) -> bool:
 
 
 def _base_colour_info(mat: Any) -> dict[str, Any] | None:
-    """The textureInfo of a material's base-colour texture (or its spec-gloss diffuse texture), if any."""
+    """The textureInfo of a material's base-colour texture (or its spec-gloss diffuse texture), if any.
+
+    Raises:
+        TypeError: a textureInfo that is not a JSON object (reported by `core_glb` as malformed).
+    """
     if not isinstance(mat, dict):
         return None
     info = (mat.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
     if info is None:
         info = ((mat.get("extensions") or {}).get(SPEC_GLOSS) or {}).get("diffuseTexture")
-    return info if isinstance(info, dict) else None
+    if info is not None and not isinstance(info, dict):
+        raise TypeError(f"a base-colour texture is {info!r}, not a textureInfo object")
+    return info
 
 
 def _uv_transform(ext: dict[str, Any]) -> np.ndarray:
     """KHR_texture_transform as a 3×3 matrix on [u, v, 1]: T(offset) · R(rotation) · S(scale), as the
     extension defines it (rotation counter-clockwise in UV space, glTF's top-left UV origin)."""
-    try:
-        ox, oy = (float(x) for x in ext.get("offset", (0.0, 0.0)))
-        sx, sy = (float(x) for x in ext.get("scale", (1.0, 1.0)))
-        r = float(ext.get("rotation", 0.0))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"a {TRANSFORM} entry is malformed ({exc}).", hint=_REEXPORT) from exc
+    ox, oy = (float(x) for x in ext.get("offset", (0.0, 0.0)))  # TypeError/ValueError: the caller's InputError
+    sx, sy = (float(x) for x in ext.get("scale", (1.0, 1.0)))
+    r = float(ext.get("rotation", 0.0))
     c, s = np.cos(r), np.sin(r)
     translation = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=np.float64)
     rotation = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float64)  # the spec's column-major mat3, as rows

@@ -407,3 +407,26 @@ def test_optional_meshopt_reads_its_fallback_and_refuses_without_one(tmp_path):
     with pytest.raises(InputError, match="EXT_meshopt_compression") as info:
         load_mesh(simple_glb(tmp_path / "no_fallback.glb", meshopt(False)))
     assert "gltf-transform/cli copy" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["materials"][0]["pbrMetallicRoughness"].update(baseColorTexture=True),
+        lambda d: d["meshes"][0]["primitives"][0]["attributes"].update(POSITION=True),  # bool is not an index
+        lambda d: d["meshes"][0]["primitives"][0]["extensions"]["KHR_draco_mesh_compression"].update(attributes=[1, 2]),
+        lambda d: d["nodes"].append(7),
+        lambda d: d["accessors"][2].update(componentType={"a": 1}),
+        lambda d: d.update(textures=12),
+    ],
+)
+def test_glTF_json_of_the_wrong_shape_is_one_input_error(tmp_path, edit):
+    from a3d_cli.mesh.gltf_accessors import parse_glb
+
+    path = draco_sphere(tmp_path / "ok.glb", *sphere(3))
+    doc, binary = parse_glb(path.read_bytes(), path.name)
+    edit(doc)
+    b = GlbBuilder()
+    b.doc, b.blob = doc, bytearray(binary)
+    with pytest.raises(InputError):
+        load_mesh(b.save(tmp_path / "bad.glb"))
