@@ -49,6 +49,7 @@ SPEC_GLOSS = "KHR_materials_pbrSpecularGlossiness"
 IMAGE_SOURCES = ("KHR_texture_webp", "EXT_texture_webp", "EXT_texture_avif")  # preferred over the core source
 UNDECODABLE_MIME = ("image/ktx2",)
 _FLOAT, _UINT32 = 5126, 5125
+UV_SNAP = 1e-5  # texture coordinates this close to a whole number are that number (0.04 px of a 4096 texture)
 WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
 
@@ -240,8 +241,8 @@ class _Rewriter:
                 values = read_accessor(self.doc, attrs[name], raw.get(name))
                 if values.shape[1] not in WIDTHS[target]:
                     raise InputError(f"{self.doc.name}: a {name} attribute has {values.shape[1]} components.", hint=_REEXPORT)
-                if target == "TEXCOORD_0" and matrix is not None:
-                    values = values[:, :2] @ matrix[:2, :2].T + matrix[:2, 2]
+                if target == "TEXCOORD_0":
+                    values = _snap_uv(values if matrix is None else values @ matrix[:2, :2].T + matrix[:2, 2])
                 self.cache[key] = self._accessor(values)
             new[target] = self.cache[key]
         if "POSITION" not in new:
@@ -337,6 +338,15 @@ def _uv_transform(ext: dict[str, Any]) -> np.ndarray:
     translation = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=np.float64)
     rotation = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float64)  # the spec's column-major mat3, as rows
     return translation @ rotation @ np.diag([sx, sy, 1.0])
+
+
+def _snap_uv(uv: np.ndarray) -> np.ndarray:
+    """UVs within UV_SNAP of a whole number set to it. Dequantizing and transforming leave the rounding of
+    float arithmetic (gltfpack's 4095 / 65535 · 16.003664 = 1.0000001): a coordinate meant to be the texture's
+    edge 1.0 would otherwise wrap to the opposite edge (`a3d_cli.mesh.appearance.sample_texture`)."""
+    uv = np.asarray(uv, dtype=np.float64)
+    whole = np.round(uv)
+    return np.where(np.abs(uv - whole) < UV_SNAP, whole, uv)
 
 
 def _undecodable(images: list[Any], source: Any) -> bool:

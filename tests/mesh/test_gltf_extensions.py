@@ -430,3 +430,27 @@ def test_glTF_json_of_the_wrong_shape_is_one_input_error(tmp_path, edit):
     b.doc, b.blob = doc, bytearray(binary)
     with pytest.raises(InputError):
         load_mesh(b.save(tmp_path / "bad.glb"))
+
+
+def test_gltfpack_style_uvs_on_the_texture_edge_stay_there(tmp_path):
+    """gltfpack stores 12-bit UVs as normalized uint16 and scales them back with KHR_texture_transform
+    (4095 / 65535 · 16.003664 = 1.0000001): u = 1 must read the right edge, not wrap to the left one."""
+    from helpers import two_colour_texture
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32)
+    f = np.array([0, 1, 2, 0, 2, 3], np.uint32)
+    edge_uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+
+    def build(path, uv_accessor, **info):
+        b = GlbBuilder()
+        material = b.textured_material({"source": b.image(png_bytes(two_colour_texture()), "image/png")}, **info)
+        b.mesh({"POSITION": b.accessor(v, GL_FLOAT, "VEC3"), "TEXCOORD_0": uv_accessor(b)}, b.accessor(f, GL_UINT, "SCALAR"),
+               material=material)  # fmt: skip
+        b.use("KHR_mesh_quantization")
+        return load_mesh(b.save(path))
+
+    want = build(tmp_path / "plain.glb", lambda b: b.accessor(edge_uv, GL_FLOAT, "VEC2"))
+    packed = build(tmp_path / "packed.glb", lambda b: b.accessor((edge_uv * 4095).astype(np.uint16), GL_USHORT, "VEC2", normalized=True),
+                   extensions={"KHR_texture_transform": {"scale": [16.003664, 16.003664]}})  # fmt: skip
+    np.testing.assert_allclose(packed.vertex_rgba(), want.vertex_rgba(), atol=1e-6)
+    assert packed.vertex_rgba()[1, 2] > 0.5  # u = 1: the blue right half
