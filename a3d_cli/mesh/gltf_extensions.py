@@ -43,7 +43,7 @@ IGNORED: frozenset[str] = frozenset({
 })  # fmt: skip
 MESHOPT_HINT = (
     "Write it without meshopt compression first, e.g. `npx @gltf-transform/cli copy {name} plain.glb` "
-    "(a3d reads the quantized result), then give a3d plain.glb."
+    "or `npx gltfpack -i {name} -o plain.glb -noq`, then give a3d plain.glb."
 )
 # what to do about extensions a3d refuses when they are required (hints name a command that works)
 REFUSED_HINTS: dict[str, str] = {
