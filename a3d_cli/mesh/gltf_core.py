@@ -236,7 +236,7 @@ class _Rewriter:
         for name, target in (("POSITION", "POSITION"), ("NORMAL", "NORMAL"), ("COLOR_0", "COLOR_0"), (uv_name, "TEXCOORD_0")):
             if name not in attrs:
                 continue
-            key = (attrs[name], name in raw, None if matrix is None or target != "TEXCOORD_0" else matrix.tobytes())
+            key = (attrs[name], target, None if matrix is None or target != "TEXCOORD_0" else matrix.tobytes())
             if key not in self.cache or name in raw:
                 values = read_accessor(self.doc, attrs[name], raw.get(name))
                 if values.shape[1] not in WIDTHS[target]:
