@@ -97,7 +97,9 @@ def locked_file(path: Path) -> Iterator[int]:
 
     The file is opened for reading and appending. Another holder may have replaced it while this process waited
     (an atomic rewrite renames a new file over it): the lock is then taken again on the file now at `path`, so
-    every holder reads and writes the same file. On a file system without `flock` the block runs unlocked.
+    every holder reads and writes the same file. On a file system without `flock` the block runs unlocked (and
+    on NFS mounted `nolock` the kernel's lock is local to each machine); docs/batch.md says so. An interrupted
+    wait (Ctrl-C) closes the descriptor, so no lock outlives this call.
 
     Yields:
         the open file descriptor (O_APPEND: each `os.write` lands at the end).
@@ -106,22 +108,29 @@ def locked_file(path: Path) -> Iterator[int]:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                os.close(fd)
-                raise
-            break  # no locks on this file system: as good as it gets
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:  # removed while we waited
-            same = False
-        if same:
-            break
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+            if _lock_current(fd, path):
+                break
+        except BaseException:  # Ctrl-C while waiting, an unreadable path: never keep the descriptor (or its lock)
+            os.close(fd)
+            raise
+        os.close(fd)  # replaced while we waited: closing releases the lock on the old file
     try:
         yield fd
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _lock_current(fd: int, path: Path) -> bool:
+    """Lock `fd` exclusively (waiting); whether it is still the file at `path` (False: replaced or removed
+    while we waited). True without a lock where the file system has no `flock`."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        return True  # no locks on this file system: as good as it gets
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:  # removed while we waited
+        return False
 

@@ -33,6 +33,8 @@ TYPE_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 
 NORMALIZED_DIVISORS = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}  # glTF 2.0 §3.11
 MAX_ACCESSOR_COUNT = 1 << 26  # elements of one accessor (67M): decoded data is bounded before it is allocated
 MAX_SCENE_VERTICES = 1 << 25  # vertices of all primitives together (33.5M), once decoded
+MAX_SCENE_NODES = 1 << 17  # nodes placed in the scene, GPU instances included (131k)
+MAX_DECODED_VALUES = 1 << 29  # components decoded from one file, all accessors together (2 GiB as float32)
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
 
 
@@ -45,12 +47,25 @@ class GltfDocument:
         buffers: bytes of each entry of `json["buffers"]` (b"" for a buffer with no data, such as the
             `EXT_meshopt_compression` fallback buffer, which has none by design).
         name: the file's name, for messages.
+        decoded: components decoded so far (`read_accessor`), bounded by MAX_DECODED_VALUES: many
+            accessors, each within MAX_ACCESSOR_COUNT, must not add up to an allocation a tiny file asks for.
     """
 
     json: dict[str, Any]
     buffers: list[bytes]
     name: str
+    decoded: int = 0
     _views: dict[int, memoryview] = field(default_factory=dict, repr=False)
+
+    def charge(self, index: int, values: int) -> None:
+        """Count `values` components about to be decoded for accessor `index`; refuse past MAX_DECODED_VALUES."""
+        self.decoded += values
+        if self.decoded > MAX_DECODED_VALUES:
+            raise InputError(
+                f"{self.name}: its accessors (up to accessor {index}) declare more than {MAX_DECODED_VALUES:,} values, "
+                "more than a3d decodes from one file.",
+                hint="Simplify or split the mesh before giving it to a3d (a3d keeps at most --max-vertices vertices anyway).",
+            )
 
     def view(self, index: int) -> memoryview:
         """Bytes of bufferView `index` (checked against its buffer's size)."""
@@ -97,6 +112,8 @@ def parse_glb(data: bytes, name: str) -> tuple[dict[str, Any], bytes | None]:
             if kind == CHUNK_BIN and binary is None:
                 binary = bytes(data[offset + 8 : offset + 8 + length])
             offset += 8 + length + (-length % 4)
+    except RecursionError:  # JSON nested deeper than Python's parser goes: no glTF is
+        raise InputError(f"Cannot read {name}: its JSON is nested too deeply.", hint="Check the file opens in a 3D viewer.") from None
     except (ValueError, struct.error, UnicodeDecodeError) as exc:
         raise InputError(f"Cannot read {name} as a .glb file ({exc}).", hint="Check the file opens in a 3D viewer.") from exc
     if not isinstance(doc, dict):
@@ -123,6 +140,8 @@ def read_document(path: Path, resolver: Any) -> GltfDocument:
     else:
         try:
             doc = json.loads(data.decode("utf-8"))
+        except RecursionError:
+            raise InputError(f"Cannot read {path.name}: its JSON is nested too deeply.", hint="Check the file opens in a 3D viewer.") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"Cannot read {path.name} as a .gltf file ({exc}).", hint="Check the file opens in a 3D viewer.") from exc
         if not isinstance(doc, dict):
@@ -193,7 +212,7 @@ def read_accessor(doc: GltfDocument, index: int, raw: np.ndarray | None = None) 
 
     Raises:
         InputError: missing fields, unknown types, data outside its bufferView, bad sparse indices,
-            a count above MAX_ACCESSOR_COUNT.
+            a count above MAX_ACCESSOR_COUNT, more than MAX_DECODED_VALUES components read from `doc` in all.
     """
     acc = _accessor(doc, index)
     count = accessor_count(doc, index)
@@ -201,6 +220,7 @@ def read_accessor(doc: GltfDocument, index: int, raw: np.ndarray | None = None) 
     if ctype not in COMPONENT_DTYPES or atype not in TYPE_WIDTHS:
         raise InputError(f"{doc.name}: accessor {index} has an unknown type {atype!r}/{ctype!r}.", hint=_REEXPORT)
     dtype, width = np.dtype(COMPONENT_DTYPES[ctype]), TYPE_WIDTHS[atype]
+    doc.charge(index, count * width)  # before anything of this size is allocated
     if raw is not None:
         values = np.asarray(raw)
         if values.size != count * width:

@@ -34,6 +34,7 @@ from a3d_cli.errors import InputError
 from a3d_cli.mesh.gltf_accessors import (
     CHUNK_BIN,
     CHUNK_JSON,
+    MAX_SCENE_NODES,
     MAX_SCENE_VERTICES,
     GltfDocument,
     accessor_count,
@@ -71,6 +72,8 @@ def core_glb(path: Path, resolver: Any) -> bytes:
         return _Rewriter(doc).run()
     except InputError:
         raise
+    except RecursionError:  # JSON nested deeper than copying it can go (parsing stops a little deeper)
+        raise InputError(f"Cannot read {Path(path).name}: its JSON is nested too deeply.", hint=_REEXPORT) from None
     except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:  # JSON of the wrong shape
         raise InputError(
             f"Cannot read {Path(path).name}: its glTF JSON is malformed ({type(exc).__name__}: {str(exc)[:120]}).",
@@ -90,7 +93,7 @@ class _Rewriter:
         self.cache: dict[tuple, int] = {}
 
     def run(self) -> bytes:
-        self._check_sizes()
+        self._check_scene()
         self._images()
         base_uv = self._materials()
         self._textures(base_uv)
@@ -110,9 +113,18 @@ class _Rewriter:
 
     # -- sizes -------------------------------------------------------------------------------------
 
-    def _check_sizes(self) -> None:
-        """Refuse before decoding anything when the declared vertex counts exceed MAX_SCENE_VERTICES."""
-        meshes = self.out.get("meshes") or []
+    def _check_scene(self) -> None:
+        """Refuse, before decoding anything, a node hierarchy that is not a forest and declared sizes past the bounds.
+
+        glTF nodes form disjoint trees: each node has at most one parent and none is its own ancestor. A
+        cycle would make a scene-graph walk loop forever, and a node shared by several parents would place its
+        mesh once per path (exponentially many with depth). Within trees every node is placed at most once,
+        so the vertices a3d places are at most those of each node's mesh times its GPU instances: bounded by
+        MAX_SCENE_VERTICES, like the vertices decoded (every mesh once), and the nodes placed (instances
+        included) by MAX_SCENE_NODES.
+        """
+        name = self.doc.name
+        meshes, nodes = self.out.get("meshes") or [], self.out.get("nodes") or []
         per_mesh = []
         for mesh in meshes:
             total = 0
@@ -120,18 +132,50 @@ class _Rewriter:
                 pos = (prim.get("attributes") or {}).get("POSITION")
                 total += accessor_count(self.doc, pos) if pos is not None else 0
             per_mesh.append(total)
-        total = sum(per_mesh)
-        for node in self.out.get("nodes") or []:
-            inst = ((node or {}).get("extensions") or {}).get(INSTANCING)
-            mesh = (node or {}).get("mesh")
-            if inst and isinstance(mesh, int) and 0 <= mesh < len(per_mesh):
+        children: list[list[int]] = []
+        parent: dict[int, int] = {}
+        placed_vertices, placed_nodes = 0, len(nodes)
+        for i, node in enumerate(nodes):
+            node = node if isinstance(node, dict) else {}
+            kids = node.get("children") or []
+            if not isinstance(kids, list) or not all(_is_index(c, len(nodes)) for c in kids):
+                raise InputError(f"{name}: node {i} has children that are not nodes ({str(kids)[:80]}).", hint=_REEXPORT)
+            for c in kids:
+                if c in parent:
+                    raise InputError(
+                        f"{name}: node {c} has two parents (nodes {parent[c]} and {i}); glTF nodes must form trees.",
+                        hint=_REEXPORT,
+                    )
+                parent[c] = i
+            children.append(kids)
+            mesh = node.get("mesh")
+            if mesh is None:
+                continue
+            if not _is_index(mesh, len(meshes)):
+                raise InputError(f"{name}: node {i} names mesh {mesh!r}, which does not exist.", hint=_REEXPORT)
+            copies = 1
+            inst = (node.get("extensions") or {}).get(INSTANCING)
+            if isinstance(inst, dict):
                 first = next(iter((inst.get("attributes") or {}).values()), None)
                 copies = accessor_count(self.doc, first) if first is not None else 1
-                total += max(copies - 1, 0) * per_mesh[mesh]
-        if total > MAX_SCENE_VERTICES:
+                placed_nodes += copies
+            placed_vertices += copies * per_mesh[mesh]
+        reached, stack = 0, [i for i in range(len(nodes)) if i not in parent]
+        while stack:  # from the roots: with one parent each, a node never reached lies on a cycle
+            reached += 1
+            stack.extend(children[stack.pop()])
+        if reached < len(nodes):
+            raise InputError(f"{name}: its node hierarchy has a cycle (a node is its own ancestor).", hint=_REEXPORT)
+        vertices = max(sum(per_mesh), placed_vertices)
+        if vertices > MAX_SCENE_VERTICES:
             raise InputError(
-                f"{self.doc.name} declares {total:,} vertices, more than a3d decodes ({MAX_SCENE_VERTICES:,}).",
+                f"{name} declares {vertices:,} vertices, more than a3d decodes ({MAX_SCENE_VERTICES:,}).",
                 hint="Simplify the mesh before giving it to a3d (a3d keeps at most --max-vertices vertices anyway).",
+            )
+        if placed_nodes > MAX_SCENE_NODES:
+            raise InputError(
+                f"{name} places {placed_nodes:,} nodes (GPU instances included), more than a3d reads ({MAX_SCENE_NODES:,}).",
+                hint="Give a3d one object: export the part to animate, or merge its instances into one mesh.",
             )
 
     # -- binary output -----------------------------------------------------------------------------
@@ -232,6 +276,7 @@ class _Rewriter:
             raw = self._draco(exts[DRACO], attrs, prim.get("indices"))
         tex_coord, matrix = base_uv.get(prim.get("material", -1), (0, None))
         uv_name = f"TEXCOORD_{tex_coord}"
+        self._check_primitive(prim, attrs, uv_name)
         new: dict[str, int] = {}
         for name, target in (("POSITION", "POSITION"), ("NORMAL", "NORMAL"), ("COLOR_0", "COLOR_0"), (uv_name, "TEXCOORD_0")):
             if name not in attrs:
@@ -255,6 +300,23 @@ class _Rewriter:
                 raise InputError(f"{self.doc.name} has mesh indices that are not integers.", hint=_REEXPORT)
             prim["indices"] = self._accessor(values.reshape(-1), indices=True)
 
+    def _check_primitive(self, prim: dict[str, Any], attrs: dict[str, Any], uv_name: str) -> None:
+        """A primitive's mode is one glTF defines, and the attributes a3d reads have POSITION's count (as glTF
+        requires): one declared count bounds them all before any is decoded."""
+        mode = prim.get("mode", 4)
+        if not _is_index(mode, 7):  # POINTS .. TRIANGLE_FAN
+            raise InputError(f"{self.doc.name} has a mesh primitive of mode {mode!r}, which glTF does not define.", hint=_REEXPORT)
+        if "POSITION" not in attrs:
+            return  # refused below, after Draco may have said more
+        count = accessor_count(self.doc, attrs["POSITION"])
+        for name in ("NORMAL", "COLOR_0", uv_name):
+            if name in attrs and accessor_count(self.doc, attrs[name]) != count:
+                raise InputError(
+                    f"{self.doc.name}: a primitive's {name} has {accessor_count(self.doc, attrs[name]):,} elements "
+                    f"but its POSITION {count:,}; glTF requires the same count.",
+                    hint=_REEXPORT,
+                )
+
     def _draco(self, ext: Any, attrs: dict[str, int], indices: int | None) -> dict[str, np.ndarray]:
         """Decode a KHR_draco_mesh_compression primitive: raw components per glTF attribute name (+ 'indices')."""
         if not honoured_here(DRACO):
@@ -266,7 +328,7 @@ class _Rewriter:
             ids = {int(uid): name for name, uid in (ext.get("attributes") or {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{self.doc.name} has a malformed {DRACO} entry ({exc}).", hint=_REEXPORT) from exc
-        for name in attrs:  # declared sizes were bounded in _check_sizes; the indices are bounded here
+        for name in attrs:  # declared sizes were bounded in _check_scene; the indices are bounded here
             accessor_count(self.doc, attrs[name])
         if indices is not None:
             accessor_count(self.doc, indices)
@@ -308,8 +370,12 @@ class _Rewriter:
 
 
 def _valid(doc: GltfDocument, index: Any) -> bool:
-    accessors = doc.json.get("accessors") or []
-    return isinstance(index, int) and 0 <= index < len(accessors)
+    return _is_index(index, len(doc.json.get("accessors") or []))
+
+
+def _is_index(value: Any, size: int) -> bool:
+    """Whether a JSON value is an index into a list of `size` entries (an int, not a bool, in range)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
 
 
 def _base_colour_info(mat: Any) -> dict[str, Any] | None:
@@ -329,14 +395,20 @@ def _base_colour_info(mat: Any) -> dict[str, Any] | None:
 
 
 def _uv_transform(ext: dict[str, Any]) -> np.ndarray:
-    """KHR_texture_transform as a 3×3 matrix on [u, v, 1]: T(offset) · R(rotation) · S(scale), as the
-    extension defines it (rotation counter-clockwise in UV space, glTF's top-left UV origin)."""
+    """KHR_texture_transform as a 3×3 matrix on [u, v, 1]: T(offset) · R(rotation) · S(scale).
+
+    The rotation turns UVs counter-clockwise as seen in UV space, whose v axis points down (glTF's top-left
+    origin): u' = cos·u + sin·v, v' = −sin·u + cos·v. This is what the extension's prose and its example
+    (offset [0, 1], rotation π/2, scale 0.5 reads the image's lower-left quadrant) define, and what Khronos'
+    glTF-Sample-Viewer, three.js and Babylon.js do; the GLSL listing in the extension's text has the
+    opposite sign (KhronosGroup/glTF issue 1563).
+    """
     ox, oy = (float(x) for x in ext.get("offset", (0.0, 0.0)))  # TypeError/ValueError: the caller's InputError
     sx, sy = (float(x) for x in ext.get("scale", (1.0, 1.0)))
     r = float(ext.get("rotation", 0.0))
     c, s = np.cos(r), np.sin(r)
     translation = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=np.float64)
-    rotation = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float64)  # the spec's column-major mat3, as rows
+    rotation = np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]], dtype=np.float64)
     return translation @ rotation @ np.diag([sx, sy, 1.0])
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -102,17 +103,17 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         source, kwargs = io.BytesIO(core_glb(path, resolver)), {"file_type": "glb"}
     try:
         scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
-    except Exception as exc:  # trimesh raises many types for corrupt files
+        # flatten the scene graph ourselves: trimesh's Scene.dump() copies visuals and loses COLOR_0 on textured parts
+        instances = []  # (geometry, 4×4 world transform) per node that holds a geometry, in scene-graph order
+        for node in scene.graph.nodes_geometry:
+            transform, name = scene.graph[node]
+            instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
+    except Exception as exc:  # trimesh raises many types for corrupt files, some only when its graph is walked
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"Cannot read {path.name} as a {path.suffix.lower()} file ({reason[:200]}).",
             hint="Check the file opens in a 3D viewer.",
         ) from exc
-    # flatten the scene graph ourselves: trimesh's Scene.dump() copies visuals and loses COLOR_0 on textured parts
-    instances = []  # (geometry, 4×4 world transform) per node that holds a geometry, in scene-graph order
-    for node in scene.graph.nodes_geometry:
-        transform, name = scene.graph[node]
-        instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
     if not any(len(getattr(g, "vertices", ())) for g, _ in instances):
         raise InputError(
             f"{path.name} contains no geometry (the mesh is empty).", hint="Export the object itself, not an empty scene."
@@ -138,7 +139,8 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
     """A file resolver for the files an OBJ/glTF references, with MTL map options (`map_Kd -bm 1.0 my tex.png`,
     read as the MTL format defines them: options, then the file name as the rest of the line) and Windows
     separators tolerated. Names leading outside the asset's folder (absolute, `../`, links) are refused
-    unless `allow_external` (trimesh's own root check, `allow_anywhere`)."""
+    unless `allow_external` (trimesh's own root check, `allow_anywhere`), and so are names of anything but a
+    regular file (a named pipe or device would hang the read)."""
     from trimesh.resolvers import FilePathResolver
 
     from a3d_cli.mesh.mtl import map_file_name
@@ -146,12 +148,24 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
     class _Lenient(FilePathResolver):
         def get(self, name: str) -> bytes:
             try:
-                return super().get(name)
+                return self._regular(name)
             except Exception:
                 file_name = map_file_name(name)
                 if not file_name or file_name == name:
                     raise
-                return super().get(file_name)
+                return self._regular(file_name)
+
+        def _regular(self, name: str) -> bytes:
+            """The bytes of a plain file: a pipe or device would block the read forever or never end. The
+            names checked are those trimesh's `get` tries (as written, without a leading "/", the base name)."""
+            for candidate in (name.strip(), name.strip().lstrip("/"), os.path.basename(name)):
+                try:
+                    target = self.absolute(candidate)
+                except ValueError:  # outside the folder: trimesh's get skips it too
+                    continue
+                if target.exists() and not target.is_file():
+                    raise ValueError(f"{name!r} is not a regular file")
+            return super().get(name)
 
     return _Lenient(str(path), allow_anywhere=allow_external)
 
@@ -177,7 +191,12 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
     uvs = texture = None
     alpha_mode = "OPAQUE"
     if kind == "texture":
-        colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache)
+        try:
+            colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache)
+        except OSError as exc:  # Pillow decodes the texture only now: a truncated or damaged image
+            raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
+        if uvs is not None and not np.isfinite(uvs).all():  # a texture lookup at NaN indexes nothing
+            raise InputError(f"{path.name} has texture coordinates that are NaN or infinite.", hint=_REPAIR)
         alpha_mode = _alpha_mode(visual.material)[0]  # type: ignore[union-attr]
     elif kind in ("vertex", "face"):
         raw = np.asarray(visual.vertex_colors, dtype=np.float64)[:, :4] / 255.0  # type: ignore[union-attr]  # [V, 4]

@@ -67,7 +67,7 @@ def gltf_json(path: Path) -> dict[str, Any] | None:
             doc = json.loads(data[20 : 20 + length].decode("utf-8"))
         else:
             doc = json.loads(data.decode("utf-8"))
-    except (ValueError, struct.error, UnicodeDecodeError):
+    except (ValueError, struct.error, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
         return None
     return doc if isinstance(doc, dict) else None
 

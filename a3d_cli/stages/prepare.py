@@ -301,6 +301,8 @@ def _obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
     statement has options first and the file name as the rest of the line (`a3d_cli.mesh.mtl`)."""
     from a3d_cli.mesh.mtl import map_file_name
 
+    if not path.is_file():  # missing (the loader decides), or a pipe or device, whose read would never end
+        return []
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:

@@ -203,11 +203,42 @@ def test_sparse_accessors_substitute_their_values(tmp_path):
 
 
 def spec_uv_matrix(offset, rotation, scale) -> np.ndarray:
-    """KHR_texture_transform's GLSL, transcribed: mat3 arguments are columns, matrix = T · R · S."""
+    """KHR_texture_transform as Khronos' glTF-Sample-Viewer builds it (gl-matrix, column-major arrays):
+    matrix = T · R · S with R's columns (cos, −sin) and (sin, cos). The GLSL listing in the extension's text
+    has the opposite sign; its prose and example agree with the viewer (KhronosGroup/glTF issue 1563, and
+    `test_texture_transform_reads_the_quadrant_the_extension_example_names`)."""
     c, s = np.cos(rotation), np.sin(rotation)
     translation = np.array([[1, 0, 0], [0, 1, 0], [offset[0], offset[1], 1]]).T
-    rot = np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]).T
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T
     return translation @ rot @ np.diag([scale[0], scale[1], 1.0])
+
+
+def test_texture_transform_reads_the_quadrant_the_extension_example_names(tmp_path):
+    """The extension's own example: offset [0, 1], rotation π/2, scale [0.5, 0.5] "utilizes only the lower
+    left quadrant of the source image, rotated clockwise 90°". A texture with four one-colour quadrants:
+    every vertex (UVs inside (0, 1)) must read the lower-left one, and (u, v) must land at (v/2, 1 − u/2)."""
+    quadrants = np.zeros((64, 64, 3), np.uint8)
+    quadrants[:32, :32], quadrants[:32, 32:] = (255, 0, 0), (0, 255, 0)  # top-left red, top-right green
+    quadrants[32:, :32], quadrants[32:, 32:] = (0, 0, 255), (255, 255, 0)  # bottom-left blue, bottom-right yellow
+    g = np.linspace(0.1, 0.9, 5)
+    u, v = (a.ravel() for a in np.meshgrid(g, g))
+    uv = np.c_[u, v].astype(np.float32)
+    positions = np.c_[u, v, np.zeros_like(u)].astype(np.float32)
+    idx = np.arange(25).reshape(5, 5)
+    faces = np.concatenate([np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:]], -1).reshape(-1, 3),
+                            np.stack([idx[:-1, :-1], idx[1:, 1:], idx[:-1, 1:]], -1).reshape(-1, 3)]).astype(np.uint32)  # fmt: skip
+    b = GlbBuilder()
+    example = {"offset": [0, 1], "rotation": np.pi / 2, "scale": [0.5, 0.5]}
+    material = b.textured_material({"source": b.image(png_bytes(quadrants), "image/png")}, extensions={"KHR_texture_transform": example})
+    b.mesh({"POSITION": b.accessor(positions, GL_FLOAT, "VEC3"), "TEXCOORD_0": b.accessor(uv, GL_FLOAT, "VEC2")},
+           b.accessor(faces.ravel(), GL_UINT, "SCALAR"), material=material)  # fmt: skip
+    b.use("KHR_texture_transform", required=True)
+    mesh = load_mesh(b.save(tmp_path / "example.glb"))
+    rgb = np.round(mesh.vertex_rgba()[:, :3] * 255)
+    assert (rgb == [0, 0, 255]).all(), np.unique(rgb, axis=0)
+    order = cKDTree(positions).query(mesh.vertices)[1]  # a3d's vertex order need not be the file's
+    want = np.c_[uv[order, 1] / 2, 1 - uv[order, 0] / 2]  # glTF UVs (top-left origin)
+    np.testing.assert_allclose(np.c_[mesh.uvs[:, 0], 1 - mesh.uvs[:, 1]], want, atol=1e-6)
 
 
 def test_base_colour_uses_its_uv_set_and_texture_transform(tmp_path):

@@ -1,0 +1,226 @@
+"""Hostile glTF structure: every file here is refused by `a3d prepare` with one `error:` line and exit 2,
+before anything large is allocated, never with a traceback or a hang, and no run folder is left.
+
+The files are built by hand (`helpers.GlbBuilder`) from a small tetrahedron; each case breaks one rule of
+the glTF 2.0 spec the way a damaged or malicious file could: node hierarchies that are not trees, scenes
+that place a mesh far more often than its own size says, attribute counts that disagree, absurd JSON
+nesting, NaN texture coordinates, a buffer that is a named pipe. (Each case was found by mutating the
+JSON of valid files at random; the fuzz loop itself is not part of the suite.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import sys
+import threading
+
+import numpy as np
+import pytest
+from helpers import GL_FLOAT, GL_UINT, GlbBuilder, a3d_app, png_bytes
+from typer.testing import CliRunner
+
+from a3d_cli.commands.prepare import prepare as prepare_command
+from a3d_cli.errors import InputError
+from a3d_cli.mesh import gltf_accessors
+from a3d_cli.mesh.load import load_mesh
+
+runner = CliRunner()
+FAST = ["--splat-count", "300", "--view-size", "32"]
+TETRA = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+TETRA_FACES = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2]], np.uint32)
+
+
+def tetra(uv: np.ndarray | None = None, transform: dict | None = None) -> GlbBuilder:
+    """A tetrahedron glTF, textured through TEXCOORD_0 when `uv` is given (with a KHR_texture_transform)."""
+    b = GlbBuilder()
+    attrs = {"POSITION": b.accessor(TETRA, GL_FLOAT, "VEC3", min=[0, 0, 0], max=[1, 1, 1])}
+    extra = {}
+    if uv is not None:
+        attrs["TEXCOORD_0"] = b.accessor(np.asarray(uv, np.float32), GL_FLOAT, "VEC2")
+        info = {"extensions": {"KHR_texture_transform": transform}} if transform else {}
+        extra["material"] = b.textured_material({"source": b.image(png_bytes(np.full((4, 4, 3), 200)), "image/png")}, **info)
+    b.mesh(attrs, b.accessor(TETRA_FACES.ravel(), GL_UINT, "SCALAR"), **extra)
+    return b
+
+
+def prepare_refuses(path, tmp_path, expected: str) -> None:
+    run = tmp_path / "RUN"
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(run), *FAST])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2, result.stderr
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not run.exists()
+
+
+def cycle(b: GlbBuilder) -> None:
+    b.doc["nodes"] += [{"children": [2]}, {"children": [1], "mesh": 0}]
+
+
+def self_parent(b: GlbBuilder) -> None:
+    b.doc["nodes"][0]["children"] = [0]
+
+
+def shared_child(b: GlbBuilder) -> None:
+    """Each node lists the next one twice: 2^30 paths to the mesh if a loader walked them all."""
+    start = len(b.doc["nodes"])
+    b.doc["nodes"] += [{"children": [start + k + 1, start + k + 1]} for k in range(30)] + [{"mesh": 0}]
+    b.doc["scenes"][0]["nodes"] = [start]
+
+
+def many_placements(b: GlbBuilder) -> None:
+    """A mesh declaring 2^20 vertices (data never read), placed by 100 nodes: 100 × 2^20 vertices placed."""
+    big = b.accessor(None, GL_FLOAT, "VEC3", count=1 << 20)
+    b.doc["meshes"].append({"primitives": [{"attributes": {"POSITION": big}}]})
+    b.doc["nodes"] += [{"mesh": 1, "translation": [i, 0, 0]} for i in range(100)]
+
+
+def instances_of_nothing(b: GlbBuilder) -> None:
+    """Millions of GPU instances of a mesh without vertices: no vertex bound applies, only the node bound."""
+    b.doc["meshes"].append({"primitives": []})
+    t = b.accessor(None, GL_FLOAT, "VEC3", count=gltf_accessors.MAX_SCENE_NODES * 100)
+    b.doc["nodes"].append({"mesh": 1, "extensions": {"EXT_mesh_gpu_instancing": {"attributes": {"TRANSLATION": t}}}})
+    b.use("EXT_mesh_gpu_instancing", required=True)
+
+
+def normals_past_positions(b: GlbBuilder) -> None:
+    """NORMAL declares 2^24 zeros (no bufferView) beside 4 positions: refused before they are allocated."""
+    b.doc["meshes"][0]["primitives"][0]["attributes"]["NORMAL"] = b.accessor(None, GL_FLOAT, "VEC3", count=1 << 24)
+
+
+def bad_mode(b: GlbBuilder) -> None:
+    b.doc["meshes"][0]["primitives"][0]["mode"] = 5126
+
+
+def mesh_not_an_index(b: GlbBuilder) -> None:
+    b.doc["nodes"][0]["mesh"] = 0.5
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (cycle, "cycle"),
+        (self_parent, "cycle"),
+        (shared_child, "two parents"),
+        (many_placements, "more than a3d decodes"),
+        (instances_of_nothing, "more than a3d reads"),
+        (normals_past_positions, "the same count"),
+        (bad_mode, "mode 5126"),
+        (mesh_not_an_index, "names mesh 0.5"),
+    ],
+)
+def test_hostile_scene_structure_is_refused_before_any_work(tmp_path, edit, expected):
+    b = tetra()
+    edit(b)
+    prepare_refuses(b.save(tmp_path / "hostile.glb"), tmp_path, expected)
+
+
+@pytest.mark.parametrize("suffix", [".glb", ".gltf"])
+def test_json_nested_past_the_parser_is_refused(tmp_path, suffix):
+    b = tetra()
+    b.doc["extras"] = "@DEEP@"
+    path = b.save(tmp_path / "deep.glb")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    data = path.read_bytes()
+    n = struct.unpack_from("<I", data, 12)[0]
+    text, rest = data[20 : 20 + n].replace(b'"@DEEP@"', deep), data[20 + n :]
+    if suffix == ".glb":
+        text += b" " * (-len(text) % 4)
+        path.write_bytes(struct.pack("<4sII", b"glTF", 2, 20 + len(text) + len(rest)) + struct.pack("<II", len(text), 0x4E4F534A) + text + rest)
+    else:
+        path = tmp_path / "deep.gltf"
+        (tmp_path / "deep.bin").write_bytes(rest[8:])
+        doc = text.replace(b'"buffers": [{"byteLength"', b'"buffers": [{"uri": "deep.bin", "byteLength"')
+        path.write_bytes(doc)
+    prepare_refuses(path, tmp_path, "nested too deeply")
+
+
+def test_json_nested_just_within_the_parser_is_refused_not_crashed(tmp_path):
+    """Deep enough for json.loads, too deep for copying the document: still one clear refusal."""
+    b = tetra()
+    nested: list = []
+    for _ in range(sys.getrecursionlimit() - 100):
+        nested = [nested]
+    b.doc["extras"] = nested
+    with pytest.raises(InputError, match="nested too deeply"):
+        load_mesh(b.save(tmp_path / "deep.glb"))
+
+
+@pytest.mark.parametrize(
+    "uv, transform",
+    [
+        (np.full((4, 2), np.nan), None),
+        (np.full((4, 2), 0.5), {"offset": [float("nan"), 0.0]}),
+        (np.full((4, 2), 0.5), {"scale": [float("inf"), 1.0]}),
+    ],
+)
+def test_non_finite_texture_coordinates_are_refused(tmp_path, uv, transform):
+    """NaN UVs (stored, or made by a texture transform) would index the texture at -2^63."""
+    prepare_refuses(tetra(uv, transform).save(tmp_path / "nan.glb"), tmp_path, "NaN or infinite")
+
+
+def test_truncated_texture_image_is_refused(tmp_path):
+    """A PNG whose bufferView stops half-way: Pillow reads the header, and fails only when the pixels are
+    decoded (after the scene is read)."""
+    b = tetra(np.full((4, 2), 0.5))
+    rng = np.random.default_rng(0)
+    png = png_bytes(rng.integers(0, 256, (64, 64, 3)))
+    b.doc["images"][0]["bufferView"] = b.view(png[: len(png) // 2])
+    prepare_refuses(b.save(tmp_path / "truncated.glb"), tmp_path, "cannot be decoded")
+
+
+@contextlib.contextmanager
+def pipe_never_opened(fifo):
+    """Make `fifo` a named pipe; should a3d open it for reading, end that read at once (EOF) so that the
+    test fails rather than hangs, and fail it."""
+    os.mkfifo(fifo)
+    stop, opened = threading.Event(), []
+
+    def release_a_reader() -> None:
+        while not stop.wait(0.05):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while nobody reads it
+                opened.append(True)
+            except OSError:
+                pass
+
+    threading.Thread(target=release_a_reader, daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
+    assert not opened, "a3d opened the named pipe"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_buffer_that_is_a_named_pipe_is_refused_not_read_forever(tmp_path):
+    b = tetra()
+    b.doc["buffers"][0] = {"byteLength": len(b.blob), "uri": "data.bin"}
+    (tmp_path / "model.gltf").write_text(json.dumps(b.doc))
+    with pipe_never_opened(tmp_path / "data.bin"):
+        prepare_refuses(tmp_path / "model.gltf", tmp_path, "not a regular file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_obj_material_library_that_is_a_named_pipe_is_never_read(tmp_path):
+    """The OBJ reads without its material (as with a missing .mtl) instead of waiting on the pipe forever."""
+    faces = "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in TETRA_FACES)
+    (tmp_path / "model.obj").write_text("mtllib model.mtl\n" + "".join(f"v {x} {y} {z}\n" for x, y, z in TETRA) + faces)
+    with pipe_never_opened(tmp_path / "model.mtl"):
+        result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(tmp_path / "model.obj"), "-o", str(tmp_path / "RUN"), *FAST])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "RUN" / "static" / "gaussians.ply").is_file()
+
+
+def test_decoded_values_are_bounded_across_accessors(tmp_path, monkeypatch):
+    """Each index accessor is within its own bound; together they pass the per-file bound (made small here
+    so that the test allocates little): refused when the running total passes it, not after."""
+    monkeypatch.setattr(gltf_accessors, "MAX_DECODED_VALUES", 10_000)
+    b = tetra()
+    prim = b.doc["meshes"][0]["primitives"][0]
+    for _ in range(5):  # 5 × 3,000 indices of zeros (no bufferView), each far below MAX_ACCESSOR_COUNT
+        b.doc["meshes"][0]["primitives"].append({"attributes": prim["attributes"], "indices": b.accessor(None, GL_UINT, "SCALAR", count=3000)})
+    prepare_refuses(b.save(tmp_path / "many.glb"), tmp_path, "more than 10,000 values")
