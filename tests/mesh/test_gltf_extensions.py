@@ -485,3 +485,61 @@ def test_gltfpack_style_uvs_on_the_texture_edge_stay_there(tmp_path):
                    extensions={"KHR_texture_transform": {"scale": [16.003664, 16.003664]}})  # fmt: skip
     np.testing.assert_allclose(packed.vertex_rgba(), want.vertex_rgba(), atol=1e-6)
     assert packed.vertex_rgba()[1, 2] > 0.5  # u = 1: the blue right half
+
+
+def test_plain_core_gltf_reads_exactly_as_trimesh_reads_the_original(tmp_path):
+    """The rewrite is transparent for core glTF: interleaved float data, uint16 indices, normalized uint8
+    colours, two primitives with two materials, a matrix node, a TRS node with a child. trimesh reading the
+    rewritten file sees the same arrays, colours and node transforms as trimesh reading the original."""
+    import io
+
+    import trimesh
+
+    from a3d_cli.mesh.gltf_core import core_glb
+    from a3d_cli.mesh.load import _resolver
+
+    rng = np.random.default_rng(0)
+    v, uv = rng.random((30, 3)).astype(np.float32), rng.random((30, 2)).astype(np.float32)
+    f, c = rng.integers(0, 30, (40, 3)).astype(np.uint16), rng.integers(0, 256, (30, 4)).astype(np.uint8)
+    b = GlbBuilder()
+    interleaved = np.zeros(30, dtype=[("p", "<f4", 3), ("t", "<f4", 2)])
+    interleaved["p"], interleaved["t"] = v, uv
+    view = b.view(interleaved.tobytes())
+    b.doc["bufferViews"][view]["byteStride"] = 20
+    b.doc["accessors"] += [{"bufferView": view, "componentType": GL_FLOAT, "type": "VEC3", "count": 30, "min": v.min(0).tolist(), "max": v.max(0).tolist()},
+                           {"bufferView": view, "byteOffset": 12, "componentType": GL_FLOAT, "type": "VEC2", "count": 30}]  # fmt: skip
+    pos, tex = len(b.doc["accessors"]) - 2, len(b.doc["accessors"]) - 1
+    colour = b.accessor(c, GL_UBYTE, "VEC4", normalized=True)
+    textured(b)
+    b.doc["materials"].append({"pbrMetallicRoughness": {"baseColorFactor": [0.2, 0.5, 0.9, 1.0]}})
+    b.doc["meshes"].append({"primitives": [
+        {"attributes": {"POSITION": pos, "TEXCOORD_0": tex, "COLOR_0": colour}, "indices": b.accessor(f[:20].ravel(), GL_USHORT, "SCALAR"), "material": 0},
+        {"attributes": {"POSITION": pos, "COLOR_0": colour}, "indices": b.accessor(f[20:].ravel(), GL_USHORT, "SCALAR"), "material": 1}]})  # fmt: skip
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.diag([1.0, 2.0, 3.0]) @ np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    matrix[:3, 3] = [1, 2, 3]
+    b.doc["nodes"] += [{"mesh": 0, "matrix": matrix.T.ravel().tolist()},
+                       {"mesh": 0, "translation": [1, 2, 3], "rotation": [0.1, 0.2, 0.3, 0.927], "scale": [2, 1, 0.5], "children": [2]},
+                       {"mesh": 0, "translation": [0, 5, 0]}]  # fmt: skip
+    b.doc["scenes"][0]["nodes"] = [0, 1]
+    path = b.save(tmp_path / "core.glb")
+
+    def parts(scene):
+        out = []
+        placed = [(node.split("_")[0], scene.graph[node]) for node in scene.graph.nodes_geometry]  # "<glTF node>_<random>"
+        for _, (transform, name) in sorted(placed, key=lambda p: (p[0], p[1][1])):
+            g = scene.geometry[name]
+            uv_ = getattr(g.visual, "uv", None)
+            color = np.asarray(g.visual.vertex_attributes["color"])  # uint8 as stored, or float32 as rewritten
+            color = color / np.float32(255) if color.dtype == np.uint8 else color  # normalized: c / 255
+            out.append((transform, g.vertices, g.faces, uv_, g.visual.material.baseColorFactor, color))
+        return out
+
+    original = parts(trimesh.load_scene(str(path), process=False))
+    rewritten = parts(trimesh.load_scene(io.BytesIO(core_glb(path, _resolver(path))), file_type="glb", process=False))
+    assert len(original) == len(rewritten) == 6
+    for a, b_ in zip(original, rewritten, strict=True):
+        for x, y in zip(a, b_, strict=True):
+            assert (x is None) == (y is None)
+            if x is not None:
+                np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
