@@ -52,7 +52,7 @@ class GltfDocument:
     """
 
     json: dict[str, Any]
-    buffers: list[bytes]
+    buffers: list[bytes | memoryview]
     name: str
     decoded: int = 0
     _views: dict[int, memoryview] = field(default_factory=dict, repr=False)
@@ -92,30 +92,38 @@ class GltfDocument:
         return self._views[index]
 
 
-def parse_glb(data: bytes, name: str) -> tuple[dict[str, Any], bytes | None]:
-    """Split a binary glTF into its JSON object and its BIN chunk (None when it has none).
+def parse_gltf(data: bytes, name: str) -> tuple[dict[str, Any], memoryview | None]:
+    """The JSON object of a .glb or .gltf file's bytes, and the GLB's BIN chunk (None for .gltf or when
+    the GLB has none; a view into `data`, not a copy).
 
     Raises:
-        InputError: not a GLB, or chunks that do not fit the file.
+        InputError: not JSON or not a glTF 2.0 binary, chunks that do not fit the file, JSON nested past
+            the parser, or JSON that is not an object.
     """
+    view, binary = memoryview(data), None
     try:
-        magic, version, _length = struct.unpack_from("<4sII", data, 0)
-        json_length, kind = struct.unpack_from("<II", data, 12)
-        if magic != GLB_MAGIC or version != 2 or kind != CHUNK_JSON or 20 + json_length > len(data):
-            raise ValueError("not a glTF 2.0 binary")
-        doc = json.loads(bytes(data[20 : 20 + json_length]).decode("utf-8"))
-        offset, binary = 20 + json_length, None
-        while offset + 8 <= len(data):
-            length, kind = struct.unpack_from("<II", data, offset)
-            if offset + 8 + length > len(data):
-                raise ValueError("a chunk runs past the end of the file")
-            if kind == CHUNK_BIN and binary is None:
-                binary = bytes(data[offset + 8 : offset + 8 + length])
-            offset += 8 + length + (-length % 4)
+        if bytes(view[:4]) != GLB_MAGIC:
+            kind = ".gltf"
+            doc = json.loads(bytes(view).decode("utf-8"))
+        else:
+            kind = ".glb"
+            magic, version, _length = struct.unpack_from("<4sII", view, 0)
+            json_length, chunk = struct.unpack_from("<II", view, 12)
+            if version != 2 or chunk != CHUNK_JSON or 20 + json_length > len(view):
+                raise ValueError("not a glTF 2.0 binary")
+            doc = json.loads(bytes(view[20 : 20 + json_length]).decode("utf-8"))
+            offset = 20 + json_length
+            while offset + 8 <= len(view):
+                length, chunk = struct.unpack_from("<II", view, offset)
+                if offset + 8 + length > len(view):
+                    raise ValueError("a chunk runs past the end of the file")
+                if chunk == CHUNK_BIN and binary is None:
+                    binary = view[offset + 8 : offset + 8 + length]
+                offset += 8 + length + (-length % 4)
     except RecursionError:  # JSON nested deeper than Python's parser goes: no glTF is
         raise InputError(f"Cannot read {name}: its JSON is nested too deeply.", hint="Check the file opens in a 3D viewer.") from None
     except (ValueError, struct.error, UnicodeDecodeError) as exc:
-        raise InputError(f"Cannot read {name} as a .glb file ({exc}).", hint="Check the file opens in a 3D viewer.") from exc
+        raise InputError(f"Cannot read {name} as a {kind} file ({exc}).", hint="Check the file opens in a 3D viewer.") from exc
     if not isinstance(doc, dict):
         raise InputError(f"Cannot read {name}: its JSON is not a glTF object.", hint="Check the file opens in a 3D viewer.")
     return doc, binary
@@ -133,20 +141,8 @@ def read_document(path: Path, resolver: Any) -> GltfDocument:
         InputError: unreadable JSON, a buffer that cannot be read or is shorter than declared.
     """
     path = Path(path)
-    data = path.read_bytes()
-    binary: bytes | None = None
-    if data[:4] == GLB_MAGIC:
-        doc, binary = parse_glb(data, path.name)
-    else:
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except RecursionError:
-            raise InputError(f"Cannot read {path.name}: its JSON is nested too deeply.", hint="Check the file opens in a 3D viewer.") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"Cannot read {path.name} as a .gltf file ({exc}).", hint="Check the file opens in a 3D viewer.") from exc
-        if not isinstance(doc, dict):
-            raise InputError(f"Cannot read {path.name}: its JSON is not a glTF object.", hint="Check the file opens in a 3D viewer.")
-    buffers = []
+    doc, binary = parse_gltf(path.read_bytes(), path.name)
+    buffers: list[bytes | memoryview] = []
     for i, buf in enumerate(doc.get("buffers") or []):
         if not isinstance(buf, dict):
             raise InputError(f"{path.name}: buffer {i} is not a JSON object.", hint=_REEXPORT)
@@ -161,7 +157,7 @@ def read_document(path: Path, resolver: Any) -> GltfDocument:
         else:
             blob = _fetch(resolver, str(uri), path.name)
         declared = buf.get("byteLength", 0)
-        if blob and (not isinstance(declared, int) or len(blob) < declared):
+        if len(blob) and (not isinstance(declared, int) or len(blob) < declared):
             raise InputError(
                 f"{path.name}: buffer {i} holds {len(blob)} bytes but declares {declared}.",
                 hint="A .bin file beside the asset is missing or truncated; copy the complete asset folder.",

@@ -10,8 +10,6 @@ a clear error unless the user opts in (`--allow-external-refs`).
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -55,21 +53,12 @@ def check_reference(model: Path, target: Path, name: str, allow_external: bool =
 
 def gltf_json(path: Path) -> dict[str, Any] | None:
     """The JSON document of a .gltf or .glb file (None when it cannot be read; the loader reports that)."""
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+
     try:
-        data = Path(path).read_bytes()
-    except OSError:
+        return parse_gltf(Path(path).read_bytes(), Path(path).name)[0]
+    except (OSError, InputError):
         return None
-    try:
-        if data[:4] == b"glTF":  # binary glTF: 12-byte header, then the JSON chunk (length, type, bytes)
-            length, kind = struct.unpack_from("<II", data, 12)
-            if kind != 0x4E4F534A:  # "JSON"
-                return None
-            doc = json.loads(data[20 : 20 + length].decode("utf-8"))
-        else:
-            doc = json.loads(data.decode("utf-8"))
-    except (ValueError, struct.error, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def gltf_uris(path: Path) -> list[str]:

@@ -452,10 +452,10 @@ def test_optional_meshopt_reads_its_fallback_and_refuses_without_one(tmp_path):
     ],
 )
 def test_glTF_json_of_the_wrong_shape_is_one_input_error(tmp_path, edit):
-    from a3d_cli.mesh.gltf_accessors import parse_glb
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
 
     path = draco_sphere(tmp_path / "ok.glb", *sphere(3))
-    doc, binary = parse_glb(path.read_bytes(), path.name)
+    doc, binary = parse_gltf(path.read_bytes(), path.name)
     edit(doc)
     b = GlbBuilder()
     b.doc, b.blob = doc, bytearray(binary)
