@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -85,13 +86,15 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
     for v in range(views):
         idx = sorted(f for vv, f in found if vv == v)
         if len(idx) != frames or idx[-1] != frames - 1:
-            gaps = [f for f in range(max(idx[-1] + 1, frames)) if f not in idx]
-            if len(idx) != frames and not [g for g in gaps if g < idx[-1]]:
+            if len(idx) != frames and len(idx) == idx[-1] + 1:  # 0..last with no gap: only the count is wrong
                 raise InputError(
                     f"View {v} in {folder} has {len(idx)} frames; reconstruct needs {frames}.", hint=naming
                 )
+            # the first missing numbers lie within len(idx) + 8 of zero, whatever number a file claims
+            have = set(idx)
+            gaps = list(itertools.islice((f for f in range(max(idx[-1] + 1, frames)) if f not in have), 8))
             raise InputError(
-                f"View {v} in {folder} is missing frame(s) {gaps[:8]} (frames must be 0-{frames - 1} with no gaps).",
+                f"View {v} in {folder} is missing frame(s) {gaps} (frames must be 0-{frames - 1} with no gaps).",
                 hint=naming,
             )
     return [[found[(v, f)] for f in range(frames)] for v in range(views)]

@@ -36,6 +36,7 @@ def test_reads_rgb_and_rgba_folders(tmp_path):
         (lambda d: _video(d, views=range(5)), "exactly views 0-3"),
         (lambda d: _video(d, skip={(1, 5), (1, 6)}), r"View 1 .* missing frame\(s\) \[5, 6\]"),
         (lambda d: _video(d, views=()), "has no video frames"),
+        (lambda d: _video(d, frames=[*range(15), 10**12]), r"View 0 .* missing frame\(s\) \[15, 16, 17, 18, 19, 20, 21, 22\]"),  # the first 8 of 10^12
     ],
 )
 def test_bad_video_folders_are_named_precisely(tmp_path, make, message):
