@@ -155,9 +155,14 @@ class _Rewriter:
                 raise InputError(f"{name}: node {i} names mesh {mesh!r}, which does not exist.", hint=_REEXPORT)
             copies = 1
             inst = (node.get("extensions") or {}).get(INSTANCING)
-            if isinstance(inst, dict):
-                first = next(iter((inst.get("attributes") or {}).values()), None)
-                copies = accessor_count(self.doc, first) if first is not None else 1
+            if isinstance(inst, dict):  # every instance attribute has the instance count (checked before any is read)
+                counts = {accessor_count(self.doc, a) for a in (inst.get("attributes") or {}).values()}
+                if len(counts) > 1:
+                    raise InputError(
+                        f"{name}: node {i}'s {INSTANCING} attributes have different lengths ({sorted(counts)}).",
+                        hint=_REEXPORT,
+                    )
+                copies = counts.pop() if counts else 1
                 placed_nodes += copies
             placed_vertices += copies * per_mesh[mesh]
         reached, stack = 0, [i for i in range(len(nodes)) if i not in parent]

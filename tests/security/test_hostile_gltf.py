@@ -118,6 +118,26 @@ def test_hostile_scene_structure_is_refused_before_any_work(tmp_path, edit, expe
     prepare_refuses(b.save(tmp_path / "hostile.glb"), tmp_path, expected)
 
 
+def test_instance_attributes_of_different_lengths_are_refused_before_any_is_read(tmp_path):
+    """Two translations beside 2^24 rotations of zeros (no bufferView): refused from the declared counts,
+    without allocating the rotations (256 MB)."""
+    import tracemalloc
+
+    b = tetra()
+    t = b.accessor(np.zeros((2, 3), np.float32), GL_FLOAT, "VEC3")
+    r = b.accessor(None, GL_FLOAT, "VEC4", count=1 << 24)
+    b.doc["nodes"][0]["extensions"] = {"EXT_mesh_gpu_instancing": {"attributes": {"TRANSLATION": t, "ROTATION": r}}}
+    path = b.save(tmp_path / "instances.glb")
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="different lengths"):
+            load_mesh(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+
+
 @pytest.mark.parametrize("suffix", [".glb", ".gltf"])
 def test_json_nested_past_the_parser_is_refused(tmp_path, suffix):
     b = tetra()
