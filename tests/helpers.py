@@ -478,3 +478,135 @@ def manifest_status(run: Path, stage: str) -> str | None:
         return load_manifest(run)["stages"].get(stage, {}).get("status")
     except Exception:  # the manifest is being replaced this instant
         return None
+
+
+# -- real programs: what users open our files with (opt-in: each runs only when its env var points at it) -------------
+
+
+REAL_PROGRAM_SCRIPTS = Path(__file__).resolve().parent / "real_programs"
+"""The scripts the programs run (a Blender Python script, node scripts for three.js and the splat viewer)."""
+REAL_PROGRAMS = {
+    "A3D_BLENDER": "the `blender` executable (e.g. Debian's: apt-get install blender python3-numpy)",
+    "A3D_THREE": "a folder holding node_modules/three (npm install three)",
+    "A3D_SPLAT_VIEWER": "a folder holding node_modules/@mkkellogg/gaussian-splats-3d (npm install @mkkellogg/gaussian-splats-3d)",
+    "A3D_FFPROBE": "the `ffprobe` executable (e.g. Debian's: apt-get install ffmpeg)",
+    "A3D_GLTF_VALIDATOR": "a folder holding node_modules/gltf-validator (npm install gltf-validator)",
+}
+"""Env var → what it must point at."""
+
+
+def _real_program_problem(env: str) -> str | None:
+    """Why the program named by `env` cannot run here, or None when it can."""
+    import os
+
+    value = os.environ.get(env)
+    if not value:
+        return f"set {env} to {REAL_PROGRAMS[env]}"
+    if env in ("A3D_BLENDER", "A3D_FFPROBE"):
+        return None if shutil.which(value) else f"{env}={value} is not an executable"
+    if shutil.which("node") is None:
+        return f"{env} needs node (>= 18) on PATH"
+    package = {"A3D_THREE": "three", "A3D_SPLAT_VIEWER": "@mkkellogg/gaussian-splats-3d", "A3D_GLTF_VALIDATOR": "gltf-validator"}[env]
+    return None if (Path(value) / "node_modules" / package / "package.json").is_file() else f"{env}={value} has no node_modules/{package}"
+
+
+def needs_program(env: str):  # noqa: ANN201 - a pytest mark
+    """Skip mark for a test that runs the program `env` points at (the reason names the env var)."""
+    import pytest
+
+    problem = _real_program_problem(env)
+    return pytest.mark.skipif(problem is not None, reason=problem or "")
+
+
+def _tagged_json(stdout: str, tag: str) -> dict:
+    """The JSON object a script printed after `tag` (programs print their own chatter around it)."""
+    import json
+
+    for line in stdout.splitlines():
+        if line.startswith(tag + " "):
+            return json.loads(line[len(tag) + 1 :])
+    raise AssertionError(f"the program printed no {tag} line; its output ends with:\n{stdout[-3000:]}")
+
+
+def _run_program(cmd: list[str], cwd: str | None = None, timeout: float = 300) -> str:
+    import subprocess
+
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{cmd[0]} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def blender_import(path: Path, frames: list[float] = ()) -> dict:
+    """What Blender (`A3D_BLENDER`, headless, factory settings) makes of a glTF file when a user imports it.
+
+    Returns:
+        `real_programs/blender_import.py`'s JSON: fps, objects, actions and "positions": per frame asked, in
+        order, {mesh name: world-space vertex positions (Blender's Z-up)}.
+    """
+    import os
+
+    cmd = [os.environ["A3D_BLENDER"], "-b", "--factory-startup", "--python", str(REAL_PROGRAM_SCRIPTS / "blender_import.py"),
+           "--", str(path), ",".join(repr(float(f)) for f in frames)]  # fmt: skip
+    return _tagged_json(_run_program(cmd), "A3D_BLENDER_JSON")
+
+
+def three_load(path: Path, seconds: list[float] = ()) -> dict:
+    """What three.js' GLTFLoader (`A3D_THREE`, in node) makes of a GLB; "positions": per time in `seconds`,
+    in order, every mesh's world-space vertices as AnimationMixer poses them."""
+    import os
+
+    cmd = ["node", str(REAL_PROGRAM_SCRIPTS / "three_load.mjs"), str(path), ",".join(repr(float(s)) for s in seconds)]
+    return _tagged_json(_run_program(cmd, cwd=os.environ["A3D_THREE"]), "A3D_THREE_JSON")
+
+
+def splat_viewer_parse(path: Path) -> dict:
+    """The splats @mkkellogg/gaussian-splats-3d's PLY parser (`A3D_SPLAT_VIEWER`, in node) reads from a PLY."""
+    import os
+
+    cmd = ["node", str(REAL_PROGRAM_SCRIPTS / "splat_parse.mjs"), str(path)]
+    return _tagged_json(_run_program(cmd, cwd=os.environ["A3D_SPLAT_VIEWER"]), "A3D_SPLATS_JSON")
+
+
+def ffprobe_video(path: Path) -> dict:
+    """ffprobe's (`A3D_FFPROBE`) view of a video's first stream, every frame decoded and counted.
+
+    Returns:
+        {"codec", "profile", "pix_fmt", "width", "height", "fps" (a Fraction), "frames", "format",
+        "atoms" (top-level MP4 boxes in file order, from ffprobe's trace)}.
+    """
+    import json
+    import os
+    import re
+    import subprocess
+    from fractions import Fraction
+
+    exe = os.environ["A3D_FFPROBE"]
+    entries = "stream=codec_name,profile,pix_fmt,width,height,r_frame_rate,avg_frame_rate,nb_read_frames:format=format_name"
+    cmd = [exe, "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", entries, "-of", "json", str(path)]
+    data = json.loads(_run_program(cmd))
+    (stream,) = data["streams"]
+    trace = subprocess.run([exe, "-v", "trace", str(path)], capture_output=True, text=True).stderr
+    atoms = re.findall(r"type:'(\w{4})' parent:'root'", trace)
+    return {
+        "codec": stream["codec_name"], "profile": stream.get("profile"), "pix_fmt": stream["pix_fmt"],
+        "width": stream["width"], "height": stream["height"], "fps": Fraction(stream["r_frame_rate"]),
+        "avg_fps": Fraction(stream["avg_frame_rate"]), "frames": int(stream["nb_read_frames"]),
+        "format": data["format"]["format_name"], "atoms": atoms,
+    }  # fmt: skip
+
+
+def khronos_validate(path: Path) -> dict:
+    """The Khronos glTF validator's (`A3D_GLTF_VALIDATOR`, in node) issues for a glTF binary."""
+    import os
+
+    script = (
+        "const v=require('gltf-validator');const fs=require('fs');v.validateBytes(new Uint8Array("
+        "fs.readFileSync(process.argv[1]))).then(r=>console.log('A3D_VALIDATOR_JSON '+JSON.stringify(r.issues)));"
+    )
+    return _tagged_json(_run_program(["node", "-e", script, str(path)], cwd=os.environ["A3D_GLTF_VALIDATOR"]), "A3D_VALIDATOR_JSON")
+
+
+def gltf_to_blender(points: np.ndarray) -> np.ndarray:
+    """[..., 3] glTF (+Y up, front +Z) positions as Blender's importer places them (+Z up, front −Y)."""
+    p = np.asarray(points, dtype=np.float64)
+    return np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)

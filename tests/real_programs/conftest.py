@@ -1,0 +1,62 @@
+"""What a user gets from a3d, made once per session for the real-program tests (only those that run build it).
+
+`fox_runs`: the bundled fox through `a3d animate --video` (prepare → reconstruct on a ground-truth video →
+mesh-animate → export), then two variants of the export commands on copies of that run folder. `lift_run`:
+`a3d lift --orbit` on a ground-truth orbit of the toy object. Tiny sizes and random-free inputs, CPU only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import ANIMATE_FAST, REPO, sliding_video
+from typer.testing import CliRunner
+
+FOX = REPO / "examples" / "assets" / "fox.glb"
+LIFT_SIZE = 40
+LIFT_TINY = [
+    "--resolution", str(LIFT_SIZE), "--steps", "60", "--views-per-step", "4", "--max-splats", "1500",
+    "--hull-resolution", "40", "--mesh-resolution", "48", "--max-faces", "3000", "--texture-size", "128",
+    "--preview-size", "33", "--preview-frames", "5",
+]  # fmt: skip  (an odd preview size: the video writer must pad it to an even one)
+
+
+def a3d(*args: str) -> None:
+    """Run the real `a3d` app on the CPU; any exit code but 0 fails the test with the output."""
+    from a3d_cli.cli import app
+
+    result = CliRunner().invoke(app, ["--device", "cpu", *args])
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+
+
+@pytest.fixture(scope="session")
+def fox_runs(tmp_path_factory) -> dict[str, Path]:
+    """Run folders: "morph" (defaults: morph targets at 24 fps, PLY sequence, previews), "skin"
+    (`mesh-animate --skin --bones 4`) and "loop" (`mesh-animate` and `export` with `--loop --fps 12 --duration 2`)."""
+    root = tmp_path_factory.mktemp("fox")
+    video = sliding_video(FOX, root / "video")
+    runs = {"morph": root / "MORPH", "skin": root / "SKIN", "loop": root / "LOOP"}
+    a3d("animate", str(FOX), "--video", str(video), "-o", str(runs["morph"]), *ANIMATE_FAST)
+    for name in ("skin", "loop"):
+        shutil.copytree(runs["morph"], runs[name])
+    a3d("mesh-animate", str(runs["skin"]), "--skin", "--bones", "4", "--force")
+    loop = ["--loop", "--fps", "12", "--duration", "2", "--force"]
+    a3d("mesh-animate", str(runs["loop"]), *loop)
+    a3d("export", str(runs["loop"]), *loop, "--size", "31", "--loops", "2")
+    return runs
+
+
+@pytest.fixture(scope="session")
+def lift_run(tmp_path_factory) -> Path:
+    """A run folder after `a3d lift --orbit` on the toy object's 21-view ground-truth orbit."""
+    from a3d_cli.lift import synthetic as syn
+    from a3d_cli.models.sv3d.cameras import orbit_camera_set, static_orbit
+
+    root = tmp_path_factory.mktemp("lift")
+    g = syn.mesh_splats(syn.normalized(syn.toy_mesh()), 5000)
+    cams = orbit_camera_set(static_orbit(10.0))
+    orbit = syn.write_orbit_folder(root / "orbit_in", syn.render_rgba(g, cams, LIFT_SIZE), cams)
+    a3d("lift", str(root / "RUN"), "--orbit", str(orbit), *LIFT_TINY)
+    return root / "RUN"
