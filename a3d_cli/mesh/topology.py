@@ -54,30 +54,6 @@ def vertex_normals(
     return np.where(norm > 1e-20, acc / np.maximum(norm, 1e-300), 0.0)
 
 
-def smooth_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit, area-weighted vertex normals that agree across UV seams; +Y where no face defines one.
-
-    Seam copies of a vertex (same position) get the normal of all the faces around the position, so a
-    smooth surface shades smoothly across its texture charts. glTF viewers shade a primitive without
-    NORMAL flat (faceted), so a written mesh carries these.
-
-    Args:
-        vertices: [V, 3] positions.
-        faces: [T, 3] vertex indices.
-
-    Returns:
-        [V, 3] float32 unit normals.
-    """
-    v = np.asarray(vertices, dtype=np.float64)
-    welded, count = weld(v)  # [V], W
-    f = np.asarray(faces, dtype=np.int64)
-    normals, areas = face_normals_and_areas(v, f)
-    per_welded = vertex_normals(count, welded[f], normals, areas)  # [W, 3]
-    out = per_welded[welded]  # [V, 3]
-    out[np.linalg.norm(out, axis=-1) < 0.5] = (0.0, 1.0, 0.0)  # undefined (no face, or faces cancel)
-    return out.astype(np.float32)
-
-
 def unique_edges(faces: np.ndarray) -> np.ndarray:
     """Undirected edges [E, 2] (smaller index first, sorted) of a triangle list, self-loops removed."""
     e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=0)  # [3T, 2]

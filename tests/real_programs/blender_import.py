@@ -41,7 +41,10 @@ for ob in bpy.data.objects:
             modifiers=[m.type for m in ob.modifiers],
             uv_layers=len(me.uv_layers),
             materials=[
-                {"name": m.name, "images": [list(n.image.size) for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image]}
+                {
+                    "name": m.name,
+                    "images": [list(n.image.size) for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image],
+                }
                 for m in me.materials
                 if m is not None and m.use_nodes
             ],
@@ -53,7 +56,9 @@ for ob in bpy.data.objects:
     info["action"] = anim.action.name if anim and anim.action else None
     out["objects"].append(info)
 for action in bpy.data.actions:
-    out["actions"].append({"name": action.name, "frame_range": list(action.frame_range), "fcurves": len(action.fcurves)})
+    out["actions"].append(
+        {"name": action.name, "frame_range": list(action.frame_range), "fcurves": len(action.fcurves)}
+    )
 
 out["positions"] = []
 for frame in frames:

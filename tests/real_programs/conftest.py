@@ -17,9 +17,26 @@ from typer.testing import CliRunner
 FOX = REPO / "examples" / "assets" / "fox.glb"
 LIFT_SIZE = 40
 LIFT_TINY = [
-    "--resolution", str(LIFT_SIZE), "--steps", "60", "--views-per-step", "4", "--max-splats", "1500",
-    "--hull-resolution", "40", "--mesh-resolution", "48", "--max-faces", "3000", "--texture-size", "128",
-    "--preview-size", "33", "--preview-frames", "5",
+    "--resolution",
+    str(LIFT_SIZE),
+    "--steps",
+    "60",
+    "--views-per-step",
+    "4",
+    "--max-splats",
+    "1500",
+    "--hull-resolution",
+    "40",
+    "--mesh-resolution",
+    "48",
+    "--max-faces",
+    "3000",
+    "--texture-size",
+    "128",
+    "--preview-size",
+    "33",
+    "--preview-frames",
+    "5",
 ]  # fmt: skip  (an odd preview size: the video writer must pad it to an even one)
 
 

@@ -42,7 +42,9 @@ def test_blender_plays_the_animated_glb(fox_runs, variant):
         (armature,) = [o for o in scene["objects"] if o["type"] == "ARMATURE"]
         assert armature["bones"] == m["bones"] + 1  # the root joint and one joint per bone
         assert mesh["parent"] == armature["name"] and mesh["modifiers"] == ["ARMATURE"] and mesh["shape_keys"] == []
-        assert armature["action"] == action["name"] and action["fcurves"] == m["bones"] * (3 + 4)  # location + quaternion
+        assert armature["action"] == action["name"] and action["fcurves"] == m["bones"] * (
+            3 + 4
+        )  # location + quaternion
     else:
         assert mesh["shape_keys"] == ["Basis"] + [f"frame_{k:04d}" for k in range(m["frames"])]
         assert mesh["action"] == action["name"] and action["fcurves"] == m["frames"]  # one per shape key

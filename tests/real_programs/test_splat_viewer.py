@@ -53,7 +53,19 @@ def test_looped_and_inria_plys_open_in_the_viewer(fox_runs, tmp_path, convention
         import shutil
 
         run = shutil.copytree(run, tmp_path / "INRIA")
-        a3d("export", str(run), "--loop", "--fps", "12", "--duration", "2", "--ply-convention", "inria", "--no-preview", "--force")
+        a3d(
+            "export",
+            str(run),
+            "--loop",
+            "--fps",
+            "12",
+            "--duration",
+            "2",
+            "--ply-convention",
+            "inria",
+            "--no-preview",
+            "--force",
+        )
     _assert_viewer_reads(run / "export" / "gaussians" / "frame_0005.ply")
 
 

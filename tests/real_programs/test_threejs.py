@@ -27,12 +27,15 @@ def test_three_plays_the_animated_glb(fox_runs, variant):
     (mesh,) = out["meshes"]
     assert mesh["vertices"] == m["vertices"] == poses.shape[1]
     assert {"position", "normal", "uv"} <= set(mesh["attributes"]) and not mesh["flat_shading"]
+    assert mesh["seam_normal_gap"] < 1e-5  # no shading crease along the texture's seams
     assert mesh["map"] is not None and mesh["map"][0] > 0
     (clip,) = out["clips"]
     assert clip["name"] == "a3d_motion" and clip["duration"] == pytest.approx(m["duration_s"], abs=1e-6)
     closing = 1 if m["loop"] != "off" else 0  # a loop's closing key at the clip's end
     if variant == "skin":
-        assert mesh["skinned"] and mesh["skeleton_bones"] == out["bones"] == m["bones"] + 1 and mesh["morph_targets"] == 0
+        assert (
+            mesh["skinned"] and mesh["skeleton_bones"] == out["bones"] == m["bones"] + 1 and mesh["morph_targets"] == 0
+        )
         names = sorted(t[0] for t in clip["tracks"])
         assert names == sorted(f"bone_{b:03d}.{p}" for b in range(m["bones"]) for p in ("position", "quaternion"))
         assert {t[1] for t in clip["tracks"]} == {m["frames"] + closing}
@@ -56,3 +59,4 @@ def test_three_shows_the_lifted_model_textured_and_smooth(lift_run):
     assert mesh["vertices"] == m["vertices"] and out["clips"] == [] and not mesh["skinned"]
     assert mesh["map"] == [m["texture_size"], m["texture_size"]]
     assert "normal" in mesh["attributes"] and not mesh["flat_shading"]  # GLTFLoader shades a normal-less mesh flat
+    assert mesh["seam_normal_gap"] < 1e-5  # ... and per-chart normals would crease along the texture's seams

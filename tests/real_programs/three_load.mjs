@@ -3,7 +3,7 @@
 //   cd FOLDER_WITH_node_modules/three && node three_load.mjs FILE.glb [SECONDS,SECONDS,...]
 //
 // Prints the three.js revision, every mesh (skinned or not, vertex count, attributes, morph targets,
-// skeleton bones, flat shading, base-colour map size, bounding box), the bone count, every AnimationClip
+// skeleton bones, flat shading, the largest normal difference between copies of one position, base-colour map size, bounding box), the bone count, every AnimationClip
 // (name, duration, tracks with their key counts), and, for each time asked (in order), every mesh's world-space
 // vertex positions that AnimationMixer + the morph/skinning maths of `getVertexPosition` give at that time. Node has no image
 // decoder, so `createImageBitmap` is replaced by one that reads a PNG's size from its header (all a test
@@ -35,10 +35,21 @@ gltf.scene.traverse((o) => {
   meshes.push(o);
   const g = o.geometry;
   const box = new THREE.Box3().setFromBufferAttribute(g.attributes.position);
+  // shading creases: the largest normal difference between vertices at one position (UV-seam copies)
+  let seamGap = 0;
+  if (g.attributes.normal) {
+    const p = g.attributes.position, n = g.attributes.normal, first = new Map();
+    for (let i = 0; i < p.count; i++) {
+      const key = `${p.getX(i)},${p.getY(i)},${p.getZ(i)}`;
+      if (!first.has(key)) first.set(key, i);
+      const j = first.get(key);
+      seamGap = Math.max(seamGap, Math.abs(n.getX(i) - n.getX(j)), Math.abs(n.getY(i) - n.getY(j)), Math.abs(n.getZ(i) - n.getZ(j)));
+    }
+  }
   out.meshes.push({
     name: o.name, skinned: !!o.isSkinnedMesh, vertices: g.attributes.position.count, attributes: Object.keys(g.attributes),
     morph_targets: (g.morphAttributes.position || []).length, morph_normals: (g.morphAttributes.normal || []).length,
-    skeleton_bones: o.isSkinnedMesh ? o.skeleton.bones.length : 0, flat_shading: !!o.material.flatShading,
+    skeleton_bones: o.isSkinnedMesh ? o.skeleton.bones.length : 0, flat_shading: !!o.material.flatShading, seam_normal_gap: seamGap,
     map: o.material.map ? [o.material.map.image.width, o.material.map.image.height] : null,
     bbox: [box.min.toArray(), box.max.toArray()],
   });
