@@ -3,8 +3,8 @@
     blender -b --factory-startup --python blender_import.py -- FILE.glb [FRAME,FRAME,...]
 
 Prints one line `A3D_BLENDER_JSON {...}`: the scene's fps, every object (type, parent, vertex and polygon
-count, smooth-shaded polygons, shape keys, modifiers, armature bones, materials with their image sizes,
-the action that drives it), every action's frame range and curve count, and, for each frame asked (in
+count, smooth-shaded polygons, shape keys, modifiers, colour attributes, armature bones, materials with
+their image sizes and whether a colour-attribute node feeds them, the action that drives it), every action's frame range and curve count, and, for each frame asked (in
 order, fractional frames allowed), {mesh name: evaluated world-space vertex positions}. Used by
 `tests/helpers.py::blender_import`; it reads nothing but the file it is given.
 """
@@ -40,10 +40,12 @@ for ob in bpy.data.objects:
             shape_keys=[k.name for k in me.shape_keys.key_blocks] if me.shape_keys else [],
             modifiers=[m.type for m in ob.modifiers],
             uv_layers=len(me.uv_layers),
+            color_attributes=[a.name for a in me.color_attributes],
             materials=[
                 {
                     "name": m.name,
                     "images": [list(n.image.size) for n in m.node_tree.nodes if n.type == "TEX_IMAGE" and n.image],
+                    "vertex_colors": any(n.type == "VERTEX_COLOR" for n in m.node_tree.nodes),
                 }
                 for m in me.materials
                 if m is not None and m.use_nodes

@@ -1,8 +1,9 @@
 """What a user gets from a3d, made once per session for the real-program tests (only those that run build it).
 
-`fox_runs`: the bundled fox through `a3d animate --video` (prepare → reconstruct on a ground-truth video →
-mesh-animate → export), then two variants of the export commands on copies of that run folder. `lift_run`:
-`a3d lift --orbit` on a ground-truth orbit of the toy object. Tiny sizes and random-free inputs, CPU only.
+`mesh_runs`: the bundled fox through `a3d animate --video` (prepare → reconstruct on a ground-truth video →
+mesh-animate → export), two variants of the export commands on copies of that run folder, and a
+vertex-coloured mesh through the same chain. `lift_run`: `a3d lift --orbit` on a ground-truth orbit of
+the toy object. Tiny sizes and random-free inputs, CPU only.
 """
 
 from __future__ import annotations
@@ -11,33 +12,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ANIMATE_FAST, REPO, sliding_video
+from helpers import ANIMATE_FAST, REPO, blob_mesh, sliding_video
 from typer.testing import CliRunner
 
 FOX = REPO / "examples" / "assets" / "fox.glb"
 LIFT_SIZE = 40
+# tiny lift settings; the preview size is odd, so the video writer must pad it to an even one
 LIFT_TINY = [
-    "--resolution",
-    str(LIFT_SIZE),
-    "--steps",
-    "60",
-    "--views-per-step",
-    "4",
-    "--max-splats",
-    "1500",
-    "--hull-resolution",
-    "40",
-    "--mesh-resolution",
-    "48",
-    "--max-faces",
-    "3000",
-    "--texture-size",
-    "128",
-    "--preview-size",
-    "33",
-    "--preview-frames",
-    "5",
-]  # fmt: skip  (an odd preview size: the video writer must pad it to an even one)
+    "--resolution", str(LIFT_SIZE), "--steps", "60", "--views-per-step", "4", "--max-splats", "1500",
+    "--hull-resolution", "40", "--mesh-resolution", "48", "--max-faces", "3000", "--texture-size", "128",
+    "--preview-size", "33", "--preview-frames", "5",
+]  # fmt: skip
 
 
 def a3d(*args: str) -> None:
@@ -49,19 +34,37 @@ def a3d(*args: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def fox_runs(tmp_path_factory) -> dict[str, Path]:
-    """Run folders: "morph" (defaults: morph targets at 24 fps, PLY sequence, previews), "skin"
-    (`mesh-animate --skin --bones 4`) and "loop" (`mesh-animate` and `export` with `--loop --fps 12 --duration 2`)."""
-    root = tmp_path_factory.mktemp("fox")
-    video = sliding_video(FOX, root / "video")
-    runs = {"morph": root / "MORPH", "skin": root / "SKIN", "loop": root / "LOOP"}
-    a3d("animate", str(FOX), "--video", str(video), "-o", str(runs["morph"]), *ANIMATE_FAST)
+def mesh_runs(tmp_path_factory) -> dict[str, Path]:
+    """Run folders: "morph" (the fox with the defaults: morph targets at 24 fps, PLY sequence, previews),
+    "skin" (`mesh-animate --skin --bones 4`), "loop" (`mesh-animate` and `export` with `--loop --fps 12
+    --duration 2`) and "colours" (a vertex-coloured, untextured mesh with the defaults)."""
+    root = tmp_path_factory.mktemp("mesh_runs")
+    runs = {name: root / name.upper() for name in ("morph", "skin", "loop", "colours")}
+    a3d(
+        "animate",
+        str(FOX),
+        "--video",
+        str(sliding_video(FOX, root / "fox_video")),
+        "-o",
+        str(runs["morph"]),
+        *ANIMATE_FAST,
+    )
     for name in ("skin", "loop"):
         shutil.copytree(runs["morph"], runs[name])
     a3d("mesh-animate", str(runs["skin"]), "--skin", "--bones", "4", "--force")
     loop = ["--loop", "--fps", "12", "--duration", "2", "--force"]
     a3d("mesh-animate", str(runs["loop"]), *loop)
     a3d("export", str(runs["loop"]), *loop, "--size", "31", "--loops", "2")
+    blob = blob_mesh(root / "blob.ply")
+    a3d(
+        "animate",
+        str(blob),
+        "--video",
+        str(sliding_video(blob, root / "blob_video")),
+        "-o",
+        str(runs["colours"]),
+        *ANIMATE_FAST,
+    )
     return runs
 
 

@@ -19,9 +19,9 @@ def _only_mesh(scene: dict) -> dict:
     return mesh
 
 
-@pytest.mark.parametrize("variant", ["morph", "loop", "skin"])
-def test_blender_plays_the_animated_glb(fox_runs, variant):
-    run = fox_runs[variant]
+@pytest.mark.parametrize("variant", ["morph", "loop", "skin", "colours"])
+def test_blender_plays_the_animated_glb(mesh_runs, variant):
+    run = mesh_runs[variant]
     m = metrics(run, "mesh-animate")
     poses = expected_poses(run)  # [K, V, 3] +Y up
     seconds = key_seconds(m)
@@ -36,15 +36,19 @@ def test_blender_plays_the_animated_glb(fox_runs, variant):
     assert types == (["ARMATURE", "MESH"] if variant == "skin" else ["MESH"])
     assert mesh["vertices"] == m["vertices"] == poses.shape[1] and mesh["polygons"] == m["faces"]
     assert mesh["smooth_polygons"] == mesh["polygons"]  # the GLB's normals: smooth shading
-    assert mesh["uv_layers"] == 1 and [len(mat["images"]) for mat in mesh["materials"]] == [1]  # the fox's texture
+    if variant == "colours":  # COLOR_0 becomes a colour attribute that feeds the material
+        assert mesh["color_attributes"] and [(mat["images"], mat["vertex_colors"]) for mat in mesh["materials"]] == [
+            ([], True)
+        ]
+    else:  # the fox's texture
+        assert mesh["uv_layers"] == 1 and [len(mat["images"]) for mat in mesh["materials"]] == [1]
     (action,) = scene["actions"]
     if variant == "skin":
         (armature,) = [o for o in scene["objects"] if o["type"] == "ARMATURE"]
         assert armature["bones"] == m["bones"] + 1  # the root joint and one joint per bone
         assert mesh["parent"] == armature["name"] and mesh["modifiers"] == ["ARMATURE"] and mesh["shape_keys"] == []
-        assert armature["action"] == action["name"] and action["fcurves"] == m["bones"] * (
-            3 + 4
-        )  # location + quaternion
+        assert armature["action"] == action["name"]
+        assert action["fcurves"] == m["bones"] * (3 + 4)  # location + quaternion per bone
     else:
         assert mesh["shape_keys"] == ["Basis"] + [f"frame_{k:04d}" for k in range(m["frames"])]
         assert mesh["action"] == action["name"] and action["fcurves"] == m["frames"]  # one per shape key

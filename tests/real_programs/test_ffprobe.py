@@ -38,9 +38,9 @@ def _claimed_videos(run) -> dict:
     return claims
 
 
-@pytest.mark.parametrize("variant", ["morph", "loop"])
-def test_fox_run_previews_play_everywhere(fox_runs, variant):
-    run = fox_runs[variant]
+@pytest.mark.parametrize("variant", ["morph", "loop", "colours"])
+def test_fox_run_previews_play_everywhere(mesh_runs, variant):
+    run = mesh_runs[variant]
     claims = _claimed_videos(run)
     assert {"motion/coarse_preview.mp4", "export/preview.mp4"} <= set(claims)
     for rel, claim in claims.items():

@@ -11,9 +11,9 @@ from helpers import khronos_validate, needs_program
 pytestmark = needs_program("A3D_GLTF_VALIDATOR")
 
 
-@pytest.mark.parametrize("variant", ["morph", "loop", "skin"])
-def test_animated_glbs_are_valid(fox_runs, variant):
-    issues = khronos_validate(fox_runs[variant] / "export" / "animated.glb")
+@pytest.mark.parametrize("variant", ["morph", "loop", "skin", "colours"])
+def test_animated_glbs_are_valid(mesh_runs, variant):
+    issues = khronos_validate(mesh_runs[variant] / "export" / "animated.glb")
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
 
 

@@ -34,8 +34,8 @@ def _assert_viewer_reads(path):
     return seen
 
 
-def test_the_ply_sequence_and_static_splats_open_in_the_viewer(fox_runs):
-    run = fox_runs["morph"]
+def test_the_ply_sequence_and_static_splats_open_in_the_viewer(mesh_runs):
+    run = mesh_runs["morph"]
     sequence = json.loads((run / "export" / "gaussians" / "sequence.json").read_text())
     files = sorted((run / "export" / "gaussians").glob("frame_*.ply"))
     assert [f.name for f in files] == [f["file"] for f in sequence["frames"]]
@@ -45,10 +45,10 @@ def test_the_ply_sequence_and_static_splats_open_in_the_viewer(fox_runs):
 
 
 @pytest.mark.parametrize("convention", ["yup", "inria"])
-def test_looped_and_inria_plys_open_in_the_viewer(fox_runs, tmp_path, convention):
+def test_looped_and_inria_plys_open_in_the_viewer(mesh_runs, tmp_path, convention):
     from conftest import a3d
 
-    run = fox_runs["loop"]
+    run = mesh_runs["loop"]
     if convention == "inria":  # +Y down for COLMAP-style viewers: a rotation of the same splats
         import shutil
 

@@ -13,9 +13,9 @@ from helpers import needs_program, three_load
 pytestmark = needs_program("A3D_THREE")
 
 
-@pytest.mark.parametrize("variant", ["morph", "loop", "skin"])
-def test_three_plays_the_animated_glb(fox_runs, variant):
-    run = fox_runs[variant]
+@pytest.mark.parametrize("variant", ["morph", "loop", "skin", "colours"])
+def test_three_plays_the_animated_glb(mesh_runs, variant):
+    run = mesh_runs[variant]
     m = metrics(run, "mesh-animate")
     poses = expected_poses(run)  # [K, V, 3]
     seconds = key_seconds(m)
@@ -26,9 +26,12 @@ def test_three_plays_the_animated_glb(fox_runs, variant):
 
     (mesh,) = out["meshes"]
     assert mesh["vertices"] == m["vertices"] == poses.shape[1]
-    assert {"position", "normal", "uv"} <= set(mesh["attributes"]) and not mesh["flat_shading"]
+    assert "normal" in mesh["attributes"] and not mesh["flat_shading"]
     assert mesh["seam_normal_gap"] < 1e-5  # no shading crease along the texture's seams
-    assert mesh["map"] is not None and mesh["map"][0] > 0
+    if variant == "colours":  # COLOR_0 switches the material's vertex colours on
+        assert "color" in mesh["attributes"] and mesh["vertex_colors"] and mesh["map"] is None
+    else:  # the fox's texture
+        assert "uv" in mesh["attributes"] and mesh["map"] is not None and mesh["map"][0] > 0
     (clip,) = out["clips"]
     assert clip["name"] == "a3d_motion" and clip["duration"] == pytest.approx(m["duration_s"], abs=1e-6)
     closing = 1 if m["loop"] != "off" else 0  # a loop's closing key at the clip's end

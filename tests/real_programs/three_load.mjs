@@ -3,7 +3,7 @@
 //   cd FOLDER_WITH_node_modules/three && node three_load.mjs FILE.glb [SECONDS,SECONDS,...]
 //
 // Prints the three.js revision, every mesh (skinned or not, vertex count, attributes, morph targets,
-// skeleton bones, flat shading, the largest normal difference between copies of one position, base-colour map size, bounding box), the bone count, every AnimationClip
+// skeleton bones, flat shading, the largest normal difference between copies of one position, vertex colours, base-colour map size, bounding box), the bone count, every AnimationClip
 // (name, duration, tracks with their key counts), and, for each time asked (in order), every mesh's world-space
 // vertex positions that AnimationMixer + the morph/skinning maths of `getVertexPosition` give at that time. Node has no image
 // decoder, so `createImageBitmap` is replaced by one that reads a PNG's size from its header (all a test
@@ -50,6 +50,7 @@ gltf.scene.traverse((o) => {
     name: o.name, skinned: !!o.isSkinnedMesh, vertices: g.attributes.position.count, attributes: Object.keys(g.attributes),
     morph_targets: (g.morphAttributes.position || []).length, morph_normals: (g.morphAttributes.normal || []).length,
     skeleton_bones: o.isSkinnedMesh ? o.skeleton.bones.length : 0, flat_shading: !!o.material.flatShading, seam_normal_gap: seamGap,
+    vertex_colors: !!o.material.vertexColors,
     map: o.material.map ? [o.material.map.image.width, o.material.map.image.height] : null,
     bbox: [box.min.toArray(), box.max.toArray()],
   });
