@@ -489,6 +489,8 @@ REAL_PROGRAMS = {
     "A3D_BLENDER": "the `blender` executable (e.g. Debian's: apt-get install blender python3-numpy)",
     "A3D_THREE": "a folder holding node_modules/three (npm install three)",
     "A3D_SPLAT_VIEWER": "a folder holding node_modules/@mkkellogg/gaussian-splats-3d (npm install @mkkellogg/gaussian-splats-3d)",
+    "A3D_SPARK": "a folder holding node_modules/@sparkjsdev/spark and node_modules/three (npm install @sparkjsdev/spark three)",
+    "A3D_CHROMIUM": "a chromium or chrome executable (e.g. Debian's: apt-get install chromium)",
     "A3D_FFPROBE": "the `ffprobe` executable (e.g. Debian's: apt-get install ffmpeg)",
     "A3D_GLTF_VALIDATOR": "a folder holding node_modules/gltf-validator (npm install gltf-validator)",
 }
@@ -502,20 +504,26 @@ def _real_program_problem(env: str) -> str | None:
     value = os.environ.get(env)
     if not value:
         return f"set {env} to {REAL_PROGRAMS[env]}"
-    if env in ("A3D_BLENDER", "A3D_FFPROBE"):
+    if env in ("A3D_BLENDER", "A3D_FFPROBE", "A3D_CHROMIUM"):
         return None if shutil.which(value) else f"{env}={value} is not an executable"
-    if shutil.which("node") is None:
+    if env != "A3D_SPARK" and shutil.which("node") is None:  # Spark runs in the browser
         return f"{env} needs node (>= 18) on PATH"
-    package = {"A3D_THREE": "three", "A3D_SPLAT_VIEWER": "@mkkellogg/gaussian-splats-3d", "A3D_GLTF_VALIDATOR": "gltf-validator"}[env]
-    return None if (Path(value) / "node_modules" / package / "package.json").is_file() else f"{env}={value} has no node_modules/{package}"
+    packages = {
+        "A3D_THREE": ["three"], "A3D_SPLAT_VIEWER": ["@mkkellogg/gaussian-splats-3d"],
+        "A3D_SPARK": ["@sparkjsdev/spark", "three"], "A3D_GLTF_VALIDATOR": ["gltf-validator"],
+    }[env]  # fmt: skip
+    for package in packages:
+        if not (Path(value) / "node_modules" / package / "package.json").is_file():
+            return f"{env}={value} has no node_modules/{package}"
+    return None
 
 
-def needs_program(env: str):  # noqa: ANN201 - a pytest mark
-    """Skip mark for a test that runs the program `env` points at (the reason names the env var)."""
+def needs_program(*envs: str):  # noqa: ANN201 - a pytest mark
+    """Skip mark for a test that runs the programs `envs` point at (the reason names the env var)."""
     import pytest
 
-    problem = _real_program_problem(env)
-    return pytest.mark.skipif(problem is not None, reason=problem or "")
+    problems = [p for p in map(_real_program_problem, envs) if p]
+    return pytest.mark.skipif(bool(problems), reason="; ".join(problems))
 
 
 def _tagged_json(stdout: str, tag: str) -> dict:
@@ -565,6 +573,66 @@ def splat_viewer_parse(path: Path) -> dict:
 
     cmd = ["node", str(REAL_PROGRAM_SCRIPTS / "splat_parse.mjs"), str(path)]
     return _tagged_json(_run_program(cmd, cwd=os.environ["A3D_SPLAT_VIEWER"]), "A3D_SPLATS_JSON")
+
+
+def spark_parse(path: Path) -> dict:
+    """The splats Spark (`A3D_SPARK`, @sparkjsdev/spark) holds after loading a PLY in a web page, in headless
+    chromium (`A3D_CHROMIUM`): Spark decodes in a Web Worker with WebAssembly, which node lacks.
+
+    A local HTTP server (this process, loopback only) serves `real_programs/spark_page.html`, the PLY and the
+    npm folder; chromium runs the page, which posts what Spark holds back to the server.
+
+    Returns:
+        {"count", "splats": [[x, y, z, sx, sy, sz, qw, qx, qy, qz, r, g, b, opacity], ...]} as Spark packs
+        them (float16 positions, 8-bit log scales, colours and opacity, an 8-8-8 bit rotation).
+    """
+    import http.server
+    import os
+    import subprocess
+    import tempfile
+    import threading
+
+    root = Path(os.environ["A3D_SPARK"]).resolve()
+    files = {"/page.html": REAL_PROGRAM_SCRIPTS / "spark_page.html", "/splats.ply": Path(path)}
+    posted: list[str] = []
+    done = threading.Event()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {".js": "text/javascript", ".html": "text/html", ".ply": "application/octet-stream"}
+
+        def translate_path(self, url: str) -> str:
+            url = url.split("?")[0]
+            if url in files:
+                return str(files[url])
+            local = (root / url.lstrip("/")).resolve()  # only the npm folder's node_modules
+            return str(local) if local.is_relative_to(root / "node_modules") else str(root / "missing")
+
+        def do_POST(self) -> None:  # noqa: N802 - the page's result
+            posted.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            self.send_response(204)
+            self.end_headers()
+            done.set()
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            url = f"http://127.0.0.1:{server.server_address[1]}/page.html"
+            cmd = [os.environ["A3D_CHROMIUM"], "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", url]
+            browser = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                finished = done.wait(timeout=180)
+            finally:
+                browser.terminate()
+                _, stderr = browser.communicate(timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert finished, f"the Spark page posted no result within 180 s; chromium said:\n{stderr[-3000:]}"
+    return _tagged_json(posted[0], "A3D_SPARK_JSON")
 
 
 def ffprobe_video(path: Path) -> dict:
