@@ -678,3 +678,51 @@ def gltf_to_blender(points: np.ndarray) -> np.ndarray:
     """[..., 3] glTF (+Y up, front +Z) positions as Blender's importer places them (+Z up, front −Y)."""
     p = np.asarray(points, dtype=np.float64)
     return np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
+
+
+# -- what a3d's own records say a program should show (key times, poses, manifest figures) -----------------------------
+
+
+def run_a3d(*args: str) -> None:
+    """Run the real `a3d` app on the CPU through CliRunner; any exit code but 0 fails the test with the output."""
+    from typer.testing import CliRunner
+
+    from a3d_cli.cli import app
+
+    result = CliRunner().invoke(app, ["--device", "cpu", *args])
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+
+
+def stage_metrics(run: Path, stage: str) -> dict:
+    """The manifest metrics of `stage` in `run` (`a3d --json info RUN` shows the same)."""
+    from a3d_cli.io.manifest import load_manifest
+
+    return load_manifest(run)["stages"][stage]["metrics"]
+
+
+def clip_key_seconds(m: dict) -> np.ndarray:
+    """[K] when each exported key plays: K keys over the clip's duration, k · D / n with n = K − 1, or n = K
+    for a loop (its closing key at D repeats key 0 and is not one of the K)."""
+    k = int(m["frames"])
+    n = k if m["loop"] != "off" else k - 1
+    return np.arange(k) * float(m["duration_s"]) / n
+
+
+def probe_keys(count: int) -> list[int]:
+    """A few key indices worth checking: the first two, one in the middle, the last."""
+    return sorted({0, 1, count // 2, count - 1})
+
+
+def expected_poses(run: Path) -> np.ndarray:
+    """[K, V, 3] what the GLB shows at each key: the vertex cache for morph targets; for a skin, the GLB
+    decoded with the glTF skinning rule by pygltflib (`decode_skinned_frames`), since a skin
+    approximates the cache."""
+    if "bones" in stage_metrics(run, "mesh-animate"):
+        decoded, _ = decode_skinned_frames(run / "export" / "animated.glb")
+        return decoded[: stage_metrics(run, "mesh-animate")["frames"]]
+    return np.load(run / "export" / "vertices.npy").astype(np.float64)
+
+
+def player_tolerance(poses: np.ndarray) -> float:
+    """Absolute tolerance for a player's float32 maths on these poses."""
+    return 2e-5 * float(np.abs(poses).max())

@@ -12,8 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ANIMATE_FAST, REPO, blob_mesh, sliding_video
-from typer.testing import CliRunner
+from helpers import ANIMATE_FAST, REPO, blob_mesh, run_a3d, sliding_video
 
 FOX = REPO / "examples" / "assets" / "fox.glb"
 LIFT_SIZE = 40
@@ -25,14 +24,6 @@ LIFT_TINY = [
 ]  # fmt: skip
 
 
-def a3d(*args: str) -> None:
-    """Run the real `a3d` app on the CPU; any exit code but 0 fails the test with the output."""
-    from a3d_cli.cli import app
-
-    result = CliRunner().invoke(app, ["--device", "cpu", *args])
-    assert result.exit_code == 0, result.output + (result.stderr or "")
-
-
 @pytest.fixture(scope="session")
 def mesh_runs(tmp_path_factory) -> dict[str, Path]:
     """Run folders: "morph" (the fox with the defaults: morph targets at 24 fps, PLY sequence, previews),
@@ -40,31 +31,17 @@ def mesh_runs(tmp_path_factory) -> dict[str, Path]:
     --duration 2`) and "colours" (a vertex-coloured, untextured mesh with the defaults)."""
     root = tmp_path_factory.mktemp("mesh_runs")
     runs = {name: root / name.upper() for name in ("morph", "skin", "loop", "colours")}
-    a3d(
-        "animate",
-        str(FOX),
-        "--video",
-        str(sliding_video(FOX, root / "fox_video")),
-        "-o",
-        str(runs["morph"]),
-        *ANIMATE_FAST,
-    )
+    fox_video = sliding_video(FOX, root / "fox_video")
+    run_a3d("animate", str(FOX), "--video", str(fox_video), "-o", str(runs["morph"]), *ANIMATE_FAST)
     for name in ("skin", "loop"):
         shutil.copytree(runs["morph"], runs[name])
-    a3d("mesh-animate", str(runs["skin"]), "--skin", "--bones", "4", "--force")
+    run_a3d("mesh-animate", str(runs["skin"]), "--skin", "--bones", "4", "--force")
     loop = ["--loop", "--fps", "12", "--duration", "2", "--force"]
-    a3d("mesh-animate", str(runs["loop"]), *loop)
-    a3d("export", str(runs["loop"]), *loop, "--size", "31", "--loops", "2")
+    run_a3d("mesh-animate", str(runs["loop"]), *loop)
+    run_a3d("export", str(runs["loop"]), *loop, "--size", "31", "--loops", "2")
     blob = blob_mesh(root / "blob.ply")
-    a3d(
-        "animate",
-        str(blob),
-        "--video",
-        str(sliding_video(blob, root / "blob_video")),
-        "-o",
-        str(runs["colours"]),
-        *ANIMATE_FAST,
-    )
+    blob_video = sliding_video(blob, root / "blob_video")
+    run_a3d("animate", str(blob), "--video", str(blob_video), "-o", str(runs["colours"]), *ANIMATE_FAST)
     return runs
 
 
@@ -78,5 +55,5 @@ def lift_run(tmp_path_factory) -> Path:
     g = syn.mesh_splats(syn.normalized(syn.toy_mesh()), 5000)
     cams = orbit_camera_set(static_orbit(10.0))
     orbit = syn.write_orbit_folder(root / "orbit_in", syn.render_rgba(g, cams, LIFT_SIZE), cams)
-    a3d("lift", str(root / "RUN"), "--orbit", str(orbit), *LIFT_TINY)
+    run_a3d("lift", str(root / "RUN"), "--orbit", str(orbit), *LIFT_TINY)
     return root / "RUN"

@@ -8,8 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
-from expect import expected_poses, key_seconds, metrics, probe_keys, tolerance
-from helpers import blender_import, gltf_to_blender, needs_program
+from helpers import (
+    blender_import,
+    clip_key_seconds,
+    expected_poses,
+    gltf_to_blender,
+    needs_program,
+    player_tolerance,
+    probe_keys,
+    stage_metrics,
+)
 
 pytestmark = needs_program("A3D_BLENDER")
 
@@ -22,9 +30,9 @@ def _only_mesh(scene: dict) -> dict:
 @pytest.mark.parametrize("variant", ["morph", "loop", "skin", "colours"])
 def test_blender_plays_the_animated_glb(mesh_runs, variant):
     run = mesh_runs[variant]
-    m = metrics(run, "mesh-animate")
+    m = stage_metrics(run, "mesh-animate")
     poses = expected_poses(run)  # [K, V, 3] +Y up
-    seconds = key_seconds(m)
+    seconds = clip_key_seconds(m)
     keys = probe_keys(len(seconds))
     probe = [seconds[k] for k in keys] + ([m["duration_s"]] if m["loop"] != "off" else [])
     scene = blender_import(run / "export" / "animated.glb", [s * 24.0 for s in probe])
@@ -58,7 +66,7 @@ def test_blender_plays_the_animated_glb(mesh_runs, variant):
         assert action["frame_range"][1] + 1 == m["frames"]
 
     # what the viewport shows at each probed frame: our poses, +Y up turned into Blender's +Z up
-    atol = tolerance(poses)
+    atol = player_tolerance(poses)
     for i, k in enumerate(keys):
         shown = np.array(scene["positions"][i][mesh["name"]])
         np.testing.assert_allclose(shown, gltf_to_blender(poses[k]), atol=atol, err_msg=f"key {k}")
@@ -69,7 +77,7 @@ def test_blender_plays_the_animated_glb(mesh_runs, variant):
 
 def test_blender_shows_the_lifted_model_textured_upright_and_smooth(lift_run):
     glb = lift_run / "lift" / "model.glb"
-    m = metrics(lift_run, "lift")
+    m = stage_metrics(lift_run, "lift")
     scene = blender_import(glb, [1.0])
     assert [o["type"] for o in scene["objects"]] == ["MESH"] and scene["actions"] == []
     mesh = _only_mesh(scene)

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import a3d
-from expect import metrics
-from helpers import needs_program, spark_parse, splat_viewer_parse
+from helpers import needs_program, run_a3d, spark_parse, splat_viewer_parse, stage_metrics
 
 from a3d_cli.gaussians.ply import read_ply
 
@@ -30,10 +28,22 @@ def plys(mesh_runs, lift_run, tmp_path_factory) -> dict[str, Path]:
     sequence = json.loads((run / "export" / "gaussians" / "sequence.json").read_text())
     files = sorted((run / "export" / "gaussians").glob("frame_*.ply"))
     assert [f.name for f in files] == [f["file"] for f in sequence["frames"]]
-    assert len(files) == metrics(run, "export")["frames"]
+    assert len(files) == stage_metrics(run, "export")["frames"]
     assert len(read_ply(files[0])) == sequence["num_gaussians"]
     inria = shutil.copytree(mesh_runs["loop"], tmp_path_factory.mktemp("inria") / "RUN")  # +Y down, COLMAP-style
-    a3d("export", str(inria), "--loop", "--fps", "12", "--duration", "2", "--ply-convention", "inria", "--no-preview", "--force")
+    run_a3d(
+        "export",
+        str(inria),
+        "--loop",
+        "--fps",
+        "12",
+        "--duration",
+        "2",
+        "--ply-convention",
+        "inria",
+        "--no-preview",
+        "--force",
+    )
     return {
         "first_frame": files[0], "middle_frame": files[len(files) // 2], "last_frame": files[-1],
         "static": run / "static" / "gaussians.ply", "loop_frame": mesh_runs["loop"] / "export" / "gaussians" / "frame_0005.ply",

@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from expect import expected_poses, key_seconds, metrics, probe_keys, tolerance
-from helpers import needs_program, three_load
+from helpers import (
+    clip_key_seconds,
+    expected_poses,
+    needs_program,
+    player_tolerance,
+    probe_keys,
+    stage_metrics,
+    three_load,
+)
 
 pytestmark = needs_program("A3D_THREE")
 
@@ -16,9 +23,9 @@ pytestmark = needs_program("A3D_THREE")
 @pytest.mark.parametrize("variant", ["morph", "loop", "skin", "colours"])
 def test_three_plays_the_animated_glb(mesh_runs, variant):
     run = mesh_runs[variant]
-    m = metrics(run, "mesh-animate")
+    m = stage_metrics(run, "mesh-animate")
     poses = expected_poses(run)  # [K, V, 3]
-    seconds = key_seconds(m)
+    seconds = clip_key_seconds(m)
     keys = probe_keys(len(seconds))
     # a time between two keys too: players blend neighbouring keys linearly (the default interpolation)
     between = (seconds[1] + seconds[2]) / 2
@@ -46,7 +53,7 @@ def test_three_plays_the_animated_glb(mesh_runs, variant):
         assert not mesh["skinned"] and mesh["morph_targets"] == mesh["morph_normals"] == m["frames"]
         assert clip["tracks"] == [[f"{mesh['name']}.morphTargetInfluences", m["frames"] + closing]]
 
-    atol = tolerance(poses)
+    atol = player_tolerance(poses)
     for i, k in enumerate(keys):
         shown = np.array(out["positions"][i][0])
         np.testing.assert_allclose(shown, poses[k], atol=atol, err_msg=f"key {k} at {seconds[k]} s")
@@ -56,7 +63,7 @@ def test_three_plays_the_animated_glb(mesh_runs, variant):
 
 
 def test_three_shows_the_lifted_model_textured_and_smooth(lift_run):
-    m = metrics(lift_run, "lift")
+    m = stage_metrics(lift_run, "lift")
     out = three_load(lift_run / "lift" / "model.glb")
     (mesh,) = out["meshes"]
     assert mesh["vertices"] == m["vertices"] and out["clips"] == [] and not mesh["skinned"]
