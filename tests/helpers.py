@@ -332,6 +332,17 @@ def blob_mesh(path: Path) -> Path:
     return path
 
 
+def small_photo(path: Path) -> Path:
+    """A 40×40 RGBA photo of a green block with a red patch on transparency (an `a3d animate IMAGE` input)."""
+    from PIL import Image
+
+    arr = np.zeros((40, 40, 4), dtype=np.uint8)
+    arr[8:32, 12:28] = (30, 160, 90, 255)
+    arr[14:20, 16:24] = (200, 60, 40, 255)
+    Image.fromarray(arr, "RGBA").save(path)
+    return path
+
+
 def sliding_video(mesh: Path, out: Path, size: int = 32) -> Path:
     """4 views × 16 frames of the mesh sliding sideways: the prepared grey views shifted by f/3 pixels."""
     from a3d_cli.io.images import load_png, save_png

@@ -3,7 +3,8 @@
 `mesh_runs`: the bundled fox through `a3d animate --video` (prepare → reconstruct on a ground-truth video →
 mesh-animate → export), two variants of the export commands on copies of that run folder, and a
 vertex-coloured mesh through the same chain. `lift_run`: `a3d lift --orbit` on a ground-truth orbit of
-the toy object. Tiny sizes and random-free inputs, CPU only.
+the toy object. `image_run`: `a3d animate PHOTO --video` with the tiny random-weight SV3D (orbit → lift →
+prepare → reconstruct → mesh-animate → export). Tiny sizes, CPU only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ANIMATE_FAST, REPO, blob_mesh, run_a3d, sliding_video
+from helpers import ANIMATE_FAST, REPO, blob_mesh, run_a3d, sliding_video, small_photo
 
 FOX = REPO / "examples" / "assets" / "fox.glb"
 LIFT_SIZE = 40
@@ -56,4 +57,19 @@ def lift_run(tmp_path_factory) -> Path:
     cams = orbit_camera_set(static_orbit(10.0))
     orbit = syn.write_orbit_folder(root / "orbit_in", syn.render_rgba(g, cams, LIFT_SIZE), cams)
     run_a3d("lift", str(root / "RUN"), "--orbit", str(orbit), *LIFT_TINY)
+    return root / "RUN"
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory) -> Path:
+    """A run folder after `a3d animate PHOTO --video VIDEO` with the tiny SV3D: orbit.mp4 and every later output."""
+    from a3d_cli.models.sv3d.testing import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("image")
+    ckpt = write_tiny_checkpoint(root / "tiny_sv3d_p.safetensors", "sv3d_p", seed=0)
+    video = sliding_video(blob_mesh(root / "blob.ply"), root / "video")
+    run_a3d(
+        "animate", str(small_photo(root / "photo.png")), "--video", str(video), "--no-sds", "-o", str(root / "RUN"),
+        "--sv3d-checkpoint", str(ckpt), "--orbit-steps", "2", "--lift-steps", "3", "--lift-resolution", "32", *ANIMATE_FAST,
+    )  # fmt: skip
     return root / "RUN"

@@ -47,6 +47,13 @@ def test_fox_run_previews_play_everywhere(mesh_runs, variant):
         _assert_plays_everywhere(run / rel, claim)
 
 
+def test_image_run_previews_play_everywhere(image_run):
+    claims = _claimed_videos(image_run)
+    assert {"orbit/orbit.mp4", "lift/preview.mp4", "motion/coarse_preview.mp4", "export/preview.mp4"} <= set(claims)
+    for rel, claim in claims.items():
+        _assert_plays_everywhere(image_run / rel, claim)
+
+
 def test_lift_preview_plays_everywhere(lift_run):
     claims = _claimed_videos(lift_run)
     assert set(claims) == {"lift/preview.mp4"}
