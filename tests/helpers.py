@@ -737,3 +737,94 @@ def expected_poses(run: Path) -> np.ndarray:
 def player_tolerance(poses: np.ndarray) -> float:
     """Absolute tolerance for a player's float32 maths on these poses."""
     return 2e-5 * float(np.abs(poses).max())
+
+
+# -- hand-made glTF files (extension tests) --------------------------------------------------------------------------
+
+GL_FLOAT, GL_UINT, GL_USHORT, GL_SHORT, GL_UBYTE, GL_BYTE = 5126, 5125, 5123, 5122, 5121, 5120
+
+
+class GlbBuilder:
+    """Assemble a glTF document and its binary chunk by hand, for features no exporter here writes
+    (compressed, quantized or sparse accessors, texture extensions). Written from the glTF 2.0 spec, with
+    none of a3d's reader code.
+
+    Examples:
+        >>> b = GlbBuilder()
+        >>> pos = b.accessor(vertices.astype(np.float32), GL_FLOAT, "VEC3")
+        >>> b.mesh({"POSITION": pos}, b.accessor(faces.astype(np.uint32).ravel(), GL_UINT, "SCALAR"))
+        >>> b.save(tmp_path / "model.glb")
+    """
+
+    def __init__(self) -> None:
+        self.doc: dict = {"asset": {"version": "2.0"}, "buffers": [{"byteLength": 0}], "bufferViews": [],
+                          "accessors": [], "meshes": [], "nodes": [], "scenes": [{"nodes": []}], "scene": 0}  # fmt: skip
+        self.blob = bytearray()
+
+    def view(self, data: bytes) -> int:
+        self.blob += b"\0" * (-len(self.blob) % 4)
+        self.doc["bufferViews"].append({"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)})
+        self.blob += data
+        return len(self.doc["bufferViews"]) - 1
+
+    def accessor(self, array: np.ndarray | None, component: int, kind: str, count: int | None = None, **extra) -> int:
+        """An accessor over `array` (as stored, little-endian), or with no bufferView when `array` is None."""
+        acc = {"componentType": component, "type": kind, **extra}
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            acc["bufferView"] = self.view(array.astype(array.dtype.newbyteorder("<")).tobytes())
+            acc["count"] = int(len(array))
+        if count is not None:
+            acc["count"] = count
+        self.doc["accessors"].append(acc)
+        return len(self.doc["accessors"]) - 1
+
+    def image(self, data: bytes, mime: str) -> int:
+        self.doc.setdefault("images", []).append({"bufferView": self.view(data), "mimeType": mime})
+        return len(self.doc["images"]) - 1
+
+    def textured_material(self, texture: dict, **info) -> int:
+        """A material whose base-colour texture is `texture` (a glTF texture object); `info` joins its textureInfo."""
+        self.doc.setdefault("samplers", [{}])
+        self.doc.setdefault("textures", []).append({"sampler": 0, **texture})
+        tex_info = {"index": len(self.doc["textures"]) - 1, **info}
+        self.doc.setdefault("materials", []).append({"pbrMetallicRoughness": {"baseColorTexture": tex_info}})
+        return len(self.doc["materials"]) - 1
+
+    def mesh(self, attributes: dict, indices: int | None, node: dict | None = None, **primitive) -> int:
+        """A mesh with one triangle primitive, placed by a new root node (`node` adds fields); returns the node."""
+        prim = {"attributes": attributes, **primitive}
+        if indices is not None:
+            prim["indices"] = indices
+        self.doc["meshes"].append({"primitives": [prim]})
+        self.doc["nodes"].append({"mesh": len(self.doc["meshes"]) - 1, **(node or {})})
+        self.doc["scenes"][0]["nodes"].append(len(self.doc["nodes"]) - 1)
+        return len(self.doc["nodes"]) - 1
+
+    def use(self, extension: str, required: bool = False) -> None:
+        self.doc.setdefault("extensionsUsed", []).append(extension)
+        if required:
+            self.doc.setdefault("extensionsRequired", []).append(extension)
+
+    def save(self, path: Path) -> Path:
+        import json
+        import struct
+
+        blob = bytes(self.blob) + b"\0" * (-len(self.blob) % 4)
+        self.doc["buffers"][0]["byteLength"] = len(blob)
+        text = json.dumps(self.doc).encode()
+        text += b" " * (-len(text) % 4)
+        head = struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob))
+        path.write_bytes(head + struct.pack("<I", len(text)) + b"JSON" + text + struct.pack("<I", len(blob)) + b"BIN\0" + blob)
+        return path
+
+
+def png_bytes(image: np.ndarray, fmt: str = "PNG", **options) -> bytes:
+    """An [H, W, 3|4] uint8 image encoded by Pillow (e.g. fmt="WEBP", lossless=True)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(out, format=fmt, **options)
+    return out.getvalue()

@@ -49,6 +49,7 @@ import numpy as np
 
 from a3d_cli import __version__
 from a3d_cli.io.atomic import atomic_write_bytes
+from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 if TYPE_CHECKING:
     from a3d_cli.mesh.surface import SurfaceMesh
@@ -71,6 +72,7 @@ LINEAR_MIPMAP_LINEAR = 9987
 REPEAT = 10497
 
 Interpolation = Literal["STEP", "LINEAR"]
+NO_FACE_NORMAL = (0.0, 1.0, 0.0)  # the unit normal of a vertex on no face (glTF requires unit NORMALs)
 
 
 @dataclass(frozen=True)
@@ -119,48 +121,6 @@ def image_mime_type(data: bytes) -> str:
     if data[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
     raise ValueError("textures must be PNG or JPEG bytes (glTF 2.0 core formats); re-encode the image first")
-
-
-def seam_copies(positions: np.ndarray) -> np.ndarray:
-    """[V] index of the distinct position each of the [V, 3] `positions` is (`topology.weld`), at a tolerance
-    relative to their extent, since a written mesh is in the asset's own units."""
-    from a3d_cli.mesh.topology import WELD_TOLERANCE, weld
-
-    p = np.asarray(positions, dtype=np.float64)
-    extent = float(np.abs(p - p.mean(axis=0)).max()) if len(p) else 0.0
-    return weld(p, WELD_TOLERANCE * (extent or 1.0))[0]
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray, welded: np.ndarray | None = None) -> np.ndarray:
-    """Area-weighted unit vertex normals, one per position: copies of a vertex along a UV seam get the same
-    normal (that of all faces around the position), so a smooth surface shades without creases at its
-    texture seams. Vertices on no face (or only degenerate ones) get +Y.
-
-    Args:
-        vertices: [V, 3] or [F, V, 3] positions.
-        faces: [T, 3] vertex indices.
-        welded: [V] index of the distinct position each vertex is a copy of; None finds the copies in the
-            positions (of the first frame, for [F, V, 3]) with `seam_copies`.
-
-    Returns:
-        Same shape as `vertices`, float32, every row unit length (glTF requires unit NORMALs).
-    """
-    v = np.asarray(vertices, dtype=np.float64)
-    welded = np.asarray(seam_copies(v if v.ndim == 2 else v[0]) if welded is None else welded, dtype=np.int64)  # [V]
-    tri = v[..., faces, :]  # [..., T, 3, 3]
-    face_n = np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])  # [..., T, 3] (|n| = 2·area)
-    per_position = np.zeros(v.shape[:-2] + (int(welded.max(initial=-1)) + 1, 3))  # [..., W, 3]
-    for corner in range(3):
-        idx = welded[faces[:, corner]]  # [T]
-        if v.ndim == 2:
-            np.add.at(per_position, idx, face_n)
-        else:
-            np.add.at(per_position, (slice(None), idx), face_n)
-    normals = per_position[..., welded, :]  # [..., V, 3]
-    length = np.linalg.norm(normals, axis=-1, keepdims=True)  # [..., V, 1]
-    unit = normals / np.where(length > 1e-20, length, 1.0)  # [..., V, 3]
-    out = np.where(length > 1e-20, unit, np.array([0.0, 1.0, 0.0]))  # [..., V, 3]
-    return out.astype(np.float32)
 
 
 class _GlbBuilder:
@@ -264,7 +224,7 @@ def _mesh_primitive(
     idx_acc = b.accessor(indices, "SCALAR", ELEMENT_ARRAY_BUFFER, component=index_type)
     base = vertices.astype(np.float32)  # [V, 3]
     attributes["POSITION"] = b.accessor(base, "VEC3", ARRAY_BUFFER, min_max=True)
-    base_n = vertex_normals(base, faces)  # [V, 3]
+    base_n = vertex_normals(base, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(base)).astype(np.float32)  # [V, 3]
     attributes["NORMAL"] = b.accessor(base_n, "VEC3", ARRAY_BUFFER)
     if uvs is not None:
         gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
@@ -398,7 +358,9 @@ def animated_glb_bytes(
 
     # 2. one morph target per frame: deltas taken in float64 so that base + Δ rounds to the frame's value
     targets = []
-    frame_n = vertex_normals(frames, faces, welded=seam_copies(vertices)) if morph_normals else None  # [F, V, 3]
+    frame_n = None  # [F, V, 3]
+    if morph_normals:
+        frame_n = vertex_normals(frames, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(vertices)).astype(np.float32)
     for k in range(f):
         delta = (frames[k] - base.astype(np.float64)).astype(np.float32)  # [V, 3]
         target = {"POSITION": b.accessor(delta, "VEC3", ARRAY_BUFFER, min_max=True)}
@@ -691,8 +653,6 @@ __all__ = [
     "image_mime_type",
     "mesh_material",
     "skinned_glb_bytes",
-    "seam_copies",
-    "vertex_normals",
     "write_animated_glb",
     "write_skinned_glb",
 ]

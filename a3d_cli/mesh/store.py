@@ -12,7 +12,7 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures, with the alpha mode of
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1);
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
-- NORMAL: smooth vertex normals, equal across UV seams (`gltf_animated.vertex_normals`). glTF viewers
+- NORMAL: smooth vertex normals, equal across UV seams (`topology.vertex_normals`). glTF viewers
   shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted.
 """
 
@@ -27,8 +27,9 @@ import numpy as np
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
 from a3d_cli.mesh.appearance import srgb_to_linear
-from a3d_cli.mesh.gltf_animated import vertex_normals
+from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL
 from a3d_cli.mesh.surface import SurfaceMesh
+from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 
 def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
@@ -57,7 +58,7 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
             visual.vertex_attributes["color"] = color0  # type: ignore[attr-defined]
     else:
         visual = ColorVisuals(vertex_colors=color0) if has_color else None
-    normals = vertex_normals(mesh.vertices, mesh.faces)  # [V, 3], equal on UV-seam copies
+    normals = vertex_normals(mesh.vertices, mesh.faces, NO_FACE_NORMAL, welded=seam_copies(mesh.vertices))  # [V, 3]
     tm = trimesh.Trimesh(
         vertices=mesh.vertices, faces=mesh.faces, vertex_normals=normals, visual=visual, process=False, validate=False
     )

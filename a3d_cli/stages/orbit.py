@@ -179,7 +179,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
     if not image_path.is_file():
         raise InputError(f"Image {image_path} does not exist.", hint="Check the path and its spelling.")
     explicit = Path(opts.checkpoint).expanduser() if opts.checkpoint else None
-    ckpt = resolve(opts.model, explicit)
+    ckpt = resolve(opts.model, explicit, option="--checkpoint")
     stat = ckpt.stat()
     opts = dataclasses.replace(opts, checkpoint=str(ckpt), checkpoint_stamp=f"{stat.st_size}:{int(stat.st_mtime)}")
 

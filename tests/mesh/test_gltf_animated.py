@@ -11,7 +11,8 @@ import trimesh
 from helpers import khronos_validate, needs_program
 from PIL import Image
 
-from a3d_cli.mesh.gltf_animated import MeshMaterial, vertex_normals, write_animated_glb
+from a3d_cli.mesh.gltf_animated import MeshMaterial, write_animated_glb
+from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 _NUMPY_TYPES = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
@@ -245,7 +246,9 @@ def test_only_true_copies_share_a_normal_in_a_tiny_asset():
     mm = 1e-3
     verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1e-4, 0, 0], [1, 0, 1], [0, 1, 1], [0, 1, 0]]) * mm
     faces = np.array([[0, 1, 2], [3, 4, 5], [1, 4, 6]])
-    n = vertex_normals(verts, faces)
+    copies = seam_copies(verts)
+    assert copies.tolist() == [0, 1, 2, 3, 4, 5, 2]
+    n = vertex_normals(verts, faces, welded=copies)
     assert np.abs(n[0] - n[3]).max() > 0.1  # distinct positions, different faces: different normals
-    np.testing.assert_allclose(n[2], n[6], atol=1e-6)  # vertex 6 is a seam copy of vertex 2
-    assert np.abs(n[2] - vertex_normals(verts[:6], faces[:2])[2]).max() > 0.1  # ... and shares face 3's normal too
+    np.testing.assert_allclose(n[2], n[6], atol=1e-12)  # vertex 6 is a seam copy of vertex 2
+    assert np.abs(n[2] - vertex_normals(verts, faces)[2]).max() > 0.1  # ... summed over both copies' faces

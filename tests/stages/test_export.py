@@ -223,3 +223,17 @@ def test_preview_streams_moov_before_mdat(gaussian_run):
     boxes = _top_level_boxes((run / "export" / "preview.mp4").read_bytes())
     assert boxes[0] == "ftyp" and "moov" in boxes and "mdat" in boxes
     assert boxes.index("moov") < boxes.index("mdat")
+
+
+@pytest.mark.parametrize(
+    "bad,option",
+    [({"fps": 0.0}, "--fps"), ({"fps": 241.0}, "--fps"), ({"fps": float("nan")}, "--fps"),
+     ({"duration": 0.0}, "--duration"), ({"duration": 601.0}, "--duration"), ({"loop_mode": "bounce"}, "--loop-mode")],
+)  # fmt: skip
+def test_both_exports_refuse_the_same_clip_options(bad, option):
+    from a3d_cli.stages.mesh_animate import MeshAnimateOptions
+
+    for options in (ExportOptions, MeshAnimateOptions):
+        with pytest.raises(OptionError, match=option):
+            options(**bad)
+        options(fps=240.0, duration=600.0, loop_mode="pingpong")  # the edges are allowed
