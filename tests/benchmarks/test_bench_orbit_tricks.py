@@ -47,18 +47,34 @@ def test_default_path_configurations_take_out_one_trick_each(tiny_models, withou
     assert not any(type(m).__name__ == "FusedGEGLU" for m in tiny_models.unet.modules())
 
 
-@pytest.mark.parametrize("without", [None, "compile", "group_norm_by_channels", "subpixel_upsampling"])
+@pytest.mark.parametrize(
+    "without",
+    [None, "compile", "compiled_norm_out", "group_norm_by_channels", "subpixel_upsampling", "attention_shortcuts"],
+)
 def test_compile_path_configurations_take_out_one_trick_each(tiny_models, without):
     from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm
 
     handles, _ = bench.apply_tricks(tiny_models, bench.Config("compile", without), torch.device("cpu"))
     try:
-        kinds = {type(m).__name__ for m in tiny_models.unet.modules()}
-        compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in tiny_models.unet.modules())
+        unet = tiny_models.unet
+        kinds = {type(m).__name__ for m in unet.modules()}
+        compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in unet.modules())
         assert compiled == (without != "compile")
+        norm_out_compiled = getattr(unet.conv_norm_out, "_compiled_call_impl", None) is not None
+        assert norm_out_compiled == (without not in ("compile", "compiled_norm_out"))
         assert ("SubpixelUpsample2D" in kinds) == (without not in ("compile", "subpixel_upsampling"))
-        by_channels = any(type(m) is ChannelsLastGroupNorm for m in tiny_models.unet.modules())
+        by_channels = any(type(m) is ChannelsLastGroupNorm for m in unet.modules())
         assert by_channels == (without not in ("compile", "group_norm_by_channels"))
+        assert (ShortcutAttnProcessor in _processors(unet)) == (without != "attention_shortcuts")
     finally:
         bench.SpeedHandle.group("all", handles).remove()
     assert not any(getattr(m, "_compiled_call_impl", None) is not None for m in tiny_models.unet.modules())
+    assert ShortcutAttnProcessor in _processors(tiny_models.unet)
+
+
+def test_every_trick_the_benchmark_takes_out_has_a_row_in_the_keep_or_drop_table():
+    perf = (REPO / "docs" / "PERF.md").read_text()
+    section = perf.split("## Speed tricks: keep or drop", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    for trick in set(sum(bench.TRICKS.values(), ())):
+        assert any(f"`{trick}`" in row for row in rows), f"{trick} has no row in docs/PERF.md's keep-or-drop table"
