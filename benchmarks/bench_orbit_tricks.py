@@ -119,6 +119,17 @@ def _compiled_by_name_back(module: nn.Module) -> SpeedHandle:
     return SpeedHandle("compiled norms by name taken out", len(named))
 
 
+def gluon_geglu_runs(device: torch.device) -> bool:
+    """Whether `a3d::geglu` takes the Gluon kernel on `device` (else the swapped-in `FusedGEGLU`s run the
+    reference, e.g. on a Triton whose experimental Gluon API changed, and `gluon_geglu`'s gain reads ≈ 0)."""
+    from a3d_cli.kernels.geglu import geglu_supported
+
+    if device.type != "cuda":
+        return False
+    x = torch.zeros(16, 64, dtype=torch.bfloat16, device=device)
+    return geglu_supported(x, torch.zeros(128, 64, dtype=torch.bfloat16, device=device), None)
+
+
 def apply_tricks(models, cfg: Config, device: torch.device) -> tuple[list[SpeedHandle], bool]:  # noqa: ANN001
     """Apply the configuration's tricks as the orbit stage does; returns the handles and whether to graph."""
     has = set(TRICKS[cfg.path]) - {cfg.without}
@@ -236,6 +247,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
+        "gluon_geglu_kernel": gluon_geglu_runs(device),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rows": [],
     }
@@ -250,7 +262,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.out:
             args.out.write_text(json.dumps(info, indent=2))
     dtype = "fp32 (tiny)" if args.tiny else "bf16"
-    print(f"\n{info['device']}, torch {info['torch']}, {args.steps} steps, {dtype}, {info['date']}\n")
+    kernel = "Gluon GEGLU kernel" if info["gluon_geglu_kernel"] else "no Gluon GEGLU kernel (reference GEGLU)"
+    print(f"\n{info['device']}, torch {info['torch']}, {args.steps} steps, {dtype}, {kernel}, {info['date']}\n")
     print(table(info["rows"]))
     return info["rows"]
 

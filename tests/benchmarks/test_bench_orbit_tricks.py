@@ -78,3 +78,7 @@ def test_every_trick_the_benchmark_takes_out_has_a_row_in_the_keep_or_drop_table
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     for trick in set(sum(bench.TRICKS.values(), ())):
         assert any(f"`{trick}`" in row for row in rows), f"{trick} has no row in docs/PERF.md's keep-or-drop table"
+
+
+def test_the_gluon_kernel_is_reported_absent_off_cuda():
+    assert bench.gluon_geglu_runs(torch.device("cpu")) is False
