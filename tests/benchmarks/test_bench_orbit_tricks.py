@@ -82,3 +82,38 @@ def test_every_trick_the_benchmark_takes_out_has_a_row_in_the_keep_or_drop_table
 
 def test_the_gluon_kernel_is_reported_absent_off_cuda():
     assert bench.gluon_geglu_runs(torch.device("cpu")) is False
+
+
+def test_pre_kernel_variant_uses_padded_explicit_products_when_compiled(monkeypatch):
+    """The benchmark's pre-kernel route: short sequences as padded explicit products inside torch.compile,
+    SDPA eagerly; both equal diffusers' processor."""
+    import speed_variants
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    torch.manual_seed(0)
+    ref = Attention(query_dim=64, heads=4, dim_head=16).eval()
+    ours = Attention(query_dim=64, heads=4, dim_head=16).eval()
+    ours.load_state_dict(ref.state_dict())
+    ref.set_processor(AttnProcessor2_0())
+    ours.set_processor(MathShortAttnProcessor())
+    pads = []
+    original = speed_variants.explicit_attention
+
+    def spy(*args, **kwargs):
+        pads.append(kwargs.get("pad_to"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(speed_variants, "explicit_attention", spy)
+    x = torch.randn(6, 21, 64)
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            got = torch.compile(ours, backend="eager", fullgraph=True)(x)
+            eager_pads = list(pads)
+            eager = ours(x)
+            expected = ref(x)
+    finally:
+        torch._dynamo.reset()
+    assert eager_pads == [speed_variants.SHORT_PAD] and pads == eager_pads
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eager, expected, rtol=1e-5, atol=1e-5)
