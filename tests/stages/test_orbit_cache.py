@@ -82,3 +82,26 @@ def test_a_job_asking_for_the_other_variant_fails_and_leaves_the_cached_model(ph
             orbit.load_model(_opts(photo, ckpts["sv3d_p"], model="sv3d_u"), ckpts["sv3d_p"], "cpu")
         assert orbit.load_model(_opts(photo, ckpts["sv3d_p"]), ckpts["sv3d_p"], "cpu") is kept
     assert cache.builds["sv3d"] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the speed settings apply on CUDA only")
+def test_a_cached_compiled_sv3d_gains_nothing_from_a_second_run(tmp_path: Path, photo: Path, ckpts):
+    """With every speed setting on, the second run of a worker finds the model as the first left it: the same
+    hooks, the same report, the same frames."""
+    from a3d_cli.io.images import load_png
+    from a3d_cli.models.speed.acceleration import repeated_blocks
+
+    opts = _opts(photo, ckpts["sv3d_p"], compile=True)
+    cache = ModelCache()
+    with using_model_cache(cache):
+        runs = [orbit.run(tmp_path / f"run{i}", opts, Runtime(device="cuda", seed=3)) for i in range(2)]
+        model = orbit.load_model(opts, ckpts["sv3d_p"], "cuda")
+    assert cache.builds["sv3d"] == 1
+    blocks = [b for net in model.loaded.models.hot_networks() for _, b in repeated_blocks(net)]
+    assert blocks and all(len(b._forward_hooks) == 1 for b in blocks)  # the channels-last hook, once
+    speed = ("compiled_blocks", "channels_last_blocks", "subpixel_upsamplers", "fused_geglus")
+    reports = [{k: r.metrics[k] for k in speed} for r in runs]
+    assert reports[0] == reports[1] and reports[0]["compiled_blocks"] > 0
+    for i in range(21):
+        a, b = (load_png(r.run_dir / "orbit" / f"frame_{i:02d}.png") for r in runs)
+        assert (a - b).abs().max() <= 1 / 255 + 1e-6
