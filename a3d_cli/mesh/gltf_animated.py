@@ -22,6 +22,8 @@ one BIN chunk. Layout of the BIN chunk, every bufferView starting on a 4-byte bo
 Conventions:
 
 - Positions are written as given (the caller puts them in the asset's original frame, +Y up as glTF).
+- NORMAL is one area-weighted normal per position: the copies of a vertex along a UV seam share it, so
+  viewers shade the surface without creases at its texture seams (per frame too, as morph-target deltas).
 - `uvs` are taken with the OBJ/OpenGL origin (bottom-left, v up), which is what trimesh and most mesh
   loaders hold, and flipped to glTF's top-left origin on write (v' = 1 − v).
 - Animation keys sit at t_k = k / fps. With `loop=True` one more key at F / fps returns to frame 0, so a
@@ -47,7 +49,7 @@ import numpy as np
 
 from a3d_cli import __version__
 from a3d_cli.io.atomic import atomic_write_bytes
-from a3d_cli.mesh.topology import vertex_normals
+from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 if TYPE_CHECKING:
     from a3d_cli.mesh.surface import SurfaceMesh
@@ -222,7 +224,7 @@ def _mesh_primitive(
     idx_acc = b.accessor(indices, "SCALAR", ELEMENT_ARRAY_BUFFER, component=index_type)
     base = vertices.astype(np.float32)  # [V, 3]
     attributes["POSITION"] = b.accessor(base, "VEC3", ARRAY_BUFFER, min_max=True)
-    base_n = vertex_normals(base, faces, fallback=NO_FACE_NORMAL).astype(np.float32)  # [V, 3]
+    base_n = vertex_normals(base, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(base)).astype(np.float32)  # [V, 3]
     attributes["NORMAL"] = b.accessor(base_n, "VEC3", ARRAY_BUFFER)
     if uvs is not None:
         gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
@@ -358,7 +360,7 @@ def animated_glb_bytes(
     targets = []
     frame_n = None  # [F, V, 3]
     if morph_normals:
-        frame_n = vertex_normals(frames, faces, fallback=NO_FACE_NORMAL).astype(np.float32)
+        frame_n = vertex_normals(frames, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(vertices)).astype(np.float32)
     for k in range(f):
         delta = (frames[k] - base.astype(np.float64)).astype(np.float32)  # [V, 3]
         target = {"POSITION": b.accessor(delta, "VEC3", ARRAY_BUFFER, min_max=True)}

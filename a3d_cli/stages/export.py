@@ -156,7 +156,6 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
         from a3d_cli.gaussians.ply import convention_rotation, write_ply
         from a3d_cli.gaussians.transform import similarity_gaussians
         from a3d_cli.io.atomic import atomic_write_text
-        from a3d_cli.io.video import write_mp4
         from a3d_cli.mesh.normalize import NORMALIZED_RADIUS, Normalization
         from a3d_cli.render.splats import render_orbit
 
@@ -211,7 +210,7 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
                 video = render_orbit(
                     deformed, opts.size, opts.elevation_deg, opts.preview_loops, opts.background, ctx.progress
                 )
-            write_mp4(ctx.output(EXPORT_PREVIEW), video, fps=timing.key_rate)
+            ctx.write_video(EXPORT_PREVIEW, video, fps=timing.key_rate)
         means = torch.stack([g.means for g in deformed]).double().cpu().numpy()  # [K, N, 3] normalized
         seam = seam_jumps(means, timing.key_rate, timing.closes, NORMALIZED_RADIUS) if len(frame_ids) == len(timing) >= 3 else None
         ctx.metrics.update(

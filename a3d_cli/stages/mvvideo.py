@@ -188,7 +188,6 @@ def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoO
     """PNG frames, cameras.json and the side-by-side preview."""
     from a3d_cli.io.atomic import atomic_write_text
     from a3d_cli.io.images import save_png
-    from a3d_cli.io.video import write_mp4
 
     v, f = frames.shape[:2]  # [V, F, 3, H, W]
     for view in range(v):
@@ -198,7 +197,7 @@ def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoO
     data.update(num_frames=f, fps=opts.fps, naming=f"{MVVIDEO_DIR}/{MVVIDEO_FRAME_NAME}")
     atomic_write_text(ctx.output(MVVIDEO_CAMERAS), json.dumps(data, indent=2))
     strip = frames.permute(1, 3, 0, 4, 2).reshape(f, frames.shape[3], v * frames.shape[4], 3)  # [F, H, V·W, 3]
-    write_mp4(ctx.output(MVVIDEO_PREVIEW), strip, fps=opts.fps)
+    ctx.write_video(MVVIDEO_PREVIEW, strip, fps=opts.fps)
 
 
 def run(

@@ -214,11 +214,9 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     static_psnr = psnr(rgb_static[:, 1:], targets[:, 1:], dims=(1, 2, 3, 4))  # [V]
     save_motion(ctx.output(COARSE_MOTION), fit.field, static_all, extra={"stage": "reconstruct", "preset": preset})
     if preview:
-        from a3d_cli.io.video import write_mp4
-
         top = torch.cat(list(targets), dim=2)  # [F, S, V·S, 3]
         bottom = torch.cat(list(rgb), dim=2)  # [F, S, V·S, 3]
-        write_mp4(ctx.output(COARSE_PREVIEW), torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
+        ctx.write_video(COARSE_PREVIEW, torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
     ctx.metrics.update(
         preset=preset,
         steps=s.steps,

@@ -17,6 +17,7 @@ from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.geometry import quat_to_rotmat as quat_to_matrix
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.io.manifest import load_manifest
 from a3d_cli.stages import export
 from a3d_cli.stages.base import Runtime
 from a3d_cli.gaussians.transform import similarity_gaussians
@@ -66,9 +67,13 @@ def test_preview_orbit_has_loops_times_frames(gaussian_run):
     run, _, _ = gaussian_run
     from a3d_cli.io.video import read_mp4
 
-    export.run(run, ExportOptions(size=32, preview_loops=2, fps=8.0), Runtime())
+    result = export.run(run, ExportOptions(size=33, preview_loops=2, fps=8.0), Runtime())
     video = read_mp4(run / "export" / "preview.mp4")
-    assert video.shape == (2 * FRAMES, 32, 32, 3)
+    assert video.shape == (2 * FRAMES, 34, 34, 3)  # an odd size is padded to the even one H.264 needs
+    # the manifest says what a player will see, so scripts (and ffprobe checks) need not decode it
+    claim = {"frames": 2 * FRAMES, "fps": 8.0, "width": 34, "height": 34}
+    assert result.metrics["videos"] == {"export/preview.mp4": claim}
+    assert load_manifest(run)["stages"]["export"]["metrics"]["videos"] == {"export/preview.mp4": claim}
     # the object is visible (not all background) and the views differ while the camera moves
     assert (video < 0.9).any(dim=-1).float().mean() > 0.01
     assert (video[0] - video[FRAMES // 2]).abs().mean() > 1e-3

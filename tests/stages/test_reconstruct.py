@@ -158,4 +158,6 @@ def test_tiny_fit_writes_motion_preview_and_metrics(tmp_path):
     manifest = json.loads((run / "a3d.json").read_text())["stages"]["reconstruct"]
     assert manifest["status"] == "done" and manifest["params"]["settings"]["steps"] == 4
     assert manifest["metrics"]["psnr_per_view"] == m["psnr_per_view"]
+    claim = {"frames": 16, "fps": 8.0, "width": 4 * SIZE, "height": 2 * SIZE}
+    assert manifest["metrics"]["videos"] == {"motion/coarse_preview.mp4": claim}
     assert stage.run(run, opts, Runtime(device="cpu")).skipped
