@@ -22,11 +22,13 @@ Examples:
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import struct
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -36,12 +38,15 @@ from a3d_cli.mesh.gltf_accessors import (
     CHUNK_JSON,
     MAX_SCENE_NODES,
     MAX_SCENE_VERTICES,
+    TYPE_WIDTHS,
     GltfDocument,
     accessor_count,
     read_accessor,
     read_document,
 )
 from a3d_cli.mesh.gltf_extensions import HONOURED, check_extensions, honoured_here, refuse
+from a3d_cli.mesh.surface import require_finite
+from a3d_cli.mesh.texture_check import check_image, referenced_bytes
 
 DRACO = "KHR_draco_mesh_compression"
 TRANSFORM = "KHR_texture_transform"
@@ -52,6 +57,7 @@ UNDECODABLE_MIME = ("image/ktx2",)
 _FLOAT, _UINT32 = 5126, 5125
 UV_SNAP = 1e-5  # texture coordinates this close to a whole number are that number (0.04 px of a 4096 texture)
 WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
+FINITE = {"POSITION": "vertex coordinates", "COLOR_0": "vertex colours (COLOR_0)", "TEXCOORD_0": "texture coordinates"}
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
 
 
@@ -69,7 +75,7 @@ def core_glb(path: Path, resolver: Any) -> bytes:
     try:
         doc = read_document(Path(path), resolver)
         check_extensions(doc.json, doc.name)
-        return _Rewriter(doc).run()
+        return _Rewriter(doc, resolver).run()
     except InputError:
         raise
     except RecursionError:  # JSON nested deeper than copying it can go (parsing stops a little deeper)
@@ -84,8 +90,9 @@ def core_glb(path: Path, resolver: Any) -> bytes:
 class _Rewriter:
     """One rewrite: new binary chunk, bufferViews and accessors, built while walking the document."""
 
-    def __init__(self, doc: GltfDocument) -> None:
+    def __init__(self, doc: GltfDocument, resolver: Any) -> None:
         self.doc = doc
+        self.resolver = resolver
         self.out = copy.deepcopy(doc.json)
         self.blob = bytearray()
         self.views: list[dict[str, Any]] = []
@@ -96,7 +103,8 @@ class _Rewriter:
         self._check_scene()
         self._images()
         base_uv = self._materials()
-        self._textures(base_uv)
+        self._check_base_images(self._textures(base_uv))
+        self.draco = self._decode_draco()
         for mesh in self.out.get("meshes") or []:
             for prim in (mesh or {}).get("primitives") or []:
                 self._primitive(prim, base_uv)
@@ -238,14 +246,16 @@ class _Rewriter:
                 info.pop("extensions", None)
         return found
 
-    def _textures(self, base_uv: dict[int, tuple[int, np.ndarray | None]]) -> None:
-        """Point every texture at an image a3d can decode; refuse a base-colour texture that has none."""
+    def _textures(self, base_uv: dict[int, tuple[int, np.ndarray | None]]) -> set[int]:
+        """Point every texture at an image a3d can decode; refuse a base-colour texture that has none.
+        Returns the images the base-colour textures use."""
         base_textures = set()
         for m in base_uv:
             info = _base_colour_info(self.out["materials"][m])
             if info is not None and isinstance(info.get("index"), int):
                 base_textures.add(info["index"])
         images = self.out.get("images") or []
+        base_images: set[int] = set()
         for t, tex in enumerate(self.out.get("textures") or []):
             if not isinstance(tex, dict):
                 continue
@@ -261,6 +271,8 @@ class _Rewriter:
                 source = None
             if source is not None:
                 tex["source"] = source
+                if t in base_textures:
+                    base_images.add(source)
                 continue
             ktx2 = tex.pop("source", None) is not None  # a core source Pillow cannot decode: KTX2
             if t in base_textures:
@@ -268,6 +280,29 @@ class _Rewriter:
                 if unread or ktx2:
                     refuse(self.doc.name, unread[0] if unread else "KHR_texture_basisu", "stores its base-colour texture only with")
                 raise InputError(f"{self.doc.name}: a base-colour texture names no image.", hint=_REEXPORT)
+        return base_images
+
+    def _check_base_images(self, sources: set[int]) -> None:
+        """Decode each image a base-colour texture uses (`a3d_cli.mesh.texture_check`): trimesh would drop
+        one it cannot decode without a word. A missing image file is left to trimesh, as before."""
+        images = self.doc.json.get("images") or []
+        for i in sorted(sources):
+            image = images[i]  # an existing dict (`_undecodable` checked it)
+            uri = image.get("uri")
+            label = str(image.get("name") or (uri if isinstance(uri, str) and not uri.startswith("data:") else f"image {i}"))
+            if "bufferView" in image:
+                data: bytes | None = bytes(self.doc.view(image["bufferView"]))
+            elif isinstance(uri, str) and uri.startswith("data:"):
+                try:
+                    data = base64.b64decode(uri.split(",", 1)[1])
+                except (IndexError, ValueError) as exc:
+                    raise InputError(f"{self.doc.name}: image {label!r} has a damaged data: URI.", hint=_REEXPORT) from exc
+            elif isinstance(uri, str):
+                data = referenced_bytes(self.resolver, [unquote(uri), uri], uri, self.doc.name)
+            else:
+                raise InputError(f"{self.doc.name}: image {label!r} has neither a uri nor a bufferView.", hint=_REEXPORT)
+            if data is not None:
+                check_image(data, label, self.doc.name)
 
     # -- geometry --------------------------------------------------------------------------------------
 
@@ -275,10 +310,7 @@ class _Rewriter:
         """Decode one primitive's attributes and indices into new plain accessors, in place."""
         attrs = prim.get("attributes") or {}
         exts = prim.pop("extensions", None) or {}
-        raw: dict[str, np.ndarray] = {}
-        fallback = all("bufferView" in (self.doc.json["accessors"][i] or {}) for i in attrs.values() if _valid(self.doc, i))
-        if DRACO in exts and (honoured_here(DRACO) or not fallback):  # optional Draco may carry plain data too
-            raw = self._draco(exts[DRACO], attrs, prim.get("indices"))
+        raw = self.draco.get(id(prim), {})
         tex_coord, matrix = base_uv.get(prim.get("material", -1), (0, None))
         uv_name = f"TEXCOORD_{tex_coord}"
         self._check_primitive(prim, attrs, uv_name)
@@ -293,6 +325,8 @@ class _Rewriter:
                     raise InputError(f"{self.doc.name}: a {name} attribute has {values.shape[1]} components.", hint=_REEXPORT)
                 if target == "TEXCOORD_0":
                     values = _snap_uv(values if matrix is None else values @ matrix[:2, :2].T + matrix[:2, 2])
+                if target in FINITE:  # here, before trimesh turns a NaN colour into black (0 as 8 bits)
+                    require_finite(values, FINITE[target], self.doc.name)
                 self.cache[key] = self._accessor(values)
             new[target] = self.cache[key]
         if "POSITION" not in new:
@@ -322,30 +356,50 @@ class _Rewriter:
                     hint=_REEXPORT,
                 )
 
-    def _draco(self, ext: Any, attrs: dict[str, int], indices: int | None) -> dict[str, np.ndarray]:
-        """Decode a KHR_draco_mesh_compression primitive: raw components per glTF attribute name (+ 'indices')."""
-        if not honoured_here(DRACO):
-            refuse(self.doc.name, DRACO, "uses")
-        import DracoPy
+    def _decode_draco(self) -> dict[int, dict[str, np.ndarray]]:
+        """Decode every KHR_draco_mesh_compression primitive (each stream once) in one capped child process
+        (`a3d_cli.mesh.draco_child`): raw components per glTF attribute name (+ 'indices'), by id(primitive)."""
+        todo: list[tuple[dict[str, Any], dict[int, str], int]] = []  # (primitive, Draco id → name, stream)
+        streams: dict[int, int] = {}  # bufferView → stream number
+        blobs: list[bytes] = []
+        declared = 0
+        for mesh in self.out.get("meshes") or []:
+            for prim in (mesh or {}).get("primitives") or []:
+                attrs, ext = prim.get("attributes") or {}, (prim.get("extensions") or {}).get(DRACO)
+                if ext is None:
+                    continue
+                fallback = all("bufferView" in (self.doc.json["accessors"][i] or {}) for i in attrs.values() if _valid(self.doc, i))
+                if honoured_here(DRACO):
+                    pass
+                elif fallback:  # optional Draco may carry plain data too
+                    continue
+                else:
+                    refuse(self.doc.name, DRACO, "uses")
+                try:
+                    view = ext["bufferView"]
+                    ids = {int(uid): name for name, uid in (ext.get("attributes") or {}).items()}
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise InputError(f"{self.doc.name} has a malformed {DRACO} entry ({exc}).", hint=_REEXPORT) from exc
+                if view not in streams:  # the declared sizes (bounded here) size the child's memory cap
+                    streams[view] = len(blobs)
+                    blobs.append(bytes(self.doc.view(view)))
+                    declared += sum(accessor_count(self.doc, attrs[n]) * _width(self.doc, attrs[n]) for n in attrs)
+                    if prim.get("indices") is not None:
+                        declared += accessor_count(self.doc, prim["indices"])
+                todo.append((prim, ids, streams[view]))
+        if not blobs:
+            return {}
+        from a3d_cli.mesh.draco_child import decode_streams
 
-        try:
-            blob = bytes(self.doc.view(ext["bufferView"]))
-            ids = {int(uid): name for name, uid in (ext.get("attributes") or {}).items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{self.doc.name} has a malformed {DRACO} entry ({exc}).", hint=_REEXPORT) from exc
-        for name in attrs:  # declared sizes were bounded in _check_scene; the indices are bounded here
-            accessor_count(self.doc, attrs[name])
-        if indices is not None:
-            accessor_count(self.doc, indices)
-        try:
-            decoded = DracoPy.decode(blob)
-        except Exception as exc:  # DracoPy raises its own error types for damaged streams
-            raise InputError(f"{self.doc.name} has Draco-compressed geometry that does not decode ({exc}).", hint=_REEXPORT) from exc
-        raw = {ids[a["unique_id"]]: np.asarray(a["data"]) for a in decoded.attributes if a["unique_id"] in ids}
-        faces = getattr(decoded, "faces", None)
-        if faces is not None and indices is not None:
-            raw["indices"] = np.asarray(faces).reshape(-1)
-        return raw
+        decoded = decode_streams(blobs, declared, self.doc.name)
+        out: dict[int, dict[str, np.ndarray]] = {}
+        for prim, ids, k in todo:
+            attributes, faces = decoded[k]
+            raw = {ids[uid]: data for uid, data in attributes.items() if uid in ids}
+            if faces is not None and prim.get("indices") is not None:
+                raw["indices"] = faces.reshape(-1)
+            out[id(prim)] = raw
+        return out
 
     def _instances(self) -> None:
         """EXT_mesh_gpu_instancing: one child node per instance (its TRS is relative to the node)."""
@@ -372,6 +426,11 @@ class _Rewriter:
                         child[field] = [float(x) for x in trs[key][i]]
                 nodes.append(child)
                 children.append(len(nodes) - 1)
+
+
+def _width(doc: GltfDocument, index: int) -> int:
+    """Components per element of accessor `index` (its `type`; 16, the widest, when unknown: refused later)."""
+    return TYPE_WIDTHS.get((doc.json["accessors"][index] or {}).get("type"), 16)
 
 
 def _valid(doc: GltfDocument, index: Any) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import apply_linear_factor, as_rgba_uint8, linear_to_srgb
-from a3d_cli.mesh.surface import SurfaceMesh, concatenate
+from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
@@ -101,6 +101,8 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         from a3d_cli.mesh.gltf_core import core_glb
 
         source, kwargs = io.BytesIO(core_glb(path, resolver)), {"file_type": "glb"}
+    elif path.suffix.lower() == ".obj":
+        _check_obj_textures(path, resolver)
     try:
         scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
         # flatten the scene graph ourselves: trimesh's Scene.dump() copies visuals and loses COLOR_0 on textured parts
@@ -133,6 +135,20 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
         )
     return mesh
+
+
+def _check_obj_textures(path: Path, resolver: object) -> None:
+    """Decode every `map_Kd` image of the OBJ's material libraries (`a3d_cli.mesh.texture_check`): trimesh
+    would drop one it cannot decode without a word. A missing image is left to trimesh, as before."""
+    from a3d_cli.mesh.mtl import obj_references
+    from a3d_cli.mesh.texture_check import check_image, referenced_bytes
+
+    for mtl in obj_references(path, ("mtllib",)):
+        for image in obj_references(mtl, ("map_kd",)):
+            name = os.path.relpath(image, path.parent).replace(os.sep, "/")
+            data = referenced_bytes(resolver, [name], name, path.name)
+            if data is not None:
+                check_image(data, name, path.name)
 
 
 def _resolver(path: Path, allow_external: bool = False) -> object:
@@ -177,11 +193,7 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
     faces = np.asarray(m.faces, dtype=np.int64)  # type: ignore[attr-defined]  # [T, 3]
     if np.linalg.det(transform[:3, :3]) < 0:  # a mirroring node transform turns faces inside out
         faces = faces[:, ::-1].copy()
-    if not np.isfinite(vertices).all():
-        raise InputError(
-            f"{path.name} has vertices with NaN or infinite coordinates.",
-            hint=_REPAIR,
-        )
+    require_finite(vertices, "vertex coordinates", path.name)  # also after the node transform
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
         raise InputError(f"{path.name} has faces that point at vertices that do not exist.", hint=_REPAIR)
     v = len(vertices)
@@ -195,8 +207,8 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
             colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache)
         except OSError as exc:  # Pillow decodes the texture only now: a truncated or damaged image
             raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
-        if uvs is not None and not np.isfinite(uvs).all():  # a texture lookup at NaN indexes nothing
-            raise InputError(f"{path.name} has texture coordinates that are NaN or infinite.", hint=_REPAIR)
+        if uvs is not None:  # OBJ/PLY texture coordinates (glTF's are checked as they are decoded)
+            require_finite(uvs, "texture coordinates", path.name)
         alpha_mode = _alpha_mode(visual.material)[0]  # type: ignore[union-attr]
     elif kind in ("vertex", "face"):
         raw = np.asarray(visual.vertex_colors, dtype=np.float64)[:, :4] / 255.0  # type: ignore[union-attr]  # [V, 4]

@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 # option → how many arguments it takes (at most; -o/-s/-t take 1 to 3 numbers)
 _FIXED_ARGS = {"-blendu": 1, "-blendv": 1, "-cc": 1, "-clamp": 1, "-mm": 2, "-texres": 1, "-bm": 1,
@@ -49,3 +50,23 @@ def map_file_name(rest: str) -> str:
     for w in words[:i]:
         pos = text.index(w, pos) + len(w)
     return text[pos:].strip().replace("\\", "/")
+
+
+def obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
+    """Files named after `keywords` in an OBJ/MTL file: `mtllib` lists file names separated by spaces; a map
+    statement has options first and the file name as the rest of the line (`map_file_name`)."""
+    if not path.is_file():  # missing (the loader decides), or a pipe or device, whose read would never end
+        return []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        words = line.strip().split(maxsplit=1)
+        if len(words) == 2 and words[0].lower() in keywords:
+            if words[0].lower() == "mtllib":
+                out.extend(path.parent / n.replace("\\", "/") for n in words[1].split())
+            elif name := map_file_name(words[1]):
+                out.append(path.parent / name)
+    return out

@@ -15,9 +15,26 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import sample_texture
 
 ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")  # glTF's alpha modes, from least to most transparent
+
+
+def require_finite(values: np.ndarray, what: str, name: str) -> None:
+    """Refuse NaN or infinite vertex data: positions would poison every bound and transform, texture
+    coordinates index the texture at -2^63, and colours turn black when made 8-bit.
+
+    Args:
+        values: the decoded data (positions, colours or texture coordinates).
+        what: what they are, for the message ("vertex coordinates", "vertex colours (COLOR_0)" ...).
+        name: the asset's file name.
+
+    Raises:
+        InputError: any value is NaN or infinite.
+    """
+    if not np.isfinite(values).all():
+        raise InputError(f"{name} has {what} that are NaN or infinite.", hint="Repair the mesh in a 3D tool and export it again.")
 
 
 @dataclass(frozen=True)

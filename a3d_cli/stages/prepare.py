@@ -276,11 +276,11 @@ def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
     suffix = model.suffix.lower()
     found: list[Path] = []
     if suffix == ".obj":
-        from a3d_cli.mesh.mtl import MAP_KEYWORDS
+        from a3d_cli.mesh.mtl import MAP_KEYWORDS, obj_references
 
-        for mtl in _obj_references(model, ("mtllib",)):
+        for mtl in obj_references(model, ("mtllib",)):
             found.append(mtl)
-            found.extend(_obj_references(mtl, MAP_KEYWORDS))
+            found.extend(obj_references(mtl, MAP_KEYWORDS))
     elif suffix in (".gltf", ".glb"):
         found.extend(model.parent / unquote(uri) for uri in gltf_uris(model))
     unique: list[Path] = []
@@ -294,28 +294,6 @@ def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
 def _shown(model: Path, path: Path) -> str:
     """A referenced file as seen from the model's folder (for messages)."""
     return os.path.relpath(path, model.parent)
-
-
-def _obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
-    """Files named after `keywords` in an OBJ/MTL file: `mtllib` lists file names separated by spaces; a map
-    statement has options first and the file name as the rest of the line (`a3d_cli.mesh.mtl`)."""
-    from a3d_cli.mesh.mtl import map_file_name
-
-    if not path.is_file():  # missing (the loader decides), or a pipe or device, whose read would never end
-        return []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        words = line.strip().split(maxsplit=1)
-        if len(words) == 2 and words[0].lower() in keywords:
-            if words[0].lower() == "mtllib":
-                out.extend(path.parent / n.replace("\\", "/") for n in words[1].split())
-            elif name := map_file_name(words[1]):
-                out.append(path.parent / name)
-    return out
 
 
 def _source_name(model: Path, path: Path) -> str:

@@ -74,9 +74,9 @@ def plain_sphere(path, v, f, uv, n, c):
     return b.save(path)
 
 
-def draco_sphere(path, v, f, uv, n, c, count=None):
+def draco_sphere(path, v, f, uv, n, c, count=None, index_count=None):
     """The sphere as a KHR_draco_mesh_compression primitive (14-bit positions, 12-bit UVs, 10-bit normals),
-    vertex order left to Draco (it reorders)."""
+    vertex order left to Draco (it reorders); `count` / `index_count` replace the declared vertex / index counts."""
     import DracoPy
 
     blob = DracoPy.encode(v, f, quantization_bits=14, compression_level=7, tex_coord=uv.astype(np.float64),
@@ -95,7 +95,7 @@ def draco_sphere(path, v, f, uv, n, c, count=None):
     }
     ext = {"bufferView": b.view(blob), "attributes": {"POSITION": ids[int(T.POSITION)], "NORMAL": ids[int(T.NORMAL)],
            "TEXCOORD_0": ids[int(T.TEX_COORD)], "COLOR_0": ids[int(T.COLOR)]}}  # fmt: skip
-    indices = b.accessor(None, GL_UINT, "SCALAR", count=3 * len(decoded.faces))
+    indices = b.accessor(None, GL_UINT, "SCALAR", count=index_count or 3 * len(decoded.faces))
     b.mesh(attrs, indices, material=textured(b), extensions={"KHR_draco_mesh_compression": ext})
     b.use("KHR_draco_mesh_compression", required=True)
     return b.save(path)
@@ -414,6 +414,24 @@ def test_decoded_sizes_are_bounded_before_anything_is_allocated(tmp_path):
     # and through prepare: exit 2, no run folder left
     result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(tmp_path / "RUN"), *FAST])
     assert result.exit_code == 2 and "more than a3d decodes" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_a_draco_stream_holding_more_than_its_accessors_declare_is_stopped_by_the_memory_cap(tmp_path, monkeypatch):
+    """Draco decodes in a child process whose address space is capped from the declared counts. With the
+    fixed allowance made small, a stream of ~90k vertices decodes when its accessors declare them, and is
+    stopped (one error, nothing written) when they declare 3 vertices and 3 indices."""
+    from a3d_cli.mesh import draco_child
+
+    monkeypatch.setattr(draco_child, "BASE_BYTES", 4 << 20)
+    v, f, uv, n, c = sphere(300)
+    honest = load_mesh(draco_sphere(tmp_path / "honest.glb", v, f, uv, n, c))
+    assert honest.num_faces == len(f)
+    lying = draco_sphere(tmp_path / "lying.glb", v, f, uv, n, c, count=3, index_count=3)
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(lying), "-o", str(tmp_path / "RUN"), *FAST])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "MiB its declared sizes allow" in errors[0], result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "RUN").exists()
 
 

@@ -244,3 +244,86 @@ def test_decoded_values_are_bounded_across_accessors(tmp_path, monkeypatch):
     for _ in range(5):  # 5 × 3,000 indices of zeros (no bufferView), each far below MAX_ACCESSOR_COUNT
         b.doc["meshes"][0]["primitives"].append({"attributes": prim["attributes"], "indices": b.accessor(None, GL_UINT, "SCALAR", count=3000)})
     prepare_refuses(b.save(tmp_path / "many.glb"), tmp_path, "more than 10,000 values")
+
+
+def noise_png(size: int = 64) -> bytes:
+    return png_bytes(np.random.default_rng(0).integers(0, 256, (size, size, 3)))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"not an image at all " * 8, id="garbage"),
+        pytest.param(noise_png()[:40], id="png-header-only"),
+        pytest.param(png_bytes(np.full((64, 64, 3), 90), "JPEG")[:300], id="jpeg-cut-short"),
+    ],
+)
+def test_texture_image_that_does_not_decode_is_refused_with_its_name(tmp_path, data):
+    """trimesh drops an image it cannot decode without a word (the asset would come out grey)."""
+    b = tetra(np.full((4, 2), 0.5))
+    b.doc["images"][0]["bufferView"] = b.view(data)
+    b.doc["images"][0]["name"] = "skin"
+    prepare_refuses(b.save(tmp_path / "bad_image.glb"), tmp_path, "texture image 'skin' cannot be decoded")
+
+
+def test_texture_image_past_the_decompression_bomb_limit_is_refused(tmp_path, monkeypatch):
+    """Pillow only warns between MAX_IMAGE_PIXELS and twice that; a3d refuses (the limit made small here)."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # a 64×64 image: 4,096 pixels, a warning in Pillow
+    b = tetra(np.full((4, 2), 0.5))
+    b.doc["images"][0]["bufferView"] = b.view(noise_png())
+    prepare_refuses(b.save(tmp_path / "bomb.glb"), tmp_path, "more pixels than a3d decodes")
+
+
+def gltf_with_image_file(folder, image: str) -> None:
+    """A textured tetrahedron .gltf (data in model.bin) whose base-colour image is the file `image`."""
+    b = tetra(np.full((4, 2), 0.5))
+    b.doc["images"][0] = {"uri": image}
+    b.doc["buffers"][0] = {"byteLength": len(b.blob), "uri": "model.bin"}
+    (folder / "model.bin").write_bytes(bytes(b.blob))
+    (folder / "model.gltf").write_text(json.dumps(b.doc))
+
+
+def test_external_texture_image_that_does_not_decode_is_refused(tmp_path):
+    gltf_with_image_file(tmp_path, "skin%20a.png")
+    (tmp_path / "skin a.png").write_bytes(noise_png()[:60])
+    prepare_refuses(tmp_path / "model.gltf", tmp_path, "texture image 'skin%20a.png' cannot be decoded")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_texture_image_that_is_a_named_pipe_is_refused_never_opened(tmp_path):
+    gltf_with_image_file(tmp_path, "skin.png")
+    with pipe_never_opened(tmp_path / "skin.png"):
+        prepare_refuses(tmp_path / "model.gltf", tmp_path, "not a regular file")
+
+
+def obj_with_map_kd(folder, image: str) -> None:
+    faces = "".join(f"f {a + 1}/1 {b + 1}/2 {c + 1}/3\n" for a, b, c in TETRA_FACES)
+    vertices = "".join(f"v {x} {y} {z}\n" for x, y, z in TETRA)
+    (folder / "model.obj").write_text(f"mtllib model.mtl\n{vertices}vt 0 0\nvt 1 0\nvt 0 1\nusemtl skin\n{faces}")
+    (folder / "model.mtl").write_text(f"newmtl skin\nKd 1 1 1\nmap_Kd -bm 1 {image}\n")
+
+
+def test_obj_texture_that_does_not_decode_is_refused_with_its_name(tmp_path):
+    obj_with_map_kd(tmp_path, "skin tex.png")
+    (tmp_path / "skin tex.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    prepare_refuses(tmp_path / "model.obj", tmp_path, "texture image 'skin tex.png' cannot be decoded")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_obj_texture_that_is_a_named_pipe_is_refused_never_opened(tmp_path):
+    obj_with_map_kd(tmp_path, "skin.png")
+    with pipe_never_opened(tmp_path / "skin.png"):
+        prepare_refuses(tmp_path / "model.obj", tmp_path, "not a regular file")
+
+
+@pytest.mark.parametrize("textured", [False, True], ids=["colours-only", "textured"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_vertex_colours_are_refused(tmp_path, textured, bad):
+    """A NaN COLOR_0 would come out black (0 when made 8-bit) or poison the texture's colours."""
+    b = tetra(np.full((4, 2), 0.5) if textured else None)
+    colors = np.full((4, 4), 0.5, np.float32)
+    colors[2, 1] = bad
+    b.doc["meshes"][0]["primitives"][0]["attributes"]["COLOR_0"] = b.accessor(colors, GL_FLOAT, "VEC4")
+    prepare_refuses(b.save(tmp_path / "nan_colours.glb"), tmp_path, "vertex colours (COLOR_0) that are NaN or infinite")

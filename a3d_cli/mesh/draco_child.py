@@ -1,0 +1,147 @@
+"""Decode Draco streams in a child process whose address space is capped from the sizes the file declares.
+
+Why: a3d bounds every glTF accessor by its declared count before decoding it (`a3d_cli.mesh.gltf_accessors`),
+but a Draco stream says how much it holds only once DracoPy has decoded it: a small crafted stream can make
+the decoder allocate far more than its accessors declare. Decoding in a child process with
+`RLIMIT_AS` set (after the child has imported numpy and DracoPy) to the declared size plus a margin turns
+such a stream into one clear error instead of an exhausted machine; a crash of the decoder ends the child,
+not a3d. The child is this file run by the same Python (`-I`: isolated, so no file in the asset's folder or
+the current folder is imported; it gets the parent's `sys.path` over stdin). Bytes go in on stdin, arrays
+come back as `.npy` records on stdout (no pickles either way).
+
+Examples:
+    >>> [(attributes, faces)] = decode_streams([blob], declared_values=30_000, name="model.glb")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+BYTES_PER_VALUE = 64  # address space allowed per declared value: float64 output, Draco's buffers, copies
+BASE_BYTES = 256 << 20  # plus this much for the decoder itself, whatever the stream
+TIMEOUT_S = 300.0  # a stream that keeps the decoder busy longer is refused
+_EXIT_DECODE, _EXIT_MEMORY = 3, 4
+
+
+def address_budget(declared_values: int) -> int:
+    """Bytes of address space the child may add to what it holds after its imports, for this many declared
+    components (attributes' count × width, plus indices)."""
+    return BASE_BYTES + BYTES_PER_VALUE * max(int(declared_values), 0)
+
+
+def decode_streams(blobs: list[bytes], declared_values: int, name: str) -> list[tuple[dict[int, object], object]]:
+    """Decode Draco streams in one capped child process.
+
+    Args:
+        blobs: the streams (bufferView bytes of `KHR_draco_mesh_compression` primitives).
+        declared_values: the components their accessors declare, all streams together (sizes the cap).
+        name: the asset's file name, for messages.
+
+    Returns:
+        Per stream: its attributes' data by Draco unique id, and its faces ([T, 3] array, or None for a
+        point cloud).
+
+    Raises:
+        InputError: a stream does not decode, needs more memory than the cap, crashes or stalls the decoder.
+    """
+    import numpy as np
+
+    from a3d_cli.errors import InputError
+
+    budget = address_budget(declared_values)
+    head = json.dumps({"path": [p for p in sys.path if p], "budget": budget}).encode()
+    payload = struct.pack("<I", len(head)) + head + b"".join(struct.pack("<Q", len(b)) + bytes(b) for b in blobs)
+    hint = "The file is damaged or was written by a faulty exporter; export it again."
+    try:
+        done = subprocess.run([sys.executable, "-I", str(Path(__file__).resolve())], input=payload,
+                              capture_output=True, timeout=TIMEOUT_S, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{name} has Draco-compressed geometry that the decoder did not finish in {TIMEOUT_S:.0f} s.", hint=hint) from None
+    reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+    if done.returncode == _EXIT_DECODE:
+        raise InputError(f"{name} has Draco-compressed geometry that does not decode ({reason[0][:200]}).", hint=hint)
+    if done.returncode != 0:  # out of the address space allowed, or the decoder crashed (a signal)
+        raise InputError(
+            f"{name} has Draco-compressed geometry whose decoding needs more than the {budget >> 20:,} MiB its "
+            f"declared sizes allow, or crashed the decoder ({reason[0][:200]}).",
+            hint=hint,
+        )
+    out, stream = [], io.BytesIO(done.stdout)
+    for _ in blobs:
+        ids = np.load(stream, allow_pickle=False)
+        attributes = {int(uid): np.load(stream, allow_pickle=False) for uid in ids}
+        faces = np.load(stream, allow_pickle=False)
+        has_faces = bool(np.load(stream, allow_pickle=False))
+        out.append((attributes, faces if has_faces else None))
+    return out
+
+
+def _child() -> int:
+    """The child's side: read the request on stdin, cap the address space, decode, write `.npy` records."""
+    data = sys.stdin.buffer.read()
+    (n,) = struct.unpack_from("<I", data, 0)
+    request = json.loads(data[4 : 4 + n])
+    sys.path[:] = request["path"]
+    import numpy as np
+    import DracoPy
+
+    blobs, offset = [], 4 + n
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        blobs.append(data[offset + 8 : offset + 8 + length])
+        offset += 8 + length
+    del data
+    _cap_address_space(int(request["budget"]))
+    out = _Pipe()
+    try:
+        for blob in blobs:
+            decoded = DracoPy.decode(blob)
+            attributes = list(decoded.attributes)
+            np.save(out, np.array([int(a["unique_id"]) for a in attributes], dtype=np.int64))
+            for a in attributes:
+                np.save(out, np.asarray(a["data"]))
+            faces = getattr(decoded, "faces", None)
+            np.save(out, np.zeros((0, 3), np.uint32) if faces is None else np.asarray(faces))
+            np.save(out, np.array(faces is not None))
+    except MemoryError:
+        print("out of memory", file=sys.stderr)
+        return _EXIT_MEMORY
+    except Exception as exc:  # DracoPy raises its own error types for damaged streams
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return _EXIT_DECODE
+    return 0
+
+
+class _Pipe:
+    """stdout as a plain writable object: numpy writes `.npy` data to it in chunks (to a real file object it
+    would use `tofile`, which needs a seekable file, not a pipe)."""
+
+    def write(self, data: bytes) -> int:
+        return sys.stdout.buffer.write(data)
+
+
+def _cap_address_space(budget: int) -> None:
+    """Limit the address space to what the process maps now plus `budget` bytes (Linux; elsewhere the child
+    still keeps a decoder crash away from a3d)."""
+    try:
+        import os
+        import resource
+
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = mapped + budget
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(_child())
