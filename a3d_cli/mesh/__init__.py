@@ -9,7 +9,9 @@ Modules (import them directly; this package imports nothing heavy):
     simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
     orientation   which way an asset faces (`--front auto`), the Y-down hint for 3DGS files
     shading       the fixed lighting baked into untextured meshes' splat colours (`--shade`)
-    mtl           MTL map statements: options, then a file name that may hold spaces
+    mtl           MTL map statements: options, then a file name that may hold spaces; the files an OBJ/MTL names
+    texture_check every texture image a material uses, decoded in full before trimesh reads the asset
+    draco_child   Draco streams decoded in a child process with a capped address space
     to_gaussians  mesh → splats + `MeshBinding`
     binding       the vertex ↔ splat binding file (`static/binding.safetensors`)
     store         the processed mesh file (`source/mesh.glb`) whose vertex order the binding uses
