@@ -276,46 +276,38 @@ def test_texture_image_past_the_decompression_bomb_limit_is_refused(tmp_path, mo
     prepare_refuses(b.save(tmp_path / "bomb.glb"), tmp_path, "more pixels than a3d decodes")
 
 
-def gltf_with_image_file(folder, image: str) -> None:
+def gltf_with_image_file(folder, image: str):
     """A textured tetrahedron .gltf (data in model.bin) whose base-colour image is the file `image`."""
     b = tetra(np.full((4, 2), 0.5))
     b.doc["images"][0] = {"uri": image}
     b.doc["buffers"][0] = {"byteLength": len(b.blob), "uri": "model.bin"}
     (folder / "model.bin").write_bytes(bytes(b.blob))
     (folder / "model.gltf").write_text(json.dumps(b.doc))
+    return folder / "model.gltf"
 
 
-def test_external_texture_image_that_does_not_decode_is_refused(tmp_path):
-    gltf_with_image_file(tmp_path, "skin%20a.png")
-    (tmp_path / "skin a.png").write_bytes(noise_png()[:60])
-    prepare_refuses(tmp_path / "model.gltf", tmp_path, "texture image 'skin%20a.png' cannot be decoded")
-
-
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
-def test_texture_image_that_is_a_named_pipe_is_refused_never_opened(tmp_path):
-    gltf_with_image_file(tmp_path, "skin.png")
-    with pipe_never_opened(tmp_path / "skin.png"):
-        prepare_refuses(tmp_path / "model.gltf", tmp_path, "not a regular file")
-
-
-def obj_with_map_kd(folder, image: str) -> None:
+def obj_with_map_kd(folder, image: str):
+    """A textured tetrahedron .obj whose material's `map_Kd` (after an option) is the file `image`."""
     faces = "".join(f"f {a + 1}/1 {b + 1}/2 {c + 1}/3\n" for a, b, c in TETRA_FACES)
     vertices = "".join(f"v {x} {y} {z}\n" for x, y, z in TETRA)
     (folder / "model.obj").write_text(f"mtllib model.mtl\n{vertices}vt 0 0\nvt 1 0\nvt 0 1\nusemtl skin\n{faces}")
     (folder / "model.mtl").write_text(f"newmtl skin\nKd 1 1 1\nmap_Kd -bm 1 {image}\n")
+    return folder / "model.obj"
 
 
-def test_obj_texture_that_does_not_decode_is_refused_with_its_name(tmp_path):
-    obj_with_map_kd(tmp_path, "skin tex.png")
-    (tmp_path / "skin tex.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
-    prepare_refuses(tmp_path / "model.obj", tmp_path, "texture image 'skin tex.png' cannot be decoded")
+@pytest.mark.parametrize("build", [gltf_with_image_file, obj_with_map_kd], ids=["gltf", "obj"])
+def test_texture_image_file_that_does_not_decode_is_refused_with_its_name(tmp_path, build):
+    model = build(tmp_path, "skin tex.png")
+    (tmp_path / "skin tex.png").write_bytes(noise_png()[:60])
+    prepare_refuses(model, tmp_path, "texture image 'skin tex.png' cannot be decoded")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
-def test_obj_texture_that_is_a_named_pipe_is_refused_never_opened(tmp_path):
-    obj_with_map_kd(tmp_path, "skin.png")
+@pytest.mark.parametrize("build", [gltf_with_image_file, obj_with_map_kd], ids=["gltf", "obj"])
+def test_texture_image_file_that_is_a_named_pipe_is_refused_never_opened(tmp_path, build):
+    model = build(tmp_path, "skin.png")
     with pipe_never_opened(tmp_path / "skin.png"):
-        prepare_refuses(tmp_path / "model.obj", tmp_path, "not a regular file")
+        prepare_refuses(model, tmp_path, "not a regular file")
 
 
 @pytest.mark.parametrize("textured", [False, True], ids=["colours-only", "textured"])
