@@ -87,8 +87,8 @@ def _child() -> int:
     (n,) = struct.unpack_from("<I", data, 0)
     request = json.loads(data[4 : 4 + n])
     sys.path[:] = request["path"]
-    import numpy as np
     import DracoPy
+    import numpy as np
 
     blobs, offset = [], 4 + n
     while offset < len(data):

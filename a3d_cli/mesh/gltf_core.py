@@ -309,7 +309,7 @@ class _Rewriter:
     def _primitive(self, prim: dict[str, Any], base_uv: dict[int, tuple[int, np.ndarray | None]]) -> None:
         """Decode one primitive's attributes and indices into new plain accessors, in place."""
         attrs = prim.get("attributes") or {}
-        exts = prim.pop("extensions", None) or {}
+        prim.pop("extensions", None)  # Draco (decoded already) and any other primitive extension
         raw = self.draco.get(id(prim), {})
         tex_coord, matrix = base_uv.get(prim.get("material", -1), (0, None))
         uv_name = f"TEXCOORD_{tex_coord}"
