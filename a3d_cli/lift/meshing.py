@@ -90,9 +90,11 @@ def fuse_tsdf(
         surface = inside & (a > alpha_threshold)
         sdf = torch.where(surface, (d - z).clamp(-truncation, truncation), torch.full_like(z, truncation))
         valid = inside & (~surface | (d - z > -truncation))
+        hidden = (inside & surface & ~valid).any(0)  # behind the surface in some view
         w = valid.float()
         total = w.sum(0)
-        tsdf[start : start + chunk] = torch.where(total > 0, (sdf * w).sum(0) / total.clamp_min(1), torch.full_like(total, truncation))
+        undecided = torch.where(hidden, torch.full_like(total, -truncation), torch.full_like(total, truncation))
+        tsdf[start : start + chunk] = torch.where(total > 0, (sdf * w).sum(0) / total.clamp_min(1), undecided)
     return tsdf.reshape(g, g, g)
 
 
