@@ -10,7 +10,7 @@ Usage:
 Per asset (the bundled fox, a procedural toy, the public samples that benchmarks/public_assets.py fetches
 into benchmarks/.assets/, and any --asset file): the mesh is normalized into SV3D's frame
 (farthest point 0.5 from the origin), turned into dense surface splats and rendered with a3d's rasterizer
-as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha). Each
+as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha unless `--alpha`). Each
 perturbation of those views is written as an orbit folder and lifted by the real stage
 (`a3d_cli.stages.lift.run`), then scored:
 
@@ -25,7 +25,10 @@ perturbation of those views is written as an orbit folder and lifted by the real
 
 Perturbations mimic generated views: `jitter` (per-view colour gain ±6 % and offset ±3 %), `shift`
 (per-view sub-pixel translation up to ±0.75 px), `elevation` (rendered at 14° but labelled 10°), `all`
-(the three together). Results go to --out as JSON and are printed as markdown rows for docs/PERF.md.
+(the three together). `--alpha` writes the orbits as RGBA, so the masks come from alpha: the truth is
+rendered unlit, and an asset with white albedo (CesiumMilkTruck's body) is then exactly the background's
+white, which the white-background masks cannot separate (docs/lift.md). Results go to --out as JSON and
+are printed as markdown rows for docs/PERF.md.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     true_cams = orbit_camera_set(static_orbit(elev))
     told_cams = orbit_camera_set(static_orbit(ELEVATION))
     rgba = perturb(syn.render_rgba(gt, true_cams, args.size), kind, args.seed)
-    folder = syn.write_orbit_folder(work / f"{name}-{kind}-orbit", rgba, told_cams)
+    folder = syn.write_orbit_folder(work / f"{name}-{kind}-orbit", rgba, told_cams, alpha=args.alpha)
     run = work / f"{name}-{kind}-run"
     opts = stage.LiftOptions(
         orbit=str(folder), resolution=args.resolution, steps=args.steps, mesh_resolution=args.mesh_resolution, preview_frames=args.preview_frames
@@ -159,7 +162,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     splats = read_ply(run / "lift" / "gaussians.ply").to(dev)
     lifted = load_mesh(run / "lift" / "model.glb")
     views = load_views(folder)
-    masks = view_masks(views.images, None)
+    masks = view_masks(views.images, views.alphas)
     hw = scene_radius(views.cameras)
     r = stage.LiftOptions(resolution=args.resolution).resolved(dev)
     hull = hull_mod.carve(masks.to(dev), views.cameras, r.hull_resolution, hw, r.hull_tolerance)
@@ -169,7 +172,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
         "mesh": render_chunked(mesh_as_splats(lifted, args.gt_splats).to(dev), held, s)[0],
         "hull": render_chunked(baseline.to(dev), held, s)[0],
     }
-    row = {"asset": name, "perturbation": kind, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps,
+    row = {"asset": name, "perturbation": kind, "alpha": args.alpha, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps,
            "mesh_resolution": args.mesh_resolution or r.mesh_resolution}
     for key, img in renders.items():
         row[f"psnr_{key}"] = round(float(psnr(img, truth).mean()), 2)
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--mesh-resolution", type=int, default=None, help="TSDF voxels per axis (stage default)")
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
+    ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "
+                    "white: for assets whose unlit albedo is white, which no white-background mask can tell from it")
     ap.add_argument("--points", type=int, default=100_000, help="surface samples for Chamfer / F-score")
     ap.add_argument("--preview-frames", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
