@@ -49,10 +49,11 @@ from a3d_cli.models.freeinit import FreeInitConfig  # noqa: E402
 from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet, generate_mvvideo  # noqa: E402
 from a3d_cli.models.mvvdm.components import ByteTokenize, MVVDMComponents  # noqa: E402
 from a3d_cli.models.mvvdm.sampling import SamplingConfig  # noqa: E402
+from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS, RESOLUTION  # noqa: E402
 from a3d_cli.render.cameras import mvvdm_cameras  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-V, F, SIZE = 4, 16, 256
+V, F, SIZE = NUM_VIEWS, NUM_FRAMES, RESOLUTION
 
 
 def peak_gib(device: str) -> float | None:

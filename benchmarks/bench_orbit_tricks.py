@@ -6,13 +6,16 @@ leave-one-out, on the two paths `a3d orbit` runs:
 
 - `default` (no `--compile`): CUDA flags, attention shortcuts with the fused short-sequence kernel, the
   fused Gluon GEGLU, one CUDA graph per sampling step;
-- `compile` (`--compile`): all of that, plus regional `torch.compile`, channels-last blocks, GroupNorm by
-  channels and subpixel upsampling.
+- `compile` (`--compile`): all of that, plus regional `torch.compile` (with the final GroupNorms compiled
+  by name), channels-last blocks, GroupNorm by channels and subpixel upsampling.
 
 Every configuration builds a fresh network, applies the tricks through the product's own functions (each
 returns a removable `SpeedHandle`), warms up, and times the stage as `a3d orbit` runs it after loading
 (encode, `--steps` Euler steps, decode) between `torch.cuda.synchronize()` calls. A trick is "taken out" by
-not applying it (or, for the pieces `keep_channels_last` applies together, by removing that piece's change).
+not applying it (or, for a piece applied together with others, by removing that piece's change: the
+GroupNorms of `keep_channels_last`, the layers `compile_blocks` compiles by name). `compile` path − `compile`
+is the `default` path's all-tricks configuration, so the gain of `--compile` is the difference of the two
+paths' first rows.
 The table gives each configuration's stage seconds and the gain of the trick: stage time without it minus
 stage time with all, as seconds and as a percentage of the all-tricks stage time.
 
@@ -47,7 +50,12 @@ from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
 from speed_variants import MathShortAttnProcessor  # noqa: E402
 
 from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
-from a3d_cli.models.speed.acceleration import compile_blocks, configure_cuda, keep_channels_last  # noqa: E402
+from a3d_cli.models.speed.acceleration import (  # noqa: E402
+    COMPILED_BY_NAME,
+    compile_blocks,
+    configure_cuda,
+    keep_channels_last,
+)
 from a3d_cli.models.speed.attention import ShortcutAttnProcessor, replace_attention_processors  # noqa: E402
 from a3d_cli.models.speed.geglu import use_fused_geglu  # noqa: E402
 from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm  # noqa: E402
@@ -62,9 +70,11 @@ TRICKS = {
     "default": ("cuda_flags", "attention_shortcuts", "short_attention_kernel", "gluon_geglu", "cuda_graph"),
     "compile": (
         "compile",
+        "compiled_norm_out",
         "channels_last_blocks",
         "group_norm_by_channels",
         "subpixel_upsampling",
+        "attention_shortcuts",
         "gluon_geglu",
         "short_attention_kernel",
         "cuda_graph",
@@ -96,6 +106,30 @@ def _group_norms_back(module: nn.Module) -> SpeedHandle:
     return SpeedHandle("GroupNorm by channels taken out", len(swapped))
 
 
+def _compiled_by_name_back(module: nn.Module) -> SpeedHandle:
+    """Take out the layers `compile_blocks` compiles on their own by attribute name (`COMPILED_BY_NAME`, the
+    final GroupNorms): they run eagerly again; the blocks stay compiled."""
+    named = [
+        m
+        for name, m in module.named_modules()
+        if name.rsplit(".", 1)[-1] in COMPILED_BY_NAME and getattr(m, "_compiled_call_impl", None) is not None
+    ]
+    for m in named:
+        m._compiled_call_impl = None  # what `nn.Module.compile` set: back to the eager forward
+    return SpeedHandle("compiled norms by name taken out", len(named))
+
+
+def gluon_geglu_runs(device: torch.device) -> bool:
+    """Whether `a3d::geglu` takes the Gluon kernel on `device` (else the swapped-in `FusedGEGLU`s run the
+    reference, e.g. on a Triton whose experimental Gluon API changed, and `gluon_geglu`'s gain reads ≈ 0)."""
+    from a3d_cli.kernels.geglu import geglu_supported
+
+    if device.type != "cuda":
+        return False
+    x = torch.zeros(16, 64, dtype=torch.bfloat16, device=device)
+    return geglu_supported(x, torch.zeros(128, 64, dtype=torch.bfloat16, device=device), None)
+
+
 def apply_tricks(models, cfg: Config, device: torch.device) -> tuple[list[SpeedHandle], bool]:  # noqa: ANN001
     """Apply the configuration's tricks as the orbit stage does; returns the handles and whether to graph."""
     has = set(TRICKS[cfg.path]) - {cfg.without}
@@ -123,6 +157,8 @@ def apply_tricks(models, cfg: Config, device: torch.device) -> tuple[list[SpeedH
                 if "group_norm_by_channels" not in has:
                     handles.append(_group_norms_back(n))
             handles.append(compile_blocks(n))
+            if "compiled_norm_out" not in has:
+                handles.append(_compiled_by_name_back(n))
     return handles, "cuda_graph" in has and cuda
 
 
@@ -211,6 +247,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
+        "gluon_geglu_kernel": gluon_geglu_runs(device),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rows": [],
     }
@@ -225,7 +262,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.out:
             args.out.write_text(json.dumps(info, indent=2))
     dtype = "fp32 (tiny)" if args.tiny else "bf16"
-    print(f"\n{info['device']}, torch {info['torch']}, {args.steps} steps, {dtype}, {info['date']}\n")
+    kernel = "Gluon GEGLU kernel" if info["gluon_geglu_kernel"] else "no Gluon GEGLU kernel (reference GEGLU)"
+    print(f"\n{info['device']}, torch {info['torch']}, {args.steps} steps, {dtype}, {kernel}, {info['date']}\n")
     print(table(info["rows"]))
     return info["rows"]
 

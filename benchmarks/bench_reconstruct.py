@@ -56,13 +56,15 @@ from a3d_cli.gaussians import motion_fit  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
 from a3d_cli.gaussians.motion_io import load_motion  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
-from a3d_cli.io.images import load_png  # noqa: E402
+from a3d_cli.io import video_frames  # noqa: E402
+from a3d_cli.io.images import load_png, resize_square  # noqa: E402
 from a3d_cli.mesh.binding import MeshBinding  # noqa: E402
+from a3d_cli.models.mvvdm.shape import NUM_FRAMES  # noqa: E402
 from a3d_cli.render.cameras import CameraSet  # noqa: E402
+from a3d_cli.run_layout import VIEWS_CAMERAS  # noqa: E402
 from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
-NUM_FRAMES = 16
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
@@ -159,8 +161,8 @@ def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tup
     """
     from a3d_cli.io.masks import foreground_masks
 
-    video = stage.read_video_frames(gt / "video")
-    cams = stage.read_cameras(gt / "video", run_dir)
+    video = video_frames.read_video_frames(gt / "video")
+    cams = video_frames.read_cameras(gt / "video", fallback=run_dir / VIEWS_CAMERAS)
     sd = read_ply(run_dir / "static" / "gaussians.ply").to(device)
     size = video.rgb.shape[2]
     with torch.no_grad():
@@ -168,8 +170,8 @@ def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tup
             None, sd, [0], cams.viewmats.to(device), cams.Ks(size, size).to(device), size
         )
     masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
-    tg = stage._resize(video.rgb, settings.resolution)
-    mk = stage._resize(masks[..., None], settings.resolution)[..., 0]
+    tg = resize_square(video.rgb, settings.resolution)
+    mk = resize_square(masks[..., None], settings.resolution)[..., 0]
     train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(seed))
     return train, cams, tg, mk
 
@@ -194,9 +196,9 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     if args.device.startswith("cuda"):
         row["gpu"] = torch.cuda.get_device_name()
         # warm-up: gsplat's JIT build, cuBLAS/cuSOLVER handles, allocator
-        video = stage.read_video_frames(gt / "video")
-        cams = stage.read_cameras(gt / "video", run_dir)
-        tg = stage._resize(video.rgb, settings.resolution)
+        video = video_frames.read_video_frames(gt / "video")
+        cams = video_frames.read_cameras(gt / "video", fallback=run_dir / VIEWS_CAMERAS)
+        tg = resize_square(video.rgb, settings.resolution)
         warm = motion_fit.subsample_splats(
             static.to(args.device), settings.max_splats, torch.Generator().manual_seed(0)
         )

@@ -21,6 +21,10 @@ Usage:
 applied in place to MV-VDM's UNet and VAE encoder (what `a3d sds --compile` does); the warm-up steps then
 include compilation, reported as `compile_first_run_seconds` (first step minus a steady step). Each row is
 printed as one markdown line and the JSON is rewritten after every row.
+
+`--no-wide-head-shortcut` takes the VAE encoder's attention shortcut out (diffusers' processor again, so its
+one 512-wide head runs through SDPA's fallback kernel): run once with and once without it to measure that
+trick's gain on the stage (docs/PERF.md, "Speed tricks: keep or drop").
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from gpu_timing import peak_bytes, sync  # noqa: E402
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noqa: E402
 from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
+from a3d_cli.models.speed.attention import ShortcutAttnProcessor, replace_attention_processors  # noqa: E402
+from a3d_cli.models.speed.handles import SpeedHandle  # noqa: E402
 from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser  # noqa: E402
 from a3d_cli.models.sds import SdsCondition  # noqa: E402
@@ -59,6 +65,14 @@ def full_size_mvvdm(device: str, dtype: torch.dtype, seed: int = 0) -> MvvdmDeno
 
     torch.manual_seed(seed)
     return MvvdmDenoiser(build_components(device, dtype))
+
+
+def take_out_wide_head_shortcut(den: MvvdmDenoiser) -> SpeedHandle:
+    """Give the VAE encoder's attention layers diffusers' `AttnProcessor2_0` back (`MvvdmDenoiser` gave them
+    the shortcut processor for the 512-wide head); `remove()` puts the shortcut back."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    return replace_attention_processors(den.comp.vae.encoder, (ShortcutAttnProcessor,), AttnProcessor2_0())
 
 
 def random_splats(n: int, device: str, seed: int = 0) -> Gaussians:
@@ -197,6 +211,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="compiled rows for the first configuration only (default) or for every one")
     ap.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
     ap.add_argument(
+        "--no-wide-head-shortcut",
+        action="store_true",
+        help="take the VAE encoder's attention shortcut out (its gain: this run against one without the flag)",
+    )
+    ap.add_argument(
         "--tiny", action="store_true", help="tiny random MV-VDM: a CPU smoke run of this script, not a benchmark"
     )
     args = ap.parse_args(argv)
@@ -215,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         den = full_size_mvvdm(args.device, DTYPES[args.dtype])
     build = time.perf_counter() - t0
+    shortcut_layers = take_out_wide_head_shortcut(den).count if args.no_wide_head_shortcut else 0
     static = random_splats(args.splats, args.device)
     configs = [(args.target_size, args.vae_chunk)]
     if args.sweep:
@@ -247,6 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
         "splats": args.splats,
         "views_x_frames": "4 x 16",
         "model_build_seconds": build,
+        "wide_head_shortcut": not args.no_wide_head_shortcut,
+        "wide_head_shortcut_layers_taken_out": shortcut_layers,
     })
     for t, c in configs:
         record(bench_one(den, static, args, t, c))

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
 from torch import Tensor, nn
 
-from a3d_cli.kernels.attention_ref import merge_heads, split_heads
+from a3d_cli.kernels.attention_ref import explicit_attention, merge_heads, split_heads
 from a3d_cli.models.speed.acceleration import compile_blocks, repeated_blocks
 from a3d_cli.models.speed.attention import ShortcutAttnProcessor, attend
 
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 """torch.compile modes the benchmarks offer (the product compiles with "default")."""
+
+SHORT_PAD = 8
+"""The pre-kernel route padded short sequences to a multiple of this: a batched [21 × 64]·[64 × 21] product
+writes rows of 21 bf16 values, which are not 16-byte aligned, and cuBLAS then picks a slow kernel."""
 
 
 def compile_with_mode(networks: Iterable[nn.Module | None], mode: str) -> dict[str, int]:
@@ -46,11 +51,13 @@ def compile_with_mode(networks: Iterable[nn.Module | None], mode: str) -> dict[s
 
 class MathShortAttnProcessor(ShortcutAttnProcessor):
     """`ShortcutAttnProcessor` without the fused short-sequence kernel: short sequences are explicit products
-    while compiling and SDPA eagerly (the route before the kernel)."""
+    padded to `SHORT_PAD` while compiling (inductor fuses them) and SDPA eagerly (the route before the kernel)."""
 
     def _attend(self, attn, x: Tensor, context: Tensor) -> Tensor:  # noqa: ANN001
         q, k, v = (split_heads(t, attn.heads) for t in (attn.to_q(x), attn.to_k(context), attn.to_v(context)))
-        return merge_heads(attend(q, k, v, short_sequence=self.short_sequence, wide_head=self.wide_head)).to(x.dtype)
+        if max(q.shape[-2], k.shape[-2]) <= self.short_sequence and torch.compiler.is_compiling():
+            return merge_heads(explicit_attention(q, k, v, pad_to=SHORT_PAD)).to(x.dtype)
+        return merge_heads(attend(q, k, v, wide_head=self.wide_head)).to(x.dtype)
 
 
 class SdpaShortAttnProcessor(ShortcutAttnProcessor):
@@ -58,7 +65,7 @@ class SdpaShortAttnProcessor(ShortcutAttnProcessor):
 
     def _attend(self, attn, x: Tensor, context: Tensor) -> Tensor:  # noqa: ANN001
         q, k, v = (split_heads(t, attn.heads) for t in (attn.to_q(x), attn.to_k(context), attn.to_v(context)))
-        return merge_heads(attend(q, k, v, short_sequence=0, wide_head=self.wide_head)).to(x.dtype)
+        return merge_heads(attend(q, k, v, wide_head=self.wide_head)).to(x.dtype)
 
 
-__all__ = ["COMPILE_MODES", "MathShortAttnProcessor", "SdpaShortAttnProcessor", "compile_with_mode"]
+__all__ = ["COMPILE_MODES", "SHORT_PAD", "MathShortAttnProcessor", "SdpaShortAttnProcessor", "compile_with_mode"]

@@ -332,6 +332,17 @@ def blob_mesh(path: Path) -> Path:
     return path
 
 
+def small_photo(path: Path) -> Path:
+    """A 40×40 RGBA photo of a green block with a red patch on transparency (an `a3d animate IMAGE` input)."""
+    from PIL import Image
+
+    arr = np.zeros((40, 40, 4), dtype=np.uint8)
+    arr[8:32, 12:28] = (30, 160, 90, 255)
+    arr[14:20, 16:24] = (200, 60, 40, 255)
+    Image.fromarray(arr, "RGBA").save(path)
+    return path
+
+
 def sliding_video(mesh: Path, out: Path, size: int = 32) -> Path:
     """4 views × 16 frames of the mesh sliding sideways: the prepared grey views shifted by f/3 pixels."""
     from a3d_cli.io.images import load_png, save_png
@@ -478,3 +489,342 @@ def manifest_status(run: Path, stage: str) -> str | None:
         return load_manifest(run)["stages"].get(stage, {}).get("status")
     except Exception:  # the manifest is being replaced this instant
         return None
+
+
+# -- real programs: what users open our files with (opt-in: each runs only when its env var points at it) -------------
+
+
+REAL_PROGRAM_SCRIPTS = Path(__file__).resolve().parent / "real_programs"
+"""The scripts the programs run (a Blender Python script, node scripts for three.js and the splat viewer)."""
+REAL_PROGRAMS = {
+    "A3D_BLENDER": "the `blender` executable (e.g. Debian's: apt-get install blender python3-numpy)",
+    "A3D_THREE": "a folder holding node_modules/three (npm install three)",
+    "A3D_SPLAT_VIEWER": "a folder holding node_modules/@mkkellogg/gaussian-splats-3d (npm install @mkkellogg/gaussian-splats-3d)",
+    "A3D_SPARK": "a folder holding node_modules/@sparkjsdev/spark and node_modules/three (npm install @sparkjsdev/spark three)",
+    "A3D_CHROMIUM": "a chromium or chrome executable (e.g. Debian's: apt-get install chromium)",
+    "A3D_FFPROBE": "the `ffprobe` executable (e.g. Debian's: apt-get install ffmpeg)",
+    "A3D_GLTF_VALIDATOR": "a folder holding node_modules/gltf-validator (npm install gltf-validator)",
+}
+"""Env var → what it must point at."""
+
+
+def _real_program_problem(env: str) -> str | None:
+    """Why the program named by `env` cannot run here, or None when it can."""
+    import os
+
+    value = os.environ.get(env)
+    if not value:
+        return f"set {env} to {REAL_PROGRAMS[env]}"
+    if env in ("A3D_BLENDER", "A3D_FFPROBE", "A3D_CHROMIUM"):
+        return None if shutil.which(value) else f"{env}={value} is not an executable"
+    if env != "A3D_SPARK" and shutil.which("node") is None:  # Spark runs in the browser
+        return f"{env} needs node (>= 18) on PATH"
+    packages = {
+        "A3D_THREE": ["three"], "A3D_SPLAT_VIEWER": ["@mkkellogg/gaussian-splats-3d"],
+        "A3D_SPARK": ["@sparkjsdev/spark", "three"], "A3D_GLTF_VALIDATOR": ["gltf-validator"],
+    }[env]  # fmt: skip
+    for package in packages:
+        if not (Path(value) / "node_modules" / package / "package.json").is_file():
+            return f"{env}={value} has no node_modules/{package}"
+    return None
+
+
+def needs_program(*envs: str):  # noqa: ANN201 - a pytest mark
+    """Skip mark for a test that runs the programs `envs` point at (the reason names the env var)."""
+    import pytest
+
+    problems = [p for p in map(_real_program_problem, envs) if p]
+    return pytest.mark.skipif(bool(problems), reason="; ".join(problems))
+
+
+def _tagged_json(stdout: str, tag: str) -> dict:
+    """The JSON object a script printed after `tag` (programs print their own chatter around it)."""
+    import json
+
+    for line in stdout.splitlines():
+        if line.startswith(tag + " "):
+            return json.loads(line[len(tag) + 1 :])
+    raise AssertionError(f"the program printed no {tag} line; its output ends with:\n{stdout[-3000:]}")
+
+
+def _run_program(cmd: list[str], cwd: str | None = None, timeout: float = 300) -> str:
+    import subprocess
+
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{cmd[0]} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def blender_import(path: Path, frames: list[float] = ()) -> dict:
+    """What Blender (`A3D_BLENDER`, headless, factory settings) makes of a glTF file when a user imports it.
+
+    Returns:
+        `real_programs/blender_import.py`'s JSON: fps, objects, actions and "positions": per frame asked, in
+        order, {mesh name: world-space vertex positions (Blender's Z-up)}.
+    """
+    import os
+
+    cmd = [os.environ["A3D_BLENDER"], "-b", "--factory-startup", "--python", str(REAL_PROGRAM_SCRIPTS / "blender_import.py"),
+           "--", str(path), ",".join(repr(float(f)) for f in frames)]  # fmt: skip
+    return _tagged_json(_run_program(cmd), "A3D_BLENDER_JSON")
+
+
+def three_load(path: Path, seconds: list[float] = ()) -> dict:
+    """What three.js' GLTFLoader (`A3D_THREE`, in node) makes of a GLB; "positions": per time in `seconds`,
+    in order, every mesh's world-space vertices as AnimationMixer poses them."""
+    import os
+
+    cmd = ["node", str(REAL_PROGRAM_SCRIPTS / "three_load.mjs"), str(path), ",".join(repr(float(s)) for s in seconds)]
+    return _tagged_json(_run_program(cmd, cwd=os.environ["A3D_THREE"]), "A3D_THREE_JSON")
+
+
+def splat_viewer_parse(path: Path) -> dict:
+    """The splats @mkkellogg/gaussian-splats-3d's PLY parser (`A3D_SPLAT_VIEWER`, in node) reads from a PLY."""
+    import os
+
+    cmd = ["node", str(REAL_PROGRAM_SCRIPTS / "splat_parse.mjs"), str(path)]
+    return _tagged_json(_run_program(cmd, cwd=os.environ["A3D_SPLAT_VIEWER"]), "A3D_SPLATS_JSON")
+
+
+def spark_parse(path: Path) -> dict:
+    """The splats Spark (`A3D_SPARK`, @sparkjsdev/spark) holds after loading a PLY in a web page, in headless
+    chromium (`A3D_CHROMIUM`): Spark decodes in a Web Worker with WebAssembly, which node lacks.
+
+    A local HTTP server (this process, loopback only) serves `real_programs/spark_page.html`, the PLY and the
+    npm folder; chromium runs the page, which posts what Spark holds back to the server.
+
+    Returns:
+        {"count", "splats": [[x, y, z, sx, sy, sz, qw, qx, qy, qz, r, g, b, opacity], ...]} as Spark packs
+        them (float16 positions, 8-bit log scales, colours and opacity, an 8-8-8 bit rotation).
+    """
+    import http.server
+    import os
+    import subprocess
+    import tempfile
+    import threading
+
+    root = Path(os.environ["A3D_SPARK"]).resolve()
+    files = {"/page.html": REAL_PROGRAM_SCRIPTS / "spark_page.html", "/splats.ply": Path(path)}
+    posted: list[str] = []
+    done = threading.Event()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {".js": "text/javascript", ".html": "text/html", ".ply": "application/octet-stream"}
+
+        def translate_path(self, url: str) -> str:
+            url = url.split("?")[0]
+            if url in files:
+                return str(files[url])
+            local = (root / url.lstrip("/")).resolve()  # only the npm folder's node_modules
+            return str(local) if local.is_relative_to(root / "node_modules") else str(root / "missing")
+
+        def do_POST(self) -> None:  # noqa: N802 - the page's result
+            posted.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            self.send_response(204)
+            self.end_headers()
+            done.set()
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            url = f"http://127.0.0.1:{server.server_address[1]}/page.html"
+            cmd = [os.environ["A3D_CHROMIUM"], "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", url]
+            browser = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                finished = done.wait(timeout=180)
+            finally:
+                browser.terminate()
+                _, stderr = browser.communicate(timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert finished, f"the Spark page posted no result within 180 s; chromium said:\n{stderr[-3000:]}"
+    return _tagged_json(posted[0], "A3D_SPARK_JSON")
+
+
+def ffprobe_video(path: Path) -> dict:
+    """ffprobe's (`A3D_FFPROBE`) view of a video's first stream, every frame decoded and counted.
+
+    Returns:
+        {"codec", "profile", "pix_fmt", "width", "height", "fps" (a Fraction), "frames", "format",
+        "atoms" (top-level MP4 boxes in file order, from ffprobe's trace)}.
+    """
+    import json
+    import os
+    import re
+    import subprocess
+    from fractions import Fraction
+
+    exe = os.environ["A3D_FFPROBE"]
+    entries = "stream=codec_name,profile,pix_fmt,width,height,r_frame_rate,avg_frame_rate,nb_read_frames:format=format_name"
+    cmd = [exe, "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", entries, "-of", "json", str(path)]
+    data = json.loads(_run_program(cmd))
+    (stream,) = data["streams"]
+    trace = subprocess.run([exe, "-v", "trace", str(path)], capture_output=True, text=True).stderr
+    atoms = re.findall(r"type:'(\w{4})' parent:'root'", trace)
+    return {
+        "codec": stream["codec_name"], "profile": stream.get("profile"), "pix_fmt": stream["pix_fmt"],
+        "width": stream["width"], "height": stream["height"], "fps": Fraction(stream["r_frame_rate"]),
+        "avg_fps": Fraction(stream["avg_frame_rate"]), "frames": int(stream["nb_read_frames"]),
+        "format": data["format"]["format_name"], "atoms": atoms,
+    }  # fmt: skip
+
+
+def khronos_validate(path: Path) -> dict:
+    """The Khronos glTF validator's (`A3D_GLTF_VALIDATOR`, in node) issues for a glTF binary."""
+    import os
+
+    script = (
+        "const v=require('gltf-validator');const fs=require('fs');v.validateBytes(new Uint8Array("
+        "fs.readFileSync(process.argv[1]))).then(r=>console.log('A3D_VALIDATOR_JSON '+JSON.stringify(r.issues)));"
+    )
+    return _tagged_json(_run_program(["node", "-e", script, str(path)], cwd=os.environ["A3D_GLTF_VALIDATOR"]), "A3D_VALIDATOR_JSON")
+
+
+def gltf_to_blender(points: np.ndarray) -> np.ndarray:
+    """[..., 3] glTF (+Y up, front +Z) positions as Blender's importer places them (+Z up, front −Y)."""
+    p = np.asarray(points, dtype=np.float64)
+    return np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
+
+
+# -- what a3d's own records say a program should show (key times, poses, manifest figures) -----------------------------
+
+
+def run_a3d(*args: str) -> None:
+    """Run the real `a3d` app on the CPU through CliRunner; any exit code but 0 fails the test with the output."""
+    from typer.testing import CliRunner
+
+    from a3d_cli.cli import app
+
+    result = CliRunner().invoke(app, ["--device", "cpu", *args])
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+
+
+def stage_metrics(run: Path, stage: str) -> dict:
+    """The manifest metrics of `stage` in `run` (`a3d --json info RUN` shows the same)."""
+    from a3d_cli.io.manifest import load_manifest
+
+    return load_manifest(run)["stages"][stage]["metrics"]
+
+
+def clip_key_seconds(m: dict) -> np.ndarray:
+    """[K] when each exported key plays: K keys over the clip's duration, k · D / n with n = K − 1, or n = K
+    for a loop (its closing key at D repeats key 0 and is not one of the K)."""
+    k = int(m["frames"])
+    n = k if m["loop"] != "off" else k - 1
+    return np.arange(k) * float(m["duration_s"]) / n
+
+
+def probe_keys(count: int) -> list[int]:
+    """A few key indices worth checking: the first two, one in the middle, the last."""
+    return sorted({0, 1, count // 2, count - 1})
+
+
+def expected_poses(run: Path) -> np.ndarray:
+    """[K, V, 3] what the GLB shows at each key: the vertex cache for morph targets; for a skin, the GLB
+    decoded with the glTF skinning rule by pygltflib (`decode_skinned_frames`), since a skin
+    approximates the cache."""
+    if "bones" in stage_metrics(run, "mesh-animate"):
+        decoded, _ = decode_skinned_frames(run / "export" / "animated.glb")
+        return decoded[: stage_metrics(run, "mesh-animate")["frames"]]
+    return np.load(run / "export" / "vertices.npy").astype(np.float64)
+
+
+def player_tolerance(poses: np.ndarray) -> float:
+    """Absolute tolerance for a player's float32 maths on these poses."""
+    return 2e-5 * float(np.abs(poses).max())
+
+
+# -- hand-made glTF files (extension tests) --------------------------------------------------------------------------
+
+GL_FLOAT, GL_UINT, GL_USHORT, GL_SHORT, GL_UBYTE, GL_BYTE = 5126, 5125, 5123, 5122, 5121, 5120
+
+
+class GlbBuilder:
+    """Assemble a glTF document and its binary chunk by hand, for features no exporter here writes
+    (compressed, quantized or sparse accessors, texture extensions). Written from the glTF 2.0 spec, with
+    none of a3d's reader code.
+
+    Examples:
+        >>> b = GlbBuilder()
+        >>> pos = b.accessor(vertices.astype(np.float32), GL_FLOAT, "VEC3")
+        >>> b.mesh({"POSITION": pos}, b.accessor(faces.astype(np.uint32).ravel(), GL_UINT, "SCALAR"))
+        >>> b.save(tmp_path / "model.glb")
+    """
+
+    def __init__(self) -> None:
+        self.doc: dict = {"asset": {"version": "2.0"}, "buffers": [{"byteLength": 0}], "bufferViews": [],
+                          "accessors": [], "meshes": [], "nodes": [], "scenes": [{"nodes": []}], "scene": 0}  # fmt: skip
+        self.blob = bytearray()
+
+    def view(self, data: bytes) -> int:
+        self.blob += b"\0" * (-len(self.blob) % 4)
+        self.doc["bufferViews"].append({"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)})
+        self.blob += data
+        return len(self.doc["bufferViews"]) - 1
+
+    def accessor(self, array: np.ndarray | None, component: int, kind: str, count: int | None = None, **extra) -> int:
+        """An accessor over `array` (as stored, little-endian), or with no bufferView when `array` is None."""
+        acc = {"componentType": component, "type": kind, **extra}
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            acc["bufferView"] = self.view(array.astype(array.dtype.newbyteorder("<")).tobytes())
+            acc["count"] = int(len(array))
+        if count is not None:
+            acc["count"] = count
+        self.doc["accessors"].append(acc)
+        return len(self.doc["accessors"]) - 1
+
+    def image(self, data: bytes, mime: str) -> int:
+        self.doc.setdefault("images", []).append({"bufferView": self.view(data), "mimeType": mime})
+        return len(self.doc["images"]) - 1
+
+    def textured_material(self, texture: dict, **info) -> int:
+        """A material whose base-colour texture is `texture` (a glTF texture object); `info` joins its textureInfo."""
+        self.doc.setdefault("samplers", [{}])
+        self.doc.setdefault("textures", []).append({"sampler": 0, **texture})
+        tex_info = {"index": len(self.doc["textures"]) - 1, **info}
+        self.doc.setdefault("materials", []).append({"pbrMetallicRoughness": {"baseColorTexture": tex_info}})
+        return len(self.doc["materials"]) - 1
+
+    def mesh(self, attributes: dict, indices: int | None, node: dict | None = None, **primitive) -> int:
+        """A mesh with one triangle primitive, placed by a new root node (`node` adds fields); returns the node."""
+        prim = {"attributes": attributes, **primitive}
+        if indices is not None:
+            prim["indices"] = indices
+        self.doc["meshes"].append({"primitives": [prim]})
+        self.doc["nodes"].append({"mesh": len(self.doc["meshes"]) - 1, **(node or {})})
+        self.doc["scenes"][0]["nodes"].append(len(self.doc["nodes"]) - 1)
+        return len(self.doc["nodes"]) - 1
+
+    def use(self, extension: str, required: bool = False) -> None:
+        self.doc.setdefault("extensionsUsed", []).append(extension)
+        if required:
+            self.doc.setdefault("extensionsRequired", []).append(extension)
+
+    def save(self, path: Path) -> Path:
+        import json
+        import struct
+
+        blob = bytes(self.blob) + b"\0" * (-len(self.blob) % 4)
+        self.doc["buffers"][0]["byteLength"] = len(blob)
+        text = json.dumps(self.doc).encode()
+        text += b" " * (-len(text) % 4)
+        head = struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob))
+        path.write_bytes(head + struct.pack("<I", len(text)) + b"JSON" + text + struct.pack("<I", len(blob)) + b"BIN\0" + blob)
+        return path
+
+
+def png_bytes(image: np.ndarray, fmt: str = "PNG", **options) -> bytes:
+    """An [H, W, 3|4] uint8 image encoded by Pillow (e.g. fmt="WEBP", lossless=True)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(out, format=fmt, **options)
+    return out.getvalue()

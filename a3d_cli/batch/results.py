@@ -1,9 +1,10 @@
 """`results.jsonl`: one JSON line per job of a batch — status, outputs, seconds per stage, peak memory.
 
-One process writes it (the batch's driver; workers send their results back). While the batch runs, each
-finished job is appended as one line, flushed and synced, so a killed batch leaves every finished job on
-record. When the batch ends the file is rewritten atomically with one line per job (the latest record of a
-run folder wins, earlier batches' jobs are kept), in the order they were first recorded.
+The batch's driver writes it (workers send their results back). While the batch runs, each finished job is
+appended as one line, flushed and synced, so a killed batch leaves every finished job on record. When the
+batch ends the file is rewritten atomically with one line per job (the latest record of a run folder wins,
+earlier batches' jobs are kept), in the order they were first recorded. Both happen under an exclusive
+`flock` on the file (`a3d_cli.io.runlock.locked_file`), so batches sharing one results file lose no line.
 
 A line (`JobRecord.to_json`):
 
@@ -21,6 +22,7 @@ itself or a worker that died).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterable
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from a3d_cli.io.atomic import atomic_write_text
+from a3d_cli.io.runlock import locked_file
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
@@ -73,25 +76,27 @@ class ResultsFile:
         self.path = Path(path)
 
     def append(self, record: JobRecord) -> None:
-        """Add one line, flushed and synced (one `write` call, so a reader never sees half a line)."""
+        """Add one line, flushed and synced, under the file's lock (one `write`, so a reader never sees half a line)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record.to_json()) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        line = (json.dumps(record.to_json()) + "\n").encode("utf-8")
+        with locked_file(self.path) as fd:
+            written = os.write(fd, line)
+            if written < len(line):  # a full disk: say so rather than leave half a line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+            os.fsync(fd)
 
     def read(self) -> dict[str, dict[str, Any]]:
         """run folder → its latest record (lines that do not parse, e.g. cut by a crash, are ignored)."""
         return latest_records(read_lines(self.path))
 
     def compact(self) -> None:
-        """Rewrite the file atomically with one line per job."""
+        """Rewrite the file atomically with one line per job, under the file's lock (no other batch's line is lost)."""
         if not self.path.exists():
             return
-        records = self.read()
-        text = "".join(json.dumps(r) + "\n" for r in records.values())
-        atomic_write_text(self.path, text)
+        with locked_file(self.path):
+            records = self.read()
+            text = "".join(json.dumps(r) + "\n" for r in records.values())
+            atomic_write_text(self.path, text)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:

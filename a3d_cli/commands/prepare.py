@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report
+from a3d_cli.errors import OptionError
 from a3d_cli.stages.prepare import PrepareOptions
 
 _MESH = "Mesh conversion"
@@ -71,6 +72,12 @@ def prepare(
     """Make [bold]RUN/static/gaussians.ply[/bold] and the 4 conditioning views from a mesh or 3DGS file."""
     from a3d_cli.stages import prepare as stage
 
+    given = ctx.get_parameter_source("splat_count")  # a ParameterSource of whichever click Typer runs on
+    if splats_deprecated is not None and given is not None and given.name == "COMMANDLINE":
+        raise OptionError(
+            f"--splats (the old spelling) and --splat-count were both given ({splats_deprecated} and {splat_count}).",
+            hint="Give --splat-count only.",
+        )
     opts = stage.PrepareOptions(
         model=str(resolve_path(model).absolute()),
         up=up,  # type: ignore[arg-type]  # validated by PrepareOptions

@@ -125,4 +125,4 @@ def path(
     """Print the local path of a model (a file, or a folder for diffusers models), for scripts."""
     from a3d_cli.weights import resolve
 
-    typer.echo(str(resolve(name, weights)))
+    typer.echo(str(resolve(name, weights, option="--weights")))

@@ -28,6 +28,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -42,6 +43,24 @@ if TYPE_CHECKING:
 
 LoopMode = Literal["off", "blend", "pingpong"]
 LOOP_MODES = ("off", "blend", "pingpong")
+MAX_FPS = 240.0  # exported key rate, per second
+MAX_DURATION = 600.0  # seconds a clip may play over
+
+
+def check_clip_options(fps: float, duration: float | None, loop_mode: str) -> None:
+    """Refuse a key rate, play time or loop closing no export can use (`--fps`, `--duration`, `--loop-mode`).
+
+    Raises:
+        OptionError: the value that is out of range, and its range.
+    """
+    from a3d_cli.errors import OptionError
+
+    if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise OptionError(f"--fps must be in (0, {MAX_FPS:g}], got {fps}.")
+    if duration is not None and not (math.isfinite(duration) and 0 < duration <= MAX_DURATION):
+        raise OptionError(f"--duration must be in (0, {MAX_DURATION:g}] seconds, got {duration}.")
+    if loop_mode not in ("blend", "pingpong"):
+        raise OptionError(f"--loop-mode must be blend or pingpong, got {loop_mode!r}.")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from a3d_cli.geometry import quat_left_matrix, quat_multiply, quat_to_rotmat
 from a3d_cli.kernels.hexplane import hexplane_features, init_hexplane_level
+from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 
 from .container import Gaussians
 
@@ -69,7 +70,7 @@ class MotionFieldConfig:
     """Add the global rigid-motion heads (Euler angles and translation from the mean feature)."""
     use_delta_scale: bool = False
     """Apply the Δlog-scale head (the reference uses it only during SDS refinement)."""
-    num_frames: int = 16
+    num_frames: int = NUM_FRAMES
     """Frames of the motion; frame f has time -1 + 2 f / (num_frames - 1)."""
     static_first_frame: bool = True
     """Frame 0 is the static model, never deformed (the reference's `first_frame_trainable: false`)."""

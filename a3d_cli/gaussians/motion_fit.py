@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
 from a3d_cli.io.masks import MaskOptions
+from a3d_cli.models.mvvdm.shape import NUM_FRAMES, RESOLUTION
 from a3d_cli.render.splats import render_splats
 
 if TYPE_CHECKING:
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.render.cameras import CameraSet
     from a3d_cli.progress import Progress
-
-NUM_FRAMES = 16
-"""Frames of an MV-VDM video and of the fitted motion field."""
 
 
 # --- settings -----------------------------------------------------------------------------------------
@@ -54,7 +52,7 @@ class FitSettings:
     frames_per_step: int = 0
     """Frames rendered per step: 0 = all active frames (reference); k > 0 = the newest active frame plus
     k - 1 random earlier ones (cheaper steps; the reference's mesh path uses 2)."""
-    resolution: int = 256
+    resolution: int = RESOLUTION
     """Render and target size in pixels (targets are resized when the video differs)."""
     max_splats: int = 0
     """Fit on at most this many splats (random subset, scales enlarged to keep coverage; 0 = all). The

@@ -31,13 +31,14 @@ from safetensors.torch import save_file
 
 from a3d_cli import __version__
 from a3d_cli.errors import InputError
+from a3d_cli.models.mvvdm.shape import FPS
 
 from .container import Gaussians
 from .motion_field import MotionField, MotionFieldConfig
 
 MOTION_FORMAT = "a3d.motion"
 MOTION_FORMAT_VERSION = "1"
-DEFAULT_FPS = 8.0  # MV-VDM's 16 frames play at 8 fps
+DEFAULT_FPS = FPS  # MV-VDM's frames play at 8 fps
 
 
 def static_digest(g: Gaussians) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from a3d_cli.errors import OptionError
+from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.render.random_cameras import RandomCameraConfig
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class RefineSettings:
     """Neighbours per splat in the ARAP energy."""
     arap_sample_points: int = 512
     """Splats scored by ARAP per step (drawn with replacement; 0 = all)."""
-    render_size: int = 256
+    render_size: int = RESOLUTION
     """Side in pixels of the SDS renders (MV-VDM's resolution)."""
     target_size: int = 1024
     """Side in pixels of the reconstruction-branch renders and their targets (the reference: 1024)."""

@@ -76,6 +76,19 @@ def composite(rgba: Tensor, background: float | Tensor) -> Tensor:
     return rgb * alpha + bg * (1 - alpha)
 
 
+def resize_square(images: Tensor, size: int) -> Tensor:
+    """[..., H, W, C] → [..., size, size, C]: area-averaged when shrinking, bilinear when growing."""
+    import torch.nn.functional as F
+
+    lead, (h, w, c) = images.shape[:-3], images.shape[-3:]
+    if h == size and w == size:
+        return images
+    x = images.reshape(-1, h, w, c).permute(0, 3, 1, 2)  # [B, C, H, W]
+    shrink = size < h
+    x = F.interpolate(x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False)
+    return x.permute(0, 2, 3, 1).reshape(*lead, size, size, c)
+
+
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I")  # 16-bit (and 32-bit integer) greyscale modes of PIL
 
 

@@ -1,9 +1,12 @@
-"""One a3d process per run folder at a time.
+"""Locks between a3d processes: one process per run folder at a time, and one writer at a time of a shared file.
 
-An advisory `fcntl.flock` on `RUN/.a3d.lock`: the kernel drops it when the process dies, so a killed run
-never leaves a stale lock behind. Re-entrant within one process (`animate` runs several stages under one lock).
-The lock file is opened without following links and must be a plain file: a run folder received from someone
-else could otherwise make a3d truncate and overwrite any file the user can write.
+`run_lock`: an advisory `fcntl.flock` on `RUN/.a3d.lock`: the kernel drops it when the process dies, so a
+killed run never leaves a stale lock behind. Re-entrant within one process (`animate` runs several stages
+under one lock). The lock file is opened without following links and must be a plain file: a run folder
+received from someone else could otherwise make a3d truncate and overwrite any file the user can write.
+
+`locked_file`: the same kind of lock on a file itself, waited for, for files several processes append to
+(`a3d batch`'s `results.jsonl`).
 """
 
 from __future__ import annotations
@@ -86,3 +89,39 @@ def _open_lock_file(path: Path) -> int:
         os.close(fd)
         raise RunFolderError(f"The lock file {path} is not a plain file of its own (a device, pipe or hard link).", hint=hint)
     return fd
+
+
+@contextlib.contextmanager
+def locked_file(path: Path) -> Iterator[int]:
+    """Hold an exclusive `flock` on `path` itself (created when missing), waiting while another process holds it.
+
+    The file is opened for reading and appending. Another holder may have replaced it while this process waited
+    (an atomic rewrite renames a new file over it): the lock is then taken again on the file now at `path`, so
+    every holder reads and writes the same file. On a file system without `flock` the block runs unlocked.
+
+    Yields:
+        the open file descriptor (O_APPEND: each `os.write` lands at the end).
+    """
+    path = Path(path)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            break  # no locks on this file system: as good as it gets
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:  # removed while we waited
+            same = False
+        if same:
+            break
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    try:
+        yield fd
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+

@@ -10,13 +10,16 @@ from a3d_cli.io.atomic import atomic_path
 from a3d_cli.io.images import to_uint8
 
 
-def write_mp4(path: Path, frames: Tensor, fps: float = 8.0) -> None:
+def write_mp4(path: Path, frames: Tensor, fps: float = 8.0) -> dict[str, float | int]:
     """Write frames as an H.264 MP4 (yuv420p, `+faststart`: the index comes first, so it streams) atomically.
 
     Args:
         path: destination `.mp4`.
         frames: [F, H, W, 3] float in [0, 1]. H and W are padded to even sizes (H.264 needs them).
         fps: frames per second.
+
+    Returns:
+        What a player sees, for the manifest: {"frames", "fps", "width", "height"} (the padded size).
     """
     import imageio.v2 as imageio
     import numpy as np
@@ -37,6 +40,7 @@ def write_mp4(path: Path, frames: Tensor, fps: float = 8.0) -> None:
                 writer.append_data(frame)
         finally:
             writer.close()
+    return {"frames": int(arr.shape[0]), "fps": float(fps), "width": int(arr.shape[2]), "height": int(arr.shape[1])}
 
 
 def read_mp4(path: Path) -> Tensor:

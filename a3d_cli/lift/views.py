@@ -189,15 +189,13 @@ def load_views(folder: Path) -> OrbitViews:
 
 def resize_views(views: OrbitViews, size: int) -> OrbitViews:
     """The same views at `size`² (area-averaged when shrinking); cameras are unchanged (fov-based)."""
-    import torch.nn.functional as F
+    from a3d_cli.io.images import resize_square
 
     if size == views.size:
         return views
 
     def rs(x: Tensor) -> Tensor:  # [V, S, S, C] → [V, size, size, C]
-        mode = "area" if size < views.size else "bilinear"
-        kw = {} if mode == "area" else {"align_corners": False}
-        return F.interpolate(x.permute(0, 3, 1, 2), size=(size, size), mode=mode, **kw).permute(0, 2, 3, 1).clamp(0, 1)
+        return resize_square(x, size).clamp(0, 1)
 
     alphas = None if views.alphas is None else rs(views.alphas[..., None])[..., 0]
     return OrbitViews(rs(views.images), alphas, views.cameras, views.names, views.camera_input)

@@ -22,6 +22,8 @@ one BIN chunk. Layout of the BIN chunk, every bufferView starting on a 4-byte bo
 Conventions:
 
 - Positions are written as given (the caller puts them in the asset's original frame, +Y up as glTF).
+- NORMAL is one area-weighted normal per position: the copies of a vertex along a UV seam share it, so
+  viewers shade the surface without creases at its texture seams (per frame too, as morph-target deltas).
 - `uvs` are taken with the OBJ/OpenGL origin (bottom-left, v up), which is what trimesh and most mesh
   loaders hold, and flipped to glTF's top-left origin on write (v' = 1 − v).
 - Animation keys sit at t_k = k / fps. With `loop=True` one more key at F / fps returns to frame 0, so a
@@ -47,6 +49,7 @@ import numpy as np
 
 from a3d_cli import __version__
 from a3d_cli.io.atomic import atomic_write_bytes
+from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 if TYPE_CHECKING:
     from a3d_cli.mesh.surface import SurfaceMesh
@@ -69,6 +72,7 @@ LINEAR_MIPMAP_LINEAR = 9987
 REPEAT = 10497
 
 Interpolation = Literal["STEP", "LINEAR"]
+NO_FACE_NORMAL = (0.0, 1.0, 0.0)  # the unit normal of a vertex on no face (glTF requires unit NORMALs)
 
 
 @dataclass(frozen=True)
@@ -117,32 +121,6 @@ def image_mime_type(data: bytes) -> str:
     if data[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
     raise ValueError("textures must be PNG or JPEG bytes (glTF 2.0 core formats); re-encode the image first")
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals; vertices on no face (or degenerate ones) get +Y.
-
-    Args:
-        vertices: [V, 3] or [F, V, 3] positions.
-        faces: [T, 3] vertex indices.
-
-    Returns:
-        Same shape as `vertices`, float32, every row unit length (glTF requires unit NORMALs).
-    """
-    v = np.asarray(vertices, dtype=np.float64)
-    tri = v[..., faces, :]  # [..., T, 3, 3]
-    face_n = np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])  # [..., T, 3] (|n| = 2·area)
-    normals = np.zeros_like(v)  # [..., V, 3]
-    for corner in range(3):
-        idx = faces[:, corner]
-        if v.ndim == 2:
-            np.add.at(normals, idx, face_n)
-        else:
-            np.add.at(normals, (slice(None), idx), face_n)
-    length = np.linalg.norm(normals, axis=-1, keepdims=True)  # [..., V, 1]
-    unit = normals / np.where(length > 1e-20, length, 1.0)  # [..., V, 3]
-    out = np.where(length > 1e-20, unit, np.array([0.0, 1.0, 0.0]))  # [..., V, 3]
-    return out.astype(np.float32)
 
 
 class _GlbBuilder:
@@ -246,7 +224,7 @@ def _mesh_primitive(
     idx_acc = b.accessor(indices, "SCALAR", ELEMENT_ARRAY_BUFFER, component=index_type)
     base = vertices.astype(np.float32)  # [V, 3]
     attributes["POSITION"] = b.accessor(base, "VEC3", ARRAY_BUFFER, min_max=True)
-    base_n = vertex_normals(base, faces)  # [V, 3]
+    base_n = vertex_normals(base, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(base)).astype(np.float32)  # [V, 3]
     attributes["NORMAL"] = b.accessor(base_n, "VEC3", ARRAY_BUFFER)
     if uvs is not None:
         gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
@@ -380,7 +358,9 @@ def animated_glb_bytes(
 
     # 2. one morph target per frame: deltas taken in float64 so that base + Δ rounds to the frame's value
     targets = []
-    frame_n = vertex_normals(frames, faces) if morph_normals else None  # [F, V, 3]
+    frame_n = None  # [F, V, 3]
+    if morph_normals:
+        frame_n = vertex_normals(frames, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(vertices)).astype(np.float32)
     for k in range(f):
         delta = (frames[k] - base.astype(np.float64)).astype(np.float32)  # [V, 3]
         target = {"POSITION": b.accessor(delta, "VEC3", ARRAY_BUFFER, min_max=True)}
@@ -673,7 +653,6 @@ __all__ = [
     "image_mime_type",
     "mesh_material",
     "skinned_glb_bytes",
-    "vertex_normals",
     "write_animated_glb",
     "write_skinned_glb",
 ]

@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Literal
@@ -30,7 +31,8 @@ _REPAIR = "Repair the mesh in a 3D tool and export it again."
 
 
 def check_input_file(path: Path) -> None:
-    """Cheap checks before any work: the file exists, is a file, is readable and has a supported suffix.
+    """Cheap checks before any work: the file exists, is a file, is readable and has a supported suffix; a
+    glTF requires no extension a3d cannot honour (`a3d_cli.mesh.gltf_extensions`).
 
     Raises:
         InputError: with one sentence naming the problem.
@@ -54,6 +56,13 @@ def check_input_file(path: Path) -> None:
         raise InputError(
             f"The input file {path} is empty (0 bytes).", hint="The export or download did not finish; make the file again."
         )
+    if path.suffix.lower() in (".glb", ".gltf"):  # extensions a3d cannot honour: refused before any work
+        from a3d_cli.mesh.gltf_extensions import check_extensions
+        from a3d_cli.mesh.references import gltf_json
+
+        doc = gltf_json(path)
+        if doc is not None:
+            check_extensions(doc, path.name)
 
 
 def detect_kind(path: Path) -> InputKind:
@@ -84,8 +93,15 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     path = Path(path)
     check_input_file(path)
     logging.getLogger("trimesh").setLevel(logging.ERROR)
+    resolver = _resolver(path, allow_external_refs)
+    source: object = str(path)
+    kwargs: dict[str, object] = {}
+    if path.suffix.lower() in (".glb", ".gltf"):  # decode what trimesh would misread (a3d_cli.mesh.gltf_core)
+        from a3d_cli.mesh.gltf_core import core_glb
+
+        source, kwargs = io.BytesIO(core_glb(path, resolver)), {"file_type": "glb"}
     try:
-        scene = trimesh.load_scene(str(path), process=False, resolver=_resolver(path, allow_external_refs))
+        scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
     except Exception as exc:  # trimesh raises many types for corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(

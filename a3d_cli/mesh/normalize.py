@@ -182,26 +182,17 @@ def fit_normalization(
     return Normalization(rotation=rot, center=rot.T @ center_rot, scale=scale, up=up, front=front, radius=radius)
 
 
-def normalize_gaussians(g: Gaussians, norm: Normalization) -> tuple[Gaussians, bool]:
-    """Move 3D Gaussians into the normalized frame.
+def normalize_gaussians(g: Gaussians, norm: Normalization) -> Gaussians:
+    """Move 3D Gaussians into the normalized frame, view-dependent colour included.
 
-    Centres are transformed, scales multiplied by s, rotations pre-multiplied by R. Higher-order SH
-    coefficients would need rotating too (a Wigner-D rotation per band); when R is not the identity they are
-    dropped instead and the base colour kept.
-
-    Returns:
-        (normalized Gaussians, whether `sh_rest` was dropped).
+    p' = s R (p − c) is the similarity p' = s R p + t with t = −s R c: centres are transformed, scales
+    multiplied by s, rotations pre-multiplied by R and higher-order SH rotated with R, so each splat shows
+    in direction R d the colour it showed in direction d (`gaussians.transform.similarity_gaussians`).
     """
     import torch
 
-    from a3d_cli.geometry import quat_multiply, rotmat_to_quat
+    from a3d_cli.gaussians.transform import similarity_gaussians
 
-    means = torch.from_numpy(norm.apply(g.means.double().numpy())).float()  # [N, 3]
-    rotated = not np.allclose(norm.rotation, np.eye(3))
-    quats = g.quats
-    if rotated:
-        q_r = rotmat_to_quat(torch.from_numpy(norm.rotation))  # [4] float64
-        quats = quat_multiply(q_r, g.quats.double()).float()
-    dropped = rotated and g.sh_rest is not None
-    out = g.with_(means=means, quats=quats, scales=g.scales * float(norm.scale), sh_rest=None if dropped else g.sh_rest)
-    return out, dropped
+    rot = torch.from_numpy(norm.rotation.copy())  # [3, 3] float64
+    shift = torch.from_numpy(-float(norm.scale) * norm.rotation @ norm.center)  # [3]
+    return similarity_gaussians(g, float(norm.scale), rot, shift)

@@ -146,3 +146,72 @@ def looks_upside_down(means: np.ndarray, colors: np.ndarray, band: float = 0.2) 
     if len(top) < 10 or len(bottom) < 10:
         return False
     return float(bottom.mean()) > MIN_UPSIDE_DOWN_RATIO * max(float(top.mean()), 1e-6)
+
+
+def conventional_front(up: str) -> str:
+    """The front a file's convention gives for its up axis: -y for a Z-up export (Blender), else +z."""
+    return "-y" if up[1] == "z" else "+z"
+
+
+def fronts_for(up: str) -> list[str]:
+    """The front axes that make sense with `up`: the four axes perpendicular to it."""
+    return [f"{sign}{axis}" for axis in "xyz" if axis != up[1] for sign in "+-"]
+
+
+@dataclass(frozen=True)
+class FrontChoice:
+    """Which front an asset is given, and what the guess behind it said.
+
+    Attributes:
+        front: the front axis to normalize with, in the asset's own axes.
+        conventional: the front its file's convention implies (`conventional_front`).
+        guess: the guess for `--front auto` (None when the user named the front).
+        guessed: the guessed front in the asset's own axes (None when the user named the front).
+        upside_down: splats that look stored Y-down (`looks_upside_down`); False for meshes and other up axes.
+    """
+
+    front: str
+    conventional: str
+    guess: FrontGuess | None = None
+    guessed: str | None = None
+    upside_down: bool = False
+
+
+def choose_front(
+    points: np.ndarray,  # [P, 3]
+    up: str,
+    front: str,
+    faces: np.ndarray | None = None,  # [T, 3]
+    colors: np.ndarray | None = None,  # [P, 3]
+) -> FrontChoice:
+    """The front axis to use: the named one, or for "auto" the guessed one when confident, else the conventional.
+
+    Args:
+        points: [P, 3] mesh vertices or splat centres, in the asset's own axes.
+        up: the asset's up axis (`a3d_cli.mesh.normalize.AXES`).
+        front: the asset's front axis, or "auto" to guess it (`guess_front`).
+        faces: [T, 3] the mesh's triangles (None for splats).
+        colors: [P, 3] splat base colours in [0, 1], for the upside-down check (None for meshes).
+
+    Returns:
+        FrontChoice.
+    """
+    from a3d_cli.mesh.normalize import AXES, axis_rotation
+
+    conventional = conventional_front(up)
+    rot = axis_rotation(up, front if front != "auto" else conventional)
+    turned = np.asarray(points, dtype=np.float64) @ rot.T  # [P, 3] up = +Y
+    upside_down = colors is not None and up == "+y" and looks_upside_down(turned, colors)
+    if front != "auto":
+        return FrontChoice(front=front, conventional=conventional, upside_down=upside_down)
+    guess = guess_front(turned, faces)
+    vec = rot.T @ np.asarray(AXES[guess.front])  # the guessed direction back in the asset's own axes
+    guessed = next(name for name, v in AXES.items() if np.allclose(v, vec, atol=1e-6))
+    return FrontChoice(
+        front=guessed if guess.confident else conventional,
+        conventional=conventional,
+        guess=guess,
+        guessed=guessed,
+        upside_down=upside_down,
+    )
+

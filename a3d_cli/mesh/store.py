@@ -11,7 +11,9 @@ Layout (guaranteed, checked by `load_processed_mesh`):
   frame with `source/normalization.json`'s `inverse`);
 - TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures, with the alpha mode of
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1);
-- COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white.
+- COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
+- NORMAL: smooth vertex normals, equal across UV seams (`topology.vertex_normals`). glTF viewers
+  shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import numpy as np
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
 from a3d_cli.mesh.appearance import srgb_to_linear
+from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL
 from a3d_cli.mesh.surface import SurfaceMesh
+from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 
 def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
@@ -54,8 +58,11 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
             visual.vertex_attributes["color"] = color0  # type: ignore[attr-defined]
     else:
         visual = ColorVisuals(vertex_colors=color0) if has_color else None
-    tm = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, visual=visual, process=False, validate=False)
-    return trimesh.Scene(tm).export(file_type="glb")
+    normals = vertex_normals(mesh.vertices, mesh.faces, NO_FACE_NORMAL, welded=seam_copies(mesh.vertices))  # [V, 3]
+    tm = trimesh.Trimesh(
+        vertices=mesh.vertices, faces=mesh.faces, vertex_normals=normals, visual=visual, process=False, validate=False
+    )
+    return trimesh.Scene(tm).export(file_type="glb", include_normals=True)
 
 
 def save_processed_mesh(path: str | os.PathLike[str], mesh: SurfaceMesh) -> None:

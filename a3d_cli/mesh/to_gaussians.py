@@ -80,7 +80,7 @@ def mesh_to_gaussians(
     bary = _face_points(n_face, rng)  # [S, 3]
 
     # 3. vertex splats: frames and sizes from the local edges
-    v_rot, v_scale = _vertex_splat_shapes(pos, faces_w, edges, f_normal, f_area, n_face)
+    v_rot, v_scale = _vertex_splat_shapes(pos, faces_w, edges, f_area, n_face)
 
     # 4. sample splats: frames from their face, sizes from the face's point spacing
     s_pos = np.einsum("sk,skc->sc", bary, pos[faces_w[face_ids]])  # [S, 3]
@@ -156,11 +156,11 @@ def _tangent_frames(normals: np.ndarray, directions: np.ndarray) -> np.ndarray:
 
 
 def _vertex_splat_shapes(
-    pos: np.ndarray, faces: np.ndarray, edges: np.ndarray, f_normal: np.ndarray, f_area: np.ndarray, n_face: np.ndarray
+    pos: np.ndarray, faces: np.ndarray, edges: np.ndarray, f_area: np.ndarray, n_face: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotations [W, 3, 3] and scales [W, 3] of the vertex splats."""
     w = len(pos)
-    normals = vertex_normals(w, faces, f_normal, f_area)  # [W, 3]
+    normals = vertex_normals(pos, faces)  # [W, 3]
     # second moment of the edge vectors around each vertex
     d = pos[edges[:, 1]] - pos[edges[:, 0]]  # [E, 3]
     outer = d[:, :, None] * d[:, None, :]  # [E, 3, 3]

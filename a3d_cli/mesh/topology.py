@@ -42,16 +42,49 @@ def face_normals_and_areas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.
     return normals, 0.5 * double_area
 
 
+def seam_copies(vertices: np.ndarray) -> np.ndarray:
+    """[V] the welded index of each of [V, 3] `vertices` (`weld`) at a tolerance relative to their extent,
+    for meshes in an asset's own units (a written GLB) rather than a3d's normalized frame."""
+    v = np.asarray(vertices, dtype=np.float64)
+    extent = float(np.abs(v - v.mean(axis=0)).max()) if len(v) else 0.0
+    return weld(v, WELD_TOLERANCE * (extent or 1.0))[0]
+
+
 def vertex_normals(
-    num_vertices: int, faces: np.ndarray, face_normals: np.ndarray, face_areas: np.ndarray
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    fallback: tuple[float, float, float] | None = None,
+    welded: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Area-weighted vertex normals [V, 3]; zero where the surrounding faces cancel or are degenerate."""
-    acc = np.zeros((num_vertices, 3))
-    weighted = face_normals * face_areas[:, None]  # [T, 3]
-    for k in range(3):
-        np.add.at(acc, faces[:, k], weighted)
-    norm = np.linalg.norm(acc, axis=-1, keepdims=True)
-    return np.where(norm > 1e-20, acc / np.maximum(norm, 1e-300), 0.0)
+    """Area-weighted unit vertex normals, for one pose or a batch of poses of the same faces.
+
+    Each face adds its cross product (direction its normal, length twice its area) to its three corners.
+    With `welded`, the sums are per position: the copies of a vertex along a UV seam get one normal, that of
+    all faces around the position, so a written mesh shades without creases at its texture seams (viewers
+    shade with NORMAL as written).
+
+    Args:
+        vertices: [V, 3] or [F, V, 3] positions.
+        faces: [T, 3] vertex indices.
+        fallback: [3] unit vector given to vertices whose faces cancel, are degenerate or absent; zero
+            when None.
+        welded: [V] index of the distinct position each vertex is a copy of (`weld`, `seam_copies`); None
+            treats every vertex on its own.
+
+    Returns:
+        float64 array of the shape of `vertices`, each row unit length (or the fallback).
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    index = np.arange(v.shape[-2]) if welded is None else np.asarray(welded, dtype=np.int64)  # [V]
+    tri = v[..., faces, :]  # [..., T, 3, 3]
+    cross = np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])  # [..., T, 3]
+    acc = np.zeros(v.shape[:-2] + (int(index.max(initial=-1)) + 1, 3))  # [..., W, 3]
+    for corner in range(3):
+        np.add.at(acc, (..., index[faces[:, corner]], slice(None)), cross)
+    acc = acc[..., index, :]  # [..., V, 3]
+    length = np.linalg.norm(acc, axis=-1, keepdims=True)  # [..., V, 1]
+    empty = np.zeros(3) if fallback is None else np.asarray(fallback, dtype=np.float64)
+    return np.where(length > 1e-20, acc / np.maximum(length, 1e-300), empty)
 
 
 def unique_edges(faces: np.ndarray) -> np.ndarray:

@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from a3d_cli.models.mvvdm.shape import NUM_VIEWS
+
 if TYPE_CHECKING:  # torch is imported when cameras are drawn: the options that hold a config stay light
     import torch
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:  # torch is imported when cameras are drawn: the options that 
 class RandomCameraConfig:
     """Distributions of one random camera set; defaults are the reference's refine-stage values."""
 
-    num_views: int = 4
+    num_views: int = NUM_VIEWS
     """Views per set, 360°/num_views apart in azimuth."""
     azimuth_range: tuple[float, float] = (-180.0, 180.0)
     """Degrees the views (with their offset) spread over."""

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from a3d_cli.errors import InputError, OptionError
+from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
 from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
@@ -45,7 +46,7 @@ from a3d_cli.progress import Progress
 Output = Literal["auto", "mesh", "splats"]
 VIDEO_ALTERNATIVE = (
     "Or animate from a multi-view video you already have: `a3d animate MODEL --video DIR` "
-    "(DIR holds v{view}_f{frame:02d}.png, 4 views × 16 frames)."
+    f"(DIR holds v{{view}}_f{{frame:02d}}.png, {NUM_VIEWS} views × {NUM_FRAMES} frames)."
 )
 STAGE_ORDER = ("orbit", "lift", "prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -342,7 +343,8 @@ def _check_image_input(opts: AnimateOptions) -> None:
         return
     from a3d_cli.weights import resolve
 
-    resolve(opts.sv3d_model, Path(opts.sv3d_checkpoint).expanduser() if opts.sv3d_checkpoint else None)
+    explicit = Path(opts.sv3d_checkpoint).expanduser() if opts.sv3d_checkpoint else None
+    resolve(opts.sv3d_model, explicit, option="--sv3d-checkpoint")
 
 
 class ChainProgress(Progress):
@@ -379,7 +381,7 @@ def preflight(opts: AnimateOptions) -> ChainPlan:
     """
     from a3d_cli.mesh.load import detect_kind
     from a3d_cli.models.mvvdm.weights import explicit_weights, mvvdm_weights_missing
-    from a3d_cli.stages.reconstruct import list_video_frames
+    from a3d_cli.io.video_frames import list_video_frames
 
     image_input = is_image_input(opts.model)
     if image_input:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from a3d_cli import __version__
 from a3d_cli.errors import A3DError, RunFolderError, RunLockedError
@@ -33,6 +33,9 @@ from a3d_cli.io.paths import check_links_inside, private_dir, resolve_inside
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.progress import Progress
 from a3d_cli.stages.producers import PREPARE
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 STAGING_DIR = ".staging"
 
@@ -95,6 +98,21 @@ class StageContext:
         path = self.staging / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def write_video(self, rel: str, frames: Tensor, fps: float) -> None:
+        """Write run-folder video `rel` (`io.video.write_mp4`) and record what a player sees of it.
+
+        The manifest's `metrics.videos[rel]` then holds its frame count, fps, width and height, so scripts
+        (and the tests that probe the file with ffprobe) know what the file claims without decoding it.
+
+        Args:
+            rel: run-folder path of the `.mp4`.
+            frames: [F, H, W, 3] float in [0, 1].
+            fps: frames per second.
+        """
+        from a3d_cli.io.video import write_mp4
+
+        self.metrics.setdefault("videos", {})[rel] = write_mp4(self.output(rel), frames, fps=fps)
 
     def staged_files(self) -> list[str]:
         """Relative names of everything the body has written so far."""

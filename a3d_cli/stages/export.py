@@ -23,13 +23,13 @@ Examples:
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError
+from a3d_cli.gaussians.motion_clip import check_clip_options
 from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
 from a3d_cli.run_layout import (
     EXPORT_PREVIEW,
@@ -92,12 +92,7 @@ class ExportOptions:
             raise OptionError(
                 f"--frames {self.frames!r} is not a frame list.", hint='Use "all", a range "0-7" or a list "0,4,8-15".'
             )
-        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
-            raise OptionError(f"--fps must be in (0, 240], got {self.fps}.")
-        if self.duration is not None and not (math.isfinite(self.duration) and 0 < self.duration <= 600):
-            raise OptionError(f"--duration must be in (0, 600] seconds, got {self.duration}.")
-        if self.loop_mode not in ("blend", "pingpong"):
-            raise OptionError(f"--loop-mode must be blend or pingpong, got {self.loop_mode!r}.")
+        check_clip_options(self.fps, self.duration, self.loop_mode)
         from a3d_cli.gaussians.ply import PLY_CONVENTIONS  # torch: imported when options are checked, not with the CLI
 
         if self.ply_convention not in PLY_CONVENTIONS:
@@ -161,7 +156,6 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
         from a3d_cli.gaussians.ply import convention_rotation, write_ply
         from a3d_cli.gaussians.transform import similarity_gaussians
         from a3d_cli.io.atomic import atomic_write_text
-        from a3d_cli.io.video import write_mp4
         from a3d_cli.mesh.normalize import NORMALIZED_RADIUS, Normalization
         from a3d_cli.render.splats import render_orbit
 
@@ -216,7 +210,7 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
                 video = render_orbit(
                     deformed, opts.size, opts.elevation_deg, opts.preview_loops, opts.background, ctx.progress
                 )
-            write_mp4(ctx.output(EXPORT_PREVIEW), video, fps=timing.key_rate)
+            ctx.write_video(EXPORT_PREVIEW, video, fps=timing.key_rate)
         means = torch.stack([g.means for g in deformed]).double().cpu().numpy()  # [K, N, 3] normalized
         seam = seam_jumps(means, timing.key_rate, timing.closes, NORMALIZED_RADIUS) if len(frame_ids) == len(timing) >= 3 else None
         ctx.metrics.update(

@@ -201,7 +201,6 @@ def _lift(ctx: StageContext, views, masks, opts: LiftOptions) -> None:  # noqa: 
 
     from a3d_cli.gaussians.ply import write_ply
     from a3d_cli.io.images import save_png
-    from a3d_cli.io.video import write_mp4
     from a3d_cli.lift.pipeline import lift
     from a3d_cli.lift.preview import turntable
     from a3d_cli.mesh.store import save_processed_mesh
@@ -218,7 +217,7 @@ def _lift(ctx: StageContext, views, masks, opts: LiftOptions) -> None:  # noqa: 
     size = opts.preview_size or 0
     mesh_splats = min(60_000, max(2_000, size * size // 2))  # dense enough to look closed at that size
     frames = turntable(result.gaussians, result.mesh, size, opts.preview_frames, device=ctx.device, mesh_splats=mesh_splats)
-    write_mp4(ctx.output(f"{OUT}/preview.mp4"), frames, fps=opts.fps)
+    ctx.write_video(f"{OUT}/preview.mp4", frames, fps=opts.fps)
     seconds = {k: round(v, 3) for k, v in result.seconds.items()}
     seconds["preview"] = round(time.perf_counter() - t, 3)
     ctx.metrics.update(

@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 
 from a3d_cli.errors import InputError, OptionError
+from a3d_cli.gaussians.motion_clip import check_clip_options
 from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
 from a3d_cli.run_layout import (
     BINDING,
@@ -85,12 +86,7 @@ class MeshAnimateOptions:
     def __post_init__(self) -> None:
         if self.motion not in ("auto", "coarse", "refined"):
             raise OptionError(f"--motion must be auto, coarse or refined, got {self.motion!r}.")
-        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
-            raise OptionError(f"--fps must be in (0, 240], got {self.fps}.")
-        if self.duration is not None and not (math.isfinite(self.duration) and 0 < self.duration <= 600):
-            raise OptionError(f"--duration must be in (0, 600] seconds, got {self.duration}.")
-        if self.loop_mode not in ("blend", "pingpong"):
-            raise OptionError(f"--loop-mode must be blend or pingpong, got {self.loop_mode!r}.")
+        check_clip_options(self.fps, self.duration, self.loop_mode)
         if not 1 <= self.bones <= 254:
             raise OptionError(f"--bones must be between 1 and 254, got {self.bones}.")
         if self.residual and not self.skin:

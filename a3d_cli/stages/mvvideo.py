@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import OptionError, RunFolderError
+from a3d_cli.models.mvvdm.shape import FPS, NUM_FRAMES, NUM_VIEWS, RESOLUTION
 from a3d_cli.run_layout import (
     MVVIDEO_CAMERAS,
     MVVIDEO_DIR,
@@ -53,9 +54,6 @@ DType = Literal["auto", "fp32", "fp16", "bf16"]
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
 FREEINIT_GRIDS = ("reference", "centred")
-NUM_VIEWS = 4
-NUM_FRAMES = 16
-SIZE = 256
 #: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
 #: The reference (Animate3D's inference.py) runs MV-VDM in fp32; fp16 is a3d's speed choice, to be
 #: confirmed or changed from docs/PERF.md's precision table (`benchmarks/bench_precision.py`).
@@ -83,7 +81,7 @@ class MVVideoOptions:
     symmetric for the 15 re-initialised frames); see `a3d_cli.models.freeinit`."""
     dtype: DType = "auto"
     """Network precision: auto (`DEFAULT_CUDA_DTYPE` on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
-    fps: float = 8.0
+    fps: float = FPS
     """Frame rate of the preview (MV-VDM's training clips are 16 frames at an effective 8 fps)."""
     mvdream: str | None = None
     """Explicit folder of yanqinJiang/mvdream-sd1.5-diffusers (else A3D_WEIGHTS_DIR / HF cache)."""
@@ -177,10 +175,10 @@ def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
     for i in range(NUM_VIEWS):
         img = load_png(ctx.input(view_png(i, grey=True)), mode="RGB").permute(2, 0, 1)  # [3, H, W]
         if img.shape[-1] != img.shape[-2] or (views and img.shape != views[0].shape):
-            raise RunFolderError(f"{view_png(i, grey=True)} is {img.shape[-1]}×{img.shape[-2]}; the 4 views "
+            raise RunFolderError(f"{view_png(i, grey=True)} is {img.shape[-1]}×{img.shape[-2]}; the {NUM_VIEWS} views "
                                  "must be square and of one size.", hint="Re-run `a3d prepare ... --force`.")
-        if img.shape[-1] != SIZE and i == 0:
-            ctx.progress.log(f"mvvideo: views are {img.shape[-1]}²; VAE-encoded at {SIZE}² (MV-VDM's size), "
+        if img.shape[-1] != RESOLUTION and i == 0:
+            ctx.progress.log(f"mvvideo: views are {img.shape[-1]}²; VAE-encoded at {RESOLUTION}² (MV-VDM's size), "
                              "CLIP-encoded at their own size, as the reference does")
         views.append(img.clamp(0, 1))
     return torch.stack(views), cams  # [4, 3, S, S]
@@ -190,17 +188,16 @@ def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoO
     """PNG frames, cameras.json and the side-by-side preview."""
     from a3d_cli.io.atomic import atomic_write_text
     from a3d_cli.io.images import save_png
-    from a3d_cli.io.video import write_mp4
 
     v, f = frames.shape[:2]  # [V, F, 3, H, W]
     for view in range(v):
         for frame in range(f):
             save_png(ctx.output(mvvideo_frame(view, frame)), frames[view, frame].permute(1, 2, 0))
-    data = cams.to_json(SIZE, SIZE)
+    data = cams.to_json(RESOLUTION, RESOLUTION)
     data.update(num_frames=f, fps=opts.fps, naming=f"{MVVIDEO_DIR}/{MVVIDEO_FRAME_NAME}")
     atomic_write_text(ctx.output(MVVIDEO_CAMERAS), json.dumps(data, indent=2))
     strip = frames.permute(1, 3, 0, 4, 2).reshape(f, frames.shape[3], v * frames.shape[4], 3)  # [F, H, V·W, 3]
-    write_mp4(ctx.output(MVVIDEO_PREVIEW), strip, fps=opts.fps)
+    ctx.write_video(MVVIDEO_PREVIEW, strip, fps=opts.fps)
 
 
 def run(
@@ -262,7 +259,7 @@ def run(
             ctx.progress.update(1, freeinit_pass=k + 1)
 
         generator = torch.Generator().manual_seed(ctx.seed)
-        out = generate_mvvideo(comp, resize_for_vae(views, SIZE), cams.c2w, opts.prompt, opts.negative_prompt, cfg,
+        out = generate_mvvideo(comp, resize_for_vae(views, RESOLUTION), cams.c2w, opts.prompt, opts.negative_prompt, cfg,
                                generator, on_step, clip_images=views, cuda_graph=opts.cuda_graph)
         # 4. write
         _write_outputs(ctx, out.frames, cams, opts)

@@ -179,7 +179,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
     if not image_path.is_file():
         raise InputError(f"Image {image_path} does not exist.", hint="Check the path and its spelling.")
     explicit = Path(opts.checkpoint).expanduser() if opts.checkpoint else None
-    ckpt = resolve(opts.model, explicit)
+    ckpt = resolve(opts.model, explicit, option="--checkpoint")
     stat = ckpt.stat()
     opts = dataclasses.replace(opts, checkpoint=str(ckpt), checkpoint_stamp=f"{stat.st_size}:{int(stat.st_mtime)}")
 
@@ -188,7 +188,6 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
 
         from a3d_cli.io.images import save_png
         from a3d_cli.io.preprocess import prepare_object_image
-        from a3d_cli.io.video import write_mp4
         from a3d_cli.models.guidance import cfg_scales
         from a3d_cli.models.sv3d.cameras import Orbit, input_first
         from a3d_cli.models.sv3d.loading import load_sv3d
@@ -242,7 +241,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         save_png(ctx.output(ORBIT_INPUT), obj.image)
         for i, frame in enumerate(frames):
             save_png(ctx.output(orbit_frame(i)), frame)
-        write_mp4(ctx.output(ORBIT_VIDEO), frames, fps=opts.fps)
+        ctx.write_video(ORBIT_VIDEO, frames, fps=opts.fps)
         ctx.output(orbit_cameras_json()).write_text(
             _cameras_json(orbit, config.image_size, "reference: input view last", last, opts.model)
         )

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from a3d_cli.errors import OptionError
+from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.run_layout import (
     BINDING,
     NORMALIZATION_JSON,
@@ -76,7 +77,7 @@ class PrepareOptions:
     front: Axis | Literal["auto"] = "auto"
     max_vertices: int = 20_000
     splats: int = 20_000
-    view_size: int = 256
+    view_size: int = RESOLUTION
     shade: Shade = "auto"
     allow_external_refs: bool = False
 
@@ -146,9 +147,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         points = g.means.double().numpy()
         front = _choose_front(ctx, opts, points, None, g.colors.numpy())
         norm = fit_normalization(points, opts.up, front, robust=True)
-        g, dropped = normalize_gaussians(g, norm)
-        if dropped:
-            progress.log("view-dependent colour (SH degree > 0) dropped: it cannot follow the --up/--front rotation")
+        g = normalize_gaussians(g, norm)
         ctx.metrics.update(kind="gaussians", splats=len(g))
     else:
         from a3d_cli.mesh.load import load_mesh
@@ -223,52 +222,37 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     progress.update(1)
 
 
-def _fronts_for(up: str) -> list[str]:
-    """The --front values that make sense with `up`: the four axes perpendicular to it."""
-    return [f"{sign}{axis}" for axis in "xyz" if axis != up[1] for sign in "+-"]
-
-
 def _choose_front(
     ctx: StageContext, opts: PrepareOptions, points: np.ndarray, faces: np.ndarray | None, colors: np.ndarray | None
 ) -> str:
-    """The front axis to use: the user's, or for `--front auto` the guessed one when confident, else the
-    conventional one. Logs what was decided and why; 3DGS inputs also get the upside-down check."""
-    from a3d_cli.mesh.normalize import AXES as AXIS_VECTORS
-    from a3d_cli.mesh.normalize import axis_rotation
-    from a3d_cli.mesh.orientation import guess_front, looks_upside_down
+    """The front axis to use (`a3d_cli.mesh.orientation.choose_front`); logs what was decided and why."""
+    from a3d_cli.mesh.orientation import choose_front, fronts_for
 
-    conventional = "-y" if opts.up[1] == "z" else "+z"
-    rot = axis_rotation(opts.up, opts.front if opts.front != "auto" else conventional)
-    turned = np.asarray(points, dtype=np.float64) @ rot.T  # up = +Y
-    if colors is not None and opts.up == "+y" and looks_upside_down(turned, colors):
+    choice = choose_front(points, opts.up, opts.front, faces, colors)
+    if choice.upside_down:
         ctx.progress.log(
             "hint: the splats look upside down (brighter underneath), as 3DGS files from the Inria/COLMAP "
             "pipeline are stored (Y down); if the contact sheet agrees, re-run with --up -y"
         )
-    if opts.front != "auto":
-        ctx.metrics["front"] = opts.front
-        return opts.front
-    guess = guess_front(turned, faces)
-    # the guessed direction, from the turned frame back to the asset's own axes
-    vec = rot.T @ np.asarray(AXIS_VECTORS[guess.front])
-    asset_axis = next(name for name, v in AXIS_VECTORS.items() if np.allclose(v, vec, atol=1e-6))
+    ctx.metrics["front"] = choice.front
+    guess, conventional = choice.guess, choice.conventional
+    if guess is None:
+        return choice.front
     ctx.metrics["front_guess"] = {
-        "front": asset_axis, "confident": guess.confident,
+        "front": choice.guessed, "confident": guess.confident,
         "symmetry_ratio": guess.symmetry_ratio, "detail_ratio": guess.detail_ratio,
     }  # fmt: skip
-    chosen = asset_axis if guess.confident else conventional
-    ctx.metrics["front"] = chosen
-    if guess.confident and chosen != conventional:
+    if guess.confident and choice.front != conventional:
         ctx.progress.log(
-            f"front: the asset seems to face {chosen} (mirror symmetry and detail), so view 0 looks at that side; "
-            f"pass --front {conventional} to keep the file's convention (check {VIEWS_CONTACT_SHEET})"
+            f"front: the asset seems to face {choice.front} (mirror symmetry and detail), so view 0 looks at that "
+            f"side; pass --front {conventional} to keep the file's convention (check {VIEWS_CONTACT_SHEET})"
         )
-    elif not guess.confident and asset_axis != conventional:
+    elif not guess.confident and choice.guessed != conventional:
         ctx.progress.log(
             f"front: could not tell which way the asset faces; {conventional} assumed. Check {VIEWS_CONTACT_SHEET} "
-            f"and pass --front ({', '.join(_fronts_for(opts.up))}) if view 0 is not the front"
+            f"and pass --front ({', '.join(fronts_for(opts.up))}) if view 0 is not the front"
         )
-    return chosen
+    return choice.front
 
 
 def _plain_colour(mesh: SurfaceMesh) -> bool:

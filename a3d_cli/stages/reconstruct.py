@@ -2,8 +2,8 @@
 
 Reads `static/gaussians.ply` (from `a3d prepare`) and a video of 4 views × 16 frames: `RUN/mvvideo/` (from
 `a3d mvvideo`) or any folder given as `video` with the same naming, `v{view}_f{frame:02d}.png`
-(view 0..3, frame 00..15; `v{view}_f{frame}.png` without the zero is read too). Frames are RGB on the 0.5
-grey background (MV-VDM output) or RGBA. Writes:
+(view 0..3, frame 00..15; `v{view}_f{frame}.png` without the zero is read too), RGB on the 0.5 grey
+background (MV-VDM output) or RGBA, read by `a3d_cli.io.video_frames`. Writes:
 
     motion/coarse.safetensors     the fitted motion field (`a3d_cli.gaussians.motion_io` format)
     motion/coarse_preview.mp4     per frame: the 4 target views (top) above the 4 renders (bottom)
@@ -29,14 +29,12 @@ Examples:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from a3d_cli.errors import InputError, OptionError
+from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_fit import (
-    NUM_FRAMES,
     FitResult,
     FitSettings,
     active_frames,
@@ -46,20 +44,12 @@ from a3d_cli.gaussians.motion_fit import (
     render_frames,
     subsample_splats,
 )
-from a3d_cli.render.cameras import MVVDM_BACKGROUND
+from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_frames
 from a3d_cli.run_layout import COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from a3d_cli.render.cameras import CameraSet
-
-NUM_VIEWS = 4
-MIN_FRAME_SIZE = 16  # smallest frame side reconstruct accepts (the fit's smallest --resolution)
 MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on read (masks work at this size)
-FRAME_NAME = re.compile(r"^v(\d+)_f(\d+)\.png$", re.IGNORECASE)
 PresetName = Literal["auto", "reference", "quickstart"]
 
 
@@ -137,183 +127,6 @@ class _Recorded:
     settings: FitSettings
 
 
-# --- inputs ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VideoFrames:
-    """A multi-view video read from disk.
-
-    Attributes:
-        rgb: [V, F, H, W, 3] in [0, 1] (RGBA frames composited on the grey background).
-        alpha: [V, F, H, W] alpha when every frame has one, else None.
-        files: [V][F] the frame files.
-    """
-
-    rgb: Tensor  # [V, F, H, W, 3]
-    alpha: Tensor | None  # [V, F, H, W]
-    files: list[list[Path]]
-
-
-def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FRAMES) -> list[list[Path]]:
-    """The frame files of a video folder, checked for completeness (no pixels read).
-
-    Raises:
-        InputError: missing folder, no frames, missing views, wrong frame count, gaps, duplicates.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(
-            f"The video folder {folder} does not exist.", hint="Run `a3d mvvideo RUN` or pass --video DIR."
-        )
-    found: dict[tuple[int, int], Path] = {}
-    for path in sorted(folder.iterdir()):
-        m = FRAME_NAME.match(path.name)
-        if not m:
-            continue
-        key = (int(m.group(1)), int(m.group(2)))
-        if key in found:
-            raise InputError(
-                f"{folder} has two files for view {key[0]} frame {key[1]}: {found[key].name} and {path.name}.",
-                hint="Keep one of them (v2_f07.png and v2_f7.png name the same frame).",
-            )
-        found[key] = path
-    naming = "frames must be named v{view}_f{frame:02d}.png, view 0-3, frame 00-15"
-    if not found:
-        raise InputError(f"{folder} has no video frames.", hint=naming)
-    present_views = sorted({v for v, _ in found})
-    missing_views = [v for v in range(views) if v not in present_views]
-    if missing_views or present_views[-1] >= views:
-        raise InputError(
-            f"{folder} has views {present_views}; reconstruct needs exactly views 0-{views - 1}"
-            + (f" (missing {missing_views})." if missing_views else "."),
-            hint=naming,
-        )
-    for v in range(views):
-        idx = sorted(f for vv, f in found if vv == v)
-        if len(idx) != frames or idx[-1] != frames - 1:
-            gaps = [f for f in range(max(idx[-1] + 1, frames)) if f not in idx]
-            if len(idx) != frames and not [g for g in gaps if g < idx[-1]]:
-                raise InputError(
-                    f"View {v} in {folder} has {len(idx)} frames; reconstruct needs {frames}.", hint=naming
-                )
-            raise InputError(
-                f"View {v} in {folder} is missing frame(s) {gaps[:8]} (frames must be 0-{frames - 1} with no gaps).",
-                hint=naming,
-            )
-    return [[found[(v, f)] for f in range(frames)] for v in range(views)]
-
-
-def read_video_frames(folder: Path, background: float = MVVDM_BACKGROUND, max_size: int | None = None) -> VideoFrames:
-    """Read and check a 4-view × 16-frame video folder, one frame at a time.
-
-    Each frame is decoded, composited (RGBA on `background`) and reduced to `max_size` before the next one is
-    read, so memory is bounded by the output size, not by the frames' resolution.
-
-    Args:
-        folder: the video folder (`v{view}_f{frame:02d}.png`).
-        background: grey level RGBA frames are composited on.
-        max_size: frames larger than this are reduced to it on read (None keeps their size).
-
-    Raises:
-        InputError: naming problems (see `list_video_frames`), unreadable images, mixed resolutions,
-            non-square or tiny frames.
-    """
-    import torch
-    from PIL import Image
-
-    from a3d_cli.io.images import load_png
-
-    files = list_video_frames(folder)
-    ref = files[0][0]
-    size0: tuple[int, int] | None = None
-    for row in files:  # cheap header pass first: nothing is decoded before the sizes agree
-        for path in row:
-            try:
-                with Image.open(path) as im:
-                    size = im.size
-            except OSError as exc:
-                raise InputError(
-                    f"{path} is not a readable image ({exc}).", hint="Re-export or replace this frame."
-                ) from exc
-            size0 = size0 or size
-            if size != size0:
-                raise InputError(
-                    f"{path.name} is {size[0]}×{size[1]} but {ref.name} is {size0[0]}×{size0[1]}; all frames must have one size.",
-                    hint="Resize the frames to one resolution (MV-VDM writes 256×256).",
-                )
-    assert size0 is not None
-    if size0[0] != size0[1]:
-        raise InputError(
-            f"The frames in {folder} are {size0[0]}×{size0[1]}; reconstruct needs square frames.",
-            hint="Crop or pad them to a square around the object.",
-        )
-    if size0[0] < MIN_FRAME_SIZE:
-        raise InputError(
-            f"The frames in {folder} are {size0[0]}×{size0[1]} pixels; reconstruct needs at least "
-            f"{MIN_FRAME_SIZE}×{MIN_FRAME_SIZE}.",
-            hint="Give the full-size frames (MV-VDM writes 256×256).",
-        )
-    out = size0[0] if max_size is None else min(size0[0], max_size)
-    rgb = torch.empty(len(files), len(files[0]), out, out, 3)  # [V, F, S, S, 3]
-    alpha = torch.ones(len(files), len(files[0]), out, out)  # [V, F, S, S]
-    every_alpha = True
-    for v, row in enumerate(files):
-        for f, path in enumerate(row):
-            img = load_png(path)  # [H, W, 3|4]
-            if img.shape[-1] == 4:
-                a = img[..., 3:]  # [H, W, 1]
-                img = torch.cat([img[..., :3] * a + background * (1 - a), a], dim=-1)
-            else:
-                every_alpha = False
-            small = _resize(img, out)  # [S, S, 3|4]
-            rgb[v, f] = small[..., :3]
-            if small.shape[-1] == 4:
-                alpha[v, f] = small[..., 3]
-    return VideoFrames(rgb=rgb, alpha=alpha if every_alpha else None, files=files)
-
-
-def read_cameras(video_dir: Path, run_dir: Path) -> CameraSet:
-    """Cameras of the video: `cameras.json` beside the frames, else the static views', else MV-VDM's."""
-    import json
-
-    from a3d_cli.render.cameras import CameraSet, mvvdm_cameras
-
-    for path in (Path(video_dir) / "cameras.json", Path(run_dir) / VIEWS_CAMERAS):
-        if path.is_file():
-            try:
-                cams = CameraSet.from_json(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(
-                    f"{path} is not a readable cameras file ({exc}).",
-                    hint="Fix it (format in docs/ARTIFACTS.md), or delete it to use MV-VDM's fixed cameras.",
-                ) from exc
-            if len(cams) != NUM_VIEWS:
-                raise InputError(
-                    f"{path} describes {len(cams)} cameras; the video has {NUM_VIEWS} views.",
-                    hint="Give one camera per view, or delete the file to use MV-VDM's fixed cameras.",
-                )
-            return cams
-    return mvvdm_cameras()
-
-
-# --- the stage -----------------------------------------------------------------------------------------
-
-
-def _resize(images: Tensor, size: int) -> Tensor:
-    """[..., H, W, C] → [..., size, size, C] (area-averaged down, bilinear up)."""
-    import torch.nn.functional as F
-
-    lead, (h, w, c) = images.shape[:-3], images.shape[-3:]
-    if h == size and w == size:
-        return images
-    x = images.reshape(-1, h, w, c).permute(0, 3, 1, 2)
-    x = F.interpolate(
-        x, size=(size, size), mode="area" if size < h else "bilinear", align_corners=None if size < h else False
-    )
-    return x.permute(0, 2, 3, 1).reshape(*lead, size, size, c)
-
-
 def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> StageResult:
     """Fit the coarse motion of RUN's static splats to a multi-view video.
 
@@ -362,6 +175,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
 
     from a3d_cli.gaussians.motion_io import save_motion
     from a3d_cli.gaussians.ply import read_ply
+    from a3d_cli.io.images import resize_square
     from a3d_cli.io.masks import foreground_masks, mask_from_alpha
 
     progress = ctx.progress
@@ -369,7 +183,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     # 1. inputs: video (checked), cameras, static splats
     progress.start("reconstruct: reading the video", total=None)
     video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
-    cams = read_cameras(video_dir, ctx.run_dir)
+    cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
     static_all = read_ply(ctx.input(STATIC_PLY)).to(device)
     native = video.rgb.shape[2]
 
@@ -383,8 +197,8 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
             _, static_alpha, _ = render_frames(None, static_all, [0], viewmats, Ks, native)  # [1, V, H, W]
         masks = foreground_masks(video.rgb.to(device), static_alpha[0], s.masks).cpu()  # on the fit device
         ctx.metrics["masks"] = "computed"
-    targets = _resize(video.rgb, s.resolution)  # [V, F, S, S, 3]
-    masks = _resize(masks[..., None], s.resolution)[..., 0]  # [V, F, S, S]
+    targets = resize_square(video.rgb, s.resolution)  # [V, F, S, S, 3]
+    masks = resize_square(masks[..., None], s.resolution)[..., 0]  # [V, F, S, S]
 
     # 3. fit on (a subset of) the splats
     gen = torch.Generator().manual_seed(ctx.seed)
@@ -400,11 +214,9 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     static_psnr = psnr(rgb_static[:, 1:], targets[:, 1:], dims=(1, 2, 3, 4))  # [V]
     save_motion(ctx.output(COARSE_MOTION), fit.field, static_all, extra={"stage": "reconstruct", "preset": preset})
     if preview:
-        from a3d_cli.io.video import write_mp4
-
         top = torch.cat(list(targets), dim=2)  # [F, S, V·S, 3]
         bottom = torch.cat(list(rgb), dim=2)  # [F, S, V·S, 3]
-        write_mp4(ctx.output(COARSE_PREVIEW), torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
+        ctx.write_video(COARSE_PREVIEW, torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
     ctx.metrics.update(
         preset=preset,
         steps=s.steps,
@@ -421,18 +233,13 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
 
 
 __all__ = [
-    "NUM_FRAMES",
     "PRESETS",
     "FitResult",
     "FitSettings",
     "ReconstructOptions",
-    "VideoFrames",
     "active_frames",
     "fit_motion",
-    "list_video_frames",
     "psnr",
-    "read_cameras",
-    "read_video_frames",
     "render_all_frames",
     "render_frames",
     "run",

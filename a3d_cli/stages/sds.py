@@ -113,7 +113,6 @@ def run(
         from a3d_cli.gaussians.motion_io import load_motion, save_motion
         from a3d_cli.gaussians.motion_refine import SdsRefiner, refine_motion, refined_field, summarise_history
         from a3d_cli.gaussians.ply import read_ply
-        from a3d_cli.io.video import write_mp4
         from a3d_cli.models.speed.acceleration import accelerate
 
         # 1. inputs
@@ -133,7 +132,7 @@ def run(
         # 3. outputs
         save_motion(ctx.output(REFINED_MOTION), field, static, fps=coarse.fps, extra={"stage": "sds", "prompt": opts.prompt})
         rgb = refiner.render_fixed_views(opts.render_size)  # [V, F, 3, H, W]
-        write_mp4(ctx.output(REFINED_PREVIEW), rgb.permute(1, 3, 0, 4, 2).flatten(2, 3).cpu(), fps=coarse.fps)  # [F, H, V·W, 3]
+        ctx.write_video(REFINED_PREVIEW, rgb.permute(1, 3, 0, 4, 2).flatten(2, 3).cpu(), fps=coarse.fps)  # [F, H, V·W, 3]
         ctx.metrics.update(summarise_history(history))
         ctx.metrics["psnr_vs_coarse"] = round(refiner.psnr_vs_coarse(), 3)
         ctx.metrics["timestep_range"] = [refiner.t_min, refiner.t_max]

@@ -3,7 +3,8 @@
 Why: every stage needs the same answer to "where is model X?", with the same order of places and the same
 message when it is nowhere. The order is:
 
-1. an explicit path (``--checkpoint/--weights PATH``): a file, or a folder holding the model;
+1. an explicit path (the calling command's option for it, e.g. ``a3d orbit --checkpoint PATH``): a file, or a
+   folder holding the model;
 2. ``$A3D_WEIGHTS_DIR/<repo_id>/<path in repo>``, then the flat ``$A3D_WEIGHTS_DIR/<file name>`` (single
    files) or ``$A3D_WEIGHTS_DIR/<model name>/`` (folder models);
 3. the Hugging Face cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``), read through huggingface_hub's
@@ -98,23 +99,25 @@ def placement(model: ModelWeights) -> str:
     return f"put the folder ({model.contents}) at {model.weights_dir_layout} (or $A3D_WEIGHTS_DIR/{model.flat_name}/)"
 
 
-def fix_hint(model: ModelWeights) -> str:
-    """The text that tells a user how to make `model` resolve: the fetch command and the file placement."""
+def fix_hint(model: ModelWeights, option: str | None = None) -> str:
+    """The text that tells a user how to make `model` resolve: the fetch command, the file placement and,
+    when the calling command has one, the option that gives the path (`option`, e.g. "--checkpoint")."""
     fetch = f"`a3d weights fetch {model.name}`"
     if model.gated:
         fetch += (
             f" (gated: accept the license at https://huggingface.co/{model.repo_id} and log in with "
             "`hf auth login` or set HF_TOKEN first)"
         )
-    return f"Run {fetch}, or {placement(model)}, or pass the path with --checkpoint/--weights."
+    give = f", or pass the path with {option}" if option else ""
+    return f"Run {fetch}, or {placement(model)}{give}."
 
 
-def _missing(model: ModelWeights, tried: tuple[str, ...]) -> WeightsMissing:
+def _missing(model: ModelWeights, tried: tuple[str, ...], option: str | None) -> WeightsMissing:
     where = f"{model.repo_id}/{model.folder}" if model.folder else model.repo_id
     return WeightsMissing(
         f"Model {model.name} is missing: no {model.contents} from Hugging Face repo {where} was found "
         f"(looked in: {'; '.join(tried)}).",
-        hint=fix_hint(model),
+        hint=fix_hint(model, option),
     )
 
 
@@ -162,13 +165,14 @@ def _check_file(model: ModelWeights, path: Path) -> tuple[bool, A3DError | None]
     return problem is None, problem
 
 
-def _from_explicit(model: ModelWeights, explicit: Path) -> Resolution:
+def _from_explicit(model: ModelWeights, explicit: Path, option: str | None) -> Resolution:
     explicit = explicit.expanduser()
     tried = (f"given path {explicit}",)
+    given = f"{option} " if option else ""  # how the path was given, for the hints
     if not explicit.exists():
         err = InputError(
             f"The weights path {explicit} given for {model.name} does not exist.",
-            hint=f"Check the --checkpoint/--weights value, or leave it out to let a3d look in "
+            hint=f"Check the {given}path, or leave it out to let a3d look in "
             f"{model.weights_dir_layout} and the Hugging Face cache.",
         )
         return Resolution(model, None, None, tried, err)
@@ -186,7 +190,7 @@ def _from_explicit(model: ModelWeights, explicit: Path) -> Resolution:
                 return Resolution(model, cand, "explicit", tried)
         err = InputError(
             f"The weights path {explicit} given for {model.name} is a folder without {model.flat_name}.",
-            hint=f"Pass the file itself, e.g. --checkpoint {explicit / model.flat_name}.",
+            hint=f"Pass the file itself, e.g. {given}{explicit / model.flat_name}.",
         )
         return Resolution(model, None, None, tried, err)
     for cand in (explicit, explicit / model.folder) if model.folder else (explicit,):
@@ -195,9 +199,10 @@ def _from_explicit(model: ModelWeights, explicit: Path) -> Resolution:
             return Resolution(model, None, None, tried, problem)
         if ok:
             return Resolution(model, cand, "explicit", tried)
+    layout = f"{model.repo_id}/{model.folder}" if model.folder else model.repo_id
     err = InputError(
         f"The weights path {explicit} given for {model.name} is not a folder holding {model.contents}.",
-        hint=f"Pass the model's folder (its repo layout is {model.repo_id}/{model.folder}).",
+        hint=f"Pass the model's folder, e.g. {given}{explicit / model.flat_name} (its repo layout is {layout}).",
     )
     return Resolution(model, None, None, tried, err)
 
@@ -228,12 +233,14 @@ def _from_hf_cache(model: ModelWeights, cache: Path) -> tuple[Path | None, A3DEr
     return None, None
 
 
-def locate(name: str, explicit: Path | None = None) -> Resolution:
+def locate(name: str, explicit: Path | None = None, option: str | None = None) -> Resolution:
     """Say where model `name` resolves, or why it does not, without raising for a missing model.
 
     Args:
         name: a registry name (`a3d weights list` shows them).
         explicit: a path given on the command line; when set, it is the only place looked at.
+        option: the calling command's option that gives this path ("--checkpoint"), named in the hints;
+            None when the command has none (`a3d weights list`).
 
     Returns:
         A `Resolution`; `.error` holds the exception `resolve` would raise.
@@ -243,7 +250,7 @@ def locate(name: str, explicit: Path | None = None) -> Resolution:
     """
     model = get(name)
     if explicit is not None:
-        return _from_explicit(model, Path(explicit))
+        return _from_explicit(model, Path(explicit), option)
 
     tried: list[str] = []
     root = weights_dir()
@@ -263,15 +270,16 @@ def locate(name: str, explicit: Path | None = None) -> Resolution:
     path, problem = _from_hf_cache(model, cache)
     if path is not None:
         return Resolution(model, path, "hf_cache", tuple(tried))
-    return Resolution(model, None, None, tuple(tried), problem or _missing(model, tuple(tried)))
+    return Resolution(model, None, None, tuple(tried), problem or _missing(model, tuple(tried), option))
 
 
-def resolve(name: str, explicit: Path | None = None) -> Path:
+def resolve(name: str, explicit: Path | None = None, option: str | None = None) -> Path:
     """The local path of model `name`: its file, or its folder for diffusers/transformers folders.
 
     Args:
         name: a registry name (``"sv3d_u"``, ``"mvdream_sd15"``, …).
-        explicit: a ``--checkpoint/--weights`` path; when set it must hold the model.
+        explicit: a path given on the command line; when set it must hold the model.
+        option: the calling command's option that gives this path ("--checkpoint"), named in the hints.
 
     Returns:
         An existing file (``"file"`` models) or folder (``"folder"`` models).
@@ -283,9 +291,9 @@ def resolve(name: str, explicit: Path | None = None) -> Path:
         OptionError: `name` is not a registered model.
 
     Examples:
-        >>> resolve("sv3d_p", explicit=Path("~/ckpt/sv3d_p.safetensors"))
+        >>> resolve("sv3d_p", explicit=Path("~/ckpt/sv3d_p.safetensors"), option="--checkpoint")
     """
-    res = locate(name, explicit)
+    res = locate(name, explicit, option)
     if res.path is None:
         assert res.error is not None
         raise res.error

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import a3d_app
+from helpers import REPO, a3d_app
 from helpers import blob_mesh as make_mesh
 from typer.testing import CliRunner
 
@@ -214,6 +214,37 @@ def test_results_file_appends_then_keeps_one_line_per_job(tmp_path):
     lines = [json.loads(line) for line in results.path.read_text().splitlines()]
     assert [(r["run_dir"], r["status"]) for r in lines] == [("/r/a", "done"), ("/r/b", "done")]
     assert "retryable" not in lines[0]
+
+
+_APPENDER = """
+import sys
+from a3d_cli.batch.results import JobRecord, ResultsFile
+
+path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+results = ResultsFile(path)
+for k in range(count):
+    outputs = [f"/r/{name}/{k}/file_{i}.glb" for i in range(200)]  # a line of ~6 kB, past PIPE_BUF
+    results.append(JobRecord("m:1", f"/r/{name}/{k}", "done", 0, "log", outputs=outputs))
+    if k % 5 == 4:
+        results.compact()  # a batch ending while the other still appends
+"""
+
+
+def test_two_batches_appending_to_one_results_file_lose_no_line(tmp_path):
+    import subprocess
+    import sys
+
+    path, count = tmp_path / "results.jsonl", 60
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), name, str(count)], cwd=REPO)
+        for name in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses
+    assert len(records) == len({r["run_dir"] for r in records})  # compaction kept one line per job
+    assert {r["run_dir"] for r in records} == {f"/r/{n}/{k}" for n in ("a", "b") for k in range(count)}
+    assert all(len(r["outputs"]) == 200 for r in records)
 
 
 def test_only_failures_that_may_pass_are_retried():

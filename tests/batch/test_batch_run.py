@@ -136,7 +136,6 @@ def test_killed_batch_resumes(assets, tmp_path):
 
 def test_ray_actors_run_the_same_jobs(assets, tmp_path):
     """`--ray auto` on a local Ray instance (CPU actors): the same records in the same results.jsonl."""
-    pytest.importorskip("ray", reason="Ray is the optional extra a3d[ray]")
     jobs = manifest(assets, ONE_BROKEN, "ray.jsonl")
     runs = tmp_path / "runs"
     args = ["--device", "cpu", "batch", str(jobs), "-o", str(runs), "--ray", "auto", "--workers", "2", "--", *FAST]

@@ -23,6 +23,7 @@ from a3d_cli.commands.prepare import prepare as prepare_command
 from a3d_cli.gaussians.motion_fit import psnr
 from a3d_cli.gaussians.ply import read_ply
 from a3d_cli.io.manifest import load_manifest
+from a3d_cli.io.video import read_mp4
 from a3d_cli.lift import synthetic as syn
 from a3d_cli.lift.fit import render_chunked
 from a3d_cli.lift.masks import WhiteMaskOptions, mask_iou, refine_masks, view_masks
@@ -80,6 +81,9 @@ def test_lift_writes_splats_mesh_preview_and_manifest(lifted: Path) -> None:
     assert mesh.num_faces <= 3000 and mesh.num_faces == m["faces"]
     lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
     assert (hi - lo).min() > 0.3 and np.abs(mesh.vertices).max() < 0.8  # the object's size, not a sliver or the grid
+    video = read_mp4(lifted / "lift/preview.mp4")  # splats | mesh, side by side
+    assert m["videos"] == {"lift/preview.mp4": {"frames": 4, "fps": 12.0, "width": 64, "height": 32}}
+    assert video.shape == (4, 32, 64, 3)
 
 
 def test_lift_fit_beats_the_visual_hull_on_held_out_views(toy, lifted: Path) -> None:

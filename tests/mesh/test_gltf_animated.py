@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import io
-import json
-import os
-import shutil
-import subprocess
 
 import numpy as np
 import pygltflib
 import pytest
 import trimesh
+from helpers import khronos_validate, needs_program
 from PIL import Image
 
-from a3d_cli.mesh.gltf_animated import MeshMaterial, vertex_normals, write_animated_glb
+from a3d_cli.mesh.gltf_animated import MeshMaterial, write_animated_glb
+from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 _NUMPY_TYPES = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
@@ -161,16 +159,9 @@ def test_pygltflib_validator_accepts_it(written):
         validate(pygltflib.GLTF2().load(str(written[0])))
 
 
-@pytest.mark.skipif(not os.environ.get("A3D_GLTF_VALIDATOR") or shutil.which("node") is None,
-                    reason="set A3D_GLTF_VALIDATOR to a folder holding node_modules/gltf-validator (npm)")  # fmt: skip
+@needs_program("A3D_GLTF_VALIDATOR")
 def test_khronos_validator_reports_no_issue(written):
-    script = (
-        "const v=require('gltf-validator');const fs=require('fs');"
-        "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[1]))).then(r=>console.log(JSON.stringify(r.issues)));"
-    )
-    res = subprocess.run(["node", "-e", script, str(written[0])], cwd=os.environ["A3D_GLTF_VALIDATOR"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
-    issues = json.loads(res.stdout)
+    issues = khronos_validate(written[0])
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
 
 
@@ -224,3 +215,40 @@ def test_bad_input_is_refused_and_nothing_written(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         write_animated_glb(path, args.pop("vertices"), args.pop("faces"), args.pop("frames"), **args)
     assert list(tmp_path.iterdir()) == []
+
+
+def _split_sphere(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An icosphere split at every face (UV seams everywhere, as textured assets come), its radial normals."""
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    corners = sphere.faces.reshape(-1)  # [3T]
+    verts = sphere.vertices[corners] * scale  # [3T, 3]
+    return verts, np.arange(len(corners)).reshape(-1, 3), sphere.vertices[corners]
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 250.0])  # the asset's own units
+def test_seam_copies_share_one_smooth_normal_in_every_frame(tmp_path, scale):
+    # Viewers (three.js, Blender) shade with NORMAL as written: per-island normals crease at every UV seam.
+    verts, faces, radial = _split_sphere(scale)
+    frames = np.stack([verts, verts * np.array([1.0, 1.5, 1.0])])  # rest, then stretched along y
+    write_animated_glb(tmp_path / "a.glb", verts, faces, frames, fps=4.0)
+    gltf = pygltflib.GLTF2().load(str(tmp_path / "a.glb"))
+    prim = gltf.meshes[0].primitives[0]
+    base_n = _read(gltf, prim.attributes.NORMAL)
+    np.testing.assert_allclose(base_n, radial, atol=0.05)  # smooth: near the sphere's own (faces' are ≥ 0.1 off)
+    stretched = base_n + _read(gltf, prim.targets[1]["NORMAL"])
+    expected = radial * np.array([1.0, 1 / 1.5, 1.0])  # an ellipsoid's normals
+    np.testing.assert_allclose(stretched, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=0.06)
+
+
+def test_only_true_copies_share_a_normal_in_a_tiny_asset():
+    # an asset in metres 1 mm across: two distinct corners 0.1 µm apart (1e-4 of its size) keep their own
+    # normals, while the exact copy (a seam) shares one
+    mm = 1e-3
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1e-4, 0, 0], [1, 0, 1], [0, 1, 1], [0, 1, 0]]) * mm
+    faces = np.array([[0, 1, 2], [3, 4, 5], [1, 4, 6]])
+    copies = seam_copies(verts)
+    assert copies.tolist() == [0, 1, 2, 3, 4, 5, 2]
+    n = vertex_normals(verts, faces, welded=copies)
+    assert np.abs(n[0] - n[3]).max() > 0.1  # distinct positions, different faces: different normals
+    np.testing.assert_allclose(n[2], n[6], atol=1e-12)  # vertex 6 is a seam copy of vertex 2
+    assert np.abs(n[2] - vertex_normals(verts, faces)[2]).max() > 0.1  # ... summed over both copies' faces

@@ -22,7 +22,7 @@ from a3d_cli.mesh.normalize import (
 from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
-from a3d_cli.mesh.topology import weld
+from a3d_cli.mesh.topology import vertex_normals, weld
 
 
 def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
@@ -91,21 +91,24 @@ def test_robust_normalization_ignores_floaters():
     assert np.abs(norm.center).max() < 0.1
 
 
-def test_normalize_gaussians_transforms_covariances():
-    rng = np.random.default_rng(2)
-    n = 20
+def _random_splats(n: int, seed: int, sh_degree: int = 0) -> Gaussians:
+    rng = np.random.default_rng(seed)
     q = rng.normal(size=(n, 4))
-    g = Gaussians(
+    k = (sh_degree + 1) ** 2
+    return Gaussians(
         means=torch.from_numpy(rng.normal(size=(n, 3))).float(),
         quats=torch.from_numpy(q / np.linalg.norm(q, axis=-1, keepdims=True)).float(),
         scales=torch.from_numpy(rng.uniform(0.01, 0.2, size=(n, 3))).float(),
         opacities=torch.full((n,), 0.5),
-        colors=torch.full((n, 3), 0.5),
-        sh_rest=torch.zeros(n, 3, 3),
+        colors=torch.from_numpy(rng.uniform(0.2, 0.8, size=(n, 3))).float(),
+        sh_rest=torch.from_numpy(0.2 * rng.normal(size=(n, k - 1, 3))).float() if sh_degree else None,
     )
+
+
+def test_normalize_gaussians_transforms_covariances():
+    g = _random_splats(20, seed=2)
     norm = fit_normalization(g.means.numpy(), up="+z", front="+x")
-    out, dropped = normalize_gaussians(g, norm)
-    assert dropped and out.sh_rest is None
+    out = normalize_gaussians(g, norm)
     np.testing.assert_allclose(out.means.numpy(), norm.apply(g.means.numpy()), atol=1e-5)
 
     def cov(gg: Gaussians) -> np.ndarray:
@@ -114,8 +117,23 @@ def test_normalize_gaussians_transforms_covariances():
 
     m = norm.scale * norm.rotation
     np.testing.assert_allclose(cov(out), m @ cov(g) @ m.T, atol=1e-6)
-    same, dropped = normalize_gaussians(g, fit_normalization(g.means.numpy()))
-    assert not dropped and same.sh_rest is not None
+
+
+@pytest.mark.parametrize("up,front", [("+z", "+x"), ("-x", "+y"), ("+y", "+z")])
+def test_normalize_gaussians_keeps_view_dependent_colour(up, front):
+    """Seen along R·d after normalization, each splat shows the colour it showed along d before."""
+    from a3d_cli.kernels.sh_ref import sh_colors
+
+    g = _random_splats(64, seed=3, sh_degree=3)
+    norm = fit_normalization(g.means.numpy(), up=up, front=front)
+    out = normalize_gaussians(g, norm)
+    assert out.sh_degree == 3
+    dirs = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(4)), dim=-1)
+    rotated = dirs @ torch.from_numpy(norm.rotation).float().T  # [N, 3] R d
+    before = sh_colors(3, dirs, g.sh_coeffs())  # [N, 3]
+    after = sh_colors(3, rotated, out.sh_coeffs())
+    assert (before - g.colors).abs().max() > 0.05  # the SH rest does change the colour with direction
+    torch.testing.assert_close(after, before, atol=2e-5, rtol=0)
 
 
 # -- welding and splats --------------------------------------------------------------------------------
@@ -128,6 +146,27 @@ def test_weld_keeps_order_and_merges_copies():
     dup = np.concatenate([v, v[[1]] + 1e-9, [[5.0, 5.0, 5.0]]])
     index, w = weld(dup)
     assert w == 4 and index.tolist() == [0, 1, 2, 1, 3]
+
+
+def test_vertex_normals_point_out_of_a_sphere_for_each_pose():
+    import trimesh
+
+    ball = trimesh.creation.icosphere(subdivisions=3)
+    verts, faces = np.asarray(ball.vertices), np.asarray(ball.faces)
+    verts = np.concatenate([verts, [[5.0, 5.0, 5.0]]])  # a vertex on no face
+    normals = vertex_normals(verts, faces)  # [V, 3]
+    radial = verts[:-1] / np.linalg.norm(verts[:-1], axis=-1, keepdims=True)
+    assert np.einsum("vi,vi->v", normals[:-1], radial).min() > 0.999
+    np.testing.assert_allclose(normals[-1], 0.0)
+    np.testing.assert_allclose(vertex_normals(verts, faces, fallback=(0.0, 1.0, 0.0))[-1], [0.0, 1.0, 0.0])
+    # a batch of poses is each pose on its own: the sphere stretched along x tilts its normals towards x
+    stretched = verts * [3.0, 1.0, 1.0]
+    batch = vertex_normals(np.stack([verts, stretched]), faces)  # [2, V, 3]
+    np.testing.assert_allclose(batch[0], normals, atol=1e-12)
+    np.testing.assert_allclose(batch[1], vertex_normals(stretched, faces), atol=1e-12)
+    expected = radial * [1.0, 3.0, 3.0]  # the gradient of x²/9 + y² + z² at (3x, y, z) is ∝ (x, 3y, 3z)
+    expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
+    assert np.einsum("vi,vi->v", batch[1, :-1], expected).mean() > 0.99
 
 
 def test_vertex_splats_sit_on_vertices_and_binding_recovers_them(sphere_mesh):

@@ -180,3 +180,23 @@ def test_folder_is_not_an_input(tmp_path):
     (tmp_path / "dir.glb").mkdir()
     with pytest.raises(InputError, match="not a file"):
         detect_kind(tmp_path / "dir.glb")
+
+
+def test_processed_mesh_glb_has_smooth_normals_across_uv_seams(tmp_path):
+    # lift/model.glb is written here: a glTF primitive without NORMAL shows faceted in every viewer.
+    import pygltflib
+
+    from a3d_cli.mesh.surface import SurfaceMesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    corners = sphere.faces.reshape(-1)  # every face its own UV island
+    mesh = SurfaceMesh(sphere.vertices[corners], np.arange(len(corners)).reshape(-1, 3), np.ones((len(corners), 4), np.float32))
+    save_processed_mesh(tmp_path / "m.glb", mesh)
+    gltf = pygltflib.GLTF2().load(str(tmp_path / "m.glb"))
+    attributes = gltf.meshes[0].primitives[0].attributes
+    assert attributes.NORMAL is not None
+    acc = gltf.accessors[attributes.NORMAL]
+    view = gltf.bufferViews[acc.bufferView]
+    normals = np.frombuffer(gltf.binary_blob(), np.float32, acc.count * 3, view.byteOffset + (acc.byteOffset or 0)).reshape(-1, 3)
+    np.testing.assert_allclose(normals, sphere.vertices[corners], atol=0.05)  # radial: smooth (faces are ≥ 0.1 off)
+    assert load_processed_mesh(tmp_path / "m.glb").num_vertices == len(corners)

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
-from helpers import bending_bar, decode_skinned_frames
+from helpers import bending_bar, decode_skinned_frames, khronos_validate, needs_program
 
 from a3d_cli.mesh.gltf_animated import write_skinned_glb
 from a3d_cli.mesh.skinning import bind_space_residual, fit_skinning, skin_vertices, solve_bone_transforms
@@ -133,8 +128,7 @@ def test_residual_morph_targets_make_it_exact(tmp_path):
     np.testing.assert_allclose(decoded, frames, atol=1e-5)
 
 
-@pytest.mark.skipif(not os.environ.get("A3D_GLTF_VALIDATOR") or shutil.which("node") is None,
-                    reason="set A3D_GLTF_VALIDATOR to a folder holding node_modules/gltf-validator (npm)")  # fmt: skip
+@needs_program("A3D_GLTF_VALIDATOR")
 @pytest.mark.parametrize("residual", [False, True])
 def test_khronos_validator_accepts_the_skin(tmp_path, residual):
     rest, faces, frames = bending_bar(frames=4)
@@ -146,11 +140,5 @@ def test_khronos_validator_accepts_the_skin(tmp_path, residual):
     uvs = np.random.default_rng(0).random((len(rest), 2))
     write_skinned_glb(path, rest, faces, fit.joints, fit.weights, fit.centres, fit.rotations, fit.translations,
                       residual=delta, uvs=uvs, loop=True)  # fmt: skip
-    script = (
-        "const v=require('gltf-validator');const fs=require('fs');"
-        "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[1]))).then(r=>console.log(JSON.stringify(r.issues)));"
-    )
-    res = subprocess.run(["node", "-e", script, str(path)], cwd=os.environ["A3D_GLTF_VALIDATOR"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
-    issues = json.loads(res.stdout)
+    issues = khronos_validate(path)
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]

@@ -105,6 +105,26 @@ def test_gltf_buffer_outside_the_asset_folder_is_refused(tmp_path):
     assert_secret_absent(tmp_path / "RUN", secret)
 
 
+@pytest.mark.parametrize("extension", ["EXT_texture_webp", "KHR_texture_webp"])
+def test_image_named_through_a_texture_extension_is_checked_like_any_other(tmp_path, extension):
+    """The texture's only image is reached through a WebP extension and lies outside the folder: refused,
+    and the loader below the pre-check never reads it either."""
+    secret = plant_secret(tmp_path)
+    model = gltf_with_image_uri(tmp_path / "asset", "../private/secret.png")
+    doc = json.loads(model.read_text())
+    doc["images"][0]["mimeType"] = "image/webp"
+    doc["textures"] = [{"extensions": {extension: {"source": 0}}}]
+    doc["extensionsUsed"] = doc["extensionsRequired"] = [extension]
+    model.write_text(json.dumps(doc))
+    run_dir = tmp_path / "RUN"
+    result = invoke_prepare(model, run_dir)
+    assert result.exit_code == 2 and "outside the asset's folder" in result.stderr
+    assert not run_dir.exists()
+    assert_secret_absent(run_dir, secret)
+    mesh = load_mesh(model)  # the loader alone: the outside image never becomes the texture
+    assert mesh.texture is None or not np.any(np.all(mesh.texture[..., :3] == 7, axis=-1))
+
+
 def test_glb_with_an_external_image_uri_is_refused(tmp_path):
     import struct
 

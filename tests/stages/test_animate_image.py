@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from helpers import animate_app as make_app
+from helpers import small_photo
 from typer.testing import CliRunner
 
 from a3d_cli.errors import OptionError
@@ -24,12 +23,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def photo(tmp_path: Path) -> Path:
-    arr = np.zeros((40, 40, 4), dtype=np.uint8)
-    arr[8:32, 12:28] = (30, 160, 90, 255)
-    arr[14:20, 16:24] = (200, 60, 40, 255)
-    path = tmp_path / "photo.png"
-    Image.fromarray(arr, "RGBA").save(path)
-    return path
+    return small_photo(tmp_path / "photo.png")
 
 
 def test_plan_for_an_image_starts_with_orbit_and_lift():

@@ -17,6 +17,7 @@ from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.geometry import quat_to_rotmat as quat_to_matrix
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.io.manifest import load_manifest
 from a3d_cli.stages import export
 from a3d_cli.stages.base import Runtime
 from a3d_cli.gaussians.transform import similarity_gaussians
@@ -66,9 +67,13 @@ def test_preview_orbit_has_loops_times_frames(gaussian_run):
     run, _, _ = gaussian_run
     from a3d_cli.io.video import read_mp4
 
-    export.run(run, ExportOptions(size=32, preview_loops=2, fps=8.0), Runtime())
+    result = export.run(run, ExportOptions(size=33, preview_loops=2, fps=8.0), Runtime())
     video = read_mp4(run / "export" / "preview.mp4")
-    assert video.shape == (2 * FRAMES, 32, 32, 3)
+    assert video.shape == (2 * FRAMES, 34, 34, 3)  # an odd size is padded to the even one H.264 needs
+    # the manifest says what a player will see, so scripts (and ffprobe checks) need not decode it
+    claim = {"frames": 2 * FRAMES, "fps": 8.0, "width": 34, "height": 34}
+    assert result.metrics["videos"] == {"export/preview.mp4": claim}
+    assert load_manifest(run)["stages"]["export"]["metrics"]["videos"] == {"export/preview.mp4": claim}
     # the object is visible (not all background) and the views differ while the camera moves
     assert (video < 0.9).any(dim=-1).float().mean() > 0.01
     assert (video[0] - video[FRAMES // 2]).abs().mean() > 1e-3
@@ -218,3 +223,17 @@ def test_preview_streams_moov_before_mdat(gaussian_run):
     boxes = _top_level_boxes((run / "export" / "preview.mp4").read_bytes())
     assert boxes[0] == "ftyp" and "moov" in boxes and "mdat" in boxes
     assert boxes.index("moov") < boxes.index("mdat")
+
+
+@pytest.mark.parametrize(
+    "bad,option",
+    [({"fps": 0.0}, "--fps"), ({"fps": 241.0}, "--fps"), ({"fps": float("nan")}, "--fps"),
+     ({"duration": 0.0}, "--duration"), ({"duration": 601.0}, "--duration"), ({"loop_mode": "bounce"}, "--loop-mode")],
+)  # fmt: skip
+def test_both_exports_refuse_the_same_clip_options(bad, option):
+    from a3d_cli.stages.mesh_animate import MeshAnimateOptions
+
+    for options in (ExportOptions, MeshAnimateOptions):
+        with pytest.raises(OptionError, match=option):
+            options(**bad)
+        options(fps=240.0, duration=600.0, loop_mode="pingpong")  # the edges are allowed

@@ -72,7 +72,7 @@ def test_cli_end_to_end_writes_64_frames_cameras_and_preview(run_copy, tiny_weig
     assert manifest["params"]["prompt"] == "a fox wags its tail"
 
     # what `a3d reconstruct` reads: the naming and the count it checks
-    from a3d_cli.stages.reconstruct import list_video_frames
+    from a3d_cli.io.video_frames import list_video_frames
 
     listed = list_video_frames(out)
     assert listed[3][15].name == "v3_f15.png"

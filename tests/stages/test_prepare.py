@@ -121,6 +121,18 @@ def test_rerun_is_skipped_and_force_reruns(example_run):
     assert again.skipped and any("skipped" in m for m in progress.messages)
 
 
+@pytest.mark.parametrize("count", ["20000", "500"])  # the default value too: given is given
+def test_cli_refuses_the_old_and_new_splat_count_together(tmp_path, count):
+    run_dir = tmp_path / "RUN"
+    args = ["prepare", str(EXAMPLE), "-o", str(run_dir), "--splats", "1000", "--splat-count", count]
+    result = runner.invoke(a3d_app("prepare", prepare_command), args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"]
+    assert "--splats" in lines[0] and "--splat-count" in lines[1]
+    assert not run_dir.exists()
+
+
 def test_cli_json_names_every_output(tmp_path):
     path = write_glb(tmp_path / "ball.glb", (textured_sphere(8), np.eye(4)))
     run_dir = tmp_path / "RUN"
@@ -156,7 +168,7 @@ def test_gaussian_input(tmp_path):
     norm = Normalization.from_json(json.loads((run_dir / "source/normalization.json").read_text()))
     np.testing.assert_allclose(norm.invert(out.means.double().numpy()), g.means.double().numpy(), atol=1e-4)
     torch.testing.assert_close(out.scales, g.scales * norm.scale, rtol=1e-4, atol=1e-6)
-    assert out.sh_rest is not None  # identity rotation keeps view-dependent colour
+    assert out.sh_degree == 1  # view-dependent colour kept
     assert load_png(run_dir / "static/views/view_1.png")[..., 3].max() > 0.5
 
 
@@ -313,7 +325,7 @@ def test_failed_rerun_keeps_earlier_outputs(tmp_path):
 
 
 def test_the_front_hint_lists_the_axes_perpendicular_to_up():
-    from a3d_cli.stages.prepare import _fronts_for
+    from a3d_cli.mesh.orientation import fronts_for
 
-    assert _fronts_for("+y") == ["+x", "-x", "+z", "-z"]
-    assert _fronts_for("-z") == ["+x", "-x", "+y", "-y"]
+    assert fronts_for("+y") == ["+x", "-x", "+z", "-z"]
+    assert fronts_for("-z") == ["+x", "-x", "+y", "-y"]

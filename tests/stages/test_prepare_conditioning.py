@@ -17,7 +17,7 @@ from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.io.images import load_png
 from a3d_cli.mesh.load import DEFAULT_GREY, load_mesh
 from a3d_cli.mesh.mtl import map_file_name
-from a3d_cli.mesh.orientation import guess_front, looks_upside_down
+from a3d_cli.mesh.orientation import choose_front, guess_front, looks_upside_down
 from a3d_cli.mesh.shading import shade_factor
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 from a3d_cli.mesh.store import mesh_glb_bytes
@@ -52,6 +52,19 @@ def test_front_guess_finds_the_detailed_end_of_a_symmetric_creature(facing):
 def test_front_guess_is_not_confident_on_a_box():
     box = trimesh.creation.box()
     assert not guess_front(np.asarray(box.vertices), np.asarray(box.faces)).confident
+
+
+def test_choose_front_answers_in_the_assets_own_axes():
+    mesh = creature("-z")
+    z_up = np.asarray(mesh.vertices) @ trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0])[:3, :3].T
+    faces = np.asarray(mesh.faces)  # the creature's +Y is now +Z and its -Z (where it faces) is +Y
+    choice = choose_front(z_up, "+z", "auto", faces)
+    assert (choice.front, choice.guessed, choice.conventional) == ("+y", "+y", "-y") and choice.guess.confident
+    box = trimesh.creation.box()
+    unsure = choose_front(np.asarray(box.vertices), "+z", "auto", np.asarray(box.faces))
+    assert not unsure.guess.confident and unsure.front == "-y"  # the convention of a Z-up file
+    named = choose_front(z_up, "+z", "+x", faces)
+    assert named.front == "+x" and named.guess is None and not named.upside_down
 
 
 def test_prepare_turns_the_guessed_front_to_view_0_and_writes_the_contact_sheet(tmp_path):

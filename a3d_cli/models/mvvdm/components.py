@@ -22,6 +22,7 @@ from a3d_cli.errors import CheckpointError
 from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler
 from a3d_cli.models.mvvdm.checkpoint import LoadReport, load_mvvdm_unet
 from a3d_cli.models.mvvdm.config import MVVDMConfig
+from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.models.mvvdm.unet import MVVDMUNet
 
 Tokenize = Callable[[list[str]], Tensor]  # prompts -> input ids [B, L]
@@ -171,7 +172,7 @@ def tiny_components(seed: int = 0, config: MVVDMConfig | None = None) -> MVVDMCo
         block_out_channels=(4,) * levels,
         layers_per_block=1,
         norm_num_groups=2,
-        sample_size=256,
+        sample_size=RESOLUTION,
     )
     torch.manual_seed(seed + 2)
     text = CLIPTextModel(

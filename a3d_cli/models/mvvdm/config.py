@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from a3d_cli.models.mvvdm.shape import LATENT_CHANNELS, NUM_VIEWS
+
 
 @dataclass(frozen=True)
 class MVVDMConfig:
@@ -15,9 +17,9 @@ class MVVDMConfig:
     `yanqinJiang/mvdream-sd1.5-diffusers` and `guoyww/animatediff-motion-adapter-v1-5-2`).
     """
 
-    in_channels: int = 4
+    in_channels: int = LATENT_CHANNELS
     """Latent channels of the SD VAE."""
-    out_channels: int = 4
+    out_channels: int = LATENT_CHANNELS
     """Predicted noise channels (epsilon prediction)."""
     block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
     """Channels per UNet level; the last level has no spatial attention (SD1.5 layout)."""
@@ -43,7 +45,7 @@ class MVVDMConfig:
     """Tokens the IP-Adapter projection makes from one image embedding."""
     ip_scale: float = 1.0
     """Weight of the IP-Adapter image attention in every cross-attention."""
-    num_views: int = 4
+    num_views: int = NUM_VIEWS
     """Views that attend to each other (MVDream 4-view)."""
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from a3d_cli.models.speed.cuda_graph import GraphedFunction
 from a3d_cli.models.freeinit import FreeInitConfig, low_pass_filter, reinitialize
+from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 GuideFn = Callable[[Tensor, Tensor], Tensor]  # (latents [V, F, C, h, w], t 0-d) -> guided ε [V, F, C, h, w]
@@ -40,7 +41,7 @@ class SamplingConfig:
     """DDIM steps per pass."""
     guidance_scale: float = 7.5
     """CFG scale s: ε = ε_u + s·(ε_c − ε_u); s ≤ 1 runs the conditional branch only."""
-    num_frames: int = 16
+    num_frames: int = NUM_FRAMES
     """Frames per view, frame 0 being the clean condition."""
     freeinit: FreeInitConfig = field(default_factory=FreeInitConfig)
     """FreeInit settings; `freeinit.passes` denoising loops in total."""

@@ -15,6 +15,8 @@ from typing import Protocol
 
 MVVDM_WEIGHTS = ("mvdream_sd15", "ip_adapter_sd15", "ip_adapter_image_encoder", "animate3d_motion_modules")
 """Registry names (`a3d weights list`) of the files MV-VDM is assembled from, in `load_components` order."""
+MVVDM_OPTIONS = dict(zip(MVVDM_WEIGHTS, ("--mvdream", "--ip-adapter", "--image-encoder", "--motion-modules"), strict=True))
+"""Registry name → the option of `a3d mvvideo`, `a3d sds` and `a3d animate` that gives its path."""
 
 
 class HasMVVDMPaths(Protocol):
@@ -49,7 +51,7 @@ def mvvdm_weights_missing(explicit: dict[str, Path | None] | None = None) -> lis
     from a3d_cli.weights.resolver import locate
 
     explicit = explicit or {}
-    return [name for name in MVVDM_WEIGHTS if locate(name, explicit.get(name)).path is None]
+    return [name for name in MVVDM_WEIGHTS if locate(name, explicit.get(name), MVVDM_OPTIONS[name]).path is None]
 
 
 def resolve_mvvdm_weights(
@@ -80,7 +82,7 @@ def resolve_mvvdm_weights(
     missing: list[str] = []
     for name in MVVDM_WEIGHTS:
         try:
-            found[name] = resolve(name, explicit.get(name))
+            found[name] = resolve(name, explicit.get(name), MVVDM_OPTIONS[name])
         except WeightsMissing:
             missing.append(name)
     if missing:
@@ -89,7 +91,7 @@ def resolve_mvvdm_weights(
         needs = f"{needed_by} uses MV-VDM, which needs" if needed_by else "MV-VDM needs"
         hint = (
             f"Run {fetches} (or `a3d weights fetch --all`), set A3D_WEIGHTS_DIR, or pass the paths with "
-            "--mvdream/--ip-adapter/--image-encoder/--motion-modules. See `a3d weights list`."
+            f"{'/'.join(MVVDM_OPTIONS[n] for n in missing)}. See `a3d weights list`."
         )
         raise WeightsMissing(
             f"{needs} {len(missing)} model file(s) that are not on this machine: {described}.",
@@ -98,4 +100,4 @@ def resolve_mvvdm_weights(
     return found
 
 
-__all__ = ["MVVDM_WEIGHTS", "HasMVVDMPaths", "explicit_weights", "mvvdm_weights_missing", "resolve_mvvdm_weights"]
+__all__ = ["MVVDM_OPTIONS", "MVVDM_WEIGHTS", "HasMVVDMPaths", "explicit_weights", "mvvdm_weights_missing", "resolve_mvvdm_weights"]

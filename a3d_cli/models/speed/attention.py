@@ -10,8 +10,7 @@ showed three shapes where `F.scaled_dot_product_attention` spends far more than 
 2. **Short sequences** (SVD's temporal attention runs over 21 frames for each of ~100k pixels): the flash
    kernels pad each 21-long sequence to their 128-wide tiles. On CUDA `a3d_cli.kernels.short_attention` attends
    in one Triton kernel that reads q, k, v where the projections wrote them and keeps the scores in
-   registers; elsewhere (the CPU, fp32) an explicit `softmax(QKᵀ/√d)V` on the small matrices is used while
-   compiling, where inductor fuses it (eagerly, PyTorch's SDPA is faster, so `attend` keeps it).
+   registers; calls it cannot take (the CPU, fp32, calls that need gradients) go to PyTorch's SDPA.
 3. **Very wide heads** (the SD VAE's mid-block attention has one head of 512 channels): no flash kernel
    takes head dimensions above 256, so PyTorch falls back to the memory-efficient kernel, whose backward
    (needed by `a3d sds`, which differentiates through the VAE encoder) is slow; at 1024 tokens the explicit
@@ -48,8 +47,8 @@ class ShortcutAttnProcessor:
     """`AttnProcessor2_0` with exact shortcuts for one-token contexts, short sequences and wide heads.
 
     Args:
-        short_sequence: sequences (queries and keys) at most this long are attended with explicit matrix
-            products instead of a fused SDPA kernel.
+        short_sequence: sequences (queries and keys) at most this long go to the fused short-sequence kernel
+            where it takes the tensors.
         wide_head: heads wider than this are attended with explicit matrix products (no flash kernel
             supports them).
     """
@@ -116,27 +115,15 @@ class ShortcutAttnProcessor:
         return attend_tokens(q, k, v, attn.heads, short_sequence=self.short_sequence, wide_head=self.wide_head)
 
 
-def attend(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    scale: float | None = None,
-    short_sequence: int = SHORT_SEQUENCE,
-    wide_head: int = WIDE_HEAD,
-) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None, wide_head: int = WIDE_HEAD) -> Tensor:
     """Multi-head softmax attention [B, H, N, d] × [B, H, M, d] × [B, H, M, d_v] → [B, H, N, d_v].
 
-    Picks the route by shape: explicit products for heads wider than `wide_head` (always), and for
-    sequences no longer than `short_sequence` when running inside `torch.compile` (inductor fuses the
-    softmax with the products there; eagerly, PyTorch's fused kernels are faster for short sequences);
-    `F.scaled_dot_product_attention` for everything else.
+    Heads wider than `wide_head` are attended with explicit products (no flash kernel takes them);
+    everything else goes to `F.scaled_dot_product_attention`.
 
     Args:
         scale: the logit scale; None = 1/√d, as SDPA.
     """
-    short = max(q.shape[-2], k.shape[-2]) <= short_sequence and torch.compiler.is_compiling()
-    if short:
-        return explicit_attention(q, k, v, scale, pad_to=SHORT_PAD)
     if q.shape[-1] > wide_head:
         return explicit_attention(q, k, v, scale)
     return F.scaled_dot_product_attention(q, k, v, scale=scale)
@@ -162,13 +149,8 @@ def attend_tokens(
     short = max(q.shape[1], k.shape[1]) <= short_sequence
     if short and not needs_grad and short_attention_supported(q, k, v, heads):
         return short_attention(q, k, v, heads, scale)
-    out = attend(*(split_heads(t, heads) for t in (q, k, v)), scale=scale, short_sequence=short_sequence, wide_head=wide_head)
+    out = attend(*(split_heads(t, heads) for t in (q, k, v)), scale=scale, wide_head=wide_head)
     return merge_heads(out).to(q.dtype)
-
-
-SHORT_PAD = 8
-"""Short sequences are padded to a multiple of this: a batched [21 × 64]·[64 × 21] product writes rows of
-21 bf16 values, which are not 16-byte aligned, and cuBLAS then picks a slow 1-element-aligned kernel."""
 
 
 def replace_attention_processors(
@@ -204,7 +186,6 @@ def use_shortcut_attention(model: nn.Module, processor: ShortcutAttnProcessor | 
 
 
 __all__ = [
-    "SHORT_PAD",
     "SHORT_SEQUENCE",
     "WIDE_HEAD",
     "ShortcutAttnProcessor",
