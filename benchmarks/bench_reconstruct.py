@@ -66,7 +66,6 @@ from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
 
-
 def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """Mean SSIM (Gaussian window 11, σ 1.5, per channel) of [B, H, W, 3] images in [0, 1]: [B].
 
