@@ -104,3 +104,31 @@ def test_tsdf_keeps_the_interior_inside_and_the_floor_cuts_what_no_view_saw(scen
     assert len(faces) > 0 and verts[:, 1].min() >= floor - voxel
     uncut_verts, _ = M.marching_cubes(tsdf, hw)
     assert uncut_verts[:, 1].min() < floor - voxel  # without it the unseen underside bulges below the object
+
+
+def _wall(tilt_deg: float) -> Gaussians:
+    """A dense square of flat splats in the plane z = 0 facing +Z, their normals tilted by `tilt_deg`."""
+    from a3d_cli.geometry import rotmat_to_quat
+
+    n = 40
+    xs = torch.linspace(-0.3, 0.3, n)
+    yy, xx = torch.meshgrid(xs, xs, indexing="ij")
+    means = torch.stack([xx.flatten(), yy.flatten(), torch.zeros(n * n)], dim=-1)
+    t = math.radians(tilt_deg)
+    rot = torch.tensor([[1.0, 0, 0], [0, math.cos(t), -math.sin(t)], [0, math.sin(t), math.cos(t)]])
+    quats = rotmat_to_quat(rot[None]).float().expand(n * n, 4)
+    scales = torch.tensor([0.012, 0.012, 0.0012]).expand(n * n, 3)
+    return Gaussians(means, quats, scales, torch.full((n * n,), 0.99), torch.full((n * n, 3), 0.5))
+
+
+def test_depth_normal_term_is_small_when_splat_normals_match_their_surface() -> None:
+    from a3d_cli.lift.fit import _render_with_normals, depth_normal_loss
+    from a3d_cli.render.cameras import orbit_cameras
+
+    cams = orbit_cameras([0.0, 15.0], [0.0, 20.0], 2.0, 33.8)  # looking at the wall from its front
+    idx = torch.arange(2)
+    losses = {}
+    for tilt in (0.0, 60.0):
+        out = _render_with_normals(_wall(tilt), cams, SIZE, idx)
+        losses[tilt] = float(depth_normal_loss(out, out.alphas[..., 0], cams, SIZE, idx))
+    assert losses[0.0] < 0.02 and losses[60.0] > 0.3, losses  # 1 − cos 60° = 0.5 where the wall is opaque
