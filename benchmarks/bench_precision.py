@@ -171,8 +171,7 @@ class SV3DBench:
             unet=copy.deepcopy(m.unet).to(dtype), vae=m.vae, image_encoder=copy.deepcopy(m.image_encoder).to(dtype),
             config=m.config, variant=m.variant,
         )
-        accelerate(self.device, models.hot_networks(), compile=compile_, channels_last=True,
-                   subpixel_upsampling=True, fused_geglu=True)  # as stages/orbit.py
+        models.accelerate(self.device, compile=compile_)  # the orbit stage's settings
         return models
 
     def forward(self, models) -> Callable[[], Tensor]:  # noqa: ANN001

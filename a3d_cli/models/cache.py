@@ -13,8 +13,11 @@ What the key holds (`ModelKey`): the model's name, every weight file's path, siz
 (a replaced file is a new model), the dtype, the device, the compile flag (a compiled model is never handed
 to a stage that asked for an eager one) and, for random-weight models, their seed.
 
-Callers must treat a cached model as shared: no per-job state may be left on it (the MV-VDM stages set
-their per-call state at each call; regional compilation is idempotent, `acceleration.compile_blocks`).
+Callers must treat a cached model as shared: no per-job state may be left on it. The MV-VDM stages set
+their per-call state at each call (the SDS denoiser keeps only the latest prompt's text context) and
+regional compilation is idempotent (`acceleration.compile_blocks`); the orbit stage applies its speed
+settings, some of which add hooks, inside the build, and only the process-wide CUDA flags at each run.
+Samplers, schedulers and CUDA graphs are made per call.
 
 Examples:
     >>> cache = ModelCache()

@@ -123,7 +123,8 @@ class AnimateOptions:
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = MVVideoOptions.dtype
     """MV-VDM precision (generation and SDS)."""
     compile: bool = False
-    """On CUDA, compile MV-VDM's repeated blocks for mvvideo and sds (`a3d_cli.models.speed.acceleration`)."""
+    """On CUDA, compile the diffusion models' repeated blocks: MV-VDM for mvvideo and sds, SV3D for an image
+    input's orbit (`a3d_cli.models.speed.acceleration`)."""
     mvdream: str | None = None
     """Explicit folder of yanqinJiang/mvdream-sd1.5-diffusers."""
     ip_adapter: str | None = None
@@ -270,6 +271,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             checkpoint=opts.sv3d_checkpoint,
             steps=opts.orbit_steps,
             elevation=(opts.elevation,),
+            compile=opts.compile,
         ),
         "lift": lambda: lift.LiftOptions(
             orbit=None if opts.orbit is None else str(Path(opts.orbit).expanduser().absolute()),

@@ -20,11 +20,15 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.run_layout import ORBIT_DIR, ORBIT_INPUT, ORBIT_VIDEO, orbit_cameras_json, orbit_frame
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
+
+if TYPE_CHECKING:
+    from a3d_cli.models.speed.acceleration import AccelerationReport
+    from a3d_cli.models.sv3d.loading import LoadedSV3D
 
 Model = Literal["sv3d_u", "sv3d_p"]
 DType = Literal["auto", "fp32", "bf16", "fp16"]
@@ -163,6 +167,50 @@ def _cameras_json(orbit, size: int, order: str, input_frame: int, model: str) ->
     return json.dumps(data, indent=2)
 
 
+@dataclass
+class OrbitModel:
+    """SV3D ready to sample: the loaded networks with the stage's speed settings applied to them.
+
+    Attributes:
+        loaded: the networks and the account of the checkpoint's keys.
+        acceleration: what `SV3DModels.accelerate` changed (reported in every run's metrics).
+    """
+
+    loaded: LoadedSV3D
+    acceleration: AccelerationReport
+
+
+def load_model(opts: OrbitOptions, checkpoint: Path, device: str) -> OrbitModel:
+    """SV3D from `checkpoint` in the requested precision, accelerated for `device`.
+
+    Built through `a3d_cli.models.cache.cached_model`: a batch worker builds it (and, with `compile`, compiles
+    it) once for all its jobs. The key holds the checkpoint file (path, size, modification time: the file is
+    what makes sv3d_u and sv3d_p different models), the dtype, the device and whether the blocks are compiled.
+    `offload` is not part of it: it only says where the networks rest between calls, and `SV3DPipeline` moves
+    them there on every run.
+
+    Raises:
+        CheckpointError: the checkpoint is of the other variant than `opts.model` (checked on a cached model
+            too, so a job that asks for the wrong variant fails as it would alone, and leaves the cached model).
+    """
+    from a3d_cli.device import torch_dtype
+    from a3d_cli.models.cache import cached_model, model_key
+    from a3d_cli.models.speed.acceleration import is_cuda
+    from a3d_cli.models.sv3d.loading import check_variant, load_sv3d
+
+    dtype = torch_dtype(opts.dtype, device, cuda_auto=DEFAULT_CUDA_DTYPE)
+    compile_blocks = opts.compile and is_cuda(device)  # ignored off CUDA: the same model either way
+
+    def build() -> OrbitModel:
+        load_device = "cpu" if opts.offload else device
+        loaded = load_sv3d(checkpoint, device=load_device, unet_dtype=dtype, expect=opts.model)
+        return OrbitModel(loaded, loaded.models.accelerate(device, compile=compile_blocks))
+
+    model = cached_model(model_key("sv3d", {"sv3d": checkpoint}, dtype, device, compile_blocks), build)
+    check_variant(checkpoint, model.loaded.models.variant, opts.model)
+    return model
+
+
 def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageResult:
     """Sample an SV3D orbit of `opts.image` and write frames, video and cameras into RUN/orbit/.
 
@@ -189,19 +237,20 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         from a3d_cli.io.images import save_png
         from a3d_cli.io.preprocess import prepare_object_image
         from a3d_cli.models.guidance import cfg_scales
+        from a3d_cli.models.speed.acceleration import configure_cuda, is_cuda
         from a3d_cli.models.sv3d.cameras import Orbit, input_first
-        from a3d_cli.models.sv3d.loading import load_sv3d
         from a3d_cli.models.sv3d.pipeline import SV3DPipeline
 
-        # 1. load the model (checks the checkpoint's variant against --model)
+        # 1. the model: loaded and accelerated (regional compilation of the UNet and VAE decoder when asked),
+        # or the one this batch worker already built (checks the checkpoint's variant against --model)
         ctx.progress.start("loading SV3D", total=None)
-        from a3d_cli.device import torch_dtype
-
-        dtype = torch_dtype(opts.dtype, ctx.device, cuda_auto=DEFAULT_CUDA_DTYPE)
-        load_device = "cpu" if opts.offload else ctx.device
-        loaded = load_sv3d(ckpt, device=load_device, unet_dtype=dtype, expect=opts.model)
+        model = load_model(opts, ckpt, ctx.device)
+        loaded, accel = model.loaded, model.acceleration
         config = loaded.models.config
+        dtype = next(loaded.models.unet.parameters()).dtype
         ctx.progress.log(f"{ckpt.name}: {loaded.report.summary()}")
+        if is_cuda(ctx.device):  # process-wide flags: set for every run (run_stage puts them back afterwards)
+            configure_cuda()
 
         # 2. the input image and the cameras
         obj = prepare_object_image(image_path, config.image_size, opts.frame_ratio, opts.matte)
@@ -209,17 +258,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         orbit = _make_orbit(opts, ctx.seed)
         scales = cfg_scales(opts.cfg, config.num_frames, opts.cfg_min, opts.cfg_max)
 
-        # 3. sample (CUDA backend flags always; regional compilation of the UNet and VAE decoder when asked)
-        from a3d_cli.models.speed.acceleration import accelerate
-
-        accel = accelerate(
-            ctx.device,
-            loaded.models.hot_networks(),
-            compile=opts.compile,
-            channels_last=True,  # with compile only: NHWC from block to block (docs/PERF.md, orbit)
-            subpixel_upsampling=True,  # with compile only: upsampling + 3×3 conv as one 2×2 conv
-            fused_geglu=True,  # compiled or not: each GEGLU as one GEMM (a warp-specialized Gluon kernel on Hopper)
-        )
+        # 3. sample (the pipeline, its scheduler and its CUDA graph are this run's own; the model is shared)
         pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload, cuda_graph=opts.cuda_graph)
         ctx.progress.start("sampling", total=opts.steps)
         image = obj.image.permute(2, 0, 1).contiguous()  # [3, S, S]
@@ -264,7 +303,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
             cuda_graph_replays=pipe.graph_replays,
             **accel.as_metrics(),
         )
-        del pipe, loaded
+        del pipe, loaded, model  # a batch worker's cache keeps its own reference
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -146,3 +146,28 @@ def test_ray_actors_run_the_same_jobs(assets, tmp_path):
     assert got["b"]["exit_code"] == 2 and Path(got["b"]["log"]).is_file()
     assert all(Path(p).is_file() for n in ("a", "c") for p in got[n]["outputs"])
     assert {got[n]["worker"] for n in got} <= {0, 1}
+
+
+def test_a_worker_builds_sv3d_once_for_its_image_jobs(assets, tmp_path):
+    """Two object images through one worker process (orbit → lift → prepare → …): one SV3D build between them,
+    and results.jsonl says which job paid for it."""
+    from helpers import small_photo
+
+    from a3d_cli.models.sv3d.testing import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny_sv3d_p.safetensors", "sv3d_p", seed=0)
+    for name in ("p.png", "q.png"):
+        small_photo(assets / name)
+    image = {"video": "gt", "orbit-steps": 2, "lift-steps": 3, "lift-resolution": 32}
+    jobs = manifest(assets, [{"input": "p.png", **image}, {"input": "q.png", **image}], "images.jsonl")
+    runs = tmp_path / "runs"
+    args = ["--device", "cpu", "batch", str(jobs), "-o", str(runs), "--workers", "1", "--",
+            *FAST, "--sv3d-checkpoint", str(ckpt)]  # fmt: skip
+    result = runner.invoke(a3d_app("batch", batch), args)
+    assert result.exit_code == 0, result.output
+    got = results(runs)
+    assert set(got) == {"p", "q"} and all(r["status"] == "done" for r in got.values())
+    assert all(list(r["stages"])[:3] == ["orbit", "lift", "prepare"] for r in got.values())
+    built = {name: r["models_built"] for name, r in got.items()}
+    assert sorted(built.values(), key=len) == [{}, {"sv3d": 1}], built  # the first job builds, the second reuses
+    assert all((runs / name / "orbit" / "frame_20.png").is_file() for name in got)

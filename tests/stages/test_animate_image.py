@@ -42,6 +42,14 @@ def test_prepare_reads_the_lifted_model(tmp_path: Path):
     assert (prep.up, prep.front) == ("+y", "+z")  # the lift's frame, not prepare's guess
 
 
+def test_compile_reaches_the_orbit_stage(tmp_path: Path):
+    """`--compile` (on by default in a batch) compiles SV3D as well as MV-VDM."""
+    for compile_blocks in (False, True):
+        opts = AnimateOptions(model="p.png", prompt="hops", compile=compile_blocks)
+        calls = stage_calls(opts, plan_chain(opts, True, [], image_input=True), tmp_path / "RUN")
+        assert calls["orbit"].__defaults__[1].compile is compile_blocks
+
+
 def test_orbit_folder_needs_an_image_input():
     with pytest.raises(OptionError, match="--orbit"):
         AnimateOptions(model="m.glb", prompt="hops", orbit="o")

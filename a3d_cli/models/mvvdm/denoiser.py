@@ -51,12 +51,16 @@ class MvvdmDenoiser:
         return (z * vae.config.scaling_factor).float()
 
     def _text_pair(self, prompt: str, negative_prompt: str) -> Tensor:
-        """[2, L, D] (unconditional, conditional) text context, computed once per prompt pair."""
+        """[2, L, D] (unconditional, conditional) text context, computed once per prompt pair.
+
+        Only the latest pair is kept: a batch worker hands this denoiser to job after job, each with its own
+        prompt, and a context per prompt ever seen would grow without bound on the GPU.
+        """
         from a3d_cli.models.mvvdm.pipeline import encode_prompts
 
         key = (prompt, negative_prompt)
         if key not in self._text:
-            self._text[key] = encode_prompts(self.comp, [negative_prompt, prompt])
+            self._text = {key: encode_prompts(self.comp, [negative_prompt, prompt])}
         return self._text[key]
 
     @torch.no_grad()

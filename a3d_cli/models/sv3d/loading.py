@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from a3d_cli.errors import CheckpointError, InputError
+from a3d_cli.models.speed.acceleration import AccelerationReport, accelerate
 from a3d_cli.models.speed.attention import use_shortcut_attention
 from a3d_cli.models.sv3d.config import CONFIG_METADATA_KEY, SV3DConfig, Variant
 from a3d_cli.models.sv3d.convert import (
@@ -68,6 +69,23 @@ class SV3DModels:
         """The networks whose time matters, for `acceleration.accelerate`: the UNet (100 forwards a run)
         and the VAE decoder (21 frames at 576² in fp32)."""
         return [self.unet, self.vae.decoder]
+
+    def accelerate(self, device: str | torch.device, compile: bool = False) -> AccelerationReport:  # noqa: A002
+        """Apply the orbit stage's speed settings to the hot networks, in place (`acceleration.accelerate`).
+
+        Regional compilation when `compile`, channels-last blocks and folded upsampling with it, the fused
+        GEGLU always; on anything but CUDA nothing changes. The changes belong to the networks (done once per
+        built model: a batch worker keeps them, compiled graphs included); the process-wide backend flags it
+        also sets are the caller's to set again for every later run (`acceleration.configure_cuda`).
+        """
+        return accelerate(
+            device,
+            self.hot_networks(),
+            compile=compile,
+            channels_last=True,  # with compile only: NHWC from block to block (docs/PERF.md, orbit)
+            subpixel_upsampling=True,  # with compile only: upsampling + 3×3 conv as one 2×2 conv
+            fused_geglu=True,  # compiled or not: each GEGLU as one GEMM (a warp-specialized Gluon kernel on Hopper)
+        )
 
     def shapes(self) -> dict[str, Shape]:
         """Our prefixed parameter keys ("unet.…", "vae.…", "clip.…") → shapes."""
@@ -199,6 +217,19 @@ def _materialize_buffers(models: SV3DModels, device: torch.device) -> None:
                 raise RuntimeError(f"{name}.{full} is a non-persistent buffer a3d does not know how to rebuild")
 
 
+def check_variant(path: Path, variant: Variant, expect: Variant | None) -> None:
+    """Refuse a checkpoint of the other variant than the one asked for (None: any).
+
+    Raises:
+        CheckpointError: `variant` (what `path` holds) is not `expect`.
+    """
+    if expect is not None and variant != expect:
+        raise CheckpointError(
+            f"{path} is an {variant} checkpoint, but {expect} was asked for.",
+            hint=f"Pass --model {variant}, or give the {expect} file (a3d weights fetch {expect}).",
+        )
+
+
 def load_sv3d(
     path: Path,
     device: str | torch.device = "cpu",
@@ -224,11 +255,7 @@ def load_sv3d(
     clip_dtype = clip_dtype or unet_dtype
     with CheckpointReader(path) as reader:
         variant = detect_variant(reader.shapes, source=str(path))
-        if expect is not None and variant != expect:
-            raise CheckpointError(
-                f"{path} is an {variant} checkpoint, but {expect} was asked for.",
-                hint=f"Pass --model {variant}, or give the {expect} file (a3d weights fetch {expect}).",
-            )
+        check_variant(path, variant, expect)
         config = config_from_metadata(reader.metadata)
         models = build_models(config, variant, device="meta")
         our_shapes = models.shapes()
@@ -306,6 +333,7 @@ __all__ = [
     "LoadedSV3D",
     "SV3DModels",
     "build_models",
+    "check_variant",
     "config_from_metadata",
     "load_sv3d",
     "official_state_dict",

@@ -73,6 +73,17 @@ def test_protocol_shapes_and_branches(denoiser):
     assert (eps_c - eps_u).abs().mean() > 1e-4  # conditioning matters
 
 
+def test_a_shared_denoiser_answers_each_prompt_and_keeps_one_text_context(denoiser):
+    """A batch worker hands one denoiser to job after job: each prompt gets its own guidance, and the text
+    contexts of earlier jobs' prompts are not kept on the device."""
+    noisy = torch.randn(4, 2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    first = denoiser.predict_noise(noisy, 300, _cond("a dog wags its tail"))[0]
+    second = denoiser.predict_noise(noisy, 300, _cond("a cat jumps"))[0]
+    assert (first - second).abs().mean() > 1e-5
+    assert list(denoiser._text) == [("a cat jumps", "")]
+    torch.testing.assert_close(denoiser.predict_noise(noisy, 300, _cond("a dog wags its tail"))[0], first)
+
+
 def test_gradients_flow_through_the_encoder_only(denoiser):
     g = torch.Generator().manual_seed(3)
     images = torch.rand(4, 2, 3, SIZE, SIZE, generator=g).requires_grad_(True)  # [V, F, 3, H, W]
