@@ -3,11 +3,14 @@
 Usage:
     python benchmarks/bench_lift.py --device cuda --out lift.json                  # 576², full settings
     python benchmarks/bench_lift.py --device cpu --reduced --out lift_cpu.json     # CPU reduced size
-    python benchmarks/bench_lift.py --asset Duck.glb --asset BoxTextured.glb ...   # more assets (any a3d mesh)
+    python benchmarks/public_assets.py && \
+    python benchmarks/bench_lift.py --assets fox,Duck,CesiumMilkTruck,BoxTextured ...  # public glTF samples
+    python benchmarks/bench_lift.py --asset my_model.glb ...                          # any mesh a3d reads
 
-Per asset (the bundled fox, a procedural toy, and any --asset): the mesh is normalized into SV3D's frame
+Per asset (the bundled fox, a procedural toy, the public samples that benchmarks/public_assets.py fetches
+into benchmarks/.assets/, and any --asset file): the mesh is normalized into SV3D's frame
 (farthest point 0.5 from the origin), turned into dense surface splats and rendered with a3d's rasterizer
-as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha). Each
+as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha unless `--alpha`). Each
 perturbation of those views is written as an orbit folder and lifted by the real stage
 (`a3d_cli.stages.lift.run`), then scored:
 
@@ -22,7 +25,10 @@ perturbation of those views is written as an orbit folder and lifted by the real
 
 Perturbations mimic generated views: `jitter` (per-view colour gain ±6 % and offset ±3 %), `shift`
 (per-view sub-pixel translation up to ±0.75 px), `elevation` (rendered at 14° but labelled 10°), `all`
-(the three together). Results go to --out as JSON and are printed as markdown rows for docs/PERF.md.
+(the three together). `--alpha` writes the orbits as RGBA, so the masks come from alpha: the truth is
+rendered unlit, and an asset with white albedo (CesiumMilkTruck's body) is then exactly the background's
+white, which the white-background masks cannot separate (docs/lift.md). Results go to --out as JSON and
+are printed as markdown rows for docs/PERF.md.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reconstruct import psnr, ssim  # noqa: E402
+from public_assets import asset_sources  # noqa: E402
 
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
 from a3d_cli.lift import hull as hull_mod  # noqa: E402
@@ -116,15 +123,19 @@ def geometry_scores(pred: np.ndarray, truth: np.ndarray, radius: float) -> dict:
     return out
 
 
-def load_assets(names: list[str]) -> dict[str, SurfaceMesh]:
+def load_assets(names: list[str], files: list[str], assets_dir: Path) -> dict[str, SurfaceMesh]:
+    """Normalized meshes by name: `toy` (procedural), `fox` and the public samples of
+    benchmarks/public_assets.py (its `asset_sources` lookup), then any mesh `files`."""
     assets: dict[str, SurfaceMesh] = {}
     for name in names:
-        if name == "fox":
-            assets["fox"] = syn.normalized(load_mesh(ROOT / "examples" / "assets" / "fox.glb"))
-        elif name == "toy":
+        if name == "toy":
             assets["toy"] = syn.normalized(syn.toy_mesh())
-        else:
-            assets[Path(name).stem] = syn.normalized(load_mesh(Path(name)))
+            continue
+        model, up = asset_sources([name], assets_dir)[name]
+        path = Path(model) if model is not None else ROOT / "examples" / "assets" / "fox.glb"
+        assets[name] = syn.normalized(load_mesh(path), up=up)
+    for file in files:
+        assets[Path(file).stem] = syn.normalized(load_mesh(Path(file)))
     return assets
 
 
@@ -135,9 +146,11 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     true_cams = orbit_camera_set(static_orbit(elev))
     told_cams = orbit_camera_set(static_orbit(ELEVATION))
     rgba = perturb(syn.render_rgba(gt, true_cams, args.size), kind, args.seed)
-    folder = syn.write_orbit_folder(work / f"{name}-{kind}-orbit", rgba, told_cams)
+    folder = syn.write_orbit_folder(work / f"{name}-{kind}-orbit", rgba, told_cams, alpha=args.alpha)
     run = work / f"{name}-{kind}-run"
-    opts = stage.LiftOptions(orbit=str(folder), resolution=args.resolution, steps=args.steps, preview_frames=args.preview_frames)
+    opts = stage.LiftOptions(
+        orbit=str(folder), resolution=args.resolution, steps=args.steps, mesh_resolution=args.mesh_resolution, preview_frames=args.preview_frames
+    )
     t = time.perf_counter()
     result = stage.run(run, opts, Runtime(device=dev, seed=args.seed))
     wall = time.perf_counter() - t
@@ -149,7 +162,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     splats = read_ply(run / "lift" / "gaussians.ply").to(dev)
     lifted = load_mesh(run / "lift" / "model.glb")
     views = load_views(folder)
-    masks = view_masks(views.images, None)
+    masks = view_masks(views.images, views.alphas)
     hw = scene_radius(views.cameras)
     r = stage.LiftOptions(resolution=args.resolution).resolved(dev)
     hull = hull_mod.carve(masks.to(dev), views.cameras, r.hull_resolution, hw, r.hull_tolerance)
@@ -159,7 +172,8 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
         "mesh": render_chunked(mesh_as_splats(lifted, args.gt_splats).to(dev), held, s)[0],
         "hull": render_chunked(baseline.to(dev), held, s)[0],
     }
-    row = {"asset": name, "perturbation": kind, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps}
+    row = {"asset": name, "perturbation": kind, "alpha": args.alpha, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps,
+           "mesh_resolution": args.mesh_resolution or r.mesh_resolution}
     for key, img in renders.items():
         row[f"psnr_{key}"] = round(float(psnr(img, truth).mean()), 2)
         row[f"ssim_{key}"] = round(float(ssim(img, truth).mean()), 4)
@@ -187,13 +201,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--reduced", action="store_true", help="CPU reduced size: 128² views, 96² fit, fewer steps, perturbations none + all")
     ap.add_argument("--asset", action="append", default=[], help="extra mesh files to lift (any format a3d reads)")
-    ap.add_argument("--assets", default="fox,toy", help="built-in assets: fox, toy")
+    ap.add_argument("--assets", default="fox,toy", help="comma list: fox, toy and names from benchmarks/public_assets.py "
+                    "(e.g. Duck, CesiumMilkTruck, BoxTextured; run that script first)")
+    ap.add_argument("--assets-dir", type=Path, default=ROOT / "benchmarks" / ".assets", help="where public_assets.py put them")
     ap.add_argument("--perturbations", default=None, help=f"comma list of {', '.join(PERTURBATIONS)}")
     ap.add_argument("--size", type=int, default=None, help="orbit frame size (576 full, 128 reduced)")
     ap.add_argument("--resolution", type=int, default=None, help="lift fit size (stage default full, 96 reduced)")
     ap.add_argument("--steps", type=int, default=None, help="lift steps (stage default full, 300 reduced)")
+    ap.add_argument("--mesh-resolution", type=int, default=None, help="TSDF voxels per axis (stage default)")
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
+    ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "
+                    "white: for assets whose unlit albedo is white, which no white-background mask can tell from it")
     ap.add_argument("--points", type=int, default=100_000, help="surface samples for Chamfer / F-score")
     ap.add_argument("--preview-frames", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -209,7 +228,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.gt_splats = args.gt_splats or (40_000 if red else 200_000)
     args.preview_frames = args.preview_frames or (8 if red else 48)
     kinds = (args.perturbations or ("none,all" if red else ",".join(PERTURBATIONS))).split(",")
-    assets = load_assets([a for a in args.assets.split(",") if a] + args.asset)
+    assets = load_assets([a.strip() for a in args.assets.split(",") if a.strip()], args.asset, args.assets_dir)
     work = args.work or Path(tempfile.mkdtemp(prefix="a3d-bench-lift-"))
     rows = []
     for name, mesh in assets.items():

@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import sync  # noqa: E402
+from public_assets import asset_sources  # noqa: E402
 
 from a3d_cli.gaussians import motion_fit  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
@@ -63,7 +64,6 @@ from a3d_cli.render.cameras import CameraSet  # noqa: E402
 from a3d_cli.run_layout import VIEWS_CAMERAS  # noqa: E402
 from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
-
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
@@ -268,24 +268,6 @@ def asset_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _asset_sources(names: list[str], assets_dir: Path) -> dict[str, tuple[str | None, str]]:
-    """name → (model path or None for the bundled fox, up axis), from benchmarks/public_assets.py's manifest."""
-    manifest_file = assets_dir / "assets.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    out: dict[str, tuple[str | None, str]] = {}
-    for name in names:
-        if name == "fox":
-            out[name] = (None, "+y")
-        elif name in manifest:
-            out[name] = (str(assets_dir / manifest[name]["file"]), manifest[name].get("up", "+y"))
-        else:
-            raise SystemExit(
-                f"unknown asset {name!r}: not in {manifest_file}. Run `python benchmarks/public_assets.py` first "
-                f"(known: fox, {', '.join(manifest) or 'none yet'})."
-            )
-    return out
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description="Benchmark a3d reconstruct on ground-truth motion.")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -309,7 +291,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     asset_names = [a.strip() for a in args.assets.split(",") if a.strip()]
     if asset_names:
-        for name, (model, up) in _asset_sources(asset_names, args.assets_dir).items():
+        for name, (model, up) in asset_sources(asset_names, args.assets_dir).items():
             gt = work / f"gt_{name}"
             splats = args.splats or (20_000 if args.device.startswith("cuda") else 5_000)
             if not (gt / "ground_truth.npz").is_file():

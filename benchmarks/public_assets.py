@@ -127,6 +127,30 @@ def fetch(out: Path) -> dict:
     return manifest
 
 
+def asset_sources(names: list[str], assets_dir: Path = DEFAULT_OUT) -> dict[str, tuple[str | None, str]]:
+    """name → (model file, or None for the bundled fox; its up axis), from the manifest `fetch` wrote.
+
+    The benchmarks' one lookup of asset names (bench_reconstruct.py, bench_lift.py).
+
+    Raises:
+        SystemExit: a name that is neither `fox` nor in `assets_dir/assets.json` (with what to run).
+    """
+    manifest_file = Path(assets_dir) / "assets.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    out: dict[str, tuple[str | None, str]] = {}
+    for name in names:
+        if name == "fox":
+            out[name] = (None, "+y")
+        elif name in manifest:
+            out[name] = (str(Path(assets_dir) / manifest[name]["file"]), manifest[name].get("up", "+y"))
+        else:
+            raise SystemExit(
+                f"unknown asset {name!r}: not in {manifest_file}. Run `python benchmarks/public_assets.py` first "
+                f"(known: fox, {', '.join(manifest) or 'none yet'})."
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to put the assets (default: benchmarks/.assets)")

@@ -24,11 +24,17 @@ class RasterOutput:
         alphas: [..., C, H, W, 1] accumulated opacity (1 - final transmittance).
         depths: [..., C, H, W, 1] expected camera-space depth (accumulated depth / alpha) for
             render_mode "RGB+ED", else None. Pixels nothing covers hold 0.
+        meta: for calls without leading batch dims, the projection in gsplat's `meta` layout, which its
+            densification strategies read: "means2d" [C, N, 2] pixels (part of the graph: call
+            `retain_grad()` on it before `backward()` to get the image-plane gradients), "radii"
+            [C, N, 2] (0 = culled), "width", "height", "n_cameras", "gaussian_ids" (None: unpacked).
+            None for batched calls.
     """
 
     colors: Tensor  # [..., C, H, W, D]
     alphas: Tensor  # [..., C, H, W, 1]
     depths: Tensor | None = None  # [..., C, H, W, 1]
+    meta: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -200,4 +206,4 @@ def unflatten_output(out: RasterOutput, batch_shape: tuple[int, ...]) -> RasterO
     def un(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.reshape(*batch_shape, *t.shape[1:])
 
-    return RasterOutput(colors=un(out.colors), alphas=un(out.alphas), depths=un(out.depths))
+    return RasterOutput(colors=un(out.colors), alphas=un(out.alphas), depths=un(out.depths), meta=out.meta)

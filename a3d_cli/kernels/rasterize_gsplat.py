@@ -57,14 +57,18 @@ def rasterize_gsplat_checked(
         )
     from gsplat import rasterization  # noqa: PLC0415 - lazily, CUDA only
 
-    colors, alphas, _meta = rasterization(
-        x.means.contiguous(),
-        x.quats.contiguous(),
-        x.scales.contiguous(),
-        x.opacities.contiguous(),
-        x.colors.contiguous(),
-        x.viewmats.contiguous(),
-        x.Ks.contiguous(),
+    # A call without batch dims goes to gsplat without them too, so its meta["means2d"] is [C, N, 2]
+    # (what its densification strategies expect) and is the tensor the render depends on.
+    single = not x.batch_shape
+    pick = (lambda t: t[0]) if single else (lambda t: t)  # noqa: E731
+    colors, alphas, meta = rasterization(
+        pick(x.means).contiguous(),
+        pick(x.quats).contiguous(),
+        pick(x.scales).contiguous(),
+        pick(x.opacities).contiguous(),
+        pick(x.colors).contiguous(),
+        pick(x.viewmats).contiguous(),
+        pick(x.Ks).contiguous(),
         x.width,
         x.height,
         near_plane=near_plane,
@@ -72,11 +76,14 @@ def rasterize_gsplat_checked(
         eps2d=eps2d,
         sh_degree=x.sh_degree,
         packed=False,
-        backgrounds=None if x.backgrounds is None else x.backgrounds.contiguous(),
+        backgrounds=None if x.backgrounds is None else pick(x.backgrounds).contiguous(),
         render_mode=x.render_mode,
         rasterize_mode="classic",
-    )  # colors: [B, C, H, W, D(+1)], alphas: [B, C, H, W, 1]
+    )  # colors: [(B,) C, H, W, D(+1)], alphas: [(B,) C, H, W, 1]
+    if single:
+        colors, alphas = colors[None], alphas[None]
     depths = None
     if x.render_mode == "RGB+ED":
         colors, depths = colors[..., :-1], colors[..., -1:]
-    return unflatten_output(RasterOutput(colors=colors, alphas=alphas, depths=depths), x.batch_shape)
+    out = RasterOutput(colors=colors, alphas=alphas, depths=depths, meta=meta if single else None)
+    return unflatten_output(out, x.batch_shape)

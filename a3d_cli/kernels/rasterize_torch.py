@@ -13,6 +13,8 @@ gsplat) against the dense all-pairs statement `a3d_cli.kernels.rasterize_ref`. P
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
@@ -105,6 +107,12 @@ def rasterize_torch_checked(
         far_plane=far_plane,
     )
 
+    meta = None
+    if not x.batch_shape:  # expose the image-plane centres as a tensor the rest of the graph hangs from
+        means2d = proj.means2d[0]  # [C, N, 2]
+        proj = dataclasses.replace(proj, means2d=means2d[None])
+        meta = {"means2d": means2d, "radii": proj.radii[0], "width": W, "height": H, "n_cameras": C, "gaussian_ids": None}
+
     # 2. Per-camera features: colour, then depth for "RGB+ED" (the compositor appends alpha).
     feats = splat_features(x, proj)  # [B, C, N, F]
     log_opac = torch.log(x.opacities.clamp(min=1e-30))[:, None].expand(B, C, N)  # [B, C, N]
@@ -134,7 +142,9 @@ def rasterize_torch_checked(
     img = img.reshape(B, C, H, W, -1)  # [B, C, H, W, F+1], alpha last
 
     # 4. Background and expected depth.
-    return finish_output(x, img)
+    out = finish_output(x, img)
+    out.meta = meta
+    return out
 
 
 def splat_features(x: RasterInputs, proj: Projection) -> Tensor:

@@ -1,28 +1,42 @@
 """Fit static Gaussians to V views with known cameras: the splat half of `a3d lift`.
 
-The parameters are the splats' centres, two in-plane log-scales (the third is FLATNESS × the smaller, so
-every splat stays a thin disc lying in the surface — that is what makes the rendered depth a surface a
-mesh can be extracted from), rotations, opacity logits and colour logits (view-independent colour, which
-is what a texture can hold). Each step renders a few random views in one rasterizer call (all of them
-where the device is fast) and minimises
+The parameters are the splats' centres, log-scales, rotations, opacity logits and colour logits
+(view-independent colour, which is what a texture can hold). Only the two in-plane scales render: the
+third is FLATNESS × the smaller, so every splat stays a thin disc lying in the surface — that is what
+makes the rendered depth a surface a mesh can be extracted from. Each step renders a few random views in
+one rasterizer call (all of them where the device is fast) and minimises
 
     Charbonnier(render on white, view)                 robust: generated views disagree a little
     + λ_mask · (alpha − mask)²                          silhouettes
     + λ_binary · mean(α(1 − α))  over opacities         opaque-or-gone splats: crisp depth
     + λ_scale · mean(relu(scale − max_scale))           no splat larger than a fraction of the object
+    + λ_normal · mean(1 − |cos(n_splats, n_depth)|)     (after `normal_start`) depth–normal consistency
 
-Every `prune_every` steps splats whose opacity fell below `prune_opacity` are removed. The rasterizer is
-gsplat on CUDA and a3d's PyTorch reference on the CPU (`a3d_cli.kernels.rasterize`).
+The last is 2DGS's regulariser: the splats' blended normals must agree with the normals of their own
+rendered depth, so a surface cannot look right from the fitted views while its splats step in and out
+of it (at colour edges they otherwise did, and the depth maps fused into the mesh showed cracks that
+carved tunnels into the object).
+
+The splat set adapts as in 3DGS, through gsplat's `DefaultStrategy` (the parameters and one Adam per
+parameter follow its conventions): from step `refine_start` to the fraction `refine_stop` of the fit, every
+`refine_every` steps, splats whose image-plane gradient averaged over the views that saw them exceeds
+`grow_grad2d` are cloned (small ones) or split in two (large ones, sampled inside the disc), and splats
+whose opacity fell below `prune_opacity` are removed. A budget bounds the growth: when more splats qualify
+than `max_splats` leaves room for, only those with the largest gradients grow (and any overshoot goes,
+most transparent first). The rasterizer is gsplat on
+CUDA and a3d's PyTorch one on the CPU (`a3d_cli.kernels.rasterize`); both report the image-plane centres
+the strategy reads.
 
 Examples:
-    >>> g = fit_static(init, views.images, masks, views.cameras, LiftFitSettings(steps=300))  # doctest: +SKIP
+    >>> g = fit_static(init, views.images, masks, views.cameras, LiftFitSettings(steps=300), 0.66).gaussians  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +47,14 @@ from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.lift.hull import FLATNESS
 from a3d_cli.render.cameras import CameraSet
 
+if TYPE_CHECKING:
+    from a3d_cli.progress import Progress
+
 BACKGROUND = 1.0
 """The views' background (SV3D renders on white); renders are composited on it too."""
+
+PARAMS = ("means", "scales", "quats", "opacities", "colors")
+"""The trainable tensors, named as gsplat's strategies expect (scales as logs, opacities as logits)."""
 
 
 @dataclass(frozen=True)
@@ -57,21 +77,43 @@ class LiftFitSettings:
     max_scale: float = 0.05
     """Largest in-plane standard deviation, as a fraction of the object's half-width."""
     charbonnier_eps: float = 1e-3
-    prune_every: int = 100
     prune_opacity: float = 0.02
+    """Splats below this opacity are removed at every refinement and at the end."""
+    max_splats: int = 0
+    """Most splats densification may reach (0 = twice the starting count)."""
+    grow_grad2d: float = 2e-4
+    """Mean image-plane gradient (gsplat's normalisation) above which a splat is cloned or split."""
+    grow_scale3d: float = 0.01
+    """Splats larger than this fraction of the object's half-width are split, smaller ones cloned."""
+    refine_start: int = 100
+    """Steps before the first refinement: the splats settle first (gsplat's 500 count single-image
+    steps; each of ours sees several views). A fit shorter than this over `refine_stop` never refines."""
+    refine_stop: float = 0.6
+    """Fraction of the steps after which the splat set stays fixed (but for the final prune)."""
+    refine_every: int = 0
+    """Steps between refinements (0 = a twentieth of the steps)."""
+    lambda_normal: float = 0.05
+    """Weight of the depth–normal consistency term (2DGS's): 1 − |cos| between the splats' blended
+    normals and the normals of their rendered depth."""
+    normal_start: float = 0.3
+    """Fraction of the steps after which the depth–normal term is on (the surface settles first)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.views_per_step < 0 or self.prune_every < 1:
-            raise OptionError("steps and views_per_step must be >= 0 and prune_every >= 1.")
+        if self.steps < 0 or self.views_per_step < 0 or self.max_splats < 0 or self.refine_every < 0:
+            raise OptionError("steps, views_per_step, max_splats and refine_every must be >= 0.")
+        if self.refine_start < 0 or not 0.0 <= self.refine_stop <= 1.0:
+            raise OptionError("refine_start must be >= 0 and refine_stop within [0, 1].")
 
 
 @dataclass
 class LiftFitResult:
-    """The fitted splats, the per-step loss (every 10 steps) and the loop's wall time."""
+    """The fitted splats, (step, mean loss of the steps since the previous entry) every `log_every`
+    steps, the splat count after each refinement, and the loop's wall time."""
 
     gaussians: Gaussians
     losses: list[tuple[int, float]]
     seconds: float
+    splat_counts: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 def render(g: Gaussians, cameras: CameraSet, size: int, depth: bool = False, index: Tensor | None = None):  # noqa: ANN201
@@ -107,45 +149,120 @@ def render_chunked(g: Gaussians, cameras: CameraSet, size: int, depth: bool = Fa
     return torch.cat(rgbs), torch.cat(alphas), (torch.cat(depths) if depth else None)
 
 
-class _Params(torch.nn.Module):
-    """The trainable form of flat splats."""
+def _render_with_normals(g: Gaussians, cameras: CameraSet, size: int, index: Tensor):  # noqa: ANN202
+    """`render` with each splat's world normal (its thin axis) blended as three more channels, and depth."""
+    from a3d_cli.geometry import quat_to_rotmat
+    from a3d_cli.kernels import rasterize
 
-    def __init__(self, g: Gaussians) -> None:
-        super().__init__()
-        in_plane = g.scales[:, :2].clamp_min(1e-6)
-        self.means = torch.nn.Parameter(g.means.clone())
-        self.log_scales = torch.nn.Parameter(in_plane.log())
-        self.quats = torch.nn.Parameter(F.normalize(g.quats, dim=-1).clone())
-        self.opacity_logits = torch.nn.Parameter(torch.logit(g.opacities.clamp(1e-4, 1 - 1e-4)))
-        self.color_logits = torch.nn.Parameter(torch.logit(g.colors.clamp(1e-3, 1 - 1e-3)))
-
-    def gaussians(self) -> Gaussians:
-        s = self.log_scales.exp()  # [N, 2]
-        thin = FLATNESS * s.min(dim=1, keepdim=True).values
-        return Gaussians(
-            means=self.means,
-            quats=F.normalize(self.quats, dim=-1),
-            scales=torch.cat([s, thin], dim=1),
-            opacities=torch.sigmoid(self.opacity_logits),
-            colors=torch.sigmoid(self.color_logits),
-        )
-
-    def keep(self, mask: Tensor) -> None:
-        for name in ("means", "log_scales", "quats", "opacity_logits", "color_logits"):
-            setattr(self, name, torch.nn.Parameter(getattr(self, name).detach()[mask].clone()))
+    dev = g.means.device
+    normals = quat_to_rotmat(g.quats)[..., 2]  # [N, 3] the local z axis
+    viewmats, Ks = cameras.viewmats.to(dev)[index], cameras.Ks(size, size).to(dev)[index]
+    bg = torch.tensor([BACKGROUND] * 3 + [0.0] * 3, device=dev, dtype=g.means.dtype).expand(viewmats.shape[0], 6)
+    return rasterize(
+        g.means, g.quats, g.scales, g.opacities, torch.cat([g.colors, normals], dim=-1), viewmats, Ks, size, size,
+        backgrounds=bg, render_mode="RGB+ED",
+    )  # fmt: skip
 
 
-def _optimizer(p: _Params, s: LiftFitSettings, extent: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(
-        [
-            {"params": [p.means], "lr": s.lr_means * extent, "name": "means"},
-            {"params": [p.log_scales], "lr": s.lr_scales},
-            {"params": [p.quats], "lr": s.lr_quats},
-            {"params": [p.opacity_logits], "lr": s.lr_opacity},
-            {"params": [p.color_logits], "lr": s.lr_colors},
-        ],
-        eps=1e-15,
+def depth_normal_loss(out, alpha: Tensor, cameras: CameraSet, size: int, index: Tensor) -> Tensor:  # noqa: ANN001
+    """Mean 1 − |cos| between blended splat normals and the normals of the rendered depth (2DGS's term).
+
+    The depth's normal at a pixel is the cross product of its back-projected neighbours' differences;
+    only pixels whose 3×3 neighbourhood is opaque count. |cos| because a flat splat's normal has no side.
+
+    Args:
+        out: a `_render_with_normals` output; alpha: [C, S, S]; index: the C views rendered.
+    """
+    dev = alpha.device
+    depth = out.depths[..., 0]  # [C, S, S]
+    K = cameras.Ks(size, size).to(dev)[index]  # [C, 3, 3]
+    c2w = cameras.c2w.to(dev)[index]  # [C, 4, 4]
+    pix = torch.arange(size, device=dev, dtype=depth.dtype) + 0.5
+    vv, uu = torch.meshgrid(pix, pix, indexing="ij")
+    x = (uu[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * depth
+    y = (vv[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * depth
+    cam = torch.stack([x, y, depth], dim=-1)  # [C, S, S, 3]
+    world = torch.einsum("cij,chwj->chwi", c2w[:, :3, :3], cam)  # rotation only: differences need no translation
+    dx = world[:, 1:-1, 2:] - world[:, 1:-1, :-2]
+    dy = world[:, 2:, 1:-1] - world[:, :-2, 1:-1]
+    n_depth = F.normalize(torch.linalg.cross(dx, dy, dim=-1), dim=-1)
+    n_splat = F.normalize(out.colors[:, 1:-1, 1:-1, 3:6], dim=-1)
+    opaque = -F.max_pool2d(-(alpha > 0.5).float()[:, None], 3, stride=1)[:, 0]  # [C, S-2, S-2] all 9 opaque
+    cos = (n_depth * n_splat).sum(-1).abs()
+    return ((1 - cos) * opaque).sum() / opaque.sum().clamp_min(1)
+
+
+def _params(g: Gaussians, device: torch.device) -> torch.nn.ParameterDict:
+    """Trainable tensors of flat splats in gsplat's layout (log-scales, opacity logits; colour logits)."""
+    in_plane = g.scales[:, :2].clamp_min(1e-6)
+    thin = FLATNESS * in_plane.min(dim=1, keepdim=True).values
+    tensors = {
+        "means": g.means,
+        "scales": torch.cat([in_plane, thin], dim=1).log(),
+        "quats": F.normalize(g.quats, dim=-1),
+        "opacities": torch.logit(g.opacities.clamp(1e-4, 1 - 1e-4)),
+        "colors": torch.logit(g.colors.clamp(1e-3, 1 - 1e-3)),
+    }
+    return torch.nn.ParameterDict({k: torch.nn.Parameter(tensors[k].detach().clone().to(device)) for k in PARAMS})
+
+
+def _gaussians(p: torch.nn.ParameterDict) -> Gaussians:
+    """The splats the parameters describe (the third scale is derived: thin discs)."""
+    s = p["scales"][:, :2].exp()  # [N, 2]
+    thin = FLATNESS * s.min(dim=1, keepdim=True).values
+    return Gaussians(
+        means=p["means"],
+        quats=F.normalize(p["quats"], dim=-1),
+        scales=torch.cat([s, thin], dim=1),
+        opacities=torch.sigmoid(p["opacities"]),
+        colors=torch.sigmoid(p["colors"]),
     )
+
+
+def _optimizers(p: torch.nn.ParameterDict, s: LiftFitSettings, extent: float) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per parameter (gsplat's convention: its strategies resize each optimizer's state)."""
+    lrs = {"means": s.lr_means * extent, "scales": s.lr_scales, "quats": s.lr_quats, "opacities": s.lr_opacity, "colors": s.lr_colors}
+    return {k: torch.optim.Adam([{"params": [p[k]], "lr": lrs[k], "name": k}], eps=1e-15) for k in PARAMS}
+
+
+def refine_schedule(settings: LiftFitSettings) -> tuple[int, int, int]:
+    """(first step, step to stop, steps between) of the refinements, in gsplat's iteration terms."""
+    every = settings.refine_every or max(1, settings.steps // 20)
+    return settings.refine_start, int(settings.refine_stop * settings.steps), every
+
+
+def budgeted_threshold(state: dict, base: float, room: int) -> float:
+    """The growth threshold that lets at most `room` splats grow: `base`, or higher where more qualify.
+
+    Args:
+        state: the strategy's running state ("grad2d" summed gradient norms, "count" views that saw each).
+        base: the strategy's own threshold.
+        room: how many more splats the budget allows.
+    """
+    if state.get("grad2d") is None:
+        return base
+    grads = state["grad2d"] / state["count"].clamp_min(1)
+    if room <= 0:
+        return float("inf")
+    if room >= grads.numel():
+        return base
+    kth = torch.topk(grads, room + 1).values[-1]  # the (room+1)-th largest: strictly above it grow
+    return max(base, float(kth))
+
+
+def _enforce_cap(params: torch.nn.ParameterDict, opts: dict, state: dict, cap: int) -> None:
+    """Remove the most transparent splats beyond `cap` (gsplat's `remove` op keeps the optimizers in step).
+
+    The budgeted threshold is set before the strategy adds the step's own gradients, so a refinement can
+    overshoot the budget by a few splats; this trims them.
+    """
+    from gsplat.strategy.ops import remove
+
+    over = len(params["means"]) - cap
+    if over > 0:
+        drop = torch.zeros(len(params["means"]), dtype=torch.bool, device=params["means"].device)
+        drop[torch.topk(params["opacities"].detach(), over, largest=False).indices] = True
+        remove(params=params, optimizers=opts, state=state, mask=drop)
 
 
 def fit_static(
@@ -157,78 +274,96 @@ def fit_static(
     extent: float,
     *,
     seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
+    progress: Progress | None = None,
+    log_every: int = 10,
 ) -> LiftFitResult:
-    """Fit flat splats to the views (everything on `init`'s device).
+    """Fit flat splats to the views (everything on `init`'s device), growing and pruning them.
 
     Args:
         init: starting splats (e.g. `hull.hull_splats`).
         images: [V, S, S, 3] views on white.
         masks: [V, S, S] foreground masks.
         cameras: the V cameras.
-        settings: steps, learning rates, loss weights.
-        extent: the object's half-width (scales the centres' learning rate and the scale cap).
-        seed: seeds the view draws.
-        on_step: called with (step, loss) after every step (progress, tests).
+        settings: steps, learning rates, loss weights, refinement.
+        extent: the object's half-width (scales the centres' learning rate, the scale cap and the
+            clone/split size).
+        seed: seeds the view draws and the split samples.
+        progress: receives `update(advance, loss=…)` every `log_every` steps and after the last, with the
+            mean loss of those steps (summed on the device: the loop reads it to the host only then).
+        log_every: steps between progress updates and entries of `LiftFitResult.losses`.
     """
+    from gsplat.strategy import DefaultStrategy
+
     dev = init.means.device
     v, size = images.shape[0], images.shape[1]
     images, masks = images.to(dev), masks.to(dev).float()
-    params = _Params(init)
-    opt = _optimizer(params, settings, extent)
+    params = _params(init, dev)
+    opts = _optimizers(params, settings, extent)
+    start_it, stop_it, every = refine_schedule(settings)
+    strategy = DefaultStrategy(
+        prune_opa=settings.prune_opacity,
+        grow_grad2d=settings.grow_grad2d,
+        grow_scale3d=settings.grow_scale3d,
+        refine_start_iter=start_it,
+        refine_stop_iter=stop_it,
+        refine_every=every,
+        reset_every=settings.steps + 1,  # no opacity resets: the binary regulariser already drives them
+    )
+    strategy.check_sanity(params, opts)
+    state = strategy.initialize_state(scene_scale=extent)
+    cap = settings.max_splats or 2 * len(init)
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the split samples (gsplat draws them from the global generator)
     k = v if settings.views_per_step in (0, v) or settings.views_per_step > v else settings.views_per_step
     max_scale = settings.max_scale * extent
     losses: list[tuple[int, float]] = []
+    counts: list[tuple[int, int]] = []
+    running, pending = torch.zeros((), device=dev), 0
     start = time.perf_counter()
     for step in range(settings.steps):
         frac = step / max(1, settings.steps)
-        opt.param_groups[0]["lr"] = settings.lr_means * extent * (0.1**frac)  # exponential decay to 10 %
+        opts["means"].param_groups[0]["lr"] = settings.lr_means * extent * (0.1**frac)  # exponential decay to 10 %
         idx = (torch.arange(v) if k == v else torch.randperm(v, generator=gen)[:k]).to(dev)
-        g = params.gaussians()
-        out = render(g, cameras, size, index=idx)
-        rgb, alpha = out.colors, out.alphas[..., 0]
+        g = _gaussians(params)
+        with_normals = settings.lambda_normal > 0 and step >= settings.normal_start * settings.steps
+        out = _render_with_normals(g, cameras, size, idx) if with_normals else render(g, cameras, size, index=idx)
+        info = out.meta
+        strategy.step_pre_backward(params, opts, state, step, info)
+        rgb, alpha = out.colors[..., :3], out.alphas[..., 0]
         diff = rgb - images[idx]
         loss = torch.sqrt(diff.square() + settings.charbonnier_eps**2).mean()
+        if with_normals:
+            loss = loss + settings.lambda_normal * depth_normal_loss(out, alpha, cameras, size, idx)
         loss = loss + settings.lambda_mask * (alpha - masks[idx]).square().mean()
         op = g.opacities
         loss = loss + settings.lambda_binary * (op * (1 - op)).mean()
         loss = loss + settings.lambda_scale * F.relu(g.scales[:, :2] - max_scale).mean()
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        value = float(loss.detach())
-        if step % 10 == 0:
-            losses.append((step, value))
-        if on_step is not None:
-            on_step(step, value)
-        if (step + 1) % settings.prune_every == 0 and step + 1 < settings.steps:
-            keep = torch.sigmoid(params.opacity_logits.detach()) >= settings.prune_opacity
-            if 0 < int(keep.sum()) < keep.numel():
-                params.keep(keep)
-                opt = _reoptimizer(params, opt, settings, extent, keep)
+        for opt in opts.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        refine = start_it < step < stop_it and step % every == 0
+        if refine:  # the budget: raise the growth threshold so that the count stays within the cap
+            strategy.grow_grad2d = budgeted_threshold(state, settings.grow_grad2d, cap - len(params["means"]))
+        strategy.step_post_backward(params, opts, state, step, info, packed=False)
+        if refine:
+            _enforce_cap(params, opts, state, cap)
+            counts.append((step, len(params["means"])))
+        running = running + loss.detach()
+        pending += 1
+        if (step + 1) % log_every == 0 or step + 1 == settings.steps:
+            value = float(running) / pending  # the loop's only host read but for refinements: once per interval
+            losses.append((step + 1, value))
+            if progress is not None:
+                progress.update(pending, loss=value)
+            running, pending = torch.zeros((), device=dev), 0
     with torch.no_grad():
-        final = params.gaussians()
+        final = _gaussians(params)
         final = Gaussians(*(t.detach() for t in (final.means, final.quats, final.scales, final.opacities, final.colors)))
         keep = final.opacities >= settings.prune_opacity
         if int(keep.sum()) > 0:
             final = final.subset(keep)
-    return LiftFitResult(final, losses, time.perf_counter() - start)
+    return LiftFitResult(final, losses, time.perf_counter() - start, counts)
 
 
-def _reoptimizer(p: _Params, old: torch.optim.Optimizer, s: LiftFitSettings, extent: float, keep: Tensor) -> torch.optim.Optimizer:
-    """A fresh Adam over the pruned parameters that keeps the surviving splats' moments."""
-    new = _optimizer(p, s, extent)
-    for g_old, g_new in zip(old.param_groups, new.param_groups):
-        g_new["lr"] = g_old["lr"]
-        st = old.state.get(g_old["params"][0])
-        if st:
-            new.state[g_new["params"][0]] = {
-                "step": st["step"],
-                "exp_avg": st["exp_avg"][keep].clone(),
-                "exp_avg_sq": st["exp_avg_sq"][keep].clone(),
-            }
-    return new
-
-
-__all__ = ["BACKGROUND", "LiftFitResult", "LiftFitSettings", "fit_static", "render", "render_chunked"]
+__all__ = ["BACKGROUND", "LiftFitResult", "LiftFitSettings", "budgeted_threshold", "fit_static", "refine_schedule", "render", "render_chunked"]

@@ -48,9 +48,14 @@ class Hull:
 
     def centres(self) -> Tensor:
         """[G, G, G, 3] voxel centres."""
-        g = self.resolution
-        axis = (torch.arange(g, dtype=torch.float32) + 0.5) * self.voxel - self.half_width
-        return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
+        return voxel_centres(self.resolution, self.half_width)
+
+
+def voxel_centres(resolution: int, half_width: float) -> Tensor:
+    """[G, G, G, 3] centres of a G³ grid over the cube [-half_width, half_width]³, indexed [x, y, z]."""
+    voxel = 2 * half_width / resolution
+    axis = (torch.arange(resolution, dtype=torch.float32) + 0.5) * voxel - half_width
+    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
 
 
 def project(points: Tensor, cameras: CameraSet, size: int) -> tuple[Tensor, Tensor]:
@@ -185,4 +190,7 @@ def hull_splats(
     )
 
 
-__all__ = ["FLATNESS", "Hull", "best_view_colours", "carve", "hull_normals", "hull_splats", "project", "sample_images", "surface_voxels"]
+__all__ = [
+    "FLATNESS", "Hull", "best_view_colours", "carve", "hull_normals", "hull_splats", "project", "sample_images",
+    "surface_voxels", "voxel_centres",
+]  # fmt: skip

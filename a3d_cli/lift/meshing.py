@@ -1,11 +1,15 @@
 """Fitted splats → one closed triangle mesh: TSDF fusion of rendered depths, marching cubes, clean-up.
 
-Why this route: flat, opaque splats render a sharp expected depth, so fusing those depth maps from many
-directions (the training views plus extra views above and below the orbit, where an orbit sees little)
-into a truncated signed-distance volume gives a smooth implicit surface; PyMCubes' marching cubes turns
-its zero level into triangles. Pixels the splats leave empty carve free space, so the result is closed
-and watertight-enough for `a3d prepare`. Only the largest connected piece is kept (floaters go), and
-pymeshlab's quadric decimation (`a3d_cli.mesh.simplify`) bounds the face count.
+Why this route: flat, opaque splats render a sharp expected depth, so fusing their depth maps in the
+views they were fitted to into a truncated signed-distance volume gives a smooth implicit surface;
+PyMCubes' marching cubes turns its zero level into triangles. Only the fitted views are fused: from any
+other direction the splats show what no view constrained (holes, stray depths), and fusing those renders
+carved tunnels into the object and left surfaces inside it. Pixels the splats leave empty carve free
+space; space hidden behind the surface in the views is inside, so the result is closed and
+watertight-enough for `a3d prepare`. Below the lowest point the views see there is nothing to go by (an
+orbit from above never sees the underside), so the volume is cut flat there instead of keeping the
+visual hull's wedge. Only the largest connected piece is kept (floaters go), and pymeshlab's quadric
+decimation (`a3d_cli.mesh.simplify`) bounds the face count.
 
 Examples:
     >>> mesh = extract_mesh(g, cameras, half_width=0.66, MeshSettings())  # doctest: +SKIP
@@ -20,8 +24,8 @@ import torch
 from torch import Tensor
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.lift.hull import project, sample_images
-from a3d_cli.render.cameras import CameraSet, orbit_cameras
+from a3d_cli.lift.hull import project, sample_images, voxel_centres
+from a3d_cli.render.cameras import CameraSet
 
 
 @dataclass(frozen=True)
@@ -38,47 +42,54 @@ class MeshSettings:
     """Faces after simplification (about twice the vertices)."""
     alpha_threshold: float = 0.5
     """Rendered alpha above which a pixel holds surface."""
+    floor: bool = True
+    """Cut the volume at the lowest point the fitted views see (no view saw anything below it)."""
 
 
-def fusion_cameras(cameras: CameraSet) -> CameraSet:
-    """The training cameras plus rings above and below the orbit and the poles, at the orbit's radius and fov."""
-    r = float(cameras.radius.mean())
-    fov = float(cameras.fov_deg.mean())
-    elev, azim = [], []
-    for e in (-50.0, -20.0, 35.0, 60.0):
-        for a in range(0, 360, 45):
-            elev.append(e)
-            azim.append(float(a) + (22.5 if e in (-20.0, 35.0) else 0.0))
-    elev += [-85.0, 85.0]
-    azim += [0.0, 0.0]
-    extra = orbit_cameras(elev, azim, r, fov)
-    return CameraSet(
-        c2w=torch.cat([cameras.c2w, extra.c2w]),
-        fov_deg=torch.cat([cameras.fov_deg, extra.fov_deg]),
-        elevation_deg=torch.cat([cameras.elevation_deg, extra.elevation_deg]),
-        azimuth_deg=torch.cat([cameras.azimuth_deg, extra.azimuth_deg]),
-        radius=torch.cat([cameras.radius, extra.radius]),
-    )
+def lowest_seen(depths: Tensor, alphas: Tensor, cameras: CameraSet, alpha_threshold: float = 0.5, quantile: float = 1e-3) -> float:
+    """Height (world Y) of the lowest surface point the views see: their rendered depths back-projected.
+
+    A low quantile rather than the minimum, so that a few stray pixels do not decide it.
+
+    Args:
+        depths: [V, S, S] expected depth; alphas: [V, S, S]; cameras: the V cameras.
+    """
+    size = depths.shape[1]
+    K = cameras.Ks(size, size).to(depths)  # [V, 3, 3]
+    c2w = cameras.c2w.to(depths)  # [V, 4, 4]
+    pix = torch.arange(size, dtype=depths.dtype, device=depths.device) + 0.5
+    vv, uu = torch.meshgrid(pix, pix, indexing="ij")
+    x = (uu[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * depths  # [V, S, S] camera coordinates
+    y = (vv[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * depths
+    world_y = c2w[:, 1, 0, None, None] * x + c2w[:, 1, 1, None, None] * y + c2w[:, 1, 2, None, None] * depths + c2w[:, 1, 3, None, None]
+    seen = world_y[alphas > alpha_threshold]
+    if seen.numel() == 0:
+        return float("-inf")
+    return float(torch.quantile(seen.float().cpu()[: 1 << 24], quantile))
 
 
 def fuse_tsdf(
     depths: Tensor, alphas: Tensor, cameras: CameraSet, resolution: int, half_width: float, truncation: float,
-    alpha_threshold: float = 0.5, chunk: int = 1 << 18,
+    alpha_threshold: float = 0.5, chunk: int = 1 << 18, floor: float | None = None,
 ) -> Tensor:  # fmt: skip
     """Truncated signed distance on a [G, G, G] grid over [-half_width, half_width]³ (negative inside).
 
     Per view and voxel: a pixel with surface gives sdf = clamp(depth − voxel depth, ±truncation) (skipped
     when the voxel lies more than one truncation behind the surface: occluded, unknown); an empty pixel
-    gives +truncation (free space). Voxels no view decides stay +truncation (outside).
+    gives +truncation (free space). A voxel no view decides is inside (−truncation) when some view sees
+    it hidden behind the surface, else outside (+truncation): the object's interior lies behind its
+    surface in every view, and calling it outside would grow a second, inner wall one truncation below
+    the surface, which joins the outer one wherever the fitted surface has a hole.
+
+    With `floor`, nothing lies below that height: the volume is cut by the plane Y = floor (the signed
+    distance is the larger of the fused one and the distance below the plane).
 
     Args:
         depths: [V, S, S] expected depth; alphas: [V, S, S]; cameras: the V cameras.
     """
     size = depths.shape[1]
     g = resolution
-    voxel = 2 * half_width / g
-    axis = (torch.arange(g, dtype=torch.float32) + 0.5) * voxel - half_width
-    pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3).to(depths.device)
+    pts = voxel_centres(g, half_width).reshape(-1, 3).to(depths.device)
     tsdf = torch.empty(pts.shape[0], device=depths.device)
     maps = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2]
     for start in range(0, pts.shape[0], chunk):
@@ -90,9 +101,14 @@ def fuse_tsdf(
         surface = inside & (a > alpha_threshold)
         sdf = torch.where(surface, (d - z).clamp(-truncation, truncation), torch.full_like(z, truncation))
         valid = inside & (~surface | (d - z > -truncation))
+        hidden = (inside & surface & ~valid).any(0)  # behind the surface in some view
         w = valid.float()
         total = w.sum(0)
-        tsdf[start : start + chunk] = torch.where(total > 0, (sdf * w).sum(0) / total.clamp_min(1), torch.full_like(total, truncation))
+        undecided = torch.where(hidden, torch.full_like(total, -truncation), torch.full_like(total, truncation))
+        fused = torch.where(total > 0, (sdf * w).sum(0) / total.clamp_min(1), undecided)
+        if floor is not None:
+            fused = torch.maximum(fused, (floor - p[:, 1]).clamp(-truncation, truncation))
+        tsdf[start : start + chunk] = fused
     return tsdf.reshape(g, g, g)
 
 
@@ -129,6 +145,9 @@ def largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarr
 def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: MeshSettings) -> tuple[np.ndarray, np.ndarray]:
     """Fitted splats → (vertices [V, 3], faces [T, 3]) of their surface, in the cameras' world frame.
 
+    Args:
+        g: the fitted splats; cameras: the views they were fitted to (the ones fused).
+
     Raises:
         ValueError: the splats render no surface (nothing to mesh).
     """
@@ -136,11 +155,11 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     from a3d_cli.mesh.simplify import simplify_mesh
     from a3d_cli.mesh.surface import SurfaceMesh
 
-    cams = fusion_cameras(cameras)
-    _, alphas, depths = render_chunked(g, cams, settings.depth_size, depth=True)
+    _, alphas, depths = render_chunked(g, cameras, settings.depth_size, depth=True)
     alphas, depths = alphas.to(g.means.device), depths.to(g.means.device)  # fuse where the splats live
     voxel = 2 * half_width / settings.resolution
-    tsdf = fuse_tsdf(depths, alphas, cams, settings.resolution, half_width, settings.truncation * voxel, settings.alpha_threshold)
+    floor = lowest_seen(depths, alphas, cameras, settings.alpha_threshold) if settings.floor else None
+    tsdf = fuse_tsdf(depths, alphas, cameras, settings.resolution, half_width, settings.truncation * voxel, settings.alpha_threshold, floor=floor)
     verts, faces = marching_cubes(tsdf, half_width)
     if len(faces) == 0:
         raise ValueError("the fitted splats enclose no volume")
@@ -150,4 +169,4 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     return mesh.vertices, mesh.faces
 
 
-__all__ = ["MeshSettings", "extract_mesh", "fuse_tsdf", "fusion_cameras", "largest_component", "marching_cubes"]
+__all__ = ["MeshSettings", "extract_mesh", "fuse_tsdf", "largest_component", "lowest_seen", "marching_cubes"]

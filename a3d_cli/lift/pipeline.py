@@ -134,14 +134,7 @@ def lift(
     # 2. fit the splats
     t1 = time.perf_counter()
     _say(progress, "lift: fitting splats", total=settings.fit.steps)
-    last = [0.0]
-
-    def on_step(step: int, loss: float) -> None:
-        last[0] = loss
-        if progress is not None:
-            progress.update(1, loss=loss)
-
-    fitted = fit_static(init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, on_step=on_step)
+    fitted = fit_static(init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, progress=progress)
     g = fitted.gaussians
     rgb, alpha, depth = render_chunked(g, cams, size, depth=True)
     masks = refine_masks(masks, small.images, alpha, settings.masks.threshold, max(1, round(settings.refine_band * size)))

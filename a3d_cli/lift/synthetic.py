@@ -28,11 +28,13 @@ OBJECT_RADIUS = 0.5
 """Farthest point of a ground-truth object from the origin: it fills about 80 % of an SV3D frame."""
 
 
-def normalized(mesh: SurfaceMesh, radius: float = OBJECT_RADIUS) -> SurfaceMesh:
-    """`mesh` centred on its bounding box and scaled so its farthest vertex is `radius` away."""
+def normalized(mesh: SurfaceMesh, radius: float = OBJECT_RADIUS, up: str = "+y") -> SurfaceMesh:
+    """`mesh` turned so its `up` axis is +Y, centred on its bounding box and scaled so its farthest vertex
+    is `radius` away (its front is +Z, or −Y for a Z-up mesh)."""
     from a3d_cli.mesh.normalize import fit_normalization
 
-    norm = fit_normalization(mesh.vertices, "+y", "+z", radius=radius)
+    front = "-y" if up.endswith("z") else "+z"
+    norm = fit_normalization(mesh.vertices, up, front, radius=radius)
     return mesh.with_vertices(norm.apply(mesh.vertices))
 
 

@@ -34,7 +34,7 @@ _DEVICE_DEFAULTS = {
     "views_per_step": (0, 4),
     "max_splats": (100_000, 20_000),
     "hull_resolution": (160, 96),
-    "mesh_resolution": (256, 128),
+    "mesh_resolution": (256, 192),
     "texture_size": (1024, 512),
     "preview_size": (384, 256),
 }
@@ -45,7 +45,7 @@ def _caps(resolution: int) -> dict[str, int]:
     return {
         "max_splats": max(100, resolution * resolution // 3),
         "hull_resolution": max(16, resolution // 2),
-        "mesh_resolution": max(16, resolution),
+        "mesh_resolution": max(16, 2 * resolution),  # finer than the fit keeps thin parts and crisp outlines
         "texture_size": max(32, 2 * resolution),
         "preview_size": max(32, resolution),
     }

@@ -284,6 +284,25 @@ def test_gradients_reach_every_input():
         assert g.abs().sum() > 0, name
 
 
+def test_unbatched_calls_report_the_image_plane_centres_in_the_graph():
+    means, quats, scales, opac, colors, viewmats, Ks = random_scene(9, 30, 2, 16, 16)
+    means.requires_grad_()
+    out = rasterize(means, quats, scales, opac, colors, viewmats, Ks, 16, 16, backend="torch")
+    meta = out.meta
+    assert meta is not None and (meta["width"], meta["height"], meta["n_cameras"]) == (16, 16, 2)
+    assert meta["means2d"].shape == (2, 30, 2) and meta["radii"].shape == (2, 30, 2) and meta["gaussian_ids"] is None
+    cam = means.detach() @ viewmats[:, :3, :3].transpose(1, 2) + viewmats[:, None, :3, 3]  # [C, N, 3]
+    pix = cam @ Ks.transpose(1, 2)
+    torch.testing.assert_close(meta["means2d"].detach(), pix[..., :2] / pix[..., 2:])
+    meta["means2d"].retain_grad()  # what a densification strategy does before backward
+    out.colors.square().sum().backward()
+    grad = meta["means2d"].grad
+    visible = (meta["radii"] > 0).all(-1)
+    assert grad is not None and grad[visible].abs().sum() > 0 and grad[~visible].abs().sum() == 0
+    batched = rasterize(means[None], quats, scales, opac, colors, viewmats, Ks, 16, 16, backend="torch")
+    assert batched.meta is None
+
+
 def test_gradients_match_finite_differences():
     means, quats, scales, opac, colors, viewmats, Ks = random_scene(8, 4, 1, 12, 10, opacity=(0.4, 0.8))
     bg = torch.tensor([[0.2, 0.4, 0.6]], dtype=F64)
@@ -439,9 +458,14 @@ def test_reference_matches_gsplat_forward_and_backward(batch, mode, sh_degree):
     for r, g, atol in zip(ref_t, gs_t, [1e-3, 1e-3, 3e-3], strict=False):
         torch.testing.assert_close(r, g, atol=atol, rtol=1e-3)
     cot = [torch.randn_like(t) for t in ref_t]
-    g_ref = torch.autograd.grad(ref_t, inputs, cot)
-    g_gs = torch.autograd.grad(gs_t, inputs, cot)
-    for name, a, b in zip(["means", "quats", "scales", "opacities", "colors"], g_ref, g_gs, strict=True):
+    if batch == ():  # the image-plane centres densification reads: same gradient from both backends
+        inputs_ref, inputs_gs = [*inputs, ref.meta["means2d"]], [*inputs, gs.meta["means2d"]]
+    else:
+        inputs_ref = inputs_gs = inputs
+    g_ref = torch.autograd.grad(ref_t, inputs_ref, cot)
+    g_gs = torch.autograd.grad(gs_t, inputs_gs, cot)
+    names = ["means", "quats", "scales", "opacities", "colors"] + (["means2d"] if batch == () else [])
+    for name, a, b in zip(names, g_ref, g_gs, strict=True):
         # Relative error of the whole gradient: per-entry comparison is dominated by float32 cancellation
         # in splats with near-zero gradient; 1 % catches any formula error (those are O(1)).
         rel = (a - b).norm() / b.norm().clamp(min=1e-12)

@@ -272,7 +272,7 @@ def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
     cuda = LiftOptions().resolved("cuda")
     assert (cuda.resolution, cuda.steps, cuda.views_per_step, cuda.texture_size) == (576, 2000, 0, 1024)
     cpu = LiftOptions().resolved("cpu")
-    assert (cpu.resolution, cpu.steps, cpu.views_per_step, cpu.mesh_resolution) == (256, 400, 4, 128)
+    assert (cpu.resolution, cpu.steps, cpu.views_per_step, cpu.mesh_resolution) == (256, 400, 4, 192)
     small = LiftOptions(resolution=64, texture_size=300).resolved("cpu")
-    assert small.mesh_resolution == 64 and small.hull_resolution == 32 and small.preview_size == 64
+    assert small.mesh_resolution == 128 and small.hull_resolution == 32 and small.preview_size == 64
     assert small.texture_size == 300  # given values are kept

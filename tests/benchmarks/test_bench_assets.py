@@ -1,0 +1,62 @@
+"""The benchmarks' one lookup of asset names (benchmarks/public_assets.py) and bench_lift's use of it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_lift  # noqa: E402
+import bench_reconstruct  # noqa: E402
+from public_assets import asset_sources  # noqa: E402
+
+
+def _tall_box_obj(path: Path) -> None:
+    """A box 3 units tall along Z (an OBJ exported Z-up)."""
+    import trimesh
+
+    trimesh.creation.box(extents=(1.0, 1.0, 3.0)).export(path)
+
+
+@pytest.fixture()
+def assets_dir(tmp_path: Path) -> Path:
+    _tall_box_obj(tmp_path / "tower.obj")
+    manifest = {
+        "Tower": {"file": "tower.obj", "up": "+z"},
+        "TowerY": {"file": "tower.obj"},
+    }
+    (tmp_path / "assets.json").write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def test_names_resolve_to_files_and_up_axes_from_the_manifest(assets_dir: Path) -> None:
+    found = asset_sources(["fox", "Tower", "TowerY"], assets_dir)
+    assert found["fox"] == (None, "+y")
+    assert found["Tower"] == (str(assets_dir / "tower.obj"), "+z")
+    assert found["TowerY"][1] == "+y"  # no up in the manifest: +Y
+
+
+def test_an_unknown_name_says_what_to_run(assets_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="public_assets.py.*known: fox, Tower, TowerY"):
+        asset_sources(["Duck"], assets_dir)
+    with pytest.raises(SystemExit, match="none yet"):
+        asset_sources(["Duck"], tmp_path / "not_fetched")
+
+
+def test_both_benchmarks_use_the_one_lookup() -> None:
+    assert bench_reconstruct.asset_sources is asset_sources and bench_lift.asset_sources is asset_sources
+
+
+def test_bench_lift_loads_named_assets_upright_and_normalized(assets_dir: Path) -> None:
+    assets = bench_lift.load_assets(["toy", "Tower"], [], assets_dir)
+    assert set(assets) == {"toy", "Tower"}
+    v = assets["Tower"].vertices
+    extent = v.max(0) - v.min(0)
+    assert np.argmax(extent) == 1  # its Z-up long axis now points along +Y, the orbit's up
+    assert np.isclose(np.linalg.norm(v, axis=1).max(), 0.5, atol=1e-6)  # farthest point at the object radius

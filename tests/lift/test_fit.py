@@ -1,0 +1,134 @@
+"""The lift's splat fit and mesh fusion on tiny ground truths (CPU): densification grows the splat set
+within its budget, transparent splats are pruned, progress is reported every N steps, the TSDF keeps the
+object's interior inside and the floor cuts away what no view saw."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.io.masks import _dilate
+from a3d_cli.lift import hull as H
+from a3d_cli.lift import meshing as M
+from a3d_cli.lift import synthetic as syn
+from a3d_cli.lift.fit import LiftFitSettings, budgeted_threshold, fit_static, render_chunked
+from a3d_cli.lift.masks import view_masks
+from a3d_cli.lift.views import scene_radius
+from a3d_cli.models.sv3d.cameras import orbit_camera_set, static_orbit
+from a3d_cli.progress import RecordingProgress
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def scene() -> dict:
+    """The toy object's 21-view orbit at 32², its masks and a coarse start on its visual hull."""
+    mesh = syn.normalized(syn.toy_mesh())
+    truth = syn.mesh_splats(mesh, 4000)
+    cams = orbit_camera_set(static_orbit(10.0))
+    images = syn.on_white(syn.render_rgba(truth, cams, SIZE))
+    masks = view_masks(images, None)
+    hw = scene_radius(cams)
+    hull = H.carve(_dilate(masks > 0.5, 1).float(), cams, 32, hw)
+    init = H.hull_splats(hull, images, cams, max_splats=300)
+    return {"mesh": mesh, "truth": truth, "cams": cams, "images": images, "masks": masks, "hw": hw, "init": init}
+
+
+def quick(**kw) -> LiftFitSettings:  # noqa: ANN003
+    return LiftFitSettings(**{"steps": 40, "views_per_step": 4, "refine_every": 4, "refine_start": 4, "refine_stop": 0.8, **kw})
+
+
+def test_budgeted_threshold_lets_only_the_largest_gradients_grow() -> None:
+    state = {"grad2d": torch.tensor([0.2, 1.0, 0.6, 1e-5, 0.9]), "count": torch.tensor([1.0, 2.0, 1.0, 1.0, 3.0])}
+    means = state["grad2d"] / state["count"]  # 0.2, 0.5, 0.6, 1e-5, 0.3
+    thr = budgeted_threshold(state, 2e-4, room=2)
+    assert int((means > thr).sum()) == 2 and set(torch.nonzero(means > thr)[:, 0].tolist()) == {1, 2}
+    assert budgeted_threshold(state, 2e-4, room=10) == 2e-4  # room for all: the strategy's own threshold
+    assert budgeted_threshold(state, 2e-4, room=0) == math.inf
+    assert budgeted_threshold({"grad2d": None, "count": None}, 2e-4, room=1) == 2e-4  # nothing gathered yet
+
+
+def test_fit_grows_splats_where_the_views_need_them_and_keeps_the_budget(scene) -> None:
+    init = scene["init"]
+    args = (scene["images"], scene["masks"], scene["cams"])
+    grown = fit_static(init, *args, quick(max_splats=2 * len(init)), scene["hw"])
+    fixed = fit_static(init, *args, quick(max_splats=len(init)), scene["hw"])
+    counts = [n for _, n in grown.splat_counts]
+    assert max(counts) > len(init) and max(counts) <= 2 * len(init), counts
+    assert len(grown.gaussians) > len(fixed.gaussians)
+    assert all(n <= len(init) for _, n in fixed.splat_counts)
+
+
+def test_fit_removes_transparent_splats(scene) -> None:
+    init = scene["init"]
+    n_ghost = 40
+    gen = torch.Generator().manual_seed(1)
+    corner = torch.tensor([0.55, 0.55, 0.55]) + torch.rand(n_ghost, 3, generator=gen) * 0.05  # away from the object
+    ghosts = Gaussians(corner, init.quats[:n_ghost], init.scales[:n_ghost], torch.full((n_ghost,), 1e-3), init.colors[:n_ghost])
+    both = Gaussians(*(torch.cat([getattr(init, k), getattr(ghosts, k)]) for k in ("means", "quats", "scales", "opacities", "colors")))
+    out = fit_static(both, scene["images"], scene["masks"], scene["cams"], quick(max_splats=len(both)), scene["hw"]).gaussians
+    assert float(out.opacities.min()) >= 0.02  # prune_opacity
+    near_corner = ((out.means - torch.tensor([0.575] * 3)).norm(dim=-1) < 0.1).sum()
+    assert int(near_corner) == 0
+
+
+def test_fit_reports_progress_every_n_steps_with_the_mean_loss(scene) -> None:
+    rec = RecordingProgress()
+    res = fit_static(scene["init"], scene["images"], scene["masks"], scene["cams"], quick(steps=23), scene["hw"], progress=rec, log_every=10)
+    assert rec.steps == 23  # every step advanced, in three updates
+    assert [s for s, _ in res.losses] == [10, 20, 23]
+    assert all(np.isfinite(v) and v > 0 for _, v in res.losses) and rec.last_fields["loss"] == res.losses[-1][1]
+
+
+def test_tsdf_keeps_the_interior_inside_and_the_floor_cuts_what_no_view_saw(scene) -> None:
+    cams, hw = scene["cams"], scene["hw"]
+    _, alphas, depths = render_chunked(scene["truth"], cams, 64, depth=True)  # the orbit's views only
+    res = 48
+    voxel = 2 * hw / res
+    tsdf = M.fuse_tsdf(depths, alphas, cams, res, hw, 3 * voxel)
+    centres = H.voxel_centres(res, hw)
+    v = scene["mesh"].vertices
+    box_core = torch.tensor([0.0, float(v[:, 1].min()) + 0.13, 0.0])  # inside the toy's box, > a truncation from its faces
+    i = tuple(((box_core + hw) / voxel).long().tolist())
+    assert (centres[i] - box_core).abs().max() <= voxel
+    assert float(tsdf[i]) < 0  # inside: hidden behind the surface in every view, not free space
+    truth_low = float(scene["mesh"].vertices[:, 1].min())
+    floor = M.lowest_seen(depths, alphas, cams)
+    assert abs(floor - truth_low) < 0.05  # the box's bottom edges are seen from 10° above
+    cut = M.fuse_tsdf(depths, alphas, cams, res, hw, 3 * voxel, floor=floor)
+    verts, faces = M.marching_cubes(cut, hw)
+    assert len(faces) > 0 and verts[:, 1].min() >= floor - voxel
+    uncut_verts, _ = M.marching_cubes(tsdf, hw)
+    assert uncut_verts[:, 1].min() < floor - voxel  # without it the unseen underside bulges below the object
+
+
+def _wall(tilt_deg: float) -> Gaussians:
+    """A dense square of flat splats in the plane z = 0 facing +Z, their normals tilted by `tilt_deg`."""
+    from a3d_cli.geometry import rotmat_to_quat
+
+    n = 40
+    xs = torch.linspace(-0.3, 0.3, n)
+    yy, xx = torch.meshgrid(xs, xs, indexing="ij")
+    means = torch.stack([xx.flatten(), yy.flatten(), torch.zeros(n * n)], dim=-1)
+    t = math.radians(tilt_deg)
+    rot = torch.tensor([[1.0, 0, 0], [0, math.cos(t), -math.sin(t)], [0, math.sin(t), math.cos(t)]])
+    quats = rotmat_to_quat(rot[None]).float().expand(n * n, 4)
+    scales = torch.tensor([0.012, 0.012, 0.0012]).expand(n * n, 3)
+    return Gaussians(means, quats, scales, torch.full((n * n,), 0.99), torch.full((n * n, 3), 0.5))
+
+
+def test_depth_normal_term_is_small_when_splat_normals_match_their_surface() -> None:
+    from a3d_cli.lift.fit import _render_with_normals, depth_normal_loss
+    from a3d_cli.render.cameras import orbit_cameras
+
+    cams = orbit_cameras([0.0, 15.0], [0.0, 20.0], 2.0, 33.8)  # looking at the wall from its front
+    idx = torch.arange(2)
+    losses = {}
+    for tilt in (0.0, 60.0):
+        out = _render_with_normals(_wall(tilt), cams, SIZE, idx)
+        losses[tilt] = float(depth_normal_loss(out, out.alphas[..., 0], cams, SIZE, idx))
+    assert losses[0.0] < 0.02 and losses[60.0] > 0.3, losses  # 1 − cos 60° = 0.5 where the wall is opaque
