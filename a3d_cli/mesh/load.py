@@ -17,7 +17,7 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -137,18 +137,29 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     return mesh
 
 
-def _check_obj_textures(path: Path, resolver: object) -> None:
+def _check_obj_textures(path: Path, resolver: Any) -> None:
     """Decode every `map_Kd` image of the OBJ's material libraries (`a3d_cli.mesh.texture_check`): trimesh
-    would drop one it cannot decode without a word. A missing image is left to trimesh, as before."""
-    from a3d_cli.mesh.mtl import obj_references
+    would drop one it cannot decode without a word. The libraries are read through the rooted `resolver`,
+    like the images, so one named outside the asset's folder (or through a link out of it) is never opened;
+    a library or image that is missing or refused is left to trimesh, as before."""
+    from a3d_cli.mesh.mtl import obj_references, referenced_names
     from a3d_cli.mesh.texture_check import check_image, referenced_bytes
 
-    for mtl in obj_references(path, ("mtllib",)):
-        for image in obj_references(mtl, ("map_kd",)):
-            name = os.path.relpath(image, path.parent).replace(os.sep, "/")
+    for mtl in obj_references(path, ("mtllib",)):  # the OBJ itself is a regular file (`check_input_file`)
+        try:
+            text = bytes(resolver.get(_relative(mtl, path))).decode("utf-8", errors="replace")
+        except Exception:  # missing, outside the folder, not a regular file, unreadable: trimesh decides
+            continue
+        for image in referenced_names(text, ("map_kd",)):
+            name = _relative(mtl.parent / image, path)
             data = referenced_bytes(resolver, [name], name, path.name)
             if data is not None:
                 check_image(data, name, path.name)
+
+
+def _relative(target: Path, model: Path) -> str:
+    """`target` as a name relative to the folder of `model`, with '/' separators (what the resolver takes)."""
+    return os.path.relpath(target, model.parent).replace(os.sep, "/")
 
 
 def _resolver(path: Path, allow_external: bool = False) -> object:

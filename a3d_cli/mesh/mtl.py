@@ -53,20 +53,27 @@ def map_file_name(rest: str) -> str:
 
 
 def obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
-    """Files named after `keywords` in an OBJ/MTL file: `mtllib` lists file names separated by spaces; a map
-    statement has options first and the file name as the rest of the line (`map_file_name`)."""
-    if not path.is_file():  # missing (the loader decides), or a pipe or device, whose read would never end
+    """Files named after `keywords` in an OBJ/MTL file (`referenced_names`), joined to its folder; [] when the
+    file is missing or not a regular file (a pipe or device, whose read would never end)."""
+    if not path.is_file():  # missing (the loader decides), or a pipe or device
         return []
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
+    return [path.parent / name for name in referenced_names(text, keywords)]
+
+
+def referenced_names(text: str, keywords: tuple[str, ...]) -> list[str]:
+    """File names after `keywords` (lower case) in the text of an OBJ/MTL file, as written ('/' separators):
+    `mtllib` lists file names separated by spaces; a map statement has options first and the file name as
+    the rest of the line (`map_file_name`)."""
     out = []
     for line in text.splitlines():
         words = line.strip().split(maxsplit=1)
         if len(words) == 2 and words[0].lower() in keywords:
             if words[0].lower() == "mtllib":
-                out.extend(path.parent / n.replace("\\", "/") for n in words[1].split())
+                out.extend(n.replace("\\", "/") for n in words[1].split())
             elif name := map_file_name(words[1]):
-                out.append(path.parent / name)
+                out.append(name)
     return out

@@ -279,6 +279,7 @@ def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
         from a3d_cli.mesh.mtl import MAP_KEYWORDS, obj_references
 
         for mtl in obj_references(model, ("mtllib",)):
+            check_reference(model, mtl, _shown(model, mtl), allow_external)  # before its text is read
             found.append(mtl)
             found.extend(obj_references(mtl, MAP_KEYWORDS))
     elif suffix in (".gltf", ".glb"):

@@ -221,3 +221,43 @@ def test_animate_refuses_outside_references_and_passes_the_opt_in_to_prepare(tmp
     monkeypatch.setattr(prepare, "run", record)
     assert runner.invoke(app, [*args, "--allow-external-refs"]).exit_code == 2
     assert seen == [True]
+
+
+def opened_paths(monkeypatch) -> list[Path]:
+    """Record every file opened from now on (builtins.open, which trimesh uses, and io.open, which Path uses)."""
+    import builtins
+    import io
+
+    seen: list[Path] = []
+    real = builtins.open
+
+    def spy(file, *args, **kwargs):
+        if isinstance(file, (str, Path)):
+            seen.append(Path(file).absolute())
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    monkeypatch.setattr(io, "open", spy)
+    return seen
+
+
+@pytest.mark.parametrize("how", ["climbing", "link"])
+def test_a_material_library_outside_the_folder_is_never_opened(tmp_path, monkeypatch, how):
+    """Neither prepare's reference check nor the loader's texture check reads an outside .mtl to look for its
+    maps: its name alone is refused (prepare) or left to trimesh's rooted resolver (the loader)."""
+    plant_secret(tmp_path)
+    evil = tmp_path / "private" / "evil.mtl"
+    evil.write_text("newmtl skin\nKd 1 0 0\nmap_Kd ../asset/tex/broken.png\n")
+    obj = write_textured_obj(tmp_path / "asset")
+    (obj.parent / "tex" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    if how == "link":
+        (obj.parent / "model.mtl").unlink()
+        (obj.parent / "model.mtl").symlink_to(evil)
+    else:
+        obj.write_text(obj.read_text().replace("mtllib model.mtl", "mtllib ../private/evil.mtl"))
+    seen = opened_paths(monkeypatch)
+    result = invoke_prepare(obj, tmp_path / "RUN")
+    assert result.exit_code == 2 and "outside the asset's folder" in result.stderr
+    mesh = load_mesh(obj)  # the outside library (and the broken image only it names) never comes into play
+    assert not np.allclose(mesh.vertex_colors[:, :3], [1, 0, 0])
+    assert evil not in [p.resolve() for p in seen]
