@@ -7,7 +7,11 @@ the decoder allocate far more than its accessors declare. Decoding in a child pr
 such a stream into one clear error instead of an exhausted machine; a crash of the decoder ends the child,
 not a3d. The child is this file run by the same Python (`-I`: isolated, so no file in the asset's folder or
 the current folder is imported; it gets the parent's `sys.path` over stdin). Bytes go in on stdin, arrays
-come back as `.npy` records on stdout (no pickles either way).
+come back as `.npy` records on stdout (no pickles either way), after a marker the child writes once its
+imports are done; anything else that writes to the child's stdout (a native library's message) is sent to
+its stderr, so the records stay intact. Where no child can be started (a frozen or embedded interpreter
+whose `sys.executable` is not a Python), or the child's output is not what it writes, the asset is refused
+with one error saying so.
 
 Examples:
     >>> [(attributes, faces)] = decode_streams([blob], declared_values=30_000, name="model.glb")  # doctest: +SKIP
@@ -26,6 +30,10 @@ BYTES_PER_VALUE = 64  # address space allowed per declared value: float64 output
 BASE_BYTES = 256 << 20  # plus this much for the decoder itself, whatever the stream
 TIMEOUT_S = 300.0  # a stream that keeps the decoder busy longer is refused
 _EXIT_DECODE, _EXIT_MEMORY = 3, 4
+MARKER = b"a3d-draco-child 1\n"  # first bytes of the child's stdout: it is this file, run by a Python, imports done
+_NO_CHILD_HINT = (
+    "Run a3d from a regular Python installation (pip install a3d), or export the asset without Draco compression."
+)
 
 
 def address_budget(declared_values: int) -> int:
@@ -57,12 +65,27 @@ def decode_streams(blobs: list[bytes], declared_values: int, name: str) -> list[
     head = json.dumps({"path": [p for p in sys.path if p], "budget": budget}).encode()
     payload = struct.pack("<I", len(head)) + head + b"".join(struct.pack("<Q", len(b)) + bytes(b) for b in blobs)
     hint = "The file is damaged or was written by a faulty exporter; export it again."
+    command = child_command()
+    if command is None:
+        raise InputError(
+            f"{name} has Draco-compressed geometry, which this a3d cannot decode: it runs in a frozen or embedded "
+            "Python that cannot start the decoder's process.",
+            hint=_NO_CHILD_HINT,
+        )
     try:
-        done = subprocess.run([sys.executable, "-I", str(Path(__file__).resolve())], input=payload,
-                              capture_output=True, timeout=TIMEOUT_S, check=False)  # fmt: skip
+        done = subprocess.run(command, input=payload, capture_output=True, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise InputError(f"{name} has Draco-compressed geometry that the decoder did not finish in {TIMEOUT_S:.0f} s.", hint=hint) from None
+    except OSError as exc:  # sys.executable missing or not executable
+        raise InputError(
+            f"{name} has Draco-compressed geometry, but the decoder's process cannot be started ({exc}).", hint=_NO_CHILD_HINT
+        ) from exc
     reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+    if not done.stdout.startswith(MARKER):  # not this file run by a Python, or its imports failed
+        raise InputError(
+            f"{name} has Draco-compressed geometry, but the decoder's process did not start ({reason[0][:200]}).",
+            hint=_NO_CHILD_HINT,
+        )
     if done.returncode == _EXIT_DECODE:
         raise InputError(f"{name} has Draco-compressed geometry that does not decode ({reason[0][:200]}).", hint=hint)
     if done.returncode != 0:  # out of the address space allowed, or the decoder crashed (a signal)
@@ -72,13 +95,30 @@ def decode_streams(blobs: list[bytes], declared_values: int, name: str) -> list[
             hint=hint,
         )
     out, stream = [], io.BytesIO(done.stdout)
-    for _ in blobs:
-        ids = np.load(stream, allow_pickle=False)
-        attributes = {int(uid): np.load(stream, allow_pickle=False) for uid in ids}
-        faces = np.load(stream, allow_pickle=False)
-        has_faces = bool(np.load(stream, allow_pickle=False))
-        out.append((attributes, faces if has_faces else None))
+    stream.seek(len(MARKER))
+    try:
+        for _ in blobs:
+            ids = np.load(stream, allow_pickle=False)
+            attributes = {int(uid): np.load(stream, allow_pickle=False) for uid in ids}
+            faces = np.load(stream, allow_pickle=False)
+            has_faces = bool(np.load(stream, allow_pickle=False))
+            out.append((attributes, faces if has_faces else None))
+        if stream.read(1):
+            raise ValueError("data after the last record")
+    except (ValueError, TypeError, EOFError, OSError) as exc:  # not the records the child writes
+        raise InputError(
+            f"{name} has Draco-compressed geometry whose decoder answered with malformed output ({exc}).", hint=hint
+        ) from exc
     return out
+
+
+def child_command() -> list[str] | None:
+    """The command that runs the child: this file, by this Python, isolated; None where this process cannot
+    start one (a frozen application, or no interpreter path, or this module not stored as a file)."""
+    script = Path(__file__)
+    if getattr(sys, "frozen", False) or not sys.executable or not script.is_file():
+        return None
+    return [sys.executable, "-I", str(script.resolve())]
 
 
 def _child() -> int:
@@ -87,9 +127,15 @@ def _child() -> int:
     (n,) = struct.unpack_from("<I", data, 0)
     request = json.loads(data[4 : 4 + n])
     sys.path[:] = request["path"]
+    import os
+
+    records = os.fdopen(os.dup(1), "wb")  # the records' own channel
+    os.dup2(2, 1)  # anything else written to stdout (a native library's message) goes to stderr
     import DracoPy
     import numpy as np
 
+    records.write(MARKER)
+    records.flush()  # the parent knows the child started even if the decoder is killed later
     blobs, offset = [], 4 + n
     while offset < len(data):
         (length,) = struct.unpack_from("<Q", data, offset)
@@ -97,7 +143,7 @@ def _child() -> int:
         offset += 8 + length
     del data
     _cap_address_space(int(request["budget"]))
-    out = _Pipe()
+    out = _Pipe(records)
     try:
         for blob in blobs:
             decoded = DracoPy.decode(blob)
@@ -114,15 +160,19 @@ def _child() -> int:
     except Exception as exc:  # DracoPy raises its own error types for damaged streams
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return _EXIT_DECODE
+    records.flush()
     return 0
 
 
 class _Pipe:
-    """stdout as a plain writable object: numpy writes `.npy` data to it in chunks (to a real file object it
-    would use `tofile`, which needs a seekable file, not a pipe)."""
+    """The records' pipe as a plain writable object: numpy writes `.npy` data to it in chunks (to a real file
+    object it would use `tofile`, which needs a seekable file, not a pipe)."""
+
+    def __init__(self, file: io.BufferedWriter) -> None:
+        self.file = file
 
     def write(self, data: bytes) -> int:
-        return sys.stdout.buffer.write(data)
+        return self.file.write(data)
 
 
 def _cap_address_space(budget: int) -> None:
