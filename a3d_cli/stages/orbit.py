@@ -303,7 +303,9 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
             cuda_graph_replays=pipe.graph_replays,
             **accel.as_metrics(),
         )
-        del pipe, loaded, model  # a batch worker's cache keeps its own reference
+        # a batch worker's cache keeps its own reference; alone, nothing may hold the networks here (on CUDA the
+        # speed report's undo handle refers to their blocks), or empty_cache would hand back none of them
+        del pipe, loaded, model, accel
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

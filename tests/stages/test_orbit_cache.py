@@ -105,3 +105,29 @@ def test_a_cached_compiled_sv3d_gains_nothing_from_a_second_run(tmp_path: Path, 
     for i in range(21):
         a, b = (load_png(r.run_dir / "orbit" / f"frame_{i:02d}.png") for r in runs)
         assert (a - b).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_a_single_run_lets_go_of_sv3d_before_handing_back_the_gpu_memory(tmp_path: Path, photo: Path, ckpts, monkeypatch):
+    """No cache: when the stage hands the allocator's cache back (`torch.cuda.empty_cache`), nothing holds
+    the networks any more, the speed report included (on CUDA its undo handle refers to the blocks)."""
+    from a3d_cli.models.speed.acceleration import AccelerationReport
+    from a3d_cli.models.speed.handles import SpeedHandle
+    from a3d_cli.models.sv3d.loading import SV3DModels
+
+    unets: list[weakref.ref] = []
+    alive: list[bool] = []
+
+    def accelerate(self, device, compile=False):  # noqa: ANN001, ANN202, A002 - as on CUDA: the handle keeps the networks
+        unets.append(weakref.ref(self.unet))
+        unet = self.unet
+        return AccelerationReport(handle=SpeedHandle("accelerate", 1, lambda: unet.train(False)))
+
+    def empty_cache() -> None:
+        gc.collect()
+        alive.append(bool(unets) and unets[-1]() is not None)
+
+    monkeypatch.setattr(SV3DModels, "accelerate", accelerate)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the stage's own empty_cache call runs (device: cpu)
+    monkeypatch.setattr(torch.cuda, "empty_cache", empty_cache)
+    orbit.run(tmp_path / "run", _opts(photo, ckpts["sv3d_p"]), Runtime(device="cpu", seed=3))
+    assert unets and alive and alive[-1] is False
