@@ -145,6 +145,7 @@ def _check_obj_textures(path: Path, resolver: Any) -> None:
     from a3d_cli.mesh.mtl import obj_references, referenced_names
     from a3d_cli.mesh.texture_check import check_image, referenced_bytes
 
+    checked: set[str] = set()  # an image many materials use is read and decoded once
     for mtl in obj_references(path, ("mtllib",)):  # the OBJ itself is a regular file (`check_input_file`)
         try:
             text = bytes(resolver.get(_relative(mtl, path))).decode("utf-8", errors="replace")
@@ -152,6 +153,9 @@ def _check_obj_textures(path: Path, resolver: Any) -> None:
             continue
         for image in referenced_names(text, ("map_kd",)):
             name = _relative(mtl.parent / image, path)
+            if name in checked:
+                continue
+            checked.add(name)
             data = referenced_bytes(resolver, [name], name, path.name)
             if data is not None:
                 check_image(data, name, path.name)

@@ -261,3 +261,18 @@ def test_a_material_library_outside_the_folder_is_never_opened(tmp_path, monkeyp
     mesh = load_mesh(obj)  # the outside library (and the broken image only it names) never comes into play
     assert not np.allclose(mesh.vertex_colors[:, :3], [1, 0, 0])
     assert evil not in [p.resolve() for p in seen]
+
+
+def test_an_image_many_materials_use_is_decoded_once(tmp_path, monkeypatch):
+    """The loader's texture check reads and decodes each `map_Kd` image once, however many materials name it."""
+    from a3d_cli.mesh import texture_check
+
+    obj = write_textured_obj(tmp_path / "asset")
+    (obj.parent / "model.mtl").write_text(
+        "".join(f"newmtl m{i}\nKd 1 1 1\nmap_Kd tex/albedo.png\n" for i in range(3)) + "newmtl m3\nmap_Kd ./tex/albedo.png\n"
+    )
+    decoded: list[str] = []
+    real = texture_check.check_image
+    monkeypatch.setattr(texture_check, "check_image", lambda data, image, asset: (decoded.append(image), real(data, image, asset)))
+    load_mesh(obj)
+    assert decoded == ["tex/albedo.png"]
