@@ -188,14 +188,17 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
 
         def _regular(self, name: str) -> bytes:
             """The bytes of a plain file: a pipe or device would block the read forever or never end. The
-            names checked are those trimesh's `get` tries (as written, without a leading "/", the base name)."""
+            names checked are those trimesh's `get` tries, in its order (as written, without a leading "/",
+            the base name): the first that exists is the one it would open."""
             for candidate in (name.strip(), name.strip().lstrip("/"), os.path.basename(name)):
                 try:
                     target = self.absolute(candidate)
                 except ValueError:  # outside the folder: trimesh's get skips it too
                     continue
-                if target.exists() and not target.is_file():
-                    raise ValueError(f"{name!r} is not a regular file")
+                if target.exists():
+                    if not target.is_file():
+                        raise ValueError(f"{name!r} is not a regular file")
+                    break
             return super().get(name)
 
     return _Lenient(str(path), allow_anywhere=allow_external)

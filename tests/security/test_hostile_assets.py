@@ -276,3 +276,12 @@ def test_an_image_many_materials_use_is_decoded_once(tmp_path, monkeypatch):
     monkeypatch.setattr(texture_check, "check_image", lambda data, image, asset: (decoded.append(image), real(data, image, asset)))
     load_mesh(obj)
     assert decoded == ["tex/albedo.png"]
+
+
+def test_a_texture_found_as_written_is_read_whatever_lies_at_its_base_name(tmp_path):
+    """The resolver judges the file trimesh would open (the first name that exists), not a later fallback:
+    `tex/albedo.png` is read although `albedo.png` in the asset's folder is a folder."""
+    obj = write_textured_obj(tmp_path / "asset")
+    (obj.parent / "albedo.png").mkdir()
+    mesh = load_mesh(obj)
+    assert mesh.texture is not None
