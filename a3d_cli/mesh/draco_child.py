@@ -75,10 +75,13 @@ def decode_streams(blobs: list[bytes], declared_values: int, name: str) -> list[
     try:
         done = subprocess.run(command, input=payload, capture_output=True, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        raise InputError(f"{name} has Draco-compressed geometry that the decoder did not finish in {TIMEOUT_S:.0f} s.", hint=hint) from None
+        raise InputError(
+            f"{name} has Draco-compressed geometry that the decoder did not finish in {TIMEOUT_S:.0f} s.", hint=hint
+        ) from None
     except OSError as exc:  # sys.executable missing or not executable
         raise InputError(
-            f"{name} has Draco-compressed geometry, but the decoder's process cannot be started ({exc}).", hint=_NO_CHILD_HINT
+            f"{name} has Draco-compressed geometry, but the decoder's process cannot be started ({exc}).",
+            hint=_NO_CHILD_HINT,
         ) from exc
     reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
     if not done.stdout.startswith(MARKER):  # not this file run by a Python, or its imports failed

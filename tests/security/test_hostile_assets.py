@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import a3d_app
-from helpers import textured_sphere, write_textured_obj
+from helpers import a3d_app, textured_sphere, write_textured_obj
 from typer.testing import CliRunner
 
 from a3d_cli.commands.prepare import prepare as prepare_command
@@ -269,11 +268,14 @@ def test_an_image_many_materials_use_is_decoded_once(tmp_path, monkeypatch):
 
     obj = write_textured_obj(tmp_path / "asset")
     (obj.parent / "model.mtl").write_text(
-        "".join(f"newmtl m{i}\nKd 1 1 1\nmap_Kd tex/albedo.png\n" for i in range(3)) + "newmtl m3\nmap_Kd ./tex/albedo.png\n"
+        "".join(f"newmtl m{i}\nKd 1 1 1\nmap_Kd tex/albedo.png\n" for i in range(3))
+        + "newmtl m3\nmap_Kd ./tex/albedo.png\n"
     )
     decoded: list[str] = []
     real = texture_check.check_image
-    monkeypatch.setattr(texture_check, "check_image", lambda data, image, asset: (decoded.append(image), real(data, image, asset)))
+    monkeypatch.setattr(
+        texture_check, "check_image", lambda data, image, asset: (decoded.append(image), real(data, image, asset))
+    )
     load_mesh(obj)
     assert decoded == ["tex/albedo.png"]
 

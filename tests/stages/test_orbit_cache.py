@@ -107,7 +107,9 @@ def test_a_cached_compiled_sv3d_gains_nothing_from_a_second_run(tmp_path: Path, 
         assert (a - b).abs().max() <= 1 / 255 + 1e-6
 
 
-def test_a_single_run_lets_go_of_sv3d_before_handing_back_the_gpu_memory(tmp_path: Path, photo: Path, ckpts, monkeypatch):
+def test_a_single_run_lets_go_of_sv3d_before_handing_back_the_gpu_memory(
+    tmp_path: Path, photo: Path, ckpts, monkeypatch
+):
     """No cache: when the stage hands the allocator's cache back (`torch.cuda.empty_cache`), nothing holds
     the networks any more, the speed report included (on CUDA its undo handle refers to the blocks)."""
     from a3d_cli.models.speed.acceleration import AccelerationReport
