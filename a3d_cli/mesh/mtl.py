@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 # option → how many arguments it takes (at most; -o/-s/-t take 1 to 3 numbers)
@@ -54,22 +55,25 @@ def map_file_name(rest: str) -> str:
 
 def obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
     """Files named after `keywords` in an OBJ/MTL file (`referenced_names`), joined to its folder; [] when the
-    file is missing or not a regular file (a pipe or device, whose read would never end)."""
+    file is missing or not a regular file (a pipe or device, whose read would never end).
+
+    The file is scanned line by line: an OBJ of millions of lines is never held in memory as text.
+    """
     if not path.is_file():  # missing (the loader decides), or a pipe or device
         return []
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            return [path.parent / name for name in referenced_names(lines, keywords)]
     except OSError:
         return []
-    return [path.parent / name for name in referenced_names(text, keywords)]
 
 
-def referenced_names(text: str, keywords: tuple[str, ...]) -> list[str]:
-    """File names after `keywords` (lower case) in the text of an OBJ/MTL file, as written ('/' separators):
-    `mtllib` lists file names separated by spaces; a map statement has options first and the file name as
-    the rest of the line (`map_file_name`)."""
+def referenced_names(text: str | Iterable[str], keywords: tuple[str, ...]) -> list[str]:
+    """File names after `keywords` (lower case) in an OBJ/MTL file's text (or its lines), as written ('/'
+    separators): `mtllib` lists file names separated by spaces; a map statement has options first and the
+    file name as the rest of the line (`map_file_name`)."""
     out = []
-    for line in text.splitlines():
+    for line in text.splitlines() if isinstance(text, str) else text:
         words = line.strip().split(maxsplit=1)
         if len(words) == 2 and words[0].lower() in keywords:
             if words[0].lower() == "mtllib":
