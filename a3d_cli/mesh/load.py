@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,8 +141,9 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
 def _check_obj_textures(path: Path, resolver: Any) -> None:
     """Decode every `map_Kd` image of the OBJ's material libraries (`a3d_cli.mesh.texture_check`): trimesh
     would drop one it cannot decode without a word. The libraries are read through the rooted `resolver`,
-    like the images, so one named outside the asset's folder (or through a link out of it) is never opened;
-    a library or image that is missing or refused is left to trimesh, as before."""
+    like the images, so one named outside the asset's folder (or through a link out of it) is never opened.
+    Each image is asked for by its name as written, so the resolver finds the very file trimesh will read. A
+    library that is missing or refused, and an image that is missing, are left to trimesh, as before."""
     from a3d_cli.mesh.mtl import obj_references, referenced_names
     from a3d_cli.mesh.texture_check import check_image, referenced_bytes
 
@@ -151,14 +153,26 @@ def _check_obj_textures(path: Path, resolver: Any) -> None:
             text = bytes(resolver.get(_relative(mtl, path))).decode("utf-8", errors="replace")
         except Exception:  # missing, outside the folder, not a regular file, unreadable: trimesh decides
             continue
-        for image in referenced_names(text, ("map_kd",)):
-            name = _relative(mtl.parent / image, path)
-            if name in checked:
+        for name in referenced_names(text, ("map_kd",)):  # as written: the resolver finds what trimesh will read
+            if posixpath.normpath(name) in checked:
                 continue
-            checked.add(name)
+            checked.add(posixpath.normpath(name))
             data = referenced_bytes(resolver, [name], name, path.name)
             if data is not None:
                 check_image(data, name, path.name)
+
+
+def _material_dirs(path: Path) -> list[str]:
+    """The folders (relative to the OBJ's, '/' separators) of an OBJ's material libraries other than its own."""
+    from a3d_cli.mesh.mtl import obj_references
+
+    dirs: list[str] = []
+    if path.suffix.lower() == ".obj":
+        for mtl in obj_references(path, ("mtllib",)):
+            folder = _relative(mtl.parent, path)
+            if folder != "." and folder not in dirs:
+                dirs.append(folder)
+    return dirs
 
 
 def _relative(target: Path, model: Path) -> str:
@@ -171,13 +185,31 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
     read as the MTL format defines them: options, then the file name as the rest of the line) and Windows
     separators tolerated. Names leading outside the asset's folder (absolute, `../`, links) are refused
     unless `allow_external` (trimesh's own root check, `allow_anywhere`), and so are names of anything but a
-    regular file (a named pipe or device would hang the read)."""
+    regular file (a named pipe or device would hang the read).
+
+    trimesh looks up an MTL's maps from the OBJ's folder; a name found nowhere from there is looked up again
+    from the folder of each of the OBJ's material libraries (an MTL in `mats/` naming `../tex/a.png` or
+    `a.png`), which is where a3d's reference check (`prepare.sidecar_files`) finds it."""
     from trimesh.resolvers import FilePathResolver
 
     from a3d_cli.mesh.mtl import map_file_name
 
+    material_dirs = _material_dirs(path)
+
     class _Lenient(FilePathResolver):
         def get(self, name: str) -> bytes:
+            try:
+                return self._as_written(name)
+            except Exception as exc:
+                file_name = map_file_name(name) or name
+                for folder in material_dirs:
+                    try:
+                        return self._as_written(posixpath.normpath(posixpath.join(folder, file_name)))
+                    except Exception:  # noqa: S112 - the next folder, then the error of the name as written
+                        continue
+                raise exc
+
+        def _as_written(self, name: str) -> bytes:
             try:
                 return self._regular(name)
             except Exception:

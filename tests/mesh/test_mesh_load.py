@@ -200,3 +200,32 @@ def test_processed_mesh_glb_has_smooth_normals_across_uv_seams(tmp_path):
     normals = np.frombuffer(gltf.binary_blob(), np.float32, acc.count * 3, view.byteOffset + (acc.byteOffset or 0)).reshape(-1, 3)
     np.testing.assert_allclose(normals, sphere.vertices[corners], atol=0.05)  # radial: smooth (faces are ≥ 0.1 off)
     assert load_processed_mesh(tmp_path / "m.glb").num_vertices == len(corners)
+
+
+
+def _obj_with_material_in_a_subfolder(folder, map_name: str):
+    """write_textured_obj's quad, its material moved to mats/m.mtl, whose map_Kd is `map_name`."""
+    obj = write_textured_obj(folder)
+    (obj.parent / "mats").mkdir()
+    (obj.parent / "mats" / "m.mtl").write_text(f"newmtl skin\nKd 1 1 1\nmap_Kd {map_name}\n")
+    obj.write_text(obj.read_text().replace("mtllib model.mtl", "mtllib mats/m.mtl"))
+    return obj
+
+
+def test_a_map_named_relative_to_its_material_library_in_a_subfolder_is_read(tmp_path):
+    """mats/m.mtl naming ../tex/albedo.png: found from the MTL's folder (trimesh alone looks only from the
+    OBJ's, and the asset would silently come out without its texture)."""
+    mesh = load_mesh(_obj_with_material_in_a_subfolder(tmp_path / "sub", "../tex/albedo.png"))
+    reference = load_mesh(write_textured_obj(tmp_path / "plain"))
+    assert mesh.texture is not None and reference.texture is not None
+    np.testing.assert_array_equal(np.asarray(mesh.texture), np.asarray(reference.texture))
+
+
+def test_the_texture_check_decodes_the_image_trimesh_reads(tmp_path):
+    """mats/m.mtl naming tex.png, with a good mats/tex.png and a broken tex.png beside the OBJ: trimesh reads
+    the one beside the OBJ (found first), so that is the one checked, and refused."""
+    obj = _obj_with_material_in_a_subfolder(tmp_path, "tex.png")
+    (obj.parent / "mats" / "tex.png").write_bytes((obj.parent / "tex" / "albedo.png").read_bytes())
+    (obj.parent / "tex.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    with pytest.raises(InputError, match="texture image 'tex.png' cannot be decoded"):
+        load_mesh(obj)
