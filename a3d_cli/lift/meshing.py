@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.lift.hull import project, sample_images, voxel_centres
+from a3d_cli.lift.hull import backproject, project, sample_images, voxel_centres
 from a3d_cli.render.cameras import CameraSet
 
 
@@ -55,13 +55,7 @@ def lowest_seen(depths: Tensor, alphas: Tensor, cameras: CameraSet, alpha_thresh
         depths: [V, S, S] expected depth; alphas: [V, S, S]; cameras: the V cameras.
     """
     size = depths.shape[1]
-    K = cameras.Ks(size, size).to(depths)  # [V, 3, 3]
-    c2w = cameras.c2w.to(depths)  # [V, 4, 4]
-    pix = torch.arange(size, dtype=depths.dtype, device=depths.device) + 0.5
-    vv, uu = torch.meshgrid(pix, pix, indexing="ij")
-    x = (uu[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * depths  # [V, S, S] camera coordinates
-    y = (vv[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * depths
-    world_y = c2w[:, 1, 0, None, None] * x + c2w[:, 1, 1, None, None] * y + c2w[:, 1, 2, None, None] * depths + c2w[:, 1, 3, None, None]
+    world_y = backproject(depths, cameras.Ks(size, size).to(depths), cameras.c2w.to(depths))[..., 1]  # [V, S, S]
     seen = world_y[alphas > alpha_threshold]
     if seen.numel() == 0:
         return float("-inf")
