@@ -406,12 +406,15 @@ def _fit(
             counts.append((step, len(params["means"])))
         running = running + loss.detach()
         pending += 1
-        if (step + 1) % log_every == 0 or step + 1 == settings.steps:
+        empty = len(params["means"]) == 0  # pruning took every splat: nothing left to render or fit
+        if (step + 1) % log_every == 0 or step + 1 == settings.steps or empty:
             value = float(running) / pending  # the loop's host read: once per interval (and at refinements)
             losses.append((step + 1, value))
             if progress is not None:
-                progress.update(pending, loss=value)
+                progress.update(pending + (settings.steps - step - 1 if empty else 0), loss=value)
             running, pending = torch.zeros((), device=dev), 0
+        if empty:
+            break
     with torch.no_grad():
         final = _gaussians(params)
         final = Gaussians(*(t.detach() for t in (final.means, final.quats, final.scales, final.opacities, final.colors)))

@@ -233,3 +233,12 @@ def test_backproject_inverts_project() -> None:
         grid = torch.stack(torch.meshgrid(pix, pix, indexing="ij")[::-1], dim=-1).reshape(-1, 2)  # (u, v)
         torch.testing.assert_close(uv[v], grid, atol=1e-4, rtol=0)
         torch.testing.assert_close(z[v], depths[v].reshape(-1), atol=1e-5, rtol=0)
+
+
+def test_fit_stops_when_pruning_leaves_no_splat() -> None:
+    g, images, masks, cams, settings = _tiny()
+    ghosts = Gaussians(g.means, g.quats, g.scales, torch.full((len(g),), 1e-3), g.colors)  # below prune_opacity
+    rec = RecordingProgress()
+    res = fit_static(ghosts, images, masks, cams, settings, 0.5, progress=rec)
+    assert len(res.gaussians) == 0 and res.splat_counts == [(3, 0)]  # the first refinement, then no more steps
+    assert rec.steps == settings.steps and res.losses[-1][0] == 4  # the bar still completes
