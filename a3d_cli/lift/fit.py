@@ -34,6 +34,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -213,6 +214,16 @@ def _gaussians(p: torch.nn.ParameterDict) -> Gaussians:
         opacities=torch.sigmoid(p["opacities"]),
         colors=torch.sigmoid(p["colors"]),
     )
+
+
+def _sync_thin_scale(p: torch.nn.ParameterDict) -> None:
+    """Set the stored third log-scale to the one that renders (FLATNESS × the smaller in-plane scale).
+
+    Only the in-plane scales are trained, but gsplat's strategy reads all three: the largest decides
+    clone or split, and a split samples its children's offsets along all three axes.
+    """
+    with torch.no_grad():
+        p["scales"][:, 2] = math.log(FLATNESS) + p["scales"][:, :2].min(dim=1).values
 
 
 def _optimizers(p: torch.nn.ParameterDict, s: LiftFitSettings, extent: float) -> dict[str, torch.optim.Optimizer]:
@@ -400,6 +411,7 @@ def _fit(
         refine = start_it < step < stop_it and step % every == 0
         if refine:  # the budget: raise the growth threshold so that the count stays within the cap
             strategy.grow_grad2d = budgeted_threshold(state, settings.grow_grad2d, cap - len(params["means"]))
+            _sync_thin_scale(params)
         strategy.step_post_backward(params, opts, state, step, info, packed=False)
         if refine:
             _enforce_cap(params, opts, state, cap)

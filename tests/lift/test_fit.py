@@ -4,6 +4,7 @@ object's interior inside and the floor cuts away what no view saw."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -242,3 +243,23 @@ def test_fit_stops_when_pruning_leaves_no_splat() -> None:
     res = fit_static(ghosts, images, masks, cams, settings, 0.5, progress=rec)
     assert len(res.gaussians) == 0 and res.splat_counts == [(3, 0)]  # the first refinement, then no more steps
     assert rec.steps == settings.steps and res.losses[-1][0] == 4  # the bar still completes
+
+
+def test_splits_see_the_thin_scale_that_renders(monkeypatch) -> None:
+    import gsplat.strategy.default as gsplat_default
+
+    from a3d_cli.lift.hull import FLATNESS
+
+    seen = []
+    real = gsplat_default.split
+
+    def spy(params, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.append(params["scales"].detach().clone())
+        return real(params=params, **kw)
+
+    monkeypatch.setattr(gsplat_default, "split", lambda **kw: spy(**kw))
+    g, images, masks, cams, settings = _tiny()
+    fit_static(g, images, masks, cams, dataclasses.replace(settings, grow_scale3d=0.0), 0.5)  # every growth a split
+    assert seen
+    for log_scales in seen:  # the third (untrained) scale is FLATNESS × the smaller in-plane one, as rendered
+        torch.testing.assert_close(log_scales[:, 2], math.log(FLATNESS) + log_scales[:, :2].min(dim=1).values)
