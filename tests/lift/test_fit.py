@@ -263,3 +263,17 @@ def test_splits_see_the_thin_scale_that_renders(monkeypatch) -> None:
     assert seen
     for log_scales in seen:  # the third (untrained) scale is FLATNESS × the smaller in-plane one, as rendered
         torch.testing.assert_close(log_scales[:, 2], math.log(FLATNESS) + log_scales[:, :2].min(dim=1).values)
+
+
+def test_a_lift_whose_fit_prunes_every_splat_is_an_input_error(scene) -> None:
+    from a3d_cli.errors import InputError
+    from a3d_cli.lift.pipeline import LiftSettings, lift
+    from a3d_cli.lift.views import OrbitViews
+
+    views = OrbitViews(images=scene["images"], alphas=None, cameras=scene["cams"], names=tuple(f"frame_{i:02d}.png" for i in range(21)))
+    settings = LiftSettings(
+        resolution=SIZE, hull_resolution=24, max_splats=200, mesh=M.MeshSettings(resolution=24),
+        fit=quick(steps=8, refine_start=1, refine_every=2, prune_opacity=1.0),  # every splat is below it at the first refinement
+    )  # fmt: skip
+    with pytest.raises(InputError, match="pruned every splat"):
+        lift(views, settings)
