@@ -23,7 +23,8 @@ parameter follow its conventions): from step `refine_start` to the fraction `ref
 `grow_grad2d` are cloned (small ones) or split in two (large ones, sampled inside the disc), and splats
 whose opacity fell below `prune_opacity` are removed. A budget bounds the growth: when more splats qualify
 than `max_splats` leaves room for, only those with the largest gradients grow (and any overshoot goes,
-most transparent first). The rasterizer is gsplat on
+most transparent first). The strategy's per-step tally of those gradients is replaced by an equivalent
+one that does not wait for the device (`accumulate_grad2d`). The rasterizer is gsplat on
 CUDA and a3d's PyTorch one on the CPU (`a3d_cli.kernels.rasterize`); both report the image-plane centres
 the strategy reads.
 
