@@ -59,7 +59,18 @@ def lowest_seen(depths: Tensor, alphas: Tensor, cameras: CameraSet, alpha_thresh
     seen = world_y[alphas > alpha_threshold]
     if seen.numel() == 0:
         return float("-inf")
-    return float(torch.quantile(seen.float().cpu()[: 1 << 24], quantile))
+    return low_quantile(seen, quantile)
+
+
+def low_quantile(values: Tensor, quantile: float) -> float:
+    """The `quantile` of all `values` (the nearest lower rank, no interpolation).
+
+    `kthvalue` rather than `torch.quantile`, which refuses inputs above 2^24 elements: the depth maps of a
+    fine mesh resolution hold more pixels than that, and a prefix would only see the first views.
+    """
+    flat = values.float().flatten()
+    rank = int(quantile * (flat.numel() - 1)) + 1
+    return float(flat.kthvalue(rank).values)
 
 
 def fuse_tsdf(
@@ -163,4 +174,4 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     return mesh.vertices, mesh.faces
 
 
-__all__ = ["MeshSettings", "extract_mesh", "fuse_tsdf", "largest_component", "lowest_seen", "marching_cubes"]
+__all__ = ["MeshSettings", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen", "marching_cubes"]

@@ -277,3 +277,13 @@ def test_a_lift_whose_fit_prunes_every_splat_is_an_input_error(scene) -> None:
     )  # fmt: skip
     with pytest.raises(InputError, match="pruned every splat"):
         lift(views, settings)
+
+
+def test_the_floor_quantile_reads_every_pixel_beyond_two_to_the_24() -> None:
+    """The lowest points may sit in the last views: a quantile over a prefix of the pixels would miss them."""
+    n = (1 << 24) + (1 << 20)
+    values = torch.ones(n)
+    values[-(1 << 16):] = -1.0  # 0.4 % of the pixels, all past the first 2^24
+    assert M.low_quantile(values, 1e-3) == -1.0
+    small = torch.arange(1001, dtype=torch.float32)
+    assert M.low_quantile(small, 0.01) == 10.0
