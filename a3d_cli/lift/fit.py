@@ -23,7 +23,8 @@ parameter follow its conventions): from step `refine_start` to the fraction `ref
 `grow_grad2d` are cloned (small ones) or split in two (large ones, sampled inside the disc), and splats
 whose opacity fell below `prune_opacity` are removed. A budget bounds the growth: when more splats qualify
 than `max_splats` leaves room for, only those with the largest gradients grow (and any overshoot goes,
-most transparent first). The rasterizer is gsplat on
+most transparent first). The strategy's per-step tally of those gradients is replaced by an equivalent
+one that does not wait for the device (`accumulate_grad2d`). The rasterizer is gsplat on
 CUDA and a3d's PyTorch one on the CPU (`a3d_cli.kernels.rasterize`); both report the image-plane centres
 the strategy reads.
 
@@ -34,6 +35,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -122,15 +124,23 @@ def render(g: Gaussians, cameras: CameraSet, size: int, depth: bool = False, ind
     Returns:
         RasterOutput with colors [V, S, S, 3], alphas [V, S, S, 1] (and depths when asked).
     """
-    from a3d_cli.kernels import rasterize
-
     dev = g.means.device
     viewmats, Ks = cameras.viewmats.to(dev), cameras.Ks(size, size).to(dev)
     if index is not None:
         viewmats, Ks = viewmats[index], Ks[index]
-    bg = torch.full((viewmats.shape[0], 3), BACKGROUND, device=dev, dtype=g.means.dtype)
+    return _rasterize(g, g.colors, viewmats, Ks, size, depth)
+
+
+def _rasterize(g: Gaussians, colors: Tensor, viewmats: Tensor, Ks: Tensor, size: int, depth: bool):  # noqa: ANN202
+    """One rasterizer call of `g` with per-splat `colors` [N, D] into the cameras given as device tensors,
+    composited on white (colour channels beyond the third on 0)."""
+    from a3d_cli.kernels import rasterize
+
+    d = colors.shape[-1]
+    bg = torch.zeros(viewmats.shape[0], d, device=viewmats.device, dtype=g.means.dtype)
+    bg[:, :3] = BACKGROUND
     return rasterize(
-        g.means, g.quats, g.scales, g.opacities, g.colors, viewmats, Ks, size, size,
+        g.means, g.quats, g.scales, g.opacities, colors, viewmats, Ks, size, size,
         backgrounds=bg, render_mode="RGB+ED" if depth else "RGB",
     )  # fmt: skip
 
@@ -149,40 +159,28 @@ def render_chunked(g: Gaussians, cameras: CameraSet, size: int, depth: bool = Fa
     return torch.cat(rgbs), torch.cat(alphas), (torch.cat(depths) if depth else None)
 
 
-def _render_with_normals(g: Gaussians, cameras: CameraSet, size: int, index: Tensor):  # noqa: ANN202
-    """`render` with each splat's world normal (its thin axis) blended as three more channels, and depth."""
+def _render_with_normals(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int):  # noqa: ANN202
+    """Render on white with each splat's world normal (its thin axis) blended as three more channels, and
+    depth; the cameras as device tensors [C, 4, 4] and [C, 3, 3]."""
     from a3d_cli.geometry import quat_to_rotmat
-    from a3d_cli.kernels import rasterize
 
-    dev = g.means.device
     normals = quat_to_rotmat(g.quats)[..., 2]  # [N, 3] the local z axis
-    viewmats, Ks = cameras.viewmats.to(dev)[index], cameras.Ks(size, size).to(dev)[index]
-    bg = torch.tensor([BACKGROUND] * 3 + [0.0] * 3, device=dev, dtype=g.means.dtype).expand(viewmats.shape[0], 6)
-    return rasterize(
-        g.means, g.quats, g.scales, g.opacities, torch.cat([g.colors, normals], dim=-1), viewmats, Ks, size, size,
-        backgrounds=bg, render_mode="RGB+ED",
-    )  # fmt: skip
+    return _rasterize(g, torch.cat([g.colors, normals], dim=-1), viewmats, Ks, size, depth=True)
 
 
-def depth_normal_loss(out, alpha: Tensor, cameras: CameraSet, size: int, index: Tensor) -> Tensor:  # noqa: ANN001
+def depth_normal_loss(out, alpha: Tensor, Ks: Tensor, c2w: Tensor) -> Tensor:  # noqa: ANN001
     """Mean 1 − |cos| between blended splat normals and the normals of the rendered depth (2DGS's term).
 
     The depth's normal at a pixel is the cross product of its back-projected neighbours' differences;
     only pixels whose 3×3 neighbourhood is opaque count. |cos| because a flat splat's normal has no side.
 
     Args:
-        out: a `_render_with_normals` output; alpha: [C, S, S]; index: the C views rendered.
+        out: a `_render_with_normals` output; alpha: [C, S, S]; Ks: [C, 3, 3] and c2w: [C, 4, 4] of the
+            C views rendered.
     """
-    dev = alpha.device
-    depth = out.depths[..., 0]  # [C, S, S]
-    K = cameras.Ks(size, size).to(dev)[index]  # [C, 3, 3]
-    c2w = cameras.c2w.to(dev)[index]  # [C, 4, 4]
-    pix = torch.arange(size, device=dev, dtype=depth.dtype) + 0.5
-    vv, uu = torch.meshgrid(pix, pix, indexing="ij")
-    x = (uu[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * depth
-    y = (vv[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * depth
-    cam = torch.stack([x, y, depth], dim=-1)  # [C, S, S, 3]
-    world = torch.einsum("cij,chwj->chwi", c2w[:, :3, :3], cam)  # rotation only: differences need no translation
+    from a3d_cli.lift.hull import backproject
+
+    world = backproject(out.depths[..., 0], Ks, c2w)  # [C, S, S, 3]
     dx = world[:, 1:-1, 2:] - world[:, 1:-1, :-2]
     dy = world[:, 2:, 1:-1] - world[:, :-2, 1:-1]
     n_depth = F.normalize(torch.linalg.cross(dx, dy, dim=-1), dim=-1)
@@ -219,6 +217,16 @@ def _gaussians(p: torch.nn.ParameterDict) -> Gaussians:
     )
 
 
+def _sync_thin_scale(p: torch.nn.ParameterDict) -> None:
+    """Set the stored third log-scale to the one that renders (FLATNESS × the smaller in-plane scale).
+
+    Only the in-plane scales are trained, but gsplat's strategy reads all three: the largest decides
+    clone or split, and a split samples its children's offsets along all three axes.
+    """
+    with torch.no_grad():
+        p["scales"][:, 2] = math.log(FLATNESS) + p["scales"][:, :2].min(dim=1).values
+
+
 def _optimizers(p: torch.nn.ParameterDict, s: LiftFitSettings, extent: float) -> dict[str, torch.optim.Optimizer]:
     """One Adam per parameter (gsplat's convention: its strategies resize each optimizer's state)."""
     lrs = {"means": s.lr_means * extent, "scales": s.lr_scales, "quats": s.lr_quats, "opacities": s.lr_opacity, "colors": s.lr_colors}
@@ -248,6 +256,45 @@ def budgeted_threshold(state: dict, base: float, room: int) -> float:
         return base
     kth = torch.topk(grads, room + 1).values[-1]  # the (room+1)-th largest: strictly above it grow
     return max(base, float(kth))
+
+
+def accumulate_grad2d(state: dict, info: dict, n: int) -> None:
+    """Add one step's image-plane gradient norms and view counts to the strategy's running state.
+
+    What gsplat's `DefaultStrategy._update_state` does for unpacked projections (gradients scaled to
+    [-1, 1] screen space × cameras, summed over the cameras that see each splat), written as masked sums
+    instead of boolean indexing: the indexing reads a count to the host, so it made the host wait for the
+    device at every step of a CUDA fit.
+
+    Args:
+        state: the strategy's state ("grad2d", "count": [N], created on the first call).
+        info: a rasterizer `meta` whose "means2d" holds its gradient.
+        n: the number of splats.
+    """
+    grads = info["means2d"].grad  # [C, N, 2]
+    c = info["n_cameras"]
+    norms = torch.stack([grads[..., 0] * (info["width"] / 2.0 * c), grads[..., 1] * (info["height"] / 2.0 * c)], dim=-1).norm(dim=-1)
+    seen = (info["radii"] > 0).all(dim=-1)  # [C, N]
+    if state["grad2d"] is None:
+        state["grad2d"] = torch.zeros(n, device=grads.device)
+    if state["count"] is None:
+        state["count"] = torch.zeros(n, device=grads.device)
+    state["grad2d"] += torch.where(seen, norms, torch.zeros_like(norms)).sum(0)
+    state["count"] += seen.sum(0, dtype=state["count"].dtype)
+
+
+def _strategy(**kw):  # noqa: ANN003, ANN202
+    """gsplat's `DefaultStrategy` with `accumulate_grad2d` as its per-step state update."""
+    from gsplat.strategy import DefaultStrategy
+
+    class _Strategy(DefaultStrategy):
+        def _update_state(self, params, state, info, packed=False):  # noqa: ANN001, ANN202
+            if packed or self.absgrad or self.refine_scale2d_stop_iter > 0 or self.key_for_gradient != "means2d":
+                return super()._update_state(params, state, info, packed=packed)
+            accumulate_grad2d(state, info, len(params["means"]))
+            return None
+
+    return _Strategy(**kw)
 
 
 def _enforce_cap(params: torch.nn.ParameterDict, opts: dict, state: dict, cap: int) -> None:
@@ -287,20 +334,34 @@ def fit_static(
         settings: steps, learning rates, loss weights, refinement.
         extent: the object's half-width (scales the centres' learning rate, the scale cap and the
             clone/split size).
-        seed: seeds the view draws and the split samples.
+        seed: seeds the view draws and the split samples (the caller's random generators are left as
+            they were).
         progress: receives `update(advance, loss=…)` every `log_every` steps and after the last, with the
             mean loss of those steps (summed on the device: the loop reads it to the host only then).
         log_every: steps between progress updates and entries of `LiftFitResult.losses`.
     """
-    from gsplat.strategy import DefaultStrategy
+    dev = init.means.device
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # seeded here without moving the caller's random streams
+        # the split samples: gsplat draws them from the default generator of the splats' device
+        torch.random.default_generator.manual_seed(seed)
+        for i in devices:
+            torch.cuda.default_generators[i].manual_seed(seed)
+        return _fit(init, images, masks, cameras, settings, extent, seed, progress, log_every)
 
+
+def _fit(
+    init: Gaussians, images: Tensor, masks: Tensor, cameras: CameraSet, settings: LiftFitSettings, extent: float,
+    seed: int, progress: Progress | None, log_every: int,
+) -> LiftFitResult:  # fmt: skip
+    """`fit_static` once the default random generators are seeded."""
     dev = init.means.device
     v, size = images.shape[0], images.shape[1]
     images, masks = images.to(dev), masks.to(dev).float()
     params = _params(init, dev)
     opts = _optimizers(params, settings, extent)
     start_it, stop_it, every = refine_schedule(settings)
-    strategy = DefaultStrategy(
+    strategy = _strategy(
         prune_opa=settings.prune_opacity,
         grow_grad2d=settings.grow_grad2d,
         grow_scale3d=settings.grow_scale3d,
@@ -313,8 +374,13 @@ def fit_static(
     state = strategy.initialize_state(scene_scale=extent)
     cap = settings.max_splats or 2 * len(init)
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the split samples (gsplat draws them from the global generator)
     k = v if settings.views_per_step in (0, v) or settings.views_per_step > v else settings.views_per_step
+    # The cameras and every step's view draw go to the device once: a copy from the host each step
+    # would make the host wait for the device each step.
+    draws = [torch.arange(v) if k == v else torch.randperm(v, generator=gen)[:k] for _ in range(settings.steps)]
+    draws = torch.stack(draws).to(dev) if draws else None  # [steps, k]
+    all_viewmats, all_Ks = cameras.viewmats.to(dev), cameras.Ks(size, size).to(dev)
+    all_c2w = cameras.c2w.to(dev)
     max_scale = settings.max_scale * extent
     losses: list[tuple[int, float]] = []
     counts: list[tuple[int, int]] = []
@@ -323,17 +389,18 @@ def fit_static(
     for step in range(settings.steps):
         frac = step / max(1, settings.steps)
         opts["means"].param_groups[0]["lr"] = settings.lr_means * extent * (0.1**frac)  # exponential decay to 10 %
-        idx = (torch.arange(v) if k == v else torch.randperm(v, generator=gen)[:k]).to(dev)
+        idx = draws[step]
+        viewmats, Ks = all_viewmats[idx], all_Ks[idx]
         g = _gaussians(params)
         with_normals = settings.lambda_normal > 0 and step >= settings.normal_start * settings.steps
-        out = _render_with_normals(g, cameras, size, idx) if with_normals else render(g, cameras, size, index=idx)
+        out = _render_with_normals(g, viewmats, Ks, size) if with_normals else _rasterize(g, g.colors, viewmats, Ks, size, False)
         info = out.meta
         strategy.step_pre_backward(params, opts, state, step, info)
         rgb, alpha = out.colors[..., :3], out.alphas[..., 0]
         diff = rgb - images[idx]
         loss = torch.sqrt(diff.square() + settings.charbonnier_eps**2).mean()
         if with_normals:
-            loss = loss + settings.lambda_normal * depth_normal_loss(out, alpha, cameras, size, idx)
+            loss = loss + settings.lambda_normal * depth_normal_loss(out, alpha, Ks, all_c2w[idx])
         loss = loss + settings.lambda_mask * (alpha - masks[idx]).square().mean()
         op = g.opacities
         loss = loss + settings.lambda_binary * (op * (1 - op)).mean()
@@ -345,18 +412,22 @@ def fit_static(
         refine = start_it < step < stop_it and step % every == 0
         if refine:  # the budget: raise the growth threshold so that the count stays within the cap
             strategy.grow_grad2d = budgeted_threshold(state, settings.grow_grad2d, cap - len(params["means"]))
+            _sync_thin_scale(params)
         strategy.step_post_backward(params, opts, state, step, info, packed=False)
         if refine:
             _enforce_cap(params, opts, state, cap)
             counts.append((step, len(params["means"])))
         running = running + loss.detach()
         pending += 1
-        if (step + 1) % log_every == 0 or step + 1 == settings.steps:
-            value = float(running) / pending  # the loop's only host read but for refinements: once per interval
+        empty = len(params["means"]) == 0  # pruning took every splat: nothing left to render or fit
+        if (step + 1) % log_every == 0 or step + 1 == settings.steps or empty:
+            value = float(running) / pending  # the loop's host read: once per interval (and at refinements)
             losses.append((step + 1, value))
             if progress is not None:
-                progress.update(pending, loss=value)
+                progress.update(pending + (settings.steps - step - 1 if empty else 0), loss=value)
             running, pending = torch.zeros((), device=dev), 0
+        if empty:
+            break
     with torch.no_grad():
         final = _gaussians(params)
         final = Gaussians(*(t.detach() for t in (final.means, final.quats, final.scales, final.opacities, final.colors)))
@@ -366,4 +437,4 @@ def fit_static(
     return LiftFitResult(final, losses, time.perf_counter() - start, counts)
 
 
-__all__ = ["BACKGROUND", "LiftFitResult", "LiftFitSettings", "budgeted_threshold", "fit_static", "refine_schedule", "render", "render_chunked"]
+__all__ = ["BACKGROUND", "LiftFitResult", "LiftFitSettings", "accumulate_grad2d", "budgeted_threshold", "fit_static", "refine_schedule", "render", "render_chunked"]

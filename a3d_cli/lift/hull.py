@@ -76,6 +76,24 @@ def project(points: Tensor, cameras: CameraSet, size: int) -> tuple[Tensor, Tens
     return uv, z
 
 
+def backproject(depths: Tensor, Ks: Tensor, c2w: Tensor) -> Tensor:
+    """World points of depth maps: the inverse of `project` for every pixel centre.
+
+    Args:
+        depths: [V, S, S] camera depth per pixel; Ks: [V, 3, 3] their intrinsics; c2w: [V, 4, 4].
+
+    Returns:
+        [V, S, S, 3] world points.
+    """
+    size = depths.shape[1]
+    pix = torch.arange(size, device=depths.device, dtype=depths.dtype) + 0.5
+    vv, uu = torch.meshgrid(pix, pix, indexing="ij")
+    x = (uu[None] - Ks[:, 0, 2, None, None]) / Ks[:, 0, 0, None, None] * depths
+    y = (vv[None] - Ks[:, 1, 2, None, None]) / Ks[:, 1, 1, None, None] * depths
+    cam = torch.stack([x, y, depths], dim=-1)  # [V, S, S, 3]
+    return torch.einsum("vij,vhwj->vhwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
+
+
 def sample_images(images: Tensor, uv: Tensor, mode: str = "bilinear") -> Tensor:
     """Sample [V, S, S, C] images at pixel positions [V, P, 2] → [V, P, C] (zeros outside)."""
     s = images.shape[1]
@@ -191,6 +209,6 @@ def hull_splats(
 
 
 __all__ = [
-    "FLATNESS", "Hull", "best_view_colours", "carve", "hull_normals", "hull_splats", "project", "sample_images",
+    "FLATNESS", "Hull", "backproject", "best_view_colours", "carve", "hull_normals", "hull_splats", "project", "sample_images",
     "surface_voxels", "voxel_centres",
 ]  # fmt: skip

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.lift.hull import project, sample_images, voxel_centres
+from a3d_cli.lift.hull import backproject, project, sample_images, voxel_centres
 from a3d_cli.render.cameras import CameraSet
 
 
@@ -55,17 +55,22 @@ def lowest_seen(depths: Tensor, alphas: Tensor, cameras: CameraSet, alpha_thresh
         depths: [V, S, S] expected depth; alphas: [V, S, S]; cameras: the V cameras.
     """
     size = depths.shape[1]
-    K = cameras.Ks(size, size).to(depths)  # [V, 3, 3]
-    c2w = cameras.c2w.to(depths)  # [V, 4, 4]
-    pix = torch.arange(size, dtype=depths.dtype, device=depths.device) + 0.5
-    vv, uu = torch.meshgrid(pix, pix, indexing="ij")
-    x = (uu[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * depths  # [V, S, S] camera coordinates
-    y = (vv[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * depths
-    world_y = c2w[:, 1, 0, None, None] * x + c2w[:, 1, 1, None, None] * y + c2w[:, 1, 2, None, None] * depths + c2w[:, 1, 3, None, None]
+    world_y = backproject(depths, cameras.Ks(size, size).to(depths), cameras.c2w.to(depths))[..., 1]  # [V, S, S]
     seen = world_y[alphas > alpha_threshold]
     if seen.numel() == 0:
         return float("-inf")
-    return float(torch.quantile(seen.float().cpu()[: 1 << 24], quantile))
+    return low_quantile(seen, quantile)
+
+
+def low_quantile(values: Tensor, quantile: float) -> float:
+    """The `quantile` of all `values` (the nearest lower rank, no interpolation).
+
+    `kthvalue` rather than `torch.quantile`, which refuses inputs above 2^24 elements: the depth maps of a
+    fine mesh resolution hold more pixels than that, and a prefix would only see the first views.
+    """
+    flat = values.float().flatten()
+    rank = int(quantile * (flat.numel() - 1)) + 1
+    return float(flat.kthvalue(rank).values)
 
 
 def fuse_tsdf(
@@ -169,4 +174,4 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     return mesh.vertices, mesh.faces
 
 
-__all__ = ["MeshSettings", "extract_mesh", "fuse_tsdf", "largest_component", "lowest_seen", "marching_cubes"]
+__all__ = ["MeshSettings", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen", "marching_cubes"]

@@ -136,6 +136,11 @@ def lift(
     _say(progress, "lift: fitting splats", total=settings.fit.steps)
     fitted = fit_static(init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, progress=progress)
     g = fitted.gaussians
+    if len(g) == 0:
+        raise InputError(
+            "The fit pruned every splat: the views gave it nothing opaque to keep.",
+            hint="Check that the frames show the object on a white background (or carry alpha) and that the cameras match them.",
+        )
     rgb, alpha, depth = render_chunked(g, cams, size, depth=True)
     masks = refine_masks(masks, small.images, alpha, settings.masks.threshold, max(1, round(settings.refine_band * size)))
     view_psnr = psnr(rgb, small.images, (1, 2, 3))
