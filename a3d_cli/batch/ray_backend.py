@@ -51,10 +51,10 @@ def _runtime_env() -> dict[str, Any]:
 class _Actor:
     """The Ray actor body: one `JobRunner` for its life."""
 
-    def __init__(self, device: str, seed: int, worker: int) -> None:
+    def __init__(self, device: str, seed: int, worker: int, keep_models: bool = True) -> None:
         from a3d_cli.batch.worker import JobRunner
 
-        self.runner = JobRunner(device=device, seed=seed, worker=worker, capture_output=False)
+        self.runner = JobRunner(device=device, seed=seed, worker=worker, capture_output=False, keep_models=keep_models)
 
     def run(self, job: Job, attempt: int) -> JobRecord:
         return self.runner.run(job, attempt)
@@ -91,12 +91,14 @@ def run_ray(
     retries: int,
     sink: Callable[[JobRecord], None],
     listener: Listener | None = None,
+    keep_models: bool = True,
 ) -> tuple[Outcome, list[dict[str, int]]]:
     """Run `jobs` on Ray actors; returns the outcome and each actor's model-build counts.
 
     Args:
         device: "cpu", or "cuda" for one GPU per actor; "auto" picks cuda when the cluster has GPUs.
         workers: number of actors (default: one per GPU of the cluster, or 1 on CPUs).
+        keep_models: actors keep the diffusion models between jobs (see `JobRunner`).
     """
     listener = listener or Listener()
     ray, started = connect(address)
@@ -109,7 +111,7 @@ def run_ray(
     count = max(1, min(workers or (gpus if use_gpu else 1), len(jobs)))
     options = {"num_gpus": 1} if use_gpu else {"num_cpus": 1}
     actor_cls = ray.remote(max_restarts=3)(_Actor).options(**options)
-    actors = [actor_cls.remote("cuda" if use_gpu else "cpu", seed, i) for i in range(count)]
+    actors = [actor_cls.remote("cuda" if use_gpu else "cpu", seed, i, keep_models) for i in range(count)]
     outcome = Outcome()
     pending: deque[tuple[Job, int]] = deque((job, 1) for job in jobs)
     idle = list(range(count))

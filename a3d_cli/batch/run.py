@@ -52,6 +52,8 @@ class BatchOptions:
     """"all" or "0,1,…": one worker process per GPU (CUDA_VISIBLE_DEVICES each)."""
     compile: bool = True
     """The jobs' `--compile` default (a job's own "compile" wins)."""
+    keep_models: bool = True
+    """Workers keep the diffusion models they build for their later jobs (False: freed after each stage)."""
     retries: int = 0
     """Attempts after the first for failures that may pass (a3d's own, a dead worker, a locked run folder)."""
     shard: str | None = None
@@ -188,11 +190,12 @@ def worker_specs(opts: BatchOptions, device: str, logs: Path) -> list[WorkerSpec
             for _ in range(per):
                 w = len(specs)
                 specs.append(WorkerSpec(w, "cuda", {"CUDA_VISIBLE_DEVICES": gpu}, 0,
-                                        str(logs / "workers" / f"worker-{w}.log"), f"w{w} gpu{gpu}"))
+                                        str(logs / "workers" / f"worker-{w}.log"), f"w{w} gpu{gpu}", opts.keep_models))
         return specs
     threads = max(1, (os.cpu_count() or 1) // per) if device == "cpu" else 0
     for w in range(per):
-        specs.append(WorkerSpec(w, device, {}, threads, str(logs / "workers" / f"worker-{w}.log"), f"w{w} {device}"))
+        specs.append(WorkerSpec(w, device, {}, threads, str(logs / "workers" / f"worker-{w}.log"), f"w{w} {device}",
+                                opts.keep_models))
     return specs
 
 
@@ -235,7 +238,8 @@ def run_batch(
         display = listener_factory(len(mine), labels) if listener_factory else contextlib.nullcontext(Listener())
         try:
             with display as listener:
-                _, summary.builds = run_ray(mine, opts.ray, device, opts.workers, seed, opts.retries, sink, listener)
+                _, summary.builds = run_ray(mine, opts.ray, device, opts.workers, seed, opts.retries, sink, listener,
+                                             keep_models=opts.keep_models)
         finally:
             sink_file.compact()
         return summary

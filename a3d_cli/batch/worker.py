@@ -104,19 +104,21 @@ class JobRunner:
         seed: the batch's `--seed`.
         worker: this worker's number (recorded with each job).
         capture_output: send the process's stdout/stderr into the job's log while it runs (worker processes).
+        keep_models: keep the diffusion models between jobs (`--keep-models`); False frees each after its stage.
     """
 
     device: str = "cpu"
     seed: int = 0
     worker: int = 0
     capture_output: bool = False
+    keep_models: bool = True
     cache: Any = field(default=None)
 
     def __post_init__(self) -> None:
         from a3d_cli.models.cache import ModelCache
 
         if self.cache is None:
-            self.cache = ModelCache()
+            self.cache = ModelCache(keep=self.keep_models)
 
     def run(self, job: Job, attempt: int = 1, notify: Notify | None = None) -> JobRecord:
         """Run one job to a `JobRecord`; only KeyboardInterrupt (and SystemExit) escape."""
@@ -210,6 +212,7 @@ class WorkerSpec:
         threads: CPU threads for torch (0: torch's default).
         log: the worker's own log (what it prints between jobs, e.g. a crash while starting).
         label: how displays name it ("w0 cuda:3").
+        keep_models: keep the diffusion models between jobs (see `JobRunner`).
     """
 
     worker: int
@@ -218,6 +221,7 @@ class WorkerSpec:
     threads: int
     log: str
     label: str
+    keep_models: bool = True
 
 
 def sigterm_as_interrupt() -> None:
@@ -245,7 +249,8 @@ def worker_main(spec: WorkerSpec, seed: int, inbox: Any, outbox: Any) -> None:
 
         if spec.threads:
             torch.set_num_threads(spec.threads)
-        runner = JobRunner(device=spec.device, seed=seed, worker=spec.worker, capture_output=True)
+        runner = JobRunner(device=spec.device, seed=seed, worker=spec.worker, capture_output=True,
+                           keep_models=spec.keep_models)
         outbox.put(("ready", spec.worker))
         try:
             while (item := inbox.get()) is not None:

@@ -61,6 +61,13 @@ def batch(
         typer.Option("--compile/--no-compile", help="Compile the diffusion models' blocks on CUDA (once per worker).",
                      rich_help_panel=_WORKERS),
     ] = True,
+    keep_models: Annotated[
+        bool,
+        typer.Option("--keep-models/--no-keep-models",
+                     help="Keep each diffusion model a worker builds for its later jobs (--no-keep-models: free it "
+                          "after its stage, as one `a3d animate` does, where the kept models do not fit the GPU together).",
+                     rich_help_panel=_WORKERS),
+    ] = True,
     retries: Annotated[
         int, typer.Option(help="Tries again for failures that may pass (a3d's own, a dead worker, a locked run folder).",
                           rich_help_panel=_WORKERS)
@@ -95,7 +102,7 @@ def batch(
     g = global_options(ctx)
     opts = BatchOptions(
         manifest=manifest, glob=glob, prompt=prompt, prompt_file=prompt_file, runs=out, results=results,
-        workers=workers, gpus=gpus, compile=compile_blocks, retries=retries, shard=shard, ray=ray, force=force,
+        workers=workers, gpus=gpus, compile=compile_blocks, keep_models=keep_models, retries=retries, shard=shard, ray=ray, force=force,
         common_args=tuple(ctx.args), status_every=status_every,
     )
 

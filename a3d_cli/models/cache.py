@@ -102,14 +102,22 @@ class ModelCache:
     One model per name is kept: a job that asks for the same model with other settings (dtype, compile,
     weights) drops the cached one before building its own, so a manifest that mixes settings costs rebuilds,
     never several copies of a multi-GB network in one worker.
+
+    Args:
+        keep: False counts the builds but keeps nothing, so every stage frees its model when it ends, as a
+            single `a3d animate` does (for GPUs where the kept models do not fit together).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
         self._models: dict[ModelKey, Any] = {}
         self.builds: Counter[str] = Counter()
 
     def get(self, key: ModelKey, build: Callable[[], T]) -> T:
-        """The model for `key`, built with `build()` the first time it is asked for."""
+        """The model for `key`, built with `build()` the first time it is asked for (every time without `keep`)."""
+        if not self.keep:
+            self.builds[key.name] += 1
+            return build()
         if key not in self._models:
             stale = [other for other in self._models if other.name == key.name]
             for other in stale:

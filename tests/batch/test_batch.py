@@ -304,6 +304,51 @@ def test_the_cache_keeps_one_model_per_name():
     assert again is not plain and len(built) == 4 and cache.builds["mvvdm"] == 3
 
 
+def test_a_cache_that_keeps_nothing_counts_builds_and_holds_no_model():
+    """`--no-keep-models`: each request builds anew and the cache holds no reference, so a stage's model is
+    freed when the stage lets go of it; the build counts still say what each job built."""
+    import gc
+    import weakref
+
+    class Net:
+        pass
+
+    cache = ModelCache(keep=False)
+    key = ModelKey("mvvdm", (), "fp16", "cpu", False)
+    with using_model_cache(cache):
+        first = cached_model(key, Net)
+        gone = weakref.ref(first)
+        second = cached_model(key, Net)
+    assert first is not second and len(cache) == 0 and cache.builds["mvvdm"] == 2
+    del first
+    gc.collect()
+    assert gone() is None
+
+
+def test_keep_models_reaches_every_worker(tmp_path, monkeypatch):
+    """`a3d batch --no-keep-models` reaches the batch options, each local worker's spec and its job runner."""
+    from a3d_cli.batch import run as batch_run
+    from a3d_cli.batch.worker import JobRunner
+
+    seen = {}
+
+    def fake_run_batch(opts, device, seed, display):  # noqa: ANN001, ARG001
+        seen["opts"] = opts
+        return batch_run.BatchSummary(total=0)
+
+    monkeypatch.setattr(batch_run, "run_batch", fake_run_batch)
+    manifest = tmp_path / "jobs.jsonl"
+    manifest.write_text("")
+    for flag, keep in (("--no-keep-models", False), ("--keep-models", True)):
+        result = runner.invoke(make_batch_app(), ["--device", "cpu", "batch", str(manifest), "-o", str(tmp_path), flag])
+        assert result.exit_code == 0, result.output
+        opts = seen.pop("opts")
+        assert opts.keep_models is keep
+        specs = batch_run.worker_specs(BatchOptions(manifest=manifest, workers=2, keep_models=keep), "cpu", tmp_path)
+        assert [s.keep_models for s in specs] == [keep, keep]
+        assert JobRunner(keep_models=keep).cache.keep is keep
+
+
 def test_stage_loaders_build_once_per_worker_cache():
     """mvvideo and sds obtain MV-VDM through the cache: two jobs in one worker, one build each."""
     from a3d_cli.stages import mvvideo, sds
