@@ -50,9 +50,9 @@ FULL_SIZE_ENV = "A3D_BENCH_FULL_SIZE_MVVDM"
 def _install_full_size_mvvdm(device: str) -> None:
     """Make `tiny_components` build the full-size random MV-VDM (benchmark only)."""
     import torch
+    from bench_mvvideo import build_components
 
     import a3d_cli.models.mvvdm.components as components
-    from bench_mvvideo import build_components
 
     components.tiny_components = lambda seed=0, config=None: build_components(device, torch.float16)
 
@@ -311,7 +311,7 @@ def main() -> None:
             "wall_s": separate["wall_s"],
             "seconds_per_asset": round(per_asset_sep, 2),
             "assets_per_hour": round(3600 / per_asset_sep, 1),
-            "process_start_s": round(statistics.mean(w - s for w, s in zip(separate["process_wall_s"], stage_sums)), 2),
+            "process_start_s": round(statistics.mean(w - s for w, s in zip(separate["process_wall_s"], stage_sums, strict=True)), 2),
             "stage_seconds_mean": {k: round(statistics.mean(s[k] for s in separate["stages_s"]), 2)
                                    for k in separate["stages_s"][0]},
         }

@@ -41,15 +41,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
-
-from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
-from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler  # noqa: E402
+
 from a3d_cli.models.freeinit import FreeInitConfig  # noqa: E402
 from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet, generate_mvvideo  # noqa: E402
 from a3d_cli.models.mvvdm.components import ByteTokenize, MVVDMComponents  # noqa: E402
+from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler  # noqa: E402
 from a3d_cli.models.mvvdm.sampling import SamplingConfig  # noqa: E402
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS, RESOLUTION  # noqa: E402
+from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from a3d_cli.render.cameras import mvvdm_cameras  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

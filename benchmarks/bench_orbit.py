@@ -48,11 +48,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
+from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
+from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
 from a3d_cli.models.speed.acceleration import accelerate, channels_last_conv2d  # noqa: E402
 from a3d_cli.models.speed.cuda_graph import GraphedFunction  # noqa: E402
-from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
-from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
 from a3d_cli.models.sv3d.cameras import static_orbit  # noqa: E402
 from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
 from a3d_cli.models.sv3d.loading import build_models, load_sv3d  # noqa: E402

@@ -60,8 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
 
 from a3d_cli.errors import PrecisionError  # noqa: E402
-from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.precision import count_nonfinite  # noqa: E402
+from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 REFERENCE = "fp32-strict"

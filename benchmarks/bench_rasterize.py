@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import sync  # noqa: E402
 
-from a3d_cli.render.cameras import orbit_cameras  # noqa: E402
 from a3d_cli.kernels import available_backends, rasterize  # noqa: E402
+from a3d_cli.render.cameras import orbit_cameras  # noqa: E402
 
 INPUT_NAMES = ("means", "quats", "scales", "opacities", "colors")
 

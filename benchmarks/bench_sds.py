@@ -43,17 +43,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, sync  # noqa: E402
+from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noqa: E402
+from a3d_cli.gaussians.motion_refine import SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
+from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser  # noqa: E402
+from a3d_cli.models.sds import SdsCondition  # noqa: E402
 from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.speed.attention import ShortcutAttnProcessor, replace_attention_processors  # noqa: E402
 from a3d_cli.models.speed.handles import SpeedHandle  # noqa: E402
-from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
-from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser  # noqa: E402
-from a3d_cli.models.sds import SdsCondition  # noqa: E402
 from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
-from a3d_cli.gaussians.motion_refine import SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
 from a3d_cli.stages.sds import SdsOptions  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -62,6 +62,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import sync  # noqa: E402
+from speed_variants import MathShortAttnProcessor, SdpaShortAttnProcessor  # noqa: E402
 
 from a3d_cli.models.speed.acceleration import accelerate, channels_last_convs  # noqa: E402
 from a3d_cli.models.speed.attention import (  # noqa: E402
@@ -69,7 +70,6 @@ from a3d_cli.models.speed.attention import (  # noqa: E402
     replace_attention_processors,
     use_shortcut_attention,
 )
-from speed_variants import MathShortAttnProcessor, SdpaShortAttnProcessor  # noqa: E402
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
 FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-math", "sc-sdpa", "compile", "clk", "sub", "geglu")
@@ -192,9 +192,9 @@ def build_target(
         from bench_sds import full_size_mvvdm, random_splats
 
         from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
+        from a3d_cli.gaussians.motion_refine import SdsRefiner
         from a3d_cli.models.mvvdm.components import tiny_components
         from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
-        from a3d_cli.gaussians.motion_refine import SdsRefiner
         from a3d_cli.stages.sds import SdsOptions
 
         den = MvvdmDenoiser(tiny_components(0).to(str(device), dtype)) if tiny else full_size_mvvdm(str(device), dtype)

@@ -45,16 +45,16 @@ import numpy as np
 import torch
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.geometry import quat_multiply, rotmat_to_quat
 from a3d_cli.gaussians.ply import read_ply
+from a3d_cli.geometry import quat_multiply, rotmat_to_quat
 from a3d_cli.io.images import save_png
+from a3d_cli.kernels import rasterize
 from a3d_cli.mesh.binding import MeshBinding
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 from a3d_cli.render.cameras import MVVDM_BACKGROUND, CameraSet, mvvdm_cameras, orbit_cameras
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.prepare import PrepareOptions
 from a3d_cli.stages.prepare import run as prepare
-from a3d_cli.kernels import rasterize
 
 HELDOUT = [(0.0, a) for a in (30.0, 120.0, 210.0, 300.0)] + [(30.0, a) for a in (-45.0, 45.0, 135.0, 225.0)]
 DEFAULT_MESH = Path(__file__).resolve().parent / "assets" / "fox.glb"

@@ -25,7 +25,6 @@ from a3d_cli.io.images import save_png
 from a3d_cli.mesh.normalize import fit_normalization
 from a3d_cli.render.cameras import mvvdm_cameras
 
-
 REPO = Path(__file__).resolve().parents[1]
 """The repository root (examples/, docs/, benchmarks/ are read from here)."""
 KEY_FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"

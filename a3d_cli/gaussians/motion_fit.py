@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from a3d_cli.gaussians.arap import ArapRegularizer
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
-    from a3d_cli.render.cameras import CameraSet
     from a3d_cli.progress import Progress
+    from a3d_cli.render.cameras import CameraSet
 
 
 # --- settings -----------------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.geometry import rotmat_to_quat
 from a3d_cli.mesh.binding import MeshBinding
 from a3d_cli.mesh.surface import SurfaceMesh
-from a3d_cli.geometry import rotmat_to_quat
 from a3d_cli.mesh.topology import face_normals_and_areas, unique_edges, vertex_normals, weld
 
 DEFAULT_TARGET_SPLATS = 20_000  # total splats aimed for: ~2 px spacing in 256² views at radius 0.9

@@ -35,13 +35,13 @@ from typing import Any, Literal
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
+from a3d_cli.progress import Progress
 from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
 from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
 from a3d_cli.stages.orbit import OrbitOptions
 from a3d_cli.stages.prepare import PrepareOptions
 from a3d_cli.stages.sds import SdsOptions
-from a3d_cli.progress import Progress
 
 Output = Literal["auto", "mesh", "splats"]
 VIDEO_ALTERNATIVE = (
@@ -381,9 +381,9 @@ def preflight(opts: AnimateOptions) -> ChainPlan:
     Raises:
         InputError / WeightsMissing: what `plan_chain`, the input check and the video check raise.
     """
+    from a3d_cli.io.video_frames import list_video_frames
     from a3d_cli.mesh.load import detect_kind
     from a3d_cli.models.mvvdm.weights import explicit_weights, mvvdm_weights_missing
-    from a3d_cli.io.video_frames import list_video_frames
 
     image_input = is_image_input(opts.model)
     if image_input:

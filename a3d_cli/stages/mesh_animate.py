@@ -44,8 +44,8 @@ from a3d_cli.run_layout import (
     PROCESSED_MESH,
     STATIC_PLY,
 )
-from a3d_cli.stages.producers import MOTION_PRODUCERS, PREPARE
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
+from a3d_cli.stages.producers import MOTION_PRODUCERS, PREPARE
 
 DEFAULT_FPS = 24.0
 DEFAULT_BONES = 32
@@ -142,8 +142,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         from a3d_cli.io.atomic import atomic_path
         from a3d_cli.mesh.binding import MeshBinding
         from a3d_cli.mesh.gltf_animated import mesh_material, write_animated_glb, write_skinned_glb
-        from a3d_cli.mesh.rigidity import arap_project
         from a3d_cli.mesh.normalize import Normalization
+        from a3d_cli.mesh.rigidity import arap_project
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
         from a3d_cli.mesh.store import load_processed_mesh
 

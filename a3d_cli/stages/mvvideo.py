@@ -42,8 +42,8 @@ from a3d_cli.run_layout import (
     mvvideo_frame,
     view_png,
 )
-from a3d_cli.stages.producers import PREPARE
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, check_inputs, run_stage
+from a3d_cli.stages.producers import PREPARE
 
 if TYPE_CHECKING:
     import torch

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO
-from helpers import a3d_app
-from helpers import ANIMATE_FAST as FAST, blob_mesh as make_mesh, sliding_video as make_video
+from helpers import ANIMATE_FAST as FAST
+from helpers import REPO, a3d_app
+from helpers import blob_mesh as make_mesh
 from helpers import manifest_status as _status
+from helpers import sliding_video as make_video
 from typer.testing import CliRunner
 
 from a3d_cli.commands.batch import batch

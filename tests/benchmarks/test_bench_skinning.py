@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+
 from helpers import REPO
 
 ROOT = REPO

@@ -75,8 +75,8 @@ def test_profile_blocks_specs_set_up_the_blocks_they_name() -> None:
     import torch
 
     from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm
-    from a3d_cli.models.sv3d.testing import tiny_models
     from a3d_cli.models.speed.upsampling import SubpixelUpsample2D
+    from a3d_cli.models.sv3d.testing import tiny_models
 
     unet = tiny_models("sv3d_p", seed=0).unet
     res = unet.get_submodule(profile_blocks.BLOCKS_TINY["res"])

@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
-from helpers import reconstruct_app, video_folder as _video
+from helpers import REPO, reconstruct_app
 from helpers import reconstruct_run_folder as _run_folder
+from helpers import video_folder as _video
 from typer.testing import CliRunner
 
-from a3d_cli.render.cameras import MVVDM_BACKGROUND
 from a3d_cli.cli import app
 from a3d_cli.errors import CheckpointError, InputError
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.io.images import load_png, save_png
+from a3d_cli.render.cameras import MVVDM_BACKGROUND
 from a3d_cli.stages import reconstruct as stage
 
 runner = CliRunner()

@@ -45,9 +45,9 @@ def test_plain_progress_waits_for_its_interval_but_always_shows_the_end():
 
 
 def test_plain_progress_is_what_a_non_terminal_gets(tmp_path):
-    from helpers import write_glb
     import numpy as np
     import trimesh
+    from helpers import write_glb
 
     model = write_glb(tmp_path / "ball.glb", (trimesh.creation.icosphere(subdivisions=2), np.eye(4)))
     result = runner.invoke(app, ["--device", "cpu", "prepare", str(model), "-o", str(tmp_path / "RUN"),

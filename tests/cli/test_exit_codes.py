@@ -9,8 +9,7 @@ import signal
 
 import pytest
 import typer
-from helpers import REPO
-from helpers import one_command_app
+from helpers import REPO, one_command_app
 from typer.testing import CliRunner
 
 from a3d_cli.cli import EXIT_TERMINATED, app

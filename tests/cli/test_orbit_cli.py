@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
-from helpers import a3d_app
+from helpers import REPO, a3d_app
 from PIL import Image
 from typer.testing import CliRunner
 

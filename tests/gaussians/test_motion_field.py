@@ -15,9 +15,9 @@ from a3d_cli.gaussians.motion_field import (
     MotionFieldConfig,
     euler_to_quat,
 )
+from a3d_cli.gaussians.motion_io import load_motion, read_motion_metadata, save_motion, static_digest
 from a3d_cli.geometry import quat_left_matrix, quat_multiply
 from a3d_cli.geometry import quat_to_rotmat as quat_to_matrix
-from a3d_cli.gaussians.motion_io import load_motion, read_motion_metadata, save_motion, static_digest
 from a3d_cli.kernels.hexplane import (
     PLANE_AXES,
     TIME_PLANES,

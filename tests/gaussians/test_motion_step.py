@@ -11,9 +11,9 @@ from a3d_cli.gaussians.arap import ArapRegularizer
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings, fit_motion
-from a3d_cli.render.splats import render_splats
 from a3d_cli.gaussians.motion_step import FitStep, graphs_usable
 from a3d_cli.render.cameras import mvvdm_cameras
+from a3d_cli.render.splats import render_splats
 
 SIZE = 16
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from helpers import REPO
+from PIL import Image
 
 from a3d_cli.io.preprocess import prepare_object_image
 

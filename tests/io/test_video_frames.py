@@ -12,7 +12,6 @@ from a3d_cli.io.images import save_png
 from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_frames
 
 
-
 def test_reads_rgb_and_rgba_folders(tmp_path):
     rgb = read_video_frames(_video(tmp_path / "rgb"))
     assert rgb.rgb.shape == (4, 16, SIZE, SIZE, 3) and rgb.alpha is None

@@ -10,8 +10,8 @@ import pytest
 import torch
 from diffusers.models.activations import GEGLU
 
-from a3d_cli.models.speed.geglu import FusedGEGLU, use_fused_geglu
 from a3d_cli.kernels.geglu import geglu, geglu_ref, geglu_supported
+from a3d_cli.models.speed.geglu import FusedGEGLU, use_fused_geglu
 
 
 def _gelu_module(dim_in: int, dim_out: int, bias: bool = True, seed: int = 0) -> GEGLU:

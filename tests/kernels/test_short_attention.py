@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from a3d_cli.models.speed.attention import attend_tokens
 from a3d_cli.kernels.attention_ref import merge_heads, split_heads
 from a3d_cli.kernels.short_attention import short_attention, short_attention_ref, short_attention_supported
+from a3d_cli.models.speed.attention import attend_tokens
 
 
 def _qkv(b: int, length: int, m: int, heads: int, d: int, dv: int | None = None, device: str = "cpu", seed: int = 0):

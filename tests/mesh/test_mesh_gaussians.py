@@ -233,8 +233,8 @@ def test_samples_fill_sparse_meshes_and_are_seeded():
 
 def test_splats_cover_the_surface_without_holes():
     """A flat square seen head-on renders opaque everywhere inside it (FOOTPRINT leaves no gaps)."""
-    from a3d_cli.render.cameras import orbit_cameras
     from a3d_cli.kernels import rasterize
+    from a3d_cli.render.cameras import orbit_cameras
 
     v, f, _ = grid(6, 6, sx=1.2, sy=1.2)
     mesh = SurfaceMesh(v, f, np.ones((len(v), 4), np.float32))

@@ -33,10 +33,10 @@ def test_error_names_the_precision_and_what_to_pass(dtype, advice) -> None:
 
 
 def test_mvvdm_pipeline_refuses_nan_latents() -> None:
+    from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
     from a3d_cli.models.mvvdm.components import tiny_components
     from a3d_cli.models.mvvdm.sampling import SamplingConfig
-    from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.render.cameras import mvvdm_cameras
 
     comp = tiny_components(0)

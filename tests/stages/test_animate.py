@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import animate_app as make_app, blob_mesh as make_mesh, sliding_video as make_video
+from helpers import animate_app as make_app
+from helpers import blob_mesh as make_mesh
+from helpers import sliding_video as make_video
 from typer.testing import CliRunner
 
 from a3d_cli.errors import InputError, OptionError, WeightsMissing

@@ -87,7 +87,8 @@ def _check_chain(result, run: Path, expected: list[str]) -> None:  # noqa: ANN00
 
 def test_animate_photo_with_tiny_sv3d_then_a_given_video(tmp_path: Path, photo: Path):
     """orbit (tiny SV3D) → lift → prepare(lift/model.glb) → reconstruct → mesh-animate → export, then resumed."""
-    from helpers import blob_mesh as make_mesh, sliding_video as make_video
+    from helpers import blob_mesh as make_mesh
+    from helpers import sliding_video as make_video
 
     from a3d_cli.models.sv3d.testing import write_tiny_checkpoint
 

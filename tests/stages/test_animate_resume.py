@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ANIMATE_FAST as FAST
 from helpers import REPO
+from helpers import animate_app as make_app
+from helpers import blob_mesh as make_mesh
 from helpers import manifest_status as _status
-from helpers import ANIMATE_FAST as FAST, animate_app as make_app, blob_mesh as make_mesh, sliding_video as make_video
+from helpers import sliding_video as make_video
 from typer.testing import CliRunner
 
 from a3d_cli.io.manifest import load_manifest

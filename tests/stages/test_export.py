@@ -9,20 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import moving_motion_field, one_command_app
-from helpers import EXPORT_FRAMES as FRAMES, export_static as _static, make_gaussian_run
+from helpers import EXPORT_FRAMES as FRAMES
+from helpers import export_static as _static
+from helpers import make_gaussian_run, moving_motion_field, one_command_app
 
 from a3d_cli.commands.export import export as export_command
 from a3d_cli.errors import InputError, OptionError, RunFolderError
-from a3d_cli.geometry import quat_to_rotmat as quat_to_matrix
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
+from a3d_cli.gaussians.transform import similarity_gaussians
+from a3d_cli.geometry import quat_to_rotmat as quat_to_matrix
 from a3d_cli.io.manifest import load_manifest
+from a3d_cli.kernels.sh_ref import sh_colors
 from a3d_cli.stages import export
 from a3d_cli.stages.base import Runtime
-from a3d_cli.gaussians.transform import similarity_gaussians
 from a3d_cli.stages.export import ExportOptions, parse_frames
-from a3d_cli.kernels.sh_ref import sh_colors
 
 
 @pytest.fixture

@@ -18,12 +18,12 @@ from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.mesh.binding import MeshBinding
 from a3d_cli.mesh.normalize import fit_normalization
+from a3d_cli.mesh.rigidity import arap_project
 from a3d_cli.mesh.store import save_processed_mesh
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 from a3d_cli.stages import mesh_animate
 from a3d_cli.stages.base import Runtime
-from a3d_cli.mesh.rigidity import arap_project
 from a3d_cli.stages.mesh_animate import MeshAnimateOptions
 
 FRAMES = 4
@@ -205,8 +205,7 @@ def test_rigidity_option_changes_only_moving_frames(mesh_run):
 
 
 def test_cli_refuses_gaussian_run_with_exit_2(run_dir):
-    from helpers import one_command_app
-    from helpers import make_gaussian_run
+    from helpers import make_gaussian_run, one_command_app
     from typer.testing import CliRunner
 
     from a3d_cli.commands.mesh_animate import mesh_animate as command

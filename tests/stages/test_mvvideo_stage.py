@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO
-from helpers import a3d_app
+from helpers import REPO, a3d_app
 from typer.testing import CliRunner
 
 from a3d_cli.commands.mvvideo import mvvideo as mvvideo_command

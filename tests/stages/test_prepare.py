@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
-from helpers import a3d_app
-from helpers import textured_sphere, write_glb, write_textured_obj
+from helpers import REPO, a3d_app, textured_sphere, write_glb, write_textured_obj
 from typer.testing import CliRunner
 
 from a3d_cli.commands.prepare import prepare as prepare_command
@@ -23,10 +21,10 @@ from a3d_cli.io.manifest import load_manifest
 from a3d_cli.mesh.binding import MeshBinding
 from a3d_cli.mesh.normalize import NORMALIZED_RADIUS, Normalization
 from a3d_cli.mesh.store import load_processed_mesh
+from a3d_cli.progress import RecordingProgress
 from a3d_cli.render.cameras import MVVDM_AZIMUTHS_DEG, CameraSet
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.prepare import PrepareOptions, run
-from a3d_cli.progress import RecordingProgress
 
 EXAMPLE = REPO / "examples" / "assets" / "fox.glb"
 MESH_FILES = [

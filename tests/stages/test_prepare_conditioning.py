@@ -19,13 +19,13 @@ from a3d_cli.mesh.load import DEFAULT_GREY, load_mesh
 from a3d_cli.mesh.mtl import map_file_name
 from a3d_cli.mesh.orientation import choose_front, guess_front, looks_upside_down
 from a3d_cli.mesh.shading import shade_factor
-from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 from a3d_cli.mesh.store import mesh_glb_bytes
+from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
-from a3d_cli.stages.base import Runtime
-from a3d_cli.run_layout import VIEWS_CONTACT_SHEET as CONTACT_SHEET
-from a3d_cli.stages.prepare import PrepareOptions, run
 from a3d_cli.progress import RecordingProgress
+from a3d_cli.run_layout import VIEWS_CONTACT_SHEET as CONTACT_SHEET
+from a3d_cli.stages.base import Runtime
+from a3d_cli.stages.prepare import PrepareOptions, run
 
 FAST = {"splats": 2000, "view_size": 64}
 

@@ -7,6 +7,11 @@ import json
 
 import pytest
 import torch
+from helpers import VIDEO_SIZE as SIZE
+from helpers import reconstruct_app as _cli
+from helpers import reconstruct_run_folder as _run_folder
+from helpers import reconstruct_static as _static
+from helpers import video_folder as _video
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
@@ -17,7 +22,6 @@ from a3d_cli.io.images import save_png
 from a3d_cli.stages import reconstruct as stage
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.reconstruct import ReconstructOptions
-from helpers import VIDEO_SIZE as SIZE, reconstruct_static as _static, reconstruct_run_folder as _run_folder, video_folder as _video, reconstruct_app as _cli
 
 
 @pytest.fixture(autouse=True)

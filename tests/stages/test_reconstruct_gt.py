@@ -14,11 +14,11 @@ from a3d_cli.gaussians.motion_fit import FitSettings
 from a3d_cli.gaussians.motion_io import load_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.io.images import save_png
+from a3d_cli.kernels import rasterize
 from a3d_cli.render.cameras import mvvdm_cameras, orbit_cameras
 from a3d_cli.stages import reconstruct as stage
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.reconstruct import ReconstructOptions
-from a3d_cli.kernels import rasterize
 
 SIZE = 40
 FRAMES = 16

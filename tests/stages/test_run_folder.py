@@ -17,8 +17,8 @@ from a3d_cli.io.atomic import atomic_path, atomic_write_text
 from a3d_cli.io.manifest import load_manifest
 from a3d_cli.io.paths import resolve_inside
 from a3d_cli.io.runlock import run_lock
-from a3d_cli.stages.base import Runtime, run_stage, stage_status
 from a3d_cli.progress import RecordingProgress
+from a3d_cli.stages.base import Runtime, run_stage, stage_status
 
 
 @dataclass(frozen=True)

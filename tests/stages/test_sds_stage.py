@@ -10,20 +10,22 @@ import math
 
 import pytest
 import torch
+from helpers import SDS_FRAMES as FRAMES
+from helpers import sds_run as make_run
+from helpers import sds_static as make_static
 from torch import nn
 
 from a3d_cli.errors import OptionError, RunFolderError
+from a3d_cli.gaussians import motion_refine
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig, MotionOutput
 from a3d_cli.gaussians.motion_io import load_motion
 from a3d_cli.io.manifest import load_manifest
 from a3d_cli.models.sds import SdsCondition, SdsDenoiser
+from a3d_cli.progress import RecordingProgress
 from a3d_cli.render.random_cameras import RandomCameraConfig
-from a3d_cli.gaussians import motion_refine
 from a3d_cli.stages import sds as sds_stage
 from a3d_cli.stages.base import Runtime
-from a3d_cli.progress import RecordingProgress
-from helpers import SDS_FRAMES as FRAMES, sds_static as make_static, sds_run as make_run
 
 SIZE = 16
 STEPS = 16

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from a3d_cli.errors import CheckpointError
-from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler
 from a3d_cli.models.mvvdm.checkpoint import LoadReport, load_mvvdm_unet
 from a3d_cli.models.mvvdm.config import MVVDMConfig
+from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler
 from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.models.mvvdm.unet import MVVDMUNet
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from a3d_cli.models.speed.cuda_graph import GraphedFunction
 from a3d_cli.models.freeinit import FreeInitConfig, low_pass_filter, reinitialize
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES
+from a3d_cli.models.speed.cuda_graph import GraphedFunction
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 GuideFn = Callable[[Tensor, Tensor], Tensor]  # (latents [V, F, C, h, w], t 0-d) -> guided ε [V, F, C, h, w]

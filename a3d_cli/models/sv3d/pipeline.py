@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from a3d_cli.models.speed.cuda_graph import GraphedFunction
 from a3d_cli.models.guidance import apply_frame_cfg, triangular_cfg_scales
 from a3d_cli.models.precision import check_finite
+from a3d_cli.models.speed.cuda_graph import GraphedFunction
 from a3d_cli.models.sv3d.cameras import Orbit, to_sv3d_angles
 from a3d_cli.models.sv3d.conditioning import clip_input, sv3d_vector
 from a3d_cli.models.sv3d.loading import SV3DModels

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from helpers import REPO
+from PIL import Image
 
 from a3d_cli.io.images import load_png, to_uint8
 from a3d_cli.models.mvvdm.components import ClipTokenize, tiny_components

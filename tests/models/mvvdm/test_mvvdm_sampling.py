@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3d_cli.models.mvvdm.ddim import MVVDM_DDIM_CONFIG, make_ddim_scheduler
 from a3d_cli.models.freeinit import FreeInitConfig
+from a3d_cli.models.mvvdm.ddim import MVVDM_DDIM_CONFIG, make_ddim_scheduler
 from a3d_cli.models.mvvdm.sampling import SamplingConfig, classifier_free_guidance, denoise, guided_eps, sample_latents
 
 M, S = 0.7, 0.5  # data ~ N(M, S²) elementwise

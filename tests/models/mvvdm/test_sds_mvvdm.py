@@ -11,13 +11,13 @@ import torch
 
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_io import load_motion
+from a3d_cli.gaussians.motion_refine import encode_checkpointed
 from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
 from a3d_cli.models.mvvdm.components import tiny_components
-from a3d_cli.models.mvvdm.pipeline import encode_images_clip, encode_prompts
 from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
+from a3d_cli.models.mvvdm.pipeline import encode_images_clip, encode_prompts
 from a3d_cli.models.sds import SdsCondition, SdsDenoiser, sds_loss
 from a3d_cli.render.cameras import mvvdm_cameras
-from a3d_cli.gaussians.motion_refine import encode_checkpointed
 from a3d_cli.stages import sds as sds_stage
 from a3d_cli.stages.base import Runtime
 
@@ -114,7 +114,8 @@ def test_checkpointed_encoding_matches_plain_autograd(denoiser):
 
 
 def test_stage_end_to_end_with_the_tiny_mvvdm(run_dir, denoiser):
-    from helpers import sds_run as make_run, sds_static as make_static
+    from helpers import sds_run as make_run
+    from helpers import sds_static as make_static
 
     static = make_static(n=30)
     make_run(run_dir, static)
@@ -138,7 +139,8 @@ def test_stage_end_to_end_with_the_tiny_mvvdm(run_dir, denoiser):
 @pytest.mark.gpu
 def test_refiner_on_cuda_with_the_tiny_mvvdm_in_bf16(run_dir, monkeypatch):
     """The device paths: CUDA generators, gsplat renders, bf16 MV-VDM with checkpointed encoder backward."""
-    from helpers import sds_run as make_run, sds_static as make_static
+    from helpers import sds_run as make_run
+    from helpers import sds_static as make_static
 
     import a3d_cli.io.video as video
     from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3d_cli.models.speed.acceleration import accelerate, backend_flags_kept, compile_blocks, repeated_blocks
 from a3d_cli.models.mvvdm.components import tiny_components
+from a3d_cli.models.speed.acceleration import accelerate, backend_flags_kept, compile_blocks, repeated_blocks
 
 
 def test_accelerate_changes_nothing_on_cpu():
@@ -226,9 +226,9 @@ def test_fused_geglu_is_used_without_compilation_and_keeps_bf16_accuracy():
 
 
 def test_only_the_final_group_norms_are_compiled_alone():
-    from a3d_cli.models.speed.acceleration import repeated_blocks
     from a3d_cli.models.mvvdm.config import MVVDMConfig
     from a3d_cli.models.mvvdm.unet import MVVDMUNet
+    from a3d_cli.models.speed.acceleration import repeated_blocks
     from a3d_cli.models.sv3d.config import SV3DConfig
     from a3d_cli.models.sv3d.loading import build_models
 

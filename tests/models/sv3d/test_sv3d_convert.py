@@ -29,6 +29,7 @@ from a3d_cli.models.sv3d.convert import (
 from a3d_cli.models.sv3d.loading import build_models, load_sv3d, official_state_dict, save_official_checkpoint
 from a3d_cli.models.sv3d.testing import tiny_models
 
+
 def fixture_shapes(variant: str) -> dict[str, tuple[int, ...]]:
     path = key_fixture(f"{variant}.keys.json")
     return {k: tuple(v) for k, v in json.loads(path.read_text())["keys"].items()}
