@@ -5,9 +5,12 @@ but a Draco stream says how much it holds only once DracoPy has decoded it: a sm
 the decoder allocate far more than its accessors declare. Decoding in a child process with
 `RLIMIT_AS` set (after the child has imported numpy and DracoPy) to the declared size plus a margin turns
 such a stream into one clear error instead of an exhausted machine; a crash of the decoder ends the child,
-not a3d. The child is this file run by the same Python (`-I`: isolated, so no file in the asset's folder or
-the current folder is imported; it gets the parent's `sys.path` over stdin). Bytes go in on stdin, arrays
-come back as `.npy` records on stdout (no pickles either way), after a marker the child writes once its
+not a3d. The child is this file run by the same Python with `-I` (its start-up ignores `PYTHON*` variables and
+user site-packages and adds neither the script's folder nor the current folder to its path); it then
+takes the parent's `sys.path` over stdin, so it imports from the same places the parent does (the current
+folder too, where the parent's path holds it). Bytes go in on stdin, arrays come back as `.npy` records on
+stdout (no pickles either way; the parent reads them as read-only views of the child's output, not copies),
+after a marker the child writes once its
 imports are done; anything else that writes to the child's stdout (a native library's message) is sent to
 its stderr, so the records stay intact. Where no child can be started (a frozen or embedded interpreter
 whose `sys.executable` is not a Python), or the child's output is not what it writes, the asset is refused
@@ -25,6 +28,10 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BYTES_PER_VALUE = 64  # address space allowed per declared value: float64 output, Draco's buffers, copies
 BASE_BYTES = 256 << 20  # plus this much for the decoder itself, whatever the stream
@@ -57,7 +64,6 @@ def decode_streams(blobs: list[bytes], declared_values: int, name: str) -> list[
     Raises:
         InputError: a stream does not decode, needs more memory than the cap, crashes or stalls the decoder.
     """
-    import numpy as np
 
     from a3d_cli.errors import InputError
 
@@ -101,10 +107,10 @@ def decode_streams(blobs: list[bytes], declared_values: int, name: str) -> list[
     stream.seek(len(MARKER))
     try:
         for _ in blobs:
-            ids = np.load(stream, allow_pickle=False)
-            attributes = {int(uid): np.load(stream, allow_pickle=False) for uid in ids}
-            faces = np.load(stream, allow_pickle=False)
-            has_faces = bool(np.load(stream, allow_pickle=False))
+            ids = _view_record(stream, done.stdout)
+            attributes = {int(uid): _view_record(stream, done.stdout) for uid in ids}
+            faces = _view_record(stream, done.stdout)
+            has_faces = bool(_view_record(stream, done.stdout))
             out.append((attributes, faces if has_faces else None))
         if stream.read(1):
             raise ValueError("data after the last record")
@@ -113,6 +119,34 @@ def decode_streams(blobs: list[bytes], declared_values: int, name: str) -> list[
             f"{name} has Draco-compressed geometry whose decoder answered with malformed output ({exc}).", hint=hint
         ) from exc
     return out
+
+
+def _view_record(stream: io.BytesIO, data: bytes) -> np.ndarray:
+    """The next `.npy` record of `stream` (a reader over `data`) as a read-only view of `data`: the child's
+    output is held once, not once more as decoded copies. Copy where a writable array is needed.
+
+    Raises:
+        ValueError: a malformed header, an object dtype (it would need a pickle) or a record cut short.
+    """
+    import numpy as np
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran, dtype = npy.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"unexpected .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError("an object array (it would need a pickle)")
+    count = int(np.prod(shape, dtype=np.int64))
+    start = stream.tell()
+    if start + count * dtype.itemsize > len(data):
+        raise ValueError("a record cut short")
+    values = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+    stream.seek(start + count * dtype.itemsize)
+    return values.reshape(shape[::-1]).T if fortran else values.reshape(shape)
 
 
 def child_command() -> list[str] | None:
