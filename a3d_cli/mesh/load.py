@@ -139,45 +139,42 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
 
 
 def _check_obj_textures(path: Path, resolver: Any) -> None:
-    """Decode every `map_Kd` image of the OBJ's material libraries (`a3d_cli.mesh.texture_check`): trimesh
-    would drop one it cannot decode without a word. The libraries are read through the rooted `resolver`,
-    like the images, so one named outside the asset's folder (or through a link out of it) is never opened.
-    Each image is asked for by its name as written, so the resolver finds the very file trimesh will read. A
-    library that is missing or refused, and an image that is missing, are left to trimesh, as before."""
-    from a3d_cli.mesh.mtl import obj_references, referenced_names
+    """Decode every `map_Kd` image of the OBJ's material library (`a3d_cli.mesh.texture_check`): trimesh
+    would drop one it cannot decode without a word. The library is the one trimesh loads
+    (`a3d_cli.mesh.mtl.obj_material_library`), asked for by its name as written through the same rooted
+    `resolver` trimesh is given, so the file checked is the file trimesh reads, and one outside the asset's
+    folder (or through a link out of it) is never opened. Each image is asked for by its name as written,
+    so the resolver finds the very file trimesh will read. A library that is missing or refused, and an
+    image that is missing, are left to trimesh, as before."""
+    from a3d_cli.mesh.mtl import obj_material_library, referenced_names
     from a3d_cli.mesh.texture_check import check_image, referenced_bytes
 
+    library = obj_material_library(path)  # the OBJ itself is a regular file (`check_input_file`)
+    if library is None:
+        return
+    try:
+        text = bytes(resolver.get(library)).decode("utf-8", errors="replace")
+    except Exception:  # missing, outside the folder, not a regular file, unreadable: trimesh decides
+        return
     checked: set[str] = set()  # an image many materials use is read and decoded once
-    for mtl in obj_references(path, ("mtllib",)):  # the OBJ itself is a regular file (`check_input_file`)
-        try:
-            text = bytes(resolver.get(_relative(mtl, path))).decode("utf-8", errors="replace")
-        except Exception:  # missing, outside the folder, not a regular file, unreadable: trimesh decides
+    for name in referenced_names(text, ("map_kd",)):  # as written: the resolver finds what trimesh will read
+        if posixpath.normpath(name) in checked:
             continue
-        for name in referenced_names(text, ("map_kd",)):  # as written: the resolver finds what trimesh will read
-            if posixpath.normpath(name) in checked:
-                continue
-            checked.add(posixpath.normpath(name))
-            data = referenced_bytes(resolver, [name], name, path.name)
-            if data is not None:
-                check_image(data, name, path.name)
+        checked.add(posixpath.normpath(name))
+        data = referenced_bytes(resolver, [name], name, path.name)
+        if data is not None:
+            check_image(data, name, path.name)
 
 
 def _material_dirs(path: Path) -> list[str]:
-    """The folders (relative to the OBJ's, '/' separators) of an OBJ's material libraries other than its own."""
-    from a3d_cli.mesh.mtl import obj_references
+    """The folder (relative to the OBJ's, '/' separators) of the OBJ's material library, when not its own."""
+    from a3d_cli.mesh.mtl import obj_material_library
 
-    dirs: list[str] = []
-    if path.suffix.lower() == ".obj":
-        for mtl in obj_references(path, ("mtllib",)):
-            folder = _relative(mtl.parent, path)
-            if folder != "." and folder not in dirs:
-                dirs.append(folder)
-    return dirs
-
-
-def _relative(target: Path, model: Path) -> str:
-    """`target` as a name relative to the folder of `model`, with '/' separators (what the resolver takes)."""
-    return os.path.relpath(target, model.parent).replace(os.sep, "/")
+    library = obj_material_library(path) if path.suffix.lower() == ".obj" else None
+    if library is None:
+        return []
+    folder = posixpath.normpath(posixpath.dirname(library.replace("\\", "/")) or ".")
+    return [] if folder == "." else [folder]
 
 
 def _resolver(path: Path, allow_external: bool = False) -> object:
@@ -193,6 +190,7 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
     from trimesh.resolvers import FilePathResolver
 
     from a3d_cli.mesh.mtl import map_file_name
+    from a3d_cli.mesh.references import read_regular
 
     material_dirs = _material_dirs(path)
 
@@ -220,18 +218,18 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
 
         def _regular(self, name: str) -> bytes:
             """The bytes of a plain file: a pipe or device would block the read forever or never end. The
-            names checked are those trimesh's `get` tries, in its order (as written, without a leading "/",
-            the base name): the first that exists is the one it would open."""
+            names tried are those trimesh's `get` tries, in its order (as written, without a leading "/",
+            the base name): the first that exists inside the folder is read, through `read_regular` (opened
+            without blocking, checked on the opened descriptor, so nothing can be swapped in after the check)."""
             for candidate in (name.strip(), name.strip().lstrip("/"), os.path.basename(name)):
                 try:
-                    target = self.absolute(candidate)
+                    target = self.absolute(candidate)  # resolved, and inside the folder unless allow_anywhere
                 except ValueError:  # outside the folder: trimesh's get skips it too
                     continue
                 if target.exists():
-                    if not target.is_file():
-                        raise ValueError(f"{name!r} is not a regular file")
-                    break
-            return super().get(name)
+                    return read_regular(target)
+            self.absolute(name)  # a name outside the folder: trimesh's error that says so
+            raise FileNotFoundError(name)
 
     return _Lenient(str(path), allow_anywhere=allow_external)
 

@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,31 +54,60 @@ def map_file_name(rest: str) -> str:
     return text[pos:].strip().replace("\\", "/")
 
 
+def obj_material_library(path: Path) -> str | None:
+    """The one material library trimesh loads for an OBJ, as written; None when there is none.
+
+    trimesh (`trimesh.exchange.obj.load_obj`) reads only the first `mtllib` in the file's text (after joining
+    lines continued with a backslash), and takes the rest of that line, stripped, as one name: spaces are
+    kept (`mtllib my lib.mtl` names `my lib.mtl`) and further `mtllib` lines are never read. a3d checks and
+    copies exactly that file, so it never vets one file while trimesh opens another. The file is scanned
+    line by line (an OBJ of millions of lines is never held as text) through `open_regular`; a file that is
+    missing or not a regular file gives None (the loader decides).
+    """
+    from a3d_cli.mesh.references import open_regular
+
+    try:
+        with open_regular(path) as raw:
+            lines = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="\n")  # split at "\n" only
+            logical = ""
+            for line in lines:
+                logical += line.replace("\r\n", "\n")
+                if logical.endswith("\\\n"):  # a continued line: trimesh joins it to the next
+                    logical = logical[:-2]
+                    continue
+                if (at := logical.find("mtllib")) >= 0:
+                    return logical[at + 6 :].strip() or None
+                logical = ""
+            if (at := logical.find("mtllib")) >= 0:
+                return logical[at + 6 :].strip() or None
+    except (OSError, ValueError):  # missing, unreadable, or not a regular file
+        return None
+    return None
+
+
 def obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
-    """Files named after `keywords` in an OBJ/MTL file (`referenced_names`), joined to its folder; [] when the
+    """Files named after `keywords` in an MTL file (`referenced_names`), joined to its folder; [] when the
     file is missing or not a regular file (a pipe or device, whose read would never end).
 
-    The file is scanned line by line: an OBJ of millions of lines is never held in memory as text.
+    The file is opened through `a3d_cli.mesh.references.open_regular` and scanned line by line.
     """
-    if not path.is_file():  # missing (the loader decides), or a pipe or device
-        return []
+    from a3d_cli.mesh.references import open_regular
+
     try:
-        with path.open(encoding="utf-8", errors="replace") as lines:
+        with open_regular(path) as raw:
+            lines = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
             return [path.parent / name for name in referenced_names(lines, keywords)]
-    except OSError:
+    except (OSError, ValueError):  # missing, unreadable, or not a regular file
         return []
 
 
 def referenced_names(text: str | Iterable[str], keywords: tuple[str, ...]) -> list[str]:
-    """File names after `keywords` (lower case) in an OBJ/MTL file's text (or its lines), as written ('/'
-    separators): `mtllib` lists file names separated by spaces; a map statement has options first and the
-    file name as the rest of the line (`map_file_name`)."""
+    """File names after map `keywords` (lower case) in an MTL file's text (or its lines), as written ('/'
+    separators): a map statement has options first and the file name as the rest of the line
+    (`map_file_name`). An OBJ's `mtllib` is read by `obj_material_library`, as trimesh reads it."""
     out = []
     for line in text.splitlines() if isinstance(text, str) else text:
         words = line.strip().split(maxsplit=1)
-        if len(words) == 2 and words[0].lower() in keywords:
-            if words[0].lower() == "mtllib":
-                out.extend(n.replace("\\", "/") for n in words[1].split())
-            elif name := map_file_name(words[1]):
-                out.append(name)
+        if len(words) == 2 and words[0].lower() in keywords and (name := map_file_name(words[1])):
+            out.append(name)
     return out

@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from a3d_cli.errors import OptionError
+from a3d_cli.errors import InputError, OptionError
 from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.run_layout import (
     BINDING,
@@ -187,7 +187,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
 
     # 2. keep the source: the input as given, its transform, the processed mesh and the binding
     for path in [model, *sidecars]:
-        shutil.copyfile(path, ctx.output(f"{SOURCE_ORIGINAL_DIR}/{_source_name(model, path)}"))
+        _copy_regular(path, ctx.output(f"{SOURCE_ORIGINAL_DIR}/{_source_name(model, path)}"))
     ctx.output(NORMALIZATION_JSON).write_text(norm.dumps())
     if mesh is not None and binding is not None:
         from a3d_cli.mesh.store import save_processed_mesh
@@ -276,9 +276,11 @@ def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
     suffix = model.suffix.lower()
     found: list[Path] = []
     if suffix == ".obj":
-        from a3d_cli.mesh.mtl import MAP_KEYWORDS, obj_references
+        from a3d_cli.mesh.mtl import MAP_KEYWORDS, obj_material_library, obj_references
 
-        for mtl in obj_references(model, ("mtllib",)):
+        library = obj_material_library(model)  # the one library trimesh loads, its name as written
+        if library is not None:
+            mtl = model.parent / library.replace("\\", "/")
             check_reference(model, mtl, _shown(model, mtl), allow_external)  # before its text is read
             found.append(mtl)
             found.extend(obj_references(mtl, MAP_KEYWORDS))
@@ -290,6 +292,18 @@ def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
         if p.is_file() and p.resolve() != model.resolve() and p.resolve() not in [u.resolve() for u in unique]:
             unique.append(p)
     return unique
+
+
+def _copy_regular(path: Path, dest: Path) -> None:
+    """Copy an input file to `dest`, reading it only as a regular file (`a3d_cli.mesh.references.open_regular`:
+    a named pipe swapped in since the input was checked is refused, not read forever)."""
+    from a3d_cli.mesh.references import open_regular
+
+    try:
+        with open_regular(path) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"Cannot read {path.name} ({exc}).", hint="Check the file is a plain, readable file.") from exc
 
 
 def _shown(model: Path, path: Path) -> str:

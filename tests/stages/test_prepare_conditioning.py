@@ -232,22 +232,23 @@ def test_an_obj_with_uvs_but_no_material_is_light_grey_and_gets_lit(tmp_path):
 
 
 def test_references_of_a_large_obj_are_found_without_holding_its_text(tmp_path):
-    """`obj_references` scans line by line: finding the `mtllib` of a ~4 MB OBJ allocates far less than the file."""
+    """`obj_material_library` scans line by line: finding the `mtllib` of a ~4 MB OBJ (at its end) allocates far
+    less than the file."""
     import tracemalloc
 
-    from a3d_cli.mesh.mtl import obj_references
+    from a3d_cli.mesh.mtl import obj_material_library
 
     obj = tmp_path / "big.obj"
     with obj.open("w") as f:
-        f.write("mtllib model.mtl\n")
         f.writelines(f"v {i} {i} {i}\n" for i in range(200_000))
         f.write("mtllib late one.mtl\n")
+        f.write("mtllib never read.mtl\n")
     assert obj.stat().st_size > 3_000_000
     tracemalloc.start()
     try:
-        found = obj_references(obj, ("mtllib",))
+        found = obj_material_library(obj)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert found == [tmp_path / "model.mtl", tmp_path / "late", tmp_path / "one.mtl"]
+    assert found == "late one.mtl"
     assert peak < 1_000_000
