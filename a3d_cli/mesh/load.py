@@ -189,8 +189,8 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
     `a.png`), which is where a3d's reference check (`prepare.sidecar_files`) finds it."""
     from trimesh.resolvers import FilePathResolver
 
+    from a3d_cli.io.regular import read_regular
     from a3d_cli.mesh.mtl import map_file_name
-    from a3d_cli.mesh.references import read_regular
 
     material_dirs = _material_dirs(path)
 

@@ -64,7 +64,7 @@ def obj_material_library(path: Path) -> str | None:
     line by line (an OBJ of millions of lines is never held as text) through `open_regular`; a file that is
     missing or not a regular file gives None (the loader decides).
     """
-    from a3d_cli.mesh.references import open_regular
+    from a3d_cli.io.regular import open_regular
 
     try:
         with open_regular(path) as raw:
@@ -91,7 +91,7 @@ def obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
 
     The file is opened through `a3d_cli.mesh.references.open_regular` and scanned line by line.
     """
-    from a3d_cli.mesh.references import open_regular
+    from a3d_cli.io.regular import open_regular
 
     try:
         with open_regular(path) as raw:

@@ -7,7 +7,7 @@ climbs out with `../../`, would otherwise have a3d read a private file and copy 
 followed (links included: a reference is judged by where it finally leads); anything else is refused with
 a clear error unless the user opts in (`--allow-external-refs`).
 
-Every such file is read through `open_regular` / `read_regular`: the name is resolved (and its containment
+Every such file is read through `a3d_cli.io.regular` (`open_regular` / `read_regular`): the name is resolved (and its containment
 checked by the caller) first, then the resolved path is opened without following a last link and without
 blocking, and the opened descriptor itself must be a regular file. Checking the path and then opening it
 would leave a gap in which a named pipe (whose read never ends) could be swapped in.
@@ -15,10 +15,8 @@ would leave a gap in which a named pipe (whose read never ends) could be swapped
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from a3d_cli.errors import InputError
 
@@ -56,38 +54,6 @@ def check_reference(model: Path, target: Path, name: str, allow_external: bool =
             hint=ALLOW_HINT,
         )
     return target
-
-
-def open_regular(path: Path) -> BinaryIO:
-    """Open a file an asset names for reading in binary, refusing anything but a regular file.
-
-    The path is resolved here (links judged by where they finally lead; callers check containment on the same
-    resolved path), then opened with `O_NOFOLLOW` (a link swapped in after the check is refused) and
-    `O_NONBLOCK` (opening a named pipe or device returns at once instead of waiting for a writer). The opened
-    descriptor is checked with `fstat`, so what is read is what was checked.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: it is not a regular file (a directory, named pipe, socket or device).
-        OSError: it cannot be opened (permissions, a link put in its place).
-    """
-    resolved = Path(path).resolve()
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(resolved, flags)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{Path(path).name!r} is not a regular file")
-        os.set_blocking(fd, True)  # a regular file ignores the flag; cleared so the file object reads normally
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_regular(path: Path) -> bytes:
-    """All bytes of a file an asset names, through `open_regular` (same errors)."""
-    with open_regular(path) as f:
-        return f.read()
 
 
 def gltf_json(path: Path) -> dict[str, Any] | None:

@@ -12,9 +12,10 @@ import pytest
 from helpers import write_textured_obj
 
 from a3d_cli.errors import InputError
+from a3d_cli.io.manifest import digest_path
+from a3d_cli.io.regular import NotRegularFileError, read_regular
 from a3d_cli.mesh.load import load_mesh
 from a3d_cli.mesh.mtl import obj_material_library
-from a3d_cli.mesh.references import read_regular
 from a3d_cli.stages.prepare import sidecar_files
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
@@ -49,6 +50,30 @@ def test_read_regular_refuses_a_named_pipe_without_blocking_and_reads_a_regular_
         read_regular(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_regular(tmp_path / "missing.png")
+
+
+def test_an_input_swapped_for_a_pipe_after_its_check_is_refused_not_read_forever(tmp_path, monkeypatch):
+    """The fingerprint of an external input checks the path (`is_file`), then reads: a pipe swapped in between
+    (the check made to see a file here) is refused on the opened descriptor instead of blocking the read."""
+    from pathlib import Path
+
+    os.mkfifo(tmp_path / "model.mtl")
+    monkeypatch.setattr(Path, "is_file", lambda self: True)  # what the check saw before the swap
+    finished, result = _in_thread(lambda: digest_path(tmp_path / "model.mtl"))
+    assert finished and isinstance(result, NotRegularFileError)
+
+
+def test_a_texture_swapped_for_a_pipe_after_the_resolvers_check_is_refused_not_read_forever(tmp_path, monkeypatch):
+    """The loader's resolver reads what it opened, not what it checked: a texture that is a pipe by the time it
+    is read (every `is_file` check made to see a file) is refused by name instead of hanging the load."""
+    from pathlib import Path
+
+    obj = write_textured_obj(tmp_path / "asset")
+    (obj.parent / "tex" / "albedo.png").unlink()
+    os.mkfifo(obj.parent / "tex" / "albedo.png")
+    monkeypatch.setattr(Path, "is_file", lambda self: True)
+    finished, result = _in_thread(lambda: load_mesh(obj))
+    assert finished and isinstance(result, InputError) and "albedo.png" in str(result), result
 
 
 def test_an_obj_whose_material_library_is_a_pipe_is_read_without_blocking(tmp_path):
