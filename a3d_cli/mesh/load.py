@@ -49,8 +49,10 @@ def check_input_file(path: Path) -> None:
             f"{path.name} has an unsupported file type {path.suffix or '(no suffix)'!r}.",
             hint="a3d reads .glb, .gltf, .obj (+ .mtl, textures) and .ply (mesh or 3DGS); convert other formats first.",
         )
+    from a3d_cli.io.regular import open_regular
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a pipe swapped in since `is_file` is refused, not waited on
             head = f.read(16)
     except OSError as exc:
         raise InputError(f"Cannot read {path} ({exc.strerror or exc}).", hint="Check the file's permissions.") from exc
