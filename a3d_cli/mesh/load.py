@@ -187,7 +187,7 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
     regular file (a named pipe or device would hang the read).
 
     trimesh looks up an MTL's maps from the OBJ's folder; a name found nowhere from there is looked up again
-    from the folder of each of the OBJ's material libraries (an MTL in `mats/` naming `../tex/a.png` or
+    from the folder of the OBJ's material library (an MTL in `mats/` naming `../tex/a.png` or
     `a.png`), which is where a3d's reference check (`prepare.sidecar_files`) finds it."""
     from trimesh.resolvers import FilePathResolver
 
