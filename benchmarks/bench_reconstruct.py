@@ -61,7 +61,7 @@ from a3d_cli.io.images import load_png, resize_square  # noqa: E402
 from a3d_cli.mesh.binding import MeshBinding  # noqa: E402
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES  # noqa: E402
 from a3d_cli.render.cameras import CameraSet  # noqa: E402
-from a3d_cli.run_layout import VIEWS_CAMERAS  # noqa: E402
+from a3d_cli.run_layout import COARSE_MOTION, VIEWS_CAMERAS  # noqa: E402
 from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
@@ -214,7 +214,7 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     row["peak_memory_mib"] = round(result.peak_memory_bytes / 2**20, 1) if result.peak_memory_bytes else None
     row["train_view_psnr"] = result.metrics.get("psnr")
     # 2-3. quality of the result and of the baselines
-    motion = load_motion(run_dir / stage.MOTION_OUT, static=static, device=args.device).field
+    motion = load_motion(run_dir / COARSE_MOTION, static=static, device=args.device).field
     row["result"] = evaluate(motion, gt, run_dir, args.device)
     row["static"] = evaluate(None, gt, run_dir, args.device)
     step0 = MotionField(settings.field, generator=torch.Generator().manual_seed(args.seed)).to(args.device).eval()

@@ -189,7 +189,60 @@ def _import_tree(code_root: Path) -> str:
             sys.path.append(extra)
     import a3d_cli
 
+    _backfill_moved_modules()
     return str(Path(a3d_cli.__file__).resolve().parent)
+
+
+# Modules this checkout's benchmark helpers import that an older tree keeps elsewhere (old name) or lacks
+# (None: this checkout's file, a leaf module, is loaded under that name). Lets one script profile both trees.
+_MOVED_MODULES: dict[str, str | None] = {
+    "a3d_cli.models.speed": "a3d_cli.models",
+    "a3d_cli.models.speed.acceleration": "a3d_cli.models.acceleration",
+    "a3d_cli.models.speed.attention": "a3d_cli.models.attention",
+    "a3d_cli.models.mvvdm.ddim": "a3d_cli.models.ddim",
+    "a3d_cli.models.mvvdm.shape": None,
+    "a3d_cli.run_layout": None,
+    "a3d_cli.io.video_frames": None,
+}
+
+
+# Functions those helpers import from a module an older tree has, but without them: taken from this checkout.
+_MISSING_NAMES: dict[str, tuple[str, ...]] = {"a3d_cli.io.images": ("resize_square",)}
+
+
+def _load_checkout_file(module: str, as_name: str):  # noqa: ANN202 - a module
+    """This checkout's file of `module`, executed as a module named `as_name`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(as_name, ROOT / (module.replace(".", "/") + ".py"))
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[as_name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def _backfill_moved_modules() -> None:
+    """Register the older tree's module under each name it lacks (see `_MOVED_MODULES`, `_MISSING_NAMES`)."""
+    import importlib
+    import importlib.util
+
+    for name, functions in _MISSING_NAMES.items():
+        module = importlib.import_module(name)
+        lacking = [f for f in functions if not hasattr(module, f)]
+        if lacking:
+            current = _load_checkout_file(name, f"_checkout_{name.replace('.', '_')}")
+            for f in lacking:
+                setattr(module, f, getattr(current, f))
+    for name, old in _MOVED_MODULES.items():
+        try:
+            if importlib.util.find_spec(name) is not None:
+                continue
+        except ModuleNotFoundError:
+            pass
+        module = importlib.import_module(old) if old is not None else _load_checkout_file(name, name)
+        sys.modules[name] = module
+        parent, _, leaf = name.rpartition(".")
+        setattr(sys.modules[parent], leaf, module)
 
 
 def _environment(device: str) -> dict:
@@ -249,6 +302,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     from a3d_cli.gaussians import motion_fit
     from a3d_cli.gaussians.motion_io import load_motion
     from a3d_cli.gaussians.ply import read_ply
+    from a3d_cli.run_layout import COARSE_MOTION
     from a3d_cli.stages import reconstruct as stage
     from a3d_cli.stages.base import Runtime
 
@@ -281,7 +335,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
     static = read_ply(run_dir / "static" / "gaussians.ply")
-    motion = load_motion(run_dir / stage.MOTION_OUT, static=static, device=dev).field
+    motion = load_motion(run_dir / COARSE_MOTION, static=static, device=dev).field
     row["quality"] = br.evaluate(motion, Path(args.gt), run_dir, dev)
     # profiled windows on a compressed schedule: the same per-step work at each frame count
     spf, per_step = args.window_stage, settings.frames_per_step
@@ -319,10 +373,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     import torch
     from gpu_timing import peak_bytes, reset_peak, sync
 
-    try:
-        from a3d_cli.models.speed.acceleration import accelerate
-    except ImportError:  # the speed modules' later home
-        from a3d_cli.models.speed.acceleration import accelerate  # type: ignore[no-redef]
+    from a3d_cli.models.speed.acceleration import accelerate
     from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
     from a3d_cli.models.mvvdm.sampling import SamplingConfig

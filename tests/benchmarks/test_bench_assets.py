@@ -60,3 +60,15 @@ def test_bench_lift_loads_named_assets_upright_and_normalized(assets_dir: Path) 
     extent = v.max(0) - v.min(0)
     assert np.argmax(extent) == 1  # its Z-up long axis now points along +Y, the orbit's up
     assert np.isclose(np.linalg.norm(v, axis=1).max(), 0.5, atol=1e-6)  # farthest point at the object radius
+
+
+def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch) -> None:
+    """A few CPU steps on the fox: the script against this tree's stage and run layout, row by row."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "r.json"
+    rows = bench_reconstruct.main(["--device", "cpu", "--preset", "quickstart", "--steps", "6", "--splats", "400",
+                                   "--size", "64", "--no-profile", "--assets", "fox", "--work", str(tmp_path / "w"),
+                                   "--out", str(out)])  # fmt: skip
+    assert [r["variant"] for r in rows] == ["fox"]
+    saved = json.loads(out.read_text())["rows"][0]["result"]
+    assert saved["heldout_psnr"] > 10 and 0 <= saved["vertex_error_pct"] < 100

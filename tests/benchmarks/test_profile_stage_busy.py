@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -59,3 +60,35 @@ def test_table_has_a_row_per_window_and_names_failures():
     assert len(table) == 2 + 2 + 1 + 1  # header, rule, two windows, the estimate, the failure
     assert "PSNR 36.8 dB" in table[2] and "F=15" in table[3] and "whole fit (estimated) | 90.0" in table[4]
     assert "failed: ImportError: nope" in table[5]
+
+
+def test_tiny_run_profiles_the_reconstruct_stage_end_to_end(tmp_path, monkeypatch):
+    """The script against this tree's stage and run layout (it broke silently when a file name moved)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "busy.json"
+    busy.main(["--tiny", "--device", "cpu", "--stages", "reconstruct", "--work", str(tmp_path / "w"), "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 1 and "error" not in rows[0], rows
+    row = rows[0]
+    assert row["stage"] == "reconstruct" and row["total_seconds"] > 0
+    assert row["quality"]["heldout_psnr"] > 10 and [w["label"] for w in row["windows"]] == ["F=1", "F=2"]
+
+
+def test_an_older_tree_gets_the_modules_it_lacks(tmp_path, monkeypatch):
+    """`_backfill_moved_modules` maps moved names onto an older tree's modules and loads missing leaves."""
+    old = tmp_path / "pkg"
+    (old / "models").mkdir(parents=True)
+    for init in (old / "__init__.py", old / "models" / "__init__.py"):
+        init.write_text("")
+    (old / "models" / "acceleration.py").write_text("def accelerate():\n    return 'old'\n")
+    monkeypatch.setattr(busy, "_MOVED_MODULES", {"pkg.models.speed": "pkg.models", "pkg.models.speed.acceleration": "pkg.models.acceleration"})
+    monkeypatch.setattr(busy, "_MISSING_NAMES", {})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "pkg" or m.startswith("pkg.")]:
+        monkeypatch.delitem(sys.modules, name)
+    busy._backfill_moved_modules()
+    from pkg.models.speed.acceleration import accelerate
+
+    assert accelerate() == "old"
+    for name in [m for m in list(sys.modules) if m == "pkg" or m.startswith("pkg.")]:
+        del sys.modules[name]

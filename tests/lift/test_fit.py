@@ -181,11 +181,11 @@ def test_fit_converts_the_cameras_once_not_every_step(monkeypatch) -> None:
     assert len(calls) == 1  # each step's cameras are slices of device tensors made once
 
 
-def _projection_meta(c: int = 3, n: int = 50) -> dict:
+def _projection_meta(c: int = 3, n: int = 50, device: str = "cpu") -> dict:
     gen = torch.Generator().manual_seed(5)
-    means2d = torch.randn(c, n, 2, generator=gen).requires_grad_()
-    (means2d * torch.randn(c, n, 2, generator=gen)).sum().backward()
-    radii = torch.randint(0, 3, (c, n, 2), generator=gen, dtype=torch.int32)
+    means2d = torch.randn(c, n, 2, generator=gen).to(device).requires_grad_()
+    (means2d * torch.randn(c, n, 2, generator=gen).to(device)).sum().backward()
+    radii = torch.randint(0, 3, (c, n, 2), generator=gen, dtype=torch.int32).to(device)
     return {"means2d": means2d, "radii": radii, "width": 40, "height": 24, "n_cameras": c, "gaussian_ids": None}
 
 
@@ -209,9 +209,7 @@ def test_grad2d_accumulation_matches_gsplats_default_strategy() -> None:
 def test_grad2d_accumulation_does_not_wait_for_the_device() -> None:
     from a3d_cli.lift.fit import accumulate_grad2d
 
-    info = _projection_meta()
-    info["means2d"].grad = info["means2d"].grad.cuda()
-    info["radii"] = info["radii"].cuda()
+    info = _projection_meta(device="cuda")
     state = {"grad2d": None, "count": None}
     accumulate_grad2d(state, info, 50)
     torch.cuda.set_sync_debug_mode("error")
