@@ -24,7 +24,8 @@ cameras and one fixed timestep (`--sds-timestep`, default the middle of the stag
     `motion_refine.sds_loss_of_renders` (the stage's own VAE encode under checkpointing, guidance, x0 target,
     std rescale and loss); seconds are the median of `--reps` steps after one warm-up; plus the gradient's
     largest |value| and, against the reference row, how many gradient values are 0 or ±inf where strict
-    fp32's are not (fp16's backward through the VAE has no loss scaling: tiny gradients flush to 0).
+    fp32's are not (the stage scales no loss, so an fp16 backward through the VAE can flush tiny gradients
+    to 0).
 
 Rows:
   * `fp32-strict` — the reference: fp32 with TF32 off, plain PyTorch (the numbers Stability's and
@@ -65,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import json
 import platform
 import statistics
@@ -463,8 +465,11 @@ def bench_row(bench: Bench, row: str, compile_: bool, ref: dict, reps: int) -> d
         else:
             res.update(bench.probe(models, fwd))
         res["forward_nonfinite"] = count_nonfinite(out)
-        latents, _, seconds = timed(lambda: bench.sample(models), device, bench.sample_reps)
+        sample = functools.partial(bench.sample, models)
+        latents, first, seconds = timed(sample, device, bench.sample_reps)
         res["sampler_seconds"] = round(seconds, 3)
+        if compile_ and bench.sample_reps:  # the backward's graphs compile on the first step
+            res["sampler_compile_first_call_seconds"] = round(max(first - seconds, 0.0), 2)
         res["sampler_nonfinite"] = count_nonfinite(latents)
     if row == REFERENCE:
         ref["forward"], ref["latents"] = out.cpu(), latents.cpu()
@@ -473,7 +478,7 @@ def bench_row(bench: Bench, row: str, compile_: bool, ref: dict, reps: int) -> d
     res.update(bench.sample_extras(latents.cpu(), ref["latents"]))
     peak = peak_bytes(device)
     res["peak_gib"] = None if peak is None else round(peak / 2**30, 2)
-    del models
+    del models, sample
     torch._dynamo.reset()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
