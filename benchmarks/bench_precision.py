@@ -184,6 +184,10 @@ class Bench:
         """Measures of `sample`'s result beyond its distance from the reference row's (none by default)."""
         return {}
 
+    def report_settings(self) -> dict:
+        """Inputs this bench chose itself, for the JSON's "settings" (none by default)."""
+        return {}
+
     def label(self, row: str) -> str:
         """The row's name in the table: marks the reference's precision and the stage's default."""
         notes = [n for n, r in (("reference", self.reference_row), ("default", self.default_row)) if r == row]
@@ -384,6 +388,8 @@ class SdsBench(Bench):
             self.reference.alphas_cumprod.shape[0], self.settings.min_step_percent, self.settings.max_step_percent
         )
         self.t = (t_min + t_max) // 2 if args.sds_timestep is None else args.sds_timestep
+        if not 0 <= self.t < self.reference.alphas_cumprod.shape[0]:
+            sys.exit(f"--sds-timestep must be in 0…{self.reference.alphas_cumprod.shape[0] - 1}, got {self.t}")
         set_strict_backend()
         with torch.no_grad():  # the guidance forward's clean latents: the reference row's encoding, for every row
             z = self.reference.encode(self.frames.flatten(0, 1), self.post.flatten(0, 1))
@@ -441,6 +447,9 @@ class SdsBench(Bench):
             "grad_zero_where_fp32_nonzero": int(((out == 0) & (ref != 0)).sum()),
             "grad_inf_where_fp32_finite": int((out.isinf() & ref.isfinite()).sum()),
         }
+
+    def report_settings(self) -> dict:
+        return {"sds_timestep": self.t, "sds_frames": list(self.frames.shape), "sds_settings": "SdsOptions defaults"}
 
     def rows(self) -> list[str]:
         return [REFERENCE, *self.args.dtypes]
@@ -524,6 +533,7 @@ def main(argv: list[str] | None = None) -> dict:
     benches = {"sv3d": SV3DBench, "mvvdm": MVVDMBench, "sds": SdsBench}
     for key in args.models:
         bench = benches[key](args)
+        report["settings"].update(bench.report_settings())
         ref: dict = {}
         rows = [(r, False) for r in bench.rows()]
         if args.compile:
