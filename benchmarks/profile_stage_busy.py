@@ -373,10 +373,10 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     import torch
     from gpu_timing import peak_bytes, reset_peak, sync
 
-    from a3d_cli.models.speed.acceleration import accelerate
     from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
     from a3d_cli.models.mvvdm.sampling import SamplingConfig
+    from a3d_cli.models.speed.acceleration import accelerate
     from a3d_cli.render.cameras import mvvdm_cameras
 
     dev = args.device

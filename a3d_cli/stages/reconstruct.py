@@ -81,7 +81,7 @@ class ReconstructOptions:
         frames_per_step: frames rendered per step (0 = all active frames).
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
-        cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; opt-in).
+        cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
