@@ -330,6 +330,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     sync(dev)
     row["total_seconds"] = round(time.perf_counter() - t0, 2)
     row["loop_seconds"] = result.metrics.get("fit_seconds")
+    row["seconds_per_phase"] = result.metrics.get("seconds_per_phase")
     row["seconds_per_step"] = round(row["loop_seconds"] / settings.steps, 5) if row["loop_seconds"] else None
     row["cuda_graph_recordings"] = result.metrics.get("cuda_graph_recordings")
     peak = peak_bytes(dev)
