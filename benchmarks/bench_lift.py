@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
@@ -53,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reconstruct import psnr, ssim  # noqa: E402
 from public_assets import asset_sources  # noqa: E402
 
+from a3d_cli.gaussians.container import Gaussians  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
 from a3d_cli.lift import hull as hull_mod  # noqa: E402
 from a3d_cli.lift import synthetic as syn  # noqa: E402
@@ -62,14 +64,21 @@ from a3d_cli.lift.preview import mesh_as_splats  # noqa: E402
 from a3d_cli.lift.views import load_views, scene_radius  # noqa: E402
 from a3d_cli.mesh.load import load_mesh  # noqa: E402
 from a3d_cli.mesh.surface import SurfaceMesh  # noqa: E402
-from a3d_cli.models.sv3d.cameras import SV3D_FOV_DEG, SV3D_RADIUS, orbit_camera_set, static_orbit  # noqa: E402
-from a3d_cli.render.cameras import orbit_cameras  # noqa: E402
+from a3d_cli.models.sv3d.cameras import SV3D_FOV_DEG, SV3D_RADIUS, Orbit, dynamic_orbit, orbit_camera_set, static_orbit  # noqa: E402
+from a3d_cli.render.cameras import CameraSet, orbit_cameras  # noqa: E402
 from a3d_cli.stages import lift as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
 PERTURBATIONS = ("none", "jitter", "shift", "elevation", "all")
+ORBITS = ("static", "dynamic")
 ELEVATION = 10.0
 WRONG_ELEVATION = 14.0
+MIN_SEPARATION_DEG = 5.0
+"""Smallest angle (seen from the origin) between a held-out camera and any orbit camera."""
+GRAZE_COS = 0.05
+"""A surface point is seen by a view when visible there at more than this cos of the view angle (87°)."""
+SQUARE_COS = 0.5
+"""... and seen squarely when at least this cos (within 60° of its normal)."""
 
 
 def held_out_cameras():  # noqa: ANN201
@@ -77,6 +86,79 @@ def held_out_cameras():  # noqa: ANN201
     elev = [-20.0] * 8 + [30.0] * 8
     azim = [22.5 + 45.0 * i for i in range(8)] * 2
     return orbit_cameras(elev, azim, SV3D_RADIUS, SV3D_FOV_DEG)
+
+
+def make_orbit(kind: str, elevation: float, seed: int) -> Orbit:
+    """The orbit the truth is rendered from: SV3D's static one at `elevation`, or SV3D_p's dynamic one
+    around it, made by the function `a3d orbit --orbit dynamic` uses and seeded the same way (the run's
+    seed; the benchmark's `--seed` is also the lift's)."""
+    return dynamic_orbit(seed, elevation) if kind == "dynamic" else static_orbit(elevation)
+
+
+def check_disjoint(held: CameraSet, orbit: CameraSet, min_deg: float = MIN_SEPARATION_DEG) -> float:
+    """The smallest angle between a held-out camera and an orbit camera, refused below `min_deg`.
+
+    Raises:
+        SystemExit: a held-out view (nearly) repeats an orbit view, so it would not be held out.
+    """
+    a = F.normalize(held.c2w[:, :3, 3].double(), dim=-1)
+    b = F.normalize(orbit.c2w[:, :3, 3].double(), dim=-1)
+    angle = float(torch.rad2deg(torch.arccos((a @ b.T).clamp(-1, 1))).min())
+    if angle < min_deg:
+        raise SystemExit(f"a held-out camera lies {angle:.2f}° from an orbit camera (need ≥ {min_deg}°)")
+    return angle
+
+
+def orbit_coverage(gt: Gaussians, orbit: CameraSet, size: int) -> Tensor:
+    """Per truth splat [N]: the largest cos of the view angle over the orbit views that see it, 0 if none.
+
+    Visibility is the texture bake's test (`lift.texture.point_visibility`) against the truth's own
+    depth renders, with a tolerance of 2 % of the object radius widened by the surface's slope (so a
+    surface seen only at a graze counts as seen, at its small cos).
+    """
+    from a3d_cli.geometry import quat_to_rotmat
+    from a3d_cli.lift.texture import point_visibility
+
+    _, alphas, depths = render_chunked(gt, orbit, size, depth=True)
+    dev = gt.means.device
+    normals = quat_to_rotmat(gt.quats)[..., 2]  # [N, 3] flat splats: the thin axis
+    visible, cos = point_visibility(gt.means, normals, depths.to(dev), alphas.to(dev), orbit, 0.02 * syn.OBJECT_RADIUS, slope=True)
+    return (visible.float() * cos.clamp_min(0)).max(0).values  # [N]; a mesh's splat normals point outwards
+
+
+def masked_psnr(img: Tensor, truth: Tensor, mask: Tensor) -> float | None:
+    """PSNR over the pixels of `mask` [V, S, S] pooled across views ([V, S, S, 3] images); None if empty."""
+    if not bool(mask.any()):
+        return None
+    mse = (img - truth).square().mean(-1)[mask].mean()
+    return round(float(-10 * torch.log10(mse.clamp_min(1e-12))), 2)
+
+
+def coverage_scores(img: Tensor, truth: Tensor, truth_alpha: Tensor, seen_cos: Tensor) -> dict:
+    """Held-out PSNR split by what the orbit saw: the object's pixels whose surface point no orbit view
+    saw, saw only at a graze (cos < SQUARE_COS) or saw squarely, and their shares; plus the plain PSNR of
+    the 8 views below (−20°) and the 8 above (+30°).
+
+    Args:
+        img, truth: [16, S, S, 3] renders of the held-out views; truth_alpha: [16, S, S];
+        seen_cos: [16, S, S] the truth's `orbit_coverage` rendered into the held-out views.
+    """
+    obj = truth_alpha > 0.5
+    unseen = obj & (seen_cos < GRAZE_COS)
+    square = obj & (seen_cos >= SQUARE_COS)
+    grazed = obj & ~unseen & ~square
+    n = max(int(obj.sum()), 1)
+    per_view = psnr(img, truth)
+    return {
+        "psnr_low": round(float(per_view[:8].mean()), 2),
+        "psnr_high": round(float(per_view[8:].mean()), 2),
+        "psnr_object": masked_psnr(img, truth, obj),
+        "psnr_unseen": masked_psnr(img, truth, unseen),
+        "psnr_grazed": masked_psnr(img, truth, grazed),
+        "psnr_square": masked_psnr(img, truth, square),
+        "share_unseen": round(int(unseen.sum()) / n, 3),
+        "share_grazed": round(int(grazed.sum()) / n, 3),
+    }
 
 
 def perturb(rgba: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
@@ -143,11 +225,14 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     dev = args.device
     gt = syn.mesh_splats(mesh, args.gt_splats).to(dev)
     elev = WRONG_ELEVATION if kind in ("elevation", "all") else ELEVATION
-    true_cams = orbit_camera_set(static_orbit(elev))
-    told_cams = orbit_camera_set(static_orbit(ELEVATION))
+    true_cams = orbit_camera_set(make_orbit(args.orbit, elev, args.seed))
+    told_cams = orbit_camera_set(make_orbit(args.orbit, ELEVATION, args.seed))
+    held = held_out_cameras()
+    separation = min(check_disjoint(held, true_cams), check_disjoint(held, told_cams))
     rgba = perturb(syn.render_rgba(gt, true_cams, args.size), kind, args.seed)
-    folder = syn.write_orbit_folder(work / f"{name}-{kind}-orbit", rgba, told_cams, alpha=args.alpha)
-    run = work / f"{name}-{kind}-run"
+    tag = f"{name}-{kind}-{args.orbit}"
+    folder = syn.write_orbit_folder(work / f"{tag}-orbit", rgba, told_cams, alpha=args.alpha)
+    run = work / f"{tag}-run"
     opts = stage.LiftOptions(
         orbit=str(folder), resolution=args.resolution, steps=args.steps, mesh_resolution=args.mesh_resolution, preview_frames=args.preview_frames
     )
@@ -156,9 +241,12 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     wall = time.perf_counter() - t
     m = result.metrics
 
-    held = held_out_cameras()
     s = args.eval_size
-    truth = syn.on_white(syn.render_rgba(gt, held, s))
+    truth_rgba = syn.render_rgba(gt, held, s)
+    truth = syn.on_white(truth_rgba)
+    cover = orbit_coverage(gt, true_cams, args.size)  # [N] what the orbit the views came from saw
+    cov_rgb, cov_a, _ = render_chunked(gt.with_(colors=cover[:, None].expand(-1, 3).contiguous()), held, s)
+    seen_cos = (cov_rgb[..., 0] - (1 - cov_a)) / cov_a.clamp_min(1e-6)  # [16, s, s] un-composited from white
     splats = read_ply(run / "lift" / "gaussians.ply").to(dev)
     lifted = load_mesh(run / "lift" / "model.glb")
     views = load_views(folder)
@@ -172,11 +260,14 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
         "mesh": render_chunked(mesh_as_splats(lifted, args.gt_splats).to(dev), held, s)[0],
         "hull": render_chunked(baseline.to(dev), held, s)[0],
     }
-    row = {"asset": name, "perturbation": kind, "alpha": args.alpha, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps,
+    row = {"asset": name, "perturbation": kind, "orbit": args.orbit, "alpha": args.alpha, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps,
            "mesh_resolution": args.mesh_resolution or r.mesh_resolution}
     for key, img in renders.items():
         row[f"psnr_{key}"] = round(float(psnr(img, truth).mean()), 2)
         row[f"ssim_{key}"] = round(float(ssim(img, truth).mean()), 4)
+    row["separation_deg"] = round(separation, 2)
+    row["orbit_elevations"] = [round(float(told_cams.elevation_deg.min()), 2), round(float(told_cams.elevation_deg.max()), 2)]
+    row.update({f"mesh_{k}": v for k, v in coverage_scores(renders["mesh"], truth, truth_rgba[..., 3], seen_cos).items()})
     row.update(geometry_scores(surface_points(lifted.vertices, lifted.faces, args.points), surface_points(mesh.vertices, mesh.faces, args.points), syn.OBJECT_RADIUS))
     row.update(
         mask_iou=m["mask_iou_mean"],
@@ -204,6 +295,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--assets", default="fox,toy", help="comma list: fox, toy and names from benchmarks/public_assets.py "
                     "(e.g. Duck, CesiumMilkTruck, BoxTextured; run that script first)")
     ap.add_argument("--assets-dir", type=Path, default=ROOT / "benchmarks" / ".assets", help="where public_assets.py put them")
+    ap.add_argument("--orbit", choices=ORBITS, default="static", help="the truth's orbit: SV3D's static one (21 views at "
+                    "10°) or SV3D_p's dynamic one (a3d orbit --orbit dynamic: seeded wobbling elevation, uneven azimuths; seed --seed)")
     ap.add_argument("--perturbations", default=None, help=f"comma list of {', '.join(PERTURBATIONS)}")
     ap.add_argument("--size", type=int, default=None, help="orbit frame size (576 full, 128 reduced)")
     ap.add_argument("--resolution", type=int, default=None, help="lift fit size (stage default full, 96 reduced)")

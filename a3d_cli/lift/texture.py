@@ -26,6 +26,8 @@ from a3d_cli.render.cameras import CameraSet
 
 PADDING = 4
 """Texels grown around every chart."""
+MIN_SLOPE_COS = 0.1
+"""`point_visibility(slope=True)`: the slope allowance stops growing beyond this grazing angle (84°)."""
 
 
 def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,6 +89,44 @@ def texel_points(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, size:
     return y * size + x, points, normals
 
 
+def point_visibility(
+    points: Tensor, normals: Tensor, depths: Tensor, alphas: Tensor, cameras: CameraSet, depth_tolerance: float,
+    slope: bool = False,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Which views see which surface points, and at what angle.
+
+    A point is visible in a view when it projects inside it, in front of the camera, onto an opaque pixel
+    (alpha > 0.5) whose rendered depth matches the point's own within `depth_tolerance`; with `slope`,
+    within that plus the depth a surface at the point's angle to the view spans over one pixel (pixel
+    footprint × tan of the angle, the angle capped at acos(MIN_SLOPE_COS)). The depth is read at the
+    nearest pixel centre, up to a pixel away from the point, and at a graze the surface's depth changes
+    by several tolerances over that pixel, so without `slope` surface seen only at a graze counts as
+    hidden. The texture bake keeps it so on purpose (docs/lift.md: a grazing view's colours, squeezed
+    several-fold, are a worse source than the fitted splats); asking whether a view saw a point at all
+    (the lift benchmark's coverage) needs `slope`.
+
+    Args:
+        points, normals: [P, 3]; depths, alphas: [V, S, S] renders of the surface into the V cameras.
+        slope: widen the tolerance by the surface's depth change over one pixel.
+
+    Returns:
+        (visible [V, P] bool, cos [V, P] of the angle between the normal and the direction to the camera).
+    """
+    size = depths.shape[1]
+    centres = cameras.c2w[:, :3, 3].to(points)  # [V, 3]
+    uv, z = project(points, cameras, size)
+    near = sample_images(torch.stack([depths, alphas], dim=-1), uv, mode="nearest")  # [V, P, 2], no blending
+    inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
+    cos = (F.normalize(centres[:, None] - points[None], dim=-1) * normals[None]).sum(-1)  # [V, P]
+    tolerance = torch.full_like(z, depth_tolerance)
+    if slope:
+        c = cos.abs().clamp(MIN_SLOPE_COS, 1.0)
+        footprint = z.clamp_min(0) / cameras.Ks(size, size)[:, 0, 0].to(points)[:, None]  # [V, P] a pixel at depth z
+        tolerance = tolerance + footprint * (1 - c.square()).sqrt() / c
+    visible = inside & (near[..., 1] > 0.5) & ((z - near[..., 0]).abs() < tolerance)
+    return visible, cos
+
+
 def view_colours(
     points: Tensor, normals: Tensor, images: Tensor, depths: Tensor, alphas: Tensor, cameras: CameraSet,
     depth_tolerance: float, chunk: int = 1 << 16,
@@ -100,20 +140,14 @@ def view_colours(
         (colours [P, 3], total weight [P]; 0 where no view sees the point).
     """
     size = images.shape[1]
-    centres = cameras.c2w[:, :3, 3].to(points)  # [V, 3]
-    maps = torch.cat([images, depths[..., None], alphas[..., None]], dim=-1)  # [V, S, S, 5]
     cols, weights = [], []
     for s in range(0, points.shape[0], chunk):
         p, n = points[s : s + chunk], normals[s : s + chunk]
-        uv, z = project(p, cameras, size)
-        smp = sample_images(maps, uv, mode="bilinear")  # [V, P, 5]
-        near = sample_images(maps[..., 3:5], uv, mode="nearest")  # [V, P, 2] depth and alpha, no blending
-        inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
-        visible = inside & (near[..., 1] > 0.5) & ((z - near[..., 0]).abs() < depth_tolerance)
-        facing = (F.normalize(centres[:, None] - p[None], dim=-1) * n[None]).sum(-1).clamp_min(0)  # [V, P]
-        w = visible.float() * facing.square()
+        visible, cos = point_visibility(p, n, depths, alphas, cameras, depth_tolerance)
+        smp = sample_images(images, project(p, cameras, size)[0], mode="bilinear")  # [V, P, 3]
+        w = visible.float() * cos.clamp_min(0).square()
         total = w.sum(0)
-        cols.append((w[..., None] * smp[..., :3]).sum(0) / total.clamp_min(1e-8)[:, None])
+        cols.append((w[..., None] * smp).sum(0) / total.clamp_min(1e-8)[:, None])
         weights.append(total)
     return torch.cat(cols), torch.cat(weights)
 
@@ -161,4 +195,4 @@ def bake_texture(
     return (rgba * 255 + 0.5).to(torch.uint8).numpy()
 
 
-__all__ = ["PADDING", "bake_texture", "nearest_splat_colours", "pad_charts", "texel_points", "unwrap", "view_colours"]
+__all__ = ["PADDING", "bake_texture", "nearest_splat_colours", "pad_charts", "point_visibility", "texel_points", "unwrap", "view_colours"]
