@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import REPO
+
+from a3d_cli.models.sv3d.cameras import dynamic_orbit, static_orbit
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -72,3 +75,51 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
     assert [r["variant"] for r in rows] == ["fox"]
     saved = json.loads(out.read_text())["rows"][0]["result"]
     assert saved["heldout_psnr"] > 10 and 0 <= saved["vertex_error_pct"] < 100
+
+
+def test_bench_lift_orbits_are_a3d_s_own_and_the_dynamic_one_is_seeded_like_the_stage() -> None:
+    static = bench_lift.make_orbit("static", 10.0, 3)
+    assert torch.equal(static.elevation_deg, static_orbit(10.0).elevation_deg)
+    dyn, ref = bench_lift.make_orbit("dynamic", 10.0, 3), dynamic_orbit(3, 10.0)
+    assert torch.equal(dyn.elevation_deg, ref.elevation_deg) and torch.equal(dyn.azimuth_deg, ref.azimuth_deg)
+    assert not torch.equal(dyn.elevation_deg, bench_lift.make_orbit("dynamic", 10.0, 4).elevation_deg)
+
+
+def test_bench_lift_refuses_held_out_views_that_repeat_orbit_views() -> None:
+    held = bench_lift.held_out_cameras()
+    with pytest.raises(SystemExit, match="held-out camera"):
+        bench_lift.check_disjoint(held, held)
+    for seed in range(20):  # no seed's dynamic orbit comes near the held-out elevations (−20°, +30°)
+        orbit = bench_lift.orbit_camera_set(dynamic_orbit(seed, bench_lift.WRONG_ELEVATION))
+        assert bench_lift.check_disjoint(held, orbit) >= bench_lift.MIN_SEPARATION_DEG
+
+
+def test_held_out_psnr_is_split_by_what_the_orbit_saw() -> None:
+    truth = torch.full((16, 8, 8, 3), 0.5)
+    alpha = torch.ones(16, 8, 8)
+    alpha[:, 0] = 0.0  # a background row: counted by no split
+    seen = torch.zeros(16, 8, 8)
+    seen[..., :4], seen[..., 4:6] = 0.9, 0.2  # square, grazed, then unseen columns
+    img = truth.clone()
+    img[:, :, 6:] += 0.1  # wrong only where no orbit view saw the surface …
+    img[:, 0] = 0.0  # … and on the background
+    s = bench_lift.coverage_scores(img, truth, alpha, seen)
+    assert s["psnr_unseen"] == pytest.approx(20.0, abs=1e-3)
+    assert s["psnr_square"] > 100 and s["psnr_grazed"] > 100
+    assert s["share_unseen"] == s["share_grazed"] == 0.25
+    assert s["psnr_low"] == s["psnr_high"] < s["psnr_unseen"] - 4  # whole views include the background error
+
+
+def test_bench_lift_runs_a_dynamic_orbit_end_to_end(tmp_path: Path, monkeypatch) -> None:
+    """Tiny sizes: the truth rendered on SV3D_p's dynamic orbit (seed 3), lifted, scored."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rows = bench_lift.main(["--device", "cpu", "--assets", "toy", "--orbit", "dynamic", "--seed", "3", "--size", "48",
+                            "--resolution", "32", "--steps", "5", "--eval-size", "32", "--gt-splats", "2000",
+                            "--points", "2000", "--preview-frames", "2", "--mesh-resolution", "32",
+                            "--perturbations", "none", "--out", str(tmp_path / "l.json")])  # fmt: skip
+    row = json.loads((tmp_path / "l.json").read_text())["rows"][0]
+    assert row == rows[0] and row["orbit"] == "dynamic"
+    elev = dynamic_orbit(3, bench_lift.ELEVATION).elevation_deg
+    assert row["orbit_elevations"] == [round(float(elev.min()), 2), round(float(elev.max()), 2)]
+    assert row["separation_deg"] >= bench_lift.MIN_SEPARATION_DEG
+    assert 0 <= row["mesh_share_unseen"] + row["mesh_share_grazed"] <= 1 and row["psnr_mesh"] > 5
