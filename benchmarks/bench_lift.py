@@ -149,7 +149,9 @@ def coverage_scores(img: Tensor, truth: Tensor, truth_alpha: Tensor, seen_cos: T
     grazed = obj & ~unseen & ~square
     n = max(int(obj.sum()), 1)
     per_view = psnr(img, truth)
+    unseen_right = psnr(torch.where(unseen[..., None], truth, img), truth)  # [16]
     return {
+        "psnr_unseen_right": round(float(unseen_right.mean()), 2),
         "psnr_low": round(float(per_view[:8].mean()), 2),
         "psnr_high": round(float(per_view[8:].mean()), 2),
         "psnr_object": masked_psnr(img, truth, obj),

@@ -108,6 +108,7 @@ def test_held_out_psnr_is_split_by_what_the_orbit_saw() -> None:
     assert s["psnr_square"] > 100 and s["psnr_grazed"] > 100
     assert s["share_unseen"] == s["share_grazed"] == 0.25
     assert s["psnr_low"] == s["psnr_high"] < s["psnr_unseen"] - 4  # whole views include the background error
+    assert s["psnr_low"] < s["psnr_unseen_right"] < 100  # the unseen columns put right, the background not
 
 
 def test_bench_lift_runs_a_dynamic_orbit_end_to_end(tmp_path: Path, monkeypatch) -> None:
