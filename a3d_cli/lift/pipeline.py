@@ -167,7 +167,7 @@ def lift(
     else:
         _, t_alpha, t_depth = render_chunked(g, cams, tex_views.size, depth=True)
     tol = 3.0 * 2 * half_width / settings.mesh.resolution
-    texture = bake_texture(tv, tfaces, uvs, tex_views.images.to(device), t_depth, t_alpha, cams, g.to("cpu"), settings.texture_size, tol)
+    texture = bake_texture(tv, tfaces, uvs, tex_views.images.to(device), t_depth, t_alpha, cams, g, settings.texture_size, tol)
     mesh = SurfaceMesh(tv, tfaces, np.ones((len(tv), 4), np.float32), uvs, texture)
     seconds["texture"] = time.perf_counter() - t3
     return LiftResult(g.to("cpu"), init.to("cpu"), mesh, masks, rgb, alpha, view_psnr, iou, seconds)

@@ -4,8 +4,12 @@ Each texel of the atlas is a point on the mesh (found by rasterizing the UV tria
 Its colour is the weighted mean of the views that see it: a view counts when the point projects inside
 it, lies on the fitted surface there (its camera depth is within `depth_tolerance` of the splats'
 rendered depth, i.e. it is not hidden) and faces the camera; the weight is cos²(normal, view direction),
-so grazing views, which smear colour, count little. Texels no view sees (under the object) take the
-colour of the nearest fitted splat. Finally the atlas is padded a few texels around every chart so that
+so grazing views, which smear colour, count little. Besides the orbit's views, the fitted splats are
+rendered from where an orbit has none (`splat_view_cameras`: above, below and straight down on the
+object) and those renders join the views: surface that the orbit sees only at a graze (the top of a
+box from an orbit just above it) is coloured as the splats fitted to it show it from the front, where
+the grazing views fail the depth test and a single nearest splat's colour would stand in for a whole
+texel. Texels no view sees take the colour of the nearest fitted splat. Finally the atlas is padded a few texels around every chart so that
 mip-mapping and bilinear filtering do not pull in the background at seams.
 
 Examples:
@@ -22,10 +26,12 @@ from torch import Tensor
 
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.lift.hull import project, sample_images
-from a3d_cli.render.cameras import CameraSet
+from a3d_cli.render.cameras import CameraSet, orbit_cameras
 
 PADDING = 4
 """Texels grown around every chart."""
+SPLAT_VIEW_ELEVATIONS = (60.0, -60.0)
+"""Elevations of the rings of splat views (8 azimuths each), besides one straight above and one below."""
 MIN_SLOPE_COS = 0.1
 """`point_visibility(slope=True)`: the slope allowance stops growing beyond this grazing angle (84°)."""
 
@@ -152,6 +158,16 @@ def view_colours(
     return torch.cat(cols), torch.cat(weights)
 
 
+def splat_view_cameras(cameras: CameraSet, azimuths: int = 8) -> CameraSet:
+    """Where the bake also looks at the fitted splats: `azimuths` cameras on each ring of
+    SPLAT_VIEW_ELEVATIONS and one at ±89° (straight above and below), at the views' median distance and
+    field of view, so they frame the object as the views do."""
+    ring = [360.0 * i / azimuths for i in range(azimuths)]
+    elev = [e for e in SPLAT_VIEW_ELEVATIONS for _ in ring] + [89.0, -89.0]
+    azim = ring * len(SPLAT_VIEW_ELEVATIONS) + [0.0, 0.0]
+    return orbit_cameras(elev, azim, float(cameras.radius.median()), float(cameras.fov_deg.median()))
+
+
 def nearest_splat_colours(points: Tensor, g: Gaussians) -> Tensor:
     """Colour of the nearest splat centre for each point [P, 3] (scipy's k-d tree)."""
     from scipy.spatial import cKDTree
@@ -176,11 +192,23 @@ def pad_charts(image: Tensor, filled: Tensor, iterations: int = PADDING) -> Tens
 
 def bake_texture(
     vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, images: Tensor, depths: Tensor, alphas: Tensor,
-    cameras: CameraSet, g: Gaussians, size: int, depth_tolerance: float,
+    cameras: CameraSet, g: Gaussians, size: int, depth_tolerance: float, splat_views: bool = True,
 ) -> np.ndarray:  # fmt: skip
-    """Bake a [size, size, 4] uint8 sRGB texture for an unwrapped mesh (see the module docstring)."""
+    """Bake a [size, size, 4] uint8 sRGB texture for an unwrapped mesh (see the module docstring).
+
+    Args:
+        images: [V, S, S, 3] the views; depths, alphas: [V, S, S] the fitted splats `g` rendered into them.
+        splat_views: also render `g` from `splat_view_cameras` and bake from those renders too.
+    """
+    from a3d_cli.lift.fit import render_chunked
+
     texel, points, normals = texel_points(vertices, faces, uvs, size)
     dev = images.device
+    if splat_views:
+        extra = splat_view_cameras(cameras)
+        rgb, alpha, depth = render_chunked(g.to(dev), extra, images.shape[1], depth=True)
+        images, cameras = torch.cat([images, rgb.to(dev)]), cameras.concat(extra)
+        depths, alphas = torch.cat([depths.to(dev), depth.to(dev)]), torch.cat([alphas.to(dev), alpha.to(dev)])
     cols, weight = view_colours(points.to(dev), normals.to(dev), images, depths.to(dev), alphas.to(dev), cameras, depth_tolerance)
     cols, weight = cols.cpu(), weight.cpu()
     unseen = weight <= 1e-6
@@ -195,4 +223,7 @@ def bake_texture(
     return (rgba * 255 + 0.5).to(torch.uint8).numpy()
 
 
-__all__ = ["PADDING", "bake_texture", "nearest_splat_colours", "pad_charts", "point_visibility", "texel_points", "unwrap", "view_colours"]
+__all__ = [
+    "PADDING", "bake_texture", "nearest_splat_colours", "pad_charts", "point_visibility", "splat_view_cameras",
+    "texel_points", "unwrap", "view_colours",
+]  # fmt: skip

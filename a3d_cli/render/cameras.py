@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -116,6 +116,10 @@ class CameraSet:
     def viewmats(self) -> Tensor:
         """[V, 4, 4] world→camera (OpenCV), the rasterizer's input."""
         return torch.linalg.inv(self.c2w.double()).float()
+
+    def concat(self, other: CameraSet) -> CameraSet:
+        """These cameras followed by `other`'s."""
+        return CameraSet(*(torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)))
 
     def Ks(self, width: int, height: int) -> Tensor:  # noqa: N802 - gsplat's name
         """[V, 3, 3] intrinsics for an image of `width`×`height` pixels."""

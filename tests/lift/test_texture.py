@@ -44,3 +44,40 @@ def test_a_face_seen_only_at_a_graze_needs_the_slope_allowance_and_hidden_faces_
     bottom, down = _face_points((0.0, -1.0, 0.0), -0.1)
     vis, cos_b = point_visibility(bottom, down, depths, alphas, cams, tol, slope=True)
     assert not (vis & (cos_b > 0)).any()  # behind the sides and facing away: seen by no view
+
+
+def test_surface_seen_only_at_a_graze_is_baked_as_the_fitted_splats_show_it() -> None:
+    """A flat box's top is blue in the splats' renders, but faint red splats (opacity 0.005) lie densely on
+    it: the orbit at 10° grazes the top, and the nearest splat centre would paint it red."""
+    from a3d_cli.lift.texture import bake_texture, splat_view_cameras, texel_points, unwrap
+
+    mesh = _box()
+    g = syn.mesh_splats(mesh, 6000)
+    top = g.means[:, 1] > 0.099
+    colors = g.colors.clone()
+    colors[top] = torch.tensor([0.1, 0.2, 0.9])
+    n = 6000
+    gen = torch.Generator().manual_seed(1)
+    decoys = torch.cat([(torch.rand(n, 1, generator=gen) - 0.5) * 0.7, torch.full((n, 1), 0.1), (torch.rand(n, 1, generator=gen) - 0.5) * 0.7], 1)
+    g = g.with_(
+        means=torch.cat([g.means, decoys]), quats=torch.cat([g.quats, g.quats[:1].expand(n, 4)]),
+        scales=torch.cat([g.scales, torch.full((n, 3), 1e-3)]), opacities=torch.cat([g.opacities, torch.full((n,), 0.005)]),
+        colors=torch.cat([colors, torch.tensor([0.9, 0.1, 0.1]).expand(n, 3)]),
+    )  # fmt: skip
+    cams = orbit_camera_set(static_orbit(10.0))
+    images, alphas, depths = render_chunked(g, cams, SIZE, depth=True)
+    uvs, vmap, faces = unwrap(mesh.vertices, mesh.faces, 128)
+    verts = mesh.vertices[vmap]
+    texel, _, normals = texel_points(verts, faces, uvs, 128)
+    up = texel[normals[:, 1] > 0.9]
+
+    def top_colours(splat_views: bool) -> torch.Tensor:
+        tex = bake_texture(verts, faces, uvs, images, depths, alphas, cams, g, 128, 0.01, splat_views=splat_views)
+        return torch.from_numpy(tex.reshape(-1, 4)[up.numpy(), :3]).float() / 255
+
+    without, with_ = top_colours(False), top_colours(True)
+    assert (without[:, 0] > without[:, 2]).float().mean() > 0.5  # the grazed top fell to the red decoys
+    assert (with_[:, 2] > with_[:, 0]).float().mean() > 0.95  # the splats seen from above: blue
+    extra = splat_view_cameras(cams)
+    assert len(extra) == 18 and extra.elevation_deg.max() > 85 and extra.elevation_deg.min() < -85
+    assert (extra.radius == cams.radius.median()).all() and (extra.fov_deg == cams.fov_deg.median()).all()
