@@ -6,17 +6,23 @@ Usage:
     python benchmarks/public_assets.py && \
     python benchmarks/bench_lift.py --assets fox,Duck,CesiumMilkTruck,BoxTextured ...  # public glTF samples
     python benchmarks/bench_lift.py --asset my_model.glb ...                          # any mesh a3d reads
+    python benchmarks/bench_lift.py --orbit dynamic ...                               # SV3D_p's dynamic orbit
 
 Per asset (the bundled fox, a procedural toy, the public samples that benchmarks/public_assets.py fetches
 into benchmarks/.assets/, and any --asset file): the mesh is normalized into SV3D's frame
 (farthest point 0.5 from the origin), turned into dense surface splats and rendered with a3d's rasterizer
-as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha unless `--alpha`). Each
-perturbation of those views is written as an orbit folder and lifted by the real stage
-(`a3d_cli.stages.lift.run`), then scored:
+as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha unless `--alpha`;
+with `--orbit dynamic`, SV3D_p's dynamic orbit instead: a3d's own `dynamic_orbit` around 10°, seeded with
+`--seed` as `a3d orbit --orbit dynamic` seeds it with the run's seed). Each perturbation of those views is
+written as an orbit folder and lifted by the real stage (`a3d_cli.stages.lift.run`), then scored:
 
-- held-out views (8 azimuths at −20° and 8 at +30°, between the orbit's): PSNR and SSIM of the fitted
-  splats, of the textured mesh (drawn as dense surface splats, as `a3d prepare` will) and of the visual
-  hull the fit starts from (the baseline);
+- held-out views (8 azimuths at −20° and 8 at +30°, checked to lie at least 5° from every orbit view):
+  PSNR and SSIM of the fitted splats, of the textured mesh (drawn as dense surface splats, as `a3d
+  prepare` will) and of the visual hull the fit starts from (the baseline);
+- what the orbit saw (`mesh_*` keys): the mesh's held-out PSNR of the 8 views below and the 8 above, and
+  over the object's pixels split by whether some orbit view saw their surface point squarely (cos ≥ 0.5),
+  only at a graze, or not at all (the truth's own visibility, `lift.texture.point_visibility`), with
+  those shares, and the held-out PSNR if the unseen pixels were right;
 - geometry: Chamfer distance (mean of both directions, % of the bounding radius 0.5) and F-score at 1 %
   and 5 % of that radius, between 100k points sampled on the lifted mesh and on the true mesh, in the
   same frame (the cameras are known: no alignment);
@@ -331,13 +337,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row = bench_one(name, mesh, kind, args, work)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    header = "| asset | perturbation | PSNR splats / mesh / hull | SSIM splats / mesh | Chamfer % | F@1% | F@5% | mask IoU | s (fit, mesh, texture) | total s | peak GiB |"
+    header = ("| asset | orbit | perturbation | PSNR splats / mesh / hull | mesh PSNR −20° / +30° | unseen / grazed share | "
+              "mesh PSNR, unseen right | SSIM splats / mesh | Chamfer % | F@1% | F@5% | mask IoU | s (fit, mesh, texture) | total s | peak GiB |")  # fmt: skip
     print(header)
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 15)
     for r in rows:
         ph = r["seconds_per_phase"]
         print(
-            f"| {r['asset']} | {r['perturbation']} | {r['psnr_splats']} / {r['psnr_mesh']} / {r['psnr_hull']} | "
+            f"| {r['asset']} | {r['orbit']} | {r['perturbation']} | {r['psnr_splats']} / {r['psnr_mesh']} / {r['psnr_hull']} | "
+            f"{r['mesh_psnr_low']} / {r['mesh_psnr_high']} | {r['mesh_share_unseen']} / {r['mesh_share_grazed']} | {r['mesh_psnr_unseen_right']} | "
             f"{r['ssim_splats']} / {r['ssim_mesh']} | {r['chamfer_pct']} | {r['fscore_1']} | {r['fscore_5']} | "
             f"{r['mask_iou']} | {ph.get('fit')}, {ph.get('mesh')}, {ph.get('texture')} | {r['seconds']} | {r['peak_memory_gib']} |"
         )
