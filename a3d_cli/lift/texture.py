@@ -107,7 +107,7 @@ def point_visibility(
     footprint × tan of the angle, the angle capped at acos(MIN_SLOPE_COS)). The depth is read at the
     nearest pixel centre, up to a pixel away from the point, and at a graze the surface's depth changes
     by several tolerances over that pixel, so without `slope` surface seen only at a graze counts as
-    hidden. The texture bake keeps it so on purpose (docs/lift.md: a grazing view's colours, squeezed
+    hidden. The texture bake keeps it so on purpose (docs/PERF.md, lift: a grazing view's colours, squeezed
     several-fold, are a worse source than the fitted splats); asking whether a view saw a point at all
     (the lift benchmark's coverage) needs `slope`.
 
