@@ -70,5 +70,16 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
                                    "--size", "64", "--no-profile", "--assets", "fox", "--work", str(tmp_path / "w"),
                                    "--out", str(out)])  # fmt: skip
     assert [r["variant"] for r in rows] == ["fox"]
-    saved = json.loads(out.read_text())["rows"][0]["result"]
+    saved_all = json.loads(out.read_text())
+    saved = saved_all["rows"][0]["result"]
     assert saved["heldout_psnr"] > 10 and 0 <= saved["vertex_error_pct"] < 100
+    # the error split by what the video cameras see, the area-uniform surface error, the motion's non-rigidity
+    assert 50 < saved["visible_vertex_frames_pct"] <= 100 and 0 <= saved["vertex_error_visible_pct"] < 100
+    for r in (saved, saved_all["rows"][0]["static"]):  # seen and unseen vertex-frames make up the whole
+        share = r["visible_vertex_frames_pct"] / 100
+        hidden = r["vertex_error_hidden_pct"] or 0.0
+        assert abs(share * r["vertex_error_visible_pct"] + (1 - share) * hidden - r["vertex_error_pct"]) < 0.02
+    assert saved_all["rows"][0]["static"]["surface_error_pct"] > 0  # the static model misses the true motion
+    assert 0 < saved_all["rows"][0]["gt_nonrigidity_pct"] < 50
+    header = saved_all["markdown"].splitlines()[0]
+    assert "vertex err % r (static)" in header and "seen / unseen" in header and "non-rigid" in header
