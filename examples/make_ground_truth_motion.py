@@ -5,6 +5,7 @@ Usage:
     python examples/make_ground_truth_motion.py --model my.glb --out gt   # any file `a3d prepare` reads
     python examples/make_ground_truth_motion.py --model scene.ply --up -y --out gt   # a 3DGS file
     python examples/make_ground_truth_motion.py --out gt --splat-count 5000 --device cpu   # quicker on a CPU
+    python examples/make_ground_truth_motion.py --model duck.glb --nonrigid-scale 0.5 --out gt  # half the bending
 Then:
     a3d reconstruct gt/run --video gt/video
     python benchmarks/bench_reconstruct.py --gt gt
@@ -29,6 +30,10 @@ and every point moves along a smooth path with no jump:
     2. a twist about the long axis, up to 14° at the ends;
     3. a bend: rotation about the lateral axis that grows linearly along the long axis (±10° at the ends);
     4. a global turn (±9° yaw) and hop (4 % of the radius).
+`--nonrigid-scale S` multiplies the angles of 1-3 (the deformation) by S and keeps 4 (rigid). The same
+angles deform a short, wide asset more than a long, narrow one (a twist shears a point in proportion to its
+distance from the long axis over the half length), so the scale lets a benchmark compare assets at equal
+non-rigidity (docs/reconstruct.md, *What limits each asset*).
 Splats follow it exactly: positions through the map, orientations through the rotation part (polar
 decomposition) of its Jacobian, so the video is the motion of the very splats `a3d reconstruct` fits.
 """
@@ -76,13 +81,18 @@ class MotionSpec:
     hop: float = 0.036  # global rise
 
     @classmethod
-    def for_points(cls, points: np.ndarray) -> MotionSpec:
+    def for_points(cls, points: np.ndarray, nonrigid_scale: float = 1.0) -> MotionSpec:
+        """The motion fitted to `points` [N, 3]; `nonrigid_scale` multiplies the angles of the parts that
+        deform (nod, twist, bend), not the global turn and hop."""
         lo, hi = points.min(0), points.max(0)
         long_axis = 0 if (hi[0] - lo[0]) > (hi[2] - lo[2]) else 2
         return cls(
             long_axis=long_axis,
             centre=tuple(float(c) for c in (lo + hi) / 2),
             half_length=float(hi[long_axis] - lo[long_axis]) / 2,
+            part_angle=cls.part_angle * nonrigid_scale,
+            twist=cls.twist * nonrigid_scale,
+            bend=cls.bend * nonrigid_scale,
         )
 
 
@@ -184,6 +194,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--shade", default="auto", choices=["auto", "on", "off"], help="a3d prepare --shade")
     ap.add_argument("--max-vertices", type=int, default=20_000, help="a3d prepare --max-vertices")
     ap.add_argument("--size", type=int, default=256, help="video and held-out resolution (MV-VDM: 256)")
+    ap.add_argument("--nonrigid-scale", type=float, default=1.0,
+                    help="multiply the deforming angles (nod, twist, bend) by this; the turn and hop stay")
     ap.add_argument("--heldout", type=int, default=len(HELDOUT), help="how many of the 8 held-out views")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> Path:
     else:  # a 3DGS file: score the splat centres
         rest_np = static.means.numpy()
         edges, points = neighbour_edges(rest_np), "splats"
-    spec = MotionSpec.for_points(rest_np)
+    spec = MotionSpec.for_points(rest_np, args.nonrigid_scale)
 
     # 2. the motion, per frame: splats (for the renders) and mesh vertices (for scoring)
     cams, held = mvvdm_cameras(), orbit_cameras(*zip(*HELDOUT[: args.heldout], strict=True), radius=3.0, fov_deg=40.0)
