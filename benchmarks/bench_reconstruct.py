@@ -23,7 +23,7 @@ frames, 256², grey background) plus 8 held-out views. For each variant the scri
    least one video camera sees and the rest (`gt_scoring.vertex_visibility`: what pixels can show at all),
    the *surface* error over the mesh's surface-sample splats (area-uniform: a box's 8 corners or a dense
    wheel do not dominate it), and, per asset, how far the true motion is from locally rigid
-   (`gt_scoring.nonrigidity_pct`: what the fit's ARAP prior pushes against);
+   (`arap.nonrigidity_pct`: what the fit's ARAP prior pushes against);
 3. scores two baselines the same way: the static model (no motion) and the motion field at step 0 (it is
    zero-initialised, so it must equal the static model — a check of the init);
 4. re-runs the fit with device synchronisation around each phase for a profile: data, HexPlane field
@@ -54,10 +54,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import sync  # noqa: E402
-from gt_scoring import nonrigidity_pct, vertex_visibility  # noqa: E402
+from gt_scoring import vertex_visibility  # noqa: E402
 from public_assets import asset_sources  # noqa: E402
 
 from a3d_cli.gaussians import motion_fit  # noqa: E402
+from a3d_cli.gaussians.arap import nonrigidity_pct  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
 from a3d_cli.gaussians.motion_io import load_motion  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
@@ -69,6 +70,10 @@ from a3d_cli.render.cameras import CameraSet  # noqa: E402
 from a3d_cli.run_layout import COARSE_MOTION, VIEWS_CAMERAS  # noqa: E402
 from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
+
+COARSE_LEVEL = (12, 12, 12, 8)
+"""The HexPlane level `--coarse-level` adds (x, y, z, t cells): a cell spans a sixth of the [-1, 1] cube,
+so one feature moves a whole region of a short, wide asset."""
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
@@ -100,14 +105,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def make_ground_truth(
-    out: Path, splats: int, device: str, size: int, model: str | None = None, up: str = "+y"
-) -> Path:
-    """Run examples/make_ground_truth_motion.py into `out` (on `model`, default the bundled fox)."""
+    out: Path, splats: int, device: str, size: int, model: str | None = None, up: str = "+y",
+    nonrigidity: float | None = None,
+) -> Path:  # fmt: skip
+    """Run examples/make_ground_truth_motion.py into `out` (on `model`, default the bundled fox; with
+    `nonrigidity`, its deforming angles scaled to reach that non-rigidity)."""
     spec = importlib.util.spec_from_file_location("make_gt", ROOT / "examples" / "make_ground_truth_motion.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     extra = ["--model", model] if model else []
+    extra += [f"--nonrigidity={nonrigidity}"] if nonrigidity is not None else []
     return mod.main(
         ["--out", str(out), "--splat-count", str(splats), "--device", device, "--size", str(size), f"--up={up}", *extra]
     )
@@ -186,7 +194,8 @@ def evaluate(
         seen = visible[1:]
         out["visible_vertex_frames_pct"] = round(100 * float(seen.mean()), 1)
         out["vertex_error_visible_pct"] = round(100 * float(err[1:][seen].mean()) / radius, 3) if seen.any() else None
-        out["vertex_error_hidden_pct"] = round(100 * float(err[1:][~seen].mean()) / radius, 3) if (~seen).any() else None
+        unseen = err[1:][~seen]
+        out["vertex_error_hidden_pct"] = round(100 * float(unseen.mean()) / radius, 3) if unseen.size else None
     return out
 
 
@@ -226,8 +235,12 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         preview=False,
     )
     preset, settings = opts.resolve(args.device)
+    if args.coarse_level:  # an experiment, not a preset: a coarse HexPlane level before the preset's ones
+        grids = (COARSE_LEVEL, *settings.field.grid_sizes)
+        opts = replace(opts, settings=replace(settings, field=replace(settings.field, grid_sizes=grids)), steps=None)
+        preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / "static" / "gaussians.ply")
-    row: dict = {"variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
+    row: dict = {"coarse_level": bool(args.coarse_level), "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
     if args.device.startswith("cuda"):
         row["gpu"] = torch.cuda.get_device_name()
@@ -257,7 +270,8 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     row["static"] = evaluate(None, gt, run_dir, args.device, visible)
     step0 = MotionField(settings.field, generator=torch.Generator().manual_seed(args.seed)).to(args.device).eval()
     row["step0"] = evaluate(step0, gt, run_dir, args.device, visible)
-    row["gt_nonrigidity_pct"] = round(nonrigidity_pct(np.load(gt / "ground_truth.npz")["splat_means"]), 2)
+    true_splats = torch.from_numpy(np.load(gt / "ground_truth.npz")["splat_means"])
+    row["gt_nonrigidity_pct"] = round(nonrigidity_pct(true_splats), 2)
     row["psnr_gain_db"] = round(row["result"]["heldout_psnr"] - row["static"]["heldout_psnr"], 3)
     # 4. profile (synchronised phases; a separate run)
     if args.profile:
@@ -299,8 +313,10 @@ def asset_table(rows: list[dict]) -> str:
     today = dt.date.today().isoformat()
     for r in rows:
         res, st = r["result"], r["static"]
+        name = r["variant"] + (" + coarse level" if r.get("coarse_level") else "")
+        name += f" @ {r['nonrigidity_target']:g} % non-rigid" if r.get("nonrigidity_target") is not None else ""
         lines.append(
-            f"| {today} | {r.get('gpu', r['device'])} | {r['variant']} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
+            f"| {today} | {r.get('gpu', r['device'])} | {name} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
             f"| {r['steps']} | {r['total_seconds']} | {res['heldout_psnr']} ({st['heldout_psnr']}) "
             f"| {res['vertex_error_pct']} ({st['vertex_error_pct']}) | {res['motion_recovered_pct']} "
             f"({res['motion_magnitude_pct']}) | {res['true_motion_pct_radius']} "
@@ -323,6 +339,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--preset", default="auto", choices=["auto", "reference", "quickstart"])
     ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     ap.add_argument("--hexplane-backend", default=None, choices=["torch", "matmul"], help="HexPlane sampling backend")
+    ap.add_argument("--nonrigidity", type=float, default=None, metavar="PCT",
+                    help="made ground truths: scale each asset's deforming angles to this non-rigidity (%% of the "
+                    "edge length; the fox's is about 5), so assets compare at equal deformation")
+    ap.add_argument("--coarse-level", action="store_true",
+                    help=f"experiment: fit with a coarse HexPlane level {COARSE_LEVEL} before the preset's levels")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")
@@ -334,11 +355,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     asset_names = [a.strip() for a in args.assets.split(",") if a.strip()]
     if asset_names:
         for name, (model, up) in asset_sources(asset_names, args.assets_dir).items():
-            gt = work / f"gt_{name}"
+            gt = work / (f"gt_{name}" if args.nonrigidity is None else f"gt_{name}_nr{args.nonrigidity:g}")
             splats = args.splats or (20_000 if args.device.startswith("cuda") else 5_000)
             if not (gt / "ground_truth.npz").is_file():
                 t = time.perf_counter()
-                make_ground_truth(gt, splats, args.device, args.size, model=model, up=up)
+                make_ground_truth(gt, splats, args.device, args.size, model=model, up=up, nonrigidity=args.nonrigidity)
                 print(f"[{name}] ground truth made in {time.perf_counter() - t:.1f} s", flush=True)
             row = bench_variant(name, gt, args, work)
             rows.append(row)

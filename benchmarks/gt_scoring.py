@@ -1,8 +1,7 @@
-"""What a ground-truth motion lets a fit see: vertex visibility from the video cameras, and how far the true
-motion is from locally rigid (what the fit's ARAP prior pushes against).
+"""What a ground-truth motion lets a fit see: which mesh vertices the video cameras see, frame by frame.
 
-Used by `bench_reconstruct.py` to split the vertex error into what pixels can show and what they cannot,
-and to say how non-rigid each asset's known motion is (docs/reconstruct.md, *Why some assets miss*).
+Used by `bench_reconstruct.py` to split the vertex error into what pixels can show and what they cannot
+(docs/reconstruct.md, *What limits each asset*). How non-rigid a motion is: `a3d_cli.gaussians.arap.nonrigidity_pct`.
 
 Visibility is a z-buffer test: the mesh at each frame is sampled densely on its faces (area-weighted, the
 same samples every frame), the samples' nearest camera depth is kept per pixel (holes filled from their
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from a3d_cli.gaussians.arap import arap_energy, knn_neighbours
 from a3d_cli.lift.hull import project
 from a3d_cli.render.cameras import CameraSet
 
@@ -87,18 +85,3 @@ def vertex_visibility(
             pix = pix.clamp(0, size - 1)
             out[t, c] = inside & (cos > 0) & (zv[c] <= zbuf[pix[:, 1], pix[:, 0]] + tol)
     return out.numpy()
-
-
-def nonrigidity_pct(points: np.ndarray, k: int = 3) -> float:
-    """How far a motion is from locally rigid, as the fit's ARAP prior measures it: the rms residual of
-    each point's k nearest-neighbour edges after their best rotation, over frames 1 … F-1, in % of the rms
-    rest edge length (0 for any rigid motion; a uniform stretch by s gives about 100·s).
-
-    Args:
-        points: [F, N, 3] positions per frame; frame 0 is the rest state.
-    """
-    p = torch.from_numpy(np.asarray(points, dtype=np.float32))
-    nb = knn_neighbours(p[0], k)
-    rest_edges = (p[0][:, None] - p[0][nb.idx.clamp_min(0)]).square().sum(-1)[nb.valid]
-    per_edge = float(arap_energy(p[0], p[1:], nb)) / max(int(nb.valid.sum()) * (p.shape[0] - 1), 1)
-    return 100 * math.sqrt(per_edge / max(float(rest_edges.mean()), 1e-30))

@@ -83,3 +83,22 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
     assert 0 < saved_all["rows"][0]["gt_nonrigidity_pct"] < 50
     header = saved_all["markdown"].splitlines()[0]
     assert "vertex err % r (static)" in header and "seen / unseen" in header and "non-rigid" in header
+
+
+def test_bench_reconstruct_at_a_set_nonrigidity_with_a_coarse_level(tmp_path: Path, monkeypatch) -> None:
+    """`--nonrigidity` makes a ground truth that deforms that much; `--coarse-level` fits a field with one more level."""
+    from a3d_cli.gaussians.motion_io import load_motion
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    work = tmp_path / "w"
+    rows = bench_reconstruct.main(["--device", "cpu", "--preset", "quickstart", "--steps", "4", "--splats", "400",
+                                   "--size", "64", "--no-profile", "--assets", "fox", "--work", str(work),
+                                   "--nonrigidity", "3", "--coarse-level"])  # fmt: skip
+    row = rows[0]
+    assert abs(row["gt_nonrigidity_pct"] - 3.0) < 0.3  # the fox's own is about 5
+    assert (work / "gt_fox_nr3" / "ground_truth.npz").is_file()
+    assert row["coarse_level"] and row["preset"] == "custom"
+    assert "| fox + coarse level @ 3 % non-rigid | custom |" in bench_reconstruct.asset_table(rows)
+    motion = load_motion(work / "run_fox" / "motion" / "coarse.safetensors")
+    assert motion.field.config.grid_sizes[0] == bench_reconstruct.COARSE_LEVEL
+    assert len(motion.field.config.grid_sizes) == 3
