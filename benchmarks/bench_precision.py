@@ -1,4 +1,5 @@
-"""How far each precision lands from fp32, and how fast it is: SV3D (orbit) and MV-VDM (mvvideo).
+"""How far each precision lands from fp32, and how fast it is: SV3D (orbit), MV-VDM (mvvideo) and MV-VDM as
+the 4D-SDS guidance (sds).
 
 Full-size networks with random weights (one seeded fp32 master per model, cast to each precision, so every
 row has the same weights) and fixed inputs. Per model and row:
@@ -11,15 +12,32 @@ row has the same weights) and fixed inputs. Per model and row:
     (latents before decoding), MV-VDM's `generate_mvvideo` (encoders, 25 DDIM steps × 3 FreeInit passes ×
     CFG, decode); relative L2 of the final latents from the reference row's, NaN/inf count, seconds.
 
+For `sds` (`--models sds`) the same columns mean, with fixed render-like frames (4 views × 16 frames at 256²,
+frame 0 the static condition), fixed VAE posterior and diffusion noise draws, fixed random orthogonal
+cameras and one fixed timestep (`--sds-timestep`, default the middle of the stage's range):
+
+  * forward: one guidance forward, `MvvdmDenoiser.predict_noise` on the reference row's latents of those
+    frames, guided by `classifier_free_guidance` (ε̂ = ε_c + 5 (ε_c − ε_u)): the CFG noise prediction; the
+    activation probe covers the UNet, the VAE encoder (which the gradient flows back through) and the CLIP
+    image encoder, over one encode of the frames plus that forward;
+  * sampler: one SDS step's gradient, λ_sds · ∂L_SDS/∂renders on the 60 moving frames, computed by
+    `motion_refine.sds_loss_of_renders` (the stage's own VAE encode under checkpointing, guidance, x0 target,
+    std rescale and loss); seconds are the median of `--reps` steps after one warm-up; plus the gradient's
+    largest |value| and, against the reference row, how many gradient values are 0 or ±inf where strict
+    fp32's are not (the stage scales no loss, so an fp16 backward through the VAE can flush tiny gradients
+    to 0).
+
 Rows:
   * `fp32-strict` — the reference: fp32 with TF32 off, plain PyTorch (the numbers Stability's and
-    Animate3D's code would give in fp32; MV-VDM's reference runs exactly this);
+    Animate3D's code would give in fp32; MV-VDM's reference runs exactly this; Animate3D's SDS guidance
+    loads MV-VDM in fp16, so for `sds` the `fp16` row is the reference's precision);
   * `autocast-fp16` (SV3D only, with the fp16 rows) — fp32 weights under `torch.autocast(float16)`, as Stability's script
     samples (here the VAE encoder runs under autocast too, where sgm disables it);
   * `fp32` / `bf16` / `fp16` — the networks stored in that dtype with the settings the stage itself applies
     without `--compile` (`accelerate(...)`: cuDNN autotuning and TF32 for fp32 matmuls and convolutions;
     orbit also fuses each GEGLU into one GEMM; the orbit stage's CUDA graph replays the same kernels and is
-    left out). SV3D's VAE stays fp32, as in the stage;
+    left out). SV3D's VAE stays fp32, as in the stage; sds casts every MV-VDM network (the renders and the
+    loss stay fp32) and accelerates the UNet and the VAE encoder, as the stage does;
   * with `--compile`, `<dtype>+compile` rows for `--compile-dtypes`: the same plus regional compilation
     (orbit: channels-last and folded upsampling too), i.e. `--compile`. First-call compile seconds are
     reported apart.
@@ -32,8 +50,12 @@ weights. The default dtype of each stage is one constant: `DEFAULT_CUDA_DTYPE` i
 Usage:
     python benchmarks/bench_precision.py --device cuda --out precision.json
     python benchmarks/bench_precision.py --device cuda --sv3d-steps 30 --freeinit-iters 2 --out p.json
+    python benchmarks/bench_precision.py --device cuda --models sds --out precision_sds.json
     python benchmarks/bench_precision.py --tiny --device cpu --dtypes fp32 bf16 --sv3d-steps 2 \
         --mvvdm-steps 2 --freeinit-iters 2 --out /tmp/p.json    # smoke test (fp16 is very slow on CPUs)
+
+The printed table labels the row in the reference's precision "(reference)" and the stage's CUDA default
+"(default)"; distances are always to `fp32-strict`.
 
 The JSON is rewritten after every row (a run cut short by `timeout` keeps what it finished); the markdown
 table is printed last.
@@ -44,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import json
 import platform
 import statistics
@@ -136,18 +159,62 @@ def row_context(name: str, device: str):  # noqa: ANN201
     return contextlib.nullcontext()
 
 
+# ---------------------------------------------------------------------------------------------- benches
+
+
+class Bench:
+    """What `bench_row` asks of a model: `variant`, `forward`, `sample`, `rows` (each subclass), and these defaults.
+
+    Attributes:
+        reference_row: the row in the reference implementation's own precision (labelled in the table).
+        default_row: the row in the stage's `DEFAULT_CUDA_DTYPE`.
+        sample_reps: timed `sample` calls after a first one (0: the first call is the timing).
+    """
+
+    name = ""
+    reference_row = ""
+    default_row = ""
+    sample_reps = 0
+
+    def probe(self, models, forward: Callable[[], Tensor]) -> dict:  # noqa: ANN001
+        """`activation_probe` of the networks one forward runs (the UNet)."""
+        return activation_probe(models.unet, forward)
+
+    def sample_extras(self, out: Tensor, ref: Tensor) -> dict:
+        """Measures of `sample`'s result beyond its distance from the reference row's (none by default)."""
+        return {}
+
+    def report_settings(self) -> dict:
+        """Inputs this bench chose itself, for the JSON's "settings" (none by default)."""
+        return {}
+
+    def label(self, row: str) -> str:
+        """The row's name in the table: marks the reference's precision and the stage's default."""
+        notes = [n for n, r in (("reference", self.reference_row), ("default", self.default_row)) if r == row]
+        return f"{row} ({', '.join(notes)})" if notes else row
+
+
+def stage_default(constant: str) -> str:
+    """The row name of a stage's `DEFAULT_CUDA_DTYPE` ("bf16-if-supported" is the bf16 row)."""
+    return constant.removesuffix("-if-supported")
+
+
 # ---------------------------------------------------------------------------------------------- SV3D
 
 
-class SV3DBench:
+class SV3DBench(Bench):
     """SV3D_p at full size (or tiny), fixed image, static orbit at 10°, triangular CFG, seed 0."""
 
     name = "sv3d (orbit)"
+    reference_row = "autocast-fp16"
 
     def __init__(self, args: argparse.Namespace) -> None:
         from a3d_cli.models.sv3d.config import SV3DConfig
         from a3d_cli.models.sv3d.loading import build_models
         from a3d_cli.models.sv3d.testing import tiny_models
+        from a3d_cli.stages.orbit import DEFAULT_CUDA_DTYPE
+
+        self.default_row = stage_default(DEFAULT_CUDA_DTYPE)
 
         self.args, self.device = args, args.device
         torch.manual_seed(0)
@@ -201,21 +268,29 @@ class SV3DBench:
 # ---------------------------------------------------------------------------------------------- MV-VDM
 
 
-class MVVDMBench:
+def mvvdm_master(args: argparse.Namespace):  # noqa: ANN201 - MVVDMComponents
+    """MV-VDM's networks in fp32 with seeded random weights: full size, or tiny with `--tiny`."""
+    if args.tiny:
+        from a3d_cli.models.mvvdm.components import tiny_components
+
+        return tiny_components(0).to(args.device, torch.float32)
+    from bench_mvvideo import build_components
+
+    return build_components(args.device, torch.float32)
+
+
+class MVVDMBench(Bench):
     """MV-VDM at full size (or tiny), fixed views and prompt, 4 views × 16 frames, CFG 7.5, seed 0."""
 
     name = "mv-vdm (mvvideo)"
+    reference_row = REFERENCE  # Animate3D's inference script runs MV-VDM in fp32
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from a3d_cli.stages.mvvideo import DEFAULT_CUDA_DTYPE
+
         self.args, self.device = args, args.device
-        if args.tiny:
-            from a3d_cli.models.mvvdm.components import tiny_components
-
-            self.master = tiny_components(0).to(args.device, torch.float32)
-        else:
-            from bench_mvvideo import build_components
-
-            self.master = build_components(args.device, torch.float32)
+        self.default_row = stage_default(DEFAULT_CUDA_DTYPE)
+        self.master = mvvdm_master(args)
         self.views = torch.rand(4, 3, 256, 256, generator=torch.Generator().manual_seed(1))
 
     def variant(self, name: str, compile_: bool):  # noqa: ANN201 - MVVDMComponents
@@ -254,16 +329,142 @@ class MVVDMBench:
         return [REFERENCE, *self.args.dtypes]
 
 
+# ---------------------------------------------------------------------------------------------- SDS
+
+
+def render_like_frames(views: int, frames: int, size: int, seed: int) -> Tensor:
+    """[V, F, 3, size, size] smooth frames in [0, 1]: a coloured disc on the stage's grey, moving a little.
+
+    A stand-in for the splat renders the stage encodes (no rasterizer needed): smooth colour inside a
+    silhouette, grey (`MVVDM_BACKGROUND`) outside, each frame a small change of the one before.
+    """
+    import torch.nn.functional as F  # noqa: N812
+
+    from a3d_cli.render.cameras import MVVDM_BACKGROUND
+
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(views, 1, 3, 8, 8, generator=g)
+    drift = 0.05 * torch.randn(views, frames, 3, 8, 8, generator=g).cumsum(dim=1)
+    colour = F.interpolate((base + drift).flatten(0, 1), size=(size, size), mode="bicubic", align_corners=False)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    inside = ((xx.square() + yy.square()) < 0.6).float()  # [H, W]
+    out = colour.clamp(0, 1) * inside + MVVDM_BACKGROUND * (1 - inside)
+    return out.reshape(views, frames, 3, size, size)
+
+
+class SdsBench(Bench):
+    """MV-VDM as `a3d sds`'s guidance at full size (or tiny): one guided forward and one SDS gradient.
+
+    Fixed inputs (seeded): render-like frames 4 views × 16 frames at 256² (2 frames with `--tiny`, whose VAE is
+    slow at 256² on a CPU), one random orthogonal camera set
+    of the stage's distributions, VAE posterior and diffusion noise draws, one timestep; the stage's
+    settings (`SdsOptions` defaults: guidance 5, std rescale 0.25, λ_sds 0.01, VAE chunk 16).
+    """
+
+    name = "mv-vdm guidance (sds)"
+    reference_row = "fp16"  # Animate3D's threestudio guidance loads MV-VDM with fp16 weights
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
+        from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS, RESOLUTION
+        from a3d_cli.models.sds import timestep_range
+        from a3d_cli.render.random_cameras import sample_orthogonal_cameras
+        from a3d_cli.stages.sds import DEFAULT_CUDA_DTYPE, SdsOptions
+
+        self.args, self.device = args, args.device
+        self.default_row = stage_default(DEFAULT_CUDA_DTYPE)
+        self.sample_reps = args.reps
+        self.settings = SdsOptions(prompt="a fox wags its tail")
+        self.master = mvvdm_master(args)
+        self.reference = MvvdmDenoiser(self.master)  # the stage's wrapper (frozen, VAE attention shortcut)
+        v, f, size = NUM_VIEWS, 2 if args.tiny else NUM_FRAMES, RESOLUTION  # tiny: a CPU smoke run, 1 moving frame
+        self.frames = render_like_frames(v, f, size, seed=1).to(args.device)  # [V, F, 3, H, W]
+        self.cams = sample_orthogonal_cameras(self.settings.cameras, generator=torch.Generator().manual_seed(0))
+        c, h, w = self.reference.latent_shape(size, size)
+        g = torch.Generator().manual_seed(2)
+        self.post = torch.randn(v, f, c, h, w, generator=g).to(args.device)  # VAE posterior draws
+        self.noise = torch.randn(v, f - 1, c, h, w, generator=g).to(args.device)  # diffusion noise, frames 1…F-1
+        t_min, t_max = timestep_range(
+            self.reference.alphas_cumprod.shape[0], self.settings.min_step_percent, self.settings.max_step_percent
+        )
+        self.t = (t_min + t_max) // 2 if args.sds_timestep is None else args.sds_timestep
+        if not 0 <= self.t < self.reference.alphas_cumprod.shape[0]:
+            sys.exit(f"--sds-timestep must be in 0…{self.reference.alphas_cumprod.shape[0] - 1}, got {self.t}")
+        set_strict_backend()
+        with torch.no_grad():  # the guidance forward's clean latents: the reference row's encoding, for every row
+            z = self.reference.encode(self.frames.flatten(0, 1), self.post.flatten(0, 1))
+        self.latents = z.reshape(v, f, c, h, w)
+
+    def variant(self, name: str, compile_: bool):  # noqa: ANN201 - MvvdmDenoiser
+        from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
+
+        if name == REFERENCE:
+            return self.reference
+        den = MvvdmDenoiser(copy.deepcopy(self.master).to(self.device, DTYPES[name]))
+        accelerate(self.device, [den.comp.unet, den.comp.vae.encoder], compile=compile_)  # as stages/sds.py
+        return den
+
+    def condition(self):  # noqa: ANN201 - SdsCondition
+        from a3d_cli.models.sds import SdsCondition
+
+        s = self.settings
+        return SdsCondition(s.prompt, s.negative_prompt, self.frames[:, 0], self.cams)
+
+    def forward(self, den) -> Callable[[], Tensor]:  # noqa: ANN001
+        from a3d_cli.models.sds import classifier_free_guidance, noise_moving_frames
+
+        noisy = noise_moving_frames(self.latents, self.noise, self.t, den.alphas_cumprod)  # [V, F, C, h, w]
+        cond, scale = self.condition(), self.settings.guidance_scale
+
+        def guided() -> Tensor:
+            eps_c, eps_u = den.predict_noise(noisy, self.t, cond)
+            return classifier_free_guidance(eps_c, eps_u, scale)  # [V, F, C, h, w]
+
+        return guided
+
+    def probe(self, den, forward: Callable[[], Tensor]) -> dict:  # noqa: ANN001
+        comp = den.comp
+        nets = nn.ModuleDict({"unet": comp.unet, "vae_encoder": comp.vae.encoder, "image_encoder": comp.image_encoder})
+
+        def encode_and_guide() -> None:
+            den.encode(self.frames.flatten(0, 1), self.post.flatten(0, 1))
+            forward()
+
+        return activation_probe(nets, encode_and_guide)
+
+    def sample(self, den) -> Tensor:  # noqa: ANN001
+        from a3d_cli.gaussians.motion_refine import sds_loss_of_renders
+
+        renders = self.frames.clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = sds_loss_of_renders(den, renders, self.cams, self.settings, self.post, self.t, self.noise)
+            (self.settings.lambda_sds * loss).backward()
+        return renders.grad[:, 1:]  # [V, F-1, 3, H, W]; frame 0 is encoded without gradients
+
+    def sample_extras(self, out: Tensor, ref: Tensor) -> dict:
+        return {
+            "grad_max_abs": float(out.abs().nan_to_num(0.0, 0.0, 0.0).amax()),
+            "grad_zero_where_fp32_nonzero": int(((out == 0) & (ref != 0)).sum()),
+            "grad_inf_where_fp32_finite": int((out.isinf() & ref.isfinite()).sum()),
+        }
+
+    def report_settings(self) -> dict:
+        return {"sds_timestep": self.t, "sds_frames": list(self.frames.shape), "sds_settings": "SdsOptions defaults"}
+
+    def rows(self) -> list[str]:
+        return [REFERENCE, *self.args.dtypes]
+
+
 # ---------------------------------------------------------------------------------------------- driver
 
 
-def bench_row(bench, row: str, compile_: bool, ref: dict, reps: int) -> dict:  # noqa: ANN001
+def bench_row(bench: Bench, row: str, compile_: bool, ref: dict, reps: int) -> dict:
     device = bench.device
     set_strict_backend()  # the stage rows set their own flags through `accelerate`
     reset_peak(device)
     t0 = time.perf_counter()
     models = bench.variant(row.removesuffix("+compile"), compile_)
-    res: dict = {"prepare_seconds": round(time.perf_counter() - t0, 2)}
+    res: dict = {"label": bench.label(row), "prepare_seconds": round(time.perf_counter() - t0, 2)}
     with torch.no_grad(), row_context(row, device):
         fwd = bench.forward(models)
         out, first, median = timed(fwd, device, reps)
@@ -271,22 +472,22 @@ def bench_row(bench, row: str, compile_: bool, ref: dict, reps: int) -> dict:  #
         if compile_:
             res["compile_first_call_seconds"] = round(max(first - median, 0.0), 2)
         else:
-            unet = models.unet
-            res.update(activation_probe(unet, fwd))
+            res.update(bench.probe(models, fwd))
         res["forward_nonfinite"] = count_nonfinite(out)
-        sync(device)
-        t0 = time.perf_counter()
-        latents = bench.sample(models)
-        sync(device)
-        res["sampler_seconds"] = round(time.perf_counter() - t0, 3)
+        sample = functools.partial(bench.sample, models)
+        latents, first, seconds = timed(sample, device, bench.sample_reps)
+        res["sampler_seconds"] = round(seconds, 3)
+        if compile_ and bench.sample_reps:  # the backward's graphs compile on the first step
+            res["sampler_compile_first_call_seconds"] = round(max(first - seconds, 0.0), 2)
         res["sampler_nonfinite"] = count_nonfinite(latents)
     if row == REFERENCE:
         ref["forward"], ref["latents"] = out.cpu(), latents.cpu()
     res["forward_rel_l2"] = rel_l2(out.cpu(), ref["forward"])
     res["sampler_rel_l2"] = rel_l2(latents.cpu(), ref["latents"])
+    res.update(bench.sample_extras(latents.cpu(), ref["latents"]))
     peak = peak_bytes(device)
     res["peak_gib"] = None if peak is None else round(peak / 2**30, 2)
-    del models
+    del models, sample
     torch._dynamo.reset()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
@@ -296,14 +497,18 @@ def bench_row(bench, row: str, compile_: bool, ref: dict, reps: int) -> dict:  #
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--models", nargs="+", default=["sv3d", "mvvdm"], choices=["sv3d", "mvvdm"])
+    ap.add_argument("--models", nargs="+", default=["sv3d", "mvvdm"], choices=["sv3d", "mvvdm", "sds"],
+                    help="sds: MV-VDM as the SDS guidance (one guided forward, one SDS gradient); not in the default")
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16", "fp16"], choices=list(DTYPES))
     ap.add_argument("--compile", action="store_true", help="add <dtype>+compile rows for --compile-dtypes")
     ap.add_argument("--compile-dtypes", nargs="+", default=["bf16"], choices=list(DTYPES))
     ap.add_argument("--sv3d-steps", type=int, default=50, help="EDM Euler steps (the reference: 50)")
     ap.add_argument("--mvvdm-steps", type=int, default=25, help="DDIM steps per pass (the reference: 25)")
     ap.add_argument("--freeinit-iters", type=int, default=3, help="FreeInit passes (the reference: 3)")
-    ap.add_argument("--reps", type=int, default=3, help="timed forwards per row (after one warm-up)")
+    ap.add_argument("--sds-timestep", type=int, default=None,
+                    help="the SDS timestep (default: the middle of the stage's range, 110 of 1000)")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="timed forwards per row, and timed SDS steps for sds (after one warm-up)")
     ap.add_argument("--tiny", action="store_true", help="tiny networks: a CPU smoke test of this script")
     ap.add_argument("--out", type=Path, default=Path("precision_bench.json"))
     args = ap.parse_args(argv)
@@ -316,17 +521,19 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "model": "tiny (smoke test)" if args.tiny else "full size, random weights",
         "settings": {"sv3d_steps": args.sv3d_steps, "mvvdm_steps": args.mvvdm_steps,
-                     "freeinit_iters": args.freeinit_iters, "reference_row": REFERENCE},
+                     "freeinit_iters": args.freeinit_iters, "sds_timestep": args.sds_timestep,
+                     "reference_row": REFERENCE},
         "results": {},
     }
     table = [
         "| model | row | forward rel. L2 | forward NaN/inf | max abs activation | s / forward | "
-        "sampler rel. L2 | sampler NaN/inf | sampler s | peak GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "sampler rel. L2 | sampler NaN/inf | sampler s | peak GiB | grad max abs | grad 0 / inf where fp32 not |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    benches = {"sv3d": SV3DBench, "mvvdm": MVVDMBench}
+    benches = {"sv3d": SV3DBench, "mvvdm": MVVDMBench, "sds": SdsBench}
     for key in args.models:
         bench = benches[key](args)
+        report["settings"].update(bench.report_settings())
         ref: dict = {}
         rows = [(r, False) for r in bench.rows()]
         if args.compile:
@@ -346,11 +553,17 @@ def main(argv: list[str] | None = None) -> dict:
             def fmt(v: object, spec: str = ".2e") -> str:
                 return "–" if v is None else (format(v, spec) if isinstance(v, float) else str(v))
 
+            lost = (
+                f"{res['grad_zero_where_fp32_nonzero']} / {res['grad_inf_where_fp32_finite']}"
+                if "grad_zero_where_fp32_nonzero" in res else "–"
+            )
             table.append(
-                f"| {bench.name} | {row} | {fmt(res.get('forward_rel_l2'))} | {fmt(res.get('forward_nonfinite'))} | "
+                f"| {bench.name} | {bench.label(row)} | {fmt(res.get('forward_rel_l2'))} | "
+                f"{fmt(res.get('forward_nonfinite'))} | "
                 f"{fmt(res.get('max_abs_activation'), '.3g')} | {fmt(res.get('forward_seconds'), '.4f')} | "
                 f"{fmt(res.get('sampler_rel_l2'))} | {fmt(res.get('sampler_nonfinite'))} | "
-                f"{fmt(res.get('sampler_seconds'), '.2f')} | {fmt(res.get('peak_gib'), '.1f')} |"
+                f"{fmt(res.get('sampler_seconds'), '.2f')} | {fmt(res.get('peak_gib'), '.1f')} | "
+                f"{fmt(res.get('grad_max_abs'), '.3g')} | {lost} |"
                 + (f" error: {res['error']}" if "error" in res else "")
             )
         del bench

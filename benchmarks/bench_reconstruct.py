@@ -261,6 +261,7 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     sync(args.device)
     row["total_seconds"] = round(time.perf_counter() - t0, 2)
     row["fit_seconds"] = result.metrics.get("fit_seconds")
+    row["seconds_per_phase"] = result.metrics.get("seconds_per_phase")
     row["peak_memory_mib"] = round(result.peak_memory_bytes / 2**20, 1) if result.peak_memory_bytes else None
     row["train_view_psnr"] = result.metrics.get("psnr")
     # 2-3. quality of the result and of the baselines

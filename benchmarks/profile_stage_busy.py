@@ -330,6 +330,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     sync(dev)
     row["total_seconds"] = round(time.perf_counter() - t0, 2)
     row["loop_seconds"] = result.metrics.get("fit_seconds")
+    row["seconds_per_phase"] = result.metrics.get("seconds_per_phase")
     row["seconds_per_step"] = round(row["loop_seconds"] / settings.steps, 5) if row["loop_seconds"] else None
     row["cuda_graph_recordings"] = result.metrics.get("cuda_graph_recordings")
     peak = peak_bytes(dev)
@@ -373,10 +374,10 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     import torch
     from gpu_timing import peak_bytes, reset_peak, sync
 
-    from a3d_cli.models.speed.acceleration import accelerate
     from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
     from a3d_cli.models.mvvdm.sampling import SamplingConfig
+    from a3d_cli.models.speed.acceleration import accelerate
     from a3d_cli.render.cameras import mvvdm_cameras
 
     dev = args.device

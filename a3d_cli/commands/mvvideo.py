@@ -56,7 +56,7 @@ def mvvideo(
         bool,
         typer.Option(
             "--cuda-graph/--no-cuda-graph",
-            help="On CUDA, replay the guided UNet call of every step as one recorded CUDA graph (same result, fewer gaps; not yet verified on a GPU, so off by default).",
+            help="On CUDA, replay the guided UNet call of every step as one recorded CUDA graph (same result, fewer launch gaps; off by default: its own gain is not yet separated, docs/PERF.md).",
         ),
     ] = MVVideoOptions.cuda_graph,
     force: ForceOption = False,

@@ -9,7 +9,7 @@ import typer
 
 from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report
 from a3d_cli.errors import OptionError
-from a3d_cli.stages.orbit import OrbitOptions
+from a3d_cli.stages.orbit import DEFAULT_CUDA_DTYPE, OrbitOptions
 
 _CAMERAS = "Cameras (sv3d_p)"
 _SAMPLING = "Sampling"
@@ -93,7 +93,7 @@ def orbit(
         str, typer.Option(help="Object mask: auto, alpha, uniform (plain background) or rembg.", rich_help_panel=_INPUT)
     ] = OrbitOptions.matte,
     dtype: Annotated[
-        str, typer.Option(help="UNet precision: auto, fp32, bf16 or fp16.", rich_help_panel=_SPEED)
+        str, typer.Option(help=f"UNet precision: auto ({DEFAULT_CUDA_DTYPE} on CUDA, fp32 on CPU), fp32, bf16 or fp16.", rich_help_panel=_SPEED)
     ] = OrbitOptions.dtype,
     decode_chunk: Annotated[
         int, typer.Option(help="Frames decoded at once (lower = less memory).", rich_help_panel=_SPEED)

@@ -81,11 +81,11 @@ class FitSettings:
     hexplane_backend: Literal["auto", "torch", "matmul"] = "auto"
     """HexPlane sampling backend (`a3d_cli.kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
     dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
-    cuda_graphs: bool = False
+    cuda_graphs: bool = True
     """On CUDA, replay each step's field and loss (forward and backward) as CUDA graphs recorded once per
-    frame count (`a3d_cli.gaussians.motion_step`): same numbers, fewer kernel launches. Ignored on the CPU;
-    the step falls back to eager launches if recording fails. Off by default until its GPU parity test and
-    timing have run on a GPU (docs/reconstruct.md)."""
+    frame count (`a3d_cli.gaussians.motion_step`): same numbers, fewer kernel launches (the eager step is
+    bound by launching them; docs/PERF.md). Ignored on the CPU; the step falls back to eager launches if
+    recording fails."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)

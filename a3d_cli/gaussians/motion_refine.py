@@ -184,6 +184,53 @@ def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, ch
     return torch.cat(parts, dim=0)
 
 
+def sds_loss_of_renders(
+    denoiser: SdsDenoiser,
+    rgb: Tensor,
+    cams: CameraSet,
+    settings: RefineSettings,
+    post: Tensor,
+    t: int,
+    noise: Tensor,
+) -> Tensor:
+    """The unweighted 4D-SDS loss of renders, with gradients into them: what one refinement step asks of MV-VDM.
+
+    Frame 0 (the static model) is encoded without gradients and conditions the denoiser (its latents stay
+    clean, its images feed the image encoder); frames 1…F-1 are encoded with gradients, under activation
+    checkpointing in chunks of `settings.vae_chunk`.
+
+    Args:
+        denoiser: the diffusion prior.
+        rgb: [V, F, 3, H, W] renders in [0, 1].
+        cams: the V cameras they were rendered from.
+        settings: prompt, guidance scale, std rescale, VAE chunk.
+        post: [V, F, C, h, w] standard-normal VAE posterior draws.
+        t: the diffusion timestep.
+        noise: [V, F-1, C, h, w] standard-normal diffusion noise for frames 1…F-1.
+
+    Returns:
+        the scalar loss (`a3d_cli.models.sds.sds_loss`; the caller weights it by `lambda_sds`).
+    """
+    import torch
+
+    from a3d_cli.models.sds import SdsCondition, sds_loss
+
+    v, f = rgb.shape[:2]
+    c, h, w = post.shape[-3:]
+    with torch.no_grad():
+        z0 = denoiser.encode(rgb[:, 0], post[:, 0])  # [V, C, h, w] static frame: no gradient
+    moving = encode_checkpointed(
+        denoiser,
+        rgb[:, 1:].reshape(v * (f - 1), 3, *rgb.shape[-2:]),
+        post[:, 1:].reshape(v * (f - 1), c, h, w),
+        settings.vae_chunk,
+    )
+    z = torch.cat([z0[:, None], moving.reshape(v, f - 1, c, h, w)], dim=1).float()  # [V, F, C, h, w]
+    cond = SdsCondition(settings.prompt, settings.negative_prompt, rgb[:, 0].detach(), cams)
+    loss, _ = sds_loss(denoiser, z, cond, t, noise, settings.guidance_scale, settings.std_rescale)
+    return loss
+
+
 # -- the optimisation -------------------------------------------------------------------------------------------------
 
 
@@ -263,7 +310,7 @@ class SdsRefiner:
         """The unweighted 4D-SDS loss of this step's random views (gradients into `motion`)."""
         import torch
 
-        from a3d_cli.models.sds import SdsCondition, sample_timestep, sds_loss
+        from a3d_cli.models.sds import sample_timestep
         from a3d_cli.render.random_cameras import sample_orthogonal_cameras
 
         s, den = self.settings, self.denoiser
@@ -273,20 +320,9 @@ class SdsRefiner:
         v, f = rgb.shape[:2]
         c, h, w = den.latent_shape(s.render_size, s.render_size)
         post = torch.randn(v, f, c, h, w, generator=self.dev_gen, device=self.device)  # VAE posterior draws
-        with torch.no_grad():
-            z0 = den.encode(rgb[:, 0], post[:, 0])  # [V, C, h, w] static frame: no gradient
-        moving = encode_checkpointed(
-            den,
-            rgb[:, 1:].reshape(v * (f - 1), 3, *rgb.shape[-2:]),
-            post[:, 1:].reshape(v * (f - 1), c, h, w),
-            s.vae_chunk,
-        )
-        z = torch.cat([z0[:, None], moving.reshape(v, f - 1, c, h, w)], dim=1).float()  # [V, F, C, h, w]
         t = sample_timestep(self.t_min, self.t_max, self.cpu_gen)
         noise = torch.randn(v, f - 1, c, h, w, generator=self.dev_gen, device=self.device)
-        cond = SdsCondition(s.prompt, s.negative_prompt, rgb[:, 0].detach(), cams)
-        loss, _ = sds_loss(den, z, cond, t, noise, s.guidance_scale, s.std_rescale)
-        return loss, t
+        return sds_loss_of_renders(den, rgb, cams, s, post, t, noise), t
 
     def step(self) -> StepLosses:
         """One optimisation step of all loss terms."""
@@ -395,5 +431,6 @@ __all__ = [
     "refine_motion",
     "refined_field",
     "render_motion",
+    "sds_loss_of_renders",
     "summarise_history",
 ]

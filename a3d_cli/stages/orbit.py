@@ -34,10 +34,9 @@ Model = Literal["sv3d_u", "sv3d_p"]
 DType = Literal["auto", "fp32", "bf16", "fp16"]
 NUM_FRAMES = 21
 #: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
-#: The reference (Stability's simple_video_sample.py) samples under fp16 autocast; bf16 (fp16 where the GPU
-#: lacks it) is a3d's choice, to be confirmed or changed from docs/PERF.md's precision table
-#: (`benchmarks/bench_precision.py`).
-DEFAULT_CUDA_DTYPE = "bf16-if-supported"
+#: fp16, the reference's precision (Stability's simple_video_sample.py samples under fp16 autocast): chosen
+#: from docs/PERF.md's precision table (`benchmarks/bench_precision.py`, `benchmarks/bench_orbit.py`).
+DEFAULT_CUDA_DTYPE = "fp16"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ Examples:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -81,7 +82,7 @@ class ReconstructOptions:
         frames_per_step: frames rendered per step (0 = all active frames).
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
-        cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; opt-in).
+        cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
@@ -180,12 +181,24 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
 
     progress = ctx.progress
     device = torch.device(ctx.device)
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def phase_done(name: str) -> None:
+        """Seconds since the previous phase ended (the device drained first, so work lands in its phase)."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        seconds[name] = round(now - clock[0], 3)
+        clock[0] = now
+
     # 1. inputs: video (checked), cameras, static splats
     progress.start("reconstruct: reading the video", total=None)
     video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
     cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
     static_all = read_ply(ctx.input(STATIC_PLY)).to(device)
     native = video.rgb.shape[2]
+    phase_done("inputs")
 
     # 2. masks: alpha when the frames have it, else computed against the static silhouette
     if video.alpha is not None:
@@ -199,12 +212,14 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         ctx.metrics["masks"] = "computed"
     targets = resize_square(video.rgb, s.resolution)  # [V, F, S, S, 3]
     masks = resize_square(masks[..., None], s.resolution)[..., 0]  # [V, F, S, S]
+    phase_done("masks")
 
     # 3. fit on (a subset of) the splats
     gen = torch.Generator().manual_seed(ctx.seed)
     train = subsample_splats(static_all, s.max_splats, gen)
     progress.log(f"fitting on {len(train)} of {len(static_all)} splats at {s.resolution}², {s.steps} steps ({preset})")
     fit = fit_motion(train, cams, targets, masks, s, seed=ctx.seed, progress=progress)
+    phase_done("fit")
 
     # 4. score every frame with all splats, save
     progress.start("reconstruct: scoring and writing", total=None)
@@ -217,6 +232,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         top = torch.cat(list(targets), dim=2)  # [F, S, V·S, 3]
         bottom = torch.cat(list(rgb), dim=2)  # [F, S, V·S, 3]
         ctx.write_video(COARSE_PREVIEW, torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
+    phase_done("scoring_and_writing")
     ctx.metrics.update(
         preset=preset,
         steps=s.steps,
@@ -227,6 +243,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         psnr=round(float(per_view.mean()), 3),
         psnr_static=round(float(static_psnr.mean()), 3),
         fit_seconds=round(fit.seconds, 2),
+        seconds_per_phase=seconds,
         cuda_graph_recordings=fit.graph_recordings,
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )

@@ -8,6 +8,7 @@ import pytest
 import typer.main
 
 from a3d_cli.cli import app
+from a3d_cli.gaussians.motion_fit import FitSettings
 from a3d_cli.render.random_cameras import RandomCameraConfig
 from a3d_cli.stages.animate import AnimateOptions
 from a3d_cli.stages.export import ExportOptions
@@ -35,7 +36,7 @@ def _cameras(name: str):  # noqa: ANN202
 COMMANDS = {
     "prepare": (PrepareOptions, {"splat_count": "splats"}),
     "mvvideo": (MVVideoOptions, {"compile_blocks": "compile"}),
-    "reconstruct": (ReconstructOptions, {}),
+    "reconstruct": (ReconstructOptions, {"cuda_graph": lambda: _field_default(FitSettings, "cuda_graphs")}),
     "sds": (
         SdsOptions,
         {

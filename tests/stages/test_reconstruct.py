@@ -155,6 +155,9 @@ def test_tiny_fit_writes_motion_preview_and_metrics(tmp_path):
     assert {p.name for p in res.outputs} == {"coarse.safetensors", "coarse_preview.mp4"}
     m = res.metrics
     assert m["preset"] == "custom" and m["masks"] == "computed" and len(m["psnr_per_view"]) == 4 and m["steps"] == 4
+    phases = m["seconds_per_phase"]
+    assert list(phases) == ["inputs", "masks", "fit", "scoring_and_writing"] and min(phases.values()) >= 0
+    assert phases["fit"] >= m["fit_seconds"] - 0.01  # the loop sits inside its phase
     motion = load_motion(run / "motion" / "coarse.safetensors", static=read_ply(run / "static" / "gaussians.ply"))
     assert motion.field.config == settings.field and motion.metadata["stage"] == "reconstruct"
     frames = read_mp4(run / "motion" / "coarse_preview.mp4")
