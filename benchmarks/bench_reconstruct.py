@@ -59,7 +59,7 @@ from public_assets import asset_sources  # noqa: E402
 
 from a3d_cli.gaussians import motion_fit  # noqa: E402
 from a3d_cli.gaussians.arap import nonrigidity_pct  # noqa: E402
-from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
+from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionField  # noqa: E402
 from a3d_cli.gaussians.motion_io import load_motion  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
 from a3d_cli.io import video_frames  # noqa: E402
@@ -70,10 +70,6 @@ from a3d_cli.render.cameras import CameraSet  # noqa: E402
 from a3d_cli.run_layout import COARSE_MOTION, VIEWS_CAMERAS  # noqa: E402
 from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
-
-COARSE_LEVEL = (12, 12, 12, 8)
-"""The HexPlane level `--coarse-level` adds (x, y, z, t cells): a cell spans a sixth of the [-1, 1] cube,
-so one feature moves a whole region of a short, wide asset."""
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
@@ -235,12 +231,13 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         preview=False,
     )
     preset, settings = opts.resolve(args.device)
-    if args.coarse_level:  # an experiment, not a preset: a coarse HexPlane level before the preset's ones
-        grids = (COARSE_LEVEL, *settings.field.grid_sizes)
+    if args.coarse_level and settings.field.grid_sizes[0] != COARSE_GRID:  # a coarse level before the preset's
+        grids = (COARSE_GRID, *settings.field.grid_sizes)
         opts = replace(opts, settings=replace(settings, field=replace(settings.field, grid_sizes=grids)), steps=None)
         preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / "static" / "gaussians.ply")
-    row: dict = {"coarse_level": bool(args.coarse_level), "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
+    row: dict = {"coarse_level": bool(args.coarse_level), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
+                 "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
     if args.device.startswith("cuda"):
         row["gpu"] = torch.cuda.get_device_name()
@@ -344,7 +341,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="made ground truths: scale each asset's deforming angles to this non-rigidity (%% of the "
                     "edge length; the fox's is about 5), so assets compare at equal deformation")
     ap.add_argument("--coarse-level", action="store_true",
-                    help=f"experiment: fit with a coarse HexPlane level {COARSE_LEVEL} before the preset's levels")
+                    help=f"fit with a coarse HexPlane level {COARSE_GRID} before the preset's levels (the quickstart "
+                    "preset has it already)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")

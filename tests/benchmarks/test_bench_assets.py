@@ -87,11 +87,12 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
 
 def test_bench_reconstruct_at_a_set_nonrigidity_with_a_coarse_level(tmp_path: Path, monkeypatch) -> None:
     """`--nonrigidity` makes a ground truth that deforms that much; `--coarse-level` fits a field with one more level."""
+    from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionFieldConfig
     from a3d_cli.gaussians.motion_io import load_motion
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     work = tmp_path / "w"
-    rows = bench_reconstruct.main(["--device", "cpu", "--preset", "quickstart", "--steps", "4", "--splats", "400",
+    rows = bench_reconstruct.main(["--device", "cpu", "--preset", "reference", "--steps", "4", "--splats", "400",
                                    "--size", "64", "--no-profile", "--assets", "fox", "--work", str(work),
                                    "--nonrigidity", "3", "--coarse-level"])  # fmt: skip
     row = rows[0]
@@ -100,5 +101,4 @@ def test_bench_reconstruct_at_a_set_nonrigidity_with_a_coarse_level(tmp_path: Pa
     assert row["coarse_level"] and row["preset"] == "custom"
     assert "| fox + coarse level @ 3 % non-rigid | custom |" in bench_reconstruct.asset_table(rows)
     motion = load_motion(work / "run_fox" / "motion" / "coarse.safetensors")
-    assert motion.field.config.grid_sizes[0] == bench_reconstruct.COARSE_LEVEL
-    assert len(motion.field.config.grid_sizes) == 3
+    assert motion.field.config.grid_sizes == (COARSE_GRID, *MotionFieldConfig().grid_sizes)  # the reference's two after it
