@@ -19,7 +19,11 @@ frames, 256², grey background) plus 8 held-out views. For each variant the scri
    splat centres for a 3DGS asset) against the known positions, in % of the bounding radius, over frames
    1-15 (frame 0 is exact), and how much of the true motion was recovered: the fitted displacements
    projected on the true ones, Σ d_fit·d_true / Σ |d_true|² (100 % = all of it, in the right direction),
-   and the magnitude ratio mean |d_fit| / mean |d_true|;
+   and the magnitude ratio mean |d_fit| / mean |d_true|; the vertex error split into the vertex-frames at
+   least one video camera sees and the rest (`gt_scoring.vertex_visibility`: what pixels can show at all),
+   the *surface* error over the mesh's surface-sample splats (area-uniform: a box's 8 corners or a dense
+   wheel do not dominate it), and, per asset, how far the true motion is from locally rigid
+   (`arap.nonrigidity_pct`: what the fit's ARAP prior pushes against);
 3. scores two baselines the same way: the static model (no motion) and the motion field at step 0 (it is
    zero-initialised, so it must equal the static model — a check of the init);
 4. re-runs the fit with device synchronisation around each phase for a profile: data, HexPlane field
@@ -50,10 +54,12 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import sync  # noqa: E402
+from gt_scoring import vertex_visibility  # noqa: E402
 from public_assets import asset_sources  # noqa: E402
 
 from a3d_cli.gaussians import motion_fit  # noqa: E402
-from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
+from a3d_cli.gaussians.arap import nonrigidity_pct  # noqa: E402
+from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionField  # noqa: E402
 from a3d_cli.gaussians.motion_io import load_motion  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
 from a3d_cli.io import video_frames  # noqa: E402
@@ -95,14 +101,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def make_ground_truth(
-    out: Path, splats: int, device: str, size: int, model: str | None = None, up: str = "+y"
-) -> Path:
-    """Run examples/make_ground_truth_motion.py into `out` (on `model`, default the bundled fox)."""
+    out: Path, splats: int, device: str, size: int, model: str | None = None, up: str = "+y",
+    nonrigidity: float | None = None,
+) -> Path:  # fmt: skip
+    """Run examples/make_ground_truth_motion.py into `out` (on `model`, default the bundled fox; with
+    `nonrigidity`, its deforming angles scaled to reach that non-rigidity)."""
     spec = importlib.util.spec_from_file_location("make_gt", ROOT / "examples" / "make_ground_truth_motion.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     extra = ["--model", model] if model else []
+    extra += [f"--nonrigidity={nonrigidity}"] if nonrigidity is not None else []
     return mod.main(
         ["--out", str(out), "--splat-count", str(splats), "--device", device, "--size", str(size), f"--up={up}", *extra]
     )
@@ -120,8 +129,29 @@ def load_heldout(gt: Path) -> tuple[CameraSet, torch.Tensor, int]:
     return cams, imgs, imgs.shape[2]
 
 
-def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -> dict[str, float]:
-    """Held-out PSNR/SSIM over all frames and vertex error (% radius, frames 1-15) of a motion (None = static)."""
+def ground_truth_visibility(gt: Path, run_dir: Path) -> np.ndarray:
+    """[F, P] bool: which scored points (mesh vertices, or splat centres of a 3DGS asset) at least one video
+    camera sees at each frame of the true motion (`gt_scoring.vertex_visibility`; splat centres count as
+    visible everywhere: they have no faces to occlude with)."""
+    truth = np.load(gt / "ground_truth.npz")
+    if "points" in truth and str(truth["points"]) == "splats":
+        return np.ones(truth["vertices"].shape[:2], dtype=bool)
+    cams = CameraSet.from_json(json.loads((gt / "video" / "cameras.json").read_text()))
+    size = load_png(gt / "video" / "v0_f00.png", "RGB").shape[0]
+    faces = MeshBinding.load(run_dir / "static" / "binding.safetensors").faces
+    return vertex_visibility(truth["vertices"], faces, cams, size, samples=8 * size * size).any(axis=1)
+
+
+def evaluate(
+    motion: MotionField | None, gt: Path, run_dir: Path, device: str, visible: np.ndarray | None = None
+) -> dict[str, float]:
+    """Held-out PSNR/SSIM over all frames and vertex error (% radius, frames 1-15) of a motion (None = static).
+
+    Besides the mean over all vertices: the mean over the vertex-frames seen by at least one video camera
+    (`visible` [F, V], from `ground_truth_visibility`), and the *surface* error — over the surface-sample
+    splats of a mesh (area-uniform, whatever the mesh's vertex density; every splat of a 3DGS asset or of
+    a mesh made only of vertex splats).
+    """
     static = read_ply(run_dir / "static" / "gaussians.ply").to(device)
     cams, target, size = load_heldout(gt)
     rgb, _ = motion_fit.render_all_frames(motion, static, cams, size)  # [K, F, H, W, 3]
@@ -132,15 +162,19 @@ def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -
             means = static.means[None].expand(NUM_FRAMES, -1, -1)
         else:
             means = motion(static, list(range(NUM_FRAMES))).means  # [F, N, 3]
+    splat_means = means.cpu().numpy()  # [F, N, 3]
     if "points" in truth and str(truth["points"]) == "splats":
-        verts = means.cpu().numpy()  # [F, N, 3] a 3DGS asset: the splat centres are the points
+        verts, first_sample = splat_means, 0  # a 3DGS asset: the splat centres are the points
     else:
-        verts = MeshBinding.load(run_dir / "static" / "binding.safetensors").vertex_positions(means.cpu().numpy())
+        binding = MeshBinding.load(run_dir / "static" / "binding.safetensors")
+        verts, first_sample = binding.vertex_positions(splat_means), binding.num_vertex_splats
     err = np.linalg.norm(verts - truth["vertices"], axis=-1)  # [F, V]
+    first_sample = first_sample if first_sample < splat_means.shape[1] else 0  # no surface samples: all splats
+    surface_err = np.linalg.norm(splat_means[1:, first_sample:] - truth["splat_means"][1:, first_sample:], axis=-1)
     radius = float(truth["radius"])
     true_d = truth["vertices"][1:] - truth["rest_vertices"][None]  # [F-1, V, 3]
     fit_d = verts[1:] - verts[:1]  # displacement from the fitted frame 0
-    return {
+    out: dict[str, float | None] = {
         "heldout_psnr": round(float(psnr(a, b).mean()), 3),
         "heldout_ssim": round(float(ssim(a, b).mean()), 4),
         "vertex_error_pct": round(100 * float(err[1:].mean()) / radius, 3),
@@ -150,7 +184,15 @@ def evaluate(motion: MotionField | None, gt: Path, run_dir: Path, device: str) -
             100 * float(np.linalg.norm(fit_d, axis=-1).mean() / max(np.linalg.norm(true_d, axis=-1).mean(), 1e-12)), 1
         ),
         "true_motion_pct_radius": round(100 * float(np.linalg.norm(true_d, axis=-1).mean()) / radius, 2),
+        "surface_error_pct": round(100 * float(surface_err.mean()) / radius, 3),
     }
+    if visible is not None:
+        seen = visible[1:]
+        out["visible_vertex_frames_pct"] = round(100 * float(seen.mean()), 1)
+        out["vertex_error_visible_pct"] = round(100 * float(err[1:][seen].mean()) / radius, 3) if seen.any() else None
+        unseen = err[1:][~seen]
+        out["vertex_error_hidden_pct"] = round(100 * float(unseen.mean()) / radius, 3) if unseen.size else None
+    return out
 
 
 def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tuple:
@@ -189,8 +231,13 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         preview=False,
     )
     preset, settings = opts.resolve(args.device)
+    if args.coarse_level and settings.field.grid_sizes[0] != COARSE_GRID:  # a coarse level before the preset's
+        grids = (COARSE_GRID, *settings.field.grid_sizes)
+        opts = replace(opts, settings=replace(settings, field=replace(settings.field, grid_sizes=grids)), steps=None)
+        preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / "static" / "gaussians.ply")
-    row: dict = {"variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
+    row: dict = {"coarse_level": bool(args.coarse_level), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
+                 "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
     if args.device.startswith("cuda"):
         row["gpu"] = torch.cuda.get_device_name()
@@ -216,10 +263,13 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     row["train_view_psnr"] = result.metrics.get("psnr")
     # 2-3. quality of the result and of the baselines
     motion = load_motion(run_dir / COARSE_MOTION, static=static, device=args.device).field
-    row["result"] = evaluate(motion, gt, run_dir, args.device)
-    row["static"] = evaluate(None, gt, run_dir, args.device)
+    visible = ground_truth_visibility(gt, run_dir)
+    row["result"] = evaluate(motion, gt, run_dir, args.device, visible)
+    row["static"] = evaluate(None, gt, run_dir, args.device, visible)
     step0 = MotionField(settings.field, generator=torch.Generator().manual_seed(args.seed)).to(args.device).eval()
-    row["step0"] = evaluate(step0, gt, run_dir, args.device)
+    row["step0"] = evaluate(step0, gt, run_dir, args.device, visible)
+    true_splats = torch.from_numpy(np.load(gt / "ground_truth.npz")["splat_means"])
+    row["gt_nonrigidity_pct"] = round(nonrigidity_pct(true_splats), 2)
     row["psnr_gain_db"] = round(row["result"]["heldout_psnr"] - row["static"]["heldout_psnr"], 3)
     # 4. profile (synchronised phases; a separate run)
     if args.profile:
@@ -255,16 +305,21 @@ def markdown(rows: list[dict]) -> str:
 def asset_table(rows: list[dict]) -> str:
     """One markdown row per asset: quality against the static model and the share of motion recovered."""
     head = ("| date | device | asset | preset | splats (fit) | steps | total s | held-out PSNR (static) | vertex err % r "
-            "(static) | motion recovered % (magnitude %) | true motion % r |")  # fmt: skip
-    lines = [head, "|" + "---|" * 11]
+            "(static) | motion recovered % (magnitude %) | true motion % r | vertex err % r: seen / unseen (% seen) "
+            "| surface err % r (static) | true motion non-rigid % |")  # fmt: skip
+    lines = [head, "|" + "---|" * 14]
     today = dt.date.today().isoformat()
     for r in rows:
         res, st = r["result"], r["static"]
+        name = r["variant"] + (" + coarse level" if r.get("coarse_level") else "")
+        name += f" @ {r['nonrigidity_target']:g} % non-rigid" if r.get("nonrigidity_target") is not None else ""
         lines.append(
-            f"| {today} | {r.get('gpu', r['device'])} | {r['variant']} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
+            f"| {today} | {r.get('gpu', r['device'])} | {name} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
             f"| {r['steps']} | {r['total_seconds']} | {res['heldout_psnr']} ({st['heldout_psnr']}) "
             f"| {res['vertex_error_pct']} ({st['vertex_error_pct']}) | {res['motion_recovered_pct']} "
-            f"({res['motion_magnitude_pct']}) | {res['true_motion_pct_radius']} |"
+            f"({res['motion_magnitude_pct']}) | {res['true_motion_pct_radius']} "
+            f"| {res.get('vertex_error_visible_pct')} / {res.get('vertex_error_hidden_pct')} ({res.get('visible_vertex_frames_pct')}) "
+            f"| {res['surface_error_pct']} ({st['surface_error_pct']}) | {r.get('gt_nonrigidity_pct')} |"
         )
     return "\n".join(lines)
 
@@ -282,6 +337,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--preset", default="auto", choices=["auto", "reference", "quickstart"])
     ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     ap.add_argument("--hexplane-backend", default=None, choices=["torch", "matmul"], help="HexPlane sampling backend")
+    ap.add_argument("--nonrigidity", type=float, default=None, metavar="PCT",
+                    help="made ground truths: scale each asset's deforming angles to this non-rigidity (%% of the "
+                    "edge length; the fox's is about 5), so assets compare at equal deformation")
+    ap.add_argument("--coarse-level", action="store_true",
+                    help=f"fit with a coarse HexPlane level {COARSE_GRID} before the preset's levels (the quickstart "
+                    "preset has it already)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")
@@ -293,11 +354,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     asset_names = [a.strip() for a in args.assets.split(",") if a.strip()]
     if asset_names:
         for name, (model, up) in asset_sources(asset_names, args.assets_dir).items():
-            gt = work / f"gt_{name}"
+            gt = work / (f"gt_{name}" if args.nonrigidity is None else f"gt_{name}_nr{args.nonrigidity:g}")
             splats = args.splats or (20_000 if args.device.startswith("cuda") else 5_000)
             if not (gt / "ground_truth.npz").is_file():
                 t = time.perf_counter()
-                make_ground_truth(gt, splats, args.device, args.size, model=model, up=up)
+                make_ground_truth(gt, splats, args.device, args.size, model=model, up=up, nonrigidity=args.nonrigidity)
                 print(f"[{name}] ground truth made in {time.perf_counter() - t:.1f} s", flush=True)
             row = bench_variant(name, gt, args, work)
             rows.append(row)

@@ -520,7 +520,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "--device", args.device]  # fmt: skip
         if tiny:
             cmd += ["--size", "64", "--max-vertices", "400", "--heldout", "2"]
-        rc, seconds, tail = _run(cmd, env, "ground truth")
+        gt_env = dict(env, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p))
+        rc, seconds, tail = _run(cmd, gt_env, "ground truth")  # the example against its own tree's a3d_cli
         report["ground_truth"] = {"exit_code": rc, "seconds": round(seconds, 1)}
         if rc:
             raise SystemExit(f"ground truth failed:\n{tail}")

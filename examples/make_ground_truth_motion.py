@@ -5,6 +5,8 @@ Usage:
     python examples/make_ground_truth_motion.py --model my.glb --out gt   # any file `a3d prepare` reads
     python examples/make_ground_truth_motion.py --model scene.ply --up -y --out gt   # a 3DGS file
     python examples/make_ground_truth_motion.py --out gt --splat-count 5000 --device cpu   # quicker on a CPU
+    python examples/make_ground_truth_motion.py --model duck.glb --nonrigid-scale 0.5 --out gt  # half the bending
+    python examples/make_ground_truth_motion.py --model duck.glb --nonrigidity 5 --out gt      # as non-rigid as the fox
 Then:
     a3d reconstruct gt/run --video gt/video
     python benchmarks/bench_reconstruct.py --gt gt
@@ -29,6 +31,11 @@ and every point moves along a smooth path with no jump:
     2. a twist about the long axis, up to 14° at the ends;
     3. a bend: rotation about the lateral axis that grows linearly along the long axis (±10° at the ends);
     4. a global turn (±9° yaw) and hop (4 % of the radius).
+`--nonrigid-scale S` multiplies the angles of 1-3 (the deformation) by S and keeps 4 (rigid). The same
+angles deform a short, wide asset more than a long, narrow one (a twist shears a point in proportion to its
+distance from the long axis over the half length), so `--nonrigidity PCT` instead picks the scale at which
+the splats' motion has that non-rigidity (`a3d_cli.gaussians.arap.nonrigidity_pct`; the fox's is about 5 at
+scale 1): assets compared at equal non-rigidity (docs/reconstruct.md, *What limits each asset*).
 Splats follow it exactly: positions through the map, orientations through the rotation part (polar
 decomposition) of its Jacobian, so the video is the motion of the very splats `a3d reconstruct` fits.
 """
@@ -44,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from a3d_cli.gaussians.arap import nonrigidity_pct
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.ply import read_ply
 from a3d_cli.geometry import quat_multiply, rotmat_to_quat
@@ -76,13 +84,18 @@ class MotionSpec:
     hop: float = 0.036  # global rise
 
     @classmethod
-    def for_points(cls, points: np.ndarray) -> MotionSpec:
+    def for_points(cls, points: np.ndarray, nonrigid_scale: float = 1.0) -> MotionSpec:
+        """The motion fitted to `points` [N, 3]; `nonrigid_scale` multiplies the angles of the parts that
+        deform (nod, twist, bend), not the global turn and hop."""
         lo, hi = points.min(0), points.max(0)
         long_axis = 0 if (hi[0] - lo[0]) > (hi[2] - lo[2]) else 2
         return cls(
             long_axis=long_axis,
             centre=tuple(float(c) for c in (lo + hi) / 2),
             half_length=float(hi[long_axis] - lo[long_axis]) / 2,
+            part_angle=cls.part_angle * nonrigid_scale,
+            twist=cls.twist * nonrigid_scale,
+            bend=cls.bend * nonrigid_scale,
         )
 
 
@@ -135,6 +148,40 @@ def max_stretch(rest: np.ndarray, edges: np.ndarray, moved: np.ndarray) -> float
     return float(np.abs(lt[:, keep] / l0[keep] - 1.0).max())
 
 
+def calibrate_nonrigid_scale(
+    points: np.ndarray,
+    target_pct: float,
+    spec_points: np.ndarray | None = None,
+    max_points: int = 4000,
+    rounds: int = 4,
+) -> float:
+    """The `--nonrigid-scale` at which the motion of `points` [N, 3] has non-rigidity `target_pct`
+    (`a3d_cli.gaussians.arap.nonrigidity_pct`, measured on at most `max_points` of them, evenly picked).
+
+    Args:
+        points: where the motion is measured (the splat centres: what the fit's ARAP term sees).
+        target_pct: the non-rigidity wanted.
+        spec_points: the points the motion is fitted to (`MotionSpec.for_points`; default `points`).
+
+    Non-rigidity grows about linearly with the deforming angles, so a few proportional corrections converge.
+    """
+    pts = np.asarray(points, dtype=np.float64)[:: max(1, len(points) // max_points)]
+    frame_of = np.asarray(spec_points if spec_points is not None else points)
+    x = torch.from_numpy(pts)
+
+    def measure(scale: float) -> float:
+        spec = MotionSpec.for_points(frame_of, scale)
+        return nonrigidity_pct(torch.stack([motion_map(x, f / (NUM_FRAMES - 1), spec) for f in range(NUM_FRAMES)]))
+
+    scale, now = 1.0, measure(1.0)
+    for _ in range(rounds):
+        if now <= 1e-9:
+            break
+        scale *= target_pct / now
+        now = measure(scale)
+    return scale
+
+
 def neighbour_edges(points: np.ndarray, k: int = 6) -> np.ndarray:
     """[P·k, 2] pairs joining each point to its k nearest neighbours (for splat inputs, which have no edges)."""
     x = torch.from_numpy(np.asarray(points, dtype=np.float32))
@@ -184,6 +231,12 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--shade", default="auto", choices=["auto", "on", "off"], help="a3d prepare --shade")
     ap.add_argument("--max-vertices", type=int, default=20_000, help="a3d prepare --max-vertices")
     ap.add_argument("--size", type=int, default=256, help="video and held-out resolution (MV-VDM: 256)")
+    amount = ap.add_mutually_exclusive_group()
+    amount.add_argument("--nonrigid-scale", type=float, default=1.0,
+                        help="multiply the deforming angles (nod, twist, bend) by this; the turn and hop stay")
+    amount.add_argument("--nonrigidity", type=float, default=None, metavar="PCT",
+                        help="scale the deforming angles so the splats' motion has this non-rigidity "
+                             "(%% of the edge length, arap.nonrigidity_pct; the fox's at scale 1 is about 5)")
     ap.add_argument("--heldout", type=int, default=len(HELDOUT), help="how many of the 8 held-out views")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
@@ -204,7 +257,10 @@ def main(argv: list[str] | None = None) -> Path:
     else:  # a 3DGS file: score the splat centres
         rest_np = static.means.numpy()
         edges, points = neighbour_edges(rest_np), "splats"
-    spec = MotionSpec.for_points(rest_np)
+    scale = args.nonrigid_scale
+    if args.nonrigidity is not None:
+        scale = calibrate_nonrigid_scale(static.means.numpy(), args.nonrigidity, spec_points=rest_np)
+    spec = MotionSpec.for_points(rest_np, scale)
 
     # 2. the motion, per frame: splats (for the renders) and mesh vertices (for scoring)
     cams, held = mvvdm_cameras(), orbit_cameras(*zip(*HELDOUT[: args.heldout], strict=True), radius=3.0, fov_deg=40.0)
@@ -235,8 +291,10 @@ def main(argv: list[str] | None = None) -> Path:
     )
     disp = np.linalg.norm(np.stack(vertices) - rest_np[None], axis=-1)
     stretch = max_stretch(rest_np, edges, np.stack(vertices))
+    nonrigid = nonrigidity_pct(torch.from_numpy(np.stack(splat_means)[:, :: max(1, len(static) // 4000)]))
     print(f"wrote {out}: {len(static)} splats, {len(rest)} {points} points, mean motion {100 * disp.mean() / radius:.1f}% "
-          f"(max {100 * disp.max() / radius:.1f}%) of the radius {radius:.3f}, max edge stretch {100 * stretch:.1f}%")  # fmt: skip
+          f"(max {100 * disp.max() / radius:.1f}%) of the radius {radius:.3f}, max edge stretch {100 * stretch:.1f}%, "
+          f"non-rigidity {nonrigid:.1f}% (deforming angles ×{scale:.3f})")  # fmt: skip
     return out
 
 

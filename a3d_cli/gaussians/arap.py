@@ -206,6 +206,24 @@ def arap_energy_at(rest: Tensor, deformed: Tensor, centre: Tensor, idx: Tensor) 
     return ((edges - rigid).square().sum(-1) * w).sum()
 
 
+def nonrigidity_pct(points: Tensor, k: int = 3) -> float:
+    """How far a motion is from locally rigid, as the ARAP term measures it: the rms residual of every
+    point's k nearest-neighbour edges after their best rotation, over frames 1 … F-1, in % of the rms rest
+    edge length (0 for any rigid motion, about 100·s for a uniform stretch by s).
+
+    Used to compare known motions across assets (examples/make_ground_truth_motion.py `--nonrigidity`,
+    benchmarks/bench_reconstruct.py).
+
+    Args:
+        points: [F, N, 3] positions per frame; frame 0 is the rest state.
+    """
+    p = points.detach().float()
+    nb = knn_neighbours(p[0], k)
+    rest_len2 = (p[0][:, None] - p[0][nb.idx.clamp_min(0)]).square().sum(-1)[nb.valid]
+    per_edge = float(arap_energy(p[0], p[1:], nb)) / max(int(nb.valid.sum()) * (p.shape[0] - 1), 1)
+    return 100.0 * (per_edge / max(float(rest_len2.mean()), 1e-30)) ** 0.5
+
+
 class ArapRegularizer:
     """The reconstruction loss's ARAP term: neighbours fixed at construction, points sampled per call.
 

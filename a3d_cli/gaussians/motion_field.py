@@ -43,6 +43,12 @@ from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 
 from .container import Gaussians
 
+COARSE_GRID = (12, 12, 12, 8)
+"""A coarse HexPlane level (x, y, z, t cells) that the quickstart preset puts in front of Animate3D's two: a
+cell spans a sixth of the [-1, 1] cube, so one feature moves a whole region — on uniformly coloured or
+strongly bending parts the image loss reaches the finer levels only at edges (docs/reconstruct.md, *What
+limits each asset*)."""
+
 
 @dataclass(frozen=True)
 class MotionFieldConfig:

@@ -73,8 +73,38 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
                                    "--size", "64", "--no-profile", "--assets", "fox", "--work", str(tmp_path / "w"),
                                    "--out", str(out)])  # fmt: skip
     assert [r["variant"] for r in rows] == ["fox"]
-    saved = json.loads(out.read_text())["rows"][0]["result"]
+    saved_all = json.loads(out.read_text())
+    saved = saved_all["rows"][0]["result"]
     assert saved["heldout_psnr"] > 10 and 0 <= saved["vertex_error_pct"] < 100
+    # the error split by what the video cameras see, the area-uniform surface error, the motion's non-rigidity
+    assert 50 < saved["visible_vertex_frames_pct"] <= 100 and 0 <= saved["vertex_error_visible_pct"] < 100
+    for r in (saved, saved_all["rows"][0]["static"]):  # seen and unseen vertex-frames make up the whole
+        share = r["visible_vertex_frames_pct"] / 100
+        hidden = r["vertex_error_hidden_pct"] or 0.0
+        assert abs(share * r["vertex_error_visible_pct"] + (1 - share) * hidden - r["vertex_error_pct"]) < 0.02
+    assert saved_all["rows"][0]["static"]["surface_error_pct"] > 0  # the static model misses the true motion
+    assert 0 < saved_all["rows"][0]["gt_nonrigidity_pct"] < 50
+    header = saved_all["markdown"].splitlines()[0]
+    assert "vertex err % r (static)" in header and "seen / unseen" in header and "non-rigid" in header
+
+
+def test_bench_reconstruct_at_a_set_nonrigidity_with_a_coarse_level(tmp_path: Path, monkeypatch) -> None:
+    """`--nonrigidity` makes a ground truth that deforms that much; `--coarse-level` fits a field with one more level."""
+    from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionFieldConfig
+    from a3d_cli.gaussians.motion_io import load_motion
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    work = tmp_path / "w"
+    rows = bench_reconstruct.main(["--device", "cpu", "--preset", "reference", "--steps", "4", "--splats", "400",
+                                   "--size", "64", "--no-profile", "--assets", "fox", "--work", str(work),
+                                   "--nonrigidity", "3", "--coarse-level"])  # fmt: skip
+    row = rows[0]
+    assert abs(row["gt_nonrigidity_pct"] - 3.0) < 0.3  # the fox's own is about 5
+    assert (work / "gt_fox_nr3" / "ground_truth.npz").is_file()
+    assert row["coarse_level"] and row["preset"] == "custom"
+    assert "| fox + coarse level @ 3 % non-rigid | custom |" in bench_reconstruct.asset_table(rows)
+    motion = load_motion(work / "run_fox" / "motion" / "coarse.safetensors")
+    assert motion.field.config.grid_sizes == (COARSE_GRID, *MotionFieldConfig().grid_sizes)  # the reference's two after it
 
 
 def test_bench_lift_orbits_are_a3d_s_own_and_the_dynamic_one_is_seeded_like_the_stage() -> None:

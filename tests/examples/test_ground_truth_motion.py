@@ -53,6 +53,35 @@ def test_motion_keeps_neighbours_together_and_moves_without_jumps():
     assert accel.max() < 0.6 * step.max()
 
 
+def test_nonrigid_scale_scales_the_deformation_and_keeps_the_rigid_turn_and_hop():
+    mod = _script()
+    v, f = _creature()
+    edges = unique_edges(f)
+
+    def frames(scale: float) -> np.ndarray:
+        spec = mod.MotionSpec.for_points(v, nonrigid_scale=scale)
+        return np.stack([mod.motion_map(torch.from_numpy(v), i / 15, spec).numpy() for i in range(16)])
+
+    full, half, rigid = frames(1.0), frames(0.5), frames(0.0)
+    assert mod.max_stretch(v, edges, rigid) < 1e-9  # only the turn and hop are left: no edge changes length
+    assert np.linalg.norm(rigid - v, axis=-1).max() > 0.03  # and they still move it
+    s_full, s_half = mod.max_stretch(v, edges, full), mod.max_stretch(v, edges, half)
+    assert 0.35 * s_full < s_half < 0.65 * s_full  # stretch about halves with the angles
+
+
+def test_nonrigidity_target_picks_the_scale_that_reaches_it():
+    from a3d_cli.gaussians.arap import nonrigidity_pct
+
+    mod = _script()
+    v, _ = _creature()
+    for target in (2.0, 6.0):
+        scale = mod.calibrate_nonrigid_scale(v, target)
+        spec = mod.MotionSpec.for_points(v, scale)
+        moved = torch.stack([mod.motion_map(torch.from_numpy(v), i / 15, spec) for i in range(16)])
+        assert abs(nonrigidity_pct(moved) - target) < 0.05 * target
+    assert mod.calibrate_nonrigid_scale(v, 2.0) < mod.calibrate_nonrigid_scale(v, 6.0)
+
+
 def test_ground_truth_from_a_3dgs_file_with_up_and_front(tmp_path):
     mod = _script()
     v, f = _creature()

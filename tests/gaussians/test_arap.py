@@ -161,3 +161,20 @@ def test_draw_then_energy_is_the_same_call_with_the_same_seed():
     torch.testing.assert_close(
         ArapRegularizer.from_points(rest, sample_points=0)(deformed), arap_energy(rest, deformed, knn_neighbours(rest, 3))
     )
+
+
+def test_nonrigidity_is_zero_for_a_rigid_motion_and_the_stretch_for_a_uniform_scaling() -> None:
+    from a3d_cli.gaussians.arap import nonrigidity_pct
+
+    rest = torch.rand(300, 3, generator=torch.Generator().manual_seed(0))
+    c, s = math.cos(0.7), math.sin(0.7)
+    rot = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    assert nonrigidity_pct(torch.stack([rest, rest @ rot.T + 0.3, rest @ rot.T - 0.1])) < 0.01
+    assert abs(nonrigidity_pct(torch.stack([rest, 1.1 * rest @ rot.T])) - 10.0) < 0.1
+
+    def sheared(g: float) -> torch.Tensor:
+        out = rest.clone()
+        out[:, 0] = out[:, 0] + g * out[:, 1]  # a shear: no stretch of the x axis, yet not rigid
+        return torch.stack([rest, out])
+
+    assert 0.5 < nonrigidity_pct(sheared(0.05)) < nonrigidity_pct(sheared(0.1)) < nonrigidity_pct(sheared(0.2))

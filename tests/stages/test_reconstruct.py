@@ -14,7 +14,7 @@ from helpers import reconstruct_static as _static
 from helpers import video_folder as _video
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
-from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
+from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings, active_frames, subsample_splats
 from a3d_cli.gaussians.motion_io import load_motion, save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
@@ -39,8 +39,10 @@ def one_thread():
 def test_presets_follow_the_device_and_overrides_win():
     name, s = ReconstructOptions().resolve("cpu")
     assert name == "quickstart" and s.resolution == 128 and s.max_splats > 0 and s.frames_per_step > 0
+    assert s.field.grid_sizes == (COARSE_GRID, *MotionFieldConfig().grid_sizes)  # a coarse level, then the reference's
     name, s = ReconstructOptions().resolve("cuda")
     assert name == "reference"
+    assert s.field == MotionFieldConfig()  # Animate3D's field, untouched
     assert (s.steps, s.steps_per_frame, s.resolution, s.frames_per_step, s.max_splats) == (800, 50, 256, 0, 0)
     assert (s.lr_grid, s.lr_heads, s.lr_global, s.adam_eps) == (0.01, 1e-4, 1e-3, 1e-15)
     assert (s.lambda_rgb, s.lambda_mask, s.lambda_arap, s.arap_neighbours, s.arap_samples) == (
