@@ -27,6 +27,8 @@ Usage:
     python benchmarks/profile_stage_busy.py --out busy.json
     # before/after in one command: an older a3d_cli copied into .before/ (e.g. `git archive BASE a3d_cli | tar -x -C .before`)
     python benchmarks/profile_stage_busy.py --trees before=.before,after=. --out busy.json
+    # what the CUDA graphs alone buy: the same tree with and without them
+    python benchmarks/profile_stage_busy.py --graphs off --out busy_nographs.json
     # CPU smoke test (tiny sizes, quickstart preset, tiny MV-VDM)
     python benchmarks/profile_stage_busy.py --tiny --device cpu
 
@@ -312,8 +314,9 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
         shutil.rmtree(run_dir)
     shutil.copytree(Path(args.gt) / "run", run_dir)
     small = {"resolution": 32, "max_splats": 300} if args.tiny else {}
-    # the graphed step is opt-in: trees that have it run it, so "after" measures the graphs
-    graphs = {"cuda_graphs": True} if "cuda_graphs" in stage.ReconstructOptions.__dataclass_fields__ else {}
+    # trees with the graphed step run it as --graphs says (on: "after" measures the graphs)
+    has_graphs = "cuda_graphs" in stage.ReconstructOptions.__dataclass_fields__
+    graphs = {"cuda_graphs": args.graphs == "on"} if has_graphs else {}
     opts = stage.ReconstructOptions(
         video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False, **small, **graphs
     )
@@ -389,7 +392,8 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     else:
         comp, size = bm.build_components(dev, dtype), bm.SIZE
     accelerate(dev, [comp.unet], compile=False)  # what the stage does without --compile
-    graph = {"cuda_graph": True} if "cuda_graph" in inspect.signature(generate_mvvideo).parameters else {}
+    has_graph = "cuda_graph" in inspect.signature(generate_mvvideo).parameters
+    graph = {"cuda_graph": args.graphs == "on"} if has_graph else {}
     views = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(1))
     c2w = mvvdm_cameras().c2w
 
@@ -433,7 +437,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
 def child_main(args: argparse.Namespace) -> None:
     """Run one stage on one tree and write its row to --child-out."""
     where = _import_tree(Path(args.code_root).resolve())
-    row = {"tree": args.tag, "stage": args.stage, "a3d_cli": where, **_environment(args.device)}
+    row = {"tree": args.tag, "stage": args.stage, "graphs": args.graphs, "a3d_cli": where, **_environment(args.device)}
     row.update(child_reconstruct(args) if args.stage == "reconstruct" else child_mvvideo(args))
     Path(args.child_out).write_text(json.dumps(row, indent=2))
 
@@ -458,6 +462,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--stages", default="reconstruct,mvvideo", help="comma list: reconstruct, mvvideo")
     ap.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     ap.add_argument("--tiny", action="store_true", help="smoke test: tiny ground truth, quickstart, tiny MV-VDM")
+    ap.add_argument("--graphs", default="on", choices=["on", "off"],
+                    help="CUDA graphs in the trees that have them (reconstruct's step, mvvideo's guided call)")  # fmt: skip
     ap.add_argument("--splats", type=int, default=None, help="ground-truth splats (default 20000; tiny 400)")
     ap.add_argument("--preset", default=None, help="reconstruct preset (default reference; tiny quickstart)")
     ap.add_argument("--steps", type=int, default=None, help="reconstruct steps override (default: the preset's)")
@@ -532,7 +538,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             child_out.unlink(missing_ok=True)
             cmd = [py, str(Path(__file__).resolve()), "--child", "--stage", stage_name, "--code-root", str(Path(folder).resolve()),
                    "--tag", tag, "--gt", str(gt), "--child-out", str(child_out), "--work", str(work), "--device", args.device,
-                   "--preset", args.preset, "--mv-dtype", args.mv_dtype, "--mv-steps", str(args.mv_steps),
+                   "--preset", args.preset, "--graphs", args.graphs, "--mv-dtype", args.mv_dtype, "--mv-steps", str(args.mv_steps),
                    "--mv-freeinit", str(args.mv_freeinit), "--window-steps", str(args.window_steps),
                    "--window-skip", str(args.window_skip), "--window-stage", str(args.window_stage), "--seed", str(args.seed)]  # fmt: skip
             if args.steps is not None:

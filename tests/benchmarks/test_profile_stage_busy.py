@@ -66,11 +66,12 @@ def test_tiny_run_profiles_the_reconstruct_stage_end_to_end(tmp_path, monkeypatc
     """The script against this tree's stage and run layout (it broke silently when a file name moved)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "busy.json"
-    busy.main(["--tiny", "--device", "cpu", "--stages", "reconstruct", "--work", str(tmp_path / "w"), "--out", str(out)])
+    busy.main(["--tiny", "--device", "cpu", "--stages", "reconstruct", "--graphs", "off", "--work", str(tmp_path / "w"),
+               "--out", str(out)])  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1 and "error" not in rows[0], rows
     row = rows[0]
-    assert row["stage"] == "reconstruct" and row["total_seconds"] > 0
+    assert row["stage"] == "reconstruct" and row["graphs"] == "off" and row["total_seconds"] > 0
     assert row["quality"]["heldout_psnr"] > 10 and [w["label"] for w in row["windows"]] == ["F=1", "F=2"]
 
 
