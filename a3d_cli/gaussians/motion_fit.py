@@ -25,6 +25,7 @@ from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
 from a3d_cli.io.masks import MaskOptions
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, RESOLUTION
+from a3d_cli.phase_clock import PhaseClock
 from a3d_cli.render.splats import render_splats
 
 if TYPE_CHECKING:
@@ -260,15 +261,7 @@ def fit_motion(
         cuda_graphs=settings.cuda_graphs,
         on_notice=None if prog is None else prog.log,
     )
-    timings = dict.fromkeys(("data", "field", "raster", "loss", "backward"), 0.0)
-    clock = [0.0]
-
-    def tick(name: str) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        timings[name] += now - clock[0]
-        clock[0] = now
+    clock = PhaseClock(device, ("data", "field", "raster", "loss", "backward"))
 
     frame_tensors: dict[tuple[int, ...], Tensor] = {}  # device copies of the frame lists, made once each
 
@@ -287,16 +280,16 @@ def fit_motion(
     start = time.perf_counter()
     pending = 0
     for step in range(settings.steps):
-        clock[0] = time.perf_counter()
+        clock.restart()
         frames = active_frames(step, settings, gen)
         frames_dev = frames_on_device(frames)
         if profile:
-            tick("data")
+            clock.mark("data")
         opt.zero_grad(set_to_none=True)
-        loss, loss_rgb = step_fn(frames_dev, dev_gen, tick if profile else None)
+        loss, loss_rgb = step_fn(frames_dev, dev_gen, clock.mark if profile else None)
         opt.step()
         if profile:
-            tick("backward")
+            clock.mark("backward")
         pending += 1
         if on_step is not None:
             on_step(step, motion)
@@ -312,7 +305,7 @@ def fit_motion(
         field=motion,
         losses=losses,
         seconds=seconds,
-        profile=timings if profile else {},
+        profile=clock.seconds if profile else {},
         graph_recordings=step_fn.recordings,
     )
 

@@ -10,7 +10,6 @@ Examples:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from a3d_cli.lift.masks import WhiteMaskOptions
 from a3d_cli.lift.meshing import MeshSettings
 from a3d_cli.lift.views import OrbitViews
 from a3d_cli.mesh.surface import SurfaceMesh
+from a3d_cli.phase_clock import PhaseClock
 
 if TYPE_CHECKING:
     from a3d_cli.progress import Progress
@@ -109,8 +109,7 @@ def lift(
     from a3d_cli.lift.texture import bake_texture, unwrap
     from a3d_cli.lift.views import resize_views, scene_radius
 
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
+    clock = PhaseClock(device)
 
     # 1. masks at the input size, then everything at the fit size
     _say(progress, "lift: masks and visual hull")
@@ -129,10 +128,9 @@ def lift(
             hint="Check that cameras.json lists the cameras of the frames in the same order (frame_i ↔ cameras[i]).",
         )
     init = hull_mod.hull_splats(hull, small.images.to(device), cams, settings.max_splats, seed=seed).to(device)
-    seconds["hull"] = time.perf_counter() - t0
+    clock.mark("hull")
 
     # 2. fit the splats
-    t1 = time.perf_counter()
     _say(progress, "lift: fitting splats", total=settings.fit.steps)
     fitted = fit_static(init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, progress=progress)
     g = fitted.gaussians
@@ -145,19 +143,17 @@ def lift(
     masks = refine_masks(masks, small.images, alpha, settings.masks.threshold, max(1, round(settings.refine_band * size)))
     view_psnr = psnr(rgb, small.images, (1, 2, 3))
     iou = mask_iou((alpha > 0.5).float(), masks)
-    seconds["fit"] = time.perf_counter() - t1
+    clock.mark("fit")
 
     # 3. mesh
-    t2 = time.perf_counter()
     _say(progress, "lift: extracting the mesh")
     try:
         vertices, faces = extract_mesh(g, cams, half_width, settings.mesh)
     except ValueError as exc:
         raise InputError(f"The fitted splats hold no surface to mesh ({exc}).") from exc
-    seconds["mesh"] = time.perf_counter() - t2
+    clock.mark("mesh")
 
     # 4. texture
-    t3 = time.perf_counter()
     _say(progress, "lift: baking the texture")
     uvs, vmap, tfaces = unwrap(vertices, faces, settings.texture_size)
     tv = vertices[vmap]
@@ -169,8 +165,8 @@ def lift(
     tol = 3.0 * 2 * half_width / settings.mesh.resolution
     texture = bake_texture(tv, tfaces, uvs, tex_views.images.to(device), t_depth, t_alpha, cams, g, settings.texture_size, tol)
     mesh = SurfaceMesh(tv, tfaces, np.ones((len(tv), 4), np.float32), uvs, texture)
-    seconds["texture"] = time.perf_counter() - t3
-    return LiftResult(g.to("cpu"), init.to("cpu"), mesh, masks, rgb, alpha, view_psnr, iou, seconds)
+    clock.mark("texture")
+    return LiftResult(g.to("cpu"), init.to("cpu"), mesh, masks, rgb, alpha, view_psnr, iou, clock.seconds)
 
 
 __all__ = ["LiftResult", "LiftSettings", "lift"]

@@ -29,7 +29,6 @@ Examples:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +46,7 @@ from a3d_cli.gaussians.motion_fit import (
     subsample_splats,
 )
 from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_frames
+from a3d_cli.phase_clock import PhaseClock
 from a3d_cli.run_layout import COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
@@ -186,16 +186,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
 
     progress = ctx.progress
     device = torch.device(ctx.device)
-    seconds: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def phase_done(name: str) -> None:
-        """Seconds since the previous phase ended (the device drained first, so work lands in its phase)."""
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        seconds[name] = round(now - clock[0], 3)
-        clock[0] = now
+    clock = PhaseClock(device)
 
     # 1. inputs: video (checked), cameras, static splats
     progress.start("reconstruct: reading the video", total=None)
@@ -203,7 +194,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
     static_all = read_ply(ctx.input(STATIC_PLY)).to(device)
     native = video.rgb.shape[2]
-    phase_done("inputs")
+    clock.mark("inputs")
 
     # 2. masks: alpha when the frames have it, else computed against the static silhouette
     if video.alpha is not None:
@@ -217,14 +208,14 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         ctx.metrics["masks"] = "computed"
     targets = resize_square(video.rgb, s.resolution)  # [V, F, S, S, 3]
     masks = resize_square(masks[..., None], s.resolution)[..., 0]  # [V, F, S, S]
-    phase_done("masks")
+    clock.mark("masks")
 
     # 3. fit on (a subset of) the splats
     gen = torch.Generator().manual_seed(ctx.seed)
     train = subsample_splats(static_all, s.max_splats, gen)
     progress.log(f"fitting on {len(train)} of {len(static_all)} splats at {s.resolution}², {s.steps} steps ({preset})")
     fit = fit_motion(train, cams, targets, masks, s, seed=ctx.seed, progress=progress)
-    phase_done("fit")
+    clock.mark("fit")
 
     # 4. score every frame with all splats, save
     progress.start("reconstruct: scoring and writing", total=None)
@@ -237,7 +228,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         top = torch.cat(list(targets), dim=2)  # [F, S, V·S, 3]
         bottom = torch.cat(list(rgb), dim=2)  # [F, S, V·S, 3]
         ctx.write_video(COARSE_PREVIEW, torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
-    phase_done("scoring_and_writing")
+    clock.mark("scoring_and_writing")
     ctx.metrics.update(
         preset=preset,
         steps=s.steps,
@@ -248,7 +239,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         psnr=round(float(per_view.mean()), 3),
         psnr_static=round(float(static_psnr.mean()), 3),
         fit_seconds=round(fit.seconds, 2),
-        seconds_per_phase=seconds,
+        seconds_per_phase={name: round(t, 3) for name, t in clock.seconds.items()},
         cuda_graph_recordings=fit.graph_recordings,
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
