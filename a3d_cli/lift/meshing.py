@@ -106,7 +106,7 @@ def fuse_tsdf(
         surface = inside & (a > alpha_threshold)
         sdf = torch.where(surface, (d - z).clamp(-truncation, truncation), torch.full_like(z, truncation))
         valid = inside & (~surface | (d - z > -truncation))
-        hidden = (inside & surface & ~valid).any(0)  # behind the surface in some view
+        hidden = (surface & ~valid).any(0)  # behind the surface in some view
         w = valid.float()
         total = w.sum(0)
         undecided = torch.where(hidden, torch.full_like(total, -truncation), torch.full_like(total, truncation))

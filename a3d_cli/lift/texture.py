@@ -118,10 +118,19 @@ def point_visibility(
     Returns:
         (visible [V, P] bool, cos [V, P] of the angle between the normal and the direction to the camera).
     """
-    size = depths.shape[1]
+    uv, z = project(points, cameras, depths.shape[1])
+    return _visibility(points, normals, uv, z, torch.stack([depths, alphas], dim=-1), cameras, depth_tolerance, slope)
+
+
+def _visibility(
+    points: Tensor, normals: Tensor, uv: Tensor, z: Tensor, depth_alpha: Tensor, cameras: CameraSet,
+    depth_tolerance: float, slope: bool,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """`point_visibility` from the points' projection (uv [V, P, 2], z [V, P]) and the stacked [V, S, S, 2]
+    depth and alpha maps, so a caller that also samples colours projects and stacks once."""
+    size = depth_alpha.shape[1]
     centres = cameras.c2w[:, :3, 3].to(points)  # [V, 3]
-    uv, z = project(points, cameras, size)
-    near = sample_images(torch.stack([depths, alphas], dim=-1), uv, mode="nearest")  # [V, P, 2], no blending
+    near = sample_images(depth_alpha, uv, mode="nearest")  # [V, P, 2], no blending
     inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
     cos = (F.normalize(centres[:, None] - points[None], dim=-1) * normals[None]).sum(-1)  # [V, P]
     tolerance = torch.full_like(z, depth_tolerance)
@@ -146,11 +155,13 @@ def view_colours(
         (colours [P, 3], total weight [P]; 0 where no view sees the point).
     """
     size = images.shape[1]
+    depth_alpha = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2], once for every chunk
     cols, weights = [], []
     for s in range(0, points.shape[0], chunk):
         p, n = points[s : s + chunk], normals[s : s + chunk]
-        visible, cos = point_visibility(p, n, depths, alphas, cameras, depth_tolerance)
-        smp = sample_images(images, project(p, cameras, size)[0], mode="bilinear")  # [V, P, 3]
+        uv, z = project(p, cameras, size)
+        visible, cos = _visibility(p, n, uv, z, depth_alpha, cameras, depth_tolerance, slope=False)
+        smp = sample_images(images, uv, mode="bilinear")  # [V, P, 3]
         w = visible.float() * cos.clamp_min(0).square()
         total = w.sum(0)
         cols.append((w[..., None] * smp).sum(0) / total.clamp_min(1e-8)[:, None])

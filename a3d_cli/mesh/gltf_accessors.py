@@ -24,6 +24,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from a3d_cli.errors import InputError
+from a3d_cli.io.regular import read_regular
 
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A  # b"JSON"
@@ -141,7 +142,7 @@ def read_document(path: Path, resolver: Any) -> GltfDocument:
         InputError: unreadable JSON, a buffer that cannot be read or is shorter than declared.
     """
     path = Path(path)
-    doc, binary = parse_gltf(path.read_bytes(), path.name)
+    doc, binary = parse_gltf(read_regular(path), path.name)  # never blocks on a pipe swapped in after the check
     buffers: list[bytes | memoryview] = []
     for i, buf in enumerate(doc.get("buffers") or []):
         if not isinstance(buf, dict):

@@ -368,12 +368,10 @@ class _Rewriter:
                 attrs, ext = prim.get("attributes") or {}, (prim.get("extensions") or {}).get(DRACO)
                 if ext is None:
                     continue
-                fallback = all("bufferView" in (self.doc.json["accessors"][i] or {}) for i in attrs.values() if _valid(self.doc, i))
-                if honoured_here(DRACO):
-                    pass
-                elif fallback:  # optional Draco may carry plain data too
-                    continue
-                else:
+                if not honoured_here(DRACO):
+                    accessors = self.doc.json["accessors"]
+                    if all("bufferView" in (accessors[i] or {}) for i in attrs.values() if _valid(self.doc, i)):
+                        continue  # optional Draco may carry plain data too
                     refuse(self.doc.name, DRACO, "uses")
                 try:
                     view = ext["bufferView"]

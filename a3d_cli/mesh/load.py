@@ -97,7 +97,8 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     path = Path(path)
     check_input_file(path)
     logging.getLogger("trimesh").setLevel(logging.ERROR)
-    resolver = _resolver(path, allow_external_refs)
+    library = _obj_library(path)  # read once: the resolver and the texture check both need it
+    resolver = _resolver(path, allow_external_refs, library)
     source: object = str(path)
     kwargs: dict[str, object] = {}
     if path.suffix.lower() in (".glb", ".gltf"):  # decode what trimesh would misread (a3d_cli.mesh.gltf_core)
@@ -105,7 +106,7 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
 
         source, kwargs = io.BytesIO(core_glb(path, resolver)), {"file_type": "glb"}
     elif path.suffix.lower() == ".obj":
-        _check_obj_textures(path, resolver)
+        _check_obj_textures(path, resolver, library)
     try:
         scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
         # flatten the scene graph ourselves: trimesh's Scene.dump() copies visuals and loses COLOR_0 on textured parts
@@ -140,7 +141,7 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     return mesh
 
 
-def _check_obj_textures(path: Path, resolver: Any) -> None:
+def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> None:
     """Decode every `map_Kd` image of the OBJ's material library (`a3d_cli.mesh.texture_check`): trimesh
     would drop one it cannot decode without a word. The library is the one trimesh loads
     (`a3d_cli.mesh.mtl.obj_material_library`), asked for by its name as written through the same rooted
@@ -148,10 +149,9 @@ def _check_obj_textures(path: Path, resolver: Any) -> None:
     folder (or through a link out of it) is never opened. Each image is asked for by its name as written,
     so the resolver finds the very file trimesh will read. A library that is missing or refused, and an
     image that is missing, are left to trimesh, as before."""
-    from a3d_cli.mesh.mtl import obj_material_library, referenced_names
+    from a3d_cli.mesh.mtl import referenced_names
     from a3d_cli.mesh.texture_check import check_image, referenced_bytes
 
-    library = obj_material_library(path)  # the OBJ itself is a regular file (`check_input_file`)
     if library is None:
         return
     try:
@@ -168,18 +168,22 @@ def _check_obj_textures(path: Path, resolver: Any) -> None:
             check_image(data, name, path.name)
 
 
-def _material_dirs(path: Path) -> list[str]:
-    """The folder (relative to the OBJ's, '/' separators) of the OBJ's material library, when not its own."""
+def _obj_library(path: Path) -> str | None:
+    """The material library an OBJ names (as trimesh reads it); None for other formats or none named."""
     from a3d_cli.mesh.mtl import obj_material_library
 
-    library = obj_material_library(path) if path.suffix.lower() == ".obj" else None
+    return obj_material_library(path) if path.suffix.lower() == ".obj" else None  # a regular file: `check_input_file`
+
+
+def _material_dirs(library: str | None) -> list[str]:
+    """The folder (relative to the OBJ's, '/' separators) of the OBJ's material library, when not its own."""
     if library is None:
         return []
     folder = posixpath.normpath(posixpath.dirname(library.replace("\\", "/")) or ".")
     return [] if folder == "." else [folder]
 
 
-def _resolver(path: Path, allow_external: bool = False) -> object:
+def _resolver(path: Path, allow_external: bool = False, library: str | None = None) -> object:
     """A file resolver for the files an OBJ/glTF references, with MTL map options (`map_Kd -bm 1.0 my tex.png`,
     read as the MTL format defines them: options, then the file name as the rest of the line) and Windows
     separators tolerated. Names leading outside the asset's folder (absolute, `../`, links) are refused
@@ -188,13 +192,14 @@ def _resolver(path: Path, allow_external: bool = False) -> object:
 
     trimesh looks up an MTL's maps from the OBJ's folder; a name found nowhere from there is looked up again
     from the folder of the OBJ's material library (an MTL in `mats/` naming `../tex/a.png` or
-    `a.png`), which is where a3d's reference check (`prepare.sidecar_files`) finds it."""
+    `a.png`), which is where a3d's reference check (`prepare.sidecar_files`) finds it; `library` is that
+    library's name as the OBJ writes it (`_obj_library`), None for none."""
     from trimesh.resolvers import FilePathResolver
 
     from a3d_cli.io.regular import read_regular
     from a3d_cli.mesh.mtl import map_file_name
 
-    material_dirs = _material_dirs(path)
+    material_dirs = _material_dirs(library)
 
     class _Lenient(FilePathResolver):
         def get(self, name: str) -> bytes:

@@ -89,7 +89,7 @@ def obj_references(path: Path, keywords: tuple[str, ...]) -> list[Path]:
     """Files named after `keywords` in an MTL file (`referenced_names`), joined to its folder; [] when the
     file is missing or not a regular file (a pipe or device, whose read would never end).
 
-    The file is opened through `a3d_cli.mesh.references.open_regular` and scanned line by line.
+    The file is opened through `a3d_cli.io.regular.open_regular` and scanned line by line.
     """
     from a3d_cli.io.regular import open_regular
 

@@ -58,10 +58,11 @@ def check_reference(model: Path, target: Path, name: str, allow_external: bool =
 
 def gltf_json(path: Path) -> dict[str, Any] | None:
     """The JSON document of a .gltf or .glb file (None when it cannot be read; the loader reports that)."""
+    from a3d_cli.io.regular import read_regular
     from a3d_cli.mesh.gltf_accessors import parse_gltf
 
     try:
-        return parse_gltf(Path(path).read_bytes(), Path(path).name)[0]
+        return parse_gltf(read_regular(Path(path)), Path(path).name)[0]
     except (OSError, InputError):
         return None
 

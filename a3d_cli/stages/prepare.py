@@ -295,7 +295,7 @@ def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
 
 
 def _copy_regular(path: Path, dest: Path) -> None:
-    """Copy an input file to `dest`, reading it only as a regular file (`a3d_cli.mesh.references.open_regular`:
+    """Copy an input file to `dest`, reading it only as a regular file (`a3d_cli.io.regular.open_regular`:
     a named pipe swapped in since the input was checked is refused, not read forever)."""
     from a3d_cli.io.regular import open_regular
 
