@@ -401,7 +401,7 @@ class SdsBench(Bench):
         if name == REFERENCE:
             return self.reference
         den = MvvdmDenoiser(copy.deepcopy(self.master).to(self.device, DTYPES[name]))
-        accelerate(self.device, [den.comp.unet, den.comp.vae.encoder], compile=compile_)  # as stages/sds.py
+        accelerate(self.device, den.hot_networks(), compile=compile_)  # as stages/sds.py
         return den
 
     def condition(self):  # noqa: ANN201 - SdsCondition

@@ -54,12 +54,10 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import sync  # noqa: E402
-from gt_scoring import vertex_visibility  # noqa: E402
 from public_assets import asset_sources  # noqa: E402
 
 from a3d_cli.gaussians import motion_fit  # noqa: E402
-from a3d_cli.gaussians.arap import nonrigidity_pct  # noqa: E402
-from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionField  # noqa: E402
+from a3d_cli.gaussians.motion_field import MotionField  # noqa: E402
 from a3d_cli.gaussians.motion_io import load_motion  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
 from a3d_cli.io import video_frames  # noqa: E402
@@ -133,6 +131,8 @@ def ground_truth_visibility(gt: Path, run_dir: Path) -> np.ndarray:
     """[F, P] bool: which scored points (mesh vertices, or splat centres of a 3DGS asset) at least one video
     camera sees at each frame of the true motion (`gt_scoring.vertex_visibility`; splat centres count as
     visible everywhere: they have no faces to occlude with)."""
+    from gt_scoring import vertex_visibility  # imported here: older a3d_cli trees lack what it uses
+
     truth = np.load(gt / "ground_truth.npz")
     if "points" in truth and str(truth["points"]) == "splats":
         return np.ones(truth["vertices"].shape[:2], dtype=bool)
@@ -219,6 +219,9 @@ def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tup
 
 def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> dict:
     """Reconstruct + score one ground-truth folder."""
+    from a3d_cli.gaussians.arap import nonrigidity_pct  # here, not at the top: older trees lack these
+    from a3d_cli.gaussians.motion_field import COARSE_GRID
+
     run_dir = work / f"run_{name}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -325,6 +328,8 @@ def asset_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    from a3d_cli.gaussians.motion_field import COARSE_GRID
+
     ap = argparse.ArgumentParser(description="Benchmark a3d reconstruct on ground-truth motion.")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--gt", type=Path, default=None, help="ground-truth folder (default: made into a temp folder)")

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
     for t, c in configs:
         record(bench_one(den, static, args, t, c))
     if args.compile:
-        nets = [den.comp.unet, den.comp.vae.encoder]
+        nets = den.hot_networks()
         result["acceleration"] = accelerate(args.device, nets, compile=True).as_metrics()
         if args.compile_mode != "default":  # the same blocks, compiled again in the other mode
             compile_with_mode(nets, args.compile_mode)

@@ -209,7 +209,7 @@ def build_target(
         def call() -> None:
             refiner.step()
 
-        return [den.comp.unet, den.comp.vae.encoder], call
+        return den.hot_networks(), call
     raise ValueError(f"unknown target {target!r}")
 
 

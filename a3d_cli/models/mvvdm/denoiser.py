@@ -39,6 +39,11 @@ class MvvdmDenoiser:
         self.alphas_cumprod = comp.scheduler.alphas_cumprod.float()  # [T]
         self._text: dict[tuple[str, str], Tensor] = {}
 
+    def hot_networks(self) -> list:
+        """The networks whose time matters, for `acceleration.accelerate`: the UNet and the VAE encoder, which
+        every SDS step runs and differentiates through."""
+        return [self.comp.unet, self.comp.vae.encoder]
+
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         f = self.comp.vae_scale_factor
         return int(self.comp.vae.config.latent_channels), height // f, width // f
