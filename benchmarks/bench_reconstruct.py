@@ -219,27 +219,24 @@ def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tup
 
 def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> dict:
     """Reconstruct + score one ground-truth folder."""
-    from a3d_cli.gaussians.arap import nonrigidity_pct  # here, not at the top: older trees lack these
-    from a3d_cli.gaussians.motion_field import COARSE_GRID
+    from a3d_cli.gaussians.arap import nonrigidity_pct  # here, not at the top: older trees lack it
 
     run_dir = work / f"run_{name}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(gt / "run", run_dir)
+    coarse = {} if args.coarse_level is None else {"coarse_level": args.coarse_level}  # older trees lack the option
     opts = stage.ReconstructOptions(
         video=str(gt / "video"),
         preset=args.preset,
         steps=args.steps,
         hexplane_backend=args.hexplane_backend,
         preview=False,
+        **coarse,
     )
     preset, settings = opts.resolve(args.device)
-    if args.coarse_level and settings.field.grid_sizes[0] != COARSE_GRID:  # a coarse level before the preset's
-        grids = (COARSE_GRID, *settings.field.grid_sizes)
-        opts = replace(opts, settings=replace(settings, field=replace(settings.field, grid_sizes=grids)), steps=None)
-        preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / "static" / "gaussians.ply")
-    row: dict = {"coarse_level": bool(args.coarse_level), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
+    row: dict = {"coarse_level": args.coarse_level, "grid_sizes": [list(g) for g in settings.field.grid_sizes],
                  "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
     if args.device.startswith("cuda"):
@@ -314,7 +311,7 @@ def asset_table(rows: list[dict]) -> str:
     today = dt.date.today().isoformat()
     for r in rows:
         res, st = r["result"], r["static"]
-        name = r["variant"] + (" + coarse level" if r.get("coarse_level") else "")
+        name = r["variant"] + {True: " + coarse level", False: " − coarse level"}.get(r.get("coarse_level"), "")
         name += f" @ {r['nonrigidity_target']:g} % non-rigid" if r.get("nonrigidity_target") is not None else ""
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {name} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
@@ -345,9 +342,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--nonrigidity", type=float, default=None, metavar="PCT",
                     help="made ground truths: scale each asset's deforming angles to this non-rigidity (%% of the "
                     "edge length; the fox's is about 5), so assets compare at equal deformation")
-    ap.add_argument("--coarse-level", action="store_true",
-                    help=f"fit with a coarse HexPlane level {COARSE_GRID} before the preset's levels (the quickstart "
-                    "preset has it already)")
+    ap.add_argument("--coarse-level", action=argparse.BooleanOptionalAction, default=None,
+                    help=f"fit with (or, --no-coarse-level, without) the coarse HexPlane level {COARSE_GRID} in front "
+                    "of the field's others (default: the preset's; both presets have it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")

@@ -61,6 +61,16 @@ def reconstruct(
             rich_help_panel=_FIT,
         ),
     ] = True,
+    coarse_level: Annotated[
+        bool | None,
+        typer.Option(
+            "--coarse-level/--no-coarse-level",
+            help="Put a coarse HexPlane level (12³ × 8) in front of the field's two, or not (both presets have "
+            "it; --preset reference --no-coarse-level is Animate3D's field).",
+            rich_help_panel=_FIT,
+            show_default=False,
+        ),
+    ] = None,
     preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Write motion/coarse_preview.mp4.")] = True,
     force: ForceOption = False,
 ) -> None:
@@ -76,6 +86,7 @@ def reconstruct(
         frames_per_step=frames_per_step,
         grad_fraction=grad_fraction,
         cuda_graphs=None if cuda_graph else False,  # None: the preset's (graphs on)
+        coarse_level=coarse_level,
         preview=preview,
     )
     run_dir = resolve_path(run_dir)

@@ -44,7 +44,7 @@ from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 from .container import Gaussians
 
 COARSE_GRID = (12, 12, 12, 8)
-"""A coarse HexPlane level (x, y, z, t cells) that the quickstart preset puts in front of Animate3D's two: a
+"""A coarse HexPlane level (x, y, z, t cells) that both `reconstruct` presets put in front of Animate3D's two: a
 cell spans a sixth of the [-1, 1] cube, so one feature moves a whole region — on uniformly coloured or
 strongly bending parts the image loss reaches the finer levels only at edges (docs/reconstruct.md, *What
 limits each asset*)."""
@@ -104,6 +104,18 @@ class MotionFieldConfig:
         base = dict(grid_sizes=((8, 8, 8, 4), (12, 12, 12, 8)), grid_channels=4, head_width=8)
         base.update(overrides)
         return cls(**base)
+
+    @property
+    def has_coarse_level(self) -> bool:
+        """True when the first level is `COARSE_GRID`."""
+        return self.grid_sizes[0] == COARSE_GRID
+
+    def with_coarse_level(self, on: bool) -> MotionFieldConfig:
+        """This field with `COARSE_GRID` in front of its other levels (`on`) or without it."""
+        if on == self.has_coarse_level:
+            return self
+        grids = (COARSE_GRID, *self.grid_sizes) if on else self.grid_sizes[1:]
+        return dataclasses.replace(self, grid_sizes=grids)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from a3d_cli.errors import OptionError
-from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionFieldConfig
+from a3d_cli.gaussians.motion_field import MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import (
     FitResult,
     FitSettings,
@@ -58,17 +58,21 @@ PresetName = Literal["auto", "reference", "quickstart"]
 # --- settings (the knobs are `FitSettings`, in `a3d_cli.gaussians.motion_fit`) ---------------------------
 
 
+_WITH_COARSE_LEVEL = MotionFieldConfig().with_coarse_level(True)
+"""Animate3D's two HexPlane levels behind a coarse one (`COARSE_GRID`): both presets' field."""
+
 PRESETS: dict[str, tuple[str, FitSettings]] = {
     "reference": (
-        "Animate3D's settings: 800 steps, 256², all splats, all active frames per step (GPU).",
-        FitSettings(),
+        "Animate3D's settings (800 steps, 256², all splats, all active frames per step) with a coarse HexPlane "
+        "level in front of its two (GPU); `coarse_level=False` gives Animate3D's field.",
+        FitSettings(field=_WITH_COARSE_LEVEL),
     ),
     "quickstart": (
-        "CPU: 300 steps, 128², at most 2000 splats, 2 frames per step, Δ-head LR 1e-3, a coarse HexPlane level "
-        "in front of the reference's two; about a minute on 2 cores.",
+        "CPU: 300 steps, 128², at most 2000 splats, 2 frames per step, Δ-head LR 1e-3, the reference's field "
+        "(coarse level included); about a minute on 2 cores.",
         FitSettings(
             steps=300, steps_per_frame=18, frames_per_step=2, resolution=128, max_splats=2000, lr_heads=1e-3,
-            field=MotionFieldConfig(grid_sizes=(COARSE_GRID, *MotionFieldConfig().grid_sizes)),
+            field=_WITH_COARSE_LEVEL,
         ),  # fmt: skip
     ),
 }
@@ -88,6 +92,8 @@ class ReconstructOptions:
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
         cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
+        coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
+            removes it (`preset="reference", coarse_level=False` is Animate3D's field); None = the preset's.
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
@@ -101,6 +107,7 @@ class ReconstructOptions:
     grad_fraction: float | None = None
     hexplane_backend: str | None = None
     cuda_graphs: bool | None = None
+    coarse_level: bool | None = None
     preview: bool = True
     settings: FitSettings | None = None
 
@@ -121,6 +128,8 @@ class ReconstructOptions:
         for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs"):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)
+        if self.coarse_level is not None:
+            changes["field"] = base.field.with_coarse_level(self.coarse_level)
         return name, replace(base, **changes)
 
 

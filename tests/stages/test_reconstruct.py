@@ -42,7 +42,7 @@ def test_presets_follow_the_device_and_overrides_win():
     assert s.field.grid_sizes == (COARSE_GRID, *MotionFieldConfig().grid_sizes)  # a coarse level, then the reference's
     name, s = ReconstructOptions().resolve("cuda")
     assert name == "reference"
-    assert s.field == MotionFieldConfig()  # Animate3D's field, untouched
+    assert s.field == MotionFieldConfig(grid_sizes=(COARSE_GRID, *MotionFieldConfig().grid_sizes))  # + a coarse level
     assert (s.steps, s.steps_per_frame, s.resolution, s.frames_per_step, s.max_splats) == (800, 50, 256, 0, 0)
     assert (s.lr_grid, s.lr_heads, s.lr_global, s.adam_eps) == (0.01, 1e-4, 1e-3, 1e-15)
     assert (s.lambda_rgb, s.lambda_mask, s.lambda_arap, s.arap_neighbours, s.arap_samples) == (
@@ -52,6 +52,9 @@ def test_presets_follow_the_device_and_overrides_win():
         3,
         512,
     )
+    assert ReconstructOptions(preset="reference", coarse_level=False).resolve("cuda")[1] == FitSettings()  # Animate3D's
+    assert ReconstructOptions(preset="quickstart", coarse_level=False).resolve("cpu")[1].field == MotionFieldConfig()
+    assert ReconstructOptions(coarse_level=True).resolve("cuda")[1].field == s.field  # already there: not twice
     name, s = ReconstructOptions(preset="reference", steps=400, resolution=64).resolve("cpu")
     assert name == "reference" and s.steps == 400 and s.steps_per_frame == 25 and s.resolution == 64
     with pytest.raises(OptionError):
@@ -141,6 +144,30 @@ def test_motion_from_a_different_static_model_is_refused(tmp_path):
     with pytest.raises(InputError, match="different static model") as e:
         load_motion(path, static=read_ply(run / "static" / "gaussians.ply"))
     assert e.value.exit_code == 2
+
+
+def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
+    """The reference preset's field has the coarse level in front of Animate3D's two; --no-coarse-level drops it."""
+    from typer.testing import CliRunner
+
+    run = _run_folder(tmp_path)
+    video = _video(tmp_path / "video")
+    common = ["--device", "cpu", "reconstruct", str(run), "--video", str(video), "--preset", "reference"]
+    common += ["--steps", "2", "--resolution", str(SIZE), "--no-preview"]
+    fields = []
+    for extra in ([], ["--no-coarse-level", "--force"]):
+        result = CliRunner().invoke(_cli(), [*common, *extra])
+        assert result.exit_code == 0, result.output
+        static = read_ply(run / "static" / "gaussians.ply")
+        field = load_motion(run / "motion" / "coarse.safetensors", static=static).field
+        manifest = json.loads((run / "a3d.json").read_text())["stages"]["reconstruct"]
+        assert manifest["params"]["settings"]["field"]["grid_sizes"] == [list(g) for g in field.config.grid_sizes]
+        fields.append(field)
+    with_coarse, animate3d = fields
+    assert with_coarse.config.grid_sizes == (COARSE_GRID, *animate3d.config.grid_sizes)
+    assert animate3d.config == MotionFieldConfig()
+    assert with_coarse.config.feature_dim == animate3d.config.feature_dim + animate3d.config.grid_channels
+    assert len(list(with_coarse.grid_parameters())) > len(list(animate3d.grid_parameters()))
 
 
 def test_tiny_fit_writes_motion_preview_and_metrics(tmp_path):
