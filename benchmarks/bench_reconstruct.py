@@ -225,18 +225,21 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(gt / "run", run_dir)
-    coarse = {} if args.coarse_level is None else {"coarse_level": args.coarse_level}  # older trees lack the option
+    newer = {k: v for k, v in (("coarse_level", args.coarse_level), ("arap_anneal", args.arap_anneal)) if v is not None}
     opts = stage.ReconstructOptions(
         video=str(gt / "video"),
         preset=args.preset,
         steps=args.steps,
+        resolution=args.resolution,
+        max_splats=args.max_splats,
         hexplane_backend=args.hexplane_backend,
         preview=False,
-        **coarse,
+        **newer,  # options older trees lack: passed only when given
     )
     preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / "static" / "gaussians.ply")
-    row: dict = {"coarse_level": args.coarse_level, "grid_sizes": [list(g) for g in settings.field.grid_sizes],
+    row: dict = {"coarse_level": args.coarse_level, "arap_anneal_option": args.arap_anneal,
+                 "arap_anneal": getattr(settings, "arap_anneal", 1.0), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
                  "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
     if args.device.startswith("cuda"):
@@ -312,6 +315,7 @@ def asset_table(rows: list[dict]) -> str:
     for r in rows:
         res, st = r["result"], r["static"]
         name = r["variant"] + {True: " + coarse level", False: " − coarse level"}.get(r.get("coarse_level"), "")
+        name += f", ARAP anneal {r['arap_anneal_option']:g}" if r.get("arap_anneal_option") is not None else ""
         name += f" @ {r['nonrigidity_target']:g} % non-rigid" if r.get("nonrigidity_target") is not None else ""
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {name} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
@@ -337,7 +341,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--assets-dir", type=Path, default=ROOT / "benchmarks" / ".assets")
     ap.add_argument("--size", type=int, default=256, help="ground-truth video size (MV-VDM: 256)")
     ap.add_argument("--preset", default="auto", choices=["auto", "reference", "quickstart"])
-    ap.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+    ap.add_argument("--steps", type=int, default=None, help="override the preset's steps (the schedule scales with them)")
+    ap.add_argument("--resolution", type=int, default=None, help="override the preset's fit resolution")
+    ap.add_argument("--max-splats", type=int, default=None, help="override the preset's splats fitted (0 = all)")
     ap.add_argument("--hexplane-backend", default=None, choices=["torch", "matmul"], help="HexPlane sampling backend")
     ap.add_argument("--nonrigidity", type=float, default=None, metavar="PCT",
                     help="made ground truths: scale each asset's deforming angles to this non-rigidity (%% of the "
@@ -345,6 +351,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--coarse-level", action=argparse.BooleanOptionalAction, default=None,
                     help=f"fit with (or, --no-coarse-level, without) the coarse HexPlane level {COARSE_GRID} in front "
                     "of the field's others (default: the preset's; both presets have it)")
+    ap.add_argument("--arap-anneal", type=float, default=None, metavar="A",
+                    help="ARAP weight from A× to 1/A× over the fit (1 = Animate3D's constant; default: the preset's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")

@@ -61,12 +61,21 @@ def reconstruct(
             rich_help_panel=_FIT,
         ),
     ] = True,
+    arap_anneal: Annotated[
+        float | None,
+        typer.Option(
+            help="ARAP weight schedule: from A× the weight at the first step to 1/A× at the last (1 = constant, "
+            "Animate3D's; the reference preset: 4).",
+            rich_help_panel=_FIT,
+            show_default=False,
+        ),
+    ] = None,
     coarse_level: Annotated[
         bool | None,
         typer.Option(
             "--coarse-level/--no-coarse-level",
             help="Put a coarse HexPlane level (12³ × 8) in front of the field's two, or not (both presets have "
-            "it; --preset reference --no-coarse-level is Animate3D's field).",
+            "it; --preset reference --no-coarse-level --arap-anneal 1 is Animate3D's settings).",
             rich_help_panel=_FIT,
             show_default=False,
         ),
@@ -86,6 +95,7 @@ def reconstruct(
         frames_per_step=frames_per_step,
         grad_fraction=grad_fraction,
         cuda_graphs=None if cuda_graph else False,  # None: the preset's (graphs on)
+        arap_anneal=arap_anneal,
         coarse_level=coarse_level,
         preview=preview,
     )

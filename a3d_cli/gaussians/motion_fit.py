@@ -71,7 +71,12 @@ class FitSettings:
     lambda_mask: float = 100.0
     """Weight of MSE(rendered alpha, foreground mask)."""
     lambda_arap: float = 12.0
-    """Weight of the ARAP energy (a sum over sampled points, edges and frames)."""
+    """Weight of the ARAP energy (a sum over sampled points, edges and frames); see `arap_anneal`."""
+    arap_anneal: float = 1.0
+    """ARAP weight schedule: at step s of S the weight is `lambda_arap · arap_anneal^(1 − 2s/S)`, falling
+    geometrically from `arap_anneal` times `lambda_arap` at the first step through `lambda_arap` half-way to
+    1/`arap_anneal` of it at the end. 1 = constant (the reference). Above 1 the field first learns a motion
+    that keeps neighbourhoods rigid, then is let go to bend as far as the video asks."""
     arap_neighbours: int = 3
     """k nearest static splats per point in the ARAP term."""
     arap_samples: int = 512
@@ -101,6 +106,8 @@ class FitSettings:
             raise OptionError(f"--max-splats must be >= 0 (got {self.max_splats}).")
         if self.hexplane_backend not in ("auto", "torch", "matmul"):
             raise OptionError(f"hexplane_backend must be auto, torch or matmul (got {self.hexplane_backend!r}).")
+        if not self.arap_anneal > 0.0:
+            raise OptionError(f"--arap-anneal must be > 0 (got {self.arap_anneal}).")
         if not 0.0 < self.grad_fraction <= 1.0:
             raise OptionError(f"--grad-fraction must be in (0, 1] (got {self.grad_fraction}).")
         if self.field.num_frames != NUM_FRAMES:
@@ -140,6 +147,11 @@ def active_frames(step: int, settings: FitSettings, generator: torch.Generator |
         earlier = torch.randperm(newest - 1, generator=generator)[: k - 1] + 1
         frames = sorted([*earlier.tolist(), newest])
     return frames
+
+
+def arap_weight(step: int, settings: FitSettings) -> float:
+    """The ARAP weight at `step` (`FitSettings.arap_anneal`'s schedule; `lambda_arap` throughout when it is 1)."""
+    return settings.lambda_arap * settings.arap_anneal ** (1.0 - 2.0 * step / max(settings.steps, 1))
 
 
 def subsample_splats(static: Gaussians, max_splats: int, generator: torch.Generator) -> Gaussians:
@@ -286,6 +298,7 @@ def fit_motion(
         if profile:
             clock.mark("data")
         opt.zero_grad(set_to_none=True)
+        step_fn.set_arap_weight(arap_weight(step, settings))
         loss, loss_rgb = step_fn(frames_dev, dev_gen, clock.mark if profile else None)
         opt.step()
         if profile:
@@ -345,6 +358,7 @@ __all__ = [
     "FitResult",
     "FitSettings",
     "active_frames",
+    "arap_weight",
     "fit_motion",
     "psnr",
     "render_all_frames",

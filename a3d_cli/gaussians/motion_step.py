@@ -68,12 +68,24 @@ class LossPiece(nn.Module):
         masks: [16, V, H, W] foreground masks.
         settings: the loss weights.
         arap: the ARAP term, or None (weight 0).
+        arap_weight: 0-d tensor holding λ_arap, read at every call (a recorded graph reads its memory, so
+            the caller can change the weight between steps in place); default `settings.lambda_arap`.
     """
 
-    def __init__(self, targets: Tensor, masks: Tensor, settings: FitSettings, arap: ArapRegularizer | None) -> None:
+    def __init__(
+        self,
+        targets: Tensor,
+        masks: Tensor,
+        settings: FitSettings,
+        arap: ArapRegularizer | None,
+        arap_weight: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.targets, self.masks = targets, masks
-        self.lambda_rgb, self.lambda_mask, self.lambda_arap = settings.lambda_rgb, settings.lambda_mask, settings.lambda_arap
+        self.lambda_rgb, self.lambda_mask = settings.lambda_rgb, settings.lambda_mask
+        if arap_weight is None:
+            arap_weight = torch.tensor(settings.lambda_arap, device=targets.device)
+        self.lambda_arap = arap_weight
         self.arap = arap if settings.lambda_arap > 0 else None
 
     def forward(self, rgb: Tensor, alpha: Tensor, means: Tensor, frames: Tensor, *drawn: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,7 +139,9 @@ class FitStep:
         self.static, self.viewmats, self.Ks, self.size = static, viewmats, Ks, size
         self.grad_fraction = settings.grad_fraction
         self.field = FieldPiece(motion, static)
-        self._loss_inputs = (targets, masks, settings, arap)
+        self.arap_weight = torch.tensor(settings.lambda_arap, device=targets.device)
+        """λ_arap of the next step, shared by every loss piece and recording (`set_arap_weight`)."""
+        self._loss_inputs = (targets, masks, settings, arap, self.arap_weight)
         self.loss = LossPiece(*self._loss_inputs)
         self.use_graphs = cuda_graphs and graphs_usable(static.means.device)
         self.on_notice = on_notice
@@ -135,6 +149,10 @@ class FitStep:
         """How many frame counts were recorded as graphs (0 = the step ran eagerly throughout)."""
         self._graphed: tuple[int, Callable, Callable] | None = None  # (F, field, loss)
         self._pool = None
+
+    def set_arap_weight(self, weight: float) -> None:
+        """Set λ_arap for the following steps (in place: recorded graphs see it; no host synchronisation)."""
+        self.arap_weight.fill_(weight)
 
     def __call__(
         self, frames: Tensor, generator: torch.Generator | None, tick: Callable[[str], None] | None = None

@@ -58,14 +58,17 @@ PresetName = Literal["auto", "reference", "quickstart"]
 # --- settings (the knobs are `FitSettings`, in `a3d_cli.gaussians.motion_fit`) ---------------------------
 
 
+REFERENCE_ARAP_ANNEAL = 4.0
+"""The reference preset's `FitSettings.arap_anneal`: the ARAP weight falls from 48 to 3 (Animate3D: 12 throughout)."""
 _WITH_COARSE_LEVEL = MotionFieldConfig().with_coarse_level(True)
 """Animate3D's two HexPlane levels behind a coarse one (`COARSE_GRID`): both presets' field."""
 
 PRESETS: dict[str, tuple[str, FitSettings]] = {
     "reference": (
         "Animate3D's settings (800 steps, 256², all splats, all active frames per step) with a coarse HexPlane "
-        "level in front of its two (GPU); `coarse_level=False` gives Animate3D's field.",
-        FitSettings(field=_WITH_COARSE_LEVEL),
+        "level in front of its two and the ARAP weight annealed from 4× to ¼× (GPU); `coarse_level=False, "
+        "arap_anneal=1` gives Animate3D's settings exactly.",
+        FitSettings(field=_WITH_COARSE_LEVEL, arap_anneal=REFERENCE_ARAP_ANNEAL),
     ),
     "quickstart": (
         "CPU: 300 steps, 128², at most 2000 splats, 2 frames per step, Δ-head LR 1e-3, the reference's field "
@@ -92,8 +95,9 @@ class ReconstructOptions:
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
         cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
+        arap_anneal: the ARAP weight's schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
         coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
-            removes it (`preset="reference", coarse_level=False` is Animate3D's field); None = the preset's.
+            removes it (Animate3D's field); None = the preset's.
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
@@ -107,6 +111,7 @@ class ReconstructOptions:
     grad_fraction: float | None = None
     hexplane_backend: str | None = None
     cuda_graphs: bool | None = None
+    arap_anneal: float | None = None
     coarse_level: bool | None = None
     preview: bool = True
     settings: FitSettings | None = None
@@ -125,7 +130,7 @@ class ReconstructOptions:
         if self.steps is not None:
             changes["steps"] = self.steps
             changes["steps_per_frame"] = max(1, round(self.steps * base.steps_per_frame / max(base.steps, 1)))
-        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs"):
+        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs", "arap_anneal"):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)
         if self.coarse_level is not None:

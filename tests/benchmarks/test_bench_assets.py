@@ -88,23 +88,24 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
     assert "vertex err % r (static)" in header and "seen / unseen" in header and "non-rigid" in header
 
 
-def test_bench_reconstruct_at_a_set_nonrigidity_with_a_coarse_level(tmp_path: Path, monkeypatch) -> None:
-    """`--nonrigidity` makes a ground truth that deforms that much; `--coarse-level` fits a field with one more level."""
-    from a3d_cli.gaussians.motion_field import COARSE_GRID, MotionFieldConfig
+def test_bench_reconstruct_at_a_set_nonrigidity_with_animate3d_s_settings(tmp_path: Path, monkeypatch) -> None:
+    """`--nonrigidity` makes a ground truth that deforms that much; `--no-coarse-level --arap-anneal 1` fits the
+    reference preset as Animate3D has it (two levels, constant ARAP weight)."""
+    from a3d_cli.gaussians.motion_field import MotionFieldConfig
     from a3d_cli.gaussians.motion_io import load_motion
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     work = tmp_path / "w"
     rows = bench_reconstruct.main(["--device", "cpu", "--preset", "reference", "--steps", "4", "--splats", "400",
                                    "--size", "64", "--no-profile", "--assets", "fox", "--work", str(work),
-                                   "--nonrigidity", "3", "--coarse-level"])  # fmt: skip
+                                   "--nonrigidity", "3", "--no-coarse-level", "--arap-anneal", "1"])  # fmt: skip
     row = rows[0]
     assert abs(row["gt_nonrigidity_pct"] - 3.0) < 0.3  # the fox's own is about 5
     assert (work / "gt_fox_nr3" / "ground_truth.npz").is_file()
-    assert row["coarse_level"] and row["preset"] == "custom"
-    assert "| fox + coarse level @ 3 % non-rigid | custom |" in bench_reconstruct.asset_table(rows)
+    assert row["coarse_level"] is False and row["arap_anneal"] == 1.0 and row["preset"] == "reference"
+    assert "| fox − coarse level, ARAP anneal 1 @ 3 % non-rigid | reference |" in bench_reconstruct.asset_table(rows)
     motion = load_motion(work / "run_fox" / "motion" / "coarse.safetensors")
-    assert motion.field.config.grid_sizes == (COARSE_GRID, *MotionFieldConfig().grid_sizes)  # the reference's two after it
+    assert motion.field.config == MotionFieldConfig()  # Animate3D's field, the reference preset's other settings
 
 
 def test_bench_lift_orbits_are_a3d_s_own_and_the_dynamic_one_is_seeded_like_the_stage() -> None:

@@ -10,7 +10,7 @@ import torch
 from a3d_cli.gaussians.arap import ArapRegularizer
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
-from a3d_cli.gaussians.motion_fit import FitSettings, fit_motion
+from a3d_cli.gaussians.motion_fit import FitSettings, arap_weight, fit_motion
 from a3d_cli.gaussians.motion_step import FitStep, graphs_usable
 from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.render.splats import render_splats
@@ -70,6 +70,23 @@ def test_step_loss_is_the_documented_sum_and_gradients_reach_the_field():
         expected = expected + 12 * arap(out.means, torch.Generator().manual_seed(4))
     torch.testing.assert_close(loss.detach(), expected)
     torch.testing.assert_close(loss_rgb, expected_rgb)
+    # a new ARAP weight, set between steps, is the one the next step uses
+    step.set_arap_weight(3.0)
+    loss3, _ = step(frames, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(loss3.detach(), expected + (3 - 12) * arap(out.means, torch.Generator().manual_seed(4)))
+
+
+def test_annealed_arap_weight_falls_from_a_times_to_one_over_a_and_the_fit_follows_it(monkeypatch):
+    s = FitSettings(steps=8, arap_anneal=4.0)
+    weights = [arap_weight(i, s) for i in range(8)]
+    assert weights[0] == pytest.approx(48.0) and weights[4] == pytest.approx(12.0)  # 4× first, λ half-way
+    assert weights[-1] == pytest.approx(12.0 / 4 ** (6 / 8)) and all(a > b for a, b in zip(weights, weights[1:]))
+    assert {arap_weight(i, replace(s, arap_anneal=1.0)) for i in range(8)} == {12.0}  # Animate3D: constant
+    static, cams, targets, masks, settings = _scene()
+    seen: list[float] = []
+    monkeypatch.setattr(FitStep, "set_arap_weight", lambda self, w: (seen.append(w), self.arap_weight.fill_(w)))
+    fit_motion(static, cams, targets, masks, replace(settings, steps=8, steps_per_frame=1, arap_anneal=4.0))
+    assert seen == pytest.approx(weights)
 
 
 def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):

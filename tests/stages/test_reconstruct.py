@@ -52,7 +52,10 @@ def test_presets_follow_the_device_and_overrides_win():
         3,
         512,
     )
-    assert ReconstructOptions(preset="reference", coarse_level=False).resolve("cuda")[1] == FitSettings()  # Animate3D's
+    assert s.arap_anneal == stage.REFERENCE_ARAP_ANNEAL == 4.0 and s.lambda_arap == 12.0  # ARAP 48 → 3 over the fit
+    animate3d = ReconstructOptions(preset="reference", coarse_level=False, arap_anneal=1.0).resolve("cuda")[1]
+    assert animate3d == FitSettings()  # Animate3D's settings, every one
+    assert ReconstructOptions(preset="reference", coarse_level=False).resolve("cuda")[1].arap_anneal == 4.0
     assert ReconstructOptions(preset="quickstart", coarse_level=False).resolve("cpu")[1].field == MotionFieldConfig()
     assert ReconstructOptions(coarse_level=True).resolve("cuda")[1].field == s.field  # already there: not twice
     name, s = ReconstructOptions(preset="reference", steps=400, resolution=64).resolve("cpu")
@@ -147,7 +150,8 @@ def test_motion_from_a_different_static_model_is_refused(tmp_path):
 
 
 def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
-    """The reference preset's field has the coarse level in front of Animate3D's two; --no-coarse-level drops it."""
+    """The reference preset fits the coarse level in front of Animate3D's two with the ARAP weight annealed;
+    --no-coarse-level --arap-anneal 1 fits Animate3D's field with its constant weight."""
     from typer.testing import CliRunner
 
     run = _run_folder(tmp_path)
@@ -155,7 +159,8 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
     common = ["--device", "cpu", "reconstruct", str(run), "--video", str(video), "--preset", "reference"]
     common += ["--steps", "2", "--resolution", str(SIZE), "--no-preview"]
     fields = []
-    for extra in ([], ["--no-coarse-level", "--force"]):
+    anneals = []
+    for extra in ([], ["--no-coarse-level", "--arap-anneal", "1", "--force"]):
         result = CliRunner().invoke(_cli(), [*common, *extra])
         assert result.exit_code == 0, result.output
         static = read_ply(run / "static" / "gaussians.ply")
@@ -163,6 +168,8 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
         manifest = json.loads((run / "a3d.json").read_text())["stages"]["reconstruct"]
         assert manifest["params"]["settings"]["field"]["grid_sizes"] == [list(g) for g in field.config.grid_sizes]
         fields.append(field)
+        anneals.append(manifest["params"]["settings"]["arap_anneal"])
+    assert anneals == [4.0, 1.0]
     with_coarse, animate3d = fields
     assert with_coarse.config.grid_sizes == (COARSE_GRID, *animate3d.config.grid_sizes)
     assert animate3d.config == MotionFieldConfig()
