@@ -17,8 +17,9 @@ trained). Frames without alpha get masks from `a3d_cli.io.masks` (known grey, bo
 static silhouette, temporal vote). Cameras come from `cameras.json` next to the frames, else
 `static/views/cameras.json` (MV-VDM's fixed views).
 
-Presets: "reference" (Animate3D's settings: 800 steps at 256², all splats; for a GPU) and "quickstart"
-(CPU: fewer splats, 128², 2 frames per step, fewer steps; a minute or two on 2 cores). "auto" picks
+Presets: "reference" (Animate3D's settings: 800 steps at 256², all splats; for a GPU; plus a coarse
+HexPlane level and an annealed ARAP weight, which `coarse_level=False, arap_anneal=1` undo) and
+"quickstart" (CPU: fewer splats, 128², 2 frames per step, fewer steps; a minute or two on 2 cores). "auto" picks
 quickstart on the CPU and reference on a GPU. Every knob is a field of `FitSettings`; the loop itself
 (`fit_motion`) lives in `a3d_cli.gaussians.motion_fit` and is re-exported here.
 
