@@ -88,7 +88,9 @@ class LossPiece(nn.Module):
         self.lambda_arap = arap_weight
         self.arap = arap if settings.lambda_arap > 0 else None
 
-    def forward(self, rgb: Tensor, alpha: Tensor, means: Tensor, frames: Tensor, *drawn: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, rgb: Tensor, alpha: Tensor, means: Tensor, frames: Tensor, *drawn: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """rgb [F, V, H, W, 3], alpha [F, V, H, W], means [F, N, 3], frames [F], drawn = ARAP (points, neighbours).
 
         Returns:

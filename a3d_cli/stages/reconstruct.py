@@ -75,7 +75,12 @@ PRESETS: dict[str, tuple[str, FitSettings]] = {
         "CPU: 300 steps, 128², at most 2000 splats, 2 frames per step, Δ-head LR 1e-3, the reference's field "
         "(coarse level included); about a minute on 2 cores.",
         FitSettings(
-            steps=300, steps_per_frame=18, frames_per_step=2, resolution=128, max_splats=2000, lr_heads=1e-3,
+            steps=300,
+            steps_per_frame=18,
+            frames_per_step=2,
+            resolution=128,
+            max_splats=2000,
+            lr_heads=1e-3,
             field=_WITH_COARSE_LEVEL,
         ),  # fmt: skip
     ),
@@ -131,7 +136,15 @@ class ReconstructOptions:
         if self.steps is not None:
             changes["steps"] = self.steps
             changes["steps_per_frame"] = max(1, round(self.steps * base.steps_per_frame / max(base.steps, 1)))
-        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs", "arap_anneal"):
+        for key in (
+            "resolution",
+            "max_splats",
+            "frames_per_step",
+            "grad_fraction",
+            "hexplane_backend",
+            "cuda_graphs",
+            "arap_anneal",
+        ):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)
         if self.coarse_level is not None:
