@@ -88,6 +88,8 @@ class ReconstructOptions:
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
         cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
+        graph_frame_counts: frame counts the graphed step is recorded at (see `FitSettings.graph_frame_counts`;
+            () = one recording per frame count).
         preview: write motion/coarse_preview.mp4.
         settings: a complete `FitSettings` instead of a preset (the fields above still override it).
     """
@@ -101,6 +103,7 @@ class ReconstructOptions:
     grad_fraction: float | None = None
     hexplane_backend: str | None = None
     cuda_graphs: bool | None = None
+    graph_frame_counts: tuple[int, ...] | None = None
     preview: bool = True
     settings: FitSettings | None = None
 
@@ -118,7 +121,8 @@ class ReconstructOptions:
         if self.steps is not None:
             changes["steps"] = self.steps
             changes["steps_per_frame"] = max(1, round(self.steps * base.steps_per_frame / max(base.steps, 1)))
-        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs"):
+        for key in ("resolution", "max_splats", "frames_per_step", "grad_fraction", "hexplane_backend", "cuda_graphs",
+                    "graph_frame_counts"):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)
         return name, replace(base, **changes)
@@ -144,7 +148,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
     Returns:
         StageResult; metrics: preset, steps, splats, psnr_per_view (frames 1-15, each view), psnr,
         psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds,
-        cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU).
+        cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU),
+        cuda_graph_seconds (of fit_seconds, the time spent recording them), seconds_per_phase.
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).
@@ -241,6 +246,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         fit_seconds=round(fit.seconds, 2),
         seconds_per_phase={name: round(t, 3) for name, t in clock.seconds.items()},
         cuda_graph_recordings=fit.graph_recordings,
+        cuda_graph_seconds=round(fit.graph_seconds, 3),
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 
