@@ -94,7 +94,10 @@ class MVVDMComponents:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def accelerate(
-        self, device: torch.device | str, compile: bool = False, fused_geglu: bool = True  # noqa: A002
+        self,
+        device: torch.device | str,
+        compile: bool = False,  # noqa: A002 - the option's name
+        fused_geglu: bool = True,
     ) -> AccelerationReport:
         """Apply the mvvideo stage's speed settings to the UNet, in place (`acceleration.accelerate`).
 

@@ -7,7 +7,7 @@ rounding; compiled kernels round bf16/fp16 differently from eager ones, like any
 
 What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothing and reports that):
 
-1. `configure_cuda`: `cudnn.benchmark` (the UNets call a few fixed conv shapes thousands of times, so
+1. `configure_cuda` (`a3d_cli.models.speed.flags`): `cudnn.benchmark` (the UNets call a few fixed conv shapes thousands of times, so
    cuDNN's one-off algorithm search pays back at once) and TF32 for fp32 matmuls/convolutions (the SV3D VAE
    decodes in fp32; TF32 keeps a 10-bit mantissa, far finer than the 8-bit frames written).
 2. With `compile=True`, *regional* compilation: every instance of the repeated block classes below
@@ -52,13 +52,13 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from a3d_cli.models.speed.flags import backend_flags_kept, configure_cuda, is_cuda
 from a3d_cli.models.speed.geglu import use_fused_geglu
 from a3d_cli.models.speed.group_norm import use_channels_last_group_norm
 from a3d_cli.models.speed.handles import SpeedHandle
@@ -129,54 +129,6 @@ class AccelerationReport:
             "subpixel_upsamplers": self.subpixel_upsamplers,
             "fused_geglus": self.fused_geglus,
         }
-
-
-def is_cuda(device: str | torch.device) -> bool:
-    """True for "cuda", "cuda:1", torch.device("cuda")."""
-    return torch.device(device).type == "cuda"
-
-
-def _backend_flags() -> tuple[bool, bool, bool]:
-    return (
-        torch.backends.cudnn.benchmark,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-    )
-
-
-def _set_backend_flags(flags: tuple[bool, bool, bool]) -> None:
-    (
-        torch.backends.cudnn.benchmark,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-    ) = flags
-
-
-def configure_cuda() -> SpeedHandle:
-    """Process-wide CUDA backend flags: cuDNN autotuning and TF32 for fp32 matmuls and convolutions.
-
-    Returns:
-        a handle whose `remove()` puts the three flags back as they were.
-    """
-    saved = _backend_flags()
-    _set_backend_flags((True, True, True))
-    return SpeedHandle("CUDA backend flags", 3, lambda: _set_backend_flags(saved))
-
-
-@contextlib.contextmanager
-def backend_flags_kept() -> Iterator[None]:
-    """Put cuDNN autotuning and the TF32 switches back as they were when the block exits.
-
-    Why: `configure_cuda` sets process-wide flags. `a3d animate` runs every stage in one process, and a
-    stage that turns TF32 on for its fp32 VAE decode must not change the fp32 arithmetic of the stages
-    after it (the motion fit, the exports), nor that of tests comparing fp32 kernels. `run_stage` wraps
-    every stage in this.
-    """
-    saved = _backend_flags()
-    try:
-        yield
-    finally:
-        _set_backend_flags(saved)
 
 
 def _raise_recompile_limit(limit: int) -> None:

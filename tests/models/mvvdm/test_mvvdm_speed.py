@@ -12,11 +12,11 @@ import copy
 import pytest
 import torch
 from diffusers.models.activations import GEGLU
+from helpers import tiny_mvvdm_unet, tiny_unet_inputs
 
 from a3d_cli.models.mvvdm.components import tiny_components
 from a3d_cli.models.speed.acceleration import backend_flags_kept
 from a3d_cli.models.speed.geglu import FusedGEGLU
-from helpers import tiny_mvvdm_unet, tiny_unet_inputs
 
 
 def _components():
