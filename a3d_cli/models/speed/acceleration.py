@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from a3d_cli.models.speed.flags import backend_flags_kept, configure_cuda, is_cuda
-from a3d_cli.models.speed.geglu import use_fused_geglu
+from a3d_cli.models.speed.geglu import FusedGEGLU, use_fused_geglu
 from a3d_cli.models.speed.group_norm import use_channels_last_group_norm
 from a3d_cli.models.speed.handles import SpeedHandle
 from a3d_cli.models.speed.upsampling import use_subpixel_upsampling
@@ -103,7 +103,8 @@ class AccelerationReport:
         compiled_blocks: number of block instances wrapped.
         channels_last_blocks: blocks whose outputs are kept channels-last (`keep_channels_last`).
         subpixel_upsamplers: upsamplers computed as 2×2 convolutions (`use_subpixel_upsampling`).
-        fused_geglus: GEGLU layers computed as one fused GEMM (`use_fused_geglu`).
+        fused_geglus: GEGLU layers computed as one fused GEMM (`use_fused_geglu`), those an earlier call
+            swapped included.
         block_classes: class name → instances wrapped.
         handle: undoes everything `accelerate` did (`handle.remove()`).
     """
@@ -236,9 +237,9 @@ def accelerate(
     report = AccelerationReport(enabled=True)
     networks = [m for m in modules if m is not None]
     if fused_geglu:  # before compiling, so that the blocks' graphs take in the fused op
-        fused = [use_fused_geglu(m) for m in networks]
-        report.fused_geglus = sum(h.count for h in fused)
-        handles += fused
+        handles += [use_fused_geglu(m) for m in networks]
+        # counted, not taken from the handles: a cached model swapped by an earlier run reports its layers too
+        report.fused_geglus = sum(isinstance(layer, FusedGEGLU) for m in networks for layer in m.modules())
     if compile:
         report.compile, report.mode = True, "default"
         for m in networks:
