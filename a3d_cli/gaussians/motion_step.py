@@ -201,7 +201,7 @@ class FitStep:
         """How many frame counts were recorded as graphs (0 = the step ran eagerly throughout)."""
         self.record_seconds = 0.0
         """Wall seconds spent recording graphs (warm-up calls, capture and instantiation)."""
-        self._graphed: tuple[int, Callable, Callable] | None = None  # (frames per call, field, loss)
+        self._graphed: tuple[tuple[int, bool], Callable, Callable] | None = None  # ((frames, masked), field, loss)
         self._pool = None
         self._weights: dict[tuple[int, int], Tensor] = {}  # (real frames, bucket) → [bucket] weights
 
@@ -265,13 +265,13 @@ class FitStep:
         """The field and loss callables for this frame count: recorded graphs where possible, else eager."""
         if not self.use_graphs:
             return self.field, (self.masked_loss if masked else self.loss)
-        f = frames.shape[0]
-        if self._graphed is not None and self._graphed[0] == f:
+        key = (frames.shape[0], masked)
+        if self._graphed is not None and self._graphed[0] == key:
             return self._graphed[1], self._graphed[2]
         self._graphed = None  # frees the previous recording's buffers back to the pool
         start = time.perf_counter()
         try:
-            self._graphed = (f, *self._record(frames, masked))
+            self._graphed = (key, *self._record(frames, masked))
         except (RuntimeError, AssertionError) as exc:  # something that cannot be recorded: stay eager
             self.use_graphs = False
             if self.on_notice is not None:
