@@ -15,7 +15,8 @@ against) and each stage, this script runs one child process that measures:
   time), the GPU time per step, the **host time per step** (window wall minus the time spent blocked in
   CUDA synchronisation calls, per step), host synchronisations per step, kernel launches and CUDA-graph
   launches per step. `reconstruct` is profiled at several frame counts (its per-step work grows with the
-  active frames) on a compressed schedule of the same settings; the whole fit's busy fraction is
+  active frames; windows on both sides of each default graph bucket's edge, where a padded step's work
+  jumps) on a compressed schedule of the same settings; the whole fit's busy fraction is
   estimated from the windows' GPU time per step, interpolated over the real schedule's frame counts,
   divided by the unprofiled fit time. Profiling itself slows the host, so the host figures are upper
   bounds and the windowed busy fractions lower bounds; the unprofiled times are the ones to quote.
@@ -410,7 +411,9 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     def rendered(active: int) -> int:  # frames rendered per step (a subset with frames_per_step)
         return min(active, per_step) if per_step else active
 
-    counts = sorted({1, 4, 8, 12, 15} if not args.tiny else {1, 15})
+    # the default graph buckets' edges (4|5, 8|9, 12|13): a padded step's GPU work jumps there, so the estimate
+    # interpolates between measured points on each side of a jump
+    counts = sorted({1, 4, 5, 8, 9, 12, 13, 15} if not args.tiny else {1, 15})
     windows = [
         _Window(f"F={rendered(f)}", (f - 1) * spf + args.window_skip, (f - 1) * spf + args.window_skip + args.window_steps, dev, work)
         for f in counts
