@@ -104,7 +104,7 @@ def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
     assert not graphs_usable(torch.device("cpu"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_graphed_steps_equal_eager_steps_on_cuda():
     static, cams, targets, masks, settings = _scene("cuda")
     settings = replace(settings, steps=12, steps_per_frame=3)
