@@ -49,7 +49,6 @@ from a3d_cli.models.mvvdm.components import ByteTokenize, MVVDMComponents  # noq
 from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler  # noqa: E402
 from a3d_cli.models.mvvdm.sampling import SamplingConfig  # noqa: E402
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS, RESOLUTION  # noqa: E402
-from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from a3d_cli.render.cameras import mvvdm_cameras  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -244,7 +243,7 @@ def main() -> None:
         for variant, unet_key, pipe_key in variants:
             try:
                 if variant == "compile":
-                    res["acceleration"] = accelerate(device, [comp.unet], compile=True).as_metrics()
+                    res["acceleration"] = comp.accelerate(device, compile=True).as_metrics()
                     if args.compile_mode != "default":  # the same blocks, compiled again in the other mode
                         compile_with_mode([comp.unet], args.compile_mode)
                         res["acceleration"]["compile_mode"] = args.compile_mode

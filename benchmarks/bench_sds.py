@@ -50,7 +50,6 @@ from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noq
 from a3d_cli.gaussians.motion_refine import SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
 from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser  # noqa: E402
 from a3d_cli.models.sds import SdsCondition  # noqa: E402
-from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.speed.attention import ShortcutAttnProcessor, replace_attention_processors  # noqa: E402
 from a3d_cli.models.speed.handles import SpeedHandle  # noqa: E402
 from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
@@ -270,11 +269,12 @@ def main(argv: list[str] | None = None) -> dict:
         "wide_head_shortcut": not args.no_wide_head_shortcut,
         "wide_head_shortcut_layers_taken_out": shortcut_layers,
     })
+    result["acceleration_eager"] = den.accelerate(args.device).as_metrics()  # as the stage runs without --compile
     for t, c in configs:
         record(bench_one(den, static, args, t, c))
     if args.compile:
         nets = den.hot_networks()
-        result["acceleration"] = accelerate(args.device, nets, compile=True).as_metrics()
+        result["acceleration"] = den.accelerate(args.device, compile=True).as_metrics()
         if args.compile_mode != "default":  # the same blocks, compiled again in the other mode
             compile_with_mode(nets, args.compile_mode)
             result["acceleration"]["compile_mode"] = args.compile_mode
