@@ -80,3 +80,32 @@ def gltf_uris(path: Path) -> list[str]:
             if isinstance(uri, str) and not uri.startswith("data:"):
                 uris.append(uri)
     return uris
+
+
+def read_referenced(resolver: Any, names: list[str], label: str, asset: str, hint: str) -> bytes | None:
+    """The bytes of a file the asset names, read through the rooted resolver; None when no candidate name
+    exists (the caller judges a missing file: a buffer must exist, a missing texture is left to trimesh).
+
+    Args:
+        resolver: a3d's rooted resolver (`resolver.get(name)`, `a3d_cli.mesh.load`), which refuses names
+            outside the asset's folder and anything that is not a regular file.
+        names: spellings of the reference to try in turn (a URI percent-decoded, then as written).
+        label: what the asset names, for the message (e.g. "texture image 'wood.png'").
+        asset: the asset's file name, for the message.
+        hint: the message's hint.
+
+    Raises:
+        InputError: the file exists but cannot be read (not a regular file, outside the folder, unreadable).
+    """
+    last: Exception | None = None
+    for name in names:
+        try:
+            return bytes(resolver.get(name))
+        except FileNotFoundError:
+            continue
+        except Exception as exc:  # ValueError: not a regular file, or outside the folder; OSError: unreadable
+            last = exc
+    if last is None:
+        return None
+    reason = str(last).split(" — ")[0]  # trimesh's own advice after the dash names its API, not a3d's option
+    raise InputError(f"{asset}'s {label} cannot be read ({reason}).", hint=hint) from last
