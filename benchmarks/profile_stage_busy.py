@@ -376,6 +376,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     import bench_mvvideo as bm
     import torch
     from gpu_timing import peak_bytes, reset_peak, sync
+    from random_mvvdm import build_components
 
     from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
@@ -385,12 +386,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
 
     dev = args.device
     dtype = bm.DTYPES[args.mv_dtype]
-    if args.tiny:
-        from a3d_cli.models.mvvdm.components import tiny_components
-
-        comp, size = tiny_components(0).to(dev, torch.float32), bm.SIZE
-    else:
-        comp, size = bm.build_components(dev, dtype), bm.SIZE
+    comp, size = build_components(dev, torch.float32 if args.tiny else dtype, tiny=args.tiny), bm.SIZE
     accelerate(dev, [comp.unet], compile=False)  # what the stage does without --compile
     has_graph = "cuda_graph" in inspect.signature(generate_mvvideo).parameters
     graph = {"cuda_graph": args.graphs == "on"} if has_graph else {}
