@@ -253,8 +253,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     truth_rgba = syn.render_rgba(gt, held, s)
     truth = syn.on_white(truth_rgba)
     cover = orbit_coverage(gt, true_cams, args.size)  # [N] what the orbit the views came from saw
-    cov_rgb, cov_a, _ = render_chunked(gt.with_(colors=cover[:, None].expand(-1, 3).contiguous()), held, s)
-    seen_cos = (cov_rgb[..., 0] - (1 - cov_a)) / cov_a.clamp_min(1e-6)  # [16, s, s] un-composited from white
+    seen_cos = syn.render_rgba(gt.with_(colors=cover[:, None].expand(-1, 3).contiguous()), held, s)[..., 0]  # [16, s, s] straight
     splats = read_ply(run / "lift" / "gaussians.ply").to(dev)
     lifted = load_mesh(run / "lift" / "model.glb")
     views = load_views(folder)
