@@ -193,7 +193,7 @@ def _resolver(path: Path, allow_external: bool = False, library: str | None = No
 
     trimesh looks up an MTL's maps from the OBJ's folder; a name found nowhere from there is looked up again
     from the folder of the OBJ's material library (an MTL in `mats/` naming `../tex/a.png` or
-    `a.png`), which is where a3d's reference check (`prepare.sidecar_files`) finds it; `library` is that
+    `a.png`), which is where a3d's reference check (`mesh.references.sidecar_files`) finds it; `library` is that
     library's name as the OBJ writes it (`_obj_library`), None for none."""
     from trimesh.resolvers import FilePathResolver
 

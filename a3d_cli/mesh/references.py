@@ -15,8 +15,10 @@ would leave a gap in which a named pipe (whose read never ends) could be swapped
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from a3d_cli.errors import InputError
 
@@ -109,3 +111,36 @@ def read_referenced(resolver: Any, names: list[str], label: str, asset: str, hin
         return None
     reason = str(last).split(" — ")[0]  # trimesh's own advice after the dash names its API, not a3d's option
     raise InputError(f"{asset}'s {label} cannot be read ({reason}).", hint=hint) from last
+
+
+def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
+    """Files an input depends on next to it: an OBJ's .mtl files and their texture maps, a glTF's buffers
+    and images. Missing ones are left out (the loader decides whether that matters).
+
+    Raises:
+        InputError: a reference leads outside the model's folder and `allow_external` is False.
+    """
+    suffix = model.suffix.lower()
+    found: list[Path] = []
+    if suffix == ".obj":
+        from a3d_cli.mesh.mtl import MAP_KEYWORDS, obj_material_library, obj_references
+
+        library = obj_material_library(model)  # the one library trimesh loads, its name as written
+        if library is not None:
+            mtl = model.parent / library.replace("\\", "/")
+            check_reference(model, mtl, _shown(model, mtl), allow_external)  # before its text is read
+            found.append(mtl)
+            found.extend(obj_references(mtl, MAP_KEYWORDS))
+    elif suffix in (".gltf", ".glb"):
+        found.extend(model.parent / unquote(uri) for uri in gltf_uris(model))
+    unique: list[Path] = []
+    for p in found:
+        check_reference(model, p, _shown(model, p), allow_external)
+        if p.is_file() and p.resolve() != model.resolve() and p.resolve() not in [u.resolve() for u in unique]:
+            unique.append(p)
+    return unique
+
+
+def _shown(model: Path, path: Path) -> str:
+    """A referenced file as seen from the model's folder (for messages)."""
+    return os.path.relpath(path, model.parent)
