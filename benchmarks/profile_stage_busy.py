@@ -205,6 +205,7 @@ _MOVED_MODULES: dict[str, str | None] = {
     "a3d_cli.models.mvvdm.shape": None,
     "a3d_cli.run_layout": None,
     "a3d_cli.io.video_frames": None,
+    "a3d_cli.gaussians.fit_targets": None,
 }
 
 
