@@ -269,13 +269,9 @@ class SV3DBench(Bench):
 
 def mvvdm_master(args: argparse.Namespace):  # noqa: ANN201 - MVVDMComponents
     """MV-VDM's networks in fp32 with seeded random weights: full size, or tiny with `--tiny`."""
-    if args.tiny:
-        from a3d_cli.models.mvvdm.components import tiny_components
+    from random_mvvdm import build_components
 
-        return tiny_components(0).to(args.device, torch.float32)
-    from bench_mvvideo import build_components
-
-    return build_components(args.device, torch.float32)
+    return build_components(args.device, torch.float32, tiny=args.tiny)
 
 
 class MVVDMBench(Bench):

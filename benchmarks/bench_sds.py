@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, sync  # noqa: E402
+from random_mvvdm import build_denoiser  # noqa: E402
 from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
@@ -56,14 +57,6 @@ from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E40
 from a3d_cli.stages.sds import SdsOptions  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def full_size_mvvdm(device: str, dtype: torch.dtype, seed: int = 0) -> MvvdmDenoiser:
-    """MV-VDM at the released sizes with random weights (no files needed): bench_mvvideo's components."""
-    from bench_mvvideo import build_components
-
-    torch.manual_seed(seed)
-    return MvvdmDenoiser(build_components(device, dtype))
 
 
 def take_out_wide_head_shortcut(den: MvvdmDenoiser) -> SpeedHandle:
@@ -226,12 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.backends.cudnn.allow_tf32 = True
 
     t0 = time.perf_counter()
-    if args.tiny:
-        from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
-
-        den = load_mvvdm_denoiser(None, args.device, DTYPES[args.dtype])
-    else:
-        den = full_size_mvvdm(args.device, DTYPES[args.dtype])
+    den = build_denoiser(args.device, DTYPES[args.dtype], tiny=args.tiny)
     build = time.perf_counter() - t0
     shortcut_layers = take_out_wide_head_shortcut(den).count if args.no_wide_head_shortcut else 0
     static = random_splats(args.splats, args.device)

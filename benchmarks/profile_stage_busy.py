@@ -261,6 +261,7 @@ _MOVED_MODULES: dict[str, str | None] = {
     "a3d_cli.models.mvvdm.shape": None,
     "a3d_cli.run_layout": None,
     "a3d_cli.io.video_frames": None,
+    "a3d_cli.gaussians.fit_targets": None,
 }
 
 
@@ -442,6 +443,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     import bench_mvvideo as bm
     import torch
     from gpu_timing import peak_bytes, reset_peak, sync
+    from random_mvvdm import build_components
 
     from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
@@ -451,12 +453,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
 
     dev = args.device
     dtype = bm.DTYPES[args.mv_dtype]
-    if args.tiny:
-        from a3d_cli.models.mvvdm.components import tiny_components
-
-        comp, size = tiny_components(0).to(dev, torch.float32), bm.SIZE
-    else:
-        comp, size = bm.build_components(dev, dtype), bm.SIZE
+    comp, size = build_components(dev, torch.float32 if args.tiny else dtype, tiny=args.tiny), bm.SIZE
     fused = args.geglu == "on"
     if hasattr(comp, "accelerate"):  # what the stage does without --compile (the fused GEGLU as --geglu says)
         report = comp.accelerate(dev, compile=False, fused_geglu=fused)

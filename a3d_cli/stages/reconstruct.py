@@ -184,10 +184,9 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
 def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings, preview: bool) -> None:
     import torch
 
+    from a3d_cli.gaussians.fit_targets import fit_targets
     from a3d_cli.gaussians.motion_io import save_motion
     from a3d_cli.gaussians.ply import read_ply
-    from a3d_cli.io.images import resize_square
-    from a3d_cli.io.masks import foreground_masks, mask_from_alpha
 
     progress = ctx.progress
     device = torch.device(ctx.device)
@@ -198,21 +197,10 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
     cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
     static_all = read_ply(ctx.input(STATIC_PLY)).to(device)
-    native = video.rgb.shape[2]
     clock.mark("inputs")
 
-    # 2. masks: alpha when the frames have it, else computed against the static silhouette
-    if video.alpha is not None:
-        masks = mask_from_alpha(video.alpha)
-        ctx.metrics["masks"] = "alpha"
-    else:
-        with torch.no_grad():
-            viewmats, Ks = cams.viewmats.to(device), cams.Ks(native, native).to(device)
-            _, static_alpha, _ = render_frames(None, static_all, [0], viewmats, Ks, native)  # [1, V, H, W]
-        masks = foreground_masks(video.rgb.to(device), static_alpha[0], s.masks).cpu()  # on the fit device
-        ctx.metrics["masks"] = "computed"
-    targets = resize_square(video.rgb, s.resolution)  # [V, F, S, S, 3]
-    masks = resize_square(masks[..., None], s.resolution)[..., 0]  # [V, F, S, S]
+    # 2. targets and masks at the fit's size: alpha when the frames have it, else against the static silhouette
+    targets, masks, ctx.metrics["masks"] = fit_targets(video.rgb, video.alpha, cams, static_all, s.resolution, s.masks)
     clock.mark("masks")
 
     # 3. fit on (a subset of) the splats

@@ -319,3 +319,46 @@ def test_non_finite_vertex_colours_are_refused(tmp_path, textured, bad):
     colors[2, 1] = bad
     b.doc["meshes"][0]["primitives"][0]["attributes"]["COLOR_0"] = b.accessor(colors, GL_FLOAT, "VEC4")
     prepare_refuses(b.save(tmp_path / "nan_colours.glb"), tmp_path, "vertex colours (COLOR_0) that are NaN or infinite")
+
+
+def gltf_with_data_uris(folder, buffer_uri: str | None = None, image_uri: str | None = None):
+    """A textured tetrahedron .gltf whose buffer and base-colour image are `data:` URIs (or the ones given)."""
+    import base64
+
+    b = tetra(np.full((4, 2), 0.5))
+    png = base64.b64encode(png_bytes(np.full((4, 4, 3), 200))).decode()
+    b.doc["images"][0] = {"uri": image_uri or f"data:image/png;base64,{png}"}
+    blob = base64.b64encode(bytes(b.blob)).decode()
+    b.doc["buffers"][0] = {"byteLength": len(b.blob), "uri": buffer_uri or f"data:application/octet-stream;base64,{blob}"}
+    (folder / "model.gltf").write_text(json.dumps(b.doc))
+    return folder / "model.gltf"
+
+
+def test_buffer_and_image_data_uris_are_decoded(tmp_path):
+    mesh = load_mesh(gltf_with_data_uris(tmp_path))
+    assert len(mesh.vertices) == 4 and mesh.texture is not None
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("buffer", "buffer 0 has a damaged data: URI"), ("image", "texture image 'image 0' has a damaged data: URI")],
+)
+def test_a_damaged_data_uri_is_refused_by_name(tmp_path, where, expected):
+    damaged = "data:application/octet-stream;base64"  # no comma: no payload
+    model = gltf_with_data_uris(tmp_path, **{f"{where}_uri": damaged})
+    prepare_refuses(model, tmp_path, expected)
+
+
+def test_a_missing_buffer_file_is_refused_by_name(tmp_path):
+    prepare_refuses(gltf_with_data_uris(tmp_path, buffer_uri="model%20data.bin"), tmp_path, "names the buffer file 'model%20data.bin', which does not exist")
+
+
+def test_a_percent_encoded_buffer_file_name_is_read(tmp_path):
+    import base64
+
+    model = gltf_with_data_uris(tmp_path)
+    doc = json.loads(model.read_text())
+    (tmp_path / "model data.bin").write_bytes(base64.b64decode(doc["buffers"][0]["uri"].split(",", 1)[1]))
+    doc["buffers"][0]["uri"] = "model%20data.bin"
+    model.write_text(json.dumps(doc))
+    assert len(load_mesh(model).vertices) == 4
