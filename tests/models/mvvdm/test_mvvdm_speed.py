@@ -96,3 +96,27 @@ def test_fused_geglu_kernel_in_the_bf16_unet_is_as_close_to_fp32_as_eager_bf16()
 
     assert report.fused_geglus == len(_geglus(comp.unet)) > 0
     assert error(got) < 2 * error(eager) + 1e-3
+
+
+def test_sds_denoiser_accelerate_fuses_the_unet_geglus_and_keeps_its_guidance():
+    """`MvvdmDenoiser.accelerate` (the sds stage's one entry point) swaps the UNet's GEGLUs, leaves the VAE
+    encoder's layers (which the gradient flows through) as they are, and keeps the guidance forward."""
+    from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
+
+    comp = _components()
+    den = MvvdmDenoiser(comp)
+    names = _geglus(comp.unet)
+    unet_args = tiny_unet_inputs(2, seed=5)
+    with torch.no_grad():
+        expected = comp.unet(*unet_args).sample
+    with backend_flags_kept():
+        report = den.accelerate("cuda")
+        try:
+            assert report.fused_geglus == len(names) > 0
+            assert not any(isinstance(m, FusedGEGLU) for m in comp.vae.encoder.modules())
+            with torch.no_grad():
+                got = comp.unet(*unet_args).sample
+        finally:
+            report.handle.remove()
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert den.accelerate("cpu").fused_geglus == 0
