@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from bench_mvvideo import build_components  # the full-size random MV-VDM, one definition
+    from random_mvvdm import build_components
 
     from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
 
@@ -87,13 +87,9 @@ def main() -> None:
         run = Path(tmp) / "RUN"
         timed("prepare", lambda: prepare.run(run, prepare.PrepareOptions(model=str(args.model)), rt))
         dtype = torch_dtype(args.dtype, args.device)
-        if args.tiny:
-            from a3d_cli.models.mvvdm.components import tiny_components
-
-            comp = tiny_components(0).to(args.device, dtype)
-        else:
-            start = time.perf_counter()
-            comp = build_components(args.device, dtype)
+        start = time.perf_counter()
+        comp = build_components(args.device, dtype, tiny=args.tiny)
+        if not args.tiny:
             seconds["model_build"] = round(time.perf_counter() - start, 2)
         timed(
             "mvvideo",

@@ -13,7 +13,7 @@ per-stage seconds of each job are read from them, so the table says where the ti
 Modes:
 * GPU (default): `--prompt` jobs through prepare → mvvideo → reconstruct → sds → mesh-animate → export with
   full-size MV-VDM networks of random weights. No real weights can be had here, so the script replaces the
-  tiny random MV-VDM that `--tiny-model` builds with the full-size one (`bench_mvvideo.build_components`),
+  tiny random MV-VDM that `--tiny-model` builds with the full-size one (`random_mvvdm.build_components`),
   in this process and in every process it starts (spawned workers import this file as their main module).
   What this leaves out: reading real weights from disk (random initialisation on the GPU instead).
 * `--tiny` (CPU): the weight-free `--video` path (the fox's ground-truth video), no diffusion model at all;
@@ -50,7 +50,7 @@ FULL_SIZE_ENV = "A3D_BENCH_FULL_SIZE_MVVDM"
 def _install_full_size_mvvdm(device: str) -> None:
     """Make `tiny_components` build the full-size random MV-VDM (benchmark only)."""
     import torch
-    from bench_mvvideo import build_components
+    from random_mvvdm import build_components
 
     import a3d_cli.models.mvvdm.components as components
 

@@ -62,6 +62,7 @@ from public_assets import asset_sources  # noqa: E402
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
 from a3d_cli.gaussians.ply import read_ply  # noqa: E402
+from a3d_cli.io.images import unpremultiply  # noqa: E402
 from a3d_cli.lift import hull as hull_mod  # noqa: E402
 from a3d_cli.lift import synthetic as syn  # noqa: E402
 from a3d_cli.lift.fit import render_chunked  # noqa: E402
@@ -183,7 +184,7 @@ def perturb(rgba: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
         premul = torch.cat([out[..., :3] * out[..., 3:], out[..., 3:]], -1).permute(0, 3, 1, 2)
         moved = F.grid_sample(premul, grid, mode="bilinear", padding_mode="zeros", align_corners=False).permute(0, 2, 3, 1)
         a = moved[..., 3:].clamp(0, 1)
-        out = torch.cat([torch.where(a > 1e-6, moved[..., :3] / a.clamp_min(1e-6), torch.zeros_like(moved[..., :3])), a], -1)
+        out = torch.cat([unpremultiply(moved[..., :3], a), a], -1)
     if kind in ("jitter", "all"):
         gain = 1 + (torch.rand(v, 1, 1, 3, generator=g) * 2 - 1) * 0.06
         offset = (torch.rand(v, 1, 1, 3, generator=g) * 2 - 1) * 0.03
@@ -253,8 +254,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     truth_rgba = syn.render_rgba(gt, held, s)
     truth = syn.on_white(truth_rgba)
     cover = orbit_coverage(gt, true_cams, args.size)  # [N] what the orbit the views came from saw
-    cov_rgb, cov_a, _ = render_chunked(gt.with_(colors=cover[:, None].expand(-1, 3).contiguous()), held, s)
-    seen_cos = (cov_rgb[..., 0] - (1 - cov_a)) / cov_a.clamp_min(1e-6)  # [16, s, s] un-composited from white
+    seen_cos = syn.render_rgba(gt.with_(colors=cover[:, None].expand(-1, 3).contiguous()), held, s)[..., 0]  # [16, s, s] straight
     splats = read_ply(run / "lift" / "gaussians.ply").to(dev)
     lifted = load_mesh(run / "lift" / "model.glb")
     views = load_views(folder)

@@ -41,15 +41,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
+from random_mvvdm import build_components  # noqa: E402
 from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
 from a3d_cli.models.freeinit import FreeInitConfig  # noqa: E402
-from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet, generate_mvvideo  # noqa: E402
-from a3d_cli.models.mvvdm.components import ByteTokenize, MVVDMComponents  # noqa: E402
-from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler  # noqa: E402
+from a3d_cli.models.mvvdm import MVVDMUNet, generate_mvvideo  # noqa: E402
+from a3d_cli.models.mvvdm.components import MVVDMComponents  # noqa: E402
 from a3d_cli.models.mvvdm.sampling import SamplingConfig  # noqa: E402
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS, RESOLUTION  # noqa: E402
-from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from a3d_cli.render.cameras import mvvdm_cameras  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -71,31 +70,6 @@ def no_math_sdpa(enabled: bool):
     if hasattr(SDPBackend, "CUDNN_ATTENTION"):
         backends.append(SDPBackend.CUDNN_ATTENTION)
     return sdpa_kernel(backends)
-
-
-def build_components(device: str, dtype: torch.dtype) -> MVVDMComponents:
-    """Full-size MV-VDM, SD1.5 VAE, CLIP ViT-L/14 text and ViT-H/14 vision encoders, random weights."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        unet = MVVDMUNet(MVVDMConfig())
-        vae = AutoencoderKL(  # SD1.5 VAE config
-            in_channels=3, out_channels=3, latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512,
-        )
-        text = CLIPTextModel(CLIPTextConfig(  # openai/clip-vit-large-patch14 text tower
-            vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
-        ))
-        image = CLIPVisionModelWithProjection(CLIPVisionConfig(  # h94/IP-Adapter models/image_encoder (ViT-H/14)
-            hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-            image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu",
-        ))
-    comp = MVVDMComponents(unet, vae, text, ByteTokenize(77), image, make_ddim_scheduler())
-    return comp.to(device, dtype)
 
 
 def count_tflop(unet: MVVDMUNet, args: tuple) -> float | None:
@@ -222,12 +196,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = False  # a true eager baseline, even after a compiled dtype
         torch.backends.cuda.matmul.allow_tf32 = False
         t0 = time.perf_counter()
-        if args.tiny:
-            from a3d_cli.models.mvvdm.components import tiny_components
-
-            comp = tiny_components(0).to(device, dtype)
-        else:
-            comp = build_components(device, dtype)
+        comp = build_components(device, dtype, tiny=args.tiny)
         res: dict = {"build_seconds": round(time.perf_counter() - t0, 2),
                      "unet_params_m": round(sum(p.numel() for p in comp.unet.parameters()) / 1e6, 1)}
         print(f"[{name}] built in {res['build_seconds']} s", flush=True)
@@ -244,7 +213,7 @@ def main() -> None:
         for variant, unet_key, pipe_key in variants:
             try:
                 if variant == "compile":
-                    res["acceleration"] = accelerate(device, [comp.unet], compile=True).as_metrics()
+                    res["acceleration"] = comp.accelerate(device, compile=True).as_metrics()
                     if args.compile_mode != "default":  # the same blocks, compiled again in the other mode
                         compile_with_mode([comp.unet], args.compile_mode)
                         res["acceleration"]["compile_mode"] = args.compile_mode

@@ -65,6 +65,9 @@ from a3d_cli.models.sv3d.cameras import static_orbit  # noqa: E402
 from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
 from a3d_cli.models.sv3d.loading import build_models  # noqa: E402
 from a3d_cli.models.sv3d.pipeline import SV3DPipeline  # noqa: E402
+from a3d_cli.stages.orbit import DEFAULT_CUDA_DTYPE  # noqa: E402
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 TRICKS = {
     "default": ("cuda_flags", "attention_shortcuts", "short_attention_kernel", "gluon_geglu", "cuda_graph"),
@@ -170,7 +173,7 @@ def bench_config(cfg: Config, args: argparse.Namespace, device: torch.device) ->
     gc.collect()
     reset_peak(device)
     config = SV3DConfig.tiny() if args.tiny else SV3DConfig.full()
-    dtype = torch.float32 if args.tiny else torch.bfloat16
+    dtype = torch.float32 if args.tiny else DTYPES[args.dtype]
     torch.manual_seed(0)
     models = build_models(config, "sv3d_p", device=device)  # shortcuts on, as `load_sv3d` gives them
     models.unet.to(dtype)
@@ -229,6 +232,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     p.add_argument("--steps", type=int, default=50, help="Euler steps of the timed stage (SV3D's 50)")
     p.add_argument("--warmup-steps", type=int, default=2, help="steps of the untimed warm-up run (compiles)")
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=DEFAULT_CUDA_DTYPE, help="UNet and CLIP precision (the stage's default)"
+    )
     p.add_argument("--tiny", action="store_true", help="tiny SV3D in fp32: a CPU smoke test of this script")
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         info["rows"].append(row)
         if args.out:
             args.out.write_text(json.dumps(info, indent=2))
-    dtype = "fp32 (tiny)" if args.tiny else "bf16"
+    dtype = "fp32 (tiny)" if args.tiny else args.dtype
     kernel = "Gluon GEGLU kernel" if info["gluon_geglu_kernel"] else "no Gluon GEGLU kernel (reference GEGLU)"
     print(f"\n{info['device']}, torch {info['torch']}, {args.steps} steps, {dtype}, {kernel}, {info['date']}\n")
     print(table(info["rows"]))

@@ -84,7 +84,6 @@ from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
 
 from a3d_cli.errors import PrecisionError  # noqa: E402
 from a3d_cli.models.precision import count_nonfinite  # noqa: E402
-from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 REFERENCE = "fp32-strict"
@@ -270,13 +269,9 @@ class SV3DBench(Bench):
 
 def mvvdm_master(args: argparse.Namespace):  # noqa: ANN201 - MVVDMComponents
     """MV-VDM's networks in fp32 with seeded random weights: full size, or tiny with `--tiny`."""
-    if args.tiny:
-        from a3d_cli.models.mvvdm.components import tiny_components
+    from random_mvvdm import build_components
 
-        return tiny_components(0).to(args.device, torch.float32)
-    from bench_mvvideo import build_components
-
-    return build_components(args.device, torch.float32)
+    return build_components(args.device, torch.float32, tiny=args.tiny)
 
 
 class MVVDMBench(Bench):
@@ -297,7 +292,7 @@ class MVVDMBench(Bench):
         if name == REFERENCE:
             return self.master
         comp = copy.deepcopy(self.master).to(self.device, DTYPES[name])
-        accelerate(self.device, [comp.unet], compile=compile_)  # as stages/mvvideo.py
+        comp.accelerate(self.device, compile=compile_)  # as stages/mvvideo.py
         return comp
 
     def forward(self, comp) -> Callable[[], Tensor]:  # noqa: ANN001
@@ -401,7 +396,7 @@ class SdsBench(Bench):
         if name == REFERENCE:
             return self.reference
         den = MvvdmDenoiser(copy.deepcopy(self.master).to(self.device, DTYPES[name]))
-        accelerate(self.device, den.hot_networks(), compile=compile_)  # as stages/sds.py
+        den.accelerate(self.device, compile=compile_)  # as stages/sds.py
         return den
 
     def condition(self):  # noqa: ANN201 - SdsCondition

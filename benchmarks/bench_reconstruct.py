@@ -198,21 +198,15 @@ def evaluate(
 def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tuple:
     """What the stage hands `fit_motion` for this ground truth: (splats to fit, cameras, targets, masks).
 
-    Masks are computed against the static silhouette, as the stage does for frames without alpha.
+    Masks are computed against the static silhouette (`gaussians.fit_targets`, the stage's own preparation
+    for frames without alpha).
     """
-    from a3d_cli.io.masks import foreground_masks
+    from a3d_cli.gaussians.fit_targets import fit_targets  # here: older trees get this checkout's module
 
     video = video_frames.read_video_frames(gt / "video")
     cams = video_frames.read_cameras(gt / "video", fallback=run_dir / VIEWS_CAMERAS)
     sd = read_ply(run_dir / "static" / "gaussians.ply").to(device)
-    size = video.rgb.shape[2]
-    with torch.no_grad():
-        _, salpha, _ = motion_fit.render_frames(
-            None, sd, [0], cams.viewmats.to(device), cams.Ks(size, size).to(device), size
-        )
-    masks = foreground_masks(video.rgb, salpha[0].cpu(), settings.masks)
-    tg = resize_square(video.rgb, settings.resolution)
-    mk = resize_square(masks[..., None], settings.resolution)[..., 0]
+    tg, mk, _ = fit_targets(video.rgb, None, cams, sd, settings.resolution, settings.masks)
     train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(seed))
     return train, cams, tg, mk
 

@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_timing import peak_bytes, sync  # noqa: E402
+from random_mvvdm import build_denoiser  # noqa: E402
 from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
@@ -50,21 +51,12 @@ from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noq
 from a3d_cli.gaussians.motion_refine import SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
 from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser  # noqa: E402
 from a3d_cli.models.sds import SdsCondition  # noqa: E402
-from a3d_cli.models.speed.acceleration import accelerate  # noqa: E402
 from a3d_cli.models.speed.attention import ShortcutAttnProcessor, replace_attention_processors  # noqa: E402
 from a3d_cli.models.speed.handles import SpeedHandle  # noqa: E402
 from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
 from a3d_cli.stages.sds import SdsOptions  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def full_size_mvvdm(device: str, dtype: torch.dtype, seed: int = 0) -> MvvdmDenoiser:
-    """MV-VDM at the released sizes with random weights (no files needed): bench_mvvideo's components."""
-    from bench_mvvideo import build_components
-
-    torch.manual_seed(seed)
-    return MvvdmDenoiser(build_components(device, dtype))
 
 
 def take_out_wide_head_shortcut(den: MvvdmDenoiser) -> SpeedHandle:
@@ -227,12 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.backends.cudnn.allow_tf32 = True
 
     t0 = time.perf_counter()
-    if args.tiny:
-        from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
-
-        den = load_mvvdm_denoiser(None, args.device, DTYPES[args.dtype])
-    else:
-        den = full_size_mvvdm(args.device, DTYPES[args.dtype])
+    den = build_denoiser(args.device, DTYPES[args.dtype], tiny=args.tiny)
     build = time.perf_counter() - t0
     shortcut_layers = take_out_wide_head_shortcut(den).count if args.no_wide_head_shortcut else 0
     static = random_splats(args.splats, args.device)
@@ -270,11 +257,12 @@ def main(argv: list[str] | None = None) -> dict:
         "wide_head_shortcut": not args.no_wide_head_shortcut,
         "wide_head_shortcut_layers_taken_out": shortcut_layers,
     })
+    result["acceleration_eager"] = den.accelerate(args.device).as_metrics()  # as the stage runs without --compile
     for t, c in configs:
         record(bench_one(den, static, args, t, c))
     if args.compile:
         nets = den.hot_networks()
-        result["acceleration"] = accelerate(args.device, nets, compile=True).as_metrics()
+        result["acceleration"] = den.accelerate(args.device, compile=True).as_metrics()
         if args.compile_mode != "default":  # the same blocks, compiled again in the other mode
             compile_with_mode(nets, args.compile_mode)
             result["acceleration"]["compile_mode"] = args.compile_mode

@@ -6,9 +6,10 @@ Used by `bench_reconstruct.py` to split the vertex error into what pixels can sh
 Visibility is a z-buffer test: the mesh at each frame is sampled densely on its faces (area-weighted, the
 same samples every frame), the samples' nearest camera depth is kept per pixel (holes filled from their
 3×3 neighbours), and a vertex is visible in a view when one of its faces faces the camera and its depth
-is at most the buffer's plus a slope-scaled bias (a constant plus 1.5 pixel widths × the tangent of the
-angle between the ray and that face's normal, capped at 10: at grazing angles a pixel spans a deep range
-of the vertex's own surface).
+is at most the buffer's plus a slope-scaled bias (`a3d_cli.lift.texture.slope_tolerance`, the lift's
+visibility test's: a constant plus 1.5 pixel widths × the tangent of the angle between the ray and that
+face's normal, the tangent capped at 10: at grazing angles a pixel spans a deep range of the vertex's own
+surface).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from a3d_cli.lift.hull import project
+from a3d_cli.lift.texture import slope_tolerance
 from a3d_cli.render.cameras import CameraSet
+
+SLOPE_PIXELS = 1.5
+"""Pixel widths of depth change the bias allows (the z-buffer holds the nearest sample in a pixel)."""
+MIN_COS = 1 / math.sqrt(101.0)
+"""The tangent stops growing at 10 (cos = 1/√101)."""
 
 
 def facing(vertices: torch.Tensor, faces: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
@@ -78,8 +85,7 @@ def vertex_visibility(
             zbuf = zbuf.reshape(1, 1, size, size)
             zbuf = torch.where(torch.isinf(zbuf), -F.max_pool2d(-zbuf, 3, 1, 1), zbuf)[0, 0]
             cos = facing(v, f, centres[c])
-            cc = cos.clamp(0.05, 1.0)
-            tol = bias + 1.5 * (zv[c] / focal[c]) * ((1 - cc**2).sqrt() / cc).clamp(max=10.0)
+            tol = slope_tolerance(zv[c], cos, focal[c], bias, SLOPE_PIXELS, MIN_COS)
             pix = uvv[c].floor().long()
             inside = (pix >= 0).all(-1) & (pix < size).all(-1) & (zv[c] > 0)
             pix = pix.clamp(0, size - 1)

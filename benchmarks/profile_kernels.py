@@ -136,11 +136,10 @@ def build_target(
 
         return [unet], call
     if target == "mvvdm-unet":
-        from bench_mvvideo import build_components, unet_args
+        from bench_mvvideo import unet_args
+        from random_mvvdm import build_components
 
-        from a3d_cli.models.mvvdm.components import tiny_components
-
-        comp = tiny_components(0).to(str(device), dtype) if tiny else build_components(str(device), dtype)
+        comp = build_components(str(device), dtype, tiny)
         args = unet_args(comp, str(device))
         unet = comp.unet
 
@@ -189,15 +188,14 @@ def build_target(
     if target == "sds-step":
         import dataclasses
 
-        from bench_sds import full_size_mvvdm, random_splats
+        from bench_sds import random_splats
+        from random_mvvdm import build_denoiser
 
         from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
         from a3d_cli.gaussians.motion_refine import SdsRefiner
-        from a3d_cli.models.mvvdm.components import tiny_components
-        from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
         from a3d_cli.stages.sds import SdsOptions
 
-        den = MvvdmDenoiser(tiny_components(0).to(str(device), dtype)) if tiny else full_size_mvvdm(str(device), dtype)
+        den = build_denoiser(str(device), dtype, tiny)
         static = random_splats(500 if tiny else 20_000, str(device))
         field = MotionField(
             dataclasses.replace(MotionFieldConfig(), use_delta_scale=True), generator=torch.Generator().manual_seed(0)

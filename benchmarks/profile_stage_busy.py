@@ -15,12 +15,17 @@ against) and each stage, this script runs one child process that measures:
   time), the GPU time per step, the **host time per step** (window wall minus the time spent blocked in
   CUDA synchronisation calls, per step), host synchronisations per step, kernel launches and CUDA-graph
   launches per step. `reconstruct` is profiled at several frame counts (its per-step work grows with the
-  active frames) on a compressed schedule of the same settings; the whole fit's busy fraction is
+  active frames; windows on both sides of each default graph bucket's edge, where a padded step's work
+  jumps) on a compressed schedule of the same settings; the whole fit's busy fraction is
   estimated from the windows' GPU time per step, interpolated over the real schedule's frame counts,
   divided by the unprofiled fit time. Profiling itself slows the host, so the host figures are upper
   bounds and the windowed busy fractions lower bounds; the unprofiled times are the ones to quote.
 
-Every child records the host CPU model (`/proc/cpuinfo`), the GPU, and torch/gsplat versions.
+Every child records the host CPU model (`/proc/cpuinfo`), the GPU, and torch/gsplat versions. A
+reconstruct row also splits the stage's time into its phases (reading the video, masks, the fit's setup,
+its graph recordings and its steps, scoring and writing, and the rest: the run folder's bookkeeping), from
+the stage's own `seconds_per_phase`, `fit_seconds` and `cuda_graph_seconds` metrics; a second table
+lists them.
 
 Usage:
     # GPU, this checkout only
@@ -29,6 +34,9 @@ Usage:
     python benchmarks/profile_stage_busy.py --trees before=.before,after=. --out busy.json
     # what the CUDA graphs alone buy: the same tree with and without them
     python benchmarks/profile_stage_busy.py --graphs off --out busy_nographs.json
+    # reconstruct's graph buckets: one child per value (default = the tree's setting, exact = one recording
+    # per frame count, or a comma list of frame counts); mvvideo with and without the fused GEGLU
+    python benchmarks/profile_stage_busy.py --graph-frames default --graph-frames exact --geglu both --out busy.json
     # CPU smoke test (tiny sizes, quickstart preset, tiny MV-VDM)
     python benchmarks/profile_stage_busy.py --tiny --device cpu
 
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -152,6 +161,53 @@ def interpolate(points: dict[int, float], x: int) -> float:
     return points[x0] + (points[x1] - points[x0]) * (x - x0) / (x1 - x0)
 
 
+def row_label(row: dict) -> str:
+    """The tree's name and, where set, the variant the child ran (graph buckets, GEGLU fusion)."""
+    return f"{row['tree']} [{row['variant']}]" if row.get("variant") else row["tree"]
+
+
+PHASES = ("inputs", "masks", "fit setup", "graph recording", "fit steps", "scoring and writing", "other")
+
+
+def phase_split(row: dict) -> dict[str, float] | None:
+    """reconstruct's total seconds by phase, from the stage's metrics (None where the tree records no phases).
+
+    "fit setup" is the fit phase less the loop (field, optimiser, ARAP neighbours, targets to the device);
+    "graph recording" is the loop's time recording graphs; "other" is the total less every phase (the run
+    folder's lock, input digests and manifest).
+    """
+    phases, loop, total = row.get("seconds_per_phase"), row.get("loop_seconds"), row.get("total_seconds")
+    if not phases or loop is None or total is None:
+        return None
+    graphs = row.get("cuda_graph_seconds") or 0.0
+    fit = phases.get("fit", 0.0)
+    split = {
+        "inputs": phases.get("inputs", 0.0),
+        "masks": phases.get("masks", 0.0),
+        "fit setup": fit - loop,
+        "graph recording": graphs,
+        "fit steps": loop - graphs,
+        "scoring and writing": phases.get("scoring_and_writing", 0.0),
+    }
+    split["other"] = total - sum(phases.values())
+    return {k: round(v, 3) for k, v in split.items()}
+
+
+def phase_markdown(rows: list[dict]) -> str:
+    """Where reconstruct's total goes, one row per child that recorded its phases ("" when none did)."""
+    lines = []
+    for r in rows:
+        split = phase_split(r) if r.get("stage") == "reconstruct" and "error" not in r else None
+        if split is not None:
+            recordings = r.get("cuda_graph_recordings")
+            lines.append(f"| {row_label(r)} | {r['total_seconds']} | " + " | ".join(str(split[k]) for k in PHASES)
+                         + f" | {recordings if recordings is not None else '-'} |")  # fmt: skip
+    if not lines:
+        return ""
+    head = "| tree | total s | " + " | ".join(f"{k} s" for k in PHASES) + " | recordings |"
+    return "\n".join([head, "|" + "---|" * (len(PHASES) + 3), *lines])
+
+
 def markdown(rows: list[dict]) -> str:
     """The final table: one row per (tree, stage, window)."""
     head = ("| tree | stage | host CPU | total s | loop s | s / step | window | GPU busy % | GPU ms / step "
@@ -159,7 +215,7 @@ def markdown(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['tree']} | {r['stage']} | {r.get('cpu', '-')} | failed: {r['error'][:120]} |" + " |" * 9)
+            lines.append(f"| {row_label(r)} | {r['stage']} | {r.get('cpu', '-')} | failed: {r['error'][:120]} |" + " |" * 9)
             continue
         q = r.get("quality") or {}
         quality = f"PSNR {q['heldout_psnr']} dB, vertex err {q['vertex_error_pct']} %" if "heldout_psnr" in q else "-"
@@ -169,7 +225,7 @@ def markdown(rows: list[dict]) -> str:
         for i, w in enumerate(r.get("windows") or [blank]):
             first = i == 0
             lines.append(
-                f"| {r['tree'] if first else ''} | {r['stage'] if first else ''} | {r['cpu'] if first else ''} "
+                f"| {row_label(r) if first else ''} | {r['stage'] if first else ''} | {r['cpu'] if first else ''} "
                 f"| {r['total_seconds'] if first else ''} | {r['loop_seconds'] if first else ''} "
                 f"| {r['seconds_per_step'] if first else ''} | {w['label']} | {w['gpu_busy_pct']} | {w['gpu_ms_per_step']} "
                 f"| {w['host_ms_per_step']} | {w['syncs_per_step']} | {w['kernel_launches_per_step']} ({w['graph_launches_per_step']}) "
@@ -205,6 +261,7 @@ _MOVED_MODULES: dict[str, str | None] = {
     "a3d_cli.models.mvvdm.shape": None,
     "a3d_cli.run_layout": None,
     "a3d_cli.io.video_frames": None,
+    "a3d_cli.gaussians.fit_targets": None,
 }
 
 
@@ -315,13 +372,19 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     shutil.copytree(Path(args.gt) / "run", run_dir)
     small = {"resolution": 32, "max_splats": 300} if args.tiny else {}
     # trees with the graphed step run it as --graphs says (on: "after" measures the graphs)
-    has_graphs = "cuda_graphs" in stage.ReconstructOptions.__dataclass_fields__
-    graphs = {"cuda_graphs": args.graphs == "on"} if has_graphs else {}
+    fields = stage.ReconstructOptions.__dataclass_fields__
+    graphs = {"cuda_graphs": args.graphs == "on"} if "cuda_graphs" in fields else {}
+    buckets = graph_frame_counts(args.graph_frames)
+    if buckets is not None:
+        if "graph_frame_counts" not in fields:
+            raise SystemExit(f"--graph-frames {args.graph_frames}: this tree has no graph_frame_counts")
+        graphs["graph_frame_counts"] = buckets
     opts = stage.ReconstructOptions(
         video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False, **small, **graphs
     )
     preset, settings = opts.resolve(dev)
-    row: dict = {"preset": preset, "steps": settings.steps, "resolution": settings.resolution}
+    row: dict = {"preset": preset, "steps": settings.steps, "resolution": settings.resolution,
+                 "graph_frame_counts": list(getattr(settings, "graph_frame_counts", ())) or None}  # fmt: skip
     train, cams, tg, mk = br.fit_inputs(Path(args.gt), run_dir, settings, dev, args.seed)
     row["fit_splats"] = len(train)
     # warm-up: gsplat load, library handles, allocator (and, where the tree records graphs, every frame count)
@@ -336,6 +399,8 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     row["seconds_per_phase"] = result.metrics.get("seconds_per_phase")
     row["seconds_per_step"] = round(row["loop_seconds"] / settings.steps, 5) if row["loop_seconds"] else None
     row["cuda_graph_recordings"] = result.metrics.get("cuda_graph_recordings")
+    row["cuda_graph_seconds"] = result.metrics.get("cuda_graph_seconds")
+    row["phase_split"] = phase_split(row)
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
     static = read_ply(run_dir / "static" / "gaussians.ply")
@@ -347,7 +412,9 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     def rendered(active: int) -> int:  # frames rendered per step (a subset with frames_per_step)
         return min(active, per_step) if per_step else active
 
-    counts = sorted({1, 4, 8, 12, 15} if not args.tiny else {1, 15})
+    # the default graph buckets' edges (4|5, 8|9, 12|13): a padded step's GPU work jumps there, so the estimate
+    # interpolates between measured points on each side of a jump
+    counts = sorted({1, 4, 5, 8, 9, 12, 13, 15} if not args.tiny else {1, 15})
     windows = [
         _Window(f"F={rendered(f)}", (f - 1) * spf + args.window_skip, (f - 1) * spf + args.window_skip + args.window_steps, dev, work)
         for f in counts
@@ -376,6 +443,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     import bench_mvvideo as bm
     import torch
     from gpu_timing import peak_bytes, reset_peak, sync
+    from random_mvvdm import build_components
 
     from a3d_cli.models.freeinit import FreeInitConfig
     from a3d_cli.models.mvvdm import generate_mvvideo
@@ -385,13 +453,15 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
 
     dev = args.device
     dtype = bm.DTYPES[args.mv_dtype]
-    if args.tiny:
-        from a3d_cli.models.mvvdm.components import tiny_components
-
-        comp, size = tiny_components(0).to(dev, torch.float32), bm.SIZE
+    comp, size = build_components(dev, torch.float32 if args.tiny else dtype, tiny=args.tiny), bm.SIZE
+    fused = args.geglu == "on"
+    if hasattr(comp, "accelerate"):  # what the stage does without --compile (the fused GEGLU as --geglu says)
+        report = comp.accelerate(dev, compile=False, fused_geglu=fused)
+    elif "fused_geglu" in inspect.signature(accelerate).parameters:  # a tree whose stage leaves the GEGLUs alone
+        report = accelerate(dev, [comp.unet], compile=False, fused_geglu=fused)
     else:
-        comp, size = bm.build_components(dev, dtype), bm.SIZE
-    accelerate(dev, [comp.unet], compile=False)  # what the stage does without --compile
+        report = accelerate(dev, [comp.unet], compile=False)
+    fused_geglus = getattr(report, "fused_geglus", 0)
     has_graph = "cuda_graph" in inspect.signature(generate_mvvideo).parameters
     graph = {"cuda_graph": args.graphs == "on"} if has_graph else {}
     views = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -418,7 +488,8 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     out = generate(args.mv_steps, args.mv_freeinit, stamp)
     sync(dev)
-    row: dict = {"dtype": args.mv_dtype if not args.tiny else "fp32", "steps": args.mv_steps, "freeinit": args.mv_freeinit}
+    row: dict = {"dtype": args.mv_dtype if not args.tiny else "fp32", "steps": args.mv_steps, "freeinit": args.mv_freeinit,
+                 "fused_geglus": fused_geglus, "gluon_geglu_kernel": _gluon_geglu_runs(dev, comp.dtype) if fused_geglus else False}  # fmt: skip
     row["total_seconds"] = round(time.perf_counter() - t0, 2)
     loop = None
     if len(stamps) > 1:
@@ -434,10 +505,43 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     return row
 
 
+def _gluon_geglu_runs(device: str, dtype) -> bool | None:  # noqa: ANN001 - a torch dtype
+    """Whether the fused GEGLU takes the Gluon kernel here (else it runs the reference: a fusion gain of ≈ 0
+    would say nothing about the kernel); None where the tree has no such probe."""
+    import torch
+
+    try:
+        from a3d_cli.kernels.geglu import geglu_supported
+    except ImportError:
+        return None
+    if not device.startswith("cuda"):
+        return False
+    x = torch.zeros(16, 64, dtype=dtype, device=device)
+    return geglu_supported(x, torch.zeros(128, 64, dtype=dtype, device=device), None)
+
+
+def variant_name(stage: str, value: str) -> str:
+    """A child's variant as the tables name it: "" for the stage's own setting, else what differs."""
+    if value in ("", "default", "on"):
+        return ""
+    return f"frames {value}" if stage == "reconstruct" else f"geglu {value}"
+
+
+def graph_frame_counts(value: str) -> tuple[int, ...] | None:
+    """`--graph-frames` → `FitSettings.graph_frame_counts`: None = the tree's default, () = "exact", else the list."""
+    if value == "default":
+        return None
+    if value == "exact":
+        return ()
+    return tuple(int(v) for v in value.split(","))
+
+
 def child_main(args: argparse.Namespace) -> None:
     """Run one stage on one tree and write its row to --child-out."""
     where = _import_tree(Path(args.code_root).resolve())
-    row = {"tree": args.tag, "stage": args.stage, "graphs": args.graphs, "a3d_cli": where, **_environment(args.device)}
+    value = args.graph_frames if args.stage == "reconstruct" else args.geglu
+    row = {"tree": args.tag, "stage": args.stage, "variant": variant_name(args.stage, value), "graphs": args.graphs, "a3d_cli": where,
+           **_environment(args.device)}  # fmt: skip
     row.update(child_reconstruct(args) if args.stage == "reconstruct" else child_mvvideo(args))
     Path(args.child_out).write_text(json.dumps(row, indent=2))
 
@@ -464,6 +568,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--tiny", action="store_true", help="smoke test: tiny ground truth, quickstart, tiny MV-VDM")
     ap.add_argument("--graphs", default="on", choices=["on", "off"],
                     help="CUDA graphs in the trees that have them (reconstruct's step, mvvideo's guided call)")  # fmt: skip
+    ap.add_argument("--graph-frames", action="append", default=None,
+                    help="reconstruct's graph buckets, one child per use: default (the tree's), exact (one recording "
+                         "per frame count) or a comma list such as 4,8,12,15 (default: default)")  # fmt: skip
+    ap.add_argument("--geglu", default="on", choices=["on", "off", "both"],
+                    help="mvvideo's fused GEGLU: on (the stage's setting), off, or both (one child each)")
     ap.add_argument("--splats", type=int, default=None, help="ground-truth splats (default 20000; tiny 400)")
     ap.add_argument("--preset", default=None, help="reconstruct preset (default reference; tiny quickstart)")
     ap.add_argument("--steps", type=int, default=None, help="reconstruct steps override (default: the preset's)")
@@ -484,6 +593,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--gt", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.graph_frames = args.graph_frames or ["default"]
+    for value in args.graph_frames:
+        try:
+            counts = graph_frame_counts(value)
+        except ValueError:
+            ap.error(f"--graph-frames {value!r}: give default, exact or a comma list of frame counts")
+        if counts and not all(1 <= c <= 15 for c in counts):
+            ap.error(f"--graph-frames {value!r}: frame counts lie in 1 … 15")
     tiny = args.tiny
     defaults = {"splats": 400 if tiny else 20_000, "preset": "quickstart" if tiny else "reference",
                 "steps": 12 if tiny else None, "mv_steps": 4 if tiny else 25, "mv_freeinit": 1 if tiny else 3,
@@ -496,6 +613,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.child:
+        args.graph_frames = args.graph_frames[0]
         child_main(args)
         return []
 
@@ -512,14 +630,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     def save() -> None:
         report["markdown"] = markdown(report["rows"])
+        report["phases_markdown"] = phase_markdown(report["rows"])
         if args.out:
             args.out.write_text(json.dumps(report, indent=2))
 
     py = sys.executable
-    if args.device.startswith("cuda"):
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    if args.device.startswith("cuda") and "reconstruct" in stages:
         rc, seconds, tail = _run([py, "-c", "from a3d_cli.cli import main; main()", "info", "--warmup"], env, "gsplat")
         report["gsplat_warmup"] = {"exit_code": rc, "seconds": round(seconds, 1), "output": tail[-600:]}
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     gt = work / "gt"
     if "reconstruct" in stages and not (gt / "ground_truth.npz").is_file():
         cmd = [py, str(ROOT / "examples" / "make_ground_truth_motion.py"), "--out", str(gt), "--splats", str(args.splats),
@@ -532,22 +651,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if rc:
             raise SystemExit(f"ground truth failed:\n{tail}")
     trees = [t.split("=", 1) for t in args.trees.split(",") if t.strip()]
+    variants = {"reconstruct": [("--graph-frames", v) for v in args.graph_frames],
+                "mvvideo": [("--geglu", v) for v in (["on", "off"] if args.geglu == "both" else [args.geglu])]}  # fmt: skip
     for stage_name in stages:
-        for tag, folder in trees:
-            child_out = work / f"row_{tag}_{stage_name}.json"
+        for (tag, folder), (flag, value) in itertools.product(trees, variants.get(stage_name, [("", "")])):
+            name = f"{tag}_{stage_name}" + (f"_{value.replace(',', '-')}" if flag else "")
+            child_out = work / f"row_{name}.json"
             child_out.unlink(missing_ok=True)
             cmd = [py, str(Path(__file__).resolve()), "--child", "--stage", stage_name, "--code-root", str(Path(folder).resolve()),
                    "--tag", tag, "--gt", str(gt), "--child-out", str(child_out), "--work", str(work), "--device", args.device,
                    "--preset", args.preset, "--graphs", args.graphs, "--mv-dtype", args.mv_dtype, "--mv-steps", str(args.mv_steps),
                    "--mv-freeinit", str(args.mv_freeinit), "--window-steps", str(args.window_steps),
                    "--window-skip", str(args.window_skip), "--window-stage", str(args.window_stage), "--seed", str(args.seed)]  # fmt: skip
+            if flag:
+                cmd += [flag, value]
             if args.steps is not None:
                 cmd += ["--steps", str(args.steps)]
             if tiny:
                 cmd.append("--tiny")
-            rc, seconds, tail = _run(cmd, env, f"{tag} {stage_name}")
+            rc, seconds, tail = _run(cmd, env, f"{tag} {stage_name}" + (f" {flag} {value}" if flag else ""))
             if rc or not child_out.is_file():
-                row = {"tree": tag, "stage": stage_name, "cpu": report["cpu"], "error": tail.strip().splitlines()[-1] if tail.strip() else f"exit {rc}", "log": tail}
+                row = {"tree": tag, "stage": stage_name, "variant": variant_name(stage_name, value), "cpu": report["cpu"], "error": tail.strip().splitlines()[-1] if tail.strip() else f"exit {rc}", "log": tail}
             else:
                 row = json.loads(child_out.read_text())
             row["child_seconds"] = round(seconds, 1)
@@ -555,6 +679,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             save()
     save()
     print(markdown(report["rows"]))
+    if report["phases_markdown"]:
+        print("\nreconstruct, where the total goes:\n" + report["phases_markdown"])
     return report["rows"]
 
 

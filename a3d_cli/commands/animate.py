@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from a3d_cli.commands.common import (
+    AllowExternalRefsOption,
     CompileOption,
     ForceOption,
     ImageEncoderOption,
@@ -167,14 +168,7 @@ def animate(
     max_vertices: Annotated[
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = AnimateOptions.max_vertices,
-    allow_external_refs: Annotated[
-        bool,
-        typer.Option(
-            "--allow-external-refs",
-            help="Let the asset reference files outside its own folder (absolute paths, ../). Only for assets you trust.",
-            rich_help_panel=_INPUT,
-        ),
-    ] = AnimateOptions.allow_external_refs,
+    allow_external_refs: AllowExternalRefsOption = AnimateOptions.allow_external_refs,
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
     ] = AnimateOptions.freeinit_iters,

@@ -58,6 +58,17 @@ LoopOption = Annotated[
 LoopModeOption = Annotated[
     str, typer.Option(help="How --loop closes the clip: blend (position and velocity) or pingpong.")
 ]
+MotionChoiceOption = Annotated[
+    str, typer.Option("--motion", help="Motion file: auto (refined if present, else coarse), coarse or refined.")
+]
+AllowExternalRefsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-external-refs",
+        help="Let the asset reference files outside its own folder (absolute paths, ../). Only for assets you trust.",
+        rich_help_panel="Input",
+    ),
+]
 TinyModelOption = Annotated[bool, typer.Option("--tiny-model", hidden=True, help="Tiny random MV-VDM (tests only).")]
 
 

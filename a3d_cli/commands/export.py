@@ -12,6 +12,7 @@ from a3d_cli.commands.common import (
     ForceOption,
     LoopModeOption,
     LoopOption,
+    MotionChoiceOption,
     resolve_path,
     run_and_report,
     run_folder_argument,
@@ -24,9 +25,7 @@ _PREVIEW = "Preview video"
 def export(
     ctx: typer.Context,
     run_dir: Annotated[Path, run_folder_argument("The run folder (after `a3d reconstruct`).")],
-    motion: Annotated[
-        str, typer.Option(help="Motion file: auto (refined if present, else coarse), coarse or refined.")
-    ] = _Defaults.motion,
+    motion: MotionChoiceOption = _Defaults.motion,
     frames: Annotated[str, typer.Option(help='Clip frames to export: "all", "0-7" or "0,4,8-15".')] = _Defaults.frames,
     fps: Annotated[float, typer.Option(help="Frames per second, sampled from the continuous motion.")] = _Defaults.fps,
     duration: DurationOption = _Defaults.duration,

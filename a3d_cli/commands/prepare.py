@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report
+from a3d_cli.commands.common import AllowExternalRefsOption, ForceOption, resolve_path, run_and_report
 from a3d_cli.errors import OptionError
 from a3d_cli.stages.prepare import PrepareOptions
 
@@ -59,14 +59,7 @@ def prepare(
     view_size: Annotated[
         int, typer.Option(help="Size of the 4 conditioning renders, pixels.", rich_help_panel="Views")
     ] = PrepareOptions.view_size,
-    allow_external_refs: Annotated[
-        bool,
-        typer.Option(
-            "--allow-external-refs",
-            help="Let the asset reference files outside its own folder (absolute paths, ../). Only for assets you trust.",
-            rich_help_panel="Input",
-        ),
-    ] = PrepareOptions.allow_external_refs,
+    allow_external_refs: AllowExternalRefsOption = PrepareOptions.allow_external_refs,
     force: ForceOption = False,
 ) -> None:
     """Make [bold]RUN/static/gaussians.ply[/bold] and the 4 conditioning views from a mesh or 3DGS file."""

@@ -178,7 +178,9 @@ def arap_energy(rest: Tensor, deformed: Tensor, neighbours: Neighbours, sample: 
     return arap_energy_at(rest, deformed, sample, neighbours.idx[sample])
 
 
-def arap_energy_at(rest: Tensor, deformed: Tensor, centre: Tensor, idx: Tensor) -> Tensor:
+def arap_energy_at(
+    rest: Tensor, deformed: Tensor, centre: Tensor, idx: Tensor, frame_weights: Tensor | None = None
+) -> Tensor:
     """`arap_energy` for given points and their neighbour rows: fixed shapes, no randomness, no host sync.
 
     Args:
@@ -186,6 +188,8 @@ def arap_energy_at(rest: Tensor, deformed: Tensor, centre: Tensor, idx: Tensor) 
         deformed: [F, N, 3] positions at F frames.
         centre: [S] indices of the scored points.
         idx: [S, K] their neighbours (-1 = padding, weight 0).
+        frame_weights: [F] weight of each frame's term (None = 1 each); the motion fit's padded steps
+            give their padding frames weight 0.
 
     Returns:
         scalar tensor (see `arap_energy`).
@@ -203,7 +207,10 @@ def arap_energy_at(rest: Tensor, deformed: Tensor, centre: Tensor, idx: Tensor) 
         )
         rot = rot.reshape(f, s, 3, 3)
     rigid = torch.einsum("fsij,skj->fski", rot, rest_edges)  # [F, S, K, 3]
-    return ((edges - rigid).square().sum(-1) * w).sum()
+    residual = (edges - rigid).square().sum(-1) * w  # [F, S, K]
+    if frame_weights is not None:
+        residual = residual * frame_weights[:, None, None]
+    return residual.sum()
 
 
 def nonrigidity_pct(points: Tensor, k: int = 3) -> float:
@@ -272,9 +279,10 @@ class ArapRegularizer:
             sample = torch.arange(n, device=self.rest.device)  # [N]
         return sample, nbrs.idx[sample]
 
-    def energy(self, deformed: Tensor, sample: Tensor, idx: Tensor) -> Tensor:
-        """ARAP energy of deformed [F, N, 3] at drawn points (`draw`); deterministic."""
-        return arap_energy_at(self.rest, deformed, sample, idx)
+    def energy(self, deformed: Tensor, sample: Tensor, idx: Tensor, frame_weights: Tensor | None = None) -> Tensor:
+        """ARAP energy of deformed [F, N, 3] at drawn points (`draw`), frames weighted by `frame_weights` [F]
+        (None = 1 each); deterministic."""
+        return arap_energy_at(self.rest, deformed, sample, idx, frame_weights)
 
     def __call__(self, deformed: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """ARAP energy of deformed [F, N, 3] (frames to score, frame 0 excluded by the caller)."""

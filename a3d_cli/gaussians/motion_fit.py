@@ -92,6 +92,12 @@ class FitSettings:
     frame count (`a3d_cli.gaussians.motion_step`): same numbers, fewer kernel launches (the eager step is
     bound by launching them; docs/PERF.md). Ignored on the CPU; the step falls back to eager launches if
     recording fails."""
+    graph_frame_counts: tuple[int, ...] = (4, 8, 12, 15)
+    """With `cuda_graphs`, the frame counts the step is recorded at: a step with fewer active frames runs in
+    the smallest recording that holds them, the extra frames evaluated by the field but given weight 0 in
+    every loss term (same loss and gradients up to float rounding; `a3d_cli.gaussians.motion_step`). Fewer
+    recordings cost less time before the steps; sizes above the fit's largest frame count are lowered to
+    it. Empty = one recording per frame count (15 over the reference schedule)."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)
@@ -110,6 +116,10 @@ class FitSettings:
             raise OptionError(f"--arap-anneal must be > 0 (got {self.arap_anneal}).")
         if not 0.0 < self.grad_fraction <= 1.0:
             raise OptionError(f"--grad-fraction must be in (0, 1] (got {self.grad_fraction}).")
+        if any(not 1 <= b <= NUM_FRAMES - 1 for b in self.graph_frame_counts):
+            raise OptionError(
+                f"graph_frame_counts must lie in 1 … {NUM_FRAMES - 1} (got {list(self.graph_frame_counts)})."
+            )
         if self.field.num_frames != NUM_FRAMES:
             raise OptionError(f"the motion field must have {NUM_FRAMES} frames (got {self.field.num_frames}).")
 
@@ -127,6 +137,7 @@ class FitResult:
         seconds: wall time of the optimisation loop.
         profile: seconds per phase when profiling was asked for (data, field, raster, loss, backward).
         graph_recordings: frame counts whose step was recorded as CUDA graphs (0 = eager throughout).
+        graph_seconds: wall seconds of `seconds` spent recording them.
     """
 
     field: MotionField
@@ -134,6 +145,7 @@ class FitResult:
     seconds: float
     profile: dict[str, float]
     graph_recordings: int = 0
+    graph_seconds: float = 0.0
 
 
 def active_frames(step: int, settings: FitSettings, generator: torch.Generator | None = None) -> list[int]:
@@ -320,6 +332,7 @@ def fit_motion(
         seconds=seconds,
         profile=clock.seconds if profile else {},
         graph_recordings=step_fn.recordings,
+        graph_seconds=step_fn.record_seconds,
     )
 
 

@@ -12,10 +12,20 @@ the host needs to launch them, so a slower CPU makes the whole stage slower. Her
 
 Pieces 1 and 3 are pure functions of their tensor inputs with no host synchronisation and no random
 draws (the draws happen before, eagerly, in the order the loop always used). On CUDA each is recorded,
-forward and backward, with `torch.cuda.make_graphed_callables` once per frame count F (F only grows
-along the progressive schedule, so the previous recording is dropped when it changes) and replayed
-every later step: two graph launches instead of hundreds of kernel launches. On the CPU, or when
-recording fails, the same modules run eagerly, so CPU tests exercise the same step.
+forward and backward, with `torch.cuda.make_graphed_callables` and replayed every later step: two graph
+launches instead of hundreds of kernel launches. On the CPU, or when recording fails, the same modules
+run eagerly, so CPU tests exercise the same step.
+
+A graph has fixed shapes, and the progressive schedule's frame count F grows from 1 to 15. Recording
+one graph per F costs a recording (eager warm-up, capture, instantiation) per schedule stage, so the
+pieces are recorded only at a few *bucket* sizes B (`FitSettings.graph_frame_counts`): a step with F
+active frames runs in the smallest bucket B >= F, its frame list padded with frame 0 and a per-frame
+weight of 0 on the padding (`MaskedLossPiece`). The padded frames are evaluated by the field but never
+rasterized (the renders of the F real frames are padded with zeros instead), and the weights remove
+them from every loss term, so they contribute exactly zero loss and zero gradient; the real frames'
+loss and gradients equal the unpadded step's up to float rounding (the means are normalised by the
+weight sum instead of by the tensor size). The previous bucket's recording is dropped when the bucket
+changes (B only grows along the schedule).
 
 Examples:
     >>> step = FitStep(motion, static, viewmats, Ks, 256, targets, masks, settings, arap)  # doctest: +SKIP
@@ -24,7 +34,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,6 +51,8 @@ WARMUP_FIRST = 3
 """Eager warm-up calls before the first recording (library handles, workspaces, allocator)."""
 WARMUP_LATER = 1
 """Eager warm-up calls before recording a new frame count (libraries are initialised by then)."""
+PAD_FRAME = 0
+"""Frame index the padding of a bucket evaluates (any valid index: its weight is 0)."""
 
 
 class FieldPiece(nn.Module):
@@ -104,6 +117,49 @@ class LossPiece(nn.Module):
         return loss, loss_rgb.detach()
 
 
+class MaskedLossPiece(LossPiece):
+    """`LossPiece` on a bucket of B frames of which only those with weight 1 count (the rest weight 0).
+
+    Each mean is taken over the weighted frames only (sum of the per-frame sums ÷ (weight sum · elements
+    per frame)), and the ARAP sum is weighted per frame, so the loss is `LossPiece`'s on the real frames and a
+    padded frame adds exactly zero to the loss and to every gradient.
+    """
+
+    def forward(
+        self, rgb: Tensor, alpha: Tensor, means: Tensor, frames: Tensor, weights: Tensor, *drawn: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """rgb [B, V, H, W, 3], alpha [B, V, H, W], means [B, N, 3], frames [B], weights [B] (1 real, 0 padding).
+
+        Returns:
+            the total loss (differentiable) and the RGB MSE over the real frames (detached, for logging).
+        """
+        count = weights.sum()
+        loss_rgb = _weighted_mse(rgb, self.targets.index_select(0, frames), weights, count)
+        loss_mask = _weighted_mse(alpha, self.masks.index_select(0, frames), weights, count)
+        loss = self.lambda_rgb * loss_rgb + self.lambda_mask * loss_mask
+        if self.arap is not None:
+            loss = loss + self.lambda_arap * self.arap.energy(means, *drawn, frame_weights=weights)
+        return loss, loss_rgb.detach()
+
+
+def _weighted_mse(x: Tensor, y: Tensor, weights: Tensor, count: Tensor) -> Tensor:
+    """Mean squared error over the frames (dim 0) with weight 1: x, y [B, ...], weights [B], count = weights.sum()."""
+    per_frame = (x - y).square().flatten(1).sum(dim=1)  # [B]
+    return (per_frame * weights).sum() / (count * x[0].numel())
+
+
+def bucket_sizes(frame_counts: Sequence[int], max_frames: int) -> tuple[int, ...]:
+    """The recorded frame counts of a fit whose steps have at most `max_frames` frames.
+
+    Sizes above `max_frames` are lowered to it (no bucket is larger than any step needs), and the largest
+    bucket is always `max_frames`, so every step has one. An empty `frame_counts` means no buckets (one
+    recording per frame count).
+    """
+    if not frame_counts:
+        return ()
+    return tuple(sorted({min(int(b), max_frames) for b in frame_counts} | {max_frames}))
+
+
 def graphs_usable(device: torch.device) -> bool:
     """True where the step's pieces can be recorded as CUDA graphs (a CUDA device)."""
     return device.type == "cuda" and torch.cuda.is_available()
@@ -117,10 +173,12 @@ class FitStep:
         static: the N frozen splats it moves.
         viewmats: [V, 4, 4] and Ks: [V, 3, 3], the video cameras; size: the square render size.
         targets: [16, V, S, S, 3] and masks: [16, V, S, S], frame-major, on the splats' device.
-        settings: loss weights and `grad_fraction`.
+        settings: loss weights, `grad_fraction`, `frames_per_step` and `graph_frame_counts`.
         arap: the ARAP term (None = none).
         cuda_graphs: record the pieces as CUDA graphs where `graphs_usable` (ignored elsewhere).
         on_notice: receives one line if recording fails (the step then stays eager).
+        pad_frames: run every step in its bucket of `settings.graph_frame_counts` (padded, weighted);
+            None = exactly when the pieces are recorded as graphs (padding buys nothing eagerly).
     """
 
     def __init__(
@@ -137,6 +195,7 @@ class FitStep:
         *,
         cuda_graphs: bool = True,
         on_notice: Callable[[str], None] | None = None,
+        pad_frames: bool | None = None,
     ) -> None:
         self.static, self.viewmats, self.Ks, self.size = static, viewmats, Ks, size
         self.grad_fraction = settings.grad_fraction
@@ -145,12 +204,22 @@ class FitStep:
         """λ_arap of the next step, shared by every loss piece and recording (`set_arap_weight`)."""
         self._loss_inputs = (targets, masks, settings, arap, self.arap_weight)
         self.loss = LossPiece(*self._loss_inputs)
+        self.masked_loss = MaskedLossPiece(*self._loss_inputs)
         self.use_graphs = cuda_graphs and graphs_usable(static.means.device)
         self.on_notice = on_notice
+        most = targets.shape[0] - 1  # frame 0 is never trained
+        if settings.frames_per_step:
+            most = min(most, settings.frames_per_step)
+        pad = self.use_graphs if pad_frames is None else pad_frames
+        self.buckets = bucket_sizes(settings.graph_frame_counts, most) if pad else ()
+        """Frame counts steps are padded to (empty: every step runs at its own frame count)."""
         self.recordings = 0
         """How many frame counts were recorded as graphs (0 = the step ran eagerly throughout)."""
-        self._graphed: tuple[int, Callable, Callable] | None = None  # (F, field, loss)
+        self.record_seconds = 0.0
+        """Wall seconds spent recording graphs (warm-up calls, capture and instantiation)."""
+        self._graphed: tuple[tuple[int, bool], Callable, Callable] | None = None  # ((frames, masked), field, loss)
         self._pool = None
+        self._weights: dict[tuple[int, int], Tensor] = {}  # (real frames, bucket) → [bucket] weights
 
     def set_arap_weight(self, weight: float) -> None:
         """Set λ_arap for the following steps (in place: recorded graphs see it; no host synchronisation)."""
@@ -174,50 +243,73 @@ class FitStep:
 
         mark = tick or (lambda _name: None)
         f, n = frames.shape[0], self.static.means.shape[0]
+        bucket = self.bucket(f)
+        weights: tuple[Tensor, ...] = ()
+        if bucket:  # the field sees B frames, the rasterizer the F real ones
+            weights = (self._bucket_weights(f, bucket, frames.device),)
+            frames = torch.nn.functional.pad(frames, (0, bucket - f), value=PAD_FRAME)  # [B]
         drawn: tuple[Tensor, ...] = ()
-        field, loss_fn = self._pieces(frames)
+        field, loss_fn = self._pieces(frames, masked=bool(bucket))
         means, quats, scales = field(frames)
-        moved = (means, quats, scales)
+        moved = (means[:f], quats[:f], scales[:f])  # views: the padding is never rendered
         if self.grad_fraction < 1.0:
             # the reference's sparsification: image-loss gradients reach a random subset of splats only
             keep = torch.rand(f, n, 1, generator=generator, device=means.device) < self.grad_fraction
             moved = tuple(torch.where(keep, x, x.detach()) for x in moved)
         mark("field")
         rgb, alpha = render_splats(self.static, *moved, self.viewmats, self.Ks, self.size)
+        if bucket > f:  # zero renders for the padding (weight 0 in the loss)
+            rgb = torch.nn.functional.pad(rgb, (0, 0) * (rgb.ndim - 1) + (0, bucket - f))
+            alpha = torch.nn.functional.pad(alpha, (0, 0) * (alpha.ndim - 1) + (0, bucket - f))
         mark("raster")
         if self.loss.arap is not None:
             drawn = self.loss.arap.draw(generator)
-        loss, loss_rgb = loss_fn(rgb, alpha, means, frames, *drawn)
+        loss, loss_rgb = loss_fn(rgb, alpha, means, frames, *weights, *drawn)
         mark("loss")
         loss.backward()
         mark("backward")
         return loss, loss_rgb
 
-    def _pieces(self, frames: Tensor) -> tuple[Callable, Callable]:
+    def bucket(self, frames: int) -> int:
+        """The padded frame count of a step with `frames` frames (0 = not padded: no bucket holds it)."""
+        return next((b for b in self.buckets if b >= frames), 0)
+
+    def _bucket_weights(self, f: int, bucket: int, device: torch.device) -> Tensor:
+        """[bucket] float: 1 for the first f frames, 0 for the padding (made once per (f, bucket), no host sync)."""
+        key = (f, bucket)
+        if key not in self._weights:
+            self._weights[key] = (torch.arange(bucket, device=device) < f).to(torch.float32)
+        return self._weights[key]
+
+    def _pieces(self, frames: Tensor, masked: bool) -> tuple[Callable, Callable]:
         """The field and loss callables for this frame count: recorded graphs where possible, else eager."""
         if not self.use_graphs:
-            return self.field, self.loss
-        f = frames.shape[0]
-        if self._graphed is not None and self._graphed[0] == f:
+            return self.field, (self.masked_loss if masked else self.loss)
+        key = (frames.shape[0], masked)
+        if self._graphed is not None and self._graphed[0] == key:
             return self._graphed[1], self._graphed[2]
         self._graphed = None  # frees the previous recording's buffers back to the pool
+        start = time.perf_counter()
         try:
-            self._graphed = (f, *self._record(frames))
+            self._graphed = (key, *self._record(frames, masked))
         except (RuntimeError, AssertionError) as exc:  # something that cannot be recorded: stay eager
             self.use_graphs = False
             if self.on_notice is not None:
                 self.on_notice(f"reconstruct: CUDA graphs unavailable, running the step eagerly ({exc})")
             torch.cuda.synchronize()
-            return self.field, self.loss
+            return self.field, (self.masked_loss if masked else self.loss)
+        finally:
+            self.record_seconds += time.perf_counter() - start
         self.recordings += 1
         return self._graphed[1], self._graphed[2]
 
-    def _record(self, frames: Tensor) -> tuple[Callable, Callable]:
+    def _record(self, frames: Tensor, masked: bool = False) -> tuple[Callable, Callable]:
         """Record both pieces at this frame count on sample inputs of the right shapes.
 
         Fresh piece modules each time (recording replaces a module's `forward`). The sample inputs
         draw no random numbers, so recording does not shift the run's random draws; their values only
         matter for the warm-up calls (all-zero ARAP points give zero edges, whose fit is the identity).
+        With `masked`, the loss piece is a `MaskedLossPiece` and takes the frame weights after the frames.
         """
         f, dev = frames.shape[0], frames.device
         v, s = self.viewmats.shape[0], self.size
@@ -233,6 +325,8 @@ class FitStep:
             means,
             frames.clone(),
         )
+        if masked:
+            loss_args += (torch.ones(f, device=dev),)
         if self.loss.arap is not None:
             arap = self.loss.arap
             count = arap.sample_points if arap.sample_points > 0 else n
@@ -241,8 +335,9 @@ class FitStep:
                 torch.zeros(count, dtype=torch.long, device=dev),
                 torch.zeros(count, k, dtype=torch.long, device=dev),
             )
+        loss_piece = MaskedLossPiece(*self._loss_inputs) if masked else LossPiece(*self._loss_inputs)
         graphed = torch.cuda.make_graphed_callables(
-            (FieldPiece(self.field.motion, self.static), LossPiece(*self._loss_inputs)),
+            (FieldPiece(self.field.motion, self.static), loss_piece),
             (field_args, loss_args),
             num_warmup_iters=warmup,
             allow_unused_input=True,

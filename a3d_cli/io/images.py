@@ -76,6 +76,12 @@ def composite(rgba: Tensor, background: float | Tensor) -> Tensor:
     return rgb * alpha + bg * (1 - alpha)
 
 
+def unpremultiply(rgb: Tensor, alpha: Tensor) -> Tensor:
+    """Straight colours [..., 3] from premultiplied ones and their alpha [..., 1] (0 where alpha is ~0):
+    the inverse of compositing over black."""
+    return torch.where(alpha > 1e-6, rgb / alpha.clamp_min(1e-6), torch.zeros_like(rgb))
+
+
 def resize_square(images: Tensor, size: int) -> Tensor:
     """[..., H, W, C] → [..., size, size, C]: area-averaged when shrinking, bilinear when growing."""
     import torch.nn.functional as F

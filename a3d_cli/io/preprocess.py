@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from a3d_cli.errors import InputError, OptionError
+from a3d_cli.io.images import composite as composite_over
 from a3d_cli.io.images import load_png, to_uint8
 
 Matte = Literal["auto", "alpha", "uniform", "rembg"]
@@ -227,9 +228,8 @@ def resize_rgba(rgba: Tensor, size: int) -> Tensor:
 
 def composite(rgba: Tensor, background: float = 1.0) -> Tensor:
     """[S, S, 4] → [S, S, 3] on `background`, in float64 and truncated to 8 bits as the reference stores it."""
-    arr = to_uint8(rgba).astype(np.float64) / 255.0  # exact: `rgba` holds 8-bit values
-    rgb = arr[..., :3] * arr[..., 3:] + background * (1.0 - arr[..., 3:])
-    return torch.from_numpy((rgb * 255).astype(np.uint8)).float() / 255.0
+    arr = torch.from_numpy(to_uint8(rgba).astype(np.float64) / 255.0)  # exact: `rgba` holds 8-bit values
+    return (composite_over(arr, background) * 255).to(torch.uint8).float() / 255.0
 
 
 def prepare_object_image(

@@ -12,6 +12,7 @@ Examples:
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -57,3 +58,17 @@ def read_regular(path: Path) -> bytes:
     """All bytes of a file an asset names, through `open_regular` (same errors)."""
     with open_regular(path) as f:
         return f.read()
+
+
+def copy_regular(path: Path, dest: Path) -> None:
+    """Copy an input file to `dest`, reading it only as a regular file (`open_regular`: a named pipe swapped
+    in since the input was checked is refused, not read forever).
+
+    Raises:
+        InputError: the file cannot be read or is not a regular file.
+    """
+    try:
+        with open_regular(path) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"Cannot read {path.name} ({exc}).", hint="Check the file is a plain, readable file.") from exc

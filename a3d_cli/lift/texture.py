@@ -135,11 +135,35 @@ def _visibility(
     cos = (F.normalize(centres[:, None] - points[None], dim=-1) * normals[None]).sum(-1)  # [V, P]
     tolerance = torch.full_like(z, depth_tolerance)
     if slope:
-        c = cos.abs().clamp(MIN_SLOPE_COS, 1.0)
-        footprint = z.clamp_min(0) / cameras.Ks(size, size)[:, 0, 0].to(points)[:, None]  # [V, P] a pixel at depth z
-        tolerance = tolerance + footprint * (1 - c.square()).sqrt() / c
+        tolerance = slope_tolerance(z, cos, cameras.Ks(size, size)[:, 0, 0].to(points)[:, None], tolerance)
     visible = inside & (near[..., 1] > 0.5) & ((z - near[..., 0]).abs() < tolerance)
     return visible, cos
+
+
+def slope_tolerance(
+    z: Tensor, cos: Tensor, focal: Tensor | float, base: Tensor | float, pixels: float = 1.0, min_cos: float = MIN_SLOPE_COS
+) -> Tensor:
+    """A depth test's tolerance for surface seen at an angle: `base` plus the depth that surface spans over
+    `pixels` pixel widths (pixel footprint z / focal × tan of the angle between its normal and the ray,
+    the angle capped at acos(min_cos)).
+
+    Why: a depth map holds the surface's depth at a pixel's centre (or the nearest sample in the pixel),
+    up to a pixel away from the point tested; at a graze the surface's own depth changes by several
+    constant tolerances over that pixel, so a constant alone would call seen surface hidden.
+
+    Args:
+        z: [...] the points' camera depths.
+        cos: [...] cosine between each point's normal and the direction to the camera (its sign is ignored).
+        focal: the focal length in pixels, broadcastable to `z`.
+        base: the constant part (world units), broadcastable to `z`.
+        pixels: how many pixel widths of depth change to allow.
+        min_cos: the cosine below which the allowance stops growing.
+
+    Returns:
+        [...] the tolerance in world units.
+    """
+    c = cos.abs().clamp(min_cos, 1.0)
+    return base + pixels * (z.clamp_min(0) / focal) * (1 - c.square()).sqrt() / c
 
 
 def view_colours(
@@ -235,6 +259,6 @@ def bake_texture(
 
 
 __all__ = [
-    "PADDING", "bake_texture", "nearest_splat_colours", "pad_charts", "point_visibility", "splat_view_cameras",
-    "texel_points", "unwrap", "view_colours",
+    "PADDING", "bake_texture", "nearest_splat_colours", "pad_charts", "point_visibility", "slope_tolerance",
+    "splat_view_cameras", "texel_points", "unwrap", "view_colours",
 ]  # fmt: skip

@@ -156,7 +156,7 @@ def load_views(folder: Path) -> OrbitViews:
         InputError: a missing folder, frames or cameras; counts that differ; frames of different or
             non-square sizes; fewer than MIN_VIEWS views.
     """
-    from a3d_cli.io.images import load_png
+    from a3d_cli.io.images import composite, load_png
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -177,7 +177,7 @@ def load_views(folder: Path) -> OrbitViews:
         if img.shape[-1] == 4:
             a = img[..., 3]
             alphas.append(a)
-            images.append(img[..., :3] * a[..., None] + (1 - a[..., None]))  # on white
+            images.append(composite(img, 1.0))  # on white
         else:
             alphas.append(None)
             images.append(img)

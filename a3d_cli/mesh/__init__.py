@@ -8,11 +8,13 @@ Modules (import them directly; this package imports nothing heavy):
     topology      welding seam copies, normals, edges, rotation ↔ quaternion
     simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
     orientation   which way an asset faces (`--front auto`), the Y-down hint for 3DGS files
-    shading       the fixed lighting baked into untextured meshes' splat colours (`--shade`)
+    shading       the fixed lighting baked into untextured meshes' splat colours (`--shade`), and which meshes get it
+    references    files an asset names: kept inside its folder, found (`sidecar_files`) and read (`read_referenced`)
     mtl           MTL map statements: options, then a file name that may hold spaces; the files an OBJ/MTL names
     texture_check every texture image a material uses, decoded in full before trimesh reads the asset
     draco_child   Draco streams decoded in a child process with a capped address space
     to_gaussians  mesh → splats + `MeshBinding`
     binding       the vertex ↔ splat binding file (`static/binding.safetensors`)
+    rigidity      ARAP projection of a deformed mesh, and the mesh of a motion clip frame by frame (`mesh_frames`)
     store         the processed mesh file (`source/mesh.glb`) whose vertex order the binding uses
 """

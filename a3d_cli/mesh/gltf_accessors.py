@@ -25,6 +25,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.io.regular import read_regular
+from a3d_cli.mesh.references import read_referenced
 
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A  # b"JSON"
@@ -37,6 +38,7 @@ MAX_SCENE_VERTICES = 1 << 25  # vertices of all primitives together (33.5M), onc
 MAX_SCENE_NODES = 1 << 17  # nodes placed in the scene, GPU instances included (131k)
 MAX_DECODED_VALUES = 1 << 29  # components decoded from one file, all accessors together (2 GiB as float32)
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
+_BUFFER_HINT = "Keep the .bin files next to the .gltf file, as the exporter wrote them."
 
 
 @dataclass
@@ -150,13 +152,10 @@ def read_document(path: Path, resolver: Any) -> GltfDocument:
         uri = buf.get("uri")
         if uri is None:  # the GLB's BIN chunk (first buffer only), or a buffer with no data by design
             blob = binary if (i == 0 and binary is not None) else b""
-        elif isinstance(uri, str) and uri.startswith("data:"):
-            try:
-                blob = base64.b64decode(uri.split(",", 1)[1])
-            except (IndexError, ValueError) as exc:
-                raise InputError(f"{path.name}: buffer {i} has a damaged data: URI.", hint=_REEXPORT) from exc
         else:
-            blob = _fetch(resolver, str(uri), path.name)
+            blob = uri_bytes(resolver, str(uri), f"buffer {i}", path.name, _BUFFER_HINT)
+            if blob is None:
+                raise InputError(f"{path.name} names the buffer file {uri!r}, which does not exist.", hint=_BUFFER_HINT)
         declared = buf.get("byteLength", 0)
         if len(blob) and (not isinstance(declared, int) or len(blob) < declared):
             raise InputError(
@@ -167,18 +166,29 @@ def read_document(path: Path, resolver: Any) -> GltfDocument:
     return GltfDocument(doc, buffers, path.name)
 
 
-def _fetch(resolver: Any, uri: str, name: str) -> bytes:
-    """Bytes of a buffer file named by `uri` (percent-decoded first, as URIs are), through the resolver."""
-    last: Exception | None = None
-    for candidate in (unquote(uri), uri):
+def uri_bytes(resolver: Any, uri: str, label: str, asset: str, hint: str) -> bytes | None:
+    """The bytes a glTF buffer's or image's `uri` stands for: a base64 `data:` URI decoded, else the file it
+    names, read through the rooted resolver (percent-decoded first, then as written, as URIs are).
+
+    Args:
+        resolver: a3d's rooted resolver (`resolver.get(name)`).
+        uri: the URI as written.
+        label: what the URI is, for messages ("buffer 0", "texture image 'wood.png'").
+        asset: the asset's file name, for messages.
+        hint: the hint when the named file exists but cannot be read.
+
+    Returns:
+        The bytes, or None when the URI names a file that does not exist (the caller judges that).
+
+    Raises:
+        InputError: a damaged `data:` URI, or a named file that cannot be read (`read_referenced`).
+    """
+    if uri.startswith("data:"):
         try:
-            return bytes(resolver.get(candidate))
-        except Exception as exc:  # the resolver raises FileNotFoundError, ValueError (outside the folder), ...
-            last = exc
-    raise InputError(
-        f"{name} names the buffer file {uri!r}, which cannot be read ({last}).",
-        hint="Keep the .bin files next to the .gltf file, as the exporter wrote them.",
-    )
+            return base64.b64decode(uri.split(",", 1)[1])
+        except (IndexError, ValueError) as exc:
+            raise InputError(f"{asset}: {label} has a damaged data: URI.", hint=_REEXPORT) from exc
+    return read_referenced(resolver, [unquote(uri), uri], label, asset, hint)
 
 
 def accessor_count(doc: GltfDocument, index: int) -> int:

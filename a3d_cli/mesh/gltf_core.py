@@ -22,13 +22,11 @@ Examples:
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import struct
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 
@@ -43,10 +41,12 @@ from a3d_cli.mesh.gltf_accessors import (
     accessor_count,
     read_accessor,
     read_document,
+    uri_bytes,
 )
 from a3d_cli.mesh.gltf_extensions import HONOURED, check_extensions, honoured_here, refuse
 from a3d_cli.mesh.surface import require_finite
-from a3d_cli.mesh.texture_check import check_image, referenced_bytes
+from a3d_cli.mesh.texture_check import HINT as TEXTURE_HINT
+from a3d_cli.mesh.texture_check import check_image
 
 DRACO = "KHR_draco_mesh_compression"
 TRANSFORM = "KHR_texture_transform"
@@ -292,13 +292,8 @@ class _Rewriter:
             label = str(image.get("name") or (uri if isinstance(uri, str) and not uri.startswith("data:") else f"image {i}"))
             if "bufferView" in image:
                 data: bytes | None = bytes(self.doc.view(image["bufferView"]))
-            elif isinstance(uri, str) and uri.startswith("data:"):
-                try:
-                    data = base64.b64decode(uri.split(",", 1)[1])
-                except (IndexError, ValueError) as exc:
-                    raise InputError(f"{self.doc.name}: image {label!r} has a damaged data: URI.", hint=_REEXPORT) from exc
             elif isinstance(uri, str):
-                data = referenced_bytes(self.resolver, [unquote(uri), uri], uri, self.doc.name)
+                data = uri_bytes(self.resolver, uri, f"texture image {label!r}", self.doc.name, TEXTURE_HINT)
             else:
                 raise InputError(f"{self.doc.name}: image {label!r} has neither a uri nor a bufferView.", hint=_REEXPORT)
             if data is not None:

@@ -150,7 +150,8 @@ def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> None:
     so the resolver finds the very file trimesh will read. A library that is missing or refused, and an
     image that is missing, are left to trimesh, as before."""
     from a3d_cli.mesh.mtl import referenced_names
-    from a3d_cli.mesh.texture_check import check_image, referenced_bytes
+    from a3d_cli.mesh.references import read_referenced
+    from a3d_cli.mesh.texture_check import HINT, check_image
 
     if library is None:
         return
@@ -163,7 +164,7 @@ def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> None:
         if posixpath.normpath(name) in checked:
             continue
         checked.add(posixpath.normpath(name))
-        data = referenced_bytes(resolver, [name], name, path.name)
+        data = read_referenced(resolver, [name], f"texture image {name!r}", path.name, HINT)
         if data is not None:
             check_image(data, name, path.name)
 
@@ -192,7 +193,7 @@ def _resolver(path: Path, allow_external: bool = False, library: str | None = No
 
     trimesh looks up an MTL's maps from the OBJ's folder; a name found nowhere from there is looked up again
     from the folder of the OBJ's material library (an MTL in `mats/` naming `../tex/a.png` or
-    `a.png`), which is where a3d's reference check (`prepare.sidecar_files`) finds it; `library` is that
+    `a.png`), which is where a3d's reference check (`mesh.references.sidecar_files`) finds it; `library` is that
     library's name as the OBJ writes it (`_obj_library`), None for none."""
     from trimesh.resolvers import FilePathResolver
 

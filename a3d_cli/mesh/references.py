@@ -15,8 +15,10 @@ would leave a gap in which a named pipe (whose read never ends) could be swapped
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from a3d_cli.errors import InputError
 
@@ -80,3 +82,65 @@ def gltf_uris(path: Path) -> list[str]:
             if isinstance(uri, str) and not uri.startswith("data:"):
                 uris.append(uri)
     return uris
+
+
+def read_referenced(resolver: Any, names: list[str], label: str, asset: str, hint: str) -> bytes | None:
+    """The bytes of a file the asset names, read through the rooted resolver; None when no candidate name
+    exists (the caller judges a missing file: a buffer must exist, a missing texture is left to trimesh).
+
+    Args:
+        resolver: a3d's rooted resolver (`resolver.get(name)`, `a3d_cli.mesh.load`), which refuses names
+            outside the asset's folder and anything that is not a regular file.
+        names: spellings of the reference to try in turn (a URI percent-decoded, then as written).
+        label: what the asset names, for the message (e.g. "texture image 'wood.png'").
+        asset: the asset's file name, for the message.
+        hint: the message's hint.
+
+    Raises:
+        InputError: the file exists but cannot be read (not a regular file, outside the folder, unreadable).
+    """
+    last: Exception | None = None
+    for name in names:
+        try:
+            return bytes(resolver.get(name))
+        except FileNotFoundError:
+            continue
+        except Exception as exc:  # ValueError: not a regular file, or outside the folder; OSError: unreadable
+            last = exc
+    if last is None:
+        return None
+    reason = str(last).split(" — ")[0]  # trimesh's own advice after the dash names its API, not a3d's option
+    raise InputError(f"{asset}'s {label} cannot be read ({reason}).", hint=hint) from last
+
+
+def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
+    """Files an input depends on next to it: an OBJ's .mtl files and their texture maps, a glTF's buffers
+    and images. Missing ones are left out (the loader decides whether that matters).
+
+    Raises:
+        InputError: a reference leads outside the model's folder and `allow_external` is False.
+    """
+    suffix = model.suffix.lower()
+    found: list[Path] = []
+    if suffix == ".obj":
+        from a3d_cli.mesh.mtl import MAP_KEYWORDS, obj_material_library, obj_references
+
+        library = obj_material_library(model)  # the one library trimesh loads, its name as written
+        if library is not None:
+            mtl = model.parent / library.replace("\\", "/")
+            check_reference(model, mtl, _shown(model, mtl), allow_external)  # before its text is read
+            found.append(mtl)
+            found.extend(obj_references(mtl, MAP_KEYWORDS))
+    elif suffix in (".gltf", ".glb"):
+        found.extend(model.parent / unquote(uri) for uri in gltf_uris(model))
+    unique: list[Path] = []
+    for p in found:
+        check_reference(model, p, _shown(model, p), allow_external)
+        if p.is_file() and p.resolve() != model.resolve() and p.resolve() not in [u.resolve() for u in unique]:
+            unique.append(p)
+    return unique
+
+
+def _shown(model: Path, path: Path) -> str:
+    """A referenced file as seen from the model's folder (for messages)."""
+    return os.path.relpath(path, model.parent)

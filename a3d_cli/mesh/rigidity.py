@@ -2,19 +2,62 @@
 
 `a3d mesh-animate --rigidity λ` projects each frame's vertex positions onto the deformation of the rest mesh
 closest to them whose 1-rings move as rigidly as possible. (The training-time ARAP loss of the motion fits
-is `a3d_cli.gaussians.arap`; this is a solver, not a loss.)
+is `a3d_cli.gaussians.arap`; this is a solver, not a loss.) `mesh_frames` is the mesh of a clip, frame by
+frame: each vertex follows its splat, after that projection when asked.
 
 Examples:
     >>> x = arap_project(rest, moved, edges, weight=4.0)  # doctest: +SKIP
+    >>> frames = mesh_frames(clip, binding, rigidity=4.0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from a3d_cli.geometry import kabsch_rotation
+
+if TYPE_CHECKING:
+    from a3d_cli.gaussians.motion_clip import MotionClip
+    from a3d_cli.mesh.binding import MeshBinding
+    from a3d_cli.progress import Progress
+
+
+def mesh_frames(
+    clip: MotionClip, binding: MeshBinding, rigidity: float, iterations: int = 8, progress: Progress | None = None
+) -> np.ndarray:
+    """The bound mesh's vertex positions at every frame of `clip`, in the normalized frame.
+
+    Each vertex follows its vertex splat (`MeshBinding.vertex_positions`). With `rigidity` > 0 the vertex
+    splats of every frame off the rest pose are first projected by `arap_project` over the mesh's 1-rings
+    (a frame at clip position 0 is the rest pose and is left as it is).
+
+    Args:
+        clip: the motion clip of the static splats the binding was made with.
+        binding: the mesh ↔ splat binding.
+        rigidity: `arap_project`'s weight λ (0 = no projection).
+        iterations: `arap_project`'s local/global iterations.
+        progress: advanced by one per frame.
+
+    Returns:
+        [K, V, 3] float64, K = len(clip), V the mesh's vertices.
+    """
+    import torch
+
+    w = binding.num_vertex_splats
+    rest = clip.static.means[:w].double().cpu().numpy()  # [W, 3]
+    frames = np.empty((len(clip), len(binding.vertex_splat), 3), dtype=np.float64)
+    with torch.no_grad():
+        for j in range(len(clip)):
+            welded = clip.frame(j).means[:w].double().cpu().numpy()  # [W, 3]
+            if rigidity > 0 and clip.timing.positions[j] > 0:
+                welded = arap_project(rest, welded, binding.edges, rigidity, iterations)
+            frames[j] = binding.vertex_positions(welded)
+            if progress is not None:
+                progress.update(1)
+    return frames
 
 
 def arap_project(

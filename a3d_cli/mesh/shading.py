@@ -13,14 +13,21 @@ brightens surfaces facing up, and one key light from the front-right-above (KEY_
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from a3d_cli.mesh.appearance import linear_to_srgb, srgb_to_linear
+
+if TYPE_CHECKING:
+    from a3d_cli.mesh.surface import SurfaceMesh
 
 AMBIENT = 0.35
 SKY = 0.35
 KEY = 0.4
 KEY_DIRECTION = (1.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0)  # unit vector: right, up, front
+MAX_MATERIAL_COLOURS = 16
+"""`--shade auto` lights meshes with no texture and at most this many distinct colours (`plain_colour`)."""
 
 
 def shade_factor(normals: np.ndarray) -> np.ndarray:
@@ -34,3 +41,12 @@ def shade_srgb(rgb: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """[N, 3] sRGB colours lit by `shade_factor` (in linear light), clamped to [0, 1]."""
     lit = srgb_to_linear(rgb) * shade_factor(normals)[:, None]
     return linear_to_srgb(np.clip(lit, 0.0, 1.0)).astype(np.float32)
+
+
+def plain_colour(mesh: SurfaceMesh) -> bool:
+    """Whether a mesh has no texture and only a few distinct colours (materials, not painted colours): the
+    meshes `--shade auto` lights."""
+    if mesh.texture is not None:
+        return False
+    distinct = np.unique(np.round(mesh.vertex_colors * 255).astype(np.int32), axis=0)
+    return len(distinct) <= MAX_MATERIAL_COLOURS

@@ -4,8 +4,9 @@ Why: trimesh drops a texture it cannot decode (a truncated PNG, garbage bytes, a
 decompression-bomb limit) without a word, so the asset would come out grey and the run would go on with a
 wrong appearance. Decoding the image once here (Pillow's `open` + `load`, its `MAX_IMAGE_PIXELS` guard
 made an error rather than a warning) turns each of those into one `InputError` naming the image. The bytes
-come through a3d's rooted resolver (`a3d_cli.mesh.load`), which refuses names outside the asset's folder
-and anything that is not a regular file (a named pipe or device would block the read forever).
+come through a3d's rooted resolver (`a3d_cli.mesh.references.read_referenced`), which refuses names
+outside the asset's folder and anything that is not a regular file (a named pipe or device would block
+the read forever).
 
 Examples:
     >>> check_image(Path("tex.png").read_bytes(), "tex.png", "model.obj")  # doctest: +SKIP
@@ -15,11 +16,10 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any
 
 from a3d_cli.errors import InputError
 
-_HINT = "Check the image opens in an image viewer, or export the asset again with its textures."
+HINT = "Check the image opens in an image viewer, or export the asset again with its textures."
 
 
 def check_image(data: bytes, image: str, asset: str) -> None:
@@ -50,31 +50,5 @@ def check_image(data: bytes, image: str, asset: str) -> None:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, Image.UnidentifiedImageError):
             reason = "not an image format Pillow reads"
-        raise InputError(f"{asset}'s texture image {image!r} cannot be decoded ({reason}).", hint=_HINT) from exc
+        raise InputError(f"{asset}'s texture image {image!r} cannot be decoded ({reason}).", hint=HINT) from exc
 
-
-def referenced_bytes(resolver: Any, names: list[str], image: str, asset: str) -> bytes | None:
-    """The bytes of a file the asset names, through the rooted resolver; None when no candidate name exists
-    (a missing texture is left to the reader, as before).
-
-    Args:
-        resolver: a3d's rooted resolver (`resolver.get(name)`).
-        names: spellings of the reference to try in turn (e.g. percent-decoded, then as written).
-        image: the reference as written, for the message.
-        asset: the asset's file name, for the message.
-
-    Raises:
-        InputError: the file exists but cannot be read (not a regular file, outside the folder, unreadable).
-    """
-    last: Exception | None = None
-    for name in names:
-        try:
-            return bytes(resolver.get(name))
-        except FileNotFoundError:
-            continue
-        except Exception as exc:  # ValueError: not a regular file, or outside the folder; OSError: unreadable
-            last = exc
-    if last is None:
-        return None
-    reason = str(last).split(" — ")[0]  # trimesh's own advice after the dash names its API, not a3d's option
-    raise InputError(f"{asset}'s texture image {image!r} cannot be read ({reason}).", hint=_HINT) from last

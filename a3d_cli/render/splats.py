@@ -138,6 +138,7 @@ def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: s
     """
     import torch
 
+    from a3d_cli.io.images import unpremultiply
     from a3d_cli.kernels import rasterize
 
     gd = g.to(device)
@@ -160,9 +161,7 @@ def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: s
             backgrounds=torch.zeros(v, 3, device=device),
         )
     alpha = out.alphas.clamp(0, 1)  # [V, H, W, 1]
-    rgb = torch.where(alpha > 1e-6, out.colors / alpha.clamp_min(1e-6), torch.zeros_like(out.colors)).clamp(
-        0, 1
-    )  # [V, H, W, 3]
+    rgb = unpremultiply(out.colors, alpha).clamp(0, 1)  # [V, H, W, 3]
     return torch.cat([rgb, alpha], dim=-1).float().cpu()
 
 

@@ -268,7 +268,7 @@ def run_stage(
     Returns:
         StageResult with absolute output paths, timing, memory, seed, device, metrics.
     """
-    from a3d_cli.models.speed.acceleration import backend_flags_kept  # torch: imported only when a stage runs
+    from a3d_cli.models.speed.flags import backend_flags_kept  # torch only (no diffusers): imported when a stage runs
 
     rt = rt or Runtime()
     with created_folders_removed_on_failure(run_dir):

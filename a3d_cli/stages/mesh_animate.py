@@ -136,14 +136,13 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
     }
 
     def body(ctx: StageContext) -> None:
-        import torch
 
         from a3d_cli.gaussians.motion_clip import MotionClip, clip_timing, seam_jumps
         from a3d_cli.io.atomic import atomic_path
         from a3d_cli.mesh.binding import MeshBinding
         from a3d_cli.mesh.gltf_animated import mesh_material, write_animated_glb, write_skinned_glb
         from a3d_cli.mesh.normalize import Normalization
-        from a3d_cli.mesh.rigidity import arap_project
+        from a3d_cli.mesh.rigidity import mesh_frames
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
         from a3d_cli.mesh.store import load_processed_mesh
 
@@ -161,19 +160,10 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
             field.config.num_frames, motion_fps, opts.fps, opts.duration, opts.loop_mode if opts.loop else "off"
         )
         clip = MotionClip(field, static, timing)
-        w = binding.num_vertex_splats
 
         # 2. every exported frame: the motion at the vertex splats (optionally made locally rigid) → vertices
-        rest_welded = static.means[:w].double().cpu().numpy()  # [W, 3]
         ctx.progress.start("mesh-animate: frames", total=len(timing))
-        frames = np.empty((len(timing), mesh.num_vertices, 3), dtype=np.float64)  # [K, V, 3] normalized
-        with torch.no_grad():
-            for j in range(len(timing)):
-                welded = clip.frame(j).means[:w].double().cpu().numpy()  # [W, 3]
-                if opts.rigidity > 0 and timing.positions[j] > 0:
-                    welded = arap_project(rest_welded, welded, binding.edges, opts.rigidity, opts.rigidity_iterations)
-                frames[j] = welded[binding.vertex_splat]
-                ctx.progress.update(1)
+        frames = mesh_frames(clip, binding, opts.rigidity, opts.rigidity_iterations, ctx.progress)  # [K, V, 3]
 
         # 3. back to the asset's own frame; write the GLB (morph targets or a fitted skin) and the vertex cache
         base = norm.invert(mesh.vertices)  # [V, 3]

@@ -249,10 +249,8 @@ def run(
                 grid=opts.freeinit_grid,  # type: ignore[arg-type]
             ),
         )
-        # 3. sample (CUDA backend flags always; regional compilation of the UNet when asked)
-        from a3d_cli.models.speed.acceleration import accelerate
-
-        accel = accelerate(ctx.device, [comp.unet], compile=opts.compile)
+        # 3. sample (CUDA backend flags and the fused GEGLU always; regional compilation of the UNet when asked)
+        accel = comp.accelerate(ctx.device, compile=opts.compile)
         ctx.progress.start("mvvideo: sampling", total=cfg.unet_evaluations)
 
         def on_step(k: int, i: int, _latents: torch.Tensor) -> None:

@@ -19,16 +19,13 @@ Examples:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-from urllib.parse import unquote
+from typing import Literal
 
 import numpy as np
 
-from a3d_cli.errors import InputError, OptionError
+from a3d_cli.errors import OptionError
 from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.run_layout import (
     BINDING,
@@ -42,15 +39,11 @@ from a3d_cli.run_layout import (
 )
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
-if TYPE_CHECKING:
-    from a3d_cli.mesh.surface import SurfaceMesh
-
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
 FRONTS = (*AXES, "auto")
 Shade = Literal["auto", "on", "off"]
 SHADE_MODES = ("auto", "on", "off")
-MAX_MATERIAL_COLOURS = 16  # `--shade auto` lights meshes with no texture and at most this many distinct colours
 
 
 @dataclass(frozen=True)
@@ -64,7 +57,7 @@ class PrepareOptions:
             asset's mirror symmetry and detail (`a3d_cli.mesh.orientation`), used only when the guess is
             confident, else the conventional front (+z, or -y for a +z-up asset).
         shade: bake a fixed lighting into the splat colours (`a3d_cli.mesh.shading`): "auto" for meshes
-            without texture and with at most MAX_MATERIAL_COLOURS colours, "on" for every mesh, "off".
+            without texture and with at most `mesh.shading.MAX_MATERIAL_COLOURS` colours, "on" for every mesh, "off".
         max_vertices: meshes with more distinct vertex positions are simplified to this many.
         splats: total splats aimed for on meshes (surface samples fill in where vertices are sparse).
         view_size: width and height of the conditioning renders, pixels (MV-VDM uses 256).
@@ -120,6 +113,7 @@ def run(run_dir: Path, opts: PrepareOptions, rt: Runtime | None = None) -> Stage
         RunFolderError: RUN is a file or not writable.
     """
     from a3d_cli.mesh.load import detect_kind
+    from a3d_cli.mesh.references import sidecar_files
 
     # 0. cheap input checks first, so a bad path leaves no run folder behind
     model = Path(opts.model).expanduser()
@@ -136,6 +130,7 @@ def run(run_dir: Path, opts: PrepareOptions, rt: Runtime | None = None) -> Stage
 
 def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], opts: PrepareOptions) -> None:
     from a3d_cli.gaussians.ply import read_ply, write_ply
+    from a3d_cli.io.regular import copy_regular
     from a3d_cli.mesh.normalize import fit_normalization, normalize_gaussians
 
     progress = ctx.progress
@@ -151,6 +146,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         ctx.metrics.update(kind="gaussians", splats=len(g))
     else:
         from a3d_cli.mesh.load import load_mesh
+        from a3d_cli.mesh.shading import plain_colour
         from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
@@ -172,7 +168,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
             )
             ctx.metrics["simplified_from"] = welded
         progress.start("prepare: mesh → splats")
-        shade = opts.shade == "on" or (opts.shade == "auto" and _plain_colour(mesh))
+        shade = opts.shade == "on" or (opts.shade == "auto" and plain_colour(mesh))
         g, binding = mesh_to_gaussians(mesh, opts.splats, seed=ctx.seed, shade=shade)
         ctx.metrics["shaded"] = shade
         ctx.metrics.update(
@@ -187,7 +183,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
 
     # 2. keep the source: the input as given, its transform, the processed mesh and the binding
     for path in [model, *sidecars]:
-        _copy_regular(path, ctx.output(f"{SOURCE_ORIGINAL_DIR}/{_source_name(model, path)}"))
+        copy_regular(path, ctx.output(f"{SOURCE_ORIGINAL_DIR}/{_source_name(model, path)}"))
     ctx.output(NORMALIZATION_JSON).write_text(norm.dumps())
     if mesh is not None and binding is not None:
         from a3d_cli.mesh.store import save_processed_mesh
@@ -253,62 +249,6 @@ def _choose_front(
             f"and pass --front ({', '.join(fronts_for(opts.up))}) if view 0 is not the front"
         )
     return choice.front
-
-
-def _plain_colour(mesh: SurfaceMesh) -> bool:
-    """Whether a mesh has no texture and only a few distinct colours (materials, not painted colours)."""
-    if mesh.texture is not None:
-        return False
-    distinct = np.unique(np.round(mesh.vertex_colors * 255).astype(np.int32), axis=0)
-    return len(distinct) <= MAX_MATERIAL_COLOURS
-
-
-def sidecar_files(model: Path, allow_external: bool = False) -> list[Path]:
-    """Files an input depends on next to it: an OBJ's .mtl files and their texture maps, a glTF's buffers
-    and images. Missing ones are left out (the loader decides whether that matters).
-
-    Raises:
-        InputError: a reference leads outside the model's folder and `allow_external` is False
-            (`a3d_cli.mesh.references`).
-    """
-    from a3d_cli.mesh.references import check_reference, gltf_uris
-
-    suffix = model.suffix.lower()
-    found: list[Path] = []
-    if suffix == ".obj":
-        from a3d_cli.mesh.mtl import MAP_KEYWORDS, obj_material_library, obj_references
-
-        library = obj_material_library(model)  # the one library trimesh loads, its name as written
-        if library is not None:
-            mtl = model.parent / library.replace("\\", "/")
-            check_reference(model, mtl, _shown(model, mtl), allow_external)  # before its text is read
-            found.append(mtl)
-            found.extend(obj_references(mtl, MAP_KEYWORDS))
-    elif suffix in (".gltf", ".glb"):
-        found.extend(model.parent / unquote(uri) for uri in gltf_uris(model))
-    unique: list[Path] = []
-    for p in found:
-        check_reference(model, p, _shown(model, p), allow_external)
-        if p.is_file() and p.resolve() != model.resolve() and p.resolve() not in [u.resolve() for u in unique]:
-            unique.append(p)
-    return unique
-
-
-def _copy_regular(path: Path, dest: Path) -> None:
-    """Copy an input file to `dest`, reading it only as a regular file (`a3d_cli.io.regular.open_regular`:
-    a named pipe swapped in since the input was checked is refused, not read forever)."""
-    from a3d_cli.io.regular import open_regular
-
-    try:
-        with open_regular(path) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"Cannot read {path.name} ({exc}).", hint="Check the file is a plain, readable file.") from exc
-
-
-def _shown(model: Path, path: Path) -> str:
-    """A referenced file as seen from the model's folder (for messages)."""
-    return os.path.relpath(path, model.parent)
 
 
 def _source_name(model: Path, path: Path) -> str:

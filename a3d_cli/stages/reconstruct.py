@@ -101,6 +101,8 @@ class ReconstructOptions:
         grad_fraction: fraction of splats receiving image-loss gradients per step.
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
         cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
+        graph_frame_counts: frame counts the graphed step is recorded at (see `FitSettings.graph_frame_counts`;
+            () = one recording per frame count).
         arap_anneal: the ARAP weight's schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
         coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
             removes it (Animate3D's field); None = the preset's.
@@ -117,6 +119,7 @@ class ReconstructOptions:
     grad_fraction: float | None = None
     hexplane_backend: str | None = None
     cuda_graphs: bool | None = None
+    graph_frame_counts: tuple[int, ...] | None = None
     arap_anneal: float | None = None
     coarse_level: bool | None = None
     preview: bool = True
@@ -143,6 +146,7 @@ class ReconstructOptions:
             "grad_fraction",
             "hexplane_backend",
             "cuda_graphs",
+            "graph_frame_counts",
             "arap_anneal",
         ):
             if getattr(self, key) is not None:
@@ -172,7 +176,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
     Returns:
         StageResult; metrics: preset, steps, splats, psnr_per_view (frames 1-15, each view), psnr,
         psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds,
-        cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU).
+        cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU),
+        cuda_graph_seconds (of fit_seconds, the time spent recording them), seconds_per_phase.
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).
@@ -207,10 +212,9 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
 def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings, preview: bool) -> None:
     import torch
 
+    from a3d_cli.gaussians.fit_targets import fit_targets
     from a3d_cli.gaussians.motion_io import save_motion
     from a3d_cli.gaussians.ply import read_ply
-    from a3d_cli.io.images import resize_square
-    from a3d_cli.io.masks import foreground_masks, mask_from_alpha
 
     progress = ctx.progress
     device = torch.device(ctx.device)
@@ -221,21 +225,10 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
     cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
     static_all = read_ply(ctx.input(STATIC_PLY)).to(device)
-    native = video.rgb.shape[2]
     clock.mark("inputs")
 
-    # 2. masks: alpha when the frames have it, else computed against the static silhouette
-    if video.alpha is not None:
-        masks = mask_from_alpha(video.alpha)
-        ctx.metrics["masks"] = "alpha"
-    else:
-        with torch.no_grad():
-            viewmats, Ks = cams.viewmats.to(device), cams.Ks(native, native).to(device)
-            _, static_alpha, _ = render_frames(None, static_all, [0], viewmats, Ks, native)  # [1, V, H, W]
-        masks = foreground_masks(video.rgb.to(device), static_alpha[0], s.masks).cpu()  # on the fit device
-        ctx.metrics["masks"] = "computed"
-    targets = resize_square(video.rgb, s.resolution)  # [V, F, S, S, 3]
-    masks = resize_square(masks[..., None], s.resolution)[..., 0]  # [V, F, S, S]
+    # 2. targets and masks at the fit's size: alpha when the frames have it, else against the static silhouette
+    targets, masks, ctx.metrics["masks"] = fit_targets(video.rgb, video.alpha, cams, static_all, s.resolution, s.masks)
     clock.mark("masks")
 
     # 3. fit on (a subset of) the splats
@@ -269,6 +262,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         fit_seconds=round(fit.seconds, 2),
         seconds_per_phase={name: round(t, 3) for name, t in clock.seconds.items()},
         cuda_graph_recordings=fit.graph_recordings,
+        cuda_graph_seconds=round(fit.graph_seconds, 3),
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 

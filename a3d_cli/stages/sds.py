@@ -124,8 +124,10 @@ def run(
             ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
             den = load_model(opts, weights, ctx.device, ctx.seed)
         # 2. optimise (CUDA backend flags always; regional compilation of MV-VDM when asked)
-        nets = den.hot_networks() if hasattr(den, "hot_networks") else []  # MvvdmDenoiser; others are left as they are
-        accel = accelerate(ctx.device, nets, compile=opts.compile)
+        if hasattr(den, "accelerate"):  # MvvdmDenoiser: compile when asked, fused GEGLU; others are left as they are
+            accel = den.accelerate(ctx.device, compile=opts.compile)
+        else:  # the CUDA backend flags alone
+            accel = accelerate(ctx.device, [], compile=opts.compile)
         refiner = SdsRefiner(static, field, den, opts, ctx.seed)
         history = refine_motion(refiner, opts.steps, log_every=opts.log_every, progress=ctx.progress)
         # 3. outputs

@@ -62,6 +62,30 @@ def test_table_has_a_row_per_window_and_names_failures():
     assert "failed: ImportError: nope" in table[5]
 
 
+def test_phase_split_accounts_for_the_whole_total():
+    row = {"tree": "after", "stage": "reconstruct", "variant": "frames exact", "total_seconds": 8.0, "loop_seconds": 5.0,
+           "cuda_graph_seconds": 0.8, "cuda_graph_recordings": 15,
+           "seconds_per_phase": {"inputs": 0.4, "masks": 0.2, "fit": 5.5, "scoring_and_writing": 0.6}}  # fmt: skip
+    split = busy.phase_split(row)
+    assert split == {"inputs": 0.4, "masks": 0.2, "fit setup": 0.5, "graph recording": 0.8, "fit steps": 4.2,
+                     "scoring and writing": 0.6, "other": 1.3}  # fmt: skip
+    assert sum(split.values()) == pytest.approx(row["total_seconds"])
+    assert busy.phase_split({"total_seconds": 1.0, "loop_seconds": 0.5}) is None  # a tree without phases
+    table = busy.phase_markdown([row, {"tree": "after", "stage": "mvvideo", "total_seconds": 16.0}]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| after [frames exact] | 8.0 | 0.4 |") and table[2].endswith("| 15 |")
+    assert busy.phase_markdown([]) == ""
+
+
+def test_variant_flags_name_their_rows():
+    assert busy.graph_frame_counts("default") is None and busy.graph_frame_counts("exact") == ()
+    assert busy.graph_frame_counts("4,8,15") == (4, 8, 15)
+    assert busy.variant_name("reconstruct", "default") == "" and busy.variant_name("mvvideo", "on") == ""
+    assert busy.variant_name("reconstruct", "exact") == "frames exact" and busy.variant_name("mvvideo", "off") == "geglu off"
+    assert busy.row_label({"tree": "after", "variant": "geglu off"}) == "after [geglu off]"
+    with pytest.raises(SystemExit):
+        busy.main(["--graph-frames", "4,99", "--device", "cpu"])
+
+
 def test_tiny_run_profiles_the_reconstruct_stage_end_to_end(tmp_path, monkeypatch):
     """The script against this tree's stage and run layout (it broke silently when a file name moved)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -73,6 +97,7 @@ def test_tiny_run_profiles_the_reconstruct_stage_end_to_end(tmp_path, monkeypatc
     row = rows[0]
     assert row["stage"] == "reconstruct" and row["graphs"] == "off" and row["total_seconds"] > 0
     assert row["quality"]["heldout_psnr"] > 10 and [w["label"] for w in row["windows"]] == ["F=1", "F=2"]
+    assert sum(row["phase_split"].values()) == pytest.approx(row["total_seconds"], abs=0.02)  # rounded to 0.01 s
 
 
 def test_an_older_tree_gets_the_modules_it_lacks(tmp_path, monkeypatch):

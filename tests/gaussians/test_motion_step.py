@@ -11,7 +11,7 @@ from a3d_cli.gaussians.arap import ArapRegularizer
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings, arap_weight, fit_motion
-from a3d_cli.gaussians.motion_step import FitStep, graphs_usable
+from a3d_cli.gaussians.motion_step import FitStep, LossPiece, MaskedLossPiece, bucket_sizes, graphs_usable
 from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.render.splats import render_splats
 
@@ -99,7 +99,7 @@ def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
     eager = _step(static, cams, targets, masks, settings, _moving_field(settings))
     step.use_graphs = True  # as on a CUDA device
 
-    def refuse(_frames):
+    def refuse(*_args):
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(step, "_record", refuse)
@@ -123,14 +123,85 @@ def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
     assert not graphs_usable(torch.device("cpu"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_graphed_steps_equal_eager_steps_on_cuda():
     static, cams, targets, masks, settings = _scene("cuda")
     settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0)  # the weight changes every step
-    graphed = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=True), log_every=1)
     eager = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=1)
-    assert graphed.graph_recordings == 4 and eager.graph_recordings == 0  # frame counts 1, 2, 3, 4
-    for (s1, l1), (s2, l2) in zip(graphed.losses, eager.losses, strict=True):
-        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4)
-    for p, q in zip(graphed.field.parameters(), eager.field.parameters(), strict=True):
-        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+    exact = fit_motion(static, cams, targets, masks, replace(settings, graph_frame_counts=()), log_every=1)
+    bucketed = fit_motion(static, cams, targets, masks, replace(settings, graph_frame_counts=(2, 4)), log_every=1)
+    assert eager.graph_recordings == 0
+    assert exact.graph_recordings == 4  # frame counts 1, 2, 3, 4
+    assert bucketed.graph_recordings == 2  # 1-2 in the bucket of 2, 3-4 in the bucket of 4
+    for graphed in (exact, bucketed):
+        for (s1, l1), (s2, l2) in zip(graphed.losses, eager.losses, strict=True):
+            assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4)
+        for p, q in zip(graphed.field.parameters(), eager.field.parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+def test_bucket_sizes_cover_every_step_and_never_exceed_the_largest():
+    assert bucket_sizes((4, 8, 12, 15), 15) == (4, 8, 12, 15)
+    assert bucket_sizes((8, 4), 15) == (4, 8, 15)  # the largest frame count always has a bucket
+    assert bucket_sizes((4, 8, 12, 15), 2) == (2,)  # frames_per_step=2: one bucket, of 2
+    assert bucket_sizes((), 15) == ()
+
+
+@pytest.mark.parametrize("grad_fraction", [1.0, 0.5])
+def test_a_padded_step_gives_the_exact_steps_loss_and_gradients(grad_fraction: float):
+    """The bucketed step (3 real frames in a bucket of 4, the padding weighted 0) against the step at 3 frames."""
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, grad_fraction=grad_fraction, graph_frame_counts=(4, 8, 12, 15))
+    exact_field, padded_field = _moving_field(settings), _moving_field(settings)
+    exact = _step(static, cams, targets, masks, settings, exact_field, pad_frames=False)
+    padded = _step(static, cams, targets, masks, settings, padded_field, pad_frames=True)
+    assert exact.buckets == () and padded.buckets == (4, 8, 12, 15) and padded.bucket(3) == 4
+    frames = torch.tensor([2, 5, 9])
+    loss, loss_rgb = exact(frames, torch.Generator().manual_seed(4))
+    loss_p, loss_rgb_p = padded(frames, torch.Generator().manual_seed(4))  # the same draws
+    # the means are normalised by the weight sum instead of the tensor size: equal up to float rounding
+    torch.testing.assert_close(loss_p.detach(), loss.detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(loss_rgb_p, loss_rgb, rtol=1e-6, atol=0)
+    grads = 0
+    for p, q in zip(padded_field.parameters(), exact_field.parameters(), strict=True):
+        if q.grad is None:
+            assert p.grad is None or not p.grad.any()
+            continue
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+        grads += int(q.grad.abs().sum() > 0)
+    assert grads > 0
+
+
+def test_padding_frames_add_exactly_nothing_to_the_masked_loss():
+    """Whatever the padding holds, the loss is bit-for-bit the same and its gradient there is exactly zero."""
+    static, cams, targets, masks, settings = _scene()
+    piece = MaskedLossPiece(targets.transpose(0, 1).contiguous(), masks.transpose(0, 1).contiguous(), settings,
+                            ArapRegularizer.from_points(static.means, k=3, sample_points=settings.arap_samples))  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    v, n, f, bucket = len(cams), len(static), 3, 5
+    frames = torch.tensor([4, 1, 7, 0, 0])
+    weights = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0])
+    drawn = piece.arap.draw(torch.Generator().manual_seed(0))
+
+    def inputs(padding: float) -> list[torch.Tensor]:
+        rgb = torch.rand(bucket, v, SIZE, SIZE, 3, generator=g)
+        alpha = torch.rand(bucket, v, SIZE, SIZE, generator=g)
+        means = static.means + 0.05 * torch.randn(bucket, n, 3, generator=g)
+        for x in (rgb, alpha, means):
+            x[f:] = padding
+        return [x.requires_grad_() for x in (rgb, alpha, means)]
+
+    a, b = inputs(0.0), inputs(7.5)
+    for x, y in zip(a, b, strict=True):  # the real frames alike, the padding not
+        with torch.no_grad():
+            y[:f] = x[:f]
+    loss_a, _ = piece(*a, frames, weights, *drawn)
+    loss_b, _ = piece(*b, frames, weights, *drawn)
+    assert torch.equal(loss_a, loss_b)
+    loss_b.backward()
+    for x in b:
+        assert torch.equal(x.grad[f:], torch.zeros_like(x.grad[f:])) and x.grad[:f].abs().sum() > 0
+    # and on the real frames it is LossPiece's loss
+    exact = LossPiece(piece.targets, piece.masks, settings, piece.arap)
+    loss_exact, _ = exact(*(x[:f] for x in a), frames[:f], *drawn)
+    torch.testing.assert_close(loss_a, loss_exact, rtol=1e-6, atol=0)

@@ -87,36 +87,30 @@ def test_layout_is_the_standard_one(tmp_path):
     assert (tmp_path / "g.ply").stat().st_size == len(table) * 4 * len(expected) + header.data_offset
 
 
-def test_reads_what_gsplat_writes(tmp_path):
+def gsplat_export(g, fmt: str) -> bytes:
+    """`g` as gsplat's `export_splats` writes it (its parameters are the logged, SH-encoded ones)."""
     gsplat = pytest.importorskip("gsplat")
-    g = random_gaussians(n=32, sh_degree=2, seed=3)
-    data = gsplat.export_splats(
+    return gsplat.export_splats(
         means=g.means,
         scales=torch.log(g.scales),
         quats=g.quats,
         opacities=torch.logit(g.opacities),
         sh0=((g.colors - 0.5) / SH_C0).unsqueeze(1),
-        shN=g.sh_rest,
-        format="ply",
+        shN=g.sh_rest if g.sh_rest is not None else torch.zeros(len(g), 0, 3),
+        format=fmt,
     )
-    (tmp_path / "gs.ply").write_bytes(data)
+
+
+def test_reads_what_gsplat_writes(tmp_path):
+    g = random_gaussians(n=32, sh_degree=2, seed=3)
+    (tmp_path / "gs.ply").write_bytes(gsplat_export(g, "ply"))
     assert is_gaussian_ply(tmp_path / "gs.ply")
     assert_same(g, read_ply(tmp_path / "gs.ply"), atol=1e-4)
 
 
 def test_gsplat_compressed_ply_is_refused_clearly(tmp_path):
-    gsplat = pytest.importorskip("gsplat")
     g = random_gaussians(n=300, seed=4)
-    data = gsplat.export_splats(
-        means=g.means,
-        scales=torch.log(g.scales),
-        quats=g.quats,
-        opacities=torch.logit(g.opacities),
-        sh0=((g.colors - 0.5) / SH_C0).unsqueeze(1),
-        shN=torch.zeros(300, 0, 3),
-        format="ply_compressed",
-    )
-    (tmp_path / "c.ply").write_bytes(data)
+    (tmp_path / "c.ply").write_bytes(gsplat_export(g, "ply_compressed"))
     assert is_gaussian_ply(tmp_path / "c.ply")
     with pytest.raises(InputError, match="compressed"):
         read_ply(tmp_path / "c.ply")

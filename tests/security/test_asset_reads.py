@@ -16,7 +16,7 @@ from a3d_cli.io.manifest import digest_path
 from a3d_cli.io.regular import NotRegularFileError, read_regular
 from a3d_cli.mesh.load import load_mesh
 from a3d_cli.mesh.mtl import obj_material_library
-from a3d_cli.stages.prepare import sidecar_files
+from a3d_cli.mesh.references import sidecar_files
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
 

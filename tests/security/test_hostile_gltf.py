@@ -194,25 +194,52 @@ def test_truncated_texture_image_is_refused(tmp_path):
 
 @contextlib.contextmanager
 def pipe_never_opened(fifo):
-    """Make `fifo` a named pipe; should a3d open it for reading, end that read at once (EOF) so that the
-    test fails rather than hangs, and fail it."""
+    """Make `fifo` a named pipe and fail if a3d opens it in a way that can wait on it or reads from it.
+
+    A non-blocking open followed by a check of what was opened (how `io.regular.read_regular` refuses
+    anything but a regular file) is allowed: it cannot hang. Every Python-level open of the path is
+    watched: `os.open` without `O_NONBLOCK`, and `open`/`io.open` (which always block on a pipe). Should
+    an open the watch cannot see block on the pipe (one made by C code), a helper thread ends it at once
+    with EOF, so the test fails on the missing file or refusal instead of hanging.
+    """
+    import builtins
+    import io
+
     os.mkfifo(fifo)
-    stop, opened = threading.Event(), []
+    target = os.path.realpath(fifo)
+    stop, blocking_opens = threading.Event(), []
+    real_os_open, real_open, real_io_open = os.open, builtins.open, io.open
+
+    def is_fifo(path) -> bool:  # noqa: ANN001 - any path-like or a descriptor
+        return isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)) == target
+
+    def watched_os_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202
+        if is_fifo(path) and not flags & os.O_NONBLOCK:
+            blocking_opens.append(f"os.open({path!r}, {flags:#o})")
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def watched_open(real):  # noqa: ANN001, ANN202
+        def opener(file, *args, **kwargs):  # noqa: ANN001, ANN202
+            if is_fifo(file):
+                blocking_opens.append(f"open({file!r})")
+            return real(file, *args, **kwargs)
+
+        return opener
 
     def release_a_reader() -> None:
         while not stop.wait(0.05):
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while nobody reads it
-                opened.append(True)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # ENXIO while nobody reads it
+                real_os_close(real_os_open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
+    real_os_close = os.close
     threading.Thread(target=release_a_reader, daemon=True).start()
+    os.open, builtins.open, io.open = watched_os_open, watched_open(real_open), watched_open(real_io_open)
     try:
         yield
     finally:
+        os.open, builtins.open, io.open = real_os_open, real_open, real_io_open
         stop.set()
-    assert not opened, "a3d opened the named pipe"
+    assert not blocking_opens, f"a3d opened the named pipe so that it could wait on it: {blocking_opens}"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
@@ -319,3 +346,46 @@ def test_non_finite_vertex_colours_are_refused(tmp_path, textured, bad):
     colors[2, 1] = bad
     b.doc["meshes"][0]["primitives"][0]["attributes"]["COLOR_0"] = b.accessor(colors, GL_FLOAT, "VEC4")
     prepare_refuses(b.save(tmp_path / "nan_colours.glb"), tmp_path, "vertex colours (COLOR_0) that are NaN or infinite")
+
+
+def gltf_with_data_uris(folder, buffer_uri: str | None = None, image_uri: str | None = None):
+    """A textured tetrahedron .gltf whose buffer and base-colour image are `data:` URIs (or the ones given)."""
+    import base64
+
+    b = tetra(np.full((4, 2), 0.5))
+    png = base64.b64encode(png_bytes(np.full((4, 4, 3), 200))).decode()
+    b.doc["images"][0] = {"uri": image_uri or f"data:image/png;base64,{png}"}
+    blob = base64.b64encode(bytes(b.blob)).decode()
+    b.doc["buffers"][0] = {"byteLength": len(b.blob), "uri": buffer_uri or f"data:application/octet-stream;base64,{blob}"}
+    (folder / "model.gltf").write_text(json.dumps(b.doc))
+    return folder / "model.gltf"
+
+
+def test_buffer_and_image_data_uris_are_decoded(tmp_path):
+    mesh = load_mesh(gltf_with_data_uris(tmp_path))
+    assert len(mesh.vertices) == 4 and mesh.texture is not None
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("buffer", "buffer 0 has a damaged data: URI"), ("image", "texture image 'image 0' has a damaged data: URI")],
+)
+def test_a_damaged_data_uri_is_refused_by_name(tmp_path, where, expected):
+    damaged = "data:application/octet-stream;base64"  # no comma: no payload
+    model = gltf_with_data_uris(tmp_path, **{f"{where}_uri": damaged})
+    prepare_refuses(model, tmp_path, expected)
+
+
+def test_a_missing_buffer_file_is_refused_by_name(tmp_path):
+    prepare_refuses(gltf_with_data_uris(tmp_path, buffer_uri="model%20data.bin"), tmp_path, "names the buffer file 'model%20data.bin', which does not exist")
+
+
+def test_a_percent_encoded_buffer_file_name_is_read(tmp_path):
+    import base64
+
+    model = gltf_with_data_uris(tmp_path)
+    doc = json.loads(model.read_text())
+    (tmp_path / "model data.bin").write_bytes(base64.b64decode(doc["buffers"][0]["uri"].split(",", 1)[1]))
+    doc["buffers"][0]["uri"] = "model%20data.bin"
+    model.write_text(json.dumps(doc))
+    assert len(load_mesh(model).vertices) == 4

@@ -177,6 +177,29 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
     assert len(list(with_coarse.grid_parameters())) > len(list(animate3d.grid_parameters()))
 
 
+def test_the_stage_runs_without_importing_the_diffusion_libraries(tmp_path):
+    """`run_stage` wraps every stage in the backend-flag guard; importing it must not drag in diffusers (whose
+    import takes about as long as a GPU fit's setup), which reconstruct never uses."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    run = _run_folder(tmp_path)
+    video = _video(tmp_path / "video")
+    code = (
+        "import json, sys; from pathlib import Path; from a3d_cli.stages import reconstruct as stage; "
+        "from a3d_cli.stages.base import Runtime; "
+        f"stage.run(Path({str(run)!r}), stage.ReconstructOptions(video={str(video)!r}, preset='quickstart', steps=2, "
+        f"resolution={SIZE}, preview=False), Runtime(device='cpu')); "
+        "print('LOADED', json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'diffusers', 'transformers'})))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (run / "motion" / "coarse.safetensors").is_file()
+    assert json.loads(res.stdout.split("LOADED ", 1)[1]) == []
+
+
 def test_tiny_fit_writes_motion_preview_and_metrics(tmp_path):
     """End to end on a 16-pixel video: files, manifest metrics, the preview layout, skipping on re-run."""
     from a3d_cli.io.video import read_mp4

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -24,6 +25,9 @@ from a3d_cli.models.mvvdm.config import MVVDMConfig
 from a3d_cli.models.mvvdm.ddim import make_ddim_scheduler
 from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.models.mvvdm.unet import MVVDMUNet
+
+if TYPE_CHECKING:
+    from a3d_cli.models.speed.acceleration import AccelerationReport
 
 Tokenize = Callable[[list[str]], Tensor]  # prompts -> input ids [B, L]
 
@@ -88,6 +92,24 @@ class MVVDMComponents:
     @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def accelerate(
+        self,
+        device: torch.device | str,
+        compile: bool = False,  # noqa: A002 - the option's name
+        fused_geglu: bool = True,
+    ) -> AccelerationReport:
+        """Apply the mvvideo stage's speed settings to the UNet, in place (`acceleration.accelerate`).
+
+        Regional compilation when `compile`; every GEGLU of the spatial transformers and the motion modules
+        computed as one GEMM when `fused_geglu` (`a3d_cli.models.speed.geglu`: the Gluon kernel on Hopper for
+        bf16/fp16, the reference arithmetic elsewhere), compiled or not, as the orbit stage does. On anything
+        but CUDA nothing changes. The changes belong to the UNet (a batch worker's cached model keeps them);
+        `report.handle.remove()` undoes them.
+        """
+        from a3d_cli.models.speed.acceleration import accelerate
+
+        return accelerate(device, [self.unet], compile=compile, fused_geglu=fused_geglu)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> MVVDMComponents:
         for m in (self.unet, self.vae, self.text_encoder, self.image_encoder):

@@ -44,6 +44,18 @@ class MvvdmDenoiser:
         every SDS step runs and differentiates through."""
         return [self.comp.unet, self.comp.vae.encoder]
 
+    def accelerate(self, device: torch.device | str, compile: bool = False, fused_geglu: bool = True):  # noqa: A002, ANN201
+        """Apply the sds stage's speed settings to `hot_networks`, in place (`acceleration.accelerate`).
+
+        Regional compilation when `compile`; every GEGLU of the UNet as one GEMM when `fused_geglu` (the
+        guidance forward runs without gradients, so the forward-only kernel serves it; the VAE encoder,
+        which the gradient flows through, has no GEGLU). On anything but CUDA nothing changes; the returned
+        report's `handle.remove()` undoes the changes.
+        """
+        from a3d_cli.models.speed.acceleration import accelerate
+
+        return accelerate(device, self.hot_networks(), compile=compile, fused_geglu=fused_geglu)
+
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         f = self.comp.vae_scale_factor
         return int(self.comp.vae.config.latent_channels), height // f, width // f

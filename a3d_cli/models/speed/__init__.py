@@ -2,7 +2,8 @@
 
 | trick | module | applied by |
 |---|---|---|
-| CUDA backend flags, regional `torch.compile`, channels-last blocks | `acceleration` | `accelerate(...)` |
+| CUDA backend flags (torch only, no diffusers import) | `flags` | `configure_cuda`, `backend_flags_kept` (every stage) |
+| regional `torch.compile`, channels-last blocks | `acceleration` | `accelerate(...)` |
 | attention shortcuts (one-token context, short sequences, wide heads) | `attention` | `use_shortcut_attention` |
 | one CUDA graph per sampling step | `cuda_graph` | `GraphedFunction` (orbit pipeline) |
 | fused GEGLU (one GEMM) | `geglu` | `use_fused_geglu` / `accelerate(fused_geglu=True)` |
