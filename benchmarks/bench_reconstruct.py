@@ -8,6 +8,8 @@ Usage:
     python benchmarks/public_assets.py && \
     python benchmarks/bench_reconstruct.py --device cuda --preset reference --no-profile \
         --assets fox,Duck,CesiumMilkTruck,BoxTextured,Suzanne --out assets.json          # per-asset table
+    python benchmarks/bench_reconstruct.py --device cuda --preset reference --no-profile --no-coarse-level \
+        --arap-anneal 1 --assets fox,Duck,CesiumMilkTruck,BoxTextured,Suzanne --out animate3d.json  # Animate3D's settings
 
 The ground truth comes from `examples/make_ground_truth_motion.py` (made here into a temporary folder unless
 --gt is given): the bundled fox with a known bend + twist + nod, rendered as MV-VDM would (4 views × 16
