@@ -16,16 +16,14 @@ Run on the GPU machine (about 2–3 minutes on one H100/H200 with the defaults):
     python benchmarks/bench_orbit.py --dtypes bf16 --channels-last --variants compile --out compiled.json
     python benchmarks/bench_orbit.py --config tiny --device cpu --steps 2 --dtypes fp32   # smoke test
 
-Variants (`--variants`): `eager` (plain PyTorch), `flags` (cuDNN benchmark + TF32 only), `graph` (the
-flags, each GEGLU fused into one GEMM, and each step's UNet call replayed as a CUDA graph: what `a3d orbit`
-runs without `--compile`),
+Variants (`--variants`): `eager` (plain PyTorch), `flags` (cuDNN benchmark + TF32 only), `default` (the
+flags and each GEGLU fused into one GEMM: what `a3d orbit` runs without `--compile`),
 `compile` (`a3d_cli.models.speed.acceleration.accelerate(compile=True, channels_last=True,
-subpixel_upsampling=True, fused_geglu=True)` and the CUDA graph: regional compilation of the UNet's and VAE
-decoder's repeated blocks, run channels-last, with upsampling folded into its convolution and each GEGLU
-fused into one GEMM; exactly what `a3d orbit --compile` does), `compile-nograph` (the same without the CUDA graph) and `compile-nchw` (the regional
-compilation alone, as `--compile` did before the channels-last work, for comparison). For compiled
-variants the first UNet call's extra seconds (compilation, or loading inductor's disk cache) are reported
-separately as `compile_first_run_s`; for graphed variants the UNet forward alone is timed as a replay too.
+subpixel_upsampling=True, fused_geglu=True)`: regional compilation of the UNet's and VAE decoder's repeated
+blocks, run channels-last, with upsampling folded into its convolution and each GEGLU fused into one GEMM;
+exactly what `a3d orbit --compile` does) and `compile-nchw` (the regional compilation alone, as `--compile`
+did before the channels-last work, for comparison). For compiled variants the first UNet call's extra
+seconds (compilation, or loading inductor's disk cache) are reported separately as `compile_first_run_s`.
 
 Each configuration prints one markdown row; the JSON is rewritten after every configuration, so a run cut
 short by `timeout` keeps what it finished. Add the rows to docs/PERF.md.
@@ -52,15 +50,12 @@ from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
 from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
 from a3d_cli.models.speed.acceleration import accelerate, channels_last_conv2d  # noqa: E402
-from a3d_cli.models.speed.cuda_graph import GraphedFunction  # noqa: E402
 from a3d_cli.models.sv3d.cameras import static_orbit  # noqa: E402
 from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
 from a3d_cli.models.sv3d.loading import build_models, load_sv3d  # noqa: E402
 from a3d_cli.models.sv3d.pipeline import SV3DPipeline  # noqa: E402
 
-VARIANTS = ("eager", "flags", "graph", "compile", "compile-nograph", "compile-nchw")
-GRAPHED = ("graph", "compile")
-"""Variants whose pipeline replays each step as a CUDA graph (as the orbit stage does by default)."""
+VARIANTS = ("eager", "flags", "default", "compile", "compile-nchw")
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "autocast-fp16": torch.float32}
 
@@ -122,7 +117,6 @@ def time_unet(  # noqa: ANN201
     dtype: torch.dtype,
     reps: int,
     autocast: bool,
-    graphed: bool = False,
 ) -> dict[str, float | None]:
     args = unet_forward_args(models, device, dtype)
     ac = torch.autocast(device.type, dtype=torch.float16) if autocast else contextlib.nullcontext()
@@ -130,26 +124,20 @@ def time_unet(  # noqa: ANN201
     def forward(*a: torch.Tensor) -> torch.Tensor:
         return models.unet(*a, return_dict=False)[0]
 
-    # the two warm-ups run eagerly (and compile, when asked); with `graphed`, the first timed call records
-    call = GraphedFunction(forward, eager_calls=2) if graphed else forward
     with torch.no_grad(), ac:
         first = []
         for _ in range(2):  # warm-up (and compile, when asked)
             t0 = time.perf_counter()
-            call(*args)
+            forward(*args)
             sync(device)
             first.append(time.perf_counter() - t0)
-        if graphed:
-            call(*args)  # records
-            sync(device)
         reset_peak(device)
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
-            call(*args)
+            forward(*args)
             sync(device)
             times.append(time.perf_counter() - t0)
-    del call
     times.sort()
     return {
         "unet_first_call_s": round(first[0], 3),
@@ -168,8 +156,8 @@ def mark_step(ends: list, device: torch.device) -> None:
 
 
 def step_times(ends: list) -> dict:
-    """GPU time of each step after the first, from `mark_step`'s events: step 1 (recorded as a CUDA graph
-    when the graph is on) apart, and the median / min / max of the rest (the replays)."""
+    """GPU time of each step, from `mark_step`'s events: step 1 apart, and the median / min / max of the
+    rest (the steady state)."""
     if len(ends) < 3:
         return {}
     ms = [a.elapsed_time(b) for a, b in zip(ends, ends[1:], strict=False)]
@@ -227,26 +215,25 @@ def bench_dtype(name: str, args: argparse.Namespace, device: torch.device, varia
             device,
             models.hot_networks(),
             compile=variant.startswith("compile"),
-            channels_last=variant in ("compile", "compile-nograph"),  # as the orbit stage does with --compile
-            subpixel_upsampling=variant in ("compile", "compile-nograph"),
-            fused_geglu=variant in ("graph", "compile", "compile-nograph"),  # as the orbit stage does
+            channels_last=variant == "compile",  # as the orbit stage does with --compile
+            subpixel_upsampling=variant == "compile",
+            fused_geglu=variant in ("default", "compile"),  # as the orbit stage does
         )
     if variant.startswith("compile") and args.compile_mode != "default":  # the same blocks, in the other mode
         compile_with_mode(models.hot_networks(), args.compile_mode)
     cfg = models.config
-    graphed = variant in GRAPHED and device.type == "cuda"
-    pipe = SV3DPipeline(models, device=device, offload=args.offload, cuda_graph=graphed)
+    pipe = SV3DPipeline(models, device=device, offload=args.offload)
     image = torch.rand(3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
     orbit = static_orbit(10.0)
     scales = triangular_cfg_scales(cfg.num_frames)
-    result: dict = {"dtype": name, "variant": variant, "setup_s": round(setup_s, 3), "cuda_graph": pipe.cuda_graph}
+    result: dict = {"dtype": name, "variant": variant, "setup_s": round(setup_s, 3)}
     if accel is not None:
         result.update(accel.as_metrics())
     if tflop is not None:
         result["unet_cfg_forward_tflop"] = tflop
     ac = torch.autocast(device.type, dtype=torch.float16) if autocast else contextlib.nullcontext()
     with sdpa_context(args.sdpa):
-        result.update(time_unet(models, device, dtype, args.unet_reps, autocast, graphed and not args.offload))
+        result.update(time_unet(models, device, dtype, args.unet_reps, autocast))
         with ac:
             t0 = time.perf_counter()
             pipe(

@@ -5,7 +5,7 @@ Each trick of `a3d_cli.models.speed` earns its code by its gain on a stage's tot
 leave-one-out, on the two paths `a3d orbit` runs:
 
 - `default` (no `--compile`): CUDA flags, attention shortcuts with the fused short-sequence kernel, the
-  fused Gluon GEGLU, one CUDA graph per sampling step;
+  fused Gluon GEGLU;
 - `compile` (`--compile`): all of that, plus regional `torch.compile` (with the final GroupNorms compiled
   by name), channels-last blocks, GroupNorm by channels and subpixel upsampling.
 
@@ -22,7 +22,7 @@ stage time with all, as seconds and as a percentage of the all-tricks stage time
 By default the tricks under review are taken out (`DEFAULT_TAKEN_OUT`); `--tricks all` takes out every one
 (longer: each compiled configuration whose graphs differ compiles again).
 
-Usage (GPU machine; the default run should take about 6–7 minutes on one H200, most of it compiling):
+Usage (GPU machine; the default run should take under 7 minutes on one H200, most of it compiling):
     python benchmarks/bench_orbit_tricks.py --out tricks.json
     python benchmarks/bench_orbit_tricks.py --paths default --tricks all --out tricks_default.json
     python benchmarks/bench_orbit_tricks.py --tiny --device cpu --steps 2                   # CPU smoke test
@@ -70,7 +70,7 @@ from a3d_cli.stages.orbit import DEFAULT_CUDA_DTYPE  # noqa: E402
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 TRICKS = {
-    "default": ("cuda_flags", "attention_shortcuts", "short_attention_kernel", "gluon_geglu", "cuda_graph"),
+    "default": ("cuda_flags", "attention_shortcuts", "short_attention_kernel", "gluon_geglu"),
     "compile": (
         "compile",
         "compiled_norm_out",
@@ -80,12 +80,11 @@ TRICKS = {
         "attention_shortcuts",
         "gluon_geglu",
         "short_attention_kernel",
-        "cuda_graph",
     ),
 }
 """Per path, the tricks that can be taken out one at a time (the first row of a path has them all)."""
 
-DEFAULT_TAKEN_OUT = ("cuda_graph", "gluon_geglu", "short_attention_kernel", "group_norm_by_channels")
+DEFAULT_TAKEN_OUT = ("gluon_geglu", "short_attention_kernel", "group_norm_by_channels")
 """Taken out by default: the tricks under review (issue 19), so that the default run stays under 7 minutes."""
 
 
@@ -133,8 +132,8 @@ def gluon_geglu_runs(device: torch.device) -> bool:
     return geglu_supported(x, torch.zeros(128, 64, dtype=torch.bfloat16, device=device), None)
 
 
-def apply_tricks(models, cfg: Config, device: torch.device) -> tuple[list[SpeedHandle], bool]:  # noqa: ANN001
-    """Apply the configuration's tricks as the orbit stage does; returns the handles and whether to graph."""
+def apply_tricks(models, cfg: Config, device: torch.device) -> list[SpeedHandle]:  # noqa: ANN001
+    """Apply the configuration's tricks as the orbit stage does; returns their handles."""
     has = set(TRICKS[cfg.path]) - {cfg.without}
     nets = models.hot_networks()
     handles: list[SpeedHandle] = []
@@ -162,7 +161,7 @@ def apply_tricks(models, cfg: Config, device: torch.device) -> tuple[list[SpeedH
             handles.append(compile_blocks(n))
             if "compiled_norm_out" not in has:
                 handles.append(_compiled_by_name_back(n))
-    return handles, "cuda_graph" in has and cuda
+    return handles
 
 
 def bench_config(cfg: Config, args: argparse.Namespace, device: torch.device) -> dict:
@@ -178,14 +177,14 @@ def bench_config(cfg: Config, args: argparse.Namespace, device: torch.device) ->
     models = build_models(config, "sv3d_p", device=device)  # shortcuts on, as `load_sv3d` gives them
     models.unet.to(dtype)
     models.image_encoder.to(dtype)
-    handles, graphed = apply_tricks(models, cfg, device)
-    pipe = SV3DPipeline(models, device=device, cuda_graph=graphed)
+    handles = apply_tricks(models, cfg, device)
+    pipe = SV3DPipeline(models, device=device)
     image = torch.rand(3, config.image_size, config.image_size, generator=torch.Generator().manual_seed(0))
     orbit, scales = static_orbit(10.0), triangular_cfg_scales(config.num_frames)
-    row: dict = {"config": cfg.name, "path": cfg.path, "without": cfg.without, "cuda_graph": pipe.cuda_graph}
+    row: dict = {"config": cfg.name, "path": cfg.path, "without": cfg.without}
     row["applied"] = {h.name: h.count for h in handles}
     t0 = time.perf_counter()
-    pipe(image, orbit, num_steps=args.warmup_steps, cfg=scales, seed=0)  # compiles, autotunes, records
+    pipe(image, orbit, num_steps=args.warmup_steps, cfg=scales, seed=0)  # compiles, autotunes
     sync(device)
     row["warmup_s"] = round(time.perf_counter() - t0, 2)
     reset_peak(device)

@@ -31,8 +31,6 @@ Variants are `+`-joined flags over a freshly built network (so one variant never
 - `clk`: with `compile`, channels-last kept from block to block (`accelerate(channels_last=True)`).
 - `sub`: with `compile`, upsampling + 3×3 convolution as one 2×2 convolution (`accelerate(subpixel_upsampling=True)`).
 - `geglu`: every GEGLU as one fused Gluon GEMM on Hopper, compiled or not (`accelerate(fused_geglu=True)`).
-- `graph`: the call replayed as a CUDA graph (`a3d_cli.models.speed.cuda_graph`; the UNet targets only), as the
-  orbit stage runs each sampling step; the gap between wall time and kernel time is Python's launch cost.
 
 Usage (GPU machine):
     python benchmarks/profile_kernels.py --target orbit-unet --variants eager,cl,cudnn,cl+cudnn --out p.json
@@ -73,7 +71,6 @@ from a3d_cli.models.speed.attention import (  # noqa: E402
 
 TARGETS = ("orbit-unet", "mvvdm-unet", "sds-vae", "sds-step")
 FLAGS = ("eager", "plain", "cl", "cudnn", "sc", "sc-math", "sc-sdpa", "compile", "clk", "sub", "geglu")
-FLAGS += ("graph",)
 
 KERNEL_FAMILIES: tuple[tuple[str, str], ...] = (
     ("triton", r"^triton_"),
@@ -309,15 +306,6 @@ def profile_call(call: Callable[[], None], device: torch.device, top: int, stack
     }
 
 
-def graphed_call(call: Callable[[], object], device: torch.device) -> Callable[[], object]:
-    """`call` replayed as a CUDA graph (its first run is eager: compilation happens there, not in the graph)."""
-    from a3d_cli.models.speed.cuda_graph import GraphedFunction
-
-    token = torch.zeros(1, device=device)  # GraphedFunction records tensor-argument calls
-    graphed = GraphedFunction(lambda _token: call(), eager_calls=1)
-    return lambda: graphed(token)
-
-
 def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dtype: torch.dtype) -> dict:
     flags = set(variant.split("+"))
     unknown = flags - set(FLAGS)
@@ -355,8 +343,6 @@ def run_variant(args: argparse.Namespace, variant: str, device: torch.device, dt
             fused_geglu="geglu" in flags,
         )
         row.update(accel.as_metrics())
-        if "graph" in flags:
-            call = graphed_call(call, device)
         with sdpa_priority(flags):
             row.update(time_call(call, device, args.warmup, args.reps))
             if variant in args.profile.split(","):

@@ -32,7 +32,7 @@ Usage:
     python benchmarks/profile_stage_busy.py --out busy.json
     # before/after in one command: an older a3d_cli copied into .before/ (e.g. `git archive BASE a3d_cli | tar -x -C .before`)
     python benchmarks/profile_stage_busy.py --trees before=.before,after=. --out busy.json
-    # what the CUDA graphs alone buy: the same tree with and without them
+    # what reconstruct's CUDA graphs alone buy: the same tree with and without them
     python benchmarks/profile_stage_busy.py --graphs off --out busy_nographs.json
     # reconstruct's graph buckets: one child per value (default = the tree's setting, exact = one recording
     # per frame count, or a comma list of frame counts); mvvideo with and without the fused GEGLU
@@ -462,6 +462,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     else:
         report = accelerate(dev, [comp.unet], compile=False)
     fused_geglus = getattr(report, "fused_geglus", 0)
+    # older trees may still record the guided UNet call as a CUDA graph: there it follows --graphs
     has_graph = "cuda_graph" in inspect.signature(generate_mvvideo).parameters
     graph = {"cuda_graph": args.graphs == "on"} if has_graph else {}
     views = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -496,7 +497,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
         loop = stamps[0].elapsed_time(stamps[-1]) / 1e3 if dev.startswith("cuda") else stamps[-1] - stamps[0]
     row["loop_seconds"] = None if loop is None else round(loop, 3)
     row["seconds_per_step"] = None if loop is None else round(loop / (len(stamps) - 1), 4)
-    row["cuda_graph_replays"] = getattr(out, "graph_replays", None)
+    row["cuda_graph_replays"] = getattr(out, "graph_replays", None)  # None: a tree without mvvideo's graph
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
     window = _Window("DDIM steps", args.window_skip, args.window_skip + args.window_steps, dev, Path(args.work))
@@ -567,7 +568,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     ap.add_argument("--tiny", action="store_true", help="smoke test: tiny ground truth, quickstart, tiny MV-VDM")
     ap.add_argument("--graphs", default="on", choices=["on", "off"],
-                    help="CUDA graphs in the trees that have them (reconstruct's step, mvvideo's guided call)")  # fmt: skip
+                    help="CUDA graphs in the trees that have them (reconstruct's step; mvvideo's guided call in older trees)")  # fmt: skip
     ap.add_argument("--graph-frames", action="append", default=None,
                     help="reconstruct's graph buckets, one child per use: default (the tree's), exact (one recording "
                          "per frame count) or a comma list such as 4,8,12,15 (default: default)")  # fmt: skip

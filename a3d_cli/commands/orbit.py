@@ -103,14 +103,6 @@ def orbit(
     ] = OrbitOptions.offload,
     fps: Annotated[float, typer.Option(help="Frame rate of orbit.mp4.")] = OrbitOptions.fps,
     compile_blocks: CompileOption = OrbitOptions.compile,
-    cuda_graph: Annotated[
-        bool,
-        typer.Option(
-            "--cuda-graph/--no-cuda-graph",
-            help="On CUDA, replay each sampling step as one recorded CUDA graph (same result, fewer gaps).",
-            rich_help_panel=_SPEED,
-        ),
-    ] = OrbitOptions.cuda_graph,
     force: ForceOption = False,
 ) -> None:
     """Make [bold]RUN/orbit/[/bold]: 21 frames around the object in IMAGE, orbit.mp4 and cameras.json (SV3D)."""
@@ -135,7 +127,6 @@ def orbit(
         replace_input_frame=not keep_generated_input,
         fps=fps,
         compile=compile_blocks,
-        cuda_graph=cuda_graph,
     )
     run_dir = resolve_path(out)
     run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

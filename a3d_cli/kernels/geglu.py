@@ -5,8 +5,7 @@ kernel (`a3d_cli.kernels.geglu_gluon`) for CUDA tensors on a Hopper-or-newer GPU
 (`geglu_supported`), the PyTorch reference (`a3d_cli.kernels.geglu_ref`) for everything else, the CPU included.
 
 It is registered as the custom op `a3d::geglu` so that `torch.compile` treats it as one opaque call
-(dynamo never traces into the kernel's host-side descriptors, and inductor schedules it like a cuBLAS GEMM)
-and so that it can sit inside a CUDA graph (the op neither synchronizes nor allocates outside PyTorch).
+(dynamo never traces into the kernel's host-side descriptors, and inductor schedules it like a cuBLAS GEMM).
 
 Examples:
     >>> x, w = torch.randn(5, 16), torch.randn(32, 16)

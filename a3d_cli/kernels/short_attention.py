@@ -6,8 +6,7 @@ keys and values) and returns [B, L, H·d_v]. It dispatches per call: the Triton 
 reference (`a3d_cli.kernels.attention_ref.short_attention_ref`) for everything else, the CPU included.
 
 It is registered as the custom op `a3d::short_attention` so that `torch.compile` treats it as one opaque
-call (inductor schedules it between the projections' GEMMs) and so that it can sit inside a CUDA graph
-(the op neither synchronizes nor allocates outside PyTorch).
+call (inductor schedules it between the projections' GEMMs).
 
 Examples:
     >>> q = torch.randn(6, 21, 64)

@@ -74,9 +74,6 @@ class OrbitOptions:
             (`a3d_cli.models.speed.acceleration`):
             faster steps after a one-off compilation on the first run (cached on disk afterwards). Ignored
             on CPU.
-        cuda_graph: on CUDA without --offload, record the guided UNet call once and replay it as one CUDA
-            graph for every later step (`a3d_cli.models.speed.cuda_graph`): the same kernels without the gaps
-            Python leaves between their launches; results are unchanged. Ignored on CPU.
     """
 
     image: str
@@ -99,7 +96,6 @@ class OrbitOptions:
     replace_input_frame: bool = True
     fps: float = 10.0
     compile: bool = False
-    cuda_graph: bool = True
 
     def __post_init__(self) -> None:
         if self.model not in ("sv3d_u", "sv3d_p"):
@@ -257,8 +253,8 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         orbit = _make_orbit(opts, ctx.seed)
         scales = cfg_scales(opts.cfg, config.num_frames, opts.cfg_min, opts.cfg_max)
 
-        # 3. sample (the pipeline, its scheduler and its CUDA graph are this run's own; the model is shared)
-        pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload, cuda_graph=opts.cuda_graph)
+        # 3. sample (the pipeline and its scheduler are this run's own; the model is shared)
+        pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload)
         ctx.progress.start("sampling", total=opts.steps)
         image = obj.image.permute(2, 0, 1).contiguous()  # [3, S, S]
         out = pipe(
@@ -299,7 +295,6 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
             seconds_sample=round(out.seconds["sample"], 4),
             seconds_decode=round(out.seconds["decode"], 4),
             seconds_per_step=round(out.seconds["sample"] / opts.steps, 4),
-            cuda_graph_replays=pipe.graph_replays,
             **accel.as_metrics(),
         )
         # a batch worker's cache keeps its own reference; alone, nothing may hold the networks here (on CUDA the

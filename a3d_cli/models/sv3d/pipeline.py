@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 from a3d_cli.models.guidance import apply_frame_cfg, triangular_cfg_scales
 from a3d_cli.models.precision import check_finite
-from a3d_cli.models.speed.cuda_graph import GraphedFunction
 from a3d_cli.models.sv3d.cameras import Orbit, to_sv3d_angles
 from a3d_cli.models.sv3d.conditioning import clip_input, sv3d_vector
 from a3d_cli.models.sv3d.loading import SV3DModels
@@ -84,9 +83,6 @@ class SV3DPipeline:
         device: execution device.
         offload: keep each network on the CPU except while it runs (less GPU memory, some transfer time).
         scheduler: an `EulerDiscreteScheduler` in SV3D's configuration (default `make_scheduler()`).
-        cuda_graph: on CUDA without offloading, replay the guided UNet call of every step after the first
-            as one CUDA graph (`a3d_cli.models.speed.cuda_graph`): the same kernels on the same buffers, without
-            the launch gaps between them. Ignored on the CPU and with `offload` (weights move there).
     """
 
     def __init__(
@@ -95,13 +91,10 @@ class SV3DPipeline:
         device: str | torch.device = "cpu",
         offload: bool = False,
         scheduler=None,  # noqa: ANN001
-        cuda_graph: bool = False,
     ) -> None:
         self.models = models
         self.device = torch.device(device)
         self.offload = offload
-        self.cuda_graph = cuda_graph and self.device.type == "cuda" and not offload
-        self.graph_replays = 0  # steps of the last `denoise` served by the CUDA graph
         self.scheduler = scheduler if scheduler is not None else make_scheduler()
         for m in (models.unet, models.vae, models.image_encoder):
             m.to("cpu" if offload else self.device)
@@ -219,24 +212,17 @@ class SV3DPipeline:
         dtype = _dtype_of(unet)
         with self._on_device(unet):
             embeds, cond_latent, vec = embeds.to(dtype), cond_latent.to(dtype), vec.to(dtype)
-
-            def velocity(x_in: Tensor, t: Tensor) -> Tensor:
-                """Guided v-prediction [1, F, C, h, w] for the scaled latent `x_in` at timestep `t` (0-d)."""
+            for i, t in enumerate(sched.timesteps):
+                x_in = sched.scale_model_input(latents, t)  # [1, F, C, h, w], × c_in
                 if guided:
                     x_in = torch.cat([x_in, x_in])
                 model_in = torch.cat([x_in.to(dtype), cond_latent], dim=2)  # [B, F, 2C, h, w]
                 v = unet(model_in, t, embeds, vec, return_dict=False)[0].float()  # [B, F, C, h, w]
-                return apply_frame_cfg(v[:1], v[1:], scales) if guided else v
-
-            step_velocity = GraphedFunction(velocity, eager_calls=1) if self.cuda_graph else velocity
-            for i, t in enumerate(sched.timesteps):
-                x_in = sched.scale_model_input(latents, t)  # [1, F, C, h, w], × c_in
-                v = step_velocity(x_in, t)  # with a graph: its output buffer, read by `step` right away
+                if guided:
+                    v = apply_frame_cfg(v[:1], v[1:], scales)  # [1, F, C, h, w]
                 latents = sched.step(v, t, latents).prev_sample
                 if callback is not None:
                     callback(i + 1, num_steps)
-            self.graph_replays = getattr(step_velocity, "replays", 0)
-            del step_velocity  # frees the graph's memory pool before decoding
         return latents
 
     @torch.no_grad()

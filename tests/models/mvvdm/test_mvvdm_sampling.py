@@ -170,35 +170,3 @@ def test_host_timestep_steps_equal_tensor_timestep_steps_and_the_network_gets_a_
     assert all(isinstance(t, torch.Tensor) and t.ndim == 0 for t in seen)
     assert [int(t) for t in seen] == sched.timesteps.tolist()
 
-
-def test_a_given_guide_replaces_the_guided_call_in_every_pass():
-    cond = torch.randn(4, 4, 2, 2)
-    calls: list[int] = []
-
-    def guide(x, t):  # what a graphed guide would compute, counted
-        calls.append(int(t))
-        return guided_eps(lambda z, _t: 0.1 * z, x, t, 2.0)
-
-    cfg = SamplingConfig(steps=3, guidance_scale=2.0, num_frames=4, freeinit=FreeInitConfig(iters=2))
-    a = sample_latents(lambda z, _t: 0.1 * z, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0), guide=guide)
-    b = sample_latents(lambda z, _t: 0.1 * z, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0))
-    assert len(calls) == cfg.unet_evaluations
-    torch.testing.assert_close(a, b)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_graphed_guide_replays_and_matches_eager_on_cuda():
-    from a3d_cli.models.mvvdm.sampling import graphed_guide
-
-    cond = torch.randn(4, 4, 2, 2, device="cuda")
-    w = torch.randn(4, device="cuda")
-
-    def eps_fn(x, t):
-        return torch.tanh(x * w.view(1, 4, 1, 1, 1, 1) + t.float() / 1000)  # [B, V, F, C, h, w]
-
-    cfg = SamplingConfig(steps=5, guidance_scale=3.0, num_frames=4, freeinit=FreeInitConfig(iters=2))
-    guide = graphed_guide(eps_fn, cfg.guidance_scale)
-    a = sample_latents(eps_fn, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0), guide=guide)
-    b = sample_latents(eps_fn, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0))
-    assert guide.replays == cfg.unet_evaluations - 1
-    torch.testing.assert_close(a, b)
