@@ -169,4 +169,3 @@ def test_host_timestep_steps_equal_tensor_timestep_steps_and_the_network_gets_a_
     denoise(eps_fn, torch.randn(2, 3, 1, 4, 4, generator=g), torch.zeros(2, 1, 4, 4), sched, guidance_scale=1.0)
     assert all(isinstance(t, torch.Tensor) and t.ndim == 0 for t in seen)
     assert [int(t) for t in seen] == sched.timesteps.tolist()
-
