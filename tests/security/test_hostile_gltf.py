@@ -194,52 +194,80 @@ def test_truncated_texture_image_is_refused(tmp_path):
 
 @contextlib.contextmanager
 def pipe_never_opened(fifo):
-    """Make `fifo` a named pipe and fail if a3d opens it in a way that can wait on it or reads from it.
+    """Make `fifo` a named pipe and fail if a3d opens it in a way that can wait on it.
 
-    A non-blocking open followed by a check of what was opened (how `io.regular.read_regular` refuses
-    anything but a regular file) is allowed: it cannot hang. Every Python-level open of the path is
-    watched: `os.open` without `O_NONBLOCK`, and `open`/`io.open` (which always block on a pipe). Should
-    an open the watch cannot see block on the pipe (one made by C code), a helper thread ends it at once
-    with EOF, so the test fails on the missing file or refusal instead of hanging.
+    A non-blocking open followed by a check of what was opened (how `io.regular.open_regular` refuses
+    anything but a regular file) is allowed: it cannot hang. Python-level opens of the path are watched:
+    `os.open` without `O_NONBLOCK`, and `open`/`io.open` (which always block on a pipe) fail the test. Any
+    other reader (C code, a captured `os.open`) is caught by a helper thread: whenever no watched open holds
+    the pipe, it tries to open the write end, which succeeds only while someone has the read end open; it
+    then closes it at once (EOF for a blocked reader, so the test fails instead of hanging).
     """
     import builtins
     import io
 
     os.mkfifo(fifo)
     target = os.path.realpath(fifo)
-    stop, blocking_opens = threading.Event(), []
-    real_os_open, real_open, real_io_open = os.open, builtins.open, io.open
+    stop, lock, problems = threading.Event(), threading.Lock(), []
+    watched_fds: set[int] = set()
+    in_flight = [0]  # watched opens started and not yet closed
+    real_os_open, real_os_close, real_open, real_io_open = os.open, os.close, builtins.open, io.open
 
     def is_fifo(path) -> bool:  # noqa: ANN001 - any path-like or a descriptor
         return isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)) == target
 
     def watched_os_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202
-        if is_fifo(path) and not flags & os.O_NONBLOCK:
-            blocking_opens.append(f"os.open({path!r}, {flags:#o})")
-        return real_os_open(path, flags, *args, **kwargs)
+        if not is_fifo(path):
+            return real_os_open(path, flags, *args, **kwargs)
+        if not flags & os.O_NONBLOCK:  # the helper thread releases it
+            problems.append(f"os.open({path!r}, {flags:#o})")
+            return real_os_open(path, flags, *args, **kwargs)
+        with lock:
+            in_flight[0] += 1
+        try:
+            fd = real_os_open(path, flags, *args, **kwargs)
+        except BaseException:
+            with lock:
+                in_flight[0] -= 1
+            raise
+        with lock:
+            watched_fds.add(fd)
+        return fd
+
+    def watched_os_close(fd: int) -> None:
+        with lock:
+            if fd in watched_fds:
+                watched_fds.discard(fd)
+                in_flight[0] -= 1
+        real_os_close(fd)
 
     def watched_open(real):  # noqa: ANN001, ANN202
         def opener(file, *args, **kwargs):  # noqa: ANN001, ANN202
             if is_fifo(file):
-                blocking_opens.append(f"open({file!r})")
+                problems.append(f"open({file!r})")
             return real(file, *args, **kwargs)
 
         return opener
 
-    def release_a_reader() -> None:
+    def catch_unwatched_readers() -> None:
         while not stop.wait(0.05):
-            with contextlib.suppress(OSError):  # ENXIO while nobody reads it
-                real_os_close(real_os_open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            with lock:  # no watched open can start while the write end is tried
+                if in_flight[0]:
+                    continue
+                try:
+                    real_os_close(real_os_open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:  # ENXIO: nobody has the read end open
+                    continue
+                problems.append("an unwatched open of the read end")
 
-    real_os_close = os.close
-    threading.Thread(target=release_a_reader, daemon=True).start()
-    os.open, builtins.open, io.open = watched_os_open, watched_open(real_open), watched_open(real_io_open)
+    threading.Thread(target=catch_unwatched_readers, daemon=True).start()
+    os.open, os.close, builtins.open, io.open = watched_os_open, watched_os_close, watched_open(real_open), watched_open(real_io_open)
     try:
         yield
     finally:
-        os.open, builtins.open, io.open = real_os_open, real_open, real_io_open
+        os.open, os.close, builtins.open, io.open = real_os_open, real_os_close, real_open, real_io_open
         stop.set()
-    assert not blocking_opens, f"a3d opened the named pipe so that it could wait on it: {blocking_opens}"
+    assert not problems, f"a3d opened the named pipe so that it could wait on it: {problems}"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
