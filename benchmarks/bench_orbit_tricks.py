@@ -22,7 +22,7 @@ stage time with all, as seconds and as a percentage of the all-tricks stage time
 By default the tricks under review are taken out (`DEFAULT_TAKEN_OUT`); `--tricks all` takes out every one
 (longer: each compiled configuration whose graphs differ compiles again).
 
-Usage (GPU machine; the default run should take under 7 minutes on one H200, most of it compiling):
+Usage (GPU machine; most of the default run is compiling):
     python benchmarks/bench_orbit_tricks.py --out tricks.json
     python benchmarks/bench_orbit_tricks.py --paths default --tricks all --out tricks_default.json
     python benchmarks/bench_orbit_tricks.py --tiny --device cpu --steps 2                   # CPU smoke test

@@ -64,7 +64,7 @@ def reconstruct(
     arap_anneal: Annotated[
         float | None,
         typer.Option(
-            help="ARAP weight schedule: from A× the weight at the first step to 1/A× at the last (1 = constant, "
+            help="ARAP weight schedule: from A× the weight at the first step falling towards 1/A× at the last (1 = constant, "
             "Animate3D's; the reference preset: 4).",
             rich_help_panel=_FIT,
             show_default=False,

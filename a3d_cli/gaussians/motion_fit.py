@@ -73,9 +73,9 @@ class FitSettings:
     lambda_arap: float = 12.0
     """Weight of the ARAP energy (a sum over sampled points, edges and frames); see `arap_anneal`."""
     arap_anneal: float = 1.0
-    """ARAP weight schedule: at step s of S the weight is `lambda_arap · arap_anneal^(1 − 2s/S)`, falling
-    geometrically from `arap_anneal` times `lambda_arap` at the first step through `lambda_arap` half-way to
-    1/`arap_anneal` of it at the end. 1 = constant (the reference). Above 1 the field first learns a motion
+    """ARAP weight schedule: at step s of S (s = 0 … S − 1) the weight is `lambda_arap · arap_anneal^(1 − 2s/S)`,
+    falling geometrically from `arap_anneal` times `lambda_arap` at the first step through `lambda_arap`
+    half-way towards 1/`arap_anneal` of it (the value at s = S, one step past the last). 1 = constant (the reference). Above 1 the field first learns a motion
     that keeps neighbourhoods rigid, then is let go to bend as far as the video asks."""
     arap_neighbours: int = 3
     """k nearest static splats per point in the ARAP term."""
@@ -112,8 +112,8 @@ class FitSettings:
             raise OptionError(f"--max-splats must be >= 0 (got {self.max_splats}).")
         if self.hexplane_backend not in ("auto", "torch", "matmul"):
             raise OptionError(f"hexplane_backend must be auto, torch or matmul (got {self.hexplane_backend!r}).")
-        if not self.arap_anneal > 0.0:
-            raise OptionError(f"--arap-anneal must be > 0 (got {self.arap_anneal}).")
+        if not (math.isfinite(self.arap_anneal) and self.arap_anneal > 0.0):
+            raise OptionError(f"--arap-anneal must be a finite number > 0 (got {self.arap_anneal}).")
         if not 0.0 < self.grad_fraction <= 1.0:
             raise OptionError(f"--grad-fraction must be in (0, 1] (got {self.grad_fraction}).")
         if any(not 1 <= b <= NUM_FRAMES - 1 for b in self.graph_frame_counts):

@@ -211,6 +211,7 @@ class FitStep:
         if settings.frames_per_step:
             most = min(most, settings.frames_per_step)
         pad = self.use_graphs if pad_frames is None else pad_frames
+        self._pad_with_graphs = pad_frames is None
         self.buckets = bucket_sizes(settings.graph_frame_counts, most) if pad else ()
         """Frame counts steps are padded to (empty: every step runs at its own frame count)."""
         self.recordings = 0
@@ -294,6 +295,8 @@ class FitStep:
             self._graphed = (key, *self._record(frames, masked))
         except (RuntimeError, AssertionError) as exc:  # something that cannot be recorded: stay eager
             self.use_graphs = False
+            if self._pad_with_graphs:  # padding buys nothing eagerly: later steps run at their own frame count
+                self.buckets = ()
             if self.on_notice is not None:
                 self.on_notice(f"reconstruct: CUDA graphs unavailable, running the step eagerly ({exc})")
             torch.cuda.synchronize()

@@ -60,7 +60,7 @@ PresetName = Literal["auto", "reference", "quickstart"]
 
 
 REFERENCE_ARAP_ANNEAL = 4.0
-"""The reference preset's `FitSettings.arap_anneal`: the ARAP weight falls from 48 to 3 (Animate3D: 12 throughout)."""
+"""The reference preset's `FitSettings.arap_anneal`: the ARAP weight falls from 48 towards 3 (Animate3D: 12 throughout)."""
 _WITH_COARSE_LEVEL = MotionFieldConfig().with_coarse_level(True)
 """Animate3D's two HexPlane levels behind a coarse one (`COARSE_GRID`): both presets' field."""
 

@@ -123,7 +123,7 @@ def run(
         if den is None and need_model:
             ctx.progress.log("sds: loading MV-VDM" + (" (tiny random weights)" if opts.tiny_model else ""))
             den = load_model(opts, weights, ctx.device, ctx.seed)
-        # 2. optimise (CUDA backend flags always; regional compilation of MV-VDM when asked)
+        # 2. optimise (CUDA backend flags and MV-VDM's fused GEGLUs always; its regional compilation when asked)
         if hasattr(den, "accelerate"):  # MvvdmDenoiser: compile when asked, fused GEGLU; others are left as they are
             accel = den.accelerate(ctx.device, compile=opts.compile)
         else:  # the CUDA backend flags alone

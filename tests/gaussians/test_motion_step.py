@@ -76,7 +76,7 @@ def test_step_loss_is_the_documented_sum_and_gradients_reach_the_field():
     torch.testing.assert_close(loss3.detach(), expected + (3 - 12) * arap(out.means, torch.Generator().manual_seed(4)))
 
 
-def test_annealed_arap_weight_falls_from_a_times_to_one_over_a_and_the_fit_follows_it(monkeypatch):
+def test_annealed_arap_weight_falls_from_a_times_towards_one_over_a_and_the_fit_follows_it(monkeypatch):
     s = FitSettings(steps=8, arap_anneal=4.0)
     weights = [arap_weight(i, s) for i in range(8)]
     assert weights[0] == pytest.approx(48.0) and weights[4] == pytest.approx(12.0)  # 4× first, λ half-way
@@ -97,7 +97,8 @@ def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
     field = _moving_field(settings)
     step = _step(static, cams, targets, masks, settings, field, on_notice=notices.append)
     eager = _step(static, cams, targets, masks, settings, _moving_field(settings))
-    step.use_graphs = True  # as on a CUDA device
+    step.use_graphs = True  # as on a CUDA device, where steps are padded to their recorded bucket
+    step.buckets = bucket_sizes((4, 8), targets.shape[0] - 1)
 
     def refuse(*_args):
         raise RuntimeError("operation not permitted when stream is capturing")
@@ -109,6 +110,7 @@ def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
         loss, _ = step(frames, torch.Generator().manual_seed(0))
     reference, _ = eager(frames, torch.Generator().manual_seed(0))
     assert not step.use_graphs and step.recordings == 0
+    assert step.buckets == ()  # eager from here on: no padding either
     assert len(notices) == 1 and "eagerly" in notices[0] and "capturing" in notices[0]
     torch.testing.assert_close(loss.detach(), reference.detach())
 
@@ -205,3 +207,11 @@ def test_padding_frames_add_exactly_nothing_to_the_masked_loss():
     exact = LossPiece(piece.targets, piece.masks, settings, piece.arap)
     loss_exact, _ = exact(*(x[:f] for x in a), frames[:f], *drawn)
     torch.testing.assert_close(loss_a, loss_exact, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("anneal", [0.0, -2.0, float("inf"), float("nan")])
+def test_an_arap_schedule_that_is_not_a_finite_positive_factor_is_refused(anneal):
+    from a3d_cli.errors import OptionError
+
+    with pytest.raises(OptionError, match="arap-anneal"):
+        FitSettings(arap_anneal=anneal)

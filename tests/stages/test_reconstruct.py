@@ -179,7 +179,7 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
 
 def test_the_stage_runs_without_importing_the_diffusion_libraries(tmp_path):
     """`run_stage` wraps every stage in the backend-flag guard; importing it must not drag in diffusers (whose
-    import takes about as long as a GPU fit's setup), which reconstruct never uses."""
+    import is slow), which reconstruct never uses."""
     import subprocess
     import sys
 

@@ -25,8 +25,8 @@ What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothi
    nearest ×2 upsampling + 3×3 convolution as one 2×2 convolution on the small image
    (`a3d_cli.models.speed.upsampling`); compiled or not, `fused_geglu` computes every GEGLU as one GEMM
    (`a3d_cli.models.speed.geglu`, a Gluon kernel on Hopper GPUs, the same custom op eagerly and inside inductor's
-   graphs). mvvideo uses the fused GEGLU too (`MVVDMComponents.accelerate`); sds uses none of the three
-   (not measured there).
+   graphs). mvvideo and sds fuse MV-VDM's GEGLUs too (`MVVDMComponents.accelerate`,
+   `MvvdmDenoiser.accelerate`); `channels_last` and `subpixel_upsampling` are the orbit stage's only.
 
 Scope: the flags are process-wide, so `a3d_cli.stages.base.run_stage` restores them when a stage ends
 (`backend_flags_kept`): one stage's TF32 never reaches the fp32 arithmetic of the next in `a3d animate`.
