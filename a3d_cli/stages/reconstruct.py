@@ -67,7 +67,7 @@ _WITH_COARSE_LEVEL = MotionFieldConfig().with_coarse_level(True)
 PRESETS: dict[str, tuple[str, FitSettings]] = {
     "reference": (
         "Animate3D's settings (800 steps, 256², all splats, all active frames per step) with a coarse HexPlane "
-        "level in front of its two and the ARAP weight annealed from 4× to ¼× (GPU); `coarse_level=False, "
+        "level in front of its two and the ARAP weight annealed from 4× towards ¼× (GPU); `coarse_level=False, "
         "arap_anneal=1` gives Animate3D's settings exactly.",
         FitSettings(field=_WITH_COARSE_LEVEL, arap_anneal=REFERENCE_ARAP_ANNEAL),
     ),
