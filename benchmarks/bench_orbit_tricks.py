@@ -6,14 +6,14 @@ leave-one-out, on the two paths `a3d orbit` runs:
 
 - `default` (no `--compile`): CUDA flags, attention shortcuts with the fused short-sequence kernel, the
   fused Gluon GEGLU;
-- `compile` (`--compile`): all of that, plus regional `torch.compile` (with the final GroupNorms compiled
-  by name), channels-last blocks, GroupNorm by channels and subpixel upsampling.
+- `compile` (`--compile`): all of that, plus regional `torch.compile`, channels-last blocks, GroupNorm by
+  channels and subpixel upsampling.
 
 Every configuration builds a fresh network, applies the tricks through the product's own functions (each
 returns a removable `SpeedHandle`), warms up, and times the stage as `a3d orbit` runs it after loading
 (encode, `--steps` Euler steps, decode) between `torch.cuda.synchronize()` calls. A trick is "taken out" by
 not applying it (or, for a piece applied together with others, by removing that piece's change: the
-GroupNorms of `keep_channels_last`, the layers `compile_blocks` compiles by name). `compile` path − `compile`
+GroupNorms of `keep_channels_last`). `compile` path − `compile`
 is the `default` path's all-tricks configuration, so the gain of `--compile` is the difference of the two
 paths' first rows.
 The table gives each configuration's stage seconds and the gain of the trick: stage time without it minus
@@ -51,7 +51,6 @@ from speed_variants import MathShortAttnProcessor  # noqa: E402
 
 from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
 from a3d_cli.models.speed.acceleration import (  # noqa: E402
-    COMPILED_BY_NAME,
     compile_blocks,
     configure_cuda,
     keep_channels_last,
@@ -73,7 +72,6 @@ TRICKS = {
     "default": ("cuda_flags", "attention_shortcuts", "short_attention_kernel", "gluon_geglu"),
     "compile": (
         "compile",
-        "compiled_norm_out",
         "channels_last_blocks",
         "group_norm_by_channels",
         "subpixel_upsampling",
@@ -106,19 +104,6 @@ def _group_norms_back(module: nn.Module) -> SpeedHandle:
     for m in swapped:
         m.__class__ = nn.GroupNorm
     return SpeedHandle("GroupNorm by channels taken out", len(swapped))
-
-
-def _compiled_by_name_back(module: nn.Module) -> SpeedHandle:
-    """Take out the layers `compile_blocks` compiles on their own by attribute name (`COMPILED_BY_NAME`, the
-    final GroupNorms): they run eagerly again; the blocks stay compiled."""
-    named = [
-        m
-        for name, m in module.named_modules()
-        if name.rsplit(".", 1)[-1] in COMPILED_BY_NAME and getattr(m, "_compiled_call_impl", None) is not None
-    ]
-    for m in named:
-        m._compiled_call_impl = None  # what `nn.Module.compile` set: back to the eager forward
-    return SpeedHandle("compiled norms by name taken out", len(named))
 
 
 def gluon_geglu_runs(device: torch.device) -> bool:
@@ -159,8 +144,6 @@ def apply_tricks(models, cfg: Config, device: torch.device) -> list[SpeedHandle]
                 if "group_norm_by_channels" not in has:
                     handles.append(_group_norms_back(n))
             handles.append(compile_blocks(n))
-            if "compiled_norm_out" not in has:
-                handles.append(_compiled_by_name_back(n))
     return handles
 
 
@@ -246,7 +229,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     unknown = wanted - set(sum(TRICKS.values(), ()))
     if unknown:
         p.error(f"unknown trick(s) {sorted(unknown)}")
-    configs = [Config(path, t) for path in paths for t in (None, *(t for t in TRICKS[path] if t in wanted))]
+    # tricks named explicitly run in the order given (cheap recompiles first while inductor's cache is warm)
+    order = list(sum(TRICKS.values(), ())) if args.tricks == "all" else [t.strip() for t in args.tricks.split(",")]
+    configs = [Config(path, t) for path in paths for t in (None, *(t for t in order if t in TRICKS[path]))]
     info = {
         "benchmark": "orbit speed tricks, leave-one-out (SV3D_p, random weights)",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -262,7 +247,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row = bench_config(cfg, args, device)
         except Exception as exc:  # one failing configuration must not lose the others
             row = {"config": cfg.name, "path": cfg.path, "without": cfg.without, "error": f"{type(exc).__name__}: {exc}"[:500]}
-        print(f"[{cfg.name}] {row.get('stage_s', row.get('error'))}", file=sys.stderr, flush=True)
+        done = row.get("stage_s", row.get("error"))
+        print(f"[{cfg.name}] {done} (warm-up {row.get('warmup_s')} s)", file=sys.stderr, flush=True)
         info["rows"].append(row)
         if args.out:
             args.out.write_text(json.dumps(info, indent=2))

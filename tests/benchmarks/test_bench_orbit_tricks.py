@@ -48,7 +48,7 @@ def test_default_path_configurations_take_out_one_trick_each(tiny_models, withou
 
 @pytest.mark.parametrize(
     "without",
-    [None, "compile", "compiled_norm_out", "group_norm_by_channels", "subpixel_upsampling", "attention_shortcuts"],
+    [None, "compile", "group_norm_by_channels", "subpixel_upsampling", "attention_shortcuts"],
 )
 def test_compile_path_configurations_take_out_one_trick_each(tiny_models, without):
     from a3d_cli.models.speed.group_norm import ChannelsLastGroupNorm
@@ -59,8 +59,7 @@ def test_compile_path_configurations_take_out_one_trick_each(tiny_models, withou
         kinds = {type(m).__name__ for m in unet.modules()}
         compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in unet.modules())
         assert compiled == (without != "compile")
-        norm_out_compiled = getattr(unet.conv_norm_out, "_compiled_call_impl", None) is not None
-        assert norm_out_compiled == (without not in ("compile", "compiled_norm_out"))
+        assert getattr(unet.conv_norm_out, "_compiled_call_impl", None) is None  # left eager (PERF: 0.3 %)
         assert ("SubpixelUpsample2D" in kinds) == (without not in ("compile", "subpixel_upsampling"))
         by_channels = any(type(m) is ChannelsLastGroupNorm for m in unet.modules())
         assert by_channels == (without not in ("compile", "group_norm_by_channels"))

@@ -135,11 +135,20 @@ def test_graphed_steps_equal_eager_steps_on_cuda():
     assert eager.graph_recordings == 0
     assert exact.graph_recordings == 4  # frame counts 1, 2, 3, 4
     assert bucketed.graph_recordings == 2  # 1-2 in the bucket of 2, 3-4 in the bucket of 4
+    every_frame = torch.arange(targets.shape[1], device="cuda")
+    with torch.no_grad():
+        want = eager.field(static, every_frame)
     for graphed in (exact, bucketed):
         for (s1, l1), (s2, l2) in zip(graphed.losses, eager.losses, strict=True):
             assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4)
-        for p, q in zip(graphed.field.parameters(), eager.field.parameters(), strict=True):
-            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+        with torch.no_grad():
+            got = graphed.field(static, every_frame)
+        # the fitted motion, not raw parameters: the scene leaves the rotation head's gradients at rounding
+        # level, which Adam scales up to step-sized moves, so gsplat's non-deterministic atomic sums alone
+        # move those weights by ~1e-4 (a 1e-6 relative gradient perturbation does the same on the CPU)
+        torch.testing.assert_close(got.means, want.means, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got.scales, want.scales, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got.quats, want.quats, atol=2e-3, rtol=0)
 
 
 def test_bucket_sizes_cover_every_step_and_never_exceed_the_largest():

@@ -76,11 +76,6 @@ REPEATED_BLOCKS = (
 """Class names compiled one instance at a time; the first match on a path wins (children of a compiled
 block are part of its graph and are not compiled again)."""
 
-COMPILED_BY_NAME = ("conv_norm_out",)
-"""Attribute names of single layers compiled on their own as well: the UNets' and VAEs' final GroupNorm,
-which sits outside the blocks and whose eager kernel first copies a channels-last input to NCHW (a
-transposing copy of the full-resolution tensor)."""
-
 GROUP_NORM_BY_CHANNELS_IN = ("SpatioTemporalResBlock", "ResnetBlock2D")
 """Blocks whose GroupNorms `keep_channels_last` computes as per-channel reductions: the resnets, where that
 is faster (docs/PERF.md). In SVD's transformer, whose single GroupNorm feeds a linear layer, inductor's own
@@ -144,23 +139,20 @@ def _raise_recompile_limit(limit: int) -> None:
     dynamo_config.suppress_errors = True  # an untraceable block runs eagerly instead of failing the stage
 
 
-def repeated_blocks(
-    module: nn.Module, classes: Iterable[str] = REPEATED_BLOCKS, names: Iterable[str] = COMPILED_BY_NAME
-) -> list[tuple[str, nn.Module]]:
+def repeated_blocks(module: nn.Module, classes: Iterable[str] = REPEATED_BLOCKS) -> list[tuple[str, nn.Module]]:
     """The (name, block) pairs `compile_blocks` would compile: outermost matches only.
 
     Args:
         module: a network (UNet, VAE encoder, …).
         classes: class names to match (exact `type(m).__name__`, so subclasses of other names are skipped).
-        names: attribute names to match as well (the last component of the module's path).
     """
-    wanted, wanted_names = set(classes), set(names)
+    wanted = set(classes)
     found: list[tuple[str, nn.Module]] = []
     taken: list[str] = []
     for name, m in module.named_modules():
         if any(name.startswith(prefix + ".") for prefix in taken):
             continue
-        if type(m).__name__ in wanted or (name and name.rsplit(".", 1)[-1] in wanted_names):
+        if type(m).__name__ in wanted:
             found.append((name, m))
             taken.append(name)
     return found
