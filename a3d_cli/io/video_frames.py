@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from a3d_cli.errors import InputError
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.render.cameras import MVVDM_BACKGROUND
+from a3d_cli.run_layout import CAMERAS_JSON
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -177,7 +178,7 @@ def read_cameras(video_dir: Path, fallback: Path | None = None) -> CameraSet:
     """
     from a3d_cli.render.cameras import CameraSet, mvvdm_cameras
 
-    places = [Path(video_dir) / "cameras.json", *([Path(fallback)] if fallback is not None else [])]
+    places = [Path(video_dir) / CAMERAS_JSON, *([Path(fallback)] if fallback is not None else [])]
     for path in places:
         if path.is_file():
             try:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.progress import Progress
+from a3d_cli.run_layout import LIFT_MODEL
 from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
 from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
@@ -48,10 +49,8 @@ VIDEO_ALTERNATIVE = (
     "Or animate from a multi-view video you already have: `a3d animate MODEL --video DIR` "
     f"(DIR holds v{{view}}_f{{frame:02d}}.png, {NUM_VIEWS} views × {NUM_FRAMES} frames)."
 )
-STAGE_ORDER = ("orbit", "lift", "prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 """Inputs with these suffixes are images: the chain starts with orbit → lift."""
-LIFTED_MODEL = "lift/model.glb"
 
 
 def is_image_input(model: str | Path) -> bool:
@@ -263,7 +262,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
         "motion_modules": opts.motion_modules,
     }
     image_input = "lift" in plan.stages
-    prepared = (Path(run_dir) / LIFTED_MODEL).absolute() if image_input else Path(opts.model).expanduser().absolute()
+    prepared = (Path(run_dir) / LIFT_MODEL).absolute() if image_input else Path(opts.model).expanduser().absolute()
     builders: dict[str, Callable[[], Any]] = {
         "orbit": lambda: orbit.OrbitOptions(
             image=str(Path(opts.model).expanduser().absolute()),
@@ -433,7 +432,6 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "STAGE_ORDER",
     "AnimateOptions",
     "AnimateResult",
     "ChainPlan",
