@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from a3d_cli.errors import InputError
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.render.cameras import MVVDM_BACKGROUND
-from a3d_cli.run_layout import CAMERAS_JSON
+from a3d_cli.run_layout import CAMERAS_JSON, MVVIDEO_FRAME_NAME
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -59,7 +59,8 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(
-            f"The video folder {folder} does not exist.", hint="Run `a3d mvvideo RUN` or pass --video DIR."
+            f"The video folder {folder} does not exist.",
+            hint=f"Check the path: a video folder holds {MVVIDEO_FRAME_NAME} frames ({views} views × {frames} frames).",
         )
     found: dict[tuple[int, int], Path] = {}
     for path in sorted(folder.iterdir()):
