@@ -7,7 +7,6 @@ order, the one read and the one write.
 
 from __future__ import annotations
 
-import pytest
 import torch
 from helpers import VIDEO_SIZE as SIZE
 from helpers import moving_motion_field, reconstruct_static, video_folder
@@ -17,14 +16,6 @@ from a3d_cli.gaussians.motion_fit import FitSettings, psnr, render_all_frames, s
 from a3d_cli.gaussians.video_fit import FitInputs, fit_video_motion
 from a3d_cli.io.video_frames import read_video_frames
 from a3d_cli.render.cameras import mvvdm_cameras
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_score_fit_scores_the_motion_and_the_static_baseline_on_frames_after_the_first():
