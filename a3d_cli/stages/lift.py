@@ -8,7 +8,8 @@ docs/lift.md and docs/ARTIFACTS.md):
     lift/preview.mp4       a turntable: splats (left) | mesh (right)
     lift/masks/mask_XX.png the foreground masks the fit used (after the opacity refinement)
 
-Both outputs feed `a3d prepare` as they are. The domain work is `a3d_cli.lift.pipeline.lift`.
+Both outputs feed `a3d prepare` as they are. The domain work is `a3d_cli.lift.pipeline.lift`, and the
+turntable `a3d_cli.lift.preview.lift_turntable`.
 
 Examples:
     >>> run(Path("RUN"), LiftOptions())  # doctest: +SKIP

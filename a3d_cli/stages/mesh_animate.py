@@ -179,7 +179,9 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
             write_skinned_glb(ctx.output(EXPORT_GLB), base, mesh.faces, fit.joints, fit.weights,
                               fit.centres, fit.rotations, fit.translations, residual=deltas, **glb)  # fmt: skip
             err_mean, err_max = offset_pct_of_radius(miss * norm.scale, norm.radius)  # miss: original frame
-            ctx.metrics.update(bones=fit.num_bones, skin_error_mean_pct_radius=err_mean, skin_error_max_pct_radius=err_max)
+            ctx.metrics.update(
+                bones=fit.num_bones, skin_error_mean_pct_radius=err_mean, skin_error_max_pct_radius=err_max
+            )
         else:
             write_animated_glb(ctx.output(EXPORT_GLB), base, mesh.faces, frames_orig,
                                morph_normals=opts.normals, **glb)  # fmt: skip
