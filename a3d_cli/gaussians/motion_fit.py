@@ -1,7 +1,7 @@
 """Fitting a motion field to a multi-view video: the optimisation behind `a3d reconstruct` (Animate3D §3.3).
 
-Pure domain code, with no run folder: the stage (`a3d_cli.stages.reconstruct`) reads the video and the
-static splats, then calls `fit_motion` here; benchmarks and the mesh path call it directly. The static
+Pure domain code, with no run folder: the reconstruct stage's work (`a3d_cli.gaussians.video_fit`) calls
+`fit_motion` here and scores its result with `score_fit`; benchmarks and the mesh path call it directly. The static
 splats stay frozen and only the motion field trains. Each step renders the active frames × V views in one
 rasterizer call and minimises `λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·ARAP`.
 Frames are added progressively, one every `steps_per_frame` steps (frame 0 is the static model and never
