@@ -54,3 +54,40 @@ def test_frames_are_the_first_stage_decoder_without_a_post_quant_conv() -> None:
     frames = SV3DPipeline(models).decode(z, decode_chunk=f)
     ref = ((models.vae.decoder(z / 0.18215) + 1.0) / 2.0).clamp(0, 1)
     torch.testing.assert_close(frames, ref, rtol=0, atol=0)
+
+
+class RecordingUNet(torch.nn.Module):
+    """The tiny UNet, recording what each call is given."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, sample, t, embeds, vec, return_dict: bool = False):  # noqa: ANN001, ANN201
+        self.calls.append((sample.clone(), embeds.clone(), vec.clone()))
+        return self.unet(sample, t, embeds, vec, return_dict=return_dict)
+
+
+@torch.no_grad()
+def test_the_unconditional_row_zeroes_both_image_conditions_and_keeps_the_cameras() -> None:
+    """sgm's `force_uc_zero_embeddings=["cond_frames", "cond_frames_without_noise"]`, repeated over frames."""
+    from a3d_cli.models.guidance import triangular_cfg_scales
+    from a3d_cli.models.sv3d.cameras import static_orbit
+
+    models = tiny_models("sv3d_p", seed=0)
+    models.unet = RecordingUNet(models.unet)  # type: ignore[assignment]
+    pipe = SV3DPipeline(models)
+    image = prepare_object_image(FOX, models.config.image_size).image.permute(2, 0, 1)
+    cond = pipe.encode_image(image, 1e-5, torch.Generator().manual_seed(3))
+    vec = pipe.camera_vector(static_orbit(), 1e-5)
+    pipe.denoise(cond, vec, triangular_cfg_scales(21), 1, torch.Generator().manual_seed(0))
+    (sample, embeds, vecs), = models.unet.calls
+    c = models.config.vae.latent_channels
+    assert sample.shape[:3] == (2, 21, 2 * c)
+    torch.testing.assert_close(sample[0, :, :c], sample[1, :, :c], rtol=0, atol=0)  # the same noisy latent
+    assert torch.all(sample[0, :, c:] == 0) and torch.all(embeds[0] == 0)
+    torch.testing.assert_close(sample[1, :, c:], cond.image_latent.expand(21, -1, -1, -1), rtol=0, atol=0)
+    torch.testing.assert_close(embeds[1], cond.image_embeds[0], rtol=0, atol=0)
+    torch.testing.assert_close(vecs[0], vecs[1], rtol=0, atol=0)
+    torch.testing.assert_close(vecs[1], vec[0], rtol=0, atol=0)
