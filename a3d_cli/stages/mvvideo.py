@@ -55,8 +55,9 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
 FREEINIT_GRIDS = ("reference", "centred")
 #: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
-#: The reference (Animate3D's inference.py) runs MV-VDM in fp32; fp16 is a3d's speed choice, to be
-#: confirmed or changed from docs/PERF.md's precision table (`benchmarks/bench_precision.py`).
+#: The reference (Animate3D's inference.py) runs MV-VDM in fp32; fp16 is a3d's deliberate speed choice,
+#: taken from docs/PERF.md's precision table (`benchmarks/bench_precision.py`): no overflow, and about
+#: fp32-with-TF32's drift per forward at a fraction of its time.
 DEFAULT_CUDA_DTYPE = "fp16"
 
 
