@@ -39,6 +39,7 @@ from torch import Tensor
 
 from a3d_cli.render.cameras import CameraSet
 
+
 @dataclass(frozen=True)
 class SdsCondition:
     """Everything the denoiser is conditioned on for one SDS step.
