@@ -101,7 +101,7 @@ def arap_project(
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a long chain of tiny ops: intra-op threads only add overhead (30x on 2 busy cores)
+    torch.set_num_threads(1)  # a long chain of tiny ops: intra-op threads only add overhead
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")

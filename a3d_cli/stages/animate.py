@@ -42,6 +42,7 @@ from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
 from a3d_cli.stages.orbit import OrbitOptions
 from a3d_cli.stages.prepare import PrepareOptions
+from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET
 from a3d_cli.stages.sds import SdsOptions
 
 Output = Literal["auto", "mesh", "splats"]
@@ -103,9 +104,9 @@ class AnimateOptions:
     """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = MVVideoOptions.freeinit_iters
     """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
-    freeinit_grid: str = "reference"
+    freeinit_grid: str = MVVideoOptions.freeinit_grid
     """FreeInit frequency grid of the video generation: reference (Animate3D's) or centred (mvvideo)."""
-    reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
+    reconstruct_preset: Literal["auto", "reference", "quickstart"] = DEFAULT_PRESET
     """Motion-fit preset: quickstart on CPU, reference on GPU by default."""
     reconstruct_steps: int | None = None
     """Motion-fit steps (None: the preset's)."""
@@ -121,7 +122,7 @@ class AnimateOptions:
     """Width and height of export/preview.mp4."""
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = MVVideoOptions.dtype
     """MV-VDM precision (generation and SDS)."""
-    compile: bool = False
+    compile: bool = MVVideoOptions.compile
     """On CUDA, compile the diffusion models' repeated blocks: MV-VDM for mvvideo and sds, SV3D for an image
     input's orbit (`a3d_cli.models.speed.acceleration`)."""
     mvdream: str | None = None

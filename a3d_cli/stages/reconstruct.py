@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
@@ -42,9 +42,9 @@ from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_
 from a3d_cli.run_layout import CAMERAS_JSON, COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
+from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET, DEFAULT_PREVIEW, PresetName
 
 MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on read (masks work at this size)
-PresetName = Literal["auto", "reference", "quickstart"]
 
 
 # --- settings (the knobs are `FitSettings`, in `a3d_cli.gaussians.motion_fit`) ---------------------------
@@ -102,7 +102,7 @@ class ReconstructOptions:
     """
 
     video: str | None = None
-    preset: PresetName = "auto"
+    preset: PresetName = DEFAULT_PRESET
     steps: int | None = None
     resolution: int | None = None
     max_splats: int | None = None
@@ -113,7 +113,7 @@ class ReconstructOptions:
     graph_frame_counts: tuple[int, ...] | None = None
     arap_anneal: float | None = None
     coarse_level: bool | None = None
-    preview: bool = True
+    preview: bool = DEFAULT_PREVIEW
     settings: FitSettings | None = None
 
     def __post_init__(self) -> None:
