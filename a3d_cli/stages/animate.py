@@ -103,7 +103,7 @@ class AnimateOptions:
     allow_external_refs: bool = PrepareOptions.allow_external_refs
     """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = MVVideoOptions.freeinit_iters
-    """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
+    """FreeInit passes of the video generation (0/1 = off: one pass instead of three)."""
     freeinit_grid: str = MVVideoOptions.freeinit_grid
     """FreeInit frequency grid of the video generation: reference (Animate3D's) or centred (mvvideo)."""
     reconstruct_preset: Literal["auto", "reference", "quickstart"] = DEFAULT_PRESET

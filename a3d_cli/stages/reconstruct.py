@@ -19,7 +19,7 @@ static silhouette, temporal vote). Cameras come from `cameras.json` next to the 
 
 Presets: "reference" (Animate3D's settings: 800 steps at 256², all splats; for a GPU; plus a coarse
 HexPlane level and an annealed ARAP weight, which `coarse_level=False, arap_anneal=1` undo) and
-"quickstart" (CPU: fewer splats, 128², 2 frames per step, fewer steps; a minute or two on 2 cores). "auto" picks
+"quickstart" (CPU: fewer splats, 128², 2 frames per step, fewer steps). "auto" picks
 quickstart on the CPU and reference on a GPU. Every knob is a field of `FitSettings`; the loop itself
 (`fit_motion`) lives in `a3d_cli.gaussians.motion_fit`, and the phases around it (targets, fit, scoring,
 each timed) in `a3d_cli.gaussians.video_fit`.
@@ -64,7 +64,7 @@ PRESETS: dict[str, tuple[str, FitSettings]] = {
     ),
     "quickstart": (
         "CPU: 300 steps, 128², at most 2000 splats, 2 frames per step, Δ-head LR 1e-3, the reference's field "
-        "(coarse level included); about a minute on 2 cores.",
+        "(coarse level included): sized for a CPU.",
         FitSettings(
             steps=300,
             steps_per_frame=18,
