@@ -38,7 +38,6 @@ from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import err
 from a3d_cli.errors import A3DError, Terminated, from_os_error
 
-EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what shells report for a job ended by SIGTERM

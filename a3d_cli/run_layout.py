@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+CAMERAS_JSON = "cameras.json"
+"""The cameras file inside a folder of views or frames (`static/views/`, `mvvideo/`, `orbit/`, a `--video` or
+`--orbit` folder): `CameraSet.to_json`, plus what the folder's writer adds (docs/ARTIFACTS.md)."""
+
 # -- source/ (prepare) ------------------------------------------------------------------------------------
 SOURCE_ORIGINAL_DIR = "source/original"
 """The input as given (with its side files)."""
@@ -31,7 +35,7 @@ BINDING = "static/binding.safetensors"
 """Mesh inputs: the splat ↔ vertex binding (`a3d_cli.mesh.binding.MeshBinding`)."""
 VIEWS_DIR = "static/views"
 """The 4 conditioning views of MV-VDM."""
-VIEWS_CAMERAS = f"{VIEWS_DIR}/cameras.json"
+VIEWS_CAMERAS = f"{VIEWS_DIR}/{CAMERAS_JSON}"
 """Their cameras (`CameraSet.to_json`)."""
 VIEWS_CONTACT_SHEET = f"{VIEWS_DIR}/contact_sheet.png"
 """The 4 grey views side by side with captions, for a person to check the orientation at a glance."""
@@ -47,7 +51,7 @@ MVVIDEO_DIR = "mvvideo"
 """The multi-view video: 4 views × 16 frames."""
 MVVIDEO_FRAME_NAME = "v{view}_f{frame:02d}.png"
 """File name pattern of one frame inside a video folder (also for `a3d reconstruct --video DIR`)."""
-MVVIDEO_CAMERAS = f"{MVVIDEO_DIR}/cameras.json"
+MVVIDEO_CAMERAS = f"{MVVIDEO_DIR}/{CAMERAS_JSON}"
 """The video's cameras, frame count, fps and naming."""
 MVVIDEO_PREVIEW = f"{MVVIDEO_DIR}/preview.mp4"
 """The 4 views side by side."""
@@ -117,11 +121,30 @@ def orbit_frame(frame: int, input_first: bool = False) -> str:
 
 def orbit_cameras_json(input_first: bool = False) -> str:
     """Run-folder path of the orbit's cameras, in SV3D's order or rolled to start at the input view."""
-    return f"{ORBIT_INPUT_FIRST_DIR if input_first else ORBIT_DIR}/cameras.json"
+    return f"{ORBIT_INPUT_FIRST_DIR if input_first else ORBIT_DIR}/{CAMERAS_JSON}"
+
+
+# -- lift/ (lift: an orbit → a static 3D asset) -----------------------------------------------------------
+LIFT_DIR = "lift"
+"""The lifted asset: splats, textured mesh, turntable, masks."""
+LIFT_PLY = f"{LIFT_DIR}/gaussians.ply"
+"""The fitted static splats, standard 3DGS PLY, in the orbit's frame."""
+LIFT_MODEL = f"{LIFT_DIR}/model.glb"
+"""The textured mesh; `a3d animate IMAGE` runs prepare on it."""
+LIFT_PREVIEW = f"{LIFT_DIR}/preview.mp4"
+"""A turntable: splats (left) | mesh (right)."""
+LIFT_MASKS_DIR = f"{LIFT_DIR}/masks"
+"""The foreground masks the fit used, one PNG per view."""
+
+
+def lift_mask(view: int) -> str:
+    """Run-folder path of the foreground mask of one orbit view, e.g. ``lift/masks/mask_03.png``."""
+    return f"{LIFT_MASKS_DIR}/mask_{view:02d}.png"
 
 
 __all__ = [
     "BINDING",
+    "CAMERAS_JSON",
     "COARSE_MOTION",
     "COARSE_PREVIEW",
     "EXPORT_GLB",
@@ -129,6 +152,11 @@ __all__ = [
     "EXPORT_SEQUENCE",
     "EXPORT_SPLATS_DIR",
     "EXPORT_VERTICES",
+    "LIFT_DIR",
+    "LIFT_MASKS_DIR",
+    "LIFT_MODEL",
+    "LIFT_PLY",
+    "LIFT_PREVIEW",
     "MOTION_FILES",
     "MVVIDEO_CAMERAS",
     "MVVIDEO_DIR",
@@ -150,6 +178,7 @@ __all__ = [
     "MotionKind",
     "export_splat_frame",
     "export_splat_frame_name",
+    "lift_mask",
     "mvvideo_frame",
     "mvvideo_frame_name",
     "orbit_cameras_json",

@@ -73,6 +73,7 @@ from a3d_cli.mesh.load import load_mesh  # noqa: E402
 from a3d_cli.mesh.surface import SurfaceMesh  # noqa: E402
 from a3d_cli.models.sv3d.cameras import SV3D_FOV_DEG, SV3D_RADIUS, Orbit, dynamic_orbit, orbit_camera_set, static_orbit  # noqa: E402
 from a3d_cli.render.cameras import CameraSet, orbit_cameras  # noqa: E402
+from a3d_cli.run_layout import LIFT_MODEL, LIFT_PLY  # noqa: E402
 from a3d_cli.stages import lift as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
@@ -255,8 +256,8 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     truth = syn.on_white(truth_rgba)
     cover = orbit_coverage(gt, true_cams, args.size)  # [N] what the orbit the views came from saw
     seen_cos = syn.render_rgba(gt.with_(colors=cover[:, None].expand(-1, 3).contiguous()), held, s)[..., 0]  # [16, s, s] straight
-    splats = read_ply(run / "lift" / "gaussians.ply").to(dev)
-    lifted = load_mesh(run / "lift" / "model.glb")
+    splats = read_ply(run / LIFT_PLY).to(dev)
+    lifted = load_mesh(run / LIFT_MODEL)
     views = load_views(folder)
     masks = view_masks(views.images, views.alphas)
     hw = scene_radius(views.cameras)

@@ -67,7 +67,7 @@ from a3d_cli.io.images import load_png, resize_square  # noqa: E402
 from a3d_cli.mesh.binding import MeshBinding  # noqa: E402
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES  # noqa: E402
 from a3d_cli.render.cameras import CameraSet  # noqa: E402
-from a3d_cli.run_layout import COARSE_MOTION, VIEWS_CAMERAS  # noqa: E402
+from a3d_cli.run_layout import CAMERAS_JSON, COARSE_MOTION, VIEWS_CAMERAS  # noqa: E402
 from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
@@ -119,7 +119,7 @@ def make_ground_truth(
 
 def load_heldout(gt: Path) -> tuple[CameraSet, torch.Tensor, int]:
     """Held-out cameras and images [K, F, H, W, 3]."""
-    cams = CameraSet.from_json(json.loads((gt / "heldout" / "cameras.json").read_text()))
+    cams = CameraSet.from_json(json.loads((gt / "heldout" / CAMERAS_JSON).read_text()))
     imgs = torch.stack(
         [
             torch.stack([load_png(gt / "heldout" / f"v{k}_f{f:02d}.png", "RGB") for f in range(NUM_FRAMES)])
@@ -138,7 +138,7 @@ def ground_truth_visibility(gt: Path, run_dir: Path) -> np.ndarray:
     truth = np.load(gt / "ground_truth.npz")
     if "points" in truth and str(truth["points"]) == "splats":
         return np.ones(truth["vertices"].shape[:2], dtype=bool)
-    cams = CameraSet.from_json(json.loads((gt / "video" / "cameras.json").read_text()))
+    cams = CameraSet.from_json(json.loads((gt / "video" / CAMERAS_JSON).read_text()))
     size = load_png(gt / "video" / "v0_f00.png", "RGB").shape[0]
     faces = MeshBinding.load(run_dir / "static" / "binding.safetensors").faces
     return vertex_visibility(truth["vertices"], faces, cams, size, samples=8 * size * size).any(axis=1)

@@ -60,6 +60,7 @@ from a3d_cli.kernels import rasterize
 from a3d_cli.mesh.binding import MeshBinding
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 from a3d_cli.render.cameras import MVVDM_BACKGROUND, CameraSet, mvvdm_cameras, orbit_cameras
+from a3d_cli.run_layout import CAMERAS_JSON
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.prepare import PrepareOptions
 from a3d_cli.stages.prepare import run as prepare
@@ -277,8 +278,8 @@ def main(argv: list[str] | None = None) -> Path:
             save_png(out / "video" / f"v{v}_f{f:02d}.png", img)
         for v, img in enumerate(render_on_grey(moved, held, args.size, args.device)):
             save_png(out / "heldout" / f"v{v}_f{f:02d}.png", img)
-    (out / "video" / "cameras.json").write_text(cams.dumps(args.size, args.size))
-    (out / "heldout" / "cameras.json").write_text(held.dumps(args.size, args.size))
+    (out / "video" / CAMERAS_JSON).write_text(cams.dumps(args.size, args.size))
+    (out / "heldout" / CAMERAS_JSON).write_text(held.dumps(args.size, args.size))
     radius = float(np.linalg.norm(rest_np, axis=1).max())
     np.savez_compressed(
         out / "ground_truth.npz",

@@ -21,7 +21,7 @@ from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_io import save_motion
 from a3d_cli.gaussians.ply import read_ply, write_ply
-from a3d_cli.io.images import save_png
+from a3d_cli.io.images import save_png, to_uint8
 from a3d_cli.mesh.normalize import fit_normalization
 from a3d_cli.render.cameras import mvvdm_cameras
 
@@ -339,6 +339,20 @@ def small_photo(path: Path) -> Path:
     arr[8:32, 12:28] = (30, 160, 90, 255)
     arr[14:20, 16:24] = (200, 60, 40, 255)
     Image.fromarray(arr, "RGBA").save(path)
+    return path
+
+
+def photo_like(path: Path, width: int = 300, height: int = 200) -> Path:
+    """A picture with smooth shading, edges, texture and sensor-like noise, no alpha, saved by `path`'s suffix."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(4)
+    y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    sky = torch.stack([0.4 + 0.3 * y, 0.6 + 0.2 * y, 0.9 - 0.2 * y], dim=-1)  # [H, W, 3] gradient
+    ball = ((x - 0.6) ** 2 + ((y - 0.55) * 1.5) ** 2 < 0.05).float()[..., None]
+    shade = (0.5 + 0.5 * torch.cos(8 * x + 3 * y))[..., None] * torch.tensor([0.9, 0.4, 0.2])
+    img = sky * (1 - ball) + shade * ball + 0.03 * torch.randn(height, width, 3, generator=g)
+    Image.fromarray(to_uint8(img)).save(path)
     return path
 
 

@@ -170,7 +170,7 @@ def animate(
     ] = AnimateOptions.max_vertices,
     allow_external_refs: AllowExternalRefsOption = AnimateOptions.allow_external_refs,
     freeinit_iters: Annotated[
-        int, typer.Option(help="FreeInit passes (0/1 = off, 3× faster).", rich_help_panel=_SPEED)
+        int, typer.Option(help="FreeInit passes (0/1 = off: one sampling pass instead of 3).", rich_help_panel=_SPEED)
     ] = AnimateOptions.freeinit_iters,
     freeinit_grid: Annotated[
         str,

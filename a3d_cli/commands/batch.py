@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from a3d_cli.batch.run import BatchOptions
+
 _JOBS = "Jobs"
 _WORKERS = "Workers"
 _CLUSTER = "Job arrays and Ray"
@@ -41,7 +43,7 @@ def batch(
         Path,
         typer.Option("--out", "-o", help="Runs folder: RUNS/<input name>/ per job; results.jsonl and logs/ here.",
                      metavar="RUNS"),
-    ] = Path("a3d-runs"),
+    ] = BatchOptions.runs,
     results: Annotated[
         Path | None,
         typer.Option(help="Results file (default RUNS/results.jsonl; per shard RUNS/results.shard-I-of-N.jsonl).",
@@ -60,18 +62,18 @@ def batch(
         bool,
         typer.Option("--compile/--no-compile", help="Compile the diffusion models' blocks on CUDA (once per worker).",
                      rich_help_panel=_WORKERS),
-    ] = True,
+    ] = BatchOptions.compile,
     keep_models: Annotated[
         bool,
         typer.Option("--keep-models/--no-keep-models",
                      help="Keep each diffusion model a worker builds for its later jobs (--no-keep-models: free it "
                           "after its stage, as one `a3d animate` does, where the kept models do not fit the GPU together).",
                      rich_help_panel=_WORKERS),
-    ] = True,
+    ] = BatchOptions.keep_models,
     retries: Annotated[
         int, typer.Option(help="Tries again for failures that may pass (a3d's own, a dead worker, a locked run folder).",
                           rich_help_panel=_WORKERS)
-    ] = 0,
+    ] = BatchOptions.retries,
     shard: Annotated[
         str | None,
         typer.Option(help="I/N: run only shard I of N (default under Slurm: the array task's).",
@@ -84,8 +86,8 @@ def batch(
     ] = None,
     status_every: Annotated[
         float, typer.Option(help="Seconds between status lines when stderr is not a terminal.")
-    ] = 60.0,
-    force: Annotated[bool, typer.Option("--force", help="Re-run every stage of every job.")] = False,
+    ] = BatchOptions.status_every,
+    force: Annotated[bool, typer.Option("--force", help="Re-run every stage of every job.")] = BatchOptions.force,
 ) -> None:
     """Animate many assets: every job is `a3d animate` in its own run folder; re-running does what is missing.
 
@@ -95,7 +97,7 @@ def batch(
     jobs failed for reasons you can fix (see results.jsonl); 130 interrupted, 143 terminated.
     """
     from a3d_cli.batch.display import BatchDisplay
-    from a3d_cli.batch.run import BatchOptions, run_batch
+    from a3d_cli.batch.run import run_batch
     from a3d_cli.commands.common import global_options
     from a3d_cli.console import err
 

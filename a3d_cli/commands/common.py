@@ -21,8 +21,9 @@ CompileOption = Annotated[
     bool,
     typer.Option(
         "--compile/--no-compile",
-        help="On CUDA, torch.compile the model's repeated blocks: 20-40% faster steps after a one-off compile "
-        "(1 to 2.5 minutes; kernels cached on disk for later runs). Worth it for batches.",
+        help="On CUDA, torch.compile the model's repeated blocks: faster steps after a one-off compilation "
+        "(its kernels are cached on disk for later runs), so it pays off over long or many runs; "
+        "gains and compile times in docs/PERF.md.",
         rich_help_panel="Speed and memory",
     ),
 ]

@@ -46,7 +46,7 @@ def info(
         bool,
         typer.Option(
             "--warmup",
-            help="Build gsplat's CUDA rasterizer now (about 1 minute, once per machine) instead of in the first run.",
+            help="Build gsplat's CUDA rasterizer now (once per machine) instead of in the first run.",
         ),
     ] = False,
 ) -> None:

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from a3d_cli.commands.common import ForceOption, optional_path, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.stages.lift import _DEVICE_DEFAULTS, LiftOptions
 
 _FIT = "Splat fit (default: by device)"
 _MESH = "Mesh and texture"
 _PREVIEW = "Preview"
+
+
+def _by_device(text: str, name: str, panel: str, zero: str | None = None) -> Any:
+    """An option whose default depends on the device: its help ends with the CUDA and CPU defaults, read
+    from the lift stage's table (`a3d_cli.stages.lift._DEVICE_DEFAULTS`), so the numbers are written once.
+
+    Args:
+        text: the option's help, ending in a full stop.
+        name: the `LiftOptions` field.
+        panel: the help panel.
+        zero: how to show a default of 0 (e.g. "all"); None shows the number.
+    """
+    shown = [zero if v == 0 and zero is not None else str(v) for v in _DEVICE_DEFAULTS[name]]
+    return typer.Option(
+        help=f"{text[:-1]} (default: {shown[0]} on CUDA, {shown[1]} on CPU).", rich_help_panel=panel, show_default=False
+    )
 
 
 def lift(
@@ -19,47 +36,42 @@ def lift(
     run: Annotated[Path, run_folder_argument("The run folder (its orbit/ is lifted unless --orbit is given).")],
     orbit: Annotated[
         Path | None,
-        typer.Option(help="Lift this folder instead: frame_00.png … + cameras.json (docs/lift.md).", show_default=False),
+        typer.Option(
+            help="Lift this folder instead: frame_00.png … + cameras.json (docs/lift.md).", show_default=False
+        ),
     ] = None,
-    resolution: Annotated[
-        int | None, typer.Option(help="Fit size in pixels (576 on CUDA, 256 on CPU).", rich_help_panel=_FIT, show_default=False)
-    ] = None,
-    steps: Annotated[
-        int | None, typer.Option(help="Fit steps (2000 on CUDA, 400 on CPU).", rich_help_panel=_FIT, show_default=False)
-    ] = None,
+    resolution: Annotated[int | None, _by_device("Fit size in pixels.", "resolution", _FIT)] = None,
+    steps: Annotated[int | None, _by_device("Fit steps.", "steps", _FIT)] = None,
     views_per_step: Annotated[
-        int | None, typer.Option(help="Views per step, 0 = all (all on CUDA, 4 on CPU).", rich_help_panel=_FIT, show_default=False)
+        int | None, _by_device("Views per step, 0 = all.", "views_per_step", _FIT, zero="all")
     ] = None,
-    max_splats: Annotated[
-        int | None, typer.Option(help="Splats the fit starts from (100k on CUDA, 20k on CPU).", rich_help_panel=_FIT, show_default=False)
-    ] = None,
-    hull_resolution: Annotated[
-        int | None, typer.Option(help="Visual-hull voxels per axis.", rich_help_panel=_FIT, show_default=False)
-    ] = None,
+    max_splats: Annotated[int | None, _by_device("Splats the fit starts from.", "max_splats", _FIT)] = None,
+    hull_resolution: Annotated[int | None, _by_device("Visual-hull voxels per axis.", "hull_resolution", _FIT)] = None,
     hull_tolerance: Annotated[
         int, typer.Option(help="Views allowed to call a hull voxel background.", rich_help_panel=_FIT)
-    ] = 1,
+    ] = LiftOptions.hull_tolerance,
     white_threshold: Annotated[
-        float, typer.Option(help="Frames without alpha: distance from white above which a pixel is object.", rich_help_panel=_FIT)
-    ] = 0.04,
-    mesh_resolution: Annotated[
-        int | None, typer.Option(help="TSDF voxels per axis (256 on CUDA, 128 on CPU).", rich_help_panel=_MESH, show_default=False)
-    ] = None,
-    max_faces: Annotated[int, typer.Option(help="Face budget of the mesh.", rich_help_panel=_MESH)] = 40_000,
-    texture_size: Annotated[
-        int | None, typer.Option(help="Texture size (1024 on CUDA, 512 on CPU).", rich_help_panel=_MESH, show_default=False)
-    ] = None,
-    preview_size: Annotated[
-        int | None, typer.Option(help="Turntable height in pixels.", rich_help_panel=_PREVIEW, show_default=False)
-    ] = None,
-    preview_frames: Annotated[int, typer.Option(help="Turntable frames.", rich_help_panel=_PREVIEW)] = 48,
-    fps: Annotated[float, typer.Option(help="Turntable frame rate.", rich_help_panel=_PREVIEW)] = 12.0,
+        float,
+        typer.Option(
+            help="Frames without alpha: distance from white above which a pixel is object.", rich_help_panel=_FIT
+        ),
+    ] = LiftOptions.white_threshold,
+    mesh_resolution: Annotated[int | None, _by_device("TSDF voxels per axis.", "mesh_resolution", _MESH)] = None,
+    max_faces: Annotated[
+        int, typer.Option(help="Face budget of the mesh.", rich_help_panel=_MESH)
+    ] = LiftOptions.max_faces,
+    texture_size: Annotated[int | None, _by_device("Texture size.", "texture_size", _MESH)] = None,
+    preview_size: Annotated[int | None, _by_device("Turntable height in pixels.", "preview_size", _PREVIEW)] = None,
+    preview_frames: Annotated[
+        int, typer.Option(help="Turntable frames.", rich_help_panel=_PREVIEW)
+    ] = LiftOptions.preview_frames,
+    fps: Annotated[float, typer.Option(help="Turntable frame rate.", rich_help_panel=_PREVIEW)] = LiftOptions.fps,
     force: ForceOption = False,
 ) -> None:
     """Lift an orbit to [bold]RUN/lift/gaussians.ply[/bold] and a textured [bold]RUN/lift/model.glb[/bold]."""
     from a3d_cli.stages import lift as stage
 
-    opts = stage.LiftOptions(
+    opts = LiftOptions(
         orbit=optional_path(orbit),
         resolution=resolution,
         steps=steps,

@@ -32,7 +32,7 @@ def mvvideo(
     steps: Annotated[int, typer.Option(help="DDIM steps per FreeInit pass.", rich_help_panel=_SAMPLER)] = MVVideoOptions.steps,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (<= 1: off).", rich_help_panel=_SAMPLER)] = MVVideoOptions.guidance,
     freeinit_iters: Annotated[
-        int, typer.Option(help="FreeInit passes in total; 0 or 1 = off (3× faster than 3).", rich_help_panel=_SAMPLER)
+        int, typer.Option(help="FreeInit passes in total; 0 or 1 = off (one sampling pass instead of 3).", rich_help_panel=_SAMPLER)
     ] = MVVideoOptions.freeinit_iters,
     freeinit_method: Annotated[
         str, typer.Option(help="FreeInit low-pass filter: butterworth, gaussian or ideal.", rich_help_panel=_SAMPLER)

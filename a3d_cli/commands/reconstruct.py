@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from a3d_cli.commands.common import ForceOption, resolve_path, run_and_report, run_folder_argument
+from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET, DEFAULT_PREVIEW
 
 _FIT = "Fit settings (override the preset)"
 
@@ -28,7 +29,7 @@ def reconstruct(
         typer.Option(
             help="auto (quickstart on CPU, reference on GPU), reference (Animate3D's 800 steps) or quickstart."
         ),
-    ] = "auto",
+    ] = DEFAULT_PRESET,
     steps: Annotated[
         int | None, typer.Option(help="Optimisation steps.", rich_help_panel=_FIT, show_default=False)
     ] = None,
@@ -54,13 +55,15 @@ def reconstruct(
         ),
     ] = None,
     cuda_graph: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--cuda-graph/--no-cuda-graph",
-            help="On CUDA, replay each step's motion field and losses as recorded CUDA graphs (same result, far fewer kernel launches).",
+            help="On CUDA, replay each step's motion field and losses as recorded CUDA graphs (same result, far "
+            "fewer kernel launches; both presets do).",
             rich_help_panel=_FIT,
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     arap_anneal: Annotated[
         float | None,
         typer.Option(
@@ -80,7 +83,9 @@ def reconstruct(
             show_default=False,
         ),
     ] = None,
-    preview: Annotated[bool, typer.Option("--preview/--no-preview", help="Write motion/coarse_preview.mp4.")] = True,
+    preview: Annotated[
+        bool, typer.Option("--preview/--no-preview", help="Write motion/coarse_preview.mp4.")
+    ] = DEFAULT_PREVIEW,
     force: ForceOption = False,
 ) -> None:
     """Fit [bold]RUN/motion/coarse.safetensors[/bold] to the multi-view video (targets vs renders in coarse_preview.mp4)."""
@@ -94,7 +99,7 @@ def reconstruct(
         max_splats=max_splats,
         frames_per_step=frames_per_step,
         grad_fraction=grad_fraction,
-        cuda_graphs=None if cuda_graph else False,  # None: the preset's (graphs on)
+        cuda_graphs=cuda_graph,
         arap_anneal=arap_anneal,
         coarse_level=coarse_level,
         preview=preview,

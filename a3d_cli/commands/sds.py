@@ -49,7 +49,8 @@ def sds(
     target_size: Annotated[
         int,
         typer.Option(
-            help="Reconstruction-branch render size (the reference: 1024; 256 is ~4× cheaper).", rich_help_panel=_SDS
+            help="Reconstruction-branch render size (the reference: 1024; smaller is cheaper, less faithful).",
+            rich_help_panel=_SDS,
         ),
     ] = SdsOptions.target_size,
     vae_chunk: Annotated[

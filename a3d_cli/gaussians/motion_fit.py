@@ -1,7 +1,7 @@
 """Fitting a motion field to a multi-view video: the optimisation behind `a3d reconstruct` (Animate3D §3.3).
 
-Pure domain code, with no run folder: the stage (`a3d_cli.stages.reconstruct`) reads the video and the
-static splats, then calls `fit_motion` here; benchmarks and the mesh path call it directly. The static
+Pure domain code, with no run folder: the reconstruct stage's work (`a3d_cli.gaussians.video_fit`) calls
+`fit_motion` here and scores its result with `score_fit`; benchmarks and the mesh path call it directly. The static
 splats stay frozen and only the motion field trains. Each step renders the active frames × V views in one
 rasterizer call and minimises `λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·ARAP`.
 Frames are added progressively, one every `steps_per_frame` steps (frame 0 is the static model and never
@@ -10,6 +10,7 @@ trained).
 Examples:
     >>> fit = fit_motion(static, cameras, targets, masks, FitSettings(steps=100))  # doctest: +SKIP
     >>> rgb, alpha = render_all_frames(fit.field, static, cameras, 256)  # doctest: +SKIP
+    >>> scores = score_fit(fit.field, static, cameras, targets)  # PSNR per view, and the static baseline's  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -366,9 +367,42 @@ def psnr(a: Tensor, b: Tensor, dims: tuple[int, ...]) -> Tensor:
     return -10 * torch.log10(mse.clamp_min(1e-12))
 
 
+@dataclass
+class FitScores:
+    """How well a fitted motion reproduces its video, against the static model as the baseline.
+
+    Frame 0 is the static model itself (never trained), so the scores cover frames 1 … F − 1.
+
+    Attributes:
+        renders: [V, F, S, S, 3] every frame from every camera, the motion applied, on grey (CPU).
+        psnr_per_view: [V] PSNR of the renders against the targets.
+        psnr_static: [V] PSNR of the unmoved splats against the same targets: what the motion must beat.
+    """
+
+    renders: Tensor
+    psnr_per_view: Tensor
+    psnr_static: Tensor
+
+
+def score_fit(motion: MotionField, static: Gaussians, cameras: CameraSet, targets: Tensor) -> FitScores:
+    """Render every frame twice (moved by `motion`, and unmoved) at the targets' size and score both.
+
+    Args:
+        motion: the fitted field.
+        static: the splats to move (all of them, not only the subset the fit trained on).
+        cameras: the V video cameras.
+        targets: [V, F, S, S, 3] the frames the fit was given, on grey (CPU).
+    """
+    size, dims = targets.shape[2], (1, 2, 3, 4)
+    rgb, _ = render_all_frames(motion, static, cameras, size)  # [V, F, S, S, 3]
+    rgb_static, _ = render_all_frames(None, static, cameras, size)
+    return FitScores(rgb, psnr(rgb[:, 1:], targets[:, 1:], dims), psnr(rgb_static[:, 1:], targets[:, 1:], dims))
+
+
 __all__ = [
     "NUM_FRAMES",
     "FitResult",
+    "FitScores",
     "FitSettings",
     "active_frames",
     "arap_weight",
@@ -376,5 +410,6 @@ __all__ = [
     "psnr",
     "render_all_frames",
     "render_frames",
+    "score_fit",
     "subsample_splats",
 ]

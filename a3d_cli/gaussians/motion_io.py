@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 from a3d_cli import __version__
 from a3d_cli.errors import InputError
 from a3d_cli.models.mvvdm.shape import FPS
+from a3d_cli.run_layout import COARSE_MOTION, REFINED_MOTION
 
 from .container import Gaussians
 from .motion_field import MotionField, MotionFieldConfig
@@ -121,7 +122,8 @@ def read_motion_metadata(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise InputError(
-            f"motion file {path} does not exist", hint="run `a3d reconstruct RUN` first, or pass the right path"
+            f"motion file {path} does not exist",
+            hint=f"pass the path of a motion file (a run's {COARSE_MOTION} or {REFINED_MOTION})",
         )
     try:
         with safe_open(str(path), framework="pt") as f:

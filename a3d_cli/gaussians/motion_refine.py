@@ -2,7 +2,7 @@
 
 Pure domain code, with no run folder: the stage (`a3d_cli.stages.sds`) reads the static splats and the
 coarse motion, builds an `SdsRefiner` and calls `refine_motion`; benchmarks and profilers use the refiner
-directly. Every step (Animate3D `configs/refine/refine_frame_16.yaml`):
+directly. Every step (Animate3D `custom/threestudio-animate3d/configs/refine_frame_16.yaml`):
 
 1. evaluate the motion field once for all 16 frames (positions do not depend on the view);
 2. SDS branch: render a random set of 4 orthogonal views × 16 frames at 256², encode them with the VAE
@@ -48,7 +48,10 @@ LOSS_TERMS = ("total", "sds", "rgb", "mask", "arap")
 
 @dataclass(frozen=True)
 class RefineSettings:
-    """Every knob of one SDS refinement step. Defaults are the reference's refine-stage values."""
+    """Every knob of one SDS refinement step. Defaults are the reference's refine-stage values
+    (yanqinJiang/Animate3D `custom/threestudio-animate3d/configs/refine_frame_16.yaml` and
+    `custom/threestudio-animate3d/guidance/animatemv_guidance.py`), written here only: `a3d sds`, `a3d animate` and the
+    SDS math (`a3d_cli.models.sds`, which takes them as arguments) read them from this class."""
 
     prompt: str
     """What the object does ("a dog wags its tail"); the text condition of MV-VDM."""

@@ -13,8 +13,12 @@ from a3d_cli.io.atomic import atomic_path
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
-    """[H, W, C] float in [0, 1] → uint8 array (rounded, clamped)."""
-    return (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    """[H, W, C] float in [0, 1] → uint8 array (clamped, rounded half to even).
+
+    Half to even is numpy's `round`, which diffusers' `VaeImageProcessor.numpy_to_pil` (the reference
+    pipelines' frame writer) uses: a value of exactly k + ½ levels lands where theirs does.
+    """
+    return (img.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
 def save_png(path: Path, img: Tensor) -> None:

@@ -11,7 +11,8 @@ without alpha, and the framing only where the script fails (docs/orbit.md lists 
    the border become transparent. Anything else is refused with a plain message asking for a transparent
    PNG. `rembg` is used only when asked for (`matte="rembg"`) and installed, as the reference calls it
    (`alpha_matting=True`, its RGBA kept): it fetches its own model file on first use, so a3d never
-   assumes it. Images without alpha are first thumbnailed to 768 px with PIL's LANCZOS, as the reference.
+   assumes it. Images without alpha are first thumbnailed to 768 px with PIL's LANCZOS, as the reference
+   (a large JPEG from the file as opened, so that it decodes at PIL's reduced draft scale as there).
 2. **Crop and recentre.** The bounding box of alpha > 0 is pasted into a transparent square at offset
    ``side // 2 − size // 2`` (the reference's centring), whose side is ``int(max(w, h) / frame_ratio)``
    — or, with no ratio, the image's height (the reference's default, its `in_w` being the array's first
@@ -82,6 +83,25 @@ def _thumbnail(img: Tensor, max_side: int) -> Tensor:
     pil = Image.fromarray(to_uint8(img))
     pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(pil).copy()).float() / 255.0
+
+
+def _matting_input(path: Path, img: Tensor, max_side: int = MATTE_MAX_SIDE) -> Tensor:
+    """[h, w, 3]: an image without alpha as the matte sees it, at most `max_side` on its longer side.
+
+    The reference thumbnails the image as PIL opened it, and PIL's `thumbnail` first asks a JPEG decoder
+    for a reduced DCT scale (`draft`) when the file is at least 4× the target on both sides: such a file
+    is thumbnailed from the file here too, in its stored mode, to get the reference's pixels. `draft`
+    does nothing for other formats, so they are thumbnailed from the decoded pixels (the same numbers).
+    """
+    from PIL import Image
+
+    if max(img.shape[:2]) <= max_side:
+        return img[..., :3]
+    with Image.open(path) as pil:
+        if pil.format == "JPEG":
+            pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            return torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).float() / 255.0
+    return _thumbnail(img[..., :3], max_side)
 
 
 def _border(mask_hw: tuple[int, int], width: int) -> Tensor:
@@ -175,7 +195,7 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
             return img, "alpha"
     elif matte == "alpha":
         raise InputError(f"{path} has no alpha channel, but --matte alpha was asked for.", hint=_NEEDS_ALPHA_HINT)
-    rgb = _thumbnail(img[..., :3], MATTE_MAX_SIDE)  # [h, w, 3]
+    rgb = _matting_input(Path(path), img)  # [h, w, 3], at most 768 px
     if matte == "rembg":
         return _rembg_rgba(rgb), "rembg"
     alpha = uniform_background_alpha(rgb)

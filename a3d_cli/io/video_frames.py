@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from a3d_cli.errors import InputError
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.render.cameras import MVVDM_BACKGROUND
+from a3d_cli.run_layout import CAMERAS_JSON, MVVIDEO_FRAME_NAME
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -58,7 +59,8 @@ def list_video_frames(folder: Path, views: int = NUM_VIEWS, frames: int = NUM_FR
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(
-            f"The video folder {folder} does not exist.", hint="Run `a3d mvvideo RUN` or pass --video DIR."
+            f"The video folder {folder} does not exist.",
+            hint=f"Check the path: a video folder holds {MVVIDEO_FRAME_NAME} frames ({views} views × {frames} frames).",
         )
     found: dict[tuple[int, int], Path] = {}
     for path in sorted(folder.iterdir()):
@@ -177,7 +179,7 @@ def read_cameras(video_dir: Path, fallback: Path | None = None) -> CameraSet:
     """
     from a3d_cli.render.cameras import CameraSet, mvvdm_cameras
 
-    places = [Path(video_dir) / "cameras.json", *([Path(fallback)] if fallback is not None else [])]
+    places = [Path(video_dir) / CAMERAS_JSON, *([Path(fallback)] if fallback is not None else [])]
     for path in places:
         if path.is_file():
             try:

@@ -76,7 +76,7 @@ def bin_tiles(
     clipped to the image (gsplat's tile rule); radius 0 means culled. Given conics and opacities, a
     (splat, tile) pair is also dropped when no pixel centre of the tile lies inside the ellipse where
     α ≥ 1/255, i.e. min over the tile of dᵀ·conic·d exceeds 2·ln(255·opacity): those pixels would all
-    be skipped, so the image is unchanged and ~25 % less work is done for small splats.
+    be skipped, so the image is unchanged and small splats reach fewer tiles.
 
     Returns:
         TileBins for I images of TH×TW tiles.

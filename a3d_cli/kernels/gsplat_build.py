@@ -1,9 +1,9 @@
 """Where gsplat's CUDA extension is built and kept, and the one notice before it is built.
 
 gsplat ships its CUDA rasterizer as sources that PyTorch compiles the first time the extension is
-imported on a GPU machine (`torch.utils.cpp_extension`, about a minute on 10 compiler jobs), into
+imported on a GPU machine (`torch.utils.cpp_extension`; its duration is in docs/PERF.md), into
 `TORCH_EXTENSIONS_DIR`. Without a choice of ours that is `~/.cache/torch_extensions` or a temporary
-folder, and a first `a3d animate` silently pauses for that minute. So, before gsplat is first imported:
+folder, and a first `a3d animate` silently pauses while it builds. So, before gsplat is first imported:
 
 - `TORCH_EXTENSIONS_DIR` is set to `$XDG_CACHE_HOME/a3d/torch_extensions/<python>_<cuda>_torch<version>`
   (XDG_CACHE_HOME defaulting to ~/.cache) unless the user set it: the build survives reboots, and a new

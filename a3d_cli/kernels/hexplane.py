@@ -3,7 +3,8 @@
 A HexPlane factorises a 4D feature field over (x, y, z, t) into six 2D planes, one per pair of axes
 (xy, xz, xt, yz, yt, zt). A point's feature at one level is the elementwise *product* of the six
 bilinear plane samples; several levels (resolutions) are concatenated. This is the motion field's
-encoder in Animate3D and 4DGaussians (see shared reference, animate3d.md §3.2).
+encoder in Animate3D (Jiang et al. 2024, arXiv 2407.11398; yanqinJiang/Animate3D
+`custom/threestudio-animate3d/geometry/gaussian_4d.py`) and 4DGaussians (hustvl/4DGaussians `scene/hexplane.py`).
 
 Two facts this module exploits, because the motion field always asks for N static points at F times:
 

@@ -23,7 +23,7 @@ __all__ = ["RasterOutput", "available_backends", "rasterize", "select_backend"]
 def available_backends() -> tuple[str, ...]:
     """Backends usable on this machine: always "torch"; "gsplat" when CUDA and its extension load.
 
-    The first call on a GPU machine may JIT-compile gsplat (~40 s); the answer is cached.
+    The first call on a GPU machine may JIT-compile gsplat (once per machine); the answer is cached.
     """
     return ("torch", "gsplat") if gsplat_available() else ("torch",)
 

@@ -19,7 +19,7 @@ def gsplat_available() -> bool:
 
     Why a probe: on a CPU-only machine gsplat imports fine but any CUDA call fails (ImportError when a
     stub nvcc is on PATH, AttributeError without one), so backends are chosen by this probe and never
-    by trying a call. The first probe on a GPU machine may take ~40 s while gsplat builds its kernels:
+    by trying a call. The first probe on a GPU machine waits while gsplat builds its kernels (once):
     `a3d_cli.kernels.gsplat_build` picks the cache folder first and says so once when it will build.
     """
     import torch

@@ -23,6 +23,7 @@ from torch import Tensor
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.render.cameras import CameraSet
+from a3d_cli.run_layout import CAMERAS_JSON
 
 OBJECT_RADIUS = 0.5
 """Farthest point of a ground-truth object from the origin: it fills about 80 % of an SV3D frame."""
@@ -102,7 +103,7 @@ def write_orbit_folder(folder: Path, rgba: Tensor, cameras: CameraSet, alpha: bo
         save_png(folder / f"frame_{i:02d}.png", rgba[i] if alpha else on_white(rgba[i]))
     data = cameras.to_json(size, size)
     data.update(extra or {})
-    (folder / "cameras.json").write_text(json.dumps(data, indent=2))
+    (folder / CAMERAS_JSON).write_text(json.dumps(data, indent=2))
     return folder
 
 

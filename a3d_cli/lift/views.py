@@ -27,6 +27,7 @@ from torch import Tensor
 
 from a3d_cli.errors import InputError
 from a3d_cli.render.cameras import CameraSet
+from a3d_cli.run_layout import CAMERAS_JSON
 
 FRAME_PATTERN = re.compile(r"^frame_(\d+)\.png$")
 MIN_VIEWS = 4
@@ -164,7 +165,7 @@ def load_views(folder: Path) -> OrbitViews:
     files = frame_files(folder)
     if not MIN_VIEWS <= len(files) <= MAX_VIEWS:
         raise InputError(f"{folder} has {len(files)} frames; lifting needs between {MIN_VIEWS} and {MAX_VIEWS}.")
-    cameras, camera_input = parse_cameras(folder / "cameras.json", len(files))
+    cameras, camera_input = parse_cameras(folder / CAMERAS_JSON, len(files))
     images, alphas = [], []
     for path in files:
         img = load_png(path)

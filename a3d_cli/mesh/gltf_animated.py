@@ -43,7 +43,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -338,7 +338,28 @@ def animated_glb_bytes(
     name: str = "a3d_mesh",
     frame_names: Sequence[str] | None = None,
 ) -> bytes:
-    """Encode an animated mesh as GLB bytes (see `write_animated_glb`)."""
+    """Encode a mesh and its per-frame vertex positions as an animated GLB (glTF 2.0): the file's bytes.
+
+    Frame k is encoded as morph target k (POSITION delta from `vertices`, and a NORMAL delta when
+    `morph_normals`), and the animation `a3d_motion` keys the one-hot weight vector of frame k at k / fps.
+
+    Args:
+        vertices: [V, 3] rest positions (the base mesh a static viewer shows).
+        faces: [T, 3] triangle vertex indices (counter-clockwise = front, as glTF).
+        frames: [F, V, 3] positions of every vertex at every frame, same frame as `vertices`.
+        uvs: [V, 2] texture coordinates, OBJ/OpenGL origin (v up); required when the material is textured.
+        colors: [V, 4] *linear* RGBA vertex colours in [0, 1] (glTF COLOR_0, multiplied with the material).
+        material: colours and embedded textures (default: plain white, rough, dielectric).
+        fps: animation keys per second (a3d's videos run at 8).
+        interpolation: "STEP" shows exact frames; "LINEAR" blends neighbouring frames.
+        loop: add a closing key at F / fps that returns to frame 0.
+        morph_normals: also store per-frame NORMAL deltas (correct shading while moving; doubles target size).
+        name: node and mesh name.
+        frame_names: morph-target names (default frame_0000, …), shown as shape-key names.
+
+    Raises:
+        ValueError: shapes disagree, positions are not finite, fps <= 0, or a texture is not PNG/JPEG.
+    """
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     frames = np.asarray(frames, dtype=np.float64)
@@ -397,45 +418,14 @@ def write_animated_glb(
     vertices: np.ndarray,  # [V, 3]
     faces: np.ndarray,  # [T, 3]
     frames: np.ndarray,  # [F, V, 3]
-    *,
-    uvs: np.ndarray | None = None,  # [V, 2]
-    colors: np.ndarray | None = None,  # [V, 4]
-    material: MeshMaterial | None = None,
-    fps: float = 8.0,
-    interpolation: Interpolation = "LINEAR",
-    loop: bool = True,
-    morph_normals: bool = True,
-    name: str = "a3d_mesh",
-    frame_names: Sequence[str] | None = None,
+    **kwargs: Any,
 ) -> None:
-    """Write a mesh and its per-frame vertex positions as an animated GLB (glTF 2.0), atomically.
-
-    Frame k is encoded as morph target k (POSITION delta from `vertices`, and a NORMAL delta when
-    `morph_normals`), and the animation `a3d_motion` keys the one-hot weight vector of frame k at k / fps.
-
-    Args:
-        path: destination `.glb`.
-        vertices: [V, 3] rest positions (the base mesh a static viewer shows).
-        faces: [T, 3] triangle vertex indices (counter-clockwise = front, as glTF).
-        frames: [F, V, 3] positions of every vertex at every frame, same frame as `vertices`.
-        uvs: [V, 2] texture coordinates, OBJ/OpenGL origin (v up); required when the material is textured.
-        colors: [V, 4] *linear* RGBA vertex colours in [0, 1] (glTF COLOR_0, multiplied with the material).
-        material: colours and embedded textures (default: plain white, rough, dielectric).
-        fps: animation keys per second (a3d's videos run at 8).
-        interpolation: "STEP" shows exact frames; "LINEAR" blends neighbouring frames.
-        loop: add a closing key at F / fps that returns to frame 0.
-        morph_normals: also store per-frame NORMAL deltas (correct shading while moving; doubles target size).
-        name: node and mesh name.
-        frame_names: morph-target names (default frame_0000, …), shown as shape-key names.
+    """Write `animated_glb_bytes(vertices, faces, frames, **kwargs)` to `path` (a `.glb`), atomically.
 
     Raises:
-        ValueError: shapes disagree, positions are not finite, fps <= 0, or a texture is not PNG/JPEG.
+        ValueError: as `animated_glb_bytes`.
     """
-    data = animated_glb_bytes(
-        vertices, faces, frames, uvs=uvs, colors=colors, material=material, fps=fps, interpolation=interpolation,
-        loop=loop, morph_normals=morph_normals, name=name, frame_names=frame_names,
-    )  # fmt: skip
-    atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), animated_glb_bytes(vertices, faces, frames, **kwargs))
 
 
 def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
@@ -526,7 +516,28 @@ def skinned_glb_bytes(
     loop: bool = False,
     name: str = "a3d_mesh",
 ) -> bytes:
-    """Encode a linear-blend-skinned animated mesh as GLB bytes (see `write_skinned_glb`)."""
+    """Encode a mesh animated by a linear-blend skin as a GLB (glTF 2.0): the file's bytes.
+
+    The skeleton is a root joint with one child joint per bone, placed at the bone's rest centre c_b (so
+    rotations keyed on it turn about that centre). Inverse bind matrices are translations by −c_b, and
+    frame k keys each bone's local rotation R_b^k and translation R_b^k c_b + t_b^k, so a glTF player skins
+    vertex i at frame k to Σ_b w_ib (R_b^k p_i + t_b^k). Keys sit at k / fps, and with `loop` one more at
+    F / fps repeats frame 0 (as `animated_glb_bytes`).
+
+    Args:
+        vertices: [V, 3] rest (bind) positions, which a static viewer shows.
+        faces: [T, 3] triangle vertex indices.
+        joints: [V, K ≤ 4] bone index of each influence.
+        weights: [V, K] influence weights, ≥ 0 and summing to 1 per vertex.
+        centres: [B, 3] rest centres of the bones (B ≤ 255).
+        rotations: [F, B, 3, 3] bone rotations per frame.
+        translations: [F, B, 3] bone translations per frame.
+        residual: [F, V, 3] bind-space morph deltas keyed one-hot per frame (optional).
+        uvs, colors, material, fps, interpolation, loop, name: as in `animated_glb_bytes`.
+
+    Raises:
+        ValueError: shapes disagree, weights are not convex, values are not finite, or fps <= 0.
+    """
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     joints = np.asarray(joints, dtype=np.int64)
@@ -609,42 +620,18 @@ def skinned_glb_bytes(
     return data
 
 
-def write_skinned_glb(
-    path: str | os.PathLike[str],
-    vertices: np.ndarray,  # [V, 3]
-    faces: np.ndarray,  # [T, 3]
-    joints: np.ndarray,  # [V, K]
-    weights: np.ndarray,  # [V, K]
-    centres: np.ndarray,  # [B, 3]
-    rotations: np.ndarray,  # [F, B, 3, 3]
-    translations: np.ndarray,  # [F, B, 3]
-    **kwargs: object,
-) -> None:
-    """Write a mesh animated by a linear-blend skin as a GLB (glTF 2.0), atomically.
-
-    The skeleton is a root joint with one child joint per bone, placed at the bone's rest centre c_b (so
-    rotations keyed on it turn about that centre). Inverse bind matrices are translations by −c_b, and
-    frame k keys each bone's local rotation R_b^k and translation R_b^k c_b + t_b^k, so a glTF player skins
-    vertex i at frame k to Σ_b w_ib (R_b^k p_i + t_b^k). Keys sit at k / fps, and with `loop` one more at
-    F / fps repeats frame 0 (as `write_animated_glb`).
+def write_skinned_glb(path: str | os.PathLike[str], *arrays: np.ndarray, **kwargs: Any) -> None:
+    """Write `skinned_glb_bytes(*arrays, **kwargs)` to `path` (a `.glb`), atomically.
 
     Args:
-        path: destination `.glb`.
-        vertices: [V, 3] rest (bind) positions, which a static viewer shows.
-        faces: [T, 3] triangle vertex indices.
-        joints: [V, K ≤ 4] bone index of each influence.
-        weights: [V, K] influence weights, ≥ 0 and summing to 1 per vertex.
-        centres: [B, 3] rest centres of the bones (B ≤ 255).
-        rotations: [F, B, 3, 3] bone rotations per frame.
-        translations: [F, B, 3] bone translations per frame.
-        **kwargs: `residual` ([F, V, 3] bind-space morph deltas keyed one-hot per frame, optional), `uvs`,
-            `colors`, `material`, `fps`, `interpolation`, `loop`, `name` as in `write_animated_glb`.
+        path: the file to write.
+        *arrays: vertices, faces, joints, weights, centres, rotations, translations, as `skinned_glb_bytes`.
+        **kwargs: its keyword options (residual, uvs, colors, material, fps, interpolation, loop, name).
 
     Raises:
-        ValueError: shapes disagree, weights are not convex, values are not finite, or fps <= 0.
+        ValueError: as `skinned_glb_bytes`.
     """
-    data = skinned_glb_bytes(vertices, faces, joints, weights, centres, rotations, translations, **kwargs)  # type: ignore[arg-type]
-    atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), skinned_glb_bytes(*arrays, **kwargs))
 
 
 __all__ = [

@@ -8,6 +8,8 @@ frame: each vertex follows its splat, after that projection when asked.
 Examples:
     >>> x = arap_project(rest, moved, edges, weight=4.0)  # doctest: +SKIP
     >>> frames = mesh_frames(clip, binding, rigidity=4.0)  # doctest: +SKIP
+    >>> offset_pct_of_radius(np.array([[0.0, 0.0, 0.09], [0.0, 0.0, 0.0]]), radius=0.9)
+    (5.0, 10.0)
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ def mesh_frames(
     return frames
 
 
+def offset_pct_of_radius(offsets: np.ndarray, radius: float) -> tuple[float, float]:
+    """Mean and largest length of [..., 3] offsets (normalized frame), in % of the object's `radius`.
+
+    Why: a3d scales every asset to the same radius (`a3d_cli.mesh.normalize`), so lengths in % of it compare
+    across assets: how far a mesh moves from its rest pose, how far a fitted skin misses the motion.
+    """
+    length = np.linalg.norm(offsets, axis=-1)
+    return float(100.0 * length.mean() / radius), float(100.0 * length.max() / radius)
+
+
 def arap_project(
     rest: np.ndarray,  # [W, 3]
     target: np.ndarray,  # [W, 3]
@@ -89,7 +101,7 @@ def arap_project(
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a long chain of tiny ops: intra-op threads only add overhead (30x on 2 busy cores)
+    torch.set_num_threads(1)  # a long chain of tiny ops: intra-op threads only add overhead
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -158,4 +170,4 @@ def _arap_project(
     return x.numpy()
 
 
-__all__ = ["arap_project"]
+__all__ = ["arap_project", "mesh_frames", "offset_pct_of_radius"]

@@ -3,20 +3,21 @@
 The refinement stage renders V views × F frames of the moving object, encodes them into latents z
 [V, F, C, h, w] and asks a multi-view video diffusion model (MV-VDM) what those latents should look like:
 
-1. draw one timestep t ~ U{t_min … t_max} (20…200 of 1000 in the reference);
+1. draw one timestep t ~ U{t_min … t_max} (`timestep_range`);
 2. noise frames 1…F-1 only, z_t = √ᾱ_t z + √(1-ᾱ_t) ε; frame 0 stays the clean condition;
-3. predict the noise with and without the condition, and guide it: ε̂ = ε_c + s (ε_c - ε_u), s = 5
+3. predict the noise with and without the condition, and guide it: ε̂ = ε_c + s (ε_c - ε_u)
    (the reference's form: the effective weight on ε_c is 1 + s);
 4. estimate the clean video, ẑ0 = (z_t - √(1-ᾱ_t) ε̂) / √ᾱ_t (DDIM's `pred_original_sample`);
-5. CFG-std rescale (r = 0.25): ẑ0 ← r · ẑ0 · std(ẑ0^{ε_c}) / std(ẑ0) + (1 - r) · ẑ0, the stds taken over
+5. CFG-std rescale (weight r): ẑ0 ← r · ẑ0 · std(ẑ0^{ε_c}) / std(ẑ0) + (1 - r) · ẑ0, the stds taken over
    views, frames 1…F-1, channels and pixels;
 6. frame 0 of ẑ0 is the clean z itself;
 7. loss = ½ ‖z - sg(ẑ0)‖² summed, divided by V·F, times F / (F - 1) (mean per moving frame).
 
 Its gradient w.r.t. z is (z - ẑ0) / (V (F - 1)): an "x0-reconstruction" form of SDS that pulls the
 renders toward the denoiser's one-step estimate of the clean video (Animate3D, Jiang et al. 2024, §3.4;
-yanqinJiang/Animate3D `threestudio/models/guidance/animatemv_guidance.py`). MV-VDM behind this protocol is
-`a3d_cli.models.mvvdm.denoiser.MvvdmDenoiser`.
+yanqinJiang/Animate3D `custom/threestudio-animate3d/guidance/animatemv_guidance.py`). MV-VDM behind this
+protocol is `a3d_cli.models.mvvdm.denoiser.MvvdmDenoiser`. The reference's s, r and timestep range are the
+defaults of `a3d_cli.gaussians.motion_refine.RefineSettings`, their one home.
 
 Layout: latents are [V, F, C, h, w] everywhere in this module (views, frames, latent channels, pixels).
 
@@ -37,12 +38,6 @@ import torch
 from torch import Tensor
 
 from a3d_cli.render.cameras import CameraSet
-
-# Reference constants (Animate3D `refine_frame_16.yaml`, `animatemv_guidance.py`).
-SDS_GUIDANCE_SCALE = 5.0
-SDS_STD_RESCALE = 0.25
-SDS_MIN_STEP_PERCENT = 0.02
-SDS_MAX_STEP_PERCENT = 0.2
 
 
 @dataclass(frozen=True)
@@ -94,13 +89,11 @@ class SdsDenoiser(Protocol):
         ...
 
 
-def timestep_range(
-    num_train_timesteps: int, min_percent: float = SDS_MIN_STEP_PERCENT, max_percent: float = SDS_MAX_STEP_PERCENT
-) -> tuple[int, int]:
+def timestep_range(num_train_timesteps: int, min_percent: float, max_percent: float) -> tuple[int, int]:
     """The inclusive integer timestep range, as the reference derives it: (int(T·min), int(T·max)).
 
     Examples:
-        >>> timestep_range(1000)
+        >>> timestep_range(1000, 0.02, 0.2)
         (20, 200)
     """
     if not 0.0 <= min_percent <= max_percent <= 1.0:
@@ -206,8 +199,8 @@ def sds_target(
     cond: SdsCondition,
     t: int,
     noise: Tensor,
-    guidance_scale: float = SDS_GUIDANCE_SCALE,
-    std_rescale: float = SDS_STD_RESCALE,
+    guidance_scale: float,
+    std_rescale: float,
 ) -> SdsTarget:
     """Steps 2–6 of 4D-SDS: noise, guided prediction, x0 estimate, std rescale, clean frame 0.
 
@@ -241,8 +234,8 @@ def sds_loss(
     cond: SdsCondition,
     t: int,
     noise: Tensor,
-    guidance_scale: float = SDS_GUIDANCE_SCALE,
-    std_rescale: float = SDS_STD_RESCALE,
+    guidance_scale: float,
+    std_rescale: float,
 ) -> tuple[Tensor, SdsTarget]:
     """The full 4D-SDS loss of latents [V, F, C, h, w] (unweighted; the stage multiplies by λ_sds).
 
@@ -250,18 +243,15 @@ def sds_loss(
         (scalar loss with gradients into `latents`, the `SdsTarget` it was measured against).
 
     Examples:
-        >>> loss, target = sds_loss(denoiser, z, cond, t=100, noise=eps)  # doctest: +SKIP
-        >>> (0.01 * loss).backward()                                        # doctest: +SKIP
+        >>> s = RefineSettings(prompt="a dog runs")                                         # doctest: +SKIP
+        >>> loss, target = sds_loss(denoiser, z, cond, 100, eps, s.guidance_scale, s.std_rescale)  # doctest: +SKIP
+        >>> (s.lambda_sds * loss).backward()                                                # doctest: +SKIP
     """
     target = sds_target(denoiser, latents, cond, t, noise, guidance_scale, std_rescale)
     return x0_reconstruction_loss(latents, target.x0), target
 
 
 __all__ = [
-    "SDS_GUIDANCE_SCALE",
-    "SDS_MAX_STEP_PERCENT",
-    "SDS_MIN_STEP_PERCENT",
-    "SDS_STD_RESCALE",
     "SdsCondition",
     "SdsDenoiser",
     "SdsTarget",

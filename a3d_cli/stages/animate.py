@@ -36,11 +36,13 @@ from typing import Any, Literal
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.progress import Progress
+from a3d_cli.run_layout import LIFT_MODEL
 from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
 from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
 from a3d_cli.stages.orbit import OrbitOptions
 from a3d_cli.stages.prepare import PrepareOptions
+from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET
 from a3d_cli.stages.sds import SdsOptions
 
 Output = Literal["auto", "mesh", "splats"]
@@ -48,10 +50,8 @@ VIDEO_ALTERNATIVE = (
     "Or animate from a multi-view video you already have: `a3d animate MODEL --video DIR` "
     f"(DIR holds v{{view}}_f{{frame:02d}}.png, {NUM_VIEWS} views × {NUM_FRAMES} frames)."
 )
-STAGE_ORDER = ("orbit", "lift", "prepare", "mvvideo", "reconstruct", "sds", "mesh-animate", "export")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 """Inputs with these suffixes are images: the chain starts with orbit → lift."""
-LIFTED_MODEL = "lift/model.glb"
 
 
 def is_image_input(model: str | Path) -> bool:
@@ -103,10 +103,10 @@ class AnimateOptions:
     allow_external_refs: bool = PrepareOptions.allow_external_refs
     """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = MVVideoOptions.freeinit_iters
-    """FreeInit passes of the video generation (0/1 = off, 3× faster than 3)."""
-    freeinit_grid: str = "reference"
+    """FreeInit passes of the video generation (0/1 = off: one pass instead of three)."""
+    freeinit_grid: str = MVVideoOptions.freeinit_grid
     """FreeInit frequency grid of the video generation: reference (Animate3D's) or centred (mvvideo)."""
-    reconstruct_preset: Literal["auto", "reference", "quickstart"] = "auto"
+    reconstruct_preset: Literal["auto", "reference", "quickstart"] = DEFAULT_PRESET
     """Motion-fit preset: quickstart on CPU, reference on GPU by default."""
     reconstruct_steps: int | None = None
     """Motion-fit steps (None: the preset's)."""
@@ -122,7 +122,7 @@ class AnimateOptions:
     """Width and height of export/preview.mp4."""
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = MVVideoOptions.dtype
     """MV-VDM precision (generation and SDS)."""
-    compile: bool = False
+    compile: bool = MVVideoOptions.compile
     """On CUDA, compile the diffusion models' repeated blocks: MV-VDM for mvvideo and sds, SV3D for an image
     input's orbit (`a3d_cli.models.speed.acceleration`)."""
     mvdream: str | None = None
@@ -263,7 +263,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
         "motion_modules": opts.motion_modules,
     }
     image_input = "lift" in plan.stages
-    prepared = (Path(run_dir) / LIFTED_MODEL).absolute() if image_input else Path(opts.model).expanduser().absolute()
+    prepared = (Path(run_dir) / LIFT_MODEL).absolute() if image_input else Path(opts.model).expanduser().absolute()
     builders: dict[str, Callable[[], Any]] = {
         "orbit": lambda: orbit.OrbitOptions(
             image=str(Path(opts.model).expanduser().absolute()),
@@ -433,7 +433,6 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "STAGE_ORDER",
     "AnimateOptions",
     "AnimateResult",
     "ChainPlan",

@@ -8,7 +8,8 @@ docs/lift.md and docs/ARTIFACTS.md):
     lift/preview.mp4       a turntable: splats (left) | mesh (right)
     lift/masks/mask_XX.png the foreground masks the fit used (after the opacity refinement)
 
-Both outputs feed `a3d prepare` as they are. The domain work is `a3d_cli.lift.pipeline.lift`.
+Both outputs feed `a3d prepare` as they are. The domain work is `a3d_cli.lift.pipeline.lift`, and the
+turntable `a3d_cli.lift.preview.lift_turntable`.
 
 Examples:
     >>> run(Path("RUN"), LiftOptions())  # doctest: +SKIP
@@ -22,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from a3d_cli.errors import OptionError
+from a3d_cli.run_layout import CAMERAS_JSON, LIFT_DIR, LIFT_MODEL, LIFT_PLY, LIFT_PREVIEW, ORBIT_DIR, lift_mask
+from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
-
-OUT = "lift"
-ORBIT = "orbit"
 
 # Defaults that depend on the device: (CUDA, CPU). The CPU ones keep a 21-view lift within minutes.
 _DEVICE_DEFAULTS = {
@@ -151,7 +151,7 @@ def orbit_source(run_dir: Path, opts: LiftOptions) -> tuple[Path, bool]:
 
     if opts.orbit is not None:
         return Path(opts.orbit).expanduser(), True
-    return resolve_inside(Path(run_dir), ORBIT), False
+    return resolve_inside(Path(run_dir), ORBIT_DIR), False
 
 
 def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageResult:
@@ -175,7 +175,7 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
     if not external and not source.is_dir():
         raise RunFolderError(
             f"The run folder {run_dir} has no orbit/.",
-            hint="Run `a3d orbit IMAGE -o RUN` first, or pass --orbit DIR (frames + cameras.json).",
+            hint=f"Run `{producers.ORBIT}` first, or pass --orbit DIR (frames + {CAMERAS_JSON}).",
         )
     views = load_views(source)
     masks = view_masks(views.images, views.alphas, WhiteMaskOptions(threshold=opts.white_threshold))
@@ -190,36 +190,30 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
         opts,
         body,
         rt,
-        requires={} if external else {ORBIT: "a3d orbit IMAGE -o RUN"},
+        requires={} if external else {ORBIT_DIR: producers.ORBIT},
         external_inputs=(source,) if external else (),
-        clear=(OUT,),
+        clear=(LIFT_DIR,),
     )
 
 
 def _lift(ctx: StageContext, views, masks, opts: LiftOptions) -> None:  # noqa: ANN001 - OrbitViews, [V, S, S]
-    import time
-
     from a3d_cli.gaussians.ply import write_ply
     from a3d_cli.io.images import save_png
     from a3d_cli.lift.pipeline import lift
-    from a3d_cli.lift.preview import turntable
+    from a3d_cli.lift.preview import lift_turntable
     from a3d_cli.mesh.store import save_processed_mesh
 
     if not views.camera_input:
         ctx.progress.log("the orbit's cameras are nominal (sv3d_u was not told them); the lift trusts them anyway")
     result = lift(views, opts.settings(), device=ctx.device, seed=ctx.seed, progress=ctx.progress, masks=masks)
-    write_ply(ctx.output(f"{OUT}/gaussians.ply"), result.gaussians)
-    save_processed_mesh(ctx.output(f"{OUT}/model.glb"), result.mesh)
+    write_ply(ctx.output(LIFT_PLY), result.gaussians)
+    save_processed_mesh(ctx.output(LIFT_MODEL), result.mesh)
     for i, m in enumerate(result.masks):
-        save_png(ctx.output(f"{OUT}/masks/mask_{i:02d}.png"), m[..., None])
+        save_png(ctx.output(lift_mask(i)), m[..., None])
     ctx.progress.start("lift: preview", total=None)
-    t = time.perf_counter()
-    size = opts.preview_size or 0
-    mesh_splats = min(60_000, max(2_000, size * size // 2))  # dense enough to look closed at that size
-    frames = turntable(result.gaussians, result.mesh, size, opts.preview_frames, device=ctx.device, mesh_splats=mesh_splats)
-    ctx.write_video(f"{OUT}/preview.mp4", frames, fps=opts.fps)
-    seconds = {k: round(v, 3) for k, v in result.seconds.items()}
-    seconds["preview"] = round(time.perf_counter() - t, 3)
+    frames, preview_seconds = lift_turntable(result, opts.preview_size or 0, opts.preview_frames, device=ctx.device)
+    ctx.write_video(LIFT_PREVIEW, frames, fps=opts.fps)
+    seconds = {k: round(v, 3) for k, v in {**result.seconds, "preview": preview_seconds}.items()}
     ctx.metrics.update(
         views=len(views),
         fit_size=int(result.renders.shape[1]),

@@ -142,7 +142,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         from a3d_cli.mesh.binding import MeshBinding
         from a3d_cli.mesh.gltf_animated import mesh_material, write_animated_glb, write_skinned_glb
         from a3d_cli.mesh.normalize import Normalization
-        from a3d_cli.mesh.rigidity import mesh_frames
+        from a3d_cli.mesh.rigidity import mesh_frames, offset_pct_of_radius
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
         from a3d_cli.mesh.store import load_processed_mesh
 
@@ -178,9 +178,10 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
             deltas = bind_space_residual(fit.joints, fit.weights, fit.rotations, miss) if opts.residual else None
             write_skinned_glb(ctx.output(EXPORT_GLB), base, mesh.faces, fit.joints, fit.weights,
                               fit.centres, fit.rotations, fit.translations, residual=deltas, **glb)  # fmt: skip
-            err = np.linalg.norm(miss, axis=-1) * norm.scale / norm.radius * 100.0  # [K, V] % of the radius
-            ctx.metrics.update(bones=fit.num_bones, skin_error_mean_pct_radius=float(err.mean()),
-                               skin_error_max_pct_radius=float(err.max()))  # fmt: skip
+            err_mean, err_max = offset_pct_of_radius(miss * norm.scale, norm.radius)  # miss: original frame
+            ctx.metrics.update(
+                bones=fit.num_bones, skin_error_mean_pct_radius=err_mean, skin_error_max_pct_radius=err_max
+            )
         else:
             write_animated_glb(ctx.output(EXPORT_GLB), base, mesh.faces, frames_orig,
                                morph_normals=opts.normals, **glb)  # fmt: skip
@@ -189,7 +190,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
                 np.save(f, frames_orig.astype(np.float32))
 
         # 4. numbers for the manifest: how far the mesh moves, and how it jumps where a player repeats it
-        disp = np.linalg.norm(frames - mesh.vertices[None], axis=-1)  # [K, V]
+        disp_mean, disp_max = offset_pct_of_radius(frames - mesh.vertices[None], norm.radius)
         ctx.metrics.update(
             frames=len(timing),
             vertices=mesh.num_vertices,
@@ -198,8 +199,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
             duration_s=timing.duration,
             loop=timing.loop,
             motion=motion_rel,
-            max_displacement_pct_radius=float(100.0 * disp.max() / norm.radius),
-            mean_displacement_pct_radius=float(100.0 * disp.mean() / norm.radius),
+            max_displacement_pct_radius=disp_max,
+            mean_displacement_pct_radius=disp_mean,
             **({"seam": seam_jumps(frames, timing.key_rate, timing.closes, norm.radius)} if len(timing) >= 3 else {}),
         )
 

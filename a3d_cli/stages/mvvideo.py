@@ -18,7 +18,7 @@ Writes:
 Sampling (Animate3D `configs/inference/inference.yaml`): DDIM 25 steps, η = 0, CFG 7.5 with the
 unconditional branch = negative prompt ("") + zero IP-Adapter image embeddings, frame 0 clean and pinned,
 FreeInit 3 passes (Butterworth n=4, d_s = d_t = 0.25) on frames 1–15. Cost: steps × FreeInit passes
-CFG-batched UNet evaluations; `freeinit_iters` 0/1 (one pass) is 3× faster.
+CFG-batched UNet evaluations; `freeinit_iters` 0/1 runs one pass instead of three.
 
 Examples:
     >>> run(Path("RUN"), MVVideoOptions(prompt="a fox wags its tail"))  # doctest: +SKIP
@@ -55,8 +55,9 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
 FREEINIT_GRIDS = ("reference", "centred")
 #: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
-#: The reference (Animate3D's inference.py) runs MV-VDM in fp32; fp16 is a3d's speed choice, to be
-#: confirmed or changed from docs/PERF.md's precision table (`benchmarks/bench_precision.py`).
+#: The reference (Animate3D's inference.py) runs MV-VDM in fp32; fp16 is a3d's deliberate speed choice,
+#: taken from docs/PERF.md's precision table (`benchmarks/bench_precision.py`): no overflow, and about
+#: fp32-with-TF32's drift per forward at a fraction of its time.
 DEFAULT_CUDA_DTYPE = "fp16"
 
 
@@ -73,7 +74,7 @@ class MVVideoOptions:
     guidance: float = 7.5
     """Classifier-free guidance scale; <= 1 turns CFG off (half the UNet work)."""
     freeinit_iters: int = 3
-    """FreeInit sampling passes in total; 0 or 1 = no FreeInit (one pass, 3× faster than 3)."""
+    """FreeInit sampling passes in total; 0 or 1 = no FreeInit (one pass instead of three)."""
     freeinit_method: str = "butterworth"
     """FreeInit low-pass filter: butterworth, gaussian or ideal."""
     freeinit_grid: str = "reference"

@@ -19,9 +19,10 @@ static silhouette, temporal vote). Cameras come from `cameras.json` next to the 
 
 Presets: "reference" (Animate3D's settings: 800 steps at 256², all splats; for a GPU; plus a coarse
 HexPlane level and an annealed ARAP weight, which `coarse_level=False, arap_anneal=1` undo) and
-"quickstart" (CPU: fewer splats, 128², 2 frames per step, fewer steps; a minute or two on 2 cores). "auto" picks
+"quickstart" (CPU: fewer splats, 128², 2 frames per step, fewer steps). "auto" picks
 quickstart on the CPU and reference on a GPU. Every knob is a field of `FitSettings`; the loop itself
-(`fit_motion`) lives in `a3d_cli.gaussians.motion_fit` and is re-exported here.
+(`fit_motion`) lives in `a3d_cli.gaussians.motion_fit`, and the phases around it (targets, fit, scoring,
+each timed) in `a3d_cli.gaussians.video_fit`.
 
 Examples:
     >>> run(Path("RUN"), ReconstructOptions(), Runtime(device="cuda"))  # doctest: +SKIP
@@ -32,28 +33,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
-from a3d_cli.gaussians.motion_fit import (
-    FitResult,
-    FitSettings,
-    active_frames,
-    fit_motion,
-    psnr,
-    render_all_frames,
-    render_frames,
-    subsample_splats,
-)
+from a3d_cli.gaussians.motion_fit import FitSettings
 from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_frames
-from a3d_cli.phase_clock import PhaseClock
-from a3d_cli.run_layout import COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
+from a3d_cli.run_layout import CAMERAS_JSON, COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
+from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET, DEFAULT_PREVIEW, PresetName
 
 MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on read (masks work at this size)
-PresetName = Literal["auto", "reference", "quickstart"]
 
 
 # --- settings (the knobs are `FitSettings`, in `a3d_cli.gaussians.motion_fit`) ---------------------------
@@ -73,7 +64,7 @@ PRESETS: dict[str, tuple[str, FitSettings]] = {
     ),
     "quickstart": (
         "CPU: 300 steps, 128², at most 2000 splats, 2 frames per step, Δ-head LR 1e-3, the reference's field "
-        "(coarse level included); about a minute on 2 cores.",
+        "(coarse level included): sized for a CPU.",
         FitSettings(
             steps=300,
             steps_per_frame=18,
@@ -111,7 +102,7 @@ class ReconstructOptions:
     """
 
     video: str | None = None
-    preset: PresetName = "auto"
+    preset: PresetName = DEFAULT_PRESET
     steps: int | None = None
     resolution: int | None = None
     max_splats: int | None = None
@@ -122,7 +113,7 @@ class ReconstructOptions:
     graph_frame_counts: tuple[int, ...] | None = None
     arap_anneal: float | None = None
     coarse_level: bool | None = None
-    preview: bool = True
+    preview: bool = DEFAULT_PREVIEW
     settings: FitSettings | None = None
 
     def __post_init__(self) -> None:
@@ -198,8 +189,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
         files = list_video_frames(video_dir)
         if opts.video is not None:
             external = [p for row in files for p in row]
-            if (video_dir / "cameras.json").is_file():
-                external.append(video_dir / "cameras.json")
+            if (video_dir / CAMERAS_JSON).is_file():
+                external.append(video_dir / CAMERAS_JSON)
 
     def body(ctx: StageContext) -> None:
         _reconstruct(ctx, video_dir, preset, settings, opts.preview)
@@ -210,73 +201,39 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
 
 
 def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings, preview: bool) -> None:
-    import torch
-
-    from a3d_cli.gaussians.fit_targets import fit_targets
     from a3d_cli.gaussians.motion_io import save_motion
     from a3d_cli.gaussians.ply import read_ply
+    from a3d_cli.gaussians.video_fit import FitInputs, VideoFit, fit_video_motion
 
-    progress = ctx.progress
-    device = torch.device(ctx.device)
-    clock = PhaseClock(device)
+    def read() -> FitInputs:
+        video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
+        cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
+        return FitInputs(video, cams, read_ply(ctx.input(STATIC_PLY)).to(ctx.device))
 
-    # 1. inputs: video (checked), cameras, static splats
-    progress.start("reconstruct: reading the video", total=None)
-    video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
-    cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
-    static_all = read_ply(ctx.input(STATIC_PLY)).to(device)
-    clock.mark("inputs")
+    def write(out: VideoFit) -> None:
+        extra = {"stage": "reconstruct", "preset": preset}
+        save_motion(ctx.output(COARSE_MOTION), out.fit.field, out.static, extra=extra)
+        if preview:
+            ctx.write_video(COARSE_PREVIEW, out.preview(), fps=8.0)
 
-    # 2. targets and masks at the fit's size: alpha when the frames have it, else against the static silhouette
-    targets, masks, ctx.metrics["masks"] = fit_targets(video.rgb, video.alpha, cams, static_all, s.resolution, s.masks)
-    clock.mark("masks")
-
-    # 3. fit on (a subset of) the splats
-    gen = torch.Generator().manual_seed(ctx.seed)
-    train = subsample_splats(static_all, s.max_splats, gen)
-    progress.log(f"fitting on {len(train)} of {len(static_all)} splats at {s.resolution}², {s.steps} steps ({preset})")
-    fit = fit_motion(train, cams, targets, masks, s, seed=ctx.seed, progress=progress)
-    clock.mark("fit")
-
-    # 4. score every frame with all splats, save
-    progress.start("reconstruct: scoring and writing", total=None)
-    rgb, _ = render_all_frames(fit.field, static_all, cams, s.resolution)  # [V, F, S, S, 3]
-    rgb_static, _ = render_all_frames(None, static_all, cams, s.resolution)
-    per_view = psnr(rgb[:, 1:], targets[:, 1:], dims=(1, 2, 3, 4))  # [V]
-    static_psnr = psnr(rgb_static[:, 1:], targets[:, 1:], dims=(1, 2, 3, 4))  # [V]
-    save_motion(ctx.output(COARSE_MOTION), fit.field, static_all, extra={"stage": "reconstruct", "preset": preset})
-    if preview:
-        top = torch.cat(list(targets), dim=2)  # [F, S, V·S, 3]
-        bottom = torch.cat(list(rgb), dim=2)  # [F, S, V·S, 3]
-        ctx.write_video(COARSE_PREVIEW, torch.cat([top, bottom], dim=1).clamp(0, 1), fps=8.0)
-    clock.mark("scoring_and_writing")
+    out = fit_video_motion(read, s, device=ctx.device, seed=ctx.seed, progress=ctx.progress, write=write, note=preset)
+    fit, per_view = out.fit, out.scores.psnr_per_view
     ctx.metrics.update(
+        masks=out.masks_source,
         preset=preset,
         steps=s.steps,
-        splats=len(static_all),
-        fit_splats=len(train),
+        splats=len(out.static),
+        fit_splats=out.fit_splats,
         resolution=s.resolution,
         psnr_per_view=[round(float(p), 3) for p in per_view],
         psnr=round(float(per_view.mean()), 3),
-        psnr_static=round(float(static_psnr.mean()), 3),
+        psnr_static=round(float(out.scores.psnr_static.mean()), 3),
         fit_seconds=round(fit.seconds, 2),
-        seconds_per_phase={name: round(t, 3) for name, t in clock.seconds.items()},
+        seconds_per_phase={name: round(t, 3) for name, t in out.seconds.items()},
         cuda_graph_recordings=fit.graph_recordings,
         cuda_graph_seconds=round(fit.graph_seconds, 3),
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 
 
-__all__ = [
-    "PRESETS",
-    "FitResult",
-    "FitSettings",
-    "ReconstructOptions",
-    "active_frames",
-    "fit_motion",
-    "psnr",
-    "render_all_frames",
-    "render_frames",
-    "run",
-    "subsample_splats",
-]
+__all__ = ["PRESETS", "ReconstructOptions", "run"]

@@ -7,11 +7,12 @@ import dataclasses
 import pytest
 import typer.main
 
+from a3d_cli.batch.run import BatchOptions
 from a3d_cli.cli import app
-from a3d_cli.gaussians.motion_fit import FitSettings
 from a3d_cli.render.random_cameras import RandomCameraConfig
 from a3d_cli.stages.animate import AnimateOptions
 from a3d_cli.stages.export import ExportOptions
+from a3d_cli.stages.lift import _DEVICE_DEFAULTS, LiftOptions
 from a3d_cli.stages.mesh_animate import MeshAnimateOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
 from a3d_cli.stages.orbit import OrbitOptions
@@ -32,11 +33,11 @@ def _cameras(name: str):  # noqa: ANN202
     return lambda: _field_default(RandomCameraConfig, name)
 
 
-# command → (its stage's options, command parameter → options field (or a function giving the expected default))
+# command → (its stage's options (batch: its own), command parameter → options field (or a function giving the expected default))
 COMMANDS = {
     "prepare": (PrepareOptions, {"splat_count": "splats"}),
     "mvvideo": (MVVideoOptions, {"compile_blocks": "compile"}),
-    "reconstruct": (ReconstructOptions, {"cuda_graph": lambda: _field_default(FitSettings, "cuda_graphs")}),
+    "reconstruct": (ReconstructOptions, {"cuda_graph": "cuda_graphs"}),
     "sds": (
         SdsOptions,
         {
@@ -48,6 +49,7 @@ COMMANDS = {
         },
     ),
     "mesh-animate": (MeshAnimateOptions, {}),
+    "lift": (LiftOptions, {}),
     "export": (ExportOptions, {"elevation": "elevation_deg", "loops": "preview_loops"}),
     "orbit": (
         OrbitOptions,
@@ -58,6 +60,7 @@ COMMANDS = {
             "keep_generated_input": lambda: not OrbitOptions.replace_input_frame,
         },
     ),
+    "batch": (BatchOptions, {"out": "runs", "compile_blocks": "compile"}),
     "animate": (
         AnimateOptions,
         {"splat_count": "splats", "preset": "reconstruct_preset", "compile_blocks": "compile"},
@@ -105,4 +108,22 @@ def test_animate_defaults_are_the_stage_defaults():
     assert AnimateOptions.max_vertices == _field_default(PrepareOptions, "max_vertices")
     assert AnimateOptions.freeinit_iters == _field_default(MVVideoOptions, "freeinit_iters")
     assert AnimateOptions.preview_size == _field_default(ExportOptions, "size")
+    assert AnimateOptions.freeinit_grid == _field_default(MVVideoOptions, "freeinit_grid")
     assert AnimateOptions.reconstruct_preset == _field_default(ReconstructOptions, "preset")
+    for stage_options in (MVVideoOptions, SdsOptions, OrbitOptions):  # the stages --compile reaches
+        assert AnimateOptions.compile == _field_default(stage_options, "compile")
+
+
+def test_commands_cover_every_command_with_options():
+    """A new command that builds a stage's options is added to COMMANDS (or it escapes the check above)."""
+    without_options = {"info", "weights"}  # no options dataclass behind them (flags that default to off)
+    assert set(_commands()) - without_options == set(COMMANDS)
+
+
+def test_lift_help_shows_the_stage_device_defaults():
+    """The device-dependent lift defaults are written in the stage's table only; the help shows them."""
+    params = {p.name: p for p in _commands()["lift"].params}
+    for name, (cuda, cpu) in _DEVICE_DEFAULTS.items():
+        help_text = params[name].help or ""
+        cuda_shown = "all" if name == "views_per_step" and cuda == 0 else str(cuda)
+        assert f"default: {cuda_shown} on CUDA, {cpu} on CPU" in help_text, (name, help_text)

@@ -1,6 +1,6 @@
-"""Tests of the Gaussian rasterizer: the PyTorch reference against closed forms, against a dense all-pairs
-compositor, against finite differences, against gsplat's pure-torch pieces (CPU) and, on a GPU, against
-gsplat's CUDA rasterizer forward and backward."""
+"""Tests of the Gaussian rasterizer: the tiled PyTorch backend (`rasterize_torch`) against closed forms, against
+the dense all-pairs reference (`rasterize_ref`), against finite differences and against gsplat's pure-torch pieces
+(CPU); on a GPU, gsplat's CUDA rasterizer against the reference and the tiled backend, forward and backward."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def test_two_batch_dims_and_per_frame_cameras():
 
 
 @pytest.mark.parametrize("tile_size, block_size", [(4, 4), (8, 32), (16, 8)])
-def test_tiled_reference_equals_dense_all_pairs(tile_size, block_size):
+def test_tiled_torch_backend_equals_dense_reference(tile_size, block_size):
     # High opacities and many layers so that pixels hit the 1e-4 transmittance stop.
     scene = random_scene(5, 120, 2, 29, 23, opacity=(0.6, 0.99))
     bg = torch.tensor([[0.3, 0.6, 0.9], [1.0, 0.0, 0.5]], dtype=F64)
@@ -374,7 +374,7 @@ def test_projection_and_sh_match_gsplat_torch_reference():
 
 
 # --------------------------------------------------------------------------------------------- front door
-def test_front_door_picks_the_reference_on_cpu():
+def test_front_door_picks_the_torch_backend_on_cpu():
     scene = random_scene(11, 10, 1, 8, 8, dtype=torch.float32)
     assert "torch" in available_backends()
     assert select_backend("auto", scene[0]) == "torch"
@@ -436,7 +436,7 @@ def test_option_errors():
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [(), (2,)])
 @pytest.mark.parametrize("mode, sh_degree", [("RGB", None), ("RGB+ED", None), ("RGB", 2)])
-def test_reference_matches_gsplat_forward_and_backward(batch, mode, sh_degree):
+def test_torch_backend_matches_gsplat_forward_and_backward(batch, mode, sh_degree):
     if "gsplat" not in available_backends():
         pytest.skip("gsplat's CUDA extension is not available")
     dev = torch.device("cuda")
@@ -449,23 +449,23 @@ def test_reference_matches_gsplat_forward_and_backward(batch, mode, sh_degree):
     cams = [viewmats.to(dev), Ks.to(dev)]
     bg = torch.rand(3, 3, generator=gen).to(dev)
     kw = dict(sh_degree=sh_degree, backgrounds=bg, render_mode=mode)
-    ref = rasterize(*inputs, *cams, 64, 48, backend="torch", **kw)
+    tiled = rasterize(*inputs, *cams, 64, 48, backend="torch", **kw)
     gs = rasterize(*inputs, *cams, 64, 48, backend="gsplat", **kw)
-    ref_t = [ref.colors, ref.alphas] + ([ref.depths] if mode == "RGB+ED" else [])
+    tiled_t = [tiled.colors, tiled.alphas] + ([tiled.depths] if mode == "RGB+ED" else [])
     gs_t = [gs.colors, gs.alphas] + ([gs.depths] if mode == "RGB+ED" else [])
     # gsplat evaluates exp with fast math and sums in float32 in its own order: ~1e-4 per pixel; depths
     # are ~3 units, so their absolute tolerance scales with them.
-    for r, g, atol in zip(ref_t, gs_t, [1e-3, 1e-3, 3e-3], strict=False):
+    for r, g, atol in zip(tiled_t, gs_t, [1e-3, 1e-3, 3e-3], strict=False):
         torch.testing.assert_close(r, g, atol=atol, rtol=1e-3)
-    cot = [torch.randn_like(t) for t in ref_t]
+    cot = [torch.randn_like(t) for t in tiled_t]
     if batch == ():  # the image-plane centres densification reads: same gradient from both backends
-        inputs_ref, inputs_gs = [*inputs, ref.meta["means2d"]], [*inputs, gs.meta["means2d"]]
+        inputs_tiled, inputs_gs = [*inputs, tiled.meta["means2d"]], [*inputs, gs.meta["means2d"]]
     else:
-        inputs_ref = inputs_gs = inputs
-    g_ref = torch.autograd.grad(ref_t, inputs_ref, cot)
+        inputs_tiled = inputs_gs = inputs
+    g_tiled = torch.autograd.grad(tiled_t, inputs_tiled, cot)
     g_gs = torch.autograd.grad(gs_t, inputs_gs, cot)
     names = ["means", "quats", "scales", "opacities", "colors"] + (["means2d"] if batch == () else [])
-    for name, a, b in zip(names, g_ref, g_gs, strict=True):
+    for name, a, b in zip(names, g_tiled, g_gs, strict=True):
         # Relative error of the whole gradient: per-entry comparison is dominated by float32 cancellation
         # in splats with near-zero gradient; 1 % catches any formula error (those are O(1)).
         rel = (a - b).norm() / b.norm().clamp(min=1e-12)

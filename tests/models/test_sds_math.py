@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from a3d_cli.gaussians.motion_refine import RefineSettings
 from a3d_cli.models.sds import (
     SdsCondition,
     SdsDenoiser,
@@ -22,6 +23,9 @@ from a3d_cli.models.sds import (
     x0_reconstruction_loss,
 )
 from a3d_cli.render.cameras import orbit_cameras
+
+REFERENCE = RefineSettings(prompt="a dog runs")
+"""The reference's SDS settings (guidance scale, std rescale, timestep range) are `RefineSettings`' defaults."""
 
 
 def _schedule() -> torch.Tensor:
@@ -74,7 +78,7 @@ def test_oracle_meets_the_protocol():
 
 
 def test_timestep_range_is_the_reference_one():
-    assert timestep_range(1000) == (20, 200)
+    assert timestep_range(1000, REFERENCE.min_step_percent, REFERENCE.max_step_percent) == (20, 200)
     assert timestep_range(1000, 0.0, 1.0) == (0, 999)
     with pytest.raises(ValueError):
         timestep_range(1000, 0.3, 0.2)
@@ -168,12 +172,13 @@ def test_oracle_pulls_a_video_toward_its_target():
     start_frame0 = torch.sigmoid(logits[:, 0]).detach().clone()
     opt = torch.optim.Adam([logits], lr=0.05)
     losses, distances = [], []
-    lo, hi = timestep_range(1000)
+    lo, hi = timestep_range(1000, REFERENCE.min_step_percent, REFERENCE.max_step_percent)
     for _ in range(60):
         images = torch.sigmoid(logits)  # [V, F, 3, H, W]
         z = den.encode(images.flatten(0, 1)).unflatten(0, (v, f))  # [V, F, 4, h, w]
         t = sample_timestep(lo, hi, g)
-        loss, _ = sds_loss(den, z, _cond(v), t, torch.randn(v, f - 1, *z.shape[2:], generator=g))
+        eps = torch.randn(v, f - 1, *z.shape[2:], generator=g)
+        loss, _ = sds_loss(den, z, _cond(v), t, eps, REFERENCE.guidance_scale, REFERENCE.std_rescale)
         opt.zero_grad()
         (0.01 * loss).backward()  # λ_sds; Adam is scale-free, so the weight only matters next to other terms
         opt.step()
@@ -206,13 +211,3 @@ def test_rescale_does_not_change_a_pure_oracle():
         )
         torch.testing.assert_close(out.x0[:, 1:], target_video[:, 1:], rtol=1e-3, atol=1e-3)
     assert not math.isnan(float(out.x0.sum()))
-
-
-def test_refine_settings_default_to_the_reference_constants():
-    """The refinement's defaults (`RefineSettings`, hence `a3d sds`) are these functions' reference values."""
-    from a3d_cli.gaussians.motion_refine import RefineSettings
-    from a3d_cli.models import sds
-
-    s = RefineSettings(prompt="jumps")
-    assert (s.guidance_scale, s.std_rescale) == (sds.SDS_GUIDANCE_SCALE, sds.SDS_STD_RESCALE)
-    assert (s.min_step_percent, s.max_step_percent) == (sds.SDS_MIN_STEP_PERCENT, sds.SDS_MAX_STEP_PERCENT)

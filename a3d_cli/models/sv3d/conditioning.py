@@ -116,9 +116,4 @@ def clip_input(image: Tensor, size: int) -> Tensor:
     return (x - mean) / std
 
 
-def edm_c_noise(sigma: Tensor | float) -> Tensor:
-    """EDM noise conditioning of SV3D's denoiser: c_noise = 0.25·ln σ (what the UNet gets as 'timestep')."""
-    return 0.25 * torch.log(torch.as_tensor(sigma, dtype=torch.float64)).float()
-
-
-__all__ = ["CLIP_MEAN", "CLIP_STD", "clip_input", "edm_c_noise", "resize_antialiased", "sinusoid", "sv3d_vector"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "clip_input", "resize_antialiased", "sinusoid", "sv3d_vector"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, photo_like
 from PIL import Image
 
 from a3d_cli.io.images import load_png, to_uint8
@@ -26,20 +26,9 @@ from a3d_cli.models.mvvdm.pipeline import (
     encode_prompts,
     resize_for_vae,
 )
+from a3d_cli.models.mvvdm.shape import RESOLUTION
 
 FOX = REPO / "examples" / "assets" / "fox_front.png"
-
-
-def photo_like(path: Path, width: int = 300, height: int = 200) -> Path:
-    """A non-square picture with smooth shading, edges, texture and sensor-like noise, saved as PNG."""
-    g = torch.Generator().manual_seed(4)
-    y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
-    sky = torch.stack([0.4 + 0.3 * y, 0.6 + 0.2 * y, 0.9 - 0.2 * y], dim=-1)  # [H, W, 3] gradient
-    ball = ((x - 0.6) ** 2 + ((y - 0.55) * 1.5) ** 2 < 0.05).float()[..., None]
-    shade = (0.5 + 0.5 * torch.cos(8 * x + 3 * y))[..., None] * torch.tensor([0.9, 0.4, 0.2])
-    img = sky * (1 - ball) + shade * ball + 0.03 * torch.randn(height, width, 3, generator=g)
-    Image.fromarray(to_uint8(img)).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +97,58 @@ def test_text_context_equals_the_reference_encode_prompt() -> None:
     assert ids.shape == (1, 16) and ids[0, -1] == tok.eos_token_id  # truncated to the model's length
 
 
+def reference_vae_input(path: Path, size: int = RESOLUTION) -> torch.Tensor:
+    """[1, 3, size, size]: Animate3D's `encode_latents` input for one condition-view file, before the VAE.
+
+    `load_image` (PIL, RGB) → `np.array` → /255 → torchvision 0.14's `Resize(size)` on a float tensor →
+    `Normalize(0.5, 0.5)`. Torchvision is not a dependency: its resize is replayed for the two cases these
+    tests use, the identity at `size`² and bilinear 2× down (the mean of each 2×2 block, no antialiasing).
+    """
+    from diffusers.utils import load_image
+
+    x = torch.from_numpy(np.array(load_image(str(path))))[None] / 255  # [1, H, W, 3]
+    x = x.permute(0, 3, 1, 2)
+    if x.shape[-1] == 2 * size:
+        x = x.reshape(1, 3, size, 2, size, 2).mean(dim=(3, 5))
+    assert x.shape[-2:] == (size, size), "the replay covers size² and (2·size)² views only"
+    return (x - 0.5) / 0.5
+
+
+def a3d_condition_views(path: Path) -> torch.Tensor:
+    """[1, 3, S, S] in [0, 1]: one view file as `a3d mvvideo` reads it (`_read_views`) and resizes it."""
+    view = load_png(path, mode="RGB").permute(2, 0, 1).clamp(0, 1)  # [3, S, S]
+    return resize_for_vae(torch.stack([view]), RESOLUTION)  # stacked as the stage stacks its 4 views
+
+
+@pytest.fixture(scope="module")
+def square_pictures(tmp_path_factory) -> dict[str, Path]:
+    """The fox render (256², RGBA: `load_image` drops its alpha) and a photo-like view at twice MV-VDM's size."""
+    return {"fox": FOX, "photo": photo_like(tmp_path_factory.mktemp("img") / "view.png", 2 * RESOLUTION, 2 * RESOLUTION)}
+
+
 @torch.no_grad()
-def test_vae_encode_and_decode_equal_the_diffusers_calls() -> None:
+@pytest.mark.parametrize("source", ["random", "fox", "photo"])
+def test_vae_encode_and_decode_equal_the_diffusers_calls(source: str, square_pictures) -> None:
     from diffusers.image_processor import VaeImageProcessor
 
     comp = tiny_components(0)
     vae = comp.vae
-    views = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    if source == "random":
+        views = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        ref_input, exact = (views - 0.5) / 0.5, True
+    else:
+        path = square_pictures[source]
+        views = a3d_condition_views(path)  # [1, 3, 256, 256]
+        ref_input = reference_vae_input(path)
+        # at 256² both sides hold the file's 8-bit values / 255; the 2×2 mean and bilinear round apart
+        exact = Image.open(path).size == (RESOLUTION, RESOLUTION)
+    tol = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(views * 2 - 1, ref_input, **tol)  # the VAE's input itself
+    # the reference's tensor is channels-last (from HWC arrays); CPU convolutions round by memory layout
+    ref_input = ref_input.contiguous()
     ours = encode_latents(comp, views, torch.Generator().manual_seed(5))
-    ref = vae.encode((views - 0.5) / 0.5).latent_dist.sample(torch.Generator().manual_seed(5))
-    torch.testing.assert_close(ours, ref * vae.config.scaling_factor, rtol=0, atol=0)
+    ref = vae.encode(ref_input).latent_dist.sample(torch.Generator().manual_seed(5))
+    torch.testing.assert_close(ours, ref * vae.config.scaling_factor, **tol)
 
     z = ours.contiguous()  # as the sampler's latents are (CPU convolutions round by memory layout)
     frames = decode_latents(comp, z, chunk=1)  # [N, 3, H, W] in [0, 1]

@@ -91,7 +91,7 @@ def test_gradients_flow_through_the_encoder_only(denoiser):
     z = denoiser.encode(images.flatten(0, 1), post).unflatten(0, (4, 2))
     # same posterior draw, same latents (what checkpointed recomputation relies on)
     torch.testing.assert_close(z, denoiser.encode(images.flatten(0, 1), post).unflatten(0, (4, 2)))
-    loss, target = sds_loss(denoiser, z, _cond(), 50, torch.randn(4, 1, 4, 8, 8, generator=g))
+    loss, target = sds_loss(denoiser, z, _cond(), 50, torch.randn(4, 1, 4, 8, 8, generator=g), 5.0, 0.25)
     loss.backward()
     assert images.grad is not None and images.grad[:, 1:].abs().sum() > 0
     assert torch.all(images.grad[:, 0] == 0)  # the condition frame is never pulled
