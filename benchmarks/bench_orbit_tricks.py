@@ -46,9 +46,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_timing import peak_bytes, reset_peak, sync  # noqa: E402
+from gpu_timing import gluon_geglu_runs, peak_bytes, reset_peak, sync  # noqa: E402
 from speed_variants import MathShortAttnProcessor  # noqa: E402
 
+from a3d_cli.device import torch_dtype  # noqa: E402
 from a3d_cli.models.guidance import triangular_cfg_scales  # noqa: E402
 from a3d_cli.models.speed.acceleration import (  # noqa: E402
     compile_blocks,
@@ -65,8 +66,6 @@ from a3d_cli.models.sv3d.config import SV3DConfig  # noqa: E402
 from a3d_cli.models.sv3d.loading import build_models  # noqa: E402
 from a3d_cli.models.sv3d.pipeline import SV3DPipeline  # noqa: E402
 from a3d_cli.stages.orbit import DEFAULT_CUDA_DTYPE  # noqa: E402
-
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 TRICKS = {
     "default": ("cuda_flags", "attention_shortcuts", "short_attention_kernel", "gluon_geglu"),
@@ -104,17 +103,6 @@ def _group_norms_back(module: nn.Module) -> SpeedHandle:
     for m in swapped:
         m.__class__ = nn.GroupNorm
     return SpeedHandle("GroupNorm by channels taken out", len(swapped))
-
-
-def gluon_geglu_runs(device: torch.device) -> bool:
-    """Whether `a3d::geglu` takes the Gluon kernel on `device` (else the swapped-in `FusedGEGLU`s run the
-    reference, e.g. on a Triton whose experimental Gluon API changed, and `gluon_geglu`'s gain reads ≈ 0)."""
-    from a3d_cli.kernels.geglu import geglu_supported
-
-    if device.type != "cuda":
-        return False
-    x = torch.zeros(16, 64, dtype=torch.bfloat16, device=device)
-    return geglu_supported(x, torch.zeros(128, 64, dtype=torch.bfloat16, device=device), None)
 
 
 def apply_tricks(models, cfg: Config, device: torch.device) -> list[SpeedHandle]:  # noqa: ANN001
@@ -155,7 +143,7 @@ def bench_config(cfg: Config, args: argparse.Namespace, device: torch.device) ->
     gc.collect()
     reset_peak(device)
     config = SV3DConfig.tiny() if args.tiny else SV3DConfig.full()
-    dtype = torch.float32 if args.tiny else DTYPES[args.dtype]
+    dtype = torch.float32 if args.tiny else torch_dtype(args.dtype, "cuda")
     torch.manual_seed(0)
     models = build_models(config, "sv3d_p", device=device)  # shortcuts on, as `load_sv3d` gives them
     models.unet.to(dtype)
@@ -215,7 +203,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--steps", type=int, default=50, help="Euler steps of the timed stage (SV3D's 50)")
     p.add_argument("--warmup-steps", type=int, default=2, help="steps of the untimed warm-up run (compiles)")
     p.add_argument(
-        "--dtype", choices=sorted(DTYPES), default=DEFAULT_CUDA_DTYPE, help="UNet and CLIP precision (the stage's default)"
+        "--dtype", choices=("bf16", "fp16"), default=DEFAULT_CUDA_DTYPE, help="UNet and CLIP precision (the stage's default)"
     )
     p.add_argument("--tiny", action="store_true", help="tiny SV3D in fp32: a CPU smoke test of this script")
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
@@ -225,13 +213,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for path in paths:
         if path not in TRICKS:
             p.error(f"unknown path {path!r}; choose from {', '.join(TRICKS)}")
-    wanted = set(sum(TRICKS.values(), ())) if args.tricks == "all" else {t.strip() for t in args.tricks.split(",")}
-    unknown = wanted - set(sum(TRICKS.values(), ()))
+    # tricks named explicitly run in the order given (cheap recompiles first while inductor's cache is warm)
+    named = None if args.tricks == "all" else list(dict.fromkeys(t.strip() for t in args.tricks.split(",")))
+    unknown = set(named or ()) - set(sum(TRICKS.values(), ()))
     if unknown:
         p.error(f"unknown trick(s) {sorted(unknown)}")
-    # tricks named explicitly run in the order given (cheap recompiles first while inductor's cache is warm)
-    order = list(sum(TRICKS.values(), ())) if args.tricks == "all" else [t.strip() for t in args.tricks.split(",")]
-    configs = [Config(path, t) for path in paths for t in (None, *(t for t in order if t in TRICKS[path]))]
+    configs = [
+        Config(path, t)
+        for path in paths
+        for t in (None, *(TRICKS[path] if named is None else (t for t in named if t in TRICKS[path])))
+    ]
     info = {
         "benchmark": "orbit speed tricks, leave-one-out (SV3D_p, random weights)",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

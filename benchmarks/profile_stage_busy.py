@@ -442,7 +442,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
 
     import bench_mvvideo as bm
     import torch
-    from gpu_timing import peak_bytes, reset_peak, sync
+    from gpu_timing import gluon_geglu_runs, peak_bytes, reset_peak, sync
     from random_mvvdm import build_components
 
     from a3d_cli.models.freeinit import FreeInitConfig
@@ -490,7 +490,7 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     out = generate(args.mv_steps, args.mv_freeinit, stamp)
     sync(dev)
     row: dict = {"dtype": args.mv_dtype if not args.tiny else "fp32", "steps": args.mv_steps, "freeinit": args.mv_freeinit,
-                 "fused_geglus": fused_geglus, "gluon_geglu_kernel": _gluon_geglu_runs(dev, comp.dtype) if fused_geglus else False}  # fmt: skip
+                 "fused_geglus": fused_geglus, "gluon_geglu_kernel": gluon_geglu_runs(dev, comp.dtype) if fused_geglus else False}  # fmt: skip
     row["total_seconds"] = round(time.perf_counter() - t0, 2)
     loop = None
     if len(stamps) > 1:
@@ -504,21 +504,6 @@ def child_mvvideo(args: argparse.Namespace) -> dict:
     generate(args.window_skip + args.window_steps + 1, 1, lambda _k, i, _lat: window.after_step(i))
     row["windows"] = [window.result] if window.result else []
     return row
-
-
-def _gluon_geglu_runs(device: str, dtype) -> bool | None:  # noqa: ANN001 - a torch dtype
-    """Whether the fused GEGLU takes the Gluon kernel here (else it runs the reference: a fusion gain of ≈ 0
-    would say nothing about the kernel); None where the tree has no such probe."""
-    import torch
-
-    try:
-        from a3d_cli.kernels.geglu import geglu_supported
-    except ImportError:
-        return None
-    if not device.startswith("cuda"):
-        return False
-    x = torch.zeros(16, 64, dtype=dtype, device=device)
-    return geglu_supported(x, torch.zeros(128, 64, dtype=dtype, device=device), None)
 
 
 def variant_name(stage: str, value: str) -> str:

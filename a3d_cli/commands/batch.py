@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from a3d_cli.batch.run import BatchOptions
+from a3d_cli.batch.options import BatchOptions
 
 _JOBS = "Jobs"
 _WORKERS = "Workers"

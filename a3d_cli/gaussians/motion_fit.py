@@ -385,7 +385,8 @@ class FitScores:
 
 
 def score_fit(motion: MotionField, static: Gaussians, cameras: CameraSet, targets: Tensor) -> FitScores:
-    """Render every frame twice (moved by `motion`, and unmoved) at the targets' size and score both.
+    """Render every frame moved by `motion`, and the unmoved splats once (they look the same in every
+    frame), at the targets' size, and score both.
 
     Args:
         motion: the fitted field.
@@ -393,10 +394,17 @@ def score_fit(motion: MotionField, static: Gaussians, cameras: CameraSet, target
         cameras: the V video cameras.
         targets: [V, F, S, S, 3] the frames the fit was given, on grey (CPU).
     """
+    import torch
+
     size, dims = targets.shape[2], (1, 2, 3, 4)
     rgb, _ = render_all_frames(motion, static, cameras, size)  # [V, F, S, S, 3]
-    rgb_static, _ = render_all_frames(None, static, cameras, size)
-    return FitScores(rgb, psnr(rgb[:, 1:], targets[:, 1:], dims), psnr(rgb_static[:, 1:], targets[:, 1:], dims))
+    device = static.means.device
+    with torch.no_grad():
+        still, _, _ = render_frames(
+            None, static, [0], cameras.viewmats.to(device), cameras.Ks(size, size).to(device), size
+        )
+    still = still.cpu().transpose(0, 1)  # [V, 1, S, S, 3], broadcast over the frames
+    return FitScores(rgb, psnr(rgb[:, 1:], targets[:, 1:], dims), psnr(still, targets[:, 1:], dims))
 
 
 __all__ = [

@@ -85,8 +85,8 @@ def _thumbnail(img: Tensor, max_side: int) -> Tensor:
     return torch.from_numpy(np.asarray(pil).copy()).float() / 255.0
 
 
-def _matting_input(path: Path, img: Tensor, max_side: int = MATTE_MAX_SIDE) -> Tensor:
-    """[h, w, 3]: an image without alpha as the matte sees it, at most `max_side` on its longer side.
+def _matting_input(path: Path, img: Tensor) -> Tensor:
+    """[h, w, 3]: an image without alpha as the matte sees it, at most `MATTE_MAX_SIDE` on its longer side.
 
     The reference thumbnails the image as PIL opened it, and PIL's `thumbnail` first asks a JPEG decoder
     for a reduced DCT scale (`draft`) when the file is at least 4× the target on both sides: such a file
@@ -95,13 +95,13 @@ def _matting_input(path: Path, img: Tensor, max_side: int = MATTE_MAX_SIDE) -> T
     """
     from PIL import Image
 
-    if max(img.shape[:2]) <= max_side:
+    if max(img.shape[:2]) <= MATTE_MAX_SIDE:
         return img[..., :3]
     with Image.open(path) as pil:
         if pil.format == "JPEG":
-            pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            pil.thumbnail((MATTE_MAX_SIDE, MATTE_MAX_SIDE), Image.Resampling.LANCZOS)
             return torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).float() / 255.0
-    return _thumbnail(img[..., :3], max_side)
+    return _thumbnail(img[..., :3], MATTE_MAX_SIDE)
 
 
 def _border(mask_hw: tuple[int, int], width: int) -> Tensor:

@@ -32,7 +32,7 @@ MESH_SPLATS_MAX = 60_000
 """The most (`mesh_as_splats`'s default): beyond it a large preview costs render time and shows no more."""
 
 
-def mesh_as_splats(mesh: SurfaceMesh, splats: int = 60_000, seed: int = 0) -> Gaussians:
+def mesh_as_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0) -> Gaussians:
     """Dense surface splats of the mesh (how a3d renders meshes)."""
     from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
@@ -41,7 +41,7 @@ def mesh_as_splats(mesh: SurfaceMesh, splats: int = 60_000, seed: int = 0) -> Ga
 
 def turntable(
     g: Gaussians, mesh: SurfaceMesh, size: int, frames: int, elevation: float = 10.0, device: str = "cpu",
-    mesh_splats: int = 60_000,
+    mesh_splats: int = MESH_SPLATS_MAX,
 ) -> Tensor:  # fmt: skip
     """[F, size, 2·size, 3] frames going once round the object on white, splats | mesh."""
     from a3d_cli.lift.fit import render_chunked

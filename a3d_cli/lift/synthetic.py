@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.lift.preview import MESH_SPLATS_MAX, mesh_as_splats
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.render.cameras import CameraSet
 from a3d_cli.run_layout import CAMERAS_JSON
@@ -65,10 +66,8 @@ def toy_mesh(white_top: float | None = None) -> SurfaceMesh:
     return SurfaceMesh(verts.astype(np.float64), faces.astype(np.int64), colors)
 
 
-def mesh_splats(mesh: SurfaceMesh, splats: int = 60_000, seed: int = 0) -> Gaussians:
+def mesh_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0) -> Gaussians:
     """Dense surface splats of a mesh: how a3d renders a mesh (`lift.preview.mesh_as_splats`)."""
-    from a3d_cli.lift.preview import mesh_as_splats
-
     return mesh_as_splats(mesh, splats, seed=seed)
 
 

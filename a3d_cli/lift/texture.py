@@ -133,9 +133,9 @@ def _visibility(
     near = sample_images(depth_alpha, uv, mode="nearest")  # [V, P, 2], no blending
     inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
     cos = (F.normalize(centres[:, None] - points[None], dim=-1) * normals[None]).sum(-1)  # [V, P]
-    tolerance = torch.full_like(z, depth_tolerance)
+    tolerance: Tensor | float = depth_tolerance
     if slope:
-        tolerance = slope_tolerance(z, cos, cameras.Ks(size, size)[:, 0, 0].to(points)[:, None], tolerance)
+        tolerance = slope_tolerance(z, cos, cameras.Ks(size, size)[:, 0, 0].to(points)[:, None], depth_tolerance)
     visible = inside & (near[..., 1] > 0.5) & ((z - near[..., 0]).abs() < tolerance)
     return visible, cos
 

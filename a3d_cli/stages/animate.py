@@ -42,7 +42,7 @@ from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
 from a3d_cli.stages.orbit import OrbitOptions
 from a3d_cli.stages.prepare import PrepareOptions
-from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET
+from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET, PresetName
 from a3d_cli.stages.sds import SdsOptions
 
 Output = Literal["auto", "mesh", "splats"]
@@ -106,7 +106,7 @@ class AnimateOptions:
     """FreeInit passes of the video generation (0/1 = off: one pass instead of three)."""
     freeinit_grid: str = MVVideoOptions.freeinit_grid
     """FreeInit frequency grid of the video generation: reference (Animate3D's) or centred (mvvideo)."""
-    reconstruct_preset: Literal["auto", "reference", "quickstart"] = DEFAULT_PRESET
+    reconstruct_preset: PresetName = DEFAULT_PRESET
     """Motion-fit preset: quickstart on CPU, reference on GPU by default."""
     reconstruct_steps: int | None = None
     """Motion-fit steps (None: the preset's)."""

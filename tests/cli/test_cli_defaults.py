@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import typer.main
 
-from a3d_cli.batch.run import BatchOptions
+from a3d_cli.batch.options import BatchOptions
 from a3d_cli.cli import app
 from a3d_cli.render.random_cameras import RandomCameraConfig
 from a3d_cli.stages.animate import AnimateOptions
