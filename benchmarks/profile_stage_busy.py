@@ -205,7 +205,9 @@ def phase_markdown(rows: list[dict]) -> str:
     if not lines:
         return ""
     head = "| tree | total s | " + " | ".join(f"{k} s" for k in PHASES) + " | recordings |"
-    return "\n".join([head, "|" + "---|" * (len(PHASES) + 3), *lines])
+    failures = [f"{row_label(r)}: a recording failed, later steps ran eagerly: {r['cuda_graph_failure']}"
+                for r in rows if r.get("cuda_graph_failure")]  # fmt: skip
+    return "\n".join([head, "|" + "---|" * (len(PHASES) + 3), *lines, *(["", *failures] if failures else [])])
 
 
 def markdown(rows: list[dict]) -> str:
@@ -400,6 +402,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     row["seconds_per_step"] = round(row["loop_seconds"] / settings.steps, 5) if row["loop_seconds"] else None
     row["cuda_graph_recordings"] = result.metrics.get("cuda_graph_recordings")
     row["cuda_graph_seconds"] = result.metrics.get("cuda_graph_seconds")
+    row["cuda_graph_failure"] = result.metrics.get("cuda_graph_failure")
     row["phase_split"] = phase_split(row)
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)

@@ -74,6 +74,9 @@ def test_phase_split_accounts_for_the_whole_total():
     table = busy.phase_markdown([row, {"tree": "after", "stage": "mvvideo", "total_seconds": 16.0}]).splitlines()
     assert len(table) == 3 and table[2].startswith("| after [frames exact] | 8.0 | 0.4 |") and table[2].endswith("| 15 |")
     assert busy.phase_markdown([]) == ""
+    failed = row | {"variant": "", "cuda_graph_recordings": 3, "cuda_graph_failure": "recording 4 (padded, 15 frames): X"}
+    lines = busy.phase_markdown([failed]).splitlines()
+    assert len(lines) == 5 and lines[4] == "after: a recording failed, later steps ran eagerly: recording 4 (padded, 15 frames): X"
 
 
 def test_variant_flags_name_their_rows():
