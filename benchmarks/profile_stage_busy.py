@@ -37,6 +37,8 @@ Usage:
     # reconstruct's graph buckets: one child per value (default = the tree's setting, exact = one recording
     # per frame count, or a comma list of frame counts); mvvideo with and without the fused GEGLU
     python benchmarks/profile_stage_busy.py --graph-frames default --graph-frames exact --geglu both --out busy.json
+    # host-speed dependence without a second machine: each child also on one core shared with a busy loop
+    python benchmarks/profile_stage_busy.py --stages reconstruct --host both --out busy_host.json
     # CPU smoke test (tiny sizes, quickstart preset, tiny MV-VDM)
     python benchmarks/profile_stage_busy.py --tiny --device cpu
 
@@ -50,6 +52,7 @@ that every child shares. JSON goes to --out, rewritten after every child; a mark
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -61,6 +64,7 @@ import sys
 import tempfile
 import time
 from bisect import bisect_left
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -205,7 +209,9 @@ def phase_markdown(rows: list[dict]) -> str:
     if not lines:
         return ""
     head = "| tree | total s | " + " | ".join(f"{k} s" for k in PHASES) + " | recordings |"
-    return "\n".join([head, "|" + "---|" * (len(PHASES) + 3), *lines])
+    failures = [f"{row_label(r)}: a recording failed, later steps ran eagerly: {r['cuda_graph_failure']}"
+                for r in rows if r.get("cuda_graph_failure")]  # fmt: skip
+    return "\n".join([head, "|" + "---|" * (len(PHASES) + 3), *lines, *(["", *failures] if failures else [])])
 
 
 def markdown(rows: list[dict]) -> str:
@@ -400,6 +406,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     row["seconds_per_step"] = round(row["loop_seconds"] / settings.steps, 5) if row["loop_seconds"] else None
     row["cuda_graph_recordings"] = result.metrics.get("cuda_graph_recordings")
     row["cuda_graph_seconds"] = result.metrics.get("cuda_graph_seconds")
+    row["cuda_graph_failure"] = result.metrics.get("cuda_graph_failure")
     row["phase_split"] = phase_split(row)
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
@@ -535,11 +542,34 @@ def child_main(args: argparse.Namespace) -> None:
 # --- driver side ------------------------------------------------------------------------------------------
 
 
-def _run(cmd: list[str], env: dict, label: str) -> tuple[int, float, str]:
-    """Run a child, streaming its output; returns (exit code, seconds, last lines)."""
+SLOWED_HOST = "host slowed"
+"""Variant name of a child run on one CPU core shared with a busy loop (`--host slowed`)."""
+
+
+@contextlib.contextmanager
+def shared_core(spinners: int) -> Iterator[tuple[int, list[subprocess.Popen]]]:
+    """One CPU core with `spinners` busy-looping processes pinned to it, for as long as the block runs.
+
+    Why: a child pinned to that core gets about 1 / (spinners + 1) of it, which stands in for a host CPU that
+    many times slower when no slower machine is at hand (Linux only). Yields (the core, the spinners).
+    """
+    core = min(os.sched_getaffinity(0))
+    loop = f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(spinners)]
+    try:
+        yield core, procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def _run(cmd: list[str], env: dict, label: str, core: int | None = None) -> tuple[int, float, str]:
+    """Run a child (pinned to `core` if given), streaming its output; returns (exit code, seconds, last lines)."""
     print(f"[{label}] {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, preexec_fn=pin)
     seconds = time.perf_counter() - t0
     tail = (proc.stdout + proc.stderr)[-4000:]
     print(tail if proc.returncode else f"[{label}] done in {seconds:.1f} s", flush=True)
@@ -559,6 +589,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "per frame count) or a comma list such as 4,8,12,15 (default: default)")  # fmt: skip
     ap.add_argument("--geglu", default="on", choices=["on", "off", "both"],
                     help="mvvideo's fused GEGLU: on (the stage's setting), off, or both (one child each)")
+    ap.add_argument("--host", default="normal", choices=["normal", "slowed", "both"],
+                    help="slowed: each child on one CPU core shared with a busy loop (about half a core: a host "
+                         "twice as slow); both: one child of each")  # fmt: skip
     ap.add_argument("--splats", type=int, default=None, help="ground-truth splats (default 20000; tiny 400)")
     ap.add_argument("--preset", default=None, help="reconstruct preset (default reference; tiny quickstart)")
     ap.add_argument("--steps", type=int, default=None, help="reconstruct steps override (default: the preset's)")
@@ -639,9 +672,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     trees = [t.split("=", 1) for t in args.trees.split(",") if t.strip()]
     variants = {"reconstruct": [("--graph-frames", v) for v in args.graph_frames],
                 "mvvideo": [("--geglu", v) for v in (["on", "off"] if args.geglu == "both" else [args.geglu])]}  # fmt: skip
+    hosts = ["normal", "slowed"] if args.host == "both" else [args.host]
     for stage_name in stages:
-        for (tag, folder), (flag, value) in itertools.product(trees, variants.get(stage_name, [("", "")])):
-            name = f"{tag}_{stage_name}" + (f"_{value.replace(',', '-')}" if flag else "")
+        for (tag, folder), (flag, value), host in itertools.product(trees, variants.get(stage_name, [("", "")]), hosts):
+            name = f"{tag}_{stage_name}" + (f"_{value.replace(',', '-')}" if flag else "") + ("_slowed" if host == "slowed" else "")
             child_out = work / f"row_{name}.json"
             child_out.unlink(missing_ok=True)
             cmd = [py, str(Path(__file__).resolve()), "--child", "--stage", stage_name, "--code-root", str(Path(folder).resolve()),
@@ -655,11 +689,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 cmd += ["--steps", str(args.steps)]
             if tiny:
                 cmd.append("--tiny")
-            rc, seconds, tail = _run(cmd, env, f"{tag} {stage_name}" + (f" {flag} {value}" if flag else ""))
+            label = f"{tag} {stage_name}" + (f" {flag} {value}" if flag else "") + (f" ({SLOWED_HOST})" if host == "slowed" else "")
+            with shared_core(1 if host == "slowed" else 0) as (core, _spinners):
+                rc, seconds, tail = _run(cmd, env, label, core if host == "slowed" else None)
             if rc or not child_out.is_file():
                 row = {"tree": tag, "stage": stage_name, "variant": variant_name(stage_name, value), "cpu": report["cpu"], "error": tail.strip().splitlines()[-1] if tail.strip() else f"exit {rc}", "log": tail}
             else:
                 row = json.loads(child_out.read_text())
+            if host == "slowed":
+                row["variant"] = ", ".join(v for v in (row.get("variant"), SLOWED_HOST) if v)
+                row["host"] = f"one core (CPU {core}) shared with a busy loop"
             row["child_seconds"] = round(seconds, 1)
             report["rows"].append(row)
             save()

@@ -93,12 +93,13 @@ class FitSettings:
     frame count (`a3d_cli.gaussians.motion_step`): same numbers, fewer kernel launches (the eager step is
     bound by launching them; docs/PERF.md). Ignored on the CPU; the step falls back to eager launches if
     recording fails."""
-    graph_frame_counts: tuple[int, ...] = (4, 8, 12, 15)
-    """With `cuda_graphs`, the frame counts the step is recorded at: a step with fewer active frames runs in
-    the smallest recording that holds them, the extra frames evaluated by the field but given weight 0 in
-    every loss term (same loss and gradients up to float rounding; `a3d_cli.gaussians.motion_step`). Fewer
-    recordings cost less time before the steps; sizes above the fit's largest frame count are lowered to
-    it. Empty = one recording per frame count (15 over the reference schedule)."""
+    graph_frame_counts: tuple[int, ...] = ()
+    """With `cuda_graphs`, the frame counts the step is recorded at. Empty (the default) = one recording per
+    frame count (15 over the reference schedule). Given sizes (e.g. `(4, 8, 12, 15)`), a step with fewer
+    active frames runs in the smallest recording that holds them, the extra frames evaluated by the field
+    but given weight 0 in every loss term (same loss and gradients up to float rounding;
+    `a3d_cli.gaussians.motion_step`): fewer recordings, more work per step; sizes above the fit's largest
+    frame count are lowered to it. The default is the faster of the two on the stage (docs/PERF.md)."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)
@@ -139,6 +140,7 @@ class FitResult:
         profile: seconds per phase when profiling was asked for (data, field, raster, loss, backward).
         graph_recordings: frame counts whose step was recorded as CUDA graphs (0 = eager throughout).
         graph_seconds: wall seconds of `seconds` spent recording them.
+        graph_failure: why a recording failed, after which the step ran eagerly ("" = none failed).
     """
 
     field: MotionField
@@ -147,6 +149,7 @@ class FitResult:
     profile: dict[str, float]
     graph_recordings: int = 0
     graph_seconds: float = 0.0
+    graph_failure: str = ""
 
 
 def active_frames(step: int, settings: FitSettings, generator: torch.Generator | None = None) -> list[int]:
@@ -334,6 +337,7 @@ def fit_motion(
         profile=clock.seconds if profile else {},
         graph_recordings=step_fn.recordings,
         graph_seconds=step_fn.record_seconds,
+        graph_failure=step_fn.failure,
     )
 
 

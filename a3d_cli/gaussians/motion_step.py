@@ -16,10 +16,10 @@ forward and backward, with `torch.cuda.make_graphed_callables` and replayed ever
 launches instead of hundreds of kernel launches. On the CPU, or when recording fails, the same modules
 run eagerly, so CPU tests exercise the same step.
 
-A graph has fixed shapes, and the progressive schedule's frame count F grows from 1 to 15. Recording
-one graph per F costs a recording (eager warm-up, capture, instantiation) per schedule stage, so the
-pieces are recorded only at a few *bucket* sizes B (`FitSettings.graph_frame_counts`): a step with F
-active frames runs in the smallest bucket B >= F, its frame list padded with frame 0 and a per-frame
+A graph has fixed shapes, and the progressive schedule's frame count F grows from 1 to 15. By default
+the pieces are recorded once per F (an eager warm-up, capture and instantiation per schedule stage).
+Alternatively they are recorded only at a few *bucket* sizes B (`FitSettings.graph_frame_counts`),
+fewer recordings for more work per step: a step with F active frames runs in the smallest bucket B >= F, its frame list padded with frame 0 and a per-frame
 weight of 0 on the padding (`MaskedLossPiece`). The padded frames are evaluated by the field but never
 rasterized (the renders of the F real frames are padded with zeros instead), and the weights remove
 them from every loss term, so they contribute exactly zero loss and zero gradient; the real frames'
@@ -218,6 +218,8 @@ class FitStep:
         """How many frame counts were recorded as graphs (0 = the step ran eagerly throughout)."""
         self.record_seconds = 0.0
         """Wall seconds spent recording graphs (warm-up calls, capture and instantiation)."""
+        self.failure = ""
+        """Why a recording failed ("" = none did): the frame count, the piece kind and the error."""
         self._graphed: tuple[tuple[int, bool], Callable, Callable] | None = None  # ((frames, masked), field, loss)
         self._pool = None
         self._weights: dict[tuple[int, int], Tensor] = {}  # (real frames, bucket) → [bucket] weights
@@ -295,10 +297,12 @@ class FitStep:
             self._graphed = (key, *self._record(frames, masked))
         except (RuntimeError, AssertionError) as exc:  # something that cannot be recorded: stay eager
             self.use_graphs = False
+            kind = "padded" if masked else "exact"
+            self.failure = f"recording {self.recordings + 1} ({kind}, {key[0]} frames): {type(exc).__name__}: {exc}"
             if self._pad_with_graphs:  # padding buys nothing eagerly: later steps run at their own frame count
                 self.buckets = ()
             if self.on_notice is not None:
-                self.on_notice(f"reconstruct: CUDA graphs unavailable, running the step eagerly ({exc})")
+                self.on_notice(f"reconstruct: CUDA graphs unavailable, running the step eagerly ({self.failure})")
             torch.cuda.synchronize()
             return self.field, (self.masked_loss if masked else self.loss)
         finally:

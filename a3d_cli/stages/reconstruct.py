@@ -168,7 +168,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
         StageResult; metrics: preset, steps, splats, psnr_per_view (frames 1-15, each view), psnr,
         psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds,
         cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU),
-        cuda_graph_seconds (of fit_seconds, the time spent recording them), seconds_per_phase.
+        cuda_graph_seconds (of fit_seconds, the time spent recording them), cuda_graph_failure (why a
+        recording failed, after which the step ran eagerly; "" = none failed), seconds_per_phase.
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).
@@ -232,6 +233,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         seconds_per_phase={name: round(t, 3) for name, t in out.seconds.items()},
         cuda_graph_recordings=fit.graph_recordings,
         cuda_graph_seconds=round(fit.graph_seconds, 3),
+        cuda_graph_failure=fit.graph_failure,
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 import pytest
 from helpers import REPO
@@ -74,6 +76,9 @@ def test_phase_split_accounts_for_the_whole_total():
     table = busy.phase_markdown([row, {"tree": "after", "stage": "mvvideo", "total_seconds": 16.0}]).splitlines()
     assert len(table) == 3 and table[2].startswith("| after [frames exact] | 8.0 | 0.4 |") and table[2].endswith("| 15 |")
     assert busy.phase_markdown([]) == ""
+    failed = row | {"variant": "", "cuda_graph_recordings": 3, "cuda_graph_failure": "recording 4 (padded, 15 frames): X"}
+    lines = busy.phase_markdown([failed]).splitlines()
+    assert len(lines) == 5 and lines[4] == "after: a recording failed, later steps ran eagerly: recording 4 (padded, 15 frames): X"
 
 
 def test_variant_flags_name_their_rows():
@@ -118,3 +123,17 @@ def test_an_older_tree_gets_the_modules_it_lacks(tmp_path, monkeypatch):
     assert accelerate() == "old"
     for name in [m for m in list(sys.modules) if m == "pkg" or m.startswith("pkg.")]:
         del sys.modules[name]
+
+
+def test_shared_core_pins_busy_loops_to_one_core_and_stops_them():
+    with busy.shared_core(1) as (core, spinners):
+        assert len(spinners) == 1 and spinners[0].poll() is None
+        deadline = time.monotonic() + 20
+        while os.sched_getaffinity(spinners[0].pid) != {core} and time.monotonic() < deadline:
+            time.sleep(0.05)  # the loop pins itself once its interpreter is up
+        assert os.sched_getaffinity(spinners[0].pid) == {core}
+        rc, _seconds, tail = busy._run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], dict(os.environ), "pin", core)
+        assert rc == 0 and f"[{core}]" in tail
+    assert spinners[0].poll() is not None
+    with busy.shared_core(0) as (_core, none):
+        assert none == []

@@ -112,6 +112,7 @@ def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
     assert not step.use_graphs and step.recordings == 0
     assert step.buckets == ()  # eager from here on: no padding either
     assert len(notices) == 1 and "eagerly" in notices[0] and "capturing" in notices[0]
+    assert step.failure.startswith("recording 1 (padded, 3 frames): RuntimeError") and step.failure in notices[0]
     torch.testing.assert_close(loss.detach(), reference.detach())
 
 
