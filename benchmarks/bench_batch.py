@@ -230,11 +230,17 @@ def run_batch_side(root: Path, manifest: Path, args: argparse.Namespace, env: di
     return {"jobs": len(records), "wall_s": round(total, 2), "records": records}
 
 
-def job_overheads(records: list[dict]) -> dict:
-    """Seconds a job spent outside its stages (imports, model-free setup), first job of a worker vs later."""
+def _by_worker(records: list[dict]) -> dict[int, list[dict]]:
+    """The batch's job records per worker, in the order each worker finished them."""
     by_worker: dict[int, list[dict]] = {}
     for r in sorted(records, key=lambda r: r["finished"]):
         by_worker.setdefault(r["worker"], []).append(r)
+    return by_worker
+
+
+def job_overheads(records: list[dict]) -> dict:
+    """Seconds a job spent outside its stages (imports, model-free setup), first job of a worker vs later."""
+    by_worker = _by_worker(records)
     first = [recs[0]["seconds"] - sum(s["seconds"] for s in recs[0]["stages"].values()) for recs in by_worker.values()]
     later = [
         r["seconds"] - sum(s["seconds"] for s in r["stages"].values()) for recs in by_worker.values() for r in recs[1:]
@@ -247,9 +253,7 @@ def job_overheads(records: list[dict]) -> dict:
 
 def one_offs(records: list[dict]) -> dict:
     """Per stage: first job of each worker minus the median of its later jobs (build, compile, warm-up)."""
-    by_worker: dict[int, list[dict]] = {}
-    for r in sorted(records, key=lambda r: r["finished"]):
-        by_worker.setdefault(r["worker"], []).append(r)
+    by_worker = _by_worker(records)
     out: dict[str, list[float]] = {}
     for recs in by_worker.values():
         if len(recs) < 2:
@@ -295,9 +299,7 @@ def summarize_batch(batch: dict, gpus: int, cuda: bool) -> dict:
     """The batch side's figures from `run_batch_side`'s result."""
     records = batch["records"]
     per_asset = batch["wall_s"] / batch["jobs"]
-    by_worker: dict[int, list[dict]] = {}
-    for r in sorted(records, key=lambda r: r["finished"]):
-        by_worker.setdefault(r["worker"], []).append(r)
+    by_worker = _by_worker(records)
     later = [r["seconds"] for recs in by_worker.values() for r in recs[1:]]
     return {
         "jobs": batch["jobs"],
