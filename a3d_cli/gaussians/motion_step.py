@@ -20,8 +20,9 @@ A graph has fixed shapes, and the progressive schedule's frame count F grows fro
 the pieces are recorded once per F (an eager warm-up, capture and instantiation per schedule stage).
 Alternatively they are recorded only at a few *bucket* sizes B (`FitSettings.graph_frame_counts`),
 fewer recordings for more work per step: a step with F active frames runs in the smallest bucket
-B >= F, its frame list padded with frame 0 and a per-frame weight of 0 on the padding (`MaskedLossPiece`). The padded frames are evaluated by the field but never
-rasterized (the renders of the F real frames are padded with zeros instead), and the weights remove
+B >= F, its frame list padded with frame 0 and a per-frame weight of 0 on the padding
+(`MaskedLossPiece`). The padded frames are evaluated by the field but never rasterized (the renders
+of the F real frames are padded with zeros instead), and the weights remove
 them from every loss term, so they contribute exactly zero loss and zero gradient; the real frames'
 loss and gradients equal the unpadded step's up to float rounding (the means are normalised by the
 weight sum instead of by the tensor size). The previous bucket's recording is dropped when the bucket
