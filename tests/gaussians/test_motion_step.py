@@ -152,6 +152,18 @@ def test_graphed_steps_equal_eager_steps_on_cuda():
         torch.testing.assert_close(got.quats, want.quats, atol=2e-3, rtol=0)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize(("counts", "recordings"), [((), 15), ((4, 8, 12, 15), 4)])
+def test_every_recording_of_the_reference_schedule_succeeds_on_cuda(counts: tuple[int, ...], recordings: int):
+    """The reference preset's 800 steps record each frame count (or bucket) once and never fall back to eager."""
+    from a3d_cli.stages.reconstruct import PRESETS
+
+    static, cams, targets, masks, _ = _scene("cuda", n=2000)
+    settings = replace(PRESETS["reference"][1], resolution=SIZE, graph_frame_counts=counts)
+    fit = fit_motion(static, cams, targets, masks, settings, log_every=100)
+    assert (fit.graph_recordings, fit.graph_failure) == (recordings, "")
+
+
 def test_bucket_sizes_cover_every_step_and_never_exceed_the_largest():
     assert bucket_sizes((4, 8, 12, 15), 15) == (4, 8, 12, 15)
     assert bucket_sizes((8, 4), 15) == (4, 8, 15)  # the largest frame count always has a bucket
