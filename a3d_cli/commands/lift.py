@@ -69,8 +69,6 @@ def lift(
     force: ForceOption = False,
 ) -> None:
     """Lift an orbit to [bold]RUN/lift/gaussians.ply[/bold] and a textured [bold]RUN/lift/model.glb[/bold]."""
-    from a3d_cli.stages import lift as stage
-
     opts = LiftOptions(
         orbit=optional_path(orbit),
         resolution=resolution,
@@ -88,4 +86,4 @@ def lift(
         fps=fps,
     )
     run_dir = resolve_path(run)
-    run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)
+    run_and_report(ctx, lambda rt: run(run_dir, opts, rt), force=force)

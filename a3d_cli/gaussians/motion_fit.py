@@ -342,9 +342,14 @@ def fit_motion(
 
 
 def render_all_frames(
-    motion: MotionField | None, static: Gaussians, cameras: CameraSet, size: int, chunk: int = 4
+    motion: MotionField | None,
+    static: Gaussians,
+    cameras: CameraSet,
+    size: int,
+    chunk: int = 4,
+    frame_count: int = NUM_FRAMES,
 ) -> tuple[Tensor, Tensor]:
-    """Every frame from every camera, without gradients.
+    """Frames 0 … frame_count − 1 (every frame by default) from every camera, without gradients.
 
     Returns:
         rgb [V, F, H, W, 3] on grey and alpha [V, F, H, W], on the CPU.
@@ -355,8 +360,8 @@ def render_all_frames(
     viewmats, Ks = cameras.viewmats.to(device), cameras.Ks(size, size).to(device)
     rgbs, alphas = [], []
     with torch.no_grad():
-        for start in range(0, NUM_FRAMES, chunk):
-            frames = list(range(start, min(start + chunk, NUM_FRAMES)))
+        for start in range(0, frame_count, chunk):
+            frames = list(range(start, min(start + chunk, frame_count)))
             rgb, alpha, _ = render_frames(motion, static, frames, viewmats, Ks, size)
             rgbs.append(rgb.cpu())
             alphas.append(alpha.cpu())
@@ -398,16 +403,9 @@ def score_fit(motion: MotionField, static: Gaussians, cameras: CameraSet, target
         cameras: the V video cameras.
         targets: [V, F, S, S, 3] the frames the fit was given, on grey (CPU).
     """
-    import torch
-
     size, dims = targets.shape[2], (1, 2, 3, 4)
     rgb, _ = render_all_frames(motion, static, cameras, size)  # [V, F, S, S, 3]
-    device = static.means.device
-    with torch.no_grad():
-        still, _, _ = render_frames(
-            None, static, [0], cameras.viewmats.to(device), cameras.Ks(size, size).to(device), size
-        )
-    still = still.cpu().transpose(0, 1)  # [V, 1, S, S, 3], broadcast over the frames
+    still, _ = render_all_frames(None, static, cameras, size, frame_count=1)  # [V, 1, S, S, 3], broadcast
     return FitScores(rgb, psnr(rgb[:, 1:], targets[:, 1:], dims), psnr(still, targets[:, 1:], dims))
 
 

@@ -98,7 +98,7 @@ def _matting_input(path: Path, img: Tensor) -> Tensor:
     if max(img.shape[:2]) <= MATTE_MAX_SIDE:
         return img[..., :3]
     with Image.open(path) as pil:
-        if pil.format == "JPEG":
+        if pil.format in ("JPEG", "MPO"):  # MPO: a phone camera's JPEG with extra frames, decoded as JPEG
             pil.thumbnail((MATTE_MAX_SIDE, MATTE_MAX_SIDE), Image.Resampling.LANCZOS)
             return torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).float() / 255.0
     return _thumbnail(img[..., :3], MATTE_MAX_SIDE)

@@ -39,6 +39,7 @@ from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings
 from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_frames
+from a3d_cli.models.mvvdm.shape import FPS
 from a3d_cli.run_layout import CAMERAS_JSON, COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
@@ -215,7 +216,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         extra = {"stage": "reconstruct", "preset": preset}
         save_motion(ctx.output(COARSE_MOTION), out.fit.field, out.static, extra=extra)
         if preview:
-            ctx.write_video(COARSE_PREVIEW, out.preview(), fps=8.0)
+            ctx.write_video(COARSE_PREVIEW, out.preview(), fps=FPS)
 
     out = fit_video_motion(read, s, device=ctx.device, seed=ctx.seed, progress=ctx.progress, write=write, note=preset)
     fit, per_view = out.fit, out.scores.psnr_per_view
