@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import os
 import shutil
@@ -270,16 +269,10 @@ def inductor_cache_state() -> dict:
     The directory is `TORCHINDUCTOR_CACHE_DIR` when set, else torch's default; Triton's compiled kernels go
     under it too unless `TRITON_CACHE_DIR` is set.
     """
-    env_dir = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if env_dir:
-        path = Path(env_dir)
-    else:
-        try:
-            from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-            path = Path(default_cache_dir())
-        except ImportError:  # an older layout of torch: its default then
-            path = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
+    env_dir = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    path = Path(env_dir or default_cache_dir())
     existed = path.is_dir()
     has_files = existed and any(f.is_file() for f in path.rglob("*"))
     return {
@@ -293,6 +286,11 @@ def inductor_cache_state() -> dict:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def side_start(warmup_s: float | None) -> dict:
+    """What a side records as it starts: the time, inductor's cache state and the gsplat warm-up it skipped."""
+    return {"date": _now(), "inductor_cache": inductor_cache_state(), "gsplat_warmup_s": warmup_s}
 
 
 def summarize_batch(batch: dict, gpus: int, cuda: bool) -> dict:
@@ -478,7 +476,7 @@ def main() -> None:
         if args.splat_count is not None:
             job_args["splat_count"] = args.splat_count
     job_args["compile"] = args.compile
-    manifest = make_jobs(root, max(args.jobs if run_batch else 0, args.separate if run_sep else 0), args.tiny, job_args)
+    manifest = make_jobs(root, args.jobs if run_batch else args.separate, args.tiny, job_args)  # separate: its first N
     gpus = 1
     if args.gpus:
         gpus = torch.cuda.device_count() if args.gpus == "all" else len(args.gpus.split(","))
@@ -503,24 +501,24 @@ def main() -> None:
         "side": args.side,
     }
     if run_batch:
-        side_start = {"date": _now(), "inductor_cache": inductor_cache_state(), "gsplat_warmup_s": warmup_s}
-        print(f"batch: {args.jobs} jobs (inductor cache {side_start['inductor_cache']['state']}) …", flush=True)
+        start = side_start(warmup_s)
+        print(f"batch: {args.jobs} jobs (inductor cache {start['inductor_cache']['state']}) …", flush=True)
         batch = run_batch_side(root, manifest, args, env)
         print(
             f"batch: {batch['wall_s']} s for {batch['jobs']} jobs; per job (s): "
             + ", ".join(f"{r['seconds']:.1f} (w{r['worker']})" for r in batch["records"]),
             flush=True,
         )
-        result["batch"] = {**summarize_batch(batch, gpus, cuda), **side_start}
+        result["batch"] = {**summarize_batch(batch, gpus, cuda), **start}
     if run_sep:
-        side_start = {"date": _now(), "inductor_cache": inductor_cache_state(), "gsplat_warmup_s": warmup_s}
+        start = side_start(warmup_s)
         print(
             f"separate processes: {args.separate} jobs, {parallel} at a time "
-            f"(inductor cache {side_start['inductor_cache']['state']}) …",
+            f"(inductor cache {start['inductor_cache']['state']}) …",
             flush=True,
         )
         separate = run_separate(root, manifest, args.separate, parallel, args.device, env)
-        result["separate"] = {**summarize_separate(separate), **side_start}
+        result["separate"] = {**summarize_separate(separate), **start}
     if run_batch and run_sep:
         compare(result)
     finish(result, args.out)

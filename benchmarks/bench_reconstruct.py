@@ -67,7 +67,7 @@ from a3d_cli.io.images import load_png, resize_square  # noqa: E402
 from a3d_cli.mesh.binding import MeshBinding  # noqa: E402
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES  # noqa: E402
 from a3d_cli.render.cameras import CameraSet  # noqa: E402
-from a3d_cli.run_layout import CAMERAS_JSON, COARSE_MOTION, VIEWS_CAMERAS  # noqa: E402
+from a3d_cli.run_layout import BINDING, CAMERAS_JSON, COARSE_MOTION, STATIC_PLY, VIEWS_CAMERAS  # noqa: E402
 from a3d_cli.stages import reconstruct as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
@@ -140,7 +140,7 @@ def ground_truth_visibility(gt: Path, run_dir: Path) -> np.ndarray:
         return np.ones(truth["vertices"].shape[:2], dtype=bool)
     cams = CameraSet.from_json(json.loads((gt / "video" / CAMERAS_JSON).read_text()))
     size = load_png(gt / "video" / "v0_f00.png", "RGB").shape[0]
-    faces = MeshBinding.load(run_dir / "static" / "binding.safetensors").faces
+    faces = MeshBinding.load(run_dir / BINDING).faces
     return vertex_visibility(truth["vertices"], faces, cams, size, samples=8 * size * size).any(axis=1)
 
 
@@ -154,7 +154,7 @@ def evaluate(
     splats of a mesh (area-uniform, whatever the mesh's vertex density; every splat of a 3DGS asset or of
     a mesh made only of vertex splats).
     """
-    static = read_ply(run_dir / "static" / "gaussians.ply").to(device)
+    static = read_ply(run_dir / STATIC_PLY).to(device)
     cams, target, size = load_heldout(gt)
     rgb, _ = motion_fit.render_all_frames(motion, static, cams, size)  # [K, F, H, W, 3]
     a, b = rgb.flatten(0, 1).clamp(0, 1), target.flatten(0, 1)
@@ -168,7 +168,7 @@ def evaluate(
     if "points" in truth and str(truth["points"]) == "splats":
         verts, first_sample = splat_means, 0  # a 3DGS asset: the splat centres are the points
     else:
-        binding = MeshBinding.load(run_dir / "static" / "binding.safetensors")
+        binding = MeshBinding.load(run_dir / BINDING)
         verts, first_sample = binding.vertex_positions(splat_means), binding.num_vertex_splats
     err = np.linalg.norm(verts - truth["vertices"], axis=-1)  # [F, V]
     first_sample = first_sample if first_sample < splat_means.shape[1] else 0  # no surface samples: all splats
@@ -207,7 +207,7 @@ def fit_inputs(gt: Path, run_dir: Path, settings, device: str, seed: int) -> tup
 
     video = video_frames.read_video_frames(gt / "video")
     cams = video_frames.read_cameras(gt / "video", fallback=run_dir / VIEWS_CAMERAS)
-    sd = read_ply(run_dir / "static" / "gaussians.ply").to(device)
+    sd = read_ply(run_dir / STATIC_PLY).to(device)
     tg, mk, _ = fit_targets(video.rgb, None, cams, sd, settings.resolution, settings.masks)
     train = motion_fit.subsample_splats(sd, settings.max_splats, torch.Generator().manual_seed(seed))
     return train, cams, tg, mk
@@ -233,7 +233,7 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         **newer,  # options older trees lack: passed only when given
     )
     preset, settings = opts.resolve(args.device)
-    static = read_ply(run_dir / "static" / "gaussians.ply")
+    static = read_ply(run_dir / STATIC_PLY)
     row: dict = {"coarse_level": args.coarse_level, "arap_anneal_option": args.arap_anneal,
                  "arap_anneal": getattr(settings, "arap_anneal", 1.0), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
                  "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,

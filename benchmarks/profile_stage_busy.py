@@ -64,7 +64,7 @@ import sys
 import tempfile
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -367,7 +367,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     from a3d_cli.gaussians import motion_fit
     from a3d_cli.gaussians.motion_io import load_motion
     from a3d_cli.gaussians.ply import read_ply
-    from a3d_cli.run_layout import COARSE_MOTION
+    from a3d_cli.run_layout import COARSE_MOTION, STATIC_PLY
     from a3d_cli.stages import reconstruct as stage
     from a3d_cli.stages.base import Runtime
 
@@ -410,7 +410,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     row["phase_split"] = phase_split(row)
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
-    static = read_ply(run_dir / "static" / "gaussians.ply")
+    static = read_ply(run_dir / STATIC_PLY)
     motion = load_motion(run_dir / COARSE_MOTION, static=static, device=dev).field
     row["quality"] = br.evaluate(motion, Path(args.gt), run_dir, dev)
     # profiled windows on a compressed schedule: the same per-step work at each frame count
@@ -554,8 +554,7 @@ def shared_core(spinners: int) -> Iterator[tuple[int, list[subprocess.Popen]]]:
     many times slower when no slower machine is at hand (Linux only). Yields (the core, the spinners).
     """
     core = min(os.sched_getaffinity(0))
-    loop = f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
-    procs = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(spinners)]
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=_pinned(core)) for _ in range(spinners)]
     try:
         yield core, procs
     finally:
@@ -564,12 +563,16 @@ def shared_core(spinners: int) -> Iterator[tuple[int, list[subprocess.Popen]]]:
             proc.wait()
 
 
+def _pinned(core: int | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that pins the new process to `core` (None: no pinning)."""
+    return None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+
+
 def _run(cmd: list[str], env: dict, label: str, core: int | None = None) -> tuple[int, float, str]:
     """Run a child (pinned to `core` if given), streaming its output; returns (exit code, seconds, last lines)."""
     print(f"[{label}] {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
-    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, preexec_fn=pin)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, preexec_fn=_pinned(core))
     seconds = time.perf_counter() - t0
     tail = (proc.stdout + proc.stderr)[-4000:]
     print(tail if proc.returncode else f"[{label}] done in {seconds:.1f} s", flush=True)
@@ -689,14 +692,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 cmd += ["--steps", str(args.steps)]
             if tiny:
                 cmd.append("--tiny")
-            label = f"{tag} {stage_name}" + (f" {flag} {value}" if flag else "") + (f" ({SLOWED_HOST})" if host == "slowed" else "")
-            with shared_core(1 if host == "slowed" else 0) as (core, _spinners):
-                rc, seconds, tail = _run(cmd, env, label, core if host == "slowed" else None)
+            slowed = host == "slowed"
+            label = f"{tag} {stage_name}" + (f" {flag} {value}" if flag else "") + (f" ({SLOWED_HOST})" if slowed else "")
+            with shared_core(1) if slowed else contextlib.nullcontext((None, [])) as (core, _spinners):
+                rc, seconds, tail = _run(cmd, env, label, core)
             if rc or not child_out.is_file():
                 row = {"tree": tag, "stage": stage_name, "variant": variant_name(stage_name, value), "cpu": report["cpu"], "error": tail.strip().splitlines()[-1] if tail.strip() else f"exit {rc}", "log": tail}
             else:
                 row = json.loads(child_out.read_text())
-            if host == "slowed":
+            if slowed:
                 row["variant"] = ", ".join(v for v in (row.get("variant"), SLOWED_HOST) if v)
                 row["host"] = f"one core (CPU {core}) shared with a busy loop"
             row["child_seconds"] = round(seconds, 1)
