@@ -9,6 +9,7 @@ import typer
 
 from a3d_cli.commands.common import ForceOption, optional_path, resolve_path, run_and_report, run_folder_argument
 from a3d_cli.stages.lift import _DEVICE_DEFAULTS, LiftOptions
+from a3d_cli.stages.lift import run as run_lift
 
 _FIT = "Splat fit (default: by device)"
 _MESH = "Mesh and texture"
@@ -86,4 +87,4 @@ def lift(
         fps=fps,
     )
     run_dir = resolve_path(run)
-    run_and_report(ctx, lambda rt: run(run_dir, opts, rt), force=force)
+    run_and_report(ctx, lambda rt: run_lift(run_dir, opts, rt), force=force)
