@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.lift.hull import backproject, project, sample_images, voxel_centres
+from a3d_cli.lift.hull import backproject, project, sample_images
 from a3d_cli.render.cameras import CameraSet
 
 
@@ -73,6 +73,17 @@ def low_quantile(values: Tensor, quantile: float) -> float:
     return float(flat.kthvalue(rank).values)
 
 
+def chunk_centres(start: int, stop: int, resolution: int, half_width: float, device: torch.device | str) -> Tensor:
+    """Centres [stop − start, 3] of the voxels `start:stop` of `voxel_centres(resolution, half_width)` flattened.
+
+    Made per chunk so that a fine grid never holds all its centres at once (512³ of them are 1.6 GB).
+    """
+    idx = torch.arange(start, stop, device=device)
+    g = resolution
+    ijk = torch.stack([idx // (g * g), (idx // g) % g, idx % g], dim=-1)
+    return (ijk.float() + 0.5) * (2 * half_width / g) - half_width
+
+
 def fuse_tsdf(
     depths: Tensor, alphas: Tensor, cameras: CameraSet, resolution: int, half_width: float, truncation: float,
     alpha_threshold: float = 0.5, chunk: int = 1 << 18, floor: float | None = None,
@@ -94,11 +105,10 @@ def fuse_tsdf(
     """
     size = depths.shape[1]
     g = resolution
-    pts = voxel_centres(g, half_width).reshape(-1, 3).to(depths.device)
-    tsdf = torch.empty(pts.shape[0], device=depths.device)
+    tsdf = torch.empty(g**3, device=depths.device)
     maps = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2]
-    for start in range(0, pts.shape[0], chunk):
-        p = pts[start : start + chunk]
+    for start in range(0, g**3, chunk):
+        p = chunk_centres(start, min(start + chunk, g**3), g, half_width, depths.device)
         uv, z = project(p, cameras, size)  # [V, P, 2], [V, P]
         inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
         d_a = sample_images(maps, uv, mode="nearest")  # [V, P, 2]
@@ -121,12 +131,13 @@ def marching_cubes(tsdf: Tensor, half_width: float) -> tuple[np.ndarray, np.ndar
     """Zero level of a [G, G, G] TSDF as (vertices [V, 3] world, faces [T, 3], counter-clockwise outwards)."""
     import mcubes
 
-    vol = tsdf.cpu().numpy().astype(np.float64)
-    vol = np.pad(vol, 1, constant_values=float(vol.max()))  # close surfaces cut by the grid's edge
+    lo, hi = occupied_box(tsdf)
+    vol = tsdf[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].cpu().numpy().astype(np.float64)
+    vol = np.pad(vol, 1, constant_values=float(tsdf.max()))  # close surfaces cut by the grid's edge
     verts, faces = mcubes.marching_cubes(-vol, 0.0)  # PyMCubes: inside = larger values
     g = tsdf.shape[0]
     voxel = 2 * half_width / g
-    verts = (verts - 1 + 0.5) * voxel - half_width
+    verts = (verts - 1 + np.asarray(lo) + 0.5) * voxel - half_width
     faces = faces.astype(np.int64)
     if len(faces):
         tri = verts[faces]
@@ -134,6 +145,27 @@ def marching_cubes(tsdf: Tensor, half_width: float) -> tuple[np.ndarray, np.ndar
         if signed < 0:  # make the enclosed volume positive: normals point out
             faces = faces[:, ::-1].copy()
     return verts, faces
+
+
+def occupied_box(tsdf: Tensor) -> tuple[list[int], list[int]]:
+    """Index box [lo, hi) of the voxels at or below the zero level, grown by one voxel on every side.
+
+    Marching cubes only needs that box: a cell crosses the zero level only if one of its corners lies
+    at or below it, and all its corners then lie in the box. At a fine grid this skips most of the
+    volume (the object rarely fills the cube), and the float64 copy PyMCubes works on shrinks with it.
+    A grid with nothing inside gives a one-voxel box.
+    """
+    g = tsdf.shape[0]
+    inside = tsdf <= 0
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        used = torch.nonzero(inside.any(dim=other[1]).any(dim=other[0])).flatten()
+        if used.numel() == 0:
+            return [0, 0, 0], [1, 1, 1]
+        lo.append(max(0, int(used[0]) - 1))
+        hi.append(min(g, int(used[-1]) + 2))
+    return lo, hi
 
 
 def largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,4 +206,7 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     return mesh.vertices, mesh.faces
 
 
-__all__ = ["MeshSettings", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen", "marching_cubes"]
+__all__ = [
+    "MeshSettings", "chunk_centres", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen",
+    "marching_cubes", "occupied_box",
+]  # fmt: skip

@@ -34,10 +34,26 @@ _DEVICE_DEFAULTS = {
     "views_per_step": (0, 4),
     "max_splats": (100_000, 20_000),
     "hull_resolution": (160, 96),
-    "mesh_resolution": (256, 192),
+    "mesh_resolution": (384, 192),
     "texture_size": (1024, 512),
     "preview_size": (384, 256),
 }
+
+
+MESH_RESOLUTION_MAX = 512
+"""Most TSDF voxels per axis a default grows to (`_floors`): fusion, marching cubes and simplification
+grow with the grid."""
+
+
+def _floors(resolution: int) -> dict[str, int]:
+    """Lower bounds of the size-like defaults for a fit size: the TSDF grows with the fit.
+
+    At least two voxels per three fit pixels (rounded up to a multiple of 32, at most
+    `MESH_RESOLUTION_MAX`): the grid spans `scene_radius`, 1.1 times the views' half-width at the
+    origin, so a voxel is then about 1.65 fit pixels wide. Coarser voxels round off the silhouettes and
+    thin parts the fit resolves, and the textured mesh loses what the splats gained (docs/PERF.md).
+    """
+    return {"mesh_resolution": min(MESH_RESOLUTION_MAX, -(-2 * resolution // 96) * 32)}
 
 
 def _caps(resolution: int) -> dict[str, int]:
@@ -113,13 +129,16 @@ class LiftOptions:
         """A copy with every None replaced by the default for `device`.
 
         A `resolution` below the device's default scales the size-like defaults down with it (they never
-        exceed their cap for that fit size, `_caps`), so a small quick lift is small throughout.
+        exceed their cap for that fit size, `_caps`), so a small quick lift is small throughout; one above
+        it scales the TSDF up (`_floors`), so its voxels stay near the fit's pixels.
         """
         pick = 0 if device.startswith("cuda") else 1
         res = self.resolution if self.resolution is not None else _DEVICE_DEFAULTS["resolution"][pick]
-        caps = _caps(res)
+        caps, floors = _caps(res), _floors(res)
         values = {
-            k: min(v[pick], caps.get(k, v[pick])) for k, v in _DEVICE_DEFAULTS.items() if getattr(self, k) is None
+            k: min(max(v[pick], floors.get(k, 0)), caps.get(k, v[pick]))
+            for k, v in _DEVICE_DEFAULTS.items()
+            if getattr(self, k) is None
         }
         return dataclasses.replace(self, **values)
 

@@ -1,6 +1,7 @@
 """The lift's splat fit and mesh fusion on tiny ground truths (CPU): densification grows the splat set
 within its budget, transparent splats are pruned, progress is reported every N steps, the TSDF keeps the
-object's interior inside and the floor cuts away what no view saw."""
+object's interior inside and the floor cuts away what no view saw, fusion in chunks and marching cubes
+on the occupied box give the whole grid's result."""
 
 from __future__ import annotations
 
@@ -105,6 +106,31 @@ def test_tsdf_keeps_the_interior_inside_and_the_floor_cuts_what_no_view_saw(scen
     assert len(faces) > 0 and verts[:, 1].min() >= floor - voxel
     uncut_verts, _ = M.marching_cubes(tsdf, hw)
     assert uncut_verts[:, 1].min() < floor - voxel  # without it the unseen underside bulges below the object
+
+
+def test_tsdf_fusion_does_not_depend_on_its_chunks_and_marching_cubes_skips_free_space(scene) -> None:
+    import mcubes
+
+    cams, hw = scene["cams"], scene["hw"]
+    _, alphas, depths = render_chunked(scene["truth"], cams, 48, depth=True)
+    res = 40
+    assert torch.equal(M.chunk_centres(0, res**3, res, hw, "cpu"), H.voxel_centres(res, hw).reshape(-1, 3))
+    whole = M.fuse_tsdf(depths, alphas, cams, res, hw, 0.05)
+    chunked = M.fuse_tsdf(depths, alphas, cams, res, hw, 0.05, chunk=999)  # chunks that split rows and planes
+    torch.testing.assert_close(whole, chunked, rtol=0, atol=1e-5)  # the same up to the matmuls' rounding
+
+    lo, hi = M.occupied_box(whole)
+    assert all(h - lo_ < res for lo_, h in zip(lo, hi, strict=True))  # the toy does not fill the cube: a crop
+    assert bool((whole[: lo[0]] > 0).all()) and bool((whole[hi[0] :] > 0).all())  # nothing inside out there
+    verts, faces = M.marching_cubes(whole, hw)
+    vol = np.pad(whole.numpy().astype(np.float64), 1, constant_values=float(whole.max()))
+    full_verts, full_faces = mcubes.marching_cubes(-vol, 0.0)  # the whole grid, no crop
+    full_verts = (full_verts - 0.5) * (2 * hw / res) - hw
+    assert len(faces) == len(full_faces) > 0
+    np.testing.assert_allclose(np.sort(verts, axis=0), np.sort(full_verts, axis=0), atol=1e-9)
+
+    free = torch.full((8, 8, 8), 0.05)
+    assert M.occupied_box(free) == ([0, 0, 0], [1, 1, 1]) and len(M.marching_cubes(free, hw)[1]) == 0
 
 
 def _wall(tilt_deg: float) -> Gaussians:

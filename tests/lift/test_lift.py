@@ -276,3 +276,21 @@ def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
     small = LiftOptions(resolution=64, texture_size=300).resolved("cpu")
     assert small.mesh_resolution == 128 and small.hull_resolution == 32 and small.preview_size == 64
     assert small.texture_size == 300  # given values are kept
+
+
+def test_the_default_tsdf_voxel_follows_the_fit_pixel() -> None:
+    from a3d_cli.lift.views import scene_radius
+    from a3d_cli.models.sv3d.cameras import orbit_camera_set, static_orbit
+    from a3d_cli.stages.lift import MESH_RESOLUTION_MAX, LiftOptions
+
+    cams = orbit_camera_set(static_orbit(10.0))
+    pixel_at_origin = float(2 * cams.radius[0] * torch.tan(torch.deg2rad(cams.fov_deg[0]) / 2))  # views' width at the origin
+    for device in ("cuda", "cpu"):
+        for fit in (96, 256, 384, 576, 640, 768, 1024, 2048):
+            mesh_res = LiftOptions(resolution=fit).resolved(device).mesh_resolution
+            assert mesh_res is not None and mesh_res <= min(MESH_RESOLUTION_MAX, 2 * fit)
+            voxel_px = (2 * scene_radius(cams) / mesh_res) / (pixel_at_origin / fit)
+            assert voxel_px <= 1.7 or mesh_res == MESH_RESOLUTION_MAX, (device, fit, mesh_res, voxel_px)
+    assert LiftOptions().resolved("cuda").mesh_resolution == 384  # the full-size default: 576² fit
+    assert LiftOptions(resolution=1024).resolved("cuda").mesh_resolution == MESH_RESOLUTION_MAX
+    assert LiftOptions(resolution=1024, mesh_resolution=200).resolved("cuda").mesh_resolution == 200  # given: kept
