@@ -44,6 +44,27 @@ class MeshSettings:
     """Rendered alpha above which a pixel holds surface."""
     floor: bool = True
     """Cut the volume at the lowest point the fitted views see (no view saw anything below it)."""
+    depth_footprint: float = 0.7
+    """The splats' in-plane scales are multiplied by this for the depth renders fused (1: as fitted)."""
+    carve_tolerance: int | None = 1
+    """Bound the volume by the rendered silhouettes, letting this many views disagree (None: no bound)."""
+
+
+def depth_renders(g: Gaussians, cameras: CameraSet, size: int, footprint: float = 1.0) -> tuple[Tensor, Tensor]:
+    """(alphas, expected depths) [V, S, S] of the splats with their in-plane scales times `footprint`, on
+    the splats' device.
+
+    Why smaller: fitted splats are large opaque discs that overlap in layers, and a flat disc tangent
+    to a curved surface leaves it towards its rim, so the frontmost rims decide a pixel's depth and the
+    surface renders in front of where it lies; the fused mesh then grows by that much. Narrower discs
+    render the depth nearer their centres, which the fit placed on the surface (too narrow and the
+    layers behind show through).
+    """
+    from a3d_cli.lift.fit import render_chunked
+
+    shrink = torch.tensor([footprint, footprint, 1.0], device=g.scales.device, dtype=g.scales.dtype)
+    _, alphas, depths = render_chunked(g.with_(scales=g.scales * shrink), cameras, size, depth=True)
+    return alphas.to(g.means.device), depths.to(g.means.device)
 
 
 def lowest_seen(depths: Tensor, alphas: Tensor, cameras: CameraSet, alpha_threshold: float = 0.5, quantile: float = 1e-3) -> float:
@@ -84,9 +105,21 @@ def chunk_centres(start: int, stop: int, resolution: int, half_width: float, dev
     return (ijk.float() + 0.5) * (2 * half_width / g) - half_width
 
 
+def silhouette_distance(alphas: Tensor, alpha_threshold: float = 0.5) -> Tensor:
+    """[V, S, S] signed distance in pixels from each pixel centre to the views' silhouette edge (alpha above
+    the threshold), negative inside: the Euclidean distance transform (scipy) of both sides, less half a
+    pixel, so the edge lies half-way between the last pixel in and the first out."""
+    from scipy.ndimage import distance_transform_edt
+
+    sil = (alphas > alpha_threshold).cpu().numpy()
+    out = np.stack([distance_transform_edt(~m) - distance_transform_edt(m) for m in sil])  # + outside, − inside
+    out = out - 0.5 * np.sign(out)
+    return torch.from_numpy(out).float().to(alphas.device)
+
+
 def fuse_tsdf(
     depths: Tensor, alphas: Tensor, cameras: CameraSet, resolution: int, half_width: float, truncation: float,
-    alpha_threshold: float = 0.5, chunk: int = 1 << 18, floor: float | None = None,
+    alpha_threshold: float = 0.5, chunk: int = 1 << 18, floor: float | None = None, carve_tolerance: int | None = None,
 ) -> Tensor:  # fmt: skip
     """Truncated signed distance on a [G, G, G] grid over [-half_width, half_width]³ (negative inside).
 
@@ -97,6 +130,12 @@ def fuse_tsdf(
     surface in every view, and calling it outside would grow a second, inner wall one truncation below
     the surface, which joins the outer one wherever the fitted surface has a hole.
 
+    With `carve_tolerance` k, the silhouettes bound the volume too: a voxel's distance outside a view's
+    silhouette (`silhouette_distance`, pixels scaled to its depth) is a lower bound of its signed
+    distance, and the (k+1)-th largest bound over the views (k views may disagree, as for the visual
+    hull) is imposed. Fused depths alone let a surface that the depths place slightly in front of where it
+    is (a fitted surface of several thin layers) grow past the outline every view agrees on.
+
     With `floor`, nothing lies below that height: the volume is cut by the plane Y = floor (the signed
     distance is the larger of the fused one and the distance below the plane).
 
@@ -106,12 +145,17 @@ def fuse_tsdf(
     size = depths.shape[1]
     g = resolution
     tsdf = torch.empty(g**3, device=depths.device)
-    maps = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2]
+    maps = [depths, alphas]
+    if carve_tolerance is not None:
+        maps.append(silhouette_distance(alphas, alpha_threshold))
+    maps = torch.stack(maps, dim=-1)  # [V, S, S, 2 or 3]
+    focal = cameras.Ks(size, size).to(depths)[:, 0, 0, None]  # [V, 1] pixels
+    k = min(int(carve_tolerance or 0), len(cameras) - 1)
     for start in range(0, g**3, chunk):
         p = chunk_centres(start, min(start + chunk, g**3), g, half_width, depths.device)
         uv, z = project(p, cameras, size)  # [V, P, 2], [V, P]
         inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
-        d_a = sample_images(maps, uv, mode="nearest")  # [V, P, 2]
+        d_a = sample_images(maps[..., :2].contiguous(), uv, mode="nearest")  # [V, P, 2]
         d, a = d_a[..., 0], d_a[..., 1]
         surface = inside & (a > alpha_threshold)
         sdf = torch.where(surface, (d - z).clamp(-truncation, truncation), torch.full_like(z, truncation))
@@ -121,6 +165,11 @@ def fuse_tsdf(
         total = w.sum(0)
         undecided = torch.where(hidden, torch.full_like(total, -truncation), torch.full_like(total, truncation))
         fused = torch.where(total > 0, (sdf * w).sum(0) / total.clamp_min(1), undecided)
+        if carve_tolerance is not None:
+            dist = sample_images(maps[..., 2:].contiguous(), uv, mode="bilinear")[..., 0] * z / focal  # [V, P] world
+            dist = torch.where(inside, dist, torch.full_like(dist, -truncation))  # out of frame: no bound
+            bound = dist.topk(k + 1, dim=0).values[-1]  # [P]
+            fused = torch.maximum(fused, bound.clamp(-truncation, truncation))
         if floor is not None:
             fused = torch.maximum(fused, (floor - p[:, 1]).clamp(-truncation, truncation))
         tsdf[start : start + chunk] = fused
@@ -188,15 +237,16 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     Raises:
         ValueError: the splats render no surface (nothing to mesh).
     """
-    from a3d_cli.lift.fit import render_chunked
     from a3d_cli.mesh.simplify import simplify_mesh
     from a3d_cli.mesh.surface import SurfaceMesh
 
-    _, alphas, depths = render_chunked(g, cameras, settings.depth_size, depth=True)
-    alphas, depths = alphas.to(g.means.device), depths.to(g.means.device)  # fuse where the splats live
+    alphas, depths = depth_renders(g, cameras, settings.depth_size, settings.depth_footprint)
     voxel = 2 * half_width / settings.resolution
     floor = lowest_seen(depths, alphas, cameras, settings.alpha_threshold) if settings.floor else None
-    tsdf = fuse_tsdf(depths, alphas, cameras, settings.resolution, half_width, settings.truncation * voxel, settings.alpha_threshold, floor=floor)
+    tsdf = fuse_tsdf(
+        depths, alphas, cameras, settings.resolution, half_width, settings.truncation * voxel, settings.alpha_threshold,
+        floor=floor, carve_tolerance=settings.carve_tolerance,
+    )  # fmt: skip
     verts, faces = marching_cubes(tsdf, half_width)
     if len(faces) == 0:
         raise ValueError("the fitted splats enclose no volume")
@@ -207,6 +257,6 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
 
 __all__ = [
-    "MeshSettings", "chunk_centres", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen",
-    "marching_cubes", "occupied_box",
+    "MeshSettings", "chunk_centres", "depth_renders", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen",
+    "marching_cubes", "occupied_box", "silhouette_distance",
 ]  # fmt: skip

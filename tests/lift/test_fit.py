@@ -1,7 +1,8 @@
 """The lift's splat fit and mesh fusion on tiny ground truths (CPU): densification grows the splat set
 within its budget, transparent splats are pruned, progress is reported every N steps, the TSDF keeps the
 object's interior inside and the floor cuts away what no view saw, fusion in chunks and marching cubes
-on the occupied box give the whole grid's result."""
+on the occupied box give the whole grid's result, the silhouettes bound a surface fused too far out,
+and narrower discs render a curved surface's depth nearer it."""
 
 from __future__ import annotations
 
@@ -131,6 +132,50 @@ def test_tsdf_fusion_does_not_depend_on_its_chunks_and_marching_cubes_skips_free
 
     free = torch.full((8, 8, 8), 0.05)
     assert M.occupied_box(free) == ([0, 0, 0], [1, 1, 1]) and len(M.marching_cubes(free, hw)[1]) == 0
+
+
+def test_silhouette_distance_is_signed_pixels_to_the_outline() -> None:
+    yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    disc = (((xx + 0.5 - 20) ** 2 + (yy + 0.5 - 20) ** 2).sqrt() < 10).float()  # radius 10 px about (20, 20)
+    dist = M.silhouette_distance(disc[None])[0]
+    radial = ((xx + 0.5 - 20) ** 2 + (yy + 0.5 - 20) ** 2).sqrt() - 10  # the true signed distance
+    assert bool(((dist < 0) == (disc > 0.5)).all())  # negative exactly inside
+    assert float((dist - radial).abs().max()) < 1.0  # within a pixel of the true distance everywhere
+
+
+def test_the_silhouettes_bound_a_surface_fused_in_front_of_itself(scene) -> None:
+    cams, hw = scene["cams"], scene["hw"]
+    size, res = 48, 40
+    _, alphas, depths = render_chunked(scene["truth"], cams, size, depth=True)
+    voxel = 2 * hw / res
+    early = depths - 2 * voxel  # every view's depth in front of the surface, as fitted layers render it
+    sil = alphas > 0.5
+
+    def beyond(tsdf: torch.Tensor) -> float:
+        """Mean over the mesh's vertices of how far (pixels) the view that sees it farthest out puts it
+        beyond its silhouette (0 inside all of them)."""
+        verts, _ = M.marching_cubes(tsdf, hw)
+        uv, _ = H.project(torch.from_numpy(verts).float(), cams, size)
+        dist = H.sample_images(M.silhouette_distance(alphas)[..., None], uv)[..., 0]  # [V, P]
+        return float(dist.max(0).values.clamp_min(0).mean())
+
+    loose = M.fuse_tsdf(early, alphas, cams, res, hw, 3 * voxel)
+    bound = M.fuse_tsdf(early, alphas, cams, res, hw, 3 * voxel, carve_tolerance=0)
+    assert beyond(bound) < 0.5 * beyond(loose)  # the early depths grew the volume past the outlines
+    assert bool((bound >= loose).all())  # the bound only ever removes
+
+
+def test_narrower_discs_render_the_depth_of_a_curved_surface_nearer_it(scene) -> None:
+    cams, truth = scene["cams"], scene["truth"]
+    wide = truth.with_(scales=truth.scales * torch.tensor([2.5, 2.5, 1.0]))  # overlapping discs, as fitted
+    alpha, depth = M.depth_renders(truth, cams, 48)
+    bias = []
+    for footprint in (1.0, 0.4):
+        a, d = M.depth_renders(wide, cams, 48, footprint)
+        core = (alpha > 0.99) & (a > 0.5)
+        bias.append(float((d - depth)[core].median()))
+    assert bias[0] < 0  # the wide discs' rims render the surface in front of itself
+    assert abs(bias[1]) < 0.5 * abs(bias[0])
 
 
 def _wall(tilt_deg: float) -> Gaussians:
