@@ -36,8 +36,8 @@ class MeshSettings:
     """TSDF voxels per axis."""
     depth_size: int = 256
     """Size of the depth renders fused (pixels)."""
-    truncation: float = 3.0
-    """Truncation distance, in voxels."""
+    truncation: float = 2.0
+    """Truncation distance, in voxels (a wider band rounds a curved surface's outline outwards)."""
     max_faces: int = 40_000
     """Faces after simplification (about twice the vertices)."""
     alpha_threshold: float = 0.5

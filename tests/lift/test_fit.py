@@ -149,7 +149,6 @@ def test_the_silhouettes_bound_a_surface_fused_in_front_of_itself(scene) -> None
     _, alphas, depths = render_chunked(scene["truth"], cams, size, depth=True)
     voxel = 2 * hw / res
     early = depths - 2 * voxel  # every view's depth in front of the surface, as fitted layers render it
-    sil = alphas > 0.5
 
     def beyond(tsdf: torch.Tensor) -> float:
         """Mean over the mesh's vertices of how far (pixels) the view that sees it farthest out puts it
