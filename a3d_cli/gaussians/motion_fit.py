@@ -290,17 +290,7 @@ def fit_motion(
         on_notice=None if prog is None else prog.log,
     )
     clock = PhaseClock(device, ("data", "field", "raster", "loss", "backward"))
-
-    frame_tensors: dict[tuple[int, ...], Tensor] = {}  # device copies of the frame lists, made once each
-
-    def frames_on_device(frames: list[int]) -> Tensor:
-        key = tuple(frames)
-        if key not in frame_tensors:
-            t = torch.tensor(frames, dtype=torch.long).to(device, non_blocking=True)  # no stream sync
-            if settings.frames_per_step == 0:  # few distinct lists (one per schedule stage): keep them
-                frame_tensors[key] = t
-            return t
-        return frame_tensors[key]
+    weights = [arap_weight(step, settings) for step in range(settings.steps)]  # the schedule, as host floats
 
     if prog is not None:
         prog.start("reconstruct: fitting motion", total=settings.steps)
@@ -309,13 +299,12 @@ def fit_motion(
     pending = 0
     for step in range(settings.steps):
         clock.restart()
-        frames = active_frames(step, settings, gen)
-        frames_dev = frames_on_device(frames)
+        frames = active_frames(step, settings, gen)  # host integers (a CPU generator): nothing is read back
         if profile:
             clock.mark("data")
         opt.zero_grad(set_to_none=True)
-        step_fn.set_arap_weight(arap_weight(step, settings))
-        loss, loss_rgb = step_fn(frames_dev, dev_gen, clock.mark if profile else None)
+        step_fn.set_arap_weight(weights[step])
+        loss, loss_rgb = step_fn(frames, dev_gen, clock.mark if profile else None)
         opt.step()
         if profile:
             clock.mark("backward")
@@ -323,7 +312,8 @@ def fit_motion(
         if on_step is not None:
             on_step(step, motion)
         if (step + 1) % log_every == 0 or step + 1 == settings.steps:
-            lv, mse = float(loss.detach()), float(loss_rgb)  # the only host reads: one per log interval
+            # the loop's only host read: one per log interval, both values in one transfer
+            lv, mse = torch.stack((loss.detach(), loss_rgb)).tolist()
             losses.append((step + 1, lv))
             if prog is not None:
                 prog.update(pending, loss=lv, psnr=-10 * math.log10(max(mse, 1e-12)), frames=float(frames[-1]))

@@ -53,7 +53,7 @@ def test_step_loss_is_the_documented_sum_and_gradients_reach_the_field():
     static, cams, targets, masks, settings = _scene()
     field = _moving_field(settings)
     step = _step(static, cams, targets, masks, settings, field)
-    frames = torch.tensor([2, 5, 9])
+    frames = [2, 5, 9]  # host integers, as the fit's schedule gives them
     loss, loss_rgb = step(frames, torch.Generator().manual_seed(4))
     assert step.recordings == 0 and not step.use_graphs  # the CPU runs the same pieces eagerly
     grads = [p.grad for p in field.parameters()]
@@ -61,7 +61,7 @@ def test_step_loss_is_the_documented_sum_and_gradients_reach_the_field():
     assert any(float(g.abs().sum()) > 0 for g in grads)
     # by hand: the same field, render and ARAP draw
     with torch.no_grad():
-        out = field(static, frames)
+        out = field(static, torch.tensor(frames))
         rgb, alpha = render_splats(static, out.means, out.quats, out.scales, cams.viewmats, cams.Ks(SIZE, SIZE), SIZE)
         tgt, msk = targets.transpose(0, 1)[frames], masks.transpose(0, 1)[frames]
         arap = ArapRegularizer.from_points(static.means, k=3, sample_points=settings.arap_samples)
@@ -105,7 +105,7 @@ def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
 
     monkeypatch.setattr(step, "_record", refuse)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    frames = torch.tensor([1, 2])
+    frames = [1, 2]
     for _ in range(2):
         loss, _ = step(frames, torch.Generator().manual_seed(0))
     reference, _ = eager(frames, torch.Generator().manual_seed(0))
@@ -180,7 +180,7 @@ def test_a_padded_step_gives_the_exact_steps_loss_and_gradients(grad_fraction: f
     exact = _step(static, cams, targets, masks, settings, exact_field, pad_frames=False)
     padded = _step(static, cams, targets, masks, settings, padded_field, pad_frames=True)
     assert exact.buckets == () and padded.buckets == (4, 8, 12, 15) and padded.bucket(3) == 4
-    frames = torch.tensor([2, 5, 9])
+    frames = [2, 5, 9]
     loss, loss_rgb = exact(frames, torch.Generator().manual_seed(4))
     loss_p, loss_rgb_p = padded(frames, torch.Generator().manual_seed(4))  # the same draws
     # the means are normalised by the weight sum instead of the tensor size: equal up to float rounding
