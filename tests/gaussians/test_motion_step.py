@@ -14,6 +14,7 @@ from a3d_cli.gaussians.motion_fit import FitSettings, arap_weight, fit_motion
 from a3d_cli.gaussians.motion_step import FitStep, LossPiece, MaskedLossPiece, bucket_sizes, graphs_usable
 from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.render.splats import render_splats
+from helpers import HostReads
 
 SIZE = 16
 
@@ -127,15 +128,19 @@ def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
 
 
 @pytest.mark.gpu
-def test_graphed_steps_equal_eager_steps_on_cuda():
+@pytest.mark.parametrize(("frames_per_step", "recordings"), [(0, (4, 2)), (2, (2, 1))])
+def test_graphed_steps_equal_eager_steps_on_cuda(frames_per_step: int, recordings: tuple[int, int]):
+    """Every active frame per step (frame counts 1 … 4), and 2 per step (random earlier frames, so the recorded
+    frame input is rewritten between replays of one recording), graphed exactly and in buckets of (2, 4)."""
     static, cams, targets, masks, settings = _scene("cuda")
-    settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0)  # the weight changes every step
+    settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0, frames_per_step=frames_per_step)
     eager = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=1)
     exact = fit_motion(static, cams, targets, masks, replace(settings, graph_frame_counts=()), log_every=1)
     bucketed = fit_motion(static, cams, targets, masks, replace(settings, graph_frame_counts=(2, 4)), log_every=1)
     assert eager.graph_recordings == 0
-    assert exact.graph_recordings == 4  # frame counts 1, 2, 3, 4
-    assert bucketed.graph_recordings == 2  # 1-2 in the bucket of 2, 3-4 in the bucket of 4
+    # all frames: counts 1, 2, 3, 4 exactly, or 1-2 in the bucket of 2 and 3-4 in the bucket of 4;
+    # 2 per step: counts 1 and 2 exactly, or both in the one bucket (of 2)
+    assert (exact.graph_recordings, bucketed.graph_recordings) == recordings
     every_frame = torch.arange(targets.shape[1], device="cuda")
     with torch.no_grad():
         want = eager.field(static, every_frame)
@@ -150,6 +155,52 @@ def test_graphed_steps_equal_eager_steps_on_cuda():
         torch.testing.assert_close(got.means, want.means, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(got.scales, want.scales, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(got.quats, want.quats, atol=2e-3, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("graphs", "counts", "frames_per_step", "recordings"),
+    [(True, (), 0, 4), (True, (2, 4), 0, 2), (True, (), 2, 2), (False, (), 0, 0)],
+)
+def test_steps_between_log_intervals_never_wait_for_the_device_on_cuda(
+    monkeypatch, graphs: bool, counts: tuple[int, ...], frames_per_step: int, recordings: int
+):
+    """CUDA's own sync detector, set to raise, around every step but the first and the last (the logged one).
+
+    Exempt: the rasterizer (gsplat reads its tile-intersection count back once per render; docs/reconstruct.md)
+    and recording a new frame count (which synchronises, once per count).
+    """
+    from a3d_cli.render import splats
+
+    def relaxed(fn):  # noqa: ANN001, ANN202
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode(0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode(mode)
+
+        return call
+
+    monkeypatch.setattr(splats, "render_splats", relaxed(splats.render_splats))
+    monkeypatch.setattr(FitStep, "_record", relaxed(FitStep._record))
+    static, cams, targets, masks, settings = _scene("cuda")
+    settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0, cuda_graphs=graphs,
+                       graph_frame_counts=counts, frames_per_step=frames_per_step)  # fmt: skip
+    checked: list[int] = []
+
+    def on_step(step: int, _field: object) -> None:
+        if 0 < step < settings.steps - 1:
+            checked.append(step)
+        torch.cuda.set_sync_debug_mode("error" if step < settings.steps - 2 else 0)  # steps 1 … steps - 2
+
+    try:
+        fit = fit_motion(static, cams, targets, masks, settings, log_every=settings.steps, on_step=on_step)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert (fit.graph_recordings, fit.graph_failure) == (recordings, "")
+    assert checked == list(range(1, settings.steps - 1)) and len(fit.losses) == 1
 
 
 @pytest.mark.gpu
@@ -237,3 +288,48 @@ def test_an_arap_schedule_that_is_not_a_finite_positive_factor_is_refused(anneal
 
     with pytest.raises(OptionError, match="arap-anneal"):
         FitSettings(arap_anneal=anneal)
+
+
+def _count_steps(reads: HostReads, monkeypatch) -> None:
+    """Reads are tagged with the fit step: `active_frames` opens each step (it draws from a CPU generator,
+    host-side by design on every device, so reads inside it are not recorded)."""
+    from a3d_cli.gaussians import motion_fit
+
+    def next_step() -> None:
+        reads.step += 1
+
+    reads.exempt(monkeypatch, motion_fit, "active_frames", on_call=next_step)
+
+
+@pytest.mark.parametrize("frames_per_step", [0, 2])
+def test_the_step_loop_reads_the_device_once_per_log_interval_and_nowhere_else(monkeypatch, frames_per_step: int):
+    """Between log intervals the fit reads no tensor value into Python (each would wait for a CUDA device).
+
+    Exempt: the rasterizer (a backend sizes its work from the data: gsplat once per step, docs/reconstruct.md)
+    and the CPU's Adam, which keeps its step count as a CPU scalar (the CUDA path's fused Adam keeps it on
+    the device). The GPU test below checks the same with CUDA's own sync detector.
+    """
+    from a3d_cli.render import splats
+
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, steps=10, steps_per_frame=2, arap_anneal=4.0, frames_per_step=frames_per_step)
+    reads = HostReads()
+    _count_steps(reads, monkeypatch)
+    reads.exempt(monkeypatch, splats, "render_splats")
+    reads.exempt(monkeypatch, torch.optim.Adam, "step")
+    with reads:
+        fit = fit_motion(static, cams, targets, masks, settings, log_every=4)
+    in_loop = [(step, site) for step, _call, site in reads.reads if step >= 0]
+    assert in_loop == [(3, "a3d_cli.gaussians.motion_fit:fit_motion"), (7, "a3d_cli.gaussians.motion_fit:fit_motion"),
+                       (9, "a3d_cli.gaussians.motion_fit:fit_motion")]  # fmt: skip
+    assert [s for s, _ in fit.losses] == [4, 8, 10]  # one read per logged step
+
+
+def test_the_host_read_detector_sees_the_reads_it_names():
+    """The detector behind the test above: each kind of read it claims to see, it sees (and nothing else)."""
+    x = torch.rand(4)
+    with HostReads() as reads:
+        y = x * 2  # no read
+        _ = x[0].item(), x.tolist(), float(x[1]), bool(x[2] > 0), x[x > 0.5], torch.nonzero(x), x.cpu()
+        _ = y.sum(), x[torch.tensor([0, 2])], x.to("cpu")  # no read: integer indices, a CPU tensor staying put
+    assert [call for _, call, _ in reads.reads] == ["item", "tolist", "__float__", "__bool__", "__getitem__", "nonzero", "cpu"]
