@@ -452,3 +452,85 @@ def _host_tensor(values: Sequence[int], dtype: torch.dtype, device: torch.device
     """
     pin = device.type == "cuda" and torch.cuda.is_available()
     return torch.tensor(list(values), dtype=dtype, pin_memory=pin)
+
+
+class OptimizerStep:
+    """`optimizer.step()`, replayed as a CUDA graph from its second call on (CUDA; eager elsewhere).
+
+    Why: the fit's Adam (fused, three parameter groups) costs a few launches and a fair amount of Python per
+    step (grouping the tensors, checking each parameter), host time that a slower CPU stretches. Recorded
+    once, a step is one copy of the gradients into fixed buffers and one graph launch, and it computes the
+    same numbers: the fused kernel reads its step count from the device either way.
+
+    The first call runs eagerly (it creates Adam's state, which a recording would reset at every replay);
+    the second records the step with the gradients' buffers in place of `.grad` and replays it. A step where
+    a parameter has no gradient runs eagerly (Adam skips that parameter; the recording would not). If
+    recording fails, every step runs eagerly and `failure` says why.
+
+    Args:
+        optimizer: a fused Adam whose groups are `capturable` when `graphed` (required for recording).
+        graphed: record the step (ignored unless the parameters are on a CUDA device).
+        on_notice: receives one line if recording fails.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        graphed: bool,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.use_graph = graphed and bool(self.params) and graphs_usable(self.params[0].device)
+        self.on_notice = on_notice
+        self.failure = ""
+        """Why recording failed ("" = it did not, or was not tried)."""
+        self.replays = 0
+        """Steps replayed from the recording."""
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._grads: list[Tensor] = []
+        self._eager_steps = 0
+
+    def __call__(self) -> None:
+        """One optimiser step on the parameters' current `.grad`."""
+        grads = [p.grad for p in self.params]
+        if not self.use_graph or self._eager_steps == 0 or any(g is None for g in grads):
+            self._eager()
+            return
+        if self._graph is None:
+            try:
+                self._record(grads)  # type: ignore[arg-type] - no None here
+            except (RuntimeError, AssertionError) as exc:
+                self.use_graph, self._graph = False, None
+                self.failure = f"optimizer step: {type(exc).__name__}: {exc}"
+                if self.on_notice is not None:
+                    self.on_notice(f"reconstruct: the optimizer step runs eagerly ({self.failure})")
+                torch.cuda.synchronize()
+                self._eager()
+                return
+        torch._foreach_copy_(self._grads, grads)  # type: ignore[arg-type]
+        self._graph.replay()
+        self.replays += 1
+
+    def _eager(self) -> None:
+        import warnings
+
+        with warnings.catch_warnings():  # torch's note that a capturable optimizer runs uncaptured: by design here
+            warnings.filterwarnings("ignore", message=".*capturable=True.*")
+            self.optimizer.step()
+        self._eager_steps += 1
+
+    def _record(self, grads: list[Tensor]) -> None:
+        """Record one step reading `self._grads` (filled with `grads` first); the recording is not run."""
+        self._grads = [torch.empty_like(p) for p in self.params]
+        torch._foreach_copy_(self._grads, grads)
+        graph = torch.cuda.CUDAGraph()
+        for p, g in zip(self.params, self._grads, strict=True):
+            p.grad = g
+        try:
+            with torch.cuda.graph(graph):
+                self.optimizer.step()
+        finally:
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g
+        self._graph = graph

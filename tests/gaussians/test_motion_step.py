@@ -6,15 +6,22 @@ from dataclasses import replace
 
 import pytest
 import torch
+from helpers import HostReads
 
 from a3d_cli.gaussians.arap import ArapRegularizer
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings, arap_weight, fit_motion
-from a3d_cli.gaussians.motion_step import FitStep, LossPiece, MaskedLossPiece, bucket_sizes, graphs_usable
+from a3d_cli.gaussians.motion_step import (
+    FitStep,
+    LossPiece,
+    MaskedLossPiece,
+    OptimizerStep,
+    bucket_sizes,
+    graphs_usable,
+)
 from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.render.splats import render_splats
-from helpers import HostReads
 
 SIZE = 16
 
@@ -168,7 +175,7 @@ def test_steps_between_log_intervals_never_wait_for_the_device_on_cuda(
     """CUDA's own sync detector, set to raise, around every step but the first and the last (the logged one).
 
     Exempt: the rasterizer (gsplat reads its tile-intersection count back once per render; docs/reconstruct.md)
-    and recording a new frame count (which synchronises, once per count).
+    and the recordings (each synchronises: once per frame count, and the optimiser step's once).
     """
     from a3d_cli.render import splats
 
@@ -185,6 +192,7 @@ def test_steps_between_log_intervals_never_wait_for_the_device_on_cuda(
 
     monkeypatch.setattr(splats, "render_splats", relaxed(splats.render_splats))
     monkeypatch.setattr(FitStep, "_record", relaxed(FitStep._record))
+    monkeypatch.setattr(OptimizerStep, "_record", relaxed(OptimizerStep._record))
     static, cams, targets, masks, settings = _scene("cuda")
     settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0, cuda_graphs=graphs,
                        graph_frame_counts=counts, frames_per_step=frames_per_step)  # fmt: skip
@@ -332,4 +340,50 @@ def test_the_host_read_detector_sees_the_reads_it_names():
         y = x * 2  # no read
         _ = x[0].item(), x.tolist(), float(x[1]), bool(x[2] > 0), x[x > 0.5], torch.nonzero(x), x.cpu()
         _ = y.sum(), x[torch.tensor([0, 2])], x.to("cpu")  # no read: integer indices, a CPU tensor staying put
-    assert [call for _, call, _ in reads.reads] == ["item", "tolist", "__float__", "__bool__", "__getitem__", "nonzero", "cpu"]
+    seen = [call for _, call, _ in reads.reads]
+    assert seen == ["item", "tolist", "__float__", "__bool__", "__getitem__", "nonzero", "cpu"]
+
+
+def _adam_on(device: str, capturable: bool) -> tuple[list[torch.Tensor], torch.optim.Adam]:
+    """The fit's optimiser (three groups, fused on CUDA) over a tiny field's parameters."""
+    field = MotionField(MotionFieldConfig.tiny(), generator=torch.Generator().manual_seed(0)).to(device)
+    groups = [field.grid_parameters(), field.head_parameters(), field.global_parameters()]
+    opt = torch.optim.Adam([{"params": g, "lr": lr} for g, lr in zip(groups, (1e-2, 1e-4, 1e-3), strict=True)],
+                           eps=1e-15, fused=device == "cuda", capturable=capturable)  # fmt: skip
+    return list(field.parameters()), opt
+
+
+def _grads(params: list[torch.Tensor], step: int) -> list[torch.Tensor | None]:
+    g = torch.Generator().manual_seed(step)
+    grads = [torch.randn(p.shape, generator=g).to(p.device) for p in params]
+    if step == 3:  # a parameter without a gradient this step: Adam leaves it alone
+        grads[0] = None
+    return grads
+
+
+def test_the_optimizer_step_is_the_optimizers_own_on_the_cpu():
+    (params, opt), (ref_params, ref) = _adam_on("cpu", False), _adam_on("cpu", False)
+    step = OptimizerStep(opt, graphed=True)  # ignored off CUDA
+    assert not step.use_graph
+    for i in range(4):
+        for p, q, g in zip(params, ref_params, _grads(params, i), strict=True):
+            p.grad = q.grad = g
+        step()
+        ref.step()
+    assert step.replays == 0 and all(torch.equal(p, q) for p, q in zip(params, ref_params, strict=True))
+
+
+@pytest.mark.gpu
+def test_the_recorded_optimizer_step_equals_the_eager_one_on_cuda():
+    """First step eager, then recorded and replayed; a step with a missing gradient runs eagerly."""
+    (params, opt), (ref_params, ref) = _adam_on("cuda", True), _adam_on("cuda", False)
+    step = OptimizerStep(opt, graphed=True)
+    for i in range(6):
+        for p, q, g in zip(params, ref_params, _grads(params, i), strict=True):
+            p.grad = None if g is None else g.clone()
+            q.grad = g
+        step()
+        ref.step()
+        for p, q in zip(params, ref_params, strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert (step.replays, step.failure) == (4, "")  # steps 1, 2, 4, 5 (step 3 lacks a gradient: eager)
