@@ -16,6 +16,12 @@ forward and backward, with `torch.cuda.make_graphed_callables` and replayed ever
 launches instead of hundreds of kernel launches. On the CPU, or when recording fails, the same modules
 run eagerly, so CPU tests exercise the same step.
 
+The host never waits in a step except inside the rasterizer. Frame lists arrive as host integers and
+are written (from pinned memory, without waiting) into the recording's own input buffers only when they
+change, and the ARAP points are drawn straight into its buffers, so a replay copies no inputs; the
+renderer's static inputs (colours, opacities, cameras, background) are copied out to F frames once per
+frame count instead of at every render. `OptimizerStep` records the optimiser step as a graph too.
+
 A graph has fixed shapes, and the progressive schedule's frame count F grows from 1 to 15. By default
 the pieces are recorded once per F (an eager warm-up, capture and instantiation per schedule stage).
 Alternatively they are recorded only at a few *bucket* sizes B (`FitSettings.graph_frame_counts`),
@@ -30,7 +36,8 @@ changes (B only grows along the schedule).
 
 Examples:
     >>> step = FitStep(motion, static, viewmats, Ks, 256, targets, masks, settings, arap)  # doctest: +SKIP
-    >>> loss, loss_rgb = step(frames_dev, generator)  # forward + backward  # doctest: +SKIP
+    >>> loss, loss_rgb = step([1, 2, 3], generator)  # forward + backward  # doctest: +SKIP
+    >>> OptimizerStep(optimizer, graphed=True)()  # then the optimiser step  # doctest: +SKIP
 """
 
 from __future__ import annotations
