@@ -139,7 +139,7 @@ class FitResult:
         seconds: wall time of the optimisation loop.
         profile: seconds per phase when profiling was asked for (data, field, raster, loss, backward).
         graph_recordings: frame counts whose step was recorded as CUDA graphs (0 = eager throughout).
-        graph_seconds: wall seconds of `seconds` spent recording them.
+        graph_seconds: wall seconds of `seconds` spent recording them (and the optimiser step).
         graph_failure: why a recording failed, after which that part ran eagerly: the step's, then the
             optimiser step's, joined by "; " ("" = none failed).
     """
@@ -330,7 +330,7 @@ def fit_motion(
         seconds=seconds,
         profile=clock.seconds if profile else {},
         graph_recordings=step_fn.recordings,
-        graph_seconds=step_fn.record_seconds,
+        graph_seconds=step_fn.record_seconds + opt_step.record_seconds,
         graph_failure="; ".join(f for f in (step_fn.failure, opt_step.failure) if f),
     )
 

@@ -494,6 +494,8 @@ class OptimizerStep:
         """Why recording failed ("" = it did not, or was not tried)."""
         self.replays = 0
         """Steps replayed from the recording."""
+        self.record_seconds = 0.0
+        """Wall seconds spent recording (once)."""
         self._graph: torch.cuda.CUDAGraph | None = None
         self._grads: list[Tensor] = []
         self._eager_steps = 0
@@ -505,6 +507,7 @@ class OptimizerStep:
             self._eager()
             return
         if self._graph is None:
+            start = time.perf_counter()
             try:
                 self._record(grads)  # type: ignore[arg-type] - no None here
             except (RuntimeError, AssertionError) as exc:
@@ -515,6 +518,8 @@ class OptimizerStep:
                 torch.cuda.synchronize()
                 self._eager()
                 return
+            finally:
+                self.record_seconds += time.perf_counter() - start
         torch._foreach_copy_(self._grads, grads)  # type: ignore[arg-type]
         self._graph.replay()
         self.replays += 1
