@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 import torch
@@ -387,3 +388,63 @@ def test_the_recorded_optimizer_step_equals_the_eager_one_on_cuda():
         for p, q in zip(params, ref_params, strict=True):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
     assert (step.replays, step.failure) == (4, "")  # steps 1, 2, 4, 5 (step 3 lacks a gradient: eager)
+
+
+class _ReplayStandIn:
+    """CPU stand-in for `torch.cuda.make_graphed_callables` with a replay's input semantics: an input that needs
+    no gradient is read from the recorded sample tensor, copied in first unless it is that very tensor (as the
+    recorded graphs do); differentiable inputs pass through. Counts the copies."""
+
+    def __init__(self) -> None:
+        self.copies = 0
+
+    def __call__(self, callables, sample_args, **_kwargs):  # noqa: ANN001, ANN204 - torch's signature
+        return tuple(self._replayed(piece, recorded) for piece, recorded in zip(callables, sample_args, strict=True))
+
+    def _replayed(self, piece, recorded):  # noqa: ANN001, ANN202
+        def call(*args):  # noqa: ANN002, ANN202
+            inputs = []
+            for fixed, given in zip(recorded, args, strict=True):
+                if fixed.requires_grad:
+                    inputs.append(given)
+                    continue
+                if fixed.data_ptr() != given.data_ptr():
+                    fixed.copy_(given)
+                    self.copies += 1
+                inputs.append(fixed)
+            return piece(*inputs)
+
+        return call
+
+
+@pytest.mark.parametrize(("counts", "frames_per_step"), [((), 0), ((2, 4), 0), ((), 2), ((2, 4), 2)])
+def test_the_recorded_pieces_read_the_steps_frames_weights_and_draws_from_their_own_buffers(
+    monkeypatch, counts: tuple[int, ...], frames_per_step: int
+):
+    """The graphed step's input plumbing on the CPU: frames written into the recording's buffers when they change
+    (a new subset, or a new real count in one bucket), bucket weights refreshed, ARAP drawn in place; the same
+    loss and gradients as the eager step, and no replay ever copies an input in."""
+    standin = _ReplayStandIn()
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", standin)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, graph_frame_counts=counts, frames_per_step=frames_per_step)
+    graphed_field, eager_field = _moving_field(settings), _moving_field(settings)
+    graphed = _step(static, cams, targets, masks, settings, graphed_field, pad_frames=bool(counts))
+    eager = _step(static, cams, targets, masks, settings, eager_field, pad_frames=bool(counts))
+    graphed.use_graphs = True  # as on a CUDA device
+    schedule = [[1], [1], [1, 2], [1, 2], [1, 2, 3], [2, 3], [1, 3], [1, 3], [1, 2, 3, 4]]
+    if frames_per_step:
+        schedule = [f[-frames_per_step:] if len(f) > 1 else f for f in schedule]
+    for i, frames in enumerate(schedule):
+        for field in (graphed_field, eager_field):
+            field.zero_grad(set_to_none=True)
+        loss, loss_rgb = graphed(frames, torch.Generator().manual_seed(i))
+        want, want_rgb = eager(frames, torch.Generator().manual_seed(i))
+        torch.testing.assert_close(loss.detach(), want.detach(), rtol=1e-6, atol=0)
+        torch.testing.assert_close(loss_rgb, want_rgb, rtol=1e-6, atol=0)
+        for p, q in zip(graphed_field.parameters(), eager_field.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+    sizes = [graphed.bucket(len(f)) or len(f) for f in schedule]
+    assert graphed.recordings == 1 + sum(a != b for a, b in pairwise(sizes))  # one kept: a new size records
+    assert standin.copies == 0  # every input handed over was the recording's own buffer
