@@ -309,6 +309,9 @@ def fit_motion(
         opt.zero_grad(set_to_none=True)
         step_fn.set_arap_weight(weights[step])
         loss, loss_rgb = step_fn(frames, dev_gen, clock.mark if profile else None)
+        # keep no autograd graph across steps: a live one holds its AccumulateGrad nodes, whose stream the
+        # next step's CUDA-graph recording (on a side stream) would have to wait on
+        loss, loss_rgb = loss.detach(), loss_rgb.detach()
         opt_step()
         if profile:
             clock.mark("backward")
@@ -317,7 +320,7 @@ def fit_motion(
             on_step(step, motion)
         if (step + 1) % log_every == 0 or step + 1 == settings.steps:
             # the loop's only host read: one per log interval, both values in one transfer
-            lv, mse = torch.stack((loss.detach(), loss_rgb)).tolist()
+            lv, mse = torch.stack((loss, loss_rgb)).tolist()
             losses.append((step + 1, lv))
             if prog is not None:
                 prog.update(pending, loss=lv, psnr=-10 * math.log10(max(mse, 1e-12)), frames=float(frames[-1]))
