@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from a3d_cli.errors import InputError
-from a3d_cli.io.masks import MaskOptions, _dilate, colour_distance, foreground_masks, mask_from_alpha
+from a3d_cli.io.masks import MaskOptions, _dilate, _flood_from_border, colour_distance, foreground_masks, mask_from_alpha
 
 WHITE = 1.0
 
@@ -171,6 +171,8 @@ def refine_masks(
         threshold: the white threshold the masks used.
         band_px: near-white pixels within this many pixels of the colour mask can be added.
         unknown: [V, S, S] bool, pixels that can be added wherever they lie (`unknown_white`), or None.
+            In views with unknown pixels, what the refined mask then encloses is object too (the colour
+            masks' own rule: white enclosed by the object is object).
 
     Returns:
         [V, S, S] float in {0, 1}.
@@ -178,8 +180,12 @@ def refine_masks(
     candidate = _dilate(masks > 0.5, band_px) & near_white(images, threshold)
     if unknown is not None:
         candidate = candidate | unknown
-    add = candidate & (fitted_alpha > 0.5)
-    return ((masks > 0.5) | add).float()
+    refined = (masks > 0.5) | (candidate & (fitted_alpha > 0.5))
+    if unknown is not None:
+        views = unknown.flatten(1).any(dim=1)  # [V]
+        if bool(views.any()):
+            refined[views] = ~_flood_from_border(~refined[views])
+    return refined.float()
 
 
 def mask_iou(a: Tensor, b: Tensor) -> Tensor:
