@@ -33,7 +33,8 @@ Perturbations mimic generated views: `jitter` (per-view colour gain ±6 % and of
 (per-view sub-pixel translation up to ±0.75 px), `elevation` (rendered at 14° but labelled 10°), `all`
 (the three together). `--alpha` writes the orbits as RGBA, so the masks come from alpha: the truth is
 rendered unlit, and an asset with white albedo (CesiumMilkTruck's body) is then exactly the background's
-white, which the white-background masks cannot separate (docs/lift.md). Results go to --out as JSON and
+white, which the white-background masks can only infer (docs/lift.md, unknown pixels); `--alpha` gives
+the reference. Results go to --out as JSON and
 are printed as markdown rows for docs/PERF.md.
 """
 
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
     ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "
-                    "white: for assets whose unlit albedo is white, which no white-background mask can tell from it")
+                    "white: the reference for assets whose unlit albedo is the background's white")
     ap.add_argument("--points", type=int, default=100_000, help="surface samples for Chamfer / F-score")
     ap.add_argument("--preview-frames", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)

@@ -96,26 +96,30 @@ def near_white(images: Tensor, threshold: float) -> Tensor:
 def convex_hull_mask(mask: Tensor) -> Tensor:
     """[S, S] bool: the pixels whose centres lie inside the convex hull of `mask`'s pixels (as squares).
 
-    scipy's Qhull gives the hull of the pixels' corners; a pixel is inside when its centre satisfies every
-    facet's half-plane. An empty mask gives an empty hull; a degenerate one (a line) gives the mask.
+    The hull of a pixel set is the hull of each row's leftmost and rightmost pixel, so scipy's Qhull
+    only sees those pixels' corners; a pixel is inside when its centre satisfies every facet's
+    half-plane. An empty mask gives an empty hull; a degenerate one (a line) gives the mask.
     """
     import numpy as np
     from scipy.spatial import ConvexHull, QhullError
 
-    m = mask.cpu().numpy().astype(bool)
-    ys, xs = np.nonzero(m)
-    if len(xs) == 0:
-        return torch.zeros_like(mask, dtype=torch.bool)
-    corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)]).astype(np.float64)
+    m = mask.bool()
+    rows = torch.nonzero(m.any(dim=1)).flatten()
+    if rows.numel() == 0:
+        return torch.zeros_like(m)
+    cols = torch.arange(m.shape[1], device=m.device)
+    left = torch.where(m[rows], cols, m.shape[1]).min(dim=1).values
+    right = torch.where(m[rows], cols, -1).max(dim=1).values
+    xs, ys = torch.cat([left, right + 1]), torch.cat([rows, rows])  # the extremes' outer pixel edges
+    corners = torch.cat([torch.stack([xs, ys + dy], dim=1) for dy in (0, 1)]).cpu().numpy().astype(np.float64)
     try:
-        eq = ConvexHull(corners).equations  # [F, 3]: n·p + c <= 0 inside
+        eq = torch.from_numpy(ConvexHull(corners).equations).to(device=m.device, dtype=torch.float32)  # n·p + c <= 0 inside
     except QhullError:
-        return torch.from_numpy(m).to(mask.device)
-    size_y, size_x = m.shape
-    yy, xx = np.mgrid[0:size_y, 0:size_x] + 0.5
-    centres = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    inside = (centres @ eq[:, :2].T + eq[:, 2] <= 1e-9).all(axis=1).reshape(size_y, size_x)
-    return torch.from_numpy(inside | m).to(mask.device)
+        return m
+    yy, xx = torch.meshgrid(torch.arange(m.shape[0], device=m.device) + 0.5, cols + 0.5, indexing="ij")
+    centres = torch.stack([xx.flatten(), yy.flatten()], dim=1).float()  # [S·S, 2]
+    inside = (centres @ eq[:, :2].T + eq[:, 2] <= 1e-4).all(dim=1).reshape(m.shape)
+    return inside | m
 
 
 def sizeable_pieces(mask: Tensor, min_fraction: float) -> int:
