@@ -114,4 +114,4 @@ def test_frames_with_alpha_never_use_the_white_background_method(van, monkeypatc
     monkeypatch.setattr(fit_mod, "fit_static", spy)
     result = lift(_views(van, alpha=True), _settings(steps=10))
     assert seen["unknown"] is None  # every pixel's mask is known: the silhouette loss covers them all
-    assert float(mask_iou(result.masks, van["truth"]).mean()) > 0.9
+    assert bool((result.masks >= van["truth"]).all())  # the alpha masks, white body and all
