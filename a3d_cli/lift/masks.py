@@ -98,7 +98,8 @@ def convex_hull_mask(mask: Tensor) -> Tensor:
 
     The hull of a pixel set is the hull of each row's leftmost and rightmost pixel, so scipy's Qhull
     only sees those pixels' corners; a pixel is inside when its centre satisfies every facet's
-    half-plane. An empty mask gives an empty hull; a degenerate one (a line) gives the mask.
+    half-plane, which in each row bounds x from one side (so each row is one span). An empty mask gives an
+    empty hull; a degenerate one (a line) gives the mask.
     """
     import numpy as np
     from scipy.spatial import ConvexHull, QhullError
@@ -116,9 +117,18 @@ def convex_hull_mask(mask: Tensor) -> Tensor:
         eq = torch.from_numpy(ConvexHull(corners).equations).to(device=m.device, dtype=torch.float32)  # n·p + c <= 0 inside
     except QhullError:
         return m
-    yy, xx = torch.meshgrid(torch.arange(m.shape[0], device=m.device) + 0.5, cols + 0.5, indexing="ij")
-    centres = torch.stack([xx.flatten(), yy.flatten()], dim=1).float()  # [S·S, 2]
-    inside = (centres @ eq[:, :2].T + eq[:, 2] <= 1e-4).all(dim=1).reshape(m.shape)
+    # per row, the facets bound the pixel centres' x from one side each: the hull's span of that row
+    y = torch.arange(m.shape[0], device=m.device, dtype=torch.float32)[:, None] + 0.5  # [S, 1]
+    nx, ny, c = eq[:, 0], eq[:, 1], eq[:, 2]  # [F]
+    rest = ny * y + c  # [S, F]: nx·x + rest <= 0
+    flat = nx.abs() < 1e-9
+    bound = -rest / torch.where(flat, torch.ones_like(nx), nx)
+    inf = torch.full_like(bound, float("inf"))
+    x_hi = torch.where(nx > 1e-9, bound, inf).min(dim=1).values  # [S]
+    x_lo = torch.where(nx < -1e-9, bound, -inf).max(dim=1).values
+    row_ok = ~(flat & (rest > 1e-4)).any(dim=1)  # facets parallel to x that exclude the whole row
+    x = cols.float() + 0.5
+    inside = row_ok[:, None] & (x[None] >= x_lo[:, None] - 1e-4) & (x[None] <= x_hi[:, None] + 1e-4)
     return inside | m
 
 
@@ -152,14 +162,17 @@ def unknown_white(images: Tensor, masks: Tensor, opts: WhiteMaskOptions | None =
     """
     opts = opts or WhiteMaskOptions()
     fg = masks > 0.5
-    light = near_white(images, opts.threshold)
-    w = round(opts.support * fg.shape[-1])
-    wide = F.max_pool2d(fg.float()[:, None], (1, 2 * w + 1), stride=1, padding=(0, w))[:, 0]  # [V, S, S]
-    supported = wide.flip(-2).cummax(dim=-2).values.flip(-2) > 0.5  # a coloured pixel at or below (image rows go down)
     out = torch.zeros_like(fg)
-    for i in range(fg.shape[0]):
-        if sizeable_pieces(fg[i], opts.min_piece) >= 2:
-            out[i] = convex_hull_mask(fg[i]) & supported[i] & light[i] & ~fg[i]
+    views = [i for i in range(fg.shape[0]) if sizeable_pieces(fg[i], opts.min_piece) >= 2]
+    if not views:
+        return out
+    sel = fg[views]  # [U, S, S]
+    light = near_white(images[views], opts.threshold)
+    w = round(opts.support * fg.shape[-1])
+    wide = F.max_pool2d(sel.float()[:, None], (1, 2 * w + 1), stride=1, padding=(0, w))[:, 0]
+    supported = wide.flip(-2).cummax(dim=-2).values.flip(-2) > 0.5  # a coloured pixel at or below (image rows go down)
+    hulls = torch.stack([convex_hull_mask(m) for m in sel])
+    out[views] = hulls & supported & light & ~sel
     return out
 
 

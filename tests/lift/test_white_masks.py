@@ -115,3 +115,16 @@ def test_frames_with_alpha_never_use_the_white_background_method(van, monkeypatc
     result = lift(_views(van, alpha=True), _settings(steps=10))
     assert seen["unknown"] is None  # every pixel's mask is known: the silhouette loss covers them all
     assert bool((result.masks >= van["truth"]).all())  # the alpha masks, white body and all
+
+
+def test_convex_hull_mask_fills_between_pieces_and_stops_at_the_hull() -> None:
+    from a3d_cli.lift.masks import convex_hull_mask
+
+    m = torch.zeros(16, 16, dtype=torch.bool)
+    m[2:6, 2:6] = True
+    m[10:14, 10:14] = True
+    hull = convex_hull_mask(m)
+    assert hull[7, 7] and hull[6, 9] and hull[9, 6]  # along the band joining the squares
+    assert not hull[2, 12] and not hull[12, 2] and not hull[0, 0]  # the other corners stay out
+    assert bool((hull >= m).all())
+    assert not bool(convex_hull_mask(torch.zeros(8, 8, dtype=torch.bool)).any())
