@@ -33,7 +33,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from a3d_cli.errors import InputError
-from a3d_cli.io.masks import MaskOptions, _dilate, _flood_from_border, colour_distance, foreground_masks, mask_from_alpha
+from a3d_cli.io.masks import (
+    MaskOptions,
+    _dilate,
+    _flood_from_border,
+    colour_distance,
+    foreground_masks,
+    mask_from_alpha,
+)
 
 WHITE = 1.0
 
