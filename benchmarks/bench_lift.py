@@ -26,14 +26,15 @@ written as an orbit folder and lifted by the real stage (`a3d_cli.stages.lift.ru
 - geometry: Chamfer distance (mean of both directions, % of the bounding radius 0.5) and F-score at 1 %
   and 5 % of that radius, between 100k points sampled on the lifted mesh and on the true mesh, in the
   same frame (the cameras are known: no alignment);
-- mask IoU of the fitted splats against the masks (the stage's metric), seconds per phase and the
-  stage's peak memory.
+- mask IoU of the fitted splats against the masks (the stage's metric) and of the lift's masks
+  (`lift/masks/`) against the truth's alpha, seconds per phase and the stage's peak memory.
 
 Perturbations mimic generated views: `jitter` (per-view colour gain ±6 % and offset ±3 %), `shift`
 (per-view sub-pixel translation up to ±0.75 px), `elevation` (rendered at 14° but labelled 10°), `all`
 (the three together). `--alpha` writes the orbits as RGBA, so the masks come from alpha: the truth is
 rendered unlit, and an asset with white albedo (CesiumMilkTruck's body) is then exactly the background's
-white, which the white-background masks cannot separate (docs/lift.md). Results go to --out as JSON and
+white, which the white-background masks can only infer (docs/lift.md, unknown pixels); `--alpha` gives
+the reference. Results go to --out as JSON and
 are printed as markdown rows for docs/PERF.md.
 """
 
@@ -66,14 +67,14 @@ from a3d_cli.io.images import unpremultiply  # noqa: E402
 from a3d_cli.lift import hull as hull_mod  # noqa: E402
 from a3d_cli.lift import synthetic as syn  # noqa: E402
 from a3d_cli.lift.fit import render_chunked  # noqa: E402
-from a3d_cli.lift.masks import view_masks  # noqa: E402
+from a3d_cli.lift.masks import mask_iou, unknown_white, view_masks  # noqa: E402
 from a3d_cli.lift.preview import mesh_as_splats  # noqa: E402
 from a3d_cli.lift.views import load_views, scene_radius  # noqa: E402
 from a3d_cli.mesh.load import load_mesh  # noqa: E402
 from a3d_cli.mesh.surface import SurfaceMesh  # noqa: E402
 from a3d_cli.models.sv3d.cameras import SV3D_FOV_DEG, SV3D_RADIUS, Orbit, dynamic_orbit, orbit_camera_set, static_orbit  # noqa: E402
 from a3d_cli.render.cameras import CameraSet, orbit_cameras  # noqa: E402
-from a3d_cli.run_layout import LIFT_MODEL, LIFT_PLY  # noqa: E402
+from a3d_cli.run_layout import LIFT_MODEL, LIFT_PLY, lift_mask  # noqa: E402
 from a3d_cli.stages import lift as stage  # noqa: E402
 from a3d_cli.stages.base import Runtime  # noqa: E402
 
@@ -215,6 +216,17 @@ def geometry_scores(pred: np.ndarray, truth: np.ndarray, radius: float) -> dict:
     return out
 
 
+def truth_mask_iou(run: Path, alpha: Tensor, count: int) -> float:
+    """Mean IoU of the lift's masks (`lift/masks/`, after the refinement) against the truth's alpha of
+    the orbit views ([V, S, S], area-resized to the masks' size, > 0.5)."""
+    from a3d_cli.io.images import load_png
+
+    ours = torch.stack([load_png(run / lift_mask(i))[..., 0] for i in range(count)])  # [V, s, s]
+    s = ours.shape[1]
+    truth = F.interpolate(alpha[:, None].float().cpu(), size=(s, s), mode="area")[:, 0]
+    return round(float(mask_iou(ours, truth).mean()), 4)
+
+
 def load_assets(names: list[str], files: list[str], assets_dir: Path) -> dict[str, SurfaceMesh]:
     """Normalized meshes by name: `toy` (procedural), `fox` and the public samples of
     benchmarks/public_assets.py (its `asset_sources` lookup), then any mesh `files`."""
@@ -260,6 +272,8 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     lifted = load_mesh(run / LIFT_MODEL)
     views = load_views(folder)
     masks = view_masks(views.images, views.alphas)
+    if views.alphas is None:  # as the lift carves: the unknown near-white pixels do not carve
+        masks = ((masks > 0.5) | unknown_white(views.images, masks)).float()
     hw = scene_radius(views.cameras)
     r = stage.LiftOptions(resolution=args.resolution).resolved(dev)
     hull = hull_mod.carve(masks.to(dev), views.cameras, r.hull_resolution, hw, r.hull_tolerance)
@@ -280,6 +294,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     row.update(geometry_scores(surface_points(lifted.vertices, lifted.faces, args.points), surface_points(mesh.vertices, mesh.faces, args.points), syn.OBJECT_RADIUS))
     row.update(
         mask_iou=m["mask_iou_mean"],
+        mask_iou_truth=truth_mask_iou(run, rgba[..., 3], len(views)),
         train_psnr=m["psnr_mean"],
         faces=m["faces"],
         splats=m["splats"],
@@ -314,7 +329,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
     ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "
-                    "white: for assets whose unlit albedo is white, which no white-background mask can tell from it")
+                    "white: the reference for assets whose unlit albedo is the background's white")
     ap.add_argument("--points", type=int, default=100_000, help="surface samples for Chamfer / F-score")
     ap.add_argument("--preview-frames", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -339,7 +354,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(json.dumps(row), flush=True)
             rows.append(row)
     header = ("| asset | orbit | perturbation | PSNR splats / mesh / hull | mesh PSNR −20° / +30° | unseen / grazed share | "
-              "mesh PSNR, unseen right | SSIM splats / mesh | Chamfer % | F@1% | F@5% | mask IoU | s (fit, mesh, texture) | total s | peak GiB |")  # fmt: skip
+              "mesh PSNR, unseen right | SSIM splats / mesh | Chamfer % | F@1% | F@5% | mask IoU (fit / truth) | s (fit, mesh, texture) | total s | peak GiB |")  # fmt: skip
     print(header)
     print("|" + "---|" * 15)
     for r in rows:
@@ -348,7 +363,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"| {r['asset']} | {r['orbit']} | {r['perturbation']} | {r['psnr_splats']} / {r['psnr_mesh']} / {r['psnr_hull']} | "
             f"{r['mesh_psnr_low']} / {r['mesh_psnr_high']} | {r['mesh_share_unseen']} / {r['mesh_share_grazed']} | {r['mesh_psnr_unseen_right']} | "
             f"{r['ssim_splats']} / {r['ssim_mesh']} | {r['chamfer_pct']} | {r['fscore_1']} | {r['fscore_5']} | "
-            f"{r['mask_iou']} | {ph.get('fit')}, {ph.get('mesh')}, {ph.get('texture')} | {r['seconds']} | {r['peak_memory_gib']} |"
+            f"{r['mask_iou']} / {r['mask_iou_truth']} | {ph.get('fit')}, {ph.get('mesh')}, {ph.get('texture')} | {r['seconds']} | {r['peak_memory_gib']} |"
         )
     if args.out:
         meta = {"date": dt.date.today().isoformat(), "device": args.device, "torch": torch.__version__,

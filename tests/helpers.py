@@ -841,3 +841,78 @@ def png_bytes(image: np.ndarray, fmt: str = "PNG", **options) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(out, format=fmt, **options)
     return out.getvalue()
+
+
+# --- host reads of tensor values (what makes CUDA code wait for the device) --------------------------------
+
+HOST_READS = frozenset({
+    "item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__",
+    "nonzero", "argwhere", "masked_select", "unique", "unique_consecutive", "bincount", "repeat_interleave",
+})  # fmt: skip
+"""Tensor calls that read values into Python, or size their output from the data (a host read on CUDA)."""
+
+
+class HostReads(torch.overrides.TorchFunctionMode):
+    """Records every host read of a tensor value (`HOST_READS`, boolean-mask indexing, a copy to the CPU).
+
+    On the CPU nothing waits, but the same code on CUDA would synchronise at each of these, so counting them
+    on the CPU checks a loop's synchronisations without a GPU. A read is recorded with the innermost
+    `a3d_cli` function that made it ("module:function") and `step` (the caller's counter). Torch functions
+    written in Python are seen at their entry only (the mode is off inside them), so a read hidden inside
+    one (or inside a backward pass) is not seen: a proxy, completed on CUDA by `torch.cuda.set_sync_debug_mode`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[int, str, str]] = []  # (step, call, site)
+        self.step = -1
+        self._paused = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        kwargs = kwargs or {}
+        if not self._paused and _reads_host(func, args, kwargs):
+            self.reads.append((self.step, getattr(func, "__name__", str(func)), _a3d_site()))
+        return func(*args, **kwargs)
+
+    def exempt(self, monkeypatch, owner: Any, name: str, on_call: Callable[[], None] | None = None) -> None:  # noqa: ANN001
+        """Wrap `owner.name` so that reads inside it are not recorded (`on_call` runs first)."""
+        original = getattr(owner, name)
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if on_call is not None:
+                on_call()
+            self._paused += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._paused -= 1
+
+        monkeypatch.setattr(owner, name, wrapped)
+
+
+def _reads_host(func: Any, args: tuple, kwargs: dict) -> bool:
+    """True for a call that reads tensor values into Python (see `HOST_READS`)."""
+    name = getattr(func, "__name__", "")
+    if name in HOST_READS:
+        return True
+    if name == "__getitem__" and len(args) > 1:
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index)
+    if name == "to":  # a real transfer to the host (`.cpu()` is recorded wherever it runs)
+        target = kwargs.get("device", args[1] if len(args) > 1 else None)
+        to_host = isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu"
+        return to_host and isinstance(args[0], torch.Tensor) and args[0].device.type != "cpu"
+    return False
+
+
+def _a3d_site() -> str:
+    """'module:function' of the innermost a3d_cli frame on the stack ('' when there is none)."""
+    import sys
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("a3d_cli"):
+            return f"{module}:{frame.f_code.co_name}"
+        frame = frame.f_back
+    return ""

@@ -58,8 +58,8 @@ def reconstruct(
         bool | None,
         typer.Option(
             "--cuda-graph/--no-cuda-graph",
-            help="On CUDA, replay each step's motion field and losses as recorded CUDA graphs (same result, far "
-            "fewer kernel launches; both presets do).",
+            help="On CUDA, replay each step's motion field, losses and optimiser step as recorded CUDA graphs (same "
+            "result, far fewer kernel launches; both presets do).",
             rich_help_panel=_FIT,
             show_default=False,
         ),

@@ -265,19 +265,28 @@ class ArapRegularizer:
         """Mesh scheme: k random 1-ring neighbours per vertex, redrawn every call (λ = 4 in the reference)."""
         return cls(rest, mesh_one_ring(faces, rest.shape[0]), k=k, sample_points=sample_points, resample=True)
 
-    def draw(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def draw(
+        self, generator: torch.Generator | None = None, out: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The random part of one call: scored points [S] and their neighbour rows [S, K] (-1 = padding).
 
         Draw order (ring members first, then points) is the one `__call__` has always used, so a seed
         gives the same draws either way.
+
+        Args:
+            generator: random source (on the points' device).
+            out: tensors of those shapes to draw into (the same numbers as a fresh draw). Why: a recorded
+                CUDA graph reads its inputs from fixed addresses, so drawing straight into them saves a
+                copy per input per step.
         """
         nbrs = sample_neighbours(self.neighbours, self.k, generator) if self.resample else self.neighbours
-        n = self.rest.shape[0]
+        n, dev = self.rest.shape[0], self.rest.device
+        into_sample, into_idx = (None, None) if out is None else out
         if self.sample_points > 0:
-            sample = torch.randint(0, n, (self.sample_points,), generator=generator, device=self.rest.device)  # [S]
+            sample = torch.randint(0, n, (self.sample_points,), generator=generator, device=dev, out=into_sample)  # [S]
         else:
-            sample = torch.arange(n, device=self.rest.device)  # [N]
-        return sample, nbrs.idx[sample]
+            sample = torch.arange(n, device=dev, out=into_sample)  # [N]
+        return sample, torch.index_select(nbrs.idx, 0, sample, out=into_idx)  # [S, K]
 
     def energy(self, deformed: Tensor, sample: Tensor, idx: Tensor, frame_weights: Tensor | None = None) -> Tensor:
         """ARAP energy of deformed [F, N, 3] at drawn points (`draw`), frames weighted by `frame_weights` [F]

@@ -270,7 +270,14 @@ class MotionField(nn.Module):
             and (int(frames.min()) < 0 or int(frames.max()) >= cfg.num_frames)
         ):
             raise ValueError(f"frame indices must be in [0, {cfg.num_frames}), got {frames.tolist()}")
-        frames = frames.to(static.means.device)
+        return self.move_frames(static, frames.to(static.means.device), grad_mask=grad_mask)
+
+    def move_frames(self, static: Gaussians, frames: Tensor, *, grad_mask: Tensor | None = None) -> MotionOutput:
+        """`forward` for frames [F] given as a long tensor on the splats' device, unchecked.
+
+        Why unchecked: checking the indices reads them on the host; the motion fit's step calls this with
+        indices from its own schedule and must never wait on the device.
+        """
         return self._move(static, self.frame_times(frames), frames == 0, grad_mask)
 
     def _move(self, static: Gaussians, t: Tensor, is_first: Tensor, grad_mask: Tensor | None = None) -> MotionOutput:

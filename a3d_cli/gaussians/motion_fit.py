@@ -90,9 +90,9 @@ class FitSettings:
     dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
     cuda_graphs: bool = True
     """On CUDA, replay each step's field and loss (forward and backward) as CUDA graphs recorded once per
-    frame count (`a3d_cli.gaussians.motion_step`): same numbers, fewer kernel launches (the eager step is
-    bound by launching them; docs/PERF.md). Ignored on the CPU; the step falls back to eager launches if
-    recording fails."""
+    frame count, and the optimiser step as one more (`a3d_cli.gaussians.motion_step`): same numbers, fewer
+    kernel launches and less host time (the eager step is bound by launching them; docs/PERF.md). Ignored on
+    the CPU; each part falls back to eager launches if its recording fails."""
     graph_frame_counts: tuple[int, ...] = ()
     """With `cuda_graphs`, the frame counts the step is recorded at. Empty (the default) = one recording per
     frame count (15 over the reference schedule). Given sizes (e.g. `(4, 8, 12, 15)`), a step with fewer
@@ -139,8 +139,9 @@ class FitResult:
         seconds: wall time of the optimisation loop.
         profile: seconds per phase when profiling was asked for (data, field, raster, loss, backward).
         graph_recordings: frame counts whose step was recorded as CUDA graphs (0 = eager throughout).
-        graph_seconds: wall seconds of `seconds` spent recording them.
-        graph_failure: why a recording failed, after which the step ran eagerly ("" = none failed).
+        graph_seconds: wall seconds of `seconds` spent recording them (and the optimiser step).
+        graph_failure: why a recording failed, after which that part ran eagerly: the step's, then the
+            optimiser step's, joined by "; " ("" = none failed).
     """
 
     field: MotionField
@@ -249,7 +250,7 @@ def fit_motion(
 
     from a3d_cli.gaussians.arap import ArapRegularizer
     from a3d_cli.gaussians.motion_field import MotionField
-    from a3d_cli.gaussians.motion_step import FitStep
+    from a3d_cli.gaussians.motion_step import FitStep, OptimizerStep, graphs_usable
 
     device = static.means.device
     v, nf, h, w, _ = targets.shape
@@ -261,6 +262,7 @@ def fit_motion(
     dev_gen = torch.Generator(device=device).manual_seed(seed + 1)
     motion = MotionField(settings.field, generator=gen).to(device)
     motion.hexplane_backend = settings.hexplane_backend
+    graphed = settings.cuda_graphs and graphs_usable(device)
     opt = torch.optim.Adam(
         [
             {"params": motion.grid_parameters(), "lr": settings.lr_grid},
@@ -270,6 +272,7 @@ def fit_motion(
         lr=0.0,
         eps=settings.adam_eps,
         fused=device.type == "cuda",  # one kernel per group instead of a dozen per group on CUDA
+        capturable=graphed,  # lets `OptimizerStep` record it (the fused kernel's numbers are the same)
     )
     if arap is None and settings.lambda_arap > 0:
         arap = ArapRegularizer.from_points(
@@ -289,18 +292,9 @@ def fit_motion(
         cuda_graphs=settings.cuda_graphs,
         on_notice=None if prog is None else prog.log,
     )
+    opt_step = OptimizerStep(opt, graphed, on_notice=None if prog is None else prog.log)
     clock = PhaseClock(device, ("data", "field", "raster", "loss", "backward"))
-
-    frame_tensors: dict[tuple[int, ...], Tensor] = {}  # device copies of the frame lists, made once each
-
-    def frames_on_device(frames: list[int]) -> Tensor:
-        key = tuple(frames)
-        if key not in frame_tensors:
-            t = torch.tensor(frames, dtype=torch.long).to(device, non_blocking=True)  # no stream sync
-            if settings.frames_per_step == 0:  # few distinct lists (one per schedule stage): keep them
-                frame_tensors[key] = t
-            return t
-        return frame_tensors[key]
+    weights = [arap_weight(step, settings) for step in range(settings.steps)]  # the schedule, as host floats
 
     if prog is not None:
         prog.start("reconstruct: fitting motion", total=settings.steps)
@@ -309,21 +303,24 @@ def fit_motion(
     pending = 0
     for step in range(settings.steps):
         clock.restart()
-        frames = active_frames(step, settings, gen)
-        frames_dev = frames_on_device(frames)
+        frames = active_frames(step, settings, gen)  # host integers (a CPU generator): nothing is read back
         if profile:
             clock.mark("data")
         opt.zero_grad(set_to_none=True)
-        step_fn.set_arap_weight(arap_weight(step, settings))
-        loss, loss_rgb = step_fn(frames_dev, dev_gen, clock.mark if profile else None)
-        opt.step()
+        step_fn.set_arap_weight(weights[step])
+        loss, loss_rgb = step_fn(frames, dev_gen, clock.mark if profile else None)
+        # keep no autograd graph across steps: a live one holds its AccumulateGrad nodes, whose stream the
+        # next step's CUDA-graph recording (on a side stream) would have to wait on
+        loss, loss_rgb = loss.detach(), loss_rgb.detach()
+        opt_step()
         if profile:
             clock.mark("backward")
         pending += 1
         if on_step is not None:
             on_step(step, motion)
         if (step + 1) % log_every == 0 or step + 1 == settings.steps:
-            lv, mse = float(loss.detach()), float(loss_rgb)  # the only host reads: one per log interval
+            # the loop's only host read: one per log interval, both values in one transfer
+            lv, mse = torch.stack((loss, loss_rgb)).tolist()
             losses.append((step + 1, lv))
             if prog is not None:
                 prog.update(pending, loss=lv, psnr=-10 * math.log10(max(mse, 1e-12)), frames=float(frames[-1]))
@@ -336,8 +333,8 @@ def fit_motion(
         seconds=seconds,
         profile=clock.seconds if profile else {},
         graph_recordings=step_fn.recordings,
-        graph_seconds=step_fn.record_seconds,
-        graph_failure=step_fn.failure,
+        graph_seconds=step_fn.record_seconds + opt_step.record_seconds,
+        graph_failure="; ".join(f for f in (step_fn.failure, opt_step.failure) if f),
     )
 
 

@@ -16,6 +16,12 @@ forward and backward, with `torch.cuda.make_graphed_callables` and replayed ever
 launches instead of hundreds of kernel launches. On the CPU, or when recording fails, the same modules
 run eagerly, so CPU tests exercise the same step.
 
+The host never waits in a step except inside the rasterizer. Frame lists arrive as host integers and
+are written (from pinned memory, without waiting) into the recording's own input buffers only when they
+change, and the ARAP points are drawn straight into its buffers, so a replay copies no inputs; the
+renderer's static inputs (colours, opacities, cameras, background) are copied out to F frames once per
+frame count instead of at every render. `OptimizerStep` records the optimiser step as a graph too.
+
 A graph has fixed shapes, and the progressive schedule's frame count F grows from 1 to 15. By default
 the pieces are recorded once per F (an eager warm-up, capture and instantiation per schedule stage).
 Alternatively they are recorded only at a few *bucket* sizes B (`FitSettings.graph_frame_counts`),
@@ -30,13 +36,15 @@ changes (B only grows along the schedule).
 
 Examples:
     >>> step = FitStep(motion, static, viewmats, Ks, 256, targets, masks, settings, arap)  # doctest: +SKIP
-    >>> loss, loss_rgb = step(frames_dev, generator)  # forward + backward  # doctest: +SKIP
+    >>> loss, loss_rgb = step([1, 2, 3], generator)  # forward + backward  # doctest: +SKIP
+    >>> OptimizerStep(optimizer, graphed=True)()  # then the optimiser step  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.gaussians.motion_fit import FitSettings
+    from a3d_cli.render.splats import SplatLooks
 
 WARMUP_FIRST = 3
 """Eager warm-up calls before the first recording (library handles, workspaces, allocator)."""
@@ -70,7 +79,7 @@ class FieldPiece(nn.Module):
 
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """frames: [F] long on the splats' device. Returns means [F, N, 3], quats [F, N, 4], scales [F, N, 3]."""
-        out = self.motion(self.static, frames)
+        out = self.motion.move_frames(self.static, frames)
         return out.means, out.quats, out.scales
 
 
@@ -166,8 +175,36 @@ def graphs_usable(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_available()
 
 
+@dataclass
+class _Recording:
+    """One frame count's recorded pieces and the inputs they read at fixed addresses.
+
+    A recorded piece copies each input into its own buffer unless it is handed that very buffer, so the
+    step writes its per-step inputs (frames, weights, ARAP draws) straight into these and saves the copies.
+    """
+
+    key: tuple[int, bool]
+    """(frames the pieces see, padded/masked)."""
+    field: Callable
+    loss: Callable
+    frames: Tensor
+    """[B] long: the field piece's frame input."""
+    loss_frames: Tensor
+    """[B] long: the loss piece's frame input (the same values)."""
+    weights: Tensor | None
+    """[B] float: the masked loss piece's frame weights (None = not masked)."""
+    drawn: tuple[Tensor, ...]
+    """ARAP's drawn points [S] and neighbour rows [S, K] (empty = no ARAP term)."""
+    holds: tuple[tuple[int, ...], int]
+    """The host values now in the frame and weight inputs: (frame list, real frame count)."""
+
+
 class FitStep:
     """Forward and backward of one motion-fit step (the optimiser step is the caller's).
+
+    A step reads nothing back from the device: frame lists arrive as host integers, their device copies
+    are made without waiting (pinned memory), and everything else stays on the device. The one wait left
+    is the rasterizer's (gsplat sizes its tile-intersection list from the data; docs/reconstruct.md).
 
     Args:
         motion: the field being fitted (its parameters receive the gradients).
@@ -199,10 +236,12 @@ class FitStep:
         pad_frames: bool | None = None,
     ) -> None:
         self.static, self.viewmats, self.Ks, self.size = static, viewmats, Ks, size
+        self.device = targets.device
         self.grad_fraction = settings.grad_fraction
         self.field = FieldPiece(motion, static)
         self.arap_weight = torch.tensor(settings.lambda_arap, device=targets.device)
         """λ_arap of the next step, shared by every loss piece and recording (`set_arap_weight`)."""
+        self._arap_value = float(settings.lambda_arap)  # what `arap_weight` holds (host copy)
         self._loss_inputs = (targets, masks, settings, arap, self.arap_weight)
         self.loss = LossPiece(*self._loss_inputs)
         self.masked_loss = MaskedLossPiece(*self._loss_inputs)
@@ -221,21 +260,32 @@ class FitStep:
         """Wall seconds spent recording graphs (warm-up calls, capture and instantiation)."""
         self.failure = ""
         """Why a recording failed ("" = none did): the frame count, the piece kind and the error."""
-        self._graphed: tuple[tuple[int, bool], Callable, Callable] | None = None  # ((frames, masked), field, loss)
+        self._graphed: _Recording | None = None
         self._pool = None
         self._weights: dict[tuple[int, int], Tensor] = {}  # (real frames, bucket) → [bucket] weights
+        self._keep_frames = settings.frames_per_step == 0  # few distinct frame lists: keep their device copies
+        self._frames: dict[tuple[int, ...], Tensor] = {}  # frame list → [F] long on the device
+        self._looks: tuple[int, SplatLooks] | None = None  # (frames, the renderer's static inputs for them)
 
     def set_arap_weight(self, weight: float) -> None:
-        """Set λ_arap for the following steps (in place: recorded graphs see it; no host synchronisation)."""
-        self.arap_weight.fill_(weight)
+        """Set λ_arap for the following steps (in place: recorded graphs see it; no host synchronisation).
+
+        An unchanged weight launches nothing (Animate3D's constant weight).
+        """
+        if weight != self._arap_value:
+            self.arap_weight.fill_(weight)
+            self._arap_value = weight
 
     def __call__(
-        self, frames: Tensor, generator: torch.Generator | None, tick: Callable[[str], None] | None = None
+        self,
+        frames: Sequence[int],
+        generator: torch.Generator | None,
+        tick: Callable[[str], None] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Forward and backward for the given frames; gradients land in the field's `.grad`.
 
         Args:
-            frames: [F] long frame indices on the splats' device.
+            frames: the F frame indices (host integers: the schedule's; never read back from the device).
             generator: device generator for the gradient-sparsification mask and the ARAP draw.
             tick: called with a phase name after each phase ("field", "raster", "loss", "backward";
                 for profiling, which synchronises inside it).
@@ -246,29 +296,37 @@ class FitStep:
         from a3d_cli.render.splats import render_splats
 
         mark = tick or (lambda _name: None)
-        f, n = frames.shape[0], self.static.means.shape[0]
+        real = tuple(int(i) for i in frames)
+        f, n = len(real), self.static.means.shape[0]
         bucket = self.bucket(f)
-        weights: tuple[Tensor, ...] = ()
-        if bucket:  # the field sees B frames, the rasterizer the F real ones
-            weights = (self._bucket_weights(f, bucket, frames.device),)
-            frames = torch.nn.functional.pad(frames, (0, bucket - f), value=PAD_FRAME)  # [B]
-        drawn: tuple[Tensor, ...] = ()
-        field, loss_fn = self._pieces(frames, masked=bool(bucket))
-        means, quats, scales = field(frames)
+        listed = real + (PAD_FRAME,) * (bucket - f) if bucket else real  # the field sees B frames, the rasterizer F
+        rec = self._recording(listed, f, masked=bool(bucket))
+        if rec is None:
+            field, loss_fn = self.field, (self.masked_loss if bucket else self.loss)
+            frames_dev = loss_frames = self._device_frames(listed)
+            weights = (self._bucket_weights(f, bucket),) if bucket else ()
+            into: tuple[Tensor, Tensor] | None = None
+        else:
+            self._fill(rec, listed, f)
+            field, loss_fn, frames_dev, loss_frames = rec.field, rec.loss, rec.frames, rec.loss_frames
+            weights = () if rec.weights is None else (rec.weights,)
+            into = (rec.drawn[0], rec.drawn[1]) if rec.drawn else None
+        means, quats, scales = field(frames_dev)
         moved = (means[:f], quats[:f], scales[:f])  # views: the padding is never rendered
         if self.grad_fraction < 1.0:
             # the reference's sparsification: image-loss gradients reach a random subset of splats only
             keep = torch.rand(f, n, 1, generator=generator, device=means.device) < self.grad_fraction
             moved = tuple(torch.where(keep, x, x.detach()) for x in moved)
         mark("field")
-        rgb, alpha = render_splats(self.static, *moved, self.viewmats, self.Ks, self.size)
+        rgb, alpha = render_splats(self.static, *moved, self.viewmats, self.Ks, self.size, looks=self._splat_looks(f))
         if bucket > f:  # zero renders for the padding (weight 0 in the loss)
             rgb = torch.nn.functional.pad(rgb, (0, 0) * (rgb.ndim - 1) + (0, bucket - f))
             alpha = torch.nn.functional.pad(alpha, (0, 0) * (alpha.ndim - 1) + (0, bucket - f))
         mark("raster")
+        drawn: tuple[Tensor, ...] = ()
         if self.loss.arap is not None:
-            drawn = self.loss.arap.draw(generator)
-        loss, loss_rgb = loss_fn(rgb, alpha, means, frames, *weights, *drawn)
+            drawn = self.loss.arap.draw(generator, out=into)
+        loss, loss_rgb = loss_fn(rgb, alpha, means, loss_frames, *weights, *drawn)
         mark("loss")
         loss.backward()
         mark("backward")
@@ -278,24 +336,57 @@ class FitStep:
         """The padded frame count of a step with `frames` frames (0 = not padded: no bucket holds it)."""
         return next((b for b in self.buckets if b >= frames), 0)
 
-    def _bucket_weights(self, f: int, bucket: int, device: torch.device) -> Tensor:
+    def _device_frames(self, frames: tuple[int, ...]) -> Tensor:
+        """[F] long on the device, copied from pinned host memory without waiting (kept when there are few)."""
+        got = self._frames.get(frames)
+        if got is None:
+            got = _host_tensor(frames, torch.long, self.device).to(self.device, non_blocking=True)
+            if self._keep_frames:
+                self._frames[frames] = got
+        return got
+
+    def _bucket_weights(self, f: int, bucket: int) -> Tensor:
         """[bucket] float: 1 for the first f frames, 0 for the padding (made once per (f, bucket), no host sync)."""
         key = (f, bucket)
         if key not in self._weights:
-            self._weights[key] = (torch.arange(bucket, device=device) < f).to(torch.float32)
+            self._weights[key] = (torch.arange(bucket, device=self.device) < f).to(torch.float32)
         return self._weights[key]
 
-    def _pieces(self, frames: Tensor, masked: bool) -> tuple[Callable, Callable]:
-        """The field and loss callables for this frame count: recorded graphs where possible, else eager."""
+    def _splat_looks(self, f: int) -> SplatLooks:
+        """The renderer's static inputs copied out to f frames, made once per frame count (the latest kept)."""
+        from a3d_cli.render.splats import splat_looks
+
+        if self._looks is None or self._looks[0] != f:
+            self._looks = None  # frees the previous count's copies first
+            self._looks = (f, splat_looks(self.static, self.viewmats, self.Ks, f))
+        return self._looks[1]
+
+    def _fill(self, rec: _Recording, frames: tuple[int, ...], f: int) -> None:
+        """Write this step's frames (and weights) into a recording's inputs, only where they changed.
+
+        Compared on the host, so nothing is read back; with every active frame per step (the reference)
+        the values change only when the schedule adds a frame, i.e. when a new recording is made.
+        """
+        if rec.holds == (frames, f):
+            return
+        src = self._device_frames(frames)
+        rec.frames.copy_(src)
+        rec.loss_frames.copy_(src)
+        if rec.weights is not None:
+            rec.weights.copy_(self._bucket_weights(f, rec.weights.shape[0]))
+        rec.holds = (frames, f)
+
+    def _recording(self, frames: tuple[int, ...], f: int, masked: bool) -> _Recording | None:
+        """The recorded pieces for this frame count (recorded on first use), or None where the step runs eagerly."""
         if not self.use_graphs:
-            return self.field, (self.masked_loss if masked else self.loss)
-        key = (frames.shape[0], masked)
-        if self._graphed is not None and self._graphed[0] == key:
-            return self._graphed[1], self._graphed[2]
+            return None
+        key = (len(frames), masked)
+        if self._graphed is not None and self._graphed.key == key:
+            return self._graphed
         self._graphed = None  # frees the previous recording's buffers back to the pool
         start = time.perf_counter()
         try:
-            self._graphed = (key, *self._record(frames, masked))
+            self._graphed = self._record(frames, f, masked)
         except (RuntimeError, AssertionError) as exc:  # something that cannot be recorded: stay eager
             self.use_graphs = False
             kind = "padded" if masked else "exact"
@@ -305,50 +396,153 @@ class FitStep:
             if self.on_notice is not None:
                 self.on_notice(f"reconstruct: CUDA graphs unavailable, running the step eagerly ({self.failure})")
             torch.cuda.synchronize()
-            return self.field, (self.masked_loss if masked else self.loss)
+            return None
         finally:
             self.record_seconds += time.perf_counter() - start
         self.recordings += 1
-        return self._graphed[1], self._graphed[2]
+        return self._graphed
 
-    def _record(self, frames: Tensor, masked: bool = False) -> tuple[Callable, Callable]:
-        """Record both pieces at this frame count on sample inputs of the right shapes.
+    def _record(self, frames: tuple[int, ...], f: int, masked: bool = False) -> _Recording:
+        """Record both pieces at this frame count, on inputs that become the recording's input buffers.
 
         Fresh piece modules each time (recording replaces a module's `forward`). The sample inputs
         draw no random numbers, so recording does not shift the run's random draws; their values only
         matter for the warm-up calls (all-zero ARAP points give zero edges, whose fit is the identity).
         With `masked`, the loss piece is a `MaskedLossPiece` and takes the frame weights after the frames.
+        The frames are the step's own (`frames`, of which the first `f` are real), so the first replay
+        copies nothing in.
         """
-        f, dev = frames.shape[0], frames.device
+        b, dev = len(frames), self.device
         v, s = self.viewmats.shape[0], self.size
         n = self.static.means.shape[0]
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         warmup = WARMUP_FIRST if self.recordings == 0 else WARMUP_LATER
-        field_args = (frames.clone(),)
-        means = torch.zeros(f, n, 3, device=dev, requires_grad=True)
+        field_frames = self._device_frames(frames).clone()
+        loss_frames = field_frames.clone()
+        means = torch.zeros(b, n, 3, device=dev, requires_grad=True)
         loss_args: tuple[Tensor, ...] = (
-            torch.zeros(f, v, s, s, 3, device=dev, requires_grad=True),
-            torch.zeros(f, v, s, s, device=dev, requires_grad=True),
+            torch.zeros(b, v, s, s, 3, device=dev, requires_grad=True),
+            torch.zeros(b, v, s, s, device=dev, requires_grad=True),
             means,
-            frames.clone(),
+            loss_frames,
         )
-        if masked:
-            loss_args += (torch.ones(f, device=dev),)
+        weights = self._bucket_weights(f, b).clone() if masked else None
+        if weights is not None:
+            loss_args += (weights,)
+        drawn: tuple[Tensor, ...] = ()
         if self.loss.arap is not None:
             arap = self.loss.arap
             count = arap.sample_points if arap.sample_points > 0 else n
             k = arap.k if arap.resample else arap.neighbours.idx.shape[1]
-            loss_args += (
+            drawn = (
                 torch.zeros(count, dtype=torch.long, device=dev),
                 torch.zeros(count, k, dtype=torch.long, device=dev),
             )
+            loss_args += drawn
         loss_piece = MaskedLossPiece(*self._loss_inputs) if masked else LossPiece(*self._loss_inputs)
         graphed = torch.cuda.make_graphed_callables(
             (FieldPiece(self.field.motion, self.static), loss_piece),
-            (field_args, loss_args),
+            ((field_frames,), loss_args),
             num_warmup_iters=warmup,
             allow_unused_input=True,
             pool=self._pool,
         )
-        return graphed[0], graphed[1]
+        return _Recording((b, masked), graphed[0], graphed[1], field_frames, loss_frames, weights, drawn, (frames, f))
+
+
+def _host_tensor(values: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A CPU tensor of `values`, in pinned memory when it is headed for a CUDA device.
+
+    Why pinned: a non-blocking copy from pageable memory may wait for the device; from pinned memory it
+    is queued and the host moves on (the caching host allocator keeps the buffer until the copy is done).
+    """
+    pin = device.type == "cuda" and torch.cuda.is_available()
+    return torch.tensor(list(values), dtype=dtype, pin_memory=pin)
+
+
+class OptimizerStep:
+    """`optimizer.step()`, replayed as a CUDA graph from its second call on (CUDA; eager elsewhere).
+
+    Why: the fit's Adam (fused, three parameter groups) costs a few launches and a fair amount of Python per
+    step (grouping the tensors, checking each parameter), host time that a slower CPU stretches. Recorded
+    once, a step is one copy of the gradients into fixed buffers and one graph launch, and it computes the
+    same numbers: the fused kernel reads its step count from the device either way.
+
+    The first call runs eagerly (it creates Adam's state, which a recording would reset at every replay);
+    the second records the step with the gradients' buffers in place of `.grad` and replays it. A step where
+    a parameter has no gradient runs eagerly (Adam skips that parameter; the recording would not). If
+    recording fails, every step runs eagerly and `failure` says why.
+
+    Args:
+        optimizer: a fused Adam whose groups are `capturable` when `graphed` (required for recording).
+        graphed: record the step (ignored unless the parameters are on a CUDA device).
+        on_notice: receives one line if recording fails.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        graphed: bool,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.use_graph = graphed and bool(self.params) and graphs_usable(self.params[0].device)
+        self.on_notice = on_notice
+        self.failure = ""
+        """Why recording failed ("" = it did not, or was not tried)."""
+        self.replays = 0
+        """Steps replayed from the recording."""
+        self.record_seconds = 0.0
+        """Wall seconds spent recording (once)."""
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._grads: list[Tensor] = []
+        self._eager_steps = 0
+
+    def __call__(self) -> None:
+        """One optimiser step on the parameters' current `.grad`."""
+        grads = [p.grad for p in self.params]
+        if not self.use_graph or self._eager_steps == 0 or any(g is None for g in grads):
+            self._eager()
+            return
+        if self._graph is None:
+            start = time.perf_counter()
+            try:
+                self._record(grads)  # type: ignore[arg-type] - no None here
+            except (RuntimeError, AssertionError) as exc:
+                self.use_graph, self._graph = False, None
+                self.failure = f"optimizer step: {type(exc).__name__}: {exc}"
+                if self.on_notice is not None:
+                    self.on_notice(f"reconstruct: the optimizer step runs eagerly ({self.failure})")
+                torch.cuda.synchronize()
+                self._eager()
+                return
+            finally:
+                self.record_seconds += time.perf_counter() - start
+        torch._foreach_copy_(self._grads, grads)  # type: ignore[arg-type]
+        self._graph.replay()
+        self.replays += 1
+
+    def _eager(self) -> None:
+        import warnings
+
+        with warnings.catch_warnings():  # torch's note that a capturable optimizer runs uncaptured: by design here
+            warnings.filterwarnings("ignore", message=".*capturable=True.*")
+            self.optimizer.step()
+        self._eager_steps += 1
+
+    def _record(self, grads: list[Tensor]) -> None:
+        """Record one step reading `self._grads` (filled with `grads` first); the recording is not run."""
+        self._grads = [torch.empty_like(p) for p in self.params]
+        torch._foreach_copy_(self._grads, grads)
+        graph = torch.cuda.CUDAGraph()
+        for p, g in zip(self.params, self._grads, strict=True):
+            p.grad = g
+        try:
+            with torch.cuda.graph(graph):
+                self.optimizer.step()
+        finally:
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g
+        self._graph = graph

@@ -7,7 +7,7 @@ makes the rendered depth a surface a mesh can be extracted from. Each step rende
 one rasterizer call (all of them where the device is fast) and minimises
 
     Charbonnier(render on white, view)                 robust: generated views disagree a little
-    + λ_mask · (alpha − mask)²                          silhouettes
+    + λ_mask · (alpha − mask)²                          silhouettes (not where the mask is unknown)
     + λ_binary · mean(α(1 − α))  over opacities         opaque-or-gone splats: crisp depth
     + λ_scale · mean(relu(scale − max_scale))           no splat larger than a fraction of the object
     + λ_normal · mean(1 − |cos(n_splats, n_depth)|)     (after `normal_start`) depth–normal consistency
@@ -323,6 +323,7 @@ def fit_static(
     seed: int = 0,
     progress: Progress | None = None,
     log_every: int = 10,
+    unknown: Tensor | None = None,
 ) -> LiftFitResult:
     """Fit flat splats to the views (everything on `init`'s device), growing and pruning them.
 
@@ -339,6 +340,8 @@ def fit_static(
         progress: receives `update(advance, loss=…)` every `log_every` steps and after the last, with the
             mean loss of those steps (summed on the device: the loop reads it to the host only then).
         log_every: steps between progress updates and entries of `LiftFitResult.losses`.
+        unknown: [V, S, S] bool, pixels whose mask is unknown (`masks.unknown_white`): no silhouette loss
+            there, only the photometric one decides whether splats cover them. None: every pixel's mask is known.
     """
     dev = init.means.device
     devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
@@ -347,17 +350,18 @@ def fit_static(
         torch.random.default_generator.manual_seed(seed)
         for i in devices:
             torch.cuda.default_generators[i].manual_seed(seed)
-        return _fit(init, images, masks, cameras, settings, extent, seed, progress, log_every)
+        return _fit(init, images, masks, cameras, settings, extent, seed, progress, log_every, unknown)
 
 
 def _fit(
     init: Gaussians, images: Tensor, masks: Tensor, cameras: CameraSet, settings: LiftFitSettings, extent: float,
-    seed: int, progress: Progress | None, log_every: int,
+    seed: int, progress: Progress | None, log_every: int, unknown: Tensor | None = None,
 ) -> LiftFitResult:  # fmt: skip
     """`fit_static` once the default random generators are seeded."""
     dev = init.means.device
     v, size = images.shape[0], images.shape[1]
     images, masks = images.to(dev), masks.to(dev).float()
+    known = None if unknown is None else (~unknown.to(dev).bool()).float()  # [V, S, S] silhouette loss weight
     params = _params(init, dev)
     opts = _optimizers(params, settings, extent)
     start_it, stop_it, every = refine_schedule(settings)
@@ -401,7 +405,8 @@ def _fit(
         loss = torch.sqrt(diff.square() + settings.charbonnier_eps**2).mean()
         if with_normals:
             loss = loss + settings.lambda_normal * depth_normal_loss(out, alpha, Ks, all_c2w[idx])
-        loss = loss + settings.lambda_mask * (alpha - masks[idx]).square().mean()
+        mask_err = (alpha - masks[idx]).square()
+        loss = loss + settings.lambda_mask * (mask_err if known is None else mask_err * known[idx]).mean()
         op = g.opacities
         loss = loss + settings.lambda_binary * (op * (1 - op)).mean()
         loss = loss + settings.lambda_scale * F.relu(g.scales[:, :2] - max_scale).mean()

@@ -8,11 +8,17 @@ border through such pixels. So:
 - white or light parts *enclosed* by the object (a white belly seen inside the outline) stay foreground;
 - light parts that touch the outline stay foreground as long as they differ from the background by more
   than `threshold` — shaded white surfaces (≥ ~4 % darker than the background) do;
-- a part exactly as white as the background and touching it cannot be told from it in one image. Two
-  things soften that: the visual hull forgives `hull_tolerance` views that call a point background, and
-  the fitted splats' own opacity gives the final silhouette (`refine_masks`): where the fit, driven by
-  every other view, puts opaque surface on a near-white pixel next to the object, that pixel counts as
-  object in the reported masks and in the mask IoU.
+- a part exactly as white as the background and touching it cannot be told from it by colour (an unlit
+  white truck body on white). One cue survives: such a part still *holds the object's coloured pieces
+  together*. When a view's colour mask falls apart into several sizeable pieces, the near-white pixels
+  inside the convex hull of those pieces are **unknown** (`unknown_white`): not object, not background.
+  The visual hull is carved only by the confident background (outside that hull), the fit gets no
+  silhouette loss there (white splats and no splats explain a white pixel equally well; only the
+  photometric loss decides, e.g. a white wall that hides coloured surfaces behind it stays), and the
+  fitted splats' own opacity decides them afterwards (`refine_masks`): unknown pixels the splats cover
+  opaquely join the mask. A view whose colour mask is one piece has no unknown pixels; there, near-white
+  pixels within a narrow band of the mask that the fitted splats cover join it, and the hull tolerance
+  forgives one view that drops a part.
 
 Examples:
     >>> masks = view_masks(views.images, views.alphas)  # [V, S, S] in {0, 1}  # doctest: +SKIP
@@ -23,10 +29,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from a3d_cli.errors import InputError
-from a3d_cli.io.masks import MaskOptions, _dilate, colour_distance, foreground_masks, mask_from_alpha
+from a3d_cli.io.masks import (
+    MaskOptions,
+    _dilate,
+    _flood_from_border,
+    colour_distance,
+    foreground_masks,
+    mask_from_alpha,
+)
 
 WHITE = 1.0
 
@@ -39,6 +53,13 @@ class WhiteMaskOptions:
     """Max-channel distance from white above which a pixel is object (≈ 10/255)."""
     min_component: float = 2e-4
     """Foreground pieces smaller than this fraction of the image are dropped (decoder specks)."""
+    min_piece: float = 2e-3
+    """Colour-mask pieces at least this fraction of the image count as separate pieces of the object
+    (`unknown_white`): two or more of them make the near-white pixels between them unknown."""
+    support: float = 0.025
+    """An unknown pixel needs a coloured pixel below it, in its column or in one at most this fraction of
+    the image to the side (`unknown_white`: gaps open downwards, under a body between its wheels, are
+    background)."""
 
 
 def view_masks(images: Tensor, alphas: Tensor | None, opts: WhiteMaskOptions | None = None) -> Tensor:
@@ -79,22 +100,116 @@ def near_white(images: Tensor, threshold: float) -> Tensor:
     return colour_distance(images, WHITE, blur=1) <= threshold
 
 
-def refine_masks(masks: Tensor, images: Tensor, fitted_alpha: Tensor, threshold: float, band_px: int) -> Tensor:
-    """Add near-white pixels next to the object that the fitted splats cover opaquely.
+def convex_hull_mask(mask: Tensor) -> Tensor:
+    """[S, S] bool: the pixels whose centres lie inside the convex hull of `mask`'s pixels (as squares).
+
+    The hull of a pixel set is the hull of each row's leftmost and rightmost pixel, so scipy's Qhull
+    only sees those pixels' corners; a pixel is inside when its centre satisfies every facet's
+    half-plane, which in each row bounds x from one side (so each row is one span). An empty mask gives an
+    empty hull; a degenerate one (a line) gives the mask.
+    """
+    import numpy as np
+    from scipy.spatial import ConvexHull, QhullError
+
+    m = mask.bool()
+    rows = torch.nonzero(m.any(dim=1)).flatten()
+    if rows.numel() == 0:
+        return torch.zeros_like(m)
+    cols = torch.arange(m.shape[1], device=m.device)
+    left = torch.where(m[rows], cols, m.shape[1]).min(dim=1).values
+    right = torch.where(m[rows], cols, -1).max(dim=1).values
+    xs, ys = torch.cat([left, right + 1]), torch.cat([rows, rows])  # the extremes' outer pixel edges
+    corners = torch.cat([torch.stack([xs, ys + dy], dim=1) for dy in (0, 1)]).cpu().numpy().astype(np.float64)
+    try:
+        eq = torch.from_numpy(ConvexHull(corners).equations).to(device=m.device, dtype=torch.float32)  # n·p + c <= 0 inside
+    except QhullError:
+        return m
+    # per row, the facets bound the pixel centres' x from one side each: the hull's span of that row
+    y = torch.arange(m.shape[0], device=m.device, dtype=torch.float32)[:, None] + 0.5  # [S, 1]
+    nx, ny, c = eq[:, 0], eq[:, 1], eq[:, 2]  # [F]
+    rest = ny * y + c  # [S, F]: nx·x + rest <= 0
+    flat = nx.abs() < 1e-9
+    bound = -rest / torch.where(flat, torch.ones_like(nx), nx)
+    inf = torch.full_like(bound, float("inf"))
+    x_hi = torch.where(nx > 1e-9, bound, inf).min(dim=1).values  # [S]
+    x_lo = torch.where(nx < -1e-9, bound, -inf).max(dim=1).values
+    row_ok = ~(flat & (rest > 1e-4)).any(dim=1)  # facets parallel to x that exclude the whole row
+    x = cols.float() + 0.5
+    inside = row_ok[:, None] & (x[None] >= x_lo[:, None] - 1e-4) & (x[None] <= x_hi[:, None] + 1e-4)
+    return inside | m
+
+
+def sizeable_pieces(mask: Tensor, min_fraction: float) -> int:
+    """Number of 8-connected pieces of the [S, S] bool `mask` of at least `min_fraction` of the image."""
+    import numpy as np
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask.cpu().numpy().astype(bool), structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return 0
+    sizes = np.bincount(labels.ravel())[1:]
+    return int((sizes >= min_fraction * mask.numel()).sum())
+
+
+def unknown_white(images: Tensor, masks: Tensor, opts: WhiteMaskOptions | None = None) -> Tensor:
+    """Near-white pixels that may be object: the ones a white background cannot decide ([V, S, S] bool).
+
+    In a view whose colour mask has two or more sizeable pieces (`opts.min_piece`), something the colour
+    test cannot see holds them together; the near-white pixels outside the mask but inside the convex
+    hull of its pieces are unknown, if they rest on something: a coloured pixel lies below them in their
+    column (or within `opts.support` of the image to the side). That keeps a white roof or body side
+    between coloured parts and leaves out the gaps an upright object opens downwards (under a truck's
+    body between its wheels), which the orbit's views, all from above the ground, never see closed.
+    Views whose mask is one piece have no unknown pixels: their concavities are background (the space
+    between a fox's legs).
+
+    Args:
+        images: [V, S, S, 3] RGB on white; masks: [V, S, S] their white-background (colour) masks.
+        opts: the threshold and piece size.
+    """
+    opts = opts or WhiteMaskOptions()
+    fg = masks > 0.5
+    out = torch.zeros_like(fg)
+    views = [i for i in range(fg.shape[0]) if sizeable_pieces(fg[i], opts.min_piece) >= 2]
+    if not views:
+        return out
+    sel = fg[views]  # [U, S, S]
+    light = near_white(images[views], opts.threshold)
+    w = round(opts.support * fg.shape[-1])
+    wide = F.max_pool2d(sel.float()[:, None], (1, 2 * w + 1), stride=1, padding=(0, w))[:, 0]
+    supported = wide.flip(-2).cummax(dim=-2).values.flip(-2) > 0.5  # a coloured pixel at or below (image rows go down)
+    hulls = torch.stack([convex_hull_mask(m) for m in sel])
+    out[views] = hulls & supported & light & ~sel
+    return out
+
+
+def refine_masks(
+    masks: Tensor, images: Tensor, fitted_alpha: Tensor, threshold: float, band_px: int, unknown: Tensor | None = None
+) -> Tensor:
+    """Add near-white pixels that the fitted splats cover opaquely: next to the object, or unknown.
 
     Args:
         masks: [V, S, S] colour (or alpha) masks.
         images: [V, S, S, 3] the views.
         fitted_alpha: [V, S, S] the fitted splats' alpha in the same views.
         threshold: the white threshold the masks used.
-        band_px: only pixels within this many pixels of the colour mask can be added.
+        band_px: near-white pixels within this many pixels of the colour mask can be added.
+        unknown: [V, S, S] bool, pixels that can be added wherever they lie (`unknown_white`), or None.
+            In views with unknown pixels, what the refined mask then encloses is object too (the colour
+            masks' own rule: white enclosed by the object is object).
 
     Returns:
         [V, S, S] float in {0, 1}.
     """
-    band = _dilate(masks > 0.5, band_px)
-    add = band & near_white(images, threshold) & (fitted_alpha > 0.5)
-    return ((masks > 0.5) | add).float()
+    candidate = _dilate(masks > 0.5, band_px) & near_white(images, threshold)
+    if unknown is not None:
+        candidate = candidate | unknown
+    refined = (masks > 0.5) | (candidate & (fitted_alpha > 0.5))
+    if unknown is not None:
+        views = unknown.flatten(1).any(dim=1)  # [V]
+        if bool(views.any()):
+            refined[views] = ~_flood_from_border(~refined[views])
+    return refined.float()
 
 
 def mask_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -105,4 +220,7 @@ def mask_iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
-__all__ = ["WhiteMaskOptions", "check_masks", "mask_iou", "near_white", "refine_masks", "view_masks"]
+__all__ = [
+    "WhiteMaskOptions", "check_masks", "convex_hull_mask", "mask_iou", "near_white", "refine_masks", "sizeable_pieces",
+    "unknown_white", "view_masks",
+]  # fmt: skip

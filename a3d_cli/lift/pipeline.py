@@ -104,7 +104,7 @@ def lift(
     from a3d_cli.io.masks import _dilate
     from a3d_cli.lift import hull as hull_mod
     from a3d_cli.lift.fit import fit_static, render_chunked
-    from a3d_cli.lift.masks import check_masks, mask_iou, refine_masks, view_masks
+    from a3d_cli.lift.masks import check_masks, mask_iou, refine_masks, unknown_white, view_masks
     from a3d_cli.lift.meshing import extract_mesh
     from a3d_cli.lift.texture import bake_texture, unwrap
     from a3d_cli.lift.views import resize_views, scene_radius
@@ -120,8 +120,12 @@ def lift(
     masks = (torch.nn.functional.interpolate(full_masks[:, None], size=(size, size), mode="area")[:, 0] > 0.5).float()
     cams = views.cameras
     half_width = scene_radius(cams)
+    # without alpha, near-white pixels that may be object are unknown: only the rest carves, the fit and
+    # then the fitted splats' opacity decide them
+    unknown = unknown_white(small.images, masks, settings.masks) if views.alphas is None else torch.zeros_like(masks, dtype=torch.bool)
     dil = max(1, round(settings.hull_dilation * size))
-    hull = hull_mod.carve(_dilate(masks > 0.5, dil).float().to(device), cams, settings.hull_resolution, half_width, settings.hull_tolerance)
+    allowed = _dilate((masks > 0.5) | unknown, dil).float().to(device)
+    hull = hull_mod.carve(allowed, cams, settings.hull_resolution, half_width, settings.hull_tolerance)
     if int(hull.occupied.sum()) < 8:
         raise InputError(
             "The views' silhouettes do not agree on any point in space: the visual hull is empty.",
@@ -132,7 +136,10 @@ def lift(
 
     # 2. fit the splats
     _say(progress, "lift: fitting splats", total=settings.fit.steps)
-    fitted = fit_static(init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, progress=progress)
+    fitted = fit_static(
+        init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, progress=progress,
+        unknown=unknown.to(device) if bool(unknown.any()) else None,
+    )  # fmt: skip
     g = fitted.gaussians
     if len(g) == 0:
         raise InputError(
@@ -140,7 +147,7 @@ def lift(
             hint="Check that the frames show the object on a white background (or carry alpha) and that the cameras match them.",
         )
     rgb, alpha, depth = render_chunked(g, cams, size, depth=True)
-    masks = refine_masks(masks, small.images, alpha, settings.masks.threshold, max(1, round(settings.refine_band * size)))
+    masks = refine_masks(masks, small.images, alpha, settings.masks.threshold, max(1, round(settings.refine_band * size)), unknown)
     view_psnr = psnr(rgb, small.images, (1, 2, 3))
     iou = mask_iou((alpha > 0.5).float(), masks)
     clock.mark("fit")

@@ -66,6 +66,39 @@ def toy_mesh(white_top: float | None = None) -> SurfaceMesh:
     return SurfaceMesh(verts.astype(np.float64), faces.astype(np.int64), colors)
 
 
+def white_van_mesh() -> SurfaceMesh:
+    """A procedural test object whose body is exactly the background's white: a white box on four dark
+    wheels with a coloured panel on each side and a dark window at the front and back (a small
+    CesiumMilkTruck). In every view its white outline touches the white background and its coloured
+    parts fall apart into separate pieces: what `lift.masks.unknown_white` is for."""
+    import trimesh
+
+    parts: list[tuple[trimesh.Trimesh, tuple[float, float, float]]] = []
+    body = trimesh.creation.box(extents=(0.9, 0.45, 0.45)).subdivide().subdivide()
+    body.apply_translation((0.0, 0.05, 0.0))
+    parts.append((body, (1.0, 1.0, 1.0)))
+    for x in (-0.3, 0.3):
+        for z in (-0.2, 0.2):
+            wheel = trimesh.creation.cylinder(radius=0.09, height=0.06, sections=16)
+            wheel.apply_translation((x, -0.2, z + (0.03 if z > 0 else -0.03)))
+            parts.append((wheel, (0.12, 0.12, 0.12)))
+    for z in (-0.23, 0.23):
+        panel = trimesh.creation.box(extents=(0.5, 0.26, 0.02)).subdivide()
+        panel.apply_translation((0.05, 0.1, z))
+        parts.append((panel, (0.15, 0.45, 0.85)))
+    for x in (-0.46, 0.46):
+        window = trimesh.creation.box(extents=(0.02, 0.2, 0.3)).subdivide()
+        window.apply_translation((x, 0.13, 0.0))
+        parts.append((window, (0.2, 0.25, 0.3)))
+    verts, faces, cols, offset = [], [], [], 0
+    for mesh, colour in parts:
+        verts.append(mesh.vertices)
+        faces.append(mesh.faces + offset)
+        cols.append(np.tile([*colour, 1.0], (len(mesh.vertices), 1)))
+        offset += len(mesh.vertices)
+    return SurfaceMesh(np.concatenate(verts), np.concatenate(faces).astype(np.int64), np.concatenate(cols).astype(np.float32))
+
+
 def mesh_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0) -> Gaussians:
     """Dense surface splats of a mesh: how a3d renders a mesh (`lift.preview.mesh_as_splats`)."""
     return mesh_as_splats(mesh, splats, seed=seed)
@@ -106,4 +139,4 @@ def write_orbit_folder(folder: Path, rgba: Tensor, cameras: CameraSet, alpha: bo
     return folder
 
 
-__all__ = ["OBJECT_RADIUS", "mesh_splats", "normalized", "on_white", "render_rgba", "toy_mesh", "write_orbit_folder"]
+__all__ = ["OBJECT_RADIUS", "mesh_splats", "normalized", "on_white", "render_rgba", "toy_mesh", "white_van_mesh", "write_orbit_folder"]

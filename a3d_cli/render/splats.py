@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from a3d_cli.render.cameras import MVVDM_BACKGROUND
@@ -24,6 +25,52 @@ if TYPE_CHECKING:
     from a3d_cli.progress import Progress
 
 
+@dataclass(frozen=True)
+class SplatLooks:
+    """What `render_splats` takes from the static splats and the cameras, the same at every step of a fit.
+
+    Attributes:
+        opacities: [(F,) N] and colors: [(F,) N, 3] or [(F,) N, K, 3] (SH), the static splats'.
+        sh_degree: the colours' SH degree (None = plain RGB).
+        viewmats: [(F,) V, 4, 4] and Ks: [(F,) V, 3, 3], the cameras.
+        backgrounds: [(F,) V, 3] the grey behind the splats.
+    """
+
+    opacities: Tensor
+    colors: Tensor
+    sh_degree: int | None
+    viewmats: Tensor
+    Ks: Tensor  # noqa: N815 - the rasterizer's name
+    backgrounds: Tensor
+
+
+def splat_looks(
+    static: Gaussians,
+    viewmats: Tensor,  # [V, 4, 4]
+    Ks: Tensor,  # [V, 3, 3]  # noqa: N803 - the rasterizer's name
+    frames: int | None = None,
+    background: float = MVVDM_BACKGROUND,
+) -> SplatLooks:
+    """The static inputs of `render_splats`; with `frames`, copied out to F frames once.
+
+    Why copy: the rasterizer wants every input with the same leading dims, so un-batched colours,
+    opacities and cameras are broadcast and copied on every call (a few kernel launches per render). A
+    fit renders the same F frames for many steps: made once with `frames`, they are passed as they are.
+    """
+    import torch
+
+    colors, sh_degree = static.colors, None  # [N, 3]
+    if static.sh_rest is not None:
+        colors, sh_degree = static.sh_coeffs(), static.sh_degree  # [N, K, 3]
+    dev, dtype = static.means.device, static.means.dtype
+    bg = torch.full((viewmats.shape[0], 3), background, device=dev, dtype=dtype)  # [V, 3]
+    looks = (static.opacities, colors, viewmats, Ks, bg)
+    if frames is not None:
+        looks = tuple(t.expand(frames, *t.shape).contiguous() for t in looks)
+    opacities, colors, viewmats, Ks, bg = looks
+    return SplatLooks(opacities, colors, sh_degree, viewmats, Ks, bg)
+
+
 def render_splats(
     static: Gaussians,
     means: Tensor,  # [F, N, 3]
@@ -33,6 +80,7 @@ def render_splats(
     Ks: Tensor,  # [V, 3, 3]  # noqa: N803 - the rasterizer's name
     size: int,
     background: float = MVVDM_BACKGROUND,
+    looks: SplatLooks | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Render F moved copies of the static splats into V square views in one rasterizer call.
 
@@ -47,21 +95,19 @@ def render_splats(
         Ks: [V, 3, 3] intrinsics in pixels of a `size`² image.
         size: image side in pixels.
         background: grey level behind the splats (MV-VDM's 0.5 by default).
+        looks: `splat_looks(static, viewmats, Ks, F, background)` made beforehand (then `viewmats`, `Ks` and
+            `background` are not read again); None makes it here.
 
     Returns:
         rgb [F, V, H, W, 3] and alpha [F, V, H, W], differentiable w.r.t. means, quats and scales.
     """
-    import torch
-
     from a3d_cli.kernels import rasterize
 
-    colors, sh_degree = static.colors, None  # [N, 3]
-    if static.sh_rest is not None:
-        colors, sh_degree = static.sh_coeffs(), static.sh_degree  # [N, K, 3]
-    bg = torch.full((viewmats.shape[0], 3), background, device=means.device, dtype=means.dtype)  # [V, 3]
+    lk = looks if looks is not None else splat_looks(static, viewmats, Ks, background=background)
     r = rasterize(
-        means, quats, scales, static.opacities, colors, viewmats, Ks, size, size, sh_degree=sh_degree, backgrounds=bg
-    )
+        means, quats, scales, lk.opacities, lk.colors, lk.viewmats, lk.Ks, size, size,
+        sh_degree=lk.sh_degree, backgrounds=lk.backgrounds,
+    )  # fmt: skip
     return r.colors, r.alphas[..., 0]
 
 
@@ -165,4 +211,4 @@ def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: s
     return torch.cat([rgb, alpha], dim=-1).float().cpu()
 
 
-__all__ = ["render_orbit", "render_rgba", "render_splats"]
+__all__ = ["SplatLooks", "render_orbit", "render_rgba", "render_splats", "splat_looks"]

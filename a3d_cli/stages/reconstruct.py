@@ -170,7 +170,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
         psnr_static (the static model's PSNR on the same frames), masks ("alpha" or "computed"), fit_seconds,
         cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU),
         cuda_graph_seconds (of fit_seconds, the time spent recording them), cuda_graph_failure (why a
-        recording failed, after which the step ran eagerly; "" = none failed), seconds_per_phase.
+        recording failed, the step's or the optimiser step's, after which that part ran eagerly; "" = none
+        failed), seconds_per_phase.
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).

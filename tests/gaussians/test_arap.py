@@ -163,6 +163,22 @@ def test_draw_then_energy_is_the_same_call_with_the_same_seed():
     )
 
 
+def test_a_draw_into_given_tensors_is_the_same_draw_in_place() -> None:
+    """The motion fit draws into a recorded graph's input buffers: the same numbers, in those very tensors."""
+    rest = torch.rand(60, 3, generator=torch.Generator().manual_seed(1))
+    faces = torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [0, 2, 4]])
+    for reg in (
+        ArapRegularizer.from_points(rest, sample_points=32),
+        ArapRegularizer.from_points(rest, sample_points=0),
+        ArapRegularizer.from_mesh(rest, faces, sample_points=32),  # ring members redrawn first, then points
+    ):
+        want = reg.draw(torch.Generator().manual_seed(3))
+        into = (torch.full_like(want[0], -7), torch.full_like(want[1], -7))
+        got = reg.draw(torch.Generator().manual_seed(3), out=into)
+        assert got[0] is into[0] and got[1] is into[1]
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
 def test_nonrigidity_is_zero_for_a_rigid_motion_and_the_stretch_for_a_uniform_scaling() -> None:
     from a3d_cli.gaussians.arap import nonrigidity_pct
 

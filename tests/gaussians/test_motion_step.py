@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 import torch
+from helpers import HostReads
 
 from a3d_cli.gaussians.arap import ArapRegularizer
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings, arap_weight, fit_motion
-from a3d_cli.gaussians.motion_step import FitStep, LossPiece, MaskedLossPiece, bucket_sizes, graphs_usable
+from a3d_cli.gaussians.motion_step import (
+    FitStep,
+    LossPiece,
+    MaskedLossPiece,
+    OptimizerStep,
+    bucket_sizes,
+    graphs_usable,
+)
 from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.render.splats import render_splats
 
@@ -53,7 +62,7 @@ def test_step_loss_is_the_documented_sum_and_gradients_reach_the_field():
     static, cams, targets, masks, settings = _scene()
     field = _moving_field(settings)
     step = _step(static, cams, targets, masks, settings, field)
-    frames = torch.tensor([2, 5, 9])
+    frames = [2, 5, 9]  # host integers, as the fit's schedule gives them
     loss, loss_rgb = step(frames, torch.Generator().manual_seed(4))
     assert step.recordings == 0 and not step.use_graphs  # the CPU runs the same pieces eagerly
     grads = [p.grad for p in field.parameters()]
@@ -61,7 +70,7 @@ def test_step_loss_is_the_documented_sum_and_gradients_reach_the_field():
     assert any(float(g.abs().sum()) > 0 for g in grads)
     # by hand: the same field, render and ARAP draw
     with torch.no_grad():
-        out = field(static, frames)
+        out = field(static, torch.tensor(frames))
         rgb, alpha = render_splats(static, out.means, out.quats, out.scales, cams.viewmats, cams.Ks(SIZE, SIZE), SIZE)
         tgt, msk = targets.transpose(0, 1)[frames], masks.transpose(0, 1)[frames]
         arap = ArapRegularizer.from_points(static.means, k=3, sample_points=settings.arap_samples)
@@ -105,7 +114,7 @@ def test_a_failed_recording_falls_back_to_eager_with_one_notice(monkeypatch):
 
     monkeypatch.setattr(step, "_record", refuse)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    frames = torch.tensor([1, 2])
+    frames = [1, 2]
     for _ in range(2):
         loss, _ = step(frames, torch.Generator().manual_seed(0))
     reference, _ = eager(frames, torch.Generator().manual_seed(0))
@@ -127,15 +136,19 @@ def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
 
 
 @pytest.mark.gpu
-def test_graphed_steps_equal_eager_steps_on_cuda():
+@pytest.mark.parametrize(("frames_per_step", "recordings"), [(0, (4, 2)), (2, (2, 1))])
+def test_graphed_steps_equal_eager_steps_on_cuda(frames_per_step: int, recordings: tuple[int, int]):
+    """Every active frame per step (frame counts 1 … 4), and 2 per step (random earlier frames, so the recorded
+    frame input is rewritten between replays of one recording), graphed exactly and in buckets of (2, 4)."""
     static, cams, targets, masks, settings = _scene("cuda")
-    settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0)  # the weight changes every step
+    settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0, frames_per_step=frames_per_step)
     eager = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=1)
     exact = fit_motion(static, cams, targets, masks, replace(settings, graph_frame_counts=()), log_every=1)
     bucketed = fit_motion(static, cams, targets, masks, replace(settings, graph_frame_counts=(2, 4)), log_every=1)
     assert eager.graph_recordings == 0
-    assert exact.graph_recordings == 4  # frame counts 1, 2, 3, 4
-    assert bucketed.graph_recordings == 2  # 1-2 in the bucket of 2, 3-4 in the bucket of 4
+    # all frames: counts 1, 2, 3, 4 exactly, or 1-2 in the bucket of 2 and 3-4 in the bucket of 4;
+    # 2 per step: counts 1 and 2 exactly, or both in the one bucket (of 2)
+    assert (exact.graph_recordings, bucketed.graph_recordings) == recordings
     every_frame = torch.arange(targets.shape[1], device="cuda")
     with torch.no_grad():
         want = eager.field(static, every_frame)
@@ -150,6 +163,53 @@ def test_graphed_steps_equal_eager_steps_on_cuda():
         torch.testing.assert_close(got.means, want.means, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(got.scales, want.scales, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(got.quats, want.quats, atol=2e-3, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("graphs", "counts", "frames_per_step", "recordings"),
+    [(True, (), 0, 4), (True, (2, 4), 0, 2), (True, (), 2, 2), (False, (), 0, 0)],
+)
+def test_steps_between_log_intervals_never_wait_for_the_device_on_cuda(
+    monkeypatch, graphs: bool, counts: tuple[int, ...], frames_per_step: int, recordings: int
+):
+    """CUDA's own sync detector, set to raise, around every step but the first and the last (the logged one).
+
+    Exempt: the rasterizer (gsplat reads its tile-intersection count back once per render; docs/reconstruct.md)
+    and the recordings (each synchronises: once per frame count, and the optimiser step's once).
+    """
+    from a3d_cli.render import splats
+
+    def relaxed(fn):  # noqa: ANN001, ANN202
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode(0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode(mode)
+
+        return call
+
+    monkeypatch.setattr(splats, "render_splats", relaxed(splats.render_splats))
+    monkeypatch.setattr(FitStep, "_record", relaxed(FitStep._record))
+    monkeypatch.setattr(OptimizerStep, "_record", relaxed(OptimizerStep._record))
+    static, cams, targets, masks, settings = _scene("cuda")
+    settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0, cuda_graphs=graphs,
+                       graph_frame_counts=counts, frames_per_step=frames_per_step)  # fmt: skip
+    checked: list[int] = []
+
+    def on_step(step: int, _field: object) -> None:
+        if 0 < step < settings.steps - 1:
+            checked.append(step)
+        torch.cuda.set_sync_debug_mode("error" if step < settings.steps - 2 else 0)  # steps 1 … steps - 2
+
+    try:
+        fit = fit_motion(static, cams, targets, masks, settings, log_every=settings.steps, on_step=on_step)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert (fit.graph_recordings, fit.graph_failure) == (recordings, "")
+    assert checked == list(range(1, settings.steps - 1)) and len(fit.losses) == 1
 
 
 @pytest.mark.gpu
@@ -180,7 +240,7 @@ def test_a_padded_step_gives_the_exact_steps_loss_and_gradients(grad_fraction: f
     exact = _step(static, cams, targets, masks, settings, exact_field, pad_frames=False)
     padded = _step(static, cams, targets, masks, settings, padded_field, pad_frames=True)
     assert exact.buckets == () and padded.buckets == (4, 8, 12, 15) and padded.bucket(3) == 4
-    frames = torch.tensor([2, 5, 9])
+    frames = [2, 5, 9]
     loss, loss_rgb = exact(frames, torch.Generator().manual_seed(4))
     loss_p, loss_rgb_p = padded(frames, torch.Generator().manual_seed(4))  # the same draws
     # the means are normalised by the weight sum instead of the tensor size: equal up to float rounding
@@ -237,3 +297,154 @@ def test_an_arap_schedule_that_is_not_a_finite_positive_factor_is_refused(anneal
 
     with pytest.raises(OptionError, match="arap-anneal"):
         FitSettings(arap_anneal=anneal)
+
+
+def _count_steps(reads: HostReads, monkeypatch) -> None:
+    """Reads are tagged with the fit step: `active_frames` opens each step (it draws from a CPU generator,
+    host-side by design on every device, so reads inside it are not recorded)."""
+    from a3d_cli.gaussians import motion_fit
+
+    def next_step() -> None:
+        reads.step += 1
+
+    reads.exempt(monkeypatch, motion_fit, "active_frames", on_call=next_step)
+
+
+@pytest.mark.parametrize("frames_per_step", [0, 2])
+def test_the_step_loop_reads_the_device_once_per_log_interval_and_nowhere_else(monkeypatch, frames_per_step: int):
+    """Between log intervals the fit reads no tensor value into Python (each would wait for a CUDA device).
+
+    Exempt: the rasterizer (a backend sizes its work from the data: gsplat once per step, docs/reconstruct.md)
+    and the CPU's Adam, which keeps its step count as a CPU scalar (the CUDA path's fused Adam keeps it on
+    the device). The GPU test below checks the same with CUDA's own sync detector.
+    """
+    from a3d_cli.render import splats
+
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, steps=10, steps_per_frame=2, arap_anneal=4.0, frames_per_step=frames_per_step)
+    reads = HostReads()
+    _count_steps(reads, monkeypatch)
+    reads.exempt(monkeypatch, splats, "render_splats")
+    reads.exempt(monkeypatch, torch.optim.Adam, "step")
+    with reads:
+        fit = fit_motion(static, cams, targets, masks, settings, log_every=4)
+    in_loop = [(step, site) for step, _call, site in reads.reads if step >= 0]
+    assert in_loop == [(3, "a3d_cli.gaussians.motion_fit:fit_motion"), (7, "a3d_cli.gaussians.motion_fit:fit_motion"),
+                       (9, "a3d_cli.gaussians.motion_fit:fit_motion")]  # fmt: skip
+    assert [s for s, _ in fit.losses] == [4, 8, 10]  # one read per logged step
+
+
+def test_the_host_read_detector_sees_the_reads_it_names():
+    """The detector behind the test above: each kind of read it claims to see, it sees (and nothing else)."""
+    x = torch.rand(4)
+    with HostReads() as reads:
+        y = x * 2  # no read
+        _ = x[0].item(), x.tolist(), float(x[1]), bool(x[2] > 0), x[x > 0.5], torch.nonzero(x), x.cpu()
+        _ = y.sum(), x[torch.tensor([0, 2])], x.to("cpu")  # no read: integer indices, a CPU tensor staying put
+    seen = [call for _, call, _ in reads.reads]
+    assert seen == ["item", "tolist", "__float__", "__bool__", "__getitem__", "nonzero", "cpu"]
+
+
+def _adam_on(device: str, capturable: bool) -> tuple[list[torch.Tensor], torch.optim.Adam]:
+    """The fit's optimiser (three groups, fused on CUDA) over a tiny field's parameters."""
+    field = MotionField(MotionFieldConfig.tiny(), generator=torch.Generator().manual_seed(0)).to(device)
+    groups = [field.grid_parameters(), field.head_parameters(), field.global_parameters()]
+    opt = torch.optim.Adam([{"params": g, "lr": lr} for g, lr in zip(groups, (1e-2, 1e-4, 1e-3), strict=True)],
+                           eps=1e-15, fused=device == "cuda", capturable=capturable)  # fmt: skip
+    return list(field.parameters()), opt
+
+
+def _grads(params: list[torch.Tensor], step: int) -> list[torch.Tensor | None]:
+    g = torch.Generator().manual_seed(step)
+    grads = [torch.randn(p.shape, generator=g).to(p.device) for p in params]
+    if step == 3:  # a parameter without a gradient this step: Adam leaves it alone
+        grads[0] = None
+    return grads
+
+
+def test_the_optimizer_step_is_the_optimizers_own_on_the_cpu():
+    (params, opt), (ref_params, ref) = _adam_on("cpu", False), _adam_on("cpu", False)
+    step = OptimizerStep(opt, graphed=True)  # ignored off CUDA
+    assert not step.use_graph
+    for i in range(4):
+        for p, q, g in zip(params, ref_params, _grads(params, i), strict=True):
+            p.grad = q.grad = g
+        step()
+        ref.step()
+    assert step.replays == 0 and all(torch.equal(p, q) for p, q in zip(params, ref_params, strict=True))
+
+
+@pytest.mark.gpu
+def test_the_recorded_optimizer_step_equals_the_eager_one_on_cuda():
+    """First step eager, then recorded and replayed; a step with a missing gradient runs eagerly."""
+    (params, opt), (ref_params, ref) = _adam_on("cuda", True), _adam_on("cuda", False)
+    step = OptimizerStep(opt, graphed=True)
+    for i in range(6):
+        for p, q, g in zip(params, ref_params, _grads(params, i), strict=True):
+            p.grad = None if g is None else g.clone()
+            q.grad = g
+        step()
+        ref.step()
+        for p, q in zip(params, ref_params, strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert (step.replays, step.failure) == (4, "")  # steps 1, 2, 4, 5 (step 3 lacks a gradient: eager)
+
+
+class _ReplayStandIn:
+    """CPU stand-in for `torch.cuda.make_graphed_callables` with a replay's input semantics: an input that needs
+    no gradient is read from the recorded sample tensor, copied in first unless it is that very tensor (as the
+    recorded graphs do); differentiable inputs pass through. Counts the copies."""
+
+    def __init__(self) -> None:
+        self.copies = 0
+
+    def __call__(self, callables, sample_args, **_kwargs):  # noqa: ANN001, ANN204 - torch's signature
+        return tuple(self._replayed(piece, recorded) for piece, recorded in zip(callables, sample_args, strict=True))
+
+    def _replayed(self, piece, recorded):  # noqa: ANN001, ANN202
+        def call(*args):  # noqa: ANN002, ANN202
+            inputs = []
+            for fixed, given in zip(recorded, args, strict=True):
+                if fixed.requires_grad:
+                    inputs.append(given)
+                    continue
+                if fixed.data_ptr() != given.data_ptr():
+                    fixed.copy_(given)
+                    self.copies += 1
+                inputs.append(fixed)
+            return piece(*inputs)
+
+        return call
+
+
+@pytest.mark.parametrize(("counts", "frames_per_step"), [((), 0), ((2, 4), 0), ((), 2), ((2, 4), 2)])
+def test_the_recorded_pieces_read_the_steps_frames_weights_and_draws_from_their_own_buffers(
+    monkeypatch, counts: tuple[int, ...], frames_per_step: int
+):
+    """The graphed step's input plumbing on the CPU: frames written into the recording's buffers when they change
+    (a new subset, or a new real count in one bucket), bucket weights refreshed, ARAP drawn in place; the same
+    loss and gradients as the eager step, and no replay ever copies an input in."""
+    standin = _ReplayStandIn()
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", standin)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, graph_frame_counts=counts, frames_per_step=frames_per_step)
+    graphed_field, eager_field = _moving_field(settings), _moving_field(settings)
+    graphed = _step(static, cams, targets, masks, settings, graphed_field, pad_frames=bool(counts))
+    eager = _step(static, cams, targets, masks, settings, eager_field, pad_frames=bool(counts))
+    graphed.use_graphs = True  # as on a CUDA device
+    schedule = [[1], [1], [1, 2], [1, 2], [1, 2, 3], [2, 3], [1, 3], [1, 3], [1, 2, 3, 4]]
+    if frames_per_step:
+        schedule = [f[-frames_per_step:] if len(f) > 1 else f for f in schedule]
+    for i, frames in enumerate(schedule):
+        for field in (graphed_field, eager_field):
+            field.zero_grad(set_to_none=True)
+        loss, loss_rgb = graphed(frames, torch.Generator().manual_seed(i))
+        want, want_rgb = eager(frames, torch.Generator().manual_seed(i))
+        torch.testing.assert_close(loss.detach(), want.detach(), rtol=1e-6, atol=0)
+        torch.testing.assert_close(loss_rgb, want_rgb, rtol=1e-6, atol=0)
+        for p, q in zip(graphed_field.parameters(), eager_field.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+    sizes = [graphed.bucket(len(f)) or len(f) for f in schedule]
+    assert graphed.recordings == 1 + sum(a != b for a, b in pairwise(sizes))  # one kept: a new size records
+    assert standin.copies == 0  # every input handed over was the recording's own buffer

@@ -46,7 +46,6 @@ def test_fit_video_motion_reads_once_times_four_phases_and_writes_the_scored_fit
     out = fit_video_motion(read, settings, seed=3, write=write)
     assert reads == [1] and writes == [["inputs", "masks", "fit"]]
     assert list(out.seconds) == ["inputs", "masks", "fit", "scoring_and_writing"] and min(out.seconds.values()) >= 0
-    assert out.seconds["fit"] >= out.fit.seconds - 0.01  # the loop sits inside its phase
     assert out.fit_splats == 25 and out.static is static and out.masks_source == "computed"
     assert out.targets.shape == (4, 16, SIZE, SIZE, 3) and out.scores.psnr_per_view.shape == (4,)
     preview = out.preview()

@@ -24,5 +24,5 @@ def test_lift_turntable_is_the_turntable_at_that_density_and_reports_its_seconds
     mesh = syn.normalized(syn.toy_mesh())
     result = SimpleNamespace(gaussians=syn.mesh_splats(mesh, 800), mesh=mesh)
     frames, seconds = lift_turntable(result, size=32, frames=3)
-    assert frames.shape == (3, 32, 64, 3) and seconds >= 0
+    assert frames.shape == (3, 32, 64, 3) and isinstance(seconds, float)
     torch.testing.assert_close(frames, turntable(result.gaussians, mesh, 32, 3, mesh_splats=preview_mesh_splats(32)))

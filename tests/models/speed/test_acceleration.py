@@ -226,18 +226,27 @@ def test_fused_geglu_is_used_without_compilation_and_keeps_bf16_accuracy():
 
 
 def test_no_layer_is_compiled_on_its_own_outside_the_blocks():
-    """Only the repeated block classes are compiled: no single GroupNorm (the final ones stay eager)."""
+    """`compile_blocks` compiles each repeated block once, outermost only, misses none, and nothing else."""
     from a3d_cli.models.mvvdm.config import MVVDMConfig
     from a3d_cli.models.mvvdm.unet import MVVDMUNet
-    from a3d_cli.models.speed.acceleration import REPEATED_BLOCKS, repeated_blocks
+    from a3d_cli.models.speed.acceleration import REPEATED_BLOCKS
     from a3d_cli.models.sv3d.config import SV3DConfig
     from a3d_cli.models.sv3d.loading import build_models
 
     models = build_models(SV3DConfig.tiny(), "sv3d_p", device=torch.device("cpu"))
     for net in (models.unet, MVVDMUNet(MVVDMConfig.tiny()), models.vae):
-        blocks = repeated_blocks(net)
-        assert blocks and all(type(b).__name__ in REPEATED_BLOCKS for _, b in blocks)
-        assert not any(name.endswith("conv_norm_out") for name, _ in blocks)
+        handle = compile_blocks(net, backend="eager")
+        compiled = {name for name, m in net.named_modules() if getattr(m, "_compiled_call_impl", None) is not None}
+        assert compiled and sum(handle.classes.values()) == len(compiled)
+        for name, m in net.named_modules():
+            inside = any(name.startswith(c + ".") for c in compiled)
+            if name in compiled:
+                assert type(m).__name__ in REPEATED_BLOCKS and not inside  # a block, and the outermost one
+            elif type(m).__name__ in REPEATED_BLOCKS:
+                assert inside  # a repeated block is compiled itself or as part of its compiled parent
+        assert not any(name.endswith("norm_out") for name in compiled)  # the final GroupNorms stay eager
+        handle.remove()
+        assert not any(getattr(m, "_compiled_call_impl", None) is not None for m in net.modules())
 
 
 def test_every_trick_of_the_orbit_path_is_removed_by_its_handle():

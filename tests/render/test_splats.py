@@ -1,0 +1,34 @@
+"""`a3d_cli.render.splats`: the motion fits' renderer."""
+
+from __future__ import annotations
+
+import torch
+
+from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.render.cameras import mvvdm_cameras
+from a3d_cli.render.splats import render_splats, splat_looks
+
+
+def test_looks_copied_out_to_the_frames_render_exactly_what_the_broadcast_ones_do():
+    """The motion fit makes the static inputs once per frame count; the render must not change."""
+    g = torch.Generator().manual_seed(0)
+    n, f, size = 40, 3, 16
+    static = Gaussians(
+        0.5 * (torch.rand(n, 3, generator=g) - 0.5),
+        torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
+        torch.full((n, 3), 0.05),
+        torch.rand(n, generator=g),
+        torch.rand(n, 3, generator=g),
+        sh_rest=0.1 * torch.randn(n, 3, 3, generator=g),  # degree 1: the SH path
+    )
+    cams = mvvdm_cameras()
+    viewmats, ks = cams.viewmats, cams.Ks(size, size)
+    means = static.means + 0.02 * torch.randn(f, n, 3, generator=g)
+    looks = splat_looks(static, viewmats, ks, f, background=0.3)
+    assert looks.opacities.shape == (f, n) and looks.viewmats.shape == (f, len(cams), 4, 4)
+    assert all(t.is_contiguous() for t in (looks.opacities, looks.colors, looks.viewmats, looks.Ks, looks.backgrounds))
+    want = render_splats(static, means, static.quats, static.scales, viewmats, ks, size, background=0.3)
+    got = render_splats(static, means, static.quats, static.scales, viewmats, ks, size, looks=looks)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    assert float((want[0] - 0.3).abs().max()) > 0.01  # the splats are in view: something was rendered
