@@ -50,21 +50,32 @@ class MeshSettings:
     """Bound the volume by the rendered silhouettes, letting this many views disagree (None: no bound)."""
 
 
-def depth_renders(g: Gaussians, cameras: CameraSet, size: int, footprint: float = 1.0) -> tuple[Tensor, Tensor]:
-    """(alphas, expected depths) [V, S, S] of the splats with their in-plane scales times `footprint`, on
-    the splats' device.
+def depth_renders(
+    g: Gaussians, cameras: CameraSet, size: int, footprint: float = 1.0, alpha_threshold: float = 0.5
+) -> tuple[Tensor, Tensor]:
+    """(alphas, expected depths) [V, S, S] of the splats, the depth taken where it can be from a render
+    with their in-plane scales times `footprint`; on the splats' device.
 
-    Why smaller: fitted splats are large opaque discs that overlap in layers, and a flat disc tangent
+    Why narrower: fitted splats are large opaque discs that overlap in layers, and a flat disc tangent
     to a curved surface leaves it towards its rim, so the frontmost rims decide a pixel's depth and the
     surface renders in front of where it lies; the fused mesh then grows by that much. Narrower discs
-    render the depth nearer their centres, which the fit placed on the surface (too narrow and the
-    layers behind show through).
+    render the depth nearer their centres, which the fit placed on the surface. Where they open a gap
+    (sparse splats), or show a layer behind, the narrower render would carve a hole or sink the surface:
+    there, and wherever its depth lies more than a typical splat radius (the median in-plane scale)
+    behind the full render's, the full render's depth stays. The alphas are always the full render's,
+    so the silhouettes and the covered pixels do not change.
     """
     from a3d_cli.lift.fit import render_chunked
 
-    shrink = torch.tensor([footprint, footprint, 1.0], device=g.scales.device, dtype=g.scales.dtype)
-    _, alphas, depths = render_chunked(g.with_(scales=g.scales * shrink), cameras, size, depth=True)
-    return alphas.to(g.means.device), depths.to(g.means.device)
+    dev = g.means.device
+    _, alphas, depths = render_chunked(g, cameras, size, depth=True)
+    if footprint != 1.0 and len(g):
+        shrink = torch.tensor([footprint, footprint, 1.0], device=dev, dtype=g.scales.dtype)
+        _, a_narrow, d_narrow = render_chunked(g.with_(scales=g.scales * shrink), cameras, size, depth=True)
+        radius = float(g.scales[:, :2].amax(dim=1).median())
+        keep = (a_narrow > alpha_threshold) & (d_narrow - depths < radius)
+        depths = torch.where(keep, d_narrow, depths)
+    return alphas.to(dev), depths.to(dev)
 
 
 def lowest_seen(depths: Tensor, alphas: Tensor, cameras: CameraSet, alpha_threshold: float = 0.5, quantile: float = 1e-3) -> float:
@@ -240,7 +251,7 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     from a3d_cli.mesh.simplify import simplify_mesh
     from a3d_cli.mesh.surface import SurfaceMesh
 
-    alphas, depths = depth_renders(g, cameras, settings.depth_size, settings.depth_footprint)
+    alphas, depths = depth_renders(g, cameras, settings.depth_size, settings.depth_footprint, settings.alpha_threshold)
     voxel = 2 * half_width / settings.resolution
     floor = lowest_seen(depths, alphas, cameras, settings.alpha_threshold) if settings.floor else None
     tsdf = fuse_tsdf(

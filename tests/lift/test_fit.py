@@ -2,7 +2,7 @@
 within its budget, transparent splats are pruned, progress is reported every N steps, the TSDF keeps the
 object's interior inside and the floor cuts away what no view saw, fusion in chunks and marching cubes
 on the occupied box give the whole grid's result, the silhouettes bound a surface fused too far out,
-and narrower discs render a curved surface's depth nearer it."""
+and narrower discs render a curved surface's depth nearer it without opening holes."""
 
 from __future__ import annotations
 
@@ -175,6 +175,19 @@ def test_narrower_discs_render_the_depth_of_a_curved_surface_nearer_it(scene) ->
         bias.append(float((d - depth)[core].median()))
     assert bias[0] < 0  # the wide discs' rims render the surface in front of itself
     assert abs(bias[1]) < 0.5 * abs(bias[0])
+
+
+def test_narrower_discs_neither_open_holes_nor_sink_the_surface(scene) -> None:
+    cams, truth = scene["cams"], scene["truth"]
+    pick = torch.arange(0, len(truth), 8)
+    sparse = Gaussians(truth.means[pick], truth.quats[pick], truth.scales[pick] * torch.tensor([3.0, 3.0, 1.0]), truth.opacities[pick], truth.colors[pick])
+    narrow_alone = render_chunked(sparse.with_(scales=sparse.scales * torch.tensor([0.3, 0.3, 1.0])), cams, 48)[1]
+    a_full, d_full = M.depth_renders(sparse, cams, 48)
+    assert int(((a_full > 0.5) & (narrow_alone <= 0.5)).sum()) > 100  # alone, the narrow discs leave gaps
+    a, d = M.depth_renders(sparse, cams, 48, 0.3)
+    assert torch.equal(a, a_full)  # the full discs' coverage and silhouettes
+    radius = float(sparse.scales[:, :2].amax(dim=1).median())
+    assert bool(((d - d_full)[a > 0.5] < radius).all())  # never a layer behind
 
 
 def _wall(tilt_deg: float) -> Gaussians:
