@@ -6,7 +6,9 @@ PyMCubes' marching cubes turns its zero level into triangles. Only the fitted vi
 other direction the splats show what no view constrained (holes, stray depths), and fusing those renders
 carved tunnels into the object and left surfaces inside it. Pixels the splats leave empty carve free
 space; space hidden behind the surface in the views is inside, so the result is closed and
-watertight-enough for `a3d prepare`. Below the lowest point the views see there is nothing to go by (an
+watertight-enough for `a3d prepare`. The fused depth comes from the splats drawn as narrower discs
+where that is safe (`depth_renders`: full-width discs put a curved surface in front of itself), and the
+rendered silhouettes bound the volume (`fuse_tsdf`'s `carve_tolerance`). Below the lowest point the views see there is nothing to go by (an
 orbit from above never sees the underside), so the volume is cut flat there instead of keeping the
 visual hull's wedge. Only the largest connected piece is kept (floaters go), and pymeshlab's quadric
 decimation (`a3d_cli.mesh.simplify`) bounds the face count.
@@ -156,17 +158,15 @@ def fuse_tsdf(
     size = depths.shape[1]
     g = resolution
     tsdf = torch.empty(g**3, device=depths.device)
-    maps = [depths, alphas]
-    if carve_tolerance is not None:
-        maps.append(silhouette_distance(alphas, alpha_threshold))
-    maps = torch.stack(maps, dim=-1)  # [V, S, S, 2 or 3]
+    maps = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2]
+    outline = silhouette_distance(alphas, alpha_threshold)[..., None] if carve_tolerance is not None else None  # [V, S, S, 1]
     focal = cameras.Ks(size, size).to(depths)[:, 0, 0, None]  # [V, 1] pixels
     k = min(int(carve_tolerance or 0), len(cameras) - 1)
     for start in range(0, g**3, chunk):
         p = chunk_centres(start, min(start + chunk, g**3), g, half_width, depths.device)
         uv, z = project(p, cameras, size)  # [V, P, 2], [V, P]
         inside = (uv >= 0).all(-1) & (uv < size).all(-1) & (z > 0)
-        d_a = sample_images(maps[..., :2].contiguous(), uv, mode="nearest")  # [V, P, 2]
+        d_a = sample_images(maps, uv, mode="nearest")  # [V, P, 2]
         d, a = d_a[..., 0], d_a[..., 1]
         surface = inside & (a > alpha_threshold)
         sdf = torch.where(surface, (d - z).clamp(-truncation, truncation), torch.full_like(z, truncation))
@@ -176,8 +176,8 @@ def fuse_tsdf(
         total = w.sum(0)
         undecided = torch.where(hidden, torch.full_like(total, -truncation), torch.full_like(total, truncation))
         fused = torch.where(total > 0, (sdf * w).sum(0) / total.clamp_min(1), undecided)
-        if carve_tolerance is not None:
-            dist = sample_images(maps[..., 2:].contiguous(), uv, mode="bilinear")[..., 0] * z / focal  # [V, P] world
+        if outline is not None:
+            dist = sample_images(outline, uv, mode="bilinear")[..., 0] * z / focal  # [V, P] world
             dist = torch.where(inside, dist, torch.full_like(dist, -truncation))  # out of frame: no bound
             bound = dist.topk(k + 1, dim=0).values[-1]  # [P]
             fused = torch.maximum(fused, bound.clamp(-truncation, truncation))
