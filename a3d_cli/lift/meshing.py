@@ -110,7 +110,7 @@ def low_quantile(values: Tensor, quantile: float) -> float:
 def chunk_centres(start: int, stop: int, resolution: int, half_width: float, device: torch.device | str) -> Tensor:
     """Centres [stop − start, 3] of the voxels `start:stop` of `voxel_centres(resolution, half_width)` flattened.
 
-    Made per chunk so that a fine grid never holds all its centres at once (512³ of them are 1.6 GB).
+    Made per chunk so that a fine grid never holds all its centres at once (three floats per voxel).
     """
     idx = torch.arange(start, stop, device=device)
     g = resolution

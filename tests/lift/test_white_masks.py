@@ -27,7 +27,13 @@ def van() -> dict:
     cams = orbit_camera_set(static_orbit(10.0))
     rgba = syn.render_rgba(g, cams, SIZE)
     images = syn.on_white(rgba)
-    return {"cams": cams, "rgba": rgba, "images": images, "truth": (rgba[..., 3] > 0.5).float(), "colour": view_masks(images, None)}
+    return {
+        "cams": cams,
+        "rgba": rgba,
+        "images": images,
+        "truth": (rgba[..., 3] > 0.5).float(),
+        "colour": view_masks(images, None),
+    }
 
 
 def test_unknown_pixels_hold_the_white_body_that_the_colour_masks_lose(van) -> None:
@@ -37,7 +43,9 @@ def test_unknown_pixels_hold_the_white_body_that_the_colour_masks_lose(van) -> N
     iou_colour, iou_unknown = float(mask_iou(colour, truth).mean()), float(mask_iou(with_unknown, truth).mean())
     assert iou_colour < 0.7  # the white body is lost by colour alone
     assert iou_unknown > iou_colour + 0.15 and iou_unknown > 0.75, (iou_colour, iou_unknown)
-    assert float((unknown & (truth < 0.5)).float().sum()) < 0.15 * float(unknown.float().sum())  # mostly the body, not air
+    assert float((unknown & (truth < 0.5)).float().sum()) < 0.15 * float(
+        unknown.float().sum()
+    )  # mostly the body, not air
 
     # the visual hull: carved only by confident background it keeps the body; carved by colour it loses it
     hw = scene_radius(van["cams"])
@@ -48,7 +56,10 @@ def test_unknown_pixels_hold_the_white_body_that_the_colour_masks_lose(van) -> N
     true_hull = hull(truth)
     kept_unknown = float((hull(with_unknown) & true_hull).sum()) / float(true_hull.sum())
     kept_colour = float((hull(colour) & true_hull).sum()) / float(true_hull.sum())
-    assert kept_unknown > 0.6 and kept_colour < 0.35, (kept_unknown, kept_colour)  # (its roof above every coloured part is unseen)
+    assert kept_unknown > 0.6 and kept_colour < 0.35, (
+        kept_unknown,
+        kept_colour,
+    )  # (its roof above every coloured part is unseen)
 
 
 def test_an_object_in_one_coloured_piece_has_no_unknown_pixels() -> None:
@@ -74,14 +85,23 @@ def test_unknown_pixels_rest_on_colour_and_leave_gaps_that_open_downwards() -> N
 
 def _views(van: dict, alpha: bool) -> OrbitViews:
     names = tuple(f"frame_{i:02d}.png" for i in range(21))
-    return OrbitViews(images=van["images"], alphas=van["rgba"][..., 3] if alpha else None, cameras=van["cams"], names=names)
+    return OrbitViews(
+        images=van["images"], alphas=van["rgba"][..., 3] if alpha else None, cameras=van["cams"], names=names
+    )
 
 
 def _settings(steps: int = 60):  # noqa: ANN202
     from a3d_cli.lift.pipeline import LiftSettings
 
     fit = LiftFitSettings(steps=steps, views_per_step=4, refine_start=1000, normal_start=1.0)
-    return LiftSettings(resolution=SIZE, hull_resolution=32, max_splats=1500, fit=fit, mesh=MeshSettings(resolution=32, max_faces=2000), texture_size=64)
+    return LiftSettings(
+        resolution=SIZE,
+        hull_resolution=32,
+        max_splats=1500,
+        fit=fit,
+        mesh=MeshSettings(resolution=32, max_faces=2000),
+        texture_size=64,
+    )
 
 
 def test_a_lift_without_alpha_gets_the_white_body_back_from_the_fitted_opacity(van) -> None:
