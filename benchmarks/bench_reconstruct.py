@@ -232,9 +232,11 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
         preview=False,
         **newer,  # options older trees lack: passed only when given
     )
+    if args.lambda_rgb is not None:  # a weight the stage has no option for: the preset's settings, one field changed
+        opts = replace(opts, settings=replace(opts.resolve(args.device)[1], lambda_rgb=args.lambda_rgb))
     preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / STATIC_PLY)
-    row: dict = {"coarse_level": args.coarse_level, "arap_anneal_option": args.arap_anneal,
+    row: dict = {"coarse_level": args.coarse_level, "arap_anneal_option": args.arap_anneal, "lambda_rgb": settings.lambda_rgb,
                  "arap_anneal": getattr(settings, "arap_anneal", 1.0), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
                  "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
@@ -312,6 +314,7 @@ def asset_table(rows: list[dict]) -> str:
         res, st = r["result"], r["static"]
         name = r["variant"] + {True: " + coarse level", False: " − coarse level"}.get(r.get("coarse_level"), "")
         name += f", ARAP anneal {r['arap_anneal_option']:g}" if r.get("arap_anneal_option") is not None else ""
+        name += f", RGB weight {r['lambda_rgb']:g}" if r.get("lambda_rgb", 100.0) != 100.0 else ""
         name += f" @ {r['nonrigidity_target']:g} % non-rigid" if r.get("nonrigidity_target") is not None else ""
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {name} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
@@ -349,6 +352,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "of the field's others (default: the preset's; both presets have it)")
     ap.add_argument("--arap-anneal", type=float, default=None, metavar="A",
                     help="ARAP weight from A× to 1/A× over the fit (1 = Animate3D's constant; default: the preset's)")
+    ap.add_argument("--lambda-rgb", type=float, default=None, metavar="W",
+                    help="weight of the image (RGB) loss (Animate3D's and both presets': 100; the preset's settings "
+                    "with this one field changed, reported as preset 'custom')")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")

@@ -155,3 +155,23 @@ def test_bench_lift_runs_a_dynamic_orbit_end_to_end(tmp_path: Path, monkeypatch)
     assert row["orbit_elevations"] == [round(float(elev.min()), 2), round(float(elev.max()), 2)]
     assert row["separation_deg"] >= bench_lift.MIN_SEPARATION_DEG
     assert 0 <= row["mesh_share_unseen"] + row["mesh_share_grazed"] <= 1 and row["psnr_mesh"] > 5
+
+
+def test_bench_reconstruct_changes_the_image_weight_alone(tmp_path: Path, monkeypatch) -> None:
+    """`--lambda-rgb W` fits the preset's settings with that RGB weight and every other field as the preset has it."""
+    from dataclasses import asdict
+
+    from a3d_cli.stages.reconstruct import ReconstructOptions
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    work = tmp_path / "w"
+    rows = bench_reconstruct.main(["--device", "cpu", "--preset", "reference", "--steps", "2", "--splats", "300",
+                                   "--size", "64", "--no-profile", "--assets", "fox", "--work", str(work),
+                                   "--lambda-rgb", "300"])  # fmt: skip
+    assert rows[0]["lambda_rgb"] == 300.0 and rows[0]["preset"] == "custom"
+    assert "| fox, RGB weight 300 | custom |" in bench_reconstruct.asset_table(rows)
+    ran = json.loads((work / "run_fox" / "a3d.json").read_text())["stages"]["reconstruct"]["params"]["settings"]
+    preset = asdict(ReconstructOptions(preset="reference", steps=2).resolve("cpu")[1])
+    assert ran["lambda_rgb"] == 300.0 and preset["lambda_rgb"] == 100.0
+    changed = {k for k in preset if json.loads(json.dumps(preset[k])) != ran[k]}
+    assert changed == {"lambda_rgb"}
