@@ -407,6 +407,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     row["cuda_graph_recordings"] = result.metrics.get("cuda_graph_recordings")
     row["cuda_graph_seconds"] = result.metrics.get("cuda_graph_seconds")
     row["cuda_graph_failure"] = result.metrics.get("cuda_graph_failure")
+    row["cuda_graph_optimizer_replays"] = result.metrics.get("cuda_graph_optimizer_replays")
     row["phase_split"] = phase_split(row)
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)

@@ -142,6 +142,8 @@ class FitResult:
         graph_seconds: wall seconds of `seconds` spent recording them (and the optimiser step).
         graph_failure: why a recording failed, after which that part ran eagerly: the step's, then the
             optimiser step's, joined by "; " ("" = none failed).
+        optimizer_replays: optimiser steps replayed from their CUDA graph (0 on the CPU, or where a
+            parameter had no gradient at every step: then every step ran eagerly, which no failure reports).
     """
 
     field: MotionField
@@ -151,6 +153,7 @@ class FitResult:
     graph_recordings: int = 0
     graph_seconds: float = 0.0
     graph_failure: str = ""
+    optimizer_replays: int = 0
 
 
 def active_frames(step: int, settings: FitSettings, generator: torch.Generator | None = None) -> list[int]:
@@ -335,6 +338,7 @@ def fit_motion(
         graph_recordings=step_fn.recordings,
         graph_seconds=step_fn.record_seconds + opt_step.record_seconds,
         graph_failure="; ".join(f for f in (step_fn.failure, opt_step.failure) if f),
+        optimizer_replays=opt_step.replays,
     )
 
 

@@ -68,7 +68,7 @@ def mask_from_alpha(alpha: Tensor) -> Tensor:
     return (alpha > 0.5).to(torch.float32)
 
 
-def _dilate(mask: Tensor, radius: int) -> Tensor:
+def dilate_mask(mask: Tensor, radius: int) -> Tensor:
     """Binary dilation of [B, H, W] bool by a (2r+1)² square (separable: a row pass, then a column pass)."""
     if radius <= 0:
         return mask
@@ -105,7 +105,7 @@ def _spread(value: Tensor, passable: Tensor) -> Tensor:
             return value
 
 
-def _flood_from_border(passable: Tensor) -> Tensor:
+def flood_from_border(passable: Tensor) -> Tensor:
     """Pixels of `passable` [B, H, W] bool 4-connected to the image border through `passable`."""
     seed = torch.zeros_like(passable)
     seed[:, 0, :], seed[:, -1, :], seed[:, :, 0], seed[:, :, -1] = True, True, True, True
@@ -156,13 +156,13 @@ def foreground_masks(frames: Tensor, static_alpha: Tensor | None = None, opts: M
     candidate_bg = (dist <= opts.threshold).reshape(v * f, h, w)  # [VF, H, W]
 
     # 1-2. background = grey pixels connected to the border; everything else is object.
-    fg = ~_flood_from_border(candidate_bg)  # [VF, H, W]
+    fg = ~flood_from_border(candidate_bg)  # [VF, H, W]
 
     # 3. within reach of the static silhouette; drop tiny pieces.
     if static_alpha is not None:
         if static_alpha.shape != (v, h, w):
             raise ValueError(f"static_alpha must have shape [V={v}, H={h}, W={w}], got {list(static_alpha.shape)}")
-        band = _dilate(static_alpha.to(frames.device) > 0.5, round(opts.motion_margin * max(h, w)))  # [V, H, W]
+        band = dilate_mask(static_alpha.to(frames.device) > 0.5, round(opts.motion_margin * max(h, w)))  # [V, H, W]
         fg = fg & band.repeat_interleave(f, dim=0)
     if opts.min_component > 0:
         fg = fg & (_component_sizes(fg) >= max(1.0, opts.min_component * h * w))

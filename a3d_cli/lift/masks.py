@@ -35,9 +35,9 @@ from torch import Tensor
 from a3d_cli.errors import InputError
 from a3d_cli.io.masks import (
     MaskOptions,
-    _dilate,
-    _flood_from_border,
     colour_distance,
+    dilate_mask,
+    flood_from_border,
     foreground_masks,
     mask_from_alpha,
 )
@@ -201,14 +201,14 @@ def refine_masks(
     Returns:
         [V, S, S] float in {0, 1}.
     """
-    candidate = _dilate(masks > 0.5, band_px) & near_white(images, threshold)
+    candidate = dilate_mask(masks > 0.5, band_px) & near_white(images, threshold)
     if unknown is not None:
         candidate = candidate | unknown
     refined = (masks > 0.5) | (candidate & (fitted_alpha > 0.5))
     if unknown is not None:
         views = unknown.flatten(1).any(dim=1)  # [V]
         if bool(views.any()):
-            refined[views] = ~_flood_from_border(~refined[views])
+            refined[views] = ~flood_from_border(~refined[views])
     return refined.float()
 
 

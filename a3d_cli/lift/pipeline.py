@@ -101,7 +101,7 @@ def lift(
             match the frames).
     """
     from a3d_cli.gaussians.motion_fit import psnr
-    from a3d_cli.io.masks import _dilate
+    from a3d_cli.io.masks import dilate_mask
     from a3d_cli.lift import hull as hull_mod
     from a3d_cli.lift.fit import fit_static, render_chunked
     from a3d_cli.lift.masks import check_masks, mask_iou, refine_masks, unknown_white, view_masks
@@ -124,7 +124,7 @@ def lift(
     # then the fitted splats' opacity decide them
     unknown = unknown_white(small.images, masks, settings.masks) if views.alphas is None else torch.zeros_like(masks, dtype=torch.bool)
     dil = max(1, round(settings.hull_dilation * size))
-    allowed = _dilate((masks > 0.5) | unknown, dil).float().to(device)
+    allowed = dilate_mask((masks > 0.5) | unknown, dil).float().to(device)
     hull = hull_mod.carve(allowed, cams, settings.hull_resolution, half_width, settings.hull_tolerance)
     if int(hull.occupied.sum()) < 8:
         raise InputError(

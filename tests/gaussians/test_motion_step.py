@@ -131,6 +131,7 @@ def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
     a = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=True), log_every=2)
     b = fit_motion(static, cams, targets, masks, replace(settings, cuda_graphs=False), log_every=2)
     assert a.graph_recordings == 0 and b.graph_recordings == 0
+    assert a.optimizer_replays == 0 and b.optimizer_replays == 0
     assert a.losses == b.losses and len(a.losses) == 3
     assert not graphs_usable(torch.device("cpu"))
 
@@ -149,6 +150,9 @@ def test_graphed_steps_equal_eager_steps_on_cuda(frames_per_step: int, recording
     # all frames: counts 1, 2, 3, 4 exactly, or 1-2 in the bucket of 2 and 3-4 in the bucket of 4;
     # 2 per step: counts 1 and 2 exactly, or both in the one bucket (of 2)
     assert (exact.graph_recordings, bucketed.graph_recordings) == recordings
+    assert eager.optimizer_replays == 0
+    # the optimiser step is recorded at the second step and replayed from then on (the first runs eagerly)
+    assert exact.optimizer_replays == bucketed.optimizer_replays == settings.steps - 1
     every_frame = torch.arange(targets.shape[1], device="cuda")
     with torch.no_grad():
         want = eager.field(static, every_frame)

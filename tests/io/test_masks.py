@@ -109,11 +109,11 @@ def _bfs_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_run_sweeps_match_a_plain_flood_fill():
-    from a3d_cli.io.masks import _component_sizes, _flood_from_border
+    from a3d_cli.io.masks import _component_sizes, flood_from_border
 
     g = torch.Generator().manual_seed(0)
     masks = torch.rand(3, 20, 23, generator=g) < torch.tensor([0.45, 0.55, 0.6])[:, None, None]
-    sizes, reached = _component_sizes(masks), _flood_from_border(masks)
+    sizes, reached = _component_sizes(masks), flood_from_border(masks)
     for b in range(3):
         size, border = _bfs_components(masks[b])
         assert torch.equal(sizes[b], size)

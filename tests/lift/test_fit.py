@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.io.masks import _dilate
+from a3d_cli.io.masks import dilate_mask
 from a3d_cli.lift import hull as H
 from a3d_cli.lift import meshing as M
 from a3d_cli.lift import synthetic as syn
@@ -36,7 +36,7 @@ def scene() -> dict:
     images = syn.on_white(syn.render_rgba(truth, cams, SIZE))
     masks = view_masks(images, None)
     hw = scene_radius(cams)
-    hull = H.carve(_dilate(masks > 0.5, 1).float(), cams, 32, hw)
+    hull = H.carve(dilate_mask(masks > 0.5, 1).float(), cams, 32, hw)
     init = H.hull_splats(hull, images, cams, max_splats=300)
     return {"mesh": mesh, "truth": truth, "cams": cams, "images": images, "masks": masks, "hw": hw, "init": init}
 

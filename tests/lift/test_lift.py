@@ -87,14 +87,14 @@ def test_lift_writes_splats_mesh_preview_and_manifest(lifted: Path) -> None:
 
 
 def test_lift_fit_beats_the_visual_hull_on_held_out_views(toy, lifted: Path) -> None:
-    from a3d_cli.io.masks import _dilate
+    from a3d_cli.io.masks import dilate_mask
     from a3d_cli.lift import hull as H
     from a3d_cli.lift.views import scene_radius
 
     views = load_views(lifted.parent / "orbit_in")
     masks = view_masks(views.images, None)
     hw = scene_radius(views.cameras)
-    hull = H.carve(_dilate(masks > 0.5, 1).float(), views.cameras, 40, hw, tolerance=1)
+    hull = H.carve(dilate_mask(masks > 0.5, 1).float(), views.cameras, 40, hw, tolerance=1)
     baseline = H.hull_splats(hull, views.images, views.cameras, 1500)
     fitted = read_ply(lifted / "lift/gaussians.ply")
     p_hull = psnr(render_chunked(baseline, HELD_OUT, SIZE)[0], toy["held"], (1, 2, 3))

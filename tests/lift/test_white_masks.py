@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3d_cli.io.masks import _dilate
+from a3d_cli.io.masks import dilate_mask
 from a3d_cli.lift import hull as H
 from a3d_cli.lift import synthetic as syn
 from a3d_cli.lift.fit import LiftFitSettings
@@ -51,7 +51,7 @@ def test_unknown_pixels_hold_the_white_body_that_the_colour_masks_lose(van) -> N
     hw = scene_radius(van["cams"])
 
     def hull(masks: torch.Tensor) -> torch.Tensor:
-        return H.carve(_dilate(masks > 0.5, 1).float(), van["cams"], 32, hw).occupied
+        return H.carve(dilate_mask(masks > 0.5, 1).float(), van["cams"], 32, hw).occupied
 
     true_hull = hull(truth)
     kept_unknown = float((hull(with_unknown) & true_hull).sum()) / float(true_hull.sum())
