@@ -297,7 +297,6 @@ def fit_motion(
     )
     opt_step = OptimizerStep(opt, graphed, on_notice=None if prog is None else prog.log)
     clock = PhaseClock(device, ("data", "field", "raster", "loss", "backward"))
-    weights = [arap_weight(step, settings) for step in range(settings.steps)]  # the schedule, as host floats
 
     if prog is not None:
         prog.start("reconstruct: fitting motion", total=settings.steps)
@@ -310,7 +309,7 @@ def fit_motion(
         if profile:
             clock.mark("data")
         opt.zero_grad(set_to_none=True)
-        step_fn.set_arap_weight(weights[step])
+        step_fn.set_arap_weight(arap_weight(step, settings))  # a host float: nothing launched if unchanged
         loss, loss_rgb = step_fn(frames, dev_gen, clock.mark if profile else None)
         # keep no autograd graph across steps: a live one holds its AccumulateGrad nodes, whose stream the
         # next step's CUDA-graph recording (on a side stream) would have to wait on

@@ -53,9 +53,19 @@ class Hull:
 
 def voxel_centres(resolution: int, half_width: float) -> Tensor:
     """[G, G, G, 3] centres of a G³ grid over the cube [-half_width, half_width]³, indexed [x, y, z]."""
-    voxel = 2 * half_width / resolution
-    axis = (torch.arange(resolution, dtype=torch.float32) + 0.5) * voxel - half_width
-    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
+    g = resolution
+    return chunk_centres(0, g**3, g, half_width, "cpu").reshape(g, g, g, 3)
+
+
+def chunk_centres(start: int, stop: int, resolution: int, half_width: float, device: torch.device | str) -> Tensor:
+    """Centres [stop − start, 3] of the voxels `start:stop` of `voxel_centres(resolution, half_width)` flattened.
+
+    Made per chunk so that a fine grid never holds all its centres at once (three floats per voxel).
+    """
+    idx = torch.arange(start, stop, device=device)
+    g = resolution
+    ijk = torch.stack([idx // (g * g), (idx // g) % g, idx % g], dim=-1)
+    return (ijk.float() + 0.5) * (2 * half_width / g) - half_width
 
 
 def project(points: Tensor, cameras: CameraSet, size: int) -> tuple[Tensor, Tensor]:
@@ -209,6 +219,6 @@ def hull_splats(
 
 
 __all__ = [
-    "FLATNESS", "Hull", "backproject", "best_view_colours", "carve", "hull_normals", "hull_splats", "project", "sample_images",
-    "surface_voxels", "voxel_centres",
+    "FLATNESS", "Hull", "backproject", "best_view_colours", "carve", "chunk_centres", "hull_normals", "hull_splats", "project",
+    "sample_images", "surface_voxels", "voxel_centres",
 ]  # fmt: skip

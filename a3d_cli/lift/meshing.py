@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.lift.hull import backproject, project, sample_images
+from a3d_cli.lift.hull import backproject, chunk_centres, project, sample_images
 from a3d_cli.render.cameras import CameraSet
 
 
@@ -105,17 +105,6 @@ def low_quantile(values: Tensor, quantile: float) -> float:
     flat = values.float().flatten()
     rank = int(quantile * (flat.numel() - 1)) + 1
     return float(flat.kthvalue(rank).values)
-
-
-def chunk_centres(start: int, stop: int, resolution: int, half_width: float, device: torch.device | str) -> Tensor:
-    """Centres [stop − start, 3] of the voxels `start:stop` of `voxel_centres(resolution, half_width)` flattened.
-
-    Made per chunk so that a fine grid never holds all its centres at once (three floats per voxel).
-    """
-    idx = torch.arange(start, stop, device=device)
-    g = resolution
-    ijk = torch.stack([idx // (g * g), (idx // g) % g, idx % g], dim=-1)
-    return (ijk.float() + 0.5) * (2 * half_width / g) - half_width
 
 
 def silhouette_distance(alphas: Tensor, alpha_threshold: float = 0.5) -> Tensor:
@@ -268,6 +257,6 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
 
 __all__ = [
-    "MeshSettings", "chunk_centres", "depth_renders", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen",
+    "MeshSettings", "depth_renders", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen",
     "marching_cubes", "occupied_box", "silhouette_distance",
 ]  # fmt: skip
