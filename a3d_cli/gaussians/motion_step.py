@@ -42,8 +42,10 @@ Examples:
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -168,6 +170,24 @@ def bucket_sizes(frame_counts: Sequence[int], max_frames: int) -> tuple[int, ...
     if not frame_counts:
         return ()
     return tuple(sorted({min(int(b), max_frames) for b in frame_counts} | {max_frames}))
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while a CUDA graph is recorded (restored afterwards).
+
+    Why: a dropped recording is freed only by the collector (`make_graphed_callables` leaves its modules
+    and graphs in reference cycles), and torch no longer collects before a capture. A collection that falls
+    inside a later capture destroys the old graphs there, which CUDA forbids while a stream is capturing,
+    and the new recording fails. Held off, the collection happens between steps, where it is harmless.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def graphs_usable(device: torch.device) -> bool:
@@ -441,13 +461,14 @@ class FitStep:
             )
             loss_args += drawn
         loss_piece = MaskedLossPiece(*self._loss_inputs) if masked else LossPiece(*self._loss_inputs)
-        graphed = torch.cuda.make_graphed_callables(
-            (FieldPiece(self.field.motion, self.static), loss_piece),
-            ((field_frames,), loss_args),
-            num_warmup_iters=warmup,
-            allow_unused_input=True,
-            pool=self._pool,
-        )
+        with collection_paused():
+            graphed = torch.cuda.make_graphed_callables(
+                (FieldPiece(self.field.motion, self.static), loss_piece),
+                ((field_frames,), loss_args),
+                num_warmup_iters=warmup,
+                allow_unused_input=True,
+                pool=self._pool,
+            )
         return _Recording((b, masked), graphed[0], graphed[1], field_frames, loss_frames, weights, drawn, (frames, f))
 
 
@@ -540,7 +561,7 @@ class OptimizerStep:
         for p, g in zip(self.params, self._grads, strict=True):
             p.grad = g
         try:
-            with torch.cuda.graph(graph):
+            with collection_paused(), torch.cuda.graph(graph):
                 self.optimizer.step()
         finally:
             for p, g in zip(self.params, grads, strict=True):

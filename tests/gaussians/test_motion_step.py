@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import replace
 from itertools import pairwise
 
@@ -19,6 +21,7 @@ from a3d_cli.gaussians.motion_step import (
     MaskedLossPiece,
     OptimizerStep,
     bucket_sizes,
+    collection_paused,
     graphs_usable,
 )
 from a3d_cli.render.cameras import mvvdm_cameras
@@ -452,3 +455,56 @@ def test_the_recorded_pieces_read_the_steps_frames_weights_and_draws_from_their_
     sizes = [graphed.bucket(len(f)) or len(f) for f in schedule]
     assert graphed.recordings == 1 + sum(a != b for a, b in pairwise(sizes))  # one kept: a new size records
     assert standin.copies == 0  # every input handed over was the recording's own buffer
+
+
+def test_the_garbage_collector_is_held_off_while_pieces_and_the_optimizer_step_are_recorded(monkeypatch):
+    """A dropped recording is freed by the cyclic collector; a collection inside a later capture would destroy its
+    graphs mid-capture (forbidden by CUDA), so every recording runs with the collector off, and on again after."""
+    seen: list[tuple[str, bool]] = []
+    standin = _ReplayStandIn()
+
+    def record_pieces(callables, sample_args, **kwargs):  # noqa: ANN001, ANN202 - torch's signature
+        seen.append(("pieces", gc.isenabled()))
+        return standin(callables, sample_args, **kwargs)
+
+    class _Graph:
+        def replay(self) -> None:
+            seen.append(("replay", gc.isenabled()))
+
+    @contextmanager
+    def capture(_graph):  # noqa: ANN001, ANN202
+        seen.append(("optimizer", gc.isenabled()))
+        yield
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", record_pieces)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _Graph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    static, cams, targets, masks, settings = _scene()
+    field = _moving_field(settings)
+    step = _step(static, cams, targets, masks, settings, field)
+    step.use_graphs = True  # as on a CUDA device
+    opt_step = OptimizerStep(torch.optim.Adam(field.parameters(), lr=1e-3), graphed=False)
+    opt_step.use_graph = True
+    assert gc.isenabled()
+    for i, frames in enumerate([[1], [1, 2], [1, 2, 3]]):
+        field.zero_grad(set_to_none=True)
+        step(frames, torch.Generator().manual_seed(i))
+        opt_step()
+    assert step.recordings == 3 and opt_step.replays == 2
+    assert seen == [("pieces", False), ("pieces", False), ("optimizer", False), ("replay", True),
+                    ("pieces", False), ("replay", True)]  # fmt: skip
+    assert gc.isenabled()
+
+
+def test_a_collector_already_off_stays_off_and_an_error_still_restores_it():
+    gc.disable()
+    try:
+        with collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError), collection_paused():
+        raise RuntimeError("capture failed")
+    assert gc.isenabled()
