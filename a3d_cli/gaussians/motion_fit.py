@@ -93,13 +93,13 @@ class FitSettings:
     frame count, and the optimiser step as one more (`a3d_cli.gaussians.motion_step`): same numbers, fewer
     kernel launches and less host time (the eager step is bound by launching them; docs/PERF.md). Ignored on
     the CPU; each part falls back to eager launches if its recording fails."""
-    graph_frame_counts: tuple[int, ...] = ()
-    """With `cuda_graphs`, the frame counts the step is recorded at. Empty (the default) = one recording per
-    frame count (15 over the reference schedule). Given sizes (e.g. `(4, 8, 12, 15)`), a step with fewer
-    active frames runs in the smallest recording that holds them, the extra frames evaluated by the field
-    but given weight 0 in every loss term (same loss and gradients up to float rounding;
+    graph_frame_counts: tuple[int, ...] = (4, 8, 12, 15)
+    """With `cuda_graphs`, the frame counts the step is recorded at (the default: 4 recordings). A step with
+    fewer active frames runs in the smallest recording that holds them, the extra frames evaluated by the
+    field but given weight 0 in every loss term (same loss and gradients up to float rounding;
     `a3d_cli.gaussians.motion_step`): fewer recordings, more work per step; sizes above the fit's largest
-    frame count are lowered to it. The default is the faster of the two on the stage (docs/PERF.md)."""
+    frame count are lowered to it. Empty = one recording per frame count (15 over the reference schedule).
+    The default is the faster of the two on the stage, and needs less memory (docs/PERF.md)."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)

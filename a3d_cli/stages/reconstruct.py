@@ -94,7 +94,7 @@ class ReconstructOptions:
         hexplane_backend: "torch" or "matmul" HexPlane sampling (see `FitSettings.hexplane_backend`).
         cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
         graph_frame_counts: frame counts the graphed step is recorded at (see `FitSettings.graph_frame_counts`;
-            () = one recording per frame count).
+            None = the preset's, 4, 8, 12 and 15; () = one recording per frame count).
         arap_anneal: the ARAP weight's schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
         coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
             removes it (Animate3D's field); None = the preset's.
