@@ -22,10 +22,10 @@ change, and the ARAP points are drawn straight into its buffers, so a replay cop
 renderer's static inputs (colours, opacities, cameras, background) are copied out to F frames once per
 frame count instead of at every render. `OptimizerStep` records the optimiser step as a graph too.
 
-A graph has fixed shapes, and the progressive schedule's frame count F grows from 1 to 15. By default
-the pieces are recorded once per F (an eager warm-up, capture and instantiation per schedule stage).
-Alternatively they are recorded only at a few *bucket* sizes B (`FitSettings.graph_frame_counts`),
-fewer recordings for more work per step: a step with F active frames runs in the smallest bucket
+A graph has fixed shapes, and the progressive schedule's frame count F grows from 1 to 15. The pieces
+are recorded at a few *bucket* sizes B (`FitSettings.graph_frame_counts`; an eager warm-up, capture and
+instantiation each), or, with no buckets given, once per F: buckets make fewer recordings for more
+work per step. A step with F active frames runs in the smallest bucket
 B >= F, its frame list padded with frame 0 and a per-frame weight of 0 on the padding
 (`MaskedLossPiece`). The padded frames are evaluated by the field but never rasterized (the renders
 of the F real frames are padded with zeros instead), and the weights remove
