@@ -36,12 +36,19 @@ MIN_SLOPE_COS = 0.1
 """`point_visibility(slope=True)`: the slope allowance stops growing beyond this grazing angle (84°)."""
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xatlas parametrization.
+def unwrap(
+    vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024, octants: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """xatlas parametrization, in one atlas.
+
+    With `octants`, the surface is first cut into the 8 octants around its median vertex and each piece is
+    handed to xatlas as its own mesh. Why: xatlas's chart search costs more than linearly in the mesh's
+    size and works on its meshes in parallel, so the pieces are charted much faster than the whole; the
+    cuts only add chart boundaries where a chart would have crossed them (docs/PERF.md, *lift*).
 
     Returns:
         (uvs [V', 2] in [0, 1] with origin bottom-left as glTF-via-trimesh expects, vmapping [V'] original
-        vertex of each new vertex, faces [T, 3] into the new vertices).
+        vertex of each new vertex, faces [T, 3] into the new vertices, in an order of their own).
     """
     import xatlas
 
@@ -50,10 +57,30 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024) -> t
     pack.padding = PADDING // 2
     pack.bilinear = True
     atlas = xatlas.Atlas()
-    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
+    pieces = octant_pieces(vertices, faces) if octants else [np.asarray(faces)]
+    used_per_piece = []
+    for piece in pieces:
+        used, local = np.unique(piece, return_inverse=True)
+        atlas.add_mesh(np.asarray(vertices, np.float32)[used], local.reshape(-1, 3).astype(np.uint32))
+        used_per_piece.append(used)
     atlas.generate(pack_options=pack)
-    vmapping, indices, uvs = atlas[0]
-    return uvs.astype(np.float64), vmapping.astype(np.int64), indices.astype(np.int64)
+    uvs, vmaps, tris, offset = [], [], [], 0
+    for i, used in enumerate(used_per_piece):
+        vmapping, indices, piece_uvs = atlas[i]
+        uvs.append(piece_uvs)
+        vmaps.append(used[vmapping.astype(np.int64)])
+        tris.append(indices.astype(np.int64) + offset)
+        offset += len(vmapping)
+    return np.concatenate(uvs).astype(np.float64), np.concatenate(vmaps), np.concatenate(tris)
+
+
+def octant_pieces(vertices: np.ndarray, faces: np.ndarray) -> list[np.ndarray]:
+    """The faces [T, 3] split by which octant around the median vertex their centre lies in (empty ones left out)."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces)
+    above = v[f].mean(axis=1) > np.median(v, axis=0)  # [T, 3]
+    octant = above @ np.array([1, 2, 4])
+    return [f[octant == k] for k in range(8) if (octant == k).any()]
 
 
 def texel_points(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, size: int) -> tuple[Tensor, Tensor, Tensor]:

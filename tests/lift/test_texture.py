@@ -4,6 +4,7 @@ benchmark's coverage with its slope allowance)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from a3d_cli.lift import synthetic as syn
@@ -81,3 +82,23 @@ def test_surface_seen_only_at_a_graze_is_baked_as_the_fitted_splats_show_it() ->
     extra = splat_view_cameras(cams)
     assert len(extra) == 18 and extra.elevation_deg.max() > 85 and extra.elevation_deg.min() < -85
     assert (extra.radius == cams.radius.median()).all() and (extra.fov_deg == cams.fov_deg.median()).all()
+
+
+@pytest.mark.parametrize("octants", [True, False])
+def test_the_atlas_covers_every_face_once_whether_the_surface_is_cut_into_octants_or_not(octants: bool) -> None:
+    """The cut pieces come back as one mesh: every original face exactly once (through the vertex map), UVs in the
+    unit square, and the pieces' charts side by side in the atlas, not on top of each other."""
+    import trimesh
+
+    from a3d_cli.lift.texture import octant_pieces, texel_points, unwrap
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    vertices, faces = np.asarray(sphere.vertices) + [0.3, -0.2, 0.1], np.asarray(sphere.faces)
+    pieces = octant_pieces(vertices, faces)
+    assert len(pieces) == 8 and sum(len(p) for p in pieces) == len(faces)
+    uvs, vmap, tris = unwrap(vertices, faces, 256, octants=octants)
+    assert sorted(map(tuple, np.sort(vmap[tris], axis=1))) == sorted(map(tuple, np.sort(faces, axis=1)))
+    assert uvs.min() >= 0 and uvs.max() <= 1
+    texel, _, _ = texel_points(vertices[vmap], tris, uvs, 512)
+    hits = np.bincount(texel.numpy(), minlength=512 * 512)
+    assert (hits > 1).sum() < 0.01 * (hits > 0).sum()  # only texels on shared edges count twice
