@@ -89,17 +89,17 @@ class FitSettings:
     """HexPlane sampling backend (`a3d_cli.kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
     dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
     cuda_graphs: bool = True
-    """On CUDA, replay each step's field and loss (forward and backward) as CUDA graphs recorded once per
-    frame count, and the optimiser step as one more (`a3d_cli.gaussians.motion_step`): same numbers, fewer
+    """On CUDA, replay each step's field and loss (forward and backward) as CUDA graphs recorded at
+    `graph_frame_counts`, and the optimiser step as one more (`a3d_cli.gaussians.motion_step`): same numbers, fewer
     kernel launches and less host time (the eager step is bound by launching them; docs/PERF.md). Ignored on
     the CPU; each part falls back to eager launches if its recording fails."""
     graph_frame_counts: tuple[int, ...] = (4, 8, 12, 15)
-    """With `cuda_graphs`, the frame counts the step is recorded at (the default: 4 recordings). A step with
+    """With `cuda_graphs`, the frame counts the step is recorded at. A step with
     fewer active frames runs in the smallest recording that holds them, the extra frames evaluated by the
     field but given weight 0 in every loss term (same loss and gradients up to float rounding;
     `a3d_cli.gaussians.motion_step`): fewer recordings, more work per step; sizes above the fit's largest
     frame count are lowered to it. Empty = one recording per frame count (15 over the reference schedule).
-    The default is the faster of the two on the stage, and needs less memory (docs/PERF.md)."""
+    The default trades a little padding for fewer recordings (the choice measured in docs/PERF.md)."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)

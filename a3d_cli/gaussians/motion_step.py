@@ -177,9 +177,10 @@ def collection_paused() -> Iterator[None]:
     """Hold off Python's cyclic garbage collector while a CUDA graph is recorded (restored afterwards).
 
     Why: a dropped recording is freed only by the collector (`make_graphed_callables` leaves its modules
-    and graphs in reference cycles), and torch no longer collects before a capture. A collection that falls
-    inside a later capture destroys the old graphs there, which CUDA forbids while a stream is capturing,
-    and the new recording fails. Held off, the collection happens between steps, where it is harmless.
+    and graphs in reference cycles), and torch does not collect before a capture unless
+    `torch.compiler.config.force_cudagraph_gc` is set. A collection that falls inside a later capture
+    destroys the old graphs there, which CUDA forbids while a stream is capturing, and the new recording
+    fails. Held off, the collection happens later, outside any capture, where it is harmless.
     """
     was_enabled = gc.isenabled()
     gc.disable()

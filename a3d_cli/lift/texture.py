@@ -41,10 +41,10 @@ def unwrap(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """xatlas parametrization, in one atlas.
 
-    With `octants`, the surface is first cut into the 8 octants around its median vertex and each piece is
-    handed to xatlas as its own mesh. Why: xatlas's chart search costs more than linearly in the mesh's
-    size and works on its meshes in parallel, so the pieces are charted much faster than the whole; the
-    cuts only add chart boundaries where a chart would have crossed them (docs/PERF.md, *lift*).
+    With `octants`, the surface is first cut into the 8 octants around the per-axis median of its vertices
+    and each piece is handed to xatlas as its own mesh. Why: xatlas's chart search costs more than linearly
+    in a mesh's size, so the pieces are charted much faster than the whole; the cuts only add chart
+    boundaries where a chart would have crossed them (docs/PERF.md, *lift*).
 
     Returns:
         (uvs [V', 2] in [0, 1] with origin bottom-left as glTF-via-trimesh expects, vmapping [V'] original
@@ -57,12 +57,13 @@ def unwrap(
     pack.padding = PADDING // 2
     pack.bilinear = True
     atlas = xatlas.Atlas()
-    pieces = octant_pieces(vertices, faces) if octants else [np.asarray(faces)]
+    pieces = octant_pieces(vertices, faces) if octants and len(faces) else [np.asarray(faces)]
+    points = np.asarray(vertices, np.float32)
     used_per_piece = []
     for piece in pieces:
         used, local = np.unique(piece, return_inverse=True)
-        atlas.add_mesh(np.asarray(vertices, np.float32)[used], local.reshape(-1, 3).astype(np.uint32))
-        used_per_piece.append(used)
+        atlas.add_mesh(points[used], local.reshape(-1, 3).astype(np.uint32))
+        used_per_piece.append(used.astype(np.int64))
     atlas.generate(pack_options=pack)
     uvs, vmaps, tris, offset = [], [], [], 0
     for i, used in enumerate(used_per_piece):
@@ -75,7 +76,8 @@ def unwrap(
 
 
 def octant_pieces(vertices: np.ndarray, faces: np.ndarray) -> list[np.ndarray]:
-    """The faces [T, 3] split by which octant around the median vertex their centre lies in (empty ones left out)."""
+    """The faces [T, 3] split by the octant, around the per-axis median of the vertices, their centre lies in
+    (empty ones left out)."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces)
     above = v[f].mean(axis=1) > np.median(v, axis=0)  # [T, 3]

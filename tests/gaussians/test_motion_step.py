@@ -457,7 +457,9 @@ def test_the_recorded_pieces_read_the_steps_frames_weights_and_draws_from_their_
     assert standin.copies == 0  # every input handed over was the recording's own buffer
 
 
-def test_the_garbage_collector_is_held_off_while_pieces_and_the_optimizer_step_are_recorded(monkeypatch):
+def test_the_garbage_collector_is_held_off_while_pieces_and_the_optimizer_step_are_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A dropped recording is freed by the cyclic collector; a collection inside a later capture would destroy its
     graphs mid-capture (forbidden by CUDA), so every recording runs with the collector off, and on again after."""
     seen: list[tuple[str, bool]] = []
@@ -497,7 +499,7 @@ def test_the_garbage_collector_is_held_off_while_pieces_and_the_optimizer_step_a
     assert gc.isenabled()
 
 
-def test_a_collector_already_off_stays_off_and_an_error_still_restores_it():
+def test_a_collector_already_off_stays_off_and_an_error_still_restores_it() -> None:
     gc.disable()
     try:
         with collection_paused():

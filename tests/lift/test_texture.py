@@ -96,7 +96,19 @@ def test_the_atlas_covers_every_face_once_whether_the_surface_is_cut_into_octant
     vertices, faces = np.asarray(sphere.vertices) + [0.3, -0.2, 0.1], np.asarray(sphere.faces)
     pieces = octant_pieces(vertices, faces)
     assert len(pieces) == 8 and sum(len(p) for p in pieces) == len(faces)
-    uvs, vmap, tris = unwrap(vertices, faces, 256, octants=octants)
+    import xatlas
+
+    meshes: list[int] = []
+
+    class CountingAtlas(xatlas.Atlas):
+        def add_mesh(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - xatlas's signature
+            meshes.append(len(args[1]))
+            super().add_mesh(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(xatlas, "Atlas", CountingAtlas)
+        uvs, vmap, tris = unwrap(vertices, faces, 256, octants=octants)
+    assert meshes == ([len(p) for p in pieces] if octants else [len(faces)])
     assert sorted(map(tuple, np.sort(vmap[tris], axis=1))) == sorted(map(tuple, np.sort(faces, axis=1)))
     assert uvs.min() >= 0 and uvs.max() <= 1
     texel, _, _ = texel_points(vertices[vmap], tris, uvs, 512)
