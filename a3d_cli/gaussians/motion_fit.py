@@ -311,8 +311,7 @@ def fit_motion(
         opt.zero_grad(set_to_none=True)
         step_fn.set_arap_weight(arap_weight(step, settings))  # a host float: nothing launched if unchanged
         loss, loss_rgb = step_fn(frames, dev_gen, clock.mark if profile else None)
-        # keep no autograd graph across steps: a live one holds its AccumulateGrad nodes, whose stream the
-        # next step's CUDA-graph recording (on a side stream) would have to wait on
+        # the losses outlive the step only as values (read at log intervals): their autograd graph goes now
         loss, loss_rgb = loss.detach(), loss_rgb.detach()
         opt_step()
         if profile:
