@@ -144,8 +144,6 @@ class FitResult:
             optimiser step's, joined by "; " ("" = none failed).
         optimizer_replays: optimiser steps replayed from their CUDA graph (0 on the CPU, or where a
             parameter had no gradient at every step: then every step ran eagerly, which no failure reports).
-        cut_renders: renders whose fixed-length tile lists were too short, so that their last overlaps
-            were not drawn (gsplat only; the lists grow after each such log interval).
     """
 
     field: MotionField
@@ -156,7 +154,6 @@ class FitResult:
     graph_seconds: float = 0.0
     graph_failure: str = ""
     optimizer_replays: int = 0
-    cut_renders: int = 0
 
 
 def active_frames(step: int, settings: FitSettings, generator: torch.Generator | None = None) -> list[int]:
@@ -326,7 +323,6 @@ def fit_motion(
             # the loop's only host read: one per log interval, both values in one transfer
             lv, mse = torch.stack((loss, loss_rgb)).tolist()
             losses.append((step + 1, lv))
-            step_fn.settle_tiles()
             if prog is not None:
                 prog.update(pending, loss=lv, psnr=-10 * math.log10(max(mse, 1e-12)), frames=float(frames[-1]))
             pending = 0
@@ -341,7 +337,6 @@ def fit_motion(
         graph_seconds=step_fn.record_seconds + opt_step.record_seconds,
         graph_failure="; ".join(f for f in (step_fn.failure, opt_step.failure) if f),
         optimizer_replays=opt_step.replays,
-        cut_renders=step_fn.cut_renders,
     )
 
 

@@ -6,8 +6,7 @@ the ARAP residuals and all their gradients. Launched one by one from Python, the
 the host needs to launch them, so a slower CPU makes the whole stage slower. Here the step is
 
 1. `FieldPiece`: frames [F] → moved splats (means, quats, scales) [F, N, ·];
-2. the rasterizer (`render_splats`, eager), whose tile lists have a fixed length on CUDA
-   (`a3d_cli.kernels.tile_lists`), so that it reads nothing back either;
+2. the rasterizer (`render_splats`, eager: gsplat sizes its tile lists from the data, a host read);
 3. `LossPiece`: renders, moved means, frames, drawn ARAP points → total loss (and the RGB term);
 4. the backward pass through all three.
 
@@ -17,7 +16,7 @@ forward and backward, with `torch.cuda.make_graphed_callables` and replayed ever
 launches instead of hundreds of kernel launches. On the CPU, or when recording fails, the same modules
 run eagerly, so CPU tests exercise the same step.
 
-The host never waits in a step. Frame lists arrive as host integers and
+The host never waits in a step except inside the rasterizer. Frame lists arrive as host integers and
 are written (from pinned memory, without waiting) into the recording's own input buffers only when they
 change, and the ARAP points are drawn straight into its buffers, so a replay copies no inputs; the
 renderer's static inputs (colours, opacities, cameras, background) are copied out to F frames once per
@@ -52,8 +51,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-
-from a3d_cli.kernels.tile_lists import TileBudget
 
 if TYPE_CHECKING:
     from a3d_cli.gaussians.arap import ArapRegularizer
@@ -227,9 +224,8 @@ class FitStep:
     """Forward and backward of one motion-fit step (the optimiser step is the caller's).
 
     A step reads nothing back from the device: frame lists arrive as host integers, their device copies
-    are made without waiting (pinned memory), and everything else stays on the device. gsplat's
-    tile-intersection lists get their length from a `TileBudget` (one count per frame count, then a check
-    per log interval, `settle_tiles`) instead of from a host read at every render.
+    are made without waiting (pinned memory), and everything else stays on the device. The one wait left
+    is the rasterizer's (gsplat sizes its tile-intersection list from the data; docs/reconstruct.md).
 
     Args:
         motion: the field being fitted (its parameters receive the gradients).
@@ -291,10 +287,6 @@ class FitStep:
         self._keep_frames = settings.frames_per_step == 0  # few distinct frame lists: keep their device copies
         self._frames: dict[tuple[int, ...], Tensor] = {}  # frame list → [F] long on the device
         self._looks: tuple[int, SplatLooks] | None = None  # (frames, the renderer's static inputs for them)
-        self.tiles = TileBudget() if static.means.is_cuda else None
-        """The rasterizer's tile-list lengths (CUDA only: the CPU renderer sizes its own)."""
-        self.cut_renders = 0
-        """Renders so far whose tile lists were too short (their last overlaps not drawn)."""
 
     def set_arap_weight(self, weight: float) -> None:
         """Set λ_arap for the following steps (in place: recorded graphs see it; no host synchronisation).
@@ -347,9 +339,7 @@ class FitStep:
             keep = torch.rand(f, n, 1, generator=generator, device=means.device) < self.grad_fraction
             moved = tuple(torch.where(keep, x, x.detach()) for x in moved)
         mark("field")
-        rgb, alpha = render_splats(
-            self.static, *moved, self.viewmats, self.Ks, self.size, looks=self._splat_looks(f), tile_budget=self.tiles
-        )
+        rgb, alpha = render_splats(self.static, *moved, self.viewmats, self.Ks, self.size, looks=self._splat_looks(f))
         if bucket > f:  # zero renders for the padding (weight 0 in the loss)
             rgb = torch.nn.functional.pad(rgb, (0, 0) * (rgb.ndim - 1) + (0, bucket - f))
             alpha = torch.nn.functional.pad(alpha, (0, 0) * (alpha.ndim - 1) + (0, bucket - f))
@@ -362,21 +352,6 @@ class FitStep:
         loss.backward()
         mark("backward")
         return loss, loss_rgb
-
-    def settle_tiles(self) -> int:
-        """Check the tile lists of the renders since the last call (one host read; call it where the losses
-        are read): grow lists that were too short and say so once. Returns how many renders were cut."""
-        if self.tiles is None:
-            return 0
-        cut = self.tiles.settle()
-        if cut:
-            self.cut_renders += cut
-            if self.on_notice is not None:
-                self.on_notice(
-                    f"{cut} render(s) needed more tile overlaps than their lists held (the last ones were not "
-                    "drawn); the lists are longer from now on"
-                )
-        return cut
 
     def bucket(self, frames: int) -> int:
         """The padded frame count of a step with `frames` frames (0 = not padded: no bucket holds it)."""

@@ -6,16 +6,13 @@ the device of the inputs (CUDA → gsplat when its extension works, otherwise th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from torch import Tensor
 
 from a3d_cli.kernels._common import RasterOutput, check_inputs
 from a3d_cli.kernels.rasterize_gsplat import gsplat_available, rasterize_gsplat_checked
 from a3d_cli.kernels.rasterize_torch import rasterize_torch_checked
-
-if TYPE_CHECKING:
-    from a3d_cli.kernels.tile_lists import TileBudget
 
 Backend = Literal["auto", "torch", "gsplat"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "gsplat")
@@ -68,7 +65,6 @@ def rasterize(
     eps2d: float = 0.3,
     render_mode: Literal["RGB", "RGB+ED"] = "RGB",
     backend: Backend = "auto",
-    tile_budget: TileBudget | None = None,
 ) -> RasterOutput:
     """Render N 3D Gaussians into C pinhole cameras, differentiably (gsplat's calling convention).
 
@@ -93,9 +89,6 @@ def rasterize(
         eps2d: added to every 2D covariance's diagonal (anti-aliasing blur, in pixels²).
         render_mode: "RGB" or "RGB+ED" (also return the expected depth).
         backend: "auto" (gsplat on CUDA when it works, else "torch"), "torch" or "gsplat".
-        tile_budget: gsplat only: sizes its tile-intersection lists from this budget instead of from a host
-            read at every call (`a3d_cli.kernels.tile_lists`; for loops that render the same shapes
-            repeatedly); the "torch" backend ignores it.
 
     Returns:
         RasterOutput(colors [..., C, H, W, D], alphas [..., C, H, W, 1], depths [..., C, H, W, 1] or None).
@@ -127,7 +120,5 @@ def rasterize(
     )
     name = select_backend(backend, means)
     if name == "gsplat":
-        return rasterize_gsplat_checked(
-            x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, tile_budget=tile_budget
-        )
+        return rasterize_gsplat_checked(x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)
     return rasterize_torch_checked(x, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d)

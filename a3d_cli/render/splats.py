@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from a3d_cli.gaussians.container import Gaussians
-    from a3d_cli.kernels.tile_lists import TileBudget
     from a3d_cli.progress import Progress
 
 
@@ -82,7 +81,6 @@ def render_splats(
     size: int,
     background: float = MVVDM_BACKGROUND,
     looks: SplatLooks | None = None,
-    tile_budget: TileBudget | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Render F moved copies of the static splats into V square views in one rasterizer call.
 
@@ -99,7 +97,6 @@ def render_splats(
         background: grey level behind the splats (MV-VDM's 0.5 by default).
         looks: `splat_looks(static, viewmats, Ks, F, background)` made beforehand (then `viewmats`, `Ks` and
             `background` are not read again); None makes it here.
-        tile_budget: gsplat's tile lists sized from this budget, without a host read (see `rasterize`).
 
     Returns:
         rgb [F, V, H, W, 3] and alpha [F, V, H, W], differentiable w.r.t. means, quats and scales.
@@ -109,7 +106,7 @@ def render_splats(
     lk = looks if looks is not None else splat_looks(static, viewmats, Ks, background=background)
     r = rasterize(
         means, quats, scales, lk.opacities, lk.colors, lk.viewmats, lk.Ks, size, size,
-        sh_degree=lk.sh_degree, backgrounds=lk.backgrounds, tile_budget=tile_budget,
+        sh_degree=lk.sh_degree, backgrounds=lk.backgrounds,
     )  # fmt: skip
     return r.colors, r.alphas[..., 0]
 

@@ -171,8 +171,7 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
         cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU),
         cuda_graph_seconds (of fit_seconds, the time spent recording them), cuda_graph_failure (why a
         recording failed, the step's or the optimiser step's, after which that part ran eagerly; "" = none
-        failed), cuda_graph_optimizer_replays (optimiser steps replayed from their graph),
-        tile_lists_cut_renders (renders whose tile lists were too short, see `FitResult`), seconds_per_phase.
+        failed), cuda_graph_optimizer_replays (optimiser steps replayed from their graph), seconds_per_phase.
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).
@@ -238,7 +237,6 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         cuda_graph_seconds=round(fit.graph_seconds, 3),
         cuda_graph_failure=fit.graph_failure,
         cuda_graph_optimizer_replays=fit.optimizer_replays,
-        tile_lists_cut_renders=fit.cut_renders,
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 
