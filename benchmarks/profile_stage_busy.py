@@ -385,6 +385,10 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
         if "graph_frame_counts" not in fields:
             raise SystemExit(f"--graph-frames {args.graph_frames}: this tree has no graph_frame_counts")
         graphs["graph_frame_counts"] = buckets
+    if args.whole_step != "default":
+        if "graph_whole_step" not in fields:
+            raise SystemExit(f"--whole-step {args.whole_step}: this tree has no graph_whole_step")
+        graphs["graph_whole_step"] = args.whole_step == "on"
     opts = stage.ReconstructOptions(
         video=str(Path(args.gt) / "video"), preset=args.preset, steps=args.steps, preview=False, **small, **graphs
     )
@@ -408,6 +412,7 @@ def child_reconstruct(args: argparse.Namespace) -> dict:
     row["cuda_graph_seconds"] = result.metrics.get("cuda_graph_seconds")
     row["cuda_graph_failure"] = result.metrics.get("cuda_graph_failure")
     row["cuda_graph_optimizer_replays"] = result.metrics.get("cuda_graph_optimizer_replays")
+    row["tile_list_overflows"] = result.metrics.get("tile_list_overflows")
     row["phase_split"] = phase_split(row)
     peak = peak_bytes(dev)
     row["peak_memory_mib"] = None if peak is None else round(peak / 2**20, 1)
@@ -534,7 +539,10 @@ def child_main(args: argparse.Namespace) -> None:
     """Run one stage on one tree and write its row to --child-out."""
     where = _import_tree(Path(args.code_root).resolve())
     value = args.graph_frames if args.stage == "reconstruct" else args.geglu
-    row = {"tree": args.tag, "stage": args.stage, "variant": variant_name(args.stage, value), "graphs": args.graphs, "a3d_cli": where,
+    variant = variant_name(args.stage, value)
+    if args.stage == "reconstruct" and args.whole_step != "default":
+        variant = ", ".join(v for v in (variant, f"whole step {args.whole_step}") if v)
+    row = {"tree": args.tag, "stage": args.stage, "variant": variant, "graphs": args.graphs, "a3d_cli": where,
            **_environment(args.device)}  # fmt: skip
     row.update(child_reconstruct(args) if args.stage == "reconstruct" else child_mvvideo(args))
     Path(args.child_out).write_text(json.dumps(row, indent=2))
@@ -591,6 +599,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--graph-frames", action="append", default=None,
                     help="reconstruct's graph buckets, one child per use: default (the tree's), exact (one recording "
                          "per frame count) or a comma list such as 4,8,12,15 (default: default)")  # fmt: skip
+    ap.add_argument("--whole-step", default="default", choices=["default", "on", "off", "both"],
+                    help="reconstruct: the rasterizer inside the step's graph (FitSettings.graph_whole_step): the "
+                         "tree's default, on, off, or both (one child each)")  # fmt: skip
     ap.add_argument("--geglu", default="on", choices=["on", "off", "both"],
                     help="mvvideo's fused GEGLU: on (the stage's setting), off, or both (one child each)")
     ap.add_argument("--host", default="normal", choices=["normal", "slowed", "both"],
@@ -677,16 +688,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     variants = {"reconstruct": [("--graph-frames", v) for v in args.graph_frames],
                 "mvvideo": [("--geglu", v) for v in (["on", "off"] if args.geglu == "both" else [args.geglu])]}  # fmt: skip
     hosts = ["normal", "slowed"] if args.host == "both" else [args.host]
+    wholes = ["off", "on"] if args.whole_step == "both" else [args.whole_step]
     for stage_name in stages:
-        for (tag, folder), (flag, value), host in itertools.product(trees, variants.get(stage_name, [("", "")]), hosts):
-            name = f"{tag}_{stage_name}" + (f"_{value.replace(',', '-')}" if flag else "") + ("_slowed" if host == "slowed" else "")
+        combos = itertools.product(trees, variants.get(stage_name, [("", "")]), hosts, wholes if stage_name == "reconstruct" else ["default"])
+        for (tag, folder), (flag, value), host, whole in combos:
+            name = (f"{tag}_{stage_name}" + (f"_{value.replace(',', '-')}" if flag else "") + ("_slowed" if host == "slowed" else "")
+                    + ("" if whole == "default" else f"_whole-{whole}"))  # fmt: skip
             child_out = work / f"row_{name}.json"
             child_out.unlink(missing_ok=True)
             cmd = [py, str(Path(__file__).resolve()), "--child", "--stage", stage_name, "--code-root", str(Path(folder).resolve()),
                    "--tag", tag, "--gt", str(gt), "--child-out", str(child_out), "--work", str(work), "--device", args.device,
                    "--preset", args.preset, "--graphs", args.graphs, "--mv-dtype", args.mv_dtype, "--mv-steps", str(args.mv_steps),
                    "--mv-freeinit", str(args.mv_freeinit), "--window-steps", str(args.window_steps),
-                   "--window-skip", str(args.window_skip), "--window-stage", str(args.window_stage), "--seed", str(args.seed)]  # fmt: skip
+                   "--window-skip", str(args.window_skip), "--window-stage", str(args.window_stage), "--seed", str(args.seed),
+                   "--whole-step", whole]  # fmt: skip
             if flag:
                 cmd += [flag, value]
             if args.steps is not None:
@@ -694,7 +709,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if tiny:
                 cmd.append("--tiny")
             slowed = host == "slowed"
-            label = f"{tag} {stage_name}" + (f" {flag} {value}" if flag else "") + (f" ({SLOWED_HOST})" if slowed else "")
+            label = (f"{tag} {stage_name}" + (f" {flag} {value}" if flag else "") + ("" if whole == "default" else f" whole step {whole}")
+                     + (f" ({SLOWED_HOST})" if slowed else ""))  # fmt: skip
             with shared_core(1) if slowed else contextlib.nullcontext((None, [])) as (core, _spinners):
                 rc, seconds, tail = _run(cmd, env, label, core)
             if rc or not child_out.is_file():

@@ -100,6 +100,11 @@ class FitSettings:
     `a3d_cli.gaussians.motion_step`): fewer recordings, more work per step; sizes above the fit's largest
     frame count are lowered to it. Empty = one recording per frame count (15 over the reference schedule).
     The default trades a little padding for fewer recordings (the choice measured in docs/PERF.md)."""
+    graph_whole_step: bool = False
+    """With `cuda_graphs` and gsplat, record the whole step, the rasterizer included, as one graph per frame
+    count (`a3d_cli.gaussians.motion_step.WholeStepPiece`): the renders go through tile lists of a fixed
+    length (`a3d_cli.kernels.rasterize_fixed`), so no step waits for the device and the host's speed stops
+    mattering once its launches are fewer than the GPU's work. Needs `grad_fraction` = 1."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)
@@ -144,6 +149,8 @@ class FitResult:
             optimiser step's, joined by "; " ("" = none failed).
         optimizer_replays: optimiser steps replayed from their CUDA graph (0 on the CPU, or where a
             parameter had no gradient at every step: then every step ran eagerly, which no failure reports).
+        tile_list_overflows: times a whole-step recording's tile lists were found too short (and re-recorded
+            longer); the steps between the overflow and its detection rendered without the lists' last entries.
     """
 
     field: MotionField
@@ -154,6 +161,7 @@ class FitResult:
     graph_seconds: float = 0.0
     graph_failure: str = ""
     optimizer_replays: int = 0
+    tile_list_overflows: int = 0
 
 
 def active_frames(step: int, settings: FitSettings, generator: torch.Generator | None = None) -> list[int]:
@@ -321,7 +329,7 @@ def fit_motion(
             on_step(step, motion)
         if (step + 1) % log_every == 0 or step + 1 == settings.steps:
             # the loop's only host read: one per log interval, both values in one transfer
-            lv, mse = torch.stack((loss, loss_rgb)).tolist()
+            lv, mse = step_fn.read_back(loss, loss_rgb)
             losses.append((step + 1, lv))
             if prog is not None:
                 prog.update(pending, loss=lv, psnr=-10 * math.log10(max(mse, 1e-12)), frames=float(frames[-1]))
@@ -337,6 +345,7 @@ def fit_motion(
         graph_seconds=step_fn.record_seconds + opt_step.record_seconds,
         graph_failure="; ".join(f for f in (step_fn.failure, opt_step.failure) if f),
         optimizer_replays=opt_step.replays,
+        tile_list_overflows=step_fn.list_overflows,
     )
 
 

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.gaussians.motion_fit import FitSettings
+    from a3d_cli.kernels.rasterize_fixed import FixedLooks
     from a3d_cli.render.splats import SplatLooks
 
 WARMUP_FIRST = 3
@@ -65,6 +66,11 @@ WARMUP_LATER = 1
 """Eager warm-up calls before recording a new frame count (libraries are initialised by then)."""
 PAD_FRAME = 0
 """Frame index the padding of a bucket evaluates (any valid index: its weight is 0)."""
+LIST_MARGIN = 1.5
+"""Tile-list capacity of a whole-step recording, as a multiple of the intersections counted when recording.
+The motion moves splats a little around their static places, so the count stays near its first value."""
+LIST_ROUNDING = 1 << 16
+"""Capacities are rounded up to a multiple of this (few distinct sizes, aligned buffers)."""
 
 
 class FieldPiece(nn.Module):
@@ -160,6 +166,50 @@ def _weighted_mse(x: Tensor, y: Tensor, weights: Tensor, count: Tensor) -> Tenso
     return (per_frame * weights).sum() / (count * x[0].numel())
 
 
+class WholeStepPiece(nn.Module):
+    """Frames → loss through the field, the fixed-length-list render and the masked loss: a whole step's forward.
+
+    Why one piece: with the rasterizer inside, the recorded step holds every kernel of the forward and the
+    backward, so a step costs the host two graph launches whatever its frame count, and nothing in it waits
+    for the device. Every frame of the bucket is rendered; the padding's images list no splat (the
+    render's `image_mask`), so they cost the rasterizer almost nothing, and their weight is 0 in the loss.
+
+    Args:
+        field: the field piece (its parameters are this module's).
+        loss: the masked loss piece.
+        looks: `a3d_cli.kernels.rasterize_fixed.fixed_looks` for the bucket's B frames.
+        size: the square render size; views: V, the cameras per frame.
+        capacity: the tile lists' length.
+        excess: where a step records by how much its lists overflowed (shared by the recordings).
+    """
+
+    def __init__(
+        self,
+        field: FieldPiece,
+        loss: MaskedLossPiece,
+        looks: FixedLooks,
+        size: int,
+        views: int,
+        capacity: int,
+        excess: Tensor,
+    ) -> None:
+        super().__init__()
+        self.field, self.loss, self.looks = field, loss, looks
+        self.size, self.views, self.capacity = size, views, capacity
+        self.excess = excess
+        """0-d int64, shared: raised to (list total − capacity) when a step's lists overflow (0 = none did)."""
+
+    def forward(self, frames: Tensor, loss_frames: Tensor, weights: Tensor, *drawn: Tensor) -> tuple[Tensor, Tensor]:
+        """frames, loss_frames [B] long, weights [B] (1 real, 0 padding), drawn = ARAP draws → (loss, RGB MSE)."""
+        from a3d_cli.kernels.rasterize_fixed import rasterize_fixed
+
+        means, quats, scales = self.field(frames)
+        image_mask = weights.repeat_interleave(self.views) > 0
+        out = rasterize_fixed(means, quats, scales, self.looks, self.size, self.size, self.capacity, image_mask)
+        torch.maximum(self.excess, out.total - self.capacity, out=self.excess)
+        return self.loss(out.colors, out.alphas[..., 0], means, loss_frames, weights, *drawn)
+
+
 def bucket_sizes(frame_counts: Sequence[int], max_frames: int) -> tuple[int, ...]:
     """The recorded frame counts of a fit whose steps have at most `max_frames` frames.
 
@@ -207,7 +257,7 @@ class _Recording:
     key: tuple[int, bool]
     """(frames the pieces see, padded/masked)."""
     field: Callable
-    loss: Callable
+    loss: Callable | None
     frames: Tensor
     """[B] long: the field piece's frame input."""
     loss_frames: Tensor
@@ -218,6 +268,8 @@ class _Recording:
     """ARAP's drawn points [S] and neighbour rows [S, K] (empty = no ARAP term)."""
     holds: tuple[tuple[int, ...], int]
     """The host values now in the frame and weight inputs: (frame list, real frame count)."""
+    whole: WholeStepPiece | None = None
+    """The recorded whole-step piece (then `field` is its graphed call and `loss` is unused), or None."""
 
 
 class FitStep:
@@ -287,6 +339,14 @@ class FitStep:
         self._keep_frames = settings.frames_per_step == 0  # few distinct frame lists: keep their device copies
         self._frames: dict[tuple[int, ...], Tensor] = {}  # frame list → [F] long on the device
         self._looks: tuple[int, SplatLooks] | None = None  # (frames, the renderer's static inputs for them)
+        self.whole_step = (
+            self.use_graphs and settings.graph_whole_step and settings.grad_fraction >= 1.0 and _gsplat_ready()
+        )
+        """Record the rasterizer inside the step's graph (`WholeStepPiece`); turned off if a recording fails."""
+        self.list_overflows = 0
+        """Times a whole-step recording's tile lists were found too short at a `read_back`."""
+        self._list_excess = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._list_floor = 0  # the least capacity the next whole-step recording gets
 
     def set_arap_weight(self, weight: float) -> None:
         """Set λ_arap for the following steps (in place: recorded graphs see it; no host synchronisation).
@@ -321,6 +381,18 @@ class FitStep:
         f, n = len(real), self.static.means.shape[0]
         bucket = self.bucket(f)
         listed = real + (PAD_FRAME,) * (bucket - f) if bucket else real  # the field sees B frames, the rasterizer F
+        if self.whole_step:
+            whole = self._whole_recording(listed, f)
+            if whole is not None:
+                self._fill(whole, listed, f)
+                if self.loss.arap is not None:
+                    self.loss.arap.draw(generator, out=(whole.drawn[0], whole.drawn[1]))
+                loss, loss_rgb = whole.field(whole.frames, whole.loss_frames, whole.weights, *whole.drawn)
+                for phase in ("field", "raster", "loss"):
+                    mark(phase)
+                loss.backward()
+                mark("backward")
+                return loss, loss_rgb
         rec = self._recording(listed, f, masked=bool(bucket))
         if rec is None:
             field, loss_fn = self.field, (self.masked_loss if bucket else self.loss)
@@ -352,6 +424,100 @@ class FitStep:
         loss.backward()
         mark("backward")
         return loss, loss_rgb
+
+    def read_back(self, loss: Tensor, loss_rgb: Tensor) -> tuple[float, float]:
+        """The host values of a step's (loss, RGB MSE), in one transfer that also checks the tile lists.
+
+        With whole-step recordings, a list overflow since the last read (a step whose splats covered more
+        tiles than its recording's capacity: its lists lost their last entries) is counted, and the current
+        recording is dropped so that the next step records again with room for it.
+        """
+        if not self.whole_step and self.list_overflows == 0 and self._list_floor == 0:
+            lv, mse = torch.stack((loss, loss_rgb)).tolist()
+            return lv, mse
+        values = torch.stack((loss.double(), loss_rgb.double(), self._list_excess.double()))
+        lv, mse, excess = values.tolist()
+        if excess > 0:
+            self.list_overflows += 1
+            self._list_excess.zero_()
+            held = self._graphed.whole.capacity if self._graphed is not None and self._graphed.whole else 0
+            self._list_floor = max(self._list_floor, held + int(excess))
+            self._graphed = None
+        return lv, mse
+
+    def _whole_recording(self, frames: tuple[int, ...], f: int) -> _Recording | None:
+        """The whole-step recording for this frame count (recorded on first use), or None if recording failed."""
+        key = (len(frames), True)
+        if self._graphed is not None and self._graphed.key == key and self._graphed.whole is not None:
+            return self._graphed
+        self._graphed = None
+        start = time.perf_counter()
+        try:
+            self._graphed = self._record_whole(frames, f)
+        except (RuntimeError, AssertionError, ValueError) as exc:  # the step's pieces are recorded without it
+            self.whole_step = False
+            self.failure = f"whole step ({len(frames)} frames): {type(exc).__name__}: {exc}"
+            if self.on_notice is not None:
+                self.on_notice(f"reconstruct: the rasterizer runs outside the CUDA graphs ({self.failure})")
+            torch.cuda.synchronize()
+            return None
+        finally:
+            self.record_seconds += time.perf_counter() - start
+        self.recordings += 1
+        return self._graphed
+
+    def _record_whole(self, frames: tuple[int, ...], f: int) -> _Recording:
+        """Record field, render and loss as one piece at this frame count (`WholeStepPiece`).
+
+        The tile lists' capacity is `LIST_MARGIN` times the intersections of the real frames' render with
+        the field as it is now (one read back per recording), at least what an overflow asked for.
+        """
+        from a3d_cli.kernels.rasterize_fixed import fixed_looks, intersections_needed
+        from a3d_cli.render.splats import splat_looks
+
+        b, v = len(frames), self.viewmats.shape[0]
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        warmup = WARMUP_FIRST if self.recordings == 0 else WARMUP_LATER
+        field_frames = self._device_frames(frames).clone()
+        loss_frames = field_frames.clone()
+        weights = self._bucket_weights(f, b).clone()
+        drawn = self._sample_draws()
+        lk = splat_looks(self.static, self.viewmats, self.Ks, b)
+        looks = fixed_looks(lk.opacities, lk.colors, lk.sh_degree, lk.viewmats, lk.Ks, lk.backgrounds)
+        field = FieldPiece(self.field.motion, self.static)
+        with torch.no_grad():
+            moved = field(field_frames)
+        real = weights.repeat_interleave(v) > 0
+        need, filler_ok = intersections_needed(*moved, looks, self.size, self.size, image_mask=real)
+        if not filler_ok:
+            raise RuntimeError("the filler splat at the origin falls outside a view (cameras not around the origin)")
+        capacity = -(-max(int(need * LIST_MARGIN), self._list_floor, 1) // LIST_ROUNDING) * LIST_ROUNDING
+        piece = WholeStepPiece(
+            field, MaskedLossPiece(*self._loss_inputs), looks, self.size, v, capacity, self._list_excess
+        )
+        with collection_paused():
+            graphed = torch.cuda.make_graphed_callables(
+                piece,
+                (field_frames, loss_frames, weights, *drawn),
+                num_warmup_iters=warmup,
+                allow_unused_input=True,
+                pool=self._pool,
+            )
+        self._list_excess.zero_()  # the warm-up calls ran on sample draws
+        return _Recording((b, True), graphed, None, field_frames, loss_frames, weights, drawn, (frames, f), piece)
+
+    def _sample_draws(self) -> tuple[Tensor, ...]:
+        """Zero-filled ARAP draw buffers of the shapes a step draws (empty without ARAP), for a recording."""
+        if self.loss.arap is None:
+            return ()
+        arap, n = self.loss.arap, self.static.means.shape[0]
+        count = arap.sample_points if arap.sample_points > 0 else n
+        k = arap.k if arap.resample else arap.neighbours.idx.shape[1]
+        return (
+            torch.zeros(count, dtype=torch.long, device=self.device),
+            torch.zeros(count, k, dtype=torch.long, device=self.device),
+        )
 
     def bucket(self, frames: int) -> int:
         """The padded frame count of a step with `frames` frames (0 = not padded: no bucket holds it)."""
@@ -451,16 +617,8 @@ class FitStep:
         weights = self._bucket_weights(f, b).clone() if masked else None
         if weights is not None:
             loss_args += (weights,)
-        drawn: tuple[Tensor, ...] = ()
-        if self.loss.arap is not None:
-            arap = self.loss.arap
-            count = arap.sample_points if arap.sample_points > 0 else n
-            k = arap.k if arap.resample else arap.neighbours.idx.shape[1]
-            drawn = (
-                torch.zeros(count, dtype=torch.long, device=dev),
-                torch.zeros(count, k, dtype=torch.long, device=dev),
-            )
-            loss_args += drawn
+        drawn = self._sample_draws()
+        loss_args += drawn
         loss_piece = MaskedLossPiece(*self._loss_inputs) if masked else LossPiece(*self._loss_inputs)
         with collection_paused():
             graphed = torch.cuda.make_graphed_callables(
@@ -471,6 +629,13 @@ class FitStep:
                 pool=self._pool,
             )
         return _Recording((b, masked), graphed[0], graphed[1], field_frames, loss_frames, weights, drawn, (frames, f))
+
+
+def _gsplat_ready() -> bool:
+    """True where gsplat's CUDA extension loads (the whole-step render is built from its pieces)."""
+    from a3d_cli.kernels.rasterize_gsplat import gsplat_available
+
+    return gsplat_available()
 
 
 def _host_tensor(values: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -46,7 +46,9 @@ class FixedLooks:
         colors: [B, N+1, 3] or SH [B, N+1, K, 3]; sh_degree: None for plain colours.
         viewmats: [B, C, 4, 4], Ks: [B, C, 3, 3], campos: [B, C, 3] (camera centres, for SH).
         backgrounds: [B, C, 3].
-        filler_mean: [3], where the filler sits (a point every camera sees, in front of its near plane).
+        filler: [B, 1, 3 + 4 + 3], the filler's mean (a point every camera sees, in front of its near plane),
+            identity rotation (wxyz) and scales (`FILLER_SCALE`), made here so that a recording copies nothing
+            from the host.
     """
 
     project_opacities: Tensor
@@ -57,7 +59,7 @@ class FixedLooks:
     Ks: Tensor  # noqa: N815 - the rasterizer's name
     campos: Tensor
     backgrounds: Tensor
-    filler_mean: Tensor
+    filler: Tensor
 
 
 @dataclass(frozen=True)
@@ -89,18 +91,21 @@ def fixed_looks(
     render_opacities = torch.cat([opacities, 0 * one], dim=1)[:, None].expand(b, c, -1).contiguous()
     colors = torch.cat([colors, torch.zeros_like(colors[:, :1])], dim=1)
     campos = torch.linalg.inv_ex(viewmats)[0][..., :3, 3]
-    if filler_mean is None:
-        filler_mean = torch.zeros(3, device=dev, dtype=dtype)
-    return FixedLooks(project_opacities, render_opacities, colors, sh_degree, viewmats, Ks, campos, backgrounds, filler_mean)
+    mean = torch.zeros(3, device=dev, dtype=dtype) if filler_mean is None else filler_mean.to(dev, dtype)
+    rotation = torch.zeros(4, device=dev, dtype=dtype)
+    rotation[0] = 1.0
+    filler = torch.cat([mean, rotation, torch.full((3,), FILLER_SCALE, device=dev, dtype=dtype)])
+    return FixedLooks(
+        project_opacities, render_opacities, colors, sh_degree, viewmats, Ks, campos, backgrounds,
+        filler.expand(b, 1, 10).contiguous(),
+    )  # fmt: skip
 
 
-def with_filler(means: Tensor, quats: Tensor, scales: Tensor, filler_mean: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """means, quats, scales [B, N, ·] → [B, N+1, ·] with the filler (identity rotation, `FILLER_SCALE`) last."""
-    b = means.shape[0]
-    one = means.new_ones(b, 1, 1)
-    means = torch.cat([means, filler_mean.expand(b, 1, 3)], dim=1)
-    quats = torch.cat([quats, one * quats.new_tensor([1.0, 0.0, 0.0, 0.0])], dim=1)
-    scales = torch.cat([scales, one.expand(b, 1, 3) * FILLER_SCALE], dim=1)
+def with_filler(means: Tensor, quats: Tensor, scales: Tensor, filler: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """means, quats, scales [B, N, ·] → [B, N+1, ·] with the filler splat (`FixedLooks.filler`) last."""
+    means = torch.cat([means, filler[..., 0:3]], dim=1)
+    quats = torch.cat([quats, filler[..., 3:7]], dim=1)
+    scales = torch.cat([scales, filler[..., 7:10]], dim=1)
     return means, quats, scales
 
 
@@ -138,7 +143,7 @@ def rasterize_fixed(
     from gsplat.cuda._wrapper import rasterize_to_pixels, spherical_harmonics  # noqa: PLC0415 - CUDA only
 
     b, c = looks.viewmats.shape[:2]
-    means, quats, scales = with_filler(means, quats, scales, looks.filler_mean)
+    means, quats, scales = with_filler(means, quats, scales, looks.filler)
     n = means.shape[1]
     radii, means2d, depths, conics = project(means, quats, scales, looks, width, height)
     if looks.sh_degree is None:
@@ -163,18 +168,28 @@ def rasterize_fixed(
 
 
 def intersections_needed(
-    means: Tensor, quats: Tensor, scales: Tensor, looks: FixedLooks, width: int, height: int
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    looks: FixedLooks,
+    width: int,
+    height: int,
+    image_mask: Tensor | None = None,
 ) -> tuple[int, bool]:
     """(the real tile intersections of this render, whether the filler projects in every image); reads back once.
 
-    For sizing a capacity and checking the filler before a recording, not inside one.
+    For sizing a capacity and checking the filler before a recording, not inside one. `image_mask` [B·C]:
+    count only these images (as `rasterize_fixed` lists only them).
     """
     with torch.no_grad():
-        means, quats, scales = with_filler(means, quats, scales, looks.filler_mean)
+        means, quats, scales = with_filler(means, quats, scales, looks.filler)
         radii, means2d, _, _ = project(means, quats, scales, looks, width, height)
         tile_w, tile_h = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
         x0, x1, y0, y1 = tile_rects(means2d[..., :-1, :], radii[..., :-1, :], TILE_SIZE, tile_w, tile_h)
-        total = int(((x1 - x0) * (y1 - y0)).sum())
+        counts = ((x1 - x0) * (y1 - y0)).flatten(0, 1)  # [B·C, N]
+        if image_mask is not None:
+            counts = counts * image_mask[:, None]
+        total = int(counts.sum())
         filler_ok = bool((radii[..., -1, :] > 0).all())
     return total, filler_ok
 

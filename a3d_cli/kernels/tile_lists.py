@@ -66,14 +66,12 @@ def tile_rects(
     """
     r = radii.to(torch.float32) / float(tile_size)
     c = means2d.to(torch.float32) / float(tile_size)
-    lo = torch.floor(c - r).clamp(min=0)  # a negative float converts to 0 in gsplat's unsigned cast
-    hi = torch.ceil(c + r).clamp(min=0)
-    limit = torch.tensor([tile_width, tile_height], device=means2d.device, dtype=torch.float32)
-    lo = torch.minimum(lo, limit).to(torch.int64)
-    hi = torch.minimum(hi, limit).to(torch.int64)
+    lo = torch.floor(c - r).to(torch.int64)  # a negative float converts to 0 in gsplat's unsigned cast
+    hi = torch.ceil(c + r).to(torch.int64)
+    x0, x1 = lo[..., 0].clamp(0, tile_width), hi[..., 0].clamp(0, tile_width)  # Python bounds: no device copy
+    y0, y1 = lo[..., 1].clamp(0, tile_height), hi[..., 1].clamp(0, tile_height)
     valid = (radii > 0).all(dim=-1)
-    hi = torch.where(valid[..., None], hi, lo)
-    return lo[..., 0], hi[..., 0], lo[..., 1], hi[..., 1]
+    return x0, torch.where(valid, x1, x0), y0, torch.where(valid, y1, y0)
 
 
 def fixed_tile_lists(

@@ -95,6 +95,8 @@ class ReconstructOptions:
         cuda_graphs: replay the step as CUDA graphs on CUDA (see `FitSettings.cuda_graphs`; None = the preset's, on).
         graph_frame_counts: frame counts the graphed step is recorded at (see `FitSettings.graph_frame_counts`;
             None = the preset's, 4, 8, 12 and 15; () = one recording per frame count).
+        graph_whole_step: record the rasterizer inside the step's graph (`FitSettings.graph_whole_step`; None = the
+            preset's, off).
         arap_anneal: the ARAP weight's schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
         coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
             removes it (Animate3D's field); None = the preset's.
@@ -112,6 +114,7 @@ class ReconstructOptions:
     hexplane_backend: str | None = None
     cuda_graphs: bool | None = None
     graph_frame_counts: tuple[int, ...] | None = None
+    graph_whole_step: bool | None = None
     arap_anneal: float | None = None
     coarse_level: bool | None = None
     preview: bool = DEFAULT_PREVIEW
@@ -139,6 +142,7 @@ class ReconstructOptions:
             "hexplane_backend",
             "cuda_graphs",
             "graph_frame_counts",
+            "graph_whole_step",
             "arap_anneal",
         ):
             if getattr(self, key) is not None:
@@ -171,7 +175,8 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
         cuda_graph_recordings (frame counts whose step was replayed as CUDA graphs; 0 on the CPU),
         cuda_graph_seconds (of fit_seconds, the time spent recording them), cuda_graph_failure (why a
         recording failed, the step's or the optimiser step's, after which that part ran eagerly; "" = none
-        failed), cuda_graph_optimizer_replays (optimiser steps replayed from their graph), seconds_per_phase.
+        failed), cuda_graph_optimizer_replays (optimiser steps replayed from their graph), tile_list_overflows
+        (whole-step recordings whose tile lists were found too short and recorded again), seconds_per_phase.
 
     Raises:
         InputError: bad video folder (missing views or frames, gaps, wrong count, mixed sizes).
@@ -237,6 +242,7 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
         cuda_graph_seconds=round(fit.graph_seconds, 3),
         cuda_graph_failure=fit.graph_failure,
         cuda_graph_optimizer_replays=fit.optimizer_replays,
+        tile_list_overflows=fit.tile_list_overflows,
         final_loss=fit.losses[-1][1] if fit.losses else None,
     )
 

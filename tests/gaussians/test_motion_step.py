@@ -139,6 +139,16 @@ def test_fit_reports_no_recordings_on_the_cpu_and_the_option_is_inert_there():
     assert not graphs_usable(torch.device("cpu"))
 
 
+def test_the_whole_step_option_is_inert_on_the_cpu():
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, steps=6, steps_per_frame=2)
+    step = _step(static, cams, targets, masks, replace(settings, graph_whole_step=True), _moving_field(settings))
+    assert not step.whole_step
+    a = fit_motion(static, cams, targets, masks, replace(settings, graph_whole_step=True), log_every=2)
+    b = fit_motion(static, cams, targets, masks, settings, log_every=2)
+    assert a.losses == b.losses and a.tile_list_overflows == 0
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(("frames_per_step", "recordings"), [(0, (4, 2)), (2, (2, 1))])
 def test_graphed_steps_equal_eager_steps_on_cuda(frames_per_step: int, recordings: tuple[int, int]):
@@ -229,6 +239,81 @@ def test_every_recording_of_the_reference_schedule_succeeds_on_cuda(counts: tupl
     settings = replace(PRESETS["reference"][1], resolution=SIZE, graph_frame_counts=counts)
     fit = fit_motion(static, cams, targets, masks, settings, log_every=100)
     assert (fit.graph_recordings, fit.graph_failure) == (recordings, "")
+
+
+def _gsplat_or_skip() -> None:
+    from a3d_cli.kernels.rasterize import available_backends
+
+    if "gsplat" not in available_backends():
+        pytest.skip("gsplat's CUDA extension is not available")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("counts", [(), (2, 4)])
+def test_the_whole_step_graph_fits_what_the_piecewise_graphs_fit_on_cuda(counts: tuple[int, ...]):
+    """The rasterizer recorded inside the step (fixed-length tile lists) against the pieces around an eager
+    gsplat render: the same losses and the same fitted motion, to the atomic sums' rounding."""
+    _gsplat_or_skip()
+    static, cams, targets, masks, settings = _scene("cuda", n=400)
+    settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0, graph_frame_counts=counts)
+    pieces = fit_motion(static, cams, targets, masks, settings, log_every=1)
+    whole = fit_motion(static, cams, targets, masks, replace(settings, graph_whole_step=True), log_every=1)
+    assert (whole.graph_failure, whole.tile_list_overflows) == ("", 0)
+    assert whole.graph_recordings == pieces.graph_recordings == (4 if not counts else 2)
+    for (s1, l1), (s2, l2) in zip(whole.losses, pieces.losses, strict=True):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4)
+    every_frame = torch.arange(targets.shape[1], device="cuda")
+    with torch.no_grad():
+        got, want = whole.field(static, every_frame), pieces.field(static, every_frame)
+    torch.testing.assert_close(got.means, want.means, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got.quats, want.quats, atol=2e-3, rtol=0)
+
+
+@pytest.mark.gpu
+def test_the_whole_step_graph_never_waits_for_the_device_on_cuda(monkeypatch):
+    """CUDA's sync detector, set to raise, around every step but the first and the last: with the rasterizer
+    inside the graph nothing is exempt but the recordings."""
+    _gsplat_or_skip()
+
+    def relaxed(fn):  # noqa: ANN001, ANN202
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode(0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode(mode)
+
+        return call
+
+    monkeypatch.setattr(FitStep, "_record_whole", relaxed(FitStep._record_whole))
+    monkeypatch.setattr(OptimizerStep, "_record", relaxed(OptimizerStep._record))
+    static, cams, targets, masks, settings = _scene("cuda", n=400)
+    settings = replace(settings, steps=12, steps_per_frame=3, graph_frame_counts=(2, 4), graph_whole_step=True)
+
+    def on_step(step: int, _field: object) -> None:
+        torch.cuda.set_sync_debug_mode("error" if step < settings.steps - 2 else 0)
+
+    try:
+        fit = fit_motion(static, cams, targets, masks, settings, log_every=settings.steps, on_step=on_step)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert (fit.graph_recordings, fit.graph_failure) == (2, "")
+
+
+@pytest.mark.gpu
+def test_tile_lists_that_overflow_are_counted_and_recorded_again_longer_on_cuda(monkeypatch):
+    """Capacity far below the need: the first read back finds the overflow, the step records again with room."""
+    _gsplat_or_skip()
+    from a3d_cli.gaussians import motion_step
+
+    monkeypatch.setattr(motion_step, "LIST_MARGIN", 0.25)
+    monkeypatch.setattr(motion_step, "LIST_ROUNDING", 1)
+    static, cams, targets, masks, settings = _scene("cuda", n=400)
+    settings = replace(settings, steps=8, steps_per_frame=100, graph_frame_counts=(1,), graph_whole_step=True)
+    fit = fit_motion(static, cams, targets, masks, settings, log_every=2)
+    assert fit.tile_list_overflows >= 1 and fit.graph_failure == ""
+    assert fit.graph_recordings == 1 + fit.tile_list_overflows  # each overflow found is recorded again, longer
 
 
 def test_bucket_sizes_cover_every_step_and_never_exceed_the_largest():
@@ -336,8 +421,8 @@ def test_the_step_loop_reads_the_device_once_per_log_interval_and_nowhere_else(m
     with reads:
         fit = fit_motion(static, cams, targets, masks, settings, log_every=4)
     in_loop = [(step, site) for step, _call, site in reads.reads if step >= 0]
-    assert in_loop == [(3, "a3d_cli.gaussians.motion_fit:fit_motion"), (7, "a3d_cli.gaussians.motion_fit:fit_motion"),
-                       (9, "a3d_cli.gaussians.motion_fit:fit_motion")]  # fmt: skip
+    read_back = "a3d_cli.gaussians.motion_step:read_back"
+    assert in_loop == [(3, read_back), (7, read_back), (9, read_back)]
     assert [s for s, _ in fit.losses] == [4, 8, 10]  # one read per logged step
 
 
