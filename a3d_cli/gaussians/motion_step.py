@@ -204,7 +204,7 @@ class WholeStepPiece(nn.Module):
         from a3d_cli.kernels.rasterize_fixed import rasterize_fixed
 
         means, quats, scales = self.field(frames)
-        image_mask = weights.repeat_interleave(self.views) > 0
+        image_mask = weights[:, None].expand(-1, self.views).reshape(-1) > 0  # repeat_interleave would read back
         out = rasterize_fixed(means, quats, scales, self.looks, self.size, self.size, self.capacity, image_mask)
         torch.maximum(self.excess, out.total - self.capacity, out=self.excess)
         return self.loss(out.colors, out.alphas[..., 0], means, loss_frames, weights, *drawn)
@@ -488,7 +488,7 @@ class FitStep:
         field = FieldPiece(self.field.motion, self.static)
         with torch.no_grad():
             moved = field(field_frames)
-        real = weights.repeat_interleave(v) > 0
+        real = weights[:, None].expand(-1, v).reshape(-1) > 0
         need, filler_ok = intersections_needed(*moved, looks, self.size, self.size, image_mask=real)
         if not filler_ok:
             raise RuntimeError("the filler splat at the origin falls outside a view (cameras not around the origin)")
