@@ -106,17 +106,23 @@ def fixed_tile_lists(
     counts = counts * keep
     if image_mask is not None:
         counts = counts * image_mask[:, None]
-    ends = counts.flatten().cumsum(0)  # [I·N]
+    counts = counts.flatten()
+    ends = counts.cumsum(0)  # [I·N]
     total = ends[-1]
+    # per splat, what its slots share: first slot, rectangle width, first tile, and image | depth bits
+    starts = ends - counts
+    width = (x1 - x0).flatten().clamp(min=1)
+    first_tile = (y0 * tile_width + x0).flatten()
+    image = torch.arange(n_images, device=dev)[:, None]
+    depth_bits = depths.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF  # [I, N]
+    base = ((image << (32 + tile_bits)) | depth_bits).flatten()
     slots = torch.arange(capacity, device=dev)
     owner = torch.searchsorted(ends, slots, right=True).clamp(max=n_images * n - 1)  # the splat filling each slot
-    k = slots - (ends[owner] - counts.flatten()[owner])  # the slot's rank among its splat's tiles
-    width = (x1 - x0).flatten()[owner].clamp(min=1)
-    tx = x0.flatten()[owner] + k % width
-    ty = y0.flatten()[owner] + k // width
-    image = torch.div(owner, n, rounding_mode="floor")
-    depth_bits = depths.contiguous().view(torch.int32).flatten()[owner].to(torch.int64) & 0xFFFFFFFF
-    real_ids = (image << (32 + tile_bits)) | ((ty * tile_width + tx) << 32) | depth_bits
+    k = slots - starts[owner]  # the slot's rank among its splat's tiles (row-major)
+    w = width[owner]
+    row = torch.div(k, w, rounding_mode="floor")
+    tile = first_tile[owner] + row * tile_width + (k - row * w)
+    real_ids = base[owner] | (tile << 32)
     filler_image = slots % n_images  # fillers spread over every image's tiles
     filler_tile = torch.div(slots, n_images, rounding_mode="floor") % n_tiles
     filler_ids = (filler_image << (32 + tile_bits)) | (filler_tile << 32) | FILLER_DEPTH_BITS
