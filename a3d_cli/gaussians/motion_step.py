@@ -66,7 +66,7 @@ WARMUP_LATER = 1
 """Eager warm-up calls before recording a new frame count (libraries are initialised by then)."""
 PAD_FRAME = 0
 """Frame index the padding of a bucket evaluates (any valid index: its weight is 0)."""
-LIST_MARGIN = 1.5
+LIST_MARGIN = 1.25
 """Tile-list capacity of a whole-step recording, as a multiple of the intersections counted when recording.
 The motion moves splats a little around their static places, so the count stays near its first value."""
 LIST_ROUNDING = 1 << 16
@@ -469,8 +469,9 @@ class FitStep:
     def _record_whole(self, frames: tuple[int, ...], f: int) -> _Recording:
         """Record field, render and loss as one piece at this frame count (`WholeStepPiece`).
 
-        The tile lists' capacity is `LIST_MARGIN` times the intersections of the real frames' render with
-        the field as it is now (one read back per recording), at least what an overflow asked for.
+        The tile lists' capacity is `LIST_MARGIN` times the intersections of all B frames' render (the padding
+        is frame 0, so this is about what B real frames list) with the field as it is now (one read back per
+        recording), at least what an overflow asked for.
         """
         from a3d_cli.kernels.rasterize_fixed import fixed_looks, intersections_needed
         from a3d_cli.render.splats import splat_looks
@@ -488,8 +489,8 @@ class FitStep:
         field = FieldPiece(self.field.motion, self.static)
         with torch.no_grad():
             moved = field(field_frames)
-        real = weights[:, None].expand(-1, v).reshape(-1) > 0
-        need, filler_ok = intersections_needed(*moved, looks, self.size, self.size, image_mask=real)
+        # every frame of the bucket counted as real: the same recording serves the steps up to B real frames
+        need, filler_ok = intersections_needed(*moved, looks, self.size, self.size)
         if not filler_ok:
             raise RuntimeError("the filler splat at the origin falls outside a view (cameras not around the origin)")
         capacity = -(-max(int(need * LIST_MARGIN), self._list_floor, 1) // LIST_ROUNDING) * LIST_ROUNDING

@@ -101,14 +101,11 @@ def fixed_tile_lists(
     dev = means2d.device
     x0, x1, y0, y1 = tile_rects(means2d, radii, tile_size, tile_width, tile_height)  # [I, N] each
     counts = (x1 - x0) * (y1 - y0)  # [I, N]
-    keep = torch.ones(n, dtype=torch.bool, device=dev)
-    keep[filler] = False
-    counts = counts * keep
+    counts = counts * (torch.arange(n, device=dev) != filler)  # no scalar copy: a recording may hold this
     if image_mask is not None:
         counts = counts * image_mask[:, None]
     counts = counts.flatten()
     ends = counts.cumsum(0)  # [I·N]
-    total = ends[-1]
     # per splat, what its slots share: first slot, rectangle width, first tile, and image | depth bits
     starts = ends - counts
     width = (x1 - x0).flatten().clamp(min=1)
@@ -116,8 +113,39 @@ def fixed_tile_lists(
     image = torch.arange(n_images, device=dev)[:, None]
     depth_bits = depths.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF  # [I, N]
     base = ((image << (32 + tile_bits)) | depth_bits).flatten()
+    expand = expand_slots_torch
+    if dev.type == "cuda":
+        from a3d_cli.kernels.tile_lists_triton import expand_slots_triton as expand  # noqa: PLC0415 - CUDA only
+    ids, flat = expand(ends, starts, width, first_tile, base, capacity, n, n_images, n_tiles, tile_width, tile_bits, filler)
+    ids, order = torch.sort(ids, stable=True)
+    return TileLists(ids, flat.index_select(0, order), ends[-1])
+
+
+def expand_slots_torch(
+    ends: Tensor,
+    starts: Tensor,
+    width: Tensor,
+    first_tile: Tensor,
+    base: Tensor,
+    capacity: int,
+    splats_per_image: int,
+    n_images: int,
+    n_tiles: int,
+    tile_width: int,
+    tile_bits: int,
+    filler: int,
+) -> tuple[Tensor, Tensor]:
+    """Every slot's entry, unsorted: (ids [capacity] int64, flat [capacity] int32).
+
+    Per splat g (flat, I·N of them): `ends` its cumulative tile count, `starts` = ends − count, `width` its
+    rectangle's width (≥ 1), `first_tile` its rectangle's first tile, `base` = image << (32 + tile bits) | depth
+    bits. Slot j < total belongs to the splat whose range [start, end) holds it and takes that splat's
+    (j − start)-th tile, row-major; a slot past the total is a filler (`fixed_tile_lists`). The reference of
+    `a3d_cli.kernels.tile_lists_triton.expand_slots_triton`.
+    """
+    dev = ends.device
     slots = torch.arange(capacity, device=dev)
-    owner = torch.searchsorted(ends, slots, right=True).clamp(max=n_images * n - 1)  # the splat filling each slot
+    owner = torch.searchsorted(ends, slots, right=True).clamp(max=ends.numel() - 1)  # the splat filling each slot
     k = slots - starts[owner]  # the slot's rank among its splat's tiles (row-major)
     w = width[owner]
     row = torch.div(k, w, rounding_mode="floor")
@@ -126,11 +154,10 @@ def fixed_tile_lists(
     filler_image = slots % n_images  # fillers spread over every image's tiles
     filler_tile = torch.div(slots, n_images, rounding_mode="floor") % n_tiles
     filler_ids = (filler_image << (32 + tile_bits)) | (filler_tile << 32) | FILLER_DEPTH_BITS
-    is_real = slots < total
+    is_real = slots < ends[-1]
     ids = torch.where(is_real, real_ids, filler_ids)
-    flat = torch.where(is_real, owner, filler_image * n + filler)
-    ids, order = torch.sort(ids, stable=True)
-    return TileLists(ids, flat.index_select(0, order).to(torch.int32), total)
+    flat = torch.where(is_real, owner, filler_image * splats_per_image + filler)
+    return ids, flat.to(torch.int32)
 
 
 def tile_offsets(isect_ids: Tensor, n_images: int, tile_width: int, tile_height: int) -> Tensor:
@@ -145,4 +172,12 @@ def tile_offsets(isect_ids: Tensor, n_images: int, tile_width: int, tile_height:
     return starts.to(torch.int32).view(n_images, tile_height, tile_width)
 
 
-__all__ = ["FILLER_DEPTH_BITS", "TileLists", "fixed_tile_lists", "id_bits", "tile_offsets", "tile_rects"]
+__all__ = [
+    "FILLER_DEPTH_BITS",
+    "TileLists",
+    "expand_slots_torch",
+    "fixed_tile_lists",
+    "id_bits",
+    "tile_offsets",
+    "tile_rects",
+]

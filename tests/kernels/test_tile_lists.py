@@ -127,6 +127,26 @@ def _gpu_inputs(b: int, c: int, n: int, sh_degree: int | None, seed: int = 0):  
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("capacity_share", [1.3, 0.5])
+def test_the_triton_slots_equal_the_pytorch_reference_on_cuda(capacity_share):
+    from a3d_cli.kernels.tile_lists import expand_slots_torch, id_bits, tile_rects
+    from a3d_cli.kernels.tile_lists_triton import expand_slots_triton
+
+    means2d, radii, depths = (t.cuda() for t in _scene(images=7, n=3000, seed=11))
+    images, n = means2d.shape[:2]
+    x0, x1, y0, y1 = tile_rects(means2d, radii, TILE, TW, TH)
+    counts = ((x1 - x0) * (y1 - y0)).flatten()
+    ends = counts.cumsum(0)
+    _, bits = id_bits(images, TW * TH)
+    depth_bits = depths.view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    base = ((torch.arange(images, device="cuda")[:, None] << (32 + bits)) | depth_bits).flatten()
+    args = (ends, ends - counts, (x1 - x0).flatten().clamp(min=1), (y0 * TW + x0).flatten(), base,
+            int(int(ends[-1]) * capacity_share), n, images, TW * TH, TW, bits, 0)  # fmt: skip
+    want, got = expand_slots_torch(*args), expand_slots_triton(*args)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("sh_degree", [None, 2])
 def test_fixed_render_equals_gsplat_rasterization_with_gradients(sh_degree):
     from a3d_cli.kernels.rasterize import available_backends
