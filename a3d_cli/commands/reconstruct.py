@@ -64,6 +64,17 @@ def reconstruct(
             show_default=False,
         ),
     ] = None,
+    whole_step_graph: Annotated[
+        bool | None,
+        typer.Option(
+            "--whole-step-graph/--no-whole-step-graph",
+            help="With the CUDA graphs, record the rasterizer inside each step's graph too (tile lists of a fixed "
+            "length, the same renders as gsplat's own call: no step waits for the device); off renders through "
+            "gsplat.rasterization between the recorded pieces (default: on).",
+            rich_help_panel=_FIT,
+            show_default=False,
+        ),
+    ] = None,
     arap_anneal: Annotated[
         float | None,
         typer.Option(
@@ -100,6 +111,7 @@ def reconstruct(
         frames_per_step=frames_per_step,
         grad_fraction=grad_fraction,
         cuda_graphs=cuda_graph,
+        graph_whole_step=whole_step_graph,
         arap_anneal=arap_anneal,
         coarse_level=coarse_level,
         preview=preview,

@@ -100,11 +100,13 @@ class FitSettings:
     `a3d_cli.gaussians.motion_step`): fewer recordings, more work per step; sizes above the fit's largest
     frame count are lowered to it. Empty = one recording per frame count (15 over the reference schedule).
     The default trades a little padding for fewer recordings (the choice measured in docs/PERF.md)."""
-    graph_whole_step: bool = False
-    """With `cuda_graphs` and gsplat, record the whole step, the rasterizer included, as one graph per frame
-    count (`a3d_cli.gaussians.motion_step.WholeStepPiece`): the renders go through tile lists of a fixed
-    length (`a3d_cli.kernels.rasterize_fixed`), so no step waits for the device and the host's speed stops
-    mattering once its launches are fewer than the GPU's work. Needs `grad_fraction` = 1."""
+    graph_whole_step: bool = True
+    """With `cuda_graphs` and gsplat, record the whole step, the rasterizer included, as one graph per bucket
+    (`a3d_cli.gaussians.motion_step.WholeStepPiece`): the renders go through tile lists of a fixed length
+    (`a3d_cli.kernels.rasterize_fixed`, the same renders as `gsplat.rasterization`), so no step waits for the
+    device and a slower host CPU no longer slows the steps (docs/PERF.md, *The whole step as one graph*).
+    False renders through `gsplat.rasterization` between the recorded field and loss pieces (one host read
+    per step). Needs `grad_fraction` = 1 (else False)."""
     field: MotionFieldConfig = dc_field(default_factory=MotionFieldConfig)
     """The motion field's architecture."""
     masks: MaskOptions = dc_field(default_factory=MaskOptions)

@@ -96,7 +96,7 @@ class ReconstructOptions:
         graph_frame_counts: frame counts the graphed step is recorded at (see `FitSettings.graph_frame_counts`;
             None = the preset's, 4, 8, 12 and 15; () = one recording per frame count).
         graph_whole_step: record the rasterizer inside the step's graph (`FitSettings.graph_whole_step`; None = the
-            preset's, off).
+            preset's, on).
         arap_anneal: the ARAP weight's schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
         coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
             removes it (Animate3D's field); None = the preset's.

@@ -40,7 +40,8 @@ def _scene(device: str = "cpu", n: int = 60, seed: int = 0):
     cams = mvvdm_cameras()
     targets = torch.rand(len(cams), 16, SIZE, SIZE, 3, generator=g)  # [V, F, S, S, 3]
     masks = (torch.rand(len(cams), 16, SIZE, SIZE, generator=g) > 0.5).float()
-    settings = FitSettings(resolution=SIZE, field=MotionFieldConfig.tiny(), arap_samples=20)
+    # the rasterizer outside the recorded pieces unless a test asks for the whole step (`graph_whole_step`)
+    settings = FitSettings(resolution=SIZE, field=MotionFieldConfig.tiny(), arap_samples=20, graph_whole_step=False)
     return static, cams, targets, masks, settings
 
 
@@ -230,15 +231,19 @@ def test_steps_between_log_intervals_never_wait_for_the_device_on_cuda(
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("whole_step", [False, True])
 @pytest.mark.parametrize(("counts", "recordings"), [((), 15), ((4, 8, 12, 15), 4)])
-def test_every_recording_of_the_reference_schedule_succeeds_on_cuda(counts: tuple[int, ...], recordings: int):
-    """The reference preset's 800 steps record each frame count (or bucket) once and never fall back to eager."""
+def test_every_recording_of_the_reference_schedule_succeeds_on_cuda(
+    counts: tuple[int, ...], recordings: int, whole_step: bool
+):
+    """The reference preset's 800 steps record each frame count (or bucket) once and never fall back to eager;
+    with the whole step recorded, no tile list overflows either (its capacity covers the bucket's frames)."""
     from a3d_cli.stages.reconstruct import PRESETS
 
     static, cams, targets, masks, _ = _scene("cuda", n=2000)
-    settings = replace(PRESETS["reference"][1], resolution=SIZE, graph_frame_counts=counts)
+    settings = replace(PRESETS["reference"][1], resolution=SIZE, graph_frame_counts=counts, graph_whole_step=whole_step)
     fit = fit_motion(static, cams, targets, masks, settings, log_every=100)
-    assert (fit.graph_recordings, fit.graph_failure) == (recordings, "")
+    assert (fit.graph_recordings, fit.graph_failure, fit.tile_list_overflows) == (recordings, "", 0)
 
 
 def _gsplat_or_skip() -> None:
