@@ -37,7 +37,7 @@ def _cameras(name: str):  # noqa: ANN202
 COMMANDS = {
     "prepare": (PrepareOptions, {"splat_count": "splats"}),
     "mvvideo": (MVVideoOptions, {"compile_blocks": "compile"}),
-    "reconstruct": (ReconstructOptions, {"cuda_graph": "cuda_graphs"}),
+    "reconstruct": (ReconstructOptions, {"cuda_graph": "cuda_graphs", "whole_step_graph": "graph_whole_step"}),
     "sds": (
         SdsOptions,
         {

@@ -58,6 +58,7 @@ def test_presets_follow_the_device_and_overrides_win():
     assert ReconstructOptions(preset="reference", coarse_level=False).resolve("cuda")[1].arap_anneal == 4.0
     assert ReconstructOptions(preset="quickstart", coarse_level=False).resolve("cpu")[1].field == MotionFieldConfig()
     assert ReconstructOptions(coarse_level=True).resolve("cuda")[1].field == s.field  # already there: not twice
+    assert s.graph_whole_step and not ReconstructOptions(graph_whole_step=False).resolve("cuda")[1].graph_whole_step
     name, s = ReconstructOptions(preset="reference", steps=400, resolution=64).resolve("cpu")
     assert name == "reference" and s.steps == 400 and s.steps_per_frame == 25 and s.resolution == 64
     with pytest.raises(OptionError):
