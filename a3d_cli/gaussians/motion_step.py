@@ -254,8 +254,8 @@ class _Recording:
     step writes its per-step inputs (frames, weights, ARAP draws) straight into these and saves the copies.
     """
 
-    key: tuple[int, bool]
-    """(frames the pieces see, padded/masked)."""
+    key: tuple[int, bool | str]
+    """(frames the pieces see, padded/masked, or "whole" for a `WholeStepPiece`)."""
     field: Callable
     loss: Callable | None
     frames: Tensor
@@ -447,24 +447,13 @@ class FitStep:
 
     def _whole_recording(self, frames: tuple[int, ...], f: int) -> _Recording | None:
         """The whole-step recording for this frame count (recorded on first use), or None if recording failed."""
-        key = (len(frames), True)
-        if self._graphed is not None and self._graphed.key == key and self._graphed.whole is not None:
-            return self._graphed
-        self._graphed = None
-        start = time.perf_counter()
-        try:
-            self._graphed = self._record_whole(frames, f)
-        except (RuntimeError, AssertionError, ValueError) as exc:  # the step's pieces are recorded without it
+
+        def failed(exc: Exception) -> str:  # the step's pieces are recorded without the rasterizer instead
             self.whole_step = False
             self.failure = f"whole step ({len(frames)} frames): {type(exc).__name__}: {exc}"
-            if self.on_notice is not None:
-                self.on_notice(f"reconstruct: the rasterizer runs outside the CUDA graphs ({self.failure})")
-            torch.cuda.synchronize()
-            return None
-        finally:
-            self.record_seconds += time.perf_counter() - start
-        self.recordings += 1
-        return self._graphed
+            return f"reconstruct: the rasterizer runs outside the CUDA graphs ({self.failure})"
+
+        return self._recorded((len(frames), "whole"), lambda: self._record_whole(frames, f), failed)
 
     def _record_whole(self, frames: tuple[int, ...], f: int) -> _Recording:
         """Record field, render and loss as one piece at this frame count (`WholeStepPiece`).
@@ -506,7 +495,7 @@ class FitStep:
                 pool=self._pool,
             )
         self._list_excess.zero_()  # the warm-up calls ran on sample draws
-        return _Recording((b, True), graphed, None, field_frames, loss_frames, weights, drawn, (frames, f), piece)
+        return _Recording((b, "whole"), graphed, None, field_frames, loss_frames, weights, drawn, (frames, f), piece)
 
     def _sample_draws(self) -> tuple[Tensor, ...]:
         """Zero-filled ARAP draw buffers of the shapes a step draws (empty without ARAP), for a recording."""
@@ -568,21 +557,35 @@ class FitStep:
         """The recorded pieces for this frame count (recorded on first use), or None where the step runs eagerly."""
         if not self.use_graphs:
             return None
-        key = (len(frames), masked)
-        if self._graphed is not None and self._graphed.key == key:
-            return self._graphed
-        self._graphed = None  # frees the previous recording's buffers back to the pool
-        start = time.perf_counter()
-        try:
-            self._graphed = self._record(frames, f, masked)
-        except (RuntimeError, AssertionError) as exc:  # something that cannot be recorded: stay eager
+
+        def failed(exc: Exception) -> str:  # something that cannot be recorded: stay eager
             self.use_graphs = False
             kind = "padded" if masked else "exact"
-            self.failure = f"recording {self.recordings + 1} ({kind}, {key[0]} frames): {type(exc).__name__}: {exc}"
+            self.failure = f"recording {self.recordings + 1} ({kind}, {len(frames)} frames): {type(exc).__name__}: {exc}"
             if self._pad_with_graphs:  # padding buys nothing eagerly: later steps run at their own frame count
                 self.buckets = ()
+            return f"reconstruct: CUDA graphs unavailable, running the step eagerly ({self.failure})"
+
+        return self._recorded((len(frames), masked), lambda: self._record(frames, f, masked), failed)
+
+    def _recorded(
+        self, key: tuple[int, bool | str], record: Callable[[], _Recording], failed: Callable[[Exception], str]
+    ) -> _Recording | None:
+        """The held recording if it has `key`, else a new one from `record()` (timed and counted), or None if that fails.
+
+        The previous recording is dropped first (its buffers go back to the pool). On failure `failed(exc)` turns
+        off what failed and returns the notice to give once.
+        """
+        if self._graphed is not None and self._graphed.key == key:
+            return self._graphed
+        self._graphed = None
+        start = time.perf_counter()
+        try:
+            self._graphed = record()
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            notice = failed(exc)
             if self.on_notice is not None:
-                self.on_notice(f"reconstruct: CUDA graphs unavailable, running the step eagerly ({self.failure})")
+                self.on_notice(notice)
             torch.cuda.synchronize()
             return None
         finally:

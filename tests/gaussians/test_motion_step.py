@@ -54,6 +54,20 @@ def _step(static, cams, targets, masks, settings, field, **kw) -> FitStep:
     )  # fmt: skip
 
 
+def _sync_checks_off(fn):  # noqa: ANN001, ANN202
+    """`fn` with CUDA's sync detector off while it runs (for what may synchronise: recordings, gsplat's call)."""
+
+    def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        mode = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode(mode)
+
+    return call
+
+
 def _moving_field(settings: FitSettings, seed: int = 1) -> MotionField:
     field = MotionField(settings.field, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # non-zero heads, so the frames differ and every term has gradients
@@ -198,20 +212,9 @@ def test_steps_between_log_intervals_never_wait_for_the_device_on_cuda(
     """
     from a3d_cli.render import splats
 
-    def relaxed(fn):  # noqa: ANN001, ANN202
-        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            mode = torch.cuda.get_sync_debug_mode()
-            torch.cuda.set_sync_debug_mode(0)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                torch.cuda.set_sync_debug_mode(mode)
-
-        return call
-
-    monkeypatch.setattr(splats, "render_splats", relaxed(splats.render_splats))
-    monkeypatch.setattr(FitStep, "_record", relaxed(FitStep._record))
-    monkeypatch.setattr(OptimizerStep, "_record", relaxed(OptimizerStep._record))
+    monkeypatch.setattr(splats, "render_splats", _sync_checks_off(splats.render_splats))
+    monkeypatch.setattr(FitStep, "_record", _sync_checks_off(FitStep._record))
+    monkeypatch.setattr(OptimizerStep, "_record", _sync_checks_off(OptimizerStep._record))
     static, cams, targets, masks, settings = _scene("cuda")
     settings = replace(settings, steps=12, steps_per_frame=3, arap_anneal=4.0, cuda_graphs=graphs,
                        graph_frame_counts=counts, frames_per_step=frames_per_step)  # fmt: skip
@@ -280,19 +283,8 @@ def test_the_whole_step_graph_never_waits_for_the_device_on_cuda(monkeypatch):
     inside the graph nothing is exempt but the recordings."""
     _gsplat_or_skip()
 
-    def relaxed(fn):  # noqa: ANN001, ANN202
-        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            mode = torch.cuda.get_sync_debug_mode()
-            torch.cuda.set_sync_debug_mode(0)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                torch.cuda.set_sync_debug_mode(mode)
-
-        return call
-
-    monkeypatch.setattr(FitStep, "_record_whole", relaxed(FitStep._record_whole))
-    monkeypatch.setattr(OptimizerStep, "_record", relaxed(OptimizerStep._record))
+    monkeypatch.setattr(FitStep, "_record_whole", _sync_checks_off(FitStep._record_whole))
+    monkeypatch.setattr(OptimizerStep, "_record", _sync_checks_off(OptimizerStep._record))
     static, cams, targets, masks, settings = _scene("cuda", n=400)
     settings = replace(settings, steps=12, steps_per_frame=3, graph_frame_counts=(2, 4), graph_whole_step=True)
 
