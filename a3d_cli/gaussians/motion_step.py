@@ -6,17 +6,20 @@ the ARAP residuals and all their gradients. Launched one by one from Python, the
 the host needs to launch them, so a slower CPU makes the whole stage slower. Here the step is
 
 1. `FieldPiece`: frames [F] → moved splats (means, quats, scales) [F, N, ·];
-2. the rasterizer (`render_splats`, eager: gsplat sizes its tile lists from the data, a host read);
+2. the rasterizer;
 3. `LossPiece`: renders, moved means, frames, drawn ARAP points → total loss (and the RGB term);
 4. the backward pass through all three.
 
 Pieces 1 and 3 are pure functions of their tensor inputs with no host synchronisation and no random
-draws (the draws happen before, eagerly, in the order the loop always used). On CUDA each is recorded,
-forward and backward, with `torch.cuda.make_graphed_callables` and replayed every later step: two graph
-launches instead of hundreds of kernel launches. On the CPU, or when recording fails, the same modules
-run eagerly, so CPU tests exercise the same step.
+draws (the draws happen before, eagerly, in the order the loop always used). On CUDA, by default, all
+three are recorded together as one `WholeStepPiece`, forward and backward, with
+`torch.cuda.make_graphed_callables` and replayed every later step: the render then uses tile lists of a
+fixed length (`a3d_cli.kernels.rasterize_fixed`), whose overflow check rides on the log-interval read
+(`FitStep.read_back`). With `graph_whole_step` off (or if that recording fails) pieces 1 and 3 are recorded
+apart around gsplat's own `rasterization` (`render_splats`), which reads its list size back once per step.
+On the CPU, or when recording fails, the same modules run eagerly, so CPU tests exercise the same step.
 
-The host never waits in a step except inside the rasterizer. Frame lists arrive as host integers and
+With the whole step recorded the host never waits in a step; otherwise only inside gsplat. Frame lists arrive as host integers and
 are written (from pinned memory, without waiting) into the recording's own input buffers only when they
 change, and the ARAP points are drawn straight into its buffers, so a replay copies no inputs; the
 renderer's static inputs (colours, opacities, cameras, background) are copied out to F frames once per
@@ -27,8 +30,9 @@ are recorded at a few *bucket* sizes B (`FitSettings.graph_frame_counts`; an eag
 instantiation each), or, with no buckets given, once per F: buckets make fewer recordings for more
 work per step. A step with F active frames runs in the smallest bucket
 B >= F, its frame list padded with frame 0 and a per-frame weight of 0 on the padding
-(`MaskedLossPiece`). The padded frames are evaluated by the field but never rasterized (the renders
-of the F real frames are padded with zeros instead), and the weights remove
+(`MaskedLossPiece`). The padded frames are evaluated by the field; the piecewise step never rasterizes
+them (the renders of the F real frames are padded with zeros instead), the whole step renders them with
+no splat listed (their background), and the weights remove
 them from every loss term, so they contribute exactly zero loss and zero gradient; the real frames'
 loss and gradients equal the unpadded step's up to float rounding (the means are normalised by the
 weight sum instead of by the tensor size). The previous bucket's recording is dropped when the bucket
@@ -276,8 +280,9 @@ class FitStep:
     """Forward and backward of one motion-fit step (the optimiser step is the caller's).
 
     A step reads nothing back from the device: frame lists arrive as host integers, their device copies
-    are made without waiting (pinned memory), and everything else stays on the device. The one wait left
-    is the rasterizer's (gsplat sizes its tile-intersection list from the data; docs/reconstruct.md).
+    are made without waiting (pinned memory), and everything else stays on the device. With the rasterizer
+    outside the recording (`graph_whole_step` off), gsplat waits once per step to size its tile-intersection
+    list (docs/reconstruct.md).
 
     Args:
         motion: the field being fitted (its parameters receive the gradients).
