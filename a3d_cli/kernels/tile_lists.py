@@ -23,7 +23,9 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -113,12 +115,23 @@ def fixed_tile_lists(
     image = torch.arange(n_images, device=dev)[:, None]
     depth_bits = depths.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF  # [I, N]
     base = ((image << (32 + tile_bits)) | depth_bits).flatten()
-    expand = expand_slots_torch
-    if dev.type == "cuda":
-        from a3d_cli.kernels.tile_lists_triton import expand_slots_triton as expand  # noqa: PLC0415 - CUDA only
+    expand = _slot_expander(dev.type)
     ids, flat = expand(ends, starts, width, first_tile, base, capacity, n, n_images, n_tiles, tile_width, tile_bits, filler)
     ids, order = torch.sort(ids, stable=True)
     return TileLists(ids, flat.index_select(0, order), ends[-1])
+
+
+@functools.lru_cache(maxsize=2)
+def _slot_expander(device_type: str) -> Callable[..., tuple[Tensor, Tensor]]:
+    """The Triton slot kernel on CUDA where Triton imports (it ships with PyTorch's Linux CUDA builds), else
+    the PyTorch version: same numbers, more passes."""
+    if device_type == "cuda":
+        try:
+            from a3d_cli.kernels.tile_lists_triton import expand_slots_triton  # noqa: PLC0415 - CUDA only
+        except ImportError:
+            return expand_slots_torch
+        return expand_slots_triton
+    return expand_slots_torch
 
 
 def expand_slots_torch(
