@@ -20,7 +20,12 @@ BLOCK = 1024
 """Slots per program."""
 
 
-@triton.jit
+@triton.jit(  # one compiled kernel for every list size (Triton would otherwise specialise on sizes divisible by 16)
+    do_not_specialize=[
+        "splats_total", "capacity", "search_steps", "splats_per_image", "n_images", "n_tiles", "tile_width",
+        "image_shift", "filler",
+    ]
+)  # fmt: skip
 def _slots_kernel(
     ends_ptr,
     starts_ptr,
