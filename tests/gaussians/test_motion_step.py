@@ -345,6 +345,55 @@ def test_a_padded_step_gives_the_exact_steps_loss_and_gradients(grad_fraction: f
     assert grads > 0
 
 
+def test_the_whole_step_piece_computes_the_padded_steps_loss_and_gradients(monkeypatch):
+    """`WholeStepPiece` (field → render of every bucket frame → masked loss) against the padded eager step, with
+    the fixed-list render replaced by a CPU stand-in drawing the same looks with a3d's PyTorch rasterizer
+    (gsplat's kernels need CUDA; their equality with gsplat's own render is the GPU tests' business)."""
+    from a3d_cli.gaussians.motion_step import FieldPiece, WholeStepPiece
+    from a3d_cli.kernels import rasterize, rasterize_fixed
+    from a3d_cli.render.splats import splat_looks
+
+    masks_seen: list[torch.Tensor] = []
+
+    def cpu_render(means, quats, scales, looks, width, height, capacity, image_mask=None):  # noqa: ANN001, ANN202
+        masks_seen.append(image_mask)
+        means, quats, scales = rasterize_fixed.with_filler(means, quats, scales, looks.filler)
+        opac = looks.render_opacities[:, 0]  # [B, N+1], the filler's 0
+        out = rasterize(means, quats, scales, opac, looks.colors, looks.viewmats, looks.Ks, width, height,
+                        backgrounds=looks.backgrounds)  # fmt: skip
+        return rasterize_fixed.FixedRender(out.colors, out.alphas, torch.zeros((), dtype=torch.int64))
+
+    monkeypatch.setattr(rasterize_fixed, "rasterize_fixed", cpu_render)
+    static, cams, targets, masks, settings = _scene()
+    settings = replace(settings, graph_frame_counts=(4, 8, 12, 15))
+    padded_field, whole_field = _moving_field(settings), _moving_field(settings)
+    padded = _step(static, cams, targets, masks, settings, padded_field, pad_frames=True)
+    frames = [2, 5, 9]
+    loss, loss_rgb = padded(frames, torch.Generator().manual_seed(4))  # bucket 4: frame 0 pads
+    b, views = 4, len(cams)
+    lk = splat_looks(static, cams.viewmats, cams.Ks(SIZE, SIZE), b)
+    looks = rasterize_fixed.fixed_looks(lk.opacities, lk.colors, lk.sh_degree, lk.viewmats, lk.Ks, lk.backgrounds)
+    excess = torch.zeros((), dtype=torch.int64)
+    piece = WholeStepPiece(FieldPiece(whole_field, static), padded.masked_loss, looks, SIZE, views, 1 << 10, excess)
+    listed = torch.tensor([*frames, 0])
+    weights = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    drawn = padded.loss.arap.draw(torch.Generator().manual_seed(4))  # the step's own draw
+    loss_w, loss_rgb_w = piece(listed, listed, weights, *drawn)
+    loss_w.backward()
+    assert torch.equal(masks_seen[0], torch.tensor([True] * 3 * views + [False] * views))  # the padding lists nothing
+    torch.testing.assert_close(loss_w.detach(), loss.detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(loss_rgb_w, loss_rgb, rtol=1e-6, atol=0)
+    assert int(excess) == 0  # total 0 against a capacity of 1024: no overflow recorded
+    grads = 0
+    for p, q in zip(whole_field.parameters(), padded_field.parameters(), strict=True):
+        if q.grad is None:
+            assert p.grad is None or not p.grad.any()
+            continue
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+        grads += int(q.grad.abs().sum() > 0)
+    assert grads > 0
+
+
 def test_padding_frames_add_exactly_nothing_to_the_masked_loss():
     """Whatever the padding holds, the loss is bit-for-bit the same and its gradient there is exactly zero."""
     static, cams, targets, masks, settings = _scene()
