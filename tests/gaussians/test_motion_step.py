@@ -68,6 +68,18 @@ def _sync_checks_off(fn):  # noqa: ANN001, ANN202
     return call
 
 
+def _assert_same_gradients(field: MotionField, want: MotionField) -> None:
+    """`field`'s gradients equal `want`'s to float rounding (none or zero where `want` has none), some non-zero."""
+    grads = 0
+    for p, q in zip(field.parameters(), want.parameters(), strict=True):
+        if q.grad is None:
+            assert p.grad is None or not p.grad.any()
+            continue
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+        grads += int(q.grad.abs().sum() > 0)
+    assert grads > 0
+
+
 def _moving_field(settings: FitSettings, seed: int = 1) -> MotionField:
     field = MotionField(settings.field, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # non-zero heads, so the frames differ and every term has gradients
@@ -335,14 +347,7 @@ def test_a_padded_step_gives_the_exact_steps_loss_and_gradients(grad_fraction: f
     # the means are normalised by the weight sum instead of the tensor size: equal up to float rounding
     torch.testing.assert_close(loss_p.detach(), loss.detach(), rtol=1e-6, atol=0)
     torch.testing.assert_close(loss_rgb_p, loss_rgb, rtol=1e-6, atol=0)
-    grads = 0
-    for p, q in zip(padded_field.parameters(), exact_field.parameters(), strict=True):
-        if q.grad is None:
-            assert p.grad is None or not p.grad.any()
-            continue
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
-        grads += int(q.grad.abs().sum() > 0)
-    assert grads > 0
+    _assert_same_gradients(padded_field, exact_field)
 
 
 def test_the_whole_step_piece_computes_the_padded_steps_loss_and_gradients(monkeypatch):
@@ -384,14 +389,7 @@ def test_the_whole_step_piece_computes_the_padded_steps_loss_and_gradients(monke
     torch.testing.assert_close(loss_w.detach(), loss.detach(), rtol=1e-6, atol=0)
     torch.testing.assert_close(loss_rgb_w, loss_rgb, rtol=1e-6, atol=0)
     assert int(excess) == 0  # total 0 against a capacity of 1024: no overflow recorded
-    grads = 0
-    for p, q in zip(whole_field.parameters(), padded_field.parameters(), strict=True):
-        if q.grad is None:
-            assert p.grad is None or not p.grad.any()
-            continue
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7)
-        grads += int(q.grad.abs().sum() > 0)
-    assert grads > 0
+    _assert_same_gradients(whole_field, padded_field)
 
 
 def test_padding_frames_add_exactly_nothing_to_the_masked_loss():
