@@ -437,7 +437,7 @@ class FitStep:
         tiles than its recording's capacity: its lists lost their last entries) is counted, and the current
         recording is dropped so that the next step records again with room for it.
         """
-        if not self.whole_step and self.list_overflows == 0 and self._list_floor == 0:
+        if not self.whole_step:
             lv, mse = torch.stack((loss, loss_rgb)).tolist()
             return lv, mse
         values = torch.stack((loss.double(), loss_rgb.double(), self._list_excess.double()))

@@ -174,22 +174,17 @@ def intersections_needed(
     looks: FixedLooks,
     width: int,
     height: int,
-    image_mask: Tensor | None = None,
 ) -> tuple[int, bool]:
     """(the real tile intersections of this render, whether the filler projects in every image); reads back once.
 
-    For sizing a capacity and checking the filler before a recording, not inside one. `image_mask` [B·C]:
-    count only these images (as `rasterize_fixed` lists only them).
+    For sizing a capacity and checking the filler before a recording, not inside one.
     """
     with torch.no_grad():
         means, quats, scales = with_filler(means, quats, scales, looks.filler)
         radii, means2d, _, _ = project(means, quats, scales, looks, width, height)
         tile_w, tile_h = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
         x0, x1, y0, y1 = tile_rects(means2d[..., :-1, :], radii[..., :-1, :], TILE_SIZE, tile_w, tile_h)
-        counts = ((x1 - x0) * (y1 - y0)).flatten(0, 1)  # [B·C, N]
-        if image_mask is not None:
-            counts = counts * image_mask[:, None]
-        total = int(counts.sum())
+        total = int(((x1 - x0) * (y1 - y0)).sum())
         filler_ok = bool((radii[..., -1, :] > 0).all())
     return total, filler_ok
 
