@@ -97,6 +97,9 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return f"{names[0]} ({len(names)} logical cores)"
 
 
+TOP_KERNELS = 25  # kernels listed per window, costliest first
+
+
 def covered(intervals: list[tuple[float, float]]) -> float:
     """Total length covered by the union of [start, end) intervals (overlaps counted once)."""
     total, end = 0.0, float("-inf")
@@ -117,6 +120,7 @@ def analyse_trace(trace: dict, wall_s: float, steps: int) -> dict:
         steps: steps in the window.
     """
     gpu: list[tuple[float, float]] = []
+    by_kernel: dict[str, list[float]] = {}  # name -> [total µs, calls]
     sync_us = 0.0
     syncs = launches = graphs = 0
     for e in trace.get("traceEvents", []):
@@ -125,6 +129,9 @@ def analyse_trace(trace: dict, wall_s: float, steps: int) -> dict:
         cat, name, dur = e.get("cat", ""), e.get("name", ""), float(e.get("dur", 0.0))
         if cat in GPU_CATEGORIES:
             gpu.append((float(e["ts"]), float(e["ts"]) + dur))
+            tally = by_kernel.setdefault(name[:100], [0.0, 0])
+            tally[0] += dur
+            tally[1] += 1
         elif cat in ("cuda_runtime", "cuda_driver"):
             if name in SYNC_CALLS:
                 syncs += 1
@@ -143,6 +150,11 @@ def analyse_trace(trace: dict, wall_s: float, steps: int) -> dict:
         "syncs_per_step": round(syncs / steps, 2),
         "kernel_launches_per_step": round(launches / steps, 1),
         "graph_launches_per_step": round(graphs / steps, 2),
+        "device_ops_per_step": round(sum(c for _, c in by_kernel.values()) / steps, 1),
+        "top_kernels": [  # where the GPU time goes: [name, ms per step, calls per step], costliest first
+            [name, round(us / 1e3 / steps, 4), round(calls / steps, 2)]
+            for name, (us, calls) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[:TOP_KERNELS]
+        ],
     }
 
 

@@ -52,6 +52,13 @@ def mvvideo(
     image_encoder: ImageEncoderOption = None,
     motion_modules: MotionModulesOption = None,
     compile_blocks: CompileOption = MVVideoOptions.compile,
+    cuda_graph: Annotated[
+        bool,
+        typer.Option(
+            "--cuda-graph/--no-cuda-graph",
+            help="On CUDA, replay the guided UNet call of every step as one recorded CUDA graph: same result, no launch gaps (docs/PERF.md).",
+        ),
+    ] = MVVideoOptions.cuda_graph,
     force: ForceOption = False,
 ) -> None:
     """Generate [bold]RUN/mvvideo/[/bold]: v{view}_f{frame:02d}.png (4 × 16, 256²), cameras.json, preview.mp4."""
@@ -68,5 +75,6 @@ def mvvideo(
         dtype=dtype,  # type: ignore[arg-type]  # validated by MVVideoOptions
         **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
         compile=compile_blocks,
+        cuda_graph=cuda_graph,
     )
     run_and_report(ctx, lambda rt: stage.run(resolve_path(run_dir), opts, rt), force=force)

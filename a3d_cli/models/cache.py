@@ -17,7 +17,7 @@ Callers must treat a cached model as shared: no per-job state may be left on it.
 their per-call state at each call (the SDS denoiser keeps only the latest prompt's text context) and
 regional compilation is idempotent (`acceleration.compile_blocks`); the orbit stage applies its speed
 settings, some of which add hooks, inside the build, and only the process-wide CUDA flags at each run.
-Samplers and schedulers are made per call.
+Samplers, schedulers and CUDA graphs are made per call.
 
 Examples:
     >>> cache = ModelCache()

@@ -97,6 +97,11 @@ class MVVideoOptions:
     compile: bool = False
     """On CUDA, compile the UNet's repeated blocks (`a3d_cli.models.speed.acceleration`): faster evaluations after
     a one-off compilation on the first run (cached on disk afterwards). Ignored on CPU."""
+    cuda_graph: bool = True
+    """On CUDA, record the guided UNet call of the first DDIM step as a CUDA graph and replay it for every
+    later step of every FreeInit pass (`a3d_cli.models.mvvdm.sampling.graphed_guide`): same kernels and
+    numbers, none of Python's launch gaps, so the stage's speed does not depend on the host's. Ignored on
+    CPU."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -254,7 +259,7 @@ def run(
 
         generator = torch.Generator().manual_seed(ctx.seed)
         out = generate_mvvideo(comp, resize_for_vae(views, RESOLUTION), cams.c2w, opts.prompt, opts.negative_prompt, cfg,
-                               generator, on_step, clip_images=views)
+                               generator, on_step, clip_images=views, cuda_graph=opts.cuda_graph)
         # 4. write
         _write_outputs(ctx, out.frames, cams, opts)
         ctx.metrics.update(
@@ -262,6 +267,7 @@ def run(
             cfg_batch=2 if cfg.guided else 1,
             freeinit_passes=cfg.freeinit.passes,
             dtype=str(comp.dtype).replace("torch.", ""),
+            cuda_graph_replays=out.graph_replays,
             **accel.as_metrics(),
         )
 

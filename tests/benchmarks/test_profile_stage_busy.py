@@ -27,6 +27,7 @@ def test_trace_analysis_of_a_two_step_window():
     trace = {
         "traceEvents": [
             _x("kernel", "k1", 0, 300), _x("kernel", "k2", 200, 300),  # overlapping: 500 µs busy
+            _x("kernel", "k1", 700, 100),
             _x("gpu_memcpy", "Memcpy HtoD", 1000, 100),
             _x("cuda_runtime", "cudaLaunchKernel", 0, 5), _x("cuda_runtime", "cudaLaunchKernel", 10, 5),
             _x("cuda_runtime", "cudaGraphLaunch", 20, 5),
@@ -35,10 +36,12 @@ def test_trace_analysis_of_a_two_step_window():
         ]
     }  # fmt: skip
     r = busy.analyse_trace(trace, wall_s=2e-3, steps=2)
-    assert r["gpu_busy_pct"] == pytest.approx(30.0)  # 0.6 ms of 2 ms
-    assert r["gpu_ms_per_step"] == pytest.approx(0.3)
+    assert r["gpu_busy_pct"] == pytest.approx(35.0)  # 0.7 ms of 2 ms
+    assert r["gpu_ms_per_step"] == pytest.approx(0.35)
     assert r["host_ms_per_step"] == pytest.approx(0.8)  # (2 − 0.4) / 2
     assert r["syncs_per_step"] == 0.5 and r["kernel_launches_per_step"] == 1.0 and r["graph_launches_per_step"] == 0.5
+    assert r["device_ops_per_step"] == 2.0
+    assert r["top_kernels"][:2] == [["k1", 0.2, 1.0], ["k2", 0.15, 0.5]]  # 400 µs in 2 calls, then 300 µs
 
 
 def test_cpu_model_schedule_and_interpolation():

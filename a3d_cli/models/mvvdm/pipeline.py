@@ -21,7 +21,7 @@ from torch import Tensor
 
 from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
 from a3d_cli.models.mvvdm.components import MVVDMComponents
-from a3d_cli.models.mvvdm.sampling import SamplingConfig, StepCallback, sample_latents
+from a3d_cli.models.mvvdm.sampling import SamplingConfig, StepCallback, graphed_guide, sample_latents
 from a3d_cli.models.precision import check_finite
 
 
@@ -32,10 +32,12 @@ class MVVideoOutput:
     Attributes:
         frames: [V, F, 3, H, W] float in [0, 1], on the CPU.
         latents: [V, F, C, h, w] float32 final latents.
+        graph_replays: UNet calls served by the CUDA-graph replay (0 without `cuda_graph`).
     """
 
     frames: Tensor
     latents: Tensor
+    graph_replays: int = 0
 
 
 @torch.no_grad()
@@ -165,6 +167,7 @@ def generate_mvvideo(
     callback: StepCallback | None = None,
     decode_chunk_size: int = 16,
     clip_images: Tensor | None = None,  # [V, 3, H', W'] in [0, 1]
+    cuda_graph: bool = False,
 ) -> MVVideoOutput:
     """Sample a V-view video whose frame 0 is the given views.
 
@@ -180,6 +183,8 @@ def generate_mvvideo(
         clip_images: what the CLIP image encoder sees, when it is not `cond_images` itself: the reference
             hands the processor the views at the size they were rendered (512² there) and VAE-encodes
             them resized to the video's size (`resize_for_vae`).
+        cuda_graph: on CUDA, record the guided UNet call (CFG batch + guidance blend) once and replay it
+            for every later step (`sampling.graphed_guide`): the same kernels without the launch gaps.
 
     Returns:
         MVVideoOutput with frames [V, F, 3, H, W].
@@ -210,10 +215,13 @@ def generate_mvvideo(
         return unet(x.to(comp.dtype), t, text[rows], img_pair[rows], cams).sample
 
     # 6. sample
-    latents = sample_latents(eps_fn, cond, comp.scheduler, config, generator=generator, callback=callback)
+    guide = graphed_guide(eps_fn, config.guidance_scale) if cuda_graph and cond.device.type == "cuda" else None
+    latents = sample_latents(eps_fn, cond, comp.scheduler, config, generator=generator, callback=callback, guide=guide)
+    replays = 0 if guide is None else guide.replays
+    del guide  # frees the recording's memory pool before decoding
     check_finite(latents, "MV-VDM latents", comp.dtype)  # one check: NaN/inf from any step propagates here
     # 7. decode
     v, f = latents.shape[:2]
     frames = decode_latents(comp, latents.reshape(v * f, *latents.shape[2:]), decode_chunk_size)
     check_finite(frames, "MV-VDM decoded frames", comp.vae.dtype)
-    return MVVideoOutput(frames=frames.reshape(v, f, *frames.shape[1:]), latents=latents)
+    return MVVideoOutput(frames=frames.reshape(v, f, *frames.shape[1:]), latents=latents, graph_replays=replays)

@@ -11,6 +11,9 @@ frames 1…F−1 only, between passes.
 Nothing in a DDIM step waits on the GPU: the scheduler reads its ᾱ table with a host integer timestep
 (diffusers' `DDIMScheduler.step` takes either; a device tensor would make it copy the timestep back and
 test it on the host every step), while the noise predictor gets the same timestep as a 0-d device tensor.
+With `graphed_guide`, the guided prediction (the CFG-batched UNet call and the guidance blend, fixed shapes)
+is recorded once as a CUDA graph (`a3d_cli.models.speed.cuda_graph`) and replayed for every later step of
+every FreeInit pass.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from torch import Tensor
 
 from a3d_cli.models.freeinit import FreeInitConfig, low_pass_filter, reinitialize
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES
+from a3d_cli.models.speed.cuda_graph import GraphedFunction
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
+GuideFn = Callable[[Tensor, Tensor], Tensor]  # (latents [V, F, C, h, w], t 0-d) -> guided ε [V, F, C, h, w]
 StepCallback = Callable[[int, int, Tensor], None]  # (pass index, step index, latents [V, F, C, h, w])
 
 
@@ -84,19 +89,29 @@ def denoise(
     scheduler,  # a diffusers scheduler with timesteps already set
     guidance_scale: float,
     on_step: Callable[[int, Tensor], None] | None = None,
+    guide: GuideFn | None = None,
 ) -> Tensor:
     """One full DDIM pass (η = 0) with frame 0 pinned to the condition.
+
+    Args:
+        guide: the guided prediction to call (default `guided_eps(eps_fn, ·, ·, guidance_scale)`; the
+            sampler passes a CUDA-graph replay of it).
 
     Returns:
         [V, F, C, h, w] float32 clean latents.
     """
+    if guide is None:
+
+        def guide(x: Tensor, t: Tensor) -> Tensor:
+            return guided_eps(eps_fn, x, t, guidance_scale)
+
     x = latents.float().clone()
     x[:, 0] = cond
     timesteps = scheduler.timesteps.to(x.device)  # [T] for the network, as 0-d views
     host_steps = [int(t) for t in scheduler.timesteps.tolist()]  # for the scheduler's table lookups
     for i, step_t in enumerate(host_steps):
         model_in = scheduler.scale_model_input(x, step_t)
-        eps = guided_eps(eps_fn, model_in, timesteps[i], guidance_scale)
+        eps = guide(model_in, timesteps[i])
         x = scheduler.step(eps, step_t, x, eta=0.0).prev_sample.float()
         x[:, 0] = cond  # the condition frame stays clean
         if on_step is not None:
@@ -111,11 +126,16 @@ def sample_latents(
     config: SamplingConfig,
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
+    guide: GuideFn | None = None,
 ) -> Tensor:
     """Sample one multi-view video latent, with FreeInit between passes.
 
     Randomness, in order: the initial noise of frames 1…F−1, then one fresh noise draw per FreeInit
     re-initialisation, all from `generator` on the CPU (so a seed gives the same noise on every device).
+
+    Args:
+        guide: the guided prediction (default: `guided_eps` over `eps_fn`); `graphed_guide` makes the
+            CUDA-graph replay of it, shared by every step of every pass.
 
     Returns:
         [V, F, C, h, w] float32 clean latents; frame 0 equals `cond`.
@@ -142,5 +162,18 @@ def sample_latents(
             if callback is not None:
                 callback(k, i, lat)
 
-        x = denoise(eps_fn, x, cond, scheduler, config.guidance_scale, on_step)
+        x = denoise(eps_fn, x, cond, scheduler, config.guidance_scale, on_step, guide)
     return x
+
+
+def graphed_guide(eps_fn: EpsFn, guidance_scale: float) -> GraphedFunction:
+    """The guided prediction as a `GraphedFunction`: its first call runs eagerly, later calls replay a graph.
+
+    `eps_fn` must keep `GraphedFunction`'s contract (CUDA tensors, fixed shapes, no host reads); drop the
+    returned object once sampling is over to free the recording's memory.
+    """
+
+    def guided(x: Tensor, t: Tensor) -> Tensor:
+        return guided_eps(eps_fn, x, t, guidance_scale)
+
+    return GraphedFunction(guided, eager_calls=1)

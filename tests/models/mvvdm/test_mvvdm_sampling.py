@@ -169,3 +169,66 @@ def test_host_timestep_steps_equal_tensor_timestep_steps_and_the_network_gets_a_
     denoise(eps_fn, torch.randn(2, 3, 1, 4, 4, generator=g), torch.zeros(2, 1, 4, 4), sched, guidance_scale=1.0)
     assert all(isinstance(t, torch.Tensor) and t.ndim == 0 for t in seen)
     assert [int(t) for t in seen] == sched.timesteps.tolist()
+
+
+def test_a_given_guide_replaces_the_guided_call_in_every_pass():
+    cond = torch.randn(4, 4, 2, 2)
+    calls: list[int] = []
+
+    def guide(x, t):  # what a graphed guide computes, counted
+        calls.append(int(t))
+        return guided_eps(lambda z, _t: 0.1 * z, x, t, 2.0)
+
+    cfg = SamplingConfig(steps=3, guidance_scale=2.0, num_frames=4, freeinit=FreeInitConfig(iters=2))
+    a = sample_latents(lambda z, _t: 0.1 * z, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0), guide=guide)
+    b = sample_latents(lambda z, _t: 0.1 * z, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0))
+    assert len(calls) == cfg.unet_evaluations
+    torch.testing.assert_close(a, b)
+
+
+def test_the_pipeline_records_no_graph_on_the_cpu():
+    from a3d_cli.models.mvvdm import generate_mvvideo, tiny_components
+    from a3d_cli.render.cameras import mvvdm_cameras
+
+    views = torch.rand(4, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    cfg = SamplingConfig(steps=2, guidance_scale=7.5, num_frames=3, freeinit=FreeInitConfig(iters=0))
+    out = generate_mvvideo(tiny_components(0), views, mvvdm_cameras().c2w, "a fox", config=cfg,
+                           generator=torch.Generator().manual_seed(0), cuda_graph=True)
+    assert out.graph_replays == 0
+
+
+@pytest.mark.gpu
+def test_graphed_guide_replays_and_matches_eager_on_cuda():
+    from a3d_cli.models.mvvdm.sampling import graphed_guide
+
+    cond = torch.randn(4, 4, 2, 2, device="cuda")
+    w = torch.randn(4, device="cuda")
+
+    def eps_fn(x, t):
+        return torch.tanh(x * w.view(1, 4, 1, 1, 1, 1) + t.float() / 1000)  # [B, V, F, C, h, w]
+
+    cfg = SamplingConfig(steps=5, guidance_scale=3.0, num_frames=4, freeinit=FreeInitConfig(iters=2))
+    guide = graphed_guide(eps_fn, cfg.guidance_scale)
+    a = sample_latents(eps_fn, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0), guide=guide)
+    b = sample_latents(eps_fn, cond, make_ddim_scheduler(), cfg, torch.Generator().manual_seed(0))
+    assert guide.replays == cfg.unet_evaluations - 1
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_the_tiny_pipeline_samples_the_same_video_with_and_without_the_graph(dtype: torch.dtype):
+    """The recorded guided call runs the stage's own kernels (speed settings on) on copies: same latents."""
+    from a3d_cli.models.mvvdm import generate_mvvideo, tiny_components
+    from a3d_cli.models.speed.acceleration import accelerate, backend_flags_kept
+    from a3d_cli.render.cameras import mvvdm_cameras
+
+    comp = tiny_components(0).to("cuda", dtype)
+    views = torch.rand(4, 3, 256, 256, generator=torch.Generator().manual_seed(0)).cuda()
+    cfg = SamplingConfig(steps=3, guidance_scale=7.5, num_frames=4, freeinit=FreeInitConfig(iters=2))
+    with backend_flags_kept():
+        accelerate("cuda", [comp.unet], compile=False)
+        outs = [generate_mvvideo(comp, views, mvvdm_cameras().c2w, "a fox", config=cfg,
+                                 generator=torch.Generator().manual_seed(0), cuda_graph=graph) for graph in (False, True)]
+    assert (outs[0].graph_replays, outs[1].graph_replays) == (0, cfg.unet_evaluations - 1)
+    torch.testing.assert_close(outs[1].latents, outs[0].latents, rtol=1e-5, atol=1e-5)
