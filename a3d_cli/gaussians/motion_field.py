@@ -37,8 +37,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from a3d_cli.geometry import quat_left_matrix, quat_multiply, quat_to_rotmat
-from a3d_cli.kernels.hexplane import hexplane_features, init_hexplane_level
+from a3d_cli.geometry import quat_multiply
+from a3d_cli.kernels.hexplane import (
+    HexplaneWeights,
+    hexplane_features,
+    hexplane_features_weighted,
+    hexplane_weights,
+    init_hexplane_level,
+)
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 
 from .container import Gaussians
@@ -174,6 +180,8 @@ def _mlp(in_dim: int, out_dim: int, width: int, hidden_layers: int, generator: t
 def euler_to_quat(angles: Tensor) -> Tensor:
     """wxyz quaternion of R = Rz(yaw) · Ry(pitch) · Rx(roll), the reference's Euler convention.
 
+    The readable form of the map; the field evaluates it as `EulerRigid`, which is tested against this.
+
     Args:
         angles: [..., 3] (roll, pitch, yaw) in radians.
 
@@ -187,6 +195,89 @@ def euler_to_quat(angles: Tensor) -> Tensor:
     qy = torch.stack([c[..., 1], zeros, s[..., 1], zeros], dim=-1)
     qz = torch.stack([c[..., 2], zeros, zeros, s[..., 2]], dim=-1)
     return quat_multiply(qz, quat_multiply(qy, qx))
+
+
+def _euler_terms() -> Tensor:
+    """[8, 4]: wxyz of `euler_to_quat` as ± sums of the eight products (c or s of roll)·(pitch)·(yaw).
+
+    Row b = 4·b_roll + 2·b_pitch + b_yaw, where bit 1 picks the half angle's sine and 0 its cosine.
+    """
+    terms = torch.zeros(8, 4)
+    for row, col, sign in ((0, 0, 1), (7, 0, 1), (4, 1, 1), (3, 1, -1), (2, 2, 1), (5, 2, 1), (1, 3, 1), (6, 3, -1)):
+        terms[row, col] = sign
+    return terms
+
+
+def _rotmat_terms() -> Tensor:
+    """[16, 10]: the rotation matrix of q (row-major, 9 columns) and |q|² (last column) as sums of q_a·q_b."""
+    w, x, y, z = range(4)
+    entries = [  # R[i] = Σ sign · q_a q_b, homogeneous in q (divided by |q|² afterwards)
+        [(w, w, 1), (x, x, 1), (y, y, -1), (z, z, -1)],
+        [(x, y, 2), (w, z, -2)],
+        [(x, z, 2), (w, y, 2)],
+        [(x, y, 2), (w, z, 2)],
+        [(w, w, 1), (x, x, -1), (y, y, 1), (z, z, -1)],
+        [(y, z, 2), (w, x, -2)],
+        [(x, z, 2), (w, y, -2)],
+        [(y, z, 2), (w, x, 2)],
+        [(w, w, 1), (x, x, -1), (y, y, -1), (z, z, 1)],
+        [(w, w, 1), (x, x, 1), (y, y, 1), (z, z, 1)],
+    ]
+    terms = torch.zeros(16, 10)
+    for col, products in enumerate(entries):
+        for a, b, c in products:  # split symmetrically over (a, b) and (b, a)
+            terms[4 * a + b, col] += c / 2
+            terms[4 * b + a, col] += c / 2
+    return terms
+
+
+def _left_terms() -> Tensor:
+    """[4, 16]: `quat_left_matrix(a)` (row-major) = a @ this."""
+    w, x, y, z = range(4)
+    rows = (
+        ((w, 1), (x, -1), (y, -1), (z, -1)),
+        ((x, 1), (w, 1), (z, -1), (y, 1)),
+        ((y, 1), (z, 1), (w, 1), (x, -1)),
+        ((z, 1), (y, -1), (x, 1), (w, 1)),
+    )
+    terms = torch.zeros(4, 16)
+    for i, row in enumerate(rows):
+        for j, (component, sign) in enumerate(row):
+            terms[component, 4 * i + j] = sign
+    return terms
+
+
+class EulerRigid(nn.Module):
+    """Euler angles [F, 3] → the rotation matrix [F, 3, 3] and left-product matrix [F, 4, 4] of their quaternion.
+
+    The same values as `quat_to_rotmat(euler_to_quat(e))` and `quat_left_matrix(euler_to_quat(e))`, written as a
+    few batched products with constant matrices (non-persistent buffers, so they move with the field and stay
+    out of its files). Why: with a kernel per quaternion component, the global rigid motion of a few frames costs
+    some three hundred tiny kernels forward and backward per fit step, which a recorded step still runs one by
+    one; this form costs about twenty-five.
+    """
+
+    euler_terms: Tensor
+    rotmat_terms: Tensor
+    left_terms: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("euler_terms", _euler_terms(), persistent=False)
+        self.register_buffer("rotmat_terms", _rotmat_terms(), persistent=False)
+        self.register_buffer("left_terms", _left_terms(), persistent=False)
+
+    def forward(self, angles: Tensor) -> tuple[Tensor, Tensor]:
+        """angles [F, 3] (roll, pitch, yaw) → (R [F, 3, 3], L [F, 4, 4])."""
+        f = angles.shape[0]
+        half = angles * 0.5
+        cs = torch.stack([torch.cos(half), torch.sin(half)], dim=-1)  # [F, 3, 2]
+        products = cs[:, 0, :, None, None] * cs[:, 1, None, :, None] * cs[:, 2, None, None, :]  # [F, 2, 2, 2]
+        q = products.reshape(f, 8) @ self.euler_terms  # [F, 4] wxyz
+        quadratic = (q[:, :, None] * q[:, None, :]).reshape(f, 16) @ self.rotmat_terms  # [F, 10]
+        rotation = (quadratic[:, :9] / quadratic[:, 9:]).reshape(f, 3, 3)
+        left = (q @ self.left_terms).reshape(f, 4, 4)
+        return rotation, left
 
 
 class MotionField(nn.Module):
@@ -219,6 +310,7 @@ class MotionField(nn.Module):
         self.delta_scale = _mlp(d, 3, w, h, generator) if config.use_delta_scale else None
         self.global_rot = _mlp(d, 3, w, h, generator) if config.use_global_rigid else None
         self.global_trans = _mlp(d, 3, w, h, generator) if config.use_global_rigid else None
+        self.rigid = EulerRigid() if config.use_global_rigid else None
         self.hexplane_backend = "auto"  # kernels.hexplane backend: a run-time choice, not part of the config
 
     # -- parameter groups --------------------------------------------------------------------------
@@ -247,6 +339,20 @@ class MotionField(nn.Module):
         planes = [list(level) for level in self.grids]
         return hexplane_features(planes, xyz / self.config.bounds, t.to(xyz.device), backend=self.hexplane_backend)
 
+    def sampling_weights(self, static: Gaussians) -> HexplaneWeights | None:
+        """The HexPlane weights of these splats at every frame, for `move_frames(..., weights=)`, or None where
+        the field samples with the `grid_sample` backend (which has none to keep).
+
+        Why: a fit moves the same static splats at the same frame times step after step; with the weights
+        computed once, a step evaluates only what depends on the field's parameters.
+        """
+        backend = self.hexplane_backend
+        if backend == "torch" or (backend == "auto" and not static.means.is_cuda):
+            return None
+        planes = [list(level) for level in self.grids]
+        frames = torch.arange(self.config.num_frames, device=static.means.device)
+        return hexplane_weights(planes, static.means / self.config.bounds, self.frame_times(frames))
+
     def forward(
         self, static: Gaussians, frames: Tensor | list[int], *, grad_mask: Tensor | None = None
     ) -> MotionOutput:
@@ -272,35 +378,58 @@ class MotionField(nn.Module):
             raise ValueError(f"frame indices must be in [0, {cfg.num_frames}), got {frames.tolist()}")
         return self.move_frames(static, frames.to(static.means.device), grad_mask=grad_mask)
 
-    def move_frames(self, static: Gaussians, frames: Tensor, *, grad_mask: Tensor | None = None) -> MotionOutput:
+    def move_frames(
+        self,
+        static: Gaussians,
+        frames: Tensor,
+        *,
+        grad_mask: Tensor | None = None,
+        weights: HexplaneWeights | None = None,
+    ) -> MotionOutput:
         """`forward` for frames [F] given as a long tensor on the splats' device, unchecked.
 
         Why unchecked: checking the indices reads them on the host; the motion fit's step calls this with
         indices from its own schedule and must never wait on the device.
-        """
-        return self._move(static, self.frame_times(frames), frames == 0, grad_mask)
 
-    def _move(self, static: Gaussians, t: Tensor, is_first: Tensor, grad_mask: Tensor | None = None) -> MotionOutput:
-        """Move the static splats to times t [F] in [-1, 1]; `is_first` [F] marks frame 0 (kept static)."""
+        Args:
+            weights: `sampling_weights(static)` of these very splats, if the caller keeps them (same result).
+        """
+        t = self.frame_times(frames)
+        h = None
+        if weights is not None:
+            h = hexplane_features_weighted([list(level) for level in self.grids], weights, frames)
+        return self._move(static, t, frames == 0, grad_mask, h)
+
+    def _move(
+        self,
+        static: Gaussians,
+        t: Tensor,
+        is_first: Tensor,
+        grad_mask: Tensor | None = None,
+        h: Tensor | None = None,
+    ) -> MotionOutput:
+        """Move the static splats to times t [F] in [-1, 1]; `is_first` [F] marks frame 0 (kept static); h, the
+        HexPlane features at those times if the caller has them."""
         cfg = self.config
         f, n = t.shape[0], static.means.shape[0]
         x0, q0, s0 = static.means, static.quats, static.scales  # [N, 3], [N, 4], [N, 3]
-        h = self._features_at(x0, t)  # [F, N, D]
+        if h is None:
+            h = self._features_at(x0, t)  # [F, N, D]
 
         # 1. global rigid motion from the mean feature of all Gaussians.
-        if self.global_rot is not None:
+        if self.global_rot is not None and self.rigid is not None:
             h_mean = h.mean(dim=1)  # [F, D]
             euler = torch.sigmoid(self.global_rot(h_mean)) * (2 * math.pi) - math.pi  # [F, 3]
             trans = torch.sigmoid(self.global_trans(h_mean)) * 2.0 - 1.0  # [F, 3]
-            q_g = euler_to_quat(euler)  # [F, 4]
+            r_g, left_g = self.rigid(euler)  # [F, 3, 3], [F, 4, 4]: R(q_g) and q_g ⊗ ·
         else:
             trans = h.new_zeros(f, 3)
-            q_g = torch.cat([h.new_ones(f, 1), h.new_zeros(f, 3)], dim=1)  # identity (no host copy: graph-safe)
-        r_g = quat_to_rotmat(q_g)  # [F, 3, 3]
+            r_g = torch.eye(3, device=h.device, dtype=h.dtype).expand(f, 3, 3)  # identity (graph-safe)
+            left_g = torch.eye(4, device=h.device, dtype=h.dtype).expand(f, 4, 4)
 
         # 2. local offsets.
         means = torch.einsum("fij,nj->fni", r_g, x0) + trans[:, None, :] + self.delta_xyz(h)  # [F, N, 3]
-        quats = torch.einsum("fij,nj->fni", quat_left_matrix(q_g), q0) + self.delta_rot(h)  # [F, N, 4]: q_g ⊗ q0 + Δq
+        quats = torch.einsum("fij,nj->fni", left_g, q0) + self.delta_rot(h)  # [F, N, 4]: q_g ⊗ q0 + Δq
         quats = torch.nn.functional.normalize(quats, dim=-1)
         if self.delta_scale is not None:
             scales = torch.exp(torch.log(s0)[None] + self.delta_scale(h))  # [F, N, 3]

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.gaussians.motion_fit import FitSettings
+    from a3d_cli.kernels.hexplane import HexplaneWeights
     from a3d_cli.kernels.rasterize_fixed import FixedLooks
     from a3d_cli.render.splats import SplatLooks
 
@@ -84,14 +85,17 @@ class FieldPiece(nn.Module):
     parameters, which are this module's only parameters.
     """
 
-    def __init__(self, motion: MotionField, static: Gaussians) -> None:
+    def __init__(self, motion: MotionField, static: Gaussians, weights: HexplaneWeights | None = None) -> None:
+        """weights: `motion.sampling_weights(static)` when the caller has made it already (made here otherwise)."""
         super().__init__()
         self.motion = motion
         self.static = static
+        self.weights = weights if weights is not None else motion.sampling_weights(static)
+        """The frozen splats' HexPlane weights at every frame, made once (None with the `grid_sample` backend)."""
 
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """frames: [F] long on the splats' device. Returns means [F, N, 3], quats [F, N, 4], scales [F, N, 3]."""
-        out = self.motion.move_frames(self.static, frames)
+        out = self.motion.move_frames(self.static, frames, weights=self.weights)
         return out.means, out.quats, out.scales
 
 
@@ -480,7 +484,7 @@ class FitStep:
         drawn = self._sample_draws()
         lk = splat_looks(self.static, self.viewmats, self.Ks, b)
         looks = fixed_looks(lk.opacities, lk.colors, lk.sh_degree, lk.viewmats, lk.Ks, lk.backgrounds)
-        field = FieldPiece(self.field.motion, self.static)
+        field = FieldPiece(self.field.motion, self.static, self.field.weights)
         with torch.no_grad():
             moved = field(field_frames)
         # every frame of the bucket counted as real: the same recording serves the steps up to B real frames
@@ -631,7 +635,7 @@ class FitStep:
         loss_piece = MaskedLossPiece(*self._loss_inputs) if masked else LossPiece(*self._loss_inputs)
         with collection_paused():
             graphed = torch.cuda.make_graphed_callables(
-                (FieldPiece(self.field.motion, self.static), loss_piece),
+                (FieldPiece(self.field.motion, self.static, self.field.weights), loss_piece),
                 ((field_frames,), loss_args),
                 num_warmup_iters=warmup,
                 allow_unused_input=True,

@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -83,6 +84,19 @@ def init_hexplane_level(
     return planes
 
 
+def _sample_grid(plane: Tensor, grid: Tensor) -> Tensor:
+    """Bilinear samples of one plane at a `_plane_grid` grid: plane [C, R_b, R_a], grid [1, 1, M, 2] → [M, C]."""
+    out = F.grid_sample(
+        plane.unsqueeze(0), grid.to(plane.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )  # [1, C, 1, M]
+    return out.reshape(out.shape[1], -1).transpose(0, 1)  # [M, C]; a view, whose backward is one too
+
+
+def _plane_grid(u: Tensor, v: Tensor) -> Tensor:
+    """`grid_sample`'s grid [1, 1, M, 2] of coordinates u (along the plane's width) and v, both [*S] in [-1, 1]."""
+    return torch.stack([u.reshape(1, 1, -1), v.reshape(1, 1, -1)], dim=-1)
+
+
 def _sample_plane(plane: Tensor, u: Tensor, v: Tensor) -> Tensor:
     """Bilinear samples of one plane.
 
@@ -94,12 +108,7 @@ def _sample_plane(plane: Tensor, u: Tensor, v: Tensor) -> Tensor:
     Returns:
         [*S, C].
     """
-    shape = u.shape
-    grid = torch.stack([u.reshape(1, 1, -1), v.reshape(1, 1, -1)], dim=-1)  # [1, 1, M, 2]
-    out = F.grid_sample(
-        plane.unsqueeze(0), grid.to(plane.dtype), mode="bilinear", padding_mode="border", align_corners=True
-    )  # [1, C, 1, M]
-    return out[0, :, 0].transpose(0, 1).reshape(*shape, plane.shape[0])  # [*S, C]
+    return _sample_grid(plane, _plane_grid(u, v)).reshape(*u.shape, plane.shape[0])
 
 
 def _check_level(planes: Sequence[Tensor], level: int) -> None:
@@ -121,14 +130,21 @@ def _check_points(xyz: Tensor, t: Tensor) -> None:
         raise ValueError(f"t must have shape [F], got {list(t.shape)}")
 
 
-def _spatial_product(planes: Sequence[Tensor], coords: Sequence[Tensor]) -> Tensor:
-    """Product of a level's three spatial-plane samples (xy, xz, yz) → [N, C]; shared by every backend."""
+def _spatial_product(planes: Sequence[Tensor], grids: Sequence[Tensor]) -> Tensor:
+    """Product of a level's three spatial-plane samples (xy, xz, yz) → [N, C]; shared by every backend.
+
+    grids: the N points' `_plane_grid` of each spatial plane, in `SPATIAL_PLANES` order (`_spatial_grids`).
+    """
     spatial = None
-    for p in SPATIAL_PLANES:
-        a, b = PLANE_AXES[p]
-        sample = _sample_plane(planes[p], coords[a], coords[b])  # [N, C]
+    for p, grid in zip(SPATIAL_PLANES, grids, strict=True):
+        sample = _sample_grid(planes[p], grid)  # [N, C]
         spatial = sample if spatial is None else spatial * sample
     return spatial
+
+
+def _spatial_grids(xyz: Tensor) -> tuple[Tensor, ...]:
+    """The spatial planes' grids of N points xyz [N, 3] (the same at every level)."""
+    return tuple(_plane_grid(xyz[:, PLANE_AXES[p][0]], xyz[:, PLANE_AXES[p][1]]) for p in SPATIAL_PLANES)
 
 
 def hexplane_features_ref(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> Tensor:
@@ -146,10 +162,11 @@ def hexplane_features_ref(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Te
     n, f = xyz.shape[0], t.shape[0]
     coords = [xyz[:, 0], xyz[:, 1], xyz[:, 2]]  # 3 × [N]
     t_grid = t.to(xyz.dtype).reshape(f, 1).expand(f, n)  # [F, N]
+    grids = _spatial_grids(xyz)
     out = []
     for level, planes in enumerate(levels):
         _check_level(planes, level)
-        feat = _spatial_product(planes, coords).unsqueeze(0)  # [1, N, C]
+        feat = _spatial_product(planes, grids).unsqueeze(0)  # [1, N, C]
         for p in TIME_PLANES:
             a, _ = PLANE_AXES[p]
             u = coords[a].unsqueeze(0).expand(f, n)  # [F, N]
@@ -172,6 +189,70 @@ def _linear_weights(coord: Tensor, res: int) -> Tensor:
     return w
 
 
+@dataclass(frozen=True)
+class HexplaneWeights:
+    """What the matmul backend needs of N fixed points and T fixed times, computed once (`hexplane_weights`).
+
+    Why: the motion fit evaluates its field at the same static positions and at some of the same 16 frame
+    times at every step; computing these interpolation weights anew costs some two hundred small kernels per
+    evaluation, which a recorded step would replay every time.
+
+    Attributes:
+        grids: the spatial planes' `grid_sample` grids, [1, 1, N, 2] each, in `SPATIAL_PLANES` order.
+        along: (axis, resolution) → [N, R] linear-interpolation weights of the points along that axis.
+        at: resolution → [T, R] weights of the T times.
+    """
+
+    grids: tuple[Tensor, ...]
+    along: dict[tuple[int, int], Tensor]
+    at: dict[int, Tensor]
+
+
+def hexplane_weights(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> HexplaneWeights:
+    """The matmul backend's weights of points xyz [N, 3] (in [-1, 1]) and times t [T] for these levels' planes."""
+    _check_points(xyz, t)
+    xyz, t = xyz.detach(), t.detach().to(xyz.dtype)
+    along: dict[tuple[int, int], Tensor] = {}
+    at: dict[int, Tensor] = {}
+    for level, planes in enumerate(levels):
+        _check_level(planes, level)
+        for p in TIME_PLANES:
+            a, _ = PLANE_AXES[p]
+            _, r_t, r_a = planes[p].shape
+            if (a, r_a) not in along:
+                along[(a, r_a)] = _linear_weights(xyz[:, a], r_a)  # [N, R_a]
+            if r_t not in at:
+                at[r_t] = _linear_weights(t, r_t)  # [T, R_t]
+    return HexplaneWeights(_spatial_grids(xyz), along, at)
+
+
+def hexplane_features_weighted(
+    levels: Sequence[Sequence[Tensor]], weights: HexplaneWeights, rows: Tensor | None = None
+) -> Tensor:
+    """The matmul backend on precomputed weights: features of the N points at the times `rows` [F] (long
+    indices into the weights' T times; None = all T, in order).
+
+    Returns:
+        [F, N, D], equal to `hexplane_features_matmul(levels, xyz, t[rows])`.
+    """
+    n = weights.grids[0].shape[2]
+    out = []
+    for level, planes in enumerate(levels):
+        _check_level(planes, level)
+        feat = _spatial_product(planes, weights.grids).unsqueeze(0)  # [1, N, C]
+        for p in TIME_PLANES:
+            a, _ = PLANE_AXES[p]
+            plane = planes[p]  # [C, R_t, R_a]
+            c, r_t, r_a = plane.shape
+            w_a = weights.along[(a, r_a)].to(plane.dtype)  # [N, R_a]
+            w_t = weights.at[r_t] if rows is None else weights.at[r_t].index_select(0, rows)
+            along_a = w_a @ plane.permute(2, 0, 1).reshape(r_a, c * r_t)  # [N, C·R_t]
+            sampled = along_a.reshape(n, c, r_t) @ w_t.to(plane.dtype).T  # [N, C, F]
+            feat = feat * sampled.permute(2, 0, 1)  # [F, N, C]
+        out.append(feat.expand(-1, n, feat.shape[-1]))
+    return torch.cat(out, dim=-1)  # [F, N, D]
+
+
 def hexplane_features_matmul(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> Tensor:
     """HexPlane sampling with the time planes as dense matrix products (no atomics in the backward).
 
@@ -181,30 +262,13 @@ def hexplane_features_matmul(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t:
     matrices, and so is its backward. Spatial planes keep `grid_sample` (N samples, once per call).
 
     Same arguments and result as `hexplane_features_ref` (parity-tested), except that no gradient flows to
-    `xyz` or `t` (the motion field samples fixed static positions at fixed times).
+    `xyz` or `t` (the motion field samples fixed static positions at fixed times). A caller that evaluates the
+    same points again and again computes `hexplane_weights` once and calls `hexplane_features_weighted`.
 
     Returns:
         [F, N, D].
     """
-    _check_points(xyz, t)
-    n, f = xyz.shape[0], t.shape[0]
-    xyz, t = xyz.detach(), t.detach().to(xyz.dtype)
-    coords = [xyz[:, 0], xyz[:, 1], xyz[:, 2]]  # 3 × [N]
-    out = []
-    for level, planes in enumerate(levels):
-        _check_level(planes, level)
-        feat = _spatial_product(planes, coords).unsqueeze(0)  # [1, N, C]
-        for p in TIME_PLANES:
-            a, _ = PLANE_AXES[p]
-            plane = planes[p]  # [C, R_t, R_a]
-            c, r_t, r_a = plane.shape
-            w_a = _linear_weights(coords[a], r_a).to(plane.dtype)  # [N, R_a]
-            w_t = _linear_weights(t, r_t).to(plane.dtype)  # [F, R_t]
-            along_a = w_a @ plane.permute(2, 0, 1).reshape(r_a, c * r_t)  # [N, C·R_t]
-            sampled = along_a.reshape(n, c, r_t) @ w_t.T  # [N, C, F]
-            feat = feat * sampled.permute(2, 0, 1)  # [F, N, C]
-        out.append(feat.expand(f, n, feat.shape[-1]))
-    return torch.cat(out, dim=-1)  # [F, N, D]
+    return hexplane_features_weighted(levels, hexplane_weights(levels, xyz, t))
 
 
 def hexplane_features(

@@ -11,6 +11,7 @@ import torch
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.motion_field import (
+    EulerRigid,
     MotionField,
     MotionFieldConfig,
     euler_to_quat,
@@ -53,7 +54,48 @@ def test_motion_field_backends_agree():
     torch.testing.assert_close(b.quats, a.quats, rtol=1e-5, atol=1e-6)
 
 
+def test_kept_sampling_weights_move_the_splats_as_the_field_does():
+    """`move_frames(..., weights=)`: the same motion and gradients as sampling anew; none kept for `grid_sample`."""
+    static = _static()
+    field = MotionField(MotionFieldConfig.tiny())
+    _randomise(field)
+    assert field.sampling_weights(static) is None  # "auto" on the CPU samples with grid_sample
+    field.hexplane_backend = "matmul"
+    weights = field.sampling_weights(static)
+    assert weights is not None
+    frames = torch.tensor([0, 4, 4, 15])
+    outs = []
+    for kept in (None, weights):
+        field.zero_grad()
+        out = field.move_frames(static, frames, weights=kept)
+        (out.means.square().sum() + out.quats[..., 1].sum()).backward()
+        outs.append((out, [p.grad.clone() for p in field.parameters()]))
+    (a, grads_a), (b, grads_b) = outs
+    assert torch.equal(a.means, b.means) and torch.equal(a.quats, b.quats) and torch.equal(a.scales, b.scales)
+    assert all(torch.equal(x, y) for x, y in zip(grads_a, grads_b, strict=True))
+
+
 # --- rotations ----------------------------------------------------------------------------------
+
+
+def test_euler_rigid_is_the_quaternion_path_in_a_few_products():
+    """`EulerRigid` gives R(q) and q ⊗ · of q = euler_to_quat(angles), values and gradients, and adds nothing to
+    the field's files (its constants are non-persistent buffers)."""
+    g = torch.Generator().manual_seed(2)
+    angles = (torch.rand(12, 3, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
+    angles.requires_grad_()
+    rigid = EulerRigid().double()
+    rotation, left = rigid(angles)
+    q = euler_to_quat(angles)
+    want_r, want_l = quat_to_matrix(q), quat_left_matrix(q)
+    torch.testing.assert_close(rotation, want_r, rtol=0, atol=1e-12)
+    torch.testing.assert_close(left, want_l, rtol=0, atol=1e-12)
+    cot_r, cot_l = (torch.randn(x.shape, generator=g, dtype=torch.float64) for x in (rotation, left))
+    (got,) = torch.autograd.grad((rotation * cot_r).sum() + (left * cot_l).sum(), angles)
+    (want,) = torch.autograd.grad((want_r * cot_r).sum() + (want_l * cot_l).sum(), angles)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert rigid.state_dict() == {}
+    assert not any("rigid" in k for k in MotionField(MotionFieldConfig.tiny()).state_dict())
 
 
 def test_quaternion_helpers_match_matrices():
@@ -241,7 +283,13 @@ def test_field_without_global_heads_keeps_identity_rotation():
     field = MotionField(cfg, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
     quats = torch.nn.functional.normalize(torch.randn(30, 4, generator=g), dim=-1)
-    static = Gaussians(torch.rand(30, 3, generator=g) - 0.5, quats, torch.full((30, 3), 0.02), torch.ones(30), torch.rand(30, 3, generator=g))
+    static = Gaussians(
+        torch.rand(30, 3, generator=g) - 0.5,
+        quats,
+        torch.full((30, 3), 0.02),
+        torch.ones(30),
+        torch.rand(30, 3, generator=g),
+    )
     out = field(static, torch.tensor([3, 9]))
     torch.testing.assert_close(out.quats, quats.expand(2, 30, 4))
     torch.testing.assert_close(out.global_rotation, torch.eye(3).expand(2, 3, 3))

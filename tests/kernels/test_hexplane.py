@@ -13,7 +13,10 @@ from a3d_cli.kernels.hexplane import (
     PLANE_AXES,
     TIME_PLANES,
     hexplane_features,
+    hexplane_features_matmul,
     hexplane_features_ref,
+    hexplane_features_weighted,
+    hexplane_weights,
     init_hexplane_level,
 )
 
@@ -89,6 +92,25 @@ def test_matmul_backend_matches_grid_sample_forward_and_backward(res, n, f):
         torch.autograd.grad((ref * cot).sum(), params), torch.autograd.grad((fast * cot).sum(), params), strict=True
     ):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)  # sums in another order: fp32 rounding
+
+
+def test_precomputed_weights_give_the_matmul_backend_at_any_subset_of_times():
+    """The weights of fixed points at T times, computed once, serve any rows of those times: same features."""
+    g = torch.Generator().manual_seed(3)
+    levels = [init_hexplane_level((5, 6, 7, 3), 4, generator=g), init_hexplane_level((9, 8, 7, 5), 3, generator=g)]
+    levels = [[(p * (torch.rand(p.shape, generator=g) + 0.5)).requires_grad_() for p in lv] for lv in levels]
+    xyz, t = torch.rand(40, 3, generator=g) * 2.2 - 1.1, torch.linspace(-1, 1, 16)
+    weights = hexplane_weights(levels, xyz, t)
+    rows = torch.tensor([3, 3, 15, 0, 9])
+    got = hexplane_features_weighted(levels, weights, rows)
+    assert torch.equal(got, hexplane_features_matmul(levels, xyz, t[rows]))
+    assert torch.equal(hexplane_features_weighted(levels, weights), hexplane_features_matmul(levels, xyz, t))
+    params = [p for lv in levels for p in lv]
+    cot = torch.randn(got.shape, generator=g)
+    want = torch.autograd.grad((hexplane_features_matmul(levels, xyz, t[rows]) * cot).sum(), params)
+    for a, b in zip(torch.autograd.grad((got * cot).sum(), params), want, strict=True):
+        assert torch.equal(a, b)
+    assert set(weights.at) == {3, 5} and all(w.shape == (16, r) for r, w in weights.at.items())
 
 
 def test_hexplane_rejects_bad_shapes():
