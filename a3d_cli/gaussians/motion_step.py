@@ -343,7 +343,6 @@ class FitStep:
         self.failure = ""
         """Why a recording failed ("" = none did): the frame count, the piece kind and the error."""
         self._graphed: _Recording | None = None
-        self._pool = None
         self._weights: dict[tuple[int, int], Tensor] = {}  # (real frames, bucket) → [bucket] weights
         self._keep_frames = settings.frames_per_step == 0  # few distinct frame lists: keep their device copies
         self._frames: dict[tuple[int, ...], Tensor] = {}  # frame list → [F] long on the device
@@ -475,8 +474,6 @@ class FitStep:
         from a3d_cli.render.splats import splat_looks
 
         b, v = len(frames), self.viewmats.shape[0]
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
         warmup = WARMUP_FIRST if self.recordings == 0 else WARMUP_LATER
         field_frames = self._device_frames(frames).clone()
         loss_frames = field_frames.clone()
@@ -501,7 +498,7 @@ class FitStep:
                 (field_frames, loss_frames, weights, *drawn),
                 num_warmup_iters=warmup,
                 allow_unused_input=True,
-                pool=self._pool,
+                pool=torch.cuda.graph_pool_handle(),  # a pool of its own: see `_recorded`
             )
         self._list_excess.zero_()  # the warm-up calls ran on sample draws
         return _Recording((b, "whole"), graphed, None, field_frames, loss_frames, weights, drawn, (frames, f), piece)
@@ -587,6 +584,9 @@ class FitStep:
         """
         if self._graphed is not None and self._graphed.key == key:
             return self._graphed
+        # Each recording takes a fresh memory pool. Reopening the dropped recording's pool would fail whenever a
+        # tensor of it outlives its graphs (a step's returned loss waiting for the log read): the pool is then
+        # kept with no graph using it, and the allocator refuses to reopen such a pool (an internal assert).
         self._graphed = None
         start = time.perf_counter()
         try:
@@ -615,8 +615,6 @@ class FitStep:
         b, dev = len(frames), self.device
         v, s = self.viewmats.shape[0], self.size
         n = self.static.means.shape[0]
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
         warmup = WARMUP_FIRST if self.recordings == 0 else WARMUP_LATER
         field_frames = self._device_frames(frames).clone()
         loss_frames = field_frames.clone()
@@ -639,7 +637,7 @@ class FitStep:
                 ((field_frames,), loss_args),
                 num_warmup_iters=warmup,
                 allow_unused_input=True,
-                pool=self._pool,
+                pool=torch.cuda.graph_pool_handle(),  # a pool of its own: see `_recorded`
             )
         return _Recording((b, masked), graphed[0], graphed[1], field_frames, loss_frames, weights, drawn, (frames, f))
 
