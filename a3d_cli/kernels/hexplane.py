@@ -247,8 +247,9 @@ def hexplane_features_weighted(
             w_a = weights.along[(a, r_a)].to(plane.dtype)  # [N, R_a]
             w_t = weights.at[r_t] if rows is None else weights.at[r_t].index_select(0, rows)
             along_a = w_a @ plane.permute(2, 0, 1).reshape(r_a, c * r_t)  # [N, C·R_t]
-            sampled = along_a.reshape(n, c, r_t) @ w_t.to(plane.dtype).T  # [N, C, F]
-            feat = feat * sampled.permute(2, 0, 1)  # [F, N, C]
+            # one GEMM straight into the frame-major layout: [F, R_t] @ [R_t, N·C] (a transposed view)
+            sampled = w_t.to(plane.dtype) @ along_a.reshape(n * c, r_t).T  # [F, N·C]
+            feat = feat * sampled.reshape(-1, n, c)  # [F, N, C], both operands contiguous
         out.append(feat.expand(-1, n, feat.shape[-1]))
     return torch.cat(out, dim=-1)  # [F, N, D]
 
