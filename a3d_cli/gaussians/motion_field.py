@@ -44,6 +44,7 @@ from a3d_cli.kernels.hexplane import (
     hexplane_features_weighted,
     hexplane_weights,
     init_hexplane_level,
+    resolve_backend,
 )
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES
 
@@ -252,9 +253,9 @@ class EulerRigid(nn.Module):
 
     The same values as `quat_to_rotmat(euler_to_quat(e))` and `quat_left_matrix(euler_to_quat(e))`, written as a
     few batched products with constant matrices (non-persistent buffers, so they move with the field and stay
-    out of its files). Why: with a kernel per quaternion component, the global rigid motion of a few frames costs
-    some three hundred tiny kernels forward and backward per fit step, which a recorded step still runs one by
-    one; this form costs about twenty-five.
+    out of its files). Why: with a kernel per quaternion component, the global rigid motion of a few frames is
+    hundreds of tiny kernels forward and backward per fit step, which a recorded step still runs one by one;
+    this form is a handful.
     """
 
     euler_terms: Tensor
@@ -346,8 +347,7 @@ class MotionField(nn.Module):
         Why: a fit moves the same static splats at the same frame times step after step; with the weights
         computed once, a step evaluates only what depends on the field's parameters.
         """
-        backend = self.hexplane_backend
-        if backend == "torch" or (backend == "auto" and not static.means.is_cuda):
+        if resolve_backend(self.hexplane_backend, static.means) != "matmul":
             return None
         planes = [list(level) for level in self.grids]
         frames = torch.arange(self.config.num_frames, device=static.means.device)

@@ -194,8 +194,8 @@ class HexplaneWeights:
     """What the matmul backend needs of N fixed points and T fixed times, computed once (`hexplane_weights`).
 
     Why: the motion fit evaluates its field at the same static positions and at some of the same 16 frame
-    times at every step; computing these interpolation weights anew costs some two hundred small kernels per
-    evaluation, which a recorded step would replay every time.
+    times at every step; computing these interpolation weights anew takes many small kernels per evaluation,
+    which a recorded step would replay every time.
 
     Attributes:
         grids: the spatial planes' `grid_sample` grids, [1, 1, N, 2] each, in `SPATIAL_PLANES` order.
@@ -272,6 +272,15 @@ def hexplane_features_matmul(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t:
     return hexplane_features_weighted(levels, hexplane_weights(levels, xyz, t))
 
 
+def resolve_backend(backend: Backend, xyz: Tensor) -> Literal["torch", "matmul"]:
+    """The backend that samples points `xyz`: "auto" is "matmul" on CUDA and "torch" elsewhere."""
+    if backend not in ("auto", "torch", "matmul"):
+        raise ValueError(f"unknown HexPlane backend {backend!r}; choose 'auto', 'torch' or 'matmul'")
+    if backend == "auto":
+        return "matmul" if xyz.is_cuda else "torch"
+    return backend
+
+
 def hexplane_features(
     levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor, *, backend: Backend = "auto"
 ) -> Tensor:
@@ -296,10 +305,6 @@ def hexplane_features(
         >>> hexplane_features([lv], torch.rand(100, 3) * 2 - 1, torch.tensor([0.0])).shape
         torch.Size([1, 100, 16])
     """
-    if backend not in ("auto", "torch", "matmul"):
-        raise ValueError(f"unknown HexPlane backend {backend!r}; choose 'auto', 'torch' or 'matmul'")
-    if backend == "auto":
-        backend = "matmul" if xyz.is_cuda else "torch"
-    if backend == "matmul":
+    if resolve_backend(backend, xyz) == "matmul":
         return hexplane_features_matmul(levels, xyz, t)
     return hexplane_features_ref(levels, xyz, t)
