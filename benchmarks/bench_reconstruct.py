@@ -181,6 +181,11 @@ def evaluate(
         "heldout_ssim": round(float(ssim(a, b).mean()), 4),
         "vertex_error_pct": round(100 * float(err[1:].mean()) / radius, 3),
         "vertex_error_max_pct": round(100 * float(err[1:].max()) / radius, 3),
+        # frames 1-15 one by one, with the true motion's size there: where in the clip the error sits
+        "vertex_error_per_frame_pct": [round(100 * float(e) / radius, 3) for e in err[1:].mean(axis=1)],
+        "true_motion_per_frame_pct": [
+            round(100 * float(m) / radius, 3) for m in np.linalg.norm(true_d, axis=-1).mean(axis=1)
+        ],
         "motion_recovered_pct": round(100 * float((fit_d * true_d).sum() / max((true_d**2).sum(), 1e-12)), 1),
         "motion_magnitude_pct": round(
             100 * float(np.linalg.norm(fit_d, axis=-1).mean() / max(np.linalg.norm(true_d, axis=-1).mean(), 1e-12)), 1

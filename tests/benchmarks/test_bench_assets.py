@@ -76,6 +76,9 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
     saved_all = json.loads(out.read_text())
     saved = saved_all["rows"][0]["result"]
     assert saved["heldout_psnr"] > 10 and 0 <= saved["vertex_error_pct"] < 100
+    per_frame = saved["vertex_error_per_frame_pct"]  # frames 1-15, whose mean is the headline figure
+    assert len(per_frame) == len(saved["true_motion_per_frame_pct"]) == 15
+    assert abs(sum(per_frame) / 15 - saved["vertex_error_pct"]) < 0.01
     # the error split by what the video cameras see, the area-uniform surface error, the motion's non-rigidity
     assert 50 < saved["visible_vertex_frames_pct"] <= 100 and 0 <= saved["vertex_error_visible_pct"] < 100
     for r in (saved, saved_all["rows"][0]["static"]):  # seen and unseen vertex-frames make up the whole
