@@ -8,6 +8,10 @@ arithmetic, memory and wall time are the real ones. One set of components serves
 Usage:
     python benchmarks/bench_animate.py --device cuda --out animate.json [--compile] [--sds-steps 200]
 
+`--dtype auto` (the default) runs each diffusion stage at its own default precision, as `a3d animate` does
+(mvvideo fp16, sds bf16 on CUDA), with one random-weight MV-VDM per precision; a named dtype shares one set.
+Each stage's own metrics (its phases, loss summary, acceleration report) are kept in the JSON under `metrics`.
+
 Where imageio-ffmpeg is missing (the lent GPU machine), preview videos are skipped and said so.
 """
 
@@ -51,7 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--model", type=Path, default=ROOT / "examples" / "assets" / "fox.glb")
-    ap.add_argument("--dtype", default="bf16", choices=["fp16", "bf16", "fp32"])
+    ap.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
+                    help="auto: each stage's own default precision (mvvideo fp16, sds bf16 on CUDA)")
     ap.add_argument("--compile", action="store_true", help="regional torch.compile in mvvideo and sds")
     ap.add_argument("--sds-steps", type=int, default=200)
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test of this script with the tiny MV-VDM")
@@ -70,12 +75,14 @@ def main() -> None:
     prompt = "a fox wags its tail"
     seconds: dict[str, float] = {}
     peaks: dict[str, float] = {}
+    metrics: dict[str, dict] = {}
 
     def timed(name: str, call) -> None:  # noqa: ANN001
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        call()
+        result = call()
+        metrics[name] = json.loads(json.dumps(getattr(result, "metrics", {}), default=str))
         if cuda:
             torch.cuda.synchronize()
             peaks[name] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
@@ -86,9 +93,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "RUN"
         timed("prepare", lambda: prepare.run(run, prepare.PrepareOptions(model=str(args.model)), rt))
-        dtype = torch_dtype(args.dtype, args.device)
+        mv_dtype = torch_dtype(args.dtype, args.device, cuda_auto=mvvideo.DEFAULT_CUDA_DTYPE)
+        sds_dtype = torch_dtype(args.dtype, args.device, cuda_auto=sds.DEFAULT_CUDA_DTYPE)
         start = time.perf_counter()
-        comp = build_components(args.device, dtype, tiny=args.tiny)
+        comp = build_components(args.device, mv_dtype, tiny=args.tiny)
+        sds_comp = comp if sds_dtype == mv_dtype else build_components(args.device, sds_dtype, tiny=args.tiny)
         if not args.tiny:
             seconds["model_build"] = round(time.perf_counter() - start, 2)
         timed(
@@ -104,7 +113,7 @@ def main() -> None:
                 run,
                 sds.SdsOptions(prompt=prompt, steps=args.sds_steps, dtype=args.dtype, compile=args.compile),
                 rt,
-                denoiser=MvvdmDenoiser(comp),
+                denoiser=MvvdmDenoiser(sds_comp),
             ),
         )
         timed("mesh-animate", lambda: mesh_animate.run(run, mesh_animate.MeshAnimateOptions(motion="refined"), rt))
@@ -115,18 +124,19 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__,
-        "dtype": args.dtype,
+        "dtype": {"mvvideo": str(mv_dtype).replace("torch.", ""), "sds": str(sds_dtype).replace("torch.", "")},
         "compile": args.compile,
         "sds_steps": args.sds_steps,
         "previews_written": previews,
         "seconds": seconds,
         "peak_gib": peaks,
+        "metrics": metrics,
         "total_seconds": total,
         "max_peak_gib": max(peaks.values()) if peaks else None,
     }
     print(json.dumps(result, indent=2))
     row = " | ".join(f"{seconds[k]}" for k in seconds)
-    print(f"| {result['device']} | {args.dtype} | {'compile' if args.compile else 'eager'} | {row} | {total} | {result['max_peak_gib']} |")
+    print(f"| {result['device']} | {result['dtype']} | {'compile' if args.compile else 'eager'} | {row} | {total} | {result['max_peak_gib']} |")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
 

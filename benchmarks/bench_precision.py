@@ -34,7 +34,7 @@ Rows:
   * `autocast-fp16` (SV3D only, with the fp16 rows) — fp32 weights under `torch.autocast(float16)`, as Stability's script
     samples (here the VAE encoder runs under autocast too, where sgm disables it);
   * `fp32` / `bf16` / `fp16` — the networks stored in that dtype with the settings the stage itself applies
-    without `--compile` (`accelerate(...)`: cuDNN autotuning and TF32 for fp32 matmuls and convolutions;
+    without `--compile` (`accelerate(...)`: TF32 for fp32 matmuls and convolutions;
     orbit also fuses each GEGLU into one GEMM). SV3D's VAE stays fp32, as in the stage; sds casts every MV-VDM network (the renders and the
     loss stay fp32) and accelerates the UNet and the VAE encoder, as the stage does;
   * with `--compile`, `<dtype>+compile` rows for `--compile-dtypes`: the same plus regional compilation

@@ -1,4 +1,5 @@
-"""`a3d info RUN`: what each stage of a run folder did (from its manifest); `a3d info --warmup`: build gsplat now."""
+"""`a3d info RUN`: what each stage of a run folder did (from its manifest); `a3d info --warmup`: build gsplat and
+compile the Triton kernels now."""
 
 from __future__ import annotations
 
@@ -46,12 +47,13 @@ def info(
         bool,
         typer.Option(
             "--warmup",
-            help="Build gsplat's CUDA rasterizer now (once per machine) instead of in the first run.",
+            help="Build gsplat's CUDA rasterizer and compile a3d's Triton kernels now (once per machine) "
+            "instead of in the first run.",
         ),
     ] = False,
 ) -> None:
     """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs (or, with
-    --warmup, pre-build gsplat)."""
+    --warmup, pre-build gsplat and the Triton kernels)."""
     if warmup:
         _warmup()
         return
@@ -94,7 +96,8 @@ def info(
 
 
 def _warmup() -> None:
-    """Build (or load) gsplat's CUDA extension into a3d's cache folder and say where and how long it took."""
+    """Build (or load) gsplat's CUDA extension into a3d's cache folder, compile the Triton kernels, and say where
+    and how long each took."""
     import time
 
     import torch
@@ -105,8 +108,9 @@ def _warmup() -> None:
 
     if not torch.cuda.is_available():
         out.print(
-            "Nothing to build: no CUDA GPU is visible here. gsplat's extension is built on a GPU machine; "
-            "on the CPU a3d renders with its PyTorch rasterizer, which needs no build."
+            "Nothing to build: no CUDA GPU is visible here. gsplat's extension and the Triton kernels are built on "
+            "a GPU machine; on the CPU a3d renders with its PyTorch rasterizer and runs its reference kernels, "
+            "which need no build."
         )
         return
     from a3d_cli.kernels.rasterize_gsplat import gsplat_available
@@ -125,3 +129,32 @@ def _warmup() -> None:
     seconds = time.perf_counter() - start
     verb = "built" if needed else "already built, loaded"
     out.print(f"gsplat CUDA extension {verb} in {seconds:.1f} s ({folder}).", markup=False, highlight=False)
+    _warm_triton_kernels()
+
+
+def _warm_triton_kernels() -> None:
+    """One guided UNet call per diffusion stage, so their Triton kernels are compiled into Triton's disk cache."""
+    import os
+    import time
+
+    import torch
+
+    from a3d_cli.console import err
+    from a3d_cli.models.warmup import warm_diffusion_kernels
+    from a3d_cli.stages import mvvideo, orbit, sds
+
+    precisions = {"orbit": orbit.DEFAULT_CUDA_DTYPE, "mvvideo": mvvideo.DEFAULT_CUDA_DTYPE, "sds": sds.DEFAULT_CUDA_DTYPE}
+    cache = os.environ.get("TRITON_CACHE_DIR") or str(Path.home() / ".triton" / "cache")
+    start = time.perf_counter()
+    warmed = []
+    for stage, dtype in precisions.items():
+        err.print(f"a3d: compiling the Triton kernels of {stage} ({dtype}, random weights)", markup=False, highlight=False)
+        try:
+            warmed += warm_diffusion_kernels({stage: dtype}, "cuda")
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            err.print(f"a3d: {stage} skipped: its full-size UNet does not fit this GPU's free memory", markup=False,
+                      highlight=False)  # fmt: skip
+    parts = ", ".join(f"{w.stage} {w.seconds:.1f} s" for w in warmed)
+    out.print(f"Triton kernels compiled in {time.perf_counter() - start:.1f} s ({parts}); cached in {cache}.",
+              markup=False, highlight=False)  # fmt: skip

@@ -234,7 +234,9 @@ def run(
         from a3d_cli.models.freeinit import FreeInitConfig
         from a3d_cli.models.mvvdm.pipeline import generate_mvvideo, resize_for_vae
         from a3d_cli.models.mvvdm.sampling import SamplingConfig
+        from a3d_cli.phase_clock import PhaseClock
 
+        clock = PhaseClock(ctx.device)  # one drain per phase, not per step
         # 1. read the condition views and cameras
         views, cams = _read_views(ctx)
         # 2. load MV-VDM
@@ -252,6 +254,7 @@ def run(
         )
         # 3. sample (CUDA backend flags and the fused GEGLU always; regional compilation of the UNet when asked)
         accel = comp.accelerate(ctx.device, compile=opts.compile)
+        clock.mark("inputs_and_model")
         ctx.progress.start("mvvideo: sampling", total=cfg.unet_evaluations)
 
         def on_step(k: int, i: int, _latents: torch.Tensor) -> None:
@@ -260,14 +263,17 @@ def run(
         generator = torch.Generator().manual_seed(ctx.seed)
         out = generate_mvvideo(comp, resize_for_vae(views, RESOLUTION), cams.c2w, opts.prompt, opts.negative_prompt, cfg,
                                generator, on_step, clip_images=views, cuda_graph=opts.cuda_graph)
+        clock.mark("sampling_and_decoding")
         # 4. write
         _write_outputs(ctx, out.frames, cams, opts)
+        clock.mark("writing")
         ctx.metrics.update(
             unet_evaluations=cfg.unet_evaluations,
             cfg_batch=2 if cfg.guided else 1,
             freeinit_passes=cfg.freeinit.passes,
             dtype=str(comp.dtype).replace("torch.", ""),
             cuda_graph_replays=out.graph_replays,
+            seconds_per_phase={name: round(t, 3) for name, t in clock.seconds.items()},
             **accel.as_metrics(),
         )
 

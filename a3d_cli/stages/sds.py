@@ -114,7 +114,9 @@ def run(
         from a3d_cli.gaussians.motion_refine import SdsRefiner, refine_motion, refined_field, summarise_history
         from a3d_cli.gaussians.ply import read_ply
         from a3d_cli.models.speed.acceleration import accelerate
+        from a3d_cli.phase_clock import PhaseClock
 
+        clock = PhaseClock(ctx.device)  # one drain per phase, not per step
         # 1. inputs
         static = read_ply(ctx.input(STATIC_PLY)).to(ctx.device)
         coarse = load_motion(ctx.input(COARSE_MOTION), static=static.to("cpu"))
@@ -128,8 +130,11 @@ def run(
             accel = den.accelerate(ctx.device, compile=opts.compile)
         else:  # the CUDA backend flags alone
             accel = accelerate(ctx.device, [], compile=opts.compile)
+        clock.mark("inputs_and_model")
         refiner = SdsRefiner(static, field, den, opts, ctx.seed)
+        clock.mark("targets")
         history = refine_motion(refiner, opts.steps, log_every=opts.log_every, progress=ctx.progress)
+        clock.mark("steps")
         # 3. outputs
         save_motion(ctx.output(REFINED_MOTION), field, static, fps=coarse.fps, extra={"stage": "sds", "prompt": opts.prompt})
         rgb = refiner.render_fixed_views(opts.render_size)  # [V, F, 3, H, W]
@@ -138,6 +143,8 @@ def run(
         ctx.metrics["psnr_vs_coarse"] = round(refiner.psnr_vs_coarse(), 3)
         ctx.metrics["timestep_range"] = [refiner.t_min, refiner.t_max]
         ctx.metrics.update(accel.as_metrics())
+        clock.mark("writing")
+        ctx.metrics["seconds_per_phase"] = {name: round(t, 3) for name, t in clock.seconds.items()}
 
     return run_stage("sds", run_dir, opts, body, rt, requires=REQUIRES)
 

@@ -7,9 +7,10 @@ rounding; compiled kernels round bf16/fp16 differently from eager ones, like any
 
 What `accelerate` does, on CUDA only (on the CPU, and so in tests, it does nothing and reports that):
 
-1. `configure_cuda` (`a3d_cli.models.speed.flags`): `cudnn.benchmark` (the UNets call a few fixed conv shapes thousands of times, so
-   cuDNN's one-off algorithm search pays back at once) and TF32 for fp32 matmuls/convolutions (the SV3D VAE
-   decodes in fp32; TF32 keeps a 10-bit mantissa, far finer than the 8-bit frames written).
+1. `configure_cuda` (`a3d_cli.models.speed.flags`): TF32 for fp32 matmuls/convolutions (the SV3D VAE
+   decodes in fp32; TF32 keeps a 10-bit mantissa, far finer than the 8-bit frames written). cuDNN
+   autotuning stays off: its algorithm search is paid again by every process, for each convolution shape,
+   and buys less than it costs.
 2. With `compile=True`, *regional* compilation: every instance of the repeated block classes below
    (`ResnetBlock2D`, `BasicTransformerBlock`, SVD's `SpatioTemporalResBlock` and
    `TransformerSpatioTemporalModel`, and the `Upsample2D` / `Downsample2D` between levels) is compiled in

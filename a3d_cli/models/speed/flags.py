@@ -6,7 +6,7 @@ pay for importing diffusers, which the speed tricks of `a3d_cli.models.speed.acc
 
 Examples:
     >>> with backend_flags_kept():
-    ...     handle = configure_cuda()  # TF32 and cuDNN autotuning until the block ends
+    ...     handle = configure_cuda()  # TF32 until the block ends
 """
 
 from __future__ import annotations
@@ -24,47 +24,44 @@ def is_cuda(device: str | torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def _backend_flags() -> tuple[bool, bool, bool]:
-    return (
-        torch.backends.cudnn.benchmark,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-    )
+def _tf32() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
-def _set_backend_flags(flags: tuple[bool, bool, bool]) -> None:
-    (
-        torch.backends.cudnn.benchmark,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-    ) = flags
+def _set_tf32(matmul: bool, convolutions: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    torch.backends.cudnn.allow_tf32 = convolutions
 
 
 def configure_cuda() -> SpeedHandle:
-    """Process-wide CUDA backend flags: cuDNN autotuning and TF32 for fp32 matmuls and convolutions.
+    """Process-wide CUDA backend flags: TF32 for fp32 matmuls and convolutions.
+
+    cuDNN autotuning (`cudnn.benchmark`) is left as it is (off by default): every process would pay its
+    algorithm search again for each convolution shape, seconds per diffusion stage, for a steady-state
+    gain below the noise (docs/PERF.md, "Speed tricks").
 
     Returns:
-        a handle whose `remove()` puts the three flags back as they were.
+        a handle whose `remove()` puts the two TF32 switches back as they were.
     """
-    saved = _backend_flags()
-    _set_backend_flags((True, True, True))
-    return SpeedHandle("CUDA backend flags", 3, lambda: _set_backend_flags(saved))
+    saved = _tf32()
+    _set_tf32(True, True)
+    return SpeedHandle("CUDA backend flags", 2, lambda: _set_tf32(*saved))
 
 
 @contextlib.contextmanager
 def backend_flags_kept() -> Iterator[None]:
-    """Put cuDNN autotuning and the TF32 switches back as they were when the block exits.
+    """Put the TF32 switches back as they were when the block exits.
 
     Why: `configure_cuda` sets process-wide flags. `a3d animate` runs every stage in one process, and a
     stage that turns TF32 on for its fp32 VAE decode must not change the fp32 arithmetic of the stages
     after it (the motion fit, the exports), nor that of tests comparing fp32 kernels. `run_stage` wraps
     every stage in this.
     """
-    saved = _backend_flags()
+    saved = _tf32()
     try:
         yield
     finally:
-        _set_backend_flags(saved)
+        _set_tf32(*saved)
 
 
 __all__ = ["backend_flags_kept", "configure_cuda", "is_cuda"]

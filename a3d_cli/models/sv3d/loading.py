@@ -114,17 +114,25 @@ def build_models(config: SV3DConfig, variant: Variant, device: str | torch.devic
     from diffusers import AutoencoderKL
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    unet = build_unet(config, variant, device)
     with torch.device(device):
-        unet = SV3DUNet(**config.unet.diffusers_kwargs(variant, config.num_frames, config.latent_size))
         vae = AutoencoderKL(**config.vae.diffusers_kwargs())
         clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**config.clip.transformers_kwargs()))
-    for m in (unet, vae, clip):
-        # `to(device)`: diffusers' AlphaBlender builds its mix factors with the legacy `torch.Tensor(...)`,
-        # which ignores the device context above and lands on the CPU
+    for m in (vae, clip):
         m.to(device).eval().requires_grad_(False)
+    return SV3DModels(unet=unet, vae=vae, image_encoder=clip, config=config, variant=variant)
+
+
+def build_unet(config: SV3DConfig, variant: Variant, device: str | torch.device = "cpu") -> SV3DUNet:
+    """SV3D's UNet with random weights, frozen, with the attention the orbit stage runs (see `build_models`)."""
+    with torch.device(device):
+        unet = SV3DUNet(**config.unet.diffusers_kwargs(variant, config.num_frames, config.latent_size))
+    # `to(device)`: diffusers' AlphaBlender builds its mix factors with the legacy `torch.Tensor(...)`,
+    # which ignores the device context above and lands on the CPU
+    unet.to(device).eval().requires_grad_(False)
     # one-token cross-attention as a value broadcast, short temporal attention fused when compiled
     use_shortcut_attention(unet)
-    return SV3DModels(unet=unet, vae=vae, image_encoder=clip, config=config, variant=variant)
+    return unet
 
 
 class CheckpointReader:
@@ -333,6 +341,7 @@ __all__ = [
     "LoadedSV3D",
     "SV3DModels",
     "build_models",
+    "build_unet",
     "check_variant",
     "config_from_metadata",
     "load_sv3d",
