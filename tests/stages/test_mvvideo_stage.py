@@ -68,6 +68,7 @@ def test_cli_end_to_end_writes_64_frames_cameras_and_preview(run_copy, tiny_weig
     manifest = json.loads((run_copy / "a3d.json").read_text())["stages"]["mvvideo"]
     assert manifest["status"] == "done" and manifest["seed"] == 3
     assert manifest["metrics"]["unet_evaluations"] == 2 and manifest["metrics"]["freeinit_passes"] == 2
+    assert list(manifest["metrics"]["seconds_per_phase"]) == ["inputs_and_model", "sampling_and_decoding", "writing"]
     assert manifest["params"]["prompt"] == "a fox wags its tail"
 
     # what `a3d reconstruct` reads: the naming and the count it checks

@@ -125,6 +125,8 @@ def test_stage_end_to_end_with_the_tiny_mvvdm(run_dir, denoiser):
     before = load_motion(run_dir / "motion" / "coarse.safetensors").field
     res = sds_stage.run(run_dir, opts, Runtime(seed=0), denoiser=denoiser)
     assert not res.skipped and res.metrics["loss_end"]["sds"] > 0
+    phases = res.metrics["seconds_per_phase"]
+    assert list(phases) == ["inputs_and_model", "targets", "steps", "writing"] and min(phases.values()) >= 0
     after = load_motion(run_dir / "motion" / "refined.safetensors", static=static).field
     assert isinstance(after, MotionField) and after.config == MotionFieldConfig.tiny(num_frames=4, use_delta_scale=True)
     # one Adam step moved the trainable output layers (zero-initialised, so their gradient is non-zero)
