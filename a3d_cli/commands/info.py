@@ -134,17 +134,17 @@ def _warmup() -> None:
 
 def _warm_triton_kernels() -> None:
     """One guided UNet call per diffusion stage, so their Triton kernels are compiled into Triton's disk cache."""
-    import os
     import time
 
     import torch
 
     from a3d_cli.console import err
+    from a3d_cli.kernels.triton_cache import quiet_compile_notice, triton_cache_dir
     from a3d_cli.models.warmup import warm_diffusion_kernels
     from a3d_cli.stages import mvvideo, orbit, sds
 
     precisions = {"orbit": orbit.DEFAULT_CUDA_DTYPE, "mvvideo": mvvideo.DEFAULT_CUDA_DTYPE, "sds": sds.DEFAULT_CUDA_DTYPE}
-    cache = os.environ.get("TRITON_CACHE_DIR") or str(Path.home() / ".triton" / "cache")
+    quiet_compile_notice()  # the lines below say what compiles
     start = time.perf_counter()
     warmed = []
     for stage, dtype in precisions.items():
@@ -156,5 +156,5 @@ def _warm_triton_kernels() -> None:
             err.print(f"a3d: {stage} skipped: its full-size UNet does not fit this GPU's free memory", markup=False,
                       highlight=False)  # fmt: skip
     parts = ", ".join(f"{w.stage} {w.seconds:.1f} s" for w in warmed)
-    out.print(f"Triton kernels compiled in {time.perf_counter() - start:.1f} s ({parts}); cached in {cache}.",
+    out.print(f"Triton kernels compiled in {time.perf_counter() - start:.1f} s ({parts}); cached in {triton_cache_dir()}.",
               markup=False, highlight=False)  # fmt: skip

@@ -61,7 +61,9 @@ def _geglu_op(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """[M, K] × [2N, K] → [M, N]: the fused kernel when `geglu_supported`, else the reference."""
     if geglu_supported(x, weight, bias):
         from a3d_cli.kernels.geglu_gluon import geglu_gluon
+        from a3d_cli.kernels.triton_cache import announce_compile_once
 
+        announce_compile_once()
         return geglu_gluon(x, weight, bias)
     return geglu_ref(x, weight, bias)
 

@@ -51,7 +51,9 @@ def _short_attention_op(q: Tensor, k: Tensor, v: Tensor, heads: int, scale: floa
     """[B, L, H·d] × [B, M, H·d] × [B, M, H·d_v] → [B, L, H·d_v]: the kernel when supported, else the reference."""
     if short_attention_supported(q, k, v, heads):
         from a3d_cli.kernels.short_attention_triton import short_attention_triton
+        from a3d_cli.kernels.triton_cache import announce_compile_once
 
+        announce_compile_once()
         return short_attention_triton(q, k, v, _output_for(q, v), heads, scale)
     return short_attention_ref(q, k, v, heads, scale).to(v.dtype).contiguous()
 
