@@ -117,9 +117,13 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of: " + ", ".join(VARIANTS))
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--triton-cache", type=Path, default=None,
-                    help="use this Triton cache folder for every variant (e.g. the one `a3d info --warmup` filled); "
-                    "default: a fresh one per stage")
+    ap.add_argument(
+        "--triton-cache",
+        type=Path,
+        default=None,
+        help="use this Triton cache folder for every variant (e.g. the one `a3d info --warmup` filled); "
+        "default: a fresh one per stage",
+    )
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test of this script with the tiny MV-VDM")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--child", help=argparse.SUPPRESS)

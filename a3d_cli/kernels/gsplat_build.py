@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
+from a3d_cli.kernels.notice import emit_notice
+
 ENV = "TORCH_EXTENSIONS_DIR"
 """PyTorch's variable for where JIT-compiled extensions are built."""
 EXTENSION_NAME = "gsplat_cuda"
@@ -94,13 +96,7 @@ def announce_build(
     path = use_extensions_dir(environ)
     if not build_needed(environ):
         return False
-    message = BUILD_NOTICE.format(path=path / EXTENSION_NAME)
-    if emit is None:
-        import sys
-
-        print(message, file=sys.stderr, flush=True)  # a kernel imports nothing above it: not the CLI's console
-    else:
-        emit(message)
+    emit_notice(BUILD_NOTICE.format(path=path / EXTENSION_NAME), emit)
     return True
 
 

@@ -18,6 +18,8 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from a3d_cli.kernels.notice import emit_notice
+
 KERNEL_NAMES = ("_geglu_kernel", "_short_attention_kernel")
 """The Triton kernels of the diffusion stages (`geglu_gluon`, `short_attention_triton`)."""
 
@@ -62,9 +64,7 @@ def quiet_compile_notice() -> None:
     _said = True
 
 
-def announce_compile(
-    emit: Callable[[str], None] | None = None, environ: Mapping[str, str] | None = None
-) -> bool:
+def announce_compile(emit: Callable[[str], None] | None = None, environ: Mapping[str, str] | None = None) -> bool:
     """Say that the kernels are about to be compiled, when none of them is in Triton's cache.
 
     Args:
@@ -76,13 +76,7 @@ def announce_compile(
     """
     if kernels_cached(environ):
         return False
-    message = COMPILE_NOTICE.format(path=triton_cache_dir(environ))
-    if emit is None:
-        import sys
-
-        print(message, file=sys.stderr, flush=True)  # a kernel imports nothing above it: not the CLI's console
-    else:
-        emit(message)
+    emit_notice(COMPILE_NOTICE.format(path=triton_cache_dir(environ)), emit)
     return True
 
 

@@ -67,7 +67,10 @@ def _mvvdm_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], obj
 
     x = noise(CFG_BATCH, cfg.num_views, NUM_FRAMES, cfg.in_channels, latent, latent)
     t = torch.full((CFG_BATCH,), 500, device=device)
-    text, image = noise(CFG_BATCH, TEXT_TOKENS, cfg.cross_attention_dim), noise(CFG_BATCH, cfg.num_views, cfg.image_embed_dim)
+    text, image = (
+        noise(CFG_BATCH, TEXT_TOKENS, cfg.cross_attention_dim),
+        noise(CFG_BATCH, cfg.num_views, cfg.image_embed_dim),
+    )
     cams = noise(cfg.num_views, 16)
     return lambda: unet(x, t, text, image, cams)
 

@@ -39,4 +39,3 @@ def test_warm_runs_the_named_stages_in_order_at_their_precision(monkeypatch):
     assert seen == [("sds", torch.float32), ("orbit", torch.float32)]
     assert [(w.stage, w.dtype) for w in done] == started == [("sds", "float32"), ("orbit", "float32")]
     assert all(w.seconds >= 0 for w in done)
-
