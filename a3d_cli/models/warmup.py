@@ -104,7 +104,6 @@ def warm_diffusion_kernels(
     precisions: dict[str, str],
     device: str = "cuda",
     tiny: bool = False,
-    on_start: Callable[[str, str], None] | None = None,
 ) -> list[WarmedNetwork]:
     """Run each named stage's guided UNet call once, so that its Triton kernels are compiled and cached.
 
@@ -114,7 +113,6 @@ def warm_diffusion_kernels(
         device: where the stages will run ("cuda", "cuda:1"); off CUDA the calls run in fp32 and compile
             nothing, which is what the tests use.
         tiny: the tiny configurations (tests only: their widths compile other kernels than a real run's).
-        on_start: told (stage, dtype) before each call, for a progress line.
 
     Returns:
         one `WarmedNetwork` per stage (a stage that shares another's network and precision finds its
@@ -125,8 +123,6 @@ def warm_diffusion_kernels(
         build = GUIDED_CALLS[stage]
         dtype = torch_dtype("auto", device, cuda_auto=default)
         name = str(dtype).replace("torch.", "")
-        if on_start is not None:
-            on_start(stage, name)
         start = time.perf_counter()
         with torch.no_grad():
             build(device, dtype, tiny)()
