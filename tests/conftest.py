@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _backend_flags_per_test():
-    """cuDNN/TF32 flags set by one test (through `accelerate`) must not loosen another's fp32 comparisons."""
+    """TF32 switches set by one test (through `accelerate`) must not loosen another's fp32 comparisons."""
     from a3d_cli.models.speed.acceleration import backend_flags_kept
 
     with backend_flags_kept():
