@@ -135,6 +135,13 @@ def main() -> None:
         Path(args.child_out).write_text(json.dumps(row))
         return
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or args.calls < 2:
+        raise SystemExit(
+            f"unknown variants {unknown} (known: {', '.join(VARIANTS)})" if unknown else "--calls must be >= 2"
+        )
+    if any(VARIANTS[n]["cache"] == "fresh" for n in names[1:]):
+        raise SystemExit("a fresh-cache variant must come first: the others reuse its cache")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for stage in [s.strip() for s in args.stages.split(",") if s.strip()]:

@@ -120,16 +120,18 @@ def _warmup() -> None:
     if not needed:
         err.print(f"a3d: loading gsplat's CUDA extension from {folder}", markup=False, highlight=False)
     start = time.perf_counter()
-    if not gsplat_available():
-        raise DeviceError(
-            "gsplat's CUDA extension could not be built or loaded.",
-            hint='See the compiler\'s error with `VERBOSE=1 python -c "from gsplat.cuda._backend import _C"` '
-            "(it needs the CUDA toolkit's nvcc and a C++ compiler).",
-        )
-    seconds = time.perf_counter() - start
-    verb = "built" if needed else "already built, loaded"
-    out.print(f"gsplat CUDA extension {verb} in {seconds:.1f} s ({folder}).", markup=False, highlight=False)
-    _warm_triton_kernels()
+    try:
+        if not gsplat_available():
+            raise DeviceError(
+                "gsplat's CUDA extension could not be built or loaded.",
+                hint='See the compiler\'s error with `VERBOSE=1 python -c "from gsplat.cuda._backend import _C"` '
+                "(it needs the CUDA toolkit's nvcc and a C++ compiler).",
+            )
+        seconds = time.perf_counter() - start
+        verb = "built" if needed else "already built, loaded"
+        out.print(f"gsplat CUDA extension {verb} in {seconds:.1f} s ({folder}).", markup=False, highlight=False)
+    finally:  # the kernels do not need gsplat: compile them whether or not its build worked
+        _warm_triton_kernels()
 
 
 def _warm_triton_kernels() -> None:
@@ -149,12 +151,21 @@ def _warm_triton_kernels() -> None:
     warmed = []
     for stage, dtype in precisions.items():
         err.print(f"a3d: compiling the Triton kernels of {stage} ({dtype}, random weights)", markup=False, highlight=False)
+        why = ""
         try:
             warmed += warm_diffusion_kernels({stage: dtype}, "cuda")
         except torch.cuda.OutOfMemoryError:
+            why = "its full-size UNet does not fit this GPU's free memory"
+        except Exception as exc:  # noqa: BLE001 - one stage's failure must not keep the others cold
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if why:  # outside the handler, so that the failed call's tensors are gone before the cache is emptied
             torch.cuda.empty_cache()
-            err.print(f"a3d: {stage} skipped: its full-size UNet does not fit this GPU's free memory", markup=False,
+            err.print(f"a3d: {stage} skipped ({why}); it compiles on its first run instead", markup=False,
                       highlight=False)  # fmt: skip
+    if not warmed:
+        out.print("No Triton kernels were compiled; each diffusion stage compiles its own on its first run.",
+                  markup=False, highlight=False)  # fmt: skip
+        return
     parts = ", ".join(f"{w.stage} {w.seconds:.1f} s" for w in warmed)
     out.print(f"Triton kernels compiled in {time.perf_counter() - start:.1f} s ({parts}); cached in {triton_cache_dir()}.",
               markup=False, highlight=False)  # fmt: skip

@@ -15,7 +15,7 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 
 from a3d_cli.kernels.notice import emit_notice
@@ -34,11 +34,29 @@ def triton_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("TRITON_CACHE_DIR"):
         return Path(env["TRITON_CACHE_DIR"])
-    return Path(env.get("TRITON_HOME") or Path.home()) / ".triton" / "cache"
+    return Path(env.get("TRITON_HOME") or os.path.expanduser("~")) / ".triton" / "cache"
+
+
+def use_triton_cache_dir(environ: MutableMapping[str, str] | None = None) -> Path:
+    """Set `TRITON_CACHE_DIR` to `triton_cache_dir()` unless the user set it; returns the folder.
+
+    Why: `torch.compile` points an unset `TRITON_CACHE_DIR` at its own temporary folder the first time it
+    compiles, and every Triton kernel of the process, a3d's included, then compiles there instead of where
+    `a3d info --warmup` put them. Pinning the variable first keeps one cache for warm-up, eager and compiled
+    runs. `accelerate` calls this before anything compiles.
+    """
+    env = os.environ if environ is None else environ
+    path = triton_cache_dir(env)
+    env.setdefault("TRITON_CACHE_DIR", str(path))
+    return path
 
 
 def kernels_cached(environ: Mapping[str, str] | None = None) -> bool:
-    """True when Triton's cache holds a compiled variant of any of a3d's kernels."""
+    """True when Triton's cache holds a compiled variant of any of a3d's kernels.
+
+    Any one is enough: the notice is for a machine's first use, not for each width or precision (a stage
+    that meets a new one still compiles it, quietly).
+    """
     folder = triton_cache_dir(environ)
     try:
         return any(next(folder.glob(f"*/{name}.json"), None) is not None for name in KERNEL_NAMES)
@@ -88,4 +106,5 @@ __all__ = [
     "kernels_cached",
     "quiet_compile_notice",
     "triton_cache_dir",
+    "use_triton_cache_dir",
 ]

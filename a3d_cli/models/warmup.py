@@ -26,7 +26,7 @@ import torch
 from a3d_cli.device import torch_dtype
 
 TEXT_TOKENS = 77
-"""Tokens of the CLIP text condition (the tokenizer pads every prompt to this)."""
+"""Tokens of the CLIP text condition (its tokenizer pads every prompt to this; the tiny one to its own length)."""
 CFG_BATCH = 2
 """Conditional and unconditional halves: every guided UNet call of the three stages is batched so."""
 
@@ -52,6 +52,7 @@ def _cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 def _mvvdm_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], object]:
     """MV-VDM's guided call as mvvideo and sds make it: [2, 4 views, 16 frames, 4, 32, 32]."""
     from a3d_cli.models.mvvdm import MVVDMConfig, MVVDMUNet
+    from a3d_cli.models.mvvdm.components import ByteTokenize
     from a3d_cli.models.mvvdm.shape import NUM_FRAMES, RESOLUTION
     from a3d_cli.models.speed.acceleration import accelerate
 
@@ -68,7 +69,7 @@ def _mvvdm_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], obj
     x = noise(CFG_BATCH, cfg.num_views, NUM_FRAMES, cfg.in_channels, latent, latent)
     t = torch.full((CFG_BATCH,), 500, device=device)
     text, image = (
-        noise(CFG_BATCH, TEXT_TOKENS, cfg.cross_attention_dim),
+        noise(CFG_BATCH, ByteTokenize().length if tiny else TEXT_TOKENS, cfg.cross_attention_dim),
         noise(CFG_BATCH, cfg.num_views, cfg.image_embed_dim),
     )
     cams = noise(cfg.num_views, 16)

@@ -53,3 +53,44 @@ def test_the_names_are_the_kernels_own(name):
     """The cache files are named after the kernel functions: a renamed kernel must rename its entry here."""
     source = Path(triton_cache.__file__).parent / ("geglu_gluon.py" if "geglu" in name else "short_attention_triton.py")
     assert f"def {name}(" in source.read_text()
+
+
+def test_the_cache_folder_is_pinned_unless_the_user_chose_one(tmp_path):
+    """`torch.compile` would otherwise point an unset variable at its own folder, away from the warm-up's."""
+    from a3d_cli.kernels.triton_cache import use_triton_cache_dir
+
+    env = {"TRITON_HOME": str(tmp_path)}
+    assert use_triton_cache_dir(env) == tmp_path / ".triton" / "cache"
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / ".triton" / "cache")
+    mine = {"TRITON_CACHE_DIR": "/mine", "TRITON_HOME": str(tmp_path)}
+    assert use_triton_cache_dir(mine) == Path("/mine") and mine["TRITON_CACHE_DIR"] == "/mine"
+
+
+def test_warmup_compiles_the_kernels_even_when_gsplat_fails_and_reports_each_stage(monkeypatch, tmp_path):
+    """A failed stage is skipped with its reason, the others still run, and gsplat's error still exits 2."""
+    import torch
+    from typer.testing import CliRunner
+
+    from a3d_cli.cli import app
+    from a3d_cli.kernels import rasterize_gsplat
+    from a3d_cli.models import warmup
+
+    ran: list[str] = []
+
+    def warm(precisions, device):
+        (stage,) = precisions
+        ran.append(stage)
+        if stage == "mvvideo":
+            raise RuntimeError("no kernel for this GPU")
+        return [warmup.WarmedNetwork(stage, "float16", 1.0)]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(rasterize_gsplat, "gsplat_available", lambda: False)
+    monkeypatch.setattr(warmup, "warm_diffusion_kernels", warm)
+    monkeypatch.setattr(triton_cache, "_said", False)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # the command sets it when unset: keep it to this test
+    result = CliRunner().invoke(app, ["info", "--warmup"])
+    assert result.exit_code == 2 and "gsplat" in result.output and "Traceback" not in result.output
+    assert ran == ["orbit", "mvvideo", "sds"]
+    assert "mvvideo skipped (RuntimeError: no kernel for this GPU)" in result.output
+    assert "orbit 1.0 s, sds 1.0 s" in result.output

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from a3d_cli.kernels.triton_cache import use_triton_cache_dir
 from a3d_cli.models.speed.flags import backend_flags_kept, configure_cuda, is_cuda
 from a3d_cli.models.speed.geglu import FusedGEGLU, use_fused_geglu
 from a3d_cli.models.speed.group_norm import use_channels_last_group_norm
@@ -226,6 +227,7 @@ def accelerate(
     """
     if not is_cuda(device):
         return AccelerationReport()
+    use_triton_cache_dir()  # before torch.compile can point Triton at its own temporary cache
     handles = [configure_cuda()]
     report = AccelerationReport(enabled=True)
     networks = [m for m in modules if m is not None]
