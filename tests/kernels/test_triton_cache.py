@@ -94,3 +94,22 @@ def test_warmup_compiles_the_kernels_even_when_gsplat_fails_and_reports_each_sta
     assert ran == ["orbit", "mvvideo", "sds"]
     assert "mvvideo skipped (RuntimeError: no kernel for this GPU)" in result.output
     assert "orbit 1.0 s, sds 1.0 s" in result.output
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_first_compile_is_announced_once_and_lands_where_the_check_looks(tmp_path):
+    """Real Triton: a process with an empty cache says so and compiles into it; the next one finds the kernels."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from a3d_cli.models.warmup import warm_diffusion_kernels\n"
+        "warm_diffusion_kernels({'mvvideo': 'fp16'}, 'cuda', tiny=True)\n"
+    )
+    env = {**os.environ, "TRITON_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    marker = "compiling a3d's GPU kernels"
+    assert runs[0].stderr.count(marker) == 1 and marker not in runs[1].stderr
+    assert kernels_cached({"TRITON_CACHE_DIR": str(tmp_path / "cache")})
