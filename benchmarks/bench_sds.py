@@ -48,7 +48,12 @@ from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
 from a3d_cli.gaussians.container import Gaussians  # noqa: E402
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig  # noqa: E402
-from a3d_cli.gaussians.motion_refine import SdsRefiner, encode_checkpointed, render_motion  # noqa: E402
+from a3d_cli.gaussians.motion_refine import (  # noqa: E402
+    SdsRefiner,
+    encode_checkpointed,
+    kept_render_count,
+    render_motion,
+)
 from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser  # noqa: E402
 from a3d_cli.models.sds import SdsCondition  # noqa: E402
 from a3d_cli.models.speed.attention import ShortcutAttnProcessor, replace_attention_processors  # noqa: E402
@@ -96,7 +101,7 @@ def timed(fn, device: str, repeat: int = 3) -> float:
 
 
 def components(
-    den: MvvdmDenoiser, static: Gaussians, field: MotionField, opts: SdsOptions, device: str
+    den: MvvdmDenoiser, static: Gaussians, field: MotionField, opts: SdsOptions, device: str, keep: int = 0
 ) -> dict[str, float]:
     """Seconds of the step's main parts, each on its own."""
     g = torch.Generator().manual_seed(0)
@@ -116,7 +121,7 @@ def components(
 
     def encode() -> None:
         x = images.clone().requires_grad_(True)
-        encode_checkpointed(den, x, post, opts.vae_chunk).sum().backward()
+        encode_checkpointed(den, x, post, opts.vae_chunk, keep).sum().backward()
 
     def render() -> None:
         out = field(static, frames)
@@ -131,19 +136,23 @@ def components(
     }
 
 
-def bench_one(den, static, args, target_size: int, vae_chunk: int, variant: str = "eager") -> dict:
+def bench_one(
+    den, static, args, target_size: int, vae_chunk: int, variant: str = "eager", vae_keep: int | None = 0
+) -> dict:
     device = args.device
     opts = SdsOptions(
         prompt="a dog wags its tail",
         steps=args.steps,
         target_size=target_size,
         vae_chunk=vae_chunk,
+        vae_keep=vae_keep,
         render_size=args.render_size,
     )
     field = MotionField(
         dataclasses.replace(MotionFieldConfig(), use_delta_scale=True), generator=torch.Generator().manual_seed(0)
     ).to(device)
-    row: dict = {"variant": variant, "target_size": target_size, "vae_chunk": vae_chunk, "render_size": args.render_size}
+    row: dict = {"variant": variant, "target_size": target_size, "vae_chunk": vae_chunk,
+                 "vae_keep": "auto" if vae_keep is None else vae_keep, "render_size": args.render_size}  # fmt: skip
     try:
         reset_peak(device)
         sync(device)
@@ -174,7 +183,8 @@ def bench_one(den, static, args, target_size: int, vae_chunk: int, variant: str 
             peak_memory_gib=None if peak_bytes(device) is None else round(peak_bytes(device) / 2**30, 2),
             final_loss=float(losses.total.detach()),
         )
-        row.update(components(den, static, field, opts, device))
+        row["vae_renders_kept"] = kept_render_count(refiner.moving_renders(), vae_chunk, refiner.vae_keep)
+        row.update(components(den, static, field, opts, device, refiner.vae_keep))
     except torch.cuda.OutOfMemoryError as exc:
         row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
     except Exception as exc:  # one failing configuration must not lose the others
@@ -196,6 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--render-size", type=int, default=256)
     ap.add_argument("--target-size", type=int, default=1024, help="reconstruction-branch size (reference: 1024)")
     ap.add_argument("--vae-chunk", type=int, default=16)
+    ap.add_argument("--vae-keep", default="auto",
+                    help="renders whose VAE activations are kept (the stage's --vae-keep): auto or a number; "
+                         "a comma list times each in turn (e.g. 0,auto: recomputed against kept)")  # fmt: skip
     ap.add_argument("--sweep", action="store_true", help="also target 256 and vae_chunk 0 / 8 / 60")
     ap.add_argument("--compile", action="store_true", help="then compile UNet + VAE encoder blocks and repeat")
     ap.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
@@ -223,19 +236,21 @@ def main(argv: list[str] | None = None) -> dict:
     build = time.perf_counter() - t0
     shortcut_layers = take_out_wide_head_shortcut(den).count if args.no_wide_head_shortcut else 0
     static = random_splats(args.splats, args.device)
-    configs = [(args.target_size, args.vae_chunk)]
+    keeps = [None if k.strip() == "auto" else int(k) for k in args.vae_keep.split(",")]
+    configs = [(args.target_size, args.vae_chunk, k) for k in keeps]
     if args.sweep:
-        configs += [(256, args.vae_chunk), (args.target_size, 0), (args.target_size, 8), (args.target_size, 60)]
+        configs += [(256, args.vae_chunk, 0), (args.target_size, 0, 0), (args.target_size, 8, 0), (args.target_size, 60, 0)]
     result: dict = {}
     rows: list[dict] = []
-    table = ["| device | variant | target | vae_chunk | s/step | 200-step s | UNet eval s | VAE enc+bwd s | "
-             "first-run compile s | peak GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    table = ["| device | variant | target | vae_chunk | VAE renders kept | s/step | 200-step s | UNet eval s | VAE enc+bwd s | "
+             "first-run compile s | peak GiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
 
     def record(row: dict) -> None:
         rows.append(row)
         table.append(
             f"| {device_name} | {row['variant']} | {row['target_size']} | {row['vae_chunk']} | "
+            f"{row.get('vae_renders_kept')} ({row['vae_keep']}) | "
             f"{_r(row.get('seconds_per_step'))} | {_r(row.get('sds_seconds_200_steps'), 1)} | "
             f"{_r(row.get('unet_cfg_eval_seconds'))} | {_r(row.get('vae_encode_backward_60_seconds'))} | "
             f"{row.get('compile_first_run_seconds')} | {row.get('peak_memory_gib')} |" + (f" {row['error']}" if "error" in row else "")
@@ -258,16 +273,16 @@ def main(argv: list[str] | None = None) -> dict:
         "wide_head_shortcut_layers_taken_out": shortcut_layers,
     })
     result["acceleration_eager"] = den.accelerate(args.device).as_metrics()  # as the stage runs without --compile
-    for t, c in configs:
-        record(bench_one(den, static, args, t, c))
+    for t, c, k in configs:
+        record(bench_one(den, static, args, t, c, vae_keep=k))
     if args.compile:
         nets = den.hot_networks()
         result["acceleration"] = den.accelerate(args.device, compile=True).as_metrics()
         if args.compile_mode != "default":  # the same blocks, compiled again in the other mode
             compile_with_mode(nets, args.compile_mode)
             result["acceleration"]["compile_mode"] = args.compile_mode
-        for t, c in configs if args.compile_configs == "all" else configs[:1]:
-            record(bench_one(den, static, args, t, c, variant="compile"))
+        for t, c, k in configs if args.compile_configs == "all" else configs[:1]:
+            record(bench_one(den, static, args, t, c, variant="compile", vae_keep=k))
     result["rows"] = rows
     text = json.dumps(result, indent=2)
     print(text)

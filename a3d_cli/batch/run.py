@@ -17,6 +17,7 @@ terminated (SIGTERM, e.g. a scheduler's time limit); both keep every finished jo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -144,6 +145,13 @@ def visible_gpus(spec: str) -> list[str]:
     return [physical[i] for i in wanted]
 
 
+def gpu_shared(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs as run by workers that share a GPU: their sds stage keeps no VAE activations beyond what it must
+    (`vae_keep=0`), since spare memory it sees may be what another worker's next stage needs. Result-neutral:
+    finished stages stay up to date."""
+    return [dataclasses.replace(j, options=dataclasses.replace(j.options, sds_vae_keep=0)) for j in jobs]
+
+
 def worker_specs(opts: BatchOptions, device: str, logs: Path) -> list[WorkerSpec]:
     """The local worker processes: `--gpus` × `--workers`, or `--workers` on `device`."""
     specs: list[WorkerSpec] = []
@@ -207,6 +215,8 @@ def run_batch(
             sink_file.compact()
         return summary
     resolved = "cuda" if opts.gpus is not None else resolve_device(device)
+    if resolved.startswith("cuda") and (opts.workers or 1) > 1:
+        mine = gpu_shared(mine)
     specs = worker_specs(opts, resolved, results.parent / "logs")
     display = listener_factory(len(mine), [s.label for s in specs]) if listener_factory else contextlib.nullcontext(Listener())
     try:
@@ -217,5 +227,5 @@ def run_batch(
     return summary
 
 
-__all__ = ["BatchOptions", "BatchSummary", "check_options", "load_jobs", "resolve_shard", "results_path", "run_batch",
-           "visible_gpus", "worker_specs"]
+__all__ = ["BatchOptions", "BatchSummary", "check_options", "gpu_shared", "load_jobs", "resolve_shard", "results_path",
+           "run_batch", "visible_gpus", "worker_specs"]

@@ -25,6 +25,18 @@ from a3d_cli.render.random_cameras import RandomCameraConfig
 from a3d_cli.stages.sds import SdsOptions
 
 _SDS = "Score distillation"
+
+
+def parse_vae_keep(value: str) -> int | None:
+    """`--vae-keep`: "auto" → None (decided from spare GPU memory), else a count of renders."""
+    from a3d_cli.errors import OptionError
+
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise OptionError(f"--vae-keep must be auto or a number of renders, got {value!r}.") from None
 _LOSS = "Loss weights"
 _CAMERAS = "Random cameras"
 
@@ -55,10 +67,16 @@ def sds(
     ] = SdsOptions.target_size,
     vae_chunk: Annotated[
         int,
-        typer.Option(
-            help="Renders per VAE checkpoint chunk (memory knob; 0 = no checkpointing).", rich_help_panel=_SDS
-        ),
+        typer.Option(help="Renders per VAE-encoder chunk (0 = one chunk, nothing recomputed).", rich_help_panel=_SDS),
     ] = SdsOptions.vae_chunk,
+    vae_keep: Annotated[
+        str,
+        typer.Option(
+            help="Renders whose VAE activations are kept, not recomputed: auto (as many as spare GPU memory holds) "
+            "or a number (0 = least memory).",
+            rich_help_panel=_SDS,
+        ),
+    ] = "auto",
     lambda_sds: Annotated[float, typer.Option(help="Weight of the SDS loss.", rich_help_panel=_LOSS)] = SdsOptions.lambda_sds,
     lambda_rgb: Annotated[
         float, typer.Option(help="Weight of the colour MSE vs the coarse renders.", rich_help_panel=_LOSS)
@@ -116,6 +134,7 @@ def sds(
         scale_offsets=scale_offsets,
         dtype=dtype,  # type: ignore[arg-type]  # checked above
         vae_chunk=vae_chunk,
+        vae_keep=parse_vae_keep(vae_keep),
         tiny_model=tiny_model,
         **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
         compile=compile_blocks,

@@ -15,7 +15,8 @@ directly. Every step (Animate3D `custom/threestudio-animate3d/configs/refine_fra
 
 Differences from the reference, on purpose: ARAP scores frames 1–15 (the reference, by a variable mix-up,
 scores frames 0–14 of a random view; frame 0 adds nothing, so only frame 15 differs), and the VAE encoder
-is run under activation checkpointing in chunks (`vae_chunk`), which changes memory, not the numbers.
+runs in chunks of `vae_chunk` renders, each either kept for the backward pass or recomputed in it (activation
+checkpointing) as memory allows (`vae_keep`): this changes memory and speed, not the numbers.
 
 Examples:
     >>> refiner = SdsRefiner(static, refined_field(coarse, True, 0), denoiser, RefineSettings(prompt="a dog"), 0)  # doctest: +SKIP
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from a3d_cli.errors import OptionError
+from a3d_cli.io.manifest import RESULT_NEUTRAL
 from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.render.random_cameras import RandomCameraConfig
 
@@ -90,7 +92,12 @@ class RefineSettings:
     global_lr: float = 1e-3
     """Adam learning rate of the global rigid-motion heads."""
     vae_chunk: int = 16
-    """Renders per VAE-encoder checkpoint chunk: lower saves memory, 0 keeps every activation (fastest)."""
+    """Renders per VAE-encoder chunk; 0 = one chunk, every activation kept (`vae_keep` is then moot)."""
+    vae_keep: int | None = field(default=None, metadata=RESULT_NEUTRAL)
+    """Renders (from the first, in whole chunks) whose VAE-encoder activations are kept for the backward pass; the
+    other chunks are recomputed there (activation checkpointing). None = as many as the GPU's spare memory holds,
+    decided after the first step (none on the CPU); 0 = recompute all (the least memory). Result-neutral: a
+    finished stage does not run again when only this changes."""
 
     def __post_init__(self) -> None:
         if not self.prompt.strip():
@@ -114,6 +121,8 @@ class RefineSettings:
                 )
         if self.vae_chunk < 0 or self.arap_sample_points < 0 or self.arap_neighbours < 1:
             raise OptionError("--vae-chunk and --arap-sample-points must be >= 0, --arap-neighbours >= 1.")
+        if self.vae_keep is not None and self.vae_keep < 0:
+            raise OptionError(f"--vae-keep must be auto or >= 0, got {self.vae_keep}.")
 
 
 # -- rendering --------------------------------------------------------------------------------------------------------
@@ -162,15 +171,18 @@ def coarse_targets(rgb: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
 # -- the denoiser -----------------------------------------------------------------------------------------------------
 
 
-def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, chunk: int) -> Tensor:
-    """VAE-encode with gradients, recomputing activations chunk by chunk in the backward pass.
+def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, chunk: int, keep: int = 0) -> Tensor:
+    """VAE-encode with gradients chunk by chunk, keeping the first chunks' activations and recomputing the
+    others' in the backward pass (activation checkpointing).
 
-    Why: the encoder's activations for 60 renders at 256² take tens of GB; checkpointing keeps one chunk's.
+    Why: the encoder's activations for 60 renders at 256² take tens of GB, and recomputing them costs a forward
+    pass. The chunks are the same whichever are kept, so the numbers do not depend on `keep`.
 
     Args:
         images: [B, 3, H, W] in [0, 1].
         noise: [B, C, h, w] posterior draws (fixed, so the recomputation matches).
-        chunk: renders per chunk; 0 = plain autograd (everything stored).
+        chunk: renders per chunk; 0 = plain autograd over all of them at once (everything kept).
+        keep: renders whose activations are kept, counting whole chunks from the first (rounded down).
 
     Returns:
         [B, C, h, w] latents.
@@ -180,11 +192,43 @@ def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, ch
 
     if chunk <= 0 or not torch.is_grad_enabled() or not images.requires_grad:
         return denoiser.encode(images, noise)
+    n = images.shape[0]
     parts = [
-        checkpoint(denoiser.encode, images[i : i + chunk], noise[i : i + chunk], use_reentrant=False)
-        for i in range(0, images.shape[0], chunk)
+        denoiser.encode(images[i : i + chunk], noise[i : i + chunk])
+        if min(i + chunk, n) <= keep
+        else checkpoint(denoiser.encode, images[i : i + chunk], noise[i : i + chunk], use_reentrant=False)
+        for i in range(0, n, chunk)
     ]
     return torch.cat(parts, dim=0)
+
+
+def kept_render_count(renders: int, chunk: int, keep: int) -> int:
+    """Renders whose activations `encode_checkpointed` keeps: those of the whole chunks within the first `keep`."""
+    if chunk <= 0:
+        return renders
+    return sum(min(i + chunk, renders) - i for i in range(0, renders, chunk) if min(i + chunk, renders) <= keep)
+
+
+def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, device: str) -> int:
+    """How many renders' VAE-encoder activations fit in this process's spare GPU memory (0 off CUDA).
+
+    Measured, not estimated: one render is encoded with gradients and the allocator says what that holds
+    (`a3d_cli.models.activation_memory`); the spare memory counts from the stage's peak so far, so call this
+    after a step has run with every chunk recomputed.
+    """
+    import torch
+
+    from a3d_cli.models.activation_memory import held_after_forward, spare_bytes
+
+    spare = spare_bytes(device)
+    if spare is None:
+        return 0
+    c, h, w = denoiser.latent_shape(size, size)
+    image = torch.zeros(1, 3, size, size, device=device, requires_grad=True)
+    per_render = held_after_forward(denoiser.encode, image, torch.zeros(1, c, h, w, device=device))
+    if not per_render:
+        return 0
+    return min(renders, spare // per_render)
 
 
 def sds_loss_of_renders(
@@ -195,12 +239,13 @@ def sds_loss_of_renders(
     post: Tensor,
     t: int,
     noise: Tensor,
+    keep: int = 0,
 ) -> Tensor:
     """The unweighted 4D-SDS loss of renders, with gradients into them: what one refinement step asks of MV-VDM.
 
     Frame 0 (the static model) is encoded without gradients and conditions the denoiser (its latents stay
-    clean, its images feed the image encoder); frames 1…F-1 are encoded with gradients, under activation
-    checkpointing in chunks of `settings.vae_chunk`.
+    clean, its images feed the image encoder); frames 1…F-1 are encoded with gradients in chunks of
+    `settings.vae_chunk`, the first `keep` renders' activations kept and the rest recomputed in the backward.
 
     Args:
         denoiser: the diffusion prior.
@@ -210,6 +255,7 @@ def sds_loss_of_renders(
         post: [V, F, C, h, w] standard-normal VAE posterior draws.
         t: the diffusion timestep.
         noise: [V, F-1, C, h, w] standard-normal diffusion noise for frames 1…F-1.
+        keep: moving renders whose VAE-encoder activations are kept (`encode_checkpointed`).
 
     Returns:
         the scalar loss (`a3d_cli.models.sds.sds_loss`; the caller weights it by `lambda_sds`).
@@ -227,6 +273,7 @@ def sds_loss_of_renders(
         rgb[:, 1:].reshape(v * (f - 1), 3, *rgb.shape[-2:]),
         post[:, 1:].reshape(v * (f - 1), c, h, w),
         settings.vae_chunk,
+        keep,
     )
     z = torch.cat([z0[:, None], moving.reshape(v, f - 1, c, h, w)], dim=1).float()  # [V, F, C, h, w]
     cond = SdsCondition(settings.prompt, settings.negative_prompt, rgb[:, 0].detach(), cams)
@@ -266,6 +313,11 @@ def refined_field(coarse: MotionField, scale_offsets: bool, seed: int) -> Motion
 
 class SdsRefiner:
     """One motion field being refined: holds the optimiser, the fixed targets and the random sources.
+
+    How many renders' VAE-encoder activations each step keeps (`vae_keep`) is the settings' number, or with
+    `settings.vae_keep=None` none in the first step and then as many as the spare GPU memory holds
+    (`affordable_kept_renders`). A step that runs out of GPU memory while keeping some is run again with none
+    kept, from the same random state, and keeping stays off (`vae_keep_fell_back`): the result is the same.
 
     Args:
         static: N frozen splats on the device.
@@ -308,6 +360,12 @@ class SdsRefiner:
             {"params": field.global_parameters(), "lr": settings.global_lr},
         ]
         self.optimizer = torch.optim.Adam([g for g in groups if g["params"]], eps=1e-15)
+        self.vae_keep = settings.vae_keep or 0
+        """Moving renders whose VAE-encoder activations the next step keeps."""
+        self.vae_keep_fell_back = False
+        """A step ran out of GPU memory keeping activations and was run again without."""
+        self._plan_vae_keep = settings.vae_keep is None and denoiser is not None and settings.vae_chunk > 0
+        self._vae_keep_changed = False
 
     def sds_term(self, motion: MotionOutput) -> tuple[Tensor, int]:
         """The unweighted 4D-SDS loss of this step's random views (gradients into `motion`)."""
@@ -325,10 +383,55 @@ class SdsRefiner:
         post = torch.randn(v, f, c, h, w, generator=self.dev_gen, device=self.device)  # VAE posterior draws
         t = sample_timestep(self.t_min, self.t_max, self.cpu_gen)
         noise = torch.randn(v, f - 1, c, h, w, generator=self.dev_gen, device=self.device)
-        return sds_loss_of_renders(den, rgb, cams, s, post, t, noise), t
+        return sds_loss_of_renders(den, rgb, cams, s, post, t, noise, self.vae_keep), t
+
+    def moving_renders(self) -> int:
+        """Renders per step that the VAE encodes with gradients (views × frames 1…F-1)."""
+        return self.settings.cameras.num_views * (self.num_frames - 1)
 
     def step(self) -> StepLosses:
-        """One optimisation step of all loss terms."""
+        """One optimisation step of all loss terms (see the class docstring for the VAE activations kept)."""
+        import torch
+
+        if self.vae_keep > 0:
+            state = (self.cpu_gen.get_state(), self.dev_gen.get_state())
+            try:
+                return self._step()
+            except torch.OutOfMemoryError:
+                pass  # retried below, once the failed step's tensors are gone with this frame's exception
+            self.cpu_gen.set_state(state[0])
+            self.dev_gen.set_state(state[1])
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            self.vae_keep, self.vae_keep_fell_back, self._plan_vae_keep = 0, True, False
+            self._vae_keep_changed = True
+        losses = self._step()
+        if self._plan_vae_keep:
+            self._plan_vae_keep, self._vae_keep_changed = False, True
+            assert self.denoiser is not None
+            self.vae_keep = affordable_kept_renders(
+                self.denoiser, self.settings.render_size, self.moving_renders(), str(self.device)
+            )
+        return losses
+
+    def take_vae_keep_note(self) -> str | None:
+        """`vae_keep_message()` once after the steps decided or dropped keeping activations, else None."""
+        if not self._vae_keep_changed:
+            return None
+        self._vae_keep_changed = False
+        return self.vae_keep_message()
+
+    def vae_keep_message(self) -> str:
+        """One line on the VAE activations the steps keep now (for the progress log when that changes)."""
+        if self.vae_keep_fell_back:
+            return "sds: out of GPU memory keeping VAE activations; recomputing them from here on (same result)"
+        total = self.moving_renders()
+        kept = kept_render_count(total, self.settings.vae_chunk, self.vae_keep)
+        if kept == 0:
+            return "sds: recomputing the VAE encoder's activations in each backward pass (too little spare GPU memory to keep them)"
+        return f"sds: keeping the VAE encoder's activations of {kept} of {total} renders per step (spare GPU memory)"
+
+    def _step(self) -> StepLosses:
         import torch.nn.functional as F  # noqa: N812
 
         s = self.settings
@@ -397,6 +500,9 @@ def refine_motion(
     pending: list[StepLosses] = []
     for i in range(steps):
         pending.append(refiner.step())
+        note = refiner.take_vae_keep_note()
+        if progress is not None and note:
+            progress.log(note)
         if (i + 1) % log_every == 0 or i + 1 == steps:
             with torch.no_grad():  # one host sync per logging interval
                 stacked = (

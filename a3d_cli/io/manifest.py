@@ -58,6 +58,24 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+RESULT_NEUTRAL: dict[str, bool] = {"result_neutral": True}
+"""Field metadata (`dataclasses.field(metadata=RESULT_NEUTRAL)`) of an option that changes how a stage runs
+(memory, speed) but not what it writes: recorded in the manifest's params, left out of `params_digest`, so
+changing it never makes a finished stage run again."""
+
+
+def digested_params(options: Any) -> Any:
+    """An options dataclass as `to_jsonable` gives it, less its `RESULT_NEUTRAL` fields: what decides whether
+    a finished stage is up to date."""
+    if not (dataclasses.is_dataclass(options) and not isinstance(options, type)):
+        return to_jsonable(options)
+    return {
+        f.name: to_jsonable(getattr(options, f.name))
+        for f in dataclasses.fields(options)
+        if not f.metadata.get("result_neutral", False)
+    }
+
+
 def digest_json(value: Any) -> str:
     """Stable digest of a JSON-able value (key order does not matter)."""
     text = json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from a3d_cli import __version__
 from a3d_cli.errors import A3DError, RunFolderError, RunLockedError
-from a3d_cli.io.manifest import digest_json, digest_path, load_manifest, to_jsonable, update_stage
+from a3d_cli.io.manifest import digest_json, digest_path, digested_params, load_manifest, to_jsonable, update_stage
 from a3d_cli.io.paths import check_links_inside, private_dir, resolve_inside
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.progress import Progress
@@ -322,7 +322,7 @@ def _run_locked(
         check_inputs(run_dir, requires)
         # 2. skip when parameters and inputs are unchanged
         params = to_jsonable(opts) if opts is not None else {}
-        params_digest = digest_json({"params": params, "seed": rt.seed})
+        params_digest = digest_json({"params": digested_params(opts) if opts is not None else {}, "seed": rt.seed})
         inputs = _input_digests(run_dir, requires, external_inputs)
         previous = load_manifest(run_dir)["stages"].get(name)
         if (

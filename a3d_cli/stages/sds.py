@@ -111,7 +111,13 @@ def run(
 
     def body(ctx: StageContext) -> None:
         from a3d_cli.gaussians.motion_io import load_motion, save_motion
-        from a3d_cli.gaussians.motion_refine import SdsRefiner, refine_motion, refined_field, summarise_history
+        from a3d_cli.gaussians.motion_refine import (
+            SdsRefiner,
+            kept_render_count,
+            refine_motion,
+            refined_field,
+            summarise_history,
+        )
         from a3d_cli.gaussians.ply import read_ply
         from a3d_cli.models.speed.acceleration import accelerate
         from a3d_cli.phase_clock import PhaseClock
@@ -142,6 +148,8 @@ def run(
         ctx.metrics.update(summarise_history(history))
         ctx.metrics["psnr_vs_coarse"] = round(refiner.psnr_vs_coarse(), 3)
         ctx.metrics["timestep_range"] = [refiner.t_min, refiner.t_max]
+        ctx.metrics["vae_renders_kept"] = kept_render_count(refiner.moving_renders(), opts.vae_chunk, refiner.vae_keep)
+        ctx.metrics["vae_keep_fell_back"] = refiner.vae_keep_fell_back
         ctx.metrics.update(accel.as_metrics())
         clock.mark("writing")
         ctx.metrics["seconds_per_phase"] = {name: round(t, 3) for name, t in clock.seconds.items()}

@@ -115,6 +115,23 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
     assert Path(fox.log).parent == runs / "logs" and Path(fox.log).name != Path(cat.log).name
 
 
+@pytest.mark.parametrize("device, workers, kept", [("cuda", 2, 0), ("cuda", 1, None), ("cpu", 2, None)])
+def test_workers_sharing_a_gpu_keep_no_spare_vae_activations(assets, tmp_path, monkeypatch, device, workers, kept):
+    """Two workers on one GPU: a job's sds must not fill the memory the other worker's next stage needs, so the
+    batch turns sds's `vae_keep` from auto to 0 (result-neutral: finished stages stay up to date)."""
+    import a3d_cli.batch.scheduler as scheduler
+    import a3d_cli.device as device_module
+    from a3d_cli.batch.run import run_batch
+
+    manifest = write_manifest(assets, [{"input": "fox.ply", "video": "gt", "prompt": "wags"}])
+    seen = []
+    monkeypatch.setattr(device_module, "resolve_device", lambda spec: device)
+    monkeypatch.setattr(scheduler, "run_local", lambda jobs, *args, **kw: seen.extend(jobs))
+    run_batch(BatchOptions(manifest=manifest, runs=tmp_path / "runs", workers=workers), device=device, seed=0)
+    (job,) = seen
+    assert job.options.sds_vae_keep == kept
+
+
 def test_options_for_every_job_are_checked_once(assets, tmp_path):
     manifest = write_manifest(assets, [{"input": "fox.ply", "video": "gt"}])
     result = runner.invoke(

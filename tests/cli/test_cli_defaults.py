@@ -43,6 +43,7 @@ COMMANDS = {
         {
             "guidance": "guidance_scale",
             "compile_blocks": "compile",
+            "vae_keep": lambda: "auto" if _field_default(SdsOptions, "vae_keep") is None else "?",
             "elevation": _cameras("elevation_range"),
             "fov": _cameras("fov_range"),
             "distance": _cameras("relative_distance_range"),
@@ -104,6 +105,7 @@ def test_command_defaults_are_the_stage_defaults(name: str):
 def test_animate_defaults_are_the_stage_defaults():
     assert AnimateOptions.sds_steps == _field_default(SdsOptions, "steps")
     assert AnimateOptions.sds_target_size == _field_default(SdsOptions, "target_size")
+    assert AnimateOptions.sds_vae_keep == _field_default(SdsOptions, "vae_keep")
     assert AnimateOptions.splats == _field_default(PrepareOptions, "splats")
     assert AnimateOptions.max_vertices == _field_default(PrepareOptions, "max_vertices")
     assert AnimateOptions.freeinit_iters == _field_default(MVVideoOptions, "freeinit_iters")

@@ -171,9 +171,48 @@ def test_stage_writes_refined_motion_preview_and_losses(run_dir):
     assert len(entry["metrics"]["loss_curve"]) == 3 and entry["metrics"]["timestep_range"] == [20, 200]
     assert math.isfinite(entry["metrics"]["psnr_vs_coarse"])
     assert progress.steps == 3 and "sds" in progress.last_fields
-    # unchanged inputs and options: skipped
-    again = sds_stage.run(run_dir, oracle_options(steps=3), Runtime(seed=3), denoiser=RenderOracle(static))
-    assert again.skipped
+    # on the CPU, auto keeps no VAE activations (no device budget), and says so once
+    assert entry["metrics"]["vae_renders_kept"] == 0 and entry["metrics"]["vae_keep_fell_back"] is False
+    assert sum("recomputing the VAE encoder's activations" in m for m in progress.messages) == 1
+    # unchanged inputs and options: skipped, also when only a result-neutral option (the VAE memory) differs
+    again = sds_stage.run(run_dir, oracle_options(steps=3, vae_keep=0), Runtime(seed=3), denoiser=RenderOracle(static))
+    assert again.skipped and entry["params"]["vae_keep"] is None
+    changed = sds_stage.run(run_dir, oracle_options(steps=4), Runtime(seed=3), denoiser=RenderOracle(static))
+    assert not changed.skipped
+
+
+class OutOfMemoryOnce(RenderOracle):
+    """The oracle, whose encoder runs out of GPU memory the first time it is asked to keep activations."""
+
+    def __init__(self, static: Gaussians) -> None:
+        super().__init__(static)
+        self.failed = False
+
+    def encode(self, images: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.is_grad_enabled() and images.requires_grad and not self.failed:  # the first encode with gradients
+            self.failed = True
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().encode(images, noise)
+
+
+def test_a_step_out_of_memory_keeping_activations_is_run_again_without_them():
+    """Keeping the VAE activations is a speed choice: when memory runs out the step runs again from the same
+    random state with every chunk recomputed, so the motion ends exactly where it would have without keeping."""
+    static = make_static()
+    fields, refiners = [], []
+    for keep, oracle in ((0, RenderOracle(static)), (99, OutOfMemoryOnce(static))):
+        field = MotionField(
+            MotionFieldConfig.tiny(num_frames=FRAMES, use_delta_scale=True), generator=torch.Generator().manual_seed(0)
+        )
+        refiner = motion_refine.SdsRefiner(static, field, oracle, oracle_options(vae_keep=keep), seed=0)
+        losses = [refiner.step() for _ in range(3)]
+        fields.append((field, [float(x.total.detach()) for x in losses]))
+        refiners.append(refiner)
+    assert refiners[1].denoiser.failed and refiners[1].vae_keep_fell_back and refiners[1].vae_keep == 0
+    assert "out of GPU memory" in refiners[1].vae_keep_message()
+    assert fields[1][1] == fields[0][1]
+    for (name, a), b in zip(fields[0][0].state_dict().items(), fields[1][0].state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_bad_input(run_dir):
@@ -183,6 +222,8 @@ def test_bad_input(run_dir):
         oracle_options(render_size=30)
     with pytest.raises(OptionError):
         oracle_options(min_step_percent=0.5, max_step_percent=0.2)
+    with pytest.raises(OptionError, match="--vae-keep"):
+        oracle_options(vae_keep=-1)
     run_dir.mkdir()
     with pytest.raises(RunFolderError, match="static/gaussians.ply"):
         sds_stage.run(run_dir, oracle_options(), Runtime(), denoiser=RenderOracle(make_static()))

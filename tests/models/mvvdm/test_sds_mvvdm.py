@@ -11,7 +11,7 @@ import torch
 
 from a3d_cli.gaussians.motion_field import MotionField, MotionFieldConfig
 from a3d_cli.gaussians.motion_io import load_motion
-from a3d_cli.gaussians.motion_refine import encode_checkpointed
+from a3d_cli.gaussians.motion_refine import encode_checkpointed, kept_render_count
 from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
 from a3d_cli.models.mvvdm.components import tiny_components
 from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
@@ -113,6 +113,45 @@ def test_checkpointed_encoding_matches_plain_autograd(denoiser):
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
+class CountingEncoder:
+    """The denoiser's `encode`, counting its calls: a recomputed chunk is encoded twice (forward, backward)."""
+
+    def __init__(self, denoiser: MvvdmDenoiser) -> None:
+        self.denoiser, self.calls = denoiser, 0
+
+    def encode(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.denoiser.encode(images, noise)
+
+
+@pytest.mark.parametrize("keep, kept_chunks", [(0, 0), (3, 0), (4, 1), (7, 1), (10, 3), (99, 3)])
+def test_kept_chunks_are_not_recomputed_and_change_nothing(denoiser, keep, kept_chunks):
+    """10 renders in chunks of 4 (4 + 4 + 2): the whole chunks inside the first `keep` renders skip the
+    backward's recomputation; latents and gradients are the same whichever are kept."""
+    g = torch.Generator().manual_seed(6)
+    images = torch.rand(10, 3, SIZE, SIZE, generator=g)
+    post = torch.randn(10, 4, 8, 8, generator=g)
+    weights = torch.randn(10, 4, 8, 8, generator=g)
+    results = []
+    for k in (0, keep):
+        counter = CountingEncoder(denoiser)
+        x = images.clone().requires_grad_(True)
+        z = encode_checkpointed(counter, x, post, 4, keep=k)
+        (z * weights).sum().backward()
+        results.append((z.detach(), x.grad, counter.calls))
+    assert results[1][2] == 3 + (3 - kept_chunks)  # every chunk once, the recomputed ones again
+    assert kept_render_count(10, 4, keep) == [0, 4, 8, 10][kept_chunks]
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-6, atol=1e-9)
+
+
+def test_kept_render_count_counts_whole_chunks():
+    assert kept_render_count(60, 16, 60) == 60
+    assert kept_render_count(60, 16, 59) == 48  # the last chunk (48–59) is not whole inside 59
+    assert kept_render_count(60, 16, 15) == 0
+    assert kept_render_count(60, 0, 0) == 60  # one chunk, plain autograd: everything kept
+
+
 def test_stage_end_to_end_with_the_tiny_mvvdm(run_dir, denoiser):
     from helpers import sds_run as make_run
     from helpers import sds_static as make_static
@@ -161,3 +200,31 @@ def test_refiner_on_cuda_with_the_tiny_mvvdm_in_bf16(run_dir, monkeypatch):
     end = res.metrics["loss_end"]
     assert all(torch.isfinite(torch.tensor(v)) for v in end.values()) and end["sds"] > 0
     assert res.peak_memory_bytes is not None and res.peak_memory_bytes > 0
+    # auto kept every moving render's VAE activations (the tiny model fits any GPU), and the first step, which
+    # recomputed them, measured what keeping costs
+    assert res.metrics["vae_renders_kept"] == 4 * 3 and res.metrics["vae_keep_fell_back"] is False
+
+
+@pytest.mark.gpu
+def test_kept_vae_activations_on_cuda_are_measured_and_change_nothing():
+    """On the device: what one render's encode holds is measured by the allocator (two renders hold twice as
+    much), the spare memory affords some renders, and keeping them changes neither latents nor gradients."""
+    from a3d_cli.gaussians.motion_refine import affordable_kept_renders
+    from a3d_cli.models.activation_memory import held_after_forward
+    from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
+
+    den = load_mvvdm_denoiser(None, "cuda", torch.bfloat16)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    images = torch.rand(12, 3, 256, 256, device="cuda", generator=g)
+    post = torch.randn(12, 4, 8, 8, device="cuda", generator=g)
+    one, two = (held_after_forward(den.encode, images[:n].clone().requires_grad_(True), post[:n]) for n in (1, 2))
+    assert one > 256 * 256 * 3 * 2 and abs(two - 2 * one) < 0.1 * two  # activations, growing with the renders
+    assert affordable_kept_renders(den, 256, 10**6, "cuda") > 100
+    results = []
+    for keep in (0, 12):
+        x = images.clone().requires_grad_(True)
+        z = encode_checkpointed(den, x, post, 4, keep=keep)
+        z.square().sum().backward()
+        results.append((z.detach(), x.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-2, atol=1e-4)
