@@ -428,7 +428,8 @@ class SdsRefiner:
         total = self.moving_renders()
         kept = kept_render_count(total, self.settings.vae_chunk, self.vae_keep)
         if kept == 0:
-            return "sds: recomputing the VAE encoder's activations in each backward pass (too little spare GPU memory to keep them)"
+            why = "too little spare GPU memory to keep them" if self.device.type == "cuda" else "none kept on the CPU"
+            return f"sds: recomputing the VAE encoder's activations in each backward pass ({why})"
         return f"sds: keeping the VAE encoder's activations of {kept} of {total} renders per step (spare GPU memory)"
 
     def _step(self) -> StepLosses:
