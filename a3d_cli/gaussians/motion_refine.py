@@ -209,12 +209,13 @@ def kept_render_count(renders: int, chunk: int, keep: int) -> int:
     return sum(min(i + chunk, renders) - i for i in range(0, renders, chunk) if min(i + chunk, renders) <= keep)
 
 
-def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, device: str) -> int:
+def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, chunk: int, device: str) -> int:
     """How many renders' VAE-encoder activations fit in this process's spare GPU memory (0 off CUDA).
 
-    Measured, not estimated: one render is encoded with gradients and the allocator says what that holds
-    (`a3d_cli.models.activation_memory`); the spare memory counts from the stage's peak so far, so call this
-    after a step has run with every chunk recomputed.
+    Measured, not estimated: one chunk of blank renders is encoded with gradients and the allocator says what
+    that holds (`a3d_cli.models.activation_memory`). A chunk's shape is one the step encodes anyway, so a
+    compiled encoder (`--compile`) is not compiled again for it. The spare memory counts from the stage's peak
+    so far, so call this after a step has run with every chunk recomputed.
     """
     import torch
 
@@ -223,12 +224,13 @@ def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, devi
     spare = spare_bytes(device)
     if spare is None:
         return 0
+    batch = max(1, min(chunk, renders))
     c, h, w = denoiser.latent_shape(size, size)
-    image = torch.zeros(1, 3, size, size, device=device, requires_grad=True)
-    per_render = held_after_forward(denoiser.encode, image, torch.zeros(1, c, h, w, device=device))
-    if not per_render:
+    images = torch.zeros(batch, 3, size, size, device=device, requires_grad=True)
+    held = held_after_forward(denoiser.encode, images, torch.zeros(batch, c, h, w, device=device))
+    if not held:
         return 0
-    return min(renders, spare // per_render)
+    return min(renders, spare * batch // held)
 
 
 def sds_loss_of_renders(
@@ -409,8 +411,9 @@ class SdsRefiner:
         if self._plan_vae_keep:
             self._plan_vae_keep, self._vae_keep_changed = False, True
             assert self.denoiser is not None
+            s = self.settings
             self.vae_keep = affordable_kept_renders(
-                self.denoiser, self.settings.render_size, self.moving_renders(), str(self.device)
+                self.denoiser, s.render_size, self.moving_renders(), s.vae_chunk, str(self.device)
             )
         return losses
 

@@ -219,7 +219,7 @@ def test_kept_vae_activations_on_cuda_are_measured_and_change_nothing():
     post = torch.randn(12, 4, 8, 8, device="cuda", generator=g)
     one, two = (held_after_forward(den.encode, images[:n].clone().requires_grad_(True), post[:n]) for n in (1, 2))
     assert one > 256 * 256 * 3 * 2 and abs(two - 2 * one) < 0.1 * two  # activations, growing with the renders
-    assert affordable_kept_renders(den, 256, 10**6, "cuda") > 100
+    assert affordable_kept_renders(den, 256, 10**6, 4, "cuda") > 100
     results = []
     for keep in (0, 12):
         x = images.clone().requires_grad_(True)
