@@ -227,7 +227,10 @@ def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, chun
     batch = max(1, min(chunk, renders))
     c, h, w = denoiser.latent_shape(size, size)
     images = torch.zeros(batch, 3, size, size, device=device, requires_grad=True)
-    held = held_after_forward(denoiser.encode, images, torch.zeros(batch, c, h, w, device=device))
+    try:
+        held = held_after_forward(denoiser.encode, images, torch.zeros(batch, c, h, w, device=device))
+    except torch.OutOfMemoryError:  # no room for even one chunk more: keep none
+        held = None
     if not held:
         return 0
     return min(renders, spare * batch // held)

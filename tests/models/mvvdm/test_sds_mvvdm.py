@@ -228,3 +228,29 @@ def test_kept_vae_activations_on_cuda_are_measured_and_change_nothing():
         results.append((z.detach(), x.grad))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-2, atol=1e-4)
+
+
+def test_the_kept_renders_follow_the_spare_memory_and_the_chunks_encode(denoiser, monkeypatch):
+    """`affordable_kept_renders` divides the spare memory by what one chunk's encode holds, measured on a chunk
+    of the step's own shape, and keeps none when even that measurement runs out of memory. (The device's two
+    figures are stood in for, so that the arithmetic runs on the CPU.)"""
+    import a3d_cli.models.activation_memory as memory
+    from a3d_cli.gaussians.motion_refine import affordable_kept_renders
+
+    shapes = []
+
+    def held(fn, images, noise):  # noqa: ANN001, ANN202
+        shapes.append(tuple(images.shape))
+        return 1000 * images.shape[0]  # 1000 bytes per render
+
+    monkeypatch.setattr(memory, "spare_bytes", lambda device: 25_500)
+    monkeypatch.setattr(memory, "held_after_forward", held)
+    assert affordable_kept_renders(denoiser, SIZE, 60, 16, "cpu") == 25
+    assert affordable_kept_renders(denoiser, SIZE, 12, 16, "cpu") == 12  # never more than there are
+    assert shapes == [(16, 3, SIZE, SIZE), (12, 3, SIZE, SIZE)]
+
+    def out_of_memory(fn, images, noise):  # noqa: ANN001, ANN202
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(memory, "held_after_forward", out_of_memory)
+    assert affordable_kept_renders(denoiser, SIZE, 60, 16, "cpu") == 0
