@@ -25,6 +25,8 @@ from a3d_cli.render.random_cameras import RandomCameraConfig
 from a3d_cli.stages.sds import SdsOptions
 
 _SDS = "Score distillation"
+_LOSS = "Loss weights"
+_CAMERAS = "Random cameras"
 
 
 def parse_vae_keep(value: str) -> int | None:
@@ -37,8 +39,6 @@ def parse_vae_keep(value: str) -> int | None:
         return int(value)
     except ValueError:
         raise OptionError(f"--vae-keep must be auto or a number of renders, got {value!r}.") from None
-_LOSS = "Loss weights"
-_CAMERAS = "Random cameras"
 
 
 def sds(

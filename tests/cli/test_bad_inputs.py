@@ -369,3 +369,20 @@ def test_one_pixel_orbit_image_is_refused(tmp_path):
     with pytest.raises(InputError, match="1×1 pixels") as info:
         load_object_rgba(tmp_path / "dot.png")
     assert info.value.hint
+
+
+@pytest.mark.parametrize("value, message", [("lots", "auto or a number"), ("-1", "auto or >= 0")])
+def test_a_bad_vae_keep_exits_2_before_the_run_folder_is_touched(tmp_path, value, message):
+    run = tmp_path / "never"
+    result = runner.invoke(app, ["--device", "cpu", "sds", str(run), "--prompt", "wags", "--vae-keep", value])
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--vae-keep" in errors[0] and message in errors[0] and "Traceback" not in result.stderr
+    assert not run.exists()
+
+
+def test_vae_keep_reads_auto_or_a_count():
+    from a3d_cli.commands.sds import parse_vae_keep
+
+    assert parse_vae_keep("auto") is None and parse_vae_keep(" AUTO ") is None
+    assert parse_vae_keep("0") == 0 and parse_vae_keep("48") == 48
