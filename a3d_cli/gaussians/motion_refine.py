@@ -192,21 +192,26 @@ def encode_checkpointed(denoiser: SdsDenoiser, images: Tensor, noise: Tensor, ch
 
     if chunk <= 0 or not torch.is_grad_enabled() or not images.requires_grad:
         return denoiser.encode(images, noise)
-    n = images.shape[0]
     parts = [
-        denoiser.encode(images[i : i + chunk], noise[i : i + chunk])
-        if min(i + chunk, n) <= keep
-        else checkpoint(denoiser.encode, images[i : i + chunk], noise[i : i + chunk], use_reentrant=False)
-        for i in range(0, n, chunk)
+        denoiser.encode(images[a:b], noise[a:b])
+        if kept
+        else checkpoint(denoiser.encode, images[a:b], noise[a:b], use_reentrant=False)
+        for a, b, kept in encoder_chunks(images.shape[0], chunk, keep)
     ]
     return torch.cat(parts, dim=0)
 
 
-def kept_render_count(renders: int, chunk: int, keep: int) -> int:
-    """Renders whose activations `encode_checkpointed` keeps: those of the whole chunks within the first `keep`."""
+def encoder_chunks(renders: int, chunk: int, keep: int) -> list[tuple[int, int, bool]]:
+    """(start, end, kept) of each chunk `encode_checkpointed` encodes: a chunk is kept when it lies whole within
+    the first `keep` renders; `chunk` <= 0 is one chunk of everything, kept."""
     if chunk <= 0:
-        return renders
-    return sum(min(i + chunk, renders) - i for i in range(0, renders, chunk) if min(i + chunk, renders) <= keep)
+        return [(0, renders, True)]
+    return [(a, min(a + chunk, renders), min(a + chunk, renders) <= keep) for a in range(0, renders, chunk)]
+
+
+def kept_render_count(renders: int, chunk: int, keep: int) -> int:
+    """Renders whose activations `encode_checkpointed` keeps."""
+    return sum(b - a for a, b, kept in encoder_chunks(renders, chunk, keep) if kept)
 
 
 def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, chunk: int, device: str) -> int:

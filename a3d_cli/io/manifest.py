@@ -67,13 +67,11 @@ changing it never makes a finished stage run again."""
 def digested_params(options: Any) -> Any:
     """An options dataclass as `to_jsonable` gives it, less its `RESULT_NEUTRAL` fields: what decides whether
     a finished stage is up to date."""
+    params = to_jsonable(options)
     if not (dataclasses.is_dataclass(options) and not isinstance(options, type)):
-        return to_jsonable(options)
-    return {
-        f.name: to_jsonable(getattr(options, f.name))
-        for f in dataclasses.fields(options)
-        if not f.metadata.get("result_neutral", False)
-    }
+        return params
+    neutral = {f.name for f in dataclasses.fields(options) if f.metadata.get("result_neutral", False)}
+    return {name: value for name, value in params.items() if name not in neutral}
 
 
 def digest_json(value: Any) -> str:
