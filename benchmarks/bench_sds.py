@@ -22,6 +22,9 @@ applied in place to MV-VDM's UNet and VAE encoder (what `a3d sds --compile` does
 include compilation, reported as `compile_first_run_seconds` (first step minus a steady step). Each row is
 printed as one markdown line and the JSON is rewritten after every row.
 
+`--encoder-layout nhwc,nchw` times the eager rows with the VAE encoder NHWC and its fused GroupNorm kernels
+(the stage's default, `MvvdmDenoiser.accelerate(nhwc_encoder=True)`), then NCHW as PyTorch runs it.
+
 `--no-wide-head-shortcut` takes the VAE encoder's attention shortcut out (diffusers' processor again, so its
 one 512-wide head runs through SDPA's fallback kernel): run once with and once without it to measure that
 trick's gain on the stage (docs/PERF.md, "Speed tricks: keep or drop").
@@ -209,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--vae-keep", default="auto",
                     help="renders whose VAE activations are kept (the stage's --vae-keep): auto or a number; "
                          "a comma list times each in turn (e.g. 0,auto: recomputed against kept)")  # fmt: skip
+    ap.add_argument("--encoder-layout", default="nhwc",
+                    help="the VAE encoder's layout in the eager rows: nhwc (the stage's default: NHWC with the fused "
+                         "GroupNorm kernels) or nchw; a comma list times each in turn")  # fmt: skip
     ap.add_argument("--sweep", action="store_true", help="also target 256 and vae_chunk 0 / 8 / 60")
     ap.add_argument("--compile", action="store_true", help="then compile UNet + VAE encoder blocks and repeat")
     ap.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
@@ -272,10 +278,18 @@ def main(argv: list[str] | None = None) -> dict:
         "wide_head_shortcut": not args.no_wide_head_shortcut,
         "wide_head_shortcut_layers_taken_out": shortcut_layers,
     })
-    result["acceleration_eager"] = den.accelerate(args.device).as_metrics()  # as the stage runs without --compile
-    for t, c, k in configs:
-        record(bench_one(den, static, args, t, c, vae_keep=k))
+    eager: SpeedHandle | None = None
+    for layout in args.encoder_layout.split(","):  # as the stage runs without --compile (nhwc: its default)
+        if eager is not None:
+            eager.remove()
+        accel = den.accelerate(args.device, nhwc_encoder=layout.strip() == "nhwc")
+        eager = accel.handle
+        result[f"acceleration_eager_{layout.strip()}"] = accel.as_metrics()
+        for t, c, k in configs:
+            record(bench_one(den, static, args, t, c, variant=f"eager {layout.strip()}", vae_keep=k))
     if args.compile:
+        if eager is not None:
+            eager.remove()  # compiled blocks fuse their GroupNorms themselves
         nets = den.hot_networks()
         result["acceleration"] = den.accelerate(args.device, compile=True).as_metrics()
         if args.compile_mode != "default":  # the same blocks, compiled again in the other mode

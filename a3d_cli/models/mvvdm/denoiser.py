@@ -44,17 +44,31 @@ class MvvdmDenoiser:
         every SDS step runs and differentiates through."""
         return [self.comp.unet, self.comp.vae.encoder]
 
-    def accelerate(self, device: torch.device | str, compile: bool = False, fused_geglu: bool = True):  # noqa: A002, ANN201
+    def accelerate(
+        self,
+        device: torch.device | str,
+        compile: bool = False,  # noqa: A002 - the option's name
+        fused_geglu: bool = True,
+        nhwc_encoder: bool = True,
+    ):  # noqa: ANN201 - AccelerationReport, imported lazily
         """Apply the sds stage's speed settings to `hot_networks`, in place (`acceleration.accelerate`).
 
         Regional compilation when `compile`; every GEGLU of the UNet as one GEMM when `fused_geglu` (the
         guidance forward runs without gradients, so the forward-only kernel serves it; the VAE encoder,
-        which the gradient flows through, has no GEGLU). On anything but CUDA nothing changes; the returned
-        report's `handle.remove()` undoes the changes.
+        which the gradient flows through, has no GEGLU). Without `compile` and with `nhwc_encoder`, the VAE
+        encoder runs NHWC with fused GroupNorm + SiLU kernels (`acceleration.channels_last_eagerly`), forward
+        and backward. On anything but CUDA nothing changes; the returned report's `handle.remove()` undoes
+        the changes.
         """
-        from a3d_cli.models.speed.acceleration import accelerate
+        from a3d_cli.models.speed.acceleration import accelerate, channels_last_eagerly
+        from a3d_cli.models.speed.handles import SpeedHandle
 
-        return accelerate(device, self.hot_networks(), compile=compile, fused_geglu=fused_geglu)
+        report = accelerate(device, self.hot_networks(), compile=compile, fused_geglu=fused_geglu)
+        if report.enabled and nhwc_encoder and not compile:
+            nhwc = channels_last_eagerly(self.comp.vae.encoder)
+            report.fused_group_norms = nhwc.count
+            report.handle = SpeedHandle.group("accelerate", [report.handle, nhwc])
+        return report
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         f = self.comp.vae_scale_factor

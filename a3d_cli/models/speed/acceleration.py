@@ -62,7 +62,7 @@ from torch import nn
 from a3d_cli.kernels.triton_cache import use_triton_cache_dir
 from a3d_cli.models.speed.flags import backend_flags_kept, configure_cuda, is_cuda
 from a3d_cli.models.speed.geglu import FusedGEGLU, use_fused_geglu
-from a3d_cli.models.speed.group_norm import use_channels_last_group_norm
+from a3d_cli.models.speed.group_norm import use_channels_last_group_norm, use_fused_group_norm
 from a3d_cli.models.speed.handles import SpeedHandle
 from a3d_cli.models.speed.upsampling import use_subpixel_upsampling
 
@@ -102,6 +102,8 @@ class AccelerationReport:
         subpixel_upsamplers: upsamplers computed as 2×2 convolutions (`use_subpixel_upsampling`).
         fused_geglus: GEGLU layers computed as one fused GEMM (`use_fused_geglu`), those an earlier call
             swapped included.
+        fused_group_norms: GroupNorms run by the NHWC kernels in eager channels-last networks
+            (`channels_last_eagerly`).
         block_classes: class name → instances wrapped.
         handle: undoes everything `accelerate` did (`handle.remove()`).
     """
@@ -114,6 +116,7 @@ class AccelerationReport:
     channels_last_blocks: int = 0
     subpixel_upsamplers: int = 0
     fused_geglus: int = 0
+    fused_group_norms: int = 0
     handle: SpeedHandle = field(default_factory=lambda: SpeedHandle("accelerate"))
 
     def as_metrics(self) -> dict[str, object]:
@@ -126,6 +129,7 @@ class AccelerationReport:
             "channels_last_blocks": self.channels_last_blocks,
             "subpixel_upsamplers": self.subpixel_upsamplers,
             "fused_geglus": self.fused_geglus,
+            "fused_group_norms": self.fused_group_norms,
         }
 
 
@@ -316,6 +320,21 @@ def channels_last_convs(module: nn.Module, conv3d: bool = True) -> SpeedHandle:
     return SpeedHandle("channels-last weights", len(convs), undo if convs else None)
 
 
+def channels_last_eagerly(module: nn.Module) -> SpeedHandle:
+    """Run `module` NHWC without compiling it: channels-last Conv2d weights and NHWC GroupNorm kernels.
+
+    Why: a bf16/fp16 convolution given NCHW activations makes cuDNN convert them to NHWC and back around its
+    kernel, in the forward and in both backward passes. With the weights channels-last, cuDNN writes NHWC
+    outputs, elementwise ops keep the layout, and `use_fused_group_norm` gives the GroupNorms kernels that
+    read NHWC in order (PyTorch's would copy back to NCHW) and fuse the SiLU after them. Meant for networks
+    of convolutions, GroupNorms and elementwise ops (the SD VAE); for compiled blocks use `keep_channels_last`.
+    `remove()` on the returned handle undoes both; its `count` is the GroupNorms switched.
+    """
+    norms = use_fused_group_norm(module)
+    weights = channels_last_conv2d(module)
+    return SpeedHandle("eager channels-last", norms.count, SpeedHandle.group("", [weights, norms]).remove)
+
+
 def channels_last_conv2d(module: nn.Module) -> SpeedHandle:
     """`channels_last_convs` for the Conv2d weights only."""
     return channels_last_convs(module, conv3d=False)
@@ -328,6 +347,7 @@ __all__ = [
     "CompiledBlocks",
     "accelerate",
     "backend_flags_kept",
+    "channels_last_eagerly",
     "channels_last_conv2d",
     "channels_last_convs",
     "compile_blocks",
