@@ -1,11 +1,13 @@
 """Compile a3d's Triton kernels before a first run: one guided UNet call per diffusion stage, at full size.
 
-Why: the fused GEGLU and the short-sequence attention (`a3d_cli.kernels`) are Triton kernels. Triton
+Why: the fused GEGLU, the short-sequence attention and the NHWC GroupNorm (`a3d_cli.kernels`) are Triton
+kernels. Triton
 compiles each one the first time it meets a new width, head size or precision, tens of seconds per
 diffusion stage on a fresh machine, and keeps the result in its disk cache (`TRITON_CACHE_DIR`, by
 default `~/.triton/cache`). The kernels a stage compiles depend only on its networks' widths, its call
 shapes and its precision, never on the weights, so one call of each stage's UNet with random weights, at
-the released sizes, the stage's own shapes and its default precision, compiles exactly what a run needs.
+the released sizes, the stage's own shapes and its default precision, compiles exactly what a run needs
+(sds also runs its VAE encoder forward and backward, which its GroupNorm kernels serve).
 `a3d info --warmup` runs these calls; a later run finds the kernels on disk and starts at full speed.
 
 The UNets are built one at a time and freed before the next: each needs a few GB of GPU memory.
@@ -76,6 +78,47 @@ def _mvvdm_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], obj
     return lambda: unet(x, t, text, image, cams)
 
 
+def _sds_encoder_backward(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], object]:
+    """The SD VAE encoder's forward and backward through one render, NHWC as sds runs it eagerly (its GroupNorm
+    kernels specialise on widths, not on the batch or the image size)."""
+    from diffusers.models.autoencoders.vae import Encoder
+
+    from a3d_cli.models.mvvdm.shape import RESOLUTION
+    from a3d_cli.models.speed.acceleration import channels_last_eagerly
+    from a3d_cli.models.speed.attention import use_shortcut_attention
+
+    widths, groups = ((4,) * 6, 2) if tiny else ((128, 256, 512, 512), 32)  # tiny_components' VAE / SD's
+    with torch.device(device):
+        encoder = Encoder(
+            in_channels=3,
+            out_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * len(widths),
+            block_out_channels=widths,
+            layers_per_block=1 if tiny else 2,
+            norm_num_groups=groups,
+            double_z=True,
+        )
+    _cast(encoder, dtype)
+    use_shortcut_attention(encoder)  # as MvvdmDenoiser
+    if device.startswith("cuda"):
+        channels_last_eagerly(encoder)  # as MvvdmDenoiser.accelerate without --compile
+    image = torch.rand(1, 3, RESOLUTION, RESOLUTION, device=device, dtype=dtype)
+
+    def call() -> object:
+        with torch.enable_grad():
+            x = image.clone().requires_grad_(True)
+            return torch.autograd.grad(encoder(x).float().square().mean(), x)
+
+    return call
+
+
+def _sds_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], object]:
+    """sds's networks: MV-VDM's guided call, then the VAE encoder's forward and backward."""
+    unet_call = _mvvdm_call(device, dtype, tiny)
+    encoder_call = _sds_encoder_backward(device, dtype, tiny)
+    return lambda: (unet_call(), encoder_call())
+
+
 def _sv3d_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], object]:
     """SV3D_p's guided call as orbit makes it: [2, 21 frames, 8, 72, 72]."""
     from a3d_cli.models.speed.acceleration import accelerate
@@ -96,7 +139,7 @@ def _sv3d_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], obje
 GUIDED_CALLS: dict[str, Callable[[str, torch.dtype, bool], Callable[[], object]]] = {
     "orbit": _sv3d_call,
     "mvvideo": _mvvdm_call,
-    "sds": _mvvdm_call,
+    "sds": _sds_call,
 }
 """Each diffusion stage's guided UNet call, by stage name."""
 
