@@ -31,8 +31,13 @@ NUM_WARPS = 4
 """Warps per program of the streaming passes."""
 
 SMALL_GROUP_VALUES = 65536
-"""Groups of at most this many values (rows × channels per group) take the one-program-per-group kernels:
-one launch forward and one backward instead of three each, which is what small activations are bound by."""
+"""Groups of at most this many values (rows × channels per group), and of at least `SMALL_GROUP_MIN_CHANNELS`
+channels, take the one-program-per-group kernels: one launch forward and one backward instead of three each,
+which is what small activations are bound by."""
+
+SMALL_GROUP_MIN_CHANNELS = 8
+"""Below this many channels per group a program of the one-launch kernels reads too few contiguous bytes
+per row to keep the memory busy."""
 
 
 def _tile_rows(channels: int) -> int:
@@ -349,8 +354,9 @@ def _group_backward_kernel(
 
 
 def _one_program_per_group(rows: int, channels: int, groups: int) -> bool:
-    """Whether a group is small enough for the one-launch kernels (`SMALL_GROUP_VALUES`)."""
-    return rows * (channels // groups) <= SMALL_GROUP_VALUES
+    """Whether a group takes the one-launch kernels (`SMALL_GROUP_VALUES`, `SMALL_GROUP_MIN_CHANNELS`)."""
+    per_group = channels // groups
+    return rows * per_group <= SMALL_GROUP_VALUES and per_group >= SMALL_GROUP_MIN_CHANNELS
 
 
 def _group_tile_rows(channels: int, groups: int) -> int:
@@ -471,4 +477,11 @@ class TritonPasses:
         return dx
 
 
-__all__ = ["NUM_WARPS", "ROWS_PER_PROGRAM", "SMALL_GROUP_VALUES", "TILE_VALUES", "TritonPasses"]
+__all__ = [
+    "NUM_WARPS",
+    "ROWS_PER_PROGRAM",
+    "SMALL_GROUP_MIN_CHANNELS",
+    "SMALL_GROUP_VALUES",
+    "TILE_VALUES",
+    "TritonPasses",
+]

@@ -82,6 +82,7 @@ _INTERPRETED = textwrap.dedent(
         (*case, small) for case in cases for small in (0, 10**9)  # the tiled kernels, then one program per group
     ]:
         kernels.ROWS_PER_PROGRAM, kernels.SMALL_GROUP_VALUES = rows_per_program, small
+        kernels.SMALL_GROUP_MIN_CHANNELS = 1
         g = torch.Generator().manual_seed(rows)
         x = (torch.randn(n, rows, c, generator=g) * 3 + 5).to(dtype).requires_grad_()
         w = torch.randn(c, generator=g).requires_grad_()
