@@ -30,15 +30,6 @@ TILE_VALUES = 4096
 NUM_WARPS = 4
 """Warps per program of the streaming passes."""
 
-SMALL_GROUP_VALUES = 65536
-"""Groups of at most this many values (rows × channels per group), and of at least `SMALL_GROUP_MIN_CHANNELS`
-channels, take the one-program-per-group kernels: one launch forward and one backward instead of three each,
-which is what small activations are bound by."""
-
-SMALL_GROUP_MIN_CHANNELS = 8
-"""Below this many channels per group a program of the one-launch kernels reads too few contiguous bytes
-per row to keep the memory busy."""
-
 
 def _tile_rows(channels: int) -> int:
     """Rows per tile: about `TILE_VALUES` values, at most `ROWS_PER_PROGRAM` rows."""
@@ -250,119 +241,6 @@ def _backward_apply_kernel(
     tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit(do_not_specialize=["rows"])
-def _group_forward_kernel(
-    x_ptr, y_ptr, weight_ptr, bias_ptr, mean_ptr, rstd_ptr, a_ptr, b_ptr, rows, channels, groups, eps,
-    SILU: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr,
-    BLOCK_G: tl.constexpr,
-):  # fmt: skip
-    """One program per (sample, group) does the whole forward pass of its group: moments, merge, apply."""
-    pid = tl.program_id(0)
-    n = (pid // groups).to(tl.int64)
-    g = pid % groups
-    per_group = channels // groups
-    ch = g * per_group + tl.arange(0, BLOCK_G)
-    cmask = tl.arange(0, BLOCK_G) < per_group
-    base = n * rows * channels
-    shift = tl.load(x_ptr + base + ch, mask=cmask, other=0.0).to(tl.float32)
-    acc = tl.zeros([BLOCK_R, BLOCK_G], dtype=tl.float32)
-    acc2 = tl.zeros([BLOCK_R, BLOCK_G], dtype=tl.float32)
-    for r0 in range(0, rows, BLOCK_R):
-        r = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
-        m = (r < rows)[:, None] & cmask[None, :]
-        x = tl.load(x_ptr + base + r[:, None] * channels + ch[None, :], mask=m, other=0.0).to(tl.float32)
-        d = tl.where(m, x - shift[None, :], 0.0)
-        acc += d
-        acc2 += d * d
-    count = rows.to(tl.float32)
-    s1 = tl.sum(acc, axis=0)
-    channel_mean = shift + s1 / count
-    channel_m2 = tl.sum(acc2, axis=0) - s1 * s1 / count
-    total = count * per_group
-    mean = tl.sum(tl.where(cmask, channel_mean, 0.0), axis=0) / per_group
-    d = channel_mean - mean
-    var = tl.maximum(tl.sum(tl.where(cmask, channel_m2 + count * d * d, 0.0), axis=0) / total, 0.0)
-    rstd = 1.0 / tl.sqrt(var + eps)
-    a = tl.zeros([BLOCK_G], dtype=tl.float32) + rstd
-    if HAS_WEIGHT:
-        a = a * tl.load(weight_ptr + ch, mask=cmask, other=0.0).to(tl.float32)
-    b = -mean * a
-    if HAS_BIAS:
-        b = b + tl.load(bias_ptr + ch, mask=cmask, other=0.0).to(tl.float32)
-    out = n * channels + ch
-    tl.store(mean_ptr + out, tl.zeros([BLOCK_G], dtype=tl.float32) + mean, mask=cmask)
-    tl.store(a_ptr + out, a, mask=cmask)
-    tl.store(b_ptr + out, b, mask=cmask)
-    tl.store(rstd_ptr + pid, rstd)
-    for r0 in range(0, rows, BLOCK_R):
-        r = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
-        m = (r < rows)[:, None] & cmask[None, :]
-        offs = base + r[:, None] * channels + ch[None, :]
-        z = tl.load(x_ptr + offs, mask=m, other=0.0).to(tl.float32) * a[None, :] + b[None, :]
-        if SILU:
-            z, _ = _silu_and_slope(z)
-        tl.store(y_ptr + offs, z.to(y_ptr.dtype.element_ty), mask=m)
-
-
-@triton.jit(do_not_specialize=["rows"])
-def _group_backward_kernel(
-    x_ptr, dy_ptr, dx_ptr, a_ptr, b_ptr, mean_ptr, rstd_ptr, sum_dz_ptr, sum_centred_ptr, rows, channels,
-    groups, SILU: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_G: tl.constexpr,
-):  # fmt: skip
-    """One program per (sample, group) does the whole backward pass of its group: sums, coefficients, dx."""
-    pid = tl.program_id(0)
-    n = (pid // groups).to(tl.int64)
-    g = pid % groups
-    per_group = channels // groups
-    ch = g * per_group + tl.arange(0, BLOCK_G)
-    cmask = tl.arange(0, BLOCK_G) < per_group
-    base = n * rows * channels
-    c = n * channels + ch
-    a = tl.load(a_ptr + c, mask=cmask, other=0.0)
-    b = tl.load(b_ptr + c, mask=cmask, other=0.0)
-    mean = tl.load(mean_ptr + c, mask=cmask, other=0.0)
-    rstd = tl.load(rstd_ptr + pid)
-    acc = tl.zeros([BLOCK_R, BLOCK_G], dtype=tl.float32)
-    acc_centred = tl.zeros([BLOCK_R, BLOCK_G], dtype=tl.float32)
-    for r0 in range(0, rows, BLOCK_R):
-        r = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
-        m = (r < rows)[:, None] & cmask[None, :]
-        offs = base + r[:, None] * channels + ch[None, :]
-        x = tl.load(x_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        dz = tl.where(m, _pre_activation_grad(x, dy, a, b, SILU), 0.0)
-        acc += dz
-        acc_centred += dz * (x - mean[None, :])
-    sum_dz = tl.sum(acc, axis=0)
-    sum_centred = tl.sum(acc_centred, axis=0)
-    tl.store(sum_dz_ptr + c, sum_dz, mask=cmask)
-    tl.store(sum_centred_ptr + c, sum_centred, mask=cmask)
-    total = (rows * per_group).to(tl.float32)
-    mean_g_dz = tl.sum(a * sum_dz, axis=0) / rstd / total  # ⟨γ·dz⟩
-    mean_g_dz_xhat = tl.sum(a * sum_centred, axis=0) / total  # ⟨γ·dz·x̂⟩
-    q = -rstd * rstd * mean_g_dz_xhat
-    rr = -rstd * mean_g_dz
-    for r0 in range(0, rows, BLOCK_R):
-        r = r0 + tl.arange(0, BLOCK_R).to(tl.int64)
-        m = (r < rows)[:, None] & cmask[None, :]
-        offs = base + r[:, None] * channels + ch[None, :]
-        x = tl.load(x_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        dz = _pre_activation_grad(x, dy, a, b, SILU)
-        dx = a[None, :] * dz + q * (x - mean[None, :]) + rr
-        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=m)
-
-
-def _one_program_per_group(rows: int, channels: int, groups: int) -> bool:
-    """Whether a group takes the one-launch kernels (`SMALL_GROUP_VALUES`, `SMALL_GROUP_MIN_CHANNELS`)."""
-    per_group = channels // groups
-    return rows * per_group <= SMALL_GROUP_VALUES and per_group >= SMALL_GROUP_MIN_CHANNELS
-
-
-def _group_tile_rows(channels: int, groups: int) -> int:
-    return max(1, TILE_VALUES // triton.next_power_of_2(channels // groups))
-
-
 def _reduction_grid(rows: int) -> tuple[int, int]:
     """(programs per sample, rows per program) of the reduction passes."""
     return triton.cdiv(rows, ROWS_PER_PROGRAM), ROWS_PER_PROGRAM
@@ -376,37 +254,15 @@ class TritonPasses:
     def forward(
         x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float, silu: bool
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        n, rows, c = x.shape
-        if not _one_program_per_group(rows, c, groups):
-            mean, rstd, a, b = TritonPasses.statistics(x, groups, weight, bias, eps)
-            return TritonPasses.apply(x, a, b, silu), mean, rstd, a, b
-        y = torch.empty_like(x)
-        mean, a, b = (torch.empty(n, c, device=x.device, dtype=torch.float32) for _ in range(3))
-        rstd = torch.empty(n, groups, device=x.device, dtype=torch.float32)
-        _group_forward_kernel[(n * groups,)](
-            x, y, weight, bias, mean, rstd, a, b, rows, c, groups, eps, SILU=silu, HAS_WEIGHT=weight is not None,
-            HAS_BIAS=bias is not None, BLOCK_R=_group_tile_rows(c, groups),
-            BLOCK_G=triton.next_power_of_2(c // groups), num_warps=NUM_WARPS,
-        )  # fmt: skip
-        return y, mean, rstd, a, b
+        mean, rstd, a, b = TritonPasses.statistics(x, groups, weight, bias, eps)
+        return TritonPasses.apply(x, a, b, silu), mean, rstd, a, b
 
     @staticmethod
     def backward(
         x: Tensor, dy: Tensor, a: Tensor, b: Tensor, mean: Tensor, rstd: Tensor, silu: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
-        n, rows, c = x.shape
-        groups = rstd.shape[1]
-        if not _one_program_per_group(rows, c, groups):
-            q, r, sum_dz, sum_centred = TritonPasses.backward_coefficients(x, dy, a, b, mean, rstd, silu)
-            return TritonPasses.backward_apply(x, dy, a, b, mean, q, r, silu), sum_dz, sum_centred
-        dx = torch.empty_like(x)
-        sum_dz, sum_centred = (torch.empty(n, c, device=x.device, dtype=torch.float32) for _ in range(2))
-        _group_backward_kernel[(n * groups,)](
-            x, dy, dx, a, b, mean, rstd, sum_dz, sum_centred, rows, c, groups, SILU=silu,
-            BLOCK_R=_group_tile_rows(c, groups), BLOCK_G=triton.next_power_of_2(c // groups),
-            num_warps=NUM_WARPS,
-        )  # fmt: skip
-        return dx, sum_dz, sum_centred
+        q, r, sum_dz, sum_centred = TritonPasses.backward_coefficients(x, dy, a, b, mean, rstd, silu)
+        return TritonPasses.backward_apply(x, dy, a, b, mean, q, r, silu), sum_dz, sum_centred
 
     @staticmethod
     def statistics(
@@ -477,11 +333,4 @@ class TritonPasses:
         return dx
 
 
-__all__ = [
-    "NUM_WARPS",
-    "ROWS_PER_PROGRAM",
-    "SMALL_GROUP_MIN_CHANNELS",
-    "SMALL_GROUP_VALUES",
-    "TILE_VALUES",
-    "TritonPasses",
-]
+__all__ = ["NUM_WARPS", "ROWS_PER_PROGRAM", "TILE_VALUES", "TritonPasses"]

@@ -78,11 +78,8 @@ _INTERPRETED = textwrap.dedent(
         (2, 300, 32, 8, True, torch.bfloat16, default_rows),
         (1, 5000, 8, 1, True, torch.float32, 16),  # more blocks than one pass of the merging kernels takes
     ]
-    for n, rows, c, groups, silu, dtype, rows_per_program, small in [
-        (*case, small) for case in cases for small in (0, 10**9)  # the tiled kernels, then one program per group
-    ]:
-        kernels.ROWS_PER_PROGRAM, kernels.SMALL_GROUP_VALUES = rows_per_program, small
-        kernels.SMALL_GROUP_MIN_CHANNELS = 1
+    for n, rows, c, groups, silu, dtype, rows_per_program in cases:
+        kernels.ROWS_PER_PROGRAM = rows_per_program
         g = torch.Generator().manual_seed(rows)
         x = (torch.randn(n, rows, c, generator=g) * 3 + 5).to(dtype).requires_grad_()
         w = torch.randn(c, generator=g).requires_grad_()
