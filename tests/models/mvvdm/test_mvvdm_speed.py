@@ -99,8 +99,8 @@ def test_fused_geglu_kernel_in_the_bf16_unet_is_as_close_to_fp32_as_eager_bf16()
 
 
 def test_sds_denoiser_accelerate_fuses_the_unet_geglus_and_keeps_its_guidance():
-    """`MvvdmDenoiser.accelerate` (the sds stage's one entry point) swaps the UNet's GEGLUs, leaves the VAE
-    encoder's layers (which the gradient flows through) as they are, and keeps the guidance forward."""
+    """`MvvdmDenoiser.accelerate` (the sds stage's one entry point) swaps the UNet's GEGLUs (the VAE encoder,
+    which the gradient flows through, has none) and keeps the guidance forward."""
     from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
 
     comp = _components()
@@ -120,3 +120,40 @@ def test_sds_denoiser_accelerate_fuses_the_unet_geglus_and_keeps_its_guidance():
             report.handle.remove()
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert den.accelerate("cpu").fused_geglus == 0
+
+
+def test_sds_denoiser_runs_its_vae_encoder_nhwc_eagerly_and_gives_it_back():
+    """Without compiling, `MvvdmDenoiser.accelerate` makes the VAE encoder's conv weights channels-last and
+    its GroupNorms the NHWC kernels' (the SiLUs after them fused); `nhwc_encoder=False` leaves it alone, and
+    removing the handle restores every layer."""
+    from torch import nn
+
+    from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser
+    from a3d_cli.models.speed.group_norm import FusedGroupNorm, FusedGroupNormSiLU
+
+    comp = _components()
+    den = MvvdmDenoiser(comp)
+    encoder = comp.vae.encoder
+    norms = sum(type(m) is nn.GroupNorm for m in encoder.modules())
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = den.encode(images)
+    with backend_flags_kept():
+        plain = den.accelerate("cuda", nhwc_encoder=False)
+        assert plain.fused_group_norms == 0 and sum(type(m) is nn.GroupNorm for m in encoder.modules()) == norms
+        plain.handle.remove()
+        report = den.accelerate("cuda")
+        try:
+            fused = [m for m in encoder.modules() if isinstance(m, (FusedGroupNorm, FusedGroupNormSiLU))]
+            assert report.fused_group_norms == len(fused) == norms > 0
+            assert not any(type(m) is nn.SiLU for m in encoder.modules())
+            assert encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+            assert report.as_metrics()["fused_group_norms"] == norms
+            with torch.no_grad():
+                got = den.encode(images)  # on the CPU: PyTorch's GroupNorm and SiLU, NHWC convolutions
+        finally:
+            report.handle.remove()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert sum(type(m) is nn.GroupNorm for m in encoder.modules()) == norms
+    assert any(type(m) is nn.SiLU for m in encoder.modules())
+    assert encoder.conv_in.weight.is_contiguous()
