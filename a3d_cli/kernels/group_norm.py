@@ -39,17 +39,29 @@ class GroupNormPasses(Protocol):
     tensors are contiguous fp32 [N, C], rstd fp32 [N, G]."""
 
     @staticmethod
-    def forward(
-        x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float, silu: bool
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """(y, mean per channel, rstd per group, a, b): passes 1 and 2."""
+    def statistics(
+        x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Pass 1: (mean per channel, rstd per group, a, b)."""
         ...
 
     @staticmethod
-    def backward(
+    def apply(x: Tensor, a: Tensor, b: Tensor, silu: bool) -> Tensor:
+        """Pass 2: x·a + b per channel (then SiLU), in x's dtype."""
+        ...
+
+    @staticmethod
+    def backward_coefficients(
         x: Tensor, dy: Tensor, a: Tensor, b: Tensor, mean: Tensor, rstd: Tensor, silu: bool
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(dx, Σ dz, Σ dz·(x − mean)), the sums per channel: passes 3 and 4."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Pass 3: (q, r, Σ dz, Σ dz·(x − mean)), all per channel."""
+        ...
+
+    @staticmethod
+    def backward_apply(
+        x: Tensor, dy: Tensor, a: Tensor, b: Tensor, mean: Tensor, q: Tensor, r: Tensor, silu: bool
+    ) -> Tensor:
+        """Pass 4: dx = a·dz + q·(x − mean) + r, in x's dtype."""
         ...
 
 
@@ -109,20 +121,6 @@ class TorchPasses:
     """The passes in PyTorch (the arithmetic the Triton kernels implement; any device)."""
 
     @staticmethod
-    def forward(
-        x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float, silu: bool
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        mean, rstd, a, b = TorchPasses.statistics(x, groups, weight, bias, eps)
-        return TorchPasses.apply(x, a, b, silu), mean, rstd, a, b
-
-    @staticmethod
-    def backward(
-        x: Tensor, dy: Tensor, a: Tensor, b: Tensor, mean: Tensor, rstd: Tensor, silu: bool
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        q, r, sum_dz, sum_centred = TorchPasses.backward_coefficients(x, dy, a, b, mean, rstd, silu)
-        return TorchPasses.backward_apply(x, dy, a, b, mean, q, r, silu), sum_dz, sum_centred
-
-    @staticmethod
     def statistics(
         x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -173,25 +171,26 @@ class _GroupNormAct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, groups, eps, silu, passes):  # noqa: ANN001, ANN205 - autograd's signature
-        y, mean, rstd, a, b = passes.forward(x, groups, weight, bias, eps, silu)
+        mean, rstd, a, b = passes.statistics(x, groups, weight, bias, eps)
         ctx.save_for_backward(x, mean, rstd, a, b)
         ctx.silu, ctx.passes = silu, passes
         ctx.weight_dtype = weight.dtype if weight is not None else None
         ctx.bias_dtype = bias.dtype if bias is not None else None
-        return y
+        return passes.apply(x, a, b, silu)
 
     @staticmethod
     def backward(ctx, dy):  # noqa: ANN001, ANN205
         x, mean, rstd, a, b = ctx.saved_tensors
         silu, passes = ctx.silu, ctx.passes
         dy = dy.contiguous()
-        dx, sum_dz, sum_centred = passes.backward(x, dy, a, b, mean, rstd, silu)
+        q, r, sum_dz, sum_centred = passes.backward_coefficients(x, dy, a, b, mean, rstd, silu)
+        dx = passes.backward_apply(x, dy, a, b, mean, q, r, silu) if ctx.needs_input_grad[0] else None
         d_weight = d_bias = None
         if ctx.weight_dtype is not None and ctx.needs_input_grad[1]:
             d_weight = (sum_centred * _per_channel(rstd, x.shape[2] // rstd.shape[1])).sum(0).to(ctx.weight_dtype)
         if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
             d_bias = sum_dz.sum(0).to(ctx.bias_dtype)
-        return dx if ctx.needs_input_grad[0] else None, d_weight, d_bias, None, None, None, None
+        return dx, d_weight, d_bias, None, None, None, None
 
 
 def group_norm_rows(

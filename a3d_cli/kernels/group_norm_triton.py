@@ -251,20 +251,6 @@ class TritonPasses:
     fp32 sums). x and dy are contiguous [N, rows, C]; the per-channel results contiguous fp32 [N, C]."""
 
     @staticmethod
-    def forward(
-        x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float, silu: bool
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        mean, rstd, a, b = TritonPasses.statistics(x, groups, weight, bias, eps)
-        return TritonPasses.apply(x, a, b, silu), mean, rstd, a, b
-
-    @staticmethod
-    def backward(
-        x: Tensor, dy: Tensor, a: Tensor, b: Tensor, mean: Tensor, rstd: Tensor, silu: bool
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        q, r, sum_dz, sum_centred = TritonPasses.backward_coefficients(x, dy, a, b, mean, rstd, silu)
-        return TritonPasses.backward_apply(x, dy, a, b, mean, q, r, silu), sum_dz, sum_centred
-
-    @staticmethod
     def statistics(
         x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
