@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +30,42 @@ def save_png(path: Path, img: Tensor) -> None:
         path: destination `.png`.
         img: [H, W, C] float in [0, 1], C = 1, 3 or 4.
     """
-    from PIL import Image
-
     if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
         raise ValueError(f"save_png expects [H, W, 1|3|4], got {list(img.shape)}")
-    arr = to_uint8(img)
+    _write_png(Path(path), to_uint8(img))
+
+
+def save_pngs(paths: Sequence[Path], images: Tensor) -> None:
+    """Write `images[i]` to `paths[i]`, each atomically, as `save_png` would, but faster for many frames.
+
+    Why: a stage writes tens of frames at once. Converting them to 8 bits in one operation makes one copy off
+    the GPU instead of one per frame, and PNG encoding (zlib, which releases the GIL) runs on up to
+    `PNG_WRITERS` threads. If a write fails, the others still finish and the first error is raised.
+
+    Args:
+        paths: one destination `.png` per image.
+        images: [N, H, W, C] float in [0, 1], C = 1, 3 or 4.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or images.shape[0] != len(paths):
+        raise ValueError(f"save_pngs expects {len(paths)} images [N, H, W, 1|3|4], got {list(images.shape)}")
+    arrays = to_uint8(images)
+    with ThreadPoolExecutor(max_workers=max(1, min(PNG_WRITERS, len(paths)))) as pool:
+        for done in [pool.submit(_write_png, Path(p), a) for p, a in zip(paths, arrays, strict=True)]:
+            done.result()
+
+
+PNG_WRITERS = min(8, os.cpu_count() or 1)
+"""Threads `save_pngs` encodes on."""
+
+
+def _write_png(path: Path, arr: np.ndarray) -> None:
+    """[H, W, C] uint8 → `path`, atomically."""
+    from PIL import Image
+
     pil = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    with atomic_path(Path(path)) as tmp:
+    with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG")
 
 

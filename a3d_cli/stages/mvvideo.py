@@ -188,12 +188,11 @@ def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
 def _write_outputs(ctx: StageContext, frames: torch.Tensor, cams, opts: MVVideoOptions) -> None:
     """PNG frames, cameras.json and the side-by-side preview."""
     from a3d_cli.io.atomic import atomic_write_text
-    from a3d_cli.io.images import save_png
+    from a3d_cli.io.images import save_pngs
 
     v, f = frames.shape[:2]  # [V, F, 3, H, W]
-    for view in range(v):
-        for frame in range(f):
-            save_png(ctx.output(mvvideo_frame(view, frame)), frames[view, frame].permute(1, 2, 0))
+    paths = [ctx.output(mvvideo_frame(view, frame)) for view in range(v) for frame in range(f)]
+    save_pngs(paths, frames.permute(0, 1, 3, 4, 2).flatten(0, 1))  # [V·F, H, W, 3], view-major as the paths
     data = cams.to_json(RESOLUTION, RESOLUTION)
     data.update(num_frames=f, fps=opts.fps, naming=f"{MVVIDEO_DIR}/{MVVIDEO_FRAME_NAME}")
     atomic_write_text(ctx.output(MVVIDEO_CAMERAS), json.dumps(data, indent=2))

@@ -229,7 +229,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
     def body(ctx: StageContext) -> None:
         import torch
 
-        from a3d_cli.io.images import save_png
+        from a3d_cli.io.images import save_png, save_pngs
         from a3d_cli.io.preprocess import prepare_object_image
         from a3d_cli.models.guidance import cfg_scales
         from a3d_cli.models.speed.acceleration import configure_cuda, is_cuda
@@ -273,15 +273,13 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         frames = out.frames.permute(0, 2, 3, 1)  # [F, S, S, 3]
         last = config.num_frames - 1
         save_png(ctx.output(ORBIT_INPUT), obj.image)
-        for i, frame in enumerate(frames):
-            save_png(ctx.output(orbit_frame(i)), frame)
+        save_pngs([ctx.output(orbit_frame(i)) for i in range(len(frames))], frames)
         ctx.write_video(ORBIT_VIDEO, frames, fps=opts.fps)
         ctx.output(orbit_cameras_json()).write_text(
             _cameras_json(orbit, config.image_size, "reference: input view last", last, opts.model)
         )
         rolled = Orbit(input_first(orbit.elevation_deg), input_first(orbit.azimuth_deg))
-        for i, frame in enumerate(input_first(frames)):
-            save_png(ctx.output(orbit_frame(i, input_first=True)), frame)
+        save_pngs([ctx.output(orbit_frame(i, input_first=True)) for i in range(len(frames))], input_first(frames))
         ctx.output(orbit_cameras_json(input_first=True)).write_text(
             _cameras_json(rolled, config.image_size, "input view first", 0, opts.model)
         )
