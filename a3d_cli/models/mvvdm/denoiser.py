@@ -61,13 +61,16 @@ class MvvdmDenoiser:
         the changes.
         """
         from a3d_cli.models.speed.acceleration import accelerate, channels_last_eagerly
+        from a3d_cli.models.speed.group_norm import FusedGroupNorm, FusedGroupNormSiLU
         from a3d_cli.models.speed.handles import SpeedHandle
 
         report = accelerate(device, self.hot_networks(), compile=compile, fused_geglu=fused_geglu)
         if report.enabled and nhwc_encoder and not compile:
-            nhwc = channels_last_eagerly(self.comp.vae.encoder)
-            report.fused_group_norms = nhwc.count
-            report.handle = SpeedHandle.group("accelerate", [report.handle, nhwc])
+            encoder = self.comp.vae.encoder
+            report.handle = SpeedHandle.group("accelerate", [report.handle, channels_last_eagerly(encoder)])
+            # counted, not taken from the handle: a batch worker's cached denoiser was switched by an earlier job
+            fused = (FusedGroupNorm, FusedGroupNormSiLU)
+            report.fused_group_norms = sum(isinstance(m, fused) for m in encoder.modules())
         return report
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

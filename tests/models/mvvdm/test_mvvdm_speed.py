@@ -149,6 +149,7 @@ def test_sds_denoiser_runs_its_vae_encoder_nhwc_eagerly_and_gives_it_back():
             assert not any(type(m) is nn.SiLU for m in encoder.modules())
             assert encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
             assert report.as_metrics()["fused_group_norms"] == norms
+            assert den.accelerate("cuda").fused_group_norms == norms  # a second job on the same cached model
             with torch.no_grad():
                 got = den.encode(images)  # on the CPU: PyTorch's GroupNorm and SiLU, NHWC convolutions
         finally:
