@@ -224,7 +224,9 @@ def group_norm_act(
         y = F.group_norm(x, groups, weight, bias, eps)
         return F.silu(y) if silu else y
     from a3d_cli.kernels.group_norm_triton import TritonPasses
+    from a3d_cli.kernels.triton_cache import announce_compile_once
 
+    announce_compile_once()
     n, c, h, w = x.shape
     rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: NHWC memory is [N, H·W, C]
     y = group_norm_rows(rows, groups, weight, bias, eps, silu, TritonPasses)
