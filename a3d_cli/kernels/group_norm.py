@@ -200,15 +200,26 @@ def group_norm_rows(
     return _GroupNormAct.apply(x.contiguous(), weight, bias, groups, eps, silu, passes)
 
 
-def triton_runs_on(x: Tensor) -> bool:
-    """Whether `group_norm_act` takes the Triton passes for `x`: CUDA, 4-D, NHWC in memory, a float dtype."""
+def triton_runs_on(x: Tensor, groups: int, weight: Tensor | None = None, bias: Tensor | None = None) -> bool:
+    """Whether `group_norm_act` takes the Triton passes: a non-empty CUDA tensor, 4-D, NHWC in memory, a float
+    dtype, channels in whole groups, and the affine parameters (if any) one contiguous value per channel on the
+    same device. Anything else goes to `F.group_norm`, which also raises PyTorch's own errors for bad shapes."""
+    c = x.shape[1] if x.ndim == 4 else 0
+
+    def per_channel(p: Tensor | None) -> bool:
+        return p is None or (p.shape == (c,) and p.is_contiguous() and p.device == x.device)
+
     return (
         x.is_cuda
         and x.ndim == 4
+        and x.numel() > 0
         and x.dtype in (torch.float16, torch.bfloat16, torch.float32)
         and x.is_contiguous(memory_format=torch.channels_last)
-        and x.shape[1] <= 4096
-        and x.shape[2] * x.shape[3] > 0
+        and 0 < c <= 4096
+        and groups > 0
+        and c % groups == 0
+        and per_channel(weight)
+        and per_channel(bias)
     )
 
 
@@ -220,7 +231,7 @@ def group_norm_act(
     Args:
         x: [N, C, H, W] (any layout; only NHWC on CUDA takes the Triton passes, and the result is NHWC too).
     """
-    if not triton_runs_on(x):
+    if not triton_runs_on(x, groups, weight, bias):
         y = F.group_norm(x, groups, weight, bias, eps)
         return F.silu(y) if silu else y
     from a3d_cli.kernels.group_norm_triton import TritonPasses

@@ -13,7 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from a3d_cli.kernels.group_norm import TorchPasses, group_norm_act, group_norm_rows, group_statistics
+from a3d_cli.kernels.group_norm import (
+    TorchPasses,
+    group_norm_act,
+    group_norm_rows,
+    group_statistics,
+    triton_runs_on,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,6 +68,17 @@ def test_off_cuda_the_entry_point_is_pytorchs_own_arithmetic():
     w, b = torch.randn(8), torch.randn(8)
     assert torch.equal(group_norm_act(x, 4, w, b, 1e-6, silu=True), F.silu(F.group_norm(x, 4, w, b, 1e-6)))
     assert torch.equal(group_norm_act(x, 2, w, b, 1e-5), F.group_norm(x, 2, w, b, 1e-5))
+
+
+@pytest.mark.gpu
+def test_only_well_formed_nhwc_cuda_inputs_take_the_kernels():
+    x = torch.randn(2, 8, 4, 4, device="cuda").to(memory_format=torch.channels_last)
+    w = torch.ones(8, device="cuda")
+    assert triton_runs_on(x, 4, w, w)
+    assert not triton_runs_on(x.contiguous(), 4)  # NCHW
+    assert not triton_runs_on(x, 3)  # channels not in whole groups
+    assert not triton_runs_on(x, 4, torch.ones(4, device="cuda"))  # a weight of the wrong size
+    assert not triton_runs_on(x[:0], 4)  # empty
 
 
 _INTERPRETED = textwrap.dedent(
