@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,9 +48,13 @@ def current_umask() -> int:
                     return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
-    mask = os.umask(0o022)  # elsewhere: set and restore (a3d does not change the umask between threads)
-    os.umask(mask)
+    with _UMASK_PROBE:  # elsewhere: set and restore, one thread at a time (`save_pngs` writes on several)
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
+
+
+_UMASK_PROBE = threading.Lock()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -202,8 +202,8 @@ def group_norm_rows(
 
 def triton_runs_on(x: Tensor, groups: int, weight: Tensor | None = None, bias: Tensor | None = None) -> bool:
     """Whether `group_norm_act` takes the Triton passes: a non-empty CUDA tensor, 4-D, NHWC in memory, a float
-    dtype, channels in whole groups, and the affine parameters (if any) one contiguous value per channel on the
-    same device. Anything else goes to `F.group_norm`, which also raises PyTorch's own errors for bad shapes."""
+    dtype, channels in whole groups of fewer than 2³¹ values, and the affine parameters (if any) one contiguous
+    value per channel on the same device. Anything else goes to `F.group_norm`, which also raises PyTorch's own errors for bad shapes."""
     c = x.shape[1] if x.ndim == 4 else 0
 
     def per_channel(p: Tensor | None) -> bool:
@@ -218,6 +218,7 @@ def triton_runs_on(x: Tensor, groups: int, weight: Tensor | None = None, bias: T
         and 0 < c <= 4096
         and groups > 0
         and c % groups == 0
+        and x.shape[2] * x.shape[3] * (c // groups) < 2**31  # the kernels count a group's values in int32
         and per_channel(weight)
         and per_channel(bias)
     )

@@ -79,8 +79,9 @@ def _mvvdm_call(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], obj
 
 
 def _sds_encoder_backward(device: str, dtype: torch.dtype, tiny: bool) -> Callable[[], object]:
-    """The SD VAE encoder's forward and backward through one render, NHWC as sds runs it eagerly (its GroupNorm
-    kernels specialise on widths, not on the batch or the image size)."""
+    """The SD VAE encoder's forward and backward through one render at sds's default render size, NHWC as sds
+    runs it eagerly. Its GroupNorm kernels specialise on the widths and the image size, not on the batch, so
+    one render compiles what a step needs (another `--render-size` compiles its own on its first step)."""
     from diffusers.models.autoencoders.vae import Encoder
 
     from a3d_cli.models.mvvdm.shape import RESOLUTION

@@ -102,8 +102,9 @@ class AccelerationReport:
         subpixel_upsamplers: upsamplers computed as 2×2 convolutions (`use_subpixel_upsampling`).
         fused_geglus: GEGLU layers computed as one fused GEMM (`use_fused_geglu`), those an earlier call
             swapped included.
-        fused_group_norms: GroupNorms run by the NHWC kernels in eager channels-last networks
-            (`channels_last_eagerly`).
+        fused_group_norms: GroupNorms switched to the NHWC kernels in eager channels-last networks
+            (`channels_last_eagerly`); those that are given 4-D NHWC activations run them (in the SD VAE
+            encoder all but the attention's, which sees a 3-D view and runs `F.group_norm`).
         block_classes: class name → instances wrapped.
         handle: undoes everything `accelerate` did (`handle.remove()`).
     """
