@@ -13,6 +13,9 @@ from torch import Tensor
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
 
+PNG_WRITERS = min(8, os.cpu_count() or 1)
+"""Threads `save_pngs` encodes on."""
+
 
 def to_uint8(img: Tensor) -> np.ndarray:
     """[H, W, C] float in [0, 1] → uint8 array (clamped, rounded half to even).
@@ -54,10 +57,6 @@ def save_pngs(paths: Sequence[Path], images: Tensor) -> None:
     with ThreadPoolExecutor(max_workers=max(1, min(PNG_WRITERS, len(paths)))) as pool:
         for done in [pool.submit(_write_png, Path(p), a) for p, a in zip(paths, arrays, strict=True)]:
             done.result()
-
-
-PNG_WRITERS = min(8, os.cpu_count() or 1)
-"""Threads `save_pngs` encodes on."""
 
 
 def _write_png(path: Path, arr: np.ndarray) -> None:

@@ -2,8 +2,8 @@
 stage needs to choose between keeping activations for the backward pass and recomputing them.
 
 `sds` asks this of MV-VDM's VAE encoder (`a3d_cli.gaussians.motion_refine`): keeping the encoder's activations
-saves one forward pass per step, and costs some 450 MiB per 256² render in bf16, too much for small GPUs and
-nothing for large ones. The figures come from PyTorch's caching allocator, so they hold for whatever the
+saves one forward pass per step, and costs hundreds of MiB per 256² render: too much for small GPUs, nothing
+for large ones. The figures come from PyTorch's caching allocator, so they hold for whatever the
 network and precision are; on the CPU there is no such budget and both functions say so with None.
 """
 

@@ -87,15 +87,21 @@ def _sds_encoder_backward(device: str, dtype: torch.dtype, tiny: bool) -> Callab
     from a3d_cli.models.mvvdm.shape import RESOLUTION
     from a3d_cli.models.speed.acceleration import channels_last_eagerly
     from a3d_cli.models.speed.attention import use_shortcut_attention
+    from a3d_cli.models.sv3d.config import VAEConfig
 
-    widths, groups = ((4,) * 6, 2) if tiny else ((128, 256, 512, 512), 32)  # tiny_components' VAE / SD's
+    if tiny:  # tiny_components' VAE
+        widths, groups, layers, latent = (4,) * 6, 2, 1, 4
+    else:  # the KL-f8 autoencoder: SD 1.5's, which MV-VDM uses as SV3D does
+        kl_f8 = VAEConfig()
+        widths, groups = kl_f8.block_out_channels, kl_f8.norm_num_groups
+        layers, latent = kl_f8.layers_per_block, kl_f8.latent_channels
     with torch.device(device):
         encoder = Encoder(
             in_channels=3,
-            out_channels=4,
+            out_channels=latent,
             down_block_types=("DownEncoderBlock2D",) * len(widths),
-            block_out_channels=widths,
-            layers_per_block=1 if tiny else 2,
+            block_out_channels=tuple(widths),
+            layers_per_block=layers,
             norm_num_groups=groups,
             double_z=True,
         )
