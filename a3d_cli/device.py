@@ -1,10 +1,16 @@
-"""Resolve the `--device` option once, before any heavy work (pre-flight check)."""
+"""Resolve the `--device` option once, before any heavy work (pre-flight check), and move small host
+tensors to the device without stalling it."""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from a3d_cli.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -34,6 +40,21 @@ def resolve_device(spec: str) -> str:
             hint="Use --device cuda:0.",
         )
     return spec
+
+
+def to_device_async(tensor: Tensor, device: torch.device | str) -> Tensor:
+    """`tensor` on `device`; a CPU tensor headed for CUDA is copied from pinned memory without waiting.
+
+    Why: PyTorch's ordinary `.to("cuda")` of a CPU tensor blocks the host until everything queued before it
+    has run, so the GPU drains and then idles while Python launches the next kernels. From pinned memory the
+    copy is queued like a kernel; the caching host allocator keeps the pinned buffer until the copy is done.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def torch_dtype(name: str, device: str, cuda_auto: str = "fp16"):  # noqa: ANN201 - a torch.dtype (lazy import)

@@ -25,6 +25,9 @@ printed as one markdown line and the JSON is rewritten after every row.
 `--encoder-layout nhwc,nchw` times the eager rows with the VAE encoder NHWC and its fused GroupNorm kernels
 (the stage's default, `MvvdmDenoiser.accelerate(nhwc_encoder=True)`), then NCHW as PyTorch runs it.
 
+`--cuda-graph off,on,off,on` times the eager rows with MV-VDM's guided call run eagerly and replayed from its
+CUDA graph (the stage's default where memory allows), alternating, in one process: pairs on one machine.
+
 `--no-wide-head-shortcut` takes the VAE encoder's attention shortcut out (diffusers' processor again, so its
 one 512-wide head runs through SDPA's fallback kernel): run once with and once without it to measure that
 trick's gain on the stage (docs/PERF.md, "Speed tricks: keep or drop").
@@ -139,8 +142,34 @@ def components(
     }
 
 
+def count_host_syncs(fn, device: str) -> int | None:
+    """How many times `fn()` makes the host wait for the GPU (`.item()`, blocking copies, gsplat's intersection
+    count), as PyTorch's sync debug mode reports them; None off CUDA."""
+    import warnings
+
+    if not device.startswith("cuda"):
+        return None
+    sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sync(device)
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+
 def bench_one(
-    den, static, args, target_size: int, vae_chunk: int, variant: str = "eager", vae_keep: int | None = 0
+    den,
+    static,
+    args,
+    target_size: int,
+    vae_chunk: int,
+    variant: str = "eager",
+    vae_keep: int | None = 0,
+    cuda_graph: bool = True,
 ) -> dict:
     device = args.device
     opts = SdsOptions(
@@ -150,6 +179,7 @@ def bench_one(
         vae_chunk=vae_chunk,
         vae_keep=vae_keep,
         render_size=args.render_size,
+        cuda_graph=cuda_graph,
     )
     field = MotionField(
         dataclasses.replace(MotionFieldConfig(), use_delta_scale=True), generator=torch.Generator().manual_seed(0)
@@ -186,7 +216,10 @@ def bench_one(
             peak_memory_gib=None if peak_bytes(device) is None else round(peak_bytes(device) / 2**30, 2),
             final_loss=float(losses.total.detach()),
         )
+        row["host_syncs_per_step"] = count_host_syncs(refiner.step, device)
         row["vae_renders_kept"] = kept_render_count(refiner.moving_renders(), vae_chunk, refiner.vae_keep)
+        row["guided_graph"] = refiner.guided_graph
+        row["guided_graph_replays"] = getattr(den, "graph_replays", 0)
         row.update(components(den, static, field, opts, device, refiner.vae_keep))
     except torch.cuda.OutOfMemoryError as exc:
         row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
@@ -215,6 +248,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--encoder-layout", default="nhwc",
                     help="the VAE encoder's layout in the eager rows: nhwc (the stage's default: NHWC with the fused "
                          "GroupNorm kernels) or nchw; a comma list times each in turn")  # fmt: skip
+    ap.add_argument("--cuda-graph", default="on",
+                    help="the guided UNet call replayed from a CUDA graph where memory allows (on, the stage's "
+                         "default) or eager (off); a comma list times each in turn, e.g. off,on,off,on")  # fmt: skip
     ap.add_argument("--sweep", action="store_true", help="also target 256 and vae_chunk 0 / 8 / 60")
     ap.add_argument("--compile", action="store_true", help="then compile UNet + VAE encoder blocks and repeat")
     ap.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
@@ -249,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {}
     rows: list[dict] = []
     table = ["| device | variant | target | vae_chunk | VAE renders kept | s/step | 200-step s | UNet eval s | VAE enc+bwd s | "
-             "first-run compile s | peak GiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "first-run compile s | peak GiB | host syncs / step |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
 
     def record(row: dict) -> None:
@@ -259,7 +295,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row.get('vae_renders_kept')} ({row['vae_keep']}) | "
             f"{_r(row.get('seconds_per_step'))} | {_r(row.get('sds_seconds_200_steps'), 1)} | "
             f"{_r(row.get('unet_cfg_eval_seconds'))} | {_r(row.get('vae_encode_backward_60_seconds'))} | "
-            f"{row.get('compile_first_run_seconds')} | {row.get('peak_memory_gib')} |" + (f" {row['error']}" if "error" in row else "")
+            f"{row.get('compile_first_run_seconds')} | {row.get('peak_memory_gib')} | {row.get('host_syncs_per_step')} |"
+            + (f" {row['error']}" if "error" in row else "")
         )
         print(table[-1], flush=True)
         if args.out is not None:
@@ -285,8 +322,10 @@ def main(argv: list[str] | None = None) -> dict:
         accel = den.accelerate(args.device, nhwc_encoder=layout.strip() == "nhwc")
         eager = accel.handle
         result[f"acceleration_eager_{layout.strip()}"] = accel.as_metrics()
-        for t, c, k in configs:
-            record(bench_one(den, static, args, t, c, variant=f"eager {layout.strip()}", vae_keep=k))
+        for graph in (g.strip() == "on" for g in args.cuda_graph.split(",")):
+            for t, c, k in configs:
+                variant = f"eager {layout.strip()}" + (" graph" if graph else "")
+                record(bench_one(den, static, args, t, c, variant=variant, vae_keep=k, cuda_graph=graph))
     if args.compile:
         if eager is not None:
             eager.remove()  # compiled blocks fuse their GroupNorms themselves

@@ -105,6 +105,14 @@ def sds(
     motion_modules: MotionModulesOption = None,
     tiny_model: TinyModelOption = SdsOptions.tiny_model,
     compile_blocks: CompileOption = SdsOptions.compile,
+    cuda_graph: Annotated[
+        bool,
+        typer.Option(
+            "--cuda-graph/--no-cuda-graph",
+            help="On CUDA, replay MV-VDM's guided call as one recorded CUDA graph where memory allows: same result, "
+            "no launch gaps (docs/PERF.md).",
+        ),
+    ] = SdsOptions.cuda_graph,
     force: ForceOption = False,
 ) -> None:
     """Refine [bold]motion/coarse.safetensors[/bold] into [bold]motion/refined.safetensors[/bold] (+ refined_preview.mp4)."""
@@ -138,6 +146,7 @@ def sds(
         tiny_model=tiny_model,
         **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
         compile=compile_blocks,
+        cuda_graph=cuda_graph,
     )
     run_dir = resolve_path(run_dir)
     run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

@@ -358,24 +358,28 @@ def render_all_frames(
     size: int,
     chunk: int = 4,
     frame_count: int = NUM_FRAMES,
+    on_device: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Frames 0 … frame_count − 1 (every frame by default) from every camera, without gradients.
 
     Returns:
-        rgb [V, F, H, W, 3] on grey and alpha [V, F, H, W], on the CPU.
+        rgb [V, F, H, W, 3] on grey and alpha [V, F, H, W], on the CPU (on the splats' device with `on_device`).
     """
     import torch
 
+    from a3d_cli.device import to_device_async
+
     device = static.means.device
-    viewmats, Ks = cameras.viewmats.to(device), cameras.Ks(size, size).to(device)
+    viewmats, Ks = to_device_async(cameras.viewmats, device), to_device_async(cameras.Ks(size, size), device)
     rgbs, alphas = [], []
     with torch.no_grad():
         for start in range(0, frame_count, chunk):
             frames = list(range(start, min(start + chunk, frame_count)))
             rgb, alpha, _ = render_frames(motion, static, frames, viewmats, Ks, size)
-            rgbs.append(rgb.cpu())
-            alphas.append(alpha.cpu())
-    return torch.cat(rgbs).transpose(0, 1), torch.cat(alphas).transpose(0, 1)
+            rgbs.append(rgb)
+            alphas.append(alpha)
+    rgb, alpha = torch.cat(rgbs).transpose(0, 1), torch.cat(alphas).transpose(0, 1)
+    return (rgb, alpha) if on_device else (rgb.cpu(), alpha.cpu())
 
 
 def psnr(a: Tensor, b: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -414,9 +418,12 @@ def score_fit(motion: MotionField, static: Gaussians, cameras: CameraSet, target
         targets: [V, F, S, S, 3] the frames the fit was given, on grey (CPU).
     """
     size, dims = targets.shape[2], (1, 2, 3, 4)
-    rgb, _ = render_all_frames(motion, static, cameras, size)  # [V, F, S, S, 3]
-    still, _ = render_all_frames(None, static, cameras, size, frame_count=1)  # [V, 1, S, S, 3], broadcast
-    return FitScores(rgb, psnr(rgb[:, 1:], targets[:, 1:], dims), psnr(still, targets[:, 1:], dims))
+    # scored on the device, where the renders are: the host only copies the renders and 2 × V numbers back
+    rgb, _ = render_all_frames(motion, static, cameras, size, on_device=True)  # [V, F, S, S, 3]
+    still, _ = render_all_frames(None, static, cameras, size, frame_count=1, on_device=True)  # [V, 1, S, S, 3]
+    truth = targets[:, 1:].to(rgb.device)
+    moved, unmoved = psnr(rgb[:, 1:], truth, dims), psnr(still, truth, dims)  # still broadcasts over frames
+    return FitScores(rgb.cpu(), moved.cpu(), unmoved.cpu())
 
 
 __all__ = [

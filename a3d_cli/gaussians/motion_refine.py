@@ -98,6 +98,9 @@ class RefineSettings:
     other chunks are recomputed there (activation checkpointing). None = as many as the GPU's spare memory holds,
     decided after the first step (none on the CPU); 0 = recompute all (the least memory). Result-neutral: a
     finished stage does not run again when only this changes."""
+    cuda_graph: bool = field(default=True, metadata=RESULT_NEUTRAL)
+    """On CUDA, replay the denoiser's guided call from a CUDA graph once the first step has shown that the
+    recording fits beside the step's memory (`SdsRefiner`): same kernels and numbers, no launch gaps. Result-neutral."""
 
     def __post_init__(self) -> None:
         if not self.prompt.strip():
@@ -140,12 +143,13 @@ def render_motion(static: Gaussians, motion: MotionOutput, cams: CameraSet, size
     Returns:
         (rgb [V, F, 3, H, W], alpha [V, F, 1, H, W]), differentiable w.r.t. the motion.
     """
+    from a3d_cli.device import to_device_async
     from a3d_cli.render.splats import render_splats
 
     dev = static.means.device
-    rgb, alpha = render_splats(
-        static, motion.means, motion.quats, motion.scales, cams.viewmats.to(dev), cams.Ks(size, size).to(dev), size
-    )  # [F, V, H, W, 3], [F, V, H, W]
+    viewmats, ks = to_device_async(cams.viewmats, dev), to_device_async(cams.Ks(size, size), dev)  # no host wait
+    rgb, alpha = render_splats(static, motion.means, motion.quats, motion.scales, viewmats, ks, size)
+    # rgb [F, V, H, W, 3], alpha [F, V, H, W]
     return rgb.permute(1, 0, 4, 2, 3), alpha.transpose(0, 1)[:, :, None]
 
 
@@ -214,8 +218,11 @@ def kept_render_count(renders: int, chunk: int, keep: int) -> int:
     return sum(b - a for a, b, kept in encoder_chunks(renders, chunk, keep) if kept)
 
 
-def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, chunk: int, device: str) -> int:
-    """How many renders' VAE-encoder activations fit in this process's spare GPU memory (0 off CUDA).
+def affordable_kept_renders(
+    denoiser: SdsDenoiser, size: int, renders: int, chunk: int, device: str, set_aside: int = 0
+) -> int:
+    """How many renders' VAE-encoder activations fit in this process's spare GPU memory, less `set_aside` bytes
+    promised elsewhere (0 off CUDA).
 
     Measured, not estimated: one chunk of blank renders is encoded with gradients and the allocator says what
     that holds (`a3d_cli.models.activation_memory`). A chunk's shape is one the step encodes anyway, so a
@@ -227,8 +234,9 @@ def affordable_kept_renders(denoiser: SdsDenoiser, size: int, renders: int, chun
     from a3d_cli.models.activation_memory import held_after_forward, spare_bytes
 
     spare = spare_bytes(device)
-    if spare is None:
+    if spare is None or spare <= set_aside:
         return 0
+    spare -= set_aside
     batch = max(1, min(chunk, renders))
     c, h, w = denoiser.latent_shape(size, size)
     images = torch.zeros(batch, 3, size, size, device=device, requires_grad=True)
@@ -276,6 +284,10 @@ def sds_loss_of_renders(
 
     v, f = rgb.shape[:2]
     c, h, w = post.shape[-3:]
+    cond = SdsCondition(settings.prompt, settings.negative_prompt, rgb[:, 0].detach(), cams)
+    prepare = getattr(denoiser, "prepare_condition", None)  # optional: host work on the condition, done first
+    if prepare is not None:
+        prepare(cond)
     with torch.no_grad():
         z0 = denoiser.encode(rgb[:, 0], post[:, 0])  # [V, C, h, w] static frame: no gradient
     moving = encode_checkpointed(
@@ -286,7 +298,6 @@ def sds_loss_of_renders(
         keep,
     )
     z = torch.cat([z0[:, None], moving.reshape(v, f - 1, c, h, w)], dim=1).float()  # [V, F, C, h, w]
-    cond = SdsCondition(settings.prompt, settings.negative_prompt, rgb[:, 0].detach(), cams)
     loss, _ = sds_loss(denoiser, z, cond, t, noise, settings.guidance_scale, settings.std_rescale)
     return loss
 
@@ -376,6 +387,12 @@ class SdsRefiner:
         """A step ran out of GPU memory keeping activations and was run again without."""
         self._plan_vae_keep = settings.vae_keep is None and denoiser is not None and settings.vae_chunk > 0
         self._vae_keep_changed = False
+        self.guided_graph = False
+        """The denoiser's guided call replays from a CUDA graph (decided after the first step)."""
+        use_graph = getattr(denoiser, "use_guided_graph", None)  # optional: MV-VDM's CUDA-graph replay
+        if use_graph is not None:
+            use_graph(False)  # eager until this refiner's first step has shown that a recording fits
+        self._plan_guided_graph = settings.cuda_graph and dev.type == "cuda" and use_graph is not None
 
     def sds_term(self, motion: MotionOutput) -> tuple[Tensor, int]:
         """The unweighted 4D-SDS loss of this step's random views (gradients into `motion`)."""
@@ -416,21 +433,43 @@ class SdsRefiner:
             self.vae_keep, self.vae_keep_fell_back, self._plan_vae_keep = 0, True, False
             self._vae_keep_changed = True
         losses = self._step()
+        set_aside = self._record_guided_graph() if self._plan_guided_graph else 0
         if self._plan_vae_keep:
             self._plan_vae_keep, self._vae_keep_changed = False, True
             assert self.denoiser is not None
             s = self.settings
             self.vae_keep = affordable_kept_renders(
-                self.denoiser, s.render_size, self.moving_renders(), s.vae_chunk, str(self.device)
+                self.denoiser, s.render_size, self.moving_renders(), s.vae_chunk, str(self.device), set_aside
             )
         return losses
 
-    def take_vae_keep_note(self) -> str | None:
-        """`vae_keep_message()` once after the steps decided or dropped keeping activations, else None."""
+    def _record_guided_graph(self) -> int:
+        """After the first step: have the denoiser record its guided call as a CUDA graph when the recording
+        (what the first call took, `guided_call_bytes`) fits in the spare GPU memory, first claim on it before
+        the VAE activations. Returns the bytes set aside for it (0 when not recorded).
+
+        Why the check: the recording keeps its memory for the whole stage, where the eager call gives it back
+        before the backward pass; on a card that is only just big enough the stage would otherwise not fit.
+        """
+        from a3d_cli.models.activation_memory import spare_bytes
+
+        self._plan_guided_graph = False
+        cost = getattr(self.denoiser, "guided_call_bytes", None)
+        spare = spare_bytes(str(self.device))
+        if cost is None or spare is None or spare < cost:
+            return 0
+        self.denoiser.use_guided_graph()  # type: ignore[union-attr]  # checked in __init__
+        self.guided_graph = True
+        return cost
+
+    def take_memory_note(self) -> str | None:
+        """`vae_keep_message()` once after the steps decided or dropped keeping activations (with a word on the
+        guided call's CUDA graph when it was just recorded), else None."""
         if not self._vae_keep_changed:
             return None
         self._vae_keep_changed = False
-        return self.vae_keep_message()
+        graph = "; MV-VDM's guided call replays from a CUDA graph" if self.guided_graph else ""
+        return self.vae_keep_message() + graph
 
     def vae_keep_message(self) -> str:
         """One line on the VAE activations the steps keep now (for the progress log when that changes)."""
@@ -449,14 +488,16 @@ class SdsRefiner:
         s = self.settings
         motion = self.field(self.static, self.frames)  # [F, N, ...]
         zero = motion.means.new_zeros(())
-        sds, t = self.sds_term(motion) if s.lambda_sds > 0 else (zero, -1)
         rgb_l, mask_l = zero, zero
+        # the reconstruction branch first: its render reads a count back from the GPU (the rasterizer sizes its
+        # tile lists), and here that wait is short; after the SDS branch it would drain the denoiser's work
         if s.lambda_rgb > 0 or s.lambda_mask > 0:
             moving = dataclasses.replace(
                 motion, means=motion.means[1:], quats=motion.quats[1:], scales=motion.scales[1:]
             )
             rgb, alpha = render_motion(self.static, moving, self.fixed_cams, s.target_size)  # [V, F-1, ...]
             rgb_l, mask_l = F.mse_loss(rgb, self.target_rgb), F.mse_loss(alpha, self.target_mask)
+        sds, t = self.sds_term(motion) if s.lambda_sds > 0 else (zero, -1)
         arap = self.arap(motion.means[1:], generator=self.dev_gen) if s.lambda_arap > 0 else zero
         losses = StepLosses(
             total=zero,
@@ -512,7 +553,7 @@ def refine_motion(
     pending: list[StepLosses] = []
     for i in range(steps):
         pending.append(refiner.step())
-        note = refiner.take_vae_keep_note()
+        note = refiner.take_memory_note()
         if progress is not None and note:
             progress.log(note)
         if (i + 1) % log_every == 0 or i + 1 == steps:

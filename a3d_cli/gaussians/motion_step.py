@@ -56,6 +56,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from a3d_cli.device import to_device_async
+
 if TYPE_CHECKING:
     from a3d_cli.gaussians.arap import ArapRegularizer
     from a3d_cli.gaussians.container import Gaussians
@@ -523,7 +525,7 @@ class FitStep:
         """[F] long on the device, copied from pinned host memory without waiting (kept when there are few)."""
         got = self._frames.get(frames)
         if got is None:
-            got = _host_tensor(frames, torch.long, self.device).to(self.device, non_blocking=True)
+            got = to_device_async(torch.tensor(frames, dtype=torch.long), self.device)
             if self._keep_frames:
                 self._frames[frames] = got
         return got
@@ -647,16 +649,6 @@ def _gsplat_ready() -> bool:
     from a3d_cli.kernels.rasterize_gsplat import gsplat_available
 
     return gsplat_available()
-
-
-def _host_tensor(values: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A CPU tensor of `values`, in pinned memory when it is headed for a CUDA device.
-
-    Why pinned: a non-blocking copy from pageable memory may wait for the device; from pinned memory it
-    is queued and the host moves on (the caching host allocator keeps the buffer until the copy is done).
-    """
-    pin = device.type == "cuda" and torch.cuda.is_available()
-    return torch.tensor(list(values), dtype=dtype, pin_memory=pin)
 
 
 class OptimizerStep:

@@ -150,6 +150,7 @@ def run(
         ctx.metrics["timestep_range"] = [refiner.t_min, refiner.t_max]
         ctx.metrics["vae_renders_kept"] = kept_render_count(refiner.moving_renders(), opts.vae_chunk, refiner.vae_keep)
         ctx.metrics["vae_keep_fell_back"] = refiner.vae_keep_fell_back
+        ctx.metrics["cuda_graph_replays"] = getattr(den, "graph_replays", 0)
         ctx.metrics.update(accel.as_metrics())
         clock.mark("writing")
         ctx.metrics["seconds_per_phase"] = {name: round(t, 3) for name, t in clock.seconds.items()}

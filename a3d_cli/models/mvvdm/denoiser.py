@@ -14,6 +14,7 @@ from torch import Tensor
 
 from a3d_cli.models.sds import SdsCondition
 from a3d_cli.models.speed.attention import use_shortcut_attention
+from a3d_cli.models.speed.cuda_graph import GraphedFunction
 
 
 class MvvdmDenoiser:
@@ -36,8 +37,14 @@ class MvvdmDenoiser:
         # SDS differentiates through the VAE encoder: its mid-block attention (one 512-wide head, which no
         # flash kernel takes) runs as explicit products, whose backward is far cheaper than the fallback's
         use_shortcut_attention(comp.vae.encoder)
-        self.alphas_cumprod = comp.scheduler.alphas_cumprod.float()  # [T]
+        # on the networks' device, so that reading ᾱ_t in a step copies nothing from the host
+        self.alphas_cumprod = comp.scheduler.alphas_cumprod.float().to(comp.device)  # [T]
         self._text: dict[tuple[str, str], Tensor] = {}
+        self._prepared: tuple[SdsCondition, Tensor, Tensor] | None = None
+        self._graphed: GraphedFunction | None = None
+        self.guided_call_bytes: int | None = None
+        """On CUDA, an upper bound of the memory the first eager guided UNet call took above what was allocated
+        before it (what a recording of the call keeps in its own pool); None until that call ran."""
 
     def hot_networks(self) -> list:
         """The networks whose time matters, for `acceleration.accelerate`: the UNet and the VAE encoder, which
@@ -71,7 +78,20 @@ class MvvdmDenoiser:
             # counted, not taken from the handle: a batch worker's cached denoiser was switched by an earlier job
             fused = (FusedGroupNorm, FusedGroupNormSiLU)
             report.fused_group_norms = sum(isinstance(m, fused) for m in encoder.modules())
+        self._graphed = None  # a recording holds the kernels of the networks as they were; record again
         return report
+
+    def use_guided_graph(self, on: bool = True) -> None:
+        """With `on`, from the next call of `predict_noise` on, run the CFG-batched UNet call eagerly once more,
+        then record it as a CUDA graph and replay that (`a3d_cli.models.speed.cuda_graph`): the same kernels and
+        numbers without Python's ~2 500 launches per call. CUDA only; the recording keeps about
+        `guided_call_bytes`. Without `on`, drop any recording (its memory goes back) and run the call eagerly."""
+        self._graphed = GraphedFunction(self._guided_pair, eager_calls=1) if on else None
+
+    @property
+    def graph_replays(self) -> int:
+        """Guided calls served by the CUDA graph since `use_guided_graph` (0 without it)."""
+        return 0 if self._graphed is None else self._graphed.replays
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         f = self.comp.vae_scale_factor
@@ -98,19 +118,51 @@ class MvvdmDenoiser:
         return self._text[key]
 
     @torch.no_grad()
-    def predict_noise(self, noisy: Tensor, t: int, cond: SdsCondition) -> tuple[Tensor, Tensor]:
+    def prepare_condition(self, cond: SdsCondition) -> None:
+        """Encode `cond`'s frame-0 images and cameras now, for the next `predict_noise` with this `cond`.
+
+        Why: CLIP's preprocessing runs on the host (PIL, as the reference) and reads the images back, which
+        waits for the GPU. Called before the step queues its VAE encoder, that wait is for the renders alone;
+        inside `predict_noise` it would drain the encoder's work and leave the GPU idle during the preprocessing.
+        """
+        self._prepared = (cond, *self._condition_tensors(cond))
+
+    def _condition_tensors(self, cond: SdsCondition) -> tuple[Tensor, Tensor]:
+        """(image embeddings [2, V, E]: zeros for the unconditional branch, then the frames'; cameras [V, 16])."""
+        from a3d_cli.device import to_device_async
         from a3d_cli.models.mvvdm.cameras import mvdream_camera_embedding_input
         from a3d_cli.models.mvvdm.pipeline import encode_images_clip
 
+        if self._prepared is not None and self._prepared[0] is cond:
+            return self._prepared[1], self._prepared[2]
         comp = self.comp
-        text = self._text_pair(cond.prompt, cond.negative_prompt)  # [2, L, D]
         frames = torch.floor(cond.first_frames.detach().float().clamp(0, 1) * 255) / 255  # [V, 3, H, W] 8-bit
         img = encode_images_clip(comp, frames)  # [V, E]
-        img_pair = torch.stack([torch.zeros_like(img), img])  # [2, V, E]
-        cams = mvdream_camera_embedding_input(cond.cameras.c2w).to(device=comp.device, dtype=comp.dtype)  # [V, 16]
-        x = torch.stack([noisy, noisy]).to(device=comp.device, dtype=comp.dtype)  # [2, V, F, C, h, w]
-        tt = torch.tensor([t, t], device=comp.device)
-        eps = comp.unet(x, tt, text, img_pair, cams).sample.float()  # [2, V, F, C, h, w]
+        cams = to_device_async(mvdream_camera_embedding_input(cond.cameras.c2w), comp.device)  # [V, 16]
+        return torch.stack([torch.zeros_like(img), img]), cams.to(comp.dtype)
+
+    def _guided_pair(self, noisy: Tensor, t: Tensor, text: Tensor, img_pair: Tensor, cams: Tensor) -> Tensor:
+        """ε of (unconditional, conditional) as one UNet call: [2, V, F, C, h, w] fp32. Tensors only, fixed shapes
+        and no host reads, so that it can be recorded as a CUDA graph."""
+        x = torch.stack([noisy, noisy]).to(dtype=self.comp.dtype)  # [2, V, F, C, h, w]
+        return self.comp.unet(x, t, text, img_pair, cams).sample.float()
+
+    @torch.no_grad()
+    def predict_noise(self, noisy: Tensor, t: int, cond: SdsCondition) -> tuple[Tensor, Tensor]:
+        comp = self.comp
+        text = self._text_pair(cond.prompt, cond.negative_prompt)  # [2, L, D]
+        img_pair, cams = self._condition_tensors(cond)
+        self._prepared = None
+        x = noisy.to(device=comp.device)  # [V, F, C, h, w]
+        tt = torch.full((2,), t, dtype=torch.long, device=comp.device)  # filled on the device: no host copy
+        if self._graphed is not None:
+            eps = self._graphed(x, tt, text, img_pair, cams)  # the recording's buffer: read before the next call
+        elif self.guided_call_bytes is None and x.device.type == "cuda":
+            before = torch.cuda.memory_allocated(x.device)
+            eps = self._guided_pair(x, tt, text, img_pair, cams)
+            self.guided_call_bytes = max(torch.cuda.max_memory_allocated(x.device) - before, 0)
+        else:
+            eps = self._guided_pair(x, tt, text, img_pair, cams)
         return eps[1], eps[0]
 
 

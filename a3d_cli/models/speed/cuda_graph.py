@@ -29,6 +29,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -96,8 +97,12 @@ class GraphedFunction:
             graph.capture_begin(capture_error_mode="thread_local")
             try:
                 output = self.fn(*self._inputs)
-            finally:
-                graph.capture_end()
+            except BaseException:  # e.g. out of memory: end the capture, keep the caller's error, record next call
+                with contextlib.suppress(RuntimeError):
+                    graph.capture_end()
+                self._inputs = ()
+                raise
+            graph.capture_end()
         torch.cuda.current_stream(device).wait_stream(side)
         if not isinstance(output, Tensor):
             raise TypeError(f"a graphed function must return one tensor, got {type(output).__name__}")

@@ -203,6 +203,8 @@ def test_refiner_on_cuda_with_the_tiny_mvvdm_in_bf16(run_dir, monkeypatch):
     # auto kept every moving render's VAE activations (the tiny model fits any GPU), and the first step, which
     # recomputed them, measured what keeping costs
     assert res.metrics["vae_renders_kept"] == 4 * 3 and res.metrics["vae_keep_fell_back"] is False
+    # the first step measured the guided call, the second ran it eagerly once more, the third recorded it
+    assert res.metrics["cuda_graph_replays"] == 1
 
 
 @pytest.mark.gpu
@@ -252,5 +254,108 @@ def test_the_kept_renders_follow_the_spare_memory_and_the_chunks_encode(denoiser
     def out_of_memory(fn, images, noise):  # noqa: ANN001, ANN202
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
+    monkeypatch.setattr(memory, "held_after_forward", held)
+    assert affordable_kept_renders(denoiser, SIZE, 60, 16, "cpu", set_aside=10_500) == 15  # 15 000 bytes left
+    assert affordable_kept_renders(denoiser, SIZE, 60, 16, "cpu", set_aside=25_500) == 0  # nothing left
+
     monkeypatch.setattr(memory, "held_after_forward", out_of_memory)
     assert affordable_kept_renders(denoiser, SIZE, 60, 16, "cpu") == 0
+
+
+class LoggingDenoiser:
+    """The tiny MV-VDM, logging the order of the calls one SDS loss makes and how often CLIP runs."""
+
+    def __init__(self, denoiser: MvvdmDenoiser) -> None:
+        self.denoiser, self.log = denoiser, []
+        self.alphas_cumprod = denoiser.alphas_cumprod
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        return self.denoiser.latent_shape(height, width)
+
+    def prepare_condition(self, cond: SdsCondition) -> None:
+        self.log.append("prepare_condition")
+        self.denoiser.prepare_condition(cond)
+
+    def encode(self, images: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        self.log.append("encode")
+        return self.denoiser.encode(images, noise)
+
+    def predict_noise(self, noisy: torch.Tensor, t: int, cond: SdsCondition) -> tuple[torch.Tensor, torch.Tensor]:
+        self.log.append("predict_noise")
+        return self.denoiser.predict_noise(noisy, t, cond)
+
+
+def test_the_condition_is_encoded_before_the_vae_and_once(denoiser, monkeypatch):
+    """CLIP's host-side preprocessing reads the frame-0 renders back: `sds_loss_of_renders` has it done before
+    any VAE encoding is queued, and `predict_noise` then reuses that encoding; the result is the same as
+    encoding the condition inside `predict_noise`."""
+    import a3d_cli.models.mvvdm.pipeline as pipeline
+    from a3d_cli.gaussians.motion_refine import RefineSettings, sds_loss_of_renders
+
+    clip_calls = []
+    real_clip = pipeline.encode_images_clip
+    monkeypatch.setattr(pipeline, "encode_images_clip", lambda comp, images: clip_calls.append(1) or real_clip(comp, images))
+    g = torch.Generator().manual_seed(8)
+    rgb = torch.rand(4, 3, 3, SIZE, SIZE, generator=g)  # [V, F, 3, H, W]
+    post, noise = torch.randn(4, 3, 4, 8, 8, generator=g), torch.randn(4, 2, 4, 8, 8, generator=g)
+    settings = RefineSettings(prompt="jumps", vae_chunk=4)
+    logged = LoggingDenoiser(denoiser)
+    loss = sds_loss_of_renders(logged, rgb, mvvdm_cameras(), settings, post, 90, noise)
+    assert logged.log[0] == "prepare_condition" and logged.log[-1] == "predict_noise" and "encode" in logged.log
+    assert len(clip_calls) == 1
+    plain = sds_loss_of_renders(denoiser, rgb, mvvdm_cameras(), settings, post, 90, noise)  # no wrapper: no prepare
+    torch.testing.assert_close(loss, plain, rtol=0, atol=0)
+
+
+def test_the_guided_graph_is_recorded_only_where_its_memory_fits(denoiser, monkeypatch):
+    """After the first step the refiner records the guided call when what that call took fits in the spare GPU
+    memory, and sets that much aside; otherwise the call stays eager and nothing is set aside. (The device's
+    spare memory is stood in for, so that the decision runs on the CPU.)"""
+    from types import SimpleNamespace
+
+    import a3d_cli.models.activation_memory as memory
+    from a3d_cli.gaussians.motion_refine import SdsRefiner
+
+    class Recorder:
+        guided_call_bytes = 4_000
+        recorded = 0
+
+        def use_guided_graph(self, on: bool = True) -> None:
+            self.recorded += on
+
+    for spare, recorded in ((10_000, True), (3_999, False)):
+        monkeypatch.setattr(memory, "spare_bytes", lambda device, spare=spare: spare)
+        refiner = SimpleNamespace(denoiser=Recorder(), device=torch.device("cuda"), _plan_guided_graph=True,
+                                  guided_graph=False)  # fmt: skip
+        set_aside = SdsRefiner._record_guided_graph(refiner)
+        assert (set_aside, refiner.guided_graph, refiner.denoiser.recorded) == ((4_000, True, 1) if recorded else (0, False, 0))
+        assert refiner._plan_guided_graph is False  # decided once
+    unmeasured = SimpleNamespace(denoiser=SimpleNamespace(guided_call_bytes=None), device=torch.device("cuda"),
+                                 _plan_guided_graph=True, guided_graph=False)  # fmt: skip
+    assert SdsRefiner._record_guided_graph(unmeasured) == 0 and not unmeasured.guided_graph
+
+
+@pytest.mark.gpu
+def test_the_guided_graph_changes_no_step_on_cuda(run_dir):
+    """The tiny MV-VDM in fp32 on the device: refining with the guided call replayed from its CUDA graph gives
+    the same losses and the same field as running it eagerly, and the graph serves every step from the third."""
+    from helpers import sds_static as make_static
+
+    from a3d_cli.gaussians.motion_refine import SdsRefiner, refined_field
+    from a3d_cli.models.mvvdm.denoiser import load_mvvdm_denoiser
+
+    static = make_static(n=300).to("cuda")
+    coarse = MotionField(MotionFieldConfig.tiny(num_frames=4), generator=torch.Generator().manual_seed(0))
+    results = []
+    for graph in (False, True):
+        den = load_mvvdm_denoiser(None, "cuda", torch.float32)
+        den.accelerate("cuda")
+        settings = sds_stage.SdsOptions(prompt="jumps", render_size=256, target_size=256, vae_chunk=4, cuda_graph=graph)
+        refiner = SdsRefiner(static, refined_field(coarse, True, 0).to("cuda"), den, settings, seed=0)
+        losses = [refiner.step().total.item() for _ in range(5)]
+        results.append((losses, refiner.field.state_dict(), den.graph_replays, refiner.guided_graph))
+    (eager, eager_state, eager_replays, _), (graphed, graphed_state, replays, recorded) = results
+    assert eager_replays == 0 and recorded and replays == 3
+    torch.testing.assert_close(graphed, eager, rtol=1e-5, atol=1e-7)
+    for key, value in eager_state.items():
+        torch.testing.assert_close(graphed_state[key], value, rtol=1e-4, atol=1e-6)
