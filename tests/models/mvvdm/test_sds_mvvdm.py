@@ -357,5 +357,7 @@ def test_the_guided_graph_changes_no_step_on_cuda(run_dir):
     (eager, eager_state, eager_replays, _), (graphed, graphed_state, replays, recorded) = results
     assert eager_replays == 0 and recorded and replays == 3
     torch.testing.assert_close(graphed, eager, rtol=1e-5, atol=1e-7)
+    # gsplat's backward sums with atomics, so two runs differ in the last bits, and Adam (eps 1e-15) turns the
+    # sign of a near-zero gradient into a step of up to the learning rate (0.01): parameters within 1 % of it
     for key, value in eager_state.items():
-        torch.testing.assert_close(graphed_state[key], value, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(graphed_state[key], value, rtol=1e-3, atol=1e-4)
