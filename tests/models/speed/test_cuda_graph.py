@@ -43,3 +43,26 @@ def test_replays_follow_new_inputs_and_reuse_the_output_buffer():
     assert graphed(xs[0], ts[0]).data_ptr() == graphed(xs[1], ts[1]).data_ptr()
     with pytest.raises(ValueError, match="recorded with"):
         graphed(torch.randn(5, 8, device="cuda"), ts[0])
+
+
+@pytest.mark.gpu
+def test_a_failed_recording_keeps_the_callers_error_and_records_on_the_next_call():
+    """A recording that fails (e.g. out of memory, here simulated inside the capture) ends its capture, raises the
+    function's own error, and leaves the object able to record on the next call."""
+    calls = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:  # the first recording
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.sin(x) * 2
+
+    graphed = GraphedFunction(fn, eager_calls=1)
+    x = torch.linspace(0, 1, 16, device="cuda")
+    torch.testing.assert_close(graphed(x), torch.sin(x) * 2)  # eager
+    with pytest.raises(torch.OutOfMemoryError, match="simulated"):
+        graphed(x)
+    assert graphed.replays == 0
+    torch.testing.assert_close(graphed(x + 1).clone(), torch.sin(x + 1) * 2)  # recorded this time
+    torch.testing.assert_close(graphed(x + 2).clone(), torch.sin(x + 2) * 2)
+    assert graphed.replays == 2
