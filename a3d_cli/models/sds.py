@@ -62,6 +62,10 @@ class SdsCondition:
 class SdsDenoiser(Protocol):
     """What 4D-SDS needs from a multi-view video diffusion model (MV-VDM and test stand-ins fit it).
 
+    Optional, used where present (`a3d_cli.gaussians.motion_refine`): `prepare_condition(cond)`, host-side work
+    on a condition done before the step queues its encoder; `use_guided_graph(on)` and `guided_call_bytes`, a
+    CUDA-graph replay of the guided call and the memory its recording takes.
+
     Attributes:
         alphas_cumprod: [T] ᾱ_t of the model's training noise schedule (fp32).
     """
