@@ -445,8 +445,8 @@ class SdsRefiner:
 
     def _record_guided_graph(self) -> int:
         """After the first step: have the denoiser record its guided call as a CUDA graph when the recording
-        (what the first call took, `guided_call_bytes`) fits in the spare GPU memory, first claim on it before
-        the VAE activations. Returns the bytes set aside for it (0 when not recorded).
+        (what the first call took, `guided_call_bytes`) fits in the spare GPU memory; it has the first claim on
+        that memory, before the VAE activations. Returns the bytes set aside for it (0 when not recorded).
 
         Why the check: the recording keeps its memory for the whole stage, where the eager call gives it back
         before the backward pass; on a card that is only just big enough the stage would otherwise not fit.
