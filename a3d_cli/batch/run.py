@@ -147,9 +147,12 @@ def visible_gpus(spec: str) -> list[str]:
 
 def gpu_shared(jobs: Sequence[Job]) -> list[Job]:
     """The jobs as run by workers that share a GPU: their sds stage keeps no VAE activations beyond what it must
-    (`vae_keep=0`), since spare memory it sees may be what another worker's next stage needs. Result-neutral:
-    finished stages stay up to date."""
-    return [dataclasses.replace(j, options=dataclasses.replace(j.options, sds_vae_keep=0)) for j in jobs]
+    (`vae_keep=0`) and records no CUDA graph of its guided call (`cuda_graph=False`), since spare memory it sees
+    may be what another worker's next stage needs. Result-neutral: finished stages stay up to date."""
+    return [
+        dataclasses.replace(j, options=dataclasses.replace(j.options, sds_vae_keep=0, sds_cuda_graph=False))
+        for j in jobs
+    ]
 
 
 def worker_specs(opts: BatchOptions, device: str, logs: Path) -> list[WorkerSpec]:

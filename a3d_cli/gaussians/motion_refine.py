@@ -280,14 +280,13 @@ def sds_loss_of_renders(
     """
     import torch
 
-    from a3d_cli.models.sds import SdsCondition, sds_loss
+    from a3d_cli.models.sds import PreparesCondition, SdsCondition, sds_loss
 
     v, f = rgb.shape[:2]
     c, h, w = post.shape[-3:]
     cond = SdsCondition(settings.prompt, settings.negative_prompt, rgb[:, 0].detach(), cams)
-    prepare = getattr(denoiser, "prepare_condition", None)  # optional: host work on the condition, done first
-    if prepare is not None:
-        prepare(cond)
+    if isinstance(denoiser, PreparesCondition):  # its host-side work first, before the encoder is queued
+        denoiser.prepare_condition(cond)
     with torch.no_grad():
         z0 = denoiser.encode(rgb[:, 0], post[:, 0])  # [V, C, h, w] static frame: no gradient
     moving = encode_checkpointed(
@@ -388,11 +387,14 @@ class SdsRefiner:
         self._plan_vae_keep = settings.vae_keep is None and denoiser is not None and settings.vae_chunk > 0
         self._vae_keep_changed = False
         self.guided_graph = False
-        """The denoiser's guided call replays from a CUDA graph (decided after the first step)."""
-        use_graph = getattr(denoiser, "use_guided_graph", None)  # optional: MV-VDM's CUDA-graph replay
-        if use_graph is not None:
-            use_graph(False)  # eager until this refiner's first step has shown that a recording fits
-        self._plan_guided_graph = settings.cuda_graph and dev.type == "cuda" and use_graph is not None
+        """The denoiser was asked to record its guided call as a CUDA graph (decided after the first step)."""
+        from a3d_cli.models.sds import GraphsGuidance
+
+        graphs = isinstance(denoiser, GraphsGuidance)
+        if graphs:
+            denoiser.use_guided_graph(False)  # eager until this refiner's first step has shown that a recording fits
+        self._plan_guided_graph = settings.cuda_graph and graphs
+        self._graph_note: str | None = None
 
     def sds_term(self, motion: MotionOutput) -> tuple[Tensor, int]:
         """The unweighted 4D-SDS loss of this step's random views (gradients into `motion`)."""
@@ -452,24 +454,35 @@ class SdsRefiner:
         before the backward pass; on a card that is only just big enough the stage would otherwise not fit.
         """
         from a3d_cli.models.activation_memory import spare_bytes
+        from a3d_cli.models.sds import GraphsGuidance
 
         self._plan_guided_graph = False
-        cost = getattr(self.denoiser, "guided_call_bytes", None)
+        den = self.denoiser
+        assert isinstance(den, GraphsGuidance)  # planned only for such a denoiser (__init__)
         spare = spare_bytes(str(self.device))
-        if cost is None or spare is None or spare < cost:
+        if den.guided_call_bytes is None or spare is None:  # off CUDA: nothing to record
             return 0
-        self.denoiser.use_guided_graph()  # type: ignore[union-attr]  # checked in __init__
+        if spare < den.guided_call_bytes:
+            self._graph_note = (
+                "sds: too little spare GPU memory to record the guided call as a CUDA graph; it runs eagerly"
+            )
+            return 0
+        den.use_guided_graph()
         self.guided_graph = True
-        return cost
+        self._graph_note = "sds: recording the guided call as a CUDA graph, replayed from the third step on"
+        return den.guided_call_bytes
 
-    def take_memory_note(self) -> str | None:
-        """`vae_keep_message()` once after the steps decided or dropped keeping activations (with a word on the
-        guided call's CUDA graph when it was just recorded), else None."""
-        if not self._vae_keep_changed:
-            return None
-        self._vae_keep_changed = False
-        graph = "; MV-VDM's guided call replays from a CUDA graph" if self.guided_graph else ""
-        return self.vae_keep_message() + graph
+    def take_memory_notes(self) -> list[str]:
+        """The lines to log once the steps have decided or dropped keeping VAE activations (`vae_keep_message`)
+        and recording the guided call; each is returned once."""
+        notes = []
+        if self._vae_keep_changed:
+            self._vae_keep_changed = False
+            notes.append(self.vae_keep_message())
+        if self._graph_note is not None:
+            notes.append(self._graph_note)
+            self._graph_note = None
+        return notes
 
     def vae_keep_message(self) -> str:
         """One line on the VAE activations the steps keep now (for the progress log when that changes)."""
@@ -490,7 +503,8 @@ class SdsRefiner:
         zero = motion.means.new_zeros(())
         rgb_l, mask_l = zero, zero
         # the reconstruction branch first: its render reads a count back from the GPU (the rasterizer sizes its
-        # tile lists), and here that wait is short; after the SDS branch it would drain the denoiser's work
+        # tile lists), and here that wait is short; after the SDS branch it would drain the denoiser's work.
+        # (The order in which autograd then sums the branches' gradients changes their last bits, not more.)
         if s.lambda_rgb > 0 or s.lambda_mask > 0:
             moving = dataclasses.replace(
                 motion, means=motion.means[1:], quats=motion.quats[1:], scales=motion.scales[1:]
@@ -553,8 +567,7 @@ def refine_motion(
     pending: list[StepLosses] = []
     for i in range(steps):
         pending.append(refiner.step())
-        note = refiner.take_memory_note()
-        if progress is not None and note:
+        for note in refiner.take_memory_notes() if progress is not None else ():
             progress.log(note)
         if (i + 1) % log_every == 0 or i + 1 == steps:
             with torch.no_grad():  # one host sync per logging interval

@@ -62,9 +62,7 @@ class SdsCondition:
 class SdsDenoiser(Protocol):
     """What 4D-SDS needs from a multi-view video diffusion model (MV-VDM and test stand-ins fit it).
 
-    Optional, used where present (`a3d_cli.gaussians.motion_refine`): `prepare_condition(cond)`, host-side work
-    on a condition done before the step queues its encoder; `use_guided_graph(on)` and `guided_call_bytes`, a
-    CUDA-graph replay of the guided call and the memory its recording takes.
+    A denoiser may also be a `PreparesCondition` and a `GraphsGuidance`; the refiner uses those where it finds them.
 
     Attributes:
         alphas_cumprod: [T] ᾱ_t of the model's training noise schedule (fp32).
@@ -90,6 +88,36 @@ class SdsDenoiser(Protocol):
         Frame 0 of `noisy` is the clean condition latent. Runs without gradients, in whatever precision
         the model uses; ε_u is the unconditional branch (negative prompt, zero image embeddings).
         """
+        ...
+
+
+@runtime_checkable
+class PreparesCondition(Protocol):
+    """A denoiser whose condition needs host-side work (MV-VDM: CLIP's preprocessing reads the frame-0 renders
+    back), which the refiner has done before it queues the VAE encoder, so that the wait is for the renders alone."""
+
+    def prepare_condition(self, cond: SdsCondition) -> None:
+        """Encode `cond` now, for the next `predict_noise` with this same `cond`."""
+        ...
+
+
+@runtime_checkable
+class GraphsGuidance(Protocol):
+    """A denoiser that can replay its guided call from a CUDA graph.
+
+    Attributes:
+        guided_call_bytes: on CUDA, an upper bound of the memory one eager guided call takes above what was
+            allocated before it (what a recording keeps for as long as it lives); None until measured.
+        graph_replays: guided calls the recording has served.
+        graph_ran_out_of_memory: recording ran out of GPU memory, and the call has run eagerly since.
+    """
+
+    guided_call_bytes: int | None
+    graph_replays: int
+    graph_ran_out_of_memory: bool
+
+    def use_guided_graph(self, on: bool = True) -> None:
+        """Record the guided call and replay it from now on (`on`), or drop the recording and run eagerly."""
         ...
 
 
@@ -256,6 +284,8 @@ def sds_loss(
 
 
 __all__ = [
+    "GraphsGuidance",
+    "PreparesCondition",
     "SdsCondition",
     "SdsDenoiser",
     "SdsTarget",

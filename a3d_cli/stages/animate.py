@@ -120,6 +120,9 @@ class AnimateOptions:
     """Render size of the SDS stage's reconstruction branch (the reference: 1024)."""
     sds_vae_keep: int | None = SdsOptions.vae_keep
     """The sds stage's `vae_keep` (None: as spare GPU memory allows); `a3d batch` sets 0 where workers share a GPU."""
+    sds_cuda_graph: bool = SdsOptions.cuda_graph
+    """The sds stage's `cuda_graph` (its guided call recorded where spare GPU memory allows); `a3d batch` turns it
+    off where workers share a GPU."""
     preview_size: int = ExportOptions.size
     """Width and height of export/preview.mp4."""
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = MVVideoOptions.dtype
@@ -312,6 +315,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             steps=opts.sds_steps,
             target_size=opts.sds_target_size,
             vae_keep=opts.sds_vae_keep,
+            cuda_graph=opts.sds_cuda_graph,
             dtype=opts.dtype,
             compile=opts.compile,
             tiny_model=opts.tiny_model,

@@ -118,7 +118,8 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
 @pytest.mark.parametrize("device, workers, kept", [("cuda", 2, 0), ("cuda", 1, None), ("cpu", 2, None)])
 def test_workers_sharing_a_gpu_keep_no_spare_vae_activations(assets, tmp_path, monkeypatch, device, workers, kept):
     """Two workers on one GPU: a job's sds must not fill the memory the other worker's next stage needs, so the
-    batch turns sds's `vae_keep` from auto to 0 (result-neutral: finished stages stay up to date)."""
+    batch turns sds's `vae_keep` from auto to 0 and its guided call's CUDA graph off (result-neutral: finished
+    stages stay up to date)."""
     import a3d_cli.batch.scheduler as scheduler
     import a3d_cli.device as device_module
     from a3d_cli.batch.run import run_batch
@@ -130,6 +131,7 @@ def test_workers_sharing_a_gpu_keep_no_spare_vae_activations(assets, tmp_path, m
     run_batch(BatchOptions(manifest=manifest, runs=tmp_path / "runs", workers=workers), device=device, seed=0)
     (job,) = seen
     assert job.options.sds_vae_keep == kept
+    assert job.options.sds_cuda_graph is (kept is None)
 
 
 def test_options_for_every_job_are_checked_once(assets, tmp_path):

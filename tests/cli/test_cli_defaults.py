@@ -106,6 +106,7 @@ def test_animate_defaults_are_the_stage_defaults():
     assert AnimateOptions.sds_steps == _field_default(SdsOptions, "steps")
     assert AnimateOptions.sds_target_size == _field_default(SdsOptions, "target_size")
     assert AnimateOptions.sds_vae_keep == _field_default(SdsOptions, "vae_keep")
+    assert AnimateOptions.sds_cuda_graph == _field_default(SdsOptions, "cuda_graph")
     assert AnimateOptions.splats == _field_default(PrepareOptions, "splats")
     assert AnimateOptions.max_vertices == _field_default(PrepareOptions, "max_vertices")
     assert AnimateOptions.freeinit_iters == _field_default(MVVideoOptions, "freeinit_iters")

@@ -43,8 +43,11 @@ class MvvdmDenoiser:
         self._prepared: tuple[SdsCondition, Tensor, Tensor] | None = None
         self._graphed: GraphedFunction | None = None
         self.guided_call_bytes: int | None = None
-        """On CUDA, an upper bound of the memory the first eager guided UNet call took above what was allocated
-        before it (what a recording of the call keeps in its own pool); None until that call ran."""
+        """On CUDA, an upper bound of the memory the first eager guided UNet call since `use_guided_graph(False)`
+        took above what was allocated before it (what a recording of the call keeps in its own pool); None until
+        that call ran."""
+        self.graph_ran_out_of_memory = False
+        """Recording the guided call ran out of GPU memory; the call has run eagerly since."""
 
     def hot_networks(self) -> list:
         """The networks whose time matters, for `acceleration.accelerate`: the UNet and the VAE encoder, which
@@ -78,15 +81,18 @@ class MvvdmDenoiser:
             # counted, not taken from the handle: a batch worker's cached denoiser was switched by an earlier job
             fused = (FusedGroupNorm, FusedGroupNormSiLU)
             report.fused_group_norms = sum(isinstance(m, fused) for m in encoder.modules())
-        self._graphed = None  # a recording holds the kernels of the networks as they were; record again
+        self.use_guided_graph(False)  # a recording holds the kernels of the networks as they were
         return report
 
     def use_guided_graph(self, on: bool = True) -> None:
         """With `on`, from the next call of `predict_noise` on, run the CFG-batched UNet call eagerly once more,
         then record it as a CUDA graph and replay that (`a3d_cli.models.speed.cuda_graph`): the same kernels and
-        numbers without Python's ~2 500 launches per call. CUDA only; the recording keeps about
-        `guided_call_bytes`. Without `on`, drop any recording (its memory goes back) and run the call eagerly."""
+        numbers without Python's launch of each of them. CUDA only; the recording keeps about
+        `guided_call_bytes` for as long as it lives. Without `on`, drop any recording (its memory goes back), run
+        the call eagerly, and measure `guided_call_bytes` again at the next call (the shapes may have changed)."""
         self._graphed = GraphedFunction(self._guided_pair, eager_calls=1) if on else None
+        if not on:
+            self.guided_call_bytes, self.graph_ran_out_of_memory = None, False
 
     @property
     def graph_replays(self) -> int:
@@ -156,7 +162,12 @@ class MvvdmDenoiser:
         x = noisy.to(device=comp.device)  # [V, F, C, h, w]
         tt = torch.full((2,), t, dtype=torch.long, device=comp.device)  # filled on the device: no host copy
         if self._graphed is not None:
-            eps = self._graphed(x, tt, text, img_pair, cams)  # the recording's buffer: read before the next call
+            try:
+                eps = self._graphed(x, tt, text, img_pair, cams)  # the recording's buffer: read before the next call
+            except torch.OutOfMemoryError:  # no room for the recording after all: eager from here on
+                self._graphed, self.graph_ran_out_of_memory = None, True
+                torch.cuda.empty_cache()
+                eps = self._guided_pair(x, tt, text, img_pair, cams)
         elif self.guided_call_bytes is None and x.device.type == "cuda":
             before = torch.cuda.memory_allocated(x.device)
             eps = self._guided_pair(x, tt, text, img_pair, cams)

@@ -294,7 +294,9 @@ def test_the_condition_is_encoded_before_the_vae_and_once(denoiser, monkeypatch)
 
     clip_calls = []
     real_clip = pipeline.encode_images_clip
-    monkeypatch.setattr(pipeline, "encode_images_clip", lambda comp, images: clip_calls.append(1) or real_clip(comp, images))
+    monkeypatch.setattr(
+        pipeline, "encode_images_clip", lambda comp, images: clip_calls.append(1) or real_clip(comp, images)
+    )
     g = torch.Generator().manual_seed(8)
     rgb = torch.rand(4, 3, 3, SIZE, SIZE, generator=g)  # [V, F, 3, H, W]
     post, noise = torch.randn(4, 3, 4, 8, 8, generator=g), torch.randn(4, 2, 4, 8, 8, generator=g)
@@ -307,32 +309,46 @@ def test_the_condition_is_encoded_before_the_vae_and_once(denoiser, monkeypatch)
     torch.testing.assert_close(loss, plain, rtol=0, atol=0)
 
 
-def test_the_guided_graph_is_recorded_only_where_its_memory_fits(denoiser, monkeypatch):
-    """After the first step the refiner records the guided call when what that call took fits in the spare GPU
-    memory, and sets that much aside; otherwise the call stays eager and nothing is set aside. (The device's
-    spare memory is stood in for, so that the decision runs on the CPU.)"""
-    from types import SimpleNamespace
+class GraphingDenoiser(LoggingDenoiser):
+    """The tiny MV-VDM offering a CUDA-graph replay whose recording takes 4 000 bytes; it logs what it is asked."""
+
+    guided_call_bytes = 4_000
+    graph_replays = 0
+    graph_ran_out_of_memory = False
+
+    def __init__(self, denoiser: MvvdmDenoiser) -> None:
+        super().__init__(denoiser)
+        self.graph_calls: list[bool] = []
+
+    def use_guided_graph(self, on: bool = True) -> None:
+        self.graph_calls.append(on)
+
+
+@pytest.mark.parametrize("spare, recorded, kept", [(10_000, True, 6), (3_999, False, 3), (None, False, 0)])
+def test_the_guided_graph_is_planned_before_the_vae_activations(denoiser, monkeypatch, spare, recorded, kept):
+    """After the first step the refiner asks for the recording when what the guided call took fits in the spare
+    GPU memory, and plans the VAE activations with what is left (12 renders in chunks of 4, 1 000 bytes each);
+    otherwise the call stays eager and the activations get it all; with no spare figure (the CPU) neither is
+    planned. The log says what was decided, once. (The device's figures are stood in for.)"""
+    from helpers import sds_static
 
     import a3d_cli.models.activation_memory as memory
-    from a3d_cli.gaussians.motion_refine import SdsRefiner
+    from a3d_cli.gaussians.motion_refine import RefineSettings, SdsRefiner, refined_field
 
-    class Recorder:
-        guided_call_bytes = 4_000
-        recorded = 0
-
-        def use_guided_graph(self, on: bool = True) -> None:
-            self.recorded += on
-
-    for spare, recorded in ((10_000, True), (3_999, False)):
-        monkeypatch.setattr(memory, "spare_bytes", lambda device, spare=spare: spare)
-        refiner = SimpleNamespace(denoiser=Recorder(), device=torch.device("cuda"), _plan_guided_graph=True,
-                                  guided_graph=False)  # fmt: skip
-        set_aside = SdsRefiner._record_guided_graph(refiner)
-        assert (set_aside, refiner.guided_graph, refiner.denoiser.recorded) == ((4_000, True, 1) if recorded else (0, False, 0))
-        assert refiner._plan_guided_graph is False  # decided once
-    unmeasured = SimpleNamespace(denoiser=SimpleNamespace(guided_call_bytes=None), device=torch.device("cuda"),
-                                 _plan_guided_graph=True, guided_graph=False)  # fmt: skip
-    assert SdsRefiner._record_guided_graph(unmeasured) == 0 and not unmeasured.guided_graph
+    monkeypatch.setattr(memory, "held_after_forward", lambda fn, images, noise: 1000 * images.shape[0])
+    monkeypatch.setattr(memory, "spare_bytes", lambda device: spare)
+    coarse = MotionField(MotionFieldConfig.tiny(num_frames=4), generator=torch.Generator().manual_seed(0))
+    settings = RefineSettings(prompt="jumps", render_size=SIZE, target_size=SIZE, vae_chunk=4, arap_sample_points=16)
+    den = GraphingDenoiser(denoiser)
+    refiner = SdsRefiner(sds_static(n=30), refined_field(coarse, True, 0), den, settings, seed=0)
+    assert den.graph_calls == [False]  # eager until the first step has run
+    refiner.step()
+    assert den.graph_calls == ([False, True] if recorded else [False])
+    assert refiner.guided_graph is recorded and refiner.vae_keep == kept
+    notes = refiner.take_memory_notes()
+    assert any("recording the guided call" in n for n in notes) is recorded
+    assert any("too little spare GPU memory to record" in n for n in notes) is (spare == 3_999)
+    assert refiner.take_memory_notes() == []  # each note once
 
 
 @pytest.mark.gpu
@@ -380,7 +396,9 @@ def test_the_guided_graph_serves_the_refiner_from_its_third_step_on_cuda():
     for graph in (False, True):
         den = load_mvvdm_denoiser(None, "cuda", torch.float32)
         den.accelerate("cuda")
-        settings = sds_stage.SdsOptions(prompt="jumps", render_size=256, target_size=256, vae_chunk=4, cuda_graph=graph)
+        settings = sds_stage.SdsOptions(
+            prompt="jumps", render_size=256, target_size=256, vae_chunk=4, cuda_graph=graph
+        )
         refiner = SdsRefiner(static, refined_field(coarse, True, 0).to("cuda"), den, settings, seed=0)
         losses = [refiner.step().total.item() for _ in range(5)]
         results.append((losses, den.graph_replays, refiner.guided_graph))
