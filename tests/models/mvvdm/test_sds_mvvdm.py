@@ -324,6 +324,36 @@ class GraphingDenoiser(LoggingDenoiser):
         self.graph_calls.append(on)
 
 
+def test_a_recording_that_runs_out_of_memory_leaves_the_eager_call(denoiser, monkeypatch):
+    """If recording the guided call runs out of GPU memory, `predict_noise` still answers, with the eager call,
+    from then on, and says so; dropping the graph clears that and asks for a new measurement. (The recording is
+    stood in for by one that always runs out of memory, so that this runs on the CPU.)"""
+    import a3d_cli.models.mvvdm.denoiser as denoiser_module
+
+    class OutOfMemoryGraph:
+        replays = 0
+
+        def __init__(self, fn, eager_calls: int = 1) -> None:  # noqa: ANN001
+            pass
+
+        def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(denoiser_module, "GraphedFunction", OutOfMemoryGraph)
+    noisy = torch.randn(4, 2, 4, 8, 8, generator=torch.Generator().manual_seed(9))
+    cond = _cond()
+    eager = denoiser.predict_noise(noisy, 77, cond)
+    denoiser.use_guided_graph()
+    try:
+        fell_back = denoiser.predict_noise(noisy, 77, cond)
+        assert denoiser.graph_ran_out_of_memory and denoiser.graph_replays == 0
+        for got, want in zip(fell_back, eager, strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    finally:
+        denoiser.use_guided_graph(False)
+    assert not denoiser.graph_ran_out_of_memory and denoiser.guided_call_bytes is None
+
+
 @pytest.mark.parametrize("spare, recorded, kept", [(10_000, True, 6), (3_999, False, 3), (None, False, 0)])
 def test_the_guided_graph_is_planned_before_the_vae_activations(denoiser, monkeypatch, spare, recorded, kept):
     """After the first step the refiner asks for the recording when what the guided call took fits in the spare
