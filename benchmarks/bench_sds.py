@@ -8,7 +8,8 @@ checkpointing, one CFG-batched UNet call, reconstruction renders of 4 views × 1
 The stage's time is reported as: setup (coarse-target renders, ARAP neighbours) + 200 × the mean step time;
 with `--steps 200` the 200 steps are measured, otherwise the figure is extrapolated from `--steps` timed
 steps after `--warmup` untimed ones (the JSON says which). Peak memory is `torch.cuda.max_memory_allocated`
-over the timed steps. One UNet evaluation, one VAE encode+backward of the 60 moving renders and one render
+over the timed steps; it does not count a CUDA-graph recording's private pool, which `reserved_after_steps_gib`
+(what the allocator holds from the device after them) does. One UNet evaluation, one VAE encode+backward of the 60 moving renders and one render
 forward+backward are also timed on their own.
 
 Usage:
@@ -48,7 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_timing import peak_bytes, sync  # noqa: E402
+from gpu_timing import peak_bytes, reserved_bytes, sync  # noqa: E402
 from random_mvvdm import build_denoiser  # noqa: E402
 from speed_variants import COMPILE_MODES, compile_with_mode  # noqa: E402
 
@@ -207,6 +208,7 @@ def bench_one(
         sync(device)
         per_step = (time.perf_counter() - t0) / max(args.steps, 1)
         row["compile_first_run_seconds"] = round(max(first[0] - per_step, 0.0), 3) if first else None
+        reserved = reserved_bytes(device)
         row.update(
             seconds_per_step=per_step,
             sds_seconds_200_steps=row["setup_seconds"] + 200 * per_step,
@@ -214,6 +216,7 @@ def bench_one(
             extrapolated=args.steps != 200,
             peak_memory_bytes=peak_bytes(device),
             peak_memory_gib=None if peak_bytes(device) is None else round(peak_bytes(device) / 2**30, 2),
+            reserved_after_steps_gib=None if reserved is None else round(reserved / 2**30, 2),
             final_loss=float(losses.total.detach()),
         )
         row["host_syncs_per_step"] = count_host_syncs(refiner.step, device)

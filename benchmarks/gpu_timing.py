@@ -32,6 +32,12 @@ def peak_bytes(device: str | torch.device) -> int | None:
     return int(torch.cuda.max_memory_allocated(device)) if _is_cuda(device) else None
 
 
+def reserved_bytes(device: str | torch.device) -> int | None:
+    """Bytes the caching allocator holds from the device now (None off CUDA): unlike `peak_bytes`, this counts
+    the private pools of CUDA-graph recordings, whose replays allocate nothing."""
+    return int(torch.cuda.memory_reserved(device)) if _is_cuda(device) else None
+
+
 def gluon_geglu_runs(device: str | torch.device, dtype: torch.dtype = torch.bfloat16) -> bool | None:
     """Whether `a3d::geglu` takes the Gluon kernel on `device` in `dtype` (else the swapped-in fused GEGLUs run
     the reference, e.g. on a Triton whose experimental Gluon API changed, and a fusion gain reads ≈ 0); None
