@@ -395,6 +395,10 @@ class SdsRefiner:
             denoiser.use_guided_graph(False)  # eager until this refiner's first step has shown that a recording fits
         self._plan_guided_graph = settings.cuda_graph and graphs
         self._graph_note: str | None = None
+        self.graph_replays = 0
+        """Guided calls the CUDA graph served (counted when `release_guided_graph` ends the refinement)."""
+        self.graph_ran_out_of_memory = False
+        """Recording the guided call ran out of GPU memory (noted when `release_guided_graph` ends the refinement)."""
 
     def sds_term(self, motion: MotionOutput) -> tuple[Tensor, int]:
         """The unweighted 4D-SDS loss of this step's random views (gradients into `motion`)."""
@@ -472,6 +476,16 @@ class SdsRefiner:
         self._graph_note = "sds: recording the guided call as a CUDA graph, replayed from the third step on"
         return den.guided_call_bytes
 
+    def release_guided_graph(self) -> None:
+        """Drop the denoiser's recording of its guided call, keeping its counts here: a denoiser cached for the
+        next job must not hold the recording's memory through the stages after this one."""
+        from a3d_cli.models.sds import GraphsGuidance
+
+        den = self.denoiser
+        if isinstance(den, GraphsGuidance):
+            self.graph_replays, self.graph_ran_out_of_memory = den.graph_replays, den.graph_ran_out_of_memory
+            den.use_guided_graph(False)
+
     def take_memory_notes(self) -> list[str]:
         """The lines to log once the steps have decided or dropped keeping VAE activations (`vae_keep_message`)
         and recording the guided call; each is returned once."""
@@ -548,7 +562,8 @@ class SdsRefiner:
 def refine_motion(
     refiner: SdsRefiner, steps: int, *, log_every: int = 10, progress: Progress | None = None
 ) -> list[dict[str, float]]:
-    """Run `steps` refinement steps; sample the mean loss terms every `log_every` steps.
+    """Run `steps` refinement steps; sample the mean loss terms every `log_every` steps. The denoiser's CUDA-graph
+    recording, if any, is released at the end, even when a step fails (`SdsRefiner.release_guided_graph`).
 
     Args:
         refiner: the motion being refined.
@@ -565,20 +580,22 @@ def refine_motion(
         progress.start("sds", total=steps)
     history: list[dict[str, float]] = []
     pending: list[StepLosses] = []
-    for i in range(steps):
-        pending.append(refiner.step())
-        for note in refiner.take_memory_notes() if progress is not None else ():
-            progress.log(note)
-        if (i + 1) % log_every == 0 or i + 1 == steps:
-            with torch.no_grad():  # one host sync per logging interval
-                stacked = (
-                    torch.stack([torch.stack([p.total, p.sds, p.rgb, p.mask, p.arap]) for p in pending]).mean(0).tolist()
-                )
-            entry = dict(zip(LOSS_TERMS, stacked, strict=True))
-            history.append({"step": i + 1, **entry})
-            if progress is not None:
-                progress.update(len(pending), loss=entry["total"], sds=entry["sds"], t=float(pending[-1].t))
-            pending.clear()
+    try:
+        for i in range(steps):
+            pending.append(refiner.step())
+            for note in refiner.take_memory_notes() if progress is not None else ():
+                progress.log(note)
+            if (i + 1) % log_every == 0 or i + 1 == steps:
+                with torch.no_grad():  # one host sync per logging interval
+                    terms = [torch.stack([p.total, p.sds, p.rgb, p.mask, p.arap]) for p in pending]
+                    stacked = torch.stack(terms).mean(0).tolist()
+                entry = dict(zip(LOSS_TERMS, stacked, strict=True))
+                history.append({"step": i + 1, **entry})
+                if progress is not None:
+                    progress.update(len(pending), loss=entry["total"], sds=entry["sds"], t=float(pending[-1].t))
+                pending.clear()
+    finally:
+        refiner.release_guided_graph()
     return history
 
 

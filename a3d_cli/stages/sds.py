@@ -119,7 +119,6 @@ def run(
             summarise_history,
         )
         from a3d_cli.gaussians.ply import read_ply
-        from a3d_cli.models.sds import GraphsGuidance
         from a3d_cli.models.speed.acceleration import accelerate
         from a3d_cli.phase_clock import PhaseClock
 
@@ -140,14 +139,7 @@ def run(
         clock.mark("inputs_and_model")
         refiner = SdsRefiner(static, field, den, opts, ctx.seed)
         clock.mark("targets")
-        graphs = den if isinstance(den, GraphsGuidance) else None
-        try:
-            history = refine_motion(refiner, opts.steps, log_every=opts.log_every, progress=ctx.progress)
-            graph_replays = graphs.graph_replays if graphs else 0
-            graph_out_of_memory = graphs.graph_ran_out_of_memory if graphs else False
-        finally:  # a cached denoiser must not hold the recording's memory through the stages after this one
-            if graphs:
-                graphs.use_guided_graph(False)
+        history = refine_motion(refiner, opts.steps, log_every=opts.log_every, progress=ctx.progress)
         clock.mark("steps")
         # 3. outputs
         save_motion(ctx.output(REFINED_MOTION), field, static, fps=coarse.fps, extra={"stage": "sds", "prompt": opts.prompt})
@@ -158,8 +150,8 @@ def run(
         ctx.metrics["timestep_range"] = [refiner.t_min, refiner.t_max]
         ctx.metrics["vae_renders_kept"] = kept_render_count(refiner.moving_renders(), opts.vae_chunk, refiner.vae_keep)
         ctx.metrics["vae_keep_fell_back"] = refiner.vae_keep_fell_back
-        ctx.metrics["cuda_graph_replays"] = graph_replays
-        ctx.metrics["cuda_graph_out_of_memory"] = graph_out_of_memory
+        ctx.metrics["cuda_graph_replays"] = refiner.graph_replays
+        ctx.metrics["cuda_graph_out_of_memory"] = refiner.graph_ran_out_of_memory
         ctx.metrics.update(accel.as_metrics())
         clock.mark("writing")
         ctx.metrics["seconds_per_phase"] = {name: round(t, 3) for name, t in clock.seconds.items()}
