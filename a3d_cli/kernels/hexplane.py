@@ -27,9 +27,10 @@ Examples:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +132,7 @@ def _check_points(xyz: Tensor, t: Tensor) -> None:
 
 
 def _spatial_product(planes: Sequence[Tensor], grids: Sequence[Tensor]) -> Tensor:
-    """Product of a level's three spatial-plane samples (xy, xz, yz) → [N, C]; shared by every backend.
+    """Product of a level's three spatial-plane samples (xy, xz, yz) → [N, C], by `grid_sample`.
 
     grids: the N points' `_plane_grid` of each spatial plane, in `SPATIAL_PLANES` order (`_spatial_grids`).
     """
@@ -175,18 +176,101 @@ def hexplane_features_ref(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Te
     return torch.cat(out, dim=-1)  # [F, N, D]
 
 
-def _linear_weights(coord: Tensor, res: int) -> Tensor:
-    """Dense 1D linear-interpolation weights: [M] coordinates in [-1, 1] → [M, res] (two non-zeros a row).
+def _corner_weights(coord: Tensor, res: int) -> tuple[Tensor, Tensor]:
+    """1D linear interpolation of [M] coordinates in [-1, 1] on `res` grid points: the lower corner [M] (long)
+    and the upper corner's weight [M] (the lower one's is 1 − that).
 
     Same rule as `grid_sample(align_corners=True, padding_mode="border")`: corners at ±1, clamped outside.
     """
     p = (coord.clamp(-1.0, 1.0) + 1.0) * (0.5 * (res - 1))  # [M] in [0, res - 1]
     i0 = p.floor().clamp(max=res - 2).long()  # [M]
-    frac = (p - i0).unsqueeze(1)  # [M, 1]
+    return i0, p - i0
+
+
+def _linear_weights(coord: Tensor, res: int) -> Tensor:
+    """Dense 1D linear-interpolation weights: [M] coordinates in [-1, 1] → [M, res] (two non-zeros a row)."""
+    i0, frac = _corner_weights(coord, res)
     w = torch.zeros(coord.shape[0], res, dtype=coord.dtype, device=coord.device)
-    w.scatter_(1, i0.unsqueeze(1), 1.0 - frac)
-    w.scatter_add_(1, i0.unsqueeze(1) + 1, frac)
+    w.scatter_(1, i0.unsqueeze(1), (1.0 - frac).unsqueeze(1))
+    w.scatter_add_(1, i0.unsqueeze(1) + 1, frac.unsqueeze(1))
     return w
+
+
+@dataclass(frozen=True)
+class InterpolationMatrix:
+    """A constant sparse matrix [M, K] that mixes the K rows of a table into M rows, with its transpose kept.
+
+    Why: looking a fixed set of points up in a grid is this product, and its backward is the transpose's
+    product. Both as sparse products (cuSPARSE on CUDA) read each row once and need no atomic adds, where
+    `grid_sample`'s backward adds every sample into the grid atomically and a dense product multiplies
+    mostly zeros.
+
+    Attributes:
+        matrix: CSR [M, K], a few non-zeros per row.
+        transpose: CSR [K, M], the same entries.
+    """
+
+    matrix: Tensor
+    transpose: Tensor
+
+    @classmethod
+    def from_entries(cls, rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> InterpolationMatrix:
+        """The matrix of these (row, column, value) entries (no repeated position)."""
+        with warnings.catch_warnings():  # PyTorch flags its sparse CSR layout as beta, once per process
+            warnings.simplefilter("ignore", UserWarning)
+            coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape).coalesce()
+            return cls(_csr(coo), _csr(coo.t().coalesce()))
+
+    @property
+    def rows(self) -> int:
+        """M, the number of rows the product gives."""
+        return int(self.matrix.shape[0])
+
+    def __call__(self, table: Tensor) -> Tensor:
+        """matrix @ table: [K, D] → [M, D], differentiable in `table`."""
+        return _FixedSparseProduct.apply(table, self.matrix, self.transpose)
+
+
+def _csr(coo: Tensor) -> Tensor:
+    """A coalesced COO matrix as CSR with 32-bit indices (what cuSPARSE's products take)."""
+    csr = coo.to_sparse_csr()
+    return torch.sparse_csr_tensor(
+        csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32), csr.values(), csr.shape
+    )
+
+
+class _FixedSparseProduct(torch.autograd.Function):
+    """matrix @ table with a constant sparse matrix; the backward multiplies by the kept transpose."""
+
+    @staticmethod
+    def forward(ctx: Any, table: Tensor, matrix: Tensor, transpose: Tensor) -> Tensor:
+        ctx.transpose = transpose
+        return matrix @ table
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        return ctx.transpose @ grad.contiguous(), None, None
+
+
+def _bilinear_matrix(u: Tensor, v: Tensor, r_b: int, r_a: int) -> InterpolationMatrix:
+    """Bilinear lookup of M points (u along the width R_a, v along the height R_b, both [M] in [-1, 1]) in a
+    plane flattened to rows `v_index · R_a + u_index`: [M, R_b·R_a], four non-zeros a row."""
+    iu, fu = _corner_weights(u, r_a)
+    iv, fv = _corner_weights(v, r_b)
+    base = iv * r_a + iu
+    cols = torch.stack([base, base + 1, base + r_a, base + r_a + 1], dim=1)
+    values = torch.stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv], dim=1)
+    rows = torch.arange(u.shape[0], device=u.device).repeat_interleave(4)
+    return InterpolationMatrix.from_entries(rows, cols.reshape(-1), values.reshape(-1), (u.shape[0], r_b * r_a))
+
+
+def _linear_matrix(coord: Tensor, res: int) -> InterpolationMatrix:
+    """1D linear lookup of M points [M] in [-1, 1] on `res` grid points: [M, res], two non-zeros a row."""
+    i0, frac = _corner_weights(coord, res)
+    cols = torch.stack([i0, i0 + 1], dim=1).reshape(-1)
+    values = torch.stack([1 - frac, frac], dim=1).reshape(-1)
+    rows = torch.arange(coord.shape[0], device=coord.device).repeat_interleave(2)
+    return InterpolationMatrix.from_entries(rows, cols, values, (coord.shape[0], res))
 
 
 @dataclass(frozen=True)
@@ -198,32 +282,43 @@ class HexplaneWeights:
     which a recorded step would replay every time.
 
     Attributes:
-        grids: the spatial planes' `grid_sample` grids, [1, 1, N, 2] each, in `SPATIAL_PLANES` order.
-        along: (axis, resolution) → [N, R] linear-interpolation weights of the points along that axis.
-        at: resolution → [T, R] weights of the T times.
+        spatial: (spatial plane, R_b, R_a) → the points' bilinear lookup in that plane, [N, R_b·R_a].
+        along: (axis, resolution) → the points' linear lookup along that axis, [N, R].
+        at: resolution → [T, R] dense linear-interpolation weights of the T times.
     """
 
-    grids: tuple[Tensor, ...]
-    along: dict[tuple[int, int], Tensor]
+    spatial: dict[tuple[int, int, int], InterpolationMatrix]
+    along: dict[tuple[int, int], InterpolationMatrix]
     at: dict[int, Tensor]
+
+    @property
+    def points(self) -> int:
+        """N, the number of points these weights look up."""
+        return next(iter(self.along.values())).rows
 
 
 def hexplane_weights(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> HexplaneWeights:
     """The matmul backend's weights of points xyz [N, 3] (in [-1, 1]) and times t [T] for these levels' planes."""
     _check_points(xyz, t)
     xyz, t = xyz.detach(), t.detach().to(xyz.dtype)
-    along: dict[tuple[int, int], Tensor] = {}
+    spatial: dict[tuple[int, int, int], InterpolationMatrix] = {}
+    along: dict[tuple[int, int], InterpolationMatrix] = {}
     at: dict[int, Tensor] = {}
     for level, planes in enumerate(levels):
         _check_level(planes, level)
+        for p in SPATIAL_PLANES:
+            a, b = PLANE_AXES[p]
+            _, r_b, r_a = planes[p].shape
+            if (p, r_b, r_a) not in spatial:
+                spatial[(p, r_b, r_a)] = _bilinear_matrix(xyz[:, a], xyz[:, b], r_b, r_a)
         for p in TIME_PLANES:
             a, _ = PLANE_AXES[p]
             _, r_t, r_a = planes[p].shape
             if (a, r_a) not in along:
-                along[(a, r_a)] = _linear_weights(xyz[:, a], r_a)  # [N, R_a]
+                along[(a, r_a)] = _linear_matrix(xyz[:, a], r_a)
             if r_t not in at:
                 at[r_t] = _linear_weights(t, r_t)  # [T, R_t]
-    return HexplaneWeights(_spatial_grids(xyz), along, at)
+    return HexplaneWeights(spatial, along, at)
 
 
 def hexplane_features_weighted(
@@ -235,18 +330,22 @@ def hexplane_features_weighted(
     Returns:
         [F, N, D], equal to `hexplane_features_matmul(levels, xyz, t[rows])`.
     """
-    n = weights.grids[0].shape[2]
+    n = weights.points
     out = []
     for level, planes in enumerate(levels):
         _check_level(planes, level)
-        feat = _spatial_product(planes, weights.grids).unsqueeze(0)  # [1, N, C]
+        feat = None
+        for p in SPATIAL_PLANES:
+            c, r_b, r_a = planes[p].shape
+            sample = weights.spatial[(p, r_b, r_a)](planes[p].reshape(c, r_b * r_a).T)  # [N, C]
+            feat = sample if feat is None else feat * sample
+        feat = feat.unsqueeze(0)  # [1, N, C]
         for p in TIME_PLANES:
             a, _ = PLANE_AXES[p]
             plane = planes[p]  # [C, R_t, R_a]
             c, r_t, r_a = plane.shape
-            w_a = weights.along[(a, r_a)].to(plane.dtype)  # [N, R_a]
             w_t = weights.at[r_t] if rows is None else weights.at[r_t].index_select(0, rows)
-            along_a = w_a @ plane.permute(2, 0, 1).reshape(r_a, c * r_t)  # [N, C·R_t]
+            along_a = weights.along[(a, r_a)](plane.permute(2, 0, 1).reshape(r_a, c * r_t))  # [N, C·R_t]
             # one GEMM straight into the frame-major layout: [F, R_t] @ [R_t, N·C] (a transposed view)
             sampled = w_t.to(plane.dtype) @ along_a.reshape(n * c, r_t).T  # [F, N·C]
             feat = feat * sampled.reshape(-1, n, c)  # [F, N, C], both operands contiguous
@@ -255,12 +354,14 @@ def hexplane_features_weighted(
 
 
 def hexplane_features_matmul(levels: Sequence[Sequence[Tensor]], xyz: Tensor, t: Tensor) -> Tensor:
-    """HexPlane sampling with the time planes as dense matrix products (no atomics in the backward).
+    """HexPlane sampling as matrix products with constant interpolation matrices (no atomics in the backward).
 
-    Why: on a GPU, `grid_sample`'s backward scatters with atomic adds, and the time planes (xt, yt, zt) are
-    hit by F·N samples that share few cells (R_t × R_a), so the adds collide. A time-plane lookup is
-    separable — value(x, t) = Σ_i Σ_j w_i(x) w_j(t) P[j, i] — so it is two GEMMs with constant weight
-    matrices, and so is its backward. Spatial planes keep `grid_sample` (N samples, once per call).
+    Why: on a GPU, `grid_sample`'s backward scatters with atomic adds, and the planes are hit by many
+    samples that share few cells (the coarse level's 12² cells take all N points; the time planes' R_t × R_a
+    cells take F·N), so the adds collide. For fixed points a lookup is a constant sparse matrix:
+    a spatial plane's is [N, R_b·R_a] with four non-zeros a row, and its backward is the transpose's
+    product (`InterpolationMatrix`). A time-plane lookup is separable — value(x, t) = Σ_i Σ_j w_i(x) w_j(t)
+    P[j, i] — so it is the points' sparse [N, R_a] matrix, then a small dense GEMM with the times' weights.
 
     Same arguments and result as `hexplane_features_ref` (parity-tested), except that no gradient flows to
     `xyz` or `t` (the motion field samples fixed static positions at fixed times). A caller that evaluates the

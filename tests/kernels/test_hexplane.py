@@ -12,6 +12,7 @@ import torch
 from a3d_cli.kernels.hexplane import (
     PLANE_AXES,
     TIME_PLANES,
+    InterpolationMatrix,
     hexplane_features,
     hexplane_features_matmul,
     hexplane_features_ref,
@@ -94,6 +95,43 @@ def test_matmul_backend_matches_grid_sample_forward_and_backward(res, n, f):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)  # sums in another order: fp32 rounding
 
 
+@pytest.mark.gpu
+def test_matmul_backend_matches_grid_sample_on_cuda_and_replays_from_a_graph():
+    """cuSPARSE's products against `grid_sample` at the motion field's three levels, and recorded as a CUDA
+    graph (as the fit's step is) with new cotangents at replay."""
+    g = torch.Generator().manual_seed(1)
+    sizes = ((12, 12, 12, 8), (50, 50, 50, 8), (100, 100, 100, 16))
+    levels = [
+        [
+            (p * (torch.rand(p.shape, generator=g) + 0.5)).cuda().requires_grad_()
+            for p in init_hexplane_level(res, 16, generator=g)
+        ]
+        for res in sizes
+    ]
+    params = [p for lv in levels for p in lv]
+    xyz = (torch.rand(3000, 3, generator=g) * 2.2 - 1.1).cuda()
+    t = torch.linspace(-1, 1, 16, device="cuda")
+    weights, rows = hexplane_weights(levels, xyz, t), torch.tensor([0, 5, 9, 15], device="cuda")
+    cot = torch.randn(4, 3000, 48, device="cuda")
+
+    def grads(fast: bool) -> tuple[torch.Tensor, ...]:
+        out = hexplane_features_weighted(levels, weights, rows) if fast else hexplane_features_ref(levels, xyz, t[rows])
+        return torch.autograd.grad((out * cot).sum(), params)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        grads(True)  # warm the libraries outside the recording
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        recorded = grads(True)
+    cot.normal_(generator=None)
+    graph.replay()
+    for got, want in zip(recorded, grads(False), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_precomputed_weights_give_the_matmul_backend_at_any_subset_of_times():
     """The weights of fixed points at T times, computed once, serve any rows of those times: same features."""
     g = torch.Generator().manual_seed(3)
@@ -111,6 +149,26 @@ def test_precomputed_weights_give_the_matmul_backend_at_any_subset_of_times():
     for a, b in zip(torch.autograd.grad((got * cot).sum(), params), want, strict=True):
         assert torch.equal(a, b)
     assert set(weights.at) == {3, 5} and all(w.shape == (16, r) for r, w in weights.at.items())
+
+
+def test_interpolation_matrix_multiplies_like_its_dense_form_and_its_backward_uses_the_transpose():
+    g = torch.Generator().manual_seed(5)
+    rows = torch.tensor([0, 0, 1, 2, 2, 2, 4])  # row 3 empty: its output row is 0
+    cols = torch.tensor([1, 3, 0, 0, 2, 3, 1])
+    values = torch.rand(7, generator=g)
+    matrix = InterpolationMatrix.from_entries(rows, cols, values, (5, 4))
+    dense = torch.zeros(5, 4).index_put_((rows, cols), values)
+    assert matrix.rows == 5
+    torch.testing.assert_close(matrix.transpose.to_dense(), dense.T)
+    table = torch.randn(4, 6, generator=g, requires_grad=True)
+    out = matrix(table.T.contiguous().T)  # a column-major table too
+    torch.testing.assert_close(out, dense @ table.detach())
+    assert torch.equal(out[3], torch.zeros(6))
+    cot = torch.randn(5, 6, generator=g)
+    (grad,) = torch.autograd.grad((out * cot).sum(), table)
+    torch.testing.assert_close(grad, dense.T @ cot)
+    (grad_expanded,) = torch.autograd.grad(matrix(table).sum(0).sum(), table)  # a broadcast (non-contiguous) grad
+    torch.testing.assert_close(grad_expanded, dense.sum(0)[:, None].expand(4, 6))
 
 
 def test_hexplane_rejects_bad_shapes():
