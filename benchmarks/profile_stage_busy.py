@@ -123,24 +123,34 @@ def analyse_trace(trace: dict, wall_s: float, steps: int) -> dict:
     by_kernel: dict[str, list[float]] = {}  # name -> [total µs, calls]
     sync_us = 0.0
     syncs = launches = graphs = 0
+    launch_ids: set[int] = set()  # correlation ids of the kernel launches the host made itself
+    kernel_by_id: dict[int, str] = {}
     for e in trace.get("traceEvents", []):
         if e.get("ph") != "X":
             continue
         cat, name, dur = e.get("cat", ""), e.get("name", ""), float(e.get("dur", 0.0))
+        correlation = (e.get("args") or {}).get("correlation")
         if cat in GPU_CATEGORIES:
             gpu.append((float(e["ts"]), float(e["ts"]) + dur))
             tally = by_kernel.setdefault(name[:100], [0.0, 0])
             tally[0] += dur
             tally[1] += 1
+            if correlation is not None:
+                kernel_by_id[int(correlation)] = name[:100]
         elif cat in ("cuda_runtime", "cuda_driver"):
             if name in SYNC_CALLS:
                 syncs += 1
                 sync_us += dur
             elif name in KERNEL_LAUNCHES:
                 launches += 1
+                if correlation is not None:
+                    launch_ids.add(int(correlation))
             elif name in GRAPH_LAUNCHES:
                 graphs += 1
     busy_s = covered(gpu) / 1e6
+    eager: dict[str, int] = {}  # what the host launched outside the CUDA graphs, by kernel
+    for i in launch_ids:
+        eager[kernel_by_id.get(i, "?")] = eager.get(kernel_by_id.get(i, "?"), 0) + 1
     return {
         "steps": steps,
         "wall_ms_per_step": round(1e3 * wall_s / steps, 3),
@@ -154,6 +164,9 @@ def analyse_trace(trace: dict, wall_s: float, steps: int) -> dict:
         "top_kernels": [  # where the GPU time goes: [name, ms per step, calls per step], costliest first
             [name, round(us / 1e3 / steps, 4), round(calls / steps, 2)]
             for name, (us, calls) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[:TOP_KERNELS]
+        ],
+        "eager_kernels": [  # kernels the host launched itself (outside graphs): [name, calls per step]
+            [name, round(calls / steps, 2)] for name, calls in sorted(eager.items(), key=lambda kv: -kv[1])[:TOP_KERNELS]
         ],
     }
 

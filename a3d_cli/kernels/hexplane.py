@@ -214,12 +214,22 @@ class InterpolationMatrix:
     transpose: Tensor
 
     @classmethod
-    def from_entries(cls, rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> InterpolationMatrix:
-        """The matrix of these (row, column, value) entries (no repeated position)."""
+    def from_rows(cls, cols: Tensor, values: Tensor, width: int) -> InterpolationMatrix:
+        """The [M, width] matrix whose row m holds `values[m]` at columns `cols[m]` (both [M, k]; no column twice
+        in a row). Built without reading anything back from the device."""
+        m, k = cols.shape
+        flat_cols, flat_values = cols.reshape(-1), values.reshape(-1)
+        order = torch.argsort(flat_cols, stable=True)  # the entries column by column, rows ascending in each
+        per_column = torch.zeros(width + 1, dtype=torch.int64, device=cols.device)
+        per_column.index_add_(0, flat_cols + 1, torch.ones_like(flat_cols))
+        row_starts = torch.arange(0, m * k + 1, k, dtype=torch.int32, device=cols.device)
         with warnings.catch_warnings():  # PyTorch flags its sparse CSR layout as beta, once per process
             warnings.simplefilter("ignore", UserWarning)
-            coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape).coalesce()
-            return cls(_csr(coo), _csr(coo.t().coalesce()))
+            matrix = torch.sparse_csr_tensor(row_starts, flat_cols.to(torch.int32), flat_values, (m, width))
+            transpose = torch.sparse_csr_tensor(
+                per_column.cumsum(0).to(torch.int32), (order // k).to(torch.int32), flat_values[order], (width, m)
+            )
+        return cls(matrix, transpose)
 
     @property
     def rows(self) -> int:
@@ -229,14 +239,6 @@ class InterpolationMatrix:
     def __call__(self, table: Tensor) -> Tensor:
         """matrix @ table: [K, D] → [M, D], differentiable in `table`."""
         return _FixedSparseProduct.apply(table, self.matrix, self.transpose)
-
-
-def _csr(coo: Tensor) -> Tensor:
-    """A coalesced COO matrix as CSR with 32-bit indices (what cuSPARSE's products take)."""
-    csr = coo.to_sparse_csr()
-    return torch.sparse_csr_tensor(
-        csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32), csr.values(), csr.shape
-    )
 
 
 class _FixedSparseProduct(torch.autograd.Function):
@@ -252,6 +254,23 @@ class _FixedSparseProduct(torch.autograd.Function):
         return ctx.transpose @ grad.contiguous(), None, None
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands its input a contiguous gradient.
+
+    Why: a plane reaches its lookup through transposed views, so its gradient would arrive strided, and
+    autograd would copy it into the parameter's layout on its own, outside a recorded CUDA graph: one more
+    launch per plane per step. Made contiguous here, the copy is part of the recorded backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
 def _bilinear_matrix(u: Tensor, v: Tensor, r_b: int, r_a: int) -> InterpolationMatrix:
     """Bilinear lookup of M points (u along the width R_a, v along the height R_b, both [M] in [-1, 1]) in a
     plane flattened to rows `v_index · R_a + u_index`: [M, R_b·R_a], four non-zeros a row."""
@@ -260,17 +279,13 @@ def _bilinear_matrix(u: Tensor, v: Tensor, r_b: int, r_a: int) -> InterpolationM
     base = iv * r_a + iu
     cols = torch.stack([base, base + 1, base + r_a, base + r_a + 1], dim=1)
     values = torch.stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv], dim=1)
-    rows = torch.arange(u.shape[0], device=u.device).repeat_interleave(4)
-    return InterpolationMatrix.from_entries(rows, cols.reshape(-1), values.reshape(-1), (u.shape[0], r_b * r_a))
+    return InterpolationMatrix.from_rows(cols, values, r_b * r_a)
 
 
 def _linear_matrix(coord: Tensor, res: int) -> InterpolationMatrix:
     """1D linear lookup of M points [M] in [-1, 1] on `res` grid points: [M, res], two non-zeros a row."""
     i0, frac = _corner_weights(coord, res)
-    cols = torch.stack([i0, i0 + 1], dim=1).reshape(-1)
-    values = torch.stack([1 - frac, frac], dim=1).reshape(-1)
-    rows = torch.arange(coord.shape[0], device=coord.device).repeat_interleave(2)
-    return InterpolationMatrix.from_entries(rows, cols, values, (coord.shape[0], res))
+    return InterpolationMatrix.from_rows(torch.stack([i0, i0 + 1], dim=1), torch.stack([1 - frac, frac], dim=1), res)
 
 
 @dataclass(frozen=True)
@@ -334,6 +349,7 @@ def hexplane_features_weighted(
     out = []
     for level, planes in enumerate(levels):
         _check_level(planes, level)
+        planes = [_ContiguousGrad.apply(plane) for plane in planes]
         feat = None
         for p in SPATIAL_PLANES:
             c, r_b, r_a = planes[p].shape

@@ -19,18 +19,19 @@ def test_covered_counts_overlaps_once():
     assert busy.covered([(0, 2), (1, 3), (5, 6), (5.5, 5.8)]) == pytest.approx(4.0)
 
 
-def _x(cat: str, name: str, ts: float, dur: float) -> dict:
-    return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur}
+def _x(cat: str, name: str, ts: float, dur: float, correlation: int | None = None) -> dict:
+    event = {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur}
+    return event if correlation is None else event | {"args": {"correlation": correlation}}
 
 
 def test_trace_analysis_of_a_two_step_window():
     trace = {
         "traceEvents": [
-            _x("kernel", "k1", 0, 300), _x("kernel", "k2", 200, 300),  # overlapping: 500 µs busy
-            _x("kernel", "k1", 700, 100),
+            _x("kernel", "k1", 0, 300, 7), _x("kernel", "k2", 200, 300, 8),  # overlapping: 500 µs busy
+            _x("kernel", "k1", 700, 100, 9),  # launched by the graph launch (correlation 9)
             _x("gpu_memcpy", "Memcpy HtoD", 1000, 100),
-            _x("cuda_runtime", "cudaLaunchKernel", 0, 5), _x("cuda_runtime", "cudaLaunchKernel", 10, 5),
-            _x("cuda_runtime", "cudaGraphLaunch", 20, 5),
+            _x("cuda_runtime", "cudaLaunchKernel", 0, 5, 7), _x("cuda_runtime", "cudaLaunchKernel", 10, 5, 8),
+            _x("cuda_runtime", "cudaGraphLaunch", 20, 5, 9),
             _x("cuda_runtime", "cudaStreamSynchronize", 600, 400),  # the host waited 0.4 ms
             _x("cpu_op", "aten::add", 0, 50), {"ph": "i", "name": "marker"},
         ]
@@ -42,6 +43,7 @@ def test_trace_analysis_of_a_two_step_window():
     assert r["syncs_per_step"] == 0.5 and r["kernel_launches_per_step"] == 1.0 and r["graph_launches_per_step"] == 0.5
     assert r["device_ops_per_step"] == 2.0
     assert r["top_kernels"][:2] == [["k1", 0.2, 1.0], ["k2", 0.15, 0.5]]  # 400 µs in 2 calls, then 300 µs
+    assert sorted(r["eager_kernels"]) == [["k1", 0.5], ["k2", 0.5]]  # the host's own launches, not the graph's
 
 
 def test_cpu_model_schedule_and_interpolation():
