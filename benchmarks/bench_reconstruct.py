@@ -226,7 +226,8 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(gt / "run", run_dir)
-    newer = {k: v for k, v in (("coarse_level", args.coarse_level), ("arap_anneal", args.arap_anneal)) if v is not None}
+    given = (("coarse_level", args.coarse_level), ("arap_anneal", args.arap_anneal), ("motion_prior", args.motion_prior))
+    newer = {k: v for k, v in given if v is not None}
     opts = stage.ReconstructOptions(
         video=str(gt / "video"),
         preset=args.preset,
@@ -242,6 +243,7 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / STATIC_PLY)
     row: dict = {"coarse_level": args.coarse_level, "arap_anneal_option": args.arap_anneal, "lambda_rgb": settings.lambda_rgb,
+                 "motion_prior": getattr(settings, "motion_prior", "arap"),
                  "arap_anneal": getattr(settings, "arap_anneal", 1.0), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
                  "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
@@ -320,6 +322,7 @@ def asset_table(rows: list[dict]) -> str:
         name = r["variant"] + {True: " + coarse level", False: " − coarse level"}.get(r.get("coarse_level"), "")
         name += f", ARAP anneal {r['arap_anneal_option']:g}" if r.get("arap_anneal_option") is not None else ""
         name += f", RGB weight {r['lambda_rgb']:g}" if r.get("lambda_rgb", 100.0) != 100.0 else ""
+        name += f", {r['motion_prior']} prior" if r.get("motion_prior", "arap") != "arap" else ""
         name += f" @ {r['nonrigidity_target']:g} % non-rigid" if r.get("nonrigidity_target") is not None else ""
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {name} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
@@ -357,6 +360,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "of the field's others (default: the preset's; both presets have it)")
     ap.add_argument("--arap-anneal", type=float, default=None, metavar="A",
                     help="ARAP weight from A× to 1/A× over the fit (1 = Animate3D's constant; default: the preset's)")
+    ap.add_argument("--motion-prior", choices=["arap", "affine"], default=None,
+                    help="the fit's local motion prior (default: the preset's, arap)")
     ap.add_argument("--lambda-rgb", type=float, default=None, metavar="W",
                     help="weight of the image (RGB) loss (Animate3D's and both presets': 100; the preset's settings "
                     "with this one field changed, reported as preset 'custom')")

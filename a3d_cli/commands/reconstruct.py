@@ -84,6 +84,15 @@ def reconstruct(
             show_default=False,
         ),
     ] = None,
+    motion_prior: Annotated[
+        str | None,
+        typer.Option(
+            help="Local motion prior: arap (neighbourhoods move rigidly; both presets, Animate3D's) or affine "
+            "(neighbourhoods move by some affine map, so smooth stretching and shearing cost nothing).",
+            rich_help_panel=_FIT,
+            show_default=False,
+        ),
+    ] = None,
     coarse_level: Annotated[
         bool | None,
         typer.Option(
@@ -113,6 +122,7 @@ def reconstruct(
         cuda_graphs=cuda_graph,
         graph_whole_step=whole_step_graph,
         arap_anneal=arap_anneal,
+        motion_prior=motion_prior,
         coarse_level=coarse_level,
         preview=preview,
     )

@@ -31,6 +31,7 @@ Examples:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -231,8 +232,9 @@ def nonrigidity_pct(points: Tensor, k: int = 3) -> float:
     return 100.0 * (per_edge / max(float(rest_len2.mean()), 1e-30)) ** 0.5
 
 
-class ArapRegularizer:
-    """The reconstruction loss's ARAP term: neighbours fixed at construction, points sampled per call.
+class NeighbourPrior(ABC):
+    """A motion prior scored on sampled points and their rest neighbours: neighbours fixed at construction,
+    points drawn per call. Subclasses say what a drawn neighbourhood costs (`energy`).
 
     A call is `draw` (the random part: which points, and in mesh mode which ring members) followed by
     `energy` (deterministic, fixed shapes): the motion fit draws eagerly and replays the energy inside
@@ -254,16 +256,6 @@ class ArapRegularizer:
         self.k = k
         self.sample_points = sample_points
         self.resample = resample
-
-    @classmethod
-    def from_points(cls, rest: Tensor, k: int = 3, sample_points: int = 512) -> ArapRegularizer:
-        """Splat scheme: the k nearest static neighbours."""
-        return cls(rest, knn_neighbours(rest, k), k=k, sample_points=sample_points)
-
-    @classmethod
-    def from_mesh(cls, rest: Tensor, faces: Tensor, k: int = 3, sample_points: int = 512) -> ArapRegularizer:
-        """Mesh scheme: k random 1-ring neighbours per vertex, redrawn every call (λ = 4 in the reference)."""
-        return cls(rest, mesh_one_ring(faces, rest.shape[0]), k=k, sample_points=sample_points, resample=True)
 
     def draw(
         self, generator: torch.Generator | None = None, out: tuple[Tensor, Tensor] | None = None
@@ -288,11 +280,30 @@ class ArapRegularizer:
             sample = torch.arange(n, device=dev, out=into_sample)  # [N]
         return sample, torch.index_select(nbrs.idx, 0, sample, out=into_idx)  # [S, K]
 
+    @abstractmethod
+    def energy(self, deformed: Tensor, sample: Tensor, idx: Tensor, frame_weights: Tensor | None = None) -> Tensor:
+        """The prior's energy of deformed [F, N, 3] at drawn points (`draw`), frames weighted by `frame_weights`
+        [F] (None = 1 each); deterministic."""
+
+    def __call__(self, deformed: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The energy of deformed [F, N, 3] at freshly drawn points (frames to score, frame 0 excluded by the caller)."""
+        return self.energy(deformed, *self.draw(generator))
+
+
+class ArapRegularizer(NeighbourPrior):
+    """The reconstruction loss's ARAP term (the reference's prior); see `NeighbourPrior` for draw and call."""
+
+    @classmethod
+    def from_points(cls, rest: Tensor, k: int = 3, sample_points: int = 512) -> ArapRegularizer:
+        """Splat scheme: the k nearest static neighbours."""
+        return cls(rest, knn_neighbours(rest, k), k=k, sample_points=sample_points)
+
+    @classmethod
+    def from_mesh(cls, rest: Tensor, faces: Tensor, k: int = 3, sample_points: int = 512) -> ArapRegularizer:
+        """Mesh scheme: k random 1-ring neighbours per vertex, redrawn every call (λ = 4 in the reference)."""
+        return cls(rest, mesh_one_ring(faces, rest.shape[0]), k=k, sample_points=sample_points, resample=True)
+
     def energy(self, deformed: Tensor, sample: Tensor, idx: Tensor, frame_weights: Tensor | None = None) -> Tensor:
         """ARAP energy of deformed [F, N, 3] at drawn points (`draw`), frames weighted by `frame_weights` [F]
         (None = 1 each); deterministic."""
         return arap_energy_at(self.rest, deformed, sample, idx, frame_weights)
-
-    def __call__(self, deformed: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """ARAP energy of deformed [F, N, 3] (frames to score, frame 0 excluded by the caller)."""
-        return self.energy(deformed, *self.draw(generator))

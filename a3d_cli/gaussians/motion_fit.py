@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from a3d_cli.gaussians.arap import ArapRegularizer
+    from a3d_cli.gaussians.arap import NeighbourPrior
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.progress import Progress
@@ -72,14 +72,19 @@ class FitSettings:
     lambda_mask: float = 100.0
     """Weight of MSE(rendered alpha, foreground mask)."""
     lambda_arap: float = 12.0
-    """Weight of the ARAP energy (a sum over sampled points, edges and frames); see `arap_anneal`."""
+    """Weight of the local motion prior (`motion_prior`; a sum over sampled points, edges and frames); see
+    `arap_anneal`."""
+    motion_prior: Literal["arap", "affine"] = "arap"
+    """The local motion prior: "arap" (the reference's: neighbourhoods move rigidly, `a3d_cli.gaussians.arap`) or
+    "affine" (neighbourhoods move by some affine map, so a smooth stretch or shear costs nothing; 8 neighbours,
+    `a3d_cli.gaussians.local_affine`). Both use `lambda_arap`, `arap_anneal` and `arap_samples`."""
     arap_anneal: float = 1.0
     """ARAP weight schedule: at step s of S (s = 0 … S − 1) the weight is `lambda_arap · arap_anneal^(1 − 2s/S)`,
     falling geometrically from `arap_anneal` times `lambda_arap` at the first step through `lambda_arap`
     half-way towards 1/`arap_anneal` of it (the value at s = S, one step past the last). 1 = constant (the reference). Above 1 the field first learns a motion
     that keeps neighbourhoods rigid, then is let go to bend as far as the video asks."""
     arap_neighbours: int = 3
-    """k nearest static splats per point in the ARAP term."""
+    """k nearest static splats per point in the ARAP term (the affine prior takes its own 8)."""
     arap_samples: int = 512
     """Points scored by ARAP per step (drawn with replacement)."""
     grad_fraction: float = 1.0
@@ -121,6 +126,8 @@ class FitSettings:
             raise OptionError(f"--max-splats must be >= 0 (got {self.max_splats}).")
         if self.hexplane_backend not in ("auto", "torch", "matmul"):
             raise OptionError(f"hexplane_backend must be auto, torch or matmul (got {self.hexplane_backend!r}).")
+        if self.motion_prior not in ("arap", "affine"):
+            raise OptionError(f"--motion-prior must be arap or affine (got {self.motion_prior!r}).")
         if not (math.isfinite(self.arap_anneal) and self.arap_anneal > 0.0):
             raise OptionError(f"--arap-anneal must be a finite number > 0 (got {self.arap_anneal}).")
         if not 0.0 < self.grad_fraction <= 1.0:
@@ -179,6 +186,16 @@ def active_frames(step: int, settings: FitSettings, generator: torch.Generator |
     return frames
 
 
+def motion_prior(rest: Tensor, settings: FitSettings) -> NeighbourPrior:
+    """The local motion prior `settings.motion_prior` names, on the static positions rest [N, 3]."""
+    from a3d_cli.gaussians.arap import ArapRegularizer
+    from a3d_cli.gaussians.local_affine import LocalAffineRegularizer
+
+    if settings.motion_prior == "affine":
+        return LocalAffineRegularizer.from_points(rest, sample_points=settings.arap_samples)
+    return ArapRegularizer.from_points(rest, k=settings.arap_neighbours, sample_points=settings.arap_samples)
+
+
 def arap_weight(step: int, settings: FitSettings) -> float:
     """The ARAP weight at `step` (`FitSettings.arap_anneal`'s schedule; `lambda_arap` throughout when it is 1)."""
     return settings.lambda_arap * settings.arap_anneal ** (1.0 - 2.0 * step / max(settings.steps, 1))
@@ -234,7 +251,7 @@ def fit_motion(
     *,
     seed: int = 0,
     progress: Progress | None = None,
-    arap: ArapRegularizer | None = None,
+    arap: NeighbourPrior | None = None,
     profile: bool = False,
     log_every: int = 10,
     on_step: Callable[[int, MotionField], None] | None = None,
@@ -251,7 +268,7 @@ def fit_motion(
         settings: schedule, learning rates, loss weights, field architecture.
         seed: seeds the field init and every random draw of the loop.
         progress: receives `update(loss=…, psnr=…)` every `log_every` steps.
-        arap: the ARAP term; default the k-NN scheme on `static.means`.
+        arap: the local motion prior; default `settings.motion_prior`'s k-NN scheme on `static.means`.
         profile: time the phases (synchronising the device; slower): data, field, raster, loss (image
             losses + ARAP), backward (+ optimiser step).
         on_step: called after each optimiser step with (step, field) — for baselines and tests.
@@ -261,7 +278,6 @@ def fit_motion(
     """
     import torch
 
-    from a3d_cli.gaussians.arap import ArapRegularizer
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.gaussians.motion_step import FitStep, OptimizerStep, graphs_usable
 
@@ -288,9 +304,7 @@ def fit_motion(
         capturable=graphed,  # lets `OptimizerStep` record it (the fused kernel's numbers are the same)
     )
     if arap is None and settings.lambda_arap > 0:
-        arap = ArapRegularizer.from_points(
-            static.means, k=settings.arap_neighbours, sample_points=settings.arap_samples
-        )
+        arap = motion_prior(static.means, settings)
     prog = progress
     step_fn = FitStep(
         motion,
@@ -434,6 +448,7 @@ __all__ = [
     "active_frames",
     "arap_weight",
     "fit_motion",
+    "motion_prior",
     "psnr",
     "render_all_frames",
     "render_frames",

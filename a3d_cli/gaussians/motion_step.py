@@ -59,7 +59,7 @@ from torch import Tensor, nn
 from a3d_cli.device import to_device_async
 
 if TYPE_CHECKING:
-    from a3d_cli.gaussians.arap import ArapRegularizer
+    from a3d_cli.gaussians.arap import NeighbourPrior
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.motion_field import MotionField
     from a3d_cli.gaussians.motion_fit import FitSettings
@@ -108,7 +108,7 @@ class LossPiece(nn.Module):
         targets: [16, V, H, W, 3] video frames on grey (frame-major).
         masks: [16, V, H, W] foreground masks.
         settings: the loss weights.
-        arap: the ARAP term, or None (weight 0).
+        arap: the local motion prior (ARAP or the affine one), or None (weight 0).
         arap_weight: 0-d tensor holding λ_arap, read at every call (a recorded graph reads its memory, so
             the caller can change the weight between steps in place); default `settings.lambda_arap`.
     """
@@ -118,7 +118,7 @@ class LossPiece(nn.Module):
         targets: Tensor,
         masks: Tensor,
         settings: FitSettings,
-        arap: ArapRegularizer | None,
+        arap: NeighbourPrior | None,
         arap_weight: Tensor | None = None,
     ) -> None:
         super().__init__()
@@ -296,7 +296,7 @@ class FitStep:
         viewmats: [V, 4, 4] and Ks: [V, 3, 3], the video cameras; size: the square render size.
         targets: [16, V, S, S, 3] and masks: [16, V, S, S], frame-major, on the splats' device.
         settings: loss weights, `grad_fraction`, `frames_per_step` and `graph_frame_counts`.
-        arap: the ARAP term (None = none).
+        arap: the local motion prior (ARAP or the affine one; None = none).
         cuda_graphs: record the pieces as CUDA graphs where `graphs_usable` (ignored elsewhere).
         on_notice: receives one line if recording fails (the step then stays eager).
         pad_frames: run every step in its bucket of `settings.graph_frame_counts` (padded, weighted);
@@ -313,7 +313,7 @@ class FitStep:
         targets: Tensor,
         masks: Tensor,
         settings: FitSettings,
-        arap: ArapRegularizer | None,
+        arap: NeighbourPrior | None,
         *,
         cuda_graphs: bool = True,
         on_notice: Callable[[str], None] | None = None,

@@ -98,6 +98,8 @@ class ReconstructOptions:
         graph_whole_step: record the rasterizer inside the step's graph (`FitSettings.graph_whole_step`; None = the
             preset's, on).
         arap_anneal: the ARAP weight's schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
+        motion_prior: the local motion prior, "arap" or "affine" (`FitSettings.motion_prior`; None = the preset's,
+            ARAP).
         coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
             removes it (Animate3D's field); None = the preset's.
         preview: write motion/coarse_preview.mp4.
@@ -116,6 +118,7 @@ class ReconstructOptions:
     graph_frame_counts: tuple[int, ...] | None = None
     graph_whole_step: bool | None = None
     arap_anneal: float | None = None
+    motion_prior: str | None = None
     coarse_level: bool | None = None
     preview: bool = DEFAULT_PREVIEW
     settings: FitSettings | None = None
@@ -144,6 +147,7 @@ class ReconstructOptions:
             "graph_frame_counts",
             "graph_whole_step",
             "arap_anneal",
+            "motion_prior",
         ):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)

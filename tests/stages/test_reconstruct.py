@@ -59,6 +59,10 @@ def test_presets_follow_the_device_and_overrides_win():
     assert ReconstructOptions(preset="quickstart", coarse_level=False).resolve("cpu")[1].field == MotionFieldConfig()
     assert ReconstructOptions(coarse_level=True).resolve("cuda")[1].field == s.field  # already there: not twice
     assert s.graph_whole_step and not ReconstructOptions(graph_whole_step=False).resolve("cuda")[1].graph_whole_step
+    assert (
+        s.motion_prior == "arap"
+        and ReconstructOptions(motion_prior="affine").resolve("cuda")[1].motion_prior == "affine"
+    )
     name, s = ReconstructOptions(preset="reference", steps=400, resolution=64).resolve("cpu")
     assert name == "reference" and s.steps == 400 and s.steps_per_frame == 25 and s.resolution == 64
     with pytest.raises(OptionError):
@@ -123,6 +127,18 @@ def test_cli_bad_input_exits_2_and_keeps_the_old_motion(tmp_path, make):
     assert not (run / "motion" / "coarse_preview.mp4").exists()
 
 
+def test_cli_refuses_an_unknown_motion_prior_before_writing(tmp_path):
+    from typer.testing import CliRunner
+
+    run = _run_folder(tmp_path)
+    video = _video(tmp_path / "video")
+    args = ["--device", "cpu", "reconstruct", str(run), "--video", str(video), "--motion-prior", "rigid"]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "--motion-prior must be arap or affine" in result.output
+    assert not (run / "motion").exists()
+
+
 def test_missing_static_model_or_video(tmp_path):
     video = _video(tmp_path / "video")
     with pytest.raises(RunFolderError, match="static/gaussians.ply") as e:
@@ -161,7 +177,8 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
     common += ["--steps", "2", "--resolution", str(SIZE), "--no-preview"]
     fields = []
     anneals = []
-    for extra in ([], ["--no-coarse-level", "--arap-anneal", "1", "--force"]):
+    priors = []
+    for extra in ([], ["--no-coarse-level", "--arap-anneal", "1", "--force"], ["--motion-prior", "affine", "--force"]):
         result = CliRunner().invoke(_cli(), [*common, *extra])
         assert result.exit_code == 0, result.output
         static = read_ply(run / "static" / "gaussians.ply")
@@ -170,8 +187,9 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
         assert manifest["params"]["settings"]["field"]["grid_sizes"] == [list(g) for g in field.config.grid_sizes]
         fields.append(field)
         anneals.append(manifest["params"]["settings"]["arap_anneal"])
-    assert anneals == [4.0, 1.0]
-    with_coarse, animate3d = fields
+        priors.append(manifest["params"]["settings"]["motion_prior"])
+    assert anneals == [4.0, 1.0, 4.0] and priors == ["arap", "arap", "affine"]
+    with_coarse, animate3d, _affine = fields
     assert with_coarse.config.grid_sizes == (COARSE_GRID, *animate3d.config.grid_sizes)
     assert animate3d.config == MotionFieldConfig()
     assert with_coarse.config.feature_dim == animate3d.config.feature_dim + animate3d.config.grid_channels
