@@ -62,7 +62,7 @@ from a3d_cli.gaussians.motion_refine import (  # noqa: E402
     render_motion,
 )
 from a3d_cli.models.mvvdm.denoiser import MvvdmDenoiser  # noqa: E402
-from a3d_cli.models.sds import SdsCondition  # noqa: E402
+from a3d_cli.models.sds import GraphsGuidance, SdsCondition  # noqa: E402
 from a3d_cli.models.speed.attention import ShortcutAttnProcessor, replace_attention_processors  # noqa: E402
 from a3d_cli.models.speed.handles import SpeedHandle  # noqa: E402
 from a3d_cli.render.random_cameras import sample_orthogonal_cameras  # noqa: E402
@@ -222,7 +222,7 @@ def bench_one(
         row["host_syncs_per_step"] = count_host_syncs(refiner.step, device)
         row["vae_renders_kept"] = kept_render_count(refiner.moving_renders(), vae_chunk, refiner.vae_keep)
         row["guided_graph"] = refiner.guided_graph
-        row["guided_graph_replays"] = getattr(den, "graph_replays", 0)
+        row["guided_graph_replays"] = den.graph_replays if isinstance(den, GraphsGuidance) else 0
         row.update(components(den, static, field, opts, device, refiner.vae_keep))
     except torch.cuda.OutOfMemoryError as exc:
         row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
