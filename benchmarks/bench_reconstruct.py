@@ -226,7 +226,8 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(gt / "run", run_dir)
-    given = (("coarse_level", args.coarse_level), ("arap_anneal", args.arap_anneal), ("motion_prior", args.motion_prior))
+    given = (("coarse_level", args.coarse_level), ("arap_anneal", args.arap_anneal), ("motion_prior", args.motion_prior),
+             ("affine_neighbours", args.affine_neighbours))
     newer = {k: v for k, v in given if v is not None}
     opts = stage.ReconstructOptions(
         video=str(gt / "video"),
@@ -243,7 +244,9 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     preset, settings = opts.resolve(args.device)
     static = read_ply(run_dir / STATIC_PLY)
     row: dict = {"coarse_level": args.coarse_level, "arap_anneal_option": args.arap_anneal, "lambda_rgb": settings.lambda_rgb,
-                 "motion_prior": getattr(settings, "motion_prior", "arap"),
+                 "motion_prior": getattr(settings, "motion_prior", "arap"), "motion_prior_option": args.motion_prior,
+                 "affine_neighbours": getattr(settings, "affine_neighbours", None),
+                 "affine_neighbours_option": args.affine_neighbours, "lambda_rgb_option": args.lambda_rgb,
                  "arap_anneal": getattr(settings, "arap_anneal", 1.0), "grid_sizes": [list(g) for g in settings.field.grid_sizes],
                  "nonrigidity_target": args.nonrigidity, "variant": name, "hexplane_backend": settings.hexplane_backend, "device": args.device, "preset": preset, "splats": len(static), "steps": settings.steps,
                  "resolution": settings.resolution, "fit_splats": min(len(static), settings.max_splats or len(static))}  # fmt: skip
@@ -321,8 +324,10 @@ def asset_table(rows: list[dict]) -> str:
         res, st = r["result"], r["static"]
         name = r["variant"] + {True: " + coarse level", False: " − coarse level"}.get(r.get("coarse_level"), "")
         name += f", ARAP anneal {r['arap_anneal_option']:g}" if r.get("arap_anneal_option") is not None else ""
-        name += f", RGB weight {r['lambda_rgb']:g}" if r.get("lambda_rgb", 100.0) != 100.0 else ""
-        name += f", {r['motion_prior']} prior" if r.get("motion_prior", "arap") != "arap" else ""
+        name += f", RGB weight {r['lambda_rgb_option']:g}" if r.get("lambda_rgb_option") is not None else ""
+        name += f", {r['motion_prior_option']} prior" if r.get("motion_prior_option") is not None else ""
+        k = r.get("affine_neighbours_option")
+        name += f", {k} affine neighbours" if k is not None else ""
         name += f" @ {r['nonrigidity_target']:g} % non-rigid" if r.get("nonrigidity_target") is not None else ""
         lines.append(
             f"| {today} | {r.get('gpu', r['device'])} | {name} | {r['preset']} | {r['splats']} ({r['fit_splats']}) "
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "benchmarks/public_assets.py (e.g. fox,Duck,CesiumMilkTruck,BoxTextured)")
     ap.add_argument("--assets-dir", type=Path, default=ROOT / "benchmarks" / ".assets")
     ap.add_argument("--size", type=int, default=256, help="ground-truth video size (MV-VDM: 256)")
-    ap.add_argument("--preset", default="auto", choices=["auto", "reference", "quickstart"])
+    ap.add_argument("--preset", default="auto", choices=["auto", *stage.PRESETS])
     ap.add_argument("--steps", type=int, default=None, help="override the preset's steps (the schedule scales with them)")
     ap.add_argument("--resolution", type=int, default=None, help="override the preset's fit resolution")
     ap.add_argument("--max-splats", type=int, default=None, help="override the preset's splats fitted (0 = all)")
@@ -361,9 +366,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--arap-anneal", type=float, default=None, metavar="A",
                     help="ARAP weight from A× to 1/A× over the fit (1 = Animate3D's constant; default: the preset's)")
     ap.add_argument("--motion-prior", choices=["arap", "affine"], default=None,
-                    help="the fit's local motion prior (default: the preset's, arap)")
+                    help="the fit's local motion prior (default: the preset's)")
+    ap.add_argument("--affine-neighbours", type=int, default=None, metavar="K",
+                    help="neighbours per point of the affine prior (default: the preset's)")
     ap.add_argument("--lambda-rgb", type=float, default=None, metavar="W",
-                    help="weight of the image (RGB) loss (Animate3D's and both presets': 100; the preset's settings "
+                    help="weight of the image (RGB) loss (Animate3D's: 100, the reference preset's: 300; the preset's settings "
                     "with this one field changed, reported as preset 'custom')")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")

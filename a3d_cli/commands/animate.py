@@ -45,11 +45,12 @@ def animate_options(params: Mapping[str, Any]) -> AnimateOptions:
     """
     from a3d_cli.errors import OptionError
     from a3d_cli.stages.animate import AnimateOptions
+    from a3d_cli.stages.reconstruct_defaults import PRESET_NAMES
 
     p = dict(params)
     check_dtype(p["dtype"])
-    if p["preset"] not in ("auto", "reference", "quickstart"):
-        raise OptionError(f"--preset must be auto, reference or quickstart (got {p['preset']!r}).")
+    if p["preset"] not in PRESET_NAMES:
+        raise OptionError(f"--preset must be one of {', '.join(PRESET_NAMES)} (got {p['preset']!r}).")
     mesh = p["mesh"]
     return AnimateOptions(
         model=str(resolve_path(p["model"]).absolute()),
@@ -179,7 +180,9 @@ def animate(
     preset: Annotated[
         str,
         typer.Option(
-            help="Motion-fit preset: auto (quickstart on CPU), reference or quickstart.", rich_help_panel=_SPEED
+            help="Motion-fit preset: auto (quickstart on CPU), reference, quickstart or animate3d (Animate3D's own "
+            "settings).",
+            rich_help_panel=_SPEED,
         ),
     ] = AnimateOptions.reconstruct_preset,
     reconstruct_steps: Annotated[

@@ -27,7 +27,8 @@ def reconstruct(
     preset: Annotated[
         str,
         typer.Option(
-            help="auto (quickstart on CPU, reference on GPU), reference (Animate3D's 800 steps) or quickstart."
+            help="auto (quickstart on CPU, reference on GPU), reference (Animate3D's 800 steps with four measured "
+            "changes), quickstart (sized for a CPU) or animate3d (Animate3D's settings, every one)."
         ),
     ] = DEFAULT_PRESET,
     steps: Annotated[
@@ -78,8 +79,8 @@ def reconstruct(
     arap_anneal: Annotated[
         float | None,
         typer.Option(
-            help="ARAP weight schedule: from A× the weight at the first step falling towards 1/A× at the last (1 = constant, "
-            "Animate3D's; the reference preset: 4).",
+            help="Motion prior's weight schedule: from A× the weight at the first step falling towards 1/A× at the last "
+            "(1 = constant, Animate3D's; the reference preset: 4).",
             rich_help_panel=_FIT,
             show_default=False,
         ),
@@ -87,8 +88,18 @@ def reconstruct(
     motion_prior: Annotated[
         str | None,
         typer.Option(
-            help="Local motion prior: arap (neighbourhoods move rigidly; both presets, Animate3D's) or affine "
-            "(neighbourhoods move by some affine map, so smooth stretching and shearing cost nothing).",
+            help="Local motion prior: arap (neighbourhoods move rigidly; Animate3D's, the quickstart's) or affine "
+            "(neighbourhoods move by some affine map, so smooth stretching and shearing cost nothing; the reference "
+            "preset's).",
+            rich_help_panel=_FIT,
+            show_default=False,
+        ),
+    ] = None,
+    affine_neighbours: Annotated[
+        int | None,
+        typer.Option(
+            help="Neighbours per point of the affine prior (more than 3; the reference preset: 32, for its fit on "
+            "every splat; 8 suits fits on a few thousand).",
             rich_help_panel=_FIT,
             show_default=False,
         ),
@@ -97,8 +108,8 @@ def reconstruct(
         bool | None,
         typer.Option(
             "--coarse-level/--no-coarse-level",
-            help="Put a coarse HexPlane level (12³ × 8) in front of the field's two, or not (both presets have "
-            "it; --preset reference --no-coarse-level --arap-anneal 1 is Animate3D's settings).",
+            help="Put a coarse HexPlane level (12³ × 8) in front of the field's two, or not (the reference and "
+            "quickstart presets have it, animate3d not).",
             rich_help_panel=_FIT,
             show_default=False,
         ),
@@ -123,6 +134,7 @@ def reconstruct(
         graph_whole_step=whole_step_graph,
         arap_anneal=arap_anneal,
         motion_prior=motion_prior,
+        affine_neighbours=affine_neighbours,
         coarse_level=coarse_level,
         preview=preview,
     )

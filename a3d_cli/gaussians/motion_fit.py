@@ -76,15 +76,19 @@ class FitSettings:
     `arap_anneal`."""
     motion_prior: Literal["arap", "affine"] = "arap"
     """The local motion prior: "arap" (the reference's: neighbourhoods move rigidly, `a3d_cli.gaussians.arap`) or
-    "affine" (neighbourhoods move by some affine map, so a smooth stretch or shear costs nothing; 8 neighbours,
-    `a3d_cli.gaussians.local_affine`). Both use `lambda_arap`, `arap_anneal` and `arap_samples`."""
+    "affine" (neighbourhoods of `affine_neighbours` points move by some affine map, so a smooth stretch or shear
+    costs nothing, `a3d_cli.gaussians.local_affine`). Both use `lambda_arap`, `arap_anneal` and `arap_samples`."""
     arap_anneal: float = 1.0
     """ARAP weight schedule: at step s of S (s = 0 … S − 1) the weight is `lambda_arap · arap_anneal^(1 − 2s/S)`,
     falling geometrically from `arap_anneal` times `lambda_arap` at the first step through `lambda_arap`
     half-way towards 1/`arap_anneal` of it (the value at s = S, one step past the last). 1 = constant (the reference). Above 1 the field first learns a motion
     that keeps neighbourhoods rigid, then is let go to bend as far as the video asks."""
     arap_neighbours: int = 3
-    """k nearest static splats per point in the ARAP term (the affine prior takes its own 8)."""
+    """k nearest static splats per point in the ARAP term."""
+    affine_neighbours: int = 8
+    """k nearest static splats per point in the affine prior (more than 3, or an affine map explains every
+    motion). The neighbourhood's extent is what matters, so the best count grows with the splats fitted
+    (docs/reconstruct.md, *The affine prior*)."""
     arap_samples: int = 512
     """Points scored by ARAP per step (drawn with replacement)."""
     grad_fraction: float = 1.0
@@ -128,6 +132,8 @@ class FitSettings:
             raise OptionError(f"hexplane_backend must be auto, torch or matmul (got {self.hexplane_backend!r}).")
         if self.motion_prior not in ("arap", "affine"):
             raise OptionError(f"--motion-prior must be arap or affine (got {self.motion_prior!r}).")
+        if self.affine_neighbours <= 3:
+            raise OptionError(f"--affine-neighbours must be more than 3 (got {self.affine_neighbours}).")
         if not (math.isfinite(self.arap_anneal) and self.arap_anneal > 0.0):
             raise OptionError(f"--arap-anneal must be a finite number > 0 (got {self.arap_anneal}).")
         if not 0.0 < self.grad_fraction <= 1.0:
@@ -186,13 +192,19 @@ def active_frames(step: int, settings: FitSettings, generator: torch.Generator |
     return frames
 
 
-def motion_prior(rest: Tensor, settings: FitSettings) -> NeighbourPrior:
-    """The local motion prior `settings.motion_prior` names, on the static positions rest [N, 3]."""
+def motion_prior(rest: Tensor, settings: FitSettings) -> NeighbourPrior | None:
+    """The local motion prior `settings.motion_prior` names, on the static positions rest [N, 3].
+
+    None for the affine prior on 4 points or fewer: an affine map then explains every motion, so it costs nothing.
+    """
     from a3d_cli.gaussians.arap import ArapRegularizer
     from a3d_cli.gaussians.local_affine import LocalAffineRegularizer
 
     if settings.motion_prior == "affine":
-        return LocalAffineRegularizer.from_points(rest, sample_points=settings.arap_samples)
+        if rest.shape[0] <= 4:
+            return None
+        k = min(settings.affine_neighbours, rest.shape[0] - 1)
+        return LocalAffineRegularizer.from_points(rest, k=k, sample_points=settings.arap_samples)
     return ArapRegularizer.from_points(rest, k=settings.arap_neighbours, sample_points=settings.arap_samples)
 
 

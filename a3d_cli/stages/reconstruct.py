@@ -17,10 +17,10 @@ trained). Frames without alpha get masks from `a3d_cli.io.masks` (known grey, bo
 static silhouette, temporal vote). Cameras come from `cameras.json` next to the frames, else
 `static/views/cameras.json` (MV-VDM's fixed views).
 
-Presets: "reference" (Animate3D's settings: 800 steps at 256², all splats; for a GPU; plus a coarse
-HexPlane level and an annealed ARAP weight, which `coarse_level=False, arap_anneal=1` undo) and
-"quickstart" (CPU: fewer splats, 128², 2 frames per step, fewer steps). "auto" picks
-quickstart on the CPU and reference on a GPU. Every knob is a field of `FitSettings`; the loop itself
+Presets: "reference" (Animate3D's schedule: 800 steps at 256², all splats; for a GPU; with a coarse HexPlane
+level, the affine motion prior annealed, and a heavier RGB loss), "quickstart" (CPU: fewer splats, 128², 2
+frames per step, fewer steps) and "animate3d" (Animate3D's settings, every one). "auto" picks quickstart on the
+CPU and reference on a GPU. Every knob is a field of `FitSettings`; the loop itself
 (`fit_motion`) lives in `a3d_cli.gaussians.motion_fit`, and the phases around it (targets, fit, scoring,
 each timed) in `a3d_cli.gaussians.video_fit`.
 
@@ -43,7 +43,7 @@ from a3d_cli.models.mvvdm.shape import FPS
 from a3d_cli.run_layout import CAMERAS_JSON, COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
-from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET, DEFAULT_PREVIEW, PresetName
+from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET, DEFAULT_PREVIEW, PRESET_NAMES, PresetName
 
 MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on read (masks work at this size)
 
@@ -52,16 +52,26 @@ MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on
 
 
 REFERENCE_ARAP_ANNEAL = 4.0
-"""The reference preset's `FitSettings.arap_anneal`: the ARAP weight falls from 48 towards 3 (Animate3D: 12 throughout)."""
+"""The reference preset's `FitSettings.arap_anneal`: the prior's weight falls from 48 towards 3 (Animate3D: 12 throughout)."""
+REFERENCE_AFFINE_NEIGHBOURS = 32
+"""The reference preset's `FitSettings.affine_neighbours`, chosen for its fit on every splat (about 20k)."""
+REFERENCE_LAMBDA_RGB = 300.0
+"""The reference preset's `FitSettings.lambda_rgb` (Animate3D: 100, the same as the mask's)."""
 _WITH_COARSE_LEVEL = MotionFieldConfig().with_coarse_level(True)
-"""Animate3D's two HexPlane levels behind a coarse one (`COARSE_GRID`): both presets' field."""
+"""Animate3D's two HexPlane levels behind a coarse one (`COARSE_GRID`): the reference and quickstart presets' field."""
 
 PRESETS: dict[str, tuple[str, FitSettings]] = {
     "reference": (
-        "Animate3D's settings (800 steps, 256², all splats, all active frames per step) with a coarse HexPlane "
-        "level in front of its two and the ARAP weight annealed from 4× towards ¼× (GPU); `coarse_level=False, "
-        "arap_anneal=1` gives Animate3D's settings exactly.",
-        FitSettings(field=_WITH_COARSE_LEVEL, arap_anneal=REFERENCE_ARAP_ANNEAL),
+        "Animate3D's schedule and size (800 steps, 256², all splats, all active frames per step) with four measured "
+        "changes (GPU): a coarse HexPlane level in front of its two, the affine motion prior on 32 neighbours instead "
+        "of ARAP, its weight annealed from 4× towards ¼×, and the RGB loss weighted 300 instead of 100.",
+        FitSettings(
+            field=_WITH_COARSE_LEVEL,
+            motion_prior="affine",
+            affine_neighbours=REFERENCE_AFFINE_NEIGHBOURS,
+            arap_anneal=REFERENCE_ARAP_ANNEAL,
+            lambda_rgb=REFERENCE_LAMBDA_RGB,
+        ),
     ),
     "quickstart": (
         "CPU: 300 steps, 128², at most 2000 splats, 2 frames per step, Δ-head LR 1e-3, the reference's field "
@@ -76,6 +86,10 @@ PRESETS: dict[str, tuple[str, FitSettings]] = {
             field=_WITH_COARSE_LEVEL,
         ),  # fmt: skip
     ),
+    "animate3d": (
+        "Animate3D's `motion_recon_frame_16.yaml`, every setting: two HexPlane levels, ARAP at a constant 12.",
+        FitSettings(),
+    ),
 }
 
 
@@ -85,7 +99,7 @@ class ReconstructOptions:
 
     Attributes:
         video: folder of `v{view}_f{frame:02d}.png` frames; None reads RUN/mvvideo/.
-        preset: "auto" (quickstart on CPU, reference on GPU), "reference" or "quickstart".
+        preset: "auto" (quickstart on CPU, reference on GPU), "reference", "quickstart" or "animate3d".
         steps: optimisation steps (the progressive schedule is scaled to match).
         resolution: render/target size in pixels.
         max_splats: fit on at most this many splats (0 = all).
@@ -97,9 +111,9 @@ class ReconstructOptions:
             None = the preset's, 4, 8, 12 and 15; () = one recording per frame count).
         graph_whole_step: record the rasterizer inside the step's graph (`FitSettings.graph_whole_step`; None = the
             preset's, on).
-        arap_anneal: the ARAP weight's schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
-        motion_prior: the local motion prior, "arap" or "affine" (`FitSettings.motion_prior`; None = the preset's,
-            ARAP).
+        arap_anneal: the motion prior's weight schedule (`FitSettings.arap_anneal`; 1 = constant, Animate3D's).
+        motion_prior: the local motion prior, "arap" or "affine" (`FitSettings.motion_prior`; None = the preset's).
+        affine_neighbours: neighbours per point of the affine prior (`FitSettings.affine_neighbours`).
         coarse_level: True puts the coarse HexPlane level (`COARSE_GRID`) in front of the field's levels, False
             removes it (Animate3D's field); None = the preset's.
         preview: write motion/coarse_preview.mp4.
@@ -119,13 +133,14 @@ class ReconstructOptions:
     graph_whole_step: bool | None = None
     arap_anneal: float | None = None
     motion_prior: str | None = None
+    affine_neighbours: int | None = None
     coarse_level: bool | None = None
     preview: bool = DEFAULT_PREVIEW
     settings: FitSettings | None = None
 
     def __post_init__(self) -> None:
         if self.preset not in ("auto", *PRESETS):
-            raise OptionError(f"--preset must be auto, reference or quickstart (got {self.preset!r}).")
+            raise OptionError(f"--preset must be one of {', '.join(PRESET_NAMES)} (got {self.preset!r}).")
 
     def resolve(self, device: str) -> tuple[str, FitSettings]:
         """The preset name and the complete settings for a device."""
@@ -148,6 +163,7 @@ class ReconstructOptions:
             "graph_whole_step",
             "arap_anneal",
             "motion_prior",
+            "affine_neighbours",
         ):
             if getattr(self, key) is not None:
                 changes[key] = getattr(self, key)

@@ -7,10 +7,13 @@ option: both take these values, and `ReconstructOptions` itself defaults to them
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
-PresetName = Literal["auto", "reference", "quickstart"]
+PresetName = Literal["auto", "reference", "quickstart", "animate3d"]
 """A motion-fit preset; "auto" is quickstart on the CPU and reference on a GPU."""
+
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
+"""Every name `--preset` takes."""
 
 DEFAULT_PRESET: PresetName = "auto"
 """`ReconstructOptions.preset`."""
@@ -18,4 +21,4 @@ DEFAULT_PRESET: PresetName = "auto"
 DEFAULT_PREVIEW = True
 """`ReconstructOptions.preview`: write motion/coarse_preview.mp4."""
 
-__all__ = ["DEFAULT_PRESET", "DEFAULT_PREVIEW", "PresetName"]
+__all__ = ["DEFAULT_PRESET", "DEFAULT_PREVIEW", "PRESET_NAMES", "PresetName"]

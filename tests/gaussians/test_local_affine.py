@@ -72,5 +72,12 @@ def test_three_neighbours_are_refused_and_the_fit_settings_choose_the_prior():
     assert type(motion_prior(rest, FitSettings())) is ArapRegularizer
     chosen = motion_prior(rest, FitSettings(motion_prior="affine", arap_samples=64))
     assert isinstance(chosen, LocalAffineRegularizer) and chosen.sample_points == 64 and chosen.k == 8
+    wide = motion_prior(rest, FitSettings(motion_prior="affine", affine_neighbours=32))
+    assert isinstance(wide, LocalAffineRegularizer) and wide.k == 32 and wide.projections.shape[1:] == (32, 32)
+    few = rest[:10]  # fewer points than neighbours asked for: every other point, still more than 3
+    assert motion_prior(few, FitSettings(motion_prior="affine", affine_neighbours=32)).k == 9  # type: ignore[union-attr]
+    assert motion_prior(rest[:4], FitSettings(motion_prior="affine")) is None  # 3 edges: every motion is affine
     with pytest.raises(OptionError, match="--motion-prior"):
         FitSettings(motion_prior="rigid")  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="--affine-neighbours"):
+        FitSettings(affine_neighbours=3)

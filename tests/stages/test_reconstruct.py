@@ -4,6 +4,7 @@ nothing overwritten). The fit itself is scored on ground truth in test_reconstru
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from a3d_cli.io.images import save_png
 from a3d_cli.stages import reconstruct as stage
 from a3d_cli.stages.base import Runtime
 from a3d_cli.stages.reconstruct import ReconstructOptions
+from a3d_cli.stages.reconstruct_defaults import PRESET_NAMES
 
 
 @pytest.fixture(autouse=True)
@@ -45,24 +47,25 @@ def test_presets_follow_the_device_and_overrides_win():
     assert s.field == MotionFieldConfig(grid_sizes=(COARSE_GRID, *MotionFieldConfig().grid_sizes))  # + a coarse level
     assert (s.steps, s.steps_per_frame, s.resolution, s.frames_per_step, s.max_splats) == (800, 50, 256, 0, 0)
     assert (s.lr_grid, s.lr_heads, s.lr_global, s.adam_eps) == (0.01, 1e-4, 1e-3, 1e-15)
-    assert (s.lambda_rgb, s.lambda_mask, s.lambda_arap, s.arap_neighbours, s.arap_samples) == (
-        100.0,
-        100.0,
-        12.0,
-        3,
-        512,
-    )
-    assert s.arap_anneal == stage.REFERENCE_ARAP_ANNEAL == 4.0 and s.lambda_arap == 12.0  # ARAP 48 → 3 over the fit
-    animate3d = ReconstructOptions(preset="reference", coarse_level=False, arap_anneal=1.0).resolve("cuda")[1]
-    assert animate3d == FitSettings()  # Animate3D's settings, every one
+    assert (s.lambda_mask, s.lambda_arap, s.arap_neighbours, s.arap_samples) == (100.0, 12.0, 3, 512)
+    # the reference preset's measured departures: the affine prior on 32 neighbours, annealed 48 → 3, RGB weight 300
+    assert (s.motion_prior, s.affine_neighbours, s.lambda_rgb) == ("affine", stage.REFERENCE_AFFINE_NEIGHBOURS, 300.0)
+    assert s.arap_anneal == stage.REFERENCE_ARAP_ANNEAL == 4.0 and stage.REFERENCE_AFFINE_NEIGHBOURS == 32
+    name, animate3d = ReconstructOptions(preset="animate3d").resolve("cuda")
+    assert name == "animate3d" and animate3d == FitSettings()  # Animate3D's settings, every one
+    assert animate3d.motion_prior == "arap" and animate3d.lambda_rgb == 100.0 and animate3d.arap_anneal == 1.0
+    undone = ReconstructOptions(preset="reference", coarse_level=False, arap_anneal=1.0, motion_prior="arap")
+    assert replace(undone.resolve("cuda")[1], lambda_rgb=100.0, affine_neighbours=8) == FitSettings()  # nothing else
     assert ReconstructOptions(preset="reference", coarse_level=False).resolve("cuda")[1].arap_anneal == 4.0
     assert ReconstructOptions(preset="quickstart", coarse_level=False).resolve("cpu")[1].field == MotionFieldConfig()
     assert ReconstructOptions(coarse_level=True).resolve("cuda")[1].field == s.field  # already there: not twice
     assert s.graph_whole_step and not ReconstructOptions(graph_whole_step=False).resolve("cuda")[1].graph_whole_step
-    assert (
-        s.motion_prior == "arap"
-        and ReconstructOptions(motion_prior="affine").resolve("cuda")[1].motion_prior == "affine"
-    )
+    assert ReconstructOptions().resolve("cpu")[1].motion_prior == "arap"  # the quickstart keeps ARAP
+    assert ReconstructOptions(motion_prior="arap").resolve("cuda")[1].motion_prior == "arap"
+    assert ReconstructOptions(affine_neighbours=8).resolve("cuda")[1].affine_neighbours == 8
+    assert ("auto", *stage.PRESETS) == PRESET_NAMES  # the command line's list is the stage's
+    with pytest.raises(OptionError, match="affine-neighbours"):
+        ReconstructOptions(affine_neighbours=3).resolve("cuda")
     name, s = ReconstructOptions(preset="reference", steps=400, resolution=64).resolve("cpu")
     assert name == "reference" and s.steps == 400 and s.steps_per_frame == 25 and s.resolution == 64
     with pytest.raises(OptionError):
@@ -127,15 +130,23 @@ def test_cli_bad_input_exits_2_and_keeps_the_old_motion(tmp_path, make):
     assert not (run / "motion" / "coarse_preview.mp4").exists()
 
 
-def test_cli_refuses_an_unknown_motion_prior_before_writing(tmp_path):
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--motion-prior", "rigid"], "--motion-prior must be arap or affine"),
+        (["--affine-neighbours", "3"], "--affine-neighbours must be more than 3"),
+        (["--preset", "fast"], "--preset must be one of auto, reference, quickstart, animate3d"),
+    ],
+)
+def test_cli_refuses_a_motion_prior_it_cannot_fit_before_writing(tmp_path, option, message):
     from typer.testing import CliRunner
 
     run = _run_folder(tmp_path)
     video = _video(tmp_path / "video")
-    args = ["--device", "cpu", "reconstruct", str(run), "--video", str(video), "--motion-prior", "rigid"]
+    args = ["--device", "cpu", "reconstruct", str(run), "--video", str(video), *option]
     result = CliRunner().invoke(_cli(), args)
     assert result.exit_code == 2, result.output
-    assert "error:" in result.output and "--motion-prior must be arap or affine" in result.output
+    assert "error:" in result.output and message in result.output
     assert not (run / "motion").exists()
 
 
@@ -167,8 +178,8 @@ def test_motion_from_a_different_static_model_is_refused(tmp_path):
 
 
 def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
-    """The reference preset fits the coarse level in front of Animate3D's two with the ARAP weight annealed;
-    --no-coarse-level --arap-anneal 1 fits Animate3D's field with its constant weight."""
+    """The reference preset fits the coarse level in front of Animate3D's two with the affine prior annealed;
+    --no-coarse-level --arap-anneal 1 fits Animate3D's field with a constant weight, --motion-prior arap its prior."""
     from typer.testing import CliRunner
 
     run = _run_folder(tmp_path)
@@ -178,7 +189,7 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
     fields = []
     anneals = []
     priors = []
-    for extra in ([], ["--no-coarse-level", "--arap-anneal", "1", "--force"], ["--motion-prior", "affine", "--force"]):
+    for extra in ([], ["--no-coarse-level", "--arap-anneal", "1", "--force"], ["--motion-prior", "arap", "--force"]):
         result = CliRunner().invoke(_cli(), [*common, *extra])
         assert result.exit_code == 0, result.output
         static = read_ply(run / "static" / "gaussians.ply")
@@ -188,8 +199,8 @@ def test_cli_fits_the_coarse_level_unless_told_not_to(tmp_path):
         fields.append(field)
         anneals.append(manifest["params"]["settings"]["arap_anneal"])
         priors.append(manifest["params"]["settings"]["motion_prior"])
-    assert anneals == [4.0, 1.0, 4.0] and priors == ["arap", "arap", "affine"]
-    with_coarse, animate3d, _affine = fields
+    assert anneals == [4.0, 1.0, 4.0] and priors == ["affine", "affine", "arap"]
+    with_coarse, animate3d, _arap = fields
     assert with_coarse.config.grid_sizes == (COARSE_GRID, *animate3d.config.grid_sizes)
     assert animate3d.config == MotionFieldConfig()
     assert with_coarse.config.feature_dim == animate3d.config.feature_dim + animate3d.config.grid_channels
