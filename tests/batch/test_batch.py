@@ -93,7 +93,7 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
     manifest = write_manifest(
         assets,
         [
-            {"input": "fox.ply", "video": "gt", "splat_count": 321, "no-sds": True, "out": "sub/fox"},
+            {"input": "fox.ply", "video": "gt", "splat_count": 321, "no-sds": True, "out": "sub/fox", "preset": "animate3d"},
             {"input": "cat.ply", "prompt": "-a cat waves", "video": "gt", "sds": False, "splats": True, "compile": False,
              "negative_prompt": "--blurry"},
         ],
@@ -105,6 +105,7 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
     assert errors == []
     fox, cat = jobs
     assert fox.options.splats == 321  # the job's own value wins over the options for every job
+    assert fox.options.reconstruct_preset == "animate3d" and cat.options.reconstruct_preset == "auto"
     assert cat.options.splats == 999 and cat.options.preview_size == 64 and fox.options.preview_size == 64
     assert fox.options.sds is False and cat.options.sds is False  # "no-sds": true and "sds": false alike
     assert cat.options.output == "splats" and fox.options.output == "auto"
