@@ -60,15 +60,22 @@ class LocalAffineRegularizer(NeighbourPrior):
         return affine_residual_energy(deformed, sample, idx, self.projections.index_select(0, sample), frame_weights)
 
 
-def residual_projections(rest: Tensor, idx: Tensor) -> Tensor:
+def residual_projections(rest: Tensor, idx: Tensor, chunk: int = 1 << 15) -> Tensor:
     """P_i = I − E_i E_i⁺ for every point: rest [N, 3], neighbour table idx [N, K] → [N, K, K].
 
     Edges that span fewer than three directions (neighbours in a plane, as on a surface) are handled by the
-    pseudo-inverse: the affine map is then free off their span, where they say nothing.
+    pseudo-inverse: the affine map is then free off their span, where they say nothing. Computed in double,
+    `chunk` points at a time, so the temporaries stay bounded whatever the splat count (the result itself
+    takes N·K² floats).
     """
-    edges = (rest[idx] - rest[:, None, :]).double()  # [N, K, 3]; double: near-flat neighbourhoods
-    eye = torch.eye(idx.shape[1], dtype=edges.dtype, device=rest.device)
-    return (eye - edges @ torch.linalg.pinv(edges, rtol=1e-6)).to(rest.dtype)
+    n, k = idx.shape
+    out = torch.empty(n, k, k, dtype=rest.dtype, device=rest.device)
+    eye = torch.eye(k, dtype=torch.float64, device=rest.device)
+    for start in range(0, n, chunk):
+        rows = slice(start, start + chunk)
+        edges = (rest[idx[rows]] - rest[rows, None, :]).double()  # [B, K, 3]; double: near-flat neighbourhoods
+        out[rows] = eye - edges @ torch.linalg.pinv(edges, rtol=1e-6)
+    return out
 
 
 def affine_residual_energy(

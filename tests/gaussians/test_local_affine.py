@@ -51,6 +51,7 @@ def test_projections_remove_the_rest_edges_even_for_flat_neighbourhoods():
         edges = rest[idx] - rest[:, None, :]
         assert torch.allclose(proj @ edges, torch.zeros_like(edges), atol=1e-5)
         torch.testing.assert_close(proj @ proj, proj, atol=1e-5, rtol=0)  # a projection
+        assert torch.equal(residual_projections(rest, idx, chunk=7), proj)  # in chunks: the same, point by point
 
 
 def test_draws_are_arap_draws_and_frames_are_weighted():
