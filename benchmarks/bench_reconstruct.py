@@ -8,8 +8,8 @@ Usage:
     python benchmarks/public_assets.py && \
     python benchmarks/bench_reconstruct.py --device cuda --preset reference --no-profile \
         --assets fox,Duck,CesiumMilkTruck,BoxTextured,Suzanne --out assets.json          # per-asset table
-    python benchmarks/bench_reconstruct.py --device cuda --preset reference --no-profile --no-coarse-level \
-        --arap-anneal 1 --assets fox,Duck,CesiumMilkTruck,BoxTextured,Suzanne --out animate3d.json  # Animate3D's settings
+    python benchmarks/bench_reconstruct.py --device cuda --preset animate3d --no-profile \
+        --assets fox,Duck,CesiumMilkTruck,BoxTextured,Suzanne --out animate3d.json        # Animate3D's settings
 
 The ground truth comes from `examples/make_ground_truth_motion.py` (made here into a temporary folder unless
 --gt is given): the bundled fox with a known bend + twist + nod, rendered as MV-VDM would (4 views × 16
@@ -226,8 +226,8 @@ def bench_variant(name: str, gt: Path, args: argparse.Namespace, work: Path) -> 
     if run_dir.exists():
         shutil.rmtree(run_dir)
     shutil.copytree(gt / "run", run_dir)
-    given = (("coarse_level", args.coarse_level), ("arap_anneal", args.arap_anneal), ("motion_prior", args.motion_prior),
-             ("affine_neighbours", args.affine_neighbours))
+    given = (("coarse_level", args.coarse_level), ("arap_anneal", args.arap_anneal),
+             ("motion_prior", args.motion_prior), ("affine_neighbours", args.affine_neighbours))
     newer = {k: v for k, v in given if v is not None}
     opts = stage.ReconstructOptions(
         video=str(gt / "video"),
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "edge length; the fox's is about 5), so assets compare at equal deformation")
     ap.add_argument("--coarse-level", action=argparse.BooleanOptionalAction, default=None,
                     help=f"fit with (or, --no-coarse-level, without) the coarse HexPlane level {COARSE_GRID} in front "
-                    "of the field's others (default: the preset's; both presets have it)")
+                    "of the field's others (default: the preset's; the reference and quickstart presets have it)")
     ap.add_argument("--arap-anneal", type=float, default=None, metavar="A",
                     help="ARAP weight from A× to 1/A× over the fit (1 = Animate3D's constant; default: the preset's)")
     ap.add_argument("--motion-prior", choices=["arap", "affine"], default=None,
@@ -370,8 +370,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--affine-neighbours", type=int, default=None, metavar="K",
                     help="neighbours per point of the affine prior (default: the preset's)")
     ap.add_argument("--lambda-rgb", type=float, default=None, metavar="W",
-                    help="weight of the image (RGB) loss (Animate3D's: 100, the reference preset's: 300; the preset's settings "
-                    "with this one field changed, reported as preset 'custom')")
+                    help="weight of the image (RGB) loss (Animate3D's: 100, the reference preset's: 300; the preset's "
+                    "settings with this one field changed, reported as preset 'custom')")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled second fit")
     ap.add_argument("--work", type=Path, default=None, help="where to keep ground truths and runs (default: temp)")

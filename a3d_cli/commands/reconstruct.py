@@ -50,7 +50,7 @@ def reconstruct(
     grad_fraction: Annotated[
         float | None,
         typer.Option(
-            help="Fraction of splats receiving image gradients per step (reference: 0.1).",
+            help="Fraction of splats receiving image gradients per step (Animate3D's: 0.1, the animate3d preset's).",
             rich_help_panel=_FIT,
             show_default=False,
         ),
@@ -60,7 +60,7 @@ def reconstruct(
         typer.Option(
             "--cuda-graph/--no-cuda-graph",
             help="On CUDA, replay each step's motion field, losses and optimiser step as recorded CUDA graphs (same "
-            "result, far fewer kernel launches; both presets do).",
+            "result, far fewer kernel launches; every preset does).",
             rich_help_panel=_FIT,
             show_default=False,
         ),
@@ -79,8 +79,8 @@ def reconstruct(
     arap_anneal: Annotated[
         float | None,
         typer.Option(
-            help="Motion prior's weight schedule: from A× the weight at the first step falling towards 1/A× at the last "
-            "(1 = constant, Animate3D's; the reference preset: 4).",
+            help="Motion prior's weight schedule: from A× the weight at the first step falling towards 1/A× at the "
+            "last (1 = constant, Animate3D's; the reference preset: 4).",
             rich_help_panel=_FIT,
             show_default=False,
         ),
@@ -98,8 +98,8 @@ def reconstruct(
     affine_neighbours: Annotated[
         int | None,
         typer.Option(
-            help="Neighbours per point of the affine prior (more than 3; the reference preset: 32, for its fit on "
-            "every splat; 8 suits fits on a few thousand).",
+            help="Neighbours per point of the affine motion prior, with it only (more than 3; default 8, the "
+            "reference preset 32 for its fit on every splat).",
             rich_help_panel=_FIT,
             show_default=False,
         ),

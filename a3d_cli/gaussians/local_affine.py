@@ -68,6 +68,8 @@ def residual_projections(rest: Tensor, idx: Tensor, chunk: int = 1 << 15) -> Ten
     `chunk` points at a time, so the temporaries stay bounded whatever the splat count (the result itself
     takes N·K² floats).
     """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1 point, got {chunk}")
     n, k = idx.shape
     out = torch.empty(n, k, k, dtype=rest.dtype, device=rest.device)
     eye = torch.eye(k, dtype=torch.float64, device=rest.device)

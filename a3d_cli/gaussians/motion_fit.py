@@ -3,7 +3,8 @@
 Pure domain code, with no run folder: the reconstruct stage's work (`a3d_cli.gaussians.video_fit`) calls
 `fit_motion` here and scores its result with `score_fit`; benchmarks and the mesh path call it directly. The static
 splats stay frozen and only the motion field trains. Each step renders the active frames × V views in one
-rasterizer call and minimises `λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·ARAP`.
+rasterizer call and minimises `λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·prior`, the
+prior being ARAP or the affine one (`motion_prior`).
 Frames are added progressively, one every `steps_per_frame` steps (frame 0 is the static model and never
 trained).
 
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Every knob of the motion fit. Defaults are Animate3D's `motion_recon_frame_16.yaml`."""
+    """Every knob of the motion fit. Defaults are Animate3D's `motion_recon_frame_16.yaml` but for `grad_fraction`
+    (image gradients reach every splat; Animate3D's 0.1 is the `animate3d` preset's)."""
 
     steps: int = 800
     """Optimisation steps."""
@@ -85,10 +87,10 @@ class FitSettings:
     that keeps neighbourhoods rigid, then is let go to bend as far as the video asks."""
     arap_neighbours: int = 3
     """k nearest static splats per point in the ARAP term."""
-    affine_neighbours: int = 8
+    affine_neighbours: int | None = None
     """k nearest static splats per point in the affine prior (more than 3, or an affine map explains every
-    motion). The neighbourhood's extent is what matters, so the best count grows with the splats fitted
-    (docs/reconstruct.md, *The affine prior*)."""
+    motion); None = the prior's own default (`local_affine.AFFINE_NEIGHBOURS`). The neighbourhood's extent is
+    what matters, so the best count grows with the splats fitted (docs/reconstruct.md, *The affine prior*)."""
     arap_samples: int = 512
     """Points scored by ARAP per step (drawn with replacement)."""
     grad_fraction: float = 1.0
@@ -132,7 +134,7 @@ class FitSettings:
             raise OptionError(f"hexplane_backend must be auto, torch or matmul (got {self.hexplane_backend!r}).")
         if self.motion_prior not in ("arap", "affine"):
             raise OptionError(f"--motion-prior must be arap or affine (got {self.motion_prior!r}).")
-        if self.affine_neighbours <= 3:
+        if self.affine_neighbours is not None and self.affine_neighbours <= 3:
             raise OptionError(f"--affine-neighbours must be more than 3 (got {self.affine_neighbours}).")
         if not (math.isfinite(self.arap_anneal) and self.arap_anneal > 0.0):
             raise OptionError(f"--arap-anneal must be a finite number > 0 (got {self.arap_anneal}).")
@@ -198,12 +200,12 @@ def motion_prior(rest: Tensor, settings: FitSettings) -> NeighbourPrior | None:
     None for the affine prior on 4 points or fewer: an affine map then explains every motion, so it costs nothing.
     """
     from a3d_cli.gaussians.arap import ArapRegularizer
-    from a3d_cli.gaussians.local_affine import LocalAffineRegularizer
+    from a3d_cli.gaussians.local_affine import AFFINE_NEIGHBOURS, LocalAffineRegularizer
 
     if settings.motion_prior == "affine":
         if rest.shape[0] <= 4:
             return None
-        k = min(settings.affine_neighbours, rest.shape[0] - 1)
+        k = settings.affine_neighbours or AFFINE_NEIGHBOURS  # the k-NN table holds at most N − 1 of them
         return LocalAffineRegularizer.from_points(rest, k=k, sample_points=settings.arap_samples)
     return ArapRegularizer.from_points(rest, k=settings.arap_neighbours, sample_points=settings.arap_samples)
 

@@ -11,7 +11,8 @@ background (MV-VDM output) or RGBA, read by `a3d_cli.io.video_frames`. Writes:
 How (Animate3D, arXiv 2407.11398, §3.3; yanqinJiang/Animate3D
 `custom/threestudio-animate3d/configs/motion_recon_frame_16.yaml`, `systems/animate3d.py`): the static splats stay frozen and only the motion field trains.
 Each step renders the active frames × 4 views in one rasterizer call and minimises
-`λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·ARAP(k-NN of the static splats)`.
+`λ_rgb·MSE(render, target on grey) + λ_mask·MSE(alpha, mask) + λ_arap·prior`, the prior on the static splats'
+k nearest neighbours (ARAP, or the affine one: `FitSettings.motion_prior`).
 Frames are added progressively, one every `steps_per_frame` steps (frame 0 is the static model and never
 trained). Frames without alpha get masks from `a3d_cli.io.masks` (known grey, border connectivity, the
 static silhouette, temporal vote). Cameras come from `cameras.json` next to the frames, else
@@ -52,11 +53,14 @@ MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on
 
 
 REFERENCE_ARAP_ANNEAL = 4.0
-"""The reference preset's `FitSettings.arap_anneal`: the prior's weight falls from 48 towards 3 (Animate3D: 12 throughout)."""
+"""The reference preset's `FitSettings.arap_anneal`: the prior's weight falls from 48 towards 3 (Animate3D: 12
+throughout)."""
 REFERENCE_AFFINE_NEIGHBOURS = 32
-"""The reference preset's `FitSettings.affine_neighbours`, chosen for its fit on every splat (about 20k)."""
+"""The reference preset's `FitSettings.affine_neighbours`, chosen for its fit on every splat of a prepared model."""
 REFERENCE_LAMBDA_RGB = 300.0
 """The reference preset's `FitSettings.lambda_rgb` (Animate3D: 100, the same as the mask's)."""
+ANIMATE3D_GRAD_FRACTION = 0.1
+"""Animate3D's gradient sparsification (`FitSettings.grad_fraction`): the only setting where `FitSettings()` differs."""
 _WITH_COARSE_LEVEL = MotionFieldConfig().with_coarse_level(True)
 """Animate3D's two HexPlane levels behind a coarse one (`COARSE_GRID`): the reference and quickstart presets' field."""
 
@@ -87,8 +91,9 @@ PRESETS: dict[str, tuple[str, FitSettings]] = {
         ),  # fmt: skip
     ),
     "animate3d": (
-        "Animate3D's `motion_recon_frame_16.yaml`, every setting: two HexPlane levels, ARAP at a constant 12.",
-        FitSettings(),
+        "Animate3D's `motion_recon_frame_16.yaml`, every setting: two HexPlane levels, ARAP at a constant 12, image "
+        "gradients to a random 10 % of the splats per step.",
+        FitSettings(grad_fraction=ANIMATE3D_GRAD_FRACTION),
     ),
 }
 
@@ -139,7 +144,7 @@ class ReconstructOptions:
     settings: FitSettings | None = None
 
     def __post_init__(self) -> None:
-        if self.preset not in ("auto", *PRESETS):
+        if self.preset not in PRESET_NAMES:
             raise OptionError(f"--preset must be one of {', '.join(PRESET_NAMES)} (got {self.preset!r}).")
 
     def resolve(self, device: str) -> tuple[str, FitSettings]:
@@ -169,7 +174,13 @@ class ReconstructOptions:
                 changes[key] = getattr(self, key)
         if self.coarse_level is not None:
             changes["field"] = base.field.with_coarse_level(self.coarse_level)
-        return name, replace(base, **changes)
+        settings = replace(base, **changes)
+        if self.affine_neighbours is not None and settings.motion_prior != "affine":
+            raise OptionError(
+                f"--affine-neighbours applies to the affine motion prior only; this fit uses {settings.motion_prior}.",
+                hint="add --motion-prior affine, or leave --affine-neighbours out",
+            )
+        return name, settings
 
 
 @dataclass(frozen=True)

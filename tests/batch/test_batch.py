@@ -93,7 +93,8 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
     manifest = write_manifest(
         assets,
         [
-            {"input": "fox.ply", "video": "gt", "splat_count": 321, "no-sds": True, "out": "sub/fox", "preset": "animate3d"},
+            {"input": "fox.ply", "video": "gt", "splat_count": 321, "no-sds": True, "out": "sub/fox",
+             "preset": "animate3d"},
             {"input": "cat.ply", "prompt": "-a cat waves", "video": "gt", "sds": False, "splats": True, "compile": False,
              "negative_prompt": "--blurry"},
         ],

@@ -93,7 +93,7 @@ def test_bench_reconstruct_runs_an_asset_end_to_end(tmp_path: Path, monkeypatch)
 
 def test_bench_reconstruct_at_a_set_nonrigidity_with_animate3d_s_settings(tmp_path: Path, monkeypatch) -> None:
     """`--nonrigidity` makes a ground truth that deforms that much; `--preset animate3d` fits Animate3D's settings
-    (two levels, ARAP at a constant weight), and an option given on top is named in the table."""
+    (two levels, ARAP at a constant weight)."""
     from a3d_cli.gaussians.motion_field import MotionFieldConfig
     from a3d_cli.gaussians.motion_io import load_motion
 
@@ -101,13 +101,13 @@ def test_bench_reconstruct_at_a_set_nonrigidity_with_animate3d_s_settings(tmp_pa
     work = tmp_path / "w"
     rows = bench_reconstruct.main(["--device", "cpu", "--preset", "animate3d", "--steps", "4", "--splats", "400",
                                    "--size", "64", "--no-profile", "--assets", "fox", "--work", str(work),
-                                   "--nonrigidity", "3", "--affine-neighbours", "12"])  # fmt: skip
+                                   "--nonrigidity", "3"])  # fmt: skip
     row = rows[0]
     assert abs(row["gt_nonrigidity_pct"] - 3.0) < 0.3  # the fox's own is about 5
     assert (work / "gt_fox_nr3" / "ground_truth.npz").is_file()
     assert row["arap_anneal"] == 1.0 and row["motion_prior"] == "arap" and row["lambda_rgb"] == 100.0
-    assert row["preset"] == "animate3d" and row["affine_neighbours"] == 12
-    assert "| fox, 12 affine neighbours @ 3 % non-rigid | animate3d |" in bench_reconstruct.asset_table(rows)
+    assert row["preset"] == "animate3d" and row["affine_neighbours"] is None
+    assert "| fox @ 3 % non-rigid | animate3d |" in bench_reconstruct.asset_table(rows)
     motion = load_motion(work / "run_fox" / "motion" / "coarse.safetensors")
     assert motion.field.config == MotionFieldConfig()  # Animate3D's field
 
@@ -162,7 +162,8 @@ def test_bench_lift_runs_a_dynamic_orbit_end_to_end(tmp_path: Path, monkeypatch)
 
 
 def test_bench_reconstruct_changes_the_image_weight_alone(tmp_path: Path, monkeypatch) -> None:
-    """`--lambda-rgb W` fits the preset's settings with that RGB weight and every other field as the preset has it."""
+    """`--lambda-rgb W` fits the preset's settings with that RGB weight and every other field as the preset has it
+    (but for the stage's own options given beside it), each named in the table."""
     from dataclasses import asdict
 
     from a3d_cli.stages.reconstruct import ReconstructOptions
@@ -171,11 +172,11 @@ def test_bench_reconstruct_changes_the_image_weight_alone(tmp_path: Path, monkey
     work = tmp_path / "w"
     rows = bench_reconstruct.main(["--device", "cpu", "--preset", "reference", "--steps", "2", "--splats", "300",
                                    "--size", "64", "--no-profile", "--assets", "fox", "--work", str(work),
-                                   "--lambda-rgb", "100"])  # fmt: skip
+                                   "--lambda-rgb", "100", "--affine-neighbours", "16"])  # fmt: skip
     assert rows[0]["lambda_rgb"] == 100.0 and rows[0]["preset"] == "custom"
-    assert "| fox, RGB weight 100 | custom |" in bench_reconstruct.asset_table(rows)
+    assert "| fox, RGB weight 100, 16 affine neighbours | custom |" in bench_reconstruct.asset_table(rows)
     ran = json.loads((work / "run_fox" / "a3d.json").read_text())["stages"]["reconstruct"]["params"]["settings"]
     preset = asdict(ReconstructOptions(preset="reference", steps=2).resolve("cpu")[1])
     assert ran["lambda_rgb"] == 100.0 and preset["lambda_rgb"] == 300.0
     changed = {k for k in preset if json.loads(json.dumps(preset[k])) != ran[k]}
-    assert changed == {"lambda_rgb"}
+    assert changed == {"lambda_rgb", "affine_neighbours"} and ran["affine_neighbours"] == 16

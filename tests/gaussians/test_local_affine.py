@@ -8,7 +8,12 @@ import torch
 
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.arap import ArapRegularizer, knn_neighbours
-from a3d_cli.gaussians.local_affine import LocalAffineRegularizer, affine_residual_energy, residual_projections
+from a3d_cli.gaussians.local_affine import (
+    AFFINE_NEIGHBOURS,
+    LocalAffineRegularizer,
+    affine_residual_energy,
+    residual_projections,
+)
 from a3d_cli.gaussians.motion_fit import FitSettings, motion_prior
 
 
@@ -52,6 +57,8 @@ def test_projections_remove_the_rest_edges_even_for_flat_neighbourhoods():
         assert torch.allclose(proj @ edges, torch.zeros_like(edges), atol=1e-5)
         torch.testing.assert_close(proj @ proj, proj, atol=1e-5, rtol=0)  # a projection
         assert torch.equal(residual_projections(rest, idx, chunk=7), proj)  # in chunks: the same, point by point
+    with pytest.raises(ValueError, match="chunk"):
+        residual_projections(flat, knn_neighbours(flat, 8).idx, chunk=0)
 
 
 def test_draws_are_arap_draws_and_frames_are_weighted():
@@ -72,11 +79,11 @@ def test_three_neighbours_are_refused_and_the_fit_settings_choose_the_prior():
         LocalAffineRegularizer.from_points(rest, k=3)
     assert type(motion_prior(rest, FitSettings())) is ArapRegularizer
     chosen = motion_prior(rest, FitSettings(motion_prior="affine", arap_samples=64))
-    assert isinstance(chosen, LocalAffineRegularizer) and chosen.sample_points == 64 and chosen.k == 8
+    assert isinstance(chosen, LocalAffineRegularizer) and chosen.sample_points == 64 and chosen.k == AFFINE_NEIGHBOURS
     wide = motion_prior(rest, FitSettings(motion_prior="affine", affine_neighbours=32))
     assert isinstance(wide, LocalAffineRegularizer) and wide.k == 32 and wide.projections.shape[1:] == (32, 32)
-    few = rest[:10]  # fewer points than neighbours asked for: every other point, still more than 3
-    assert motion_prior(few, FitSettings(motion_prior="affine", affine_neighbours=32)).k == 9  # type: ignore[union-attr]
+    few = motion_prior(rest[:10], FitSettings(motion_prior="affine", affine_neighbours=32))
+    assert isinstance(few, LocalAffineRegularizer) and few.k == 9  # fewer points than asked for: every other one
     assert motion_prior(rest[:4], FitSettings(motion_prior="affine")) is None  # 3 edges: every motion is affine
     with pytest.raises(OptionError, match="--motion-prior"):
         FitSettings(motion_prior="rigid")  # type: ignore[arg-type]

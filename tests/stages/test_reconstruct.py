@@ -52,10 +52,10 @@ def test_presets_follow_the_device_and_overrides_win():
     assert (s.motion_prior, s.affine_neighbours, s.lambda_rgb) == ("affine", stage.REFERENCE_AFFINE_NEIGHBOURS, 300.0)
     assert s.arap_anneal == stage.REFERENCE_ARAP_ANNEAL == 4.0 and stage.REFERENCE_AFFINE_NEIGHBOURS == 32
     name, animate3d = ReconstructOptions(preset="animate3d").resolve("cuda")
-    assert name == "animate3d" and animate3d == FitSettings()  # Animate3D's settings, every one
+    assert name == "animate3d" and animate3d == replace(FitSettings(), grad_fraction=0.1)  # Animate3D's, every one
     assert animate3d.motion_prior == "arap" and animate3d.lambda_rgb == 100.0 and animate3d.arap_anneal == 1.0
     undone = ReconstructOptions(preset="reference", coarse_level=False, arap_anneal=1.0, motion_prior="arap")
-    assert replace(undone.resolve("cuda")[1], lambda_rgb=100.0, affine_neighbours=8) == FitSettings()  # nothing else
+    assert replace(undone.resolve("cuda")[1], lambda_rgb=100.0, affine_neighbours=None) == FitSettings()  # no more
     assert ReconstructOptions(preset="reference", coarse_level=False).resolve("cuda")[1].arap_anneal == 4.0
     assert ReconstructOptions(preset="quickstart", coarse_level=False).resolve("cpu")[1].field == MotionFieldConfig()
     assert ReconstructOptions(coarse_level=True).resolve("cuda")[1].field == s.field  # already there: not twice
@@ -63,6 +63,9 @@ def test_presets_follow_the_device_and_overrides_win():
     assert ReconstructOptions().resolve("cpu")[1].motion_prior == "arap"  # the quickstart keeps ARAP
     assert ReconstructOptions(motion_prior="arap").resolve("cuda")[1].motion_prior == "arap"
     assert ReconstructOptions(affine_neighbours=8).resolve("cuda")[1].affine_neighbours == 8
+    with pytest.raises(OptionError, match="affine motion prior only") as ignored:  # the quickstart fits ARAP
+        ReconstructOptions(affine_neighbours=8).resolve("cpu")
+    assert "--motion-prior affine" in (ignored.value.hint or "")
     assert ("auto", *stage.PRESETS) == PRESET_NAMES  # the command line's list is the stage's
     with pytest.raises(OptionError, match="affine-neighbours"):
         ReconstructOptions(affine_neighbours=3).resolve("cuda")
@@ -135,6 +138,7 @@ def test_cli_bad_input_exits_2_and_keeps_the_old_motion(tmp_path, make):
     [
         (["--motion-prior", "rigid"], "--motion-prior must be arap or affine"),
         (["--affine-neighbours", "3"], "--affine-neighbours must be more than 3"),
+        (["--affine-neighbours", "16"], "--affine-neighbours applies to the affine motion prior only"),  # quickstart
         (["--preset", "fast"], "--preset must be one of auto, reference, quickstart, animate3d"),
     ],
 )
