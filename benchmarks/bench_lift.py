@@ -256,8 +256,9 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     folder = syn.write_orbit_folder(work / f"{tag}-orbit", rgba, told_cams, alpha=args.alpha)
     run = work / f"{tag}-run"
     opts = stage.LiftOptions(
-        orbit=str(folder), resolution=args.resolution, steps=args.steps, mesh_resolution=args.mesh_resolution, preview_frames=args.preview_frames
-    )
+        orbit=str(folder), resolution=args.resolution, steps=args.steps, mesh_resolution=args.mesh_resolution,
+        preview_frames=args.preview_frames, open_undersides=args.open_undersides,
+    )  # fmt: skip
     t = time.perf_counter()
     result = stage.run(run, opts, Runtime(device=dev, seed=args.seed))
     wall = time.perf_counter() - t
@@ -288,6 +289,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     for key, img in renders.items():
         row[f"psnr_{key}"] = round(float(psnr(img, truth).mean()), 2)
         row[f"ssim_{key}"] = round(float(ssim(img, truth).mean()), 4)
+    row["open_undersides"] = args.open_undersides
     row["separation_deg"] = round(separation, 2)
     row["orbit_elevations"] = [round(float(told_cams.elevation_deg.min()), 2), round(float(told_cams.elevation_deg.max()), 2)]
     row.update({f"mesh_{k}": v for k, v in coverage_scores(renders["mesh"], truth, truth_rgba[..., 3], seen_cos).items()})
@@ -326,6 +328,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--resolution", type=int, default=None, help="lift fit size (stage default full, 96 reduced)")
     ap.add_argument("--steps", type=int, default=None, help="lift steps (stage default full, 300 reduced)")
     ap.add_argument("--mesh-resolution", type=int, default=None, help="TSDF voxels per axis (stage default)")
+    ap.add_argument("--keep-undersides", dest="open_undersides", action="store_false", help="mesh without opening the "
+                    "hidden space under overhangs (a3d lift --no-open-undersides)")
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
     ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "

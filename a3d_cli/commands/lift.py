@@ -61,6 +61,13 @@ def lift(
     max_faces: Annotated[
         int, typer.Option(help="Face budget of the mesh.", rich_help_panel=_MESH)
     ] = LiftOptions.max_faces,
+    open_undersides: Annotated[
+        bool,
+        typer.Option(
+            help="Open the hidden space under overhangs (a body between its wheels) up to their seen lower edge.",
+            rich_help_panel=_MESH,
+        ),
+    ] = LiftOptions.open_undersides,
     texture_size: Annotated[int | None, _by_device("Texture size.", "texture_size", _MESH)] = None,
     preview_size: Annotated[int | None, _by_device("Turntable height in pixels.", "preview_size", _PREVIEW)] = None,
     preview_frames: Annotated[
@@ -81,6 +88,7 @@ def lift(
         white_threshold=white_threshold,
         mesh_resolution=mesh_resolution,
         max_faces=max_faces,
+        open_undersides=open_undersides,
         texture_size=texture_size,
         preview_size=preview_size,
         preview_frames=preview_frames,

@@ -19,6 +19,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,8 @@ class MeshSettings:
     """The splats' in-plane scales are multiplied by this for the depth renders fused (1: as fitted)."""
     carve_tolerance: int | None = 1
     """Bound the volume by the rendered silhouettes, letting this many views disagree (None: no bound)."""
+    open_undersides: bool = True
+    """Hidden space under an overhang that free space reaches sideways is outside (`open_undersides`)."""
 
 
 def depth_renders(
@@ -122,6 +125,7 @@ def silhouette_distance(alphas: Tensor, alpha_threshold: float = 0.5) -> Tensor:
 def fuse_tsdf(
     depths: Tensor, alphas: Tensor, cameras: CameraSet, resolution: int, half_width: float, truncation: float,
     alpha_threshold: float = 0.5, chunk: int = 1 << 18, floor: float | None = None, carve_tolerance: int | None = None,
+    open_under: bool = False,
 ) -> Tensor:  # fmt: skip
     """Truncated signed distance on a [G, G, G] grid over [-half_width, half_width]³ (negative inside).
 
@@ -141,12 +145,15 @@ def fuse_tsdf(
     With `floor`, nothing lies below that height: the volume is cut by the plane Y = floor (the signed
     distance is the larger of the fused one and the distance below the plane).
 
+    With `open_under`, the hidden space under overhangs is opened from below (`open_undersides`).
+
     Args:
         depths: [V, S, S] expected depth; alphas: [V, S, S]; cameras: the V cameras.
     """
     size = depths.shape[1]
     g = resolution
     tsdf = torch.empty(g**3, device=depths.device)
+    assumed = torch.zeros(g**3, dtype=torch.bool, device=depths.device)  # inside only because hidden
     maps = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2]
     outline = silhouette_distance(alphas, alpha_threshold)[..., None] if carve_tolerance is not None else None  # [V, S, S, 1]
     focal = cameras.Ks(size, size).to(depths)[:, 0, 0, None]  # [V, 1] pixels
@@ -173,7 +180,69 @@ def fuse_tsdf(
         if floor is not None:
             fused = torch.maximum(fused, (floor - p[:, 1]).clamp(-truncation, truncation))
         tsdf[start : start + chunk] = fused
-    return tsdf.reshape(g, g, g)
+        assumed[start : start + chunk] = (total == 0) & hidden & (fused < 0)
+    tsdf = tsdf.reshape(g, g, g)
+    if open_under:
+        voxel = 2 * half_width / g
+        lowest = 0 if floor is None else max(0, math.ceil((floor + half_width) / voxel - 0.5))  # first slice above it
+        tsdf = open_undersides(tsdf, assumed.reshape(g, g, g), truncation, lowest=lowest)
+    return tsdf
+
+
+def open_undersides(
+    tsdf: Tensor, assumed: Tensor, truncation: float, lowest: int = 0, neck: int = 2, resting: float = 0.5
+) -> Tensor:
+    """Turn the hidden space under overhangs into outside, slice by slice from the bottom up.
+
+    Why: views from above an object never see under an overhang (a vehicle's body between its wheels, a
+    table top, a belly between legs). The rays that pass under its lower edge carve free space only up to
+    a wedge that rises from the far edge to the near one, and the wedge above is hidden in every view, so
+    fusion calls it inside like the object's interior: the mesh gets a thick sloping bottom there. Here a
+    horizontal slice's connected piece of such assumed-inside voxels ([X, Y, Z] grid, Y up) becomes outside
+    when free space joined to the grid's edge touches it from the side through an opening wider than a
+    crack, and lies right under at least `resting` of it, going up from the lowest slice: the wedge opens up
+    to the overhang's lower edge, which the views did see, and the underside comes out flat there. The
+    object's interior stays: its slices are walled in by the surface the views saw, and what lies below them
+    is more interior, not free space. The floor's cut counts as nothing seen, so an object standing on its
+    base (whose bottom is hidden too) keeps it. Enclosed free voxels (holes a view's splats left inside) are
+    made inside first, so that an opened slice cannot join them to the outer surface as inner walls.
+
+    Args:
+        tsdf: [G, G, G] fused signed distance (positive outside); assumed: [G, G, G] bool, the voxels inside
+            only because some view saw them hidden; truncation: the value given to opened voxels.
+        lowest: the first slice above the floor's cut (nothing under it was seen free).
+        neck: openings in a slice's walls no wider than about twice this many voxels do not count.
+        resting: the share of a piece that must have free space right under it.
+    """
+    from scipy import ndimage
+
+    vol = tsdf.cpu().numpy().copy()
+    hidden = assumed.cpu().numpy()
+    free, _ = ndimage.label(vol > 0)
+    rim = np.unique(np.concatenate([free[[0, -1]].ravel(), free[:, [0, -1]].ravel(), free[:, :, [0, -1]].ravel()]))
+    outside = np.isin(free, rim[rim > 0])  # free space joined to the grid's edge
+    pockets = (vol > 0) & ~outside  # enclosed "free" voxels (views whose splats left a hole): inside, so that
+    vol[pockets] = -truncation  # opening the bottom cannot join them to the outer surface as inner walls
+    hidden = hidden | pockets
+    cross = ndimage.generate_binary_structure(2, 1)
+    wide = ndimage.iterate_structure(cross, neck)
+    for y in range(vol.shape[1]):
+        piece = hidden[:, y, :]
+        if not piece.any():
+            continue
+        labels, count = ndimage.label(piece, structure=cross)
+        reach = ndimage.binary_opening(outside[:, y, :], structure=wide)  # no seeping through cracks in the walls
+        beside = ndimage.binary_dilation(reach, structure=cross) & piece
+        below = outside[:, y - 1, :] & piece if y > lowest else np.zeros_like(piece)  # the floor's cut is not seen free
+        size = np.bincount(labels.ravel(), minlength=count + 1)
+        held = np.bincount(labels[below], minlength=count + 1)  # voxels with free space right under them
+        ids = np.intersect1d(labels[beside], np.nonzero(held >= size * resting)[0])
+        ids = ids[ids > 0]
+        if ids.size:
+            opened = np.isin(labels, ids)
+            vol[:, y, :][opened] = truncation
+            outside[:, y, :] |= opened
+    return torch.from_numpy(vol).to(tsdf.device)
 
 
 def marching_cubes(tsdf: Tensor, half_width: float) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +314,7 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     floor = lowest_seen(depths, alphas, cameras, settings.alpha_threshold) if settings.floor else None
     tsdf = fuse_tsdf(
         depths, alphas, cameras, settings.resolution, half_width, settings.truncation * voxel, settings.alpha_threshold,
-        floor=floor, carve_tolerance=settings.carve_tolerance,
+        floor=floor, carve_tolerance=settings.carve_tolerance, open_under=settings.open_undersides,
     )  # fmt: skip
     verts, faces = marching_cubes(tsdf, half_width)
     if len(faces) == 0:
@@ -258,5 +327,5 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
 __all__ = [
     "MeshSettings", "depth_renders", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen",
-    "marching_cubes", "occupied_box", "silhouette_distance",
+    "marching_cubes", "occupied_box", "open_undersides", "silhouette_distance",
 ]  # fmt: skip

@@ -82,6 +82,7 @@ class LiftOptions:
         white_threshold: max-channel distance from white above which a pixel is object (frames without alpha).
         mesh_resolution: TSDF voxels per axis.
         max_faces: face budget of the mesh.
+        open_undersides: open the hidden space under overhangs (`lift.meshing.open_undersides`).
         texture_size: texture width and height.
         preview_size: height of the turntable (its width is twice that).
         preview_frames: frames of the turntable.
@@ -98,6 +99,7 @@ class LiftOptions:
     white_threshold: float = 0.04
     mesh_resolution: int | None = None
     max_faces: int = 40_000
+    open_undersides: bool = True
     texture_size: int | None = None
     preview_size: int | None = None
     preview_frames: int = 48
@@ -158,7 +160,10 @@ class LiftOptions:
             fit=LiftFitSettings(steps=self.steps, views_per_step=self.views_per_step),  # type: ignore[arg-type]
             masks=WhiteMaskOptions(threshold=self.white_threshold),
             mesh=MeshSettings(
-                resolution=self.mesh_resolution, depth_size=max(self.resolution, 2 * self.mesh_resolution), max_faces=self.max_faces
+                resolution=self.mesh_resolution,
+                depth_size=max(self.resolution, 2 * self.mesh_resolution),
+                max_faces=self.max_faces,
+                open_undersides=self.open_undersides,
             ),
             texture_size=self.texture_size,  # type: ignore[arg-type]
         )

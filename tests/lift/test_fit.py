@@ -109,6 +109,55 @@ def test_tsdf_keeps_the_interior_inside_and_the_floor_cuts_what_no_view_saw(scen
     assert uncut_verts[:, 1].min() < floor - voxel  # without it the unseen underside bulges below the object
 
 
+def test_the_hidden_wedge_under_an_overhang_opens_up_to_its_lower_edge() -> None:
+    mesh = syn.normalized(syn.white_van_mesh())  # a box body on four wheels: free space under it
+    truth = syn.mesh_splats(mesh, 6000)
+    cams = orbit_camera_set(static_orbit(10.0))  # from above: nobody sees under the body
+    hw = scene_radius(cams)
+    _, alphas, depths = render_chunked(truth, cams, 96, depth=True)
+    res = 64
+    voxel = 2 * hw / res
+    floor = M.lowest_seen(depths, alphas, cams)
+    closed = M.fuse_tsdf(depths, alphas, cams, res, hw, 2 * voxel, floor=floor, carve_tolerance=1)
+    opened = M.fuse_tsdf(depths, alphas, cams, res, hw, 2 * voxel, floor=floor, carve_tolerance=1, open_under=True)
+    white = mesh.vertex_colors[:, :3].min(axis=1) > 0.99  # the body (the wheels, panels and windows are coloured)
+    body_bottom = float(mesh.vertices[white, 1].min())
+    centre = res // 2  # the column under the body's middle, between the wheels
+
+    def lowest_inside(tsdf: torch.Tensor) -> float:
+        column = torch.nonzero(tsdf[centre, :, centre] < 0).flatten()
+        return (int(column.min()) + 0.5) * voxel - hw
+
+    assert lowest_inside(closed) < body_bottom - 2 * voxel  # the wedge the rays under the body could not reach
+    assert abs(lowest_inside(opened) - body_bottom) <= voxel  # opened up to the body's underside
+    core = (torch.tensor([0.0, body_bottom + 0.1, 0.0]) + hw) / voxel
+    assert float(opened[tuple(core.long().tolist())]) < 0  # the body's interior stays inside
+    newly_free = torch.nonzero((closed < 0) & (opened > 0))[:, 1]  # the grid's y index
+    assert newly_free.numel() > 0
+    assert float((newly_free.max() + 0.5) * voxel - hw) <= body_bottom + voxel  # nothing above the body's bottom
+
+
+def test_opening_undersides_needs_free_space_beside_and_below_not_a_crack() -> None:
+    g, t = 24, 1.0
+    tsdf = torch.full((g, g, g), t)
+    assumed = torch.zeros(g, g, g, dtype=torch.bool)
+    tsdf[6:18, 10:18, 6:18] = -t  # a body seen from its sides and top: a shell of decided voxels ...
+    assumed[7:17, 10:17, 7:17] = True  # ... around a hidden interior whose underside nobody saw
+    for y, lo in ((9, 7), (8, 8), (7, 9), (6, 10)):  # the wedge under it, narrowing downwards
+        tsdf[lo : g - lo, y, lo : g - lo] = -t
+        assumed[lo : g - lo, y, lo : g - lo] = True
+    tsdf[6, 14, 12] = t  # a one-voxel crack through a wall
+    tsdf[11, 15, 11] = t  # and a free pocket inside (a hole a view's splats left)
+    assumed[6, 14, 12] = assumed[11, 15, 11] = False
+    out = M.open_undersides(tsdf, assumed, t)
+    assert bool((out[:, 6:10] > 0).all())  # the wedge is open
+    assert bool((out[7:17, 10:17, 7:17] < 0).all())  # the interior is not: walled in, and the crack is too narrow
+    assert float(out[11, 15, 11]) < 0  # the pocket is filled
+    free = tsdf > 0
+    free[11, 15, 11] = False
+    assert bool((out[free] > 0).all())  # the rest of the free space stays free
+
+
 def test_tsdf_fusion_does_not_depend_on_its_chunks_and_marching_cubes_skips_free_space(scene) -> None:
     import mcubes
 

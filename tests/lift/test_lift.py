@@ -276,6 +276,8 @@ def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
     small = LiftOptions(resolution=64, texture_size=300).resolved("cpu")
     assert small.mesh_resolution == 128 and small.hull_resolution == 32 and small.preview_size == 64
     assert small.texture_size == 300  # given values are kept
+    assert cpu.settings().mesh.open_undersides  # on by default; --no-open-undersides reaches the meshing
+    assert not LiftOptions(open_undersides=False).resolved("cpu").settings().mesh.open_undersides
 
 
 def test_the_default_tsdf_voxel_follows_the_fit_pixel() -> None:
