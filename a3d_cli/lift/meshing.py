@@ -216,8 +216,13 @@ def open_undersides(
     """
     from scipy import ndimage
 
-    vol = tsdf.cpu().numpy().copy()
-    hidden = assumed.cpu().numpy()
+    # only the object's box (grown past the structuring elements' reach) can change; beyond it all is free
+    g = tsdf.shape[0]
+    lo, hi = occupied_box(tsdf)
+    box = tuple(slice(max(0, a - neck - 1), min(g, b + neck + 1)) for a, b in zip(lo, hi, strict=True))
+    vol = tsdf[box].cpu().numpy().copy()
+    hidden = assumed[box].cpu().numpy()
+    lowest -= box[1].start
     free, _ = ndimage.label(vol > 0)
     rim = np.unique(np.concatenate([free[[0, -1]].ravel(), free[:, [0, -1]].ravel(), free[:, :, [0, -1]].ravel()]))
     outside = np.isin(free, rim[rim > 0])  # free space joined to the grid's edge
@@ -233,7 +238,7 @@ def open_undersides(
         labels, count = ndimage.label(piece, structure=cross)
         reach = ndimage.binary_opening(outside[:, y, :], structure=wide)  # no seeping through cracks in the walls
         beside = ndimage.binary_dilation(reach, structure=cross) & piece
-        below = outside[:, y - 1, :] & piece if y > lowest else np.zeros_like(piece)  # the floor's cut is not seen free
+        below = outside[:, y - 1, :] & piece if y > max(lowest, 0) else np.zeros_like(piece)  # the floor's cut: not seen free
         size = np.bincount(labels.ravel(), minlength=count + 1)
         held = np.bincount(labels[below], minlength=count + 1)  # voxels with free space right under them
         ids = np.intersect1d(labels[beside], np.nonzero(held >= size * resting)[0])
@@ -242,7 +247,9 @@ def open_undersides(
             opened = np.isin(labels, ids)
             vol[:, y, :][opened] = truncation
             outside[:, y, :] |= opened
-    return torch.from_numpy(vol).to(tsdf.device)
+    out = tsdf.clone()
+    out[box] = torch.from_numpy(vol).to(tsdf)
+    return out
 
 
 def marching_cubes(tsdf: Tensor, half_width: float) -> tuple[np.ndarray, np.ndarray]:
