@@ -153,7 +153,7 @@ def fuse_tsdf(
     size = depths.shape[1]
     g = resolution
     tsdf = torch.empty(g**3, device=depths.device)
-    assumed = torch.zeros(g**3, dtype=torch.bool, device=depths.device)  # inside only because hidden
+    assumed = torch.zeros(g**3, dtype=torch.bool, device=depths.device) if open_under else None  # inside as hidden
     maps = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2]
     outline = silhouette_distance(alphas, alpha_threshold)[..., None] if carve_tolerance is not None else None  # [V, S, S, 1]
     focal = cameras.Ks(size, size).to(depths)[:, 0, 0, None]  # [V, 1] pixels
@@ -180,9 +180,10 @@ def fuse_tsdf(
         if floor is not None:
             fused = torch.maximum(fused, (floor - p[:, 1]).clamp(-truncation, truncation))
         tsdf[start : start + chunk] = fused
-        assumed[start : start + chunk] = (total == 0) & hidden & (fused < 0)
+        if assumed is not None:
+            assumed[start : start + chunk] = (total == 0) & hidden & (fused < 0)
     tsdf = tsdf.reshape(g, g, g)
-    if open_under:
+    if assumed is not None:
         voxel = 2 * half_width / g
         lowest = 0 if floor is None else max(0, math.ceil((floor + half_width) / voxel - 0.5))  # first slice above it
         tsdf = open_undersides(tsdf, assumed.reshape(g, g, g), truncation, lowest=lowest)
