@@ -31,6 +31,10 @@ from a3d_cli.lift.hull import backproject, chunk_centres, project, sample_images
 from a3d_cli.render.cameras import CameraSet
 
 
+NECK_GRID = 96
+"""`open_undersides` ignores openings narrower than about 4/NECK_GRID of the grid's width (cracks in the walls)."""
+
+
 @dataclass(frozen=True)
 class MeshSettings:
     """Knobs of the mesh extraction."""
@@ -186,13 +190,15 @@ def fuse_tsdf(
     if assumed is not None:
         voxel = 2 * half_width / g
         lowest = 0 if floor is None else max(0, math.ceil((floor + half_width) / voxel - 0.5))  # first slice above it
-        tsdf = open_undersides(tsdf, assumed.reshape(g, g, g), truncation, lowest=lowest)
+        neck = max(2, round(g / NECK_GRID))  # a crack is a physical width: more voxels on a finer grid
+        tsdf = open_undersides(tsdf, assumed.reshape(g, g, g), truncation, lowest=lowest, neck=neck)
     return tsdf
 
 
 def open_undersides(
-    tsdf: Tensor, assumed: Tensor, truncation: float, lowest: int = 0, neck: int = 2, resting: float = 0.5
-) -> Tensor:
+    tsdf: Tensor, assumed: Tensor, truncation: float, lowest: int = 0, neck: int = 2, resting: float = 0.5,
+    exposed: float = 0.3,
+) -> Tensor:  # fmt: skip
     """Turn the hidden space under overhangs into outside, slice by slice from the bottom up.
 
     Why: views from above an object never see under an overhang (a vehicle's body between its wheels, a
@@ -238,11 +244,14 @@ def open_undersides(
             continue
         labels, count = ndimage.label(piece, structure=cross)
         reach = ndimage.binary_opening(outside[:, y, :], structure=wide)  # no seeping through cracks in the walls
-        beside = ndimage.binary_dilation(reach, structure=cross) & piece
+        rim = piece & ~ndimage.binary_erosion(piece, structure=cross, border_value=1)
+        beside = ndimage.binary_dilation(reach, structure=cross) & rim
         below = outside[:, y - 1, :] & piece if y > max(lowest, 0) else np.zeros_like(piece)  # the floor's cut: not seen free
         size = np.bincount(labels.ravel(), minlength=count + 1)
         held = np.bincount(labels[below], minlength=count + 1)  # voxels with free space right under them
-        ids = np.intersect1d(labels[beside], np.nonzero(held >= size * resting)[0])
+        edge = np.bincount(labels[rim], minlength=count + 1)
+        open_edge = np.bincount(labels[beside], minlength=count + 1)  # rim voxels that free space touches
+        ids = np.nonzero((held >= size * resting) & (open_edge >= edge * exposed) & (open_edge > 0))[0]
         ids = ids[ids > 0]
         if ids.size:
             opened = np.isin(labels, ids)
