@@ -30,9 +30,9 @@ from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.lift.hull import backproject, chunk_centres, project, sample_images
 from a3d_cli.render.cameras import CameraSet
 
-
 NECK_GRID = 96
-"""`open_undersides` ignores openings narrower than about 4/NECK_GRID of the grid's width (cracks in the walls)."""
+"""The grid's width in cracks: `open_undersides` ignores openings in a slice's walls narrower than about
+2/NECK_GRID of it (a crack the splats left, not the way in under an overhang)."""
 
 
 @dataclass(frozen=True)
@@ -206,11 +206,11 @@ def open_undersides(
     a wedge that rises from the far edge to the near one, and the wedge above is hidden in every view, so
     fusion calls it inside like the object's interior: the mesh gets a thick sloping bottom there. Here a
     horizontal slice's connected piece of such assumed-inside voxels ([X, Y, Z] grid, Y up) becomes outside
-    when free space joined to the grid's edge touches it from the side through an opening wider than a
-    crack, and lies right under at least `resting` of it, going up from the lowest slice: the wedge opens up
-    to the overhang's lower edge, which the views did see, and the underside comes out flat there. The
-    object's interior stays: its slices are walled in by the surface the views saw, and what lies below them
-    is more interior, not free space. The floor's cut counts as nothing seen, so an object standing on its
+    when free space joined to the grid's edge touches at least `exposed` of its rim from the side (through
+    openings wider than a crack) and lies right under at least `resting` of it, going up from the lowest
+    slice: the wedge opens up to the overhang's lower edge, which the views did see, and the underside comes
+    out flat there. The object's interior stays: its slices are walled in by the surface the views saw (a
+    gap in a wall exposes only a little of the rim), and what lies below them is more interior. The floor's cut counts as nothing seen, so an object standing on its
     base (whose bottom is hidden too) keeps it. Enclosed free voxels (holes a view's splats left inside) are
     made inside first, so that an opened slice cannot join them to the outer surface as inner walls.
 
@@ -220,6 +220,7 @@ def open_undersides(
         lowest: the first slice above the floor's cut (nothing under it was seen free).
         neck: openings in a slice's walls no wider than about twice this many voxels do not count.
         resting: the share of a piece that must have free space right under it.
+        exposed: the share of a piece's rim that free space must touch.
     """
     from scipy import ndimage
 
