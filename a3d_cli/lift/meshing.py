@@ -189,7 +189,8 @@ def fuse_tsdf(
     tsdf = tsdf.reshape(g, g, g)
     if assumed is not None:
         voxel = 2 * half_width / g
-        lowest = 0 if floor is None else max(0, math.ceil((floor + half_width) / voxel - 0.5))  # first slice above it
+        seen_floor = floor is not None and math.isfinite(floor)
+        lowest = max(0, math.ceil((floor + half_width) / voxel - 0.5)) if seen_floor else 0  # first slice above it
         neck = max(2, round(g / NECK_GRID))  # a crack is a physical width: more voxels on a finer grid
         tsdf = open_undersides(tsdf, assumed.reshape(g, g, g), truncation, lowest=lowest, neck=neck)
     return tsdf
@@ -210,15 +211,17 @@ def open_undersides(
     openings wider than a crack) and lies right under at least `resting` of it, going up from the lowest
     slice: the wedge opens up to the overhang's lower edge, which the views did see, and the underside comes
     out flat there. The object's interior stays: its slices are walled in by the surface the views saw (a
-    gap in a wall exposes only a little of the rim), and what lies below them is more interior. The floor's cut counts as nothing seen, so an object standing on its
-    base (whose bottom is hidden too) keeps it. Enclosed free voxels (holes a view's splats left inside) are
-    made inside first, so that an opened slice cannot join them to the outer surface as inner walls.
+    gap in a wall exposes only a little of the rim), and what lies below them is more interior. The floor's
+    cut counts as nothing seen, so an object standing on its base (whose bottom is hidden too) keeps it.
+    Enclosed free voxels (holes a view's splats left inside) are made inside first, so that an opened slice
+    cannot join them to the outer surface as inner walls.
 
     Args:
         tsdf: [G, G, G] fused signed distance (positive outside); assumed: [G, G, G] bool, the voxels inside
             only because some view saw them hidden; truncation: the value given to opened voxels.
         lowest: the first slice above the floor's cut (nothing under it was seen free).
-        neck: openings in a slice's walls no wider than about twice this many voxels do not count.
+        neck: free space narrower than about twice this many voxels (a crack in a wall) does not reach in;
+            its mouth still touches a voxel or two of a rim, which `exposed` outweighs.
         resting: the share of a piece that must have free space right under it.
         exposed: the share of a piece's rim that free space must touch.
     """
@@ -232,8 +235,9 @@ def open_undersides(
     hidden = assumed[box].cpu().numpy()
     lowest -= box[1].start
     free, _ = ndimage.label(vol > 0)
-    rim = np.unique(np.concatenate([free[[0, -1]].ravel(), free[:, [0, -1]].ravel(), free[:, :, [0, -1]].ravel()]))
-    outside = np.isin(free, rim[rim > 0])  # free space joined to the grid's edge
+    faces = [free[[0, -1]], free[:, [0, -1]], free[:, :, [0, -1]]]
+    edge_ids = np.unique(np.concatenate([f.ravel() for f in faces]))
+    outside = np.isin(free, edge_ids[edge_ids > 0])  # free space joined to the grid's edge
     pockets = (vol > 0) & ~outside  # enclosed "free" voxels (views whose splats left a hole): inside, so that
     vol[pockets] = -truncation  # opening the bottom cannot join them to the outer surface as inner walls
     hidden = hidden | pockets
@@ -244,10 +248,12 @@ def open_undersides(
         if not piece.any():
             continue
         labels, count = ndimage.label(piece, structure=cross)
-        reach = ndimage.binary_opening(outside[:, y, :], structure=wide)  # no seeping through cracks in the walls
+        # free space wider than a crack (what lies beyond the box is free too)
+        reach = ndimage.binary_opening(outside[:, y, :], structure=wide, border_value=1)
         rim = piece & ~ndimage.binary_erosion(piece, structure=cross, border_value=1)
         beside = ndimage.binary_dilation(reach, structure=cross) & rim
-        below = outside[:, y - 1, :] & piece if y > max(lowest, 0) else np.zeros_like(piece)  # the floor's cut: not seen free
+        # the floor's cut is not seen free
+        below = outside[:, y - 1, :] & piece if y > max(lowest, 0) else np.zeros_like(piece)
         size = np.bincount(labels.ravel(), minlength=count + 1)
         held = np.bincount(labels[below], minlength=count + 1)  # voxels with free space right under them
         edge = np.bincount(labels[rim], minlength=count + 1)

@@ -132,6 +132,8 @@ def test_the_hidden_wedge_under_an_overhang_opens_up_to_its_lower_edge() -> None
     assert abs(lowest_inside(opened) - body_bottom) <= voxel  # opened up to the body's underside
     core = (torch.tensor([0.0, body_bottom + 0.1, 0.0]) + hw) / voxel
     assert float(opened[tuple(core.long().tolist())]) < 0  # the body's interior stays inside
+    unseen_floor = M.fuse_tsdf(depths, alphas, cams, 16, hw, 8 * voxel, floor=float("-inf"), open_under=True)
+    assert bool((unseen_floor < 0).any())  # a floor no view saw (-inf) opens from the grid's bottom, no error
     newly_free = torch.nonzero((closed < 0) & (opened > 0))[:, 1]  # the grid's y index
     assert newly_free.numel() > 0
     assert float((newly_free.max() + 0.5) * voxel - hw) <= body_bottom + voxel  # nothing above the body's bottom
@@ -147,11 +149,14 @@ def test_opening_undersides_needs_free_space_beside_and_below_not_a_crack() -> N
         tsdf[lo : g - lo, y, lo : g - lo] = -t
         assumed[lo : g - lo, y, lo : g - lo] = True
     tsdf[6, 14, 12] = t  # a one-voxel crack through a wall
+    tsdf[6, 10, 8:16:3] = t  # three in the wall of the lowest slice, which rests on the opened wedge
     tsdf[11, 15, 11] = t  # and a free pocket inside (a hole a view's splats left)
     assumed[6, 14, 12] = assumed[11, 15, 11] = False
     out = M.open_undersides(tsdf, assumed, t)
+    leaky = M.open_undersides(tsdf, assumed, t, exposed=0.0)
+    assert bool((leaky[7:17, 10, 7:17] > 0).all())  # without the rim share, the cracks would let the slice open
     assert bool((out[:, 6:10] > 0).all())  # the wedge is open
-    assert bool((out[7:17, 10:17, 7:17] < 0).all())  # the interior is not: walled in, and the crack is too narrow
+    assert bool((out[7:17, 10:17, 7:17] < 0).all())  # the interior is not: walled in, the cracks too narrow
     assert float(out[11, 15, 11]) < 0  # the pocket is filled
     free = tsdf > 0
     free[11, 15, 11] = False
