@@ -144,7 +144,10 @@ def fuse_tsdf(
     silhouette (`silhouette_distance`, pixels scaled to its depth) is a lower bound of its signed
     distance, and the (k+1)-th largest bound over the views (k views may disagree, as for the visual
     hull) is imposed. Fused depths alone let a surface that the depths place slightly in front of where it
-    is (a fitted surface of several thin layers) grow past the outline every view agrees on.
+    is (a fitted surface of several thin layers) grow past the outline every view agrees on. The same k
+    applies to free space: what at most k views see free, through a surface further along their rays,
+    while more views see it hidden behind their surface, is filled where it is too narrow to be real space
+    (`close_tunnels`: a small hole in the fitted surface lets a view see the far inside wall).
 
     With `floor`, nothing lies below that height: the volume is cut by the plane Y = floor (the signed
     distance is the larger of the fused one and the distance below the plane).
@@ -158,6 +161,7 @@ def fuse_tsdf(
     g = resolution
     tsdf = torch.empty(g**3, device=depths.device)
     assumed = torch.zeros(g**3, dtype=torch.bool, device=depths.device) if open_under else None  # inside as hidden
+    lone = torch.zeros(g**3, dtype=torch.bool, device=depths.device) if carve_tolerance is not None else None
     maps = torch.stack([depths, alphas], dim=-1)  # [V, S, S, 2]
     outline = silhouette_distance(alphas, alpha_threshold)[..., None] if carve_tolerance is not None else None  # [V, S, S, 1]
     focal = cameras.Ks(size, size).to(depths)[:, 0, 0, None]  # [V, 1] pixels
@@ -171,7 +175,8 @@ def fuse_tsdf(
         surface = inside & (a > alpha_threshold)
         sdf = torch.where(surface, (d - z).clamp(-truncation, truncation), torch.full_like(z, truncation))
         valid = inside & (~surface | (d - z > -truncation))
-        hidden = (surface & ~valid).any(0)  # behind the surface in some view
+        behind = surface & ~valid  # [V, P] hidden behind the view's surface
+        hidden = behind.any(0)
         w = valid.float()
         total = w.sum(0)
         undecided = torch.where(hidden, torch.full_like(total, -truncation), torch.full_like(total, truncation))
@@ -186,14 +191,51 @@ def fuse_tsdf(
         tsdf[start : start + chunk] = fused
         if assumed is not None:
             assumed[start : start + chunk] = (total == 0) & hidden & (fused < 0)
+        if lone is not None:
+            seen_free = valid & (sdf >= truncation)
+            through = seen_free & surface  # free up to a surface further along the ray
+            count = seen_free.sum(0)
+            few = (count <= k) & (count == total) & (through.sum(0) == count)
+            lone[start : start + chunk] = few & (behind.sum(0) > k) & (fused > 0)
     tsdf = tsdf.reshape(g, g, g)
+    neck = max(2, round(g / NECK_GRID))  # a crack is a physical width: more voxels on a finer grid
+    if lone is not None and bool(lone.any()):
+        tsdf, tunnels = close_tunnels(tsdf, lone.reshape(g, g, g), truncation, neck)
+        if assumed is not None:
+            assumed |= tunnels.flatten()
     if assumed is not None:
         voxel = 2 * half_width / g
         seen_floor = floor is not None and math.isfinite(floor)
         lowest = max(0, math.ceil((floor + half_width) / voxel - 0.5)) if seen_floor else 0  # first slice above it
-        neck = max(2, round(g / NECK_GRID))  # a crack is a physical width: more voxels on a finer grid
         tsdf = open_undersides(tsdf, assumed.reshape(g, g, g), truncation, lowest=lowest, neck=neck)
     return tsdf
+
+
+def close_tunnels(tsdf: Tensor, lone: Tensor, truncation: float, neck: int) -> tuple[Tensor, Tensor]:
+    """Fill free space that one view's ray bored through the object: (the TSDF, the filled voxels [G, G, G]).
+
+    Why: where the fitted surface has a small hole, the view looking through it sees the far inside wall,
+    and its depth calls every voxel along that ray free. Every other view sees those voxels hidden behind
+    the surface and so has no say, so each view through the hole bores a thin tunnel into the interior, and
+    the tunnels' walls become surface inside the object. Such voxels are `lone`: at most the carve
+    tolerance's views see them free (up to a surface further along), more see them hidden. They are filled when no cube wider than a crack
+    (2 · `neck` + 1 voxels, `neck` as in `open_undersides`) that fits in the free space covers them: free
+    space an object really has, such as the space beside a wheel that few views see, is part of a wider
+    region.
+    """
+    from scipy import ndimage
+
+    g = tsdf.shape[0]
+    lo, hi = occupied_box(tsdf)
+    box = tuple(slice(max(0, a - neck - 1), min(g, b + neck + 1)) for a, b in zip(lo, hi, strict=True))
+    free = (tsdf[box] > 0).cpu().numpy()
+    side = 2 * neck + 1  # opening by a cube: what such cubes inside the free space cover (beyond the box: free)
+    core = ndimage.minimum_filter(free, size=side, mode="constant", cval=1)
+    wide = ndimage.maximum_filter(core, size=side, mode="constant", cval=1)
+    tunnels = np.zeros((g, g, g), dtype=bool)
+    tunnels[box] = lone[box].cpu().numpy() & free & ~wide
+    filled = torch.from_numpy(tunnels).to(tsdf.device)
+    return tsdf.masked_fill(filled, -truncation), filled
 
 
 def open_undersides(

@@ -163,6 +163,46 @@ def test_opening_undersides_needs_free_space_beside_and_below_not_a_crack() -> N
     assert bool((out[free] > 0).all())  # the rest of the free space stays free
 
 
+def test_a_hole_in_one_views_surface_bores_no_tunnel_into_the_interior(scene) -> None:
+    cams, hw = scene["cams"], scene["hw"]
+    _, alphas, depths = render_chunked(scene["truth"], cams, 64, depth=True)
+    res = 48
+    voxel = 2 * hw / res
+    v = scene["mesh"].vertices
+    core = torch.tensor([0.0, float(v[:, 1].min()) + 0.13, 0.0])  # inside the toy's box
+    uv, z = H.project(core[None], cams, 64)
+    u, w = (int(c) for c in uv[0, 0].floor().long())
+    holed = depths.clone()
+    holed[0, w, u] = float(z[0, 0]) + 0.1  # view 0 sees through a hole in the box's face, past its core
+    i = tuple(((core + hw) / voxel).long().tolist())
+    bored = M.fuse_tsdf(holed, alphas, cams, res, hw, 3 * voxel)  # no tolerance: one view decides
+    assert float(bored[i]) > 0  # the hole's ray called the core free: a tunnel with walls inside the box
+    kept = M.fuse_tsdf(holed, alphas, cams, res, hw, 3 * voxel, carve_tolerance=1)
+    clean = M.fuse_tsdf(depths, alphas, cams, res, hw, 3 * voxel, carve_tolerance=1)
+    assert float(kept[i]) < 0  # one view's free space, hidden in the others and too narrow to be space: filled
+    assert torch.equal(kept < 0, clean < 0)  # the hole changes nothing else
+
+
+def test_closing_tunnels_fills_a_narrow_lone_bore_but_not_open_space_or_a_crack_many_views_see() -> None:
+    g, t = 32, 1.0
+    tsdf = torch.full((g, g, g), t)
+    tsdf[4:28, 4:20, 4:28] = -t  # a block
+    lone = torch.zeros(g, g, g, dtype=torch.bool)
+    bore = (slice(4, 16), 12, 16)  # one voxel wide, from the block's side into it
+    notch = (slice(10, 22), slice(14, 20), slice(10, 22))  # a wide notch open at the top
+    crack = (slice(20, 28), 8, 8)  # a slot as narrow as the bore, but seen free by many views
+    for region in (bore, notch, crack):
+        tsdf[region] = t
+    lone[bore] = lone[notch] = True
+    out, filled = M.close_tunnels(tsdf, lone, t, neck=2)
+    assert bool((out[bore] < 0).all())
+    assert bool((out[notch] > 0).all()) and bool((out[crack] > 0).all())
+    expected = torch.zeros_like(lone)
+    expected[bore] = True
+    assert torch.equal(filled, expected)
+    assert torch.equal(out[~expected], tsdf[~expected])
+
+
 def test_tsdf_fusion_does_not_depend_on_its_chunks_and_marching_cubes_skips_free_space(scene) -> None:
     import mcubes
 
