@@ -218,10 +218,10 @@ def close_tunnels(tsdf: Tensor, lone: Tensor, truncation: float, neck: int) -> t
     and its depth calls every voxel along that ray free. Every other view sees those voxels hidden behind
     the surface and so has no say, so each view through the hole bores a thin tunnel into the interior, and
     the tunnels' walls become surface inside the object. Such voxels are `lone`: at most the carve
-    tolerance's views see them free (up to a surface further along), more see them hidden. They are filled when no cube wider than a crack
-    (2 · `neck` + 1 voxels, `neck` as in `open_undersides`) that fits in the free space covers them: free
-    space an object really has, such as the space beside a wheel that few views see, is part of a wider
-    region.
+    tolerance's views see them free (up to a surface further along), more see them hidden. They are filled
+    when no cube wider than a crack (2 · `neck` + 1 voxels, `neck` as in `open_undersides`) that fits in the
+    free space covers them: free space an object really has, such as the space beside a wheel that few
+    views see, is part of a wider region. A view that sees the background through a gap is not doubted.
     """
     from scipy import ndimage
 

@@ -181,6 +181,10 @@ def test_a_hole_in_one_views_surface_bores_no_tunnel_into_the_interior(scene) ->
     clean = M.fuse_tsdf(depths, alphas, cams, res, hw, 3 * voxel, carve_tolerance=1)
     assert float(kept[i]) < 0  # one view's free space, hidden in the others and too narrow to be space: filled
     assert torch.equal(kept < 0, clean < 0)  # the hole changes nothing else
+    gap = alphas.clone()
+    gap[0, w, u] = 0.0  # view 0 sees the background there: a gap through the object, not a hole in one wall
+    seen_through = M.fuse_tsdf(depths, gap, cams, res, hw, 3 * voxel, carve_tolerance=1)
+    assert float(seen_through[i]) > 0  # empty pixels carve as before, whatever the other views hid
 
 
 def test_closing_tunnels_fills_a_narrow_lone_bore_but_not_open_space_or_a_crack_many_views_see() -> None:
