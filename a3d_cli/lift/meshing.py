@@ -226,8 +226,7 @@ def close_tunnels(tsdf: Tensor, lone: Tensor, truncation: float, neck: int) -> t
     from scipy import ndimage
 
     g = tsdf.shape[0]
-    lo, hi = occupied_box(tsdf)
-    box = tuple(slice(max(0, a - neck - 1), min(g, b + neck + 1)) for a, b in zip(lo, hi, strict=True))
+    box = grown_box(tsdf, neck + 1)
     free = (tsdf[box] > 0).cpu().numpy()
     side = 2 * neck + 1  # opening by a cube: what such cubes inside the free space cover (beyond the box: free)
     core = ndimage.minimum_filter(free, size=side, mode="constant", cval=1)
@@ -270,9 +269,7 @@ def open_undersides(
     from scipy import ndimage
 
     # only the object's box (grown past the structuring elements' reach) can change; beyond it all is free
-    g = tsdf.shape[0]
-    lo, hi = occupied_box(tsdf)
-    box = tuple(slice(max(0, a - neck - 1), min(g, b + neck + 1)) for a, b in zip(lo, hi, strict=True))
+    box = grown_box(tsdf, neck + 1)
     vol = tsdf[box].cpu().numpy().copy()
     hidden = assumed[box].cpu().numpy()
     lowest -= box[1].start
@@ -329,6 +326,14 @@ def marching_cubes(tsdf: Tensor, half_width: float) -> tuple[np.ndarray, np.ndar
         if signed < 0:  # make the enclosed volume positive: normals point out
             faces = faces[:, ::-1].copy()
     return verts, faces
+
+
+def grown_box(tsdf: Tensor, margin: int) -> tuple[slice, ...]:
+    """`occupied_box` grown by `margin` voxels on every side (within the grid), as index slices: the region
+    a morphological step reaching `margin` voxels can change (beyond it all is free)."""
+    g = tsdf.shape[0]
+    lo, hi = occupied_box(tsdf)
+    return tuple(slice(max(0, a - margin), min(g, b + margin)) for a, b in zip(lo, hi, strict=True))
 
 
 def occupied_box(tsdf: Tensor) -> tuple[list[int], list[int]]:
