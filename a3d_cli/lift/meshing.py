@@ -192,10 +192,9 @@ def fuse_tsdf(
         if assumed is not None:
             assumed[start : start + chunk] = (total == 0) & hidden & (fused < 0)
         if lone is not None:
-            seen_free = valid & (sdf >= truncation)
-            through = seen_free & surface  # free up to a surface further along the ray
-            count = seen_free.sum(0)
-            few = (count <= k) & (count == total) & (through.sum(0) == count)
+            ahead = valid & (sdf > 0)  # in front of the view's surface, or its pixel is empty
+            count = ahead.sum(0)
+            few = (count > 0) & (count <= k) & (count == total) & ((ahead & surface).sum(0) == count)
             lone[start : start + chunk] = few & (behind.sum(0) > k) & (fused > 0)
     tsdf = tsdf.reshape(g, g, g)
     neck = max(2, round(g / NECK_GRID))  # a crack is a physical width: more voxels on a finer grid
@@ -222,6 +221,11 @@ def close_tunnels(tsdf: Tensor, lone: Tensor, truncation: float, neck: int) -> t
     when no cube wider than a crack (2 · `neck` + 1 voxels, `neck` as in `open_undersides`) that fits in the
     free space covers them: free space an object really has, such as the space beside a wheel that few
     views see, is part of a wider region. A view that sees the background through a gap is not doubted.
+
+    Args:
+        tsdf: [G, G, G] fused signed distance (positive outside); lone: [G, G, G] bool, the voxels at most
+            k views see in front of a surface further along their rays while more views see them hidden.
+        truncation: the value filled voxels get (negated); neck: half the crack width, in voxels.
     """
     from scipy import ndimage
 
@@ -397,6 +401,6 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
 
 __all__ = [
-    "MeshSettings", "depth_renders", "extract_mesh", "fuse_tsdf", "largest_component", "low_quantile", "lowest_seen",
-    "marching_cubes", "occupied_box", "open_undersides", "silhouette_distance",
+    "MeshSettings", "close_tunnels", "depth_renders", "extract_mesh", "fuse_tsdf", "grown_box", "largest_component",
+    "low_quantile", "lowest_seen", "marching_cubes", "occupied_box", "open_undersides", "silhouette_distance",
 ]  # fmt: skip

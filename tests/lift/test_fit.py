@@ -170,19 +170,21 @@ def test_a_hole_in_one_views_surface_bores_no_tunnel_into_the_interior(scene) ->
     voxel = 2 * hw / res
     v = scene["mesh"].vertices
     core = torch.tensor([0.0, float(v[:, 1].min()) + 0.13, 0.0])  # inside the toy's box
-    uv, z = H.project(core[None], cams, 64)
-    u, w = (int(c) for c in uv[0, 0].floor().long())
-    holed = depths.clone()
-    holed[0, w, u] = float(z[0, 0]) + 0.1  # view 0 sees through a hole in the box's face, past its core
     i = tuple(((core + hw) / voxel).long().tolist())
+    centre = (torch.tensor(i) + 0.5) * voxel - hw
+    uv, z = H.project(centre[None], cams, 64)
+    u, w = (int(c) for c in uv[0, 0].floor().long())
+    hole = (0, slice(w - 1, w + 2), slice(u - 1, u + 2))  # 3 × 3 pixels of view 0
+    holed = depths.clone()
+    holed[hole] = float(z[0, 0]) + 0.1  # view 0 sees through a hole in the box's face to past the voxel
     bored = M.fuse_tsdf(holed, alphas, cams, res, hw, 3 * voxel)  # no tolerance: one view decides
-    assert float(bored[i]) > 0  # the hole's ray called the core free: a tunnel with walls inside the box
+    assert float(bored[i]) > 0  # the hole's rays called the core free: a tunnel with walls inside the box
     kept = M.fuse_tsdf(holed, alphas, cams, res, hw, 3 * voxel, carve_tolerance=1)
     clean = M.fuse_tsdf(depths, alphas, cams, res, hw, 3 * voxel, carve_tolerance=1)
     assert float(kept[i]) < 0  # one view's free space, hidden in the others and too narrow to be space: filled
-    assert torch.equal(kept < 0, clean < 0)  # the hole changes nothing else
+    assert torch.equal(kept < 0, clean < 0)  # to the tunnel's end, within a truncation of the wall it saw
     gap = alphas.clone()
-    gap[0, w, u] = 0.0  # view 0 sees the background there: a gap through the object, not a hole in one wall
+    gap[hole] = 0.0  # view 0 sees the background there: a gap through the object, not a hole in one wall
     seen_through = M.fuse_tsdf(depths, gap, cams, res, hw, 3 * voxel, carve_tolerance=1)
     assert float(seen_through[i]) > 0  # empty pixels carve as before, whatever the other views hid
 
