@@ -31,8 +31,9 @@ from a3d_cli.lift.hull import backproject, chunk_centres, project, sample_images
 from a3d_cli.render.cameras import CameraSet
 
 NECK_GRID = 96
-"""The grid's width in cracks: `open_undersides` ignores openings in a slice's walls narrower than about
-2/NECK_GRID of it (a crack the splats left, not the way in under an overhang)."""
+"""The grid's width in cracks: free space narrower than about 2/NECK_GRID of it is a crack the splats
+left, not real space: `open_undersides` ignores such openings in a slice's walls (not the way in under an
+overhang), and `close_tunnels` fills such one-view tunnels."""
 
 
 @dataclass(frozen=True)
