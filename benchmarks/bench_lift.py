@@ -10,13 +10,15 @@ Usage:
 
 Per asset (the bundled fox, a procedural toy, the public samples that benchmarks/public_assets.py fetches
 into benchmarks/.assets/, and any --asset file): the mesh is normalized into SV3D's frame
-(farthest point 0.5 from the origin), turned into dense surface splats and rendered with a3d's rasterizer
-as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha unless `--alpha`;
-with `--orbit dynamic`, SV3D_p's dynamic orbit instead: a3d's own `dynamic_orbit` around 10°, seeded with
-`--seed` as `a3d orbit --orbit dynamic` seeds it with the run's seed). Each perturbation of those views is
-written as an orbit folder and lifted by the real stage (`a3d_cli.stages.lift.run`), then scored:
+(farthest point 0.5 from the origin), turned into dense surface splats lit by a3d's fixed studio lighting
+(`a3d_cli.mesh.shading`: SV3D's views are shaded; `--lighting unlit` keeps the bare albedo) and rendered with
+a3d's rasterizer as an SV3D orbit (21 views, elevation 10°, radius 2, fov 33.8°, white background, no alpha
+unless `--alpha`; with `--orbit dynamic`, SV3D_p's dynamic orbit instead: a3d's own `dynamic_orbit` around
+10°, seeded with `--seed` as `a3d orbit --orbit dynamic` seeds it with the run's seed). Each perturbation of
+those views is written as an orbit folder and lifted by the real stage (`a3d_cli.stages.lift.run`), then scored:
 
-- held-out views (8 azimuths at −20° and 8 at +30°, checked to lie at least 5° from every orbit view):
+- held-out views (8 azimuths at −10° and 8 at +30°, 20° below and above the orbit; `--held-out LOW HIGH`;
+  checked to lie at least 5° from every orbit view), lit like the orbit:
   PSNR and SSIM of the fitted splats, of the textured mesh (drawn as dense surface splats, as `a3d
   prepare` will) and of the visual hull the fit starts from (the baseline);
 - what the orbit saw (`mesh_*` keys): the mesh's held-out PSNR of the 8 views below and the 8 above, and
@@ -31,10 +33,10 @@ written as an orbit folder and lifted by the real stage (`a3d_cli.stages.lift.ru
 
 Perturbations mimic generated views: `jitter` (per-view colour gain ±6 % and offset ±3 %), `shift`
 (per-view sub-pixel translation up to ±0.75 px), `elevation` (rendered at 14° but labelled 10°), `all`
-(the three together). `--alpha` writes the orbits as RGBA, so the masks come from alpha: the truth is
-rendered unlit, and an asset with white albedo (CesiumMilkTruck's body) is then exactly the background's
-white, which the white-background masks can only infer (docs/lift.md, unknown pixels); `--alpha` gives
-the reference. Results go to --out as JSON and
+(the three together). `--alpha` writes the orbits as RGBA, so the masks come from alpha: the reference
+for the white-background masks, which must tell a white part from the background by its shading alone
+(CesiumMilkTruck's body; unlit, it is exactly the background's white and can only be inferred: docs/lift.md,
+unknown pixels). Results go to --out as JSON and
 are printed as markdown rows for docs/PERF.md.
 """
 
@@ -67,7 +69,7 @@ from a3d_cli.io.images import unpremultiply  # noqa: E402
 from a3d_cli.lift import hull as hull_mod  # noqa: E402
 from a3d_cli.lift import synthetic as syn  # noqa: E402
 from a3d_cli.lift.fit import render_chunked  # noqa: E402
-from a3d_cli.lift.masks import mask_iou, unknown_white, view_masks  # noqa: E402
+from a3d_cli.lift.masks import WhiteMaskOptions, mask_iou, unknown_white, view_masks  # noqa: E402
 from a3d_cli.lift.preview import mesh_as_splats  # noqa: E402
 from a3d_cli.lift.views import load_views, scene_radius  # noqa: E402
 from a3d_cli.mesh.load import load_mesh  # noqa: E402
@@ -90,9 +92,17 @@ SQUARE_COS = 0.5
 """... and seen squarely when at least this cos (within 60° of its normal)."""
 
 
-def held_out_cameras():  # noqa: ANN201
-    """16 views between and off the orbit's: 8 azimuths at −20° and 8 at +30°."""
-    elev = [-20.0] * 8 + [30.0] * 8
+HELD_OUT_OFFSET = 20.0
+"""The held-out views lie this far below and above the orbit's elevation (the issue's ±20°)."""
+LIGHTINGS = ("studio", "unlit")
+
+
+HELD_OUT = (ELEVATION - HELD_OUT_OFFSET, ELEVATION + HELD_OUT_OFFSET)
+
+
+def held_out_cameras(low: float = HELD_OUT[0], high: float = HELD_OUT[1]):  # noqa: ANN201
+    """16 views between and off the orbit's: 8 azimuths at `low` (−10°) and 8 at `high` (+30°) elevation."""
+    elev = [low] * 8 + [high] * 8
     azim = [22.5 + 45.0 * i for i in range(8)] * 2
     return orbit_cameras(elev, azim, SV3D_RADIUS, SV3D_FOV_DEG)
 
@@ -146,7 +156,7 @@ def masked_psnr(img: Tensor, truth: Tensor, mask: Tensor) -> float | None:
 def coverage_scores(img: Tensor, truth: Tensor, truth_alpha: Tensor, seen_cos: Tensor) -> dict:
     """Held-out PSNR split by what the orbit saw: the object's pixels whose surface point no orbit view
     saw, saw only at a graze (cos < SQUARE_COS) or saw squarely, and their shares; plus the plain PSNR of
-    the 8 views below (−20°) and the 8 above (+30°).
+    the 8 views below (−10°) and the 8 above (+30°).
 
     Args:
         img, truth: [16, S, S, 3] renders of the held-out views; truth_alpha: [16, S, S];
@@ -245,11 +255,11 @@ def load_assets(names: list[str], files: list[str], assets_dir: Path) -> dict[st
 
 def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace, work: Path) -> dict:
     dev = args.device
-    gt = syn.mesh_splats(mesh, args.gt_splats).to(dev)
+    gt = syn.mesh_splats(mesh, args.gt_splats, lit=args.lighting == "studio").to(dev)
     elev = WRONG_ELEVATION if kind in ("elevation", "all") else ELEVATION
     true_cams = orbit_camera_set(make_orbit(args.orbit, elev, args.seed))
     told_cams = orbit_camera_set(make_orbit(args.orbit, ELEVATION, args.seed))
-    held = held_out_cameras()
+    held = held_out_cameras(*args.held_out)
     separation = min(check_disjoint(held, true_cams), check_disjoint(held, told_cams))
     rgba = perturb(syn.render_rgba(gt, true_cams, args.size), kind, args.seed)
     tag = f"{name}-{kind}-{args.orbit}"
@@ -272,9 +282,11 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     splats = read_ply(run / LIFT_PLY).to(dev)
     lifted = load_mesh(run / LIFT_MODEL)
     views = load_views(folder)
-    masks = view_masks(views.images, views.alphas)
+    thr = m.get("white_threshold")  # the stage's, measured from the frames
+    mask_opts = WhiteMaskOptions() if thr is None else WhiteMaskOptions(threshold=thr)
+    masks = view_masks(views.images, views.alphas, mask_opts)
     if views.alphas is None:  # as the lift carves: the unknown near-white pixels do not carve
-        masks = ((masks > 0.5) | unknown_white(views.images, masks)).float()
+        masks = ((masks > 0.5) | unknown_white(views.images, masks, mask_opts)).float()
     hw = scene_radius(views.cameras)
     r = stage.LiftOptions(resolution=args.resolution).resolved(dev)
     hull = hull_mod.carve(masks.to(dev), views.cameras, r.hull_resolution, hw, r.hull_tolerance)
@@ -284,12 +296,15 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
         "mesh": render_chunked(mesh_as_splats(lifted, args.gt_splats).to(dev), held, s)[0],
         "hull": render_chunked(baseline.to(dev), held, s)[0],
     }
-    row = {"asset": name, "perturbation": kind, "orbit": args.orbit, "alpha": args.alpha, "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps,
+    row = {"asset": name, "perturbation": kind, "orbit": args.orbit, "alpha": args.alpha, "lighting": args.lighting,
+           "held_out_elevations": list(args.held_out),
+           "size": args.size, "fit_size": m["fit_size"], "steps": r.steps if args.steps is None else args.steps,
            "mesh_resolution": args.mesh_resolution or r.mesh_resolution}
     for key, img in renders.items():
         row[f"psnr_{key}"] = round(float(psnr(img, truth).mean()), 2)
         row[f"ssim_{key}"] = round(float(ssim(img, truth).mean()), 4)
     row["open_undersides"] = args.open_undersides
+    row["white_threshold"] = thr
     row["separation_deg"] = round(separation, 2)
     row["orbit_elevations"] = [round(float(told_cams.elevation_deg.min()), 2), round(float(told_cams.elevation_deg.max()), 2)]
     row.update({f"mesh_{k}": v for k, v in coverage_scores(renders["mesh"], truth, truth_rgba[..., 3], seen_cos).items()})
@@ -307,7 +322,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     if args.picture and name == "fox" and kind == "none":
         from a3d_cli.io.images import save_png
 
-        i = 1  # a view 20° below the orbit
+        i = 1  # a view below the orbit
         save_png(Path(args.picture), torch.cat([truth[i], renders["splats"][i], renders["mesh"][i]], dim=1))
     shutil.rmtree(folder, ignore_errors=True)
     return row
@@ -333,7 +348,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
     ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "
-                    "white: the reference for assets whose unlit albedo is the background's white")
+                    "white: the reference for the masks")
+    ap.add_argument("--lighting", choices=LIGHTINGS, default="studio", help="the truth's colours: lit by a3d's "
+                    "fixed studio lighting (a3d_cli.mesh.shading), as SV3D's shaded views are, or unlit albedo "
+                    "(a white body is then exactly the background's white)")
+    ap.add_argument("--held-out", type=float, nargs=2, default=HELD_OUT,
+                    metavar=("LOW", "HIGH"), help="elevations of the 8 held-out views below and the 8 above the orbit "
+                    "(default ±20° about its 10°: −10 30)")
     ap.add_argument("--points", type=int, default=100_000, help="surface samples for Chamfer / F-score")
     ap.add_argument("--preview-frames", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -357,7 +378,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row = bench_one(name, mesh, kind, args, work)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    header = ("| asset | orbit | perturbation | PSNR splats / mesh / hull | mesh PSNR −20° / +30° | unseen / grazed share | "
+    low, high = (f"{e:+g}°" for e in args.held_out)
+    header = (f"| asset | orbit | perturbation | PSNR splats / mesh / hull | mesh PSNR {low} / {high} | "
+              "unseen / grazed share | "
               "mesh PSNR, unseen right | SSIM splats / mesh | Chamfer % | F@1% | F@5% | mask IoU (fit / truth) | s (fit, mesh, texture) | total s | peak GiB |")  # fmt: skip
     print(header)
     print("|" + "---|" * 15)

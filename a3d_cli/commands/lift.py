@@ -52,9 +52,12 @@ def lift(
         int, typer.Option(help="Views allowed to call a hull voxel background.", rich_help_panel=_FIT)
     ] = LiftOptions.hull_tolerance,
     white_threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Frames without alpha: distance from white above which a pixel is object.", rich_help_panel=_FIT
+            help="Frames without alpha: distance from white above which a pixel is object "
+            "(default: measured from the frames' background, between 0.012 and 0.04).",
+            show_default=False,
+            rich_help_panel=_FIT,
         ),
     ] = LiftOptions.white_threshold,
     mesh_resolution: Annotated[int | None, _by_device("TSDF voxels per axis.", "mesh_resolution", _MESH)] = None,

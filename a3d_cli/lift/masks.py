@@ -62,6 +62,36 @@ class WhiteMaskOptions:
     background)."""
 
 
+AUTO_THRESHOLD_FLOOR = 0.012
+"""Lowest threshold `measured_threshold` gives (≈ 3/255): a lit white surface facing up is ~4/255 under white."""
+NOISE_MARGIN = 3.0
+"""`measured_threshold` sets the threshold this many times above the background's own noise."""
+BORDER_BAND = 0.03
+"""`measured_threshold` reads the background in this fraction of the image along each edge."""
+
+
+def measured_threshold(images: Tensor, ceiling: float = WhiteMaskOptions.threshold) -> float:
+    """The white threshold the frames' own background allows, in [`AUTO_THRESHOLD_FLOOR`, `ceiling`].
+
+    Why: a fixed threshold must sit above the noise of the noisiest background it may meet (a decoder's),
+    and every step above the actual noise cuts light surfaces that touch the outline (a white roof lit
+    from above is ~4/255 under white). The background is read where the object is not: the outer
+    `BORDER_BAND` of every view. Its 99.5th percentile colour distance (with `colour_distance`'s 3×3
+    average, as the masks use it) times `NOISE_MARGIN` is the threshold: a clean render gets the floor; a
+    noisy one, or frames whose object reaches the border, get up to `ceiling`.
+
+    Args:
+        images: [V, S, S, 3] RGB on white.
+        ceiling: the largest threshold returned (the fixed default).
+    """
+    d = colour_distance(images.float(), WHITE, blur=1)  # [V, S, S]
+    b = max(2, round(BORDER_BAND * d.shape[-1]))
+    band = torch.cat([d[:, :b].flatten(), d[:, -b:].flatten(), d[:, b:-b, :b].flatten(), d[:, b:-b, -b:].flatten()])
+    band = band[:: band.numel() // 2**22 + 1]  # torch.quantile takes at most 2**24 values
+    noise = float(torch.quantile(band.cpu(), 0.995))
+    return float(min(ceiling, max(AUTO_THRESHOLD_FLOOR, NOISE_MARGIN * noise)))
+
+
 def view_masks(images: Tensor, alphas: Tensor | None, opts: WhiteMaskOptions | None = None) -> Tensor:
     """Binary foreground masks of V views.
 
@@ -221,6 +251,6 @@ def mask_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 __all__ = [
-    "WhiteMaskOptions", "check_masks", "convex_hull_mask", "mask_iou", "near_white", "refine_masks", "sizeable_pieces",
-    "unknown_white", "view_masks",
+    "WhiteMaskOptions", "check_masks", "convex_hull_mask", "mask_iou", "measured_threshold", "near_white",
+    "refine_masks", "sizeable_pieces", "unknown_white", "view_masks",
 ]  # fmt: skip

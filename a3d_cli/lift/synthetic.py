@@ -99,8 +99,18 @@ def white_van_mesh() -> SurfaceMesh:
     return SurfaceMesh(np.concatenate(verts), np.concatenate(faces).astype(np.int64), np.concatenate(cols).astype(np.float32))
 
 
-def mesh_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0) -> Gaussians:
-    """Dense surface splats of a mesh: how a3d renders a mesh (`lift.preview.mesh_as_splats`)."""
+def mesh_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0, lit: bool = False) -> Gaussians:
+    """Dense surface splats of a mesh: how a3d renders a mesh (`lift.preview.mesh_as_splats`).
+
+    Args:
+        lit: bake a3d's fixed studio lighting (`a3d_cli.mesh.shading`, the one `a3d prepare --shade` uses)
+            into the colours. SV3D was trained on lit renders and its orbits are shaded, so a lit truth
+            is the SV3D-like one; unlit, a white albedo is exactly the background's white.
+    """
+    if lit:
+        from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
+
+        return mesh_to_gaussians(mesh, splats, seed=seed, shade=True)[0]
     return mesh_as_splats(mesh, splats, seed=seed)
 
 

@@ -79,7 +79,8 @@ class LiftOptions:
         max_splats: splats the fit starts from.
         hull_resolution: voxels per axis of the visual hull.
         hull_tolerance: views allowed to call a hull voxel background.
-        white_threshold: max-channel distance from white above which a pixel is object (frames without alpha).
+        white_threshold: max-channel distance from white above which a pixel is object (frames without alpha);
+            None = measured from the frames' background (`lift.masks.measured_threshold`).
         mesh_resolution: TSDF voxels per axis.
         max_faces: face budget of the mesh.
         open_undersides: open the hidden space under overhangs (`lift.meshing.open_undersides`).
@@ -96,7 +97,7 @@ class LiftOptions:
     max_splats: int | None = None
     hull_resolution: int | None = None
     hull_tolerance: int = 1
-    white_threshold: float = 0.04
+    white_threshold: float | None = None
     mesh_resolution: int | None = None
     max_faces: int = 40_000
     open_undersides: bool = True
@@ -122,7 +123,7 @@ class LiftOptions:
         for value, lo, hi, name in checks:
             if value is not None and not lo <= value <= hi:
                 raise OptionError(f"{name} must be between {lo} and {hi} (got {value}).")
-        if not 0.0 < self.white_threshold < 0.5:
+        if self.white_threshold is not None and not 0.0 < self.white_threshold < 0.5:
             raise OptionError(f"--white-threshold must be in (0, 0.5) (got {self.white_threshold}).")
         if not 0.0 < self.fps <= 120.0:
             raise OptionError(f"--fps must be in (0, 120] (got {self.fps}).")
@@ -158,7 +159,7 @@ class LiftOptions:
             hull_tolerance=self.hull_tolerance,
             max_splats=self.max_splats,  # type: ignore[arg-type]
             fit=LiftFitSettings(steps=self.steps, views_per_step=self.views_per_step),  # type: ignore[arg-type]
-            masks=WhiteMaskOptions(threshold=self.white_threshold),
+            masks=WhiteMaskOptions() if self.white_threshold is None else WhiteMaskOptions(self.white_threshold),
             mesh=MeshSettings(
                 resolution=self.mesh_resolution,
                 depth_size=max(self.resolution, 2 * self.mesh_resolution),
@@ -190,7 +191,7 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
         RunFolderError: no RUN/orbit/ (and no --orbit).
     """
     from a3d_cli.errors import RunFolderError
-    from a3d_cli.lift.masks import WhiteMaskOptions, check_masks, view_masks
+    from a3d_cli.lift.masks import check_masks, measured_threshold, view_masks
     from a3d_cli.lift.views import load_views
 
     rt = rt or Runtime()
@@ -202,7 +203,9 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
             hint=f"Run `{producers.ORBIT}` first, or pass --orbit DIR (frames + {CAMERAS_JSON}).",
         )
     views = load_views(source)
-    masks = view_masks(views.images, views.alphas, WhiteMaskOptions(threshold=opts.white_threshold))
+    if opts.white_threshold is None and views.alphas is None:
+        opts = dataclasses.replace(opts, white_threshold=measured_threshold(views.images))
+    masks = view_masks(views.images, views.alphas, opts.settings().masks)
     check_masks(masks, views.names)
 
     def body(ctx: StageContext) -> None:
@@ -252,6 +255,7 @@ def _lift(ctx: StageContext, views, masks, opts: LiftOptions) -> None:  # noqa: 
         mask_iou_mean=round(float(result.mask_iou.mean()), 4),
         seconds_per_phase=seconds,
         camera_input=views.camera_input,
+        white_threshold=None if views.alphas is not None else opts.white_threshold,
     )
 
 

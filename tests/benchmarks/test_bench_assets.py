@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import REPO
 
+from a3d_cli.lift.masks import AUTO_THRESHOLD_FLOOR, WhiteMaskOptions
 from a3d_cli.models.sv3d.cameras import dynamic_orbit, static_orbit
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -124,7 +125,8 @@ def test_bench_lift_refuses_held_out_views_that_repeat_orbit_views() -> None:
     held = bench_lift.held_out_cameras()
     with pytest.raises(SystemExit, match="held-out camera"):
         bench_lift.check_disjoint(held, held)
-    for seed in range(20):  # no seed's dynamic orbit comes near the held-out elevations (−20°, +30°)
+    assert held.elevation_deg.tolist() == [-10.0] * 8 + [30.0] * 8  # 20° below and above the orbit's 10°
+    for seed in range(20):  # no seed's dynamic orbit comes near the held-out elevations (−10°, +30°)
         orbit = bench_lift.orbit_camera_set(dynamic_orbit(seed, bench_lift.WRONG_ELEVATION))
         assert bench_lift.check_disjoint(held, orbit) >= bench_lift.MIN_SEPARATION_DEG
 
@@ -155,6 +157,8 @@ def test_bench_lift_runs_a_dynamic_orbit_end_to_end(tmp_path: Path, monkeypatch)
                             "--perturbations", "none", "--out", str(tmp_path / "l.json")])  # fmt: skip
     row = json.loads((tmp_path / "l.json").read_text())["rows"][0]
     assert row == rows[0] and row["orbit"] == "dynamic"
+    assert row["lighting"] == "studio" and row["held_out_elevations"] == [-10.0, 30.0]
+    assert AUTO_THRESHOLD_FLOOR <= row["white_threshold"] <= WhiteMaskOptions.threshold  # measured by the stage
     elev = dynamic_orbit(3, bench_lift.ELEVATION).elevation_deg
     assert row["orbit_elevations"] == [round(float(elev.min()), 2), round(float(elev.max()), 2)]
     assert row["separation_deg"] >= bench_lift.MIN_SEPARATION_DEG

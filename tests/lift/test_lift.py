@@ -26,7 +26,7 @@ from a3d_cli.io.manifest import load_manifest
 from a3d_cli.io.video import read_mp4
 from a3d_cli.lift import synthetic as syn
 from a3d_cli.lift.fit import render_chunked
-from a3d_cli.lift.masks import WhiteMaskOptions, mask_iou, refine_masks, view_masks
+from a3d_cli.lift.masks import AUTO_THRESHOLD_FLOOR, WhiteMaskOptions, mask_iou, refine_masks, view_masks
 from a3d_cli.lift.views import load_views
 from a3d_cli.mesh.load import load_mesh
 from a3d_cli.models.sv3d.cameras import dynamic_orbit, input_first, orbit_camera_set, static_orbit
@@ -74,6 +74,7 @@ def test_lift_writes_splats_mesh_preview_and_manifest(lifted: Path) -> None:
     m = entry["metrics"]
     assert len(m["psnr_per_view"]) == 21 and len(m["mask_iou_per_view"]) == 21
     assert m["mask_iou_mean"] > 0.85 and m["psnr_mean"] > 18.0
+    assert m["white_threshold"] == AUTO_THRESHOLD_FLOOR  # measured: a clean rendered background
     g = read_ply(lifted / "lift/gaussians.ply")
     assert len(g) == m["splats"] and float(g.means.abs().max()) < 0.8  # in the orbit's frame, around the origin
     mesh = load_mesh(lifted / "lift/model.glb")

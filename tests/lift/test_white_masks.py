@@ -12,7 +12,15 @@ from a3d_cli.io.masks import dilate_mask
 from a3d_cli.lift import hull as H
 from a3d_cli.lift import synthetic as syn
 from a3d_cli.lift.fit import LiftFitSettings
-from a3d_cli.lift.masks import WhiteMaskOptions, mask_iou, unknown_white, view_masks
+from a3d_cli.lift.masks import (
+    AUTO_THRESHOLD_FLOOR,
+    WhiteMaskOptions,
+    mask_iou,
+    measured_threshold,
+    near_white,
+    unknown_white,
+    view_masks,
+)
 from a3d_cli.lift.meshing import MeshSettings
 from a3d_cli.lift.views import OrbitViews, scene_radius
 from a3d_cli.models.sv3d.cameras import orbit_camera_set, static_orbit
@@ -148,3 +156,51 @@ def test_convex_hull_mask_fills_between_pieces_and_stops_at_the_hull() -> None:
     assert not hull[2, 12] and not hull[12, 2] and not hull[0, 0]  # the other corners stay out
     assert bool((hull >= m).all())
     assert not bool(convex_hull_mask(torch.zeros(8, 8, dtype=torch.bool)).any())
+
+
+def _lit_box(size: int = 64) -> torch.Tensor:
+    """[2, S, S, 3] a box on white: its top lit to 0.984 (≈ 251/255, a white roof facing the light), its sides
+    shaded 0.6; the top touches the background along its upper edge."""
+    img = torch.ones(2, size, size, 3)
+    img[:, 20:44, 16:48] = 0.6
+    img[:, 20:28, 16:48] = 0.984
+    return img
+
+
+def test_the_measured_threshold_keeps_a_lit_white_roof_that_the_fixed_one_cuts() -> None:
+    img = _lit_box()
+    assert measured_threshold(img) == AUTO_THRESHOLD_FLOOR  # a clean background: the floor
+    measured = view_masks(img, None, WhiteMaskOptions(measured_threshold(img)))
+    fixed = view_masks(img, None)
+    outside = torch.ones(2, 64, 64, dtype=torch.bool)
+    outside[:, 20:44, 16:48] = False
+    assert bool(measured[:, 21:44, 17:47].bool().all())  # the roof but its one-pixel rim (the 3×3 average's)
+    assert not bool(measured[outside].bool().any())
+    assert not bool(fixed[:, 21:27, 17:47].bool().any())  # the fixed 0.04 takes the roof for background
+
+
+def test_the_measured_threshold_rises_with_the_backgrounds_noise_and_stops_at_the_fixed_one() -> None:
+    img = _lit_box()
+    g = torch.Generator().manual_seed(0)
+    noisy = (img - 0.006 * torch.randn(img.shape, generator=g).abs()).clamp(0, 1)  # a decoder's background
+    t = measured_threshold(noisy)
+    assert AUTO_THRESHOLD_FLOOR < t < WhiteMaskOptions.threshold
+    outside = torch.ones(2, 64, 64, dtype=torch.bool)
+    outside[:, 20:44, 16:48] = False
+    assert not bool(view_masks(noisy, None, WhiteMaskOptions(t))[outside].bool().any())  # no speck of noise
+    assert bool(view_masks(noisy, None, WhiteMaskOptions(AUTO_THRESHOLD_FLOOR))[outside].bool().any())  # at the floor
+    cropped = img.clone()
+    cropped[:, :, :6] = 0.3  # an object reaching the image's edge: the border tells nothing, the fixed value holds
+    assert measured_threshold(cropped) == WhiteMaskOptions.threshold
+
+
+def test_a_lit_white_body_is_found_by_its_shading(van) -> None:
+    g = syn.mesh_splats(syn.normalized(syn.white_van_mesh()), 5000, lit=True)
+    rgba = syn.render_rgba(g, van["cams"], SIZE)
+    lit = syn.on_white(rgba)
+    body = van["truth"] > 0.5
+    white_unlit = float(near_white(van["images"], AUTO_THRESHOLD_FLOOR)[body].float().mean())
+    white_lit = float(near_white(lit, AUTO_THRESHOLD_FLOOR)[body].float().mean())
+    assert white_unlit > 0.3 and white_lit < 0.05, (white_unlit, white_lit)  # shaded off the background's white
+    masks = view_masks(lit, None, WhiteMaskOptions(measured_threshold(lit)))
+    assert float(mask_iou(masks, van["truth"]).mean()) > 0.9 > float(mask_iou(van["colour"], van["truth"]).mean()) + 0.2
