@@ -286,7 +286,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     mask_opts = WhiteMaskOptions() if thr is None else WhiteMaskOptions(threshold=thr)
     masks = view_masks(views.images, views.alphas, mask_opts)
     if views.alphas is None:  # as the lift carves: the unknown near-white pixels do not carve
-        masks = ((masks > 0.5) | unknown_white(masks, mask_opts)).float()
+        masks = ((masks > 0.5) | unknown_white(views.images, masks, mask_opts)).float()
     hw = scene_radius(views.cameras)
     r = stage.LiftOptions(resolution=args.resolution).resolved(dev)
     hull = hull_mod.carve(masks.to(dev), views.cameras, r.hull_resolution, hw, r.hull_tolerance)

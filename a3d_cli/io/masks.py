@@ -77,33 +77,6 @@ def dilate_mask(mask: Tensor, radius: int) -> Tensor:
     return F.max_pool2d(x, (k, 1), stride=1, padding=(radius, 0))[:, 0] > 0.5
 
 
-def outline_at_half_coverage(masks: Tensor, frames: Tensor, background: float) -> Tensor:
-    """Drop the outline pixels of [B, H, W] masks that the object covers less than half, as `alpha > 0.5` would.
-
-    Why: a colour threshold keeps every outline pixel the object touches at all, since an antialiased pixel
-    that the object covers by a fraction a shows a × the object's distance from the background; a low
-    threshold so grows each silhouette by about half a pixel all round, and the visual hull and the fit
-    with it. An outline pixel (one with a background pixel among its 8 neighbours) is dropped when its
-    distance is under half the smallest distance among its inner neighbours (those of its 8 neighbours
-    that are not on the outline themselves): its coverage is then under one half even if its own surface
-    is the palest of them, so an outline where a light part meets a darker one is not cut. Outline pixels
-    without inner neighbours (parts one or two pixels thin) stay.
-
-    Args:
-        masks: [B, H, W] float or bool masks; frames: [B, H, W, 3] RGB in [0, 1]; background: its grey level.
-
-    Returns:
-        [B, H, W] float in {0, 1}.
-    """
-    fg = masks > 0.5
-    d = colour_distance(frames.float(), background, blur=0)  # [B, H, W]
-    outline = fg & dilate_mask(~fg, 1)
-    inner = fg & ~outline
-    lowest = -F.max_pool2d(torch.where(inner, -d, -torch.inf)[:, None], 3, stride=1, padding=1)[:, 0]
-    reference = torch.where(torch.isfinite(lowest), lowest, 0.0)  # 0 where no inner neighbour
-    return (fg & ~(outline & (d < 0.5 * reference))).float()
-
-
 def _spread_along_runs(value: Tensor, passable: Tensor) -> Tensor:
     """Give every run of `passable` pixels along the last axis the largest `value` found in the run.
 

@@ -3,13 +3,11 @@
 SV3D renders the object on white and gives no alpha. Without alpha, a3d reuses the flat-background
 method of `a3d_cli.io.masks` with white as the background colour: a pixel is background when it is within
 `threshold` of white (max over RGB, with the 3×3 noise-tolerant average) **and** connected to the image
-border through such pixels (the threshold measured from the frames' background, `measured_threshold`), and
-the outline pixels the object covers less than half are then dropped, as `alpha > 0.5` would
-(`io.masks.outline_at_half_coverage`). So:
+border through such pixels. So:
 
 - white or light parts *enclosed* by the object (a white belly seen inside the outline) stay foreground;
 - light parts that touch the outline stay foreground as long as they differ from the background by more
-  than `threshold` — shaded white surfaces (a roof lit from above is ~4/255 under white) do;
+  than `threshold` — shaded white surfaces (≥ ~4 % darker than the background) do;
 - a part exactly as white as the background and touching it cannot be told from it by colour (an unlit
   white truck body on white). One cue survives: such a part still *holds the object's coloured pieces
   together*. When a view's colour mask falls apart into several sizeable pieces, the near-white pixels
@@ -42,7 +40,6 @@ from a3d_cli.io.masks import (
     flood_from_border,
     foreground_masks,
     mask_from_alpha,
-    outline_at_half_coverage,
 )
 
 WHITE = 1.0
@@ -110,7 +107,7 @@ def view_masks(images: Tensor, alphas: Tensor | None, opts: WhiteMaskOptions | N
     if alphas is not None:
         return mask_from_alpha(alphas)
     mo = MaskOptions(background=WHITE, threshold=opts.threshold, blur=1, min_component=opts.min_component, ambiguity=0.0)
-    return outline_at_half_coverage(foreground_masks(images[:, None], None, mo)[:, 0], images, WHITE)
+    return foreground_masks(images[:, None], None, mo)[:, 0]
 
 
 def check_masks(masks: Tensor, names: tuple[str, ...], min_fraction: float = 1e-4) -> None:
@@ -184,13 +181,12 @@ def sizeable_pieces(mask: Tensor, min_fraction: float) -> int:
     return int((sizes >= min_fraction * mask.numel()).sum())
 
 
-def unknown_white(masks: Tensor, opts: WhiteMaskOptions | None = None) -> Tensor:
+def unknown_white(images: Tensor, masks: Tensor, opts: WhiteMaskOptions | None = None) -> Tensor:
     """Near-white pixels that may be object: the ones a white background cannot decide ([V, S, S] bool).
 
     In a view whose colour mask has two or more sizeable pieces (`opts.min_piece`), something the colour
-    test cannot see holds them together; the pixels outside the mask but inside the convex hull of its
-    pieces (near-white ones, and outline pixels of the pieces covered less than half, where a piece may
-    meet the white body rather than the background) are unknown, if they rest on something: a coloured pixel lies below them in their
+    test cannot see holds them together; the near-white pixels outside the mask but inside the convex
+    hull of its pieces are unknown, if they rest on something: a coloured pixel lies below them in their
     column (or within `opts.support` of the image to the side). That keeps a white roof or body side
     between coloured parts and leaves out the gaps an upright object opens downwards (under a truck's
     body between its wheels), which the orbit's views, all from above the ground, never see closed.
@@ -198,8 +194,8 @@ def unknown_white(masks: Tensor, opts: WhiteMaskOptions | None = None) -> Tensor
     between a fox's legs).
 
     Args:
-        masks: [V, S, S] the views' white-background (colour) masks (`view_masks`).
-        opts: the piece size and support.
+        images: [V, S, S, 3] RGB on white; masks: [V, S, S] their white-background (colour) masks.
+        opts: the threshold and piece size.
     """
     opts = opts or WhiteMaskOptions()
     fg = masks > 0.5
@@ -208,11 +204,12 @@ def unknown_white(masks: Tensor, opts: WhiteMaskOptions | None = None) -> Tensor
     if not views:
         return out
     sel = fg[views]  # [U, S, S]
+    light = near_white(images[views], opts.threshold)
     w = round(opts.support * fg.shape[-1])
     wide = F.max_pool2d(sel.float()[:, None], (1, 2 * w + 1), stride=1, padding=(0, w))[:, 0]
     supported = wide.flip(-2).cummax(dim=-2).values.flip(-2) > 0.5  # a coloured pixel at or below (image rows go down)
     hulls = torch.stack([convex_hull_mask(m) for m in sel])
-    out[views] = hulls & supported & ~sel  # near-white, or an outline pixel covered less than half
+    out[views] = hulls & supported & light & ~sel
     return out
 
 

@@ -122,7 +122,7 @@ def lift(
     half_width = scene_radius(cams)
     # without alpha, near-white pixels that may be object are unknown: only the rest carves, the fit and
     # then the fitted splats' opacity decide them
-    unknown = unknown_white(masks, settings.masks) if views.alphas is None else torch.zeros_like(masks, dtype=torch.bool)
+    unknown = unknown_white(small.images, masks, settings.masks) if views.alphas is None else torch.zeros_like(masks, dtype=torch.bool)
     dil = max(1, round(settings.hull_dilation * size))
     allowed = dilate_mask((masks > 0.5) | unknown, dil).float().to(device)
     hull = hull_mod.carve(allowed, cams, settings.hull_resolution, half_width, settings.hull_tolerance)

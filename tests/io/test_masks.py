@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3d_cli.io.masks import MaskOptions, colour_distance, foreground_masks, mask_from_alpha, outline_at_half_coverage
+from a3d_cli.io.masks import MaskOptions, foreground_masks, mask_from_alpha
 
 H = W = 64
 
@@ -127,22 +127,3 @@ def test_bad_shapes_and_options():
         foreground_masks(torch.zeros(2, 3, 8, 8, 3), torch.zeros(2, 4, 4))
     with pytest.raises(ValueError):
         MaskOptions(threshold=0.0)
-
-
-def _coverage(lo: float, hi: float, n: int) -> torch.Tensor:
-    """[n] how much of each unit pixel the interval [lo, hi] covers."""
-    edges = torch.arange(n + 1, dtype=torch.float64)
-    return (torch.minimum(edges[1:], torch.tensor(hi)) - torch.maximum(edges[:-1], torch.tensor(lo))).clamp(0, 1)
-
-
-def test_outline_at_half_coverage_keeps_the_pixels_an_antialiased_object_covers_more_than_half() -> None:
-    cover = _coverage(8.4, 20.8, 32)[:, None] * _coverage(10.6, 30.3, 40)[None, :]  # [H, W] exact area coverage
-    frame = (1.0 - 0.7 * cover).float()[None, :, :, None].expand(1, 32, 40, 3)  # a 0.3 grey box on white
-    frame = frame.clone()
-    frame[0, 2:30, 4] = 0.2  # and a line one pixel thin
-    cover_all = (cover > 0.5)[None].clone()
-    cover_all[0, 2:30, 4] = True
-    grown = colour_distance(frame, 1.0, blur=0) > 0.012
-    assert int((grown & ~cover_all).sum()) > 20  # a low threshold keeps every pixel the box touches
-    trimmed = outline_at_half_coverage(grown.float(), frame, 1.0) > 0.5
-    assert torch.equal(trimmed, cover_all)  # alpha > 0.5 exactly, the thin line included

@@ -46,7 +46,7 @@ def van() -> dict:
 
 def test_unknown_pixels_hold_the_white_body_that_the_colour_masks_lose(van) -> None:
     truth, colour = van["truth"], van["colour"]
-    unknown = unknown_white(colour)
+    unknown = unknown_white(van["images"], colour)
     with_unknown = ((colour > 0.5) | unknown).float()
     iou_colour, iou_unknown = float(mask_iou(colour, truth).mean()), float(mask_iou(with_unknown, truth).mean())
     assert iou_colour < 0.7  # the white body is lost by colour alone
@@ -74,7 +74,7 @@ def test_an_object_in_one_coloured_piece_has_no_unknown_pixels() -> None:
     g = syn.mesh_splats(syn.normalized(syn.toy_mesh()), 4000)
     images = syn.on_white(syn.render_rgba(g, orbit_camera_set(static_orbit(10.0)), SIZE))
     masks = view_masks(images, None)
-    assert not bool(unknown_white(masks).any())  # its concavities stay background: nothing changes for it
+    assert not bool(unknown_white(images, masks).any())  # its concavities stay background: nothing changes for it
 
 
 def test_unknown_pixels_rest_on_colour_and_leave_gaps_that_open_downwards() -> None:
@@ -84,7 +84,7 @@ def test_unknown_pixels_rest_on_colour_and_leave_gaps_that_open_downwards() -> N
     img[0, 20:28, 4:10] = 0.1  # two wheels
     img[0, 20:28, 22:28] = 0.1
     masks = view_masks(img, None)
-    unknown = unknown_white(masks, WhiteMaskOptions(support=0.0))
+    unknown = unknown_white(img, masks, WhiteMaskOptions(support=0.0))
     assert masks[0, 14, 16] == 0 and unknown[0, 14, 16]  # white between the panel and the chassis: may be body
     assert not unknown[0, 24, 16]  # between the wheels under the chassis: open downwards, background
     assert not unknown[0, 14, 1] and not unknown[0, 2, 16]  # outside the pieces' convex hull: background
