@@ -94,14 +94,14 @@ SQUARE_COS = 0.5
 
 HELD_OUT_OFFSET = 20.0
 """The held-out views lie this far below and above the orbit's elevation (the issue's ±20°)."""
-LIGHTINGS = ("studio", "unlit")
-
-
 HELD_OUT = (ELEVATION - HELD_OUT_OFFSET, ELEVATION + HELD_OUT_OFFSET)
+"""Elevations of the 8 held-out views below the orbit and of the 8 above it (`--held-out`)."""
+LIGHTINGS = ("studio", "unlit")
+"""The truth's colours: lit by a3d's fixed studio lighting, or the bare albedo (`--lighting`)."""
 
 
 def held_out_cameras(low: float = HELD_OUT[0], high: float = HELD_OUT[1]):  # noqa: ANN201
-    """16 views between and off the orbit's: 8 azimuths at `low` (−10°) and 8 at `high` (+30°) elevation."""
+    """16 views between and off the orbit's: 8 azimuths at elevation `low` and 8 at `high`."""
     elev = [low] * 8 + [high] * 8
     azim = [22.5 + 45.0 * i for i in range(8)] * 2
     return orbit_cameras(elev, azim, SV3D_RADIUS, SV3D_FOV_DEG)
@@ -156,7 +156,7 @@ def masked_psnr(img: Tensor, truth: Tensor, mask: Tensor) -> float | None:
 def coverage_scores(img: Tensor, truth: Tensor, truth_alpha: Tensor, seen_cos: Tensor) -> dict:
     """Held-out PSNR split by what the orbit saw: the object's pixels whose surface point no orbit view
     saw, saw only at a graze (cos < SQUARE_COS) or saw squarely, and their shares; plus the plain PSNR of
-    the 8 views below (−10°) and the 8 above (+30°).
+    the 8 views below the orbit and the 8 above it.
 
     Args:
         img, truth: [16, S, S, 3] renders of the held-out views; truth_alpha: [16, S, S];

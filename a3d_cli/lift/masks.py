@@ -7,7 +7,8 @@ border through such pixels. So:
 
 - white or light parts *enclosed* by the object (a white belly seen inside the outline) stay foreground;
 - light parts that touch the outline stay foreground as long as they differ from the background by more
-  than `threshold` — shaded white surfaces (≥ ~4 % darker than the background) do;
+  than `threshold`, which the stage measures from the frames' background (`measured_threshold`) —
+  shaded white surfaces do;
 - a part exactly as white as the background and touching it cannot be told from it by colour (an unlit
   white truck body on white). One cue survives: such a part still *holds the object's coloured pieces
   together*. When a view's colour mask falls apart into several sizeable pieces, the near-white pixels
@@ -50,7 +51,8 @@ class WhiteMaskOptions:
     """How masks are found on a white background."""
 
     threshold: float = 0.04
-    """Max-channel distance from white above which a pixel is object (≈ 10/255)."""
+    """Max-channel distance from white above which a pixel is object (≈ 10/255): the fixed value, and the
+    ceiling of `measured_threshold`."""
     min_component: float = 2e-4
     """Foreground pieces smaller than this fraction of the image are dropped (decoder specks)."""
     min_piece: float = 2e-3
@@ -63,7 +65,7 @@ class WhiteMaskOptions:
 
 
 AUTO_THRESHOLD_FLOOR = 0.012
-"""Lowest threshold `measured_threshold` gives (≈ 3/255): a lit white surface facing up is ~4/255 under white."""
+"""Lowest threshold `measured_threshold` gives: low enough for a lit white surface facing up (docs/lift.md)."""
 NOISE_MARGIN = 3.0
 """`measured_threshold` sets the threshold this many times above the background's own noise."""
 BORDER_BAND = 0.03
@@ -75,7 +77,7 @@ def measured_threshold(images: Tensor, ceiling: float = WhiteMaskOptions.thresho
 
     Why: a fixed threshold must sit above the noise of the noisiest background it may meet (a decoder's),
     and every step above the actual noise cuts light surfaces that touch the outline (a white roof lit
-    from above is ~4/255 under white). The background is read where the object is not: the outer
+    from above is only a few levels under white). The background is read where the object is not: the outer
     `BORDER_BAND` of every view. Its 99.5th percentile colour distance (with `colour_distance`'s 3×3
     average, as the masks use it) times `NOISE_MARGIN` is the threshold: a clean render gets the floor; a
     noisy one, or frames whose object reaches the border, get up to `ceiling`.

@@ -146,7 +146,8 @@ class LiftOptions:
         return dataclasses.replace(self, **values)
 
     def settings(self):  # noqa: ANN201 - a LiftSettings (imported lazily)
-        """The domain settings of a resolved options object."""
+        """The domain settings of a resolved options object (`white_threshold` None: the fixed default;
+        `run` measures it from the frames first)."""
         from a3d_cli.lift.fit import LiftFitSettings
         from a3d_cli.lift.masks import WhiteMaskOptions
         from a3d_cli.lift.meshing import MeshSettings

@@ -118,6 +118,9 @@ def test_lift_is_skipped_when_unchanged(lifted: Path) -> None:
     result = invoke("--json", "lift", str(lifted), "--orbit", str(lifted.parent / "orbit_in"), *TINY)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["stages"][0]["skipped"] is True
+    named = ["--white-threshold", str(AUTO_THRESHOLD_FLOOR)]  # the value it measured, now given: the same lift
+    result = invoke("--json", "lift", str(lifted), "--orbit", str(lifted.parent / "orbit_in"), *TINY, *named)
+    assert result.exit_code == 0 and json.loads(result.stdout)["stages"][0]["skipped"] is True, result.output
     assert (lifted / "lift/model.glb").stat().st_mtime_ns == before
 
 
@@ -224,6 +227,7 @@ def test_a_killed_lift_leaves_nothing_and_the_rerun_finishes(toy, tmp_path: Path
     result = invoke("lift", str(run), "--orbit", str(orbit), *quick)
     assert result.exit_code == 0, result.output
     assert load_manifest(run)["stages"]["lift"]["status"] == "done"
+    assert load_manifest(run)["stages"]["lift"]["metrics"]["white_threshold"] is None  # masks from alpha
     assert (run / "lift/model.glb").is_file() and (run / "lift/gaussians.ply").is_file()
 
 
