@@ -80,7 +80,8 @@ def measured_threshold(images: Tensor, ceiling: float = WhiteMaskOptions.thresho
     from above is only a few levels under white). The background is read where the object is not: the outer
     `BORDER_BAND` of every view. Its 99.5th percentile colour distance (with `colour_distance`'s 3×3
     average, as the masks use it) times `NOISE_MARGIN` is the threshold: a clean render gets the floor; a
-    noisy one, or frames whose object reaches the border, get up to `ceiling`.
+    noisy one, or an object filling more than 0.5 % of the band (one that reaches the edge in most views),
+    gets up to `ceiling`.
 
     Args:
         images: [V, S, S, 3] RGB on white.
