@@ -69,7 +69,7 @@ from a3d_cli.io.images import unpremultiply  # noqa: E402
 from a3d_cli.lift import hull as hull_mod  # noqa: E402
 from a3d_cli.lift import synthetic as syn  # noqa: E402
 from a3d_cli.lift.fit import render_chunked  # noqa: E402
-from a3d_cli.lift.masks import WhiteMaskOptions, mask_iou, unknown_white, view_masks  # noqa: E402
+from a3d_cli.lift.masks import mask_iou, unknown_white, view_masks  # noqa: E402
 from a3d_cli.lift.preview import mesh_as_splats  # noqa: E402
 from a3d_cli.lift.views import load_views, scene_radius  # noqa: E402
 from a3d_cli.mesh.load import load_mesh  # noqa: E402
@@ -283,12 +283,12 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     lifted = load_mesh(run / LIFT_MODEL)
     views = load_views(folder)
     thr = m.get("white_threshold")  # the stage's, measured from the frames
-    mask_opts = WhiteMaskOptions() if thr is None else WhiteMaskOptions(threshold=thr)
+    r = stage.LiftOptions(resolution=args.resolution, white_threshold=thr).resolved(dev)
+    mask_opts = r.settings().masks
     masks = view_masks(views.images, views.alphas, mask_opts)
     if views.alphas is None:  # as the lift carves: the unknown near-white pixels do not carve
         masks = ((masks > 0.5) | unknown_white(views.images, masks, mask_opts)).float()
     hw = scene_radius(views.cameras)
-    r = stage.LiftOptions(resolution=args.resolution).resolved(dev)
     hull = hull_mod.carve(masks.to(dev), views.cameras, r.hull_resolution, hw, r.hull_tolerance)
     baseline = hull_mod.hull_splats(hull, views.images.to(dev), views.cameras, r.max_splats)
     renders = {

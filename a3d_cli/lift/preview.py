@@ -32,11 +32,12 @@ MESH_SPLATS_MAX = 60_000
 """The most (`mesh_as_splats`'s default): beyond it a large preview costs render time and shows no more."""
 
 
-def mesh_as_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0) -> Gaussians:
-    """Dense surface splats of the mesh (how a3d renders meshes)."""
+def mesh_as_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0, shade: bool = False) -> Gaussians:
+    """Dense surface splats of the mesh (how a3d renders meshes); `shade` bakes in the fixed studio lighting
+    (`a3d_cli.mesh.shading`)."""
     from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
-    return mesh_to_gaussians(mesh, splats, seed=seed)[0]
+    return mesh_to_gaussians(mesh, splats, seed=seed, shade=shade)[0]
 
 
 def turntable(

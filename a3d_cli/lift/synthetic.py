@@ -107,11 +107,7 @@ def mesh_splats(mesh: SurfaceMesh, splats: int = MESH_SPLATS_MAX, seed: int = 0,
             into the colours. SV3D was trained on lit renders and its orbits are shaded, so a lit truth
             is the SV3D-like one; unlit, a white albedo is exactly the background's white.
     """
-    if lit:
-        from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
-
-        return mesh_to_gaussians(mesh, splats, seed=seed, shade=True)[0]
-    return mesh_as_splats(mesh, splats, seed=seed)
+    return mesh_as_splats(mesh, splats, seed=seed, shade=lit)
 
 
 def render_rgba(g: Gaussians, cameras: CameraSet, size: int, chunk: int = 8) -> Tensor:
