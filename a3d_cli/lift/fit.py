@@ -340,8 +340,9 @@ def fit_static(
         progress: receives `update(advance, loss=…)` every `log_every` steps and after the last, with the
             mean loss of those steps (summed on the device: the loop reads it to the host only then).
         log_every: steps between progress updates and entries of `LiftFitResult.losses`.
-        unknown: [V, S, S] bool, pixels whose mask is unknown (`masks.unknown_white`): no silhouette loss
-            there, only the photometric one decides whether splats cover them. None: every pixel's mask is known.
+        unknown: [V, S, S] bool, pixels whose mask says nothing about the silhouette (`masks.unknown_white`,
+            and a colour mask's `masks.outline`): no silhouette loss there, only the photometric one decides
+            whether (or how much) splats cover them. None: every pixel's mask is known.
     """
     dev = init.means.device
     devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []

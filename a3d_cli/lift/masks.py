@@ -21,6 +21,13 @@ border through such pixels. So:
   pixels within a narrow band of the mask that the fitted splats cover join it, and the hull tolerance
   forgives one view that drops a part.
 
+The colour mask's outline is not a silhouette either: an antialiased edge pixel that the object covers by
+any fraction that moves it more than `threshold` from white is in the mask, so the mask is about half a
+pixel fatter than the object all round, and a binary target there asks the splats to cover that pixel
+fully while its colour asks for a blend with white. The fit therefore takes the mask's outline
+(`outline`: the mask pixels next to the background) out of its silhouette loss, as it does the unknown
+pixels, and lets the photometric loss decide how far the splats reach into it; it still carves the hull.
+
 Examples:
     >>> masks = view_masks(views.images, views.alphas)  # [V, S, S] in {0, 1}  # doctest: +SKIP
 """
@@ -216,6 +223,13 @@ def unknown_white(images: Tensor, masks: Tensor, opts: WhiteMaskOptions | None =
     return out
 
 
+def outline(masks: Tensor) -> Tensor:
+    """[V, S, S] bool: the mask pixels with a background pixel among their eight neighbours (the antialiased
+    outline of a colour mask, whose pixels the object may cover only partly)."""
+    fg = masks > 0.5
+    return fg & dilate_mask(~fg, 1)
+
+
 def refine_masks(
     masks: Tensor, images: Tensor, fitted_alpha: Tensor, threshold: float, band_px: int, unknown: Tensor | None = None
 ) -> Tensor:
@@ -254,6 +268,6 @@ def mask_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 __all__ = [
-    "WhiteMaskOptions", "check_masks", "convex_hull_mask", "mask_iou", "measured_threshold", "near_white",
+    "WhiteMaskOptions", "check_masks", "convex_hull_mask", "mask_iou", "measured_threshold", "near_white", "outline",
     "refine_masks", "sizeable_pieces", "unknown_white", "view_masks",
 ]  # fmt: skip

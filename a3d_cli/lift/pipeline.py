@@ -104,7 +104,7 @@ def lift(
     from a3d_cli.io.masks import dilate_mask
     from a3d_cli.lift import hull as hull_mod
     from a3d_cli.lift.fit import fit_static, render_chunked
-    from a3d_cli.lift.masks import check_masks, mask_iou, refine_masks, unknown_white, view_masks
+    from a3d_cli.lift.masks import check_masks, mask_iou, outline, refine_masks, unknown_white, view_masks
     from a3d_cli.lift.meshing import extract_mesh
     from a3d_cli.lift.texture import bake_texture, unwrap
     from a3d_cli.lift.views import resize_views, scene_radius
@@ -134,11 +134,12 @@ def lift(
     init = hull_mod.hull_splats(hull, small.images.to(device), cams, settings.max_splats, seed=seed).to(device)
     clock.mark("hull")
 
-    # 2. fit the splats
+    # 2. fit the splats; without alpha the colour mask's outline is partial coverage, not silhouette
     _say(progress, "lift: fitting splats", total=settings.fit.steps)
+    no_silhouette = unknown | outline(masks) if views.alphas is None else unknown
     fitted = fit_static(
         init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, progress=progress,
-        unknown=unknown.to(device) if bool(unknown.any()) else None,
+        unknown=no_silhouette.to(device) if bool(no_silhouette.any()) else None,
     )  # fmt: skip
     g = fitted.gaussians
     if len(g) == 0:

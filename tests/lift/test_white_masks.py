@@ -18,6 +18,7 @@ from a3d_cli.lift.masks import (
     mask_iou,
     measured_threshold,
     near_white,
+    outline,
     unknown_white,
     view_masks,
 )
@@ -204,3 +205,36 @@ def test_a_lit_white_body_is_found_by_its_shading(van) -> None:
     assert white_unlit > 0.3 and white_lit < 0.05, (white_unlit, white_lit)  # shaded off the background's white
     masks = view_masks(lit, None, WhiteMaskOptions(measured_threshold(lit)))
     assert float(mask_iou(masks, van["truth"]).mean()) > 0.9 > float(mask_iou(van["colour"], van["truth"]).mean()) + 0.2
+
+
+def test_outline_is_the_mask_pixels_that_touch_the_background() -> None:
+    masks = torch.zeros(2, 9, 9)
+    masks[0, 2:7, 3:8] = 1  # a 5 × 5 square
+    edge = outline(masks)
+    assert int(edge[0].sum()) == 16  # its 5 × 5 − 3 × 3 rim
+    assert not bool(edge[0, 3:6, 4:7].any())  # the inside
+    assert not bool((edge & (masks < 0.5)).any())  # never a background pixel
+    assert not bool(edge[1].any())  # an empty mask has none
+    masks[1, 1:8, 1:8] = 1
+    masks[1, 4, 4] = 0  # a hole: its eight neighbours are outline too
+    assert int(outline(masks)[1].sum()) == 24 + 8
+
+
+def test_a_lift_without_alpha_leaves_the_colour_masks_outline_to_the_photometric_loss(van, monkeypatch) -> None:
+    from a3d_cli.lift import fit as fit_mod
+    from a3d_cli.lift.pipeline import lift
+
+    seen: dict = {}
+    real_fit = fit_mod.fit_static
+
+    def spy(init, images, masks, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen["masks"], seen["unknown"] = masks.cpu(), kwargs.get("unknown")
+        return real_fit(init, images, masks, *args, **kwargs)
+
+    monkeypatch.setattr(fit_mod, "fit_static", spy)
+    lift(_views(van, alpha=False), _settings(steps=10))
+    masks, unknown = seen["masks"], seen["unknown"].cpu()
+    edge = outline(masks)
+    assert bool(edge.any())
+    assert bool(unknown[edge].all())  # no silhouette loss on the antialiased outline
+    assert not bool(unknown[(masks > 0.5) & ~edge].any())  # the mask's inside keeps it
