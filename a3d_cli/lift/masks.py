@@ -224,8 +224,10 @@ def unknown_white(images: Tensor, masks: Tensor, opts: WhiteMaskOptions | None =
 
 
 def outline(masks: Tensor) -> Tensor:
-    """[V, S, S] bool: the mask pixels with a background pixel among their eight neighbours (the antialiased
-    outline of a colour mask, whose pixels the object may cover only partly)."""
+    """[V, S, S] bool: the mask pixels with a pixel outside the mask among their eight neighbours (the
+    antialiased outline of a colour mask, whose pixels the object may cover only partly). Outside includes
+    unknown pixels (`unknown_white`): where a coloured part meets a white one the views cannot tell, its
+    edge gets no silhouette loss either."""
     fg = masks > 0.5
     return fg & dilate_mask(~fg, 1)
 
