@@ -7,7 +7,8 @@ makes the rendered depth a surface a mesh can be extracted from. Each step rende
 one rasterizer call (all of them where the device is fast) and minimises
 
     Charbonnier(render on white, view)                 robust: generated views disagree a little
-    + λ_mask · (alpha − mask)²                          silhouettes (not where the mask is unknown)
+    + λ_mask · (alpha − mask)²                          silhouettes (not where the mask is unknown, nor on
+                                                        a colour mask's antialiased outline)
     + λ_binary · mean(α(1 − α))  over opacities         opaque-or-gone splats: crisp depth
     + λ_scale · mean(relu(scale − max_scale))           no splat larger than a fraction of the object
     + λ_normal · mean(1 − |cos(n_splats, n_depth)|)     (after `normal_start`) depth–normal consistency
