@@ -136,7 +136,7 @@ def lift(
 
     # 2. fit the splats; without alpha the colour mask's outline is partial coverage, not silhouette
     _say(progress, "lift: fitting splats", total=settings.fit.steps)
-    no_silhouette = unknown | outline(masks) if views.alphas is None else unknown
+    no_silhouette = (unknown | outline(masks)) if views.alphas is None else unknown
     fitted = fit_static(
         init, small.images.to(device), masks.to(device), cams, settings.fit, half_width, seed=seed, progress=progress,
         unknown=no_silhouette.to(device) if bool(no_silhouette.any()) else None,
