@@ -267,7 +267,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     run = work / f"{tag}-run"
     opts = stage.LiftOptions(
         orbit=str(folder), resolution=args.resolution, steps=args.steps, mesh_resolution=args.mesh_resolution,
-        preview_frames=args.preview_frames, open_undersides=args.open_undersides,
+        preview_frames=args.preview_frames, open_undersides=args.open_undersides, unseen_radius=args.unseen_radius,
     )  # fmt: skip
     t = time.perf_counter()
     result = stage.run(run, opts, Runtime(device=dev, seed=args.seed))
@@ -304,6 +304,8 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
         row[f"psnr_{key}"] = round(float(psnr(img, truth).mean()), 2)
         row[f"ssim_{key}"] = round(float(ssim(img, truth).mean()), 4)
     row["open_undersides"] = args.open_undersides
+    row["unseen_radius"] = args.unseen_radius
+    row["unseen_splats"] = m.get("unseen_splats")
     row["white_threshold"] = thr
     row["separation_deg"] = round(separation, 2)
     row["orbit_elevations"] = [round(float(told_cams.elevation_deg.min()), 2), round(float(told_cams.elevation_deg.max()), 2)]
@@ -345,6 +347,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--mesh-resolution", type=int, default=None, help="TSDF voxels per axis (stage default)")
     ap.add_argument("--keep-undersides", dest="open_undersides", action="store_false", help="mesh without opening the "
                     "hidden space under overhangs (a3d lift --no-open-undersides)")
+    ap.add_argument("--unseen-radius", type=float, default=None, help="a3d lift --unseen-radius (0: bake the fitted "
+                    "colours where no view saw the surface)")
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
     ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "

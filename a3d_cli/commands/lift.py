@@ -71,6 +71,15 @@ def lift(
             rich_help_panel=_MESH,
         ),
     ] = LiftOptions.open_undersides,
+    unseen_radius: Annotated[
+        float | None,
+        typer.Option(
+            help="The texture colours surface no view saw from the seen surface within this fraction of the "
+            "scene's half-width; 0 keeps the fitted splats' colours there (default 0.3).",
+            show_default=False,
+            rich_help_panel=_MESH,
+        ),
+    ] = LiftOptions.unseen_radius,
     texture_size: Annotated[int | None, _by_device("Texture size.", "texture_size", _MESH)] = None,
     preview_size: Annotated[int | None, _by_device("Turntable height in pixels.", "preview_size", _PREVIEW)] = None,
     preview_frames: Annotated[
@@ -92,6 +101,7 @@ def lift(
         mesh_resolution=mesh_resolution,
         max_faces=max_faces,
         open_undersides=open_undersides,
+        unseen_radius=unseen_radius,
         texture_size=texture_size,
         preview_size=preview_size,
         preview_frames=preview_frames,

@@ -22,6 +22,7 @@ from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.lift.fit import LiftFitSettings
 from a3d_cli.lift.masks import WhiteMaskOptions
 from a3d_cli.lift.meshing import MeshSettings
+from a3d_cli.lift.unseen import UNSEEN_RADIUS
 from a3d_cli.lift.views import OrbitViews
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.phase_clock import PhaseClock
@@ -52,6 +53,9 @@ class LiftSettings:
     refine_band: float = 0.02
     """Near-white pixels within this fraction of the size of the colour mask may join it when the fitted
     splats cover them (`masks.refine_masks`)."""
+    unseen_radius: float = UNSEEN_RADIUS
+    """The bake colours splats no view shows from the seen ones within this fraction of the scene's
+    half-width (`lift.unseen.colour_unseen`); 0 bakes their fitted colours."""
 
 
 @dataclass
@@ -66,6 +70,7 @@ class LiftResult:
         renders: [V, S, S, 3] the splats rendered into the views; alphas [V, S, S].
         view_psnr: [V] PSNR of the renders against the views; mask_iou: [V] of rendered alpha vs masks.
         seconds: per phase.
+        unseen_splats: splats no view shows, whose colours the bake took from their surroundings.
     """
 
     gaussians: Gaussians
@@ -77,6 +82,7 @@ class LiftResult:
     view_psnr: Tensor
     mask_iou: Tensor
     seconds: dict[str, float]
+    unseen_splats: int = 0
 
 
 def _say(progress: Progress | None, phase: str, total: int | None = None) -> None:
@@ -107,6 +113,7 @@ def lift(
     from a3d_cli.lift.masks import check_masks, mask_iou, outline, refine_masks, unknown_white, view_masks
     from a3d_cli.lift.meshing import extract_mesh
     from a3d_cli.lift.texture import bake_texture, unwrap
+    from a3d_cli.lift.unseen import colour_unseen
     from a3d_cli.lift.views import resize_views, scene_radius
 
     clock = PhaseClock(device)
@@ -171,10 +178,16 @@ def lift(
     else:
         _, t_alpha, t_depth = render_chunked(g, cams, tex_views.size, depth=True)
     tol = 3.0 * 2 * half_width / settings.mesh.resolution
-    texture = bake_texture(tv, tfaces, uvs, tex_views.images.to(device), t_depth, t_alpha, cams, g, settings.texture_size, tol)
+    bake_splats, unseen = g, 0
+    if settings.unseen_radius > 0:
+        bake_splats, seen = colour_unseen(g, cams, depth, alpha, tol, half_width, settings.unseen_radius)
+        unseen = int((~seen).sum())
+    texture = bake_texture(
+        tv, tfaces, uvs, tex_views.images.to(device), t_depth, t_alpha, cams, bake_splats, settings.texture_size, tol
+    )  # fmt: skip
     mesh = SurfaceMesh(tv, tfaces, np.ones((len(tv), 4), np.float32), uvs, texture)
     clock.mark("texture")
-    return LiftResult(g.to("cpu"), init.to("cpu"), mesh, masks, rgb, alpha, view_psnr, iou, clock.seconds)
+    return LiftResult(g.to("cpu"), init.to("cpu"), mesh, masks, rgb, alpha, view_psnr, iou, clock.seconds, unseen)
 
 
 __all__ = ["LiftResult", "LiftSettings", "lift"]

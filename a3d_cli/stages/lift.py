@@ -84,6 +84,8 @@ class LiftOptions:
         mesh_resolution: TSDF voxels per axis.
         max_faces: face budget of the mesh.
         open_undersides: open the hidden space under overhangs (`lift.meshing.open_undersides`).
+        unseen_radius: the bake colours the surface no view saw from the seen surface within this fraction of
+            the scene's half-width (`lift.unseen`); 0 bakes the fitted splats' colours; None = the default.
         texture_size: texture width and height.
         preview_size: height of the turntable (its width is twice that).
         preview_frames: frames of the turntable.
@@ -101,6 +103,7 @@ class LiftOptions:
     mesh_resolution: int | None = None
     max_faces: int = 40_000
     open_undersides: bool = True
+    unseen_radius: float | None = None
     texture_size: int | None = None
     preview_size: int | None = None
     preview_frames: int = 48
@@ -123,6 +126,8 @@ class LiftOptions:
         for value, lo, hi, name in checks:
             if value is not None and not lo <= value <= hi:
                 raise OptionError(f"{name} must be between {lo} and {hi} (got {value}).")
+        if self.unseen_radius is not None and not (self.unseen_radius == 0.0 or 0.05 <= self.unseen_radius <= 2.0):
+            raise OptionError(f"--unseen-radius must be 0 or between 0.05 and 2 (got {self.unseen_radius}).")
         if self.white_threshold is not None and not 0.0 < self.white_threshold < 0.5:
             raise OptionError(f"--white-threshold must be in (0, 0.5) (got {self.white_threshold}).")
         if not 0.0 < self.fps <= 120.0:
@@ -168,6 +173,7 @@ class LiftOptions:
                 open_undersides=self.open_undersides,
             ),
             texture_size=self.texture_size,  # type: ignore[arg-type]
+            **({} if self.unseen_radius is None else {"unseen_radius": self.unseen_radius}),
         )
 
 
@@ -247,6 +253,7 @@ def _lift(ctx: StageContext, views, masks, opts: LiftOptions) -> None:  # noqa: 
         fit_size=int(result.renders.shape[1]),
         splats=len(result.gaussians),
         hull_splats=len(result.hull_gaussians),
+        unseen_splats=result.unseen_splats,
         vertices=result.mesh.num_vertices,
         faces=result.mesh.num_faces,
         texture_size=int(result.mesh.texture.shape[0]),  # type: ignore[union-attr]

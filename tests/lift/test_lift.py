@@ -77,6 +77,7 @@ def test_lift_writes_splats_mesh_preview_and_manifest(lifted: Path) -> None:
     assert m["white_threshold"] == AUTO_THRESHOLD_FLOOR  # measured: a clean rendered background
     g = read_ply(lifted / "lift/gaussians.ply")
     assert len(g) == m["splats"] and float(g.means.abs().max()) < 0.8  # in the orbit's frame, around the origin
+    assert 0 < m["unseen_splats"] < m["splats"]  # an orbit from 10° above never shows the toy's bottom
     mesh = load_mesh(lifted / "lift/model.glb")
     assert mesh.texture is not None and mesh.uvs is not None
     assert mesh.num_faces <= 3000 and mesh.num_faces == m["faces"]
@@ -283,6 +284,14 @@ def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
     assert small.texture_size == 300  # given values are kept
     assert cpu.settings().mesh.open_undersides  # on by default; --no-open-undersides reaches the meshing
     assert not LiftOptions(open_undersides=False).resolved("cpu").settings().mesh.open_undersides
+    from a3d_cli.errors import OptionError
+    from a3d_cli.lift.unseen import UNSEEN_RADIUS
+
+    assert cpu.settings().unseen_radius == UNSEEN_RADIUS  # the bake's default reaches the pipeline
+    assert LiftOptions(unseen_radius=0.0).resolved("cpu").settings().unseen_radius == 0.0  # off
+    for bad in (0.01, -1.0, 3.0):  # a radius under 0.05 would need a grid too fine to hold
+        with pytest.raises(OptionError, match="--unseen-radius"):
+            LiftOptions(unseen_radius=bad)
 
 
 def test_the_default_tsdf_voxel_follows_the_fit_pixel() -> None:
