@@ -9,11 +9,10 @@ onto the mesh. A splat counts as unseen when both tests say so: its centre passe
 `MIN_WEIGHT` pixels of it (`blend_weights`). The depth test alone misses surface seen only at a graze (the
 top of a box from an orbit just above it), which the fit did colour; the weight alone misses small splats
 on seen surface that their neighbours mostly cover. Each unseen splat takes the mean colour of the seen
-splats near it: those
-within a cube of half-side `radius` around it, summed on a voxel grid (box filters over cell sums and
-counts), or the nearest seen splat's colour where none is that close. Nothing tells what an unseen
-surface looks like; the mean of its surroundings is the guess with the least expected squared error,
-and it continues what was seen smoothly.
+splats within a cube of half-side `radius` around it, summed on a voxel grid (box filters over cell sums
+and counts), or the nearest seen splat's colour where none is that close. Nothing tells what an unseen
+surface looks like; the mean of its surroundings is the guess with the least expected squared error, and
+it continues what was seen smoothly.
 
 Only the bake uses these colours; the splats the lift writes keep the fitted ones. Unseen splats are also
 where the visual hull left phantom volume (the wedge under an object that views from above cannot carve),
@@ -45,7 +44,8 @@ MIN_WEIGHT = 0.5
 """Pixels' worth of a splat the views must show in all for the weight test to call it seen."""
 
 CELLS_PER_RADIUS = 4
-"""Grid cells per `radius`: the cube is (2·4 + 1)³ cells, so its edge is within an eighth of `radius`."""
+"""Grid cells per `radius`: the cube is (2·4 + 1)³ cells around the point's own, so its faces lie within one
+cell (a quarter of `radius`) of where a cube centred on the point would have them."""
 
 MAX_CELLS = 256
 """Most grid cells per axis (about 270 MB of float32 sums): a radius of 1/32 of the half-width at least."""
