@@ -67,7 +67,9 @@ def blend_weights(g: Gaussians, cameras: CameraSet, size: int, chunk: int = 8) -
     return probe.grad[:, 0]
 
 
-def neighbourhood_colours(points: Tensor, source: Tensor, colours: Tensor, radius: float, half_width: float) -> tuple[Tensor, Tensor]:
+def neighbourhood_colours(
+    points: Tensor, source: Tensor, colours: Tensor, radius: float, half_width: float
+) -> tuple[Tensor, Tensor]:
     """Mean of `colours` [M, 3] of the `source` points [M, 3] within a cube of half-side `radius` around each
     of `points` [P, 3], to a grid cell (cells of `radius / CELLS_PER_RADIUS` spanning ±`half_width`).
 
@@ -94,8 +96,13 @@ def neighbourhood_colours(points: Tensor, source: Tensor, colours: Tensor, radiu
 
 
 def seen_splats(
-    g: Gaussians, cameras: CameraSet, depths: Tensor, alphas: Tensor, depth_tolerance: float, min_weight: float = MIN_WEIGHT
-) -> Tensor:  # fmt: skip
+    g: Gaussians,
+    cameras: CameraSet,
+    depths: Tensor,
+    alphas: Tensor,
+    depth_tolerance: float,
+    min_weight: float = MIN_WEIGHT,
+) -> Tensor:
     """[N] bool: splats some view shows, by either test of the module docstring.
 
     Args:
@@ -107,7 +114,9 @@ def seen_splats(
 
     normals = quat_to_rotmat(g.quats.detach())[..., 2]  # [N, 3] the thin axis
     dev = g.means.device
-    visible, _ = point_visibility(g.means.detach(), normals, depths.to(dev), alphas.to(dev), cameras, depth_tolerance, slope=True)
+    visible, _ = point_visibility(
+        g.means.detach(), normals, depths.to(dev), alphas.to(dev), cameras, depth_tolerance, slope=True
+    )
     return visible.any(dim=0) | (blend_weights(g, cameras, depths.shape[-1]) >= min_weight)
 
 
@@ -135,7 +144,9 @@ def colour_unseen(
         return g, seen
     unseen = ~seen
     points = g.means[unseen].detach()
-    cols, count = neighbourhood_colours(points, g.means[seen].detach(), g.colors[seen].detach(), radius * half_width, half_width)
+    cols, count = neighbourhood_colours(
+        points, g.means[seen].detach(), g.colors[seen].detach(), radius * half_width, half_width
+    )
     lonely = count == 0
     if bool(lonely.any()):
         cols[lonely] = nearest_splat_colours(points[lonely], g.subset(seen)).to(cols)
@@ -144,4 +155,13 @@ def colour_unseen(
     return g.with_(colors=colours), seen
 
 
-__all__ = ["CELLS_PER_RADIUS", "MAX_CELLS", "MIN_WEIGHT", "UNSEEN_RADIUS", "blend_weights", "colour_unseen", "neighbourhood_colours", "seen_splats"]
+__all__ = [
+    "CELLS_PER_RADIUS",
+    "MAX_CELLS",
+    "MIN_WEIGHT",
+    "UNSEEN_RADIUS",
+    "blend_weights",
+    "colour_unseen",
+    "neighbourhood_colours",
+    "seen_splats",
+]

@@ -22,7 +22,11 @@ def _box_splats():  # noqa: ANN202
     import trimesh
 
     box = trimesh.creation.box(extents=(0.7, 0.2, 0.7)).subdivide().subdivide()
-    mesh = SurfaceMesh(np.asarray(box.vertices), np.asarray(box.faces, dtype=np.int64), np.full((len(box.vertices), 4), 0.5, np.float32))
+    mesh = SurfaceMesh(
+        np.asarray(box.vertices),
+        np.asarray(box.faces, dtype=np.int64),
+        np.full((len(box.vertices), 4), 0.5, np.float32),
+    )
     g = syn.mesh_splats(mesh, 12_000)
     return g.with_(colors=torch.tensor(SIDE).expand(len(g), 3).clone()), g.means[:, 1] < -0.099
 
@@ -43,7 +47,9 @@ def test_unseen_splats_take_their_surroundings_colour_and_seen_ones_keep_theirs(
     cams = orbit_camera_set(static_orbit(10.0))
     _, alphas, depths = render_chunked(g, cams, SIZE, depth=True)
     seen = seen_splats(g, cams, depths, alphas, DEPTH_TOLERANCE)
-    assert not bool(seen[bottom & (g.means[:, [0, 2]].abs().amax(dim=1) < 0.2)].any())  # the depth test forgives near edges
+    assert not bool(
+        seen[bottom & (g.means[:, [0, 2]].abs().amax(dim=1) < 0.2)].any()
+    )  # the depth test forgives near edges
     colours = g.colors.clone()
     colours[~seen] = torch.tensor(BOTTOM)  # what the visual hull would have guessed, wrongly
     g = g.with_(colors=colours)
