@@ -13,13 +13,17 @@ and the 36², 18², 9² levels) so each rewrite is judged by measurement before 
 - `attn`: spatial self-attention through each SDPA backend (flash, cuDNN, memory-efficient).
 - `geglu`: the feed-forward's GEGLU: the projection GEMM alone, eager GEMM + gelu·mul, compiled, and the fused
   kernel of `a3d_cli.kernels.geglu_gluon` (Hopper) with the schedule it picks and with each schedule that can take the shape.
+- `dtype`: what fp16 and bf16 products sustain when the GPU runs at its power limit, as the sampling loop does:
+  each product is repeated for `--hold` seconds per precision, fp16 and bf16 taken in turn twice, with the SM
+  clock and the power read from `nvidia-smi` while it runs. Short timings run below the limit and cannot show
+  the difference (docs/PERF.md, Precision, "fp16 and bf16 at the power cap").
 
 Every variant is checked against the first (plain) one on the same random inputs (relative L2 error) before
 it is timed. Times are medians of CUDA-event timings after warm-up, one call at a time, so they include the
 host's launch work wherever it outlasts the GPU's (for the fused GEGLU kernel, encoding its TMA descriptors:
 about 0.15–0.2 ms, which CUDA-graph replay removes in the stage; docs/PERF.md, orbit, eighth pass).
 
-Usage (GPU machine): python benchmarks/bench_orbit_ops.py --sections ceil,tconv,attn,geglu --out ops.json
+Usage (GPU machine): python benchmarks/bench_orbit_ops.py --sections ceil,tconv,attn,geglu,dtype --out ops.json
 """
 
 # ruff: noqa: B023  (every lambda here is timed inside the loop iteration that defines it)
@@ -30,7 +34,9 @@ import datetime as dt
 import functools
 import json
 import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -198,7 +204,104 @@ def section_geglu(rows: list[dict]) -> None:
             rows.append(timed_row("geglu", name, (c, side), bench(fn), flop, err))
 
 
-SECTIONS = {"ceil": section_ceil, "tconv": section_tconv, "attn": section_attn, "geglu": section_geglu}
+SUSTAINED_SHAPES = ((8192, 8192, 8192), (BATCH * FRAMES * 72 * 72, 320, 2560), (BATCH * FRAMES * 36 * 36, 640, 5120))
+"""(M, K, N) of the sustained products: a large square one, and the 72² and 36² GEGLU projections."""
+
+
+CLOCK_QUERY = ["nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits", "--id=0"]
+"""GPU 0's SM clock (MHz) and power draw (W), one CSV line per reading."""
+SETTLE_SAMPLES = 4
+"""Readings left out at the start of a hold (one second at 250 ms), while the power controller settles."""
+
+
+def parse_clock_line(line: str) -> tuple[float, float] | None:
+    """(SM clock in MHz, power in W) from one line of CLOCK_QUERY's output; None for "[N/A]" or garbage."""
+    try:
+        clock, power = (float(v) for v in line.strip().split(","))
+    except ValueError:
+        return None
+    return clock, power
+
+
+class ClockSampler:
+    """`nvidia-smi` in a background process, reading the clock and power every 250 ms while a hold runs.
+
+    A separate process, so that reading never stalls the host thread that keeps the GPU fed. Where
+    `nvidia-smi` is missing, `samples` stays empty.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> ClockSampler:
+        try:
+            self._proc = subprocess.Popen([*CLOCK_QUERY, "-lms", "250"], stdout=subprocess.PIPE, text=True)
+        except OSError:
+            self._proc = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=10)
+        readings = [r for r in map(parse_clock_line, out.splitlines()) if r is not None]
+        self.samples = readings[SETTLE_SAMPLES:]
+
+
+def sustained_rate(fn: Callable[[], object], hold_s: float, batch: int = 20) -> tuple[float, list[tuple[float, float]]]:
+    """Milliseconds per call of `fn` repeated for `hold_s` seconds, and the (clock, power) readings meanwhile.
+
+    The host queues `batch` calls at a time and waits for them, so the queue stays short and the GPU never
+    waits for more than the host's few microseconds of launching.
+    """
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    calls = 0
+    with ClockSampler() as sampler:
+        t0 = time.perf_counter()
+        start.record()
+        while time.perf_counter() - t0 < hold_s:
+            for _ in range(batch):
+                fn()
+            calls += batch
+            torch.cuda.synchronize()
+        end.record()
+        end.synchronize()
+    return start.elapsed_time(end) / calls, sampler.samples
+
+
+def sustained_gemm_row(m: int, k: int, n: int, dtype: torch.dtype, hold_s: float) -> dict:
+    """The rate, clock and power of an [M, K]·[K, N] product in `dtype` held for `hold_s` seconds."""
+    a = torch.randn(m, k, device="cuda", dtype=dtype)
+    b = torch.randn(k, n, device="cuda", dtype=dtype) * k**-0.5
+    ms, samples = sustained_rate(lambda: a @ b, hold_s)
+    row = {"ms": ms, "TFLOP/s": 2 * m * k * n / ms / 1e9}
+    if samples:
+        row["sm_clock_mhz"] = statistics.median(s[0] for s in samples)
+        row["power_w"] = statistics.median(s[1] for s in samples)
+    return row
+
+
+def section_dtype(rows: list[dict], hold_s: float = 5.0) -> None:
+    for m, k, n in SUSTAINED_SHAPES:
+        for round_ in (1, 2):
+            for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+                row = {"section": "dtype", "what": f"{name} GEMM {m}×{k}×{n}, held {hold_s:g} s (round {round_})"}
+                rows.append(row | sustained_gemm_row(m, k, n, dtype, hold_s))
+                torch.cuda.empty_cache()
+                time.sleep(2.0)  # let the clock recover, so that each hold starts alike
+
+
+SECTIONS = {
+    "ceil": section_ceil,
+    "tconv": section_tconv,
+    "attn": section_attn,
+    "geglu": section_geglu,
+    "dtype": section_dtype,
+}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -221,7 +324,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if "error" in r:
             print(f"| {r['section']} | {r['what']} | {where} | error: {r['error']} |")
         else:
-            print(f"| {r['section']} | {r['what']} | {where} | {r['ms']:.3f} ms | {rate} | err {r.get('err', 0):.1e} |")
+            clock = f" | {r['sm_clock_mhz']:.0f} MHz, {r['power_w']:.0f} W" if "sm_clock_mhz" in r else ""
+            print(
+                f"| {r['section']} | {r['what']} | {where} | {r['ms']:.3f} ms | {rate} | err {r.get('err', 0):.1e}{clock} |"
+            )
     return rows
 
 

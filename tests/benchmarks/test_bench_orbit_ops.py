@@ -32,3 +32,41 @@ def test_temporal_conv_as_gemms_equals_conv3d(method: str, frames: int) -> None:
 def test_refuses_to_run_without_cuda() -> None:
     with pytest.raises(SystemExit, match="GPU machine"):
         bench_orbit_ops.main(["--sections", "ceil"])
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("1755, 690.12", (1755.0, 690.12)), (" 1980, 401.5\n", (1980.0, 401.5)), ("[N/A], [N/A]", None), ("", None)],
+)
+def test_clock_line_parsed_or_none(line: str, expected: object) -> None:
+    assert bench_orbit_ops.parse_clock_line(line) == expected
+
+
+def test_clock_sampler_keeps_readings_after_settling(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [f"{1980 - 10 * i}, {600 + i}" for i in range(7)] + ["[N/A], [N/A]"]
+
+    class FakeSmi:
+        def __init__(self, command: list[str], **kwargs: object) -> None:
+            assert command[: len(bench_orbit_ops.CLOCK_QUERY)] == bench_orbit_ops.CLOCK_QUERY
+
+        def terminate(self) -> None:
+            pass
+
+        def communicate(self, timeout: float) -> tuple[str, None]:
+            return "\n".join(lines) + "\n", None
+
+    monkeypatch.setattr(bench_orbit_ops.subprocess, "Popen", FakeSmi)
+    with bench_orbit_ops.ClockSampler() as sampler:
+        pass
+    settle = bench_orbit_ops.SETTLE_SAMPLES
+    assert sampler.samples == [(1980.0 - 10 * i, 600.0 + i) for i in range(settle, 7)]
+
+
+def test_clock_sampler_empty_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(bench_orbit_ops.subprocess, "Popen", missing)
+    with bench_orbit_ops.ClockSampler() as sampler:
+        pass
+    assert sampler.samples == []
