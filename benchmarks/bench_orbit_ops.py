@@ -14,7 +14,7 @@ and the 36², 18², 9² levels) so each rewrite is judged by measurement before 
 - `geglu`: the feed-forward's GEGLU: the projection GEMM alone, eager GEMM + gelu·mul, compiled, and the fused
   kernel of `a3d_cli.kernels.geglu_gluon` (Hopper) with the schedule it picks and with each schedule that can take the shape.
 - `dtype`: what fp16 and bf16 products sustain when the GPU runs at its power limit, as the sampling loop does:
-  each product is repeated for `--hold` seconds per precision, fp16 and bf16 taken in turn twice, with the SM
+  each product is repeated for `HOLD_S` seconds per precision, fp16 and bf16 taken in turn twice, with the SM
   clock and the power read from `nvidia-smi` while it runs. Short timings run below the limit and cannot show
   the difference (docs/PERF.md, Precision, "fp16 and bf16 at the power cap").
 
@@ -212,6 +212,8 @@ CLOCK_QUERY = ["nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,n
 """GPU 0's SM clock (MHz) and power draw (W), one CSV line per reading."""
 SETTLE_SAMPLES = 4
 """Readings left out at the start of a hold (one second at 250 ms), while the power controller settles."""
+HOLD_S = 5.0
+"""Seconds each sustained product runs: long enough for the clock to settle at the power limit."""
 
 
 def parse_clock_line(line: str) -> tuple[float, float] | None:
@@ -285,7 +287,7 @@ def sustained_gemm_row(m: int, k: int, n: int, dtype: torch.dtype, hold_s: float
     return row
 
 
-def section_dtype(rows: list[dict], hold_s: float = 5.0) -> None:
+def section_dtype(rows: list[dict], hold_s: float = HOLD_S) -> None:
     for m, k, n in SUSTAINED_SHAPES:
         for round_ in (1, 2):
             for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
@@ -324,10 +326,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if "error" in r:
             print(f"| {r['section']} | {r['what']} | {where} | error: {r['error']} |")
         else:
+            err = f" | err {r['err']:.1e}" if "err" in r else ""
             clock = f" | {r['sm_clock_mhz']:.0f} MHz, {r['power_w']:.0f} W" if "sm_clock_mhz" in r else ""
-            print(
-                f"| {r['section']} | {r['what']} | {where} | {r['ms']:.3f} ms | {rate} | err {r.get('err', 0):.1e}{clock} |"
-            )
+            print(f"| {r['section']} | {r['what']} | {where} | {r['ms']:.3f} ms | {rate}{err}{clock} |")
     return rows
 
 
