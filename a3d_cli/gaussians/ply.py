@@ -348,12 +348,15 @@ def gaussians_to_table(g: Gaussians) -> np.ndarray:
 def write_ply(path: str | os.PathLike[str], g: Gaussians) -> None:
     """Write `g` as a binary little-endian 3DGS PLY, atomically.
 
+    The header carries no comment: the original 3DGS viewer (SIBR) reads the splat count from the third
+    header line by position, so that line must be `element vertex N`, as the reference trainer writes it.
+
     Args:
         path: destination `.ply`.
         g: Gaussians (activated: linear scales, opacities in [0, 1], RGB colours).
     """
     table = gaussians_to_table(g)
-    lines = ["ply", "format binary_little_endian 1.0", "comment written by a3d", f"element vertex {len(table)}"]
+    lines = ["ply", "format binary_little_endian 1.0", f"element vertex {len(table)}"]
     lines += [f"property float {name}" for name in table.dtype.names]
     lines.append("end_header")
     with atomic_path(Path(path)) as tmp:

@@ -87,6 +87,13 @@ def test_layout_is_the_standard_one(tmp_path):
     assert (tmp_path / "g.ply").stat().st_size == len(table) * 4 * len(expected) + header.data_offset
 
 
+def test_header_reads_by_position_as_the_original_viewer_reads_it(tmp_path):
+    # SIBR's loader takes the splat count from the third header line ("element vertex N") by position.
+    write_ply(tmp_path / "g.ply", random_gaussians(n=7))
+    lines = (tmp_path / "g.ply").read_bytes().split(b"\n", 3)[:3]
+    assert lines == [b"ply", b"format binary_little_endian 1.0", b"element vertex 7"]
+
+
 def gsplat_export(g, fmt: str) -> bytes:
     """`g` as gsplat's `export_splats` writes it (its parameters are the logged, SH-encoded ones)."""
     gsplat = pytest.importorskip("gsplat")
