@@ -3,8 +3,10 @@
 The motion field is continuous in time; its F video frames are only the training samples. An export
 samples it at `fps` over a clip of `duration` seconds (default: the motion's own span, (F − 1) / its fps),
 so slow motion and smooth 24/30 fps playback need no extra training. The clip has n = round(duration · fps)
-intervals (at least 1): key j sits at j · duration / n seconds and frame position s_j = (F − 1) · j / n,
-so whenever fps is a multiple of the motion's rate (24 = 3 × 8) every training frame is a key.
+intervals (at least 1) and plays at exactly `fps`: key j sits at j / fps seconds and frame position
+s_j = (F − 1) · j / n, so the motion lasts n / fps seconds, `duration` to within half a key (videos and
+engines expect the whole-number rate they asked for, not n / duration), and whenever fps is a multiple of
+the motion's rate (24 = 3 × 8) every training frame is a key.
 
 Loop modes (`loop`), applied the same way to every export (GLB, vertex cache, PLY sequence, preview):
 
@@ -70,7 +72,7 @@ class ClipTiming:
     Attributes:
         positions: [K] frame positions in [0, F − 1] of the K exported frames (before the loop blend).
         seconds: [K] play times.
-        key_rate: keys per second (n / duration); the GLB writers take it as their `fps`.
+        key_rate: keys per second (the requested fps); the GLB writers and the preview take it as their `fps`.
         loop: the loop mode.
         num_frames: F, the motion's frame count.
     """
@@ -108,7 +110,7 @@ def clip_timing(
         num_frames: F, frames of the motion (≥ 2).
         motion_fps: the motion's own rate; the default duration is (F − 1) / motion_fps.
         fps: sampling rate of the export (> 0).
-        duration: seconds the motion's span plays over, or None for its own.
+        duration: seconds the motion's span plays over (to within half a key), or None for its own.
         loop: "off", "blend" or "pingpong".
     """
     if num_frames < 2:
@@ -120,7 +122,7 @@ def clip_timing(
     span = num_frames - 1
     d = span / motion_fps if duration is None else float(duration)
     n = max(1, round(d * fps))
-    rate = n / d
+    rate = float(fps)
     if loop == "off":
         j = np.arange(n + 1)
         positions = span * j / n

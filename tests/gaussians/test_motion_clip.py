@@ -50,6 +50,17 @@ def test_default_timing_hits_every_training_frame():
     assert len(pp) == 90 and pp.positions.max() == 15 and pp.duration == pytest.approx(2 * 15 / 8)
 
 
+def test_clip_plays_at_exactly_the_rate_asked_for():
+    # 1.875 s × 30 fps = 56.25 keys: the clip keeps 30 fps and lasts 56 / 30 s, not 56 keys at 29.87 fps
+    timing = clip_timing(num_frames=16, motion_fps=8.0, fps=30.0, duration=None)
+    assert timing.key_rate == 30.0 and len(timing) == 57
+    np.testing.assert_allclose(np.diff(timing.seconds), 1 / 30)
+    assert timing.duration == pytest.approx(56 / 30) and abs(timing.duration - 15 / 8) <= 0.5 / 30
+    assert timing.positions[0] == 0 and timing.positions[-1] == 15  # the whole motion, start to end
+    looped = clip_timing(num_frames=16, motion_fps=8.0, fps=30.0, duration=None, loop="blend")
+    assert looped.key_rate == 30.0 and looped.duration == pytest.approx(56 / 30)
+
+
 def test_samples_at_training_times_equal_the_frames():
     field, static = moving_motion_field(FRAMES), _static()
     timing = clip_timing(FRAMES, motion_fps=8.0, fps=24.0, duration=None)
