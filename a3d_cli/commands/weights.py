@@ -83,36 +83,99 @@ def list_(ctx: typer.Context) -> None:
         out.print("Gated repos: accept the license on the model page, then `hf auth login` (or set HF_TOKEN).")
 
 
+FETCH_GROUPS: dict[str, tuple[str, ...]] = {"animate": ("mvvideo", "sds")}
+"""`--for` names beyond the stages themselves: `animate` from a model needs what mvvideo and sds load."""
+
+
+def fetch_targets(names_: list[str], all_: bool, commands: list[str]) -> list[str]:
+    """The registry names one `a3d weights fetch` call downloads, in registry order, each once.
+
+    Args:
+        names_: models named on the command line.
+        all_: every model some command needs (optional ones only by name).
+        commands: `--for` values: an a3d command whose models to fetch (orbit, mvvideo, sds, animate).
+
+    Raises:
+        OptionError: none or more than one way of choosing was given, or an unknown `--for` command.
+    """
+    from a3d_cli.weights import REGISTRY, names
+
+    if sum((bool(names_), all_, bool(commands))) != 1:
+        raise OptionError(
+            "Give model NAMEs, --all or --for COMMAND (exactly one of the three).",
+            hint=f"Models: {', '.join(names())}.",
+        )
+    if names_:
+        return list(dict.fromkeys(names_))
+    if all_:
+        return [m.name for m in REGISTRY if m.stages]
+    known = sorted({stage for m in REGISTRY for stage in m.stages} | set(FETCH_GROUPS))
+    stages: set[str] = set()
+    for command in commands:
+        if command not in known:
+            raise OptionError(
+                f"--for takes an a3d command that loads models, got {command!r}.", hint=f"One of: {', '.join(known)}."
+            )
+        stages.update(FETCH_GROUPS.get(command, (command,)))
+    return [m.name for m in REGISTRY if stages.intersection(m.stages)]
+
+
 @app.command()
 def fetch(
     ctx: typer.Context,
-    name: Annotated[
-        str | None, typer.Argument(help="Model to download (see `a3d weights list`).", metavar="NAME", show_default=False)
+    names_: Annotated[
+        list[str] | None,
+        typer.Argument(help="Models to download (see `a3d weights list`).", metavar="NAME", show_default=False),
     ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Download every model a command needs (optional ones only by NAME).")
     ] = False,
+    commands: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--for",
+            help="Download the models this command needs: orbit, mvvideo, sds or animate (= mvvideo + sds); repeatable.",
+            metavar="COMMAND",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download again even when already present.")] = False,
 ) -> None:
-    """Download a model from the Hugging Face Hub into A3D_WEIGHTS_DIR (if set) or the Hugging Face cache."""
+    """Download models from the Hugging Face Hub into A3D_WEIGHTS_DIR (if set) or the Hugging Face cache.
+
+    Every target is tried: one that fails (a gated repo whose license is not accepted, say) does not stop
+    the others, and the command then exits 2 naming each failure.
+    """
+    from a3d_cli.errors import A3DError, WeightsMissing
     from a3d_cli.weights import fetch as fetch_model
-    from a3d_cli.weights import names
 
-    if all_ == (name is not None):
-        raise OptionError("Give exactly one of NAME or --all.", hint=f"Models: {', '.join(names())}.")
+    targets = fetch_targets(names_ or [], all_, commands or [])
     opts = global_options(ctx)
-    from a3d_cli.weights import get
-
-    targets = [n for n in names() if get(n).stages] if all_ else [name]
     fetched: dict[str, str] = {}
+    failed: dict[str, A3DError] = {}
     for target in targets:
         if not opts.quiet:
             err.print(f"fetching {target} …", highlight=False)
-        fetched[target] = str(fetch_model(target, force=force))
+        try:
+            fetched[target] = str(fetch_model(target, force=force))
+        except A3DError as exc:
+            if len(targets) == 1:
+                raise
+            failed[target] = exc
+            if not opts.quiet:
+                err.print(f"{target}: not fetched: {exc.message}", highlight=False)
+            continue
         if not (opts.json or opts.quiet):
             out.print(f"{target}: {fetched[target]}", highlight=False)
-    if opts.json:
+    if opts.json and not failed:
         typer.echo(json.dumps(fetched, indent=2))
+    if failed:
+        first = next(iter(failed.values()))
+        done = f"; fetched {', '.join(fetched)}" if fetched else ""
+        raise WeightsMissing(
+            f"{len(failed)} of {len(targets)} models could not be fetched: {', '.join(failed)}{done}.",
+            hint=" ".join(dict.fromkeys(e.hint for e in failed.values() if e.hint)) or first.message,
+        )
 
 
 @app.command()

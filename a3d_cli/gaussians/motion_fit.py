@@ -98,7 +98,7 @@ class FitSettings:
     passes a random 10 %; 1.0 = all; see docs/reconstruct.md for the measurement)."""
     hexplane_backend: Literal["auto", "torch", "matmul"] = "auto"
     """HexPlane sampling backend (`a3d_cli.kernels.hexplane`): "torch" (`grid_sample`) or "matmul" (time planes as
-    dense matrix products: same numbers, no atomic adds in the backward); "auto" = "torch"."""
+    dense matrix products: same numbers, no atomic adds in the backward); "auto" = "matmul" on CUDA, else "torch"."""
     cuda_graphs: bool = True
     """On CUDA, replay each step's field and loss (forward and backward) as CUDA graphs recorded at
     `graph_frame_counts`, and the optimiser step as one more (`a3d_cli.gaussians.motion_step`): same numbers, fewer

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from a3d_cli.errors import A3DError, StageFailed, WeightsMissing
 from a3d_cli.weights.registry import ModelWeights, get
-from a3d_cli.weights.resolver import hf_cache_dir, is_offline, locate, placement, weights_dir
+from a3d_cli.weights.resolver import hf_cache_dir, locate, offline_variable, placement, weights_dir
 
 
 def _placement(model: ModelWeights) -> str:
@@ -99,10 +99,11 @@ def fetch(name: str, *, token: str | None = None, force: bool = False) -> Path:
         already = locate(name)
         if already.path is not None:
             return already.path
-    if is_offline():
+    offline = offline_variable()
+    if offline is not None:
         raise WeightsMissing(
-            f"Cannot fetch {model.name}: HF_HUB_OFFLINE is set, so a3d does not use the network.",
-            hint=f"Unset HF_HUB_OFFLINE to download. {_placement(model)}",
+            f"Cannot fetch {model.name}: {offline} is set, so a3d does not use the network.",
+            hint=f"Unset {offline} to download. {_placement(model)}",
         )
 
     import huggingface_hub

@@ -80,16 +80,22 @@ def hf_cache_dir() -> Path:
     return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
-def is_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) asks for no network, now or at import."""
+def offline_variable() -> str | None:
+    """The variable that asks for no network (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``, now or when
+    huggingface_hub was imported), or None; messages name the one the user set."""
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(var, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
-            return True
+            return var
     try:
         from huggingface_hub import constants
     except ImportError:  # pragma: no cover - huggingface_hub is a hard dependency
-        return False
-    return bool(constants.HF_HUB_OFFLINE)
+        return None
+    return "HF_HUB_OFFLINE" if constants.HF_HUB_OFFLINE else None
+
+
+def is_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) asks for no network, now or at import."""
+    return offline_variable() is not None
 
 
 def placement(model: ModelWeights) -> str:

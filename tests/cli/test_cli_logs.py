@@ -118,6 +118,80 @@ def test_help_has_no_type_label_on_flags_and_no_braces_in_usage(command):
     assert "--help" in result.output
 
 
+def test_help_paragraphs_wrap_to_the_terminal_not_to_the_source_lines():
+    from a3d_cli.commands.help_style import reflow_help
+
+    text = "Summary.\n\n    One paragraph\n    over two lines.\n\n    \b\n    kept\n    as is"
+    assert reflow_help(text) == "Summary.\n\nOne paragraph over two lines.\n\n\b\nkept\nas is"
+    result = runner.invoke(app, ["batch", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    # the docstring breaks this sentence after "3 some"; the help shows it as one line
+    assert any("3 some jobs failed for reasons you can fix" in line for line in result.output.splitlines())
+
+
+MVVDM_MODELS = ["mvdream_sd15", "ip_adapter_sd15", "ip_adapter_image_encoder", "animate3d_motion_modules"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--for", "animate"], MVVDM_MODELS),
+        (["--for", "sds"], MVVDM_MODELS),
+        (["--for", "orbit"], ["sv3d_u", "sv3d_p"]),
+        (["--for", "orbit", "--for", "mvvideo"], ["sv3d_u", "sv3d_p", *MVVDM_MODELS]),
+        (["ip_adapter_sd15", "sv3d_p", "ip_adapter_sd15"], ["ip_adapter_sd15", "sv3d_p"]),
+    ],
+)
+def test_fetch_targets_by_command_and_by_names(monkeypatch, args, expected):
+    import a3d_cli.weights as weights
+
+    fetched: list[str] = []
+    monkeypatch.setattr(weights, "fetch", lambda name, force=False: fetched.append(name) or f"/w/{name}")
+    result = runner.invoke(app, ["weights", "fetch", *args])
+    assert result.exit_code == 0, result.output
+    assert fetched == expected
+
+
+@pytest.mark.parametrize("args", [[], ["sv3d_u", "--all"], ["--all", "--for", "orbit"], ["--for", "export"]])
+def test_fetch_needs_exactly_one_way_of_choosing_and_a_known_command(monkeypatch, args):
+    import a3d_cli.weights as weights
+
+    monkeypatch.setattr(weights, "fetch", lambda name, force=False: pytest.fail("nothing may be fetched"))
+    result = runner.invoke(app, ["weights", "fetch", *args])
+    assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+
+
+def test_fetch_all_goes_on_past_a_gated_model_and_names_it(monkeypatch):
+    import a3d_cli.weights as weights
+
+    fetched: list[str] = []
+
+    def fake_fetch(name, force=False):
+        if name.startswith("sv3d"):
+            raise WeightsMissing(f"Cannot fetch {name}: the repo is gated.", hint="Accept the license, then log in.")
+        fetched.append(name)
+        return f"/w/{name}"
+
+    monkeypatch.setattr(weights, "fetch", fake_fetch)
+    result = runner.invoke(app, ["weights", "fetch", "--all"])
+    assert result.exit_code == 2, result.output
+    assert fetched == MVVDM_MODELS  # every model after the gated ones was still fetched
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "2 of 6" in error[0] and "sv3d_u, sv3d_p" in error[0]
+    assert "hint: Accept the license, then log in." in result.output and "Traceback" not in result.output
+
+
+def test_fetch_of_one_name_keeps_its_own_error(monkeypatch):
+    import a3d_cli.weights as weights
+
+    def refuse(name, force=False):
+        raise WeightsMissing(f"Cannot fetch {name}: the repo is gated.", hint="Accept the license.")
+
+    monkeypatch.setattr(weights, "fetch", refuse)
+    result = runner.invoke(app, ["weights", "fetch", "sv3d_u"])
+    assert result.exit_code == 2 and "error: Cannot fetch sv3d_u: the repo is gated." in result.output
+
+
 def test_fetch_all_skips_the_optional_adapter(monkeypatch):
     import a3d_cli.weights as weights
 

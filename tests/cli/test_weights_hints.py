@@ -2,7 +2,7 @@
 
 The resolver's hints are read from real failures of each command that resolves weights: missing weights, a
 path that does not exist, a folder without the model. Options inside backticks belong to the command quoted
-there (`a3d weights fetch --all`), so they are left out of the check.
+there (`a3d weights fetch --for mvvideo`), so they are left out of the check.
 """
 
 from __future__ import annotations

@@ -240,6 +240,16 @@ def test_offline_fetch_refuses_before_any_network(monkeypatch: pytest.MonkeyPatc
     assert "$A3D_WEIGHTS_DIR/stabilityai/sv3d/sv3d_u.safetensors" in info.value.hint
 
 
+def test_offline_refusal_names_the_variable_that_is_set(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    with pytest.raises(WeightsMissing) as info:
+        fetch("sv3d_u")
+    assert "TRANSFORMERS_OFFLINE is set" in info.value.message and "HF_HUB_OFFLINE" not in info.value.message
+    assert info.value.hint.startswith("Unset TRANSFORMERS_OFFLINE to download.")
+
+
 def test_fetch_plan_picks_available_alternatives_and_optional_files():
     model = get("mvdream_sd15")
     listing = [

@@ -90,7 +90,7 @@ def resolve_mvvdm_weights(
         fetches = " and ".join(f"`a3d weights fetch {n}`" for n in missing)
         needs = f"{needed_by} uses MV-VDM, which needs" if needed_by else "MV-VDM needs"
         hint = (
-            f"Run {fetches} (or `a3d weights fetch --all`), set A3D_WEIGHTS_DIR, or pass the paths with "
+            f"Run {fetches} (or `a3d weights fetch --for mvvideo`), set A3D_WEIGHTS_DIR, or pass the paths with "
             f"{'/'.join(MVVDM_OPTIONS[n] for n in missing)}. See `a3d weights list`."
         )
         raise WeightsMissing(
