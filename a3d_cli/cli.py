@@ -2,7 +2,8 @@
 
 Errors are mapped to exit codes in exactly one place (`A3DGroup.invoke`): an `A3DError` prints `error:` and
 `hint:` lines on stderr and exits with its code (2 for anything the user can fix); a usage error (missing or
-unknown option, bad value, unknown command) is printed by Typer and exits 2; a full disk or a read-only file
+unknown option, bad value, unknown command) is printed the same way, `error:` and a `hint:` naming the
+command's `--help`, and exits 2 (`A3DGroup.main`); a full disk or a read-only file
 system is a user error too (exit 2); an unexpected exception prints one line (the traceback only with
 `--verbose`) and exits 1; Ctrl-C exits 130 and SIGTERM 143 (both record `failed: interrupted`). Under
 `--json` every such failure also prints `{"ok": false, "error": ..., "hint": ..., "exit_code": ...}` on stdout.
@@ -11,9 +12,9 @@ system is a user error too (exit 2); an unexpected exception prints one line (th
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -35,7 +36,7 @@ from a3d_cli.commands import (
     weights,
 )
 from a3d_cli.commands.common import GlobalOptions
-from a3d_cli.console import err
+from a3d_cli.console import echo_json, err, styled
 from a3d_cli.errors import A3DError, Terminated, from_os_error
 
 EXIT_INTERNAL_ERROR = 1
@@ -69,15 +70,37 @@ def _framework_exceptions() -> tuple[type[BaseException], ...]:
 _PASS_THROUGH = _framework_exceptions()
 
 
+def _usage_exceptions() -> tuple[type[BaseException], ...]:
+    """The usage-error types of the click in use (bundled with Typer >= 0.29, or separate)."""
+    types: list[type[BaseException]] = []
+    with contextlib.suppress(ImportError):
+        from typer._click.exceptions import UsageError as bundled
+
+        types.append(bundled)
+    with contextlib.suppress(ImportError):
+        from click.exceptions import UsageError as separate
+
+        types.append(separate)
+    return tuple(dict.fromkeys(types))
+
+
+_USAGE_ERRORS = _usage_exceptions()
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM (what `kill` and job schedulers send) into `Terminated` for the duration of a command.
 
     `Terminated` is a `KeyboardInterrupt`, so stages record `failed: interrupted` and clean their staging
-    exactly as on Ctrl-C. Outside the main thread (where signal handlers cannot be set) nothing changes.
+    exactly as on Ctrl-C. A library that swallows every exception (some lazy imports catch
+    `BaseException`) can eat it; the signal is remembered, so a command that then runs to its end still
+    exits as terminated (its finished stages kept). Outside the main thread (where signal handlers cannot
+    be set) nothing changes.
     """
+    received: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
+        received.append(signum)
         raise Terminated()
 
     try:
@@ -87,12 +110,50 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
     try:
         yield
+        if received:
+            raise Terminated()
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 class A3DGroup(TyperGroup):
     """Typer group that turns a3d's exceptions into one clear message and an exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; a usage error prints `error:` and `hint:` lines like every other failure.
+
+        Why: Typer would print its own boxed panel, which scripts and the `error:`-line contract cannot read.
+        Run without standalone mode, usage errors reach this method; everything else keeps click's meaning
+        (the return value or an `Exit`'s code becomes the exit status).
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except _USAGE_ERRORS as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path if ctx is not None else "a3d"
+            wants_json = (ctx is not None and _json_wanted(ctx.find_root())) or "--json" in self._global_args(argv)
+            _print_failure(exc.format_message(), f"Run `{command} --help` for its usage.", exc.exit_code, wants_json)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _global_args(self, argv: list[str]) -> list[str]:
+        """The arguments before the command name (a3d's global options)."""
+        for i, arg in enumerate(argv):
+            if arg in self.commands:
+                return argv[:i]
+        return argv
 
     def get_params(self, ctx: typer.Context) -> list[Any]:
         from a3d_cli.commands.help_style import tidy_help
@@ -111,12 +172,8 @@ class A3DGroup(TyperGroup):
             code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
             message = "finished stages are kept; re-run the same command to continue."
             raise _fail(ctx, message, None, code, label=signal_name) from None
-        except _PASS_THROUGH as exc:
-            # click prints a usage error itself (exit 2); under --json the object on stdout is ours to add
-            if hasattr(exc, "format_message") and _json_wanted(ctx):
-                code = getattr(exc, "exit_code", 2)
-                typer.echo(json.dumps({"ok": False, "error": exc.format_message(), "hint": None, "exit_code": code}))
-            raise
+        except _PASS_THROUGH:
+            raise  # help, explicit exits and usage errors: `main` reports the usage errors
         except OSError as exc:
             mapped = from_os_error(exc)
             if mapped is None:
@@ -140,12 +197,17 @@ def _fail(ctx: typer.Context, message: str, hint: str | None, code: int, label: 
     Returns:
         the Exit to raise.
     """
-    err.print(f"[bold red]{label}:[/bold red] {message}", highlight=False)
-    if hint:
-        err.print(f"[bold]hint:[/bold] {hint}", highlight=False)
-    if _json_wanted(ctx):
-        typer.echo(json.dumps({"ok": False, "error": message, "hint": hint, "exit_code": code}))
+    _print_failure(message, hint, code, _json_wanted(ctx), label)
     return typer.Exit(code)
+
+
+def _print_failure(message: str, hint: str | None, code: int, wants_json: bool, label: str = "error") -> None:
+    """`label:` and `hint:` lines on stderr, and with --json the failure object on stdout."""
+    err.print(styled((f"{label}:", "bold red"), " ", message), highlight=False)
+    if hint:
+        err.print(styled(("hint:", "bold"), " ", hint), highlight=False)
+    if wants_json:
+        echo_json({"ok": False, "error": message, "hint": hint, "exit_code": code}, indent=None)
 
 
 def _unexpected(ctx: typer.Context, exc: Exception) -> Any:

@@ -16,9 +16,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rich.text import Text
+
 from a3d_cli.batch.manifest import Job
 from a3d_cli.batch.results import SKIPPED, JobRecord
 from a3d_cli.batch.scheduler import Listener
+from a3d_cli.console import styled
 
 
 def _clock(seconds: float) -> str:
@@ -55,16 +58,16 @@ class BatchDisplay(Listener):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[info]}", markup=False),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,
             )
             self._bar.start()
-            self._overall = self._bar.add_task("[bold]jobs", total=self.total, info="")
+            self._overall = self._bar.add_task("jobs", total=self.total, info="")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -123,7 +126,7 @@ class BatchDisplay(Listener):
         if worker is not None:
             self.running.pop(worker, None)
         if not final:
-            self._print(f"[yellow]retrying[/yellow] {job.name} ({job.source}): {record.error}", always=False)
+            self._print(styled(("retrying", "yellow"), f" {job.name} ({job.source}): {record.error}"), always=False)
             return
         if record.ok:
             if record.status == SKIPPED:
@@ -136,8 +139,11 @@ class BatchDisplay(Listener):
         else:
             self.failed += 1
             self._print(
-                f"[bold red]failed[/bold red] [{self.finished}/{self.total}] {job.name} ({job.source}, exit code "
-                f"{record.exit_code}): {record.error}  log: {record.log}",
+                styled(
+                    ("failed", "bold red"),
+                    f" [{self.finished}/{self.total}] {job.name} ({job.source}, exit code {record.exit_code}): "
+                    f"{record.error}  log: {record.log}",
+                ),
                 always=True,
             )
         if self._bar is not None:
@@ -153,7 +159,7 @@ class BatchDisplay(Listener):
             self._last_status = now
             self._print(f"a3d batch: {self.counts()}", always=False)
 
-    def _print(self, message: str, always: bool) -> None:
+    def _print(self, message: str | Text, always: bool) -> None:
         if self.quiet and not always:
             return
         (self._bar.console if self._bar is not None else self.console).print(message, highlight=False)

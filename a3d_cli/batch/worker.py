@@ -244,15 +244,15 @@ def worker_main(spec: WorkerSpec, seed: int, inbox: Any, outbox: Any) -> None:
     _exit_with_parent()
     sigterm_as_interrupt()
     Path(spec.log).parent.mkdir(parents=True, exist_ok=True)
-    with open(spec.log, "a", encoding="utf-8") as own_log, _output_into(own_log):
-        import torch
+    try:  # an interrupt at any point, imports included, ends the worker quietly
+        with open(spec.log, "a", encoding="utf-8") as own_log, _output_into(own_log):
+            import torch
 
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
-        runner = JobRunner(device=spec.device, seed=seed, worker=spec.worker, capture_output=True,
-                           keep_models=spec.keep_models)
-        outbox.put(("ready", spec.worker))
-        try:
+            if spec.threads:
+                torch.set_num_threads(spec.threads)
+            runner = JobRunner(device=spec.device, seed=seed, worker=spec.worker, capture_output=True,
+                               keep_models=spec.keep_models)
+            outbox.put(("ready", spec.worker))
             while (item := inbox.get()) is not None:
                 job, attempt = item
                 outbox.put(("start", spec.worker, job.index, attempt))
@@ -262,8 +262,8 @@ def worker_main(spec: WorkerSpec, seed: int, inbox: Any, outbox: Any) -> None:
 
                 record = runner.run(job, attempt, notify)
                 outbox.put(("result", spec.worker, job.index, record))
-        except KeyboardInterrupt:
-            pass  # the driver is stopping the batch; the run folders are consistent (atomic stages)
+    except KeyboardInterrupt:
+        pass  # the driver is stopping the batch; the run folders are consistent (atomic stages)
 
 
 __all__ = ["DELIVERABLE_STAGES", "JobProgress", "JobRunner", "WorkerSpec", "sigterm_as_interrupt", "worker_main"]

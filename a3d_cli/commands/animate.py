@@ -225,7 +225,7 @@ def animate(
     option re-runs only the stages it affects.
     """
     from a3d_cli.commands.common import global_options, run_and_report
-    from a3d_cli.console import err
+    from a3d_cli.console import err, styled
     from a3d_cli.stages import animate as stage
 
     opts = animate_options(locals())
@@ -241,4 +241,4 @@ def animate(
     g = global_options(ctx)
     if g.json and not g.quiet:  # the progress display (which shows notices) is off with --json
         for notice in notices:
-            err.print(f"[dim]·[/dim] {notice}", highlight=False)
+            err.print(styled(("·", "dim"), " ", notice), highlight=False)

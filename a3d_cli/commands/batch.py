@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -99,7 +98,7 @@ def batch(
     from a3d_cli.batch.display import BatchDisplay
     from a3d_cli.batch.run import run_batch
     from a3d_cli.commands.common import global_options
-    from a3d_cli.console import err
+    from a3d_cli.console import echo_json, err
 
     g = global_options(ctx)
     opts = BatchOptions(
@@ -114,7 +113,7 @@ def batch(
     summary = run_batch(opts, g.device, g.seed, display)
     counts = summary.counts()
     if g.json:
-        typer.echo(json.dumps(summary.to_json(), indent=2))
+        echo_json(summary.to_json())
     elif not g.quiet:
         where = "" if summary.shard is None else f" (shard {summary.shard[0]}/{summary.shard[1]})"
         err.print(

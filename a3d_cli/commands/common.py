@@ -5,7 +5,6 @@ A command module builds its stage's options, then calls `run_and_report(ctx, lam
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from a3d_cli.console import err, out
+from a3d_cli.console import echo_json, err, out, styled
 
 ForceOption = Annotated[bool, typer.Option("--force", help="Re-run even when inputs and options are unchanged.")]
 CompileOption = Annotated[
@@ -105,10 +104,10 @@ class RichProgress:
 
         self.quiet = quiet
         self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err,
@@ -137,7 +136,7 @@ class RichProgress:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self._bar.console.print(f"[dim]·[/dim] {message}")
+            self._bar.console.print(styled(("·", "dim"), " ", message))
 
 
 PROGRESS_INTERVAL_ENV = "A3D_PROGRESS_INTERVAL"
@@ -254,7 +253,7 @@ def summary_data(results: Sequence[Any]) -> dict[str, Any]:
 def print_summary(results: Sequence[Any], opts: GlobalOptions) -> None:
     """Print what was written: JSON on stdout with `--json`, else a rich table (nothing with --quiet)."""
     if opts.json:
-        typer.echo(json.dumps(summary_data(results), indent=2))
+        echo_json(summary_data(results))
         return
     if opts.quiet:
         return

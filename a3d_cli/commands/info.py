@@ -3,14 +3,13 @@ compile the Triton kernels now."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from a3d_cli.commands.common import global_options, human_bytes
-from a3d_cli.console import out
+from a3d_cli.console import echo_json, out
 
 
 def quality(stage: str, metrics: dict[str, Any]) -> str:
@@ -73,7 +72,7 @@ def info(
         )
     data = load_manifest(run_dir)
     if global_options(ctx).json:
-        typer.echo(json.dumps(data, indent=2))
+        echo_json(data)
         return
     from rich.table import Table
 

@@ -6,14 +6,13 @@ and turned into ``error:``/``hint:`` lines and exit codes by `a3d_cli.cli`, like
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from a3d_cli.commands.common import global_options
-from a3d_cli.console import err, out
+from a3d_cli.console import echo_json, err, out, styled
 from a3d_cli.errors import OptionError
 
 app = typer.Typer(
@@ -57,7 +56,7 @@ def list_(ctx: typer.Context) -> None:
     """Show every model a3d uses, the stage that needs it, and where it resolves (or the fix when missing)."""
     rows = weights_table()
     if global_options(ctx).json:
-        typer.echo(json.dumps(rows, indent=2))
+        echo_json(rows)
         return
 
     from rich.table import Table
@@ -69,12 +68,12 @@ def list_(ctx: typer.Context) -> None:
     table.add_column("resolves to / fix", overflow="fold")
     for row in rows:
         if row["status"] == "found":
-            where = f"[green]{row['source']}[/green] {row['path']}"
+            where = styled((row["source"], "green"), f" {row['path']}")
         elif row["problem"] and row["problem"].startswith(f"Model {row['name']} is missing"):
-            where = f"[red]MISSING[/red]\nrun: a3d weights fetch {row['name']}\nor place at: {row['place']}"
+            where = styled(("MISSING", "red"), f"\nrun: a3d weights fetch {row['name']}\nor place at: {row['place']}")
         else:  # found but unusable (e.g. wrong size): show the error itself
-            where = f"[red]PROBLEM[/red] {row['problem']}\n{row['fix']}"
-        repo = row["repo_id"] + (" [yellow](gated)[/yellow]" if row["gated"] else "")
+            where = styled(("PROBLEM", "red"), f" {row['problem']}\n{row['fix']}")
+        repo = styled(row["repo_id"], *([(" (gated)", "yellow")] if row["gated"] else []))
         table.add_row(row["name"], ", ".join(row["stages"]) or "none (optional)", repo, where)
     out.print(table)
     missing = sum(row["status"] == "missing" for row in rows)
@@ -168,7 +167,7 @@ def fetch(
         if not (opts.json or opts.quiet):
             out.print(f"{target}: {fetched[target]}", highlight=False)
     if opts.json and not failed:
-        typer.echo(json.dumps(fetched, indent=2))
+        echo_json(fetched)
     if failed:
         first = next(iter(failed.values()))
         done = f"; fetched {', '.join(fetched)}" if fetched else ""

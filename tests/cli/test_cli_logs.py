@@ -82,6 +82,34 @@ def test_json_usage_errors_are_json_objects_too(args):
     assert data["ok"] is False and data["error"] and data["exit_code"] == 2
 
 
+def test_json_output_is_strict_json_with_null_for_non_finite_numbers(capsys):
+    from a3d_cli.console import echo_json
+
+    echo_json({"loss": float("nan"), "psnr": [float("inf"), 30.5], "stage": "sds[/x]"})
+    text = capsys.readouterr().out
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}")) == {
+        "loss": None,
+        "psnr": [None, 30.5],
+        "stage": "sds[/x]",
+    }
+
+
+def test_summary_table_prints_brackets_verbatim(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from a3d_cli.commands.common import GlobalOptions, print_summary
+
+    run_dir = tmp_path / "R[red]"
+    run_dir.mkdir()
+    result = SimpleNamespace(
+        run_dir=run_dir, stage="prepare", skipped=False, seconds=1.0, peak_memory_bytes=None,
+        outputs=[run_dir / "static" / "[bold]gaussians.ply"],
+    )
+    print_summary([result], GlobalOptions())
+    text = capsys.readouterr().out
+    assert "R[red]" in text and "[bold]gaussians.ply" in text  # rich would read both as style tags
+
+
 def test_info_refuses_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "photos").mkdir()
     result = runner.invoke(app, ["info", str(tmp_path / "photos")])

@@ -47,6 +47,21 @@ def test_usage_errors_exit_2_not_report_it(args, tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output + result.stderr
     assert "report it" not in result.stderr and "unexpectedly" not in result.stderr
     assert not (tmp_path / "RUN").exists()
+    # the same two lines as every other failure, not Typer's boxed panel
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: Run `a3d"), lines
+    assert "--help` for its usage." in lines[1] and "╭" not in result.output + result.stderr
+
+
+def test_usage_error_hint_names_the_command_that_failed():
+    result = runner.invoke(app, ["prepare", str(EXAMPLE), "-o", "RUN", "--bogus"])
+    assert "error: No such option: --bogus" in result.stderr
+    assert "hint: Run `a3d prepare --help` for its usage." in result.stderr
+
+
+def test_no_arguments_still_print_the_help():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2 and "Usage: a3d" in result.output and "error:" not in result.stderr
 
 
 def test_usage_exceptions_of_bundled_and_separate_click_both_pass_through():
@@ -152,6 +167,34 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, monkeypatch):
     assert not (run_dir / ".staging").exists() and not (run_dir / "half.txt").exists()
     assert (run_dir / "first.txt").read_text() == "kept"
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the command's only
+
+
+def test_sigterm_swallowed_by_a_library_still_ends_the_command_as_terminated(tmp_path):
+    """Some lazy imports catch `BaseException`; a SIGTERM they swallow is remembered, so the command exits 143."""
+    run_dir = tmp_path / "RUN"
+
+    def body(ctx):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException:  # noqa: BLE001 - what such a library does
+            pass
+        ctx.output("done.txt").write_text("finished")
+
+    def swallow(ctx: typer.Context) -> None:
+        run_stage("swallow", run_dir, None, body)
+
+    result = runner.invoke(one_command_app("swallow", swallow), ["swallow"])
+    assert result.exit_code == EXIT_TERMINATED, result.stderr
+    assert "terminated" in result.stderr
+    assert (run_dir / "done.txt").read_text() == "finished"  # the finished stage is kept
+
+
+@pytest.mark.parametrize("name", ["no[/x].glb", "model [v2].glb", "[bold]x.glb"])
+def test_failure_lines_print_text_with_brackets_verbatim(tmp_path, name):
+    result = runner.invoke(app, ["prepare", str(tmp_path / name), "-o", str(tmp_path / "RUN")])
+    assert result.exit_code == 2, result.stderr
+    assert name in result.stderr and "Traceback" not in result.stderr + result.output
+    assert result.stderr.startswith("error: ")
 
 
 # -- leftovers: a failed call removes the folders it created -------------------------------------------
