@@ -96,16 +96,24 @@ def cpu_thread_count(cpus: int, load: float, env: str | None) -> int | None:
     return max(1, min(cpus, cpus - int(round(load))))
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity (what `taskset` or a Slurm allocation grants), not
+    every core of the machine."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_cpu_threads() -> int | None:
     """Apply `cpu_thread_count` to torch for this process; returns the count set (None: left alone)."""
     import os
 
     import torch
 
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
+    cpus = available_cpus()
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import glob as globlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,7 +316,7 @@ def build_jobs(
 
     command = animate_command()
     runs = Path(runs).expanduser().absolute()
-    blocked = {Path(p).expanduser().absolute() for p in reserved}
+    blocked = {Path(p).expanduser().absolute().resolve() for p in reserved}
     jobs: list[Job] = []
     errors: list[LineError] = []
     owners: dict[Path, str] = {}
@@ -329,18 +330,19 @@ def build_jobs(
             opts = animate_options(ctx.params)
             plan = preflight(opts)
             out = Path(spec.out).expanduser() if spec.out is not None else Path(Path(spec.input).stem)
-            run_dir = out if out.is_absolute() else runs / out
+            run_dir = Path(os.path.normpath(out if out.is_absolute() else runs / out))
             stage_calls(opts, plan, run_dir)  # every stage's own option checks
         except A3DError as exc:
             errors.append(LineError(spec.source, exc.message.rstrip("."), exc.hint))
             continue
-        if run_dir in owners or run_dir in blocked:
-            first = owners.get(run_dir, "a3d batch's own results or logs")
+        same = run_dir.resolve()  # one folder however it is spelled: `sub/../fox`, or through a link
+        if same in owners or same in blocked:
+            first = owners.get(same, "a3d batch's own results or logs")
             errors.append(
                 LineError(spec.source, f"its run folder {run_dir} is also {first}'s", 'give one of them its own "out"')
             )
             continue
-        owners[run_dir] = spec.source
+        owners[same] = spec.source
         log = logs.expanduser().absolute() / _log_name(run_dir, runs, taken, len(jobs))
         jobs.append(
             Job(len(jobs), spec.source, run_dir.name, str(run_dir), opts, force or bool(ctx.params.get("force")), str(log))

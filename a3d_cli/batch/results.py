@@ -76,10 +76,17 @@ class ResultsFile:
         self.path = Path(path)
 
     def append(self, record: JobRecord) -> None:
-        """Add one line, flushed and synced, under the file's lock (one `write`, so a reader never sees half a line)."""
+        """Add one line, flushed and synced, under the file's lock (one `write`, so a reader never sees half a line).
+
+        A file that ends in a line cut by a crash gets a line break first, so the new record is a line of its own
+        (the cut one is ignored on reading) rather than glued to it and lost with it.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record.to_json()) + "\n").encode("utf-8")
         with locked_file(self.path) as fd:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
             written = os.write(fd, line)
             if written < len(line):  # a full disk: say so rather than leave half a line
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))

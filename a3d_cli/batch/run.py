@@ -29,6 +29,7 @@ from a3d_cli.batch.options import BatchOptions
 from a3d_cli.batch.results import SKIPPED, JobRecord, ResultsFile, batch_exit_code
 from a3d_cli.batch.shard import Shard, parse_shard, select, shard_from_env
 from a3d_cli.batch.worker import WorkerSpec
+from a3d_cli.device import available_cpus
 from a3d_cli.errors import DeviceError, OptionError
 
 
@@ -166,7 +167,8 @@ def worker_specs(opts: BatchOptions, device: str, logs: Path) -> list[WorkerSpec
                 specs.append(WorkerSpec(w, "cuda", {"CUDA_VISIBLE_DEVICES": gpu}, 0,
                                         str(logs / "workers" / f"worker-{w}.log"), f"w{w} gpu{gpu}", opts.keep_models))
         return specs
-    threads = max(1, (os.cpu_count() or 1) // per) if device == "cpu" else 0
+    # CPU workers share the CPUs this process may use; an explicit OMP_NUM_THREADS wins (0: torch reads it)
+    threads = 0 if device != "cpu" or os.environ.get("OMP_NUM_THREADS", "").strip() else max(1, available_cpus() // per)
     for w in range(per):
         specs.append(WorkerSpec(w, device, {}, threads, str(logs / "workers" / f"worker-{w}.log"), f"w{w} {device}",
                                 opts.keep_models))

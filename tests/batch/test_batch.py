@@ -89,6 +89,25 @@ def test_every_bad_line_is_reported_with_its_number_and_nothing_runs(assets, tmp
     assert not runs.exists()  # validation writes nothing
 
 
+def test_one_run_folder_spelled_two_ways_is_refused(assets, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(runs, target_is_directory=True)
+    manifest = write_manifest(
+        assets,
+        [
+            {"input": "fox.ply", "video": "gt", "out": "fox"},  # 1
+            {"input": "cat.ply", "video": "gt", "out": "sub/../fox"},  # 2: the same folder, with a detour
+            {"input": "cat.ply", "video": "gt", "out": str(tmp_path / "link" / "fox")},  # 3: the same, through a link
+        ],
+        name="spelled.jsonl",
+    )
+    result = runner.invoke(make_batch_app(), ["--device", "cpu", "batch", str(manifest), "-o", str(runs)])
+    assert result.exit_code == 2, result.output
+    assert "spelled.jsonl:2:" in result.stderr and "spelled.jsonl:3:" in result.stderr
+    assert "spelled.jsonl:1's" in result.stderr and "spelled.jsonl:1:" not in result.stderr
+
+
 def test_overrides_map_to_animate_options(assets, tmp_path):
     manifest = write_manifest(
         assets,
@@ -237,6 +256,17 @@ def test_results_file_appends_then_keeps_one_line_per_job(tmp_path):
     assert "retryable" not in lines[0]
 
 
+def test_a_record_after_a_cut_line_is_kept(tmp_path):
+    results = ResultsFile(tmp_path / "results.jsonl")
+    results.append(record("/r/a"))
+    with open(results.path, "a") as f:
+        f.write('{"run_dir": "/r/c", "sta')  # a crash cut this line: no line break at the end
+    results.append(record("/r/b"))
+    results.compact()
+    lines = [json.loads(line) for line in results.path.read_text().splitlines()]
+    assert [r["run_dir"] for r in lines] == ["/r/a", "/r/b"]
+
+
 _APPENDER = """
 import sys
 from a3d_cli.batch.results import JobRecord, ResultsFile
@@ -368,6 +398,20 @@ def test_keep_models_reaches_every_worker(tmp_path, monkeypatch):
         specs = batch_run.worker_specs(BatchOptions(manifest=manifest, workers=2, keep_models=keep), "cpu", tmp_path)
         assert [s.keep_models for s in specs] == [keep, keep]
         assert JobRunner(keep_models=keep).cache.keep is keep
+
+
+@pytest.mark.parametrize(("affinity", "omp", "expected"), [(4, None, [2, 2]), (1, None, [1, 1]), (8, "1", [0, 0])])
+def test_cpu_workers_share_the_cpus_granted_and_obey_omp_num_threads(tmp_path, monkeypatch, affinity, omp, expected):
+    from a3d_cli.batch import run as batch_run
+
+    # a Slurm allocation or `taskset` grants fewer CPUs than the machine has; 0 = torch reads OMP_NUM_THREADS
+    monkeypatch.setattr(batch_run, "available_cpus", lambda: affinity)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    specs = batch_run.worker_specs(BatchOptions(manifest=tmp_path / "jobs.jsonl", workers=2), "cpu", tmp_path)
+    assert [s.threads for s in specs] == expected
 
 
 def test_stage_loaders_build_once_per_worker_cache():
