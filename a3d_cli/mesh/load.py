@@ -24,7 +24,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import apply_linear_factor, as_rgba_uint8, linear_to_srgb
-from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite
+from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
@@ -108,12 +108,14 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     elif path.suffix.lower() == ".obj":
         _check_obj_textures(path, resolver, library)
     try:
-        scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge node transforms overflow: the checks below say so
+            scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
         # flatten the scene graph ourselves: trimesh's Scene.dump() copies visuals and loses COLOR_0 on textured parts
         instances = []  # (geometry, 4×4 world transform) per node that holds a geometry, in scene-graph order
-        for node in scene.graph.nodes_geometry:
-            transform, name = scene.graph[node]
-            instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            for node in scene.graph.nodes_geometry:
+                transform, name = scene.graph[node]
+                instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
     except Exception as exc:  # trimesh raises many types for corrupt files, some only when its graph is walked
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
@@ -132,12 +134,14 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         )
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
     cache: dict[tuple[int, tuple[float, ...]], np.ndarray] = {}
-    parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
+        parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
     mesh = concatenate(parts).compact()
     if mesh.num_faces == 0:
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
         )
+    require_sane_extent(mesh.vertices, path.name)  # a vertex at 1e308 would normalize every splat to the origin
     return mesh
 
 
@@ -247,7 +251,7 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
     local = np.asarray(m.vertices, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
     vertices = local @ transform[:3, :3].T + transform[:3, 3]  # [V, 3]
     faces = np.asarray(m.faces, dtype=np.int64)  # type: ignore[attr-defined]  # [T, 3]
-    if np.linalg.det(transform[:3, :3]) < 0:  # a mirroring node transform turns faces inside out
+    if np.linalg.slogdet(transform[:3, :3])[0] < 0:  # mirroring turns faces inside out (the sign: no overflow)
         faces = faces[:, ::-1].copy()
     require_finite(vertices, "vertex coordinates", path.name)  # also after the node transform
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):

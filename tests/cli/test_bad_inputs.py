@@ -186,6 +186,57 @@ def test_zero_size_models_are_refused(tmp_path, kind):
     assert not (tmp_path / "RUN").exists()
 
 
+def _gltf_placed_at_scale(path: Path, scale: float) -> Path:
+    """A one-triangle .gltf (data URI) whose node scales it by `scale`."""
+    import base64
+
+    data = base64.b64encode(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32).tobytes()).decode()
+    doc = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "scale": [scale] * 3}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+        "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                       "min": [0, 0, 0], "max": [1, 1, 0]}],
+        "bufferViews": [{"buffer": 0, "byteLength": 36}],
+        "buffers": [{"byteLength": 36, "uri": f"data:application/octet-stream;base64,{data}"}],
+    }  # fmt: skip
+    path.write_text(json.dumps(doc))
+    return path
+
+
+_TETRA_FACES = "f 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("vertex-at-1e308.obj", lambda p: p.write_text("v 0 0 0\nv 1e308 0 0\nv 0 1 0\nv 0 0 1\n" + _TETRA_FACES)),
+        ("diagonal-overflows.obj", lambda p: p.write_text("v 0 0 0\nv 1e300 1e300 1e300\nv 0 1 0\nv 0 0 1\n" + _TETRA_FACES)),
+        ("past-float32.obj", lambda p: p.write_text("v 0 0 0\nv 1e39 0 0\nv 0 1 0\nv 0 0 1\n" + _TETRA_FACES)),
+        ("node-scale-1e300.gltf", lambda p: _gltf_placed_at_scale(p, 1e300)),
+    ],
+)
+def test_models_too_large_to_normalize_are_refused(tmp_path, name, make):
+    """Finite but huge coordinates: the model's size overflowed to infinity, the normalization scale became 0
+    and every splat sat at the origin (exit 0, then exit 1 in export). Now refused before normalization."""
+    path = tmp_path / name
+    make(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)
+    assert "too large to normalize" in result.stderr and "sane scale" in result.stderr
+    assert "RuntimeWarning" not in result.stderr  # overflows inside the loader are not printed
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_a_large_but_representable_model_is_still_prepared(tmp_path):
+    path = tmp_path / "kilometres.obj"
+    path.write_text("v 0 0 0\nv 1e30 0 0\nv 0 1e30 0\nv 0 0 1e30\n" + _TETRA_FACES)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32", "--splat-count", "200"])
+    assert result.exit_code == 0, result.stderr
+    scale = json.loads((tmp_path / "RUN/source/normalization.json").read_text())["scale"]
+    assert 0 < scale < 1e-29
+
+
 # -- weights ------------------------------------------------------------------------------------------
 
 
