@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, reconstruct_app
+from helpers import REPO, png_declaring, reconstruct_app
 from helpers import reconstruct_run_folder as _run_folder
 from helpers import video_folder as _video
 from typer.testing import CliRunner
@@ -235,6 +235,38 @@ def test_a_large_but_representable_model_is_still_prepared(tmp_path):
     assert result.exit_code == 0, result.stderr
     scale = json.loads((tmp_path / "RUN/source/normalization.json").read_text())["scale"]
     assert 0 < scale < 1e-29
+
+
+# -- images that declare more pixels than a3d decodes ------------------------------------------------
+
+
+def test_a_video_frame_declaring_ten_billion_pixels_exits_2(tmp_path):
+    """Pillow's DecompressionBombError is no OSError: it was exit 1 from reconstruct's header pass."""
+    run, video = _run_folder(tmp_path), _video(tmp_path / "video")
+    png_declaring(video / "v1_f03.png", 100_000, 100_000)
+    result = reconstruct(run, video)
+    one_error_with_hint(result)
+    assert "v1_f03.png declares 10,000,000,000 pixels" in " ".join(result.stderr.split())
+
+
+def test_an_object_image_declaring_ten_billion_pixels_is_refused(tmp_path):
+    """What `a3d orbit IMAGE` and `a3d animate IMAGE` read (and `lift` reads each frame with `load_png`)."""
+    from a3d_cli.io.preprocess import load_object_rgba
+
+    png_declaring(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(InputError, match=r"bomb.png declares 10,000,000,000 pixels, more pixels than a3d decodes") as info:
+        load_object_rgba(tmp_path / "bomb.png")
+    assert info.value.exit_code == 2 and "Downscale" in (info.value.hint or "")
+
+
+def test_an_image_past_the_pixel_limit_where_pillow_only_warns_is_refused(tmp_path, monkeypatch):
+    """Between MAX_IMAGE_PIXELS and twice that Pillow only warns and decodes; a3d refuses (limit made small)."""
+    from PIL import Image
+
+    save_png(tmp_path / "big.png", torch.rand(64, 64, 3))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4,096 pixels: a warning in Pillow
+    with pytest.raises(InputError, match="declares 4,096 pixels"):
+        load_png(tmp_path / "big.png")
 
 
 # -- weights ------------------------------------------------------------------------------------------
