@@ -132,6 +132,7 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
             f"{path.name} has points but no faces, so it is neither a mesh nor a 3DGS file.",
             hint="Give a triangle mesh, or a 3DGS .ply with x y z f_dc_0..2 opacity scale_0..2 rot_0..3.",
         )
+    _check_stored_colours(path, faced)
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
     cache: dict[tuple[int, tuple[float, ...]], np.ndarray] = {}
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
@@ -143,6 +144,47 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         )
     require_sane_extent(mesh.vertices, path.name)  # a vertex at 1e308 would normalize every splat to the origin
     return mesh
+
+
+def _check_stored_colours(path: Path, faced: list[tuple[Any, np.ndarray]]) -> None:
+    """Refuse NaN or infinite OBJ/PLY vertex (or face) colours as the file stores them.
+
+    Why: trimesh turns float colours into 8 bits before a3d sees them, and NaN becomes 0 (black) without a
+    word. glTF's COLOR_0 is checked as it is decoded (`a3d_cli.mesh.gltf_core`); this keeps the same
+    promise for OBJ and PLY, with the same `require_finite`. The colours are read again only when trimesh
+    found some, so a file without colours costs nothing.
+
+    Raises:
+        InputError: a stored colour is NaN or infinite.
+    """
+    if not any(getattr(getattr(g, "visual", None), "kind", None) in ("vertex", "face") for g, _ in faced):
+        return
+    suffix = path.suffix.lower()
+    if suffix == ".obj":
+        require_finite(_obj_vertex_colours(path), "vertex colours", path.name)
+    elif suffix == ".ply":  # trimesh keeps the PLY's elements as read: float colours before the 8-bit cast
+        for g, _ in faced:
+            raw = (getattr(g, "metadata", None) or {}).get("_ply_raw") or {}
+            for element in ("vertex", "face"):
+                data = raw.get(element, {}).get("data") if isinstance(raw.get(element), dict) else None
+                names = data.dtype.names if isinstance(data, np.ndarray) else data
+                for key in ("red", "green", "blue", "alpha"):
+                    if names and key in names:
+                        require_finite(np.asarray(data[key]), f"{element} colours", path.name)  # type: ignore[index]
+
+
+def _obj_vertex_colours(path: Path) -> np.ndarray:
+    """[N] the colour numbers of an OBJ's `v x y z r g b` lines (4th to 6th number), as trimesh finds them
+    (lines starting with "v ", backslash continuations joined); empty when a token is not a number (trimesh
+    then read the file its own way)."""
+    from a3d_cli.io.regular import read_regular
+
+    text = read_regular(path).decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\\\n", "")
+    tokens = [t for line in text.split("\n") if line.startswith("v ") for t in line.split()[4:7]]
+    try:
+        return np.array(tokens, dtype=np.float64)  # "nan", "inf" and "1e999" (→ inf) read as floats do
+    except ValueError:
+        return np.zeros(0)
 
 
 def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> None:

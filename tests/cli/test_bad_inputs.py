@@ -237,6 +237,72 @@ def test_a_large_but_representable_model_is_still_prepared(tmp_path):
     assert 0 < scale < 1e-29
 
 
+def _coloured_obj(path: Path, red0: str) -> Path:
+    """A tetrahedron OBJ with `v x y z r g b` lines, the first red written as `red0`."""
+    reds = [red0, "0", "0", "0"]
+    corners = ["0 0 0", "1 0 0", "0 1 0", "0 0 1"]
+    path.write_text("".join(f"v {c} {r} 0.5 0.5\n" for c, r in zip(corners, reds, strict=True)) + _TETRA_FACES)
+    return path
+
+
+def _coloured_ply(path: Path, red0: float, binary: bool, element: str = "vertex") -> Path:
+    """A tetrahedron PLY with float colours on its vertices (or faces), the first red being `red0`."""
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]], np.int32)
+    colour = np.full((4, 3), 0.5, np.float32)
+    colour[0, 0] = red0
+    rgb = "property float red\nproperty float green\nproperty float blue\n"
+    header = "ply\nformat {} 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n{}".format(
+        "binary_little_endian" if binary else "ascii", rgb if element == "vertex" else ""
+    ) + "element face 4\nproperty list uchar int vertex_indices\n{}end_header\n".format(rgb if element == "face" else "")
+    v_rows = [np.concatenate([v, c]) if element == "vertex" else v for v, c in zip(vertices, colour, strict=True)]
+    if binary:
+        body = b"".join(r.astype("<f4").tobytes() for r in v_rows) + b"".join(
+            b"\x03" + f.astype("<i4").tobytes() + (c.astype("<f4").tobytes() if element == "face" else b"")
+            for f, c in zip(faces, colour, strict=True)
+        )
+        path.write_bytes(header.encode() + body)
+    else:
+        lines = [" ".join(str(x) for x in r) for r in v_rows]
+        lines += [
+            " ".join(["3", *map(str, f), *(map(str, c) if element == "face" else ())])
+            for f, c in zip(faces, colour, strict=True)
+        ]
+        path.write_text(header + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "what"),
+    [
+        ("nan.obj", lambda p: _coloured_obj(p, "nan"), "vertex"),
+        ("overflow.obj", lambda p: _coloured_obj(p, "1e999"), "vertex"),
+        ("nan-ascii.ply", lambda p: _coloured_ply(p, float("nan"), binary=False), "vertex"),
+        ("inf-binary.ply", lambda p: _coloured_ply(p, float("inf"), binary=True), "vertex"),
+        ("nan-face.ply", lambda p: _coloured_ply(p, float("nan"), binary=True, element="face"), "face"),
+    ],
+)
+def test_non_finite_obj_and_ply_colours_are_refused(tmp_path, name, make, what):
+    """trimesh casts float colours to 8 bits, NaN to 0: the colour came out black without a word (as glTF's
+    COLOR_0 is refused, `tests/security/test_hostile_gltf.py::test_non_finite_vertex_colours_are_refused`)."""
+    path = tmp_path / name
+    make(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32", "--shade", "off"])
+    one_error_with_hint(result)
+    assert f"{what} colours that are NaN or infinite" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_finite_ply_and_obj_colours_still_load(tmp_path, binary):
+    from a3d_cli.mesh.load import load_mesh
+
+    mesh = load_mesh(_coloured_ply(tmp_path / "ok.ply", 1.0, binary=binary))
+    assert np.allclose(mesh.vertex_colors[0, :3], [1.0, 0.5, 0.5], atol=1 / 255)
+    obj = _coloured_obj(tmp_path / "ok.obj", "1")
+    assert np.allclose(load_mesh(obj).vertex_colors[0, :3], [1.0, 0.5, 0.5], atol=1 / 255)
+
+
 # -- images that declare more pixels than a3d decodes ------------------------------------------------
 
 
