@@ -535,3 +535,90 @@ def test_vae_keep_reads_auto_or_a_count():
 
     assert parse_vae_keep("auto") is None and parse_vae_keep(" AUTO ") is None
     assert parse_vae_keep("0") == 0 and parse_vae_keep("48") == 48
+
+
+# -- option ranges ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--lambda-sds", "nan"], "--lambda-sds"),
+        (["--lambda-rgb", "inf"], "--lambda-rgb"),
+        (["--guidance", "nan"], "--guidance"),
+        (["--std-rescale", "nan"], "--std-rescale"),
+        (["--distance", "0.8", "inf"], "finite numbers"),
+    ],
+)
+def test_non_finite_sds_options_exit_2_before_the_run_folder_is_touched(tmp_path, args, flag):
+    """`--lambda-sds nan` passed the `< 0` check and the refinement finished with a NaN loss."""
+    run = tmp_path / "never"
+    result = runner.invoke(app, ["--device", "cpu", "sds", str(run), "--prompt", "wags", "--tiny-model", *args])
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and flag in errors[0] and "Traceback" not in result.stderr
+    assert not run.exists()
+
+
+def _float_fields(cls) -> list[tuple[str, bool]]:  # noqa: ANN001
+    """(name, is a tuple) of every float option of an options dataclass."""
+    import dataclasses
+
+    return [(f.name, "tuple" in str(f.type)) for f in dataclasses.fields(cls) if "float" in str(f.type)]
+
+
+def _options_classes():  # noqa: ANN202
+    from a3d_cli.gaussians.motion_fit import FitSettings
+    from a3d_cli.lift.fit import LiftFitSettings
+    from a3d_cli.stages.animate import AnimateOptions
+    from a3d_cli.stages.export import ExportOptions
+    from a3d_cli.stages.lift import LiftOptions
+    from a3d_cli.stages.mesh_animate import MeshAnimateOptions
+    from a3d_cli.stages.mvvideo import MVVideoOptions
+    from a3d_cli.stages.orbit import OrbitOptions
+    from a3d_cli.stages.sds import SdsOptions
+
+    return [
+        (SdsOptions, {"prompt": "wags"}), (OrbitOptions, {"image": "fox.png"}), (LiftOptions, {}),
+        (MVVideoOptions, {"prompt": "wags"}), (AnimateOptions, {"model": "fox.png", "prompt": "wags"}),
+        (FitSettings, {}), (LiftFitSettings, {}), (ExportOptions, {}), (MeshAnimateOptions, {}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_every_float_option_of_every_stage_refuses_nan_and_infinity(bad):
+    """A range check written `x < 0` (or with an open end) let NaN or infinity through; every float option
+    of every stage's options (`require_finite_options`, or the stage's own two-sided check) refuses them."""
+    from a3d_cli.errors import OptionError
+
+    checked = 0
+    for cls, required in _options_classes():
+        for name, several in _float_fields(cls):
+            with pytest.raises(OptionError) as info:
+                cls(**required, **{name: (bad,) if several else bad})
+            assert info.value.exit_code == 2, (cls.__name__, name)
+            checked += 1
+    assert checked > 40  # the loss weights, learning rates, guidance scales, ranges ...
+
+
+@pytest.mark.parametrize("count", ["0", "20000001", "100000000000"])
+def test_a_splat_count_outside_the_limit_exits_2_naming_it(tmp_path, count):
+    """`--splat-count 100000000000` was a MemoryError (exit 1)."""
+    result = runner.invoke(app, ["prepare", str(REPO / "examples/assets/fox.glb"), "-o", str(tmp_path / "RUN"),
+                                 "--splat-count", count])  # fmt: skip
+    one_error_with_hint(result)
+    assert "--splat-count must be between 1 and 20,000,000" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_a_batch_job_with_a_splat_count_outside_the_limit_is_an_invalid_line(tmp_path):
+    """Batch jobs are checked by the same PrepareOptions before anything runs."""
+    from a3d_cli.batch.manifest import build_jobs, read_manifest
+
+    manifest = tmp_path / "jobs.jsonl"
+    line = {"input": str(REPO / "examples/assets/fox.glb"), "prompt": "wags", "splat-count": 100_000_000_000}
+    manifest.write_text(json.dumps(line) + "\n")
+    specs, errors = read_manifest(manifest)
+    assert errors == []
+    jobs, errors = build_jobs(specs, tmp_path / "runs", tmp_path / "runs" / "logs", common_args=["--tiny-model"])
+    assert jobs == [] and len(errors) == 1 and "between 1 and 20,000,000" in errors[0].message
