@@ -73,6 +73,38 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived (from `kill` or a job scheduler); handled like Ctrl-C, exit code 143 at the CLI."""
 
 
+def require_finite_options(options: object, flags: dict[str, str] | None = None) -> None:
+    """Refuse NaN or infinity in any float field of an options dataclass (and in any tuple of floats).
+
+    Why: a range check written `x < 0` lets NaN through (every comparison with NaN is false), and an open
+    upper end (`0 <= x`) lets infinity through; a NaN loss weight or learning rate then finishes a run with
+    NaN everywhere instead of an error at the start. One call at the top of an options class's
+    `__post_init__` covers every float option it has, and any added later.
+
+    Args:
+        options: the dataclass instance.
+        flags: the command-line flag of a field whose flag is not its name with dashes
+            (`{"guidance_scale": "--guidance"}`).
+
+    Raises:
+        OptionError: naming the first such option as its flag (`lambda_sds` → `--lambda-sds`).
+    """
+    import dataclasses
+    import math
+
+    for f in dataclasses.fields(options):  # type: ignore[arg-type]
+        value = getattr(options, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            flag = (flags or {}).get(f.name, "--" + f.name.replace("_", "-"))
+            several = isinstance(value, tuple)
+            hint = f"Give a finite number; the default is {f.default}." if isinstance(f.default, float) else None
+            raise OptionError(
+                f"{flag} must be {'finite numbers' if several else 'a finite number'}, got {value}.",
+                hint=hint or "NaN and infinity cannot work here; give finite numbers.",
+            )
+
+
 def from_os_error(exc: OSError) -> A3DError | None:
     """The user-fixable error behind an `OSError` (full disk, quota, read-only, permission denied), else None.
 

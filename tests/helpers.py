@@ -843,6 +843,20 @@ def png_bytes(image: np.ndarray, fmt: str = "PNG", **options) -> bytes:
     return out.getvalue()
 
 
+def png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG of 45 bytes whose header declares `width`×`height` RGB pixels and holds none (a decompression bomb's
+    header: Pillow reads the size, and refuses or warns, before any pixel)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
 # --- host reads of tensor values (what makes CUDA code wait for the device) --------------------------------
 
 HOST_READS = frozenset({

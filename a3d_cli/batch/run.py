@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,8 +78,8 @@ def check_options(opts: BatchOptions) -> None:
     if opts.ray is not None and opts.gpus is not None:
         raise OptionError("--gpus and --ray do not go together: Ray gives each actor its GPU.",
                           hint="Drop --gpus; --workers sets the number of actors.")
-    if opts.status_every <= 0:
-        raise OptionError("--status-every must be > 0 seconds.")
+    if not (math.isfinite(opts.status_every) and opts.status_every > 0):  # NaN passed `<= 0`
+        raise OptionError(f"--status-every must be a finite number of seconds > 0, got {opts.status_every}.")
 
 
 def resolve_shard(opts: BatchOptions, env: dict[str, str] | None = None) -> Shard | None:

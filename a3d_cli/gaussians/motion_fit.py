@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import TYPE_CHECKING, Literal
 
-from a3d_cli.errors import OptionError
+from a3d_cli.errors import OptionError, require_finite_options
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
 from a3d_cli.io.masks import MaskOptions
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, RESOLUTION
@@ -124,6 +124,7 @@ class FitSettings:
     """How masks are computed for frames without alpha."""
 
     def __post_init__(self) -> None:
+        require_finite_options(self)  # learning rates and loss weights have no check of their own
         if self.steps < 0 or self.steps_per_frame < 1 or self.frames_per_step < 0:
             raise OptionError("steps must be >= 0, steps_per_frame >= 1 and frames_per_step >= 0.")
         if not 16 <= self.resolution <= 2048:

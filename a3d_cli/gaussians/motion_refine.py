@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from a3d_cli.errors import OptionError
+from a3d_cli.errors import OptionError, require_finite_options
 from a3d_cli.io.manifest import RESULT_NEUTRAL
 from a3d_cli.models.mvvdm.shape import RESOLUTION
 from a3d_cli.render.random_cameras import RandomCameraConfig
@@ -103,6 +103,7 @@ class RefineSettings:
     recording fits beside the step's memory (`SdsRefiner`): same kernels and numbers, no launch gaps. Result-neutral."""
 
     def __post_init__(self) -> None:
+        require_finite_options(self, {"guidance_scale": "--guidance"})  # the `< 0` checks below let NaN through
         if not self.prompt.strip():
             raise OptionError(
                 "The SDS prompt is empty.", hint='Say what the object does: --prompt "a dog wags its tail".'

@@ -1,10 +1,18 @@
-"""PNG images on disk ↔ float tensors in [0, 1] inside the code (alpha kept where it exists)."""
+"""PNG images on disk ↔ float tensors in [0, 1] inside the code (alpha kept where it exists).
+
+Every image a3d reads is opened through `open_image`, so a damaged file or one whose header declares more
+pixels than Pillow's `MAX_IMAGE_PIXELS` is one `InputError` naming it, wherever it is read.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,8 +21,58 @@ from torch import Tensor
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
 
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
 PNG_WRITERS = min(8, os.cpu_count() or 1)
 """Threads `save_pngs` encodes on."""
+DAMAGED_HINT = "Re-export or replace this file; it is damaged or not an image."
+TOO_LARGE_HINT = "Downscale the image and save it again (a3d works at 4096 pixels a side or less)."
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError)
+"""What Pillow's decoders raise for bad data (UnidentifiedImageError is an OSError)."""
+
+
+@contextmanager
+def open_image(
+    source: Path | IO[bytes], name: str, hint: str = DAMAGED_HINT, unreadable: str = "is not a readable image"
+) -> Iterator[PILImage]:
+    """Open an image with Pillow; every way the file can fail, in the `with` body too, is one `InputError`.
+
+    Why: Pillow raises `DecompressionBombError` (not an `OSError`) for a header declaring more than twice
+    `MAX_IMAGE_PIXELS`, and between once and twice only warns and then decodes gigabytes; its decoders
+    raise many types for damaged data. Opening every image here turns each into exit 2 naming the file,
+    never a traceback. Errors raised while the body decodes (`load`, `convert`, `np.asarray`) are mapped
+    too.
+
+    Args:
+        source: a path or a binary file object.
+        name: how the message names the image (a path, or "fox.glb's texture image 'skin'").
+        hint: the hint for an image that does not decode.
+        unreadable: what the message says of such an image ("is not a readable image").
+
+    Raises:
+        InputError: the header declares more than `MAX_IMAGE_PIXELS` pixels (the message gives the count),
+            or the data is not an image Pillow reads, is cut short or damaged.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, never decode gigabytes
+            with Image.open(source) as im:
+                yield im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)):,} pixels" if declared else "too many pixels"
+        raise InputError(
+            f"{name} declares {size}, more pixels than a3d decodes ({Image.MAX_IMAGE_PIXELS:,}).",
+            hint=TOO_LARGE_HINT,
+        ) from None
+    except DECODE_ERRORS as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, Image.UnidentifiedImageError):
+            reason = "not an image format Pillow reads"
+        raise InputError(f"{name} {unreadable} ({reason}).", hint=hint) from exc
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -79,24 +137,18 @@ def load_png(path: Path, mode: str | None = None) -> Tensor:
         mode: PIL mode to convert to ("RGB", "RGBA", "L"); None keeps RGB or RGBA as stored.
 
     Raises:
-        InputError: the file is missing, or not a readable image (the message says which file).
+        InputError: the file is missing, not a readable image, or declares more pixels than Pillow's
+            `MAX_IMAGE_PIXELS` (`open_image`; the message says which file).
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Image {path} does not exist.", hint="Check the path (and the frame naming).")
-    try:
-        with Image.open(path) as pil:
-            if mode is None:
-                mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
-            if pil.mode in _WIDE_GREY:
-                return _wide_grey(np.asarray(pil), mode)
-            arr = np.asarray(pil.convert(mode))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:  # PIL raises these for bad data
-        raise InputError(
-            f"{path} is not a readable image ({exc}).", hint="Re-export or replace this file; it is damaged or not an image."
-        ) from exc
+    with open_image(path, str(path)) as pil:
+        if mode is None:
+            mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
+        if pil.mode in _WIDE_GREY:
+            return _wide_grey(np.asarray(pil), mode)
+        arr = np.asarray(pil.convert(mode))
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).float() / 255.0

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.io.images import composite as composite_over
-from a3d_cli.io.images import load_png, to_uint8
+from a3d_cli.io.images import load_png, open_image, to_uint8
 
 Matte = Literal["auto", "alpha", "uniform", "rembg"]
 MATTES = ("auto", "alpha", "uniform", "rembg")
@@ -97,7 +97,7 @@ def _matting_input(path: Path, img: Tensor) -> Tensor:
 
     if max(img.shape[:2]) <= MATTE_MAX_SIDE:
         return img[..., :3]
-    with Image.open(path) as pil:
+    with open_image(path, str(path)) as pil:
         if pil.format in ("JPEG", "MPO"):  # MPO: a phone camera's JPEG with extra frames, decoded as JPEG
             pil.thumbnail((MATTE_MAX_SIDE, MATTE_MAX_SIDE), Image.Resampling.LANCZOS)
             return torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).float() / 255.0

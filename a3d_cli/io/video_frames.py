@@ -114,26 +114,20 @@ def read_video_frames(folder: Path, background: float = MVVDM_BACKGROUND, max_si
         max_size: frames larger than this are reduced to it on read (None keeps their size).
 
     Raises:
-        InputError: naming problems (see `list_video_frames`), unreadable images, mixed resolutions,
-            non-square or tiny frames.
+        InputError: naming problems (see `list_video_frames`), unreadable images or ones declaring more
+            pixels than Pillow decodes (`a3d_cli.io.images.open_image`), mixed resolutions, non-square or tiny frames.
     """
     import torch
-    from PIL import Image
 
-    from a3d_cli.io.images import composite, load_png, resize_square
+    from a3d_cli.io.images import composite, load_png, open_image, resize_square
 
     files = list_video_frames(folder)
     ref = files[0][0]
     size0: tuple[int, int] | None = None
     for row in files:  # cheap header pass first: nothing is decoded before the sizes agree
         for path in row:
-            try:
-                with Image.open(path) as im:
-                    size = im.size
-            except OSError as exc:
-                raise InputError(
-                    f"{path} is not a readable image ({exc}).", hint="Re-export or replace this frame."
-                ) from exc
+            with open_image(path, str(path), hint="Re-export or replace this frame.") as im:  # header only
+                size = im.size
             size0 = size0 or size
             if size != size0:
                 raise InputError(

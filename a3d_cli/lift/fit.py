@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from a3d_cli.errors import OptionError
+from a3d_cli.errors import OptionError, require_finite_options
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.lift.hull import FLATNESS
 from a3d_cli.render.cameras import CameraSet
@@ -102,6 +102,7 @@ class LiftFitSettings:
     """Fraction of the steps after which the depth–normal term is on (the surface settles first)."""
 
     def __post_init__(self) -> None:
+        require_finite_options(self)  # learning rates and weights have no check of their own
         if self.steps < 0 or self.views_per_step < 0 or self.max_splats < 0 or self.refine_every < 0:
             raise OptionError("steps, views_per_step, max_splats and refine_every must be >= 0.")
         if self.refine_start < 0 or not 0.0 <= self.refine_stop <= 1.0:

@@ -24,7 +24,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import apply_linear_factor, as_rgba_uint8, linear_to_srgb
-from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite
+from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
@@ -108,12 +108,14 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     elif path.suffix.lower() == ".obj":
         _check_obj_textures(path, resolver, library)
     try:
-        scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge node transforms overflow: the checks below say so
+            scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
         # flatten the scene graph ourselves: trimesh's Scene.dump() copies visuals and loses COLOR_0 on textured parts
         instances = []  # (geometry, 4×4 world transform) per node that holds a geometry, in scene-graph order
-        for node in scene.graph.nodes_geometry:
-            transform, name = scene.graph[node]
-            instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            for node in scene.graph.nodes_geometry:
+                transform, name = scene.graph[node]
+                instances.append((scene.geometry[name], np.asarray(transform, dtype=np.float64)))
     except Exception as exc:  # trimesh raises many types for corrupt files, some only when its graph is walked
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
@@ -130,15 +132,59 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
             f"{path.name} has points but no faces, so it is neither a mesh nor a 3DGS file.",
             hint="Give a triangle mesh, or a 3DGS .ply with x y z f_dc_0..2 opacity scale_0..2 rot_0..3.",
         )
+    _check_stored_colours(path, faced)
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
     cache: dict[tuple[int, tuple[float, ...]], np.ndarray] = {}
-    parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
+        parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
     mesh = concatenate(parts).compact()
     if mesh.num_faces == 0:
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
         )
+    require_sane_extent(mesh.vertices, path.name)  # a vertex at 1e308 would normalize every splat to the origin
     return mesh
+
+
+def _check_stored_colours(path: Path, faced: list[tuple[Any, np.ndarray]]) -> None:
+    """Refuse NaN or infinite OBJ/PLY vertex (or face) colours as the file stores them.
+
+    Why: trimesh turns float colours into 8 bits before a3d sees them, and NaN becomes 0 (black) without a
+    word. glTF's COLOR_0 is checked as it is decoded (`a3d_cli.mesh.gltf_core`); this keeps the same
+    promise for OBJ and PLY, with the same `require_finite`. The colours are read again only when trimesh
+    found some, so a file without colours costs nothing.
+
+    Raises:
+        InputError: a stored colour is NaN or infinite.
+    """
+    if not any(getattr(getattr(g, "visual", None), "kind", None) in ("vertex", "face") for g, _ in faced):
+        return
+    suffix = path.suffix.lower()
+    if suffix == ".obj":
+        require_finite(_obj_vertex_colours(path), "vertex colours", path.name)
+    elif suffix == ".ply":  # trimesh keeps the PLY's elements as read: float colours before the 8-bit cast
+        for g, _ in faced:
+            raw = (getattr(g, "metadata", None) or {}).get("_ply_raw") or {}
+            for element in ("vertex", "face"):
+                data = raw.get(element, {}).get("data") if isinstance(raw.get(element), dict) else None
+                names = data.dtype.names if isinstance(data, np.ndarray) else data
+                for key in ("red", "green", "blue", "alpha"):
+                    if names and key in names:
+                        require_finite(np.asarray(data[key]), f"{element} colours", path.name)  # type: ignore[index]
+
+
+def _obj_vertex_colours(path: Path) -> np.ndarray:
+    """[N] the colour numbers of an OBJ's `v x y z r g b` lines (4th to 6th number), as trimesh finds them
+    (lines starting with "v ", backslash continuations joined); empty when a token is not a number (trimesh
+    then read the file its own way)."""
+    from a3d_cli.io.regular import read_regular
+
+    text = read_regular(path).decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\\\n", "")
+    tokens = [t for line in text.split("\n") if line.startswith("v ") for t in line.split()[4:7]]
+    try:
+        return np.array(tokens, dtype=np.float64)  # "nan", "inf" and "1e999" (→ inf) read as floats do
+    except ValueError:
+        return np.zeros(0)
 
 
 def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> None:
@@ -247,7 +293,7 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
     local = np.asarray(m.vertices, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
     vertices = local @ transform[:3, :3].T + transform[:3, 3]  # [V, 3]
     faces = np.asarray(m.faces, dtype=np.int64)  # type: ignore[attr-defined]  # [T, 3]
-    if np.linalg.det(transform[:3, :3]) < 0:  # a mirroring node transform turns faces inside out
+    if np.linalg.slogdet(transform[:3, :3])[0] < 0:  # mirroring turns faces inside out (the sign: no overflow)
         faces = faces[:, ::-1].copy()
     require_finite(vertices, "vertex coordinates", path.name)  # also after the node transform
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):

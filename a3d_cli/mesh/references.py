@@ -43,8 +43,15 @@ def check_reference(model: Path, target: Path, name: str, allow_external: bool =
         allow_external: accept references anywhere (the user trusts the asset).
 
     Raises:
-        InputError: the reference is absolute or climbs out of the asset's folder (directly or through a link).
+        InputError: the reference holds a NUL byte (no file can be named so; refused before any path
+            operation, even with `allow_external`, since the OS refuses such a name with a `ValueError`), or
+            it is absolute or climbs out of the asset's folder (directly or through a link).
     """
+    if "\0" in str(target) or "\0" in name:
+        raise InputError(
+            f"{Path(model).name} references {name!r}, a file name with a NUL byte, which no file can have.",
+            hint="Fix the reference in a 3D tool (or a text editor) and export the asset again.",
+        )
     if allow_external:
         return target
     root = asset_root(model)

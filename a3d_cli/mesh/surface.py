@@ -37,6 +37,39 @@ def require_finite(values: np.ndarray, what: str, name: str) -> None:
         raise InputError(f"{name} has {what} that are NaN or infinite.", hint="Repair the mesh in a 3D tool and export it again.")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # ≈ 3.4e38, the largest number a glTF position can hold
+
+
+def require_sane_extent(vertices: np.ndarray, name: str) -> None:
+    """Refuse a model too large to normalize: a coordinate, or the diagonal of its bounding box, beyond the
+    largest 32-bit float (≈ 3.4e38).
+
+    Why: a vertex at 1e308 is finite, so `require_finite` lets it through, but the model's size then
+    overflows to infinity, the normalization scale (radius / size) becomes 0 and every splat lands on the
+    origin, and the stages after prepare fail. Exports write the asset's own frame as 32-bit floats
+    (glTF), which hold nothing larger either. Called on the loaded mesh, before normalization.
+
+    Args:
+        vertices: [V, 3] positions in the file's own frame (finite: `require_finite` ran first).
+        name: the asset's file name.
+
+    Raises:
+        InputError: the coordinates or the bounding box's diagonal exceed `FLOAT32_MAX`.
+    """
+    if not len(vertices):
+        return
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)  # [3], [3]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is the answer here, not a warning
+        size = float(np.linalg.norm(hi - lo))  # the bounding box's diagonal, inf when it overflows
+    largest = float(np.abs(np.concatenate([lo, hi])).max())
+    if not (largest <= FLOAT32_MAX and size <= FLOAT32_MAX):
+        raise InputError(
+            f"{name} is too large to normalize: its coordinates reach {largest:.3g} and its bounding box "
+            f"measures {size:.3g}, beyond the {FLOAT32_MAX:.3g} a3d (and glTF's 32-bit floats) can hold.",
+            hint="Re-export the model at a sane scale (apply the object's scale in your 3D tool, in metres or centimetres).",
+        )
+
+
 @dataclass(frozen=True)
 class SurfaceMesh:
     """A triangle mesh with one optional texture and per-vertex colours.

@@ -15,15 +15,12 @@ Examples:
 from __future__ import annotations
 
 import io
-import warnings
-
-from a3d_cli.errors import InputError
 
 HINT = "Check the image opens in an image viewer, or export the asset again with its textures."
 
 
 def check_image(data: bytes, image: str, asset: str) -> None:
-    """Decode `data` in full with Pillow.
+    """Decode `data` in full with Pillow, through a3d's one image opener (`a3d_cli.io.images.open_image`).
 
     Args:
         data: the image file's bytes.
@@ -34,21 +31,7 @@ def check_image(data: bytes, image: str, asset: str) -> None:
         InputError: the bytes are not an image Pillow reads, are cut short or damaged, or hold more pixels
             than Pillow's `MAX_IMAGE_PIXELS`.
     """
-    from PIL import Image
+    from a3d_cli.io.images import open_image
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(
-            f"{asset}'s texture image {image!r} has more pixels than a3d decodes ({Image.MAX_IMAGE_PIXELS:,}): {exc}",
-            hint="Downscale the texture (a3d uses at most 4096 px anyway) and export the asset again.",
-        ) from None
-    except Exception as exc:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError, ValueError ... for bad data
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, Image.UnidentifiedImageError):
-            reason = "not an image format Pillow reads"
-        raise InputError(f"{asset}'s texture image {image!r} cannot be decoded ({reason}).", hint=HINT) from exc
-
+    with open_image(io.BytesIO(data), f"{asset}'s texture image {image!r}", HINT, "cannot be decoded") as im:
+        im.load()

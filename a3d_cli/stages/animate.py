@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from a3d_cli.errors import InputError, OptionError
+from a3d_cli.errors import InputError, OptionError, require_finite_options
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.progress import Progress
 from a3d_cli.run_layout import LIFT_MODEL
@@ -142,6 +142,7 @@ class AnimateOptions:
     """Tiny random-weight MV-VDM (tests and plumbing checks only)."""
 
     def __post_init__(self) -> None:
+        require_finite_options(self)
         if self.video is None and not (self.prompt or "").strip():
             raise OptionError(
                 "a3d animate needs --prompt (the motion to generate) or --video (a multi-view video to fit).",

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from a3d_cli.errors import OptionError
+from a3d_cli.errors import OptionError, require_finite_options
 from a3d_cli.run_layout import CAMERAS_JSON, LIFT_DIR, LIFT_MODEL, LIFT_PLY, LIFT_PREVIEW, ORBIT_DIR, lift_mask
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
@@ -110,6 +110,7 @@ class LiftOptions:
     fps: float = 12.0
 
     def __post_init__(self) -> None:
+        require_finite_options(self)
         checks = [
             (self.resolution, 32, 2048, "--resolution"),
             (self.steps, 0, 100_000, "--steps"),

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from a3d_cli.errors import OptionError, RunFolderError
+from a3d_cli.errors import OptionError, RunFolderError, require_finite_options
 from a3d_cli.models.mvvdm.shape import FPS, NUM_FRAMES, NUM_VIEWS, RESOLUTION
 from a3d_cli.run_layout import (
     MVVIDEO_CAMERAS,
@@ -104,6 +104,7 @@ class MVVideoOptions:
     CPU."""
 
     def __post_init__(self) -> None:
+        require_finite_options(self)
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise OptionError("--prompt is empty; MV-VDM needs a description of the motion.",
                               hint='Pass e.g. --prompt "a fox wags its tail".')

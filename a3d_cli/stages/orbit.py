@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from a3d_cli.errors import InputError, OptionError
+from a3d_cli.errors import InputError, OptionError, require_finite_options
 from a3d_cli.run_layout import ORBIT_DIR, ORBIT_INPUT, ORBIT_VIDEO, orbit_cameras_json, orbit_frame
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
@@ -98,6 +98,7 @@ class OrbitOptions:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        require_finite_options(self)  # --cfg-max inf and NaN --azimuths passed the checks below
         if self.model not in ("sv3d_u", "sv3d_p"):
             raise OptionError(f"--model must be sv3d_u or sv3d_p (got {self.model}).")
         if not 1 <= self.steps <= 1000:

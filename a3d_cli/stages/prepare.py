@@ -44,6 +44,9 @@ AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
 FRONTS = (*AXES, "auto")
 Shade = Literal["auto", "on", "off"]
 SHADE_MODES = ("auto", "on", "off")
+MAX_SPLATS = 20_000_000
+"""Most splats `--splat-count` asks for: 1000× the default, several times what 3DGS scans hold (a million
+splats takes prepare about 4 GB); a larger count would only fail for memory."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,12 @@ class PrepareOptions:
             )
         if self.max_vertices < 100:
             raise OptionError(f"--max-vertices must be at least 100 (got {self.max_vertices}).")
-        if self.splats < 1:
-            raise OptionError(f"--splat-count must be positive (got {self.splats}).")
+        if not 1 <= self.splats <= MAX_SPLATS:
+            raise OptionError(
+                f"--splat-count must be between 1 and {MAX_SPLATS:,} (got {self.splats:,}).",
+                hint=f"a3d prepares at most {MAX_SPLATS:,} splats (about 4 GB of memory per million); "
+                "the default 20,000 fills MV-VDM's 256-pixel views.",
+            )
         if not 32 <= self.view_size <= 2048:
             raise OptionError(f"--view-size must be between 32 and 2048 pixels (got {self.view_size}).")
 

@@ -186,7 +186,11 @@ def test_manifest_or_glob_and_option_checks(assets, tmp_path):
     app = make_batch_app()
     assert runner.invoke(app, ["batch"]).exit_code == 2  # neither
     manifest = write_manifest(assets, [{"input": "fox.ply", "video": "gt"}])
-    for args in (["--glob", "*.ply"], ["--workers", "0"], ["--retries", "-1"], ["--shard", "2/2"], ["--ray", "auto", "--gpus", "all"]):
+    bad_options = (
+        ["--glob", "*.ply"], ["--workers", "0"], ["--retries", "-1"], ["--shard", "2/2"], ["--ray", "auto", "--gpus", "all"],
+        ["--status-every", "nan"],  # passed `<= 0`
+    )  # fmt: skip
+    for args in bad_options:
         result = runner.invoke(app, ["--device", "cpu", "batch", str(manifest), "-o", str(tmp_path / "r"), *args])
         assert result.exit_code == 2, args
         assert result.stderr.startswith("error:"), args

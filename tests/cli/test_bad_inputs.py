@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, reconstruct_app
+from helpers import REPO, png_declaring, reconstruct_app
 from helpers import reconstruct_run_folder as _run_folder
 from helpers import video_folder as _video
 from typer.testing import CliRunner
@@ -184,6 +184,155 @@ def test_zero_size_models_are_refused(tmp_path, kind):
     one_error_with_hint(result)
     assert "zero size" in result.stderr
     assert not (tmp_path / "RUN").exists()
+
+
+def _gltf_placed_at_scale(path: Path, scale: float) -> Path:
+    """A one-triangle .gltf (data URI) whose node scales it by `scale`."""
+    import base64
+
+    data = base64.b64encode(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32).tobytes()).decode()
+    doc = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "scale": [scale] * 3}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+        "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                       "min": [0, 0, 0], "max": [1, 1, 0]}],
+        "bufferViews": [{"buffer": 0, "byteLength": 36}],
+        "buffers": [{"byteLength": 36, "uri": f"data:application/octet-stream;base64,{data}"}],
+    }  # fmt: skip
+    path.write_text(json.dumps(doc))
+    return path
+
+
+_TETRA_FACES = "f 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("vertex-at-1e308.obj", lambda p: p.write_text("v 0 0 0\nv 1e308 0 0\nv 0 1 0\nv 0 0 1\n" + _TETRA_FACES)),
+        ("diagonal-overflows.obj", lambda p: p.write_text("v 0 0 0\nv 1e300 1e300 1e300\nv 0 1 0\nv 0 0 1\n" + _TETRA_FACES)),
+        ("past-float32.obj", lambda p: p.write_text("v 0 0 0\nv 1e39 0 0\nv 0 1 0\nv 0 0 1\n" + _TETRA_FACES)),
+        ("node-scale-1e300.gltf", lambda p: _gltf_placed_at_scale(p, 1e300)),
+    ],
+)
+def test_models_too_large_to_normalize_are_refused(tmp_path, name, make):
+    """Finite but huge coordinates: the model's size overflowed to infinity, the normalization scale became 0
+    and every splat sat at the origin (exit 0, then exit 1 in export). Now refused before normalization."""
+    path = tmp_path / name
+    make(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)
+    assert "too large to normalize" in result.stderr and "sane scale" in result.stderr
+    assert "RuntimeWarning" not in result.stderr  # overflows inside the loader are not printed
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_a_large_but_representable_model_is_still_prepared(tmp_path):
+    path = tmp_path / "kilometres.obj"
+    path.write_text("v 0 0 0\nv 1e30 0 0\nv 0 1e30 0\nv 0 0 1e30\n" + _TETRA_FACES)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32", "--splat-count", "200"])
+    assert result.exit_code == 0, result.stderr
+    scale = json.loads((tmp_path / "RUN/source/normalization.json").read_text())["scale"]
+    assert 0 < scale < 1e-29
+
+
+def _coloured_obj(path: Path, red0: str) -> Path:
+    """A tetrahedron OBJ with `v x y z r g b` lines, the first red written as `red0`."""
+    reds = [red0, "0", "0", "0"]
+    corners = ["0 0 0", "1 0 0", "0 1 0", "0 0 1"]
+    path.write_text("".join(f"v {c} {r} 0.5 0.5\n" for c, r in zip(corners, reds, strict=True)) + _TETRA_FACES)
+    return path
+
+
+def _coloured_ply(path: Path, red0: float, binary: bool, element: str = "vertex") -> Path:
+    """A tetrahedron PLY with float colours on its vertices (or faces), the first red being `red0`."""
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]], np.int32)
+    colour = np.full((4, 3), 0.5, np.float32)
+    colour[0, 0] = red0
+    rgb = "property float red\nproperty float green\nproperty float blue\n"
+    header = "ply\nformat {} 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n{}".format(
+        "binary_little_endian" if binary else "ascii", rgb if element == "vertex" else ""
+    ) + "element face 4\nproperty list uchar int vertex_indices\n{}end_header\n".format(rgb if element == "face" else "")
+    v_rows = [np.concatenate([v, c]) if element == "vertex" else v for v, c in zip(vertices, colour, strict=True)]
+    if binary:
+        body = b"".join(r.astype("<f4").tobytes() for r in v_rows) + b"".join(
+            b"\x03" + f.astype("<i4").tobytes() + (c.astype("<f4").tobytes() if element == "face" else b"")
+            for f, c in zip(faces, colour, strict=True)
+        )
+        path.write_bytes(header.encode() + body)
+    else:
+        lines = [" ".join(str(x) for x in r) for r in v_rows]
+        lines += [
+            " ".join(["3", *map(str, f), *(map(str, c) if element == "face" else ())])
+            for f, c in zip(faces, colour, strict=True)
+        ]
+        path.write_text(header + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "what"),
+    [
+        ("nan.obj", lambda p: _coloured_obj(p, "nan"), "vertex"),
+        ("overflow.obj", lambda p: _coloured_obj(p, "1e999"), "vertex"),
+        ("nan-ascii.ply", lambda p: _coloured_ply(p, float("nan"), binary=False), "vertex"),
+        ("inf-binary.ply", lambda p: _coloured_ply(p, float("inf"), binary=True), "vertex"),
+        ("nan-face.ply", lambda p: _coloured_ply(p, float("nan"), binary=True, element="face"), "face"),
+    ],
+)
+def test_non_finite_obj_and_ply_colours_are_refused(tmp_path, name, make, what):
+    """trimesh casts float colours to 8 bits, NaN to 0: the colour came out black without a word (as glTF's
+    COLOR_0 is refused, `tests/security/test_hostile_gltf.py::test_non_finite_vertex_colours_are_refused`)."""
+    path = tmp_path / name
+    make(path)
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32", "--shade", "off"])
+    one_error_with_hint(result)
+    assert f"{what} colours that are NaN or infinite" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_finite_ply_and_obj_colours_still_load(tmp_path, binary):
+    from a3d_cli.mesh.load import load_mesh
+
+    mesh = load_mesh(_coloured_ply(tmp_path / "ok.ply", 1.0, binary=binary))
+    assert np.allclose(mesh.vertex_colors[0, :3], [1.0, 0.5, 0.5], atol=1 / 255)
+    obj = _coloured_obj(tmp_path / "ok.obj", "1")
+    assert np.allclose(load_mesh(obj).vertex_colors[0, :3], [1.0, 0.5, 0.5], atol=1 / 255)
+
+
+# -- images that declare more pixels than a3d decodes ------------------------------------------------
+
+
+def test_a_video_frame_declaring_ten_billion_pixels_exits_2(tmp_path):
+    """Pillow's DecompressionBombError is no OSError: it was exit 1 from reconstruct's header pass."""
+    run, video = _run_folder(tmp_path), _video(tmp_path / "video")
+    png_declaring(video / "v1_f03.png", 100_000, 100_000)
+    result = reconstruct(run, video)
+    one_error_with_hint(result)
+    assert "v1_f03.png declares 10,000,000,000 pixels" in " ".join(result.stderr.split())
+
+
+def test_an_object_image_declaring_ten_billion_pixels_is_refused(tmp_path):
+    """What `a3d orbit IMAGE` and `a3d animate IMAGE` read (and `lift` reads each frame with `load_png`)."""
+    from a3d_cli.io.preprocess import load_object_rgba
+
+    png_declaring(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(InputError, match=r"bomb.png declares 10,000,000,000 pixels, more pixels than a3d decodes") as info:
+        load_object_rgba(tmp_path / "bomb.png")
+    assert info.value.exit_code == 2 and "Downscale" in (info.value.hint or "")
+
+
+def test_an_image_past_the_pixel_limit_where_pillow_only_warns_is_refused(tmp_path, monkeypatch):
+    """Between MAX_IMAGE_PIXELS and twice that Pillow only warns and decodes; a3d refuses (limit made small)."""
+    from PIL import Image
+
+    save_png(tmp_path / "big.png", torch.rand(64, 64, 3))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4,096 pixels: a warning in Pillow
+    with pytest.raises(InputError, match="declares 4,096 pixels"):
+        load_png(tmp_path / "big.png")
 
 
 # -- weights ------------------------------------------------------------------------------------------
@@ -386,3 +535,90 @@ def test_vae_keep_reads_auto_or_a_count():
 
     assert parse_vae_keep("auto") is None and parse_vae_keep(" AUTO ") is None
     assert parse_vae_keep("0") == 0 and parse_vae_keep("48") == 48
+
+
+# -- option ranges ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--lambda-sds", "nan"], "--lambda-sds"),
+        (["--lambda-rgb", "inf"], "--lambda-rgb"),
+        (["--guidance", "nan"], "--guidance"),
+        (["--std-rescale", "nan"], "--std-rescale"),
+        (["--distance", "0.8", "inf"], "finite numbers"),
+    ],
+)
+def test_non_finite_sds_options_exit_2_before_the_run_folder_is_touched(tmp_path, args, flag):
+    """`--lambda-sds nan` passed the `< 0` check and the refinement finished with a NaN loss."""
+    run = tmp_path / "never"
+    result = runner.invoke(app, ["--device", "cpu", "sds", str(run), "--prompt", "wags", "--tiny-model", *args])
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and flag in errors[0] and "Traceback" not in result.stderr
+    assert not run.exists()
+
+
+def _float_fields(cls) -> list[tuple[str, bool]]:  # noqa: ANN001
+    """(name, is a tuple) of every float option of an options dataclass."""
+    import dataclasses
+
+    return [(f.name, "tuple" in str(f.type)) for f in dataclasses.fields(cls) if "float" in str(f.type)]
+
+
+def _options_classes():  # noqa: ANN202
+    from a3d_cli.gaussians.motion_fit import FitSettings
+    from a3d_cli.lift.fit import LiftFitSettings
+    from a3d_cli.stages.animate import AnimateOptions
+    from a3d_cli.stages.export import ExportOptions
+    from a3d_cli.stages.lift import LiftOptions
+    from a3d_cli.stages.mesh_animate import MeshAnimateOptions
+    from a3d_cli.stages.mvvideo import MVVideoOptions
+    from a3d_cli.stages.orbit import OrbitOptions
+    from a3d_cli.stages.sds import SdsOptions
+
+    return [
+        (SdsOptions, {"prompt": "wags"}), (OrbitOptions, {"image": "fox.png"}), (LiftOptions, {}),
+        (MVVideoOptions, {"prompt": "wags"}), (AnimateOptions, {"model": "fox.png", "prompt": "wags"}),
+        (FitSettings, {}), (LiftFitSettings, {}), (ExportOptions, {}), (MeshAnimateOptions, {}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_every_float_option_of_every_stage_refuses_nan_and_infinity(bad):
+    """A range check written `x < 0` (or with an open end) let NaN or infinity through; every float option
+    of every stage's options (`require_finite_options`, or the stage's own two-sided check) refuses them."""
+    from a3d_cli.errors import OptionError
+
+    checked = 0
+    for cls, required in _options_classes():
+        for name, several in _float_fields(cls):
+            with pytest.raises(OptionError) as info:
+                cls(**required, **{name: (bad,) if several else bad})
+            assert info.value.exit_code == 2, (cls.__name__, name)
+            checked += 1
+    assert checked > 40  # the loss weights, learning rates, guidance scales, ranges ...
+
+
+@pytest.mark.parametrize("count", ["0", "20000001", "100000000000"])
+def test_a_splat_count_outside_the_limit_exits_2_naming_it(tmp_path, count):
+    """`--splat-count 100000000000` was a MemoryError (exit 1)."""
+    result = runner.invoke(app, ["prepare", str(REPO / "examples/assets/fox.glb"), "-o", str(tmp_path / "RUN"),
+                                 "--splat-count", count])  # fmt: skip
+    one_error_with_hint(result)
+    assert "--splat-count must be between 1 and 20,000,000" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+def test_a_batch_job_with_a_splat_count_outside_the_limit_is_an_invalid_line(tmp_path):
+    """Batch jobs are checked by the same PrepareOptions before anything runs."""
+    from a3d_cli.batch.manifest import build_jobs, read_manifest
+
+    manifest = tmp_path / "jobs.jsonl"
+    line = {"input": str(REPO / "examples/assets/fox.glb"), "prompt": "wags", "splat-count": 100_000_000_000}
+    manifest.write_text(json.dumps(line) + "\n")
+    specs, errors = read_manifest(manifest)
+    assert errors == []
+    jobs, errors = build_jobs(specs, tmp_path / "runs", tmp_path / "runs" / "logs", common_args=["--tiny-model"])
+    assert jobs == [] and len(errors) == 1 and "between 1 and 20,000,000" in errors[0].message

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, a3d_app
+from helpers import REPO, a3d_app, png_declaring
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -137,6 +137,11 @@ def test_bad_inputs_exit_2_with_a_clear_message(tmp_path: Path, rgba_png: Path, 
     not_image.write_text("hello")
     r = invoke("orbit", str(not_image), "-o", run, "--checkpoint", str(ckpts["sv3d_p"]))
     assert r.exit_code == 2 and "not a readable image" in r.stderr
+
+    bomb = png_declaring(tmp_path / "bomb.png", 100_000, 100_000)  # Pillow's DecompressionBombError: was exit 1
+    r = invoke("orbit", str(bomb), "-o", run, "--checkpoint", str(ckpts["sv3d_p"]))
+    assert r.exit_code == 2 and "declares 10,000,000,000 pixels" in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr and "unexpectedly" not in r.stderr
 
     empty = tmp_path / "empty.png"
     Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8), "RGBA").save(empty)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import a3d_app
+from helpers import a3d_app, png_declaring
 from typer.testing import CliRunner
 
 from a3d_cli.commands.lift import lift as lift_command
@@ -232,7 +232,9 @@ def test_a_killed_lift_leaves_nothing_and_the_rerun_finishes(toy, tmp_path: Path
     assert (run / "lift/model.glb").is_file() and (run / "lift/gaussians.ply").is_file()
 
 
-@pytest.mark.parametrize("problem", ["missing_frame", "camera_count", "empty_mask", "no_orbit", "opengl_cameras", "mirrored"])
+@pytest.mark.parametrize(
+    "problem", ["missing_frame", "camera_count", "empty_mask", "no_orbit", "opengl_cameras", "mirrored", "huge_frame"]
+)
 def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, problem: str) -> None:
     orbit = syn.write_orbit_folder(tmp_path / "orbit_in", toy["rgba"][:6], orbit_camera_set(static_orbit(10.0, num_frames=6)))
     expected = {
@@ -242,6 +244,7 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
         "no_orbit": "has no orbit/",
         "opengl_cameras": "looks away from the object",
         "mirrored": "is a mirror",
+        "huge_frame": "frame_04.png declares 10,000,000,000 pixels",
     }[problem]
     if problem == "missing_frame":
         (orbit / "frame_03.png").unlink()
@@ -256,6 +259,8 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
             for row in range(3):
                 cam["c2w"][row][:3] = [v * f for v, f in zip(cam["c2w"][row][:3], flip, strict=True)]
         (orbit / "cameras.json").write_text(json.dumps(data))
+    elif problem == "huge_frame":  # a decompression bomb's header: Pillow's error was exit 1
+        png_declaring(orbit / "frame_04.png", 100_000, 100_000)
     elif problem == "empty_mask":
         from a3d_cli.io.images import save_png
 

@@ -158,6 +158,46 @@ def test_obj_texture_with_an_absolute_path_is_refused(tmp_path):
     assert_secret_absent(tmp_path / "RUN", secret)
 
 
+def _nul_in_mtllib(folder: Path) -> Path:
+    obj = write_textured_obj(folder)
+    obj.write_text(obj.read_text().replace("mtllib model.mtl", "mtllib mo\0del.mtl"))
+    return obj
+
+
+def _nul_in_map_kd(folder: Path) -> Path:
+    obj = write_textured_obj(folder)
+    (obj.parent / "model.mtl").write_text("newmtl skin\nmap_Kd tex/albedo\0.png\n")
+    return obj
+
+
+def _nul_in_buffer_uri(uri: str):  # noqa: ANN202 - a builder of folder/model.gltf
+    def make(folder: Path) -> Path:
+        path = gltf_with_image_uri(folder, "tex.png")
+        doc = json.loads(path.read_text())
+        doc["buffers"][0]["uri"] = uri
+        path.write_text(json.dumps(doc))  # a raw NUL is written as \u0000
+        return path
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_nul_in_mtllib, _nul_in_map_kd, _nul_in_buffer_uri("mo%00del.bin"), _nul_in_buffer_uri("mo\0del.bin")],
+    ids=["obj-mtllib", "mtl-map_Kd", "gltf-uri-percent-encoded", "gltf-uri-raw"],
+)
+@pytest.mark.parametrize("opt_in", [False, True], ids=["rooted", "allow-external-refs"])
+def test_a_name_with_a_nul_byte_is_refused_before_any_path_operation(tmp_path, make, opt_in):
+    """A NUL in a referenced name made every path operation raise ValueError ("embedded null byte"): exit 1."""
+    model = make(tmp_path / "asset")
+    result = invoke_prepare(model, tmp_path / "RUN", *(["--allow-external-refs"] if opt_in else []))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2, result.stderr
+    assert len(errors) == 1 and "a file name with a NUL byte" in errors[0] and "\\x00" in errors[0], result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr and "unexpectedly" not in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
 def test_texture_that_is_a_link_out_of_the_folder_is_refused(tmp_path):
     secret = plant_secret(tmp_path)
     obj = write_textured_obj(tmp_path / "asset")
