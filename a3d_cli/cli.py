@@ -243,7 +243,9 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     device: Annotated[str, typer.Option(help="Compute device: auto, cpu, cuda or cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of every random draw (same seed + device = same output).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of every random draw (same seed + device = same output).")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary, errors only.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Full tracebacks on unexpected errors.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")] = False,

@@ -27,6 +27,8 @@ EXAMPLE = REPO / "examples" / "assets" / "fox.glb"
         ["prepare"],  # missing required argument
         ["prepare", str(EXAMPLE), "-o", "RUN", "--splats", "many"],  # bad value
         ["--seed", "abc", "info", "RUN"],  # bad value of a global option
+        ["--seed", "-1", "prepare", str(EXAMPLE), "-o", "RUN"],  # numpy and torch take seeds in [0, 2**32)
+        ["--seed", str(2**32), "prepare", str(EXAMPLE), "-o", "RUN"],
         ["prepare", str(EXAMPLE), "-o", "RUN", "--bogus"],  # unknown option
         ["nosuch"],  # unknown command
         ["weights", "nosuch"],  # unknown sub-command
@@ -36,6 +38,8 @@ EXAMPLE = REPO / "examples" / "assets" / "fox.glb"
         "missing-argument",
         "bad-value",
         "bad-global-value",
+        "negative-seed",
+        "seed-past-32-bits",
         "unknown-option",
         "unknown-command",
         "unknown-subcommand",
