@@ -916,3 +916,33 @@ def _a3d_site() -> str:
             return f"{module}:{frame.f_code.co_name}"
         frame = frame.f_back
     return ""
+
+
+# -- hostile run folders: one clean error, no hang ---------------------------------------------------
+
+
+def one_error_with_hint(result) -> None:  # noqa: ANN001 - a CliRunner Result
+    """Exit 2 with exactly one `error:` line and a `hint:` on stderr, and no traceback."""
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unexpectedly" not in result.stderr and "Traceback" not in result.stderr
+    assert "hint:" in result.stderr
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run `call` in a daemon thread; (finished, result or exception). A read that blocks would never finish."""
+    import threading
+
+    out: list[object] = []
+
+    def body() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:  # noqa: BLE001 - handed back to the test
+            out.append(exc)
+
+    worker = threading.Thread(target=body, daemon=True)
+    worker.start()
+    worker.join(60)
+    return (not worker.is_alive()), (out[0] if out else None)
+

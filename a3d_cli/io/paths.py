@@ -32,6 +32,36 @@ def resolve_inside(run_dir: Path, rel: str) -> Path:
     return path
 
 
+def read_inside(run_dir: Path, rel: str, hint: str) -> bytes:
+    """The bytes of run-folder file `rel`, read only inside RUN and only from a regular file.
+
+    The path is resolved with `resolve_inside` (absolute paths, `..` and links that lead out are refused) and
+    read through `open_regular` (opened without following a link and checked on the descriptor, so a named
+    pipe or device is refused at once instead of hanging the read).
+
+    Why: run folders travel; a file in one may be a link to a private file or a pipe planted to hang a3d.
+
+    Args:
+        run_dir: the run folder.
+        rel: the file's path relative to it.
+        hint: what to do when it is missing or not a regular file (e.g. the command that writes it).
+
+    Raises:
+        RunFolderError: the file is missing, leads outside RUN, or is not a regular file.
+    """
+    from a3d_cli.io.regular import NotRegularFileError, read_regular
+
+    path = resolve_inside(run_dir, rel)
+    try:
+        return read_regular(path)
+    except FileNotFoundError:
+        raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=hint) from None
+    except (NotRegularFileError, IsADirectoryError):
+        raise RunFolderError(
+            f"{rel} in the run folder {run_dir} is not a regular file (a folder, named pipe or device).", hint=hint
+        ) from None
+
+
 def _resolve(path: Path) -> Path:
     """`path.resolve()`, with a link loop (which Python reports as RuntimeError) as a RunFolderError."""
     try:

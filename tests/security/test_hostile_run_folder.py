@@ -10,11 +10,16 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import REPO, in_thread, one_error_with_hint
+from typer.testing import CliRunner
 
+from a3d_cli.cli import app
 from a3d_cli.errors import RunFolderError
 from a3d_cli.io.manifest import load_manifest
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.stages.base import Runtime, run_stage
+
+FOX = REPO / "examples" / "assets" / "fox.glb"
 
 
 def snapshot(root: Path, skip: Path) -> dict[str, bytes | str]:
@@ -144,3 +149,18 @@ def test_link_loop_in_the_run_is_a_clear_error(run_dir):
     (run_dir / "static" / "out.txt").symlink_to(run_dir / "static" / "out.txt")
     with pytest.raises(RunFolderError, match="loop"):
         run_stage("prepare", run_dir, None, write_body, Runtime())
+
+
+# -- files that are not what a3d wrote: named pipes, folders in the way, foreign files -----------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+def test_manifest_that_is_a_named_pipe_is_refused_not_read_forever(run_dir):
+    """`RUN/a3d.json` as a pipe with no writer: read through `open_regular`, refused at once (exit 2)."""
+    run_dir.mkdir()
+    os.mkfifo(run_dir / "a3d.json")
+    finished, result = in_thread(lambda: load_manifest(run_dir))
+    assert finished and isinstance(result, RunFolderError) and "not a regular file" in str(result)
+    finished, result = in_thread(lambda: CliRunner().invoke(app, ["prepare", str(FOX), "-o", str(run_dir)]))
+    assert finished
+    one_error_with_hint(result)
