@@ -946,3 +946,31 @@ def in_thread(call: Callable[[], Any]) -> tuple[bool, Any]:
     worker.join(60)
     return (not worker.is_alive()), (out[0] if out else None)
 
+
+def _normalization_with(**parts: Any) -> bytes:
+    """A valid `normalization.json` (Z-up, off-centre) with some parts replaced, as JSON bytes."""
+    import json
+
+    data = fit_normalization(np.random.default_rng(0).random((50, 3)) * 10 + 5, up="+z", front="-y").to_json()
+    return json.dumps({**data, **parts}).encode()
+
+
+HOSTILE_NORMALIZATIONS: dict[str, bytes] = {
+    "empty": b"",
+    "garbage": b"{{{",
+    "list": b"[]",
+    "null": b"null",
+    "no-parts": b"{}",
+    "not-utf8": b'{"scale": "\xff"}',
+    "nested-past-the-parser": b"[" * 100_000,
+    "huge-integer": b'{"scale": ' + b"9" * 5000 + b"}",
+    "string-scale": _normalization_with(scale="x"),
+    "nan-scale": _normalization_with(scale=float("nan")),
+    "zero-scale": _normalization_with(scale=0),
+    "short-rotation": _normalization_with(rotation=[1, 2]),
+    "not-a-rotation": _normalization_with(rotation=[[2, 0, 0], [0, 1, 0], [0, 0, 1]]),
+    "short-center": _normalization_with(center=[1]),
+    "unknown-axis": _normalization_with(up=["sideways"]),
+}
+"""Ways `RUN/source/normalization.json` can be damaged or tampered with; each must be exit 2, never exit 1,
+a hang, or (for a NaN scale) exit 0 with all-NaN outputs."""

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import EXPORT_FRAMES as FRAMES
+from helpers import (
+    HOSTILE_NORMALIZATIONS,
+    in_thread,
+    make_gaussian_run,
+    moving_motion_field,
+    one_command_app,
+    one_error_with_hint,
+)
 from helpers import export_static as _static
-from helpers import make_gaussian_run, moving_motion_field, one_command_app
 
 from a3d_cli.commands.export import export as export_command
 from a3d_cli.errors import InputError, OptionError, RunFolderError
@@ -238,3 +246,25 @@ def test_both_exports_refuse_the_same_clip_options(bad, option):
         with pytest.raises(OptionError, match=option):
             options(**bad)
         options(fps=240.0, duration=600.0, loop_mode="pingpong")  # the edges are allowed
+
+
+@pytest.mark.parametrize("content", [*HOSTILE_NORMALIZATIONS.values(), "named-pipe"],
+                         ids=[*HOSTILE_NORMALIZATIONS, "named-pipe"])  # fmt: skip
+def test_a_damaged_normalization_exits_2_and_writes_nothing(gaussian_run, content):
+    """Exporting in the asset's frame reads source/normalization.json: damaged or tampered (not JSON, a NaN or
+    zero scale, which wrote all-NaN PLYs, a rotation of the wrong shape, a pipe), it is one error (exit 2)."""
+    from typer.testing import CliRunner
+
+    run, _, _ = gaussian_run
+    norm = run / "source" / "normalization.json"
+    norm.unlink()
+    if content == "named-pipe":
+        os.mkfifo(norm)
+    else:
+        norm.write_bytes(content)
+    app = one_command_app("export", export_command)
+    finished, result = in_thread(lambda: CliRunner().invoke(app, ["export", str(run), "--no-preview"]))
+    assert finished
+    one_error_with_hint(result)
+    assert "normalization.json" in result.stderr and "a3d prepare" in result.stderr
+    assert not (run / "export").exists()
