@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import REPO, in_thread, one_error_with_hint
+from helpers import REPO, in_thread, one_error_with_hint, reconstruct_app, reconstruct_run_folder, video_folder
 from typer.testing import CliRunner
 
 from a3d_cli.cli import app
@@ -164,3 +164,44 @@ def test_manifest_that_is_a_named_pipe_is_refused_not_read_forever(run_dir):
     finished, result = in_thread(lambda: CliRunner().invoke(app, ["prepare", str(FOX), "-o", str(run_dir)]))
     assert finished
     one_error_with_hint(result)
+
+
+@pytest.mark.parametrize("kind", ["link-out", "named-pipe"])
+def test_conditioning_cameras_that_link_out_or_are_a_pipe_are_refused_by_reconstruct(tmp_path, home, kind):
+    """`reconstruct --video DIR` with no cameras.json in DIR falls back to RUN/static/views/cameras.json: a link
+    from there to a file outside RUN is refused (never read), and a pipe is refused without blocking."""
+    if kind == "named-pipe" and not hasattr(os, "mkfifo"):
+        pytest.skip("named pipes need a POSIX system")
+    run, video = reconstruct_run_folder(tmp_path), video_folder(tmp_path / "video")
+    cams = run / "static" / "views" / "cameras.json"
+    (home / "cams.json").write_bytes(cams.read_bytes())
+    cams.unlink()
+    if kind == "link-out":
+        cams.symlink_to(home / "cams.json")
+    else:
+        os.mkfifo(cams)
+    args = ["--device", "cpu", "reconstruct", str(run), "--video", str(video), "--steps", "2", "--no-preview"]
+    finished, result = in_thread(lambda: CliRunner().invoke(reconstruct_app(), args))
+    assert finished
+    one_error_with_hint(result)
+    assert ("outside the run folder" if kind == "link-out" else "not a regular file") in result.stderr
+    assert not (run / "motion").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+@pytest.mark.parametrize("kind", ["named-pipe", "nested-past-the-parser"])
+def test_mvvideo_refuses_conditioning_cameras_that_are_a_pipe_or_too_deep(run_dir, kind):
+    """mvvideo reads RUN/static/views/cameras.json through `read_inside`: a pipe is refused without blocking,
+    JSON nested past the parser is one RunFolderError (not a RecursionError)."""
+    from a3d_cli.stages.base import StageContext
+    from a3d_cli.stages.mvvideo import _read_views
+
+    (run_dir / "static" / "views").mkdir(parents=True)
+    cams = run_dir / "static" / "views" / "cameras.json"
+    if kind == "named-pipe":
+        os.mkfifo(cams)
+    else:
+        cams.write_bytes(b"[" * 100_000)
+    finished, result = in_thread(lambda: _read_views(StageContext(run_dir, run_dir / "staging", Runtime())))
+    assert finished and isinstance(result, RunFolderError) and result.hint, result
+    assert ("not a regular file" if kind == "named-pipe" else "nested") in str(result)
