@@ -11,9 +11,10 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from a3d_cli.errors import RunFolderError
+from a3d_cli.errors import OptionError, RunFolderError
 
 _MANIFEST_HINT = "Paths in a run folder are relative to it; fix the manifest (a3d.json) or start a new run folder."
+_NAME_HINT = "Give the run folder a name, e.g. -o runs/fox."
 _LINK_HINT = "Remove the link (a3d never follows links out of a run folder), or start a new run folder."
 
 
@@ -60,6 +61,20 @@ def read_inside(run_dir: Path, rel: str, hint: str) -> bytes:
         raise RunFolderError(
             f"{rel} in the run folder {run_dir} is not a regular file (a folder, named pipe or device).", hint=hint
         ) from None
+
+
+def run_folder_path(text: str) -> Path:
+    """The run folder a user typed (`-o RUN`), as a Path; Typer's `parser` for that option.
+
+    Why: converted as a plain Path, an empty string becomes `.`, the current folder, before any later check can
+    tell it from a `.` typed on purpose; the stage would then make the current folder its run folder.
+
+    Raises:
+        OptionError: the text is empty or only spaces (exit code 2).
+    """
+    if not text.strip():
+        raise OptionError(f"The run folder path {text!r} is empty or only spaces.", hint=_NAME_HINT)
+    return Path(text)
 
 
 def _resolve(path: Path) -> Path:

@@ -14,7 +14,7 @@ from helpers import REPO, in_thread, one_error_with_hint, reconstruct_app, recon
 from typer.testing import CliRunner
 
 from a3d_cli.cli import app
-from a3d_cli.errors import RunFolderError
+from a3d_cli.errors import OptionError, RunFolderError
 from a3d_cli.io.manifest import load_manifest
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.stages.base import Runtime, run_stage
@@ -205,3 +205,45 @@ def test_mvvideo_refuses_conditioning_cameras_that_are_a_pipe_or_too_deep(run_di
     finished, result = in_thread(lambda: _read_views(StageContext(run_dir, run_dir / "staging", Runtime())))
     assert finished and isinstance(result, RunFolderError) and result.hint, result
     assert ("not a regular file" if kind == "named-pipe" else "nested") in str(result)
+
+
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_run_path_is_refused_and_the_current_folder_untouched(tmp_path, monkeypatch, out):
+    """`-o ""` would make the current folder the run folder (and prepare clears its source/ and static/)."""
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "important.txt").write_text("precious")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path, tmp_path / "nothing")
+    result = CliRunner().invoke(app, ["prepare", str(FOX), "-o", out, "--view-size", "32"])
+    one_error_with_hint(result)
+    assert "empty" in result.stderr
+    with pytest.raises(OptionError, match="empty"):  # the library's callers too (a Path("") is already ".")
+        run_stage("prepare", out, None, write_body, Runtime(), clear=("source", "static"))
+    assert snapshot(tmp_path, tmp_path / "nothing") == before
+
+
+def test_a_folder_holding_files_a3d_did_not_write_is_not_adopted_and_nothing_is_deleted(tmp_path):
+    """A folder that was never a run folder (here the current folder, `-o .`), whose source/ and static/ hold a
+    user's files: prepare, which replaces those folders, stops before writing anything (no lock, no manifest)."""
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "important.txt").write_text("precious")
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "gaussians.ply").write_text("the user's own splats")
+    before = snapshot(tmp_path, tmp_path / "nothing")
+    result = CliRunner().invoke(app, ["prepare", str(FOX), "-o", str(tmp_path), "--view-size", "32"])
+    one_error_with_hint(result)
+    assert "did not write" in result.stderr and "source/important.txt" in result.stderr
+    assert snapshot(tmp_path, tmp_path / "nothing") == before
+
+
+def test_a_users_file_in_an_owned_folder_of_a_run_is_kept(run_dir):
+    """In a real run folder, a file a3d's manifest does not record (put into a folder a stage owns) is never
+    deleted by that stage's clearing: the stage is refused; files a3d wrote there are still replaced."""
+    run_stage("prepare", run_dir, None, write_body, Runtime(), clear=("static",))
+    (run_dir / "static" / "mine.txt").write_text("precious")
+    with pytest.raises(RunFolderError, match="did not write") as info:
+        run_stage("prepare", run_dir, None, write_body, Runtime(force=True), clear=("static",))
+    assert info.value.exit_code == 2 and "static/mine.txt" in str(info.value)
+    assert (run_dir / "static" / "mine.txt").read_text() == "precious"
+    (run_dir / "static" / "mine.txt").unlink()
+    run_stage("prepare", run_dir, None, write_body, Runtime(force=True), clear=("static",))
