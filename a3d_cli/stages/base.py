@@ -225,8 +225,13 @@ def _now() -> str:
 
 
 def _commit(ctx: StageContext, clear: Sequence[str]) -> list[str]:
-    """Move staged files into the run folder, then drop stale files from the folders the stage owns."""
+    """Move staged files into the run folder, then drop stale files from the folders the stage owns.
+
+    Every destination is checked before the first file moves (`_check_destinations`), so a file or folder in
+    the way fails the stage with all earlier outputs in place, never with some files new and some old.
+    """
     written = ctx.staged_files()
+    _check_destinations(ctx.run_dir, written)
     for rel in written:
         dest = resolve_inside(ctx.run_dir, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +250,30 @@ def _commit(ctx: StageContext, clear: Sequence[str]) -> list[str]:
                 elif path.is_dir() and not any(path.iterdir()):
                     path.rmdir()
     return written
+
+
+def _check_destinations(run_dir: Path, written: Sequence[str]) -> None:
+    """Refuse, before anything is replaced, a destination in the way as the wrong kind: a folder where a stage
+    writes a file, or a file where it needs a folder.
+
+    Why: `os.replace` fails on such a destination only when it is reached; by then earlier files of the same
+    stage have been replaced, leaving a mix of new and old outputs (e.g. frames 0-29 new, 30 onwards old).
+
+    Raises:
+        RunFolderError: naming the first thing in the way (exit code 2).
+    """
+    root, checked = Path(run_dir).resolve(), set()
+    hint = "Move it aside or delete it, then re-run; the stage's earlier outputs were left as they were."
+    for rel in written:
+        dest = resolve_inside(run_dir, rel)
+        for folder in reversed(dest.parents):  # from the run folder down
+            if folder in checked or folder == root or root not in folder.parents:
+                continue
+            if folder.exists() and not folder.is_dir():
+                raise RunFolderError(f"{folder} is a file where a3d needs a folder (to write {rel}).", hint=hint)
+            checked.add(folder)
+        if dest.is_dir():
+            raise RunFolderError(f"{dest} is a folder where a3d writes the file {rel}.", hint=hint)
 
 
 def _recorded_outputs(manifest: Mapping[str, Any]) -> set[str]:

@@ -247,3 +247,18 @@ def test_a_users_file_in_an_owned_folder_of_a_run_is_kept(run_dir):
     assert (run_dir / "static" / "mine.txt").read_text() == "precious"
     (run_dir / "static" / "mine.txt").unlink()
     run_stage("prepare", run_dir, None, write_body, Runtime(force=True), clear=("static",))
+
+
+@pytest.mark.parametrize("kind", ["folder", "named-pipe"])
+def test_lock_file_that_is_not_a_plain_file_is_a_run_folder_error(run_dir, kind):
+    """`RUN/.a3d.lock` as a folder (EISDIR on open) or a pipe: exit 2 with a hint, not exit 1."""
+    run_dir.mkdir()
+    if kind == "folder":
+        (run_dir / ".a3d.lock").mkdir()
+    elif hasattr(os, "mkfifo"):
+        os.mkfifo(run_dir / ".a3d.lock")
+    else:
+        pytest.skip("named pipes need a POSIX system")
+    with pytest.raises(RunFolderError, match="not a plain file") as info:
+        run_stage("prepare", run_dir, None, write_body, Runtime())
+    assert info.value.exit_code == 2 and info.value.hint
