@@ -930,3 +930,61 @@ def _a3d_site() -> str:
             return f"{module}:{frame.f_code.co_name}"
         frame = frame.f_back
     return ""
+
+
+# -- hostile run folders: one clean error, no hang ---------------------------------------------------
+
+
+def one_error_with_hint(result) -> None:  # noqa: ANN001 - a CliRunner Result
+    """Exit 2 with exactly one `error:` line and a `hint:` on stderr, and no traceback."""
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unexpectedly" not in result.stderr and "Traceback" not in result.stderr
+    assert "hint:" in result.stderr
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run `call` in a daemon thread; (finished, result or exception). A read that blocks would never finish."""
+    import threading
+
+    out: list[object] = []
+
+    def body() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:  # noqa: BLE001 - handed back to the test
+            out.append(exc)
+
+    worker = threading.Thread(target=body, daemon=True)
+    worker.start()
+    worker.join(60)
+    return (not worker.is_alive()), (out[0] if out else None)
+
+
+def _normalization_with(**parts: Any) -> bytes:
+    """A valid `normalization.json` (Z-up, off-centre) with some parts replaced, as JSON bytes."""
+    import json
+
+    data = fit_normalization(np.random.default_rng(0).random((50, 3)) * 10 + 5, up="+z", front="-y").to_json()
+    return json.dumps({**data, **parts}).encode()
+
+
+HOSTILE_NORMALIZATIONS: dict[str, bytes] = {
+    "empty": b"",
+    "garbage": b"{{{",
+    "list": b"[]",
+    "null": b"null",
+    "no-parts": b"{}",
+    "not-utf8": b'{"scale": "\xff"}',
+    "nested-past-the-parser": b"[" * 100_000,
+    "huge-integer": b'{"scale": ' + b"9" * 5000 + b"}",
+    "string-scale": _normalization_with(scale="x"),
+    "nan-scale": _normalization_with(scale=float("nan")),
+    "zero-scale": _normalization_with(scale=0),
+    "short-rotation": _normalization_with(rotation=[1, 2]),
+    "not-a-rotation": _normalization_with(rotation=[[2, 0, 0], [0, 1, 0], [0, 0, 1]]),
+    "short-center": _normalization_with(center=[1]),
+    "unknown-axis": _normalization_with(up=["sideways"]),
+}
+"""Ways `RUN/source/normalization.json` can be damaged or tampered with; each must be exit 2, never exit 1,
+a hang, or (for a NaN scale) exit 0 with all-NaN outputs."""

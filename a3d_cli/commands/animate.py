@@ -22,6 +22,7 @@ from a3d_cli.commands.common import (
     optional_path,
     resolve_path,
 )
+from a3d_cli.io.paths import run_folder_path
 from a3d_cli.stages.animate import AnimateOptions
 
 _INPUT = "Input"
@@ -104,7 +105,8 @@ def animate(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Run folder (default: a3d-runs/<model name>).", metavar="RUN", show_default=False
+            "--out", "-o", help="Run folder (default: a3d-runs/<model name>).", metavar="RUN", show_default=False,
+            parser=run_folder_path,
         ),
     ] = None,
     video: Annotated[

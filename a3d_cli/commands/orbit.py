@@ -9,6 +9,7 @@ import typer
 
 from a3d_cli.commands.common import CompileOption, ForceOption, resolve_path, run_and_report
 from a3d_cli.errors import OptionError
+from a3d_cli.io.paths import run_folder_path
 from a3d_cli.stages.orbit import DEFAULT_CUDA_DTYPE, OrbitOptions
 
 _CAMERAS = "Cameras (sv3d_p)"
@@ -39,7 +40,11 @@ def orbit(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="The run folder to create or update.", metavar="RUN", show_default=False)
+        Path,
+        typer.Option(
+            "--out", "-o", help="The run folder to create or update.", metavar="RUN", show_default=False,
+            parser=run_folder_path,
+        ),
     ],
     model: Annotated[
         str, typer.Option(help="sv3d_p (follows --elevation/--azimuths) or sv3d_u (no camera input).")

@@ -9,6 +9,7 @@ import typer
 
 from a3d_cli.commands.common import AllowExternalRefsOption, ForceOption, resolve_path, run_and_report
 from a3d_cli.errors import OptionError
+from a3d_cli.io.paths import run_folder_path
 from a3d_cli.stages.prepare import PrepareOptions
 
 _MESH = "Mesh conversion"
@@ -26,7 +27,11 @@ def prepare(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="The run folder to create or update.", metavar="RUN", show_default=False)
+        Path,
+        typer.Option(
+            "--out", "-o", help="The run folder to create or update.", metavar="RUN", show_default=False,
+            parser=run_folder_path,
+        ),
     ],
     up: Annotated[
         str, typer.Option(help=f"The asset's up axis ({_AXES}); glTF is +y, many OBJ/PLY exports +z.")

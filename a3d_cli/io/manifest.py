@@ -15,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from a3d_cli import __version__
 from a3d_cli.errors import RunFolderError
 from a3d_cli.io.atomic import atomic_write_text
-from a3d_cli.io.paths import resolve_inside
+from a3d_cli.io.json_data import parse_json
+from a3d_cli.io.paths import read_inside, resolve_inside
 from a3d_cli.io.regular import open_regular
 
 MANIFEST_NAME = "a3d.json"
@@ -41,6 +43,16 @@ _ENTRY_TYPES: dict[str, tuple[type, ...]] = {  # the fields a3d reads back, and 
     "error": (str,),
     "last_success": (dict,),
 }
+_METRIC_TYPES: dict[str, tuple[type, ...]] = {  # the figures `a3d info` formats as numbers, and their JSON types
+    "psnr": _NUMBER,
+    "psnr_static": (*_NUMBER, type(None)),
+    "final_loss": (*_NUMBER, type(None)),
+    "psnr_vs_coarse": _NUMBER,
+    "loss_start": (dict,),
+    "loss_end": (dict,),
+    "view_coverage": (list,),
+}
+_RESTORE = "Restore a3d.json from a copy, or move this run folder aside and start a new one (-o)."
 
 
 def to_jsonable(value: Any) -> Any:
@@ -96,28 +108,53 @@ def digest_path(path: Path) -> str:
 
 
 def load_manifest(run_dir: Path) -> dict[str, Any]:
-    """The manifest of a run folder (an empty one when the folder has none yet)."""
+    """The manifest of a run folder (an empty one when the folder has none yet), checked before use.
+
+    The file is read inside RUN only and only as a regular file (`a3d_cli.io.paths.read_inside`), parsed with
+    `parse_json` (bounded nesting and integers), and every field a3d reads back, and every figure
+    `a3d info` shows, is checked for its JSON type and range. So code that formats or sums these values
+    (`a3d info`, the summary table) never meets a string, a nested object or a number it cannot convert.
+
+    Raises:
+        RunFolderError: a link out of RUN, not a regular file (a named pipe is refused, never read), not
+            JSON, not an a3d manifest, or an entry of the wrong type or range (exit code 2).
+    """
     path = Path(run_dir) / MANIFEST_NAME
     if path.is_symlink():
         resolve_inside(run_dir, MANIFEST_NAME)  # a link out of RUN is refused; one inside it is read
     if not path.exists():
         return {"format": FORMAT_VERSION, "a3d_version": __version__, "stages": {}}
+    raw = read_inside(run_dir, MANIFEST_NAME, hint=_RESTORE)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(
-            f"The manifest {path} is not readable JSON ({exc}).",
-            hint="Restore it, or start a new run folder.",
-        ) from exc
+        data = parse_json(raw)
+    except ValueError as exc:
+        raise RunFolderError(f"The manifest {path} is not readable JSON ({exc}).", hint=_RESTORE) from exc
     if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
-        raise RunFolderError(f"The manifest {path} is not an a3d manifest.", hint="Start a new run folder.")
+        raise RunFolderError(f"The manifest {path} is not an a3d manifest.", hint=_RESTORE)
     for name, entry in data["stages"].items():
         _check_entry(path, name, entry)
     return data
 
 
+def _short(value: Any) -> str:
+    """A value for an error message: its repr, cut to a few words."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    """JSON types for an error message: "number or null", "dict", "str"."""
+    names = ("number" if t in _NUMBER else "null" if t is type(None) else t.__name__ for t in types)
+    return " or ".join(dict.fromkeys(names))
+
+
+def _wrong(value: Any, types: tuple[type, ...]) -> bool:
+    """Whether a JSON value is not one of `types` (a JSON true/false is not a number)."""
+    return not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+
+
 def _check_entry(path: Path, name: str, entry: Any) -> None:
-    """Refuse a stage entry whose fields have the wrong JSON types (a hand-edited or foreign manifest)."""
+    """Refuse a stage entry whose fields have the wrong JSON types or ranges (a hand-edited or foreign manifest)."""
     hint = f"Fix or delete the {name!r} entry in {path.name}; that stage then runs again."
     if not isinstance(entry, dict):
         raise RunFolderError(
@@ -125,16 +162,42 @@ def _check_entry(path: Path, name: str, entry: Any) -> None:
         )
     for key, types in _ENTRY_TYPES.items():
         value = entry.get(key)
-        if key in entry and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+        if key in entry and _wrong(value, types):
             raise RunFolderError(
-                f"The manifest {path}: stage {name!r} has {key} = {value!r} ({type(value).__name__}), "
-                f"expected {' or '.join(t.__name__ for t in types)}.",
+                f"The manifest {path}: stage {name!r} has {key} = {_short(value)} ({type(value).__name__}), "
+                f"expected {_type_names(types)}.",
                 hint=hint,
             )
     if "outputs" in entry and not all(isinstance(o, str) for o in entry["outputs"]):
         raise RunFolderError(f"The manifest {path}: stage {name!r} has outputs that are not paths.", hint=hint)
+    for key in ("seconds", "peak_memory_bytes"):  # shown as "1.2 s" and "396.8 MiB": finite and not negative
+        value = entry.get(key)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise RunFolderError(
+                f"The manifest {path}: stage {name!r} has {key} = {_short(value)}, not a finite amount ≥ 0.",
+                hint=hint,
+            )
+    if isinstance(entry.get("metrics"), dict):
+        _check_metrics(path, name, entry["metrics"], hint)
     if "last_success" in entry:
         _check_entry(path, f"{name}.last_success", entry["last_success"])
+
+
+def _check_metrics(path: Path, name: str, metrics: dict[str, Any], hint: str) -> None:
+    """Refuse figures `a3d info` formats as numbers (PSNR, losses, view coverage) that are not numbers."""
+    checks = [(key, metrics[key], types) for key, types in _METRIC_TYPES.items() if key in metrics]
+    for key in ("loss_start", "loss_end"):
+        if isinstance(metrics.get(key), dict) and "total" in metrics[key]:
+            checks.append((f"{key}.total", metrics[key]["total"], _NUMBER))
+    if isinstance(metrics.get("view_coverage"), list):
+        checks += [("view_coverage", c, _NUMBER) for c in metrics["view_coverage"]]
+    for key, value, types in checks:
+        if _wrong(value, types):
+            raise RunFolderError(
+                f"The manifest {path}: stage {name!r} has metrics.{key} = {_short(value)}, "
+                f"expected {_type_names(types)}.",
+                hint=hint,
+            )
 
 
 def save_manifest(run_dir: Path, data: dict[str, Any]) -> None:

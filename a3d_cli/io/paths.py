@@ -11,9 +11,10 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from a3d_cli.errors import RunFolderError
+from a3d_cli.errors import OptionError, RunFolderError
 
 _MANIFEST_HINT = "Paths in a run folder are relative to it; fix the manifest (a3d.json) or start a new run folder."
+_NAME_HINT = "Give the run folder a name, e.g. -o runs/fox."
 _LINK_HINT = "Remove the link (a3d never follows links out of a run folder), or start a new run folder."
 
 
@@ -30,6 +31,50 @@ def resolve_inside(run_dir: Path, rel: str) -> Path:
     if root != path and root not in path.parents:
         raise RunFolderError(f"The path {rel!r} leads outside the run folder {root}.", hint=_LINK_HINT)
     return path
+
+
+def read_inside(run_dir: Path, rel: str, hint: str) -> bytes:
+    """The bytes of run-folder file `rel`, read only inside RUN and only from a regular file.
+
+    The path is resolved with `resolve_inside` (absolute paths, `..` and links that lead out are refused) and
+    read through `open_regular` (opened without following a link and checked on the descriptor, so a named
+    pipe or device is refused at once instead of hanging the read).
+
+    Why: run folders travel; a file in one may be a link to a private file or a pipe planted to hang a3d.
+
+    Args:
+        run_dir: the run folder.
+        rel: the file's path relative to it.
+        hint: what to do when it is missing or not a regular file (e.g. the command that writes it).
+
+    Raises:
+        RunFolderError: the file is missing, leads outside RUN, or is not a regular file.
+    """
+    from a3d_cli.io.regular import NotRegularFileError, read_regular
+
+    path = resolve_inside(run_dir, rel)
+    try:
+        return read_regular(path)
+    except FileNotFoundError:
+        raise RunFolderError(f"The run folder {run_dir} has no {rel}.", hint=hint) from None
+    except (NotRegularFileError, IsADirectoryError):
+        raise RunFolderError(
+            f"{rel} in the run folder {run_dir} is not a regular file (a folder, named pipe or device).", hint=hint
+        ) from None
+
+
+def run_folder_path(text: str) -> Path:
+    """The run folder a user typed (`-o RUN`), as a Path; Typer's `parser` for that option.
+
+    Why: converted as a plain Path, an empty string becomes `.`, the current folder, before any later check can
+    tell it from a `.` typed on purpose; the stage would then make the current folder its run folder.
+
+    Raises:
+        OptionError: the text is empty or only spaces (exit code 2).
+    """
+    if not text.strip():
+        raise OptionError(f"The run folder path {text!r} is empty or only spaces.", hint=_NAME_HINT)
+    return Path(text)
 
 
 def _resolve(path: Path) -> Path:

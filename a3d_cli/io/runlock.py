@@ -83,6 +83,11 @@ def _open_lock_file(path: Path) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise RunFolderError(f"The lock file {path} is a symbolic link; a3d does not follow it.", hint=hint) from None
+        if exc.errno in (errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):  # a folder, a socket, a device without driver
+            raise RunFolderError(
+                f"The lock file {path} is not a plain file (a folder, socket or device).",
+                hint="Move it aside or delete it; a3d makes a new lock file.",
+            ) from None
         raise
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:

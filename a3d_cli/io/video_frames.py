@@ -14,13 +14,14 @@ Examples:
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from a3d_cli.errors import InputError
+from a3d_cli.io.json_data import parse_json
+from a3d_cli.io.regular import read_regular
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.render.cameras import MVVDM_BACKGROUND
 from a3d_cli.run_layout import CAMERAS_JSON, MVVIDEO_FRAME_NAME
@@ -175,9 +176,9 @@ def read_cameras(video_dir: Path, fallback: Path | None = None) -> CameraSet:
 
     places = [Path(video_dir) / CAMERAS_JSON, *([Path(fallback)] if fallback is not None else [])]
     for path in places:
-        if path.is_file():
+        if path.exists():  # read as a regular file only: a named pipe or folder is refused, never read
             try:
-                cams = CameraSet.from_json(json.loads(path.read_text()))
+                cams = CameraSet.from_json(parse_json(read_regular(path)))
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError(
                     f"{path} is not a readable cameras file ({exc}).",

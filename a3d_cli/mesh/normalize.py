@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -131,16 +132,88 @@ class Normalization:
         return json.dumps(self.to_json(), indent=2)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Normalization:
-        """Inverse of `to_json`."""
+    def from_json(cls, data: Any) -> Normalization:
+        """Inverse of `to_json`, checked: the file may have been edited or damaged since `a3d prepare` wrote it.
+
+        Raises:
+            ValueError: not an object, a missing part, `rotation` not a finite 3×3 rotation, `center` not 3 finite
+                numbers, `scale` or `radius` not a positive finite number within ±1e30, an unknown axis name.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a {type(data).__name__}, not a JSON object")
+        rotation = _numbers(data, "rotation", (3, 3))
+        if np.abs(rotation.T @ rotation - np.eye(3)).max() > 1e-3 or np.linalg.det(rotation) < 0:
+            raise ValueError("rotation is not a rotation matrix (orthonormal, determinant +1)")
+        up, front = data.get("up", "+y"), data.get("front", "+z")
+        if not (isinstance(up, str) and up in AXES and isinstance(front, str) and front in AXES):
+            raise ValueError(f"up and front must be axis names such as '+y', got {_short(up)} and {_short(front)}")
         return cls(
-            rotation=np.asarray(data["rotation"], dtype=np.float64),
-            center=np.asarray(data["center"], dtype=np.float64),
-            scale=float(data["scale"]),
-            up=data.get("up", "+y"),
-            front=data.get("front", "+z"),
-            radius=float(data.get("radius", NORMALIZED_RADIUS)),
+            rotation=rotation,
+            center=_numbers(data, "center", (3,)),
+            scale=_positive(data, "scale"),
+            up=up,
+            front=front,
+            radius=_positive(data, "radius", NORMALIZED_RADIUS),
         )
+
+
+_LIMIT = 1e30
+"""Largest magnitude accepted for a normalization's numbers: beyond it, positions mapped back overflow float32."""
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut to a few characters."""
+    text = repr(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _numbers(data: dict[str, Any], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """`data[key]` as a float64 array of `shape`, every value finite and within ±_LIMIT, else ValueError."""
+    if key not in data:
+        raise ValueError(f"it has no {key!r}")
+    try:
+        value = np.asarray(data[key], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{key} is not an array of numbers") from None
+    if value.shape != shape:
+        raise ValueError(f"{key} has shape {list(value.shape)}, expected {list(shape)}")
+    if not (np.isfinite(value).all() and (np.abs(value) <= _LIMIT).all()):
+        raise ValueError(f"{key} holds NaN, infinite or huge values")
+    return value
+
+
+def _positive(data: dict[str, Any], key: str, default: float | None = None) -> float:
+    """`data[key]` (or `default` when absent) as a float in [1/_LIMIT, _LIMIT], else ValueError."""
+    value = data.get(key, default)
+    if value is None:
+        raise ValueError(f"it has no {key!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} is {type(value).__name__}, not a number")
+    if not 1 / _LIMIT <= value <= _LIMIT:  # NaN fails too
+        raise ValueError(f"{key} = {_short(value)} is not a positive finite number within 1e-30…1e30")
+    return float(value)
+
+
+def read_normalization(run_dir: Path) -> Normalization:
+    """`RUN/source/normalization.json`, read inside RUN as a regular file and checked (`Normalization.from_json`).
+
+    Raises:
+        RunFolderError: the file is missing, a link out of RUN, not a regular file (a named pipe is refused, never
+            read), not JSON, or not a valid normalization (exit code 2).
+    """
+    from a3d_cli.errors import RunFolderError
+    from a3d_cli.io.json_data import parse_json
+    from a3d_cli.io.paths import read_inside
+    from a3d_cli.run_layout import NORMALIZATION_JSON
+
+    hint = "Re-run `a3d prepare MODEL -o RUN --force`, which writes it again."
+    raw = read_inside(run_dir, NORMALIZATION_JSON, hint=hint)
+    try:
+        return Normalization.from_json(parse_json(raw))
+    except ValueError as exc:
+        raise RunFolderError(
+            f"{NORMALIZATION_JSON} in the run folder {run_dir} is not a normalization a3d can use ({exc}).", hint=hint
+        ) from None
 
 
 def fit_normalization(

@@ -27,8 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from a3d_cli import __version__
-from a3d_cli.errors import A3DError, RunFolderError, RunLockedError
-from a3d_cli.io.manifest import digest_json, digest_path, digested_params, load_manifest, to_jsonable, update_stage
+from a3d_cli.errors import A3DError, OptionError, RunFolderError, RunLockedError
+from a3d_cli.io.manifest import (
+    MANIFEST_NAME,
+    digest_json,
+    digest_path,
+    digested_params,
+    load_manifest,
+    to_jsonable,
+    update_stage,
+)
 from a3d_cli.io.paths import check_links_inside, private_dir, resolve_inside
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.progress import Progress
@@ -144,12 +152,19 @@ def _make_folders(run_dir: Path) -> None:
             created.append(folder)
 
 
-def ensure_run_dir(run_dir: Path, create: bool = True) -> Path:
+def ensure_run_dir(run_dir: Path | str, create: bool = True) -> Path:
     """Check (and make) a run folder that a3d can write to.
 
     Raises:
+        OptionError: the path is empty or only spaces (`-o ""` would make the current folder the run folder).
         RunFolderError: the path is a file, cannot be created, or is not writable.
     """
+    name = Path(run_dir).name
+    if not str(run_dir).strip() or (name and not name.strip()):
+        raise OptionError(
+            f"The run folder path {str(run_dir)!r} is empty or only spaces.",
+            hint="Give the run folder a name, e.g. -o runs/fox.",
+        )
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"The run folder {run_dir} is a file, not a folder.", hint="Pass a folder path with -o.")
@@ -210,8 +225,13 @@ def _now() -> str:
 
 
 def _commit(ctx: StageContext, clear: Sequence[str]) -> list[str]:
-    """Move staged files into the run folder, then drop stale files from the folders the stage owns."""
+    """Move staged files into the run folder, then drop stale files from the folders the stage owns.
+
+    Every destination is checked before the first file moves (`_check_destinations`), so a file or folder in
+    the way fails the stage with all earlier outputs in place, never with some files new and some old.
+    """
     written = ctx.staged_files()
+    _check_destinations(ctx.run_dir, written)
     for rel in written:
         dest = resolve_inside(ctx.run_dir, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +250,67 @@ def _commit(ctx: StageContext, clear: Sequence[str]) -> list[str]:
                 elif path.is_dir() and not any(path.iterdir()):
                     path.rmdir()
     return written
+
+
+def _check_destinations(run_dir: Path, written: Sequence[str]) -> None:
+    """Refuse, before anything is replaced, a destination in the way as the wrong kind: a folder where a stage
+    writes a file, or a file where it needs a folder.
+
+    Why: `os.replace` fails on such a destination only when it is reached; by then earlier files of the same
+    stage have been replaced, leaving a mix of new and old outputs (e.g. frames 0-29 new, 30 onwards old).
+
+    Raises:
+        RunFolderError: naming the first thing in the way (exit code 2).
+    """
+    root, checked = Path(run_dir).resolve(), set()
+    hint = "Move it aside or delete it, then re-run; the stage's earlier outputs were left as they were."
+    for rel in written:
+        dest = resolve_inside(run_dir, rel)
+        for folder in reversed(dest.parents):  # from the run folder down
+            if folder in checked or folder == root or root not in folder.parents:
+                continue
+            if folder.exists() and not folder.is_dir():
+                raise RunFolderError(f"{folder} is a file where a3d needs a folder (to write {rel}).", hint=hint)
+            checked.add(folder)
+        if dest.is_dir():
+            raise RunFolderError(f"{dest} is a folder where a3d writes the file {rel}.", hint=hint)
+
+
+def _recorded_outputs(manifest: Mapping[str, Any]) -> set[str]:
+    """Every file the manifest says a stage wrote (the latest entries and their earlier successes)."""
+    entries = [e for entry in manifest["stages"].values() for e in (entry, entry.get("last_success") or {})]
+    return {rel for entry in entries for rel in entry.get("outputs", [])}
+
+
+def check_cleared_folders(run_dir: Path, name: str, clear: Sequence[str]) -> None:
+    """Refuse to run a stage whose owned folders (`clear`) hold files a3d did not write.
+
+    A stage replaces what is in the folders it owns and deletes files the new run did not write (no stale
+    frames survive). That is safe only for files a3d wrote, those the manifest records as some stage's outputs.
+    A file it does not record (a folder that was never a run folder, such as the current folder given as
+    `-o ""`, or a user's file put into `RUN/mvvideo/`) belongs to someone else: the stage stops before anything
+    is written, and nothing is deleted. Links are not counted: clearing removes a link, never what it points at.
+
+    Raises:
+        RunFolderError: naming the first few such files (exit code 2).
+    """
+    if not clear:
+        return
+    recorded = _recorded_outputs(load_manifest(run_dir))
+    root, foreign = Path(run_dir).resolve(), []
+    for folder in clear:
+        top = resolve_inside(run_dir, folder)
+        if top.is_dir():
+            for path in top.rglob("*"):  # rglob does not descend into linked folders
+                if not path.is_symlink() and not path.is_dir() and path.relative_to(root).as_posix() not in recorded:
+                    foreign.append(path.relative_to(root).as_posix())
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunFolderError(
+            f"{run_dir} holds files a3d did not write in the folders `{name}` replaces ({shown}); a3d does not "
+            "delete them.",
+            hint="Give a new or empty run folder (-o), or move those files out of it first.",
+        )
 
 
 def _input_digests(run_dir: Path, requires: Mapping[str, str], external_inputs: Sequence[Path]) -> dict[str, str]:
@@ -273,6 +354,8 @@ def run_stage(
     rt = rt or Runtime()
     with created_folders_removed_on_failure(run_dir):
         run_dir = ensure_run_dir(run_dir)
+        if not os.path.lexists(run_dir / MANIFEST_NAME):  # not a run folder (yet): refused before the lock file
+            check_cleared_folders(run_dir, name, clear)
         with backend_flags_kept():  # a stage's CUDA speed flags end with the stage
             return _run_locked(name, run_dir, opts, body, rt, dict(requires or {}), external_inputs, clear)
 
@@ -345,7 +428,8 @@ def _run_locked(
                 skipped=True,
                 metrics=previous.get("metrics", {}),
             )
-        # 3. run the body into a private staging folder
+        # 3. run the body into a private staging folder (the folders it replaces hold only a3d's files)
+        check_cleared_folders(run_dir, name, clear)
         staging_root = private_dir(run_dir, STAGING_DIR)  # refused when it is a link
         for stale in staging_root.glob(f"{name}-*"):  # left by a killed run; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
@@ -417,6 +501,7 @@ __all__ = [
     "Runtime",
     "StageContext",
     "StageResult",
+    "check_cleared_folders",
     "check_inputs",
     "created_folders_removed_on_failure",
     "ensure_run_dir",

@@ -156,7 +156,7 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
         from a3d_cli.gaussians.ply import convention_rotation, write_ply
         from a3d_cli.gaussians.transform import similarity_gaussians
         from a3d_cli.io.atomic import atomic_write_text
-        from a3d_cli.mesh.normalize import NORMALIZED_RADIUS, Normalization
+        from a3d_cli.mesh.normalize import NORMALIZED_RADIUS, read_normalization
         from a3d_cli.render.splats import render_orbit
 
         # 1. inputs: static splats, the motion fitted on them, the clip and the frames asked for
@@ -168,7 +168,7 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
         frame_ids = parse_frames(opts.frames, len(timing))
         to_original = None
         if opts.space == "original":
-            norm = Normalization.from_json(json.loads(ctx.input(NORMALIZATION_JSON).read_text()))
+            norm = read_normalization(ctx.run_dir)
             to_original = norm.to_original_similarity()
         axes = torch.from_numpy(convention_rotation(opts.ply_convention)).float()
 

@@ -24,7 +24,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +140,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         from a3d_cli.io.atomic import atomic_path
         from a3d_cli.mesh.binding import MeshBinding
         from a3d_cli.mesh.gltf_animated import mesh_material, write_animated_glb, write_skinned_glb
-        from a3d_cli.mesh.normalize import Normalization
+        from a3d_cli.mesh.normalize import read_normalization
         from a3d_cli.mesh.rigidity import mesh_frames, offset_pct_of_radius
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
         from a3d_cli.mesh.store import load_processed_mesh
@@ -155,7 +154,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
                 hint="static/gaussians.ply was replaced after `a3d prepare`; re-run `a3d prepare --force`.",
             )
         mesh = load_processed_mesh(ctx.input(PROCESSED_MESH), expected_vertices=len(binding.vertex_splat))
-        norm = Normalization.from_json(json.loads(ctx.input(NORMALIZATION_JSON).read_text()))
+        norm = read_normalization(ctx.run_dir)
         timing = clip_timing(
             field.config.num_frames, motion_fps, opts.fps, opts.duration, opts.loop_mode if opts.loop else "off"
         )

@@ -162,12 +162,15 @@ def _read_views(ctx: StageContext) -> tuple[torch.Tensor, object]:
     import torch
 
     from a3d_cli.io.images import load_png
+    from a3d_cli.io.json_data import parse_json
+    from a3d_cli.io.paths import read_inside
     from a3d_cli.render.cameras import CameraSet
 
-    cam_path = ctx.input(VIEWS_CAMERAS)
+    cam_path = ctx.run_dir / VIEWS_CAMERAS
+    raw = read_inside(ctx.run_dir, VIEWS_CAMERAS, hint=f"Re-run `{PREPARE} --force`.")  # regular files only
     try:
-        cams = CameraSet.from_json(json.loads(cam_path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        cams = CameraSet.from_json(parse_json(raw))
+    except (KeyError, TypeError, ValueError) as exc:
         raise RunFolderError(f"{cam_path} is not a camera file of `a3d prepare` ({exc}).",
                              hint="Re-run `a3d prepare ... --force`.") from exc
     if len(cams) != NUM_VIEWS:

@@ -39,6 +39,7 @@ from typing import Any
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_field import MotionFieldConfig
 from a3d_cli.gaussians.motion_fit import FitSettings
+from a3d_cli.io.paths import resolve_inside
 from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_frames
 from a3d_cli.models.mvvdm.shape import FPS
 from a3d_cli.run_layout import CAMERAS_JSON, COARSE_MOTION, COARSE_PREVIEW, MVVIDEO_DIR, STATIC_PLY, VIEWS_CAMERAS
@@ -246,7 +247,8 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
 
     def read() -> FitInputs:
         video = read_video_frames(video_dir, max_size=max(s.resolution, MASK_SIZE))  # bounded memory
-        cams = read_cameras(video_dir, fallback=ctx.run_dir / VIEWS_CAMERAS)
+        fallback = resolve_inside(ctx.run_dir, VIEWS_CAMERAS)  # a link out of RUN is refused, never read
+        cams = read_cameras(video_dir, fallback=fallback)
         return FitInputs(video, cams, read_ply(ctx.input(STATIC_PLY)).to(ctx.device))
 
     def write(out: VideoFit) -> None:

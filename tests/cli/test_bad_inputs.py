@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, png_declaring, reconstruct_app
+from helpers import REPO, one_error_with_hint, png_declaring, reconstruct_app
 from helpers import reconstruct_run_folder as _run_folder
 from helpers import video_folder as _video
 from typer.testing import CliRunner
@@ -30,13 +30,6 @@ from a3d_cli.render.cameras import MVVDM_BACKGROUND
 from a3d_cli.stages import reconstruct as stage
 
 runner = CliRunner()
-
-
-def one_error_with_hint(result) -> None:
-    assert result.exit_code == 2, result.output + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "unexpectedly" not in result.stderr and "Traceback" not in result.stderr
-    assert "hint:" in result.stderr
 
 
 def reconstruct(run: Path, video: Path):
@@ -427,6 +420,43 @@ def test_manifest_entry_of_the_wrong_type_exits_2_in_info_and_stages(tmp_path, e
     one_error_with_hint(runner.invoke(app, ["info", str(run)]))
     fox = REPO / "examples" / "assets" / "fox.glb"
     one_error_with_hint(runner.invoke(app, ["prepare", str(fox), "-o", str(run), "--view-size", "32"]))
+
+
+def _manifest(**entry) -> bytes:
+    """A manifest with one finished `prepare` entry, some fields replaced, as JSON bytes."""
+    done = {"status": "done", "seconds": 1.0, "peak_memory_bytes": 1024, "outputs": [], "metrics": {}}
+    return json.dumps({"format": 1, "stages": {"prepare": {**done, **entry}}}).encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"stages": {}, "x": ' + b"[" * 500 + b"]" * 500 + b"}",
+        b'{"stages": {"\xff": {}}}',
+        b'{"stages": {}, "x": ' + b"9" * 5000 + b"}",
+        _manifest().replace(b'"seconds": 1.0', b'"seconds": 1' + b"0" * 400),
+        _manifest().replace(b'"peak_memory_bytes": 1024', b'"peak_memory_bytes": 1' + b"0" * 400),
+        _manifest(seconds=float("nan")),
+        _manifest(peak_memory_bytes=-5),
+        _manifest(metrics={"view_coverage": [None, "a", {}], "front": 5}),
+        _manifest(metrics={"psnr": {"db": 30}}),
+        _manifest(metrics={"loss_end": {"total": 1.0}, "loss_start": [2.0]}),
+    ],
+    ids=["nested-past-the-parser", "nested-500-deep", "not-utf8", "5000-digit-integer", "seconds-10^400",
+         "peak-memory-10^400", "seconds-nan", "negative-peak-memory", "coverage-not-numbers", "psnr-an-object",
+         "loss-start-a-list"],  # fmt: skip
+)
+def test_a_tampered_manifest_exits_2_in_info_and_stages_and_is_left_as_it_was(tmp_path, raw):
+    """Whatever a3d.json holds, `a3d info` (which formats its figures) and a stage refuse it with one error,
+    never a RecursionError, UnicodeDecodeError, ValueError, OverflowError or TypeError, and never rewrite it."""
+    run = tmp_path / "RUN"
+    run.mkdir()
+    (run / "a3d.json").write_bytes(raw)
+    one_error_with_hint(runner.invoke(app, ["info", str(run)]))
+    fox = REPO / "examples" / "assets" / "fox.glb"
+    one_error_with_hint(runner.invoke(app, ["prepare", str(fox), "-o", str(run), "--view-size", "32"]))
+    assert (run / "a3d.json").read_bytes() == raw
 
 
 # -- outputs honour the umask -------------------------------------------------------------------------

@@ -5,11 +5,10 @@ itself loads (`a3d_cli.mesh.mtl.obj_material_library`)."""
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 import pytest
-from helpers import write_textured_obj
+from helpers import in_thread, write_textured_obj
 
 from a3d_cli.errors import InputError
 from a3d_cli.io.manifest import digest_path
@@ -21,27 +20,11 @@ from a3d_cli.mesh.references import sidecar_files
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
 
 
-def _in_thread(call):
-    """Run `call` in a daemon thread; (finished, result or exception). A read that blocks would never finish."""
-    out: list[object] = []
-
-    def body() -> None:
-        try:
-            out.append(call())
-        except Exception as exc:  # noqa: BLE001 - handed back to the test
-            out.append(exc)
-
-    worker = threading.Thread(target=body, daemon=True)
-    worker.start()
-    worker.join(60)
-    return (not worker.is_alive()), (out[0] if out else None)
-
-
 def test_read_regular_refuses_a_named_pipe_without_blocking_and_reads_a_regular_file(tmp_path):
     """A pipe with no writer would block a plain `open` forever: the helper opens it without blocking and
     refuses it on the opened descriptor; a regular file (also through a link inside) is read in full."""
     os.mkfifo(tmp_path / "pipe.png")
-    finished, result = _in_thread(lambda: read_regular(tmp_path / "pipe.png"))
+    finished, result = in_thread(lambda: read_regular(tmp_path / "pipe.png"))
     assert finished and isinstance(result, ValueError) and "not a regular file" in str(result)
     (tmp_path / "tex.png").write_bytes(b"\x00\x01 bytes")
     (tmp_path / "link.png").symlink_to(tmp_path / "tex.png")
@@ -59,7 +42,7 @@ def test_an_input_swapped_for_a_pipe_after_its_check_is_refused_not_read_forever
 
     os.mkfifo(tmp_path / "model.mtl")
     monkeypatch.setattr(Path, "is_file", lambda self: True)  # what the check saw before the swap
-    finished, result = _in_thread(lambda: digest_path(tmp_path / "model.mtl"))
+    finished, result = in_thread(lambda: digest_path(tmp_path / "model.mtl"))
     assert finished and isinstance(result, NotRegularFileError)
 
 
@@ -72,7 +55,7 @@ def test_a_texture_swapped_for_a_pipe_after_the_resolvers_check_is_refused_not_r
     (obj.parent / "tex" / "albedo.png").unlink()
     os.mkfifo(obj.parent / "tex" / "albedo.png")
     monkeypatch.setattr(Path, "is_file", lambda self: True)
-    finished, result = _in_thread(lambda: load_mesh(obj))
+    finished, result = in_thread(lambda: load_mesh(obj))
     assert finished and isinstance(result, InputError) and "albedo.png" in str(result), result
 
 
@@ -81,7 +64,7 @@ def test_an_obj_whose_material_library_is_a_pipe_is_read_without_blocking(tmp_pa
     obj = write_textured_obj(tmp_path / "asset")
     (obj.parent / "model.mtl").unlink()
     os.mkfifo(obj.parent / "model.mtl")
-    finished, result = _in_thread(lambda: (obj_material_library(obj), sidecar_files(obj), load_mesh(obj)))
+    finished, result = in_thread(lambda: (obj_material_library(obj), sidecar_files(obj), load_mesh(obj)))
     assert finished and not isinstance(result, Exception), result
     name, sidecars, mesh = result
     assert name == "model.mtl" and sidecars == [] and mesh.texture is None

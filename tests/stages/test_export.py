@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import EXPORT_FRAMES as FRAMES
+from helpers import (
+    HOSTILE_NORMALIZATIONS,
+    in_thread,
+    make_gaussian_run,
+    moving_motion_field,
+    one_command_app,
+    one_error_with_hint,
+)
 from helpers import export_static as _static
-from helpers import make_gaussian_run, moving_motion_field, one_command_app
 
 from a3d_cli.commands.export import export as export_command
 from a3d_cli.errors import InputError, OptionError, RunFolderError
@@ -238,3 +246,57 @@ def test_both_exports_refuse_the_same_clip_options(bad, option):
         with pytest.raises(OptionError, match=option):
             options(**bad)
         options(fps=240.0, duration=600.0, loop_mode="pingpong")  # the edges are allowed
+
+
+@pytest.mark.parametrize("content", [*HOSTILE_NORMALIZATIONS.values(), "named-pipe"],
+                         ids=[*HOSTILE_NORMALIZATIONS, "named-pipe"])  # fmt: skip
+def test_a_damaged_normalization_exits_2_and_writes_nothing(gaussian_run, content):
+    """Exporting in the asset's frame reads source/normalization.json: damaged or tampered (not JSON, a NaN or
+    zero scale, which wrote all-NaN PLYs, a rotation of the wrong shape, a pipe), it is one error (exit 2)."""
+    from typer.testing import CliRunner
+
+    run, _, _ = gaussian_run
+    norm = run / "source" / "normalization.json"
+    norm.unlink()
+    if content == "named-pipe":
+        os.mkfifo(norm)
+    else:
+        norm.write_bytes(content)
+    app = one_command_app("export", export_command)
+    finished, result = in_thread(lambda: CliRunner().invoke(app, ["export", str(run), "--no-preview"]))
+    assert finished
+    one_error_with_hint(result)
+    assert "normalization.json" in result.stderr and "a3d prepare" in result.stderr
+    assert not (run / "export").exists()
+
+
+def test_a_failed_rerun_never_leaves_a_mix_of_old_and_new_frames(gaussian_run):
+    """A frame PLY replaced by a folder: the re-run (another convention: every frame changes) is refused with
+    exit 2 before any file moves, so every earlier frame is still the old one, not frames 0-1 new and 2 on old."""
+    from typer.testing import CliRunner
+
+    run, _, _ = gaussian_run
+    export.run(run, ExportOptions(preview=False, fps=8.0), Runtime())
+    frames = run / "export" / "gaussians"
+    (frames / "frame_0002.ply").unlink()
+    (frames / "frame_0002.ply").mkdir()
+    before = {p.name: p.read_bytes() for p in frames.iterdir() if p.is_file()}
+    args = ["export", str(run), "--no-preview", "--fps", "8", "--ply-convention", "inria"]
+    result = CliRunner().invoke(one_command_app("export", export_command), args)
+    one_error_with_hint(result)
+    assert "frame_0002.ply is a folder" in result.stderr
+    assert {p.name: p.read_bytes() for p in frames.iterdir() if p.is_file()} == before
+    assert load_manifest(run)["stages"]["export"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("in_the_way", ["export", "export/gaussians"])
+def test_a_file_where_export_needs_a_folder_exits_2_and_is_kept(gaussian_run, in_the_way):
+    from typer.testing import CliRunner
+
+    run, _, _ = gaussian_run
+    (run / in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    (run / in_the_way).write_text("precious")
+    result = CliRunner().invoke(one_command_app("export", export_command), ["export", str(run), "--no-preview"])
+    one_error_with_hint(result)
+    assert "is a file where a3d needs a folder" in result.stderr
+    assert (run / in_the_way).read_text() == "precious"

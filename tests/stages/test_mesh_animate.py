@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pygltflib
 import pytest
 import torch
 import trimesh
-from helpers import moving_motion_field
+from helpers import HOSTILE_NORMALIZATIONS, moving_motion_field
 from PIL import Image
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
@@ -313,3 +314,28 @@ def test_cli_skin_loop_writes_the_glb(mesh_run):
     assert len(gltf.skins) == 1 and np.load(run / "export" / "vertices.npy").shape[0] == 2 * (FRAMES - 1)
     bad = CliRunner().invoke(app, ["mesh-animate", str(run), "--residual", "--force"])
     assert bad.exit_code == 2 and "--skin" in bad.stderr
+
+
+@pytest.mark.parametrize("content", [*HOSTILE_NORMALIZATIONS.values(), "named-pipe"],
+                         ids=[*HOSTILE_NORMALIZATIONS, "named-pipe"])  # fmt: skip
+def test_a_damaged_normalization_exits_2_and_writes_nothing(mesh_run, content):
+    """source/normalization.json maps the animation back to the asset's frame: damaged or tampered (not JSON, a
+    NaN or zero scale, a rotation of the wrong shape, a pipe), it is one error (exit 2), never exit 1 or a hang."""
+    from helpers import in_thread, one_command_app, one_error_with_hint
+    from typer.testing import CliRunner
+
+    from a3d_cli.commands.mesh_animate import mesh_animate as command
+
+    run, _ = mesh_run
+    norm = run / "source" / "normalization.json"
+    norm.unlink()
+    if content == "named-pipe":
+        os.mkfifo(norm)
+    else:
+        norm.write_bytes(content)
+    app = one_command_app("mesh-animate", command)
+    finished, result = in_thread(lambda: CliRunner().invoke(app, ["mesh-animate", str(run)]))
+    assert finished
+    one_error_with_hint(result)
+    assert "normalization.json" in result.stderr and "a3d prepare" in result.stderr
+    assert not (run / "export").exists()
