@@ -365,7 +365,9 @@ def created_folders_removed_on_failure(run_dir: Path, keep: Callable[[], bool] =
     """Remove the run folder, and the parent folders made for it, when the block fails after making them.
 
     Only folders this call made (through `ensure_run_dir` inside the block) are removed, and nothing when the
-    failure is another process's lock on the folder.
+    failure is another process's lock on the folder. The run folder goes with its contents; a parent made for
+    it goes only while it is empty, because other processes may have put their own run folders into it
+    meanwhile (two batches, or `-o proj/a` and `-o proj/b`, sharing a new `proj/`).
 
     Why: a run folder a failed call created holds nothing of value; leaving it (or `a/b/` made for `a/b/RUN`)
     behind would make a typo or a bad input litter the disk and look like a started run.
@@ -380,13 +382,24 @@ def created_folders_removed_on_failure(run_dir: Path, keep: Callable[[], bool] =
         yield
     except BaseException as exc:
         # never on RunLockedError: the folder is then another process's live run, whoever made it
-        top = created[0] if created else None
-        if top is not None and not isinstance(exc, RunLockedError) and top.is_dir() and not top.is_symlink():
-            if not keep():
-                shutil.rmtree(top, ignore_errors=True)
+        if created and not isinstance(exc, RunLockedError) and not keep():
+            _remove_created(created, Path(run_dir))
         raise
     finally:
         _CREATED_FOLDERS.reset(token)
+
+
+def _remove_created(created: Sequence[Path], run_dir: Path) -> None:
+    """Remove what a failed call made: the run folder whole (only if this call made it), then each parent it made,
+    innermost first, while it is empty."""
+    parents = list(created)
+    if os.path.abspath(parents[-1]) == os.path.abspath(run_dir) and run_dir.is_dir() and not run_dir.is_symlink():
+        shutil.rmtree(parents.pop(), ignore_errors=True)
+    for folder in reversed(parents):
+        try:
+            folder.rmdir()  # fails on a folder that now holds another run: it is kept, and so are those above it
+        except OSError:
+            break
 
 
 def _run_locked(

@@ -222,6 +222,21 @@ def test_bad_axis_to_animate_leaves_no_run_folder(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_failed_run_keeps_the_runs_another_process_put_into_the_folder_it_made(tmp_path):
+    """`-o proj/a` fails after `-o proj/b` finished inside the `proj/` it made: proj/b and proj survive."""
+    other = tmp_path / "proj" / "b"
+
+    def body(ctx):
+        other.mkdir()  # another process's run, finished while this one was running
+        (other / "a3d.json").write_text("{}")
+        raise RuntimeError("this run fails")
+
+    with pytest.raises(RuntimeError):
+        run_stage("first", tmp_path / "proj" / "a", None, body)
+    assert not (tmp_path / "proj" / "a").exists()  # this call's own run folder is removed
+    assert (other / "a3d.json").read_text() == "{}"
+
+
 def test_failed_prepare_removes_created_parent_folders_but_keeps_existing_ones(tmp_path):
     bad = tmp_path / "cut.glb"
     bad.write_bytes(EXAMPLE.read_bytes()[:200])
