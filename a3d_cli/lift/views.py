@@ -17,7 +17,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.errors import InputError
+from a3d_cli.io.json_data import parse_json
 from a3d_cli.render.cameras import CameraSet
 from a3d_cli.run_layout import CAMERAS_JSON
 
@@ -108,7 +108,7 @@ def parse_cameras(path: Path, count: int) -> tuple[CameraSet, bool]:
     if path.stat().st_size > MAX_CAMERAS_BYTES:
         raise InputError(f"{path} is too large to be a cameras file.")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_bytes())  # deep nesting and huge integers are one ValueError too
         cams = data["cameras"]
         if not isinstance(cams, list):
             raise TypeError("cameras is not a list")

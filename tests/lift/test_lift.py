@@ -233,7 +233,8 @@ def test_a_killed_lift_leaves_nothing_and_the_rerun_finishes(toy, tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    "problem", ["missing_frame", "camera_count", "empty_mask", "no_orbit", "opengl_cameras", "mirrored", "huge_frame"]
+    "problem",
+    ["missing_frame", "camera_count", "empty_mask", "no_orbit", "opengl_cameras", "mirrored", "huge_frame", "deep_json"],
 )
 def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, problem: str) -> None:
     orbit = syn.write_orbit_folder(tmp_path / "orbit_in", toy["rgba"][:6], orbit_camera_set(static_orbit(10.0, num_frames=6)))
@@ -245,6 +246,7 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
         "opengl_cameras": "looks away from the object",
         "mirrored": "is a mirror",
         "huge_frame": "frame_04.png declares 10,000,000,000 pixels",
+        "deep_json": "JSON nested deeper than",
     }[problem]
     if problem == "missing_frame":
         (orbit / "frame_03.png").unlink()
@@ -259,6 +261,8 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
             for row in range(3):
                 cam["c2w"][row][:3] = [v * f for v, f in zip(cam["c2w"][row][:3], flip, strict=True)]
         (orbit / "cameras.json").write_text(json.dumps(data))
+    elif problem == "deep_json":  # json.loads raised RecursionError: exit 1
+        (orbit / "cameras.json").write_text('{"cameras": ' + "[" * 100_000 + "]" * 100_000 + "}")
     elif problem == "huge_frame":  # a decompression bomb's header: Pillow's error was exit 1
         png_declaring(orbit / "frame_04.png", 100_000, 100_000)
     elif problem == "empty_mask":
