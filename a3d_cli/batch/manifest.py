@@ -336,6 +336,9 @@ def build_jobs(
             errors.append(LineError(spec.source, exc.message.rstrip("."), exc.hint))
             continue
         same = run_dir.resolve()  # one folder however it is spelled: `sub/../fox`, or through a link
+        if same == runs.resolve():  # `"out": ""` or `"."`: the runs folder itself, which holds every job
+            errors.append(LineError(spec.source, f"its run folder is the runs folder {runs} itself", 'give it a name in "out"'))
+            continue
         if same in owners or same in blocked:
             first = owners.get(same, "a3d batch's own results or logs")
             errors.append(

@@ -99,12 +99,16 @@ def test_one_run_folder_spelled_two_ways_is_refused(assets, tmp_path):
             {"input": "fox.ply", "video": "gt", "out": "fox"},  # 1
             {"input": "cat.ply", "video": "gt", "out": "sub/../fox"},  # 2: the same folder, with a detour
             {"input": "cat.ply", "video": "gt", "out": str(tmp_path / "link" / "fox")},  # 3: the same, through a link
+            {"input": "cat.ply", "video": "gt", "out": ""},  # 4: no name
+            {"input": "cat.ply", "video": "gt", "out": "sub/.."},  # 5: the runs folder itself
         ],
         name="spelled.jsonl",
     )
     result = runner.invoke(make_batch_app(), ["--device", "cpu", "batch", str(manifest), "-o", str(runs)])
     assert result.exit_code == 2, result.output
     assert "spelled.jsonl:2:" in result.stderr and "spelled.jsonl:3:" in result.stderr
+    assert 'spelled.jsonl:4: "out" must be a non-empty string' in result.stderr
+    assert "spelled.jsonl:5: its run folder is the runs folder" in result.stderr
     assert "spelled.jsonl:1's" in result.stderr and "spelled.jsonl:1:" not in result.stderr
 
 
