@@ -37,7 +37,13 @@ from a3d_cli.errors import InputError, OptionError, require_finite_options
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.progress import Progress
 from a3d_cli.run_layout import LIFT_MODEL
-from a3d_cli.stages.base import Runtime, StageResult, created_folders_removed_on_failure, ensure_run_dir
+from a3d_cli.stages.base import (
+    Runtime,
+    StageResult,
+    created_folders_removed_on_failure,
+    ensure_run_dir,
+    remove_outdated_outputs,
+)
 from a3d_cli.stages.export import ExportOptions
 from a3d_cli.stages.mvvideo import MVVideoOptions
 from a3d_cli.stages.orbit import OrbitOptions
@@ -436,6 +442,10 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
             for i, call in enumerate(calls.values()):
                 chain_progress = ChainProgress(inner, f"[{i + 1}/{len(calls)}]")
                 out.results.append(call(dataclasses.replace(rt, progress=chain_progress)))
+            if plan.mesh_input and "mesh-animate" not in plan.stages:  # --splats: no GLB of an older motion stays
+                removed = remove_outdated_outputs(run_dir, "mesh-animate")
+                if removed:
+                    inner.log(f"mesh-animate: removed {', '.join(removed)} of an earlier run (an older motion; --splats)")
     return out
 
 

@@ -34,6 +34,7 @@ from a3d_cli.io.manifest import (
     digest_path,
     digested_params,
     load_manifest,
+    save_manifest,
     to_jsonable,
     update_stage,
 )
@@ -320,6 +321,38 @@ def _input_digests(run_dir: Path, requires: Mapping[str, str], external_inputs: 
     return digests
 
 
+def remove_outdated_outputs(run_dir: Path, name: str) -> list[str]:
+    """Remove what stage `name` wrote, and its manifest entry, when a run-folder file it read has changed since.
+
+    For a stage a command leaves out (`animate --splats` after a run that made the animated GLB): its outputs
+    would otherwise sit beside newer ones while showing an older motion. Outputs that still match their
+    inputs are kept. The caller holds the run lock.
+
+    Returns:
+        the run-folder paths removed (empty when the stage never ran, failed, or is still current).
+    """
+    manifest = load_manifest(run_dir)
+    entry = manifest["stages"].get(name)
+    if not isinstance(entry, dict) or entry.get("status") != "done":
+        return []
+    recorded = {rel: digest for rel, digest in entry.get("inputs", {}).items() if not Path(rel).is_absolute()}
+    changed = [
+        rel for rel, digest in recorded.items()
+        if not (path := resolve_inside(run_dir, rel)).is_file() or digest_path(path) != digest
+    ]
+    if not changed:
+        return []
+    removed = []
+    for rel in entry.get("outputs", []):
+        path = resolve_inside(run_dir, rel)
+        if path.is_file():
+            path.unlink()
+            removed.append(rel)
+    del manifest["stages"][name]
+    save_manifest(run_dir, manifest)
+    return removed
+
+
 def _outputs_exist(run_dir: Path, outputs: Sequence[str]) -> bool:
     return all(resolve_inside(run_dir, rel).exists() for rel in outputs)
 
@@ -518,6 +551,7 @@ __all__ = [
     "check_inputs",
     "created_folders_removed_on_failure",
     "ensure_run_dir",
+    "remove_outdated_outputs",
     "run_stage",
     "stage_status",
 ]

@@ -114,6 +114,26 @@ def test_changed_parameters_seed_or_inputs_rerun(run_dir, tmp_path):
     assert len(calls) == 4
 
 
+def test_a_left_out_stage_loses_its_outputs_only_when_its_inputs_changed(run_dir):
+    """`animate --splats` after a run that made the GLB: the GLB of an older motion goes, a current one stays."""
+    from a3d_cli.stages.base import remove_outdated_outputs
+
+    def fit(motion: str):
+        return run_stage("fit", run_dir, EchoOptions(text=motion), lambda ctx: ctx.output("m/motion.txt").write_text(motion))
+
+    def mesh(ctx):
+        ctx.output("export/animated.glb").write_text("glb of " + (run_dir / "m/motion.txt").read_text())
+
+    fit("v1")
+    run_stage("mesh", run_dir, None, mesh, requires={"m/motion.txt": "fit"})
+    assert remove_outdated_outputs(run_dir, "mesh") == []  # still current: kept
+    assert (run_dir / "export/animated.glb").read_text() == "glb of v1"
+    fit("v2")
+    assert remove_outdated_outputs(run_dir, "mesh") == ["export/animated.glb"]
+    assert not (run_dir / "export/animated.glb").exists() and "mesh" not in load_manifest(run_dir)["stages"]
+    assert remove_outdated_outputs(run_dir, "mesh") == []  # nothing recorded any more
+
+
 def test_fewer_outputs_remove_stale_files_in_owned_folder(run_dir):
     big, small = EchoOptions(copies=3), EchoOptions(copies=1)
     run_stage("echo", run_dir, big, echo_body(big), Runtime(), clear=["echo"])
