@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from a3d_cli.errors import A3DError, InputError, OptionError
+from a3d_cli.io.json_data import parse_json
 
 INPUT_KEY, PROMPT_KEY, OUT_KEY = "input", "prompt", "out"
 BATCH_KEYS = (INPUT_KEY, PROMPT_KEY, OUT_KEY)
@@ -180,9 +181,11 @@ class JobSpec:
 def parse_line(text: str, source: str, base: Path, table: dict[str, tuple[Any, bool]]) -> JobSpec:
     """One manifest line → `JobSpec` (raises OptionError / InputError with a one-line reason)."""
     try:
-        data = json.loads(text)
+        data = parse_json(text)  # the refusals of every JSON a3d did not write: deep nesting, huge integers
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:
+        raise InputError(f"not a usable JSON line ({exc})") from None
     if not isinstance(data, dict):
         raise InputError('a job is a JSON object: {"input": ..., "prompt": ...}')
     inp = data.get(INPUT_KEY)

@@ -71,6 +71,8 @@ def test_every_bad_line_is_reported_with_its_number_and_nothing_runs(assets, tmp
             {"input": "cat.ply", "video": "nowhere"},  # 9: no such video folder
             {"input": "cat.ply"},  # 10: neither prompt nor video
             {"input": "cat.ply", "video": "gt", "out": "cat", "dtype": "fp8"},  # 11: bad value (animate's check)
+            '{"input": "cat.ply", "x": ' + "[" * 5000 + "]" * 5000 + "}",  # 12: nested past the parser
+            '{"input": "cat.ply", "video": "gt", "splat-count": ' + "9" * 5000 + "}",  # 13: past the digit limit
         ],
         name="bad.jsonl",
     )
@@ -78,8 +80,8 @@ def test_every_bad_line_is_reported_with_its_number_and_nothing_runs(assets, tmp
     result = runner.invoke(make_batch_app(), ["--device", "cpu", "batch", str(manifest), "-o", str(runs)])
     assert result.exit_code == 2, result.output
     err = result.stderr
-    assert "9 jobs are invalid; nothing was run" in err
-    for line in (3, 4, 5, 6, 7, 8, 9, 10, 11):
+    assert "11 jobs are invalid; nothing was run" in err
+    for line in (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13):
         assert f"bad.jsonl:{line}:" in err, line
     for line in (1, 2):
         assert f"bad.jsonl:{line}:" not in err
