@@ -197,8 +197,9 @@ def test_sigterm_swallowed_by_a_library_still_ends_the_command_as_terminated(tmp
 def test_failure_lines_print_text_with_brackets_verbatim(tmp_path, name):
     result = runner.invoke(app, ["prepare", str(tmp_path / name), "-o", str(tmp_path / "RUN")])
     assert result.exit_code == 2, result.stderr
-    assert name in result.stderr and "Traceback" not in result.stderr + result.output
-    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr + result.output
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert name in error
 
 
 # -- leftovers: a failed call removes the folders it created -------------------------------------------
