@@ -36,7 +36,7 @@ from typing import Any, Literal
 from a3d_cli.errors import InputError, OptionError, require_finite_options
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.progress import Progress
-from a3d_cli.run_layout import LIFT_MODEL
+from a3d_cli.run_layout import LIFT_MODEL, MOTION_FILES
 from a3d_cli.stages.base import (
     Runtime,
     StageResult,
@@ -442,10 +442,11 @@ def run(run_dir: Path, opts: AnimateOptions, rt: Runtime | None = None) -> Anima
             for i, call in enumerate(calls.values()):
                 chain_progress = ChainProgress(inner, f"[{i + 1}/{len(calls)}]")
                 out.results.append(call(dataclasses.replace(rt, progress=chain_progress)))
-            if plan.mesh_input and "mesh-animate" not in plan.stages:  # --splats: no GLB of an older motion stays
-                removed = remove_outdated_outputs(run_dir, "mesh-animate")
+            if plan.mesh_input and "mesh-animate" not in plan.stages:  # --splats: no GLB of another motion stays
+                exported = MOTION_FILES["refined" if "sds" in plan.stages else "coarse"]
+                removed = remove_outdated_outputs(run_dir, "mesh-animate", made_from=[exported])
                 if removed:
-                    inner.log(f"mesh-animate: removed {', '.join(removed)} of an earlier run (an older motion; --splats)")
+                    inner.log(f"mesh-animate: removed {', '.join(removed)} of an earlier run (another motion; --splats)")
     return out
 
 

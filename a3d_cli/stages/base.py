@@ -321,31 +321,35 @@ def _input_digests(run_dir: Path, requires: Mapping[str, str], external_inputs: 
     return digests
 
 
-def remove_outdated_outputs(run_dir: Path, name: str) -> list[str]:
-    """Remove what stage `name` wrote, and its manifest entry, when a run-folder file it read has changed since.
+def remove_outdated_outputs(run_dir: Path, name: str, made_from: Sequence[str] = ()) -> list[str]:
+    """Remove what stage `name` wrote, and its manifest entry, when it no longer matches the run: a run-folder
+    file it read has changed since, or it was not made from every file of `made_from`.
 
     For a stage a command leaves out (`animate --splats` after a run that made the animated GLB): its outputs
-    would otherwise sit beside newer ones while showing an older motion. Outputs that still match their
-    inputs are kept. The caller holds the run lock.
+    would otherwise sit beside newer ones while showing another motion (`made_from`: the motion the export
+    used). Outputs that still match are kept. A failed entry is judged by its last success. The caller holds
+    the run lock.
 
     Returns:
-        the run-folder paths removed (empty when the stage never ran, failed, or is still current).
+        the run-folder paths removed (empty when the stage never succeeded or still matches).
     """
     manifest = load_manifest(run_dir)
     entry = manifest["stages"].get(name)
-    if not isinstance(entry, dict) or entry.get("status") != "done":
+    done = entry if isinstance(entry, dict) and entry.get("status") == "done" else (entry or {}).get("last_success")
+    if not isinstance(done, dict):
         return []
-    recorded = {rel: digest for rel, digest in entry.get("inputs", {}).items() if not Path(rel).is_absolute()}
+    recorded = {rel: digest for rel, digest in done.get("inputs", {}).items() if not Path(rel).is_absolute()}
     changed = [
         rel for rel, digest in recorded.items()
         if not (path := resolve_inside(run_dir, rel)).is_file() or digest_path(path) != digest
     ]
-    if not changed:
+    if not changed and all(rel in recorded for rel in made_from):
         return []
     removed = []
-    for rel in entry.get("outputs", []):
-        path = resolve_inside(run_dir, rel)
-        if path.is_file():
+    for rel in done.get("outputs", []):
+        resolve_inside(run_dir, rel)  # refuses a path out of the run folder
+        path = Path(run_dir) / rel  # a link is removed itself, never what it points at
+        if path.is_symlink() or path.is_file():
             path.unlink()
             removed.append(rel)
     del manifest["stages"][name]
@@ -500,6 +504,9 @@ def _run_locked(
         start = time.perf_counter()
         try:
             body(ctx)
+            # recorded before anything moves: a commit cut short leaves no file the next run would call foreign
+            entry["outputs"] = ctx.staged_files()
+            update_stage(run_dir, name, entry)
             written = _commit(ctx, clear)
         except BaseException as exc:
             entry.update(status="failed", finished=_now(), seconds=round(time.perf_counter() - start, 3))

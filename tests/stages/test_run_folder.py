@@ -134,6 +134,46 @@ def test_a_left_out_stage_loses_its_outputs_only_when_its_inputs_changed(run_dir
     assert remove_outdated_outputs(run_dir, "mesh") == []  # nothing recorded any more
 
 
+def test_a_commit_cut_short_leaves_nothing_the_rerun_calls_foreign(run_dir, monkeypatch):
+    """Ctrl-C while outputs move into place: the re-run finishes (the moved files were recorded first)."""
+    from a3d_cli.stages import base
+
+    def frames(count):
+        return lambda ctx: [ctx.output(f"echo/f{i}.txt").write_text(str(count)) for i in range(count)]
+
+    run_stage("echo", run_dir, EchoOptions(copies=2), frames(2), clear=["echo"])
+    moved: list[str] = []
+    real_replace = base.os.replace
+
+    def replace_then_interrupt(src, dst):  # os.replace is global: count only the staged outputs' moves
+        if Path(dst).parent.name == "echo":
+            if len(moved) == 3:
+                raise KeyboardInterrupt
+            moved.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(base.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("echo", run_dir, EchoOptions(copies=4), frames(4), clear=["echo"])
+    monkeypatch.setattr(base.os, "replace", real_replace)
+    assert (run_dir / "echo/f2.txt").exists() and not (run_dir / "echo/f3.txt").exists()  # cut after f2
+    result = run_stage("echo", run_dir, EchoOptions(copies=4), frames(4), clear=["echo"])
+    assert not result.skipped and sorted(p.name for p in (run_dir / "echo").iterdir()) == [f"f{i}.txt" for i in range(4)]
+
+
+def test_outputs_of_another_motion_or_behind_a_link_are_judged_and_removed_safely(run_dir):
+    from a3d_cli.stages.base import remove_outdated_outputs
+
+    run_stage("fit", run_dir, None, lambda ctx: ctx.output("m/refined.txt").write_text("refined"))
+    run_stage("fit2", run_dir, None, lambda ctx: ctx.output("m/coarse.txt").write_text("coarse"))
+    run_stage("mesh", run_dir, None, lambda ctx: ctx.output("export/a.glb").write_text("glb"), requires={"m/refined.txt": "fit"})
+    assert remove_outdated_outputs(run_dir, "mesh", made_from=["m/refined.txt"]) == []  # the motion exported
+    (run_dir / "export/a.glb").unlink()
+    (run_dir / "export/a.glb").symlink_to(run_dir / "m/coarse.txt")  # a link in place of the output
+    assert remove_outdated_outputs(run_dir, "mesh", made_from=["m/coarse.txt"]) == ["export/a.glb"]
+    assert (run_dir / "m/coarse.txt").read_text() == "coarse"  # the link went, not what it pointed at
+
+
 def test_fewer_outputs_remove_stale_files_in_owned_folder(run_dir):
     big, small = EchoOptions(copies=3), EchoOptions(copies=1)
     run_stage("echo", run_dir, big, echo_body(big), Runtime(), clear=["echo"])
