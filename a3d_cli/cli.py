@@ -110,6 +110,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
     try:
         yield
+    except BaseException as exc:  # another failure that followed a swallowed SIGTERM: still terminated
+        if received and not isinstance(exc, KeyboardInterrupt):
+            raise Terminated() from exc
+        raise
+    else:
         if received:
             raise Terminated()
     finally:

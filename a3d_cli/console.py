@@ -3,9 +3,10 @@
 stdout carries results (or JSON with `--json`), stderr carries progress, notices and errors, so shell
 pipelines can read stdout safely.
 
-Neither console reads rich markup: what a3d prints is full of text it did not write (file names, messages
-that quote an asset, fields of a run folder's manifest), and `[...]` in any of them would be parsed as a
-style tag, or end the command with rich's `MarkupError`. Styled parts are built with `styled`.
+Neither console reads rich markup or emoji codes: what a3d prints is full of text it did not write (file
+names, messages that quote an asset, fields of a run folder's manifest), and `[...]` in any of them would be
+parsed as a style tag, or end the command with rich's `MarkupError`, and `:cat:` would become a picture.
+Styled parts are built with `styled`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-out = Console(soft_wrap=True, markup=False)
-err = Console(stderr=True, soft_wrap=True, markup=False)
+out = Console(soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:

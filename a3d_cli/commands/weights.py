@@ -97,7 +97,7 @@ def fetch_targets(names_: list[str], all_: bool, commands: list[str]) -> list[st
     Raises:
         OptionError: none or more than one way of choosing was given, or an unknown `--for` command.
     """
-    from a3d_cli.weights import REGISTRY, names
+    from a3d_cli.weights import REGISTRY, get, names
 
     if sum((bool(names_), all_, bool(commands))) != 1:
         raise OptionError(
@@ -105,6 +105,8 @@ def fetch_targets(names_: list[str], all_: bool, commands: list[str]) -> list[st
             hint=f"Models: {', '.join(names())}.",
         )
     if names_:
+        for name in names_:
+            get(name)  # an unknown name is refused before anything downloads
         return list(dict.fromkeys(names_))
     if all_:
         return [m.name for m in REGISTRY if m.stages]

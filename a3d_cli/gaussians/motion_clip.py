@@ -4,9 +4,9 @@ The motion field is continuous in time; its F video frames are only the training
 samples it at `fps` over a clip of `duration` seconds (default: the motion's own span, (F − 1) / its fps),
 so slow motion and smooth 24/30 fps playback need no extra training. The clip has n = round(duration · fps)
 intervals (at least 1) and plays at exactly `fps`: key j sits at j / fps seconds and frame position
-s_j = (F − 1) · j / n, so the motion lasts n / fps seconds, `duration` to within half a key (videos and
-engines expect the whole-number rate they asked for, not n / duration), and whenever fps is a multiple of
-the motion's rate (24 = 3 × 8) every training frame is a key.
+s_j = (F − 1) · j / n, so the motion lasts n / fps seconds, `duration` to within half a key whenever
+duration · fps ≥ 0.5 (videos and engines expect the whole-number rate they asked for, not n / duration),
+and whenever fps is a multiple of the motion's rate (24 = 3 × 8) every training frame is a key.
 
 Loop modes (`loop`), applied the same way to every export (GLB, vertex cache, PLY sequence, preview):
 

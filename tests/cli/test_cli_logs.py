@@ -180,7 +180,9 @@ def test_fetch_targets_by_command_and_by_names(monkeypatch, args, expected):
     assert fetched == expected
 
 
-@pytest.mark.parametrize("args", [[], ["sv3d_u", "--all"], ["--all", "--for", "orbit"], ["--for", "export"]])
+@pytest.mark.parametrize(
+    "args", [[], ["sv3d_u", "--all"], ["--all", "--for", "orbit"], ["--for", "export"], ["ip_adapter_sd15", "nosuch"]]
+)
 def test_fetch_needs_exactly_one_way_of_choosing_and_a_known_command(monkeypatch, args):
     import a3d_cli.weights as weights
 

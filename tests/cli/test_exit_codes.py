@@ -193,7 +193,22 @@ def test_sigterm_swallowed_by_a_library_still_ends_the_command_as_terminated(tmp
     assert (run_dir / "done.txt").read_text() == "finished"  # the finished stage is kept
 
 
-@pytest.mark.parametrize("name", ["no[/x].glb", "model [v2].glb", "[bold]x.glb"])
+def test_sigterm_swallowed_then_another_failure_still_exits_143(tmp_path):
+    def body(ctx):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException:  # noqa: BLE001 - a library swallows it, then fails half-imported
+            pass
+        raise ImportError("cannot import name 'x' from partially initialized module")
+
+    def swallow(ctx: typer.Context) -> None:
+        run_stage("swallow", tmp_path / "RUN", None, body)
+
+    result = runner.invoke(one_command_app("swallow", swallow), ["swallow"])
+    assert result.exit_code == EXIT_TERMINATED, result.stderr
+
+
+@pytest.mark.parametrize("name", ["no[/x].glb", "model [v2].glb", "[bold]x.glb", "fox :cat: v2.glb"])
 def test_failure_lines_print_text_with_brackets_verbatim(tmp_path, name):
     result = runner.invoke(app, ["prepare", str(tmp_path / name), "-o", str(tmp_path / "RUN")])
     assert result.exit_code == 2, result.stderr
