@@ -8,6 +8,7 @@ Import it as `from helpers import ...` (pytest puts `tests/` on `sys.path`).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -986,5 +987,15 @@ HOSTILE_NORMALIZATIONS: dict[str, bytes] = {
     "short-center": _normalization_with(center=[1]),
     "unknown-axis": _normalization_with(up=["sideways"]),
 }
+
+
+def damage_normalization(run: Path, content: bytes | str) -> None:
+    """Replace RUN/source/normalization.json with `content` (bytes), or with a named pipe for "named-pipe"."""
+    norm = run / "source" / "normalization.json"
+    norm.unlink()
+    if content == "named-pipe":
+        os.mkfifo(norm)
+    else:
+        norm.write_bytes(content)  # type: ignore[arg-type]
 """Ways `RUN/source/normalization.json` can be damaged or tampered with; each must be exit 2, never exit 1,
 a hang, or (for a NaN scale) exit 0 with all-NaN outputs."""

@@ -78,7 +78,7 @@ def check_options(opts: BatchOptions) -> None:
     if opts.ray is not None and opts.gpus is not None:
         raise OptionError("--gpus and --ray do not go together: Ray gives each actor its GPU.",
                           hint="Drop --gpus; --workers sets the number of actors.")
-    if not (math.isfinite(opts.status_every) and opts.status_every > 0):  # NaN passed `<= 0`
+    if not (math.isfinite(opts.status_every) and opts.status_every > 0):  # `<= 0` alone cannot see NaN
         raise OptionError(f"--status-every must be a finite number of seconds > 0, got {opts.status_every}.")
 
 

@@ -103,7 +103,7 @@ class RefineSettings:
     recording fits beside the step's memory (`SdsRefiner`): same kernels and numbers, no launch gaps. Result-neutral."""
 
     def __post_init__(self) -> None:
-        require_finite_options(self, {"guidance_scale": "--guidance"})  # the `< 0` checks below let NaN through
+        require_finite_options(self, {"guidance_scale": "--guidance"})  # a `< 0` check cannot see NaN
         if not self.prompt.strip():
             raise OptionError(
                 "The SDS prompt is empty.", hint='Say what the object does: --prompt "a dog wags its tail".'

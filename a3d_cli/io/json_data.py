@@ -63,3 +63,9 @@ def parse_json(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
 
 
 __all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "parse_json"]
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """A value read from such a file, for an error message: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -22,7 +22,7 @@ from typing import Any
 from a3d_cli import __version__
 from a3d_cli.errors import RunFolderError
 from a3d_cli.io.atomic import atomic_write_text
-from a3d_cli.io.json_data import parse_json
+from a3d_cli.io.json_data import parse_json, short_repr
 from a3d_cli.io.paths import read_inside, resolve_inside
 from a3d_cli.io.regular import open_regular
 
@@ -136,11 +136,6 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _short(value: Any) -> str:
-    """A value for an error message: its repr, cut to a few words."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
 
 def _type_names(types: tuple[type, ...]) -> str:
     """JSON types for an error message: "number or null", "dict", "str"."""
@@ -164,7 +159,7 @@ def _check_entry(path: Path, name: str, entry: Any) -> None:
         value = entry.get(key)
         if key in entry and _wrong(value, types):
             raise RunFolderError(
-                f"The manifest {path}: stage {name!r} has {key} = {_short(value)} ({type(value).__name__}), "
+                f"The manifest {path}: stage {name!r} has {key} = {short_repr(value)} ({type(value).__name__}), "
                 f"expected {_type_names(types)}.",
                 hint=hint,
             )
@@ -174,7 +169,7 @@ def _check_entry(path: Path, name: str, entry: Any) -> None:
         value = entry.get(key)
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise RunFolderError(
-                f"The manifest {path}: stage {name!r} has {key} = {_short(value)}, not a finite amount ≥ 0.",
+                f"The manifest {path}: stage {name!r} has {key} = {short_repr(value)}, not a finite amount ≥ 0.",
                 hint=hint,
             )
     if isinstance(entry.get("metrics"), dict):
@@ -194,7 +189,7 @@ def _check_metrics(path: Path, name: str, metrics: dict[str, Any], hint: str) ->
     for key, value, types in checks:
         if _wrong(value, types):
             raise RunFolderError(
-                f"The manifest {path}: stage {name!r} has metrics.{key} = {_short(value)}, "
+                f"The manifest {path}: stage {name!r} has metrics.{key} = {short_repr(value)}, "
                 f"expected {_type_names(types)}.",
                 hint=hint,
             )

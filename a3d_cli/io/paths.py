@@ -72,9 +72,19 @@ def run_folder_path(text: str) -> Path:
     Raises:
         OptionError: the text is empty or only spaces (exit code 2).
     """
-    if not text.strip():
-        raise OptionError(f"The run folder path {text!r} is empty or only spaces.", hint=_NAME_HINT)
+    require_run_folder_name(text)
     return Path(text)
+
+
+def require_run_folder_name(text: str) -> None:
+    """Refuse a run folder path that is empty or only spaces, or whose last part is (`runs/ `).
+
+    Raises:
+        OptionError: naming the path (exit code 2).
+    """
+    name = Path(text).name
+    if not text.strip() or (name and not name.strip()):
+        raise OptionError(f"The run folder path {text!r} is empty or only spaces.", hint=_NAME_HINT)
 
 
 def _resolve(path: Path) -> Path:

@@ -23,6 +23,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import Gaussians
+from a3d_cli.io.json_data import short_repr
 
 if TYPE_CHECKING:
     import torch
@@ -146,7 +147,9 @@ class Normalization:
             raise ValueError("rotation is not a rotation matrix (orthonormal, determinant +1)")
         up, front = data.get("up", "+y"), data.get("front", "+z")
         if not (isinstance(up, str) and up in AXES and isinstance(front, str) and front in AXES):
-            raise ValueError(f"up and front must be axis names such as '+y', got {_short(up)} and {_short(front)}")
+            raise ValueError(
+                f"up and front must be axis names such as '+y', got {short_repr(up, 24)} and {short_repr(front, 24)}"
+            )
         return cls(
             rotation=rotation,
             center=_numbers(data, "center", (3,)),
@@ -159,12 +162,6 @@ class Normalization:
 
 _LIMIT = 1e30
 """Largest magnitude accepted for a normalization's numbers: beyond it, positions mapped back overflow float32."""
-
-
-def _short(value: Any) -> str:
-    """A value for an error message, cut to a few characters."""
-    text = repr(value)
-    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def _numbers(data: dict[str, Any], key: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -190,7 +187,7 @@ def _positive(data: dict[str, Any], key: str, default: float | None = None) -> f
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{key} is {type(value).__name__}, not a number")
     if not 1 / _LIMIT <= value <= _LIMIT:  # NaN fails too
-        raise ValueError(f"{key} = {_short(value)} is not a positive finite number within 1e-30…1e30")
+        raise ValueError(f"{key} = {short_repr(value, 24)} is not a positive finite number within 1e-30…1e30")
     return float(value)
 
 

@@ -59,7 +59,7 @@ class RandomCameraConfig:
             raise ValueError(f"num_views must be >= 1, got {self.num_views}")
         ranges = (self.azimuth_range, self.elevation_range, self.fov_range, self.relative_distance_range)
         if not all(math.isfinite(v) for v in (*[x for r in ranges for x in r], self.sphere_uniform_prob)):
-            raise ValueError(f"the ranges must be finite numbers, got {ranges}")  # `0 < lo <= hi` let inf through
+            raise ValueError(f"the ranges must be finite numbers, got {ranges}")  # `0 < lo <= hi` admits inf
         lo, hi = self.elevation_range
         if not -90.0 < lo <= hi < 90.0:
             raise ValueError(f"elevation_range must satisfy -90 < lo <= hi < 90, got {self.elevation_range}")

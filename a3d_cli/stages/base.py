@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from a3d_cli import __version__
-from a3d_cli.errors import A3DError, OptionError, RunFolderError, RunLockedError
+from a3d_cli.errors import A3DError, RunFolderError, RunLockedError
 from a3d_cli.io.manifest import (
     MANIFEST_NAME,
     digest_json,
@@ -38,7 +38,7 @@ from a3d_cli.io.manifest import (
     to_jsonable,
     update_stage,
 )
-from a3d_cli.io.paths import check_links_inside, private_dir, resolve_inside
+from a3d_cli.io.paths import check_links_inside, private_dir, require_run_folder_name, resolve_inside
 from a3d_cli.io.runlock import run_lock
 from a3d_cli.progress import Progress
 from a3d_cli.stages.producers import PREPARE
@@ -160,12 +160,7 @@ def ensure_run_dir(run_dir: Path | str, create: bool = True) -> Path:
         OptionError: the path is empty or only spaces (`-o ""` would make the current folder the run folder).
         RunFolderError: the path is a file, cannot be created, or is not writable.
     """
-    name = Path(run_dir).name
-    if not str(run_dir).strip() or (name and not name.strip()):
-        raise OptionError(
-            f"The run folder path {str(run_dir)!r} is empty or only spaces.",
-            hint="Give the run folder a name, e.g. -o runs/fox.",
-        )
+    require_run_folder_name(str(run_dir))
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"The run folder {run_dir} is a file, not a folder.", hint="Pass a folder path with -o.")

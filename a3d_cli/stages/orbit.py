@@ -98,7 +98,7 @@ class OrbitOptions:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        require_finite_options(self)  # --cfg-max inf and NaN --azimuths passed the checks below
+        require_finite_options(self)  # comparisons below cannot see NaN or an infinite bound
         if self.model not in ("sv3d_u", "sv3d_p"):
             raise OptionError(f"--model must be sv3d_u or sv3d_p (got {self.model}).")
         if not 1 <= self.steps <= 1000:

@@ -45,8 +45,8 @@ FRONTS = (*AXES, "auto")
 Shade = Literal["auto", "on", "off"]
 SHADE_MODES = ("auto", "on", "off")
 MAX_SPLATS = 20_000_000
-"""Most splats `--splat-count` asks for: 1000× the default, several times what 3DGS scans hold (a million
-splats takes prepare about 4 GB); a larger count would only fail for memory."""
+"""Most splats `--splat-count` asks for: 1000× the default and several times what 3DGS scans hold; a larger
+count would only fail for memory (docs/prepare.md gives the memory per splat)."""
 
 
 @dataclass(frozen=True)

@@ -633,7 +633,7 @@ def test_every_float_option_of_every_stage_refuses_nan_and_infinity(bad):
 
 @pytest.mark.parametrize("count", ["0", "20000001", "100000000000"])
 def test_a_splat_count_outside_the_limit_exits_2_naming_it(tmp_path, count):
-    """`--splat-count 100000000000` was a MemoryError (exit 1)."""
+    """A splat count a3d cannot hold is a usage error naming the limit, never a MemoryError."""
     result = runner.invoke(app, ["prepare", str(REPO / "examples/assets/fox.glb"), "-o", str(tmp_path / "RUN"),
                                  "--splat-count", count])  # fmt: skip
     one_error_with_hint(result)

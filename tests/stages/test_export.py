@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from helpers import EXPORT_FRAMES as FRAMES
 from helpers import (
     HOSTILE_NORMALIZATIONS,
+    damage_normalization,
     in_thread,
     make_gaussian_run,
     moving_motion_field,
@@ -252,16 +252,11 @@ def test_both_exports_refuse_the_same_clip_options(bad, option):
                          ids=[*HOSTILE_NORMALIZATIONS, "named-pipe"])  # fmt: skip
 def test_a_damaged_normalization_exits_2_and_writes_nothing(gaussian_run, content):
     """Exporting in the asset's frame reads source/normalization.json: damaged or tampered (not JSON, a NaN or
-    zero scale, which wrote all-NaN PLYs, a rotation of the wrong shape, a pipe), it is one error (exit 2)."""
+    zero scale, a rotation of the wrong shape, a pipe), it is one error (exit 2)."""
     from typer.testing import CliRunner
 
     run, _, _ = gaussian_run
-    norm = run / "source" / "normalization.json"
-    norm.unlink()
-    if content == "named-pipe":
-        os.mkfifo(norm)
-    else:
-        norm.write_bytes(content)
+    damage_normalization(run, content)
     app = one_command_app("export", export_command)
     finished, result = in_thread(lambda: CliRunner().invoke(app, ["export", str(run), "--no-preview"]))
     assert finished

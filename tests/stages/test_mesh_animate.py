@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pygltflib
 import pytest
 import torch
 import trimesh
-from helpers import HOSTILE_NORMALIZATIONS, moving_motion_field
+from helpers import HOSTILE_NORMALIZATIONS, damage_normalization, moving_motion_field
 from PIL import Image
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
@@ -327,12 +326,7 @@ def test_a_damaged_normalization_exits_2_and_writes_nothing(mesh_run, content):
     from a3d_cli.commands.mesh_animate import mesh_animate as command
 
     run, _ = mesh_run
-    norm = run / "source" / "normalization.json"
-    norm.unlink()
-    if content == "named-pipe":
-        os.mkfifo(norm)
-    else:
-        norm.write_bytes(content)
+    damage_normalization(run, content)
     app = one_command_app("mesh-animate", command)
     finished, result = in_thread(lambda: CliRunner().invoke(app, ["mesh-animate", str(run)]))
     assert finished
