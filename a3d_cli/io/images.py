@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 PNG_WRITERS = min(8, os.cpu_count() or 1)
 """Threads `save_pngs` encodes on."""
 DAMAGED_HINT = "Re-export or replace this file; it is damaged or not an image."
-TOO_LARGE_HINT = "Downscale the image and save it again (a3d works at 4096 pixels a side or less)."
+TOO_LARGE_HINT = "Downscale the image and save it again."
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError)
 """What Pillow's decoders raise for bad data (UnidentifiedImageError is an OSError)."""
 
