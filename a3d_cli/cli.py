@@ -37,7 +37,7 @@ from a3d_cli.commands import (
 )
 from a3d_cli.commands.common import GlobalOptions
 from a3d_cli.console import echo_json, err, styled
-from a3d_cli.errors import A3DError, Terminated, from_os_error
+from a3d_cli.errors import A3DError, OptionError, Terminated, from_os_error
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -171,7 +171,7 @@ class A3DGroup(TyperGroup):
             with _sigterm_as_interrupt():
                 return super().invoke(ctx)
         except A3DError as exc:
-            raise _fail(ctx, exc.message, exc.hint, exc.exit_code) from None
+            raise _fail(ctx, exc.message, exc.hint or _default_hint(ctx, exc), exc.exit_code) from None
         except KeyboardInterrupt as exc:
             signal_name = "terminated" if isinstance(exc, Terminated) else "interrupted"
             code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
@@ -186,6 +186,14 @@ class A3DGroup(TyperGroup):
             raise _fail(ctx, mapped.message, mapped.hint, mapped.exit_code) from None
         except Exception as exc:
             return _unexpected(ctx, exc)
+
+
+def _default_hint(ctx: typer.Context, exc: A3DError) -> str | None:
+    """The hint of an option error that brought none: where the accepted values are listed."""
+    if not isinstance(exc, OptionError):
+        return None
+    command = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+    return f"Run `{command} --help` for the accepted values."
 
 
 def _json_wanted(ctx: typer.Context) -> bool:

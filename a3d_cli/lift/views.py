@@ -33,6 +33,8 @@ FRAME_PATTERN = re.compile(r"^frame_(\d+)\.png$")
 MIN_VIEWS = 4
 MAX_VIEWS = 512
 MAX_CAMERAS_BYTES = 16 << 20
+LAYOUT_HINT = "An orbit folder holds frame_00.png, frame_01.png, … and cameras.json; docs/lift.md gives the layout."
+SIZE_HINT = "Give every frame the same square size, at least 16 pixels (a3d orbit writes 576²)."
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,16 @@ def frame_files(folder: Path) -> list[Path]:
     missing = sorted(set(range(max(found) + 1)) - set(found))
     if missing:
         shown = ", ".join(f"frame_{i:02d}.png" for i in missing[:5])
-        raise InputError(f"{folder} is missing {shown}{' …' if len(missing) > 5 else ''} (frames must be numbered from 00 without gaps).")
+        raise InputError(
+            f"{folder} is missing {shown}{' …' if len(missing) > 5 else ''} (frames must be numbered from 00 without gaps).",
+            hint=LAYOUT_HINT,
+        )
     return [found[i] for i in range(len(found))]
+
+
+def _first(bad: Tensor) -> int:
+    """The index of the first camera a [V] boolean test flags."""
+    return int(torch.nonzero(bad)[0, 0])
 
 
 def _camera_angles(c2w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -123,26 +133,42 @@ def parse_cameras(path: Path, count: int) -> tuple[CameraSet, bool]:
         c2w = torch.tensor([c["c2w"] for c in cams], dtype=torch.float64)  # [V, 4, 4]
         fov = torch.tensor([float(c["fov_deg"]) for c in cams], dtype=torch.float64)  # [V]
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: every camera needs a 4×4 `c2w` and a `fov_deg` ({exc}).") from exc
-    if c2w.shape[1:] != (4, 4) or not torch.isfinite(c2w).all():
-        raise InputError(f"{path}: every `c2w` must be a finite 4×4 matrix.")
+        raise InputError(f"{path}: every camera needs a 4×4 `c2w` and a `fov_deg` ({exc}).", hint=LAYOUT_HINT) from exc
+    if c2w.shape[1:] != (4, 4):
+        raise InputError(f"{path}: every `c2w` must be a 4×4 matrix.", hint=LAYOUT_HINT)
+    if not torch.isfinite(c2w).all():
+        bad = _first(~torch.isfinite(c2w).flatten(1).all(1))
+        raise InputError(f"{path}: cameras[{bad}].c2w holds NaN or infinity.", hint=LAYOUT_HINT)
     rot = c2w[:, :3, :3]
-    if (rot.transpose(1, 2) @ rot - torch.eye(3, dtype=torch.float64)).abs().max() > 1e-3:
-        raise InputError(f"{path}: a `c2w` rotation is not orthonormal (cameras must be rigid, OpenCV convention).")
+    skew = (rot.transpose(1, 2) @ rot - torch.eye(3, dtype=torch.float64)).abs().flatten(1).amax(1)  # [V]
+    if (skew > 1e-3).any():
+        raise InputError(
+            f"{path}: the rotation of cameras[{_first(skew > 1e-3)}].c2w is not orthonormal.",
+            hint="Cameras must be rigid (no scale or shear), in the OpenCV convention: x right, y down, z forward.",
+        )
     if (torch.linalg.det(rot) < 0).any():
         raise InputError(
-            f"{path}: a `c2w` rotation is a mirror (determinant −1); cameras must be rigid rotations.",
+            f"{path}: the rotation of cameras[{_first(torch.linalg.det(rot) < 0)}].c2w is a mirror (determinant −1); "
+            "cameras must be rigid rotations.",
             hint="Check the axes of the camera export (OpenCV: x right, y down, z forward).",
         )
-    if not ((fov > 1.0) & (fov < 170.0)).all():
-        raise InputError(f"{path}: `fov_deg` must lie between 1 and 170 degrees.")
+    fov_bad = ~((fov > 1.0) & (fov < 170.0))
+    if fov_bad.any():
+        raise InputError(
+            f"{path}: cameras[{_first(fov_bad)}].fov_deg is {fov[_first(fov_bad)].item():g}; it must lie between 1 and "
+            "170 degrees.",
+            hint="fov_deg is the full vertical field of view in degrees (SV3D's orbit: 33.8).",
+        )
     elev, azim, radius = _camera_angles(c2w.float())
     if (radius < 1e-6).any():
-        raise InputError(f"{path}: a camera sits at the origin; cameras must look at the object from outside.")
+        raise InputError(
+            f"{path}: cameras[{_first(radius < 1e-6)}] sits at the origin; cameras must look at the object from outside.",
+            hint=LAYOUT_HINT,
+        )
     facing = (c2w[:, :3, 2] * -c2w[:, :3, 3]).sum(-1)  # [V] forward axis · direction to the origin
     if (facing <= 0).any():
         raise InputError(
-            f"{path}: a camera looks away from the object at the origin.",
+            f"{path}: cameras[{_first(facing <= 0)}] looks away from the object at the origin.",
             hint="Cameras must be OpenCV camera-to-world (z forward, y down); an OpenGL/Blender export "
             "(z backward, y up) needs its y and z axes negated.",
         )
@@ -164,7 +190,9 @@ def load_views(folder: Path) -> OrbitViews:
         raise InputError(f"The orbit folder {folder} does not exist.", hint="Run `a3d orbit IMAGE -o RUN` first.")
     files = frame_files(folder)
     if not MIN_VIEWS <= len(files) <= MAX_VIEWS:
-        raise InputError(f"{folder} has {len(files)} frames; lifting needs between {MIN_VIEWS} and {MAX_VIEWS}.")
+        raise InputError(
+            f"{folder} has {len(files)} frames; lifting needs between {MIN_VIEWS} and {MAX_VIEWS}.", hint=LAYOUT_HINT
+        )
     cameras, camera_input = parse_cameras(folder / CAMERAS_JSON, len(files))
     images, alphas = [], []
     for path in files:
@@ -172,9 +200,13 @@ def load_views(folder: Path) -> OrbitViews:
         if img.shape[-1] not in (3, 4):
             img = load_png(path, "RGB")
         if img.shape[0] != img.shape[1]:
-            raise InputError(f"{path} is {img.shape[1]}×{img.shape[0]}; lift needs square frames.")
+            raise InputError(f"{path} is {img.shape[1]}×{img.shape[0]}; lift needs square frames.", hint=SIZE_HINT)
         if images and img.shape[:2] != images[0].shape[:2]:
-            raise InputError(f"{path} is {img.shape[1]}×{img.shape[0]} but {files[0].name} is {images[0].shape[1]}×{images[0].shape[0]}.")
+            raise InputError(
+                f"{path} is {img.shape[1]}×{img.shape[0]} but {files[0].name} is "
+                f"{images[0].shape[1]}×{images[0].shape[0]}.",
+                hint=SIZE_HINT,
+            )
         if img.shape[-1] == 4:
             a = img[..., 3]
             alphas.append(a)
@@ -183,7 +215,7 @@ def load_views(folder: Path) -> OrbitViews:
             alphas.append(None)
             images.append(img)
     if img.shape[0] < 16:
-        raise InputError(f"{folder}: frames of {img.shape[0]} pixels are too small to lift.")
+        raise InputError(f"{folder}: frames of {img.shape[0]} pixels are too small to lift.", hint=SIZE_HINT)
     alpha = torch.stack(alphas) if all(a is not None for a in alphas) else None  # type: ignore[misc]
     return OrbitViews(torch.stack(images), alpha, cameras, tuple(p.name for p in files), camera_input)
 

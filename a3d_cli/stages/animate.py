@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +187,8 @@ class AnimateOptions:
             hint = "Drop them, or pass the object image (.png/.jpg/.webp) as the input."
         if given:
             kind = "an image input" if is_image_input(self.model) else "a 3D model input"
-            raise OptionError(f"{', '.join(given)} do not apply to {kind}.", hint=hint)
+            verb = "does" if len(given) == 1 else "do"
+            raise OptionError(f"{', '.join(given)} {verb} not apply to {kind}.", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -343,9 +345,28 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
     }
     calls: dict[str, Callable[[Runtime], StageResult]] = {}
     for name in plan.stages:
-        stage_opts = builders[name]()  # validate every stage's options before anything runs
+        try:
+            stage_opts = builders[name]()  # validate every stage's options before anything runs
+        except OptionError as exc:  # the stage names its own flag; the user typed animate's
+            raise OptionError(_animate_flags(exc.message, name), hint=exc.hint) from None
         calls[name] = lambda rt, m=modules[name], o=stage_opts: m.run(run_dir, o, rt)
     return calls
+
+
+ANIMATE_FLAGS: dict[str, dict[str, str]] = {
+    "orbit": {"--steps": "--orbit-steps", "--model": "--sv3d-model", "--checkpoint": "--sv3d-checkpoint"},
+    "lift": {"--steps": "--lift-steps", "--resolution": "--lift-resolution"},
+    "reconstruct": {"--steps": "--reconstruct-steps"},
+    "sds": {"--steps": "--sds-steps", "--target-size": "--sds-target-size"},
+    "export": {"--size": "--preview-size"},
+}
+"""A stage's flag → the `a3d animate` flag that sets it, where the two differ."""
+
+
+def _animate_flags(message: str, stage: str) -> str:
+    """`message` (a stage's option error) with the stage's flags named as `a3d animate` spells them."""
+    names = ANIMATE_FLAGS.get(stage, {})
+    return re.sub(r"--[a-z0-9-]+", lambda m: names.get(m.group(0), m.group(0)), message)
 
 
 def _check_image_input(opts: AnimateOptions) -> None:

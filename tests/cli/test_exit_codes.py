@@ -63,6 +63,17 @@ def test_usage_error_hint_names_the_command_that_failed():
     assert "hint: Run `a3d prepare --help` for its usage." in result.stderr
 
 
+def test_an_option_error_without_its_own_hint_points_to_the_commands_help():
+    from a3d_cli.errors import OptionError
+
+    def strict(ctx: typer.Context) -> None:
+        raise OptionError("--level must be between 1 and 3 (got 9).")
+
+    result = runner.invoke(one_command_app("strict", strict), ["strict"])
+    assert result.exit_code == 2
+    assert "hint: Run `" in result.stderr and " strict --help` for the accepted values." in result.stderr
+
+
 def test_no_arguments_still_print_the_help():
     result = runner.invoke(app, [])
     assert result.exit_code == 2 and "Usage: a3d" in result.output and "error:" not in result.stderr

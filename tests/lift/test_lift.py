@@ -234,7 +234,10 @@ def test_a_killed_lift_leaves_nothing_and_the_rerun_finishes(toy, tmp_path: Path
 
 @pytest.mark.parametrize(
     "problem",
-    ["missing_frame", "camera_count", "empty_mask", "no_orbit", "opengl_cameras", "mirrored", "huge_frame", "deep_json"],
+    [
+        "missing_frame", "camera_count", "empty_mask", "no_orbit", "opengl_cameras", "mirrored", "huge_frame", "deep_json",
+        "bad_fov",
+    ],
 )
 def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, problem: str) -> None:
     orbit = syn.write_orbit_folder(tmp_path / "orbit_in", toy["rgba"][:6], orbit_camera_set(static_orbit(10.0, num_frames=6)))
@@ -247,6 +250,7 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
         "mirrored": "is a mirror",
         "huge_frame": "frame_04.png declares 10,000,000,000 pixels",
         "deep_json": "JSON nested deeper than",
+        "bad_fov": "cameras[4].fov_deg is 0; it must lie between 1 and 170 degrees",
     }[problem]
     if problem == "missing_frame":
         (orbit / "frame_03.png").unlink()
@@ -260,6 +264,10 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
         for cam in data["cameras"]:
             for row in range(3):
                 cam["c2w"][row][:3] = [v * f for v, f in zip(cam["c2w"][row][:3], flip, strict=True)]
+        (orbit / "cameras.json").write_text(json.dumps(data))
+    elif problem == "bad_fov":  # the message names the camera
+        data = json.loads((orbit / "cameras.json").read_text())
+        data["cameras"][4]["fov_deg"] = 0
         (orbit / "cameras.json").write_text(json.dumps(data))
     elif problem == "deep_json":  # json.loads raised RecursionError: exit 1
         (orbit / "cameras.json").write_text('{"cameras": ' + "[" * 100_000 + "]" * 100_000 + "}")
@@ -277,6 +285,7 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
     assert result.exit_code == 2, result.output
     assert expected in " ".join(result.output.split()), result.output
     assert result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert "hint:" in result.output
     assert not run.exists() or not any(p.name != ".a3d.lock" for p in run.iterdir())
     shutil.rmtree(tmp_path / "orbit_in")
 

@@ -11,7 +11,7 @@ from helpers import sliding_video as make_video
 from typer.testing import CliRunner
 
 from a3d_cli.errors import InputError, OptionError, WeightsMissing
-from a3d_cli.stages.animate import AnimateOptions, plan_chain
+from a3d_cli.stages.animate import AnimateOptions, ChainPlan, plan_chain, stage_calls
 
 runner = CliRunner()
 
@@ -164,3 +164,16 @@ def test_options_the_input_kind_would_ignore_are_refused(model, changes, flags):
 def test_options_of_the_input_kind_are_accepted():
     AnimateOptions(model="photo.png", video="video", sv3d_model="sv3d_u", lift_steps=50)
     AnimateOptions(model="fox.glb", video="video", up="+z", front="+x")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [("lift_resolution", 8, "--lift-resolution"), ("lift_steps", -3, "--lift-steps"), ("preview_size", 1, "--preview-size")],
+)
+def test_a_stage_option_error_names_the_animate_flag_the_user_typed(tmp_path, field, value, flag):
+    """lift's own check says `--resolution`; through animate the user typed `--lift-resolution`."""
+    opts = AnimateOptions(model="obj.png", video="v", orbit="o", **{field: value})
+    plan = ChainPlan(("lift", "export"), (), True)
+    with pytest.raises(OptionError) as info:
+        stage_calls(opts, plan, tmp_path / "RUN")
+    assert info.value.message.startswith(flag + " ")
