@@ -14,6 +14,7 @@ from a3d_cli.commands.common import (
     IPAdapterOption,
     MotionModulesOption,
     MVDreamOption,
+    TinyModelOption,
     mvvdm_weight_paths,
     resolve_path,
     run_and_report,
@@ -51,6 +52,7 @@ def mvvideo(
     ip_adapter: IPAdapterOption = None,
     image_encoder: ImageEncoderOption = None,
     motion_modules: MotionModulesOption = None,
+    tiny_model: TinyModelOption = MVVideoOptions.tiny_model,
     compile_blocks: CompileOption = MVVideoOptions.compile,
     cuda_graph: Annotated[
         bool,
@@ -74,6 +76,7 @@ def mvvideo(
         freeinit_grid=freeinit_grid,
         dtype=dtype,  # type: ignore[arg-type]  # validated by MVVideoOptions
         **mvvdm_weight_paths(mvdream, ip_adapter, image_encoder, motion_modules),
+        tiny_model=tiny_model,
         compile=compile_blocks,
         cuda_graph=cuda_graph,
     )

@@ -123,8 +123,9 @@ class RefineSettings:
                 raise OptionError(
                     f"--{name.replace('_', '-')} must be a multiple of 8 (the VAE downsamples by 8), got {getattr(self, name)}."
                 )
-        if self.vae_chunk < 0 or self.arap_sample_points < 0 or self.arap_neighbours < 1:
-            raise OptionError("--vae-chunk and --arap-sample-points must be >= 0, --arap-neighbours >= 1.")
+        for name, least in (("vae_chunk", 0), ("arap_sample_points", 0), ("arap_neighbours", 1)):
+            if getattr(self, name) < least:
+                raise OptionError(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(self, name)}.")
         if self.vae_keep is not None and self.vae_keep < 0:
             raise OptionError(f"--vae-keep must be auto or >= 0, got {self.vae_keep}.")
 

@@ -61,8 +61,8 @@ class SdsOptions(RefineSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.steps < 0:
-            raise OptionError(f"--steps must be >= 0, got {self.steps}.")
+        if self.steps < 1:  # 0 would write a "refined" motion that no step refined
+            raise OptionError(f"--steps must be >= 1, got {self.steps}.", hint="Pass --no-sds to a3d animate to skip refining.")
         if self.log_every < 1:
             raise OptionError(f"--log-every must be >= 1, got {self.log_every}.")
 

@@ -218,6 +218,10 @@ def test_a_step_out_of_memory_keeping_activations_is_run_again_without_them():
 def test_bad_input(run_dir):
     with pytest.raises(OptionError):
         sds_stage.SdsOptions(prompt="  ")
+    with pytest.raises(OptionError, match="--steps must be >= 1"):  # 0 steps would write an unrefined "refined"
+        sds_stage.SdsOptions(prompt="x", steps=0)
+    with pytest.raises(OptionError, match="^--vae-chunk must be >= 0"):  # names the one option at fault
+        oracle_options(vae_chunk=-1)
     with pytest.raises(OptionError):
         oracle_options(render_size=30)
     with pytest.raises(OptionError):

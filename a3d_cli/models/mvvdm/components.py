@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from a3d_cli.errors import CheckpointError
 from a3d_cli.models.mvvdm.checkpoint import LoadReport, load_mvvdm_unet
@@ -112,10 +112,15 @@ class MVVDMComponents:
         return accelerate(device, [self.unet], compile=compile, fused_geglu=fused_geglu)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> MVVDMComponents:
+        """Move every network to `device` and cast it to `dtype`.
+
+        The cast is torch's own `Module.to`: diffusers' override warns about modules to keep in float32 even
+        when a model lists none (diffusers 0.42), which only alarms users; these networks have none.
+        """
         for m in (self.unet, self.vae, self.text_encoder, self.image_encoder):
             m.to(device=device)
             if dtype is not None and next(m.parameters()).dtype != dtype:
-                m.to(dtype=dtype)
+                nn.Module.to(m, dtype=dtype)
             m.eval()
         return self
 
