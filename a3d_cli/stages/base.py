@@ -220,13 +220,12 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _commit(ctx: StageContext, clear: Sequence[str]) -> list[str]:
-    """Move staged files into the run folder, then drop stale files from the folders the stage owns.
+def _commit(ctx: StageContext, clear: Sequence[str], written: list[str]) -> list[str]:
+    """Move the staged files `written` into the run folder, then drop stale files from the folders the stage owns.
 
     Every destination is checked before the first file moves (`_check_destinations`), so a file or folder in
     the way fails the stage with all earlier outputs in place, never with some files new and some old.
     """
-    written = ctx.staged_files()
     _check_destinations(ctx.run_dir, written)
     for rel in written:
         dest = resolve_inside(ctx.run_dir, rel)
@@ -502,7 +501,7 @@ def _run_locked(
             # recorded before anything moves: a commit cut short leaves no file the next run would call foreign
             entry["outputs"] = ctx.staged_files()
             update_stage(run_dir, name, entry)
-            written = _commit(ctx, clear)
+            written = _commit(ctx, clear, entry["outputs"])
         except BaseException as exc:
             entry.update(status="failed", finished=_now(), seconds=round(time.perf_counter() - start, 3))
             entry["error"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else (str(exc) or type(exc).__name__)

@@ -269,7 +269,7 @@ def test_bad_orbit_input_is_one_error_exit_2_and_no_output(toy, tmp_path: Path, 
         data = json.loads((orbit / "cameras.json").read_text())
         data["cameras"][4]["fov_deg"] = 0
         (orbit / "cameras.json").write_text(json.dumps(data))
-    elif problem == "deep_json":  # json.loads raised RecursionError: exit 1
+    elif problem == "deep_json":  # nested past json's own parser
         (orbit / "cameras.json").write_text('{"cameras": ' + "[" * 100_000 + "]" * 100_000 + "}")
     elif problem == "huge_frame":  # a decompression bomb's header: Pillow's error was exit 1
         png_declaring(orbit / "frame_04.png", 100_000, 100_000)
