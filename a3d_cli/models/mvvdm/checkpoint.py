@@ -80,9 +80,21 @@ def group_keys(names: Iterable[str]) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------- reading files
-def _torch_load(path: Path) -> object:
-    """`torch.load` with ``weights_only=True``; memory-mapped when the file is in the zip format."""
-    return load_pickled_weights(path)
+def _read_weights_file(path: Path, what: str, hint: str) -> object:
+    """What a weights file holds: a flat {name: tensor} from safetensors, else the object of a torch pickle
+    (``weights_only=True``, memory-mapped when the file allows it).
+
+    Why one reader: the state files (`read_state_file`) and the IP-Adapter file come in both formats and must
+    fail alike, with one `CheckpointError` naming the file (`what`, `hint`: as `weights_error` takes them).
+    """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return load_pickled_weights(path)
+    except read_errors() as exc:
+        raise weights_error(path, exc, what, hint) from exc
 
 
 def read_state_file(path: Path) -> dict[str, Tensor]:
@@ -95,17 +107,9 @@ def read_state_file(path: Path) -> dict[str, Tensor]:
         CheckpointError: unreadable, not a tensor mapping, or refused by the safe unpickler.
     """
     path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            data: object = load_file(str(path))
-        else:
-            data = _torch_load(path)
-    except read_errors() as exc:
-        raise weights_error(
-            path, exc, "a weights file", "Re-download it with `a3d weights fetch` (the file may be truncated)."
-        ) from exc
+    data = _read_weights_file(
+        path, "a weights file", "Re-download it with `a3d weights fetch` (the file may be truncated)."
+    )
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping):
@@ -125,23 +129,15 @@ def _strip_module_prefix(sd: dict[str, object], path: Path) -> dict[str, Tensor]
 def read_ip_adapter_file(path: Path) -> dict[str, dict[str, Tensor]]:
     """h94's ``ip-adapter_sd15.bin``: ``{"image_proj": {...}, "ip_adapter": {...}}`` (pickle, weights only)."""
     path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            flat = load_file(str(path))
-            data: object = {"image_proj": {}, "ip_adapter": {}}
-            for k, v in flat.items():
-                head, _, rest = k.partition(".")
-                if head not in ("image_proj", "ip_adapter"):
-                    raise CheckpointError(f"{path}: unexpected key {k!r} (want image_proj.* / ip_adapter.*)")
-                data[head][rest] = v  # type: ignore[index]
-        else:
-            data = _torch_load(path)
-    except read_errors() as exc:
-        raise weights_error(
-            path, exc, "an IP-Adapter file", "Re-download it with `a3d weights fetch ip_adapter_sd15`."
-        ) from exc
+    data = _read_weights_file(path, "an IP-Adapter file", "Re-download it with `a3d weights fetch ip_adapter_sd15`.")
+    if path.suffix == ".safetensors":  # flat `image_proj.*` / `ip_adapter.*` keys, nested as the pickle holds them
+        nested: dict[str, dict[str, Tensor]] = {"image_proj": {}, "ip_adapter": {}}
+        for k, v in data.items():  # type: ignore[union-attr]  # safetensors: a dict
+            head, _, rest = k.partition(".")
+            if head not in nested:
+                raise CheckpointError(f"{path}: unexpected key {k!r} (want image_proj.* / ip_adapter.*)")
+            nested[head][rest] = v
+        data = nested
     if not (isinstance(data, Mapping) and set(data) == {"image_proj", "ip_adapter"}):
         keys = list(data)[:5] if isinstance(data, Mapping) else type(data).__name__
         raise CheckpointError(f"{path} is not an IP-Adapter file (top level: {keys}; want image_proj, ip_adapter).")
