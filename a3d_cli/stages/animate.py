@@ -270,7 +270,12 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
     from a3d_cli.stages import export, lift, mesh_animate, mvvideo, orbit, prepare, reconstruct, sds
 
     motion = "refined" if "sds" in plan.stages else "coarse"  # explicit: a stale refined file must not win
-    weights = {
+    mvvdm: dict[str, Any] = {  # what mvvideo and sds take alike: the prompt and one MV-VDM, built the same way
+        "prompt": opts.prompt or "",
+        "negative_prompt": opts.negative_prompt,
+        "dtype": opts.dtype,
+        "compile": opts.compile,
+        "tiny_model": opts.tiny_model,
         "mvdream": opts.mvdream,
         "ip_adapter": opts.ip_adapter,
         "image_encoder": opts.image_encoder,
@@ -302,14 +307,7 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             allow_external_refs=opts.allow_external_refs,
         ),
         "mvvideo": lambda: mvvideo.MVVideoOptions(
-            prompt=opts.prompt or "",
-            negative_prompt=opts.negative_prompt,
-            freeinit_iters=opts.freeinit_iters,
-            freeinit_grid=opts.freeinit_grid,
-            dtype=opts.dtype,
-            compile=opts.compile,
-            tiny_model=opts.tiny_model,
-            **weights,
+            freeinit_iters=opts.freeinit_iters, freeinit_grid=opts.freeinit_grid, **mvvdm
         ),
         "reconstruct": lambda: reconstruct.ReconstructOptions(
             video=None if opts.video is None else str(Path(opts.video).expanduser().absolute()),
@@ -319,16 +317,11 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             max_splats=opts.max_splats,
         ),
         "sds": lambda: sds.SdsOptions(
-            prompt=opts.prompt or "",
-            negative_prompt=opts.negative_prompt,
             steps=opts.sds_steps,
             target_size=opts.sds_target_size,
             vae_keep=opts.sds_vae_keep,
             cuda_graph=opts.sds_cuda_graph,
-            dtype=opts.dtype,
-            compile=opts.compile,
-            tiny_model=opts.tiny_model,
-            **weights,
+            **mvvdm,
         ),
         "mesh-animate": lambda: mesh_animate.MeshAnimateOptions(motion=motion),  # type: ignore[arg-type]
         "export": lambda: export.ExportOptions(motion=motion, size=opts.preview_size),  # type: ignore[arg-type]
