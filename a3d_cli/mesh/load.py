@@ -107,6 +107,11 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         source, kwargs = io.BytesIO(core_glb(path, resolver)), {"file_type": "glb"}
     elif path.suffix.lower() == ".obj":
         _check_obj_textures(path, resolver, library)
+    elif path.suffix.lower() == ".ply":  # polygon faces trimesh misreads: triangles (a3d_cli.mesh.ply_faces)
+        from a3d_cli.mesh.ply_faces import triangulated_ply
+
+        if (triangles := triangulated_ply(path)) is not None:
+            source, kwargs = io.BytesIO(triangles), {"file_type": "ply"}
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # huge node transforms overflow: the checks below say so
             scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
