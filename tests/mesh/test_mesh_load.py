@@ -268,6 +268,26 @@ def test_a_map_named_relative_to_its_material_library_in_a_subfolder_is_read(tmp
     np.testing.assert_array_equal(np.asarray(mesh.texture), np.asarray(reference.texture))
 
 
+@pytest.mark.parametrize(
+    ("options", "scale", "offset"),
+    [("-s 2 1 1", (2, 1), (0, 0)), ("-clamp on -o 0.5 -bm 1", (1, 1), (0.5, 0)), ("-s 3 -o 0.25 0.5 0", (3, 1), (0.25, 0.5))],
+)
+def test_an_mtl_maps_scale_and_offset_move_the_texture_coordinates(tmp_path, options, scale, offset):
+    # Blender's OBJ importer and three.js's MTLLoader read `map_Kd -s u v -o u v` as uv · s + o (a texture
+    # repeated twice along u for -s 2); trimesh drops both, so the texture came out stretched once
+    from PIL import Image
+
+    Image.fromarray(two_colour_texture()).save(tmp_path / "wood grain.png")
+    (tmp_path / "m.mtl").write_text(f"newmtl wood\nKd 1 1 1\nmap_Kd {options} wood grain.png\n")
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+    (tmp_path / "quad.obj").write_text("mtllib m.mtl\nv 0 0 0\nv 2 0 0\nv 2 1 0\nv 0 1 0\n"
+                                       + "".join(f"vt {u} {v}\n" for u, v in uv) + "usemtl wood\nf 1/1 2/2 3/3 4/4\n")  # fmt: skip
+    mesh = load_mesh(tmp_path / "quad.obj")
+    order = np.lexsort((mesh.vertices[:, 1], mesh.vertices[:, 0]))  # corners (0,0), (0,1), (2,0), (2,1)
+    expected = uv[[0, 3, 1, 2]] * scale + offset
+    np.testing.assert_allclose(mesh.uvs[order], expected, atol=1e-6)
+
+
 def test_the_texture_check_decodes_the_image_trimesh_reads(tmp_path):
     """mats/m.mtl naming tex.png, with a good mats/tex.png and a broken tex.png beside the OBJ: trimesh reads
     the one beside the OBJ (found first), so that is the one checked, and refused."""
