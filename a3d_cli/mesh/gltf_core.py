@@ -13,8 +13,11 @@ POSITION, NORMAL, COLOR_0, TEXCOORD_0 and indices are plain float32/uint32 data:
   `EXT_texture_avif` sources, else the core source); a base-colour texture with none is refused;
 - `EXT_mesh_gpu_instancing` nodes get one child node per instance.
 
-Morph targets, skins and animations (a3d reads the rest pose) and attributes trimesh does not use are
-dropped. Images stay as they are (their URIs are resolved by the same rooted resolver).
+- meshes are posed as viewers show the file without animation: morph targets blended by their default
+  weights, skinned meshes placed by their joints (`_Rewriter._poses`); triangle fans become triangle lists;
+- a file without scenes gets one of its root nodes, and cameras are taken off nodes.
+
+Animations and attributes trimesh does not use are dropped. Images stay as they are (their URIs are resolved by the same rooted resolver).
 
 Examples:
     >>> glb = core_glb(Path("draco.glb"), resolver)  # bytes of an equivalent plain GLB  # doctest: +SKIP
@@ -55,6 +58,8 @@ SPEC_GLOSS = "KHR_materials_pbrSpecularGlossiness"
 IMAGE_SOURCES = ("KHR_texture_webp", "EXT_texture_webp", "EXT_texture_avif")  # preferred over the core source
 UNDECODABLE_MIME = ("image/ktx2",)
 _FLOAT, _UINT32 = 5126, 5125
+_TRIANGLES, _FAN = 4, 6  # primitive modes
+SKIN_CHUNK = 1 << 18  # vertices skinned at a time (bounds the [n, 4, 4] joint matrices gathered per influence)
 UV_SNAP = 1e-5  # texture coordinates this close to a whole number are that number (0.04 px of a 4096 texture)
 WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
 FINITE = {"POSITION": "vertex coordinates", "COLOR_0": "vertex colours (COLOR_0)", "TEXCOORD_0": "texture coordinates"}
@@ -101,10 +106,13 @@ class _Rewriter:
 
     def run(self) -> bytes:
         self._check_scene()
+        self._scenes()
         self._images()
         base_uv = self._materials()
         self._check_base_images(self._textures(base_uv))
         self.draco = self._decode_draco()
+        self.posed: dict[int, dict[str, np.ndarray]] = {}  # id(primitive) → POSITION as the file shows it
+        self._poses()
         for mesh in self.out.get("meshes") or []:
             for prim in (mesh or {}).get("primitives") or []:
                 self._primitive(prim, base_uv)
@@ -310,19 +318,27 @@ class _Rewriter:
         uv_name = f"TEXCOORD_{tex_coord}"
         self._check_primitive(prim, attrs, uv_name)
         new: dict[str, int] = {}
+        posed = self.posed.get(id(prim))
         for name, target in (("POSITION", "POSITION"), ("NORMAL", "NORMAL"), ("COLOR_0", "COLOR_0"), (uv_name, "TEXCOORD_0")):
             if name not in attrs:
                 continue
             key = (attrs[name], target, None if matrix is None or target != "TEXCOORD_0" else matrix.tobytes())
-            if key not in self.cache or name in raw:
-                values = read_accessor(self.doc, attrs[name], raw.get(name))
+            if key not in self.cache or name in raw or (posed is not None and name == "POSITION"):
+                if posed is not None and name == "POSITION":  # morphed or skinned (`_poses`): this primitive's own
+                    values = posed
+                else:
+                    values = read_accessor(self.doc, attrs[name], raw.get(name))
                 if values.shape[1] not in WIDTHS[target]:
                     raise InputError(f"{self.doc.name}: a {name} attribute has {values.shape[1]} components.", hint=_REEXPORT)
                 if target == "TEXCOORD_0":
                     values = _snap_uv(values if matrix is None else values @ matrix[:2, :2].T + matrix[:2, 2])
                 if target in FINITE:  # here, before trimesh turns a NaN colour into black (0 as 8 bits)
                     require_finite(values, FINITE[target], self.doc.name)
-                self.cache[key] = self._accessor(values)
+                accessor = self._accessor(values)
+                if posed is not None and name == "POSITION":
+                    new[target] = accessor
+                    continue
+                self.cache[key] = accessor
             new[target] = self.cache[key]
         if "POSITION" not in new:
             raise InputError(f"{self.doc.name} has a mesh primitive without POSITION.", hint=_REEXPORT)
@@ -332,7 +348,10 @@ class _Rewriter:
             values = read_accessor(self.doc, prim["indices"], raw.get("indices"))
             if values.dtype.kind not in "iu":
                 raise InputError(f"{self.doc.name} has mesh indices that are not integers.", hint=_REEXPORT)
-            prim["indices"] = self._accessor(values.reshape(-1), indices=True)
+            prim["indices"] = self._accessor(_fan_triangles(values.reshape(-1), prim), indices=True)
+        elif prim.get("mode") == _FAN:  # drawn in vertex order
+            count = accessor_count(self.doc, attrs["POSITION"])
+            prim["indices"] = self._accessor(_fan_triangles(np.arange(count, dtype=np.uint32), prim), indices=True)
 
     def _check_primitive(self, prim: dict[str, Any], attrs: dict[str, Any], uv_name: str) -> None:
         """A primitive's mode is one glTF defines, and the attributes a3d reads have POSITION's count (as glTF
@@ -394,6 +413,138 @@ class _Rewriter:
             out[id(prim)] = raw
         return out
 
+    def _scenes(self) -> None:
+        """The scene as viewers build it. A file without scenes (a valid glTF) gets one that holds every root
+        node, as Blender imports it (trimesh would read nothing and call the file empty). Cameras are taken
+        off their nodes: a3d places its own, and trimesh skips a camera node's mesh and children."""
+        nodes = self.out.get("nodes") or []
+        for node in nodes:
+            if isinstance(node, dict):
+                node.pop("camera", None)
+        if nodes and not self.out.get("scenes"):
+            children = {c for node in nodes if isinstance(node, dict) for c in node.get("children") or []}
+            self.out["scenes"] = [{"nodes": [i for i in range(len(nodes)) if i not in children]}]
+            self.out["scene"] = 0
+
+    def _poses(self) -> None:
+        """Meshes in the pose the file shows when no animation plays: morph targets blended by their default
+        weights, skinned meshes placed by their joints.
+
+        glTF draws a mesh with its morph targets' POSITION displacements weighted by the node's `weights`,
+        else the mesh's (§3.7.2.2), and a skinned mesh (a node with `skin`) by its joints alone: vertex
+        v → Σ_k w_k · world(joint_k) · inverseBindMatrix_k · v, where the skinned node's own transform is
+        ignored (§3.7.3). A node that needs either gets its own copy of its mesh whose POSITION is decoded
+        here (`self.posed`); a skinned copy, already in world space, hangs from a new root node without a
+        transform in the scenes that hold the node.
+        """
+        nodes, meshes = self.out.get("nodes") or [], self.out.get("meshes") or []
+        parent = {c: i for i, node in enumerate(nodes) if isinstance(node, dict) for c in node.get("children") or []}
+        world: list[np.ndarray] | None = None
+        copies: dict[tuple, int] = {}
+        for i, node in enumerate(list(nodes)):
+            if not isinstance(node, dict) or node.get("mesh") is None:
+                continue
+            mesh = meshes[node["mesh"]]  # an index (`_check_scene`)
+            weights = _morph_weights(node, mesh)
+            skin = node.get("skin")
+            if weights is None and skin is None:
+                continue
+            if skin is not None and world is None:
+                world = self._world_matrices(parent)
+            key = (node["mesh"], None if weights is None else weights.tobytes(), skin)
+            if key not in copies:
+                joints = None if skin is None else self._joint_matrices(skin, world)  # type: ignore[arg-type]
+                copy = {k: v for k, v in mesh.items() if k != "weights"}
+                copy["primitives"] = [dict(p) for p in mesh.get("primitives") or []]
+                for original, prim in zip(mesh.get("primitives") or [], copy["primitives"], strict=True):
+                    if id(original) in self.draco:
+                        self.draco[id(prim)] = self.draco[id(original)]
+                    self.posed[id(prim)] = self._posed_positions(prim, weights, joints)
+                meshes.append(copy)
+                copies[key] = len(meshes) - 1
+            if skin is None:
+                node["mesh"] = copies[key]
+                continue
+            node.pop("mesh")
+            node.pop("skin")
+            nodes.append({"mesh": copies[key]})
+            root = i
+            while root in parent:
+                root = parent[root]
+            for scene in self.out.get("scenes") or []:
+                if isinstance(scene, dict) and root in (scene.get("nodes") or []):
+                    scene["nodes"].append(len(nodes) - 1)
+
+    def _world_matrices(self, parent: dict[int, int]) -> list[np.ndarray]:
+        """Every node's 4×4 world transform (the hierarchy is a forest: `_check_scene`)."""
+        nodes = self.out.get("nodes") or []
+        world: list[np.ndarray | None] = [None] * len(nodes)
+        for i in range(len(nodes)):
+            chain = [i]
+            while chain[-1] in parent and world[chain[-1]] is None:
+                chain.append(parent[chain[-1]])
+            above = world[chain[-1]] if world[chain[-1]] is not None else np.eye(4)
+            if world[chain[-1]] is not None:
+                chain.pop()
+            for j in reversed(chain):
+                node = nodes[j] if isinstance(nodes[j], dict) else {}
+                above = above @ _local_matrix(node)
+                world[j] = above
+        return world  # type: ignore[return-value]
+
+    def _joint_matrices(self, skin: Any, world: list[np.ndarray]) -> np.ndarray:
+        """[J, 4, 4] world(joint) · inverseBindMatrix for each joint of skin `skin` (identity when the skin
+        has no inverseBindMatrices)."""
+        skins = self.out.get("skins") or []
+        if not _is_index(skin, len(skins)) or not isinstance(skins[skin], dict):
+            raise InputError(f"{self.doc.name}: a node names skin {skin!r}, which does not exist.", hint=_REEXPORT)
+        joints = skins[skin].get("joints") or []
+        if not all(_is_index(j, len(world)) for j in joints):
+            raise InputError(f"{self.doc.name}: skin {skin} names joints that are not nodes.", hint=_REEXPORT)
+        inverse = np.tile(np.eye(4), (len(joints), 1, 1))
+        if skins[skin].get("inverseBindMatrices") is not None:
+            values = read_accessor(self.doc, skins[skin]["inverseBindMatrices"])
+            if values.shape[1] != 16 or len(values) < len(joints):
+                raise InputError(
+                    f"{self.doc.name}: skin {skin} has {len(values)} inverse bind matrices for {len(joints)} joints.",
+                    hint=_REEXPORT,
+                )
+            inverse = values[: len(joints)].astype(np.float64).reshape(-1, 4, 4).transpose(0, 2, 1)
+        return np.stack([world[j] for j in joints]) @ inverse if joints else np.zeros((0, 4, 4))
+
+    def _posed_positions(self, prim: dict[str, Any], weights: np.ndarray | None, joints: np.ndarray | None) -> np.ndarray:
+        """A primitive's POSITION [V, 3] with its morph targets blended by `weights` and skinned by the joint
+        matrices `joints` (either may be None)."""
+        attrs, raw = prim.get("attributes") or {}, self.draco.get(id(prim), {})
+        if "POSITION" not in attrs:
+            raise InputError(f"{self.doc.name} has a mesh primitive without POSITION.", hint=_REEXPORT)
+        positions = read_accessor(self.doc, attrs["POSITION"], raw.get("POSITION")).astype(np.float64)
+        for w, target in zip(weights if weights is not None else (), prim.get("targets") or [], strict=False):
+            if w != 0 and isinstance(target, dict) and target.get("POSITION") is not None:
+                offset = read_accessor(self.doc, target["POSITION"])
+                if offset.shape != positions.shape:
+                    raise InputError(
+                        f"{self.doc.name}: a morph target has {len(offset):,} positions for {len(positions):,} vertices.",
+                        hint=_REEXPORT,
+                    )
+                positions += w * offset
+        if joints is None:
+            return positions
+        sets = []
+        for k in range(8):  # JOINTS_k / WEIGHTS_k pairs, 4 influences each
+            if f"JOINTS_{k}" not in attrs or f"WEIGHTS_{k}" not in attrs:
+                break
+            sets.append([read_accessor(self.doc, attrs[f"{n}_{k}"], raw.get(f"{n}_{k}")) for n in ("JOINTS", "WEIGHTS")])
+        if not sets:
+            raise InputError(f"{self.doc.name}: a skinned mesh has no JOINTS_0 / WEIGHTS_0.", hint=_REEXPORT)
+        index = np.concatenate([s[0] for s in sets], axis=1)
+        amount = np.concatenate([s[1] for s in sets], axis=1)
+        if index.dtype.kind not in "iu" or index.shape != amount.shape or len(index) != len(positions):
+            raise InputError(f"{self.doc.name}: a skinned mesh's JOINTS / WEIGHTS do not match its vertices.", hint=_REEXPORT)
+        if index.size and int(index.max()) >= len(joints):
+            raise InputError(f"{self.doc.name}: a skinned mesh names joint {int(index.max())} of {len(joints)}.", hint=_REEXPORT)
+        return _skinned(positions, index.astype(np.int64), amount, joints)
+
     def _instances(self) -> None:
         """EXT_mesh_gpu_instancing: one child node per instance (its TRS is relative to the node)."""
         nodes = self.out.get("nodes") or []
@@ -419,6 +570,72 @@ class _Rewriter:
                         child[field] = [float(x) for x in trs[key][i]]
                 nodes.append(child)
                 children.append(len(nodes) - 1)
+
+
+def _fan_triangles(indices: np.ndarray, prim: dict[str, Any]) -> np.ndarray:
+    """A TRIANGLE_FAN primitive's indices as a triangle list (the primitive becomes TRIANGLES, which trimesh
+    reads; it skips fans without a word): triangle k is (i₀, i_{k+1}, i_{k+2}), glTF 2.0 §3.7.2.1. Indices of
+    other modes are returned as they are."""
+    if prim.get("mode") != _FAN:
+        return indices
+    prim["mode"] = _TRIANGLES
+    if len(indices) < 3:
+        return np.zeros(0, dtype=indices.dtype)
+    return np.stack([np.full(len(indices) - 2, indices[0]), indices[1:-1], indices[2:]], axis=1).reshape(-1)
+
+
+def _morph_weights(node: dict[str, Any], mesh: Any) -> np.ndarray | None:
+    """The morph-target weights a node draws its mesh with (its own `weights`, else the mesh's), None when
+    there are none or all are 0 (the mesh as stored)."""
+    weights = node.get("weights")
+    if weights is None and isinstance(mesh, dict):
+        weights = mesh.get("weights")
+    if not weights:
+        return None
+    values = np.array([float(w) for w in weights], dtype=np.float64)  # TypeError/ValueError: `core_glb` reports them
+    return values if np.any(values != 0) else None
+
+
+def _local_matrix(node: dict[str, Any]) -> np.ndarray:
+    """A node's 4×4 local transform: its `matrix` (column-major), else T · R · S (rotation a unit quaternion
+    x, y, z, w), as glTF 2.0 §3.5.3 defines it. Malformed values raise TypeError/ValueError (`core_glb` reports them)."""
+    if "matrix" in node:
+        return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
+    x, y, z, w = (float(c) for c in node.get("rotation", (0.0, 0.0, 0.0, 1.0)))
+    matrix = np.eye(4)
+    matrix[:3, :3] = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    matrix[:3, :3] *= np.array([float(c) for c in node.get("scale", (1.0, 1.0, 1.0))])[None, :]
+    matrix[:3, 3] = [float(c) for c in node.get("translation", (0.0, 0.0, 0.0))]
+    return matrix
+
+
+def _skinned(positions: np.ndarray, joints: np.ndarray, weights: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Linear blend skinning: vertex v → Σ_k weights[v, k] · matrices[joints[v, k]] · v, weights normalized to
+    sum 1 as three.js does for malformed assets (a vertex whose weights are all 0 follows its first joint).
+
+    Args:
+        positions: [V, 3] float64.
+        joints: [V, K] joint numbers (checked < len(matrices)).
+        weights: [V, K] float.
+        matrices: [J, 4, 4] joint matrices, world(joint) · inverseBind.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    total = weights.sum(axis=1, keepdims=True)
+    first = np.zeros_like(weights)
+    first[:, :1] = 1.0
+    weights = np.where(total > 0, weights / np.where(total > 0, total, 1.0), first)
+    out = np.zeros_like(positions)
+    for start in range(0, len(positions), SKIN_CHUNK):
+        part = slice(start, start + SKIN_CHUNK)
+        for k in range(joints.shape[1]):
+            m = matrices[joints[part, k]]  # [n, 4, 4]
+            moved = np.einsum("nij,nj->ni", m[:, :3, :3], positions[part]) + m[:, :3, 3]
+            out[part] += weights[part, k, None] * moved
+    return out
 
 
 def _width(doc: GltfDocument, index: int) -> int:

@@ -105,8 +105,14 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         from a3d_cli.mesh.gltf_core import core_glb
 
         source, kwargs = io.BytesIO(core_glb(path, resolver)), {"file_type": "glb"}
-    elif path.suffix.lower() == ".obj":
-        _check_obj_textures(path, resolver, library)
+    uv_transforms: dict[str, tuple] = {}  # OBJ material → its map_Kd's -s / -o (a3d_cli.mesh.mtl)
+    if path.suffix.lower() == ".obj":
+        uv_transforms = _check_obj_textures(path, resolver, library)
+    if path.suffix.lower() == ".ply":  # polygon faces trimesh misreads: triangles (a3d_cli.mesh.ply_faces)
+        from a3d_cli.mesh.ply_faces import triangulated_ply
+
+        if (triangles := triangulated_ply(path)) is not None:
+            source, kwargs = io.BytesIO(triangles), {"file_type": "ply"}
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # huge node transforms overflow: the checks below say so
             scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)
@@ -136,7 +142,7 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
     cache: dict[tuple[int, tuple[float, ...]], np.ndarray] = {}
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
-        parts = [_to_surface(g, t, from_gltf, cache, path) for g, t in faced]
+        parts = [_to_surface(g, t, from_gltf, cache, path, uv_transforms) for g, t in faced]
     mesh = concatenate(parts).compact()
     if mesh.num_faces == 0:
         raise InputError(
@@ -187,24 +193,28 @@ def _obj_vertex_colours(path: Path) -> np.ndarray:
         return np.zeros(0)
 
 
-def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> None:
+def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> dict[str, tuple]:
     """Decode every `map_Kd` image of the OBJ's material library (`a3d_cli.mesh.texture_check`): trimesh
     would drop one it cannot decode without a word. The library is the one trimesh loads
     (`a3d_cli.mesh.mtl.obj_material_library`), asked for by its name as written through the same rooted
     `resolver` trimesh is given, so the file checked is the file trimesh reads, and one outside the asset's
     folder (or through a link out of it) is never opened. Each image is asked for by its name as written,
     so the resolver finds the very file trimesh will read. A library that is missing or refused, and an
-    image that is missing, are left to trimesh, as before."""
-    from a3d_cli.mesh.mtl import referenced_names
+    image that is missing, are left to trimesh, as before.
+
+    Returns:
+        the `-s` / `-o` of each material's `map_Kd` (`a3d_cli.mesh.mtl.diffuse_uv_transforms`), which trimesh
+        does not apply."""
+    from a3d_cli.mesh.mtl import diffuse_uv_transforms, referenced_names
     from a3d_cli.mesh.references import read_referenced
     from a3d_cli.mesh.texture_check import HINT, check_image
 
     if library is None:
-        return
+        return {}
     try:
         text = bytes(resolver.get(library)).decode("utf-8", errors="replace")
     except Exception:  # missing, outside the folder, not a regular file, unreadable: trimesh decides
-        return
+        return {}
     checked: set[str] = set()  # an image many materials use is read and decoded once
     for name in referenced_names(text, ("map_kd",)):  # as written: the resolver finds what trimesh will read
         if posixpath.normpath(name) in checked:
@@ -213,6 +223,7 @@ def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> None:
         data = read_referenced(resolver, [name], f"texture image {name!r}", path.name, HINT)
         if data is not None:
             check_image(data, name, path.name)
+    return diffuse_uv_transforms(text)
 
 
 def _obj_library(path: Path) -> str | None:
@@ -288,8 +299,11 @@ def _resolver(path: Path, allow_external: bool = False, library: str | None = No
     return _Lenient(str(path), allow_anywhere=allow_external)
 
 
-def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, path: Path) -> SurfaceMesh:
-    """One trimesh part placed by its node's world transform → SurfaceMesh with baked appearance."""
+def _to_surface(
+    m: object, transform: np.ndarray, from_gltf: bool, cache: dict, path: Path, uv_transforms: dict | None = None
+) -> SurfaceMesh:
+    """One trimesh part placed by its node's world transform → SurfaceMesh with baked appearance;
+    `uv_transforms` maps an OBJ material's name to its map_Kd's (scale, offset) of texture coordinates."""
     local = np.asarray(m.vertices, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
     vertices = local @ transform[:3, :3].T + transform[:3, 3]  # [V, 3]
     faces = np.asarray(m.faces, dtype=np.int64)  # type: ignore[attr-defined]  # [T, 3]
@@ -311,6 +325,10 @@ def _to_surface(m: object, transform: np.ndarray, from_gltf: bool, cache: dict, 
             raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
         if uvs is not None:  # OBJ/PLY texture coordinates (glTF's are checked as they are decoded)
             require_finite(uvs, "texture coordinates", path.name)
+            name = getattr(visual.material, "name", None)  # type: ignore[union-attr]
+            if uv_transforms and not from_gltf and name in uv_transforms:  # map_Kd -s / -o: uv · s + o
+                scale, offset = uv_transforms[name]
+                uvs = uvs * np.asarray(scale) + np.asarray(offset)
         alpha_mode = _alpha_mode(visual.material)[0]  # type: ignore[union-attr]
     elif kind in ("vertex", "face"):
         raw = np.asarray(visual.vertex_colors, dtype=np.float64)[:, :4] / 255.0  # type: ignore[union-attr]  # [V, 4]

@@ -54,6 +54,45 @@ def map_file_name(rest: str) -> str:
     return text[pos:].strip().replace("\\", "/")
 
 
+def map_uv_transform(rest: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The `-s u [v]` scale and `-o u [v]` offset of a map statement (the text after its keyword): texture
+    coordinates become uv · s + o, as Blender's OBJ importer (a Mapping node) and three.js's MTLLoader
+    (texture repeat and offset) apply them; a missing v is 1 for -s and 0 for -o. None when neither is given."""
+    words = rest.strip().split()
+    found: dict[str, list[float]] = {}
+    i = 0
+    while i < len(words) and words[i].startswith("-") and not _NUMBER.match(words[i]):
+        opt = words[i].lower()
+        i += 1
+        if opt in _FIXED_ARGS:  # as `map_file_name` skips them
+            i += _FIXED_ARGS[opt]
+            continue
+        numbers: list[float] = []
+        while i < len(words) and len(numbers) < _NUMERIC_ARGS.get(opt, 3) and _NUMBER.match(words[i]):
+            numbers.append(float(words[i]))
+            i += 1
+        if opt in ("-s", "-o") and numbers:
+            found[opt] = numbers
+    if not found:
+        return None
+    scale, offset = found.get("-s", [1.0]), found.get("-o", [0.0])
+    return (scale[0], scale[1] if len(scale) > 1 else 1.0), (offset[0], offset[1] if len(offset) > 1 else 0.0)
+
+
+def diffuse_uv_transforms(text: str) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
+    """Per material name (`newmtl`), the `-s`/`-o` of its `map_Kd` (`map_uv_transform`), for those that have one."""
+    out: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {}
+    material = None
+    for line in text.splitlines():
+        words = line.strip().split(maxsplit=1)
+        if len(words) == 2 and words[0].lower() == "newmtl":
+            material = words[1].strip()
+        elif len(words) == 2 and words[0].lower() == "map_kd" and material is not None:
+            if (transform := map_uv_transform(words[1])) is not None:
+                out[material] = transform
+    return out
+
+
 def obj_material_library(path: Path) -> str | None:
     """The one material library trimesh loads for an OBJ, as written; None when there is none.
 

@@ -115,6 +115,53 @@ def test_ply_mesh_with_vertex_colours_kept_as_display_values(tmp_path):
     np.testing.assert_allclose(mesh.vertex_rgba()[:, :3], colors[:, :3] / 255.0, atol=1e-6)
 
 
+def polygon_ply(path, fmt: str, face_colours: bool):
+    """Two quads, a triangle and a pentagon, apart from each other (each vertex in one polygon only), as a PLY
+    of `fmt`, written from the PLY format's definition (a list of indices per face, then the face's colour)."""
+    import struct
+
+    polygons, vertices, colours = [], [], [(255, 0, 0), (0, 255, 0), (0, 0, 255), (250, 200, 10)]
+    for k, corners in enumerate((4, 3, 4, 5)):
+        angle = np.linspace(0, 2 * np.pi, corners, endpoint=False)
+        polygons.append(list(range(len(vertices), len(vertices) + corners)))
+        vertices += [(3.0 * k + np.cos(a), np.sin(a), 0.0) for a in angle]
+    header = [f"ply\nformat {fmt} 1.0\nelement vertex {len(vertices)}", *(f"property float {c}" for c in "xyz"),
+              f"element face {len(polygons)}", "property list uchar int vertex_indices"]  # fmt: skip
+    header += [f"property uchar {c}" for c in ("red", "green", "blue")] if face_colours else []
+    head = ("\n".join(header) + "\nend_header\n").encode()
+    if fmt == "ascii":
+        rows = [" ".join(map(str, v)) for v in vertices]
+        rows += [" ".join(map(str, [len(p), *p, *(c if face_colours else ())])) for p, c in zip(polygons, colours, strict=True)]
+        return _write(path, head + ("\n".join(rows) + "\n").encode())
+    e = ">" if fmt == "binary_big_endian" else "<"
+    body = b"".join(struct.pack(e + "3f", *v) for v in vertices)
+    for p, c in zip(polygons, colours, strict=True):
+        body += struct.pack(f"{e}B{len(p)}i", len(p), *p) + (struct.pack("3B", *c) if face_colours else b"")
+    return _write(path, head + body)
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "binary_big_endian", "ascii"])
+@pytest.mark.parametrize("face_colours", [False, True])
+def test_ply_with_quads_triangles_and_polygons_is_read_with_each_faces_colour(tmp_path, fmt, face_colours):
+    # Blender's binary PLY export of a mesh with quads and triangles (Suzanne) was refused ("unexpected
+    # length"), and colours on polygon faces failed with exit 1
+    mesh = load_mesh(polygon_ply(tmp_path / "polygons.ply", fmt, face_colours))
+    assert mesh.num_faces == 2 + 1 + 2 + 3  # a polygon of n corners is n - 2 triangles
+    triangles = mesh.vertices[mesh.faces]
+    area = 0.5 * np.linalg.norm(np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]), axis=1)
+    expected = sum(0.5 * n * np.sin(2 * np.pi / n) for n in (4, 3, 4, 5))  # regular polygons of radius 1
+    np.testing.assert_allclose(area.sum(), expected, rtol=1e-5)
+    if face_colours:
+        owner = np.round(mesh.vertices[:, 0] / 3.0).astype(int)  # the polygon each vertex belongs to
+        want = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (250, 200, 10)])[owner] / 255.0
+        np.testing.assert_allclose(mesh.vertex_rgba()[:, :3], want, atol=1e-6)
+
+
 def test_processed_mesh_glb_keeps_vertex_order_uvs_and_colours(tmp_path):
     mesh = load_mesh(write_glb(tmp_path / "s.glb", (textured_sphere(16), np.eye(4))))
     rng = np.random.default_rng(0)
@@ -219,6 +266,26 @@ def test_a_map_named_relative_to_its_material_library_in_a_subfolder_is_read(tmp
     reference = load_mesh(write_textured_obj(tmp_path / "plain"))
     assert mesh.texture is not None and reference.texture is not None
     np.testing.assert_array_equal(np.asarray(mesh.texture), np.asarray(reference.texture))
+
+
+@pytest.mark.parametrize(
+    ("options", "scale", "offset"),
+    [("-s 2 1 1", (2, 1), (0, 0)), ("-clamp on -o 0.5 -bm 1", (1, 1), (0.5, 0)), ("-s 3 -o 0.25 0.5 0", (3, 1), (0.25, 0.5))],
+)
+def test_an_mtl_maps_scale_and_offset_move_the_texture_coordinates(tmp_path, options, scale, offset):
+    # Blender's OBJ importer and three.js's MTLLoader read `map_Kd -s u v -o u v` as uv · s + o (a texture
+    # repeated twice along u for -s 2); trimesh drops both, so the texture came out stretched once
+    from PIL import Image
+
+    Image.fromarray(two_colour_texture()).save(tmp_path / "wood grain.png")
+    (tmp_path / "m.mtl").write_text(f"newmtl wood\nKd 1 1 1\nmap_Kd {options} wood grain.png\n")
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+    (tmp_path / "quad.obj").write_text("mtllib m.mtl\nv 0 0 0\nv 2 0 0\nv 2 1 0\nv 0 1 0\n"
+                                       + "".join(f"vt {u} {v}\n" for u, v in uv) + "usemtl wood\nf 1/1 2/2 3/3 4/4\n")  # fmt: skip
+    mesh = load_mesh(tmp_path / "quad.obj")
+    order = np.lexsort((mesh.vertices[:, 1], mesh.vertices[:, 0]))  # corners (0,0), (0,1), (2,0), (2,1)
+    expected = uv[[0, 3, 1, 2]] * scale + offset
+    np.testing.assert_allclose(mesh.uvs[order], expected, atol=1e-6)
 
 
 def test_the_texture_check_decodes_the_image_trimesh_reads(tmp_path):
