@@ -1,4 +1,5 @@
-"""Shared pieces of the rasterizer backends: the output dataclass and the input checks.
+"""Shared pieces of the rasterizer backends: the output dataclass, the input checks, and the per-splat features
+and output assembly of the PyTorch rasterizers.
 
 Why one module: every backend (the PyTorch reference, gsplat) must accept exactly the same inputs and
 return exactly the same outputs, so the checks and the broadcasting of leading batch dims live here once.
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from a3d_cli.kernels.projection_ref import Projection, camera_centers
+from a3d_cli.kernels.sh_ref import sh_colors
 
 RENDER_MODES: tuple[str, ...] = ("RGB", "RGB+ED")
 
@@ -207,3 +211,32 @@ def unflatten_output(out: RasterOutput, batch_shape: tuple[int, ...]) -> RasterO
         return None if t is None else t.reshape(*batch_shape, *t.shape[1:])
 
     return RasterOutput(colors=un(out.colors), alphas=un(out.alphas), depths=un(out.depths), meta=out.meta)
+
+
+def splat_features(x: RasterInputs, proj: Projection) -> Tensor:
+    """What each splat composites in each camera: its colour (SH evaluated from that camera), then its
+    depth for "RGB+ED". Shared by the PyTorch rasterizers (the tiled backend and the reference).
+
+    Returns:
+        [B, C, N, F] with F = D, or D + 1 for "RGB+ED".
+    """
+    B, N = x.means.shape[:2]
+    C = x.viewmats.shape[1]
+    if x.sh_degree is None:
+        rgb = x.colors[:, None].expand(B, C, N, x.num_channels)  # [B, C, N, D]
+    else:
+        dirs = x.means[:, None] - camera_centers(x.viewmats)[:, :, None]  # [B, C, N, 3]
+        rgb = sh_colors(x.sh_degree, dirs, x.colors[:, None])  # [B, C, N, 3]
+    return torch.cat([rgb, proj.depths[..., None]], dim=-1) if x.render_mode == "RGB+ED" else rgb
+
+
+def finish_output(x: RasterInputs, img: Tensor) -> RasterOutput:
+    """Composited features [B, C, H, W, F+1] (alpha last) → colours on the background, alphas, expected depth."""
+    D = x.num_channels
+    rgb_img, alphas = img[..., :D], img[..., -1:]  # [B, C, H, W, D], [B, C, H, W, 1]
+    if x.backgrounds is not None:
+        rgb_img = rgb_img + (1.0 - alphas) * x.backgrounds[:, :, None, None, :]
+    depths = None
+    if x.render_mode == "RGB+ED":
+        depths = img[..., D : D + 1] / alphas.clamp(min=1e-10)  # [B, C, H, W, 1]
+    return unflatten_output(RasterOutput(colors=rgb_img, alphas=alphas, depths=depths), x.batch_shape)

@@ -18,10 +18,9 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from a3d_cli.kernels._common import RasterInputs, RasterOutput, check_inputs, unflatten_output
+from a3d_cli.kernels._common import RasterInputs, RasterOutput, check_inputs, finish_output, splat_features
 from a3d_cli.kernels.composite_tiled import bin_tiles, composite_tiles
-from a3d_cli.kernels.projection_ref import Projection, camera_centers, project_gaussians_ref
-from a3d_cli.kernels.sh_ref import sh_colors
+from a3d_cli.kernels.projection_ref import project_gaussians_ref
 
 DEFAULT_TILE_SIZE = 8  # pixels; smaller tiles waste less work around small splats on a CPU
 DEFAULT_BLOCK_SIZE = 32  # depth slots per step of the sweep
@@ -145,32 +144,3 @@ def rasterize_torch_checked(
     out = finish_output(x, img)
     out.meta = meta
     return out
-
-
-def splat_features(x: RasterInputs, proj: Projection) -> Tensor:
-    """What each splat composites in each camera: its colour (SH evaluated from that camera), then its
-    depth for "RGB+ED". Shared by every PyTorch rasterizer.
-
-    Returns:
-        [B, C, N, F] with F = D, or D + 1 for "RGB+ED".
-    """
-    B, N = x.means.shape[:2]
-    C = x.viewmats.shape[1]
-    if x.sh_degree is None:
-        rgb = x.colors[:, None].expand(B, C, N, x.num_channels)  # [B, C, N, D]
-    else:
-        dirs = x.means[:, None] - camera_centers(x.viewmats)[:, :, None]  # [B, C, N, 3]
-        rgb = sh_colors(x.sh_degree, dirs, x.colors[:, None])  # [B, C, N, 3]
-    return torch.cat([rgb, proj.depths[..., None]], dim=-1) if x.render_mode == "RGB+ED" else rgb
-
-
-def finish_output(x: RasterInputs, img: Tensor) -> RasterOutput:
-    """Composited features [B, C, H, W, F+1] (alpha last) → colours on the background, alphas, expected depth."""
-    D = x.num_channels
-    rgb_img, alphas = img[..., :D], img[..., -1:]  # [B, C, H, W, D], [B, C, H, W, 1]
-    if x.backgrounds is not None:
-        rgb_img = rgb_img + (1.0 - alphas) * x.backgrounds[:, :, None, None, :]
-    depths = None
-    if x.render_mode == "RGB+ED":
-        depths = img[..., D : D + 1] / alphas.clamp(min=1e-10)  # [B, C, H, W, 1]
-    return unflatten_output(RasterOutput(colors=rgb_img, alphas=alphas, depths=depths), x.batch_shape)
