@@ -126,7 +126,21 @@ def _write_png(path: Path, arr: np.ndarray) -> None:
         pil.save(tmp, format="PNG")
 
 
-def load_png(path: Path, mode: str | None = None) -> Tensor:
+def upright(pil: PILImage) -> None:
+    """Turn an opened image, in place, the way its EXIF Orientation tag says, as image viewers show it.
+
+    Why: a phone stores a portrait photo as landscape pixels plus an Orientation tag (6 or 8); read as
+    stored, the object lies on its side. Pillow reads a damaged EXIF block leniently (a warning, no
+    orientation); that warning is not shown, as viewers show such an image as stored.
+    """
+    from PIL import ImageOps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": the image is read as stored
+        ImageOps.exif_transpose(pil, in_place=True)
+
+
+def load_png(path: Path, mode: str | None = None, orient: bool = False) -> Tensor:
     """Read an image as [H, W, C] float in [0, 1].
 
     16-bit greyscale images (PIL modes I;16 and I) are scaled by 65535, not clipped at 255; 16-bit RGB(A)
@@ -135,6 +149,8 @@ def load_png(path: Path, mode: str | None = None) -> Tensor:
     Args:
         path: any format PIL reads.
         mode: PIL mode to convert to ("RGB", "RGBA", "L"); None keeps RGB or RGBA as stored.
+        orient: turn the image as its EXIF Orientation says (`upright`): a photo as a viewer shows it.
+            Off for frames that come with cameras, whose pixels are taken as stored.
 
     Raises:
         InputError: the file is missing, not a readable image, or declares more pixels than Pillow's
@@ -144,6 +160,8 @@ def load_png(path: Path, mode: str | None = None) -> Tensor:
     if not path.is_file():
         raise InputError(f"Image {path} does not exist.", hint="Check the path (and the frame naming).")
     with open_image(path, str(path)) as pil:
+        if orient:
+            upright(pil)
         if mode is None:
             mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
         if pil.mode in _WIDE_GREY:

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.io.images import composite as composite_over
-from a3d_cli.io.images import load_png, open_image, to_uint8
+from a3d_cli.io.images import load_png, open_image, to_uint8, upright
 
 Matte = Literal["auto", "alpha", "uniform", "rembg"]
 MATTES = ("auto", "alpha", "uniform", "rembg")
@@ -100,6 +100,7 @@ def _matting_input(path: Path, img: Tensor) -> Tensor:
     with open_image(path, str(path)) as pil:
         if pil.format in ("JPEG", "MPO"):  # MPO: a phone camera's JPEG with extra frames, decoded as JPEG
             pil.thumbnail((MATTE_MAX_SIDE, MATTE_MAX_SIDE), Image.Resampling.LANCZOS)
+            upright(pil)  # after the thumbnail: the draft scale must be chosen before any decode
             return torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).float() / 255.0
     return _thumbnail(img[..., :3], MATTE_MAX_SIDE)
 
@@ -174,7 +175,7 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
     """
     if matte not in MATTES:
         raise OptionError(f"--matte must be one of {', '.join(MATTES)} (got {matte}).")
-    img = load_png(Path(path))  # [H, W, 1|3|4]; InputError when not an image
+    img = load_png(Path(path), orient=True)  # [H, W, 1|3|4], as a viewer shows it; InputError when not an image
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
         raise InputError(
             f"{path} is {img.shape[1]}×{img.shape[0]} pixels; an object image needs at least "

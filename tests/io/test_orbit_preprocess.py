@@ -92,3 +92,46 @@ def test_not_an_image_and_missing_rembg(tmp_path: Path) -> None:
         Image.open(path).convert("RGB").save(tmp_path / "obj_rgb.png")
         with pytest.raises(OptionError, match="rembg"):
             load_object_rgba(tmp_path / "obj_rgb.png", matte="rembg")
+
+
+def rotated_with_orientation(upright: np.ndarray, orientation: int, path: Path, **save) -> Path:
+    """Store `upright` the way a camera does: pixels turned, plus the EXIF Orientation that turns them back."""
+    turn = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(upright).transpose(turn).save(path, exif=exif, **save)
+    return path
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path: Path, orientation: int) -> None:
+    """A phone stores a portrait photo sideways with an Orientation tag; every viewer shows it upright."""
+    arr = np.full((60, 40, 3), 255, dtype=np.uint8)
+    arr[10:50, 8:16] = (200, 30, 30)  # an L: a tall bar on the left ...
+    arr[42:50, 8:32] = (200, 30, 30)  # ... and a foot to the right at the bottom
+    Image.fromarray(arr).save(tmp_path / "plain.png")
+    stored = rotated_with_orientation(arr, orientation, tmp_path / "phone.png")
+    rgba, matte = load_object_rgba(stored)
+    assert matte == "uniform" and torch.equal(rgba, load_object_rgba(tmp_path / "plain.png")[0])
+    assert prepare_object_image(stored, size=32).bbox == (8, 10, 32, 50)
+
+
+def test_an_rgba_png_with_an_exif_orientation_is_read_upright(tmp_path: Path) -> None:
+    arr = np.zeros((60, 40, 4), dtype=np.uint8)
+    arr[10:50, 8:16] = (200, 30, 30, 255)
+    arr[42:50, 8:32] = (200, 30, 30, 255)
+    rgba, matte = load_object_rgba(rotated_with_orientation(arr, 6, tmp_path / "phone.png"))
+    assert matte == "alpha"
+    assert torch.equal(rgba, torch.from_numpy(arr).float() / 255.0)
+
+
+def test_a_large_phone_jpeg_is_thumbnailed_from_the_file_and_turned_upright(tmp_path: Path) -> None:
+    """Over 4× the matte size a JPEG is thumbnailed from the file (PIL's draft); the turn comes after it."""
+    arr = np.full((3300, 2200, 3), 250, dtype=np.uint8)
+    arr[600:2700, 400:1000] = (120, 60, 20)  # a tall object left of centre
+    stored = rotated_with_orientation(arr, 6, tmp_path / "phone.jpg", quality=90)
+    rgba, matte = load_object_rgba(stored)
+    assert matte == "uniform" and rgba.shape[:2] == (768, 512)  # portrait, as the viewer shows it
+    ys, xs = torch.nonzero(rgba[..., 3] > 0.5, as_tuple=True)
+    assert abs(int(ys.min()) - 140) <= 2 and abs(int(ys.max()) - 629) <= 2  # 600 and 2700 of 3300, at 768
+    assert abs(int(xs.min()) - 93) <= 2 and abs(int(xs.max()) - 232) <= 2  # 400 and 1000 of 2200, at 512
