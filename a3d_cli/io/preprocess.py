@@ -219,7 +219,14 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
 
     Returns:
         ([S, S, 4] square, (x0, y0, x1, y1) bounding box in `rgba`).
+
+    Raises:
+        InputError: the square would hold more pixels than a3d decodes (Pillow's `MAX_IMAGE_PIXELS`): a long
+            thin image whose object spans its long side, or a tiny `frame_ratio`, would otherwise ask for
+            terabytes.
     """
+    from PIL import Image
+
     if frame_ratio is not None and not 0.0 < frame_ratio <= 1.0:
         raise OptionError(f"--frame-ratio must be in (0, 1] (got {frame_ratio}).")
     mask = rgba[..., 3] > 0  # [H, W]
@@ -232,6 +239,16 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
         side = rgba.shape[0] if max(h, w) <= rgba.shape[0] else max(rgba.shape[0], rgba.shape[1])
     else:
         side = max(h, w, int(max(h, w) / frame_ratio))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and side * side > limit:
+        cause = f"--frame-ratio {frame_ratio:g}" if frame_ratio is not None else f"a {rgba.shape[1]}×{rgba.shape[0]} image"
+        raise InputError(
+            f"The object is {w}×{h} pixels; with {cause} its square frame would be {side:,}×{side:,} pixels, "
+            f"more than a3d decodes ({limit:,}).",
+            hint="Use a larger --frame-ratio (the share of the frame the object spans)."
+            if frame_ratio is not None
+            else "Crop the image closer around the object, or downscale it.",
+        )
     out = torch.zeros(side, side, 4, dtype=rgba.dtype)
     oy, ox = side // 2 - h // 2, side // 2 - w // 2  # the reference's centring
     out[oy : oy + h, ox : ox + w] = rgba[y0:y1, x0:x1]

@@ -135,3 +135,18 @@ def test_a_large_phone_jpeg_is_thumbnailed_from_the_file_and_turned_upright(tmp_
     ys, xs = torch.nonzero(rgba[..., 3] > 0.5, as_tuple=True)
     assert abs(int(ys.min()) - 140) <= 2 and abs(int(ys.max()) - 629) <= 2  # 600 and 2700 of 3300, at 768
     assert abs(int(xs.min()) - 93) <= 2 and abs(int(xs.max()) - 232) <= 2  # 400 and 1000 of 2200, at 512
+
+
+def test_a_square_frame_larger_than_a3d_decodes_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long thin image whose object spans it, or a tiny --frame-ratio, asked for a square of terabytes (exit 1)."""
+    strip = write_rgba(tmp_path / "strip.png", size=(2000, 8), box=(0, 2, 2000, 6))  # a 12 kB file
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)  # the 2000² square: 4,000,000 pixels
+    with pytest.raises(InputError, match=r"square frame would be 2,000×2,000 pixels, more than a3d decodes") as info:
+        prepare_object_image(strip, size=16)
+    assert "downscale" in (info.value.hint or "")
+    assert prepare_object_image(write_rgba(tmp_path / "small.png", size=(900, 8), box=(0, 2, 900, 6)), size=16)
+    monkeypatch.undo()  # Pillow's own limit: 50 px / 1e-4 is a 500,000² square, 4 TB as float32 RGBA
+    obj = write_rgba(tmp_path / "obj.png", size=(60, 60), box=(5, 5, 55, 55))
+    with pytest.raises(InputError, match="with --frame-ratio 0.0001 its square frame") as info:
+        prepare_object_image(obj, size=16, frame_ratio=1e-4)
+    assert "--frame-ratio" in (info.value.hint or "")
