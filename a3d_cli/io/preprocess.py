@@ -270,6 +270,40 @@ def composite(rgba: Tensor, background: float = 1.0) -> Tensor:
     return (composite_over(arr, background) * 255).to(torch.uint8).float() / 255.0
 
 
+@dataclass(frozen=True)
+class FramedObject:
+    """An object image matted and recentred, before it is resized to a model's size (`frame_object`).
+
+    Attributes:
+        square: [S, S, 4] straight-alpha RGBA in [0, 1], the object centred (S from the framing, not the model).
+        matte: where the alpha came from: "alpha", "uniform" or "rembg".
+        bbox: (x0, y0, x1, y1) of the object in the (possibly thumbnailed) input, x1/y1 exclusive.
+    """
+
+    square: Tensor
+    matte: str
+    bbox: tuple[int, int, int, int]
+
+    def at(self, size: int, background: float = 1.0) -> ObjectImage:
+        """Resize to `size` and composite on `background` (1.0 = white, as SV3D expects)."""
+        small = resize_rgba(self.square, size)  # [size, size, 4]
+        return ObjectImage(image=composite(small, background), rgba=small, matte=self.matte, bbox=self.bbox)
+
+
+def frame_object(path: Path, frame_ratio: float | None = None, matte: Matte = "auto") -> FramedObject:
+    """Mask and recentre one object image (steps 1 and 2 of the module docstring): everything that can refuse
+    the image, so a stage can run it before loading a model.
+
+    Args:
+        path: the input image.
+        frame_ratio: object size / frame size; None keeps the input's framing.
+        matte: how to find the object ("auto", "alpha", "uniform", "rembg").
+    """
+    rgba, used = load_object_rgba(path, matte)
+    square, bbox = recentre(rgba, frame_ratio)
+    return FramedObject(square=square, matte=used, bbox=bbox)
+
+
 def prepare_object_image(
     path: Path,
     size: int,
@@ -286,7 +320,4 @@ def prepare_object_image(
         matte: how to find the object ("auto", "alpha", "uniform", "rembg").
         background: grey level composited behind the object (1.0 = white, as SV3D expects).
     """
-    rgba, used = load_object_rgba(path, matte)
-    square, bbox = recentre(rgba, frame_ratio)
-    small = resize_rgba(square, size)  # [size, size, 4]
-    return ObjectImage(image=composite(small, background), rgba=small, matte=used, bbox=bbox)
+    return frame_object(path, frame_ratio, matte).at(size, background)

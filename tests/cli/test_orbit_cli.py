@@ -176,3 +176,18 @@ def test_orbit_on_the_bundled_example_image(tmp_path: Path, ckpts) -> None:
     assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:02d}.png" for i in range(21)]
     assert read_mp4(out / "orbit.mp4").shape[0] == 21
     assert len(CameraSet.from_json(json.loads((out / "cameras.json").read_text()))) == 21
+
+
+def test_an_image_a3d_refuses_is_refused_before_sv3d_loads(tmp_path: Path, ckpts, monkeypatch) -> None:
+    """Loading SV3D takes seconds (minutes with --compile): a bad image must not wait for it."""
+    import a3d_cli.stages.orbit as orbit_stage
+
+    loads: list[Path] = []
+    real = orbit_stage.load_model
+    monkeypatch.setattr(orbit_stage, "load_model", lambda opts, ckpt, device: loads.append(ckpt) or real(opts, ckpt, device))
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8), "RGBA").save(empty)
+    r = invoke("orbit", str(empty), "-o", str(tmp_path / "RUN"), "--checkpoint", str(ckpts["sv3d_p"]))
+    assert r.exit_code == 2 and "empty alpha" in r.stderr
+    assert loads == [] and "loading SV3D" not in r.stderr
+    assert not (tmp_path / "RUN").exists()
