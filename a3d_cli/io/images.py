@@ -143,8 +143,10 @@ def upright(pil: PILImage) -> None:
 def load_png(path: Path, mode: str | None = None, orient: bool = False) -> Tensor:
     """Read an image as [H, W, C] float in [0, 1].
 
-    16-bit greyscale images (PIL modes I;16 and I) are scaled by 65535, not clipped at 255; 16-bit RGB(A)
-    PNGs arrive from PIL already reduced to 8 bits per channel.
+    16-bit greyscale images (PIL modes I;16 and I) are scaled by 65535, not clipped at 255; floating-point
+    greyscale (mode F: a 32-bit float TIFF) is taken as 0 = black, 1 = white, as image editors and viewers
+    show it (PIL's own conversion reads it as 0-255, all but black), clamped, NaN black; 16-bit RGB(A) PNGs
+    arrive from PIL already reduced to 8 bits per channel.
 
     Args:
         path: any format PIL reads.
@@ -165,7 +167,7 @@ def load_png(path: Path, mode: str | None = None, orient: bool = False) -> Tenso
         if mode is None:
             mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
         if pil.mode in _WIDE_GREY:
-            return _wide_grey(np.asarray(pil), mode)
+            return _wide_grey(np.asarray(pil), mode, _WIDE_GREY[pil.mode])
         arr = np.asarray(pil.convert(mode))
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -199,12 +201,14 @@ def resize_square(images: Tensor, size: int) -> Tensor:
     return x.permute(0, 2, 3, 1).reshape(*lead, size, size, c)
 
 
-_WIDE_GREY = ("I;16", "I;16B", "I;16L", "I")  # 16-bit (and 32-bit integer) greyscale modes of PIL
+_WIDE_GREY = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
+"""PIL's greyscale modes wider than 8 bits (16-bit, 32-bit integer, 32-bit float) → the value read as white."""
 
 
-def _wide_grey(arr: np.ndarray, mode: str) -> Tensor:
-    """A 16-bit greyscale image [H, W] → [H, W, C] float in [0, 1] for `mode` (L, RGB or RGBA, opaque)."""
-    grey = torch.from_numpy(np.asarray(arr, dtype=np.float32) / 65535.0).clamp(0, 1)[..., None]  # [H, W, 1]
+def _wide_grey(arr: np.ndarray, mode: str, white: float) -> Tensor:
+    """A wide greyscale image [H, W] → [H, W, C] float in [0, 1] for `mode` (L, RGB or RGBA, opaque)."""
+    grey = torch.from_numpy(np.asarray(arr, dtype=np.float32) / white)  # [H, W]
+    grey = torch.nan_to_num(grey, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)[..., None]  # [H, W, 1]
     channels = {"L": 1, "RGB": 3, "RGBA": 4}.get(mode)
     if channels is None:
         raise ValueError(f"cannot convert a 16-bit greyscale image to {mode}")
