@@ -75,6 +75,28 @@ def open_image(
         raise InputError(f"{name} {unreadable} ({reason}).", hint=hint) from exc
 
 
+def require_image_file(path: Path, hint: str = "Check the path and its spelling.") -> None:
+    """Refuse a path that is not a regular file, saying what it is instead (missing, a folder, a broken link,
+    a pipe or device), not "does not exist" for all of them; a pipe is never opened.
+
+    Raises:
+        InputError: naming the path and what it is; `hint` for a missing file.
+    """
+    path = Path(path)
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image file.", hint="Pass the image file itself.")
+    if path.exists():
+        raise InputError(
+            f"{path} is not a regular file (a named pipe, socket or device); a3d reads images from plain files.",
+            hint="Save the image to a file and pass that.",
+        )
+    if path.is_symlink():
+        raise InputError(f"Image {path} is a link to {os.readlink(path)}, which does not exist.", hint=hint)
+    raise InputError(f"Image {path} does not exist.", hint=hint)
+
+
 def to_uint8(img: Tensor) -> np.ndarray:
     """[H, W, C] float in [0, 1] → uint8 array (clamped, rounded half to even).
 
@@ -155,12 +177,11 @@ def load_png(path: Path, mode: str | None = None, orient: bool = False) -> Tenso
             Off for frames that come with cameras, whose pixels are taken as stored.
 
     Raises:
-        InputError: the file is missing, not a readable image, or declares more pixels than Pillow's
+        InputError: the file is missing or not a regular file (`require_image_file`), not a readable image, or declares more pixels than Pillow's
             `MAX_IMAGE_PIXELS` (`open_image`; the message says which file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Image {path} does not exist.", hint="Check the path (and the frame naming).")
+    require_image_file(path, hint="Check the path (and the frame naming).")
     with open_image(path, str(path)) as pil:
         if orient:
             upright(pil)

@@ -371,9 +371,9 @@ def _animate_flags(message: str, stage: str) -> str:
 
 def _check_image_input(opts: AnimateOptions) -> None:
     """An image input exists, and the SV3D weights resolve unless `orbit` replaces SV3D (else exit 2 now)."""
-    image = Path(opts.model).expanduser()
-    if not image.is_file():
-        raise InputError(f"Image {image} does not exist.")
+    from a3d_cli.io.images import require_image_file
+
+    require_image_file(Path(opts.model).expanduser())
     if opts.orbit is not None:
         if not Path(opts.orbit).expanduser().is_dir():
             raise InputError(f"The orbit folder {opts.orbit} does not exist.")

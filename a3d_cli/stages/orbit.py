@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from a3d_cli.errors import InputError, OptionError, require_finite_options
+from a3d_cli.errors import OptionError, require_finite_options
 from a3d_cli.run_layout import ORBIT_DIR, ORBIT_INPUT, ORBIT_VIDEO, orbit_cameras_json, orbit_frame
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
@@ -216,12 +216,12 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
     Examples:
         >>> run(Path("RUN"), OrbitOptions(image="chair.png"), Runtime(device="cuda"))  # doctest: +SKIP
     """
+    from a3d_cli.io.images import require_image_file
     from a3d_cli.weights import resolve
 
     rt = rt or Runtime()
     image_path = Path(opts.image)
-    if not image_path.is_file():
-        raise InputError(f"Image {image_path} does not exist.", hint="Check the path and its spelling.")
+    require_image_file(image_path)
     explicit = Path(opts.checkpoint).expanduser() if opts.checkpoint else None
     ckpt = resolve(opts.model, explicit, option="--checkpoint")
     stat = ckpt.stat()
