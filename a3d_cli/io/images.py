@@ -72,7 +72,46 @@ def open_image(
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, Image.UnidentifiedImageError):
             reason = "not an image format Pillow reads"
+            known = _unread_format(source)
+            if known is not None:
+                reason, hint = f"{known}, a format Pillow does not read", _CONVERT_HINT[known]
         raise InputError(f"{name} {unreadable} ({reason}).", hint=hint) from exc
+
+
+_CONVERT_HINT = {
+    "a HEIC/HEIF image": "Convert it to PNG or JPEG first (photo apps export either).",
+    "an AVIF image": "Convert it to PNG or JPEG first.",
+    "an SVG drawing": "Render it to a PNG first (with a transparent background, for an object image).",
+}
+"""Formats people commonly hold that Pillow does not open, and what to do (not "it is damaged")."""
+
+
+def _unread_format(source: Path | IO[bytes]) -> str | None:
+    """Name the common format of an image Pillow did not identify (a phone's HEIC photo, an SVG), or None.
+
+    HEIF and AVIF are ISO base media files whose `ftyp` box names the brand; an SVG is XML with an `<svg` tag.
+    """
+    try:
+        if isinstance(source, Path):
+            with open(source, "rb") as f:
+                head = f.read(1024)
+        else:
+            source.seek(0)
+            head = source.read(1024)
+    except (OSError, ValueError):  # unreadable or unseekable: say nothing more
+        return None
+    if head[4:8] == b"ftyp":
+        from PIL import Image
+
+        Image.init()
+        brands = {head[i : i + 4] for i in range(8, min(len(head), 32), 4)}
+        if brands & {b"avif", b"avis"}:
+            return None if "AVIF" in Image.OPEN else "an AVIF image"  # a Pillow that reads AVIF: it is damaged
+        if brands & {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}:
+            return None if "HEIF" in Image.OPEN else "a HEIC/HEIF image"  # pillow-heif registers "HEIF"
+    if b"<svg" in head.lower() and head.lstrip().startswith(b"<"):
+        return "an SVG drawing"
+    return None
 
 
 def require_image_file(path: Path, hint: str = "Check the path and its spelling.") -> None:

@@ -150,3 +150,48 @@ def test_a_square_frame_larger_than_a3d_decodes_is_refused(tmp_path: Path, monke
     with pytest.raises(InputError, match="with --frame-ratio 0.0001 its square frame") as info:
         prepare_object_image(obj, size=16, frame_ratio=1e-4)
     assert "--frame-ratio" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "known"),
+    [
+        ("IMG_0042.HEIC", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "a HEIC/HEIF image"),
+        ("burst.heif", b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(64), "a HEIC/HEIF image"),
+        (
+            "logo.svg",
+            b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"></svg>',
+            "an SVG drawing",
+        ),
+    ],
+)
+def test_a_common_format_pillow_does_not_read_is_named_not_called_damaged(
+    tmp_path: Path, name: str, data: bytes, known: str
+) -> None:
+    """A phone's HEIC photo is a good file: the hint said to replace it as damaged."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=f"is not a readable image \\({known}, a format Pillow does not read\\)") as info:
+        prepare_object_image(path, size=16)
+    assert "damaged" not in (info.value.hint or "") and "PNG" in (info.value.hint or "")
+    (tmp_path / "notes.png").write_text("<p>not an svg</p>")  # any other unread file keeps the general hint
+    with pytest.raises(InputError, match="not an image format Pillow reads") as info:
+        prepare_object_image(tmp_path / "notes.png", size=16)
+    assert "damaged" in (info.value.hint or "")
+
+
+def test_an_avif_is_named_only_where_pillow_does_not_read_avif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where Pillow reads AVIF, an AVIF it cannot open is damaged; where it does not, the format is named."""
+    from PIL import Image
+
+    Image.init()
+    path = tmp_path / "photo.avif"
+    path.write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64))
+    if "AVIF" in Image.OPEN:
+        with pytest.raises(InputError) as info:
+            prepare_object_image(path, size=16)
+        assert "damaged" in (info.value.hint or "") and "AVIF" not in str(info.value)
+        monkeypatch.delitem(Image.OPEN, "AVIF")  # a Pillow without AVIF support
+        monkeypatch.setattr(Image, "ID", [plugin for plugin in Image.ID if plugin != "AVIF"])
+    with pytest.raises(InputError, match="an AVIF image, a format Pillow does not read") as info:
+        prepare_object_image(path, size=16)
+    assert "damaged" not in (info.value.hint or "")
