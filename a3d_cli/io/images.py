@@ -73,7 +73,9 @@ def open_image(
         if isinstance(exc, Image.UnidentifiedImageError):
             reason = "not an image format Pillow reads"
             known = _unread_format(source)
-            if known is not None:
+            if known == "":
+                reason = "the file is empty, 0 bytes"
+            elif known is not None:
                 reason, hint = f"{known}, a format Pillow does not read", _CONVERT_HINT[known]
         raise InputError(f"{name} {unreadable} ({reason}).", hint=hint) from exc
 
@@ -87,7 +89,8 @@ _CONVERT_HINT = {
 
 
 def _unread_format(source: Path | IO[bytes]) -> str | None:
-    """Name the common format of an image Pillow did not identify (a phone's HEIC photo, an SVG), or None.
+    """Name the common format of an image Pillow did not identify (a phone's HEIC photo, an SVG), "" for an
+    empty file, or None.
 
     HEIF and AVIF are ISO base media files whose `ftyp` box names the brand; an SVG is XML with an `<svg` tag.
     """
@@ -100,6 +103,8 @@ def _unread_format(source: Path | IO[bytes]) -> str | None:
             head = source.read(1024)
     except (OSError, ValueError):  # unreadable or unseekable: say nothing more
         return None
+    if not head:
+        return ""
     if head[4:8] == b"ftyp":
         from PIL import Image
 

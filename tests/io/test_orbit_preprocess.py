@@ -177,6 +177,9 @@ def test_a_common_format_pillow_does_not_read_is_named_not_called_damaged(
     with pytest.raises(InputError, match="not an image format Pillow reads") as info:
         prepare_object_image(tmp_path / "notes.png", size=16)
     assert "damaged" in (info.value.hint or "")
+    (tmp_path / "empty.png").write_bytes(b"")  # an empty file is called empty
+    with pytest.raises(InputError, match=r"is not a readable image \(the file is empty, 0 bytes\)"):
+        prepare_object_image(tmp_path / "empty.png", size=16)
 
 
 def test_an_avif_is_named_only_where_pillow_does_not_read_avif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
