@@ -72,7 +72,73 @@ def open_image(
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, Image.UnidentifiedImageError):
             reason = "not an image format Pillow reads"
+            known = _unread_format(source)
+            if known == "":
+                reason = "the file is empty, 0 bytes"
+            elif known is not None:
+                reason, hint = f"{known}, a format Pillow does not read", _CONVERT_HINT[known]
         raise InputError(f"{name} {unreadable} ({reason}).", hint=hint) from exc
+
+
+_CONVERT_HINT = {
+    "a HEIC/HEIF image": "Convert it to PNG or JPEG first (photo apps export either).",
+    "an AVIF image": "Convert it to PNG or JPEG first.",
+    "an SVG drawing": "Render it to a PNG first (with a transparent background, for an object image).",
+}
+"""Formats people commonly hold that Pillow does not open, and what to do (not "it is damaged")."""
+
+
+def _unread_format(source: Path | IO[bytes]) -> str | None:
+    """Name the common format of an image Pillow did not identify (a phone's HEIC photo, an SVG), "" for an
+    empty file, or None.
+
+    HEIF and AVIF are ISO base media files whose `ftyp` box names the brand; an SVG is XML with an `<svg` tag.
+    """
+    try:
+        if isinstance(source, Path):
+            with open(source, "rb") as f:
+                head = f.read(1024)
+        else:
+            source.seek(0)
+            head = source.read(1024)
+    except (OSError, ValueError):  # unreadable or unseekable: say nothing more
+        return None
+    if not head:
+        return ""
+    if head[4:8] == b"ftyp":
+        from PIL import Image
+
+        Image.init()
+        brands = {head[i : i + 4] for i in range(8, min(len(head), 32), 4)}
+        if brands & {b"avif", b"avis"}:
+            return None if "AVIF" in Image.OPEN else "an AVIF image"  # a Pillow that reads AVIF: it is damaged
+        if brands & {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}:
+            return None if "HEIF" in Image.OPEN else "a HEIC/HEIF image"  # pillow-heif registers "HEIF"
+    if b"<svg" in head.lower() and head.lstrip().startswith(b"<"):
+        return "an SVG drawing"
+    return None
+
+
+def require_image_file(path: Path, hint: str = "Check the path and its spelling.") -> None:
+    """Refuse a path that is not a regular file, saying what it is instead (missing, a folder, a broken link,
+    a pipe or device), not "does not exist" for all of them; a pipe is never opened.
+
+    Raises:
+        InputError: naming the path and what it is; `hint` for a missing file.
+    """
+    path = Path(path)
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image file.", hint="Pass the image file itself.")
+    if path.exists():
+        raise InputError(
+            f"{path} is not a regular file (a named pipe, socket or device); a3d reads images from plain files.",
+            hint="Save the image to a file and pass that.",
+        )
+    if path.is_symlink():
+        raise InputError(f"Image {path} is a link to {os.readlink(path)}, which does not exist.", hint=hint)
+    raise InputError(f"Image {path} does not exist.", hint=hint)
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -126,28 +192,47 @@ def _write_png(path: Path, arr: np.ndarray) -> None:
         pil.save(tmp, format="PNG")
 
 
-def load_png(path: Path, mode: str | None = None) -> Tensor:
+def upright(pil: PILImage) -> None:
+    """Turn an opened image, in place, the way its EXIF Orientation tag says, as image viewers show it.
+
+    Why: a phone stores a portrait photo as landscape pixels plus an Orientation tag (6 or 8); read as
+    stored, the object lies on its side. Pillow reads a damaged EXIF block leniently (a warning, no
+    orientation); that warning is not shown, as viewers show such an image as stored.
+    """
+    from PIL import ImageOps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": the image is read as stored
+        ImageOps.exif_transpose(pil, in_place=True)
+
+
+def load_png(path: Path, mode: str | None = None, orient: bool = False) -> Tensor:
     """Read an image as [H, W, C] float in [0, 1].
 
-    16-bit greyscale images (PIL modes I;16 and I) are scaled by 65535, not clipped at 255; 16-bit RGB(A)
-    PNGs arrive from PIL already reduced to 8 bits per channel.
+    16-bit greyscale images (PIL modes I;16 and I) are scaled by 65535, not clipped at 255; floating-point
+    greyscale (mode F: a 32-bit float TIFF) is taken as 0 = black, 1 = white, as image editors and viewers
+    show it (PIL's own conversion reads it as 0-255, all but black), clamped, NaN black; 16-bit RGB(A) PNGs
+    arrive from PIL already reduced to 8 bits per channel.
 
     Args:
         path: any format PIL reads.
         mode: PIL mode to convert to ("RGB", "RGBA", "L"); None keeps RGB or RGBA as stored.
+        orient: turn the image as its EXIF Orientation says (`upright`): a photo as a viewer shows it.
+            Off for frames that come with cameras, whose pixels are taken as stored.
 
     Raises:
-        InputError: the file is missing, not a readable image, or declares more pixels than Pillow's
+        InputError: the file is missing or not a regular file (`require_image_file`), not a readable image, or declares more pixels than Pillow's
             `MAX_IMAGE_PIXELS` (`open_image`; the message says which file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Image {path} does not exist.", hint="Check the path (and the frame naming).")
+    require_image_file(path, hint="Check the path (and the frame naming).")
     with open_image(path, str(path)) as pil:
+        if orient:
+            upright(pil)
         if mode is None:
             mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
         if pil.mode in _WIDE_GREY:
-            return _wide_grey(np.asarray(pil), mode)
+            return _wide_grey(np.asarray(pil), mode, _WIDE_GREY[pil.mode])
         arr = np.asarray(pil.convert(mode))
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -181,12 +266,14 @@ def resize_square(images: Tensor, size: int) -> Tensor:
     return x.permute(0, 2, 3, 1).reshape(*lead, size, size, c)
 
 
-_WIDE_GREY = ("I;16", "I;16B", "I;16L", "I")  # 16-bit (and 32-bit integer) greyscale modes of PIL
+_WIDE_GREY = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
+"""PIL's greyscale modes wider than 8 bits (16-bit, 32-bit integer, 32-bit float) → the value read as white."""
 
 
-def _wide_grey(arr: np.ndarray, mode: str) -> Tensor:
-    """A 16-bit greyscale image [H, W] → [H, W, C] float in [0, 1] for `mode` (L, RGB or RGBA, opaque)."""
-    grey = torch.from_numpy(np.asarray(arr, dtype=np.float32) / 65535.0).clamp(0, 1)[..., None]  # [H, W, 1]
+def _wide_grey(arr: np.ndarray, mode: str, white: float) -> Tensor:
+    """A wide greyscale image [H, W] → [H, W, C] float in [0, 1] for `mode` (L, RGB or RGBA, opaque)."""
+    grey = torch.from_numpy(np.asarray(arr, dtype=np.float32) / white)  # [H, W]
+    grey = torch.nan_to_num(grey, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)[..., None]  # [H, W, 1]
     channels = {"L": 1, "RGB": 3, "RGBA": 4}.get(mode)
     if channels is None:
         raise ValueError(f"cannot convert a 16-bit greyscale image to {mode}")

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.io.images import composite as composite_over
-from a3d_cli.io.images import load_png, open_image, to_uint8
+from a3d_cli.io.images import load_png, open_image, to_uint8, upright
 
 Matte = Literal["auto", "alpha", "uniform", "rembg"]
 MATTES = ("auto", "alpha", "uniform", "rembg")
@@ -100,6 +100,7 @@ def _matting_input(path: Path, img: Tensor) -> Tensor:
     with open_image(path, str(path)) as pil:
         if pil.format in ("JPEG", "MPO"):  # MPO: a phone camera's JPEG with extra frames, decoded as JPEG
             pil.thumbnail((MATTE_MAX_SIDE, MATTE_MAX_SIDE), Image.Resampling.LANCZOS)
+            upright(pil)  # after the thumbnail: the draft scale must be chosen before any decode
             return torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).float() / 255.0
     return _thumbnail(img[..., :3], MATTE_MAX_SIDE)
 
@@ -174,7 +175,7 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
     """
     if matte not in MATTES:
         raise OptionError(f"--matte must be one of {', '.join(MATTES)} (got {matte}).")
-    img = load_png(Path(path))  # [H, W, 1|3|4]; InputError when not an image
+    img = load_png(Path(path), orient=True)  # [H, W, 1|3|4], as a viewer shows it; InputError when not an image
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
         raise InputError(
             f"{path} is {img.shape[1]}×{img.shape[0]} pixels; an object image needs at least "
@@ -218,7 +219,14 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
 
     Returns:
         ([S, S, 4] square, (x0, y0, x1, y1) bounding box in `rgba`).
+
+    Raises:
+        InputError: the square would hold more pixels than a3d decodes (Pillow's `MAX_IMAGE_PIXELS`): a long
+            thin image whose object spans its long side, or a tiny `frame_ratio`, would otherwise ask for
+            terabytes.
     """
+    from PIL import Image
+
     if frame_ratio is not None and not 0.0 < frame_ratio <= 1.0:
         raise OptionError(f"--frame-ratio must be in (0, 1] (got {frame_ratio}).")
     mask = rgba[..., 3] > 0  # [H, W]
@@ -231,6 +239,16 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
         side = rgba.shape[0] if max(h, w) <= rgba.shape[0] else max(rgba.shape[0], rgba.shape[1])
     else:
         side = max(h, w, int(max(h, w) / frame_ratio))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and side * side > limit:
+        cause = f"--frame-ratio {frame_ratio:g}" if frame_ratio is not None else f"a {rgba.shape[1]}×{rgba.shape[0]} image"
+        raise InputError(
+            f"The object is {w}×{h} pixels; with {cause} its square frame would be {side:,}×{side:,} pixels, "
+            f"more than a3d decodes ({limit:,}).",
+            hint="Use a larger --frame-ratio (the share of the frame the object spans)."
+            if frame_ratio is not None
+            else "Crop the image closer around the object, or downscale it.",
+        )
     out = torch.zeros(side, side, 4, dtype=rgba.dtype)
     oy, ox = side // 2 - h // 2, side // 2 - w // 2  # the reference's centring
     out[oy : oy + h, ox : ox + w] = rgba[y0:y1, x0:x1]
@@ -252,6 +270,40 @@ def composite(rgba: Tensor, background: float = 1.0) -> Tensor:
     return (composite_over(arr, background) * 255).to(torch.uint8).float() / 255.0
 
 
+@dataclass(frozen=True)
+class FramedObject:
+    """An object image matted and recentred, before it is resized to a model's size (`frame_object`).
+
+    Attributes:
+        square: [S, S, 4] straight-alpha RGBA in [0, 1], the object centred (S from the framing, not the model).
+        matte: where the alpha came from: "alpha", "uniform" or "rembg".
+        bbox: (x0, y0, x1, y1) of the object in the (possibly thumbnailed) input, x1/y1 exclusive.
+    """
+
+    square: Tensor
+    matte: str
+    bbox: tuple[int, int, int, int]
+
+    def at(self, size: int, background: float = 1.0) -> ObjectImage:
+        """Resize to `size` and composite on `background` (1.0 = white, as SV3D expects)."""
+        small = resize_rgba(self.square, size)  # [size, size, 4]
+        return ObjectImage(image=composite(small, background), rgba=small, matte=self.matte, bbox=self.bbox)
+
+
+def frame_object(path: Path, frame_ratio: float | None = None, matte: Matte = "auto") -> FramedObject:
+    """Mask and recentre one object image (steps 1 and 2 of the module docstring): everything that can refuse
+    the image, so a stage can run it before loading a model.
+
+    Args:
+        path: the input image.
+        frame_ratio: object size / frame size; None keeps the input's framing.
+        matte: how to find the object ("auto", "alpha", "uniform", "rembg").
+    """
+    rgba, used = load_object_rgba(path, matte)
+    square, bbox = recentre(rgba, frame_ratio)
+    return FramedObject(square=square, matte=used, bbox=bbox)
+
+
 def prepare_object_image(
     path: Path,
     size: int,
@@ -268,7 +320,4 @@ def prepare_object_image(
         matte: how to find the object ("auto", "alpha", "uniform", "rembg").
         background: grey level composited behind the object (1.0 = white, as SV3D expects).
     """
-    rgba, used = load_object_rgba(path, matte)
-    square, bbox = recentre(rgba, frame_ratio)
-    small = resize_rgba(square, size)  # [size, size, 4]
-    return ObjectImage(image=composite(small, background), rgba=small, matte=used, bbox=bbox)
+    return frame_object(path, frame_ratio, matte).at(size, background)

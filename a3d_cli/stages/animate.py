@@ -1,6 +1,6 @@
 """`a3d animate`: the whole chain in one run folder — prepare → mvvideo → reconstruct → sds → mesh-animate → export.
 
-An image input (.png, .jpg, .jpeg, .webp) is first made into a 3D asset in the same run folder: orbit
+An image input (.png, .jpg, .webp, .tif, … : `IMAGE_SUFFIXES`) is first made into a 3D asset in the same run folder: orbit
 (SV3D) → lift (splats + textured mesh) → prepare on `lift/model.glb` → the rest. `orbit` (a folder of
 frames + cameras.json) skips SV3D and lifts that folder instead.
 
@@ -57,8 +57,10 @@ VIDEO_ALTERNATIVE = (
     "Or animate from a multi-view video you already have: `a3d animate MODEL --video DIR` "
     f"(DIR holds v{{view}}_f{{frame:02d}}.png, {NUM_VIEWS} views × {NUM_FRAMES} frames)."
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-"""Inputs with these suffixes are images: the chain starts with orbit → lift."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif")
+"""Inputs with these suffixes are images: the chain starts with orbit → lift. The raster formats Pillow reads
+that hold a photo or a cut-out; HEIC/HEIF too, which it does not read, so that such a photo is refused as an
+image with the hint to convert it (`a3d_cli.io.images.open_image`), not as an unknown 3D format."""
 
 
 def is_image_input(model: str | Path) -> bool:
@@ -71,7 +73,7 @@ class AnimateOptions:
     """Options of `a3d animate` (the common knobs of each stage; the stage commands offer every one)."""
 
     model: str
-    """Input asset: .glb, .gltf, .obj, mesh .ply or 3DGS .ply, or an object image (.png, .jpg, .webp)."""
+    """Input asset: .glb, .gltf, .obj, mesh .ply or 3DGS .ply, or an object image (`IMAGE_SUFFIXES`)."""
     orbit: str | None = None
     """Image inputs: a folder of frames + cameras.json (docs/lift.md) lifted instead of sampling SV3D."""
     sv3d_model: Literal["sv3d_u", "sv3d_p"] = OrbitOptions.model
@@ -363,10 +365,13 @@ def _animate_flags(message: str, stage: str) -> str:
 
 
 def _check_image_input(opts: AnimateOptions) -> None:
-    """An image input exists, and the SV3D weights resolve unless `orbit` replaces SV3D (else exit 2 now)."""
+    """An image input exists and opens, and the SV3D weights resolve unless `orbit` replaces SV3D (else exit 2 now)."""
+    from a3d_cli.io.images import open_image, require_image_file
+
     image = Path(opts.model).expanduser()
-    if not image.is_file():
-        raise InputError(f"Image {image} does not exist.")
+    require_image_file(image)
+    with open_image(image, str(image)):  # the header only: an unreadable image is refused before the weights
+        pass
     if opts.orbit is not None:
         if not Path(opts.orbit).expanduser().is_dir():
             raise InputError(f"The orbit folder {opts.orbit} does not exist.")
@@ -403,7 +408,7 @@ class AnimateResult:
 
 def preflight(opts: AnimateOptions) -> ChainPlan:
     """The chain plan for `opts` after the checks that need no run folder: the input file and its kind (an
-    image input's orbit options too), the frame names of a `video` folder (no pixels read), the MV-VDM weights. `a3d batch` runs this for every job
+    image input's header and orbit options too), the frame names of a `video` folder (no pixels read), the MV-VDM weights. `a3d batch` runs this for every job
     before any job starts.
 
     Raises:

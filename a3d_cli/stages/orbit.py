@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from a3d_cli.errors import InputError, OptionError, require_finite_options
+from a3d_cli.errors import OptionError, require_finite_options
 from a3d_cli.run_layout import ORBIT_DIR, ORBIT_INPUT, ORBIT_VIDEO, orbit_cameras_json, orbit_frame
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
@@ -216,12 +216,12 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
     Examples:
         >>> run(Path("RUN"), OrbitOptions(image="chair.png"), Runtime(device="cuda"))  # doctest: +SKIP
     """
+    from a3d_cli.io.images import require_image_file
     from a3d_cli.weights import resolve
 
     rt = rt or Runtime()
     image_path = Path(opts.image)
-    if not image_path.is_file():
-        raise InputError(f"Image {image_path} does not exist.", hint="Check the path and its spelling.")
+    require_image_file(image_path)
     explicit = Path(opts.checkpoint).expanduser() if opts.checkpoint else None
     ckpt = resolve(opts.model, explicit, option="--checkpoint")
     stat = ckpt.stat()
@@ -231,13 +231,17 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         import torch
 
         from a3d_cli.io.images import save_png, save_pngs
-        from a3d_cli.io.preprocess import prepare_object_image
+        from a3d_cli.io.preprocess import frame_object
         from a3d_cli.models.guidance import cfg_scales
         from a3d_cli.models.speed.acceleration import configure_cuda, is_cuda
         from a3d_cli.models.sv3d.cameras import Orbit, input_first
         from a3d_cli.models.sv3d.pipeline import SV3DPipeline
 
-        # 1. the model: loaded and accelerated (regional compilation of the UNet and VAE decoder when asked),
+        # 1. the input image, matted and framed before the model loads (seconds, or minutes with --compile),
+        # so that an image a3d refuses is refused at once
+        framed = frame_object(image_path, opts.frame_ratio, opts.matte)
+
+        # 2. the model: loaded and accelerated (regional compilation of the UNet and VAE decoder when asked),
         # or the one this batch worker already built (checks the checkpoint's variant against --model)
         ctx.progress.start("loading SV3D", total=None)
         model = load_model(opts, ckpt, ctx.device)
@@ -248,13 +252,14 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         if is_cuda(ctx.device):  # process-wide flags: set for every run (run_stage puts them back afterwards)
             configure_cuda()
 
-        # 2. the input image and the cameras
-        obj = prepare_object_image(image_path, config.image_size, opts.frame_ratio, opts.matte)
+        # 3. the input image at the model's size, and the cameras
+        obj = framed.at(config.image_size)
+        del framed
         ctx.progress.log(f"object mask from {obj.matte}; box {obj.bbox}")
         orbit = _make_orbit(opts, ctx.seed)
         scales = cfg_scales(opts.cfg, config.num_frames, opts.cfg_min, opts.cfg_max)
 
-        # 3. sample (the pipeline and its scheduler are this run's own; the model is shared)
+        # 4. sample (the pipeline and its scheduler are this run's own; the model is shared)
         pipe = SV3DPipeline(loaded.models, device=ctx.device, offload=opts.offload)
         ctx.progress.start("sampling", total=opts.steps)
         image = obj.image.permute(2, 0, 1).contiguous()  # [3, S, S]
@@ -270,7 +275,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
             callback=lambda step, total: ctx.progress.update(1),
         )
 
-        # 4. write frames, video, cameras (reference order, then input view first)
+        # 5. write frames, video, cameras (reference order, then input view first)
         frames = out.frames.permute(0, 2, 3, 1)  # [F, S, S, 3]
         last = config.num_frames - 1
         save_png(ctx.output(ORBIT_INPUT), obj.image)

@@ -26,6 +26,7 @@ from a3d_cli.errors import CheckpointError, InputError
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.io.images import load_png, save_png
+from a3d_cli.io.preprocess import prepare_object_image
 from a3d_cli.render.cameras import MVVDM_BACKGROUND
 from a3d_cli.stages import reconstruct as stage
 
@@ -94,6 +95,24 @@ def test_sixteen_bit_png_frames_are_read_not_clipped(tmp_path):
     torch.testing.assert_close(img[..., 0], torch.from_numpy(grey / 65535.0).float())
     assert float(img.max()) < 0.98  # not clipped to white
     assert load_png(tmp_path / "deep.png", mode="RGBA")[..., 3].min() == 1.0
+
+
+def test_float_greyscale_images_are_read_as_viewers_show_them(tmp_path):
+    """A 32-bit float TIFF stores 0 = black, 1 = white; PIL's conversion reads it as 0-255, so it was all black."""
+    from PIL import Image
+
+    grey = np.full((40, 30), 1.0, dtype=np.float32)  # white ...
+    grey[8:32, 6:20] = 0.25  # ... with a dark grey object
+    Image.fromarray(grey, "F").save(tmp_path / "float.tif")
+    assert Image.open(tmp_path / "float.tif").mode == "F"  # really a float file
+    img = load_png(tmp_path / "float.tif")
+    assert img.shape == (40, 30, 3)
+    assert float(img[20, 10, 0]) == 0.25 and float(img[39, 29, 0]) == 1.0
+    obj = prepare_object_image(tmp_path / "float.tif", size=16)  # was "one plain colour: no object was found"
+    assert obj.matte == "uniform" and obj.bbox == (6, 8, 20, 32)
+    grey[0, :3] = np.nan, 7.0, -3.0  # out of range: black, white, black
+    Image.fromarray(grey, "F").save(tmp_path / "odd.tif")
+    assert load_png(tmp_path / "odd.tif")[0, :3, 0].tolist() == [0.0, 1.0, 0.0]
 
 
 def test_large_frames_are_reduced_one_at_a_time_on_read(tmp_path, monkeypatch):

@@ -6,12 +6,13 @@ Tiny weights prove the plumbing (files, orders, cameras, manifest, errors), neve
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, a3d_app, png_declaring
+from helpers import REPO, a3d_app, animate_app, png_declaring
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -176,3 +177,44 @@ def test_orbit_on_the_bundled_example_image(tmp_path: Path, ckpts) -> None:
     assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:02d}.png" for i in range(21)]
     assert read_mp4(out / "orbit.mp4").shape[0] == 21
     assert len(CameraSet.from_json(json.loads((out / "cameras.json").read_text()))) == 21
+
+
+def test_an_image_a3d_refuses_is_refused_before_sv3d_loads(tmp_path: Path, ckpts, monkeypatch) -> None:
+    """Loading SV3D takes seconds (minutes with --compile): a bad image must not wait for it."""
+    import a3d_cli.stages.orbit as orbit_stage
+
+    loads: list[Path] = []
+    real = orbit_stage.load_model
+    monkeypatch.setattr(orbit_stage, "load_model", lambda opts, ckpt, device: loads.append(ckpt) or real(opts, ckpt, device))
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8), "RGBA").save(empty)
+    r = invoke("orbit", str(empty), "-o", str(tmp_path / "RUN"), "--checkpoint", str(ckpts["sv3d_p"]))
+    assert r.exit_code == 2 and "empty alpha" in r.stderr
+    assert loads == [] and "loading SV3D" not in r.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "needle"),
+    [
+        ("folder", "is a folder, not an image file"),
+        ("pipe", "is not a regular file (a named pipe"),
+        ("broken link", "is a link to"),
+        ("missing", "does not exist"),
+    ],
+)
+def test_an_image_path_that_is_no_file_says_what_it_is(tmp_path: Path, ckpts, kind: str, needle: str) -> None:
+    """A folder, a pipe or a broken link named x.png was 'does not exist' for all of them; the pipe is never opened."""
+    path = tmp_path / "x.png"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(path)
+    elif kind == "broken link":
+        path.symlink_to(tmp_path / "gone.png")
+    r = invoke("orbit", str(path), "-o", str(tmp_path / "RUN"), "--checkpoint", str(ckpts["sv3d_p"]))
+    assert r.exit_code == 2 and needle in " ".join(r.stderr.split()), r.stderr
+    assert (f"{path} does not exist" in r.stderr) == (kind == "missing") and "hint:" in r.stderr
+    a = runner.invoke(animate_app(), ["animate", str(path), "--prompt", "hops", "-o", str(tmp_path / "RUN")])
+    assert a.exit_code == 2 and needle in " ".join(a.stderr.split()), a.stderr
+    assert not (tmp_path / "RUN").exists()

@@ -92,3 +92,109 @@ def test_not_an_image_and_missing_rembg(tmp_path: Path) -> None:
         Image.open(path).convert("RGB").save(tmp_path / "obj_rgb.png")
         with pytest.raises(OptionError, match="rembg"):
             load_object_rgba(tmp_path / "obj_rgb.png", matte="rembg")
+
+
+def rotated_with_orientation(upright: np.ndarray, orientation: int, path: Path, **save) -> Path:
+    """Store `upright` the way a camera does: pixels turned, plus the EXIF Orientation that turns them back."""
+    turn = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(upright).transpose(turn).save(path, exif=exif, **save)
+    return path
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path: Path, orientation: int) -> None:
+    """A phone stores a portrait photo sideways with an Orientation tag; every viewer shows it upright."""
+    arr = np.full((60, 40, 3), 255, dtype=np.uint8)
+    arr[10:50, 8:16] = (200, 30, 30)  # an L: a tall bar on the left ...
+    arr[42:50, 8:32] = (200, 30, 30)  # ... and a foot to the right at the bottom
+    Image.fromarray(arr).save(tmp_path / "plain.png")
+    stored = rotated_with_orientation(arr, orientation, tmp_path / "phone.png")
+    rgba, matte = load_object_rgba(stored)
+    assert matte == "uniform" and torch.equal(rgba, load_object_rgba(tmp_path / "plain.png")[0])
+    assert prepare_object_image(stored, size=32).bbox == (8, 10, 32, 50)
+
+
+def test_an_rgba_png_with_an_exif_orientation_is_read_upright(tmp_path: Path) -> None:
+    arr = np.zeros((60, 40, 4), dtype=np.uint8)
+    arr[10:50, 8:16] = (200, 30, 30, 255)
+    arr[42:50, 8:32] = (200, 30, 30, 255)
+    rgba, matte = load_object_rgba(rotated_with_orientation(arr, 6, tmp_path / "phone.png"))
+    assert matte == "alpha"
+    assert torch.equal(rgba, torch.from_numpy(arr).float() / 255.0)
+
+
+def test_a_large_phone_jpeg_is_thumbnailed_from_the_file_and_turned_upright(tmp_path: Path) -> None:
+    """Over 4× the matte size a JPEG is thumbnailed from the file (PIL's draft); the turn comes after it."""
+    arr = np.full((3300, 2200, 3), 250, dtype=np.uint8)
+    arr[600:2700, 400:1000] = (120, 60, 20)  # a tall object left of centre
+    stored = rotated_with_orientation(arr, 6, tmp_path / "phone.jpg", quality=90)
+    rgba, matte = load_object_rgba(stored)
+    assert matte == "uniform" and rgba.shape[:2] == (768, 512)  # portrait, as the viewer shows it
+    ys, xs = torch.nonzero(rgba[..., 3] > 0.5, as_tuple=True)
+    assert abs(int(ys.min()) - 140) <= 2 and abs(int(ys.max()) - 629) <= 2  # 600 and 2700 of 3300, at 768
+    assert abs(int(xs.min()) - 93) <= 2 and abs(int(xs.max()) - 232) <= 2  # 400 and 1000 of 2200, at 512
+
+
+def test_a_square_frame_larger_than_a3d_decodes_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long thin image whose object spans it, or a tiny --frame-ratio, asked for a square of terabytes (exit 1)."""
+    strip = write_rgba(tmp_path / "strip.png", size=(2000, 8), box=(0, 2, 2000, 6))  # a 12 kB file
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)  # the 2000² square: 4,000,000 pixels
+    with pytest.raises(InputError, match=r"square frame would be 2,000×2,000 pixels, more than a3d decodes") as info:
+        prepare_object_image(strip, size=16)
+    assert "downscale" in (info.value.hint or "")
+    assert prepare_object_image(write_rgba(tmp_path / "small.png", size=(900, 8), box=(0, 2, 900, 6)), size=16)
+    monkeypatch.undo()  # Pillow's own limit: 50 px / 1e-4 is a 500,000² square, 4 TB as float32 RGBA
+    obj = write_rgba(tmp_path / "obj.png", size=(60, 60), box=(5, 5, 55, 55))
+    with pytest.raises(InputError, match="with --frame-ratio 0.0001 its square frame") as info:
+        prepare_object_image(obj, size=16, frame_ratio=1e-4)
+    assert "--frame-ratio" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "known"),
+    [
+        ("IMG_0042.HEIC", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "a HEIC/HEIF image"),
+        ("burst.heif", b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(64), "a HEIC/HEIF image"),
+        (
+            "logo.svg",
+            b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"></svg>',
+            "an SVG drawing",
+        ),
+    ],
+)
+def test_a_common_format_pillow_does_not_read_is_named_not_called_damaged(
+    tmp_path: Path, name: str, data: bytes, known: str
+) -> None:
+    """A phone's HEIC photo is a good file: the hint said to replace it as damaged."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=f"is not a readable image \\({known}, a format Pillow does not read\\)") as info:
+        prepare_object_image(path, size=16)
+    assert "damaged" not in (info.value.hint or "") and "PNG" in (info.value.hint or "")
+    (tmp_path / "notes.png").write_text("<p>not an svg</p>")  # any other unread file keeps the general hint
+    with pytest.raises(InputError, match="not an image format Pillow reads") as info:
+        prepare_object_image(tmp_path / "notes.png", size=16)
+    assert "damaged" in (info.value.hint or "")
+    (tmp_path / "empty.png").write_bytes(b"")  # an empty file is called empty
+    with pytest.raises(InputError, match=r"is not a readable image \(the file is empty, 0 bytes\)"):
+        prepare_object_image(tmp_path / "empty.png", size=16)
+
+
+def test_an_avif_is_named_only_where_pillow_does_not_read_avif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where Pillow reads AVIF, an AVIF it cannot open is damaged; where it does not, the format is named."""
+    from PIL import Image
+
+    Image.init()
+    path = tmp_path / "photo.avif"
+    path.write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64))
+    if "AVIF" in Image.OPEN:
+        with pytest.raises(InputError) as info:
+            prepare_object_image(path, size=16)
+        assert "damaged" in (info.value.hint or "") and "AVIF" not in str(info.value)
+        monkeypatch.delitem(Image.OPEN, "AVIF")  # a Pillow without AVIF support
+        monkeypatch.setattr(Image, "ID", [plugin for plugin in Image.ID if plugin != "AVIF"])
+    with pytest.raises(InputError, match="an AVIF image, a format Pillow does not read") as info:
+        prepare_object_image(path, size=16)
+    assert "damaged" not in (info.value.hint or "")

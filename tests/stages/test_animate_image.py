@@ -66,6 +66,36 @@ def test_missing_sv3d_weights_stop_before_anything_is_written(tmp_path: Path, ph
     assert not run.exists()
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".TIFF", ".bmp", ".avif", ".gif"])
+def test_every_image_format_orbit_reads_is_an_image_input(tmp_path: Path, photo: Path, monkeypatch, suffix: str):
+    """`a3d orbit` reads a TIFF or a BMP; `a3d animate` called it 'an unsupported file type' of a 3D model."""
+    from PIL import Image
+
+    for var, sub in (("A3D_WEIGHTS_DIR", "w"), ("HF_HUB_CACHE", "hf")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    image = tmp_path / f"photo{suffix}"
+    Image.open(photo).save(image)
+    result = runner.invoke(make_app(), ["animate", str(image), "--prompt", "hops", "-o", str(tmp_path / "RUN")])
+    assert result.exit_code == 2 and "sv3d_p" in result.stderr, result.stderr  # the image path: SV3D is missing
+    assert "unsupported file type" not in result.stderr and not (tmp_path / "RUN").exists()
+
+
+def test_an_image_input_that_does_not_open_is_refused_before_the_weights(tmp_path: Path, monkeypatch):
+    """A phone's HEIC photo is named as such at once, not after the SV3D weights (9.4 GB) were fetched."""
+    for var, sub in (("A3D_WEIGHTS_DIR", "w"), ("HF_HUB_CACHE", "hf")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    heic = tmp_path / "IMG_0042.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    result = runner.invoke(make_app(), ["animate", str(heic), "--prompt", "hops", "-o", str(tmp_path / "RUN")])
+    assert result.exit_code == 2 and "a HEIC/HEIF image, a format Pillow does not read" in result.stderr, result.stderr
+    assert "sv3d_p" not in result.stderr and "PNG or JPEG" in result.stderr
+    assert not (tmp_path / "RUN").exists()
+
+
 def _chain_args(photo: Path, run: Path, ckpt: Path, *extra: str) -> list[str]:
     return [
         "--json", "--device", "cpu", "animate", str(photo), "--prompt", "it hops", "-o", str(run),
