@@ -30,6 +30,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -212,6 +213,11 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
 def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tuple[int, int, int, int]]:
     """Crop to the object (alpha > 0) and centre it in a transparent square.
 
+    A square of more pixels than a3d decodes (Pillow's `MAX_IMAGE_PIXELS`) is built at the largest scale that
+    fits, the object reduced with LANCZOS: a long thin image whose object spans its long side, or a small
+    `frame_ratio`, would otherwise ask for gigabytes or terabytes, and the square is reduced to the model's
+    few hundred pixels next anyway.
+
     Args:
         rgba: [H, W, 4] straight alpha.
         frame_ratio: object's longer side / square side; None: side = the image's height (the
@@ -219,11 +225,6 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
 
     Returns:
         ([S, S, 4] square, (x0, y0, x1, y1) bounding box in `rgba`).
-
-    Raises:
-        InputError: the square would hold more pixels than a3d decodes (Pillow's `MAX_IMAGE_PIXELS`): a long
-            thin image whose object spans its long side, or a tiny `frame_ratio`, would otherwise ask for
-            terabytes.
     """
     from PIL import Image
 
@@ -239,19 +240,17 @@ def recentre(rgba: Tensor, frame_ratio: float | None = None) -> tuple[Tensor, tu
         side = rgba.shape[0] if max(h, w) <= rgba.shape[0] else max(rgba.shape[0], rgba.shape[1])
     else:
         side = max(h, w, int(max(h, w) / frame_ratio))
+    crop = rgba[y0:y1, x0:x1]  # [h, w, 4]
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and side * side > limit:
-        cause = f"--frame-ratio {frame_ratio:g}" if frame_ratio is not None else f"a {rgba.shape[1]}×{rgba.shape[0]} image"
-        raise InputError(
-            f"The object is {w}×{h} pixels; with {cause} its square frame would be {side:,}×{side:,} pixels, "
-            f"more than a3d decodes ({limit:,}).",
-            hint="Use a larger --frame-ratio (the share of the frame the object spans)."
-            if frame_ratio is not None
-            else "Crop the image closer around the object, or downscale it.",
-        )
+        scale = math.sqrt(limit) / side
+        side = max(1, math.floor(side * scale))
+        h, w = min(side, max(1, round(h * scale))), min(side, max(1, round(w * scale)))
+        pil = Image.fromarray(to_uint8(crop), "RGBA").resize((w, h), Image.LANCZOS)
+        crop = torch.from_numpy(np.asarray(pil).copy()).to(rgba.dtype) / 255.0  # [h, w, 4]
     out = torch.zeros(side, side, 4, dtype=rgba.dtype)
     oy, ox = side // 2 - h // 2, side // 2 - w // 2  # the reference's centring
-    out[oy : oy + h, ox : ox + w] = rgba[y0:y1, x0:x1]
+    out[oy : oy + h, ox : ox + w] = crop
     return out, (x0, y0, x1, y1)
 
 
