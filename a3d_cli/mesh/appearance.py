@@ -5,18 +5,29 @@ base-colour factors and COLOR_0 vertex colours as *linear* multipliers, so facto
 texels and the product is converted back to sRGB. Everything a3d keeps in memory is sRGB display colour.
 
 UV convention (trimesh's): origin at the bottom-left of the image, v grows upwards; texel (row i, column j)
-has its centre at u = (j + 0.5) / W, v = 1 - (i + 0.5) / H. Coordinates outside [0, 1] wrap (glTF's default
-REPEAT sampler).
+has its centre at u = (j + 0.5) / W, v = 1 - (i + 0.5) / H.
+
+Wrap modes (glTF's sampler `wrapS` / `wrapT`): coordinates outside [0, 1] repeat the image (REPEAT, glTF's
+default and OBJ's), mirror it in every other cell (MIRRORED_REPEAT) or take the edge texel (CLAMP_TO_EDGE);
+the texture transform applies before wrapping. `sample_texture` honours the mode per sample. A texture packed
+into an atlas cannot wrap there, so `extend_texture` bakes the mode into an image covering every whole cell the
+coordinates reach, and `CellRange.to_unit` maps them into it affinely: a face whose coordinates cross a cell
+border keeps its colours, where wrapping each vertex on its own would sweep the face across the image.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 MAX_TEXTURE_SIZE = 4096  # textures larger than this are downscaled on load (splats need far less)
 ATLAS_PADDING = 2  # texels of edge padding around each image in a packed atlas
+REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT = 10497, 33071, 33648  # glTF sampler wrap modes (OpenGL enums)
+WRAP_MODES = (REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT)
+Wrap = tuple[int, int]  # (wrapS, wrapT): the mode along u, then along v
+REPEAT_BOTH: Wrap = (REPEAT, REPEAT)
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -71,20 +82,39 @@ def _wrap_unit(t: np.ndarray) -> np.ndarray:
     return np.where((t >= 0.0) & (t <= 1.0), t, np.mod(t, 1.0))
 
 
-def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear texture lookup: coordinates outside [0, 1] wrap (REPEAT), and the lookup never blends
-    across the image border (an atlas island touching u = 0 must not pick up colour from u = 1).
+def wrap_coordinate(t: np.ndarray, mode: int) -> np.ndarray:
+    """Texture coordinates along one axis brought into [0, 1] as a sampler with wrap mode `mode` reads them.
+
+    REPEAT: the fractional part (values in [0, 1] unchanged); CLAMP_TO_EDGE: clipped to [0, 1] (bilinear
+    lookups then take the edge texel); MIRRORED_REPEAT: t in cells of even index, 1 − frac(t) in odd ones,
+    which is continuous and of period 2. Since the image is the same along both axes' directions in glTF's
+    top-left and trimesh's bottom-left origins (mirroring commutes with v → 1 − v), this holds in either.
+    """
+    if mode == CLAMP_TO_EDGE:
+        return np.clip(t, 0.0, 1.0)
+    if mode == MIRRORED_REPEAT:
+        m = np.mod(t, 2.0)
+        return np.where(m > 1.0, 2.0 - m, m)
+    return _wrap_unit(t)
+
+
+def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH) -> np.ndarray:
+    """Bilinear texture lookup: coordinates outside [0, 1] wrap by the sampler's modes (`wrap_coordinate`),
+    and the lookup never blends across the image border (an atlas island touching u = 0 must not pick up
+    colour from u = 1).
 
     Args:
         texture: [H, W, C] uint8.
         uv: [S, 2] texture coordinates (trimesh convention, see module doc).
+        wrap: (wrapS, wrapT) glTF wrap modes.
 
     Returns:
         [S, C] float32 in [0, 1].
     """
     h, w = texture.shape[:2]
-    x = np.clip(_wrap_unit(uv[:, 0]) * w - 0.5, 0.0, w - 1.0)  # [S] continuous column, texel centres at integers
-    y = np.clip((1.0 - _wrap_unit(uv[:, 1])) * h - 0.5, 0.0, h - 1.0)  # [S] continuous row
+    u, v = wrap_coordinate(uv[:, 0], wrap[0]), wrap_coordinate(uv[:, 1], wrap[1])  # [S] each in [0, 1]
+    x = np.clip(u * w - 0.5, 0.0, w - 1.0)  # [S] continuous column, texel centres at integers
+    y = np.clip((1.0 - v) * h - 0.5, 0.0, h - 1.0)  # [S] continuous row
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]  # [S, 1]
     x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
@@ -93,6 +123,81 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     top = tex[y0i, x0i] * (1 - fx) + tex[y0i, x1i] * fx  # [S, C]
     bottom = tex[y1i, x0i] * (1 - fx) + tex[y1i, x1i] * fx  # [S, C]
     return ((top * (1 - fy) + bottom * fy) / 255.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CellRange:
+    """The whole texture cells an extended image covers: u from u0 to u0 + nu, v from v0 to v0 + nv."""
+
+    u0: int
+    nu: int
+    v0: int
+    nv: int
+
+    def to_unit(self, uv: np.ndarray) -> np.ndarray:
+        """[V, 2] coordinates of the original texture → the same points of the extended image, in [0, 1]."""
+        unit = np.stack([(uv[:, 0] - self.u0) / self.nu, (uv[:, 1] - self.v0) / self.nv], axis=-1)
+        return np.clip(unit, 0.0, 1.0)  # rounding of far cells must not step past the edge
+
+
+def cell_range(lo: np.ndarray, hi: np.ndarray) -> CellRange:
+    """The whole cells floor(lo) .. ceil(hi) per axis (at least one), for coordinates within [lo, hi]."""
+    u0, v0 = math.floor(float(lo[0])), math.floor(float(lo[1]))
+    return CellRange(u0, max(1, math.ceil(float(hi[0])) - u0), v0, max(1, math.ceil(float(hi[1])) - v0))
+
+
+def extend_texture(texture: np.ndarray, cells: CellRange, wrap: Wrap) -> np.ndarray:
+    """The texture as its sampler shows it over `cells`: each cell a copy (REPEAT), a copy mirrored in every
+    other cell (MIRRORED_REPEAT) or the edge texels (CLAMP_TO_EDGE) beyond [0, 1], exactly as `np.pad` with
+    mode "wrap", "symmetric" or "edge" extends it. Sampled at `cells.to_unit(uv)` it gives the colours the
+    sampler gives at uv, with bilinear blending across cell borders as a viewer does.
+
+    Size: a side stays within MAX_TEXTURE_SIZE. When the cells would need more texels, each cell is the
+    texture downscaled (area average) to MAX_TEXTURE_SIZE // cells texels; past MAX_TEXTURE_SIZE cells on an
+    axis, that axis is the texture's average (one texel), which is what a mipmapping viewer shows of a
+    texture repeated that often.
+
+    Args:
+        texture: [H, W, C] uint8 (trimesh convention: row 0 is the top, v = 1).
+        cells: the cells to cover (`cell_range`).
+        wrap: (wrapS, wrapT) glTF wrap modes.
+
+    Returns:
+        [H', W', C] uint8 covering `cells`, H' = nv · (texels per cell) rows from v = v0 + nv at the top.
+    """
+    h, w = texture.shape[:2]
+    tile_w, tile_h = _tile_size(w, cells.nu), _tile_size(h, cells.nv)
+    if (tile_w, tile_h) != (w, h):
+        from PIL import Image
+
+        mode = "RGBA" if texture.shape[2] == 4 else "RGB"
+        resized = Image.fromarray(np.ascontiguousarray(texture), mode=mode).resize((tile_w, tile_h), Image.BOX)
+        texture = np.asarray(resized, dtype=np.uint8)
+    cols = _cell_texels(cells.u0, cells.nu, tile_w, wrap[0])  # the column of the image at each column
+    rows = _cell_texels(1 - (cells.v0 + cells.nv), cells.nv, tile_h, wrap[1])  # rows count down from v = 1
+    return np.ascontiguousarray(texture[rows[:, None], cols[None, :]])
+
+
+def _tile_size(size: int, cells: int) -> int:
+    """Texels per cell along an axis of `size` texels covering `cells` cells within MAX_TEXTURE_SIZE."""
+    if cells * size <= MAX_TEXTURE_SIZE:
+        return size
+    return max(1, MAX_TEXTURE_SIZE // cells)
+
+
+def _cell_texels(first_cell: int, cells: int, tile: int, mode: int) -> np.ndarray:
+    """[cells · tile] the image texel shown at each texel of `cells` cells from cell `first_cell` (texel k of
+    the infinite plane, counted from the image's first texel), or [1] texel 0 past MAX_TEXTURE_SIZE cells
+    (the image is then one texel along this axis)."""
+    if cells > MAX_TEXTURE_SIZE:
+        return np.zeros(1, dtype=np.int64)
+    start = first_cell * tile  # a Python int: a far cell does not overflow
+    if mode == CLAMP_TO_EDGE:
+        start = min(max(start, -cells * tile), tile)  # beyond this, clipping gives the same texels
+        return np.clip(np.arange(cells * tile, dtype=np.int64) + start, 0, tile - 1)
+    period = 2 * tile if mode == MIRRORED_REPEAT else tile
+    k = np.mod(np.arange(cells * tile, dtype=np.int64) + start % period, period)
+    return np.where(k >= tile, period - 1 - k, k) if mode == MIRRORED_REPEAT else k
 
 
 @dataclass(frozen=True)
@@ -138,10 +243,11 @@ def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[
 
 
 def remap_uv(uv: np.ndarray, placement: AtlasPlacement, atlas_shape: tuple[int, ...]) -> np.ndarray:
-    """Map UVs of one image (wrapped into [0, 1)) onto its place in an atlas.
+    """Map UVs of one image (wrapped into [0, 1) by REPEAT) onto its place in an atlas.
 
     Args:
-        uv: [V, 2] coordinates in the image's own space.
+        uv: [V, 2] coordinates in the image's own space; for an image made by `extend_texture`, those
+            `CellRange.to_unit` gives (in [0, 1], so nothing wraps).
 
     Returns:
         [V, 2] coordinates in the atlas (same convention).

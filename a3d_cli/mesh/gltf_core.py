@@ -9,6 +9,9 @@ POSITION, NORMAL, COLOR_0, TEXCOORD_0 and indices are plain float32/uint32 data:
 - normalized and integer attributes (`KHR_mesh_quantization`) are dequantized, sparse accessors applied;
 - the texture coordinates the base-colour texture uses (`texCoord`, possibly TEXCOORD_1) become TEXCOORD_0,
   with its `KHR_texture_transform` (offset, rotation, scale) applied;
+- the base-colour texture's sampler wrap modes, which trimesh does not read, travel with each primitive
+  that needs them as an application-specific attribute (`WRAP_ATTRIBUTE`, (wrapS, wrapT) per vertex,
+  written only when either is not REPEAT), which trimesh keeps in the part's `vertex_attributes`;
 - each texture points at an image a3d can decode (`EXT_texture_webp`, `KHR_texture_webp`,
   `EXT_texture_avif` sources, else the core source); a base-colour texture with none is refused;
 - `EXT_mesh_gpu_instancing` nodes get one child node per instance.
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from a3d_cli.errors import InputError
+from a3d_cli.mesh.appearance import REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap
 from a3d_cli.mesh.gltf_accessors import (
     CHUNK_BIN,
     CHUNK_JSON,
@@ -62,6 +66,7 @@ _TRIANGLES, _FAN = 4, 6  # primitive modes
 SKIN_CHUNK = 1 << 18  # vertices skinned at a time (bounds the [n, 4, 4] joint matrices gathered per influence)
 UV_SNAP = 1e-5  # texture coordinates this close to a whole number are that number (0.04 px of a 4096 texture)
 WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
+WRAP_ATTRIBUTE = "_A3D_WRAP"  # glTF's prefix for application-specific attributes; trimesh keeps those
 FINITE = {"POSITION": "vertex coordinates", "COLOR_0": "vertex colours (COLOR_0)", "TEXCOORD_0": "texture coordinates"}
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
 
@@ -231,10 +236,11 @@ class _Rewriter:
             if isinstance(image, dict) and "bufferView" in image:
                 image["bufferView"] = self._append(bytes(self.doc.view(image["bufferView"])))
 
-    def _materials(self) -> dict[int, tuple[int, np.ndarray | None]]:
-        """Per material: which UV set its base-colour texture uses and its texture transform (3×3, or None);
-        the textureInfo is rewritten to use TEXCOORD_0 without a transform (the rewrite applies both)."""
-        found: dict[int, tuple[int, np.ndarray | None]] = {}
+    def _materials(self) -> dict[int, tuple[int, np.ndarray | None, Wrap]]:
+        """Per material: which UV set its base-colour texture uses, its texture transform (3×3, or None) and
+        its sampler's wrap modes; the textureInfo is rewritten to use TEXCOORD_0 without a transform (the
+        rewrite applies both, and hands the wrap modes on: `_primitive`)."""
+        found: dict[int, tuple[int, np.ndarray | None, Wrap]] = {}
         for m, mat in enumerate(self.out.get("materials") or []):
             info = _base_colour_info(mat)
             if info is None:
@@ -248,13 +254,24 @@ class _Rewriter:
                     matrix = _uv_transform(ext)
             except (TypeError, ValueError) as exc:
                 raise InputError(f"{self.doc.name}: material {m} has a malformed base-colour texture ({exc}).", hint=_REEXPORT) from exc
-            found[m] = (tex_coord, matrix)
+            found[m] = (tex_coord, matrix, self._wrap_modes(info))
             info["texCoord"] = 0
             if not info.get("extensions"):
                 info.pop("extensions", None)
         return found
 
-    def _textures(self, base_uv: dict[int, tuple[int, np.ndarray | None]]) -> set[int]:
+    def _wrap_modes(self, info: dict[str, Any]) -> Wrap:
+        """The (wrapS, wrapT) of the sampler a textureInfo's texture names: REPEAT for a texture without a
+        sampler, a sampler without the field, and a value glTF does not define (viewers fall back to it)."""
+        textures, samplers = self.out.get("textures") or [], self.out.get("samplers") or []
+        index = info.get("index")
+        texture = textures[index] if _is_index(index, len(textures)) else None
+        sampler = texture.get("sampler") if isinstance(texture, dict) else None
+        fields = samplers[sampler] if _is_index(sampler, len(samplers)) and isinstance(samplers[sampler], dict) else {}
+        s, t = (fields.get(key, REPEAT) for key in ("wrapS", "wrapT"))
+        return _wrap_mode(s), _wrap_mode(t)
+
+    def _textures(self, base_uv: dict[int, tuple[int, np.ndarray | None, Wrap]]) -> set[int]:
         """Point every texture at an image a3d can decode; refuse a base-colour texture that has none.
         Returns the images the base-colour textures use."""
         base_textures = set()
@@ -309,12 +326,12 @@ class _Rewriter:
 
     # -- geometry --------------------------------------------------------------------------------------
 
-    def _primitive(self, prim: dict[str, Any], base_uv: dict[int, tuple[int, np.ndarray | None]]) -> None:
+    def _primitive(self, prim: dict[str, Any], base_uv: dict[int, tuple[int, np.ndarray | None, Wrap]]) -> None:
         """Decode one primitive's attributes and indices into new plain accessors, in place."""
         attrs = prim.get("attributes") or {}
         prim.pop("extensions", None)  # Draco (decoded already) and any other primitive extension
         raw = self.draco.get(id(prim), {})
-        tex_coord, matrix = base_uv.get(prim.get("material", -1), (0, None))
+        tex_coord, matrix, wrap = base_uv.get(prim.get("material", -1), (0, None, REPEAT_BOTH))
         uv_name = f"TEXCOORD_{tex_coord}"
         self._check_primitive(prim, attrs, uv_name)
         new: dict[str, int] = {}
@@ -342,6 +359,12 @@ class _Rewriter:
             new[target] = self.cache[key]
         if "POSITION" not in new:
             raise InputError(f"{self.doc.name} has a mesh primitive without POSITION.", hint=_REEXPORT)
+        if "TEXCOORD_0" in new and wrap != REPEAT_BOTH:
+            count = self.accessors[new["POSITION"]]["count"]
+            key = (WRAP_ATTRIBUTE, count, wrap)
+            if key not in self.cache:
+                self.cache[key] = self._accessor(np.tile(np.asarray(wrap, dtype=np.float32), (count, 1)))
+            new[WRAP_ATTRIBUTE] = self.cache[key]
         prim["attributes"] = new
         prim.pop("targets", None)
         if "indices" in prim:
@@ -684,6 +707,11 @@ def _uv_transform(ext: dict[str, Any]) -> np.ndarray:
     translation = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=np.float64)
     rotation = np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]], dtype=np.float64)
     return translation @ rotation @ np.diag([sx, sy, 1.0])
+
+
+def _wrap_mode(value: Any) -> int:
+    """A sampler's wrapS / wrapT value as one of glTF's wrap modes: REPEAT for anything glTF does not define."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value in WRAP_MODES else REPEAT
 
 
 def _snap_uv(uv: np.ndarray) -> np.ndarray:

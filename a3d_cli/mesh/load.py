@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import apply_linear_factor, as_rgba_uint8, linear_to_srgb
+from a3d_cli.mesh.appearance import REPEAT_BOTH, Wrap, apply_linear_factor, as_rgba_uint8, linear_to_srgb
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
@@ -317,7 +317,7 @@ def _to_surface(
     kind = getattr(visual, "kind", None)
     colors = np.tile(np.asarray(DEFAULT_GREY, dtype=np.float32), (v, 1))  # [V, 4]
     uvs = texture = None
-    alpha_mode = "OPAQUE"
+    alpha_mode, wrap = "OPAQUE", REPEAT_BOTH
     if kind == "texture":
         try:
             colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache)
@@ -329,12 +329,24 @@ def _to_surface(
             if uv_transforms and not from_gltf and name in uv_transforms:  # map_Kd -s / -o: uv · s + o
                 scale, offset = uv_transforms[name]
                 uvs = uvs * np.asarray(scale) + np.asarray(offset)
+            wrap = _gltf_wrap(m) if from_gltf else REPEAT_BOTH
         alpha_mode = _alpha_mode(visual.material)[0]  # type: ignore[union-attr]
     elif kind in ("vertex", "face"):
         raw = np.asarray(visual.vertex_colors, dtype=np.float64)[:, :4] / 255.0  # type: ignore[union-attr]  # [V, 4]
         colors = _vertex_colors(raw, from_gltf)
         colors[:, 3] = 1.0  # vertex colours without a material: opaque (glTF's default material)
-    return SurfaceMesh(vertices, faces, colors.astype(np.float32), uvs, texture, alpha_mode)
+    return SurfaceMesh(vertices, faces, colors.astype(np.float32), uvs, texture, alpha_mode, wrap)
+
+
+def _gltf_wrap(m: object) -> Wrap:
+    """The (wrapS, wrapT) of a glTF part's base-colour sampler, as `a3d_cli.mesh.gltf_core` hands it on
+    (`WRAP_ATTRIBUTE`, absent for REPEAT)."""
+    from a3d_cli.mesh.gltf_core import WRAP_ATTRIBUTE
+
+    modes = (getattr(m, "vertex_attributes", None) or {}).get(WRAP_ATTRIBUTE)
+    if modes is None or not len(modes):
+        return REPEAT_BOTH
+    return (int(modes[0][0]), int(modes[0][1]))
 
 
 def _vertex_colors(raw: np.ndarray, from_gltf: bool) -> np.ndarray:

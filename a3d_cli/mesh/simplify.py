@@ -98,6 +98,7 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
         vertex_colors=v_colors[corner_v[first_corner]],
         uvs=corner_uv[first_corner].astype(np.float64),
         texture=mesh.texture,
+        wrap=mesh.wrap,
     ).compact()
 
 

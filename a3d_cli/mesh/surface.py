@@ -6,7 +6,9 @@ vertex order is what the splat binding and the animated-mesh export share (see `
 
 Appearance model: colour(p) = texture(uv(p)) · vertex_color(p), both sRGB display values in [0, 1]
 (texture = white when absent). Base-colour factors are already baked into the texture or the vertex
-colours by the loader.
+colours by the loader. Outside [0, 1] the texture wraps by its sampler's modes (`wrap`); `concatenate`
+bakes any other mode than REPEAT into the texture, so the mesh `load_mesh` returns always repeats (what the
+files a3d writes assume: they name no sampler).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import sample_texture
+from a3d_cli.mesh.appearance import REPEAT_BOTH, WRAP_MODES, Wrap, sample_texture
 
 ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")  # glTF's alpha modes, from least to most transparent
 
@@ -82,6 +84,8 @@ class SurfaceMesh:
         texture: [H, W, 4] uint8 sRGB RGBA image or None (then `uvs` is None too).
         alpha_mode: how alpha is meant, as glTF's materials say: "OPAQUE" (alpha ignored), "MASK" (alpha is
             0 or 1 already) or "BLEND"; a joined mesh takes the most transparent mode of its parts.
+        wrap: the texture's (wrapS, wrapT) glTF wrap modes (`a3d_cli.mesh.appearance`): how it extends
+            beyond [0, 1]; REPEAT for OBJ and PLY textures and glTF's default sampler.
     """
 
     vertices: np.ndarray  # [V, 3]
@@ -90,6 +94,7 @@ class SurfaceMesh:
     uvs: np.ndarray | None = None  # [V, 2]
     texture: np.ndarray | None = None  # [H, W, 4]
     alpha_mode: str = "OPAQUE"
+    wrap: Wrap = REPEAT_BOTH
 
     def __post_init__(self) -> None:
         v = self.vertices.shape[0]
@@ -103,6 +108,8 @@ class SurfaceMesh:
             raise ValueError("SurfaceMesh needs both uvs and texture, or neither")
         if self.uvs is not None and self.uvs.shape != (v, 2):
             raise ValueError(f"SurfaceMesh.uvs must be [{v}, 2], got {list(self.uvs.shape)}")
+        if len(self.wrap) != 2 or any(mode not in WRAP_MODES for mode in self.wrap):
+            raise ValueError(f"SurfaceMesh.wrap must be two of {WRAP_MODES}, got {self.wrap}")
 
     @property
     def num_vertices(self) -> int:
@@ -116,7 +123,8 @@ class SurfaceMesh:
         """[V, 4] float32 colour of every vertex (texture at its UV times its vertex colour)."""
         if self.texture is None:
             return self.vertex_colors.astype(np.float32)
-        return (sample_texture(self.texture, self.uvs) * self.vertex_colors).astype(np.float32)  # type: ignore[arg-type]
+        rgba = sample_texture(self.texture, self.uvs, self.wrap)  # type: ignore[arg-type]
+        return (rgba * self.vertex_colors).astype(np.float32)
 
     def surface_rgba(self, face_ids: np.ndarray, bary: np.ndarray) -> np.ndarray:
         """Colour at points on faces.
@@ -133,7 +141,7 @@ class SurfaceMesh:
         if self.texture is None:
             return vc.astype(np.float32)
         uv = np.einsum("sk,skc->sc", bary, self.uvs[corners])  # type: ignore[index]  # [S, 2]
-        return (sample_texture(self.texture, uv) * vc).astype(np.float32)
+        return (sample_texture(self.texture, uv, self.wrap) * vc).astype(np.float32)
 
     def face_areas(self) -> np.ndarray:
         """[T] triangle areas."""
@@ -163,34 +171,55 @@ class SurfaceMesh:
             uvs=None if self.uvs is None else self.uvs[used],
             texture=self.texture,
             alpha_mode=self.alpha_mode,
+            wrap=self.wrap,
         )
 
 
 def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
-    """Join meshes into one, in order: vertices of part k follow those of part k-1.
+    """Join meshes into one, in order: vertices of part k follow those of part k-1; the result's texture
+    repeats (`wrap` REPEAT).
 
-    Textured parts share one atlas (each distinct texture packed once); untextured parts point at a white
-    patch of the atlas and keep their colours in `vertex_colors`.
+    Textured parts share one atlas (each distinct texture and wrap mode packed once); untextured parts point
+    at a white patch of the atlas and keep their colours in `vertex_colors`. A texture whose coordinates stay
+    within [0, 1] goes in as it is. One whose coordinates leave [0, 1] (over all the parts using it) goes in
+    extended over the whole cells they reach (`appearance.extend_texture`) and the coordinates are mapped into
+    that image: an atlas cannot wrap, and wrapping each vertex into [0, 1) on its own would make a face
+    whose coordinates cross a cell border sweep across the image. A single REPEAT texture is kept as it is,
+    since sampling wraps it exactly.
     """
-    from a3d_cli.mesh.appearance import pack_atlas, remap_uv
+    from a3d_cli.mesh.appearance import cell_range, extend_texture, pack_atlas, remap_uv
 
-    if len(parts) == 1:
-        return parts[0]
+    if len(parts) == 1 and not _wraps_otherwise(parts[0]):  # within [0, 1] every mode reads as REPEAT does
+        return parts[0] if parts[0].wrap == REPEAT_BOTH else replace(parts[0], wrap=REPEAT_BOTH)
     alpha_mode = max((p.alpha_mode for p in parts), key=ALPHA_MODES.index)
     offsets = np.cumsum([0] + [p.num_vertices for p in parts])
     vertices = np.concatenate([p.vertices for p in parts], axis=0)
     faces = np.concatenate([p.faces + offsets[i] for i, p in enumerate(parts)], axis=0)
     colors = np.concatenate([p.vertex_colors for p in parts], axis=0)
-    textures: list[np.ndarray] = []
-    slot_of: dict[int, int] = {}
+    users: dict[tuple[int, Wrap], list[SurfaceMesh]] = {}  # (texture, wrap) → the parts that use it
     for p in parts:
-        if p.texture is not None and id(p.texture) not in slot_of:
-            slot_of[id(p.texture)] = len(textures)
-            textures.append(p.texture)
-    if not textures:
+        if p.texture is not None:
+            users.setdefault((id(p.texture), p.wrap), []).append(p)
+    if not users:
         return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
+    textures: list[np.ndarray] = []
+    to_image = {}  # (texture, wrap) → (slot in `textures`, the cells it covers or None when inside [0, 1])
+    for key, group in users.items():
+        uv = np.concatenate([p.uvs for p in group], axis=0)  # type: ignore[misc]
+        inside = not len(uv) or bool((uv >= 0.0).all() and (uv <= 1.0).all())
+        cells = None if inside else cell_range(uv.min(axis=0), uv.max(axis=0))
+        if cells is not None and key[1] == REPEAT_BOTH and len(users) == 1 and len(group) == len(parts):
+            cells = None  # one repeating texture for the whole mesh: sampling wraps it exactly
+        to_image[key] = (len(textures), cells)
+        texture: np.ndarray = group[0].texture  # type: ignore[assignment]
+        textures.append(texture if cells is None else extend_texture(texture, cells, key[1]))
+
+    def image_uv(p: SurfaceMesh) -> np.ndarray:
+        cells = to_image[(id(p.texture), p.wrap)][1]
+        return p.uvs if cells is None else cells.to_unit(p.uvs)  # type: ignore[return-value,arg-type]
+
     if len(textures) == 1 and all(p.texture is not None for p in parts):
-        uvs_all = np.concatenate([p.uvs for p in parts], axis=0)  # type: ignore[misc]
+        uvs_all = np.concatenate([image_uv(p) for p in parts], axis=0)
         return SurfaceMesh(vertices, faces, colors, uvs_all, textures[0], alpha_mode)
     white_slot = len(textures)
     textures.append(np.full((4, 4, 4), 255, dtype=np.uint8))
@@ -200,5 +229,12 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
         if p.texture is None:
             uvs.append(remap_uv(np.full((p.num_vertices, 2), 0.5), places[white_slot], atlas.shape))
         else:
-            uvs.append(remap_uv(p.uvs, places[slot_of[id(p.texture)]], atlas.shape))  # type: ignore[arg-type]
+            uvs.append(remap_uv(image_uv(p), places[to_image[(id(p.texture), p.wrap)][0]], atlas.shape))
     return SurfaceMesh(vertices, faces, colors, np.concatenate(uvs, axis=0), atlas, alpha_mode)
+
+
+def _wraps_otherwise(mesh: SurfaceMesh) -> bool:
+    """Whether the mesh's texture is read beyond [0, 1] by a wrap mode other than REPEAT."""
+    if mesh.uvs is None or mesh.wrap == REPEAT_BOTH or not len(mesh.uvs):
+        return False
+    return bool((mesh.uvs < 0.0).any() or (mesh.uvs > 1.0).any())

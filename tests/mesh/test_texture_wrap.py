@@ -1,0 +1,208 @@
+"""Texture wrap modes: glTF samplers' REPEAT / CLAMP_TO_EDGE / MIRRORED_REPEAT, read as a viewer reads them, also
+once textures are packed into an atlas; coordinates inside [0, 1] read exactly as without a sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes
+
+from a3d_cli.mesh.appearance import (
+    CLAMP_TO_EDGE,
+    MAX_TEXTURE_SIZE,
+    MIRRORED_REPEAT,
+    REPEAT,
+    cell_range,
+    extend_texture,
+    sample_texture,
+)
+from a3d_cli.mesh.load import load_mesh
+from a3d_cli.mesh.surface import SurfaceMesh, concatenate
+
+MODES = {"REPEAT": REPEAT, "CLAMP_TO_EDGE": CLAMP_TO_EDGE, "MIRRORED_REPEAT": MIRRORED_REPEAT}
+PAD = {REPEAT: "wrap", CLAMP_TO_EDGE: "edge", MIRRORED_REPEAT: "symmetric"}  # np.pad's name for each mode
+RED, GREEN, BLUE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)
+
+
+def quadrants() -> np.ndarray:
+    """[4, 4, 3] uint8, one colour per 2×2 quadrant: top-left red, top-right green, bottom-left blue,
+    bottom-right yellow (v up: v > 0.5 is the top)."""
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[:2, :2], image[:2, 2:], image[2:, :2], image[2:, 2:] = RED, GREEN, BLUE, YELLOW
+    return image
+
+
+def rgba(image: np.ndarray) -> np.ndarray:
+    """[H, W, 3] uint8 → opaque [H, W, 4]."""
+    return np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+
+
+def grey_part(vertices: np.ndarray, faces: np.ndarray) -> SurfaceMesh:
+    """A part with a texture of its own (plain grey), so that joining it packs an atlas."""
+    uv = np.full((len(vertices), 2), 0.5)
+    return SurfaceMesh(vertices, faces, np.ones((len(vertices), 4), np.float32), uv, np.full((8, 8, 4), 200, np.uint8))
+
+
+def closed_form(t: np.ndarray, mode: int) -> np.ndarray:
+    """Where a sampler with `mode` reads coordinate t, in [0, 1] (the OpenGL / glTF definitions)."""
+    if mode == REPEAT:
+        return t - np.floor(t)
+    if mode == CLAMP_TO_EDGE:
+        return np.clip(t, 0.0, 1.0)
+    odd = np.floor(t) % 2 == 1
+    return np.where(odd, 1.0 - (t - np.floor(t)), t - np.floor(t))
+
+
+def expected_colours(uv: np.ndarray, wrap: tuple[int, int]) -> np.ndarray:
+    """[S, 3] the quadrant colour a viewer shows at each uv (points chosen on texel centres)."""
+    u, v = closed_form(uv[:, 0], wrap[0]), closed_form(uv[:, 1], wrap[1])
+    col = np.clip(np.floor(u * 4), 0, 3).astype(int)
+    row = np.clip(np.floor((1 - v) * 4), 0, 3).astype(int)
+    return quadrants()[row, col].astype(np.float64)
+
+
+def quad(lo: float = -1.0, hi: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A square in the XY plane whose position is its texture coordinate: vertices, faces, uvs."""
+    uv = np.array([[lo, lo], [hi, lo], [hi, hi], [lo, hi]], np.float64)
+    return np.c_[uv, np.zeros(4)], np.array([[0, 1, 2], [0, 2, 3]], np.int64), uv
+
+
+def texel_centre_points() -> np.ndarray:
+    """[144, 2] the texel centres of every cell of the quadrant texture over [-1, 2]²."""
+    g = np.arange(-1.0, 2.0, 0.25) + 0.125
+    u, v = (a.ravel() for a in np.meshgrid(g, g))
+    return np.c_[u, v]
+
+
+def colours_at(mesh: SurfaceMesh, points: np.ndarray, lo: float = -1.0, hi: float = 2.0) -> np.ndarray:
+    """[S, 3] the mesh's colour (0..255) at points of the `quad(lo, hi)` plane (x, y = the original uv)."""
+    x = (points - lo) / (hi - lo)  # [S, 2] in the unit square
+    lower = x[:, 0] >= x[:, 1]  # face 0: corners 0, 1, 2; face 1: corners 0, 2, 3
+    below = np.c_[1 - x[:, 0], x[:, 0] - x[:, 1], x[:, 1]]
+    above = np.c_[1 - x[:, 1], x[:, 0], x[:, 1] - x[:, 0]]
+    bary = np.where(lower[:, None], below, above)
+    return mesh.surface_rgba(np.where(lower, 0, 1), bary)[:, :3].astype(np.float64) * 255
+
+
+def wrap_glb(path, wrap, uv: np.ndarray, **info):
+    """A one-quad GLB (`quad()`) with texture coordinates `uv` whose base-colour texture (`quadrants()`) has a
+    sampler with `wrap`; `info` joins the textureInfo."""
+    vertices, faces, _ = quad()
+    b = GlbBuilder()
+    material = b.textured_material({"source": b.image(png_bytes(quadrants()), "image/png")}, **info)
+    b.doc["samplers"] = [{"wrapS": wrap[0], "wrapT": wrap[1]}]
+    gltf_uv = np.c_[uv[:, 0], 1 - uv[:, 1]].astype(np.float32)  # glTF's origin is the top-left
+    attributes = {"POSITION": b.accessor(vertices.astype(np.float32), GL_FLOAT, "VEC3"),
+                  "TEXCOORD_0": b.accessor(gltf_uv, GL_FLOAT, "VEC2")}  # fmt: skip
+    b.mesh(attributes, b.accessor(faces.astype(np.uint32).ravel(), GL_UINT, "SCALAR"), material=material)
+    return b.save(path)
+
+
+MIXED = [(CLAMP_TO_EDGE, MIRRORED_REPEAT), (MIRRORED_REPEAT, REPEAT), (REPEAT, CLAMP_TO_EDGE)]
+WRAPS = [(m, m) for m in MODES.values()] + MIXED
+
+
+@pytest.mark.parametrize("wrap", WRAPS, ids=lambda w: f"{w[0]}-{w[1]}")
+def test_a_gltf_sampler_reads_as_its_wrap_modes_closed_form(tmp_path, wrap):
+    """UVs over [-1, 2]²: every texel centre of every cell shows the colour the mode's definition names (REPEAT:
+    frac(t); CLAMP_TO_EDGE: clip(t, 0, 1); MIRRORED_REPEAT: frac(t) in even cells, 1 − frac(t) in odd ones)."""
+    _, _, uv = quad()
+    mesh = load_mesh(wrap_glb(tmp_path / "quad.glb", wrap, uv))
+    points = texel_centre_points()
+    np.testing.assert_array_equal(np.round(colours_at(mesh, points)), expected_colours(points, wrap))
+
+
+@pytest.mark.parametrize("wrap", WRAPS, ids=lambda w: f"{w[0]}-{w[1]}")
+def test_wrap_modes_survive_packing_into_an_atlas(wrap):
+    """Two textured parts (the quad and a small other one) share an atlas: the quad still shows its
+    sampler's colours everywhere, where wrapping each vertex into [0, 1) would stretch one copy across it."""
+    vertices, faces, uv = quad()
+    part = SurfaceMesh(vertices, faces, np.ones((4, 4), np.float32), uv, rgba(quadrants()), wrap=wrap)
+    other = grey_part(vertices + 5, faces)
+    joined = concatenate([part, other])
+    assert joined.wrap == (REPEAT, REPEAT)
+    points = texel_centre_points()
+    np.testing.assert_array_equal(np.round(colours_at(joined, points)), expected_colours(points, wrap))
+
+
+def test_a_face_crossing_a_cell_border_keeps_its_colours_in_an_atlas():
+    """A repeating texture whose face spans u = 0.9 .. 1.1, packed with another texture: along the face the
+    colours are those of u and frac(u) (the right edge, then the left edge), never the image's middle, which
+    wrapping each corner on its own (0.9 and 0.1) sweeps across."""
+    image = np.full((1, 8, 4), 255, np.uint8)
+    image[0, :, :3] = GREEN
+    image[0, 0, :3], image[0, -1, :3] = RED, BLUE
+    vertices, faces, _ = quad(0.0, 1.0)
+    uv = np.array([[0.9, 0.0], [1.1, 0.0], [1.1, 1.0], [0.9, 1.0]])
+    part = SurfaceMesh(vertices, faces, np.ones((4, 4), np.float32), uv, image)
+    other = grey_part(vertices + 5, faces)
+    joined = concatenate([part, other])
+    x = np.linspace(0.02, 0.98, 25)
+    points = np.c_[x, np.full_like(x, 0.3)]
+    got = colours_at(joined, points, 0.0, 1.0)
+    assert not (np.abs(got - GREEN).max(axis=1) < 60).any(), got
+    want = sample_texture(image, np.c_[0.9 + 0.2 * x, np.full_like(x, 0.3)])[:, :3] * 255  # per sample: exact REPEAT
+    off_seam = np.abs(0.9 + 0.2 * x - 1.0) > 1 / 16  # at the seam a viewer blends the two edge texels
+    np.testing.assert_allclose(got[off_seam], want[off_seam], atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_the_extended_texture_is_np_pad_with_the_modes_pad_mode(mode):
+    """Over cells u ∈ [-2, 3], v ∈ [-1, 2] the extended image is the texture padded by whole copies with np.pad's
+    "wrap", "symmetric" or "edge": rows above are v > 1, rows below v < 0."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (3, 5, 4), dtype=np.uint8)
+    cells = cell_range(np.array([-1.7, -0.2]), np.array([2.3, 1.6]))
+    assert (cells.u0, cells.nu, cells.v0, cells.nv) == (-2, 5, -1, 3)
+    h, w = image.shape[:2]
+    want = np.pad(image, ((1 * h, 1 * h), (2 * w, 2 * w), (0, 0)), mode=PAD[mode])
+    np.testing.assert_array_equal(extend_texture(image, cells, (mode, mode)), want)
+
+
+def test_an_extended_texture_stays_within_the_size_bound():
+    """Many cells: each cell is the texture downscaled so a side stays within MAX_TEXTURE_SIZE; past that many
+    cells the axis is the texture's average."""
+    image = np.zeros((64, 64, 4), np.uint8)
+    image[:, :32], image[:, 32:] = (255, 0, 0, 255), (0, 0, 255, 255)
+    ext = extend_texture(image, cell_range(np.array([0.0, 0.0]), np.array([100.0, 1.0])), (REPEAT, REPEAT))
+    assert ext.shape[1] <= MAX_TEXTURE_SIZE and ext.shape[0] == 64
+    tile = ext.shape[1] // 100
+    np.testing.assert_array_equal(ext[:, :tile], ext[:, tile : 2 * tile])  # every cell the same copy
+    far = extend_texture(image, cell_range(np.array([-1e30, 0.0]), np.array([1e30, 1.0])), (MIRRORED_REPEAT, REPEAT))
+    assert far.shape == (64, 1, 4)
+    assert np.abs(far[0, 0, :3].astype(int) - (128, 0, 128)).max() <= 1
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_uvs_inside_the_unit_square_read_exactly_as_without_a_sampler(tmp_path, mode):
+    """Inside [0, 1] a wrap mode changes nothing: the same texture and coordinates bit for bit, alone and in
+    an atlas, as a file whose texture has no sampler."""
+    vertices, faces, _ = quad()
+    uv = np.random.default_rng(1).random((4, 2))
+    plain = load_mesh(wrap_glb(tmp_path / "plain.glb", (REPEAT, REPEAT), uv))
+    wrapped = load_mesh(wrap_glb(tmp_path / "wrapped.glb", (mode, mode), uv))
+    np.testing.assert_array_equal(wrapped.texture, plain.texture)
+    np.testing.assert_array_equal(wrapped.uvs, plain.uvs)
+    assert wrapped.wrap == plain.wrap == (REPEAT, REPEAT)
+    texture = rgba(quadrants())
+    other = grey_part(vertices + 5, faces)
+
+    def joined(wrap):
+        part = SurfaceMesh(vertices, faces, np.ones((4, 4), np.float32), uv, texture, wrap=(wrap, wrap))
+        return concatenate([part, other])
+
+    a, b = joined(REPEAT), joined(mode)
+    np.testing.assert_array_equal(a.texture, b.texture)
+    np.testing.assert_array_equal(a.uvs, b.uvs)
+
+
+def test_the_texture_transform_applies_before_wrapping(tmp_path):
+    """KHR_texture_transform scale 3 on UVs over [0, 1], offset −1: a clamping sampler reads the transformed
+    coordinates over [-1, 2], as the plain file with those coordinates does."""
+    _, _, uv = quad()
+    want = load_mesh(wrap_glb(tmp_path / "plain.glb", (CLAMP_TO_EDGE, MIRRORED_REPEAT), uv))
+    unit = (uv + 1) / 3  # glTF: t' = 3 t + offset, in glTF's top-left origin (v' = 1 − v)
+    transform = {"KHR_texture_transform": {"scale": [3, 3], "offset": [-1, -1]}}
+    got = load_mesh(wrap_glb(tmp_path / "moved.glb", (CLAMP_TO_EDGE, MIRRORED_REPEAT), unit, extensions=transform))
+    points = texel_centre_points()
+    np.testing.assert_array_equal(np.round(colours_at(got, points)), np.round(colours_at(want, points)))
