@@ -82,7 +82,7 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
     faces = out.face_matrix().astype(np.int64)  # [T', 3]
     v_colors = out.vertex_color_matrix().astype(np.float32)  # [W', 4]
     if not textured:
-        return SurfaceMesh(vertices, faces, v_colors).compact()
+        return SurfaceMesh(vertices, faces, v_colors, alpha_mode=mesh.alpha_mode).compact()
     corner_uv = out.wedge_tex_coord_matrix().reshape(-1, 2)  # [3T', 2]
     corner_v = faces.reshape(-1)  # [3T']
     keys = np.concatenate([corner_v[:, None], np.round(corner_uv / _UV_KEY).astype(np.int64)], axis=1)  # [3T', 3]
@@ -98,6 +98,7 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
         vertex_colors=v_colors[corner_v[first_corner]],
         uvs=corner_uv[first_corner].astype(np.float64),
         texture=mesh.texture,
+        alpha_mode=mesh.alpha_mode,
         wrap=mesh.wrap,
     ).compact()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -275,6 +276,15 @@ def test_simplify_vertex_coloured_mesh():
     assert small.num_vertices <= 300 and small.texture is None
     top = small.vertex_colors[small.vertices[:, 1] > 0.3]
     assert top[:, 0].mean() > 0.9
+
+
+@pytest.mark.parametrize("textured", [True, False])
+def test_simplify_keeps_the_alpha_mode(sphere_mesh, textured):
+    """A BLEND or MASK material stays see-through after simplification (its splats' opacity follows it)."""
+    mesh = replace(sphere_mesh, alpha_mode="BLEND")
+    if not textured:
+        mesh = replace(mesh, uvs=None, texture=None)
+    assert simplify_mesh(mesh, max_vertices=150).alpha_mode == "BLEND"
 
 
 # -- binding file --------------------------------------------------------------------------------------
