@@ -518,6 +518,8 @@ REAL_PROGRAMS = {
     "A3D_CHROMIUM": "a chromium or chrome executable (e.g. Debian's: apt-get install chromium)",
     "A3D_FFPROBE": "the `ffprobe` executable (e.g. Debian's: apt-get install ffmpeg)",
     "A3D_GLTF_VALIDATOR": "a folder holding node_modules/gltf-validator (npm install gltf-validator)",
+    "A3D_SPLAT_TRANSFORM": "a folder holding node_modules/@playcanvas/splat-transform "
+    "(npm install @playcanvas/splat-transform)",
 }
 """Env var → what it must point at."""
 
@@ -536,6 +538,7 @@ def _real_program_problem(env: str) -> str | None:
     packages = {
         "A3D_THREE": ["three"], "A3D_SPLAT_VIEWER": ["@mkkellogg/gaussian-splats-3d"],
         "A3D_SPARK": ["@sparkjsdev/spark", "three"], "A3D_GLTF_VALIDATOR": ["gltf-validator"],
+        "A3D_SPLAT_TRANSFORM": ["@playcanvas/splat-transform"],
     }[env]  # fmt: skip
     for package in packages:
         if not (Path(value) / "node_modules" / package / "package.json").is_file():
@@ -598,6 +601,15 @@ def splat_viewer_parse(path: Path) -> dict:
 
     cmd = ["node", str(REAL_PROGRAM_SCRIPTS / "splat_parse.mjs"), str(path)]
     return _tagged_json(_run_program(cmd, cwd=os.environ["A3D_SPLAT_VIEWER"]), "A3D_SPLATS_JSON")
+
+
+def splat_transform(source: Path, target: Path) -> None:
+    """Convert `source` to `target` with PlayCanvas' splat-transform (`A3D_SPLAT_TRANSFORM`, in node); the
+    suffixes pick the formats (`.compressed.ply` is SuperSplat's compressed PLY)."""
+    import os
+
+    tool = Path(os.environ["A3D_SPLAT_TRANSFORM"]) / "node_modules" / ".bin" / "splat-transform"
+    _run_program([str(tool), "-w", str(source), str(target)])
 
 
 def spark_parse(path: Path) -> dict:
@@ -999,3 +1011,92 @@ def damage_normalization(run: Path, content: bytes | str) -> None:
         norm.write_bytes(content)  # type: ignore[arg-type]
 """Ways `RUN/source/normalization.json` can be damaged or tampered with; each must be exit 2, never exit 1,
 a hang, or (for a NaN scale) exit 0 with all-NaN outputs."""
+
+
+# -- splat files in other layouts, encoded from their specification (independently of a3d's readers) ----------
+
+
+def compressed_ply_bytes(
+    g: Gaussians,
+    chunk_colours: bool = True,
+    sh: bool = True,
+    endian: str = "<",
+    comment: bool = False,
+) -> bytes:
+    """`g` as a SuperSplat compressed PLY, encoded from the layout's description (`docs/prepare.md`).
+
+    Per chunk of 256 splats: the min and max of positions, log-scales and (with `chunk_colours`) display
+    colours; per splat, each value's place t in its chunk's range rounded to the nearest of 2^b − 1 steps
+    (11/10/11 bits for positions and log-scales, 8 bits for colours and the opacity, which is stored as it
+    is), and the rotation as "smallest three": the index of the largest |component| (wxyz) in the top 2 bits,
+    the sign flipped so that one is positive, the other three, in order, as round((c / √2 + 0.5) · 1023).
+    SH coefficients (channel-major) become bytes trunc((v / 8 + 0.5) · 256), clamped to 0–255.
+    """
+    n = len(g)
+    means = g.means.double().numpy()
+    logs = np.log(g.scales.double().numpy())
+    rgb = g.colors.double().numpy()
+    alpha = g.opacities.double().numpy()
+    quats = g.quats.double().numpy()
+    chunks = []
+    words = np.zeros((n, 4), dtype=np.uint64)
+
+    def steps(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
+        span = np.where(hi > lo, hi - lo, 1.0)
+        top = 2**bits - 1
+        return np.clip(np.floor((values - lo) / span * top + 0.5), 0, top).astype(np.uint64)
+
+    for start in range(0, n, 256):
+        rows = slice(start, min(start + 256, n))
+        p, s, c = means[rows], logs[rows], rgb[rows]
+        bounds = [p.min(0), p.max(0), s.min(0), s.max(0)] + ([c.min(0), c.max(0)] if chunk_colours else [])
+        chunks.append(np.concatenate(bounds))
+        qp = [steps(p[:, i], bounds[0][i], bounds[1][i], b) for i, b in enumerate((11, 10, 11))]
+        qs = [steps(s[:, i], bounds[2][i], bounds[3][i], b) for i, b in enumerate((11, 10, 11))]
+        if chunk_colours:
+            qc = [steps(c[:, i], bounds[4][i], bounds[5][i], 8) for i in range(3)]
+        else:
+            qc = [steps(c[:, i], np.float64(0), np.float64(1), 8) for i in range(3)]
+        qa = steps(alpha[rows], np.float64(0), np.float64(1), 8)
+        words[rows, 0] = (qp[0] << 21) | (qp[1] << 11) | qp[2]
+        words[rows, 2] = (qs[0] << 21) | (qs[1] << 11) | qs[2]
+        words[rows, 3] = (qc[0] << 24) | (qc[1] << 16) | (qc[2] << 8) | qa
+    for i, q in enumerate(quats):
+        q = q / np.linalg.norm(q)
+        big = int(np.argmax(np.abs(q)))
+        q = -q if q[big] < 0 else q
+        word = big
+        for j in range(4):
+            if j != big:
+                word = (word << 10) | int(min(1023, max(0, np.floor((q[j] / np.sqrt(2) + 0.5) * 1023 + 0.5))))
+        words[i, 1] = word
+    chunk_names = ["min_x", "min_y", "min_z", "max_x", "max_y", "max_z"]
+    chunk_names += ["min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z"]
+    if chunk_colours:
+        chunk_names += ["min_r", "min_g", "min_b", "max_r", "max_g", "max_b"]
+    fmt = "binary_little_endian" if endian == "<" else "binary_big_endian"
+    lines = ["ply", f"format {fmt} 1.0"] + (["comment made by a3d's tests"] if comment else [])
+    lines += [f"element chunk {len(chunks)}"] + [f"property float {name}" for name in chunk_names]
+    lines += [f"element vertex {n}"]
+    lines += [f"property uint packed_{name}" for name in ("position", "rotation", "scale", "color")]
+    body = np.asarray(chunks, dtype=endian + "f4").tobytes() + words.astype(endian + "u4").tobytes()
+    if sh and g.sh_rest is not None:
+        channel_major = g.sh_rest.double().permute(0, 2, 1).reshape(n, -1).numpy()  # [N, 3(K-1)]
+        lines += [f"element sh {n}"] + [f"property uchar f_rest_{i}" for i in range(channel_major.shape[1])]
+        body += np.clip(np.trunc((channel_major / 8 + 0.5) * 256), 0, 255).astype(np.uint8).tobytes()
+    return ("\n".join([*lines, "end_header"]) + "\n").encode("ascii") + body
+
+
+def splat_file_bytes(g: Gaussians) -> bytes:
+    """`g` as an antimatter15 `.splat` file: per splat, position and linear scale (float32), then RGBA and the
+    unit quaternion (wxyz) as bytes: colour · 255 and q · 128 + 128, clamped to 0–255 and truncated."""
+    import struct
+
+    out = bytearray()
+    columns = (g.means.tolist(), g.scales.tolist(), g.colors.tolist(), g.opacities.tolist(), g.quats.tolist())
+    for p, s, c, a, q in zip(*columns, strict=True):
+        norm = sum(v * v for v in q) ** 0.5
+        rgba = [int(min(255.0, max(0.0, v * 255.0))) for v in (*c, a)]
+        rot = [int(min(255.0, max(0.0, v / norm * 128.0 + 128.0))) for v in q]
+        out += struct.pack("<3f3f4B4B", *p, *s, *rgba, *rot)
+    return bytes(out)

@@ -21,7 +21,7 @@ def prepare(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply or 3DGS .ply.",
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply, 3DGS .ply (also compressed) or .splat.",
             metavar="MODEL",
             show_default=False,
         ),

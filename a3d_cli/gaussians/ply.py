@@ -20,7 +20,8 @@ original 3DGS viewers (SIBR, and web viewers made for COLMAP scenes) expect COLM
 +Y-up set into that convention without mirroring it.
 
 Reading accepts binary (either endianness) and ASCII files, any property order, float or double types and
-extra properties (they are ignored).
+extra properties (they are ignored). SuperSplat's compressed PLY (`packed_*` properties) is recognised by its
+header and decoded by `a3d_cli.gaussians.compressed_ply` into the same `Gaussians`.
 
 Examples:
     >>> write_ply("splats.ply", g)  # doctest: +SKIP
@@ -66,7 +67,7 @@ REQUIRED_PROPERTIES: tuple[str, ...] = (
 )  # fmt: skip
 # Any one of these in the vertex element marks the file as meant to be 3DGS (then all REQUIRED must exist).
 _GAUSSIAN_MARKERS = ("f_dc_0", "opacity", "scale_0", "rot_0")
-# Compressed layouts (SuperSplat / PlayCanvas) pack properties into integers in a `chunk` element.
+# Compressed layouts (SuperSplat / PlayCanvas) pack properties into integers, with ranges in a `chunk` element.
 _COMPRESSED_MARKERS = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
 
 _PLY_TYPES = {
@@ -170,7 +171,7 @@ def is_gaussian_ply(path: str | os.PathLike[str]) -> bool:
     """Whether a PLY file is meant to hold 3D Gaussians (has any 3DGS-specific vertex property).
 
     A file that is meant to be 3DGS but lacks some properties still answers True; `read_ply` then names
-    what is missing. Compressed splat PLYs answer True too (and `read_ply` explains they are unsupported).
+    what is missing. Compressed splat PLYs (SuperSplat's `packed_*` layout) answer True too.
     """
     header = read_ply_header(path)
     names = {p for e in header.elements for p in e.property_names}
@@ -228,26 +229,26 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
     """Read a 3DGS PLY into activated `Gaussians` (float32, CPU).
 
     Args:
-        path: a PLY file in the standard 3DGS layout (any property order; extra properties ignored).
+        path: a PLY file in the standard 3DGS layout (any property order; extra properties ignored), or in
+            SuperSplat's compressed layout (`packed_*` properties; `a3d_cli.gaussians.compressed_ply`).
 
     Returns:
         Gaussians with linear scales, opacities in (0, 1), colours from f_dc (not clamped, so SH colour
         round-trips exactly) and `sh_rest` [N, K-1, 3] when the file has f_rest_* properties.
 
     Raises:
-        InputError: missing/unreadable file, not 3DGS, missing properties (named), a compressed layout,
-            a bad f_rest count, no splats, or non-finite values.
+        InputError: missing/unreadable file, not 3DGS, missing properties (named), a bad f_rest count, no
+            splats, or non-finite values; for a compressed layout, whatever `read_compressed_ply` refuses.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"The file {path} does not exist.", hint="Check the path and its spelling.")
     header = read_ply_header(path)
     names = {p for e in header.elements for p in e.property_names}
-    if any(m in names for m in _COMPRESSED_MARKERS):
-        raise InputError(
-            f"{path} is a compressed splat PLY, which a3d does not read.",
-            hint="Convert it to a standard 3DGS PLY first (e.g. SuperSplat: export as uncompressed .ply).",
-        )
+    if any(m in names for m in _COMPRESSED_MARKERS):  # SuperSplat's packed layout, decoded on its own
+        from a3d_cli.gaussians.compressed_ply import read_compressed_ply
+
+        return read_compressed_ply(path, header)
     vertex = header.element("vertex")
     present = set(vertex.property_names) if vertex is not None else set()
     missing = [p for p in REQUIRED_PROPERTIES if p not in present]
@@ -298,6 +299,23 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
             )
         sh_rest = torch.from_numpy(np.ascontiguousarray(f_rest.transpose(0, 2, 1)))  # [N, K-1, 3]
 
+    return gaussians_from_arrays(
+        path,
+        means=means,
+        quats=quats,
+        scales=exp_scales(path, log_scales),
+        opacities=torch.sigmoid(torch.from_numpy(logit)),
+        colors=torch.from_numpy(0.5 + SH_C0 * f_dc),
+        sh_rest=sh_rest,
+    )
+
+
+def exp_scales(path: str | os.PathLike[str], log_scales: np.ndarray) -> np.ndarray:
+    """[N, 3] linear scales from float32 log-scales, refusing logs whose exponential overflows float32.
+
+    Raises:
+        InputError: a finite log-scale so large that its scale is infinite (a diverged training run).
+    """
     with np.errstate(over="ignore"):
         scales = np.exp(log_scales)  # [N, 3] activated; finite logs can still overflow float32
     if not np.isfinite(scales).all():
@@ -306,15 +324,50 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
             f"{path} has Gaussian log-scales up to {worst:.4g}, whose scales overflow (exp > 3.4e38).",
             hint=_DIVERGED,
         )
-    q = torch.from_numpy(quats)
+    return scales
+
+
+def gaussians_from_arrays(
+    path: str | os.PathLike[str],
+    *,
+    means: np.ndarray,
+    quats: np.ndarray,
+    scales: np.ndarray,
+    opacities: np.ndarray | torch.Tensor,
+    colors: np.ndarray | torch.Tensor,
+    sh_rest: torch.Tensor | None = None,
+) -> Gaussians:
+    """`Gaussians` from decoded float32 arrays, the last step every splat file reader shares.
+
+    Why one function: each format stores its own activations, but once decoded they all meet the same
+    checks (nothing NaN or infinite) and the same quaternion rule (normalised; a zero quaternion, which
+    has no rotation to normalise, becomes the identity).
+
+    Args:
+        path: the file, for messages.
+        means: [N, 3] positions.
+        quats: [N, 4] rotations, wxyz, any length.
+        scales: [N, 3] linear scales.
+        opacities: [N] in [0, 1].
+        colors: [N, 3] RGB (the SH degree-0 term).
+        sh_rest: [N, K-1, 3] higher-order SH coefficients, or None.
+
+    Raises:
+        InputError: a NaN or infinite value, naming which attribute holds it.
+    """
+    arrays = {"positions": means, "colours": colors, "opacities": opacities, "scales": scales, "rotations": quats}
+    for name, arr in arrays.items():
+        if not np.isfinite(np.asarray(arr)).all():
+            raise InputError(f"{path} has non-finite (NaN or infinite) Gaussian {name}.", hint=_DIVERGED)
+    q = torch.as_tensor(quats, dtype=torch.float32)
     norm = q.norm(dim=-1, keepdim=True)  # [N, 1]
     q = torch.where(norm > 1e-12, q / norm.clamp_min(1e-12), torch.tensor([1.0, 0.0, 0.0, 0.0]))
     return Gaussians(
-        means=torch.from_numpy(means),
+        means=torch.as_tensor(means, dtype=torch.float32),
         quats=q,
-        scales=torch.from_numpy(scales),
-        opacities=torch.sigmoid(torch.from_numpy(logit)),
-        colors=torch.from_numpy(0.5 + SH_C0 * f_dc),
+        scales=torch.as_tensor(scales, dtype=torch.float32),
+        opacities=torch.as_tensor(opacities, dtype=torch.float32),
+        colors=torch.as_tensor(colors, dtype=torch.float32),
         sh_rest=sh_rest,
     )
 
@@ -371,6 +424,8 @@ __all__ = [
     "PlyConvention",
     "PlyHeader",
     "convention_rotation",
+    "exp_scales",
+    "gaussians_from_arrays",
     "gaussians_to_table",
     "is_gaussian_ply",
     "read_ply",

@@ -6,7 +6,7 @@ base-colour factors and vertex colours folded into the appearance) and turns eve
 clear `InputError`.
 
 Examples:
-    >>> kind = detect_kind(Path("examples/assets/fox.glb"))  # "mesh" (or "gaussians" for a 3DGS .ply)
+    >>> kind = detect_kind(Path("examples/assets/fox.glb"))  # "mesh" (or "gaussians" for a 3DGS .ply, .splat)
     >>> mesh = load_mesh(Path("examples/assets/fox.glb"))
     >>> mesh.num_vertices, mesh.texture is not None  # doctest: +SKIP
 """
@@ -27,6 +27,7 @@ from a3d_cli.mesh.appearance import REPEAT_BOTH, Wrap, apply_linear_factor, as_r
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
+INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat")  # every suffix `prepare` reads (`.splat`: Gaussians only)
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
 InputKind = Literal["mesh", "gaussians"]
 _REPAIR = "Repair the mesh in a 3D tool and export it again."
@@ -34,7 +35,9 @@ _REPAIR = "Repair the mesh in a 3D tool and export it again."
 
 def check_input_file(path: Path) -> None:
     """Cheap checks before any work: the file exists, is a file, is readable and has a supported suffix; a
-    glTF requires no extension a3d cannot honour (`a3d_cli.mesh.gltf_extensions`).
+    glTF requires no extension a3d cannot honour (`a3d_cli.mesh.gltf_extensions`). A splat format a3d does
+    not read (`.spz`, `.ksplat`, `.sog`) is refused with the command that converts it
+    (`a3d_cli.gaussians.formats`).
 
     Raises:
         InputError: with one sentence naming the problem.
@@ -43,11 +46,20 @@ def check_input_file(path: Path) -> None:
     if not path.exists():
         raise InputError(f"The input file {path} does not exist.", hint="Check the path and its spelling.")
     if not path.is_file():
-        raise InputError(f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj or .ply file.")
-    if path.suffix.lower() not in MESH_SUFFIXES:
+        raise InputError(f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj, .ply or .splat file.")
+    from a3d_cli.gaussians.formats import CONVERT_FIRST, convert_hint
+
+    if path.suffix.lower() in CONVERT_FIRST:
+        raise InputError(
+            f"{path.name} is a Gaussian-splat file in {CONVERT_FIRST[path.suffix.lower()]} format, "
+            "which a3d does not read.",
+            hint=convert_hint(path.suffix.lower()),
+        )
+    if path.suffix.lower() not in INPUT_SUFFIXES:
         raise InputError(
             f"{path.name} has an unsupported file type {path.suffix or '(no suffix)'!r}.",
-            hint="a3d reads .glb, .gltf, .obj (+ .mtl, textures) and .ply (mesh or 3DGS); convert other formats first.",
+            hint="a3d reads .glb, .gltf, .obj (+ .mtl, textures), .ply (mesh, 3DGS or compressed 3DGS) and .splat; "
+            "convert other formats first.",
         )
     from a3d_cli.io.regular import open_regular
 
@@ -70,11 +82,15 @@ def check_input_file(path: Path) -> None:
 
 
 def detect_kind(path: Path) -> InputKind:
-    """'gaussians' for a PLY meant to hold 3D Gaussians, otherwise 'mesh' (after `check_input_file`)."""
+    """'gaussians' for a `.splat` or a PLY meant to hold 3D Gaussians, otherwise 'mesh' (after
+    `check_input_file`)."""
+    from a3d_cli.gaussians.formats import SPLAT_SUFFIXES
     from a3d_cli.gaussians.ply import is_gaussian_ply
 
     path = Path(path)
     check_input_file(path)
+    if path.suffix.lower() in SPLAT_SUFFIXES:
+        return "gaussians"
     if path.suffix.lower() == ".ply" and is_gaussian_ply(path):
         return "gaussians"
     return "mesh"

@@ -73,7 +73,8 @@ class AnimateOptions:
     """Options of `a3d animate` (the common knobs of each stage; the stage commands offer every one)."""
 
     model: str
-    """Input asset: .glb, .gltf, .obj, mesh .ply or 3DGS .ply, or an object image (`IMAGE_SUFFIXES`)."""
+    """Input asset: .glb, .gltf, .obj, mesh .ply, 3DGS .ply (also compressed) or .splat, or an object image
+    (`IMAGE_SUFFIXES`)."""
     orbit: str | None = None
     """Image inputs: a folder of frames + cameras.json (docs/lift.md) lifted instead of sampling SV3D."""
     sv3d_model: Literal["sv3d_u", "sv3d_p"] = OrbitOptions.model

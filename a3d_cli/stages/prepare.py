@@ -54,7 +54,7 @@ class PrepareOptions:
     """Options of `a3d prepare`.
 
     Attributes:
-        model: the input file (.glb, .gltf, .obj, mesh .ply or 3DGS .ply).
+        model: the input file (.glb, .gltf, .obj, mesh .ply, 3DGS .ply (also compressed) or .splat).
         up: the asset's up axis; glTF assets are +y (the default), many OBJ/PLY exports +z.
         front: the asset's front axis, which faces the azimuth-0 camera, or "auto": guessed from the
             asset's mirror symmetry and detail (`a3d_cli.mesh.orientation`), used only when the guess is
@@ -136,7 +136,8 @@ def run(run_dir: Path, opts: PrepareOptions, rt: Runtime | None = None) -> Stage
 
 
 def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], opts: PrepareOptions) -> None:
-    from a3d_cli.gaussians.ply import read_ply, write_ply
+    from a3d_cli.gaussians.formats import read_gaussians
+    from a3d_cli.gaussians.ply import write_ply
     from a3d_cli.io.regular import copy_regular
     from a3d_cli.mesh.normalize import fit_normalization, normalize_gaussians
 
@@ -145,7 +146,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     # 1. read and normalize
     mesh = binding = None
     if kind == "gaussians":
-        g = read_ply(model)
+        g = read_gaussians(model)  # 3DGS PLY, compressed PLY or .splat
         points = g.means.double().numpy()
         front = _choose_front(ctx, opts, points, None, g.colors.numpy())
         norm = fit_normalization(points, opts.up, front, robust=True)

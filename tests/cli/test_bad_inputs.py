@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, one_error_with_hint, png_declaring, reconstruct_app
+from helpers import REPO, compressed_ply_bytes, one_error_with_hint, png_declaring, reconstruct_app, splat_file_bytes
 from helpers import reconstruct_run_folder as _run_folder
 from helpers import video_folder as _video
 from typer.testing import CliRunner
@@ -166,6 +166,45 @@ def test_hostile_ply_headers_exit_2(tmp_path, edit, message):
         read_ply(path)
     result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
     one_error_with_hint(result)
+    assert not (tmp_path / "RUN").exists()
+
+
+def _compressed_edit(edit: str):  # noqa: ANN202 - bytes → bytes
+    """A change to a compressed splat PLY of 300 splats (2 chunks)."""
+    return {
+        "truncated": lambda d: d[: len(d) - 100],
+        "wrong chunk count": lambda d: d.replace(b"element chunk 2", b"element chunk 3", 1),
+        "huge chunk count": lambda d: d.replace(b"element chunk 2", b"element chunk 99999999999999999", 1),
+        "huge declared count": lambda d: d.replace(b"element chunk 2", b"element chunk 39062500000", 1).replace(
+            b"element vertex 300", b"element vertex 10000000000000", 1
+        ),
+    }[edit]
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("s.compressed.ply", "truncated", "truncated"),
+        ("s.compressed.ply", "wrong chunk count", "3 chunks for 300 splats"),
+        ("s.compressed.ply", "huge chunk count", "chunks for 300 splats"),
+        ("s.compressed.ply", "huge declared count", "truncated"),
+        ("s.splat", "truncated", "not a whole number of 32-byte"),
+        ("s.splat", "nan", "non-finite"),
+    ],
+)
+def test_damaged_or_hostile_splat_files_exit_2(tmp_path, name, edit, message):
+    splats = _splats(300)
+    path = tmp_path / name
+    if name.endswith(".ply"):
+        path.write_bytes(_compressed_edit(edit)(compressed_ply_bytes(splats)))
+    else:
+        data = bytearray(splat_file_bytes(splats))
+        if edit == "nan":
+            data[32 * 7 + 4 : 32 * 7 + 8] = struct.pack("<f", float("nan"))  # splat 7's y
+        path.write_bytes(bytes(data[:-5]) if edit == "truncated" else bytes(data))
+    result = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "RUN"), "--view-size", "32"])
+    one_error_with_hint(result)
+    assert message in result.stderr
     assert not (tmp_path / "RUN").exists()
 
 

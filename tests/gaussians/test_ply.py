@@ -115,14 +115,6 @@ def test_reads_what_gsplat_writes(tmp_path):
     assert_same(g, read_ply(tmp_path / "gs.ply"), atol=1e-4)
 
 
-def test_gsplat_compressed_ply_is_refused_clearly(tmp_path):
-    g = random_gaussians(n=300, seed=4)
-    (tmp_path / "c.ply").write_bytes(gsplat_export(g, "ply_compressed"))
-    assert is_gaussian_ply(tmp_path / "c.ply")
-    with pytest.raises(InputError, match="compressed"):
-        read_ply(tmp_path / "c.ply")
-
-
 @pytest.mark.parametrize(
     "fmt,dtype", [("binary_big_endian", "float"), ("ascii", "float"), ("binary_little_endian", "double")]
 )

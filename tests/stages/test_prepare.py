@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, a3d_app, textured_sphere, write_glb, write_textured_obj
+from helpers import (
+    REPO,
+    a3d_app,
+    compressed_ply_bytes,
+    splat_file_bytes,
+    textured_sphere,
+    write_glb,
+    write_textured_obj,
+)
 from typer.testing import CliRunner
 
 from a3d_cli.commands.prepare import prepare as prepare_command
@@ -168,6 +176,49 @@ def test_gaussian_input(tmp_path):
     torch.testing.assert_close(out.scales, g.scales * norm.scale, rtol=1e-4, atol=1e-6)
     assert out.sh_degree == 1  # view-dependent colour kept
     assert load_png(run_dir / "static/views/view_1.png")[..., 3].max() > 0.5
+
+
+@pytest.mark.parametrize("name", ["scan.compressed.ply", "scan.splat"])
+def test_compressed_ply_and_splat_inputs_through_the_cli(tmp_path, name):
+    n = 300
+    gen = torch.Generator().manual_seed(3)
+    g = Gaussians(
+        means=torch.randn(n, 3, generator=gen) * torch.tensor([2.0, 0.5, 1.0]),
+        quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=-1),
+        scales=torch.rand(n, 3, generator=gen) * 0.05 + 0.01,
+        opacities=torch.full((n,), 0.9),
+        colors=torch.rand(n, 3, generator=gen),
+        sh_rest=torch.randn(n, 3, 3, generator=gen) * 0.05,
+    )
+    path = tmp_path / name
+    path.write_bytes(compressed_ply_bytes(g) if name.endswith(".ply") else splat_file_bytes(g))
+    run_dir = tmp_path / "RUN"
+    args = ["prepare", str(path), "-o", str(run_dir), "--view-size", "64"]
+    result = runner.invoke(a3d_app("prepare", prepare_command), args)
+    assert result.exit_code == 0, result.output + result.stderr
+    metrics = load_manifest(run_dir)["stages"]["prepare"]["metrics"]
+    assert metrics["kind"] == "gaussians" and metrics["splats"] == n
+    assert (run_dir / "source/original" / name).read_bytes() == path.read_bytes()  # the input as given
+    out = read_ply(run_dir / "static/gaussians.ply")  # a standard 3DGS PLY from here on
+    norm = Normalization.from_json(json.loads((run_dir / "source/normalization.json").read_text()))
+    span = float((g.means.amax(0) - g.means.amin(0)).max())  # the widest chunk range cannot be wider
+    atol = span / 1023 if name.endswith(".ply") else 1e-5  # within a quantization step; a .splat stores float32
+    np.testing.assert_allclose(norm.invert(out.means.double().numpy()), g.means.double().numpy(), atol=atol)
+    assert out.sh_degree == (1 if name.endswith(".ply") else 0)  # a .splat has no higher SH
+    assert load_png(run_dir / "static/views/view_1.png")[..., 3].max() > 0.5
+
+
+@pytest.mark.parametrize("suffix", [".spz", ".ksplat", ".sog"])
+def test_splat_formats_a3d_does_not_read_name_the_converter(tmp_path, suffix):
+    path = tmp_path / f"scene{suffix}"
+    path.write_bytes(b"\x1f\x8b" + bytes(64))
+    run_dir = tmp_path / "RUN"
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(run_dir)])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("error:", "hint:"))]
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"] and "Traceback" not in result.stderr
+    assert "does not read" in lines[0] and f"npx @playcanvas/splat-transform in{suffix} out.ply" in lines[1]
+    assert not run_dir.exists()
 
 
 def test_obj_with_sidecars_and_up_axis(tmp_path):
