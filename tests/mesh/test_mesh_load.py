@@ -12,6 +12,7 @@ from helpers import grid, textured_sphere, textured_trimesh, two_colour_texture,
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import linear_to_srgb, srgb_to_linear
 from a3d_cli.mesh.load import detect_kind, load_mesh
+from a3d_cli.mesh.ply_faces import triangulated_ply
 from a3d_cli.mesh.store import load_processed_mesh, save_processed_mesh
 
 
@@ -296,3 +297,46 @@ def test_the_texture_check_decodes_the_image_trimesh_reads(tmp_path):
     (obj.parent / "tex.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     with pytest.raises(InputError, match="texture image 'tex.png' cannot be decoded"):
         load_mesh(obj)
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "binary_big_endian", "ascii"])
+def test_long_mixed_face_lists_are_read_in_runs_without_losing_a_face(tmp_path, fmt):
+    """Runs of equal-length faces longer and shorter than the reader's first window (64 rows), a lone face of
+    another length between them, and a per-face value: every polygon becomes its fan, each triangle keeps its
+    polygon's value."""
+    import struct
+
+    rng = np.random.default_rng(3)
+    sizes = [4] * 300 + [3] + [5] * 7 + [4] * 130 + list(rng.choice([3, 4, 6], size=200)) + [3] * 65
+    vertices = rng.random((50, 3)).astype(np.float32)
+    polygons = [rng.choice(50, size=n, replace=False) for n in sizes]
+    header = f"ply\nformat {fmt} 1.0\nelement vertex 50\nproperty float x\nproperty float y\nproperty float z\n"
+    header += f"element face {len(sizes)}\nproperty list uchar int vertex_indices\nproperty int tag\nend_header\n"
+    if fmt == "ascii":
+        rows = [" ".join(map(str, v)) for v in vertices.tolist()]
+        rows += [" ".join(map(str, [len(p), *p.tolist(), k])) for k, p in enumerate(polygons)]
+        body = ("\n".join(rows) + "\n").encode()
+    else:
+        e = ">" if fmt == "binary_big_endian" else "<"
+        body = vertices.astype(e + "f4").tobytes()
+        body += b"".join(struct.pack(f"{e}B{len(p)}ii", len(p), *p.tolist(), k) for k, p in enumerate(polygons))
+    path = tmp_path / "mixed.ply"
+    path.write_bytes(header.encode() + body)
+
+    data = triangulated_ply(path)
+    assert data is not None
+    read = trimesh.load(trimesh.util.wrap_as_stream(data), file_type="ply", process=False)
+    fans = [(p[0], p[k + 1], p[k + 2]) for p in polygons for k in range(len(p) - 2)]
+    np.testing.assert_array_equal(np.asarray(read.faces), np.array(fans))
+    tags = read.metadata["_ply_raw"]["face"]["data"]["tag"].reshape(-1)
+    np.testing.assert_array_equal(tags, [k for k, p in enumerate(polygons) for _ in range(len(p) - 2)])
+
+
+def test_a_face_list_longer_than_the_file_is_refused(tmp_path):
+    head = b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+    head += b"element face 2\nproperty list uchar int vertex_indices\nend_header\n"
+    body = np.zeros(9, "<f4").tobytes() + bytes([4]) + np.arange(4, dtype="<i4").tobytes() + bytes([200]) + b"\0" * 12
+    path = tmp_path / "short.ply"
+    path.write_bytes(head + body)
+    with pytest.raises(InputError, match="ends before the elements its header declares"):
+        triangulated_ply(path)
