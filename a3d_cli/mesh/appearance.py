@@ -10,9 +10,10 @@ has its centre at u = (j + 0.5) / W, v = 1 - (i + 0.5) / H.
 Wrap modes (glTF's sampler `wrapS` / `wrapT`): coordinates outside [0, 1] repeat the image (REPEAT, glTF's
 default and OBJ's), mirror it in every other cell (MIRRORED_REPEAT) or take the edge texel (CLAMP_TO_EDGE);
 the texture transform applies before wrapping. `sample_texture` honours the mode per sample. A texture packed
-into an atlas cannot wrap there, so `extend_texture` bakes the mode into an image covering every whole cell the
-coordinates reach, and `CellRange.to_unit` maps them into it affinely: a face whose coordinates cross a cell
-border keeps its colours, where wrapping each vertex on its own would sweep the face across the image.
+into an atlas cannot wrap there, so `extend_texture` bakes the mode into an image covering the texels the
+coordinates reach (and the neighbours bilinear filtering reads), and `TexelWindow.to_unit` maps them into it
+affinely: a face whose coordinates cross a cell border keeps its colours, where wrapping each vertex on its
+own would sweep the face across the image.
 """
 
 from __future__ import annotations
@@ -126,77 +127,85 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH
 
 
 @dataclass(frozen=True)
-class CellRange:
-    """The whole texture cells an extended image covers: u from u0 to u0 + nu, v from v0 to v0 + nv."""
+class TexelWindow:
+    """The texels of the sampler's endless plane an extended image holds (`extend_texture`), per axis: `count`
+    texels from texel `start` of the texture made `tile` texels wide. Columns count from u = 0 rightwards,
+    rows from v = 1 downwards, as the image's own columns and rows do."""
 
-    u0: int
-    nu: int
-    v0: int
-    nv: int
+    start_u: int
+    count_u: int
+    tile_u: int
+    start_v: int
+    count_v: int
+    tile_v: int
 
     def to_unit(self, uv: np.ndarray) -> np.ndarray:
-        """[V, 2] coordinates of the original texture → the same points of the extended image, in [0, 1]."""
-        unit = np.stack([(uv[:, 0] - self.u0) / self.nu, (uv[:, 1] - self.v0) / self.nv], axis=-1)
-        return np.clip(unit, 0.0, 1.0)  # rounding of far cells must not step past the edge
+        """[V, 2] coordinates of the original texture → the same points of the extended image, in [0, 1]
+        (`sample_texture` then reads the texels it would read on the endless plane)."""
+        u = (uv[:, 0] * self.tile_u - self.start_u) / self.count_u
+        v = 1.0 - ((1.0 - uv[:, 1]) * self.tile_v - self.start_v) / self.count_v
+        return np.clip(np.stack([u, v], axis=-1), 0.0, 1.0)  # the rounding of far coordinates stays inside
 
 
-def cell_range(lo: np.ndarray, hi: np.ndarray) -> CellRange:
-    """The whole cells floor(lo) .. ceil(hi) per axis (at least one), for coordinates within [lo, hi]."""
-    u0, v0 = math.floor(float(lo[0])), math.floor(float(lo[1]))
-    return CellRange(u0, max(1, math.ceil(float(hi[0])) - u0), v0, max(1, math.ceil(float(hi[1])) - v0))
+def texel_window(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...]) -> TexelWindow:
+    """The window of texels that coordinates within [lo, hi] read with bilinear filtering, on a texture of
+    `shape` [H, W, ...] downscaled where the window would be wider than MAX_TEXTURE_SIZE; coordinates that
+    span more than MAX_TEXTURE_SIZE / 2 copies of the texture along an axis read its average there (one
+    texel), which is what a mipmapping viewer shows of a texture repeated that often."""
+    h, w = shape[:2]
+    u = _axis_window(float(lo[0]), float(hi[0]), w)
+    v = _axis_window(1.0 - float(hi[1]), 1.0 - float(lo[1]), h)  # rows: from v = 1 down
+    return TexelWindow(*u, *v)
 
 
-def extend_texture(texture: np.ndarray, cells: CellRange, wrap: Wrap) -> np.ndarray:
-    """The texture as its sampler shows it over `cells`: each cell a copy (REPEAT), a copy mirrored in every
-    other cell (MIRRORED_REPEAT) or the edge texels (CLAMP_TO_EDGE) beyond [0, 1], exactly as `np.pad` with
-    mode "wrap", "symmetric" or "edge" extends it. Sampled at `cells.to_unit(uv)` it gives the colours the
+def _axis_window(lo: float, hi: float, size: int) -> tuple[int, int, int]:
+    """(start, count, tile) of the texels that positions lo..hi (in copies of the texture) read along one axis."""
+    span = hi - lo
+    if span * size + 2 <= MAX_TEXTURE_SIZE:
+        tile = size
+    elif span <= MAX_TEXTURE_SIZE / 2:
+        tile = max(1, math.floor((MAX_TEXTURE_SIZE - 2) / span))
+    else:
+        return 0, 1, 1
+    start = math.floor(lo * tile - 0.5)  # texel centres sit at k + 0.5: bilinear reads floor(x - 0.5) and the next
+    return start, math.floor(hi * tile - 0.5) + 2 - start, tile
+
+
+def extend_texture(texture: np.ndarray, window: TexelWindow, wrap: Wrap) -> np.ndarray:
+    """The texels `window` holds, as the sampler shows them: beyond the image, copies of it (REPEAT), copies
+    mirrored in every other cell (MIRRORED_REPEAT) or its edge texels (CLAMP_TO_EDGE), the texels `np.pad`
+    gives with mode "wrap", "symmetric" or "edge". Sampled at `window.to_unit(uv)` it gives the colours the
     sampler gives at uv, with bilinear blending across cell borders as a viewer does.
-
-    Size: a side stays within MAX_TEXTURE_SIZE. When the cells would need more texels, each cell is the
-    texture downscaled (area average) to MAX_TEXTURE_SIZE // cells texels; past MAX_TEXTURE_SIZE cells on an
-    axis, that axis is the texture's average (one texel), which is what a mipmapping viewer shows of a
-    texture repeated that often.
 
     Args:
         texture: [H, W, C] uint8 (trimesh convention: row 0 is the top, v = 1).
-        cells: the cells to cover (`cell_range`).
+        window: the texels to hold (`texel_window`); the texture is first downscaled (area average) to
+            `window.tile_v` × `window.tile_u` texels when that is smaller.
         wrap: (wrapS, wrapT) glTF wrap modes.
 
     Returns:
-        [H', W', C] uint8 covering `cells`, H' = nv · (texels per cell) rows from v = v0 + nv at the top.
+        [count_v, count_u, C] uint8.
     """
     h, w = texture.shape[:2]
-    tile_w, tile_h = _tile_size(w, cells.nu), _tile_size(h, cells.nv)
-    if (tile_w, tile_h) != (w, h):
+    if (window.tile_u, window.tile_v) != (w, h):
         from PIL import Image
 
         mode = "RGBA" if texture.shape[2] == 4 else "RGB"
-        resized = Image.fromarray(np.ascontiguousarray(texture), mode=mode).resize((tile_w, tile_h), Image.BOX)
-        texture = np.asarray(resized, dtype=np.uint8)
-    cols = _cell_texels(cells.u0, cells.nu, tile_w, wrap[0])  # the column of the image at each column
-    rows = _cell_texels(1 - (cells.v0 + cells.nv), cells.nv, tile_h, wrap[1])  # rows count down from v = 1
+        small = Image.fromarray(np.ascontiguousarray(texture), mode=mode).resize((window.tile_u, window.tile_v), Image.BOX)
+        texture = np.asarray(small, dtype=np.uint8)
+    cols = _wrapped_texels(window.start_u, window.count_u, window.tile_u, wrap[0])
+    rows = _wrapped_texels(window.start_v, window.count_v, window.tile_v, wrap[1])
     return np.ascontiguousarray(texture[rows[:, None], cols[None, :]])
 
 
-def _tile_size(size: int, cells: int) -> int:
-    """Texels per cell along an axis of `size` texels covering `cells` cells within MAX_TEXTURE_SIZE."""
-    if cells * size <= MAX_TEXTURE_SIZE:
-        return size
-    return max(1, MAX_TEXTURE_SIZE // cells)
-
-
-def _cell_texels(first_cell: int, cells: int, tile: int, mode: int) -> np.ndarray:
-    """[cells · tile] the image texel shown at each texel of `cells` cells from cell `first_cell` (texel k of
-    the infinite plane, counted from the image's first texel), or [1] texel 0 past MAX_TEXTURE_SIZE cells
-    (the image is then one texel along this axis)."""
-    if cells > MAX_TEXTURE_SIZE:
-        return np.zeros(1, dtype=np.int64)
-    start = first_cell * tile  # a Python int: a far cell does not overflow
+def _wrapped_texels(start: int, count: int, tile: int, mode: int) -> np.ndarray:
+    """[count] the image texel the sampler shows at each of texels start .. start + count of the endless
+    plane (texel 0 is the image's first)."""
     if mode == CLAMP_TO_EDGE:
-        start = min(max(start, -cells * tile), tile)  # beyond this, clipping gives the same texels
-        return np.clip(np.arange(cells * tile, dtype=np.int64) + start, 0, tile - 1)
+        start = min(max(start, -count), tile)  # beyond this, clipping gives the same texels
+        return np.clip(np.arange(count, dtype=np.int64) + start, 0, tile - 1)
     period = 2 * tile if mode == MIRRORED_REPEAT else tile
-    k = np.mod(np.arange(cells * tile, dtype=np.int64) + start % period, period)
+    k = np.mod(np.arange(count, dtype=np.int64) + start % period, period)  # a Python int: far texels do not overflow
     return np.where(k >= tile, period - 1 - k, k) if mode == MIRRORED_REPEAT else k
 
 

@@ -182,12 +182,12 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     Textured parts share one atlas (each distinct texture and wrap mode packed once); untextured parts point
     at a white patch of the atlas and keep their colours in `vertex_colors`. A texture whose coordinates stay
     within [0, 1] goes in as it is. One whose coordinates leave [0, 1] (over all the parts using it) goes in
-    extended over the whole cells they reach (`appearance.extend_texture`) and the coordinates are mapped into
+    extended over the texels they reach (`appearance.extend_texture`) and the coordinates are mapped into
     that image: an atlas cannot wrap, and wrapping each vertex into [0, 1) on its own would make a face
     whose coordinates cross a cell border sweep across the image. A single REPEAT texture is kept as it is,
     since sampling wraps it exactly.
     """
-    from a3d_cli.mesh.appearance import cell_range, extend_texture, pack_atlas, remap_uv
+    from a3d_cli.mesh.appearance import extend_texture, pack_atlas, remap_uv, texel_window
 
     if len(parts) == 1 and not _wraps_otherwise(parts[0]):  # within [0, 1] every mode reads as REPEAT does
         return parts[0] if parts[0].wrap == REPEAT_BOTH else replace(parts[0], wrap=REPEAT_BOTH)
@@ -203,20 +203,20 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     if not users:
         return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
     textures: list[np.ndarray] = []
-    to_image = {}  # (texture, wrap) → (slot in `textures`, the cells it covers or None when inside [0, 1])
+    to_image = {}  # (texture, wrap) → (slot in `textures`, the texels it holds or None when inside [0, 1])
     for key, group in users.items():
         uv = np.concatenate([p.uvs for p in group], axis=0)  # type: ignore[misc]
         inside = not len(uv) or bool((uv >= 0.0).all() and (uv <= 1.0).all())
-        cells = None if inside else cell_range(uv.min(axis=0), uv.max(axis=0))
-        if cells is not None and key[1] == REPEAT_BOTH and len(users) == 1 and len(group) == len(parts):
-            cells = None  # one repeating texture for the whole mesh: sampling wraps it exactly
-        to_image[key] = (len(textures), cells)
         texture: np.ndarray = group[0].texture  # type: ignore[assignment]
-        textures.append(texture if cells is None else extend_texture(texture, cells, key[1]))
+        window = None if inside else texel_window(uv.min(axis=0), uv.max(axis=0), texture.shape)
+        if window is not None and key[1] == REPEAT_BOTH and len(users) == 1 and len(group) == len(parts):
+            window = None  # one repeating texture for the whole mesh: sampling wraps it exactly
+        to_image[key] = (len(textures), window)
+        textures.append(texture if window is None else extend_texture(texture, window, key[1]))
 
     def image_uv(p: SurfaceMesh) -> np.ndarray:
-        cells = to_image[(id(p.texture), p.wrap)][1]
-        return p.uvs if cells is None else cells.to_unit(p.uvs)  # type: ignore[return-value,arg-type]
+        window = to_image[(id(p.texture), p.wrap)][1]
+        return p.uvs if window is None else window.to_unit(p.uvs)  # type: ignore[return-value,arg-type]
 
     if len(textures) == 1 and all(p.texture is not None for p in parts):
         uvs_all = np.concatenate([image_uv(p) for p in parts], axis=0)

@@ -12,9 +12,9 @@ from a3d_cli.mesh.appearance import (
     MAX_TEXTURE_SIZE,
     MIRRORED_REPEAT,
     REPEAT,
-    cell_range,
     extend_texture,
     sample_texture,
+    texel_window,
 )
 from a3d_cli.mesh.load import load_mesh
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate
@@ -148,29 +148,55 @@ def test_a_face_crossing_a_cell_border_keeps_its_colours_in_an_atlas():
 
 @pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
 def test_the_extended_texture_is_np_pad_with_the_modes_pad_mode(mode):
-    """Over cells u ∈ [-2, 3], v ∈ [-1, 2] the extended image is the texture padded by whole copies with np.pad's
-    "wrap", "symmetric" or "edge": rows above are v > 1, rows below v < 0."""
+    """Over u ∈ [-1.7, 2.3], v ∈ [-0.2, 1.6] the extended image holds the texels np.pad's "wrap", "symmetric" or
+    "edge" gives there (rows above are v > 1, rows below v < 0), one more on each side for bilinear filtering,
+    and no more."""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (3, 5, 4), dtype=np.uint8)
-    cells = cell_range(np.array([-1.7, -0.2]), np.array([2.3, 1.6]))
-    assert (cells.u0, cells.nu, cells.v0, cells.nv) == (-2, 5, -1, 3)
-    h, w = image.shape[:2]
-    want = np.pad(image, ((1 * h, 1 * h), (2 * w, 2 * w), (0, 0)), mode=PAD[mode])
-    np.testing.assert_array_equal(extend_texture(image, cells, (mode, mode)), want)
+    window = texel_window(np.array([-1.7, -0.2]), np.array([2.3, 1.6]), image.shape)
+    # columns: x = u·5 − 0.5 over [-9, 11] → texels -9 … 12; rows: y = (1 − v)·3 − 0.5 over [-2.3, 3.1] → -3 … 4
+    assert (window.start_u, window.count_u, window.start_v, window.count_v) == (-9, 22, -3, 8)
+    padded = np.pad(image, ((10, 10), (10, 10), (0, 0)), mode=PAD[mode])  # texel k at index k + 10
+    want = padded[10 - 3 : 10 - 3 + 8, 10 - 9 : 10 - 9 + 22]
+    np.testing.assert_array_equal(extend_texture(image, window, (mode, mode)), want)
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_coordinates_just_past_the_edge_add_a_few_texels_not_whole_copies(mode):
+    """UV islands a hair past [0, 1] (common in exports) extend a 256² texture by a few texels: it keeps its
+    resolution, and sampling the extended image at the mapped coordinates equals sampling the texture with its
+    wrap mode (between the last and first texel of a copy, where a viewer blends the two and per-sample
+    wrapping does not, only for the modes whose neighbour there is the edge texel itself)."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (256, 256, 4), dtype=np.uint8)
+    lo, hi = np.array([-0.01, -0.005]), np.array([1.01, 1.0])
+    window = texel_window(lo, hi, image.shape)
+    assert (window.tile_u, window.tile_v) == (256, 256)
+    ext = extend_texture(image, window, (mode, mode))
+    assert ext.shape[:2] == (window.count_v, window.count_u) and max(ext.shape[:2]) <= 256 + 8
+    uv = lo + rng.random((500, 2)) * (hi - lo)
+    texel = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=-1) * 256 - 0.5  # continuous texel coordinates
+    within = (np.mod(texel, 256) < 255).all(axis=1) | (mode != REPEAT)  # not between two copies
+    assert within.sum() > 400
+    got, want = sample_texture(ext, window.to_unit(uv)), sample_texture(image, uv, (mode, mode))
+    np.testing.assert_allclose(got[within], want[within], atol=1e-5)
 
 
 def test_an_extended_texture_stays_within_the_size_bound():
-    """Many cells: each cell is the texture downscaled so a side stays within MAX_TEXTURE_SIZE; past that many
-    cells the axis is the texture's average."""
+    """Many copies: the texture is downscaled so a side stays within MAX_TEXTURE_SIZE; past that many copies
+    the axis is the texture's average."""
     image = np.zeros((64, 64, 4), np.uint8)
     image[:, :32], image[:, 32:] = (255, 0, 0, 255), (0, 0, 255, 255)
-    ext = extend_texture(image, cell_range(np.array([0.0, 0.0]), np.array([100.0, 1.0])), (REPEAT, REPEAT))
-    assert ext.shape[1] <= MAX_TEXTURE_SIZE and ext.shape[0] == 64
-    tile = ext.shape[1] // 100
-    np.testing.assert_array_equal(ext[:, :tile], ext[:, tile : 2 * tile])  # every cell the same copy
-    far = extend_texture(image, cell_range(np.array([-1e30, 0.0]), np.array([1e30, 1.0])), (MIRRORED_REPEAT, REPEAT))
-    assert far.shape == (64, 1, 4)
-    assert np.abs(far[0, 0, :3].astype(int) - (128, 0, 128)).max() <= 1
+    window = texel_window(np.array([0.0, 0.0]), np.array([100.0, 1.0]), image.shape)
+    ext = extend_texture(image, window, (REPEAT, REPEAT))
+    assert ext.shape[1] <= MAX_TEXTURE_SIZE and ext.shape[0] == window.count_v <= 64 + 2
+    tile = window.tile_u
+    assert tile < 64
+    np.testing.assert_array_equal(ext[:, 1 : 1 + tile], ext[:, 1 + tile : 1 + 2 * tile])  # every copy the same
+    far = texel_window(np.array([-1e30, 0.0]), np.array([1e30, 1.0]), image.shape)
+    far_image = extend_texture(image, far, (MIRRORED_REPEAT, REPEAT))
+    assert far_image.shape[1] == 1
+    assert np.abs(far_image[0, 0, :3].astype(int) - (128, 0, 128)).max() <= 1
 
 
 @pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
