@@ -27,10 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from a3d_cli.kernels.projection_ref import ALPHA_MIN
-
-ALPHA_MAX = 0.999  # a single splat never makes a pixel fully opaque
-T_MIN = 1e-4  # transmittance at which a pixel stops
+from a3d_cli.kernels.projection_ref import ALPHA_MAX, ALPHA_MIN, T_MIN
 
 
 @dataclass(frozen=True)

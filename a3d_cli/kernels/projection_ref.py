@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 ALPHA_MIN = 1.0 / 255.0  # compositing skips splats fainter than this at a pixel
+ALPHA_MAX = 0.999  # a single splat never makes a pixel fully opaque
+T_MIN = 1e-4  # transmittance at which a pixel stops
 MAX_EXTENT = 3.33  # radius cap in standard deviations
 
 

@@ -27,8 +27,7 @@ import torch
 from torch import Tensor
 
 from a3d_cli.kernels._common import RasterOutput, check_inputs, finish_output, splat_features
-from a3d_cli.kernels.composite_tiled import ALPHA_MAX, T_MIN
-from a3d_cli.kernels.projection_ref import ALPHA_MIN, project_gaussians_ref
+from a3d_cli.kernels.projection_ref import ALPHA_MAX, ALPHA_MIN, T_MIN, project_gaussians_ref
 
 
 def composite_dense(
