@@ -522,12 +522,19 @@ class _Rewriter:
         if not _is_index(skin, len(skins)) or not isinstance(skins[skin], dict):
             raise InputError(f"{self.doc.name}: a node names skin {skin!r}, which does not exist.", hint=_REEXPORT)
         joints = skins[skin].get("joints") or []
-        if not all(_is_index(j, len(world)) for j in joints):
+        if not isinstance(joints, list) or not all(_is_index(j, len(world)) for j in joints):
             raise InputError(f"{self.doc.name}: skin {skin} names joints that are not nodes.", hint=_REEXPORT)
+        if len(set(joints)) != len(joints):  # glTF: each node once, which also bounds the matrices built here
+            raise InputError(f"{self.doc.name}: skin {skin} names a joint node twice.", hint=_REEXPORT)
         inverse = np.tile(np.eye(4), (len(joints), 1, 1))
         if skins[skin].get("inverseBindMatrices") is not None:
             values = read_accessor(self.doc, skins[skin]["inverseBindMatrices"])
-            if values.shape[1] != 16 or len(values) < len(joints):
+            if values.shape[1] != 16:
+                raise InputError(
+                    f"{self.doc.name}: skin {skin}'s inverse bind matrices have {values.shape[1]} components, not 16 (MAT4).",
+                    hint=_REEXPORT,
+                )
+            if len(values) < len(joints):
                 raise InputError(
                     f"{self.doc.name}: skin {skin} has {len(values)} inverse bind matrices for {len(joints)} joints.",
                     hint=_REEXPORT,

@@ -9,8 +9,10 @@ poses (checked by hand on Blender exports with a posed rig and a shape key).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import GL_FLOAT, GL_UBYTE, GL_UINT, GL_USHORT, GlbBuilder
 
+from a3d_cli.errors import InputError
 from a3d_cli.mesh.load import load_mesh
 
 
@@ -124,3 +126,26 @@ def test_a_file_without_scenes_reads_its_root_nodes_and_camera_nodes_keep_their_
     del b.doc["scenes"], b.doc["scene"]  # a valid glTF: Blender imports every root node
     mesh = load_mesh(b.save(tmp_path / "no_scenes.glb"))
     np.testing.assert_allclose(rows(mesh.vertices), rows(np.r_[v + [3, 0, 0], v + [3, 0, -2]]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "skin, match",
+    [
+        ({"joints": [0, 0, 0]}, "names a joint node twice"),  # a hostile file repeats one joint millions of times
+        ({"joints": 7}, "names joints that are not nodes"),
+        ({"joints": [0], "inverse_bind": "VEC3"}, "have 3 components, not 16"),
+    ],
+)
+def test_a_malformed_skin_is_refused_by_name(tmp_path, skin, match):
+    v, f = strip()
+    b = GlbBuilder()
+    b.doc["nodes"].append({})  # 0: the joint
+    if skin.pop("inverse_bind", None):
+        skin["inverseBindMatrices"] = b.accessor(np.zeros((1, 3), np.float32), GL_FLOAT, "VEC3")
+    b.doc["skins"] = [skin]
+    attrs = {"POSITION": b.accessor(v, GL_FLOAT, "VEC3"), "JOINTS_0": b.accessor(np.zeros((len(v), 4), np.uint8), GL_UBYTE, "VEC4"),
+             "WEIGHTS_0": b.accessor(np.tile(np.float32([1, 0, 0, 0]), (len(v), 1)), GL_FLOAT, "VEC4")}  # fmt: skip
+    skinned = b.mesh(attrs, b.accessor(f.ravel(), GL_UINT, "SCALAR"), node={"skin": 0})
+    b.doc["scenes"][0]["nodes"] = [0, skinned]
+    with pytest.raises(InputError, match=match):
+        load_mesh(b.save(tmp_path / "skin.glb"))
