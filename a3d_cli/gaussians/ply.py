@@ -83,12 +83,14 @@ _MAX_HEADER_BYTES = 1 << 20
 class PlyElement:
     """One element of a PLY header: name, count and its (name, numpy type) properties.
 
-    List properties are kept as (name, None) — they make the element variable-sized.
+    List properties are kept as (name, None) — they make the element variable-sized — and their (name, count
+    type, item type) in `lists`.
     """
 
     name: str
     count: int
     properties: tuple[tuple[str, str | None], ...]
+    lists: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def property_names(self) -> tuple[str, ...]:
@@ -102,6 +104,7 @@ class PlyHeader:
     format: str  # "binary_little_endian" | "binary_big_endian" | "ascii"
     elements: tuple[PlyElement, ...]
     data_offset: int
+    comments: tuple[str, ...] = ()  # the `comment` and `obj_info` lines as written (a mesh's TextureFile ...)
 
     def element(self, name: str) -> PlyElement | None:
         return next((e for e in self.elements if e.name == name), None)
@@ -135,9 +138,12 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
     lines = head[:end].decode("ascii", errors="replace").splitlines()
     fmt: str | None = None
     elements: list[PlyElement] = []
-    current: tuple[str, int, list[tuple[str, str | None]]] | None = None
+    current: tuple[str, int, list[tuple[str, str | None]], list[tuple[str, str, str]]] | None = None
+    comments: list[str] = []
     for raw in lines[1:]:
         words = raw.split()
+        if words and words[0] in ("comment", "obj_info"):
+            comments.append(raw.strip())
         if not words or words[0] in ("comment", "obj_info"):
             continue
         try:
@@ -145,8 +151,8 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
                 fmt = words[1]
             elif words[0] == "element":
                 if current is not None:
-                    elements.append(PlyElement(current[0], current[1], tuple(current[2])))
-                current = (words[1], int(words[2]), [])
+                    elements.append(PlyElement(current[0], current[1], tuple(current[2]), tuple(current[3])))
+                current = (words[1], int(words[2]), [], [])
                 if current[1] < 0:
                     raise InputError(f"{path} declares {current[1]} {current[0]} entries in its PLY header.", hint=_REEXPORT)
             elif words[0] == "property" and current is not None:
@@ -156,15 +162,17 @@ def read_ply_header(path: str | os.PathLike[str]) -> PlyHeader:
                         f"{path} declares the property {name!r} twice in its {current[0]!r} element.", hint=_REEXPORT
                     )
                 current[2].append((name, None if words[1] == "list" else _PLY_TYPES[words[1]]))
+                if words[1] == "list":
+                    current[3].append((name, _PLY_TYPES[words[2]], _PLY_TYPES[words[3]]))
             else:
                 raise ValueError(raw)
         except (IndexError, KeyError, ValueError) as exc:
             raise InputError(f"{path} has a broken PLY header line: {raw.strip()!r}.", hint=_REEXPORT) from exc
     if current is not None:
-        elements.append(PlyElement(current[0], current[1], tuple(current[2])))
+        elements.append(PlyElement(current[0], current[1], tuple(current[2]), tuple(current[3])))
     if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
         raise InputError(f"{path} has an unknown PLY format {fmt!r}.", hint=_REEXPORT)
-    return PlyHeader(format=fmt, elements=tuple(elements), data_offset=newline + 1)
+    return PlyHeader(format=fmt, elements=tuple(elements), data_offset=newline + 1, comments=tuple(comments))
 
 
 def is_gaussian_ply(path: str | os.PathLike[str]) -> bool:

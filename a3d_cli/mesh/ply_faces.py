@@ -24,15 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from a3d_cli.errors import InputError
+from a3d_cli.gaussians.ply import PlyElement, read_ply_header
 
-_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
-    "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
-    "double": "f8", "float64": "f8",
-}  # fmt: skip
 _PLY_NAMES = {"i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4": "int", "u4": "uint", "f4": "float", "f8": "double"}
 _INDEX_NAMES = ("vertex_indices", "vertex_index")
-_MAX_HEADER = 1 << 20
 _REPAIR = "The PLY file is damaged or cut short; export it again."
 
 # a property: (name, scalar type) or (name, (count type, item type)) for a list
@@ -46,15 +41,14 @@ def triangulated_ply(path: Path) -> bytes | None:
     is (no face element, every face a triangle, or a layout this rewrite does not cover).
 
     Raises:
-        InputError: the data is cut short or a face names a vertex that does not exist.
+        InputError: the header is broken, the data is cut short or a face names a vertex that does not exist.
     """
     from a3d_cli.io.regular import read_regular
 
+    header = read_ply_header(path)
     data = read_regular(path)
-    parsed = _header(data[:_MAX_HEADER])
-    if parsed is None:
-        return None
-    fmt, comments, elements, start = parsed
+    fmt, comments, start = header.format, list(header.comments), header.data_offset
+    elements = [(e.name, e.count, _kinds(e)) for e in header.elements]
     names = [e[0] for e in elements]
     if "vertex" not in names or "face" not in names:
         return None
@@ -79,34 +73,10 @@ def triangulated_ply(path: Path) -> bytes | None:
     return _write(comments, vertex, face_props, columns, index, sizes, path.name)
 
 
-def _header(head: bytes) -> tuple[str, list[str], list[tuple[str, int, list[Property]]], int] | None:
-    """(format, comment lines, elements, data offset), or None for a header this module does not parse
-    (trimesh then reads the file and says what is wrong)."""
-    end = head.find(b"end_header")
-    newline = head.find(b"\n", end)
-    if not head.startswith(b"ply") or end < 0 or newline < 0:
-        return None
-    fmt, comments, elements = "", [], []
-    try:
-        for line in head[:end].decode("ascii", errors="replace").splitlines()[1:]:
-            words = line.split()
-            if not words:
-                continue
-            if words[0] == "format":
-                fmt = words[1]
-            elif words[0] in ("comment", "obj_info"):
-                comments.append(line.strip())
-            elif words[0] == "element":
-                elements.append((words[1], int(words[2]), []))
-            elif words[0] == "property" and words[1] == "list":
-                elements[-1][2].append((words[4], (_TYPES[words[2]], _TYPES[words[3]])))
-            elif words[0] == "property":
-                elements[-1][2].append((words[2], _TYPES[words[1]]))
-    except (IndexError, KeyError, ValueError):
-        return None
-    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian") or any(c < 0 for _, c, _ in elements):
-        return None
-    return fmt, comments, elements, newline + 1
+def _kinds(element: PlyElement) -> list[Property]:
+    """An element's properties as `Property` pairs: scalars by their type, lists by (count type, item type)."""
+    lists = {name: (count, item) for name, count, item in element.lists}
+    return [(name, kind if kind is not None else lists[name]) for name, kind in element.properties]
 
 
 class _Reader:
