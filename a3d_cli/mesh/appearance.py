@@ -2,7 +2,9 @@
 
 Why: splat colours must match what a glTF viewer shows. glTF stores base-colour textures in sRGB but
 base-colour factors and COLOR_0 vertex colours as *linear* multipliers, so factors are applied to linearised
-texels and the product is converted back to sRGB. Everything a3d keeps in memory is sRGB display colour.
+texels and the product is converted back to sRGB. Everything a3d keeps in memory is sRGB display colour. A material's
+emitted colour (glTF `emissiveFactor` × `emissiveTexture`) adds to it in linear light, clamped to [0, 1]
+(`add_emission`): an approximation of what a viewer shows, the lit base colour plus the emission.
 
 UV convention (trimesh's): origin at the bottom-left of the image, v grows upwards; texel (row i, column j)
 has its centre at u = (j + 0.5) / W, v = 1 - (i + 0.5) / H.
@@ -64,6 +66,63 @@ def apply_linear_factor(image: np.ndarray, factor: np.ndarray) -> np.ndarray:
             continue
         lut = levels * f if ch == 3 else linear_to_srgb(srgb_to_linear(levels) * f)  # [256]
         out[..., ch] = np.round(lut * 255.0).astype(np.uint8)[image[..., ch]]
+    return out
+
+
+def linear_levels() -> np.ndarray:
+    """[256] the linear value of each 8-bit sRGB level."""
+    return srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0)
+
+
+def linear_mean(image: np.ndarray) -> np.ndarray:
+    """[3] the mean linear RGB of an sRGB image [H, W, C ≥ 3] uint8: the colour a viewer shows of it from afar
+    (averaged as light is, after decoding sRGB)."""
+    levels = linear_levels()
+    count = max(1, image.shape[0] * image.shape[1])
+    return np.array([np.bincount(image[..., ch].ravel(), minlength=256) @ levels / count for ch in range(3)])
+
+
+def add_emission(base: np.ndarray, emission: np.ndarray | None, factor: np.ndarray, rows: int = 256) -> np.ndarray:
+    """A base-colour texture plus glTF emission, as one sRGB texture: sRGB(clip(linear(base) + factor ·
+    linear(emission), 0, 1)) per texel, alpha the base's.
+
+    Why a sum: a glTF viewer shows the lit base colour plus the emitted colour; a3d's colour is the display
+    colour under neutral light, so the emission adds to the base colour in linear light, clamped to what a
+    display shows. The emission image is read at each base texel's centre (bilinear, `sample_texture`), so
+    it must use the base texture's texture coordinates; the result has the base texture's resolution.
+
+    Args:
+        base: [H, W, 4] uint8 sRGB, the base colour with its factor applied; or, for a material without a
+            base-colour texture, its [4] linear RGBA factor (the result then has the emission image's size).
+        emission: [h, w, C ≥ 3] uint8 sRGB emissive image, or None for the factor alone (only with a
+            texture as `base`).
+        factor: [3] linear emissive factor (its strength folded in), ≥ 0.
+        rows: texel rows worked on at a time (bounds the float copies of a large texture).
+
+    Returns:
+        [H, W, 4] uint8.
+    """
+    levels = linear_levels()
+    factor = np.asarray(factor, dtype=np.float64)[:3]
+    if base.ndim == 1:  # a colour: the emission image, tinted, on it
+        colour = np.asarray(base, dtype=np.float64)
+        out = np.empty((*emission.shape[:2], 4), dtype=np.uint8)  # type: ignore[union-attr]
+        out[..., 3] = round(float(np.clip(colour[3], 0.0, 1.0)) * 255.0)
+    else:
+        out = base.copy()
+    h, w = out.shape[:2]
+    u = (np.arange(w, dtype=np.float64) + 0.5) / w  # [W] texel centres (module doc's convention)
+    for start in range(0, h, rows):
+        stop = min(h, start + rows)
+        light = colour[:3] if base.ndim == 1 else levels[base[start:stop, :, :3]]  # [3] or [r, W, 3]
+        if emission is None:
+            light = light + factor
+        else:
+            v = 1.0 - (np.arange(start, stop, dtype=np.float64) + 0.5) / h  # [r]
+            uv = np.stack(np.broadcast_arrays(u[None, :], v[:, None]), axis=-1).reshape(-1, 2)  # [r·W, 2]
+            glow = srgb_to_linear(sample_texture(emission, uv)[:, :3]).reshape(stop - start, w, 3)
+            light = light + glow * factor
+        out[start:stop, :, :3] = np.round(linear_to_srgb(light) * 255.0).astype(np.uint8)  # clipped to [0, 1] first
     return out
 
 

@@ -9,6 +9,10 @@ POSITION, NORMAL, COLOR_0, TEXCOORD_0 and indices are plain float32/uint32 data:
 - normalized and integer attributes (`KHR_mesh_quantization`) are dequantized, sparse accessors applied;
 - the texture coordinates the base-colour texture uses (`texCoord`, possibly TEXCOORD_1) become TEXCOORD_0,
   with its `KHR_texture_transform` (offset, rotation, scale) applied;
+- a material's emission becomes what `a3d_cli.mesh.load` adds to the base colour: `KHR_materials_emissive_strength`
+  folded into `emissiveFactor` (trimesh reads the factor, not the extension), an emissive texture kept where it
+  reads the base texture's coordinates (or the material has no base texture: then its UV set is the one made
+  TEXCOORD_0), else its average colour folded into the factor (`_Rewriter._emission`);
 - the base-colour texture's sampler wrap modes, which trimesh does not read, travel with each primitive
   that needs them as an application-specific attribute (`WRAP_ATTRIBUTE`, (wrapS, wrapT) per vertex,
   written only when either is not REPEAT), which trimesh keeps in the part's `vertex_attributes`;
@@ -37,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap
+from a3d_cli.mesh.appearance import REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap, linear_mean
 from a3d_cli.mesh.gltf_accessors import (
     CHUNK_BIN,
     CHUNK_JSON,
@@ -53,12 +57,13 @@ from a3d_cli.mesh.gltf_accessors import (
 from a3d_cli.mesh.gltf_extensions import HONOURED, check_extensions, honoured_here, refuse
 from a3d_cli.mesh.surface import require_finite
 from a3d_cli.mesh.texture_check import HINT as TEXTURE_HINT
-from a3d_cli.mesh.texture_check import check_image
+from a3d_cli.mesh.texture_check import check_image, decode_image
 
 DRACO = "KHR_draco_mesh_compression"
 TRANSFORM = "KHR_texture_transform"
 INSTANCING = "EXT_mesh_gpu_instancing"
 SPEC_GLOSS = "KHR_materials_pbrSpecularGlossiness"
+EMISSIVE_STRENGTH = "KHR_materials_emissive_strength"
 IMAGE_SOURCES = ("KHR_texture_webp", "EXT_texture_webp", "EXT_texture_avif")  # preferred over the core source
 UNDECODABLE_MIME = ("image/ktx2",)
 _FLOAT, _UINT32 = 5126, 5125
@@ -69,6 +74,7 @@ WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,
 WRAP_ATTRIBUTE = "_A3D_WRAP"  # glTF's prefix for application-specific attributes; trimesh keeps those
 FINITE = {"POSITION": "vertex coordinates", "COLOR_0": "vertex colours (COLOR_0)", "TEXCOORD_0": "texture coordinates"}
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
+UvSet = tuple[int, np.ndarray | None, Wrap]  # a texture's (texCoord, KHR_texture_transform 3×3 or None, wrap modes)
 
 
 def core_glb(path: Path, resolver: Any) -> bytes:
@@ -115,6 +121,7 @@ class _Rewriter:
         self._images()
         base_uv = self._materials()
         self._check_base_images(self._textures(base_uv))
+        self._emission(base_uv)
         self.draco = self._decode_draco()
         self.posed: dict[int, dict[str, np.ndarray]] = {}  # id(primitive) → POSITION as the file shows it
         self._poses()
@@ -236,29 +243,74 @@ class _Rewriter:
             if isinstance(image, dict) and "bufferView" in image:
                 image["bufferView"] = self._append(bytes(self.doc.view(image["bufferView"])))
 
-    def _materials(self) -> dict[int, tuple[int, np.ndarray | None, Wrap]]:
+    def _materials(self) -> dict[int, UvSet]:
         """Per material: which UV set its base-colour texture uses, its texture transform (3×3, or None) and
         its sampler's wrap modes; the textureInfo is rewritten to use TEXCOORD_0 without a transform (the
         rewrite applies both, and hands the wrap modes on: `_primitive`)."""
-        found: dict[int, tuple[int, np.ndarray | None, Wrap]] = {}
+        found: dict[int, UvSet] = {}
         for m, mat in enumerate(self.out.get("materials") or []):
             info = _base_colour_info(mat)
-            if info is None:
-                continue
-            ext = (info.get("extensions") or {}).pop(TRANSFORM, None)
-            matrix = None
-            try:
-                tex_coord = int(info.get("texCoord", 0))
-                if isinstance(ext, dict):
-                    tex_coord = int(ext.get("texCoord", tex_coord))
-                    matrix = _uv_transform(ext)
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"{self.doc.name}: material {m} has a malformed base-colour texture ({exc}).", hint=_REEXPORT) from exc
-            found[m] = (tex_coord, matrix, self._wrap_modes(info))
-            info["texCoord"] = 0
-            if not info.get("extensions"):
-                info.pop("extensions", None)
+            if info is not None:
+                found[m] = self._texture_uv(m, info, "base-colour")
         return found
+
+    def _texture_uv(self, m: int, info: dict[str, Any], what: str) -> UvSet:
+        """The UV set, texture transform and wrap modes of material `m`'s textureInfo `info`, which is rewritten
+        to read TEXCOORD_0 without a transform."""
+        ext = (info.get("extensions") or {}).pop(TRANSFORM, None)
+        matrix = None
+        try:
+            tex_coord = int(info.get("texCoord", 0))
+            if isinstance(ext, dict):
+                tex_coord = int(ext.get("texCoord", tex_coord))
+                matrix = _uv_transform(ext)
+        except (TypeError, ValueError) as exc:
+            message = f"{self.doc.name}: material {m} has a malformed {what} texture ({exc})."
+            raise InputError(message, hint=_REEXPORT) from exc
+        info["texCoord"] = 0
+        if not info.get("extensions"):
+            info.pop("extensions", None)
+        return tex_coord, matrix, self._wrap_modes(info)
+
+    def _emission(self, base_uv: dict[int, UvSet]) -> None:
+        """Each material's emission in the form `a3d_cli.mesh.load` adds to the base colour: `emissiveFactor`
+        with the KHR_materials_emissive_strength folded in (trimesh reads the factor, not the extension), and
+        an `emissiveTexture` only where it reads the base texture's texture coordinates.
+
+        An emissive texture on the base texture's UV set and transform stays, as does one in a material
+        without a base-colour texture, whose UV set and transform (and sampler) then become the material's
+        (`base_uv`). One on another UV set or transform counts as its average colour (linear light), folded
+        into the factor: a3d keeps one set of texture coordinates per vertex. An emissive texture whose
+        image cannot be read (a missing file, no source Pillow decodes) takes the material's emission away,
+        since its factor alone would light the whole part; a damaged image is refused, as a base-colour one
+        is. A material that emits nothing (black factor) keeps neither field.
+        """
+        textures = self.out.get("textures") or []
+        for m, mat in enumerate(self.out.get("materials") or []):
+            if not isinstance(mat, dict):
+                continue
+            factor = _emissive_factor(mat)
+            info = mat.pop("emissiveTexture", None)
+            mat.pop("emissiveFactor", None)
+            if not factor.any():
+                continue
+            if info is not None:
+                if not isinstance(info, dict):
+                    raise TypeError(f"an emissive texture is {info!r}, not a textureInfo object")
+                uv = self._texture_uv(m, info, "emissive")
+                index = info.get("index")
+                texture = textures[index] if _is_index(index, len(textures)) else None
+                source = texture.get("source") if isinstance(texture, dict) else None  # `_textures` chose it
+                label, data = self._image_bytes(source) if source is not None else ("", None)
+                if data is None:
+                    continue
+                if m not in base_uv or _same_uv(base_uv[m], uv):
+                    check_image(data, label, self.doc.name)
+                    base_uv.setdefault(m, uv)
+                    mat["emissiveTexture"] = info
+                else:
+                    factor = factor * linear_mean(decode_image(data, label, self.doc.name))
+            mat["emissiveFactor"] = factor.tolist()
 
     def _wrap_modes(self, info: dict[str, Any]) -> Wrap:
         """The (wrapS, wrapT) of the sampler a textureInfo's texture names: REPEAT for a texture without a
@@ -271,7 +323,7 @@ class _Rewriter:
         s, t = (fields.get(key, REPEAT) for key in ("wrapS", "wrapT"))
         return _wrap_mode(s), _wrap_mode(t)
 
-    def _textures(self, base_uv: dict[int, tuple[int, np.ndarray | None, Wrap]]) -> set[int]:
+    def _textures(self, base_uv: dict[int, UvSet]) -> set[int]:
         """Point every texture at an image a3d can decode; refuse a base-colour texture that has none.
         Returns the images the base-colour textures use."""
         base_textures = set()
@@ -310,24 +362,29 @@ class _Rewriter:
     def _check_base_images(self, sources: set[int]) -> None:
         """Decode each image a base-colour texture uses (`a3d_cli.mesh.texture_check`): trimesh would drop
         one it cannot decode without a word. A missing image file is left to trimesh, as before."""
-        images = self.doc.json.get("images") or []
         for i in sorted(sources):
-            image = images[i]  # an existing dict (`_undecodable` checked it)
-            uri = image.get("uri")
-            label = str(image.get("name") or (uri if isinstance(uri, str) and not uri.startswith("data:") else f"image {i}"))
-            if "bufferView" in image:
-                data: bytes | None = bytes(self.doc.view(image["bufferView"]))
-            elif isinstance(uri, str):
-                data = uri_bytes(self.resolver, uri, f"texture image {label!r}", self.doc.name, TEXTURE_HINT)
-            else:
-                raise InputError(f"{self.doc.name}: image {label!r} has neither a uri nor a bufferView.", hint=_REEXPORT)
+            label, data = self._image_bytes(i)
             if data is not None:
                 check_image(data, label, self.doc.name)
 
+    def _image_bytes(self, i: int) -> tuple[str, bytes | None]:
+        """Image `i`'s name for messages and its bytes, None for a file that does not exist. The image is an
+        existing dict (`_textures` kept only such sources)."""
+        image = (self.doc.json.get("images") or [])[i]
+        uri = image.get("uri")
+        named = uri if isinstance(uri, str) and not uri.startswith("data:") else f"image {i}"
+        label = str(image.get("name") or named)
+        if "bufferView" in image:
+            return label, bytes(self.doc.view(image["bufferView"]))
+        if isinstance(uri, str):
+            return label, uri_bytes(self.resolver, uri, f"texture image {label!r}", self.doc.name, TEXTURE_HINT)
+        raise InputError(f"{self.doc.name}: image {label!r} has neither a uri nor a bufferView.", hint=_REEXPORT)
+
     # -- geometry --------------------------------------------------------------------------------------
 
-    def _primitive(self, prim: dict[str, Any], base_uv: dict[int, tuple[int, np.ndarray | None, Wrap]]) -> None:
-        """Decode one primitive's attributes and indices into new plain accessors, in place."""
+    def _primitive(self, prim: dict[str, Any], base_uv: dict[int, UvSet]) -> None:
+        """Decode one primitive's attributes and indices into new plain accessors, in place; TEXCOORD_0 becomes
+        the UV set (transformed) its material's texture reads (`_materials`, `_emission`)."""
         attrs = prim.get("attributes") or {}
         prim.pop("extensions", None)  # Draco (decoded already) and any other primitive extension
         raw = self.draco.get(id(prim), {})
@@ -696,6 +753,34 @@ def _base_colour_info(mat: Any) -> dict[str, Any] | None:
     if info is not None and not isinstance(info, dict):
         raise TypeError(f"a base-colour texture is {info!r}, not a textureInfo object")
     return info
+
+
+def _emissive_factor(mat: dict[str, Any]) -> np.ndarray:
+    """[3] a material's emitted colour as one linear factor: its `emissiveFactor` (glTF's default black) times
+    its KHR_materials_emissive_strength (default 1), negatives as 0; the extension is taken off the material.
+
+    Raises:
+        ValueError, TypeError: a factor that is not three numbers, a strength that is not a number, or a
+            product that is not finite (reported by `core_glb` as malformed).
+    """
+    factor = np.array([float(x) for x in mat.get("emissiveFactor", (0.0, 0.0, 0.0))], dtype=np.float64)
+    if factor.shape != (3,):
+        raise ValueError(f"an emissiveFactor has {len(factor)} components, not 3")
+    extensions = mat.get("extensions")
+    if isinstance(extensions, dict) and EMISSIVE_STRENGTH in extensions:
+        strength = extensions.pop(EMISSIVE_STRENGTH)
+        factor = factor * float((strength if isinstance(strength, dict) else {}).get("emissiveStrength", 1.0))
+        if not extensions:
+            mat.pop("extensions")
+    if not np.isfinite(factor).all():
+        raise ValueError(f"an emissive factor times its strength is {factor.tolist()}")
+    return np.maximum(factor, 0.0)
+
+
+def _same_uv(a: UvSet, b: UvSet) -> bool:
+    """Whether two textures read the same texture coordinates: one UV set, one transform (wrap modes aside)."""
+    ma, mb = (np.eye(3) if m is None else m for m in (a[1], b[1]))
+    return a[0] == b[0] and np.allclose(ma, mb, rtol=0, atol=1e-12)
 
 
 def _uv_transform(ext: dict[str, Any]) -> np.ndarray:

@@ -32,10 +32,11 @@ HONOURED: dict[str, str] = {
     "KHR_materials_pbrSpecularGlossiness": "diffuse colour and texture used as the base colour",
     "KHR_materials_variants": "the default material is used",
     "KHR_materials_unlit": "the base colour is used as it is (as for every material)",
+    "KHR_materials_emissive_strength": "multiplies the emissive colour, which adds to the base colour",
 }
 # extensions that cannot change the geometry or the base colour a3d reads, so ignoring them is exact
 IGNORED: frozenset[str] = frozenset({
-    "KHR_materials_emissive_strength", "KHR_materials_clearcoat", "KHR_materials_transmission",
+    "KHR_materials_clearcoat", "KHR_materials_transmission",
     "KHR_materials_volume", "KHR_materials_ior", "KHR_materials_specular", "KHR_materials_sheen",
     "KHR_materials_iridescence", "KHR_materials_anisotropy", "KHR_materials_dispersion",
     "KHR_materials_diffuse_transmission", "KHR_lights_punctual", "EXT_lights_image_based",

@@ -2,7 +2,7 @@
 
 Why here: trimesh reads every mesh format we accept, but its scenes, visuals and materials come in many
 shapes. This module flattens them once (node transforms baked, parts concatenated in scene order,
-base-colour factors and vertex colours folded into the appearance) and turns every kind of bad file into one
+base-colour factors, vertex colours and glTF emission folded into the appearance) and turns every kind of bad file into one
 clear `InputError`.
 
 Examples:
@@ -23,7 +23,16 @@ from typing import Any, Literal
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import REPEAT_BOTH, Wrap, apply_linear_factor, as_rgba_uint8, linear_to_srgb
+from a3d_cli.mesh.appearance import (
+    REPEAT_BOTH,
+    Wrap,
+    add_emission,
+    apply_linear_factor,
+    as_rgba_uint8,
+    linear_mean,
+    linear_to_srgb,
+    srgb_to_linear,
+)
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
@@ -377,17 +386,24 @@ def _vertex_colors(raw: np.ndarray, from_gltf: bool) -> np.ndarray:
 def _texture_appearance(
     visual: object, v: int, from_gltf: bool, cache: dict
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Vertex colours, UVs and baked texture of a trimesh TextureVisuals."""
+    """Vertex colours, UVs and baked texture of a trimesh TextureVisuals.
+
+    A glTF material's emission adds to its base colour (`a3d_cli.mesh.appearance.add_emission`): into the
+    vertex colours when it is a factor alone, else into the baked texture. `a3d_cli.mesh.gltf_core` has made
+    an emissive texture read the base texture's texture coordinates (or stand alone); read without them, it
+    counts as its average colour."""
     from trimesh.visual.material import PBRMaterial
 
     mat = visual.material  # type: ignore[attr-defined]
     uv = getattr(visual, "uv", None)
     image = None
     factor = np.ones(4)
+    glow, glow_image = None, None
     if isinstance(mat, PBRMaterial):
         image = mat.baseColorTexture
         if mat.baseColorFactor is not None:
             factor = np.asarray(mat.baseColorFactor, dtype=np.float64) / 255.0
+        glow, glow_image = _emission(mat)
     else:
         image = getattr(mat, "image", None)
         diffuse = getattr(mat, "diffuse", None)
@@ -400,10 +416,13 @@ def _texture_appearance(
             colors = np.tile(rgba, (v, 1))
             colors[:, 3] = 1.0
             return colors, None, None
-    if image is None or uv is None or len(uv) != v:
+    if (image is None and glow_image is None) or uv is None or len(uv) != v:
         # factor only (or a texture without UVs: use the factor alone): a linear glTF colour
         rgb = linear_to_srgb(factor[:3]) if isinstance(mat, PBRMaterial) else factor[:3]
         colors = _times_color0(np.tile(np.concatenate([rgb, factor[3:]]).astype(np.float32), (v, 1)), visual, from_gltf)
+        if glow is not None:  # COLOR_0 tints the base colour only: the emission adds after it
+            light = glow if glow_image is None else glow * linear_mean(as_rgba_uint8(glow_image))
+            colors[:, :3] = linear_to_srgb(srgb_to_linear(colors[:, :3]) + light)
         mode, cutoff = _alpha_mode(mat)
         if mode == "OPAQUE":
             colors[:, 3] = 1.0
@@ -411,9 +430,17 @@ def _texture_appearance(
             colors[:, 3] = (colors[:, 3] >= cutoff).astype(np.float32)
         return colors, None, None
     mode, cutoff = _alpha_mode(mat)
-    key = (id(image), tuple(np.round(factor, 6)), mode, cutoff)
+    key: tuple = (id(image), tuple(np.round(factor, 6)), mode, cutoff)
+    if glow is not None:
+        key += (id(glow_image), tuple(np.round(glow, 6)))
     if key not in cache:
-        baked = apply_linear_factor(as_rgba_uint8(image), factor)
+        glow_rgba = None if glow_image is None else as_rgba_uint8(glow_image)
+        if image is None:  # an emissive texture alone: the base factor is a colour under it
+            baked = add_emission(factor, glow_rgba, glow)  # type: ignore[arg-type]
+        else:
+            baked = apply_linear_factor(as_rgba_uint8(image), factor)
+            if glow is not None:
+                baked = add_emission(baked, glow_rgba, glow)
         if mode == "OPAQUE":
             baked[..., 3] = 255
         elif mode == "MASK":
@@ -423,6 +450,19 @@ def _texture_appearance(
     if mode != "BLEND":
         colors[:, 3] = 1.0
     return colors, np.asarray(uv, dtype=np.float64), cache[key]
+
+
+def _emission(mat: object) -> tuple[np.ndarray | None, object | None]:
+    """A glTF material's emissive factor ([3] linear, its KHR_materials_emissive_strength folded in by
+    `a3d_cli.mesh.gltf_core`) and emissive image; (None, None) when it emits nothing (glTF's default factor
+    is black, which no texture lights)."""
+    glow = getattr(mat, "emissiveFactor", None)
+    if glow is None:
+        return None, None
+    glow = np.asarray(glow, dtype=np.float64).reshape(3)
+    if not (glow > 0).any():
+        return None, None
+    return glow, getattr(mat, "emissiveTexture", None)
 
 
 def _placeholder(mat: object) -> bool:

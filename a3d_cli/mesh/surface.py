@@ -5,8 +5,8 @@ PLY all become one mesh with one (optional) texture atlas and per-vertex colour 
 vertex order is what the splat binding and the animated-mesh export share (see `docs/prepare.md`).
 
 Appearance model: colour(p) = texture(uv(p)) · vertex_color(p), both sRGB display values in [0, 1]
-(texture = white when absent). Base-colour factors are already baked into the texture or the vertex
-colours by the loader. Outside [0, 1] the texture wraps by its sampler's modes (`wrap`); `concatenate`
+(texture = white when absent). Base-colour factors and glTF emission are already baked into the texture or
+the vertex colours by the loader. Outside [0, 1] the texture wraps by its sampler's modes (`wrap`); `concatenate`
 bakes any other mode than REPEAT into the texture, so the mesh `load_mesh` returns always repeats (what the
 files a3d writes assume: they name no sampler).
 """

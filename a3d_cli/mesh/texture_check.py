@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
+
 HINT = "Check the image opens in an image viewer, or export the asset again with its textures."
 
 
@@ -35,3 +37,17 @@ def check_image(data: bytes, image: str, asset: str) -> None:
 
     with open_image(io.BytesIO(data), f"{asset}'s texture image {image!r}", HINT, "cannot be decoded") as im:
         im.load()
+
+
+def decode_image(data: bytes, image: str, asset: str) -> np.ndarray:
+    """`check_image`'s decoding, keeping the pixels: [H, W, 4] uint8 RGBA, downscaled to at most
+    `a3d_cli.mesh.appearance.MAX_TEXTURE_SIZE` as textures are on load.
+
+    Raises:
+        InputError: as `check_image`.
+    """
+    from a3d_cli.io.images import open_image
+    from a3d_cli.mesh.appearance import as_rgba_uint8
+
+    with open_image(io.BytesIO(data), f"{asset}'s texture image {image!r}", HINT, "cannot be decoded") as im:
+        return as_rgba_uint8(im)
