@@ -9,9 +9,10 @@ quads), repeats each face property on the polygon's triangles (per-corner lists 
 `texcoord` follow their corners), and hands trimesh an equivalent binary PLY of triangles. Other elements
 (edges, materials) are dropped: a3d reads only the surface.
 
-Face lists are read in runs of rows with the same list lengths, each run as one NumPy view, so a file of
-triangles only (the common case, handed to trimesh as it is) or of quads only costs a few array operations,
-and memory stays proportional to the file.
+A face element whose rows all have the first row's list lengths (triangles only, the common case handed to
+trimesh as it is, or quads only) is read as one NumPy view. Otherwise one pass reads only each row's list
+lengths, and the rows are then gathered in groups of equal lengths, so time and memory stay proportional to
+the file however the lengths alternate.
 
 Examples:
     >>> data = triangulated_ply(Path("suzanne.ply"))  # bytes, or None when trimesh reads the file as it is
@@ -19,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -118,36 +120,35 @@ class _Reader:
         return self._rows(count, props)
 
     def _rows(self, count: int, props: list[Property]) -> list[Column]:
-        """An element with list properties, read in runs of rows whose lists have the same lengths: each run
-        is one structured view of the data (ASCII tokens are first made float64 items, one per token)."""
+        """An element with list properties. Where every row's lists have the first row's lengths (a file of
+        triangles, or of quads) the element is one structured view of the data; otherwise one pass finds where
+        each row starts and the rows are gathered in groups of equal list lengths (ASCII tokens are first made
+        float64 items, one per token)."""
         if self.ascii:  # the tokens from here on as float64 items, byte offsets counted in them
             buffer: memoryview | np.ndarray = self._ascii_items()
             kinds: list[Property] = [(n, ("f8", "f8") if isinstance(t, tuple) else "f8") for n, t in props]
             endian, pos, size = "<", 0, buffer.nbytes
         else:
             buffer, kinds, endian, pos, size = self.data, props, self.endian, self.pos, len(self.data)
+        if count == 0:
+            return [_empty_column(kind) for _, kind in kinds]
         if count > size:  # every row takes a token or a byte at least
             raise self._short()
-        runs: list[np.ndarray] = []
-        window, left = 64, count
-        while left:
-            lengths = self._row_lengths(buffer, size, pos, kinds, endian)
-            dtype = _row_dtype(kinds, lengths, endian)
-            fits = min(left, window, (size - pos) // dtype.itemsize)
-            if fits == 0:
-                raise self._short()
-            rows = np.frombuffer(buffer, dtype=dtype, count=fits, offset=pos)
-            same = np.ones(fits, dtype=bool)
-            for (name, kind), length in zip(kinds, lengths, strict=True):
-                if isinstance(kind, tuple):
-                    same &= rows[f"{name}#count"] == length
-            taken = fits if same.all() else int(np.argmin(same))
-            runs.append(rows[:taken])
-            pos += taken * dtype.itemsize
-            left -= taken
-            window = window * 2 if taken == fits else 64
+        first = self._row_lengths(buffer, size, pos, kinds, endian)
+        dtype = _row_dtype(kinds, first, endian)
+        if pos + count * dtype.itemsize <= size:
+            rows = np.frombuffer(buffer, dtype=dtype, count=count, offset=pos)
+            lists = [(n, length) for (n, k), length in zip(kinds, first, strict=True) if isinstance(k, tuple)]
+            if all((rows[f"{n}#count"] == length).all() for n, length in lists):
+                self._moved(pos + count * dtype.itemsize)
+                return [_uniform_column(rows, n, k) for n, k in kinds]
+        starts, lengths, end = self._scan(buffer, size, pos, kinds, endian, count)
+        self._moved(end)
+        return _gather(np.frombuffer(buffer, dtype=np.uint8), starts, lengths, kinds, endian)
+
+    def _moved(self, pos: int) -> None:
+        """The data position after an element that ended at byte `pos` of the buffer `_rows` read."""
         self.pos = self.pos + pos // 8 if self.ascii else pos
-        return [_column(runs, name, kind) for name, kind in props]
 
     def _ascii_items(self) -> np.ndarray:
         """The tokens from the current one on, as float64."""
@@ -172,7 +173,49 @@ class _Reader:
                 raise InputError(f"{self.name}: a PLY list has a length of {n}.", hint=_REPAIR)
             lengths.append(int(n))
             pos += item.itemsize + int(n) * np.dtype(kind[1]).itemsize
+            if pos > size:  # before a dtype of that size is made
+                raise self._short()
         return lengths
+
+    def _scan(self, buffer: memoryview | np.ndarray, size: int, pos: int, kinds: list[Property], endian: str,
+              count: int) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+        """Where each of `count` rows starts and its lists' lengths: ([count] byte offsets, [count, P] lengths
+        with 0 for scalars, the byte after the last row). One pass over the rows that reads only the counts."""
+        steps: list[tuple[struct.Struct | None, int, int]] = []  # per property: count reader, fixed bytes, item bytes
+        for _, kind in kinds:
+            if isinstance(kind, tuple):
+                counter = np.dtype(kind[0])
+                steps.append((struct.Struct(endian + counter.char), counter.itemsize, np.dtype(kind[1]).itemsize))
+            else:
+                steps.append((None, np.dtype(kind).itemsize, 0))
+        starts = [0] * count
+        lengths = [[0] * len(kinds) for _ in range(count)]
+        try:
+            for r in range(count):
+                starts[r] = pos
+                row = lengths[r]
+                for j, (reader, fixed, item) in enumerate(steps):
+                    if reader is None:
+                        pos += fixed
+                        continue
+                    n = reader.unpack_from(buffer, pos)[0]
+                    whole = int(n)
+                    if whole != n or whole < 0:
+                        raise InputError(f"{self.name}: a PLY list has a length of {n}.", hint=_REPAIR)
+                    pos += fixed + whole * item
+                    row[j] = whole
+                if pos > size:
+                    raise self._short()
+        except (struct.error, ValueError, OverflowError) as exc:  # past the end, or a NaN length
+            raise self._short() from exc
+        return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64).reshape(count, len(kinds)), pos
+
+
+def _empty_column(kind: str | tuple[str, str]) -> Column:
+    """A property of an element without rows."""
+    if isinstance(kind, tuple):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=kind[1])
+    return np.zeros(0, dtype=kind)
 
 
 def _row_dtype(kinds: list[Property], lengths: list[int], endian: str) -> np.dtype:
@@ -186,13 +229,48 @@ def _row_dtype(kinds: list[Property], lengths: list[int], endian: str) -> np.dty
     return np.dtype(fields)
 
 
-def _column(runs: list[np.ndarray], name: str, kind: str | tuple[str, str]) -> Column:
-    """One property of all rows, gathered from the runs in native byte order (see `Column`)."""
+def _uniform_column(rows: np.ndarray, name: str, kind: str | tuple[str, str]) -> Column:
+    """One property of rows that all have the same list lengths, in native byte order (see `Column`)."""
+    values = rows[name]
     if not isinstance(kind, tuple):
-        return np.concatenate([r[name].astype(r[name].dtype.newbyteorder("=")) for r in runs])
-    lengths = np.concatenate([np.full(len(r), r.dtype[name].shape[0] if r.dtype[name].shape else 1) for r in runs])
-    items = np.concatenate([r[name].reshape(-1).astype(r.dtype[name].base.newbyteorder("=")) for r in runs])
-    return lengths.astype(np.int64), items
+        return values.astype(values.dtype.newbyteorder("="))
+    items = values.reshape(-1).astype(values.dtype.base.newbyteorder("="))
+    return np.full(len(rows), values.shape[1], dtype=np.int64), items
+
+
+_GATHER_ROWS = 1 << 16  # rows gathered at a time: bounds the [rows, row bytes] index array
+
+
+def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, kinds: list[Property], endian: str) -> list[Column]:
+    """Every property of rows that start at byte `starts` of `data` (uint8) with list lengths `lengths`
+    [R, P], gathered group by group of rows with the same lengths and put back in row order."""
+    columns: list = []
+    offsets: list[np.ndarray | None] = []  # per list property: where each row's items start in its flat array
+    for j, (_, kind) in enumerate(kinds):
+        if isinstance(kind, tuple):
+            n = lengths[:, j]
+            columns.append((n.copy(), np.zeros(int(n.sum()), dtype=np.dtype(kind[1]).newbyteorder("="))))
+            offsets.append(np.cumsum(n) - n)
+        else:
+            columns.append(np.zeros(len(starts), dtype=np.dtype(kind).newbyteorder("=")))
+            offsets.append(None)
+    combos, group = np.unique(lengths, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(combos) + 1))
+    for g, combo in enumerate(combos):
+        dtype = _row_dtype(kinds, [int(c) for c in combo], endian)
+        members = order[bounds[g] : bounds[g + 1]]
+        for c in range(0, len(members), _GATHER_ROWS):
+            rows_at = members[c : c + _GATHER_ROWS]
+            records = data[starts[rows_at][:, None] + np.arange(dtype.itemsize)].view(dtype).reshape(-1)
+            for j, (name, kind) in enumerate(kinds):
+                if not isinstance(kind, tuple):
+                    columns[j][rows_at] = records[name]
+                elif combo[j]:
+                    at = offsets[j][rows_at][:, None] + np.arange(combo[j])  # type: ignore[index]
+                    columns[j][1][at] = records[name].reshape(len(rows_at), -1)
+    return columns
 
 
 def _write(comments: list[str], vertex: np.ndarray, props: list[Property], columns: list[Column], index: int,
@@ -213,6 +291,8 @@ def _write(comments: list[str], vertex: np.ndarray, props: list[Property], colum
                 continue  # a list that is not one entry per corner: dropped (trimesh reads none but texcoord)
             flat = items.reshape(-1, width)
             table = flat[corners].reshape(len(polygon), 3 * width)
+            if i == index and table.dtype.kind == "f" and not (np.isfinite(table) & (table == np.round(table))).all():
+                raise InputError(f"{name} has face indices that are not whole numbers.", hint=_REPAIR)
             if i == index and table.size and (table.min() < 0 or table.max() >= len(vertex)):
                 raise InputError(f"{name} has faces that point at vertices that do not exist.", hint=_REPAIR)
             item = "i4" if i == index else kind[1]

@@ -340,3 +340,33 @@ def test_a_face_list_longer_than_the_file_is_refused(tmp_path):
     path.write_bytes(head + body)
     with pytest.raises(InputError, match="ends before the elements its header declares"):
         triangulated_ply(path)
+
+
+def _face_ply(path, faces: bytes, count: int, list_type: str = "uchar int"):
+    head = "ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+    head += f"element face {count}\nproperty list {list_type} vertex_indices\nend_header\n"
+    path.write_bytes(head.encode() + np.eye(3, dtype="<f4").tobytes() + faces)
+    return path
+
+
+@pytest.mark.parametrize(
+    "faces, count, list_type, match",
+    [
+        (b"", 0, "uchar int", "no faces"),  # MeshLab's header for a point cloud
+        (np.array([1_000_000_000, 0, 1, 2], "<i4").tobytes(), 1, "int int", "ends before"),  # a billion indices
+        (np.array([3, 0, 1, 2], "<i4").tobytes() + np.array([4_000_000_000], "<u4").tobytes(), 2, "uint int", "ends before"),
+    ],
+    ids=["no-faces", "billion-indices", "four-billion-second-face"],
+)
+def test_empty_and_oversized_face_lists_are_refused_as_input_errors(tmp_path, faces, count, list_type, match):
+    with pytest.raises(InputError, match=match):
+        load_mesh(_face_ply(tmp_path / "f.ply", faces, count, list_type))
+
+
+def test_ascii_face_indices_that_are_not_whole_numbers_are_refused(tmp_path):
+    head = "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n"
+    head += "element face 2\nproperty list uchar int vertex_indices\nend_header\n"
+    body = "0 0 0\n1 0 0\n0 1 0\n1 1 0\n4 0 1 3 2\n3 0 1.5 2\n"
+    (tmp_path / "a.ply").write_text(head + body)
+    with pytest.raises(InputError, match="not whole numbers"):
+        triangulated_ply(tmp_path / "a.ply")
