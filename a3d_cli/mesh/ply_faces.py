@@ -28,7 +28,16 @@ import numpy as np
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.ply import PlyElement, read_ply_header
 
-_PLY_NAMES = {"i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4": "int", "u4": "uint", "f4": "float", "f8": "double"}
+_PLY_NAMES = {
+    "i1": "char",
+    "u1": "uchar",
+    "i2": "short",
+    "u2": "ushort",
+    "i4": "int",
+    "u4": "uint",
+    "f4": "float",
+    "f8": "double",
+}
 _INDEX_NAMES = ("vertex_indices", "vertex_index")
 _REPAIR = "The PLY file is damaged or cut short; export it again."
 
@@ -106,7 +115,9 @@ class _Reader:
                 width = len(props)
                 if self.pos + count * width > len(self.tokens):
                     raise self._short()
-                values = np.array(self.tokens[self.pos : self.pos + count * width], dtype=np.float64).reshape(count, width)
+                values = np.array(self.tokens[self.pos : self.pos + count * width], dtype=np.float64).reshape(
+                    count, width
+                )
                 self.pos += count * width
                 table = np.empty(count, dtype=dtype.newbyteorder("<"))
                 for i, n in enumerate(dtype.names or ()):
@@ -157,7 +168,9 @@ class _Reader:
         except ValueError as exc:
             raise InputError(f"{self.name}: its PLY data holds a word that is not a number.", hint=_REPAIR) from exc
 
-    def _row_lengths(self, buffer: memoryview | np.ndarray, size: int, pos: int, kinds: list[Property], endian: str) -> list[int]:
+    def _row_lengths(
+        self, buffer: memoryview | np.ndarray, size: int, pos: int, kinds: list[Property], endian: str
+    ) -> list[int]:
         """The length of each list property in the row that starts at byte `pos` (0 for scalars)."""
         lengths = []
         for _, kind in kinds:
@@ -241,7 +254,9 @@ def _uniform_column(rows: np.ndarray, name: str, kind: str | tuple[str, str]) ->
 _GATHER_ROWS = 1 << 16  # rows gathered at a time: bounds the [rows, row bytes] index array
 
 
-def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, kinds: list[Property], endian: str) -> list[Column]:
+def _gather(
+    data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, kinds: list[Property], endian: str
+) -> list[Column]:
     """Every property of rows that start at byte `starts` of `data` (uint8) with list lengths `lengths`
     [R, P], gathered group by group of rows with the same lengths and put back in row order."""
     columns: list = []
@@ -278,7 +293,9 @@ def _write(comments: list[str], vertex: np.ndarray, props: list[Property], colum
     """The binary PLY of the vertices and the fan triangles, face properties repeated per triangle."""
     polygon = np.repeat(np.arange(len(sizes)), np.maximum(sizes - 2, 0))  # [T] the polygon of each triangle
     first = np.cumsum(sizes) - sizes  # [P] where each polygon's corners start in the flattened lists
-    step = np.arange(len(polygon)) - np.repeat(np.cumsum(np.maximum(sizes - 2, 0)) - np.maximum(sizes - 2, 0), np.maximum(sizes - 2, 0))
+    step = np.arange(len(polygon)) - np.repeat(
+        np.cumsum(np.maximum(sizes - 2, 0)) - np.maximum(sizes - 2, 0), np.maximum(sizes - 2, 0)
+    )
     corners = first[polygon][:, None] + np.stack([np.zeros_like(step), step + 1, step + 2], axis=1)  # [T, 3]
     fields: list[tuple] = []
     header: list[str] = []

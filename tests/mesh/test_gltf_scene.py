@@ -53,7 +53,12 @@ def test_a_skinned_mesh_is_placed_by_its_joints_and_its_own_node_transform_is_ig
         {"translation": [5, 0, 0], "children": [1]},  # 0: joint 0
         {"translation": [0, 1, 0], "rotation": [0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]},  # 1: joint 1
     ]
-    b.doc["skins"] = [{"joints": [0, 1], "inverseBindMatrices": b.accessor(inverse_bind.reshape(2, 16).astype(np.float32), GL_FLOAT, "MAT4")}]
+    b.doc["skins"] = [
+        {
+            "joints": [0, 1],
+            "inverseBindMatrices": b.accessor(inverse_bind.reshape(2, 16).astype(np.float32), GL_FLOAT, "MAT4"),
+        }
+    ]
     attrs = {"POSITION": b.accessor(v, GL_FLOAT, "VEC3"), "JOINTS_0": b.accessor(joints, GL_UBYTE, "VEC4"),
              "WEIGHTS_0": b.accessor(weights, GL_FLOAT, "VEC4")}  # fmt: skip
     skinned = b.mesh(attrs, b.accessor(f.ravel(), GL_UINT, "SCALAR"), node={"skin": 0, "translation": [100, 0, 0]})
@@ -116,7 +121,11 @@ def test_triangle_fans_are_read_as_their_triangles_with_or_without_indices(tmp_p
 def test_a_file_without_scenes_reads_its_root_nodes_and_camera_nodes_keep_their_meshes(tmp_path):
     v, f = strip()
     b = GlbBuilder()
-    b.mesh({"POSITION": b.accessor(v, GL_FLOAT, "VEC3")}, b.accessor(f.ravel(), GL_UINT, "SCALAR"), node={"translation": [0, 0, -2]})
+    b.mesh(
+        {"POSITION": b.accessor(v, GL_FLOAT, "VEC3")},
+        b.accessor(f.ravel(), GL_UINT, "SCALAR"),
+        node={"translation": [0, 0, -2]},
+    )
     b.doc["cameras"] = [{"type": "perspective", "perspective": {"yfov": 0.8, "znear": 0.1}}]
     b.doc["nodes"].append({"camera": 0, "mesh": 0, "translation": [3, 0, 0], "children": [0]})  # a camera rig
     b.doc["scenes"][0]["nodes"] = [1]
@@ -143,8 +152,11 @@ def test_a_malformed_skin_is_refused_by_name(tmp_path, skin, match):
     if skin.pop("inverse_bind", None):
         skin["inverseBindMatrices"] = b.accessor(np.zeros((1, 3), np.float32), GL_FLOAT, "VEC3")
     b.doc["skins"] = [skin]
-    attrs = {"POSITION": b.accessor(v, GL_FLOAT, "VEC3"), "JOINTS_0": b.accessor(np.zeros((len(v), 4), np.uint8), GL_UBYTE, "VEC4"),
-             "WEIGHTS_0": b.accessor(np.tile(np.float32([1, 0, 0, 0]), (len(v), 1)), GL_FLOAT, "VEC4")}  # fmt: skip
+    attrs = {
+        "POSITION": b.accessor(v, GL_FLOAT, "VEC3"),
+        "JOINTS_0": b.accessor(np.zeros((len(v), 4), np.uint8), GL_UBYTE, "VEC4"),
+        "WEIGHTS_0": b.accessor(np.tile(np.float32([1, 0, 0, 0]), (len(v), 1)), GL_FLOAT, "VEC4"),
+    }
     skinned = b.mesh(attrs, b.accessor(f.ravel(), GL_UINT, "SCALAR"), node={"skin": 0})
     b.doc["scenes"][0]["nodes"] = [0, skinned]
     with pytest.raises(InputError, match=match):
