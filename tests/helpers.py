@@ -603,13 +603,14 @@ def splat_viewer_parse(path: Path) -> dict:
     return _tagged_json(_run_program(cmd, cwd=os.environ["A3D_SPLAT_VIEWER"]), "A3D_SPLATS_JSON")
 
 
-def splat_transform(source: Path, target: Path) -> None:
+def splat_transform(source: Path, target: Path, *options: str) -> None:
     """Convert `source` to `target` with PlayCanvas' splat-transform (`A3D_SPLAT_TRANSFORM`, in node); the
-    suffixes pick the formats (`.compressed.ply` is SuperSplat's compressed PLY)."""
+    suffixes pick the formats (`.compressed.ply` is SuperSplat's compressed PLY); `options` go before the
+    target (`--spz-version 3`)."""
     import os
 
     tool = Path(os.environ["A3D_SPLAT_TRANSFORM"]) / "node_modules" / ".bin" / "splat-transform"
-    _run_program([str(tool), "-w", str(source), str(target)])
+    _run_program([str(tool), "-w", str(source), *options, str(target)])
 
 
 def spark_parse(path: Path) -> dict:
@@ -1100,3 +1101,94 @@ def splat_file_bytes(g: Gaussians) -> bytes:
         rot = [int(min(255.0, max(0.0, v / norm * 128.0 + 128.0))) for v in q]
         out += struct.pack("<3f3f4B4B", *p, *s, *rgba, *rot)
     return bytes(out)
+
+
+def _sh_basis_odd_in_yz() -> np.ndarray:
+    """[15] −1 where a real SH basis function of degrees 1–3 (3DGS order) changes sign under (x, y, z) →
+    (x, −y, −z), else 1: the polynomials evaluated at a generic direction and at its turned copy."""
+
+    def basis(x: float, y: float, z: float) -> list[float]:
+        return [
+            -y, z, -x,
+            x * y, y * z, 2 * z * z - x * x - y * y, x * z, x * x - y * y,
+            y * (3 * x * x - y * y), x * y * z, y * (4 * z * z - x * x - y * y),
+            z * (2 * z * z - 3 * x * x - 3 * y * y), x * (4 * z * z - x * x - y * y), z * (x * x - y * y),
+            x * (x * x - 3 * y * y),
+        ]  # fmt: skip
+
+    p = (0.3, 0.5, 0.7)
+    return np.sign(np.array(basis(p[0], -p[1], -p[2])) / np.array(basis(*p)))
+
+
+def spz_stream(
+    g: Gaussians,
+    version: int = 3,
+    *,
+    fractional_bits: int = 12,
+    flags: int = 0,
+    extensions: bytes = b"",
+    sh_bits: int = 8,
+) -> bytes:
+    """`g` (in a 3DGS PLY's frame) as the inflated content of a Niantic `.spz` file of `version` 1–3, encoded
+    from the format's description (`docs/prepare.md`); `spz_bytes` gzips it.
+
+    The splats are turned into the format's right-up-back frame ((x, y, z) → (x, −y, −z), the quaternion's
+    y, z and each SH coefficient whose basis is odd in y and z negated); positions become round(v · 2^bits) as
+    24-bit integers (version 1: float16), opacities round(a · 255), colours round(f_dc · 0.15 · 255 + 127.5),
+    log-scales round((log s + 10) · 16), SH round(v · 128) + 128 (rounded to `sh_bits` bits as the reference
+    writer does), all clamped to bytes. Rotations (x, y, z, w), normalised: version 3 as "smallest three"
+    (largest index in bits 30–31, made positive; each other, in order, sign bit 9 and round(|c| / √½ · 511));
+    versions 1–2 with w made positive and x, y, z as round(c · 127.5 + 127.5).
+    """
+    import struct
+
+    n = len(g)
+    k1 = 0 if g.sh_rest is None else g.sh_rest.shape[1]
+    degree = {0: 0, 3: 1, 8: 2, 15: 3}[k1]
+    means = g.means.double().numpy() * np.array([1.0, -1.0, -1.0])
+    wxyz = g.quats.double().numpy()
+    xyzw = np.stack([wxyz[:, 1], -wxyz[:, 2], -wxyz[:, 3], wxyz[:, 0]], axis=-1)
+    xyzw /= np.linalg.norm(xyzw, axis=-1, keepdims=True)
+
+    def byte(v: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(v), 0, 255).astype(np.uint8)
+
+    if version == 1:
+        positions = means.astype("<f2").tobytes()
+    else:
+        fixed = np.round(means * 2.0**fractional_bits).astype(np.int64) & 0xFFFFFF
+        positions = np.stack([fixed & 0xFF, (fixed >> 8) & 0xFF, fixed >> 16], axis=-1).astype(np.uint8).tobytes()
+    alphas = byte(g.opacities.double().numpy() * 255)
+    f_dc = (g.colors.double().numpy() - 0.5) / 0.28209479177387814
+    colours = byte(f_dc * 0.15 * 255 + 127.5)
+    scales = byte((np.log(g.scales.double().numpy()) + 10) * 16)
+    if version >= 3:
+        words = []
+        for q in xyzw:
+            big = int(np.argmax(np.abs(q)))
+            q = -q if q[big] < 0 else q
+            word = big
+            for i in range(4):
+                if i != big:
+                    word = (word << 10) | (int(q[i] < 0) << 9) | int(np.floor(abs(q[i]) / np.sqrt(0.5) * 511 + 0.5))
+            words.append(word)
+        rotations = np.array(words, dtype="<u4").tobytes()
+    else:
+        xyzw = np.where(xyzw[:, 3:] < 0, -xyzw, xyzw)
+        rotations = byte(xyzw[:, :3] * 127.5 + 127.5).tobytes()
+    sh = b""
+    if k1:
+        rub = g.sh_rest.double().numpy() * _sh_basis_odd_in_yz()[:k1, None]  # [N, K-1, 3]
+        q = np.round(rub * 128) + 128
+        bucket = 2 ** (8 - sh_bits)
+        q = (q + bucket // 2) // bucket * bucket
+        sh = np.clip(q, 0, 255).astype(np.uint8).tobytes()
+    header = struct.pack("<IIIBBBB", 0x5053474E, version, n, degree, fractional_bits, flags, 0)
+    return header + positions + alphas.tobytes() + colours.tobytes() + scales.tobytes() + rotations + sh + extensions
+
+
+def spz_bytes(g: Gaussians, version: int = 3, **options: Any) -> bytes:
+    """`g` as a gzip `.spz` file (`spz_stream`)."""
+    import gzip
+
+    return gzip.compress(spz_stream(g, version, **options))

@@ -4,9 +4,11 @@ Why one place: `a3d prepare` decides by a file's suffix whether to read it, and 
 format a3d leaves to a converter (the converter and the command) belongs next to the readers.
 
 Read: 3DGS `.ply` (the Inria layout, `a3d_cli.gaussians.ply`; SuperSplat's compressed PLY,
-`a3d_cli.gaussians.compressed_ply`, recognised by its header) and `.splat` (`a3d_cli.gaussians.splat_file`).
-Not read: `.spz` (Niantic), `.ksplat` (mkkellogg's GaussianSplats3D) and `.sog` (PlayCanvas): PlayCanvas'
-`splat-transform` converts each to a 3DGS PLY.
+`a3d_cli.gaussians.compressed_ply`, recognised by its header), `.splat` (`a3d_cli.gaussians.splat_file`) and
+Niantic's `.spz` of versions 1–3 (gzip; `a3d_cli.gaussians.spz`, which refuses version 4, zstd-compressed,
+with the converter's command).
+Not read: `.ksplat` (mkkellogg's GaussianSplats3D) and `.sog` (PlayCanvas): PlayCanvas' `splat-transform`
+converts each to a 3DGS PLY.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from pathlib import Path
 
 from a3d_cli.gaussians.container import Gaussians
 
-SPLAT_SUFFIXES = (".splat",)  # suffixes that are always Gaussians (a .ply may be a mesh)
+SPLAT_SUFFIXES = (".splat", ".spz")  # suffixes that are always Gaussians (a .ply may be a mesh)
 CONVERT_FIRST = {
-    ".spz": "Niantic's .spz",
     ".ksplat": "GaussianSplats3D's .ksplat",
     ".sog": "PlayCanvas' .sog",
 }  # splat formats a3d does not read, by suffix → what they are called in messages
@@ -30,13 +31,17 @@ def convert_hint(suffix: str) -> str:
 
 
 def read_gaussians(path: str | os.PathLike[str]) -> Gaussians:
-    """Read a Gaussian-splat file of any kind a3d reads, by its suffix: `.splat`, else a PLY.
+    """Read a Gaussian-splat file of any kind a3d reads, by its suffix: `.splat`, `.spz`, else a PLY.
 
     Raises:
-        InputError: whatever the format's reader refuses (`read_splat`, `read_ply`).
+        InputError: whatever the format's reader refuses (`read_splat`, `read_spz`, `read_ply`).
     """
     path = Path(path)
-    if path.suffix.lower() in SPLAT_SUFFIXES:
+    if path.suffix.lower() == ".spz":
+        from a3d_cli.gaussians.spz import read_spz
+
+        return read_spz(path)
+    if path.suffix.lower() == ".splat":
         from a3d_cli.gaussians.splat_file import read_splat
 
         return read_splat(path)

@@ -6,7 +6,7 @@ base-colour factors, vertex colours and glTF emission folded into the appearance
 clear `InputError`.
 
 Examples:
-    >>> kind = detect_kind(Path("examples/assets/fox.glb"))  # "mesh" (or "gaussians" for a 3DGS .ply, .splat)
+    >>> kind = detect_kind(Path("examples/assets/fox.glb"))  # "mesh" (or "gaussians" for a 3DGS .ply, .splat, .spz)
     >>> mesh = load_mesh(Path("examples/assets/fox.glb"))
     >>> mesh.num_vertices, mesh.texture is not None  # doctest: +SKIP
 """
@@ -36,7 +36,7 @@ from a3d_cli.mesh.appearance import (
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
-INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat")  # every suffix `prepare` reads (`.splat`: Gaussians only)
+INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat", ".spz")  # every suffix `prepare` reads (`.splat`, `.spz`: Gaussians only)
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
 InputKind = Literal["mesh", "gaussians"]
 _REPAIR = "Repair the mesh in a 3D tool and export it again."
@@ -45,7 +45,7 @@ _REPAIR = "Repair the mesh in a 3D tool and export it again."
 def check_input_file(path: Path) -> None:
     """Cheap checks before any work: the file exists, is a file, is readable and has a supported suffix; a
     glTF requires no extension a3d cannot honour (`a3d_cli.mesh.gltf_extensions`). A splat format a3d does
-    not read (`.spz`, `.ksplat`, `.sog`) is refused with the command that converts it
+    not read (`.ksplat`, `.sog`) is refused with the command that converts it
     (`a3d_cli.gaussians.formats`).
 
     Raises:
@@ -55,7 +55,9 @@ def check_input_file(path: Path) -> None:
     if not path.exists():
         raise InputError(f"The input file {path} does not exist.", hint="Check the path and its spelling.")
     if not path.is_file():
-        raise InputError(f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj, .ply or .splat file.")
+        raise InputError(
+            f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj, .ply, .splat or .spz file."
+        )
     from a3d_cli.gaussians.formats import CONVERT_FIRST, convert_hint
 
     if path.suffix.lower() in CONVERT_FIRST:
@@ -67,8 +69,8 @@ def check_input_file(path: Path) -> None:
     if path.suffix.lower() not in INPUT_SUFFIXES:
         raise InputError(
             f"{path.name} has an unsupported file type {path.suffix or '(no suffix)'!r}.",
-            hint="a3d reads .glb, .gltf, .obj (+ .mtl, textures), .ply (mesh, 3DGS or compressed 3DGS) and .splat; "
-            "convert other formats first.",
+            hint="a3d reads .glb, .gltf, .obj (+ .mtl, textures), .ply (mesh, 3DGS or compressed 3DGS), .splat "
+            "and .spz; convert other formats first.",
         )
     from a3d_cli.io.regular import open_regular
 
@@ -91,7 +93,7 @@ def check_input_file(path: Path) -> None:
 
 
 def detect_kind(path: Path) -> InputKind:
-    """'gaussians' for a `.splat` or a PLY meant to hold 3D Gaussians, otherwise 'mesh' (after
+    """'gaussians' for a `.splat`, an `.spz` or a PLY meant to hold 3D Gaussians, otherwise 'mesh' (after
     `check_input_file`)."""
     from a3d_cli.gaussians.formats import SPLAT_SUFFIXES
     from a3d_cli.gaussians.ply import is_gaussian_ply

@@ -54,7 +54,7 @@ class PrepareOptions:
     """Options of `a3d prepare`.
 
     Attributes:
-        model: the input file (.glb, .gltf, .obj, mesh .ply, 3DGS .ply (also compressed) or .splat).
+        model: the input file (.glb, .gltf, .obj, mesh .ply, 3DGS .ply (also compressed), .splat or .spz).
         up: the asset's up axis; glTF assets are +y (the default), many OBJ/PLY exports +z.
         front: the asset's front axis, which faces the azimuth-0 camera, or "auto": guessed from the
             asset's mirror symmetry and detail (`a3d_cli.mesh.orientation`), used only when the guess is
@@ -146,7 +146,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
     # 1. read and normalize
     mesh = binding = None
     if kind == "gaussians":
-        g = read_gaussians(model)  # 3DGS PLY, compressed PLY or .splat
+        g = read_gaussians(model)  # 3DGS PLY, compressed PLY, .splat or .spz
         points = g.means.double().numpy()
         front = _choose_front(ctx, opts, points, None, g.colors.numpy())
         norm = fit_normalization(points, opts.up, front, robust=True)

@@ -7,6 +7,7 @@ refused pickles, foreign manifests, and outputs that ignored the umask.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pickle
@@ -16,7 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, compressed_ply_bytes, one_error_with_hint, png_declaring, reconstruct_app, splat_file_bytes
+from helpers import (
+    REPO,
+    compressed_ply_bytes,
+    one_error_with_hint,
+    png_declaring,
+    reconstruct_app,
+    splat_file_bytes,
+    spz_stream,
+)
 from helpers import reconstruct_run_folder as _run_folder
 from helpers import video_folder as _video
 from typer.testing import CliRunner
@@ -190,6 +199,9 @@ def _compressed_edit(edit: str):  # noqa: ANN202 - bytes → bytes
         ("s.compressed.ply", "huge declared count", "truncated"),
         ("s.splat", "truncated", "not a whole number of 32-byte"),
         ("s.splat", "nan", "non-finite"),
+        ("s.spz", "truncated", "truncated"),
+        ("s.spz", "huge declared count", "more than its"),
+        ("s.spz", "zstd", "zstd-compressed"),
     ],
 )
 def test_damaged_or_hostile_splat_files_exit_2(tmp_path, name, edit, message):
@@ -197,6 +209,13 @@ def test_damaged_or_hostile_splat_files_exit_2(tmp_path, name, edit, message):
     path = tmp_path / name
     if name.endswith(".ply"):
         path.write_bytes(_compressed_edit(edit)(compressed_ply_bytes(splats)))
+    elif name.endswith(".spz"):
+        stream = spz_stream(splats)
+        if edit == "huge declared count":  # 2³¹ − 1 splats (43 GB) declared in a file of a few kB
+            stream = stream[:8] + struct.pack("<I", 2**31 - 1) + stream[12:]
+        data = gzip.compress(stream)
+        zstd = b"NGSP" + struct.pack("<I", 4) + bytes(24)  # a version 4 header
+        path.write_bytes({"truncated": data[: len(data) // 2], "zstd": zstd}.get(edit, data))
     else:
         data = bytearray(splat_file_bytes(splats))
         if edit == "nan":

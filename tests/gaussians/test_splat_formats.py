@@ -1,22 +1,26 @@
-"""SuperSplat's compressed PLY and the `.splat` file: decoded to the Gaussians they encode, within the
+"""SuperSplat's compressed PLY, the `.splat` file and Niantic's `.spz`: decoded to the Gaussians they encode, within the
 quantization each layout has; hand-made words decode to the layout's exact values; gsplat's writers of both
 are read; damaged and hostile files are one clear `InputError`."""
 
 from __future__ import annotations
 
+import gzip
 import math
+import re
 import struct
+import zlib
 
 import numpy as np
 import pytest
 import torch
-from helpers import compressed_ply_bytes, splat_file_bytes
+from helpers import compressed_ply_bytes, splat_file_bytes, spz_bytes, spz_stream
 
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import SH_C0, Gaussians
 from a3d_cli.gaussians.formats import read_gaussians
 from a3d_cli.gaussians.ply import is_gaussian_ply, read_ply
 from a3d_cli.gaussians.splat_file import read_splat
+from a3d_cli.gaussians.spz import read_spz
 
 
 def known_gaussians(n: int = 600, sh_degree: int = 0, seed: int = 0) -> Gaussians:
@@ -291,3 +295,182 @@ def test_damaged_splat_files_are_one_clear_error(tmp_path, content, message):
     with pytest.raises(InputError, match=message) as info:
         read_splat(path)
     assert info.value.hint
+
+
+# -- .spz ---------------------------------------------------------------------------------------------------
+
+
+def spz_gaussians(n: int = 400, sh_degree: int = 3, seed: int = 7, min_w: float = 0.0) -> Gaussians:
+    """Splats inside what the format's bytes hold: log-scales in [−10, 5.9], SH within [−1, 1), colours
+    within 0.5 ± 0.94; with `min_w`, quaternions whose |w| is at least that (versions 1–2 rebuild w)."""
+    g = known_gaussians(n=n, sh_degree=0, seed=seed)
+    q = g.quats
+    if min_w:
+        w = q[:, :1].abs().clamp_min(min_w)
+        q = torch.cat([w, torch.nn.functional.normalize(q[:, 1:], dim=-1) * (1 - w * w).sqrt()], dim=-1)
+    gen = torch.Generator().manual_seed(seed + 1)
+    sh = None if sh_degree == 0 else (torch.rand(n, (sh_degree + 1) ** 2 - 1, 3, generator=gen) * 1.9 - 0.95)
+    return g.with_(quats=q, sh_rest=sh)
+
+
+@pytest.mark.parametrize("version,sh_degree", [(3, 3), (3, 0), (2, 1), (2, 2), (1, 3)])
+def test_spz_decodes_within_its_quantization(tmp_path, version, sh_degree):
+    g = spz_gaussians(sh_degree=sh_degree, min_w=0.0 if version == 3 else 0.5)
+    path = tmp_path / "scene.spz"
+    path.write_bytes(spz_bytes(g, version))
+    out = read_gaussians(path)
+    assert len(out) == len(g) and out.means.dtype == torch.float32
+    means = g.means.double()
+    if version == 1:  # float16: half a unit in the last place (11 significant bits)
+        bound = means.abs() * 2.0**-11 + 1e-7
+    else:  # 24-bit integers of 1/4096
+        bound = torch.full_like(means, 0.5 / 4096 + 1e-6)
+    assert ((out.means.double() - means).abs() <= bound).all()
+    log_err = (out.scales.double().log() - g.scales.double().log()).abs().max().item()
+    assert log_err <= 0.5 / 16 + 1e-5
+    assert (out.opacities.double() - g.opacities.double()).abs().max() <= 0.5 / 255 + 1e-6
+    # a colour byte is 1 / (0.15 · 255) of the DC coefficient, SH_C0 of that in colour
+    assert (out.colors.double() - g.colors.double()).abs().max() <= SH_C0 * 0.5 / (0.15 * 255) + 1e-6
+    if version == 3:  # each stored component within half a step of √½ / 511, as for the compressed PLY
+        assert_same_rotations(out.quats, g.quats, 2 * math.sqrt(12) * math.sqrt(0.5) * 0.5 / 511)
+    else:  # x, y, z within δ = 0.5 / 127.5; w ≥ 1/2 rebuilt from them within 7δ (|Δw| ≤ Σ|Δx²| / w)
+        assert_same_rotations(out.quats, g.quats, 8 * 0.5 / 127.5)
+    if sh_degree == 0:
+        assert out.sh_rest is None
+    else:
+        assert out.sh_degree == sh_degree
+        assert (out.sh_rest - g.sh_rest).abs().max() <= 0.5 / 128 + 1e-6
+
+
+def test_spz_sh_rounded_to_fewer_bits_reads_back_within_their_step(tmp_path):
+    g = spz_gaussians(n=50, sh_degree=2)
+    (tmp_path / "s.spz").write_bytes(spz_bytes(g, 3, sh_bits=4))  # the reference writer's degree 2–3 default
+    out = read_spz(tmp_path / "s.spz")
+    # rounded to 1/128, then to the nearest 16/128 bucket: half of each step
+    assert (out.sh_rest - g.sh_rest).abs().max() <= 8.5 / 128 + 1e-6
+
+
+def _raw_spz(version: int, n: int, body: bytes, degree: int = 0, bits: int = 12, flags: int = 0) -> bytes:
+    return gzip.compress(struct.pack("<IIIBBBB", 0x5053474E, version, n, degree, bits, flags, 0) + body)
+
+
+def test_spz_axes_land_where_a_3dgs_ply_has_them(tmp_path):
+    """Stored right-up-back: a splat at +x, +y, +z of the file is at +x, −y, −z of a 3DGS PLY (Y down)."""
+    positions = b"".join(struct.pack("<i", v)[:3] for v in (4096, 0, 0, 0, 8192, 0, 0, 0, -2048))
+    alphas, colours, scales = bytes([255, 128, 0]), bytes([255, 0, 128] * 3), bytes([160, 144, 0] * 3)
+    # splat 0: x = 0.6, w = 0.8 (largest w, index 3): fields x, y, z; x in bits 20–29
+    word0 = (3 << 30) | (round(0.6 / math.sqrt(0.5) * 511) << 20)
+    # splat 1: z = −0.6, y = 0.8 largest (index 1): fields x, z, w, z in bits 10–19 with its sign bit
+    word1 = (1 << 30) | ((0x200 | round(0.6 / math.sqrt(0.5) * 511)) << 10)
+    word2 = (3 << 30) | (511 << 20) | (511 << 10) | 511  # damaged: the three square to 1.5; w is 0, not NaN
+    rotations = struct.pack("<3I", word0, word1, word2)
+    sh = bytes([192] * 45 * 3)  # every coefficient 0.5 in the file's frame
+    data = _raw_spz(3, 3, positions + alphas + colours + scales + rotations + sh, degree=3)
+    (tmp_path / "axes.spz").write_bytes(data)
+    g = read_spz(tmp_path / "axes.spz")
+    np.testing.assert_array_equal(g.means.numpy(), [[1, 0, 0], [0, -2, 0], [0, 0, 0.5]])
+    np.testing.assert_allclose(g.opacities.numpy(), [1.0, 128 / 255, 0.0], atol=1e-7)
+    f_dc = (np.array([255, 0, 128]) / 255 - 0.5) / 0.15
+    np.testing.assert_allclose(g.colors[0].numpy(), 0.5 + SH_C0 * f_dc, atol=1e-6)
+    np.testing.assert_allclose(g.scales[0].numpy(), np.exp([0.0, -1.0, -10.0]), rtol=1e-6)
+    m = round(0.6 / math.sqrt(0.5) * 511) * math.sqrt(0.5) / 511
+    np.testing.assert_allclose(g.quats[0].numpy(), [math.sqrt(1 - m * m), m, 0, 0], atol=1e-6)  # x kept
+    np.testing.assert_allclose(g.quats[1].numpy(), [0, 0, -math.sqrt(1 - m * m), m], atol=1e-6)  # y, z negated
+    assert torch.isfinite(g.quats[2]).all()
+    v = math.sqrt(0.5)
+    np.testing.assert_allclose(g.quats[2].numpy(), np.array([0, v, -v, -v]) / math.sqrt(1.5), atol=1e-6)
+    # the reference library's sign table for RUB → RDF (x kept, y and z flipped), degrees 1–3
+    signs = [-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1]
+    np.testing.assert_allclose(g.sh_rest[0].numpy(), 0.5 * np.array(signs)[:, None].repeat(3, 1), atol=1e-7)
+
+
+def test_spz_version_2_rotation_rebuilds_w(tmp_path):
+    positions, rest = bytes(9), bytes([255]) + bytes([128] * 3) + bytes([160] * 3)
+    rotation = bytes([255, 128, 0])  # x = 1, y = 1/255, z = −1: |xyz| > 1, so w = 0
+    (tmp_path / "v2.spz").write_bytes(_raw_spz(2, 1, positions + rest + rotation))
+    q = read_spz(tmp_path / "v2.spz").quats[0].double().numpy()
+    xyz = np.array([1.0, 0.5 / 127.5, -1.0])
+    np.testing.assert_allclose(q, np.array([0, xyz[0], -xyz[1], -xyz[2]]) / np.linalg.norm(xyz), atol=1e-6)
+
+
+def _extension(kind: int, payload: bytes) -> bytes:
+    return struct.pack("<II", kind, len(payload)) + payload
+
+
+@pytest.mark.parametrize(
+    "records,accepted",
+    [
+        (_extension(0xADBE0003, struct.pack("<I", 4)), True),  # RUB, the default
+        (_extension(0xADBE0003, struct.pack("<I", 0)), True),  # unspecified: RUB
+        (_extension(0x12340001, bytes(24)) + _extension(0xADBE0002, bytes(12)), True),  # unknown and camera: skipped
+        (_extension(0x12340001, bytes(3)) + _extension(0xADBE0003, struct.pack("<I", 6)), False),  # RDF
+        (_extension(0xADBE0003, struct.pack("<I", 7)), False),  # LUF (glTF's)
+    ],
+)
+def test_spz_extensions(tmp_path, records, accepted):
+    g = spz_gaussians(n=20, sh_degree=1)
+    path = tmp_path / "ext.spz"
+    path.write_bytes(spz_bytes(g, 3, flags=0x2, extensions=records))
+    if accepted:
+        torch.testing.assert_close(read_spz(path).means, read_spz_plain(tmp_path, g).means)
+    else:
+        with pytest.raises(InputError, match="frame") as info:
+            read_spz(path)
+        assert "splat-transform" in info.value.hint
+
+
+def read_spz_plain(tmp_path, g: Gaussians) -> Gaussians:
+    (tmp_path / "plain.spz").write_bytes(spz_bytes(g, 3))
+    return read_spz(tmp_path / "plain.spz")
+
+
+def _with_header(stream: bytes, **fields: int) -> bytes:
+    names = ("magic", "version", "n", "degree", "bits", "flags", "reserved")
+    values = dict(zip(names, struct.unpack_from("<IIIBBBB", stream), strict=True)) | fields
+    return struct.pack("<IIIBBBB", *(values[k] for k in names)) + stream[16:]
+
+
+def _bomb() -> bytes:
+    """300 splats, then 64 MiB of zeros that deflate to about 64 KiB."""
+    stream = spz_stream(spz_gaussians(n=300, sh_degree=1))
+    zeros = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return zeros.compress(stream) + b"".join(zeros.compress(bytes(1 << 20)) for _ in range(64)) + zeros.flush()
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda s, z: b"NGSP" + struct.pack("<I", 4) + bytes(24), "version 4, whose data is zstd-compressed"),
+        (lambda s, z: b"ply\n" + bytes(40), "not an .spz file"),
+        (lambda s, z: gzip.compress(b"PK" + s[2:]), "not an .spz one"),
+        (lambda s, z: gzip.compress(_with_header(s, version=5)), "version 5"),
+        (lambda s, z: gzip.compress(_with_header(s, version=0)), "version 0"),
+        (lambda s, z: gzip.compress(_with_header(s, n=0)), "no Gaussians"),
+        (lambda s, z: gzip.compress(_with_header(s, n=2**31 - 1)), "more than its"),  # 60 GB from a small file
+        (lambda s, z: gzip.compress(_with_header(s, n=2**32 - 1)), "2³¹"),
+        (lambda s, z: gzip.compress(_with_header(s, n=301)), "truncated: its header declares 301"),
+        (lambda s, z: gzip.compress(_with_header(s, degree=5)), "degrees 0–4"),
+        (lambda s, z: gzip.compress(_with_header(s, degree=4)), "degree 4"),
+        (lambda s, z: gzip.compress(s[:10]), "ends inside its .spz header"),
+        (lambda s, z: z[: len(z) // 2], "truncated"),
+        (lambda s, z: z[:-4], "gzip stream does not end"),  # the length field of the trailer cut off
+        (lambda s, z: z[:-8] + bytes(8), "damaged compressed data"),  # a wrong checksum
+        (lambda s, z: _bomb(), "more than 1048576 bytes after the splats"),
+    ],
+)
+def test_damaged_or_hostile_spz_files_are_one_clear_error(tmp_path, edit, message):
+    stream = spz_stream(spz_gaussians(n=300, sh_degree=1))
+    path = tmp_path / "bad.spz"
+    path.write_bytes(edit(stream, gzip.compress(stream)))
+    with pytest.raises(InputError, match=re.escape(message)) as info:
+        read_spz(path)
+    assert info.value.hint
+
+
+def test_spz_version_1_non_finite_positions_are_refused(tmp_path):
+    g = spz_gaussians(n=5, sh_degree=0)
+    stream = bytearray(spz_stream(g, 1))
+    stream[16:18] = struct.pack("<e", float("inf"))
+    (tmp_path / "inf.spz").write_bytes(gzip.compress(bytes(stream)))
+    with pytest.raises(InputError, match="non-finite"):
+        read_spz(tmp_path / "inf.spz")

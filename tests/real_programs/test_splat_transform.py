@@ -1,5 +1,6 @@
-"""a3d decodes SuperSplat's compressed PLY and `.splat` files as PlayCanvas' splat-transform does: the standard
-3DGS PLY splat-transform converts each into holds the Gaussians a3d reads from the file itself.
+"""a3d decodes SuperSplat's compressed PLY, `.splat` and Niantic's `.spz` files as PlayCanvas' splat-transform
+does: the standard 3DGS PLY splat-transform converts each into holds the Gaussians a3d reads from the file
+itself, in the same frame.
 
 Opt-in: A3D_SPLAT_TRANSFORM (a folder holding node_modules/@playcanvas/splat-transform).
 """
@@ -8,12 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
-from helpers import compressed_ply_bytes, needs_program, splat_file_bytes, splat_transform
+from helpers import compressed_ply_bytes, needs_program, splat_file_bytes, splat_transform, spz_bytes
 
+from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.gaussians.splat_file import read_splat
+from a3d_cli.gaussians.spz import read_spz
 
 pytestmark = needs_program("A3D_SPLAT_TRANSFORM")
 
@@ -66,3 +70,31 @@ def test_splat_file(tmp_path: Path):
     # that adds 1/255 to each of the four components, so the normalised quaternions differ by at most 2/255
     # over the stored quaternion's length, itself at least 1 − 2/128 (`a3d_cli.gaussians.splat_file`)
     _assert_same(read_splat(path), read_ply(tmp_path / "back.ply"), quat_tol=(2 / 255) / (1 - 2 / 128))
+
+
+def test_spz_written_by_splat_transform(tmp_path: Path):
+    write_ply(tmp_path / "in.ply", _gaussians(1000, 3, seed=3))
+    splat_transform(tmp_path / "in.ply", tmp_path / "scene.spz", "--spz-version", "3")
+    splat_transform(tmp_path / "scene.spz", tmp_path / "back.ply")
+    _assert_same(read_spz(tmp_path / "scene.spz"), read_ply(tmp_path / "back.ply"))
+
+
+@pytest.mark.parametrize("version,sh_degree", [(1, 2), (2, 3), (3, 1)])
+def test_spz_encoded_from_the_format(tmp_path: Path, version: int, sh_degree: int):
+    g = _gaussians(600, sh_degree, seed=4 + version)
+    if g.sh_rest is not None:
+        g = g.with_(sh_rest=g.sh_rest.clamp(-0.99, 0.99))
+    path = tmp_path / "scene.spz"
+    path.write_bytes(spz_bytes(g, version))
+    splat_transform(path, tmp_path / "back.ply")
+    # versions 1–2 rebuild w = √(1 − x² − y² − z²), in float32 there and float64 here: where w is near 0 the two
+    # differ by up to about 1e-5
+    _assert_same(read_spz(path), read_ply(tmp_path / "back.ply"), quat_tol=1e-6 if version == 3 else 1e-4)
+
+
+def test_spz_version_4_is_refused_with_the_converter(tmp_path: Path):
+    write_ply(tmp_path / "in.ply", _gaussians(100, 0, seed=5))
+    splat_transform(tmp_path / "in.ply", tmp_path / "scene.spz")  # version 4 (zstd) by default
+    with pytest.raises(InputError, match="zstd") as info:
+        read_spz(tmp_path / "scene.spz")
+    assert "splat-transform" in info.value.hint

@@ -14,6 +14,7 @@ from helpers import (
     a3d_app,
     compressed_ply_bytes,
     splat_file_bytes,
+    spz_bytes,
     textured_sphere,
     write_glb,
     write_textured_obj,
@@ -178,8 +179,8 @@ def test_gaussian_input(tmp_path):
     assert load_png(run_dir / "static/views/view_1.png")[..., 3].max() > 0.5
 
 
-@pytest.mark.parametrize("name", ["scan.compressed.ply", "scan.splat"])
-def test_compressed_ply_and_splat_inputs_through_the_cli(tmp_path, name):
+@pytest.mark.parametrize("name", ["scan.compressed.ply", "scan.splat", "scan.spz"])
+def test_compressed_ply_splat_and_spz_inputs_through_the_cli(tmp_path, name):
     n = 300
     gen = torch.Generator().manual_seed(3)
     g = Gaussians(
@@ -191,7 +192,8 @@ def test_compressed_ply_and_splat_inputs_through_the_cli(tmp_path, name):
         sh_rest=torch.randn(n, 3, 3, generator=gen) * 0.05,
     )
     path = tmp_path / name
-    path.write_bytes(compressed_ply_bytes(g) if name.endswith(".ply") else splat_file_bytes(g))
+    encode = {".ply": compressed_ply_bytes, ".splat": splat_file_bytes, ".spz": spz_bytes}[Path(name).suffix]
+    path.write_bytes(encode(g))
     run_dir = tmp_path / "RUN"
     args = ["prepare", str(path), "-o", str(run_dir), "--view-size", "64"]
     result = runner.invoke(a3d_app("prepare", prepare_command), args)
@@ -202,13 +204,14 @@ def test_compressed_ply_and_splat_inputs_through_the_cli(tmp_path, name):
     out = read_ply(run_dir / "static/gaussians.ply")  # a standard 3DGS PLY from here on
     norm = Normalization.from_json(json.loads((run_dir / "source/normalization.json").read_text()))
     span = float((g.means.amax(0) - g.means.amin(0)).max())  # the widest chunk range cannot be wider
-    atol = span / 1023 if name.endswith(".ply") else 1e-5  # within a quantization step; a .splat stores float32
+    # within a quantization step: a chunk's range / 1023, an .spz's 1/4096; a .splat stores float32
+    atol = {".ply": span / 1023, ".splat": 1e-5, ".spz": 1 / 4096}[Path(name).suffix]
     np.testing.assert_allclose(norm.invert(out.means.double().numpy()), g.means.double().numpy(), atol=atol)
-    assert out.sh_degree == (1 if name.endswith(".ply") else 0)  # a .splat has no higher SH
+    assert out.sh_degree == (0 if name.endswith(".splat") else 1)  # a .splat has no higher SH
     assert load_png(run_dir / "static/views/view_1.png")[..., 3].max() > 0.5
 
 
-@pytest.mark.parametrize("suffix", [".spz", ".ksplat", ".sog"])
+@pytest.mark.parametrize("suffix", [".ksplat", ".sog"])
 def test_splat_formats_a3d_does_not_read_name_the_converter(tmp_path, suffix):
     path = tmp_path / f"scene{suffix}"
     path.write_bytes(b"\x1f\x8b" + bytes(64))
@@ -218,6 +221,18 @@ def test_splat_formats_a3d_does_not_read_name_the_converter(tmp_path, suffix):
     lines = [line for line in result.stderr.splitlines() if line.startswith(("error:", "hint:"))]
     assert [line.split(":")[0] for line in lines] == ["error", "hint"] and "Traceback" not in result.stderr
     assert "does not read" in lines[0] and f"npx @playcanvas/splat-transform in{suffix} out.ply" in lines[1]
+    assert not run_dir.exists()
+
+
+def test_a_zstd_spz_names_the_converter(tmp_path):
+    path = tmp_path / "scene.spz"
+    path.write_bytes(b"NGSP" + (4).to_bytes(4, "little") + bytes(56))  # version 4: zstd streams
+    run_dir = tmp_path / "RUN"
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(run_dir)])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("error:", "hint:"))]
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"]
+    assert "zstd" in lines[0] and "npx @playcanvas/splat-transform in.spz out.ply" in lines[1]
     assert not run_dir.exists()
 
 

@@ -1,0 +1,282 @@
+"""Niantic's `.spz` (versions 1–3, the gzip ones) → `Gaussians`.
+
+Why a3d reads it: it is how Scaniverse and many web viewers share splats, often the only copy a user has.
+Versions 1–3 are one gzip stream, which Python's standard library inflates; version 4 compresses each
+attribute with zstd, which a3d does not depend on, so it is refused with the command that converts it.
+
+The format, as Niantic's reference library (github.com/nianticlabs/spz) reads it. The file is a gzip stream
+(it starts 1f 8b) that inflates to a 16-byte little-endian header and then, for N splats, one block per
+attribute in this order (a version 4 file instead starts with the bytes "NGSP" themselves):
+
+    header      magic 0x5053474E ("NGSP")  u32;  version u32;  N u32;  SH degree u8;  fractional bits u8;
+                flags u8 (0x1: trained antialiased, 0x2: extension records follow the data);  reserved u8
+    positions   N × 3 × 3 bytes: x, y, z as 24-bit two's-complement integers / 2^fractional bits
+                (version 1: N × 3 float16 instead)
+    alphas      N bytes: the opacity after the sigmoid, u / 255
+    colours     N × 3 bytes: the SH DC coefficient (u / 255 − 0.5) / 0.15 (its own scale, not SH_C0, so
+                colours a little outside [0, 1] fit)
+    scales      N × 3 bytes: log-scales u / 16 − 10
+    rotations   version 3: N × 4 bytes, a little-endian u32 "smallest three" of the quaternion (x, y, z, w):
+                bits 30–31 index the largest |component|, rebuilt as √(1 − a² − b² − c²); the other three, in
+                order, take 10 bits each (the last in bits 0–9): a sign bit 9, then a 9-bit magnitude
+                m · √½ / 511. Versions 1–2: N × 3 bytes, x, y, z as u / 127.5 − 1, and w = √(1 − x² − y² − z²)
+    SH          N × (K − 1) × 3 bytes for degree d (K − 1 = 0, 3, 8, 15, 24 for d = 0..4), the coefficient
+                the outer axis and the colour channel the inner one (a3d's own [K − 1, 3] order); each is
+                (u − 128) / 128. (Writers round to fewer bits per band; the reader does not need to know.)
+    extensions  when flag 0x2 is set: records of [u32 type][u32 byte length][payload]
+
+What a3d makes of it, and why:
+
+- axes: `.spz` stores right-up-back (RUB: +Y up, the camera looks down −Z); a 3DGS PLY stores the
+  Inria/COLMAP right-down-front (RDF). a3d reads an `.spz` into the PLY's frame, as the reference library does
+  when asked for RDF and as `splat-transform` converts it to a PLY, so every 3DGS input meets `prepare` in
+  one frame: y → −y and z → −z (a 180° turn about X, no mirroring), the quaternion's x kept and y, z negated,
+  and each SH coefficient multiplied by ±1 by whether its basis polynomial is odd in y and z together.
+  The reference library also negates the last degree-4 coefficient (x⁴ − 6x²y² + y⁴, which this turn leaves
+  alone); a3d refuses degree 4 (it renders SH up to degree 3), so that never matters here.
+- opacity: u / 255, kept as it is (0 and 1 included; a PLY would store logit(u / 255)).
+- colour: rgb = 0.5 + SH_C0 · f_dc, a3d's activated colour for the same DC coefficient.
+- quaternion: a damaged smallest-three word whose three components square to more than 1 gives a largest
+  component of 0 (not NaN), as `a3d_cli.gaussians.compressed_ply` does; the result is normalised.
+- the antialiased flag (splats trained with a mip filter) has no counterpart in a 3DGS PLY and is ignored,
+  as `splat-transform` does.
+- extensions: the only one that changes the data is Adobe's coordinate-system record (type 0xADBE0003, a u32
+  naming the frame the data is stored in); a file stored in a frame other than RUB is refused with the
+  converter's command, others are skipped, as the reference library skips types it does not know.
+
+Hostile files: the header is inflated first and checked (magic, version 1–3, N from 1 to 2³¹ − 1, SH degree),
+then the N splats' byte count is checked against what the file's compressed size can hold (deflate expands at
+most 1032-fold) before anything is allocated; inflating is bounded by that count (a streaming decompressor
+with a maximum output length), plus at most 1 MiB after the splats for extensions. A stream cut short, one
+whose checksum fails, or one with more than 1 MiB beyond its splats is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from a3d_cli.errors import InputError
+from a3d_cli.gaussians.container import SH_C0, Gaussians
+from a3d_cli.gaussians.ply import exp_scales, gaussians_from_arrays
+
+SPZ_MAGIC = 0x5053474E  # "NGSP" read as a little-endian u32
+SPZ_HEADER = struct.Struct("<IIIBBBB")  # magic, version, N, SH degree, fractional bits, flags, reserved
+SPZ_VERSIONS = (1, 2, 3)  # the gzip versions; 4 is zstd
+COLOR_SCALE = 0.15  # the colour byte's scale of the SH DC coefficient
+SH_REST_PER_DEGREE = (0, 3, 8, 15, 24)  # coefficients per channel beyond DC, degrees 0..4
+FLAG_EXTENSIONS = 0x2
+MAX_DEFLATE_RATIO = 1032  # deflate's largest expansion (a 258-byte match per ~2 bits)
+MAX_AFTER_SPLATS = 1 << 20  # inflated bytes read past the splats (extension records)
+EXT_COORDINATE_SYSTEM = 0xADBE0003  # Adobe's coordinate-system extension: u32 frame the data is stored in
+COORDINATE_SYSTEMS = (
+    "UNSPECIFIED", "LDB", "RDB", "LUB", "RUB", "LDF", "RDF", "LUF", "RUF",
+    "LFD", "RFD", "LFU", "RFU", "LBD", "RBD", "LBU", "RBU",
+)  # fmt: skip  # the extension's values 0..16; 0 (unspecified) means RUB
+
+# RUB → RDF turns the frame 180° about X: (x, y, z) → (x, −y, −z). A real SH basis function is a polynomial
+# in x, y, z; it changes sign when its combined degree in y and z is odd. In 3DGS order, degrees 1–3:
+#   1: y, z, x                                          → −, −, +
+#   2: xy, yz, 3z² − 1, xz, x² − y²                     → −, +, +, −, +
+#   3: y(3x² − y²), xyz, y(5z² − 1), z(5z² − 3), x(5z² − 1), z(x² − y²), x(x² − 3y²) → −, +, −, −, +, −, +
+SH_SIGNS_RUB_TO_RDF = np.array([-1, -1, 1] + [-1, 1, 1, -1, 1] + [-1, 1, -1, -1, 1, -1, 1], dtype=np.float32)  # [15]
+
+_CONVERT = "npx @playcanvas/splat-transform in.spz out.ply"
+_TRUNCATED = "The file was cut short or damaged (an interrupted download or copy?); get a complete copy."
+_REEXPORT = "Export the splats again from the tool that made them."
+
+
+def read_spz(path: str | os.PathLike[str]) -> Gaussians:
+    """Read a version 1–3 `.spz` file into activated `Gaussians` (float32, CPU), in a 3DGS PLY's frame.
+
+    Returns:
+        Gaussians with linear scales, opacities u / 255, colours from the DC coefficient (not clamped), unit
+        quaternions (wxyz) and `sh_rest` [N, K-1, 3] for SH degrees 1–3 (None for 0).
+
+    Raises:
+        InputError: a missing or unreadable file, not gzip or NGSP, version 4 (zstd) or an unknown version, no
+            splats or an impossible count, SH degree above 3, a stream cut short, damaged or longer than its
+            header declares, a stored frame other than RUB, or non-finite values.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"Cannot read {path} ({exc.strerror or exc}).", hint="Check that the file exists and is readable."
+        ) from exc
+    if data[:4] == b"NGSP":  # version 4 keeps its header outside the compression
+        version = struct.unpack_from("<I", data, 4)[0] if len(data) >= 8 else None
+        raise InputError(
+            f"{path} is an .spz file of version {version}, whose data is zstd-compressed; a3d reads the gzip "
+            "versions 1–3.",
+            hint=f"Convert it to a 3DGS .ply first: {_CONVERT} (Node.js).",
+        )
+    if data[:2] != b"\x1f\x8b":
+        raise InputError(
+            f"{path} is not an .spz file (it starts with neither a gzip stream nor 'NGSP').", hint=_REEXPORT
+        )
+    stream = _Inflater(path, data)
+    header = stream.read(SPZ_HEADER.size)
+    if len(header) < SPZ_HEADER.size:
+        raise InputError(f"{path} ends inside its .spz header.", hint=_TRUNCATED)
+    magic, version, n, degree, fractional_bits, flags, _ = SPZ_HEADER.unpack(header)
+    if magic != SPZ_MAGIC:
+        raise InputError(f"{path} is a gzip file but not an .spz one (no 'NGSP' header inside).", hint=_REEXPORT)
+    if version not in SPZ_VERSIONS:
+        raise InputError(
+            f"{path} is an .spz file of version {version}; a3d reads versions 1–3 (gzip).",
+            hint=f"Convert it to a 3DGS .ply first: {_CONVERT} (Node.js).",
+        )
+    if n == 0:
+        raise InputError(f"{path} holds no Gaussians (0 splats).", hint=_REEXPORT)
+    if n > 2**31 - 1:
+        raise InputError(f"{path} declares {n} splats, more than an .spz file can hold (2³¹ − 1).", hint=_TRUNCATED)
+    if degree >= len(SH_REST_PER_DEGREE):
+        raise InputError(f"{path} declares SH degree {degree}; .spz stores degrees 0–4.", hint=_REEXPORT)
+    if degree == 4:
+        raise InputError(
+            f"{path} has SH degree 4; a3d renders spherical harmonics up to degree 3.",
+            hint="Export the splats again with SH degree 3 or lower from the tool that made them.",
+        )
+    k1 = SH_REST_PER_DEGREE[degree]
+    rotation_bytes = 4 if version >= 3 else 3
+    position_bytes = 6 if version == 1 else 9
+    sizes = [n * position_bytes, n, n * 3, n * 3, n * rotation_bytes, n * k1 * 3]
+    total = sum(sizes)
+    if total > MAX_DEFLATE_RATIO * len(data):  # before anything is allocated
+        raise InputError(
+            f"{path} declares {n} splats ({total} bytes), more than its {len(data)} compressed bytes can hold.",
+            hint=_TRUNCATED,
+        )
+    body = stream.read(total)
+    if len(body) < total:
+        raise InputError(
+            f"{path} is truncated: its header declares {n} splats ({total} bytes), the data holds {len(body)}.",
+            hint=_TRUNCATED,
+        )
+    after = stream.finish()
+    if flags & FLAG_EXTENSIONS:
+        _check_extensions(path, after)
+
+    blocks = []
+    offset = 0
+    for size in sizes:
+        blocks.append(np.frombuffer(body, dtype=np.uint8, count=size, offset=offset))
+        offset += size
+    positions, alphas, colours, scales, rotations, sh = blocks
+    if version == 1:
+        means = positions.view("<f2").reshape(n, 3).astype(np.float64)
+    else:
+        b = positions.reshape(n, 3, 3).astype(np.int32)
+        fixed = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)  # [N, 3]
+        fixed = np.where(fixed >= 1 << 23, fixed - (1 << 24), fixed)  # two's complement
+        means = np.ldexp(fixed.astype(np.float64), -fractional_bits)
+    quats = _smallest_three(rotations.view("<u4")) if version >= 3 else _first_three(rotations.reshape(n, 3))
+    f_dc = (colours.reshape(n, 3).astype(np.float64) / 255.0 - 0.5) / COLOR_SCALE
+    log_scales = (scales.reshape(n, 3).astype(np.float32) / 16.0 - 10.0).astype(np.float32)
+    sh_rest = None
+    if k1:
+        values = (sh.reshape(n, k1, 3).astype(np.float32) - 128.0) / 128.0  # [N, K-1, 3]
+        sh_rest = torch.from_numpy(np.ascontiguousarray(values * SH_SIGNS_RUB_TO_RDF[:k1, None]))
+
+    # RUB → RDF: positions (x, −y, −z); the quaternion's vector part turns the same way
+    means = means * np.array([1.0, -1.0, -1.0])
+    quats = quats * np.array([1.0, 1.0, -1.0, -1.0])  # wxyz
+    return gaussians_from_arrays(
+        path,
+        means=means.astype(np.float32),
+        quats=quats.astype(np.float32),
+        scales=exp_scales(path, log_scales),
+        opacities=(alphas.astype(np.float32) / 255.0),
+        colors=(0.5 + SH_C0 * f_dc).astype(np.float32),
+        sh_rest=sh_rest,
+    )
+
+
+class _Inflater:
+    """A gzip stream inflated on demand, never more than asked for (a decompression bomb stays compressed)."""
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        self.path = path
+        self.pending = data
+        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip only, as the reference reads it
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` more inflated bytes (fewer only where the stream ends or the file does)."""
+        chunks = []
+        while size > 0 and not self.inflater.eof:
+            try:
+                chunk = self.inflater.decompress(self.pending, size)
+            except zlib.error as exc:
+                raise InputError(f"{self.path} has damaged compressed data ({exc}).", hint=_TRUNCATED) from exc
+            self.pending = self.inflater.unconsumed_tail
+            if not chunk and not self.pending:
+                break  # the input is used up: no more output can come
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def finish(self) -> bytes:
+        """What follows the splats (at most `MAX_AFTER_SPLATS` bytes), once the stream has ended whole."""
+        after = self.read(MAX_AFTER_SPLATS + 1)
+        if len(after) > MAX_AFTER_SPLATS:
+            raise InputError(
+                f"{self.path} holds more than {MAX_AFTER_SPLATS} bytes after the splats its header declares.",
+                hint=_REEXPORT,
+            )
+        if not self.inflater.eof:
+            raise InputError(f"{self.path} is truncated: its gzip stream does not end.", hint=_TRUNCATED)
+        return after
+
+
+def _check_extensions(path: Path, records: bytes) -> None:
+    """Refuse a coordinate-system extension naming a frame other than RUB; skip every other record."""
+    offset = 0
+    while offset + 8 <= len(records):
+        kind, length = struct.unpack_from("<II", records, offset)
+        offset += 8
+        if length > len(records) - offset:
+            return  # a record longer than what is left ends the list, as in the reference reader
+        if kind == EXT_COORDINATE_SYSTEM and length >= 4:
+            frame = struct.unpack_from("<I", records, offset)[0]
+            if frame < len(COORDINATE_SYSTEMS) and COORDINATE_SYSTEMS[frame] not in ("UNSPECIFIED", "RUB"):
+                raise InputError(
+                    f"{path} stores its splats in the {COORDINATE_SYSTEMS[frame]} frame (an Adobe extension); "
+                    "a3d reads .spz files stored in the standard RUB frame.",
+                    hint=f"Convert it to a 3DGS .ply first: {_CONVERT} (Node.js).",
+                )
+        offset += length
+
+
+def _first_three(stored: np.ndarray) -> np.ndarray:
+    """[N, 3] bytes (x, y, z) → [N, 4] quaternions wxyz (float64), w ≥ 0 rebuilt from the unit length."""
+    xyz = stored.astype(np.float64) / 127.5 - 1.0
+    w = np.sqrt(np.maximum(0.0, 1.0 - (xyz**2).sum(axis=-1)))
+    return np.concatenate([w[:, None], xyz], axis=-1)
+
+
+def _smallest_three(words: np.ndarray) -> np.ndarray:
+    """[N] u32 smallest-three words → [N, 4] quaternions wxyz (float64)."""
+    words = words.astype(np.uint32)
+    largest = (words >> np.uint32(30)).astype(np.int64)  # index into (x, y, z, w)
+    xyzw = np.zeros((len(words), 4), dtype=np.float64)
+    fields = [(words >> np.uint32(shift)) & np.uint32(0x3FF) for shift in (0, 10, 20)]  # last stored first
+    for k in range(4):
+        rows = largest == k
+        others = [i for i in range(4) if i != k][::-1]  # the component in bits 0–9 is the last of the three
+        for field, i in zip(fields, others, strict=True):
+            f = field[rows]
+            value = (f & np.uint32(0x1FF)).astype(np.float64) * (math.sqrt(0.5) / 511.0)
+            xyzw[rows, i] = np.where(f & np.uint32(0x200), -value, value)
+        xyzw[rows, k] = np.sqrt(np.maximum(0.0, 1.0 - (xyzw[rows] ** 2).sum(axis=-1)))
+    return xyzw[:, [3, 0, 1, 2]]
+
+
+__all__ = ["COLOR_SCALE", "SH_SIGNS_RUB_TO_RDF", "SPZ_MAGIC", "SPZ_VERSIONS", "read_spz"]
