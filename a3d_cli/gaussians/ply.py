@@ -70,6 +70,7 @@ _GAUSSIAN_MARKERS = ("f_dc_0", "opacity", "scale_0", "rot_0")
 # Compressed layouts (SuperSplat / PlayCanvas) pack properties into integers, with ranges in a `chunk` element.
 _COMPRESSED_MARKERS = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
 
+MAX_SH_COEFFS = 16  # (degree + 1)² coefficients per channel up to SH degree 3, the most gsplat evaluates
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
     "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
@@ -277,6 +278,12 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
     if n_rest % 3 or math.isqrt(k) ** 2 != k or rest != [f"f_rest_{i}" for i in range(n_rest)]:
         raise InputError(
             f"{path} has {n_rest} f_rest_* properties; a 3DGS PLY has 3·(K-1) of them (0, 9, 24 or 45), numbered from 0."
+        )
+    if k > MAX_SH_COEFFS:  # degree 4 and up: no renderer a3d uses (gsplat, its reference) evaluates them
+        raise InputError(
+            f"{path} has spherical harmonics of degree {math.isqrt(k) - 1} ({n_rest} f_rest_* properties); a3d reads "
+            "degrees 0 to 3 (up to 45).",
+            hint="Export the splats again with SH degree 3 or lower.",
         )
 
     table = _read_vertex_table(path, header)

@@ -190,3 +190,14 @@ def test_write_is_atomic_on_failure(tmp_path):
 def test_required_properties_constant_matches_writer():
     names = set(gaussians_to_table(random_gaussians(n=1)).dtype.names)
     assert set(REQUIRED_PROPERTIES) <= names
+
+
+def test_spherical_harmonics_above_degree_three_are_refused_by_name(tmp_path):
+    """Degree 4 (72 f_rest_*) read as Gaussians that no renderer a3d uses evaluates: prepare failed with exit 1."""
+    table = gaussians_to_table(random_gaussians(n=4))
+    columns = {n: table[n] for n in table.dtype.names}
+    columns.update({f"f_rest_{i}": np.zeros(4) for i in range(72)})
+    write_raw_ply(tmp_path / "sh4.ply", columns)
+    with pytest.raises(InputError, match="degree 4") as info:
+        read_ply(tmp_path / "sh4.ply")
+    assert "degree 3 or lower" in (info.value.hint or "")
