@@ -13,7 +13,10 @@ Layout (guaranteed, checked by `load_processed_mesh`):
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1);
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
 - NORMAL: smooth vertex normals, equal across UV seams (`topology.vertex_normals`). glTF viewers
-  shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted.
+  shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted;
+- every bufferView of vertex data or indices names its `target` (ARRAY_BUFFER / ELEMENT_ARRAY_BUFFER), as
+  glTF asks (trimesh leaves it out: the Khronos validator's BUFFER_VIEW_TARGET_MISSING hints), like
+  `export/animated.glb`.
 """
 
 from __future__ import annotations
@@ -62,7 +65,35 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     tm = trimesh.Trimesh(
         vertices=mesh.vertices, faces=mesh.faces, vertex_normals=normals, visual=visual, process=False, validate=False
     )
-    return trimesh.Scene(tm).export(file_type="glb", include_normals=True)
+    return _with_buffer_view_targets(trimesh.Scene(tm).export(file_type="glb", include_normals=True))
+
+
+def _with_buffer_view_targets(glb: bytes) -> bytes:
+    """`glb` with `target` set on the bufferViews that only vertex attributes (ARRAY_BUFFER) or only indices
+    (ELEMENT_ARRAY_BUFFER) read; a view read otherwise too (an image, a shared view) is left as it is."""
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.gltf_animated import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER
+    from a3d_cli.mesh.gltf_core import _pack_glb
+
+    doc, binary = parse_gltf(glb, "the GLB trimesh wrote")
+    accessors, views = doc.get("accessors", []), doc.get("bufferViews", [])
+    reads: list[tuple[int, int | None]] = []  # (accessor, the target it asks of its view)
+    for mesh in doc.get("meshes", []):
+        for prim in mesh.get("primitives", []):
+            reads += [(acc, ARRAY_BUFFER) for acc in prim.get("attributes", {}).values()]
+            if "indices" in prim:
+                reads.append((prim["indices"], ELEMENT_ARRAY_BUFFER))
+    read = {acc for acc, _ in reads}
+    reads += [(i, None) for i in range(len(accessors)) if i not in read]  # none today: pins the view as it is
+    uses: dict[int, set[int | None]] = {}
+    for acc, target in reads:
+        uses.setdefault(accessors[acc].get("bufferView", -1), set()).add(target)
+    for image in doc.get("images", []):
+        uses.setdefault(image.get("bufferView", -1), set()).add(None)
+    for index, kinds in uses.items():
+        if 0 <= index < len(views) and len(kinds) == 1 and None not in kinds:
+            views[index]["target"] = kinds.pop()
+    return _pack_glb(doc, bytes(binary or b""))
 
 
 def save_processed_mesh(path: str | os.PathLike[str], mesh: SurfaceMesh) -> None:

@@ -370,3 +370,29 @@ def test_ascii_face_indices_that_are_not_whole_numbers_are_refused(tmp_path):
     (tmp_path / "a.ply").write_text(head + body)
     with pytest.raises(InputError, match="not whole numbers"):
         triangulated_ply(tmp_path / "a.ply")
+
+
+@pytest.mark.parametrize("coloured", [False, True])
+def test_processed_glb_names_the_targets_of_its_vertex_and_index_views(tmp_path, coloured):
+    """`lift/model.glb` and `source/mesh.glb`: the Khronos validator hinted BUFFER_VIEW_TARGET_MISSING on each
+    attribute and the indices of trimesh's GLB; every view of vertex data or indices now names its target, and
+    the texture's view none."""
+    from dataclasses import replace
+
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+
+    mesh = load_mesh(write_textured_obj(tmp_path))
+    if coloured:  # COLOR_0 too
+        mesh = replace(mesh, vertex_colors=np.full((mesh.num_vertices, 4), (0.2, 0.5, 0.9, 1.0), np.float32))
+    save_processed_mesh(tmp_path / "mesh.glb", mesh)
+    doc, _ = parse_gltf((tmp_path / "mesh.glb").read_bytes(), "mesh.glb")
+    (prim,) = doc["meshes"][0]["primitives"]
+    views = doc["bufferViews"]
+    assert sorted(prim["attributes"]) == sorted(["POSITION", "NORMAL", "TEXCOORD_0"] + ["COLOR_0"] * coloured)
+    for acc in prim["attributes"].values():
+        assert views[doc["accessors"][acc]["bufferView"]]["target"] == 34962  # ARRAY_BUFFER
+    assert views[doc["accessors"][prim["indices"]]["bufferView"]]["target"] == 34963  # ELEMENT_ARRAY_BUFFER
+    assert "target" not in views[doc["images"][0]["bufferView"]]
+    back = load_processed_mesh(tmp_path / "mesh.glb", expected_vertices=mesh.num_vertices)
+    np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-6)
+    np.testing.assert_array_equal(back.faces, mesh.faces)
