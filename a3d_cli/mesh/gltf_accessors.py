@@ -95,6 +95,18 @@ class GltfDocument:
         return self._views[index]
 
 
+def pack_glb(doc: dict[str, Any], binary: bytes) -> bytes:
+    """A GLB container of `doc` and its buffer: header, the JSON chunk (padded with spaces) and, when there is
+    binary data, the BIN chunk (padded with zeros), as glTF 2.0 §4.4 lays them out."""
+    text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    chunks = struct.pack("<II", len(text), CHUNK_JSON) + text
+    if binary:
+        chunks += struct.pack("<II", len(binary), CHUNK_BIN) + binary
+    return struct.pack("<4sII", GLB_MAGIC, 2, 12 + len(chunks)) + chunks
+
+
 def parse_gltf(data: bytes, name: str) -> tuple[dict[str, Any], memoryview | None]:
     """The JSON object of a .glb or .gltf file's bytes, and the GLB's BIN chunk (None for .gltf or when
     the GLB has none; a view into `data`, not a copy).

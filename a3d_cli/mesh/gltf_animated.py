@@ -37,9 +37,7 @@ Examples:
 from __future__ import annotations
 
 import io
-import json
 import os
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,15 +47,12 @@ import numpy as np
 
 from a3d_cli import __version__
 from a3d_cli.io.atomic import atomic_write_bytes
+from a3d_cli.mesh.gltf_accessors import pack_glb
 from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
 if TYPE_CHECKING:
     from a3d_cli.mesh.surface import SurfaceMesh
 
-GLB_MAGIC = 0x46546C67  # b"glTF"
-GLB_VERSION = 2
-CHUNK_JSON = 0x4E4F534A  # b"JSON"
-CHUNK_BIN = 0x004E4942  # b"BIN\0"
 
 # glTF enums
 ARRAY_BUFFER = 34962
@@ -172,17 +167,6 @@ class _GlbBuilder:
     def binary(self) -> bytes:
         blob = b"".join(self.chunks)
         return blob + b"\x00" * ((-len(blob)) % 4)
-
-
-def _glb_bytes(gltf: dict, blob: bytes) -> bytes:
-    """Pack the JSON and BIN chunks into a GLB container (JSON padded with spaces, BIN with zeros)."""
-    js = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
-    js += b" " * ((-len(js)) % 4)
-    total = 12 + 8 + len(js) + (8 + len(blob) if blob else 0)
-    parts = [struct.pack("<III", GLB_MAGIC, GLB_VERSION, total), struct.pack("<II", len(js), CHUNK_JSON), js]
-    if blob:
-        parts += [struct.pack("<II", len(blob), CHUNK_BIN), blob]
-    return b"".join(parts)
 
 
 def _check_inputs(
@@ -320,7 +304,7 @@ def _document(
         ]
     blob = b.binary()
     gltf["buffers"] = [{"byteLength": len(blob)}]
-    return _glb_bytes(gltf, blob)
+    return pack_glb(gltf, blob)
 
 
 def animated_glb_bytes(

@@ -33,8 +33,6 @@ Examples:
 from __future__ import annotations
 
 import copy
-import json
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +41,12 @@ import numpy as np
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap, linear_mean
 from a3d_cli.mesh.gltf_accessors import (
-    CHUNK_BIN,
-    CHUNK_JSON,
     MAX_SCENE_NODES,
     MAX_SCENE_VERTICES,
     TYPE_WIDTHS,
     GltfDocument,
     accessor_count,
+    pack_glb,
     read_accessor,
     read_document,
     uri_bytes,
@@ -137,7 +134,7 @@ class _Rewriter:
         self.out["buffers"] = [{"byteLength": len(self.blob)}]
         self.out["bufferViews"] = self.views
         self.out["accessors"] = self.accessors
-        return _pack_glb(self.out, bytes(self.blob))
+        return pack_glb(self.out, bytes(self.blob))
 
     # -- sizes -------------------------------------------------------------------------------------
 
@@ -824,16 +821,3 @@ def _undecodable(images: list[Any], source: Any) -> bool:
     return image.get("mimeType") in UNDECODABLE_MIME or (not uri.startswith("data:") and uri.lower().endswith(".ktx2"))
 
 
-def _pack_glb(doc: dict[str, Any], binary: bytes) -> bytes:
-    """A GLB container: header, JSON chunk (space-padded), BIN chunk (zero-padded)."""
-    text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 4)
-    binary += b"\0" * (-len(binary) % 4)
-    total = 12 + 8 + len(text) + 8 + len(binary)
-    return (
-        struct.pack("<4sII", b"glTF", 2, total)
-        + struct.pack("<II", len(text), CHUNK_JSON)
-        + text
-        + struct.pack("<II", len(binary), CHUNK_BIN)
-        + binary
-    )

@@ -71,9 +71,8 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
 def _with_buffer_view_targets(glb: bytes) -> bytes:
     """`glb` with `target` set on the bufferViews that only vertex attributes (ARRAY_BUFFER) or only indices
     (ELEMENT_ARRAY_BUFFER) read; a view read otherwise too (an image, a shared view) is left as it is."""
-    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.gltf_accessors import pack_glb, parse_gltf
     from a3d_cli.mesh.gltf_animated import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER
-    from a3d_cli.mesh.gltf_core import _pack_glb
 
     doc, binary = parse_gltf(glb, "the GLB trimesh wrote")
     accessors, views = doc.get("accessors", []), doc.get("bufferViews", [])
@@ -93,7 +92,7 @@ def _with_buffer_view_targets(glb: bytes) -> bytes:
     for index, kinds in uses.items():
         if 0 <= index < len(views) and len(kinds) == 1 and None not in kinds:
             views[index]["target"] = kinds.pop()
-    return _pack_glb(doc, bytes(binary or b""))
+    return pack_glb(doc, bytes(binary or b""))
 
 
 def save_processed_mesh(path: str | os.PathLike[str], mesh: SurfaceMesh) -> None:
