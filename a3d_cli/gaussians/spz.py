@@ -45,8 +45,9 @@ What a3d makes of it, and why:
   converter's command, others are skipped, as the reference library skips types it does not know.
 
 Hostile files: the header is inflated first and checked (magic, version 1–3, N from 1 to 2³¹ − 1, SH degree),
-then the N splats' byte count is checked against what the file's compressed size can hold (deflate expands at
-most 1032-fold) before anything is allocated; inflating is bounded by that count (a streaming decompressor
+then the N splats' byte count is checked against what the file's compressed size can hold as .spz data
+(`MAX_INFLATION` times it: deflate could expand zeros 1032-fold, so a few kilobytes could declare gigabytes of
+splats) before anything is allocated; inflating is bounded by that count (a streaming decompressor
 with a maximum output length), plus at most 1 MiB after the splats for extensions. A stream cut short, one
 whose checksum fails, or one with more than 1 MiB beyond its splats is refused.
 """
@@ -72,7 +73,7 @@ SPZ_VERSIONS = (1, 2, 3)  # the gzip versions; 4 is zstd
 COLOR_SCALE = 0.15  # the colour byte's scale of the SH DC coefficient
 SH_REST_PER_DEGREE = (0, 3, 8, 15, 24)  # coefficients per channel beyond DC, degrees 0..4
 FLAG_EXTENSIONS = 0x2
-MAX_DEFLATE_RATIO = 1032  # deflate's largest expansion (a 258-byte match per ~2 bits)
+MAX_INFLATION = 64  # inflated bytes per compressed byte: quantized splat data inflates a few times, zeros 1032
 MAX_AFTER_SPLATS = 1 << 20  # inflated bytes read past the splats (extension records)
 EXT_COORDINATE_SYSTEM = 0xADBE0003  # Adobe's coordinate-system extension: u32 frame the data is stored in
 COORDINATE_SYSTEMS = (
@@ -112,7 +113,9 @@ def read_spz(path: str | os.PathLike[str]) -> Gaussians:
             f"Cannot read {path} ({exc.strerror or exc}).", hint="Check that the file exists and is readable."
         ) from exc
     if data[:4] == b"NGSP":  # version 4 keeps its header outside the compression
-        version = struct.unpack_from("<I", data, 4)[0] if len(data) >= 8 else None
+        if len(data) < 8:
+            raise InputError(f"{path} ends inside its .spz header.", hint=_TRUNCATED)
+        version = struct.unpack_from("<I", data, 4)[0]
         raise InputError(
             f"{path} is an .spz file of version {version}, whose data is zstd-compressed; a3d reads the gzip "
             "versions 1–3.",
@@ -150,10 +153,11 @@ def read_spz(path: str | os.PathLike[str]) -> Gaussians:
     position_bytes = 6 if version == 1 else 9
     sizes = [n * position_bytes, n, n * 3, n * 3, n * rotation_bytes, n * k1 * 3]
     total = sum(sizes)
-    if total > MAX_DEFLATE_RATIO * len(data):  # before anything is allocated
+    if total > MAX_INFLATION * len(data):  # before anything is allocated
         raise InputError(
-            f"{path} declares {n} splats ({total} bytes), more than its {len(data)} compressed bytes can hold.",
-            hint=_TRUNCATED,
+            f"{path} declares {n} splats ({total} bytes), more than its {len(data)} compressed bytes can hold "
+            f"as .spz data (which inflates at most {MAX_INFLATION} times).",
+            hint=f"The file is damaged or forged; if it is a real scan, convert it first: {_CONVERT} (Node.js).",
         )
     body = stream.read(total)
     if len(body) < total:

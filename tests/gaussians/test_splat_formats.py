@@ -456,6 +456,8 @@ def _bomb() -> bytes:
         (lambda s, z: z[:-4], "gzip stream does not end"),  # the length field of the trailer cut off
         (lambda s, z: z[:-8] + bytes(8), "damaged compressed data"),  # a wrong checksum
         (lambda s, z: _bomb(), "more than 1048576 bytes after the splats"),
+        (lambda s, z: gzip.compress(_with_header(s, n=2_000_000)[:16] + bytes(40_000_000)), "inflates at most"),
+        (lambda s, z: b"NGSP" + bytes(2), "ends inside its .spz header"),
     ],
 )
 def test_damaged_or_hostile_spz_files_are_one_clear_error(tmp_path, edit, message):
