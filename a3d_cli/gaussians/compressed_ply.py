@@ -87,24 +87,15 @@ def read_compressed_ply(path: str | os.PathLike[str], header: PlyHeader) -> Gaus
     def ranged(lo: str, hi: str, t: np.ndarray) -> np.ndarray:
         return ranges[lo][chunk_of] * (1.0 - t) + ranges[hi][chunk_of] * t  # [N]
 
-    position = np.asarray(v["packed_position"], dtype=np.uint32)
-    means = np.stack(
-        [
-            ranged("min_x", "max_x", _unorm(position, 21, 11)),
-            ranged("min_y", "max_y", _unorm(position, 11, 10)),
-            ranged("min_z", "max_z", _unorm(position, 0, 11)),
-        ],
-        axis=-1,
-    ).astype(np.float32)  # [N, 3]
-    scale = np.asarray(v["packed_scale"], dtype=np.uint32)
-    log_scales = np.stack(
-        [
-            ranged("min_scale_x", "max_scale_x", _unorm(scale, 21, 11)),
-            ranged("min_scale_y", "max_scale_y", _unorm(scale, 11, 10)),
-            ranged("min_scale_z", "max_scale_z", _unorm(scale, 0, 11)),
-        ],
-        axis=-1,
-    ).astype(np.float32)  # [N, 3]
+    def vector(packed: str, prefix: str) -> np.ndarray:
+        """[N, 3] float32 of an 11-10-11-bit x, y, z word, each mapped into its chunk's [min, max]."""
+        words = np.asarray(v[packed], dtype=np.uint32)
+        fields = zip("xyz", ((21, 11), (11, 10), (0, 11)), strict=True)
+        xyz = [ranged(f"min_{prefix}{a}", f"max_{prefix}{a}", _unorm(words, *field)) for a, field in fields]
+        return np.stack(xyz, axis=-1).astype(np.float32)
+
+    means = vector("packed_position", "")  # [N, 3]
+    log_scales = vector("packed_scale", "scale_")  # [N, 3]
     color = np.asarray(v["packed_color"], dtype=np.uint32)
     rgb = [_unorm(color, shift, 8) for shift in (24, 16, 8)]
     if "min_r" in ranges:
