@@ -43,7 +43,7 @@ import torch
 
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import Gaussians
-from a3d_cli.gaussians.ply import PlyElement, PlyHeader, exp_scales, gaussians_from_arrays
+from a3d_cli.gaussians.ply import PlyElement, PlyHeader, exp_scales, gaussians_from_arrays, read_binary_elements
 
 CHUNK_SPLATS = 256  # splats per chunk
 PACKED_PROPERTIES = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
@@ -76,7 +76,7 @@ def read_compressed_ply(path: str | os.PathLike[str], header: PlyHeader) -> Gaus
     path = Path(path)
     vertex, chunk, sh = _check_header(path, header)
     n = vertex.count
-    tables = _read_elements(path, header)
+    tables = read_binary_elements(path, header, _ELEMENTS)
     v, c = tables["vertex"], tables["chunk"]
 
     ranges = {name: np.asarray(c[name], dtype=np.float64) for name in c.dtype.names}  # each [C]
@@ -209,45 +209,6 @@ def _check_header(path: Path, header: PlyHeader) -> tuple[PlyElement, PlyElement
                 f"{path} declares {sh.count} 'sh' rows for {n} splats; there is one per splat.", hint=_REEXPORT
             )
     return vertex, chunk, sh
-
-
-def _read_elements(path: Path, header: PlyHeader) -> dict[str, np.ndarray]:
-    """The chunk, vertex and sh elements of a binary PLY as structured arrays (only those present).
-
-    Every element before the last one needed must have a fixed size (no list properties), and the file must
-    hold all the bytes the header declares for them; both are checked before anything is read.
-    """
-    endian = ">" if header.format == "binary_big_endian" else "<"
-    wanted = {name for name in _ELEMENTS if header.element(name) is not None}
-    spans: dict[str, tuple[int, np.dtype]] = {}
-    offset = header.data_offset
-    for element in header.elements:
-        if not wanted - spans.keys():
-            break
-        if any(t is None for _, t in element.properties):
-            raise InputError(
-                f"{path} has a variable-sized element '{element.name}' where a compressed splat PLY has none.",
-                hint=_REEXPORT,
-            )
-        dtype = np.dtype([(name, endian + t) for name, t in element.properties])  # type: ignore[operator]
-        if element.name in wanted and dtype.itemsize:  # an element without properties holds no bytes
-            spans[element.name] = (offset, dtype)
-        elif element.name in wanted:
-            wanted.discard(element.name)
-        offset += element.count * dtype.itemsize  # Python integers: a huge count cannot wrap
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if offset > size:  # before allocating anything
-            raise InputError(
-                f"{path} is truncated: its header declares {offset} bytes of header and data, the file has {size}.",
-                hint=_TRUNCATED,
-            )
-        tables = {}
-        for name, (start, dtype) in spans.items():
-            count = header.element(name).count  # type: ignore[union-attr]
-            f.seek(start)
-            tables[name] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype, count=count)
-    return tables
 
 
 __all__ = [

@@ -193,45 +193,73 @@ def _read_vertex_table(path: Path, header: PlyHeader) -> np.ndarray:
     assert vertex is not None
     if any(t is None for _, t in vertex.properties):
         raise InputError(f"{path} has list properties in its vertex element, which 3DGS files never have.")
-    endian = ">" if header.format == "binary_big_endian" else "<"
-    dtype = np.dtype([(name, endian + t) for name, t in vertex.properties])  # type: ignore[operator]
+    if header.format != "ascii":
+        return read_binary_elements(path, header, ("vertex",))["vertex"]
+    dtype = np.dtype([(name, "<" + t) for name, t in vertex.properties])  # type: ignore[operator]
     with open(path, "rb") as f:
         f.seek(header.data_offset)
-        if header.format == "ascii":
-            skip_lines = 0
-            for e in header.elements:
-                if e.name == "vertex":
-                    break
-                skip_lines += e.count
-            text = f.read().decode("ascii", errors="replace").splitlines()
-            rows = text[skip_lines : skip_lines + vertex.count]
-            if len(rows) < vertex.count:
-                raise InputError(
-                    f"{path} is truncated: {vertex.count} vertices declared, {len(rows)} found.", hint=_TRUNCATED
-                )
-            try:
-                values = np.array([r.split()[: len(dtype.names)] for r in rows], dtype=np.float64)
-            except ValueError as exc:
-                raise InputError(f"{path} has a malformed ASCII vertex row ({exc}).", hint=_REEXPORT) from exc
-            table = np.empty(vertex.count, dtype=dtype)
-            for i, name in enumerate(dtype.names):
-                table[name] = values[:, i]
-            return table
-        offset = 0
-        for e in header.elements:
-            if e.name == "vertex":
-                break
-            if any(t is None for _, t in e.properties):
-                raise InputError(
-                    f"{path} has a variable-sized element '{e.name}' before its vertices, which a3d cannot skip."
-                )
-            offset += e.count * np.dtype([(n, endian + t) for n, t in e.properties]).itemsize  # type: ignore[operator]
-        needed = vertex.count * dtype.itemsize
-        if header.data_offset + offset + needed > os.fstat(f.fileno()).st_size:  # before allocating anything
-            raise InputError(f"{path} is truncated: {vertex.count} vertices declared, the data ends early.", hint=_TRUNCATED)
-        f.seek(header.data_offset + offset)
-        data = f.read(needed)
-    return np.frombuffer(data, dtype=dtype, count=vertex.count)
+        text = f.read().decode("ascii", errors="replace").splitlines()
+    skip_lines = 0
+    for e in header.elements:
+        if e.name == "vertex":
+            break
+        skip_lines += e.count
+    rows = text[skip_lines : skip_lines + vertex.count]
+    if len(rows) < vertex.count:
+        raise InputError(
+            f"{path} is truncated: {vertex.count} vertices declared, {len(rows)} found.", hint=_TRUNCATED
+        )
+    try:
+        values = np.array([r.split()[: len(dtype.names)] for r in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise InputError(f"{path} has a malformed ASCII vertex row ({exc}).", hint=_REEXPORT) from exc
+    table = np.empty(vertex.count, dtype=dtype)
+    for i, name in enumerate(dtype.names):
+        table[name] = values[:, i]
+    return table
+
+
+def read_binary_elements(path: Path, header: PlyHeader, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The fixed-size elements `names` of a binary PLY as structured arrays (those present; one without
+    properties holds no bytes and is left out).
+
+    Every element up to the last one wanted must have a fixed size (no list properties), and the file must hold
+    all the bytes the header declares for them; both are checked before anything is read.
+
+    Raises:
+        InputError: a variable-sized element before a wanted one, or a file shorter than its header declares.
+    """
+    endian = ">" if header.format == "binary_big_endian" else "<"
+    wanted = {name for name in names if header.element(name) is not None}
+    spans: dict[str, tuple[int, int, np.dtype]] = {}
+    offset = header.data_offset
+    for element in header.elements:
+        if not wanted - spans.keys():
+            break
+        if any(t is None for _, t in element.properties):
+            raise InputError(
+                f"{path} has a variable-sized element '{element.name}' before the elements a3d reads, which it "
+                "cannot skip.",
+                hint=_REEXPORT,
+            )
+        dtype = np.dtype([(name, endian + t) for name, t in element.properties])  # type: ignore[operator]
+        if element.name in wanted and dtype.itemsize:
+            spans[element.name] = (offset, element.count, dtype)
+        elif element.name in wanted:
+            wanted.discard(element.name)
+        offset += element.count * dtype.itemsize  # Python integers: a huge count cannot wrap
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if offset > size:  # before allocating anything
+            raise InputError(
+                f"{path} is truncated: its header declares {offset} bytes of header and data, the file has {size}.",
+                hint=_TRUNCATED,
+            )
+        tables = {}
+        for name, (start, count, dtype) in spans.items():
+            f.seek(start)
+            tables[name] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype, count=count)
+    return tables
 
 
 def read_ply(path: str | os.PathLike[str]) -> Gaussians:
@@ -443,6 +471,7 @@ __all__ = [
     "gaussians_from_arrays",
     "gaussians_to_table",
     "is_gaussian_ply",
+    "read_binary_elements",
     "read_ply",
     "read_ply_header",
     "write_ply",
