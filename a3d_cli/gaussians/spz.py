@@ -86,8 +86,8 @@ from a3d_cli.gaussians.ply import exp_scales, gaussians_from_arrays
 
 SPZ_MAGIC = 0x5053474E  # "NGSP" read as a little-endian u32
 SPZ_HEADER = struct.Struct("<IIIBBBB")  # gzip versions: magic, version, N, SH degree, fractional bits, flags, reserved
-NGSP_HEADER = struct.Struct("<IIIBBBBI12x")  # version 4: the same seven fields but the last is the stream count,
-# then the table of contents' byte offset and 12 reserved bytes
+# version 4: magic, version, N, SH degree, fractional bits, flags, stream count, table offset, 12 reserved bytes
+NGSP_HEADER = struct.Struct("<IIIBBBBI12x")
 TOC_ENTRY = struct.Struct("<QQ")  # version 4, per stream: compressed size, inflated size
 SPZ_VERSIONS = (1, 2, 3, 4)
 GZIP_VERSIONS = (1, 2, 3)  # one gzip stream; 4 is the plain header with one zstd stream per attribute
@@ -251,8 +251,8 @@ def _zstd_blocks(path: Path, data: bytes) -> tuple[SpzHeader, list[bytes]]:
     toc_end = toc + TOC_ENTRY.size * streams
     if toc < NGSP_HEADER.size or toc_end > len(data):
         raise InputError(
-            f"{path} places its table of contents at bytes {toc}–{toc_end}, outside its {len(data)} bytes after "
-            f"the {NGSP_HEADER.size}-byte header.",
+            f"{path} places its table of contents at bytes {toc}–{toc_end}, not between its {NGSP_HEADER.size}-byte "
+            f"header and the end of the file ({len(data)} bytes).",
             hint=_TRUNCATED,
         )
     entries = [TOC_ENTRY.unpack_from(data, toc + TOC_ENTRY.size * k) for k in range(streams)]
@@ -299,7 +299,8 @@ def _unzstd(path: Path, zstd: ModuleType, stream: memoryview, size: int, what: s
     Raises:
         InputError: a stream that does not decode, ends inside a frame, or gives more or fewer bytes.
     """
-    pieces, got, pending = [], 0, bytes(stream)
+    pieces, got = [], 0
+    pending: bytes | memoryview = stream
     while pending:  # frames back to back, as the reference decoder reads them
         inflater = zstd.ZstdDecompressor()
         try:
@@ -435,4 +436,4 @@ def _smallest_three(words: np.ndarray) -> np.ndarray:
     return xyzw[:, [3, 0, 1, 2]]
 
 
-__all__ = ["COLOR_SCALE", "SH_SIGNS_RUB_TO_RDF", "SPZ_MAGIC", "SPZ_VERSIONS", "SpzHeader", "read_spz"]
+__all__ = ["COLOR_SCALE", "SH_SIGNS_RUB_TO_RDF", "SPZ_MAGIC", "SPZ_VERSIONS", "read_spz"]
