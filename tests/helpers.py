@@ -1120,31 +1120,19 @@ def _sh_basis_odd_in_yz() -> np.ndarray:
     return np.sign(np.array(basis(p[0], -p[1], -p[2])) / np.array(basis(*p)))
 
 
-def spz_stream(
-    g: Gaussians,
-    version: int = 3,
-    *,
-    fractional_bits: int = 12,
-    flags: int = 0,
-    extensions: bytes = b"",
-    sh_bits: int = 8,
-) -> bytes:
-    """`g` (in a 3DGS PLY's frame) as the inflated content of a Niantic `.spz` file of `version` 1–3, encoded
-    from the format's description (`docs/prepare.md`); `spz_bytes` gzips it.
+def spz_blocks(g: Gaussians, version: int = 3, *, fractional_bits: int = 12, sh_bits: int = 8) -> list[bytes]:
+    """`g` (in a 3DGS PLY's frame) as the six attribute blocks of a Niantic `.spz` file of `version` 1–4
+    (positions, alphas, colours, scales, rotations, SH; SH empty for degree 0), encoded from the format's
+    description (`docs/prepare.md`); `spz_stream` and `spz_zstd_bytes` pack them.
 
     The splats are turned into the format's right-up-back frame ((x, y, z) → (x, −y, −z), the quaternion's
     y, z and each SH coefficient whose basis is odd in y and z negated); positions become round(v · 2^bits) as
     24-bit integers (version 1: float16), opacities round(a · 255), colours round(f_dc · 0.15 · 255 + 127.5),
     log-scales round((log s + 10) · 16), SH round(v · 128) + 128 (rounded to `sh_bits` bits as the reference
-    writer does), all clamped to bytes. Rotations (x, y, z, w), normalised: version 3 as "smallest three"
+    writer does), all clamped to bytes. Rotations (x, y, z, w), normalised: versions 3–4 as "smallest three"
     (largest index in bits 30–31, made positive; each other, in order, sign bit 9 and round(|c| / √½ · 511));
     versions 1–2 with w made positive and x, y, z as round(c · 127.5 + 127.5).
     """
-    import struct
-
-    n = len(g)
-    k1 = 0 if g.sh_rest is None else g.sh_rest.shape[1]
-    degree = {0: 0, 3: 1, 8: 2, 15: 3}[k1]
     means = g.means.double().numpy() * np.array([1.0, -1.0, -1.0])
     wxyz = g.quats.double().numpy()
     xyzw = np.stack([wxyz[:, 1], -wxyz[:, 2], -wxyz[:, 3], wxyz[:, 0]], axis=-1)
@@ -1177,18 +1165,90 @@ def spz_stream(
         xyzw = np.where(xyzw[:, 3:] < 0, -xyzw, xyzw)
         rotations = byte(xyzw[:, :3] * 127.5 + 127.5).tobytes()
     sh = b""
-    if k1:
+    if g.sh_rest is not None:
+        k1 = g.sh_rest.shape[1]
         rub = g.sh_rest.double().numpy() * _sh_basis_odd_in_yz()[:k1, None]  # [N, K-1, 3]
         q = np.round(rub * 128) + 128
         bucket = 2 ** (8 - sh_bits)
         q = (q + bucket // 2) // bucket * bucket
         sh = np.clip(q, 0, 255).astype(np.uint8).tobytes()
-    header = struct.pack("<IIIBBBB", 0x5053474E, version, n, degree, fractional_bits, flags, 0)
-    return header + positions + alphas.tobytes() + colours.tobytes() + scales.tobytes() + rotations + sh + extensions
+    return [positions, alphas.tobytes(), colours.tobytes(), scales.tobytes(), rotations, sh]
+
+
+def _spz_degree(g: Gaussians) -> int:
+    return {0: 0, 3: 1, 8: 2, 15: 3}[0 if g.sh_rest is None else g.sh_rest.shape[1]]
+
+
+def spz_stream(
+    g: Gaussians,
+    version: int = 3,
+    *,
+    fractional_bits: int = 12,
+    flags: int = 0,
+    extensions: bytes = b"",
+    sh_bits: int = 8,
+) -> bytes:
+    """`g` as the inflated content of a gzip `.spz` file (versions 1–3): the 16-byte header, the blocks of
+    `spz_blocks`, then `extensions`; `spz_bytes` gzips it."""
+    import struct
+
+    header = struct.pack("<IIIBBBB", 0x5053474E, version, len(g), _spz_degree(g), fractional_bits, flags, 0)
+    blocks = spz_blocks(g, version, fractional_bits=fractional_bits, sh_bits=sh_bits)
+    return header + b"".join(blocks) + extensions
+
+
+def zstd_module() -> Any:
+    """The zstd module: the standard library's (Python 3.14+) or its backport."""
+    import importlib
+
+    try:
+        return importlib.import_module("compression.zstd")
+    except ImportError:
+        return importlib.import_module("backports.zstd")
+
+
+def ngsp_bytes(
+    n: int,
+    degree: int,
+    streams: list[tuple[bytes, int]],
+    *,
+    version: int = 4,
+    fractional_bits: int = 12,
+    flags: int = 0,
+    extensions: bytes = b"",
+) -> bytes:
+    """A version 4 `.spz` container, as the format's description lays it out (`docs/prepare.md`): the 32-byte
+    header (magic, version, N, SH degree, fractional bits, flags, stream count, table offset, 12 zero bytes),
+    `extensions` from byte 32, the table of contents (per stream: compressed size u64, `streams`' inflated
+    size u64), then the compressed `streams` back to back."""
+    import struct
+
+    toc = 32 + len(extensions)
+    header = struct.pack("<IIIBBBBI12x", 0x5053474E, version, n, degree, fractional_bits, flags, len(streams), toc)
+    table = b"".join(struct.pack("<QQ", len(data), size) for data, size in streams)
+    return header + extensions + table + b"".join(data for data, _ in streams)
+
+
+def spz_zstd_bytes(
+    g: Gaussians,
+    *,
+    fractional_bits: int = 12,
+    flags: int = 0,
+    extensions: bytes = b"",
+    sh_bits: int = 8,
+) -> bytes:
+    """`g` as a version 4 `.spz` file: each non-empty block of `spz_blocks` compressed as one zstd frame."""
+    zstd = zstd_module()
+    blocks = [b for b in spz_blocks(g, 4, fractional_bits=fractional_bits, sh_bits=sh_bits) if b]
+    streams = [(zstd.compress(b), len(b)) for b in blocks]
+    options = {"fractional_bits": fractional_bits, "flags": flags, "extensions": extensions}
+    return ngsp_bytes(len(g), _spz_degree(g), streams, **options)
 
 
 def spz_bytes(g: Gaussians, version: int = 3, **options: Any) -> bytes:
-    """`g` as a gzip `.spz` file (`spz_stream`)."""
+    """`g` as an `.spz` file of `version`: gzip (`spz_stream`) for 1–3, zstd streams (`spz_zstd_bytes`) for 4."""
     import gzip
 
+    if version == 4:
+        return spz_zstd_bytes(g, **options)
     return gzip.compress(spz_stream(g, version, **options))

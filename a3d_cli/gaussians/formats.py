@@ -5,8 +5,7 @@ format a3d leaves to a converter (the converter and the command) belongs next to
 
 Read: 3DGS `.ply` (the Inria layout, `a3d_cli.gaussians.ply`; SuperSplat's compressed PLY,
 `a3d_cli.gaussians.compressed_ply`, recognised by its header), `.splat` (`a3d_cli.gaussians.splat_file`) and
-Niantic's `.spz` of versions 1–3 (gzip; `a3d_cli.gaussians.spz`, which refuses version 4, zstd-compressed,
-with the converter's command).
+Niantic's `.spz` of versions 1–3 (gzip) and 4 (zstd streams; `a3d_cli.gaussians.spz`).
 Not read: `.ksplat` (mkkellogg's GaussianSplats3D) and `.sog` (PlayCanvas): PlayCanvas' `splat-transform`
 converts each to a 3DGS PLY.
 """

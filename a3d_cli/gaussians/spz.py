@@ -1,29 +1,38 @@
-"""Niantic's `.spz` (versions 1–3, the gzip ones) → `Gaussians`.
+"""Niantic's `.spz` (versions 1–4) → `Gaussians`.
 
 Why a3d reads it: it is how Scaniverse and many web viewers share splats, often the only copy a user has.
-Versions 1–3 are one gzip stream, which Python's standard library inflates; version 4 compresses each
-attribute with zstd, which a3d does not depend on, so it is refused with the command that converts it.
 
-The format, as Niantic's reference library (github.com/nianticlabs/spz) reads it. The file is a gzip stream
-(it starts 1f 8b) that inflates to a 16-byte little-endian header and then, for N splats, one block per
-attribute in this order (a version 4 file instead starts with the bytes "NGSP" themselves):
+The format, as Niantic's reference library (github.com/nianticlabs/spz) reads and writes it. Every version
+holds the same header fields and the same six attribute blocks; they differ in how the blocks are packed and
+compressed.
 
     header      magic 0x5053474E ("NGSP")  u32;  version u32;  N u32;  SH degree u8;  fractional bits u8;
-                flags u8 (0x1: trained antialiased, 0x2: extension records follow the data);  reserved u8
+                flags u8 (0x1: trained antialiased, 0x2: extension records present)
     positions   N × 3 × 3 bytes: x, y, z as 24-bit two's-complement integers / 2^fractional bits
                 (version 1: N × 3 float16 instead)
     alphas      N bytes: the opacity after the sigmoid, u / 255
     colours     N × 3 bytes: the SH DC coefficient (u / 255 − 0.5) / 0.15 (its own scale, not SH_C0, so
                 colours a little outside [0, 1] fit)
     scales      N × 3 bytes: log-scales u / 16 − 10
-    rotations   version 3: N × 4 bytes, a little-endian u32 "smallest three" of the quaternion (x, y, z, w):
+    rotations   versions 3–4: N × 4 bytes, a little-endian u32 "smallest three" of the quaternion (x, y, z, w):
                 bits 30–31 index the largest |component|, rebuilt as √(1 − a² − b² − c²); the other three, in
                 order, take 10 bits each (the last in bits 0–9): a sign bit 9, then a 9-bit magnitude
                 m · √½ / 511. Versions 1–2: N × 3 bytes, x, y, z as u / 127.5 − 1, and w = √(1 − x² − y² − z²)
     SH          N × (K − 1) × 3 bytes for degree d (K − 1 = 0, 3, 8, 15, 24 for d = 0..4), the coefficient
                 the outer axis and the colour channel the inner one (a3d's own [K − 1, 3] order); each is
                 (u − 128) / 128. (Writers round to fewer bits per band; the reader does not need to know.)
-    extensions  when flag 0x2 is set: records of [u32 type][u32 byte length][payload]
+    extensions  records of [u32 type][u32 byte length][payload], when flag 0x2 is set
+
+Versions 1–3 are one gzip stream (the file starts 1f 8b) that inflates to a 16-byte header (the fields
+above and a reserved byte), the six blocks in that order, then the extension records.
+
+Version 4 starts with "NGSP" itself: a plain 32-byte header (the fields above, then the number of
+compressed streams u8, the byte offset of the table of contents u32 and 12 reserved bytes), the extension
+records from byte 32 up to that offset, the table (per stream: compressed size u64, inflated size u64), and
+the streams back to back up to the end of the file, each the zstd compression of one block in the order
+above. An empty block (SH of degree 0) has no stream, so a file holds 5 or 6; each stream's inflated size
+must be its block's size and the streams must end exactly where the file does, as the reference reader
+requires.
 
 What a3d makes of it, and why:
 
@@ -43,22 +52,30 @@ What a3d makes of it, and why:
 - extensions: the only one that changes the data is Adobe's coordinate-system record (type 0xADBE0003, a u32
   naming the frame the data is stored in); a file stored in a frame other than RUB is refused with the
   converter's command, others are skipped, as the reference library skips types it does not know.
+- zstd comes from the standard library's `compression.zstd` (Python 3.14+) or its backport `backports.zstd`
+  (the same module for 3.10–3.13, a dependency of a3d there), imported only when a version 4 file is read.
 
-Hostile files: the header is inflated first and checked (magic, version 1–3, N from 1 to 2³¹ − 1, SH degree),
-then the N splats' byte count is checked against what the file's compressed size can hold as .spz data
-(`MAX_INFLATION` times it: deflate could expand zeros 1032-fold, so a few kilobytes could declare gigabytes of
-splats) before anything is allocated; inflating is bounded by that count (a streaming decompressor
-with a maximum output length), plus at most 1 MiB after the splats for extensions. A stream cut short, one
-whose checksum fails, or one with more than 1 MiB beyond its splats is refused.
+Hostile files: the header is checked first (magic, version, N from 1 to 2³¹ − 1, SH degree), then the N
+splats' byte count is checked against what the file's compressed size can hold as .spz data
+(`MAX_INFLATION` times it: deflate could expand zeros 1032-fold and zstd tens of thousands-fold, so a few
+kilobytes could declare gigabytes of splats) before anything is allocated. Inflating is bounded by that count:
+a gzip stream is inflated by a streaming decompressor with a maximum output length, plus at most 1 MiB after
+the splats for extensions, and refused when cut short, when its checksum fails, or when more than that
+follows; a version 4 file's table must agree with its header before any stream is inflated, each stream is
+inflated to at most its block's size plus one byte (a stream that would give more is refused without
+inflating the rest), and a stream that gives less, or does not decode, is refused.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -68,8 +85,13 @@ from a3d_cli.gaussians.container import SH_C0, Gaussians
 from a3d_cli.gaussians.ply import exp_scales, gaussians_from_arrays
 
 SPZ_MAGIC = 0x5053474E  # "NGSP" read as a little-endian u32
-SPZ_HEADER = struct.Struct("<IIIBBBB")  # magic, version, N, SH degree, fractional bits, flags, reserved
-SPZ_VERSIONS = (1, 2, 3)  # the gzip versions; 4 is zstd
+SPZ_HEADER = struct.Struct("<IIIBBBB")  # gzip versions: magic, version, N, SH degree, fractional bits, flags, reserved
+# version 4: magic, version, N, SH degree, fractional bits, flags, stream count, table offset, 12 reserved bytes
+NGSP_HEADER = struct.Struct("<IIIBBBBI12x")
+TOC_ENTRY = struct.Struct("<QQ")  # version 4, per stream: compressed size, inflated size
+SPZ_VERSIONS = (1, 2, 3, 4)
+GZIP_VERSIONS = (1, 2, 3)  # one gzip stream; 4 is the plain header with one zstd stream per attribute
+ZSTD_VERSION = 4
 COLOR_SCALE = 0.15  # the colour byte's scale of the SH DC coefficient
 SH_REST_PER_DEGREE = (0, 3, 8, 15, 24)  # coefficients per channel beyond DC, degrees 0..4
 FLAG_EXTENSIONS = 0x2
@@ -80,6 +102,8 @@ COORDINATE_SYSTEMS = (
     "UNSPECIFIED", "LDB", "RDB", "LUB", "RUB", "LDF", "RDF", "LUF", "RUF",
     "LFD", "RFD", "LFU", "RFU", "LBD", "RBD", "LBU", "RBU",
 )  # fmt: skip  # the extension's values 0..16; 0 (unspecified) means RUB
+ATTRIBUTES = ("positions", "alphas", "colours", "scales", "rotations", "SH")  # the blocks, in file order
+ZSTD_MODULES = ("compression.zstd", "backports.zstd")  # the standard library's (3.14+), its backport (3.10–3.13)
 
 # RUB → RDF turns the frame 180° about X: (x, y, z) → (x, −y, −z). A real SH basis function is a polynomial
 # in x, y, z; it changes sign when its combined degree in y and z is odd. In 3DGS order, degrees 1–3:
@@ -93,17 +117,37 @@ _TRUNCATED = "The file was cut short or damaged (an interrupted download or copy
 _REEXPORT = "Export the splats again from the tool that made them."
 
 
+@dataclass(frozen=True)
+class SpzHeader:
+    """The fields every version's header holds (version 4's stream count and table offset stay with its reader)."""
+
+    version: int
+    n: int  # splats
+    degree: int  # SH degree, 0..3 once checked
+    fractional_bits: int
+    flags: int
+
+    def block_sizes(self) -> list[int]:
+        """Bytes of each attribute block (`ATTRIBUTES` order) for N splats of this version and SH degree."""
+        position_bytes = 6 if self.version == 1 else 9
+        rotation_bytes = 4 if self.version >= 3 else 3
+        k1 = SH_REST_PER_DEGREE[self.degree]
+        n = self.n
+        return [n * position_bytes, n, n * 3, n * 3, n * rotation_bytes, n * k1 * 3]
+
+
 def read_spz(path: str | os.PathLike[str]) -> Gaussians:
-    """Read a version 1–3 `.spz` file into activated `Gaussians` (float32, CPU), in a 3DGS PLY's frame.
+    """Read a version 1–4 `.spz` file into activated `Gaussians` (float32, CPU), in a 3DGS PLY's frame.
 
     Returns:
         Gaussians with linear scales, opacities u / 255, colours from the DC coefficient (not clamped), unit
         quaternions (wxyz) and `sh_rest` [N, K-1, 3] for SH degrees 1–3 (None for 0).
 
     Raises:
-        InputError: a missing or unreadable file, not gzip or NGSP, version 4 (zstd) or an unknown version, no
-            splats or an impossible count, SH degree above 3, a stream cut short, damaged or longer than its
-            header declares, a stored frame other than RUB, or non-finite values.
+        InputError: a missing or unreadable file, neither gzip nor NGSP, an unknown version, no splats or an
+            impossible count, SH degree above 3, data cut short, damaged, longer than its header declares or
+            (version 4) disagreeing with its table of contents, a stored frame other than RUB, non-finite
+            values, or (version 4) no zstd decoder installed.
     """
     path = Path(path)
     try:
@@ -113,52 +157,65 @@ def read_spz(path: str | os.PathLike[str]) -> Gaussians:
             f"Cannot read {path} ({exc.strerror or exc}).", hint="Check that the file exists and is readable."
         ) from exc
     if data[:4] == b"NGSP":  # version 4 keeps its header outside the compression
-        if len(data) < 8:
-            raise InputError(f"{path} ends inside its .spz header.", hint=_TRUNCATED)
-        version = struct.unpack_from("<I", data, 4)[0]
-        raise InputError(
-            f"{path} is an .spz file of version {version}, whose data is zstd-compressed; a3d reads the gzip "
-            "versions 1–3.",
-            hint=f"Convert it to a 3DGS .ply first: {_CONVERT} (Node.js).",
-        )
-    if data[:2] != b"\x1f\x8b":
+        header, blocks = _zstd_blocks(path, data)
+    elif data[:2] == b"\x1f\x8b":
+        header, blocks = _gzip_blocks(path, data)
+    else:
         raise InputError(
             f"{path} is not an .spz file (it starts with neither a gzip stream nor 'NGSP').", hint=_REEXPORT
         )
-    stream = _Inflater(path, data)
-    header = stream.read(SPZ_HEADER.size)
-    if len(header) < SPZ_HEADER.size:
-        raise InputError(f"{path} ends inside its .spz header.", hint=_TRUNCATED)
-    magic, version, n, degree, fractional_bits, flags, _ = SPZ_HEADER.unpack(header)
-    if magic != SPZ_MAGIC:
-        raise InputError(f"{path} is a gzip file but not an .spz one (no 'NGSP' header inside).", hint=_REEXPORT)
-    if version not in SPZ_VERSIONS:
+    return _decode(path, header, blocks)
+
+
+def _check_header(path: Path, header: SpzHeader, versions: tuple[int, ...], layout: str) -> None:
+    """Refuse a version outside `versions` (those of the container the file uses), no splats or too many,
+    and SH degrees a3d does not render."""
+    if header.version not in versions:
         raise InputError(
-            f"{path} is an .spz file of version {version}; a3d reads versions 1–3 (gzip).",
+            f"{path} is an .spz file of version {header.version} in the {layout} layout; a3d reads versions "
+            "1–3 (gzip) and 4 (zstd).",
             hint=f"Convert it to a 3DGS .ply first: {_CONVERT} (Node.js).",
         )
-    if n == 0:
+    if header.n == 0:
         raise InputError(f"{path} holds no Gaussians (0 splats).", hint=_REEXPORT)
-    if n > 2**31 - 1:
-        raise InputError(f"{path} declares {n} splats, more than an .spz file can hold (2³¹ − 1).", hint=_TRUNCATED)
-    if degree >= len(SH_REST_PER_DEGREE):
-        raise InputError(f"{path} declares SH degree {degree}; .spz stores degrees 0–4.", hint=_REEXPORT)
-    if degree == 4:
+    if header.n > 2**31 - 1:
+        raise InputError(
+            f"{path} declares {header.n} splats, more than an .spz file can hold (2³¹ − 1).", hint=_TRUNCATED
+        )
+    if header.degree >= len(SH_REST_PER_DEGREE):
+        raise InputError(f"{path} declares SH degree {header.degree}; .spz stores degrees 0–4.", hint=_REEXPORT)
+    if header.degree == 4:
         raise InputError(
             f"{path} has SH degree 4; a3d renders spherical harmonics up to degree 3.",
             hint="Export the splats again with SH degree 3 or lower from the tool that made them.",
         )
-    k1 = SH_REST_PER_DEGREE[degree]
-    rotation_bytes = 4 if version >= 3 else 3
-    position_bytes = 6 if version == 1 else 9
-    sizes = [n * position_bytes, n, n * 3, n * 3, n * rotation_bytes, n * k1 * 3]
-    total = sum(sizes)
-    if total > MAX_INFLATION * len(data):  # before anything is allocated
+
+
+def _check_inflation(path: Path, header: SpzHeader, file_size: int) -> int:
+    """The N splats' byte count, refused before anything is allocated when the file is too small to hold
+    it as .spz data (`MAX_INFLATION`)."""
+    total = sum(header.block_sizes())
+    if total > MAX_INFLATION * file_size:
         raise InputError(
-            f"{path} declares {n} splats ({total} bytes), more than its {len(data)} compressed bytes can hold "
-            f"as .spz data (which inflates at most {MAX_INFLATION} times).",
+            f"{path} declares {header.n} splats ({total} bytes), more than its {file_size} compressed bytes can "
+            f"hold as .spz data (which inflates at most {MAX_INFLATION} times).",
             hint=f"The file is damaged or forged; if it is a real scan, convert it first: {_CONVERT} (Node.js).",
         )
+    return total
+
+
+def _gzip_blocks(path: Path, data: bytes) -> tuple[SpzHeader, list[memoryview]]:
+    """Versions 1–3: the header and the six attribute blocks of the one gzip stream, extensions checked."""
+    stream = _Inflater(path, data)
+    raw = stream.read(SPZ_HEADER.size)
+    if len(raw) < SPZ_HEADER.size:
+        raise InputError(f"{path} ends inside its .spz header.", hint=_TRUNCATED)
+    magic, version, n, degree, fractional_bits, flags, _ = SPZ_HEADER.unpack(raw)
+    if magic != SPZ_MAGIC:
+        raise InputError(f"{path} is a gzip file but not an .spz one (no 'NGSP' header inside).", hint=_REEXPORT)
+    header = SpzHeader(version, n, degree, fractional_bits, flags)
+    _check_header(path, header, GZIP_VERSIONS, "gzip")
+    total = _check_inflation(path, header, len(data))
     body = stream.read(total)
     if len(body) < total:
         raise InputError(
@@ -168,21 +225,117 @@ def read_spz(path: str | os.PathLike[str]) -> Gaussians:
     after = stream.finish()
     if flags & FLAG_EXTENSIONS:
         _check_extensions(path, after)
-
-    blocks = []
-    offset = 0
-    for size in sizes:
-        blocks.append(np.frombuffer(body, dtype=np.uint8, count=size, offset=offset))
+    blocks, offset = [], 0
+    for size in header.block_sizes():
+        blocks.append(memoryview(body)[offset : offset + size])
         offset += size
-    positions, alphas, colours, scales, rotations, sh = blocks
-    if version == 1:
+    return header, blocks
+
+
+def _zstd_blocks(path: Path, data: bytes) -> tuple[SpzHeader, list[bytes]]:
+    """Version 4: the header and the six attribute blocks, each inflated from its own zstd stream after the
+    table of contents has been checked against the header; extensions checked."""
+    if len(data) < NGSP_HEADER.size:
+        raise InputError(f"{path} ends inside its .spz header.", hint=_TRUNCATED)
+    _, version, n, degree, fractional_bits, flags, streams, toc = NGSP_HEADER.unpack_from(data)
+    header = SpzHeader(version, n, degree, fractional_bits, flags)
+    _check_header(path, header, (ZSTD_VERSION,), "zstd")
+    _check_inflation(path, header, len(data))
+    sizes = header.block_sizes()
+    present = [i for i, size in enumerate(sizes) if size]  # an empty block has no stream
+    if streams != len(present):
+        raise InputError(
+            f"{path} declares {streams} compressed streams; its header's SH degree {degree} needs {len(present)}.",
+            hint=_REEXPORT,
+        )
+    toc_end = toc + TOC_ENTRY.size * streams
+    if toc < NGSP_HEADER.size or toc_end > len(data):
+        raise InputError(
+            f"{path} places its table of contents at bytes {toc}–{toc_end}, not between its {NGSP_HEADER.size}-byte "
+            f"header and the end of the file ({len(data)} bytes).",
+            hint=_TRUNCATED,
+        )
+    entries = [TOC_ENTRY.unpack_from(data, toc + TOC_ENTRY.size * k) for k in range(streams)]
+    for (_, inflated), i in zip(entries, present, strict=True):
+        if inflated != sizes[i]:
+            raise InputError(
+                f"{path} lists {inflated} bytes of {ATTRIBUTES[i]}; its header's {n} splats need {sizes[i]}.",
+                hint=_REEXPORT,
+            )
+    end = toc_end + sum(compressed for compressed, _ in entries)
+    if end > len(data):
+        raise InputError(
+            f"{path} is truncated: its streams end at byte {end}, the file holds {len(data)}.", hint=_TRUNCATED
+        )
+    if end < len(data):
+        raise InputError(f"{path} holds {len(data) - end} bytes after its last stream.", hint=_REEXPORT)
+    if flags & FLAG_EXTENSIONS:
+        _check_extensions(path, data[NGSP_HEADER.size : toc])
+    zstd = _zstd_module(path)
+    blocks, offset = [b""] * len(sizes), toc_end
+    for (compressed, _), i in zip(entries, present, strict=True):
+        blocks[i] = _unzstd(path, zstd, memoryview(data)[offset : offset + compressed], sizes[i], ATTRIBUTES[i])
+        offset += compressed
+    return header, blocks
+
+
+def _zstd_module(path: Path) -> ModuleType:
+    """The zstd module (imported here, so reading any other file never loads it)."""
+    for name in ZSTD_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise InputError(
+        f"{path} is an .spz file of version 4, whose data is zstd-compressed, and this Python has no zstd decoder.",
+        hint="Install it: pip install backports.zstd (a dependency of a3d on Python 3.10–3.13; reinstall a3d to "
+        "get it); on Python 3.14 and later the standard library's compression.zstd is used.",
+    )
+
+
+def _unzstd(path: Path, zstd: ModuleType, stream: memoryview, size: int, what: str) -> bytes:
+    """Exactly `size` bytes inflated from a zstd stream of one or more frames, never more than `size` + 1.
+
+    Raises:
+        InputError: a stream that does not decode, ends inside a frame, or gives more or fewer bytes.
+    """
+    pieces, got = [], 0
+    pending: bytes | memoryview = stream
+    while pending:  # frames back to back, as the reference decoder reads them
+        inflater = zstd.ZstdDecompressor()
+        try:
+            piece = inflater.decompress(pending, max_length=size - got + 1)
+        except zstd.ZstdError as exc:
+            raise InputError(f"{path} has damaged compressed {what} ({exc}).", hint=_TRUNCATED) from exc
+        pieces.append(piece)
+        got += len(piece)
+        if got > size:
+            raise InputError(
+                f"{path}'s compressed {what} inflate to more than the {size} bytes its table lists.", hint=_REEXPORT
+            )
+        if not inflater.eof:
+            raise InputError(f"{path} is truncated: its compressed {what} end inside a zstd frame.", hint=_TRUNCATED)
+        pending = inflater.unused_data
+    if got < size:
+        raise InputError(f"{path}'s compressed {what} inflate to {got} bytes; its table lists {size}.", hint=_TRUNCATED)
+    return b"".join(pieces)
+
+
+def _decode(path: Path, header: SpzHeader, blocks: list) -> Gaussians:
+    """The six attribute blocks (`ATTRIBUTES` order, bytes-like) → Gaussians in a 3DGS PLY's frame."""
+    n, k1 = header.n, SH_REST_PER_DEGREE[header.degree]
+    positions, alphas, colours, scales, rotations, sh = (np.frombuffer(b, dtype=np.uint8) for b in blocks)
+    if header.version == 1:
         means = positions.view("<f2").reshape(n, 3).astype(np.float64)
     else:
         b = positions.reshape(n, 3, 3).astype(np.int32)
         fixed = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)  # [N, 3]
         fixed = np.where(fixed >= 1 << 23, fixed - (1 << 24), fixed)  # two's complement
-        means = np.ldexp(fixed.astype(np.float64), -fractional_bits)
-    quats = _smallest_three(rotations.view("<u4")) if version >= 3 else _first_three(rotations.reshape(n, 3))
+        means = np.ldexp(fixed.astype(np.float64), -header.fractional_bits)
+    if header.version >= 3:
+        quats = _smallest_three(rotations.view("<u4"))
+    else:
+        quats = _first_three(rotations.reshape(n, 3))
     f_dc = (colours.reshape(n, 3).astype(np.float64) / 255.0 - 0.5) / COLOR_SCALE
     log_scales = (scales.reshape(n, 3).astype(np.float32) / 16.0 - 10.0).astype(np.float32)
     sh_rest = None

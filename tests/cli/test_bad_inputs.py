@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from helpers import (
     png_declaring,
     reconstruct_app,
     splat_file_bytes,
+    spz_bytes,
     spz_stream,
 )
 from helpers import reconstruct_run_folder as _run_folder
@@ -201,10 +203,11 @@ def _compressed_edit(edit: str):  # noqa: ANN202 - bytes → bytes
         ("s.splat", "nan", "non-finite"),
         ("s.spz", "truncated", "truncated"),
         ("s.spz", "huge declared count", "more than its"),
-        ("s.spz", "zstd", "zstd-compressed"),
+        ("s.spz", "zstd truncated", "truncated"),
+        ("s.spz", "zstd without a decoder", "no zstd decoder"),
     ],
 )
-def test_damaged_or_hostile_splat_files_exit_2(tmp_path, name, edit, message):
+def test_damaged_or_hostile_splat_files_exit_2(tmp_path, monkeypatch, name, edit, message):
     splats = _splats(300)
     path = tmp_path / name
     if name.endswith(".ply"):
@@ -213,9 +216,11 @@ def test_damaged_or_hostile_splat_files_exit_2(tmp_path, name, edit, message):
         stream = spz_stream(splats)
         if edit == "huge declared count":  # 2³¹ − 1 splats (43 GB) declared in a file of a few kB
             stream = stream[:8] + struct.pack("<I", 2**31 - 1) + stream[12:]
-        data = gzip.compress(stream)
-        zstd = b"NGSP" + struct.pack("<I", 4) + bytes(24)  # a version 4 header
-        path.write_bytes({"truncated": data[: len(data) // 2], "zstd": zstd}.get(edit, data))
+        data = spz_bytes(splats, 4) if edit.startswith("zstd") else gzip.compress(stream)
+        if edit == "zstd without a decoder":
+            for module in ("compression.zstd", "backports.zstd"):
+                monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+        path.write_bytes(data[: len(data) // 2] if edit.endswith("truncated") else data)
     else:
         data = bytearray(splat_file_bytes(splats))
         if edit == "nan":

@@ -8,12 +8,23 @@ import gzip
 import math
 import re
 import struct
+import subprocess
+import sys
+import tracemalloc
 import zlib
 
 import numpy as np
 import pytest
 import torch
-from helpers import compressed_ply_bytes, splat_file_bytes, spz_bytes, spz_stream
+from helpers import (
+    compressed_ply_bytes,
+    ngsp_bytes,
+    splat_file_bytes,
+    spz_blocks,
+    spz_bytes,
+    spz_stream,
+    zstd_module,
+)
 
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import SH_C0, Gaussians
@@ -313,9 +324,9 @@ def spz_gaussians(n: int = 400, sh_degree: int = 3, seed: int = 7, min_w: float 
     return g.with_(quats=q, sh_rest=sh)
 
 
-@pytest.mark.parametrize("version,sh_degree", [(3, 3), (3, 0), (2, 1), (2, 2), (1, 3)])
+@pytest.mark.parametrize("version,sh_degree", [(4, 3), (4, 0), (4, 1), (3, 3), (3, 0), (2, 1), (2, 2), (1, 3)])
 def test_spz_decodes_within_its_quantization(tmp_path, version, sh_degree):
-    g = spz_gaussians(sh_degree=sh_degree, min_w=0.0 if version == 3 else 0.5)
+    g = spz_gaussians(sh_degree=sh_degree, min_w=0.0 if version >= 3 else 0.5)
     path = tmp_path / "scene.spz"
     path.write_bytes(spz_bytes(g, version))
     out = read_gaussians(path)
@@ -331,7 +342,7 @@ def test_spz_decodes_within_its_quantization(tmp_path, version, sh_degree):
     assert (out.opacities.double() - g.opacities.double()).abs().max() <= 0.5 / 255 + 1e-6
     # a colour byte is 1 / (0.15 · 255) of the DC coefficient, SH_C0 of that in colour
     assert (out.colors.double() - g.colors.double()).abs().max() <= SH_C0 * 0.5 / (0.15 * 255) + 1e-6
-    if version == 3:  # each stored component within half a step of √½ / 511, as for the compressed PLY
+    if version >= 3:  # each stored component within half a step of √½ / 511, as for the compressed PLY
         assert_same_rotations(out.quats, g.quats, 2 * math.sqrt(12) * math.sqrt(0.5) * 0.5 / 511)
     else:  # x, y, z within δ = 0.5 / 127.5; w ≥ 1/2 rebuilt from them within 7δ (|Δw| ≤ Σ|Δx²| / w)
         assert_same_rotations(out.quats, g.quats, 8 * 0.5 / 127.5)
@@ -354,8 +365,16 @@ def _raw_spz(version: int, n: int, body: bytes, degree: int = 0, bits: int = 12,
     return gzip.compress(struct.pack("<IIIBBBB", 0x5053474E, version, n, degree, bits, flags, 0) + body)
 
 
-def test_spz_axes_land_where_a_3dgs_ply_has_them(tmp_path):
-    """Stored right-up-back: a splat at +x, +y, +z of the file is at +x, −y, −z of a 3DGS PLY (Y down)."""
+def _raw_zstd_spz(n: int, blocks: list[bytes], degree: int = 0) -> bytes:
+    """Version 4 from hand-made blocks (empty ones have no stream)."""
+    zstd = zstd_module()
+    return ngsp_bytes(n, degree, [(zstd.compress(b), len(b)) for b in blocks if b])
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_spz_axes_land_where_a_3dgs_ply_has_them(tmp_path, version):
+    """Stored right-up-back: a splat at +x, +y, +z of the file is at +x, −y, −z of a 3DGS PLY (Y down); the
+    same hand-made blocks in one gzip stream (version 3) and in zstd streams (version 4)."""
     positions = b"".join(struct.pack("<i", v)[:3] for v in (4096, 0, 0, 0, 8192, 0, 0, 0, -2048))
     alphas, colours, scales = bytes([255, 128, 0]), bytes([255, 0, 128] * 3), bytes([160, 144, 0] * 3)
     # splat 0: x = 0.6, w = 0.8 (largest w, index 3): fields x, y, z; x in bits 20–29
@@ -365,7 +384,8 @@ def test_spz_axes_land_where_a_3dgs_ply_has_them(tmp_path):
     word2 = (3 << 30) | (511 << 20) | (511 << 10) | 511  # damaged: the three square to 1.5; w is 0, not NaN
     rotations = struct.pack("<3I", word0, word1, word2)
     sh = bytes([192] * 45 * 3)  # every coefficient 0.5 in the file's frame
-    data = _raw_spz(3, 3, positions + alphas + colours + scales + rotations + sh, degree=3)
+    blocks = [positions, alphas, colours, scales, rotations, sh]
+    data = _raw_spz(3, 3, b"".join(blocks), degree=3) if version == 3 else _raw_zstd_spz(3, blocks, degree=3)
     (tmp_path / "axes.spz").write_bytes(data)
     g = read_spz(tmp_path / "axes.spz")
     np.testing.assert_array_equal(g.means.numpy(), [[1, 0, 0], [0, -2, 0], [0, 0, 0.5]])
@@ -407,10 +427,11 @@ def _extension(kind: int, payload: bytes) -> bytes:
         (_extension(0xADBE0003, struct.pack("<I", 7)), False),  # LUF (glTF's)
     ],
 )
-def test_spz_extensions(tmp_path, records, accepted):
+@pytest.mark.parametrize("version", [3, 4])  # after the splats in the gzip stream; before the table in version 4
+def test_spz_extensions(tmp_path, records, accepted, version):
     g = spz_gaussians(n=20, sh_degree=1)
     path = tmp_path / "ext.spz"
-    path.write_bytes(spz_bytes(g, 3, flags=0x2, extensions=records))
+    path.write_bytes(spz_bytes(g, version, flags=0x2, extensions=records))
     if accepted:
         torch.testing.assert_close(read_spz(path).means, read_spz_plain(tmp_path, g).means)
     else:
@@ -440,7 +461,7 @@ def _bomb() -> bytes:
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (lambda s, z: b"NGSP" + struct.pack("<I", 4) + bytes(24), "version 4, whose data is zstd-compressed"),
+        (lambda s, z: gzip.compress(_with_header(s, version=4)), "version 4 in the gzip layout"),
         (lambda s, z: b"ply\n" + bytes(40), "not an .spz file"),
         (lambda s, z: gzip.compress(b"PK" + s[2:]), "not an .spz one"),
         (lambda s, z: gzip.compress(_with_header(s, version=5)), "version 5"),
@@ -467,6 +488,106 @@ def test_damaged_or_hostile_spz_files_are_one_clear_error(tmp_path, edit, messag
     with pytest.raises(InputError, match=re.escape(message)) as info:
         read_spz(path)
     assert info.value.hint
+
+
+def _v4_with_header(data: bytes, **fields: int) -> bytes:
+    names = ("magic", "version", "n", "degree", "bits", "flags", "streams", "toc")
+    values = dict(zip(names, struct.unpack_from("<IIIBBBBI", data), strict=True)) | fields
+    return struct.pack("<IIIBBBBI", *(values[k] for k in names)) + data[20:]
+
+
+def _v4_streams(g: Gaussians, edit) -> bytes:
+    """A version 4 file of `g` whose positions stream (compressed bytes, listed inflated size) is `edit`ed."""
+    zstd = zstd_module()
+    blocks = [b for b in spz_blocks(g, 4) if b]
+    streams = [(zstd.compress(b), len(b)) for b in blocks]
+    streams[0] = edit(blocks[0], *streams[0])
+    return ngsp_bytes(len(g), g.sh_degree, streams)
+
+
+def _zstd_zeros(size: int) -> bytes:
+    """One zstd frame of `size` zero bytes, compressed piece by piece (it never holds them all)."""
+    zstd = zstd_module()
+    compressor = zstd.ZstdCompressor()
+    chunk = bytes(1 << 20)
+    head = b"".join(compressor.compress(chunk) for _ in range(size // len(chunk)))
+    return head + compressor.flush()
+
+
+V4_SPLATS = spz_gaussians(n=300, sh_degree=1)  # blocks of 2700, 300, 900, 900, 1200 and 2700 bytes
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d[:20], "ends inside its .spz header"),
+        (lambda d: _v4_with_header(d, version=5), "version 5 in the zstd layout"),
+        (lambda d: _v4_with_header(d, version=3), "version 3 in the zstd layout"),
+        (lambda d: _v4_with_header(d, n=0), "no Gaussians"),
+        (lambda d: _v4_with_header(d, n=2**31 - 1), "more than its"),  # 60 GB declared in a few kB
+        (lambda d: _v4_with_header(d, n=2**32 - 1), "2³¹"),
+        (lambda d: _v4_with_header(d, degree=5), "degrees 0–4"),
+        (lambda d: _v4_with_header(d, degree=4), "degree 4"),
+        (lambda d: _v4_with_header(d, streams=5), "declares 5 compressed streams; its header's SH degree 1 needs 6"),
+        (lambda d: _v4_with_header(d, degree=0), "declares 6 compressed streams; its header's SH degree 0 needs 5"),
+        (lambda d: _v4_with_header(d, n=301), "lists 2700 bytes of positions; its header's 301 splats need 2709"),
+        (lambda d: _v4_with_header(d, toc=16), "table of contents"),
+        (lambda d: _v4_with_header(d, toc=len(d) - 50), "table of contents"),
+        (lambda d: d[:-10], "truncated: its streams end at byte"),
+        (lambda d: d + bytes(7), "holds 7 bytes after its last stream"),
+        (lambda d: _v4_streams(V4_SPLATS, lambda b, z, n: (bytes(len(z)), n)), "damaged compressed positions"),
+        (lambda d: _v4_streams(V4_SPLATS, lambda b, z, n: (z[:-3], n)), "positions end inside a zstd frame"),
+        (lambda d: _v4_streams(V4_SPLATS, lambda b, z, n: (zstd_module().compress(b[:-9]), n)), "inflate to 2691"),
+        (lambda d: _v4_streams(V4_SPLATS, lambda b, z, n: (zstd_module().compress(b + b"x"), n)), "more than the 2700"),
+        # a bomb: 64 MiB of zeros in about 2 kB where the table lists 2700 bytes
+        (lambda d: _v4_streams(V4_SPLATS, lambda b, z, n: (_zstd_zeros(64 << 20), n)), "more than the 2700"),
+    ],
+)
+def test_damaged_or_hostile_zstd_spz_files_are_one_clear_error(tmp_path, edit, message):
+    path = tmp_path / "bad.spz"
+    path.write_bytes(edit(spz_bytes(V4_SPLATS, 4)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=re.escape(message)) as info:
+            read_spz(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.hint
+    assert peak < 4 << 20  # nothing inflated or allocated past what the header declares (a few kB here)
+
+
+def test_spz_zstd_streams_of_several_frames_read_as_one(tmp_path):
+    """A stream may hold zstd frames back to back, a skippable frame among them, as the reference decoder
+    (ZSTD_decompress) reads them."""
+    zstd = zstd_module()
+    skippable = struct.pack("<II", 0x184D2A50, 5) + b"notes"  # magic 0x184D2A5?, length, payload
+    g = V4_SPLATS
+    split = _v4_streams(g, lambda b, z, n: (zstd.compress(b[:1000]) + skippable + zstd.compress(b[1000:]), n))
+    (tmp_path / "one.spz").write_bytes(spz_bytes(g, 4))
+    (tmp_path / "split.spz").write_bytes(split)
+    torch.testing.assert_close(read_spz(tmp_path / "split.spz").means, read_spz(tmp_path / "one.spz").means)
+
+
+def test_spz_zstd_without_a_decoder_names_the_package(tmp_path, monkeypatch):
+    (tmp_path / "s.spz").write_bytes(spz_bytes(V4_SPLATS, 4))
+    for name in ("compression.zstd", "backports.zstd"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    with pytest.raises(InputError, match="no zstd decoder") as info:
+        read_spz(tmp_path / "s.spz")
+    assert "pip install backports.zstd" in info.value.hint
+
+
+def test_gzip_spz_does_not_import_zstd(tmp_path):
+    """The zstd module is imported for version 4 only: reading any other file never pays for it."""
+    path = tmp_path / "s.spz"
+    path.write_bytes(spz_bytes(spz_gaussians(n=10, sh_degree=0), 3))
+    code = (
+        "import sys; from a3d_cli.gaussians.formats import read_gaussians; read_gaussians(sys.argv[1]); "
+        "print(sorted(m for m in sys.modules if m.endswith('zstd')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_spz_version_1_non_finite_positions_are_refused(tmp_path):

@@ -13,7 +13,6 @@ import pytest
 import torch
 from helpers import compressed_ply_bytes, needs_program, splat_file_bytes, splat_transform, spz_bytes
 
-from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import Gaussians
 from a3d_cli.gaussians.ply import read_ply, write_ply
 from a3d_cli.gaussians.splat_file import read_splat
@@ -92,9 +91,24 @@ def test_spz_encoded_from_the_format(tmp_path: Path, version: int, sh_degree: in
     _assert_same(read_spz(path), read_ply(tmp_path / "back.ply"), quat_tol=1e-6 if version == 3 else 1e-4)
 
 
-def test_spz_version_4_is_refused_with_the_converter(tmp_path: Path):
-    write_ply(tmp_path / "in.ply", _gaussians(100, 0, seed=5))
-    splat_transform(tmp_path / "in.ply", tmp_path / "scene.spz")  # version 4 (zstd) by default
-    with pytest.raises(InputError, match="zstd") as info:
-        read_spz(tmp_path / "scene.spz")
-    assert "splat-transform" in info.value.hint
+@pytest.mark.parametrize("sh_degree", [0, 1, 3])
+def test_spz_version_4_written_by_splat_transform(tmp_path: Path, sh_degree: int):
+    """Its version 4 (zstd streams, the default) reads as the PLY it converts the file into, and as the version 3
+    file it writes of the same splats (both quantize the same way; only the packing differs)."""
+    write_ply(tmp_path / "in.ply", _gaussians(800, sh_degree, seed=5 + sh_degree))
+    splat_transform(tmp_path / "in.ply", tmp_path / "scene.spz")
+    assert (tmp_path / "scene.spz").read_bytes()[:8] == b"NGSP\x04\x00\x00\x00"
+    splat_transform(tmp_path / "in.ply", tmp_path / "v3.spz", "--spz-version", "3")
+    splat_transform(tmp_path / "scene.spz", tmp_path / "back.ply")
+    ours = read_spz(tmp_path / "scene.spz")
+    _assert_same(ours, read_ply(tmp_path / "back.ply"))
+    _assert_same(ours, read_spz(tmp_path / "v3.spz"), quat_tol=0)
+
+
+def test_spz_version_4_encoded_from_the_format(tmp_path: Path):
+    g = _gaussians(600, 2, seed=9)
+    g = g.with_(sh_rest=g.sh_rest.clamp(-0.99, 0.99))
+    path = tmp_path / "scene.spz"
+    path.write_bytes(spz_bytes(g, 4))
+    splat_transform(path, tmp_path / "back.ply")
+    _assert_same(read_spz(path), read_ply(tmp_path / "back.ply"))
