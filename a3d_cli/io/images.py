@@ -84,7 +84,18 @@ def open_image(
                 reason = "the file is empty, 0 bytes"
             elif known is not None:
                 reason, hint = f"{known}, a format Pillow does not read", _CONVERT_HINT[known]
+        elif isinstance(exc, ValueError) and "MAX_TEXT_CHUNK" in str(exc):  # a PNG's iCCP, zTXt or iTXt chunk
+            from PIL import PngImagePlugin
+
+            reason = (
+                f"an embedded colour profile or text chunk inflates past {PngImagePlugin.MAX_TEXT_CHUNK:,} bytes, "
+                "more than Pillow reads"
+            )
+            hint = _BIG_CHUNK_HINT
         raise InputError(f"{name} {unreadable} ({reason}).", hint=hint) from exc
+
+
+_BIG_CHUNK_HINT = "Pass a copy without that metadata: `exiftool -all= -o copy.png IMAGE` writes one."
 
 
 _CONVERT_HINT = {

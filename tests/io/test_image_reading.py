@@ -39,6 +39,7 @@ from icc_profiles import (
 from PIL import Image, ImageCms
 
 import a3d_cli.io.images as images
+from a3d_cli.errors import InputError
 from a3d_cli.io.images import load_png
 from a3d_cli.io.preprocess import load_object_rgba, prepare_object_image
 
@@ -297,3 +298,14 @@ def test_grey_with_alpha_reaches_the_framing_by_its_alpha(tmp_path: Path) -> Non
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
     obj = prepare_object_image(tmp_path / "la.png", size=32)
     assert obj.matte == "alpha" and obj.bbox == (5, 10, 25, 30)
+
+
+def test_a_png_whose_profile_inflates_past_what_pillow_reads_says_so(tmp_path: Path) -> None:
+    """Pillow refuses a PNG chunk inflating past 1 MB (a memory bound a3d keeps): one error naming the
+    profile or text as the cause, not "damaged"."""
+    rng = np.random.default_rng(0)
+    icc = P3_ICC + rng.integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()  # incompressible padding
+    Image.fromarray(patches()).save(tmp_path / "big.png", icc_profile=icc)
+    with pytest.raises(InputError, match="embedded colour profile or text chunk inflates past") as info:
+        load_png(tmp_path / "big.png")
+    assert info.value.exit_code == 2 and "exiftool -all=" in (info.value.hint or "")
