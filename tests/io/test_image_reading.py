@@ -309,3 +309,15 @@ def test_a_png_whose_profile_inflates_past_what_pillow_reads_says_so(tmp_path: P
     with pytest.raises(InputError, match="embedded colour profile or text chunk inflates past") as info:
         load_png(tmp_path / "big.png")
     assert info.value.exit_code == 2 and "exiftool -all=" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(("colour_type", "channels"), [(4, 2), (6, 4)], ids=["grey-alpha-16", "rgba-16"])
+def test_16_bit_pngs_with_an_alpha_channel_keep_it(tmp_path: Path, colour_type: int, channels: int) -> None:
+    """Pillow reads these as 8-bit RGBA (the high byte of each sample); alpha must survive as stored."""
+    alpha = np.array([0, 4369, 30000, 65535], ">u2")  # high bytes 0, 17, 117, 255
+    px = np.zeros((4, channels), ">u2")
+    px[:, 0], px[:, -1] = 30000, alpha
+    img = load_png(write_png(tmp_path / "deep.png", [px.tobytes()] * 2, 4, 16, colour_type))
+    assert img.shape == (2, 4, 4)
+    assert (img[0, :, 3] * 255).round().tolist() == [0.0, 17.0, 117.0, 255.0]
+    assert round(float(img[0, 3, 0]) * 255) == 30000 >> 8
