@@ -1,15 +1,19 @@
 """PNG images on disk ↔ float tensors in [0, 1] inside the code (alpha kept where it exists).
 
 Every image a3d reads is opened through `open_image`, so a damaged file or one whose header declares more
-pixels than Pillow's `MAX_IMAGE_PIXELS` is one `InputError` naming it, wherever it is read.
+pixels than Pillow's `MAX_IMAGE_PIXELS` is one `InputError` naming it, wherever it is read. `load_png` reads
+colours as a colour-managed viewer shows them (`to_srgb`: an embedded ICC profile other than sRGB is
+converted to sRGB), and the first frame of an animation or the first page of a multi-page file.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -23,11 +27,14 @@ from a3d_cli.io.atomic import atomic_path
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
+    from PIL.ImageCms import ImageCmsTransform
 
 PNG_WRITERS = min(8, os.cpu_count() or 1)
 """Threads `save_pngs` encodes on."""
 DAMAGED_HINT = "Re-export or replace this file; it is damaged or not an image."
 TOO_LARGE_HINT = "Downscale the image and save it again."
+Notice = Callable[[str], None]
+"""Where a reader sends a one-line warning for the user (a stage passes its `progress.log`)."""
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, ZeroDivisionError)
 """What Pillow's decoders raise for bad data (UnidentifiedImageError is an OSError)."""
 
@@ -77,7 +84,18 @@ def open_image(
                 reason = "the file is empty, 0 bytes"
             elif known is not None:
                 reason, hint = f"{known}, a format Pillow does not read", _CONVERT_HINT[known]
+        elif isinstance(exc, ValueError) and "MAX_TEXT_CHUNK" in str(exc):  # a PNG's iCCP, zTXt or iTXt chunk
+            from PIL import PngImagePlugin
+
+            reason = (
+                f"an embedded colour profile or text chunk inflates past {PngImagePlugin.MAX_TEXT_CHUNK:,} bytes, "
+                "more than Pillow reads"
+            )
+            hint = _BIG_CHUNK_HINT
         raise InputError(f"{name} {unreadable} ({reason}).", hint=hint) from exc
+
+
+_BIG_CHUNK_HINT = "Pass a copy without that metadata: `exiftool -all= -o copy.png IMAGE` writes one."
 
 
 _CONVERT_HINT = {
@@ -206,38 +224,223 @@ def upright(pil: PILImage) -> None:
         ImageOps.exif_transpose(pil, in_place=True)
 
 
-def load_png(path: Path, mode: str | None = None, orient: bool = False) -> Tensor:
-    """Read an image as [H, W, C] float in [0, 1].
+def load_png(path: Path, mode: str | None = None, orient: bool = False, notice: Notice | None = None) -> Tensor:
+    """Read an image as [H, W, C] float in [0, 1], its colours as a colour-managed viewer shows them.
 
-    16-bit greyscale images (PIL modes I;16 and I) are scaled by 65535, not clipped at 255; floating-point
-    greyscale (mode F: a 32-bit float TIFF) is taken as 0 = black, 1 = white, as image editors and viewers
-    show it (PIL's own conversion reads it as 0-255, all but black), clamped, NaN black; 16-bit RGB(A) PNGs
-    arrive from PIL already reduced to 8 bits per channel.
+    An embedded ICC profile other than sRGB is converted to sRGB (`to_srgb`); colour conversion moves no
+    pixel, so frames that come with cameras get it too. A file of several frames or pages (an animated GIF,
+    PNG or WebP, a multi-page TIFF) gives its first, with a warning. 16-bit greyscale images (PIL modes I;16
+    and I) are scaled by 65535, not clipped at 255, their tRNS transparent value kept as alpha;
+    floating-point greyscale (mode F: a 32-bit float TIFF) is taken as 0 = black, 1 = white, as image
+    editors and viewers show it (PIL's own conversion reads it as 0-255, all but black), clamped, NaN black;
+    16-bit RGB(A) PNGs arrive from PIL already reduced to 8 bits per channel (`_png_16bit_key`).
 
     Args:
         path: any format PIL reads.
         mode: PIL mode to convert to ("RGB", "RGBA", "L"); None keeps RGB or RGBA as stored.
         orient: turn the image as its EXIF Orientation says (`upright`): a photo as a viewer shows it.
             Off for frames that come with cameras, whose pixels are taken as stored.
+        notice: receives a "warning: ..." line for a first frame read out of several, or an embedded colour
+            profile that is not used; None says nothing.
 
     Raises:
-        InputError: the file is missing or not a regular file (`require_image_file`), not a readable image, or declares more pixels than Pillow's
-            `MAX_IMAGE_PIXELS` (`open_image`; the message says which file).
+        InputError: the file is missing or not a regular file (`require_image_file`), not a readable image,
+            or declares more pixels than Pillow's `MAX_IMAGE_PIXELS` (`open_image`; the message says which
+            file).
     """
     path = Path(path)
     require_image_file(path, hint="Check the path (and the frame naming).")
     with open_image(path, str(path)) as pil:
+        _png_16bit_key(pil)
+        first = _first_of_several(pil, str(path))
+        if first and notice is not None:
+            notice(first)
         if orient:
             upright(pil)
+        pil = to_srgb(pil, str(path), notice)
         if mode is None:
             mode = "RGBA" if ("A" in pil.getbands() or "transparency" in pil.info) else "RGB"
         if pil.mode in _WIDE_GREY:
-            return _wide_grey(np.asarray(pil), mode, _WIDE_GREY[pil.mode])
+            return _wide_grey(np.asarray(pil), mode, _WIDE_GREY[pil.mode], pil.info.get("transparency"))
         arr = np.asarray(pil.convert(mode))
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(arr.copy()).float() / 255.0
 
+
+SEVERAL_FRAMES = {"GIF": "frames", "PNG": "frames", "WEBP": "frames", "FLI": "frames", "TIFF": "pages", "DCX": "pages"}
+"""Formats whose further frames or pages are more of the user's pictures; a phone's MPO (its other frames a
+depth map or preview) and a layered PSD (Pillow opens its merged picture) are read as one image."""
+
+
+def _first_of_several(pil: PILImage, name: str) -> str | None:
+    """A warning line when the image holds several frames or pages (of which Pillow opened the first), else
+    None.
+
+    Why say so: an animation or a scanned document handed to a command that takes one picture gives its
+    first frame silently, which may be a blank lead-in or a cover page.
+    """
+    unit = SEVERAL_FRAMES.get(pil.format or "")
+    if unit is None or not getattr(pil, "is_animated", False):
+        return None
+    kind = "an animated PNG" if pil.format == "PNG" else f"a {pil.format} file"
+    return (
+        f"warning: {name} is {kind} of {pil.n_frames} {unit}; a3d reads the first "
+        f"(to use another, save that one as a PNG)"
+    )
+
+
+def _png_16bit_key(pil: PILImage) -> None:
+    """Give a 16-bit RGB PNG's tRNS transparent colour in the 8 bits per channel Pillow decodes it to.
+
+    Pillow keeps the PNG's 16-bit key but reduces the pixels to their high bytes, so `convert("RGBA")`
+    would compare the two on different scales: a key above 255 matches no pixel, a key below it matches
+    bright pixels it does not describe. The key's own high bytes match the pixels whose high bytes equal
+    it: the key colour and the 255 levels above it on each channel (a 16-bit decoder would match the key
+    alone).
+    """
+    key = pil.info.get("transparency")
+    if pil.format != "PNG" or pil.mode != "RGB" or not isinstance(key, tuple) or not pil.tile:
+        return
+    if pil.tile[0].args == "RGB;16B":
+        pil.info["transparency"] = tuple(int(v) >> 8 for v in key)
+
+
+ICC_MAX_BYTES = 16 << 20
+"""Largest embedded colour profile a3d applies: a printer's CMYK profile with a fine table is a few MB; one
+larger is ignored with a warning (what LittleCMS builds from it grows with it)."""
+_PROFILE_SPACE = {
+    "RGB": "RGB", "RGBA": "RGB", "RGBX": "RGB", "P": "RGB", "PA": "RGB",
+    "L": "GRAY", "LA": "GRAY", "1": "GRAY", "CMYK": "CMYK",
+}  # fmt: skip
+"""Image modes whose colours a profile converts → the ICC colour space that profile must describe."""
+_INPUT_CLASSES = {"mntr", "scnr", "prtr", "spac"}
+"""ICC device classes that describe an image's colours (display, input, output, colour space); not a
+device link, abstract or named-colour profile."""
+_FLOAT_TAGS = {s.encode() for s in ("D2B0", "D2B1", "D2B2", "D2B3", "B2D0", "B2D1", "B2D2", "B2D3")}
+"""Tags of floating-point multi-process elements: LittleCMS prefers them to the ordinary tables and
+evaluates each element in turn, so a profile of many tiny elements stalls the build of a transform for as
+long as its size allows; photos' profiles do not use them."""
+
+
+class _UnusableProfile(Exception):
+    """An embedded colour profile a3d does not apply; the message says why."""
+
+
+def to_srgb(pil: PILImage, name: str, notice: Notice | None = None) -> PILImage:
+    """The image with its colours in sRGB, as a colour-managed viewer (a browser, a photo app) shows them.
+
+    Why: phones store photos in Display P3, editors in Adobe RGB, print workflows in CMYK, each with an
+    embedded ICC profile; read as stored, the colours are off (P3 and Adobe RGB duller, CMYK far off) from
+    what every viewer shows. The profile is converted to sRGB with Pillow's LittleCMS, relative colorimetric,
+    a paper white left as the profile says (no white-on-white fix-up): a matrix profile (P3, Adobe RGB) gives
+    a browser's numbers, and LittleCMS's perceptual intent would add black-point scaling towards its v4 sRGB
+    that a browser does not. An image without a profile, or whose profile gives the colours Pillow reads
+    anyway (sRGB under another name: within one level on a probe of colours), is returned as it is, its
+    pixels bit for bit those read without colour management. A profile a3d cannot use (damaged, too large,
+    for another colour space, of floating-point elements) is ignored with a warning and the colours read as
+    sRGB, as browsers do: the pixels themselves are sound, so the image is not refused for its metadata.
+
+    Args:
+        pil: an opened image.
+        name: how a warning names the image.
+        notice: receives the warning for a profile that is ignored.
+
+    Returns:
+        `pil` itself, or an RGB image (RGBA where the image has alpha or a transparent colour).
+    """
+    icc = pil.info.get("icc_profile")
+    if not icc:
+        return pil
+    space = _PROFILE_SPACE.get(pil.mode)
+    try:
+        if space is None:
+            raise _UnusableProfile(f"a3d applies none to {pil.mode} pixels")
+        transform = _srgb_transform(bytes(icc), space)
+    except _UnusableProfile as exc:
+        if notice is not None:
+            notice(f"warning: {name}'s embedded colour profile is ignored ({exc}); its colours are read as sRGB")
+        return pil
+    if transform is None:
+        return pil
+    from PIL import ImageCms
+
+    alpha = pil.convert("RGBA").getchannel("A") if "A" in pil.getbands() or "transparency" in pil.info else None
+    base = _TRANSFORM_MODE[space]
+    out = ImageCms.applyTransform(pil if pil.mode == base else pil.convert(base), transform)
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
+
+
+_TRANSFORM_MODE = {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}
+"""The Pillow mode an image is converted through for each profile colour space."""
+
+
+def _srgb_transform(icc: bytes, space: str) -> ImageCmsTransform | None:
+    """A LittleCMS transform from the profile `icc` (colour space `space`) to sRGB, or None when it would
+    change no colour by more than one level.
+
+    Raises:
+        _UnusableProfile: too large, of floating-point elements, damaged, of another colour space or
+            class, or LittleCMS builds no transform from it.
+    """
+    from PIL import ImageCms
+
+    if len(icc) > ICC_MAX_BYTES:
+        raise _UnusableProfile(f"{len(icc):,} bytes, more than a3d reads, {ICC_MAX_BYTES:,}")
+    if _icc_tags(icc) & _FLOAT_TAGS:
+        raise _UnusableProfile("it is built of floating-point elements, which a3d does not evaluate")
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        described, device_class = profile.profile.xcolor_space.strip(), profile.profile.device_class
+    except (OSError, ImageCms.PyCMSError, ValueError, TypeError) as exc:
+        raise _UnusableProfile("it is damaged") from exc
+    if described != space:
+        raise _UnusableProfile(f"it describes {described} colours, the image holds {space}")
+    if device_class not in _INPUT_CLASSES:
+        raise _UnusableProfile(f"a '{device_class}' profile does not describe an image's colours")
+    mode = _TRANSFORM_MODE[space]
+    try:
+        transform = ImageCms.buildTransform(
+            profile,
+            ImageCms.createProfile("sRGB"),
+            mode,
+            "RGB",
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            flags=ImageCms.Flags.NOWHITEONWHITEFIXUP,
+        )
+        probe = _probe(mode)
+        moved = np.abs(
+            np.asarray(ImageCms.applyTransform(probe, transform), dtype=np.int16)
+            - np.asarray(probe.convert("RGB"), dtype=np.int16)
+        )
+    except (OSError, ImageCms.PyCMSError, ValueError, TypeError) as exc:
+        raise _UnusableProfile("LittleCMS builds no conversion from it") from exc
+    return None if int(moved.max()) <= 1 else transform
+
+
+def _probe(mode: str) -> PILImage:
+    """Colours that show whether a profile changes anything: every grey, and a grid of the colour cube
+    (17 levels a channel for RGB, 5 for CMYK)."""
+    from PIL import Image
+
+    channels = len(mode)
+    levels = np.linspace(0, 255, 17 if channels == 3 else 5).round().astype(np.uint8)
+    grid = np.stack(np.meshgrid(*[levels] * channels, indexing="ij"), axis=-1).reshape(-1, channels)
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], channels, axis=1)
+    if mode == "CMYK":
+        grey[:, :3] = 0  # the black ink alone
+    colours = np.concatenate([grid, grey]) if channels > 1 else grey[:, :1]
+    return Image.fromarray(colours[None, :, 0] if mode == "L" else colours[None], mode)
+
+
+def _icc_tags(icc: bytes) -> set[bytes]:
+    """The tag signatures of an ICC profile's tag table (128-byte header, a count, 12-byte entries)."""
+    if len(icc) < 132:
+        return set()
+    count = min(struct.unpack_from(">I", icc, 128)[0], (len(icc) - 132) // 12)
+    return {icc[132 + 12 * i : 136 + 12 * i] for i in range(count)}
 
 
 def composite(rgba: Tensor, background: float | Tensor) -> Tensor:
@@ -270,8 +473,9 @@ _WIDE_GREY = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0,
 """PIL's greyscale modes wider than 8 bits (16-bit, 32-bit integer, 32-bit float) → the value read as white."""
 
 
-def _wide_grey(arr: np.ndarray, mode: str, white: float) -> Tensor:
-    """A wide greyscale image [H, W] → [H, W, C] float in [0, 1] for `mode` (L, RGB or RGBA, opaque)."""
+def _wide_grey(arr: np.ndarray, mode: str, white: float, key: object = None) -> Tensor:
+    """A wide greyscale image [H, W] → [H, W, C] float in [0, 1] for `mode` (L, RGB or RGBA); with RGBA, the
+    pixels equal to `key` (a PNG's tRNS transparent grey, in the file's 16 bits) transparent, others opaque."""
     grey = torch.from_numpy(np.asarray(arr, dtype=np.float32) / white)  # [H, W]
     grey = torch.nan_to_num(grey, nan=0.0, posinf=1.0, neginf=0.0).clamp(0, 1)[..., None]  # [H, W, 1]
     channels = {"L": 1, "RGB": 3, "RGBA": 4}.get(mode)
@@ -279,7 +483,8 @@ def _wide_grey(arr: np.ndarray, mode: str, white: float) -> Tensor:
         raise ValueError(f"cannot convert a 16-bit greyscale image to {mode}")
     out = grey.expand(*grey.shape[:2], min(channels, 3))
     if channels == 4:
-        out = torch.cat([out, torch.ones_like(grey)], dim=-1)
+        opaque = torch.from_numpy(np.asarray(arr) != key)[..., None] if isinstance(key, int) else torch.ones_like(grey)
+        out = torch.cat([out, opaque.to(grey.dtype)], dim=-1)
     return out.contiguous()
 
 

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from a3d_cli.errors import InputError, OptionError
+from a3d_cli.io.images import Notice, load_png, open_image, to_srgb, to_uint8, upright
 from a3d_cli.io.images import composite as composite_over
-from a3d_cli.io.images import load_png, open_image, to_uint8, upright
 
 Matte = Literal["auto", "alpha", "uniform", "rembg"]
 MATTES = ("auto", "alpha", "uniform", "rembg")
@@ -91,7 +91,8 @@ def _matting_input(path: Path, img: Tensor) -> Tensor:
 
     The reference thumbnails the image as PIL opened it, and PIL's `thumbnail` first asks a JPEG decoder
     for a reduced DCT scale (`draft`) when the file is at least 4× the target on both sides: such a file
-    is thumbnailed from the file here too, in its stored mode, to get the reference's pixels. `draft`
+    is thumbnailed from the file here too, in its stored mode, to get the reference's pixels, then turned
+    and colour-converted as `load_png` does (which has already said anything worth a warning). `draft`
     does nothing for other formats, so they are thumbnailed from the decoded pixels (the same numbers).
     """
     from PIL import Image
@@ -102,7 +103,8 @@ def _matting_input(path: Path, img: Tensor) -> Tensor:
         if pil.format in ("JPEG", "MPO"):  # MPO: a phone camera's JPEG with extra frames, decoded as JPEG
             pil.thumbnail((MATTE_MAX_SIDE, MATTE_MAX_SIDE), Image.Resampling.LANCZOS)
             upright(pil)  # after the thumbnail: the draft scale must be chosen before any decode
-            return torch.from_numpy(np.asarray(pil.convert("RGB")).copy()).float() / 255.0
+            rgb = to_srgb(pil, str(path)).convert("RGB")
+            return torch.from_numpy(np.asarray(rgb).copy()).float() / 255.0
     return _thumbnail(img[..., :3], MATTE_MAX_SIDE)
 
 
@@ -159,12 +161,13 @@ def _rembg_rgba(rgb: Tensor) -> Tensor:
 MIN_IMAGE_SIDE = 8  # smaller images hold no object (and background) worth recentring
 
 
-def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
+def load_object_rgba(path: Path, matte: Matte = "auto", notice: Notice | None = None) -> tuple[Tensor, str]:
     """Read an image and give it an alpha channel that marks the object.
 
     Args:
         path: any image PIL reads.
         matte: "auto" (alpha if meaningful, else a uniform background), "alpha", "uniform" or "rembg".
+        notice: receives a warning line about the file (a first frame of several, a colour profile ignored).
 
     Returns:
         ([H, W, 4] straight-alpha RGBA in [0, 1], the matte used).
@@ -176,7 +179,7 @@ def load_object_rgba(path: Path, matte: Matte = "auto") -> tuple[Tensor, str]:
     """
     if matte not in MATTES:
         raise OptionError(f"--matte must be one of {', '.join(MATTES)} (got {matte}).")
-    img = load_png(Path(path), orient=True)  # [H, W, 1|3|4], as a viewer shows it; InputError when not an image
+    img = load_png(Path(path), orient=True, notice=notice)  # [H, W, 1|3|4], as a viewer shows it
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
         raise InputError(
             f"{path} is {img.shape[1]}×{img.shape[0]} pixels; an object image needs at least "
@@ -289,7 +292,9 @@ class FramedObject:
         return ObjectImage(image=composite(small, background), rgba=small, matte=self.matte, bbox=self.bbox)
 
 
-def frame_object(path: Path, frame_ratio: float | None = None, matte: Matte = "auto") -> FramedObject:
+def frame_object(
+    path: Path, frame_ratio: float | None = None, matte: Matte = "auto", notice: Notice | None = None
+) -> FramedObject:
     """Mask and recentre one object image (steps 1 and 2 of the module docstring): everything that can refuse
     the image, so a stage can run it before loading a model.
 
@@ -297,8 +302,9 @@ def frame_object(path: Path, frame_ratio: float | None = None, matte: Matte = "a
         path: the input image.
         frame_ratio: object size / frame size; None keeps the input's framing.
         matte: how to find the object ("auto", "alpha", "uniform", "rembg").
+        notice: receives a warning line about the file (a first frame of several, a colour profile ignored).
     """
-    rgba, used = load_object_rgba(path, matte)
+    rgba, used = load_object_rgba(path, matte, notice)
     square, bbox = recentre(rgba, frame_ratio)
     return FramedObject(square=square, matte=used, bbox=bbox)
 

@@ -239,7 +239,7 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
 
         # 1. the input image, matted and framed before the model loads (seconds, or minutes with --compile),
         # so that an image a3d refuses is refused at once
-        framed = frame_object(image_path, opts.frame_ratio, opts.matte)
+        framed = frame_object(image_path, opts.frame_ratio, opts.matte, notice=ctx.progress.log)
 
         # 2. the model: loaded and accelerated (regional compilation of the UNet and VAE decoder when asked),
         # or the one this batch worker already built (checks the checkpoint's variant against --model)

@@ -218,3 +218,20 @@ def test_an_image_path_that_is_no_file_says_what_it_is(tmp_path: Path, ckpts, ki
     a = runner.invoke(animate_app(), ["animate", str(path), "--prompt", "hops", "-o", str(tmp_path / "RUN")])
     assert a.exit_code == 2 and needle in " ".join(a.stderr.split()), a.stderr
     assert not (tmp_path / "RUN").exists()
+
+
+def test_an_animated_image_is_orbited_from_its_first_frame_with_one_warning(tmp_path: Path, ckpts) -> None:
+    """The reader's warning reaches the user on stderr through the stage's progress (not only a return value)."""
+    frames = []
+    for colour in [(200, 40, 40), (40, 200, 40)]:
+        arr = np.full((40, 40, 3), 255, dtype=np.uint8)
+        arr[8:32, 12:28] = colour
+        frames.append(Image.fromarray(arr))
+    gif = tmp_path / "spin.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    r = invoke("orbit", str(gif), "-o", str(tmp_path / "RUN"), "--checkpoint", str(ckpts["sv3d_p"]), "--steps", "1")
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.stderr.splitlines() if "warning:" in line]
+    assert len(lines) == 1 and "spin.gif" in lines[0] and "of 2 frames; a3d reads the first" in lines[0], r.stderr
+    first = np.asarray(Image.open(tmp_path / "RUN" / "orbit" / "input.png"))[8, 8]  # the red first frame, centred
+    assert first[0] > 150 and first[1] < 100
