@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from a3d_cli.errors import InputError, OptionError
-from a3d_cli.io.images import Notice, load_png, open_image, to_srgb, to_uint8, upright
+from a3d_cli.io.colour_profiles import Notice, to_srgb
 from a3d_cli.io.images import composite as composite_over
+from a3d_cli.io.images import load_png, open_image, to_uint8, upright
 
 Matte = Literal["auto", "alpha", "uniform", "rembg"]
 MATTES = ("auto", "alpha", "uniform", "rembg")

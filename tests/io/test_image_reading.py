@@ -38,7 +38,7 @@ from icc_profiles import (
 )
 from PIL import Image, ImageCms
 
-import a3d_cli.io.images as images
+import a3d_cli.io.colour_profiles as colour_profiles
 from a3d_cli.errors import InputError
 from a3d_cli.io.images import load_png
 from a3d_cli.io.preprocess import load_object_rgba, prepare_object_image
@@ -179,7 +179,7 @@ def test_a_profile_a3d_cannot_use_is_ignored_with_one_warning(tmp_path: Path, ic
 
 
 def test_a_profile_larger_than_a3d_reads_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "ICC_MAX_BYTES", len(P3_ICC) - 1)
+    monkeypatch.setattr(colour_profiles, "ICC_MAX_BYTES", len(P3_ICC) - 1)
     Image.fromarray(patches()).save(tmp_path / "big.png", icc_profile=P3_ICC)
     said: list[str] = []
     assert torch.equal(load_png(tmp_path / "big.png", notice=said.append), torch.from_numpy(patches()).float() / 255)
