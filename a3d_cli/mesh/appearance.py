@@ -23,6 +23,14 @@ texel whose square holds the point, as pixel-art, voxel and low-poly assets ask 
 as LINEAR. An atlas is read with one filter: a NEAREST texture packed beside LINEAR ones is first enlarged by
 replicating each texel (`replicate_texels`), so that bilinear reading blends neighbours only within a band
 1/k of a texel wide.
+
+Minification: a splat stands for the surface between it and its neighbours, so where many texels fall between
+two splats (a 4096² texture under 20,000 splats) a lookup at one point would pick one of them at random and
+the views would show that noise. `sample_mipmapped` reads a mip chain (`mip_chain`: halvings box-filtered in
+linear light) at the level whose texels are as far apart as the splats, blending the two levels around it,
+as a GPU's trilinear mipmapping does; a sampler's `minFilter` is not followed (a3d's colour is what the asset
+shows from a distance, not a renderer's aliasing). An atlas gets one chain per packed image
+(`SurfaceMesh.islands`), so that coarse levels never blend an image with its neighbours or the atlas's gaps.
 """
 
 from __future__ import annotations
@@ -203,6 +211,65 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH
     top = tex[y0i, x0i] * (1 - fx) + tex[y0i, x1i] * fx  # [S, C]
     bottom = tex[y1i, x0i] * (1 - fx) + tex[y1i, x1i] * fx  # [S, C]
     return ((top * (1 - fy) + bottom * fy) / 255.0).astype(np.float32)
+
+
+def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
+    """The texture and its successive halvings, down to one texel: level k + 1 is level k box-filtered to half
+    its size (rounded up; Pillow's BOX resize weighs partial texels by their area), colours averaged in linear
+    light (as a viewer averages what it shows), alpha as it is.
+
+    Args:
+        texture: [H, W, C] uint8 sRGB (C = 3 or 4).
+
+    Returns:
+        [level 0 = texture, [⌈H/2⌉, ⌈W/2⌉, C], …, [1, 1, C]] uint8.
+    """
+    from PIL import Image
+
+    h, w, c = texture.shape
+    sizes = [(h, w)]
+    while max(sizes[-1]) > 1:
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    levels = [texture] + [np.empty((a, b, c), np.uint8) for a, b in sizes[1:]]
+    decode = linear_levels().astype(np.float32)  # [256]
+    for ch in range(c):  # one channel at a time: one float copy of the texture at most
+        plane = Image.fromarray(decode[texture[..., ch]] if ch < 3 else texture[..., ch].astype(np.float32) / 255)
+        for k, (a, b) in enumerate(sizes[1:], start=1):
+            plane = plane.resize((b, a), Image.BOX)
+            values = np.asarray(plane, dtype=np.float32)
+            levels[k][..., ch] = np.round((linear_to_srgb(values) if ch < 3 else np.clip(values, 0, 1)) * 255)
+    return levels
+
+
+def sample_mipmapped(
+    chain: list[np.ndarray], uv: np.ndarray, footprint: np.ndarray, wrap: Wrap = REPEAT_BOTH, mag_filter: int = LINEAR
+) -> np.ndarray:
+    """Texture lookup averaged over a footprint, as trilinear mipmapping: level of detail log2(footprint),
+    the two levels of `chain` around it read (`sample_texture`) and blended; a footprint of at most one texel
+    reads the texture itself with `mag_filter`, exactly as `sample_texture` does.
+
+    Args:
+        chain: `mip_chain(texture)`.
+        uv: [S, 2] texture coordinates (trimesh convention).
+        footprint: [S] distance between neighbouring samples, in texels of the texture.
+        wrap: (wrapS, wrapT) glTF wrap modes.
+        mag_filter: NEAREST or LINEAR, used where the texture is magnified.
+
+    Returns:
+        [S, C] float32 in [0, 1].
+    """
+    top = len(chain) - 1
+    lod = np.clip(np.log2(np.maximum(np.nan_to_num(footprint, nan=1.0), 1.0)), 0.0, top)  # [S]
+    low = np.floor(lod).astype(np.int64)  # [S]
+    blend = (lod - low).astype(np.float32)[:, None]  # [S, 1]
+    out = np.empty((len(uv), chain[0].shape[2]), np.float32)
+    for k in np.unique(low):
+        at = low == k
+        value = sample_texture(chain[k], uv[at], wrap, mag_filter if k == 0 else LINEAR)
+        if k < top and (blend[at] > 0).any():
+            value += (sample_texture(chain[k + 1], uv[at], wrap) - value) * blend[at]
+        out[at] = value
+    return out
 
 
 def replicate_texels(texture: np.ndarray) -> np.ndarray:

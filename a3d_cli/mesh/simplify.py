@@ -101,6 +101,7 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
         alpha_mode=mesh.alpha_mode,
         wrap=mesh.wrap,
         mag_filter=mesh.mag_filter,
+        islands=mesh.islands,
     ).compact()
 
 

@@ -1,6 +1,8 @@
 """Texture magnification filters: a glTF sampler's `magFilter` NEAREST reads the texel holding each point (crisp
 texels, as pixel-art, voxel and low-poly assets ask and Blender, three.js and game engines show), LINEAR and
-anything glTF does not define read bilinearly; a NEAREST texture keeps its texels in an atlas beside LINEAR ones."""
+anything glTF does not define read bilinearly; a NEAREST texture keeps its texels in an atlas beside LINEAR ones.
+Minification: where splats lie several texels apart, their colours are the texture averaged (in linear light) over
+that spacing, not one texel picked at random."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes
 
-from a3d_cli.mesh.appearance import LINEAR, NEAREST, replicate_texels
+from a3d_cli.mesh.appearance import LINEAR, NEAREST, mip_chain, replicate_texels
 from a3d_cli.mesh.load import load_mesh
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
@@ -205,3 +207,68 @@ def test_a_nearest_emissive_texture_adds_its_nearest_texels(tmp_path):
     want = srgb(np.clip(lin(base / 255) + 0.5 * lin(glow_per_texel / 255), 0, 1))
     np.testing.assert_array_equal(mesh.texture[..., :3], np.round(want * 255).astype(np.uint8))
     assert mesh.mag_filter == LINEAR
+
+
+def to_linear(c):
+    """sRGB → linear (IEC 61966-2-1), written here from the standard."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def to_srgb(c):
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.clip(c, 0, 1) ** (1 / 2.4) - 0.055)
+
+
+def checker(size: int) -> np.ndarray:
+    """[size, size, 3] uint8: one-texel black and white squares (a fine weave); from afar, linear-light grey."""
+    y, x = np.mgrid[0:size, 0:size]
+    return np.repeat((((x + y) % 2) * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+GREY = float(np.round(to_srgb(0.5) * 255))  # the checker's mean, 50 % light, as sRGB (188)
+
+
+def test_each_mip_level_is_the_linear_light_mean_of_the_texels_it_covers():
+    """A 16×16 image: levels of 8, 4, 2 and 1 texels a side, each texel the mean in linear light of the 2^k × 2^k
+    texels of the image it covers (alpha averaged as it is)."""
+    image = np.random.default_rng(13).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    chain = mip_chain(image)
+    assert [level.shape for level in chain] == [(n, n, 4) for n in (16, 8, 4, 2, 1)]
+    for k, level in enumerate(chain):
+        n = 2**k
+        blocks = image.reshape(16 // n, n, 16 // n, n, 4).astype(np.float64) / 255
+        rgb = to_srgb(to_linear(blocks[..., :3]).mean(axis=(1, 3))) * 255
+        alpha = blocks[..., 3].mean(axis=(1, 3)) * 255
+        np.testing.assert_allclose(level[..., :3], rgb, atol=0.51)
+        np.testing.assert_allclose(level[..., 3], alpha, atol=0.51)
+
+
+def test_splats_many_texels_apart_show_the_textures_mean_not_single_texels(tmp_path):
+    """A 1024² one-texel checker on the square under 2,000 splats (about 20 texels apart): every splat is the
+    checker's linear-light grey, where a lookup at one point gives black or white."""
+    mesh = load_mesh(square_glb(tmp_path / "weave.glb", [checker(1024)], [{}], cells=8))
+    gaussians, _ = mesh_to_gaussians(mesh, target_splats=2000, seed=0)
+    colours = gaussians.colors.numpy() * 255
+    assert len(colours) > 1500
+    np.testing.assert_allclose(colours, GREY, atol=1.5)
+
+
+def test_a_magnified_texture_reads_as_without_a_footprint(tmp_path):
+    """An 8×8 texture under 2,000 splats (a fifth of a texel apart): splat colours are the texture read at their
+    points, bit for bit as `surface_rgba` without a spacing gives them."""
+    mesh = load_mesh(square_glb(tmp_path / "big_texels.glb", [random_image(14, 8)], [{}], cells=8))
+    gaussians, binding = mesh_to_gaussians(mesh, target_splats=2000, seed=0)
+    at_points = mesh.surface_rgba(binding.sample_face, binding.sample_bary.astype(np.float64))[:, :3]
+    np.testing.assert_allclose(gaussians.colors.numpy()[binding.num_vertex_splats :], at_points, atol=1e-6)
+
+
+def test_in_an_atlas_each_image_is_averaged_on_its_own():
+    """A 1024² checker packed beside a small texture under 2,000 splats (about 45 texels apart): every splat on
+    the checker is its grey, also near its island's border, where one mip chain over the whole atlas would blend
+    in the atlas's white gaps and the other image."""
+    weave = part(checker(1024), LINEAR, 0.0, cells=8)
+    joined = concatenate([weave, part(random_image(15, 8), LINEAR, 2.0)])
+    assert len(joined.islands) == 3  # the two images and the white patch
+    gaussians, _ = mesh_to_gaussians(joined, target_splats=2000, seed=0)
+    on_weave = gaussians.means.numpy()[:, 0] < 1.5
+    assert on_weave.sum() > 700
+    np.testing.assert_allclose(gaussians.colors.numpy()[on_weave] * 255, GREY, atol=1.5)
