@@ -377,12 +377,14 @@ def _wrapped_texels(start: int, count: int, tile: int, mode: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AtlasPlacement:
-    """Where one image landed in an atlas, in texels: column x, row y (top-left corner), width, height."""
+    """Where one image landed in an atlas, in texels: column x, row y (top-left corner), width, height; `texel`
+    is how many atlas texels a side one texel of the asset's image became (`replicate_texels`' factor)."""
 
     x: int
     y: int
     width: int
     height: int
+    texel: int = 1
 
 
 def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[np.ndarray, list[AtlasPlacement]]:

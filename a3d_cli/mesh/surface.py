@@ -196,7 +196,8 @@ class SurfaceMesh:
             at = (col > p.x - 1) & (col < p.x + p.width + 1) & (row > p.y - 1) & (row < p.y + p.height + 1)  # [S]
             if at.any():
                 local = np.stack([(col[at] - p.x) / p.width, 1.0 - (row[at] - p.y) / p.height], axis=-1).clip(0.0, 1.0)
-                out[at] = sample_mipmapped(self._mips(i), local, footprint[at], self.wrap, self.mag_filter)
+                spread = np.where(footprint[at] > p.texel, footprint[at], 1.0)  # a replicated texel is one texel
+                out[at] = sample_mipmapped(self._mips(i), local, spread, self.wrap, self.mag_filter)
         return out
 
     def _mips(self, island: int) -> list[np.ndarray]:
@@ -316,6 +317,7 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
         return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
     mag_filter = NEAREST if all(key[2] == NEAREST for key in users) else LINEAR  # the atlas's
     textures: list[np.ndarray] = []
+    texel_size: list[int] = []  # per image: its replication factor
     to_image = {}  # (texture, wrap, filter) → (slot in `textures`, the texels it holds or None when inside [0, 1])
     for key, group in users.items():
         uv = np.concatenate([p.uvs for p in group], axis=0)  # type: ignore[misc]
@@ -327,6 +329,7 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
         to_image[key] = (len(textures), window)
         image = texture if window is None else extend_texture(texture, window, key[1])
         textures.append(replicate_texels(image) if key[2] != mag_filter else image)
+        texel_size.append(textures[-1].shape[0] // image.shape[0])
 
     def image_uv(p: SurfaceMesh) -> np.ndarray:
         window = to_image[_texture_key(p)][1]
@@ -338,6 +341,7 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     white_slot = len(textures)
     textures.append(np.full((4, 4, 4), 255, dtype=np.uint8))
     atlas, places = pack_atlas(textures)
+    places = [replace(p, texel=k) for p, k in zip(places, [*texel_size, 1], strict=True)]
     uvs = []
     for p in parts:
         if p.texture is None:

@@ -149,8 +149,8 @@ def part(image: np.ndarray, mag_filter: int, offset: float, cells: int = 4) -> S
 
 def test_a_nearest_texture_keeps_its_texels_in_an_atlas_beside_a_linear_one():
     """A NEAREST part and a LINEAR part packed into one atlas, read bilinearly: the NEAREST part shows its texels
-    everywhere but within 1/16 of a texel of their borders (where the replicated texels blend), the LINEAR
-    part its bilinear colours."""
+    everywhere but within 1/16 of a texel of their borders (where the replicated texels blend), also its splats
+    (magnified: a replicated texel counts as one), the LINEAR part its bilinear colours."""
     crisp, smooth = random_image(3), random_image(4, 8)
     joined = concatenate([part(crisp, NEAREST, 0.0), part(smooth, LINEAR, 2.0)])
     assert joined.mag_filter == LINEAR
@@ -158,6 +158,12 @@ def test_a_nearest_texture_keeps_its_texels_in_an_atlas_beside_a_linear_one():
     np.testing.assert_allclose(colours_at(joined, points), texel_of(crisp, points), atol=1e-3)
     inner = 1 / 16 + points_off_texel_borders(6, 1, 0.0) * (1 - 2 / 16)  # bilinear at the atlas edge padding aside
     np.testing.assert_allclose(colours_at(joined, inner + [2, 0]), bilinear(smooth, inner), atol=1e-3)
+    gaussians, binding = mesh_to_gaussians(joined, target_splats=300, seed=0)  # a fifth of a texel apart
+    where = gaussians.means.numpy()[binding.num_vertex_splats :, :2]  # [S, 2] = uv on the NEAREST part
+    colours = gaussians.colors.numpy()[binding.num_vertex_splats :] * 255
+    crisp_part = (where[:, 0] < 1.5) & (np.abs(where * 4 - np.round(where * 4)).min(axis=1) > 1 / 16)
+    assert crisp_part.sum() > 60
+    np.testing.assert_allclose(colours[crisp_part], texel_of(crisp, where[crisp_part]), atol=1e-3)
 
 
 def test_an_atlas_of_nearest_textures_only_is_read_nearest_exactly():
