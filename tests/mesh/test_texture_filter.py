@@ -18,6 +18,16 @@ from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 NEAREST_GL, LINEAR_GL, LINEAR_MIPMAP_LINEAR_GL = 9728, 9729, 9987  # the glTF 2.0 spec's sampler.magFilter / minFilter
 
 
+def to_linear(c):
+    """sRGB → linear (IEC 61966-2-1), written here from the standard."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def to_srgb(c):
+    """linear → sRGB, clamped to [0, 1] first."""
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.clip(c, 0, 1) ** (1 / 2.4) - 0.055)
+
+
 def random_image(seed: int, size: int = 4) -> np.ndarray:
     """[size, size, 3] uint8."""
     return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -207,21 +217,10 @@ def test_a_nearest_emissive_texture_adds_its_nearest_texels(tmp_path):
                 "emissiveFactor": [0.5, 0.5, 0.5]}  # fmt: skip
     samplers = [{"magFilter": LINEAR_GL}, {"magFilter": NEAREST_GL}]
     mesh = load_mesh(square_glb(tmp_path / "glow.glb", [base, glow], samplers, material))
-    lin = lambda c: np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)  # noqa: E731  (IEC 61966-2-1)
-    srgb = lambda c: np.where(c <= 0.0031308, c * 12.92, 1.055 * np.clip(c, 0, 1) ** (1 / 2.4) - 0.055)  # noqa: E731
     glow_per_texel = np.repeat(np.repeat(glow, 2, axis=0), 2, axis=1)  # [4, 4, 3]: the 2×2 texel holding each centre
-    want = srgb(np.clip(lin(base / 255) + 0.5 * lin(glow_per_texel / 255), 0, 1))
+    want = to_srgb(to_linear(base / 255) + 0.5 * to_linear(glow_per_texel / 255))
     np.testing.assert_array_equal(mesh.texture[..., :3], np.round(want * 255).astype(np.uint8))
     assert mesh.mag_filter == LINEAR
-
-
-def to_linear(c):
-    """sRGB → linear (IEC 61966-2-1), written here from the standard."""
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def to_srgb(c):
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.clip(c, 0, 1) ** (1 / 2.4) - 0.055)
 
 
 def checker(size: int) -> np.ndarray:
