@@ -277,3 +277,25 @@ def test_in_an_atlas_each_image_is_averaged_on_its_own():
     on_weave = gaussians.means.numpy()[:, 0] < 1.5
     assert on_weave.sum() > 700
     np.testing.assert_allclose(gaussians.colors.numpy()[on_weave] * 255, GREY, atol=1.5)
+
+
+@pytest.mark.parametrize(("sampler", "mag", "min_"), [({"magFilter": NEAREST_GL}, NEAREST_GL, 9984), ({}, LINEAR_GL, 9987)])
+def test_the_filter_survives_the_processed_mesh_and_the_animated_export(tmp_path, sampler, mag, min_):
+    """`source/mesh.glb` keeps a NEAREST texture NEAREST (a sampler saying so; none for LINEAR, as before), and
+    the animated GLB names it with the minFilter Blender writes for "Closest" (NEAREST_MIPMAP_NEAREST), so that
+    Blender and three.js show the animated asset with crisp texels; LINEAR stays LINEAR with mip-maps."""
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.gltf_animated import animated_glb_bytes, mesh_material
+    from a3d_cli.mesh.store import load_processed_mesh, mesh_glb_bytes, save_processed_mesh
+
+    mesh = load_mesh(square_glb(tmp_path / "asset.glb", [random_image(16)], [sampler]))
+    processed, _ = parse_gltf(mesh_glb_bytes(mesh), "mesh.glb")
+    assert ("samplers" in processed) == (mag == NEAREST_GL)
+    save_processed_mesh(tmp_path / "mesh.glb", mesh)
+    back = load_processed_mesh(tmp_path / "mesh.glb")
+    assert back.mag_filter == mag
+    material, _ = mesh_material(back)
+    frames = np.stack([back.vertices, back.vertices + 0.1])
+    doc, _ = parse_gltf(animated_glb_bytes(back.vertices, back.faces, frames, uvs=back.uvs, material=material), "out")
+    assert doc["samplers"] == [{"magFilter": mag, "minFilter": min_, "wrapS": 10497, "wrapT": 10497}]
+    assert [t["sampler"] for t in doc["textures"]] == [0]
