@@ -192,7 +192,7 @@ class SurfaceMesh:
         h, w = self.texture.shape[:2]  # type: ignore[union-attr]
         col, row = uv[:, 0] * w, (1.0 - uv[:, 1]) * h  # [S] in atlas texels
         out = sample_texture(self.texture, uv, self.wrap, self.mag_filter)  # [S, 4]: outside every island
-        for i, p in enumerate(self.islands):  # a texel of slack for rounded edge coordinates (images lie 4 apart)
+        for i, p in enumerate(self.islands):  # a texel of slack for rounded edge coordinates
             at = (col > p.x - 1) & (col < p.x + p.width + 1) & (row > p.y - 1) & (row < p.y + p.height + 1)  # [S]
             if at.any():
                 local = np.stack([(col[at] - p.x) / p.width, 1.0 - (row[at] - p.y) / p.height], axis=-1).clip(0.0, 1.0)
