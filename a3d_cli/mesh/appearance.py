@@ -16,6 +16,21 @@ into an atlas cannot wrap there, so `extend_texture` bakes the mode into an imag
 coordinates reach (and the neighbours bilinear filtering reads), and `TexelWindow.to_unit` maps them into it
 affinely: a face whose coordinates cross a cell border keeps its colours, where wrapping each vertex on its
 own would sweep the face across the image.
+
+Magnification filter (glTF's sampler `magFilter`): LINEAR (bilinear, the default and OBJ's) or NEAREST, the
+texel whose square holds the point, as pixel-art, voxel and low-poly assets ask so that texels stay crisp
+(Blender's "Closest", three.js's NearestFilter). Only the two values glTF defines count; anything else reads
+as LINEAR. An atlas is read with one filter: a NEAREST texture packed beside LINEAR ones is first enlarged by
+replicating each texel (`replicate_texels`), so that bilinear reading blends neighbours only within a band
+1/k of a texel wide.
+
+Minification: a splat stands for the surface between it and its neighbours, so where many texels fall between
+two splats (a 4096² texture under 20,000 splats) a lookup at one point would pick one of them at random and
+the views would show that noise. `sample_mipmapped` reads a mip chain (`mip_chain`: halvings box-filtered in
+linear light) at the level whose texels are as far apart as the splats, blending the two levels around it,
+as a GPU's trilinear mipmapping does; a sampler's `minFilter` is not followed (a3d's colour is what the asset
+shows from a distance, not a renderer's aliasing). An atlas gets one chain per packed image
+(`SurfaceMesh.islands`), so that coarse levels never blend an image with its neighbours or the atlas's gaps.
 """
 
 from __future__ import annotations
@@ -31,6 +46,10 @@ REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT = 10497, 33071, 33648  # glTF sampler wra
 WRAP_MODES = (REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT)
 Wrap = tuple[int, int]  # (wrapS, wrapT): the mode along u, then along v
 REPEAT_BOTH: Wrap = (REPEAT, REPEAT)
+NEAREST, LINEAR = 9728, 9729  # glTF sampler magnification filters (OpenGL enums)
+MAG_FILTERS = (NEAREST, LINEAR)
+REPLICATED_SIZE = 2048  # a NEAREST texture packed beside LINEAR ones is enlarged to at most this many texels a side
+MAX_REPLICATION = 16  # ... and by at most this factor (its blend band is then 1/16 of a texel wide)
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -82,14 +101,17 @@ def linear_mean(image: np.ndarray) -> np.ndarray:
     return np.array([np.bincount(image[..., ch].ravel(), minlength=256) @ levels / count for ch in range(3)])
 
 
-def add_emission(base: np.ndarray, emission: np.ndarray | None, factor: np.ndarray, rows: int = 256) -> np.ndarray:
+def add_emission(
+    base: np.ndarray, emission: np.ndarray | None, factor: np.ndarray, rows: int = 256, emission_filter: int = LINEAR
+) -> np.ndarray:
     """A base-colour texture plus glTF emission, as one sRGB texture: sRGB(clip(linear(base) + factor ·
     linear(emission), 0, 1)) per texel, alpha the base's.
 
     Why a sum: a glTF viewer shows the lit base colour plus the emitted colour; a3d's colour is the display
     colour under neutral light, so the emission adds to the base colour in linear light, clamped to what a
-    display shows. The emission image is read at each base texel's centre (bilinear, `sample_texture`), so
-    it must use the base texture's texture coordinates; the result has the base texture's resolution.
+    display shows. The emission image is read at each base texel's centre (`sample_texture`, with the
+    emissive sampler's magnification filter), so it must use the base texture's texture coordinates; the
+    result has the base texture's resolution.
 
     Args:
         base: [H, W, 4] uint8 sRGB, the base colour with its factor applied; or, for a material without a
@@ -98,6 +120,7 @@ def add_emission(base: np.ndarray, emission: np.ndarray | None, factor: np.ndarr
             texture as `base`).
         factor: [3] linear emissive factor (its strength folded in), ≥ 0.
         rows: texel rows worked on at a time (bounds the float copies of a large texture).
+        emission_filter: the emissive texture's `magFilter`, NEAREST or LINEAR.
 
     Returns:
         [H, W, 4] uint8.
@@ -120,7 +143,7 @@ def add_emission(base: np.ndarray, emission: np.ndarray | None, factor: np.ndarr
         else:
             v = 1.0 - (np.arange(start, stop, dtype=np.float64) + 0.5) / h  # [r]
             uv = np.stack(np.broadcast_arrays(u[None, :], v[:, None]), axis=-1).reshape(-1, 2)  # [r·W, 2]
-            glow = srgb_to_linear(sample_texture(emission, uv)[:, :3]).reshape(stop - start, w, 3)
+            glow = srgb_to_linear(sample_texture(emission, uv, mag_filter=emission_filter)[:, :3]).reshape(stop - start, w, 3)
             light = light + glow * factor
         out[start:stop, :, :3] = np.round(linear_to_srgb(light) * 255.0).astype(np.uint8)  # clipped to [0, 1] first
     return out
@@ -158,21 +181,26 @@ def wrap_coordinate(t: np.ndarray, mode: int) -> np.ndarray:
     return _wrap_unit(t)
 
 
-def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH) -> np.ndarray:
-    """Bilinear texture lookup: coordinates outside [0, 1] wrap by the sampler's modes (`wrap_coordinate`),
-    and the lookup never blends across the image border (an atlas island touching u = 0 must not pick up
-    colour from u = 1).
+def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH, mag_filter: int = LINEAR) -> np.ndarray:
+    """Texture lookup, bilinear (LINEAR) or of the nearest texel (NEAREST): coordinates outside [0, 1] wrap by
+    the sampler's modes (`wrap_coordinate`), and the lookup never blends across the image border (an atlas
+    island touching u = 0 must not pick up colour from u = 1).
 
     Args:
         texture: [H, W, C] uint8.
         uv: [S, 2] texture coordinates (trimesh convention, see module doc).
         wrap: (wrapS, wrapT) glTF wrap modes.
+        mag_filter: NEAREST or LINEAR, the glTF sampler's `magFilter`.
 
     Returns:
         [S, C] float32 in [0, 1].
     """
     h, w = texture.shape[:2]
     u, v = wrap_coordinate(uv[:, 0], wrap[0]), wrap_coordinate(uv[:, 1], wrap[1])  # [S] each in [0, 1]
+    if mag_filter == NEAREST:  # the texel whose square [j, j + 1) holds the point; 1.0 is the last one's edge
+        col = np.clip(np.floor(u * w), 0, w - 1).astype(np.int64)  # [S]
+        row = np.clip(np.floor((1.0 - v) * h), 0, h - 1).astype(np.int64)  # [S]
+        return (texture[row, col] / 255.0).astype(np.float32)
     x = np.clip(u * w - 0.5, 0.0, w - 1.0)  # [S] continuous column, texel centres at integers
     y = np.clip((1.0 - v) * h - 0.5, 0.0, h - 1.0)  # [S] continuous row
     x0, y0 = np.floor(x), np.floor(y)
@@ -183,6 +211,85 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH
     top = tex[y0i, x0i] * (1 - fx) + tex[y0i, x1i] * fx  # [S, C]
     bottom = tex[y1i, x0i] * (1 - fx) + tex[y1i, x1i] * fx  # [S, C]
     return ((top * (1 - fy) + bottom * fy) / 255.0).astype(np.float32)
+
+
+def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
+    """The texture and its successive halvings, down to one texel: level k + 1 is level k box-filtered to half
+    its size (rounded up; Pillow's BOX resize weighs partial texels by their area), colours averaged in linear
+    light (as a viewer averages what it shows), alpha as it is.
+
+    Args:
+        texture: [H, W, C] uint8 sRGB (C = 3 or 4).
+
+    Returns:
+        [level 0 = texture, [⌈H/2⌉, ⌈W/2⌉, C], …, [1, 1, C]] uint8.
+    """
+    from PIL import Image
+
+    h, w, c = texture.shape
+    sizes = [(h, w)]
+    while max(sizes[-1]) > 1:
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    levels = [texture] + [np.empty((a, b, c), np.uint8) for a, b in sizes[1:]]
+    decode = linear_levels().astype(np.float32)  # [256]
+    for ch in range(c):  # one channel at a time: one float copy of the texture at most
+        plane = Image.fromarray(decode[texture[..., ch]] if ch < 3 else texture[..., ch].astype(np.float32) / 255)
+        for k, (a, b) in enumerate(sizes[1:], start=1):
+            plane = plane.resize((b, a), Image.BOX)
+            values = np.asarray(plane, dtype=np.float32)
+            levels[k][..., ch] = np.round((linear_to_srgb(values) if ch < 3 else np.clip(values, 0, 1)) * 255)
+    return levels
+
+
+def sample_mipmapped(
+    chain: list[np.ndarray], uv: np.ndarray, footprint: np.ndarray, wrap: Wrap = REPEAT_BOTH, mag_filter: int = LINEAR
+) -> np.ndarray:
+    """Texture lookup averaged over a footprint, as trilinear mipmapping: level of detail log2(footprint),
+    the two levels of `chain` around it read (`sample_texture`) and blended; a footprint of at most one texel
+    reads the texture itself with `mag_filter`, exactly as `sample_texture` does.
+
+    Args:
+        chain: `mip_chain(texture)`.
+        uv: [S, 2] texture coordinates (trimesh convention).
+        footprint: [S] distance between neighbouring samples, in texels of the texture.
+        wrap: (wrapS, wrapT) glTF wrap modes.
+        mag_filter: NEAREST or LINEAR, used where the texture is magnified.
+
+    Returns:
+        [S, C] float32 in [0, 1].
+    """
+    top = len(chain) - 1
+    lod = np.clip(np.log2(np.maximum(np.nan_to_num(footprint, nan=1.0), 1.0)), 0.0, top)  # [S]
+    low = np.floor(lod).astype(np.int64)  # [S]
+    blend = (lod - low).astype(np.float32)[:, None]  # [S, 1]
+    out = np.empty((len(uv), chain[0].shape[2]), np.float32)
+    for k in np.unique(low):
+        at = low == k
+        value = sample_texture(chain[k], uv[at], wrap, mag_filter if k == 0 else LINEAR)
+        if k < top and (blend[at] > 0).any():
+            value += (sample_texture(chain[k + 1], uv[at], wrap) - value) * blend[at]
+        out[at] = value
+    return out
+
+
+def replicate_texels(texture: np.ndarray) -> np.ndarray:
+    """A NEAREST texture enlarged k times along each axis by repeating every texel k × k times, k the largest
+    factor up to MAX_REPLICATION that keeps both sides within REPLICATED_SIZE (1 for a texture already that
+    large).
+
+    Why: an atlas is read bilinearly when any texture in it is LINEAR. Enlarged so, the texture occupies the
+    same coordinates, and bilinear reading matches the nearest texel everywhere but in a band one enlarged
+    texel (1/k of an original texel) wide along texel borders, where it blends the two texels; memory stays
+    bounded by the size cap. Resampling at the atlas's texel centres instead could not be exact either.
+
+    Args:
+        texture: [H, W, C] uint8.
+
+    Returns:
+        [k·H, k·W, C] uint8.
+    """
+    k = max(1, min(MAX_REPLICATION, REPLICATED_SIZE // max(texture.shape[:2])))
+    return texture if k == 1 else np.repeat(np.repeat(texture, k, axis=0), k, axis=1)
 
 
 @dataclass(frozen=True)
@@ -270,12 +377,14 @@ def _wrapped_texels(start: int, count: int, tile: int, mode: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AtlasPlacement:
-    """Where one image landed in an atlas, in texels: column x, row y (top-left corner), width, height."""
+    """Where one image landed in an atlas, in texels: column x, row y (top-left corner), width, height; `texel`
+    is how many atlas texels a side one texel of the asset's image became (`replicate_texels`' factor)."""
 
     x: int
     y: int
     width: int
     height: int
+    texel: int = 1
 
 
 def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[np.ndarray, list[AtlasPlacement]]:

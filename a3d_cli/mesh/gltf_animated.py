@@ -62,8 +62,8 @@ UNSIGNED_SHORT = 5123
 UNSIGNED_BYTE = 5121
 UNSIGNED_INT = 5125
 TRIANGLES = 4
-LINEAR_FILTER = 9729
-LINEAR_MIPMAP_LINEAR = 9987
+NEAREST_FILTER, LINEAR_FILTER = 9728, 9729
+NEAREST_MIPMAP_NEAREST, LINEAR_MIPMAP_LINEAR = 9984, 9987
 REPEAT = 10497
 
 Interpolation = Literal["STEP", "LINEAR"]
@@ -85,6 +85,7 @@ class MeshMaterial:
         alpha_mode: "OPAQUE", "MASK" or "BLEND" (glTF's names).
         alpha_cutoff: threshold used when alpha_mode is "MASK".
         name: material name shown in DCC tools.
+        mag_filter: the textures' magnification filter, LINEAR_FILTER or NEAREST_FILTER (crisp texels: pixel art).
     """
 
     base_color_factor: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
@@ -97,6 +98,7 @@ class MeshMaterial:
     alpha_mode: Literal["OPAQUE", "MASK", "BLEND"] = "OPAQUE"
     alpha_cutoff: float = 0.5
     name: str = "material"
+    mag_filter: int = LINEAR_FILTER
 
     def __post_init__(self) -> None:
         if len(self.base_color_factor) != 4:
@@ -273,6 +275,15 @@ def _morph_weight_sampler(b: _GlbBuilder, time_acc: int, order: list[int], targe
     return {"input": time_acc, "output": b.accessor(weights.reshape(-1), "SCALAR"), "interpolation": interpolation}
 
 
+def texture_sampler(mag_filter: int) -> dict:
+    """A glTF sampler that repeats: LINEAR with trilinear mip-maps, or for NEAREST_FILTER the pair Blender writes
+    for "Closest" interpolation (NEAREST, NEAREST_MIPMAP_NEAREST), which its importer and three.js both show
+    with crisp texels (Blender's shows "Closest" only when minFilter is a NEAREST kind too)."""
+    if mag_filter == NEAREST_FILTER:
+        return {"magFilter": NEAREST_FILTER, "minFilter": NEAREST_MIPMAP_NEAREST, "wrapS": REPEAT, "wrapT": REPEAT}
+    return {"magFilter": LINEAR_FILTER, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT}
+
+
 def _document(
     b: _GlbBuilder,
     nodes: list[dict],
@@ -282,8 +293,10 @@ def _document(
     textures: list[dict],
     animation: dict,
     skins: list[dict] | None = None,
+    mag_filter: int = LINEAR_FILTER,
 ) -> bytes:
-    """The glTF JSON around one mesh, one material and one animation, packed as GLB bytes."""
+    """The glTF JSON around one mesh, one material and one animation, packed as GLB bytes; the textures repeat
+    and are filtered by `mag_filter` (`texture_sampler`)."""
     gltf: dict = {
         "asset": {"version": "2.0", "generator": f"a3d {__version__}"},
         "scene": 0,
@@ -299,9 +312,7 @@ def _document(
     if textures:
         gltf["textures"] = textures
         gltf["images"] = b.images
-        gltf["samplers"] = [
-            {"magFilter": LINEAR_FILTER, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT}
-        ]
+        gltf["samplers"] = [texture_sampler(mag_filter)]
     blob = b.binary()
     gltf["buffers"] = [{"byteLength": len(blob)}]
     return pack_glb(gltf, blob)
@@ -394,7 +405,7 @@ def animated_glb_bytes(
         "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
         "extras": {"fps": float(fps), "frames": f, "loop": bool(loop)},
     }
-    return _document(b, [{"name": name, "mesh": 0}], [0], mesh, mat, textures, animation)
+    return _document(b, [{"name": name, "mesh": 0}], [0], mesh, mat, textures, animation, mag_filter=material.mag_filter)
 
 
 def write_animated_glb(
@@ -442,6 +453,7 @@ def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
         base_color_texture=texture,
         alpha_mode="BLEND" if translucent else "OPAQUE",
         name="a3d_material",
+        mag_filter=mesh.mag_filter,
     )
     return material, (None if uniform else linear.astype(np.float32))
 
@@ -600,7 +612,7 @@ def skinned_glb_bytes(
         "channels": channels,
         "extras": {"fps": float(fps), "frames": f, "loop": bool(loop), "bones": nb},
     }
-    data = _document(b, nodes, [0, 1], mesh, mat, textures, animation, skins=[skin])
+    data = _document(b, nodes, [0, 1], mesh, mat, textures, animation, skins=[skin], mag_filter=material.mag_filter)
     return data
 
 

@@ -15,7 +15,8 @@ POSITION, NORMAL, COLOR_0, TEXCOORD_0 and indices are plain float32/uint32 data:
   TEXCOORD_0), else its average colour folded into the factor (`_Rewriter._emission`);
 - the base-colour texture's sampler wrap modes, which trimesh does not read, travel with each primitive
   that needs them as an application-specific attribute (`WRAP_ATTRIBUTE`, (wrapS, wrapT) per vertex,
-  written only when either is not REPEAT), which trimesh keeps in the part's `vertex_attributes`;
+  written only when either is not REPEAT), which trimesh keeps in the part's `vertex_attributes`; so do the
+  base-colour and emissive samplers' `magFilter` (`FILTER_ATTRIBUTE`, written only when either is NEAREST);
 - each texture points at an image a3d can decode (`EXT_texture_webp`, `KHR_texture_webp`,
   `EXT_texture_avif` sources, else the core source); a base-colour texture with none is refused;
 - `EXT_mesh_gpu_instancing` nodes get one child node per instance.
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap, linear_mean
+from a3d_cli.mesh.appearance import LINEAR, NEAREST, REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap, linear_mean
 from a3d_cli.mesh.gltf_accessors import (
     MAX_SCENE_NODES,
     MAX_SCENE_VERTICES,
@@ -69,9 +70,10 @@ SKIN_CHUNK = 1 << 18  # vertices skinned at a time (bounds the [n, 4, 4] joint m
 UV_SNAP = 1e-5  # texture coordinates this close to a whole number are that number (0.04 px of a 4096 texture)
 WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
 WRAP_ATTRIBUTE = "_A3D_WRAP"  # glTF's prefix for application-specific attributes; trimesh keeps those
+FILTER_ATTRIBUTE = "_A3D_FILTER"  # (base-colour magFilter, emissive magFilter) per vertex
 FINITE = {"POSITION": "vertex coordinates", "COLOR_0": "vertex colours (COLOR_0)", "TEXCOORD_0": "texture coordinates"}
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
-UvSet = tuple[int, np.ndarray | None, Wrap]  # a texture's (texCoord, KHR_texture_transform 3×3 or None, wrap modes)
+UvSet = tuple[int, np.ndarray | None, Wrap, int]  # a texture's (texCoord, KHR_texture_transform 3×3 or None, wrap, magFilter)
 
 
 def core_glb(path: Path, resolver: Any) -> bytes:
@@ -111,6 +113,7 @@ class _Rewriter:
         self.views: list[dict[str, Any]] = []
         self.accessors: list[dict[str, Any]] = []
         self.cache: dict[tuple, int] = {}
+        self.glow_filter: dict[int, int] = {}  # material → the magFilter of the emissive texture it keeps
 
     def run(self) -> bytes:
         self._check_scene()
@@ -242,8 +245,8 @@ class _Rewriter:
 
     def _materials(self) -> dict[int, UvSet]:
         """Per material: which UV set its base-colour texture uses, its texture transform (3×3, or None) and
-        its sampler's wrap modes; the textureInfo is rewritten to use TEXCOORD_0 without a transform (the
-        rewrite applies both, and hands the wrap modes on: `_primitive`)."""
+        its sampler's wrap modes and magnification filter; the textureInfo is rewritten to use TEXCOORD_0
+        without a transform (the rewrite applies both, and hands the sampler on: `_primitive`)."""
         found: dict[int, UvSet] = {}
         for m, mat in enumerate(self.out.get("materials") or []):
             info = _base_colour_info(mat)
@@ -252,8 +255,8 @@ class _Rewriter:
         return found
 
     def _texture_uv(self, m: int, info: dict[str, Any], what: str) -> UvSet:
-        """The UV set, texture transform and wrap modes of material `m`'s textureInfo `info`, which is rewritten
-        to read TEXCOORD_0 without a transform."""
+        """The UV set, texture transform, wrap modes and magFilter of material `m`'s textureInfo `info`, which is
+        rewritten to read TEXCOORD_0 without a transform."""
         ext = (info.get("extensions") or {}).pop(TRANSFORM, None)
         matrix = None
         try:
@@ -267,7 +270,7 @@ class _Rewriter:
         info["texCoord"] = 0
         if not info.get("extensions"):
             info.pop("extensions", None)
-        return tex_coord, matrix, self._wrap_modes(info)
+        return tex_coord, matrix, *self._sampler(info)
 
     def _emission(self, base_uv: dict[int, UvSet]) -> None:
         """Each material's emission in the form `a3d_cli.mesh.load` adds to the base colour: `emissiveFactor`
@@ -304,21 +307,23 @@ class _Rewriter:
                 if m not in base_uv or _same_uv(base_uv[m], uv):
                     check_image(data, label, self.doc.name)
                     base_uv.setdefault(m, uv)
+                    self.glow_filter[m] = uv[3]
                     mat["emissiveTexture"] = info
                 else:
                     factor = factor * linear_mean(decode_image(data, label, self.doc.name))
             mat["emissiveFactor"] = factor.tolist()
 
-    def _wrap_modes(self, info: dict[str, Any]) -> Wrap:
-        """The (wrapS, wrapT) of the sampler a textureInfo's texture names: REPEAT for a texture without a
-        sampler, a sampler without the field, and a value glTF does not define (viewers fall back to it)."""
+    def _sampler(self, info: dict[str, Any]) -> tuple[Wrap, int]:
+        """The (wrapS, wrapT) and magFilter of the sampler a textureInfo's texture names: REPEAT and LINEAR for a
+        texture without a sampler, a sampler without the field, and a value glTF does not define (viewers
+        fall back to them)."""
         textures, samplers = self.out.get("textures") or [], self.out.get("samplers") or []
         index = info.get("index")
         texture = textures[index] if _is_index(index, len(textures)) else None
         sampler = texture.get("sampler") if isinstance(texture, dict) else None
         fields = samplers[sampler] if _is_index(sampler, len(samplers)) and isinstance(samplers[sampler], dict) else {}
         s, t = (fields.get(key, REPEAT) for key in ("wrapS", "wrapT"))
-        return _wrap_mode(s), _wrap_mode(t)
+        return (_wrap_mode(s), _wrap_mode(t)), _mag_filter(fields.get("magFilter"))
 
     def _textures(self, base_uv: dict[int, UvSet]) -> set[int]:
         """Point every texture at an image a3d can decode; refuse a base-colour texture that has none.
@@ -385,7 +390,8 @@ class _Rewriter:
         attrs = prim.get("attributes") or {}
         prim.pop("extensions", None)  # Draco (decoded already) and any other primitive extension
         raw = self.draco.get(id(prim), {})
-        tex_coord, matrix, wrap = base_uv.get(prim.get("material", -1), (0, None, REPEAT_BOTH))
+        material = prim.get("material", -1)
+        tex_coord, matrix, wrap, mag_filter = base_uv.get(material, (0, None, REPEAT_BOTH, LINEAR))
         uv_name = f"TEXCOORD_{tex_coord}"
         self._check_primitive(prim, attrs, uv_name)
         new: dict[str, int] = {}
@@ -419,6 +425,13 @@ class _Rewriter:
             if key not in self.cache:
                 self.cache[key] = self._accessor(np.tile(np.asarray(wrap, dtype=np.float32), (count, 1)))
             new[WRAP_ATTRIBUTE] = self.cache[key]
+        filters = (mag_filter, self.glow_filter.get(material, LINEAR))
+        if "TEXCOORD_0" in new and NEAREST in filters:
+            count = self.accessors[new["POSITION"]]["count"]
+            key = (FILTER_ATTRIBUTE, count, filters)
+            if key not in self.cache:
+                self.cache[key] = self._accessor(np.tile(np.asarray(filters, dtype=np.float32), (count, 1)))
+            new[FILTER_ATTRIBUTE] = self.cache[key]
         prim["attributes"] = new
         prim.pop("targets", None)
         if "indices" in prim:
@@ -801,6 +814,12 @@ def _uv_transform(ext: dict[str, Any]) -> np.ndarray:
 def _wrap_mode(value: Any) -> int:
     """A sampler's wrapS / wrapT value as one of glTF's wrap modes: REPEAT for anything glTF does not define."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value in WRAP_MODES else REPEAT
+
+
+def _mag_filter(value: Any) -> int:
+    """A sampler's magFilter as NEAREST or LINEAR: LINEAR for an absent value and for anything glTF does not
+    define (glTF allows 9728 and 9729 only; three.js falls back to LINEAR likewise)."""
+    return NEAREST if isinstance(value, int) and not isinstance(value, bool) and value == NEAREST else LINEAR
 
 
 def _snap_uv(uv: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import (
+    LINEAR,
     REPEAT_BOTH,
     Wrap,
     add_emission,
@@ -345,9 +346,10 @@ def _to_surface(
     colors = np.tile(np.asarray(DEFAULT_GREY, dtype=np.float32), (v, 1))  # [V, 4]
     uvs = texture = None
     alpha_mode, wrap = "OPAQUE", REPEAT_BOTH
+    mag_filter, glow_filter = _gltf_filters(m) if from_gltf else (LINEAR, LINEAR)
     if kind == "texture":
         try:
-            colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache)
+            colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache, glow_filter)
         except OSError as exc:  # Pillow decodes the texture only now: a truncated or damaged image
             raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
         if uvs is not None:  # OBJ/PLY texture coordinates (glTF's are checked as they are decoded)
@@ -362,7 +364,8 @@ def _to_surface(
         raw = np.asarray(visual.vertex_colors, dtype=np.float64)[:, :4] / 255.0  # type: ignore[union-attr]  # [V, 4]
         colors = _vertex_colors(raw, from_gltf)
         colors[:, 3] = 1.0  # vertex colours without a material: opaque (glTF's default material)
-    return SurfaceMesh(vertices, faces, colors.astype(np.float32), uvs, texture, alpha_mode, wrap)
+    mag_filter = mag_filter if texture is not None else LINEAR
+    return SurfaceMesh(vertices, faces, colors.astype(np.float32), uvs, texture, alpha_mode, wrap, mag_filter)
 
 
 def _gltf_wrap(m: object) -> Wrap:
@@ -376,6 +379,17 @@ def _gltf_wrap(m: object) -> Wrap:
     return (int(modes[0][0]), int(modes[0][1]))
 
 
+def _gltf_filters(m: object) -> tuple[int, int]:
+    """The magFilter of a glTF part's base-colour and emissive samplers, as `a3d_cli.mesh.gltf_core` hands them
+    on (`FILTER_ATTRIBUTE`, absent when both are LINEAR)."""
+    from a3d_cli.mesh.gltf_core import FILTER_ATTRIBUTE
+
+    filters = (getattr(m, "vertex_attributes", None) or {}).get(FILTER_ATTRIBUTE)
+    if filters is None or not len(filters):
+        return LINEAR, LINEAR
+    return int(filters[0][0]), int(filters[0][1])
+
+
 def _vertex_colors(raw: np.ndarray, from_gltf: bool) -> np.ndarray:
     """[V, 3|4] colours in [0, 1] → [V, 4] sRGB. glTF COLOR_0 is linear, PLY/OBJ colours are display values."""
     raw = np.asarray(raw, dtype=np.float64)
@@ -386,14 +400,14 @@ def _vertex_colors(raw: np.ndarray, from_gltf: bool) -> np.ndarray:
 
 
 def _texture_appearance(
-    visual: object, v: int, from_gltf: bool, cache: dict
+    visual: object, v: int, from_gltf: bool, cache: dict, glow_filter: int = LINEAR
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Vertex colours, UVs and baked texture of a trimesh TextureVisuals.
 
     A glTF material's emission adds to its base colour (`a3d_cli.mesh.appearance.add_emission`): into the
     vertex colours when it is a factor alone, else into the baked texture. `a3d_cli.mesh.gltf_core` has made
     an emissive texture read the base texture's texture coordinates (or stand alone); read without them, it
-    counts as its average colour."""
+    counts as its average colour. `glow_filter` is the emissive sampler's magFilter."""
     from trimesh.visual.material import PBRMaterial
 
     mat = visual.material  # type: ignore[attr-defined]
@@ -434,7 +448,7 @@ def _texture_appearance(
     mode, cutoff = _alpha_mode(mat)
     key: tuple = (id(image), tuple(np.round(factor, 6)), mode, cutoff)
     if glow is not None:
-        key += (id(glow_image), tuple(np.round(glow, 6)))
+        key += (id(glow_image), tuple(np.round(glow, 6)), glow_filter)
     if key not in cache:
         glow_rgba = None if glow_image is None else as_rgba_uint8(glow_image)
         if image is None:  # an emissive texture alone: the base factor is a colour under it
@@ -442,7 +456,7 @@ def _texture_appearance(
         else:
             baked = apply_linear_factor(as_rgba_uint8(image), factor)
             if glow is not None:
-                baked = add_emission(baked, glow_rgba, glow)
+                baked = add_emission(baked, glow_rgba, glow, emission_filter=glow_filter)
         if mode == "OPAQUE":
             baked[..., 3] = 255
         elif mode == "MASK":

@@ -100,6 +100,8 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
         texture=mesh.texture,
         alpha_mode=mesh.alpha_mode,
         wrap=mesh.wrap,
+        mag_filter=mesh.mag_filter,
+        islands=mesh.islands,
     ).compact()
 
 

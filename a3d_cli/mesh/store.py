@@ -10,7 +10,8 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - POSITION holds the V vertices in binding order, in a3d's *normalized* frame (map back to the asset's own
   frame with `source/normalization.json`'s `inverse`);
 - TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures, with the alpha mode of
-  the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1);
+  the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1), and a
+  sampler naming NEAREST filtering when the texture is read so (`SurfaceMesh.mag_filter`), none otherwise;
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
 - NORMAL: smooth vertex normals, equal across UV seams (`topology.vertex_normals`). glTF viewers
   shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted;
@@ -29,8 +30,8 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
-from a3d_cli.mesh.appearance import srgb_to_linear
-from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL
+from a3d_cli.mesh.appearance import LINEAR, srgb_to_linear
+from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL, texture_sampler
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.topology import seam_copies, vertex_normals
 
@@ -41,6 +42,8 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     from PIL import Image
     from trimesh.visual import ColorVisuals, TextureVisuals
     from trimesh.visual.material import PBRMaterial
+
+    from a3d_cli.mesh.gltf_accessors import pack_glb, parse_gltf
 
     linear = np.concatenate([srgb_to_linear(mesh.vertex_colors[:, :3]), mesh.vertex_colors[:, 3:]], axis=1)
     color0 = np.round(np.clip(linear, 0, 1) * 255).astype(np.uint8)  # [V, 4]
@@ -65,16 +68,20 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     tm = trimesh.Trimesh(
         vertices=mesh.vertices, faces=mesh.faces, vertex_normals=normals, visual=visual, process=False, validate=False
     )
-    return _with_buffer_view_targets(trimesh.Scene(tm).export(file_type="glb", include_normals=True))
+    doc, binary = parse_gltf(trimesh.Scene(tm).export(file_type="glb", include_normals=True), "the GLB trimesh wrote")
+    _set_buffer_view_targets(doc)
+    if mesh.texture is not None and mesh.mag_filter != LINEAR:  # trimesh names no sampler: LINEAR to viewers
+        doc["samplers"] = [texture_sampler(mesh.mag_filter)]
+        for texture in doc.get("textures", []):
+            texture["sampler"] = 0
+    return pack_glb(doc, bytes(binary or b""))
 
 
-def _with_buffer_view_targets(glb: bytes) -> bytes:
-    """`glb` with `target` set on the bufferViews that only vertex attributes (ARRAY_BUFFER) or only indices
-    (ELEMENT_ARRAY_BUFFER) read; a view read otherwise too (an image, a shared view) is left as it is."""
-    from a3d_cli.mesh.gltf_accessors import pack_glb, parse_gltf
+def _set_buffer_view_targets(doc: dict) -> None:
+    """Set `target` on the bufferViews of glTF JSON `doc` that only vertex attributes (ARRAY_BUFFER) or only
+    indices (ELEMENT_ARRAY_BUFFER) read; a view read otherwise too (an image, a shared view) is left as it is."""
     from a3d_cli.mesh.gltf_animated import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER
 
-    doc, binary = parse_gltf(glb, "the GLB trimesh wrote")
     accessors, views = doc.get("accessors", []), doc.get("bufferViews", [])
     reads: list[tuple[int, int | None]] = []  # (accessor, the target it asks of its view)
     for mesh in doc.get("meshes", []):
@@ -92,7 +99,6 @@ def _with_buffer_view_targets(glb: bytes) -> bytes:
     for index, kinds in uses.items():
         if 0 <= index < len(views) and len(kinds) == 1 and None not in kinds:
             views[index]["target"] = kinds.pop()
-    return pack_glb(doc, bytes(binary or b""))
 
 
 def save_processed_mesh(path: str | os.PathLike[str], mesh: SurfaceMesh) -> None:

@@ -8,19 +8,34 @@ Appearance model: colour(p) = texture(uv(p)) · vertex_color(p), both sRGB displ
 (texture = white when absent). Base-colour factors and glTF emission are already baked into the texture or
 the vertex colours by the loader. Outside [0, 1] the texture wraps by its sampler's modes (`wrap`); `concatenate`
 bakes any other mode than REPEAT into the texture, so the mesh `load_mesh` returns always repeats (what the
-files a3d writes assume: they name no sampler).
+files a3d writes assume: they name no sampler). The texture is read bilinearly or, for a sampler whose
+`magFilter` is NEAREST (`mag_filter`), by its nearest texel; given the spacing of the splats that read it,
+averaged over that footprint where it spans several texels (`appearance.sample_mipmapped`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import REPEAT_BOTH, WRAP_MODES, Wrap, sample_texture
+from a3d_cli.mesh.appearance import (
+    LINEAR,
+    MAG_FILTERS,
+    NEAREST,
+    REPEAT_BOTH,
+    WRAP_MODES,
+    AtlasPlacement,
+    Wrap,
+    mip_chain,
+    sample_mipmapped,
+    sample_texture,
+)
 
 ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")  # glTF's alpha modes, from least to most transparent
+CORNER_NUDGE = 1e-3  # texels a vertex's lookup moves into each of its faces under NEAREST filtering
 
 
 def require_finite(values: np.ndarray, what: str, name: str) -> None:
@@ -86,6 +101,10 @@ class SurfaceMesh:
             0 or 1 already) or "BLEND"; a joined mesh takes the most transparent mode of its parts.
         wrap: the texture's (wrapS, wrapT) glTF wrap modes (`a3d_cli.mesh.appearance`): how it extends
             beyond [0, 1]; REPEAT for OBJ and PLY textures and glTF's default sampler.
+        mag_filter: the texture's glTF magnification filter, LINEAR (bilinear; OBJ, PLY and glTF's
+            default) or NEAREST (the texel holding the point: crisp texels, as pixel-art assets ask).
+        islands: where each image packed into the texture (an atlas, `concatenate`) lies; the texture is
+            averaged over a footprint image by image, never across them. Empty for a texture of one image.
     """
 
     vertices: np.ndarray  # [V, 3]
@@ -95,6 +114,8 @@ class SurfaceMesh:
     texture: np.ndarray | None = None  # [H, W, 4]
     alpha_mode: str = "OPAQUE"
     wrap: Wrap = REPEAT_BOTH
+    mag_filter: int = LINEAR
+    islands: tuple[AtlasPlacement, ...] = ()
 
     def __post_init__(self) -> None:
         v = self.vertices.shape[0]
@@ -110,6 +131,8 @@ class SurfaceMesh:
             raise ValueError(f"SurfaceMesh.uvs must be [{v}, 2], got {list(self.uvs.shape)}")
         if len(self.wrap) != 2 or any(mode not in WRAP_MODES for mode in self.wrap):
             raise ValueError(f"SurfaceMesh.wrap must be two of {WRAP_MODES}, got {self.wrap}")
+        if self.mag_filter not in MAG_FILTERS:
+            raise ValueError(f"SurfaceMesh.mag_filter must be one of {MAG_FILTERS}, got {self.mag_filter}")
 
     @property
     def num_vertices(self) -> int:
@@ -119,19 +142,103 @@ class SurfaceMesh:
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
 
-    def vertex_rgba(self) -> np.ndarray:
-        """[V, 4] float32 colour of every vertex (texture at its UV times its vertex colour)."""
+    def vertex_rgba(self, spacing: np.ndarray | None = None) -> np.ndarray:
+        """[V, 4] float32 colour of every vertex (texture at its UV times its vertex colour).
+
+        `spacing` ([V], in the mesh's units) is the distance from each vertex's splat to its neighbours: the
+        texture is then averaged over that footprint (`_read`); None reads it at the point.
+
+        Under NEAREST filtering a vertex often sits on a texel border (a voxel face's corner), where the
+        texture jumps: its texture colour is then the mean, over its faces, of the texel each face shows next
+        to it (`_corner_texels`), as a renderer draws the faces around it; bilinear colours are continuous
+        there and are read at the vertex itself.
+        """
         if self.texture is None:
             return self.vertex_colors.astype(np.float32)
-        rgba = sample_texture(self.texture, self.uvs, self.wrap)  # type: ignore[arg-type]
+        footprint = None if spacing is None else spacing * self._vertex_texel_density()  # [V] texels
+        if self.mag_filter == NEAREST and self.num_faces:
+            rgba = self._corner_texels(footprint)
+        else:
+            rgba = self._read(self.uvs, footprint)  # type: ignore[arg-type]
         return (rgba * self.vertex_colors).astype(np.float32)
 
-    def surface_rgba(self, face_ids: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    def _corner_texels(self, footprint: np.ndarray | None) -> np.ndarray:
+        """[V, 4] the mean over each vertex's faces of the texel the face shows at the vertex: the texture read
+        (`_read`) CORNER_NUDGE texels from the vertex towards the face's UV centroid (at the vertex itself for a
+        vertex that no face uses, or a face whose corners share one UV)."""
+        h, w = self.texture.shape[:2]  # type: ignore[union-attr]
+        corner_uv = self.uvs[self.faces]  # type: ignore[index]  # [T, 3, 2]
+        inward = corner_uv.mean(axis=1, keepdims=True) - corner_uv  # [T, 3, 2] towards the UV centroid
+        reach = np.abs(inward * np.array([w, h])).max(axis=-1, keepdims=True)  # [T, 3, 1] in texels
+        step = np.divide(CORNER_NUDGE, reach, out=np.zeros_like(reach), where=reach > 0)
+        corners = self.faces.reshape(-1)  # [3T]
+        texel = self._read((corner_uv + inward * step).reshape(-1, 2), None if footprint is None else footprint[corners])
+        count = np.bincount(corners, minlength=self.num_vertices)  # [V]
+        total = np.stack([np.bincount(corners, texel[:, c], self.num_vertices) for c in range(4)], axis=1)  # [V, 4]
+        rgba = total / np.maximum(count, 1)[:, None]  # [V, 4]
+        lone = count == 0
+        if lone.any():
+            rgba[lone] = self._read(self.uvs[lone], None if footprint is None else footprint[lone])  # type: ignore[index]
+        return rgba.astype(np.float32)
+
+    def _read(self, uv: np.ndarray, footprint: np.ndarray | None) -> np.ndarray:
+        """[S, 4] the texture at uv [S, 2] with the sampler's wrap modes and filter; averaged over `footprint`
+        ([S] texels between neighbouring splats) where that exceeds one texel, from the mip chain of the
+        image (island) each point lies in (`_mips`)."""
+        if footprint is None or not (footprint > 1.0).any():
+            return sample_texture(self.texture, uv, self.wrap, self.mag_filter)  # type: ignore[arg-type]
+        if not self.islands:
+            return sample_mipmapped(self._mips(-1), uv, footprint, self.wrap, self.mag_filter)
+        h, w = self.texture.shape[:2]  # type: ignore[union-attr]
+        col, row = uv[:, 0] * w, (1.0 - uv[:, 1]) * h  # [S] in atlas texels
+        out = sample_texture(self.texture, uv, self.wrap, self.mag_filter)  # [S, 4]: outside every island
+        for i, p in enumerate(self.islands):  # a texel of slack for rounded edge coordinates
+            at = (col > p.x - 1) & (col < p.x + p.width + 1) & (row > p.y - 1) & (row < p.y + p.height + 1)  # [S]
+            if at.any():
+                local = np.stack([(col[at] - p.x) / p.width, 1.0 - (row[at] - p.y) / p.height], axis=-1).clip(0.0, 1.0)
+                spread = np.where(footprint[at] > p.texel, footprint[at], 1.0)  # a replicated texel is one texel
+                out[at] = sample_mipmapped(self._mips(i), local, spread, self.wrap, self.mag_filter)
+        return out
+
+    def _mips(self, island: int) -> list[np.ndarray]:
+        """The mip chain (`appearance.mip_chain`) of the whole texture (island −1) or of one packed image, made
+        on first use and kept with the mesh."""
+        if island not in self._mip_cache:
+            p = self.islands[island] if island >= 0 else None
+            image = self.texture if p is None else self.texture[p.y : p.y + p.height, p.x : p.x + p.width]  # type: ignore[index]
+            self._mip_cache[island] = mip_chain(image)  # type: ignore[arg-type]
+        return self._mip_cache[island]
+
+    @cached_property
+    def _mip_cache(self) -> dict[int, list[np.ndarray]]:
+        return {}
+
+    def _face_texel_density(self) -> np.ndarray:
+        """[T] texels of the texture per unit of length on each face, √(texel area / surface area) (0 for a
+        face of no area, or one whose corners share a texture coordinate)."""
+        h, w = self.texture.shape[:2]  # type: ignore[union-attr]
+        uv = self.uvs[self.faces] * np.array([w, h])  # type: ignore[index]  # [T, 3, 2] in texels
+        e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+        texel_area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])  # [T]
+        area = self.face_areas()  # [T]
+        return np.sqrt(np.divide(texel_area, area, out=np.zeros_like(area), where=area > 0))
+
+    def _vertex_texel_density(self) -> np.ndarray:
+        """[V] the area-weighted mean of `_face_texel_density` over each vertex's faces (0 for a vertex no face uses)."""
+        density, area = self._face_texel_density(), self.face_areas()  # [T], [T]
+        corners = self.faces.reshape(-1)
+        weighted = np.bincount(corners, np.repeat(density * area, 3), self.num_vertices)  # [V]
+        total = np.bincount(corners, np.repeat(area, 3), self.num_vertices)  # [V]
+        return np.divide(weighted, total, out=np.zeros_like(total), where=total > 0)
+
+    def surface_rgba(self, face_ids: np.ndarray, bary: np.ndarray, spacing: np.ndarray | None = None) -> np.ndarray:
         """Colour at points on faces.
 
         Args:
             face_ids: [S] face index of each point.
             bary: [S, 3] barycentric weights w.r.t. the face's three vertices.
+            spacing: [S] distance from each point's splat to its neighbours, in the mesh's units: the texture
+                is then averaged over that footprint (`_read`); None reads it at the point.
 
         Returns:
             [S, 4] float32 RGBA.
@@ -141,7 +248,8 @@ class SurfaceMesh:
         if self.texture is None:
             return vc.astype(np.float32)
         uv = np.einsum("sk,skc->sc", bary, self.uvs[corners])  # type: ignore[index]  # [S, 2]
-        return (sample_texture(self.texture, uv, self.wrap) * vc).astype(np.float32)
+        footprint = None if spacing is None else spacing * self._face_texel_density()[face_ids]  # [S] texels
+        return (self._read(uv, footprint) * vc).astype(np.float32)
 
     def face_areas(self) -> np.ndarray:
         """[T] triangle areas."""
@@ -172,6 +280,8 @@ class SurfaceMesh:
             texture=self.texture,
             alpha_mode=self.alpha_mode,
             wrap=self.wrap,
+            mag_filter=self.mag_filter,
+            islands=self.islands,
         )
 
 
@@ -186,8 +296,11 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     that image: an atlas cannot wrap, and wrapping each vertex into [0, 1) on its own would make a face
     whose coordinates cross a cell border sweep across the image. A single REPEAT texture is kept as it is,
     since sampling wraps it exactly.
+
+    The atlas is read with NEAREST filtering when every texture in it is, else bilinearly: a NEAREST texture
+    then goes in with each texel replicated (`appearance.replicate_texels`), so it keeps its crisp texels.
     """
-    from a3d_cli.mesh.appearance import extend_texture, pack_atlas, remap_uv, texel_window
+    from a3d_cli.mesh.appearance import extend_texture, pack_atlas, remap_uv, replicate_texels, texel_window
 
     if len(parts) == 1 and not _wraps_otherwise(parts[0]):  # within [0, 1] every mode reads as REPEAT does
         return parts[0] if parts[0].wrap == REPEAT_BOTH else replace(parts[0], wrap=REPEAT_BOTH)
@@ -196,14 +309,16 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     vertices = np.concatenate([p.vertices for p in parts], axis=0)
     faces = np.concatenate([p.faces + offsets[i] for i, p in enumerate(parts)], axis=0)
     colors = np.concatenate([p.vertex_colors for p in parts], axis=0)
-    users: dict[tuple[int, Wrap], list[SurfaceMesh]] = {}  # (texture, wrap) → the parts that use it
+    users: dict[tuple[int, Wrap, int], list[SurfaceMesh]] = {}  # (texture, wrap, filter) → the parts that use it
     for p in parts:
         if p.texture is not None:
-            users.setdefault((id(p.texture), p.wrap), []).append(p)
+            users.setdefault(_texture_key(p), []).append(p)
     if not users:
         return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
+    mag_filter = NEAREST if all(key[2] == NEAREST for key in users) else LINEAR  # the atlas's
     textures: list[np.ndarray] = []
-    to_image = {}  # (texture, wrap) → (slot in `textures`, the texels it holds or None when inside [0, 1])
+    texel_size: list[int] = []  # per image: its replication factor
+    to_image = {}  # (texture, wrap, filter) → (slot in `textures`, the texels it holds or None when inside [0, 1])
     for key, group in users.items():
         uv = np.concatenate([p.uvs for p in group], axis=0)  # type: ignore[misc]
         inside = not len(uv) or bool((uv >= 0.0).all() and (uv <= 1.0).all())
@@ -212,25 +327,34 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
         if window is not None and key[1] == REPEAT_BOTH and len(users) == 1 and len(group) == len(parts):
             window = None  # one repeating texture for the whole mesh: sampling wraps it exactly
         to_image[key] = (len(textures), window)
-        textures.append(texture if window is None else extend_texture(texture, window, key[1]))
+        image = texture if window is None else extend_texture(texture, window, key[1])
+        textures.append(replicate_texels(image) if key[2] != mag_filter else image)
+        texel_size.append(textures[-1].shape[0] // image.shape[0])
 
     def image_uv(p: SurfaceMesh) -> np.ndarray:
-        window = to_image[(id(p.texture), p.wrap)][1]
+        window = to_image[_texture_key(p)][1]
         return p.uvs if window is None else window.to_unit(p.uvs)  # type: ignore[return-value,arg-type]
 
     if len(textures) == 1 and all(p.texture is not None for p in parts):
         uvs_all = np.concatenate([image_uv(p) for p in parts], axis=0)
-        return SurfaceMesh(vertices, faces, colors, uvs_all, textures[0], alpha_mode)
+        return SurfaceMesh(vertices, faces, colors, uvs_all, textures[0], alpha_mode, mag_filter=mag_filter)
     white_slot = len(textures)
     textures.append(np.full((4, 4, 4), 255, dtype=np.uint8))
     atlas, places = pack_atlas(textures)
+    places = [replace(p, texel=k) for p, k in zip(places, [*texel_size, 1], strict=True)]
     uvs = []
     for p in parts:
         if p.texture is None:
             uvs.append(remap_uv(np.full((p.num_vertices, 2), 0.5), places[white_slot], atlas.shape))
         else:
-            uvs.append(remap_uv(image_uv(p), places[to_image[(id(p.texture), p.wrap)][0]], atlas.shape))
-    return SurfaceMesh(vertices, faces, colors, np.concatenate(uvs, axis=0), atlas, alpha_mode)
+            uvs.append(remap_uv(image_uv(p), places[to_image[_texture_key(p)][0]], atlas.shape))
+    uvs_all = np.concatenate(uvs, axis=0)
+    return SurfaceMesh(vertices, faces, colors, uvs_all, atlas, alpha_mode, mag_filter=mag_filter, islands=tuple(places))
+
+
+def _texture_key(mesh: SurfaceMesh) -> tuple[int, Wrap, int]:
+    """What makes a textured part's image distinct in an atlas: the texture, its wrap modes and its filter."""
+    return id(mesh.texture), mesh.wrap, mesh.mag_filter
 
 
 def _wraps_otherwise(mesh: SurfaceMesh) -> bool:

@@ -19,7 +19,10 @@ Splat shape: flat discs lying in the surface.
   gives (a third of the fan, split with the samples on it). Regular meshes are unaffected; long thin
   triangles and big low-poly faces get thin or small splats instead of streaks across the view.
 Colour: the mesh colour at the point (texture at the UV times vertex colour; for vertex splats averaged over
-the seam copies of the vertex, like Animate3D's average over adjacent faces). Opacity SPLAT_OPACITY × alpha.
+the seam copies of the vertex, like Animate3D's average over adjacent faces). Where the splats lie several
+texels apart the texture is averaged over that spacing (√(s1·s2) / FOOTPRINT, mip-mapped:
+`SurfaceMesh.surface_rgba`), not read at one texel: the views would show that choice as noise.
+Opacity SPLAT_OPACITY × alpha.
 With `shade=True` a fixed lighting is baked into the colours (`a3d_cli.mesh.shading`), using each splat's
 normal (the vertex normal, or the sample's face normal).
 """
@@ -87,8 +90,9 @@ def mesh_to_gaussians(
     s_rot, s_scale = _sample_splat_shapes(pos, faces_w, f_normal, f_area, n_face, face_ids)
 
     # 5. colours: average of the seam copies for vertex splats, the surface colour for samples
-    v_rgba = _average_rows(mesh.vertex_rgba(), vertex_splat, w)  # [W, 4]
-    s_rgba = mesh.surface_rgba(face_ids, bary) if len(face_ids) else np.zeros((0, 4), np.float32)  # [S, 4]
+    v_spacing, s_spacing = (np.sqrt(s[:, 0] * s[:, 1]) / FOOTPRINT for s in (v_scale, s_scale))  # [W], [S]
+    v_rgba = _average_rows(mesh.vertex_rgba(v_spacing[vertex_splat]), vertex_splat, w)  # [W, 4]
+    s_rgba = mesh.surface_rgba(face_ids, bary, s_spacing) if len(face_ids) else np.zeros((0, 4), np.float32)  # [S, 4]
     rgba = np.concatenate([v_rgba, s_rgba], axis=0)  # [N, 4]
     if shade:
         from a3d_cli.mesh.shading import shade_srgb

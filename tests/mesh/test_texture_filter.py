@@ -1,0 +1,301 @@
+"""Texture magnification filters: a glTF sampler's `magFilter` NEAREST reads the texel holding each point (crisp
+texels, as pixel-art, voxel and low-poly assets ask and Blender, three.js and game engines show), LINEAR and
+anything glTF does not define read bilinearly; a NEAREST texture keeps its texels in an atlas beside LINEAR ones.
+Minification: where splats lie several texels apart, their colours are the texture averaged (in linear light) over
+that spacing, not one texel picked at random."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes
+
+from a3d_cli.mesh.appearance import LINEAR, NEAREST, mip_chain, replicate_texels
+from a3d_cli.mesh.load import load_mesh
+from a3d_cli.mesh.surface import SurfaceMesh, concatenate
+from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
+
+NEAREST_GL, LINEAR_GL, LINEAR_MIPMAP_LINEAR_GL = 9728, 9729, 9987  # the glTF 2.0 spec's sampler.magFilter / minFilter
+
+
+def to_linear(c):
+    """sRGB → linear (IEC 61966-2-1), written here from the standard."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def to_srgb(c):
+    """linear → sRGB, clamped to [0, 1] first."""
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.clip(c, 0, 1) ** (1 / 2.4) - 0.055)
+
+
+def random_image(seed: int, size: int = 4) -> np.ndarray:
+    """[size, size, 3] uint8."""
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def grid(cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unit square as a cells × cells grid of squares, two triangles each, vertices at the grid's corners:
+    positions (x, y = u, v; z = 0) [V, 3] and faces [T, 3]."""
+    t = np.linspace(0.0, 1.0, cells + 1)
+    u, v = (a.ravel() for a in np.meshgrid(t, t))
+    corner = (np.arange(cells)[None, :] + (cells + 1) * np.arange(cells)[:, None]).ravel()  # bottom-left of each cell
+    a, b, c, d = corner, corner + 1, corner + cells + 2, corner + cells + 1
+    faces = np.concatenate([np.c_[a, b, c], np.c_[a, c, d]]).astype(np.int64)
+    return np.c_[u, v, np.zeros_like(u)], faces
+
+
+def square_glb(path, images: list[np.ndarray], samplers: list[dict], material: dict | None = None, cells: int = 4):
+    """A `grid(cells)` square whose texture coordinates are its positions; image k becomes texture k with sampler
+    k; the material defaults to texture 0 as the base colour."""
+    vertices, faces = grid(cells)
+    b = GlbBuilder()
+    b.doc["samplers"] = samplers
+    b.doc["textures"] = [{"sampler": k, "source": b.image(png_bytes(im), "image/png")} for k, im in enumerate(images)]
+    b.doc["materials"] = [material or {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}]
+    uv = np.c_[vertices[:, 0], 1 - vertices[:, 1]].astype(np.float32)  # glTF's origin is the top-left
+    attributes = {"POSITION": b.accessor(vertices.astype(np.float32), GL_FLOAT, "VEC3"),
+                  "TEXCOORD_0": b.accessor(uv, GL_FLOAT, "VEC2")}  # fmt: skip
+    b.mesh(attributes, b.accessor(faces.astype(np.uint32).ravel(), GL_UINT, "SCALAR"), material=0)
+    return b.save(path)
+
+
+def locate(mesh: SurfaceMesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Face index [S] and barycentric weights [S, 3] of points (x, y) of a flat mesh in the z = 0 plane."""
+    tri = mesh.vertices[mesh.faces][:, :, :2]  # [T, 3, 2]
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # [T, 2]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]  # [T]
+    d = points[:, None, :] - tri[None, :, 0]  # [S, T, 2]
+    b1 = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) / det
+    b2 = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) / det
+    bary = np.stack([1 - b1 - b2, b1, b2], axis=-1)  # [S, T, 3]
+    face = np.argmax(bary.min(axis=-1), axis=1)  # [S] the face holding the point
+    return face, bary[np.arange(len(points)), face]
+
+
+def colours_at(mesh: SurfaceMesh, points: np.ndarray) -> np.ndarray:
+    """[S, 3] the mesh's colour (0..255) at points (x, y) of a flat mesh."""
+    face, bary = locate(mesh, points)
+    return mesh.surface_rgba(face, bary)[:, :3].astype(np.float64) * 255
+
+
+def texel_of(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """[S, 3] the texel whose square holds each uv (bottom-left origin), by the sampler's definition."""
+    h, w = image.shape[:2]
+    return image[np.floor((1 - uv[:, 1]) * h).astype(int), np.floor(uv[:, 0] * w).astype(int)].astype(np.float64)
+
+
+def bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """[S, 3] OpenGL's LINEAR filter at uv inside the image, edge texels extended (written from its definition)."""
+    h, w = image.shape[:2]
+    x, y = uv[:, 0] * w - 0.5, (1 - uv[:, 1]) * h - 0.5
+    i0, j0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    a, b = (y - i0)[:, None], (x - j0)[:, None]
+    at = lambda i, j: image[np.clip(i, 0, h - 1), np.clip(j, 0, w - 1)].astype(np.float64)  # noqa: E731
+    return (1 - a) * ((1 - b) * at(i0, j0) + b * at(i0, j0 + 1)) + a * ((1 - b) * at(i0 + 1, j0) + b * at(i0 + 1, j0 + 1))
+
+
+def points_off_texel_borders(seed: int, size: int, margin: float, count: int = 300) -> np.ndarray:
+    """[count, 2] random points of the unit square at least `margin` texels (of a size × size image) from any
+    texel border."""
+    rng = np.random.default_rng(seed)
+    cell = rng.integers(0, size, (count, 2))
+    return (cell + margin + rng.random((count, 2)) * (1 - 2 * margin)) / size
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [{"magFilter": NEAREST_GL}, {"magFilter": NEAREST_GL, "minFilter": LINEAR_MIPMAP_LINEAR_GL}],
+    ids=["nearest", "nearest-mag-linear-min"],
+)
+def test_a_nearest_sampler_reads_the_texel_holding_each_point(tmp_path, sampler):
+    """magFilter NEAREST: everywhere on the square the colour is the texel whose square holds the point, not a
+    blend of four (whatever minFilter says: a3d's splats magnify such a texture)."""
+    image = random_image(0)
+    mesh = load_mesh(square_glb(tmp_path / "pixels.glb", [image], [sampler]))
+    assert mesh.mag_filter == NEAREST
+    points = np.random.default_rng(1).random((400, 2))
+    np.testing.assert_allclose(colours_at(mesh, points), texel_of(image, points), atol=1e-3)
+
+
+@pytest.mark.parametrize("sampler", [{"magFilter": LINEAR_GL}, {}], ids=["linear", "no-filter"])
+def test_a_linear_or_unset_sampler_reads_bilinearly_as_before(tmp_path, sampler):
+    """magFilter LINEAR, or none given: OpenGL's bilinear filter (blends of the four texels around the point)."""
+    image = random_image(0)
+    mesh = load_mesh(square_glb(tmp_path / "smooth.glb", [image], [sampler]))
+    assert mesh.mag_filter == LINEAR
+    points = np.random.default_rng(1).random((400, 2))
+    got = colours_at(mesh, points)
+    np.testing.assert_allclose(got, bilinear(image, points), atol=1e-3)
+    assert np.abs(got - texel_of(image, points)).max() > 20  # a blend, not the texels
+
+
+def test_nearest_vertex_and_splat_colours_are_the_texels_of_their_faces(tmp_path):
+    """A 4×4 image on a 4×4 grid whose vertices sit on texel corners, where the nearest texel jumps: every
+    surface splat has its face's texel colour, and every vertex (hence its splat) the mean of the texels of
+    the faces around it, as a renderer draws them; no splat picks a texel its faces do not show."""
+    image = random_image(2)
+    mesh = load_mesh(square_glb(tmp_path / "voxel.glb", [image], [{"magFilter": NEAREST_GL}]))
+    centroid_uv = mesh.uvs[mesh.faces].mean(axis=1)  # [T, 2]: inside the face's texel
+    face_texel = texel_of(image, centroid_uv)  # [T, 3]
+    want = np.zeros((mesh.num_vertices, 3))
+    count = np.zeros(mesh.num_vertices)
+    for t, corners in enumerate(mesh.faces):
+        want[corners] += face_texel[t]
+        count[corners] += 1
+    np.testing.assert_allclose(mesh.vertex_rgba()[:, :3] * 255, want / count[:, None], atol=1e-3)
+    gaussians, binding = mesh_to_gaussians(mesh, target_splats=400, seed=0)
+    samples = gaussians.colors.numpy()[binding.num_vertex_splats :] * 255  # [S, 3]
+    assert len(samples) > 100
+    np.testing.assert_allclose(samples, face_texel[binding.sample_face], atol=1e-3)
+
+
+def part(image: np.ndarray, mag_filter: int, offset: float, cells: int = 4) -> SurfaceMesh:
+    """The `grid(cells)` square moved by `offset` along x, textured with `image` (uv = the unmoved position)."""
+    vertices, faces = grid(cells)
+    texture = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+    colours = np.ones((len(vertices), 4), np.float32)
+    return SurfaceMesh(vertices + [offset, 0, 0], faces, colours, vertices[:, :2].copy(), texture, mag_filter=mag_filter)
+
+
+def test_a_nearest_texture_keeps_its_texels_in_an_atlas_beside_a_linear_one():
+    """A NEAREST part and a LINEAR part packed into one atlas, read bilinearly: the NEAREST part shows its texels
+    everywhere but within 1/16 of a texel of their borders (where the replicated texels blend), also its splats
+    (magnified: a replicated texel counts as one), the LINEAR part its bilinear colours."""
+    crisp, smooth = random_image(3), random_image(4, 8)
+    joined = concatenate([part(crisp, NEAREST, 0.0), part(smooth, LINEAR, 2.0)])
+    assert joined.mag_filter == LINEAR
+    points = points_off_texel_borders(5, 4, 1 / 16)
+    np.testing.assert_allclose(colours_at(joined, points), texel_of(crisp, points), atol=1e-3)
+    inner = 1 / 16 + points_off_texel_borders(6, 1, 0.0) * (1 - 2 / 16)  # bilinear at the atlas edge padding aside
+    np.testing.assert_allclose(colours_at(joined, inner + [2, 0]), bilinear(smooth, inner), atol=1e-3)
+    gaussians, binding = mesh_to_gaussians(joined, target_splats=300, seed=0)  # a fifth of a texel apart
+    where = gaussians.means.numpy()[binding.num_vertex_splats :, :2]  # [S, 2] = uv on the NEAREST part
+    colours = gaussians.colors.numpy()[binding.num_vertex_splats :] * 255
+    crisp_part = (where[:, 0] < 1.5) & (np.abs(where * 4 - np.round(where * 4)).min(axis=1) > 1 / 16)
+    assert crisp_part.sum() > 60
+    np.testing.assert_allclose(colours[crisp_part], texel_of(crisp, where[crisp_part]), atol=1e-3)
+
+
+def test_an_atlas_of_nearest_textures_only_is_read_nearest_exactly():
+    """Two NEAREST parts: the atlas is NEAREST, and every point of either part shows its own texel."""
+    a, b = random_image(7), random_image(8, 2)
+    joined = concatenate([part(a, NEAREST, 0.0), part(b, NEAREST, 2.0, cells=2)])
+    assert joined.mag_filter == NEAREST
+    points = np.random.default_rng(9).random((300, 2))
+    np.testing.assert_allclose(colours_at(joined, points), texel_of(a, points), atol=1e-3)
+    np.testing.assert_allclose(colours_at(joined, points + [2, 0]), texel_of(b, points), atol=1e-3)
+
+
+@pytest.mark.parametrize(("shape", "factor"), [((4, 4, 4), 16), ((1000, 10, 4), 2), ((4096, 1, 4), 1)])
+def test_replication_is_bounded(shape, factor):
+    """Texels are replicated at most 16 times per axis and sides stay within 2048 (a texture larger than that
+    goes in as it is)."""
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    big = replicate_texels(image)
+    assert big.shape == (shape[0] * factor, shape[1] * factor, 4)
+    np.testing.assert_array_equal(big[::factor, ::factor], image)
+
+
+@pytest.mark.parametrize("value", [9999, -1, "9728", True, 9984, None, [9728]], ids=repr)
+def test_a_filter_value_gltf_does_not_define_reads_as_linear(tmp_path, value):
+    """magFilter allows 9728 and 9729 only (glTF 2.0; the Khronos validator reports other values): anything else,
+    a minFilter value, a string, a boolean or null, reads bilinearly, exactly as a file without it, as three.js
+    falls back to LINEAR; nothing fails."""
+    image = random_image(10)
+    plain = load_mesh(square_glb(tmp_path / "plain.glb", [image], [{}]))
+    odd = load_mesh(square_glb(tmp_path / "odd.glb", [image], [{"magFilter": value, "minFilter": value}]))
+    assert odd.mag_filter == LINEAR
+    np.testing.assert_array_equal(odd.texture, plain.texture)
+    np.testing.assert_array_equal(odd.vertex_rgba(), plain.vertex_rgba())
+
+
+def test_a_nearest_emissive_texture_adds_its_nearest_texels(tmp_path):
+    """A 4×4 base texture and a 2×2 emissive texture with magFilter NEAREST on the same coordinates: each base
+    texel gets the emissive texel holding its centre (one of four, unblended), in linear light."""
+    base, glow = random_image(11), random_image(12, 2)
+    material = {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}, "emissiveTexture": {"index": 1},
+                "emissiveFactor": [0.5, 0.5, 0.5]}  # fmt: skip
+    samplers = [{"magFilter": LINEAR_GL}, {"magFilter": NEAREST_GL}]
+    mesh = load_mesh(square_glb(tmp_path / "glow.glb", [base, glow], samplers, material))
+    glow_per_texel = np.repeat(np.repeat(glow, 2, axis=0), 2, axis=1)  # [4, 4, 3]: the 2×2 texel holding each centre
+    want = to_srgb(to_linear(base / 255) + 0.5 * to_linear(glow_per_texel / 255))
+    np.testing.assert_array_equal(mesh.texture[..., :3], np.round(want * 255).astype(np.uint8))
+    assert mesh.mag_filter == LINEAR
+
+
+def checker(size: int) -> np.ndarray:
+    """[size, size, 3] uint8: one-texel black and white squares (a fine weave); from afar, linear-light grey."""
+    y, x = np.mgrid[0:size, 0:size]
+    return np.repeat((((x + y) % 2) * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+GREY = float(np.round(to_srgb(0.5) * 255))  # the checker's mean, 50 % light, as sRGB (188)
+
+
+def test_each_mip_level_is_the_linear_light_mean_of_the_texels_it_covers():
+    """A 16×16 image: levels of 8, 4, 2 and 1 texels a side, each texel the mean in linear light of the 2^k × 2^k
+    texels of the image it covers (alpha averaged as it is)."""
+    image = np.random.default_rng(13).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    chain = mip_chain(image)
+    assert [level.shape for level in chain] == [(n, n, 4) for n in (16, 8, 4, 2, 1)]
+    for k, level in enumerate(chain):
+        n = 2**k
+        blocks = image.reshape(16 // n, n, 16 // n, n, 4).astype(np.float64) / 255
+        rgb = to_srgb(to_linear(blocks[..., :3]).mean(axis=(1, 3))) * 255
+        alpha = blocks[..., 3].mean(axis=(1, 3)) * 255
+        np.testing.assert_allclose(level[..., :3], rgb, atol=0.51)
+        np.testing.assert_allclose(level[..., 3], alpha, atol=0.51)
+
+
+def test_splats_many_texels_apart_show_the_textures_mean_not_single_texels(tmp_path):
+    """A 1024² one-texel checker on the square under 2,000 splats (about 20 texels apart): every splat is the
+    checker's linear-light grey, where a lookup at one point gives black or white."""
+    mesh = load_mesh(square_glb(tmp_path / "weave.glb", [checker(1024)], [{}], cells=8))
+    gaussians, _ = mesh_to_gaussians(mesh, target_splats=2000, seed=0)
+    colours = gaussians.colors.numpy() * 255
+    assert len(colours) > 1500
+    np.testing.assert_allclose(colours, GREY, atol=1.5)
+
+
+def test_a_magnified_texture_reads_as_without_a_footprint(tmp_path):
+    """An 8×8 texture under 2,000 splats (a fifth of a texel apart): splat colours are the texture read at their
+    points, bit for bit as `surface_rgba` without a spacing gives them."""
+    mesh = load_mesh(square_glb(tmp_path / "big_texels.glb", [random_image(14, 8)], [{}], cells=8))
+    gaussians, binding = mesh_to_gaussians(mesh, target_splats=2000, seed=0)
+    at_points = mesh.surface_rgba(binding.sample_face, binding.sample_bary.astype(np.float64))[:, :3]
+    np.testing.assert_allclose(gaussians.colors.numpy()[binding.num_vertex_splats :], at_points, atol=1e-6)
+
+
+def test_in_an_atlas_each_image_is_averaged_on_its_own():
+    """A 1024² checker packed beside a small texture under 2,000 splats (about 45 texels apart): every splat on
+    the checker is its grey, also near its island's border, where one mip chain over the whole atlas would blend
+    in the atlas's white gaps and the other image."""
+    weave = part(checker(1024), LINEAR, 0.0, cells=8)
+    joined = concatenate([weave, part(random_image(15, 8), LINEAR, 2.0)])
+    assert len(joined.islands) == 3  # the two images and the white patch
+    gaussians, _ = mesh_to_gaussians(joined, target_splats=2000, seed=0)
+    on_weave = gaussians.means.numpy()[:, 0] < 1.5
+    assert on_weave.sum() > 700
+    np.testing.assert_allclose(gaussians.colors.numpy()[on_weave] * 255, GREY, atol=1.5)
+
+
+@pytest.mark.parametrize(("sampler", "mag", "min_"), [({"magFilter": NEAREST_GL}, NEAREST_GL, 9984), ({}, LINEAR_GL, 9987)])
+def test_the_filter_survives_the_processed_mesh_and_the_animated_export(tmp_path, sampler, mag, min_):
+    """`source/mesh.glb` keeps a NEAREST texture NEAREST (a sampler saying so; none for LINEAR, as before), and
+    the animated GLB names it with the minFilter Blender writes for "Closest" (NEAREST_MIPMAP_NEAREST), so that
+    Blender and three.js show the animated asset with crisp texels; LINEAR stays LINEAR with mip-maps."""
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.gltf_animated import animated_glb_bytes, mesh_material
+    from a3d_cli.mesh.store import load_processed_mesh, mesh_glb_bytes, save_processed_mesh
+
+    mesh = load_mesh(square_glb(tmp_path / "asset.glb", [random_image(16)], [sampler]))
+    processed, _ = parse_gltf(mesh_glb_bytes(mesh), "mesh.glb")
+    assert ("samplers" in processed) == (mag == NEAREST_GL)
+    save_processed_mesh(tmp_path / "mesh.glb", mesh)
+    back = load_processed_mesh(tmp_path / "mesh.glb")
+    assert back.mag_filter == mag
+    material, _ = mesh_material(back)
+    frames = np.stack([back.vertices, back.vertices + 0.1])
+    doc, _ = parse_gltf(animated_glb_bytes(back.vertices, back.faces, frames, uvs=back.uvs, material=material), "out")
+    assert doc["samplers"] == [{"magFilter": mag, "minFilter": min_, "wrapS": 10497, "wrapT": 10497}]
+    assert [t["sampler"] for t in doc["textures"]] == [0]
