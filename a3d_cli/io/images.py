@@ -298,7 +298,7 @@ def _png_16bit_key(pil: PILImage) -> None:
     key = pil.info.get("transparency")
     if pil.format != "PNG" or pil.mode != "RGB" or not isinstance(key, tuple) or not pil.tile:
         return
-    if pil.tile[0].args == "RGB;16B":
+    if pil.tile[0][3] == "RGB;16B":  # the decoder's raw mode (by index: Pillow 10 gives plain tuples)
         pil.info["transparency"] = tuple(int(v) >> 8 for v in key)
 
 

@@ -321,3 +321,27 @@ def test_16_bit_pngs_with_an_alpha_channel_keep_it(tmp_path: Path, colour_type: 
     assert img.shape == (2, 4, 4)
     assert (img[0, :, 3] * 255).round().tolist() == [0.0, 17.0, 117.0, 255.0]
     assert round(float(img[0, 3, 0]) * 255) == 30000 >> 8
+
+
+def test_a_16_bit_key_is_reduced_whatever_form_pillow_gives_the_decoder_tiles(tmp_path: Path) -> None:
+    """Pillow 10 lists an image's tiles as plain tuples (later ones as named tuples): reading the decoder's raw
+    mode by attribute failed there with AttributeError, a traceback for any 16-bit RGB PNG with a tRNS key."""
+    from a3d_cli.io.images import _png_16bit_key
+
+    row = np.repeat(np.array(LEVELS16, ">u2"), 3).tobytes()
+    path = write_png(tmp_path / "a.png", [row] * 2, 8, 16, 2, trns=struct.pack(">HHH", 1000, 1000, 1000))
+    with Image.open(path) as pil:
+        pil.tile = [tuple(tile) for tile in pil.tile]  # the layout Pillow 10 gives
+        _png_16bit_key(pil)
+        assert pil.info["transparency"] == (3, 3, 3)  # 1000 >> 8
+
+
+def test_the_declared_pillow_has_the_colour_management_flags_a3d_passes() -> None:
+    """`colour_profiles` passes `ImageCms.Flags`, which Pillow has from 10.3 on: with the floor at 10, an
+    installation that kept an older Pillow failed with AttributeError on every image with a colour profile."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floor = re.search(r'"pillow>=([0-9.]+)"', text, re.IGNORECASE)
+    assert floor is not None
+    assert tuple(int(p) for p in floor.group(1).split(".")) >= (10, 3)
