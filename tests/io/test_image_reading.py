@@ -219,6 +219,41 @@ def test_the_first_of_several_frames_is_read_and_the_user_told(tmp_path: Path, f
     assert told == said
 
 
+def test_a_tiff_of_many_pages_is_not_walked_to_its_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow counts a TIFF's pages by loading every page directory and checking it against all before it
+    (time growing with the square of their number: about a minute for 100,000 tiny pages); the warning
+    counts the first hundred and says "more than" beyond."""
+    from PIL import TiffImagePlugin
+
+    pages = [Image.fromarray(np.full((1, 1), k % 200, np.uint8)) for k in range(300)]
+    pages[0].save(tmp_path / "many.tif", save_all=True, append_images=pages[1:])
+    loads = []
+    real_load = TiffImagePlugin.ImageFileDirectory_v2.load
+    monkeypatch.setattr(
+        TiffImagePlugin.ImageFileDirectory_v2, "load", lambda self, fp: loads.append(1) or real_load(self, fp)
+    )
+    said: list[str] = []
+    img = load_png(tmp_path / "many.tif", notice=said.append)
+    assert img.shape == (1, 1, 3) and float(img.max()) == 0.0  # the first page
+    assert said and "of more than 100 pages; a3d reads the first" in said[0]
+    assert len(loads) < 300  # not each of the 300 directories (Pillow's count loads every one)
+
+
+def test_a_tiff_whose_next_page_pointer_is_damaged_is_read_by_its_first_page(tmp_path: Path) -> None:
+    """A page directory pointing past the end of the file: viewers show the first page, and so did a3d
+    before it counted pages; counting made the file "not a readable image"."""
+    Image.fromarray(np.full((4, 4), 90, np.uint8)).save(tmp_path / "one.tif")
+    data = bytearray((tmp_path / "one.tif").read_bytes())
+    first = struct.unpack_from("<I", data, 4)[0]  # little-endian TIFF: the first directory's offset
+    entries = struct.unpack_from("<H", data, first)[0]
+    struct.pack_into("<I", data, first + 2 + 12 * entries, 0x7FFFFFFF)  # the next directory, past the end
+    (tmp_path / "bad.tif").write_bytes(bytes(data))
+    said: list[str] = []
+    img = load_png(tmp_path / "bad.tif", notice=said.append)
+    np.testing.assert_allclose(img.numpy(), 90 / 255, atol=1e-6)
+    assert said == []
+
+
 def test_a_phone_jpeg_with_a_depth_frame_and_a_single_image_say_nothing(tmp_path: Path) -> None:
     """A phone's MPO (a photo plus a depth map or preview) is one picture to its owner."""
     frames = [Image.fromarray(np.full((16, 16, 3), c, np.uint8)) for c in [(250, 0, 0), (90, 90, 90)]]
