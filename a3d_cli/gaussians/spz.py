@@ -63,7 +63,8 @@ a gzip stream is inflated by a streaming decompressor with a maximum output leng
 the splats for extensions, and refused when cut short, when its checksum fails, or when more than that
 follows; a version 4 file's table must agree with its header before any stream is inflated, each stream is
 inflated to at most its block's size plus one byte (a stream that would give more is refused without
-inflating the rest), and a stream that gives less, or does not decode, is refused.
+inflating the rest), and a stream that gives less, or does not decode, is refused; a stream of more zstd
+frames than `_max_frames` allows is refused too, since each frame costs a decoder however little it yields.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ COORDINATE_SYSTEMS = (
     "LFD", "RFD", "LFU", "RFU", "LBD", "RBD", "LBU", "RBU",
 )  # fmt: skip  # the extension's values 0..16; 0 (unspecified) means RUB
 ATTRIBUTES = ("positions", "alphas", "colours", "scales", "rotations", "SH")  # the blocks, in file order
+FEW_FRAMES = 8  # zstd frames any version 4 stream may hold (`_max_frames`)
+MIN_FRAME_BYTES = 1 << 16  # ... and one more per this many inflated bytes (writers use one frame a stream)
 ZSTD_MODULES = ("compression.zstd", "backports.zstd")  # the standard library's (3.14+), its backport (3.10–3.13)
 
 # RUB → RDF turns the frame 180° about X: (x, y, z) → (x, −y, −z). A real SH basis function is a polynomial
@@ -296,15 +299,31 @@ def _zstd_module(path: Path) -> ModuleType:
 def _unzstd(path: Path, zstd: ModuleType, stream: memoryview, size: int, what: str) -> bytes:
     """Exactly `size` bytes inflated from a zstd stream of one or more frames, never more than `size` + 1.
 
+    Each frame is measured first (`get_frame_size`) and inflated from its own slice of the file: handing the
+    decoder the rest of the stream would have it copy what follows the frame, once per frame, so a stream of
+    many tiny frames would cost time growing with the square of its length. At most `_max_frames(size)`
+    frames are read, so that the work per frame stays in proportion to the bytes the stream yields.
+
     Raises:
-        InputError: a stream that does not decode, ends inside a frame, or gives more or fewer bytes.
+        InputError: a stream that does not decode, ends inside a frame, gives more or fewer bytes, or holds
+            more frames than its size allows.
     """
-    pieces, got = [], 0
-    pending: bytes | memoryview = stream
-    while pending:  # frames back to back, as the reference decoder reads them
+    pieces, got, offset, frames = [], 0, 0, 0
+    limit = _max_frames(size)
+    while offset < len(stream):  # frames back to back, as the reference decoder reads them
+        frames += 1
+        if frames > limit:
+            raise InputError(
+                f"{path}'s compressed {what} hold more than {limit} zstd frames for {size} bytes.", hint=_REEXPORT
+            )
+        rest = stream[offset:]
+        try:
+            frame = zstd.get_frame_size(rest)
+        except zstd.ZstdError:
+            frame = len(rest)  # damaged or cut short: inflating it says which
         inflater = zstd.ZstdDecompressor()
         try:
-            piece = inflater.decompress(pending, max_length=size - got + 1)
+            piece = inflater.decompress(rest[:frame], max_length=size - got + 1)
         except zstd.ZstdError as exc:
             raise InputError(f"{path} has damaged compressed {what} ({exc}).", hint=_TRUNCATED) from exc
         pieces.append(piece)
@@ -315,10 +334,17 @@ def _unzstd(path: Path, zstd: ModuleType, stream: memoryview, size: int, what: s
             )
         if not inflater.eof:
             raise InputError(f"{path} is truncated: its compressed {what} end inside a zstd frame.", hint=_TRUNCATED)
-        pending = inflater.unused_data
+        offset += frame - len(inflater.unused_data)
     if got < size:
         raise InputError(f"{path}'s compressed {what} inflate to {got} bytes; its table lists {size}.", hint=_TRUNCATED)
     return b"".join(pieces)
+
+
+def _max_frames(size: int) -> int:
+    """The most zstd frames a stream inflating to `size` bytes may hold: a few (writers use one, a skippable
+    frame may ride along), plus one per MIN_FRAME_BYTES inflated, which bounds the fixed cost of starting a
+    decoder per frame by the work of inflating what the frames yield."""
+    return FEW_FRAMES + size // MIN_FRAME_BYTES
 
 
 def _decode(path: Path, header: SpzHeader, blocks: list) -> Gaussians:

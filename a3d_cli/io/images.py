@@ -277,13 +277,38 @@ def _first_of_several(pil: PILImage, name: str) -> str | None:
     first frame silently, which may be a blank lead-in or a cover page.
     """
     unit = SEVERAL_FRAMES.get(pil.format or "")
-    if unit is None or not getattr(pil, "is_animated", False):
+    if unit is None:
+        return None
+    try:
+        if not getattr(pil, "is_animated", False):
+            return None
+        count = _page_count(pil) if pil.format == "TIFF" else str(pil.n_frames)
+    except DECODE_ERRORS:  # a damaged later frame or page directory: the first is read as if alone
+        pil.seek(0)
         return None
     kind = "an animated PNG" if pil.format == "PNG" else f"a {pil.format} file"
-    return (
-        f"warning: {name} is {kind} of {pil.n_frames} {unit}; a3d reads the first "
-        f"(to use another, save that one as a PNG)"
-    )
+    return f"warning: {name} is {kind} of {count} {unit}; a3d reads the first (to use another, save that one as a PNG)"
+
+
+COUNTED_PAGES = 100
+"""Pages of a TIFF counted for the warning; beyond, it says "more than" this many."""
+
+
+def _page_count(pil: PILImage) -> str:
+    """How many pages a multi-page TIFF holds, up to COUNTED_PAGES ("more than COUNTED_PAGES" beyond),
+    leaving the first page selected.
+
+    Why not Pillow's `n_frames`: it walks every page directory and checks each against all those before it,
+    so a file of many tiny pages costs time growing with the square of their number.
+    """
+    try:
+        for page in range(1, COUNTED_PAGES + 1):  # one at a time: Pillow notes the count only so
+            pil.seek(page)
+    except EOFError:
+        return str(page)
+    finally:
+        pil.seek(0)
+    return f"more than {COUNTED_PAGES}"
 
 
 def _png_16bit_key(pil: PILImage) -> None:
@@ -298,7 +323,7 @@ def _png_16bit_key(pil: PILImage) -> None:
     key = pil.info.get("transparency")
     if pil.format != "PNG" or pil.mode != "RGB" or not isinstance(key, tuple) or not pil.tile:
         return
-    if pil.tile[0].args == "RGB;16B":
+    if pil.tile[0][3] == "RGB;16B":  # the decoder's raw mode (by index: Pillow 10 gives plain tuples)
         pil.info["transparency"] = tuple(int(v) >> 8 for v in key)
 
 

@@ -50,6 +50,7 @@ NEAREST, LINEAR = 9728, 9729  # glTF sampler magnification filters (OpenGL enums
 MAG_FILTERS = (NEAREST, LINEAR)
 REPLICATED_SIZE = 2048  # a NEAREST texture packed beside LINEAR ones is enlarged to at most this many texels a side
 MAX_REPLICATION = 16  # ... and by at most this factor (its blend band is then 1/16 of a texel wide)
+REPLICATED_TEXELS = REPLICATED_SIZE * REPLICATED_SIZE  # ... the NEAREST textures of one atlas together at most this
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -272,23 +273,42 @@ def sample_mipmapped(
     return out
 
 
-def replicate_texels(texture: np.ndarray) -> np.ndarray:
-    """A NEAREST texture enlarged k times along each axis by repeating every texel k × k times, k the largest
-    factor up to MAX_REPLICATION that keeps both sides within REPLICATED_SIZE (1 for a texture already that
-    large).
+def replication_factors(shapes: list[tuple[int, ...]]) -> list[int]:
+    """How many times `replicate_texels` enlarges each of the NEAREST textures packed into one atlas beside
+    LINEAR ones: the largest factor up to MAX_REPLICATION that keeps the texture's sides within
+    REPLICATED_SIZE and all of them together within REPLICATED_TEXELS (1 where that allows no more).
+
+    Why a total: a factor k multiplies a texture's texels by k², and an asset can name any number of small
+    NEAREST textures; each enlarged on its own terms, a few kilobytes of file would become gigabytes of atlas.
+
+    Args:
+        shapes: each texture's [H, W, ...] shape.
+
+    Returns:
+        One factor per shape, in order.
+    """
+    shared = math.isqrt(REPLICATED_TEXELS // max(1, sum(s[0] * s[1] for s in shapes)))
+    return [max(1, min(MAX_REPLICATION, REPLICATED_SIZE // max(s[:2]), shared)) for s in shapes]
+
+
+def replicate_texels(texture: np.ndarray, k: int | None = None) -> np.ndarray:
+    """A NEAREST texture enlarged k times along each axis by repeating every texel k × k times; k by default
+    the texture's own `replication_factors` (as if it were the only one replicated).
 
     Why: an atlas is read bilinearly when any texture in it is LINEAR. Enlarged so, the texture occupies the
     same coordinates, and bilinear reading matches the nearest texel everywhere but in a band one enlarged
     texel (1/k of an original texel) wide along texel borders, where it blends the two texels; memory stays
-    bounded by the size cap. Resampling at the atlas's texel centres instead could not be exact either.
+    bounded by the caps of `replication_factors`. Resampling at the atlas's texel centres instead could not be
+    exact either.
 
     Args:
         texture: [H, W, C] uint8.
+        k: the factor, ≥ 1.
 
     Returns:
         [k·H, k·W, C] uint8.
     """
-    k = max(1, min(MAX_REPLICATION, REPLICATED_SIZE // max(texture.shape[:2])))
+    k = replication_factors([texture.shape])[0] if k is None else k
     return texture if k == 1 else np.repeat(np.repeat(texture, k, axis=0), k, axis=1)
 
 

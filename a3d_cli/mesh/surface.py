@@ -300,7 +300,14 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     The atlas is read with NEAREST filtering when every texture in it is, else bilinearly: a NEAREST texture
     then goes in with each texel replicated (`appearance.replicate_texels`), so it keeps its crisp texels.
     """
-    from a3d_cli.mesh.appearance import extend_texture, pack_atlas, remap_uv, replicate_texels, texel_window
+    from a3d_cli.mesh.appearance import (
+        extend_texture,
+        pack_atlas,
+        remap_uv,
+        replicate_texels,
+        replication_factors,
+        texel_window,
+    )
 
     if len(parts) == 1 and not _wraps_otherwise(parts[0]):  # within [0, 1] every mode reads as REPEAT does
         return parts[0] if parts[0].wrap == REPEAT_BOTH else replace(parts[0], wrap=REPEAT_BOTH)
@@ -316,8 +323,7 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     if not users:
         return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
     mag_filter = NEAREST if all(key[2] == NEAREST for key in users) else LINEAR  # the atlas's
-    textures: list[np.ndarray] = []
-    texel_size: list[int] = []  # per image: its replication factor
+    images: list[np.ndarray] = []  # per distinct texture: the image it puts in the atlas, before replication
     to_image = {}  # (texture, wrap, filter) → (slot in `textures`, the texels it holds or None when inside [0, 1])
     for key, group in users.items():
         uv = np.concatenate([p.uvs for p in group], axis=0)  # type: ignore[misc]
@@ -326,10 +332,12 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
         window = None if inside else texel_window(uv.min(axis=0), uv.max(axis=0), texture.shape)
         if window is not None and key[1] == REPEAT_BOTH and len(users) == 1 and len(group) == len(parts):
             window = None  # one repeating texture for the whole mesh: sampling wraps it exactly
-        to_image[key] = (len(textures), window)
-        image = texture if window is None else extend_texture(texture, window, key[1])
-        textures.append(replicate_texels(image) if key[2] != mag_filter else image)
-        texel_size.append(textures[-1].shape[0] // image.shape[0])
+        to_image[key] = (len(images), window)
+        images.append(texture if window is None else extend_texture(texture, window, key[1]))
+    replicated = [key[2] != mag_filter for key in users]  # NEAREST textures in a LINEAR atlas
+    factors = iter(replication_factors([im.shape for im, r in zip(images, replicated, strict=True) if r]))
+    textures = [replicate_texels(im, next(factors)) if r else im for im, r in zip(images, replicated, strict=True)]
+    texel_size = [t.shape[0] // im.shape[0] for t, im in zip(textures, images, strict=True)]  # replication factors
 
     def image_uv(p: SurfaceMesh) -> np.ndarray:
         window = to_image[_texture_key(p)][1]

@@ -569,6 +569,55 @@ def test_spz_zstd_streams_of_several_frames_read_as_one(tmp_path):
     torch.testing.assert_close(read_spz(tmp_path / "split.spz").means, read_spz(tmp_path / "one.spz").means)
 
 
+def test_spz_zstd_stream_of_many_tiny_frames_is_refused(tmp_path):
+    """Thousands of empty zstd frames (9 bytes each) inflate to nothing, yet each costs the reader a decoder:
+    a file of them was read at length (minutes for tens of MB); a stream may hold a few frames, and more
+    only in proportion to what it inflates to."""
+    zstd = zstd_module()
+    empty = zstd.compress(b"")
+    many = _v4_streams(V4_SPLATS, lambda b, z, n: (empty * 2000 + z, n))
+    (tmp_path / "many.spz").write_bytes(many)
+    with pytest.raises(InputError, match="hold more than 8 zstd frames for 2700 bytes") as info:
+        read_spz(tmp_path / "many.spz")
+    assert info.value.hint
+
+
+def test_spz_zstd_hands_each_compressed_byte_to_the_decoder_once(tmp_path, monkeypatch):
+    """Frames back to back are inflated one slice each; handing the decoder the rest of the stream made it
+    copy what follows every frame (time growing with the square of the number of frames)."""
+    import a3d_cli.gaussians.spz as spz_module
+
+    zstd = zstd_module()
+    fed: list[int] = []
+
+    class CountingDecompressor:
+        """The zstd decoder, noting how many bytes each call is handed."""
+
+        def __init__(self) -> None:
+            self.inner = zstd.ZstdDecompressor()
+
+        def decompress(self, data, max_length=-1):  # noqa: ANN001, ANN202
+            fed.append(len(data))
+            return self.inner.decompress(data, max_length)
+
+        def __getattr__(self, name: str):  # noqa: ANN204 - eof, unused_data
+            return getattr(self.inner, name)
+
+    class Zstd:
+        ZstdDecompressor = CountingDecompressor
+        ZstdError = zstd.ZstdError
+        get_frame_size = staticmethod(zstd.get_frame_size)
+
+    g = V4_SPLATS
+    frames = [zstd.compress(b"") for _ in range(5)]
+    split = _v4_streams(g, lambda b, z, n: (b"".join(frames) + z, n))
+    (tmp_path / "split.spz").write_bytes(split)
+    monkeypatch.setattr(spz_module, "_zstd_module", lambda path: Zstd)
+    read_spz(tmp_path / "split.spz")
+    streams = [zstd.compress(b) for b in spz_blocks(g, 4) if b]
+    assert sum(fed) == len(b"".join(frames)) + sum(len(z) for z in streams)
+
+
 def test_spz_zstd_without_a_decoder_names_the_package(tmp_path, monkeypatch):
     (tmp_path / "s.spz").write_bytes(spz_bytes(V4_SPLATS, 4))
     for name in ("compression.zstd", "backports.zstd"):

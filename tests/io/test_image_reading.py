@@ -219,6 +219,41 @@ def test_the_first_of_several_frames_is_read_and_the_user_told(tmp_path: Path, f
     assert told == said
 
 
+def test_a_tiff_of_many_pages_is_not_walked_to_its_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow counts a TIFF's pages by loading every page directory and checking it against all before it
+    (time growing with the square of their number: about a minute for 100,000 tiny pages); the warning
+    counts the first hundred and says "more than" beyond."""
+    from PIL import TiffImagePlugin
+
+    pages = [Image.fromarray(np.full((1, 1), k % 200, np.uint8)) for k in range(300)]
+    pages[0].save(tmp_path / "many.tif", save_all=True, append_images=pages[1:])
+    loads = []
+    real_load = TiffImagePlugin.ImageFileDirectory_v2.load
+    monkeypatch.setattr(
+        TiffImagePlugin.ImageFileDirectory_v2, "load", lambda self, fp: loads.append(1) or real_load(self, fp)
+    )
+    said: list[str] = []
+    img = load_png(tmp_path / "many.tif", notice=said.append)
+    assert img.shape == (1, 1, 3) and float(img.max()) == 0.0  # the first page
+    assert said and "of more than 100 pages; a3d reads the first" in said[0]
+    assert len(loads) < 300  # not each of the 300 directories (Pillow's count loads every one)
+
+
+def test_a_tiff_whose_next_page_pointer_is_damaged_is_read_by_its_first_page(tmp_path: Path) -> None:
+    """A page directory pointing past the end of the file: viewers show the first page, and so did a3d
+    before it counted pages; counting made the file "not a readable image"."""
+    Image.fromarray(np.full((4, 4), 90, np.uint8)).save(tmp_path / "one.tif")
+    data = bytearray((tmp_path / "one.tif").read_bytes())
+    first = struct.unpack_from("<I", data, 4)[0]  # little-endian TIFF: the first directory's offset
+    entries = struct.unpack_from("<H", data, first)[0]
+    struct.pack_into("<I", data, first + 2 + 12 * entries, 0x7FFFFFFF)  # the next directory, past the end
+    (tmp_path / "bad.tif").write_bytes(bytes(data))
+    said: list[str] = []
+    img = load_png(tmp_path / "bad.tif", notice=said.append)
+    np.testing.assert_allclose(img.numpy(), 90 / 255, atol=1e-6)
+    assert said == []
+
+
 def test_a_phone_jpeg_with_a_depth_frame_and_a_single_image_say_nothing(tmp_path: Path) -> None:
     """A phone's MPO (a photo plus a depth map or preview) is one picture to its owner."""
     frames = [Image.fromarray(np.full((16, 16, 3), c, np.uint8)) for c in [(250, 0, 0), (90, 90, 90)]]
@@ -321,3 +356,27 @@ def test_16_bit_pngs_with_an_alpha_channel_keep_it(tmp_path: Path, colour_type: 
     assert img.shape == (2, 4, 4)
     assert (img[0, :, 3] * 255).round().tolist() == [0.0, 17.0, 117.0, 255.0]
     assert round(float(img[0, 3, 0]) * 255) == 30000 >> 8
+
+
+def test_a_16_bit_key_is_reduced_whatever_form_pillow_gives_the_decoder_tiles(tmp_path: Path) -> None:
+    """Pillow 10 lists an image's tiles as plain tuples (later ones as named tuples): reading the decoder's raw
+    mode by attribute failed there with AttributeError, a traceback for any 16-bit RGB PNG with a tRNS key."""
+    from a3d_cli.io.images import _png_16bit_key
+
+    row = np.repeat(np.array(LEVELS16, ">u2"), 3).tobytes()
+    path = write_png(tmp_path / "a.png", [row] * 2, 8, 16, 2, trns=struct.pack(">HHH", 1000, 1000, 1000))
+    with Image.open(path) as pil:
+        pil.tile = [tuple(tile) for tile in pil.tile]  # the layout Pillow 10 gives
+        _png_16bit_key(pil)
+        assert pil.info["transparency"] == (3, 3, 3)  # 1000 >> 8
+
+
+def test_the_declared_pillow_has_the_colour_management_flags_a3d_passes() -> None:
+    """`colour_profiles` passes `ImageCms.Flags`, which Pillow has from 10.3 on: with the floor at 10, an
+    installation that kept an older Pillow failed with AttributeError on every image with a colour profile."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    floor = re.search(r'"pillow>=([0-9.]+)"', text, re.IGNORECASE)
+    assert floor is not None
+    assert tuple(int(p) for p in floor.group(1).split(".")) >= (10, 3)

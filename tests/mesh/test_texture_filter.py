@@ -186,6 +186,20 @@ def test_an_atlas_of_nearest_textures_only_is_read_nearest_exactly():
     np.testing.assert_allclose(colours_at(joined, points + [2, 0]), texel_of(b, points), atol=1e-3)
 
 
+def test_many_nearest_textures_beside_a_linear_one_share_one_replication_budget():
+    """64 NEAREST 32×32 textures beside a LINEAR one: each replicated 16 times on its own terms made an atlas
+    of 64 · 512² texels (a few kilobytes of glTF became gigabytes with a few hundred such textures); together
+    they now hold at most 2048² texels, and each part still shows its own texels away from the blend band."""
+    images = [random_image(100 + k, 32) for k in range(64)]
+    parts = [part(im, NEAREST, 2.0 * k) for k, im in enumerate(images)] + [part(random_image(99), LINEAR, -2.0)]
+    joined = concatenate(parts)
+    assert joined.mag_filter == LINEAR
+    assert joined.texture.shape[0] * joined.texture.shape[1] < 2 * 2048**2  # the 64 textures within 2048², gaps
+    points = points_off_texel_borders(6, 32, 1 / 4, count=50)
+    for k in (0, 63):
+        np.testing.assert_allclose(colours_at(joined, points + [2.0 * k, 0]), texel_of(images[k], points), atol=1e-3)
+
+
 @pytest.mark.parametrize(("shape", "factor"), [((4, 4, 4), 16), ((1000, 10, 4), 2), ((4096, 1, 4), 1)])
 def test_replication_is_bounded(shape, factor):
     """Texels are replicated at most 16 times per axis and sides stay within 2048 (a texture larger than that
