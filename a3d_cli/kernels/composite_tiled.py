@@ -57,9 +57,9 @@ class TileBins:
 
 
 PAIRS_PER_STEP = 1 << 21
-"""(splat, tile) pairs `bin_tiles` expands and tests at once: its per-pair temporaries (about 300 bytes a pair)
-stay near 0.6 GB however many splats come, instead of growing with the whole scene (3M splats × 4 views made
-~50M pairs, 16 GB at once)."""
+"""(splat, tile) pairs `bin_tiles` expands and tests at once. Why a bound: the test's float64 temporaries take a
+few hundred bytes a pair, so a scan of millions of splats, each near several tiles, expanded at once would need
+many GB; in steps, memory follows the pairs kept (docs/PERF.md, "`prepare` on large assets")."""
 SPLATS_PER_STEP = 1 << 20  # visible splats whose tile boxes `bin_tiles` computes at once (~150 bytes each)
 
 

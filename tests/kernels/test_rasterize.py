@@ -274,9 +274,9 @@ def test_closed_form_backward_equals_autograd_twin():
 
 
 def test_bin_tiles_expands_the_pairs_in_bounded_steps_and_bins_the_same(monkeypatch):
-    """Memory: a scan of millions of splats must not expand every (splat, tile) pair at once (3M splats × 4
-    views were ~50M pairs, 16 GB); in steps of at most `pairs_per_step` pairs each tile gets the same splats in
-    the same order, also with step 1 (a splat whose tiles outnumber the step stays whole)."""
+    """Memory: a scan of millions of splats must not expand every (splat, tile) pair at once; in steps of at
+    most `pairs_per_step` pairs each tile gets the same splats in the same order, also with step 1 (a splat
+    whose tiles outnumber the step stays whole)."""
     import importlib
 
     composite_tiled = importlib.import_module("a3d_cli.kernels.composite_tiled")
