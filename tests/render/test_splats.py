@@ -9,18 +9,24 @@ from a3d_cli.render.cameras import mvvdm_cameras
 from a3d_cli.render.splats import render_rgba, render_splats, splat_looks
 
 
-def test_looks_copied_out_to_the_frames_render_exactly_what_the_broadcast_ones_do():
-    """The motion fit makes the static inputs once per frame count; the render must not change."""
-    g = torch.Generator().manual_seed(0)
-    n, f, size = 40, 3, 16
-    static = Gaussians(
+def random_splats(n: int, sh_degree: int, seed: int) -> Gaussians:
+    """n small splats around the origin with random SH coefficients of `sh_degree` (≥ 1: the SH path)."""
+    g = torch.Generator().manual_seed(seed)
+    return Gaussians(
         0.5 * (torch.rand(n, 3, generator=g) - 0.5),
         torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
         torch.full((n, 3), 0.05),
         torch.rand(n, generator=g),
         torch.rand(n, 3, generator=g),
-        sh_rest=0.1 * torch.randn(n, 3, 3, generator=g),  # degree 1: the SH path
+        sh_rest=0.1 * torch.randn(n, (sh_degree + 1) ** 2 - 1, 3, generator=g),
     )
+
+
+def test_looks_copied_out_to_the_frames_render_exactly_what_the_broadcast_ones_do():
+    """The motion fit makes the static inputs once per frame count; the render must not change."""
+    g = torch.Generator().manual_seed(0)
+    n, f, size = 40, 3, 16
+    static = random_splats(n, 1, seed=0)
     cams = mvvdm_cameras()
     viewmats, ks = cams.viewmats, cams.Ks(size, size)
     means = static.means + 0.02 * torch.randn(f, n, 3, generator=g)
@@ -41,16 +47,8 @@ def test_render_rgba_renders_many_splats_a_few_views_per_call(monkeypatch):
 
     kernels = importlib.import_module("a3d_cli.kernels")
     splats = importlib.import_module("a3d_cli.render.splats")
-    g = torch.Generator().manual_seed(1)
     n, size = 50, 16
-    static = Gaussians(
-        0.5 * (torch.rand(n, 3, generator=g) - 0.5),
-        torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1),
-        torch.full((n, 3), 0.05),
-        torch.rand(n, generator=g),
-        torch.rand(n, 3, generator=g),
-        sh_rest=0.1 * torch.randn(n, 15, 3, generator=g),  # degree 3, as 3DGS scans have
-    )
+    static = random_splats(n, 3, seed=1)  # degree 3, as 3DGS scans have
     cams = mvvdm_cameras()
     ks = cams.Ks(size, size)
     views = []  # views per rasterizer call
