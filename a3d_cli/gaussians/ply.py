@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -317,7 +318,7 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
     table = _read_vertex_table(path, header)
 
     def cols(*names: str) -> np.ndarray:
-        return np.stack([np.asarray(table[n], dtype=np.float32) for n in names], axis=-1)
+        return float_columns(table, names)
 
     means = cols("x", "y", "z")  # [N, 3]
     f_dc = cols("f_dc_0", "f_dc_1", "f_dc_2")  # [N, 3]
@@ -335,12 +336,13 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
             raise InputError(f"{path} has non-finite (NaN or infinite) Gaussian {name}.", hint=_DIVERGED)
     sh_rest = None
     if n_rest:
-        f_rest = cols(*rest).reshape(-1, 3, k - 1)  # [N, 3, K-1] channel-major on disk
+        # channel-major on disk (f_rest_{c·(K-1) + j}): gathered coefficient-major, [N, K-1, 3], in one pass
+        f_rest = cols(*(rest[c * (k - 1) + j] for j in range(k - 1) for c in range(3))).reshape(-1, k - 1, 3)
         if not np.isfinite(f_rest).all():
             raise InputError(
                 f"{path} has non-finite (NaN or infinite) spherical-harmonic coefficients.", hint=_DIVERGED
             )
-        sh_rest = torch.from_numpy(np.ascontiguousarray(f_rest.transpose(0, 2, 1)))  # [N, K-1, 3]
+        sh_rest = torch.from_numpy(f_rest)  # [N, K-1, 3]
 
     return gaussians_from_arrays(
         path,
@@ -351,6 +353,27 @@ def read_ply(path: str | os.PathLike[str]) -> Gaussians:
         colors=torch.from_numpy(0.5 + SH_C0 * f_dc),
         sh_rest=sh_rest,
     )
+
+
+def float_columns(table: np.ndarray, names: Iterable[str]) -> np.ndarray:
+    """[N, len(names)] float32: the fields `names` of a structured table, side by side in that order.
+
+    Why not one field after another: a field of a row-major table is a strided column, so stacking the 62
+    fields of a 3DGS PLY one by one walks the whole table once per field. A table of native float32 fields
+    only (the usual binary 3DGS PLY) is read instead as one [N, P] matrix and gathered in one pass; any other
+    (doubles, the other byte order) field by field, converted to float32.
+    """
+    names = list(names)
+    fields = table.dtype.fields or {}
+    plain = (
+        table.flags.c_contiguous
+        and table.dtype.itemsize == 4 * len(fields)
+        and all(dt == np.dtype(np.float32) for dt, *_ in fields.values())
+    )
+    if plain:
+        matrix = table.view(np.float32).reshape(len(table), len(fields))  # [N, P], no copy
+        return np.take(matrix, [fields[n][1] // 4 for n in names], axis=1)
+    return np.stack([np.asarray(table[n], dtype=np.float32) for n in names], axis=-1)
 
 
 def exp_scales(path: str | os.PathLike[str], log_scales: np.ndarray) -> np.ndarray:

@@ -56,6 +56,13 @@ class TileBins:
         return self.offsets[1:] - self.offsets[:-1]
 
 
+PAIRS_PER_STEP = 1 << 21
+"""(splat, tile) pairs `bin_tiles` expands and tests at once. Why a bound: the test's float64 temporaries take a
+few hundred bytes a pair, so a scan of millions of splats, each near several tiles, expanded at once would need
+many GB; in steps, memory follows the pairs kept (docs/PERF.md, "`prepare` on large assets")."""
+SPLATS_PER_STEP = 1 << 20  # visible splats whose tile boxes `bin_tiles` computes at once (~150 bytes each)
+
+
 @torch.no_grad()
 def bin_tiles(
     means2d: Tensor,  # [I, N, 2]
@@ -66,6 +73,7 @@ def bin_tiles(
     tile_size: int,
     conics: Tensor | None = None,  # [I, N, 3]
     opacities: Tensor | None = None,  # [I, N]
+    pairs_per_step: int = PAIRS_PER_STEP,
 ) -> TileBins:
     """List, per tile, the splats that can reach it, front to back.
 
@@ -75,53 +83,122 @@ def bin_tiles(
     α ≥ 1/255, i.e. min over the tile of dᵀ·conic·d exceeds 2·ln(255·opacity): those pixels would all
     be skipped, so the image is unchanged and small splats reach fewer tiles.
 
+    The pairs are made and tested in steps of consecutive splats (front to back), at most
+    `pairs_per_step` pairs each unless one splat alone covers more, so memory follows the kept pairs rather
+    than every candidate pair at once; the result does not depend on the step.
+
     Returns:
         TileBins for I images of TH×TW tiles.
     """
     I, N = depths.shape
     s = tile_size
     tw, th = math.ceil(width / s), math.ceil(height / s)
-    dev = means2d.device
     visible = (radii > 0).all(dim=-1).reshape(-1)  # [I*N]
     ids = visible.nonzero().squeeze(1)  # [V]
     ids = ids[torch.argsort(depths.reshape(-1)[ids], stable=True)]  # [V] front to back
-    img = ids // N  # [V]
-    m = means2d.reshape(-1, 2)[ids].to(torch.float64)  # [V, 2]
-    r = radii.reshape(-1, 2)[ids].to(torch.float64)  # [V, 2]
-    lo = torch.floor((m - r) / s)  # [V, 2]
-    hi = torch.ceil((m + r) / s)  # [V, 2]
-    x0, y0 = lo[:, 0].clamp(0, tw).long(), lo[:, 1].clamp(0, th).long()  # [V]
-    x1, y1 = hi[:, 0].clamp(0, tw).long(), hi[:, 1].clamp(0, th).long()  # [V]
-    nx, ny = (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)  # [V]
-    per = nx * ny  # [V] tiles per splat
-
-    # Expand splats to (splat, tile) pairs. Per-pair fields are gathered column-wise in one go: contiguous
-    # [fields, M] rows (strided columns make every later elementwise op several times slower), int32.
-    start = torch.cumsum(per, 0) - per  # [V]
-    n_pairs = int(per.sum())
-    idx_t = torch.int32 if max(I * N, I * th * tw, n_pairs) < 2**31 else torch.long
-    fields = torch.stack([x0, y0, nx, img * (th * tw) + y0 * tw + x0, start, ids]).to(idx_t)  # [6, V]
-    src = torch.repeat_interleave(torch.arange(ids.numel(), device=dev), per, output_size=n_pairs)  # [M]
-    px0, py0, pnx, pbase, pstart, pid = fields.index_select(1, src)  # [M] each
-    local = torch.arange(n_pairs, device=dev, dtype=idx_t) - pstart  # [M] index inside the box
-    ty = local.div(pnx, rounding_mode="floor")  # [M] row offset in the box
-    tx = local - ty * pnx  # [M] column offset in the box
-    key = pbase + ty * tw + tx  # [M] tile index over all images
+    box = _TileBoxes(means2d.reshape(-1, 2), radii.reshape(-1, 2), N, s, tw, th)
+    cone = None
     if conics is not None and opacities is not None:
-        con = conics.reshape(-1, 3)[ids].to(m.dtype)  # [V, 3]
-        limit = 2.0 * torch.log(opacities.reshape(-1)[ids].to(m.dtype).clamp(min=ALPHA_MIN) / ALPHA_MIN)  # [V]
-        a, b, c = con.T  # [V] each
-        sp = torch.stack([m[:, 0], m[:, 1], a, b, c, limit, -b / c, -b / a])  # [8, V]
-        corner_x = (px0 + tx).to(m.dtype) * s  # [M]
-        corner_y = (py0 + ty).to(m.dtype) * s  # [M]
-        reach = _ellipse_meets_tile(sp.index_select(1, src), corner_x, corner_y, s)  # [M]
-        key, pid = key[reach], pid[reach]  # [M'] each
+        cone = (conics.reshape(-1, 3), opacities.reshape(-1))
+    keys, pids = [], []
+    for part in ids.split(SPLATS_PER_STEP):
+        for key, pid in box.pairs(part, cone, pairs_per_step):
+            keys.append(key)
+            pids.append(pid)
+    key = torch.cat(keys) if keys else torch.zeros(0, dtype=torch.int32, device=means2d.device)  # [M]
+    pid = torch.cat(pids) if pids else torch.zeros(0, dtype=torch.int32, device=means2d.device)  # [M]
+    del keys, pids
     order = torch.argsort(key, stable=True)  # [M] stable keeps depth order inside a tile
     counts = torch.bincount(key, minlength=I * th * tw)  # [I*TH*TW]
-    offsets = torch.zeros(I * th * tw + 1, dtype=torch.long, device=dev)  # [I*TH*TW + 1]
+    offsets = torch.zeros(I * th * tw + 1, dtype=torch.long, device=means2d.device)  # [I*TH*TW + 1]
     offsets[1:] = torch.cumsum(counts, 0)
     flat_ids = pid.index_select(0, order).long()  # [M]
     return TileBins(flat_ids=flat_ids, offsets=offsets, tile_size=s, tiles_x=tw, tiles_y=th, num_images=I)
+
+
+@dataclass(frozen=True)
+class _TileBoxes:
+    """The tile boxes of projected splats and the (splat, tile) pairs in them: one step of `bin_tiles`.
+
+    Attributes:
+        means2d: [I·N, 2] pixel-space centres; radii: [I·N, 2] int box half-sizes in pixels.
+        n: splats per image (N); s: tile edge in pixels; tw, th: tiles per image row / column.
+    """
+
+    means2d: Tensor  # [I*N, 2]
+    radii: Tensor  # [I*N, 2]
+    n: int
+    s: int
+    tw: int
+    th: int
+
+    def pairs(
+        self, ids: Tensor, cone: tuple[Tensor, Tensor] | None, pairs_per_step: int
+    ) -> list[tuple[Tensor, Tensor]]:
+        """(tile key, splat id) pairs of the splats `ids` ([V] flat ids, in order), in `ids` order and, per
+        splat, tile-row-major; with `cone` (conics [I·N, 3], opacities [I·N]), only the pairs whose tile the
+        splat's α ≥ 1/255 ellipse reaches. Made in steps of at most `pairs_per_step` pairs (a splat is never
+        split).
+
+        Returns:
+            one (key [m] tile index over all images, pid [m] splat id) per step, int32 where they fit.
+        """
+        s, tw, th = self.s, self.tw, self.th
+        m = self.means2d[ids].to(torch.float64)  # [V, 2]
+        r = self.radii[ids].to(torch.float64)  # [V, 2]
+        lo = torch.floor((m - r) / s)  # [V, 2]
+        hi = torch.ceil((m + r) / s)  # [V, 2]
+        x0, y0 = lo[:, 0].clamp(0, tw).long(), lo[:, 1].clamp(0, th).long()  # [V]
+        x1, y1 = hi[:, 0].clamp(0, tw).long(), hi[:, 1].clamp(0, th).long()  # [V]
+        nx, ny = (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)  # [V]
+        per = nx * ny  # [V] tiles per splat
+        tile0 = (ids // self.n) * (th * tw) + y0 * tw + x0  # [V] the box's first tile over all images
+        sp = None
+        if cone is not None:
+            con = cone[0][ids].to(m.dtype)  # [V, 3]
+            limit = 2.0 * torch.log(cone[1][ids].to(m.dtype).clamp(min=ALPHA_MIN) / ALPHA_MIN)  # [V]
+            a, b, c = con.T  # [V] each
+            sp = torch.stack([m[:, 0], m[:, 1], a, b, c, limit, -b / c, -b / a])  # [8, V]
+        ends = torch.cumsum(per, 0)  # [V]
+        out = []
+        first = 0
+        while first < ids.numel():  # splats first..last-1 hold at most pairs_per_step pairs (or one splat)
+            done = int(ends[first - 1]) if first else 0
+            bound = torch.tensor([done + pairs_per_step], device=ends.device)  # [1]
+            last = max(first + 1, int(torch.searchsorted(ends, bound, right=True)))
+            sel = slice(first, last)
+            out.append(
+                self._expand(ids[sel], x0[sel], y0[sel], nx[sel], per[sel], tile0[sel], None if sp is None else sp[:, sel])
+            )
+            first = last
+        return out
+
+    def _expand(
+        self, ids: Tensor, x0: Tensor, y0: Tensor, nx: Tensor, per: Tensor, tile0: Tensor, sp: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Expand splats [v] to their (tile key, splat id) pairs, dropping the tiles the ellipse misses.
+
+        Per-pair fields are gathered column-wise in one go: contiguous [fields, M] rows (strided columns make
+        every later elementwise op several times slower), int32 where the values fit."""
+        s, tw = self.s, self.tw
+        dev = ids.device
+        start = torch.cumsum(per, 0) - per  # [v]
+        n_pairs = int(per.sum())
+        n_tiles = self.means2d.shape[0] // self.n * self.th * tw  # I·TH·TW
+        idx_t = torch.int32 if max(self.means2d.shape[0], n_tiles, n_pairs) < 2**31 else torch.long
+        fields = torch.stack([x0, y0, nx, tile0, start, ids]).to(idx_t)  # [6, v]
+        src = torch.repeat_interleave(torch.arange(ids.numel(), device=dev), per, output_size=n_pairs)  # [M]
+        px0, py0, pnx, pbase, pstart, pid = fields.index_select(1, src)  # [M] each
+        local = torch.arange(n_pairs, device=dev, dtype=idx_t) - pstart  # [M] index inside the box
+        ty = local.div(pnx, rounding_mode="floor")  # [M] row offset in the box
+        tx = local - ty * pnx  # [M] column offset in the box
+        key = pbase + ty * tw + tx  # [M] tile index over all images
+        if sp is not None:
+            corner_x = (px0 + tx).to(sp.dtype) * s  # [M]
+            corner_y = (py0 + ty).to(sp.dtype) * s  # [M]
+            reach = _ellipse_meets_tile(sp.index_select(1, src), corner_x, corner_y, s)  # [M]
+            key, pid = key[reach], pid[reach]  # [M'] each
+        return key, pid
 
 
 def _ellipse_meets_tile(sp: Tensor, corner_x: Tensor, corner_y: Tensor, s: int) -> Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -115,11 +116,21 @@ def _write_obj(folder: Path, vertices: np.ndarray, faces: np.ndarray, colors: np
     path = folder / "mesh.obj"
     with open(path, "w") as f:
         f.write("mtllib mesh.mtl\n")
-        np.savetxt(
-            f, np.concatenate([vertices, np.clip(colors[:, :3], 0, 1)], axis=1), fmt="v %.9g %.9g %.9g %.6g %.6g %.6g"
-        )
-        np.savetxt(f, corner_uv, fmt="vt %.9g %.9g")
+        _write_rows(f, "v %.9g %.9g %.9g %.6g %.6g %.6g", np.concatenate([vertices, np.clip(colors[:, :3], 0, 1)], axis=1))
+        _write_rows(f, "vt %.9g %.9g", corner_uv)
         f.write("usemtl a3d\n")
         idx = np.stack([faces + 1, np.arange(3 * t).reshape(t, 3) + 1], axis=-1).reshape(t, 6)  # [T, 6] v/vt pairs
-        np.savetxt(f, idx, fmt="f %d/%d %d/%d %d/%d")
+        _write_rows(f, "f %d/%d %d/%d %d/%d", idx)
     return str(path)
+
+
+_ROWS_PER_WRITE = 65_536
+
+
+def _write_rows(f: TextIO, fmt: str, rows: np.ndarray) -> None:
+    """Write each row of `rows` [R, C] as one line `fmt % tuple(row)`: the text `np.savetxt` writes, formatted a
+    block of rows at a time in one `%` operation instead of one call per row (a scan's mesh has millions)."""
+    line = fmt + "\n"
+    for start in range(0, len(rows), _ROWS_PER_WRITE):
+        block = rows[start : start + _ROWS_PER_WRITE]
+        f.write((line * len(block)) % tuple(block.ravel().tolist()))

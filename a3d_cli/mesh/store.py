@@ -48,11 +48,13 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     linear = np.concatenate([srgb_to_linear(mesh.vertex_colors[:, :3]), mesh.vertex_colors[:, 3:]], axis=1)
     color0 = np.round(np.clip(linear, 0, 1) * 255).astype(np.uint8)  # [V, 4]
     has_color = bool((color0 != 255).any())
+    texture_png = None
     if mesh.texture is not None:
         opaque = mesh.alpha_mode == "OPAQUE"
         image = Image.fromarray(np.ascontiguousarray(mesh.texture[..., :3])) if opaque else Image.fromarray(mesh.texture)
+        texture_png = _png_bytes(image)
         material = PBRMaterial(
-            baseColorTexture=image,
+            baseColorTexture=Image.new(image.mode, (1, 1)),  # a stand-in: trimesh's PNG of it is swapped for ours
             baseColorFactor=[255, 255, 255, 255],
             metallicFactor=0.0,
             roughnessFactor=1.0,
@@ -69,17 +71,48 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
         vertices=mesh.vertices, faces=mesh.faces, vertex_normals=normals, visual=visual, process=False, validate=False
     )
     doc, binary = parse_gltf(trimesh.Scene(tm).export(file_type="glb", include_normals=True), "the GLB trimesh wrote")
+    binary = bytes(binary or b"")
+    if texture_png is not None:
+        binary = _with_view_replaced(doc, binary, doc["images"][0]["bufferView"], texture_png)
     _set_buffer_view_targets(doc)
     if mesh.texture is not None and mesh.mag_filter != LINEAR:  # trimesh names no sampler: LINEAR to viewers
         doc["samplers"] = [texture_sampler(mesh.mag_filter)]
         for texture in doc.get("textures", []):
             texture["sampler"] = 0
-    return pack_glb(doc, bytes(binary or b""))
+    return pack_glb(doc, binary)
+
+
+TEXTURE_PNG_LEVEL = 1
+"""zlib level of the texture's PNG. Why not Pillow's default (6): a packed atlas of a scan's textures holds tens of
+millions of texels, which level 6 compresses several times slower than level 1 for a file only slightly smaller
+(docs/PERF.md); the texels are the same either way."""
+
+
+def _png_bytes(image: object) -> bytes:
+    """The PNG of a PIL image at `TEXTURE_PNG_LEVEL`."""
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=TEXTURE_PNG_LEVEL)  # type: ignore[attr-defined]
+    return out.getvalue()
+
+
+def _with_view_replaced(doc: dict, binary: bytes, index: int, data: bytes) -> bytes:
+    """`binary` (the one buffer of `doc`) with bufferView `index` holding `data`: the views laid out again in
+    their order, each on a 4-byte boundary, and `doc`'s byteOffsets, byteLengths and buffer length updated."""
+    views = doc["bufferViews"]
+    out = bytearray()
+    for i in sorted(range(len(views)), key=lambda i: int(views[i].get("byteOffset", 0))):
+        start = int(views[i].get("byteOffset", 0))
+        chunk = data if i == index else binary[start : start + int(views[i]["byteLength"])]
+        out += b"\0" * (-len(out) % 4)
+        views[i]["byteOffset"], views[i]["byteLength"] = len(out), len(chunk)
+        out += chunk
+    doc["buffers"][0]["byteLength"] = len(out)
+    return bytes(out)
 
 
 def _set_buffer_view_targets(doc: dict) -> None:
-    """Set `target` on the bufferViews of glTF JSON `doc` that only vertex attributes (ARRAY_BUFFER) or only
-    indices (ELEMENT_ARRAY_BUFFER) read; a view read otherwise too (an image, a shared view) is left as it is."""
+    """Set `target` on the bufferViews of `doc` that only vertex attributes (ARRAY_BUFFER) or only indices
+    (ELEMENT_ARRAY_BUFFER) read; a view read otherwise too (an image, a shared view) is left as it is."""
     from a3d_cli.mesh.gltf_animated import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER
 
     accessors, views = doc.get("accessors", []), doc.get("bufferViews", [])

@@ -169,8 +169,17 @@ def render_orbit(
     return torch.cat(out)
 
 
+PROJECTED_SPLATS_PER_CALL = 1 << 22
+"""Views × splats one rasterizer call of `render_rgba` projects: a 3DGS scan of millions of splats is rendered a
+view at a time, so every view's projection and SH colours are never held at once (each view is rendered
+exactly as in one call with all views); scenes up to a million splats still render all 4 views in one call."""
+
+
 def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: str) -> Tensor:  # noqa: N803
     """Render splats into square views as straight (not premultiplied) RGBA.
+
+    Views go into one rasterizer call as long as views × splats stays within `PROJECTED_SPLATS_PER_CALL`,
+    else in groups of fewer views (one at least), which bounds the memory of large scenes.
 
     Args:
         g: Gaussians.
@@ -192,23 +201,28 @@ def render_rgba(g: Gaussians, viewmats: Tensor, Ks: Tensor, size: int, device: s
     if gd.sh_rest is not None:
         colors, sh_degree = gd.sh_coeffs(), gd.sh_degree
     v = viewmats.shape[0]
-    with torch.no_grad():
-        out = rasterize(
-            gd.means,
-            gd.quats,
-            gd.scales,
-            gd.opacities,
-            colors,
-            viewmats.to(device),
-            Ks.to(device),
-            size,
-            size,
-            sh_degree=sh_degree,
-            backgrounds=torch.zeros(v, 3, device=device),
-        )
-    alpha = out.alphas.clamp(0, 1)  # [V, H, W, 1]
-    rgb = unpremultiply(out.colors, alpha).clamp(0, 1)  # [V, H, W, 3]
-    return torch.cat([rgb, alpha], dim=-1).float().cpu()
+    per_call = max(1, PROJECTED_SPLATS_PER_CALL // max(len(g), 1))
+    parts = []
+    for start in range(0, v, per_call):
+        views = slice(start, min(start + per_call, v))
+        with torch.no_grad():
+            out = rasterize(
+                gd.means,
+                gd.quats,
+                gd.scales,
+                gd.opacities,
+                colors,
+                viewmats[views].to(device),
+                Ks[views].to(device),
+                size,
+                size,
+                sh_degree=sh_degree,
+                backgrounds=torch.zeros(views.stop - views.start, 3, device=device),
+            )
+        alpha = out.alphas.clamp(0, 1)  # [v', H, W, 1]
+        rgb = unpremultiply(out.colors, alpha).clamp(0, 1)  # [v', H, W, 3]
+        parts.append(torch.cat([rgb, alpha], dim=-1).float().cpu())
+    return torch.cat(parts)
 
 
 __all__ = ["SplatLooks", "render_orbit", "render_rgba", "render_splats", "splat_looks"]

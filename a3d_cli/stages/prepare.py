@@ -95,7 +95,7 @@ class PrepareOptions:
         if not 1 <= self.splats <= MAX_SPLATS:
             raise OptionError(
                 f"--splat-count must be between 1 and {MAX_SPLATS:,} (got {self.splats:,}).",
-                hint=f"a3d prepares at most {MAX_SPLATS:,} splats (about 4 GB of memory per million); "
+                hint=f"a3d prepares at most {MAX_SPLATS:,} splats (about 1 GB of memory per million, plus 1 GB); "
                 "the default 20,000 fills MV-VDM's 256-pixel views.",
             )
         if not 32 <= self.view_size <= 2048:

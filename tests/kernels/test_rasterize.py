@@ -273,6 +273,36 @@ def test_closed_form_backward_equals_autograd_twin():
         torch.testing.assert_close(gf, gs)
 
 
+def test_bin_tiles_expands_the_pairs_in_bounded_steps_and_bins_the_same(monkeypatch):
+    """Memory: a scan of millions of splats must not expand every (splat, tile) pair at once; in steps of at
+    most `pairs_per_step` pairs each tile gets the same splats in the same order, also with step 1 (a splat
+    whose tiles outnumber the step stays whole)."""
+    import importlib
+
+    composite_tiled = importlib.import_module("a3d_cli.kernels.composite_tiled")
+    means, quats, scales, opac, _, viewmats, Ks = random_scene(11, 300, 3, 40, 32, opacity=(0.05, 0.99))
+    scales[0] = 0.6  # one splat over many tiles
+    proj = project_gaussians_ref(means[None], quats[None], scales[None], opac[None], viewmats[None], Ks[None], 40, 32)
+    args = (proj.means2d[0], proj.radii[0], proj.depths[0], 40, 32, 8)
+    kw = dict(conics=proj.conics[0], opacities=opac[None].expand(3, -1))
+    tested = []  # pairs per ellipse test
+    real = composite_tiled._ellipse_meets_tile
+    monkeypatch.setattr(
+        composite_tiled, "_ellipse_meets_tile", lambda sp, cx, cy, s: tested.append(cx.numel()) or real(sp, cx, cy, s)
+    )
+    whole = bin_tiles(*args, **kw, pairs_per_step=10**9)
+    assert len(tested) == 1
+    candidates = tested.pop()
+    for step in (64, 1):
+        stepped = bin_tiles(*args, **kw, pairs_per_step=step)
+        assert sum(tested) == candidates and len(tested) > 1
+        if step == 64:
+            assert max(tested) <= 64 < candidates
+        tested.clear()
+        assert torch.equal(stepped.flat_ids, whole.flat_ids) and torch.equal(stepped.offsets, whole.offsets)
+    assert whole.counts.max() > 1  # tiles hold several splats, so the depth order inside a tile is checked
+
+
 # --------------------------------------------------------------------------------------------- gradients
 def test_gradients_reach_every_input():
     scene = [t.clone().requires_grad_() for t in random_scene(7, 40, 2, 16, 16)]
