@@ -84,7 +84,7 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
 
 TEXTURE_PNG_LEVEL = 1
 """zlib level of the texture's PNG. Why not Pillow's default (6): a packed atlas of a scan's textures holds tens of
-millions of texels, which level 6 compresses several times slower than level 1 for a file only slightly smaller
+millions of texels, which level 6 compresses several times slower than level 1 for a somewhat smaller file
 (docs/PERF.md); the texels are the same either way."""
 
 

@@ -278,6 +278,30 @@ def test_simplify_vertex_coloured_mesh():
     assert top[:, 0].mean() > 0.9
 
 
+@pytest.mark.parametrize(
+    ("fmt", "rows"),
+    [
+        ("v %.9g %.9g %.9g %.6g %.6g %.6g", np.random.default_rng(0).standard_normal((23, 6)) * [1e5, 1, 1e-7, 1, 1, 1]),
+        ("vt %.9g %.9g", np.array([[-0.0, np.nan], [np.inf, 1e-300], [0.1, 1 / 3]])),
+        ("f %d/%d %d/%d %d/%d", np.random.default_rng(1).integers(1, 2**40, (23, 6))),
+        ("vt %.9g %.9g", np.zeros((0, 2))),
+    ],
+)
+def test_the_obj_handed_to_meshlab_is_the_text_savetxt_writes(monkeypatch, fmt, rows):
+    """The OBJ lines `simplify` writes for MeshLab in blocks of rows are, across block edges, the text
+    `np.savetxt` writes for the same format (the rounding of the positions decides MeshLab's collapse)."""
+    import io
+
+    from a3d_cli.mesh import simplify
+
+    monkeypatch.setattr(simplify, "_ROWS_PER_WRITE", 5)  # several blocks and a partial last one
+    got = io.StringIO()
+    simplify._write_rows(got, fmt, rows)
+    want = io.BytesIO()
+    np.savetxt(want, rows, fmt=fmt)
+    assert got.getvalue() == want.getvalue().decode()
+
+
 @pytest.mark.parametrize("textured", [True, False])
 def test_simplify_keeps_the_alpha_mode(sphere_mesh, textured):
     """A BLEND or MASK material stays see-through after simplification (its splats' opacity follows it)."""

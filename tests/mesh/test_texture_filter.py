@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes
+from helpers import GL_FLOAT, GL_UINT, GlbBuilder, khronos_validate, needs_program, png_bytes
 
 from a3d_cli.mesh.appearance import LINEAR, NEAREST, mip_chain, replicate_texels
 from a3d_cli.mesh.load import load_mesh
@@ -313,3 +313,66 @@ def test_the_filter_survives_the_processed_mesh_and_the_animated_export(tmp_path
     doc, _ = parse_gltf(animated_glb_bytes(back.vertices, back.faces, frames, uvs=back.uvs, material=material), "out")
     assert doc["samplers"] == [{"magFilter": mag, "minFilter": min_, "wrapS": 10497, "wrapT": 10497}]
     assert [t["sampler"] for t in doc["textures"]] == [0]
+
+
+def nearest_processed_glb(tmp_path, alpha_mode: str):
+    """A NEAREST-textured square saved as `source/mesh.glb` is (odd-sized texture; BLEND with alpha and vertex
+    colours, so COLOR_0 gets a view too): (mesh, path)."""
+    from dataclasses import replace
+
+    from a3d_cli.mesh.store import save_processed_mesh
+
+    rng = np.random.default_rng(5)
+    mesh = part(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), NEAREST, 0.0)
+    if alpha_mode == "BLEND":
+        texture = mesh.texture.copy()
+        texture[..., 3] = rng.integers(0, 256, texture.shape[:2])
+        colours = np.concatenate([rng.random((mesh.num_vertices, 3)), np.ones((mesh.num_vertices, 1))], axis=1)
+        mesh = replace(mesh, texture=texture, alpha_mode="BLEND", vertex_colors=colours.astype(np.float32))
+    save_processed_mesh(tmp_path / "mesh.glb", mesh)
+    return mesh, tmp_path / "mesh.glb"
+
+
+@pytest.mark.parametrize("alpha_mode", ["OPAQUE", "BLEND"])
+def test_a_nearest_processed_mesh_keeps_its_sampler_and_the_level_1_png_in_a_sound_buffer(tmp_path, alpha_mode):
+    """Two changes write `source/mesh.glb`'s texture: its NEAREST sampler, and its PNG encoded at zlib level 1
+    (`TEXTURE_PNG_LEVEL`) and swapped into the buffer trimesh wrote. Both must be there together, the views laid
+    out 4-byte aligned, apart and inside the buffer, and the geometry read back as written."""
+    import io
+
+    from PIL import Image
+
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.store import load_processed_mesh
+
+    mesh, path = nearest_processed_glb(tmp_path, alpha_mode)
+    doc, binary = parse_gltf(path.read_bytes(), "mesh.glb")
+    assert doc["samplers"] == [{"magFilter": NEAREST_GL, "minFilter": 9984, "wrapS": 10497, "wrapT": 10497}]
+    assert [t["sampler"] for t in doc["textures"]] == [0]
+    views = doc["bufferViews"]
+    spans = sorted((v.get("byteOffset", 0), v.get("byteOffset", 0) + v["byteLength"]) for v in views)
+    assert all(start % 4 == 0 for start, _ in spans)
+    assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:], strict=False))
+    assert spans[-1][1] <= doc["buffers"][0]["byteLength"] <= len(binary)
+    image = views[doc["images"][0]["bufferView"]]
+    png = bytes(binary[image.get("byteOffset", 0) : image.get("byteOffset", 0) + image["byteLength"]])
+    texels = mesh.texture[..., :3] if alpha_mode == "OPAQUE" else mesh.texture
+    level_1 = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(texels)).save(level_1, format="PNG", compress_level=1)
+    assert png == level_1.getvalue()  # Pillow's own level-1 encode of these texels, byte for byte
+    back = load_processed_mesh(path, expected_vertices=mesh.num_vertices)
+    assert back.mag_filter == NEAREST_GL and back.alpha_mode == alpha_mode
+    np.testing.assert_array_equal(back.texture[..., : texels.shape[-1]], texels)
+    np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-6)
+    np.testing.assert_allclose(back.uvs, mesh.uvs, atol=1e-6)
+    np.testing.assert_array_equal(back.faces, mesh.faces)
+
+
+@needs_program("A3D_GLTF_VALIDATOR")
+@pytest.mark.parametrize("alpha_mode", ["OPAQUE", "BLEND"])
+def test_a_nearest_processed_mesh_is_valid_gltf(tmp_path, alpha_mode):
+    """The Khronos validator finds no error or warning in a NEAREST texture's `source/mesh.glb` (sampler and
+    swapped-in PNG together)."""
+    _, path = nearest_processed_glb(tmp_path, alpha_mode)
+    issues = khronos_validate(path)
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
