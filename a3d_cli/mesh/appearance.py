@@ -27,7 +27,7 @@ replicating each texel (`replicate_texels`), so that bilinear reading blends nei
 Minification: a splat stands for the surface between it and its neighbours, so where many texels fall between
 two splats (a 4096² texture under 20,000 splats) a lookup at one point would pick one of them at random and
 the views would show that noise. `sample_mipmapped` reads a mip chain (`mip_chain`: halvings box-filtered in
-linear light) at the level whose texels are as far apart as the splats, blending the two levels around it,
+linear light, colours weighted by alpha) at the level whose texels are as far apart as the splats, blending the two levels around it,
 as a GPU's trilinear mipmapping does; a sampler's `minFilter` is not followed (a3d's colour is what the asset
 shows from a distance, not a renderer's aliasing). An atlas gets one chain per packed image
 (`SurfaceMesh.islands`), so that coarse levels never blend an image with its neighbours or the atlas's gaps.
@@ -36,6 +36,7 @@ shows from a distance, not a renderer's aliasing). An atlas gets one chain per p
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,7 +218,12 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH
 def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
     """The texture and its successive halvings, down to one texel: level k + 1 is level k box-filtered to half
     its size (rounded up; Pillow's BOX resize weighs partial texels by their area), colours averaged in linear
-    light (as a viewer averages what it shows), alpha as it is.
+    light (as a viewer averages what it shows) and weighted by alpha, alpha averaged as it is.
+
+    Why weighted by alpha: the colour under a transparent texel is not shown (a leaf or hair card's cut-out is
+    often black), so an unweighted mean would darken every coarse texel at a cut-out's edge by that unseen
+    colour; the weighted mean (premultiplied averaging, as renderers filter) keeps the visible texels' colour.
+    A coarse texel that covers only fully transparent texels takes their unweighted mean.
 
     Args:
         texture: [H, W, C] uint8 sRGB (C = 3 or 4).
@@ -232,13 +238,36 @@ def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
     while max(sizes[-1]) > 1:
         sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
     levels = [texture] + [np.empty((a, b, c), np.uint8) for a, b in sizes[1:]]
+
+    def halvings(plane: np.ndarray) -> Iterator[np.ndarray]:
+        """The float plane box-filtered to each coarser size in turn."""
+        image = Image.fromarray(plane)
+        for a, b in sizes[1:]:
+            image = image.resize((b, a), Image.BOX)
+            yield np.asarray(image, dtype=np.float32)
+
+    coverage: list[np.ndarray] = []  # per level ≥ 1: [a, b] mean alpha, when alpha weights the colours
+    if c == 4 and (texture[..., 3] < 255).any():
+        alpha = texture[..., 3].astype(np.float32) / 255
+        coverage = list(halvings(alpha))
+        for k, values in enumerate(coverage, start=1):
+            levels[k][..., 3] = np.round(np.clip(values, 0, 1) * 255)
+    elif c == 4:
+        for k in range(1, len(levels)):
+            levels[k][..., 3] = 255
     decode = linear_levels().astype(np.float32)  # [256]
-    for ch in range(c):  # one channel at a time: one float copy of the texture at most
-        plane = Image.fromarray(decode[texture[..., ch]] if ch < 3 else texture[..., ch].astype(np.float32) / 255)
-        for k, (a, b) in enumerate(sizes[1:], start=1):
-            plane = plane.resize((b, a), Image.BOX)
-            values = np.asarray(plane, dtype=np.float32)
-            levels[k][..., ch] = np.round((linear_to_srgb(values) if ch < 3 else np.clip(values, 0, 1)) * 255)
+    for ch in range(3):  # one channel at a time: at most two float copies of the texture
+        linear = decode[texture[..., ch]]
+        if not coverage:
+            for k, mean in enumerate(halvings(linear), start=1):
+                levels[k][..., ch] = np.round(linear_to_srgb(mean) * 255)
+            continue
+        for k, (mean, weighted, cover) in enumerate(
+            zip(halvings(linear), halvings(linear * alpha), coverage, strict=True), start=1
+        ):
+            seen = cover > 0
+            mean = np.where(seen, np.divide(weighted, cover, out=np.zeros_like(cover), where=seen), mean)
+            levels[k][..., ch] = np.round(linear_to_srgb(mean) * 255)
     return levels
 
 

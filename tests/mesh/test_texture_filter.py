@@ -248,17 +248,42 @@ GREY = float(np.round(to_srgb(0.5) * 255))  # the checker's mean, 50 % light, as
 
 def test_each_mip_level_is_the_linear_light_mean_of_the_texels_it_covers():
     """A 16×16 image: levels of 8, 4, 2 and 1 texels a side, each texel the mean in linear light of the 2^k × 2^k
-    texels of the image it covers (alpha averaged as it is)."""
+    texels of the image it covers, weighted by their alpha (alpha averaged as it is)."""
     image = np.random.default_rng(13).integers(0, 256, (16, 16, 4), dtype=np.uint8)
     chain = mip_chain(image)
     assert [level.shape for level in chain] == [(n, n, 4) for n in (16, 8, 4, 2, 1)]
     for k, level in enumerate(chain):
         n = 2**k
         blocks = image.reshape(16 // n, n, 16 // n, n, 4).astype(np.float64) / 255
-        rgb = to_srgb(to_linear(blocks[..., :3]).mean(axis=(1, 3))) * 255
+        weights = blocks[..., 3:]
+        total = weights.sum(axis=(1, 3))
+        weighted = (to_linear(blocks[..., :3]) * weights).sum(axis=(1, 3)) / np.maximum(total, 1e-12)
+        rgb = to_srgb(np.where(total > 0, weighted, to_linear(blocks[..., :3]).mean(axis=(1, 3)))) * 255
         alpha = blocks[..., 3].mean(axis=(1, 3)) * 255
         np.testing.assert_allclose(level[..., :3], rgb, atol=0.51)
         np.testing.assert_allclose(level[..., 3], alpha, atol=0.51)
+
+
+def test_mip_levels_keep_the_colour_of_the_visible_texels_of_a_cut_out():
+    """A leaf-card texture: green opaque texels beside transparent ones whose hidden colour is black. Coarse
+    levels stay green (only their alpha falls), where an unweighted mean would darken them; a coarse texel over
+    transparent texels alone takes their own colour."""
+    image = np.zeros((8, 8, 4), np.uint8)
+    image[:, :2] = (40, 200, 60, 255)  # a quarter of the card is leaf
+    chain = mip_chain(image)
+    for level in chain[1:]:
+        leafy = level[..., 3] > 0
+        np.testing.assert_array_equal(level[leafy][:, :3], np.tile([40, 200, 60], (int(leafy.sum()), 1)))
+    assert chain[-1][0, 0, 3] == 64  # a quarter covered, as before
+    np.testing.assert_array_equal(chain[1][:, 2:, :3], 0)  # only hidden black under the bare part
+
+
+def test_an_opaque_rgba_texture_and_its_rgb_give_the_same_chain():
+    image = np.random.default_rng(5).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    rgba = np.concatenate([image, np.full((12, 20, 1), 255, np.uint8)], axis=2)
+    for plain, with_alpha in zip(mip_chain(image), mip_chain(rgba), strict=True):
+        np.testing.assert_array_equal(with_alpha[..., :3], plain)
+        assert (with_alpha[..., 3] == 255).all()
 
 
 def test_splats_many_texels_apart_show_the_textures_mean_not_single_texels(tmp_path):
