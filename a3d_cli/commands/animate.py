@@ -94,7 +94,7 @@ def animate(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply, 3DGS .ply (also compressed), .splat, .spz, "
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply, .stl, .off, 3DGS .ply (also compressed), .splat, .spz, "
             "or an object image (.png, .jpg, .webp, .tif, .bmp, .avif, .gif).",
             metavar="MODEL",
             show_default=False,

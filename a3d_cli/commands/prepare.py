@@ -21,7 +21,7 @@ def prepare(
     model: Annotated[
         Path,
         typer.Argument(
-            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply, 3DGS .ply (also compressed), .splat or .spz.",
+            help="Input: .glb, .gltf, .obj (+.mtl, textures), mesh .ply, .stl, .off, 3DGS .ply (also compressed), .splat or .spz.",
             metavar="MODEL",
             show_default=False,
         ),

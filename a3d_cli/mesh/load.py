@@ -36,8 +36,9 @@ from a3d_cli.mesh.appearance import (
 )
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 
-MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat", ".spz")  # every suffix `prepare` reads (`.splat`, `.spz`: Gaussians only)
+UNORIENTED_SUFFIXES = (".obj", ".ply", ".stl", ".off")  # formats that fix no up axis (STL is usually Z-up)
 DEFAULT_GREY = (0.7, 0.7, 0.7, 1.0)  # colour of parts without any material or colour
 InputKind = Literal["mesh", "gaussians"]
 _REPAIR = "Repair the mesh in a 3D tool and export it again."
@@ -57,10 +58,16 @@ def check_input_file(path: Path) -> None:
         raise InputError(f"The input file {path} does not exist.", hint="Check the path and its spelling.")
     if not path.is_file():
         raise InputError(
-            f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj, .ply, .splat or .spz file."
+            f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj, .ply, .stl, .off, .splat or .spz file."
         )
     from a3d_cli.gaussians.formats import CONVERT_FIRST, convert_hint
+    from a3d_cli.mesh import conversions
 
+    if path.suffix.lower() in conversions.CONVERT_FIRST:
+        raise InputError(
+            f"{path.name} is in {conversions.CONVERT_FIRST[path.suffix.lower()][0]} format, which a3d does not read.",
+            hint=conversions.convert_hint(path),
+        )
     if path.suffix.lower() in CONVERT_FIRST:
         raise InputError(
             f"{path.name} is a Gaussian-splat file in {CONVERT_FIRST[path.suffix.lower()]} format, "
@@ -70,8 +77,8 @@ def check_input_file(path: Path) -> None:
     if path.suffix.lower() not in INPUT_SUFFIXES:
         raise InputError(
             f"{path.name} has an unsupported file type {path.suffix or '(no suffix)'!r}.",
-            hint="a3d reads .glb, .gltf, .obj (+ .mtl, textures), .ply (mesh, 3DGS or compressed 3DGS), .splat "
-            "and .spz; convert other formats first.",
+            hint="a3d reads .glb, .gltf, .obj (+ .mtl, textures), .ply (mesh, 3DGS or compressed 3DGS), .stl, .off, "
+            ".splat and .spz; convert other formats first (docs/prepare.md lists commands for FBX, COLLADA, USD ...).",
         )
     from a3d_cli.io.regular import open_regular
 
@@ -141,6 +148,11 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
 
         if (triangles := triangulated_ply(path)) is not None:
             source, kwargs = io.BytesIO(triangles), {"file_type": "ply"}
+    if path.suffix.lower() == ".stl":  # a binary STL that ends early is refused, not read as empty text (a3d_cli.mesh.stl)
+        from a3d_cli.mesh.stl import binary_stl_bytes
+
+        if (binary := binary_stl_bytes(path)) is not None:
+            source, kwargs = io.BytesIO(binary), {"file_type": "stl"}
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # huge node transforms overflow: the checks below say so
             scene = trimesh.load_scene(source, process=False, resolver=resolver, **kwargs)

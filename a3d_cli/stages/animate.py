@@ -73,7 +73,7 @@ class AnimateOptions:
     """Options of `a3d animate` (the common knobs of each stage; the stage commands offer every one)."""
 
     model: str
-    """Input asset: .glb, .gltf, .obj, mesh .ply, 3DGS .ply (also compressed), .splat or .spz, or an object image
+    """Input asset: .glb, .gltf, .obj, mesh .ply, .stl, .off, 3DGS .ply (also compressed), .splat or .spz, or an object image
     (`IMAGE_SUFFIXES`)."""
     orbit: str | None = None
     """Image inputs: a folder of frames + cameras.json (docs/lift.md) lifted instead of sampling SV3D."""

@@ -54,7 +54,7 @@ class PrepareOptions:
     """Options of `a3d prepare`.
 
     Attributes:
-        model: the input file (.glb, .gltf, .obj, mesh .ply, 3DGS .ply (also compressed), .splat or .spz).
+        model: the input file (.glb, .gltf, .obj, mesh .ply, .stl, .off, 3DGS .ply (also compressed), .splat or .spz).
         up: the asset's up axis; glTF assets are +y (the default), many OBJ/PLY exports +z.
         front: the asset's front axis, which faces the azimuth-0 camera, or "auto": guessed from the
             asset's mirror symmetry and detail (`a3d_cli.mesh.orientation`), used only when the guess is
@@ -153,13 +153,13 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         g = normalize_gaussians(g, norm)
         ctx.metrics.update(kind="gaussians", splats=len(g))
     else:
-        from a3d_cli.mesh.load import load_mesh
+        from a3d_cli.mesh.load import UNORIENTED_SUFFIXES, load_mesh
         from a3d_cli.mesh.shading import plain_colour
         from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
         mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs)
-        if opts.up == "+y" and kind == "mesh" and model.suffix.lower() in (".obj", ".ply"):
+        if opts.up == "+y" and kind == "mesh" and model.suffix.lower() in UNORIENTED_SUFFIXES:
             progress.log(
                 f"{model.suffix.lower()} files have no fixed up axis; +y assumed. If the contact sheet "
                 f"({VIEWS_CONTACT_SHEET}) shows the asset on its side, re-run with --up +z (or the axis that is up)."

@@ -195,7 +195,8 @@ def test_processed_mesh_glb_keeps_vertex_order_uvs_and_colours(tmp_path):
         ("empty.glb", b"", "empty"),
         ("corrupt.glb", b"glTF" + bytes(range(256)) * 4, "Cannot read"),
         ("corrupt.obj", bytes(range(256)) * 8, "no geometry|Cannot read"),
-        ("model.fbx", b"Kaydara FBX Binary", "unsupported file type"),
+        ("model.fbx", b"Kaydara FBX Binary", "FBX format, which a3d does not read"),
+        ("model.lwo", b"FORM", "unsupported file type"),
         ("nan.obj", b"v 0 0 0\nv 1 0 0\nv nan 1 0\nf 1 2 3\n", "NaN"),
         (
             "points.ply",

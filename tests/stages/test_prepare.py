@@ -297,7 +297,8 @@ BAD_FILES = {
         b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n1 0 0\n0 1 0\n",
         "no faces",
     ),
-    "model.fbx": (b"Kaydara FBX Binary", "unsupported"),
+    "model.fbx": (b"Kaydara FBX Binary", "does not read"),
+    "model.lwo": (b"FORM", "unsupported"),
     "nan.obj": (b"v 0 0 0\nv 1 0 0\nv nan 1 0\nf 1 2 3\n", "NaN"),
     "partial.ply": (
         b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\n"
