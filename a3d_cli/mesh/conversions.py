@@ -19,6 +19,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from a3d_cli.errors import InputError
+
 # suffix → (what the format is called in messages, how it is converted: a Blender import operator or a tool)
 CONVERT_FIRST: dict[str, tuple[str, str]] = {
     ".fbx": ("Autodesk FBX", "import_scene.fbx"),
@@ -82,4 +84,22 @@ def convert_hint(path: Path) -> str:
     return f"Convert it to .glb with Blender: {blender_command(how, file)}"
 
 
-__all__ = ["CONVERT_FIRST", "blend_command", "blender_command", "convert_hint"]
+def unread_format_error(path: Path) -> InputError | None:
+    """The error for a file in a format a3d leaves to another tool (a 3D format here, a splat format in
+    `a3d_cli.gaussians.formats`), with the command that converts it; None for any other suffix."""
+    from a3d_cli.gaussians import formats
+
+    suffix = path.suffix.lower()
+    if suffix in CONVERT_FIRST:
+        return InputError(
+            f"{path.name} is in {CONVERT_FIRST[suffix][0]} format, which a3d does not read.", hint=convert_hint(path)
+        )
+    if suffix in formats.CONVERT_FIRST:
+        return InputError(
+            f"{path.name} is a Gaussian-splat file in {formats.CONVERT_FIRST[suffix]} format, which a3d does not read.",
+            hint=formats.convert_hint(suffix),
+        )
+    return None
+
+
+__all__ = ["CONVERT_FIRST", "blend_command", "blender_command", "convert_hint", "unread_format_error"]

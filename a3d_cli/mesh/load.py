@@ -46,9 +46,9 @@ _REPAIR = "Repair the mesh in a 3D tool and export it again."
 
 def check_input_file(path: Path) -> None:
     """Cheap checks before any work: the file exists, is a file, is readable and has a supported suffix; a
-    glTF requires no extension a3d cannot honour (`a3d_cli.mesh.gltf_extensions`). A splat format a3d does
-    not read (`.ksplat`, `.sog`) is refused with the command that converts it
-    (`a3d_cli.gaussians.formats`).
+    glTF requires no extension a3d cannot honour (`a3d_cli.mesh.gltf_extensions`). A 3D or splat format a3d
+    does not read (FBX, USD, `.ksplat`, ...) is refused with the command that converts it
+    (`a3d_cli.mesh.conversions.unread_format_error`).
 
     Raises:
         InputError: with one sentence naming the problem.
@@ -60,20 +60,10 @@ def check_input_file(path: Path) -> None:
         raise InputError(
             f"The input {path} is not a file.", hint="Pass a .glb, .gltf, .obj, .ply, .stl, .off, .splat or .spz file."
         )
-    from a3d_cli.gaussians.formats import CONVERT_FIRST, convert_hint
-    from a3d_cli.mesh import conversions
+    from a3d_cli.mesh.conversions import unread_format_error
 
-    if path.suffix.lower() in conversions.CONVERT_FIRST:
-        raise InputError(
-            f"{path.name} is in {conversions.CONVERT_FIRST[path.suffix.lower()][0]} format, which a3d does not read.",
-            hint=conversions.convert_hint(path),
-        )
-    if path.suffix.lower() in CONVERT_FIRST:
-        raise InputError(
-            f"{path.name} is a Gaussian-splat file in {CONVERT_FIRST[path.suffix.lower()]} format, "
-            "which a3d does not read.",
-            hint=convert_hint(path.suffix.lower()),
-        )
+    if (error := unread_format_error(path)) is not None:
+        raise error
     if path.suffix.lower() not in INPUT_SUFFIXES:
         raise InputError(
             f"{path.name} has an unsupported file type {path.suffix or '(no suffix)'!r}.",
