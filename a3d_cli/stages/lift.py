@@ -28,6 +28,9 @@ from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 # Defaults that depend on the device: (CUDA, CPU). The CPU ones keep a 21-view lift within minutes.
+RECIPE = 2
+"""The version of what `lift` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `lift` once (docs/ARCHITECTURE.md, "Recipes")."""
 _DEVICE_DEFAULTS = {
     "resolution": (576, 256),
     "steps": (2000, 400),
@@ -228,6 +231,7 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
         requires={} if external else {ORBIT_DIR: producers.ORBIT},
         external_inputs=(source,) if external else (),
         clear=(LIFT_DIR,),
+        recipe=RECIPE,
     )
 
 
