@@ -9,13 +9,13 @@ from helpers import moving_motion_field, reconstruct_static
 from safetensors import safe_open
 from safetensors.numpy import load, save
 
-from a3d_cli.io.safetensors_bytes import sorted_header
-
 META = {f"key_{i}": f"value {i}" for i in range(12)}
 """Enough metadata keys that safetensors' per-save order (12! of them) differs between saves in practice."""
 
 
 def test_sorted_header_gives_one_layout_and_keeps_tensors_and_metadata():
+    from a3d_cli.io.safetensors_bytes import sorted_header
+
     tensors = {"b": np.arange(6, dtype=np.float32).reshape(2, 3), "a": np.array([1, 2, 3], dtype=np.int64)}
     files = {sorted_header(save(tensors, metadata=META)) for _ in range(4)}
     assert len(files) == 1
