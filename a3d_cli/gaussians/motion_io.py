@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from a3d_cli import __version__
 from a3d_cli.errors import InputError
@@ -111,9 +111,10 @@ def save_motion(
         meta[k] = str(v)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in motion.state_dict().items()}
     from a3d_cli.io.atomic import atomic_path
+    from a3d_cli.io.safetensors_bytes import sorted_header
 
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(sorted_header(save(tensors, metadata=meta)))  # equal motions, equal bytes
     return path
 
 

@@ -2,7 +2,7 @@
 
 Format (docs/ARTIFACTS.md):
     {"format": 1, "a3d_version": "...", "stages": {NAME: entry}}
-    entry = {"status": "done" | "failed" | "running", "params": {...}, "params_digest": "sha256:...",
+    entry = {"status": "done" | "failed" | "running", "recipe": int, "params": {...}, "params_digest": "sha256:...",
              "inputs": {"rel/or/external/path": "sha256:..."}, "outputs": ["rel/path", ...],
              "seconds": float, "device": str, "peak_memory_bytes": int | null, "seed": int,
              "started": iso8601, "finished": iso8601, "a3d_version": str, "metrics": {...},
@@ -31,6 +31,7 @@ FORMAT_VERSION = 1
 _NUMBER = (int, float)
 _ENTRY_TYPES: dict[str, tuple[type, ...]] = {  # the fields a3d reads back, and the JSON types they must have
     "status": (str,),
+    "recipe": (int,),
     "params": (dict,),
     "params_digest": (str,),
     "inputs": (dict,),
@@ -68,6 +69,16 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+FIRST_RECIPE = 1
+"""Every stage's first recipe (`a3d_cli.stages.base.run_stage`'s `recipe`), and the recipe of an entry that
+records none: a3d wrote such entries before it recorded recipes."""
+
+
+def entry_recipe(entry: dict[str, Any]) -> int:
+    """The recipe a stage entry was made with (`FIRST_RECIPE` when it records none)."""
+    return entry.get("recipe", FIRST_RECIPE)
 
 
 RESULT_NEUTRAL: dict[str, bool] = {"result_neutral": True}
@@ -165,6 +176,12 @@ def _check_entry(path: Path, name: str, entry: Any) -> None:
             )
     if "outputs" in entry and not all(isinstance(o, str) for o in entry["outputs"]):
         raise RunFolderError(f"The manifest {path}: stage {name!r} has outputs that are not paths.", hint=hint)
+    if "recipe" in entry and entry["recipe"] < FIRST_RECIPE:  # a3d's recipes count up from 1
+        raise RunFolderError(
+            f"The manifest {path}: stage {name!r} has recipe = {short_repr(entry['recipe'])}, not a whole number ≥ "
+            f"{FIRST_RECIPE}.",
+            hint=hint,
+        )
     for key in ("seconds", "peak_memory_bytes"):  # shown as "1.2 s" and "396.8 MiB": finite and not negative
         value = entry.get(key)
         if value is not None and not (math.isfinite(value) and value >= 0):

@@ -87,6 +87,8 @@ class MeshBinding:
         """Write the binding as safetensors, atomically."""
         from safetensors.numpy import save
 
+        from a3d_cli.io.safetensors_bytes import sorted_header
+
         tensors = {
             "vertex_splat": self.vertex_splat.astype(np.int64),
             "rest_vertices": self.rest_vertices.astype(np.float32),
@@ -103,7 +105,7 @@ class MeshBinding:
             "mesh": PROCESSED_MESH,
             "frame": "normalized",
         }
-        data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta)
+        data = sorted_header(save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta))
         with atomic_path(Path(path)) as tmp:
             tmp.write_bytes(data)
 

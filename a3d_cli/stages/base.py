@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 from a3d_cli import __version__
 from a3d_cli.errors import A3DError, RunFolderError, RunLockedError
 from a3d_cli.io.manifest import (
+    FIRST_RECIPE,
     MANIFEST_NAME,
     digest_json,
     digest_path,
     digested_params,
+    entry_recipe,
     load_manifest,
     save_manifest,
     to_jsonable,
@@ -364,6 +366,7 @@ def run_stage(
     requires: Mapping[str, str] | None = None,
     external_inputs: Sequence[Path] = (),
     clear: Sequence[str] = (),
+    recipe: int = FIRST_RECIPE,
 ) -> StageResult:
     """Run one stage body under the run-folder contract.
 
@@ -376,6 +379,8 @@ def run_stage(
         requires: run-folder paths the stage reads → the command that makes each (for the error hint).
         external_inputs: files outside the run folder whose content matters (the input model).
         clear: run-folder folders this stage owns; files there that the new run did not write are removed.
+        recipe: the stage's `RECIPE`: which version of what the stage writes for given inputs and options. An
+            entry recorded with another recipe (or none: `FIRST_RECIPE`) is not up to date.
 
     Returns:
         StageResult with absolute output paths, timing, memory, seed, device, metrics.
@@ -388,7 +393,7 @@ def run_stage(
         if not os.path.lexists(run_dir / MANIFEST_NAME):  # not a run folder (yet): refused before the lock file
             check_cleared_folders(run_dir, name, clear)
         with backend_flags_kept():  # a stage's CUDA speed flags end with the stage
-            return _run_locked(name, run_dir, opts, body, rt, dict(requires or {}), external_inputs, clear)
+            return _run_locked(name, run_dir, opts, body, rt, dict(requires or {}), external_inputs, clear, recipe)
 
 
 @contextlib.contextmanager
@@ -442,20 +447,23 @@ def _run_locked(
     requires: dict[str, str],
     external_inputs: Sequence[Path],
     clear: Sequence[str],
+    recipe: int,
 ) -> StageResult:
     progress = rt.progress or Progress()
     with run_lock(run_dir):
         # 1. required inputs exist
         check_inputs(run_dir, requires)
-        # 2. skip when parameters and inputs are unchanged
+        # 2. skip when the recipe, parameters and inputs are unchanged
         params = to_jsonable(opts) if opts is not None else {}
         params_digest = digest_json({"params": digested_params(opts) if opts is not None else {}, "seed": rt.seed})
         inputs = _input_digests(run_dir, requires, external_inputs)
         previous = load_manifest(run_dir)["stages"].get(name)
+        finished = previous is not None and previous.get("status") == "done"
+        made_with = entry_recipe(previous) if finished else recipe
         if (
             not rt.force
-            and previous is not None
-            and previous.get("status") == "done"
+            and finished
+            and made_with == recipe
             and previous.get("params_digest") == params_digest
             and previous.get("inputs") == inputs
             and _outputs_exist(run_dir, previous.get("outputs", []))
@@ -472,6 +480,8 @@ def _run_locked(
                 skipped=True,
                 metrics=previous.get("metrics", {}),
             )
+        if not rt.force and made_with != recipe:
+            progress.log(_recipe_changed(name, made_with, recipe))
         # 3. run the body into a private staging folder (the folders it replaces hold only a3d's files)
         check_cleared_folders(run_dir, name, clear)
         staging_root = private_dir(run_dir, STAGING_DIR)  # refused when it is a link
@@ -481,6 +491,7 @@ def _run_locked(
         ctx = StageContext(run_dir, staging, rt)
         entry: dict[str, Any] = {
             "status": "running",
+            "recipe": recipe,
             "params": params,
             "params_digest": params_digest,
             "inputs": inputs,
@@ -535,6 +546,12 @@ def _run_locked(
             device=rt.device,
             metrics=dict(ctx.metrics),
         )
+
+
+def _recipe_changed(name: str, recorded: int, recipe: int) -> str:
+    """The log line of a finished stage that runs again because another recipe made its outputs."""
+    made_by = "an older" if recorded < recipe else "a newer"
+    return f"{name}: made by {made_by} a3d (recipe {recorded}, now {recipe}), running again"
 
 
 def stage_status(run_dir: Path, name: str) -> str | None:

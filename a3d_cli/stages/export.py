@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
     from a3d_cli.gaussians.ply import PlyConvention
 
+RECIPE = 1
+"""The version of what `export` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `export` once (docs/ARCHITECTURE.md, "Recipes")."""
 DEFAULT_FPS = 24.0
 _FRAMES_RE = re.compile(r"^\s*(all|\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*)\s*$")
 
@@ -218,7 +221,7 @@ def run(run_dir: Path, opts: ExportOptions | None = None, rt: Runtime | None = N
             duration_s=timing.duration, loop=timing.loop, **({"seam": seam} if seam else {}),
         )  # fmt: skip
 
-    return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=(EXPORT_SPLATS_DIR,))
+    return run_stage("export", run_dir, opts, body, rt, requires=requires, clear=(EXPORT_SPLATS_DIR,), recipe=RECIPE)
 
 
 __all__ = ["ExportOptions", "parse_frames", "run"]

@@ -27,6 +27,9 @@ from a3d_cli.run_layout import CAMERAS_JSON, LIFT_DIR, LIFT_MODEL, LIFT_PLY, LIF
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
+RECIPE = 2
+"""The version of what `lift` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `lift` once (docs/ARCHITECTURE.md, "Recipes")."""
 # Defaults that depend on the device: (CUDA, CPU). The CPU ones keep a 21-view lift within minutes.
 _DEVICE_DEFAULTS = {
     "resolution": (576, 256),
@@ -228,6 +231,7 @@ def run(run_dir: Path, opts: LiftOptions, rt: Runtime | None = None) -> StageRes
         requires={} if external else {ORBIT_DIR: producers.ORBIT},
         external_inputs=(source,) if external else (),
         clear=(LIFT_DIR,),
+        recipe=RECIPE,
     )
 
 

@@ -46,6 +46,9 @@ from a3d_cli.run_layout import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 from a3d_cli.stages.producers import MOTION_PRODUCERS, PREPARE
 
+RECIPE = 1
+"""The version of what `mesh-animate` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `mesh-animate` once (docs/ARCHITECTURE.md, "Recipes")."""
 DEFAULT_FPS = 24.0
 DEFAULT_BONES = 32
 
@@ -203,4 +206,4 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
             **({"seam": seam_jumps(frames, timing.key_rate, timing.closes, norm.radius)} if len(timing) >= 3 else {}),
         )
 
-    return run_stage("mesh-animate", run_dir, opts, body, rt, requires=requires)
+    return run_stage("mesh-animate", run_dir, opts, body, rt, requires=requires, recipe=RECIPE)

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from a3d_cli.models.mvvdm.components import MVVDMComponents
 
 DType = Literal["auto", "fp32", "fp16", "bf16"]
+RECIPE = 1
+"""The version of what `mvvideo` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `mvvideo` once (docs/ARCHITECTURE.md, "Recipes")."""
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 FREEINIT_METHODS = ("butterworth", "gaussian", "ideal")
 FREEINIT_GRIDS = ("reference", "centred")
@@ -280,7 +283,7 @@ def run(
             **accel.as_metrics(),
         )
 
-    return run_stage("mvvideo", run_dir, opts, body, rt, requires=requires, clear=[MVVIDEO_DIR])
+    return run_stage("mvvideo", run_dir, opts, body, rt, requires=requires, clear=[MVVIDEO_DIR], recipe=RECIPE)
 
 
 __all__ = ["MVVideoOptions", "resolve_weights", "run"]

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 Model = Literal["sv3d_u", "sv3d_p"]
 DType = Literal["auto", "fp32", "bf16", "fp16"]
+RECIPE = 2
+"""The version of what `orbit` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `orbit` once (docs/ARCHITECTURE.md, "Recipes")."""
 NUM_FRAMES = 21
 #: What `--dtype auto` means on CUDA (off CUDA it is fp32): the one place to change this stage's default.
 #: fp16, the reference's precision (Stability's simple_video_sample.py samples under fp16 autocast): chosen
@@ -307,4 +310,4 @@ def run(run_dir: Path, opts: OrbitOptions, rt: Runtime | None = None) -> StageRe
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    return run_stage("orbit", run_dir, opts, body, rt, external_inputs=(image_path,), clear=(ORBIT_DIR,))
+    return run_stage("orbit", run_dir, opts, body, rt, external_inputs=(image_path,), clear=(ORBIT_DIR,), recipe=RECIPE)

@@ -40,6 +40,9 @@ from a3d_cli.run_layout import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
+RECIPE = 2
+"""The version of what `prepare` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `prepare` once (docs/ARCHITECTURE.md, "Recipes")."""
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
 FRONTS = (*AXES, "auto")
 Shade = Literal["auto", "on", "off"]
@@ -131,7 +134,14 @@ def run(run_dir: Path, opts: PrepareOptions, rt: Runtime | None = None) -> Stage
         _prepare(ctx, model, kind, sidecars, opts)
 
     return run_stage(
-        "prepare", Path(run_dir), opts, body, rt, external_inputs=[model, *sidecars], clear=("source", "static")
+        "prepare",
+        Path(run_dir),
+        opts,
+        body,
+        rt,
+        external_inputs=[model, *sidecars],
+        clear=("source", "static"),
+        recipe=RECIPE,
     )
 
 

@@ -47,6 +47,9 @@ from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 from a3d_cli.stages.reconstruct_defaults import DEFAULT_PRESET, DEFAULT_PREVIEW, PRESET_NAMES, PresetName
 
+RECIPE = 1
+"""The version of what `reconstruct` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `reconstruct` once (docs/ARCHITECTURE.md, "Recipes")."""
 MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on read (masks work at this size)
 
 
@@ -236,7 +239,14 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
         _reconstruct(ctx, video_dir, preset, settings, opts.preview)
 
     return run_stage(
-        "reconstruct", run_dir, _Recorded(opts, preset, settings), body, rt, requires=requires, external_inputs=external
+        "reconstruct",
+        run_dir,
+        _Recorded(opts, preset, settings),
+        body,
+        rt,
+        requires=requires,
+        external_inputs=external,
+        recipe=RECIPE,
     )
 
 

@@ -24,6 +24,9 @@ from a3d_cli.stages.base import Runtime, StageContext, StageResult, check_inputs
 if TYPE_CHECKING:
     from a3d_cli.models.sds import SdsDenoiser
 
+RECIPE = 1
+"""The version of what `sds` writes for given inputs and options: bump it with any change that alters
+those files, so runs made before re-run `sds` once (docs/ARCHITECTURE.md, "Recipes")."""
 REQUIRES = {STATIC_PLY: producers.PREPARE, COARSE_MOTION: producers.RECONSTRUCT}
 #: What `--dtype auto` means on CUDA for MV-VDM here (off CUDA it is fp32): the one place to change it.
 #: The reference guidance (Animate3D's threestudio guidance) loads MV-VDM in fp16; bf16 is a3d's choice.
@@ -156,7 +159,7 @@ def run(
         clock.mark("writing")
         ctx.metrics["seconds_per_phase"] = {name: round(t, 3) for name, t in clock.seconds.items()}
 
-    return run_stage("sds", run_dir, opts, body, rt, requires=REQUIRES)
+    return run_stage("sds", run_dir, opts, body, rt, requires=REQUIRES, recipe=RECIPE)
 
 
 __all__ = ["SdsOptions", "load_model", "run"]

@@ -172,3 +172,28 @@ def test_a_worker_builds_sv3d_once_for_its_image_jobs(assets, tmp_path):
     built = {name: r["models_built"] for name, r in got.items()}
     assert sorted(built.values(), key=len) == [{}, {"sv3d": 1}], built  # the first job builds, the second reuses
     assert all((runs / name / "orbit" / "frame_20.png").is_file() for name in got)
+
+
+def test_a_batch_after_a_recipe_bump_reruns_that_stage_and_keeps_the_rest(assets, tmp_path):
+    """Run folders finished before `prepare`'s recipe changed (their entries record none): the same batch runs
+    `prepare` again, says why in the job's log, and keeps every later stage, whose inputs came out the same."""
+    from a3d_cli.stages import prepare
+
+    jobs = manifest(assets, [{"input": "a.ply", "video": "gt"}], "recipe.jsonl")
+    runs = tmp_path / "runs"
+    args = ["--device", "cpu", "batch", str(jobs), "-o", str(runs), "--workers", "1", "--", *FAST]
+    assert runner.invoke(a3d_app("batch", batch), args).exit_code == 0
+    run_manifest = runs / "a" / "a3d.json"
+    data = json.loads(run_manifest.read_text())
+    del data["stages"]["prepare"]["recipe"]
+    run_manifest.write_text(json.dumps(data))
+
+    result = runner.invoke(a3d_app("batch", batch), args)
+    assert result.exit_code == 0, result.output
+    job = results(runs)["a"]
+    assert job["status"] == "done"
+    assert {name: s["skipped"] for name, s in job["stages"].items()} == {
+        "prepare": False, "reconstruct": True, "mesh-animate": True, "export": True
+    }
+    expected = f"prepare: made by an older a3d (recipe 1, now {prepare.RECIPE}), running again"
+    assert expected in Path(job["log"]).read_text()

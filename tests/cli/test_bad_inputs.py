@@ -524,10 +524,18 @@ def _manifest(**entry) -> bytes:
         _manifest(metrics={"view_coverage": [None, "a", {}], "front": 5}),
         _manifest(metrics={"psnr": {"db": 30}}),
         _manifest(metrics={"loss_end": {"total": 1.0}, "loss_start": [2.0]}),
+        _manifest(recipe="2"),
+        _manifest(recipe=2.0),
+        _manifest(recipe=True),
+        _manifest(recipe=None),
+        _manifest(recipe=0),
+        _manifest(recipe=-3),
+        _manifest().replace(b'"seconds": 1.0', b'"recipe": 1' + b"0" * 400 + b', "seconds": 1.0'),
     ],
     ids=["nested-past-the-parser", "nested-500-deep", "not-utf8", "5000-digit-integer", "seconds-10^400",
          "peak-memory-10^400", "seconds-nan", "negative-peak-memory", "coverage-not-numbers", "psnr-an-object",
-         "loss-start-a-list"],  # fmt: skip
+         "loss-start-a-list", "recipe-a-string", "recipe-a-float", "recipe-true", "recipe-null", "recipe-0",
+         "recipe-negative", "recipe-10^400"],  # fmt: skip
 )
 def test_a_tampered_manifest_exits_2_in_info_and_stages_and_is_left_as_it_was(tmp_path, raw):
     """Whatever a3d.json holds, `a3d info` (which formats its figures) and a stage refuse it with one error,

@@ -110,6 +110,36 @@ def test_stage_skips_when_unchanged_and_reruns_the_same_video_with_force(run_cop
     assert (run_copy / "mvvideo" / "v1_f05.png").read_bytes() == pixels  # same seed, same video
 
 
+def test_prepare_run_again_for_its_recipe_with_the_same_views_leaves_mvvideo_skipped(run_copy, monkeypatch):
+    """A run folder made before `prepare`'s last recipe bump: `prepare` runs again and says why; the views it
+    writes for this untouched asset are the same bytes, so `mvvideo`, which reads only them, stays skipped.
+    (The sampler is a stand-in of grey frames: what is checked is the stage's bookkeeping, not its video.)"""
+    import torch
+
+    from a3d_cli.models.mvvdm import pipeline
+    from a3d_cli.progress import RecordingProgress
+    from a3d_cli.stages import prepare
+
+    def grey_video(*args, **kwargs) -> pipeline.MVVideoOutput:
+        return pipeline.MVVideoOutput(frames=torch.full((4, 16, 3, 8, 8), 0.5), latents=torch.zeros(4, 16, 4, 1, 1))
+
+    monkeypatch.setattr(pipeline, "generate_mvvideo", grey_video)
+
+    assert prepare.RECIPE > 1  # this release changed how prepare reads textures: older runs must re-run it
+    opts = stage.MVVideoOptions(prompt="a fox jumps", steps=1, freeinit_iters=0, tiny_model=True)
+    stage.run(run_copy, opts, Runtime(seed=1))
+    manifest = json.loads((run_copy / "a3d.json").read_text())
+    del manifest["stages"]["prepare"]["recipe"]  # as a3d wrote entries before it recorded recipes
+    (run_copy / "a3d.json").write_text(json.dumps(manifest))
+    views = {p.name: p.read_bytes() for p in (run_copy / "static" / "views").iterdir()}
+    progress = RecordingProgress()
+    again = prepare.run(run_copy, prepare.PrepareOptions(model=str(EXAMPLE)), Runtime(seed=0, progress=progress))
+    assert not again.skipped
+    assert f"prepare: made by an older a3d (recipe 1, now {prepare.RECIPE}), running again" in progress.messages
+    assert {p.name: p.read_bytes() for p in (run_copy / "static" / "views").iterdir()} == views
+    assert stage.run(run_copy, opts, Runtime(seed=1)).skipped
+
+
 def test_run_folder_without_prepare_outputs_is_a_user_error(tmp_path, tiny_weights):
     run = tmp_path / "RUN"
     run.mkdir()

@@ -114,6 +114,75 @@ def test_changed_parameters_seed_or_inputs_rerun(run_dir, tmp_path):
     assert len(calls) == 4
 
 
+def _set_recipe(run_dir: Path, name: str, recipe: object) -> None:
+    """Rewrite a stage entry's recipe as an older (or newer) a3d would have left it; `None` drops the field."""
+    path = run_dir / "a3d.json"
+    data = json.loads(path.read_text())
+    data["stages"][name].pop("recipe", None)
+    if recipe is not None:
+        data["stages"][name]["recipe"] = recipe
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("recorded", "made_by"),
+    [(None, "an older a3d (recipe 1, now 2)"), (1, "an older a3d (recipe 1, now 2)"), (3, "a newer a3d (recipe 3, now 2)")],
+    ids=["none-recorded", "older", "newer"],
+)
+def test_an_entry_of_another_recipe_runs_once_more_and_says_why(run_dir, recorded, made_by):
+    """A stage whose code now writes other files for the same inputs and options (a bumped `RECIPE`) runs again
+    on a run folder finished by another a3d, saying so in one line; then it is up to date again."""
+    calls: list[int] = []
+    opts = EchoOptions()
+    run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime(), recipe=2)
+    _set_recipe(run_dir, "echo", recorded)
+    progress = RecordingProgress()
+    again = run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime(progress=progress), recipe=2)
+    assert not again.skipped and len(calls) == 2
+    assert f"echo: made by {made_by}, running again" in progress.messages
+    assert not any("skipped" in m for m in progress.messages)
+    assert load_manifest(run_dir)["stages"]["echo"]["recipe"] == 2
+    progress = RecordingProgress()
+    assert run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime(progress=progress), recipe=2).skipped
+    assert len(calls) == 2 and not any("made by" in m for m in progress.messages)
+
+
+def test_an_entry_without_a_recipe_is_up_to_date_for_a_stage_at_its_first_recipe(run_dir):
+    """Runs made before a3d recorded recipes count as recipe 1: a stage never bumped does not run again."""
+    calls: list[int] = []
+    opts = EchoOptions()
+    run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime())
+    assert load_manifest(run_dir)["stages"]["echo"]["recipe"] == 1
+    _set_recipe(run_dir, "echo", None)
+    assert run_stage("echo", run_dir, opts, echo_body(opts, calls), Runtime()).skipped and len(calls) == 1
+
+
+def test_a_forced_run_of_another_recipe_says_nothing_of_recipes(run_dir):
+    opts = EchoOptions()
+    run_stage("echo", run_dir, opts, echo_body(opts), Runtime())
+    progress = RecordingProgress()
+    run_stage("echo", run_dir, opts, echo_body(opts), Runtime(force=True, progress=progress), recipe=2)
+    assert not any("made by" in m for m in progress.messages)
+
+
+def test_a_rerun_for_its_recipe_that_writes_the_same_bytes_leaves_the_next_stage_skipped(run_dir):
+    """Recipes do not cascade: the stage after one re-run for its recipe runs again only if the files it reads
+    changed (here they did not)."""
+    later: list[int] = []
+
+    def first(ctx):
+        ctx.output("first/out.txt").write_text("same bytes")
+
+    def second(ctx):
+        later.append(1)
+        ctx.output("second/out.txt").write_text((run_dir / "first/out.txt").read_text())
+
+    run_stage("first", run_dir, None, first)
+    run_stage("second", run_dir, None, second, requires={"first/out.txt": "first"})
+    assert not run_stage("first", run_dir, None, first, recipe=2).skipped
+    assert run_stage("second", run_dir, None, second, requires={"first/out.txt": "first"}).skipped and later == [1]
+
+
 def test_a_left_out_stage_loses_its_outputs_only_when_its_inputs_changed(run_dir):
     """`animate --splats` after a run that made the GLB: the GLB of an older motion goes, a current one stays."""
     from a3d_cli.stages.base import remove_outdated_outputs
