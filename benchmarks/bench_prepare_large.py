@@ -95,18 +95,40 @@ def chart_surface(cells: int, charts: int, parts: int) -> list[tuple[np.ndarray,
     return out
 
 
+class GlbChunks:
+    """The binary chunk of a GLB being written (`view` appends data as a bufferView) and the file's writer."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.views: list[dict] = []
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        """Append `data` (4-byte aligned) as a bufferView, with `target` if given; its index."""
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        entry = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)}
+        self.views.append(entry | ({"target": target} if target else {}))
+        self.blob.extend(data)
+        return len(self.views) - 1
+
+    def write(self, path: Path, doc: dict) -> None:
+        """Write the GLB of `doc` (meshes, accessors, materials ...: one scene of one node holding mesh 0)."""
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        doc = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+               "bufferViews": self.views, "buffers": [{"byteLength": len(self.blob)}], **doc}  # fmt: skip
+        text = json.dumps(doc).encode()
+        text += b" " * (-len(text) % 4)
+        with open(path, "wb") as f:
+            f.write(struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(self.blob)))
+            f.write(struct.pack("<II", len(text), 0x4E4F534A) + text)
+            f.write(struct.pack("<II", len(self.blob), 0x004E4942) + bytes(self.blob))
+
+
 def write_scan_glb(path: Path, cells: int, textures: int, texture_size: int) -> None:
     """A GLB of `chart_surface(cells, 16, textures)`: one primitive, material and JPEG per part."""
-    blob = bytearray()
-    views: list[dict] = []
+    glb = GlbChunks()
+    view = glb.view
     accessors: list[dict] = []
     prims, images, materials = [], [], []
-
-    def view(data: bytes, target: int | None = None) -> int:
-        blob.extend(b"\0" * (-len(blob) % 4))
-        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data)} | ({"target": target} if target else {}))
-        blob.extend(data)
-        return len(views) - 1
 
     for m, (pos, uv, tri) in enumerate(chart_surface(cells, 16, textures)):
         a = len(accessors)
@@ -119,19 +141,10 @@ def write_scan_glb(path: Path, cells: int, textures: int, texture_size: int) -> 
         images.append({"bufferView": view(jpeg_texture(texture_size, m)), "mimeType": "image/jpeg"})
         materials.append({"pbrMetallicRoughness": {"baseColorTexture": {"index": m}, "metallicFactor": 0, "roughnessFactor": 1}})
         prims.append({"attributes": {"POSITION": a, "TEXCOORD_0": a + 1}, "indices": a + 2, "material": m})
-    blob.extend(b"\0" * (-len(blob) % 4))
-    doc = {
-        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
-        "meshes": [{"primitives": prims}], "accessors": accessors, "bufferViews": views,
-        "buffers": [{"byteLength": len(blob)}], "images": images,
-        "textures": [{"source": i, "sampler": 0} for i in range(len(images))], "samplers": [{}], "materials": materials,
-    }  # fmt: skip
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob)))
-        f.write(struct.pack("<II", len(text), 0x4E4F534A) + text)
-        f.write(struct.pack("<II", len(blob), 0x004E4942) + bytes(blob))
+    textures = [{"source": i, "sampler": 0} for i in range(len(images))]
+    doc = {"meshes": [{"primitives": prims}], "accessors": accessors, "images": images,
+           "textures": textures, "samplers": [{}], "materials": materials}  # fmt: skip
+    glb.write(path, doc)
 
 
 def solid_png(size: int, colour: tuple[int, int, int]) -> bytes:
@@ -147,16 +160,10 @@ def solid_png(size: int, colour: tuple[int, int, int]) -> bytes:
 
 def write_many_textures_glb(path: Path, count: int, texture_size: int) -> None:
     """A GLB of `count` quads in a row, each a primitive with its own material and solid-colour PNG."""
-    blob = bytearray()
-    views: list[dict] = []
+    glb = GlbChunks()
+    view = glb.view
     accessors: list[dict] = []
     prims, images, materials = [], [], []
-
-    def view(data: bytes, target: int | None = None) -> int:
-        blob.extend(b"\0" * (-len(blob) % 4))
-        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data)} | ({"target": target} if target else {}))
-        blob.extend(data)
-        return len(views) - 1
 
     uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
     tri = np.array([0, 1, 2, 0, 2, 3], np.uint32)
@@ -173,19 +180,9 @@ def write_many_textures_glb(path: Path, count: int, texture_size: int) -> None:
         images.append({"bufferView": view(solid_png(texture_size, colour)), "mimeType": "image/png"})
         materials.append({"pbrMetallicRoughness": {"baseColorTexture": {"index": m}, "metallicFactor": 0, "roughnessFactor": 1}})
         prims.append({"attributes": {"POSITION": a, "TEXCOORD_0": a + 1}, "indices": a + 2, "material": m})
-    blob.extend(b"\0" * (-len(blob) % 4))
-    doc = {
-        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
-        "meshes": [{"primitives": prims}], "accessors": accessors, "bufferViews": views,
-        "buffers": [{"byteLength": len(blob)}], "images": images,
-        "textures": [{"source": i} for i in range(len(images))], "materials": materials,
-    }  # fmt: skip
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob)))
-        f.write(struct.pack("<II", len(text), 0x4E4F534A) + text)
-        f.write(struct.pack("<II", len(blob), 0x004E4942) + bytes(blob))
+    doc = {"meshes": [{"primitives": prims}], "accessors": accessors, "images": images,
+           "textures": [{"source": i} for i in range(len(images))], "materials": materials}  # fmt: skip
+    glb.write(path, doc)
 
 
 def write_obj(folder: Path, cells: int, materials: int, texture_size: int) -> Path:
