@@ -68,8 +68,13 @@ class TextureRecipe:
     @property
     def shape(self) -> tuple[int, int]:
         """(rows, columns) of the baked texture at full scale: the base image's (else the emissive image's),
-        capped as on load, from its header."""
-        return capped_size((self.image if self.image is not None else self.glow_image).size)  # type: ignore[union-attr]
+        capped as on load, from its header (an array, which trimesh does not hand over, by its shape)."""
+        source = self.image if self.image is not None else self.glow_image
+        size = getattr(source, "size", None)  # a Pillow image's (width, height)
+        if not isinstance(size, tuple):
+            rows, columns = np.asarray(source).shape[:2]
+            size = (columns, rows)
+        return capped_size(size)
 
 
 def bake_textures(recipes: list[TextureRecipe], asset: str, notice: Notice | None = None) -> dict[tuple, np.ndarray]:

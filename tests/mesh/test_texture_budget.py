@@ -169,3 +169,42 @@ def test_textures_repeated_across_their_parts_count_at_their_extended_size(monke
         face = 2 * k  # each part's first face; its centroid's colour
         rgb = mesh.surface_rgba(np.array([face]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
         np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k} at {middle + [2.0 * k, 0, 0]}")
+
+
+def many_textures_obj(folder, images: list[np.ndarray]):
+    """folder/model.obj + model.mtl + one PNG per image: one unit quad per image, side by side along x, each
+    with its own material (`map_Kd`)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, materials = ["mtllib model.mtl"], []
+    for k, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"tex{k}.png")
+        materials += [f"newmtl m{k}", "Kd 1 1 1", f"map_Kd tex{k}.png"]
+        lines += [f"v {2 * k + x} {y} 0" for x, y in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        lines += ["vt 0 0", "vt 1 0", "vt 1 1", "vt 0 1", f"usemtl m{k}"]
+        first = 4 * k + 1
+        lines += [f"f {first}/{first} {first + 1}/{first + 1} {first + 2}/{first + 2}",
+                  f"f {first}/{first} {first + 2}/{first + 2} {first + 3}/{first + 3}"]  # fmt: skip
+    (folder / "model.mtl").write_text("\n".join(materials) + "\n")
+    (folder / "model.obj").write_text("\n".join(lines) + "\n")
+    return folder / "model.obj"
+
+
+def test_prepare_says_once_that_an_objs_textures_were_scaled(tmp_path, monkeypatch):
+    """`a3d prepare` on an OBJ of four materials with 64² textures, under a budget of 4 · 32² texels: the run
+    succeeds, its log has one `warning:` line naming the file and the halving, and the processed mesh's atlas
+    holds four 32² images (plus its white patch and padding)."""
+    from a3d_cli.mesh.store import load_processed_mesh
+    from a3d_cli.progress import RecordingProgress
+    from a3d_cli.stages.base import Runtime
+    from a3d_cli.stages.prepare import PrepareOptions, run
+
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 4 * 32 * 32)
+    model = many_textures_obj(tmp_path / "asset", random_images(4, 64, seed=7))
+    progress = RecordingProgress()
+    run(tmp_path / "RUN", PrepareOptions(model=str(model), splats=500, view_size=32), Runtime(progress=progress))
+    warnings = [m for m in progress.messages if m.startswith("warning:")]
+    assert len(warnings) == 1 and "model.obj's 4 textures" in warnings[0] and "64×64 as 32×32" in warnings[0]
+    atlas = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb").texture
+    assert atlas.shape[0] * atlas.shape[1] <= 2 * 4 * 32 * 32  # four 36² padded images and a white patch, in shelves
