@@ -371,9 +371,9 @@ def replicate_texels(texture: np.ndarray, k: int | None = None) -> np.ndarray:
     return texture if k == 1 else np.repeat(np.repeat(texture, k, axis=0), k, axis=1)
 
 
-def budget_scale(shapes: list[tuple[int, ...]]) -> float:
+def budget_scale(shapes: list[tuple[int, ...]], limit: int | None = None) -> float:
     """The factor by which every image packed into one atlas is scaled so that together they hold at most
-    ATLAS_TEXELS texels (1.0 when they already do).
+    `limit` texels, ATLAS_TEXELS by default (1.0 when they already do).
 
     Why a total, shared as `replication_factors` shares REPLICATED_TEXELS: each texture is capped at
     MAX_TEXTURE_SIZE on load, but an asset can name any number of them (a file of a few hundred kilobytes can
@@ -382,9 +382,11 @@ def budget_scale(shapes: list[tuple[int, ...]]) -> float:
 
     Args:
         shapes: each image's [H, W, ...] shape.
+        limit: the texels they may hold together.
     """
+    limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
-    return 1.0 if total <= ATLAS_TEXELS else math.sqrt(ATLAS_TEXELS / total)
+    return 1.0 if total <= limit else math.sqrt(limit / total)
 
 
 def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) -> tuple[int, int]:
@@ -422,7 +424,9 @@ def downscale(texture: np.ndarray, size: tuple[int, int], nearest: bool = False)
     return box_filtered(texture, [tuple(size)])[0]  # type: ignore[list-item]
 
 
-def budget_sizes(shapes: list[tuple[int, ...]], nearest: list[bool], name: str) -> tuple[float, list[tuple[int, int]]]:
+def budget_sizes(
+    shapes: list[tuple[int, ...]], nearest: list[bool], name: str, limit: int | None = None
+) -> tuple[float, list[tuple[int, int]]]:
     """The common factor (`budget_scale`) and each image's size at it (`reduced_size`) for the images of one
     atlas.
 
@@ -430,36 +434,42 @@ def budget_sizes(shapes: list[tuple[int, ...]], nearest: list[bool], name: str) 
         shapes: each image's [H, W, ...] shape.
         nearest: whether each image is read NEAREST.
         name: the asset's file name, for the message.
+        limit: the texels they may hold together (`budget_scale`), ATLAS_TEXELS by default.
 
     Returns:
         (scale, [(rows, columns)] per image).
 
     Raises:
         InputError: so many images that even reduced (to a texel or so each, plus their edge padding) they
-            would take more than twice ATLAS_TEXELS.
+            would take more than twice `limit`.
     """
     from a3d_cli.errors import InputError
 
-    scale = budget_scale(shapes)
+    limit = ATLAS_TEXELS if limit is None else limit
+    scale = budget_scale(shapes, limit)
     sizes = [reduced_size(s, scale, n) for s, n in zip(shapes, nearest, strict=True)]
     padded = sum((h + 2 * ATLAS_PADDING) * (w + 2 * ATLAS_PADDING) for h, w in sizes)
-    if scale < 1.0 and padded > 2 * ATLAS_TEXELS:
+    if scale < 1.0 and padded > 2 * limit:
         raise InputError(
             f"{name} has {len(shapes):,} distinct textures, more than a3d can pack into one texture atlas "
-            f"({ATLAS_TEXELS:,} texels) even at a few texels each.",
+            f"({limit:,} texels) even at a few texels each.",
             hint="Bake the materials into a few textures in a 3D tool (e.g. Blender's texture baking) and export again.",
         )
     return scale, sizes
 
 
-def budget_warning(name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], scale: float) -> str:
-    """The `warning:` line that says an asset's textures were scaled to the atlas budget, naming the largest."""
+def budget_warning(
+    name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], scale: float, limit: int | None = None
+) -> str:
+    """The `warning:` line that says an asset's textures were scaled to the atlas budget (`limit`, ATLAS_TEXELS by
+    default), naming the largest."""
+    limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
     largest = max(range(len(shapes)), key=lambda i: int(shapes[i][0]) * int(shapes[i][1]))
     (h, w), (rows, columns) = shapes[largest][:2], sizes[largest]
     return (
         f"warning: {name}'s {len(shapes)} textures hold {total:,} texels together, more than one atlas takes "
-        f"({ATLAS_TEXELS:,}); all are read at {scale:.0%} of their size (the largest {w}×{h} as {columns}×{rows})"
+        f"({limit:,}); all are read at {scale:.0%} of their size (the largest {w}×{h} as {columns}×{rows})"
     )
 
 

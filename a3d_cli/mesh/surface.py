@@ -22,6 +22,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.io.colour_profiles import Notice
+from a3d_cli.mesh import appearance
 from a3d_cli.mesh.appearance import (
     LINEAR,
     MAG_FILTERS,
@@ -36,6 +37,7 @@ from a3d_cli.mesh.appearance import (
     sample_texture,
 )
 
+EXTENDED_BUDGET = 2  # an atlas's images extended beyond their textures hold at most this many ATLAS_TEXELS
 ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")  # glTF's alpha modes, from least to most transparent
 CORNER_NUDGE = 1e-3  # texels a vertex's lookup moves into each of its faces under NEAREST filtering
 
@@ -299,10 +301,12 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     whose coordinates cross a cell border sweep across the image. A single REPEAT texture is kept as it is,
     since sampling wraps it exactly.
 
-    The images of the atlas together hold at most `appearance.ATLAS_TEXELS` texels (and their edge padding):
-    beyond that every one is scaled by one common factor (`appearance.budget_sizes`; an image extended over
-    many copies of its texture counts as large as it is) before it is extended, with one `warning:` line to
-    `notice` naming the asset `name`. The atlas is read with NEAREST filtering when every texture in it is,
+    The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
+    padding): beyond that every one is scaled by one common factor (`appearance.budget_sizes`) before it is
+    extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
+    the textures themselves to ATLAS_TEXELS, and extending them a few texels past their edges (UV islands a hair
+    outside [0, 1]) must not scale textures that fit; what this bounds is an image extended over many copies
+    of its texture, which counts as large as it is. The atlas is read with NEAREST filtering when every texture in it is,
     else bilinearly: a NEAREST texture then goes in with each texel replicated (`appearance.replicate_texels`),
     so it keeps its crisp texels.
 
@@ -379,9 +383,10 @@ def _atlas_images(
     windows = [None if span is None else texel_window(*span, texture.shape) for texture, span in plans]
     shapes = [t.shape if w is None else (w.count_v, w.count_u) for (t, _), w in zip(plans, windows, strict=True)]
     nearest = [key[2] == NEAREST for key in users]
-    scale, sizes = budget_sizes(shapes, nearest, name)
+    limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
+    scale, sizes = budget_sizes(shapes, nearest, name, limit)
     if scale < 1.0 and notice is not None:
-        notice(budget_warning(name, shapes, sizes, scale))
+        notice(budget_warning(name, shapes, sizes, scale, limit))
     images = []
     for k, ((texture, span), key) in enumerate(zip(plans, users, strict=True)):
         if scale < 1.0:  # reduced before it is extended: memory never holds the larger image

@@ -208,3 +208,25 @@ def test_prepare_says_once_that_an_objs_textures_were_scaled(tmp_path, monkeypat
     assert len(warnings) == 1 and "model.obj's 4 textures" in warnings[0] and "64×64 as 32×32" in warnings[0]
     atlas = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb").texture
     assert atlas.shape[0] * atlas.shape[1] <= 2 * 4 * 32 * 32  # four 36² padded images and a white patch, in shelves
+
+
+def test_textures_that_fill_the_budget_and_reach_a_hair_past_their_edges_are_not_scaled(monkeypatch):
+    """Four 32² textures under a budget of exactly 4 · 32², each read a hair outside [0, 1] (a UV island past the
+    edge, as exporters leave): each goes into the atlas extended by a few texels, which must not count against
+    textures that fit; the atlas is the one an unbounded budget gives, bit for bit, and nothing is said."""
+    rng = np.random.default_rng(11)
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    uv = np.array([[-0.01, -0.01], [1.01, -0.01], [1.01, 1.01], [-0.01, 1.01]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    parts = [
+        SurfaceMesh(vertices + [2.0 * k, 0, 0], faces, np.ones((4, 4), np.float32), uv, rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
+        for k in range(4)
+    ]
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 10**9)
+    unbounded = concatenate(parts, "edges.glb")
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 4 * 32 * 32)
+    notices: list[str] = []
+    joined = concatenate(parts, "edges.glb", notices.append)
+    assert unbounded.texture.shape[0] > 32 + 4  # type: ignore[union-attr]  # the images were extended
+    np.testing.assert_array_equal(joined.texture, unbounded.texture)
+    assert notices == []
