@@ -10,6 +10,10 @@ The assets are built once into --work (several GB at full size; never inside the
   as scans have), one 8192² JPEG base-colour texture;
 - `scan-4tex`: the same surface in 4 primitives, each with its own material and 8192² JPEG;
 - `obj-50mat`: an OBJ + MTL of 1.04M triangles, 50 materials, each with its own 1024² JPEG (`map_Kd`);
+- `tex-N` (any N, e.g. `tex-100`): a GLB of N small quads, each with its own material and its own 4096² PNG of one
+  colour (a 1-bit palette image of about 2 kB each: `tex-100` is a 0.2 MB file
+  that declares 100 × 64 MB of RGBA texels), the hostile or careless asset a
+  total texture budget is for;
 - `splats-1m`, `splats-3m`, `splats-6m`: Inria 3DGS PLYs (binary, SH degree 3: 62 float properties) of 1M, 3M and
   6M splats.
 
@@ -91,18 +95,40 @@ def chart_surface(cells: int, charts: int, parts: int) -> list[tuple[np.ndarray,
     return out
 
 
+class GlbChunks:
+    """The binary chunk of a GLB being written (`view` appends data as a bufferView) and the file's writer."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.views: list[dict] = []
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        """Append `data` (4-byte aligned) as a bufferView, with `target` if given; its index."""
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        entry = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": len(data)}
+        self.views.append(entry | ({"target": target} if target else {}))
+        self.blob.extend(data)
+        return len(self.views) - 1
+
+    def write(self, path: Path, doc: dict) -> None:
+        """Write the GLB of `doc` (meshes, accessors, materials ...: one scene of one node holding mesh 0)."""
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        doc = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+               "bufferViews": self.views, "buffers": [{"byteLength": len(self.blob)}], **doc}  # fmt: skip
+        text = json.dumps(doc).encode()
+        text += b" " * (-len(text) % 4)
+        with open(path, "wb") as f:
+            f.write(struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(self.blob)))
+            f.write(struct.pack("<II", len(text), 0x4E4F534A) + text)
+            f.write(struct.pack("<II", len(self.blob), 0x004E4942) + bytes(self.blob))
+
+
 def write_scan_glb(path: Path, cells: int, textures: int, texture_size: int) -> None:
     """A GLB of `chart_surface(cells, 16, textures)`: one primitive, material and JPEG per part."""
-    blob = bytearray()
-    views: list[dict] = []
+    glb = GlbChunks()
+    view = glb.view
     accessors: list[dict] = []
     prims, images, materials = [], [], []
-
-    def view(data: bytes, target: int | None = None) -> int:
-        blob.extend(b"\0" * (-len(blob) % 4))
-        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data)} | ({"target": target} if target else {}))
-        blob.extend(data)
-        return len(views) - 1
 
     for m, (pos, uv, tri) in enumerate(chart_surface(cells, 16, textures)):
         a = len(accessors)
@@ -115,19 +141,48 @@ def write_scan_glb(path: Path, cells: int, textures: int, texture_size: int) -> 
         images.append({"bufferView": view(jpeg_texture(texture_size, m)), "mimeType": "image/jpeg"})
         materials.append({"pbrMetallicRoughness": {"baseColorTexture": {"index": m}, "metallicFactor": 0, "roughnessFactor": 1}})
         prims.append({"attributes": {"POSITION": a, "TEXCOORD_0": a + 1}, "indices": a + 2, "material": m})
-    blob.extend(b"\0" * (-len(blob) % 4))
-    doc = {
-        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
-        "meshes": [{"primitives": prims}], "accessors": accessors, "bufferViews": views,
-        "buffers": [{"byteLength": len(blob)}], "images": images,
-        "textures": [{"source": i, "sampler": 0} for i in range(len(images))], "samplers": [{}], "materials": materials,
-    }  # fmt: skip
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<4sII", b"glTF", 2, 28 + len(text) + len(blob)))
-        f.write(struct.pack("<II", len(text), 0x4E4F534A) + text)
-        f.write(struct.pack("<II", len(blob), 0x004E4942) + bytes(blob))
+    textures = [{"source": i, "sampler": 0} for i in range(len(images))]
+    doc = {"meshes": [{"primitives": prims}], "accessors": accessors, "images": images,
+           "textures": textures, "samplers": [{}], "materials": materials}  # fmt: skip
+    glb.write(path, doc)
+
+
+def solid_png(size: int, colour: tuple[int, int, int]) -> bytes:
+    """A size² PNG of one colour, a 1-bit palette image (4096² is about 2 kB)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    image = Image.new("P", (size, size), 0)
+    image.putpalette([*colour, *[0] * 765])
+    image.save(out, "PNG", bits=1)
+    return out.getvalue()
+
+
+def write_many_textures_glb(path: Path, count: int, texture_size: int) -> None:
+    """A GLB of `count` quads in a row, each a primitive with its own material and solid-colour PNG."""
+    glb = GlbChunks()
+    view = glb.view
+    accessors: list[dict] = []
+    prims, images, materials = [], [], []
+
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+    tri = np.array([0, 1, 2, 0, 2, 3], np.uint32)
+    for m in range(count):
+        pos = np.array([[m, 0, 0], [m + 0.9, 0, 0], [m + 0.9, 0.9, 0], [m, 0.9, 0]], np.float32)
+        a = len(accessors)
+        accessors += [
+            {"bufferView": view(pos.tobytes(), 34962), "componentType": 5126, "count": 4, "type": "VEC3",
+             "min": pos.min(0).tolist(), "max": pos.max(0).tolist()},
+            {"bufferView": view(uv.tobytes(), 34962), "componentType": 5126, "count": 4, "type": "VEC2"},
+            {"bufferView": view(tri.tobytes(), 34963), "componentType": 5125, "count": 6, "type": "SCALAR"},
+        ]  # fmt: skip
+        colour = (m * 37 % 256, m * 91 % 256, 255 - m * 53 % 256)
+        images.append({"bufferView": view(solid_png(texture_size, colour)), "mimeType": "image/png"})
+        materials.append({"pbrMetallicRoughness": {"baseColorTexture": {"index": m}, "metallicFactor": 0, "roughnessFactor": 1}})
+        prims.append({"attributes": {"POSITION": a, "TEXCOORD_0": a + 1}, "indices": a + 2, "material": m})
+    doc = {"meshes": [{"primitives": prims}], "accessors": accessors, "images": images,
+           "textures": [{"source": i} for i in range(len(images))], "materials": materials}  # fmt: skip
+    glb.write(path, doc)
 
 
 def write_obj(folder: Path, cells: int, materials: int, texture_size: int) -> Path:
@@ -170,8 +225,9 @@ def write_splat_ply(path: Path, n: int) -> None:
             f.write(row.tobytes())
 
 
-def assets(scale: float) -> dict[str, tuple[str, Callable[[Path], Path]]]:
-    """name → (file name in --work, builder writing it into a folder and returning the input's path)."""
+def assets(scale: float, names: tuple[str, ...] = ()) -> dict[str, tuple[str, Callable[[Path], Path]]]:
+    """name → (file name in --work, builder writing it into a folder and returning the input's path); `names` adds
+    the `tex-N` assets it names."""
 
     def cells(full: int, charts: int) -> int:
         return max(2 * charts, round(full * scale / charts) * charts)  # whole charts
@@ -193,7 +249,15 @@ def assets(scale: float) -> dict[str, tuple[str, Callable[[Path], Path]]]:
 
         return build
 
-    return {
+    def textures(count: int) -> Callable[[Path], Path]:
+        def build(folder: Path) -> Path:
+            write_many_textures_glb(folder / f"tex-{count}.glb", count, side(4096))
+            return folder / f"tex-{count}.glb"
+
+        return build
+
+    many = {n: (f"{n}.glb", textures(int(n[4:]))) for n in names if n.startswith("tex-") and n[4:].isdigit()}
+    return many | {
         "scan-1tex": ("scan-1tex.glb", scan(1)),
         "scan-4tex": ("scan-4tex.glb", scan(4)),
         "obj-50mat": ("obj-50mat/model.obj", lambda folder: write_obj(folder / "obj-50mat", cells(720, 10), 50, side(1024))),
@@ -228,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tree", type=Path, default=ROOT, help="the a3d checkout whose code runs")
     parser.add_argument("--out", type=Path, help="JSON file for the figures")
     args = parser.parse_args(argv)
-    table = assets(args.scale)
+    table = assets(args.scale, tuple(args.assets.split(",")))
     args.work.mkdir(parents=True, exist_ok=True)
     results = {}
     print("| asset | input MB | wall s | stage s | peak GB |\n|---|---|---|---|---|")

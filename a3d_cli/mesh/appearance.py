@@ -52,6 +52,7 @@ MAG_FILTERS = (NEAREST, LINEAR)
 REPLICATED_SIZE = 2048  # a NEAREST texture packed beside LINEAR ones is enlarged to at most this many texels a side
 MAX_REPLICATION = 16  # ... and by at most this factor (its blend band is then 1/16 of a texel wide)
 REPLICATED_TEXELS = REPLICATED_SIZE * REPLICATED_SIZE  # ... the NEAREST textures of one atlas together at most this
+ATLAS_TEXELS = 4 * MAX_TEXTURE_SIZE * MAX_TEXTURE_SIZE  # the images of one atlas together at most this (8192², 256 MB)
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -152,14 +153,24 @@ def add_emission(
 
 
 def as_rgba_uint8(image: object) -> np.ndarray:
-    """A PIL image (any mode) or array as [H, W, 4] uint8, downscaled to at most MAX_TEXTURE_SIZE."""
+    """A PIL image (any mode) or array as [H, W, 4] uint8, downscaled to at most MAX_TEXTURE_SIZE (`capped_size`)."""
     from PIL import Image
 
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
     if max(pil.size) > MAX_TEXTURE_SIZE:
-        scale = MAX_TEXTURE_SIZE / max(pil.size)
-        pil = pil.resize((max(1, round(pil.size[0] * scale)), max(1, round(pil.size[1] * scale))), Image.BILINEAR)
+        rows, columns = capped_size(pil.size)
+        pil = pil.resize((columns, rows), Image.BILINEAR)
     return np.ascontiguousarray(np.asarray(pil.convert("RGBA"), dtype=np.uint8))
+
+
+def capped_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(rows, columns) of an image of Pillow's `size` (width, height) once `as_rgba_uint8` has capped it at
+    MAX_TEXTURE_SIZE: known from the image's header, before any decoding."""
+    width, height = int(size[0]), int(size[1])
+    if max(width, height) <= MAX_TEXTURE_SIZE:
+        return height, width
+    scale = MAX_TEXTURE_SIZE / max(width, height)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _wrap_unit(t: np.ndarray) -> np.ndarray:
@@ -218,7 +229,30 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH
 def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
     """The texture and its successive halvings, down to one texel: level k + 1 is level k box-filtered to half
     its size (rounded up; Pillow's BOX resize weighs partial texels by their area), colours averaged in linear
-    light (as a viewer averages what it shows) and weighted by alpha, alpha averaged as it is.
+    light (as a viewer averages what it shows) and weighted by alpha, alpha averaged as it is (`box_filtered`).
+
+    Args:
+        texture: [H, W, C] uint8 sRGB (C = 3 or 4).
+
+    Returns:
+        [level 0 = texture, [⌈H/2⌉, ⌈W/2⌉, C], …, [1, 1, C]] uint8.
+    """
+    return [texture, *box_filtered(texture, halving_sizes(texture.shape[:2], 0))]
+
+
+def halving_sizes(size: tuple[int, ...], count: int) -> list[tuple[int, int]]:
+    """[(⌈H/2⌉, ⌈W/2⌉), …] the sizes of `count` successive halvings of an [H, W] image (rounded up), every one
+    down to a single texel when `count` is 0."""
+    sizes = [(int(size[0]), int(size[1]))]
+    while max(sizes[-1]) > 1 and (count <= 0 or len(sizes) <= count):
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    return sizes[1:]
+
+
+def box_filtered(texture: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """The texture box-filtered to each of `sizes` in turn, each from the one before (Pillow's BOX resize, which
+    weighs partial texels by their area): colours averaged in linear light and weighted by alpha, alpha
+    averaged as it is.
 
     Why weighted by alpha: the colour under a transparent texel is not shown (a leaf or hair card's cut-out is
     often black), so an unweighted mean would darken every coarse texel at a cut-out's edge by that unseen
@@ -227,47 +261,43 @@ def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
 
     Args:
         texture: [H, W, C] uint8 sRGB (C = 3 or 4).
+        sizes: (rows, columns) of each result, none larger than the one before.
 
     Returns:
-        [level 0 = texture, [⌈H/2⌉, ⌈W/2⌉, C], …, [1, 1, C]] uint8.
+        one [rows, columns, C] uint8 per size.
     """
     from PIL import Image
 
-    h, w, c = texture.shape
-    sizes = [(h, w)]
-    while max(sizes[-1]) > 1:
-        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
-    levels = [texture] + [np.empty((a, b, c), np.uint8) for a, b in sizes[1:]]
+    c = texture.shape[2]
+    levels = [np.empty((a, b, c), np.uint8) for a, b in sizes]
 
-    def halvings(plane: np.ndarray) -> Iterator[np.ndarray]:
-        """The float plane box-filtered to each coarser size in turn."""
+    def resized(plane: np.ndarray) -> Iterator[np.ndarray]:
+        """The float plane box-filtered to each size in turn."""
         image = Image.fromarray(plane)
-        for a, b in sizes[1:]:
+        for a, b in sizes:
             image = image.resize((b, a), Image.BOX)
             yield np.asarray(image, dtype=np.float32)
 
-    coverage: list[np.ndarray] = []  # per level ≥ 1: [a, b] mean alpha, when alpha weights the colours
+    coverage: list[np.ndarray] = []  # per level: [a, b] mean alpha, when alpha weights the colours
     if c == 4 and (texture[..., 3] < 255).any():
         alpha = texture[..., 3].astype(np.float32) / 255
-        coverage = list(halvings(alpha))
-        for k, values in enumerate(coverage, start=1):
-            levels[k][..., 3] = np.round(np.clip(values, 0, 1) * 255)
+        coverage = list(resized(alpha))
+        for level, values in zip(levels, coverage, strict=True):
+            level[..., 3] = np.round(np.clip(values, 0, 1) * 255)
     elif c == 4:
-        for k in range(1, len(levels)):
-            levels[k][..., 3] = 255
+        for level in levels:
+            level[..., 3] = 255
     decode = linear_levels().astype(np.float32)  # [256]
     for ch in range(3):  # one channel at a time: at most two float copies of the texture
         linear = decode[texture[..., ch]]
         if not coverage:
-            for k, mean in enumerate(halvings(linear), start=1):
-                levels[k][..., ch] = np.round(linear_to_srgb(mean) * 255)
+            for level, mean in zip(levels, resized(linear), strict=True):
+                level[..., ch] = np.round(linear_to_srgb(mean) * 255)
             continue
-        for k, (mean, weighted, cover) in enumerate(
-            zip(halvings(linear), halvings(linear * alpha), coverage, strict=True), start=1
-        ):
+        for level, mean, weighted, cover in zip(levels, resized(linear), resized(linear * alpha), coverage, strict=True):
             seen = cover > 0
             mean = np.where(seen, np.divide(weighted, cover, out=np.zeros_like(cover), where=seen), mean)
-            levels[k][..., ch] = np.round(linear_to_srgb(mean) * 255)
+            level[..., ch] = np.round(linear_to_srgb(mean) * 255)
     return levels
 
 
@@ -339,6 +369,108 @@ def replicate_texels(texture: np.ndarray, k: int | None = None) -> np.ndarray:
     """
     k = replication_factors([texture.shape])[0] if k is None else k
     return texture if k == 1 else np.repeat(np.repeat(texture, k, axis=0), k, axis=1)
+
+
+def budget_scale(shapes: list[tuple[int, ...]], limit: int | None = None) -> float:
+    """The factor by which every image packed into one atlas is scaled so that together they hold at most
+    `limit` texels, ATLAS_TEXELS by default (1.0 when they already do).
+
+    Why a total, shared as `replication_factors` shares REPLICATED_TEXELS: each texture is capped at
+    MAX_TEXTURE_SIZE on load, but an asset can name any number of them (a file of a few hundred kilobytes can
+    declare a hundred 4096² images of one colour each), so only a bound on their sum bounds memory; one common
+    factor keeps the textures' detail in proportion, as the asset made them.
+
+    Args:
+        shapes: each image's [H, W, ...] shape.
+        limit: the texels they may hold together.
+    """
+    limit = ATLAS_TEXELS if limit is None else limit
+    total = sum(int(s[0]) * int(s[1]) for s in shapes)
+    return 1.0 if total <= limit else math.sqrt(limit / total)
+
+
+def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) -> tuple[int, int]:
+    """(rows, columns) of an image of `shape` [H, W, ...] scaled by `scale` ≤ 1 (`budget_scale`): each side
+    rounded down, at least 1; for a NEAREST texture, the mip level (`halving_sizes`) of the smallest
+    power-of-two reduction 1/2^n ≤ scale, so that each new texel covers whole 2^n × 2^n blocks of the old ones
+    and texel borders stay on the texture's own grid (pixel art stored enlarged keeps its texels exactly)."""
+    h, w = int(shape[0]), int(shape[1])
+    if scale >= 1.0:
+        return h, w
+    if nearest:
+        halvings = max(0, math.ceil(-math.log2(scale) - 1e-9))
+        return halving_sizes((h, w), halvings)[-1] if halvings else (h, w)
+    return max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
+
+
+def downscale(texture: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """A texture reduced to `size` (`reduced_size`) with the mip chain's filter (`box_filtered`: area average
+    in linear light, colours weighted by alpha), in successive halvings for a NEAREST texture (its mip level),
+    in one step otherwise; the texture itself when `size` is its own.
+
+    Args:
+        texture: [H, W, C] uint8 sRGB (C = 3 or 4).
+        size: (rows, columns), none larger than the texture's.
+        nearest: whether the texture is read NEAREST.
+
+    Returns:
+        [rows, columns, C] uint8.
+    """
+    if tuple(size) == tuple(texture.shape[:2]):
+        return texture
+    if nearest:
+        sizes = halving_sizes(texture.shape[:2], 0)
+        return box_filtered(texture, sizes[: sizes.index(tuple(size)) + 1])[-1]
+    return box_filtered(texture, [tuple(size)])[0]  # type: ignore[list-item]
+
+
+def budget_sizes(
+    shapes: list[tuple[int, ...]], nearest: list[bool], name: str, limit: int | None = None
+) -> tuple[float, list[tuple[int, int]]]:
+    """The common factor (`budget_scale`) and each image's size at it (`reduced_size`) for the images of one
+    atlas.
+
+    Args:
+        shapes: each image's [H, W, ...] shape.
+        nearest: whether each image is read NEAREST.
+        name: the asset's file name, for the message.
+        limit: the texels they may hold together (`budget_scale`), ATLAS_TEXELS by default.
+
+    Returns:
+        (scale, [(rows, columns)] per image).
+
+    Raises:
+        InputError: so many images that even reduced (to a texel or so each, plus their edge padding) they
+            would take more than twice `limit`.
+    """
+    from a3d_cli.errors import InputError
+
+    limit = ATLAS_TEXELS if limit is None else limit
+    scale = budget_scale(shapes, limit)
+    sizes = [reduced_size(s, scale, n) for s, n in zip(shapes, nearest, strict=True)]
+    padded = sum((h + 2 * ATLAS_PADDING) * (w + 2 * ATLAS_PADDING) for h, w in sizes)
+    if scale < 1.0 and padded > 2 * limit:
+        raise InputError(
+            f"{name} has {len(shapes):,} distinct textures, more than a3d can pack into one texture atlas "
+            f"({limit:,} texels) even at a few texels each.",
+            hint="Bake the materials into a few textures in a 3D tool (e.g. Blender's texture baking) and export again.",
+        )
+    return scale, sizes
+
+
+def budget_warning(
+    name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], scale: float, limit: int | None = None
+) -> str:
+    """The `warning:` line that says an asset's textures were scaled to the atlas budget (`limit`, ATLAS_TEXELS by
+    default), naming the largest."""
+    limit = ATLAS_TEXELS if limit is None else limit
+    total = sum(int(s[0]) * int(s[1]) for s in shapes)
+    largest = max(range(len(shapes)), key=lambda i: int(shapes[i][0]) * int(shapes[i][1]))
+    (h, w), (rows, columns) = shapes[largest][:2], sizes[largest]
+    return (
+        f"warning: {name}'s {len(shapes)} textures hold {total:,} texels together, more than one atlas takes "
+        f"({limit:,}); all are read at {scale:.0%} of their size (the largest {w}×{h} as {columns}×{rows})"
+    )
 
 
 @dataclass(frozen=True)

@@ -17,24 +17,25 @@ import io
 import logging
 import os
 import posixpath
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from a3d_cli.errors import InputError
+from a3d_cli.io.colour_profiles import Notice
 from a3d_cli.mesh.appearance import (
     LINEAR,
     REPEAT_BOTH,
     Wrap,
-    add_emission,
-    apply_linear_factor,
-    as_rgba_uint8,
     linear_mean,
     linear_to_srgb,
     srgb_to_linear,
 )
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
+from a3d_cli.mesh.texture_bake import TextureRecipe, bake_textures
+from a3d_cli.mesh.texture_check import texture_rgba
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat", ".spz")  # every suffix `prepare` reads (`.splat`, `.spz`: Gaussians only)
@@ -105,17 +106,20 @@ def detect_kind(path: Path) -> InputKind:
     return "mesh"
 
 
-def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
+def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | None = None) -> SurfaceMesh:
     """Load a mesh file as one `SurfaceMesh` in the file's own frame (no normalization).
 
     Multi-node glTF scenes are flattened with their node transforms (instanced meshes appear once per
     instance); parts are concatenated in scene-graph order; textures (sampled through UVs), base-colour
     factors, COLOR_0 / PLY vertex colours and OBJ diffuse colours are all kept. Vertices no face uses
     are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
-    own folder unless `allow_external_refs` (`a3d_cli.mesh.references`).
+    own folder unless `allow_external_refs` (`a3d_cli.mesh.references`). Textures that together exceed one
+    atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are all scaled by one factor, with one `warning:`
+    line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`).
 
     Raises:
-        InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices.
+        InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices,
+            more textures than an atlas holds even scaled down.
     """
     import trimesh
 
@@ -170,10 +174,14 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
         )
     _check_stored_colours(path, faced)
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
-    cache: dict[tuple[int, tuple[float, ...]], np.ndarray] = {}
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
-        parts = [_to_surface(g, t, from_gltf, cache, path, uv_transforms) for g, t in faced]
-    mesh = concatenate(parts).compact()
+        planned = [_to_surface(g, t, from_gltf, path, uv_transforms) for g, t in faced]
+    try:  # every texture's size is known now: baked within the atlas budget, one at a time
+        textures = bake_textures([r for _, _, r in planned if r is not None], path.name, notice)
+    except OSError as exc:  # Pillow decodes the textures only now: a truncated or damaged image
+        raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
+    parts = [part if r is None else replace(part, uvs=uvs, texture=textures[r.key]) for part, uvs, r in planned]
+    mesh = concatenate(parts, path.name, notice).compact()
     if mesh.num_faces == 0:
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
@@ -330,10 +338,12 @@ def _resolver(path: Path, allow_external: bool = False, library: str | None = No
 
 
 def _to_surface(
-    m: object, transform: np.ndarray, from_gltf: bool, cache: dict, path: Path, uv_transforms: dict | None = None
-) -> SurfaceMesh:
-    """One trimesh part placed by its node's world transform → SurfaceMesh with baked appearance;
-    `uv_transforms` maps an OBJ material's name to its map_Kd's (scale, offset) of texture coordinates."""
+    m: object, transform: np.ndarray, from_gltf: bool, path: Path, uv_transforms: dict | None = None
+) -> tuple[SurfaceMesh, np.ndarray | None, TextureRecipe | None]:
+    """One trimesh part placed by its node's world transform → SurfaceMesh with its colours, and, for a
+    textured part, its texture coordinates and the recipe of its texture (`a3d_cli.mesh.texture_bake`), which
+    `load_mesh` bakes and puts into the mesh together with them; `uv_transforms` maps an OBJ material's name to
+    its map_Kd's (scale, offset) of texture coordinates."""
     local = np.asarray(m.vertices, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
     vertices = local @ transform[:3, :3].T + transform[:3, 3]  # [V, 3]
     faces = np.asarray(m.faces, dtype=np.int64)  # type: ignore[attr-defined]  # [T, 3]
@@ -346,13 +356,13 @@ def _to_surface(
     visual = getattr(m, "visual", None)
     kind = getattr(visual, "kind", None)
     colors = np.tile(np.asarray(DEFAULT_GREY, dtype=np.float32), (v, 1))  # [V, 4]
-    uvs = texture = None
+    uvs = recipe = None
     alpha_mode, wrap = "OPAQUE", REPEAT_BOTH
     mag_filter, glow_filter = _gltf_filters(m) if from_gltf else (LINEAR, LINEAR)
     if kind == "texture":
         try:
-            colors, uvs, texture = _texture_appearance(visual, v, from_gltf, cache, glow_filter)
-        except OSError as exc:  # Pillow decodes the texture only now: a truncated or damaged image
+            colors, uvs, recipe = _texture_appearance(visual, v, from_gltf, path.name, glow_filter, mag_filter)
+        except OSError as exc:  # an emissive image's mean is decoded here: a truncated or damaged image
             raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
         if uvs is not None:  # OBJ/PLY texture coordinates (glTF's are checked as they are decoded)
             require_finite(uvs, "texture coordinates", path.name)
@@ -366,8 +376,8 @@ def _to_surface(
         raw = np.asarray(visual.vertex_colors, dtype=np.float64)[:, :4] / 255.0  # type: ignore[union-attr]  # [V, 4]
         colors = _vertex_colors(raw, from_gltf)
         colors[:, 3] = 1.0  # vertex colours without a material: opaque (glTF's default material)
-    mag_filter = mag_filter if texture is not None else LINEAR
-    return SurfaceMesh(vertices, faces, colors.astype(np.float32), uvs, texture, alpha_mode, wrap, mag_filter)
+    mag_filter = mag_filter if recipe is not None else LINEAR
+    return SurfaceMesh(vertices, faces, colors.astype(np.float32), None, None, alpha_mode, wrap, mag_filter), uvs, recipe
 
 
 def _gltf_wrap(m: object) -> Wrap:
@@ -402,14 +412,16 @@ def _vertex_colors(raw: np.ndarray, from_gltf: bool) -> np.ndarray:
 
 
 def _texture_appearance(
-    visual: object, v: int, from_gltf: bool, cache: dict, glow_filter: int = LINEAR
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Vertex colours, UVs and baked texture of a trimesh TextureVisuals.
+    visual: object, v: int, from_gltf: bool, asset: str, glow_filter: int = LINEAR, mag_filter: int = LINEAR
+) -> tuple[np.ndarray, np.ndarray | None, TextureRecipe | None]:
+    """Vertex colours, UVs and the recipe of the texture (`a3d_cli.mesh.texture_bake`) of a trimesh
+    TextureVisuals.
 
     A glTF material's emission adds to its base colour (`a3d_cli.mesh.appearance.add_emission`): into the
     vertex colours when it is a factor alone, else into the baked texture. `a3d_cli.mesh.gltf_core` has made
     an emissive texture read the base texture's texture coordinates (or stand alone); read without them, it
-    counts as its average colour. `glow_filter` is the emissive sampler's magFilter."""
+    counts as its average colour. `glow_filter` and `mag_filter` are the emissive and base-colour samplers'
+    magFilter."""
     from trimesh.visual.material import PBRMaterial
 
     mat = visual.material  # type: ignore[attr-defined]
@@ -439,7 +451,7 @@ def _texture_appearance(
         rgb = linear_to_srgb(factor[:3]) if isinstance(mat, PBRMaterial) else factor[:3]
         colors = _times_color0(np.tile(np.concatenate([rgb, factor[3:]]).astype(np.float32), (v, 1)), visual, from_gltf)
         if glow is not None:  # COLOR_0 tints the base colour only: the emission adds after it
-            light = glow if glow_image is None else glow * linear_mean(as_rgba_uint8(glow_image))
+            light = glow if glow_image is None else glow * linear_mean(texture_rgba(glow_image, asset))
             colors[:, :3] = linear_to_srgb(srgb_to_linear(colors[:, :3]) + light)
         mode, cutoff = _alpha_mode(mat)
         if mode == "OPAQUE":
@@ -448,26 +460,11 @@ def _texture_appearance(
             colors[:, 3] = (colors[:, 3] >= cutoff).astype(np.float32)
         return colors, None, None
     mode, cutoff = _alpha_mode(mat)
-    key: tuple = (id(image), tuple(np.round(factor, 6)), mode, cutoff)
-    if glow is not None:
-        key += (id(glow_image), tuple(np.round(glow, 6)), glow_filter)
-    if key not in cache:
-        glow_rgba = None if glow_image is None else as_rgba_uint8(glow_image)
-        if image is None:  # an emissive texture alone: the base factor is a colour under it
-            baked = add_emission(factor, glow_rgba, glow)  # type: ignore[arg-type]
-        else:
-            baked = apply_linear_factor(as_rgba_uint8(image), factor)
-            if glow is not None:
-                baked = add_emission(baked, glow_rgba, glow, emission_filter=glow_filter)
-        if mode == "OPAQUE":
-            baked[..., 3] = 255
-        elif mode == "MASK":
-            baked[..., 3] = np.where(baked[..., 3] >= round(cutoff * 255), 255, 0).astype(np.uint8)
-        cache[key] = baked
+    recipe = TextureRecipe(image, factor, mode, cutoff, glow, glow_image, glow_filter, mag_filter)
     colors = _times_color0(np.ones((v, 4), dtype=np.float32), visual, from_gltf)
     if mode != "BLEND":
         colors[:, 3] = 1.0
-    return colors, np.asarray(uv, dtype=np.float64), cache[key]
+    return colors, np.asarray(uv, dtype=np.float64), recipe
 
 
 def _emission(mat: object) -> tuple[np.ndarray | None, object | None]:

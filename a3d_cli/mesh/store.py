@@ -51,7 +51,8 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     texture_png = None
     if mesh.texture is not None:
         opaque = mesh.alpha_mode == "OPAQUE"
-        image = Image.fromarray(np.ascontiguousarray(mesh.texture[..., :3])) if opaque else Image.fromarray(mesh.texture)
+        image = Image.fromarray(mesh.texture)  # a view of the atlas (RGBA), not a copy
+        image = image.convert("RGB") if opaque else image  # one RGB copy, not a numpy one and then Pillow's
         texture_png = _png_bytes(image)
         material = PBRMaterial(
             baseColorTexture=Image.new(image.mode, (1, 1)),  # a stand-in: trimesh's PNG of it is swapped for ours

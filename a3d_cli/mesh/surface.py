@@ -21,6 +21,8 @@ from functools import cached_property
 import numpy as np
 
 from a3d_cli.errors import InputError
+from a3d_cli.io.colour_profiles import Notice
+from a3d_cli.mesh import appearance
 from a3d_cli.mesh.appearance import (
     LINEAR,
     MAG_FILTERS,
@@ -28,12 +30,14 @@ from a3d_cli.mesh.appearance import (
     REPEAT_BOTH,
     WRAP_MODES,
     AtlasPlacement,
+    TexelWindow,
     Wrap,
     mip_chain,
     sample_mipmapped,
     sample_texture,
 )
 
+EXTENDED_BUDGET = 2  # an atlas's images extended beyond their textures hold at most this many ATLAS_TEXELS
 ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")  # glTF's alpha modes, from least to most transparent
 CORNER_NUDGE = 1e-3  # texels a vertex's lookup moves into each of its faces under NEAREST filtering
 
@@ -285,7 +289,7 @@ class SurfaceMesh:
         )
 
 
-def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
+def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice | None = None) -> SurfaceMesh:
     """Join meshes into one, in order: vertices of part k follow those of part k-1; the result's texture
     repeats (`wrap` REPEAT).
 
@@ -297,17 +301,19 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     whose coordinates cross a cell border sweep across the image. A single REPEAT texture is kept as it is,
     since sampling wraps it exactly.
 
-    The atlas is read with NEAREST filtering when every texture in it is, else bilinearly: a NEAREST texture
-    then goes in with each texel replicated (`appearance.replicate_texels`), so it keeps its crisp texels.
+    The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
+    padding): beyond that every one is scaled by one common factor (`appearance.budget_sizes`) before it is
+    extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
+    the textures themselves to ATLAS_TEXELS, and extending them a few texels past their edges (UV islands a hair
+    outside [0, 1]) must not scale textures that fit; what this bounds is an image extended over many copies
+    of its texture, which counts as large as it is. The atlas is read with NEAREST filtering when every texture in it is,
+    else bilinearly: a NEAREST texture then goes in with each texel replicated (`appearance.replicate_texels`),
+    so it keeps its crisp texels.
+
+    Raises:
+        InputError: more textures than an atlas holds even scaled down.
     """
-    from a3d_cli.mesh.appearance import (
-        extend_texture,
-        pack_atlas,
-        remap_uv,
-        replicate_texels,
-        replication_factors,
-        texel_window,
-    )
+    from a3d_cli.mesh.appearance import pack_atlas, remap_uv, replicate_texels, replication_factors
 
     if len(parts) == 1 and not _wraps_otherwise(parts[0]):  # within [0, 1] every mode reads as REPEAT does
         return parts[0] if parts[0].wrap == REPEAT_BOTH else replace(parts[0], wrap=REPEAT_BOTH)
@@ -323,17 +329,8 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
     if not users:
         return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
     mag_filter = NEAREST if all(key[2] == NEAREST for key in users) else LINEAR  # the atlas's
-    images: list[np.ndarray] = []  # per distinct texture: the image it puts in the atlas, before replication
-    to_image = {}  # (texture, wrap, filter) → (slot in `textures`, the texels it holds or None when inside [0, 1])
-    for key, group in users.items():
-        uv = np.concatenate([p.uvs for p in group], axis=0)  # type: ignore[misc]
-        inside = not len(uv) or bool((uv >= 0.0).all() and (uv <= 1.0).all())
-        texture: np.ndarray = group[0].texture  # type: ignore[assignment]
-        window = None if inside else texel_window(uv.min(axis=0), uv.max(axis=0), texture.shape)
-        if window is not None and key[1] == REPEAT_BOTH and len(users) == 1 and len(group) == len(parts):
-            window = None  # one repeating texture for the whole mesh: sampling wraps it exactly
-        to_image[key] = (len(images), window)
-        images.append(texture if window is None else extend_texture(texture, window, key[1]))
+    images, windows = _atlas_images(users, len(parts), name, notice)
+    to_image = {key: (k, window) for k, (key, window) in enumerate(zip(users, windows, strict=True))}
     replicated = [key[2] != mag_filter for key in users]  # NEAREST textures in a LINEAR atlas
     factors = iter(replication_factors([im.shape for im, r in zip(images, replicated, strict=True) if r]))
     textures = [replicate_texels(im, next(factors)) if r else im for im, r in zip(images, replicated, strict=True)]
@@ -358,6 +355,46 @@ def concatenate(parts: list[SurfaceMesh]) -> SurfaceMesh:
             uvs.append(remap_uv(image_uv(p), places[to_image[_texture_key(p)][0]], atlas.shape))
     uvs_all = np.concatenate(uvs, axis=0)
     return SurfaceMesh(vertices, faces, colors, uvs_all, atlas, alpha_mode, mag_filter=mag_filter, islands=tuple(places))
+
+
+def _atlas_images(
+    users: dict[tuple[int, Wrap, int], list[SurfaceMesh]], num_parts: int, name: str, notice: Notice | None
+) -> tuple[list[np.ndarray], list[TexelWindow | None]]:
+    """Per distinct texture (`users`: key → the parts that use it): the image it puts in the atlas, before
+    replication, and the texels of its sampler's endless plane that image holds (None when its coordinates
+    stay within [0, 1], or for the one repeating texture of the whole mesh, which sampling wraps exactly);
+    all scaled by one factor when they exceed the atlas budget (see `concatenate`)."""
+    from a3d_cli.mesh.appearance import (
+        budget_sizes,
+        budget_warning,
+        downscale,
+        extend_texture,
+        reduced_size,
+        texel_window,
+    )
+
+    plans = []  # per texture: (texture, lowest and highest coordinates or None when inside [0, 1])
+    for key, group in users.items():
+        uv = np.concatenate([p.uvs for p in group], axis=0)  # type: ignore[misc]
+        inside = not len(uv) or bool((uv >= 0.0).all() and (uv <= 1.0).all())
+        if not inside and key[1] == REPEAT_BOTH and len(users) == 1 and len(group) == num_parts:
+            inside = True  # one repeating texture for the whole mesh: sampling wraps it exactly
+        plans.append((group[0].texture, None if inside else (uv.min(axis=0), uv.max(axis=0))))
+    windows = [None if span is None else texel_window(*span, texture.shape) for texture, span in plans]
+    shapes = [t.shape if w is None else (w.count_v, w.count_u) for (t, _), w in zip(plans, windows, strict=True)]
+    nearest = [key[2] == NEAREST for key in users]
+    limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
+    scale, sizes = budget_sizes(shapes, nearest, name, limit)
+    if scale < 1.0 and notice is not None:
+        notice(budget_warning(name, shapes, sizes, scale, limit))
+    images = []
+    for k, ((texture, span), key) in enumerate(zip(plans, users, strict=True)):
+        if scale < 1.0:  # reduced before it is extended: memory never holds the larger image
+            texture = downscale(texture, reduced_size(texture.shape, scale, nearest[k]), nearest[k])
+            windows[k] = None if span is None else texel_window(*span, texture.shape)
+        window = windows[k]
+        images.append(texture if window is None else extend_texture(texture, window, key[1]))
+    return images, windows
 
 
 def _texture_key(mesh: SurfaceMesh) -> tuple[int, Wrap, int]:

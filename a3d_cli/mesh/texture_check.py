@@ -51,3 +51,37 @@ def decode_image(data: bytes, image: str, asset: str) -> np.ndarray:
 
     with open_image(io.BytesIO(data), f"{asset}'s texture image {image!r}", HINT, "cannot be decoded") as im:
         return as_rgba_uint8(im)
+
+
+def texture_rgba(image: object, asset: str, scale: float = 1.0, nearest: bool = False) -> np.ndarray:
+    """The pixels of a texture image trimesh opened, as `as_rgba_uint8` gives them (capped at
+    `MAX_TEXTURE_SIZE`), then reduced by `scale` (`a3d_cli.mesh.appearance.reduced_size`, `downscale`).
+
+    Why a copy: trimesh opens every image lazily from its bytes in memory, and a Pillow image decoded in
+    place keeps its full-size pixels as long as the scene holds it, every image of the asset at once
+    whatever a3d keeps of it; decoded from a copy of those bytes, only the image at hand is ever decoded.
+    An image that is not such a lazy one is decoded as it is.
+
+    Args:
+        image: a Pillow image (as trimesh's materials hold them) or an array.
+        asset: the asset's file name, for the message.
+        scale: the atlas budget's common factor (`appearance.budget_scale`), ≤ 1.
+        nearest: whether the texture is read NEAREST (its reduction keeps its texel grid).
+
+    Returns:
+        [H, W, 4] uint8.
+
+    Raises:
+        InputError: as `check_image`.
+    """
+    from a3d_cli.io.images import open_image
+    from a3d_cli.mesh.appearance import as_rgba_uint8, downscale, reduced_size
+
+    fp = getattr(image, "fp", None)  # Pillow drops it once the image is decoded
+    if isinstance(fp, io.BytesIO) and getattr(image, "tell", lambda: 0)() == 0:
+        name = f"{asset}'s texture image {getattr(image, 'filename', '') or 'in memory'!r}"
+        with open_image(io.BytesIO(fp.getvalue()), name, HINT, "cannot be decoded") as fresh:
+            rgba = as_rgba_uint8(fresh)
+    else:
+        rgba = as_rgba_uint8(image)
+    return downscale(rgba, reduced_size(rgba.shape, scale, nearest), nearest)

@@ -168,7 +168,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
-        mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs)
+        mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs, notice=progress.log)
         if opts.up == "+y" and kind == "mesh" and model.suffix.lower() in UNORIENTED_SUFFIXES:
             progress.log(
                 f"{model.suffix.lower()} files have no fixed up axis; +y assumed. If the contact sheet "
