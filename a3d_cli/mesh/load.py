@@ -112,7 +112,9 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     instance); parts are concatenated in scene-graph order; textures (sampled through UVs), base-colour
     factors, COLOR_0 / PLY vertex colours and OBJ diffuse colours are all kept. Vertices no face uses
     are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
-    own folder unless `allow_external_refs` (`a3d_cli.mesh.references`).
+    own folder unless `allow_external_refs` (`a3d_cli.mesh.references`). A triangle soup (no two faces share
+    a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
+    merged and its hard edges kept apart (`a3d_cli.mesh.creases`).
 
     Raises:
         InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices.
@@ -174,12 +176,25 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
         parts = [_to_surface(g, t, from_gltf, cache, path, uv_transforms) for g, t in faced]
     mesh = concatenate(parts).compact()
+    if path.suffix.lower() in UNORIENTED_SUFFIXES and not _has_own_normals(faced):
+        from a3d_cli.mesh.creases import is_triangle_soup, weld_and_crease
+
+        if is_triangle_soup(mesh):  # an STL as written: corners merged, hard edges found (a3d_cli.mesh.creases)
+            mesh = weld_and_crease(mesh)
     if mesh.num_faces == 0:
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
         )
     require_sane_extent(mesh.vertices, path.name)  # a vertex at 1e308 would normalize every splat to the origin
     return mesh
+
+
+def _has_own_normals(faced: list[tuple[Any, np.ndarray]]) -> bool:
+    """Whether trimesh read vertex normals from the file (an OBJ's `vn`, a PLY's `nx ny nz`) for any part.
+
+    trimesh keeps normals given to it in its cache and computes them only when asked, so their presence
+    there right after reading means the file had them. STL's per-facet normals do not count."""
+    return any("vertex_normals" in g._cache for g, _ in faced)
 
 
 def _check_stored_colours(path: Path, faced: list[tuple[Any, np.ndarray]]) -> None:

@@ -26,8 +26,29 @@ def weld(vertices: np.ndarray, tolerance: float = WELD_TOLERANCE) -> tuple[np.nd
         (welded_index [V] int64, number of welded vertices W).
     """
     keys = np.round(np.asarray(vertices, dtype=np.float64) / tolerance).astype(np.int64)  # [V, 3]
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # unique ids sorted by first appearance
+    return distinct_rows(keys)
+
+
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Number the distinct rows of an array, bit for bit, in order of first appearance.
+
+    Each row is compared as one block of bytes (one sort of V items, memory proportional to the array),
+    which is faster than `np.unique(axis=0)`'s structured comparison; a single column as numbers. Float
+    rows need `+ 0.0` first where −0.0 and 0.0 must count as one value (and a single float column holds no NaN).
+
+    Args:
+        rows: [V, K] numbers.
+
+    Returns:
+        (index [V] int64 of each row's distinct row, number of distinct rows D).
+    """
+    data = np.ascontiguousarray(rows)
+    if data.shape[1] == 1:  # one number per row: compared as numbers, the faster sort
+        items = data.reshape(-1)  # [V]
+    else:
+        items = data.view(np.dtype((np.void, data.dtype.itemsize * data.shape[1]))).reshape(-1)  # [V]
+    _, first, inverse = np.unique(items, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct ids sorted by first appearance
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return rank[inverse.reshape(-1)].astype(np.int64), int(len(order))
