@@ -62,11 +62,12 @@ def merge_identical_vertices(mesh: SurfaceMesh) -> SurfaceMesh:
     if mesh.uvs is not None:
         columns.append(mesh.uvs)  # [V, 2]
     varying = [c for c in columns[1:] if len(c) and not (c == c[:1]).all()]  # constant columns decide nothing
-    index, count = distinct_rows(np.concatenate([columns[0], *varying], axis=1) + 0.0)  # +0.0: −0.0 is 0.0
+    keys = np.concatenate([columns[0], *varying], axis=1)  # [V, 3 + ...]
+    keys += 0.0  # −0.0 becomes 0.0: one number, one bit pattern
+    index, count = distinct_rows(keys)
     if count == mesh.num_vertices:
         return mesh
-    first = np.zeros(count, dtype=np.int64)
-    first[index[::-1]] = np.arange(mesh.num_vertices - 1, -1, -1)  # the first vertex of each distinct one
+    first = _first_of_each(index)  # [D] the first vertex of each distinct one
     merged = replace(
         mesh,
         vertices=mesh.vertices[first],
@@ -84,8 +85,8 @@ def split_creases(mesh: SurfaceMesh, angle_degrees: float = CREASE_ANGLE_DEGREES
     Around each point, the faces joined across edges whose two faces' normals differ by less than
     `angle_degrees` form one smooth fan; each fan gets its own copy of the point's vertex (vertices already
     split by texture coordinates or colours stay split) and its copies one normal group. An edge of one face
-    only, or of more than two, counts as hard. Memory and time grow with the number of faces (one sort of the
-    edges, one connected-components pass over the corners).
+    only, or of more than two, counts as hard, as does one of a face without area. Memory and time grow with
+    the number of faces: a few sorts of the 3T corners and one connected-components pass over them (scipy).
 
     Args:
         mesh: a mesh whose faces share vertices (`merge_identical_vertices`).
@@ -94,28 +95,19 @@ def split_creases(mesh: SurfaceMesh, angle_degrees: float = CREASE_ANGLE_DEGREES
     Returns:
         A mesh with `normal_groups` set (vertices of one fan share a normal; a fan's texture-seam copies too).
     """
-    import trimesh
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    point, count = distinct_rows(mesh.vertices + 0.0)  # [V] the point each vertex stands on
-    positions = np.zeros((count, 3))
-    positions[point] = mesh.vertices  # [P, 3]
+    point, _ = distinct_rows(mesh.vertices + 0.0)  # [V] the point each vertex stands on
     faces_p = point[mesh.faces]  # [T, 3] faces over points
-    on_points = trimesh.Trimesh(vertices=positions, faces=faces_p, process=False, validate=False)
-    smooth = on_points.face_adjacency_angles < np.radians(angle_degrees)  # [A] edges shared by two faces
-    pairs, edges = on_points.face_adjacency[smooth], on_points.face_adjacency_edges[smooth]  # [S, 2], [S, 2]
-    ends = np.concatenate([edges[:, 0], edges[:, 1]])  # [2S] each smooth edge's two points, each a graph edge
-    left = _corner(faces_p, np.concatenate([pairs[:, 0], pairs[:, 0]]), ends)  # [2S]
-    right = _corner(faces_p, np.concatenate([pairs[:, 1], pairs[:, 1]]), ends)  # [2S]
+    left, right = _smooth_corner_pairs(mesh.vertices, mesh.faces, faces_p, np.cos(np.radians(angle_degrees)))
     corners = 3 * mesh.num_faces
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(corners, corners))
     _, fan = connected_components(graph, directed=False)  # [3T] the smooth fan of each corner
     corner_vertex = mesh.faces.reshape(-1)  # [3T]
     fans = int(fan.max(initial=-1)) + 1
     index, _ = distinct_rows((corner_vertex * fans + fan)[:, None])  # [3T] new vertex per (vertex, fan) pair
-    first = np.zeros(int(index.max(initial=-1)) + 1, dtype=np.int64)
-    first[index[::-1]] = np.arange(corners - 1, -1, -1)  # the first corner of each new vertex
+    first = _first_of_each(index)  # [V'] the first corner of each new vertex
     source = corner_vertex[first]  # [V'] the vertex each new one copies
     groups, _ = distinct_rows(fan[first][:, None].astype(np.int64))  # [V'] numbered 0.. by first appearance
     return replace(
@@ -128,9 +120,49 @@ def split_creases(mesh: SurfaceMesh, angle_degrees: float = CREASE_ANGLE_DEGREES
     )
 
 
-def _corner(faces: np.ndarray, face: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """[N] the corner (3 · face + k) at which each of `face` [N] touches `point` [N] (faces [T, 3] over points)."""
-    return 3 * face + np.argmax(faces[face] == point[:, None], axis=1)
+def _first_of_each(index: np.ndarray) -> np.ndarray:
+    """[D] where each number of `index` [N] (numbered by first appearance, `distinct_rows`) first occurs: there
+    it exceeds every number before it."""
+    if not len(index):
+        return np.zeros(0, dtype=np.int64)
+    before = np.maximum.accumulate(index)[:-1]  # [N-1] the largest number up to each place
+    return np.flatnonzero(np.r_[True, index[1:] > before])
+
+
+def _smooth_corner_pairs(
+    vertices: np.ndarray, faces: np.ndarray, faces_p: np.ndarray, min_cos: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The corners (3 · face + k) that meet across smooth edges: for every edge that exactly two faces share
+    and whose faces' unit normals have a dot product above `min_cos`, the two pairs of corners (one pair at
+    each end) that stand on the same point.
+
+    Args:
+        vertices: [V, 3] positions.
+        faces: [T, 3] vertex indices (for the normals).
+        faces_p: [T, 3] the faces over points (`distinct_rows` of the positions), which tell shared edges.
+        min_cos: cosine of the crease angle.
+
+    Returns:
+        ([2S] corners, [2S] the corners they join).
+    """
+    from a3d_cli.mesh.topology import face_normals_and_areas
+
+    normal, _ = face_normals_and_areas(vertices, faces)  # [T, 3] unit, zero for a face of no area
+    start = faces_p.reshape(-1)  # [3T] the point at each corner: corner c starts the edge c → next(c)
+    following = (np.arange(3 * len(faces)).reshape(-1, 3)[:, [1, 2, 0]]).reshape(-1)  # [3T] next(c)
+    end = start[following]  # [3T]
+    edge = np.minimum(start, end) * (int(start.max(initial=0)) + 1) + np.maximum(start, end)  # [3T] undirected
+    order = np.argsort(edge)  # [3T] sides grouped by edge
+    ordered = edge[order]
+    runs = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])  # where each edge's sides begin (+ end)
+    pair = runs[:-1][np.diff(runs) == 2]  # sorted positions of edges with exactly two sides
+    a, b = order[pair], order[pair + 1]  # [P] the two sides (corners that start them)
+    smooth = (normal[a // 3] * normal[b // 3]).sum(axis=1) > min_cos  # [P]
+    a, b = a[smooth], b[smooth]
+    same_way = start[a] == start[b]  # both faces run the edge the same way (windings disagree)
+    b_at_a = np.where(same_way, b, following[b])  # [S] b's corner on a's start point
+    b_at_next = np.where(same_way, following[b], b)  # [S] b's corner on a's end point
+    return np.concatenate([a, following[a]]), np.concatenate([b_at_a, b_at_next])
 
 
 def normal_groups_from_normals(vertices: np.ndarray, normals: np.ndarray) -> np.ndarray | None:

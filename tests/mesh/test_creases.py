@@ -3,13 +3,13 @@ curved surfaces smooth, and meshes that share vertices or carry their own normal
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 
+from a3d_cli.mesh import topology
 from a3d_cli.mesh.creases import merge_identical_vertices, split_creases
 from a3d_cli.mesh.gltf_accessors import parse_gltf
 from a3d_cli.mesh.gltf_animated import animated_glb_bytes
@@ -17,7 +17,7 @@ from a3d_cli.mesh.load import load_mesh
 from a3d_cli.mesh.simplify import simplify_mesh
 from a3d_cli.mesh.store import load_processed_mesh, mesh_glb_bytes, save_processed_mesh
 from a3d_cli.mesh.surface import SurfaceMesh
-from a3d_cli.mesh.topology import weld
+from a3d_cli.mesh.topology import distinct_rows, weld
 
 SUBDIVISIONS = 3
 SPHERE_VERTICES = 10 * 4**SUBDIVISIONS + 2  # an icosphere's vertex count: 642
@@ -161,3 +161,22 @@ def test_simplifying_a_creased_mesh_keeps_its_hard_edges(tmp_path):
     assert weld(small.vertices)[1] <= 100 < weld(mesh.vertices)[1]
     assert small.normal_groups is not None
     assert _worst_corner_to_face_degrees(small, _glb_normals(mesh_glb_bytes(small))) < 1e-3
+
+
+def _numbered_by_first_appearance(rows: np.ndarray) -> list[int]:
+    """Reference numbering: a dict of the rows as tuples, each new row the next number."""
+    seen: dict[tuple, int] = {}
+    return [seen.setdefault(tuple(r), len(seen)) for r in rows.tolist()]
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashed", "every-hash-equal"])
+def test_distinct_rows_numbers_rows_by_first_appearance(monkeypatch, collide):
+    """Exact rows, numbered in order of first appearance, also when the hash tells nothing apart (then the
+    rows are compared as bytes)."""
+    if collide:
+        monkeypatch.setattr(topology, "_mixed", lambda words, seed: np.zeros_like(words))
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 4, (500, 3)).astype(np.float64) * 0.1  # many repeats
+    index, count = distinct_rows(rows)
+    expected = _numbered_by_first_appearance(rows)
+    assert index.tolist() == expected and count == max(expected) + 1
