@@ -176,7 +176,6 @@ def load_mesh(path: Path, allow_external_refs: bool = False) -> SurfaceMesh:
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
         parts = [_to_surface(g, t, from_gltf, cache, path, uv_transforms) for g, t in faced]
     without_normals = path.suffix.lower() in UNORIENTED_SUFFIXES and not _has_own_normals(faced)
-    del scene, instances, faced  # trimesh's copies of the geometry: a big STL's merge below has their memory
     mesh = concatenate(parts).compact()
     if without_normals:
         from a3d_cli.mesh.creases import is_triangle_soup, weld_and_crease
