@@ -5,8 +5,8 @@ triangle and no two faces share one. Blender's STL importer and trimesh (`proces
 corners, and so does a3d (`merge_identical_vertices`): the processed mesh and the exported GLB hold one
 vertex per point. The normals are a3d's to choose: STL's per-facet normal only repeats the winding (many
 writers leave it zero) and OFF has none. A vertex's normal is the area-weighted normal of the faces around
-it that meet without a crease; faces meeting at more than CREASE_ANGLE_DEGREES (Blender's default angle
-for auto smooth and "Shade Smooth by Angle") stay apart (`split_creases`), so a machined part keeps its
+it that meet without a crease; faces whose normals differ by more than CREASE_ANGLE_DEGREES (the default
+angle of Blender's auto smooth) stay apart (`split_creases`), so a machined part keeps its
 hard edges while a sculpted or scanned surface shades smoothly. The copies of a point on either side of a
 crease keep their own normals through `SurfaceMesh.normal_groups`; the splats and the motion still see one
 point (`topology.weld`), so a crease never tears when the mesh moves.
@@ -28,7 +28,7 @@ from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.topology import distinct_rows, seam_copies
 
 CREASE_ANGLE_DEGREES = 30.0
-"""Faces whose normals differ by more than this meet at a hard edge (Blender's default smoothing angle)."""
+"""Faces whose normals differ by more than this meet at a hard edge (Blender 3.4's default auto smooth angle)."""
 
 
 def is_triangle_soup(mesh: SurfaceMesh) -> bool:
