@@ -14,6 +14,8 @@ The assets are built once into --work (several GB at full size; never inside the
   colour (a 1-bit palette image of about 2 kB each: `tex-100` is a 0.2 MB file
   that declares 100 × 64 MB of RGBA texels), the hostile or careless asset a
   total texture budget is for;
+- `stl-2m`: a binary STL of 2.0M triangles (a bumpy sphere, 1000 × 1000 quads, every corner written apart as STL
+  does), what a 3D-print sculpt looks like;
 - `splats-1m`, `splats-3m`, `splats-6m`: Inria 3DGS PLYs (binary, SH degree 3: 62 float properties) of 1M, 3M and
   6M splats.
 
@@ -203,6 +205,21 @@ def write_obj(folder: Path, cells: int, materials: int, texture_size: int) -> Pa
     return folder / "model.obj"
 
 
+def write_stl(path: Path, side: int) -> None:
+    """A binary STL of a bumpy sphere cut into side × side quads (2 · side · (side − 1) triangles), each
+    triangle's corners written apart (as every STL holds them), facet normals zero (as many writers leave them)."""
+    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, side, endpoint=False), np.linspace(0.01, np.pi - 0.01, side))
+    r = 10 + 0.3 * np.sin(7 * u) * np.sin(5 * v)
+    points = np.stack([r * np.sin(v) * np.cos(u), r * np.sin(v) * np.sin(u), r * np.cos(v)], -1).reshape(-1, 3)
+    grid = np.arange(side * side).reshape(side, side)
+    a, b, c, d = grid[:-1], np.roll(grid, -1, 1)[:-1], grid[1:], np.roll(grid, -1, 1)[1:]
+    faces = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
+    record = np.dtype([("normal", "<f4", 3), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
+    triangles = np.zeros(len(faces), dtype=record)
+    triangles["corners"] = points[faces]
+    path.write_bytes(b"a3d benchmark".ljust(80, b" ") + struct.pack("<I", len(faces)) + triangles.tobytes())
+
+
 def write_splat_ply(path: Path, n: int) -> None:
     """An Inria 3DGS PLY of n splats on a shell (radii 1, 1.6, 0.8), SH degree 3, small log-scales (−5)."""
     names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", *[f"f_rest_{i}" for i in range(SH_REST)],
@@ -261,6 +278,7 @@ def assets(scale: float, names: tuple[str, ...] = ()) -> dict[str, tuple[str, Ca
         "scan-1tex": ("scan-1tex.glb", scan(1)),
         "scan-4tex": ("scan-4tex.glb", scan(4)),
         "obj-50mat": ("obj-50mat/model.obj", lambda folder: write_obj(folder / "obj-50mat", cells(720, 10), 50, side(1024))),
+        "stl-2m": ("stl-2m.stl", lambda folder: write_stl(folder / "stl-2m.stl", max(8, round(1000 * scale**0.5)))),
         "splats-1m": ("splats-1000000.ply", splats(1_000_000)),
         "splats-3m": ("splats-3000000.ply", splats(3_000_000)),
         "splats-6m": ("splats-6000000.ply", splats(6_000_000)),

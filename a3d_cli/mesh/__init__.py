@@ -6,6 +6,7 @@ Modules (import them directly; this package imports nothing heavy):
     appearance    colour spaces, texture sampling, atlas packing
     normalize     `Normalization` (+Y up, +Z front, centred, radius 0.9) and its JSON
     topology      welding seam copies, normals, edges, rotation ↔ quaternion
+    creases       triangle soups (STL): identical corners merged, hard edges kept (`normal_groups`)
     simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
     orientation   which way an asset faces (`--front auto`), the Y-down hint for 3DGS files
     shading       the fixed lighting baked into untextured meshes' splat colours (`--shade`), and which meshes get it

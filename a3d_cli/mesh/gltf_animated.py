@@ -24,6 +24,7 @@ Conventions:
 - Positions are written as given (the caller puts them in the asset's original frame, +Y up as glTF).
 - NORMAL is one area-weighted normal per position: the copies of a vertex along a UV seam share it, so
   viewers shade the surface without creases at its texture seams (per frame too, as morph-target deltas).
+  With `normal_groups` (hard edges a3d found in an STL, `a3d_cli.mesh.creases`) one per group instead.
 - `uvs` are taken with the OBJ/OpenGL origin (bottom-left, v up), which is what trimesh and most mesh
   loaders hold, and flipped to glTF's top-left origin on write (v' = 1 − v).
 - Animation keys sit at t_k = k / fps. With `loop=True` one more key at F / fps returns to frame 0, so a
@@ -191,14 +192,25 @@ def _check_inputs(
         raise ValueError(f"fps must be > 0, got {fps}")
 
 
+def _normal_sharing(vertices: np.ndarray, normal_groups: np.ndarray | None) -> np.ndarray:
+    """[V] which vertices share a normal: `normal_groups` (checked) or, when None, the copies of each position."""
+    if normal_groups is None:
+        return seam_copies(vertices)
+    groups = np.asarray(normal_groups)
+    if groups.shape != (vertices.shape[0],) or not np.issubdtype(groups.dtype, np.integer) or (groups < 0).any():
+        raise ValueError(f"normal_groups must be [V] = [{vertices.shape[0]}] integers >= 0, got {list(groups.shape)}")
+    return groups.astype(np.int64)
+
+
 def _mesh_primitive(
     b: _GlbBuilder,
     vertices: np.ndarray,  # [V, 3] float64
     faces: np.ndarray,  # [T, 3]
     uvs: np.ndarray | None,  # [V, 2]
     colors: np.ndarray | None,  # [V, 4]
+    sharing: np.ndarray,  # [V]
 ) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Indices and vertex attributes of the base mesh.
+    """Indices and vertex attributes of the base mesh; vertices with one `sharing` number share a normal.
 
     Returns:
         (primitive JSON without material/targets, float32 positions [V, 3], unit normals [V, 3]).
@@ -210,7 +222,7 @@ def _mesh_primitive(
     idx_acc = b.accessor(indices, "SCALAR", ELEMENT_ARRAY_BUFFER, component=index_type)
     base = vertices.astype(np.float32)  # [V, 3]
     attributes["POSITION"] = b.accessor(base, "VEC3", ARRAY_BUFFER, min_max=True)
-    base_n = vertex_normals(base, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(base)).astype(np.float32)  # [V, 3]
+    base_n = vertex_normals(base, faces, fallback=NO_FACE_NORMAL, welded=sharing).astype(np.float32)  # [V, 3]
     attributes["NORMAL"] = b.accessor(base_n, "VEC3", ARRAY_BUFFER)
     if uvs is not None:
         gl_uv = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float32)  # [V, 2] top-left origin
@@ -332,6 +344,7 @@ def animated_glb_bytes(
     morph_normals: bool = True,
     name: str = "a3d_mesh",
     frame_names: Sequence[str] | None = None,
+    normal_groups: np.ndarray | None = None,  # [V]
 ) -> bytes:
     """Encode a mesh and its per-frame vertex positions as an animated GLB (glTF 2.0): the file's bytes.
 
@@ -351,6 +364,8 @@ def animated_glb_bytes(
         morph_normals: also store per-frame NORMAL deltas (correct shading while moving; doubles target size).
         name: node and mesh name.
         frame_names: morph-target names (default frame_0000, …), shown as shape-key names.
+        normal_groups: [V] vertices with one number share a normal (`SurfaceMesh.normal_groups`: hard edges
+            kept); None: the copies of each position share one (smooth across texture seams).
 
     Raises:
         ValueError: shapes disagree, positions are not finite, fps <= 0, or a texture is not PNG/JPEG.
@@ -370,13 +385,14 @@ def animated_glb_bytes(
     b = _GlbBuilder()
 
     # 1. base geometry
-    primitive, base, base_n = _mesh_primitive(b, vertices, faces, uvs, colors)
+    sharing = _normal_sharing(vertices, normal_groups)  # [V]
+    primitive, base, base_n = _mesh_primitive(b, vertices, faces, uvs, colors, sharing)
 
     # 2. one morph target per frame: deltas taken in float64 so that base + Δ rounds to the frame's value
     targets = []
     frame_n = None  # [F, V, 3]
     if morph_normals:
-        frame_n = vertex_normals(frames, faces, fallback=NO_FACE_NORMAL, welded=seam_copies(vertices)).astype(np.float32)
+        frame_n = vertex_normals(frames, faces, fallback=NO_FACE_NORMAL, welded=sharing).astype(np.float32)
     for k in range(f):
         delta = (frames[k] - base.astype(np.float64)).astype(np.float32)  # [V, 3]
         target = {"POSITION": b.accessor(delta, "VEC3", ARRAY_BUFFER, min_max=True)}
@@ -511,6 +527,7 @@ def skinned_glb_bytes(
     interpolation: Interpolation = "LINEAR",
     loop: bool = False,
     name: str = "a3d_mesh",
+    normal_groups: np.ndarray | None = None,  # [V]
 ) -> bytes:
     """Encode a mesh animated by a linear-blend skin as a GLB (glTF 2.0): the file's bytes.
 
@@ -529,7 +546,7 @@ def skinned_glb_bytes(
         rotations: [F, B, 3, 3] bone rotations per frame.
         translations: [F, B, 3] bone translations per frame.
         residual: [F, V, 3] bind-space morph deltas keyed one-hot per frame (optional).
-        uvs, colors, material, fps, interpolation, loop, name: as in `animated_glb_bytes`.
+        uvs, colors, material, fps, interpolation, loop, name, normal_groups: as in `animated_glb_bytes`.
 
     Raises:
         ValueError: shapes disagree, weights are not convex, values are not finite, or fps <= 0.
@@ -556,7 +573,8 @@ def skinned_glb_bytes(
     b = _GlbBuilder()
 
     # 1. base geometry + skin attributes (joint 0 is the root; bone j is joint j + 1)
-    primitive, _, _ = _mesh_primitive(b, vertices, faces, uvs, colors)
+    sharing = _normal_sharing(vertices, normal_groups)  # [V]
+    primitive, _, _ = _mesh_primitive(b, vertices, faces, uvs, colors, sharing)
     k = joints.shape[1]
     j4 = np.zeros((len(vertices), 4), dtype=np.uint8)
     w4 = np.zeros((len(vertices), 4), dtype=np.float32)

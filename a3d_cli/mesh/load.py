@@ -115,7 +115,9 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
     own folder unless `allow_external_refs` (`a3d_cli.mesh.references`). Textures that together exceed one
     atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are all scaled by one factor, with one `warning:`
-    line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`).
+    line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`). A triangle soup (no two faces share
+    a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
+    merged and its hard edges kept apart (`a3d_cli.mesh.creases`).
 
     Raises:
         InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices,
@@ -181,13 +183,27 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     except OSError as exc:  # Pillow decodes the textures only now: a truncated or damaged image
         raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
     parts = [part if r is None else replace(part, uvs=uvs, texture=textures[r.key]) for part, uvs, r in planned]
+    without_normals = path.suffix.lower() in UNORIENTED_SUFFIXES and not _has_own_normals(faced)
     mesh = concatenate(parts, path.name, notice).compact()
+    if without_normals:
+        from a3d_cli.mesh.creases import is_triangle_soup, weld_and_crease
+
+        if is_triangle_soup(mesh):  # an STL as written: corners merged, hard edges found (a3d_cli.mesh.creases)
+            mesh = weld_and_crease(mesh)
     if mesh.num_faces == 0:
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
         )
     require_sane_extent(mesh.vertices, path.name)  # a vertex at 1e308 would normalize every splat to the origin
     return mesh
+
+
+def _has_own_normals(faced: list[tuple[Any, np.ndarray]]) -> bool:
+    """Whether trimesh read vertex normals from the file (an OBJ's `vn`, a PLY's `nx ny nz`) for any part.
+
+    trimesh keeps normals given to it in its cache and computes them only when asked, so their presence
+    there right after reading means the file had them. STL's per-facet normals do not count."""
+    return any("vertex_normals" in g._cache for g, _ in faced)
 
 
 def _check_stored_colours(path: Path, faced: list[tuple[Any, np.ndarray]]) -> None:

@@ -32,7 +32,8 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
     """Decimate `mesh` until it has at most `max_vertices` welded vertices; unchanged if already small.
 
     Textured meshes use MeshLab's texture-aware collapse (UVs per face corner are kept and the vertices are
-    split again at seams afterwards); vertex colours ride along as MeshLab vertex colours.
+    split again at seams afterwards); vertex colours ride along as MeshLab vertex colours. A mesh whose hard
+    edges a3d found (`normal_groups`, `a3d_cli.mesh.creases`) has them found again on the result.
 
     Args:
         mesh: input mesh.
@@ -78,13 +79,22 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
                     targetfacenum=target_faces, preserveboundary=True, preservenormal=True, autoclean=True
                 )
         ms.meshing_remove_unreferenced_vertices()
-    out = ms.current_mesh()
-    vertices = out.vertex_matrix()  # [W', 3]
-    faces = out.face_matrix().astype(np.int64)  # [T', 3]
-    v_colors = out.vertex_color_matrix().astype(np.float32)  # [W', 4]
+    simplified = _from_meshlab(mesh, ms.current_mesh(), textured)
+    if mesh.normal_groups is None:
+        return simplified
+    from a3d_cli.mesh.creases import split_creases
+
+    return split_creases(simplified)
+
+
+def _from_meshlab(mesh: SurfaceMesh, out: object, textured: bool) -> SurfaceMesh:
+    """The SurfaceMesh of MeshLab's result `out`, with the appearance of `mesh` (split again at UV seams)."""
+    vertices = out.vertex_matrix()  # type: ignore[attr-defined]  # [W', 3]
+    faces = out.face_matrix().astype(np.int64)  # type: ignore[attr-defined]  # [T', 3]
+    v_colors = out.vertex_color_matrix().astype(np.float32)  # type: ignore[attr-defined]  # [W', 4]
     if not textured:
         return SurfaceMesh(vertices, faces, v_colors, alpha_mode=mesh.alpha_mode).compact()
-    corner_uv = out.wedge_tex_coord_matrix().reshape(-1, 2)  # [3T', 2]
+    corner_uv = out.wedge_tex_coord_matrix().reshape(-1, 2)  # type: ignore[attr-defined]  # [3T', 2]
     corner_v = faces.reshape(-1)  # [3T']
     keys = np.concatenate([corner_v[:, None], np.round(corner_uv / _UV_KEY).astype(np.int64)], axis=1)  # [3T', 3]
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)

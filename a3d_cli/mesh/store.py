@@ -13,7 +13,9 @@ Layout (guaranteed, checked by `load_processed_mesh`):
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1), and a
   sampler naming NEAREST filtering when the texture is read so (`SurfaceMesh.mag_filter`), none otherwise;
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
-- NORMAL: smooth vertex normals, equal across UV seams (`topology.vertex_normals`). glTF viewers
+- NORMAL: smooth vertex normals, equal across UV seams (`topology.vertex_normals`), except at the hard
+  edges a3d found in a mesh whose file gave no normals (`a3d_cli.mesh.creases`): there the copies of a
+  point hold different normals, which is how `load_processed_mesh` finds those edges again. glTF viewers
   shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted;
 - every bufferView of vertex data or indices names its `target` (ARRAY_BUFFER / ELEMENT_ARRAY_BUFFER), as
   glTF asks (trimesh leaves it out: the Khronos validator's BUFFER_VIEW_TARGET_MISSING hints), like
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,7 @@ from a3d_cli.io.atomic import atomic_path
 from a3d_cli.mesh.appearance import LINEAR, srgb_to_linear
 from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL, texture_sampler
 from a3d_cli.mesh.surface import SurfaceMesh
-from a3d_cli.mesh.topology import seam_copies, vertex_normals
+from a3d_cli.mesh.topology import vertex_normals
 
 
 def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
@@ -67,7 +70,7 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
             visual.vertex_attributes["color"] = color0  # type: ignore[attr-defined]
     else:
         visual = ColorVisuals(vertex_colors=color0) if has_color else None
-    normals = vertex_normals(mesh.vertices, mesh.faces, NO_FACE_NORMAL, welded=seam_copies(mesh.vertices))  # [V, 3]
+    normals = vertex_normals(mesh.vertices, mesh.faces, NO_FACE_NORMAL, welded=mesh.normal_sharing())  # [V, 3]
     tm = trimesh.Trimesh(
         vertices=mesh.vertices, faces=mesh.faces, vertex_normals=normals, visual=visual, process=False, validate=False
     )
@@ -173,4 +176,20 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
     mesh = load_mesh(path)
     if mesh.num_vertices != count:  # a face-less vertex would have been dropped; never written by a3d
         raise InputError(f"{path} has vertices that no face uses, so its vertex order cannot be trusted.")
-    return mesh
+    return replace(mesh, normal_groups=_written_normal_groups(path, mesh))
+
+
+def _written_normal_groups(path: Path, mesh: SurfaceMesh) -> np.ndarray | None:
+    """The `normal_groups` the NORMAL of a processed mesh implies (`creases.normal_groups_from_normals`):
+    None for a file without NORMAL, or whose copies of each point share their normal (no hard edges)."""
+    from a3d_cli.mesh.creases import normal_groups_from_normals
+    from a3d_cli.mesh.gltf_accessors import read_accessor, read_document
+
+    doc = read_document(path, resolver=None)  # a GLB: its one buffer is its own BIN chunk
+    attributes = doc.json["meshes"][0]["primitives"][0]["attributes"]
+    if "NORMAL" not in attributes:
+        return None
+    normals = read_accessor(doc, attributes["NORMAL"])  # [V, 3]
+    if normals.shape != (mesh.num_vertices, 3):
+        raise InputError(f"{path} has {len(normals)} normals for {mesh.num_vertices} vertices.", hint="Re-run `a3d prepare --force`.")
+    return normal_groups_from_normals(mesh.vertices, normals)

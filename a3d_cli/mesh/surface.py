@@ -109,6 +109,10 @@ class SurfaceMesh:
             default) or NEAREST (the texel holding the point: crisp texels, as pixel-art assets ask).
         islands: where each image packed into the texture (an atlas, `concatenate`) lies; the texture is
             averaged over a footprint image by image, never across them. Empty for a texture of one image.
+        normal_groups: [V] int64, which vertices share one normal (the sum over all their faces): set where
+            a3d found the hard edges itself (`a3d_cli.mesh.creases`), so the copies of a position on either
+            side of a crease keep their own normals. None: the copies of each position share one
+            (`topology.seam_copies`), so a texture seam shades smoothly.
     """
 
     vertices: np.ndarray  # [V, 3]
@@ -120,6 +124,7 @@ class SurfaceMesh:
     wrap: Wrap = REPEAT_BOTH
     mag_filter: int = LINEAR
     islands: tuple[AtlasPlacement, ...] = ()
+    normal_groups: np.ndarray | None = None  # [V]
 
     def __post_init__(self) -> None:
         v = self.vertices.shape[0]
@@ -137,6 +142,8 @@ class SurfaceMesh:
             raise ValueError(f"SurfaceMesh.wrap must be two of {WRAP_MODES}, got {self.wrap}")
         if self.mag_filter not in MAG_FILTERS:
             raise ValueError(f"SurfaceMesh.mag_filter must be one of {MAG_FILTERS}, got {self.mag_filter}")
+        if self.normal_groups is not None and self.normal_groups.shape != (v,):
+            raise ValueError(f"SurfaceMesh.normal_groups must be [{v}], got {list(self.normal_groups.shape)}")
 
     @property
     def num_vertices(self) -> int:
@@ -255,6 +262,13 @@ class SurfaceMesh:
         footprint = None if spacing is None else spacing * self._face_texel_density()[face_ids]  # [S] texels
         return (self._read(uv, footprint) * vc).astype(np.float32)
 
+    def normal_sharing(self) -> np.ndarray:
+        """[V] int64: vertices with one number share one normal (`topology.vertex_normals`'s `welded`):
+        `normal_groups` where set, else the copies of each position (`topology.seam_copies`)."""
+        from a3d_cli.mesh.topology import seam_copies
+
+        return seam_copies(self.vertices) if self.normal_groups is None else self.normal_groups
+
     def face_areas(self) -> np.ndarray:
         """[T] triangle areas."""
         tri = self.vertices[self.faces]  # [T, 3, 3]
@@ -286,6 +300,7 @@ class SurfaceMesh:
             wrap=self.wrap,
             mag_filter=self.mag_filter,
             islands=self.islands,
+            normal_groups=None if self.normal_groups is None else self.normal_groups[used],
         )
 
 
@@ -306,15 +321,18 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
     the textures themselves to ATLAS_TEXELS, and extending them a few texels past their edges (UV islands a hair
     outside [0, 1]) must not scale textures that fit; what this bounds is an image extended over many copies
-    of its texture, which counts as large as it is. The atlas is read with NEAREST filtering when every texture in it is,
-    else bilinearly: a NEAREST texture then goes in with each texel replicated (`appearance.replicate_texels`),
-    so it keeps its crisp texels.
+    of its texture, which counts as large as it is. The atlas is read with NEAREST filtering when every texture
+    in it is, else bilinearly: a NEAREST texture then goes in with each texel replicated
+    (`appearance.replicate_texels`), so it keeps its crisp texels.
 
     Raises:
         InputError: more textures than an atlas holds even scaled down.
+        ValueError: several parts of which one has `normal_groups` (the loader finds creases after joining).
     """
     from a3d_cli.mesh.appearance import pack_atlas, remap_uv, replicate_texels, replication_factors
 
+    if len(parts) > 1 and any(p.normal_groups is not None for p in parts):
+        raise ValueError("concatenate joins meshes without normal_groups; find the creases after joining")
     if len(parts) == 1 and not _wraps_otherwise(parts[0]):  # within [0, 1] every mode reads as REPEAT does
         return parts[0] if parts[0].wrap == REPEAT_BOTH else replace(parts[0], wrap=REPEAT_BOTH)
     alpha_mode = max((p.alpha_mode for p in parts), key=ALPHA_MODES.index)

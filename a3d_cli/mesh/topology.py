@@ -26,11 +26,82 @@ def weld(vertices: np.ndarray, tolerance: float = WELD_TOLERANCE) -> tuple[np.nd
         (welded_index [V] int64, number of welded vertices W).
     """
     keys = np.round(np.asarray(vertices, dtype=np.float64) / tolerance).astype(np.int64)  # [V, 3]
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # unique ids sorted by first appearance
+    return distinct_rows(keys)
+
+
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Number the distinct rows of an array, bit for bit, in order of first appearance.
+
+    Rows of 8-byte numbers are sorted by a 64-bit hash and checked against it (`_distinct_by_hash`), other
+    rows as blocks of bytes, a single column as numbers: one sort of V items, memory proportional to the
+    array, and faster than `np.unique(axis=0)`'s structured comparison. Float
+    rows need `+ 0.0` first where −0.0 and 0.0 must count as one value (and a single float column holds no NaN).
+
+    Args:
+        rows: [V, K] numbers.
+
+    Returns:
+        (index [V] int64 of each row's distinct row, number of distinct rows D).
+    """
+    data = np.ascontiguousarray(rows)
+    if data.shape[1] == 1:  # one number per row: compared as numbers, the faster sort
+        first, inverse = _unique_first(data.reshape(-1))
+    elif (found := _distinct_by_hash(data)) is not None:
+        first, inverse = found
+    else:
+        items = data.view(np.dtype((np.void, data.dtype.itemsize * data.shape[1]))).reshape(-1)  # [V]
+        _, first, inverse = np.unique(items, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct ids sorted by first appearance
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return rank[inverse.reshape(-1)].astype(np.int64), int(len(order))
+
+
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))  # splitmix64's finalizer constants
+
+
+def _mixed(words: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """[V] uint64: `seed` and `words` [V] combined, then mixed by splitmix64's finalizer (every input bit
+    reaches every output bit, which float coordinates, mostly zero in their low bits, need)."""
+    z = seed ^ words
+    z = (z ^ (z >> np.uint64(30))) * _MIX[0]
+    z = (z ^ (z >> np.uint64(27))) * _MIX[1]
+    return z ^ (z >> np.uint64(31))
+
+
+def _distinct_by_hash(data: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """`np.unique`'s (first index, inverse) for the rows of 8-byte numbers [V, K], from one 64-bit hash per row
+    (a sort of plain integers, faster than one of rows of bytes). Every row is checked
+    against the first row of its hash; None when some hash stands for two different rows (then the caller
+    compares bytes), or for rows that are not of 8-byte numbers."""
+    if data.dtype.itemsize != 8:
+        return None
+    words = data.view(np.uint64)  # [V, K]
+    digest = np.zeros(len(words), dtype=np.uint64)  # [V]
+    with np.errstate(over="ignore"):  # wrapping arithmetic is the point
+        for k in range(words.shape[1]):
+            digest = _mixed(words[:, k], digest)
+    first, inverse = _unique_first(digest)
+    representative = first[inverse]  # [V] the first row with each row's hash
+    for k in range(words.shape[1]):  # a column at a time: no [V, K] copy
+        if not (words[:, k] == words[representative, k]).all():  # two rows behind one hash: the caller compares bytes
+            return None
+    return first, inverse
+
+
+def _unique_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_index=True, return_inverse=True)[1:]` for [V] numbers, from one unstable sort:
+    the first index of each distinct value is the smallest index among its equals (np.unique's stable sort,
+    which finds it directly, is slower on millions of values)."""
+    order = np.argsort(values)  # [V]
+    ordered = values[order]
+    begins = np.ones(len(values), dtype=bool)  # [V] in sorted order: where a distinct value begins
+    np.not_equal(ordered[1:], ordered[:-1], out=begins[1:])
+    starts = np.flatnonzero(begins)  # [D]
+    first = np.minimum.reduceat(order, starts) if len(starts) else np.zeros(0, dtype=np.int64)  # [D]
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(begins) - 1
+    return first, inverse
 
 
 def face_normals_and_areas(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -172,7 +172,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         frames_orig = norm.invert(frames)  # [K, V, 3]
         material, colors = mesh_material(mesh)
         glb = {"uvs": mesh.uvs, "colors": colors, "material": material, "fps": timing.key_rate,
-               "interpolation": "STEP" if opts.interpolation == "step" else "LINEAR", "loop": timing.closes}  # fmt: skip
+               "interpolation": "STEP" if opts.interpolation == "step" else "LINEAR", "loop": timing.closes,
+               "normal_groups": mesh.normal_groups}  # fmt: skip
         if opts.skin:
             ctx.progress.start(f"mesh-animate: fitting {opts.bones} bones")
             fit = fit_animation_skin(base, frames_orig, opts.bones, welded=binding.vertex_splat)

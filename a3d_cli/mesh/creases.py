@@ -1,0 +1,186 @@
+"""Shared vertices and hard edges for meshes whose file gives neither: STL, and triangle soups in OFF, OBJ, PLY.
+
+Why: STL stores each triangle's three corners apart, so read as written a mesh has three vertices per
+triangle and no two faces share one. Blender's STL importer and trimesh (`process=True`) merge identical
+corners, and so does a3d (`merge_identical_vertices`): the processed mesh and the exported GLB hold one
+vertex per point. The normals are a3d's to choose: STL's per-facet normal only repeats the winding (many
+writers leave it zero) and OFF has none. A vertex's normal is the area-weighted normal of the faces around
+it that meet without a crease; faces whose normals differ by more than CREASE_ANGLE_DEGREES (the default
+angle of Blender's auto smooth) stay apart (`split_creases`), so a machined part keeps its
+hard edges while a sculpted or scanned surface shades smoothly. The copies of a point on either side of a
+crease keep their own normals through `SurfaceMesh.normal_groups`; the splats and the motion still see one
+point (`topology.weld`), so a crease never tears when the mesh moves.
+
+Meshes whose faces share vertices, or whose file has normals, are left as read (`load_mesh` decides).
+
+Examples:
+    >>> mesh = weld_and_crease(soup)  # doctest: +SKIP
+    >>> mesh.num_vertices, mesh.normal_groups is not None  # a cube: 24 vertices (4 per side), 8 points  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from a3d_cli.mesh.surface import SurfaceMesh
+from a3d_cli.mesh.topology import distinct_rows, seam_copies
+
+CREASE_ANGLE_DEGREES = 30.0
+"""Faces whose normals differ by more than this meet at a hard edge (Blender 3.4's default auto smooth angle)."""
+
+
+def is_triangle_soup(mesh: SurfaceMesh) -> bool:
+    """Whether no two face corners share a vertex: every vertex is used by exactly one corner (an STL as read)."""
+    if mesh.num_vertices != 3 * mesh.num_faces:
+        return False
+    return bool((np.bincount(mesh.faces.reshape(-1), minlength=mesh.num_vertices) == 1).all())
+
+
+def weld_and_crease(mesh: SurfaceMesh, angle_degrees: float = CREASE_ANGLE_DEGREES) -> SurfaceMesh:
+    """`merge_identical_vertices`, then `split_creases`: a triangle soup as a shared mesh with hard edges kept."""
+    return split_creases(merge_identical_vertices(mesh), angle_degrees)
+
+
+def merge_identical_vertices(mesh: SurfaceMesh) -> SurfaceMesh:
+    """One vertex per distinct position, colour and texture coordinate, in order of first appearance; faces
+    that then repeat a vertex (no area) dropped.
+
+    Why equal bit for bit, not within a tolerance: a writer puts the same numbers into every corner of one
+    point (binary STL: the same float32s; ASCII STL: the same printed text, read back to the same float), so
+    exact equality finds them all, and points a tolerance would join are the model's own (thin walls, fine
+    engraving). A seam where colours or texture coordinates differ keeps its copies.
+
+    Args:
+        mesh: any mesh (`normal_groups` is not carried: call `split_creases` after).
+
+    Returns:
+        The merged mesh; `mesh` itself when no two vertices are identical.
+    """
+    columns = [mesh.vertices, mesh.vertex_colors.astype(np.float64)]  # [V, 3], [V, 4]
+    if mesh.uvs is not None:
+        columns.append(mesh.uvs)  # [V, 2]
+    varying = [c for c in columns[1:] if len(c) and not (c == c[:1]).all()]  # constant columns decide nothing
+    keys = np.concatenate([columns[0], *varying], axis=1)  # [V, 3 + ...]
+    keys += 0.0  # −0.0 becomes 0.0: one number, one bit pattern
+    index, count = distinct_rows(keys)
+    if count == mesh.num_vertices:
+        return mesh
+    first = _first_of_each(index)  # [D] the first vertex of each distinct one
+    merged = replace(
+        mesh,
+        vertices=mesh.vertices[first],
+        faces=index[mesh.faces],
+        vertex_colors=mesh.vertex_colors[first],
+        uvs=None if mesh.uvs is None else mesh.uvs[first],
+        normal_groups=None,
+    )
+    return merged.compact()
+
+
+def split_creases(mesh: SurfaceMesh, angle_degrees: float = CREASE_ANGLE_DEGREES) -> SurfaceMesh:
+    """Split the vertices of `mesh` at its hard edges and say which copies share a normal.
+
+    Around each point, the faces joined across edges whose two faces' normals differ by less than
+    `angle_degrees` form one smooth fan; each fan gets its own copy of the point's vertex (vertices already
+    split by texture coordinates or colours stay split) and its copies one normal group. An edge of one face
+    only, or of more than two, counts as hard, as does one of a face without area. Memory and time grow with
+    the number of faces: a few sorts of the 3T corners and one connected-components pass over them (scipy).
+
+    Args:
+        mesh: a mesh whose faces share vertices (`merge_identical_vertices`).
+        angle_degrees: the crease angle.
+
+    Returns:
+        A mesh with `normal_groups` set (vertices of one fan share a normal; a fan's texture-seam copies too).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    point, _ = distinct_rows(mesh.vertices + 0.0)  # [V] the point each vertex stands on
+    faces_p = point[mesh.faces]  # [T, 3] faces over points
+    left, right = _smooth_corner_pairs(mesh.vertices, mesh.faces, faces_p, np.cos(np.radians(angle_degrees)))
+    corners = 3 * mesh.num_faces
+    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(corners, corners))
+    _, fan = connected_components(graph, directed=False)  # [3T] the smooth fan of each corner
+    corner_vertex = mesh.faces.reshape(-1)  # [3T]
+    fans = int(fan.max(initial=-1)) + 1
+    index, _ = distinct_rows((corner_vertex * fans + fan)[:, None])  # [3T] new vertex per (vertex, fan) pair
+    first = _first_of_each(index)  # [V'] the first corner of each new vertex
+    source = corner_vertex[first]  # [V'] the vertex each new one copies
+    groups, _ = distinct_rows(fan[first][:, None].astype(np.int64))  # [V'] numbered 0.. by first appearance
+    return replace(
+        mesh,
+        vertices=mesh.vertices[source],
+        faces=index.reshape(-1, 3),
+        vertex_colors=mesh.vertex_colors[source],
+        uvs=None if mesh.uvs is None else mesh.uvs[source],
+        normal_groups=groups,
+    )
+
+
+def _first_of_each(index: np.ndarray) -> np.ndarray:
+    """[D] where each number of `index` [N] (numbered by first appearance, `distinct_rows`) first occurs: there
+    it exceeds every number before it."""
+    if not len(index):
+        return np.zeros(0, dtype=np.int64)
+    before = np.maximum.accumulate(index)[:-1]  # [N-1] the largest number up to each place
+    return np.flatnonzero(np.r_[True, index[1:] > before])
+
+
+def _smooth_corner_pairs(
+    vertices: np.ndarray, faces: np.ndarray, faces_p: np.ndarray, min_cos: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The corners (3 · face + k) that meet across smooth edges: for every edge that exactly two faces share
+    and whose faces' unit normals have a dot product above `min_cos`, the two pairs of corners (one pair at
+    each end) that stand on the same point.
+
+    Args:
+        vertices: [V, 3] positions.
+        faces: [T, 3] vertex indices (for the normals).
+        faces_p: [T, 3] the faces over points (`distinct_rows` of the positions), which tell shared edges.
+        min_cos: cosine of the crease angle.
+
+    Returns:
+        ([2S] corners, [2S] the corners they join).
+    """
+    from a3d_cli.mesh.topology import face_normals_and_areas
+
+    normal, _ = face_normals_and_areas(vertices, faces)  # [T, 3] unit, zero for a face of no area
+    start = faces_p.reshape(-1)  # [3T] the point at each corner: corner c starts the edge c → next(c)
+    following = (np.arange(3 * len(faces)).reshape(-1, 3)[:, [1, 2, 0]]).reshape(-1)  # [3T] next(c)
+    end = start[following]  # [3T]
+    edge = np.minimum(start, end) * (int(start.max(initial=0)) + 1) + np.maximum(start, end)  # [3T] undirected
+    order = np.argsort(edge)  # [3T] sides grouped by edge
+    ordered = edge[order]
+    runs = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])  # where each edge's sides begin (+ end)
+    pair = runs[:-1][np.diff(runs) == 2]  # sorted positions of edges with exactly two sides
+    a, b = order[pair], order[pair + 1]  # [P] the two sides (corners that start them)
+    smooth = (normal[a // 3] * normal[b // 3]).sum(axis=1) > min_cos  # [P]
+    a, b = a[smooth], b[smooth]
+    same_way = start[a] == start[b]  # both faces run the edge the same way (windings disagree)
+    b_at_a = np.where(same_way, b, following[b])  # [S] b's corner on a's start point
+    b_at_next = np.where(same_way, following[b], b)  # [S] b's corner on a's end point
+    return np.concatenate([a, following[a]]), np.concatenate([b_at_a, b_at_next])
+
+
+def normal_groups_from_normals(vertices: np.ndarray, normals: np.ndarray) -> np.ndarray | None:
+    """The `normal_groups` a written mesh's normals imply: copies of a position share a group when their
+    normals are equal; None when every position's copies share one normal (seam copies only).
+
+    Why: `RUN/source/mesh.glb` keeps its hard edges as copies of a point with different NORMALs (and
+    `a3d_cli.mesh.store` writes one normal per group, bit for bit), so the stage that animates it can tell
+    a crease from a texture seam again without another file.
+
+    Args:
+        vertices: [V, 3] positions.
+        normals: [V, 3] the NORMAL written with them.
+
+    Returns:
+        [V] int64 groups, or None.
+    """
+    at = seam_copies(vertices)  # [V]
+    key = np.concatenate([at[:, None].astype(np.float64), np.asarray(normals, dtype=np.float64) + 0.0], axis=1)
+    groups, count = distinct_rows(key)
+    return None if count == int(at.max(initial=-1)) + 1 else groups
