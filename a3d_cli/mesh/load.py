@@ -202,8 +202,10 @@ def _has_own_normals(faced: list[tuple[Any, np.ndarray]]) -> bool:
     """Whether trimesh read vertex normals from the file (an OBJ's `vn`, a PLY's `nx ny nz`) for any part.
 
     trimesh keeps normals given to it in its cache and computes them only when asked, so their presence
-    there right after reading means the file had them. STL's per-facet normals do not count."""
-    return any("vertex_normals" in g._cache for g, _ in faced)
+    there right after reading means the file had them. STL's per-facet normals do not count. The cache is
+    trimesh's own attribute: a trimesh without it counts as one that read none (the soup is then welded and
+    its normals computed, as for an STL)."""
+    return any("vertex_normals" in getattr(g, "_cache", ()) for g, _ in faced)
 
 
 def _check_stored_colours(path: Path, faced: list[tuple[Any, np.ndarray]]) -> None:
