@@ -7,6 +7,7 @@ is refused. The budget is made small here so the textures can be."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -169,6 +170,26 @@ def test_textures_repeated_across_their_parts_count_at_their_extended_size(monke
         face = 2 * k  # each part's first face; its centroid's colour
         rgb = mesh.surface_rgba(np.array([face]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
         np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k} at {middle + [2.0 * k, 0, 0]}")
+
+
+def test_textures_repeated_so_often_that_their_windows_are_capped_are_scaled_too(monkeypatch):
+    """Twelve 16² textures each repeated 20 times across its part, with MAX_TEXTURE_SIZE made 128: each one's
+    window is capped at about 128² texels (copies of ~6 texels), whatever the texture's size, so scaling the
+    textures alone would leave the images as large. The images must hold at most twice the budget together
+    (what `concatenate` promises), one warning says so, and every part keeps its colour."""
+    budget = 64 * 64
+    monkeypatch.setattr(appearance, "MAX_TEXTURE_SIZE", 128)
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", budget)
+    colours = [(20 * k, 200 - 10 * k, 7 * k) for k in range(12)]
+    parts = [wrapped_part(c, 2.0 * k, 20.0) for k, c in enumerate(colours)]
+    parts = [replace(p, texture=np.repeat(np.repeat(p.texture, 2, axis=0), 2, axis=1)) for p in parts]  # 16²
+    notices: list[str] = []
+    mesh = concatenate(parts, "tiled.glb", notices.append)
+    assert len(notices) == 1 and notices[0].startswith("warning: tiled.glb's 12 textures")
+    assert sum(p.width * p.height for p in mesh.islands) <= 2 * budget
+    for k, colour in enumerate(colours):
+        rgb = mesh.surface_rgba(np.array([2 * k]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
+        np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k}")
 
 
 def many_textures_obj(folder, images: list[np.ndarray]):
