@@ -117,6 +117,18 @@ def test_nearest_textures_are_reduced_on_their_own_texel_grid(tmp_path, monkeypa
         np.testing.assert_array_equal(got, image)
 
 
+def test_a_one_texel_nearest_texture_among_scaled_ones_stays_one_texel(tmp_path, monkeypatch):
+    """Four NEAREST 64² textures and a 1 × 1 one (a solid colour, as exporters write) over the budget: the
+    others are reduced to a mip level, the 1 × 1 texture has none smaller, so it stays as it is, with its colour."""
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 4 * 32 * 32)
+    dot = np.array([[[10, 120, 230]]], np.uint8)
+    images = [*random_images(4, 64, seed=9), dot]
+    mesh = load_mesh(quads_glb(tmp_path / "dot.glb", images, {"magFilter": NEAREST_GL}), notice=lambda line: None)
+    *scaled, kept = island_images(mesh, 5)
+    assert all(im.shape[:2] == (16, 16) for im in scaled)  # √(4 · 32² / (4 · 64² + 1)) < 1/2: a quarter of a side
+    np.testing.assert_array_equal(kept, dot)
+
+
 def test_memory_holds_the_scaled_textures_never_the_full_size_ones(tmp_path, monkeypatch):
     """Forty 128² textures (40 · 128² = 655,360 texels declared) under a budget of 64² = 4096 texels: every
     texture baked (the base colour times its factor) is already at its scaled size, and the whole atlas,
