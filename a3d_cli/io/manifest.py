@@ -149,8 +149,13 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def _type_names(types: tuple[type, ...]) -> str:
-    """JSON types for an error message: "number or null", "dict", "str"."""
-    names = ("number" if t in _NUMBER else "null" if t is type(None) else t.__name__ for t in types)
+    """JSON types for an error message: "number or null", "whole number", "dict", "str" (int without float is
+    a whole number: saying "number" of a field that refused 1.5 would contradict itself)."""
+    whole = int in types and float not in types
+    names = (
+        "whole number" if t is int and whole else "number" if t in _NUMBER else "null" if t is type(None) else t.__name__
+        for t in types
+    )
     return " or ".join(dict.fromkeys(names))
 
 

@@ -399,7 +399,8 @@ def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) ->
         return h, w
     if nearest:
         halvings = max(0, math.ceil(-math.log2(scale) - 1e-9))
-        return halving_sizes((h, w), halvings)[-1] if halvings else (h, w)
+        sizes = halving_sizes((h, w), halvings) if halvings else []  # none for a 1 × 1 texture
+        return sizes[-1] if sizes else (h, w)
     return max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
 
 

@@ -15,6 +15,7 @@ averaged over that footprint where it spans several texels (`appearance.sample_m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -408,11 +409,30 @@ def _atlas_images(
     images = []
     for k, ((texture, span), key) in enumerate(zip(plans, users, strict=True)):
         if scale < 1.0:  # reduced before it is extended: memory never holds the larger image
+            full = texture.shape
             texture = downscale(texture, reduced_size(texture.shape, scale, nearest[k]), nearest[k])
-            windows[k] = None if span is None else texel_window(*span, texture.shape)
+            windows[k] = None if span is None else texel_window(*span, _scaled_copy(windows[k], full, texture.shape, scale))
         window = windows[k]
         images.append(texture if window is None else extend_texture(texture, window, key[1]))
     return images, windows
+
+
+def _scaled_copy(
+    window: TexelWindow | None, full: tuple[int, ...], shape: tuple[int, ...], scale: float
+) -> tuple[int, int]:
+    """(rows, columns) of one copy of a texture in its window once the texture of `full` [H, W, ...] is reduced
+    to `shape` by `scale`: along an axis where the unscaled `window` held the whole texture, the reduced
+    texture; where it held a smaller copy (`tile` below the texture's size: a window capped at
+    MAX_TEXTURE_SIZE, coordinates reaching over many copies), that copy times `scale`.
+
+    Why: a capped window holds about MAX_TEXTURE_SIZE texels whatever the texture's size, so reducing the
+    texture alone would leave its image in the atlas as large as it was."""
+    if window is None:
+        return int(shape[0]), int(shape[1])
+    sizes = []
+    for tile, old, new in ((window.tile_v, full[0], shape[0]), (window.tile_u, full[1], shape[1])):
+        sizes.append(int(new) if tile >= old else min(int(new), max(1, math.floor(tile * scale))))
+    return sizes[0], sizes[1]
 
 
 def _texture_key(mesh: SurfaceMesh) -> tuple[int, Wrap, int]:

@@ -7,6 +7,7 @@ is refused. The budget is made small here so the textures can be."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -116,6 +117,18 @@ def test_nearest_textures_are_reduced_on_their_own_texel_grid(tmp_path, monkeypa
         np.testing.assert_array_equal(got, image)
 
 
+def test_a_one_texel_nearest_texture_among_scaled_ones_stays_one_texel(tmp_path, monkeypatch):
+    """Four NEAREST 64² textures and a 1 × 1 one (a solid colour, as exporters write) over the budget: the
+    others are reduced to a mip level, the 1 × 1 texture has none smaller, so it stays as it is, with its colour."""
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 4 * 32 * 32)
+    dot = np.array([[[10, 120, 230]]], np.uint8)
+    images = [*random_images(4, 64, seed=9), dot]
+    mesh = load_mesh(quads_glb(tmp_path / "dot.glb", images, {"magFilter": NEAREST_GL}), notice=lambda line: None)
+    *scaled, kept = island_images(mesh, 5)
+    assert all(im.shape[:2] == (16, 16) for im in scaled)  # √(4 · 32² / (4 · 64² + 1)) < 1/2: a quarter of a side
+    np.testing.assert_array_equal(kept, dot)
+
+
 def test_memory_holds_the_scaled_textures_never_the_full_size_ones(tmp_path, monkeypatch):
     """Forty 128² textures (40 · 128² = 655,360 texels declared) under a budget of 64² = 4096 texels: every
     texture baked (the base colour times its factor) is already at its scaled size, and the whole atlas,
@@ -169,6 +182,26 @@ def test_textures_repeated_across_their_parts_count_at_their_extended_size(monke
         face = 2 * k  # each part's first face; its centroid's colour
         rgb = mesh.surface_rgba(np.array([face]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
         np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k} at {middle + [2.0 * k, 0, 0]}")
+
+
+def test_textures_repeated_so_often_that_their_windows_are_capped_are_scaled_too(monkeypatch):
+    """Twelve 16² textures each repeated 20 times across its part, with MAX_TEXTURE_SIZE made 128: each one's
+    window is capped at about 128² texels (copies of ~6 texels), whatever the texture's size, so scaling the
+    textures alone would leave the images as large. The images must hold at most twice the budget together
+    (what `concatenate` promises), one warning says so, and every part keeps its colour."""
+    budget = 64 * 64
+    monkeypatch.setattr(appearance, "MAX_TEXTURE_SIZE", 128)
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", budget)
+    colours = [(20 * k, 200 - 10 * k, 7 * k) for k in range(12)]
+    parts = [wrapped_part(c, 2.0 * k, 20.0) for k, c in enumerate(colours)]
+    parts = [replace(p, texture=np.repeat(np.repeat(p.texture, 2, axis=0), 2, axis=1)) for p in parts]  # 16²
+    notices: list[str] = []
+    mesh = concatenate(parts, "tiled.glb", notices.append)
+    assert len(notices) == 1 and notices[0].startswith("warning: tiled.glb's 12 textures")
+    assert sum(p.width * p.height for p in mesh.islands) <= 2 * budget
+    for k, colour in enumerate(colours):
+        rgb = mesh.surface_rgba(np.array([2 * k]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
+        np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k}")
 
 
 def many_textures_obj(folder, images: list[np.ndarray]):
