@@ -468,6 +468,11 @@ def budget_warning(
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
     largest = max(range(len(shapes)), key=lambda i: int(shapes[i][0]) * int(shapes[i][1]))
     (h, w), (rows, columns) = shapes[largest][:2], sizes[largest]
+    if len(shapes) == 1:
+        return (
+            f"warning: {name}'s texture holds {total:,} texels, more than one atlas takes ({limit:,}); it is read "
+            f"at {scale:.0%} of its size ({w}×{h} as {columns}×{rows})"
+        )
     return (
         f"warning: {name}'s {len(shapes)} textures hold {total:,} texels together, more than one atlas takes "
         f"({limit:,}); all are read at {scale:.0%} of their size (the largest {w}×{h} as {columns}×{rows})"

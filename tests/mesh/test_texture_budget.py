@@ -263,3 +263,10 @@ def test_textures_that_fill_the_budget_and_reach_a_hair_past_their_edges_are_not
     assert unbounded.texture.shape[0] > 32 + 4  # type: ignore[union-attr]  # the images were extended
     np.testing.assert_array_equal(joined.texture, unbounded.texture)
     assert notices == []
+
+
+def test_the_budget_warning_names_one_texture_in_the_singular_and_several_in_the_plural():
+    one = appearance.budget_warning("a.glb", [(4096, 2048)], [(2048, 1024)], 0.5, limit=4_000_000)
+    assert one.startswith("warning: a.glb's texture holds 8,388,608 texels") and "(2048×4096 as 1024×2048)" in one
+    two = appearance.budget_warning("b.glb", [(8, 8), (16, 4)], [(4, 4), (8, 2)], 0.5, limit=64)
+    assert two.startswith("warning: b.glb's 2 textures hold 128 texels together") and "the largest 8×8 as 4×4" in two
