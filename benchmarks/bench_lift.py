@@ -7,6 +7,7 @@ Usage:
     python benchmarks/bench_lift.py --assets fox,Duck,CesiumMilkTruck,BoxTextured ...  # public glTF samples
     python benchmarks/bench_lift.py --asset my_model.glb ...                          # any mesh a3d reads
     python benchmarks/bench_lift.py --orbit dynamic ...                               # SV3D_p's dynamic orbit
+    python benchmarks/bench_lift.py --mesh-smoothing 0 ...                            # the mesh as marching cubes made it
 
 Per asset (the bundled fox, a procedural toy, the public samples that benchmarks/public_assets.py fetches
 into benchmarks/.assets/, and any --asset file): the mesh is normalized into SV3D's frame

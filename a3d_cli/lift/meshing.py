@@ -78,8 +78,10 @@ class MeshSettings:
     smoothed_level: float = SMOOTHING_LEVEL
     """With smoothing, the surface is extracted this many voxels outside the zero level. Why: a view's
     outline of a lumpy surface is the lumps' outer envelope; smoothing takes the lumps away and with them
-    that envelope, so the outlines shrink by a fraction of a voxel and the held-out views lose object
-    pixels at every rim. Unused without smoothing."""
+    that envelope, so alone it shrinks the outlines by a fraction of a voxel and the lift benchmark's
+    held-out views lose object pixels at every rim. The fused surface also lies slightly inside the true
+    one there before any smoothing (those views miss more object pixels than they add), so the raised
+    level gains more than the smoothing loses (docs/PERF.md). Unused without smoothing."""
 
 
 def depth_renders(
