@@ -75,7 +75,7 @@ def lift(
         int | None,
         typer.Option(
             help="Taubin smoothing passes over the mesh surface before decimation: fewer lumps under lights, "
-            "thin parts kept; 0 = none (default 10).",
+            "thin parts kept; 0 = none (default 40).",
             show_default=False,
             rich_help_panel=_MESH,
         ),

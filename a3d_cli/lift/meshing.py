@@ -36,7 +36,7 @@ NECK_GRID = 96
 left, not real space: `open_undersides` ignores such openings in a slice's walls (not the way in under an
 overhang), and `close_tunnels` fills such one-view tunnels."""
 
-SMOOTHING_PASSES = 10
+SMOOTHING_PASSES = 40
 """Default Taubin passes over the marching-cubes surface (`MeshSettings.smoothing`; chosen on the lift
 benchmark's shading-normal angle, docs/PERF.md)."""
 SMOOTHING_LEVEL = 0.2
