@@ -7,6 +7,7 @@ Usage:
     python benchmarks/bench_lift.py --assets fox,Duck,CesiumMilkTruck,BoxTextured ...  # public glTF samples
     python benchmarks/bench_lift.py --asset my_model.glb ...                          # any mesh a3d reads
     python benchmarks/bench_lift.py --orbit dynamic ...                               # SV3D_p's dynamic orbit
+    python benchmarks/bench_lift.py --mesh-smoothing 0 ...                            # the mesh as marching cubes made it
 
 Per asset (the bundled fox, a procedural toy, the public samples that benchmarks/public_assets.py fetches
 into benchmarks/.assets/, and any --asset file): the mesh is normalized into SV3D's frame
@@ -27,7 +28,9 @@ those views is written as an orbit folder and lifted by the real stage (`a3d_cli
   those shares, and the held-out PSNR if the unseen pixels were right;
 - geometry: Chamfer distance (mean of both directions, % of the bounding radius 0.5) and F-score at 1 %
   and 5 % of that radius, between 100k points sampled on the lifted mesh and on the true mesh, in the
-  same frame (the cameras are known: no alignment);
+  same frame (the cameras are known: no alignment); and the shading normals: the angle between the
+  lifted mesh's interpolated vertex normal and the true face normal at the nearest true point, mean and
+  90th percentile in degrees (`normal_scores`: what a lit viewer shows as lumps);
 - mask IoU of the fitted splats against the masks (the stage's metric) and of the lift's masks
   (`lift/masks/`) against the truth's alpha, seconds per phase and the stage's peak memory.
 
@@ -226,6 +229,44 @@ def geometry_scores(pred: np.ndarray, truth: np.ndarray, radius: float) -> dict:
     return out
 
 
+def normal_scores(lifted: SurfaceMesh, truth: SurfaceMesh, n: int, radius: float, seed: int = 0) -> dict:
+    """How far the lifted mesh's shading normals turn from the true surface's: the angle (degrees) between
+    the normal a viewer interpolates at `n` points sampled on the lifted mesh (its NORMAL attribute as
+    `mesh.store` writes it: smooth vertex normals, barycentric within each face) and the face normal of
+    the true mesh at its nearest point (of `n` sampled on it), over the lifted points within 5 % of
+    `radius` of the truth (elsewhere the surface is misplaced, which Chamfer and F-score measure): mean and
+    90th percentile.
+
+    Why angles rather than a lit render's error: under a light, the diffuse shade is max(0, n · l), so a
+    normal turned by θ changes it by up to sin θ whatever the light; the angle is that error without
+    choosing lights, and lumps (marching cubes' and the fused depths' noise) show as a high tail where
+    the true surface is smooth. The truth's faces are its geometric normal (its authored normals are not
+    read), so its own hard edges count against any smooth mesh, before and after alike.
+    """
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL
+    from a3d_cli.mesh.topology import face_normals_and_areas, seam_copies, vertex_normals
+
+    def sample(mesh: SurfaceMesh) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
+        tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+        pts, face = trimesh.sample.sample_surface(tm, n, seed=seed)
+        return np.asarray(pts), np.asarray(face), tm
+
+    pts, face, tm = sample(lifted)
+    shading = vertex_normals(lifted.vertices, lifted.faces, NO_FACE_NORMAL, welded=seam_copies(lifted.vertices))  # [V, 3]
+    bary = trimesh.triangles.points_to_barycentric(tm.triangles[face], pts)  # [n, 3]
+    ours = np.einsum("pk,pkc->pc", bary, shading[lifted.faces[face]])
+    ours /= np.linalg.norm(ours, axis=-1, keepdims=True).clip(1e-12)
+    true_pts, true_face, _ = sample(truth)
+    true_normals = face_normals_and_areas(truth.vertices, truth.faces)[0][true_face]  # [n, 3]
+    dist, nearest = cKDTree(true_pts).query(pts)
+    near = dist < 0.05 * radius
+    angle = np.degrees(np.arccos(np.einsum("pc,pc->p", ours, true_normals[nearest]).clip(-1, 1)))[near]
+    return {"normal_deg_mean": round(float(angle.mean()), 2), "normal_deg_p90": round(float(np.percentile(angle, 90)), 2)}
+
+
 def truth_mask_iou(run: Path, alpha: Tensor, count: int) -> float:
     """Mean IoU of the lift's masks (`lift/masks/`, after the refinement) against the truth's alpha of
     the orbit views ([V, S, S], area-resized to the masks' size, > 0.5)."""
@@ -268,6 +309,7 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
     opts = stage.LiftOptions(
         orbit=str(folder), resolution=args.resolution, steps=args.steps, mesh_resolution=args.mesh_resolution,
         preview_frames=args.preview_frames, open_undersides=args.open_undersides, unseen_radius=args.unseen_radius,
+        mesh_smoothing=args.mesh_smoothing,
     )  # fmt: skip
     t = time.perf_counter()
     result = stage.run(run, opts, Runtime(device=dev, seed=args.seed))
@@ -305,12 +347,14 @@ def bench_one(name: str, mesh: SurfaceMesh, kind: str, args: argparse.Namespace,
         row[f"ssim_{key}"] = round(float(ssim(img, truth).mean()), 4)
     row["open_undersides"] = args.open_undersides
     row["unseen_radius"] = args.unseen_radius
+    row["mesh_smoothing"] = r.settings().mesh.smoothing if args.mesh_smoothing is None else args.mesh_smoothing
     row["unseen_splats"] = m.get("unseen_splats")
     row["white_threshold"] = thr
     row["separation_deg"] = round(separation, 2)
     row["orbit_elevations"] = [round(float(told_cams.elevation_deg.min()), 2), round(float(told_cams.elevation_deg.max()), 2)]
     row.update({f"mesh_{k}": v for k, v in coverage_scores(renders["mesh"], truth, truth_rgba[..., 3], seen_cos).items()})
     row.update(geometry_scores(surface_points(lifted.vertices, lifted.faces, args.points), surface_points(mesh.vertices, mesh.faces, args.points), syn.OBJECT_RADIUS))
+    row.update(normal_scores(lifted, mesh, args.points, syn.OBJECT_RADIUS))
     row.update(
         mask_iou=m["mask_iou_mean"],
         mask_iou_truth=truth_mask_iou(run, rgba[..., 3], len(views)),
@@ -349,6 +393,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "hidden space under overhangs (a3d lift --no-open-undersides)")
     ap.add_argument("--unseen-radius", type=float, default=None, help="a3d lift --unseen-radius (0: bake the fitted "
                     "colours where no view saw the surface)")
+    ap.add_argument("--mesh-smoothing", type=int, default=None, help="a3d lift --mesh-smoothing (Taubin passes over "
+                    "the mesh; 0: none, the surface as marching cubes made it)")
     ap.add_argument("--eval-size", type=int, default=None, help="held-out render size (256 full, 128 reduced)")
     ap.add_argument("--gt-splats", type=int, default=None, help="splats of the truth (200k full, 40k reduced)")
     ap.add_argument("--alpha", action="store_true", help="write the orbits as RGBA (masks from alpha) instead of RGB on "
@@ -385,15 +431,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     low, high = (f"{e:+g}°" for e in args.held_out)
     header = (f"| asset | orbit | perturbation | PSNR splats / mesh / hull | mesh PSNR {low} / {high} | "
               "unseen / grazed share | "
-              "mesh PSNR, unseen right | SSIM splats / mesh | Chamfer % | F@1% | F@5% | mask IoU (fit / truth) | s (fit, mesh, texture) | total s | peak GiB |")  # fmt: skip
+              "mesh PSNR, unseen right | SSIM splats / mesh | Chamfer % | F@1% | F@5% | normal ° mean / p90 | mask IoU (fit / truth) | s (fit, mesh, texture) | total s | peak GiB |")  # fmt: skip
     print(header)
-    print("|" + "---|" * 15)
+    print("|" + "---|" * 16)
     for r in rows:
         ph = r["seconds_per_phase"]
         print(
             f"| {r['asset']} | {r['orbit']} | {r['perturbation']} | {r['psnr_splats']} / {r['psnr_mesh']} / {r['psnr_hull']} | "
             f"{r['mesh_psnr_low']} / {r['mesh_psnr_high']} | {r['mesh_share_unseen']} / {r['mesh_share_grazed']} | {r['mesh_psnr_unseen_right']} | "
             f"{r['ssim_splats']} / {r['ssim_mesh']} | {r['chamfer_pct']} | {r['fscore_1']} | {r['fscore_5']} | "
+            f"{r['normal_deg_mean']} / {r['normal_deg_p90']} | "
             f"{r['mask_iou']} / {r['mask_iou_truth']} | {ph.get('fit')}, {ph.get('mesh')}, {ph.get('texture')} | {r['seconds']} | {r['peak_memory_gib']} |"
         )
     if args.out:

@@ -71,6 +71,15 @@ def lift(
             rich_help_panel=_MESH,
         ),
     ] = LiftOptions.open_undersides,
+    mesh_smoothing: Annotated[
+        int | None,
+        typer.Option(
+            help="Taubin smoothing passes over the mesh surface before decimation: fewer lumps under lights, "
+            "thin parts kept; 0 = none (default 40).",
+            show_default=False,
+            rich_help_panel=_MESH,
+        ),
+    ] = LiftOptions.mesh_smoothing,
     unseen_radius: Annotated[
         float | None,
         typer.Option(
@@ -101,6 +110,7 @@ def lift(
         mesh_resolution=mesh_resolution,
         max_faces=max_faces,
         open_undersides=open_undersides,
+        mesh_smoothing=mesh_smoothing,
         unseen_radius=unseen_radius,
         texture_size=texture_size,
         preview_size=preview_size,

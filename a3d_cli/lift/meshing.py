@@ -10,8 +10,9 @@ watertight-enough for `a3d prepare`. The fused depth comes from the splats drawn
 where that is safe (`depth_renders`: full-width discs put a curved surface in front of itself), and the
 rendered silhouettes bound the volume (`fuse_tsdf`'s `carve_tolerance`). Below the lowest point the views see there is nothing to go by (an
 orbit from above never sees the underside), so the volume is cut flat there instead of keeping the
-visual hull's wedge. Only the largest connected piece is kept (floaters go), and pymeshlab's quadric
-decimation (`a3d_cli.mesh.simplify`) bounds the face count.
+visual hull's wedge. Only the largest connected piece is kept (floaters go), its surface is smoothed by
+Taubin's filter (`smooth_surface`: the fused depths' and marching cubes' noise makes lumps that lit
+viewers show), and pymeshlab's quadric decimation (`a3d_cli.mesh.simplify`) bounds the face count.
 
 Examples:
     >>> mesh = extract_mesh(g, cameras, half_width=0.66, MeshSettings())  # doctest: +SKIP
@@ -34,6 +35,18 @@ NECK_GRID = 96
 """The grid's width in cracks: free space narrower than about 2/NECK_GRID of it is a crack the splats
 left, not real space: `open_undersides` ignores such openings in a slice's walls (not the way in under an
 overhang), and `close_tunnels` fills such one-view tunnels."""
+
+SMOOTHING_PASSES = 40
+"""Default Taubin passes over the marching-cubes surface (`MeshSettings.smoothing`; chosen on the lift
+benchmark's shading-normal angle, docs/PERF.md)."""
+SMOOTHING_LEVEL = 0.2
+"""Voxels outside the TSDF's zero level that a smoothed surface is extracted at (`MeshSettings.smoothed_level`)."""
+TAUBIN_LAMBDA = 0.5
+"""Taubin's shrinking step: each vertex moves this share of the way to its neighbours' mean."""
+TAUBIN_MU = 0.53
+"""... and the inflating step moves it this share away again (Taubin's suggested pair with 0.5: the
+pass band 1/λ − 1/μ ≈ 0.11 keeps the shape's broad curvature, and its volume, while the voxel-scale
+ripples, whose Laplacian is large, are damped every pass)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,17 @@ class MeshSettings:
     """Bound the volume by the rendered silhouettes, letting this many views disagree (None: no bound)."""
     open_undersides: bool = True
     """Hidden space under an overhang that free space reaches sideways is outside (`open_undersides`)."""
+    smoothing: int = SMOOTHING_PASSES
+    """Taubin passes over the marching-cubes surface (`smooth_surface`; 0: none). Counted in passes over
+    the unsimplified mesh, whose edges are about a voxel, so it damps ripples a few voxels wide at any grid
+    size: the same on every device."""
+    smoothed_level: float = SMOOTHING_LEVEL
+    """With smoothing, the surface is extracted this many voxels outside the zero level. Why: a view's
+    outline of a lumpy surface is the lumps' outer envelope; smoothing takes the lumps away and with them
+    that envelope, so alone it shrinks the outlines by a fraction of a voxel and the lift benchmark's
+    held-out views lose object pixels at every rim. The fused surface also lies slightly inside the true
+    one there before any smoothing (those views miss more object pixels than they add), so the raised
+    level gains more than the smoothing loses (docs/PERF.md). Unused without smoothing."""
 
 
 def depth_renders(
@@ -373,6 +397,33 @@ def largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarr
     return np.asarray(tm.vertices, dtype=np.float64), np.asarray(tm.faces, dtype=np.int64)
 
 
+def smooth_surface(vertices: np.ndarray, faces: np.ndarray, passes: int) -> np.ndarray:
+    """Vertices [V, 3] moved by `passes` rounds of Taubin's λ|μ smoothing (trimesh.smoothing.filter_taubin,
+    neighbours equally weighted); faces [T, 3] unchanged. 0 passes returns the vertices as they are.
+
+    Why: the fused depths carry the fit's noise and marching cubes places each vertex on a voxel edge, so
+    the surface ripples at the voxel's scale where the object is smooth; with smooth vertex normals a lit
+    viewer (a game engine, Blender) shows those ripples as lumps, where a3d's unlit previews hide them.
+    Taubin's filter rather than plain Laplacian smoothing: each shrinking step is followed by an inflating
+    one, so thin parts (ears, legs, a tail) keep their width and the volume stays, where plain smoothing
+    pulls every vertex towards its neighbours' mean and thins them pass by pass. On the mesh rather than on
+    the TSDF: blurring the truncated field moves the zero level of parts thinner than the truncation band
+    and can erase them.
+
+    Args:
+        vertices: [V, 3] of a closed, vertex-shared mesh (as `largest_component` returns it).
+        faces: [T, 3].
+        passes: shrink + inflate rounds.
+    """
+    if passes <= 0 or len(faces) == 0:
+        return vertices
+    import trimesh
+
+    tm = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
+    trimesh.smoothing.filter_taubin(tm, lamb=TAUBIN_LAMBDA, nu=TAUBIN_MU, iterations=2 * passes)
+    return np.asarray(tm.vertices, dtype=np.float64)
+
+
 def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: MeshSettings) -> tuple[np.ndarray, np.ndarray]:
     """Fitted splats → (vertices [V, 3], faces [T, 3]) of their surface, in the cameras' world frame.
 
@@ -382,9 +433,6 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
     Raises:
         ValueError: the splats render no surface (nothing to mesh).
     """
-    from a3d_cli.mesh.simplify import simplify_mesh
-    from a3d_cli.mesh.surface import SurfaceMesh
-
     alphas, depths = depth_renders(g, cameras, settings.depth_size, settings.depth_footprint, settings.alpha_threshold)
     voxel = 2 * half_width / settings.resolution
     floor = lowest_seen(depths, alphas, cameras, settings.alpha_threshold) if settings.floor else None
@@ -392,10 +440,27 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
         depths, alphas, cameras, settings.resolution, half_width, settings.truncation * voxel, settings.alpha_threshold,
         floor=floor, carve_tolerance=settings.carve_tolerance, open_under=settings.open_undersides,
     )  # fmt: skip
+    return mesh_from_tsdf(tsdf, half_width, settings)
+
+
+def mesh_from_tsdf(tsdf: Tensor, half_width: float, settings: MeshSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The surface of a [G, G, G] TSDF over [-half_width, half_width]³ as (vertices [V, 3], faces [T, 3]):
+    marching cubes (at `settings.smoothed_level` when smoothing), the largest connected piece,
+    `settings.smoothing` Taubin passes, then decimation to `settings.max_faces`.
+
+    Raises:
+        ValueError: the volume holds no surface.
+    """
+    from a3d_cli.mesh.simplify import simplify_mesh
+    from a3d_cli.mesh.surface import SurfaceMesh
+
+    if settings.smoothing > 0 and settings.smoothed_level:
+        tsdf = tsdf - settings.smoothed_level * 2 * half_width / tsdf.shape[0]
     verts, faces = marching_cubes(tsdf, half_width)
     if len(faces) == 0:
         raise ValueError("the fitted splats enclose no volume")
     verts, faces = largest_component(verts, faces)
+    verts = smooth_surface(verts, faces, settings.smoothing)
     mesh = SurfaceMesh(verts, faces, np.ones((len(verts), 4), np.float32))
     mesh = simplify_mesh(mesh, max(100, settings.max_faces // 2))
     return mesh.vertices, mesh.faces
@@ -403,5 +468,6 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
 __all__ = [
     "MeshSettings", "close_tunnels", "depth_renders", "extract_mesh", "fuse_tsdf", "grown_box", "largest_component",
-    "low_quantile", "lowest_seen", "marching_cubes", "occupied_box", "open_undersides", "silhouette_distance",
+    "low_quantile", "lowest_seen", "marching_cubes", "mesh_from_tsdf", "occupied_box", "open_undersides", "silhouette_distance",
+    "smooth_surface",
 ]  # fmt: skip

@@ -87,6 +87,8 @@ class LiftOptions:
         mesh_resolution: TSDF voxels per axis.
         max_faces: face budget of the mesh.
         open_undersides: open the hidden space under overhangs (`lift.meshing.open_undersides`).
+        mesh_smoothing: Taubin passes over the marching-cubes surface (`lift.meshing.smooth_surface`); 0 keeps
+            it as marching cubes made it; None = the default (`lift.meshing.SMOOTHING_PASSES`, every device).
         unseen_radius: the bake colours the surface no view saw from the seen surface within this fraction of
             the scene's half-width (`lift.unseen`); 0 bakes the fitted splats' colours; None = the default.
         texture_size: texture width and height.
@@ -106,6 +108,7 @@ class LiftOptions:
     mesh_resolution: int | None = None
     max_faces: int = 40_000
     open_undersides: bool = True
+    mesh_smoothing: int | None = None
     unseen_radius: float | None = None
     texture_size: int | None = None
     preview_size: int | None = None
@@ -123,6 +126,7 @@ class LiftOptions:
             (self.hull_tolerance, 0, 64, "--hull-tolerance"),
             (self.mesh_resolution, 16, 768, "--mesh-resolution"),
             (self.max_faces, 200, 2_000_000, "--max-faces"),
+            (self.mesh_smoothing, 0, 200, "--mesh-smoothing"),
             (self.texture_size, 32, 8192, "--texture-size"),
             (self.preview_size, 32, 2048, "--preview-size"),
             (self.preview_frames, 2, 720, "--preview-frames"),
@@ -175,6 +179,7 @@ class LiftOptions:
                 depth_size=max(self.resolution, 2 * self.mesh_resolution),
                 max_faces=self.max_faces,
                 open_undersides=self.open_undersides,
+                **({} if self.mesh_smoothing is None else {"smoothing": self.mesh_smoothing}),
             ),
             texture_size=self.texture_size,  # type: ignore[arg-type]
             **({} if self.unseen_radius is None else {"unseen_radius": self.unseen_radius}),

@@ -184,3 +184,29 @@ def test_bench_reconstruct_changes_the_image_weight_alone(tmp_path: Path, monkey
     assert ran["lambda_rgb"] == 100.0 and preset["lambda_rgb"] == 300.0
     changed = {k for k in preset if json.loads(json.dumps(preset[k])) != ran[k]}
     assert changed == {"lambda_rgb", "affine_neighbours"} and ran["affine_neighbours"] == 16
+
+
+def test_bench_lift_normal_scores_see_lumps_and_inverted_normals_but_not_a_faithful_copy() -> None:
+    """The shading-normal angle: small for a fine sphere against itself, larger once its surface ripples
+    (the same sphere, its vertices moved in and out), and about 180° for a copy with inward normals."""
+    import trimesh
+
+    from a3d_cli.mesh.surface import SurfaceMesh
+
+    def surface(tm: trimesh.Trimesh) -> SurfaceMesh:
+        return SurfaceMesh(np.asarray(tm.vertices), np.asarray(tm.faces), np.ones((len(tm.vertices), 4), np.float32))
+
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.5)
+    rng = np.random.default_rng(0)
+    lumpy = sphere.copy()
+    lumpy.vertices = lumpy.vertices * (1 + 0.01 * rng.standard_normal(len(lumpy.vertices)))[:, None]
+    inverted = sphere.copy()
+    inverted.faces = inverted.faces[:, ::-1]
+    truth = surface(sphere)
+    same = bench_lift.normal_scores(truth, truth, 20_000, 0.5)
+    rippled = bench_lift.normal_scores(surface(lumpy), truth, 20_000, 0.5)
+    flipped = bench_lift.normal_scores(surface(inverted), truth, 20_000, 0.5)
+    assert same["normal_deg_mean"] < 1.0 and same["normal_deg_p90"] < 2.0  # faces 1.2° apart at this subdivision
+    assert rippled["normal_deg_mean"] > 3 * same["normal_deg_mean"] + 2.0
+    assert rippled["normal_deg_p90"] > rippled["normal_deg_mean"]
+    assert flipped["normal_deg_mean"] > 175.0

@@ -302,6 +302,10 @@ def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
     assert small.texture_size == 300  # given values are kept
     assert cpu.settings().mesh.open_undersides  # on by default; --no-open-undersides reaches the meshing
     assert not LiftOptions(open_undersides=False).resolved("cpu").settings().mesh.open_undersides
+    from a3d_cli.lift.meshing import SMOOTHING_PASSES
+
+    assert cpu.settings().mesh.smoothing == cuda.settings().mesh.smoothing == SMOOTHING_PASSES > 0  # every device
+    assert LiftOptions(mesh_smoothing=0).resolved("cpu").settings().mesh.smoothing == 0  # --mesh-smoothing 0: off
     from a3d_cli.errors import OptionError
     from a3d_cli.lift.unseen import UNSEEN_RADIUS
 
@@ -310,6 +314,9 @@ def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
     for bad in (0.01, -1.0, 3.0):  # a radius under 0.05 would need a grid too fine to hold
         with pytest.raises(OptionError, match="--unseen-radius"):
             LiftOptions(unseen_radius=bad)
+    for bad in (-1, 201):
+        with pytest.raises(OptionError, match="--mesh-smoothing"):
+            LiftOptions(mesh_smoothing=bad)
 
 
 def test_the_default_tsdf_voxel_follows_the_fit_pixel() -> None:
