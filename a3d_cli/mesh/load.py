@@ -195,7 +195,27 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
         )
     require_sane_extent(mesh.vertices, path.name)  # a vertex at 1e308 would normalize every splat to the origin
+    if not _has_area(mesh):
+        raise InputError(
+            f"{path.name} has no surface: every face has zero area (its corners lie on one line).", hint=_REPAIR
+        )
     return mesh
+
+
+FLAT_AREA = 1e-12
+"""A face whose doubled area is at most this share of the mesh's squared extent counts as having none: corners
+on one line, up to float rounding."""
+
+
+def _has_area(mesh: SurfaceMesh) -> bool:
+    """Whether some face of the mesh spans an area: one whose faces all lie on lines would give invisible
+    splats and empty views (a line drawing exported as triangles, a damaged file). A mesh of one point counts
+    as having area here: normalization refuses it as having zero size, the more exact message."""
+    from a3d_cli.mesh.topology import face_normals_and_areas
+
+    vertices = mesh.vertices.astype(np.float64)
+    extent = float(np.ptp(vertices, axis=0).max())
+    return extent == 0 or bool((2 * face_normals_and_areas(vertices, mesh.faces)[1] > FLAT_AREA * extent**2).any())
 
 
 def _has_own_normals(faced: list[tuple[Any, np.ndarray]]) -> bool:

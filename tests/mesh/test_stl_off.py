@@ -108,6 +108,17 @@ def test_ascii_stl_with_nan_is_refused(tmp_path):
     _refused(path, "NaN or infinite")
 
 
+def test_stl_whose_faces_all_lie_on_lines_is_refused_as_having_no_surface(tmp_path):
+    """Corners on one line (exactly, and up to float rounding): no face spans an area, so there is nothing to turn
+    into splats or views; a mesh with one real face among such slivers is read."""
+    line = np.array([[[0, 0, 0], [1, 0, 0], [2, 0, 0]], [[0, 0, 0], [0.1, 0.1, 0.1], [0.3, 0.3, 0.3]]], np.float32)
+    (tmp_path / "lines.stl").write_bytes(binary_stl(line))
+    err = _refused(tmp_path / "lines.stl", "no surface", "zero area")
+    assert err.hint
+    (tmp_path / "mixed.stl").write_bytes(binary_stl(np.concatenate([line, SQUARE[:1]])))
+    assert load_mesh(tmp_path / "mixed.stl").num_faces == 3
+
+
 def test_off_declaring_more_vertices_than_it_holds_is_refused(tmp_path):
     path = tmp_path / "big.off"
     path.write_text("OFF\n4000000000 1 0\n0 0 0\n1 0 0\n1 1 0\n3 0 1 2\n")
