@@ -185,6 +185,8 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     parts = [part if r is None else replace(part, uvs=uvs, texture=textures[r.key]) for part, uvs, r in planned]
     without_normals = path.suffix.lower() in UNORIENTED_SUFFIXES and not _has_own_normals(faced)
     mesh = concatenate(parts, path.name, notice).compact()
+    if mesh.num_faces > 0:  # a vertex at 1e308 would normalize every splat to the origin (and overflow normals)
+        require_sane_extent(mesh.vertices, path.name)
     if without_normals:
         from a3d_cli.mesh.creases import is_triangle_soup, weld_and_crease
 
@@ -194,7 +196,6 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
         )
-    require_sane_extent(mesh.vertices, path.name)  # a vertex at 1e308 would normalize every splat to the origin
     if not _has_area(mesh):
         raise InputError(
             f"{path.name} has no surface: every face has zero area (its corners lie on one line).", hint=_REPAIR

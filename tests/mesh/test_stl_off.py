@@ -4,6 +4,7 @@ a3d does not read answered with the command that converts them."""
 from __future__ import annotations
 
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,18 @@ def test_stl_whose_faces_all_lie_on_lines_is_refused_as_having_no_surface(tmp_pa
     assert err.hint
     (tmp_path / "mixed.stl").write_bytes(binary_stl(np.concatenate([line, SQUARE[:1]])))
     assert load_mesh(tmp_path / "mixed.stl").num_faces == 3
+
+
+def test_a_huge_triangle_soup_is_refused_before_its_normals_overflow(tmp_path):
+    """A soup is welded and its crease normals computed on load; coordinates near 1e300 overflow those
+    products, so the size check comes first: the one error, and no numpy warning printed before it."""
+    corners = [[1e300, 0, 0], [0, 1e300, 0], [0, 0, 1e300], [1, 1, 1], [2, 1, 1], [1, 2, 1]]
+    lines = [f"v {x!r} {y!r} {z!r}" for x, y, z in corners]
+    path = tmp_path / "huge.obj"
+    path.write_text("\n".join([*lines, "f 1 2 3", "f 4 5 6", ""]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would fail here rather than print
+        _refused(path, "too large to normalize")
 
 
 def test_off_declaring_more_vertices_than_it_holds_is_refused(tmp_path):
