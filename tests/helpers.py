@@ -957,6 +957,20 @@ def one_error_with_hint(result) -> None:  # noqa: ANN001 - a CliRunner Result
     assert "hint:" in result.stderr
 
 
+def prepare_refusal(path: Path, run_dir: Path) -> tuple[list[str], str]:
+    """Run `a3d prepare PATH -o RUN_DIR`, which must refuse PATH with one `error:` line followed by its `hint:`
+    (`one_error_with_hint`); returns those two lines and the whole of stderr."""
+    from typer.testing import CliRunner
+
+    from a3d_cli.commands.prepare import prepare as prepare_command
+
+    result = CliRunner().invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(run_dir)])
+    one_error_with_hint(result)
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("error:", "hint:"))]
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"]
+    return lines, result.stderr
+
+
 def in_thread(call: Callable[[], Any]) -> tuple[bool, Any]:
     """Run `call` in a daemon thread; (finished, result or exception). A read that blocks would never finish."""
     import threading
