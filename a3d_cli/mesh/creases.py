@@ -11,7 +11,8 @@ hard edges while a sculpted or scanned surface shades smoothly. The copies of a 
 crease keep their own normals through `SurfaceMesh.normal_groups`; the splats and the motion still see one
 point (`topology.weld`), so a crease never tears when the mesh moves.
 
-Meshes whose faces share vertices, or whose file has normals, are left as read (`load_mesh` decides).
+Meshes whose faces share vertices, or whose file has normals, are not welded (`load_mesh` decides); a file's
+normals keep their own hard edges (`normal_groups_from_normals`).
 
 Examples:
     >>> mesh = weld_and_crease(soup)  # doctest: +SKIP
@@ -165,22 +166,53 @@ def _smooth_corner_pairs(
     return np.concatenate([a, following[a]]), np.concatenate([b_at_a, b_at_next])
 
 
-def normal_groups_from_normals(vertices: np.ndarray, normals: np.ndarray) -> np.ndarray | None:
-    """The `normal_groups` a written mesh's normals imply: copies of a position share a group when their
-    normals are equal; None when every position's copies share one normal (seam copies only).
+LEADER_ROUNDS = 64
+"""Rounds of `normal_groups_from_normals`'s clustering: one more distinct normal at a point each round; copies
+still apart after that many are grouped by exact equality (bounded time, whatever a file puts at one point)."""
+
+
+def normal_groups_from_normals(vertices: np.ndarray, normals: np.ndarray, max_degrees: float = 0.0) -> np.ndarray | None:
+    """The `normal_groups` a mesh's normals imply: copies of a position share a group when their normals agree;
+    None when every position's copies share one normal (seam copies only).
 
     Why: `RUN/source/mesh.glb` keeps its hard edges as copies of a point with different NORMALs (and
-    `a3d_cli.mesh.store` writes one normal per group, bit for bit), so the stage that animates it can tell
-    a crease from a texture seam again without another file.
+    `a3d_cli.mesh.store` writes one normal per group, bit for bit), so the stage that animates it can tell a
+    crease from a texture seam again without another file (compared exactly). A file's own normals say the
+    same of its hard edges (`load_mesh`), compared within `max_degrees`: exporters may write the copies of one
+    smooth normal a float rounding apart, and a3d recomputes each group's normal from its faces, so a split
+    there would show an edge the file does not.
+
+    Each round, the first copy of each point not yet grouped leads a group, and the other ungrouped copies of
+    that point whose normals lie within `max_degrees` of it join (normals of zero length agree with each
+    other only): a point with k distinct normals takes k rounds.
 
     Args:
         vertices: [V, 3] positions.
-        normals: [V, 3] the NORMAL written with them.
+        normals: [V, 3] the normals given with them (compared as unit vectors).
+        max_degrees: copies whose normals differ by at most this angle share a group; 0 asks for equality.
 
     Returns:
         [V] int64 groups, or None.
     """
-    at = seam_copies(vertices)  # [V]
-    key = np.concatenate([at[:, None].astype(np.float64), np.asarray(normals, dtype=np.float64) + 0.0], axis=1)
-    groups, count = distinct_rows(key)
+    at = seam_copies(vertices)  # [V] the position of each vertex
+    n = np.asarray(normals, dtype=np.float64) + 0.0  # −0.0 becomes 0.0
+    length = np.linalg.norm(n, axis=1, keepdims=True)  # [V, 1]
+    n = np.divide(n, length, out=np.zeros_like(n), where=length > 0)  # [V, 3] unit or zero
+    chord = 2.0 * np.sin(np.radians(max_degrees) / 2.0)  # distance between unit vectors that far apart
+    leader = np.full(len(at), -1, dtype=np.int64)  # [V] the copy leading each vertex's group
+    todo = np.arange(len(at))
+    for _ in range(LEADER_ROUNDS):
+        if not len(todo):
+            break
+        _, first = np.unique(at[todo], return_index=True)
+        lead_of = np.empty(int(at.max()) + 1, dtype=np.int64)
+        lead_of[at[todo[first]]] = todo[first]  # the first ungrouped copy at each point
+        lead = lead_of[at[todo]]  # [U]
+        join = (lead == todo) | (np.linalg.norm(n[todo] - n[lead], axis=1) <= chord)  # [U]
+        leader[todo[join]] = lead[join]
+        todo = todo[~join]
+    if len(todo):  # beyond the rounds: copies with the same point and the same normal
+        rest, _ = distinct_rows(np.concatenate([at[todo, None].astype(np.float64), n[todo]], axis=1))
+        leader[todo] = len(at) + rest
+    groups, count = distinct_rows(leader[:, None])
     return None if count == int(at.max(initial=-1)) + 1 else groups

@@ -49,7 +49,7 @@ import numpy as np
 from a3d_cli import __version__
 from a3d_cli.io.atomic import atomic_write_bytes
 from a3d_cli.mesh.gltf_accessors import pack_glb
-from a3d_cli.mesh.topology import seam_copies, vertex_normals
+from a3d_cli.mesh.topology import NO_FACE_NORMAL, seam_copies, vertex_normals
 
 if TYPE_CHECKING:
     from a3d_cli.mesh.surface import SurfaceMesh
@@ -68,7 +68,6 @@ NEAREST_MIPMAP_NEAREST, LINEAR_MIPMAP_LINEAR = 9984, 9987
 REPEAT = 10497
 
 Interpolation = Literal["STEP", "LINEAR"]
-NO_FACE_NORMAL = (0.0, 1.0, 0.0)  # the unit normal of a vertex on no face (glTF requires unit NORMALs)
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
         raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
     parts = [part if r is None else replace(part, uvs=uvs, texture=textures[r.key]) for part, uvs, r in planned]
     without_normals = path.suffix.lower() in UNORIENTED_SUFFIXES and not _has_own_normals(faced)
-    mesh = concatenate(parts, path.name, notice).compact()
+    mesh = _with_file_hard_edges(concatenate(parts, path.name, notice), faced).compact()
     if mesh.num_faces > 0:  # a vertex at 1e308 would normalize every splat to the origin (and overflow normals)
         require_sane_extent(mesh.vertices, path.name)
     if without_normals:
@@ -217,6 +217,44 @@ def _has_area(mesh: SurfaceMesh) -> bool:
     vertices = mesh.vertices.astype(np.float64)
     extent = float(np.ptp(vertices, axis=0).max())
     return extent == 0 or bool((2 * face_normals_and_areas(vertices, mesh.faces)[1] > FLAT_AREA * extent**2).any())
+
+
+FILE_NORMAL_DEGREES = 1.0
+"""A file's normals at the copies of one point that differ by at most this angle are one normal: exporters may
+write one smooth normal a float rounding apart, and a turn that small shows no edge."""
+
+
+def _with_file_hard_edges(mesh: SurfaceMesh, faced: list[tuple[Any, np.ndarray]]) -> SurfaceMesh:
+    """`mesh` (the parts of `faced` joined, vertices in their order) with `normal_groups` set where its file's
+    own normals hold hard edges: copies of a point whose normals differ (a flat-shaded cube's corners, a CAD
+    part's edges) keep their own shading normals (`SurfaceMesh.shading_normals`), as viewers show the file,
+    instead of one smooth normal per point. Unchanged when the file has no normals or none differ at a point.
+
+    Why the groups and not the normals themselves: a3d recomputes its normals as the mesh moves (the animated
+    GLB's morph normals), so what it keeps of the file is which corners share one."""
+    if not _has_own_normals(faced):
+        return mesh
+    from a3d_cli.mesh.creases import normal_groups_from_normals
+
+    normals = np.concatenate([_world_normals(g, t) for g, t in faced], axis=0)  # [V, 3]
+    return replace(mesh, normal_groups=normal_groups_from_normals(mesh.vertices, normals, FILE_NORMAL_DEGREES))
+
+
+def _world_normals(m: object, transform: np.ndarray) -> np.ndarray:
+    """[V, 3] a trimesh part's own vertex normals (the file's) turned by its node's world transform (the
+    cofactor of its 3×3, sign-corrected as `_to_surface` reverses mirrored faces); zero for a part whose file
+    gave none or for values that are not finite."""
+    v = len(m.vertices)  # type: ignore[attr-defined]
+    if "vertex_normals" not in getattr(m, "_cache", ()):
+        return np.zeros((v, 3))
+    own = np.asarray(m.vertex_normals, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
+    if own.shape != (v, 3):
+        return np.zeros((v, 3))
+    a = transform[:3, :3]
+    cofactor = np.stack([np.cross(a[1], a[2]), np.cross(a[2], a[0]), np.cross(a[0], a[1])])  # [3, 3]
+    with np.errstate(over="ignore", invalid="ignore"):
+        world = own @ (np.sign(np.linalg.det(a)) * cofactor).T  # [V, 3]
+    return np.where(np.isfinite(world), world, 0.0)
 
 
 def _has_own_normals(faced: list[tuple[Any, np.ndarray]]) -> bool:

@@ -13,7 +13,7 @@ Layout (guaranteed, checked by `load_processed_mesh`):
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1), and a
   sampler naming NEAREST filtering when the texture is read so (`SurfaceMesh.mag_filter`), none otherwise;
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
-- NORMAL: smooth vertex normals, equal across UV seams (`topology.vertex_normals`), except at the hard
+- NORMAL: `SurfaceMesh.shading_normals`, smooth vertex normals equal across UV seams, except at the hard
   edges a3d found in a mesh whose file gave no normals (`a3d_cli.mesh.creases`): there the copies of a
   point hold different normals, which is how `load_processed_mesh` finds those edges again. glTF viewers
   shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted;
@@ -34,9 +34,8 @@ import numpy as np
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
 from a3d_cli.mesh.appearance import LINEAR, srgb_to_linear
-from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL, texture_sampler
+from a3d_cli.mesh.gltf_animated import texture_sampler
 from a3d_cli.mesh.surface import SurfaceMesh
-from a3d_cli.mesh.topology import vertex_normals
 
 
 def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
@@ -70,7 +69,7 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
             visual.vertex_attributes["color"] = color0  # type: ignore[attr-defined]
     else:
         visual = ColorVisuals(vertex_colors=color0) if has_color else None
-    normals = vertex_normals(mesh.vertices, mesh.faces, NO_FACE_NORMAL, welded=mesh.normal_sharing())  # [V, 3]
+    normals = mesh.shading_normals()  # [V, 3]
     tm = trimesh.Trimesh(
         vertices=mesh.vertices, faces=mesh.faces, vertex_normals=normals, visual=visual, process=False, validate=False
     )

@@ -270,6 +270,46 @@ class SurfaceMesh:
 
         return seam_copies(self.vertices) if self.normal_groups is None else self.normal_groups
 
+    def shading_normals(self) -> np.ndarray:
+        """[V, 3] the unit normals a3d shows this mesh with: the NORMAL of `source/mesh.glb` and of the rest
+        pose in `export/animated.glb`, and the light `a3d prepare` bakes into untextured splats.
+
+        Each is the area-weighted normal of the faces around the vertex, summed over the vertices it shares a
+        normal with (`normal_sharing`: smooth across texture seams, apart at hard edges); `NO_FACE_NORMAL`
+        where they cancel or there are none (glTF asks for unit normals).
+        """
+        from a3d_cli.mesh.topology import NO_FACE_NORMAL, vertex_normals
+
+        return vertex_normals(self.vertices, self.faces, NO_FACE_NORMAL, welded=self.normal_sharing())
+
+    def surface_normals(
+        self, face_ids: np.ndarray, bary: np.ndarray, corner_normals: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Shading normal at points on faces, as a renderer shades a mesh with its NORMAL: the corners' normals
+        interpolated with the barycentric weights, made unit length. A smooth surface of few triangles then
+        shades smoothly, while a hard edge stays hard (the corners on either side hold different normals).
+
+        Args:
+            face_ids: [S] face index of each point.
+            bary: [S, 3] barycentric weights w.r.t. the face's three vertices.
+            corner_normals: [V, 3] the vertex normals to interpolate; None: `shading_normals()`.
+
+        Returns:
+            [S, 3] float64 unit normals; a point whose corner normals cancel (they point opposite ways) gets its
+            face's own normal (zero for a face of no area).
+        """
+        from a3d_cli.mesh.topology import face_normals_and_areas
+
+        normals = self.shading_normals() if corner_normals is None else corner_normals  # [V, 3]
+        corners = self.faces[face_ids]  # [S, 3]
+        n = np.einsum("sk,skc->sc", bary, normals[corners])  # [S, 3]
+        length = np.linalg.norm(n, axis=-1)  # [S]
+        cancel = length < 1e-6
+        n = n / np.where(cancel, 1.0, length)[:, None]
+        if cancel.any():
+            n[cancel] = face_normals_and_areas(self.vertices, corners[cancel])[0]
+        return n
+
     def face_areas(self) -> np.ndarray:
         """[T] triangle areas."""
         tri = self.vertices[self.faces]  # [T, 3, 3]

@@ -23,8 +23,11 @@ the seam copies of the vertex, like Animate3D's average over adjacent faces). Wh
 texels apart the texture is averaged over that spacing (√(s1·s2) / FOOTPRINT, mip-mapped:
 `SurfaceMesh.surface_rgba`), not read at one texel: the views would show that choice as noise.
 Opacity SPLAT_OPACITY × alpha.
-With `shade=True` a fixed lighting is baked into the colours (`a3d_cli.mesh.shading`), using each splat's
-normal (the vertex normal, or the sample's face normal).
+With `shade=True` a fixed lighting is baked into the colours (`a3d_cli.mesh.shading`), with the normals the
+mesh is shown with (`SurfaceMesh.shading_normals`, the NORMAL of `source/mesh.glb`): a sample is lit with the
+normal interpolated from its face's corners, as a renderer shades the mesh, not with its face's own normal
+(which would show the facets of a low-poly smooth surface); a vertex splat takes the mean of its copies' lit
+colours (the sides of a hard edge each lit with their own normal). The splats' orientation stays geometric.
 """
 
 from __future__ import annotations
@@ -89,16 +92,15 @@ def mesh_to_gaussians(
     s_pos = np.einsum("sk,skc->sc", bary, pos[faces_w[face_ids]])  # [S, 3]
     s_rot, s_scale = _sample_splat_shapes(pos, faces_w, f_normal, f_area, n_face, face_ids)
 
-    # 5. colours: average of the seam copies for vertex splats, the surface colour for samples
+    # 5. colours: average of the seam copies for vertex splats, the surface colour for samples; lit with the
+    #    mesh's shading normals (interpolated over the face for samples) where the light is baked
     v_spacing, s_spacing = (np.sqrt(s[:, 0] * s[:, 1]) / FOOTPRINT for s in (v_scale, s_scale))  # [W], [S]
-    v_rgba = _average_rows(mesh.vertex_rgba(v_spacing[vertex_splat]), vertex_splat, w)  # [W, 4]
+    copy_rgba = mesh.vertex_rgba(v_spacing[vertex_splat])  # [V, 4]
     s_rgba = mesh.surface_rgba(face_ids, bary, s_spacing) if len(face_ids) else np.zeros((0, 4), np.float32)  # [S, 4]
-    rgba = np.concatenate([v_rgba, s_rgba], axis=0)  # [N, 4]
     if shade:
-        from a3d_cli.mesh.shading import shade_srgb
-
-        normals = np.concatenate([v_rot[:, :, 2], s_rot[:, :, 2]], axis=0)  # [N, 3]
-        rgba[:, :3] = shade_srgb(rgba[:, :3], normals)
+        copy_rgba, s_rgba = _lit(mesh, copy_rgba, s_rgba, face_ids, bary)
+    v_rgba = _average_rows(copy_rgba, vertex_splat, w)  # [W, 4]
+    rgba = np.concatenate([v_rgba, s_rgba], axis=0)  # [N, 4]
 
     g = Gaussians(
         means=torch.from_numpy(np.concatenate([pos, s_pos], axis=0)).float(),
@@ -251,6 +253,24 @@ def _fan_moments(pos: np.ndarray, faces: np.ndarray, f_area: np.ndarray) -> np.n
 def _bound_along(moment: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """[P] SURFACE_BOUND × the standard deviation of a [P, 3, 3] second moment along unit axes [P, 3]."""
     return SURFACE_BOUND * np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", axis, moment, axis), 0.0))
+
+
+def _lit(
+    mesh: SurfaceMesh, copy_rgba: np.ndarray, s_rgba: np.ndarray, face_ids: np.ndarray, bary: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The colours of the vertices [V, 4] and of the samples [S, 4] under `a3d_cli.mesh.shading`'s light, with
+    the normals the mesh is shown with (`SurfaceMesh.shading_normals`, interpolated at each sample), so the
+    views shade like `source/mesh.glb` in a viewer: smooth where the mesh is smooth, hard at its hard edges.
+    A vertex splat where copies with different normals meet (a hard edge) takes the mean of their lit colours."""
+    from a3d_cli.mesh.shading import shade_srgb
+
+    normals = mesh.shading_normals()  # [V, 3]
+    lit_copies = copy_rgba.copy()
+    lit_copies[:, :3] = shade_srgb(copy_rgba[:, :3], normals)
+    lit_samples = s_rgba.copy()
+    if len(face_ids):
+        lit_samples[:, :3] = shade_srgb(s_rgba[:, :3], mesh.surface_normals(face_ids, bary, normals))
+    return lit_copies, lit_samples
 
 
 def _average_rows(values: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:

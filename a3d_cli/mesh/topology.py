@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 WELD_TOLERANCE = 1e-6  # positions closer than this (in normalized units, radius 0.9) are one vertex
+NO_FACE_NORMAL = (0.0, 1.0, 0.0)  # the unit normal of a vertex on no face (glTF requires unit NORMALs)
 
 
 def weld(vertices: np.ndarray, tolerance: float = WELD_TOLERANCE) -> tuple[np.ndarray, int]:

@@ -94,13 +94,15 @@ def test_soups_without_normals_in_other_formats_are_merged_the_same_way(tmp_path
 
 def test_a_shared_mesh_and_a_soup_with_its_own_normals_are_left_as_read(tmp_path):
     """An OFF cube with 8 shared vertices stays 8 (smooth sharing as before); a PLY soup whose file has
-    vertex normals stays a soup."""
+    vertex normals stays a soup, shaded with the hard edges its normals give (each side flat)."""
     shared = load_mesh(_write(tmp_path, trimesh.creation.box(), "cube.off"))
     assert shared.num_vertices == 8 and shared.normal_groups is None
     soup = _soup(trimesh.creation.box())
     soup.vertex_normals  # noqa: B018 - computed, so the PLY writer stores them
     with_normals = load_mesh(_write(tmp_path, soup, "soup.ply", vertex_normal=True))
-    assert with_normals.num_vertices == 36 and with_normals.normal_groups is None
+    assert with_normals.num_vertices == 36 and with_normals.normal_groups is not None
+    face_normals = np.repeat(soup.face_normals, 3, axis=0)  # [36, 3] the normal the file gives each corner
+    np.testing.assert_allclose(with_normals.shading_normals(), face_normals, atol=1e-9)
 
 
 def test_texture_seam_copies_stay_split_and_identical_corners_merge():
