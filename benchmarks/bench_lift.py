@@ -232,7 +232,7 @@ def geometry_scores(pred: np.ndarray, truth: np.ndarray, radius: float) -> dict:
 def normal_scores(lifted: SurfaceMesh, truth: SurfaceMesh, n: int, radius: float, seed: int = 0) -> dict:
     """How far the lifted mesh's shading normals turn from the true surface's: the angle (degrees) between
     the normal a viewer interpolates at `n` points sampled on the lifted mesh (its NORMAL attribute as
-    `mesh.store` writes it: smooth vertex normals, barycentric within each face) and the face normal of
+    `mesh.store` writes it, `SurfaceMesh.surface_normals`) and the face normal of
     the true mesh at its nearest point (of `n` sampled on it), over the lifted points within 5 % of
     `radius` of the truth (elsewhere the surface is misplaced, which Chamfer and F-score measure): mean and
     90th percentile.
@@ -246,8 +246,7 @@ def normal_scores(lifted: SurfaceMesh, truth: SurfaceMesh, n: int, radius: float
     import trimesh
     from scipy.spatial import cKDTree
 
-    from a3d_cli.mesh.gltf_animated import NO_FACE_NORMAL
-    from a3d_cli.mesh.topology import face_normals_and_areas, seam_copies, vertex_normals
+    from a3d_cli.mesh.topology import face_normals_and_areas
 
     def sample(mesh: SurfaceMesh) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
         tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
@@ -255,10 +254,8 @@ def normal_scores(lifted: SurfaceMesh, truth: SurfaceMesh, n: int, radius: float
         return np.asarray(pts), np.asarray(face), tm
 
     pts, face, tm = sample(lifted)
-    shading = vertex_normals(lifted.vertices, lifted.faces, NO_FACE_NORMAL, welded=seam_copies(lifted.vertices))  # [V, 3]
     bary = trimesh.triangles.points_to_barycentric(tm.triangles[face], pts)  # [n, 3]
-    ours = np.einsum("pk,pkc->pc", bary, shading[lifted.faces[face]])
-    ours /= np.linalg.norm(ours, axis=-1, keepdims=True).clip(1e-12)
+    ours = lifted.surface_normals(face, bary)  # [n, 3]
     true_pts, true_face, _ = sample(truth)
     true_normals = face_normals_and_areas(truth.vertices, truth.faces)[0][true_face]  # [n, 3]
     dist, nearest = cKDTree(true_pts).query(pts)

@@ -24,7 +24,7 @@ Conventions:
 - Positions are written as given (the caller puts them in the asset's original frame, +Y up as glTF).
 - NORMAL is one area-weighted normal per position: the copies of a vertex along a UV seam share it, so
   viewers shade the surface without creases at its texture seams (per frame too, as morph-target deltas).
-  With `normal_groups` (hard edges a3d found in an STL, `a3d_cli.mesh.creases`) one per group instead.
+  With `normal_groups` (hard edges: `SurfaceMesh.normal_groups`) one per group instead.
 - `uvs` are taken with the OBJ/OpenGL origin (bottom-left, v up), which is what trimesh and most mesh
   loaders hold, and flipped to glTF's top-left origin on write (v' = 1 − v).
 - Animation keys sit at t_k = k / fps. With `loop=True` one more key at F / fps returns to frame 0, so a

@@ -117,7 +117,8 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are all scaled by one factor, with one `warning:`
     line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
-    merged and its hard edges kept apart (`a3d_cli.mesh.creases`).
+    merged and its hard edges kept apart (`a3d_cli.mesh.creases`); a file with its own normals keeps the hard
+    edges they hold (`_with_file_hard_edges`).
 
     Raises:
         InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices,

@@ -32,8 +32,8 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
     """Decimate `mesh` until it has at most `max_vertices` welded vertices; unchanged if already small.
 
     Textured meshes use MeshLab's texture-aware collapse (UVs per face corner are kept and the vertices are
-    split again at seams afterwards); vertex colours ride along as MeshLab vertex colours. A mesh whose hard
-    edges a3d found (`normal_groups`, `a3d_cli.mesh.creases`) has them found again on the result.
+    split again at seams afterwards); vertex colours ride along as MeshLab vertex colours. A mesh with hard
+    edges (`normal_groups`) has them found again on the result by a3d's crease rule (`a3d_cli.mesh.creases`).
 
     Args:
         mesh: input mesh.

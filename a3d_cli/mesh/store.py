@@ -13,10 +13,11 @@ Layout (guaranteed, checked by `load_processed_mesh`):
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1), and a
   sampler naming NEAREST filtering when the texture is read so (`SurfaceMesh.mag_filter`), none otherwise;
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
-- NORMAL: `SurfaceMesh.shading_normals`, smooth vertex normals equal across UV seams, except at the hard
-  edges a3d found in a mesh whose file gave no normals (`a3d_cli.mesh.creases`): there the copies of a
-  point hold different normals, which is how `load_processed_mesh` finds those edges again. glTF viewers
-  shade a primitive without normals flat, so `lift/model.glb`, written here too, would look faceted;
+- NORMAL: `SurfaceMesh.shading_normals`, smooth vertex normals equal across UV seams, except at hard edges
+  (`SurfaceMesh.normal_groups`: found by a3d in a mesh whose file gave no normals, `a3d_cli.mesh.creases`,
+  or held by the file's own normals): there the copies of a point hold different normals, which is how
+  `load_processed_mesh` finds those edges again. glTF viewers shade a primitive without normals flat, so
+  `lift/model.glb`, written here too, would look faceted;
 - every bufferView of vertex data or indices names its `target` (ARRAY_BUFFER / ELEMENT_ARRAY_BUFFER), as
   glTF asks (trimesh leaves it out: the Khronos validator's BUFFER_VIEW_TARGET_MISSING hints), like
   `export/animated.glb`.

@@ -111,9 +111,10 @@ class SurfaceMesh:
         islands: where each image packed into the texture (an atlas, `concatenate`) lies; the texture is
             averaged over a footprint image by image, never across them. Empty for a texture of one image.
         normal_groups: [V] int64, which vertices share one normal (the sum over all their faces): set where
-            a3d found the hard edges itself (`a3d_cli.mesh.creases`), so the copies of a position on either
-            side of a crease keep their own normals. None: the copies of each position share one
-            (`topology.seam_copies`), so a texture seam shades smoothly.
+            a mesh has hard edges, found by a3d (`a3d_cli.mesh.creases`) or given by its file's normals
+            (`load_mesh`), so the copies of a position on either side of a crease keep their own normals.
+            None: the copies of each position share one (`topology.seam_copies`), so a texture seam shades
+            smoothly.
     """
 
     vertices: np.ndarray  # [V, 3]
