@@ -12,6 +12,10 @@ from a3d_cli.commands.common import global_options, human_bytes
 from a3d_cli.console import echo_json, out
 
 
+NEXT_RUN = {"up_to_date": "up to date", "runs_again": "runs again", "may_run_again": "may run again", "unknown": "?"}
+"""The table's words for each verdict of `a3d_cli.stages.outlook`."""
+
+
 def quality(stage: str, metrics: dict[str, Any]) -> str:
     """The figures that say how well a stage did, in a few words (empty when it recorded none)."""
     parts: list[str] = []
@@ -42,6 +46,14 @@ def quality(stage: str, metrics: dict[str, Any]) -> str:
 def info(
     ctx: typer.Context,
     run_dir: Annotated[Path | None, typer.Argument(help="The run folder.", metavar="RUN", show_default=False)] = None,
+    check_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--check-inputs",
+            help="Hash every run-folder file each stage read, as a run does, to tell whether one changed (also by "
+            "hand). Without it only files a3d wrote again after the stage ran are hashed.",
+        ),
+    ] = False,
     warmup: Annotated[
         bool,
         typer.Option(
@@ -51,8 +63,9 @@ def info(
         ),
     ] = False,
 ) -> None:
-    """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs (or, with
-    --warmup, pre-build gsplat and the Triton kernels)."""
+    """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs, and whether the
+    next run (`a3d animate`, or the stage's own command, with the same options) runs each again and why (or,
+    with --warmup, pre-build gsplat and the Triton kernels)."""
     if warmup:
         _warmup()
         return
@@ -70,17 +83,22 @@ def info(
             f"{run_dir} is not an a3d run folder (it has no {MANIFEST_NAME}).",
             hint="Pass the folder given to `a3d prepare MODEL -o RUN` (or `a3d animate`).",
         )
+    from a3d_cli.stages.outlook import run_outlook
+
     data = load_manifest(run_dir)
+    outlook = run_outlook(run_dir, data, hash_inputs=check_inputs)
     if global_options(ctx).json:
-        echo_json(data)
+        next_run = {name: o.to_json() for name, o in outlook.items()}
+        echo_json({**data, "next_run": {"inputs_hashed": "all" if check_inputs else "rewritten", "stages": next_run}})
         return
     from rich.table import Table
 
     table = Table(title=f"{run_dir}  (a3d {data.get('a3d_version', '?')})")
-    for col in ("stage", "status", "time", "peak mem", "device", "quality", "outputs", "note"):
+    for col in ("stage", "status", "time", "peak mem", "device", "quality", "outputs", "next run", "note"):
         table.add_column(col)
     for name, entry in data["stages"].items():
-        note = entry.get("error", "") if entry.get("status") != "done" else ""
+        error = entry.get("error", "") if entry.get("status") != "done" else ""
+        reasons = "; ".join(r.message for r in outlook[name].reasons)
         table.add_row(
             name,
             entry.get("status", "?"),
@@ -89,9 +107,16 @@ def info(
             entry.get("device", "-"),
             quality(name, entry.get("metrics", {})),
             str(len(entry.get("outputs", []))),
-            note,
+            NEXT_RUN[outlook[name].verdict],
+            "; ".join(part for part in (error, reasons) if part),
         )
     out.print(table)
+    if not check_inputs and data["stages"]:
+        out.print(
+            "next run: with the options and seed each stage recorded; files changed by hand show with --check-inputs.",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _warmup() -> None:
