@@ -4,15 +4,19 @@ compile the Triton kernels now."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from a3d_cli.commands.common import global_options, human_bytes
 from a3d_cli.console import echo_json, out
 
+if TYPE_CHECKING:
+    from a3d_cli.stages.outlook import StageOutlook
 
-NEXT_RUN = {"up_to_date": "up to date", "runs_again": "runs again", "may_run_again": "may run again", "unknown": "?"}
+
+NEXT_RUN = {"up_to_date": "up to date", "runs_again": "runs again", "may_run_again": "may run again",
+            "unknown": "unknown"}  # fmt: skip
 """The table's words for each verdict of `a3d_cli.stages.outlook`."""
 
 
@@ -97,8 +101,7 @@ def info(
     for col in ("stage", "status", "time", "peak mem", "device", "quality", "outputs", "next run", "note"):
         table.add_column(col)
     for name, entry in data["stages"].items():
-        error = entry.get("error", "") if entry.get("status") != "done" else ""
-        reasons = "; ".join(r.message for r in outlook[name].reasons)
+        note = entry.get("error", "") if entry.get("status") != "done" else ""
         table.add_row(
             name,
             entry.get("status", "?"),
@@ -108,15 +111,23 @@ def info(
             quality(name, entry.get("metrics", {})),
             str(len(entry.get("outputs", []))),
             NEXT_RUN[outlook[name].verdict],
-            "; ".join(part for part in (error, reasons) if part),
+            note,
         )
     out.print(table)
-    if not check_inputs and data["stages"]:
-        out.print(
-            "next run: with the options and seed each stage recorded; files changed by hand show with --check-inputs.",
-            markup=False,
-            highlight=False,
-        )
+    if data["stages"]:
+        for line in next_run_lines(outlook, check_inputs):
+            out.print(line, highlight=False)
+
+
+def next_run_lines(outlook: dict[str, StageOutlook], inputs_hashed: bool) -> list[str]:
+    """Why each stage that is not up to date runs (or may run) again, one line each, under the table."""
+    stale = [o for o in outlook.values() if o.verdict != "up_to_date"]
+    lines = ["Next run, with the options and seed each stage recorded:" if stale else
+             "Next run: every stage is up to date (with the options and seed each recorded)."]  # fmt: skip
+    lines += [f"  {o.stage} {NEXT_RUN[o.verdict]}: {'; '.join(r.message for r in o.reasons)}" for o in stale]
+    if not inputs_hashed:
+        lines.append("A file changed by hand, outside a3d, shows with --check-inputs.")
+    return lines
 
 
 def _warmup() -> None:

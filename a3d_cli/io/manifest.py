@@ -16,9 +16,9 @@ import dataclasses
 import hashlib
 import json
 import math
-import types
 import typing
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 from a3d_cli import __version__
@@ -105,7 +105,7 @@ def from_jsonable(kind: Any, value: Any) -> Any:
         args = typing.get_args(kind)
         item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
         return tuple(from_jsonable(item, v) for v in value)
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+    if typing.get_origin(kind) in (typing.Union, UnionType):
         for option in typing.get_args(kind):  # `X | None`: the first type the value fits
             if (dataclasses.is_dataclass(option) and isinstance(value, dict)) or (
                 isinstance(value, list) and typing.get_origin(option) is tuple

@@ -258,8 +258,9 @@ def _with_upstream(own: dict[str, StageOutlook], producers: dict[str, dict[str, 
             result[name] = outlook
             continue
         order = [other for other in own if other in follows[name]]  # the manifest's order
-        who = f"{order[0]} writes" if len(order) == 1 else "they write"
-        reason = StaleReason("upstream", f"follows {', '.join(order)}: runs again if {who} other files than before")
+        who = "it writes" if len(order) == 1 else "they write"
+        after = order[0] if len(order) == 1 else f"{', '.join(order[:-1])} and {order[-1]}"
+        reason = StaleReason("upstream", f"after {after}, if {who} other files than before")
         reasons = (*outlook.reasons, reason)
         result[name] = StageOutlook(
             name, _verdict(list(reasons)), reasons, outlook.recipe, outlook.current_recipe, tuple(order),
