@@ -536,7 +536,7 @@ def _run_locked(
         digest = params_digest(opts, rt.seed)
         inputs = _input_digests(run_dir, requires, external_inputs)
         previous = load_manifest(run_dir)["stages"].get(name)
-        reasons = stale_reasons(run_dir, previous, recipe, digest, inputs)
+        reasons = [] if rt.force else stale_reasons(run_dir, previous, recipe, digest, inputs)
         if not rt.force and not reasons:
             progress.log(f"{name}: up to date, skipped (use --force to re-run)")
             return StageResult(
@@ -551,7 +551,7 @@ def _run_locked(
                 metrics=previous.get("metrics", {}),
             )
         for reason in reasons:
-            if not rt.force and reason.kind == "recipe":
+            if reason.kind == "recipe":
                 progress.log(f"{name}: {reason.message}, running again")
         # 3. run the body into a private staging folder (the folders it replaces hold only a3d's files)
         check_cleared_folders(run_dir, name, clear)

@@ -237,3 +237,13 @@ def test_a_manifest_path_out_of_the_run_folder_is_one_error(run, edit):
     _edit(run, edit)
     one_error_with_hint(runner.invoke(app, ["info", str(run)]))
     one_error_with_hint(runner.invoke(app, ["info", str(run), "--check-inputs"]))
+
+
+def test_an_input_that_links_out_of_the_run_folder_is_refused_before_it_is_hashed(run, tmp_path):
+    outside = tmp_path / "private.ply"
+    outside.write_bytes(b"not the run's")
+    (run / "static" / "gaussians.ply").unlink()
+    (run / "static" / "gaussians.ply").symlink_to(outside)
+    result = runner.invoke(app, ["info", str(run), "--check-inputs"])
+    one_error_with_hint(result)
+    assert "outside the run folder" in result.stderr
