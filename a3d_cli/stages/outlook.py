@@ -198,7 +198,7 @@ def _inputs_now(
     read. Every other input keeps its recorded digest: a file changed by hand, outside a3d, shows only with
     `hash_inputs`.
     """
-    inputs = dict(entry.get("inputs") or {}) if isinstance(entry.get("inputs"), dict) else {}
+    inputs = dict(entry["inputs"]) if isinstance(entry.get("inputs"), dict) else {}
     rewritten = {rel for other, rels in producers.items() if _ran_after(stages[other], entry) for rel in rels}
     missing, hashed = [], []
     for rel in _run_folder_inputs(entry):
