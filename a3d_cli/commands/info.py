@@ -4,12 +4,20 @@ compile the Triton kernels now."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from a3d_cli.commands.common import global_options, human_bytes
 from a3d_cli.console import echo_json, out
+
+if TYPE_CHECKING:
+    from a3d_cli.stages.outlook import StageOutlook
+
+
+NEXT_RUN = {"up_to_date": "up to date", "runs_again": "runs again", "may_run_again": "may run again",
+            "unknown": "unknown"}  # fmt: skip
+"""The table's words for each verdict of `a3d_cli.stages.outlook`."""
 
 
 def quality(stage: str, metrics: dict[str, Any]) -> str:
@@ -42,6 +50,14 @@ def quality(stage: str, metrics: dict[str, Any]) -> str:
 def info(
     ctx: typer.Context,
     run_dir: Annotated[Path | None, typer.Argument(help="The run folder.", metavar="RUN", show_default=False)] = None,
+    check_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--check-inputs",
+            help="Hash every run-folder file each stage read, as a run does, to tell whether one changed (also by "
+            "hand). Without it only files a3d wrote again after the stage ran are hashed.",
+        ),
+    ] = False,
     warmup: Annotated[
         bool,
         typer.Option(
@@ -51,8 +67,9 @@ def info(
         ),
     ] = False,
 ) -> None:
-    """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs (or, with
-    --warmup, pre-build gsplat and the Triton kernels)."""
+    """Show the stages recorded in a run folder: status, time, memory, quality figures, outputs, and whether the
+    next run (`a3d animate`, or the stage's own command, with the same options) runs each again and why (or,
+    with --warmup, pre-build gsplat and the Triton kernels)."""
     if warmup:
         _warmup()
         return
@@ -70,14 +87,18 @@ def info(
             f"{run_dir} is not an a3d run folder (it has no {MANIFEST_NAME}).",
             hint="Pass the folder given to `a3d prepare MODEL -o RUN` (or `a3d animate`).",
         )
+    from a3d_cli.stages.outlook import run_outlook
+
     data = load_manifest(run_dir)
+    outlook = run_outlook(run_dir, data, hash_inputs=check_inputs)
     if global_options(ctx).json:
-        echo_json(data)
+        next_run = {name: o.to_json() for name, o in outlook.items()}
+        echo_json({**data, "next_run": {"inputs_hashed": "all" if check_inputs else "rewritten", "stages": next_run}})
         return
     from rich.table import Table
 
     table = Table(title=f"{run_dir}  (a3d {data.get('a3d_version', '?')})")
-    for col in ("stage", "status", "time", "peak mem", "device", "quality", "outputs", "note"):
+    for col in ("stage", "status", "time", "peak mem", "device", "quality", "outputs", "next run", "note"):
         table.add_column(col)
     for name, entry in data["stages"].items():
         note = entry.get("error", "") if entry.get("status") != "done" else ""
@@ -89,9 +110,24 @@ def info(
             entry.get("device", "-"),
             quality(name, entry.get("metrics", {})),
             str(len(entry.get("outputs", []))),
+            NEXT_RUN[outlook[name].verdict],
             note,
         )
     out.print(table)
+    if data["stages"]:
+        for line in next_run_lines(outlook, check_inputs):
+            out.print(line, highlight=False)
+
+
+def next_run_lines(outlook: dict[str, StageOutlook], inputs_hashed: bool) -> list[str]:
+    """Why each stage that is not up to date runs (or may run) again, one line each, under the table."""
+    stale = [o for o in outlook.values() if o.verdict != "up_to_date"]
+    lines = ["Next run, with the options and seed each stage recorded:" if stale else
+             "Next run: every stage is up to date (with the options and seed each recorded)."]  # fmt: skip
+    lines += [f"  {o.stage} {NEXT_RUN[o.verdict]}: {'; '.join(r.message for r in o.reasons)}" for o in stale]
+    if not inputs_hashed:
+        lines.append("A file changed by hand, outside a3d, shows with --check-inputs.")
+    return lines
 
 
 def _warmup() -> None:

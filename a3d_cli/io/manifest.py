@@ -16,7 +16,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import typing
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 from a3d_cli import __version__
@@ -69,6 +71,55 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def from_jsonable(kind: Any, value: Any) -> Any:
+    """An options dataclass (or a value of one of its fields) from what `to_jsonable` recorded of it.
+
+    A dataclass is built from its recorded dict: a field the record lacks takes its default (an option this
+    a3d added since), a key its class no longer has is dropped, and its `__post_init__` checks the values as
+    it checks an option given on the command line. Lists become tuples where the field is a tuple; other
+    values stay as recorded, so that `to_jsonable` of the result gives back what was recorded of every field
+    the class still has.
+
+    Args:
+        kind: the dataclass, or a field's type (as `typing.get_type_hints` gives it).
+        value: the recorded JSON value.
+
+    Raises:
+        TypeError: a required field is missing; whatever the class's checks raise for a recorded value.
+
+    Examples:
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Opts:
+        ...     size: tuple[int, ...] = (1,)
+        ...     new: bool = False
+        >>> from_jsonable(Opts, {"size": [2, 3], "gone": 1})
+        Opts(size=(2, 3), new=False)
+    """
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type) and isinstance(value, dict):
+        hints = _field_types(kind)
+        fields = {f.name for f in dataclasses.fields(kind) if f.init}
+        return kind(**{k: from_jsonable(hints.get(k), v) for k, v in value.items() if k in fields})
+    if isinstance(value, list) and typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        return tuple(from_jsonable(item, v) for v in value)
+    if typing.get_origin(kind) in (typing.Union, UnionType):
+        for option in typing.get_args(kind):  # `X | None`: the first type the value fits
+            if (dataclasses.is_dataclass(option) and isinstance(value, dict)) or (
+                isinstance(value, list) and typing.get_origin(option) is tuple
+            ):
+                return from_jsonable(option, value)
+    return value
+
+
+def _field_types(kind: type) -> dict[str, Any]:
+    """A dataclass's field types (empty where its annotations cannot be evaluated: values then stay as recorded)."""
+    try:
+        return typing.get_type_hints(kind)
+    except (NameError, TypeError):
+        return {}
 
 
 FIRST_RECIPE = 1

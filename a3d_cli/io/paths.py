@@ -24,7 +24,7 @@ def resolve_inside(run_dir: Path, rel: str) -> Path:
     Why: manifests are data another tool may have written; a path in one must never reach outside RUN.
     """
     pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or rel.strip() == "":
+    if pure.is_absolute() or ".." in pure.parts or rel.strip() == "" or "\0" in rel:  # no file name holds NUL
         raise RunFolderError(f"The path {rel!r} is not a plain path inside the run folder.", hint=_MANIFEST_HINT)
     root = Path(run_dir).resolve()
     path = _resolve(root / pure)

@@ -353,8 +353,86 @@ def remove_outdated_outputs(run_dir: Path, name: str, made_from: Sequence[str] =
     return removed
 
 
-def _outputs_exist(run_dir: Path, outputs: Sequence[str]) -> bool:
-    return all(resolve_inside(run_dir, rel).exists() for rel in outputs)
+@dataclass(frozen=True)
+class StaleReason:
+    """One reason a stage's manifest entry no longer stands for what this a3d would make of the run folder.
+
+    Attributes:
+        kind: "status" (not finished), "recipe", "options" (options or seed), "inputs" (a file it read), "outputs"
+            (a file it wrote is gone); `a3d info` adds "upstream" and "options_unread" (stages/outlook.py).
+        message: in the runner's words ("made by an older a3d (recipe 1, now 2)"), without the stage's name.
+        paths: the run-folder files the reason is about (inputs or outputs), else empty.
+    """
+
+    kind: str
+    message: str
+    paths: tuple[str, ...] = ()
+
+
+_ABSENT = object()
+
+
+def params_digest(opts: Any, seed: int) -> str:
+    """The digest of a stage's options (less the result-neutral ones) and seed that decides whether a finished
+    stage is up to date."""
+    return digest_json({"params": digested_params(opts) if opts is not None else {}, "seed": seed})
+
+
+def stale_reasons(
+    run_dir: Path, previous: dict[str, Any] | None, recipe: int, digest: str | None, inputs: Mapping[str, Any]
+) -> list[StaleReason]:
+    """Why a run of a stage would not skip it: the up-to-date check of `run_stage`, once, so that `a3d info`
+    (which asks it with what the manifest tells, `stages/outlook.py`) and the runner cannot disagree.
+
+    Args:
+        run_dir: the run folder.
+        previous: the stage's manifest entry (None: it never ran).
+        recipe: the stage's `RECIPE` in this a3d.
+        digest: `params_digest` of the options and seed of the run; None leaves the options out (a3d info when
+            this a3d cannot read the recorded options).
+        inputs: digest of each input the run reads (`_input_digests`), keyed as the manifest keys them.
+
+    Returns:
+        the reasons, empty when the stage is up to date. Files it wrote are checked only when nothing else
+        makes it run (a stage that runs anyway rewrites them).
+    """
+    if previous is None:
+        return [StaleReason("status", "it has not run yet")]
+    if previous.get("status") != "done":
+        return [StaleReason("status", _unfinished(previous))]
+    reasons = []
+    made_with = entry_recipe(previous)
+    if made_with != recipe:
+        reasons.append(StaleReason("recipe", _recipe_changed(made_with, recipe)))
+    if digest is not None and previous.get("params_digest") != digest:
+        reasons.append(StaleReason("options", "its options or seed differ from the recorded ones"))
+    recorded = previous.get("inputs")
+    if not isinstance(recorded, Mapping):
+        reasons.append(StaleReason("inputs", "its entry records no inputs"))
+    else:
+        changed = [k for k in sorted({*recorded, *inputs}) if recorded.get(k, _ABSENT) != inputs.get(k, _ABSENT)]
+        if changed:
+            reasons.append(StaleReason("inputs", f"{shortlist(changed)} changed since it ran", tuple(changed)))
+    if not reasons:
+        missing = [rel for rel in previous.get("outputs", []) if not resolve_inside(run_dir, rel).exists()]
+        if missing:
+            reasons.append(StaleReason("outputs", f"its output {shortlist(missing)} is missing", tuple(missing)))
+    return reasons
+
+
+def _unfinished(entry: dict[str, Any]) -> str:
+    """Why an entry that is not `done` runs again, in a few words."""
+    if entry.get("status") == "failed":
+        return "its last run failed"
+    if entry.get("status") == "running":
+        return "its last run did not finish (it is running, or was stopped)"
+    return f"its status is {entry.get('status')!r}, not 'done'"
+
+
+def shortlist(paths: Sequence[str], shown: int = 3) -> str:
+    """The first few of `paths`, and how many more (a reason's message stays one line)."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
 
 
 def run_stage(
@@ -455,19 +533,11 @@ def _run_locked(
         check_inputs(run_dir, requires)
         # 2. skip when the recipe, parameters and inputs are unchanged
         params = to_jsonable(opts) if opts is not None else {}
-        params_digest = digest_json({"params": digested_params(opts) if opts is not None else {}, "seed": rt.seed})
+        digest = params_digest(opts, rt.seed)
         inputs = _input_digests(run_dir, requires, external_inputs)
         previous = load_manifest(run_dir)["stages"].get(name)
-        finished = previous is not None and previous.get("status") == "done"
-        made_with = entry_recipe(previous) if finished else recipe
-        if (
-            not rt.force
-            and finished
-            and made_with == recipe
-            and previous.get("params_digest") == params_digest
-            and previous.get("inputs") == inputs
-            and _outputs_exist(run_dir, previous.get("outputs", []))
-        ):
+        reasons = [] if rt.force else stale_reasons(run_dir, previous, recipe, digest, inputs)
+        if not rt.force and not reasons:
             progress.log(f"{name}: up to date, skipped (use --force to re-run)")
             return StageResult(
                 stage=name,
@@ -480,8 +550,9 @@ def _run_locked(
                 skipped=True,
                 metrics=previous.get("metrics", {}),
             )
-        if not rt.force and made_with != recipe:
-            progress.log(_recipe_changed(name, made_with, recipe))
+        for reason in reasons:
+            if reason.kind == "recipe":
+                progress.log(f"{name}: {reason.message}, running again")
         # 3. run the body into a private staging folder (the folders it replaces hold only a3d's files)
         check_cleared_folders(run_dir, name, clear)
         staging_root = private_dir(run_dir, STAGING_DIR)  # refused when it is a link
@@ -493,7 +564,7 @@ def _run_locked(
             "status": "running",
             "recipe": recipe,
             "params": params,
-            "params_digest": params_digest,
+            "params_digest": digest,
             "inputs": inputs,
             "seed": rt.seed,
             "device": rt.device,
@@ -548,10 +619,11 @@ def _run_locked(
         )
 
 
-def _recipe_changed(name: str, recorded: int, recipe: int) -> str:
-    """The log line of a finished stage that runs again because another recipe made its outputs."""
+def _recipe_changed(recorded: int, recipe: int) -> str:
+    """Why a finished stage runs again when another recipe made its outputs (the runner logs it after the
+    stage's name, followed by ", running again")."""
     made_by = "an older" if recorded < recipe else "a newer"
-    return f"{name}: made by {made_by} a3d (recipe {recorded}, now {recipe}), running again"
+    return f"made by {made_by} a3d (recipe {recorded}, now {recipe})"
 
 
 def stage_status(run_dir: Path, name: str) -> str | None:
@@ -565,11 +637,15 @@ __all__ = [
     "Runtime",
     "StageContext",
     "StageResult",
+    "StaleReason",
     "check_cleared_folders",
     "check_inputs",
     "created_folders_removed_on_failure",
     "ensure_run_dir",
+    "params_digest",
     "remove_outdated_outputs",
     "run_stage",
+    "shortlist",
     "stage_status",
+    "stale_reasons",
 ]

@@ -188,8 +188,9 @@ class ReconstructOptions:
 
 
 @dataclass(frozen=True)
-class _Recorded:
-    """What goes into the manifest: the options as given and the settings that actually ran."""
+class RecordedOptions:
+    """What goes into the manifest (and its params digest): the options as given and the settings that actually ran
+    (`a3d info` reads a recorded entry back into this class, `stages/outlook.py`)."""
 
     options: ReconstructOptions
     preset: str
@@ -241,7 +242,7 @@ def run(run_dir: Path, opts: ReconstructOptions, rt: Runtime | None = None) -> S
     return run_stage(
         "reconstruct",
         run_dir,
-        _Recorded(opts, preset, settings),
+        RecordedOptions(opts, preset, settings),
         body,
         rt,
         requires=requires,
@@ -290,4 +291,4 @@ def _reconstruct(ctx: StageContext, video_dir: Path, preset: str, s: FitSettings
     )
 
 
-__all__ = ["PRESETS", "ReconstructOptions", "run"]
+__all__ = ["PRESETS", "RecordedOptions", "ReconstructOptions", "run"]

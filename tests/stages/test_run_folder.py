@@ -347,7 +347,7 @@ def test_killed_run_leaves_running_status_and_is_rerun(run_dir):
     assert not (run_dir / ".staging").exists()
 
 
-@pytest.mark.parametrize("rel", ["../escape.txt", "/etc/passwd", "a/../../b", ""])
+@pytest.mark.parametrize("rel", ["../escape.txt", "/etc/passwd", "a/../../b", "", "static/a\x00b"])
 def test_paths_outside_the_run_folder_are_refused(run_dir, rel):
     run_dir.mkdir()
     with pytest.raises(RunFolderError):
