@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from a3d_cli.mesh.appearance import (
     budget_warning,
     capped_size,
 )
-from a3d_cli.mesh.texture_check import texture_rgba
+from a3d_cli.mesh.texture_check import ImageNames, image_identity, texture_rgba
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,12 +58,13 @@ class TextureRecipe:
     glow_filter: int = LINEAR
     mag_filter: int = LINEAR
 
-    @property
+    @cached_property
     def key(self) -> tuple:
-        """What makes two recipes bake the same texture (the images by identity)."""
-        key: tuple = (id(self.image), tuple(np.round(self.factor, 6)), self.mode, self.cutoff, self.mag_filter)
+        """What makes two recipes bake the same texture: the images by their bytes (`texture_check.image_identity`:
+        materials naming one file bake it once), the factors, modes and filters."""
+        key: tuple = (image_identity(self.image), tuple(np.round(self.factor, 6)), self.mode, self.cutoff, self.mag_filter)
         if self.glow is not None:
-            key += (id(self.glow_image), tuple(np.round(self.glow, 6)), self.glow_filter)
+            key += (image_identity(self.glow_image), tuple(np.round(self.glow, 6)), self.glow_filter)
         return key
 
     @property
@@ -77,13 +79,16 @@ class TextureRecipe:
         return capped_size(size)
 
 
-def bake_textures(recipes: list[TextureRecipe], asset: str, notice: Notice | None = None) -> dict[tuple, np.ndarray]:
+def bake_textures(
+    recipes: list[TextureRecipe], asset: str, notice: Notice | None = None, names: ImageNames | None = None
+) -> dict[tuple, np.ndarray]:
     """Bake each distinct recipe (`TextureRecipe.key`), all at one common scale within the atlas budget.
 
     Args:
         recipes: the textured parts' recipes, in order (repeats are baked once).
         asset: the asset's file name, for messages.
         notice: receives one `warning:` line when the textures are scaled down to fit the budget.
+        names: the images' names, for the message of one whose pixels do not decode (`texture_check`).
 
     Returns:
         recipe key → [H, W, 4] uint8 sRGB baked texture.
@@ -99,10 +104,10 @@ def bake_textures(recipes: list[TextureRecipe], asset: str, notice: Notice | Non
     scale, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset)
     if scale < 1.0 and notice is not None:
         notice(budget_warning(asset, shapes, sizes, scale))
-    return {r.key: bake(r, asset, scale) for r in distinct}
+    return {r.key: bake(r, asset, scale, names) for r in distinct}
 
 
-def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0) -> np.ndarray:
+def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0, names: ImageNames | None = None) -> np.ndarray:
     """One recipe's texture: the base image (reduced by `scale`) times its factor in linear light, plus the
     emission (`appearance.add_emission`), alpha as the alpha mode says (OPAQUE: 255; MASK: 0 or 255).
 
@@ -111,12 +116,12 @@ def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0) -> np.ndarray:
     """
     glow_rgba = None
     if recipe.glow_image is not None:
-        glow_rgba = texture_rgba(recipe.glow_image, asset, scale, recipe.glow_filter == NEAREST)
+        glow_rgba = texture_rgba(recipe.glow_image, asset, scale, recipe.glow_filter == NEAREST, names)
     if recipe.image is None:  # an emissive texture alone: the base factor is a colour under it
         baked = add_emission(recipe.factor, glow_rgba, recipe.glow)  # type: ignore[arg-type]
     else:
         baked = apply_linear_factor(
-            texture_rgba(recipe.image, asset, scale, recipe.mag_filter == NEAREST), recipe.factor
+            texture_rgba(recipe.image, asset, scale, recipe.mag_filter == NEAREST, names), recipe.factor
         )
         if recipe.glow is not None:
             baked = add_emission(baked, glow_rgba, recipe.glow, emission_filter=recipe.glow_filter)
