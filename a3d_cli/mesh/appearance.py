@@ -36,6 +36,7 @@ shows from a distance, not a renderer's aliasing). An atlas gets one chain per p
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -371,26 +372,60 @@ def replicate_texels(texture: np.ndarray, k: int | None = None) -> np.ndarray:
     return texture if k == 1 else np.repeat(np.repeat(texture, k, axis=0), k, axis=1)
 
 
-def budget_scale(shapes: list[tuple[int, ...]], limit: int | None = None) -> float:
-    """The factor by which every image packed into one atlas is scaled so that together they hold at most
-    `limit` texels, ATLAS_TEXELS by default (1.0 when they already do).
+def texel_cap(shapes: list[tuple[int, ...]], nearest: list[bool], limit: int | None = None) -> int | None:
+    """The most texels any one image packed into an atlas keeps so that together they hold at most `limit`
+    texels, ATLAS_TEXELS by default: the largest cap C for which the images, each of at most C texels kept as
+    it is and each larger one reduced to at most C (`capped_sizes`), fit; None when they fit as they are, 1
+    when even that does not fit (`budget_sizes` then refuses or keeps them at a texel or so each).
 
-    Why a total, shared as `replication_factors` shares REPLICATED_TEXELS: each texture is capped at
-    MAX_TEXTURE_SIZE on load, but an asset can name any number of them (a file of a few hundred kilobytes can
-    declare a hundred 4096² images of one colour each), so only a bound on their sum bounds memory; one common
-    factor keeps the textures' detail in proportion, as the asset made them.
+    Why a cap rather than one common factor: memory is the only reason to reduce, and it is held by the
+    largest images; a cap takes texels only from images larger than it, so small ones (decals, pixel art,
+    masks) keep every texel, and of all ways to fit the budget it drops the fewest mip levels in total (the
+    sum over images of log₂ of each one's reduction is least when every reduced image ends at the same
+    size). What it gives up is the proportion between the images it reduces: they end at about the same
+    texel count whatever their sizes were (a 16384² and an 8192² texture over the cap both come out near
+    √C a side), where a common factor would keep their texel densities in proportion.
 
     Args:
         shapes: each image's [H, W, ...] shape.
+        nearest: whether each image is read NEAREST (reduced by powers of two, `reduced_size`).
         limit: the texels they may hold together.
     """
     limit = ATLAS_TEXELS if limit is None else limit
-    total = sum(int(s[0]) * int(s[1]) for s in shapes)
-    return 1.0 if total <= limit else math.sqrt(limit / total)
+    texels = [int(s[0]) * int(s[1]) for s in shapes]
+    if sum(texels) <= limit:
+        return None
+    kinds = Counter((int(s[0]), int(s[1]), bool(n)) for s, n in zip(shapes, nearest, strict=True))  # few distinct
+
+    def total(cap: int) -> int:
+        sizes = capped_sizes([k[:2] for k in kinds], [k[2] for k in kinds], cap)[1]
+        return sum(count * h * w for count, (h, w) in zip(kinds.values(), sizes, strict=True))
+
+    lo, hi = 1, max(texels) - 1  # total(hi + 1) > limit; find the largest cap in [lo, hi] whose total fits
+    if total(lo) > limit:
+        return 1
+    while lo < hi:  # every image's kept size grows with the cap, so the total does
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if total(mid) <= limit else (lo, mid - 1)
+    return lo
+
+
+def capped_sizes(
+    shapes: list[tuple[int, ...]], nearest: list[bool], cap: int | None
+) -> tuple[list[float], list[tuple[int, int]]]:
+    """Each image's factor and (rows, columns) under a cap of `cap` texels (`texel_cap`; None: no cap): an image
+    of at most `cap` texels as it is (factor 1), a larger one scaled by √(cap / its texels) (`reduced_size`)."""
+    scales, sizes = [], []
+    for shape, near in zip(shapes, nearest, strict=True):
+        texels = int(shape[0]) * int(shape[1])
+        scale = 1.0 if cap is None or texels <= cap else math.sqrt(cap / texels)
+        scales.append(scale)
+        sizes.append(reduced_size(shape, scale, near))
+    return scales, sizes
 
 
 def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) -> tuple[int, int]:
-    """(rows, columns) of an image of `shape` [H, W, ...] scaled by `scale` ≤ 1 (`budget_scale`): each side
+    """(rows, columns) of an image of `shape` [H, W, ...] scaled by `scale` ≤ 1 (`capped_sizes`): each side
     rounded down, at least 1; for a NEAREST texture, the mip level (`halving_sizes`) of the smallest
     power-of-two reduction 1/2^n ≤ scale, so that each new texel covers whole 2^n × 2^n blocks of the old ones
     and texel borders stay on the texture's own grid (pixel art stored enlarged keeps its texels exactly)."""
@@ -427,18 +462,18 @@ def downscale(texture: np.ndarray, size: tuple[int, int], nearest: bool = False)
 
 def budget_sizes(
     shapes: list[tuple[int, ...]], nearest: list[bool], name: str, limit: int | None = None
-) -> tuple[float, list[tuple[int, int]]]:
-    """The common factor (`budget_scale`) and each image's size at it (`reduced_size`) for the images of one
+) -> tuple[int | None, list[float], list[tuple[int, int]]]:
+    """The cap (`texel_cap`) and each image's factor and size under it (`capped_sizes`) for the images of one
     atlas.
 
     Args:
         shapes: each image's [H, W, ...] shape.
         nearest: whether each image is read NEAREST.
         name: the asset's file name, for the message.
-        limit: the texels they may hold together (`budget_scale`), ATLAS_TEXELS by default.
+        limit: the texels they may hold together, ATLAS_TEXELS by default.
 
     Returns:
-        (scale, [(rows, columns)] per image).
+        (cap or None when all fit, [factor] per image, [(rows, columns)] per image).
 
     Raises:
         InputError: so many images that even reduced (to a texel or so each, plus their edge padding) they
@@ -447,23 +482,24 @@ def budget_sizes(
     from a3d_cli.errors import InputError
 
     limit = ATLAS_TEXELS if limit is None else limit
-    scale = budget_scale(shapes, limit)
-    sizes = [reduced_size(s, scale, n) for s, n in zip(shapes, nearest, strict=True)]
+    cap = texel_cap(shapes, nearest, limit)
+    scales, sizes = capped_sizes(shapes, nearest, cap)
     padded = sum((h + 2 * ATLAS_PADDING) * (w + 2 * ATLAS_PADDING) for h, w in sizes)
-    if scale < 1.0 and padded > 2 * limit:
+    if cap is not None and padded > 2 * limit:
         raise InputError(
             f"{name} has {len(shapes):,} distinct textures, more than a3d can pack into one texture atlas "
             f"({limit:,} texels) even at a few texels each.",
             hint="Bake the materials into a few textures in a 3D tool (e.g. Blender's texture baking) and export again.",
         )
-    return scale, sizes
+    return cap, scales, sizes
 
 
 def budget_warning(
-    name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], scale: float, limit: int | None = None
+    name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], limit: int | None = None
 ) -> str:
-    """The `warning:` line that says an asset's textures were scaled to the atlas budget (`limit`, ATLAS_TEXELS by
-    default), naming the largest."""
+    """The `warning:` line that says an asset's textures were reduced to fit the atlas budget (`limit`,
+    ATLAS_TEXELS by default; `texel_cap`): the most texels a reduced one kept, the largest, and how many kept
+    their size."""
     limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
     largest = max(range(len(shapes)), key=lambda i: int(shapes[i][0]) * int(shapes[i][1]))
@@ -471,11 +507,17 @@ def budget_warning(
     if len(shapes) == 1:
         return (
             f"warning: {name}'s texture holds {total:,} texels, more than one atlas takes ({limit:,}); it is read "
-            f"at {scale:.0%} of its size ({w}×{h} as {columns}×{rows})"
+            f"at {rows / h:.0%} of its size ({w}×{h} as {columns}×{rows})"
         )
+    changed = [z for s, z in zip(shapes, sizes, strict=True) if tuple(s[:2]) != tuple(z)]
+    reduced, kept = len(changed), len(shapes) - len(changed)
+    cap = max(r * c for r, c in changed)
+    which = f"all {reduced} are" if not kept else f"the {reduced} largest are" if reduced > 1 else "the largest is"
+    others = "" if not kept else f"; the {kept} smaller keep their size" if kept > 1 else "; the smaller one keeps its size"
     return (
         f"warning: {name}'s {len(shapes)} textures hold {total:,} texels together, more than one atlas takes "
-        f"({limit:,}); all are read at {scale:.0%} of their size (the largest {w}×{h} as {columns}×{rows})"
+        f"({limit:,}); {which} reduced to at most {cap:,} texels{' each' if reduced > 1 else ''} (the largest {w}×{h} as "
+        f"{columns}×{rows}){others}"
     )
 
 

@@ -114,7 +114,7 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     factors, COLOR_0 / PLY vertex colours and OBJ diffuse colours are all kept. Vertices no face uses
     are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
     own folder unless `allow_external_refs` (`a3d_cli.mesh.references`). Textures that together exceed one
-    atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are all scaled by one factor, with one `warning:`
+    atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are reduced, the largest first, with one `warning:`
     line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
     merged and its hard edges kept apart (`a3d_cli.mesh.creases`).

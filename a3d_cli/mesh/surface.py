@@ -318,8 +318,8 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     since sampling wraps it exactly.
 
     The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
-    padding): beyond that every one is scaled by one common factor (`appearance.budget_sizes`) before it is
-    extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
+    padding): beyond that the largest are reduced to a common cap of texels each (`appearance.texel_cap`,
+    `budget_sizes`) before they are extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
     the textures themselves to ATLAS_TEXELS, and extending them a few texels past their edges (UV islands a hair
     outside [0, 1]) must not scale textures that fit; what this bounds is an image extended over many copies
     of its texture, which counts as large as it is. The atlas is read with NEAREST filtering when every texture
@@ -382,7 +382,7 @@ def _atlas_images(
     """Per distinct texture (`users`: key → the parts that use it): the image it puts in the atlas, before
     replication, and the texels of its sampler's endless plane that image holds (None when its coordinates
     stay within [0, 1], or for the one repeating texture of the whole mesh, which sampling wraps exactly);
-    all scaled by one factor when they exceed the atlas budget (see `concatenate`)."""
+    the largest reduced to the budget's cap when they exceed the atlas budget (see `concatenate`)."""
     from a3d_cli.mesh.appearance import (
         budget_sizes,
         budget_warning,
@@ -403,15 +403,15 @@ def _atlas_images(
     shapes = [t.shape if w is None else (w.count_v, w.count_u) for (t, _), w in zip(plans, windows, strict=True)]
     nearest = [key[2] == NEAREST for key in users]
     limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
-    scale, sizes = budget_sizes(shapes, nearest, name, limit)
-    if scale < 1.0 and notice is not None:
-        notice(budget_warning(name, shapes, sizes, scale, limit))
+    cap, scales, sizes = budget_sizes(shapes, nearest, name, limit)
+    if cap is not None and notice is not None:
+        notice(budget_warning(name, shapes, sizes, limit))
     images = []
     for k, ((texture, span), key) in enumerate(zip(plans, users, strict=True)):
-        if scale < 1.0:  # reduced before it is extended: memory never holds the larger image
+        if scales[k] < 1.0:  # reduced before it is extended: memory never holds the larger image
             full = texture.shape
-            texture = downscale(texture, reduced_size(texture.shape, scale, nearest[k]), nearest[k])
-            windows[k] = None if span is None else texel_window(*span, _scaled_copy(windows[k], full, texture.shape, scale))
+            texture = downscale(texture, reduced_size(texture.shape, scales[k], nearest[k]), nearest[k])
+            windows[k] = None if span is None else texel_window(*span, _scaled_copy(windows[k], full, texture.shape, scales[k]))
         window = windows[k]
         images.append(texture if window is None else extend_texture(texture, window, key[1]))
     return images, windows

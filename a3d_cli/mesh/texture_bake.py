@@ -1,10 +1,10 @@
 """A material's texture as a3d keeps it (base colour × factor, plus emission), all within one atlas's budget.
 
 Why planned before baked: the loader meets the asset's materials one part at a time, but the atlas budget
-(`a3d_cli.mesh.appearance.budget_scale`: the textures of one atlas together at most `ATLAS_TEXELS` texels)
-needs every texture's size first. So each textured part yields a `TextureRecipe` (its images, still
-undecoded, and what to fold into them; its size read from the image's header), and `bake_textures` bakes each
-distinct recipe at one common scale, one at a time: memory holds the baked textures, within the budget, and
+(`a3d_cli.mesh.appearance.texel_cap`: the textures of one atlas together at most `ATLAS_TEXELS` texels, the
+largest reduced first) needs every texture's size first. So each textured part yields a `TextureRecipe` (its
+images, still undecoded, and what to fold into them; its size read from the image's header), and
+`bake_textures` bakes each distinct recipe at the size the budget gives it, one at a time: memory holds the baked textures, within the budget, and
 the one image being decoded (`texture_check.texture_rgba`), however many or large the images the file declares.
 A recipe within the budget bakes exactly as the loader always did.
 
@@ -82,7 +82,8 @@ class TextureRecipe:
 def bake_textures(
     recipes: list[TextureRecipe], asset: str, notice: Notice | None = None, names: ImageNames | None = None
 ) -> dict[tuple, np.ndarray]:
-    """Bake each distinct recipe (`TextureRecipe.key`), all at one common scale within the atlas budget.
+    """Bake each distinct recipe (`TextureRecipe.key`) within the atlas budget: textures of at most the budget's
+    cap of texels as they are, larger ones reduced to it (`appearance.texel_cap`).
 
     Args:
         recipes: the textured parts' recipes, in order (repeats are baked once).
@@ -101,14 +102,15 @@ def bake_textures(
     if not distinct:
         return {}
     shapes = [r.shape for r in distinct]
-    scale, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset)
-    if scale < 1.0 and notice is not None:
-        notice(budget_warning(asset, shapes, sizes, scale))
-    return {r.key: bake(r, asset, scale, names) for r in distinct}
+    cap, scales, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset)
+    if cap is not None and notice is not None:
+        notice(budget_warning(asset, shapes, sizes))
+    return {r.key: bake(r, asset, scale, names) for r, scale in zip(distinct, scales, strict=True)}
 
 
 def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0, names: ImageNames | None = None) -> np.ndarray:
-    """One recipe's texture: the base image (reduced by `scale`) times its factor in linear light, plus the
+    """One recipe's texture: the base image (reduced by `scale`, the budget's factor for it; the emissive image
+    too) times its factor in linear light, plus the
     emission (`appearance.add_emission`), alpha as the alpha mode says (OPAQUE: 255; MASK: 0 or 255).
 
     Returns:

@@ -132,7 +132,7 @@ def texture_rgba(
     Args:
         image: a Pillow image (as trimesh's materials hold them) or an array.
         asset: the asset's file name, for the message.
-        scale: the atlas budget's common factor (`appearance.budget_scale`), ≤ 1.
+        scale: the factor the atlas budget gives this texture (`appearance.capped_sizes`), ≤ 1.
         nearest: whether the texture is read NEAREST (its reduction keeps its texel grid).
         names: the names `check_header` remembered.
 
