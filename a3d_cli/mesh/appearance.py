@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_TEXTURE_SIZE = 4096  # textures larger than this are downscaled on load (splats need far less)
+WINDOW_SIZE = 4096  # an extended texture's side holds at most this many texels, or two copies of the texture (`texel_window`)
 ATLAS_PADDING = 2  # texels of edge padding around each image in a packed atlas
 REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT = 10497, 33071, 33648  # glTF sampler wrap modes (OpenGL enums)
 WRAP_MODES = (REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT)
@@ -53,7 +53,12 @@ MAG_FILTERS = (NEAREST, LINEAR)
 REPLICATED_SIZE = 2048  # a NEAREST texture packed beside LINEAR ones is enlarged to at most this many texels a side
 MAX_REPLICATION = 16  # ... and by at most this factor (its blend band is then 1/16 of a texel wide)
 REPLICATED_TEXELS = REPLICATED_SIZE * REPLICATED_SIZE  # ... the NEAREST textures of one atlas together at most this
-ATLAS_TEXELS = 4 * MAX_TEXTURE_SIZE * MAX_TEXTURE_SIZE  # the images of one atlas together at most this (8192², 256 MB)
+ATLAS_TEXELS = 8192 * 8192  # the textures of one asset together at most this (256 MB as RGBA): `texel_cap`
+ATLAS_IMAGE_TEXELS = ATLAS_TEXELS * 4 // 3
+"""The most texels one atlas image a3d writes holds, its textures' edge padding, the gaps between them and their
+copies for coordinates outside [0, 1] included (`a3d_cli.mesh.surface.concatenate` keeps to it, and
+`a3d_cli.mesh.store.load_processed_mesh` refuses a processed mesh whose images declare more): 89,478,485, Pillow's
+default `MAX_IMAGE_PIXELS`, so that the atlas is an image a3d decodes again."""
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -154,24 +159,12 @@ def add_emission(
 
 
 def as_rgba_uint8(image: object) -> np.ndarray:
-    """A PIL image (any mode) or array as [H, W, 4] uint8, downscaled to at most MAX_TEXTURE_SIZE (`capped_size`)."""
+    """A PIL image (any mode) or array as [H, W, 4] uint8, at its own size (the atlas budget, not this, decides
+    how large a texture a3d keeps: `texel_cap`)."""
     from PIL import Image
 
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    if max(pil.size) > MAX_TEXTURE_SIZE:
-        rows, columns = capped_size(pil.size)
-        pil = pil.resize((columns, rows), Image.BILINEAR)
     return np.ascontiguousarray(np.asarray(pil.convert("RGBA"), dtype=np.uint8))
-
-
-def capped_size(size: tuple[int, int]) -> tuple[int, int]:
-    """(rows, columns) of an image of Pillow's `size` (width, height) once `as_rgba_uint8` has capped it at
-    MAX_TEXTURE_SIZE: known from the image's header, before any decoding."""
-    width, height = int(size[0]), int(size[1])
-    if max(width, height) <= MAX_TEXTURE_SIZE:
-        return height, width
-    scale = MAX_TEXTURE_SIZE / max(width, height)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _wrap_unit(t: np.ndarray) -> np.ndarray:
@@ -439,27 +432,6 @@ def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) ->
     return max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
 
 
-def downscale(texture: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """A texture reduced to `size` (`reduced_size`) with the mip chain's filter (`box_filtered`: area average
-    in linear light, colours weighted by alpha), in successive halvings for a NEAREST texture (its mip level),
-    in one step otherwise; the texture itself when `size` is its own.
-
-    Args:
-        texture: [H, W, C] uint8 sRGB (C = 3 or 4).
-        size: (rows, columns), none larger than the texture's.
-        nearest: whether the texture is read NEAREST.
-
-    Returns:
-        [rows, columns, C] uint8.
-    """
-    if tuple(size) == tuple(texture.shape[:2]):
-        return texture
-    if nearest:
-        sizes = halving_sizes(texture.shape[:2], 0)
-        return box_filtered(texture, sizes[: sizes.index(tuple(size)) + 1])[-1]
-    return box_filtered(texture, [tuple(size)])[0]  # type: ignore[list-item]
-
-
 def budget_sizes(
     shapes: list[tuple[int, ...]], nearest: list[bool], name: str, limit: int | None = None
 ) -> tuple[int | None, list[float], list[tuple[int, int]]]:
@@ -544,9 +516,14 @@ class TexelWindow:
 
 def texel_window(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...]) -> TexelWindow:
     """The window of texels that coordinates within [lo, hi] read with bilinear filtering, on a texture of
-    `shape` [H, W, ...] downscaled where the window would be wider than MAX_TEXTURE_SIZE; coordinates that
-    span more than MAX_TEXTURE_SIZE / 2 copies of the texture along an axis read its average there (one
-    texel), which is what a mipmapping viewer shows of a texture repeated that often."""
+    `shape` [H, W, ...] downscaled where the window would be wider than its axis's limit, WINDOW_SIZE texels or
+    two copies of the texture (and two texels), whichever is more; coordinates that span more than half that
+    limit in copies of the texture along an axis read its average there (one texel), which is what a
+    mipmapping viewer shows of a texture repeated that often.
+
+    Why two copies: a texture of any size whose coordinates reach a little past its edges (UV islands a hair
+    outside [0, 1]) or over two copies keeps every texel; only textures repeated more often than that are
+    downscaled, where a fixed limit alone would resample every large texture reaching a texel past its edge."""
     h, w = shape[:2]
     u = _axis_window(float(lo[0]), float(hi[0]), w)
     v = _axis_window(1.0 - float(hi[1]), 1.0 - float(lo[1]), h)  # rows: from v = 1 down
@@ -556,10 +533,11 @@ def texel_window(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...]) -> Texe
 def _axis_window(lo: float, hi: float, size: int) -> tuple[int, int, int]:
     """(start, count, tile) of the texels that positions lo..hi (in copies of the texture) read along one axis."""
     span = hi - lo
-    if span * size + 2 <= MAX_TEXTURE_SIZE:
+    limit = max(WINDOW_SIZE, 2 * size + 2)
+    if span * size + 2 <= limit:
         tile = size
-    elif span <= MAX_TEXTURE_SIZE / 2:
-        tile = max(1, math.floor((MAX_TEXTURE_SIZE - 2) / span))
+    elif span <= limit / 2:
+        tile = max(1, math.floor((limit - 2) / span))
     else:
         return 0, 1, 1
     start = math.floor(lo * tile - 0.5)  # texel centres sit at k + 0.5: bilinear reads floor(x - 0.5) and the next
@@ -626,26 +604,38 @@ def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[
     Returns:
         atlas [H, W, 4] uint8 and one placement per input image, in input order.
     """
-    order = sorted(range(len(images)), key=lambda i: -images[i].shape[0])
-    total_area = sum((im.shape[0] + 2 * padding) * (im.shape[1] + 2 * padding) for im in images)
-    widest = max(im.shape[1] + 2 * padding for im in images)
+    (atlas_h, atlas_w), placements = shelf_layout([im.shape for im in images], padding)
+    atlas = np.full((atlas_h, atlas_w, 4), 255, dtype=np.uint8)  # gaps: opaque white, never sampled
+    for image, p in zip(images, placements, strict=True):
+        padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)), mode="edge")
+        atlas[p.y - padding : p.y + p.height + padding, p.x - padding : p.x + p.width + padding] = padded
+    return atlas, placements
+
+
+def shelf_layout(
+    shapes: list[tuple[int, ...]], padding: int = ATLAS_PADDING
+) -> tuple[tuple[int, int], list[AtlasPlacement]]:
+    """Where `pack_atlas` puts images of `shapes` [H_i, W_i, ...]: shelves as wide as the widest image or the
+    square root of their padded area, filled tallest first; known before any image exists.
+
+    Returns:
+        the atlas's (rows, columns) and one placement per shape, in input order.
+    """
+    order = sorted(range(len(shapes)), key=lambda i: -shapes[i][0])
+    total_area = sum((s[0] + 2 * padding) * (s[1] + 2 * padding) for s in shapes)
+    widest = max(s[1] + 2 * padding for s in shapes)
     atlas_w = max(widest, int(np.ceil(np.sqrt(total_area))))
     placements: dict[int, AtlasPlacement] = {}
     x = y = shelf_h = 0
     for i in order:
-        h, w = images[i].shape[:2]
+        h, w = int(shapes[i][0]), int(shapes[i][1])
         ph, pw = h + 2 * padding, w + 2 * padding
         if x + pw > atlas_w:
             x, y, shelf_h = 0, y + shelf_h, 0
         placements[i] = AtlasPlacement(x + padding, y + padding, w, h)
         x += pw
         shelf_h = max(shelf_h, ph)
-    atlas_h = y + shelf_h
-    atlas = np.full((atlas_h, atlas_w, 4), 255, dtype=np.uint8)  # gaps: opaque white, never sampled
-    for i, p in placements.items():
-        padded = np.pad(images[i], ((padding, padding), (padding, padding), (0, 0)), mode="edge")
-        atlas[p.y - padding : p.y + p.height + padding, p.x - padding : p.x + p.width + padding] = padded
-    return atlas, [placements[i] for i in range(len(images))]
+    return (y + shelf_h, atlas_w), [placements[i] for i in range(len(shapes))]
 
 
 def remap_uv(uv: np.ndarray, placement: AtlasPlacement, atlas_shape: tuple[int, ...]) -> np.ndarray:

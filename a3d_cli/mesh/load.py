@@ -106,7 +106,9 @@ def detect_kind(path: Path) -> InputKind:
     return "mesh"
 
 
-def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | None = None) -> SurfaceMesh:
+def load_mesh(
+    path: Path, allow_external_refs: bool = False, notice: Notice | None = None, texture_limit: int | None = None
+) -> SurfaceMesh:
     """Load a mesh file as one `SurfaceMesh` in the file's own frame (no normalization).
 
     Multi-node glTF scenes are flattened with their node transforms (instanced meshes appear once per
@@ -115,7 +117,8 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
     own folder unless `allow_external_refs` (`a3d_cli.mesh.references`). Textures that together exceed one
     atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are reduced, the largest first, with one `warning:`
-    line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`). A triangle soup (no two faces share
+    line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`); `texture_limit` replaces that budget
+    (a3d's own processed mesh, whose atlas may hold more: `a3d_cli.mesh.store.load_processed_mesh`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
     merged and its hard edges kept apart (`a3d_cli.mesh.creases`).
 
@@ -180,7 +183,7 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
         planned = [_to_surface(g, t, from_gltf, path, uv_transforms, names) for g, t in faced]
     try:  # every texture's size is known now: baked within the atlas budget, one at a time
-        textures = bake_textures([r for _, _, r in planned if r is not None], path.name, notice, names)
+        textures = bake_textures([r for _, _, r in planned if r is not None], path.name, notice, names, texture_limit)
     except OSError as exc:  # Pillow decodes the textures only now: a truncated or damaged image
         raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
     parts = [part if r is None else replace(part, uvs=uvs, texture=textures[r.key]) for part, uvs, r in planned]

@@ -29,7 +29,6 @@ from a3d_cli.mesh.appearance import (
     apply_linear_factor,
     budget_sizes,
     budget_warning,
-    capped_size,
 )
 from a3d_cli.mesh.texture_check import ImageNames, image_identity, texture_rgba
 
@@ -69,18 +68,22 @@ class TextureRecipe:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """(rows, columns) of the baked texture at full scale: the base image's (else the emissive image's),
-        capped as on load, from its header (an array, which trimesh does not hand over, by its shape)."""
+        """(rows, columns) of the baked texture at full scale: the base image's (else the emissive image's), from
+        its header (an array, which trimesh does not hand over, by its shape)."""
         source = self.image if self.image is not None else self.glow_image
         size = getattr(source, "size", None)  # a Pillow image's (width, height)
         if not isinstance(size, tuple):
             rows, columns = np.asarray(source).shape[:2]
-            size = (columns, rows)
-        return capped_size(size)
+            return int(rows), int(columns)
+        return int(size[1]), int(size[0])
 
 
 def bake_textures(
-    recipes: list[TextureRecipe], asset: str, notice: Notice | None = None, names: ImageNames | None = None
+    recipes: list[TextureRecipe],
+    asset: str,
+    notice: Notice | None = None,
+    names: ImageNames | None = None,
+    limit: int | None = None,
 ) -> dict[tuple, np.ndarray]:
     """Bake each distinct recipe (`TextureRecipe.key`) within the atlas budget: textures of at most the budget's
     cap of texels as they are, larger ones reduced to it (`appearance.texel_cap`).
@@ -90,6 +93,7 @@ def bake_textures(
         asset: the asset's file name, for messages.
         notice: receives one `warning:` line when the textures are scaled down to fit the budget.
         names: the images' names, for the message of one whose pixels do not decode (`texture_check`).
+        limit: the texels the textures may hold together, `appearance.ATLAS_TEXELS` by default.
 
     Returns:
         recipe key → [H, W, 4] uint8 sRGB baked texture.
@@ -102,9 +106,9 @@ def bake_textures(
     if not distinct:
         return {}
     shapes = [r.shape for r in distinct]
-    cap, scales, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset)
+    cap, scales, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset, limit)
     if cap is not None and notice is not None:
-        notice(budget_warning(asset, shapes, sizes))
+        notice(budget_warning(asset, shapes, sizes, limit))
     return {r.key: bake(r, asset, scale, names) for r, scale in zip(distinct, scales, strict=True)}
 
 

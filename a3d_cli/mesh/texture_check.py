@@ -102,8 +102,7 @@ def check_image(data: bytes, image: str, asset: str) -> None:
 
 
 def decode_image(data: bytes, image: str, asset: str) -> np.ndarray:
-    """`check_image`'s decoding, keeping the pixels: [H, W, 4] uint8 RGBA, downscaled to at most
-    `a3d_cli.mesh.appearance.MAX_TEXTURE_SIZE` as textures are on load.
+    """`check_image`'s decoding, keeping the pixels: [H, W, 4] uint8 RGBA.
 
     Raises:
         InputError: as `check_image`.
@@ -118,9 +117,9 @@ def decode_image(data: bytes, image: str, asset: str) -> np.ndarray:
 def texture_rgba(
     image: object, asset: str, scale: float = 1.0, nearest: bool = False, names: ImageNames | None = None
 ) -> np.ndarray:
-    """The pixels of a texture image trimesh opened, as `as_rgba_uint8` gives them (capped at
-    `MAX_TEXTURE_SIZE`), then reduced by `scale`
-    (`a3d_cli.mesh.appearance.reduced_size`, `downscale`).
+    """The pixels of a texture image trimesh opened, as `as_rgba_uint8` gives them, reduced by `scale` to
+    `a3d_cli.mesh.appearance.reduced_size` (`a3d_cli.mesh.texture_reduce.reduce_texture`, a band of rows at a
+    time: memory holds the decoded image and the reduced one, never an RGBA or float copy of the full size).
 
     Why a copy: trimesh opens every image lazily from its bytes in memory, and a Pillow image decoded in
     place keeps its full-size pixels as long as the scene holds it, every image of the asset at once
@@ -143,14 +142,25 @@ def texture_rgba(
         InputError: the image's pixels cannot be decoded (cut short, damaged).
     """
     from a3d_cli.io.images import open_image
-    from a3d_cli.mesh.appearance import as_rgba_uint8, downscale, reduced_size
 
     fp = getattr(image, "fp", None)  # Pillow drops it once the image is decoded
     if isinstance(fp, io.BytesIO) and getattr(image, "tell", lambda: 0)() == 0:
         data = fp.getvalue()
         name = (names.name_of(data) if names is not None else None) or getattr(image, "filename", "") or "in memory"
         with open_image(io.BytesIO(data), _label(asset, name), HINT, UNREADABLE) as fresh:
-            rgba = as_rgba_uint8(fresh)
-    else:
+            return _pixels(fresh, scale, nearest)
+    return _pixels(image, scale, nearest)
+
+
+def _pixels(image: object, scale: float, nearest: bool) -> np.ndarray:
+    """[H, W, 4] uint8: a Pillow image or array as RGBA, reduced by `scale` (`texture_rgba`)."""
+    from a3d_cli.mesh.appearance import as_rgba_uint8, reduced_size
+    from a3d_cli.mesh.texture_reduce import reduce_texture
+
+    if isinstance(image, np.ndarray):
         rgba = as_rgba_uint8(image)
-    return downscale(rgba, reduced_size(rgba.shape, scale, nearest), nearest)
+        size = reduced_size(rgba.shape, scale, nearest)
+        return rgba if size == rgba.shape[:2] else reduce_texture(rgba, size)
+    width, height = image.size  # type: ignore[attr-defined]
+    size = reduced_size((height, width), scale, nearest)
+    return as_rgba_uint8(image) if size == (height, width) else reduce_texture(image, size)

@@ -186,12 +186,12 @@ def test_textures_repeated_across_their_parts_count_at_their_extended_size(monke
 
 
 def test_textures_repeated_so_often_that_their_windows_are_capped_are_scaled_too(monkeypatch):
-    """Twelve 16² textures each repeated 20 times across its part, with MAX_TEXTURE_SIZE made 128: each one's
+    """Twelve 16² textures each repeated 20 times across its part, with WINDOW_SIZE made 128: each one's
     window is capped at about 128² texels (copies of ~6 texels), whatever the texture's size, so scaling the
     textures alone would leave the images as large. The images must hold at most twice the budget together
     (what `concatenate` promises), one warning says so, and every part keeps its colour."""
     budget = 64 * 64
-    monkeypatch.setattr(appearance, "MAX_TEXTURE_SIZE", 128)
+    monkeypatch.setattr(appearance, "WINDOW_SIZE", 128)
     monkeypatch.setattr(appearance, "ATLAS_TEXELS", budget)
     colours = [(20 * k, 200 - 10 * k, 7 * k) for k in range(12)]
     parts = [wrapped_part(c, 2.0 * k, 20.0) for k, c in enumerate(colours)]
