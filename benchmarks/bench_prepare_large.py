@@ -297,7 +297,8 @@ def run_prepare(model: Path, run_dir: Path, tree: Path) -> dict:
     figure least moved by other jobs on a shared machine), the stage's s, peak RSS."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "a3d_cli.cli", "prepare", str(model), "-o", str(run_dir), "--force"]
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # run from `tree`: `python -m` puts the working folder ahead of PYTHONPATH, so another checkout's code would run
+    proc = subprocess.run(cmd, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     rc, wall, peak, cpu = proc.stderr.strip().splitlines()[-1].split()
     manifest = json.loads((run_dir / "a3d.json").read_text()) if (run_dir / "a3d.json").exists() else {}
     stage = manifest.get("stages", {}).get("prepare", {})

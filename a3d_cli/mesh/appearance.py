@@ -53,6 +53,7 @@ MAG_FILTERS = (NEAREST, LINEAR)
 REPLICATED_SIZE = 2048  # a NEAREST texture packed beside LINEAR ones is enlarged to at most this many texels a side
 MAX_REPLICATION = 16  # ... and by at most this factor (its blend band is then 1/16 of a texel wide)
 REPLICATED_TEXELS = REPLICATED_SIZE * REPLICATED_SIZE  # ... the NEAREST textures of one atlas together at most this
+MIP_BAND_TEXELS = 4096 * 4096  # mip levels of more texels are halved a band of rows at a time (`mip_chain`)
 ATLAS_TEXELS = 8192 * 8192  # the textures of one asset together at most this (256 MB as RGBA): `texel_cap`
 ATLAS_IMAGE_TEXELS = ATLAS_TEXELS * 4 // 3
 """The most texels one atlas image a3d writes holds, its textures' edge padding, the gaps between them and their
@@ -225,13 +226,23 @@ def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
     its size (rounded up; Pillow's BOX resize weighs partial texels by their area), colours averaged in linear
     light (as a viewer averages what it shows) and weighted by alpha, alpha averaged as it is (`box_filtered`).
 
+    A level of more than MIP_BAND_TEXELS texels is halved a band of rows at a time instead
+    (`a3d_cli.mesh.texture_reduce.reduce_texture`, the same averaging from its 8-bit texels), so that the float
+    copies `box_filtered` makes of a whole level never exceed that size: a texture as large as the atlas budget
+    would otherwise need about a gigabyte of them.
+
     Args:
         texture: [H, W, C] uint8 sRGB (C = 3 or 4).
 
     Returns:
         [level 0 = texture, [⌈H/2⌉, ⌈W/2⌉, C], …, [1, 1, C]] uint8.
     """
-    return [texture, *box_filtered(texture, halving_sizes(texture.shape[:2], 0))]
+    from a3d_cli.mesh.texture_reduce import reduce_texture
+
+    levels = [texture]
+    while levels[-1].shape[0] * levels[-1].shape[1] > MIP_BAND_TEXELS:
+        levels.append(reduce_texture(levels[-1], halving_sizes(levels[-1].shape[:2], 1)[0]))
+    return [*levels, *box_filtered(levels[-1], halving_sizes(levels[-1].shape[:2], 0))]
 
 
 def halving_sizes(size: tuple[int, ...], count: int) -> list[tuple[int, int]]:

@@ -41,7 +41,7 @@ def area_weights(n_in: int, n_out: int) -> object:
     starts = np.repeat(np.cumsum(counts) - counts, counts)  # [nnz] where each row's entries begin
     cols = np.arange(len(rows)) - starts + lo[rows]  # [nnz]
     overlap = np.minimum(cols + 1.0, edges[1:][rows]) - np.maximum(cols.astype(np.float64), edges[:-1][rows])
-    return csr_matrix((overlap / step, (rows, cols)), shape=(n_out, n_in))
+    return csr_matrix(((overlap / step).astype(np.float32), (rows, cols)), shape=(n_out, n_in))
 
 
 def _first(j: Any, n_in: int, n_out: int) -> Any:
@@ -102,18 +102,18 @@ def _averaged(source: np.ndarray, across: object, down: object) -> np.ndarray:
     """[h, w, C] uint8: the band `source` [r, W, C] averaged across (`across` [w, W]) and down (`down` [h, r])."""
     channels = source.shape[2]
 
-    def reduced(plane: np.ndarray) -> np.ndarray:  # [r, W] → [h, w]
-        return down @ (across @ plane.T).T  # type: ignore[operator]
+    def reduced(plane: np.ndarray) -> np.ndarray:  # [r, W] → [h, w]: down the rows first, so the transposed copy is small
+        return (across @ (down @ plane).T).T  # type: ignore[operator]
 
     out = np.empty((down.shape[0], across.shape[0], channels), np.uint8)  # type: ignore[attr-defined]
     alpha = cover = None
     if channels == 4 and (source[..., 3] < 255).any():
-        alpha = source[..., 3].astype(np.float64) / 255.0  # [r, W]
+        alpha = source[..., 3].astype(np.float32) / 255.0  # [r, W]
         cover = reduced(alpha)  # [h, w] mean alpha
         out[..., 3] = np.round(np.clip(cover, 0.0, 1.0) * 255.0)
     elif channels == 4:
         out[..., 3] = 255
-    decode = linear_levels()  # [256]
+    decode = linear_levels().astype(np.float32)  # [256]
     for ch in range(3):
         linear = decode[source[..., ch]]  # [r, W]
         mean = reduced(linear)

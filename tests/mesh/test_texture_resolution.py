@@ -130,3 +130,45 @@ def test_a_processed_mesh_naming_an_image_file_is_refused(tmp_path):
     path = processed_glb_with_image(tmp_path, {"uri": "atlas.png"})
     with pytest.raises(InputError, match="not embedded"):
         load_processed_mesh(path)
+
+
+def srgb_decode(levels: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1's sRGB decoding of 8-bit levels, written here from the standard."""
+    c = levels / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1's sRGB encoding to 8-bit levels."""
+    c = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.round(c * 255.0)
+
+
+def test_a_reduced_texture_is_the_linear_light_mean_of_each_block_whatever_the_band(monkeypatch):
+    """Halving a 64² opaque texture gives each texel the mean of its 2 × 2 block in linear light (within a level
+    of float rounding), and the same bytes whether the rows are averaged in bands of a few texels or at once."""
+    from a3d_cli.mesh import texture_reduce
+
+    rng = np.random.default_rng(8)
+    texture = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
+    texture[..., 3] = 255
+    whole = texture_reduce.reduce_texture(texture, (32, 32))
+    blocks = srgb_decode(texture[..., :3].astype(np.float64)).reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))
+    assert np.abs(whole[..., :3].astype(int) - srgb_encode(blocks)).max() <= 1
+    assert (whole[..., 3] == 255).all()
+    monkeypatch.setattr(texture_reduce, "BAND_TEXELS", 100)  # a band of one output row
+    np.testing.assert_array_equal(texture_reduce.reduce_texture(texture, (32, 32)), whole)
+
+
+def test_a_mip_level_larger_than_the_band_limit_is_halved_in_bands(monkeypatch):
+    """Splat colours read a mip chain of the texture; its levels above MIP_BAND_TEXELS are halved a band at a
+    time, so the whole-level float copies (`box_filtered`) are only ever made of levels within it (here: a 64²
+    texture with the limit made 16², so box filtering starts at level 2, 16²)."""
+    monkeypatch.setattr(appearance, "MIP_BAND_TEXELS", 16 * 16, raising=False)
+    filtered: list[tuple[int, ...]] = []
+    real = appearance.box_filtered
+    monkeypatch.setattr(appearance, "box_filtered", lambda texture, sizes: (filtered.append(texture.shape[:2]), real(texture, sizes))[1])
+    texture = np.random.default_rng(9).integers(0, 256, (64, 64, 4), dtype=np.uint8)
+    chain = appearance.mip_chain(texture)
+    assert [level.shape[:2] for level in chain] == [(64, 64), (32, 32), (16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+    assert filtered == [(16, 16)]
