@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import LINEAR, NEAREST, REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap, linear_mean
+from a3d_cli.mesh.appearance import LINEAR, NEAREST, REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap
 from a3d_cli.mesh.gltf_accessors import (
     MAX_SCENE_NODES,
     MAX_SCENE_VERTICES,
@@ -55,7 +55,7 @@ from a3d_cli.mesh.gltf_accessors import (
 from a3d_cli.mesh.gltf_extensions import HONOURED, check_extensions, honoured_here, refuse
 from a3d_cli.mesh.surface import require_finite
 from a3d_cli.mesh.texture_check import HINT as TEXTURE_HINT
-from a3d_cli.mesh.texture_check import ImageNames, check_header, check_image, decode_image
+from a3d_cli.mesh.texture_check import ImageNames, check_header, check_image, mean_colour
 
 DRACO = "KHR_draco_mesh_compression"
 TRANSFORM = "KHR_texture_transform"
@@ -312,7 +312,7 @@ class _Rewriter:
                     self.glow_filter[m] = uv[3]
                     mat["emissiveTexture"] = info
                 else:
-                    factor = factor * linear_mean(decode_image(data, label, self.doc.name))
+                    factor = factor * mean_colour(data, label, self.doc.name)
             mat["emissiveFactor"] = factor.tolist()
 
     def _sampler(self, info: dict[str, Any]) -> tuple[Wrap, int]:

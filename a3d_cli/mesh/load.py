@@ -29,13 +29,12 @@ from a3d_cli.mesh.appearance import (
     LINEAR,
     REPEAT_BOTH,
     Wrap,
-    linear_mean,
     linear_to_srgb,
     srgb_to_linear,
 )
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 from a3d_cli.mesh.texture_bake import TextureRecipe, bake_textures
-from a3d_cli.mesh.texture_check import ImageNames, texture_rgba
+from a3d_cli.mesh.texture_check import ImageNames, texture_mean
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat", ".spz")  # every suffix `prepare` reads (`.splat`, `.spz`: Gaussians only)
@@ -506,7 +505,7 @@ def _texture_appearance(
         rgb = linear_to_srgb(factor[:3]) if isinstance(mat, PBRMaterial) else factor[:3]
         colors = _times_color0(np.tile(np.concatenate([rgb, factor[3:]]).astype(np.float32), (v, 1)), visual, from_gltf)
         if glow is not None:  # COLOR_0 tints the base colour only: the emission adds after it
-            light = glow if glow_image is None else glow * linear_mean(texture_rgba(glow_image, asset, names=names))
+            light = glow if glow_image is None else glow * texture_mean(glow_image, asset, names)
             colors[:, :3] = linear_to_srgb(srgb_to_linear(colors[:, :3]) + light)
         mode, cutoff = _alpha_mode(mat)
         if mode == "OPAQUE":

@@ -9,7 +9,8 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - exactly one glTF mesh with one triangle primitive, one node, no transform;
 - POSITION holds the V vertices in binding order, in a3d's *normalized* frame (map back to the asset's own
   frame with `source/normalization.json`'s `inverse`);
-- TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures, with the alpha mode of
+- TEXCOORD_0 + a baseColorTexture (the packed atlas, embedded, at most `appearance.ATLAS_IMAGE_TEXELS` texels)
+  when the asset had textures, with the alpha mode of
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1), and a
   sampler naming NEAREST filtering when the texture is read so (`SurfaceMesh.mag_filter`), none otherwise;
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;

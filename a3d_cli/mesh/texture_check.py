@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,17 +102,33 @@ def check_image(data: bytes, image: str, asset: str) -> None:
         im.load()
 
 
-def decode_image(data: bytes, image: str, asset: str) -> np.ndarray:
-    """`check_image`'s decoding, keeping the pixels: [H, W, 4] uint8 RGBA.
+def mean_colour(data: bytes, image: str, asset: str) -> np.ndarray:
+    """`check_image`'s decoding, keeping only the image's mean linear colour (`image_mean`).
 
     Raises:
         InputError: as `check_image`.
     """
     from a3d_cli.io.images import open_image
-    from a3d_cli.mesh.appearance import as_rgba_uint8
 
     with open_image(io.BytesIO(data), _label(asset, image), HINT, UNREADABLE) as im:
-        return as_rgba_uint8(im)
+        return image_mean(im)
+
+
+def image_mean(image: object) -> np.ndarray:
+    """[3] the mean linear RGB of a Pillow image (`a3d_cli.mesh.appearance.linear_mean`), counted a band of rows
+    at a time (`texture_reduce.BAND_TEXELS` texels), so that no RGBA copy of a large image is ever made whole."""
+    from a3d_cli.mesh.appearance import as_rgba_uint8, linear_levels
+    from a3d_cli.mesh.texture_reduce import BAND_TEXELS
+
+    width, height = image.size  # type: ignore[attr-defined]
+    counts = np.zeros((3, 256), np.int64)
+    step = max(1, BAND_TEXELS // max(1, width))
+    for top in range(0, height, step):
+        band = as_rgba_uint8(image.crop((0, top, width, min(height, top + step))))  # type: ignore[attr-defined]
+        for ch in range(3):
+            counts[ch] += np.bincount(band[..., ch].ravel(), minlength=256)
+    levels, count = linear_levels(), max(1, width * height)
+    return np.array([counts[ch] @ levels / count for ch in range(3)])  # as `linear_mean` sums, to the last bit
 
 
 def texture_rgba(
@@ -141,6 +158,20 @@ def texture_rgba(
     Raises:
         InputError: the image's pixels cannot be decoded (cut short, damaged).
     """
+    return _decoded(image, asset, names, lambda im: _pixels(im, scale, nearest))
+
+
+def texture_mean(image: object, asset: str, names: ImageNames | None = None) -> np.ndarray:
+    """[3] the mean linear RGB of a texture image trimesh opened (`image_mean`; an array by
+    `appearance.linear_mean`), decoded as `texture_rgba` decodes it."""
+    from a3d_cli.mesh.appearance import linear_mean
+
+    return _decoded(image, asset, names, lambda im: linear_mean(im) if isinstance(im, np.ndarray) else image_mean(im))
+
+
+def _decoded(image: object, asset: str, names: ImageNames | None, use: Callable[[object], np.ndarray]) -> np.ndarray:
+    """`use` applied to a texture image trimesh opened: to a fresh copy decoded from its bytes when it is a lazy
+    one (`texture_rgba`), every failure one `InputError` naming it; else to the image as it is."""
     from a3d_cli.io.images import open_image
 
     fp = getattr(image, "fp", None)  # Pillow drops it once the image is decoded
@@ -148,8 +179,8 @@ def texture_rgba(
         data = fp.getvalue()
         name = (names.name_of(data) if names is not None else None) or getattr(image, "filename", "") or "in memory"
         with open_image(io.BytesIO(data), _label(asset, name), HINT, UNREADABLE) as fresh:
-            return _pixels(fresh, scale, nearest)
-    return _pixels(image, scale, nearest)
+            return use(fresh)
+    return use(image)
 
 
 def _pixels(image: object, scale: float, nearest: bool) -> np.ndarray:
