@@ -494,7 +494,7 @@ def budget_warning(
         )
     changed = [z for s, z in zip(shapes, sizes, strict=True) if tuple(s[:2]) != tuple(z)]
     reduced, kept = len(changed), len(shapes) - len(changed)
-    cap = max(r * c for r, c in changed)
+    cap = max((r * c for r, c in changed), default=0)
     which = f"all {reduced} are" if not kept else f"the {reduced} largest are" if reduced > 1 else "the largest is"
     others = "" if not kept else f"; the {kept} smaller keep their size" if kept > 1 else "; the smaller one keeps its size"
     return (
