@@ -1,4 +1,4 @@
-"""Time `a3d prepare` (CPU) on large synthetic assets: wall seconds, the stage's own seconds and peak memory.
+"""Time `a3d prepare` (CPU) on large synthetic assets: wall and CPU seconds, the stage's own seconds and peak memory.
 
 Usage:
     python benchmarks/bench_prepare_large.py --work /tmp/scale --out prepare_large.json
@@ -287,19 +287,23 @@ def assets(scale: float, names: tuple[str, ...] = ()) -> dict[str, tuple[str, Ca
 
 _MEASURE = (
     "import resource, subprocess, sys, time; t = time.perf_counter(); rc = subprocess.run(sys.argv[1:]).returncode; "
-    "print(rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(rc, time.perf_counter() - t, u.ru_maxrss * 1024, u.ru_utime + u.ru_stime, file=sys.stderr)"
 )
 
 
 def run_prepare(model: Path, run_dir: Path, tree: Path) -> dict:
-    """One `a3d prepare` in a fresh process of the code in `tree`: exit code, wall s, the stage's s, peak RSS."""
+    """One `a3d prepare` in a fresh process of the code in `tree`: exit code, wall s, CPU s (user + system, the
+    figure least moved by other jobs on a shared machine), the stage's s, peak RSS."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "a3d_cli.cli", "prepare", str(model), "-o", str(run_dir), "--force"]
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    rc, wall, peak = proc.stderr.strip().splitlines()[-1].split()
+    # run from `tree`: `python -m` puts the working folder ahead of PYTHONPATH, so another checkout's code would run
+    proc = subprocess.run(cmd, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rc, wall, peak, cpu = proc.stderr.strip().splitlines()[-1].split()
     manifest = json.loads((run_dir / "a3d.json").read_text()) if (run_dir / "a3d.json").exists() else {}
     stage = manifest.get("stages", {}).get("prepare", {})
-    return {"exit": int(rc), "wall_s": round(float(wall), 1), "stage_s": stage.get("seconds"), "peak_gb": round(int(peak) / 1e9, 2)}
+    return {"exit": int(rc), "wall_s": round(float(wall), 1), "cpu_s": round(float(cpu), 1), "stage_s": stage.get("seconds"),
+            "peak_gb": round(int(peak) / 1e9, 2)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -313,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     table = assets(args.scale, tuple(args.assets.split(",")))
     args.work.mkdir(parents=True, exist_ok=True)
     results = {}
-    print("| asset | input MB | wall s | stage s | peak GB |\n|---|---|---|---|---|")
+    print("| asset | input MB | wall s | CPU s | stage s | peak GB |\n|---|---|---|---|---|---|")
     for name in args.assets.split(","):
         file_name, build = table[name]
         model = args.work / file_name
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         size = sum(p.stat().st_size for p in model.parent.rglob("*") if p.is_file()) if name.startswith("obj") else model.stat().st_size
         row = run_prepare(model, args.work / "runs" / name, args.tree) | {"input_mb": round(size / 1e6, 1)}
         results[name] = row
-        print(f"| {name} | {row['input_mb']} | {row['wall_s']} | {row['stage_s']} | {row['peak_gb']} |", flush=True)
+        print(f"| {name} | {row['input_mb']} | {row['wall_s']} | {row['cpu_s']} | {row['stage_s']} | {row['peak_gb']} |", flush=True)
     if args.out:
         args.out.write_text(json.dumps({"tree": str(args.tree), "scale": args.scale, "results": results}, indent=2))
 

@@ -36,12 +36,13 @@ shows from a distance, not a renderer's aliasing). An atlas gets one chain per p
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-MAX_TEXTURE_SIZE = 4096  # textures larger than this are downscaled on load (splats need far less)
+WINDOW_SIZE = 4096  # an extended texture's side holds at most this many texels, or two copies of the texture (`texel_window`)
 ATLAS_PADDING = 2  # texels of edge padding around each image in a packed atlas
 REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT = 10497, 33071, 33648  # glTF sampler wrap modes (OpenGL enums)
 WRAP_MODES = (REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT)
@@ -52,7 +53,13 @@ MAG_FILTERS = (NEAREST, LINEAR)
 REPLICATED_SIZE = 2048  # a NEAREST texture packed beside LINEAR ones is enlarged to at most this many texels a side
 MAX_REPLICATION = 16  # ... and by at most this factor (its blend band is then 1/16 of a texel wide)
 REPLICATED_TEXELS = REPLICATED_SIZE * REPLICATED_SIZE  # ... the NEAREST textures of one atlas together at most this
-ATLAS_TEXELS = 4 * MAX_TEXTURE_SIZE * MAX_TEXTURE_SIZE  # the images of one atlas together at most this (8192², 256 MB)
+MIP_BAND_TEXELS = 4096 * 4096  # mip levels of more texels are halved a band of rows at a time (`mip_chain`)
+ATLAS_TEXELS = 8192 * 8192  # the textures of one asset together at most this (256 MB as RGBA): `texel_cap`
+ATLAS_IMAGE_TEXELS = ATLAS_TEXELS * 4 // 3
+"""The most texels one atlas image a3d writes holds, its textures' edge padding, the gaps between them and their
+copies for coordinates outside [0, 1] included (`a3d_cli.mesh.surface.concatenate` keeps to it, and
+`a3d_cli.mesh.store.load_processed_mesh` refuses a processed mesh whose images declare more): 89,478,485, Pillow's
+default `MAX_IMAGE_PIXELS`, so that the atlas is an image a3d decodes again."""
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -153,24 +160,12 @@ def add_emission(
 
 
 def as_rgba_uint8(image: object) -> np.ndarray:
-    """A PIL image (any mode) or array as [H, W, 4] uint8, downscaled to at most MAX_TEXTURE_SIZE (`capped_size`)."""
+    """A PIL image (any mode) or array as [H, W, 4] uint8, at its own size (the atlas budget, not this, decides
+    how large a texture a3d keeps: `texel_cap`)."""
     from PIL import Image
 
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    if max(pil.size) > MAX_TEXTURE_SIZE:
-        rows, columns = capped_size(pil.size)
-        pil = pil.resize((columns, rows), Image.BILINEAR)
     return np.ascontiguousarray(np.asarray(pil.convert("RGBA"), dtype=np.uint8))
-
-
-def capped_size(size: tuple[int, int]) -> tuple[int, int]:
-    """(rows, columns) of an image of Pillow's `size` (width, height) once `as_rgba_uint8` has capped it at
-    MAX_TEXTURE_SIZE: known from the image's header, before any decoding."""
-    width, height = int(size[0]), int(size[1])
-    if max(width, height) <= MAX_TEXTURE_SIZE:
-        return height, width
-    scale = MAX_TEXTURE_SIZE / max(width, height)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _wrap_unit(t: np.ndarray) -> np.ndarray:
@@ -231,13 +226,23 @@ def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
     its size (rounded up; Pillow's BOX resize weighs partial texels by their area), colours averaged in linear
     light (as a viewer averages what it shows) and weighted by alpha, alpha averaged as it is (`box_filtered`).
 
+    A level of more than MIP_BAND_TEXELS texels is halved a band of rows at a time instead
+    (`a3d_cli.mesh.texture_reduce.reduce_texture`, the same averaging from its 8-bit texels), so that the float
+    copies `box_filtered` makes of a whole level never exceed that size: a texture as large as the atlas budget
+    would otherwise need about a gigabyte of them.
+
     Args:
         texture: [H, W, C] uint8 sRGB (C = 3 or 4).
 
     Returns:
         [level 0 = texture, [⌈H/2⌉, ⌈W/2⌉, C], …, [1, 1, C]] uint8.
     """
-    return [texture, *box_filtered(texture, halving_sizes(texture.shape[:2], 0))]
+    from a3d_cli.mesh.texture_reduce import reduce_texture
+
+    levels = [texture]
+    while levels[-1].shape[0] * levels[-1].shape[1] > MIP_BAND_TEXELS:
+        levels.append(reduce_texture(levels[-1], halving_sizes(levels[-1].shape[:2], 1)[0]))
+    return [*levels, *box_filtered(levels[-1], halving_sizes(levels[-1].shape[:2], 0))]
 
 
 def halving_sizes(size: tuple[int, ...], count: int) -> list[tuple[int, int]]:
@@ -371,26 +376,60 @@ def replicate_texels(texture: np.ndarray, k: int | None = None) -> np.ndarray:
     return texture if k == 1 else np.repeat(np.repeat(texture, k, axis=0), k, axis=1)
 
 
-def budget_scale(shapes: list[tuple[int, ...]], limit: int | None = None) -> float:
-    """The factor by which every image packed into one atlas is scaled so that together they hold at most
-    `limit` texels, ATLAS_TEXELS by default (1.0 when they already do).
+def texel_cap(shapes: list[tuple[int, ...]], nearest: list[bool], limit: int | None = None) -> int | None:
+    """The most texels any one image packed into an atlas keeps so that together they hold at most `limit`
+    texels, ATLAS_TEXELS by default: the largest cap C for which the images, each of at most C texels kept as
+    it is and each larger one reduced to at most C (`capped_sizes`), fit; None when they fit as they are, 1
+    when even that does not fit (`budget_sizes` then refuses or keeps them at a texel or so each).
 
-    Why a total, shared as `replication_factors` shares REPLICATED_TEXELS: each texture is capped at
-    MAX_TEXTURE_SIZE on load, but an asset can name any number of them (a file of a few hundred kilobytes can
-    declare a hundred 4096² images of one colour each), so only a bound on their sum bounds memory; one common
-    factor keeps the textures' detail in proportion, as the asset made them.
+    Why a cap rather than one common factor: memory is the only reason to reduce, and it is held by the
+    largest images; a cap takes texels only from images larger than it, so small ones (decals, pixel art,
+    masks) keep every texel, and of all ways to fit the budget it drops the fewest mip levels in total (the
+    sum over images of log₂ of each one's reduction is least when every reduced image ends at the same
+    size). What it gives up is the proportion between the images it reduces: they end at about the same
+    texel count whatever their sizes were (a 16384² and an 8192² texture over the cap both come out near
+    √C a side), where a common factor would keep their texel densities in proportion.
 
     Args:
         shapes: each image's [H, W, ...] shape.
+        nearest: whether each image is read NEAREST (reduced by powers of two, `reduced_size`).
         limit: the texels they may hold together.
     """
     limit = ATLAS_TEXELS if limit is None else limit
-    total = sum(int(s[0]) * int(s[1]) for s in shapes)
-    return 1.0 if total <= limit else math.sqrt(limit / total)
+    texels = [int(s[0]) * int(s[1]) for s in shapes]
+    if sum(texels) <= limit:
+        return None
+    kinds = Counter((int(s[0]), int(s[1]), bool(n)) for s, n in zip(shapes, nearest, strict=True))  # few distinct
+
+    def total(cap: int) -> int:
+        sizes = capped_sizes([k[:2] for k in kinds], [k[2] for k in kinds], cap)[1]
+        return sum(count * h * w for count, (h, w) in zip(kinds.values(), sizes, strict=True))
+
+    lo, hi = 1, max(texels) - 1  # total(hi + 1) > limit; find the largest cap in [lo, hi] whose total fits
+    if total(lo) > limit:
+        return 1
+    while lo < hi:  # every image's kept size grows with the cap, so the total does
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if total(mid) <= limit else (lo, mid - 1)
+    return lo
+
+
+def capped_sizes(
+    shapes: list[tuple[int, ...]], nearest: list[bool], cap: int | None
+) -> tuple[list[float], list[tuple[int, int]]]:
+    """Each image's factor and (rows, columns) under a cap of `cap` texels (`texel_cap`; None: no cap): an image
+    of at most `cap` texels as it is (factor 1), a larger one scaled by √(cap / its texels) (`reduced_size`)."""
+    scales, sizes = [], []
+    for shape, near in zip(shapes, nearest, strict=True):
+        texels = int(shape[0]) * int(shape[1])
+        scale = 1.0 if cap is None or texels <= cap else math.sqrt(cap / texels)
+        scales.append(scale)
+        sizes.append(reduced_size(shape, scale, near))
+    return scales, sizes
 
 
 def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) -> tuple[int, int]:
-    """(rows, columns) of an image of `shape` [H, W, ...] scaled by `scale` ≤ 1 (`budget_scale`): each side
+    """(rows, columns) of an image of `shape` [H, W, ...] scaled by `scale` ≤ 1 (`capped_sizes`): each side
     rounded down, at least 1; for a NEAREST texture, the mip level (`halving_sizes`) of the smallest
     power-of-two reduction 1/2^n ≤ scale, so that each new texel covers whole 2^n × 2^n blocks of the old ones
     and texel borders stay on the texture's own grid (pixel art stored enlarged keeps its texels exactly)."""
@@ -404,41 +443,20 @@ def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) ->
     return max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
 
 
-def downscale(texture: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """A texture reduced to `size` (`reduced_size`) with the mip chain's filter (`box_filtered`: area average
-    in linear light, colours weighted by alpha), in successive halvings for a NEAREST texture (its mip level),
-    in one step otherwise; the texture itself when `size` is its own.
-
-    Args:
-        texture: [H, W, C] uint8 sRGB (C = 3 or 4).
-        size: (rows, columns), none larger than the texture's.
-        nearest: whether the texture is read NEAREST.
-
-    Returns:
-        [rows, columns, C] uint8.
-    """
-    if tuple(size) == tuple(texture.shape[:2]):
-        return texture
-    if nearest:
-        sizes = halving_sizes(texture.shape[:2], 0)
-        return box_filtered(texture, sizes[: sizes.index(tuple(size)) + 1])[-1]
-    return box_filtered(texture, [tuple(size)])[0]  # type: ignore[list-item]
-
-
 def budget_sizes(
     shapes: list[tuple[int, ...]], nearest: list[bool], name: str, limit: int | None = None
-) -> tuple[float, list[tuple[int, int]]]:
-    """The common factor (`budget_scale`) and each image's size at it (`reduced_size`) for the images of one
+) -> tuple[int | None, list[float], list[tuple[int, int]]]:
+    """The cap (`texel_cap`) and each image's factor and size under it (`capped_sizes`) for the images of one
     atlas.
 
     Args:
         shapes: each image's [H, W, ...] shape.
         nearest: whether each image is read NEAREST.
         name: the asset's file name, for the message.
-        limit: the texels they may hold together (`budget_scale`), ATLAS_TEXELS by default.
+        limit: the texels they may hold together, ATLAS_TEXELS by default.
 
     Returns:
-        (scale, [(rows, columns)] per image).
+        (cap or None when all fit, [factor] per image, [(rows, columns)] per image).
 
     Raises:
         InputError: so many images that even reduced (to a texel or so each, plus their edge padding) they
@@ -447,23 +465,24 @@ def budget_sizes(
     from a3d_cli.errors import InputError
 
     limit = ATLAS_TEXELS if limit is None else limit
-    scale = budget_scale(shapes, limit)
-    sizes = [reduced_size(s, scale, n) for s, n in zip(shapes, nearest, strict=True)]
+    cap = texel_cap(shapes, nearest, limit)
+    scales, sizes = capped_sizes(shapes, nearest, cap)
     padded = sum((h + 2 * ATLAS_PADDING) * (w + 2 * ATLAS_PADDING) for h, w in sizes)
-    if scale < 1.0 and padded > 2 * limit:
+    if cap is not None and padded > 2 * limit:
         raise InputError(
             f"{name} has {len(shapes):,} distinct textures, more than a3d can pack into one texture atlas "
             f"({limit:,} texels) even at a few texels each.",
             hint="Bake the materials into a few textures in a 3D tool (e.g. Blender's texture baking) and export again.",
         )
-    return scale, sizes
+    return cap, scales, sizes
 
 
 def budget_warning(
-    name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], scale: float, limit: int | None = None
+    name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], limit: int | None = None
 ) -> str:
-    """The `warning:` line that says an asset's textures were scaled to the atlas budget (`limit`, ATLAS_TEXELS by
-    default), naming the largest."""
+    """The `warning:` line that says an asset's textures were reduced to fit the atlas budget (`limit`,
+    ATLAS_TEXELS by default; `texel_cap`): the most texels a reduced one kept, the largest, and how many kept
+    their size."""
     limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
     largest = max(range(len(shapes)), key=lambda i: int(shapes[i][0]) * int(shapes[i][1]))
@@ -471,11 +490,17 @@ def budget_warning(
     if len(shapes) == 1:
         return (
             f"warning: {name}'s texture holds {total:,} texels, more than one atlas takes ({limit:,}); it is read "
-            f"at {scale:.0%} of its size ({w}×{h} as {columns}×{rows})"
+            f"at {rows / h:.0%} of its size ({w}×{h} as {columns}×{rows})"
         )
+    changed = [z for s, z in zip(shapes, sizes, strict=True) if tuple(s[:2]) != tuple(z)]
+    reduced, kept = len(changed), len(shapes) - len(changed)
+    cap = max((r * c for r, c in changed), default=0)
+    which = f"all {reduced} are" if not kept else f"the {reduced} largest are" if reduced > 1 else "the largest is"
+    others = "" if not kept else f"; the {kept} smaller keep their size" if kept > 1 else "; the smaller one keeps its size"
     return (
         f"warning: {name}'s {len(shapes)} textures hold {total:,} texels together, more than one atlas takes "
-        f"({limit:,}); all are read at {scale:.0%} of their size (the largest {w}×{h} as {columns}×{rows})"
+        f"({limit:,}); {which} reduced to at most {cap:,} texels{' each' if reduced > 1 else ''} (the largest {w}×{h} as "
+        f"{columns}×{rows}){others}"
     )
 
 
@@ -502,9 +527,14 @@ class TexelWindow:
 
 def texel_window(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...]) -> TexelWindow:
     """The window of texels that coordinates within [lo, hi] read with bilinear filtering, on a texture of
-    `shape` [H, W, ...] downscaled where the window would be wider than MAX_TEXTURE_SIZE; coordinates that
-    span more than MAX_TEXTURE_SIZE / 2 copies of the texture along an axis read its average there (one
-    texel), which is what a mipmapping viewer shows of a texture repeated that often."""
+    `shape` [H, W, ...] downscaled where the window would be wider than its axis's limit, WINDOW_SIZE texels or
+    two copies of the texture (and two texels), whichever is more; coordinates that span more than half that
+    limit in copies of the texture along an axis read its average there (one texel), which is what a
+    mipmapping viewer shows of a texture repeated that often.
+
+    Why two copies: a texture of any size whose coordinates reach a little past its edges (UV islands a hair
+    outside [0, 1]) or over two copies keeps every texel; only textures repeated more often than that are
+    downscaled, where a fixed limit alone would resample every large texture reaching a texel past its edge."""
     h, w = shape[:2]
     u = _axis_window(float(lo[0]), float(hi[0]), w)
     v = _axis_window(1.0 - float(hi[1]), 1.0 - float(lo[1]), h)  # rows: from v = 1 down
@@ -514,10 +544,11 @@ def texel_window(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...]) -> Texe
 def _axis_window(lo: float, hi: float, size: int) -> tuple[int, int, int]:
     """(start, count, tile) of the texels that positions lo..hi (in copies of the texture) read along one axis."""
     span = hi - lo
-    if span * size + 2 <= MAX_TEXTURE_SIZE:
+    limit = max(WINDOW_SIZE, 2 * size + 2)
+    if span * size + 2 <= limit:
         tile = size
-    elif span <= MAX_TEXTURE_SIZE / 2:
-        tile = max(1, math.floor((MAX_TEXTURE_SIZE - 2) / span))
+    elif span <= limit / 2:
+        tile = max(1, math.floor((limit - 2) / span))
     else:
         return 0, 1, 1
     start = math.floor(lo * tile - 0.5)  # texel centres sit at k + 0.5: bilinear reads floor(x - 0.5) and the next
@@ -584,26 +615,38 @@ def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[
     Returns:
         atlas [H, W, 4] uint8 and one placement per input image, in input order.
     """
-    order = sorted(range(len(images)), key=lambda i: -images[i].shape[0])
-    total_area = sum((im.shape[0] + 2 * padding) * (im.shape[1] + 2 * padding) for im in images)
-    widest = max(im.shape[1] + 2 * padding for im in images)
+    (atlas_h, atlas_w), placements = shelf_layout([im.shape for im in images], padding)
+    atlas = np.full((atlas_h, atlas_w, 4), 255, dtype=np.uint8)  # gaps: opaque white, never sampled
+    for image, p in zip(images, placements, strict=True):
+        padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)), mode="edge")
+        atlas[p.y - padding : p.y + p.height + padding, p.x - padding : p.x + p.width + padding] = padded
+    return atlas, placements
+
+
+def shelf_layout(
+    shapes: list[tuple[int, ...]], padding: int = ATLAS_PADDING
+) -> tuple[tuple[int, int], list[AtlasPlacement]]:
+    """Where `pack_atlas` puts images of `shapes` [H_i, W_i, ...]: shelves as wide as the widest image or the
+    square root of their padded area, filled tallest first; known before any image exists.
+
+    Returns:
+        the atlas's (rows, columns) and one placement per shape, in input order.
+    """
+    order = sorted(range(len(shapes)), key=lambda i: -shapes[i][0])
+    total_area = sum((s[0] + 2 * padding) * (s[1] + 2 * padding) for s in shapes)
+    widest = max(s[1] + 2 * padding for s in shapes)
     atlas_w = max(widest, int(np.ceil(np.sqrt(total_area))))
     placements: dict[int, AtlasPlacement] = {}
     x = y = shelf_h = 0
     for i in order:
-        h, w = images[i].shape[:2]
+        h, w = int(shapes[i][0]), int(shapes[i][1])
         ph, pw = h + 2 * padding, w + 2 * padding
         if x + pw > atlas_w:
             x, y, shelf_h = 0, y + shelf_h, 0
         placements[i] = AtlasPlacement(x + padding, y + padding, w, h)
         x += pw
         shelf_h = max(shelf_h, ph)
-    atlas_h = y + shelf_h
-    atlas = np.full((atlas_h, atlas_w, 4), 255, dtype=np.uint8)  # gaps: opaque white, never sampled
-    for i, p in placements.items():
-        padded = np.pad(images[i], ((padding, padding), (padding, padding), (0, 0)), mode="edge")
-        atlas[p.y - padding : p.y + p.height + padding, p.x - padding : p.x + p.width + padding] = padded
-    return atlas, [placements[i] for i in range(len(images))]
+    return (y + shelf_h, atlas_w), [placements[i] for i in range(len(shapes))]
 
 
 def remap_uv(uv: np.ndarray, placement: AtlasPlacement, atlas_shape: tuple[int, ...]) -> np.ndarray:

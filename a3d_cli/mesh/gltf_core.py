@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from a3d_cli.errors import InputError
-from a3d_cli.mesh.appearance import LINEAR, NEAREST, REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap, linear_mean
+from a3d_cli.mesh.appearance import LINEAR, NEAREST, REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap
 from a3d_cli.mesh.gltf_accessors import (
     MAX_SCENE_NODES,
     MAX_SCENE_VERTICES,
@@ -55,7 +55,7 @@ from a3d_cli.mesh.gltf_accessors import (
 from a3d_cli.mesh.gltf_extensions import HONOURED, check_extensions, honoured_here, refuse
 from a3d_cli.mesh.surface import require_finite
 from a3d_cli.mesh.texture_check import HINT as TEXTURE_HINT
-from a3d_cli.mesh.texture_check import check_image, decode_image
+from a3d_cli.mesh.texture_check import ImageNames, check_header, check_image, mean_colour
 
 DRACO = "KHR_draco_mesh_compression"
 TRANSFORM = "KHR_texture_transform"
@@ -76,12 +76,13 @@ _REEXPORT = "The file is damaged or was written by a faulty exporter; export it 
 UvSet = tuple[int, np.ndarray | None, Wrap, int]  # a texture's (texCoord, KHR_texture_transform 3×3 or None, wrap, magFilter)
 
 
-def core_glb(path: Path, resolver: Any) -> bytes:
+def core_glb(path: Path, resolver: Any, names: ImageNames | None = None) -> bytes:
     """An equivalent GLB of core glTF only (plus extensions that change nothing a3d reads).
 
     Args:
         path: a .glb or .gltf file.
         resolver: fetches files the asset names (`resolver.get(name)`), rooted at its folder.
+        names: receives the name of each texture image checked (`a3d_cli.mesh.texture_check`).
 
     Raises:
         InputError: an extension a3d cannot honour, undecodable data, sizes above the decode limits,
@@ -90,7 +91,7 @@ def core_glb(path: Path, resolver: Any) -> bytes:
     try:
         doc = read_document(Path(path), resolver)
         check_extensions(doc.json, doc.name)
-        return _Rewriter(doc, resolver).run()
+        return _Rewriter(doc, resolver, names).run()
     except InputError:
         raise
     except RecursionError:  # JSON nested deeper than copying it can go (parsing stops a little deeper)
@@ -105,9 +106,10 @@ def core_glb(path: Path, resolver: Any) -> bytes:
 class _Rewriter:
     """One rewrite: new binary chunk, bufferViews and accessors, built while walking the document."""
 
-    def __init__(self, doc: GltfDocument, resolver: Any) -> None:
+    def __init__(self, doc: GltfDocument, resolver: Any, names: ImageNames | None = None) -> None:
         self.doc = doc
         self.resolver = resolver
+        self.names = names
         self.out = copy.deepcopy(doc.json)
         self.blob = bytearray()
         self.views: list[dict[str, Any]] = []
@@ -120,7 +122,7 @@ class _Rewriter:
         self._scenes()
         self._images()
         base_uv = self._materials()
-        self._check_base_images(self._textures(base_uv))
+        self._check_base_images(*self._textures(base_uv))
         self._emission(base_uv)
         self.draco = self._decode_draco()
         self.posed: dict[int, dict[str, np.ndarray]] = {}  # id(primitive) → POSITION as the file shows it
@@ -305,12 +307,12 @@ class _Rewriter:
                 if data is None:
                     continue
                 if m not in base_uv or _same_uv(base_uv[m], uv):
-                    check_image(data, label, self.doc.name)
+                    check_header(data, label, self.doc.name, self.names)
                     base_uv.setdefault(m, uv)
                     self.glow_filter[m] = uv[3]
                     mat["emissiveTexture"] = info
                 else:
-                    factor = factor * linear_mean(decode_image(data, label, self.doc.name))
+                    factor = factor * mean_colour(data, label, self.doc.name)
             mat["emissiveFactor"] = factor.tolist()
 
     def _sampler(self, info: dict[str, Any]) -> tuple[Wrap, int]:
@@ -325,16 +327,22 @@ class _Rewriter:
         s, t = (fields.get(key, REPEAT) for key in ("wrapS", "wrapT"))
         return (_wrap_mode(s), _wrap_mode(t)), _mag_filter(fields.get("magFilter"))
 
-    def _textures(self, base_uv: dict[int, UvSet]) -> set[int]:
+    def _textures(self, base_uv: dict[int, UvSet]) -> tuple[set[int], set[int]]:
         """Point every texture at an image a3d can decode; refuse a base-colour texture that has none.
-        Returns the images the base-colour textures use."""
-        base_textures = set()
+        Returns the images the base-colour textures use, and those of them that a spec-gloss material's
+        diffuse texture uses (trimesh decodes those itself)."""
+        base_textures, spec_textures = set(), set()
         for m in base_uv:
-            info = _base_colour_info(self.out["materials"][m])
+            mat = self.out["materials"][m]
+            info = _base_colour_info(mat)
             if info is not None and isinstance(info.get("index"), int):
                 base_textures.add(info["index"])
+            spec = ((mat.get("extensions") or {}).get(SPEC_GLOSS) or {}).get("diffuseTexture")
+            if isinstance(spec, dict) and isinstance(spec.get("index"), int):
+                spec_textures.add(spec["index"])
         images = self.out.get("images") or []
         base_images: set[int] = set()
+        spec_images: set[int] = set()
         for t, tex in enumerate(self.out.get("textures") or []):
             if not isinstance(tex, dict):
                 continue
@@ -352,6 +360,8 @@ class _Rewriter:
                 tex["source"] = source
                 if t in base_textures:
                     base_images.add(source)
+                if t in spec_textures:
+                    spec_images.add(source)
                 continue
             ktx2 = tex.pop("source", None) is not None  # a core source Pillow cannot decode: KTX2
             if t in base_textures:
@@ -359,15 +369,22 @@ class _Rewriter:
                 if unread or ktx2:
                     refuse(self.doc.name, unread[0] if unread else "KHR_texture_basisu", "stores its base-colour texture only with")
                 raise InputError(f"{self.doc.name}: a base-colour texture names no image.", hint=_REEXPORT)
-        return base_images
+        return base_images, spec_images & base_images
 
-    def _check_base_images(self, sources: set[int]) -> None:
-        """Decode each image a base-colour texture uses (`a3d_cli.mesh.texture_check`): trimesh would drop
-        one it cannot decode without a word. A missing image file is left to trimesh, as before."""
+    def _check_base_images(self, sources: set[int], decoded_by_trimesh: set[int]) -> None:
+        """Check each image a base-colour texture uses (`a3d_cli.mesh.texture_check`): trimesh would drop one
+        it cannot open without a word. Its header is read here and its pixels decoded once, when baked; an
+        image trimesh decodes itself (`decoded_by_trimesh`: spec-gloss diffuse textures) is decoded in full
+        here, since trimesh would drop it silently if that failed. A missing image file is left to trimesh,
+        as before."""
         for i in sorted(sources):
             label, data = self._image_bytes(i)
-            if data is not None:
+            if data is None:
+                continue
+            if i in decoded_by_trimesh:
                 check_image(data, label, self.doc.name)
+            else:
+                check_header(data, label, self.doc.name, self.names)
 
     def _image_bytes(self, i: int) -> tuple[str, bytes | None]:
         """Image `i`'s name for messages and its bytes, None for a file that does not exist. The image is an

@@ -29,13 +29,12 @@ from a3d_cli.mesh.appearance import (
     LINEAR,
     REPEAT_BOTH,
     Wrap,
-    linear_mean,
     linear_to_srgb,
     srgb_to_linear,
 )
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 from a3d_cli.mesh.texture_bake import TextureRecipe, bake_textures
-from a3d_cli.mesh.texture_check import texture_rgba
+from a3d_cli.mesh.texture_check import ImageNames, texture_mean
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat", ".spz")  # every suffix `prepare` reads (`.splat`, `.spz`: Gaussians only)
@@ -106,7 +105,9 @@ def detect_kind(path: Path) -> InputKind:
     return "mesh"
 
 
-def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | None = None) -> SurfaceMesh:
+def load_mesh(
+    path: Path, allow_external_refs: bool = False, notice: Notice | None = None, texture_limit: int | None = None
+) -> SurfaceMesh:
     """Load a mesh file as one `SurfaceMesh` in the file's own frame (no normalization).
 
     Multi-node glTF scenes are flattened with their node transforms (instanced meshes appear once per
@@ -114,8 +115,9 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     factors, COLOR_0 / PLY vertex colours and OBJ diffuse colours are all kept. Vertices no face uses
     are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
     own folder unless `allow_external_refs` (`a3d_cli.mesh.references`). Textures that together exceed one
-    atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are all scaled by one factor, with one `warning:`
-    line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`). A triangle soup (no two faces share
+    atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are reduced, the largest first, with one `warning:`
+    line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`); `texture_limit` replaces that budget
+    (a3d's own processed mesh, whose atlas may hold more: `a3d_cli.mesh.store.load_processed_mesh`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
     merged and its hard edges kept apart (`a3d_cli.mesh.creases`); a file with its own normals keeps the hard
     edges they hold (`_with_file_hard_edges`).
@@ -131,15 +133,16 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     logging.getLogger("trimesh").setLevel(logging.ERROR)
     library = _obj_library(path)  # read once: the resolver and the texture check both need it
     resolver = _resolver(path, allow_external_refs, library)
+    names = ImageNames()  # each texture image's name, for the message if its pixels do not decode when baked
     source: object = str(path)
     kwargs: dict[str, object] = {}
     if path.suffix.lower() in (".glb", ".gltf"):  # decode what trimesh would misread (a3d_cli.mesh.gltf_core)
         from a3d_cli.mesh.gltf_core import core_glb
 
-        source, kwargs = io.BytesIO(core_glb(path, resolver)), {"file_type": "glb"}
+        source, kwargs = io.BytesIO(core_glb(path, resolver, names)), {"file_type": "glb"}
     uv_transforms: dict[str, tuple] = {}  # OBJ material → its map_Kd's -s / -o (a3d_cli.mesh.mtl)
     if path.suffix.lower() == ".obj":
-        uv_transforms = _check_obj_textures(path, resolver, library)
+        uv_transforms = _check_obj_textures(path, resolver, library, names)
     if path.suffix.lower() == ".ply":  # polygon faces trimesh misreads: triangles (a3d_cli.mesh.ply_faces)
         from a3d_cli.mesh.ply_faces import triangulated_ply
 
@@ -178,9 +181,9 @@ def load_mesh(path: Path, allow_external_refs: bool = False, notice: Notice | No
     _check_stored_colours(path, faced)
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite
-        planned = [_to_surface(g, t, from_gltf, path, uv_transforms) for g, t in faced]
+        planned = [_to_surface(g, t, from_gltf, path, uv_transforms, names) for g, t in faced]
     try:  # every texture's size is known now: baked within the atlas budget, one at a time
-        textures = bake_textures([r for _, _, r in planned if r is not None], path.name, notice)
+        textures = bake_textures([r for _, _, r in planned if r is not None], path.name, notice, names, texture_limit)
     except OSError as exc:  # Pillow decodes the textures only now: a truncated or damaged image
         raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
     parts = [part if r is None else replace(part, uvs=uvs, texture=textures[r.key]) for part, uvs, r in planned]
@@ -309,9 +312,10 @@ def _obj_vertex_colours(path: Path) -> np.ndarray:
         return np.zeros(0)
 
 
-def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> dict[str, tuple]:
-    """Decode every `map_Kd` image of the OBJ's material library (`a3d_cli.mesh.texture_check`): trimesh
-    would drop one it cannot decode without a word. The library is the one trimesh loads
+def _check_obj_textures(path: Path, resolver: Any, library: str | None, names: ImageNames | None = None) -> dict[str, tuple]:
+    """Check every `map_Kd` image of the OBJ's material library (`a3d_cli.mesh.texture_check.check_header`;
+    its pixels are decoded once, when baked, with `names` naming it): trimesh would drop one it cannot open
+    without a word. The library is the one trimesh loads
     (`a3d_cli.mesh.mtl.obj_material_library`), asked for by its name as written through the same rooted
     `resolver` trimesh is given, so the file checked is the file trimesh reads, and one outside the asset's
     folder (or through a link out of it) is never opened. Each image is asked for by its name as written,
@@ -323,7 +327,7 @@ def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> dict[
         does not apply."""
     from a3d_cli.mesh.mtl import diffuse_uv_transforms, referenced_names
     from a3d_cli.mesh.references import read_referenced
-    from a3d_cli.mesh.texture_check import HINT, check_image
+    from a3d_cli.mesh.texture_check import HINT, check_header
 
     if library is None:
         return {}
@@ -331,14 +335,14 @@ def _check_obj_textures(path: Path, resolver: Any, library: str | None) -> dict[
         text = bytes(resolver.get(library)).decode("utf-8", errors="replace")
     except Exception:  # missing, outside the folder, not a regular file, unreadable: trimesh decides
         return {}
-    checked: set[str] = set()  # an image many materials use is read and decoded once
+    checked: set[str] = set()  # an image many materials use is read and checked once
     for name in referenced_names(text, ("map_kd",)):  # as written: the resolver finds what trimesh will read
         if posixpath.normpath(name) in checked:
             continue
         checked.add(posixpath.normpath(name))
         data = read_referenced(resolver, [name], f"texture image {name!r}", path.name, HINT)
         if data is not None:
-            check_image(data, name, path.name)
+            check_header(data, name, path.name, names)
     return diffuse_uv_transforms(text)
 
 
@@ -416,12 +420,17 @@ def _resolver(path: Path, allow_external: bool = False, library: str | None = No
 
 
 def _to_surface(
-    m: object, transform: np.ndarray, from_gltf: bool, path: Path, uv_transforms: dict | None = None
+    m: object,
+    transform: np.ndarray,
+    from_gltf: bool,
+    path: Path,
+    uv_transforms: dict | None = None,
+    names: ImageNames | None = None,
 ) -> tuple[SurfaceMesh, np.ndarray | None, TextureRecipe | None]:
     """One trimesh part placed by its node's world transform → SurfaceMesh with its colours, and, for a
     textured part, its texture coordinates and the recipe of its texture (`a3d_cli.mesh.texture_bake`), which
     `load_mesh` bakes and puts into the mesh together with them; `uv_transforms` maps an OBJ material's name to
-    its map_Kd's (scale, offset) of texture coordinates."""
+    its map_Kd's (scale, offset) of texture coordinates; `names` names the images in messages."""
     local = np.asarray(m.vertices, dtype=np.float64)  # type: ignore[attr-defined]  # [V, 3]
     vertices = local @ transform[:3, :3].T + transform[:3, 3]  # [V, 3]
     faces = np.asarray(m.faces, dtype=np.int64)  # type: ignore[attr-defined]  # [T, 3]
@@ -439,7 +448,7 @@ def _to_surface(
     mag_filter, glow_filter = _gltf_filters(m) if from_gltf else (LINEAR, LINEAR)
     if kind == "texture":
         try:
-            colors, uvs, recipe = _texture_appearance(visual, v, from_gltf, path.name, glow_filter, mag_filter)
+            colors, uvs, recipe = _texture_appearance(visual, v, from_gltf, path.name, glow_filter, mag_filter, names)
         except OSError as exc:  # an emissive image's mean is decoded here: a truncated or damaged image
             raise InputError(f"{path.name} has a texture image that cannot be decoded ({exc}).", hint=_REPAIR) from exc
         if uvs is not None:  # OBJ/PLY texture coordinates (glTF's are checked as they are decoded)
@@ -490,7 +499,13 @@ def _vertex_colors(raw: np.ndarray, from_gltf: bool) -> np.ndarray:
 
 
 def _texture_appearance(
-    visual: object, v: int, from_gltf: bool, asset: str, glow_filter: int = LINEAR, mag_filter: int = LINEAR
+    visual: object,
+    v: int,
+    from_gltf: bool,
+    asset: str,
+    glow_filter: int = LINEAR,
+    mag_filter: int = LINEAR,
+    names: ImageNames | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, TextureRecipe | None]:
     """Vertex colours, UVs and the recipe of the texture (`a3d_cli.mesh.texture_bake`) of a trimesh
     TextureVisuals.
@@ -499,7 +514,7 @@ def _texture_appearance(
     vertex colours when it is a factor alone, else into the baked texture. `a3d_cli.mesh.gltf_core` has made
     an emissive texture read the base texture's texture coordinates (or stand alone); read without them, it
     counts as its average colour. `glow_filter` and `mag_filter` are the emissive and base-colour samplers'
-    magFilter."""
+    magFilter; `names` names the images in messages (`a3d_cli.mesh.texture_check`)."""
     from trimesh.visual.material import PBRMaterial
 
     mat = visual.material  # type: ignore[attr-defined]
@@ -529,7 +544,7 @@ def _texture_appearance(
         rgb = linear_to_srgb(factor[:3]) if isinstance(mat, PBRMaterial) else factor[:3]
         colors = _times_color0(np.tile(np.concatenate([rgb, factor[3:]]).astype(np.float32), (v, 1)), visual, from_gltf)
         if glow is not None:  # COLOR_0 tints the base colour only: the emission adds after it
-            light = glow if glow_image is None else glow * linear_mean(texture_rgba(glow_image, asset))
+            light = glow if glow_image is None else glow * texture_mean(glow_image, asset, names)
             colors[:, :3] = linear_to_srgb(srgb_to_linear(colors[:, :3]) + light)
         mode, cutoff = _alpha_mode(mat)
         if mode == "OPAQUE":

@@ -9,7 +9,8 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - exactly one glTF mesh with one triangle primitive, one node, no transform;
 - POSITION holds the V vertices in binding order, in a3d's *normalized* frame (map back to the asset's own
   frame with `source/normalization.json`'s `inverse`);
-- TEXCOORD_0 + a baseColorTexture (the packed atlas) when the asset had textures, with the alpha mode of
+- TEXCOORD_0 + a baseColorTexture (the packed atlas, embedded, at most `appearance.ATLAS_IMAGE_TEXELS` texels)
+  when the asset had textures, with the alpha mode of
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1), and a
   sampler naming NEAREST filtering when the texture is read so (`SurfaceMesh.mag_filter`), none otherwise;
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
@@ -152,11 +153,18 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
         path: the GLB written by `save_processed_mesh`.
         expected_vertices: when given (e.g. `len(binding.vertex_splat)`), the vertex count must match.
 
+    The texture is read at the size prepare wrote it (an atlas may be larger than any one texture the asset
+    had), never reduced: `prepare` keeps its atlas within `appearance.ATLAS_IMAGE_TEXELS` texels, and a file that
+    declares more, or names an image outside itself, is not one a3d wrote and is refused before any image is
+    decoded (a run folder may come from anyone).
+
     Raises:
-        InputError: missing file, not a single-primitive mesh, or a vertex count that does not match.
+        InputError: missing file, not a single-primitive mesh, a vertex count that does not match, or images
+            that are not embedded or declare more texels than a3d's atlas holds.
     """
     import pygltflib
 
+    from a3d_cli.mesh import appearance
     from a3d_cli.mesh.load import load_mesh
 
     path = Path(path)
@@ -173,10 +181,39 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
             f"{path} has {count} vertices but the splat binding expects {expected_vertices}.",
             hint="Re-run `a3d prepare --force`.",
         )
-    mesh = load_mesh(path)
+    _check_images(path)
+    mesh = load_mesh(path, texture_limit=appearance.ATLAS_IMAGE_TEXELS)
     if mesh.num_vertices != count:  # a face-less vertex would have been dropped; never written by a3d
         raise InputError(f"{path} has vertices that no face uses, so its vertex order cannot be trusted.")
     return replace(mesh, normal_groups=_written_normal_groups(path, mesh))
+
+
+def _check_images(path: Path) -> None:
+    """Refuse a processed mesh whose images a3d did not write: one that is not embedded in the GLB (a3d embeds
+    its one texture), or images that declare more texels together than a3d's atlas holds
+    (`appearance.ATLAS_IMAGE_TEXELS`), read from their headers before any is decoded.
+
+    Raises:
+        InputError: as said, with a hint to run `prepare` again.
+    """
+    from a3d_cli.io.images import open_image
+    from a3d_cli.mesh import appearance
+    from a3d_cli.mesh.gltf_accessors import read_document
+
+    doc = read_document(path, resolver=None)  # a GLB: its one buffer is its own BIN chunk
+    hint = "Re-run `a3d prepare --force` to write it again."
+    declared = 0
+    for i, image in enumerate(doc.json.get("images") or []):
+        if not isinstance(image, dict) or not isinstance(image.get("bufferView"), int):
+            raise InputError(f"{path} is not an a3d processed mesh: its image {i} is not embedded in it.", hint=hint)
+        with open_image(io.BytesIO(bytes(doc.view(image["bufferView"]))), f"{path}'s texture image {i}", hint) as im:
+            declared += im.size[0] * im.size[1]
+    if declared > appearance.ATLAS_IMAGE_TEXELS:
+        raise InputError(
+            f"{path} is not an a3d processed mesh: its images declare {declared:,} texels, more than a3d's texture "
+            f"atlas holds ({appearance.ATLAS_IMAGE_TEXELS:,}).",
+            hint=hint,
+        )
 
 
 def _written_normal_groups(path: Path, mesh: SurfaceMesh) -> np.ndarray | None:

@@ -39,6 +39,7 @@ from a3d_cli.mesh.appearance import (
 )
 
 EXTENDED_BUDGET = 2  # an atlas's images extended beyond their textures hold at most this many ATLAS_TEXELS
+WHITE_PATCH = (4, 4)  # texels of the white patch an atlas holds for its untextured parts
 ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")  # glTF's alpha modes, from least to most transparent
 CORNER_NUDGE = 1e-3  # texels a vertex's lookup moves into each of its faces under NEAREST filtering
 
@@ -359,11 +360,13 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     since sampling wraps it exactly.
 
     The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
-    padding): beyond that every one is scaled by one common factor (`appearance.budget_sizes`) before it is
-    extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
+    padding): beyond that the largest are reduced to a common cap of texels each (`appearance.texel_cap`,
+    `budget_sizes`) before they are extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
     the textures themselves to ATLAS_TEXELS, and extending them a few texels past their edges (UV islands a hair
     outside [0, 1]) must not scale textures that fit; what this bounds is an image extended over many copies
-    of its texture, which counts as large as it is. The atlas is read with NEAREST filtering when every texture
+    of its texture, which counts as large as it is. The atlas itself, padding, gaps and replicated texels
+    included, holds at most `appearance.ATLAS_IMAGE_TEXELS` texels (the cap is lowered until it does): the
+    processed mesh's texture is one image that a3d reads back whole (`a3d_cli.mesh.store`). The atlas is read with NEAREST filtering when every texture
     in it is, else bilinearly: a NEAREST texture then goes in with each texel replicated
     (`appearance.replicate_texels`), so it keeps its crisp texels.
 
@@ -389,9 +392,10 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     if not users:
         return SurfaceMesh(vertices, faces, colors, alpha_mode=alpha_mode)
     mag_filter = NEAREST if all(key[2] == NEAREST for key in users) else LINEAR  # the atlas's
-    images, windows = _atlas_images(users, len(parts), name, notice)
-    to_image = {key: (k, window) for k, (key, window) in enumerate(zip(users, windows, strict=True))}
     replicated = [key[2] != mag_filter for key in users]  # NEAREST textures in a LINEAR atlas
+    alone = len(users) == 1 and all(p.texture is not None for p in parts)  # one image, no atlas around it
+    images, windows = _atlas_images(users, len(parts), name, notice, replicated, alone)
+    to_image = {key: (k, window) for k, (key, window) in enumerate(zip(users, windows, strict=True))}
     factors = iter(replication_factors([im.shape for im, r in zip(images, replicated, strict=True) if r]))
     textures = [replicate_texels(im, next(factors)) if r else im for im, r in zip(images, replicated, strict=True)]
     texel_size = [t.shape[0] // im.shape[0] for t, im in zip(textures, images, strict=True)]  # replication factors
@@ -400,11 +404,11 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
         window = to_image[_texture_key(p)][1]
         return p.uvs if window is None else window.to_unit(p.uvs)  # type: ignore[return-value,arg-type]
 
-    if len(textures) == 1 and all(p.texture is not None for p in parts):
+    if alone:
         uvs_all = np.concatenate([image_uv(p) for p in parts], axis=0)
         return SurfaceMesh(vertices, faces, colors, uvs_all, textures[0], alpha_mode, mag_filter=mag_filter)
     white_slot = len(textures)
-    textures.append(np.full((4, 4, 4), 255, dtype=np.uint8))
+    textures.append(np.full((*WHITE_PATCH, 4), 255, dtype=np.uint8))
     atlas, places = pack_atlas(textures)
     places = [replace(p, texel=k) for p, k in zip(places, [*texel_size, 1], strict=True)]
     uvs = []
@@ -418,20 +422,22 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
 
 
 def _atlas_images(
-    users: dict[tuple[int, Wrap, int], list[SurfaceMesh]], num_parts: int, name: str, notice: Notice | None
+    users: dict[tuple[int, Wrap, int], list[SurfaceMesh]],
+    num_parts: int,
+    name: str,
+    notice: Notice | None,
+    replicated: list[bool],
+    alone: bool,
 ) -> tuple[list[np.ndarray], list[TexelWindow | None]]:
     """Per distinct texture (`users`: key → the parts that use it): the image it puts in the atlas, before
-    replication, and the texels of its sampler's endless plane that image holds (None when its coordinates
-    stay within [0, 1], or for the one repeating texture of the whole mesh, which sampling wraps exactly);
-    all scaled by one factor when they exceed the atlas budget (see `concatenate`)."""
-    from a3d_cli.mesh.appearance import (
-        budget_sizes,
-        budget_warning,
-        downscale,
-        extend_texture,
-        reduced_size,
-        texel_window,
-    )
+    replication (`replicated`: which are), and the texels of its sampler's endless plane that image holds (None
+    when its coordinates stay within [0, 1], or for the one repeating texture of the whole mesh, which sampling
+    wraps exactly); the largest reduced to a cap of texels each where they exceed the budget (see
+    `concatenate`), or where the atlas packed of them (the one image itself when `alone`) would hold more than
+    `appearance.ATLAS_IMAGE_TEXELS`. Sizes are planned first, from the textures' shapes; each image is made
+    once, at its planned size."""
+    from a3d_cli.mesh.appearance import budget_sizes, budget_warning, extend_texture, texel_window
+    from a3d_cli.mesh.texture_reduce import downscale
 
     plans = []  # per texture: (texture, lowest and highest coordinates or None when inside [0, 1])
     for key, group in users.items():
@@ -444,18 +450,53 @@ def _atlas_images(
     shapes = [t.shape if w is None else (w.count_v, w.count_u) for (t, _), w in zip(plans, windows, strict=True)]
     nearest = [key[2] == NEAREST for key in users]
     limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
-    scale, sizes = budget_sizes(shapes, nearest, name, limit)
-    if scale < 1.0 and notice is not None:
-        notice(budget_warning(name, shapes, sizes, scale, limit))
+    while True:  # the cap that keeps the images, and the atlas packed of them, within their bounds
+        cap, scales, sizes = budget_sizes(shapes, nearest, name, limit)
+        planned = [_planned(t, span, w, f, n) for (t, span), w, f, n in zip(plans, windows, scales, nearest, strict=True)]
+        packed = _packed_texels([image for image, _, _ in planned], replicated, alone)
+        if packed <= appearance.ATLAS_IMAGE_TEXELS:
+            break
+        held = sum(image[0] * image[1] for image, _, _ in planned)  # the images as planned: shrink them in proportion
+        limit = min(limit - 1, held * appearance.ATLAS_IMAGE_TEXELS // packed)
+    if cap is not None and notice is not None:
+        notice(budget_warning(name, shapes, sizes, limit))
     images = []
-    for k, ((texture, span), key) in enumerate(zip(plans, users, strict=True)):
-        if scale < 1.0:  # reduced before it is extended: memory never holds the larger image
-            full = texture.shape
-            texture = downscale(texture, reduced_size(texture.shape, scale, nearest[k]), nearest[k])
-            windows[k] = None if span is None else texel_window(*span, _scaled_copy(windows[k], full, texture.shape, scale))
-        window = windows[k]
-        images.append(texture if window is None else extend_texture(texture, window, key[1]))
+    for k, ((texture, _), key) in enumerate(zip(plans, users, strict=True)):
+        _, reduced, windows[k] = planned[k]
+        texture = downscale(texture, reduced)  # reduced before it is extended: memory never holds the larger image
+        images.append(texture if windows[k] is None else extend_texture(texture, windows[k], key[1]))  # type: ignore[arg-type]
     return images, windows
+
+
+def _planned(
+    texture: np.ndarray, span: tuple | None, window: TexelWindow | None, scale: float, nearest: bool
+) -> tuple[tuple[int, int], tuple[int, int], TexelWindow | None]:
+    """(the image's size in the atlas, the texture's size before it is extended, its window) for a texture of
+    coordinates `span` (None: inside [0, 1]) and unscaled `window`, reduced by `scale` (`reduced_size`)."""
+    from a3d_cli.mesh.appearance import reduced_size, texel_window
+
+    size = reduced_size(texture.shape, scale, nearest)
+    if scale < 1.0 and span is not None:
+        window = texel_window(*span, _scaled_copy(window, texture.shape, size, scale))
+    image = size if window is None else (window.count_v, window.count_u)
+    return image, size, window
+
+
+def _packed_texels(sizes: list[tuple[int, int]], replicated: list[bool], alone: bool) -> int:
+    """Texels of the atlas `concatenate` packs of images of `sizes` (NEAREST ones among LINEAR enlarged by their
+    `replication_factors`; with the white patch and edge padding, `shelf_layout`), or of the one image when
+    `alone`."""
+    from a3d_cli.mesh.appearance import replication_factors, shelf_layout
+
+    factors = iter(replication_factors([s for s, r in zip(sizes, replicated, strict=True) if r]))
+    final = []
+    for size, enlarged in zip(sizes, replicated, strict=True):
+        k = next(factors) if enlarged else 1
+        final.append((size[0] * k, size[1] * k))
+    if alone:
+        return final[0][0] * final[0][1]
+    (rows, columns), _ = shelf_layout([*final, WHITE_PATCH])
+    return rows * columns
 
 
 def _scaled_copy(
@@ -463,10 +504,10 @@ def _scaled_copy(
 ) -> tuple[int, int]:
     """(rows, columns) of one copy of a texture in its window once the texture of `full` [H, W, ...] is reduced
     to `shape` by `scale`: along an axis where the unscaled `window` held the whole texture, the reduced
-    texture; where it held a smaller copy (`tile` below the texture's size: a window capped at
-    MAX_TEXTURE_SIZE, coordinates reaching over many copies), that copy times `scale`.
+    texture; where it held a smaller copy (`tile` below the texture's size: a window capped at its axis's
+    limit, `appearance.texel_window`, coordinates reaching over many copies), that copy times `scale`.
 
-    Why: a capped window holds about MAX_TEXTURE_SIZE texels whatever the texture's size, so reducing the
+    Why: a capped window holds about its limit of texels whatever the texture's size, so reducing the
     texture alone would leave its image in the atlas as large as it was."""
     if window is None:
         return int(shape[0]), int(shape[1])

@@ -1,10 +1,10 @@
 """A material's texture as a3d keeps it (base colour × factor, plus emission), all within one atlas's budget.
 
 Why planned before baked: the loader meets the asset's materials one part at a time, but the atlas budget
-(`a3d_cli.mesh.appearance.budget_scale`: the textures of one atlas together at most `ATLAS_TEXELS` texels)
-needs every texture's size first. So each textured part yields a `TextureRecipe` (its images, still
-undecoded, and what to fold into them; its size read from the image's header), and `bake_textures` bakes each
-distinct recipe at one common scale, one at a time: memory holds the baked textures, within the budget, and
+(`a3d_cli.mesh.appearance.texel_cap`: the textures of one atlas together at most `ATLAS_TEXELS` texels, the
+largest reduced first) needs every texture's size first. So each textured part yields a `TextureRecipe` (its
+images, still undecoded, and what to fold into them; its size read from the image's header), and
+`bake_textures` bakes each distinct recipe at the size the budget gives it, one at a time: memory holds the baked textures, within the budget, and
 the one image being decoded (`texture_check.texture_rgba`), however many or large the images the file declares.
 A recipe within the budget bakes exactly as the loader always did.
 
@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -28,9 +29,8 @@ from a3d_cli.mesh.appearance import (
     apply_linear_factor,
     budget_sizes,
     budget_warning,
-    capped_size,
 )
-from a3d_cli.mesh.texture_check import texture_rgba
+from a3d_cli.mesh.texture_check import ImageNames, image_identity, texture_rgba
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,33 +57,43 @@ class TextureRecipe:
     glow_filter: int = LINEAR
     mag_filter: int = LINEAR
 
-    @property
+    @cached_property
     def key(self) -> tuple:
-        """What makes two recipes bake the same texture (the images by identity)."""
-        key: tuple = (id(self.image), tuple(np.round(self.factor, 6)), self.mode, self.cutoff, self.mag_filter)
+        """What makes two recipes bake the same texture: the images by their bytes (`texture_check.image_identity`:
+        materials naming one file bake it once), the factors, modes and filters."""
+        key: tuple = (image_identity(self.image), tuple(np.round(self.factor, 6)), self.mode, self.cutoff, self.mag_filter)
         if self.glow is not None:
-            key += (id(self.glow_image), tuple(np.round(self.glow, 6)), self.glow_filter)
+            key += (image_identity(self.glow_image), tuple(np.round(self.glow, 6)), self.glow_filter)
         return key
 
     @property
     def shape(self) -> tuple[int, int]:
-        """(rows, columns) of the baked texture at full scale: the base image's (else the emissive image's),
-        capped as on load, from its header (an array, which trimesh does not hand over, by its shape)."""
+        """(rows, columns) of the baked texture at full scale: the base image's (else the emissive image's), from
+        its header (an array, which trimesh does not hand over, by its shape)."""
         source = self.image if self.image is not None else self.glow_image
         size = getattr(source, "size", None)  # a Pillow image's (width, height)
         if not isinstance(size, tuple):
             rows, columns = np.asarray(source).shape[:2]
-            size = (columns, rows)
-        return capped_size(size)
+            return int(rows), int(columns)
+        return int(size[1]), int(size[0])
 
 
-def bake_textures(recipes: list[TextureRecipe], asset: str, notice: Notice | None = None) -> dict[tuple, np.ndarray]:
-    """Bake each distinct recipe (`TextureRecipe.key`), all at one common scale within the atlas budget.
+def bake_textures(
+    recipes: list[TextureRecipe],
+    asset: str,
+    notice: Notice | None = None,
+    names: ImageNames | None = None,
+    limit: int | None = None,
+) -> dict[tuple, np.ndarray]:
+    """Bake each distinct recipe (`TextureRecipe.key`) within the atlas budget: textures of at most the budget's
+    cap of texels as they are, larger ones reduced to it (`appearance.texel_cap`).
 
     Args:
         recipes: the textured parts' recipes, in order (repeats are baked once).
         asset: the asset's file name, for messages.
         notice: receives one `warning:` line when the textures are scaled down to fit the budget.
+        names: the images' names, for the message of one whose pixels do not decode (`texture_check`).
+        limit: the texels the textures may hold together, `appearance.ATLAS_TEXELS` by default.
 
     Returns:
         recipe key → [H, W, 4] uint8 sRGB baked texture.
@@ -96,14 +106,15 @@ def bake_textures(recipes: list[TextureRecipe], asset: str, notice: Notice | Non
     if not distinct:
         return {}
     shapes = [r.shape for r in distinct]
-    scale, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset)
-    if scale < 1.0 and notice is not None:
-        notice(budget_warning(asset, shapes, sizes, scale))
-    return {r.key: bake(r, asset, scale) for r in distinct}
+    cap, scales, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset, limit)
+    if cap is not None and notice is not None:
+        notice(budget_warning(asset, shapes, sizes, limit))
+    return {r.key: bake(r, asset, scale, names) for r, scale in zip(distinct, scales, strict=True)}
 
 
-def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0) -> np.ndarray:
-    """One recipe's texture: the base image (reduced by `scale`) times its factor in linear light, plus the
+def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0, names: ImageNames | None = None) -> np.ndarray:
+    """One recipe's texture: the base image (reduced by `scale`, the budget's factor for it; the emissive image
+    too) times its factor in linear light, plus the
     emission (`appearance.add_emission`), alpha as the alpha mode says (OPAQUE: 255; MASK: 0 or 255).
 
     Returns:
@@ -111,12 +122,12 @@ def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0) -> np.ndarray:
     """
     glow_rgba = None
     if recipe.glow_image is not None:
-        glow_rgba = texture_rgba(recipe.glow_image, asset, scale, recipe.glow_filter == NEAREST)
+        glow_rgba = texture_rgba(recipe.glow_image, asset, scale, recipe.glow_filter == NEAREST, names)
     if recipe.image is None:  # an emissive texture alone: the base factor is a colour under it
         baked = add_emission(recipe.factor, glow_rgba, recipe.glow)  # type: ignore[arg-type]
     else:
         baked = apply_linear_factor(
-            texture_rgba(recipe.image, asset, scale, recipe.mag_filter == NEAREST), recipe.factor
+            texture_rgba(recipe.image, asset, scale, recipe.mag_filter == NEAREST, names), recipe.factor
         )
         if recipe.glow is not None:
             baked = add_emission(baked, glow_rgba, recipe.glow, emission_filter=recipe.glow_filter)

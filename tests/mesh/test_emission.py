@@ -179,3 +179,22 @@ def test_materials_that_emit_nothing_read_bit_for_bit_as_before(tmp_path):
     np.testing.assert_array_equal(mesh.vertex_colors, plain.vertex_colors)
     want = np.tile(to_srgb([0.2, 0.4, 0.6]), (4, 1)).astype(np.float32)
     np.testing.assert_allclose(plain.vertex_colors[:, :3], want, atol=1e-7)
+
+
+def test_an_emissive_image_on_another_uv_set_is_averaged_a_band_at_a_time(tmp_path, monkeypatch):
+    """The average of an emissive image on another UV set is counted a band of rows at a time: no RGBA copy of
+    more than a band (made 64 × 4 texels here) of a 64 × 48 image, and the same colour as averaging it whole."""
+    from a3d_cli.mesh import appearance
+
+    monkeypatch.setattr("a3d_cli.mesh.texture_reduce.BAND_TEXELS", 64 * 4)
+    converted: list[int] = []
+    real = appearance.as_rgba_uint8
+    monkeypatch.setattr(appearance, "as_rgba_uint8", lambda im: (converted.append(im.size[0] * im.size[1]), real(im))[1])
+    base, glow = random_image(5), np.random.default_rng(6).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    material = {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}},
+                "emissiveTexture": {"index": 1, "texCoord": 1}, "emissiveFactor": [0.2, 0.2, 0.2]}  # fmt: skip
+    mesh = load_mesh(texture_glb(tmp_path / "bands.glb", material, [base, glow], [SQUARE, SQUARE[::-1]]))
+    assert max(converted) <= 64 * 4
+    mean = to_linear(glow / 255).reshape(-1, 3).mean(axis=0)
+    want = to_srgb(to_linear(base / 255) + 0.2 * mean)
+    np.testing.assert_array_equal(mesh.texture[..., :3], np.round(want * 255).astype(np.uint8))

@@ -1,8 +1,9 @@
 """The atlas budget: an asset's textures together hold at most `ATLAS_TEXELS` texels in a3d's atlas. Beyond it
-every texture is scaled by one common factor (area average in linear light; NEAREST textures by a power of two,
-so their texel grid stays), with one `warning:` line; textures within it read exactly as the file stores them;
-memory holds the scaled textures, never the full-size ones; a file with more textures than even that can hold
-is refused. The budget is made small here so the textures can be."""
+the largest textures are reduced to a common cap of texels each, chosen so that all fit, and smaller ones keep
+every texel (area average in linear light; NEAREST textures by a power of two, so their texel grid stays), with
+one `warning:` line; textures within it read exactly as the file stores them; memory holds the reduced
+textures, never the full-size ones; a file with more textures than even that can hold is refused. The budget
+is made small here so the textures can be."""
 
 from __future__ import annotations
 
@@ -64,9 +65,9 @@ def to_srgb_level(linear: float) -> int:
     return round(encoded * 255)
 
 
-def test_textures_over_the_budget_are_all_scaled_by_one_factor_with_one_warning(tmp_path, monkeypatch):
-    """Six 64² textures under a budget of 4 · 32² texels: each is scaled by √(4096 / (6 · 64²)) to a side of
-    ⌊64 · 0.408⌋ = 26, all by the same factor, and one `warning:` line says so."""
+def test_equal_textures_over_the_budget_are_all_reduced_alike_with_one_warning(tmp_path, monkeypatch):
+    """Six 64² textures under a budget of 4 · 32² texels: the largest side that lets six fit is 26 (6 · 26² =
+    4056, 6 · 27² = 4374), and one `warning:` line says so."""
     monkeypatch.setattr(appearance, "ATLAS_TEXELS", 4 * 32 * 32)
     notices: list[str] = []
     mesh = load_mesh(quads_glb(tmp_path / "six.glb", random_images(6, 64)), notice=notices.append)
@@ -185,12 +186,12 @@ def test_textures_repeated_across_their_parts_count_at_their_extended_size(monke
 
 
 def test_textures_repeated_so_often_that_their_windows_are_capped_are_scaled_too(monkeypatch):
-    """Twelve 16² textures each repeated 20 times across its part, with MAX_TEXTURE_SIZE made 128: each one's
+    """Twelve 16² textures each repeated 20 times across its part, with WINDOW_SIZE made 128: each one's
     window is capped at about 128² texels (copies of ~6 texels), whatever the texture's size, so scaling the
     textures alone would leave the images as large. The images must hold at most twice the budget together
     (what `concatenate` promises), one warning says so, and every part keeps its colour."""
     budget = 64 * 64
-    monkeypatch.setattr(appearance, "MAX_TEXTURE_SIZE", 128)
+    monkeypatch.setattr(appearance, "WINDOW_SIZE", 128)
     monkeypatch.setattr(appearance, "ATLAS_TEXELS", budget)
     colours = [(20 * k, 200 - 10 * k, 7 * k) for k in range(12)]
     parts = [wrapped_part(c, 2.0 * k, 20.0) for k, c in enumerate(colours)]
@@ -266,7 +267,44 @@ def test_textures_that_fill_the_budget_and_reach_a_hair_past_their_edges_are_not
 
 
 def test_the_budget_warning_names_one_texture_in_the_singular_and_several_in_the_plural():
-    one = appearance.budget_warning("a.glb", [(4096, 2048)], [(2048, 1024)], 0.5, limit=4_000_000)
-    assert one.startswith("warning: a.glb's texture holds 8,388,608 texels") and "(2048×4096 as 1024×2048)" in one
-    two = appearance.budget_warning("b.glb", [(8, 8), (16, 4)], [(4, 4), (8, 2)], 0.5, limit=64)
+    one = appearance.budget_warning("a.glb", [(4096, 2048)], [(2048, 1024)], limit=4_000_000)
+    assert one.startswith("warning: a.glb's texture holds 8,388,608 texels") and "50% of its size (2048×4096 as 1024×2048)" in one
+    two = appearance.budget_warning("b.glb", [(8, 8), (16, 4)], [(4, 4), (8, 2)], limit=64)
     assert two.startswith("warning: b.glb's 2 textures hold 128 texels together") and "the largest 8×8 as 4×4" in two
+    assert "all 2 are reduced to at most 16 texels each" in two
+    three = appearance.budget_warning("c.glb", [(8, 8), (2, 2), (3, 3)], [(4, 4), (2, 2), (3, 3)], limit=32)
+    assert "the largest is reduced to at most 16 texels (the largest 8×8 as 4×4); the 2 smaller keep their size" in three
+
+
+def test_small_textures_keep_every_texel_while_the_largest_is_reduced(tmp_path, monkeypatch):
+    """A 128² texture, a 64² one and an 8² decal under a budget of 80² + 64² + 8² texels: only what must be
+    reduced is, the largest first: the 128² texture comes out 80² (the cap, 6400 texels, is what the others
+    leave), the 64² texture and the decal bit for bit as stored, and together they fill the budget exactly."""
+    budget = 80 * 80 + 64 * 64 + 8 * 8
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", budget)
+    images = [random_images(1, 128, seed=1)[0], random_images(1, 64, seed=2)[0], random_images(1, 8, seed=3)[0]]
+    notices: list[str] = []
+    mesh = load_mesh(quads_glb(tmp_path / "mixed.glb", images), notice=notices.append)
+    large, middle, decal = island_images(mesh, 3)
+    assert large.shape[:2] == (80, 80)
+    np.testing.assert_array_equal(middle, images[1])
+    np.testing.assert_array_equal(decal, images[2])
+    assert sum(im.shape[0] * im.shape[1] for im in (large, middle, decal)) == budget
+    assert len(notices) == 1 and "the largest is reduced to at most 6,400 texels (the largest" in notices[0]
+    assert "128×128 as 80×80); the 2 smaller keep their size" in notices[0]
+
+
+def test_a_small_nearest_decal_keeps_its_texels_beside_large_nearest_textures(tmp_path, monkeypatch):
+    """Pixel art: two NEAREST 64² textures and a NEAREST 8² decal over a budget of 2 · 32² + 8²: the large ones
+    are halved (a power of two, their texel grid kept: each new texel is one 2 × 2 block of one colour here),
+    the decal keeps all 64 of its texels, and the mesh still reads NEAREST."""
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 2 * 32 * 32 + 8 * 8)
+    art = random_images(2, 32, seed=6)
+    enlarged = [np.repeat(np.repeat(a, 2, axis=0), 2, axis=1) for a in art]  # 64², blocks of 2 × 2
+    decal = random_images(1, 8, seed=7)[0]
+    mesh = load_mesh(quads_glb(tmp_path / "art.glb", [*enlarged, decal], {"magFilter": NEAREST_GL}), notice=lambda line: None)
+    assert mesh.mag_filter == NEAREST
+    *large, small = island_images(mesh, 3)
+    for got, image in zip(large, art, strict=True):
+        np.testing.assert_array_equal(got, image)
+    np.testing.assert_array_equal(small, decal)

@@ -9,9 +9,9 @@ from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes
 
 from a3d_cli.mesh.appearance import (
     CLAMP_TO_EDGE,
-    MAX_TEXTURE_SIZE,
     MIRRORED_REPEAT,
     REPEAT,
+    WINDOW_SIZE,
     extend_texture,
     sample_texture,
     texel_window,
@@ -182,14 +182,29 @@ def test_coordinates_just_past_the_edge_add_a_few_texels_not_whole_copies(mode):
     np.testing.assert_allclose(got[within], want[within], atol=1e-5)
 
 
+def test_a_large_texture_reaching_a_hair_past_its_edges_keeps_every_texel():
+    """A 5000-texel-wide texture (wider than WINDOW_SIZE) whose coordinates reach 0.01 past both edges: its window
+    holds the texture at its own size (two copies always fit), so the extended image is the texture's own
+    texels, its edge columns repeated (CLAMP_TO_EDGE) and its rows wrapped (REPEAT), not a resampled copy."""
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (6, 5000, 4), dtype=np.uint8)
+    window = texel_window(np.array([-0.01, 0.0]), np.array([1.01, 1.0]), image.shape)
+    assert (window.tile_u, window.tile_v) == (5000, 6)
+    ext = extend_texture(image, window, (CLAMP_TO_EDGE, REPEAT))
+    cols = np.clip(np.arange(window.count_u) + window.start_u, 0, 4999)  # the edge texel beyond each side
+    rows = np.mod(np.arange(window.count_v) + window.start_v, 6)  # the image again beyond each side
+    np.testing.assert_array_equal(ext, image[rows][:, cols])
+    assert window.count_u >= 5000 + 2 * 50  # 0.01 of 5000 texels past each edge
+
+
 def test_an_extended_texture_stays_within_the_size_bound():
-    """Many copies: the texture is downscaled so a side stays within MAX_TEXTURE_SIZE; past that many copies
+    """Many copies: the texture is downscaled so a side stays within WINDOW_SIZE; past that many copies
     the axis is the texture's average."""
     image = np.zeros((64, 64, 4), np.uint8)
     image[:, :32], image[:, 32:] = (255, 0, 0, 255), (0, 0, 255, 255)
     window = texel_window(np.array([0.0, 0.0]), np.array([100.0, 1.0]), image.shape)
     ext = extend_texture(image, window, (REPEAT, REPEAT))
-    assert ext.shape[1] <= MAX_TEXTURE_SIZE and ext.shape[0] == window.count_v <= 64 + 2
+    assert ext.shape[1] <= WINDOW_SIZE and ext.shape[0] == window.count_v <= 64 + 2
     tile = window.tile_u
     assert tile < 64
     np.testing.assert_array_equal(ext[:, 1 : 1 + tile], ext[:, 1 + tile : 1 + 2 * tile])  # every copy the same

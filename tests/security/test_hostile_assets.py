@@ -302,8 +302,8 @@ def test_a_material_library_outside_the_folder_is_never_opened(tmp_path, monkeyp
     assert evil not in [p.resolve() for p in seen]
 
 
-def test_an_image_many_materials_use_is_decoded_once(tmp_path, monkeypatch):
-    """The loader's texture check reads and decodes each `map_Kd` image once, however many materials name it."""
+def test_an_image_many_materials_use_is_checked_once(tmp_path, monkeypatch):
+    """The loader's texture check reads and opens each `map_Kd` image once, however many materials name it."""
     from a3d_cli.mesh import texture_check
 
     obj = write_textured_obj(tmp_path / "asset")
@@ -312,9 +312,11 @@ def test_an_image_many_materials_use_is_decoded_once(tmp_path, monkeypatch):
         + "newmtl m3\nmap_Kd ./tex/albedo.png\n"
     )
     decoded: list[str] = []
-    real = texture_check.check_image
+    real = texture_check.check_header
     monkeypatch.setattr(
-        texture_check, "check_image", lambda data, image, asset: (decoded.append(image), real(data, image, asset))
+        texture_check,
+        "check_header",
+        lambda data, image, asset, names=None: (decoded.append(image), real(data, image, asset, names)),
     )
     load_mesh(obj)
     assert decoded == ["tex/albedo.png"]

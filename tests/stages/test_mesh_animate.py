@@ -29,15 +29,17 @@ from a3d_cli.stages.mesh_animate import MeshAnimateOptions
 FRAMES = 4
 
 
-def _original_mesh() -> SurfaceMesh:
-    """A textured icosphere in a Z-up, off-centre, 5x frame, split at every face (UV seams everywhere)."""
+def _original_mesh(texture: np.ndarray | None = None) -> SurfaceMesh:
+    """A textured icosphere in a Z-up, off-centre, 5x frame, split at every face (UV seams everywhere); its
+    texture a random 8² one unless `texture` is given."""
     sphere = trimesh.creation.icosphere(subdivisions=1)
     corners = sphere.faces.reshape(-1)  # [3T]
     vertices = sphere.vertices[corners] * np.array([5.0, 4.0, 6.0]) + np.array([10.0, -3.0, 2.0])  # [V, 3]
     faces = np.arange(len(corners)).reshape(-1, 3)
     rng = np.random.default_rng(0)
-    texture = (rng.random((8, 8, 4)) * 255).astype(np.uint8)
-    texture[..., 3] = 255
+    if texture is None:
+        texture = (rng.random((8, 8, 4)) * 255).astype(np.uint8)
+        texture[..., 3] = 255
     return SurfaceMesh(
         vertices=vertices,
         faces=faces,
@@ -47,9 +49,10 @@ def _original_mesh() -> SurfaceMesh:
     )
 
 
-def make_mesh_run(run: Path) -> dict:
-    """A run folder as `prepare` (mesh input) and `reconstruct` leave it, built from the domain functions."""
-    original = _original_mesh()
+def make_mesh_run(run: Path, texture: np.ndarray | None = None) -> dict:
+    """A run folder as `prepare` (mesh input) and `reconstruct` leave it, built from the domain functions
+    (`texture`: the processed mesh's atlas, `_original_mesh`'s by default)."""
+    original = _original_mesh(texture)
     norm = fit_normalization(original.vertices, up="+z", front="-y")
     mesh = SurfaceMesh(
         norm.apply(original.vertices), original.faces, original.vertex_colors, original.uvs, original.texture
@@ -111,6 +114,26 @@ def test_glb_frames_equal_the_motion_in_the_original_frame(mesh_run):
     png = Image.open(io.BytesIO(gltf.binary_blob()[bv.byteOffset : bv.byteOffset + bv.byteLength]))
     np.testing.assert_array_equal(np.asarray(png.convert("RGBA")), ctx["original"].texture)
     assert result.metrics["frames"] == FRAMES and result.metrics["max_displacement_pct_radius"] > 0
+
+
+def _animated_texture(path: Path) -> np.ndarray:
+    """[H, W, 4] the base-colour texture of an animated GLB."""
+    gltf = pygltflib.GLTF2().load(str(path))
+    material = gltf.materials[gltf.meshes[0].primitives[0].material]
+    image = gltf.images[gltf.textures[material.pbrMetallicRoughness.baseColorTexture.index].source]
+    bv = gltf.bufferViews[image.bufferView]
+    png = Image.open(io.BytesIO(gltf.binary_blob()[bv.byteOffset : bv.byteOffset + bv.byteLength]))
+    return np.asarray(png.convert("RGBA"))
+
+
+def test_an_atlas_wider_than_4096_px_reaches_the_animated_glb_at_its_size(run_dir):
+    """`prepare` writes an atlas wider than any one texture when it packs several (4103 × 4112 for two 4096 ×
+    2048 textures); the animated GLB carries it texel for texel, not scaled to 4096 px a side on the way."""
+    atlas = np.random.default_rng(3).integers(0, 256, (6, 6000, 4), dtype=np.uint8)
+    atlas[..., 3] = 255
+    make_mesh_run(run_dir, atlas)
+    mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0), Runtime())
+    np.testing.assert_array_equal(_animated_texture(run_dir / "export" / "animated.glb"), atlas)
 
 
 def test_vertex_cache_matches_and_seams_stay_closed(mesh_run):
