@@ -871,6 +871,55 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def srgb_decode(levels: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1's sRGB decoding of 8-bit levels, written here from the standard."""
+    c = levels / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1's sRGB encoding to 8-bit levels."""
+    c = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.round(c * 255.0)
+
+
+def quads_glb(path, images: list[np.ndarray], sampler: dict | None = None):
+    """A GLB of one unit quad per image, side by side along x (quad k from x = 2k), each a primitive with its own
+    material whose base-colour texture is that image (texture coordinates = the quad's corners, glTF's top-left
+    origin), all read through one `sampler` (glTF sampler object)."""
+    b = GlbBuilder()
+    b.doc["samplers"] = [sampler or {}]
+    uv = np.array([[0, 1], [1, 1], [1, 0], [0, 0]], np.float32)
+    faces = np.array([0, 1, 2, 0, 2, 3], np.uint32)
+    for k, image in enumerate(images):
+        corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32) + [2.0 * k, 0, 0]
+        b.doc.setdefault("textures", []).append({"sampler": 0, "source": b.image(png_bytes(image), "image/png")})
+        b.doc.setdefault("materials", []).append({"pbrMetallicRoughness": {"baseColorTexture": {"index": k}}})
+        attributes = {"POSITION": b.accessor(corners.astype(np.float32), GL_FLOAT, "VEC3"),
+                      "TEXCOORD_0": b.accessor(uv, GL_FLOAT, "VEC2")}  # fmt: skip
+        b.mesh(attributes, b.accessor(faces, GL_UINT, "SCALAR"), material=k)
+    return b.save(path)
+
+
+def random_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` distinct [size, size, 3] uint8 images."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def island_images(mesh, count: int) -> list[np.ndarray]:  # noqa: ANN001 - a SurfaceMesh
+    """[h, w, 3] the texels of the packed image of each of the `count` quads of `quads_glb`, in the quads' order:
+    the island that holds the texture coordinates of the quad's vertices."""
+    h, w = mesh.texture.shape[:2]  # type: ignore[union-attr]
+    found = []
+    for k in range(count):
+        mine = np.abs(mesh.vertices[:, 0] - (2.0 * k + 0.5)) <= 0.5  # [V] the quad's vertices
+        col, row = mesh.uvs[mine].mean(axis=0) * [w, -h] + [0, h]  # type: ignore[index]
+        (island,) = [p for p in mesh.islands if p.x <= col <= p.x + p.width and p.y <= row <= p.y + p.height]
+        found.append(mesh.texture[island.y : island.y + island.height, island.x : island.x + island.width, :3])  # type: ignore[index]
+    return found
+
+
 # --- host reads of tensor values (what makes CUDA code wait for the device) --------------------------------
 
 HOST_READS = frozenset({

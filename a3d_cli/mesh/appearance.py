@@ -53,6 +53,7 @@ MAG_FILTERS = (NEAREST, LINEAR)
 REPLICATED_SIZE = 2048  # a NEAREST texture packed beside LINEAR ones is enlarged to at most this many texels a side
 MAX_REPLICATION = 16  # ... and by at most this factor (its blend band is then 1/16 of a texel wide)
 REPLICATED_TEXELS = REPLICATED_SIZE * REPLICATED_SIZE  # ... the NEAREST textures of one atlas together at most this
+ROUNDING = 1e-9  # a reduced side this close below a whole number is that number (`reduced_size`)
 MIP_BAND_TEXELS = 4096 * 4096  # mip levels of more texels are halved a band of rows at a time (`mip_chain`)
 ATLAS_TEXELS = 8192 * 8192  # the textures of one asset together at most this (256 MB as RGBA): `texel_cap`
 ATLAS_IMAGE_TEXELS = ATLAS_TEXELS * 4 // 3
@@ -60,6 +61,15 @@ ATLAS_IMAGE_TEXELS = ATLAS_TEXELS * 4 // 3
 copies for coordinates outside [0, 1] included (`a3d_cli.mesh.surface.concatenate` keeps to it, and
 `a3d_cli.mesh.store.load_processed_mesh` refuses a processed mesh whose images declare more): 89,478,485, Pillow's
 default `MAX_IMAGE_PIXELS`, so that the atlas is an image a3d decodes again."""
+ATLAS_SIDE = 16384
+"""The longest side, in texels, of any texture image a3d writes (a texture kept as it is, or the packed atlas): the
+largest 2D texture GPUs load. Direct3D 11 and 12 require exactly this of every device and refuse a larger texture,
+Unity supports no larger texture whatever the GPU reports, Godot's renderer refuses one, and Unreal's renderer
+counts at most 15 mip levels; a larger one shows untextured or fails to load, however few texels it holds (a
+20000 × 512 strip is within the texel budget). 8192 would reach older phones and WebGL on them, but would also
+reduce textures every desktop engine loads, among them the common atlas of four 4096² textures (8200 texels wide
+with its padding); a viewer on a smaller device downscales what it cannot load (three.js does, with a warning) or
+imports it at a size its user sets. Images are held to it by the texel budget's reduction (`capped_sizes`' `side`)."""
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -376,11 +386,14 @@ def replicate_texels(texture: np.ndarray, k: int | None = None) -> np.ndarray:
     return texture if k == 1 else np.repeat(np.repeat(texture, k, axis=0), k, axis=1)
 
 
-def texel_cap(shapes: list[tuple[int, ...]], nearest: list[bool], limit: int | None = None) -> int | None:
+def texel_cap(
+    shapes: list[tuple[int, ...]], nearest: list[bool], limit: int | None = None, side: int | None = None
+) -> int | None:
     """The most texels any one image packed into an atlas keeps so that together they hold at most `limit`
     texels, ATLAS_TEXELS by default: the largest cap C for which the images, each of at most C texels kept as
-    it is and each larger one reduced to at most C (`capped_sizes`), fit; None when they fit as they are, 1
-    when even that does not fit (`budget_sizes` then refuses or keeps them at a texel or so each).
+    it is and each larger one reduced to at most C (`capped_sizes`, with each one's sides also held to `side`),
+    fit; None when they fit as they are, 1 when even that does not fit (`budget_sizes` then refuses or keeps
+    them at a texel or so each).
 
     Why a cap rather than one common factor: memory is the only reason to reduce, and it is held by the
     largest images; a cap takes texels only from images larger than it, so small ones (decals, pixel art,
@@ -394,18 +407,18 @@ def texel_cap(shapes: list[tuple[int, ...]], nearest: list[bool], limit: int | N
         shapes: each image's [H, W, ...] shape.
         nearest: whether each image is read NEAREST (reduced by powers of two, `reduced_size`).
         limit: the texels they may hold together.
+        side: the longest side each keeps (`capped_sizes`), None for no such cap.
     """
     limit = ATLAS_TEXELS if limit is None else limit
-    texels = [int(s[0]) * int(s[1]) for s in shapes]
-    if sum(texels) <= limit:
-        return None
     kinds = Counter((int(s[0]), int(s[1]), bool(n)) for s, n in zip(shapes, nearest, strict=True))  # few distinct
 
-    def total(cap: int) -> int:
-        sizes = capped_sizes([k[:2] for k in kinds], [k[2] for k in kinds], cap)[1]
+    def total(cap: int | None) -> int:
+        sizes = capped_sizes([k[:2] for k in kinds], [k[2] for k in kinds], cap, side)[1]
         return sum(count * h * w for count, (h, w) in zip(kinds.values(), sizes, strict=True))
 
-    lo, hi = 1, max(texels) - 1  # total(hi + 1) > limit; find the largest cap in [lo, hi] whose total fits
+    if total(None) <= limit:
+        return None
+    lo, hi = 1, max(int(s[0]) * int(s[1]) for s in shapes) - 1  # total(hi + 1) > limit; the largest cap that fits
     if total(lo) > limit:
         return 1
     while lo < hi:  # every image's kept size grows with the cap, so the total does
@@ -415,14 +428,20 @@ def texel_cap(shapes: list[tuple[int, ...]], nearest: list[bool], limit: int | N
 
 
 def capped_sizes(
-    shapes: list[tuple[int, ...]], nearest: list[bool], cap: int | None
+    shapes: list[tuple[int, ...]], nearest: list[bool], cap: int | None, side: int | None = None
 ) -> tuple[list[float], list[tuple[int, int]]]:
-    """Each image's factor and (rows, columns) under a cap of `cap` texels (`texel_cap`; None: no cap): an image
-    of at most `cap` texels as it is (factor 1), a larger one scaled by √(cap / its texels) (`reduced_size`)."""
+    """Each image's factor and (rows, columns) under a cap of `cap` texels (`texel_cap`; None: no cap) and of
+    `side` texels on its longest side (None: none), in one reduction (`reduced_size`): an image within both as
+    it is (factor 1), a larger one scaled by the smaller of √(cap / its texels) and side / its longest side.
+
+    Why one reduction for both: each reduction averages the texels again (`a3d_cli.mesh.texture_reduce`), so an
+    image reduced for its texels and then for its sides would be blurred twice."""
     scales, sizes = [], []
     for shape, near in zip(shapes, nearest, strict=True):
-        texels = int(shape[0]) * int(shape[1])
+        texels, longest = int(shape[0]) * int(shape[1]), max(int(shape[0]), int(shape[1]))
         scale = 1.0 if cap is None or texels <= cap else math.sqrt(cap / texels)
+        if side is not None and longest > side:
+            scale = min(scale, side / longest)
         scales.append(scale)
         sizes.append(reduced_size(shape, scale, near))
     return scales, sizes
@@ -430,7 +449,8 @@ def capped_sizes(
 
 def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) -> tuple[int, int]:
     """(rows, columns) of an image of `shape` [H, W, ...] scaled by `scale` ≤ 1 (`capped_sizes`): each side
-    rounded down, at least 1; for a NEAREST texture, the mip level (`halving_sizes`) of the smallest
+    rounded down, at least 1 (a product within floating-point rounding below a whole number counts as that
+    number: 20000 · (16380 / 20000) is 16379.999999999998 in floats, and is 16380); for a NEAREST texture, the mip level (`halving_sizes`) of the smallest
     power-of-two reduction 1/2^n ≤ scale, so that each new texel covers whole 2^n × 2^n blocks of the old ones
     and texel borders stay on the texture's own grid (pixel art stored enlarged keeps its texels exactly)."""
     h, w = int(shape[0]), int(shape[1])
@@ -440,23 +460,32 @@ def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) ->
         halvings = max(0, math.ceil(-math.log2(scale) - 1e-9))
         sizes = halving_sizes((h, w), halvings) if halvings else []  # none for a 1 × 1 texture
         return sizes[-1] if sizes else (h, w)
-    return max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
+    return max(1, math.floor(h * scale + ROUNDING)), max(1, math.floor(w * scale + ROUNDING))
+
+
+def texture_side(count: int) -> int:
+    """The longest side each of `count` distinct textures of one asset keeps when it is baked (`budget_sizes`'
+    `side`): ATLAS_SIDE for one, which the processed mesh may hold as it is; for several, ATLAS_SIDE less the
+    edge padding around it, since several are always packed into one atlas, each padded (`pack_atlas`), and
+    reduced here they need no second reduction there."""
+    return ATLAS_SIDE if count <= 1 else ATLAS_SIDE - 2 * ATLAS_PADDING
 
 
 def budget_sizes(
-    shapes: list[tuple[int, ...]], nearest: list[bool], name: str, limit: int | None = None
+    shapes: list[tuple[int, ...]], nearest: list[bool], name: str, limit: int | None = None, side: int | None = None
 ) -> tuple[int | None, list[float], list[tuple[int, int]]]:
-    """The cap (`texel_cap`) and each image's factor and size under it (`capped_sizes`) for the images of one
-    atlas.
+    """The cap (`texel_cap`) and each image's factor and size under it and under `side` (`capped_sizes`) for the
+    images of one atlas.
 
     Args:
         shapes: each image's [H, W, ...] shape.
         nearest: whether each image is read NEAREST.
         name: the asset's file name, for the message.
         limit: the texels they may hold together, ATLAS_TEXELS by default.
+        side: the longest side each keeps, None for no such cap.
 
     Returns:
-        (cap or None when all fit, [factor] per image, [(rows, columns)] per image).
+        (cap or None when all fit the texel budget, [factor] per image, [(rows, columns)] per image).
 
     Raises:
         InputError: so many images that even reduced (to a texel or so each, plus their edge padding) they
@@ -465,8 +494,8 @@ def budget_sizes(
     from a3d_cli.errors import InputError
 
     limit = ATLAS_TEXELS if limit is None else limit
-    cap = texel_cap(shapes, nearest, limit)
-    scales, sizes = capped_sizes(shapes, nearest, cap)
+    cap = texel_cap(shapes, nearest, limit, side)
+    scales, sizes = capped_sizes(shapes, nearest, cap, side)
     padded = sum((h + 2 * ATLAS_PADDING) * (w + 2 * ATLAS_PADDING) for h, w in sizes)
     if cap is not None and padded > 2 * limit:
         raise InputError(
@@ -478,29 +507,56 @@ def budget_sizes(
 
 
 def budget_warning(
-    name: str, shapes: list[tuple[int, ...]], sizes: list[tuple[int, int]], limit: int | None = None
+    name: str,
+    shapes: list[tuple[int, ...]],
+    sizes: list[tuple[int, int]],
+    limit: int | None = None,
+    overlong: tuple[int, int] | None = None,
 ) -> str:
     """The `warning:` line that says an asset's textures were reduced to fit the atlas budget (`limit`,
-    ATLAS_TEXELS by default; `texel_cap`): the most texels a reduced one kept, the largest, and how many kept
-    their size."""
+    ATLAS_TEXELS by default; `texel_cap`) or to keep the image a3d writes within ATLAS_SIDE a side: why (each
+    bound the textures exceed), the most texels and the longest side a reduced one kept, the largest (or, for
+    sides alone, the longest), and how many kept their size.
+
+    Args:
+        shapes: each texture's [H, W, ...] shape as the asset gives it.
+        sizes: each one's (rows, columns) as kept.
+        limit: the texel budget they were held to.
+        overlong: (rows, columns) of the image that would exceed ATLAS_SIDE a side (the one texture itself, or
+            the atlas packed of several), None when sides were not a reason.
+    """
     limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
-    largest = max(range(len(shapes)), key=lambda i: int(shapes[i][0]) * int(shapes[i][1]))
-    (h, w), (rows, columns) = shapes[largest][:2], sizes[largest]
-    if len(shapes) == 1:
-        return (
-            f"warning: {name}'s texture holds {total:,} texels, more than one atlas takes ({limit:,}); it is read "
-            f"at {rows / h:.0%} of its size ({w}×{h} as {columns}×{rows})"
+    over_budget = total > limit
+    reasons = []
+    if over_budget:
+        held = "holds" if len(shapes) == 1 else "hold"
+        reasons.append(f"{held} {total:,} texels{'' if len(shapes) == 1 else ' together'}, more than one atlas takes ({limit:,})")
+    if overlong is not None:
+        image = "is" if len(shapes) == 1 else "packed into one atlas would take"
+        reasons.append(
+            f"{image} {overlong[1]}×{overlong[0]} texels, longer a side than GPUs load in one texture ({ATLAS_SIDE:,})"
         )
+    why = ", and ".join(reasons)
+    measure = (lambda s: int(s[0]) * int(s[1])) if over_budget else (lambda s: max(int(s[0]), int(s[1])))
+    example = max(range(len(shapes)), key=lambda i: measure(shapes[i]))  # the largest, or else the longest
+    (h, w), (rows, columns) = shapes[example][:2], sizes[example]
+    if len(shapes) == 1:
+        return f"warning: {name}'s texture {why}; it is read at {rows / h:.0%} of its size ({w}×{h} as {columns}×{rows})"
     changed = [z for s, z in zip(shapes, sizes, strict=True) if tuple(s[:2]) != tuple(z)]
     reduced, kept = len(changed), len(shapes) - len(changed)
-    cap = max((r * c for r, c in changed), default=0)
-    which = f"all {reduced} are" if not kept else f"the {reduced} largest are" if reduced > 1 else "the largest is"
-    others = "" if not kept else f"; the {kept} smaller keep their size" if kept > 1 else "; the smaller one keeps its size"
+    most = "largest" if over_budget else "longest"
+    which = f"all {reduced} are" if not kept else f"the {reduced} {most} are" if reduced > 1 else f"the {most} is"
+    many, one = ("smaller", "smaller one") if over_budget else ("others", "other one")
+    others = "" if not kept else f"; the {kept} {many} keep their size" if kept > 1 else f"; the {one} keeps its size"
+    bounds = []
+    if over_budget:
+        bounds.append(f"{max(r * c for r, c in changed):,} texels{' each' if reduced > 1 else ''}")
+    if overlong is not None:
+        bounds.append(f"{max(max(r, c) for r, c in changed):,} texels a side")
     return (
-        f"warning: {name}'s {len(shapes)} textures hold {total:,} texels together, more than one atlas takes "
-        f"({limit:,}); {which} reduced to at most {cap:,} texels{' each' if reduced > 1 else ''} (the largest {w}×{h} as "
-        f"{columns}×{rows}){others}"
+        f"warning: {name}'s {len(shapes)} textures {why}; {which} reduced to at most {' and '.join(bounds)} (the "
+        f"{most} {w}×{h} as {columns}×{rows}){others}"
     )
 
 
@@ -624,29 +680,53 @@ def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[
 
 
 def shelf_layout(
-    shapes: list[tuple[int, ...]], padding: int = ATLAS_PADDING
+    shapes: list[tuple[int, ...]], padding: int = ATLAS_PADDING, side: int | None = None
 ) -> tuple[tuple[int, int], list[AtlasPlacement]]:
     """Where `pack_atlas` puts images of `shapes` [H_i, W_i, ...]: shelves as wide as the widest image or the
-    square root of their padded area, filled tallest first; known before any image exists.
+    square root of their padded area, filled tallest first; known before any image exists. Where that would
+    make the atlas longer than `side` (ATLAS_SIDE by default) a side, the shelves are made as narrow as keeps
+    it within `side` instead, if any width up to `side` does (the caller reduces the images where none does).
+
+    Why widen rather than reduce: shelves a square root wide stack a tall image and the shelves beside it above
+    each other (a 16000 × 10 strip and two 1000² images make an atlas 17008 texels tall and 1497 wide), where
+    wider shelves hold them within the side with every texel; the narrowest such width wastes the fewest texels.
+    Filled tallest first, every shelf starts with an image no taller than the one a narrower shelf would start
+    with, so the atlas's height never grows with the width, and the narrowest width is found by bisection.
 
     Returns:
         the atlas's (rows, columns) and one placement per shape, in input order.
     """
+    side = ATLAS_SIDE if side is None else side
     order = sorted(range(len(shapes)), key=lambda i: -shapes[i][0])
-    total_area = sum((s[0] + 2 * padding) * (s[1] + 2 * padding) for s in shapes)
-    widest = max(s[1] + 2 * padding for s in shapes)
-    atlas_w = max(widest, int(np.ceil(np.sqrt(total_area))))
+    padded = [(int(shapes[i][0]) + 2 * padding, int(shapes[i][1]) + 2 * padding) for i in order]  # tallest first
+    widest = max(w for _, w in padded)
+    width = max(widest, int(np.ceil(np.sqrt(sum(h * w for h, w in padded)))))
+    if max(_shelf_rows(padded, width), width) > side and widest <= side and _shelf_rows(padded, side) <= side:
+        lo, hi = (width if width <= side else widest), side  # rows(hi) fits; find the narrowest width that does
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if _shelf_rows(padded, mid) <= side else (mid + 1, hi)
+        width = lo
     placements: dict[int, AtlasPlacement] = {}
     x = y = shelf_h = 0
-    for i in order:
-        h, w = int(shapes[i][0]), int(shapes[i][1])
-        ph, pw = h + 2 * padding, w + 2 * padding
-        if x + pw > atlas_w:
+    for i, (ph, pw) in zip(order, padded, strict=True):
+        if x + pw > width:
             x, y, shelf_h = 0, y + shelf_h, 0
-        placements[i] = AtlasPlacement(x + padding, y + padding, w, h)
+        placements[i] = AtlasPlacement(x + padding, y + padding, pw - 2 * padding, ph - 2 * padding)
         x += pw
         shelf_h = max(shelf_h, ph)
-    return (y + shelf_h, atlas_w), [placements[i] for i in range(len(shapes))]
+    return (y + shelf_h, width), [placements[i] for i in range(len(shapes))]
+
+
+def _shelf_rows(padded: list[tuple[int, int]], width: int) -> int:
+    """Rows of the shelves `shelf_layout` fills `width` wide with images of `padded` (rows, columns), in order."""
+    x = y = shelf_h = 0
+    for ph, pw in padded:
+        if x + pw > width:
+            x, y, shelf_h = 0, y + shelf_h, 0
+        x += pw
+        shelf_h = max(shelf_h, ph)
+    return y + shelf_h
 
 
 def remap_uv(uv: np.ndarray, placement: AtlasPlacement, atlas_shape: tuple[int, ...]) -> np.ndarray:

@@ -115,7 +115,8 @@ def load_mesh(
     factors, COLOR_0 / PLY vertex colours and OBJ diffuse colours are all kept. Vertices no face uses
     are dropped. Files the asset names (buffers, images, materials, textures) are read only from inside its
     own folder unless `allow_external_refs` (`a3d_cli.mesh.references`). Textures that together exceed one
-    atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are reduced, the largest first, with one `warning:`
+    atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are reduced, the largest first, and so are those
+    longer a side than GPUs load (`appearance.ATLAS_SIDE`, the texture or the atlas packed of them), with one `warning:`
     line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`); `texture_limit` replaces that budget
     (a3d's own processed mesh, whose atlas may hold more: `a3d_cli.mesh.store.load_processed_mesh`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners

@@ -9,7 +9,8 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - exactly one glTF mesh with one triangle primitive, one node, no transform;
 - POSITION holds the V vertices in binding order, in a3d's *normalized* frame (map back to the asset's own
   frame with `source/normalization.json`'s `inverse`);
-- TEXCOORD_0 + a baseColorTexture (the packed atlas, embedded, at most `appearance.ATLAS_IMAGE_TEXELS` texels)
+- TEXCOORD_0 + a baseColorTexture (the packed atlas, embedded, at most `appearance.ATLAS_IMAGE_TEXELS` texels
+  and `appearance.ATLAS_SIDE` a side)
   when the asset had textures, with the alpha mode of
   the asset's materials (OPAQUE unless a part was MASK or BLEND; MASK alpha is already 0 or 1), and a
   sampler naming NEAREST filtering when the texture is read so (`SurfaceMesh.mag_filter`), none otherwise;
@@ -154,13 +155,13 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
         expected_vertices: when given (e.g. `len(binding.vertex_splat)`), the vertex count must match.
 
     The texture is read at the size prepare wrote it (an atlas may be larger than any one texture the asset
-    had), never reduced: `prepare` keeps its atlas within `appearance.ATLAS_IMAGE_TEXELS` texels, and a file that
-    declares more, or names an image outside itself, is not one a3d wrote and is refused before any image is
-    decoded (a run folder may come from anyone).
+    had), never reduced: `prepare` keeps its atlas within `appearance.ATLAS_IMAGE_TEXELS` texels and
+    `appearance.ATLAS_SIDE` a side, and a file that declares more, or names an image outside itself, is not one
+    a3d wrote and is refused before any image is decoded (a run folder may come from anyone).
 
     Raises:
         InputError: missing file, not a single-primitive mesh, a vertex count that does not match, or images
-            that are not embedded or declare more texels than a3d's atlas holds.
+            that are not embedded or declare more texels (or a longer side) than a3d's atlas holds.
     """
     import pygltflib
 
@@ -190,8 +191,9 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
 
 def _check_images(path: Path) -> None:
     """Refuse a processed mesh whose images a3d did not write: one that is not embedded in the GLB (a3d embeds
-    its one texture), or images that declare more texels together than a3d's atlas holds
-    (`appearance.ATLAS_IMAGE_TEXELS`), read from their headers before any is decoded.
+    its one texture), one longer a side than a3d's atlas (`appearance.ATLAS_SIDE`), or images that declare more
+    texels together than the atlas holds (`appearance.ATLAS_IMAGE_TEXELS`), read from their headers before any
+    is decoded.
 
     Raises:
         InputError: as said, with a hint to run `prepare` again.
@@ -208,6 +210,12 @@ def _check_images(path: Path) -> None:
             raise InputError(f"{path} is not an a3d processed mesh: its image {i} is not embedded in it.", hint=hint)
         with open_image(io.BytesIO(bytes(doc.view(image["bufferView"]))), f"{path}'s texture image {i}", hint) as im:
             declared += im.size[0] * im.size[1]
+            if max(im.size) > appearance.ATLAS_SIDE:
+                raise InputError(
+                    f"{path} is not an a3d processed mesh: its image {i} is {im.size[0]}×{im.size[1]} texels, longer "
+                    f"a side than a3d's texture atlas ({appearance.ATLAS_SIDE:,}).",
+                    hint=hint,
+                )
     if declared > appearance.ATLAS_IMAGE_TEXELS:
         raise InputError(
             f"{path} is not an a3d processed mesh: its images declare {declared:,} texels, more than a3d's texture "

@@ -16,6 +16,7 @@ averaged over that footprint where it spans several texels (`appearance.sample_m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -359,7 +360,10 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     whose coordinates cross a cell border sweep across the image. A single REPEAT texture is kept as it is,
     since sampling wraps it exactly.
 
-    The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
+    The atlas (or the one texture kept as it is) is at most `appearance.ATLAS_SIDE` texels a side, what GPUs
+    load: where the shelves would make it longer even as narrow as that side allows (`appearance.shelf_layout`),
+    the longest images are reduced to a common cap of texels a side, the largest cap that fits, in the same
+    reduction as the texel cap below and with the same warning. The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
     padding): beyond that the largest are reduced to a common cap of texels each (`appearance.texel_cap`,
     `budget_sizes`) before they are extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
     the textures themselves to ATLAS_TEXELS, and extending them a few texels past their edges (UV islands a hair
@@ -378,7 +382,7 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
 
     if len(parts) > 1 and any(p.normal_groups is not None for p in parts):
         raise ValueError("concatenate joins meshes without normal_groups; find the creases after joining")
-    if len(parts) == 1 and not _wraps_otherwise(parts[0]):  # within [0, 1] every mode reads as REPEAT does
+    if len(parts) == 1 and not _wraps_otherwise(parts[0]) and _within_side(parts[0]):  # within [0, 1] every mode reads as REPEAT does
         return parts[0] if parts[0].wrap == REPEAT_BOTH else replace(parts[0], wrap=REPEAT_BOTH)
     alpha_mode = max((p.alpha_mode for p in parts), key=ALPHA_MODES.index)
     offsets = np.cumsum([0] + [p.num_vertices for p in parts])
@@ -406,7 +410,8 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
 
     if alone:
         uvs_all = np.concatenate([image_uv(p) for p in parts], axis=0)
-        return SurfaceMesh(vertices, faces, colors, uvs_all, textures[0], alpha_mode, mag_filter=mag_filter)
+        groups = parts[0].normal_groups if len(parts) == 1 else None  # one part keeps its own
+        return SurfaceMesh(vertices, faces, colors, uvs_all, textures[0], alpha_mode, mag_filter=mag_filter, normal_groups=groups)
     white_slot = len(textures)
     textures.append(np.full((*WHITE_PATCH, 4), 255, dtype=np.uint8))
     atlas, places = pack_atlas(textures)
@@ -449,17 +454,36 @@ def _atlas_images(
     windows = [None if span is None else texel_window(*span, texture.shape) for texture, span in plans]
     shapes = [t.shape if w is None else (w.count_v, w.count_u) for (t, _), w in zip(plans, windows, strict=True)]
     nearest = [key[2] == NEAREST for key in users]
-    limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
-    while True:  # the cap that keeps the images, and the atlas packed of them, within their bounds
-        cap, scales, sizes = budget_sizes(shapes, nearest, name, limit)
+
+    def plan(limit: int, side: int | None) -> tuple[list[float], list[tuple[int, int]], list, tuple[int, int]]:
+        """Each image's factor, size and plan (`_planned`) under caps of `limit` texels in all and `side` a side,
+        and the atlas's (rows, columns)."""
+        _, scales, sizes = budget_sizes(shapes, nearest, name, limit, side)
         planned = [_planned(t, span, w, f, n) for (t, span), w, f, n in zip(plans, windows, scales, nearest, strict=True)]
-        packed = _packed_texels([image for image, _, _ in planned], replicated, alone)
-        if packed <= appearance.ATLAS_IMAGE_TEXELS:
+        return scales, sizes, planned, _packed_size([image for image, _, _ in planned], replicated, alone)
+
+    def fits(limit: int, side: int | None) -> bool:
+        """Whether the atlas planned under these caps keeps within both of its bounds."""
+        rows, columns = plan(limit, side)[3]
+        return rows * columns <= appearance.ATLAS_IMAGE_TEXELS and max(rows, columns) <= appearance.ATLAS_SIDE
+
+    limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
+    side: int | None = None  # no cap on the images' sides unless the atlas needs one
+    overlong = None  # the atlas's size when first found too long a side, for the warning
+    while True:  # the caps that keep the images, and the atlas packed of them, within their bounds
+        scales, sizes, planned, (rows, columns) = plan(limit, side)
+        packed = rows * columns
+        if packed > appearance.ATLAS_IMAGE_TEXELS:
+            held = sum(image[0] * image[1] for image, _, _ in planned)  # the images as planned: shrink them in proportion
+            limit = min(limit - 1, held * appearance.ATLAS_IMAGE_TEXELS // packed)
+        elif max(rows, columns) > appearance.ATLAS_SIDE:
+            overlong = overlong or (rows, columns)
+            longest = max(max(s) for s in sizes)
+            side = _side_cap(lambda cap, limit=limit: fits(limit, cap), longest - 1, name, len(shapes))
+        else:
             break
-        held = sum(image[0] * image[1] for image, _, _ in planned)  # the images as planned: shrink them in proportion
-        limit = min(limit - 1, held * appearance.ATLAS_IMAGE_TEXELS // packed)
-    if cap is not None and notice is not None:
-        notice(budget_warning(name, shapes, sizes, limit))
+    if min(scales) < 1.0 and notice is not None:
+        notice(budget_warning(name, shapes, sizes, limit, overlong))
     images = []
     for k, ((texture, _), key) in enumerate(zip(plans, users, strict=True)):
         _, reduced, windows[k] = planned[k]
@@ -482,10 +506,37 @@ def _planned(
     return image, size, window
 
 
-def _packed_texels(sizes: list[tuple[int, int]], replicated: list[bool], alone: bool) -> int:
-    """Texels of the atlas `concatenate` packs of images of `sizes` (NEAREST ones among LINEAR enlarged by their
-    `replication_factors`; with the white patch and edge padding, `shelf_layout`), or of the one image when
-    `alone`."""
+def _side_cap(fits: Callable[[int], bool], longest: int, name: str, count: int) -> int:
+    """A cap of texels a side, at most `longest`, under which `fits(cap)` holds, found by bisection: the largest
+    one where an atlas of smaller images is never longer, as it is in all but contrived layouts
+    (`appearance.shelf_layout`), and one that fits in any case. The longest images are reduced to it and the
+    others keep their size, as the texel cap takes texels from the largest alone (`appearance.texel_cap`).
+
+    Raises:
+        InputError: the atlas would exceed its bounds even with every image a texel a side.
+    """
+    if longest < 1 or not fits(1):
+        raise InputError(
+            f"{name} has {count:,} distinct textures, more than a3d can pack into one texture atlas "
+            f"({appearance.ATLAS_SIDE:,} texels a side) even at a few texels each.",
+            hint="Bake the materials into a few textures in a 3D tool (e.g. Blender's texture baking) and export again.",
+        )
+    lo, hi = 1, longest
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def _within_side(mesh: SurfaceMesh) -> bool:
+    """Whether the mesh's texture (if any) is at most `appearance.ATLAS_SIDE` texels a side."""
+    return mesh.texture is None or max(mesh.texture.shape[:2]) <= appearance.ATLAS_SIDE
+
+
+def _packed_size(sizes: list[tuple[int, int]], replicated: list[bool], alone: bool) -> tuple[int, int]:
+    """(rows, columns) of the atlas `concatenate` packs of images of `sizes` (NEAREST ones among LINEAR enlarged
+    by their `replication_factors`; with the white patch and edge padding, `shelf_layout`), or of the one image
+    when `alone`."""
     from a3d_cli.mesh.appearance import replication_factors, shelf_layout
 
     factors = iter(replication_factors([s for s, r in zip(sizes, replicated, strict=True) if r]))
@@ -494,9 +545,8 @@ def _packed_texels(sizes: list[tuple[int, int]], replicated: list[bool], alone: 
         k = next(factors) if enlarged else 1
         final.append((size[0] * k, size[1] * k))
     if alone:
-        return final[0][0] * final[0][1]
-    (rows, columns), _ = shelf_layout([*final, WHITE_PATCH])
-    return rows * columns
+        return final[0]
+    return shelf_layout([*final, WHITE_PATCH])[0]
 
 
 def _scaled_copy(

@@ -2,7 +2,7 @@
 
 Why planned before baked: the loader meets the asset's materials one part at a time, but the atlas budget
 (`a3d_cli.mesh.appearance.texel_cap`: the textures of one atlas together at most `ATLAS_TEXELS` texels, the
-largest reduced first) needs every texture's size first. So each textured part yields a `TextureRecipe` (its
+largest reduced first, and none longer a side than GPUs load, `ATLAS_SIDE`) needs every texture's size first. So each textured part yields a `TextureRecipe` (its
 images, still undecoded, and what to fold into them; its size read from the image's header), and
 `bake_textures` bakes each distinct recipe at the size the budget gives it, one at a time: memory holds the baked textures, within the budget, and
 the one image being decoded (`texture_check.texture_rgba`), however many or large the images the file declares.
@@ -29,6 +29,8 @@ from a3d_cli.mesh.appearance import (
     apply_linear_factor,
     budget_sizes,
     budget_warning,
+    shelf_layout,
+    texture_side,
 )
 from a3d_cli.mesh.texture_check import ImageNames, image_identity, texture_rgba
 
@@ -86,12 +88,14 @@ def bake_textures(
     limit: int | None = None,
 ) -> dict[tuple, np.ndarray]:
     """Bake each distinct recipe (`TextureRecipe.key`) within the atlas budget: textures of at most the budget's
-    cap of texels as they are, larger ones reduced to it (`appearance.texel_cap`).
+    cap of texels as they are, larger ones reduced to it (`appearance.texel_cap`); in the same reduction, each
+    texture's longest side held to `appearance.texture_side` (what GPUs load, `appearance.ATLAS_SIDE`, less the
+    atlas's edge padding where there are several).
 
     Args:
         recipes: the textured parts' recipes, in order (repeats are baked once).
         asset: the asset's file name, for messages.
-        notice: receives one `warning:` line when the textures are scaled down to fit the budget.
+        notice: receives one `warning:` line when the textures are scaled down to fit the budget or the side.
         names: the images' names, for the message of one whose pixels do not decode (`texture_check`).
         limit: the texels the textures may hold together, `appearance.ATLAS_TEXELS` by default.
 
@@ -106,10 +110,19 @@ def bake_textures(
     if not distinct:
         return {}
     shapes = [r.shape for r in distinct]
-    cap, scales, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset, limit)
-    if cap is not None and notice is not None:
-        notice(budget_warning(asset, shapes, sizes, limit))
+    side = texture_side(len(shapes))
+    _, scales, sizes = budget_sizes(shapes, [r.mag_filter == NEAREST for r in distinct], asset, limit, side)
+    if min(scales) < 1.0 and notice is not None:
+        notice(budget_warning(asset, shapes, sizes, limit, _overlong(shapes, side)))
     return {r.key: bake(r, asset, scale, names) for r, scale in zip(distinct, scales, strict=True)}
+
+
+def _overlong(shapes: list[tuple[int, int]], side: int) -> tuple[int, int] | None:
+    """(rows, columns) of the image that textures of `shapes` would make beyond `side` a side (the one texture
+    itself, or the atlas packed of several: `appearance.shelf_layout`), None when every texture is within it."""
+    if max(max(s) for s in shapes) <= side:
+        return None
+    return shapes[0] if len(shapes) == 1 else shelf_layout(shapes)[0]
 
 
 def bake(recipe: TextureRecipe, asset: str, scale: float = 1.0, names: ImageNames | None = None) -> np.ndarray:

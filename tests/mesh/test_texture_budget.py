@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes
+from helpers import island_images, quads_glb, random_images
 
 from a3d_cli.errors import InputError
 from a3d_cli.mesh import appearance
@@ -21,42 +21,6 @@ from a3d_cli.mesh.load import load_mesh
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate
 
 NEAREST_GL = 9728  # the glTF 2.0 spec's sampler.magFilter NEAREST
-
-
-def quads_glb(path, images: list[np.ndarray], sampler: dict | None = None):
-    """A GLB of one unit quad per image, side by side along x, each a primitive with its own material whose
-    base-colour texture is that image (texture coordinates = the quad's corners, glTF's top-left origin)."""
-    b = GlbBuilder()
-    b.doc["samplers"] = [sampler or {}]
-    uv = np.array([[0, 1], [1, 1], [1, 0], [0, 0]], np.float32)
-    faces = np.array([0, 1, 2, 0, 2, 3], np.uint32)
-    for k, image in enumerate(images):
-        corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float32) + [2.0 * k, 0, 0]
-        b.doc.setdefault("textures", []).append({"sampler": 0, "source": b.image(png_bytes(image), "image/png")})
-        b.doc.setdefault("materials", []).append({"pbrMetallicRoughness": {"baseColorTexture": {"index": k}}})
-        attributes = {"POSITION": b.accessor(corners.astype(np.float32), GL_FLOAT, "VEC3"),
-                      "TEXCOORD_0": b.accessor(uv, GL_FLOAT, "VEC2")}  # fmt: skip
-        b.mesh(attributes, b.accessor(faces, GL_UINT, "SCALAR"), material=k)
-    return b.save(path)
-
-
-def random_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """`count` distinct [size, size, 3] uint8 images."""
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
-
-
-def island_images(mesh: SurfaceMesh, count: int) -> list[np.ndarray]:
-    """[h, w, 3] the texels of the packed image of each of the `count` quads of `quads_glb`, in the quads' order:
-    the island that holds the texture coordinates of the quad's vertices."""
-    h, w = mesh.texture.shape[:2]  # type: ignore[union-attr]
-    found = []
-    for k in range(count):
-        mine = np.abs(mesh.vertices[:, 0] - (2.0 * k + 0.5)) <= 0.5  # [V] the quad's vertices
-        col, row = mesh.uvs[mine].mean(axis=0) * [w, -h] + [0, h]  # type: ignore[index]
-        (island,) = [p for p in mesh.islands if p.x <= col <= p.x + p.width and p.y <= row <= p.y + p.height]
-        found.append(mesh.texture[island.y : island.y + island.height, island.x : island.x + island.width, :3])  # type: ignore[index]
-    return found
 
 
 def to_srgb_level(linear: float) -> int:

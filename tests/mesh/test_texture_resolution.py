@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes
+from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes, srgb_decode, srgb_encode
 from PIL import Image, ImageFile
 
 from a3d_cli.errors import InputError
@@ -124,24 +124,27 @@ def test_a_processed_mesh_whose_images_declare_more_than_the_atlas_bound_is_refu
     assert decoded == []
 
 
+def test_a_processed_mesh_whose_image_is_longer_a_side_than_the_atlas_is_refused_undecoded(tmp_path, monkeypatch):
+    """A processed mesh whose image is longer a side than any atlas a3d writes (the side made 32 here, the image 40
+    × 8, far within the texel bound) was not written by a3d: refused, naming the side, before it is decoded
+    (read whole it would be reduced, where the processed mesh's texture is read as prepare wrote it)."""
+    monkeypatch.setattr(appearance, "ATLAS_SIDE", 32, raising=False)
+    path = processed_glb_with_image(tmp_path, {"mimeType": "image/png"}, png_bytes(wide_texture(40, 8)))
+    decoded: list[tuple[int, int]] = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: (decoded.append(self.size) if self.tile else None, real(self))[1])
+    with pytest.raises(InputError, match="is 40×8 texels, longer a side than a3d's texture atlas") as caught:
+        load_processed_mesh(path)
+    assert "prepare --force" in caught.value.hint
+    assert decoded == []
+
+
 def test_a_processed_mesh_naming_an_image_file_is_refused(tmp_path):
     """a3d embeds its atlas in the processed mesh: one whose image is a file beside it was not written by a3d."""
     (tmp_path / "atlas.png").write_bytes(png_bytes(wide_texture(8, 8)))
     path = processed_glb_with_image(tmp_path, {"uri": "atlas.png"})
     with pytest.raises(InputError, match="not embedded"):
         load_processed_mesh(path)
-
-
-def srgb_decode(levels: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1's sRGB decoding of 8-bit levels, written here from the standard."""
-    c = levels / 255.0
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1's sRGB encoding to 8-bit levels."""
-    c = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
-    return np.round(c * 255.0)
 
 
 def test_a_reduced_texture_is_the_linear_light_mean_of_each_block_whatever_the_band(monkeypatch):
