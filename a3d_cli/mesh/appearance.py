@@ -63,9 +63,9 @@ copies for coordinates outside [0, 1] included (`a3d_cli.mesh.surface.concatenat
 default `MAX_IMAGE_PIXELS`, so that the atlas is an image a3d decodes again."""
 ATLAS_SIDE = 16384
 """The longest side, in texels, of any texture image a3d writes (a texture kept as it is, or the packed atlas): the
-largest 2D texture GPUs load. Direct3D 11 and 12 require exactly this of every device and refuse a larger texture,
+largest 2D texture GPUs load. Direct3D 11 and 12 require every device to load this and refuse a larger texture,
 Unity supports no larger texture whatever the GPU reports, Godot's renderer refuses one, and Unreal's renderer
-counts at most 15 mip levels; a larger one shows untextured or fails to load, however few texels it holds (a
+counts at most 15 mip levels (16384 texels); a larger one shows untextured or fails to load, however few texels it holds (a
 20000 × 512 strip is within the texel budget). 8192 would reach older phones and WebGL on them, but would also
 reduce textures every desktop engine loads, among them the common atlas of four 4096² textures (8200 texels wide
 with its padding); a viewer on a smaller device downscales what it cannot load (three.js does, with a warning) or
@@ -450,9 +450,10 @@ def capped_sizes(
 def reduced_size(shape: tuple[int, ...], scale: float, nearest: bool = False) -> tuple[int, int]:
     """(rows, columns) of an image of `shape` [H, W, ...] scaled by `scale` ≤ 1 (`capped_sizes`): each side
     rounded down, at least 1 (a product within floating-point rounding below a whole number counts as that
-    number: 20000 · (16380 / 20000) is 16379.999999999998 in floats, and is 16380); for a NEAREST texture, the mip level (`halving_sizes`) of the smallest
-    power-of-two reduction 1/2^n ≤ scale, so that each new texel covers whole 2^n × 2^n blocks of the old ones
-    and texel borders stay on the texture's own grid (pixel art stored enlarged keeps its texels exactly)."""
+    number: 20000 · (16380 / 20000) is 16379.999999999998 in floats, and is 16380); for a NEAREST texture, the
+    mip level (`halving_sizes`) of the smallest power-of-two reduction 1/2^n ≤ scale, so that each new texel
+    covers whole 2^n × 2^n blocks of the old ones and texel borders stay on the texture's own grid (pixel art
+    stored enlarged keeps its texels exactly)."""
     h, w = int(shape[0]), int(shape[1])
     if scale >= 1.0:
         return h, w
@@ -688,7 +689,7 @@ def shelf_layout(
     it within `side` instead, if any width up to `side` does (the caller reduces the images where none does).
 
     Why widen rather than reduce: shelves a square root wide stack a tall image and the shelves beside it above
-    each other (a 16000 × 10 strip and two 1000² images make an atlas 17008 texels tall and 1497 wide), where
+    each other (a strip 10 texels wide and 16000 tall and two 1000² images make an atlas 1497 × 17008), where
     wider shelves hold them within the side with every texel; the narrowest such width wastes the fewest texels.
     Filled tallest first, every shelf starts with an image no taller than the one a narrower shelf would start
     with, so the atlas's height never grows with the width, and the narrowest width is found by bisection.

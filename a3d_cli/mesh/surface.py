@@ -361,8 +361,8 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     since sampling wraps it exactly.
 
     The atlas (or the one texture kept as it is) is at most `appearance.ATLAS_SIDE` texels a side, what GPUs
-    load: where the shelves would make it longer even as narrow as that side allows (`appearance.shelf_layout`),
-    the longest images are reduced to a common cap of texels a side, the largest cap that fits, in the same
+    load: where it would be longer even with shelves as wide as that side (`appearance.shelf_layout`, which
+    widens them first), the longest images are reduced to a common cap of texels a side, the largest cap that fits, in the same
     reduction as the texel cap below and with the same warning. The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
     padding): beyond that the largest are reduced to a common cap of texels each (`appearance.texel_cap`,
     `budget_sizes`) before they are extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
@@ -507,10 +507,10 @@ def _planned(
 
 
 def _side_cap(fits: Callable[[int], bool], longest: int, name: str, count: int) -> int:
-    """A cap of texels a side, at most `longest`, under which `fits(cap)` holds, found by bisection: the largest
-    one where an atlas of smaller images is never longer, as it is in all but contrived layouts
-    (`appearance.shelf_layout`), and one that fits in any case. The longest images are reduced to it and the
-    others keep their size, as the texel cap takes texels from the largest alone (`appearance.texel_cap`).
+    """A cap of texels a side, at most `longest`, under which `fits(cap)` holds, found by bisection: always one
+    that fits, and the largest that does wherever a smaller cap never makes a longer atlas, as shelf packing
+    (`appearance.shelf_layout`) behaves but for contrived sets of images. The longest images are reduced to it
+    and the others keep their size, as the texel cap takes texels from the largest alone (`appearance.texel_cap`).
 
     Raises:
         InputError: the atlas would exceed its bounds even with every image a texel a side.

@@ -180,10 +180,10 @@ def part(texture: np.ndarray, k: int) -> SurfaceMesh:
 
 
 def test_a_tall_strip_and_images_beside_it_are_packed_on_wider_shelves_keeping_every_texel(monkeypatch):
-    """The side lowered to 64: a 60 × 2 strip and two 20² images, packed with the 4² white patch every atlas holds.
-    Shelves √area = 40 wide would stack the second image above the strip (88 rows); the narrowest shelf that holds
-    all four in a row, 6 + 24 + 24 + 8 = 62 (padding included), keeps the atlas within 64 rows with every texel as
-    it was, and nothing is said."""
+    """The side lowered to 64: a strip 2 texels wide and 60 tall and two 20² images, packed with the 4² white patch
+    every atlas holds. Shelves √area = 40 wide would stack the second image above the strip (88 rows); the
+    narrowest shelf that holds all four in a row, 6 + 24 + 24 + 8 = 62 (padding included), keeps the atlas within
+    64 rows with every texel as it was, and nothing is said."""
     monkeypatch.setattr(appearance, "ATLAS_SIDE", 64, raising=False)
     rng = np.random.default_rng(6)
     textures = [rng.integers(0, 256, (60, 2, 3), dtype=np.uint8), *random_images(2, 20, seed=7)]

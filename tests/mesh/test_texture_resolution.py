@@ -109,19 +109,25 @@ def save_and_read(tmp_path, texture: np.ndarray):
     return tmp_path / "mesh.glb"
 
 
+def assert_refused_undecoded(monkeypatch, path, match: str) -> None:  # noqa: ANN001
+    """`load_processed_mesh(path)` refuses with a message matching `match` and a hint to prepare again, having
+    decoded no image."""
+    decoded: list[tuple[int, int]] = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: (decoded.append(self.size) if self.tile else None, real(self))[1])
+    with pytest.raises(InputError, match=match) as caught:
+        load_processed_mesh(path)
+    assert "prepare --force" in caught.value.hint
+    assert decoded == []
+
+
 def test_a_processed_mesh_whose_images_declare_more_than_the_atlas_bound_is_refused_undecoded(tmp_path, monkeypatch):
     """A run folder may come from anyone: a processed mesh whose image declares more texels than a3d's atlas
     holds (the bound made small here: a 40² image against 1,000 texels) is refused, naming the bound, before
     any image is decoded."""
     monkeypatch.setattr(appearance, "ATLAS_IMAGE_TEXELS", 1000, raising=False)
     path = processed_glb_with_image(tmp_path, {"mimeType": "image/png"}, png_bytes(wide_texture(40, 40)))
-    decoded: list[tuple[int, int]] = []
-    real = ImageFile.ImageFile.load
-    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: (decoded.append(self.size) if self.tile else None, real(self))[1])
-    with pytest.raises(InputError, match="declare 1,600 texels, more than a3d's texture atlas holds") as caught:
-        load_processed_mesh(path)
-    assert "prepare --force" in caught.value.hint
-    assert decoded == []
+    assert_refused_undecoded(monkeypatch, path, "declare 1,600 texels, more than a3d's texture atlas holds")
 
 
 def test_a_processed_mesh_whose_image_is_longer_a_side_than_the_atlas_is_refused_undecoded(tmp_path, monkeypatch):
@@ -130,13 +136,7 @@ def test_a_processed_mesh_whose_image_is_longer_a_side_than_the_atlas_is_refused
     (read whole it would be reduced, where the processed mesh's texture is read as prepare wrote it)."""
     monkeypatch.setattr(appearance, "ATLAS_SIDE", 32, raising=False)
     path = processed_glb_with_image(tmp_path, {"mimeType": "image/png"}, png_bytes(wide_texture(40, 8)))
-    decoded: list[tuple[int, int]] = []
-    real = ImageFile.ImageFile.load
-    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: (decoded.append(self.size) if self.tile else None, real(self))[1])
-    with pytest.raises(InputError, match="is 40×8 texels, longer a side than a3d's texture atlas") as caught:
-        load_processed_mesh(path)
-    assert "prepare --force" in caught.value.hint
-    assert decoded == []
+    assert_refused_undecoded(monkeypatch, path, "is 40×8 texels, longer a side than a3d's texture atlas")
 
 
 def test_a_processed_mesh_naming_an_image_file_is_refused(tmp_path):
