@@ -513,6 +513,7 @@ def budget_warning(
     sizes: list[tuple[int, int]],
     limit: int | None = None,
     overlong: tuple[int, int] | None = None,
+    atlas: bool | None = None,
 ) -> str:
     """The `warning:` line that says an asset's textures were reduced to fit the atlas budget (`limit`,
     ATLAS_TEXELS by default; `texel_cap`) or to keep the image a3d writes within ATLAS_SIDE a side: why (each
@@ -523,8 +524,10 @@ def budget_warning(
         shapes: each texture's [H, W, ...] shape as the asset gives it.
         sizes: each one's (rows, columns) as kept.
         limit: the texel budget they were held to.
-        overlong: (rows, columns) of the image that would exceed ATLAS_SIDE a side (the one texture itself, or
-            the atlas packed of several), None when sides were not a reason.
+        overlong: (rows, columns) of the image that would exceed ATLAS_SIDE a side, None when sides were not a
+            reason.
+        atlas: whether that image is the atlas packed of the textures (else the one texture itself); by
+            default, whether there are several.
     """
     limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
@@ -534,7 +537,7 @@ def budget_warning(
         held = "holds" if len(shapes) == 1 else "hold"
         reasons.append(f"{held} {total:,} texels{'' if len(shapes) == 1 else ' together'}, more than one atlas takes ({limit:,})")
     if overlong is not None:
-        image = "is" if len(shapes) == 1 else "packed into one atlas would take"
+        image = "packed into one atlas would take" if (len(shapes) > 1 if atlas is None else atlas) else "is"
         reasons.append(
             f"{image} {overlong[1]}×{overlong[0]} texels, longer a side than GPUs load in one texture ({ATLAS_SIDE:,})"
         )

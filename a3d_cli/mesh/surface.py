@@ -483,7 +483,7 @@ def _atlas_images(
         else:
             break
     if min(scales) < 1.0 and notice is not None:
-        notice(budget_warning(name, shapes, sizes, limit, overlong))
+        notice(budget_warning(name, shapes, sizes, limit, overlong, atlas=not alone))
     images = []
     for k, ((texture, _), key) in enumerate(zip(plans, users, strict=True)):
         _, reduced, windows[k] = planned[k]

@@ -249,3 +249,25 @@ def test_the_warning_gives_both_reasons_when_textures_exceed_the_budget_and_the_
         "largest is reduced to at most 90 texels and 30 texels a side (the largest 80×8 as 30×3); the smaller one "
         "keeps its size"
     )
+
+
+def test_a_lone_texture_longer_than_the_side_is_held_to_it_whether_alone_or_beside_untextured_parts(monkeypatch):
+    """The side lowered to 64, a texture 100 × 4 handed to `concatenate` itself (not through the loader): alone on
+    its part it comes out 64 × 2 and the part keeps its hard edges (`normal_groups`); beside an untextured part it
+    shares an atlas with the white patch, so with its padding it is held to 60 wide, and the warning names the
+    atlas, not the texture, as what was too long."""
+    monkeypatch.setattr(appearance, "ATLAS_SIDE", 64, raising=False)
+    texture = np.full((4, 100, 3), (200, 120, 40), np.uint8)
+    lone = part(texture, 0)
+    lone = SurfaceMesh(lone.vertices, lone.faces, lone.vertex_colors, lone.uvs, lone.texture, normal_groups=np.arange(4))
+    notices: list[str] = []
+    alone = concatenate([lone], "lone.glb", notices.append)
+    assert alone.texture.shape[:2] == (2, 64)  # type: ignore[union-attr]
+    np.testing.assert_array_equal(alone.normal_groups, np.arange(4))
+    untextured = SurfaceMesh(lone.vertices + [2.0, 0, 0], lone.faces, lone.vertex_colors)
+    joined = concatenate([part(texture, 0), untextured], "pair.glb", notices.append)
+    assert max(joined.texture.shape[:2]) <= 64  # type: ignore[union-attr]
+    assert notices[0].startswith("warning: lone.glb's texture is 100×4 texels, longer a side than GPUs load")
+    assert notices[1].startswith("warning: pair.glb's texture packed into one atlas would take")
+    rgb = joined.surface_rgba(np.array([0]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
+    np.testing.assert_allclose(rgb, (200, 120, 40), atol=1.0)
