@@ -294,8 +294,11 @@ _MEASURE = (
 def run_prepare(model: Path, run_dir: Path, tree: Path) -> dict:
     """One `a3d prepare` in a fresh process of the code in `tree`: exit code, wall s, the stage's s, peak RSS."""
     env = dict(os.environ, PYTHONPATH=str(tree))
+    model, run_dir = model.resolve(), run_dir.resolve()
     cmd = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "a3d_cli.cli", "prepare", str(model), "-o", str(run_dir), "--force"]
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # run in `tree`: `python -m` puts the working folder first on sys.path, so from another checkout that
+    # checkout's a3d_cli would run instead of the one PYTHONPATH names
+    proc = subprocess.run(cmd, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     rc, wall, peak = proc.stderr.strip().splitlines()[-1].split()
     manifest = json.loads((run_dir / "a3d.json").read_text()) if (run_dir / "a3d.json").exists() else {}
     stage = manifest.get("stages", {}).get("prepare", {})
