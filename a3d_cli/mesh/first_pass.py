@@ -11,9 +11,9 @@ Where the fast pass is not trusted, it is not used or its work is undone:
 - Faceted meshes (more than MAX_FLAT_SHARE of their faces share their normal with another face: a low-poly
   shape cut finely, CAD exports of flat parts) keep MeshLab alone: on a flat patch the quadric's position solve is singular
   and fast-simplification can slide a vertex far across the plane and over the patch's edge.
-- A vertex the fast pass put farther from the centroid of the points it merged than the farthest of them
-  (plus PLACEMENT_SLACK of that distance) goes back to the position of the one it kept; a well-placed vertex
-  lies among the points it stands for, off them only by the surface's bend.
+- A vertex the fast pass placed where its quadric error (the squared distances to the planes of the faces
+  around the points it merged) is larger than at the one point it kept goes back to that point: the optimal
+  position can only do better, so a worse one is a failed solve.
 - Open borders are kept as they are (`preserve_border`): MeshLab's boundary weighting decides them.
 Texture coordinates are not carried by fast-simplification, so textured meshes keep MeshLab's
 texture-aware collapse throughout.
@@ -41,7 +41,6 @@ MAX_FLAT_SHARE = 0.25
 """Meshes with a larger share of faces that repeat another's normal are faceted and skip the fast pass."""
 FLAT_SAMPLE = 250_000
 """Faces whose normals `flat_face_share` compares at most."""
-PLACEMENT_SLACK = 0.05
 
 _LOCK = threading.Lock()  # fast-simplification keeps the mesh in module-level state between its calls
 
@@ -90,7 +89,7 @@ def first_pass(
         return points, faces, colors  # not the numbering fast-simplification documents: keep MeshLab alone
     group, _, kept, new_faces = merged
     out = out / scale + centre  # [W', 3]
-    out = _undo_misplaced(out, points, group, kept)
+    out = _undo_misplaced(out, points, faces, group, kept)
     return out, new_faces, _mean_per_group(colors, group, len(out))
 
 
@@ -154,20 +153,39 @@ def collapse_map(
     return rank[parent], len(kept), kept, rank[corners[live]]
 
 
-def _undo_misplaced(out: np.ndarray, points: np.ndarray, group: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """`out` [W', 3] with each vertex that lies outside the ball of the input points merged into it (about
-    their centroid, radius their farthest one's distance × (1 + PLACEMENT_SLACK)) moved back to the input
-    position of the vertex it kept."""
-    member = group >= 0
-    g, p = group[member], points[member]  # [M], [M, 3]
-    count = np.bincount(g, minlength=len(out))  # [W'] ≥ 1: each output vertex has its kept input vertex
-    centroid = np.stack([np.bincount(g, p[:, k], len(out)) for k in range(3)], axis=1) / count[:, None]  # [W', 3]
-    reach = np.zeros(len(out))
-    np.maximum.at(reach, g, np.linalg.norm(p - centroid[g], axis=1))  # [W']
-    extent = float(np.abs(points).max()) or 1.0
-    misplaced = np.linalg.norm(out - centroid, axis=1) > (1 + PLACEMENT_SLACK) * reach + 1e-12 * extent
+def _undo_misplaced(
+    out: np.ndarray, points: np.ndarray, faces: np.ndarray, group: np.ndarray, kept: np.ndarray
+) -> np.ndarray:
+    """`out` [W', 3] with each vertex whose quadric error is larger than that of the input vertex it kept moved
+    back to that vertex's position.
+
+    The quadric of an output vertex is fast-simplification's own: the squared distances to the planes of the
+    input faces around every input vertex merged into it. Its optimal position can only beat the kept
+    vertex's; where it does not, its position solve failed (a near-singular quadric).
+
+    Args:
+        out: [W', 3] output positions.
+        points: [W, 3] input positions.
+        faces: [T, 3] input triangles.
+        group: [W] output vertex of each input vertex (-1: none).
+        kept: [W'] the input vertex each output vertex kept.
+    """
+    normals, _ = face_normals_and_areas(points, faces)  # [T, 3]
+    offset = -(normals * points[faces[:, 0]]).sum(axis=1)  # [T]: plane n · x + offset = 0
+    plane = np.concatenate([normals, offset[:, None]], axis=1)  # [T, 4]
+    home = points[kept]  # [W', 3]
+    moved, stay = np.c_[out, np.ones(len(out))], np.c_[home, np.ones(len(out))]  # [W', 4] homogeneous
+    error_out, error_home = np.zeros(len(out)), np.zeros(len(out))
+    for corner in range(3):  # each face's plane counts once for each of its corners' groups
+        g = group[faces[:, corner]]  # [T]
+        use = g >= 0
+        g, p = g[use], plane[use]  # [T'], [T', 4]
+        error_out += np.bincount(g, ((p * moved[g]).sum(axis=1)) ** 2, len(out))
+        error_home += np.bincount(g, ((p * stay[g]).sum(axis=1)) ** 2, len(out))
+    scale = float(np.abs(points).max()) or 1.0
+    misplaced = error_out > error_home * (1 + 1e-9) + (1e-12 * scale) ** 2
     out = out.copy()
-    out[misplaced] = points[kept[misplaced]]
+    out[misplaced] = home[misplaced]
     return out
 
 

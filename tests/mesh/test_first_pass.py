@@ -102,15 +102,18 @@ def test_first_pass_keeps_the_input_when_the_history_does_not_fit(monkeypatch):
     assert fp.first_pass(v, f, colors, max_vertices=500)[0] is v
 
 
-def test_a_vertex_placed_outside_the_points_it_merged_goes_back():
-    points = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [5, 5, 0]])
-    group = np.array([0, 0, 0, 1])  # three points merged into output 0 (kept input 0); point 3 alone
-    kept = np.array([0, 3])
-    bent = [1 / 3, 1 / 3, 0.02]  # off the points' plane by a little: the surface's bend, left alone
-    out = fp._undo_misplaced(np.array([bent, [5, 5, 0]]), points, group, kept)
-    assert np.allclose(out, [bent, [5, 5, 0]])
-    slid = fp._undo_misplaced(np.array([[4.0, 3, 0], [5, 5, 0]]), points, group, kept)  # slid far across
-    assert np.allclose(slid, [[0, 0, 0], [5, 5, 0]])
+def test_a_vertex_placed_worse_than_the_point_it_kept_goes_back():
+    """A square pyramid's four sides merged into one vertex: the apex lies on all four planes (error 0), a base
+    corner on two of them."""
+    points = np.array([[0.0, 0, 1], [1, 1, 0], [-1, 1, 0], [-1, -1, 0], [1, -1, 0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])
+    group = np.zeros(5, dtype=np.int64)
+    lifted = fp._undo_misplaced(np.array([[0.0, 0, 1.5]]), points, faces, group, kept=np.array([0]))
+    assert np.allclose(lifted, [[0, 0, 1]])  # off every side's plane: back to the apex it kept
+    better = fp._undo_misplaced(np.array([[0.0, 0, 1]]), points, faces, group, kept=np.array([1]))
+    assert np.allclose(better, [[0, 0, 1]])  # the apex beats the kept corner: left where it is
+    between = fp._undo_misplaced(np.array([[0.5, 0.5, 0.5]]), points, faces, group, kept=np.array([0]))
+    assert np.allclose(between, [[0, 0, 1]])  # on two sides' planes, off the other two: worse than the apex
 
 
 def test_simplify_uses_the_first_pass_for_untextured_meshes_only(monkeypatch, tmp_path):
