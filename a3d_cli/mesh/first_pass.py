@@ -4,8 +4,9 @@ Why: MeshLab's quadric edge collapse (`a3d_cli.mesh.simplify`) spends about the 
 removes, so a scan of a million points costs a million of its collapses, nearly all of them far from the
 final shape's decisions. fast-simplification (a wrapper of Fast-Quadric-Mesh-Simplification: the same
 quadric error, edges removed in rounds of a rising error threshold instead of one at a time from a queue)
-removes edges an order of magnitude faster. It takes the mesh down to HEADROOM × the bound only; MeshLab then
-makes the last, visible choices from there, with its boundary, normal and triangle-quality checks.
+removes edges an order of magnitude faster. It takes the mesh down to HEADROOM × the bound only (or less far,
+where its thresholds stop it first: noisy scans); MeshLab then makes the last, visible choices from there, with
+its boundary, normal and triangle-quality checks.
 
 Where the fast pass is not trusted, it is not used or its work is undone:
 - Faceted meshes (more than MAX_FLAT_SHARE of their faces share their normal with another face: a low-poly
@@ -76,7 +77,7 @@ def first_pass(
 
     scale = SCALE_RADIUS / radius
     with _LOCK:
-        out, _, collapses = fast_simplification.simplify(
+        out, out_faces, collapses = fast_simplification.simplify(
             (points - centre) * scale,
             faces.astype(np.int32),
             target_count=max(target, 4),
@@ -85,7 +86,7 @@ def first_pass(
             return_collapses=True,
         )
     merged = collapse_map(faces, np.asarray(collapses, dtype=np.int64).reshape(-1, 2), len(points))
-    if merged is None or merged[1] != len(out):
+    if merged is None or merged[1] != len(out) or not np.array_equal(merged[3], out_faces):
         return points, faces, colors  # not the numbering fast-simplification documents: keep MeshLab alone
     group, _, kept, new_faces = merged
     out = out / scale + centre  # [W', 3]
