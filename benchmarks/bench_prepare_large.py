@@ -296,6 +296,7 @@ def run_prepare(model: Path, run_dir: Path, tree: Path) -> dict:
     """One `a3d prepare` in a fresh process of the code in `tree`: exit code, wall s, CPU s (user + system, the
     figure least moved by other jobs on a shared machine), the stage's s, peak RSS."""
     env = dict(os.environ, PYTHONPATH=str(tree))
+    model, run_dir = model.resolve(), run_dir.resolve()
     cmd = [sys.executable, "-c", _MEASURE, sys.executable, "-m", "a3d_cli.cli", "prepare", str(model), "-o", str(run_dir), "--force"]
     # run from `tree`: `python -m` puts the working folder ahead of PYTHONPATH, so another checkout's code would run
     proc = subprocess.run(cmd, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -8,6 +8,7 @@ Modules (import them directly; this package imports nothing heavy):
     topology      welding seam copies, normals, edges, rotation ↔ quaternion
     creases       triangle soups (STL): identical corners merged, hard edges kept (`normal_groups`)
     simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
+    first_pass    fast-simplification's collapse of large untextured meshes before MeshLab's (imported lazily)
     orientation   which way an asset faces (`--front auto`), the Y-down hint for 3DGS files
     shading       the fixed lighting baked into untextured meshes' splat colours (`--shade`), and which meshes get it
     references    files an asset names: kept inside its folder, found (`sidecar_files`) and read (`read_referenced`)

@@ -3,7 +3,8 @@
 Why: every welded vertex becomes a splat whose motion is learned, so a 500k-vertex scan would make every
 later stage slow without making the motion better (Animate3D's author: fine detail is not needed to learn
 vertex motion). The bound counts welded vertices (distinct positions = vertex splats); the saved mesh may
-have more vertices where UV seams split them.
+have more vertices where UV seams split them. Untextured meshes far above the bound are first brought near
+it by a faster collapse (`a3d_cli.mesh.first_pass`); MeshLab's makes the final choices either way.
 
 pymeshlab is imported inside the function only: GPU stages never load it.
 """
@@ -16,6 +17,7 @@ from typing import TextIO
 
 import numpy as np
 
+from a3d_cli.mesh.first_pass import first_pass
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.topology import weld
 
@@ -28,7 +30,9 @@ def welded_vertex_count(mesh: SurfaceMesh) -> int:
     return weld(mesh.vertices)[1]
 
 
-def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -> SurfaceMesh:
+def simplify_mesh(
+    mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES, fast_first_pass: bool = True
+) -> SurfaceMesh:
     """Decimate `mesh` until it has at most `max_vertices` welded vertices; unchanged if already small.
 
     Textured meshes use MeshLab's texture-aware collapse (UVs per face corner are kept and the vertices are
@@ -38,6 +42,9 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
     Args:
         mesh: input mesh.
         max_vertices: bound on distinct vertex positions (≥ 4).
+        fast_first_pass: let an untextured mesh of more than `first_pass.HEADROOM` × `max_vertices` vertices
+            be collapsed to about that many by fast-simplification before MeshLab's collapse (far faster on
+            scans; `a3d_cli.mesh.first_pass` says where it is not used).
 
     Returns:
         A new SurfaceMesh (same texture image) or `mesh` itself when it is within the bound.
@@ -60,6 +67,8 @@ def simplify_mesh(mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES) -
             # MeshLab's texture-aware collapse needs per-corner texture indices, which only its importers set
             ms.load_new_mesh(_write_obj(Path(tmp), pos, faces_w, colors, mesh.uvs[mesh.faces].reshape(-1, 2)))  # type: ignore[index]
         else:
+            if fast_first_pass:
+                pos, faces_w, colors = first_pass(pos, faces_w, colors, max_vertices)
             ms.add_mesh(
                 pymeshlab.Mesh(
                     vertex_matrix=pos, face_matrix=faces_w.astype(np.int32), v_color_matrix=np.clip(colors, 0.0, 1.0)

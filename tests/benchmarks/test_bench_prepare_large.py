@@ -46,3 +46,19 @@ def test_splat_ply_is_inria_layout_of_sh_degree_3(tmp_path):
     assert len(g) == 1234 and g.sh_degree == 3
     radii = np.linalg.norm(g.means.numpy() / np.array([1.0, 1.6, 0.8]), axis=1)
     assert abs(float(np.median(radii)) - 1.0) < 0.05  # the shell the docstring describes
+
+
+def test_run_prepare_runs_the_code_of_the_tree_it_is_given(tmp_path, monkeypatch):
+    """`--tree` decides which a3d runs, also when the script is started inside another checkout (`python -m`
+    puts the working folder first on sys.path)."""
+    tree = tmp_path / "tree"
+    (tree / "a3d_cli").mkdir(parents=True)
+    (tree / "a3d_cli" / "__init__.py").write_text("")
+    (tree / "a3d_cli" / "cli.py").write_text(
+        "import json, pathlib, sys\n"
+        "run = pathlib.Path(sys.argv[sys.argv.index('-o') + 1]); run.mkdir(parents=True)\n"
+        "(run / 'a3d.json').write_text(json.dumps({'stages': {'prepare': {'seconds': 12.5}}}))\n"
+    )
+    monkeypatch.chdir(REPO)  # a checkout with its own a3d_cli in the working folder
+    row = _bench().run_prepare(tmp_path / "model.stl", tmp_path / "runs" / "x", tree)
+    assert row["exit"] == 0 and row["stage_s"] == 12.5
