@@ -550,9 +550,9 @@ def _run_locked(
                 skipped=True,
                 metrics=previous.get("metrics", {}),
             )
-        for reason in reasons:
-            if reason.kind == "recipe":
-                progress.log(f"{name}: {reason.message}, running again")
+        said = [r.message for r in reasons if previous is not None]  # a first run needs no reason
+        if said:
+            progress.log(f"{name}: {'; '.join(said)}, running again")
         # 3. run the body into a private staging folder (the folders it replaces hold only a3d's files)
         check_cleared_folders(run_dir, name, clear)
         staging_root = private_dir(run_dir, STAGING_DIR)  # refused when it is a link

@@ -147,6 +147,26 @@ def test_an_entry_of_another_recipe_runs_once_more_and_says_why(run_dir, recorde
     assert len(calls) == 2 and not any("made by" in m for m in progress.messages)
 
 
+def test_a_stage_that_runs_again_says_why_in_one_line_and_a_first_run_says_nothing(run_dir):
+    """Changed options, a changed input file or a failed last run each re-run a finished stage; the log says which
+    (the words `a3d info` shows, `stale_reasons`), so a resumed chain never re-runs a stage without a reason given."""
+    calls: list[int] = []
+    progress = RecordingProgress()
+    run_stage("echo", run_dir, EchoOptions(), echo_body(EchoOptions(), calls), Runtime(progress=progress))
+    assert not any("running again" in m for m in progress.messages)
+    progress = RecordingProgress()
+    changed = EchoOptions(text="bye")
+    run_stage("echo", run_dir, changed, echo_body(changed, calls), Runtime(progress=progress))
+    assert "echo: its options or seed differ from the recorded ones, running again" in progress.messages
+    (run_dir / "in.txt").write_text("a")
+    run_stage("echo", run_dir, changed, echo_body(changed, calls), Runtime(), requires={"in.txt": "a3d make-in"})
+    (run_dir / "in.txt").write_text("b")
+    progress = RecordingProgress()
+    run_stage("echo", run_dir, changed, echo_body(changed, calls), Runtime(progress=progress), requires={"in.txt": "a3d make-in"})
+    assert "echo: in.txt changed since it ran, running again" in progress.messages
+    assert len(calls) == 4
+
+
 def test_an_entry_without_a_recipe_is_up_to_date_for_a_stage_at_its_first_recipe(run_dir):
     """Runs made before a3d recorded recipes count as recipe 1: a stage never bumped does not run again."""
     calls: list[int] = []
