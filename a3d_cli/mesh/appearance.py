@@ -546,7 +546,8 @@ def budget_warning(
     example = max(range(len(shapes)), key=lambda i: measure(shapes[i]))  # the largest, or else the longest
     (h, w), (rows, columns) = shapes[example][:2], sizes[example]
     if len(shapes) == 1:
-        return f"warning: {name}'s texture {why}; it is read at {rows / h:.0%} of its size ({w}×{h} as {columns}×{rows})"
+        kept = _kept_percent((h, w), (rows, columns))
+        return f"warning: {name}'s texture {why}; it is read at {kept} of its size ({w}×{h} as {columns}×{rows})"
     changed = [z for s, z in zip(shapes, sizes, strict=True) if tuple(s[:2]) != tuple(z)]
     reduced, kept = len(changed), len(shapes) - len(changed)
     most = "largest" if over_budget else "longest"
@@ -562,6 +563,16 @@ def budget_warning(
         f"warning: {name}'s {len(shapes)} textures {why}; {which} reduced to at most {' and '.join(bounds)} (the "
         f"{most} {w}×{h} as {columns}×{rows}){others}"
     )
+
+
+def _kept_percent(shape: tuple[int, int], size: tuple[int, int]) -> str:
+    """How much of its size a texture of `shape` (rows, columns) reduced to `size` keeps, as a whole percent: the
+    ratio along its longer side (the shorter, rounded down to whole texels, can keep all of a strip's one row),
+    and at most 99% for a reduced texture, so that a warning never says one is read at 100%."""
+    h, w = shape
+    ratio = size[1] / w if w >= h else size[0] / h
+    percent = round(100 * ratio)
+    return f"{min(percent, 99) if tuple(size) != tuple(shape) else percent}%"
 
 
 @dataclass(frozen=True)
