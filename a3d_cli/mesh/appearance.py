@@ -489,16 +489,17 @@ def budget_sizes(
         (cap or None when all fit the texel budget, [factor] per image, [(rows, columns)] per image).
 
     Raises:
-        InputError: so many images that even reduced (to a texel or so each, plus their edge padding) they
-            would take more than twice `limit`.
+        InputError: so many images that even reduced to a texel each, with their edge padding, they would take
+            more than twice `limit` (the padding of thin images can outweigh their texels at any cap: that alone
+            is no reason to refuse).
     """
     from a3d_cli.errors import InputError
 
     limit = ATLAS_TEXELS if limit is None else limit
     cap = texel_cap(shapes, nearest, limit, side)
     scales, sizes = capped_sizes(shapes, nearest, cap, side)
-    padded = sum((h + 2 * ATLAS_PADDING) * (w + 2 * ATLAS_PADDING) for h, w in sizes)
-    if cap is not None and padded > 2 * limit:
+    least = len(shapes) * (1 + 2 * ATLAS_PADDING) ** 2  # each image a texel, with its padding: what no cap shrinks
+    if cap is not None and least > 2 * limit:
         raise InputError(
             f"{name} has {len(shapes):,} distinct textures, more than a3d can pack into one texture atlas "
             f"({limit:,} texels) even at a few texels each.",

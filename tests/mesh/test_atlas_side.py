@@ -226,6 +226,26 @@ def test_many_wide_short_textures_whose_shelves_exceed_the_side_are_reduced_unti
         np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k}")
 
 
+def test_a_long_row_strip_and_a_long_column_strip_are_reduced_to_fit_the_atlas_not_refused(monkeypatch):
+    """A strip 60 texels long across and one 60 long down, each 2 thick: any atlas holding both is at least 64 × 64
+    with their padding, more than an atlas image holds (lowered to 1600 texels), though they hold 240 texels. Their
+    padding (5 texels around a 1-texel row) outweighs their texels once reduced, which is no reason to refuse
+    three textures: they are reduced until the atlas fits, one warning says so, and every part keeps its colour."""
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 1200)
+    monkeypatch.setattr(appearance, "ATLAS_IMAGE_TEXELS", 1600)
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    shapes = [(2, 60), (2, 60), (60, 2)]
+    parts = [part(np.full((*shape, 3), c, np.uint8), k) for k, (shape, c) in enumerate(zip(shapes, colours, strict=True))]
+    notices: list[str] = []
+    mesh = concatenate(parts, "strips.glb", notices.append)
+    rows, columns = mesh.texture.shape[:2]  # type: ignore[union-attr]
+    assert rows * columns <= 1600
+    assert len(notices) == 1 and notices[0].startswith("warning: strips.glb's 3 textures")
+    for k, colour in enumerate(colours):
+        rgb = mesh.surface_rgba(np.array([2 * k]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
+        np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k}")
+
+
 def test_more_textures_than_fit_the_side_even_at_a_texel_each_are_refused(monkeypatch):
     """The side lowered to 16: forty textures, each at least 5 × 5 texels with its padding, cannot fit 16 × 16
     (1000 texels against 256): one `InputError` with a hint, not a loop without end."""
