@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes, srgb_decode, srgb_encode
+from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes, png_declaring, srgb_decode, srgb_encode
 from PIL import Image, ImageFile
 
 from a3d_cli.errors import InputError
@@ -137,6 +137,17 @@ def test_a_processed_mesh_whose_image_is_longer_a_side_than_the_atlas_is_refused
     monkeypatch.setattr(appearance, "ATLAS_SIDE", 32, raising=False)
     path = processed_glb_with_image(tmp_path, {"mimeType": "image/png"}, png_bytes(wide_texture(40, 8)))
     assert_refused_undecoded(monkeypatch, path, "is 40×8 texels, longer a side than a3d's texture atlas")
+
+
+def test_a_processed_mesh_whose_image_declares_more_than_pillow_decodes_is_refused_with_the_prepare_hint(
+    tmp_path, monkeypatch
+):
+    """An image header declaring more pixels than Pillow decodes (a 100000² bomb, 45 bytes) in a processed mesh is
+    refused undecoded, like the others: the file is not one a3d wrote, so the hint says to prepare again, not to
+    downscale an image the user never made."""
+    bomb = png_declaring(tmp_path / "bomb.png", 100_000, 100_000).read_bytes()
+    path = processed_glb_with_image(tmp_path, {"mimeType": "image/png"}, bomb)
+    assert_refused_undecoded(monkeypatch, path, "declares 10,000,000,000 pixels")
 
 
 def test_a_processed_mesh_naming_an_image_file_is_refused(tmp_path):
