@@ -569,11 +569,14 @@ def budget_warning(
 def _kept_percent(shape: tuple[int, int], size: tuple[int, int]) -> str:
     """How much of its size a texture of `shape` (rows, columns) reduced to `size` keeps, as a whole percent: the
     ratio along its longer side (the shorter, rounded down to whole texels, can keep all of a strip's one row),
-    and at most 99% for a reduced texture, so that a warning never says one is read at 100%."""
+    and at most 99% for a reduced texture, so that a warning never says one is read at 100% (nor at 0%: "under
+    1%")."""
     h, w = shape
     ratio = size[1] / w if w >= h else size[0] / h
     percent = round(100 * ratio)
-    return f"{min(percent, 99) if tuple(size) != tuple(shape) else percent}%"
+    if tuple(size) == tuple(shape):
+        return f"{percent}%"
+    return "under 1%" if percent < 1 else f"{min(percent, 99)}%"
 
 
 @dataclass(frozen=True)

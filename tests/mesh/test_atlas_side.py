@@ -84,13 +84,14 @@ def test_a_20000_by_512_texture_is_within_the_texel_budget_but_is_held_to_16384_
 
 @pytest.mark.parametrize(
     ("columns", "rows", "kept", "percent"),
-    [(16385, 1, (1, 16384), "99%"), (20000, 3, (2, 16384), "82%"), (1, 20000, (16384, 1), "82%")],
+    [(16385, 1, (1, 16384), "99%"), (20000, 3, (2, 16384), "82%"), (1, 20000, (16384, 1), "82%"),
+     (4_000_000, 1, (1, 16384), "under 1%")],  # fmt: skip
 )
 def test_a_thin_textures_warning_gives_the_reduction_of_its_length(monkeypatch, tmp_path, columns, rows, kept, percent):
     """A texture a texel or few thick and longer than GPUs load is held to 16384 along its length; its thickness,
     rounded down to whole texels, says nothing of that reduction (a 16385 × 1 strip keeps its one row yet loses a
     column, a 20000 × 3 strip keeps 2 of 3 rows yet 82% of its length). The warning gives the reduction of its
-    length, 16384 / the length rounded, and never says a reduced texture is read at 100% of its size."""
+    length, 16384 / the length rounded, and never says a reduced texture is read at 100% (or 0%) of its size."""
     (scale,), notices = planned_scales(monkeypatch, tmp_path, [(columns, rows)], "strip.glb")
     assert appearance.reduced_size((rows, columns), scale) == kept
     assert len(notices) == 1
