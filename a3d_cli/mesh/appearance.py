@@ -515,6 +515,7 @@ def budget_warning(
     limit: int | None = None,
     overlong: tuple[int, int] | None = None,
     atlas: bool | None = None,
+    overfull: tuple[int, int] | None = None,
 ) -> str:
     """The `warning:` line that says an asset's textures were reduced to fit the atlas budget (`limit`,
     ATLAS_TEXELS by default; `texel_cap`) or to keep the image a3d writes within ATLAS_SIDE a side: why (each
@@ -529,6 +530,9 @@ def budget_warning(
             reason.
         atlas: whether that image is the atlas packed of the textures (else the one texture itself); by
             default, whether there are several.
+        overfull: (rows, columns) of that image where it would hold more than ATLAS_IMAGE_TEXELS texels, None
+            when that was not a reason (textures within the budget can make one: a long row and a long column
+            need an atlas as wide as the one and as tall as the other).
     """
     limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
@@ -537,12 +541,18 @@ def budget_warning(
     if over_budget:
         held = "holds" if len(shapes) == 1 else "hold"
         reasons.append(f"{held} {total:,} texels{'' if len(shapes) == 1 else ' together'}, more than one atlas takes ({limit:,})")
+    image = "packed into one atlas would take" if (len(shapes) > 1 if atlas is None else atlas) else "is"
+    if overfull is not None:
+        reasons.append(
+            f"{image} {overfull[1]}×{overfull[0]} texels, more than one texture image a3d writes holds "
+            f"({ATLAS_IMAGE_TEXELS:,})"
+        )
     if overlong is not None:
-        image = "packed into one atlas would take" if (len(shapes) > 1 if atlas is None else atlas) else "is"
         reasons.append(
             f"{image} {overlong[1]}×{overlong[0]} texels, longer a side than GPUs load in one texture ({ATLAS_SIDE:,})"
         )
     why = ", and ".join(reasons)
+    over_budget = over_budget or overfull is not None  # both are bounds on texels: the largest are reduced
     measure = (lambda s: int(s[0]) * int(s[1])) if over_budget else (lambda s: max(int(s[0]), int(s[1])))
     example = max(range(len(shapes)), key=lambda i: measure(shapes[i]))  # the largest, or else the longest
     (h, w), (rows, columns) = shapes[example][:2], sizes[example]

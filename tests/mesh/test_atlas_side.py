@@ -231,7 +231,8 @@ def test_a_long_row_strip_and_a_long_column_strip_are_reduced_to_fit_the_atlas_n
     """A strip 60 texels long across and one 60 long down, each 2 thick: any atlas holding both is at least 64 × 64
     with their padding, more than an atlas image holds (lowered to 1600 texels), though they hold 240 texels. Their
     padding (5 texels around a 1-texel row) outweighs their texels once reduced, which is no reason to refuse
-    three textures: they are reduced until the atlas fits, one warning says so, and every part keeps its colour."""
+    three textures: they are reduced until the atlas fits, one warning says so (naming the atlas image's bound, not
+    the texel budget they are within), and every part keeps its colour."""
     monkeypatch.setattr(appearance, "ATLAS_TEXELS", 1200)
     monkeypatch.setattr(appearance, "ATLAS_IMAGE_TEXELS", 1600)
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
@@ -241,7 +242,9 @@ def test_a_long_row_strip_and_a_long_column_strip_are_reduced_to_fit_the_atlas_n
     mesh = concatenate(parts, "strips.glb", notices.append)
     rows, columns = mesh.texture.shape[:2]  # type: ignore[union-attr]
     assert rows * columns <= 1600
-    assert len(notices) == 1 and notices[0].startswith("warning: strips.glb's 3 textures")
+    assert len(notices) == 1 and notices[0].startswith("warning: strips.glb's 3 textures packed into one atlas")
+    assert "more than one texture image a3d writes holds (1,600)" in notices[0]
+    assert "more than one atlas takes" not in notices[0]  # 240 texels, far within the budget: not the reason
     for k, colour in enumerate(colours):
         rgb = mesh.surface_rgba(np.array([2 * k]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
         np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k}")
