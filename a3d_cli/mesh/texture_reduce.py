@@ -77,7 +77,8 @@ def reduce_texture(image: object, size: tuple[int, int]) -> np.ndarray:
         width, height = image.size  # type: ignore[attr-defined]
         channels = 4
     out = np.empty((rows, columns, channels), np.uint8)
-    tile = max(1, math.floor(BAND_TEXELS * columns / max(1, width)))  # output columns a tile makes (one, mostly)
+    deep = -(-height // rows)  # source rows one output row covers, at most
+    tile = max(1, math.floor(BAND_TEXELS * columns / max(1, width * deep)))  # output columns a tile makes (one, mostly)
     for left in range(0, columns, tile):
         right = min(columns, left + tile)
         across = area_weights(width, columns, left, right)  # [w, W'] the tile's columns

@@ -175,22 +175,23 @@ def test_a_reduced_texture_is_the_linear_light_mean_of_each_block_whatever_the_b
 
 
 
-def test_a_texture_far_longer_than_its_reduction_is_averaged_a_tile_at_a_time(monkeypatch):
-    """A strip one row tall and 2000 texels long reduced to 50 (as a strip far longer than ATLAS_SIDE is): a band
-    of one row would hold the whole strip, as long as the texture whatever the band's budget; averaged in tiles
-    of columns, no block converted holds more than the budget (100 texels here) and one output texel's span
-    (40), and each output texel is still the linear-light mean of its 40 texels."""
+@pytest.mark.parametrize("rows", [1, 12])
+def test_a_texture_far_longer_than_its_reduction_is_averaged_a_tile_at_a_time(monkeypatch, rows):
+    """A strip `rows` tall and 2000 texels long reduced to one row of 50 (as a strip far longer than ATLAS_SIDE
+    is): a band of one output row would hold the whole strip, as long as the texture whatever the band's budget;
+    averaged in tiles of columns, no block converted holds more than the budget (100 texels here) and one output
+    texel's footprint (rows × 40), and each output texel is still the linear-light mean of its texels."""
     from a3d_cli.mesh import texture_reduce
 
-    strip = np.random.default_rng(4).integers(0, 256, (1, 2000, 3), dtype=np.uint8)
+    strip = np.random.default_rng(4).integers(0, 256, (rows, 2000, 3), dtype=np.uint8)
     monkeypatch.setattr(texture_reduce, "BAND_TEXELS", 100)
     blocks: list[int] = []
     real = texture_reduce._averaged
     monkeypatch.setattr(texture_reduce, "_averaged", lambda source, across, down: (blocks.append(source.shape[0] * source.shape[1]), real(source, across, down))[1])
     reduced = texture_reduce.reduce_texture(strip, (1, 50))
-    assert max(blocks) <= 100 + 40
-    means = srgb_encode(srgb_decode(strip.astype(np.float64)).reshape(1, 50, 40, 3).mean(axis=2))
-    assert np.abs(reduced.astype(int) - means).max() <= 1
+    assert max(blocks) <= 100 + rows * 40
+    light = srgb_decode(strip.astype(np.float64)).reshape(rows, 50, 40, 3).mean(axis=(0, 2))[None]  # [1, 50, 3]
+    assert np.abs(reduced.astype(int) - srgb_encode(light)).max() <= 1
 
 
 def test_a_mip_level_larger_than_the_band_limit_is_halved_in_bands(monkeypatch):
