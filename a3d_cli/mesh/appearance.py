@@ -489,16 +489,17 @@ def budget_sizes(
         (cap or None when all fit the texel budget, [factor] per image, [(rows, columns)] per image).
 
     Raises:
-        InputError: so many images that even reduced (to a texel or so each, plus their edge padding) they
-            would take more than twice `limit`.
+        InputError: so many images that even reduced to a texel each, with their edge padding, they would take
+            more than twice `limit` (the padding of thin images can outweigh their texels at any cap: that alone
+            is no reason to refuse).
     """
     from a3d_cli.errors import InputError
 
     limit = ATLAS_TEXELS if limit is None else limit
     cap = texel_cap(shapes, nearest, limit, side)
     scales, sizes = capped_sizes(shapes, nearest, cap, side)
-    padded = sum((h + 2 * ATLAS_PADDING) * (w + 2 * ATLAS_PADDING) for h, w in sizes)
-    if cap is not None and padded > 2 * limit:
+    least = len(shapes) * (1 + 2 * ATLAS_PADDING) ** 2  # each image a texel, with its padding: what no cap shrinks
+    if cap is not None and least > 2 * limit:
         raise InputError(
             f"{name} has {len(shapes):,} distinct textures, more than a3d can pack into one texture atlas "
             f"({limit:,} texels) even at a few texels each.",
@@ -514,6 +515,7 @@ def budget_warning(
     limit: int | None = None,
     overlong: tuple[int, int] | None = None,
     atlas: bool | None = None,
+    overfull: tuple[int, int] | None = None,
 ) -> str:
     """The `warning:` line that says an asset's textures were reduced to fit the atlas budget (`limit`,
     ATLAS_TEXELS by default; `texel_cap`) or to keep the image a3d writes within ATLAS_SIDE a side: why (each
@@ -528,6 +530,9 @@ def budget_warning(
             reason.
         atlas: whether that image is the atlas packed of the textures (else the one texture itself); by
             default, whether there are several.
+        overfull: (rows, columns) of that image where it would hold more than ATLAS_IMAGE_TEXELS texels, None
+            when that was not a reason (textures within the budget can make one: a long row and a long column
+            need an atlas as wide as the one and as tall as the other).
     """
     limit = ATLAS_TEXELS if limit is None else limit
     total = sum(int(s[0]) * int(s[1]) for s in shapes)
@@ -536,17 +541,24 @@ def budget_warning(
     if over_budget:
         held = "holds" if len(shapes) == 1 else "hold"
         reasons.append(f"{held} {total:,} texels{'' if len(shapes) == 1 else ' together'}, more than one atlas takes ({limit:,})")
+    image = "packed into one atlas would take" if (len(shapes) > 1 if atlas is None else atlas) else "is"
+    if overfull is not None:
+        reasons.append(
+            f"{image} {overfull[1]}×{overfull[0]} texels, more than one texture image a3d writes holds "
+            f"({ATLAS_IMAGE_TEXELS:,})"
+        )
     if overlong is not None:
-        image = "packed into one atlas would take" if (len(shapes) > 1 if atlas is None else atlas) else "is"
         reasons.append(
             f"{image} {overlong[1]}×{overlong[0]} texels, longer a side than GPUs load in one texture ({ATLAS_SIDE:,})"
         )
     why = ", and ".join(reasons)
+    over_budget = over_budget or overfull is not None  # both are bounds on texels: the largest are reduced
     measure = (lambda s: int(s[0]) * int(s[1])) if over_budget else (lambda s: max(int(s[0]), int(s[1])))
     example = max(range(len(shapes)), key=lambda i: measure(shapes[i]))  # the largest, or else the longest
     (h, w), (rows, columns) = shapes[example][:2], sizes[example]
     if len(shapes) == 1:
-        return f"warning: {name}'s texture {why}; it is read at {rows / h:.0%} of its size ({w}×{h} as {columns}×{rows})"
+        kept = _kept_percent((h, w), (rows, columns))
+        return f"warning: {name}'s texture {why}; it is read at {kept} of its size ({w}×{h} as {columns}×{rows})"
     changed = [z for s, z in zip(shapes, sizes, strict=True) if tuple(s[:2]) != tuple(z)]
     reduced, kept = len(changed), len(shapes) - len(changed)
     most = "largest" if over_budget else "longest"
@@ -562,6 +574,19 @@ def budget_warning(
         f"warning: {name}'s {len(shapes)} textures {why}; {which} reduced to at most {' and '.join(bounds)} (the "
         f"{most} {w}×{h} as {columns}×{rows}){others}"
     )
+
+
+def _kept_percent(shape: tuple[int, int], size: tuple[int, int]) -> str:
+    """How much of its size a texture of `shape` (rows, columns) reduced to `size` keeps, as a whole percent: the
+    ratio along its longer side (the shorter, rounded down to whole texels, can keep all of a strip's one row),
+    and at most 99% for a reduced texture, so that a warning never says one is read at 100% (nor at 0%: "under
+    1%")."""
+    h, w = shape
+    ratio = size[1] / w if w >= h else size[0] / h
+    percent = round(100 * ratio)
+    if tuple(size) == tuple(shape):
+        return f"{percent}%"
+    return "under 1%" if percent < 1 else f"{min(percent, 99)}%"
 
 
 @dataclass(frozen=True)

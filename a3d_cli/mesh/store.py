@@ -198,7 +198,6 @@ def _check_images(path: Path) -> None:
     Raises:
         InputError: as said, with a hint to run `prepare` again.
     """
-    from a3d_cli.io.images import open_image
     from a3d_cli.mesh import appearance
     from a3d_cli.mesh.gltf_accessors import read_document
 
@@ -208,20 +207,37 @@ def _check_images(path: Path) -> None:
     for i, image in enumerate(doc.json.get("images") or []):
         if not isinstance(image, dict) or not isinstance(image.get("bufferView"), int):
             raise InputError(f"{path} is not an a3d processed mesh: its image {i} is not embedded in it.", hint=hint)
-        with open_image(io.BytesIO(bytes(doc.view(image["bufferView"]))), f"{path}'s texture image {i}", hint) as im:
-            declared += im.size[0] * im.size[1]
-            if max(im.size) > appearance.ATLAS_SIDE:
-                raise InputError(
-                    f"{path} is not an a3d processed mesh: its image {i} is {im.size[0]}×{im.size[1]} texels, longer "
-                    f"a side than a3d's texture atlas ({appearance.ATLAS_SIDE:,}).",
-                    hint=hint,
-                )
+        columns, rows = _declared_size(bytes(doc.view(image["bufferView"])), f"{path}'s texture image {i}", hint)
+        declared += columns * rows
+        if max(columns, rows) > appearance.ATLAS_SIDE:
+            raise InputError(
+                f"{path} is not an a3d processed mesh: its image {i} is {columns}×{rows} texels, longer a side than "
+                f"a3d's texture atlas ({appearance.ATLAS_SIDE:,}).",
+                hint=hint,
+            )
     if declared > appearance.ATLAS_IMAGE_TEXELS:
         raise InputError(
             f"{path} is not an a3d processed mesh: its images declare {declared:,} texels, more than a3d's texture "
             f"atlas holds ({appearance.ATLAS_IMAGE_TEXELS:,}).",
             hint=hint,
         )
+
+
+def _declared_size(data: bytes, name: str, hint: str) -> tuple[int, int]:
+    """(columns, rows) an embedded image's header declares, read without decoding its pixels.
+
+    Raises:
+        InputError: the image does not open (`a3d_cli.io.images.open_image`), or declares more pixels than
+            Pillow decodes; either way with `hint` (prepare again): the file is a3d's own, not an image the
+            user made and could downscale.
+    """
+    from a3d_cli.io.images import open_image
+
+    try:
+        with open_image(io.BytesIO(data), name, hint) as im:
+            return im.size
+    except InputError as exc:
+        raise InputError(str(exc), hint=hint) from None
 
 
 def _written_normal_groups(path: Path, mesh: SurfaceMesh) -> np.ndarray | None:

@@ -467,13 +467,14 @@ def _atlas_images(
         rows, columns = plan(limit, side)[3]
         return rows * columns <= appearance.ATLAS_IMAGE_TEXELS and max(rows, columns) <= appearance.ATLAS_SIDE
 
-    limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
+    budget = limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
     side: int | None = None  # no cap on the images' sides unless the atlas needs one
-    overlong = None  # the atlas's size when first found too long a side, for the warning
+    overlong = overfull = None  # the atlas's size when first found too long a side, or too large, for the warning
     while True:  # the caps that keep the images, and the atlas packed of them, within their bounds
         scales, sizes, planned, (rows, columns) = plan(limit, side)
         packed = rows * columns
         if packed > appearance.ATLAS_IMAGE_TEXELS:
+            overfull = overfull or (rows, columns)
             held = sum(image[0] * image[1] for image, _, _ in planned)  # the images as planned: shrink them in proportion
             limit = min(limit - 1, held * appearance.ATLAS_IMAGE_TEXELS // packed)
         elif max(rows, columns) > appearance.ATLAS_SIDE:
@@ -483,7 +484,7 @@ def _atlas_images(
         else:
             break
     if min(scales) < 1.0 and notice is not None:
-        notice(budget_warning(name, shapes, sizes, limit, overlong, atlas=not alone))
+        notice(budget_warning(name, shapes, sizes, budget, overlong, atlas=not alone, overfull=overfull))
     images = []
     for k, ((texture, _), key) in enumerate(zip(plans, users, strict=True)):
         _, reduced, windows[k] = planned[k]

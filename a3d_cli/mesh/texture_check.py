@@ -115,18 +115,22 @@ def mean_colour(data: bytes, image: str, asset: str) -> np.ndarray:
 
 
 def image_mean(image: object) -> np.ndarray:
-    """[3] the mean linear RGB of a Pillow image (`a3d_cli.mesh.appearance.linear_mean`), counted a band of rows
-    at a time (`texture_reduce.BAND_TEXELS` texels), so that no RGBA copy of a large image is ever made whole."""
+    """[3] the mean linear RGB of a Pillow image (`a3d_cli.mesh.appearance.linear_mean`), counted a block of at
+    most `texture_reduce.BAND_TEXELS` texels at a time (a band of rows; of an image wider than that, part of a
+    row), so that no RGBA copy of a large image is ever made whole, whatever its shape."""
     from a3d_cli.mesh.appearance import as_rgba_uint8, linear_levels
     from a3d_cli.mesh.texture_reduce import BAND_TEXELS
 
     width, height = image.size  # type: ignore[attr-defined]
     counts = np.zeros((3, 256), np.int64)
-    step = max(1, BAND_TEXELS // max(1, width))
+    tile = max(1, min(width, BAND_TEXELS))  # columns a block holds
+    step = max(1, BAND_TEXELS // tile)  # rows a block holds
     for top in range(0, height, step):
-        band = as_rgba_uint8(image.crop((0, top, width, min(height, top + step))))  # type: ignore[attr-defined]
-        for ch in range(3):
-            counts[ch] += np.bincount(band[..., ch].ravel(), minlength=256)
+        for left in range(0, width, tile):
+            box = (left, top, min(width, left + tile), min(height, top + step))
+            block = as_rgba_uint8(image.crop(box))  # type: ignore[attr-defined]
+            for ch in range(3):
+                counts[ch] += np.bincount(block[..., ch].ravel(), minlength=256)
     levels, count = linear_levels(), max(1, width * height)
     return np.array([counts[ch] @ levels / count for ch in range(3)])  # as `linear_mean` sums, to the last bit
 

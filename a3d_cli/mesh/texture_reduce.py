@@ -6,8 +6,9 @@ overlap), colours averaged in linear light and weighted by alpha, alpha averaged
 
 Why in bands: a texture is decoded at its full size (Pillow decodes up to `MAX_IMAGE_PIXELS` texels, about 89
 million), and averaging in linear light needs float copies of each channel; made of the whole image, those
-copies would take several times the decoded image itself. Converted and averaged `BAND_TEXELS` source texels at
-a time, memory holds the decoded image, one band and the result, whatever the image's size.
+copies would take several times the decoded image itself. Converted and averaged about `BAND_TEXELS` source
+texels at a time (a band of rows; of a very wide image, a tile of columns of it), memory holds the decoded image,
+one band and the result, whatever the image's size or shape.
 
 Examples:
     >>> small = reduce_texture(pil_image, (2048, 2048))  # [2048, 2048, 4] uint8  # doctest: +SKIP
@@ -25,23 +26,27 @@ from a3d_cli.mesh.appearance import linear_levels, linear_to_srgb
 BAND_TEXELS = 1 << 22  # source texels converted to RGBA and averaged at a time
 
 
-def area_weights(n_in: int, n_out: int) -> object:
-    """[n_out, n_in] sparse matrix (scipy CSR) of area weights along one axis: row j holds, for each source texel
-    i, the share of output texel j's span [j·s, (j + 1)·s), s = n_in / n_out, that texel i covers (each row
-    sums to 1)."""
+def area_weights(n_in: int, n_out: int, start: int = 0, stop: int | None = None) -> object:
+    """[stop − start, hi − lo] sparse matrix (scipy CSR) of area weights along one axis, for output texels
+    start..stop (all by default) over the source texels they cover, lo = ⌊start · s⌋ to hi = ⌈stop · s⌉,
+    s = n_in / n_out: row j holds, for each source texel i, the share of output texel j's span [j·s, (j + 1)·s)
+    that texel i covers (each row sums to 1). Built for a range only, so that a texture many times longer than
+    its reduction (a strip held to ATLAS_SIDE) is never described in one matrix as long as the texture."""
     from scipy.sparse import csr_matrix
 
+    stop = n_out if stop is None else stop
     step = n_in / n_out
-    edges = np.arange(n_out + 1, dtype=np.float64) * n_in / n_out  # [n_out + 1] exact where the ratio is whole
-    j = np.arange(n_out + 1, dtype=np.int64)
-    lo = _first(j[:-1], n_in, n_out)  # [n_out] first source texel of each output texel
-    hi = _last(j[1:], n_in, n_out)  # [n_out] one past its last
+    j = np.arange(start, stop + 1, dtype=np.int64)
+    edges = j.astype(np.float64) * n_in / n_out  # [n + 1] exact where the ratio is whole
+    lo = _first(j[:-1], n_in, n_out)  # [n] first source texel of each output texel
+    hi = _last(j[1:], n_in, n_out)  # [n] one past its last
     counts = hi - lo
-    rows = np.repeat(np.arange(n_out), counts)  # [nnz]
+    rows = np.repeat(np.arange(stop - start), counts)  # [nnz]
     starts = np.repeat(np.cumsum(counts) - counts, counts)  # [nnz] where each row's entries begin
     cols = np.arange(len(rows)) - starts + lo[rows]  # [nnz]
     overlap = np.minimum(cols + 1.0, edges[1:][rows]) - np.maximum(cols.astype(np.float64), edges[:-1][rows])
-    return csr_matrix(((overlap / step).astype(np.float32), (rows, cols)), shape=(n_out, n_in))
+    first, last = _first(start, n_in, n_out), int(_last(stop, n_in, n_out))
+    return csr_matrix(((overlap / step).astype(np.float32), (rows, cols - first)), shape=(stop - start, last - first))
 
 
 def _first(j: Any, n_in: int, n_out: int) -> Any:
@@ -71,15 +76,19 @@ def reduce_texture(image: object, size: tuple[int, int]) -> np.ndarray:
     else:
         width, height = image.size  # type: ignore[attr-defined]
         channels = 4
-    across = area_weights(width, columns)  # [w, W]
-    down = area_weights(height, rows).tocsr()  # [h, H]
     out = np.empty((rows, columns, channels), np.uint8)
-    band = max(1, math.floor(BAND_TEXELS * rows / max(1, width * height)))  # output rows a band makes
-    for start in range(0, rows, band):
-        stop = min(rows, start + band)
-        first, last = _first(start, height, rows), int(_last(stop, height, rows))
-        source = _rows(image, first, last)  # [r, W, C] uint8
-        out[start:stop] = _averaged(source, across, down[start:stop, first:last])
+    deep = -(-height // rows)  # source rows one output row covers, at most
+    tile = max(1, math.floor(BAND_TEXELS * columns / max(1, width * deep)))  # output columns a tile makes (one, mostly)
+    for left in range(0, columns, tile):
+        right = min(columns, left + tile)
+        across = area_weights(width, columns, left, right)  # [w, W'] the tile's columns
+        span = across.shape[1]  # type: ignore[attr-defined]
+        band = max(1, math.floor(BAND_TEXELS * rows / max(1, span * height)))  # output rows a band makes
+        for start in range(0, rows, band):
+            stop = min(rows, start + band)
+            first, last = _first(start, height, rows), int(_last(stop, height, rows))
+            source = _block(image, (first, last), (_first(left, width, columns), span))  # [r, W', C] uint8
+            out[start:stop, left:right] = _averaged(source, across, area_weights(height, rows, start, stop))
     return out
 
 
@@ -89,13 +98,15 @@ def downscale(texture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return texture if tuple(size) == tuple(texture.shape[:2]) else reduce_texture(texture, size)
 
 
-def _rows(image: object, first: int, last: int) -> np.ndarray:
-    """Rows first..last of an array, or of a Pillow image as RGBA (`appearance.as_rgba_uint8`)."""
+def _block(image: object, rows: tuple[int, int], columns: tuple[int, int]) -> np.ndarray:
+    """Rows first..last and `count` columns from `start` (`rows` = (first, last), `columns` = (start, count)) of
+    an array, or of a Pillow image as RGBA (`appearance.as_rgba_uint8`)."""
+    (first, last), (start, count) = rows, columns
     if isinstance(image, np.ndarray):
-        return image[first:last]
+        return image[first:last, start : start + count]
     from a3d_cli.mesh.appearance import as_rgba_uint8
 
-    return as_rgba_uint8(image.crop((0, first, image.size[0], last)))  # type: ignore[attr-defined]
+    return as_rgba_uint8(image.crop((start, first, start + count, last)))  # type: ignore[attr-defined]
 
 
 def _averaged(source: np.ndarray, across: object, down: object) -> np.ndarray:

@@ -82,6 +82,22 @@ def test_a_20000_by_512_texture_is_within_the_texel_budget_but_is_held_to_16384_
     ]
 
 
+@pytest.mark.parametrize(
+    ("columns", "rows", "kept", "percent"),
+    [(16385, 1, (1, 16384), "99%"), (20000, 3, (2, 16384), "82%"), (1, 20000, (16384, 1), "82%"),
+     (4_000_000, 1, (1, 16384), "under 1%")],  # fmt: skip
+)
+def test_a_thin_textures_warning_gives_the_reduction_of_its_length(monkeypatch, tmp_path, columns, rows, kept, percent):
+    """A texture a texel or few thick and longer than GPUs load is held to 16384 along its length; its thickness,
+    rounded down to whole texels, says nothing of that reduction (a 16385 × 1 strip keeps its one row yet loses a
+    column, a 20000 × 3 strip keeps 2 of 3 rows yet 82% of its length). The warning gives the reduction of its
+    length, 16384 / the length rounded, and never says a reduced texture is read at 100% (or 0%) of its size."""
+    (scale,), notices = planned_scales(monkeypatch, tmp_path, [(columns, rows)], "strip.glb")
+    assert appearance.reduced_size((rows, columns), scale) == kept
+    assert len(notices) == 1
+    assert f"it is read at {percent} of its size ({columns}×{rows} as {kept[1]}×{kept[0]})" in notices[0]
+
+
 def test_wide_textures_are_planned_into_an_atlas_within_16384_texels_a_side(monkeypatch, tmp_path):
     """Two wide textures and a 4096² one (32.4 million texels, within the budget): packed with their edge padding
     they must be at most 16384 wide, so the wide ones are reduced to 16380 (16384 less two texels of padding on
@@ -206,6 +222,29 @@ def test_many_wide_short_textures_whose_shelves_exceed_the_side_are_reduced_unti
     mesh = concatenate(parts, "shelves.glb", notices.append)
     assert max(mesh.texture.shape[:2]) <= 64  # type: ignore[union-attr]
     assert len(notices) == 1 and "longer a side than GPUs load in one texture (64)" in notices[0]
+    for k, colour in enumerate(colours):
+        rgb = mesh.surface_rgba(np.array([2 * k]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
+        np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k}")
+
+
+def test_a_long_row_strip_and_a_long_column_strip_are_reduced_to_fit_the_atlas_not_refused(monkeypatch):
+    """A strip 60 texels long across and one 60 long down, each 2 thick: any atlas holding both is at least 64 × 64
+    with their padding, more than an atlas image holds (lowered to 1600 texels), though they hold 240 texels. Their
+    padding (5 texels around a 1-texel row) outweighs their texels once reduced, which is no reason to refuse
+    three textures: they are reduced until the atlas fits, one warning says so (naming the atlas image's bound, not
+    the texel budget they are within), and every part keeps its colour."""
+    monkeypatch.setattr(appearance, "ATLAS_TEXELS", 1200)
+    monkeypatch.setattr(appearance, "ATLAS_IMAGE_TEXELS", 1600)
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    shapes = [(2, 60), (2, 60), (60, 2)]
+    parts = [part(np.full((*shape, 3), c, np.uint8), k) for k, (shape, c) in enumerate(zip(shapes, colours, strict=True))]
+    notices: list[str] = []
+    mesh = concatenate(parts, "strips.glb", notices.append)
+    rows, columns = mesh.texture.shape[:2]  # type: ignore[union-attr]
+    assert rows * columns <= 1600
+    assert len(notices) == 1 and notices[0].startswith("warning: strips.glb's 3 textures packed into one atlas")
+    assert "more than one texture image a3d writes holds (1,600)" in notices[0]
+    assert "more than one atlas takes" not in notices[0]  # 240 texels, far within the budget: not the reason
     for k, colour in enumerate(colours):
         rgb = mesh.surface_rgba(np.array([2 * k]), np.array([[1 / 3, 1 / 3, 1 / 3]]))[0, :3] * 255
         np.testing.assert_allclose(rgb, colour, atol=1.0, err_msg=f"part {k}")

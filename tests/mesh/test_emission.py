@@ -198,3 +198,21 @@ def test_an_emissive_image_on_another_uv_set_is_averaged_a_band_at_a_time(tmp_pa
     mean = to_linear(glow / 255).reshape(-1, 3).mean(axis=0)
     want = to_srgb(to_linear(base / 255) + 0.2 * mean)
     np.testing.assert_array_equal(mesh.texture[..., :3], np.round(want * 255).astype(np.uint8))
+
+
+def test_an_emissive_strip_wider_than_a_band_is_averaged_a_tile_at_a_time(monkeypatch):
+    """One row of 1000 texels with a band of 100: a band of rows would convert the whole row; tiles of columns
+    convert at most 100 texels at a time, and the mean is that of every texel in linear light."""
+    from PIL import Image
+
+    from a3d_cli.mesh import appearance
+    from a3d_cli.mesh.texture_check import image_mean
+
+    monkeypatch.setattr("a3d_cli.mesh.texture_reduce.BAND_TEXELS", 100)
+    converted: list[int] = []
+    real = appearance.as_rgba_uint8
+    monkeypatch.setattr(appearance, "as_rgba_uint8", lambda im: (converted.append(im.size[0] * im.size[1]), real(im))[1])
+    strip = np.random.default_rng(7).integers(0, 256, (1, 1000, 3), dtype=np.uint8)
+    mean = image_mean(Image.fromarray(strip))
+    assert max(converted) <= 100
+    np.testing.assert_allclose(mean, to_linear(strip / 255).reshape(-1, 3).mean(axis=0), rtol=1e-12)

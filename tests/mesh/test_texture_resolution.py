@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes, srgb_decode, srgb_encode
+from helpers import GL_FLOAT, GL_UINT, GlbBuilder, png_bytes, png_declaring, srgb_decode, srgb_encode
 from PIL import Image, ImageFile
 
 from a3d_cli.errors import InputError
@@ -139,6 +139,17 @@ def test_a_processed_mesh_whose_image_is_longer_a_side_than_the_atlas_is_refused
     assert_refused_undecoded(monkeypatch, path, "is 40×8 texels, longer a side than a3d's texture atlas")
 
 
+def test_a_processed_mesh_whose_image_declares_more_than_pillow_decodes_is_refused_with_the_prepare_hint(
+    tmp_path, monkeypatch
+):
+    """An image header declaring more pixels than Pillow decodes (a 100000² bomb, 45 bytes) in a processed mesh is
+    refused undecoded, like the others: the file is not one a3d wrote, so the hint says to prepare again, not to
+    downscale an image the user never made."""
+    bomb = png_declaring(tmp_path / "bomb.png", 100_000, 100_000).read_bytes()
+    path = processed_glb_with_image(tmp_path, {"mimeType": "image/png"}, bomb)
+    assert_refused_undecoded(monkeypatch, path, "declares 10,000,000,000 pixels")
+
+
 def test_a_processed_mesh_naming_an_image_file_is_refused(tmp_path):
     """a3d embeds its atlas in the processed mesh: one whose image is a file beside it was not written by a3d."""
     (tmp_path / "atlas.png").write_bytes(png_bytes(wide_texture(8, 8)))
@@ -161,6 +172,26 @@ def test_a_reduced_texture_is_the_linear_light_mean_of_each_block_whatever_the_b
     assert (whole[..., 3] == 255).all()
     monkeypatch.setattr(texture_reduce, "BAND_TEXELS", 100)  # a band of one output row
     np.testing.assert_array_equal(texture_reduce.reduce_texture(texture, (32, 32)), whole)
+
+
+
+@pytest.mark.parametrize("rows", [1, 12])
+def test_a_texture_far_longer_than_its_reduction_is_averaged_a_tile_at_a_time(monkeypatch, rows):
+    """A strip `rows` tall and 2000 texels long reduced to one row of 50 (as a strip far longer than ATLAS_SIDE
+    is): a band of one output row would hold the whole strip, as long as the texture whatever the band's budget;
+    averaged in tiles of columns, no block converted holds more than the budget (100 texels here) and one output
+    texel's footprint (rows × 40), and each output texel is still the linear-light mean of its texels."""
+    from a3d_cli.mesh import texture_reduce
+
+    strip = np.random.default_rng(4).integers(0, 256, (rows, 2000, 3), dtype=np.uint8)
+    monkeypatch.setattr(texture_reduce, "BAND_TEXELS", 100)
+    blocks: list[int] = []
+    real = texture_reduce._averaged
+    monkeypatch.setattr(texture_reduce, "_averaged", lambda source, across, down: (blocks.append(source.shape[0] * source.shape[1]), real(source, across, down))[1])
+    reduced = texture_reduce.reduce_texture(strip, (1, 50))
+    assert max(blocks) <= 100 + rows * 40
+    light = srgb_decode(strip.astype(np.float64)).reshape(rows, 50, 40, 3).mean(axis=(0, 2))[None]  # [1, 50, 3]
+    assert np.abs(reduced.astype(int) - srgb_encode(light)).max() <= 1
 
 
 def test_a_mip_level_larger_than_the_band_limit_is_halved_in_bands(monkeypatch):
