@@ -160,7 +160,10 @@ def _options_digest(options: type, entry: dict[str, Any]) -> tuple[str | None, S
     try:
         opts = from_jsonable(options, params)
     except Exception as exc:  # noqa: BLE001 - any refusal of a recorded value means the options cannot be compared
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, TypeError) or not str(exc):  # Python's own words about types mean nothing to a user
+            why = "a recorded value is not of the type this a3d expects"
+        else:
+            why = str(exc).splitlines()[0]
         return None, StaleReason("options_unread", f"this a3d cannot read its recorded options ({why})")
     return params_digest(opts, seed), None
 

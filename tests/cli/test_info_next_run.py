@@ -247,3 +247,15 @@ def test_an_input_that_links_out_of_the_run_folder_is_refused_before_it_is_hashe
     result = runner.invoke(app, ["info", str(run), "--check-inputs"])
     one_error_with_hint(result)
     assert "outside the run folder" in result.stderr
+
+
+def test_recorded_options_of_another_type_are_named_in_a_users_words(run):
+    """A recorded option this a3d cannot read (a number stored as text) gives `may run again` with a reason in
+    plain words, not Python's message about comparing a str with an int."""
+    _edit(run, lambda s: s["prepare"]["params"].update(splats="many"))
+    prepare = _next_run(run)["stages"]["prepare"]
+    assert prepare["verdict"] == "may_run_again"
+    (reason,) = [r for r in prepare["reasons"] if r["kind"] == "options_unread"]
+    assert reason["message"] == (
+        "this a3d cannot read its recorded options (a recorded value is not of the type this a3d expects)"
+    )
