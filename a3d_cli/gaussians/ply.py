@@ -36,17 +36,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from a3d_cli.errors import InputError
 from a3d_cli.gaussians.container import SH_C0, Gaussians
+from a3d_cli.gaussians.ply_convention import PLY_CONVENTIONS, PlyConvention  # torch-free, re-exported
 from a3d_cli.io.atomic import atomic_path
-
-PlyConvention = Literal["yup", "inria"]
-PLY_CONVENTIONS = ("yup", "inria")
 
 
 def convention_rotation(convention: PlyConvention) -> np.ndarray:

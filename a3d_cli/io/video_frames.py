@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 from a3d_cli.errors import InputError
 from a3d_cli.io.json_data import parse_json
 from a3d_cli.io.regular import read_regular
-from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
-from a3d_cli.render.cameras import MVVDM_BACKGROUND
+from a3d_cli.models.mvvdm.shape import MVVDM_BACKGROUND, NUM_FRAMES, NUM_VIEWS
 from a3d_cli.run_layout import CAMERAS_JSON, MVVIDEO_FRAME_NAME
 
 if TYPE_CHECKING:

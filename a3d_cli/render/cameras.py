@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from a3d_cli.models.mvvdm.shape import MVVDM_BACKGROUND as MVVDM_BACKGROUND  # re-exported with its cameras
+
 WORLD_UP = (0.0, 1.0, 0.0)
 
 
@@ -207,7 +209,6 @@ MVVDM_ELEVATION_DEG = 15.0
 MVVDM_AZIMUTHS_DEG = (0.0, 90.0, 180.0, 270.0)
 MVVDM_RADIUS = 3.0
 MVVDM_FOV_DEG = 40.0
-MVVDM_BACKGROUND = 0.5  # grey; the reference renders on 0.498
 
 
 def mvvdm_cameras() -> CameraSet:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from a3d_cli.errors import OptionError
 from a3d_cli.gaussians.motion_clip import check_clip_options
 from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
+from a3d_cli.gaussians.ply_convention import PLY_CONVENTIONS, PlyConvention
 from a3d_cli.run_layout import (
     EXPORT_PREVIEW,
     EXPORT_SEQUENCE,
@@ -46,7 +47,6 @@ from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_d
 
 if TYPE_CHECKING:
     from a3d_cli.gaussians.container import Gaussians
-    from a3d_cli.gaussians.ply import PlyConvention
 
 RECIPE = 1
 """The version of what `export` writes for given inputs and options: bump it with any change that alters
@@ -96,8 +96,6 @@ class ExportOptions:
                 f"--frames {self.frames!r} is not a frame list.", hint='Use "all", a range "0-7" or a list "0,4,8-15".'
             )
         check_clip_options(self.fps, self.duration, self.loop_mode)
-        from a3d_cli.gaussians.ply import PLY_CONVENTIONS  # torch: imported when options are checked, not with the CLI
-
         if self.ply_convention not in PLY_CONVENTIONS:
             raise OptionError(f"--ply-convention must be yup or inria, got {self.ply_convention!r}.")
         if not 16 <= self.size <= 4096:

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from a3d_cli.errors import OptionError
-from a3d_cli.gaussians.motion_field import MotionFieldConfig
-from a3d_cli.gaussians.motion_fit import FitSettings
+from a3d_cli.gaussians.fit_settings import FitSettings
+from a3d_cli.gaussians.motion_field_config import MotionFieldConfig
 from a3d_cli.io.paths import resolve_inside
 from a3d_cli.io.video_frames import list_video_frames, read_cameras, read_video_frames
 from a3d_cli.models.mvvdm.shape import FPS

@@ -57,3 +57,48 @@ def test_recorded_options_read_back_digest_as_the_runner_digested_them(name):
     read_back = from_jsonable(type(options), recorded)
     assert read_back == options
     assert params_digest(read_back, 7) == params_digest(options, 7)
+
+
+HEAVY = ("torch", "diffusers", "transformers", "gsplat")
+"""Libraries whose import costs seconds: `a3d info`, run in shell loops over thousands of folders, needs none."""
+
+
+def test_a3d_info_reads_every_stage_s_options_without_importing_torch(tmp_path):
+    """`a3d info RUN` reads each recorded stage's options back into its options class (reconstruct's hold the
+    motion fit's settings and field, export's check the PLY convention) without importing torch or the
+    diffusion libraries. Run in a fresh process: this test's own process has imported them already."""
+    import json
+    import subprocess
+    import sys
+
+    from a3d_cli.io.manifest import FORMAT_VERSION
+
+    seed = 3
+    stages = {}
+    for name, (module_name, _) in STAGE_MODULES.items():
+        options = _example(name)
+        stages[name] = {
+            "status": "done", "recipe": importlib.import_module(module_name).RECIPE, "params": to_jsonable(options),
+            "params_digest": params_digest(options, seed), "seed": seed, "inputs": {}, "outputs": [],
+        }  # fmt: skip
+    run = tmp_path / "RUN"
+    run.mkdir()
+    (run / "a3d.json").write_text(json.dumps({"format": FORMAT_VERSION, "stages": stages}))
+    code = (
+        "import json, sys\n"
+        "from a3d_cli.cli import app\n"
+        "code = None\n"
+        "try:\n"
+        "    app(['--json', 'info', sys.argv[1]])\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        f"print(json.dumps({{'exit': code, 'loaded': sorted(set({HEAVY!r}) & set(sys.modules))}}), file=sys.stderr)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(run)], cwd=STAGES.parents[1], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stderr.strip().splitlines()[-1])
+    assert report["exit"] == 0, res.stderr[-3000:]
+    verdicts = {name: o["verdict"] for name, o in json.loads(res.stdout)["next_run"]["stages"].items()}
+    assert verdicts == dict.fromkeys(STAGE_MODULES, "up_to_date")  # every stage's options were read and digested
+    assert report["loaded"] == []

@@ -18,5 +18,7 @@ LATENT_CHANNELS = 4
 """Channels of the SD1.5 VAE latents it denoises."""
 FPS = 8.0
 """Frames per second its clips play at."""
+MVVDM_BACKGROUND = 0.5
+"""The grey its views and videos are rendered on, in [0, 1] (the reference renders on 0.498)."""
 
-__all__ = ["FPS", "LATENT_CHANNELS", "NUM_FRAMES", "NUM_VIEWS", "RESOLUTION"]
+__all__ = ["FPS", "LATENT_CHANNELS", "MVVDM_BACKGROUND", "NUM_FRAMES", "NUM_VIEWS", "RESOLUTION"]
