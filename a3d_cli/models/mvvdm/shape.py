@@ -2,8 +2,9 @@
 
 The released model (Animate3D, arXiv 2407.11398; yanqinJiang/Animate3D `configs/inference/inference.yaml`)
 generates 4 views × 16 frames of 256×256 pixels in the SD1.5 VAE's latent space (4 channels), frame 0 of
-each view being the clean condition; its training clips play at an effective 8 fps. The 4 views' cameras
-are `a3d_cli.render.cameras.mvvdm_cameras`. No torch here: option dataclasses take their defaults from it.
+each view being the clean condition, on a flat grey background; its training clips play at an effective 8 fps.
+The 4 views' cameras are `a3d_cli.render.cameras.mvvdm_cameras`. No torch here: option dataclasses take their
+defaults from it.
 """
 
 from __future__ import annotations
