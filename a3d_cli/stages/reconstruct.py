@@ -53,7 +53,7 @@ those files, so runs made before re-run `reconstruct` once (docs/ARCHITECTURE.md
 MASK_SIZE = 256  # frames larger than this and the fit resolution are reduced on read (masks work at this size)
 
 
-# --- settings (the knobs are `FitSettings`, in `a3d_cli.gaussians.motion_fit`) ---------------------------
+# --- settings (the knobs are `FitSettings`, in `a3d_cli.gaussians.fit_settings`) -------------------------
 
 
 REFERENCE_ARAP_ANNEAL = 4.0
