@@ -136,7 +136,7 @@ def keep_in_islands(face_uv: np.ndarray, islands: tuple[AtlasPlacement, ...], sh
     Why: MeshLab places a collapsed vertex, and its texture coordinate, where the quadric error is least, which
     can lie past the edge of the image the face shows, the more the fewer vertices are kept. In an
     atlas, past the edge lie the two texels of padding, then the white gap or another image (and past the atlas's
-    border, by REPEAT, its far side), so such a face showed a sliver of a wrong colour along its seam. Clamped,
+    border, by REPEAT, its far side), so such a face would show a sliver of a wrong colour along its seam. Clamped,
     the sliver shows the image's edge texels instead, as the padding does.
     """
     h, w = shape[:2]
