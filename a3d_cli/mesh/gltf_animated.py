@@ -286,6 +286,24 @@ def _morph_weight_sampler(b: _GlbBuilder, time_acc: int, order: list[int], targe
     return {"input": time_acc, "output": b.accessor(weights.reshape(-1), "SCALAR"), "interpolation": interpolation}
 
 
+TEXTURE_PNG_LEVEL = 1
+"""zlib level of the texture PNGs a3d writes (`source/mesh.glb`, `export/animated.glb`). Why not Pillow's default
+(6): a packed atlas of a scan's textures holds tens of millions of texels, which level 6 compresses several times
+slower than level 1 for a somewhat smaller file (docs/PERF.md); the texels are the same either way."""
+
+
+def texture_png(texture: np.ndarray, opaque: bool) -> bytes:
+    """The PNG of an [H, W, 4] uint8 RGBA texture at `TEXTURE_PNG_LEVEL`: RGB when `opaque` (its alpha unused), so
+    an opaque atlas is not a third larger to compress; both files a3d writes with a texture encode it here."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(texture))  # RGBA, a view of the texture, not a copy
+    image = image.convert("RGB") if opaque else image  # one RGB copy, not a numpy one and then Pillow's
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=TEXTURE_PNG_LEVEL)
+    return out.getvalue()
+
+
 def texture_sampler(mag_filter: int) -> dict:
     """A glTF sampler that repeats: LINEAR with trilinear mip-maps, or for NEAREST_FILTER the pair Blender writes
     for "Closest" interpolation (NEAREST, NEAREST_MIPMAP_NEAREST), which its importer and three.js both show
@@ -446,8 +464,6 @@ def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
     Returns:
         (MeshMaterial, [V, 4] linear RGBA or None).
     """
-    from PIL import Image
-
     from a3d_cli.mesh.appearance import srgb_to_linear
 
     rgba = np.asarray(mesh.vertex_colors, dtype=np.float64)  # [V, 4] sRGB
@@ -457,10 +473,8 @@ def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
     texture = None
     translucent = bool((rgba[:, 3] < 1.0 - 1e-6).any())
     if mesh.texture is not None:
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(mesh.texture), mode="RGBA").save(buf, format="PNG")
-        texture = buf.getvalue()
         translucent = translucent or bool((mesh.texture[..., 3] < 255).any())
+        texture = texture_png(mesh.texture, opaque=not translucent)
     material = MeshMaterial(
         base_color_factor=factor,  # type: ignore[arg-type]
         metallic_factor=0.0,
@@ -652,6 +666,7 @@ __all__ = [
     "animated_glb_bytes",
     "image_mime_type",
     "mesh_material",
+    "texture_png",
     "skinned_glb_bytes",
     "write_animated_glb",
     "write_skinned_glb",

@@ -17,6 +17,7 @@ from typing import TextIO
 
 import numpy as np
 
+from a3d_cli.mesh.appearance import AtlasPlacement
 from a3d_cli.mesh.first_pass import first_pass
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.topology import weld
@@ -104,6 +105,8 @@ def _from_meshlab(mesh: SurfaceMesh, out: object, textured: bool) -> SurfaceMesh
     if not textured:
         return SurfaceMesh(vertices, faces, v_colors, alpha_mode=mesh.alpha_mode).compact()
     corner_uv = out.wedge_tex_coord_matrix().reshape(-1, 2)  # type: ignore[attr-defined]  # [3T', 2]
+    if mesh.islands:
+        corner_uv = keep_in_islands(corner_uv.reshape(-1, 3, 2), mesh.islands, mesh.texture.shape).reshape(-1, 2)  # type: ignore[union-attr]
     corner_v = faces.reshape(-1)  # [3T']
     keys = np.concatenate([corner_v[:, None], np.round(corner_uv / _UV_KEY).astype(np.int64)], axis=1)  # [3T', 3]
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
@@ -123,6 +126,31 @@ def _from_meshlab(mesh: SurfaceMesh, out: object, textured: bool) -> SurfaceMesh
         mag_filter=mesh.mag_filter,
         islands=mesh.islands,
     ).compact()
+
+
+def keep_in_islands(face_uv: np.ndarray, islands: tuple[AtlasPlacement, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """Texture coordinates [T, 3, 2] of an atlas of `shape` with each face's corners moved into one image of it:
+    the image holding most of the face's corners (the one nearest its centre among equals), each coordinate
+    clamped to that image's edges.
+
+    Why: MeshLab places a collapsed vertex, and its texture coordinate, where the quadric error is least, which
+    can lie past the edge of the image the face shows, the more the fewer vertices are kept. In an
+    atlas, past the edge lie the two texels of padding, then the white gap or another image (and past the atlas's
+    border, by REPEAT, its far side), so such a face would show a sliver of a wrong colour along its seam. Clamped,
+    the sliver shows the image's edge texels instead, as the padding does.
+    """
+    h, w = shape[:2]
+    col, row = face_uv[..., 0] * w, (1.0 - face_uv[..., 1]) * h  # [T, 3] in atlas texels, rows from the top
+    lo = np.array([[p.x, p.y] for p in islands], dtype=np.float64)  # [I, 2]
+    hi = lo + np.array([[p.width, p.height] for p in islands], dtype=np.float64)  # [I, 2]
+    at = np.stack([col, row], axis=-1)[:, :, None, :]  # [T, 3, 1, 2]
+    inside = ((at >= lo) & (at <= hi)).all(axis=-1).sum(axis=1)  # [T, I] corners within each image
+    centre = at.mean(axis=1)  # [T, 1, 2]
+    distance = np.linalg.norm(np.maximum(lo - centre, 0.0) + np.maximum(centre - hi, 0.0), axis=-1)  # [T, I]
+    island = np.argmax(inside * (1.0 + distance.max(initial=0.0)) - distance, axis=1)  # [T]: most corners first
+    col = np.clip(col, lo[island, :1], hi[island, :1])
+    row = np.clip(row, lo[island, 1:], hi[island, 1:])
+    return np.stack([col / w, 1.0 - row / h], axis=-1)
 
 
 def _write_obj(folder: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, corner_uv: np.ndarray) -> str:

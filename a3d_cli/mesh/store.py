@@ -37,7 +37,7 @@ import numpy as np
 from a3d_cli.errors import InputError
 from a3d_cli.io.atomic import atomic_path
 from a3d_cli.mesh.appearance import LINEAR, srgb_to_linear
-from a3d_cli.mesh.gltf_animated import texture_sampler
+from a3d_cli.mesh.gltf_animated import texture_png, texture_sampler
 from a3d_cli.mesh.surface import SurfaceMesh
 
 
@@ -53,14 +53,12 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     linear = np.concatenate([srgb_to_linear(mesh.vertex_colors[:, :3]), mesh.vertex_colors[:, 3:]], axis=1)
     color0 = np.round(np.clip(linear, 0, 1) * 255).astype(np.uint8)  # [V, 4]
     has_color = bool((color0 != 255).any())
-    texture_png = None
+    png = None
     if mesh.texture is not None:
         opaque = mesh.alpha_mode == "OPAQUE"
-        image = Image.fromarray(mesh.texture)  # a view of the atlas (RGBA), not a copy
-        image = image.convert("RGB") if opaque else image  # one RGB copy, not a numpy one and then Pillow's
-        texture_png = _png_bytes(image)
+        png = texture_png(mesh.texture, opaque)
         material = PBRMaterial(
-            baseColorTexture=Image.new(image.mode, (1, 1)),  # a stand-in: trimesh's PNG of it is swapped for ours
+            baseColorTexture=Image.new("RGB" if opaque else "RGBA", (1, 1)),  # a stand-in: trimesh's PNG of it is swapped for ours
             baseColorFactor=[255, 255, 255, 255],
             metallicFactor=0.0,
             roughnessFactor=1.0,
@@ -78,27 +76,14 @@ def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
     )
     doc, binary = parse_gltf(trimesh.Scene(tm).export(file_type="glb", include_normals=True), "the GLB trimesh wrote")
     binary = bytes(binary or b"")
-    if texture_png is not None:
-        binary = _with_view_replaced(doc, binary, doc["images"][0]["bufferView"], texture_png)
+    if png is not None:
+        binary = _with_view_replaced(doc, binary, doc["images"][0]["bufferView"], png)
     _set_buffer_view_targets(doc)
     if mesh.texture is not None and mesh.mag_filter != LINEAR:  # trimesh names no sampler: LINEAR to viewers
         doc["samplers"] = [texture_sampler(mesh.mag_filter)]
         for texture in doc.get("textures", []):
             texture["sampler"] = 0
     return pack_glb(doc, binary)
-
-
-TEXTURE_PNG_LEVEL = 1
-"""zlib level of the texture's PNG. Why not Pillow's default (6): a packed atlas of a scan's textures holds tens of
-millions of texels, which level 6 compresses several times slower than level 1 for a somewhat smaller file
-(docs/PERF.md); the texels are the same either way."""
-
-
-def _png_bytes(image: object) -> bytes:
-    """The PNG of a PIL image at `TEXTURE_PNG_LEVEL`."""
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=TEXTURE_PNG_LEVEL)  # type: ignore[attr-defined]
-    return out.getvalue()
 
 
 def _with_view_replaced(doc: dict, binary: bytes, index: int, data: bytes) -> bytes:

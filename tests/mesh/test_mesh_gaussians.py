@@ -302,6 +302,29 @@ def test_the_obj_handed_to_meshlab_is_the_text_savetxt_writes(monkeypatch, fmt, 
     assert got.getvalue() == want.getvalue().decode()
 
 
+def test_simplified_faces_of_an_atlas_read_only_their_own_image(sphere_mesh):
+    """The two halves of a sphere, each textured with its own image, share an atlas; decimated tenfold, every face
+    still has all three texture coordinates within one packed image. MeshLab's optimal placement put some a few
+    percent of the image past its edge (into the atlas's white gap, or by REPEAT onto its far side)."""
+    from a3d_cli.mesh.surface import concatenate
+
+    rng = np.random.default_rng(0)
+    west = sphere_mesh.uvs[sphere_mesh.faces].mean(axis=1)[:, 0] < 0.5  # [T]
+    parts = []
+    for half, size in ((west, 24), (~west, 16)):
+        texture = rng.integers(0, 256, (size, size, 4), dtype=np.uint8)
+        texture[..., 3] = 255
+        parts.append(replace(sphere_mesh, faces=sphere_mesh.faces[half], texture=texture).compact())
+    atlas = concatenate(parts)
+    assert len(atlas.islands) >= 2
+    small = simplify_mesh(atlas, max_vertices=60)
+    h, w = small.texture.shape[:2]
+    at = np.stack([small.uvs[:, 0] * w, (1 - small.uvs[:, 1]) * h], axis=-1)[small.faces]  # [T, 3, 2] texels
+    lo = np.array([[p.x, p.y] for p in atlas.islands], dtype=np.float64)
+    hi = lo + [[p.width, p.height] for p in atlas.islands]
+    inside = ((at[:, :, None] >= lo - 1e-6) & (at[:, :, None] <= hi + 1e-6)).all(axis=-1).all(axis=1)  # [T, I]
+    assert inside.any(axis=1).all(), f"{(~inside.any(axis=1)).sum()} of {len(inside)} faces leave their image"
+
 @pytest.mark.parametrize("textured", [True, False])
 def test_simplify_keeps_the_alpha_mode(sphere_mesh, textured):
     """A BLEND or MASK material stays see-through after simplification (its splats' opacity follows it)."""

@@ -5,6 +5,7 @@ within `ATLAS_IMAGE_TEXELS`, which also bounds what is decoded of a processed me
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -59,6 +60,30 @@ def test_the_processed_mesh_is_read_back_at_the_size_prepare_wrote_it(tmp_path):
     mesh = load_processed_mesh(tmp_path / "mesh.glb")
     np.testing.assert_array_equal(mesh.texture, atlas)
 
+
+
+@pytest.mark.parametrize("alpha", ["opaque", "translucent"])
+def test_the_animated_glb_carries_the_texture_encoded_as_the_processed_mesh_does(tmp_path, alpha):
+    """`export/animated.glb` holds the processed mesh's texture as `source/mesh.glb` does: the same PNG (RGB when
+    opaque, zlib level 1), so `mesh-animate` spends no more on an atlas of tens of millions of texels than
+    `prepare` did, and the texels are those `prepare` wrote."""
+    import io
+
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.gltf_animated import mesh_material
+
+    atlas = wide_texture(300, 40, seed=2)
+    atlas[..., 3] = 255 if alpha == "opaque" else np.arange(300)[None, :] % 256
+    mesh = replace(quad(atlas), alpha_mode="OPAQUE" if alpha == "opaque" else "BLEND")
+    save_processed_mesh(tmp_path / "mesh.glb", mesh)
+    doc, binary = parse_gltf((tmp_path / "mesh.glb").read_bytes(), "mesh.glb")
+    view = doc["bufferViews"][doc["images"][0]["bufferView"]]
+    processed_png = bytes(binary[view.get("byteOffset", 0) : view.get("byteOffset", 0) + view["byteLength"]])
+    material, _ = mesh_material(load_processed_mesh(tmp_path / "mesh.glb"))
+    assert material.base_color_texture == processed_png
+    with Image.open(io.BytesIO(material.base_color_texture)) as image:
+        assert image.mode == ("RGB" if alpha == "opaque" else "RGBA")
+        np.testing.assert_array_equal(np.asarray(image.convert("RGBA")), atlas)
 
 def test_a3d_decodes_its_own_largest_atlas():
     """The atlas bound is an image size Pillow decodes under its default limit, which a3d keeps as an error."""
