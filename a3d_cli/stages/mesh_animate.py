@@ -46,7 +46,7 @@ from a3d_cli.run_layout import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, ensure_run_dir, run_stage
 from a3d_cli.stages.producers import MOTION_PRODUCERS, PREPARE
 
-RECIPE = 3
+RECIPE = 2
 """The version of what `mesh-animate` writes for given inputs and options: bump it with any change that alters
 those files, so runs made before re-run `mesh-animate` once (docs/ARCHITECTURE.md, "Recipes")."""
 DEFAULT_FPS = 24.0
