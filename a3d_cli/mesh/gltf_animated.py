@@ -480,11 +480,20 @@ def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
         metallic_factor=0.0,
         roughness_factor=1.0,
         base_color_texture=texture,
-        alpha_mode="BLEND" if translucent else "OPAQUE",
+        alpha_mode=_animated_alpha_mode(mesh.alpha_mode, translucent),
         name="a3d_material",
         mag_filter=mesh.mag_filter,
     )
     return material, (None if uniform else linear.astype(np.float32))
+
+
+def _animated_alpha_mode(stored: str, translucent: bool) -> Literal["OPAQUE", "MASK", "BLEND"]:
+    """The animated GLB's alpha mode: OPAQUE where no texel or colour is see-through; MASK (glTF's cutoff 0.5)
+    where the processed mesh's parts were at most MASK, whose alpha prepare made 0 or 1 (cut-outs keep depth
+    writes and draw in any order, as in the user's file); BLEND otherwise."""
+    if not translucent:
+        return "OPAQUE"
+    return "MASK" if stored == "MASK" else "BLEND"
 
 
 def _quat_keys(rotations: np.ndarray) -> np.ndarray:

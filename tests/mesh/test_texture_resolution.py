@@ -85,6 +85,22 @@ def test_the_animated_glb_carries_the_texture_encoded_as_the_processed_mesh_does
         assert image.mode == ("RGB" if alpha == "opaque" else "RGBA")
         np.testing.assert_array_equal(np.asarray(image.convert("RGBA")), atlas)
 
+
+@pytest.mark.parametrize("mode", ["MASK", "BLEND"])
+def test_a_cut_out_mesh_keeps_its_alpha_mode_in_the_animated_glb(tmp_path, mode):
+    """A processed mesh whose parts were MASK (alpha 0 or 1: leaves, fences, hair cards) stays MASK, at glTF's
+    cutoff, in `export/animated.glb`: BLEND would put it in engines' sorted transparent pass, without depth
+    writes, where overlapping cut-outs draw in the wrong order. A BLEND mesh stays BLEND."""
+    from a3d_cli.mesh.gltf_animated import mesh_material
+
+    atlas = wide_texture(64, 16, seed=3)
+    atlas[..., 3] = np.where(np.arange(64)[None, :] % 2 == 0, 255, 0)
+    save_processed_mesh(tmp_path / "mesh.glb", replace(quad(atlas), alpha_mode=mode))
+    material, _ = mesh_material(load_processed_mesh(tmp_path / "mesh.glb"))
+    assert material.alpha_mode == mode
+    assert material.alpha_cutoff == 0.5
+
+
 def test_a3d_decodes_its_own_largest_atlas():
     """The atlas bound is an image size Pillow decodes under its default limit, which a3d keeps as an error."""
     assert appearance.ATLAS_TEXELS < appearance.ATLAS_IMAGE_TEXELS <= Image.MAX_IMAGE_PIXELS
