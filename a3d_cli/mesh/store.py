@@ -31,6 +31,7 @@ import io
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from a3d_cli.io.atomic import atomic_path
 from a3d_cli.mesh.appearance import LINEAR, srgb_to_linear
 from a3d_cli.mesh.gltf_animated import texture_png, texture_sampler
 from a3d_cli.mesh.surface import SurfaceMesh
+
+if TYPE_CHECKING:
+    from a3d_cli.mesh.gltf_accessors import GltfDocument
 
 
 def mesh_glb_bytes(mesh: SurfaceMesh) -> bytes:
@@ -151,6 +155,7 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
     import pygltflib
 
     from a3d_cli.mesh import appearance
+    from a3d_cli.mesh.gltf_accessors import read_document
     from a3d_cli.mesh.load import load_mesh
 
     path = Path(path)
@@ -167,14 +172,15 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
             f"{path} has {count} vertices but the splat binding expects {expected_vertices}.",
             hint="Re-run `a3d prepare --force`.",
         )
-    _check_images(path)
+    doc = read_document(path, resolver=None)  # a GLB: its one buffer is its own BIN chunk
+    _check_images(path, doc)
     mesh = load_mesh(path, texture_limit=appearance.ATLAS_IMAGE_TEXELS)
     if mesh.num_vertices != count:  # a face-less vertex would have been dropped; never written by a3d
         raise InputError(f"{path} has vertices that no face uses, so its vertex order cannot be trusted.")
-    return replace(mesh, normal_groups=_written_normal_groups(path, mesh))
+    return replace(mesh, normal_groups=_written_normal_groups(path, doc, mesh))
 
 
-def _check_images(path: Path) -> None:
+def _check_images(path: Path, doc: GltfDocument) -> None:
     """Refuse a processed mesh whose images a3d did not write: one that is not embedded in the GLB (a3d embeds
     its one texture), one longer a side than a3d's atlas (`appearance.ATLAS_SIDE`), or images that declare more
     texels together than the atlas holds (`appearance.ATLAS_IMAGE_TEXELS`), read from their headers before any
@@ -184,9 +190,7 @@ def _check_images(path: Path) -> None:
         InputError: as said, with a hint to run `prepare` again.
     """
     from a3d_cli.mesh import appearance
-    from a3d_cli.mesh.gltf_accessors import read_document
 
-    doc = read_document(path, resolver=None)  # a GLB: its one buffer is its own BIN chunk
     hint = "Re-run `a3d prepare --force` to write it again."
     declared = 0
     for i, image in enumerate(doc.json.get("images") or []):
@@ -225,13 +229,12 @@ def _declared_size(data: bytes, name: str, hint: str) -> tuple[int, int]:
         raise InputError(str(exc), hint=hint) from None
 
 
-def _written_normal_groups(path: Path, mesh: SurfaceMesh) -> np.ndarray | None:
+def _written_normal_groups(path: Path, doc: GltfDocument, mesh: SurfaceMesh) -> np.ndarray | None:
     """The `normal_groups` the NORMAL of a processed mesh implies (`creases.normal_groups_from_normals`):
     None for a file without NORMAL, or whose copies of each point share their normal (no hard edges)."""
     from a3d_cli.mesh.creases import normal_groups_from_normals
-    from a3d_cli.mesh.gltf_accessors import read_accessor, read_document
+    from a3d_cli.mesh.gltf_accessors import read_accessor
 
-    doc = read_document(path, resolver=None)  # a GLB: its one buffer is its own BIN chunk
     attributes = doc.json["meshes"][0]["primitives"][0]["attributes"]
     if "NORMAL" not in attributes:
         return None
