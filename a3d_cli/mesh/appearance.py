@@ -233,11 +233,12 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH
 
 def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
     """The texture and its successive halvings, down to one texel: level k + 1 is level k box-filtered to half
-    its size (rounded up; Pillow's BOX resize weighs partial texels by their area), colours averaged in linear
+    its size (rounded up; of an odd side, Pillow's BOX resize gives the middle texel to one neighbour whole), colours averaged in linear
     light (as a viewer averages what it shows) and weighted by alpha, alpha averaged as it is (`box_filtered`).
 
     A level of more than MIP_BAND_TEXELS texels is halved a band of rows at a time instead
-    (`a3d_cli.mesh.texture_reduce.reduce_texture`, the same averaging from its 8-bit texels), so that the float
+    (`a3d_cli.mesh.texture_reduce.reduce_texture`: the same averaging from its 8-bit texels, except that of an
+    odd side the middle texel is shared by area between its two neighbours), so that the float
     copies `box_filtered` makes of a whole level never exceed that size: a texture as large as the atlas budget
     would otherwise need about a gigabyte of them.
 
@@ -266,8 +267,9 @@ def halving_sizes(size: tuple[int, ...], count: int) -> list[tuple[int, int]]:
 
 def box_filtered(texture: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
     """The texture box-filtered to each of `sizes` in turn, each from the one before (Pillow's BOX resize, which
-    weighs partial texels by their area): colours averaged in linear light and weighted by alpha, alpha
-    averaged as it is.
+    counts each source texel whole in the output texel its centre falls in, not by the area it covers: 3 → 2
+    texels averages the first two and keeps the third): colours averaged in linear light and weighted by alpha,
+    alpha averaged as it is.
 
     Why weighted by alpha: the colour under a transparent texel is not shown (a leaf or hair card's cut-out is
     often black), so an unweighted mean would darken every coarse texel at a cut-out's edge by that unseen

@@ -1,8 +1,8 @@
 """A texture reduced to the size the atlas budget gives it, a band of rows at a time.
 
 What: each texel of the result is the mean of the area of the image it covers (partial texels weighted by their
-overlap), colours averaged in linear light and weighted by alpha, alpha averaged as it is (the averaging
-`a3d_cli.mesh.appearance.box_filtered` does for mip levels).
+overlap), colours averaged in linear light and weighted by alpha, alpha averaged as it is (the averaging of
+`a3d_cli.mesh.appearance.box_filtered`, which Pillow's BOX resize does without sharing partial texels by area).
 
 Why in bands: a texture is decoded at its full size (Pillow decodes up to `MAX_IMAGE_PIXELS` texels, about 89
 million), and averaging in linear light needs float copies of each channel; made of the whole image, those
