@@ -232,15 +232,15 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray, wrap: Wrap = REPEAT_BOTH
 
 
 def mip_chain(texture: np.ndarray) -> list[np.ndarray]:
-    """The texture and its successive halvings, down to one texel: level k + 1 is level k box-filtered to half
-    its size (rounded up; of an odd side, Pillow's BOX resize gives the middle texel to one neighbour whole), colours averaged in linear
+    """The texture and its successive halvings, down to one texel: level k + 1 is level k averaged down to half
+    its size (rounded up), each new texel the mean of the area of level k it covers (partial texels by their
+    overlap: of an odd side, the middle texel is shared between its two neighbours), colours averaged in linear
     light (as a viewer averages what it shows) and weighted by alpha, alpha averaged as it is (`box_filtered`).
 
     A level of more than MIP_BAND_TEXELS texels is halved a band of rows at a time instead
-    (`a3d_cli.mesh.texture_reduce.reduce_texture`: the same averaging from its 8-bit texels, except that of an
-    odd side the middle texel is shared by area between its two neighbours), so that the float
-    copies `box_filtered` makes of a whole level never exceed that size: a texture as large as the atlas budget
-    would otherwise need about a gigabyte of them.
+    (`a3d_cli.mesh.texture_reduce.reduce_texture`: the same area weights and averaging, from its 8-bit texels),
+    so that the float copies `box_filtered` makes of a whole level never exceed that size: a texture as large as
+    the atlas budget would otherwise need about a gigabyte of them.
 
     Args:
         texture: [H, W, C] uint8 sRGB (C = 3 or 4).
@@ -266,10 +266,10 @@ def halving_sizes(size: tuple[int, ...], count: int) -> list[tuple[int, int]]:
 
 
 def box_filtered(texture: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
-    """The texture box-filtered to each of `sizes` in turn, each from the one before (Pillow's BOX resize, which
-    counts each source texel whole in the output texel its centre falls in, not by the area it covers: 3 → 2
-    texels averages the first two and keeps the third): colours averaged in linear light and weighted by alpha,
-    alpha averaged as it is.
+    """The texture box-filtered to each of `sizes` in turn, each from the one before kept as floats: each texel
+    the mean of the area it covers (`a3d_cli.mesh.texture_reduce.area_resized`, the weights `reduce_texture`
+    uses: 3 → 2 texels gives each new texel one whole texel and half of the middle one), colours averaged in
+    linear light and weighted by alpha, alpha averaged as it is.
 
     Why weighted by alpha: the colour under a transparent texel is not shown (a leaf or hair card's cut-out is
     often black), so an unweighted mean would darken every coarse texel at a cut-out's edge by that unseen
@@ -283,17 +283,16 @@ def box_filtered(texture: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.n
     Returns:
         one [rows, columns, C] uint8 per size.
     """
-    from PIL import Image
+    from a3d_cli.mesh.texture_reduce import area_resized
 
     c = texture.shape[2]
     levels = [np.empty((a, b, c), np.uint8) for a, b in sizes]
 
     def resized(plane: np.ndarray) -> Iterator[np.ndarray]:
-        """The float plane box-filtered to each size in turn."""
-        image = Image.fromarray(plane)
-        for a, b in sizes:
-            image = image.resize((b, a), Image.BOX)
-            yield np.asarray(image, dtype=np.float32)
+        """The float plane averaged down to each size in turn, each from the one before."""
+        for size in sizes:
+            plane = area_resized(plane, size)
+            yield plane
 
     coverage: list[np.ndarray] = []  # per level: [a, b] mean alpha, when alpha weights the colours
     if c == 4 and (texture[..., 3] < 255).any():

@@ -1,8 +1,8 @@
 """A texture reduced to the size the atlas budget gives it, a band of rows at a time.
 
 What: each texel of the result is the mean of the area of the image it covers (partial texels weighted by their
-overlap), colours averaged in linear light and weighted by alpha, alpha averaged as it is (the averaging of
-`a3d_cli.mesh.appearance.box_filtered`, which Pillow's BOX resize does without sharing partial texels by area).
+overlap), colours averaged in linear light and weighted by alpha, alpha averaged as it is (the averaging of the
+mip levels `a3d_cli.mesh.appearance.box_filtered` makes, with the same weights: `area_weights`, `area_resized`).
 
 Why in bands: a texture is decoded at its full size (Pillow decodes up to `MAX_IMAGE_PIXELS` texels, about 89
 million), and averaging in linear light needs float copies of each channel; made of the whole image, those
@@ -133,3 +133,28 @@ def _averaged(source: np.ndarray, across: object, down: object) -> np.ndarray:
             mean = np.where(seen, np.divide(reduced(linear * alpha), cover, out=np.zeros_like(cover), where=seen), mean)
         out[..., ch] = np.round(linear_to_srgb(mean) * 255.0)
     return out
+
+
+def area_resized(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[rows, columns] float32: a float plane [H, W] averaged down to `size` by area (`area_weights`), none larger
+    than the plane's.
+
+    A side that exactly halves averages its pairs of texels directly: the same weights, ½ each, without building
+    and applying a sparse matrix, which would take several times as long on a large level. Columns are halved
+    before rows; a side of any other length is reduced after the rows, transposed (the sparse product runs down
+    rows), when the copy is smallest."""
+    rows, columns = int(size[0]), int(size[1])
+    if plane.shape[1] == 2 * columns:
+        plane = (plane[:, 0::2] + plane[:, 1::2]) * np.float32(0.5)
+    if plane.shape[0] != rows:
+        plane = _down(plane, rows)
+    if plane.shape[1] != columns:  # a side of odd length: transposed, after the rows (the smaller copy)
+        plane = np.ascontiguousarray(_down(np.ascontiguousarray(plane.T), columns).T)
+    return plane
+
+
+def _down(plane: np.ndarray, rows: int) -> np.ndarray:
+    """[rows, W] float32: a float plane [H, W] averaged down its rows to `rows` (`area_resized`)."""
+    if plane.shape[0] == 2 * rows:
+        return (plane[0::2] + plane[1::2]) * np.float32(0.5)
+    return np.asarray(area_weights(plane.shape[0], rows) @ plane, dtype=np.float32)
