@@ -907,6 +907,17 @@ def random_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
 
 
+def quad_part(texture: np.ndarray, k: int):  # noqa: ANN201 - a SurfaceMesh
+    """A `SurfaceMesh`: one unit quad at x = 2k, as `quads_glb` places its quad k (`island_images` finds its image),
+    whose texture coordinates cover [0, 1]² of `texture` [H, W, 3|4] (RGB made opaque)."""
+    from a3d_cli.mesh.surface import SurfaceMesh
+
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float) + [2.0 * k, 0, 0]
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
+    rgba = texture if texture.shape[2] == 4 else np.dstack([texture, np.full(texture.shape[:2], 255, np.uint8)])
+    return SurfaceMesh(vertices, np.array([[0, 1, 2], [0, 2, 3]]), np.ones((4, 4), np.float32), uv, rgba)
+
+
 def island_images(mesh, count: int) -> list[np.ndarray]:  # noqa: ANN001 - a SurfaceMesh
     """[h, w, 3] the texels of the packed image of each of the `count` quads of `quads_glb`, in the quads' order:
     the island that holds the texture coordinates of the quad's vertices."""

@@ -36,9 +36,11 @@ shows from a distance, not a renderer's aliasing). An atlas gets one chain per p
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -61,6 +63,8 @@ ATLAS_IMAGE_TEXELS = ATLAS_TEXELS * 4 // 3
 copies for coordinates outside [0, 1] included (`a3d_cli.mesh.surface.concatenate` keeps to it, and
 `a3d_cli.mesh.store.load_processed_mesh` refuses a processed mesh whose images declare more): 89,478,485, Pillow's
 default `MAX_IMAGE_PIXELS`, so that the atlas is an image a3d decodes again."""
+SHELF_WIDTH_STEPS = 64  # shelf widths tried grow by at least 1/64 at a time (`_shelf_layouts`)
+SQUARER_SHARE = 100  # a squarer atlas is kept over one of up to 1/100 fewer texels (`shelf_layout`)
 ATLAS_SIDE = 16384
 """The longest side, in texels, of any texture image a3d writes (a texture kept as it is, or the packed atlas): the
 largest 2D texture GPUs load. Direct3D 11 and 12 require every device to load this and refuse a larger texture,
@@ -692,7 +696,7 @@ class AtlasPlacement:
 
 
 def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[np.ndarray, list[AtlasPlacement]]:
-    """Pack RGBA images into one atlas with shelf packing (tallest first), edge-padded.
+    """Pack RGBA images into one atlas laid out by shelves (`shelf_layout`), edge-padded.
 
     Args:
         images: list of [H_i, W_i, 4] uint8.
@@ -712,51 +716,129 @@ def pack_atlas(images: list[np.ndarray], padding: int = ATLAS_PADDING) -> tuple[
 def shelf_layout(
     shapes: list[tuple[int, ...]], padding: int = ATLAS_PADDING, side: int | None = None
 ) -> tuple[tuple[int, int], list[AtlasPlacement]]:
-    """Where `pack_atlas` puts images of `shapes` [H_i, W_i, ...]: shelves as wide as the widest image or the
-    square root of their padded area, filled tallest first; known before any image exists. Where that would
-    make the atlas longer than `side` (ATLAS_SIDE by default) a side, the shelves are made as narrow as keeps
-    it within `side` instead, if any width up to `side` does (the caller reduces the images where none does).
+    """Where `pack_atlas` puts images of `shapes` [H_i, W_i, ...], known before any image exists: about the
+    smallest atlas that shelf packing makes of them, within `side` (ATLAS_SIDE by default) texels a side and
+    ATLAS_IMAGE_TEXELS texels.
 
-    Why widen rather than reduce: shelves a square root wide stack a tall image and the shelves beside it above
-    each other (a strip 10 texels wide and 16000 tall and two 1000² images make an atlas 1497 × 17008), where
-    wider shelves hold them within the side with every texel; the narrowest such width wastes the fewest texels.
-    Filled tallest first, every shelf starts with an image no taller than the one a narrower shelf would start
-    with, so the atlas's height never grows with the width, and the narrowest width is found by bisection.
+    Shelves across the atlas are filled tallest image first, each image beside the one before until the shelf
+    is full (`_shelf_runs`); the atlas is as wide as its widest shelf. Every shelf width that gives another
+    layout is tried (`_shelf_layouts`), and the same again with shelves down the atlas (columns filled widest
+    image first, one image below the other: the images are never rotated, since their texture coordinates
+    would have to turn with them). The layout kept is the squarest of those within 1/SQUARER_SHARE of the fewest
+    texels (`_chosen`).
+
+    Why the smallest: the atlas is held in memory while splat colours are read and written into every file
+    that carries the mesh, and a smaller one fits the bounds with fewer reductions. One fixed width (the square
+    root of the images' area) would stack a 4096² and a 2048² texture (6152 rows × 4585 columns) where side by
+    side they take 4100 rows × 6152 columns, and put a tall strip's neighbours on a shelf of their own above it;
+    shelves down the atlas hold a 2048² texture with two 1024² ones below each other beside it, which no width of
+    shelves across does. Why the squarest of nearly the smallest: a hundred 256² textures (and the white patch)
+    fit two shelves of 50 with 0.25% fewer texels than ten of ten, an atlas 13008 texels wide and 520 tall, which a device that loads
+    at most 8192 (or 4096) texels a side cannot load as it is, where ten of ten (2608 × 2600) it can.
 
     Returns:
         the atlas's (rows, columns) and one placement per shape, in input order.
     """
     side = ATLAS_SIDE if side is None else side
-    order = sorted(range(len(shapes)), key=lambda i: -shapes[i][0])
-    padded = [(int(shapes[i][0]) + 2 * padding, int(shapes[i][1]) + 2 * padding) for i in order]  # tallest first
-    widest = max(w for _, w in padded)
-    width = max(widest, int(np.ceil(np.sqrt(sum(h * w for h, w in padded)))))
-    if max(_shelf_rows(padded, width), width) > side and widest <= side and _shelf_rows(padded, side) <= side:
-        lo, hi = (width if width <= side else widest), side  # rows(hi) fits; find the narrowest width that does
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if _shelf_rows(padded, mid) <= side else (mid + 1, hi)
-        width = lo
-    placements: dict[int, AtlasPlacement] = {}
-    x = y = shelf_h = 0
-    for i, (ph, pw) in zip(order, padded, strict=True):
-        if x + pw > width:
-            x, y, shelf_h = 0, y + shelf_h, 0
-        placements[i] = AtlasPlacement(x + padding, y + padding, pw - 2 * padding, ph - 2 * padding)
-        x += pw
-        shelf_h = max(shelf_h, ph)
-    return (y + shelf_h, width), [placements[i] for i in range(len(shapes))]
+    padded = [(int(s[0]) + 2 * padding, int(s[1]) + 2 * padding) for s in shapes]
+    turned = [(w, h) for h, w in padded]  # shelves down the atlas are shelves across the transposed images
+    options = [(rows, columns, width, False) for rows, columns, width in _shelf_layouts(padded, side)]
+    options += [(rows, columns, width, True) for columns, rows, width in _shelf_layouts(turned, side)]
+    rows, columns, width, down = _chosen(options, side)
+    if down:
+        corners = [(y, x) for x, y in _shelf_corners(turned, width)]
+    else:
+        corners = _shelf_corners(padded, width)
+    places = [
+        AtlasPlacement(x + padding, y + padding, w - 2 * padding, h - 2 * padding)
+        for (y, x), (h, w) in zip(corners, padded, strict=True)
+    ]
+    return (rows, columns), places
 
 
-def _shelf_rows(padded: list[tuple[int, int]], width: int) -> int:
-    """Rows of the shelves `shelf_layout` fills `width` wide with images of `padded` (rows, columns), in order."""
-    x = y = shelf_h = 0
-    for ph, pw in padded:
-        if x + pw > width:
-            x, y, shelf_h = 0, y + shelf_h, 0
-        x += pw
-        shelf_h = max(shelf_h, ph)
-    return y + shelf_h
+def _shelving(padded: list[tuple[int, int]]) -> tuple[list[int], list[int], list[int]]:
+    """The images of `padded` (rows, columns) in the order shelves take them, tallest first (equal ones in input
+    order); their heights in that order; and where each would end on one shelf, [0, w_0, w_0 + w_1, …]."""
+    order = sorted(range(len(padded)), key=lambda i: -padded[i][0])
+    return order, [padded[i][0] for i in order], list(accumulate((padded[i][1] for i in order), initial=0))
+
+
+def _shelf_corners(padded: list[tuple[int, int]], width: int) -> list[tuple[int, int]]:
+    """Each image's top-left corner (row, column), padding included, in input order, for images of `padded`
+    (rows, columns) on shelves across `width` wide."""
+    order, heights, ends = _shelving(padded)
+    corners: list[tuple[int, int]] = [(0, 0)] * len(padded)
+    top = 0
+    for start, stop in _shelf_runs(ends, width):
+        for k in range(start, stop):
+            corners[order[k]] = (top, ends[k] - ends[start])
+        top += heights[start]
+    return corners
+
+
+def _shelf_layouts(padded: list[tuple[int, int]], side: int) -> list[tuple[int, int, int]]:
+    """(rows, columns, shelf width) of the layouts of images of `padded` (rows, columns) on shelves across, at each
+    width tried.
+
+    Widths are tried from the widest image's up to `side` (a wider layout is not within it). A layout stays the
+    same up to the width at which some shelf takes the first image of the next (`grow`), which is where the next
+    layout begins, as wide as that width; each width tried is such a width, except that where many small images
+    make layouts less than 1/SHELF_WIDTH_STEPS apart, the next width tried is that share wider: it has no more
+    rows than a layout passed over (a wider shelf never makes more rows, filled tallest first) and is at most
+    that share wider, so it holds at most that share more texels. The search stops where no wider layout (at
+    least `grow` wide and as tall as the tallest image) can come within 1/SQUARER_SHARE of the fewest texels
+    found within the bounds (`_within`).
+    """
+    _, heights, ends = _shelving(padded)
+    width = max(b - a for a, b in zip(ends, ends[1:], strict=False))  # the widest image's
+    layouts: list[tuple[int, int, int]] = []
+    least = None  # the fewest texels of a layout within the bounds
+    while True:
+        rows = columns = 0
+        grow = None  # the next width at which some shelf takes one more image
+        for start, stop in _shelf_runs(ends, width):
+            rows += heights[start]
+            columns = max(columns, ends[stop] - ends[start])
+            if stop < len(heights):
+                grow = ends[stop + 1] - ends[start] if grow is None else min(grow, ends[stop + 1] - ends[start])
+        layouts.append((rows, columns, width))
+        if _within(rows, columns, side):
+            least = rows * columns if least is None else min(least, rows * columns)
+        if grow is None or grow > side:
+            return layouts
+        if least is not None and grow * heights[0] * SQUARER_SHARE > least * (SQUARER_SHARE + 1):
+            return layouts
+        width = max(grow, min(width + width // SHELF_WIDTH_STEPS, side))  # never past `side` in one step
+
+
+def _shelf_runs(ends: list[int], width: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each shelf `width` wide, images start .. stop - 1 on it, for images ending at `ends` on one
+    shelf (each at most `width` wide): each shelf holds as many of the next images as fit beside each other."""
+    start = 0
+    while start < len(ends) - 1:
+        stop = bisect_right(ends, ends[start] + width) - 1
+        yield start, stop
+        start = stop
+
+
+def _within(rows: int, columns: int, side: int) -> bool:
+    """Whether an atlas of rows × columns is within `side` a side and ATLAS_IMAGE_TEXELS texels."""
+    return max(rows, columns) <= side and rows * columns <= ATLAS_IMAGE_TEXELS
+
+
+def _chosen(options: list[tuple[int, int, int, bool]], side: int) -> tuple[int, int, int, bool]:
+    """The layout `shelf_layout` keeps of `options` (rows, columns, shelf width, shelves down): of those within
+    both bounds (`_within`), else within ATLAS_IMAGE_TEXELS, else all, the ones within 1/SQUARER_SHARE of the
+    fewest texels; of those the squarest (shortest longest side), then the fewest texels, then the fewest rows,
+    then shelves across, then the narrowest shelves.
+
+    Why in that order of bounds: the caller reduces the images until the atlas is within both, and asks whether
+    it is within each; an atlas within them is kept wherever one exists, so the answer is whether one does."""
+    pool = [o for o in options if _within(o[0], o[1], side)]
+    pool = pool or [o for o in options if o[0] * o[1] <= ATLAS_IMAGE_TEXELS] or options
+    least = min(rows * columns for rows, columns, _, _ in pool)
+    near = [o for o in pool if o[0] * o[1] * SQUARER_SHARE <= least * (SQUARER_SHARE + 1)]
+    return min(near, key=lambda o: (max(o[0], o[1]), o[0] * o[1], o[0], o[3], o[2]))
 
 
 def remap_uv(uv: np.ndarray, placement: AtlasPlacement, atlas_shape: tuple[int, ...]) -> np.ndarray:

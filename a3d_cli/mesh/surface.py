@@ -361,15 +361,15 @@ def concatenate(parts: list[SurfaceMesh], name: str = "the mesh", notice: Notice
     since sampling wraps it exactly.
 
     The atlas (or the one texture kept as it is) is at most `appearance.ATLAS_SIDE` texels a side, what GPUs
-    load: where it would be longer even with shelves as wide as that side (`appearance.shelf_layout`, which
-    widens them first), the longest images are reduced to a common cap of texels a side, the largest cap that fits, in the same
+    load: where no shelf layout (`appearance.shelf_layout`, tried before any image is reduced) is within it,
+    the longest images are reduced to a common cap of texels a side, the largest cap that fits, in the same
     reduction as the texel cap below and with the same warning. The images of the atlas together hold at most twice `appearance.ATLAS_TEXELS` texels (and their edge
     padding): beyond that the largest are reduced to a common cap of texels each (`appearance.texel_cap`,
     `budget_sizes`) before they are extended, with one `warning:` line to `notice` naming the asset `name`. Twice: the loader has already held
     the textures themselves to ATLAS_TEXELS, and extending them a few texels past their edges (UV islands a hair
     outside [0, 1]) must not scale textures that fit; what this bounds is an image extended over many copies
     of its texture, which counts as large as it is. The atlas itself, padding, gaps and replicated texels
-    included, holds at most `appearance.ATLAS_IMAGE_TEXELS` texels (the cap is lowered until it does): the
+    included, holds at most `appearance.ATLAS_IMAGE_TEXELS` texels (the cap is the largest for which it does): the
     processed mesh's texture is one image that a3d reads back whole (`a3d_cli.mesh.store`). The atlas is read with NEAREST filtering when every texture
     in it is, else bilinearly: a NEAREST texture then goes in with each texel replicated
     (`appearance.replicate_texels`), so it keeps its crisp texels.
@@ -467,6 +467,11 @@ def _atlas_images(
         rows, columns = plan(limit, side)[3]
         return rows * columns <= appearance.ATLAS_IMAGE_TEXELS and max(rows, columns) <= appearance.ATLAS_SIDE
 
+    def holds(limit: int, side: int | None) -> bool:
+        """Whether the atlas planned under these caps holds at most ATLAS_IMAGE_TEXELS texels."""
+        rows, columns = plan(limit, side)[3]
+        return rows * columns <= appearance.ATLAS_IMAGE_TEXELS
+
     budget = limit = EXTENDED_BUDGET * appearance.ATLAS_TEXELS
     side: int | None = None  # no cap on the images' sides unless the atlas needs one
     overlong = overfull = None  # the atlas's size when first found too long a side, or too large, for the warning
@@ -476,7 +481,10 @@ def _atlas_images(
         if packed > appearance.ATLAS_IMAGE_TEXELS:
             overfull = overfull or (rows, columns)
             held = sum(image[0] * image[1] for image, _, _ in planned)  # the images as planned: shrink them in proportion
-            limit = min(limit - 1, held * appearance.ATLAS_IMAGE_TEXELS // packed)
+            guess = min(limit - 1, held * appearance.ATLAS_IMAGE_TEXELS // packed)
+            # in proportion is too little where the atlas shrinks faster than its images (a long row and a long
+            # column: their texels shrink with their length, the atlas with its square): the largest that holds
+            limit = _largest(lambda n, side=side: holds(n, side), guess, limit - 1) if holds(guess, side) else guess
         elif max(rows, columns) > appearance.ATLAS_SIDE:
             overlong = overlong or (rows, columns)
             longest = max(max(s) for s in sizes)
@@ -508,8 +516,8 @@ def _planned(
 
 
 def _side_cap(fits: Callable[[int], bool], longest: int, name: str, count: int) -> int:
-    """A cap of texels a side, at most `longest`, under which `fits(cap)` holds, found by bisection: always one
-    that fits, and the largest that does wherever a smaller cap never makes a longer atlas, as shelf packing
+    """A cap of texels a side, at most `longest`, under which `fits(cap)` holds (`_largest`): always one that fits,
+    and the largest that does wherever a smaller cap never makes a longer atlas, as shelf packing
     (`appearance.shelf_layout`) behaves but for contrived sets of images. The longest images are reduced to it
     and the others keep their size, as the texel cap takes texels from the largest alone (`appearance.texel_cap`).
 
@@ -522,7 +530,12 @@ def _side_cap(fits: Callable[[int], bool], longest: int, name: str, count: int) 
             f"({appearance.ATLAS_SIDE:,} texels a side) even at a few texels each.",
             hint="Bake the materials into a few textures in a 3D tool (e.g. Blender's texture baking) and export again.",
         )
-    lo, hi = 1, longest
+    return _largest(fits, 1, longest)
+
+
+def _largest(fits: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest n in [lo, hi] for which `fits(n)` holds, found by bisection, given that `fits(lo)` does (for a
+    `fits` that holds up to some n and not beyond, as the caps on images behave: smaller images, a smaller atlas)."""
     while lo < hi:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)

@@ -1,8 +1,8 @@
 """The atlas's side: no texture image a3d writes (a texture kept as it is, or the packed atlas) is longer a side
 than GPUs load, `ATLAS_SIDE` = 16384 (Direct3D 11 and 12 refuse a larger 2D texture on every device). Beyond it the
 longest textures are reduced as the texel budget reduces them (area average in linear light; NEAREST by a power
-of two), in the same single reduction, with one `warning:` line; shelves are widened before any texture is
-reduced; within it nothing changes. The real bound is checked by planning alone (image headers, layouts), the
+of two), in the same single reduction, with one `warning:` line; other shelf layouts are tried before any texture
+is reduced; within it nothing changes. The real bound is checked by planning alone (image headers, layouts), the
 rest with the bound lowered so that the images can be small."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 import pytest
-from helpers import island_images, png_declaring, quads_glb, random_images, srgb_decode, srgb_encode
+from helpers import island_images, png_declaring, quad_part, quads_glb, random_images, srgb_decode, srgb_encode
 from PIL import Image
 
 from a3d_cli.errors import InputError
@@ -24,11 +24,6 @@ from a3d_cli.mesh.texture_bake import TextureRecipe, bake_textures
 GPU_SIDE = 16384  # Direct3D 11's D3D11_REQ_TEXTURE2D_U_OR_V_DIMENSION, also Direct3D 12's: the largest 2D texture
 NEAREST_GL = 9728  # the glTF 2.0 spec's sampler.magFilter NEAREST
 WHITE_PATCH = (4, 4)  # the patch an atlas holds for untextured parts (surface.WHITE_PATCH)
-
-
-def opaque(image: np.ndarray) -> np.ndarray:
-    """[H, W, 3] → [H, W, 4] with alpha 255."""
-    return np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
 
 
 def block_mean(image: np.ndarray, k: int) -> np.ndarray:
@@ -114,12 +109,14 @@ def test_wide_textures_are_planned_into_an_atlas_within_16384_texels_a_side(monk
     assert "the other one keeps its size" in notices[0]
 
 
-def test_shelves_are_widened_rather_than_a_tall_image_and_the_shelves_beside_it_stacked_past_the_side():
+def test_a_tall_strip_and_images_beside_it_are_packed_within_the_side_keeping_every_texel():
     """A 16000-texel tall strip and two 1000² images: shelves a square root of their area wide (1497) would put the
-    second image on a shelf above the strip's, 17008 texels tall. The narrowest shelf that holds all three side by
-    side, 14 + 1004 + 1004 = 2022 texels (padding included), keeps every texel within 16384."""
+    second image on a shelf above the strip's, 17008 texels tall. Every atlas holding the strip is at least its
+    16004 rows tall (padding included); at that height nothing fits above or below it, so the two images lie beside
+    it, and the narrowest way is one below the other (2008 ≤ 16004 rows) in one column 1004 wide: 14 + 1004 = 1018
+    columns, within 16384 with every texel."""
     (rows, columns), places = appearance.shelf_layout([(16000, 10), (1000, 1000), (1000, 1000)])
-    assert (rows, columns) == (16004, 2022)
+    assert (rows, columns) == (16004, 1018)
     assert [(p.height, p.width) for p in places] == [(16000, 10), (1000, 1000), (1000, 1000)]
 
 
@@ -187,25 +184,18 @@ def test_a_nearest_texture_longer_than_the_side_is_reduced_by_a_power_of_two(tmp
     np.testing.assert_array_equal(mesh.texture[..., :3], art)  # type: ignore[index]
 
 
-def part(texture: np.ndarray, k: int) -> SurfaceMesh:
-    """A unit quad at x = 2k whose texture coordinates cover [0, 1]² of `texture` [H, W, 3|4]."""
-    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float) + [2.0 * k, 0, 0]
-    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
-    rgba = texture if texture.shape[2] == 4 else opaque(texture)
-    return SurfaceMesh(vertices, np.array([[0, 1, 2], [0, 2, 3]]), np.ones((4, 4), np.float32), uv, rgba)
-
-
-def test_a_tall_strip_and_images_beside_it_are_packed_on_wider_shelves_keeping_every_texel(monkeypatch):
+def test_a_tall_strip_and_images_beside_it_are_packed_into_the_smallest_atlas_keeping_every_texel(monkeypatch):
     """The side lowered to 64: a strip 2 texels wide and 60 tall and two 20² images, packed with the 4² white patch
-    every atlas holds. Shelves √area = 40 wide would stack the second image above the strip (88 rows); the
-    narrowest shelf that holds all four in a row, 6 + 24 + 24 + 8 = 62 (padding included), keeps the atlas within
-    64 rows with every texel as it was, and nothing is said."""
+    every atlas holds. Shelves √area = 40 wide would stack the second image above the strip (88 rows). Any atlas
+    holding the strip has its 64 rows (padding included), so nothing fits above or below it; the others, padded
+    24 + 24 + 8 = 56 ≤ 64 rows, fit one below the other in a column 24 wide beside it: 6 + 24 = 30 columns, the
+    fewest that hold them, every texel as it was, and nothing is said."""
     monkeypatch.setattr(appearance, "ATLAS_SIDE", 64, raising=False)
     rng = np.random.default_rng(6)
     textures = [rng.integers(0, 256, (60, 2, 3), dtype=np.uint8), *random_images(2, 20, seed=7)]
     notices: list[str] = []
-    mesh = concatenate([part(t, k) for k, t in enumerate(textures)], "tall.glb", notices.append)
-    assert mesh.texture.shape[:2] == (64, 62)  # type: ignore[union-attr]
+    mesh = concatenate([quad_part(t, k) for k, t in enumerate(textures)], "tall.glb", notices.append)
+    assert mesh.texture.shape[:2] == (64, 30)  # type: ignore[union-attr]
     for got, texture in zip(island_images(mesh, 3), textures, strict=True):
         np.testing.assert_array_equal(got, texture)
     assert notices == []
@@ -217,7 +207,7 @@ def test_many_wide_short_textures_whose_shelves_exceed_the_side_are_reduced_unti
     fits, one warning says so, and every part keeps its colour."""
     monkeypatch.setattr(appearance, "ATLAS_SIDE", 64, raising=False)
     colours = [(20 * k, 200 - 10 * k, 7 * k) for k in range(12)]
-    parts = [part(np.full((6, 40, 3), c, np.uint8), k) for k, c in enumerate(colours)]
+    parts = [quad_part(np.full((6, 40, 3), c, np.uint8), k) for k, c in enumerate(colours)]
     notices: list[str] = []
     mesh = concatenate(parts, "shelves.glb", notices.append)
     assert max(mesh.texture.shape[:2]) <= 64  # type: ignore[union-attr]
@@ -237,7 +227,7 @@ def test_a_long_row_strip_and_a_long_column_strip_are_reduced_to_fit_the_atlas_n
     monkeypatch.setattr(appearance, "ATLAS_IMAGE_TEXELS", 1600)
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
     shapes = [(2, 60), (2, 60), (60, 2)]
-    parts = [part(np.full((*shape, 3), c, np.uint8), k) for k, (shape, c) in enumerate(zip(shapes, colours, strict=True))]
+    parts = [quad_part(np.full((*shape, 3), c, np.uint8), k) for k, (shape, c) in enumerate(zip(shapes, colours, strict=True))]
     notices: list[str] = []
     mesh = concatenate(parts, "strips.glb", notices.append)
     rows, columns = mesh.texture.shape[:2]  # type: ignore[union-attr]
@@ -254,7 +244,7 @@ def test_more_textures_than_fit_the_side_even_at_a_texel_each_are_refused(monkey
     """The side lowered to 16: forty textures, each at least 5 × 5 texels with its padding, cannot fit 16 × 16
     (1000 texels against 256): one `InputError` with a hint, not a loop without end."""
     monkeypatch.setattr(appearance, "ATLAS_SIDE", 16, raising=False)
-    parts = [part(np.full((2, 2, 3), (k, 100, 200), np.uint8), k) for k in range(40)]
+    parts = [quad_part(np.full((2, 2, 3), (k, 100, 200), np.uint8), k) for k in range(40)]
     with pytest.raises(InputError, match="40 distinct textures") as caught:
         concatenate(parts, "many.glb")
     assert caught.value.hint
@@ -297,14 +287,14 @@ def test_a_lone_texture_longer_than_the_side_is_held_to_it_whether_alone_or_besi
     atlas, not the texture, as what was too long."""
     monkeypatch.setattr(appearance, "ATLAS_SIDE", 64, raising=False)
     texture = np.full((4, 100, 3), (200, 120, 40), np.uint8)
-    lone = part(texture, 0)
+    lone = quad_part(texture, 0)
     lone = SurfaceMesh(lone.vertices, lone.faces, lone.vertex_colors, lone.uvs, lone.texture, normal_groups=np.arange(4))
     notices: list[str] = []
     alone = concatenate([lone], "lone.glb", notices.append)
     assert alone.texture.shape[:2] == (2, 64)  # type: ignore[union-attr]
     np.testing.assert_array_equal(alone.normal_groups, np.arange(4))
     untextured = SurfaceMesh(lone.vertices + [2.0, 0, 0], lone.faces, lone.vertex_colors)
-    joined = concatenate([part(texture, 0), untextured], "pair.glb", notices.append)
+    joined = concatenate([quad_part(texture, 0), untextured], "pair.glb", notices.append)
     assert max(joined.texture.shape[:2]) <= 64  # type: ignore[union-attr]
     assert notices[0].startswith("warning: lone.glb's texture is 100×4 texels, longer a side than GPUs load")
     assert notices[1].startswith("warning: pair.glb's texture packed into one atlas would take")
