@@ -653,20 +653,17 @@ def extend_texture(texture: np.ndarray, window: TexelWindow, wrap: Wrap) -> np.n
 
     Args:
         texture: [H, W, C] uint8 (trimesh convention: row 0 is the top, v = 1).
-        window: the texels to hold (`texel_window`); the texture is first downscaled (area average) to
-            `window.tile_v` × `window.tile_u` texels when that is smaller.
+        window: the texels to hold (`texel_window`); the texture is first downscaled to `window.tile_v` ×
+            `window.tile_u` texels when that is smaller, averaged as the mip levels are (area weights, linear
+            light, alpha-weighted colours: `texture_reduce.downscale`).
         wrap: (wrapS, wrapT) glTF wrap modes.
 
     Returns:
         [count_v, count_u, C] uint8.
     """
-    h, w = texture.shape[:2]
-    if (window.tile_u, window.tile_v) != (w, h):
-        from PIL import Image
+    from a3d_cli.mesh.texture_reduce import downscale  # imports this module
 
-        mode = "RGBA" if texture.shape[2] == 4 else "RGB"
-        small = Image.fromarray(np.ascontiguousarray(texture), mode=mode).resize((window.tile_u, window.tile_v), Image.BOX)
-        texture = np.asarray(small, dtype=np.uint8)
+    texture = downscale(texture, (window.tile_v, window.tile_u))
     cols = _wrapped_texels(window.start_u, window.count_u, window.tile_u, wrap[0])
     rows = _wrapped_texels(window.start_v, window.count_v, window.tile_v, wrap[1])
     return np.ascontiguousarray(texture[rows[:, None], cols[None, :]])

@@ -211,7 +211,19 @@ def test_an_extended_texture_stays_within_the_size_bound():
     far = texel_window(np.array([-1e30, 0.0]), np.array([1e30, 1.0]), image.shape)
     far_image = extend_texture(image, far, (MIRRORED_REPEAT, REPEAT))
     assert far_image.shape[1] == 1
-    assert np.abs(far_image[0, 0, :3].astype(int) - (128, 0, 128)).max() <= 1
+    # half red, half blue averaged in linear light: 0.5 in red and blue, sRGB 0.7354 (188), as the mip levels
+    assert np.abs(far_image[0, 0, :3].astype(int) - (188, 0, 188)).max() <= 1
+
+
+def test_a_downscaled_repeat_averages_only_what_is_seen():
+    """Texels a viewer never shows (alpha 0) add nothing to the colour of a downscaled repeat, as in the mip
+    levels: a half-transparent stripe pattern averages to the opaque half's colour at half the coverage."""
+    image = np.zeros((8, 8, 4), np.uint8)
+    image[:, ::2] = (255, 255, 255, 255)
+    image[:, 1::2] = (0, 0, 0, 0)  # black where nothing is seen
+    far = texel_window(np.array([-1e30, 0.0]), np.array([1e30, 1.0]), image.shape)
+    texel = extend_texture(image, far, (REPEAT, REPEAT))[0, 0].astype(int)
+    assert np.abs(texel - (255, 255, 255, 128)).max() <= 1
 
 
 @pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
