@@ -7,8 +7,9 @@ motion field evaluated at the mesh vertices — at every frame of the export cli
 sampled at `--fps` over `--duration`, optionally made cyclic by `--loop`; see `gaussians.motion_clip`),
 and writes:
 
-- `export/animated.glb`: the processed mesh (`source/mesh.glb`: its texture atlas, vertex colours and
-  UVs) in the asset's *original* coordinate frame (`source/normalization.json` undone), animated by one
+- `export/animated.glb`: the processed mesh (`source/mesh.glb`: its texture atlas, the PNG copied as stored
+  where that is what would be written, `mesh.store.read_processed_mesh`; vertex colours and UVs) in the
+  asset's *original* coordinate frame (`source/normalization.json` undone), animated by one
   morph target per frame, or with `--skin` by a skeleton fitted to the motion (`mesh.skinning`: bones
   with linear-blend weights, optionally plus residual morph targets);
 - `export/vertices.npy`: float32 [K, V, 3] positions of every mesh vertex at every exported frame, same
@@ -146,7 +147,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         from a3d_cli.mesh.normalize import read_normalization
         from a3d_cli.mesh.rigidity import mesh_frames, offset_pct_of_radius
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
-        from a3d_cli.mesh.store import load_processed_mesh
+        from a3d_cli.mesh.store import read_processed_mesh
 
         # 1. inputs: splats + motion (digest checked), binding, processed mesh, normalization
         static, field, motion_fps = load_static_and_motion(ctx, motion_rel)
@@ -156,7 +157,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
                 f"The mesh binding covers {binding.num_splats} splats but static/gaussians.ply has {len(static)}.",
                 hint="static/gaussians.ply was replaced after `a3d prepare`; re-run `a3d prepare --force`.",
             )
-        mesh = load_processed_mesh(ctx.input(PROCESSED_MESH), expected_vertices=len(binding.vertex_splat))
+        processed = read_processed_mesh(ctx.input(PROCESSED_MESH), expected_vertices=len(binding.vertex_splat))
+        mesh = processed.mesh  # its atlas kept as the PNG prepare wrote, where that is what would be written
         norm = read_normalization(ctx.run_dir)
         timing = clip_timing(
             field.config.num_frames, motion_fps, opts.fps, opts.duration, opts.loop_mode if opts.loop else "off"
@@ -170,8 +172,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         # 3. back to the asset's own frame; write the GLB (morph targets or a fitted skin) and the vertex cache
         base = norm.invert(mesh.vertices)  # [V, 3]
         frames_orig = norm.invert(frames)  # [K, V, 3]
-        material, colors = mesh_material(mesh)
-        glb = {"uvs": mesh.uvs, "colors": colors, "material": material, "fps": timing.key_rate,
+        material, colors = mesh_material(mesh, processed.atlas)
+        glb = {"uvs": processed.uvs, "colors": colors, "material": material, "fps": timing.key_rate,
                "interpolation": "STEP" if opts.interpolation == "step" else "LINEAR", "loop": timing.closes,
                "normal_groups": mesh.normal_groups}  # fmt: skip
         if opts.skin:

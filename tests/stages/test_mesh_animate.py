@@ -11,7 +11,7 @@ import pytest
 import torch
 import trimesh
 from helpers import HOSTILE_NORMALIZATIONS, damage_normalization, moving_motion_field
-from PIL import Image
+from PIL import Image, ImageFile
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.gaussians.motion_io import save_motion
@@ -49,13 +49,14 @@ def _original_mesh(texture: np.ndarray | None = None) -> SurfaceMesh:
     )
 
 
-def make_mesh_run(run: Path, texture: np.ndarray | None = None) -> dict:
+def make_mesh_run(run: Path, texture: np.ndarray | None = None, alpha_mode: str = "OPAQUE") -> dict:
     """A run folder as `prepare` (mesh input) and `reconstruct` leave it, built from the domain functions
-    (`texture`: the processed mesh's atlas, `_original_mesh`'s by default)."""
+    (`texture`: the processed mesh's atlas, `_original_mesh`'s by default; `alpha_mode`: its materials')."""
     original = _original_mesh(texture)
     norm = fit_normalization(original.vertices, up="+z", front="-y")
     mesh = SurfaceMesh(
-        norm.apply(original.vertices), original.faces, original.vertex_colors, original.uvs, original.texture
+        norm.apply(original.vertices), original.faces, original.vertex_colors, original.uvs, original.texture,
+        alpha_mode,
     )
     static, binding = mesh_to_gaussians(mesh, target_splats=200, seed=0)
     for sub in ("static", "source", "motion"):
@@ -133,6 +134,34 @@ def test_an_atlas_wider_than_4096_px_reaches_the_animated_glb_at_its_size(run_di
     atlas[..., 3] = 255
     make_mesh_run(run_dir, atlas)
     mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0), Runtime())
+    np.testing.assert_array_equal(_animated_texture(run_dir / "export" / "animated.glb"), atlas)
+
+
+def _first_image(path: Path) -> bytes:
+    """The bytes of a GLB's first image."""
+    gltf = pygltflib.GLTF2().load(str(path))
+    bv = gltf.bufferViews[gltf.images[0].bufferView]
+    return gltf.binary_blob()[bv.byteOffset : bv.byteOffset + bv.byteLength]
+
+
+@pytest.mark.parametrize("alpha_mode", ["OPAQUE", "BLEND"])
+def test_the_atlas_is_copied_as_prepare_wrote_it_never_encoded_again(run_dir, monkeypatch, alpha_mode):
+    """`export/animated.glb` carries `source/mesh.glb`'s atlas PNG byte for byte, and `mesh-animate` encodes no
+    texture: an opaque atlas is not decoded at all, a see-through one once (its alpha levels), where decoding it
+    and encoding it again held several times its texels in memory at `prepare`'s largest atlas."""
+    atlas = np.random.default_rng(6).integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    atlas[..., 3] = 255 if alpha_mode == "OPAQUE" else np.arange(48)[None, :] * 5
+    make_mesh_run(run_dir, atlas, alpha_mode)
+    decoded, encoded = [], []
+    load, save = ImageFile.ImageFile.load, Image.Image.save
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: (decoded.append(self.size) if self.tile else None, load(self))[1]
+    )
+    monkeypatch.setattr(Image.Image, "save", lambda self, *a, **k: (encoded.append(self.size), save(self, *a, **k))[1])
+    mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0), Runtime())
+    assert _first_image(run_dir / "export" / "animated.glb") == _first_image(run_dir / "source" / "mesh.glb")
+    assert (48, 40) not in encoded
+    assert decoded.count((48, 40)) == (0 if alpha_mode == "OPAQUE" else 1)
     np.testing.assert_array_equal(_animated_texture(run_dir / "export" / "animated.glb"), atlas)
 
 
