@@ -465,10 +465,12 @@ class EncodedTexture:
         data: the PNG's bytes, exactly as `texture_png` writes its texels (`a3d_cli.io.plain_png`).
         translucent: whether a texel's alpha is below 255 (False for an RGB PNG): an RGBA PNG is written as it
             is only where it is, since `texture_png` writes an opaque texture as RGB.
+        shape: (rows, columns) its header declares.
     """
 
     data: bytes
     translucent: bool
+    shape: tuple[int, int]
 
 
 def mesh_material(mesh: SurfaceMesh, encoded: EncodedTexture | None = None) -> tuple[MeshMaterial, np.ndarray | None]:

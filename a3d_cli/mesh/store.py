@@ -321,11 +321,11 @@ def _stored_atlas(path: Path, doc: GltfDocument) -> EncodedTexture | None:
     if png is None or png.alpha != (mode != "OPAQUE"):
         return None
     if not png.alpha:
-        return EncodedTexture(data, translucent=False)
+        return EncodedTexture(data, translucent=False, shape=(png.height, png.width))
     counts = _alpha_counts(path, data)
     if not any(counts[:255]) or (mode == "MASK" and any(counts[1:255])):
         return None
-    return EncodedTexture(data, translucent=True)
+    return EncodedTexture(data, translucent=True, shape=(png.height, png.width))
 
 
 def _atlas_image(doc: GltfDocument) -> tuple[int, str] | None:

@@ -19,6 +19,9 @@ Optionally (`--rigidity λ`, off by default) the per-frame vertex positions are 
 as-rigid-as-possible deformation of the rest mesh over its 1-ring graph before export — a clean-up for
 motions that were not trained with mesh ARAP (`a3d_cli.mesh.rigidity.arap_project`).
 
+With `--max-texture-size N` (off by default) a texture longer than N texels a side is reduced to N, its aspect
+kept, for phones and WebGL (`a3d_cli.mesh.texture_limit`).
+
 Examples:
     >>> run(Path("RUN"), MeshAnimateOptions(fps=12))  # doctest: +SKIP
 """
@@ -35,6 +38,7 @@ import numpy as np
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.gaussians.motion_clip import check_clip_options
 from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
+from a3d_cli.mesh.texture_limit import check_max_texture_size
 from a3d_cli.run_layout import (
     BINDING,
     EXPORT_GLB,
@@ -85,6 +89,9 @@ class MeshAnimateOptions:
     the reference trains its mesh motion with a 1-ring ARAP weight of 4)."""
     rigidity_iterations: int = 8
     """Local/global ARAP iterations per frame when `rigidity` > 0."""
+    max_texture_size: int | None = None
+    """Longest side in texels of the texture written: a longer one is reduced, aspect kept
+    (`a3d_cli.mesh.texture_limit`); None keeps the atlas as `prepare` wrote it."""
 
     def __post_init__(self) -> None:
         if self.motion not in ("auto", "coarse", "refined"):
@@ -100,6 +107,7 @@ class MeshAnimateOptions:
             raise OptionError(f"--rigidity must be between 0 and 10000, got {self.rigidity}.")
         if not 1 <= self.rigidity_iterations <= 100:
             raise OptionError(f"--rigidity-iterations must be between 1 and 100, got {self.rigidity_iterations}.")
+        check_max_texture_size(self.max_texture_size)
 
 
 # -- the stage ----------------------------------------------------------------------------------------
@@ -148,6 +156,7 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         from a3d_cli.mesh.rigidity import mesh_frames, offset_pct_of_radius
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
         from a3d_cli.mesh.store import read_processed_mesh
+        from a3d_cli.mesh.texture_limit import limit_texture
 
         # 1. inputs: splats + motion (digest checked), binding, processed mesh, normalization
         static, field, motion_fps = load_static_and_motion(ctx, motion_rel)
@@ -157,7 +166,11 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
                 f"The mesh binding covers {binding.num_splats} splats but static/gaussians.ply has {len(static)}.",
                 hint="static/gaussians.ply was replaced after `a3d prepare`; re-run `a3d prepare --force`.",
             )
-        processed = read_processed_mesh(ctx.input(PROCESSED_MESH), expected_vertices=len(binding.vertex_splat))
+        mesh_path = ctx.input(PROCESSED_MESH)
+        processed = read_processed_mesh(mesh_path, expected_vertices=len(binding.vertex_splat))
+        if opts.max_texture_size is not None:  # a texture longer a side is decoded and reduced
+            ctx.progress.start(f"mesh-animate: texture to at most {opts.max_texture_size} px a side")
+            processed = limit_texture(processed, opts.max_texture_size, str(mesh_path))
         mesh = processed.mesh  # its atlas kept as the PNG prepare wrote, where that is what would be written
         norm = read_normalization(ctx.run_dir)
         timing = clip_timing(

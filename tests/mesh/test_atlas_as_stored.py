@@ -125,6 +125,7 @@ def test_a_kept_atlas_is_the_png_in_the_processed_mesh(tmp_path):
         save_processed_mesh(tmp_path / name, mesh)
         stored = read_processed_mesh(tmp_path / name)
         assert stored.atlas.data == image_bytes((tmp_path / name).read_bytes())
+        assert stored.atlas.shape == (24, 20)
 
 
 def _with_text(png: bytes) -> bytes:
@@ -245,7 +246,7 @@ def test_an_opaque_kept_atlas_refuses_see_through_vertex_colours():
 
     mesh = grid_mesh(None, colours=vertex_colours(0.5))
     with pytest.raises(ValueError, match="opaque encoded texture"):
-        mesh_material(mesh, EncodedTexture(png_bytes(atlas("opaque")[..., :3]), translucent=False))
+        mesh_material(mesh, EncodedTexture(png_bytes(atlas("opaque")[..., :3]), translucent=False, shape=(24, 20)))
 
 
 def test_the_kept_atlas_keeps_the_mesh_untouched(tmp_path):
