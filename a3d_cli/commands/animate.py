@@ -14,6 +14,7 @@ from a3d_cli.commands.common import (
     ForceOption,
     ImageEncoderOption,
     IPAdapterOption,
+    MaxTextureSizeOption,
     MotionModulesOption,
     MVDreamOption,
     TinyModelOption,
@@ -72,6 +73,7 @@ def animate_options(params: Mapping[str, Any]) -> AnimateOptions:
         splats=p["splat_count"],
         shade=p["shade"],
         max_vertices=p["max_vertices"],
+        max_texture_size=p["max_texture_size"],
         allow_external_refs=p["allow_external_refs"],
         freeinit_iters=p["freeinit_iters"],
         freeinit_grid=p["freeinit_grid"],
@@ -173,6 +175,7 @@ def animate(
         int, typer.Option(help="Simplify meshes above this many vertices.", rich_help_panel=_INPUT)
     ] = AnimateOptions.max_vertices,
     allow_external_refs: AllowExternalRefsOption = AnimateOptions.allow_external_refs,
+    max_texture_size: MaxTextureSizeOption = AnimateOptions.max_texture_size,
     freeinit_iters: Annotated[
         int, typer.Option(help="FreeInit passes (0/1 = off: one sampling pass instead of 3).", rich_help_panel=_SPEED)
     ] = AnimateOptions.freeinit_iters,

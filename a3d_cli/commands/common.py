@@ -61,6 +61,14 @@ LoopModeOption = Annotated[
 MotionChoiceOption = Annotated[
     str, typer.Option("--motion", help="Motion file: auto (refined if present, else coarse), coarse or refined.")
 ]
+MaxTextureSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Reduce a texture longer than this many px a side to it, keeping its aspect (e.g. 4096 for phones, "
+        "2048 for WebGL); default: the texture as prepare wrote it.",
+        show_default=False,
+    ),
+]
 AllowExternalRefsOption = Annotated[
     bool,
     typer.Option(

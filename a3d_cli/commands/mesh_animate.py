@@ -12,6 +12,7 @@ from a3d_cli.commands.common import (
     ForceOption,
     LoopModeOption,
     LoopOption,
+    MaxTextureSizeOption,
     MotionChoiceOption,
     resolve_path,
     run_and_report,
@@ -54,6 +55,7 @@ def mesh_animate(
             rich_help_panel="Clean-up",
         ),
     ] = _Defaults.rigidity,
+    max_texture_size: MaxTextureSizeOption = _Defaults.max_texture_size,
     force: ForceOption = False,
 ) -> None:
     """Write [bold]export/animated.glb[/bold] (morph targets or a fitted skin) and [bold]export/vertices.npy[/bold]."""
@@ -71,6 +73,7 @@ def mesh_animate(
         bones=bones,
         residual=residual,
         rigidity=rigidity,
+        max_texture_size=max_texture_size,
     )
     run_dir = resolve_path(run_dir)
     run_and_report(ctx, lambda rt: stage.run(run_dir, opts, rt), force=force)

@@ -19,4 +19,5 @@ Modules (import them directly; this package imports nothing heavy):
     binding       the vertex ↔ splat binding file (`static/binding.safetensors`)
     rigidity      ARAP projection of a deformed mesh, and the mesh of a motion clip frame by frame (`mesh_frames`)
     store         the processed mesh file (`source/mesh.glb`) whose vertex order the binding uses
+    texture_limit the longest texture side `mesh-animate` writes (`--max-texture-size`)
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ MAX_SCENE_VERTICES = 1 << 25  # vertices of all primitives together (33.5M), onc
 MAX_SCENE_NODES = 1 << 17  # nodes placed in the scene, GPU instances included (131k)
 MAX_DECODED_VALUES = 1 << 29  # components decoded from one file, all accessors together (2 GiB as float32)
 _REEXPORT = "The file is damaged or was written by a faulty exporter; export it again."
+Buffer = bytes | bytearray | memoryview
 _BUFFER_HINT = "Keep the .bin files next to the .gltf file, as the exporter wrote them."
 
 
@@ -95,16 +97,20 @@ class GltfDocument:
         return self._views[index]
 
 
-def pack_glb(doc: dict[str, Any], binary: bytes) -> bytes:
-    """A GLB container of `doc` and its buffer: header, the JSON chunk (padded with spaces) and, when there is
-    binary data, the BIN chunk (padded with zeros), as glTF 2.0 §4.4 lays them out."""
+def pack_glb(doc: dict[str, Any], binary: Buffer | Sequence[Buffer]) -> bytes:
+    """A GLB container of `doc` and its buffer (bytes, or its pieces in order): header, the JSON chunk (padded with
+    spaces) and, when there is binary data, the BIN chunk (padded with zeros), as glTF 2.0 §4.4 lays them out.
+    Joined in one copy: the buffer may hold a texture atlas of a hundred megabytes or more."""
     text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 4)
-    binary += b"\0" * (-len(binary) % 4)
-    chunks = struct.pack("<II", len(text), CHUNK_JSON) + text
-    if binary:
-        chunks += struct.pack("<II", len(binary), CHUNK_BIN) + binary
-    return struct.pack("<4sII", GLB_MAGIC, 2, 12 + len(chunks)) + chunks
+    pieces = [binary] if isinstance(binary, (bytes, bytearray, memoryview)) else list(binary)
+    length = sum(len(piece) for piece in pieces)
+    pad = b"\0" * (-length % 4)
+    parts = [struct.pack("<II", len(text), CHUNK_JSON), text]
+    if length:
+        parts += [struct.pack("<II", length + len(pad), CHUNK_BIN), *pieces, pad]
+    total = 12 + sum(len(part) for part in parts)
+    return b"".join([struct.pack("<4sII", GLB_MAGIC, 2, total), *parts])
 
 
 def parse_gltf(data: bytes, name: str) -> tuple[dict[str, Any], memoryview | None]:

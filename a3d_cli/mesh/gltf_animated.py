@@ -166,9 +166,10 @@ class _GlbBuilder:
         self.images.append({"bufferView": self.view(data), "mimeType": image_mime_type(data), "name": name})
         return len(self.images) - 1
 
-    def binary(self) -> bytes:
-        blob = b"".join(self.chunks)
-        return blob + b"\x00" * ((-len(blob)) % 4)
+    def binary(self) -> list[bytes]:
+        """The buffer's pieces in order, padded to a multiple of 4 bytes: `pack_glb` joins them once, into the
+        file (the buffer holds the embedded images, a texture atlas of a hundred megabytes or more)."""
+        return [*self.chunks, b"\x00" * ((-self.offset) % 4)]
 
 
 def _check_inputs(
@@ -343,7 +344,7 @@ def _document(
         gltf["images"] = b.images
         gltf["samplers"] = [texture_sampler(mag_filter)]
     blob = b.binary()
-    gltf["buffers"] = [{"byteLength": len(blob)}]
+    gltf["buffers"] = [{"byteLength": sum(len(piece) for piece in blob)}]
     return pack_glb(gltf, blob)
 
 
@@ -456,13 +457,35 @@ def write_animated_glb(
     atomic_write_bytes(Path(path), animated_glb_bytes(vertices, faces, frames, **kwargs))
 
 
-def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
+@dataclass(frozen=True)
+class EncodedTexture:
+    """A texture kept as the PNG it was read as, written out without being decoded (`mesh_material`).
+
+    Attributes:
+        data: the PNG's bytes, exactly as `texture_png` writes its texels (`a3d_cli.io.plain_png`).
+        translucent: whether a texel's alpha is below 255 (False for an RGB PNG): an RGBA PNG is written as it
+            is only where it is, since `texture_png` writes an opaque texture as RGB.
+        shape: (rows, columns) its header declares.
+    """
+
+    data: bytes
+    translucent: bool
+    shape: tuple[int, int]
+
+
+def mesh_material(mesh: SurfaceMesh, encoded: EncodedTexture | None = None) -> tuple[MeshMaterial, np.ndarray | None]:
     """The glTF material and optional COLOR_0 of a processed mesh, as `a3d prepare` stored them.
 
-    Uniform vertex colours become the base-colour factor (linear), varying ones COLOR_0 (linear).
+    Uniform vertex colours become the base-colour factor (linear), varying ones COLOR_0 (linear). The texture is
+    `encoded` as it is when given (then `mesh` holds none; `a3d_cli.mesh.store.read_processed_mesh`), else the
+    mesh's own, encoded by `texture_png`.
 
     Returns:
         (MeshMaterial, [V, 4] linear RGBA or None).
+
+    Raises:
+        ValueError: `encoded` is opaque (RGB) while the vertex colours are see-through, so that the texture would
+            have to gain an alpha channel (`read_processed_mesh` keeps no such texture encoded).
     """
     from a3d_cli.mesh.appearance import srgb_to_linear
 
@@ -472,7 +495,11 @@ def mesh_material(mesh: SurfaceMesh) -> tuple[MeshMaterial, np.ndarray | None]:
     factor = tuple(float(c) for c in linear[0]) if uniform else (1.0, 1.0, 1.0, 1.0)
     texture = None
     translucent = bool((rgba[:, 3] < 1.0 - 1e-6).any())
-    if mesh.texture is not None:
+    if encoded is not None:
+        if translucent and not encoded.translucent:
+            raise ValueError("an opaque encoded texture cannot carry see-through vertex colours; decode it")
+        translucent, texture = encoded.translucent, encoded.data
+    elif mesh.texture is not None:
         translucent = translucent or bool((mesh.texture[..., 3] < 255).any())
         texture = texture_png(mesh.texture, opaque=not translucent)
     material = MeshMaterial(
@@ -671,6 +698,7 @@ def write_skinned_glb(path: str | os.PathLike[str], *arrays: np.ndarray, **kwarg
 
 
 __all__ = [
+    "EncodedTexture",
     "MeshMaterial",
     "animated_glb_bytes",
     "image_mime_type",

@@ -76,20 +76,24 @@ _REEXPORT = "The file is damaged or was written by a faulty exporter; export it 
 UvSet = tuple[int, np.ndarray | None, Wrap, int]  # a texture's (texCoord, KHR_texture_transform 3×3 or None, wrap, magFilter)
 
 
-def core_glb(path: Path, resolver: Any, names: ImageNames | None = None) -> bytes:
+def core_glb(
+    path: Path, resolver: Any, names: ImageNames | None = None, document: GltfDocument | None = None
+) -> bytes:
     """An equivalent GLB of core glTF only (plus extensions that change nothing a3d reads).
 
     Args:
         path: a .glb or .gltf file.
         resolver: fetches files the asset names (`resolver.get(name)`), rooted at its folder.
         names: receives the name of each texture image checked (`a3d_cli.mesh.texture_check`).
+        document: the file's document when the caller has read it already (`read_document(path, resolver)`),
+            so that it is not read again; it is read here when None.
 
     Raises:
         InputError: an extension a3d cannot honour, undecodable data, sizes above the decode limits,
             malformed accessors or buffers.
     """
     try:
-        doc = read_document(Path(path), resolver)
+        doc = document if document is not None else read_document(Path(path), resolver)
         check_extensions(doc.json, doc.name)
         return _Rewriter(doc, resolver, names).run()
     except InputError:
@@ -139,7 +143,7 @@ class _Rewriter:
         self.out["buffers"] = [{"byteLength": len(self.blob)}]
         self.out["bufferViews"] = self.views
         self.out["accessors"] = self.accessors
-        return pack_glb(self.out, bytes(self.blob))
+        return pack_glb(self.out, self.blob)
 
     # -- sizes -------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import os
 import posixpath
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from a3d_cli.mesh.appearance import (
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 from a3d_cli.mesh.texture_bake import TextureRecipe, bake_textures
 from a3d_cli.mesh.texture_check import ImageNames, texture_mean
+
+if TYPE_CHECKING:
+    from a3d_cli.mesh.gltf_accessors import GltfDocument
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 INPUT_SUFFIXES = (*MESH_SUFFIXES, ".splat", ".spz")  # every suffix `prepare` reads (`.splat`, `.spz`: Gaussians only)
@@ -106,7 +109,11 @@ def detect_kind(path: Path) -> InputKind:
 
 
 def load_mesh(
-    path: Path, allow_external_refs: bool = False, notice: Notice | None = None, texture_limit: int | None = None
+    path: Path,
+    allow_external_refs: bool = False,
+    notice: Notice | None = None,
+    texture_limit: int | None = None,
+    document: GltfDocument | None = None,
 ) -> SurfaceMesh:
     """Load a mesh file as one `SurfaceMesh` in the file's own frame (no normalization).
 
@@ -118,7 +125,9 @@ def load_mesh(
     atlas's budget (`a3d_cli.mesh.appearance.ATLAS_TEXELS`) are reduced, the largest first, and so are those
     longer a side than GPUs load (`appearance.ATLAS_SIDE`, the texture or the atlas packed of them), with one `warning:`
     line to `notice` (`a3d_cli.mesh.texture_bake`, `surface.concatenate`); `texture_limit` replaces that budget
-    (a3d's own processed mesh, whose atlas may hold more: `a3d_cli.mesh.store.load_processed_mesh`). A triangle soup (no two faces share
+    (a3d's own processed mesh, whose atlas may hold more: `a3d_cli.mesh.store.load_processed_mesh`). A glTF's
+    `document` (`gltf_accessors.read_document`) is what is read instead of the file when given: the caller's,
+    which it has read and checked already (`a3d_cli.mesh.store`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
     merged and its hard edges kept apart (`a3d_cli.mesh.creases`); a file with its own normals keeps the hard
     edges they hold (`_with_file_hard_edges`).
@@ -140,7 +149,7 @@ def load_mesh(
     if path.suffix.lower() in (".glb", ".gltf"):  # decode what trimesh would misread (a3d_cli.mesh.gltf_core)
         from a3d_cli.mesh.gltf_core import core_glb
 
-        source, kwargs = io.BytesIO(core_glb(path, resolver, names)), {"file_type": "glb"}
+        source, kwargs = io.BytesIO(core_glb(path, resolver, names, document)), {"file_type": "glb"}
     uv_transforms: dict[str, tuple] = {}  # OBJ material → its map_Kd's -s / -o (a3d_cli.mesh.mtl)
     if path.suffix.lower() == ".obj":
         uv_transforms = _check_obj_textures(path, resolver, library, names)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from a3d_cli.errors import InputError, OptionError, require_finite_options
+from a3d_cli.mesh.texture_limit import check_max_texture_size
 from a3d_cli.models.mvvdm.shape import NUM_FRAMES, NUM_VIEWS
 from a3d_cli.progress import Progress
 from a3d_cli.run_layout import LIFT_MODEL, MOTION_FILES
@@ -110,6 +111,8 @@ class AnimateOptions:
     """Splats aimed for on meshes (prepare)."""
     max_vertices: int = PrepareOptions.max_vertices
     """Meshes with more vertices are simplified (prepare)."""
+    max_texture_size: int | None = None
+    """Longest side of the animated mesh's texture, a longer one reduced (mesh-animate); None: as prepare wrote it."""
     allow_external_refs: bool = PrepareOptions.allow_external_refs
     """Read files the asset names outside its own folder (prepare; off for untrusted assets)."""
     freeinit_iters: int = MVVideoOptions.freeinit_iters
@@ -171,6 +174,12 @@ class AnimateOptions:
             )
         if self.sv3d_model not in ("sv3d_u", "sv3d_p"):
             raise OptionError(f"--sv3d-model must be sv3d_u or sv3d_p (got {self.sv3d_model}).")
+        check_max_texture_size(self.max_texture_size)
+        if self.max_texture_size is not None and self.output == "splats":
+            raise OptionError(
+                "--max-texture-size sizes the animated mesh's texture, which --splats leaves out.",
+                hint="Drop --max-texture-size, or --splats.",
+            )
         self._check_options_fit_the_input()
         if self.sds_steps < 0 or (self.reconstruct_steps is not None and self.reconstruct_steps < 0):
             raise OptionError("--sds-steps and --reconstruct-steps must be >= 0.")
@@ -260,6 +269,11 @@ def plan_chain(opts: AnimateOptions, mesh_input: bool, weights_missing: list[str
             f"--mesh asks for an animated mesh, but {opts.model} is a 3D Gaussian splat file.",
             hint="Drop --mesh (splat inputs export per-frame PLYs and a preview).",
         )
+    if not mesh_input and opts.max_texture_size is not None:
+        raise InputError(
+            f"--max-texture-size sizes an animated mesh's texture, but {opts.model} is a 3D Gaussian splat file.",
+            hint="Drop --max-texture-size (splat inputs export per-frame PLYs and a preview).",
+        )
     if mesh_input and opts.output != "splats":
         stages.append("mesh-animate")
     elif mesh_input:
@@ -326,7 +340,10 @@ def stage_calls(opts: AnimateOptions, plan: ChainPlan, run_dir: Path) -> dict[st
             cuda_graph=opts.sds_cuda_graph,
             **mvvdm,
         ),
-        "mesh-animate": lambda: mesh_animate.MeshAnimateOptions(motion=motion),  # type: ignore[arg-type]
+        "mesh-animate": lambda: mesh_animate.MeshAnimateOptions(
+            motion=motion,  # type: ignore[arg-type]
+            max_texture_size=opts.max_texture_size,
+        ),
         "export": lambda: export.ExportOptions(motion=motion, size=opts.preview_size),  # type: ignore[arg-type]
     }
     modules = {

@@ -7,8 +7,9 @@ motion field evaluated at the mesh vertices — at every frame of the export cli
 sampled at `--fps` over `--duration`, optionally made cyclic by `--loop`; see `gaussians.motion_clip`),
 and writes:
 
-- `export/animated.glb`: the processed mesh (`source/mesh.glb`: its texture atlas, vertex colours and
-  UVs) in the asset's *original* coordinate frame (`source/normalization.json` undone), animated by one
+- `export/animated.glb`: the processed mesh (`source/mesh.glb`: its texture atlas, the PNG copied as stored
+  where that is what would be written, `mesh.store.read_processed_mesh`; vertex colours and UVs) in the
+  asset's *original* coordinate frame (`source/normalization.json` undone), animated by one
   morph target per frame, or with `--skin` by a skeleton fitted to the motion (`mesh.skinning`: bones
   with linear-blend weights, optionally plus residual morph targets);
 - `export/vertices.npy`: float32 [K, V, 3] positions of every mesh vertex at every exported frame, same
@@ -17,6 +18,9 @@ and writes:
 Optionally (`--rigidity λ`, off by default) the per-frame vertex positions are projected onto an
 as-rigid-as-possible deformation of the rest mesh over its 1-ring graph before export — a clean-up for
 motions that were not trained with mesh ARAP (`a3d_cli.mesh.rigidity.arap_project`).
+
+With `--max-texture-size N` (off by default) a texture longer than N texels a side is reduced to N, its aspect
+kept, for phones and WebGL (`a3d_cli.mesh.texture_limit`).
 
 Examples:
     >>> run(Path("RUN"), MeshAnimateOptions(fps=12))  # doctest: +SKIP
@@ -34,6 +38,7 @@ import numpy as np
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.gaussians.motion_clip import check_clip_options
 from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
+from a3d_cli.mesh.texture_limit import check_max_texture_size
 from a3d_cli.run_layout import (
     BINDING,
     EXPORT_GLB,
@@ -84,6 +89,9 @@ class MeshAnimateOptions:
     the reference trains its mesh motion with a 1-ring ARAP weight of 4)."""
     rigidity_iterations: int = 8
     """Local/global ARAP iterations per frame when `rigidity` > 0."""
+    max_texture_size: int | None = None
+    """Longest side in texels of the texture written: a longer one is reduced, aspect kept
+    (`a3d_cli.mesh.texture_limit`); None keeps the atlas as `prepare` wrote it."""
 
     def __post_init__(self) -> None:
         if self.motion not in ("auto", "coarse", "refined"):
@@ -99,6 +107,7 @@ class MeshAnimateOptions:
             raise OptionError(f"--rigidity must be between 0 and 10000, got {self.rigidity}.")
         if not 1 <= self.rigidity_iterations <= 100:
             raise OptionError(f"--rigidity-iterations must be between 1 and 100, got {self.rigidity_iterations}.")
+        check_max_texture_size(self.max_texture_size)
 
 
 # -- the stage ----------------------------------------------------------------------------------------
@@ -146,7 +155,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         from a3d_cli.mesh.normalize import read_normalization
         from a3d_cli.mesh.rigidity import mesh_frames, offset_pct_of_radius
         from a3d_cli.mesh.skinning import bind_space_residual, fit_animation_skin
-        from a3d_cli.mesh.store import load_processed_mesh
+        from a3d_cli.mesh.store import read_processed_mesh
+        from a3d_cli.mesh.texture_limit import limit_texture
 
         # 1. inputs: splats + motion (digest checked), binding, processed mesh, normalization
         static, field, motion_fps = load_static_and_motion(ctx, motion_rel)
@@ -156,7 +166,12 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
                 f"The mesh binding covers {binding.num_splats} splats but static/gaussians.ply has {len(static)}.",
                 hint="static/gaussians.ply was replaced after `a3d prepare`; re-run `a3d prepare --force`.",
             )
-        mesh = load_processed_mesh(ctx.input(PROCESSED_MESH), expected_vertices=len(binding.vertex_splat))
+        mesh_path = ctx.input(PROCESSED_MESH)
+        processed = read_processed_mesh(mesh_path, expected_vertices=len(binding.vertex_splat))
+        if opts.max_texture_size is not None:  # a texture longer a side is decoded and reduced
+            ctx.progress.start(f"mesh-animate: texture to at most {opts.max_texture_size} px a side")
+            processed = limit_texture(processed, opts.max_texture_size, str(mesh_path))
+        mesh = processed.mesh  # its atlas kept as the PNG prepare wrote, where that is what would be written
         norm = read_normalization(ctx.run_dir)
         timing = clip_timing(
             field.config.num_frames, motion_fps, opts.fps, opts.duration, opts.loop_mode if opts.loop else "off"
@@ -170,8 +185,8 @@ def run(run_dir: Path, opts: MeshAnimateOptions | None = None, rt: Runtime | Non
         # 3. back to the asset's own frame; write the GLB (morph targets or a fitted skin) and the vertex cache
         base = norm.invert(mesh.vertices)  # [V, 3]
         frames_orig = norm.invert(frames)  # [K, V, 3]
-        material, colors = mesh_material(mesh)
-        glb = {"uvs": mesh.uvs, "colors": colors, "material": material, "fps": timing.key_rate,
+        material, colors = mesh_material(mesh, processed.atlas)
+        glb = {"uvs": processed.uvs, "colors": colors, "material": material, "fps": timing.key_rate,
                "interpolation": "STEP" if opts.interpolation == "step" else "LINEAR", "loop": timing.closes,
                "normal_groups": mesh.normal_groups}  # fmt: skip
         if opts.skin:

@@ -142,6 +142,21 @@ def test_overrides_map_to_animate_options(assets, tmp_path):
     assert Path(fox.log).parent == runs / "logs" and Path(fox.log).name != Path(cat.log).name
 
 
+def test_the_texture_limit_of_a_job_reaches_its_options_and_is_checked(assets, tmp_path):
+    """`max-texture-size` is `a3d animate`'s `--max-texture-size`: taken per job, for every job after `--`, and a
+    value below the minimum makes that line an error before anything runs."""
+    good = write_manifest(assets, [{"input": "fox.ply", "video": "gt", "max-texture-size": 2048},
+                                   {"input": "cat.ply", "video": "gt"}], name="limit.jsonl")  # fmt: skip
+    specs, errors = read_manifest(good)
+    runs = tmp_path / "runs"
+    jobs, errors = build_jobs(specs, runs, runs / "logs", common_args=["--max-texture-size", "4096"])
+    assert errors == [] and [job.options.max_texture_size for job in jobs] == [2048, 4096]
+    bad = write_manifest(assets, [{"input": "fox.ply", "video": "gt", "max_texture_size": 8}], name="small.jsonl")
+    result = runner.invoke(make_batch_app(), ["--device", "cpu", "batch", str(bad), "-o", str(runs)])
+    assert result.exit_code == 2 and "small.jsonl:1:" in result.stderr and "at least 32" in result.stderr
+    assert not runs.exists()
+
+
 @pytest.mark.parametrize("device, workers, kept", [("cuda", 2, 0), ("cuda", 1, None), ("cpu", 2, None)])
 def test_workers_sharing_a_gpu_keep_no_spare_vae_activations(assets, tmp_path, monkeypatch, device, workers, kept):
     """Two workers on one GPU: a job's sds must not fill the memory the other worker's next stage needs, so the

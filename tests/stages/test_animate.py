@@ -177,3 +177,43 @@ def test_a_stage_option_error_names_the_animate_flag_the_user_typed(tmp_path, fi
     with pytest.raises(OptionError) as info:
         stage_calls(opts, plan, tmp_path / "RUN")
     assert info.value.message.startswith(flag + " ")
+
+
+# -- the texture limit of the animated mesh ---------------------------------------------------------------------------
+
+
+def test_max_texture_size_reaches_the_mesh_animate_options(tmp_path, monkeypatch):
+    from a3d_cli.stages import animate as stage
+    from a3d_cli.stages import mesh_animate
+
+    seen: list[AnimateOptions] = []
+    ran: list[mesh_animate.MeshAnimateOptions] = []
+    monkeypatch.setattr(stage, "run", lambda run_dir, opts, rt=None: seen.append(opts) or stage.AnimateResult(results=[], notices=()))
+    monkeypatch.setattr(mesh_animate, "run", lambda run_dir, opts, rt=None: ran.append(opts))
+    monkeypatch.chdir(tmp_path)
+    for flags, size in [([], None), (["--max-texture-size", "2048"], 2048)]:
+        assert runner.invoke(make_app(), ["animate", "fox.glb", "--prompt", "jumps", *flags]).exit_code == 0
+        assert seen[-1].max_texture_size == size
+        calls = stage.stage_calls(seen[-1], stage.ChainPlan(("mesh-animate",), (), True), tmp_path)
+        calls["mesh-animate"](None)
+        assert ran[-1].max_texture_size == size  # the mesh-animate stage runs with it
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"max_texture_size": 16}, OptionError, "at least 32"),
+        ({"max_texture_size": 2048, "output": "splats"}, OptionError, "--splats leaves out"),
+    ],
+)
+def test_a_texture_limit_that_cannot_work_is_refused(changes, error, match):
+    with pytest.raises(error, match=match):
+        AnimateOptions(model="m.glb", video="v", **changes)
+
+
+def test_a_texture_limit_on_a_splat_input_is_refused():
+    """A 3DGS input has no animated mesh, so no texture the limit could size: refused, not ignored."""
+    opts = AnimateOptions(model="m.ply", video="v", max_texture_size=2048)
+    with pytest.raises(InputError, match="--max-texture-size sizes an animated mesh's texture"):
+        plan_chain(opts, mesh_input=False, weights_missing=[])
+    assert "mesh-animate" in plan_chain(opts, mesh_input=True, weights_missing=[]).stages

@@ -11,7 +11,7 @@ import pytest
 import torch
 import trimesh
 from helpers import HOSTILE_NORMALIZATIONS, damage_normalization, moving_motion_field
-from PIL import Image
+from PIL import Image, ImageFile
 
 from a3d_cli.errors import InputError, OptionError, RunFolderError
 from a3d_cli.gaussians.motion_io import save_motion
@@ -49,13 +49,17 @@ def _original_mesh(texture: np.ndarray | None = None) -> SurfaceMesh:
     )
 
 
-def make_mesh_run(run: Path, texture: np.ndarray | None = None) -> dict:
+def make_mesh_run(
+    run: Path, texture: np.ndarray | None = None, alpha_mode: str = "OPAQUE", mag_filter: int = 9729
+) -> dict:
     """A run folder as `prepare` (mesh input) and `reconstruct` leave it, built from the domain functions
-    (`texture`: the processed mesh's atlas, `_original_mesh`'s by default)."""
+    (`texture`: the processed mesh's atlas, `_original_mesh`'s by default; `alpha_mode`: its materials';
+    `mag_filter`: how it is read, glTF's LINEAR by default)."""
     original = _original_mesh(texture)
     norm = fit_normalization(original.vertices, up="+z", front="-y")
     mesh = SurfaceMesh(
-        norm.apply(original.vertices), original.faces, original.vertex_colors, original.uvs, original.texture
+        norm.apply(original.vertices), original.faces, original.vertex_colors, original.uvs, original.texture,
+        alpha_mode, mag_filter=mag_filter,
     )
     static, binding = mesh_to_gaussians(mesh, target_splats=200, seed=0)
     for sub in ("static", "source", "motion"):
@@ -134,6 +138,130 @@ def test_an_atlas_wider_than_4096_px_reaches_the_animated_glb_at_its_size(run_di
     make_mesh_run(run_dir, atlas)
     mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0), Runtime())
     np.testing.assert_array_equal(_animated_texture(run_dir / "export" / "animated.glb"), atlas)
+
+
+def _first_image(path: Path) -> bytes:
+    """The bytes of a GLB's first image."""
+    gltf = pygltflib.GLTF2().load(str(path))
+    bv = gltf.bufferViews[gltf.images[0].bufferView]
+    return gltf.binary_blob()[bv.byteOffset : bv.byteOffset + bv.byteLength]
+
+
+@pytest.mark.parametrize("alpha_mode", ["OPAQUE", "BLEND"])
+def test_the_atlas_is_copied_as_prepare_wrote_it_never_encoded_again(run_dir, monkeypatch, alpha_mode):
+    """`export/animated.glb` carries `source/mesh.glb`'s atlas PNG byte for byte, and `mesh-animate` encodes no
+    texture: an opaque atlas is not decoded at all, a see-through one once (its alpha levels), where decoding it
+    and encoding it again held several times its texels in memory at `prepare`'s largest atlas."""
+    atlas = np.random.default_rng(6).integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    atlas[..., 3] = 255 if alpha_mode == "OPAQUE" else np.arange(48)[None, :] * 5
+    make_mesh_run(run_dir, atlas, alpha_mode)
+    decoded, encoded = [], []
+    load, save = ImageFile.ImageFile.load, Image.Image.save
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: (decoded.append(self.size) if self.tile else None, load(self))[1]
+    )
+    monkeypatch.setattr(Image.Image, "save", lambda self, *a, **k: (encoded.append(self.size), save(self, *a, **k))[1])
+    mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0), Runtime())
+    assert _first_image(run_dir / "export" / "animated.glb") == _first_image(run_dir / "source" / "mesh.glb")
+    assert (48, 40) not in encoded
+    assert decoded.count((48, 40)) == (0 if alpha_mode == "OPAQUE" else 1)
+    np.testing.assert_array_equal(_animated_texture(run_dir / "export" / "animated.glb"), atlas)
+
+
+# -- --max-texture-size ------------------------------------------------------------------------------------
+
+
+def _sampler(path: Path) -> dict:
+    gltf = pygltflib.GLTF2().load(str(path))
+    return {"mag": gltf.samplers[0].magFilter, "min": gltf.samplers[0].minFilter}
+
+
+def test_max_texture_size_reduces_a_longer_texture_keeping_its_aspect(run_dir):
+    """A 40 × 96 atlas under `--max-texture-size 48` is written 20 × 48 (its aspect kept), each texel the mean of
+    the 2 × 2 texels it covers in linear light (sRGB decoded and encoded by the standard's formulas here)."""
+    from helpers import srgb_decode, srgb_encode
+
+    atlas = np.random.default_rng(7).integers(0, 256, (40, 96, 4), dtype=np.uint8)
+    atlas[..., 3] = 255
+    make_mesh_run(run_dir, atlas)
+    mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=48), Runtime())
+    written = _animated_texture(run_dir / "export" / "animated.glb")
+    assert written.shape == (20, 48, 4)
+    blocks = srgb_decode(atlas[..., :3].astype(np.float64)).reshape(20, 2, 48, 2, 3).mean(axis=(1, 3))
+    assert np.abs(written[..., :3].astype(int) - srgb_encode(blocks)).max() <= 1
+    assert (written[..., 3] == 255).all()
+
+
+def test_max_texture_size_keeps_a_nearest_texture_on_its_texel_grid(run_dir):
+    """Pixel art stored 4× enlarged (a 24 × 16 image as 96 × 64 texels, read NEAREST) under a limit of 32 px: reduced
+    by a power of two (¼, the first within 32; a third would blur the art's texels together), so every texel is
+    exactly one of the art's, and the animated GLB still names NEAREST filtering."""
+    art = np.random.default_rng(8).integers(0, 256, (16, 24, 4), dtype=np.uint8)
+    art[..., 3] = 255
+    make_mesh_run(run_dir, np.kron(art, np.ones((4, 4, 1), np.uint8)), mag_filter=9728)
+    mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=32), Runtime())
+    np.testing.assert_array_equal(_animated_texture(run_dir / "export" / "animated.glb"), art)
+    assert _sampler(run_dir / "export" / "animated.glb") == {"mag": 9728, "min": 9984}
+
+
+def test_a_texture_within_the_limit_is_copied_as_stored(run_dir):
+    """A limit the atlas is within changes nothing: the animated GLB carries the processed mesh's PNG bytes."""
+    atlas = np.random.default_rng(9).integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    atlas[..., 3] = 255
+    make_mesh_run(run_dir, atlas)
+    mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=48), Runtime())
+    assert _first_image(run_dir / "export" / "animated.glb") == _first_image(run_dir / "source" / "mesh.glb")
+
+
+def test_a_see_through_texture_keeps_its_alpha_when_reduced(run_dir):
+    """A BLEND atlas reduced keeps alpha (its mean over each block) and the BLEND material."""
+    atlas = np.random.default_rng(10).integers(0, 256, (40, 96, 4), dtype=np.uint8)
+    atlas[..., 3] = np.where(np.arange(96)[None, :] < 48, 255, 0)
+    make_mesh_run(run_dir, atlas, "BLEND")
+    mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=48), Runtime())
+    written = _animated_texture(run_dir / "export" / "animated.glb")
+    assert written.shape == (20, 48, 4)
+    np.testing.assert_array_equal(written[..., 3], np.where(np.arange(48)[None, :] < 24, 255, 0).repeat(20, 0))
+    gltf = pygltflib.GLTF2().load(str(run_dir / "export" / "animated.glb"))
+    assert gltf.materials[0].alphaMode == "BLEND"
+
+
+def test_changing_the_texture_limit_runs_mesh_animate_again(run_dir):
+    """The limit is one of the stage's options: the same limit again is up to date, another one runs it again."""
+    make_mesh_run(run_dir)
+    assert not mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0), Runtime()).skipped
+    assert mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0), Runtime()).skipped
+    assert not mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=64), Runtime()).skipped
+    assert mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=64), Runtime()).skipped
+    assert not mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=32), Runtime()).skipped
+
+
+@pytest.mark.parametrize("value", [0, -4, 31, 16])
+def test_a_texture_limit_below_32_is_refused(value):
+    with pytest.raises(OptionError, match="--max-texture-size must be a whole number of at least 32"):
+        MeshAnimateOptions(max_texture_size=value)
+
+
+def test_limits_of_32_and_up_are_taken():
+    for value in (32, 2048, 4096, 100000):
+        assert MeshAnimateOptions(max_texture_size=value).max_texture_size == value
+
+
+@pytest.mark.parametrize(("value", "says"), [("8", "at least 32"), ("-1", "at least 32"), ("abc", "valid integer"),
+                                           ("2048.5", "valid integer")])  # fmt: skip
+def test_cli_refuses_a_bad_texture_limit_with_one_error(mesh_run, value, says):
+    from helpers import one_command_app
+    from typer.testing import CliRunner
+
+    from a3d_cli.commands.mesh_animate import mesh_animate as command
+
+    run, _ = mesh_run
+    args = ["mesh-animate", str(run), "--max-texture-size", value]
+    result = CliRunner().invoke(one_command_app("mesh-animate", command), args)
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0] and "--max-texture-size" in errors[0]
+    assert "Traceback" not in result.stderr and not (run / "export").exists()
 
 
 def test_vertex_cache_matches_and_seams_stay_closed(mesh_run):
