@@ -136,16 +136,25 @@ RESULT_NEUTRAL: dict[str, bool] = {"result_neutral": True}
 """Field metadata (`dataclasses.field(metadata=RESULT_NEUTRAL)`) of an option that changes how a stage runs
 (memory, speed) but not what it writes: recorded in the manifest's params, left out of `params_digest`, so
 changing it never makes a finished stage run again."""
+ADDED_OPTION: dict[str, bool] = {"added_option": True}
+"""Field metadata of an option added to a stage whose default writes what the stage wrote before it existed:
+left out of `params_digest` while at its default, so run folders made before it stay up to date; any other
+value is digested like every option."""
 
 
 def digested_params(options: Any) -> Any:
-    """An options dataclass as `to_jsonable` gives it, less its `RESULT_NEUTRAL` fields: what decides whether
-    a finished stage is up to date."""
+    """An options dataclass as `to_jsonable` gives it, less its `RESULT_NEUTRAL` fields and its `ADDED_OPTION`
+    fields at their defaults: what decides whether a finished stage is up to date."""
     params = to_jsonable(options)
     if not (dataclasses.is_dataclass(options) and not isinstance(options, type)):
         return params
-    neutral = {f.name for f in dataclasses.fields(options) if f.metadata.get("result_neutral", False)}
-    return {name: value for name, value in params.items() if name not in neutral}
+    left_out = {
+        f.name
+        for f in dataclasses.fields(options)
+        if f.metadata.get("result_neutral", False)
+        or (f.metadata.get("added_option", False) and getattr(options, f.name) == f.default)
+    }
+    return {name: value for name, value in params.items() if name not in left_out}
 
 
 def digest_json(value: Any) -> str:

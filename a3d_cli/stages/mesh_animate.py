@@ -29,7 +29,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +38,7 @@ import numpy as np
 from a3d_cli.errors import InputError, OptionError
 from a3d_cli.gaussians.motion_clip import check_clip_options
 from a3d_cli.gaussians.motion_run import MotionChoice, load_static_and_motion, motion_kind
+from a3d_cli.io.manifest import ADDED_OPTION
 from a3d_cli.mesh.texture_limit import check_max_texture_size
 from a3d_cli.run_layout import (
     BINDING,
@@ -89,7 +90,7 @@ class MeshAnimateOptions:
     the reference trains its mesh motion with a 1-ring ARAP weight of 4)."""
     rigidity_iterations: int = 8
     """Local/global ARAP iterations per frame when `rigidity` > 0."""
-    max_texture_size: int | None = None
+    max_texture_size: int | None = field(default=None, metadata=ADDED_OPTION)
     """Longest side in texels of the texture written: a longer one is reduced, aspect kept
     (`a3d_cli.mesh.texture_limit`); None keeps the atlas as `prepare` wrote it."""
 

@@ -236,6 +236,18 @@ def test_changing_the_texture_limit_runs_mesh_animate_again(run_dir):
     assert not mesh_animate.run(run_dir, MeshAnimateOptions(fps=8.0, max_texture_size=32), Runtime()).skipped
 
 
+def test_run_folders_made_before_the_texture_limit_existed_stay_up_to_date():
+    """The limit's default writes what mesh-animate wrote before the option existed, so at its default it is not
+    in the options digest: the digest is the one an a3d without the option recorded (its params less that key),
+    and a run folder it made is not run again; a limit set is digested like any option."""
+    from a3d_cli.io.manifest import digest_json, to_jsonable
+    from a3d_cli.stages.base import params_digest
+
+    before = {k: v for k, v in to_jsonable(MeshAnimateOptions()).items() if k != "max_texture_size"}
+    assert params_digest(MeshAnimateOptions(), 7) == digest_json({"params": before, "seed": 7})
+    assert params_digest(MeshAnimateOptions(max_texture_size=64), 7) != params_digest(MeshAnimateOptions(), 7)
+
+
 @pytest.mark.parametrize("value", [0, -4, 31, 16])
 def test_a_texture_limit_below_32_is_refused(value):
     with pytest.raises(OptionError, match="--max-texture-size must be a whole number of at least 32"):
