@@ -174,7 +174,7 @@ def load_processed_mesh(path: str | os.PathLike[str], expected_vertices: int | N
         )
     doc = read_document(path, resolver=None)  # a GLB: its one buffer is its own BIN chunk
     _check_images(path, doc)
-    mesh = load_mesh(path, texture_limit=appearance.ATLAS_IMAGE_TEXELS)
+    mesh = load_mesh(path, texture_limit=appearance.ATLAS_IMAGE_TEXELS, flat_without_normals=False)  # vertices as written
     if mesh.num_vertices != count:  # a face-less vertex would have been dropped; never written by a3d
         raise InputError(f"{path} has vertices that no face uses, so its vertex order cannot be trusted.")
     return replace(mesh, normal_groups=_written_normal_groups(path, doc, mesh))
