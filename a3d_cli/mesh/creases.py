@@ -12,7 +12,9 @@ crease keep their own normals through `SurfaceMesh.normal_groups`; the splats an
 point (`topology.weld`), so a crease never tears when the mesh moves.
 
 Meshes whose faces share vertices, or whose file has normals, are not welded (`load_mesh` decides); a file's
-normals keep their own hard edges (`normal_groups_from_normals`).
+normals keep their own hard edges (`normal_groups_from_normals`). A glTF primitive without NORMAL, which glTF
+shades flat, is given the copies and normals a flat-shading exporter writes (`flat_vertices`), whose edges
+are then kept as a file's own.
 
 Examples:
     >>> mesh = weld_and_crease(soup)  # doctest: +SKIP
@@ -222,12 +224,12 @@ def normal_clusters(at: np.ndarray, normals: np.ndarray, max_degrees: float = 0.
     chord = 2.0 * np.sin(np.radians(max_degrees) / 2.0)  # distance between unit vectors that far apart
     leader = np.full(len(at), -1, dtype=np.int64)  # [N] the row leading each row's group
     todo = np.arange(len(at))
+    lead_of = np.empty(int(at.max(initial=-1)) + 1, dtype=np.int64)  # [P]
     for _ in range(LEADER_ROUNDS):
         if not len(todo):
             break
-        _, first = np.unique(at[todo], return_index=True)
-        lead_of = np.empty(int(at.max()) + 1, dtype=np.int64)
-        lead_of[at[todo[first]]] = todo[first]  # the first ungrouped row at each point
+        lead_of.fill(len(at))
+        np.minimum.at(lead_of, at[todo], todo)  # the first ungrouped row at each point (one pass, no sort)
         lead = lead_of[at[todo]]  # [U]
         join = (lead == todo) | (np.linalg.norm(n[todo] - n[lead], axis=1) <= chord)  # [U]
         leader[todo[join]] = lead[join]

@@ -501,7 +501,7 @@ class _Rewriter:
         if order.size and int(order.max()) >= count:
             return None
         if mode == _FAN:
-            triangles = _fan_triangles(order, {"mode": _FAN}).reshape(-1, 3)
+            triangles = _fan_triangles(order, {"mode": _FAN}).reshape(-1, 3)  # a stand-in primitive: the helper marks it TRIANGLES
         elif mode == _STRIP:
             from trimesh.util import triangle_strips_to_faces
 

@@ -17,7 +17,8 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
 - NORMAL: `SurfaceMesh.shading_normals`, smooth vertex normals equal across UV seams, except at hard edges
   (`SurfaceMesh.normal_groups`: found by a3d in a mesh whose file gave no normals, `a3d_cli.mesh.creases`,
-  or held by the file's own normals): there the copies of a point hold different normals, which is how
+  held by the file's own normals, or every turn of a glTF primitive without NORMAL, which glTF shades flat):
+  there the copies of a point hold different normals, which is how
   `load_processed_mesh` finds those edges again. glTF viewers shade a primitive without normals flat, so
   `lift/model.glb`, written here too, would look faceted;
 - every bufferView of vertex data or indices names its `target` (ARRAY_BUFFER / ELEMENT_ARRAY_BUFFER), as
