@@ -140,7 +140,9 @@ def textured_trimesh(vertices, faces, uv, image, factor=(255, 255, 255, 255)):
 
 def textured_sphere(count: int = 24, radius: float = 1.0):
     """A lat-long sphere with UV-seam and pole copies (as exporters write them), the two-colour texture
-    wrapped around it: u < 0.5 (x < 0) red, u > 0.5 (x > 0) blue."""
+    wrapped around it: u < 0.5 (x < 0) red, u > 0.5 (x > 0) blue. Its vertex normals are the sphere's own
+    (along the radius, equal at the copies), so a GLB written of it holds a smooth NORMAL, as exporters write
+    a smooth sphere (a glTF primitive without NORMAL is shaded flat)."""
     nu, nv = 2 * count, count
     s, t = np.meshgrid(np.linspace(0, 1, nu + 1), np.linspace(0, 1, nv + 1), indexing="xy")
     s, t = s.ravel(), t.ravel()
@@ -154,7 +156,9 @@ def textured_sphere(count: int = 24, radius: float = 1.0):
     faces = faces[np.linalg.norm(cross, axis=-1) > 1e-12]  # drop collapsed pole triangles
     if np.sum(np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]]) * v[faces[:, 0]]) < 0:
         faces = faces[:, ::-1]  # outward
-    return textured_trimesh(v, faces, np.stack([s, t], -1), two_colour_texture())
+    mesh = textured_trimesh(v, faces, np.stack([s, t], -1), two_colour_texture())
+    mesh.vertex_normals = v / radius
+    return mesh
 
 
 def write_glb(path: Path, *meshes_with_transforms) -> Path:

@@ -6,7 +6,8 @@ Modules (import them directly; this package imports nothing heavy):
     appearance    colour spaces, texture sampling, atlas packing
     normalize     `Normalization` (+Y up, +Z front, centred, radius 0.9) and its JSON
     topology      welding seam copies, normals, edges, rotation ↔ quaternion
-    creases       triangle soups (STL): identical corners merged, hard edges kept (`normal_groups`)
+    creases       triangle soups (STL): identical corners merged, hard edges kept (`normal_groups`); the
+                  copies a flat-shaded glTF primitive (no NORMAL) needs, and a file's normals' hard edges
     simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
     first_pass    fast-simplification's collapse of large untextured meshes before MeshLab's (imported lazily)
     orientation   which way an asset faces (`--front auto`), the Y-down hint for 3DGS files

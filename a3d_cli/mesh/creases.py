@@ -12,7 +12,9 @@ crease keep their own normals through `SurfaceMesh.normal_groups`; the splats an
 point (`topology.weld`), so a crease never tears when the mesh moves.
 
 Meshes whose faces share vertices, or whose file has normals, are not welded (`load_mesh` decides); a file's
-normals keep their own hard edges (`normal_groups_from_normals`).
+normals keep their own hard edges (`normal_groups_from_normals`). A glTF primitive without NORMAL, which glTF
+shades flat, is given the copies and normals a flat-shading exporter writes (`flat_vertices`), whose edges
+are then kept as a file's own.
 
 Examples:
     >>> mesh = weld_and_crease(soup)  # doctest: +SKIP
@@ -166,6 +168,10 @@ def _smooth_corner_pairs(
     return np.concatenate([a, following[a]]), np.concatenate([b_at_a, b_at_next])
 
 
+FILE_NORMAL_DEGREES = 1.0
+"""A file's normals at the copies of one point that differ by at most this angle are one normal: exporters may
+write one smooth normal a float rounding apart, and a turn that small shows no edge."""
+
 LEADER_ROUNDS = 64
 """Rounds of `normal_groups_from_normals`'s clustering: one more distinct normal at a point each round; copies
 still apart after that many are grouped by exact equality (bounded time, whatever a file puts at one point)."""
@@ -182,37 +188,92 @@ def normal_groups_from_normals(vertices: np.ndarray, normals: np.ndarray, max_de
     smooth normal a float rounding apart, and a3d recomputes each group's normal from its faces, so a split
     there would show an edge the file does not.
 
-    Each round, the first copy of each point not yet grouped leads a group, and the other ungrouped copies of
-    that point whose normals lie within `max_degrees` of it join (normals of zero length agree with each
-    other only): a point with k distinct normals takes k rounds.
-
     Args:
         vertices: [V, 3] positions.
         normals: [V, 3] the normals given with them (compared as unit vectors).
-        max_degrees: copies whose normals differ by at most this angle share a group; 0 asks for equality.
+        max_degrees: copies whose normals differ by at most this angle share a group (`normal_clusters`); 0
+            asks for equality.
 
     Returns:
         [V] int64 groups, or None.
     """
     at = seam_copies(vertices)  # [V] the position of each vertex
+    groups = normal_clusters(at, normals, max_degrees)
+    return None if int(groups.max(initial=-1)) == int(at.max(initial=-1)) else groups
+
+
+def normal_clusters(at: np.ndarray, normals: np.ndarray, max_degrees: float = 0.0) -> np.ndarray:
+    """Number the rows that stand on one point and whose normals agree within `max_degrees`.
+
+    Each round, the first row of each point not yet grouped leads a group, and the other ungrouped rows of that
+    point whose normals lie within `max_degrees` of it join (normals of zero length agree with each other
+    only): a point with k distinct normals takes k rounds. So a group's leader is its first row, and the
+    leaders of one point are more than `max_degrees` apart.
+
+    Args:
+        at: [N] int64 the point each row stands on (0 .. P-1).
+        normals: [N, 3] a normal per row (compared as unit vectors).
+        max_degrees: rows whose normals differ by at most this angle from their group's leader share it.
+
+    Returns:
+        [N] int64 groups, numbered by first appearance; as many as the points when no point holds two.
+    """
     n = np.asarray(normals, dtype=np.float64) + 0.0  # −0.0 becomes 0.0
-    length = np.linalg.norm(n, axis=1, keepdims=True)  # [V, 1]
-    n = np.divide(n, length, out=np.zeros_like(n), where=length > 0)  # [V, 3] unit or zero
+    length = np.linalg.norm(n, axis=1, keepdims=True)  # [N, 1]
+    n = np.divide(n, length, out=np.zeros_like(n), where=length > 0)  # [N, 3] unit or zero
     chord = 2.0 * np.sin(np.radians(max_degrees) / 2.0)  # distance between unit vectors that far apart
-    leader = np.full(len(at), -1, dtype=np.int64)  # [V] the copy leading each vertex's group
+    leader = np.full(len(at), -1, dtype=np.int64)  # [N] the row leading each row's group
     todo = np.arange(len(at))
+    lead_of = np.empty(int(at.max(initial=-1)) + 1, dtype=np.int64)  # [P]
     for _ in range(LEADER_ROUNDS):
         if not len(todo):
             break
-        _, first = np.unique(at[todo], return_index=True)
-        lead_of = np.empty(int(at.max()) + 1, dtype=np.int64)
-        lead_of[at[todo[first]]] = todo[first]  # the first ungrouped copy at each point
+        lead_of.fill(len(at))
+        np.minimum.at(lead_of, at[todo], todo)  # the first ungrouped row at each point (one pass, no sort)
         lead = lead_of[at[todo]]  # [U]
         join = (lead == todo) | (np.linalg.norm(n[todo] - n[lead], axis=1) <= chord)  # [U]
         leader[todo[join]] = lead[join]
         todo = todo[~join]
-    if len(todo):  # beyond the rounds: copies with the same point and the same normal
+    if len(todo):  # beyond the rounds: rows with the same point and the same normal
         rest, _ = distinct_rows(np.concatenate([at[todo, None].astype(np.float64), n[todo]], axis=1))
         leader[todo] = len(at) + rest
-    groups, count = distinct_rows(leader[:, None])
-    return None if count == int(at.max(initial=-1)) + 1 else groups
+    return distinct_rows(leader[:, None])[0]
+
+
+def flat_vertices(
+    triangles: np.ndarray, face_normals: np.ndarray, max_degrees: float = FILE_NORMAL_DEGREES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The vertices a flat-shaded mesh needs: each vertex split into one copy per way its faces face.
+
+    Why: glTF 2.0 requires a primitive without NORMAL to be shaded flat (every face its own normal), as
+    three.js and Blender show it; a3d keeps hard edges as copies of a point with their own normals, so a flat
+    surface is one whose vertices are split wherever the faces around them turn. Faces whose normals lie
+    within `max_degrees` of the first of them around a vertex (coplanar ones: a cube's side of two triangles)
+    share a copy, as an exporter writing flat normals shares them, so the copies' normals are also those
+    `a3d_cli.mesh.load` groups again within the same angle. A face without area takes the copy of the
+    vertex's first face with one (it faces no way, and shows nothing).
+
+    Args:
+        triangles: [T, 3] vertex indices.
+        face_normals: [T, 3] unit normals, zero for a face without area.
+        max_degrees: faces at a vertex within this angle of each other's leader share a copy.
+
+    Returns:
+        (source [V'] the vertex each copy copies, faces [T, 3] over the copies, normals [V', 3] each copy's:
+        the normal of the first face that uses it).
+
+    Examples:
+        >>> source, faces, normals = flat_vertices(box.faces, box.face_normals)  # a 12-triangle cube  # doctest: +SKIP
+        >>> len(source)  # 4 copies per side: 24  # doctest: +SKIP
+    """
+    corner_vertex = np.asarray(triangles, dtype=np.int64).reshape(-1)  # [3T]
+    corner_normal = np.repeat(np.asarray(face_normals, dtype=np.float64), 3, axis=0)  # [3T, 3]
+    facing = (corner_normal != 0).any(axis=1)  # [3T] corners of faces with area
+    if not facing.all() and facing.any():  # faceless corners borrow the vertex's first facing corner's normal
+        vertices, first = np.unique(corner_vertex[facing], return_index=True)
+        borrowed = np.zeros((int(corner_vertex.max()) + 1, 3))
+        borrowed[vertices] = corner_normal[facing][first]
+        corner_normal[~facing] = borrowed[corner_vertex[~facing]]
+    copy = normal_clusters(corner_vertex, corner_normal, max_degrees)  # [3T] one copy per group of corners
+    first = _first_of_each(copy)  # [V'] the first corner of each copy: its group's leader
+    return corner_vertex[first], copy.reshape(-1, 3), corner_normal[first]

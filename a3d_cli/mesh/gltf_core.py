@@ -23,6 +23,10 @@ POSITION, NORMAL, COLOR_0, TEXCOORD_0 and indices are plain float32/uint32 data:
 
 - meshes are posed as viewers show the file without animation: morph targets blended by their default
   weights, skinned meshes placed by their joints (`_Rewriter._poses`); triangle fans become triangle lists;
+- a triangle primitive without NORMAL gets the flat normals glTF 2.0 requires viewers to give it (§3.7.2.1:
+  "client implementations MUST calculate flat normals"), each vertex split once per way its faces face
+  (`a3d_cli.mesh.creases.flat_vertices`), so `a3d_cli.mesh.load` keeps its facets as it keeps any file's
+  hard edges (`_Rewriter._flat`);
 - a file without scenes gets one of its root nodes, and cameras are taken off nodes.
 
 Animations and attributes trimesh does not use are dropped. Images stay as they are (their URIs are resolved by the same rooted resolver).
@@ -65,7 +69,7 @@ EMISSIVE_STRENGTH = "KHR_materials_emissive_strength"
 IMAGE_SOURCES = ("KHR_texture_webp", "EXT_texture_webp", "EXT_texture_avif")  # preferred over the core source
 UNDECODABLE_MIME = ("image/ktx2",)
 _FLOAT, _UINT32 = 5126, 5125
-_TRIANGLES, _FAN = 4, 6  # primitive modes
+_TRIANGLES, _STRIP, _FAN = 4, 5, 6  # primitive modes
 SKIN_CHUNK = 1 << 18  # vertices skinned at a time (bounds the [n, 4, 4] joint matrices gathered per influence)
 UV_SNAP = 1e-5  # texture coordinates this close to a whole number are that number (0.04 px of a 4096 texture)
 WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
@@ -77,7 +81,11 @@ UvSet = tuple[int, np.ndarray | None, Wrap, int]  # a texture's (texCoord, KHR_t
 
 
 def core_glb(
-    path: Path, resolver: Any, names: ImageNames | None = None, document: GltfDocument | None = None
+    path: Path,
+    resolver: Any,
+    names: ImageNames | None = None,
+    document: GltfDocument | None = None,
+    flat_without_normals: bool = True,
 ) -> bytes:
     """An equivalent GLB of core glTF only (plus extensions that change nothing a3d reads).
 
@@ -87,6 +95,8 @@ def core_glb(
         names: receives the name of each texture image checked (`a3d_cli.mesh.texture_check`).
         document: the file's document when the caller has read it already (`read_document(path, resolver)`),
             so that it is not read again; it is read here when None.
+        flat_without_normals: give triangle primitives without NORMAL their flat normals, as glTF requires;
+            False keeps their vertices as they are (a3d's own processed mesh, whose vertex order is the binding's).
 
     Raises:
         InputError: an extension a3d cannot honour, undecodable data, sizes above the decode limits,
@@ -95,7 +105,7 @@ def core_glb(
     try:
         doc = document if document is not None else read_document(Path(path), resolver)
         check_extensions(doc.json, doc.name)
-        return _Rewriter(doc, resolver, names).run()
+        return _Rewriter(doc, resolver, names, flat_without_normals).run()
     except InputError:
         raise
     except RecursionError:  # JSON nested deeper than copying it can go (parsing stops a little deeper)
@@ -110,10 +120,13 @@ def core_glb(
 class _Rewriter:
     """One rewrite: new binary chunk, bufferViews and accessors, built while walking the document."""
 
-    def __init__(self, doc: GltfDocument, resolver: Any, names: ImageNames | None = None) -> None:
+    def __init__(
+        self, doc: GltfDocument, resolver: Any, names: ImageNames | None = None, flat_without_normals: bool = True
+    ) -> None:
         self.doc = doc
         self.resolver = resolver
         self.names = names
+        self.flat_without_normals = flat_without_normals
         self.out = copy.deepcopy(doc.json)
         self.blob = bytearray()
         self.views: list[dict[str, Any]] = []
@@ -417,11 +430,13 @@ class _Rewriter:
         self._check_primitive(prim, attrs, uv_name)
         new: dict[str, int] = {}
         posed = self.posed.get(id(prim))
+        flat = self._flat(prim, attrs, raw)  # a primitive to shade flat: its triangles, then its split vertices
         for name, target in (("POSITION", "POSITION"), ("NORMAL", "NORMAL"), ("COLOR_0", "COLOR_0"), (uv_name, "TEXCOORD_0")):
             if name not in attrs:
                 continue
             key = (attrs[name], target, None if matrix is None or target != "TEXCOORD_0" else matrix.tobytes())
-            if key not in self.cache or name in raw or (posed is not None and name == "POSITION"):
+            own = flat is not None or (posed is not None and name == "POSITION")  # values of this primitive only
+            if key not in self.cache or name in raw or own:
                 if posed is not None and name == "POSITION":  # morphed or skinned (`_poses`): this primitive's own
                     values = posed
                 else:
@@ -432,14 +447,20 @@ class _Rewriter:
                     values = _snap_uv(values if matrix is None else values @ matrix[:2, :2].T + matrix[:2, 2])
                 if target in FINITE:  # here, before trimesh turns a NaN colour into black (0 as 8 bits)
                     require_finite(values, FINITE[target], self.doc.name)
+                if flat is not None:
+                    if target == "POSITION":  # first: the split follows from the faces' normals
+                        flat.split(values, self.doc, attrs[name])
+                    values = flat.copies(values, self.doc, attrs[name])
                 accessor = self._accessor(values)
-                if posed is not None and name == "POSITION":
+                if own:
                     new[target] = accessor
                     continue
                 self.cache[key] = accessor
             new[target] = self.cache[key]
         if "POSITION" not in new:
             raise InputError(f"{self.doc.name} has a mesh primitive without POSITION.", hint=_REEXPORT)
+        if flat is not None:
+            new["NORMAL"] = self._accessor(flat.normals)
         if "TEXCOORD_0" in new and wrap != REPEAT_BOTH:
             count = self.accessors[new["POSITION"]]["count"]
             key = (WRAP_ATTRIBUTE, count, wrap)
@@ -455,7 +476,9 @@ class _Rewriter:
             new[FILTER_ATTRIBUTE] = self.cache[key]
         prim["attributes"] = new
         prim.pop("targets", None)
-        if "indices" in prim:
+        if flat is not None:
+            prim["indices"], prim["mode"] = self._accessor(flat.faces.reshape(-1), indices=True), _TRIANGLES
+        elif "indices" in prim:
             values = read_accessor(self.doc, prim["indices"], raw.get("indices"))
             if values.dtype.kind not in "iu":
                 raise InputError(f"{self.doc.name} has mesh indices that are not integers.", hint=_REEXPORT)
@@ -463,6 +486,39 @@ class _Rewriter:
         elif prim.get("mode") == _FAN:  # drawn in vertex order
             count = accessor_count(self.doc, attrs["POSITION"])
             prim["indices"] = self._accessor(_fan_triangles(np.arange(count, dtype=np.uint32), prim), indices=True)
+
+    def _flat(self, prim: dict[str, Any], attrs: dict[str, Any], raw: dict[str, np.ndarray]) -> _FlatSplit | None:
+        """The triangles of a primitive glTF shades flat, to be split (`_FlatSplit`): one of triangles, a strip
+        or a fan without NORMAL, as the primitive's own attributes say (not what a loader computes in its
+        place). None for any other primitive, when `flat_without_normals` is off, and for one left for the
+        loader to refuse as it is: no triangles, indices past its vertices, or an index count that is not a
+        whole number of triangles."""
+        mode = prim.get("mode", _TRIANGLES)
+        if not self.flat_without_normals or "NORMAL" in attrs or "POSITION" not in attrs:
+            return None
+        if mode not in (_TRIANGLES, _STRIP, _FAN):
+            return None
+        count = accessor_count(self.doc, attrs["POSITION"])
+        if "indices" in prim:
+            order = read_accessor(self.doc, prim["indices"], raw.get("indices"))
+            if order.dtype.kind not in "iu":
+                raise InputError(f"{self.doc.name} has mesh indices that are not integers.", hint=_REEXPORT)
+            order = order.reshape(-1).astype(np.int64)
+        else:
+            order = np.arange(count, dtype=np.int64)
+        if order.size and int(order.max()) >= count:
+            return None
+        if mode == _FAN:
+            triangles = _fan_triangles(order, {"mode": _FAN}).reshape(-1, 3)  # a stand-in primitive: the helper marks it TRIANGLES
+        elif mode == _STRIP:
+            from trimesh.util import triangle_strips_to_faces
+
+            triangles = triangle_strips_to_faces([order]) if len(order) >= 3 else np.zeros((0, 3), dtype=np.int64)
+        elif len(order) % 3:
+            return None
+        else:
+            triangles = order.reshape(-1, 3)
+        return _FlatSplit(np.asarray(triangles, dtype=np.int64)) if len(triangles) else None
 
     def _check_primitive(self, prim: dict[str, Any], attrs: dict[str, Any], uv_name: str) -> None:
         """A primitive's mode is one glTF defines, and the attributes a3d reads have POSITION's count (as glTF
@@ -688,6 +744,34 @@ class _Rewriter:
                         child[field] = [float(x) for x in trs[key][i]]
                 nodes.append(child)
                 children.append(len(nodes) - 1)
+
+
+class _FlatSplit:
+    """A flat-shaded primitive's triangles and, once its positions are read (`split`), the copies of its
+    vertices that flat shading needs (`a3d_cli.mesh.creases.flat_vertices`): every attribute is read through
+    `copies`, and the primitive is written with `faces` over them and `normals`."""
+
+    def __init__(self, triangles: np.ndarray) -> None:
+        self.triangles = triangles  # [T, 3] over the primitive's vertices
+        self.source = np.zeros(0, dtype=np.int64)  # [V'] the vertex each copy copies
+        self.faces = np.zeros((0, 3), dtype=np.int64)  # [T, 3] over the copies
+        self.normals = np.zeros((0, 3), dtype=np.float32)  # [V', 3] flat normals
+
+    def split(self, positions: np.ndarray, doc: GltfDocument, accessor: int) -> None:
+        """Split the vertices by the normals of the faces `positions` [V, 3] give them; the corners the split
+        works through are counted against the file's decode budget (`GltfDocument.charge`), as decoded values."""
+        from a3d_cli.mesh.creases import FILE_NORMAL_DEGREES, flat_vertices
+        from a3d_cli.mesh.topology import face_normals_and_areas
+
+        doc.charge(accessor, 3 * self.triangles.size)  # corners, their normals
+        face_normals, _ = face_normals_and_areas(np.asarray(positions, dtype=np.float64), self.triangles)  # [T, 3]
+        self.source, self.faces, normals = flat_vertices(self.triangles, face_normals, FILE_NORMAL_DEGREES)
+        self.normals = normals.astype(np.float32)
+
+    def copies(self, values: np.ndarray, doc: GltfDocument, accessor: int) -> np.ndarray:
+        """[V', C] an attribute's `values` [V, C] at each copy (counted against the decode budget)."""
+        doc.charge(accessor, len(self.source) * values.shape[1])
+        return values[self.source]
 
 
 def _fan_triangles(indices: np.ndarray, prim: dict[str, Any]) -> np.ndarray:

@@ -32,6 +32,7 @@ from a3d_cli.mesh.appearance import (
     linear_to_srgb,
     srgb_to_linear,
 )
+from a3d_cli.mesh.creases import FILE_NORMAL_DEGREES
 from a3d_cli.mesh.surface import SurfaceMesh, concatenate, require_finite, require_sane_extent
 from a3d_cli.mesh.texture_bake import TextureRecipe, bake_textures
 from a3d_cli.mesh.texture_check import ImageNames, texture_mean
@@ -114,6 +115,7 @@ def load_mesh(
     notice: Notice | None = None,
     texture_limit: int | None = None,
     document: GltfDocument | None = None,
+    flat_without_normals: bool = True,
 ) -> SurfaceMesh:
     """Load a mesh file as one `SurfaceMesh` in the file's own frame (no normalization).
 
@@ -130,7 +132,10 @@ def load_mesh(
     which it has read and checked already (`a3d_cli.mesh.store`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
     merged and its hard edges kept apart (`a3d_cli.mesh.creases`); a file with its own normals keeps the hard
-    edges they hold (`_with_file_hard_edges`).
+    edges they hold (`_with_file_hard_edges`). A glTF triangle primitive without NORMAL is shaded flat, as glTF
+    requires: its vertices are split where its faces turn and given its faces' normals
+    (`a3d_cli.mesh.gltf_core`), whose edges are then kept as a file's own; `flat_without_normals=False` reads
+    its vertices as they are (a3d's own processed mesh, `a3d_cli.mesh.store`).
 
     Raises:
         InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices,
@@ -149,7 +154,8 @@ def load_mesh(
     if path.suffix.lower() in (".glb", ".gltf"):  # decode what trimesh would misread (a3d_cli.mesh.gltf_core)
         from a3d_cli.mesh.gltf_core import core_glb
 
-        source, kwargs = io.BytesIO(core_glb(path, resolver, names, document)), {"file_type": "glb"}
+        glb = core_glb(path, resolver, names, document, flat_without_normals)
+        source, kwargs = io.BytesIO(glb), {"file_type": "glb"}
     uv_transforms: dict[str, tuple] = {}  # OBJ material → its map_Kd's -s / -o (a3d_cli.mesh.mtl)
     if path.suffix.lower() == ".obj":
         uv_transforms = _check_obj_textures(path, resolver, library, names)
@@ -231,11 +237,6 @@ def _has_area(mesh: SurfaceMesh) -> bool:
     vertices = mesh.vertices.astype(np.float64)
     extent = float(np.ptp(vertices, axis=0).max())
     return extent == 0 or bool((2 * face_normals_and_areas(vertices, mesh.faces)[1] > FLAT_AREA * extent**2).any())
-
-
-FILE_NORMAL_DEGREES = 1.0
-"""A file's normals at the copies of one point that differ by at most this angle are one normal: exporters may
-write one smooth normal a float rounding apart, and a turn that small shows no edge."""
 
 
 def _with_file_hard_edges(mesh: SurfaceMesh, faced: list[tuple[Any, np.ndarray]]) -> SurfaceMesh:

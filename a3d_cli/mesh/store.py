@@ -17,7 +17,8 @@ Layout (guaranteed, checked by `load_processed_mesh`):
 - COLOR_0 (linear, as glTF defines it) when any vertex colour differs from white;
 - NORMAL: `SurfaceMesh.shading_normals`, smooth vertex normals equal across UV seams, except at hard edges
   (`SurfaceMesh.normal_groups`: found by a3d in a mesh whose file gave no normals, `a3d_cli.mesh.creases`,
-  or held by the file's own normals): there the copies of a point hold different normals, which is how
+  held by the file's own normals, or every turn of a glTF primitive without NORMAL, which glTF shades flat):
+  there the copies of a point hold different normals, which is how
   `load_processed_mesh` finds those edges again. glTF viewers shade a primitive without normals flat, so
   `lift/model.glb`, written here too, would look faceted;
 - every bufferView of vertex data or indices names its `target` (ARRAY_BUFFER / ELEMENT_ARRAY_BUFFER), as
@@ -239,7 +240,9 @@ def _load(path: Path, doc: GltfDocument, read: GltfDocument, count: int) -> Surf
     from a3d_cli.mesh import appearance
     from a3d_cli.mesh.load import load_mesh
 
-    mesh = load_mesh(path, texture_limit=appearance.ATLAS_IMAGE_TEXELS, document=read)
+    mesh = load_mesh(  # vertices as written: a3d's own file is never split
+        path, texture_limit=appearance.ATLAS_IMAGE_TEXELS, document=read, flat_without_normals=False
+    )
     if mesh.num_vertices != count:  # a face-less vertex would have been dropped; never written by a3d
         raise InputError(f"{path} has vertices that no face uses, so its vertex order cannot be trusted.")
     return replace(mesh, normal_groups=_written_normal_groups(path, doc, mesh))

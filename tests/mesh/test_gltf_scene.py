@@ -17,9 +17,9 @@ from a3d_cli.mesh.load import load_mesh
 
 
 def rows(a: np.ndarray) -> np.ndarray:
-    """The rows of [N, 3] points in lexicographic order (the scene's part order is not a3d's promise)."""
-    a = np.round(np.asarray(a, np.float64), 5)
-    return a[np.lexsort(a.T[::-1])]
+    """The distinct rows of [N, 3] points in lexicographic order (the scene's part order is not a3d's promise,
+    and a primitive without NORMAL is read flat-shaded: its vertices split where its faces turn)."""
+    return np.unique(np.round(np.asarray(a, np.float64), 5), axis=0)
 
 
 def strip(n: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ def test_multi_node_scene_is_flattened_with_transforms_and_instances(tmp_path):
     scene.add_geometry(box, node_name="b", geom_name="box", transform=translation(0, 3, 0) @ rot)  # same mesh again
     scene.add_geometry(box, node_name="c", geom_name="box", parent_node_name="b", transform=translation(0, 0, 2))
     path = tmp_path / "scene.glb"
-    path.write_bytes(scene.export(file_type="glb"))
+    path.write_bytes(scene.export(file_type="glb", include_normals=True))  # smooth: no flat split, 8 vertices a box
 
     mesh = load_mesh(path)
     v = len(box.vertices)

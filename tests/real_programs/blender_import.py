@@ -3,7 +3,8 @@
     blender -b --factory-startup --python blender_import.py -- FILE.glb [FRAME,FRAME,...]
 
 Prints one line `A3D_BLENDER_JSON {...}`: the scene's fps, every object (type, parent, vertex and polygon
-count, smooth-shaded polygons, shape keys, modifiers, colour attributes, armature bones, materials with
+count, smooth-shaded polygons, the largest angle between a polygon's normal and the split normal Blender shades
+one of its corners with, shape keys, modifiers, colour attributes, armature bones, materials with
 their image sizes and whether a colour-attribute node feeds them, the action that drives it), every action's frame range and curve count, and, for each frame asked (in
 order, fractional frames allowed), {mesh name: evaluated world-space vertex positions}. Used by
 `tests/helpers.py::blender_import`; it reads nothing but the file it is given.
@@ -33,10 +34,13 @@ for ob in bpy.data.objects:
     anim = ob.animation_data
     if ob.type == "MESH":
         me = ob.data
+        me.calc_normals_split()  # the corner normals shown: a glTF's NORMAL (custom split normals), or Blender's own
+        facet = max((math.degrees(p.normal.angle(me.loops[k].normal, 0.0)) for p in me.polygons for k in p.loop_indices), default=0.0)
         info.update(
             vertices=len(me.vertices),
             polygons=len(me.polygons),
             smooth_polygons=sum(p.use_smooth for p in me.polygons),
+            face_normal_degrees=facet,
             shape_keys=[k.name for k in me.shape_keys.key_blocks] if me.shape_keys else [],
             modifiers=[m.type for m in ob.modifiers],
             uv_layers=len(me.uv_layers),

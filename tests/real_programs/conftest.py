@@ -1,5 +1,6 @@
 """What a user gets from a3d, made once per session for the real-program tests (only those that run build it).
 
+`fox_prepared`: the bundled fox (a glTF without NORMAL) through `a3d prepare` at the default vertex bound.
 `mesh_runs`: the bundled fox through `a3d animate --video` (prepare → reconstruct on a ground-truth video →
 mesh-animate → export), two variants of the export commands on copies of that run folder, and a
 vertex-coloured mesh through the same chain. `lift_run`: `a3d lift --orbit` on a ground-truth orbit of
@@ -23,6 +24,15 @@ LIFT_TINY = [
     "--hull-resolution", "40", "--mesh-resolution", "48", "--max-faces", "3000", "--texture-size", "128",
     "--preview-size", "33", "--preview-frames", "5",
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def fox_prepared(tmp_path_factory) -> Path:
+    """A run folder after `a3d prepare` of the fox at the default `--max-vertices`: not simplified, so
+    `source/mesh.glb` keeps every facet that glTF's flat shading gives it (`mesh_runs` simplifies it)."""
+    run = tmp_path_factory.mktemp("fox_prepared") / "RUN"
+    run_a3d("prepare", str(FOX), "-o", str(run), "--splat-count", "150", "--view-size", "32")
+    return run
 
 
 @pytest.fixture(scope="session")

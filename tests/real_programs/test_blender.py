@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import trimesh
 from helpers import (
+    REPO,
     blender_import,
     clip_key_seconds,
     expected_poses,
@@ -19,7 +20,11 @@ from helpers import (
     stage_metrics,
 )
 
+from a3d_cli.mesh.creases import FILE_NORMAL_DEGREES
+
 pytestmark = needs_program("A3D_BLENDER")
+FOX = REPO / "examples" / "assets" / "fox.glb"  # a glTF without NORMAL: shown flat-shaded
+FACETED_DEGREES = 2 * FILE_NORMAL_DEGREES  # faces within 1° of the first around a vertex share its normal
 
 
 def _only_mesh(scene: dict) -> dict:
@@ -43,7 +48,10 @@ def test_blender_plays_the_animated_glb(mesh_runs, variant):
     types = sorted(o["type"] for o in scene["objects"])
     assert types == (["ARMATURE", "MESH"] if variant == "skin" else ["MESH"])
     assert mesh["vertices"] == m["vertices"] == poses.shape[1] and mesh["polygons"] == m["faces"]
-    assert mesh["smooth_polygons"] == mesh["polygons"]  # the GLB's normals: smooth shading
+    if variant == "colours":  # a PLY without normals: the GLB's normals shade it smoothly
+        assert mesh["smooth_polygons"] == mesh["polygons"]
+    # the fox has no NORMAL, so it is read flat-shaded, then simplified here far below its facets (hard edges
+    # found again by the 30° rule): its facets are checked unsimplified, in the test below
     if variant == "colours":  # COLOR_0 becomes a colour attribute that feeds the material
         assert mesh["color_attributes"] and [(mat["images"], mat["vertex_colors"]) for mat in mesh["materials"]] == [
             ([], True)
@@ -73,6 +81,26 @@ def test_blender_plays_the_animated_glb(mesh_runs, variant):
     if m["loop"] != "off":  # the closing key at the clip's end is the first pose again
         shown = np.array(scene["positions"][-1][mesh["name"]])
         np.testing.assert_allclose(shown, gltf_to_blender(poses[0]), atol=atol)
+
+
+def test_blender_shows_a_gltf_without_normals_and_its_processed_mesh_faceted(fox_prepared):
+    """glTF requires flat normals for a primitive without NORMAL: Blender imports the fox with every polygon
+    flat, and a3d's processed fox with the corners of each polygon shaded by (within a degree or two) its own
+    normal, through the NORMAL a3d writes, which Blender keeps as custom split normals."""
+    source = _flat_check(blender_import(FOX))
+    assert source["smooth_polygons"] == 0 and source["face_normal_degrees"] < 1e-3
+    processed = _only_mesh(blender_import(fox_prepared / "source" / "mesh.glb"))
+    assert processed["polygons"] == source["polygons"] and processed["face_normal_degrees"] < FACETED_DEGREES
+
+
+def _flat_check(scene: dict) -> dict:
+    """The fox's parts as Blender imports them, summed: polygons, smooth polygons, the largest corner angle."""
+    meshes = [o for o in scene["objects"] if o["type"] == "MESH"]
+    return {
+        "polygons": sum(o["polygons"] for o in meshes),
+        "smooth_polygons": sum(o["smooth_polygons"] for o in meshes),
+        "face_normal_degrees": max(o["face_normal_degrees"] for o in meshes),
+    }
 
 
 def test_blender_shows_the_lifted_model_textured_upright_and_smooth(lift_run):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import (
+    REPO,
     clip_key_seconds,
     expected_poses,
     needs_program,
@@ -17,7 +18,10 @@ from helpers import (
     three_load,
 )
 
+from a3d_cli.mesh.creases import FILE_NORMAL_DEGREES
+
 pytestmark = needs_program("A3D_THREE")
+FACETED_DEGREES = 2 * FILE_NORMAL_DEGREES  # faces within 1° of the first around a vertex share its normal
 
 
 @pytest.mark.parametrize("variant", ["morph", "loop", "skin", "colours"])
@@ -34,7 +38,10 @@ def test_three_plays_the_animated_glb(mesh_runs, variant):
     (mesh,) = out["meshes"]
     assert mesh["vertices"] == m["vertices"] == poses.shape[1]
     assert "normal" in mesh["attributes"] and not mesh["flat_shading"]
-    assert mesh["seam_normal_gap"] < 1e-5  # no shading crease along the texture's seams
+    if variant == "colours":  # a PLY without normals, shaded smoothly
+        assert mesh["seam_normal_gap"] < 1e-5  # no shading crease where copies of a position meet
+    # the fox has no NORMAL, so it is read flat-shaded, then simplified here far below its facets (hard edges
+    # found again by the 30° rule): its facets are checked unsimplified, in the test below
     if variant == "colours":  # COLOR_0 switches the material's vertex colours on
         assert "color" in mesh["attributes"] and mesh["vertex_colors"] and mesh["map"] is None
     else:  # the fox's texture
@@ -60,6 +67,15 @@ def test_three_plays_the_animated_glb(mesh_runs, variant):
     if variant != "skin":  # morph weights blend linearly, so the vertices do too (a skin blends bone motions)
         shown = np.array(out["positions"][-1][0])
         np.testing.assert_allclose(shown, (poses[1] + poses[2]) / 2, atol=atol)
+
+
+def test_three_shows_a_gltf_without_normals_and_its_processed_mesh_faceted(fox_prepared):
+    """GLTFLoader shades the fox (no NORMAL) flat, as glTF requires; a3d's processed fox carries a NORMAL that
+    gives each triangle's corners (within a degree or two) the triangle's own normal."""
+    source = three_load(REPO / "examples" / "assets" / "fox.glb")
+    assert source["meshes"] and all(m["flat_shading"] and "normal" not in m["attributes"] for m in source["meshes"])
+    (mesh,) = three_load(fox_prepared / "source" / "mesh.glb")["meshes"]
+    assert "normal" in mesh["attributes"] and not mesh["flat_shading"] and mesh["face_normal_degrees"] < FACETED_DEGREES
 
 
 def test_three_shows_the_lifted_model_textured_and_smooth(lift_run):

@@ -3,7 +3,8 @@
 //   cd FOLDER_WITH_node_modules/three && node three_load.mjs FILE.glb [SECONDS,SECONDS,...]
 //
 // Prints the three.js revision, every mesh (skinned or not, vertex count, attributes, morph targets,
-// skeleton bones, flat shading, the largest normal difference between copies of one position, vertex colours, base-colour map size, bounding box), the bone count, every AnimationClip
+// skeleton bones, flat shading, the largest normal difference between copies of one position, the largest angle
+// between a triangle's own normal and the normal at one of its corners, vertex colours, base-colour map size, bounding box), the bone count, every AnimationClip
 // (name, duration, tracks with their key counts), and, for each time asked (in order), every mesh's world-space
 // vertex positions that AnimationMixer + the morph/skinning maths of `getVertexPosition` give at that time. Node has no image
 // decoder, so `createImageBitmap` is replaced by one that reads a PNG's size from its header (all a test
@@ -46,10 +47,23 @@ gltf.scene.traverse((o) => {
       seamGap = Math.max(seamGap, Math.abs(n.getX(i) - n.getX(j)), Math.abs(n.getY(i) - n.getY(j)), Math.abs(n.getZ(i) - n.getZ(j)));
     }
   }
+  // facets: the largest angle (degrees) between a triangle's own normal and the normal at one of its corners
+  let faceGap = 0;
+  if (g.attributes.normal) {
+    const tri = new THREE.Triangle(), own = new THREE.Vector3(), at = new THREE.Vector3();
+    const index = g.index ? g.index.array : null, count = index ? index.length : g.attributes.position.count;
+    for (let k = 0; k < count; k += 3) {
+      const c = [0, 1, 2].map((m) => (index ? index[k + m] : k + m));
+      tri.setFromAttributeAndIndices(g.attributes.position, c[0], c[1], c[2]);
+      if (tri.getArea() === 0) continue;
+      tri.getNormal(own);
+      for (const i of c) faceGap = Math.max(faceGap, THREE.MathUtils.radToDeg(own.angleTo(at.fromBufferAttribute(g.attributes.normal, i))));
+    }
+  }
   out.meshes.push({
     name: o.name, skinned: !!o.isSkinnedMesh, vertices: g.attributes.position.count, attributes: Object.keys(g.attributes),
     morph_targets: (g.morphAttributes.position || []).length, morph_normals: (g.morphAttributes.normal || []).length,
-    skeleton_bones: o.isSkinnedMesh ? o.skeleton.bones.length : 0, flat_shading: !!o.material.flatShading, seam_normal_gap: seamGap,
+    skeleton_bones: o.isSkinnedMesh ? o.skeleton.bones.length : 0, flat_shading: !!o.material.flatShading, seam_normal_gap: seamGap, face_normal_degrees: faceGap,
     vertex_colors: !!o.material.vertexColors,
     map: o.material.map ? [o.material.map.image.width, o.material.map.image.height] : null,
     bbox: [box.min.toArray(), box.max.toArray()],
