@@ -109,6 +109,24 @@ def detect_kind(path: Path) -> InputKind:
     return "mesh"
 
 
+def shades_flat(path: Path) -> bool:
+    """Whether `load_mesh` splits vertices of `path` for flat shading: a .glb/.gltf with a triangle primitive
+    without NORMAL (`gltf_core.has_flat_primitives`). Reads the file's JSON only; False for other formats and
+    for a file whose JSON does not parse (loading it says why)."""
+    from a3d_cli.io.regular import read_regular
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.gltf_core import has_flat_primitives
+
+    path = Path(path)
+    if path.suffix.lower() not in (".glb", ".gltf"):
+        return False
+    try:
+        document, _ = parse_gltf(read_regular(path), path.name)
+    except InputError:
+        return False
+    return has_flat_primitives(document)
+
+
 def load_mesh(
     path: Path,
     allow_external_refs: bool = False,

@@ -163,12 +163,13 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         g = normalize_gaussians(g, norm)
         ctx.metrics.update(kind="gaussians", splats=len(g))
     else:
-        from a3d_cli.mesh.load import UNORIENTED_SUFFIXES, load_mesh
+        from a3d_cli.mesh.load import UNORIENTED_SUFFIXES, load_mesh, shades_flat
         from a3d_cli.mesh.shading import plain_colour
         from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
-        mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs, notice=progress.log)
+        # flat shading's split (glTF without NORMAL) waits for the vertex count: simplification would drop it
+        mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs, notice=progress.log, flat_without_normals=False)
         if opts.up == "+y" and kind == "mesh" and model.suffix.lower() in UNORIENTED_SUFFIXES:
             progress.log(
                 f"{model.suffix.lower()} files have no fixed up axis; +y assumed. If the contact sheet "
@@ -185,6 +186,9 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
                 f"mesh simplified from {welded} to {welded_vertex_count(mesh)} vertices (--max-vertices {opts.max_vertices})"
             )
             ctx.metrics["simplified_from"] = welded
+        elif shades_flat(model):  # kept as it is: read again with its faces' normals, placed as normalized above
+            flat = load_mesh(model, allow_external_refs=opts.allow_external_refs)
+            mesh = flat.with_vertices(norm.apply(flat.vertices))
         progress.start("prepare: mesh → splats")
         shade = opts.shade == "on" or (opts.shade == "auto" and plain_colour(mesh))
         g, binding = mesh_to_gaussians(mesh, opts.splats, seed=ctx.seed, shade=shade)

@@ -171,3 +171,25 @@ def test_a_processed_mesh_without_normal_is_read_with_its_vertices_as_written(tm
     doc, _ = parse_gltf(path.read_bytes(), path.name)
     assert "NORMAL" not in doc["meshes"][0]["primitives"][0]["attributes"]
     assert load_processed_mesh(path, expected_vertices=8).num_vertices == 8
+
+
+@pytest.mark.parametrize("max_vertices", [100, 20_000])
+def test_prepare_splits_for_flat_shading_only_a_mesh_it_keeps(tmp_path, monkeypatch, max_vertices):
+    """A mesh over `--max-vertices` is simplified and its hard edges found afresh (the crease rule), so the flat
+    split would be work thrown away: prepare never makes it there. A mesh it keeps is written faceted."""
+    from a3d_cli.mesh import creases
+    from a3d_cli.stages.base import Runtime
+    from a3d_cli.stages.prepare import PrepareOptions, run
+
+    splits, split = [], creases.flat_vertices
+    monkeypatch.setattr(creases, "flat_vertices", lambda *a, **k: splits.append(1) or split(*a, **k))
+    path = _glb(tmp_path, lambda b: _primitive(b, trimesh.creation.icosphere(subdivisions=2)))  # 162 points
+    options = PrepareOptions(model=str(path), max_vertices=max_vertices, splats=3000, view_size=64)
+    result = run(tmp_path / "RUN", options, Runtime())
+    mesh = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb")
+    if max_vertices < 162:
+        assert result.metrics["simplified_from"] == 162 and not splits
+    else:
+        assert "simplified_from" not in result.metrics and splits
+        assert mesh.num_vertices == 3 * 320  # every face its own corners: no two of an icosphere's face one way
+        assert len(np.unique(mesh.normal_groups)) == mesh.num_vertices
