@@ -23,7 +23,7 @@ def test_scan_glb_is_charted_with_one_texture_per_part(tmp_path):
     bench = _bench()
     cells = 32
     bench.write_scan_glb(tmp_path / "scan.glb", cells, 4, 64)
-    mesh = load_mesh(tmp_path / "scan.glb")
+    mesh = load_mesh(tmp_path / "scan.glb", flat_without_normals=False)  # as written (no NORMAL: prepare's reading)
     assert mesh.num_faces == 2 * cells * cells
     # 16 × 16 charts of 2 × 2 quads, each with its own (k + 1)² vertices; positions meet along chart borders
     assert mesh.num_vertices == 16 * 16 * 3 * 3
