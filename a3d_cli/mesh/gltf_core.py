@@ -493,6 +493,11 @@ class _Rewriter:
             values = read_accessor(self.doc, prim["indices"], raw.get("indices"))
             if values.dtype.kind not in "iu":
                 raise InputError(f"{self.doc.name} has mesh indices that are not integers.", hint=_REEXPORT)
+            if prim.get("mode", _TRIANGLES) == _TRIANGLES and values.size % 3:  # glTF 2.0 §3.7.2.1: whole triangles
+                raise InputError(
+                    f"{self.doc.name} has a triangle list of {values.size} indices, not a whole number of triangles.",
+                    hint=_REEXPORT,
+                )
             prim["indices"] = self._accessor(_fan_triangles(values.reshape(-1), prim), indices=True)
         elif prim.get("mode") == _FAN:  # drawn in vertex order
             count = accessor_count(self.doc, attrs["POSITION"])

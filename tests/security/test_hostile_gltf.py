@@ -417,3 +417,22 @@ def test_a_percent_encoded_buffer_file_name_is_read(tmp_path):
     doc["buffers"][0]["uri"] = "model%20data.bin"
     model.write_text(json.dumps(doc))
     assert len(np.unique(load_mesh(model).vertices, axis=0)) == 4  # the tetrahedron's 4 points
+
+
+@pytest.mark.parametrize("normals", [False, True], ids=["flat", "with-normals"])
+def test_a_triangle_list_of_a_partial_triangle_is_refused_in_words(tmp_path, normals):
+    """Four indices are no whole number of triangles (glTF 2.0 §3.7.2.1): one `error:` line that says so, not
+    numpy's words about reshaping."""
+    b = GlbBuilder()
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], np.float32)
+    attrs = {"POSITION": b.accessor(v, GL_FLOAT, "VEC3", min=v.min(0).tolist(), max=v.max(0).tolist())}
+    if normals:
+        attrs["NORMAL"] = b.accessor(np.tile(np.float32([0, 0, 1]), (4, 1)), GL_FLOAT, "VEC3")
+    indices = b.accessor(np.arange(4, dtype=np.uint32), GL_UINT, "SCALAR")
+    b.doc["meshes"].append({"primitives": [{"attributes": attrs, "indices": indices}]})
+    b.doc["nodes"].append({"mesh": 0})
+    b.doc["scenes"][0]["nodes"].append(0)
+    path = b.save(tmp_path / "partial.glb")
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(tmp_path / "RUN"), *FAST])
+    assert result.exit_code == 2
+    assert "4 indices, not a whole number of triangles" in result.output and "reshape" not in result.output
