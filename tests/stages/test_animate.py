@@ -131,21 +131,31 @@ def test_compile_flag_reaches_mvvideo_and_sds_options(tmp_path, monkeypatch):
     assert seen[-1].compile is False
 
 
-def test_freeinit_grid_reaches_the_mvvideo_options(tmp_path, monkeypatch):
-    from a3d_cli.stages import animate as stage
-    from a3d_cli.stages import mvvideo
+@pytest.mark.parametrize(
+    ("stage_name", "module", "field", "cases", "mesh"),
+    [
+        ("mvvideo", "mvvideo", "freeinit_grid", [([], "reference"), (["--freeinit-grid", "centred"], "centred")], False),
+        ("mesh-animate", "mesh_animate", "max_texture_size", [([], None), (["--max-texture-size", "2048"], 2048)], True),
+    ],
+)
+def test_an_animate_flag_reaches_its_stage_options(tmp_path, monkeypatch, stage_name, module, field, cases, mesh):
+    """The value typed to `a3d animate` (or its default) is the one the stage it belongs to runs with."""
+    import importlib
 
+    from a3d_cli.stages import animate as stage
+
+    target = importlib.import_module(f"a3d_cli.stages.{module}")
     seen: list[AnimateOptions] = []
-    ran: list[mvvideo.MVVideoOptions] = []
+    ran: list = []
     monkeypatch.setattr(stage, "run", lambda run_dir, opts, rt=None: seen.append(opts) or stage.AnimateResult(results=[], notices=()))
-    monkeypatch.setattr(mvvideo, "run", lambda run_dir, opts, rt=None: ran.append(opts))
+    monkeypatch.setattr(target, "run", lambda run_dir, opts, rt=None: ran.append(opts))
     monkeypatch.chdir(tmp_path)
-    for flags, grid in [([], "reference"), (["--freeinit-grid", "centred"], "centred")]:
+    for flags, value in cases:
         assert runner.invoke(make_app(), ["animate", "fox.glb", "--prompt", "jumps", *flags]).exit_code == 0
-        assert seen[-1].freeinit_grid == grid
-        calls = stage.stage_calls(seen[-1], stage.ChainPlan(("mvvideo",), (), False), tmp_path)
-        calls["mvvideo"](None)
-        assert ran[-1].freeinit_grid == grid  # the mvvideo stage runs with it
+        assert getattr(seen[-1], field) == value
+        calls = stage.stage_calls(seen[-1], stage.ChainPlan((stage_name,), (), mesh), tmp_path)
+        calls[stage_name](None)
+        assert getattr(ran[-1], field) == value  # the stage runs with it
 
 
 @pytest.mark.parametrize(
@@ -180,23 +190,6 @@ def test_a_stage_option_error_names_the_animate_flag_the_user_typed(tmp_path, fi
 
 
 # -- the texture limit of the animated mesh ---------------------------------------------------------------------------
-
-
-def test_max_texture_size_reaches_the_mesh_animate_options(tmp_path, monkeypatch):
-    from a3d_cli.stages import animate as stage
-    from a3d_cli.stages import mesh_animate
-
-    seen: list[AnimateOptions] = []
-    ran: list[mesh_animate.MeshAnimateOptions] = []
-    monkeypatch.setattr(stage, "run", lambda run_dir, opts, rt=None: seen.append(opts) or stage.AnimateResult(results=[], notices=()))
-    monkeypatch.setattr(mesh_animate, "run", lambda run_dir, opts, rt=None: ran.append(opts))
-    monkeypatch.chdir(tmp_path)
-    for flags, size in [([], None), (["--max-texture-size", "2048"], 2048)]:
-        assert runner.invoke(make_app(), ["animate", "fox.glb", "--prompt", "jumps", *flags]).exit_code == 0
-        assert seen[-1].max_texture_size == size
-        calls = stage.stage_calls(seen[-1], stage.ChainPlan(("mesh-animate",), (), True), tmp_path)
-        calls["mesh-animate"](None)
-        assert ran[-1].max_texture_size == size  # the mesh-animate stage runs with it
 
 
 @pytest.mark.parametrize(
