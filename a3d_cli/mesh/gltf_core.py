@@ -120,12 +120,14 @@ def core_glb(
 def has_flat_primitives(document: dict[str, Any]) -> bool:
     """Whether a glTF's JSON has a primitive of triangles (a list, strip or fan) without NORMAL: one `core_glb`
     shades flat, splitting its vertices, unless `flat_without_normals` is off."""
-    for mesh in document.get("meshes") or []:
-        for prim in (mesh or {}).get("primitives") or [] if isinstance(mesh, dict) else []:
-            attrs = prim.get("attributes") if isinstance(prim, dict) else None
-            if isinstance(attrs, dict) and "NORMAL" not in attrs and prim.get("mode", _TRIANGLES) in (_TRIANGLES, _STRIP, _FAN):
-                return True
-    return False
+    meshes = [mesh for mesh in document.get("meshes") or [] if isinstance(mesh, dict)]
+    primitives = [prim for mesh in meshes for prim in mesh.get("primitives") or [] if isinstance(prim, dict)]
+    return any(
+        isinstance(prim.get("attributes"), dict)
+        and "NORMAL" not in prim["attributes"]
+        and prim.get("mode", _TRIANGLES) in (_TRIANGLES, _STRIP, _FAN)
+        for prim in primitives
+    )
 
 
 class _Rewriter:
