@@ -39,8 +39,6 @@ overhang), and `close_tunnels` fills such one-view tunnels."""
 SMOOTHING_PASSES = 40
 """Default Taubin passes over the marching-cubes surface (`MeshSettings.smoothing`; chosen on the lift
 benchmark's shading-normal angle, docs/PERF.md)."""
-SMOOTHING_LEVEL = 0.2
-"""Voxels outside the TSDF's zero level that a smoothed surface is extracted at (`MeshSettings.smoothed_level`)."""
 TAUBIN_LAMBDA = 0.5
 """Taubin's shrinking step: each vertex moves this share of the way to its neighbours' mean."""
 TAUBIN_MU = 0.53
@@ -75,13 +73,6 @@ class MeshSettings:
     """Taubin passes over the marching-cubes surface (`smooth_surface`; 0: none). Counted in passes over
     the unsimplified mesh, whose edges are about a voxel, so it damps ripples a few voxels wide at any grid
     size: the same on every device."""
-    smoothed_level: float = SMOOTHING_LEVEL
-    """With smoothing, the surface is extracted this many voxels outside the zero level. Why: a view's
-    outline of a lumpy surface is the lumps' outer envelope; smoothing takes the lumps away and with them
-    that envelope, so alone it shrinks the outlines by a fraction of a voxel and the lift benchmark's
-    held-out views lose object pixels at every rim. The fused surface also lies slightly inside the true
-    one there before any smoothing (those views miss more object pixels than they add), so the raised
-    level gains more than the smoothing loses (docs/PERF.md). Unused without smoothing."""
 
 
 def depth_renders(
@@ -445,8 +436,8 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
 def mesh_from_tsdf(tsdf: Tensor, half_width: float, settings: MeshSettings) -> tuple[np.ndarray, np.ndarray]:
     """The surface of a [G, G, G] TSDF over [-half_width, half_width]³ as (vertices [V, 3], faces [T, 3]):
-    marching cubes (at `settings.smoothed_level` when smoothing), the largest connected piece,
-    `settings.smoothing` Taubin passes, then decimation to `settings.max_faces`.
+    marching cubes at the zero level, the largest connected piece, `settings.smoothing` Taubin passes, then
+    decimation to `settings.max_faces`.
 
     Raises:
         ValueError: the volume holds no surface.
@@ -454,8 +445,6 @@ def mesh_from_tsdf(tsdf: Tensor, half_width: float, settings: MeshSettings) -> t
     from a3d_cli.mesh.simplify import simplify_mesh
     from a3d_cli.mesh.surface import SurfaceMesh
 
-    if settings.smoothing > 0 and settings.smoothed_level:
-        tsdf = tsdf - settings.smoothed_level * 2 * half_width / tsdf.shape[0]
     verts, faces = marching_cubes(tsdf, half_width)
     if len(faces) == 0:
         raise ValueError("the fitted splats enclose no volume")

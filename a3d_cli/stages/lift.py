@@ -27,7 +27,7 @@ from a3d_cli.run_layout import CAMERAS_JSON, LIFT_DIR, LIFT_MODEL, LIFT_PLY, LIF
 from a3d_cli.stages import producers
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
-RECIPE = 2
+RECIPE = 3
 """The version of what `lift` writes for given inputs and options: bump it with any change that alters
 those files, so runs made before re-run `lift` once (docs/ARCHITECTURE.md, "Recipes")."""
 # Defaults that depend on the device: (CUDA, CPU). The CPU ones keep a 21-view lift within minutes.

@@ -68,17 +68,13 @@ def test_a_noisy_sphere_meshes_with_normals_closer_to_the_spheres() -> None:
     assert angle < 0.75 * raw_angle, (raw_angle, angle)
 
 
-def test_smoothing_keeps_the_volume_and_the_level_moves_the_surface_out_by_its_voxels() -> None:
+def test_smoothing_keeps_the_volume_at_the_zero_level() -> None:
     radius = 0.6
     tsdf = truncated(grid_points().norm(dim=-1) - radius, noise=0.3)
     raw_v, raw_f = raw_surface(tsdf)
     assert mean_radius(raw_v, raw_f) == pytest.approx(radius, abs=0.1 * VOXEL)  # zero-mean noise: no bias
-    smoothed = mesh_from_tsdf(tsdf, HALF_WIDTH, MeshSettings(max_faces=KEEP_ALL, smoothed_level=0.0))
+    smoothed = mesh_from_tsdf(tsdf, HALF_WIDTH, MeshSettings(max_faces=KEEP_ALL))
     assert mean_radius(*smoothed) == pytest.approx(radius, abs=0.1 * VOXEL)  # Taubin's filter does not shrink it
-    level = MeshSettings().smoothed_level
-    assert level > 0
-    v, f = mesh_from_tsdf(tsdf, HALF_WIDTH, MeshSettings(max_faces=KEEP_ALL))
-    assert mean_radius(v, f) == pytest.approx(radius + level * VOXEL, abs=0.1 * VOXEL)
 
 
 def test_a_thin_rod_keeps_its_width_through_the_smoothing() -> None:
@@ -89,7 +85,7 @@ def test_a_thin_rod_keeps_its_width_through_the_smoothing() -> None:
     across = p[..., 1:].norm(dim=-1) - radius
     along = p[..., 0].abs() - half_length
     tsdf = truncated(torch.maximum(across, along))  # capped cylinder (exact away from its rims)
-    v, f = mesh_from_tsdf(tsdf, HALF_WIDTH, MeshSettings(max_faces=KEEP_ALL, smoothed_level=0.0))
+    v, f = mesh_from_tsdf(tsdf, HALF_WIDTH, MeshSettings(max_faces=KEEP_ALL))
     raw_v, _ = raw_surface(tsdf)
 
     def mid_radius(vertices: np.ndarray) -> float:
