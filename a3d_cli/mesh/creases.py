@@ -202,42 +202,87 @@ def normal_groups_from_normals(vertices: np.ndarray, normals: np.ndarray, max_de
     return None if int(groups.max(initial=-1)) == int(at.max(initial=-1)) else groups
 
 
-def normal_clusters(at: np.ndarray, normals: np.ndarray, max_degrees: float = 0.0) -> np.ndarray:
+def normal_clusters(
+    at: np.ndarray, normals: np.ndarray, max_degrees: float = 0.0, rows: np.ndarray | None = None
+) -> np.ndarray:
     """Number the rows that stand on one point and whose normals agree within `max_degrees`.
 
     Each round, the first row of each point not yet grouped leads a group, and the other ungrouped rows of that
     point whose normals lie within `max_degrees` of it join (normals of zero length agree with each other
     only): a point with k distinct normals takes k rounds. So a group's leader is its first row, and the
-    leaders of one point are more than `max_degrees` apart.
+    leaders of one point are more than `max_degrees` apart. Row numbers are int32 where the count allows and
+    normals are compared CLUSTER_CHUNK rows at a time, so the memory beyond the inputs is about 20 bytes a row
+    (`FLAT_SPLIT_BYTES_PER_CORNER` counts it for the flat split).
 
     Args:
-        at: [N] int64 the point each row stands on (0 .. P-1).
-        normals: [N, 3] a normal per row (compared as unit vectors).
+        at: [N] int the point each row stands on (0 .. P-1).
+        normals: [M, 3] normals (compared as unit vectors): row i's is normals[i], or normals[rows[i]].
         max_degrees: rows whose normals differ by at most this angle from their group's leader share it.
+        rows: [N] int which of `normals` each row has, so that rows sharing one (a face's three corners) store
+            it once; None when `normals` has one per row (M = N).
 
     Returns:
         [N] int64 groups, numbered by first appearance; as many as the points when no point holds two.
     """
-    n = np.asarray(normals, dtype=np.float64) + 0.0  # −0.0 becomes 0.0
-    length = np.linalg.norm(n, axis=1, keepdims=True)  # [N, 1]
-    n = np.divide(n, length, out=np.zeros_like(n), where=length > 0)  # [N, 3] unit or zero
+    n = _unit_rows(normals)  # [M, 3] unit or zero
     chord = 2.0 * np.sin(np.radians(max_degrees) / 2.0)  # distance between unit vectors that far apart
-    leader = np.full(len(at), -1, dtype=np.int64)  # [N] the row leading each row's group
-    todo = np.arange(len(at))
-    lead_of = np.empty(int(at.max(initial=-1)) + 1, dtype=np.int64)  # [P]
+    count = len(at)
+    index = np.int32 if count < np.iinfo(np.int32).max else np.int64  # row numbers, and `count` as "none yet"
+    leader = np.full(count, -1, dtype=index)  # [N] the row leading each row's group
+    todo = np.arange(count, dtype=index)  # [U] rows not grouped yet, in order
+    lead_of = np.empty(int(at.max(initial=-1)) + 1, dtype=index)  # [P]
     for _ in range(LEADER_ROUNDS):
         if not len(todo):
             break
-        lead_of.fill(len(at))
+        lead_of.fill(count)
         np.minimum.at(lead_of, at[todo], todo)  # the first ungrouped row at each point (one pass, no sort)
         lead = lead_of[at[todo]]  # [U]
-        join = (lead == todo) | (np.linalg.norm(n[todo] - n[lead], axis=1) <= chord)  # [U]
+        join = _agree(n, rows, todo, lead, chord)  # [U]
         leader[todo[join]] = lead[join]
         todo = todo[~join]
-    if len(todo):  # beyond the rounds: rows with the same point and the same normal
-        rest, _ = distinct_rows(np.concatenate([at[todo, None].astype(np.float64), n[todo]], axis=1))
-        leader[todo] = len(at) + rest
-    return distinct_rows(leader[:, None])[0]
+    if len(todo):  # beyond the rounds: rows with the same point and the same normal, led by the first of them
+        mine = todo if rows is None else rows[todo]
+        rest, _ = distinct_rows(np.concatenate([at[todo, None].astype(np.float64), n[mine]], axis=1))
+        leader[todo] = todo[_first_of_each(rest)][rest]
+    return _numbered(leader)
+
+
+CLUSTER_CHUNK = 1 << 18
+"""Rows whose normals `normal_clusters` compares at a time: bounds the [n, 3] float64 differences it gathers."""
+
+
+def _unit_rows(normals: np.ndarray) -> np.ndarray:
+    """[M, 3] float64 `normals` scaled to unit length, zero rows left zero (−0.0 as 0.0)."""
+    n = np.asarray(normals, dtype=np.float64) + 0.0  # −0.0 becomes 0.0
+    length = np.linalg.norm(n, axis=1, keepdims=True)  # [M, 1]
+    return np.divide(n, length, out=np.zeros_like(n), where=length > 0)
+
+
+def _agree(n: np.ndarray, rows: np.ndarray | None, todo: np.ndarray, lead: np.ndarray, chord: float) -> np.ndarray:
+    """[U] bool: row todo[u] is its leader lead[u], or its unit normal lies within `chord` of the leader's
+    (`normal_clusters`'s test), computed CLUSTER_CHUNK rows at a time."""
+    join = lead == todo
+    for start in range(0, len(todo), CLUSTER_CHUNK):
+        part = slice(start, start + CLUSTER_CHUNK)
+        mine, theirs = (todo[part], lead[part]) if rows is None else (rows[todo[part]], rows[lead[part]])
+        join[part] |= np.linalg.norm(n[mine] - n[theirs], axis=1) <= chord
+    return join
+
+
+def _numbered(leader: np.ndarray) -> np.ndarray:
+    """[N] int64 groups numbered by first appearance, from each row's leader [N]: a row at or before it that
+    leads itself (`normal_clusters`), so a group's number is the count of leaders up to its own, less one."""
+    heads = leader == np.arange(len(leader), dtype=leader.dtype)  # [N] rows that lead their group
+    number = np.cumsum(heads, dtype=np.int64)  # [N]
+    number -= 1
+    return number[leader]
+
+
+FLAT_SPLIT_BYTES_PER_CORNER = 96
+"""Memory `flat_vertices` and the face normals it is given take per corner at most, on top of the positions:
+[T, 3] int32 triangles, [T, 3] float64 face normals and their unit copy, int32 rows and leaders, the numbering
+(int64), and `normal_clusters`'s passes (measured with tracemalloc on strips, fans and lists: docs/PERF.md). The
+glTF reader counts it against a file's decode budget before it builds the triangles (`a3d_cli.mesh.gltf_core`)."""
 
 
 def flat_vertices(
@@ -251,29 +296,36 @@ def flat_vertices(
     within `max_degrees` of the first of them around a vertex (coplanar ones: a cube's side of two triangles)
     share a copy, as an exporter writing flat normals shares them, so the copies' normals are also those
     `a3d_cli.mesh.load` groups again within the same angle. A face without area takes the copy of the
-    vertex's first face with one (it faces no way, and shows nothing).
+    vertex's first face with one (it faces no way, and shows nothing). Each corner names its face's normal
+    rather than holding a copy of it (`normal_clusters`'s `rows`), so the memory is about
+    FLAT_SPLIT_BYTES_PER_CORNER.
 
     Args:
-        triangles: [T, 3] vertex indices.
+        triangles: [T, 3] int vertex indices (int32 keeps the memory down).
         face_normals: [T, 3] unit normals, zero for a face without area.
         max_degrees: faces at a vertex within this angle of each other's leader share a copy.
 
     Returns:
-        (source [V'] the vertex each copy copies, faces [T, 3] over the copies, normals [V', 3] each copy's:
-        the normal of the first face that uses it).
+        (source [V'] the vertex each copy copies, faces [T, 3] int64 over the copies, normals [V', 3] each
+        copy's: the normal of the first face that uses it).
 
     Examples:
         >>> source, faces, normals = flat_vertices(box.faces, box.face_normals)  # a 12-triangle cube  # doctest: +SKIP
         >>> len(source)  # 4 copies per side: 24  # doctest: +SKIP
     """
-    corner_vertex = np.asarray(triangles, dtype=np.int64).reshape(-1)  # [3T]
-    corner_normal = np.repeat(np.asarray(face_normals, dtype=np.float64), 3, axis=0)  # [3T, 3]
-    facing = (corner_normal != 0).any(axis=1)  # [3T] corners of faces with area
-    if not facing.all() and facing.any():  # faceless corners borrow the vertex's first facing corner's normal
+    corner_vertex = np.asarray(triangles).reshape(-1)  # [3T]
+    corners = len(corner_vertex)
+    index = np.int32 if corners < np.iinfo(np.int32).max else np.int64
+    face = np.arange(corners, dtype=index) // 3  # [3T] the face whose normal each corner takes
+    facing = np.repeat((np.asarray(face_normals) != 0).any(axis=1), 3)  # [3T] corners of faces with area
+    if not facing.all() and facing.any():  # faceless corners borrow the vertex's first facing corner's face
         vertices, first = np.unique(corner_vertex[facing], return_index=True)
-        borrowed = np.zeros((int(corner_vertex.max()) + 1, 3))
-        borrowed[vertices] = corner_normal[facing][first]
-        corner_normal[~facing] = borrowed[corner_vertex[~facing]]
-    copy = normal_clusters(corner_vertex, corner_normal, max_degrees)  # [3T] one copy per group of corners
+        borrowed = face[facing][first]  # [D] the face of each vertex's first facing corner
+        lender = np.full(int(corner_vertex.max()) + 1, -1, dtype=index)
+        lender[vertices] = borrowed
+        faceless = np.flatnonzero(~facing)
+        lent = lender[corner_vertex[faceless]]
+        face[faceless[lent >= 0]] = lent[lent >= 0]  # a vertex of faceless faces only keeps their zero normal
+    copy = normal_clusters(corner_vertex, face_normals, max_degrees, rows=face)  # [3T] one copy per group of corners
     first = _first_of_each(copy)  # [V'] the first corner of each copy: its group's leader
-    return corner_vertex[first], copy.reshape(-1, 3), corner_normal[first]
+    return corner_vertex[first], copy.reshape(-1, 3), np.asarray(face_normals, dtype=np.float64)[face[first]]

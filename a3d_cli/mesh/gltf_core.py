@@ -45,6 +45,7 @@ import numpy as np
 
 from a3d_cli.errors import InputError
 from a3d_cli.mesh.appearance import LINEAR, NEAREST, REPEAT, REPEAT_BOTH, WRAP_MODES, Wrap
+from a3d_cli.mesh.creases import FLAT_SPLIT_BYTES_PER_CORNER
 from a3d_cli.mesh.gltf_accessors import (
     MAX_SCENE_NODES,
     MAX_SCENE_VERTICES,
@@ -70,6 +71,7 @@ IMAGE_SOURCES = ("KHR_texture_webp", "EXT_texture_webp", "EXT_texture_avif")  # 
 UNDECODABLE_MIME = ("image/ktx2",)
 _FLOAT, _UINT32 = 5126, 5125
 _TRIANGLES, _STRIP, _FAN = 4, 5, 6  # primitive modes
+FACE_CHUNK = 1 << 18  # faces whose normals are computed at a time (bounds the [n, 3, 3] corners gathered)
 SKIN_CHUNK = 1 << 18  # vertices skinned at a time (bounds the [n, 4, 4] joint matrices gathered per influence)
 UV_SNAP = 1e-5  # texture coordinates this close to a whole number are that number (0.04 px of a 4096 texture)
 WIDTHS = {"POSITION": (3,), "NORMAL": (3,), "COLOR_0": (3, 4), "TEXCOORD_0": (2,)}  # components glTF allows
@@ -462,7 +464,7 @@ class _Rewriter:
                     require_finite(values, FINITE[target], self.doc.name)
                 if flat is not None:
                     if target == "POSITION":  # first: the split follows from the faces' normals
-                        flat.split(values, self.doc, attrs[name])
+                        flat.split(values)
                     values = flat.copies(values, self.doc, attrs[name])
                 accessor = self._accessor(values)
                 if own:
@@ -516,27 +518,29 @@ class _Rewriter:
             return None
         if mode not in (_TRIANGLES, _STRIP, _FAN):
             return None
-        count = accessor_count(self.doc, attrs["POSITION"])
+        count = accessor_count(self.doc, attrs["POSITION"])  # within MAX_ACCESSOR_COUNT: int32 vertex numbers
         if "indices" in prim:
             order = read_accessor(self.doc, prim["indices"], raw.get("indices"))
             if order.dtype.kind not in "iu":
                 raise InputError(f"{self.doc.name} has mesh indices that are not integers.", hint=_REEXPORT)
-            order = order.reshape(-1).astype(np.int64)
+            order = order.reshape(-1)
+            if order.size and int(order.max()) >= count:
+                return None
         else:
-            order = np.arange(count, dtype=np.int64)
-        if order.size and int(order.max()) >= count:
+            order = np.arange(count, dtype=np.int32)
+        triangles = len(order) // 3 if mode == _TRIANGLES else max(len(order) - 2, 0)
+        if mode == _TRIANGLES and len(order) % 3 or not triangles:
             return None
+        # before the split's arrays exist: they are counted as values of 4 bytes, as decoded data is
+        self.doc.charge(attrs["POSITION"], -(-3 * triangles * FLAT_SPLIT_BYTES_PER_CORNER // 4))
+        order = order.astype(np.int32, copy=False)
         if mode == _FAN:
-            triangles = _fan_triangles(order, {"mode": _FAN}).reshape(-1, 3)  # a stand-in primitive: the helper marks it TRIANGLES
+            faces = _fan_triangles(order, {"mode": _FAN}).reshape(-1, 3)  # a stand-in primitive: the helper marks it TRIANGLES
         elif mode == _STRIP:
-            from trimesh.util import triangle_strips_to_faces
-
-            triangles = triangle_strips_to_faces([order]) if len(order) >= 3 else np.zeros((0, 3), dtype=np.int64)
-        elif len(order) % 3:
-            return None
+            faces = _strip_triangles(order)
         else:
-            triangles = order.reshape(-1, 3)
-        return _FlatSplit(np.asarray(triangles, dtype=np.int64)) if len(triangles) else None
+            faces = order.reshape(-1, 3)
+        return _FlatSplit(faces)
 
     def _check_primitive(self, prim: dict[str, Any], attrs: dict[str, Any], uv_name: str) -> None:
         """A primitive's mode is one glTF defines, and the attributes a3d reads have POSITION's count (as glTF
@@ -767,29 +771,50 @@ class _Rewriter:
 class _FlatSplit:
     """A flat-shaded primitive's triangles and, once its positions are read (`split`), the copies of its
     vertices that flat shading needs (`a3d_cli.mesh.creases.flat_vertices`): every attribute is read through
-    `copies`, and the primitive is written with `faces` over them and `normals`."""
+    `copies`, and the primitive is written with `faces` over them and `normals`. The memory the split takes
+    is counted against the file's decode budget before the triangles are built (`_Rewriter._flat`)."""
 
     def __init__(self, triangles: np.ndarray) -> None:
-        self.triangles = triangles  # [T, 3] over the primitive's vertices
+        self.triangles = triangles  # [T, 3] int32 over the primitive's vertices
         self.source = np.zeros(0, dtype=np.int64)  # [V'] the vertex each copy copies
         self.faces = np.zeros((0, 3), dtype=np.int64)  # [T, 3] over the copies
         self.normals = np.zeros((0, 3), dtype=np.float32)  # [V', 3] flat normals
 
-    def split(self, positions: np.ndarray, doc: GltfDocument, accessor: int) -> None:
-        """Split the vertices by the normals of the faces `positions` [V, 3] give them; the corners the split
-        works through are counted against the file's decode budget (`GltfDocument.charge`), as decoded values."""
+    def split(self, positions: np.ndarray) -> None:
+        """Split the vertices by the normals of the faces `positions` [V, 3] give them."""
         from a3d_cli.mesh.creases import FILE_NORMAL_DEGREES, flat_vertices
-        from a3d_cli.mesh.topology import face_normals_and_areas
 
-        doc.charge(accessor, 3 * self.triangles.size)  # corners, their normals
-        face_normals, _ = face_normals_and_areas(np.asarray(positions, dtype=np.float64), self.triangles)  # [T, 3]
+        face_normals = _face_normals(np.asarray(positions, dtype=np.float64), self.triangles)  # [T, 3]
         self.source, self.faces, normals = flat_vertices(self.triangles, face_normals, FILE_NORMAL_DEGREES)
+        self.triangles = np.zeros((0, 3), dtype=np.int32)  # no longer needed: `faces` replaces them
         self.normals = normals.astype(np.float32)
 
     def copies(self, values: np.ndarray, doc: GltfDocument, accessor: int) -> np.ndarray:
         """[V', C] an attribute's `values` [V, C] at each copy (counted against the decode budget)."""
         doc.charge(accessor, len(self.source) * values.shape[1])
         return values[self.source]
+
+
+def _face_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """[T, 3] float64 unit normals of `triangles` [T, 3] over `positions` [V, 3] (zero for a face without area),
+    FACE_CHUNK faces at a time: the [n, 3, 3] corners gathered stay small whatever T is."""
+    from a3d_cli.mesh.topology import face_normals_and_areas
+
+    normals = np.empty((len(triangles), 3), dtype=np.float64)
+    for start in range(0, len(triangles), FACE_CHUNK):
+        normals[start : start + FACE_CHUNK] = face_normals_and_areas(positions, triangles[start : start + FACE_CHUNK])[0]
+    return normals
+
+
+def _strip_triangles(order: np.ndarray) -> np.ndarray:
+    """[n − 2, 3] the triangles of a TRIANGLE_STRIP drawn through the vertices `order` [n] (n ≥ 3): triangle i is
+    (o_i, o_{i+1}, o_{i+2}), every other one reversed ((o_{i+2}, o_{i+1}, o_i) for odd i), so all wind the same
+    way, as glTF 2.0 §3.7.2.1 draws them (odd triangles starting at another corner); of `order`'s dtype, so int32
+    for the flat split (trimesh's `triangle_strips_to_faces` gives the same triangles as int64, through a copy)."""
+    triangles = np.empty((len(order) - 2, 3), dtype=order.dtype)
+    triangles[:, 0], triangles[:, 1], triangles[:, 2] = order[:-2], order[1:-1], order[2:]
+    triangles[1::2] = triangles[1::2, ::-1]
+    return triangles
 
 
 def _fan_triangles(indices: np.ndarray, prim: dict[str, Any]) -> np.ndarray:

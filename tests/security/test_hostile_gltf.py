@@ -301,6 +301,35 @@ def test_decoded_values_are_bounded_across_accessors(tmp_path, monkeypatch):
     prepare_refuses(b.save(tmp_path / "many.glb"), tmp_path, "more than 10,000 values")
 
 
+def strip_over_five_points(indices: int, normals: bool) -> GlbBuilder:
+    """A TRIANGLE_STRIP of `indices` indices cycling over 5 points (a tiny file of many triangles), with NORMAL
+    or without (then glTF shades it flat, and a3d splits its vertices once per way their faces face)."""
+    points = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0.3]], np.float32)
+    b = GlbBuilder()
+    attrs = {"POSITION": b.accessor(points, GL_FLOAT, "VEC3", min=[0, 0, 0], max=[1, 1, 1])}
+    if normals:
+        attrs["NORMAL"] = b.accessor(np.tile(np.float32([0, 0, 1]), (5, 1)), GL_FLOAT, "VEC3")
+    b.mesh(attrs, b.accessor((np.arange(indices) % 5).astype(np.uint32), GL_UINT, "SCALAR"), mode=5)
+    return b
+
+
+@pytest.mark.parametrize("normals", [True, False], ids=["with-normal", "flat"])
+def test_the_flat_split_is_counted_against_the_decode_budget(tmp_path, monkeypatch, normals):
+    """The flat split's working memory grows with the corners, whatever the points: per corner at least its
+    vertex's number, its share of its face's float64 normal and its copy's number (4 + 8 + 8 bytes, 5 values
+    of the budget's 4 bytes), 15 values a triangle. Under a budget of 12 values per index (made small here),
+    the strip's decoded data fits (it reads with NORMAL) and its flat split does not: refused before anything
+    of that size is allocated."""
+    indices = 3000
+    monkeypatch.setattr(gltf_accessors, "MAX_DECODED_VALUES", 12 * indices)
+    path = strip_over_five_points(indices, normals).save(tmp_path / "strip.glb")
+    if normals:
+        result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(tmp_path / "RUN"), *FAST])
+        assert result.exit_code == 0, result.stderr
+    else:
+        prepare_refuses(path, tmp_path, f"more than {12 * indices:,} values")
+
+
 def noise_png(size: int = 64) -> bytes:
     return png_bytes(np.random.default_rng(0).integers(0, 256, (size, size, 3)))
 
