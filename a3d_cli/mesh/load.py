@@ -226,10 +226,7 @@ def load_mesh(
     if mesh.num_faces > 0:  # a vertex at 1e308 would normalize every splat to the origin (and overflow normals)
         require_sane_extent(mesh.vertices, path.name)
     if without_normals:
-        from a3d_cli.mesh.creases import is_triangle_soup, weld_and_crease
-
-        if is_triangle_soup(mesh):  # an STL as written: corners merged, hard edges found (a3d_cli.mesh.creases)
-            mesh = weld_and_crease(mesh)
+        mesh = _shaded_without_normals(mesh, path)
     if mesh.num_faces == 0:
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
@@ -239,6 +236,29 @@ def load_mesh(
             f"{path.name} has no surface: every face has zero area (its corners lie on one line).", hint=_REPAIR
         )
     return mesh
+
+
+def _shaded_without_normals(mesh: SurfaceMesh, path: Path) -> SurfaceMesh:
+    """`mesh`, read from a file without vertex normals, with the hard edges a3d gives it: an OBJ's smoothing
+    groups where it has `s` lines (`a3d_cli.mesh.obj_smoothing`), else, for a triangle soup (an STL as written),
+    the crease rule (`a3d_cli.mesh.creases`); a soup's identical corners are merged first either way. Any
+    other mesh is left as read (smooth)."""
+    from a3d_cli.mesh.creases import is_triangle_soup, merge_identical_vertices, split_creases, split_face_groups
+
+    groups = None
+    if path.suffix.lower() == ".obj":
+        from a3d_cli.mesh.obj_smoothing import read_smoothing_groups
+
+        groups = read_smoothing_groups(path)
+    if is_triangle_soup(mesh):
+        mesh = merge_identical_vertices(mesh)
+        if groups is None:
+            return split_creases(mesh)
+    if groups is None:
+        return mesh
+    from a3d_cli.mesh.obj_smoothing import face_labels
+
+    return split_face_groups(mesh, face_labels(mesh.vertices, mesh.faces, groups))
 
 
 FLAT_AREA = 1e-12
