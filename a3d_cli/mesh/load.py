@@ -243,21 +243,19 @@ def _shaded_without_normals(mesh: SurfaceMesh, path: Path) -> SurfaceMesh:
     groups where it has `s` lines (`a3d_cli.mesh.obj_smoothing`), else, for a triangle soup (an STL as written),
     the crease rule (`a3d_cli.mesh.creases`); a soup's identical corners are merged first either way. Any
     other mesh is left as read (smooth)."""
-    from a3d_cli.mesh.creases import is_triangle_soup, merge_identical_vertices, split_creases, split_face_groups
+    from a3d_cli.mesh.creases import is_triangle_soup, merge_identical_vertices, split_face_groups, weld_and_crease
 
     groups = None
     if path.suffix.lower() == ".obj":
         from a3d_cli.mesh.obj_smoothing import read_smoothing_groups
 
         groups = read_smoothing_groups(path)
-    if is_triangle_soup(mesh):
-        mesh = merge_identical_vertices(mesh)
-        if groups is None:
-            return split_creases(mesh)
     if groups is None:
-        return mesh
+        return weld_and_crease(mesh) if is_triangle_soup(mesh) else mesh
     from a3d_cli.mesh.obj_smoothing import face_labels
 
+    if is_triangle_soup(mesh):
+        mesh = merge_identical_vertices(mesh)
     return split_face_groups(mesh, face_labels(mesh.vertices, mesh.faces, groups))
 
 

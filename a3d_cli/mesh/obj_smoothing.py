@@ -107,9 +107,8 @@ def read_smoothing_groups(path: Path) -> SmoothingGroups | None:
                 if key == b"v":
                     positions.extend((float(words[1]), float(words[2]), float(words[3])))  # IndexError: too few
                 elif key == b"f":
-                    count = len(positions) // 3
-                    corners = [_position_index(w, count) for w in words[1:]]
-                    if len(corners) < 3 or min(corners) < 0:
+                    corners = [int(w.partition(b"/")[0]) for w in words[1:]]  # 1-based, or negative: relative
+                    if len(corners) < 3 or (min(corners) <= 0 and not _resolve(corners, len(positions) // 3)):
                         continue
                     for i in range(1, len(corners) - 1):
                         triangles.extend((corners[0], corners[i], corners[i + 1]))
@@ -120,7 +119,7 @@ def read_smoothing_groups(path: Path) -> SmoothingGroups | None:
     except (OSError, ValueError, IndexError):  # unreadable, a number that is not one, a `v` of too few
         return None
     points = np.frombuffer(positions, dtype=np.float64).reshape(-1, 3)  # [P, 3]
-    fans = np.frombuffer(triangles, dtype=np.int64).reshape(-1, 3)  # [S, 3]
+    fans = np.frombuffer(triangles, dtype=np.int64).reshape(-1, 3) - 1  # [S, 3] 0-based
     named = (fans < len(points)).all(axis=1)  # [S] a corner past the last position names none
     return SmoothingGroups(points, fans[named], np.frombuffer(labels, dtype=np.int64)[named])
 
@@ -155,13 +154,15 @@ def _cycle_keys(triangles: np.ndarray) -> np.ndarray:
     return np.take_along_axis(triangles, turn, axis=1)
 
 
-def _position_index(word: bytes, count: int) -> int:
-    """The 0-based position a face corner (`i`, `i/t`, `i//n`, `i/t/n`) names, `count` positions read so
-    far (a positive `i` may name one read later); -1 for `0` or a negative `i` reaching before the first."""
-    i = int(word.split(b"/", 1)[0])
-    if i > 0:
-        return i - 1
-    return count + i if i < 0 and count + i >= 0 else -1
+def _resolve(corners: list[int], count: int) -> bool:
+    """Turn a face's negative corners (counted back from the last of the `count` positions read so far) into
+    1-based ones, in place; False when one is 0 or reaches before the first position."""
+    for k, i in enumerate(corners):
+        if i < 0:
+            corners[k] = count + i + 1
+        if corners[k] <= 0:
+            return False
+    return True
 
 
 def _group_name(word: bytes) -> bytes | int:
