@@ -14,7 +14,9 @@ point (`topology.weld`), so a crease never tears when the mesh moves.
 Meshes whose faces share vertices, or whose file has normals, are not welded (`load_mesh` decides); a file's
 normals keep their own hard edges (`normal_groups_from_normals`). A glTF primitive without NORMAL, which glTF
 shades flat, is given the copies and normals a flat-shading exporter writes (`flat_vertices`), whose edges
-are then kept as a file's own.
+are then kept as a file's own. An OBJ without normals but with smoothing groups (`s 1`, `s off`) is split
+where its groups meet and flat where smoothing is off (`split_face_groups`, `a3d_cli.mesh.obj_smoothing`)
+instead of by the crease angle.
 
 Examples:
     >>> mesh = weld_and_crease(soup)  # doctest: +SKIP

@@ -149,8 +149,10 @@ def load_mesh(
     `document` (`gltf_accessors.read_document`) is what is read instead of the file when given: the caller's,
     which it has read and checked already (`a3d_cli.mesh.store`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
-    merged and its hard edges kept apart (`a3d_cli.mesh.creases`); a file with its own normals keeps the hard
-    edges they hold (`_with_file_hard_edges`). A glTF triangle primitive without NORMAL is shaded flat, as glTF
+    merged and its hard edges kept apart (`a3d_cli.mesh.creases`); an OBJ without `vn` but with smoothing
+    groups (`s` lines) is shaded by them instead: flat where smoothing is off, a hard edge where two groups
+    meet (`a3d_cli.mesh.obj_smoothing`); a file with its own normals keeps the hard edges they hold
+    (`_with_file_hard_edges`). A glTF triangle primitive without NORMAL is shaded flat, as glTF
     requires: its vertices are split where its faces turn and given its faces' normals
     (`a3d_cli.mesh.gltf_core`), whose edges are then kept as a file's own; `flat_without_normals=False` reads
     its vertices as they are (a3d's own processed mesh, `a3d_cli.mesh.store`).

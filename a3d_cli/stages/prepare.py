@@ -40,7 +40,7 @@ from a3d_cli.run_layout import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
-RECIPE = 4
+RECIPE = 5
 """The version of what `prepare` writes for given inputs and options: bump it with any change that alters
 those files, so runs made before re-run `prepare` once (docs/ARCHITECTURE.md, "Recipes")."""
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")

@@ -160,3 +160,12 @@ def test_a_face_the_file_does_not_hold_is_smooth_with_the_others_unmatched(tmp_p
     faces = np.array([[0, 3, 2], [0, 1, 2], [4, 7, 6]])  # a file's triangle, its reverse, one the file lacks
     labels = face_labels(vertices, faces, groups)
     assert labels[0] == 0 and labels[1] == labels[2] and labels[1] not in groups.labels
+
+
+def test_relative_face_indices_name_the_same_points(tmp_path):
+    """Negative corners count back from the last `v` so far (the OBJ rule): written so, `s off` is still flat."""
+    lines = [f"v {x} {y} {z}" for x, y, z in CUBE_POINTS] + ["s off"]
+    lines += ["f " + " ".join(str(i - 9) for i in quad) for quad in CUBE_SIDES.values()]
+    path = tmp_path / "cube.obj"
+    path.write_text("\n".join(lines) + "\n")
+    assert load_mesh(path).num_vertices == 24
