@@ -7,7 +7,9 @@ Modules (import them directly; this package imports nothing heavy):
     normalize     `Normalization` (+Y up, +Z front, centred, radius 0.9) and its JSON
     topology      welding seam copies, normals, edges, rotation ↔ quaternion
     creases       triangle soups (STL): identical corners merged, hard edges kept (`normal_groups`); the
-                  copies a flat-shaded glTF primitive (no NORMAL) needs, and a file's normals' hard edges
+                  copies a flat-shaded glTF primitive (no NORMAL) needs, and a file's normals' hard edges;
+                  vertices split where face groups meet (`split_face_groups`)
+    obj_smoothing an OBJ's smoothing groups (`s 1`, `s off`) as a label per face, for a file without `vn`
     simplify      pymeshlab quadric decimation to a bounded vertex count (imported lazily)
     first_pass    fast-simplification's collapse of large untextured meshes before MeshLab's (imported lazily)
     orientation   which way an asset faces (`--front auto`), the Y-down hint for 3DGS files

@@ -14,7 +14,9 @@ point (`topology.weld`), so a crease never tears when the mesh moves.
 Meshes whose faces share vertices, or whose file has normals, are not welded (`load_mesh` decides); a file's
 normals keep their own hard edges (`normal_groups_from_normals`). A glTF primitive without NORMAL, which glTF
 shades flat, is given the copies and normals a flat-shading exporter writes (`flat_vertices`), whose edges
-are then kept as a file's own.
+are then kept as a file's own. An OBJ without normals but with smoothing groups (`s 1`, `s off`) is split
+where its groups meet and flat where smoothing is off (`split_face_groups`, `a3d_cli.mesh.obj_smoothing`)
+instead of by the crease angle.
 
 Examples:
     >>> mesh = weld_and_crease(soup)  # doctest: +SKIP
@@ -32,6 +34,9 @@ from a3d_cli.mesh.topology import distinct_rows, seam_copies
 
 CREASE_ANGLE_DEGREES = 30.0
 """Faces whose normals differ by more than this meet at a hard edge (Blender 3.4's default auto smooth angle)."""
+
+FLAT = -1
+"""The label of a face shaded flat (`split_face_groups`); smoothing groups are numbered from 0."""
 
 
 def is_triangle_soup(mesh: SurfaceMesh) -> bool:
@@ -107,6 +112,54 @@ def split_creases(mesh: SurfaceMesh, angle_degrees: float = CREASE_ANGLE_DEGREES
     corners = 3 * mesh.num_faces
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(corners, corners))
     _, fan = connected_components(graph, directed=False)  # [3T] the smooth fan of each corner
+    return _split_into_fans(mesh, fan)
+
+
+def split_face_groups(mesh: SurfaceMesh, labels: np.ndarray) -> SurfaceMesh:
+    """Split the vertices of `mesh` where faces of different groups meet, as `split_creases` splits at creases.
+
+    Around each point, the faces of one label form one smooth fan (`split_creases`' copies and normal groups),
+    so a point where faces of two labels meet gets a copy and a normal for each: a hard edge between them.
+    Faces labelled FLAT (an OBJ's faces in `s off`, `a3d_cli.mesh.obj_smoothing`) shade flat: at each point
+    they share a copy only with flat faces facing within FILE_NORMAL_DEGREES of the same way (`normal_clusters`,
+    as `flat_vertices` shares them), so a flat side of two triangles stays one side.
+
+    Args:
+        mesh: a mesh whose faces share vertices.
+        labels: [T] int64 the group of each face: a number ≥ 0, or FLAT.
+
+    Returns:
+        `mesh` itself when every face holds one label ≥ 0 (one smooth surface, as without labels), else the
+        split mesh with `normal_groups` set.
+    """
+    from a3d_cli.mesh.topology import face_normals_and_areas
+
+    corner_label = np.repeat(np.asarray(labels, dtype=np.int64), 3)  # [3T]
+    if not len(corner_label) or (corner_label[0] >= 0 and (corner_label == corner_label[0]).all()):
+        return mesh
+    point, _ = distinct_rows(mesh.vertices + 0.0)  # [V] the point each vertex stands on
+    corner_point = point[mesh.faces].reshape(-1)  # [3T]
+    flat = corner_label < 0  # [3T]
+    if flat.any():  # flat corners grouped by the way their faces face, at each point
+        normal, _ = face_normals_and_areas(mesh.vertices, mesh.faces)  # [T, 3]
+        facing = normal_clusters(corner_point[flat], np.repeat(normal, 3, axis=0)[flat], FILE_NORMAL_DEGREES)
+        corner_label[flat] = FLAT - facing
+    fan, _ = distinct_rows(np.stack([corner_point, corner_label], axis=1))  # [3T] one per (point, label)
+    return _split_into_fans(mesh, fan)
+
+
+def _split_into_fans(mesh: SurfaceMesh, fan: np.ndarray) -> SurfaceMesh:
+    """`mesh` with one copy of each vertex per fan its corners belong to, and the fans as `normal_groups`.
+
+    Args:
+        mesh: the mesh.
+        fan: [3T] int64 the fan of each face corner (corners of one fan stand on one point).
+
+    Returns:
+        A mesh whose vertices are the (vertex, fan) pairs in order of first use (vertices no face uses
+        dropped), with `normal_groups` numbering the fans by first appearance (a fan's texture-seam copies
+        share one).
+    """
     corner_vertex = mesh.faces.reshape(-1)  # [3T]
     fans = int(fan.max(initial=-1)) + 1
     index, _ = distinct_rows((corner_vertex * fans + fan)[:, None])  # [3T] new vertex per (vertex, fan) pair

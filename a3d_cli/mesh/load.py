@@ -110,14 +110,20 @@ def detect_kind(path: Path) -> InputKind:
 
 
 def shades_flat(path: Path) -> bool:
-    """Whether `load_mesh` splits vertices of `path` for flat shading: a .glb/.gltf with a triangle primitive
-    without NORMAL (`gltf_core.has_flat_primitives`). Reads the file's JSON only; False for other formats and
-    for a file whose JSON does not parse (loading it says why)."""
+    """Whether `load_mesh` may split vertices of `path` for flat shading when `flat_without_normals` is on: a
+    .glb/.gltf with a triangle primitive without NORMAL (`gltf_core.has_flat_primitives`, from the file's JSON
+    only), or an .obj with smoothing groups (`obj_smoothing.has_smoothing_lines`, a scan of its bytes; it may
+    still have `vn`, which win). False for other formats and for a file whose JSON does not parse (loading it
+    says why)."""
     from a3d_cli.io.regular import read_regular
     from a3d_cli.mesh.gltf_accessors import parse_gltf
     from a3d_cli.mesh.gltf_core import has_flat_primitives
 
     path = Path(path)
+    if path.suffix.lower() == ".obj":
+        from a3d_cli.mesh.obj_smoothing import has_smoothing_lines
+
+        return has_smoothing_lines(path)
     if path.suffix.lower() not in (".glb", ".gltf"):
         return False
     try:
@@ -149,11 +155,14 @@ def load_mesh(
     `document` (`gltf_accessors.read_document`) is what is read instead of the file when given: the caller's,
     which it has read and checked already (`a3d_cli.mesh.store`). A triangle soup (no two faces share
     a vertex) from a file without normals (STL; OFF, OBJ or PLY written so) comes back with identical corners
-    merged and its hard edges kept apart (`a3d_cli.mesh.creases`); a file with its own normals keeps the hard
-    edges they hold (`_with_file_hard_edges`). A glTF triangle primitive without NORMAL is shaded flat, as glTF
+    merged and its hard edges kept apart (`a3d_cli.mesh.creases`); an OBJ without `vn` but with smoothing
+    groups (`s` lines) is shaded by them instead: flat where smoothing is off, a hard edge where two groups
+    meet (`a3d_cli.mesh.obj_smoothing`); a file with its own normals keeps the hard edges they hold
+    (`_with_file_hard_edges`). A glTF triangle primitive without NORMAL is shaded flat, as glTF
     requires: its vertices are split where its faces turn and given its faces' normals
-    (`a3d_cli.mesh.gltf_core`), whose edges are then kept as a file's own; `flat_without_normals=False` reads
-    its vertices as they are (a3d's own processed mesh, `a3d_cli.mesh.store`).
+    (`a3d_cli.mesh.gltf_core`), whose edges are then kept as a file's own. `flat_without_normals=False` reads
+    the vertices as they are, without the glTF flat split or the OBJ smoothing groups (a3d's own processed mesh,
+    `a3d_cli.mesh.store`; `prepare` before it knows it keeps the mesh unsimplified, `shades_flat`).
 
     Raises:
         InputError: unreadable or corrupt file, no geometry, no faces, non-finite coordinates or bad indices,
@@ -226,10 +235,7 @@ def load_mesh(
     if mesh.num_faces > 0:  # a vertex at 1e308 would normalize every splat to the origin (and overflow normals)
         require_sane_extent(mesh.vertices, path.name)
     if without_normals:
-        from a3d_cli.mesh.creases import is_triangle_soup, weld_and_crease
-
-        if is_triangle_soup(mesh):  # an STL as written: corners merged, hard edges found (a3d_cli.mesh.creases)
-            mesh = weld_and_crease(mesh)
+        mesh = _shaded_without_normals(mesh, path, smoothing_groups=flat_without_normals)
     if mesh.num_faces == 0:
         raise InputError(
             f"{path.name} has only degenerate faces (every face repeats a vertex).", hint=_REPAIR
@@ -239,6 +245,27 @@ def load_mesh(
             f"{path.name} has no surface: every face has zero area (its corners lie on one line).", hint=_REPAIR
         )
     return mesh
+
+
+def _shaded_without_normals(mesh: SurfaceMesh, path: Path, smoothing_groups: bool) -> SurfaceMesh:
+    """`mesh`, read from a file without vertex normals, with the hard edges a3d gives it: an OBJ's smoothing
+    groups where it has `s` lines and `smoothing_groups` is on (`a3d_cli.mesh.obj_smoothing`), else, for a triangle soup (an STL as written),
+    the crease rule (`a3d_cli.mesh.creases`); a soup's identical corners are merged first either way. Any
+    other mesh is left as read (smooth)."""
+    from a3d_cli.mesh.creases import is_triangle_soup, merge_identical_vertices, split_face_groups, weld_and_crease
+
+    groups = None
+    if smoothing_groups and path.suffix.lower() == ".obj":
+        from a3d_cli.mesh.obj_smoothing import read_smoothing_groups
+
+        groups = read_smoothing_groups(path)
+    if groups is None:
+        return weld_and_crease(mesh) if is_triangle_soup(mesh) else mesh
+    from a3d_cli.mesh.obj_smoothing import face_labels
+
+    if is_triangle_soup(mesh):
+        mesh = merge_identical_vertices(mesh)
+    return split_face_groups(mesh, face_labels(mesh.vertices, mesh.faces, groups))
 
 
 FLAT_AREA = 1e-12

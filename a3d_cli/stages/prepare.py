@@ -40,7 +40,7 @@ from a3d_cli.run_layout import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
-RECIPE = 4
+RECIPE = 5
 """The version of what `prepare` writes for given inputs and options: bump it with any change that alters
 those files, so runs made before re-run `prepare` once (docs/ARCHITECTURE.md, "Recipes")."""
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
@@ -168,7 +168,8 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
 
-        # flat shading's split (glTF without NORMAL) waits for the vertex count: simplification would drop it
+        # flat shading's split (glTF without NORMAL, OBJ smoothing groups) waits for the vertex count: simplification
+        # would drop it
         mesh = load_mesh(model, allow_external_refs=opts.allow_external_refs, notice=progress.log, flat_without_normals=False)
         if opts.up == "+y" and kind == "mesh" and model.suffix.lower() in UNORIENTED_SUFFIXES:
             progress.log(
