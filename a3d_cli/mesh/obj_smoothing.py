@@ -176,14 +176,15 @@ def _group_name(word: bytes) -> bytes | int:
 
 def _logical_lines(raw: BinaryIO) -> Iterator[bytes]:
     """The lines of a binary file, each without its "\\n", with those ending in a backslash joined to the next
-    (trimesh's reading: "\\r\\n" counts as "\\n")."""
-    logical = b""
+    (trimesh's reading: "\\r\\n" counts as "\\n"). A joined line grows in one bytearray, so a face continued
+    over a million lines costs its length once, not once a line."""
+    logical = bytearray()
     for line in raw:
         logical += line.replace(b"\r\n", b"\n")
         if logical.endswith(b"\\\n"):
-            logical = logical[:-2]
+            del logical[-2:]
             continue
-        yield logical.rstrip(b"\n")
-        logical = b""
+        yield bytes(logical).rstrip(b"\n")
+        logical.clear()
     if logical:
-        yield logical
+        yield bytes(logical)

@@ -4,6 +4,9 @@ read as before (a3d_cli.mesh.obj_smoothing, docs/prepare.md "Smoothing groups").
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +200,22 @@ def test_prepare_reads_smoothing_groups_only_for_a_mesh_it_keeps(tmp_path, monke
     else:
         assert "simplified_from" not in result.metrics and reads
         assert mesh.num_vertices == 3 * 320  # flat: every face its own corners
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_CPU as Linux enforces it")
+def test_a_face_continued_over_a_million_lines_is_read_in_work_its_length_allows(tmp_path):
+    """A 4 MB file whose one face is continued by backslashes over a million lines: joining them must cost the
+    face's length, not its length once a line (a quadratic join spends minutes of CPU on it). The read runs
+    in a child limited to 60 CPU seconds, far above what a linear join needs, and must finish with the face."""
+    path = tmp_path / "continued.obj"
+    path.write_bytes(b"v 0 0 0\nv 1 0 0\nv 0 1 0\ns 1\nf 1 2 \\\n" + b"3 \\\n" * 1_000_000 + b"1\n")
+    child = (
+        "import resource, sys; from pathlib import Path;"
+        "resource.setrlimit(resource.RLIMIT_CPU, (60, 60));"
+        "from a3d_cli.mesh.obj_smoothing import read_smoothing_groups;"
+        "print(len(read_smoothing_groups(Path(sys.argv[1])).triangles))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # this checkout's a3d_cli
+    done = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == [str(1_000_001)]  # the fan of 1,000,003 corners
