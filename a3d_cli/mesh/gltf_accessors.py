@@ -62,14 +62,17 @@ class GltfDocument:
     decoded: int = 0
     _views: dict[int, memoryview] = field(default_factory=dict, repr=False)
 
-    def charge(self, index: int, values: int) -> None:
-        """Count `values` components about to be decoded for accessor `index`; refuse past MAX_DECODED_VALUES."""
+    def charge(self, index: int, values: int, use: str | None = None, hint: str | None = None) -> None:
+        """Count `values` components about to be decoded for accessor `index`; refuse past MAX_DECODED_VALUES.
+        `use` says what the values are for when they are working memory derived from the accessor rather than its
+        own data (the message then names it, not the accessors' declared sizes), with `hint` the user's remedy."""
         self.decoded += values
         if self.decoded > MAX_DECODED_VALUES:
+            what = use or f"its accessors (up to accessor {index}) declare"
             raise InputError(
-                f"{self.name}: its accessors (up to accessor {index}) declare more than {MAX_DECODED_VALUES:,} values, "
-                "more than a3d decodes from one file.",
-                hint="Simplify or split the mesh before giving it to a3d (a3d keeps at most --max-vertices vertices anyway).",
+                f"{self.name}: {what} more than {MAX_DECODED_VALUES:,} values, more than a3d decodes from one file.",
+                hint=hint
+                or "Simplify or split the mesh before giving it to a3d (a3d keeps at most --max-vertices vertices anyway).",
             )
 
     def view(self, index: int) -> memoryview:

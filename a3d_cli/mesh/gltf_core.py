@@ -532,7 +532,14 @@ class _Rewriter:
         if mode == _TRIANGLES and len(order) % 3 or not triangles:
             return None
         # before the split's arrays exist: they are counted as values of 4 bytes, as decoded data is
-        self.doc.charge(attrs["POSITION"], -(-3 * triangles * FLAT_SPLIT_BYTES_PER_CORNER // 4))
+        self.doc.charge(
+            attrs["POSITION"],
+            -(-3 * triangles * FLAT_SPLIT_BYTES_PER_CORNER // 4),
+            use="a primitive without NORMAL is shaded flat, as glTF requires, by copying each vertex once per way its "
+            f"faces face, and for its {triangles:,} triangles that takes",
+            hint="Export the mesh with normals (glTF NORMAL: Blender's glTF exporter writes them with its Normals "
+            "option on), which a3d reads without this split, or simplify it before giving it to a3d.",
+        )
         order = order.astype(np.int32, copy=False)
         if mode == _FAN:
             faces = _fan_triangles(order, {"mode": _FAN}).reshape(-1, 3)  # a stand-in primitive: the helper marks it TRIANGLES

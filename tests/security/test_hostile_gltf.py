@@ -465,3 +465,19 @@ def test_a_triangle_list_of_a_partial_triangle_is_refused_in_words(tmp_path, nor
     result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(tmp_path / "RUN"), *FAST])
     assert result.exit_code == 2
     assert "4 indices, not a whole number of triangles" in result.output and "reshape" not in result.output
+
+
+def test_a_flat_split_past_the_budget_is_named_with_its_remedy(tmp_path, monkeypatch):
+    """The strip's accessors declare little (5 points, 3000 indices): what passes the budget is the copies flat
+    shading needs, so the error names the primitive without NORMAL, not accessors' declared sizes, and the hint
+    points at exporting normals, which the same file with NORMAL shows to be enough
+    (`test_the_flat_split_is_counted_against_the_decode_budget`)."""
+    indices = 3000
+    monkeypatch.setattr(gltf_accessors, "MAX_DECODED_VALUES", 12 * indices)
+    path = strip_over_five_points(indices, normals=False).save(tmp_path / "strip.glb")
+    result = runner.invoke(a3d_app("prepare", prepare_command), ["prepare", str(path), "-o", str(tmp_path / "RUN"), *FAST])
+    assert result.exit_code == 2, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    hint = [line for line in result.stderr.splitlines() if line.startswith("hint:")]
+    assert len(error) == 1 and "without NORMAL" in error[0] and "accessors" not in error[0], result.stderr
+    assert len(hint) == 1 and "with normals" in hint[0], result.stderr
