@@ -32,7 +32,7 @@ def welded_vertex_count(mesh: SurfaceMesh) -> int:
 
 
 def simplify_mesh(
-    mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES, fast_first_pass: bool = True
+    mesh: SurfaceMesh, max_vertices: int = DEFAULT_MAX_VERTICES, fast_first_pass: bool = True, hard_edges: bool = False
 ) -> SurfaceMesh:
     """Decimate `mesh` until it has at most `max_vertices` welded vertices; unchanged if already small.
 
@@ -46,6 +46,9 @@ def simplify_mesh(
         fast_first_pass: let an untextured mesh of more than `first_pass.HEADROOM` × `max_vertices` vertices
             be collapsed to about that many by fast-simplification before MeshLab's collapse (far faster on
             scans; `a3d_cli.mesh.first_pass` says where it is not used).
+        hard_edges: the file shades with hard edges that `mesh`, read without them, does not mark (a glTF
+            primitive without NORMAL, an OBJ's smoothing groups: `load.shades_flat`); the result gets the crease
+            rule as a mesh with `normal_groups` does.
 
     Returns:
         A new SurfaceMesh (same texture image) or `mesh` itself when it is within the bound.
@@ -90,7 +93,7 @@ def simplify_mesh(
                 )
         ms.meshing_remove_unreferenced_vertices()
     simplified = _from_meshlab(mesh, ms.current_mesh(), textured)
-    if mesh.normal_groups is None:
+    if mesh.normal_groups is None and not hard_edges:
         return simplified
     from a3d_cli.mesh.creases import split_creases
 

@@ -40,7 +40,7 @@ from a3d_cli.run_layout import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
-RECIPE = 5
+RECIPE = 6
 """The version of what `prepare` writes for given inputs and options: bump it with any change that alters
 those files, so runs made before re-run `prepare` once (docs/ARCHITECTURE.md, "Recipes")."""
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
@@ -182,7 +182,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         welded = welded_vertex_count(mesh)
         if welded > opts.max_vertices:
             progress.start(f"prepare: simplifying {welded} vertices")
-            mesh = simplify_mesh(mesh, opts.max_vertices)
+            mesh = simplify_mesh(mesh, opts.max_vertices, hard_edges=shades_flat(model))  # read without the split
             progress.log(
                 f"mesh simplified from {welded} to {welded_vertex_count(mesh)} vertices (--max-vertices {opts.max_vertices})"
             )

@@ -193,3 +193,27 @@ def test_prepare_splits_for_flat_shading_only_a_mesh_it_keeps(tmp_path, monkeypa
         assert "simplified_from" not in result.metrics and splits
         assert mesh.num_vertices == 3 * 320  # every face its own corners: no two of an icosphere's face one way
         assert len(np.unique(mesh.normal_groups)) == mesh.num_vertices
+
+
+@pytest.mark.parametrize("suffix", [".glb", ".obj"])
+def test_a_simplified_flat_mesh_keeps_its_sharp_edges_by_the_crease_rule(tmp_path, suffix):
+    """A finely divided cube that the file shades flat (glTF without NORMAL; an OBJ whose faces are in `s off`)
+    over `--max-vertices`: prepare reads it without the flat split and simplifies it, and the result's edges
+    sharper than 30° are found again (docs/prepare.md, Simplification), so the cube's edges stay hard: its
+    corners' normals stay near their faces' (a smooth cube edge's normals lie 45° off both sides)."""
+    from a3d_cli.stages.base import Runtime
+    from a3d_cli.stages.prepare import PrepareOptions, run
+
+    cube = trimesh.creation.box(extents=(2, 2, 2)).subdivide().subdivide().subdivide()  # 386 points
+    if suffix == ".glb":
+        path = _glb(tmp_path, lambda b: _primitive(b, cube))
+    else:
+        path = tmp_path / "cube.obj"
+        lines = [f"v {x} {y} {z}" for x, y, z in cube.vertices] + ["s off"] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in cube.faces]
+        path.write_text("\n".join(lines) + "\n")
+    options = PrepareOptions(model=str(path), max_vertices=100, splats=3000, view_size=64)
+    result = run(tmp_path / "RUN", options, Runtime())
+    mesh = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb")
+    assert result.metrics["simplified_from"] == 386
+    assert mesh.num_vertices > weld(mesh.vertices)[1]  # copies at the hard edges
+    assert _worst_corner_degrees(mesh, mesh.shading_normals()) < 30.0
