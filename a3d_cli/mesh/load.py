@@ -115,15 +115,34 @@ def shades_flat(path: Path) -> bool:
     only), or an .obj with smoothing groups (`obj_smoothing.has_smoothing_lines`, a scan of its bytes; it may
     still have `vn`, which win). False for other formats and for a file whose JSON does not parse (loading it
     says why)."""
-    from a3d_cli.io.regular import read_regular
-    from a3d_cli.mesh.gltf_accessors import parse_gltf
-    from a3d_cli.mesh.gltf_core import has_flat_primitives
-
     path = Path(path)
     if path.suffix.lower() == ".obj":
         from a3d_cli.mesh.obj_smoothing import has_smoothing_lines
 
         return has_smoothing_lines(path)
+    return _has_flat_primitives(path)
+
+
+def hard_edges_left_out(path: Path) -> bool:
+    """Whether `path` shades with hard edges that reading it with `flat_without_normals=False` leaves out: a
+    glTF triangle primitive without NORMAL (flat), an OBJ whose smoothing groups hold a flat face or more than
+    one group (`obj_smoothing.smoothing_splits`). `prepare` has a mesh it simplifies found its hard edges
+    afresh then (`simplify_mesh(hard_edges=)`); an OBJ of one smoothing group stays smooth."""
+    path = Path(path)
+    if path.suffix.lower() == ".obj":
+        from a3d_cli.mesh.obj_smoothing import smoothing_splits
+
+        return smoothing_splits(path)
+    return _has_flat_primitives(path)
+
+
+def _has_flat_primitives(path: Path) -> bool:
+    """A .glb/.gltf with a triangle primitive without NORMAL (`gltf_core.has_flat_primitives`), from its JSON;
+    False for other formats and for a file whose JSON does not parse (loading it says why)."""
+    from a3d_cli.io.regular import read_regular
+    from a3d_cli.mesh.gltf_accessors import parse_gltf
+    from a3d_cli.mesh.gltf_core import has_flat_primitives
+
     if path.suffix.lower() not in (".glb", ".gltf"):
         return False
     try:

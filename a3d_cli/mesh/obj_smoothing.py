@@ -43,7 +43,9 @@ import numpy as np
 from a3d_cli.mesh.creases import FLAT
 from a3d_cli.mesh.topology import distinct_rows
 
-_SMOOTHING_LINE = re.compile(rb"(?m)^[ \t]*s(?:[ \t\r]|$)")  # a line whose first word is `s`
+_SMOOTHING_LINE = re.compile(rb"(?m)^[ \t]*s(?:[ \t\r#]|$)")  # a line whose first word is `s`
+_SMOOTHING_VALUE = re.compile(rb"(?m)^[ \t]*s(?![^ \t\r\n#])[ \t]*([^ \t\r\n#]*)")  # an `s` line and its group
+_FACE_LINE = re.compile(rb"(?m)^[ \t]*f(?:[ \t\r#]|$)")  # a line whose first word is `f`
 _BLOCK = 1 << 20  # bytes scanned at a time for an `s` line
 
 
@@ -66,6 +68,38 @@ class SmoothingGroups:
 def has_smoothing_lines(path: Path) -> bool:
     """Whether some line of the OBJ at `path` starts with the word `s` (leading blanks allowed); the file is
     read in blocks of bytes through `open_regular`, False when it cannot be read (the loader says why)."""
+    return any(_SMOOTHING_LINE.search(text, 0, cut) is not None for text, cut in _blocks(path))
+
+
+def smoothing_splits(path: Path) -> bool:
+    """Whether the OBJ's smoothing groups give some face a hard edge: an `s 0` / `s off` line, two groups of
+    different names, or a face before the first `s` line (flat, `read_smoothing_groups`). False for a file
+    without `s` lines or with one group over all its faces (smooth, as without groups). A scan of its bytes:
+    faces are looked for only before the first `s` line."""
+    first: set[bytes | int] = set()  # the one group named so far
+    seen = False  # an `s` line was met
+    for text, cut in _blocks(path):
+        start = 0
+        if not seen:
+            found = _SMOOTHING_LINE.search(text, 0, cut)
+            if _FACE_LINE.search(text, 0, cut if found is None else found.start()) is not None:
+                return has_smoothing_lines(path)  # a face before any `s` line is flat once one exists
+            if found is None:
+                continue
+            seen, start = True, found.start()
+        for line in _SMOOTHING_VALUE.finditer(text, start, cut):
+            name = _group_name(line.group(1))
+            if name == 0 or name == b"off":
+                return True
+            first.add(name)
+            if len(first) > 1:
+                return True
+    return False
+
+
+def _blocks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """The OBJ's bytes in blocks of about _BLOCK, each as (text, cut): text[:cut] is whole lines, each line in
+    one block's whole lines; nothing when the file cannot be read (the loader says why)."""
     from a3d_cli.io.regular import open_regular
 
     try:
@@ -74,12 +108,11 @@ def has_smoothing_lines(path: Path) -> bool:
             while block := raw.read(_BLOCK):
                 text = tail + block
                 cut = text.rfind(b"\n") + 1
-                if _SMOOTHING_LINE.search(text, 0, cut) is not None:
-                    return True
+                yield text, cut
                 tail = text[cut:]
-            return _SMOOTHING_LINE.search(tail + b"\n") is not None
+            yield tail + b"\n", len(tail) + 1
     except (OSError, ValueError):
-        return False
+        return
 
 
 def read_smoothing_groups(path: Path) -> SmoothingGroups | None:
@@ -97,10 +130,11 @@ def read_smoothing_groups(path: Path) -> SmoothingGroups | None:
     positions, triangles, labels = array("d"), array("q"), array("q")
     groups: dict[bytes | int, int] = {}
     label = FLAT  # smoothing starts off
+    pending: bytes | int | None = None  # the group of the last `s` line, entered once a face follows it
     try:
         with open_regular(path) as raw:
             for line in _logical_lines(raw):
-                words = line.split()
+                words = line.partition(b"#")[0].split()
                 if not words:
                     continue
                 key = words[0]
@@ -110,12 +144,14 @@ def read_smoothing_groups(path: Path) -> SmoothingGroups | None:
                     corners = [int(w.partition(b"/")[0]) for w in words[1:]]  # 1-based, or negative: relative
                     if len(corners) < 3 or (min(corners) <= 0 and not _resolve(corners, len(positions) // 3)):
                         continue
+                    if pending is not None:  # numbered only now: `s` lines without faces cost nothing
+                        label = FLAT if pending == 0 or pending == b"off" else groups.setdefault(pending, len(groups))
+                        pending = None
                     for i in range(1, len(corners) - 1):
                         triangles.extend((corners[0], corners[i], corners[i + 1]))
                         labels.append(label)
                 elif key == b"s":
-                    name = _group_name(words[1] if len(words) > 1 else b"")
-                    label = FLAT if name == 0 or name == b"off" else groups.setdefault(name, len(groups))
+                    pending = _group_name(words[1] if len(words) > 1 else b"")
     except (OSError, ValueError, IndexError):  # unreadable, a number that is not one, a `v` of too few
         return None
     points = np.frombuffer(positions, dtype=np.float64).reshape(-1, 3)  # [P, 3]

@@ -47,7 +47,7 @@ def simplify_mesh(
             be collapsed to about that many by fast-simplification before MeshLab's collapse (far faster on
             scans; `a3d_cli.mesh.first_pass` says where it is not used).
         hard_edges: the file shades with hard edges that `mesh`, read without them, does not mark (a glTF
-            primitive without NORMAL, an OBJ's smoothing groups: `load.shades_flat`); the result gets the crease
+            primitive without NORMAL, an OBJ's smoothing groups: `load.hard_edges_left_out`); the result gets the crease
             rule as a mesh with `normal_groups` does.
 
     Returns:

@@ -40,7 +40,7 @@ from a3d_cli.run_layout import (
 from a3d_cli.stages.base import Runtime, StageContext, StageResult, run_stage
 
 Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
-RECIPE = 6
+RECIPE = 5
 """The version of what `prepare` writes for given inputs and options: bump it with any change that alters
 those files, so runs made before re-run `prepare` once (docs/ARCHITECTURE.md, "Recipes")."""
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
@@ -163,7 +163,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         g = normalize_gaussians(g, norm)
         ctx.metrics.update(kind="gaussians", splats=len(g))
     else:
-        from a3d_cli.mesh.load import UNORIENTED_SUFFIXES, load_mesh, shades_flat
+        from a3d_cli.mesh.load import UNORIENTED_SUFFIXES, hard_edges_left_out, load_mesh, shades_flat
         from a3d_cli.mesh.shading import plain_colour
         from a3d_cli.mesh.simplify import simplify_mesh, welded_vertex_count
         from a3d_cli.mesh.to_gaussians import mesh_to_gaussians
@@ -182,7 +182,7 @@ def _prepare(ctx: StageContext, model: Path, kind: str, sidecars: list[Path], op
         welded = welded_vertex_count(mesh)
         if welded > opts.max_vertices:
             progress.start(f"prepare: simplifying {welded} vertices")
-            mesh = simplify_mesh(mesh, opts.max_vertices, hard_edges=shades_flat(model))  # read without the split
+            mesh = simplify_mesh(mesh, opts.max_vertices, hard_edges=hard_edges_left_out(model))  # read without them
             progress.log(
                 f"mesh simplified from {welded} to {welded_vertex_count(mesh)} vertices (--max-vertices {opts.max_vertices})"
             )

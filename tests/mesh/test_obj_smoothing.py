@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from a3d_cli.mesh.creases import FLAT
 from a3d_cli.mesh.load import load_mesh
 from a3d_cli.mesh.surface import SurfaceMesh
 from a3d_cli.mesh.topology import weld
@@ -219,3 +220,60 @@ def test_a_face_continued_over_a_million_lines_is_read_in_work_its_length_allows
     done = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.split() == [str(1_000_001)]  # the fan of 1,000,003 corners
+
+
+@pytest.mark.parametrize(
+    ("lines", "splits"),
+    [
+        (["f 1 2 3"], False),  # no `s` line: smooth
+        (["s 1", "f 1 2 3", "s 1", "f 1 3 4"], False),  # one group over every face
+        (["s 1 # the body", "f 1 2 3", "s 01", "f 1 3 4"], False),  # a comment, and 01 is group 1
+        (["s 1", "f 1 2 3", "s off", "f 1 3 4"], True),
+        (["s 1", "f 1 2 3", "s off#flat", "f 1 3 4"], True),  # a comment right after the word
+        (["s 1", "f 1 2 3", "s 2", "f 1 3 4"], True),
+        (["f 1 2 3", "s 1", "f 1 3 4"], True),  # a face before the first `s` line is flat
+        (["s 0", "f 1 2 3"], True),
+    ],
+)
+def test_which_smoothing_groups_give_a_hard_edge(tmp_path, lines, splits):
+    """`smoothing_splits` answers from the file's bytes what the groups read would give: a flat face or a border
+    between two groups (prepare then finds hard edges again on a mesh it simplifies)."""
+    from a3d_cli.mesh.obj_smoothing import smoothing_splits
+
+    path = tmp_path / "quad.obj"
+    path.write_text("\n".join(["v 0 0 0", "v 1 0 0", "v 1 1 0", "v 0 1 0", *lines]) + "\n")
+    assert smoothing_splits(path) is splits
+
+
+def test_groups_are_numbered_only_when_a_face_follows_and_comments_are_not_names(tmp_path):
+    """`s` lines with no face after them name no group (a file of millions of them holds none in memory), and
+    `s off#flat` is smoothing off, not a group called `off#flat`."""
+    from a3d_cli.mesh.obj_smoothing import read_smoothing_groups
+
+    path = tmp_path / "quad.obj"
+    lines = ["v 0 0 0", "v 1 0 0", "v 1 1 0", "v 0 1 0"] + [f"s {k}" for k in range(5, 500)]
+    lines += ["s 7", "f 1 2 3", "s off#flat", "f 1 3 4"]
+    path.write_text("\n".join(lines) + "\n")
+    groups = read_smoothing_groups(path)
+    assert groups is not None
+    assert groups.labels.tolist() == [0, FLAT]
+
+
+def test_a_simplified_obj_of_one_smoothing_group_stays_smooth(tmp_path):
+    """Over `--max-vertices`, an OBJ all in `s 1` is simplified as the smooth surface it is: no hard edges found
+    on it (a file of one group shades as one without groups), where flat faces or two groups would get them."""
+    import trimesh
+
+    from a3d_cli.mesh.store import load_processed_mesh
+    from a3d_cli.stages.base import Runtime
+    from a3d_cli.stages.prepare import PrepareOptions, run
+
+    cube = trimesh.creation.box(extents=(2, 2, 2)).subdivide().subdivide().subdivide()  # 386 points
+    lines = [f"v {x} {y} {z}" for x, y, z in cube.vertices] + ["s 1"]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in cube.faces]
+    path = tmp_path / "cube.obj"
+    path.write_text("\n".join(lines) + "\n")
+    result = run(tmp_path / "RUN", PrepareOptions(model=str(path), max_vertices=100, splats=3000, view_size=64), Runtime())
+    mesh = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb")
+    assert result.metrics["simplified_from"] == 386
+    assert mesh.num_vertices == weld(mesh.vertices)[1]  # one copy a point: no hard edge
