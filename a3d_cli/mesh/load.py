@@ -240,6 +240,8 @@ def load_mesh(
             f"{path.name} has points but no faces, so it is neither a mesh nor a 3DGS file.",
             hint="Give a triangle mesh, or a 3DGS .ply with x y z f_dc_0..2 opacity scale_0..2 rot_0..3.",
         )
+    if any(np.shape(g.vertices)[1:] != (3,) for g, _ in faced):  # trimesh keeps an OBJ's `v 1 2` as 2 columns
+        raise InputError(f"{path.name} has vertex positions that are not three numbers each (x y z).", hint=_REPAIR)
     _check_stored_colours(path, faced)
     from_gltf = path.suffix.lower() in (".glb", ".gltf")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing placement is refused as non-finite

@@ -329,3 +329,14 @@ def test_a_texture_found_as_written_is_read_whatever_lies_at_its_base_name(tmp_p
     (obj.parent / "albedo.png").mkdir()
     mesh = load_mesh(obj)
     assert mesh.texture is not None
+
+
+def test_an_obj_vertex_of_two_numbers_is_refused_with_one_error_line(tmp_path):
+    """`v 1 2` (no z) made trimesh read every position as two numbers, and a3d then failed unexpectedly (exit 1)
+    on a matrix product; it is bad input: one `error:` line, a hint, exit 2, no run folder."""
+    obj = tmp_path / "short.obj"
+    obj.write_text("v 0 0 0\nv 1 0 0\nv 1 2\nv 0 1 0\nf 1 2 4\nf 2 3 4\n")
+    result = invoke_prepare(obj, tmp_path / "RUN")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("error:") == 1 and "three numbers" in result.stderr and "hint:" in result.stderr
+    assert not (tmp_path / "RUN").exists()
