@@ -9,6 +9,8 @@ as the test computes them, never from a3d's reader.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
@@ -174,25 +176,39 @@ def test_a_processed_mesh_without_normal_is_read_with_its_vertices_as_written(tm
 
 
 @pytest.mark.parametrize("max_vertices", [100, 20_000])
-def test_prepare_splits_for_flat_shading_only_a_mesh_it_keeps(tmp_path, monkeypatch, max_vertices):
+@pytest.mark.parametrize("suffix", [".glb", ".obj"])
+def test_prepare_splits_for_flat_shading_only_a_mesh_it_keeps(tmp_path, monkeypatch, suffix, max_vertices):
     """A mesh over `--max-vertices` is simplified and its hard edges found afresh (the crease rule), so the flat
-    split would be work thrown away: prepare never makes it there. A mesh it keeps is written faceted."""
-    from a3d_cli.mesh import creases
+    split (glTF without NORMAL) or the smoothing groups read (an OBJ's `s off`) would be work thrown away:
+    prepare never makes it there. A mesh it keeps is written faceted."""
+    from a3d_cli.mesh import creases, obj_smoothing
     from a3d_cli.stages.base import Runtime
     from a3d_cli.stages.prepare import PrepareOptions, run
 
-    splits, split = [], creases.flat_vertices
-    monkeypatch.setattr(creases, "flat_vertices", lambda *a, **k: splits.append(1) or split(*a, **k))
-    path = _glb(tmp_path, lambda b: _primitive(b, trimesh.creation.icosphere(subdivisions=2)))  # 162 points
+    ball = trimesh.creation.icosphere(subdivisions=2)  # 162 points, 320 faces
+    module, name = (creases, "flat_vertices") if suffix == ".glb" else (obj_smoothing, "read_smoothing_groups")
+    calls, call = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or call(*a, **k))
+    if suffix == ".glb":
+        path = _glb(tmp_path, lambda b: _primitive(b, ball))
+    else:
+        path = _flat_obj(tmp_path / "ball.obj", ball)
     options = PrepareOptions(model=str(path), max_vertices=max_vertices, splats=3000, view_size=64)
     result = run(tmp_path / "RUN", options, Runtime())
     mesh = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb")
     if max_vertices < 162:
-        assert result.metrics["simplified_from"] == 162 and not splits
+        assert result.metrics["simplified_from"] == 162 and not calls
     else:
-        assert "simplified_from" not in result.metrics and splits
+        assert "simplified_from" not in result.metrics and calls
         assert mesh.num_vertices == 3 * 320  # every face its own corners: no two of an icosphere's face one way
         assert len(np.unique(mesh.normal_groups)) == mesh.num_vertices
+
+
+def _flat_obj(path: Path, shape: trimesh.Trimesh) -> Path:
+    """`shape` written as an OBJ without `vn` whose faces are all in `s off` (flat)."""
+    lines = [f"v {x:.12f} {y:.12f} {z:.12f}" for x, y, z in shape.vertices] + ["s off"]
+    path.write_text("\n".join(lines + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in shape.faces]) + "\n")
+    return path
 
 
 @pytest.mark.parametrize("suffix", [".glb", ".obj"])
@@ -208,9 +224,7 @@ def test_a_simplified_flat_mesh_keeps_its_sharp_edges_by_the_crease_rule(tmp_pat
     if suffix == ".glb":
         path = _glb(tmp_path, lambda b: _primitive(b, cube))
     else:
-        path = tmp_path / "cube.obj"
-        lines = [f"v {x} {y} {z}" for x, y, z in cube.vertices] + ["s off"] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in cube.faces]
-        path.write_text("\n".join(lines) + "\n")
+        path = _flat_obj(tmp_path / "cube.obj", cube)
     options = PrepareOptions(model=str(path), max_vertices=100, splats=3000, view_size=64)
     result = run(tmp_path / "RUN", options, Runtime())
     mesh = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb")

@@ -175,34 +175,6 @@ def test_relative_face_indices_name_the_same_points(tmp_path):
     assert load_mesh(path).num_vertices == 24
 
 
-@pytest.mark.parametrize("max_vertices", [100, 20_000])
-def test_prepare_reads_smoothing_groups_only_for_a_mesh_it_keeps(tmp_path, monkeypatch, max_vertices):
-    """A mesh over `--max-vertices` is simplified and its hard edges found afresh, so its smoothing groups would be
-    read for nothing: prepare never reads them there. A mesh it keeps is written with them (flat where off)."""
-    import trimesh
-
-    from a3d_cli.mesh import obj_smoothing
-    from a3d_cli.mesh.store import load_processed_mesh
-    from a3d_cli.stages.base import Runtime
-    from a3d_cli.stages.prepare import PrepareOptions, run
-
-    reads, read = [], obj_smoothing.read_smoothing_groups
-    monkeypatch.setattr(obj_smoothing, "read_smoothing_groups", lambda *a, **k: reads.append(1) or read(*a, **k))
-    sphere = trimesh.creation.icosphere(subdivisions=2)  # 162 points, 320 faces
-    lines = [f"v {x:.12f} {y:.12f} {z:.12f}" for x, y, z in sphere.vertices] + ["s off"]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in sphere.faces]
-    path = tmp_path / "ball.obj"
-    path.write_text("\n".join(lines) + "\n")
-    options = PrepareOptions(model=str(path), max_vertices=max_vertices, splats=3000, view_size=64)
-    result = run(tmp_path / "RUN", options, Runtime())
-    mesh = load_processed_mesh(tmp_path / "RUN" / "source" / "mesh.glb")
-    if max_vertices < 162:
-        assert result.metrics["simplified_from"] == 162 and not reads
-    else:
-        assert "simplified_from" not in result.metrics and reads
-        assert mesh.num_vertices == 3 * 320  # flat: every face its own corners
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_CPU as Linux enforces it")
 def test_a_face_continued_over_a_million_lines_is_read_in_work_its_length_allows(tmp_path):
     """A 4 MB file whose one face is continued by backslashes over a million lines: joining them must cost the
