@@ -47,6 +47,7 @@ _SMOOTHING_LINE = re.compile(rb"(?m)^[ \t]*s(?:[ \t\r#]|$)")  # a line whose fir
 _SMOOTHING_VALUE = re.compile(rb"(?m)^[ \t]*s(?![^ \t\r\n#])[ \t]*([^ \t\r\n#]*)")  # an `s` line and its group
 _FACE_LINE = re.compile(rb"(?m)^[ \t]*f(?:[ \t\r#]|$)")  # a line whose first word is `f`
 _BLOCK = 1 << 20  # bytes scanned at a time for an `s` line
+_LARGEST_CORNER = int(np.iinfo(np.int64).max)  # a corner past this names no position (nor fits the int64 triangles)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ def read_smoothing_groups(path: Path) -> SmoothingGroups | None:
                     positions.extend((float(words[1]), float(words[2]), float(words[3])))  # IndexError: too few
                 elif key == b"f":
                     corners = [int(w.partition(b"/")[0]) for w in words[1:]]  # 1-based, or negative: relative
-                    if len(corners) < 3 or (min(corners) <= 0 and not _resolve(corners, len(positions) // 3)):
+                    if len(corners) < 3 or max(corners) > _LARGEST_CORNER:
+                        continue
+                    if min(corners) <= 0 and not _resolve(corners, len(positions) // 3):
                         continue
                     if pending is not None:  # numbered only now: `s` lines without faces cost nothing
                         label = FLAT if pending == 0 or pending == b"off" else groups.setdefault(pending, len(groups))

@@ -175,6 +175,14 @@ def test_relative_face_indices_name_the_same_points(tmp_path):
     assert load_mesh(path).num_vertices == 24
 
 
+def test_a_corner_past_any_index_names_no_point_and_its_face_is_skipped(tmp_path):
+    """A corner too large for an index (past 2^63; trimesh does not read this face, indented as it is) names no
+    position, like one past the last `v`: its face is skipped and the others keep their groups, where it
+    stopped the read unexpectedly (an overflow, exit 1)."""
+    path = _cube_obj(tmp_path, dict.fromkeys(CUBE_SIDES, "off"), extra="  f 1 2 99999999999999999999999")
+    assert load_mesh(path).num_vertices == 24
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_CPU as Linux enforces it")
 def test_a_face_continued_over_a_million_lines_is_read_in_work_its_length_allows(tmp_path):
     """A 4 MB file whose one face is continued by backslashes over a million lines: joining them must cost the
