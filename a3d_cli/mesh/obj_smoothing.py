@@ -73,14 +73,16 @@ def has_smoothing_lines(path: Path) -> bool:
 
 
 def smoothing_splits(path: Path) -> bool:
-    """Whether the OBJ's smoothing groups give some face a hard edge: an `s 0` / `s off` line, two groups of
-    different names, or a face before the first `s` line (flat, `read_smoothing_groups`). False for a file
-    without `s` lines or with one group over all its faces (smooth, as without groups). A scan of its bytes:
-    faces are looked for only before the first `s` line."""
-    first: set[bytes | int] = set()  # the one group named so far
+    """Whether the OBJ's smoothing groups give some face a hard edge, as `read_smoothing_groups` labels them: a
+    face before the first `s` line or after an `s 0` / `s off` line (flat), or faces in two groups of different
+    names. False for a file without `s` lines or with all its faces in one group (smooth, as without groups). A
+    scan of its bytes: faces are looked for only before the first `s` line and between `s` lines, and an `s`
+    line counts only when a face line follows it before the next (the reader numbers no other)."""
+    named: set[bytes | int] = set()  # the groups that hold a face
+    pending: bytes | int | None = None  # the last `s` line's group, until a face line follows it
     seen = False  # an `s` line was met
     for text, cut in _blocks(path):
-        start = 0
+        start = 0  # where this block's lines not yet looked at begin
         if not seen:
             found = _SMOOTHING_LINE.search(text, 0, cut)
             if _FACE_LINE.search(text, 0, cut if found is None else found.start()) is not None:
@@ -89,13 +91,24 @@ def smoothing_splits(path: Path) -> bool:
                 continue
             seen, start = True, found.start()
         for line in _SMOOTHING_VALUE.finditer(text, start, cut):
-            name = _group_name(line.group(1))
-            if name == 0 or name == b"off":
+            if pending is not None and _FACE_LINE.search(text, start, line.start()) is not None:
+                if _splits(named, pending):
+                    return True
+            pending, start = _group_name(line.group(1)), line.end()
+        if pending is not None and _FACE_LINE.search(text, start, cut) is not None:
+            if _splits(named, pending):
                 return True
-            first.add(name)
-            if len(first) > 1:
-                return True
+            pending = None  # entered: later faces of the group change nothing
     return False
+
+
+def _splits(named: set[bytes | int], group: bytes | int) -> bool:
+    """Enter `group`, which a face holds, in `named` (`smoothing_splits`); whether the faces so far have a hard
+    edge: the group is smoothing off, or a second group."""
+    if group == 0 or group == b"off":
+        return True
+    named.add(group)
+    return len(named) > 1
 
 
 def _blocks(path: Path) -> Iterator[tuple[bytes, int]]:

@@ -213,16 +213,27 @@ def test_a_face_continued_over_a_million_lines_is_read_in_work_its_length_allows
         (["s 1", "f 1 2 3", "s 2", "f 1 3 4"], True),
         (["f 1 2 3", "s 1", "f 1 3 4"], True),  # a face before the first `s` line is flat
         (["s 0", "f 1 2 3"], True),
+        (["s off", "s 1", "f 1 2 3", "f 1 3 4"], False),  # an `s` line no face follows names nothing
+        (["s 1", "f 1 2 3", "f 1 3 4", "s 2", "# no face after it"], False),
+        (["s 1", "f 1 2 3", "s off", "s 1", "f 1 3 4", "s 2"], False),
+        (["s 1", "f 1 2 3", "s 2", "s 1", "f 1 3 4", "s 3", "f 2 3 4"], True),
     ],
 )
-def test_which_smoothing_groups_give_a_hard_edge(tmp_path, lines, splits):
-    """`smoothing_splits` answers from the file's bytes what the groups read would give: a flat face or a border
-    between two groups (prepare then finds hard edges again on a mesh it simplifies)."""
-    from a3d_cli.mesh.obj_smoothing import smoothing_splits
+@pytest.mark.parametrize("block", [None, 7], ids=["one-block", "7-byte-blocks"])
+def test_which_smoothing_groups_give_a_hard_edge(tmp_path, monkeypatch, lines, splits, block):
+    """`smoothing_splits` answers from the file's bytes what the groups read gives (a flat face or faces in two
+    groups: prepare then finds hard edges again on a mesh it simplifies), also when the file is scanned in blocks
+    that cut its lines."""
+    from a3d_cli.mesh import obj_smoothing
 
+    if block is not None:
+        monkeypatch.setattr(obj_smoothing, "_BLOCK", block)
     path = tmp_path / "quad.obj"
     path.write_text("\n".join(["v 0 0 0", "v 1 0 0", "v 1 1 0", "v 0 1 0", *lines]) + "\n")
-    assert smoothing_splits(path) is splits
+    assert obj_smoothing.smoothing_splits(path) is splits
+    groups = obj_smoothing.read_smoothing_groups(path)
+    labels = set() if groups is None else set(groups.labels.tolist())
+    assert (FLAT in labels or len(labels) > 1) is splits
 
 
 def test_groups_are_numbered_only_when_a_face_follows_and_comments_are_not_names(tmp_path):
