@@ -125,14 +125,15 @@ def shades_flat(path: Path) -> bool:
 
 def hard_edges_left_out(path: Path) -> bool:
     """Whether `path` shades with hard edges that reading it with `flat_without_normals=False` leaves out: a
-    glTF triangle primitive without NORMAL (flat), an OBJ whose smoothing groups hold a flat face or more than
-    one group (`obj_smoothing.smoothing_splits`). `prepare` has a mesh it simplifies found its hard edges
-    afresh then (`simplify_mesh(hard_edges=)`); an OBJ of one smoothing group stays smooth."""
+    glTF triangle primitive without NORMAL (flat), an OBJ without `vn` whose smoothing groups hold a flat face
+    or more than one group (`obj_smoothing.smoothing_splits`; with `vn` the file's normals win, and
+    `normal_groups` holds their hard edges). `prepare` has the hard edges of a mesh it simplifies found afresh
+    then (`simplify_mesh(hard_edges=)`); an OBJ of one smoothing group stays smooth."""
     path = Path(path)
     if path.suffix.lower() == ".obj":
-        from a3d_cli.mesh.obj_smoothing import smoothing_splits
+        from a3d_cli.mesh.obj_smoothing import has_normal_lines, smoothing_splits
 
-        return smoothing_splits(path)
+        return smoothing_splits(path) and not has_normal_lines(path)
     return _has_flat_primitives(path)
 
 

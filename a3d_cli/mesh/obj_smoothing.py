@@ -46,6 +46,7 @@ from a3d_cli.mesh.topology import distinct_rows
 _SMOOTHING_LINE = re.compile(rb"(?m)^[ \t]*s(?:[ \t\r#]|$)")  # a line whose first word is `s`
 _SMOOTHING_VALUE = re.compile(rb"(?m)^[ \t]*s(?![^ \t\r\n#])[ \t]*([^ \t\r\n#]*)")  # an `s` line and its group
 _FACE_LINE = re.compile(rb"(?m)^[ \t]*f(?:[ \t\r#]|$)")  # a line whose first word is `f`
+_NORMAL_LINE = re.compile(rb"(?m)^[ \t]*vn(?:[ \t\r#]|$)")  # a line whose first word is `vn`
 _BLOCK = 1 << 20  # bytes scanned at a time for an `s` line
 _LARGEST_CORNER = int(np.iinfo(np.int64).max)  # a corner past this names no position (nor fits the int64 triangles)
 
@@ -69,7 +70,18 @@ class SmoothingGroups:
 def has_smoothing_lines(path: Path) -> bool:
     """Whether some line of the OBJ at `path` starts with the word `s` (leading blanks allowed); the file is
     read in blocks of bytes through `open_regular`, False when it cannot be read (the loader says why)."""
-    return any(_SMOOTHING_LINE.search(text, 0, cut) is not None for text, cut in _blocks(path))
+    return _has_line(path, _SMOOTHING_LINE)
+
+
+def has_normal_lines(path: Path) -> bool:
+    """Whether some line of the OBJ at `path` starts with the word `vn`: the file gives its own normals, which
+    win over its smoothing groups (`a3d_cli.mesh.load`); a scan of its bytes, as `has_smoothing_lines`."""
+    return _has_line(path, _NORMAL_LINE)
+
+
+def _has_line(path: Path, line: re.Pattern[bytes]) -> bool:
+    """Whether `line` (a pattern anchored at a line's start) matches in the OBJ's bytes (`_blocks`)."""
+    return any(line.search(text, 0, cut) is not None for text, cut in _blocks(path))
 
 
 def smoothing_splits(path: Path) -> bool:

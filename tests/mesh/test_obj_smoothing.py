@@ -250,9 +250,11 @@ def test_groups_are_numbered_only_when_a_face_follows_and_comments_are_not_names
     assert groups.labels.tolist() == [0, FLAT]
 
 
-def test_a_simplified_obj_of_one_smoothing_group_stays_smooth(tmp_path):
+@pytest.mark.parametrize("own_normals", [False, True], ids=["s-1", "smooth-vn-and-s-off"])
+def test_a_simplified_obj_of_one_smoothing_group_stays_smooth(tmp_path, own_normals):
     """Over `--max-vertices`, an OBJ all in `s 1` is simplified as the smooth surface it is: no hard edges found
-    on it (a file of one group shades as one without groups), where flat faces or two groups would get them."""
+    on it (a file of one group shades as one without groups), where flat faces or two groups would get them. So
+    is one whose own smooth `vn` come with `s off`: the file's normals win over its groups, simplified or not."""
     import trimesh
 
     from a3d_cli.mesh.store import load_processed_mesh
@@ -260,8 +262,12 @@ def test_a_simplified_obj_of_one_smoothing_group_stays_smooth(tmp_path):
     from a3d_cli.stages.prepare import PrepareOptions, run
 
     cube = trimesh.creation.box(extents=(2, 2, 2)).subdivide().subdivide().subdivide()  # 386 points
-    lines = [f"v {x} {y} {z}" for x, y, z in cube.vertices] + ["s 1"]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in cube.faces]
+    lines = [f"v {x} {y} {z}" for x, y, z in cube.vertices]
+    if own_normals:  # each point's direction from the centre: one smooth normal a point
+        lines += [f"vn {x} {y} {z}" for x, y, z in cube.vertices] + ["s off"]
+        lines += [f"f {a + 1}//{a + 1} {b + 1}//{b + 1} {c + 1}//{c + 1}" for a, b, c in cube.faces]
+    else:
+        lines += ["s 1"] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in cube.faces]
     path = tmp_path / "cube.obj"
     path.write_text("\n".join(lines) + "\n")
     result = run(tmp_path / "RUN", PrepareOptions(model=str(path), max_vertices=100, splats=3000, view_size=64), Runtime())
