@@ -271,9 +271,9 @@ def load_mesh(
 
 def _shaded_without_normals(mesh: SurfaceMesh, path: Path, smoothing_groups: bool) -> SurfaceMesh:
     """`mesh`, read from a file without vertex normals, with the hard edges a3d gives it: an OBJ's smoothing
-    groups where it has `s` lines and `smoothing_groups` is on (`a3d_cli.mesh.obj_smoothing`), else, for a triangle soup (an STL as written),
-    the crease rule (`a3d_cli.mesh.creases`); a soup's identical corners are merged first either way. Any
-    other mesh is left as read (smooth)."""
+    groups where it has `s` lines and `smoothing_groups` is on (`a3d_cli.mesh.obj_smoothing`), else, for a
+    triangle soup (an STL as written), the crease rule (`a3d_cli.mesh.creases`); a soup's identical corners are
+    merged first either way. Any other mesh is left as read (smooth)."""
     from a3d_cli.mesh.creases import is_triangle_soup, merge_identical_vertices, split_face_groups, weld_and_crease
 
     groups = None
