@@ -536,7 +536,7 @@ class _Rewriter:
             attrs["POSITION"],
             -(-3 * triangles * FLAT_SPLIT_BYTES_PER_CORNER // 4),
             use="a primitive without NORMAL is shaded flat, as glTF requires, by copying each vertex once per way its "
-            f"faces face, and for its {triangles:,} triangles that takes",
+            f"faces face, and its {triangles:,} triangles with what the file decoded before them take",
             hint="Export the mesh with normals (glTF NORMAL: Blender's glTF exporter writes them with its Normals "
             "option on), which a3d reads without this split, or simplify it before giving it to a3d.",
         )
