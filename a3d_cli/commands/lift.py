@@ -80,6 +80,15 @@ def lift(
             rich_help_panel=_MESH,
         ),
     ] = LiftOptions.mesh_smoothing,
+    mesh_level: Annotated[
+        float | None,
+        _by_device(
+            "Voxels outside the fused surface's zero level that the mesh is taken at (-1 to 1): a short fit leaves "
+            "the surface inside the object's outline.",
+            "mesh_level",
+            _MESH,
+        ),
+    ] = None,
     unseen_radius: Annotated[
         float | None,
         typer.Option(
@@ -111,6 +120,7 @@ def lift(
         max_faces=max_faces,
         open_undersides=open_undersides,
         mesh_smoothing=mesh_smoothing,
+        mesh_level=mesh_level,
         unseen_radius=unseen_radius,
         texture_size=texture_size,
         preview_size=preview_size,

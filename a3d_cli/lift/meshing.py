@@ -73,6 +73,11 @@ class MeshSettings:
     """Taubin passes over the marching-cubes surface (`smooth_surface`; 0: none). Counted in passes over
     the unsimplified mesh, whose edges are about a voxel, so it damps ripples a few voxels wide at any grid
     size: the same on every device."""
+    level: float = 0.0
+    """Voxels outside the TSDF's zero level the surface is taken at (negative: inside). Why: a short fit's
+    splats fall short of the object's outline, and the surface fused from them lies inside the true one;
+    a fit run to its end places it right, and any raise then moves it off (the lift stage's defaults follow
+    the device's fit length, docs/lift.md)."""
 
 
 def depth_renders(
@@ -436,8 +441,8 @@ def extract_mesh(g: Gaussians, cameras: CameraSet, half_width: float, settings: 
 
 def mesh_from_tsdf(tsdf: Tensor, half_width: float, settings: MeshSettings) -> tuple[np.ndarray, np.ndarray]:
     """The surface of a [G, G, G] TSDF over [-half_width, half_width]³ as (vertices [V, 3], faces [T, 3]):
-    marching cubes at the zero level, the largest connected piece, `settings.smoothing` Taubin passes, then
-    decimation to `settings.max_faces`.
+    marching cubes at `settings.level` voxels outside the zero level, the largest connected piece,
+    `settings.smoothing` Taubin passes, then decimation to `settings.max_faces`.
 
     Raises:
         ValueError: the volume holds no surface.
@@ -445,6 +450,8 @@ def mesh_from_tsdf(tsdf: Tensor, half_width: float, settings: MeshSettings) -> t
     from a3d_cli.mesh.simplify import simplify_mesh
     from a3d_cli.mesh.surface import SurfaceMesh
 
+    if settings.level:
+        tsdf = tsdf - settings.level * 2 * half_width / tsdf.shape[0]
     verts, faces = marching_cubes(tsdf, half_width)
     if len(faces) == 0:
         raise ValueError("the fitted splats enclose no volume")

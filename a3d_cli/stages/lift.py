@@ -38,6 +38,7 @@ _DEVICE_DEFAULTS = {
     "max_splats": (100_000, 20_000),
     "hull_resolution": (160, 96),
     "mesh_resolution": (384, 192),
+    "mesh_level": (0.0, 0.2),  # the CPU fit's 400 steps leave the fused surface inside the true one (docs/PERF.md)
     "texture_size": (1024, 512),
     "preview_size": (384, 256),
 }
@@ -89,6 +90,7 @@ class LiftOptions:
         open_undersides: open the hidden space under overhangs (`lift.meshing.open_undersides`).
         mesh_smoothing: Taubin passes over the marching-cubes surface (`lift.meshing.smooth_surface`); 0 keeps
             it as marching cubes made it; None = the default (`lift.meshing.SMOOTHING_PASSES`, every device).
+        mesh_level: voxels outside the TSDF's zero level that the surface is taken at (`MeshSettings.level`).
         unseen_radius: the bake colours the surface no view saw from the seen surface within this fraction of
             the scene's half-width (`lift.unseen`); 0 bakes the fitted splats' colours; None = the default.
         texture_size: texture width and height.
@@ -109,6 +111,7 @@ class LiftOptions:
     max_faces: int = 40_000
     open_undersides: bool = True
     mesh_smoothing: int | None = None
+    mesh_level: float | None = None
     unseen_radius: float | None = None
     texture_size: int | None = None
     preview_size: int | None = None
@@ -136,6 +139,8 @@ class LiftOptions:
                 raise OptionError(f"{name} must be between {lo} and {hi} (got {value}).")
         if self.unseen_radius is not None and not (self.unseen_radius == 0.0 or 0.05 <= self.unseen_radius <= 2.0):
             raise OptionError(f"--unseen-radius must be 0 or between 0.05 and 2 (got {self.unseen_radius}).")
+        if self.mesh_level is not None and not -1.0 <= self.mesh_level <= 1.0:
+            raise OptionError(f"--mesh-level must be between -1 and 1 voxel (got {self.mesh_level}).")
         if self.white_threshold is not None and not 0.0 < self.white_threshold < 0.5:
             raise OptionError(f"--white-threshold must be in (0, 0.5) (got {self.white_threshold}).")
         if not 0.0 < self.fps <= 120.0:
@@ -179,6 +184,7 @@ class LiftOptions:
                 depth_size=max(self.resolution, 2 * self.mesh_resolution),
                 max_faces=self.max_faces,
                 open_undersides=self.open_undersides,
+                level=self.mesh_level,  # type: ignore[arg-type]
                 **({} if self.mesh_smoothing is None else {"smoothing": self.mesh_smoothing}),
             ),
             texture_size=self.texture_size,  # type: ignore[arg-type]

@@ -307,6 +307,13 @@ def test_device_defaults_and_their_caps_at_small_fit_sizes() -> None:
     assert cpu.settings().mesh.smoothing == cuda.settings().mesh.smoothing == SMOOTHING_PASSES > 0  # every device
     assert LiftOptions(mesh_smoothing=0).resolved("cpu").settings().mesh.smoothing == 0  # --mesh-smoothing 0: off
     from a3d_cli.errors import OptionError
+
+    # the level follows the device's fit: 2000 steps place the surface, 400 leave it inside (docs/PERF.md)
+    assert cuda.settings().mesh.level == 0.0 and cpu.settings().mesh.level > 0.0
+    assert LiftOptions(mesh_level=-0.5).resolved("cpu").settings().mesh.level == -0.5  # given values are kept
+    for bad in (-1.5, 2.0):
+        with pytest.raises(OptionError, match="--mesh-level"):
+            LiftOptions(mesh_level=bad)
     from a3d_cli.lift.unseen import UNSEEN_RADIUS
 
     assert cpu.settings().unseen_radius == UNSEEN_RADIUS  # the bake's default reaches the pipeline

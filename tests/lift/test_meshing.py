@@ -68,13 +68,16 @@ def test_a_noisy_sphere_meshes_with_normals_closer_to_the_spheres() -> None:
     assert angle < 0.75 * raw_angle, (raw_angle, angle)
 
 
-def test_smoothing_keeps_the_volume_at_the_zero_level() -> None:
+def test_smoothing_keeps_the_volume_and_a_level_moves_the_surface_by_its_voxels() -> None:
     radius = 0.6
     tsdf = truncated(grid_points().norm(dim=-1) - radius, noise=0.3)
     raw_v, raw_f = raw_surface(tsdf)
     assert mean_radius(raw_v, raw_f) == pytest.approx(radius, abs=0.1 * VOXEL)  # zero-mean noise: no bias
     smoothed = mesh_from_tsdf(tsdf, HALF_WIDTH, MeshSettings(max_faces=KEEP_ALL))
     assert mean_radius(*smoothed) == pytest.approx(radius, abs=0.1 * VOXEL)  # Taubin's filter does not shrink it
+    for level in (0.3, -0.3):  # a level moves the surface out (in) by that many voxels
+        v, f = mesh_from_tsdf(tsdf, HALF_WIDTH, MeshSettings(max_faces=KEEP_ALL, level=level))
+        assert mean_radius(v, f) == pytest.approx(radius + level * VOXEL, abs=0.1 * VOXEL)
 
 
 def test_a_thin_rod_keeps_its_width_through_the_smoothing() -> None:
