@@ -142,7 +142,7 @@ def split_face_groups(mesh: SurfaceMesh, labels: np.ndarray) -> SurfaceMesh:
     flat = corner_label < 0  # [3T]
     if flat.any():  # flat corners grouped by the way their faces face, at each point
         normal, _ = face_normals_and_areas(mesh.vertices, mesh.faces)  # [T, 3]
-        facing = normal_clusters(corner_point[flat], np.repeat(normal, 3, axis=0)[flat], FILE_NORMAL_DEGREES)
+        facing = normal_clusters(corner_point[flat], normal, FILE_NORMAL_DEGREES, rows=np.flatnonzero(flat) // 3)
         corner_label[flat] = FLAT - facing
     fan, _ = distinct_rows(np.stack([corner_point, corner_label], axis=1))  # [3T] one per (point, label)
     return _split_into_fans(mesh, fan)

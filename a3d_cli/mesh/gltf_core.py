@@ -542,7 +542,7 @@ class _Rewriter:
         )
         order = order.astype(np.int32, copy=False)
         if mode == _FAN:
-            faces = _fan_triangles(order, {"mode": _FAN}).reshape(-1, 3)  # a stand-in primitive: the helper marks it TRIANGLES
+            faces = _fan_list(order)
         elif mode == _STRIP:
             faces = _strip_triangles(order)
         else:
@@ -831,9 +831,15 @@ def _fan_triangles(indices: np.ndarray, prim: dict[str, Any]) -> np.ndarray:
     if prim.get("mode") != _FAN:
         return indices
     prim["mode"] = _TRIANGLES
-    if len(indices) < 3:
-        return np.zeros(0, dtype=indices.dtype)
-    return np.stack([np.full(len(indices) - 2, indices[0]), indices[1:-1], indices[2:]], axis=1).reshape(-1)
+    return _fan_list(indices).reshape(-1)
+
+
+def _fan_list(order: np.ndarray) -> np.ndarray:
+    """[max(n − 2, 0), 3] the triangles of a TRIANGLE_FAN drawn through the vertices `order` [n]: triangle k is
+    (o₀, o_{k+1}, o_{k+2}), glTF 2.0 §3.7.2.1; of `order`'s dtype."""
+    if len(order) < 3:
+        return np.zeros((0, 3), dtype=order.dtype)
+    return np.stack([np.full(len(order) - 2, order[0], dtype=order.dtype), order[1:-1], order[2:]], axis=1)
 
 
 def _morph_weights(node: dict[str, Any], mesh: Any) -> np.ndarray | None:
